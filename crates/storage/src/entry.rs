@@ -1,0 +1,58 @@
+//! One key's record: its value, its expiry and the epoch of its last write.
+
+use crate::value::Value;
+use crate::version::Epoch;
+
+/// A key's record. Fields are private so that every change goes through `WriteGuard`, the single
+/// place that stamps [`Entry::version`] (and, with the snapshot, preserves pre-cut values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    value: Value,
+    expire_at_ms: Option<u64>,
+    version: Epoch,
+}
+
+impl Entry {
+    pub(crate) fn new(value: Value, expire_at_ms: Option<u64>, version: Epoch) -> Entry {
+        Entry { value, expire_at_ms, version }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Absolute expiry time in milliseconds since the Unix epoch, if the key has a TTL.
+    pub fn expire_at_ms(&self) -> Option<u64> {
+        self.expire_at_ms
+    }
+
+    /// The epoch that was current when this entry was last written.
+    pub fn version(&self) -> Epoch {
+        self.version
+    }
+
+    /// Returns true if and only if the entry has a TTL that has passed at `now_ms`. A key whose
+    /// deadline equals `now_ms` is expired, as in Redis (`when <= now`).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expire_at_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// Splits the entry into its value and expiry.
+    pub fn into_parts(self) -> (Value, Option<u64>) {
+        (self.value, self.expire_at_ms)
+    }
+
+    pub(crate) fn value_mut(&mut self) -> &mut Value {
+        &mut self.value
+    }
+
+    pub(crate) fn set_expire_at_ms(&mut self, expire_at_ms: Option<u64>) {
+        self.expire_at_ms = expire_at_ms;
+    }
+
+    pub(crate) fn stamp(&mut self, epoch: Epoch) {
+        debug_assert!(self.version <= epoch, "entry version ahead of the clock");
+        self.version = epoch;
+    }
+}

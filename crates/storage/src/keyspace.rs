@@ -1,0 +1,112 @@
+//! The keyspace: every logical database, the epoch clock they share, and the active expiry cycle.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::db::{Db, Flushed, N_SHARDS, Shared};
+use crate::sync::{self, Mutex};
+use crate::version::Epoch;
+
+/// Keys removed per shard visit of the active expiry cycle, so a shard lock is held briefly.
+const EXPIRE_KEYS_PER_VISIT: usize = 64;
+
+/// All databases of one server.
+#[derive(Debug)]
+pub struct Keyspace {
+    dbs: Box<[Db]>,
+    shared: Arc<Shared>,
+    /// Where the next active expiry cycle resumes, as (db, shard). A mutex because only the one
+    /// expiry thread takes it, once per cycle.
+    expire_cursor: Mutex<(usize, usize)>,
+}
+
+/// What one active expiry cycle did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpireCycle {
+    /// Keys removed.
+    pub removed: usize,
+    /// Returns true if and only if the cycle stopped at its deadline with keys still due.
+    pub timed_out: bool,
+}
+
+impl Keyspace {
+    /// A keyspace with `n_dbs` empty databases (at least one).
+    pub fn new(n_dbs: usize) -> Keyspace {
+        let shared = Arc::new(Shared::default());
+        let dbs = (0..n_dbs.max(1)).map(|_| Db::new(Arc::clone(&shared))).collect();
+        Keyspace { dbs, shared, expire_cursor: Mutex::new((0, 0)) }
+    }
+
+    /// Database `idx`, or None if there is no such database.
+    pub fn db(&self, idx: usize) -> Option<&Db> {
+        self.dbs.get(idx)
+    }
+
+    /// All databases, in index order.
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.shared.clock.current()
+    }
+
+    /// Changes made to the whole keyspace since it was created (the base of Redis's
+    /// `rdb_changes_since_last_save`).
+    pub fn dirty(&self) -> u64 {
+        self.dbs.iter().map(Db::dirty).sum()
+    }
+
+    /// Keys removed because their TTL passed, lazily or by the active cycle.
+    pub fn expired_keys(&self) -> u64 {
+        self.dbs.iter().map(Db::expired_keys).sum()
+    }
+
+    /// Empties every database atomically: all shards of all databases are locked (database by
+    /// database, shard by shard, the global lock order) before any is cleared. The removed data
+    /// is returned so the caller decides where it is freed.
+    pub fn flush_all(&self, now_ms: u64) -> Flushed {
+        let mut guards: Vec<_> = self.dbs.iter().map(|db| db.write_all(now_ms)).collect();
+        let mut flushed = Flushed::default();
+        for guard in &mut guards {
+            flushed.absorb(guard.clear());
+        }
+        flushed
+    }
+
+    /// One active expiry cycle: walks shards round-robin from where the last cycle stopped,
+    /// removing keys whose deadline is `<= now_ms`, until every shard has been visited with
+    /// nothing left due or `deadline` passes. Unlike Redis's sampling, the per-shard deadline
+    /// index finds every expired key, so memory of expired keys is reclaimed in bounded time.
+    pub fn active_expire_cycle(&self, now_ms: u64, deadline: Instant) -> ExpireCycle {
+        let mut cursor = sync::lock(&self.expire_cursor);
+        let n_slots = self.dbs.len() * N_SHARDS;
+        let mut cycle = ExpireCycle::default();
+        let mut visited_clean = 0;
+        while visited_clean < n_slots {
+            let (db_idx, shard_idx) = *cursor;
+            let Some(db) = self.dbs.get(db_idx) else {
+                *cursor = (0, 0);
+                continue;
+            };
+            let (removed, more_due) = db.expire_shard(shard_idx, now_ms, EXPIRE_KEYS_PER_VISIT);
+            cycle.removed += removed;
+            if more_due {
+                visited_clean = 0;
+            } else {
+                visited_clean += 1;
+                *cursor = if shard_idx + 1 < N_SHARDS {
+                    (db_idx, shard_idx + 1)
+                } else {
+                    ((db_idx + 1) % self.dbs.len(), 0)
+                };
+            }
+            if Instant::now() >= deadline {
+                cycle.timed_out = more_due || visited_clean < n_slots;
+                break;
+            }
+        }
+        cycle
+    }
+}

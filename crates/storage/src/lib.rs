@@ -1,0 +1,35 @@
+//! The forkless keyspace: logical databases of typed values with expiry, every entry stamped
+//! with the epoch of its last write so that a snapshot can save one point in time while clients
+//! keep writing.
+//!
+//! # Layout
+//! - `keyspace`: [`Keyspace`], all databases, the shared epoch clock, the active expiry cycle.
+//! - `db`: [`Db`], a fixed array of shards, and the guards ([`ReadGuard`], [`WriteGuard`],
+//!   [`EntryMut`]) through which commands lock their keys and read or change them.
+//! - `shard`: one lock's data, a hash table of entries and an index of expiry deadlines.
+//! - `entry`, `value`: [`Entry`] (value, expiry, version) and [`Value`].
+//! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
+//! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
+//!
+//! # Not here
+//! No I/O of any kind, no RESP, no file format, no clock: callers pass `now_ms`, which keeps
+//! expiry deterministic under test. Eviction (`maxmemory`) is not implemented yet.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod db;
+mod entry;
+mod keyspace;
+/// Redis glob-style pattern matching.
+pub mod pattern;
+mod shard;
+mod sync;
+pub mod value;
+pub mod version;
+
+pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
+pub use entry::Entry;
+pub use keyspace::{ExpireCycle, Keyspace};
+pub use value::Value;
+pub use version::Epoch;

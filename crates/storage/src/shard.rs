@@ -1,0 +1,100 @@
+//! A shard: one lock around a hash table of entries and the index of their expiry deadlines.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use hashbrown::HashTable;
+
+use crate::entry::Entry;
+
+/// The keys of a shard that have a TTL, ordered by deadline so the active expiry cycle finds
+/// every expired key without sampling, and so INFO can report an exact average TTL.
+#[derive(Debug, Default)]
+pub(crate) struct ExpireIndex {
+    by_deadline: BTreeSet<(u64, Bytes)>,
+    /// Sum of all deadlines in `by_deadline`, for `avg_ttl`.
+    deadline_sum_ms: u128,
+}
+
+impl ExpireIndex {
+    pub(crate) fn insert(&mut self, at_ms: u64, key: Bytes) {
+        if self.by_deadline.insert((at_ms, key)) {
+            self.deadline_sum_ms += u128::from(at_ms);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, at_ms: u64, key: &Bytes) {
+        if self.by_deadline.remove(&(at_ms, key.clone())) {
+            self.deadline_sum_ms -= u128::from(at_ms);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_deadline.len()
+    }
+
+    pub(crate) fn deadline_sum_ms(&self) -> u128 {
+        self.deadline_sum_ms
+    }
+
+    /// The key with the earliest deadline, if that deadline is `<= now_ms`.
+    pub(crate) fn first_due(&self, now_ms: u64) -> Option<Bytes> {
+        self.by_deadline.first().filter(|(at, _)| *at <= now_ms).map(|(_, key)| key.clone())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_deadline.clear();
+        self.deadline_sum_ms = 0;
+    }
+}
+
+/// The data behind one shard lock.
+#[derive(Debug, Default)]
+pub(crate) struct ShardState {
+    /// Key → entry. A `HashTable` because the caller supplies the hash: the same hash picks the
+    /// shard, orders SCAN, and finds the bucket, so each key is hashed once per command.
+    pub(crate) table: HashTable<(Bytes, Entry)>,
+    pub(crate) expires: ExpireIndex,
+    /// Changes made in this shard, summed over shards for `rdb_changes_since_last_save`. Kept per
+    /// shard (under the lock the writer already holds) so writers never share a counter.
+    pub(crate) dirty: u64,
+    /// Keys removed because their TTL passed, summed for INFO `expired_keys`.
+    pub(crate) expired: u64,
+}
+
+impl ShardState {
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
+        self.table.find(hash, |(k, _)| k.as_ref() == key).map(|(_, entry)| entry)
+    }
+
+    /// Removes `key` if present, keeping the expiry index in step. Returns the removed entry.
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
+        let occupied = self.table.find_entry(hash, |(k, _)| k.as_ref() == key).ok()?;
+        let ((key, entry), _) = occupied.remove();
+        if let Some(at) = entry.expire_at_ms() {
+            self.expires.remove(at, &key);
+        }
+        Some(entry)
+    }
+
+    /// Removes `key` if it is present and expired at `now_ms`, counting it as expired.
+    /// Returns true if and only if a key was removed.
+    pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &[u8], now_ms: u64) -> bool {
+        let expired = self.find(hash, key).is_some_and(|entry| entry.is_expired(now_ms));
+        if expired {
+            self.remove(hash, key);
+            self.expired += 1;
+            self.dirty += 1;
+        }
+        expired
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(crate) fn clear(&mut self) -> HashTable<(Bytes, Entry)> {
+        self.expires.clear();
+        std::mem::take(&mut self.table)
+    }
+}

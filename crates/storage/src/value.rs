@@ -1,0 +1,129 @@
+//! Typed values.
+//!
+//! Only strings exist so far; lists, hashes, sets and sorted sets join this enum as new variants.
+//! Code outside this crate matches on it exhaustively, so adding a type makes the compiler point
+//! at every command and serializer that must learn about it.
+
+use bytes::Bytes;
+
+/// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
+const EMBSTR_MAX_LEN: usize = 44;
+
+/// A value stored under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// A binary-safe string. Holding `Bytes` lets a snapshot retain an overwritten string by
+    /// reference count, never by copying it.
+    String(Bytes),
+}
+
+impl Value {
+    /// Builds a string value, copying `bytes` so that the value owns exactly its bytes (a slice of
+    /// a connection's read buffer must never be kept alive by the keyspace).
+    pub fn string(bytes: &[u8]) -> Value {
+        Value::String(Bytes::copy_from_slice(bytes))
+    }
+
+    /// The name `TYPE` replies with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "string",
+        }
+    }
+
+    /// The name `OBJECT ENCODING` replies with, following Redis's rules for strings: a canonical
+    /// 64-bit integer is `int`, a short string `embstr`, anything else `raw`.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::String(bytes) => {
+                if bytes.len() <= 20 && parse_canonical_i64(bytes).is_some() {
+                    "int"
+                } else if bytes.len() <= EMBSTR_MAX_LEN {
+                    "embstr"
+                } else {
+                    "raw"
+                }
+            }
+        }
+    }
+
+    /// An estimate of the heap bytes this value holds, for memory accounting and for the bytes a
+    /// snapshot retains.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::String(bytes) => bytes.len(),
+        }
+    }
+}
+
+/// Parses `bytes` as a signed 64-bit decimal integer in canonical form (what Redis's `string2ll`
+/// accepts): optional `-`, no leading zeros, no `+`, no spaces, fits in `i64`.
+pub fn parse_canonical_i64(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some(_) => (false, bytes),
+        None => return None,
+    };
+    match digits {
+        [] => return None,
+        [b'0'] => return if negative { None } else { Some(0) },
+        [b'0', ..] => return None,
+        _ => {}
+    }
+    if digits.len() > 19 {
+        return None;
+    }
+    let mut magnitude: u64 = 0;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+    }
+    if negative {
+        if magnitude == 1u64 << 63 {
+            Some(i64::MIN)
+        } else {
+            i64::try_from(magnitude).ok().map(|m| -m)
+        }
+    } else {
+        i64::try_from(magnitude).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_integers_match_redis_string2ll() {
+        assert_eq!(parse_canonical_i64(b"0"), Some(0));
+        assert_eq!(parse_canonical_i64(b"-1"), Some(-1));
+        assert_eq!(parse_canonical_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_canonical_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"-0",
+            b"012",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+            b"-9223372036854775809",
+            b"1.0",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(parse_canonical_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn string_encodings_follow_redis_thresholds() {
+        assert_eq!(Value::string(b"12345").encoding(), "int");
+        assert_eq!(Value::string(b"012").encoding(), "embstr");
+        assert_eq!(Value::string(&[b'a'; 44]).encoding(), "embstr");
+        assert_eq!(Value::string(&[b'a'; 45]).encoding(), "raw");
+        assert_eq!(Value::string(b"x").type_name(), "string");
+    }
+}
