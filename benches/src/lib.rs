@@ -1,0 +1,1 @@
+//! Criterion benchmarks for forkless live under `benches/`; this library is empty.
