@@ -1,0 +1,257 @@
+//! The command table and dispatch.
+//!
+//! Commands are grouped by data type, one file per group, each exporting a `COMMANDS` slice of
+//! [`Command`] descriptors. Dispatch looks the name up case-insensitively, checks arity and
+//! authentication, runs the handler, and keeps per-command statistics. A handler writes its
+//! reply straight into the connection's output buffer; client-visible failures are error
+//! replies, never Rust errors.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use forkless_protocol::{Out, RespVersion};
+use forkless_storage::Db;
+
+use crate::server::Server;
+
+pub(crate) mod connection;
+pub(crate) mod keys;
+pub(crate) mod server;
+pub(crate) mod string;
+
+/// Replies shared by many commands, with Redis 7.0's exact text.
+pub(crate) mod reply {
+    pub(crate) const WRONGTYPE: &str =
+        "WRONGTYPE Operation against a key holding the wrong kind of value";
+    pub(crate) const SYNTAX: &str = "ERR syntax error";
+    pub(crate) const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+    pub(crate) const NOT_FLOAT: &str = "ERR value is not a valid float";
+    pub(crate) const NO_SUCH_KEY: &str = "ERR no such key";
+    pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    pub(crate) const NOAUTH: &str = "NOAUTH Authentication required.";
+    pub(crate) const DB_INDEX_OUT_OF_RANGE: &str = "ERR DB index is out of range";
+}
+
+/// A command handler: reads `argv` (argv[0] is the command name) and writes one reply.
+pub(crate) type Handler = fn(&mut Ctx<'_>, &[Bytes]);
+
+/// One row of the command table: what `COMMAND INFO` reports, and the handler.
+#[derive(Debug)]
+pub(crate) struct Command {
+    /// Lower-case name.
+    pub(crate) name: &'static str,
+    /// Redis arity: N means exactly N arguments including the name, -N means at least N.
+    pub(crate) arity: i32,
+    /// Redis command flags (`write`, `readonly`, `fast`, `denyoom`, `admin`, `noauth`...).
+    pub(crate) flags: &'static [&'static str],
+    /// Key positions: first key, last key (negative counts from the end), step.
+    pub(crate) keys: (i32, i32, i32),
+    /// ACL categories without the `@`.
+    pub(crate) categories: &'static [&'static str],
+    /// One-line summary for COMMAND DOCS.
+    pub(crate) summary: &'static str,
+    /// The Redis version that introduced the command, for COMMAND DOCS.
+    pub(crate) since: &'static str,
+    /// Redis's documentation group (`string`, `generic`, `connection`, `server`...).
+    pub(crate) group: &'static str,
+    pub(crate) handler: Handler,
+}
+
+impl Command {
+    /// Returns true if and only if the command carries `flag`.
+    pub(crate) fn has_flag(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    /// The positions in `argv` that hold keys.
+    pub(crate) fn key_positions(&self, argc: usize) -> Vec<usize> {
+        let (first, last, step) = self.keys;
+        if first <= 0 || step <= 0 {
+            return Vec::new();
+        }
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        let last = if last < 0 { argc + i64::from(last) } else { i64::from(last) };
+        let mut positions = Vec::new();
+        let mut pos = i64::from(first);
+        while pos <= last && pos < argc {
+            positions.push(usize::try_from(pos).unwrap_or(usize::MAX));
+            pos += i64::from(step);
+        }
+        positions
+    }
+}
+
+struct Table {
+    commands: Vec<&'static Command>,
+    by_name: HashMap<&'static [u8], usize>,
+}
+
+static TABLE: LazyLock<Table> = LazyLock::new(|| {
+    let commands: Vec<&'static Command> = [connection::COMMANDS, keys::COMMANDS, server::COMMANDS, string::COMMANDS]
+        .into_iter()
+        .flatten()
+        .collect();
+    let by_name = commands.iter().enumerate().map(|(idx, cmd)| (cmd.name.as_bytes(), idx)).collect();
+    Table { commands, by_name }
+});
+
+/// Number of commands, the length of the per-command statistics array.
+pub(crate) fn table_len() -> usize {
+    TABLE.commands.len()
+}
+
+/// Every command, in table order.
+pub(crate) fn all_commands() -> &'static [&'static Command] {
+    &TABLE.commands
+}
+
+/// Finds a command by name, ignoring ASCII case, with its index in the table.
+pub(crate) fn lookup(name: &[u8]) -> Option<(usize, &'static Command)> {
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let idx = *TABLE.by_name.get(&*lower)?;
+    TABLE.commands.get(idx).map(|cmd| (idx, *cmd))
+}
+
+/// A connection's own state: what it has selected, negotiated and asked for.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) id: u64,
+    pub(crate) db: usize,
+    pub(crate) authenticated: bool,
+    /// Set by QUIT (and CLIENT KILL of self): close after the reply is written.
+    pub(crate) close_after_reply: bool,
+    pub(crate) handle: std::sync::Arc<crate::server::ClientHandle>,
+}
+
+/// What a handler works with.
+pub(crate) struct Ctx<'a> {
+    pub(crate) server: &'a Server,
+    pub(crate) client: &'a mut Client,
+    pub(crate) out: &'a mut Out,
+    /// The time this command runs at, in ms since the Unix epoch (one reading per command).
+    pub(crate) now_ms: u64,
+}
+
+impl Ctx<'_> {
+    /// The selected database.
+    pub(crate) fn db(&self) -> &Db {
+        self.server.db(self.client.db)
+    }
+
+    pub(crate) fn resp3(&self) -> bool {
+        self.out.version == RespVersion::Resp3
+    }
+
+    pub(crate) fn hit(&self) {
+        self.server.stats.keyspace_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn miss(&self) {
+        self.server.stats.keyspace_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a hit or a miss depending on `found`.
+    pub(crate) fn hit_or_miss(&self, found: bool) {
+        if found { self.hit() } else { self.miss() }
+    }
+}
+
+/// Runs one command and writes its reply.
+pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv: &[Bytes]) {
+    let Some(name) = argv.first() else { return };
+    let Some((idx, command)) = lookup(name) else {
+        out.error(&unknown_command(argv));
+        server.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let stats = server.command_stats.get(idx);
+    let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
+    if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity) {
+        out.error(&format!("ERR wrong number of arguments for '{}' command", command.name));
+        reject(server, stats);
+        return;
+    }
+    if !client.authenticated && !command.has_flag("no_auth") && server.tunables.requirepass_set.load(Ordering::Relaxed) {
+        out.error(reply::NOAUTH);
+        reject(server, stats);
+        return;
+    }
+    let reply_start = out.len();
+    let started = Instant::now();
+    let now_ms = crate::server::unix_ms();
+    let mut ctx = Ctx { server, client, out, now_ms };
+    (command.handler)(&mut ctx, argv);
+    let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    server.stats.total_commands_processed.fetch_add(1, Ordering::Relaxed);
+    if let Some(stats) = stats {
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.usec.fetch_add(usec, Ordering::Relaxed);
+        if out.buf.get(reply_start) == Some(&b'-') {
+            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+            server.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn reject(server: &Server, stats: Option<&crate::server::CommandStats>) {
+    server.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+    if let Some(stats) = stats {
+        stats.rejected_calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Redis 7.0's reply to an unknown command: the name (at most 128 bytes), then quoted arguments
+/// while the argument text is shorter than 128 bytes, each cut to what is left of those 128.
+fn unknown_command(argv: &[Bytes]) -> String {
+    let name = argv.first().map_or(&b""[..], |b| b);
+    let mut args = Vec::new();
+    for arg in argv.iter().skip(1) {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        args.push(b'\'');
+        args.extend_from_slice(truncate(arg, room));
+        args.extend_from_slice(b"' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        String::from_utf8_lossy(truncate(name, 128)),
+        String::from_utf8_lossy(&args)
+    )
+}
+
+/// The reply to an unknown subcommand of a container command (CONFIG, CLIENT, OBJECT...).
+pub(crate) fn unknown_subcommand(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let sub = argv.get(1).map_or(String::new(), |b| String::from_utf8_lossy(b).into_owned());
+    let name = argv.first().map_or(String::new(), |b| String::from_utf8_lossy(b).to_ascii_uppercase());
+    ctx.out.error(&format!("ERR unknown subcommand '{}'. Try {name} HELP.", truncate_str(&sub, 128)));
+}
+
+fn truncate_str(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn truncate(bytes: &[u8], max: usize) -> &[u8] {
+    bytes.get(..max).unwrap_or(bytes)
+}
+
+/// Parses an integer argument as Redis's `getLongLongFromObject` does.
+pub(crate) fn parse_i64(arg: &[u8]) -> Option<i64> {
+    forkless_storage::value::parse_canonical_i64(arg)
+}
+
+/// Returns true if and only if `arg` equals `word` ignoring ASCII case.
+pub(crate) fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}

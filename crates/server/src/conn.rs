@@ -1,0 +1,172 @@
+//! One client connection: read bytes, decode commands, run them, write the replies.
+//!
+//! Replies to every command found in one read are written together, so a pipelined batch
+//! costs one write. Reading stops while a batch's replies are written, so a client that does
+//! not read cannot make the server buffer unbounded output.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use forkless_protocol::{Limits, Out, RequestDecoder, RespVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cmd::{self, Client};
+use crate::server::{ClientHandle, Server};
+
+/// Bytes asked of the socket per read, and the output size at which a long batch is flushed
+/// before the rest of it runs.
+const READ_CHUNK: usize = 16 * 1024;
+const FLUSH_AT: usize = 64 * 1024;
+
+fn limits(server: &Server) -> Limits {
+    Limits {
+        max_bulk_len: server.tunables.proto_max_bulk_len.load(Ordering::Relaxed),
+        ..Limits::default()
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
+    let local_addr = socket.local_addr().unwrap_or(addr);
+    let id = server.clients.next_id();
+    server.stats.total_connections_received.fetch_add(1, Ordering::Relaxed);
+    let maxclients = server.tunables.maxclients.load(Ordering::Relaxed);
+    if u64::try_from(server.clients.len()).unwrap_or(u64::MAX) >= maxclients {
+        server.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        // Best effort, as Redis: the client may already be gone.
+        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        return;
+    }
+    let _ = socket.set_nodelay(true);
+    let handle = Arc::new(ClientHandle {
+        id,
+        addr,
+        local_addr,
+        created: Instant::now(),
+        last_interaction_ms: Default::default(),
+        name: Default::default(),
+        db: Default::default(),
+        resp: 2.into(),
+        last_command: Default::default(),
+        killed: Default::default(),
+        kill: Default::default(),
+    });
+    server.clients.insert(Arc::clone(&handle));
+    let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
+    let mut client = Client {
+        id,
+        db: 0,
+        authenticated: !requirepass_set,
+        close_after_reply: false,
+        handle: Arc::clone(&handle),
+    };
+    let reason = run(&server, &mut socket, &mut client).await;
+    tracing::debug!(client = id, %addr, "client closed: {reason}");
+    server.clients.remove(id);
+}
+
+/// The read-execute-write loop. Returns why the connection ended.
+async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> String {
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut decoder = RequestDecoder::new(limits(server));
+    let mut out = Out::new(RespVersion::Resp2);
+    let handle = Arc::clone(&client.handle);
+    loop {
+        // Run every complete command already buffered.
+        loop {
+            if handle.killed.load(Ordering::Acquire) {
+                return "killed".into();
+            }
+            match decoder.decode(&mut input) {
+                Ok(Some(argv)) => {
+                    if argv.is_empty() {
+                        continue;
+                    }
+                    handle.last_interaction_ms.store(
+                        u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    cmd::execute(server, client, &mut out, &argv);
+                    if client.close_after_reply {
+                        let _ = write_out(server, socket, &mut out).await;
+                        return "quit".into();
+                    }
+                    if out.len() >= FLUSH_AT {
+                        if let Err(err) = write_out(server, socket, &mut out).await {
+                            return format!("write error: {err}");
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    out.error(&format!("ERR {err}"));
+                    let _ = write_out(server, socket, &mut out).await;
+                    tracing::info!(
+                        client = client.id,
+                        addr = %handle.addr,
+                        "Protocol error ({err}) from client: closing"
+                    );
+                    return format!("protocol error: {err}");
+                }
+            }
+        }
+        if let Err(err) = write_out(server, socket, &mut out).await {
+            return format!("write error: {err}");
+        }
+        if server.shutting_down.load(Ordering::Acquire) {
+            return "server shutting down".into();
+        }
+        let query_limit = server.tunables.client_query_buffer_limit.load(Ordering::Relaxed);
+        if u64::try_from(input.len()).unwrap_or(u64::MAX) >= query_limit {
+            tracing::warn!(
+                client = client.id,
+                addr = %handle.addr,
+                qbuf = input.len(),
+                "Closing client that reached max query buffer length"
+            );
+            return "query buffer limit".into();
+        }
+        decoder.set_limits(limits(server));
+        let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
+        if input.capacity() - input.len() < wanted / 2 {
+            input.reserve(wanted);
+        }
+        let timeout_secs = server.tunables.timeout_secs.load(Ordering::Relaxed);
+        let read = async {
+            tokio::select! {
+                read = socket.read_buf(&mut input) => Some(read),
+                () = handle.kill.notified() => None,
+            }
+        };
+        let read = if timeout_secs > 0 {
+            match tokio::time::timeout(Duration::from_secs(timeout_secs), read).await {
+                Ok(read) => read,
+                Err(_) => return "idle timeout".into(),
+            }
+        } else {
+            read.await
+        };
+        match read {
+            None => return "killed".into(),
+            Some(Ok(0)) => return "closed by peer".into(),
+            Some(Ok(n)) => {
+                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Some(Err(err)) => return format!("read error: {err}"),
+        }
+    }
+}
+
+async fn write_out(server: &Server, socket: &mut TcpStream, out: &mut Out) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    socket.write_all(&out.buf).await?;
+    server.stats.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+    out.buf.clear();
+    Ok(())
+}

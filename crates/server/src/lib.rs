@@ -1,0 +1,189 @@
+//! The forkless server: configuration, networking, command dispatch and INFO.
+//!
+//! # Layout
+//! - `config`: redis.conf-syntax options, command-line flags, CONFIG GET/SET/REWRITE.
+//! - `server`: state shared by all connections (keyspace, live config, stats, client registry).
+//! - `conn`: one connection's read → decode → execute → write loop.
+//! - `cmd`: the command table and one module per command group.
+//! - `info`: the INFO sections.
+//!
+//! This is the only crate that reads configuration or the environment, installs signal
+//! handlers, or uses `anyhow`.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+mod cmd;
+pub mod config;
+mod conn;
+mod info;
+mod server;
+
+use config::{Config, Invocation};
+use server::Server;
+
+/// Runs the server as the `forkless-server` binary does: parses `std::env::args`, serves until
+/// SIGTERM/SIGINT/SHUTDOWN, and returns the process exit code.
+pub fn cli_main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match Config::from_args(&args) {
+        Ok(Invocation::Run(config)) => config,
+        Ok(Invocation::Version) => {
+            println!("forkless-server v={} bits=64", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Help) => {
+            println!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(err) = init_logging(&config) {
+        eprintln!("Can't open the log file: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("forkless-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> String {
+    "Usage: forkless-server [/path/to/forkless.conf] [options]\n       \
+     forkless-server -v or --version\n       forkless-server -h or --help\n\n\
+     Examples:\n       forkless-server (run the server with default config)\n       \
+     forkless-server /etc/forkless/6379.conf\n       forkless-server --port 7777\n       \
+     forkless-server /etc/myforkless.conf --loglevel verbose"
+        .to_string()
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let level = config.loglevel.tracing_level();
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    if config.logfile.is_empty() {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(std::io::stdout)
+            .try_init().map_err(|e| anyhow::anyhow!("{e}"))?;
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&config.logfile)
+            .with_context(|| format!("opening logfile {}", config.logfile))?;
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("forkless-worker")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addrs = config.bind.clone();
+    let port = config.port;
+    let server = Arc::new(Server::new(config));
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        "forkless-server starting"
+    );
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let addr = addr.trim_start_matches('-');
+        let listener = TcpListener::bind((addr, port))
+            .await
+            .with_context(|| format!("Could not create server TCP listening socket {addr}:{port}"))?;
+        listeners.push(listener);
+    }
+    // All listeners share one port: the first one's, once port 0 has been resolved.
+    if let Some(first) = listeners.first() {
+        let local = first.local_addr().context("reading the bound address")?;
+        *server::lock(&server.local_addr) = Some(local);
+        tracing::info!("Ready to accept connections tcp on {local}");
+    }
+    let expiry = spawn_active_expiry(Arc::clone(&server));
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
+    }
+    wait_for_shutdown(&server).await;
+    tracing::info!("Received shutdown request, exiting now. Bye bye...");
+    server.request_shutdown();
+    for task in accept_tasks {
+        task.abort();
+    }
+    let _ = expiry.join();
+    Ok(())
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, addr)) => {
+                tokio::spawn(conn::serve(Arc::clone(&server), socket, addr));
+            }
+            Err(err) => {
+                // EMFILE and friends: log, back off briefly, keep serving existing clients.
+                tracing::warn!("Accepting client connection: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn wait_for_shutdown(server: &Server) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        server.shutdown.notified().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
+        _ = int.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
+        () = server.shutdown.notified() => {}
+    }
+}
+
+/// The active expiry cycle runs on its own thread, never on a tokio worker: a cycle may hold
+/// shard locks for its whole time budget, `hz` times a second, 25% of each period at most.
+fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("forkless-expire".into())
+        .spawn(move || {
+            while !server.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+                let hz = server.config().hz.clamp(1, 500);
+                let period = Duration::from_millis(1000 / hz);
+                let started = Instant::now();
+                server.keyspace.active_expire_cycle(server::unix_ms(), started + period / 4);
+                std::thread::sleep(period.saturating_sub(started.elapsed()));
+            }
+        })
+        .unwrap_or_else(|err| {
+            tracing::error!("could not start the active expiry thread: {err}");
+            std::thread::spawn(|| {})
+        })
+}

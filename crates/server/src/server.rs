@@ -1,0 +1,207 @@
+//! State shared by every connection: the keyspace, the live configuration, statistics and the
+//! client registry.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use forkless_storage::{Db, Keyspace};
+use tokio::sync::Notify;
+
+use crate::cmd;
+use crate::config::Config;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    })
+}
+
+/// Locks a std mutex, ignoring poisoning: the data behind these mutexes (names, registries) is
+/// valid after any panic, and a panic elsewhere must not take every connection down with it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Configuration values read on every command or every read. Copied out of [`Config`] into
+/// atomics so the hot path never takes the config lock; `CONFIG SET` refreshes them.
+#[derive(Debug, Default)]
+pub(crate) struct Tunables {
+    pub(crate) proto_max_bulk_len: AtomicU64,
+    pub(crate) client_query_buffer_limit: AtomicU64,
+    pub(crate) timeout_secs: AtomicU64,
+    pub(crate) maxclients: AtomicU64,
+    pub(crate) requirepass_set: AtomicBool,
+}
+
+impl Tunables {
+    pub(crate) fn refresh(&self, config: &Config) {
+        self.proto_max_bulk_len.store(config.proto_max_bulk_len, Ordering::Relaxed);
+        self.client_query_buffer_limit.store(config.client_query_buffer_limit, Ordering::Relaxed);
+        self.timeout_secs.store(config.timeout, Ordering::Relaxed);
+        self.maxclients.store(config.maxclients, Ordering::Relaxed);
+        self.requirepass_set.store(config.requirepass.is_some(), Ordering::Relaxed);
+    }
+}
+
+/// Counters for INFO stats. Relaxed atomics: each is an independent tally.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) total_connections_received: AtomicU64,
+    pub(crate) total_commands_processed: AtomicU64,
+    pub(crate) rejected_connections: AtomicU64,
+    pub(crate) keyspace_hits: AtomicU64,
+    pub(crate) keyspace_misses: AtomicU64,
+    pub(crate) net_input_bytes: AtomicU64,
+    pub(crate) net_output_bytes: AtomicU64,
+    pub(crate) total_error_replies: AtomicU64,
+    pub(crate) unexpected_error_replies: AtomicU64,
+}
+
+/// Per-command counters for INFO commandstats, indexed like the command table.
+#[derive(Debug, Default)]
+pub(crate) struct CommandStats {
+    pub(crate) calls: AtomicU64,
+    pub(crate) usec: AtomicU64,
+    pub(crate) rejected_calls: AtomicU64,
+    pub(crate) failed_calls: AtomicU64,
+}
+
+/// What other connections may see of, or do to, one client (CLIENT LIST / KILL / INFO).
+#[derive(Debug)]
+pub(crate) struct ClientHandle {
+    pub(crate) id: u64,
+    pub(crate) addr: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) created: Instant,
+    /// Milliseconds since `created` of the last command.
+    pub(crate) last_interaction_ms: AtomicU64,
+    pub(crate) name: Mutex<Option<Bytes>>,
+    pub(crate) db: AtomicUsize,
+    pub(crate) resp: AtomicU8,
+    pub(crate) last_command: Mutex<String>,
+    pub(crate) killed: AtomicBool,
+    pub(crate) kill: Notify,
+}
+
+impl ClientHandle {
+    /// Asks the connection to close; it does so before reading its next command.
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill.notify_one();
+    }
+}
+
+/// The registry of connected clients. A std mutex: it is taken on connect, disconnect and
+/// CLIENT LIST/KILL only, never per command, and never held across an await.
+#[derive(Debug, Default)]
+pub(crate) struct Clients {
+    by_id: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    next_id: AtomicU64,
+}
+
+impl Clients {
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn insert(&self, handle: Arc<ClientHandle>) {
+        lock(&self.by_id).insert(handle.id, handle);
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        lock(&self.by_id).remove(&id);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.by_id).len()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<ClientHandle>> {
+        lock(&self.by_id).values().cloned().collect()
+    }
+}
+
+/// Everything the connections share.
+#[derive(Debug)]
+pub(crate) struct Server {
+    pub(crate) keyspace: Keyspace,
+    /// The live configuration. A std RwLock: read by INFO/CONFIG GET and written by CONFIG SET,
+    /// never on the per-command path (see [`Tunables`]) and never held across an await.
+    pub(crate) config: RwLock<Config>,
+    pub(crate) tunables: Tunables,
+    pub(crate) stats: Stats,
+    pub(crate) command_stats: Box<[CommandStats]>,
+    pub(crate) clients: Clients,
+    pub(crate) started: Instant,
+    pub(crate) run_id: String,
+    /// The address the listener actually bound (port 0 resolved).
+    pub(crate) local_addr: Mutex<Option<SocketAddr>>,
+    /// Notified once when the server should stop (SIGTERM, SIGINT, SHUTDOWN).
+    pub(crate) shutdown: Notify,
+    pub(crate) shutting_down: AtomicBool,
+}
+
+impl Server {
+    pub(crate) fn new(config: Config) -> Server {
+        let tunables = Tunables::default();
+        tunables.refresh(&config);
+        let keyspace = Keyspace::new(config.databases);
+        let command_stats = (0..cmd::table_len()).map(|_| CommandStats::default()).collect();
+        Server {
+            keyspace,
+            config: RwLock::new(config),
+            tunables,
+            stats: Stats::default(),
+            command_stats,
+            clients: Clients::default(),
+            started: Instant::now(),
+            run_id: random_run_id(),
+            local_addr: Mutex::new(None),
+            shutdown: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Reads the configuration. Poisoning is ignored: CONFIG SET validates before it writes.
+    pub(crate) fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
+        self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn config_mut(&self) -> std::sync::RwLockWriteGuard<'_, Config> {
+        self.config.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Database `idx`; connections only ever hold indexes SELECT validated, and database 0
+    /// always exists.
+    pub(crate) fn db(&self, idx: usize) -> &Db {
+        match self.keyspace.db(idx) {
+            Some(db) => db,
+            None => &self.keyspace.dbs()[0],
+        }
+    }
+
+    /// Starts a clean shutdown: the accept loop stops and the process exits.
+    pub(crate) fn request_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.shutdown.notify_waiters();
+        self.shutdown.notify_one();
+    }
+}
+
+fn random_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..40).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
+}

@@ -1,0 +1,245 @@
+//! Harness for the end-to-end tests: starts the real `forkless-server` binary on a free port and
+//! hands out clients.
+//!
+//! The binary is named by the test itself (`env!("CARGO_BIN_EXE_forkless-server")`, available in
+//! this crate's integration tests) and passed to [`TestServer::start`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to say it is ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running server process; killed when dropped.
+pub struct TestServer {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Lines the server printed after its ready line, for tests that check the log.
+    log: mpsc::Receiver<String>,
+    /// A private directory for its files, removed when dropped.
+    pub dir: PathBuf,
+}
+
+impl TestServer {
+    /// Starts `binary --port 0 --dir <fresh dir> <args...>` and waits until it listens.
+    pub fn start(binary: &str, args: &[&str]) -> TestServer {
+        let dir = unique_dir("server");
+        let mut command = Command::new(binary);
+        command.args(["--port", "0", "--dir"]).arg(&dir).args(args);
+        Self::spawn(command, dir)
+    }
+
+    /// Starts `binary` with exactly `args` (the caller controls `--port` and the config file);
+    /// waits until it listens.
+    pub fn start_raw(binary: &str, args: &[&str], dir: PathBuf) -> TestServer {
+        let mut command = Command::new(binary);
+        command.args(args);
+        Self::spawn(command, dir)
+    }
+
+    fn spawn(mut command: Command, dir: PathBuf) -> TestServer {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn forkless-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.split("Ready to accept connections tcp on ").nth(1) {
+                        let addr = addr.trim().parse().expect("ready line names an address");
+                        return TestServer { child, addr, log: rx, dir };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!("server did not become ready (exit status {status:?})");
+                }
+            }
+        }
+    }
+
+    /// The `redis://` URL of this server.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// A connection through the `redis` crate.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("connect to forkless-server")
+    }
+
+    /// A raw TCP connection, for exact-byte tests.
+    pub fn raw(&self) -> RawConn {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set timeout");
+        RawConn { stream }
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Waits (up to 10 s) for a log line containing `needle`, returning it.
+    pub fn wait_for_log(&self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, returning its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.wait_exit()
+    }
+
+    /// Waits (up to 20 s) for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh, empty directory under the system temp dir, unique per call.
+pub fn unique_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("forkless-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// A raw RESP connection.
+pub struct RawConn {
+    stream: TcpStream,
+}
+
+impl RawConn {
+    /// Writes bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends a command as a RESP array of bulk strings.
+    pub fn send_command(&mut self, args: &[&[u8]]) {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        self.send(&out);
+    }
+
+    /// Reads exactly one reply frame and returns its raw bytes.
+    pub fn read_reply(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let limits = forkless_protocol::Limits::default();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Ok(Some((_, used))) = forkless_protocol::decode_frame(&buf, &limits) {
+                assert_eq!(used, buf.len(), "more than one reply arrived: {:?}", String::from_utf8_lossy(&buf));
+                return buf;
+            }
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(n > 0, "connection closed; got so far {:?}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command and returns the raw reply.
+    pub fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send_command(args);
+        self.read_reply()
+    }
+
+    /// Reads until the server closes the connection, returning everything it sent.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = self.stream.read_to_end(&mut buf);
+        buf
+    }
+}
+
+/// Finds a Redis tool (redis-cli, redis-server, redis-check-rdb). When it is missing: with
+/// FORKLESS_REQUIRE_REDIS=1 (set by CI) the test fails; otherwise it prints a loud skip line and
+/// returns None.
+pub fn redis_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| is_executable(path))
+    });
+    if found.is_none() {
+        if std::env::var("FORKLESS_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("{name} is required (FORKLESS_REQUIRE_REDIS=1) but not on PATH");
+        }
+        eprintln!("!!!!! SKIPPING: {name} not found on PATH (apt-get install redis-tools redis-server) !!!!!");
+    }
+    found
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.
+/// For conditions that have no event to wait on (a key expiring in the server).
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
