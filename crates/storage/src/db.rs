@@ -23,6 +23,7 @@ use hashbrown::hash_table;
 use rand::Rng;
 
 use crate::entry::Entry;
+use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
 use crate::sync::{self, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::value::Value;
@@ -30,16 +31,28 @@ use crate::version::{Epoch, EpochClock};
 
 /// Shards per database, a power of two. Also the unit of parallel snapshot work.
 pub const N_SHARDS: usize = 1 << SHARD_BITS;
+#[cfg(not(forkless_loom))]
 const SHARD_BITS: u32 = 7;
+/// Loom explores every interleaving of every lock operation: keep the model small.
+#[cfg(forkless_loom)]
+const SHARD_BITS: u32 = 1;
 const SHARD_SHIFT: u32 = 48;
 /// Bits of a key's hash kept in its SCAN position (the shard index fills the other 8).
 const SCAN_HASH_BITS: u32 = 56;
 
 /// State shared by every database of a keyspace.
+/// The key hasher: seeded at random per keyspace (hash flooding), except under loom, whose
+/// models must replay identically.
+#[cfg(not(forkless_loom))]
+type KeyHasher = foldhash::fast::RandomState;
+#[cfg(forkless_loom)]
+type KeyHasher = foldhash::fast::FixedState;
+
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) clock: EpochClock,
-    hasher: foldhash::fast::RandomState,
+    hasher: KeyHasher,
+    pub(crate) retain: Arc<RetainCounters>,
 }
 
 impl Shared {
@@ -78,11 +91,23 @@ pub struct Db {
 
 impl Db {
     pub(crate) fn new(shared: Arc<Shared>) -> Db {
-        let shards = (0..N_SHARDS).map(|_| RwLock::new(ShardState::default())).collect();
+        let shards = (0..N_SHARDS)
+            .map(|_| RwLock::new(ShardState::default()))
+            .collect();
         Db { shards, shared }
     }
 
-    fn shard_lock(&self, idx: usize) -> &RwLock<ShardState> {
+    /// The index of the shard that holds `key`.
+    pub fn shard_of_key(&self, key: &[u8]) -> usize {
+        shard_of(self.shared.hash(key))
+    }
+
+    /// Every shard lock, in lock order.
+    pub(crate) fn shard_locks(&self) -> &[RwLock<ShardState>] {
+        &self.shards
+    }
+
+    pub(crate) fn shard_lock(&self, idx: usize) -> &RwLock<ShardState> {
         // `idx` always comes from `shard_of`, which masks it below N_SHARDS == shards.len().
         &self.shards[idx & (N_SHARDS - 1)]
     }
@@ -96,10 +121,16 @@ impl Db {
                 Locks::One(idx, sync::read(self.shard_lock(idx)))
             }
             _ => Locks::Many(
-                self.sorted_shards(keys).map(|idx| (idx, sync::read(self.shard_lock(idx)))).collect(),
+                self.sorted_shards(keys)
+                    .map(|idx| (idx, sync::read(self.shard_lock(idx))))
+                    .collect(),
             ),
         };
-        ReadGuard { shared: &self.shared, locks, now_ms }
+        ReadGuard {
+            shared: &self.shared,
+            locks,
+            now_ms,
+        }
     }
 
     /// Locks the shards of `keys` for writing, in ascending order, and returns the guard through
@@ -111,22 +142,41 @@ impl Db {
                 Locks::One(idx, sync::write(self.shard_lock(idx)))
             }
             _ => Locks::Many(
-                self.sorted_shards(keys).map(|idx| (idx, sync::write(self.shard_lock(idx)))).collect(),
+                self.sorted_shards(keys)
+                    .map(|idx| (idx, sync::write(self.shard_lock(idx))))
+                    .collect(),
             ),
         };
-        WriteGuard { shared: &self.shared, locks, now_ms, epoch: self.shared.clock.current() }
+        WriteGuard {
+            shared: &self.shared,
+            locks,
+            now_ms,
+            epoch: self.shared.clock.current(),
+        }
     }
 
     /// Locks every shard for writing: the guard for whole-database operations.
     pub fn write_all(&self, now_ms: u64) -> WriteGuard<'_> {
         let locks = Locks::Many(
-            self.shards.iter().enumerate().map(|(idx, lock)| (idx, sync::write(lock))).collect(),
+            self.shards
+                .iter()
+                .enumerate()
+                .map(|(idx, lock)| (idx, sync::write(lock)))
+                .collect(),
         );
-        WriteGuard { shared: &self.shared, locks, now_ms, epoch: self.shared.clock.current() }
+        WriteGuard {
+            shared: &self.shared,
+            locks,
+            now_ms,
+            epoch: self.shared.clock.current(),
+        }
     }
 
     fn sorted_shards(&self, keys: &[&[u8]]) -> impl Iterator<Item = usize> + use<> {
-        let mut idxs: Vec<usize> = keys.iter().map(|key| shard_of(self.shared.hash(key))).collect();
+        let mut idxs: Vec<usize> = keys
+            .iter()
+            .map(|key| shard_of(self.shared.hash(key)))
+            .collect();
         idxs.sort_unstable();
         idxs.dedup();
         idxs.into_iter()
@@ -167,7 +217,10 @@ impl Db {
 
     /// Keys of this database removed because their TTL passed.
     pub fn expired_keys(&self) -> u64 {
-        self.shards.iter().map(|lock| sync::read(lock).expired).sum()
+        self.shards
+            .iter()
+            .map(|lock| sync::read(lock).expired)
+            .sum()
     }
 
     /// Every live key for which `keep` returns true, read under all shard locks at once so the
@@ -235,7 +288,9 @@ impl Db {
                 end += 1;
             }
             let next_cursor = match candidates.get(end) {
-                Some(_) => candidates.get(end - 1).map_or(next_shard_cursor, |last| last.0 + 1),
+                Some(_) => candidates
+                    .get(end - 1)
+                    .map_or(next_shard_cursor, |last| last.0 + 1),
                 None if shard_idx + 1 < N_SHARDS => next_shard_cursor,
                 None => 0,
             };
@@ -279,7 +334,12 @@ impl Db {
 
     /// Removes up to `max_keys` expired keys of shard `shard_idx`. Returns how many were removed
     /// and whether more are already due.
-    pub(crate) fn expire_shard(&self, shard_idx: usize, now_ms: u64, max_keys: usize) -> (usize, bool) {
+    pub(crate) fn expire_shard(
+        &self,
+        shard_idx: usize,
+        now_ms: u64,
+        max_keys: usize,
+    ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
         let mut removed = 0;
         while removed < max_keys {
@@ -330,7 +390,11 @@ impl<G> Locks<G> {
 }
 
 fn not_locked(key: &[u8]) {
-    debug_assert!(false, "key {:?} accessed through a guard that did not lock it", Bytes::copy_from_slice(key));
+    debug_assert!(
+        false,
+        "key {:?} accessed through a guard that did not lock it",
+        Bytes::copy_from_slice(key)
+    );
 }
 
 /// Read access to the keys a command named. Expired keys read as absent.
@@ -349,7 +413,9 @@ impl ReadGuard<'_> {
             not_locked(key);
             return None;
         };
-        shard.find(hash, key).filter(|entry| !entry.is_expired(self.now_ms))
+        shard
+            .find(hash, key)
+            .filter(|entry| !entry.is_expired(self.now_ms))
     }
 }
 
@@ -402,9 +468,23 @@ impl WriteGuard<'_> {
         if shard.remove_if_expired(hash, key, now_ms) {
             return None;
         }
-        let ShardState { table, expires, dirty, .. } = shard;
+        let ShardState {
+            table,
+            expires,
+            dirty,
+            snapshot,
+            ..
+        } = shard;
         let (stored_key, entry) = table.find_mut(hash, |(k, _)| k.as_ref() == key)?;
-        Some(EntryMut { key: stored_key, entry, expires, dirty, epoch, changed: false })
+        Some(EntryMut {
+            key: stored_key,
+            entry,
+            expires,
+            dirty,
+            snapshot,
+            epoch,
+            changed: false,
+        })
     }
 
     /// Sets `key` to `value` with the given absolute expiry, replacing any previous entry.
@@ -415,11 +495,18 @@ impl WriteGuard<'_> {
         let shared = self.shared;
         let (hash, shard) = self.shard(key)?;
         shard.dirty += 1;
-        let ShardState { table, expires, expired, .. } = shard;
+        let ShardState {
+            table,
+            expires,
+            expired,
+            snapshot,
+            ..
+        } = shard;
         let new_entry = Entry::new(value, expire_at_ms, epoch);
         match table.entry(hash, |(k, _)| k.as_ref() == key, |(k, _)| shared.hash(k)) {
             hash_table::Entry::Occupied(mut occupied) => {
                 let (stored_key, entry) = occupied.get_mut();
+                retain::preserve(snapshot, stored_key, entry);
                 if let Some(at) = entry.expire_at_ms() {
                     expires.remove(at, stored_key);
                 }
@@ -503,6 +590,7 @@ pub struct EntryMut<'g> {
     entry: &'g mut Entry,
     expires: &'g mut ExpireIndex,
     dirty: &'g mut u64,
+    snapshot: &'g mut Option<ShardSnapshot>,
     epoch: Epoch,
     changed: bool,
 }
@@ -512,6 +600,7 @@ impl EntryMut<'_> {
         if !self.changed {
             self.changed = true;
             *self.dirty += 1;
+            retain::preserve(self.snapshot, self.key, self.entry);
             self.entry.stamp(self.epoch);
         }
     }

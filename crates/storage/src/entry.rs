@@ -14,7 +14,11 @@ pub struct Entry {
 
 impl Entry {
     pub(crate) fn new(value: Value, expire_at_ms: Option<u64>, version: Epoch) -> Entry {
-        Entry { value, expire_at_ms, version }
+        Entry {
+            value,
+            expire_at_ms,
+            version,
+        }
     }
 
     /// The value.

@@ -3,7 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::db::{Db, Flushed, N_SHARDS, Shared};
+use bytes::Bytes;
+
+use crate::db::{Db, DbStats, Flushed, N_SHARDS, Shared};
+use crate::entry::Entry;
+use crate::retain::{RetainCounters, RetainedStats, ShardSnapshot};
 use crate::sync::{self, Mutex};
 use crate::version::Epoch;
 
@@ -18,6 +22,9 @@ pub struct Keyspace {
     /// Where the next active expiry cycle resumes, as (db, shard). A mutex because only the one
     /// expiry thread takes it, once per cycle.
     expire_cursor: Mutex<(usize, usize)>,
+    /// True from `begin_snapshot` until `end_snapshot`. A mutex rather than an atomic so that
+    /// begin and end are serialized with each other as a whole.
+    snapshot_active: Mutex<bool>,
 }
 
 /// What one active expiry cycle did.
@@ -33,8 +40,15 @@ impl Keyspace {
     /// A keyspace with `n_dbs` empty databases (at least one).
     pub fn new(n_dbs: usize) -> Keyspace {
         let shared = Arc::new(Shared::default());
-        let dbs = (0..n_dbs.max(1)).map(|_| Db::new(Arc::clone(&shared))).collect();
-        Keyspace { dbs, shared, expire_cursor: Mutex::new((0, 0)) }
+        let dbs = (0..n_dbs.max(1))
+            .map(|_| Db::new(Arc::clone(&shared)))
+            .collect();
+        Keyspace {
+            dbs,
+            shared,
+            expire_cursor: Mutex::new((0, 0)),
+            snapshot_active: Mutex::new(false),
+        }
     }
 
     /// Database `idx`, or None if there is no such database.
@@ -108,5 +122,179 @@ impl Keyspace {
             }
         }
         cycle
+    }
+}
+
+/// A snapshot's cut: the epoch that splits the keyspace into "before" (saved) and "after".
+/// Obtained from [`Keyspace::begin_snapshot`]; give it back with [`Keyspace::end_snapshot`].
+#[derive(Debug)]
+pub struct SnapshotCut {
+    epoch: Epoch,
+    now_ms: u64,
+    db_sizes: Vec<DbStats>,
+}
+
+impl SnapshotCut {
+    /// The cut epoch: entries with an older version are in the snapshot.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The wall-clock time of the cut, ms since the Unix epoch. Keys expired at this time are
+    /// not part of the snapshot.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Keys and keys-with-TTL per database at the cut (including keys expired but not yet
+    /// reclaimed, so these are upper bounds, as Redis's RESIZEDB figures are).
+    pub fn db_sizes(&self) -> &[DbStats] {
+        &self.db_sizes
+    }
+}
+
+/// The entries of one shard as they were at the cut, taken by the traversal. Holds the
+/// retained versions until it is dropped, and returns them to the counters then.
+#[derive(Debug)]
+pub struct ShardImage {
+    entries: Vec<(Bytes, Entry)>,
+    retained_versions: u64,
+    retained_bytes: u64,
+    counters: Arc<RetainCounters>,
+}
+
+impl ShardImage {
+    /// `(key, entry)` pairs in no particular order. Includes keys expired at the cut: filter
+    /// them with `entry.is_expired(cut.now_ms())`.
+    pub fn entries(&self) -> &[(Bytes, Entry)] {
+        &self.entries
+    }
+}
+
+impl Drop for ShardImage {
+    fn drop(&mut self) {
+        self.counters
+            .sub(self.retained_versions, self.retained_bytes);
+    }
+}
+
+impl Keyspace {
+    /// Takes a snapshot cut: locks every shard of every database (in lock order), advances the
+    /// epoch, and marks every shard as "cut, image not taken". O(shards), never O(keys): the
+    /// only per-shard work is installing an empty retain list. Returns None if a snapshot is
+    /// already running.
+    pub fn begin_snapshot(&self, now_ms: u64) -> Option<SnapshotCut> {
+        let mut active = sync::lock(&self.snapshot_active);
+        if *active {
+            return None;
+        }
+        let mut guards: Vec<_> = self
+            .dbs
+            .iter()
+            .flat_map(|db| db.shard_locks().iter().map(sync::write))
+            .collect();
+        let epoch = self.shared.clock.advance();
+        let mut db_sizes = vec![DbStats::default(); self.dbs.len()];
+        for (idx, shard) in guards.iter_mut().enumerate() {
+            if let Some(stats) = db_sizes.get_mut(idx / N_SHARDS) {
+                stats.keys += shard.len();
+                stats.expires += shard.expires.len();
+            }
+            debug_assert!(
+                shard.snapshot.is_none(),
+                "a shard still holds an older snapshot"
+            );
+            shard.snapshot = Some(ShardSnapshot {
+                cut: epoch,
+                retained: Vec::new(),
+                retained_bytes: 0,
+                counters: Arc::clone(&self.shared.retain),
+            });
+        }
+        drop(guards);
+        *active = true;
+        Some(SnapshotCut {
+            epoch,
+            now_ms,
+            db_sizes,
+        })
+    }
+
+    /// Takes shard `shard_idx` of database `db_idx` as it was at the cut: its entries older than
+    /// the cut plus the versions retained since. From now on writes to that shard retain
+    /// nothing. A shard's image can be taken once; a second call returns an empty image.
+    pub fn take_shard_image(
+        &self,
+        cut: &SnapshotCut,
+        db_idx: usize,
+        shard_idx: usize,
+    ) -> ShardImage {
+        let counters = Arc::clone(&self.shared.retain);
+        let empty = |counters| ShardImage {
+            entries: Vec::new(),
+            retained_versions: 0,
+            retained_bytes: 0,
+            counters,
+        };
+        let Some(db) = self.dbs.get(db_idx) else {
+            return empty(counters);
+        };
+        let mut shard = sync::write(db.shard_lock(shard_idx));
+        let Some(snapshot) = shard.snapshot.take() else {
+            return empty(counters);
+        };
+        debug_assert_eq!(
+            snapshot.cut, cut.epoch,
+            "image taken with another snapshot's cut"
+        );
+        debug_assert!(
+            cut.epoch <= self.shared.clock.current(),
+            "cut ahead of the clock"
+        );
+        let mut entries = snapshot.retained;
+        let retained_versions = entries.len() as u64;
+        entries.reserve(shard.len());
+        entries.extend(
+            shard
+                .table
+                .iter()
+                .filter(|(_, entry)| entry.version() < cut.epoch)
+                .map(|(key, entry)| (key.clone(), entry.clone())),
+        );
+        drop(shard);
+        ShardImage {
+            entries,
+            retained_versions,
+            retained_bytes: snapshot.retained_bytes,
+            counters,
+        }
+    }
+
+    /// Ends the snapshot of `cut`, finished or abandoned: shards whose image was never taken
+    /// drop their retained versions, and a new snapshot may begin.
+    pub fn end_snapshot(&self, cut: SnapshotCut) {
+        let mut active = sync::lock(&self.snapshot_active);
+        for db in self.dbs.iter() {
+            for lock in db.shard_locks() {
+                let mut shard = sync::write(lock);
+                if let Some(snapshot) = shard.snapshot.take() {
+                    debug_assert_eq!(snapshot.cut, cut.epoch);
+                    snapshot
+                        .counters
+                        .sub(snapshot.retained.len() as u64, snapshot.retained_bytes);
+                }
+            }
+        }
+        *active = false;
+    }
+
+    /// Returns true if and only if a snapshot cut is outstanding.
+    pub fn snapshot_in_progress(&self) -> bool {
+        *sync::lock(&self.snapshot_active)
+    }
+
+    /// What running snapshots retain now, and the peak.
+    pub fn retained(&self) -> RetainedStats {
+        self.shared.retain.stats()
     }
 }

@@ -9,6 +9,7 @@
 //! - `shard`: one lock's data, a hash table of entries and an index of expiry deadlines.
 //! - `entry`, `value`: [`Entry`] (value, expiry, version) and [`Value`].
 //! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
+//! - `retain`: the on-write hook that keeps pre-cut versions for a running snapshot.
 //! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
 //!
 //! # Not here
@@ -23,6 +24,7 @@ mod entry;
 mod keyspace;
 /// Redis glob-style pattern matching.
 pub mod pattern;
+mod retain;
 mod shard;
 mod sync;
 pub mod value;
@@ -30,6 +32,7 @@ pub mod version;
 
 pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
-pub use keyspace::{ExpireCycle, Keyspace};
+pub use keyspace::{ExpireCycle, Keyspace, ShardImage, SnapshotCut};
+pub use retain::RetainedStats;
 pub use value::Value;
 pub use version::Epoch;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use crate::entry::Entry;
+use crate::retain::{self, ShardSnapshot};
 
 /// The keys of a shard that have a TTL, ordered by deadline so the active expiry cycle finds
 /// every expired key without sampling, and so INFO can report an exact average TTL.
@@ -39,7 +40,10 @@ impl ExpireIndex {
 
     /// The key with the earliest deadline, if that deadline is `<= now_ms`.
     pub(crate) fn first_due(&self, now_ms: u64) -> Option<Bytes> {
-        self.by_deadline.first().filter(|(at, _)| *at <= now_ms).map(|(_, key)| key.clone())
+        self.by_deadline
+            .first()
+            .filter(|(at, _)| *at <= now_ms)
+            .map(|(_, key)| key.clone())
     }
 
     pub(crate) fn clear(&mut self) {
@@ -60,17 +64,25 @@ pub(crate) struct ShardState {
     pub(crate) dirty: u64,
     /// Keys removed because their TTL passed, summed for INFO `expired_keys`.
     pub(crate) expired: u64,
+    /// Present while a snapshot has cut this shard and not yet taken its image.
+    pub(crate) snapshot: Option<ShardSnapshot>,
 }
 
 impl ShardState {
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
-        self.table.find(hash, |(k, _)| k.as_ref() == key).map(|(_, entry)| entry)
+        self.table
+            .find(hash, |(k, _)| k.as_ref() == key)
+            .map(|(_, entry)| entry)
     }
 
     /// Removes `key` if present, keeping the expiry index in step. Returns the removed entry.
     pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
-        let occupied = self.table.find_entry(hash, |(k, _)| k.as_ref() == key).ok()?;
+        let occupied = self
+            .table
+            .find_entry(hash, |(k, _)| k.as_ref() == key)
+            .ok()?;
         let ((key, entry), _) = occupied.remove();
+        retain::preserve(&mut self.snapshot, &key, &entry);
         if let Some(at) = entry.expire_at_ms() {
             self.expires.remove(at, &key);
         }
@@ -80,7 +92,9 @@ impl ShardState {
     /// Removes `key` if it is present and expired at `now_ms`, counting it as expired.
     /// Returns true if and only if a key was removed.
     pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &[u8], now_ms: u64) -> bool {
-        let expired = self.find(hash, key).is_some_and(|entry| entry.is_expired(now_ms));
+        let expired = self
+            .find(hash, key)
+            .is_some_and(|entry| entry.is_expired(now_ms));
         if expired {
             self.remove(hash, key);
             self.expired += 1;
@@ -95,6 +109,12 @@ impl ShardState {
 
     pub(crate) fn clear(&mut self) -> HashTable<(Bytes, Entry)> {
         self.expires.clear();
-        std::mem::take(&mut self.table)
+        let table = std::mem::take(&mut self.table);
+        if self.snapshot.is_some() {
+            for (key, entry) in &table {
+                retain::preserve(&mut self.snapshot, key, entry);
+            }
+        }
+        table
     }
 }

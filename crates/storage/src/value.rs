@@ -78,7 +78,9 @@ pub fn parse_canonical_i64(bytes: &[u8]) -> Option<i64> {
         if !byte.is_ascii_digit() {
             return None;
         }
-        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+        magnitude = magnitude
+            .checked_mul(10)?
+            .checked_add(u64::from(byte - b'0'))?;
     }
     if negative {
         if magnitude == 1u64 << 63 {
@@ -114,7 +116,12 @@ mod tests {
             b"1.0",
             b"99999999999999999999",
         ] {
-            assert_eq!(parse_canonical_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_canonical_i64(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -50,7 +50,9 @@ pub struct EpochClock {
 
 impl Default for EpochClock {
     fn default() -> Self {
-        EpochClock { current: AtomicU64::new(Epoch::FIRST.get()) }
+        EpochClock {
+            current: AtomicU64::new(Epoch::FIRST.get()),
+        }
     }
 }
 

@@ -9,12 +9,28 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Set { key: u8, value: u8, ttl_ms: Option<u8> },
-    Remove { key: u8 },
-    Get { key: u8 },
-    Expire { key: u8, ttl_ms: Option<u8> },
-    Append { key: u8, value: u8 },
-    Advance { ms: u8 },
+    Set {
+        key: u8,
+        value: u8,
+        ttl_ms: Option<u8>,
+    },
+    Remove {
+        key: u8,
+    },
+    Get {
+        key: u8,
+    },
+    Expire {
+        key: u8,
+        ttl_ms: Option<u8>,
+    },
+    Append {
+        key: u8,
+        value: u8,
+    },
+    Advance {
+        ms: u8,
+    },
     ActiveExpire,
     Flush,
 }
@@ -26,7 +42,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(key, value, ttl_ms)| Op::Set { key, value, ttl_ms }),
         key.clone().prop_map(|key| Op::Remove { key }),
         key.clone().prop_map(|key| Op::Get { key }),
-        (key.clone(), proptest::option::of(1u8..50)).prop_map(|(key, ttl_ms)| Op::Expire { key, ttl_ms }),
+        (key.clone(), proptest::option::of(1u8..50))
+            .prop_map(|(key, ttl_ms)| Op::Expire { key, ttl_ms }),
         (key, any::<u8>()).prop_map(|(key, value)| Op::Append { key, value }),
         (1u8..40).prop_map(|ms| Op::Advance { ms }),
         Just(Op::ActiveExpire),
@@ -159,9 +176,11 @@ fn avg_ttl_is_exact() {
     let now = 10_000;
     for (i, ttl) in [1_000u64, 3_000].iter().enumerate() {
         let key = format!("k{i}");
-        db.write(&[key.as_bytes()], now).set(key.as_bytes(), Value::string(b"v"), Some(now + ttl));
+        db.write(&[key.as_bytes()], now)
+            .set(key.as_bytes(), Value::string(b"v"), Some(now + ttl));
     }
-    db.write(&[b"plain"], now).set(b"plain", Value::string(b"v"), None);
+    db.write(&[b"plain"], now)
+        .set(b"plain", Value::string(b"v"), None);
     let stats = db.stats(now);
     assert_eq!((stats.keys, stats.expires, stats.avg_ttl_ms), (3, 2, 2_000));
 }

@@ -16,7 +16,10 @@ fn full_scan(db: &forkless_storage::Db, count: usize) -> Vec<Bytes> {
         if next == 0 {
             return out;
         }
-        assert!(next > cursor, "cursor must move forward: {cursor} -> {next}");
+        assert!(
+            next > cursor,
+            "cursor must move forward: {cursor} -> {next}"
+        );
         cursor = next;
     }
 }
@@ -27,7 +30,8 @@ fn scan_returns_each_key_exactly_once() {
     let db = keyspace.db(0).unwrap();
     for i in 0..5_000 {
         let key = format!("key:{i}");
-        db.write(&[key.as_bytes()], 0).set(key.as_bytes(), Value::string(b"v"), None);
+        db.write(&[key.as_bytes()], 0)
+            .set(key.as_bytes(), Value::string(b"v"), None);
     }
     for count in [1, 10, 1000] {
         let keys = full_scan(db, count);
@@ -43,7 +47,8 @@ fn scan_never_misses_a_key_present_for_the_whole_scan_while_the_map_grows() {
     let db = keyspace.db(0).unwrap();
     let stable: Vec<String> = (0..2_000).map(|i| format!("stable:{i}")).collect();
     for key in &stable {
-        db.write(&[key.as_bytes()], 0).set(key.as_bytes(), Value::string(b"v"), None);
+        db.write(&[key.as_bytes()], 0)
+            .set(key.as_bytes(), Value::string(b"v"), None);
     }
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -51,7 +56,8 @@ fn scan_never_misses_a_key_present_for_the_whole_scan_while_the_map_grows() {
             // Grow the database from 2,000 to 52,000 keys while the scan runs.
             for i in 0..50_000 {
                 let key = format!("grow:{i}");
-                db.write(&[key.as_bytes()], 0).set(key.as_bytes(), Value::string(b"v"), None);
+                db.write(&[key.as_bytes()], 0)
+                    .set(key.as_bytes(), Value::string(b"v"), None);
                 if done.load(Ordering::Relaxed) && i > 1_000 {
                     break;
                 }
@@ -110,9 +116,13 @@ fn random_key_finds_the_only_key() {
     let keyspace = Keyspace::new(1);
     let db = keyspace.db(0).unwrap();
     assert_eq!(db.random_key(0), None);
-    db.write(&[b"only"], 0).set(b"only", Value::string(b"v"), None);
+    db.write(&[b"only"], 0)
+        .set(b"only", Value::string(b"v"), None);
     assert_eq!(db.random_key(0).as_deref(), Some(&b"only"[..]));
     // Expired keys are never returned.
-    db.write(&[b"only"], 0).get_mut(b"only").unwrap().set_expire_at_ms(Some(5));
+    db.write(&[b"only"], 0)
+        .get_mut(b"only")
+        .unwrap()
+        .set_expire_at_ms(Some(5));
     assert_eq!(db.random_key(10), None);
 }

@@ -1,0 +1,92 @@
+//! Keeping pre-cut versions alive while a snapshot runs.
+//!
+//! From the cut until the traversal takes a shard's image, the shard carries a
+//! [`ShardSnapshot`]. The first change after the cut to an entry that existed before it (its
+//! version is older than the cut epoch) first moves a copy of the old entry into
+//! `ShardSnapshot::retained`. A copy of an entry is cheap: string values are `Bytes`, so the copy
+//! shares the bytes (a reference-count increment), whatever the value's size. Once the
+//! traversal has taken the shard's image the shard has no `ShardSnapshot` any more, so later
+//! writes retain nothing, and the retained versions are freed when the serializer drops the
+//! image.
+//!
+//! Why at most once per entry: retaining stamps nothing, but the change that follows stamps the
+//! entry with the current epoch, which is at least the cut. From then on `version < cut` is false
+//! for that key, and a key created after the cut starts with `version >= cut`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::entry::Entry;
+use crate::sync::{AtomicU64, Ordering};
+use crate::version::Epoch;
+
+/// Live and peak figures of what snapshots retain, for INFO.
+#[derive(Debug, Default)]
+pub(crate) struct RetainCounters {
+    versions: AtomicU64,
+    bytes: AtomicU64,
+    peak_bytes: AtomicU64,
+}
+
+/// Retained versions and bytes right now, and the peak since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetainedStats {
+    /// Old versions held for a running snapshot.
+    pub versions: u64,
+    /// Bytes those versions keep alive.
+    pub bytes: u64,
+    /// The highest `bytes` has been.
+    pub peak_bytes: u64,
+}
+
+impl RetainCounters {
+    fn add(&self, bytes: u64) {
+        self.versions.fetch_add(1, Ordering::Relaxed);
+        let now = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub(&self, versions: u64, bytes: u64) {
+        self.versions.fetch_sub(versions, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> RetainedStats {
+        RetainedStats {
+            versions: self.versions.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The memory an entry keeps alive, as counted for retained versions.
+pub(crate) fn entry_bytes(key: &Bytes, entry: &Entry) -> u64 {
+    let total = key.len() + entry.value().heap_size() + std::mem::size_of::<(Bytes, Entry)>();
+    u64::try_from(total).unwrap_or(u64::MAX)
+}
+
+/// A shard's part of a running snapshot, from the cut until its image is taken.
+#[derive(Debug)]
+pub(crate) struct ShardSnapshot {
+    pub(crate) cut: Epoch,
+    /// Pre-cut versions of entries changed or removed since the cut.
+    pub(crate) retained: Vec<(Bytes, Entry)>,
+    pub(crate) retained_bytes: u64,
+    pub(crate) counters: Arc<RetainCounters>,
+}
+
+/// The on-write hook: call before changing or removing `entry` (stored under `key`). Retains a
+/// copy of the entry if and only if a snapshot has cut this shard, has not taken its image yet,
+/// and the entry predates the cut.
+pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &Bytes, entry: &Entry) {
+    let Some(snapshot) = snapshot else { return };
+    if entry.version() >= snapshot.cut {
+        return;
+    }
+    let bytes = entry_bytes(key, entry);
+    snapshot.retained.push((key.clone(), entry.clone()));
+    snapshot.retained_bytes += bytes;
+    snapshot.counters.add(bytes);
+}

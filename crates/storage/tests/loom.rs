@@ -1,0 +1,124 @@
+//! Loom models of the snapshot protocol, run with
+//! `RUSTFLAGS="--cfg forkless_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p forkless-storage --test loom --release`.
+//! Under that cfg the keyspace uses loom's locks and atomics and has 2 shards per database, so
+//! loom can explore every interleaving of:
+//! - the epoch advance (the cut) racing a multi-key writer;
+//! - the on-write retain hook racing the traversal taking shard images;
+//! - the release of retained versions (image drop, end_snapshot) racing writers.
+#![cfg(forkless_loom)]
+
+use std::collections::BTreeMap;
+
+use forkless_storage::{Keyspace, N_SHARDS, SnapshotCut, Value};
+use loom::sync::Arc;
+use loom::thread;
+
+fn set_all(keyspace: &Keyspace, keys: &[&[u8]], value: &[u8]) {
+    let db = keyspace.db(0).unwrap();
+    let mut guard = db.write(keys, 0);
+    for key in keys {
+        guard.set(key, Value::string(value), None);
+    }
+}
+
+fn image_of(keyspace: &Keyspace, cut: &SnapshotCut) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut saved = BTreeMap::new();
+    for shard in 0..N_SHARDS {
+        let image = keyspace.take_shard_image(cut, 0, shard);
+        for (key, entry) in image.entries() {
+            let Value::String(bytes) = entry.value();
+            saved.insert(key.to_vec(), bytes.to_vec());
+        }
+    }
+    saved
+}
+
+/// Two keys in different shards, so a writer of both holds two shard locks.
+fn two_keys_in_two_shards(keyspace: &Keyspace) -> (Vec<u8>, Vec<u8>) {
+    let db = keyspace.db(0).unwrap();
+    let first = b"key:0".to_vec();
+    let other = (1..64)
+        .map(|i| format!("key:{i}").into_bytes())
+        .find(|key| db.shard_of_key(key) != db.shard_of_key(&first))
+        .unwrap();
+    (first, other)
+}
+
+#[test]
+fn cut_racing_a_multi_key_writer_never_splits_it() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        set_all(&keyspace, &[&a, &b], b"old");
+        let writer = {
+            let keyspace = Arc::clone(&keyspace);
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || set_all(&keyspace, &[&a, &b], b"new"))
+        };
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        let saved = image_of(&keyspace, &cut);
+        writer.join().unwrap();
+        keyspace.end_snapshot(cut);
+        let values: Vec<&Vec<u8>> = saved.values().collect();
+        assert_eq!(values.len(), 2, "both keys are in the snapshot");
+        assert_eq!(
+            values[0], values[1],
+            "a multi-key write was split by the cut: {saved:?}"
+        );
+        assert_eq!(keyspace.retained().bytes, 0, "retained bytes leaked");
+    });
+}
+
+#[test]
+fn retain_hook_racing_the_traversal_keeps_the_pre_cut_value() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        set_all(&keyspace, &[&a], b"before");
+        set_all(&keyspace, &[&b], b"before");
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        // After the cut: overwrite one key, delete the other, racing the traversal.
+        let writer = {
+            let keyspace = Arc::clone(&keyspace);
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                set_all(&keyspace, &[&a], b"after");
+                keyspace.db(0).unwrap().write(&[&b], 0).remove(&b);
+            })
+        };
+        let saved = image_of(&keyspace, &cut);
+        writer.join().unwrap();
+        keyspace.end_snapshot(cut);
+        assert_eq!(saved.get(&a).map(Vec::as_slice), Some(&b"before"[..]));
+        assert_eq!(saved.get(&b).map(Vec::as_slice), Some(&b"before"[..]));
+        assert_eq!(keyspace.retained().versions, 0);
+    });
+}
+
+#[test]
+fn release_racing_writers_leaves_nothing_retained() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        set_all(&keyspace, &[&a, &b], b"v0");
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        let writer = {
+            let keyspace = Arc::clone(&keyspace);
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                set_all(&keyspace, &[&a, &b], b"v1");
+                set_all(&keyspace, &[&a], b"v2");
+            })
+        };
+        // The snapshot takes one shard and abandons the rest (an aborted save).
+        drop(keyspace.take_shard_image(&cut, 0, 0));
+        keyspace.end_snapshot(cut);
+        writer.join().unwrap();
+        let retained = keyspace.retained();
+        assert_eq!((retained.versions, retained.bytes), (0, 0));
+        assert!(
+            keyspace.begin_snapshot(0).is_some(),
+            "a new snapshot can start"
+        );
+    });
+}

@@ -1,0 +1,291 @@
+//! The snapshot cut: whatever happens after `begin_snapshot`, the union of the shard images
+//! equals the keyspace as it was at the cut, and retained versions are released afterwards.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use forkless_storage::{Keyspace, N_SHARDS, SnapshotCut, Value};
+use proptest::prelude::*;
+
+type State = BTreeMap<(usize, Vec<u8>), (Vec<u8>, Option<u64>)>;
+
+fn bytes_of(value: &Value) -> Vec<u8> {
+    match value {
+        Value::String(bytes) => bytes.to_vec(),
+    }
+}
+
+/// Everything the keyspace holds that is live at `now_ms`.
+fn dump(keyspace: &Keyspace, now_ms: u64) -> State {
+    let mut state = State::new();
+    for (db_idx, db) in keyspace.dbs().iter().enumerate() {
+        for key in db.keys(now_ms, |_| true) {
+            let guard = db.read(&[&key], now_ms);
+            let entry = guard.get(&key).unwrap();
+            state.insert(
+                (db_idx, key.to_vec()),
+                (bytes_of(entry.value()), entry.expire_at_ms()),
+            );
+        }
+    }
+    state
+}
+
+/// Takes every shard image not yet taken and collects the live-at-cut entries.
+fn collect_images(
+    keyspace: &Keyspace,
+    cut: &SnapshotCut,
+    taken: &mut HashSet<(usize, usize)>,
+    into: &mut State,
+) {
+    for db_idx in 0..keyspace.dbs().len() {
+        for shard_idx in 0..N_SHARDS {
+            if taken.insert((db_idx, shard_idx)) {
+                take_one(keyspace, cut, db_idx, shard_idx, into);
+            }
+        }
+    }
+}
+
+fn take_one(
+    keyspace: &Keyspace,
+    cut: &SnapshotCut,
+    db_idx: usize,
+    shard_idx: usize,
+    into: &mut State,
+) {
+    let image = keyspace.take_shard_image(cut, db_idx, shard_idx);
+    for (key, entry) in image.entries() {
+        if !entry.is_expired(cut.now_ms()) {
+            let previous = into.insert(
+                (db_idx, key.to_vec()),
+                (bytes_of(entry.value()), entry.expire_at_ms()),
+            );
+            assert!(
+                previous.is_none(),
+                "key {key:?} appears twice in the snapshot"
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set {
+        db: usize,
+        key: u8,
+        value: u8,
+        ttl: Option<u8>,
+    },
+    Del {
+        db: usize,
+        key: u8,
+    },
+    Append {
+        db: usize,
+        key: u8,
+    },
+    Persist {
+        db: usize,
+        key: u8,
+    },
+    Flush,
+    Advance {
+        ms: u8,
+    },
+    Expire,
+    TakeShard {
+        db: usize,
+        shard: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let db = 0usize..2;
+    let key = 0u8..40;
+    prop_oneof![
+        4 => (db.clone(), key.clone(), any::<u8>(), proptest::option::of(1u8..30))
+            .prop_map(|(db, key, value, ttl)| Op::Set { db, key, value, ttl }),
+        2 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Del { db, key }),
+        2 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Append { db, key }),
+        1 => (db.clone(), key).prop_map(|(db, key)| Op::Persist { db, key }),
+        1 => Just(Op::Flush),
+        2 => (1u8..20).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Expire),
+        3 => (db, 0..N_SHARDS).prop_map(|(db, shard)| Op::TakeShard { db, shard }),
+    ]
+}
+
+fn apply(keyspace: &Keyspace, op: &Op, now: &mut u64) {
+    let name = |key: u8| format!("k{key}").into_bytes();
+    match *op {
+        Op::Set {
+            db,
+            key,
+            value,
+            ttl,
+        } => {
+            let key = name(key);
+            let at = ttl.map(|ttl| *now + u64::from(ttl));
+            keyspace
+                .db(db)
+                .unwrap()
+                .write(&[&key], *now)
+                .set(&key, Value::string(&[value]), at);
+        }
+        Op::Del { db, key } => {
+            let key = name(key);
+            keyspace.db(db).unwrap().write(&[&key], *now).remove(&key);
+        }
+        Op::Append { db, key } => {
+            let key = name(key);
+            let db = keyspace.db(db).unwrap();
+            let mut guard = db.write(&[&key], *now);
+            if let Some(mut entry) = guard.get_mut(&key) {
+                let mut bytes = bytes_of(entry.value());
+                bytes.push(b'+');
+                entry.replace_value(Value::string(&bytes));
+            }
+        }
+        Op::Persist { db, key } => {
+            let key = name(key);
+            let db = keyspace.db(db).unwrap();
+            let mut guard = db.write(&[&key], *now);
+            if let Some(mut entry) = guard.get_mut(&key) {
+                entry.set_expire_at_ms(None);
+            }
+        }
+        Op::Flush => drop(keyspace.flush_all(*now)),
+        Op::Advance { ms } => *now += u64::from(ms),
+        Op::Expire => {
+            keyspace.active_expire_cycle(
+                *now,
+                std::time::Instant::now() + std::time::Duration::from_secs(5),
+            );
+        }
+        Op::TakeShard { .. } => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn images_equal_the_keyspace_at_the_cut(
+        before in proptest::collection::vec(op(), 0..60),
+        after in proptest::collection::vec(op(), 0..120),
+    ) {
+        let keyspace = Keyspace::new(2);
+        let mut now = 1_000u64;
+        for op in &before {
+            apply(&keyspace, op, &mut now);
+        }
+        let expected = dump(&keyspace, now);
+        let cut = keyspace.begin_snapshot(now).unwrap();
+        prop_assert!(keyspace.begin_snapshot(now).is_none(), "two snapshots at once");
+        let mut taken = HashSet::new();
+        let mut saved = State::new();
+        for op in &after {
+            if let Op::TakeShard { db, shard } = *op {
+                if taken.insert((db, shard)) {
+                    take_one(&keyspace, &cut, db, shard, &mut saved);
+                }
+            } else {
+                apply(&keyspace, op, &mut now);
+            }
+        }
+        collect_images(&keyspace, &cut, &mut taken, &mut saved);
+        keyspace.end_snapshot(cut);
+        prop_assert_eq!(saved, expected);
+        let retained = keyspace.retained();
+        prop_assert_eq!((retained.versions, retained.bytes), (0, 0));
+    }
+}
+
+#[test]
+fn an_abandoned_snapshot_releases_everything() {
+    let keyspace = Keyspace::new(1);
+    let db = keyspace.db(0).unwrap();
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        db.write(&[key.as_bytes()], 0)
+            .set(key.as_bytes(), Value::string(&[b'x'; 100]), None);
+    }
+    let cut = keyspace.begin_snapshot(0).unwrap();
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        db.write(&[key.as_bytes()], 0)
+            .set(key.as_bytes(), Value::string(b"new"), None);
+    }
+    let retained = keyspace.retained();
+    assert_eq!(retained.versions, 1000);
+    assert!(retained.bytes >= 100 * 1000);
+    assert!(retained.peak_bytes >= retained.bytes);
+    // Writing a key twice after the cut retains it once.
+    db.write(&[b"k0"], 0)
+        .set(b"k0", Value::string(b"newer"), None);
+    assert_eq!(keyspace.retained().versions, 1000);
+    keyspace.end_snapshot(cut);
+    assert_eq!(keyspace.retained().bytes, 0);
+    assert_eq!(keyspace.retained().versions, 0);
+    // After the snapshot, writes retain nothing.
+    db.write(&[b"k1"], 0)
+        .set(b"k1", Value::string(b"later"), None);
+    assert_eq!(keyspace.retained().versions, 0);
+}
+
+/// Writers keep writing sequence-numbered groups of keys while images are taken; the snapshot
+/// must show every group whole and no group newer than any other group's... each group is
+/// written atomically with one guard, so all keys of a group carry the same sequence number.
+#[test]
+fn concurrent_writers_never_tear_a_group_across_the_cut() {
+    const GROUPS: usize = 8;
+    const KEYS_PER_GROUP: usize = 12;
+    let keyspace = Keyspace::new(1);
+    let db = keyspace.db(0).unwrap();
+    let names: Vec<Vec<String>> = (0..GROUPS)
+        .map(|g| (0..KEYS_PER_GROUP).map(|k| format!("g{g}:k{k}")).collect())
+        .collect();
+    let stop = AtomicBool::new(false);
+    for round in 0..20 {
+        std::thread::scope(|scope| {
+            for group in &names {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let keys: Vec<&[u8]> = group.iter().map(String::as_bytes).collect();
+                    let mut seq = 0u64;
+                    while !stop.load(Ordering::Relaxed) || seq < 50 {
+                        seq += 1;
+                        let value = seq.to_string();
+                        let mut guard = db.write(&keys, 0);
+                        for key in &keys {
+                            guard.set(key, Value::string(value.as_bytes()), None);
+                        }
+                    }
+                });
+            }
+            // Let the writers run, then cut while they keep going.
+            while db.len() < GROUPS * KEYS_PER_GROUP {
+                std::thread::yield_now();
+            }
+            let cut = keyspace.begin_snapshot(0).unwrap();
+            let mut saved = State::new();
+            let mut taken = HashSet::new();
+            collect_images(&keyspace, &cut, &mut taken, &mut saved);
+            keyspace.end_snapshot(cut);
+            stop.store(true, Ordering::Relaxed);
+            for group in &names {
+                let values: HashSet<&Vec<u8>> = group
+                    .iter()
+                    .map(|key| &saved.get(&(0, key.as_bytes().to_vec())).unwrap().0)
+                    .collect();
+                assert_eq!(
+                    values.len(),
+                    1,
+                    "round {round}: group torn in snapshot: {values:?}"
+                );
+            }
+        });
+        stop.store(false, Ordering::Relaxed);
+        assert_eq!(keyspace.retained().bytes, 0);
+    }
+}
