@@ -273,6 +273,8 @@ impl Keyspace {
     /// Ends the snapshot of `cut`, finished or abandoned: shards whose image was never taken
     /// drop their retained versions, and a new snapshot may begin.
     pub fn end_snapshot(&self, cut: SnapshotCut) {
+        // Taken by value: the cut is a token, and ending the snapshot consumes it.
+        let SnapshotCut { epoch, .. } = cut;
         let mut active = sync::lock(&self.snapshot_active);
         for db in self.dbs.iter() {
             for lock in db.shard_locks() {
