@@ -272,9 +272,12 @@ impl Keyspace {
 
     /// Ends the snapshot of `cut`, finished or abandoned: shards whose image was never taken
     /// drop their retained versions, and a new snapshot may begin.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "the cut is a token: ending the snapshot takes it, so it cannot be used again"
+    )]
     pub fn end_snapshot(&self, cut: SnapshotCut) {
-        // Taken by value: the cut is a token, and ending the snapshot consumes it.
-        let SnapshotCut { epoch, .. } = cut;
+        let epoch = cut.epoch;
         let mut active = sync::lock(&self.snapshot_active);
         for db in self.dbs.iter() {
             for lock in db.shard_locks() {
