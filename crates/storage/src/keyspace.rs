@@ -283,7 +283,7 @@ impl Keyspace {
             for lock in db.shard_locks() {
                 let mut shard = sync::write(lock);
                 if let Some(snapshot) = shard.snapshot.take() {
-                    debug_assert_eq!(snapshot.cut, cut.epoch);
+                    debug_assert_eq!(snapshot.cut, epoch);
                     snapshot
                         .counters
                         .sub(snapshot.retained.len() as u64, snapshot.retained_bytes);
