@@ -1,5 +1,9 @@
 //! Model tests: random sequences of keyspace operations, with expiry under a controlled clock,
 //! checked against a `BTreeMap` that does the same thing the obvious way.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

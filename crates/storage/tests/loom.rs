@@ -5,6 +5,10 @@
 //! - the epoch advance (the cut) racing a multi-key writer;
 //! - the on-write retain hook racing the traversal taking shard images;
 //! - the release of retained versions (image drop, end_snapshot) racing writers.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 #![cfg(forkless_loom)]
 
 use std::collections::BTreeMap;

@@ -1,5 +1,9 @@
 //! SCAN's guarantee under concurrent growth, and atomicity of multi-key writes under concurrent
 //! readers. Stress tests: bounded in iterations, no timing assumptions.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,9 @@
 //! The snapshot cut: whatever happens after `begin_snapshot`, the union of the shard images
 //! equals the keyspace as it was at the cut, and retained versions are released afterwards.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
