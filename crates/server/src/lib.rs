@@ -23,6 +23,7 @@ mod cmd;
 pub mod config;
 mod conn;
 mod info;
+mod persistence;
 mod server;
 
 use config::{Config, Invocation};
@@ -105,12 +106,16 @@ fn run(config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let addrs = config.bind.clone();
     let port = config.port;
-    let server = Arc::new(Server::new(config));
+    let server = Server::new(config);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
         "forkless-server starting"
     );
+    if server.config().snapshot_mode == config::SnapshotMode::Fork {
+        tracing::warn!("snapshot-mode fork is not implemented yet: background saves use epoch snapshots");
+    }
+    persistence::load_at_startup(&server)?;
     let mut listeners = Vec::new();
     for addr in &addrs {
         let addr = addr.trim_start_matches('-');
@@ -126,13 +131,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("Ready to accept connections tcp on {local}");
     }
     let expiry = spawn_active_expiry(Arc::clone(&server));
+    let save_points = persistence::spawn_save_point_timer(Arc::clone(&server))
+        .context("starting the save-point timer")?;
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
     }
-    wait_for_shutdown(&server).await;
+    loop {
+        wait_for_shutdown(&server).await;
+        if shutdown_save(&server) {
+            break;
+        }
+    }
     tracing::info!("Received shutdown request, exiting now. Bye bye...");
     server.request_shutdown();
+    let _ = save_points.join();
     for task in accept_tasks {
         task.abort();
     }
@@ -165,6 +178,25 @@ async fn wait_for_shutdown(server: &Server) {
         _ = term.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
         _ = int.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
         () = server.shutdown.notified() => {}
+    }
+}
+
+/// The save Redis makes before exiting on SIGTERM/SIGINT when save points are configured
+/// (SHUTDOWN makes its own decision and sets `skip_final_save`). Returns true if and only if the
+/// server may exit; a failed save keeps it running, as in Redis.
+fn shutdown_save(server: &Server) -> bool {
+    use std::sync::atomic::Ordering;
+    if server.skip_final_save.load(Ordering::Acquire) || server.config().save.is_empty() {
+        return true;
+    }
+    tracing::info!("Saving the final RDB snapshot before exiting.");
+    match tokio::task::block_in_place(|| persistence::final_save(server)) {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!("Error trying to save the DB, can't exit: {err}");
+            server.shutting_down.store(false, Ordering::Release);
+            false
+        }
     }
 }
 

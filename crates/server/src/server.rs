@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -151,10 +151,19 @@ pub(crate) struct Server {
     /// Notified once when the server should stop (SIGTERM, SIGINT, SHUTDOWN).
     pub(crate) shutdown: Notify,
     pub(crate) shutting_down: AtomicBool,
+    pub(crate) persistence: crate::persistence::Persistence,
+    /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
+    pub(crate) skip_final_save: AtomicBool,
+    /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
+    self_ref: Weak<Server>,
 }
 
 impl Server {
-    pub(crate) fn new(config: Config) -> Server {
+    pub(crate) fn new(config: Config) -> Arc<Server> {
+        Arc::new_cyclic(|self_ref| Server::build(config, self_ref.clone()))
+    }
+
+    fn build(config: Config, self_ref: Weak<Server>) -> Server {
         let tunables = Tunables::default();
         tunables.refresh(&config);
         let keyspace = Keyspace::new(config.databases);
@@ -171,7 +180,15 @@ impl Server {
             local_addr: Mutex::new(None),
             shutdown: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            persistence: crate::persistence::Persistence::new(unix_ms() / 1000),
+            skip_final_save: AtomicBool::new(false),
+            self_ref,
         }
+    }
+
+    /// This server's `Arc`, or None while it is being dropped.
+    pub(crate) fn arc(&self) -> Option<Arc<Server>> {
+        self.self_ref.upgrade()
     }
 
     /// Reads the configuration. Poisoning is ignored: CONFIG SET validates before it writes.

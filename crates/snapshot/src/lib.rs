@@ -6,3 +6,9 @@
 //! `forkless-storage` only and never sees sockets or RESP frames.
 //!
 //! Nothing is implemented yet: the epoch snapshot is the next milestone after the foundation.
+
+pub mod backend;
+/// The RDB file format: encoder, loader, CRC-64 and LZF.
+pub mod format;
+pub mod save;
+pub use format::REDIS_VERSION_COMPAT;

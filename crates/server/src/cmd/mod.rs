@@ -19,6 +19,7 @@ use crate::server::Server;
 
 pub(crate) mod connection;
 pub(crate) mod keys;
+pub(crate) mod persistence;
 pub(crate) mod server;
 pub(crate) mod string;
 
@@ -90,7 +91,7 @@ struct Table {
 }
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let commands: Vec<&'static Command> = [connection::COMMANDS, keys::COMMANDS, server::COMMANDS, string::COMMANDS]
+    let commands: Vec<&'static Command> = [connection::COMMANDS, keys::COMMANDS, persistence::COMMANDS, server::COMMANDS, string::COMMANDS]
         .into_iter()
         .flatten()
         .collect();
@@ -179,6 +180,11 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     }
     if !client.authenticated && !command.has_flag("no_auth") && server.tunables.requirepass_set.load(Ordering::Relaxed) {
         out.error(reply::NOAUTH);
+        reject(server, stats);
+        return;
+    }
+    if (command.has_flag("write") || command.name == "ping") && crate::persistence::writes_refused(server) {
+        out.error(crate::persistence::MISCONF);
         reject(server, stats);
         return;
     }

@@ -1,0 +1,43 @@
+//! Persistence commands: SAVE BGSAVE LASTSAVE.
+
+use bytes::Bytes;
+
+use super::{Command, Ctx, eq_ignore_case, reply};
+use crate::persistence;
+
+pub(crate) const COMMANDS: &[Command] = &[
+    Command { name: "save", arity: 1, flags: &["admin", "noscript", "no_async_loading", "no_multi"], keys: (0, 0, 0), categories: &["admin", "slow", "dangerous"], summary: "Synchronously saves the database(s) to disk.", since: "1.0.0", group: "server", handler: save },
+    Command { name: "bgsave", arity: -1, flags: &["admin", "noscript", "no_async_loading"], keys: (0, 0, 0), categories: &["admin", "slow", "dangerous"], summary: "Asynchronously saves the database(s) to disk.", since: "1.0.0", group: "server", handler: bgsave },
+    Command { name: "lastsave", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), categories: &["admin", "fast", "dangerous"], summary: "Returns the Unix timestamp of the last successful save to disk.", since: "1.0.0", group: "server", handler: lastsave },
+];
+
+fn save(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    // SAVE blocks this connection for the whole save, as in Redis; block_in_place lets the
+    // runtime move this worker's other connections to another thread meanwhile.
+    match tokio::task::block_in_place(|| persistence::save_blocking(ctx.server)) {
+        Ok(()) => ctx.out.ok(),
+        Err(msg) => ctx.out.error(&msg),
+    }
+}
+
+fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    match argv {
+        [_] => {}
+        // SCHEDULE only differs from BGSAVE while another kind of child runs (AOF), which
+        // forkless does not have.
+        [_, option] if eq_ignore_case(option, "schedule") => {}
+        _ => {
+            ctx.out.error(reply::SYNTAX);
+            return;
+        }
+    }
+    match persistence::bgsave(ctx.server) {
+        Ok(()) => ctx.out.simple(b"Background saving started"),
+        Err(msg) => ctx.out.error(&msg),
+    }
+}
+
+fn lastsave(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    let secs = ctx.server.persistence.state().last_save_unix_secs;
+    ctx.out.int(i64::try_from(secs).unwrap_or(i64::MAX));
+}

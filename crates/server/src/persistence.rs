@@ -1,0 +1,353 @@
+//! Persistence: SAVE, BGSAVE, save points, LASTSAVE, MISCONF, loading at startup, and the
+//! figures INFO persistence reports.
+//!
+//! A save always starts with the cut on the thread that asked for it (the command's thread or
+//! the save-point timer), so the snapshot is the dataset at the moment the command ran. BGSAVE
+//! then hands the cut to a `forkless-bgsave` thread; SAVE runs the same save on its own
+//! thread and waits, as Redis's SAVE does.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use forkless_snapshot::backend::{Target, WriterKind};
+use forkless_snapshot::format;
+use forkless_snapshot::save::{self, Compression, Progress, SaveError, SaveOptions, SaveReport};
+use forkless_storage::{SnapshotCut, Value};
+
+use crate::config::{Config, SnapshotCompression, SnapshotWriter};
+use crate::server::{Server, lock, unix_ms};
+
+/// Redis waits this long after a failed background save before a save point may retry.
+const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Redis's reply when a save is requested while one runs.
+pub(crate) const ALREADY_IN_PROGRESS: &str = "ERR Background save already in progress";
+
+/// Redis's MISCONF error, given to writes while the last background save failed.
+pub(crate) const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's \
+currently unable to persist to disk. Commands that may modify the data set are disabled, \
+because this instance is configured to report errors during writes if RDB snapshotting fails \
+(stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB \
+error.";
+
+/// A save that is running.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) started: Instant,
+    pub(crate) progress: Arc<Progress>,
+    /// `keyspace.dirty()` just before the cut: on success, changes up to here are saved.
+    dirty_at_cut: u64,
+}
+
+/// What INFO persistence shows. A std mutex: taken briefly by commands, the save-point timer
+/// and the save thread at its start and end, never across an await or during a save.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) running: Option<Running>,
+    pub(crate) last_save_unix_secs: u64,
+    pub(crate) last_bgsave_ok: bool,
+    pub(crate) last_bgsave_time_sec: i64,
+    pub(crate) last_try_unix_ms: u64,
+    pub(crate) dirty_at_last_save: u64,
+    pub(crate) saves: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) writer: Option<&'static str>,
+    pub(crate) writer_fallback_reason: Option<String>,
+    pub(crate) last_bytes_written: u64,
+    pub(crate) last_keys_saved: u64,
+    pub(crate) last_load_keys_loaded: u64,
+    pub(crate) last_load_keys_expired: u64,
+    pub(crate) loading_time_ms: u64,
+}
+
+/// The server's persistence state.
+#[derive(Debug)]
+pub(crate) struct Persistence {
+    pub(crate) state: Mutex<State>,
+    /// Notified whenever a save finishes, for the final save to wait on a running one.
+    finished: Condvar,
+    /// Mirrors `!state.last_bgsave_ok` so the per-command MISCONF check takes no lock.
+    last_save_failed: AtomicBool,
+    /// Numbers each temp file name, as Redis's `temp-<pid>.rdb` but unique per save.
+    temp_counter: AtomicU64,
+}
+
+impl Persistence {
+    pub(crate) fn new(started_unix_secs: u64) -> Persistence {
+        Persistence {
+            state: Mutex::new(State {
+                running: None,
+                last_save_unix_secs: started_unix_secs,
+                last_bgsave_ok: true,
+                last_bgsave_time_sec: -1,
+                last_try_unix_ms: 0,
+                dirty_at_last_save: 0,
+                saves: 0,
+                last_error: None,
+                writer: None,
+                writer_fallback_reason: None,
+                last_bytes_written: 0,
+                last_keys_saved: 0,
+                last_load_keys_loaded: 0,
+                last_load_keys_expired: 0,
+                loading_time_ms: 0,
+            }),
+            finished: Condvar::new(),
+            last_save_failed: AtomicBool::new(false),
+            temp_counter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+}
+
+/// Returns true if and only if writes must be refused with MISCONF: the last background save
+/// failed, save points are configured and `stop-writes-on-bgsave-error` is on (Redis's rule).
+pub(crate) fn writes_refused(server: &Server) -> bool {
+    if !server.persistence.last_save_failed.load(Ordering::Relaxed) {
+        return false;
+    }
+    let config = server.config();
+    config.stop_writes_on_bgsave_error && !config.save.is_empty()
+}
+
+fn save_options(server: &Server, config: &Config) -> SaveOptions {
+    let n = server.persistence.temp_counter.fetch_add(1, Ordering::Relaxed);
+    SaveOptions {
+        target: Target::new(
+            config.dir.clone(),
+            config.dbfilename.clone(),
+            format!("temp-{}-{n}.rdb", std::process::id()),
+        ),
+        writer: match config.snapshot_writer {
+            SnapshotWriter::Auto => WriterKind::Auto,
+            SnapshotWriter::IoUring => WriterKind::IoUring,
+            SnapshotWriter::Blocking => WriterKind::Blocking,
+        },
+        compress_strings: config.rdbcompression,
+        checksum: config.rdbchecksum,
+        compression: match config.snapshot_compression {
+            SnapshotCompression::None => Compression::None,
+            SnapshotCompression::Zstd => Compression::Zstd { level: config.snapshot_compression_level },
+        },
+        threads: if config.snapshot_threads == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            config.snapshot_threads
+        },
+        max_bytes_per_sec: config.snapshot_max_bytes_per_sec,
+        used_mem: crate::info::rss_bytes(),
+        ctime_unix_secs: unix_ms() / 1000,
+    }
+}
+
+/// Takes the cut and registers the save as running. Err is the reply for the client.
+fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &'static str> {
+    let mut state = server.persistence.state();
+    if state.running.is_some() {
+        return Err(ALREADY_IN_PROGRESS);
+    }
+    let dirty_at_cut = server.keyspace.dirty();
+    let cut = server.keyspace.begin_snapshot(unix_ms()).ok_or(ALREADY_IN_PROGRESS)?;
+    let options = save_options(server, &server.config());
+    let progress = Arc::new(Progress::default());
+    state.running = Some(Running { started: Instant::now(), progress: Arc::clone(&progress), dirty_at_cut });
+    state.last_try_unix_ms = unix_ms();
+    Ok((cut, options, progress))
+}
+
+/// Records the outcome of a save and logs it.
+fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: bool) {
+    let mut state = server.persistence.state();
+    let Some(running) = state.running.take() else { return };
+    server.persistence.finished.notify_all();
+    state.last_bgsave_time_sec = i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
+    match result {
+        Ok(report) => {
+            server.persistence.last_save_failed.store(false, Ordering::Relaxed);
+            state.last_bgsave_ok = true;
+            state.last_error = None;
+            state.last_save_unix_secs = unix_ms() / 1000;
+            state.dirty_at_last_save = running.dirty_at_cut;
+            state.saves += 1;
+            state.writer = Some(report.writer.as_str());
+            state.writer_fallback_reason.clone_from(&report.fallback_reason);
+            state.last_bytes_written = report.bytes_written;
+            state.last_keys_saved = report.keys_saved;
+            if let Some(reason) = &report.fallback_reason {
+                tracing::warn!("Snapshot written with the blocking writer: io_uring unavailable ({reason})");
+            }
+            let secs = report.duration.as_secs_f64();
+            let mb_per_sec = report.bytes_written as f64 / 1e6 / secs.max(1e-9);
+            if background {
+                tracing::info!(
+                    keys = report.keys_saved,
+                    bytes = report.bytes_written,
+                    writer = report.writer.as_str(),
+                    "Background saving terminated with success ({secs:.3} s, {mb_per_sec:.0} MB/s)"
+                );
+            } else {
+                tracing::info!(keys = report.keys_saved, bytes = report.bytes_written, "DB saved on disk");
+            }
+        }
+        Err(err) => {
+            server.persistence.last_save_failed.store(true, Ordering::Relaxed);
+            state.last_bgsave_ok = false;
+            state.last_error = Some(err.to_string());
+            if background {
+                tracing::warn!("Background saving error: {err}");
+            } else {
+                tracing::warn!("Failed saving the DB: {err}");
+            }
+        }
+    }
+}
+
+/// BGSAVE: cut now, save on a background thread. Err is the reply for the client.
+pub(crate) fn bgsave(server: &Server) -> Result<(), String> {
+    let (cut, options, progress) = begin(server).map_err(str::to_string)?;
+    let Some(owner) = server.arc() else {
+        server.keyspace.end_snapshot(cut);
+        server.persistence.state().running = None;
+        return Err("ERR server is shutting down".into());
+    };
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel::<SnapshotCut>();
+    let spawned = std::thread::Builder::new().name("forkless-bgsave".into()).spawn(move || {
+        let Ok(cut) = cut_rx.recv() else { return };
+        let result = save::save(&owner.keyspace, cut, &options, &progress);
+        finish(&owner, &result, true);
+    });
+    match spawned {
+        Ok(_) => {
+            tracing::info!("Background saving started");
+            // The thread is alive and waiting for the cut: the send cannot fail.
+            let _ = cut_tx.send(cut);
+            Ok(())
+        }
+        Err(err) => {
+            server.keyspace.end_snapshot(cut);
+            let result = Err(SaveError::Spawn(err));
+            finish(server, &result, true);
+            Err("ERR Can't save in background: could not start the save thread".into())
+        }
+    }
+}
+
+/// SAVE (and the save before shutdown): cut now, save, wait. Err is the reply for the client.
+pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
+    let (cut, options, progress) = begin(server).map_err(str::to_string)?;
+    let result = save::save(&server.keyspace, cut, &options, &progress);
+    finish(server, &result, false);
+    result.map(drop).map_err(|_| "ERR".to_string())
+}
+
+/// The save before exiting (SHUTDOWN SAVE, or a signal with save points configured): a running
+/// background save is cancelled and awaited, then a foreground save runs, as Redis kills its
+/// child and saves in the foreground.
+pub(crate) fn final_save(server: &Server) -> Result<(), String> {
+    let mut state = server.persistence.state();
+    while let Some(running) = &state.running {
+        running.progress.cancel.store(true, Ordering::Relaxed);
+        state = server.persistence.finished.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    drop(state);
+    save_blocking(server)
+}
+
+/// SHUTDOWN's decision: `save` is Some(true) for SAVE, Some(false) for NOSAVE, None to follow
+/// the save points. On success the server is asked to stop; Err is the reply for the client.
+pub(crate) fn shutdown(server: &Server, save: Option<bool>) -> Result<(), String> {
+    let save = save.unwrap_or_else(|| !server.config().save.is_empty());
+    if save {
+        tracing::info!("Saving the final RDB snapshot before exiting.");
+        tokio::task::block_in_place(|| final_save(server)).map_err(|_| {
+            tracing::warn!("Error trying to save the DB, can't exit.");
+            "ERR Errors trying to SHUTDOWN. Check logs.".to_string()
+        })?;
+    }
+    server.skip_final_save.store(true, Ordering::Release);
+    server.request_shutdown();
+    Ok(())
+}
+
+/// The save-point timer: once a second, starts a BGSAVE when a `save <secs> <changes>` point is
+/// due, as Redis's serverCron does (and not within 5 s of a failed attempt).
+pub(crate) fn spawn_save_point_timer(server: Arc<Server>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("forkless-savepoints".into()).spawn(move || {
+        while !server.shutting_down.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+            if save_point_due(&server) {
+                if let Err(err) = bgsave(&server) {
+                    tracing::debug!("save point: {err}");
+                }
+            }
+        }
+    })
+}
+
+fn save_point_due(server: &Server) -> bool {
+    let now_ms = unix_ms();
+    let changes = {
+        let state = server.persistence.state();
+        if state.running.is_some() {
+            return false;
+        }
+        let retry_ok = state.last_bgsave_ok
+            || now_ms.saturating_sub(state.last_try_unix_ms) > BGSAVE_RETRY_DELAY.as_millis() as u64;
+        if !retry_ok {
+            return false;
+        }
+        let since_secs = (now_ms / 1000).saturating_sub(state.last_save_unix_secs);
+        let dirty = server.keyspace.dirty().saturating_sub(state.dirty_at_last_save);
+        (since_secs, dirty)
+    };
+    let (since_secs, dirty) = changes;
+    server.config().save.iter().any(|point| dirty >= point.changes && since_secs > point.seconds)
+}
+
+/// Loads `dir/dbfilename` into the keyspace, if it exists. Any problem with the file stops
+/// startup with an error naming the file, the offset and what was wrong.
+pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
+    let path = server.config().rdb_path();
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("Fatal error loading the DB {}", path.display())),
+    };
+    let started = Instant::now();
+    let name = path.display().to_string();
+    let n_dbs = server.keyspace.dbs().len();
+    let summary = format::load(BufReader::with_capacity(1 << 20, file), &name, unix_ms(), |entry| {
+        let db = usize::try_from(entry.db).ok().and_then(|idx| server.keyspace.db(idx)).ok_or_else(|| {
+            format::LoadError::rejected(format!(
+                "the file has keys in database {} but this server is configured with {n_dbs} databases",
+                entry.db
+            ))
+        })?;
+        let value: Value = entry.value;
+        db.write(&[&entry.key], 0).set(&entry.key, value, entry.expire_at_ms);
+        Ok(())
+    })
+    .with_context(|| format!("Fatal error loading the DB {}", path.display()))?;
+    let elapsed = started.elapsed();
+    let mut state = server.persistence.state();
+    state.last_load_keys_loaded = summary.keys_loaded;
+    state.last_load_keys_expired = summary.keys_expired_skipped;
+    state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    // Loading is not a change: a restart must not trigger a save point by itself.
+    state.dirty_at_last_save = server.keyspace.dirty();
+    tracing::info!(
+        keys = summary.keys_loaded,
+        expired_skipped = summary.keys_expired_skipped,
+        "DB loaded from disk: {:.3} seconds",
+        elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+

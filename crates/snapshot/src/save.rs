@@ -1,0 +1,369 @@
+//! Running one snapshot: traversal, serialization, compression and writing.
+//!
+//! ```text
+//!   Keyspace::begin_snapshot (the cut, on the caller's thread)
+//!        │
+//!        ▼  for each database with keys at the cut, in order:
+//!   writer thread ── header / SELECTDB ──────────────────────────────► Sink (backend/*)
+//!        ▲                                                              ▲
+//!        │ bounded channel of chunks (whole entries, ~1 MiB each)       │
+//!   serializer threads: claim a shard → take_shard_image → format::write_entry → [zstd frame]
+//! ```
+//!
+//! Entries of one database may be written in any order, so serializers never wait for one
+//! another: each sends a chunk as soon as it holds a MiB of whole entries, and the writer
+//! writes chunks in arrival order. Databases are done one after the other, because an RDB file
+//! groups keys under their SELECTDB. The CRC64 is computed by the writer over the uncompressed
+//! stream, in write order. With zstd each chunk is an independent frame, compressed by the
+//! serializer that produced it, so compression runs in parallel.
+//!
+//! Memory: each serializer holds at most one shard image and one chunk; the channel holds at
+//! most `2 × threads` chunks. The image is dropped when its shard is done, which releases the
+//! versions the shard retained.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use forkless_storage::{Keyspace, N_SHARDS, SnapshotCut};
+
+use crate::backend::{self, BackendError, Sink, Target, WriterKind, WriterUsed};
+use crate::format::{self, Checksum, EncodeOptions};
+
+/// A serializer sends its chunk once it holds this many bytes (or its shard is done).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Whole-stream compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain RDB.
+    None,
+    /// Every chunk an independent zstd frame at this level.
+    Zstd {
+        /// zstd level (1..=22).
+        level: i32,
+    },
+}
+
+/// Everything a save needs to know besides the keyspace.
+#[derive(Debug, Clone)]
+pub struct SaveOptions {
+    /// Where the file goes.
+    pub target: Target,
+    /// Which writer backend to use.
+    pub writer: WriterKind,
+    /// `rdbcompression`: LZF-compress long strings.
+    pub compress_strings: bool,
+    /// `rdbchecksum`: write the CRC64 (otherwise zero, as Redis does).
+    pub checksum: bool,
+    /// Whole-stream compression.
+    pub compression: Compression,
+    /// Serializer threads (at least 1).
+    pub threads: usize,
+    /// Throttle for the writer; 0 means unlimited.
+    pub max_bytes_per_sec: u64,
+    /// The `used-mem` aux field.
+    pub used_mem: u64,
+    /// The `ctime` aux field, seconds since the Unix epoch.
+    pub ctime_unix_secs: u64,
+}
+
+/// Live progress of a save, readable from other threads (INFO).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Keys serialized so far.
+    pub keys_processed: AtomicU64,
+    /// Keys at the cut (an upper bound: includes keys expired but not yet reclaimed).
+    pub keys_total: AtomicU64,
+    /// Bytes handed to the writer backend so far.
+    pub bytes_written: AtomicU64,
+    /// Shards whose image has been serialized.
+    pub shards_done: AtomicUsize,
+    /// Shards to serialize.
+    pub shards_total: AtomicUsize,
+    /// Set to make the save stop early and fail with [`SaveError::Cancelled`].
+    pub cancel: AtomicBool,
+}
+
+/// What a successful save did.
+#[derive(Debug, Clone)]
+pub struct SaveReport {
+    /// Keys written.
+    pub keys_saved: u64,
+    /// Bytes in the file.
+    pub bytes_written: u64,
+    /// Which writer wrote them.
+    pub writer: WriterUsed,
+    /// Why io_uring was not used, when the automatic choice fell back.
+    pub fallback_reason: Option<String>,
+    /// Wall time from the cut to the rename.
+    pub duration: Duration,
+}
+
+/// Why a save failed. The previous snapshot file is untouched in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The writer backend failed (open, write, fsync, rename, directory fsync).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// zstd compression failed.
+    #[error("zstd compression failed: {0}")]
+    Compress(#[source] std::io::Error),
+    /// A serializer thread could not be started.
+    #[error("could not start a serializer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The save was cancelled (server shutdown, FLUSHALL with a save running is not one).
+    #[error("snapshot cancelled")]
+    Cancelled,
+}
+
+/// One chunk on its way to the writer.
+struct Chunk {
+    /// The RDB bytes, for the checksum.
+    plain: Vec<u8>,
+    /// What goes to disk, when it differs from `plain` (zstd).
+    compressed: Option<Vec<u8>>,
+}
+
+/// Runs the snapshot of `cut` to completion and ends it (`Keyspace::end_snapshot`), whatever the
+/// outcome. Blocks the calling thread; serializers run on `options.threads` scoped threads.
+pub fn save(
+    keyspace: &Keyspace,
+    cut: SnapshotCut,
+    options: &SaveOptions,
+    progress: &Progress,
+) -> Result<SaveReport, SaveError> {
+    let result = save_inner(keyspace, &cut, options, progress);
+    keyspace.end_snapshot(cut);
+    result
+}
+
+fn save_inner(
+    keyspace: &Keyspace,
+    cut: &SnapshotCut,
+    options: &SaveOptions,
+    progress: &Progress,
+) -> Result<SaveReport, SaveError> {
+    let started = Instant::now();
+    let dbs_with_keys: Vec<usize> =
+        cut.db_sizes().iter().enumerate().filter(|(_, s)| s.keys > 0).map(|(i, _)| i).collect();
+    let keys_total: usize = cut.db_sizes().iter().map(|s| s.keys).sum();
+    progress.keys_total.store(keys_total as u64, Ordering::Relaxed);
+    progress.shards_total.store(dbs_with_keys.len() * N_SHARDS, Ordering::Relaxed);
+
+    let (sink, writer, fallback_reason) = backend::open(options.writer, &options.target)?;
+    let mut out = Output::new(sink, options, progress);
+    let encode = EncodeOptions { compress_strings: options.compress_strings };
+
+    let written = (|| {
+        let mut header = Vec::new();
+        format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
+        out.write(Chunk::new(header, options.compression)?)?;
+        for &db_idx in &dbs_with_keys {
+            let stats = cut.db_sizes().get(db_idx).copied().unwrap_or_default();
+            let mut db_header = Vec::new();
+            format::write_db_header(
+                &mut db_header,
+                u32::try_from(db_idx).unwrap_or(u32::MAX),
+                stats.keys as u64,
+                stats.expires as u64,
+            );
+            out.write(Chunk::new(db_header, options.compression)?)?;
+            serialize_db(keyspace, cut, db_idx, &encode, options, progress, &mut out)?;
+        }
+        let mut eof = Vec::new();
+        format::write_eof(&mut eof);
+        let crc = if options.checksum { out.checksum_after(&eof) } else { 0 };
+        eof.extend_from_slice(&crc.to_le_bytes());
+        out.write_raw_tail(eof, options.compression)
+    })();
+    match written {
+        Ok(()) => {
+            let bytes_written = out.sink.bytes_written();
+            out.sink.finish()?;
+            Ok(SaveReport {
+                keys_saved: progress.keys_processed.load(Ordering::Relaxed),
+                bytes_written,
+                writer,
+                fallback_reason,
+                duration: started.elapsed(),
+            })
+        }
+        Err(err) => {
+            out.sink.abort();
+            Err(err)
+        }
+    }
+}
+
+/// Serializes every shard of one database with the serializer threads, writing chunks as they
+/// arrive. Returns the first error; on error, serializers stop at their next chunk.
+fn serialize_db(
+    keyspace: &Keyspace,
+    cut: &SnapshotCut,
+    db_idx: usize,
+    encode: &EncodeOptions,
+    options: &SaveOptions,
+    progress: &Progress,
+    out: &mut Output,
+) -> Result<(), SaveError> {
+    let next_shard = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let threads = options.threads.max(1);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Result<Chunk, SaveError>>(2 * threads);
+        for worker in 0..threads {
+            let worker_tx = tx.clone();
+            let (next_shard, failed) = (&next_shard, &failed);
+            let spawned = std::thread::Builder::new()
+                .name(format!("forkless-snap-{worker}"))
+                .spawn_scoped(scope, move || {
+                    let compression = options.compression;
+                    serializer(keyspace, cut, db_idx, encode, compression, progress, next_shard, failed, &worker_tx);
+                });
+            if let Err(err) = spawned {
+                failed.store(true, Ordering::Relaxed);
+                let _ = tx.send(Err(SaveError::Spawn(err)));
+            }
+        }
+        drop(tx);
+        let mut result = Ok(());
+        // Drain until every serializer has hung up, even after an error, so none is left
+        // blocked on a full channel.
+        for chunk in rx {
+            if result.is_ok() {
+                result = chunk.and_then(|chunk| out.write(chunk));
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        result
+    })
+}
+
+#[expect(clippy::too_many_arguments, reason = "one scoped worker's borrowed context")]
+fn serializer(
+    keyspace: &Keyspace,
+    cut: &SnapshotCut,
+    db_idx: usize,
+    encode: &EncodeOptions,
+    compression: Compression,
+    progress: &Progress,
+    next_shard: &AtomicUsize,
+    failed: &AtomicBool,
+    tx: &mpsc::SyncSender<Result<Chunk, SaveError>>,
+) {
+    let mut buf = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+    let send = |buf: Vec<u8>| -> bool {
+        let chunk = Chunk::new(buf, compression);
+        let stop = chunk.is_err();
+        tx.send(chunk).is_ok() && !stop
+    };
+    loop {
+        if failed.load(Ordering::Relaxed) || progress.cancel.load(Ordering::Relaxed) {
+            if progress.cancel.load(Ordering::Relaxed) {
+                let _ = tx.send(Err(SaveError::Cancelled));
+            }
+            return;
+        }
+        let shard_idx = next_shard.fetch_add(1, Ordering::Relaxed);
+        if shard_idx >= N_SHARDS {
+            break;
+        }
+        let image = keyspace.take_shard_image(cut, db_idx, shard_idx);
+        let mut keys = 0u64;
+        for (key, entry) in image.entries() {
+            if entry.is_expired(cut.now_ms()) {
+                continue;
+            }
+            format::write_entry(&mut buf, key, entry.value(), entry.expire_at_ms(), encode);
+            keys += 1;
+            if buf.len() >= CHUNK_BYTES {
+                progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+                keys = 0;
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
+                if !send(full) {
+                    return;
+                }
+            }
+        }
+        progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+        drop(image);
+        progress.shards_done.fetch_add(1, Ordering::Relaxed);
+    }
+    if !buf.is_empty() {
+        send(buf);
+    }
+}
+
+impl Chunk {
+    fn new(plain: Vec<u8>, compression: Compression) -> Result<Chunk, SaveError> {
+        let compressed = match compression {
+            Compression::None => None,
+            Compression::Zstd { level } => {
+                Some(zstd::bulk::compress(&plain, level).map_err(SaveError::Compress)?)
+            }
+        };
+        Ok(Chunk { plain, compressed })
+    }
+}
+
+/// The writer side: checksum, throttle, sink.
+struct Output<'a> {
+    sink: Box<dyn Sink>,
+    checksum: Checksum,
+    progress: &'a Progress,
+    max_bytes_per_sec: u64,
+    started: Instant,
+}
+
+impl<'a> Output<'a> {
+    fn new(sink: Box<dyn Sink>, options: &SaveOptions, progress: &'a Progress) -> Output<'a> {
+        Output {
+            sink,
+            checksum: Checksum::new(),
+            progress,
+            max_bytes_per_sec: options.max_bytes_per_sec,
+            started: Instant::now(),
+        }
+    }
+
+    fn write(&mut self, chunk: Chunk) -> Result<(), SaveError> {
+        self.checksum.update(&chunk.plain);
+        let bytes = chunk.compressed.unwrap_or(chunk.plain);
+        let len = bytes.len() as u64;
+        self.sink.write(bytes)?;
+        self.progress.bytes_written.fetch_add(len, Ordering::Relaxed);
+        self.throttle();
+        Ok(())
+    }
+
+    /// The checksum of the stream so far followed by `tail` (the EOF opcode).
+    fn checksum_after(&mut self, tail: &[u8]) -> u64 {
+        self.checksum.update(tail);
+        self.checksum.finish()
+    }
+
+    /// Writes the final bytes (EOF + CRC), already covered by the checksum.
+    fn write_raw_tail(&mut self, tail: Vec<u8>, compression: Compression) -> Result<(), SaveError> {
+        let chunk = Chunk::new(tail, compression)?;
+        let bytes = chunk.compressed.unwrap_or(chunk.plain);
+        let len = bytes.len() as u64;
+        self.sink.write(bytes)?;
+        self.progress.bytes_written.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sleeps as long as the average rate is above `max_bytes_per_sec`.
+    fn throttle(&self) {
+        if self.max_bytes_per_sec == 0 {
+            return;
+        }
+        let written = self.progress.bytes_written.load(Ordering::Relaxed);
+        let due = Duration::from_secs_f64(written as f64 / self.max_bytes_per_sec as f64);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+}
