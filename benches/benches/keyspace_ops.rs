@@ -11,7 +11,8 @@ fn keyspace_ops(c: &mut Criterion) {
     let Some(db) = keyspace.db(0) else { return };
     let keys: Vec<String> = (0..100_000).map(|i| format!("key:{i:012}")).collect();
     for key in &keys {
-        db.write(&[key.as_bytes()], 0).set(key.as_bytes(), Value::string(&[b'x'; 3]), None);
+        db.write(&[key.as_bytes()], 0)
+            .set(key.as_bytes(), Value::string(&[b'x'; 3]), None);
     }
     let mut group = c.benchmark_group("keyspace");
     group.throughput(Throughput::Elements(1));
@@ -28,7 +29,11 @@ fn keyspace_ops(c: &mut Criterion) {
         b.iter(|| {
             idx = (idx + 7919) % keys.len();
             let key = keys[idx].as_bytes();
-            black_box(db.write(&[key], 0).set(key, Value::string(b"abc"), None).is_some())
+            black_box(
+                db.write(&[key], 0)
+                    .set(key, Value::string(b"abc"), None)
+                    .is_some(),
+            )
         });
     });
     group.finish();

@@ -65,7 +65,12 @@ impl TestServer {
                 Ok(line) => {
                     if let Some(addr) = line.split("Ready to accept connections tcp on ").nth(1) {
                         let addr = addr.trim().parse().expect("ready line names an address");
-                        return TestServer { child, addr, log: rx, dir };
+                        return TestServer {
+                            child,
+                            addr,
+                            log: rx,
+                            dir,
+                        };
                     }
                 }
                 Err(_) => {
@@ -92,7 +97,9 @@ impl TestServer {
     /// A raw TCP connection, for exact-byte tests.
     pub fn raw(&self) -> RawConn {
         let stream = TcpStream::connect(self.addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
         RawConn { stream }
     }
 
@@ -185,11 +192,20 @@ impl RawConn {
         let mut chunk = [0u8; 4096];
         loop {
             if let Ok(Some((_, used))) = forkless_protocol::decode_frame(&buf, &limits) {
-                assert_eq!(used, buf.len(), "more than one reply arrived: {:?}", String::from_utf8_lossy(&buf));
+                assert_eq!(
+                    used,
+                    buf.len(),
+                    "more than one reply arrived: {:?}",
+                    String::from_utf8_lossy(&buf)
+                );
                 return buf;
             }
             let n = self.stream.read(&mut chunk).expect("read reply");
-            assert!(n > 0, "connection closed; got so far {:?}", String::from_utf8_lossy(&buf));
+            assert!(
+                n > 0,
+                "connection closed; got so far {:?}",
+                String::from_utf8_lossy(&buf)
+            );
             buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -213,20 +229,25 @@ impl RawConn {
 /// returns None.
 pub fn redis_tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|path| is_executable(path))
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| is_executable(path))
     });
     if found.is_none() {
         if std::env::var("FORKLESS_REQUIRE_REDIS").as_deref() == Ok("1") {
             panic!("{name} is required (FORKLESS_REQUIRE_REDIS=1) but not on PATH");
         }
-        eprintln!("!!!!! SKIPPING: {name} not found on PATH (apt-get install redis-tools redis-server) !!!!!");
+        eprintln!(
+            "!!!!! SKIPPING: {name} not found on PATH (apt-get install redis-tools redis-server) !!!!!"
+        );
     }
     found
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Polls `condition` every 5 ms until it holds or `timeout` passes; returns whether it held.

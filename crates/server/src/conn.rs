@@ -33,12 +33,20 @@ fn limits(server: &Server) -> Limits {
 pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
     let local_addr = socket.local_addr().unwrap_or(addr);
     let id = server.clients.next_id();
-    server.stats.total_connections_received.fetch_add(1, Ordering::Relaxed);
+    server
+        .stats
+        .total_connections_received
+        .fetch_add(1, Ordering::Relaxed);
     let maxclients = server.tunables.maxclients.load(Ordering::Relaxed);
     if u64::try_from(server.clients.len()).unwrap_or(u64::MAX) >= maxclients {
-        server.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        server
+            .stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
         // Best effort, as Redis: the client may already be gone.
-        let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+        let _ = socket
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
         return;
     }
     let _ = socket.set_nodelay(true);
@@ -120,7 +128,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
         }
-        let query_limit = server.tunables.client_query_buffer_limit.load(Ordering::Relaxed);
+        let query_limit = server
+            .tunables
+            .client_query_buffer_limit
+            .load(Ordering::Relaxed);
         if u64::try_from(input.len()).unwrap_or(u64::MAX) >= query_limit {
             tracing::warn!(
                 client = client.id,
@@ -154,7 +165,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             None => return "killed".into(),
             Some(Ok(0)) => return "closed by peer".into(),
             Some(Ok(n)) => {
-                server.stats.net_input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                server
+                    .stats
+                    .net_input_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(Err(err)) => return format!("read error: {err}"),
         }
@@ -166,7 +180,10 @@ async fn write_out(server: &Server, socket: &mut TcpStream, out: &mut Out) -> st
         return Ok(());
     }
     socket.write_all(&out.buf).await?;
-    server.stats.net_output_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+    server
+        .stats
+        .net_output_bytes
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
     Ok(())
 }

@@ -73,12 +73,15 @@ fn usage() -> String {
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let level = config.loglevel.tracing_level();
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
     if config.logfile.is_empty() {
         builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_writer(std::io::stdout)
-            .try_init().map_err(|e| anyhow::anyhow!("{e}"))?;
+            .try_init()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -113,15 +116,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "forkless-server starting"
     );
     if server.config().snapshot_mode == config::SnapshotMode::Fork {
-        tracing::warn!("snapshot-mode fork is not implemented yet: background saves use epoch snapshots");
+        tracing::warn!(
+            "snapshot-mode fork is not implemented yet: background saves use epoch snapshots"
+        );
     }
+    // Installed before the first client can connect, so a SIGTERM at any time after the
+    // "Ready" line is a clean shutdown, never the default action.
+    let mut signals = Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
     persistence::load_at_startup(&server)?;
     let mut listeners = Vec::new();
     for addr in &addrs {
         let addr = addr.trim_start_matches('-');
-        let listener = TcpListener::bind((addr, port))
-            .await
-            .with_context(|| format!("Could not create server TCP listening socket {addr}:{port}"))?;
+        let listener = TcpListener::bind((addr, port)).await.with_context(|| {
+            format!("Could not create server TCP listening socket {addr}:{port}")
+        })?;
         listeners.push(listener);
     }
     // All listeners share one port: the first one's, once port 0 has been resolved.
@@ -138,7 +146,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
     }
     loop {
-        wait_for_shutdown(&server).await;
+        wait_for_shutdown(&server, &mut signals).await;
         if shutdown_save(&server) {
             break;
         }
@@ -168,15 +176,26 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
     }
 }
 
-async fn wait_for_shutdown(server: &Server) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        server.shutdown.notified().await;
-        return;
-    };
+/// The signals that stop the server.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn wait_for_shutdown(server: &Server, signals: &mut Signals) {
     tokio::select! {
-        _ = term.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
-        _ = int.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
+        _ = signals.term.recv() => tracing::warn!("Received SIGTERM scheduling shutdown..."),
+        _ = signals.int.recv() => tracing::warn!("Received SIGINT scheduling shutdown..."),
         () = server.shutdown.notified() => {}
     }
 }
@@ -206,11 +225,16 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("forkless-expire".into())
         .spawn(move || {
-            while !server.shutting_down.load(std::sync::atomic::Ordering::Acquire) {
+            while !server
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
-                server.keyspace.active_expire_cycle(server::unix_ms(), started + period / 4);
+                server
+                    .keyspace
+                    .active_expire_cycle(server::unix_ms(), started + period / 4);
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }
         })

@@ -118,7 +118,10 @@ pub(crate) fn writes_refused(server: &Server) -> bool {
 }
 
 fn save_options(server: &Server, config: &Config) -> SaveOptions {
-    let n = server.persistence.temp_counter.fetch_add(1, Ordering::Relaxed);
+    let n = server
+        .persistence
+        .temp_counter
+        .fetch_add(1, Ordering::Relaxed);
     SaveOptions {
         target: Target::new(
             config.dir.clone(),
@@ -134,7 +137,9 @@ fn save_options(server: &Server, config: &Config) -> SaveOptions {
         checksum: config.rdbchecksum,
         compression: match config.snapshot_compression {
             SnapshotCompression::None => Compression::None,
-            SnapshotCompression::Zstd => Compression::Zstd { level: config.snapshot_compression_level },
+            SnapshotCompression::Zstd => Compression::Zstd {
+                level: config.snapshot_compression_level,
+            },
         },
         threads: if config.snapshot_threads == 0 {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -154,10 +159,17 @@ fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &
         return Err(ALREADY_IN_PROGRESS);
     }
     let dirty_at_cut = server.keyspace.dirty();
-    let cut = server.keyspace.begin_snapshot(unix_ms()).ok_or(ALREADY_IN_PROGRESS)?;
+    let cut = server
+        .keyspace
+        .begin_snapshot(unix_ms())
+        .ok_or(ALREADY_IN_PROGRESS)?;
     let options = save_options(server, &server.config());
     let progress = Arc::new(Progress::default());
-    state.running = Some(Running { started: Instant::now(), progress: Arc::clone(&progress), dirty_at_cut });
+    state.running = Some(Running {
+        started: Instant::now(),
+        progress: Arc::clone(&progress),
+        dirty_at_cut,
+    });
     state.last_try_unix_ms = unix_ms();
     Ok((cut, options, progress))
 }
@@ -165,23 +177,33 @@ fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &
 /// Records the outcome of a save and logs it.
 fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: bool) {
     let mut state = server.persistence.state();
-    let Some(running) = state.running.take() else { return };
+    let Some(running) = state.running.take() else {
+        return;
+    };
     server.persistence.finished.notify_all();
-    state.last_bgsave_time_sec = i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
+    state.last_bgsave_time_sec =
+        i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
     match result {
         Ok(report) => {
-            server.persistence.last_save_failed.store(false, Ordering::Relaxed);
+            server
+                .persistence
+                .last_save_failed
+                .store(false, Ordering::Relaxed);
             state.last_bgsave_ok = true;
             state.last_error = None;
             state.last_save_unix_secs = unix_ms() / 1000;
             state.dirty_at_last_save = running.dirty_at_cut;
             state.saves += 1;
             state.writer = Some(report.writer.as_str());
-            state.writer_fallback_reason.clone_from(&report.fallback_reason);
+            state
+                .writer_fallback_reason
+                .clone_from(&report.fallback_reason);
             state.last_bytes_written = report.bytes_written;
             state.last_keys_saved = report.keys_saved;
             if let Some(reason) = &report.fallback_reason {
-                tracing::warn!("Snapshot written with the blocking writer: io_uring unavailable ({reason})");
+                tracing::warn!(
+                    "Snapshot written with the blocking writer: io_uring unavailable ({reason})"
+                );
             }
             let secs = report.duration.as_secs_f64();
             let mb_per_sec = report.bytes_written as f64 / 1e6 / secs.max(1e-9);
@@ -193,11 +215,18 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
                     "Background saving terminated with success ({secs:.3} s, {mb_per_sec:.0} MB/s)"
                 );
             } else {
-                tracing::info!(keys = report.keys_saved, bytes = report.bytes_written, "DB saved on disk");
+                tracing::info!(
+                    keys = report.keys_saved,
+                    bytes = report.bytes_written,
+                    "DB saved on disk"
+                );
             }
         }
         Err(err) => {
-            server.persistence.last_save_failed.store(true, Ordering::Relaxed);
+            server
+                .persistence
+                .last_save_failed
+                .store(true, Ordering::Relaxed);
             state.last_bgsave_ok = false;
             state.last_error = Some(err.to_string());
             if background {
@@ -218,11 +247,13 @@ pub(crate) fn bgsave(server: &Server) -> Result<(), String> {
         return Err("ERR server is shutting down".into());
     };
     let (cut_tx, cut_rx) = std::sync::mpsc::channel::<SnapshotCut>();
-    let spawned = std::thread::Builder::new().name("forkless-bgsave".into()).spawn(move || {
-        let Ok(cut) = cut_rx.recv() else { return };
-        let result = save::save(&owner.keyspace, cut, &options, &progress);
-        finish(&owner, &result, true);
-    });
+    let spawned = std::thread::Builder::new()
+        .name("forkless-bgsave".into())
+        .spawn(move || {
+            let Ok(cut) = cut_rx.recv() else { return };
+            let result = save::save(&owner.keyspace, cut, &options, &progress);
+            finish(&owner, &result, true);
+        });
     match spawned {
         Ok(_) => {
             tracing::info!("Background saving started");
@@ -254,7 +285,11 @@ pub(crate) fn final_save(server: &Server) -> Result<(), String> {
     let mut state = server.persistence.state();
     while let Some(running) = &state.running {
         running.progress.cancel.store(true, Ordering::Relaxed);
-        state = server.persistence.finished.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        state = server
+            .persistence
+            .finished
+            .wait(state)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
     drop(state);
     save_blocking(server)
@@ -278,17 +313,21 @@ pub(crate) fn shutdown(server: &Server, save: Option<bool>) -> Result<(), String
 
 /// The save-point timer: once a second, starts a BGSAVE when a `save <secs> <changes>` point is
 /// due, as Redis's serverCron does (and not within 5 s of a failed attempt).
-pub(crate) fn spawn_save_point_timer(server: Arc<Server>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("forkless-savepoints".into()).spawn(move || {
-        while !server.shutting_down.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(100));
-            if save_point_due(&server) {
-                if let Err(err) = bgsave(&server) {
-                    tracing::debug!("save point: {err}");
+pub(crate) fn spawn_save_point_timer(
+    server: Arc<Server>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("forkless-savepoints".into())
+        .spawn(move || {
+            while !server.shutting_down.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                if save_point_due(&server) {
+                    if let Err(err) = bgsave(&server) {
+                        tracing::debug!("save point: {err}");
+                    }
                 }
             }
-        }
-    })
+        })
 }
 
 fn save_point_due(server: &Server) -> bool {
@@ -299,16 +338,24 @@ fn save_point_due(server: &Server) -> bool {
             return false;
         }
         let retry_ok = state.last_bgsave_ok
-            || now_ms.saturating_sub(state.last_try_unix_ms) > BGSAVE_RETRY_DELAY.as_millis() as u64;
+            || now_ms.saturating_sub(state.last_try_unix_ms)
+                > BGSAVE_RETRY_DELAY.as_millis() as u64;
         if !retry_ok {
             return false;
         }
         let since_secs = (now_ms / 1000).saturating_sub(state.last_save_unix_secs);
-        let dirty = server.keyspace.dirty().saturating_sub(state.dirty_at_last_save);
+        let dirty = server
+            .keyspace
+            .dirty()
+            .saturating_sub(state.dirty_at_last_save);
         (since_secs, dirty)
     };
     let (since_secs, dirty) = changes;
-    server.config().save.iter().any(|point| dirty >= point.changes && since_secs > point.seconds)
+    server
+        .config()
+        .save
+        .iter()
+        .any(|point| dirty >= point.changes && since_secs > point.seconds)
 }
 
 /// Loads `dir/dbfilename` into the keyspace, if it exists. Any problem with the file stops
@@ -318,7 +365,10 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err).with_context(|| format!("Fatal error loading the DB {}", path.display())),
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("Fatal error loading the DB {}", path.display()));
+        }
     };
     let started = Instant::now();
     let name = path.display().to_string();
@@ -351,3 +401,91 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `# Persistence` section of INFO: Redis 7.0's fields in Redis's order, then forkless's
+/// snapshot fields.
+pub(crate) fn info_section(server: &Server, text: &mut String) {
+    use std::fmt::Write as _;
+    let mut field = |name: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(text, "{name}:{value}\r\n");
+    };
+    let config = server.config();
+    let state = server.persistence.state();
+    let retained = server.keyspace.retained();
+    let running = state.running.as_ref();
+    let progress = running.map(|r| &r.progress);
+    let load = |counter: Option<&AtomicU64>| counter.map_or(0, |c| c.load(Ordering::Relaxed));
+    let keys_processed = load(progress.map(|p| &p.keys_processed));
+    let keys_total = load(progress.map(|p| &p.keys_total));
+    let shards_done = progress.map_or(0, |p| p.shards_done.load(Ordering::Relaxed));
+    let shards_total = progress.map_or(0, |p| p.shards_total.load(Ordering::Relaxed));
+    let bytes_written = progress.map_or(state.last_bytes_written, |p| {
+        p.bytes_written.load(Ordering::Relaxed)
+    });
+    let current_secs = running.map_or(-1, |r| {
+        i64::try_from(r.started.elapsed().as_secs()).unwrap_or(i64::MAX)
+    });
+    field("loading", &0);
+    field("async_loading", &0);
+    field("current_cow_peak", &0);
+    field("current_cow_size", &0);
+    field("current_cow_size_age", &0);
+    field("current_fork_perc", &"0.00");
+    field("current_save_keys_processed", &keys_processed);
+    field("current_save_keys_total", &keys_total);
+    field(
+        "rdb_changes_since_last_save",
+        &server
+            .keyspace
+            .dirty()
+            .saturating_sub(state.dirty_at_last_save),
+    );
+    field("rdb_bgsave_in_progress", &u8::from(running.is_some()));
+    field("rdb_last_save_time", &state.last_save_unix_secs);
+    field(
+        "rdb_last_bgsave_status",
+        &if state.last_bgsave_ok { "ok" } else { "err" },
+    );
+    field("rdb_last_bgsave_time_sec", &state.last_bgsave_time_sec);
+    field("rdb_current_bgsave_time_sec", &current_secs);
+    field("rdb_saves", &state.saves);
+    field("rdb_last_cow_size", &0);
+    field("rdb_last_load_keys_expired", &state.last_load_keys_expired);
+    field("rdb_last_load_keys_loaded", &state.last_load_keys_loaded);
+    field("aof_enabled", &0);
+    field("aof_rewrite_in_progress", &0);
+    field("aof_rewrite_scheduled", &0);
+    field("aof_last_rewrite_time_sec", &-1);
+    field("aof_current_rewrite_time_sec", &-1);
+    field("aof_last_bgrewrite_status", &"ok");
+    field("aof_rewrites", &0);
+    field("aof_rewrites_consecutive_failures", &0);
+    field("aof_last_write_status", &"ok");
+    field("aof_last_cow_size", &0);
+    field("module_fork_in_progress", &0);
+    field("module_fork_last_cow_size", &0);
+    field("snapshot_mode", &config.snapshot_mode.as_str());
+    field(
+        "snapshot_writer",
+        &state.writer.unwrap_or(config.snapshot_writer.as_str()),
+    );
+    if let Some(reason) = &state.writer_fallback_reason {
+        field(
+            "snapshot_writer_fallback_reason",
+            &reason.replace(['\r', '\n'], " "),
+        );
+    }
+    let percent = if shards_total == 0 {
+        0.0
+    } else {
+        shards_done as f64 * 100.0 / shards_total as f64
+    };
+    field("snapshot_progress", &format_args!("{percent:.2}"));
+    field("snapshot_bytes_written", &bytes_written);
+    field("snapshot_last_keys_saved", &state.last_keys_saved);
+    field("snapshot_retained_versions", &retained.versions);
+    field("snapshot_retained_bytes", &retained.bytes);
+    field("snapshot_peak_retained_bytes", &retained.peak_bytes);
+    if let Some(err) = &state.last_error {
+        field("snapshot_last_error", &err.replace(['\r', '\n'], " "));
+    }
+}

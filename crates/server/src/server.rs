@@ -16,22 +16,24 @@ use crate::config::Config;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-    })
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Microseconds since the Unix epoch.
 pub(crate) fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-    })
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Locks a std mutex, ignoring poisoning: the data behind these mutexes (names, registries) is
 /// valid after any panic, and a panic elsewhere must not take every connection down with it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Configuration values read on every command or every read. Copied out of [`Config`] into
@@ -47,11 +49,14 @@ pub(crate) struct Tunables {
 
 impl Tunables {
     pub(crate) fn refresh(&self, config: &Config) {
-        self.proto_max_bulk_len.store(config.proto_max_bulk_len, Ordering::Relaxed);
-        self.client_query_buffer_limit.store(config.client_query_buffer_limit, Ordering::Relaxed);
+        self.proto_max_bulk_len
+            .store(config.proto_max_bulk_len, Ordering::Relaxed);
+        self.client_query_buffer_limit
+            .store(config.client_query_buffer_limit, Ordering::Relaxed);
         self.timeout_secs.store(config.timeout, Ordering::Relaxed);
         self.maxclients.store(config.maxclients, Ordering::Relaxed);
-        self.requirepass_set.store(config.requirepass.is_some(), Ordering::Relaxed);
+        self.requirepass_set
+            .store(config.requirepass.is_some(), Ordering::Relaxed);
     }
 }
 
@@ -167,7 +172,9 @@ impl Server {
         let tunables = Tunables::default();
         tunables.refresh(&config);
         let keyspace = Keyspace::new(config.databases);
-        let command_stats = (0..cmd::table_len()).map(|_| CommandStats::default()).collect();
+        let command_stats = (0..cmd::table_len())
+            .map(|_| CommandStats::default())
+            .collect();
         Server {
             keyspace,
             config: RwLock::new(config),
@@ -193,11 +200,15 @@ impl Server {
 
     /// Reads the configuration. Poisoning is ignored: CONFIG SET validates before it writes.
     pub(crate) fn config(&self) -> std::sync::RwLockReadGuard<'_, Config> {
-        self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn config_mut(&self) -> std::sync::RwLockWriteGuard<'_, Config> {
-        self.config.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Database `idx`; connections only ever hold indexes SELECT validated, and database 0
@@ -220,5 +231,7 @@ impl Server {
 fn random_run_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..40).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
+    (0..40)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
 }

@@ -145,15 +145,26 @@ fn save_inner(
     progress: &Progress,
 ) -> Result<SaveReport, SaveError> {
     let started = Instant::now();
-    let dbs_with_keys: Vec<usize> =
-        cut.db_sizes().iter().enumerate().filter(|(_, s)| s.keys > 0).map(|(i, _)| i).collect();
+    let dbs_with_keys: Vec<usize> = cut
+        .db_sizes()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.keys > 0)
+        .map(|(i, _)| i)
+        .collect();
     let keys_total: usize = cut.db_sizes().iter().map(|s| s.keys).sum();
-    progress.keys_total.store(keys_total as u64, Ordering::Relaxed);
-    progress.shards_total.store(dbs_with_keys.len() * N_SHARDS, Ordering::Relaxed);
+    progress
+        .keys_total
+        .store(keys_total as u64, Ordering::Relaxed);
+    progress
+        .shards_total
+        .store(dbs_with_keys.len() * N_SHARDS, Ordering::Relaxed);
 
     let (sink, writer, fallback_reason) = backend::open(options.writer, &options.target)?;
     let mut out = Output::new(sink, options, progress);
-    let encode = EncodeOptions { compress_strings: options.compress_strings };
+    let encode = EncodeOptions {
+        compress_strings: options.compress_strings,
+    };
 
     let written = (|| {
         let mut header = Vec::new();
@@ -173,7 +184,11 @@ fn save_inner(
         }
         let mut eof = Vec::new();
         format::write_eof(&mut eof);
-        let crc = if options.checksum { out.checksum_after(&eof) } else { 0 };
+        let crc = if options.checksum {
+            out.checksum_after(&eof)
+        } else {
+            0
+        };
         eof.extend_from_slice(&crc.to_le_bytes());
         out.write_raw_tail(eof, options.compression)
     })();
@@ -219,7 +234,17 @@ fn serialize_db(
                 .name(format!("forkless-snap-{worker}"))
                 .spawn_scoped(scope, move || {
                     let compression = options.compression;
-                    serializer(keyspace, cut, db_idx, encode, compression, progress, next_shard, failed, &worker_tx);
+                    serializer(
+                        keyspace,
+                        cut,
+                        db_idx,
+                        encode,
+                        compression,
+                        progress,
+                        next_shard,
+                        failed,
+                        &worker_tx,
+                    );
                 });
             if let Err(err) = spawned {
                 failed.store(true, Ordering::Relaxed);
@@ -242,7 +267,10 @@ fn serialize_db(
     })
 }
 
-#[expect(clippy::too_many_arguments, reason = "one scoped worker's borrowed context")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one scoped worker's borrowed context"
+)]
 fn serializer(
     keyspace: &Keyspace,
     cut: &SnapshotCut,
@@ -282,7 +310,8 @@ fn serializer(
             if buf.len() >= CHUNK_BYTES {
                 progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
                 keys = 0;
-                let full = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
+                let full =
+                    std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
                 if !send(full) {
                     return;
                 }
@@ -334,7 +363,9 @@ impl<'a> Output<'a> {
         let bytes = chunk.compressed.unwrap_or(chunk.plain);
         let len = bytes.len() as u64;
         self.sink.write(bytes)?;
-        self.progress.bytes_written.fetch_add(len, Ordering::Relaxed);
+        self.progress
+            .bytes_written
+            .fetch_add(len, Ordering::Relaxed);
         self.throttle();
         Ok(())
     }
@@ -351,7 +382,9 @@ impl<'a> Output<'a> {
         let bytes = chunk.compressed.unwrap_or(chunk.plain);
         let len = bytes.len() as u64;
         self.sink.write(bytes)?;
-        self.progress.bytes_written.fetch_add(len, Ordering::Relaxed);
+        self.progress
+            .bytes_written
+            .fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
 

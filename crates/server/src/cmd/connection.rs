@@ -9,21 +9,134 @@ use super::{Command, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
 use crate::server::{ClientHandle, lock};
 
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "ping", arity: -1, flags: &["fast", "sentinel"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Returns the server's liveliness response.", since: "1.0.0", group: "connection", handler: ping },
-    Command { name: "echo", arity: 2, flags: &["fast"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Returns the given string.", since: "1.0.0", group: "connection", handler: echo },
-    Command { name: "quit", arity: -1, flags: &["allow_busy", "noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Closes the connection.", since: "1.0.0", group: "connection", handler: quit },
-    Command { name: "select", arity: 2, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Changes the selected database.", since: "1.0.0", group: "connection", handler: select },
-    Command { name: "hello", arity: -1, flags: &["noscript", "loading", "stale", "fast", "no_auth", "sentinel", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Handshakes with the Redis server.", since: "6.0.0", group: "connection", handler: hello },
-    Command { name: "auth", arity: -2, flags: &["noscript", "loading", "stale", "fast", "no_auth", "sentinel", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Authenticates the connection.", since: "1.0.0", group: "connection", handler: auth },
-    Command { name: "client", arity: -2, flags: &["sentinel"], keys: (0, 0, 0), categories: &["slow", "connection"], summary: "A container for client connection commands.", since: "2.4.0", group: "connection", handler: client },
-    Command { name: "reset", arity: 1, flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "connection"], summary: "Resets the connection.", since: "6.2.0", group: "connection", handler: reset },
+    Command {
+        name: "ping",
+        arity: -1,
+        flags: &["fast", "sentinel"],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Returns the server's liveliness response.",
+        since: "1.0.0",
+        group: "connection",
+        handler: ping,
+    },
+    Command {
+        name: "echo",
+        arity: 2,
+        flags: &["fast"],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Returns the given string.",
+        since: "1.0.0",
+        group: "connection",
+        handler: echo,
+    },
+    Command {
+        name: "quit",
+        arity: -1,
+        flags: &[
+            "allow_busy",
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Closes the connection.",
+        since: "1.0.0",
+        group: "connection",
+        handler: quit,
+    },
+    Command {
+        name: "select",
+        arity: 2,
+        flags: &["loading", "stale", "fast"],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Changes the selected database.",
+        since: "1.0.0",
+        group: "connection",
+        handler: select,
+    },
+    Command {
+        name: "hello",
+        arity: -1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "sentinel",
+            "allow_busy",
+        ],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Handshakes with the Redis server.",
+        since: "6.0.0",
+        group: "connection",
+        handler: hello,
+    },
+    Command {
+        name: "auth",
+        arity: -2,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "sentinel",
+            "allow_busy",
+        ],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Authenticates the connection.",
+        since: "1.0.0",
+        group: "connection",
+        handler: auth,
+    },
+    Command {
+        name: "client",
+        arity: -2,
+        flags: &["sentinel"],
+        keys: (0, 0, 0),
+        categories: &["slow", "connection"],
+        summary: "A container for client connection commands.",
+        since: "2.4.0",
+        group: "connection",
+        handler: client,
+    },
+    Command {
+        name: "reset",
+        arity: 1,
+        flags: &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        keys: (0, 0, 0),
+        categories: &["fast", "connection"],
+        summary: "Resets the connection.",
+        since: "6.2.0",
+        group: "connection",
+        handler: reset,
+    },
 ];
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     match argv {
         [_] => ctx.out.simple(b"PONG"),
         [_, message] => ctx.out.bulk(message),
-        _ => ctx.out.error("ERR wrong number of arguments for 'ping' command"),
+        _ => ctx
+            .out
+            .error("ERR wrong number of arguments for 'ping' command"),
     }
 }
 
@@ -43,7 +156,10 @@ fn select(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ctx.out.error(reply::NOT_INTEGER);
         return;
     };
-    match usize::try_from(idx).ok().filter(|idx| ctx.server.keyspace.db(*idx).is_some()) {
+    match usize::try_from(idx)
+        .ok()
+        .filter(|idx| ctx.server.keyspace.db(*idx).is_some())
+    {
         Some(idx) => {
             ctx.client.db = idx;
             ctx.client.handle.db.store(idx, Ordering::Relaxed);
@@ -57,7 +173,11 @@ fn select(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// it matches.
 fn password_matches(ctx: &Ctx<'_>, username: &[u8], password: &[u8]) -> bool {
     let config = ctx.server.config();
-    username == b"default" && config.requirepass.as_deref().is_some_and(|pass| pass.as_bytes() == password)
+    username == b"default"
+        && config
+            .requirepass
+            .as_deref()
+            .is_some_and(|pass| pass.as_bytes() == password)
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -92,14 +212,19 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let mut rest = argv.get(1..).unwrap_or_default();
     if let Some((protover, tail)) = rest.split_first() {
         let Some(number) = parse_i64(protover) else {
-            ctx.out.error("ERR Protocol version is not an integer or out of range");
+            ctx.out
+                .error("ERR Protocol version is not an integer or out of range");
             return;
         };
         if !(2..=3).contains(&number) {
             ctx.out.error("NOPROTO unsupported protocol version");
             return;
         }
-        version = Some(if number == 3 { RespVersion::Resp3 } else { RespVersion::Resp2 });
+        version = Some(if number == 3 {
+            RespVersion::Resp3
+        } else {
+            RespVersion::Resp2
+        });
         rest = tail;
     }
     let mut credentials = None;
@@ -125,7 +250,9 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     if let Some((username, password)) = credentials {
         let no_password = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
-        if (no_password && username.as_ref() == b"default") || password_matches(ctx, username, password) {
+        if (no_password && username.as_ref() == b"default")
+            || password_matches(ctx, username, password)
+        {
             ctx.client.authenticated = true;
         } else {
             ctx.out.error(WRONGPASS);
@@ -149,7 +276,10 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     if let Some(version) = version {
         ctx.out.version = version;
-        ctx.client.handle.resp.store(if version == RespVersion::Resp3 { 3 } else { 2 }, Ordering::Relaxed);
+        ctx.client.handle.resp.store(
+            if version == RespVersion::Resp3 { 3 } else { 2 },
+            Ordering::Relaxed,
+        );
     }
     let proto = if ctx.resp3() { 3 } else { 2 };
     ctx.out.map_len(7);
@@ -160,7 +290,8 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     ctx.out.bulk(b"proto");
     ctx.out.int(proto);
     ctx.out.bulk(b"id");
-    ctx.out.int(i64::try_from(ctx.client.id).unwrap_or(i64::MAX));
+    ctx.out
+        .int(i64::try_from(ctx.client.id).unwrap_or(i64::MAX));
     ctx.out.bulk(b"mode");
     ctx.out.bulk(b"standalone");
     ctx.out.bulk(b"role");
@@ -195,13 +326,20 @@ fn client_line(handle: &ClientHandle, current_id: u64, current_command: &str) ->
     let idle_ms = u64::try_from(handle.created.elapsed().as_millis())
         .unwrap_or(u64::MAX)
         .saturating_sub(handle.last_interaction_ms.load(Ordering::Relaxed));
-    let name = lock(&handle.name).as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+    let name = lock(&handle.name)
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default();
     let cmd = if handle.id == current_id {
         current_command.to_string()
     } else {
         lock(&handle.last_command).clone()
     };
-    let cmd = if cmd.is_empty() { "NULL".to_string() } else { cmd };
+    let cmd = if cmd.is_empty() {
+        "NULL".to_string()
+    } else {
+        cmd
+    };
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 \
          multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
@@ -223,7 +361,9 @@ fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let sub_lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
     let args = argv.get(2..).unwrap_or_default();
     match (sub_lower.as_str(), args) {
-        ("id", []) => ctx.out.int(i64::try_from(ctx.client.id).unwrap_or(i64::MAX)),
+        ("id", []) => ctx
+            .out
+            .int(i64::try_from(ctx.client.id).unwrap_or(i64::MAX)),
         ("getname", []) => match lock(&ctx.client.handle.name).clone() {
             Some(name) => ctx.out.bulk(&name),
             None => ctx.out.null(),
@@ -239,7 +379,10 @@ fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             if eq_ignore_case(attr, "lib-name") || eq_ignore_case(attr, "lib-ver") {
                 ctx.out.ok();
             } else {
-                ctx.out.error(&format!("ERR Unrecognized option '{}'", String::from_utf8_lossy(attr)));
+                ctx.out.error(&format!(
+                    "ERR Unrecognized option '{}'",
+                    String::from_utf8_lossy(attr)
+                ));
             }
         }
         ("info", []) => {
@@ -295,8 +438,14 @@ fn client_list(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
                 ctx.out.error(reply::SYNTAX);
                 return;
             };
-            if ["normal", "master", "replica", "slave", "pubsub"].iter().all(|t| !eq_ignore_case(kind, t)) {
-                ctx.out.error(&format!("ERR Unknown client type '{}'", String::from_utf8_lossy(kind)));
+            if ["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .all(|t| !eq_ignore_case(kind, t))
+            {
+                ctx.out.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(kind)
+                ));
                 return;
             }
             if !eq_ignore_case(kind, "normal") {
@@ -306,7 +455,10 @@ fn client_list(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
         } else if eq_ignore_case(option, "id") && !tail.is_empty() {
             let mut wanted = Vec::new();
             for id in tail {
-                match parse_i64(id).and_then(|id| u64::try_from(id).ok()).filter(|id| *id > 0) {
+                match parse_i64(id)
+                    .and_then(|id| u64::try_from(id).ok())
+                    .filter(|id| *id > 0)
+                {
                     Some(id) => wanted.push(id),
                     None => {
                         ctx.out.error("ERR Invalid client ID");
@@ -334,7 +486,13 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     // Old form: CLIENT KILL ip:port.
     if let [addr] = filters {
         let target = String::from_utf8_lossy(addr);
-        match ctx.server.clients.all().into_iter().find(|h| h.addr.to_string() == target) {
+        match ctx
+            .server
+            .clients
+            .all()
+            .into_iter()
+            .find(|h| h.addr.to_string() == target)
+        {
             Some(handle) => {
                 kill(ctx, &handle);
                 ctx.out.ok();
@@ -351,7 +509,10 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     for pair in &mut pairs {
         let (option, value) = (&pair[0], &pair[1]);
         if eq_ignore_case(option, "id") {
-            match parse_i64(value).and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0) {
+            match parse_i64(value)
+                .and_then(|v| u64::try_from(v).ok())
+                .filter(|v| *v > 0)
+            {
                 Some(v) => id = Some(v),
                 None => {
                     ctx.out.error("ERR client-id should be greater than 0");
@@ -389,7 +550,9 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     for handle in ctx.server.clients.all() {
         let matches = id.is_none_or(|id| id == handle.id)
             && addr.as_ref().is_none_or(|a| *a == handle.addr.to_string())
-            && laddr.as_ref().is_none_or(|a| *a == handle.local_addr.to_string())
+            && laddr
+                .as_ref()
+                .is_none_or(|a| *a == handle.local_addr.to_string())
             && !(skipme && handle.id == ctx.client.id);
         if matches {
             kill(ctx, &handle);

@@ -74,7 +74,11 @@ impl Command {
             return Vec::new();
         }
         let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        let last = if last < 0 { argc + i64::from(last) } else { i64::from(last) };
+        let last = if last < 0 {
+            argc + i64::from(last)
+        } else {
+            i64::from(last)
+        };
         let mut positions = Vec::new();
         let mut pos = i64::from(first);
         while pos <= last && pos < argc {
@@ -91,11 +95,21 @@ struct Table {
 }
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
-    let commands: Vec<&'static Command> = [connection::COMMANDS, keys::COMMANDS, persistence::COMMANDS, server::COMMANDS, string::COMMANDS]
-        .into_iter()
-        .flatten()
+    let commands: Vec<&'static Command> = [
+        connection::COMMANDS,
+        keys::COMMANDS,
+        persistence::COMMANDS,
+        server::COMMANDS,
+        string::COMMANDS,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let by_name = commands
+        .iter()
+        .enumerate()
+        .map(|(idx, cmd)| (cmd.name.as_bytes(), idx))
         .collect();
-    let by_name = commands.iter().enumerate().map(|(idx, cmd)| (cmd.name.as_bytes(), idx)).collect();
     Table { commands, by_name }
 });
 
@@ -150,11 +164,17 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn hit(&self) {
-        self.server.stats.keyspace_hits.fetch_add(1, Ordering::Relaxed);
+        self.server
+            .stats
+            .keyspace_hits
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn miss(&self) {
-        self.server.stats.keyspace_misses.fetch_add(1, Ordering::Relaxed);
+        self.server
+            .stats
+            .keyspace_misses
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a hit or a miss depending on `found`.
@@ -168,22 +188,34 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     let Some(name) = argv.first() else { return };
     let Some((idx, command)) = lookup(name) else {
         out.error(&unknown_command(argv));
-        server.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+        server
+            .stats
+            .total_error_replies
+            .fetch_add(1, Ordering::Relaxed);
         return;
     };
     let stats = server.command_stats.get(idx);
     let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
-    if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity) {
-        out.error(&format!("ERR wrong number of arguments for '{}' command", command.name));
+    if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
+    {
+        out.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            command.name
+        ));
         reject(server, stats);
         return;
     }
-    if !client.authenticated && !command.has_flag("no_auth") && server.tunables.requirepass_set.load(Ordering::Relaxed) {
+    if !client.authenticated
+        && !command.has_flag("no_auth")
+        && server.tunables.requirepass_set.load(Ordering::Relaxed)
+    {
         out.error(reply::NOAUTH);
         reject(server, stats);
         return;
     }
-    if (command.has_flag("write") || command.name == "ping") && crate::persistence::writes_refused(server) {
+    if (command.has_flag("write") || command.name == "ping")
+        && crate::persistence::writes_refused(server)
+    {
         out.error(crate::persistence::MISCONF);
         reject(server, stats);
         return;
@@ -191,22 +223,36 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     let reply_start = out.len();
     let started = Instant::now();
     let now_ms = crate::server::unix_ms();
-    let mut ctx = Ctx { server, client, out, now_ms };
+    let mut ctx = Ctx {
+        server,
+        client,
+        out,
+        now_ms,
+    };
     (command.handler)(&mut ctx, argv);
     let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    server.stats.total_commands_processed.fetch_add(1, Ordering::Relaxed);
+    server
+        .stats
+        .total_commands_processed
+        .fetch_add(1, Ordering::Relaxed);
     if let Some(stats) = stats {
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.usec.fetch_add(usec, Ordering::Relaxed);
         if out.buf.get(reply_start) == Some(&b'-') {
             stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-            server.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+            server
+                .stats
+                .total_error_replies
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 fn reject(server: &Server, stats: Option<&crate::server::CommandStats>) {
-    server.stats.total_error_replies.fetch_add(1, Ordering::Relaxed);
+    server
+        .stats
+        .total_error_replies
+        .fetch_add(1, Ordering::Relaxed);
     if let Some(stats) = stats {
         stats.rejected_calls.fetch_add(1, Ordering::Relaxed);
     }
@@ -235,9 +281,16 @@ fn unknown_command(argv: &[Bytes]) -> String {
 
 /// The reply to an unknown subcommand of a container command (CONFIG, CLIENT, OBJECT...).
 pub(crate) fn unknown_subcommand(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let sub = argv.get(1).map_or(String::new(), |b| String::from_utf8_lossy(b).into_owned());
-    let name = argv.first().map_or(String::new(), |b| String::from_utf8_lossy(b).to_ascii_uppercase());
-    ctx.out.error(&format!("ERR unknown subcommand '{}'. Try {name} HELP.", truncate_str(&sub, 128)));
+    let sub = argv
+        .get(1)
+        .map_or(String::new(), |b| String::from_utf8_lossy(b).into_owned());
+    let name = argv.first().map_or(String::new(), |b| {
+        String::from_utf8_lossy(b).to_ascii_uppercase()
+    });
+    ctx.out.error(&format!(
+        "ERR unknown subcommand '{}'. Try {name} HELP.",
+        truncate_str(&sub, 128)
+    ));
 }
 
 fn truncate_str(s: &str, max: usize) -> &str {

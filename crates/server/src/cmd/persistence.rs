@@ -6,9 +6,39 @@ use super::{Command, Ctx, eq_ignore_case, reply};
 use crate::persistence;
 
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "save", arity: 1, flags: &["admin", "noscript", "no_async_loading", "no_multi"], keys: (0, 0, 0), categories: &["admin", "slow", "dangerous"], summary: "Synchronously saves the database(s) to disk.", since: "1.0.0", group: "server", handler: save },
-    Command { name: "bgsave", arity: -1, flags: &["admin", "noscript", "no_async_loading"], keys: (0, 0, 0), categories: &["admin", "slow", "dangerous"], summary: "Asynchronously saves the database(s) to disk.", since: "1.0.0", group: "server", handler: bgsave },
-    Command { name: "lastsave", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), categories: &["admin", "fast", "dangerous"], summary: "Returns the Unix timestamp of the last successful save to disk.", since: "1.0.0", group: "server", handler: lastsave },
+    Command {
+        name: "save",
+        arity: 1,
+        flags: &["admin", "noscript", "no_async_loading", "no_multi"],
+        keys: (0, 0, 0),
+        categories: &["admin", "slow", "dangerous"],
+        summary: "Synchronously saves the database(s) to disk.",
+        since: "1.0.0",
+        group: "server",
+        handler: save,
+    },
+    Command {
+        name: "bgsave",
+        arity: -1,
+        flags: &["admin", "noscript", "no_async_loading"],
+        keys: (0, 0, 0),
+        categories: &["admin", "slow", "dangerous"],
+        summary: "Asynchronously saves the database(s) to disk.",
+        since: "1.0.0",
+        group: "server",
+        handler: bgsave,
+    },
+    Command {
+        name: "lastsave",
+        arity: 1,
+        flags: &["loading", "stale", "fast"],
+        keys: (0, 0, 0),
+        categories: &["admin", "fast", "dangerous"],
+        summary: "Returns the Unix timestamp of the last successful save to disk.",
+        since: "1.0.0",
+        group: "server",
+        handler: lastsave,
+    },
 ];
 
 fn save(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {

@@ -1,0 +1,628 @@
+//! End-to-end tests of the server commands (INFO, CONFIG, COMMAND, DBSIZE, FLUSHDB, FLUSHALL,
+//! TIME, SHUTDOWN) against the real binary: exact replies where Redis 7.0 fixes them, and the
+//! effects of CONFIG SET on live connections.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use forkless_tests::{RawConn, TestServer, unique_dir, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
+
+fn start() -> TestServer {
+    TestServer::start(BIN, &[])
+}
+
+/// The payload of a RESP2 bulk string or RESP3 verbatim string reply.
+fn bulk_text(reply: &[u8]) -> String {
+    let text = String::from_utf8(reply.to_vec()).expect("utf-8 reply");
+    let (header, rest) = text.split_once("\r\n").expect("a header line");
+    assert!(
+        header.starts_with('$') || header.starts_with('='),
+        "not a bulk reply: {text:?}"
+    );
+    let body = rest.strip_suffix("\r\n").expect("CRLF after the payload");
+    let len: usize = header[1..].parse().expect("length");
+    assert_eq!(body.len(), len, "length header matches");
+    body.to_string()
+}
+
+fn info(conn: &mut RawConn, sections: &[&str]) -> String {
+    let mut args: Vec<&[u8]> = vec![b"INFO"];
+    args.extend(sections.iter().map(|s| s.as_bytes()));
+    bulk_text(&conn.call(&args))
+}
+
+/// The `name:value` fields of an INFO text.
+fn fields(info: &str) -> HashMap<String, String> {
+    info.split("\r\n")
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (name, value) = line.split_once(':').expect("name:value");
+            (name.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+fn field_u64(fields: &HashMap<String, String>, name: &str) -> u64 {
+    fields
+        .get(name)
+        .unwrap_or_else(|| panic!("INFO has no {name}"))
+        .parse()
+        .expect(name)
+}
+
+fn headers(info: &str) -> Vec<&str> {
+    info.split("\r\n")
+        .filter(|line| line.starts_with("# "))
+        .collect()
+}
+
+#[test]
+fn info_has_every_section_and_plausible_values() {
+    let server = start();
+    let mut conn = server.raw();
+    let mut second = server.raw();
+    // A reply proves the server has registered the connection.
+    assert_eq!(second.call(&[b"PING"]), b"+PONG\r\n");
+    let text = info(&mut conn, &[]);
+    assert_eq!(
+        headers(&text),
+        [
+            "# Server",
+            "# Clients",
+            "# Memory",
+            "# Persistence",
+            "# Stats",
+            "# Replication",
+            "# CPU",
+            "# Modules",
+            "# Cluster",
+            "# Keyspace"
+        ]
+    );
+    // Sections are separated by one empty line and every line ends in CRLF.
+    assert!(text.ends_with("\r\n") && !text.ends_with("\r\n\r\n"));
+    assert!(text.contains("\r\n\r\n# Clients\r\n"));
+    let fields = fields(&text);
+    assert_eq!(fields["redis_version"], "7.0.15");
+    assert_eq!(fields["forkless_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(fields["redis_mode"], "standalone");
+    assert_eq!(fields["arch_bits"], "64");
+    assert_eq!(field_u64(&fields, "tcp_port"), u64::from(server.port()));
+    assert_eq!(fields["run_id"].len(), 40);
+    assert!(fields["run_id"].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(field_u64(&fields, "process_id") > 0);
+    assert!(field_u64(&fields, "uptime_in_seconds") < 600);
+    let now_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert!(field_u64(&fields, "server_time_usec").abs_diff(now_us) < 60_000_000);
+    assert_eq!(fields["hz"], "10");
+    assert_eq!(fields["config_file"], "");
+    assert!(fields["executable"].ends_with("forkless-server"));
+
+    assert_eq!(field_u64(&fields, "connected_clients"), 2);
+    assert_eq!(fields["maxclients"], "10000");
+    assert_eq!(fields["blocked_clients"], "0");
+
+    let used = field_u64(&fields, "used_memory");
+    assert!(
+        used > 1 << 20,
+        "a running server uses more than 1 MiB: {used}"
+    );
+    assert!(field_u64(&fields, "used_memory_peak") >= used);
+    assert!(fields["used_memory_human"].ends_with('M'));
+    assert_eq!(fields["maxmemory"], "0");
+    assert_eq!(fields["maxmemory_policy"], "noeviction");
+
+    assert_eq!(fields["loading"], "0");
+    assert_eq!(fields["rdb_changes_since_last_save"], "0");
+    assert_eq!(fields["rdb_bgsave_in_progress"], "0");
+    assert_eq!(fields["rdb_last_bgsave_status"], "ok");
+    assert!(field_u64(&fields, "rdb_last_save_time").abs_diff(now_us / 1_000_000) < 600);
+    assert_eq!(fields["aof_enabled"], "0");
+    assert_eq!(fields["snapshot_mode"], "epoch");
+
+    assert_eq!(field_u64(&fields, "total_connections_received"), 2);
+    assert!(field_u64(&fields, "total_net_input_bytes") > 0);
+    assert_eq!(fields["rejected_connections"], "0");
+    assert_eq!(fields["expired_keys"], "0");
+    assert!(fields.contains_key("instantaneous_ops_per_sec"));
+
+    assert_eq!(fields["role"], "master");
+    assert_eq!(fields["connected_slaves"], "0");
+    assert_eq!(fields["master_replid"].len(), 40);
+    let cpu: f64 = fields["used_cpu_user"].parse().unwrap();
+    assert!(cpu >= 0.0);
+    assert_eq!(fields["cluster_enabled"], "0");
+
+    let everything = info(&mut conn, &["everything"]);
+    assert_eq!(headers(&everything), headers(&info(&mut conn, &["all"])));
+    assert!(headers(&everything).contains(&"# Commandstats"));
+    // Several sections at once, any case, in Redis's order whatever the order asked.
+    assert_eq!(
+        headers(&info(&mut conn, &["KEYSPACE", "server"])),
+        ["# Server", "# Keyspace"]
+    );
+    assert_eq!(info(&mut conn, &["nosuchsection"]), "");
+}
+
+#[test]
+fn info_keyspace_follows_the_data() {
+    let server = start();
+    let mut conn = server.raw();
+    assert_eq!(info(&mut conn, &["keyspace"]), "# Keyspace\r\n");
+    assert_eq!(conn.call(&[b"SET", b"a", b"1"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"SET", b"b", b"2"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"SELECT", b"5"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"SET", b"c", b"3", b"EX", b"100"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"DBSIZE"]), b":1\r\n");
+    let keyspace = info(&mut conn, &["keyspace"]);
+    let lines: Vec<&str> = keyspace.split("\r\n").collect();
+    assert_eq!(lines[..2], ["# Keyspace", "db0:keys=2,expires=0,avg_ttl=0"]);
+    let avg_ttl: u64 = lines[2]
+        .strip_prefix("db5:keys=1,expires=1,avg_ttl=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(avg_ttl > 90_000 && avg_ttl <= 100_000, "avg_ttl {avg_ttl}");
+    assert_eq!(lines[3..], [""]);
+    assert_eq!(
+        field_u64(
+            &fields(&info(&mut conn, &["persistence"])),
+            "rdb_changes_since_last_save"
+        ),
+        3
+    );
+
+    assert_eq!(conn.call(&[b"FLUSHDB"]), b"+OK\r\n");
+    assert_eq!(
+        info(&mut conn, &["keyspace"]),
+        "# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n"
+    );
+    assert_eq!(conn.call(&[b"FLUSHALL"]), b"+OK\r\n");
+    assert_eq!(info(&mut conn, &["keyspace"]), "# Keyspace\r\n");
+    assert_eq!(conn.call(&[b"SELECT", b"0"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"DBSIZE"]), b":0\r\n");
+}
+
+#[test]
+fn commandstats_count_calls_rejections_and_failures() {
+    let server = start();
+    let mut conn = server.raw();
+    assert_eq!(conn.call(&[b"CONFIG", b"RESETSTAT"]), b"+OK\r\n");
+    for _ in 0..3 {
+        assert_eq!(conn.call(&[b"PING"]), b"+PONG\r\n");
+    }
+    assert_eq!(
+        conn.call(&[b"DBSIZE", b"extra"]),
+        b"-ERR wrong number of arguments for 'dbsize' command\r\n"
+    );
+    assert_eq!(conn.call(&[b"FLUSHDB", b"bogus"]), b"-ERR syntax error\r\n");
+    let text = info(&mut conn, &["commandstats"]);
+    let stats = fields(&text);
+    let calls = |name: &str| -> (u64, u64, u64) {
+        let line = &stats[&format!("cmdstat_{name}")];
+        let parts: HashMap<&str, &str> = line
+            .split(',')
+            .map(|kv| kv.split_once('=').unwrap())
+            .collect();
+        let usec: u64 = parts["usec"].parse().unwrap();
+        let calls: u64 = parts["calls"].parse().unwrap();
+        let per_call: f64 = parts["usec_per_call"].parse().unwrap();
+        assert!(
+            (per_call - usec as f64 / calls.max(1) as f64).abs() < 0.01,
+            "{line}"
+        );
+        (
+            calls,
+            parts["rejected_calls"].parse().unwrap(),
+            parts["failed_calls"].parse().unwrap(),
+        )
+    };
+    assert_eq!(calls("ping"), (3, 0, 0));
+    assert_eq!(calls("dbsize"), (0, 1, 0));
+    assert_eq!(calls("flushdb"), (1, 0, 1));
+    // The CONFIG RESETSTAT call itself finished after the reset.
+    assert_eq!(calls("config"), (1, 0, 0));
+    assert!(
+        !stats.contains_key("cmdstat_get"),
+        "commands never called are not listed"
+    );
+
+    let totals = fields(&info(&mut conn, &["stats"]));
+    assert_eq!(
+        field_u64(&totals, "total_commands_processed"),
+        3 + 1 + 1 + 1
+    );
+    assert_eq!(field_u64(&totals, "total_error_replies"), 2);
+}
+
+#[test]
+fn config_get_and_set_round_trip() {
+    let server = start();
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"maxclients"]),
+        b"*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"
+    );
+    // An exact name is echoed as given; unknown names are left out.
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"MAXCLIENTS", b"nosuch"]),
+        b"*2\r\n$10\r\nMAXCLIENTS\r\n$5\r\n10000\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"maxclients", b"50", b"hz", b"20"]),
+        b"+OK\r\n"
+    );
+    let mut client = server.client();
+    let got: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hz")
+        .arg("maxclients")
+        .query(&mut client)
+        .unwrap();
+    assert_eq!(
+        got,
+        HashMap::from([
+            ("hz".into(), "20".into()),
+            ("maxclients".into(), "50".into())
+        ])
+    );
+    let glob: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("max*")
+        .query(&mut client)
+        .unwrap();
+    assert_eq!(glob.get("maxclients").map(String::as_str), Some("50"));
+    assert_eq!(glob.get("maxmemory").map(String::as_str), Some("0"));
+    assert!(glob.keys().all(|name| name.starts_with("max")), "{glob:?}");
+    // Patterns that match the same option list it once.
+    let both: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hz")
+        .arg("h?")
+        .query(&mut client)
+        .unwrap();
+    assert_eq!(both, ["hz", "20"]);
+    let info_fields = fields(&info(&mut conn, &["server", "clients"]));
+    assert_eq!(info_fields["hz"], "20");
+    assert_eq!(info_fields["maxclients"], "50");
+
+    // RESP3: a map.
+    conn.call(&[b"HELLO", b"3"]);
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"hz"]),
+        b"%1\r\n$2\r\nhz\r\n$2\r\n20\r\n"
+    );
+}
+
+#[test]
+fn config_set_is_all_or_nothing() {
+    let server = start();
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"maxclients", b"100", b"hz", b"abc"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'hz') - argument couldn't be parsed into an integer\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"maxclients"]),
+        b"*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"nosuch", b"1"]),
+        b"-ERR Unknown option or number of arguments for CONFIG SET - 'nosuch'\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"hz", b"5", b"timeout"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"hz"]),
+        b"-ERR wrong number of arguments for 'config|set' command\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"NOPE"]),
+        b"-ERR unknown subcommand 'NOPE'. Try CONFIG HELP.\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"hz"]),
+        b"*2\r\n$2\r\nhz\r\n$2\r\n10\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"REWRITE"]),
+        b"-ERR The server is running without a config file\r\n"
+    );
+}
+
+#[test]
+fn config_rewrite_survives_a_restart() {
+    let conf_dir = unique_dir("conf");
+    let conf = conf_dir.join("forkless.conf");
+    std::fs::write(&conf, "# my settings\nport 0\nhz 10\n").unwrap();
+    let conf_arg = conf.to_str().unwrap();
+
+    let server = TestServer::start_raw(BIN, &[conf_arg], unique_dir("rewrite"));
+    let mut conn = server.raw();
+    let info_text = info(&mut conn, &["server"]);
+    assert_eq!(fields(&info_text)["config_file"], conf_arg);
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"hz", b"42", b"maxclients", b"77"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(conn.call(&[b"CONFIG", b"REWRITE"]), b"+OK\r\n");
+    let written = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        written.starts_with("# my settings\nport 0\nhz 42\n"),
+        "{written}"
+    );
+    assert!(written.contains("\nmaxclients 77\n"), "{written}");
+    assert!(server.terminate().success());
+
+    let server = TestServer::start_raw(BIN, &[conf_arg], unique_dir("rewrite"));
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"hz"]),
+        b"*2\r\n$2\r\nhz\r\n$2\r\n42\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"maxclients"]),
+        b"*2\r\n$10\r\nmaxclients\r\n$2\r\n77\r\n"
+    );
+    drop(server);
+    std::fs::remove_dir_all(conf_dir).unwrap();
+}
+
+#[test]
+fn maxclients_rejects_the_next_connection() {
+    let server = start();
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"maxclients", b"1"]),
+        b"+OK\r\n"
+    );
+    let mut second = server.raw();
+    assert_eq!(
+        second.read_to_close(),
+        b"-ERR max number of clients reached\r\n"
+    );
+    let stats = fields(&info(&mut conn, &["stats", "clients"]));
+    assert_eq!(stats["rejected_connections"], "1");
+    assert_eq!(stats["connected_clients"], "1");
+    // Raising the limit lets new clients in again.
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"maxclients", b"10"]),
+        b"+OK\r\n"
+    );
+    assert_eq!(server.raw().call(&[b"PING"]), b"+PONG\r\n");
+}
+
+#[test]
+fn timeout_closes_idle_clients() {
+    let server = start();
+    let mut admin = server.raw();
+    assert_eq!(
+        admin.call(&[b"CONFIG", b"SET", b"timeout", b"1"]),
+        b"+OK\r\n"
+    );
+    let mut idle = server.raw();
+    assert_eq!(idle.call(&[b"PING"]), b"+PONG\r\n");
+    let started = Instant::now();
+    // Blocks until the server closes the connection (the read timeout is 10 s).
+    assert_eq!(idle.read_to_close(), b"");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(9),
+        "not closed by the timeout: {waited:?}"
+    );
+    // timeout 0 turns it off again, for the connections read from now on.
+    assert_eq!(
+        server.raw().call(&[b"CONFIG", b"SET", b"timeout", b"0"]),
+        b"+OK\r\n"
+    );
+}
+
+#[test]
+fn command_introspection() {
+    let server = start();
+    let mut client = server.client();
+    let count: i64 = redis::cmd("COMMAND")
+        .arg("COUNT")
+        .query(&mut client)
+        .unwrap();
+    let all: Vec<redis::Value> = redis::cmd("COMMAND").query(&mut client).unwrap();
+    assert_eq!(usize::try_from(count).unwrap(), all.len());
+    let info_all: Vec<redis::Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .query(&mut client)
+        .unwrap();
+    assert_eq!(info_all.len(), all.len());
+    let names: Vec<String> = redis::cmd("COMMAND")
+        .arg("LIST")
+        .query(&mut client)
+        .unwrap();
+    for name in [
+        "get",
+        "set",
+        "info",
+        "config",
+        "config|get",
+        "command|docs",
+        "client|list",
+    ] {
+        assert!(names.iter().any(|n| n == name), "COMMAND LIST lacks {name}");
+    }
+
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"INFO", b"get", b"nosuch"]),
+        b"*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n\
+          *3\r\n+@read\r\n+@string\r\n+@fast\r\n*0\r\n*0\r\n*0\r\n$-1\r\n"
+    );
+    let config_get =
+        b"*10\r\n$10\r\nconfig|get\r\n:-3\r\n*4\r\n+admin\r\n+noscript\r\n+loading\r\n\
+        +stale\r\n:0\r\n:0\r\n:0\r\n*3\r\n+@admin\r\n+@slow\r\n+@dangerous\r\n*0\r\n*0\r\n*0\r\n";
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"INFO", b"CONFIG|GET"]),
+        [&b"*1\r\n"[..], config_get].concat()
+    );
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"GETKEYS", b"mset", b"a", b"1", b"b", b"2"]),
+        b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"GETKEYS", b"ping", b"x"]),
+        b"-ERR The command has no key arguments\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"LIST", b"FILTERBY", b"PATTERN", b"flush*"]),
+        b"*2\r\n$7\r\nflushdb\r\n$8\r\nflushall\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"DOCS", b"dbsize", b"nosuch"]),
+        b"*2\r\n$6\r\ndbsize\r\n*6\r\n$7\r\nsummary\r\n$50\r\nReturn the number of keys in the \
+          selected database\r\n$5\r\nsince\r\n$5\r\n1.0.0\r\n$5\r\ngroup\r\n$6\r\nserver\r\n"
+    );
+    // RESP3: flags, categories, tips and key specs are sets; docs are maps.
+    conn.call(&[b"HELLO", b"3"]);
+    assert_eq!(
+        conn.call(&[b"COMMAND", b"INFO", b"dbsize"]),
+        b"*1\r\n*10\r\n$6\r\ndbsize\r\n:1\r\n~2\r\n+readonly\r\n+fast\r\n:0\r\n:0\r\n:0\r\n\
+          ~3\r\n+@keyspace\r\n+@read\r\n+@fast\r\n~0\r\n~0\r\n~0\r\n"
+    );
+    let docs = conn.call(&[b"COMMAND", b"DOCS", b"config"]);
+    assert!(
+        docs.starts_with(b"%1\r\n$6\r\nconfig\r\n%4\r\n$7\r\nsummary\r\n"),
+        "{docs:?}"
+    );
+    assert!(
+        docs.windows(15).any(|w| w == b"$10\r\nconfig|get"),
+        "subcommand docs listed"
+    );
+}
+
+#[test]
+fn dbsize_time_and_flush_modes() {
+    let server = start();
+    let mut conn = server.raw();
+    for key in [&b"a"[..], b"b", b"c"] {
+        assert_eq!(conn.call(&[b"SET", key, b"v"]), b"+OK\r\n");
+    }
+    assert_eq!(conn.call(&[b"DBSIZE"]), b":3\r\n");
+    assert_eq!(
+        conn.call(&[b"FLUSHDB", b"sideways"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"FLUSHALL", b"ASYNC", b"SYNC"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(conn.call(&[b"DBSIZE"]), b":3\r\n");
+
+    let time = String::from_utf8(conn.call(&[b"TIME"])).unwrap();
+    let parts: Vec<&str> = time.split("\r\n").collect();
+    assert_eq!((parts[0], parts.len()), ("*2", 6), "{time:?}");
+    let secs: u64 = parts[2].parse().unwrap();
+    let micros: u64 = parts[4].parse().unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(secs.abs_diff(now) <= 5 && micros < 1_000_000, "{time:?}");
+
+    assert_eq!(conn.call(&[b"FLUSHDB", b"SYNC"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"DBSIZE"]), b":0\r\n");
+}
+
+#[test]
+fn flushall_async_frees_in_the_background() {
+    let server = start();
+    let mut client = server.client();
+    let mut pipe = redis::pipe();
+    for key_idx in 0..5000 {
+        pipe.cmd("SET")
+            .arg(format!("key:{key_idx}"))
+            .arg("value")
+            .ignore();
+    }
+    pipe.cmd("SELECT")
+        .arg(2)
+        .ignore()
+        .cmd("SET")
+        .arg("other")
+        .arg("db")
+        .ignore();
+    pipe.query::<()>(&mut client).unwrap();
+
+    let mut conn = server.raw();
+    assert_eq!(conn.call(&[b"FLUSHALL", b"ASYNC"]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"DBSIZE"]), b":0\r\n");
+    assert_eq!(info(&mut conn, &["keyspace"]), "# Keyspace\r\n");
+    assert!(wait_until(Duration::from_secs(10), || {
+        let memory = fields(&info(&mut conn, &["memory"]));
+        memory["lazyfree_pending_objects"] == "0" && memory["lazyfreed_objects"] == "5001"
+    }));
+}
+
+#[test]
+fn info_is_a_verbatim_string_in_resp3() {
+    let server = start();
+    let mut conn = server.raw();
+    conn.call(&[b"HELLO", b"3"]);
+    let reply = conn.call(&[b"INFO", b"keyspace"]);
+    assert_eq!(reply, b"=16\r\ntxt:# Keyspace\r\n\r\n");
+    assert_eq!(conn.call(&[b"INFO", b"nosuch"]), b"=4\r\ntxt:\r\n");
+}
+
+#[test]
+fn shutdown_nosave_exits_cleanly_without_a_reply() {
+    let mut server = start();
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"SHUTDOWN", b"ABORT"]),
+        b"-ERR No shutdown in progress.\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"SHUTDOWN", b"NOSAVE", b"SAVE"]),
+        b"-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"PING"]),
+        b"+PONG\r\n",
+        "a refused SHUTDOWN keeps serving"
+    );
+    assert_eq!(conn.call(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    conn.send_command(&[b"SHUTDOWN", b"NOSAVE"]);
+    assert_eq!(conn.read_to_close(), b"");
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        !server.dir.join("dump.rdb").exists(),
+        "NOSAVE writes no snapshot"
+    );
+}
+
+#[test]
+fn shutdown_save_writes_a_snapshot_then_exits() {
+    let mut server = start();
+    let mut conn = server.raw();
+    assert_eq!(conn.call(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    conn.send_command(&[b"shutdown", b"save", b"now"]);
+    assert_eq!(conn.read_to_close(), b"");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    assert!(server.dir.join("dump.rdb").is_file());
+}
+
+#[test]
+fn sigterm_exits_cleanly() {
+    let server = start();
+    assert_eq!(server.raw().call(&[b"PING"]), b"+PONG\r\n");
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0));
+}
