@@ -5,7 +5,7 @@ use crate::version::Epoch;
 
 /// A key's record. Fields are private so that every change goes through `WriteGuard`, the single
 /// place that stamps [`Entry::version`] (and, with the snapshot, preserves pre-cut values).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     value: Value,
     expire_at_ms: Option<u64>,

@@ -8,6 +8,7 @@
 //!   [`EntryMut`]) through which commands lock their keys and read or change them.
 //! - `shard`: one lock's data, a hash table of entries and an index of expiry deadlines.
 //! - `entry`, `value`: [`Entry`] (value, expiry, version) and [`Value`].
+//! - `types`: the collection types (list, hash, set, sorted set).
 //! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
 //! - `retain`: the on-write hook that keeps pre-cut versions for a running snapshot.
 //! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
@@ -27,6 +28,7 @@ pub mod pattern;
 mod retain;
 mod shard;
 mod sync;
+pub mod types;
 pub mod value;
 pub mod version;
 

@@ -1,20 +1,32 @@
 //! Typed values.
 //!
-//! Only strings exist so far; lists, hashes, sets and sorted sets join this enum as new variants.
-//! Code outside this crate matches on it exhaustively, so adding a type makes the compiler point
-//! at every command and serializer that must learn about it.
+//! Code outside this crate matches on [`Value`] exhaustively, so adding a type makes the compiler
+//! point at every command and serializer that must learn about it. Collections sit behind `Arc`
+//! (see `types`): a snapshot retains them by reference count.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
 
 /// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
 const EMBSTR_MAX_LEN: usize = 44;
 
 /// A value stored under a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A binary-safe string. Holding `Bytes` lets a snapshot retain an overwritten string by
     /// reference count, never by copying it.
     String(Bytes),
+    /// A list.
+    List(Arc<List>),
+    /// A hash.
+    Hash(Arc<Hash>),
+    /// A set.
+    Set(Arc<Set>),
+    /// A sorted set.
+    ZSet(Arc<ZSet>),
 }
 
 impl Value {
@@ -28,6 +40,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::String(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -44,6 +60,10 @@ impl Value {
                     "raw"
                 }
             }
+            Value::List(list) => list.encoding(),
+            Value::Hash(hash) => hash.encoding(),
+            Value::Set(set) => set.encoding(),
+            Value::ZSet(zset) => zset.encoding(),
         }
     }
 
@@ -52,6 +72,10 @@ impl Value {
     pub fn heap_size(&self) -> usize {
         match self {
             Value::String(bytes) => bytes.len(),
+            Value::List(list) => list.heap_size(),
+            Value::Hash(hash) => hash.heap_size(),
+            Value::Set(set) => set.heap_size(),
+            Value::ZSet(zset) => zset.heap_size(),
         }
     }
 }

@@ -73,6 +73,7 @@ fn model_live(model: &Model, now: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
 fn as_bytes(value: &Value) -> Vec<u8> {
     match value {
         Value::String(bytes) => bytes.to_vec(),
+        other => panic!("only strings are written here, got {other:?}"),
     }
 }
 
@@ -131,7 +132,7 @@ proptest! {
                     let name = key_name(key);
                     let mut guard = db.write(&[&name], now);
                     let appended = guard.get_mut(&name).map(|mut entry| {
-                        let Value::String(old) = entry.value();
+                        let Value::String(old) = entry.value() else { panic!("only strings are written here") };
                         let mut bytes = old.to_vec();
                         bytes.push(value);
                         entry.replace_value(Value::string(&bytes));

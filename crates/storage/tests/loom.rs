@@ -30,7 +30,9 @@ fn image_of(keyspace: &Keyspace, cut: &SnapshotCut) -> BTreeMap<Vec<u8>, Vec<u8>
     for shard in 0..N_SHARDS {
         let image = keyspace.take_shard_image(cut, 0, shard);
         for (key, entry) in image.entries() {
-            let Value::String(bytes) = entry.value();
+            let Value::String(bytes) = entry.value() else {
+                panic!("only strings are written here")
+            };
             saved.insert(key.to_vec(), bytes.to_vec());
         }
     }

@@ -106,6 +106,7 @@ fn multi_key_writes_are_never_seen_half_done() {
                 .iter()
                 .map(|key| match guard.get(key).unwrap().value() {
                     Value::String(bytes) => bytes.to_vec(),
+                    other => panic!("only strings are written here, got {other:?}"),
                 })
                 .collect();
             assert_eq!(values.len(), 1, "torn multi-key write observed: {values:?}");

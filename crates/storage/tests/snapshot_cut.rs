@@ -16,6 +16,7 @@ type State = BTreeMap<(usize, Vec<u8>), (Vec<u8>, Option<u64>)>;
 fn bytes_of(value: &Value) -> Vec<u8> {
     match value {
         Value::String(bytes) => bytes.to_vec(),
+        other => panic!("only strings are written here, got {other:?}"),
     }
 }
 

@@ -18,10 +18,14 @@ use forkless_storage::Db;
 use crate::server::Server;
 
 pub(crate) mod connection;
+pub(crate) mod hash;
 pub(crate) mod keys;
+pub(crate) mod list;
 pub(crate) mod persistence;
 pub(crate) mod server;
+pub(crate) mod set;
 pub(crate) mod string;
+pub(crate) mod zset;
 
 /// Replies shared by many commands, with Redis 7.0's exact text.
 pub(crate) mod reply {
@@ -101,6 +105,10 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         persistence::COMMANDS,
         server::COMMANDS,
         string::COMMANDS,
+        list::COMMANDS,
+        hash::COMMANDS,
+        set::COMMANDS,
+        zset::COMMANDS,
     ]
     .into_iter()
     .flatten()

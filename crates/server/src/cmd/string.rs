@@ -65,6 +65,7 @@ type Reply<T> = Result<T, &'static str>;
 pub(crate) fn string_bytes(value: &Value) -> Option<&Bytes> {
     match value {
         Value::String(bytes) => Some(bytes),
+        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
     }
 }
 
@@ -72,6 +73,7 @@ pub(crate) fn string_bytes(value: &Value) -> Option<&Bytes> {
 fn string_bytes_mut(value: &mut Value) -> Option<&mut Bytes> {
     match value {
         Value::String(bytes) => Some(bytes),
+        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
     }
 }
 

@@ -110,6 +110,42 @@ pub fn write_entry(
                 write_string(out, bytes, None);
             }
         }
+        // Collections use the plain encodings every Redis since 2.x loads (7.0 included):
+        // a length, then each element as an RDB string.
+        Value::List(list) => {
+            out.push(RdbType::List.code());
+            write_string(out, key, None);
+            write_len(out, list.len() as u64);
+            for item in list.iter() {
+                write_string(out, item, None);
+            }
+        }
+        Value::Set(set) => {
+            out.push(RdbType::Set.code());
+            write_string(out, key, None);
+            write_len(out, set.len() as u64);
+            for member in set.iter() {
+                write_string(out, member, None);
+            }
+        }
+        Value::Hash(hash) => {
+            out.push(RdbType::Hash.code());
+            write_string(out, key, None);
+            write_len(out, hash.len() as u64);
+            for (field, value) in hash.iter() {
+                write_string(out, field, None);
+                write_string(out, value, None);
+            }
+        }
+        Value::ZSet(zset) => {
+            out.push(RdbType::Zset2.code());
+            write_string(out, key, None);
+            write_len(out, zset.len() as u64);
+            for (member, score) in zset.iter() {
+                write_string(out, member, None);
+                out.extend_from_slice(&score.to_le_bytes());
+            }
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use super::lzf::{self, MAX_EXPANSION};
 use super::{MIN_RDB_VERSION, RDB_MAGIC, RDB_VERSION, RdbType, ZSTD_MAGIC, encoding, opcode};
 
 /// One live key read from a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadedEntry {
     /// The database (SELECTDB) the key belongs to; 0 until the file selects one. Not checked
     /// against a database count: that is the caller's configuration (`databases`).

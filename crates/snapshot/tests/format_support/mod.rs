@@ -66,7 +66,9 @@ pub fn header() -> Vec<u8> {
 pub fn load_into(reader: impl Read, now_ms: u64) -> Result<(Dataset, LoadSummary), LoadError> {
     let mut data = Dataset::new();
     let summary = format::load(reader, "test.rdb", now_ms, |entry: LoadedEntry| {
-        let Value::String(value) = entry.value;
+        let Value::String(value) = entry.value else {
+            panic!("only strings are written here")
+        };
         match data.entry((entry.db, entry.key.to_vec())) {
             std::collections::btree_map::Entry::Occupied(_) => Err(LoadError::rejected(format!(
                 "duplicate key {:?}",

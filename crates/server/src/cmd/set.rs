@@ -1,0 +1,5 @@
+//! set commands.
+
+use super::Command;
+
+pub(crate) const COMMANDS: &[Command] = &[];
