@@ -1,0 +1,192 @@
+//! Limits and hostile input, end to end: every limit is a config option, going over it gives
+//! Redis's error (or Redis's silent close) for that connection only, and nothing the client
+//! sends can take the server down.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use forkless_tests::TestServer;
+use proptest::prelude::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
+
+fn connect(server: &TestServer) -> TcpStream {
+    let stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes the connection.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn assert_alive(server: &TestServer) {
+    let mut conn = server.raw();
+    assert_eq!(conn.call(&[b"PING"]), b"+PONG\r\n");
+}
+
+/// Sends `bytes` and returns everything the server answers before closing.
+fn send_and_read_to_close(server: &TestServer, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = connect(server);
+    // The server may close before it has read everything: a failed write is fine.
+    let _ = stream.write_all(bytes);
+    read_until_closed(&mut stream)
+}
+
+#[test]
+fn protocol_errors_get_redis_error_text_and_close_only_that_connection() {
+    let server = TestServer::start(BIN, &[]);
+    let cases: [(&[u8], &[u8]); 5] = [
+        (
+            b"*abc\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\nfoo\r\n",
+            b"-ERR Protocol error: expected '$', got 'f'\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$abc\r\n",
+            b"-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"SET a \"unterminated\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ];
+    for (input, expected) in cases {
+        let reply = send_and_read_to_close(&server, input);
+        assert_eq!(
+            String::from_utf8_lossy(&reply),
+            String::from_utf8_lossy(expected),
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert_alive(&server);
+    }
+}
+
+#[test]
+fn bulk_longer_than_proto_max_bulk_len_is_refused() {
+    let server = TestServer::start(BIN, &["--proto-max-bulk-len", "1mb"]);
+    let reply = send_and_read_to_close(&server, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n");
+    assert_eq!(reply, b"-ERR Protocol error: invalid bulk length\r\n");
+    // Exactly at the limit is fine.
+    let mut conn = server.raw();
+    let value = vec![b'v'; 1024 * 1024];
+    assert_eq!(conn.call(&[b"SET", b"k", &value]), b"+OK\r\n");
+    // CONFIG SET raises it for new commands.
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"4mb"]),
+        b"+OK\r\n"
+    );
+    let bigger = vec![b'v'; 2_000_000];
+    assert_eq!(conn.call(&[b"SET", b"k", &bigger]), b"+OK\r\n");
+}
+
+#[test]
+fn a_client_over_the_query_buffer_limit_is_closed_and_logged() {
+    let server = TestServer::start(BIN, &["--client-query-buffer-limit", "1mb"]);
+    let mut stream = connect(&server);
+    // A 100 MB bulk is within proto-max-bulk-len; its first 3 MB overflow the 1 MB buffer.
+    let _ = stream.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000000\r\n");
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..48 {
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    assert!(
+        read_until_closed(&mut stream).is_empty(),
+        "Redis closes without a reply"
+    );
+    assert!(
+        server
+            .wait_for_log("Closing client that reached max query buffer length")
+            .is_some()
+    );
+    assert_alive(&server);
+}
+
+#[test]
+fn inline_commands_and_deep_pipelines_work() {
+    let server = TestServer::start(BIN, &[]);
+    let mut stream = connect(&server);
+    stream
+        .write_all(b"PING\r\nSET greeting \"hello world\"\nGET greeting\r\n")
+        .unwrap();
+    let mut conn_reply = vec![0u8; b"+PONG\r\n+OK\r\n$11\r\nhello world\r\n".len()];
+    stream.read_exact(&mut conn_reply).unwrap();
+    assert_eq!(conn_reply, b"+PONG\r\n+OK\r\n$11\r\nhello world\r\n");
+
+    // 2,000 commands in one write: 2,000 replies, in order.
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..2000 {
+        let value = i.to_string();
+        batch.extend_from_slice(
+            format!("*2\r\n$4\r\nECHO\r\n${}\r\n{value}\r\n", value.len()).as_bytes(),
+        );
+        expected.extend_from_slice(format!("${}\r\n{value}\r\n", value.len()).as_bytes());
+    }
+    stream.write_all(&batch).unwrap();
+    let mut got = vec![0u8; expected.len()];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn unknown_commands_and_wrong_arity_keep_the_connection() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[b"NOSUCH", b"a", b"b"]),
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"GET"]),
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert_eq!(conn.call(&[b"PING"]), b"+PONG\r\n");
+}
+
+/// Random bytes on fresh connections never take the server down.
+#[test]
+fn random_bytes_never_crash_the_server() {
+    let server = TestServer::start(BIN, &["--client-query-buffer-limit", "1mb"]);
+    let blobs = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..512), 1..4);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    runner
+        .run(&blobs, |blobs| {
+            for blob in &blobs {
+                let mut stream = connect(&server);
+                let _ = stream.write_all(blob);
+                // Half-close so an incomplete command does not wait for more bytes forever.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = read_until_closed(&mut stream);
+            }
+            let mut conn = server.raw();
+            prop_assert_eq!(conn.call(&[b"PING"]), b"+PONG\r\n".to_vec());
+            Ok(())
+        })
+        .unwrap();
+}
