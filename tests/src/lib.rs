@@ -21,8 +21,11 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Lines the server printed after its ready line, for tests that check the log.
     log: mpsc::Receiver<String>,
-    /// A private directory for its files, removed when dropped.
+    /// A private directory for its files, removed when dropped unless the caller owns it
+    /// ([`TestServer::start_in`]).
     pub dir: PathBuf,
+    /// Whether dropping this server removes `dir`.
+    owns_dir: bool,
 }
 
 impl TestServer {
@@ -40,6 +43,38 @@ impl TestServer {
         let mut command = Command::new(binary);
         command.args(args);
         Self::spawn(command, dir)
+    }
+
+    /// Starts `binary --port 0 --dir <fresh dir> <args...>` with `envs` added to its
+    /// environment (see [`TestServer::start_in`] for the writer hooks).
+    pub fn start_with_env(binary: &str, args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        let mut server = Self::start_in(binary, &unique_dir("server"), args, envs);
+        server.owns_dir = true;
+        server
+    }
+
+    /// Starts `binary --port 0 --dir <dir> <args...>` in an existing directory that the caller
+    /// owns: it is not removed when the server is dropped, so a test can restart a server on
+    /// the same files. `envs` are added to the environment; the writer hooks
+    /// `FORKLESS_FAULT_INJECT` and `FORKLESS_DISABLE_IO_URING` are first removed from the
+    /// inherited environment, so that only `envs` decides them.
+    pub fn start_in(binary: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> TestServer {
+        let mut command = Command::new(binary);
+        command
+            .env_remove("FORKLESS_FAULT_INJECT")
+            .env_remove("FORKLESS_DISABLE_IO_URING")
+            .envs(envs.iter().copied())
+            .args(["--port", "0", "--dir"])
+            .arg(dir)
+            .args(args);
+        let mut server = Self::spawn(command, dir.to_path_buf());
+        server.owns_dir = false;
+        server
+    }
+
+    /// The server's process id (for `kill -9`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn spawn(mut command: Command, dir: PathBuf) -> TestServer {
@@ -70,6 +105,7 @@ impl TestServer {
                             addr,
                             log: rx,
                             dir,
+                            owns_dir: true,
                         };
                     }
                 }
@@ -100,7 +136,10 @@ impl TestServer {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("set timeout");
-        RawConn { stream }
+        RawConn {
+            stream,
+            pending: Vec::new(),
+        }
     }
 
     /// The server's port.
@@ -148,7 +187,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -166,6 +207,8 @@ pub fn unique_dir(tag: &str) -> PathBuf {
 /// A raw RESP connection.
 pub struct RawConn {
     stream: TcpStream,
+    /// Bytes read past the last reply returned (a pipelined or pushed reply that came with it).
+    pending: Vec<u8>,
 }
 
 impl RawConn {
@@ -187,38 +230,39 @@ impl RawConn {
 
     /// Reads exactly one reply frame and returns its raw bytes.
     pub fn read_reply(&mut self) -> Vec<u8> {
-        let mut buf = Vec::new();
         let limits = forkless_protocol::Limits::default();
         let mut chunk = [0u8; 4096];
         loop {
-            if let Ok(Some((_, used))) = forkless_protocol::decode_frame(&buf, &limits) {
-                assert_eq!(
-                    used,
-                    buf.len(),
-                    "more than one reply arrived: {:?}",
-                    String::from_utf8_lossy(&buf)
-                );
-                return buf;
+            if let Ok(Some((_, used))) = forkless_protocol::decode_frame(&self.pending, &limits) {
+                let rest = self.pending.split_off(used);
+                return std::mem::replace(&mut self.pending, rest);
             }
             let n = self.stream.read(&mut chunk).expect("read reply");
             assert!(
                 n > 0,
                 "connection closed; got so far {:?}",
-                String::from_utf8_lossy(&buf)
+                String::from_utf8_lossy(&self.pending)
             );
-            buf.extend_from_slice(&chunk[..n]);
+            self.pending.extend_from_slice(&chunk[..n]);
         }
     }
 
     /// Sends a command and returns the raw reply.
     pub fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send_command(args);
-        self.read_reply()
+        let reply = self.read_reply();
+        assert!(
+            self.pending.is_empty(),
+            "more than one reply arrived: {:?} then {:?}",
+            String::from_utf8_lossy(&reply),
+            String::from_utf8_lossy(&self.pending)
+        );
+        reply
     }
 
     /// Reads until the server closes the connection, returning everything it sent.
     pub fn read_to_close(&mut self) -> Vec<u8> {
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.pending);
         let _ = self.stream.read_to_end(&mut buf);
         buf
     }

@@ -71,9 +71,11 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         authenticated: !requirepass_set,
         close_after_reply: false,
         handle: Arc::clone(&handle),
+        subs: crate::pubsub::ClientSubscriptions::new(),
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
+    server.pubsub.remove_client(&mut client.subs, id);
     server.clients.remove(id);
 }
 
@@ -100,11 +102,11 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     );
                     cmd::execute(server, client, &mut out, &argv);
                     if client.close_after_reply {
-                        let _ = write_out(server, socket, &mut out).await;
+                        let _ = write_out(server, socket, &handle, &mut out).await;
                         return "quit".into();
                     }
                     if out.len() >= FLUSH_AT {
-                        if let Err(err) = write_out(server, socket, &mut out).await {
+                        if let Err(err) = write_out(server, socket, &handle, &mut out).await {
                             return format!("write error: {err}");
                         }
                     }
@@ -112,7 +114,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                 Ok(None) => break,
                 Err(err) => {
                     out.error(&format!("ERR {err}"));
-                    let _ = write_out(server, socket, &mut out).await;
+                    let _ = write_out(server, socket, &handle, &mut out).await;
                     tracing::info!(
                         client = client.id,
                         addr = %handle.addr,
@@ -122,7 +124,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                 }
             }
         }
-        if let Err(err) = write_out(server, socket, &mut out).await {
+        if let Err(err) = write_out(server, socket, &handle, &mut out).await {
             return format!("write error: {err}");
         }
         if server.shutting_down.load(Ordering::Acquire) {
@@ -147,10 +149,13 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             input.reserve(wanted);
         }
         let timeout_secs = server.tunables.timeout_secs.load(Ordering::Relaxed);
+        let subscribed = client.subs.active();
+        let rx = &mut client.subs.rx;
         let read = async {
             tokio::select! {
-                read = socket.read_buf(&mut input) => Some(read),
+                read = socket.read_buf(&mut input) => Some(Event::Read(read)),
                 () = handle.kill.notified() => None,
+                Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
             }
         };
         let read = if timeout_secs > 0 {
@@ -163,23 +168,71 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         };
         match read {
             None => return "killed".into(),
-            Some(Ok(0)) => return "closed by peer".into(),
-            Some(Ok(n)) => {
+            Some(Event::Read(Ok(0))) => return "closed by peer".into(),
+            Some(Event::Read(Ok(n))) => {
                 server
                     .stats
                     .net_input_bytes
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
-            Some(Err(err)) => return format!("read error: {err}"),
+            Some(Event::Read(Err(err))) => return format!("read error: {err}"),
+            Some(Event::Message(message)) => {
+                write_message(&mut out, &message);
+                // Drain what else is queued, so a burst costs one write.
+                let mut sizes = message.size();
+                while let Ok(next) = client.subs.rx.try_recv() {
+                    write_message(&mut out, &next);
+                    sizes += next.size();
+                    if out.len() >= FLUSH_AT {
+                        break;
+                    }
+                }
+                client.subs.queued.bytes.fetch_sub(sizes, Ordering::Relaxed);
+            }
         }
     }
 }
 
-async fn write_out(server: &Server, socket: &mut TcpStream, out: &mut Out) -> std::io::Result<()> {
+/// What woke the connection up.
+enum Event {
+    Read(std::io::Result<usize>),
+    Message(crate::pubsub::Message),
+}
+
+/// A published message as Redis sends it: `message` or `pmessage`, a push in RESP3.
+fn write_message(out: &mut Out, message: &crate::pubsub::Message) {
+    match &message.pattern {
+        Some(pattern) => {
+            out.push_len(4);
+            out.bulk(b"pmessage");
+            out.bulk(pattern);
+        }
+        None => {
+            out.push_len(3);
+            out.bulk(b"message");
+        }
+    }
+    out.bulk(&message.channel);
+    out.bulk(&message.payload);
+}
+
+/// Writes the pending replies. A client killed meanwhile (CLIENT KILL, or a subscriber over its
+/// output buffer limit that has stopped reading) stops the write instead of blocking it forever.
+async fn write_out(
+    server: &Server,
+    socket: &mut TcpStream,
+    handle: &ClientHandle,
+    out: &mut Out,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    socket.write_all(&out.buf).await?;
+    tokio::select! {
+        written = socket.write_all(&out.buf) => written?,
+        () = handle.kill.notified() => {
+            return Err(std::io::Error::other("client killed"));
+        }
+    }
     server
         .stats
         .net_output_bytes

@@ -6,6 +6,8 @@
 //! - `conn`: one connection's read → decode → execute → write loop.
 //! - `cmd`: the command table and one module per command group.
 //! - `info`: the INFO sections.
+//! - `persistence`: SAVE/BGSAVE, save points, loading at startup.
+//! - `pubsub`: the subscription registry and message delivery.
 //!
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
@@ -24,6 +26,7 @@ pub mod config;
 mod conn;
 mod info;
 mod persistence;
+mod pubsub;
 mod server;
 
 use config::{Config, Invocation};

@@ -157,6 +157,7 @@ pub(crate) struct Server {
     pub(crate) shutdown: Notify,
     pub(crate) shutting_down: AtomicBool,
     pub(crate) persistence: crate::persistence::Persistence,
+    pub(crate) pubsub: crate::pubsub::Registry,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -188,6 +189,7 @@ impl Server {
             shutdown: Notify::new(),
             shutting_down: AtomicBool::new(false),
             persistence: crate::persistence::Persistence::new(unix_ms() / 1000),
+            pubsub: crate::pubsub::Registry::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -131,12 +131,21 @@ pub(crate) const COMMANDS: &[Command] = &[
 ];
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    match argv {
-        [_] => ctx.out.simple(b"PONG"),
-        [_, message] => ctx.out.bulk(message),
-        _ => ctx
-            .out
-            .error("ERR wrong number of arguments for 'ping' command"),
+    if argv.len() > 2 {
+        ctx.out
+            .error("ERR wrong number of arguments for 'ping' command");
+        return;
+    }
+    // A RESP2 connection in subscribed mode gets ["pong", message] (Redis's rule).
+    if ctx.client.subs.active() && !ctx.resp3() {
+        ctx.out.array_len(2);
+        ctx.out.bulk(b"pong");
+        ctx.out.bulk(argv.get(1).map_or(&b""[..], |m| m));
+        return;
+    }
+    match argv.get(1) {
+        Some(message) => ctx.out.bulk(message),
+        None => ctx.out.simple(b"PONG"),
     }
 }
 
@@ -307,6 +316,9 @@ fn reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
     ctx.client.handle.resp.store(2, Ordering::Relaxed);
     *lock(&ctx.client.handle.name) = None;
     ctx.client.authenticated = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
+    ctx.server
+        .pubsub
+        .remove_client(&mut ctx.client.subs, ctx.client.id);
     ctx.out.simple(b"RESET");
 }
 

@@ -22,6 +22,7 @@ pub(crate) mod hash;
 pub(crate) mod keys;
 pub(crate) mod list;
 pub(crate) mod persistence;
+pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod string;
@@ -109,6 +110,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         hash::COMMANDS,
         set::COMMANDS,
         zset::COMMANDS,
+        pubsub::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -150,6 +152,8 @@ pub(crate) struct Client {
     /// Set by QUIT (and CLIENT KILL of self): close after the reply is written.
     pub(crate) close_after_reply: bool,
     pub(crate) handle: std::sync::Arc<crate::server::ClientHandle>,
+    /// Channel and pattern subscriptions, and the queue their messages arrive on.
+    pub(crate) subs: crate::pubsub::ClientSubscriptions,
 }
 
 /// What a handler works with.
@@ -218,6 +222,18 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
         && server.tunables.requirepass_set.load(Ordering::Relaxed)
     {
         out.error(reply::NOAUTH);
+        reject(server, stats);
+        return;
+    }
+    if client.subs.active()
+        && out.version == RespVersion::Resp2
+        && !pubsub::allowed_in_subscribed_mode(command.name)
+    {
+        out.error(&format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            command.name
+        ));
         reject(server, stats);
         return;
     }

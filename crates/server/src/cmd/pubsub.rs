@@ -1,0 +1,145 @@
+//! Pub/sub commands: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB.
+
+use bytes::Bytes;
+
+use super::{Command, Ctx, eq_ignore_case, unknown_subcommand};
+use crate::pubsub::Limits;
+
+#[rustfmt::skip]
+pub(crate) const COMMANDS: &[Command] = &[
+    Command { name: "subscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Listens for messages published to channels.", since: "2.0.0", group: "pubsub", handler: subscribe },
+    Command { name: "unsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Stops listening to messages posted to channels.", since: "2.0.0", group: "pubsub", handler: unsubscribe },
+    Command { name: "psubscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Listens for messages published to channels that match one or more patterns.", since: "2.0.0", group: "pubsub", handler: psubscribe },
+    Command { name: "punsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Stops listening to messages published to channels that match one or more patterns.", since: "2.0.0", group: "pubsub", handler: punsubscribe },
+    Command { name: "publish", arity: 3, flags: &["pubsub", "loading", "stale", "fast", "may_replicate"], keys: (0, 0, 0), categories: &["pubsub", "fast"], summary: "Posts a message to a channel.", since: "2.0.0", group: "pubsub", handler: publish },
+    Command { name: "pubsub", arity: -2, flags: &[], keys: (0, 0, 0), categories: &["slow"], summary: "A container for Pub/Sub commands.", since: "2.8.0", group: "pubsub", handler: pubsub },
+];
+
+/// Commands a RESP2 connection may run while it has subscriptions.
+pub(crate) fn allowed_in_subscribed_mode(name: &str) -> bool {
+    matches!(
+        name,
+        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+    )
+}
+
+/// `[kind, name, count]`, a push in RESP3, an array in RESP2.
+fn confirm(ctx: &mut Ctx<'_>, kind: &[u8], name: Option<&Bytes>) {
+    let count = ctx.client.subs.count();
+    ctx.out.push_len(3);
+    ctx.out.bulk(kind);
+    match name {
+        Some(name) => ctx.out.bulk(name),
+        None => ctx.out.null(),
+    }
+    ctx.out.int(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
+fn subscribe_to(ctx: &mut Ctx<'_>, argv: &[Bytes], pattern: bool) {
+    let kind: &[u8] = if pattern { b"psubscribe" } else { b"subscribe" };
+    for name in argv.iter().skip(1) {
+        ctx.server
+            .pubsub
+            .subscribe(&mut ctx.client.subs, &ctx.client.handle, name, pattern);
+        confirm(ctx, kind, Some(name));
+    }
+}
+
+fn unsubscribe_from(ctx: &mut Ctx<'_>, argv: &[Bytes], pattern: bool) {
+    let kind: &[u8] = if pattern {
+        b"punsubscribe"
+    } else {
+        b"unsubscribe"
+    };
+    let names: Vec<Bytes> = if argv.len() > 1 {
+        argv.iter().skip(1).cloned().collect()
+    } else if pattern {
+        ctx.client.subs.patterns.iter().cloned().collect()
+    } else {
+        ctx.client.subs.channels.iter().cloned().collect()
+    };
+    if names.is_empty() {
+        confirm(ctx, kind, None);
+        return;
+    }
+    for name in &names {
+        ctx.server
+            .pubsub
+            .unsubscribe(&mut ctx.client.subs, ctx.client.id, name, pattern);
+        confirm(ctx, kind, Some(name));
+    }
+}
+
+fn subscribe(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    subscribe_to(ctx, argv, false);
+}
+
+fn psubscribe(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    subscribe_to(ctx, argv, true);
+}
+
+fn unsubscribe(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    unsubscribe_from(ctx, argv, false);
+}
+
+fn punsubscribe(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    unsubscribe_from(ctx, argv, true);
+}
+
+fn publish(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let (Some(channel), Some(payload)) = (argv.get(1), argv.get(2)) else {
+        return;
+    };
+    let limits = {
+        let config = ctx.server.config();
+        let class = &config.client_output_buffer_limit.pubsub;
+        Limits {
+            hard_bytes: class.hard_limit_bytes,
+            soft_bytes: class.soft_limit_bytes,
+            soft_seconds: class.soft_limit_seconds,
+        }
+    };
+    let receivers = ctx.server.pubsub.publish(channel, payload, limits);
+    ctx.out.int(i64::try_from(receivers).unwrap_or(i64::MAX));
+}
+
+fn pubsub(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let Some(sub) = argv.get(1) else { return };
+    let args = argv.get(2..).unwrap_or_default();
+    if eq_ignore_case(sub, "channels") && args.len() <= 1 {
+        let channels = ctx.server.pubsub.channels(args.first().map(|p| &p[..]));
+        ctx.out.array_len(channels.len());
+        for channel in &channels {
+            ctx.out.bulk(channel);
+        }
+    } else if eq_ignore_case(sub, "numsub") {
+        ctx.out.array_len(args.len() * 2);
+        for channel in args {
+            ctx.out.bulk(channel);
+            ctx.out
+                .int(i64::try_from(ctx.server.pubsub.numsub(channel)).unwrap_or(i64::MAX));
+        }
+    } else if eq_ignore_case(sub, "numpat") && args.is_empty() {
+        ctx.out
+            .int(i64::try_from(ctx.server.pubsub.numpat()).unwrap_or(i64::MAX));
+    } else if eq_ignore_case(sub, "help") && args.is_empty() {
+        let lines = [
+            "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "CHANNELS [<pattern>]",
+            "    Return the currently active channels matching a <pattern> (default: '*').",
+            "NUMPAT",
+            "    Return number of subscriptions to patterns.",
+            "NUMSUB [<channel> ...]",
+            "    Return the number of subscribers for the specified channels, excluding",
+            "    pattern subscriptions(default: no channels).",
+            "HELP",
+            "    Print this help.",
+        ];
+        ctx.out.array_len(lines.len());
+        for line in lines {
+            ctx.out.simple(line.as_bytes());
+        }
+    } else {
+        unknown_subcommand(ctx, argv);
+    }
+}
