@@ -72,10 +72,14 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         close_after_reply: false,
         handle: Arc::clone(&handle),
         subs: crate::pubsub::ClientSubscriptions::new(),
+        multi: None,
+        multi_failed: false,
+        watched: cmd::transaction::Watched::default(),
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
+    cmd::transaction::unwatch_all(&server, &mut client);
     server.clients.remove(id);
 }
 

@@ -212,7 +212,12 @@ fn shutdown_save(server: &Server) -> bool {
         return true;
     }
     tracing::info!("Saving the final RDB snapshot before exiting.");
-    match tokio::task::block_in_place(|| persistence::final_save(server)) {
+    match tokio::task::block_in_place(|| {
+        // Not inside a command here: hold the gate as a command does, so the cut is not taken
+        // in the middle of a transaction.
+        let _gate = server.keyspace.gate().shared();
+        persistence::final_save(server)
+    }) {
         Ok(()) => true,
         Err(err) => {
             tracing::warn!("Error trying to save the DB, can't exit: {err}");

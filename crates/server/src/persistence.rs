@@ -223,11 +223,16 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
             }
         }
         Err(err) => {
-            server
-                .persistence
-                .last_save_failed
-                .store(true, Ordering::Relaxed);
-            state.last_bgsave_ok = false;
+            // As in Redis, only a failed background save sets the status that MISCONF follows:
+            // a failed SAVE (or final save) leaves it alone (`rdbSave`), and a save the server
+            // cancelled itself is no failure (Redis kills its child with SIGUSR1 for that).
+            if background && !matches!(err, SaveError::Cancelled) {
+                server
+                    .persistence
+                    .last_save_failed
+                    .store(true, Ordering::Relaxed);
+                state.last_bgsave_ok = false;
+            }
             state.last_error = Some(err.to_string());
             if background {
                 tracing::warn!("Background saving error: {err}");
@@ -322,6 +327,9 @@ pub(crate) fn spawn_save_point_timer(
             while !server.shutting_down.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
                 if save_point_due(&server) {
+                    // The cut must not fall inside a transaction: hold the gate as a command
+                    // does.
+                    let _gate = server.keyspace.gate().shared();
                     if let Err(err) = bgsave(&server) {
                         tracing::debug!("save point: {err}");
                     }

@@ -182,6 +182,18 @@ impl Db {
         idxs.into_iter()
     }
 
+    /// WATCH: `flag` is set by every later change to `key`, from any client.
+    pub fn watch(&self, key: &[u8], flag: &crate::watch::WatchFlag) {
+        let idx = shard_of(self.shared.hash(key));
+        sync::write(self.shard_lock(idx)).watchers.add(key, flag);
+    }
+
+    /// Stops `flag` watching `key`.
+    pub fn unwatch(&self, key: &[u8], flag: &crate::watch::WatchFlag) {
+        let idx = shard_of(self.shared.hash(key));
+        sync::write(self.shard_lock(idx)).watchers.remove(key, flag);
+    }
+
     /// Number of keys (including expired keys not yet reclaimed).
     pub fn len(&self) -> usize {
         self.shards.iter().map(|lock| sync::read(lock).len()).sum()
@@ -473,6 +485,7 @@ impl WriteGuard<'_> {
             expires,
             dirty,
             snapshot,
+            watchers,
             ..
         } = shard;
         let (stored_key, entry) = table.find_mut(hash, |(k, _)| k.as_ref() == key)?;
@@ -482,6 +495,7 @@ impl WriteGuard<'_> {
             expires,
             dirty,
             snapshot,
+            watchers,
             epoch,
             changed: false,
         })
@@ -495,6 +509,7 @@ impl WriteGuard<'_> {
         let shared = self.shared;
         let (hash, shard) = self.shard(key)?;
         shard.dirty += 1;
+        shard.watchers.touch(key);
         let ShardState {
             table,
             expires,
@@ -591,6 +606,7 @@ pub struct EntryMut<'g> {
     expires: &'g mut ExpireIndex,
     dirty: &'g mut u64,
     snapshot: &'g mut Option<ShardSnapshot>,
+    watchers: &'g crate::watch::Watchers,
     epoch: Epoch,
     changed: bool,
 }
@@ -601,6 +617,7 @@ impl EntryMut<'_> {
             self.changed = true;
             *self.dirty += 1;
             retain::preserve(self.snapshot, self.key, self.entry);
+            self.watchers.touch(self.key);
             self.entry.stamp(self.epoch);
         }
     }

@@ -25,6 +25,7 @@ pub struct Keyspace {
     /// True from `begin_snapshot` until `end_snapshot`. A mutex rather than an atomic so that
     /// begin and end are serialized with each other as a whole.
     snapshot_active: Mutex<bool>,
+    gate: crate::gate::CommandGate,
 }
 
 /// What one active expiry cycle did.
@@ -48,7 +49,13 @@ impl Keyspace {
             shared,
             expire_cursor: Mutex::new((0, 0)),
             snapshot_active: Mutex::new(false),
+            gate: crate::gate::CommandGate::default(),
         }
+    }
+
+    /// The command gate: shared by every command, exclusive for a transaction.
+    pub fn gate(&self) -> &crate::gate::CommandGate {
+        &self.gate
     }
 
     /// Database `idx`, or None if there is no such database.

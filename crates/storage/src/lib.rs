@@ -12,6 +12,8 @@
 //! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
 //! - `retain`: the on-write hook that keeps pre-cut versions for a running snapshot.
 //! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
+//! - `gate`: [`CommandGate`], which lets a transaction run alone.
+//! - `watch`: WATCH's per-shard watcher lists, fired from the write path.
 //!
 //! # Not here
 //! No I/O of any kind, no RESP, no file format, no clock: callers pass `now_ms`, which keeps
@@ -22,6 +24,7 @@
 
 mod db;
 mod entry;
+mod gate;
 mod keyspace;
 /// Redis glob-style pattern matching.
 pub mod pattern;
@@ -31,10 +34,13 @@ mod sync;
 pub mod types;
 pub mod value;
 pub mod version;
+mod watch;
 
 pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
+pub use gate::{CommandGate, ExclusiveGate, SharedGate};
 pub use keyspace::{ExpireCycle, Keyspace, ShardImage, SnapshotCut};
 pub use retain::RetainedStats;
 pub use value::Value;
 pub use version::Epoch;
+pub use watch::WatchFlag;

@@ -66,6 +66,8 @@ pub(crate) struct ShardState {
     pub(crate) expired: u64,
     /// Present while a snapshot has cut this shard and not yet taken its image.
     pub(crate) snapshot: Option<ShardSnapshot>,
+    /// Clients watching keys of this shard (WATCH).
+    pub(crate) watchers: crate::watch::Watchers,
 }
 
 impl ShardState {
@@ -83,6 +85,7 @@ impl ShardState {
             .ok()?;
         let ((key, entry), _) = occupied.remove();
         retain::preserve(&mut self.snapshot, &key, &entry);
+        self.watchers.touch(&key);
         if let Some(at) = entry.expire_at_ms() {
             self.expires.remove(at, &key);
         }
@@ -109,6 +112,7 @@ impl ShardState {
 
     pub(crate) fn clear(&mut self) -> HashTable<(Bytes, Entry)> {
         self.expires.clear();
+        self.watchers.touch_all();
         let table = std::mem::take(&mut self.table);
         if self.snapshot.is_some() {
             for (key, entry) in &table {

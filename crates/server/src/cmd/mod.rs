@@ -26,6 +26,7 @@ pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod string;
+pub(crate) mod transaction;
 pub(crate) mod zset;
 
 /// Replies shared by many commands, with Redis 7.0's exact text.
@@ -111,6 +112,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         set::COMMANDS,
         zset::COMMANDS,
         pubsub::COMMANDS,
+        transaction::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -154,6 +156,12 @@ pub(crate) struct Client {
     pub(crate) handle: std::sync::Arc<crate::server::ClientHandle>,
     /// Channel and pattern subscriptions, and the queue their messages arrive on.
     pub(crate) subs: crate::pubsub::ClientSubscriptions,
+    /// Commands queued since MULTI, or None outside a transaction.
+    pub(crate) multi: Option<Vec<Vec<Bytes>>>,
+    /// Set when a command was refused while queuing: EXEC then aborts (EXECABORT).
+    pub(crate) multi_failed: bool,
+    /// WATCHed keys, and the flag any change to them sets.
+    pub(crate) watched: transaction::Watched,
 }
 
 /// What a handler works with.
@@ -204,46 +212,79 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
             .stats
             .total_error_replies
             .fetch_add(1, Ordering::Relaxed);
+        transaction::flag_error(client);
         return;
     };
     let stats = server.command_stats.get(idx);
-    let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
+    if let Some(error) = refusal(server, client, out.version, command, argv.len()) {
+        out.error(&error);
+        reject(server, stats);
+        transaction::flag_error(client);
+        return;
+    }
+    if transaction::queue(client, out, command, argv) {
+        return;
+    }
+    // EXEC takes the gate exclusively itself; every other command holds it shared (see
+    // `forkless_storage::CommandGate`).
+    let _gate = (command.name != "exec").then(|| server.keyspace.gate().shared());
+    dispatch(server, client, out, idx, command, argv);
+}
+
+/// Why `command` may not run now, as the error reply, or None if it may.
+fn refusal(
+    server: &Server,
+    client: &Client,
+    version: RespVersion,
+    command: &Command,
+    argc: usize,
+) -> Option<String> {
+    let argc = i32::try_from(argc).unwrap_or(i32::MAX);
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
-        out.error(&format!(
+        return Some(format!(
             "ERR wrong number of arguments for '{}' command",
             command.name
         ));
-        reject(server, stats);
-        return;
     }
     if !client.authenticated
         && !command.has_flag("no_auth")
         && server.tunables.requirepass_set.load(Ordering::Relaxed)
     {
-        out.error(reply::NOAUTH);
-        reject(server, stats);
-        return;
+        return Some(reply::NOAUTH.to_string());
     }
     if client.subs.active()
-        && out.version == RespVersion::Resp2
+        && version == RespVersion::Resp2
         && !pubsub::allowed_in_subscribed_mode(command.name)
     {
-        out.error(&format!(
+        return Some(format!(
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
              are allowed in this context",
             command.name
         ));
-        reject(server, stats);
-        return;
+    }
+    if client.multi.is_some() && command.has_flag("no_multi") {
+        return Some("ERR Command not allowed inside a transaction".to_string());
     }
     if (command.has_flag("write") || command.name == "ping")
         && crate::persistence::writes_refused(server)
     {
-        out.error(crate::persistence::MISCONF);
-        reject(server, stats);
-        return;
+        return Some(crate::persistence::MISCONF.to_string());
     }
+    None
+}
+
+/// Runs a command whose checks have passed, and keeps its statistics. EXEC calls this for each
+/// queued command while it holds the gate exclusively.
+pub(crate) fn dispatch(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    idx: usize,
+    command: &Command,
+    argv: &[Bytes],
+) {
+    let stats = server.command_stats.get(idx);
     let reply_start = out.len();
     let started = Instant::now();
     let now_ms = crate::server::unix_ms();
