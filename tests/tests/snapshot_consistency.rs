@@ -41,7 +41,9 @@ fn load_dump(path: &std::path::Path) -> HashMap<Vec<u8>, Vec<u8>> {
     let mut keys = HashMap::new();
     let file = File::open(path).expect("dump exists");
     format::load(BufReader::new(file), "dump.rdb", 0, |entry| {
-        let Value::String(bytes) = entry.value;
+        let Value::String(bytes) = entry.value else {
+            panic!("only strings are written here")
+        };
         keys.insert(entry.key.to_vec(), bytes.to_vec());
         Ok(())
     })

@@ -3,7 +3,7 @@
 
 Usage (from anywhere; needs redis-server 7.0.x, Debian's package is what CI uses):
 
-    python3 crates/snapshot/testdata/generate.py [path/to/redis-server]
+    python3 crates/snapshot/testdata/generate.py [--types-only | path/to/redis-server]
 
 It starts its own redis-server on the first free port in 7340-7349 with a temporary --dir,
 writes keys with a raw RESP client (binary-safe), SAVEs, and copies dump.rdb here:
@@ -16,10 +16,13 @@ writes keys with a raw RESP client (binary-safe), SAVEs, and copies dump.rdb her
   (no LZF strings, a zero CRC).
 - redis-7.0-strings.txt: what both files hold, one key per line (see its header). The key
   "soon" expires two minutes after generation: loading at a later `now` must skip it.
-- redis-7.0-type-<name>.rdb: one key (or one function library) of each type forkless cannot
-  store yet; the loader must refuse each with the type code listed in TYPE_FILES below.
+- redis-7.0-type-<name>.rdb: one key of each collection shape in COLLECTION_FILES below (small
+  and big of each type, so that every encoding Redis 7.0 writes appears), and redis-7.0-types.txt,
+  their contents as Redis reports them; plus the types forkless refuses (REFUSED_FILES: a
+  stream, a function library).
 
-Re-running rewrites every file (random bytes and ctime differ); commit them together.
+Re-running rewrites every file (random bytes and ctime differ); commit them together. With
+--types-only (first argument) it rewrites only the type files and redis-7.0-types.txt.
 """
 
 import os
@@ -161,16 +164,48 @@ def to_hex(data):
     return data.hex()
 
 
-# file suffix -> (setup commands, type code the loader must refuse with)
-TYPE_FILES = {
-    "list": ([("RPUSH", "list", "a", "b", "1")], 18),
-    "set-intset": ([("SADD", "set", "1", "2", "3")], 11),
-    "set": ([("SADD", "set", "a", "b")], 2),
-    "zset-listpack": ([("ZADD", "zset", "1", "a", "2.5", "b")], 17),
+def pairs(n, fmt_a, fmt_b):
+    return tuple(x for i in range(n) for x in (fmt_a % i, fmt_b % i))
+
+
+# Collections: file suffix -> (setup commands, OBJECT ENCODING Redis must report for the key,
+# RDB type code of the key in the file). Each file holds the one key named like the type; its
+# contents, as Redis reports them, go to redis-7.0-types.txt. Small and big of each type, so
+# both encodings appear; a list spanning several quicklist nodes; a list with a PLAIN node.
+COLLECTION_FILES = {
+    "list": ([("RPUSH", "list", "a", "b", "1")], "quicklist", 18),
+    "list-big": ([("RPUSH", "list") + tuple(
+        ("%d" % (i * 7919 - 5000000) if i % 3 == 0 else "element-%d-%s" % (i, "y" * (i % 50)))
+        for i in range(3000))], "quicklist", 18),
+    "list-plain": ([("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "8192"),
+                    ("RPUSH", "list", "head", "p" * 9000, "-12", "q" * 20000, "tail"),
+                    ("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "0")], "quicklist", 18),
+    "set-intset": ([("SADD", "set", "1", "2", "3")], "intset", 11),
+    "set-intset-wide": ([("SADD", "set", "-9223372036854775808", "9223372036854775807",
+                          "-1", "0", "70000", "-70000")], "intset", 11),
+    "set": ([("SADD", "set", "a", "b")], "hashtable", 2),
+    "set-big": ([("SADD", "set") + tuple("m%d" % i for i in range(1000))
+                 + tuple(str(i) for i in range(600))], "hashtable", 2),
+    "zset-listpack": ([("ZADD", "zset", "1", "a", "2.5", "b")], "listpack", 17),
+    "zset-listpack-scores": ([("ZADD", "zset", "-inf", "ninf", "inf", "pinf", "-3", "neg",
+                               "0.1", "tenth", "1e300", "huge", "123456789012", "bigint",
+                               "-0.000001", "tiny", "7", "12345")], "listpack", 17),
     "zset-skiplist": (
-        [("ZADD", "zset") + tuple(x for i in range(1000) for x in (str(i), "m%d" % i))], 5),
-    "hash-listpack": ([("HSET", "hash", "f", "v", "g", "1")], 16),
-    "hash": ([("HSET", "hash") + tuple(x for i in range(1000) for x in ("f%d" % i, "v"))], 4),
+        [("ZADD", "zset") + tuple(x for i in range(1000) for x in (str(i), "m%d" % i))],
+        "skiplist", 5),
+    "zset-skiplist-scores": ([("ZADD", "zset", "0.5", "x" * 100, "-inf", "a", "inf", "b",
+                               "3.14159", "pi", "-2", "-2")], "skiplist", 5),
+    "hash-listpack": ([("HSET", "hash", "f", "v", "g", "1")], "listpack", 16),
+    "hash-listpack-ints": ([("HSET", "hash", "1", "-1", "", "empty field", "empty value", "",
+                             "big", "9223372036854775807", "neg", "-4097")], "listpack", 16),
+    "hash": ([("HSET", "hash") + tuple(x for i in range(1000) for x in ("f%d" % i, "v"))],
+             "hashtable", 4),
+    "hash-long-value": ([("HSET", "hash", "short", "1", "long", "z" * 100)], "hashtable", 4),
+}
+
+# Types forkless refuses: file suffix -> (setup commands, type code the loader refuses with,
+# or None for a function library).
+REFUSED_FILES = {
     "stream": ([("XADD", "stream", "1-1", "field", "value")], 19),
     "function": ([("FUNCTION", "LOAD",
                    "#!lua name=golden\nredis.register_function('f', function() return 1 end)")],
@@ -178,11 +213,36 @@ TYPE_FILES = {
 }
 
 
+def read_collection(client, key):
+    """(type, elements as a list of bytes, or of (member, score text) for a sorted set)."""
+    kind = client.call("TYPE", key).decode()
+    if kind == "list":
+        return kind, client.call("LRANGE", key, 0, -1)
+    if kind == "set":
+        return kind, sorted(client.call("SMEMBERS", key))
+    if kind == "hash":
+        flat = client.call("HGETALL", key)
+        return kind, sorted(zip(flat[0::2], flat[1::2]))
+    if kind == "zset":
+        flat = client.call("ZRANGE", key, 0, -1, "WITHSCORES")
+        return kind, list(zip(flat[0::2], [score.decode() for score in flat[1::2]]))
+    raise RuntimeError("unexpected type " + kind)
+
+
+def sidecar_elements(kind, elements):
+    if kind in ("list", "set"):
+        return ",".join(to_hex(e) for e in elements)
+    if kind == "hash":
+        return ",".join("%s=%s" % (to_hex(f), to_hex(v)) for f, v in elements)
+    return ",".join("%s=%s" % (to_hex(m), score) for m, score in elements)
+
+
 def start_server(redis_server, workdir, *extra):
     port = free_port()
     server = subprocess.Popen(
         [redis_server, "--port", str(port), "--dir", workdir, "--save", "",
-         "--appendonly", "no", "--bind", "127.0.0.1", *extra],
+         "--appendonly", "no", "--bind", "127.0.0.1", "--enable-debug-command", "yes",
+         *extra],
         stdout=subprocess.DEVNULL)
     for _ in range(100):
         try:
@@ -200,8 +260,45 @@ def stop_server(server):
     server.wait()
 
 
+def write_type_files(client, version):
+    dump = os.path.join(client.workdir, "dump.rdb")
+    lines = []
+    for name, (commands, encoding, _) in COLLECTION_FILES.items():
+        client.call("FLUSHALL")
+        client.call("SELECT", 0)
+        for command in commands:
+            client.call(*command)
+        (key,) = client.call("KEYS", "*")
+        got = client.call("OBJECT", "ENCODING", key).decode()
+        assert got == encoding, "%s: encoding %s, expected %s" % (name, got, encoding)
+        kind, elements = read_collection(client, key)
+        lines.append("%s\t%s\t%s\t%s" % (
+            name, to_hex(key), kind, sidecar_elements(kind, elements)))
+        client.call("SAVE")
+        shutil.copy(dump, os.path.join(HERE, "redis-7.0-type-%s.rdb" % name))
+    for name, (commands, _) in REFUSED_FILES.items():
+        client.call("FLUSHALL")
+        client.call("FUNCTION", "FLUSH")
+        for command in commands:
+            client.call(*command)
+        client.call("SAVE")
+        shutil.copy(dump, os.path.join(HERE, "redis-7.0-type-%s.rdb" % name))
+    with open(os.path.join(HERE, "redis-7.0-types.txt"), "w") as out:
+        out.write("# Contents of the collection files redis-7.0-type-<name>.rdb (one key each, db 0,\n")
+        out.write("# no TTL), written by Redis %s with generate.py and read back from it.\n"
+                  % version.split()[2][2:])
+        out.write("# Tab-separated: name, key (hex), type, elements separated by ','. Hex may be\n")
+        out.write("# <hex>*<count> for a pattern repeated count times. list: elements in order;\n")
+        out.write("# set: members, sorted; hash: field=value, sorted; zset: member=score in\n")
+        out.write("# ZRANGE order, the score as Redis prints it.\n")
+        for line in lines:
+            out.write(line + "\n")
+
+
 def main():
-    redis_server = sys.argv[1] if len(sys.argv) > 1 else "redis-server"
+    redis_server = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "--types-only" \
+        else "redis-server"
+    types_only = "--types-only" in sys.argv
     version = subprocess.run([redis_server, "--version"], capture_output=True, text=True).stdout
     if "v=7.0." not in version:
         sys.exit("need Redis 7.0, got: " + version)
@@ -209,20 +306,21 @@ def main():
     dump = os.path.join(workdir, "dump.rdb")
     strings_rdb = os.path.join(HERE, "redis-7.0-strings.rdb")
     try:
+        if types_only:
+            server, client = start_server(redis_server, workdir)
+            client.workdir = workdir
+            write_type_files(client, version)
+            stop_server(server)
+            return
         server, client = start_server(redis_server, workdir)
+        client.workdir = workdir
         cases = string_cases()
         for db, key, value, expire, _ in cases:
             set_case(client, db, key, value, expire)
         client.call("SAVE")
         shutil.copy(dump, strings_rdb)
 
-        for name, (commands, _) in TYPE_FILES.items():
-            client.call("FLUSHALL")
-            client.call("FUNCTION", "FLUSH")
-            for command in commands:
-                client.call(*command)
-            client.call("SAVE")
-            shutil.copy(dump, os.path.join(HERE, "redis-7.0-type-%s.rdb" % name))
+        write_type_files(client, version)
         stop_server(server)
 
         # rdbchecksum is immutable at runtime: reload the strings into a server started with
