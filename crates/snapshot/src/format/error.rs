@@ -90,7 +90,7 @@ pub enum LoadError {
         /// The byte.
         type_code: u8,
     },
-    /// A Redis value type that forkless cannot store yet (lists, sets, ..., modules).
+    /// A Redis value type that forkless cannot store yet (streams, module values, zipmaps).
     #[error("{file}: offset {offset}: value type {type_code} ({name}) is not supported yet")]
     UnsupportedType {
         /// The file being loaded.

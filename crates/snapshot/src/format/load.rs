@@ -19,6 +19,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use forkless_storage::Value;
 
+use super::collection::read_value;
 use super::crc::Checksum;
 use super::error::LoadError;
 use super::lzf::{self, MAX_EXPANSION};
@@ -48,6 +49,10 @@ pub struct LoadSummary {
     pub keys_loaded: u64,
     /// Keys already expired at `now_ms`, skipped as a Redis master does on load.
     pub keys_expired_skipped: u64,
+    /// Keys whose collection is empty (zero elements, or only empty quicklist nodes), skipped
+    /// as Redis 7.0 skips them ("skipping empty key") rather than refusing the file: older
+    /// Redis versions could write them.
+    pub keys_empty_skipped: u64,
     /// AUX fields in file order, names lossily decoded as UTF-8 (`redis-ver`, `ctime`...).
     /// Integer-encoded values are given in decimal, as Redis reads them.
     pub aux: Vec<(String, Vec<u8>)>,
@@ -61,7 +66,9 @@ pub struct LoadSummary {
 /// Reads an RDB stream, calling `on_entry` for each live key.
 ///
 /// Keys whose expiry is before `now_ms` are counted in
-/// [`LoadSummary::keys_expired_skipped`] and not delivered, as a Redis master does on load. A
+/// [`LoadSummary::keys_expired_skipped`] and not delivered, as a Redis master does on load; so
+/// are empty collections, in [`LoadSummary::keys_empty_skipped`], as Redis 7.0 does. Every
+/// collection encoding Redis 7.0 loads is read (see `collection.rs`). A
 /// stream starting with the zstd magic (`28 B5 2F FD`) is decompressed on the fly; it may be any
 /// number of concatenated frames. The CRC-64 footer is verified; a zero footer means the writer
 /// disabled checksums, as in Redis.
@@ -72,8 +79,10 @@ pub struct LoadSummary {
 /// the entry's offset filled in). Duplicate keys are not detected here; the caller sees both.
 ///
 /// # Errors
-/// [`LoadError`] for a truncated or corrupt file, a file using features forkless cannot store
-/// (collection types, modules, functions), an I/O error, or an error from `on_entry`. Never
+/// [`LoadError`] for a truncated or corrupt file (a malformed listpack, ziplist or intset, a
+/// duplicate set member or hash field, a NaN score included), a file using features forkless
+/// cannot store (streams, modules, functions, pre-2.6 zipmaps), an I/O error, or an error from
+/// `on_entry`. Never
 /// panics, and never returns `Ok` for a file that ends early or has bytes after its footer.
 pub fn load<R: Read>(
     mut reader: R,
@@ -133,6 +142,7 @@ fn load_stream<R: Read>(
         rdb_version,
         keys_loaded: 0,
         keys_expired_skipped: 0,
+        keys_empty_skipped: 0,
         aux: Vec::new(),
         bytes_read: 0,
         checksum_verified: false,
@@ -228,30 +238,23 @@ fn load_stream<R: Read>(
                         type_code,
                     });
                 };
-                if rdb_type != RdbType::String {
-                    return Err(LoadError::UnsupportedType {
-                        file: input.file.to_owned(),
-                        offset: at,
-                        type_code,
-                        name: rdb_type.name(),
-                    });
-                }
                 let key = input.read_string(at, "a key", &mut scratch)?;
-                let value = input.read_string(at, "a string value", &mut scratch)?;
+                let value = read_value(&mut input, rdb_type, at, &mut scratch)?;
                 let entry_at = entry_start.take().unwrap_or(at);
                 let expire = pending_expire.take();
                 // Redis skips a key if `expire < now`; a negative expiry is long past.
-                match expire.map(u64::try_from) {
-                    Some(Ok(expire_at_ms)) if expire_at_ms < now_ms => {
+                match (value, expire.map(u64::try_from)) {
+                    (None, _) => summary.keys_empty_skipped += 1,
+                    (Some(_), Some(Ok(expire_at_ms))) if expire_at_ms < now_ms => {
                         summary.keys_expired_skipped += 1;
                     }
-                    Some(Err(_)) => summary.keys_expired_skipped += 1,
-                    expire => {
+                    (Some(_), Some(Err(_))) => summary.keys_expired_skipped += 1,
+                    (Some(value), expire) => {
                         let expire_at_ms = expire.and_then(Result::ok);
                         let entry = LoadedEntry {
                             db,
                             key: Bytes::from(key),
-                            value: Value::String(Bytes::from(value)),
+                            value,
                             expire_at_ms,
                         };
                         on_entry(entry).map_err(|err| err.located(input.file, entry_at))?;
@@ -349,7 +352,7 @@ const BUF_SIZE: usize = 256 * 1024;
 const SCRATCH_KEEP: usize = 1 << 20;
 
 /// A buffered reader that counts offsets and checksums what it consumes.
-struct Input<'f, R> {
+pub(super) struct Input<'f, R> {
     inner: R,
     file: &'f str,
     buf: Box<[u8]>,
@@ -382,7 +385,7 @@ impl<'f, R: Read> Input<'f, R> {
         }
     }
 
-    fn offset(&self) -> u64 {
+    pub(super) fn offset(&self) -> u64 {
         self.buf_offset + self.pos as u64
     }
 
@@ -415,11 +418,11 @@ impl<'f, R: Read> Input<'f, R> {
         Ok(Some(byte))
     }
 
-    fn read_u8(&mut self, at: u64, what: &'static str) -> Result<u8, LoadError> {
+    pub(super) fn read_u8(&mut self, at: u64, what: &'static str) -> Result<u8, LoadError> {
         self.try_read_u8(at)?.ok_or_else(|| self.eof(at, what))
     }
 
-    fn read_array<const N: usize>(
+    pub(super) fn read_array<const N: usize>(
         &mut self,
         at: u64,
         what: &'static str,
@@ -439,7 +442,7 @@ impl<'f, R: Read> Input<'f, R> {
     }
 
     /// Appends exactly `len` bytes to `dst`, growing it only as bytes arrive.
-    fn read_into(
+    pub(super) fn read_into(
         &mut self,
         dst: &mut Vec<u8>,
         len: u64,
@@ -504,7 +507,7 @@ impl<'f, R: Read> Input<'f, R> {
         })
     }
 
-    fn read_len(&mut self, at: u64, what: &'static str) -> Result<u64, LoadError> {
+    pub(super) fn read_len(&mut self, at: u64, what: &'static str) -> Result<u64, LoadError> {
         match self.read_len_or_encoding(at, what)? {
             LenOrEncoding::Len(len) => Ok(len),
             LenOrEncoding::Encoded(_) => {
@@ -514,7 +517,7 @@ impl<'f, R: Read> Input<'f, R> {
     }
 
     /// Reads a string in any of its encodings. `scratch` holds LZF data between calls.
-    fn read_string(
+    pub(super) fn read_string(
         &mut self,
         at: u64,
         what: &'static str,
@@ -575,7 +578,12 @@ impl<'f, R: Read> Input<'f, R> {
         Ok(bytes)
     }
 
-    fn eof(&self, at: u64, what: &'static str) -> LoadError {
+    /// The file name used in errors.
+    pub(super) fn file(&self) -> &'f str {
+        self.file
+    }
+
+    pub(super) fn eof(&self, at: u64, what: &'static str) -> LoadError {
         LoadError::UnexpectedEof {
             file: self.file.to_owned(),
             offset: at,
@@ -583,7 +591,7 @@ impl<'f, R: Read> Input<'f, R> {
         }
     }
 
-    fn corrupted(&self, at: u64, reason: impl Into<String>) -> LoadError {
+    pub(super) fn corrupted(&self, at: u64, reason: impl Into<String>) -> LoadError {
         LoadError::Corrupted {
             file: self.file.to_owned(),
             offset: at,
@@ -625,7 +633,7 @@ impl<R: Read> Read for TrackedSource<R> {
 }
 
 /// `value` in decimal, as Redis turns an integer-encoded string back into bytes.
-fn decimal(value: i64) -> Vec<u8> {
+pub(super) fn decimal(value: i64) -> Vec<u8> {
     let mut digits = [0u8; 20];
     let mut pos = digits.len();
     let mut magnitude = value.unsigned_abs();

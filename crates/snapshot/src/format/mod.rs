@@ -6,6 +6,8 @@
 //! crc.rs     RDB bytes ─► CRC-64/Jones       Checksum (the 8-byte footer)
 //! lzf.rs     string ⇄ LZF                    the compression Redis applies to strings > 20 bytes
 //! load.rs    RDB bytes (or zstd) ─► entries  load, LoadedEntry, LoadSummary
+//! collection.rs  collection values ─► Value  every list/set/zset/hash encoding Redis 7.0 loads
+//! listpack.rs, ziplist.rs, intset.rs         checked decoders of the compact blobs
 //! error.rs   what a refused file reports     LoadError
 //! ```
 //! A file is: the magic `REDIS0010`, AUX fields, then per non-empty database a SELECTDB and a
@@ -21,15 +23,20 @@
 //! - No `unsafe` here: this code parses untrusted files.
 //!
 //! # Not here
-//! Collection types (lists, sets, sorted sets, hashes, streams), modules and functions: the
-//! loader refuses them with a typed error rather than skipping them, because skipping would be a
-//! silent partial load.
+//! Streams, module values, pre-2.6 zipmaps and functions: the loader refuses them with a typed
+//! error rather than skipping them, because skipping would be a silent partial load.
+//! Collections load in every encoding Redis 7.0 loads (`collection.rs`, over the blob decoders
+//! `listpack.rs`, `ziplist.rs`, `intset.rs`); the writer uses the plain collection codes.
 
+mod collection;
 mod crc;
 mod encode;
 mod error;
+mod intset;
+mod listpack;
 mod load;
 mod lzf;
+mod ziplist;
 
 pub use crc::Checksum;
 pub use encode::{EncodeOptions, write_db_header, write_entry, write_eof, write_header};

@@ -62,12 +62,18 @@ pub fn header() -> Vec<u8> {
 }
 
 /// Loads `reader` into a map, refusing duplicate keys as a server would (a corrupt file can
-/// repeat a key before its checksum is reached).
+/// repeat a key before its checksum is reached), and refusing collections.
 pub fn load_into(reader: impl Read, now_ms: u64) -> Result<(Dataset, LoadSummary), LoadError> {
     let mut data = Dataset::new();
     let summary = format::load(reader, "test.rdb", now_ms, |entry: LoadedEntry| {
+        // Collections load too (random bytes can form one); a `Dataset` holds strings only,
+        // so the files these helpers read must refuse them (`format_collections.rs` has its
+        // own map for collections).
         let Value::String(value) = entry.value else {
-            panic!("only strings are written here")
+            return Err(LoadError::rejected(format!(
+                "{} where a Dataset holds only strings",
+                entry.value.type_name()
+            )));
         };
         match data.entry((entry.db, entry.key.to_vec())) {
             std::collections::btree_map::Entry::Occupied(_) => Err(LoadError::rejected(format!(
