@@ -1,6 +1,10 @@
 //! Key expiry end to end: lazy expiry on access, the active cycle reclaiming keys nobody
 //! touches, the EXPIRE family's NX/XX/GT/LT rules and errors, TTL/PTTL/EXPIRETIME, PERSIST, and
 //! how RENAME and SET treat a TTL.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,10 @@
 //! Generic key commands end to end: exact replies and error strings of DEL UNLINK EXISTS TYPE
 //! TOUCH RENAME RENAMENX COPY MOVE KEYS SCAN RANDOMKEY OBJECT, SCAN's guarantee under concurrent
 //! inserts, and RENAME's atomicity as another client sees it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

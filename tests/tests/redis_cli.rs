@@ -2,6 +2,10 @@
 //! commands, `--no-raw`, `-n`, `--scan`, `--pipe`, an interactive session (which loads
 //! COMMAND DOCS for its help and hints), and a short benchmark. Each test prints a loud skip
 //! line and returns when the tool is missing, unless FORKLESS_REQUIRE_REDIS=1.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -15,6 +15,10 @@
 //! replaying the lines in order. Every mismatch of a file is reported in one assertion. Without
 //! `redis-server` on PATH the tests print a loud skip line and pass, unless
 //! FORKLESS_REQUIRE_REDIS=1.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -28,7 +32,15 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 3] = ["strings.txt", "keys.txt", "server.txt"];
+const CASE_FILES: [&str; 7] = [
+    "strings.txt",
+    "keys.txt",
+    "server.txt",
+    "lists.txt",
+    "zsets.txt",
+    "hashes.txt",
+    "sets.txt",
+];
 
 /// How long one reply may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +64,26 @@ fn keys() {
 #[test]
 fn server() {
     replay("server.txt");
+}
+
+#[test]
+fn lists() {
+    replay("lists.txt");
+}
+
+#[test]
+fn zsets() {
+    replay("zsets.txt");
+}
+
+#[test]
+fn hashes() {
+    replay("hashes.txt");
+}
+
+#[test]
+fn sets() {
+    replay("sets.txt");
 }
 
 /// A new case file must get its own test above.

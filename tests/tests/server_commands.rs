@@ -1,6 +1,10 @@
 //! End-to-end tests of the server commands (INFO, CONFIG, COMMAND, DBSIZE, FLUSHDB, FLUSHALL,
 //! TIME, SHUTDOWN) against the real binary: exact replies where Redis 7.0 fixes them, and the
 //! effects of CONFIG SET on live connections.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -3,6 +3,10 @@
 //! some prefix of its writes, and that prefix must lie between the last write acknowledged
 //! before BGSAVE was sent and the last write sent before BGSAVE's reply arrived. No MSET group
 //! may be torn. Run for both writer backends.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::HashMap;
 use std::fs::File;

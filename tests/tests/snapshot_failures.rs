@@ -6,6 +6,10 @@
 //! blocking writer when io_uring is disabled and say so; kill -9 at random moments of a BGSAVE
 //! must always leave a dump the server restarts from; and corrupt or unsupported files must
 //! stop startup with an error naming the file and an offset, leaving the file untouched.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::fs;
 use std::path::PathBuf;

@@ -5,6 +5,10 @@
 //! after each of 100 BGSAVEs under writes with no memory growth, zstd-compressed dumps that
 //! `zstd -d` turns into a file `redis-check-rdb` accepts, and real Redis loading our BGSAVE
 //! output with the same keys, values and expiry times.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::HashMap;
 use std::fs::{self, File};

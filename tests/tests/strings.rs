@@ -3,6 +3,10 @@
 //! DECRBY INCRBYFLOAT as Redis 7.0 gives them, the SET option matrix, integer and float edge
 //! cases, what each command does to a TTL, keyspace hit/miss counting, the proto-max-bulk-len
 //! limit, RESP3 nulls, and MSET/INCR atomicity as concurrent clients see it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

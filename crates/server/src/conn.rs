@@ -75,6 +75,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         multi: None,
         multi_failed: false,
         watched: cmd::transaction::Watched::default(),
+        in_exec: false,
+        blocked: None,
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
@@ -105,6 +107,13 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         Ordering::Relaxed,
                     );
                     cmd::execute(server, client, &mut out, &argv);
+                    if client.blocked.is_some() {
+                        if let Err(reason) =
+                            wait_blocked(server, socket, client, &mut out, &mut input, &argv).await
+                        {
+                            return reason;
+                        }
+                    }
                     if client.close_after_reply {
                         let _ = write_out(server, socket, &handle, &mut out).await;
                         return "quit".into();
@@ -195,6 +204,67 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             }
         }
     }
+}
+
+/// Keeps a blocked command (BLPOP...) waiting: registers for its keys, retries it whenever one
+/// of them is written, and replies the timeout null when its deadline passes. Bytes the client
+/// sends meanwhile are buffered, not run, as in Redis. Err is why the connection must end.
+async fn wait_blocked(
+    server: &Server,
+    socket: &mut TcpStream,
+    client: &mut Client,
+    out: &mut Out,
+    input: &mut BytesMut,
+    argv: &[bytes::Bytes],
+) -> Result<(), String> {
+    let Some(request) = client.blocked.take() else {
+        return Ok(());
+    };
+    let handle = Arc::clone(&client.handle);
+    write_out(server, socket, &handle, out)
+        .await
+        .map_err(|err| format!("write error: {err}"))?;
+    let waiter = Arc::new(crate::blocking::Waiter::default());
+    // Registered before the retry below, so a write landing between the handler's look at
+    // the keys and this registration is not missed.
+    server.blocking.register(&request, &waiter);
+    let result = loop {
+        cmd::execute(server, client, out, argv);
+        if client.blocked.take().is_none() {
+            break Ok(true);
+        }
+        let deadline = request.deadline;
+        let timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = waiter.notify.notified() => {}
+            () = timeout => {
+                match request.on_timeout {
+                    crate::blocking::TimeoutReply::NullArray => out.null_array(),
+                    crate::blocking::TimeoutReply::Null => out.null(),
+                }
+                break Ok(false);
+            }
+            () = handle.kill.notified() => break Err("killed".to_string()),
+            read = socket.read_buf(input) => match read {
+                Ok(0) => break Err("closed by peer while blocked".to_string()),
+                Ok(_) => {}
+                Err(err) => break Err(format!("read error: {err}")),
+            },
+        }
+    };
+    server.blocking.unregister(&request, &waiter);
+    if result == Ok(true) {
+        // Served: what is left may be for the next client in line (now first in the queue).
+        for key in &request.keys {
+            server.blocking.signal(request.db, key);
+        }
+    }
+    result.map(drop)
 }
 
 /// What woke the connection up.

@@ -188,7 +188,7 @@ fn clients_section(server: &Server, text: &mut String) {
         "maxclients",
         server.tunables.maxclients.load(Ordering::Relaxed),
     );
-    field(text, "blocked_clients", 0);
+    field(text, "blocked_clients", server.blocking.blocked_clients());
     field(text, "tracking_clients", 0);
 }
 

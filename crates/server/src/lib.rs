@@ -8,6 +8,7 @@
 //! - `info`: the INFO sections.
 //! - `persistence`: SAVE/BGSAVE, save points, loading at startup.
 //! - `pubsub`: the subscription registry and message delivery.
+//! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
 //!
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+mod blocking;
 mod cmd;
 pub mod config;
 mod conn;

@@ -62,6 +62,8 @@ pub(crate) struct State {
     pub(crate) last_load_keys_loaded: u64,
     pub(crate) last_load_keys_expired: u64,
     pub(crate) loading_time_ms: u64,
+    /// How long the last cut took (`begin_snapshot`): the pause a save adds to the server.
+    pub(crate) last_cut_usec: u64,
 }
 
 /// The server's persistence state.
@@ -95,6 +97,7 @@ impl Persistence {
                 last_load_keys_loaded: 0,
                 last_load_keys_expired: 0,
                 loading_time_ms: 0,
+                last_cut_usec: 0,
             }),
             finished: Condvar::new(),
             last_save_failed: AtomicBool::new(false),
@@ -488,6 +491,7 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
         shards_done as f64 * 100.0 / shards_total as f64
     };
     field("snapshot_progress", &format_args!("{percent:.2}"));
+    field("snapshot_last_cut_usec", &state.last_cut_usec);
     field("snapshot_bytes_written", &bytes_written);
     field("snapshot_last_keys_saved", &state.last_keys_saved);
     field("snapshot_retained_versions", &retained.versions);

@@ -158,6 +158,7 @@ pub(crate) struct Server {
     pub(crate) shutting_down: AtomicBool,
     pub(crate) persistence: crate::persistence::Persistence,
     pub(crate) pubsub: crate::pubsub::Registry,
+    pub(crate) blocking: crate::blocking::Registry,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -190,6 +191,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             persistence: crate::persistence::Persistence::new(unix_ms() / 1000),
             pubsub: crate::pubsub::Registry::default(),
+            blocking: crate::blocking::Registry::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

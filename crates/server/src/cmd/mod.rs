@@ -162,6 +162,10 @@ pub(crate) struct Client {
     pub(crate) multi_failed: bool,
     /// WATCHed keys, and the flag any change to them sets.
     pub(crate) watched: transaction::Watched,
+    /// True while EXEC runs the queue: blocking commands must not block then.
+    pub(crate) in_exec: bool,
+    /// Set by a blocking command that found nothing: the connection waits, then retries it.
+    pub(crate) blocked: Option<crate::blocking::BlockRequest>,
 }
 
 /// What a handler works with.
@@ -295,6 +299,14 @@ pub(crate) fn dispatch(
         now_ms,
     };
     (command.handler)(&mut ctx, argv);
+    // A command that blocked changed nothing: signalling its keys would wake itself.
+    if command.has_flag("write") && client.blocked.is_none() && server.blocking.has_waiters() {
+        for pos in command.key_positions(argv.len()) {
+            if let Some(key) = argv.get(pos) {
+                server.blocking.signal(client.db, key);
+            }
+        }
+    }
     let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     server
         .stats

@@ -14,7 +14,7 @@
 //!
 //! INCRBYFLOAT's `long double` arithmetic lives in `string/long_double.rs`.
 
-mod long_double;
+pub(crate) mod long_double;
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;

@@ -150,6 +150,7 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
         return;
     }
     ctx.out.array_len(queued.len());
+    ctx.client.in_exec = true;
     for argv in &queued {
         let found = argv.first().and_then(|name| lookup(name));
         match found {
@@ -159,5 +160,6 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
             None => ctx.out.error("ERR unknown command"),
         }
     }
+    ctx.client.in_exec = false;
     unwatch_all(server, ctx.client);
 }

@@ -1,0 +1,277 @@
+//! ZPOPMIN ZPOPMAX ZMPOP ZRANDMEMBER ZSCAN.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use forkless_storage::pattern::glob_match;
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use super::{
+    Ctx, change_zset, eq_ignore_case, is_withscores, read_zset, reply, reply_members, selected_db,
+    zset_at,
+};
+use crate::cmd::keys::parse_scan_cursor;
+use crate::cmd::parse_i64;
+
+const NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
+const OUT_OF_RANGE: &str = "ERR value is out of range";
+const COUNT_RANGE: &str =
+    "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
+
+pub(super) fn zpopmin(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    zpop_command(ctx, argv, false);
+}
+
+pub(super) fn zpopmax(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    zpop_command(ctx, argv, true);
+}
+
+fn zpop_command(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) {
+    if argv.len() > 3 {
+        return ctx.out.error(reply::SYNTAX);
+    }
+    let count = match argv.get(2).map(|arg| parse_i64(arg)) {
+        None => None,
+        Some(None) => return ctx.out.error(NOT_POSITIVE),
+        Some(Some(n)) if n < 0 => return ctx.out.error(NOT_POSITIVE),
+        Some(Some(n)) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let Some(key) = argv.get(1) else { return };
+    match pop_first_nonempty(ctx, &[&key[..]], max, count.unwrap_or(1)) {
+        Err(msg) => ctx.out.error(msg),
+        Ok(None) => ctx.out.array_len(0),
+        Ok(Some((_, popped))) if count == Some(0) => {
+            debug_assert!(popped.is_empty());
+            ctx.out.array_len(0);
+        }
+        Ok(Some((_, popped))) => {
+            if count.is_some() {
+                reply_members(
+                    ctx.out,
+                    popped.len(),
+                    popped.iter().map(|(m, s)| (m, *s)),
+                    true,
+                );
+            } else {
+                ctx.out.array_len(popped.len() * 2);
+                for (member, score) in &popped {
+                    ctx.out.bulk(member);
+                    ctx.out.double(*score);
+                }
+            }
+        }
+    }
+}
+
+/// The key popped from and its members in pop order.
+type Popped = (Bytes, Vec<(Bytes, f64)>);
+
+/// Pops up to `count` members (the lowest, or the highest when `max`) from the first of `keys`
+/// that holds a sorted set, all keys locked by one guard. Returns that key and the members in
+/// pop order; None when no key exists; WRONGTYPE for the first key of another type.
+fn pop_first_nonempty(
+    ctx: &Ctx<'_>,
+    keys: &[&[u8]],
+    max: bool,
+    count: usize,
+) -> Result<Option<Popped>, &'static str> {
+    let db = selected_db(ctx);
+    let mut guard = db.write(keys, ctx.now_ms);
+    for &key in keys {
+        let Some(zset) = zset_at(&mut guard, key)? else {
+            continue;
+        };
+        if count == 0 {
+            return Ok(Some((Bytes::copy_from_slice(key), Vec::new())));
+        }
+        let len = zset.len();
+        let count = count.min(len);
+        let (start, end) = if max { (len - count, len) } else { (0, count) };
+        let mut popped =
+            change_zset(&mut guard, key, |zset| zset.remove_ranks(start, end)).unwrap_or_default();
+        if max {
+            popped.reverse();
+        }
+        return Ok(Some((Bytes::copy_from_slice(key), popped)));
+    }
+    Ok(None)
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
+pub(super) fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    const NUMKEYS: &str = "ERR numkeys should be greater than 0";
+    const COUNT: &str = "ERR count should be greater than 0";
+    let n_keys = match argv.get(1).and_then(|arg| parse_i64(arg)) {
+        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => return ctx.out.error(NUMKEYS),
+    };
+    let Some(keys) = argv.get(2..).and_then(|rest| rest.get(..n_keys)) else {
+        return ctx.out.error(reply::SYNTAX);
+    };
+    let mut rest = argv.get(2 + n_keys..).unwrap_or_default().iter();
+    let max = match rest.next() {
+        Some(word) if eq_ignore_case(word, "min") => false,
+        Some(word) if eq_ignore_case(word, "max") => true,
+        _ => return ctx.out.error(reply::SYNTAX),
+    };
+    let mut count = None;
+    while let Some(word) = rest.next() {
+        if count.is_none() && eq_ignore_case(word, "count") {
+            let Some(arg) = rest.next() else {
+                return ctx.out.error(reply::SYNTAX);
+            };
+            match parse_i64(arg) {
+                Some(n) if n > 0 => count = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                _ => return ctx.out.error(COUNT),
+            }
+        } else {
+            return ctx.out.error(reply::SYNTAX);
+        }
+    }
+    let keys: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+    match pop_first_nonempty(ctx, &keys, max, count.unwrap_or(1)) {
+        Err(msg) => ctx.out.error(msg),
+        Ok(None) => ctx.out.null_array(),
+        Ok(Some((key, popped))) => {
+            ctx.out.array_len(2);
+            ctx.out.bulk(&key);
+            // ZMPOP nests [member, score] pairs in RESP2 too.
+            ctx.out.array_len(popped.len());
+            for (member, score) in &popped {
+                ctx.out.array_len(2);
+                ctx.out.bulk(member);
+                ctx.out.double(*score);
+            }
+        }
+    }
+}
+
+/// ZRANDMEMBER key [count [WITHSCORES]].
+pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let Some(key) = argv.get(1) else { return };
+    let Some(count_arg) = argv.get(2) else {
+        return read_zset(ctx, key, |out, zset| {
+            let picked = zset.and_then(|zset| {
+                let rank = rand::rng().random_range(0..zset.len().max(1));
+                zset.get_by_rank(rank)
+            });
+            match picked {
+                Some((member, _)) => out.bulk(member),
+                None => out.null(),
+            }
+        });
+    };
+    let count = match parse_i64(count_arg) {
+        None => return ctx.out.error(reply::NOT_INTEGER),
+        Some(i64::MIN) => return ctx.out.error(COUNT_RANGE),
+        Some(n) => n,
+    };
+    let withscores = match argv.get(3) {
+        _ if argv.len() > 4 => return ctx.out.error(reply::SYNTAX),
+        None => false,
+        Some(arg) if is_withscores(arg) => true,
+        Some(_) => return ctx.out.error(reply::SYNTAX),
+    };
+    if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
+        return ctx.out.error(OUT_OF_RANGE);
+    }
+    read_zset(ctx, key, |out, zset| {
+        let Some(zset) = zset.filter(|_| count != 0) else {
+            return out.array_len(0);
+        };
+        if count < 0 {
+            // Repeats allowed: streamed, never collected, however large the count.
+            let wanted = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+            let mut rng = rand::rng();
+            let picks =
+                (0..wanted).filter_map(|_| zset.get_by_rank(rng.random_range(0..zset.len())));
+            return reply_members(out, wanted, picks, withscores);
+        }
+        let ranks = distinct_ranks(zset.len(), usize::try_from(count).unwrap_or(usize::MAX));
+        reply_members(
+            out,
+            ranks.len(),
+            ranks.iter().filter_map(|&rank| zset.get_by_rank(rank)),
+            withscores,
+        );
+    });
+}
+
+/// `wanted` distinct random ranks below `len` for a positive ZRANDMEMBER count; the whole set
+/// when `wanted` covers it.
+fn distinct_ranks(len: usize, wanted: usize) -> Vec<usize> {
+    let mut rng = rand::rng();
+    if wanted >= len {
+        // Redis replies the whole set from the highest rank down.
+        return (0..len).rev().collect();
+    }
+    if wanted.saturating_mul(3) > len {
+        let mut all: Vec<usize> = (0..len).collect();
+        let (picked, _) = all.partial_shuffle(&mut rng, wanted);
+        return picked.to_vec();
+    }
+    let mut picked = HashSet::with_capacity(wanted);
+    let mut ranks = Vec::with_capacity(wanted);
+    while ranks.len() < wanted {
+        let rank = rng.random_range(0..len);
+        if picked.insert(rank) {
+            ranks.push(rank);
+        }
+    }
+    ranks
+}
+
+/// ZSCAN key cursor [MATCH pattern] [COUNT count]. A set Redis holds as a listpack comes back
+/// whole with cursor 0, as in Redis; a larger one is walked by the tree's stable slots.
+pub(super) fn zscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let Some(key) = argv.get(1) else { return };
+    let Some(cursor) = argv.get(2).and_then(|arg| parse_scan_cursor(arg)) else {
+        return ctx.out.error("ERR invalid cursor");
+    };
+    let options = argv.get(3..).unwrap_or_default();
+    read_zset(ctx, key, |out, zset| {
+        let Some(zset) = zset else {
+            out.array_len(2);
+            out.bulk(b"0");
+            return out.array_len(0);
+        };
+        let mut count = 10;
+        let mut pattern: Option<&[u8]> = None;
+        for pair in options.chunks(2) {
+            let [option, value] = pair else {
+                return out.error(reply::SYNTAX);
+            };
+            if eq_ignore_case(option, "count") {
+                match parse_i64(value) {
+                    Some(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
+                    Some(_) => return out.error(reply::SYNTAX),
+                    None => return out.error(reply::NOT_INTEGER),
+                }
+            } else if eq_ignore_case(option, "match") {
+                pattern = Some(value).filter(|p| p.as_ref() != b"*").map(|p| &p[..]);
+            } else {
+                return out.error(reply::SYNTAX);
+            }
+        }
+        let mut found = Vec::new();
+        let mut visit = |member: &Bytes, score: f64| {
+            if pattern.is_none_or(|pattern| glob_match(pattern, member, false)) {
+                found.push((member.clone(), score));
+            }
+        };
+        let next = if zset.is_listpack() {
+            zset.iter().for_each(|(member, score)| visit(member, score));
+            0
+        } else {
+            zset.scan(cursor, count, visit)
+        };
+        out.array_len(2);
+        out.bulk(itoa::Buffer::new().format(next).as_bytes());
+        out.array_len(found.len() * 2);
+        for (member, score) in &found {
+            out.bulk(member);
+            out.bulk(forkless_protocol::format_double(*score).as_bytes());
+        }
+    });
+}

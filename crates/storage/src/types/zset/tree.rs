@@ -1,0 +1,430 @@
+//! An order-statistic treap over (score, member), kept in a `Vec` arena.
+//!
+//! Every node stores the size of its subtree, so rank queries (how many members sort before a
+//! key) and selection (the member at rank k) walk one root-to-leaf path: O(log n) expected, as
+//! Redis's skiplist. Insertion and removal are split/merge on that path. Priorities come from a
+//! randomly seeded per-tree xorshift generator; the treap's expected depth does not depend on the keys.
+//!
+//! Nodes live at stable slots of the arena: a node keeps its slot while it is in the tree (a
+//! score change re-links the same slot), and a freed slot goes to a free list for reuse. ZSCAN
+//! walks slots, which is what makes its guarantee hold (see [`Tree::scan`]).
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+/// The absent child.
+const NIL: usize = usize::MAX;
+
+#[derive(Debug, Clone)]
+struct Node {
+    member: Bytes,
+    score: f64,
+    priority: u64,
+    left: usize,
+    right: usize,
+    /// Nodes in this subtree, this one included; 0 for a free slot.
+    size: usize,
+}
+
+/// Compares two (score, member) keys in sorted-set order. Scores are never NaN; `-0` and `0`
+/// compare equal, as C's `<` and `==` compare them in Redis.
+pub(super) fn cmp_keys(score_a: f64, member_a: &[u8], score_b: f64, member_b: &[u8]) -> Ordering {
+    score_a
+        .partial_cmp(&score_b)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| member_a.cmp(member_b))
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Tree {
+    nodes: Vec<Node>,
+    free: Vec<usize>,
+    root: usize,
+    rng: u64,
+}
+
+impl Default for Tree {
+    fn default() -> Tree {
+        Tree {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            // Seeded per tree, so that no client can predict priorities and feed keys in an
+            // order that degenerates the treap.
+            rng: rand::random::<u64>() | 1,
+        }
+    }
+}
+
+impl Tree {
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.size(self.root)
+    }
+
+    fn node(&self, idx: usize) -> Option<&Node> {
+        self.nodes.get(idx)
+    }
+
+    fn size(&self, idx: usize) -> usize {
+        self.node(idx).map_or(0, |node| node.size)
+    }
+
+    fn left(&self, idx: usize) -> usize {
+        self.node(idx).map_or(NIL, |node| node.left)
+    }
+
+    fn right(&self, idx: usize) -> usize {
+        self.node(idx).map_or(NIL, |node| node.right)
+    }
+
+    fn set_children(&mut self, idx: usize, left: usize, right: usize) {
+        let size = 1 + self.size(left) + self.size(right);
+        if let Some(node) = self.nodes.get_mut(idx) {
+            node.left = left;
+            node.right = right;
+            node.size = size;
+        }
+    }
+
+    fn next_priority(&mut self) -> u64 {
+        // xorshift64*: cheap, and never zero from a non-zero state.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Splits `idx` into (nodes where `goes_left` holds, the rest). `goes_left` must hold for a
+    /// prefix of the in-order sequence.
+    fn split(&mut self, idx: usize, goes_left: &impl Fn(&Node) -> bool) -> (usize, usize) {
+        let Some(node) = self.node(idx) else {
+            return (NIL, NIL);
+        };
+        let (left, right) = (node.left, node.right);
+        if goes_left(node) {
+            let (a, b) = self.split(right, goes_left);
+            self.set_children(idx, left, a);
+            (idx, b)
+        } else {
+            let (a, b) = self.split(left, goes_left);
+            self.set_children(idx, b, right);
+            (a, idx)
+        }
+    }
+
+    /// Splits `idx` into (its first `rank` nodes, the rest).
+    fn split_at_rank(&mut self, idx: usize, rank: usize) -> (usize, usize) {
+        let Some(node) = self.node(idx) else {
+            return (NIL, NIL);
+        };
+        let (left, right) = (node.left, node.right);
+        let left_size = self.size(left);
+        if rank <= left_size {
+            let (a, b) = self.split_at_rank(left, rank);
+            self.set_children(idx, b, right);
+            (a, idx)
+        } else {
+            let (a, b) = self.split_at_rank(right, rank - left_size - 1);
+            self.set_children(idx, left, a);
+            (idx, b)
+        }
+    }
+
+    /// Joins two treaps, every node of `a` sorting before every node of `b`.
+    fn merge(&mut self, a: usize, b: usize) -> usize {
+        let (Some(node_a), Some(node_b)) = (self.node(a), self.node(b)) else {
+            return if a == NIL { b } else { a };
+        };
+        if node_a.priority >= node_b.priority {
+            let (left, right) = (node_a.left, node_a.right);
+            let merged = self.merge(right, b);
+            self.set_children(a, left, merged);
+            a
+        } else {
+            let (left, right) = (node_b.left, node_b.right);
+            let merged = self.merge(a, left);
+            self.set_children(b, merged, right);
+            b
+        }
+    }
+
+    /// Links the detached node `idx` into the tree at its key's place.
+    fn link(&mut self, idx: usize) {
+        let Some(node) = self.node(idx) else { return };
+        let (score, member) = (node.score, node.member.clone());
+        let (left, right) = self.split(self.root, &|other: &Node| {
+            cmp_keys(other.score, &other.member, score, &member) == Ordering::Less
+        });
+        self.set_children(idx, NIL, NIL);
+        let left = self.merge(left, idx);
+        self.root = self.merge(left, right);
+    }
+
+    /// Detaches the node with key (score, member) and returns its slot, still allocated.
+    fn unlink(&mut self, score: f64, member: &[u8]) -> Option<usize> {
+        let (left, rest) = self.split(self.root, &|other: &Node| {
+            cmp_keys(other.score, &other.member, score, member) == Ordering::Less
+        });
+        let (found, right) = self.split_at_rank(rest, 1);
+        let is_match = self
+            .node(found)
+            .is_some_and(|node| cmp_keys(node.score, &node.member, score, member).is_eq());
+        let (found, right) = if is_match {
+            (found, right)
+        } else {
+            (NIL, self.merge(found, right))
+        };
+        self.root = self.merge(left, right);
+        (found != NIL).then_some(found)
+    }
+
+    /// Inserts a member known to be absent.
+    pub(super) fn insert(&mut self, member: Bytes, score: f64) {
+        let node = Node {
+            member,
+            score,
+            priority: self.next_priority(),
+            left: NIL,
+            right: NIL,
+            size: 1,
+        };
+        let idx = match self.free.pop() {
+            Some(idx) if idx < self.nodes.len() => {
+                if let Some(slot) = self.nodes.get_mut(idx) {
+                    *slot = node;
+                }
+                idx
+            }
+            _ => {
+                self.nodes.push(node);
+                self.nodes.len() - 1
+            }
+        };
+        self.link(idx);
+    }
+
+    /// Moves the member with key (old_score, member) to `new_score`, keeping its slot.
+    pub(super) fn rescore(&mut self, member: &[u8], old_score: f64, new_score: f64) {
+        if let Some(idx) = self.unlink(old_score, member) {
+            if let Some(node) = self.nodes.get_mut(idx) {
+                node.score = new_score;
+            }
+            self.link(idx);
+        }
+    }
+
+    /// Removes the member with key (score, member); returns true if and only if it was there.
+    pub(super) fn remove(&mut self, score: f64, member: &[u8]) -> bool {
+        match self.unlink(score, member) {
+            Some(idx) => {
+                self.release(idx);
+                self.reset_if_empty();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn release(&mut self, idx: usize) {
+        if let Some(node) = self.nodes.get_mut(idx) {
+            node.member = Bytes::new();
+            node.left = NIL;
+            node.right = NIL;
+            node.size = 0;
+            self.free.push(idx);
+        }
+    }
+
+    /// An empty tree gives its arena back.
+    fn reset_if_empty(&mut self) {
+        if self.root == NIL {
+            self.nodes = Vec::new();
+            self.free = Vec::new();
+        }
+    }
+
+    /// Removes the members of ranks `start..end` and returns them in order.
+    pub(super) fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(Bytes, f64)> {
+        if start >= end {
+            return Vec::new();
+        }
+        let (left, rest) = self.split_at_rank(self.root, start);
+        let (middle, right) = self.split_at_rank(rest, end - start);
+        self.root = self.merge(left, right);
+        let mut removed = Vec::with_capacity(self.size(middle));
+        let mut slots = Vec::with_capacity(self.size(middle));
+        let mut iter = Iter::new(self, middle, 0, usize::MAX, false);
+        while let Some(idx) = iter.next_slot(self) {
+            slots.push(idx);
+        }
+        for idx in slots {
+            if let Some(node) = self.node(idx) {
+                removed.push((node.member.clone(), node.score));
+            }
+            self.release(idx);
+        }
+        self.reset_if_empty();
+        removed
+    }
+
+    /// How many members satisfy `before`, a predicate that holds for a prefix of the order.
+    pub(super) fn count_prefix(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
+        let mut count = 0;
+        let mut idx = self.root;
+        while let Some(node) = self.node(idx) {
+            if before(node.score, &node.member) {
+                count += self.size(node.left) + 1;
+                idx = node.right;
+            } else {
+                idx = node.left;
+            }
+        }
+        count
+    }
+
+    /// The member at `rank` (0 is the lowest).
+    pub(super) fn select(&self, mut rank: usize) -> Option<(&Bytes, f64)> {
+        let mut idx = self.root;
+        while let Some(node) = self.node(idx) {
+            let left_size = self.size(node.left);
+            match rank.cmp(&left_size) {
+                Ordering::Less => idx = node.left,
+                Ordering::Equal => return Some((&node.member, node.score)),
+                Ordering::Greater => {
+                    rank -= left_size + 1;
+                    idx = node.right;
+                }
+            }
+        }
+        None
+    }
+
+    /// Members from `rank` on, ascending (or descending from `rank` down when `reverse`), at
+    /// most `limit` of them.
+    pub(super) fn iter_from(
+        &self,
+        rank: usize,
+        limit: usize,
+        reverse: bool,
+    ) -> impl Iterator<Item = (&Bytes, f64)> {
+        let mut iter = Iter::new(self, self.root, rank, limit, reverse);
+        std::iter::from_fn(move || {
+            let idx = iter.next_slot(self)?;
+            self.node(idx).map(|node| (&node.member, node.score))
+        })
+    }
+
+    /// Visits live slots from `cursor` until `count` members were visited or the arena ends;
+    /// returns the next cursor, 0 at the end. A member in the set for the whole scan keeps its
+    /// slot, so some call visits it.
+    pub(super) fn scan(
+        &self,
+        cursor: usize,
+        count: usize,
+        mut visit: impl FnMut(&Bytes, f64),
+    ) -> usize {
+        let mut seen = 0;
+        let mut slot = cursor;
+        while let Some(node) = self.nodes.get(slot) {
+            slot += 1;
+            if node.size > 0 {
+                visit(&node.member, node.score);
+                seen += 1;
+                if seen >= count {
+                    break;
+                }
+            }
+        }
+        if slot >= self.nodes.len() { 0 } else { slot }
+    }
+
+    /// Heap bytes of the arena, not counting member bytes.
+    pub(super) fn heap_size(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.free.capacity() * std::mem::size_of::<usize>()
+    }
+
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) {
+        fn walk(tree: &Tree, idx: usize) -> usize {
+            let Some(node) = tree.node(idx) else { return 0 };
+            for child in [node.left, node.right] {
+                if let Some(c) = tree.node(child) {
+                    assert!(c.priority <= node.priority, "heap order");
+                }
+            }
+            let size = 1 + walk(tree, node.left) + walk(tree, node.right);
+            assert_eq!(size, node.size, "subtree size");
+            size
+        }
+        walk(self, self.root);
+        let live = self.nodes.iter().filter(|node| node.size > 0).count();
+        assert_eq!(live, self.len(), "live slots");
+    }
+}
+
+/// An in-order walk with an explicit stack: O(log n) to start at a rank, O(1) amortised a step.
+struct Iter {
+    stack: Vec<usize>,
+    remaining: usize,
+    reverse: bool,
+}
+
+impl Iter {
+    fn new(tree: &Tree, root: usize, mut rank: usize, limit: usize, reverse: bool) -> Iter {
+        let mut stack = Vec::new();
+        let mut idx = root;
+        // Push the path to `rank`, keeping only the nodes still ahead of the walk.
+        while let Some(node) = tree.node(idx) {
+            let left_size = tree.size(node.left);
+            match rank.cmp(&left_size) {
+                Ordering::Less => {
+                    if !reverse {
+                        stack.push(idx);
+                    }
+                    idx = node.left;
+                }
+                Ordering::Equal => {
+                    stack.push(idx);
+                    break;
+                }
+                Ordering::Greater => {
+                    if reverse {
+                        stack.push(idx);
+                    }
+                    rank -= left_size + 1;
+                    idx = node.right;
+                }
+            }
+        }
+        Iter {
+            stack,
+            remaining: limit,
+            reverse,
+        }
+    }
+
+    fn next_slot(&mut self, tree: &Tree) -> Option<usize> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let idx = self.stack.pop()?;
+        self.remaining -= 1;
+        let (mut child, reverse) = if self.reverse {
+            (tree.left(idx), true)
+        } else {
+            (tree.right(idx), false)
+        };
+        while child != NIL {
+            self.stack.push(child);
+            child = if reverse {
+                tree.right(child)
+            } else {
+                tree.left(child)
+            };
+        }
+        Some(idx)
+    }
+}
