@@ -1,4 +1,4 @@
-//! Blocking list commands end to end: served by pushes from other connections in the order the
+//! Blocking list and sorted-set commands end to end: served by pushes from other connections in the order the
 //! clients blocked, timeouts with fractional seconds, the right null per command, WRONGTYPE, and
 //! never blocking inside EXEC.
 #![allow(
@@ -133,4 +133,41 @@ fn blmove_is_served_by_a_push_and_a_vanished_client_takes_nothing() {
     wait_blocked(&mut admin, 0);
     assert_eq!(call(&mut admin, "RPUSH later kept"), ":1\r\n");
     assert_eq!(call(&mut admin, "LLEN later"), ":1\r\n");
+}
+
+#[test]
+fn sorted_set_pops_block_and_match_redis() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    // Replies taken from Redis 7.0.15 for the same sequence.
+    assert_eq!(call(&mut conn, "ZADD z 1 a 2 b"), ":2\r\n");
+    assert_eq!(
+        call(&mut conn, "BZPOPMIN z 0"),
+        "*3\r\n$1\r\nz\r\n$1\r\na\r\n$1\r\n1\r\n"
+    );
+    assert_eq!(
+        call(&mut conn, "BZPOPMAX none z 0"),
+        "*3\r\n$1\r\nz\r\n$1\r\nb\r\n$1\r\n2\r\n"
+    );
+    assert_eq!(call(&mut conn, "BZPOPMIN z 0.05"), "*-1\r\n");
+    assert_eq!(call(&mut conn, "BZMPOP 0.05 1 z MIN"), "*-1\r\n");
+    assert_eq!(call(&mut conn, "ZADD z 3 c"), ":1\r\n");
+    assert_eq!(
+        call(&mut conn, "BZMPOP 0 1 z MAX COUNT 2"),
+        "*2\r\n$1\r\nz\r\n*1\r\n*2\r\n$1\r\nc\r\n$1\r\n3\r\n"
+    );
+    assert_eq!(call(&mut conn, "SET s v"), "+OK\r\n");
+    assert_eq!(
+        call(&mut conn, "BZPOPMIN s 0"),
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    );
+    // Blocked until another connection adds a member.
+    let mut admin = server.raw();
+    send(&mut conn, "BZPOPMAX scores 0");
+    wait_blocked(&mut admin, 1);
+    assert_eq!(call(&mut admin, "ZADD scores 5 five 7 seven"), ":2\r\n");
+    assert_eq!(
+        reply(&mut conn),
+        "*3\r\n$6\r\nscores\r\n$5\r\nseven\r\n$1\r\n7\r\n"
+    );
 }

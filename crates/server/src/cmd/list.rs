@@ -611,7 +611,10 @@ fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 // comes at once, as in Redis.
 
 /// Parses a blocking timeout in seconds (fractions allowed) into a deadline; 0 waits forever.
-fn parse_timeout(arg: &[u8], now: std::time::Instant) -> Reply<Option<std::time::Instant>> {
+pub(crate) fn parse_timeout(
+    arg: &[u8],
+    now: std::time::Instant,
+) -> Reply<Option<std::time::Instant>> {
     let secs: f64 = std::str::from_utf8(arg)
         .ok()
         .and_then(|text| text.parse().ok())
@@ -629,7 +632,7 @@ fn parse_timeout(arg: &[u8], now: std::time::Instant) -> Reply<Option<std::time:
 }
 
 /// Blocks the client on `keys`, or replies the timeout reply at once inside EXEC.
-fn block(
+pub(crate) fn block(
     ctx: &mut Ctx<'_>,
     keys: &[Bytes],
     deadline: Option<std::time::Instant>,

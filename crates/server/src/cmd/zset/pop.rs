@@ -11,7 +11,9 @@ use super::{
     Ctx, change_zset, eq_ignore_case, is_withscores, read_zset, reply, reply_members, selected_db,
     zset_at,
 };
+use crate::blocking::TimeoutReply;
 use crate::cmd::keys::parse_scan_cursor;
+use crate::cmd::list::{block, parse_timeout};
 use crate::cmd::parse_i64;
 
 const NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
@@ -98,51 +100,124 @@ fn pop_first_nonempty(
     Ok(None)
 }
 
-/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
-pub(super) fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+/// ZMPOP's arguments after the command name: keys, MAX (true) or MIN, count.
+type ZmpopArgs<'a> = (Vec<&'a [u8]>, bool, usize);
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count], as Redis checks it (numkeys at index 1).
+fn parse_zmpop(argv: &[Bytes]) -> Result<ZmpopArgs<'_>, &'static str> {
     const NUMKEYS: &str = "ERR numkeys should be greater than 0";
     const COUNT: &str = "ERR count should be greater than 0";
     let n_keys = match argv.get(1).and_then(|arg| parse_i64(arg)) {
         Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
-        _ => return ctx.out.error(NUMKEYS),
+        _ => return Err(NUMKEYS),
     };
-    let Some(keys) = argv.get(2..).and_then(|rest| rest.get(..n_keys)) else {
-        return ctx.out.error(reply::SYNTAX);
-    };
+    let keys = argv
+        .get(2..)
+        .and_then(|rest| rest.get(..n_keys))
+        .ok_or(reply::SYNTAX)?;
     let mut rest = argv.get(2 + n_keys..).unwrap_or_default().iter();
     let max = match rest.next() {
         Some(word) if eq_ignore_case(word, "min") => false,
         Some(word) if eq_ignore_case(word, "max") => true,
-        _ => return ctx.out.error(reply::SYNTAX),
+        _ => return Err(reply::SYNTAX),
     };
     let mut count = None;
     while let Some(word) = rest.next() {
         if count.is_none() && eq_ignore_case(word, "count") {
-            let Some(arg) = rest.next() else {
-                return ctx.out.error(reply::SYNTAX);
-            };
+            let arg = rest.next().ok_or(reply::SYNTAX)?;
             match parse_i64(arg) {
                 Some(n) if n > 0 => count = Some(usize::try_from(n).unwrap_or(usize::MAX)),
-                _ => return ctx.out.error(COUNT),
+                _ => return Err(COUNT),
             }
         } else {
-            return ctx.out.error(reply::SYNTAX);
+            return Err(reply::SYNTAX);
         }
     }
-    let keys: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-    match pop_first_nonempty(ctx, &keys, max, count.unwrap_or(1)) {
+    Ok((
+        keys.iter().map(|key| &key[..]).collect(),
+        max,
+        count.unwrap_or(1),
+    ))
+}
+
+/// `[key, [[member, score], ...]]`: ZMPOP nests the pairs in RESP2 too.
+fn reply_zmpop(ctx: &mut Ctx<'_>, key: &[u8], popped: &[(Bytes, f64)]) {
+    ctx.out.array_len(2);
+    ctx.out.bulk(key);
+    ctx.out.array_len(popped.len());
+    for (member, score) in popped {
+        ctx.out.array_len(2);
+        ctx.out.bulk(member);
+        ctx.out.double(*score);
+    }
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count].
+pub(super) fn zmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let (keys, max, count) = match parse_zmpop(argv) {
+        Ok(parsed) => parsed,
+        Err(msg) => return ctx.out.error(msg),
+    };
+    match pop_first_nonempty(ctx, &keys, max, count) {
         Err(msg) => ctx.out.error(msg),
         Ok(None) => ctx.out.null_array(),
-        Ok(Some((key, popped))) => {
-            ctx.out.array_len(2);
+        Ok(Some((key, popped))) => reply_zmpop(ctx, &key, &popped),
+    }
+}
+
+pub(super) fn bzpopmin(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    blocking_zpop(ctx, argv, false);
+}
+
+pub(super) fn bzpopmax(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    blocking_zpop(ctx, argv, true);
+}
+
+/// BZPOPMIN/BZPOPMAX key [key ...] timeout: `[key, member, score]`, or block.
+fn blocking_zpop(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) {
+    let Some((timeout, keys)) = argv.get(1..).and_then(<[Bytes]>::split_last) else {
+        return;
+    };
+    let deadline = match parse_timeout(timeout, std::time::Instant::now()) {
+        Ok(deadline) => deadline,
+        Err(msg) => return ctx.out.error(msg),
+    };
+    let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+    match pop_first_nonempty(ctx, &key_refs, max, 1) {
+        Err(msg) => ctx.out.error(msg),
+        Ok(Some((key, popped))) if !popped.is_empty() => {
+            ctx.out.array_len(3);
             ctx.out.bulk(&key);
-            // ZMPOP nests [member, score] pairs in RESP2 too.
-            ctx.out.array_len(popped.len());
             for (member, score) in &popped {
-                ctx.out.array_len(2);
                 ctx.out.bulk(member);
                 ctx.out.double(*score);
             }
+        }
+        Ok(_) => block(ctx, keys, deadline, TimeoutReply::NullArray),
+    }
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count].
+pub(super) fn bzmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let deadline = match parse_timeout(
+        argv.get(1).map_or(&b""[..], |a| a),
+        std::time::Instant::now(),
+    ) {
+        Ok(deadline) => deadline,
+        Err(msg) => return ctx.out.error(msg),
+    };
+    // ZMPOP's parser reads numkeys at index 1: skip the timeout.
+    let rest = argv.get(1..).unwrap_or_default();
+    let (keys, max, count) = match parse_zmpop(rest) {
+        Ok(parsed) => parsed,
+        Err(msg) => return ctx.out.error(msg),
+    };
+    match pop_first_nonempty(ctx, &keys, max, count) {
+        Err(msg) => ctx.out.error(msg),
+        Ok(Some((key, popped))) => reply_zmpop(ctx, &key, &popped),
+        Ok(None) => {
+            let keys: Vec<Bytes> = keys.iter().map(|key| Bytes::copy_from_slice(key)).collect();
+            block(ctx, &keys, deadline, TimeoutReply::NullArray);
         }
     }
 }
