@@ -345,7 +345,14 @@ fn config_set_is_all_or_nothing() {
 fn config_rewrite_survives_a_restart() {
     let conf_dir = unique_dir("conf");
     let conf = conf_dir.join("forkless.conf");
-    std::fs::write(&conf, "# my settings\nport 0\nhz 10\n").unwrap();
+    // A private `dir`: with the default save points, SIGTERM writes a final dump into it (the
+    // default `dir .` would put it in the source tree).
+    let dump_dir = unique_dir("rewrite-dump");
+    std::fs::write(
+        &conf,
+        format!("# my settings\nport 0\nhz 10\ndir {}\n", dump_dir.display()),
+    )
+    .unwrap();
     let conf_arg = conf.to_str().unwrap();
 
     let server = TestServer::start_raw(BIN, &[conf_arg], unique_dir("rewrite"));
@@ -364,6 +371,10 @@ fn config_rewrite_survives_a_restart() {
     );
     assert!(written.contains("\nmaxclients 77\n"), "{written}");
     assert!(server.terminate().success());
+    assert!(
+        dump_dir.join("dump.rdb").exists(),
+        "the final save goes to the configured dir"
+    );
 
     let server = TestServer::start_raw(BIN, &[conf_arg], unique_dir("rewrite"));
     let mut conn = server.raw();
