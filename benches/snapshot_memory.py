@@ -73,7 +73,7 @@ def start_server(kind, workdir):
     common = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir,
               "--rdbcompression", "no"]
     if kind == "forkless":
-        cmd = [FORKLESS_BIN, *common, "--snapshot-mode", "epoch"]
+        cmd = [FORKLESS_BIN, *common, "--snapshot-mode", "epoch", *os.environ.get("FORKLESS_ARGS", "").split()]
     else:
         cmd = ["redis-server", *common, "--appendonly", "no", "--daemonize", "no"]
     log = open(os.path.join(workdir, "server.log"), "wb")

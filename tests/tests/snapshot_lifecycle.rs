@@ -4,7 +4,8 @@
 //! and SIGTERM with absolute expiry times surviving the restart, retained versions all released
 //! after each of 100 BGSAVEs under writes with no memory growth, zstd-compressed dumps that
 //! `zstd -d` turns into a file `redis-check-rdb` accepts, and real Redis loading our BGSAVE
-//! output with the same keys, values and expiry times.
+//! output with the same keys, values and expiry times; `snapshot-nice` lowering only the save's
+//! threads.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
@@ -773,4 +774,67 @@ fn real_redis_loads_our_bgsave() {
         assert_eq!(their_at, at, "PEXPIRETIME of {key:?} differs");
     }
     drop(redis);
+}
+
+// ---------------------------------------------------------------------------------------------
+// snapshot-nice: the save's threads yield to the threads serving clients.
+
+/// (thread name, nice value) of every thread of process `pid`.
+fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let comm = fs::read_to_string(path.join("comm")).ok()?;
+            let stat = fs::read_to_string(path.join("stat")).ok()?;
+            // Fields after the parenthesised name start at field 3 (state); nice is field 19.
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            let nice = after_name.split_whitespace().nth(16)?.parse().ok()?;
+            Some((comm.trim().to_string(), nice))
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_nice_lowers_only_the_save_threads() {
+    // 1 MB/s over 1.5 MB: the save runs long enough to look at its threads.
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--save",
+            "",
+            "--snapshot-max-bytes-per-sec",
+            "1mb",
+            "--snapshot-nice",
+            "19",
+        ],
+    );
+    let mut conn = server.client();
+    populate(&mut conn, "k", 1500, 1000);
+    bgsave(&mut conn);
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = thread_nices(server.pid());
+            seen.iter()
+                .any(|(name, _)| name.starts_with("forkless-snap"))
+                && seen.iter().any(|(name, _)| name == "forkless-bgsave")
+        }),
+        "no snapshot threads seen: {seen:?}"
+    );
+    let save_thread = |name: &str| {
+        name.starts_with("forkless-snap") || name == "forkless-bgsave" || name == "snapshot-writer"
+    };
+    for (name, nice) in &seen {
+        if save_thread(name) {
+            assert_eq!(*nice, 19, "{name} runs at nice {nice}");
+        } else {
+            assert_eq!(*nice, 0, "{name} runs at nice {nice}");
+        }
+    }
+    assert!(seen.iter().any(|(name, _)| name == "forkless-worker"));
+    wait_save_done(&mut conn);
+    assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
 }

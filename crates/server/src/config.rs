@@ -407,6 +407,8 @@ pub struct Config {
     pub snapshot_max_bytes_per_sec: u64,
     /// `snapshot-threads`: serialisation threads; 0 means one per core. Default 0.
     pub snapshot_threads: usize,
+    /// `snapshot-nice`: nice value of the snapshot threads, 0..=19. Default 0.
+    pub snapshot_nice: i32,
 }
 
 impl Default for Config {
@@ -462,6 +464,7 @@ impl Default for Config {
             snapshot_compression_level: 1,
             snapshot_max_bytes_per_sec: 0,
             snapshot_threads: 0,
+            snapshot_nice: 0,
         }
     }
 }
@@ -656,6 +659,7 @@ static OPTIONS: &[Spec] = &[
     opt("snapshot-max-bytes-per-sec",  MUTABLE,
         mem!(snapshot_max_bytes_per_sec, Signed(0, LONG_MAX))),
     opt("snapshot-threads",            MUTABLE,   int!(snapshot_threads, usize, Signed(0, 1024))),
+    opt("snapshot-nice",               MUTABLE,   int!(snapshot_nice, i32, Signed(0, 19))),
 ];
 
 /// The option called `name`, compared case-insensitively as Redis does.
@@ -1797,6 +1801,7 @@ mod tests {
             ("snapshot-compression-level", "1"),
             ("snapshot-max-bytes-per-sec", "0"),
             ("snapshot-threads", "0"),
+            ("snapshot-nice", "0"),
         ];
         let all = config.get(&[b"*"]);
         let all: Vec<(&str, &str)> = all.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -1883,6 +1888,8 @@ mod tests {
             ("snapshot-compression-level", "22", "22"),
             ("snapshot-max-bytes-per-sec", "100mb", "104857600"),
             ("snapshot-threads", "4", "4"),
+            ("snapshot-nice", "19", "19"),
+            ("snapshot-nice", "0", "0"),
             (
                 "client-output-buffer-limit",
                 "replica 1mb 2 3",
@@ -2088,6 +2095,10 @@ mod tests {
             (
                 "snapshot-threads -1",
                 "argument must be between 0 and 1024 inclusive",
+            ),
+            (
+                "snapshot-nice 20",
+                "argument must be between 0 and 19 inclusive",
             ),
             (
                 "dbfilename a/b",

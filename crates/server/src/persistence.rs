@@ -150,6 +150,7 @@ fn save_options(server: &Server, config: &Config) -> SaveOptions {
             config.snapshot_threads
         },
         max_bytes_per_sec: config.snapshot_max_bytes_per_sec,
+        nice: config.snapshot_nice,
         used_mem: crate::info::rss_bytes(),
         ctime_unix_secs: unix_ms() / 1000,
     }
@@ -259,6 +260,8 @@ pub(crate) fn bgsave(server: &Server) -> Result<(), String> {
         .name("forkless-bgsave".into())
         .spawn(move || {
             let Ok(cut) = cut_rx.recv() else { return };
+            // The writer runs on this thread (and the blocking writer's thread inherits it).
+            save::lower_thread_priority(options.nice);
             let result = save::save(&owner.keyspace, cut, &options, &progress);
             finish(&owner, &result, true);
         });

@@ -1,11 +1,14 @@
 //! Point-in-time serialization of the keyspace.
 //!
 //! # Layout
-//! This crate will own the snapshot cut, the traversal of the keyspace shard by shard, the RDB file
-//! format (`format`), and the writer backends (`backend/{uring,std,fork}`). It depends on
-//! `forkless-storage` only and never sees sockets or RESP frames.
+//! - `save`: one epoch snapshot: parallel serializers over the shard images of a cut taken by
+//!   `forkless_storage::Keyspace::begin_snapshot`, the checksum, optional zstd frames, throttle.
+//! - `format`: the RDB file format (Redis 7.0, version 10): encoder and validating loader.
+//! - `backend`: where the bytes go: the io_uring writer, the blocking fallback, fault injection,
+//!   and the temp file + fsync + rename commit protocol.
 //!
-//! Nothing is implemented yet: the epoch snapshot is the next milestone after the foundation.
+//! It depends on `forkless-storage` only and never sees sockets or RESP frames. See
+//! docs/snapshot.md for the design and its correctness argument.
 
 pub mod backend;
 /// The RDB file format: encoder, loader, CRC-64 and LZF.

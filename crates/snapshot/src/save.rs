@@ -62,6 +62,10 @@ pub struct SaveOptions {
     pub threads: usize,
     /// Throttle for the writer; 0 means unlimited.
     pub max_bytes_per_sec: u64,
+    /// Nice value for the serializer threads (0 = the clients' priority, 19 = lowest): under
+    /// CPU contention the kernel then favours the threads that serve clients, and when the
+    /// clients are idle the serializers still get every core.
+    pub nice: i32,
     /// The `used-mem` aux field.
     pub used_mem: u64,
     /// The `ctime` aux field, seconds since the Unix epoch.
@@ -233,6 +237,7 @@ fn serialize_db(
             let spawned = std::thread::Builder::new()
                 .name(format!("forkless-snap-{worker}"))
                 .spawn_scoped(scope, move || {
+                    lower_thread_priority(options.nice);
                     let compression = options.compression;
                     serializer(
                         keyspace,
@@ -323,6 +328,26 @@ fn serializer(
     }
     if !buf.is_empty() {
         send(buf);
+    }
+}
+
+/// Sets the calling thread's nice value (Linux: per thread). A failure only costs fairness to
+/// the clients, so it is logged, not returned.
+pub fn lower_thread_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments. On Linux
+    // PRIO_PROCESS with a thread id changes that one thread, here the caller.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if rc != 0 {
+        tracing::debug!(
+            "could not lower the snapshot thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
