@@ -477,6 +477,12 @@ fn kill_9_at_random_moments_of_a_bgsave_leaves_a_loadable_dump() {
         // Must start (TestServer panics otherwise) and load one of the two complete dumps.
         server = TestServer::start_in(BIN, &dir.0, &args, &[]);
         conn = server.client();
+        // The killed save's temp file, if it got that far, is removed at startup.
+        let files = dir.files();
+        assert!(
+            !files.iter().any(|name| name.starts_with("temp-")),
+            "round {round}: temp file left after the restart: {files:?}"
+        );
         let loaded = dbsize(&mut conn);
         assert!(
             loaded == on_disk || loaded == new_size,

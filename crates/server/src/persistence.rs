@@ -375,6 +375,12 @@ fn save_point_due(server: &Server) -> bool {
 /// Loads `dir/dbfilename` into the keyspace, if it exists. Any problem with the file stops
 /// startup with an error naming the file, the offset and what was wrong.
 pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
+    for stale in forkless_snapshot::backend::remove_stale_temp_files(&server.config().dir) {
+        tracing::info!(
+            "Removed the temp file of an interrupted save: {}",
+            stale.display()
+        );
+    }
     let path = server.config().rdb_path();
     let file = match File::open(&path) {
         Ok(file) => file,

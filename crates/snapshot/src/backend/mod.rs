@@ -797,8 +797,104 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The process id in a snapshot temp file's name: `temp-<pid>.rdb` (Redis's, and a fork child's)
+/// or `temp-<pid>-<n>.rdb` (forkless's epoch saves). None for any other name.
+fn temp_file_pid(name: &str) -> Option<u32> {
+    let stem = name.strip_prefix("temp-")?.strip_suffix(".rdb")?;
+    let (pid, counter) = match stem.split_once('-') {
+        Some((pid, counter)) => (pid, Some(counter)),
+        None => (stem, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || counter.is_some_and(|c| !digits(c)) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Removes the temp files that saves of dead processes left in `dir` (a `kill -9` during a
+/// save leaves one behind): files named like [`temp_file_pid`] whose process is gone or is
+/// this one (a new process cannot own a save yet). Files of live processes, which may be
+/// another server's save in progress, are left alone. Returns the files removed; errors are
+/// only logged, because a stale file costs disk space, not correctness.
+pub fn remove_stale_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let own = std::process::id();
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_file_pid) else {
+            continue;
+        };
+        let alive = pid != own && Path::new(&format!("/proc/{pid}")).exists();
+        if alive || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed.push(entry.path()),
+            Err(err) => tracing::warn!(
+                "could not remove the stale snapshot temp file {}: {err}",
+                entry.path().display()
+            ),
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn temp_file_names_are_recognised_by_their_pid() {
+        assert_eq!(super::temp_file_pid("temp-123.rdb"), Some(123));
+        assert_eq!(super::temp_file_pid("temp-123-7.rdb"), Some(123));
+        for other in [
+            "dump.rdb",
+            "temp-.rdb",
+            "temp-12a.rdb",
+            "temp-1-.rdb",
+            "temp-1-2-3.rdb",
+            "temp-1.rdb.bak",
+            "xtemp-1.rdb",
+        ] {
+            assert_eq!(super::temp_file_pid(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_processes_are_removed() {
+        let dir = std::env::temp_dir().join(format!(
+            "forkless-stale-temp-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let own = std::process::id();
+        // pid 1 is alive (init); a pid above pid_max is never alive.
+        let names = [
+            format!("temp-{own}-0.rdb"),
+            "temp-4194305.rdb".to_string(),
+            "temp-4194306-3.rdb".to_string(),
+            "temp-1-0.rdb".to_string(),
+            "dump.rdb".to_string(),
+        ];
+        for name in &names {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        let mut removed: Vec<String> = super::remove_stale_temp_files(&dir)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        removed.sort();
+        let mut expected = names[..3].to_vec();
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(dir.join("temp-1-0.rdb").exists());
+        assert!(dir.join("dump.rdb").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     fn setup_err(errno: i32) -> impl FnOnce() -> io::Result<()> {
