@@ -361,6 +361,11 @@ fn auto_writer_falls_back_to_blocking_when_io_uring_is_disabled() {
     let server =
         TestServer::start_with_env(BIN, &["--save", ""], &[("FORKLESS_DISABLE_IO_URING", "1")]);
     let mut conn = server.client();
+    // Probed at startup: INFO says it before any save.
+    assert_eq!(
+        info_field(&mut conn, "snapshot_writer").as_deref(),
+        Some("blocking")
+    );
     populate(&mut conn, "k", 1000, 100);
     let reply: String = redis::cmd("BGSAVE").query(&mut conn).expect("BGSAVE");
     assert_eq!(reply, "Background saving started");
@@ -391,6 +396,7 @@ fn auto_writer_falls_back_to_blocking_when_io_uring_is_disabled() {
 fn auto_writer_uses_io_uring_when_the_kernel_allows_it() {
     let server = TestServer::start_with_env(BIN, &["--save", ""], &[]);
     let mut conn = server.client();
+    let probed_at_startup = info_field(&mut conn, "snapshot_writer");
     populate(&mut conn, "k", 1000, 100);
     let reply: String = redis::cmd("BGSAVE").query(&mut conn).expect("BGSAVE");
     assert_eq!(reply, "Background saving started");
@@ -400,6 +406,10 @@ fn auto_writer_uses_io_uring_when_the_kernel_allows_it() {
         Some("ok")
     );
     let writer = info_field(&mut conn, "snapshot_writer");
+    assert_eq!(
+        probed_at_startup, writer,
+        "startup probe and first save disagree"
+    );
     let reason = info_field(&mut conn, "snapshot_writer_fallback_reason");
     // The kernel decides: this process probes io_uring the way the server does (the server's
     // environment has neither hook set; this one may, in which case only the weaker check

@@ -129,6 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // "Ready" line is a clean shutdown, never the default action.
     let mut signals = Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
     persistence::load_at_startup(&server)?;
+    persistence::probe_writer(&server);
     let mut listeners = Vec::new();
     for addr in &addrs {
         let addr = addr.trim_start_matches('-');

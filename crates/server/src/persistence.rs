@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use forkless_snapshot::backend::{Target, WriterKind};
+use forkless_snapshot::backend::{Target, WriterKind, WriterUsed};
 use forkless_snapshot::format;
 use forkless_snapshot::save::{self, Compression, Progress, SaveError, SaveOptions, SaveReport};
 use forkless_storage::{SnapshotCut, Value};
@@ -107,6 +107,26 @@ impl Persistence {
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
+    }
+}
+
+/// With `snapshot-writer auto`, finds out at startup which writer saves will use, so that INFO's
+/// `snapshot_writer` and the log say it before the first save (each save decides again).
+pub(crate) fn probe_writer(server: &Server) {
+    if server.config().snapshot_writer != SnapshotWriter::Auto {
+        return;
+    }
+    let mut state = server.persistence.state();
+    match forkless_snapshot::backend::probe_io_uring() {
+        Ok(()) => {
+            state.writer = Some(WriterUsed::IoUring.as_str());
+            tracing::info!("Snapshots will be written with io_uring");
+        }
+        Err(err) => {
+            state.writer = Some(WriterUsed::Blocking.as_str());
+            tracing::warn!("Snapshots will be written with the blocking writer: {err}");
+            state.writer_fallback_reason = Some(err.to_string());
+        }
     }
 }
 
