@@ -13,9 +13,11 @@
 //! Entries of one database may be written in any order, so serializers never wait for one
 //! another: each sends a chunk as soon as it holds a MiB of whole entries, and the writer
 //! writes chunks in arrival order. Databases are done one after the other, because an RDB file
-//! groups keys under their SELECTDB. The CRC64 is computed by the writer over the uncompressed
-//! stream, in write order. With zstd each chunk is an independent frame, compressed by the
-//! serializer that produced it, so compression runs in parallel.
+//! groups keys under their SELECTDB. The CRC64 covers the uncompressed stream in write order: each
+//! serializer checksums its own chunks, and the writer chains the chunk CRCs in the order it
+//! writes them (`Checksum::combine`, O(log n) per chunk), so checksumming runs in parallel and
+//! the writer thread only moves bytes. With zstd each chunk is an independent frame, compressed
+//! by the serializer that produced it, so compression runs in parallel too.
 //!
 //! Memory: each serializer holds at most one shard image and one chunk; the channel holds at
 //! most `2 × threads` chunks. The image is dropped when its shard is done, which releases the
@@ -123,10 +125,13 @@ pub enum SaveError {
 
 /// One chunk on its way to the writer.
 struct Chunk {
-    /// The RDB bytes, for the checksum.
-    plain: Vec<u8>,
-    /// What goes to disk, when it differs from `plain` (zstd).
-    compressed: Option<Vec<u8>>,
+    /// What goes to disk: the RDB bytes, or their zstd frame.
+    bytes: Vec<u8>,
+    /// CRC-64 of the RDB bytes (0 with `rdbchecksum no`), computed by the thread that made the
+    /// chunk so that checksumming runs in parallel; the writer chains them in file order.
+    crc: u64,
+    /// Length of the RDB bytes, for chaining the CRC.
+    plain_len: u64,
 }
 
 /// Runs the snapshot of `cut` to completion and ends it (`Keyspace::end_snapshot`), whatever the
@@ -173,7 +178,7 @@ fn save_inner(
     let written = (|| {
         let mut header = Vec::new();
         format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
-        out.write(Chunk::new(header, options.compression)?)?;
+        out.write(Chunk::new(header, options)?)?;
         for &db_idx in &dbs_with_keys {
             let stats = cut.db_sizes().get(db_idx).copied().unwrap_or_default();
             let mut db_header = Vec::new();
@@ -183,7 +188,7 @@ fn save_inner(
                 stats.keys as u64,
                 stats.expires as u64,
             );
-            out.write(Chunk::new(db_header, options.compression)?)?;
+            out.write(Chunk::new(db_header, options)?)?;
             serialize_db(keyspace, cut, db_idx, &encode, options, progress, &mut out)?;
         }
         let mut eof = Vec::new();
@@ -194,7 +199,7 @@ fn save_inner(
             0
         };
         eof.extend_from_slice(&crc.to_le_bytes());
-        out.write_raw_tail(eof, options.compression)
+        out.write_raw_tail(eof, options)
     })();
     match written {
         Ok(()) => {
@@ -238,16 +243,8 @@ fn serialize_db(
                 .name(format!("forkless-snap-{worker}"))
                 .spawn_scoped(scope, move || {
                     lower_thread_priority(options.nice);
-                    let compression = options.compression;
                     serializer(
-                        keyspace,
-                        cut,
-                        db_idx,
-                        encode,
-                        compression,
-                        progress,
-                        next_shard,
-                        failed,
+                        keyspace, cut, db_idx, encode, options, progress, next_shard, failed,
                         &worker_tx,
                     );
                 });
@@ -281,7 +278,7 @@ fn serializer(
     cut: &SnapshotCut,
     db_idx: usize,
     encode: &EncodeOptions,
-    compression: Compression,
+    options: &SaveOptions,
     progress: &Progress,
     next_shard: &AtomicUsize,
     failed: &AtomicBool,
@@ -289,7 +286,7 @@ fn serializer(
 ) {
     let mut buf = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
     let send = |buf: Vec<u8>| -> bool {
-        let chunk = Chunk::new(buf, compression);
+        let chunk = Chunk::new(buf, options);
         let stop = chunk.is_err();
         tx.send(chunk).is_ok() && !stop
     };
@@ -352,21 +349,34 @@ pub fn lower_thread_priority(nice: i32) {
 }
 
 impl Chunk {
-    fn new(plain: Vec<u8>, compression: Compression) -> Result<Chunk, SaveError> {
-        let compressed = match compression {
-            Compression::None => None,
+    fn new(plain: Vec<u8>, options: &SaveOptions) -> Result<Chunk, SaveError> {
+        let crc = if options.checksum {
+            let mut checksum = Checksum::new();
+            checksum.update(&plain);
+            checksum.finish()
+        } else {
+            0
+        };
+        let plain_len = plain.len() as u64;
+        let bytes = match options.compression {
+            Compression::None => plain,
             Compression::Zstd { level } => {
-                Some(zstd::bulk::compress(&plain, level).map_err(SaveError::Compress)?)
+                zstd::bulk::compress(&plain, level).map_err(SaveError::Compress)?
             }
         };
-        Ok(Chunk { plain, compressed })
+        Ok(Chunk {
+            bytes,
+            crc,
+            plain_len,
+        })
     }
 }
 
 /// The writer side: checksum, throttle, sink.
 struct Output<'a> {
     sink: Box<dyn Sink>,
-    checksum: Checksum,
+    /// CRC-64 of the RDB bytes written so far.
+    crc: u64,
     progress: &'a Progress,
     max_bytes_per_sec: u64,
     started: Instant,
@@ -376,7 +386,7 @@ impl<'a> Output<'a> {
     fn new(sink: Box<dyn Sink>, options: &SaveOptions, progress: &'a Progress) -> Output<'a> {
         Output {
             sink,
-            checksum: Checksum::new(),
+            crc: 0,
             progress,
             max_bytes_per_sec: options.max_bytes_per_sec,
             started: Instant::now(),
@@ -384,10 +394,9 @@ impl<'a> Output<'a> {
     }
 
     fn write(&mut self, chunk: Chunk) -> Result<(), SaveError> {
-        self.checksum.update(&chunk.plain);
-        let bytes = chunk.compressed.unwrap_or(chunk.plain);
-        let len = bytes.len() as u64;
-        self.sink.write(bytes)?;
+        self.crc = Checksum::combine(self.crc, chunk.crc, chunk.plain_len);
+        let len = chunk.bytes.len() as u64;
+        self.sink.write(chunk.bytes)?;
         self.progress
             .bytes_written
             .fetch_add(len, Ordering::Relaxed);
@@ -396,17 +405,17 @@ impl<'a> Output<'a> {
     }
 
     /// The checksum of the stream so far followed by `tail` (the EOF opcode).
-    fn checksum_after(&mut self, tail: &[u8]) -> u64 {
-        self.checksum.update(tail);
-        self.checksum.finish()
+    fn checksum_after(&self, tail: &[u8]) -> u64 {
+        let mut checksum = Checksum::new();
+        checksum.update(tail);
+        Checksum::combine(self.crc, checksum.finish(), tail.len() as u64)
     }
 
     /// Writes the final bytes (EOF + CRC), already covered by the checksum.
-    fn write_raw_tail(&mut self, tail: Vec<u8>, compression: Compression) -> Result<(), SaveError> {
-        let chunk = Chunk::new(tail, compression)?;
-        let bytes = chunk.compressed.unwrap_or(chunk.plain);
-        let len = bytes.len() as u64;
-        self.sink.write(bytes)?;
+    fn write_raw_tail(&mut self, tail: Vec<u8>, options: &SaveOptions) -> Result<(), SaveError> {
+        let chunk = Chunk::new(tail, options)?;
+        let len = chunk.bytes.len() as u64;
+        self.sink.write(chunk.bytes)?;
         self.progress
             .bytes_written
             .fetch_add(len, Ordering::Relaxed);
