@@ -8,7 +8,10 @@
 //!   (or gain, with O_DIRECT) against the disk;
 //! - `save/strings_1k`: a whole `save::save` of a 64 MiB keyspace (cut, parallel serializers,
 //!   CRC, writer, fsync, rename) with one serializer thread and with one per core;
-//! - `load/strings_1k`: `format::load` of that file into a fresh keyspace.
+//! - `load/strings_1k`: `format::load` of that file into a fresh keyspace;
+//! - `first_write_after_cut/<case>`: one write to a 1,000,000-element list or sorted set while
+//!   a snapshot holds its pre-cut version (the copy `Arc::make_mut` makes), against the same
+//!   write without a snapshot.
 //!
 //! Files go to `FORKLESS_BENCH_DIR` (default: the system temp dir); give it a directory on the
 //! disk you care about. `cargo bench -p forkless-benches --bench snapshot`.
@@ -220,6 +223,15 @@ fn save_and_load(c: &mut Criterion) {
     }
     group.finish();
 
+    // One save of our own: with a filter, criterion may have skipped the ones above.
+    let cut = keyspace.begin_snapshot(0).expect("no save running");
+    save::save(
+        &keyspace,
+        cut,
+        &save_options(&dir, cores),
+        &Progress::default(),
+    )
+    .expect("save");
     let file = std::fs::read(dir.join("dump.rdb")).expect("the saved file");
     let mut group = c.benchmark_group("load");
     group.sample_size(10);
@@ -242,5 +254,63 @@ fn save_and_load(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, serialize, writers, save_and_load);
+/// The first write to a big collection after a cut, while the snapshot still holds the
+/// collection's pre-cut version: `Arc::make_mut` copies it (issue: the write path's added work
+/// for big values). Only that write is timed; the cut, and dropping the retained copy at the end
+/// of the snapshot, are not.
+fn first_write_after_cut(c: &mut Criterion) {
+    let mut group = c.benchmark_group("first_write_after_cut");
+    group.sample_size(10);
+    let n = 1_000_000usize;
+    let mut list = List::new();
+    let mut zset = ZSet::new();
+    for i in 0..n {
+        list.push_back(Bytes::from(format!("element:{i:08}")));
+        zset.insert(Bytes::from(format!("member:{i:08}")), i as f64);
+    }
+    let cases = [
+        ("list_1m_rpush", Value::List(Arc::new(list))),
+        ("zset_1m_zadd", Value::ZSet(Arc::new(zset))),
+    ];
+    for (name, value) in cases {
+        let keyspace = Keyspace::new(1);
+        let Some(db) = keyspace.db(0) else { return };
+        db.write(&[b"big"], 0).set(b"big", value, None);
+        let write = |cut_first: bool| {
+            let cut = cut_first.then(|| keyspace.begin_snapshot(0).expect("no save running"));
+            let started = std::time::Instant::now();
+            let mut guard = db.write(&[b"big"], 0);
+            if let Some(mut entry) = guard.get_mut(b"big") {
+                match entry.value_mut() {
+                    Value::List(list) => Arc::make_mut(list).push_back(Bytes::from_static(b"x")),
+                    Value::ZSet(zset) => {
+                        Arc::make_mut(zset).insert(Bytes::from_static(b"x"), 0.5);
+                    }
+                    _ => {}
+                }
+            }
+            drop(guard);
+            let elapsed = started.elapsed();
+            if let Some(cut) = cut {
+                keyspace.end_snapshot(cut);
+            }
+            elapsed
+        };
+        group.bench_function(format!("{name}/during_snapshot"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| write(true)).sum());
+        });
+        group.bench_function(format!("{name}/no_snapshot"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| write(false)).sum());
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    serialize,
+    writers,
+    save_and_load,
+    first_write_after_cut
+);
 criterion_main!(benches);
