@@ -127,6 +127,80 @@ fn a_client_over_the_query_buffer_limit_is_closed_and_logged() {
     assert_alive(&server);
 }
 
+/// Number of connected clients, from CLIENT LIST.
+fn client_count(server: &TestServer) -> usize {
+    let mut conn = server.raw();
+    let reply = conn.call(&[b"CLIENT", b"LIST"]);
+    String::from_utf8_lossy(&reply)
+        .lines()
+        .filter(|line| line.contains("id="))
+        .count()
+}
+
+#[test]
+fn a_reply_over_the_normal_hard_output_limit_closes_that_client() {
+    let server = TestServer::start(BIN, &["--client-output-buffer-limit", "normal 1mb 0 0"]);
+    let mut conn = server.raw();
+    let big = vec![b'v'; 2_000_000];
+    assert_eq!(conn.call(&[b"SET", b"big", &big]), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"SET", b"small", b"x"]), b"+OK\r\n");
+    // Under the limit: served.
+    assert_eq!(conn.call(&[b"GET", b"small"]), b"$1\r\nx\r\n");
+    // Over it: closed without the reply, as Redis does.
+    conn.send_command(&[b"GET", b"big"]);
+    assert!(conn.read_to_close().is_empty(), "no reply is sent");
+    assert!(
+        server
+            .wait_for_log("closed ASAP for overcoming of output buffer limits")
+            .is_some()
+    );
+    assert_alive(&server);
+    // The limit is live: lifted, the same reply goes through.
+    let mut conn = server.raw();
+    assert_eq!(
+        conn.call(&[
+            b"CONFIG",
+            b"SET",
+            b"client-output-buffer-limit",
+            b"normal 0 0 0"
+        ]),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"GET", b"big"]).len(),
+        "$2000000\r\n".len() + 2_000_000 + 2
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_over_the_soft_output_limit_is_closed() {
+    let server = TestServer::start(BIN, &["--client-output-buffer-limit", "normal 0 1mb 1"]);
+    let mut conn = server.raw();
+    // Far more than the loopback socket buffers hold, so the write cannot finish.
+    let big = vec![b'v'; 64_000_000];
+    assert_eq!(conn.call(&[b"SET", b"big", &big]), b"+OK\r\n");
+    let before = client_count(&server);
+    let mut reader = connect(&server);
+    reader
+        .write_all(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n")
+        .unwrap();
+    assert!(
+        forkless_tests::wait_until(Duration::from_secs(10), || client_count(&server)
+            == before + 1),
+        "the non-reading client is connected"
+    );
+    // It never reads: after the soft limit's second it is closed.
+    assert!(
+        server
+            .wait_for_log("closed ASAP for overcoming of output buffer limits")
+            .is_some()
+    );
+    assert!(forkless_tests::wait_until(Duration::from_secs(10), || {
+        client_count(&server) == before
+    }));
+    assert_alive(&server);
+}
+
 #[test]
 fn inline_commands_and_deep_pipelines_work() {
     let server = TestServer::start(BIN, &[]);

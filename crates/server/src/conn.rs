@@ -2,7 +2,10 @@
 //!
 //! Replies to every command found in one read are written together, so a pipelined batch
 //! costs one write. Reading stops while a batch's replies are written, so a client that does
-//! not read cannot make the server buffer unbounded output.
+//! not read cannot make the server buffer unbounded output. The replies waiting to be written
+//! are the client's output buffer, held to `client-output-buffer-limit normal` as Redis does:
+//! over the hard limit the client is closed at once (the reply is not sent), and over the soft
+//! limit for longer than its seconds, that is, when writing it takes that long, too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +24,60 @@ use crate::server::{ClientHandle, Server};
 /// before the rest of it runs.
 const READ_CHUNK: usize = 16 * 1024;
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Why a connection over its output buffer limit ends, and what the log says (Redis's words).
+const OBUF_CLOSED: &str = "output buffer limit";
+const OBUF_LOG: &str = "Client scheduled to be closed ASAP for overcoming of output buffer limits.";
+
+/// The `normal` class's limits, for a client that is not subscribed (a subscriber's messages
+/// are held to the `pubsub` class where they are queued, see `pubsub.rs`).
+#[derive(Clone, Copy)]
+struct ObufLimits {
+    hard: u64,
+    soft: u64,
+    soft_secs: u64,
+}
+
+impl ObufLimits {
+    /// No limit.
+    const NONE: ObufLimits = ObufLimits {
+        hard: 0,
+        soft: 0,
+        soft_secs: 0,
+    };
+
+    /// The limits for `client`'s replies: none while it is subscribed.
+    fn of(server: &Server, client: &Client) -> ObufLimits {
+        if client.subs.active() {
+            ObufLimits::NONE
+        } else {
+            ObufLimits::normal(server)
+        }
+    }
+
+    fn normal(server: &Server) -> ObufLimits {
+        let tunables = &server.tunables;
+        ObufLimits {
+            hard: tunables.obuf_normal_hard.load(Ordering::Relaxed),
+            soft: tunables.obuf_normal_soft.load(Ordering::Relaxed),
+            soft_secs: tunables.obuf_normal_soft_secs.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Returns true if and only if `pending` bytes of replies are over the hard limit, or over
+    /// the soft limit when that may not last at all.
+    fn exceeded_now(self, pending: usize) -> bool {
+        let pending = u64::try_from(pending).unwrap_or(u64::MAX);
+        (self.hard > 0 && pending >= self.hard)
+            || (self.soft > 0 && self.soft_secs == 0 && pending >= self.soft)
+    }
+
+    /// How long writing `pending` bytes may take before the soft limit closes the client.
+    fn write_deadline(self, pending: usize) -> Option<Duration> {
+        let pending = u64::try_from(pending).unwrap_or(u64::MAX);
+        (self.soft > 0 && pending >= self.soft).then(|| Duration::from_secs(self.soft_secs))
+    }
+}
 
 fn limits(server: &Server) -> Limits {
     Limits {
@@ -107,6 +164,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         Ordering::Relaxed,
                     );
                     cmd::execute(server, client, &mut out, &argv);
+                    if ObufLimits::of(server, client).exceeded_now(out.len()) {
+                        tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+                        return OBUF_CLOSED.into();
+                    }
                     if client.blocked.is_some() {
                         if let Err(reason) =
                             wait_blocked(server, socket, client, &mut out, &mut input, &argv).await
@@ -115,11 +176,26 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         }
                     }
                     if client.close_after_reply {
-                        let _ = write_out(server, socket, &handle, &mut out).await;
+                        let _ = write_out(
+                            server,
+                            socket,
+                            &handle,
+                            &mut out,
+                            ObufLimits::of(server, client),
+                        )
+                        .await;
                         return "quit".into();
                     }
                     if out.len() >= FLUSH_AT {
-                        if let Err(err) = write_out(server, socket, &handle, &mut out).await {
+                        if let Err(err) = write_out(
+                            server,
+                            socket,
+                            &handle,
+                            &mut out,
+                            ObufLimits::of(server, client),
+                        )
+                        .await
+                        {
                             return format!("write error: {err}");
                         }
                     }
@@ -127,7 +203,14 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                 Ok(None) => break,
                 Err(err) => {
                     out.error(&format!("ERR {err}"));
-                    let _ = write_out(server, socket, &handle, &mut out).await;
+                    let _ = write_out(
+                        server,
+                        socket,
+                        &handle,
+                        &mut out,
+                        ObufLimits::of(server, client),
+                    )
+                    .await;
                     tracing::info!(
                         client = client.id,
                         addr = %handle.addr,
@@ -137,7 +220,15 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                 }
             }
         }
-        if let Err(err) = write_out(server, socket, &handle, &mut out).await {
+        if let Err(err) = write_out(
+            server,
+            socket,
+            &handle,
+            &mut out,
+            ObufLimits::of(server, client),
+        )
+        .await
+        {
             return format!("write error: {err}");
         }
         if server.shutting_down.load(Ordering::Acquire) {
@@ -221,7 +312,7 @@ async fn wait_blocked(
         return Ok(());
     };
     let handle = Arc::clone(&client.handle);
-    write_out(server, socket, &handle, out)
+    write_out(server, socket, &handle, out, ObufLimits::of(server, client))
         .await
         .map_err(|err| format!("write error: {err}"))?;
     let waiter = Arc::new(crate::blocking::Waiter::default());
@@ -297,14 +388,25 @@ async fn write_out(
     socket: &mut TcpStream,
     handle: &ClientHandle,
     out: &mut Out,
+    limits: ObufLimits,
 ) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
+    let soft_deadline = async {
+        match limits.write_deadline(out.len()) {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
             return Err(std::io::Error::other("client killed"));
+        }
+        () = soft_deadline => {
+            tracing::info!(client = handle.id, addr = %handle.addr, "{OBUF_LOG}");
+            return Err(std::io::Error::other(OBUF_CLOSED));
         }
     }
     server

@@ -45,6 +45,10 @@ pub(crate) struct Tunables {
     pub(crate) timeout_secs: AtomicU64,
     pub(crate) maxclients: AtomicU64,
     pub(crate) requirepass_set: AtomicBool,
+    /// `client-output-buffer-limit normal <hard> <soft> <seconds>`.
+    pub(crate) obuf_normal_hard: AtomicU64,
+    pub(crate) obuf_normal_soft: AtomicU64,
+    pub(crate) obuf_normal_soft_secs: AtomicU64,
 }
 
 impl Tunables {
@@ -57,6 +61,13 @@ impl Tunables {
         self.maxclients.store(config.maxclients, Ordering::Relaxed);
         self.requirepass_set
             .store(config.requirepass.is_some(), Ordering::Relaxed);
+        let normal = &config.client_output_buffer_limit.normal;
+        self.obuf_normal_hard
+            .store(normal.hard_limit_bytes, Ordering::Relaxed);
+        self.obuf_normal_soft
+            .store(normal.soft_limit_bytes, Ordering::Relaxed);
+        self.obuf_normal_soft_secs
+            .store(normal.soft_limit_seconds, Ordering::Relaxed);
     }
 }
 
