@@ -1,6 +1,6 @@
-//! Pub/sub end to end: RESP2 and RESP3 subscribers, patterns, subscribed-mode rules, PUBSUB
-//! introspection, and a slow subscriber that is disconnected at its output buffer limit while
-//! the publisher never waits.
+//! Pub/sub end to end: RESP2 and RESP3 subscribers, patterns, shard channels, subscribed-mode
+//! rules, PUBSUB introspection, and a slow subscriber that is disconnected at its output buffer
+//! limit while the publisher never waits.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
@@ -121,4 +121,87 @@ fn a_subscriber_that_does_not_read_is_disconnected_and_publishers_never_wait() {
     assert!(wait_until(Duration::from_secs(10), || {
         text(publisher.call(&[b"PUBSUB", b"NUMSUB", b"firehose"])).ends_with(":0\r\n")
     }));
+}
+
+/// Sharded pub/sub (Redis 7.0, without cluster mode): its own namespace, `smessage`, its own
+/// subscription count. Replies checked byte for byte against redis-server 7.0.15.
+#[test]
+fn shard_channels_are_a_namespace_of_their_own() {
+    let server = TestServer::start(BIN, &[]);
+    let mut sub = server.raw();
+    let mut psub = server.raw();
+    let mut publisher = server.raw();
+    sub.send_command(&[b"SSUBSCRIBE", b"a", b"b"]);
+    assert_eq!(
+        text(sub.read_reply()),
+        "*3\r\n$10\r\nssubscribe\r\n$1\r\na\r\n:1\r\n"
+    );
+    assert_eq!(
+        text(sub.read_reply()),
+        "*3\r\n$10\r\nssubscribe\r\n$1\r\nb\r\n:2\r\n"
+    );
+    // Channel counts and shard channel counts are separate.
+    assert_eq!(
+        text(sub.call(&[b"SUBSCRIBE", b"c"])),
+        "*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
+    );
+    assert_eq!(
+        text(sub.call(&[b"SSUBSCRIBE", b"a"])),
+        "*3\r\n$10\r\nssubscribe\r\n$1\r\na\r\n:2\r\n"
+    );
+    assert_eq!(
+        text(psub.call(&[b"PSUBSCRIBE", b"*"])),
+        "*3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:1\r\n"
+    );
+    // SPUBLISH reaches shard subscribers only; PUBLISH never reaches them.
+    assert_eq!(text(publisher.call(&[b"SPUBLISH", b"a", b"x"])), ":1\r\n");
+    assert_eq!(text(publisher.call(&[b"PUBLISH", b"a", b"y"])), ":1\r\n");
+    assert_eq!(
+        text(sub.read_reply()),
+        "*3\r\n$8\r\nsmessage\r\n$1\r\na\r\n$1\r\nx\r\n"
+    );
+    assert_eq!(
+        text(psub.read_reply()),
+        "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$1\r\na\r\n$1\r\ny\r\n"
+    );
+    let mut channels = text(publisher.call(&[b"PUBSUB", b"SHARDCHANNELS"]));
+    channels = channels.replace("$1\r\nb\r\n$1\r\na\r\n", "$1\r\na\r\n$1\r\nb\r\n");
+    assert_eq!(channels, "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    assert_eq!(
+        text(publisher.call(&[b"PUBSUB", b"SHARDNUMSUB", b"a", b"z"])),
+        "*4\r\n$1\r\na\r\n:1\r\n$1\r\nz\r\n:0\r\n"
+    );
+    assert_eq!(
+        text(publisher.call(&[b"PUBSUB", b"CHANNELS"])),
+        "*1\r\n$1\r\nc\r\n"
+    );
+    let stats = text(publisher.call(&[b"INFO", b"stats"]));
+    for field in [
+        "pubsub_channels:1",
+        "pubsub_patterns:1",
+        "pubsubshard_channels:2",
+    ] {
+        assert!(stats.contains(field), "{field} missing in {stats}");
+    }
+    // Subscribed mode holds while only shard channels are left.
+    assert_eq!(
+        text(sub.call(&[b"UNSUBSCRIBE"])),
+        "*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n"
+    );
+    assert!(text(sub.call(&[b"GET", b"k"])).starts_with("-ERR Can't execute 'get'"));
+    assert_eq!(
+        text(sub.call(&[b"SUNSUBSCRIBE", b"a"])),
+        "*3\r\n$12\r\nsunsubscribe\r\n$1\r\na\r\n:1\r\n"
+    );
+    assert_eq!(
+        text(sub.call(&[b"SUNSUBSCRIBE"])),
+        "*3\r\n$12\r\nsunsubscribe\r\n$1\r\nb\r\n:0\r\n"
+    );
+    assert_eq!(
+        text(sub.call(&[b"SUNSUBSCRIBE"])),
+        "*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n"
+    );
+    // Out of subscribed mode: a plain PONG, and nobody left to receive.
+    assert_eq!(text(sub.call(&[b"PING"])), "+PONG\r\n");
+    assert_eq!(text(publisher.call(&[b"SPUBLISH", b"b", b"q"])), ":0\r\n");
 }

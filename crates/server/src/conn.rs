@@ -364,7 +364,7 @@ enum Event {
     Message(crate::pubsub::Message),
 }
 
-/// A published message as Redis sends it: `message` or `pmessage`, a push in RESP3.
+/// A published message as Redis sends it: `message`, `pmessage` or `smessage`, a push in RESP3.
 fn write_message(out: &mut Out, message: &crate::pubsub::Message) {
     match &message.pattern {
         Some(pattern) => {
@@ -374,7 +374,11 @@ fn write_message(out: &mut Out, message: &crate::pubsub::Message) {
         }
         None => {
             out.push_len(3);
-            out.bulk(b"message");
+            out.bulk(if message.shard {
+                &b"smessage"[..]
+            } else {
+                b"message"
+            });
         }
     }
     out.bulk(&message.channel);

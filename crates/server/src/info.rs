@@ -340,6 +340,10 @@ fn stats_section(server: &Server, text: &mut String) {
     field(text, "evicted_clients", 0);
     field(text, "keyspace_hits", load(&stats.keyspace_hits));
     field(text, "keyspace_misses", load(&stats.keyspace_misses));
+    let (channels, patterns, shard_channels) = server.pubsub.counts();
+    field(text, "pubsub_channels", channels);
+    field(text, "pubsub_patterns", patterns);
+    field(text, "pubsubshard_channels", shard_channels);
     field(
         text,
         "unexpected_error_replies",

@@ -1,4 +1,9 @@
-//! Pub/sub: the registry of channel and pattern subscriptions, and delivery.
+//! Pub/sub: the registry of channel, pattern and shard channel subscriptions, and delivery.
+//!
+//! Shard channels (SSUBSCRIBE, SPUBLISH) are Redis 7.0's sharded pub/sub. Without cluster mode
+//! they behave like ordinary channels in a namespace of their own: SPUBLISH reaches only
+//! SSUBSCRIBE subscribers (never patterns), messages arrive as `smessage`, and their
+//! subscribe/unsubscribe replies count shard channels only.
 //!
 //! PUBLISH never waits for a subscriber: each subscriber has an unbounded queue plus a count of
 //! the bytes waiting in it. When that count passes the `pubsub` class of
@@ -17,11 +22,24 @@ use tokio::sync::mpsc;
 
 use crate::server::{ClientHandle, lock};
 
+/// The three subscription namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// SUBSCRIBE / PUBLISH.
+    Channel,
+    /// PSUBSCRIBE, matched against PUBLISH's channel.
+    Pattern,
+    /// SSUBSCRIBE / SPUBLISH.
+    Shard,
+}
+
 /// One message on its way to a subscriber.
 #[derive(Debug)]
 pub(crate) struct Message {
     /// The pattern that matched, for pmessage.
     pub(crate) pattern: Option<Bytes>,
+    /// True for a shard channel's message (`smessage`).
+    pub(crate) shard: bool,
     pub(crate) channel: Bytes,
     pub(crate) payload: Bytes,
 }
@@ -69,6 +87,17 @@ pub(crate) struct Registry {
 struct Maps {
     channels: HashMap<Bytes, HashMap<u64, Subscriber>>,
     patterns: HashMap<Bytes, HashMap<u64, Subscriber>>,
+    shard_channels: HashMap<Bytes, HashMap<u64, Subscriber>>,
+}
+
+impl Maps {
+    fn of(&mut self, kind: Kind) -> &mut HashMap<Bytes, HashMap<u64, Subscriber>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
 }
 
 /// A connection's subscriptions and its receiving end.
@@ -76,6 +105,7 @@ struct Maps {
 pub(crate) struct ClientSubscriptions {
     pub(crate) channels: HashSet<Bytes>,
     pub(crate) patterns: HashSet<Bytes>,
+    pub(crate) shard_channels: HashSet<Bytes>,
     tx: mpsc::UnboundedSender<Message>,
     pub(crate) rx: mpsc::UnboundedReceiver<Message>,
     pub(crate) queued: Arc<Queued>,
@@ -87,20 +117,42 @@ impl ClientSubscriptions {
         ClientSubscriptions {
             channels: HashSet::new(),
             patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
             tx,
             rx,
             queued: Arc::default(),
         }
     }
 
-    /// Channels plus patterns: the count Redis puts in (un)subscribe replies.
-    pub(crate) fn count(&self) -> usize {
-        self.channels.len() + self.patterns.len()
+    /// The subscriptions of one kind.
+    pub(crate) fn of(&self, kind: Kind) -> &HashSet<Bytes> {
+        match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard_channels,
+        }
+    }
+
+    fn of_mut(&mut self, kind: Kind) -> &mut HashSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    /// The count Redis puts in a (un)subscribe reply of this kind: channels plus patterns, or
+    /// shard channels alone.
+    pub(crate) fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Channel | Kind::Pattern => self.channels.len() + self.patterns.len(),
+            Kind::Shard => self.shard_channels.len(),
+        }
     }
 
     /// Returns true if and only if the connection is in subscribed mode.
     pub(crate) fn active(&self) -> bool {
-        self.count() > 0
+        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
     }
 }
 
@@ -113,30 +165,21 @@ impl Registry {
         }
     }
 
-    /// Adds a channel (or pattern) subscription. Returns true if and only if it is new.
+    /// Adds a subscription. Returns true if and only if it is new.
     pub(crate) fn subscribe(
         &self,
         subs: &mut ClientSubscriptions,
         handle: &Arc<ClientHandle>,
         name: &Bytes,
-        pattern: bool,
+        kind: Kind,
     ) -> bool {
-        let set = if pattern {
-            &mut subs.patterns
-        } else {
-            &mut subs.channels
-        };
-        if !set.insert(name.clone()) {
+        if !subs.of_mut(kind).insert(name.clone()) {
             return false;
         }
         let subscriber = Registry::subscriber(subs, handle);
         let mut maps = lock(&self.inner);
-        let map = if pattern {
-            &mut maps.patterns
-        } else {
-            &mut maps.channels
-        };
-        map.entry(name.clone())
+        maps.of(kind)
+            .entry(name.clone())
             .or_default()
             .insert(handle.id, subscriber);
         true
@@ -148,22 +191,13 @@ impl Registry {
         subs: &mut ClientSubscriptions,
         id: u64,
         name: &Bytes,
-        pattern: bool,
+        kind: Kind,
     ) -> bool {
-        let set = if pattern {
-            &mut subs.patterns
-        } else {
-            &mut subs.channels
-        };
-        if !set.remove(name) {
+        if !subs.of_mut(kind).remove(name) {
             return false;
         }
         let mut maps = lock(&self.inner);
-        let map = if pattern {
-            &mut maps.patterns
-        } else {
-            &mut maps.channels
-        };
+        let map = maps.of(kind);
         if let Some(subscribers) = map.get_mut(name) {
             subscribers.remove(&id);
             if subscribers.is_empty() {
@@ -175,13 +209,11 @@ impl Registry {
 
     /// Drops every subscription of a connection (disconnect, RESET).
     pub(crate) fn remove_client(&self, subs: &mut ClientSubscriptions, id: u64) {
-        let channels: Vec<Bytes> = subs.channels.iter().cloned().collect();
-        for channel in &channels {
-            self.unsubscribe(subs, id, channel, false);
-        }
-        let patterns: Vec<Bytes> = subs.patterns.iter().cloned().collect();
-        for pattern in &patterns {
-            self.unsubscribe(subs, id, pattern, true);
+        for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+            let names: Vec<Bytes> = subs.of(kind).iter().cloned().collect();
+            for name in &names {
+                self.unsubscribe(subs, id, name, kind);
+            }
         }
     }
 
@@ -194,6 +226,7 @@ impl Registry {
             for subscriber in subscribers.values() {
                 let message = Message {
                     pattern: None,
+                    shard: false,
                     channel: channel.clone(),
                     payload: payload.clone(),
                 };
@@ -205,6 +238,7 @@ impl Registry {
                 for subscriber in subscribers.values() {
                     let message = Message {
                         pattern: Some(pattern.clone()),
+                        shard: false,
                         channel: channel.clone(),
                         payload: payload.clone(),
                     };
@@ -215,10 +249,31 @@ impl Registry {
         receivers
     }
 
-    /// Active channels matching `pattern` (all when None), for PUBSUB CHANNELS.
-    pub(crate) fn channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+    /// Delivers `payload` to every subscriber of shard channel `channel` (SPUBLISH).
+    pub(crate) fn publish_shard(&self, channel: &Bytes, payload: &Bytes, limits: Limits) -> usize {
         let maps = lock(&self.inner);
-        maps.channels
+        let Some(subscribers) = maps.shard_channels.get(channel) else {
+            return 0;
+        };
+        subscribers
+            .values()
+            .filter(|subscriber| {
+                let message = Message {
+                    pattern: None,
+                    shard: true,
+                    channel: channel.clone(),
+                    payload: payload.clone(),
+                };
+                deliver(subscriber, message, limits)
+            })
+            .count()
+    }
+
+    /// Active channels (or shard channels) matching `pattern` (all when None), for PUBSUB
+    /// CHANNELS and SHARDCHANNELS.
+    pub(crate) fn channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        let mut maps = lock(&self.inner);
+        maps.of(kind)
             .keys()
             .filter(|channel| {
                 pattern.is_none_or(|p| forkless_storage::pattern::glob_match(p, channel, false))
@@ -227,12 +282,22 @@ impl Registry {
             .collect()
     }
 
-    /// Subscribers of `channel`, for PUBSUB NUMSUB.
-    pub(crate) fn numsub(&self, channel: &[u8]) -> usize {
+    /// Subscribers of `channel` (or shard channel), for PUBSUB NUMSUB and SHARDNUMSUB.
+    pub(crate) fn numsub(&self, kind: Kind, channel: &[u8]) -> usize {
         lock(&self.inner)
-            .channels
+            .of(kind)
             .get(channel)
             .map_or(0, HashMap::len)
+    }
+
+    /// Channels and shard channels with at least one subscriber, for INFO stats.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let maps = lock(&self.inner);
+        (
+            maps.channels.len(),
+            maps.patterns.len(),
+            maps.shard_channels.len(),
+        )
     }
 
     /// Patterns with at least one subscriber, for PUBSUB NUMPAT.
