@@ -159,10 +159,6 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     if argv.is_empty() {
                         continue;
                     }
-                    handle.last_interaction_ms.store(
-                        u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
                     cmd::execute(server, client, &mut out, &argv);
                     if ObufLimits::of(server, client).exceeded_now(out.len()) {
                         tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
@@ -274,6 +270,11 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             None => return "killed".into(),
             Some(Event::Read(Ok(0))) => return "closed by peer".into(),
             Some(Event::Read(Ok(n))) => {
+                // Once per read, as Redis updates `lastinteraction` when it reads a query.
+                handle.last_interaction_ms.store(
+                    u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
                 server
                     .stats
                     .net_input_bytes

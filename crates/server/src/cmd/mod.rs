@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use forkless_protocol::{Out, RespVersion};
@@ -290,8 +289,10 @@ pub(crate) fn dispatch(
 ) {
     let stats = server.command_stats.get(idx);
     let reply_start = out.len();
-    let started = Instant::now();
-    let now_ms = crate::server::unix_ms();
+    // One clock read gives both the command's time (expiry) and the start of its duration
+    // (commandstats): two clock reads per command, as Redis's call() does.
+    let started_us = crate::server::unix_us();
+    let now_ms = started_us / 1000;
     let mut ctx = Ctx {
         server,
         client,
@@ -307,7 +308,8 @@ pub(crate) fn dispatch(
             }
         }
     }
-    let usec = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    // Wall clock: a step back (NTP) reads as 0 µs rather than wrapping.
+    let usec = crate::server::unix_us().saturating_sub(started_us);
     server
         .stats
         .total_commands_processed
