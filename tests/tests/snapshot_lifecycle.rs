@@ -5,7 +5,8 @@
 //! after each of 100 BGSAVEs under writes with no memory growth, zstd-compressed dumps that
 //! `zstd -d` turns into a file `redis-check-rdb` accepts, and real Redis loading our BGSAVE
 //! output with the same keys, values and expiry times; `snapshot-nice` lowering only the save's
-//! threads.
+//! threads; clients served while the dump loads at startup (LOADING, INFO's loading_* fields),
+//! and a SIGTERM during loading that never saves the partial dataset.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
@@ -837,4 +838,132 @@ fn snapshot_nice_lowers_only_the_save_threads() {
     assert!(seen.iter().any(|(name, _)| name == "forkless-worker"));
     wait_save_done(&mut conn);
     assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading at startup while serving clients.
+
+/// Starts the server on `port` without waiting for it to be ready (the harness waits for the
+/// "Ready" line, which comes after loading).
+fn spawn_on_port(dir: &TestDir, port: u16, args: &[&str]) -> ChildGuard {
+    ChildGuard(
+        Command::new(BIN)
+            .env_remove("FORKLESS_FAULT_INJECT")
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(&dir.0)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn forkless-server"),
+    )
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A dump big enough that loading it takes a while in a debug build: 40,000 keys × 2000 B.
+fn big_dump(tag: &str) -> TestDir {
+    let dir = TestDir::new(tag);
+    let server = TestServer::start_in(BIN, &dir.0, &["--save", ""], &[]);
+    let mut conn = server.client();
+    populate(&mut conn, "k", 40_000, 2000);
+    let reply: String = redis::cmd("SAVE").query(&mut conn).expect("SAVE");
+    assert_eq!(reply, "OK");
+    drop(conn);
+    server.terminate();
+    dir
+}
+
+/// Connects as soon as the port accepts.
+fn connect_when_listening(port: u16) -> redis::Connection {
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut conn = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            conn = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .ok();
+            conn.is_some()
+        }),
+        "nothing listening on {port}"
+    );
+    conn.expect("connected")
+}
+
+#[test]
+fn clients_are_served_while_the_dump_loads_and_info_shows_progress() {
+    let dir = big_dump("loading");
+    let size = fs::metadata(dir.dump()).expect("dump").len();
+    let port = free_port();
+    let _server = spawn_on_port(&dir, port, &["--save", ""]);
+    let mut conn = connect_when_listening(port);
+    // Listening starts before loading: the first INFO sees it in progress.
+    let persistence = info(&mut conn, "persistence");
+    assert_eq!(persistence["loading"], "1", "{persistence:?}");
+    assert_eq!(persistence["loading_total_bytes"], size.to_string());
+    let loaded: u64 = persistence["loading_loaded_bytes"]
+        .parse()
+        .expect("a number");
+    assert!(loaded <= size);
+    for field in [
+        "loading_start_time",
+        "loading_rdb_used_mem",
+        "loading_loaded_perc",
+        "loading_eta_seconds",
+    ] {
+        assert!(persistence.contains_key(field), "{field} missing");
+    }
+    // Commands without the `loading` flag are refused, as Redis does.
+    let err = redis::cmd("GET")
+        .arg("k1")
+        .query::<Option<Vec<u8>>>(&mut conn)
+        .expect_err("GET while loading");
+    assert_eq!(err.code(), Some("LOADING"), "{err:?}");
+    // Then the dataset is complete, and the fields are gone.
+    assert!(wait_until(Duration::from_secs(60), || {
+        persistence_field(&mut conn, "loading") == "0"
+    }));
+    assert_eq!(dbsize(&mut conn), 40_000);
+    assert!(!info(&mut conn, "persistence").contains_key("loading_total_bytes"));
+    let value: Vec<u8> = redis::cmd("GET").arg("k7").query(&mut conn).expect("GET");
+    assert!(value == noise(7, 2000));
+}
+
+#[test]
+fn sigterm_while_loading_exits_without_saving_the_partial_dataset() {
+    let dir = big_dump("loading-sigterm");
+    let before = fs::read(dir.dump()).expect("dump");
+    let port = free_port();
+    // Save points on: a SIGTERM would normally save. Not with half the data loaded.
+    let mut server = spawn_on_port(&dir, port, &["--save", "3600 1"]);
+    let mut conn = connect_when_listening(port);
+    assert_eq!(persistence_field(&mut conn, "loading"), "1");
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let mut exited = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            exited = server.0.try_wait().expect("try_wait");
+            exited.is_some()
+        }),
+        "the server did not exit"
+    );
+    assert!(exited.expect("exited").success());
+    assert!(
+        fs::read(dir.dump()).expect("dump") == before,
+        "the dump changed"
+    );
+    let leftovers: Vec<_> = fs::read_dir(&dir.0)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("temp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

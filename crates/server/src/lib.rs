@@ -17,6 +17,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -128,8 +129,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Installed before the first client can connect, so a SIGTERM at any time after the
     // "Ready" line is a clean shutdown, never the default action.
     let mut signals = Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
-    persistence::load_at_startup(&server)?;
-    persistence::probe_writer(&server);
     let mut listeners = Vec::new();
     for addr in &addrs {
         let addr = addr.trim_start_matches('-');
@@ -139,18 +138,50 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listeners.push(listener);
     }
     // All listeners share one port: the first one's, once port 0 has been resolved.
-    if let Some(first) = listeners.first() {
-        let local = first.local_addr().context("reading the bound address")?;
-        *server::lock(&server.local_addr) = Some(local);
+    let local = match listeners.first() {
+        Some(first) => Some(first.local_addr().context("reading the bound address")?),
+        None => None,
+    };
+    *server::lock(&server.local_addr) = local;
+    // Clients are served while the dump loads, as in Redis: INFO shows the progress and commands
+    // without the `loading` flag get LOADING (`persistence.loading` is set before any accept).
+    server
+        .persistence
+        .loading
+        .active
+        .store(server.config().rdb_path().exists(), Ordering::Release);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
+    }
+    let loader = tokio::task::spawn_blocking({
+        let server = Arc::clone(&server);
+        move || persistence::load_at_startup(&server)
+    });
+    tokio::select! {
+        loaded = loader => {
+            let loaded = loaded.context("the loader thread failed");
+            if let Err(err) = loaded.and_then(|loaded| loaded) {
+                abort_tasks(accept_tasks);
+                return Err(err);
+            }
+        }
+        () = wait_for_shutdown(&server, &mut signals) => {
+            // An incomplete dataset is never saved: stop the loader and leave.
+            server.persistence.loading.active.store(false, Ordering::Release);
+            tracing::info!("Shutdown requested while loading the DB: exiting without saving.");
+            server.request_shutdown();
+            abort_tasks(accept_tasks);
+            return Ok(());
+        }
+    }
+    persistence::probe_writer(&server);
+    if let Some(local) = local {
         tracing::info!("Ready to accept connections tcp on {local}");
     }
     let expiry = spawn_active_expiry(Arc::clone(&server));
     let save_points = persistence::spawn_save_point_timer(Arc::clone(&server))
         .context("starting the save-point timer")?;
-    let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
-    }
     loop {
         wait_for_shutdown(&server, &mut signals).await;
         if shutdown_save(&server) {
@@ -160,11 +191,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("Received shutdown request, exiting now. Bye bye...");
     server.request_shutdown();
     let _ = save_points.join();
-    for task in accept_tasks {
-        task.abort();
-    }
+    abort_tasks(accept_tasks);
     let _ = expiry.join();
     Ok(())
+}
+
+fn abort_tasks(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        task.abort();
+    }
 }
 
 async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
@@ -210,7 +245,6 @@ async fn wait_for_shutdown(server: &Server, signals: &mut Signals) {
 /// (SHUTDOWN makes its own decision and sets `skip_final_save`). Returns true if and only if the
 /// server may exit; a failed save keeps it running, as in Redis.
 fn shutdown_save(server: &Server) -> bool {
-    use std::sync::atomic::Ordering;
     if server.skip_final_save.load(Ordering::Acquire) || server.config().save.is_empty() {
         return true;
     }

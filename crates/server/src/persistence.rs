@@ -66,10 +66,38 @@ pub(crate) struct State {
     pub(crate) last_cut_usec: u64,
 }
 
+/// Progress of the load at startup, for INFO while it runs (clients are served meanwhile, and
+/// get LOADING for every command without the `loading` flag, as in Redis).
+#[derive(Debug, Default)]
+pub(crate) struct Loading {
+    /// True from before the listeners accept until the dump is loaded.
+    pub(crate) active: AtomicBool,
+    pub(crate) start_unix_secs: AtomicU64,
+    /// Size of the file on disk, and how much of it the loader has read.
+    pub(crate) total_bytes: AtomicU64,
+    pub(crate) loaded_bytes: AtomicU64,
+    pub(crate) keys_loaded: AtomicU64,
+}
+
+/// Counts the bytes read through it into `Loading::loaded_bytes`.
+struct CountingReader<'a, R> {
+    inner: R,
+    loaded: &'a AtomicU64,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.loaded.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// The server's persistence state.
 #[derive(Debug)]
 pub(crate) struct Persistence {
     pub(crate) state: Mutex<State>,
+    pub(crate) loading: Loading,
     /// Notified whenever a save finishes, for the final save to wait on a running one.
     finished: Condvar,
     /// Mirrors `!state.last_bgsave_ok` so the per-command MISCONF check takes no lock.
@@ -99,6 +127,7 @@ impl Persistence {
                 loading_time_ms: 0,
                 last_cut_usec: 0,
             }),
+            loading: Loading::default(),
             finished: Condvar::new(),
             last_save_failed: AtomicBool::new(false),
             temp_counter: AtomicU64::new(0),
@@ -107,6 +136,11 @@ impl Persistence {
 
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Returns true if and only if the dump is still being loaded at startup.
+    pub(crate) fn loading(&self) -> bool {
+        self.loading.active.load(Ordering::Acquire)
     }
 }
 
@@ -329,7 +363,9 @@ pub(crate) fn final_save(server: &Server) -> Result<(), String> {
 /// SHUTDOWN's decision: `save` is Some(true) for SAVE, Some(false) for NOSAVE, None to follow
 /// the save points. On success the server is asked to stop; Err is the reply for the client.
 pub(crate) fn shutdown(server: &Server, save: Option<bool>) -> Result<(), String> {
-    let save = save.unwrap_or_else(|| !server.config().save.is_empty());
+    // A dataset still loading is incomplete: never saved, whatever was asked (as Redis).
+    let save =
+        save.unwrap_or_else(|| !server.config().save.is_empty()) && !server.persistence.loading();
     if save {
         tracing::info!("Saving the final RDB snapshot before exiting.");
         tokio::task::block_in_place(|| final_save(server)).map_err(|_| {
@@ -410,10 +446,25 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
                 .with_context(|| format!("Fatal error loading the DB {}", path.display()));
         }
     };
+    let loading = &server.persistence.loading;
+    loading
+        .total_bytes
+        .store(file.metadata().map_or(0, |m| m.len()), Ordering::Relaxed);
+    loading
+        .start_unix_secs
+        .store(unix_ms() / 1000, Ordering::Relaxed);
+    loading.active.store(true, Ordering::Release);
     let started = Instant::now();
     let name = path.display().to_string();
     let n_dbs = server.keyspace.dbs().len();
-    let summary = format::load(BufReader::with_capacity(1 << 20, file), &name, unix_ms(), |entry| {
+    let reader = CountingReader {
+        inner: file,
+        loaded: &loading.loaded_bytes,
+    };
+    let summary = format::load(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
+        if server.shutting_down.load(Ordering::Relaxed) {
+            return Err(format::LoadError::rejected("the server is shutting down".to_string()));
+        }
         let db = usize::try_from(entry.db).ok().and_then(|idx| server.keyspace.db(idx)).ok_or_else(|| {
             format::LoadError::rejected(format!(
                 "the file has keys in database {} but this server is configured with {n_dbs} databases",
@@ -422,6 +473,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         })?;
         let value: Value = entry.value;
         db.write(&[&entry.key], 0).set(&entry.key, value, entry.expire_at_ms);
+        loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
     .with_context(|| format!("Fatal error loading the DB {}", path.display()))?;
@@ -432,6 +484,8 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     // Loading is not a change: a restart must not trigger a save point by itself.
     state.dirty_at_last_save = server.keyspace.dirty();
+    drop(state);
+    loading.active.store(false, Ordering::Release);
     tracing::info!(
         keys = summary.keys_loaded,
         expired_skipped = summary.keys_expired_skipped,
@@ -464,7 +518,9 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     let current_secs = running.map_or(-1, |r| {
         i64::try_from(r.started.elapsed().as_secs()).unwrap_or(i64::MAX)
     });
-    field("loading", &0);
+    let loading = &server.persistence.loading;
+    let is_loading = server.persistence.loading();
+    field("loading", &u8::from(is_loading));
     field("async_loading", &0);
     field("current_cow_peak", &0);
     field("current_cow_size", &0);
@@ -490,7 +546,14 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("rdb_saves", &state.saves);
     field("rdb_last_cow_size", &0);
     field("rdb_last_load_keys_expired", &state.last_load_keys_expired);
-    field("rdb_last_load_keys_loaded", &state.last_load_keys_loaded);
+    field(
+        "rdb_last_load_keys_loaded",
+        &if is_loading {
+            loading.keys_loaded.load(Ordering::Relaxed)
+        } else {
+            state.last_load_keys_loaded
+        },
+    );
     field("aof_enabled", &0);
     field("aof_rewrite_in_progress", &0);
     field("aof_rewrite_scheduled", &0);
@@ -503,6 +566,35 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("aof_last_cow_size", &0);
     field("module_fork_in_progress", &0);
     field("module_fork_last_cow_size", &0);
+    if is_loading {
+        let start = loading.start_unix_secs.load(Ordering::Relaxed);
+        let total = loading.total_bytes.load(Ordering::Relaxed);
+        let loaded = loading.loaded_bytes.load(Ordering::Relaxed).min(total);
+        let elapsed = (unix_ms() / 1000).saturating_sub(start);
+        // Redis's estimate: the time so far, scaled to the bytes left; 1 until a second passed.
+        let eta = if elapsed == 0 || loaded == 0 {
+            1
+        } else {
+            (total - loaded) * elapsed / loaded
+        };
+        field("loading_start_time", &start);
+        field("loading_total_bytes", &total);
+        // The file's `used-mem` aux field is only known to the loader; 0 until then.
+        field("loading_rdb_used_mem", &0);
+        field("loading_loaded_bytes", &loaded);
+        field(
+            "loading_loaded_perc",
+            &format!(
+                "{:.2}",
+                if total == 0 {
+                    0.0
+                } else {
+                    loaded as f64 * 100.0 / total as f64
+                }
+            ),
+        );
+        field("loading_eta_seconds", &eta);
+    }
     field("snapshot_mode", &config.snapshot_mode.as_str());
     field(
         "snapshot_writer",

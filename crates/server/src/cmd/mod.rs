@@ -266,6 +266,9 @@ fn refusal(
             command.name
         ));
     }
+    if !command.has_flag("loading") && server.persistence.loading() {
+        return Some("LOADING Redis is loading the dataset in memory".to_string());
+    }
     if client.multi.is_some() && command.has_flag("no_multi") {
         return Some("ERR Command not allowed inside a transaction".to_string());
     }
