@@ -202,6 +202,41 @@ fn a_client_that_stops_reading_over_the_soft_output_limit_is_closed() {
 }
 
 #[test]
+fn clients_that_have_not_authenticated_get_redis_small_request_limits() {
+    let server = TestServer::start(BIN, &["--requirepass", "pw"]);
+    // More than 10 arguments, or a bulk over 16 KiB, before AUTH: Redis's protocol errors.
+    assert_eq!(
+        send_and_read_to_close(&server, b"*11\r\n"),
+        b"-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert_eq!(
+        send_and_read_to_close(&server, b"*2\r\n$3\r\nGET\r\n$16385\r\n"),
+        b"-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    // At the limits: parsed, and refused for want of AUTH only.
+    let mut conn = server.raw();
+    let big = vec![b'x'; 16_384];
+    assert_eq!(
+        conn.call(&[b"SET", b"k", &big]),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    // AUTH lifts the limits for the very next command, even in the same pipeline.
+    let bigger = vec![b'y'; 100_000];
+    conn.send_command(&[b"AUTH", b"pw"]);
+    conn.send_command(&[b"SET", b"k", &bigger]);
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    assert_eq!(conn.read_reply(), b"+OK\r\n");
+    assert_eq!(conn.call(&[b"STRLEN", b"k"]), b":100000\r\n");
+    // Without requirepass nobody is held to them.
+    let open = TestServer::start(BIN, &[]);
+    let mut conn = open.raw();
+    let args: Vec<&[u8]> = std::iter::once(&b"MSET"[..])
+        .chain(std::iter::repeat_n(&b"a"[..], 12))
+        .collect();
+    assert_eq!(conn.call(&args), b"+OK\r\n");
+}
+
+#[test]
 fn inline_commands_and_deep_pipelines_work() {
     let server = TestServer::start(BIN, &[]);
     let mut stream = connect(&server);

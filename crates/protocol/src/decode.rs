@@ -41,6 +41,10 @@ const ARGV_PREALLOC: u64 = 1024;
 /// [`RequestDecoder::bytes_wanted`] never exceeds the larger of this and what has already
 /// arrived of the argument, so a lying length header costs at most 1 MiB or 2x what was sent.
 const RESERVE_AHEAD: usize = 1024 * 1024;
+/// What a client that has not authenticated yet may send (Redis 7.0's `processMultibulkBuffer`
+/// when `requirepass` is set): at most 10 arguments, each at most 16 KiB.
+const UNAUTHENTICATED_MAX_MULTIBULK_LEN: i64 = 10;
+const UNAUTHENTICATED_MAX_BULK_LEN: u64 = 16 * 1024;
 
 /// Size limits applied to untrusted input. Defaults are Redis 7.0's.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +57,9 @@ pub struct Limits {
     /// Longest inline request and longest `*`/`$` header line, in bytes, line end excluded:
     /// 64 KiB by default (`PROTO_INLINE_MAX_SIZE`).
     pub max_inline_len: usize,
+    /// The client must authenticate and has not yet: multibulk requests are held to 10
+    /// arguments of at most 16 KiB, as Redis 7.0 does. False by default.
+    pub unauthenticated: bool,
 }
 
 impl Default for Limits {
@@ -61,6 +68,7 @@ impl Default for Limits {
             max_bulk_len: DEFAULT_MAX_BULK_LEN,
             max_multibulk_len: DEFAULT_MAX_MULTIBULK_LEN,
             max_inline_len: DEFAULT_MAX_INLINE_LEN,
+            unauthenticated: false,
         }
     }
 }
@@ -184,6 +192,9 @@ impl RequestDecoder {
                             .map_or(true, |count| count <= self.limits.max_multibulk_len)
                     })
                     .ok_or(ProtocolError::InvalidMultibulkLength)?;
+                if self.limits.unauthenticated && count > UNAUTHENTICATED_MAX_MULTIBULK_LEN {
+                    return Err(ProtocolError::UnauthenticatedMultibulkLength);
+                }
                 buf.advance(line_end + 2);
                 self.scanned = 0;
                 let count = match u64::try_from(count) {
@@ -254,6 +265,9 @@ impl RequestDecoder {
             .filter(|&len| len <= self.limits.max_bulk_len)
             .and_then(|len| usize::try_from(len).ok())
             .ok_or(ProtocolError::InvalidBulkLength)?;
+        if self.limits.unauthenticated && len as u64 > UNAUTHENTICATED_MAX_BULK_LEN {
+            return Err(ProtocolError::UnauthenticatedBulkLength);
+        }
         buf.advance(line_end + 2);
         self.scanned = 0;
         Ok(Some(len))

@@ -16,6 +16,13 @@ pub enum ProtocolError {
     /// [`Limits::max_bulk_len`](crate::Limits::max_bulk_len).
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// A client that must authenticate and has not sent a multibulk of more than 10 arguments
+    /// ([`Limits::unauthenticated`](crate::Limits::unauthenticated)).
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    /// The same client sent a bulk string longer than 16 KiB.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
     /// Inside a multibulk request, a bulk header line starts with this byte instead of `$`.
     ///
     /// The byte is widened to a `char` (Latin-1), so a byte of 0x80 or above prints as two UTF-8

@@ -162,6 +162,7 @@ fn reply_limits() {
         max_bulk_len: 3,
         max_multibulk_len: 2,
         max_inline_len: 8,
+        unauthenticated: false,
     };
     assert_eq!(
         decode_frame(b"$4\r\n", &limits),

@@ -10,6 +10,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 const SMALL: Limits = Limits {
+    unauthenticated: false,
     max_bulk_len: 8,
     max_multibulk_len: 4,
     max_inline_len: 32,

@@ -79,9 +79,10 @@ impl ObufLimits {
     }
 }
 
-fn limits(server: &Server) -> Limits {
+fn limits(server: &Server, client: &Client) -> Limits {
     Limits {
         max_bulk_len: server.tunables.proto_max_bulk_len.load(Ordering::Relaxed),
+        unauthenticated: !client.authenticated,
         ..Limits::default()
     }
 }
@@ -145,7 +146,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
 /// The read-execute-write loop. Returns why the connection ended.
 async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> String {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut decoder = RequestDecoder::new(limits(server));
+    let mut decoder = RequestDecoder::new(limits(server, client));
+    let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);
     let handle = Arc::clone(&client.handle);
     loop {
@@ -160,6 +162,11 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         continue;
                     }
                     cmd::execute(server, client, &mut out, &argv);
+                    if client.authenticated != authenticated {
+                        // AUTH/HELLO changed it: the next command parses under the new limits.
+                        authenticated = client.authenticated;
+                        decoder.set_limits(limits(server, client));
+                    }
                     if ObufLimits::of(server, client).exceeded_now(out.len()) {
                         tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
                         return OBUF_CLOSED.into();
@@ -243,7 +250,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             );
             return "query buffer limit".into();
         }
-        decoder.set_limits(limits(server));
+        decoder.set_limits(limits(server, client));
         let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
         if input.capacity() - input.len() < wanted / 2 {
             input.reserve(wanted);

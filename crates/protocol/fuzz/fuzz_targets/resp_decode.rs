@@ -13,6 +13,7 @@ const LIMITS: Limits = Limits {
     max_bulk_len: 64,
     max_multibulk_len: 16,
     max_inline_len: 128,
+    unauthenticated: false,
 };
 
 fn feed(input: &[u8], chunk: usize) -> (Vec<Vec<Bytes>>, Option<ProtocolError>) {

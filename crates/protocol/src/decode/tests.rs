@@ -398,3 +398,39 @@ fn nul_in_header_line_waits_like_strchr() {
     let (commands, result, _) = decode_all(b"GET a\0b\r\n");
     assert_eq!((commands.len(), result), (0, Ok(())));
 }
+
+#[test]
+fn unauthenticated_clients_get_redis_small_limits() {
+    let unauthenticated = Limits {
+        unauthenticated: true,
+        ..Limits::default()
+    };
+    // 10 arguments and 16 KiB bulks are fine...
+    let mut decoder = RequestDecoder::new(unauthenticated);
+    let mut buf = BytesMut::from(&b"*10\r\n"[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    let mut decoder = RequestDecoder::new(unauthenticated);
+    let mut buf = BytesMut::from(&b"*1\r\n$16384\r\n"[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    // ...one more is Redis's protocol error.
+    let mut decoder = RequestDecoder::new(unauthenticated);
+    let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf),
+        Err(ProtocolError::UnauthenticatedMultibulkLength)
+    );
+    let mut decoder = RequestDecoder::new(unauthenticated);
+    let mut buf = BytesMut::from(&b"*1\r\n$16385\r\n"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf),
+        Err(ProtocolError::UnauthenticatedBulkLength)
+    );
+    assert_eq!(
+        ProtocolError::UnauthenticatedBulkLength.to_string(),
+        "Protocol error: unauthenticated bulk length"
+    );
+    // Authenticated (the default), the same requests parse.
+    let mut decoder = RequestDecoder::new(Limits::default());
+    let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+}
