@@ -340,6 +340,11 @@ fn stats_section(server: &Server, text: &mut String) {
     field(text, "evicted_clients", 0);
     field(text, "keyspace_hits", load(&stats.keyspace_hits));
     field(text, "keyspace_misses", load(&stats.keyspace_misses));
+    {
+        let persistence = server.persistence.state();
+        field(text, "latest_fork_usec", persistence.latest_fork_usec);
+        field(text, "total_forks", persistence.total_forks);
+    }
     field(
         text,
         "unexpected_error_replies",
@@ -495,6 +500,12 @@ pub(crate) fn reset_stats(server: &Server) {
         command.failed_calls.store(0, Ordering::Relaxed);
     }
     EXPIRED_KEYS_AT_RESET.store(server.keyspace.expired_keys(), Ordering::Relaxed);
+    {
+        // As Redis's resetServerStats: stat_fork_time and stat_total_forks restart too.
+        let mut persistence = server.persistence.state();
+        persistence.latest_fork_usec = 0;
+        persistence.total_forks = 0;
+    }
     // The counters restart from zero now.
     *lock(&RATE_SAMPLES) = VecDeque::from([RateSample::zero(Instant::now())]);
 }

@@ -26,6 +26,7 @@ mod blocking;
 mod cmd;
 pub mod config;
 mod conn;
+mod fork_mode;
 mod info;
 mod persistence;
 mod pubsub;
@@ -120,10 +121,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pid = std::process::id(),
         "forkless-server starting"
     );
-    if server.config().snapshot_mode == config::SnapshotMode::Fork {
-        tracing::warn!(
-            "snapshot-mode fork is not implemented yet: background saves use epoch snapshots"
-        );
+    // Redis warns whenever overcommit is off; forkless only forks in fork mode, so only warns
+    // then (a later CONFIG SET snapshot-mode fork does not repeat it).
+    if server.config().snapshot_mode == config::SnapshotMode::Fork
+        && fork_mode::overcommit_disabled()
+    {
+        tracing::warn!("{}", fork_mode::OVERCOMMIT_WARNING);
     }
     // Installed before the first client can connect, so a SIGTERM at any time after the
     // "Ready" line is a clean shutdown, never the default action.

@@ -4,7 +4,9 @@
 //! A save always starts with the cut on the thread that asked for it (the command's thread or
 //! the save-point timer), so the snapshot is the dataset at the moment the command ran. BGSAVE
 //! then hands the cut to a `forkless-bgsave` thread; SAVE runs the same save on its own
-//! thread and waits, as Redis's SAVE does.
+//! thread and waits, as Redis's SAVE does. In fork mode (`snapshot-mode fork`, or
+//! `BGSAVE FORK`) background saves fork a child instead: see `fork_mode.rs`. SAVE and the
+//! final save are epoch saves in both modes.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -18,7 +20,7 @@ use forkless_snapshot::format;
 use forkless_snapshot::save::{self, Compression, Progress, SaveError, SaveOptions, SaveReport};
 use forkless_storage::{SnapshotCut, Value};
 
-use crate::config::{Config, SnapshotCompression, SnapshotWriter};
+use crate::config::{Config, SnapshotCompression, SnapshotMode, SnapshotWriter};
 use crate::server::{Server, lock, unix_ms};
 
 /// Redis waits this long after a failed background save before a save point may retry.
@@ -34,13 +36,34 @@ because this instance is configured to report errors during writes if RDB snapsh
 (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB \
 error.";
 
+/// How a background save takes its point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SaveKind {
+    /// Versioned entries, in this process (the default).
+    Epoch,
+    /// A `fork()`ed child.
+    Fork,
+}
+
+impl SaveKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SaveKind::Epoch => "epoch",
+            SaveKind::Fork => "fork",
+        }
+    }
+}
+
 /// A save that is running.
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) started: Instant,
     pub(crate) progress: Arc<Progress>,
     /// `keyspace.dirty()` just before the cut: on success, changes up to here are saved.
-    dirty_at_cut: u64,
+    pub(crate) dirty_at_cut: u64,
+    pub(crate) kind: SaveKind,
+    /// The child's pid while a fork-mode save runs and has not been reaped.
+    pub(crate) fork_pid: Option<i32>,
 }
 
 /// What INFO persistence shows. A std mutex: taken briefly by commands, the save-point timer
@@ -62,8 +85,18 @@ pub(crate) struct State {
     pub(crate) last_load_keys_loaded: u64,
     pub(crate) last_load_keys_expired: u64,
     pub(crate) loading_time_ms: u64,
-    /// How long the last cut took (`begin_snapshot`): the pause a save adds to the server.
+    /// How long the last cut took (`begin_snapshot`, or freezing plus `fork()` in fork mode):
+    /// the pause a save adds to the server.
     pub(crate) last_cut_usec: u64,
+    /// The kind of the last background save that finished, for `rdb_last_bgsave_type`.
+    pub(crate) last_bgsave_type: Option<SaveKind>,
+    /// Fork mode figures, named as Redis's INFO fields.
+    pub(crate) latest_fork_usec: u64,
+    pub(crate) total_forks: u64,
+    pub(crate) current_cow_bytes: u64,
+    pub(crate) current_cow_peak: u64,
+    pub(crate) current_cow_updated: Option<Instant>,
+    pub(crate) last_cow_bytes: u64,
 }
 
 /// The server's persistence state.
@@ -71,9 +104,9 @@ pub(crate) struct State {
 pub(crate) struct Persistence {
     pub(crate) state: Mutex<State>,
     /// Notified whenever a save finishes, for the final save to wait on a running one.
-    finished: Condvar,
+    pub(crate) finished: Condvar,
     /// Mirrors `!state.last_bgsave_ok` so the per-command MISCONF check takes no lock.
-    last_save_failed: AtomicBool,
+    pub(crate) last_save_failed: AtomicBool,
     /// Numbers each temp file name, as Redis's `temp-<pid>.rdb` but unique per save.
     temp_counter: AtomicU64,
 }
@@ -98,6 +131,13 @@ impl Persistence {
                 last_load_keys_expired: 0,
                 loading_time_ms: 0,
                 last_cut_usec: 0,
+                last_bgsave_type: None,
+                latest_fork_usec: 0,
+                total_forks: 0,
+                current_cow_bytes: 0,
+                current_cow_peak: 0,
+                current_cow_updated: None,
+                last_cow_bytes: 0,
             }),
             finished: Condvar::new(),
             last_save_failed: AtomicBool::new(false),
@@ -120,7 +160,7 @@ pub(crate) fn writes_refused(server: &Server) -> bool {
     config.stop_writes_on_bgsave_error && !config.save.is_empty()
 }
 
-fn save_options(server: &Server, config: &Config) -> SaveOptions {
+pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
     let n = server
         .persistence
         .temp_counter
@@ -172,6 +212,8 @@ fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &
         started: Instant::now(),
         progress: Arc::clone(&progress),
         dirty_at_cut,
+        kind: SaveKind::Epoch,
+        fork_pid: None,
     });
     state.last_try_unix_ms = unix_ms();
     Ok((cut, options, progress))
@@ -186,6 +228,9 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
     server.persistence.finished.notify_all();
     state.last_bgsave_time_sec =
         i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
+    if background {
+        state.last_bgsave_type = Some(SaveKind::Epoch);
+    }
     match result {
         Ok(report) => {
             server
@@ -246,8 +291,21 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
     }
 }
 
-/// BGSAVE: cut now, save on a background thread. Err is the reply for the client.
-pub(crate) fn bgsave(server: &Server) -> Result<(), String> {
+/// BGSAVE: a background save of the kind asked for (`None`: `snapshot-mode` decides). Err is
+/// the reply for the client.
+pub(crate) fn bgsave(server: &Server, kind: Option<SaveKind>) -> Result<(), String> {
+    let kind = kind.unwrap_or(match server.config().snapshot_mode {
+        SnapshotMode::Epoch => SaveKind::Epoch,
+        SnapshotMode::Fork => SaveKind::Fork,
+    });
+    match kind {
+        SaveKind::Epoch => bgsave_epoch(server),
+        SaveKind::Fork => crate::fork_mode::bgsave_fork(server),
+    }
+}
+
+/// An epoch BGSAVE: cut now, save on a background thread.
+fn bgsave_epoch(server: &Server) -> Result<(), String> {
     let (cut, options, progress) = begin(server).map_err(str::to_string)?;
     let Some(owner) = server.arc() else {
         server.keyspace.end_snapshot(cut);
@@ -293,6 +351,12 @@ pub(crate) fn final_save(server: &Server) -> Result<(), String> {
     let mut state = server.persistence.state();
     while let Some(running) = &state.running {
         running.progress.cancel.store(true, Ordering::Relaxed);
+        if let Some(pid) = running.fork_pid {
+            // As Redis's killRDBChild: SIGUSR1, which the reaper counts as a cancelled save,
+            // not a failed one, and it removes the temp file.
+            tracing::warn!("There is a child saving an .rdb. Killing it!");
+            crate::fork_mode::kill_child(pid, crate::fork_mode::SIGNAL_CANCEL);
+        }
         state = server
             .persistence
             .finished
@@ -333,7 +397,7 @@ pub(crate) fn spawn_save_point_timer(
                     // The cut must not fall inside a transaction: hold the gate as a command
                     // does.
                     let _gate = server.keyspace.gate().shared();
-                    if let Err(err) = bgsave(&server) {
+                    if let Err(err) = bgsave(&server, None) {
                         tracing::debug!("save point: {err}");
                     }
                 }
@@ -435,12 +499,22 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     let current_secs = running.map_or(-1, |r| {
         i64::try_from(r.started.elapsed().as_secs()).unwrap_or(i64::MAX)
     });
+    let fork_running = running.is_some_and(|r| r.kind == SaveKind::Fork);
+    let fork_perc = if fork_running && keys_total > 0 {
+        keys_processed as f64 * 100.0 / keys_total as f64
+    } else {
+        0.0
+    };
+    let cow_age = match (fork_running, state.current_cow_updated) {
+        (true, Some(at)) => at.elapsed().as_secs(),
+        _ => 0,
+    };
     field("loading", &0);
     field("async_loading", &0);
-    field("current_cow_peak", &0);
-    field("current_cow_size", &0);
-    field("current_cow_size_age", &0);
-    field("current_fork_perc", &"0.00");
+    field("current_cow_peak", &state.current_cow_peak);
+    field("current_cow_size", &state.current_cow_bytes);
+    field("current_cow_size_age", &cow_age);
+    field("current_fork_perc", &format_args!("{fork_perc:.2}"));
     field("current_save_keys_processed", &keys_processed);
     field("current_save_keys_total", &keys_total);
     field(
@@ -459,7 +533,7 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("rdb_last_bgsave_time_sec", &state.last_bgsave_time_sec);
     field("rdb_current_bgsave_time_sec", &current_secs);
     field("rdb_saves", &state.saves);
-    field("rdb_last_cow_size", &0);
+    field("rdb_last_cow_size", &state.last_cow_bytes);
     field("rdb_last_load_keys_expired", &state.last_load_keys_expired);
     field("rdb_last_load_keys_loaded", &state.last_load_keys_loaded);
     field("aof_enabled", &0);
@@ -476,6 +550,18 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("module_fork_last_cow_size", &0);
     field("snapshot_mode", &config.snapshot_mode.as_str());
     field(
+        "rdb_last_bgsave_type",
+        &state.last_bgsave_type.map_or("none", SaveKind::as_str),
+    );
+    field(
+        "rdb_current_bgsave_type",
+        &running.map_or("none", |r| r.kind.as_str()),
+    );
+    field(
+        "snapshot_fork_child_pid",
+        &running.and_then(|r| r.fork_pid).unwrap_or(-1),
+    );
+    field(
         "snapshot_writer",
         &state.writer.unwrap_or(config.snapshot_writer.as_str()),
     );
@@ -485,7 +571,9 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
             &reason.replace(['\r', '\n'], " "),
         );
     }
-    let percent = if shards_total == 0 {
+    let percent = if fork_running {
+        fork_perc
+    } else if shards_total == 0 {
         0.0
     } else {
         shards_done as f64 * 100.0 / shards_total as f64
