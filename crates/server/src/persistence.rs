@@ -202,10 +202,12 @@ fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &
         return Err(ALREADY_IN_PROGRESS);
     }
     let dirty_at_cut = server.keyspace.dirty();
+    let cut_started = Instant::now();
     let cut = server
         .keyspace
         .begin_snapshot(unix_ms())
         .ok_or(ALREADY_IN_PROGRESS)?;
+    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let options = save_options(server, &server.config());
     let progress = Arc::new(Progress::default());
     state.running = Some(Running {
