@@ -419,6 +419,8 @@ fn fork_info_fields_are_sane_and_config_set_switches_the_mode() {
     assert!(save_done_within(&mut conn, 30));
     assert_eq!(persistence(&mut conn, "rdb_last_bgsave_type"), "epoch");
     assert_eq!(number(&mut conn, "stats", "total_forks"), 0);
+    // The pause of the cut (2048 shard locks) is measured, not left at 0.
+    assert!(number(&mut conn, "persistence", "snapshot_last_cut_usec") > 0);
 
     // BGSAVE FORK forks whatever the mode says.
     bgsave(&mut conn, &["FORK"]);
@@ -434,6 +436,8 @@ fn fork_info_fields_are_sane_and_config_set_switches_the_mode() {
     let fork_usec = number(&mut conn, "stats", "latest_fork_usec");
     assert!(fork_usec > 0, "latest_fork_usec {fork_usec}");
     assert_eq!(number(&mut conn, "stats", "total_forks"), 1);
+    // The fork pause (freeze + fork) includes the fork itself.
+    assert!(number(&mut conn, "persistence", "snapshot_last_cut_usec") >= fork_usec);
     assert_eq!(dump_keys(&server.dir.join("dump.rdb"))[&0], 20_000);
 
     // CONFIG SET snapshot-mode fork makes plain BGSAVE fork; BGSAVE FORKLESS overrides it.
@@ -607,4 +611,80 @@ fn real_redis_loads_a_fork_mode_dump_of_every_type() {
         .query(&mut real)
         .expect("TTL");
     assert!(ttl > 99_000, "TTL {ttl}");
+}
+
+#[test]
+fn save_points_fork_in_fork_mode() {
+    let server = TestServer::start(BIN, &["--save", "1 1", "--snapshot-mode", "fork"]);
+    let mut conn = server.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .expect("SET");
+    // The save point is due once more than a second has passed since startup with a change.
+    assert!(
+        wait_until(Duration::from_secs(20), || persistence(
+            &mut conn,
+            "rdb_saves"
+        ) == "1"),
+        "the save point did not save"
+    );
+    assert!(save_done_within(&mut conn, 10));
+    assert_eq!(persistence(&mut conn, "rdb_last_bgsave_type"), "fork");
+    assert_eq!(persistence(&mut conn, "rdb_changes_since_last_save"), "0");
+    assert!(number(&mut conn, "stats", "total_forks") >= 1);
+    assert_eq!(dump_keys(&server.dir.join("dump.rdb"))[&0], 1);
+}
+
+/// The lines a server prints up to its ready line; the server is killed afterwards.
+fn startup_lines(args: &[&str]) -> Vec<String> {
+    use std::io::BufRead;
+    let dir = TestDir::new("startup");
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .args(["--port", "0", "--save", "", "--dir"])
+            .arg(&dir.0)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn forkless-server"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read line");
+        let ready = line.contains("Ready to accept connections");
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(
+        lines.last().is_some_and(|l| l.contains("Ready")),
+        "{lines:?}"
+    );
+    lines
+}
+
+#[test]
+fn overcommit_warning_only_in_fork_mode() {
+    const WARNING: &str = "WARNING Memory overcommit must be enabled! Without it, a background \
+save or replication may fail under low memory condition. Being disabled, it can can also cause \
+failures without low memory condition, see https://github.com/jemalloc/jemalloc/issues/1328. To \
+fix this issue add 'vm.overcommit_memory = 1' to /etc/sysctl.conf and then reboot or run the \
+command 'sysctl vm.overcommit_memory=1' for this to take effect.";
+    let overcommit = fs::read_to_string("/proc/sys/vm/overcommit_memory").expect("sysctl");
+    let warned = |lines: &[String]| lines.iter().any(|line| line.ends_with(WARNING));
+    assert_eq!(
+        warned(&startup_lines(&["--snapshot-mode", "fork"])),
+        overcommit.trim() != "1",
+        "vm.overcommit_memory = {}",
+        overcommit.trim()
+    );
+    assert!(!warned(&startup_lines(&[])));
+    if overcommit.trim() == "1" {
+        eprintln!("!!!!! vm.overcommit_memory is 1 here: the warning's presence was not tested");
+    }
 }
