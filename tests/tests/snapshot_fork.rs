@@ -313,8 +313,18 @@ fn start_slow_fork_save(server: &TestServer, dir: &TestDir) -> i32 {
             .unwrap();
         pid > 0 && !dir.temp_files().is_empty()
     }));
-    assert_eq!(persistence(&mut conn, "rdb_current_bgsave_type"), "fork");
-    assert_eq!(persistence(&mut conn, "rdb_bgsave_in_progress"), "1");
+    let fields = info(&mut conn, "persistence");
+    assert_eq!(fields["rdb_current_bgsave_type"], "fork");
+    assert_eq!(fields["rdb_bgsave_in_progress"], "1");
+    assert!(fields["current_save_keys_total"].parse::<u64>().unwrap() >= 4000);
+    let perc: f64 = fields["current_fork_perc"].parse().unwrap();
+    assert!((0.0..=100.0).contains(&perc), "current_fork_perc {perc}");
+    assert!(
+        fields["rdb_current_bgsave_time_sec"]
+            .parse::<i64>()
+            .unwrap()
+            >= 0
+    );
     pid
 }
 
@@ -382,10 +392,22 @@ fn shutdown_kills_a_running_child_then_saves_in_the_foreground() {
     populate(&mut conn, "k", 4000, 1000);
     let pid = start_slow_fork_save(&server, &dir);
     populate(&mut conn, "late", 10, 10);
+    // The child keeps the throttle it was forked with; the final save runs at full speed.
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
     let mut raw = server.raw();
     raw.send_command(&[b"SHUTDOWN", b"SAVE"]);
     assert_eq!(raw.read_to_close(), b"");
     assert_eq!(server.wait_exit().code(), Some(0));
+    assert!(
+        server
+            .wait_for_log("There is a child saving an .rdb. Killing it!")
+            .is_some()
+    );
     assert!(!process_exists(pid), "child {pid} still running");
     assert!(dir.temp_files().is_empty(), "{:?}", dir.temp_files());
     // The final save is the foreground epoch save of everything, including the late keys.

@@ -1,11 +1,13 @@
 //! Point-in-time serialization of the keyspace.
 //!
 //! # Layout
-//! This crate will own the snapshot cut, the traversal of the keyspace shard by shard, the RDB file
-//! format (`format`), and the writer backends (`backend/{uring,std,fork}`). It depends on
-//! `forkless-storage` only and never sees sockets or RESP frames.
+//! - `save`: one epoch snapshot from cut to rename (parallel serializers, one writer), and
+//!   `save_frozen`, the single-threaded save of a frozen keyspace that a fork child runs.
+//! - `format`: the RDB file format (encoder, validating loader, CRC64, LZF).
+//! - `backend`: the writer backends (`uring`, `std`) behind the `Sink` trait, fault injection,
+//!   and `fork` (fork mode: forking with the keyspace frozen, the child's writer, reaping).
 //!
-//! Nothing is implemented yet: the epoch snapshot is the next milestone after the foundation.
+//! It depends on `forkless-storage` only and never sees sockets or RESP frames.
 
 pub mod backend;
 /// The RDB file format: encoder, loader, CRC-64 and LZF.
