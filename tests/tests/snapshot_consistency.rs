@@ -2,7 +2,8 @@
 //! MSET groups while BGSAVE runs; the dump must hold, for every writer, exactly the state after
 //! some prefix of its writes, and that prefix must lie between the last write acknowledged
 //! before BGSAVE was sent and the last write sent before BGSAVE's reply arrived. No MSET group
-//! may be torn. Run for both writer backends.
+//! may be torn. Run for both writer backends and for both snapshot modes: epoch, and fork mode
+//! (the child's own writer, with and without io_uring available to the parent).
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
@@ -77,7 +78,11 @@ fn expected_after(w: usize, t: u64) -> HashMap<Vec<u8>, Vec<u8>> {
 }
 
 fn run_consistency(extra_args: &[&str]) {
-    let server = TestServer::start(BIN, &[&["--save", ""], extra_args].concat());
+    run_consistency_with_env(extra_args, &[]);
+}
+
+fn run_consistency_with_env(extra_args: &[&str], envs: &[(&str, &str)]) {
+    let server = TestServer::start_with_env(BIN, &[&["--save", ""], extra_args].concat(), envs);
     let states: Arc<Vec<WriterState>> =
         Arc::new((0..WRITERS).map(|_| WriterState::default()).collect());
     let stop = Arc::new(AtomicBool::new(false));
@@ -150,6 +155,13 @@ fn run_consistency(extra_args: &[&str]) {
         info_field(&mut admin, "snapshot_retained_bytes").as_deref(),
         Some("0")
     );
+    let fork_mode = extra_args
+        .windows(2)
+        .any(|w| w == ["--snapshot-mode", "fork"]);
+    assert_eq!(
+        info_field(&mut admin, "rdb_last_bgsave_type").as_deref(),
+        Some(if fork_mode { "fork" } else { "epoch" })
+    );
 
     let dump = load_dump(&server.dir.join("dump.rdb"));
     for w in 0..WRITERS {
@@ -192,4 +204,29 @@ fn bgsave_is_one_point_in_time_with_the_blocking_writer() {
 #[test]
 fn bgsave_is_one_point_in_time_with_zstd_and_lzf() {
     run_consistency(&["--snapshot-compression", "zstd", "--rdbcompression", "yes"]);
+}
+
+#[test]
+fn fork_bgsave_is_one_point_in_time() {
+    run_consistency(&["--snapshot-mode", "fork"]);
+}
+
+#[test]
+fn fork_bgsave_is_one_point_in_time_without_io_uring() {
+    run_consistency_with_env(
+        &["--snapshot-mode", "fork"],
+        &[("FORKLESS_DISABLE_IO_URING", "1")],
+    );
+}
+
+#[test]
+fn fork_bgsave_is_one_point_in_time_with_zstd_and_lzf() {
+    run_consistency(&[
+        "--snapshot-mode",
+        "fork",
+        "--snapshot-compression",
+        "zstd",
+        "--rdbcompression",
+        "yes",
+    ]);
 }

@@ -2405,7 +2405,7 @@ mod tests {
                 "client-output-buffer-limit"
             ]
         );
-        assert_eq!(names(&["snapshot-*"]).len(), 6);
+        assert_eq!(names(&["snapshot-*"]).len(), 7);
         assert_eq!(names(&["*"]).len(), OPTIONS.len());
         // A backslash alone does not make a glob (Redis checks for `[*?` only).
         assert_eq!(names(&["por\\t"]), Vec::<String>::new());

@@ -344,6 +344,11 @@ fn stats_section(server: &Server, text: &mut String) {
     field(text, "pubsub_channels", channels);
     field(text, "pubsub_patterns", patterns);
     field(text, "pubsubshard_channels", shard_channels);
+    {
+        let persistence = server.persistence.state();
+        field(text, "latest_fork_usec", persistence.latest_fork_usec);
+        field(text, "total_forks", persistence.total_forks);
+    }
     field(
         text,
         "unexpected_error_replies",
@@ -499,6 +504,12 @@ pub(crate) fn reset_stats(server: &Server) {
         command.failed_calls.store(0, Ordering::Relaxed);
     }
     EXPIRED_KEYS_AT_RESET.store(server.keyspace.expired_keys(), Ordering::Relaxed);
+    {
+        // As Redis's resetServerStats: stat_fork_time and stat_total_forks restart too.
+        let mut persistence = server.persistence.state();
+        persistence.latest_fork_usec = 0;
+        persistence.total_forks = 0;
+    }
     // The counters restart from zero now.
     *lock(&RATE_SAMPLES) = VecDeque::from([RateSample::zero(Instant::now())]);
 }

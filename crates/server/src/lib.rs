@@ -27,6 +27,7 @@ mod blocking;
 mod cmd;
 pub mod config;
 mod conn;
+mod fork_mode;
 mod info;
 mod persistence;
 mod pubsub;
@@ -121,10 +122,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pid = std::process::id(),
         "forkless-server starting"
     );
-    if server.config().snapshot_mode == config::SnapshotMode::Fork {
-        tracing::warn!(
-            "snapshot-mode fork is not implemented yet: background saves use epoch snapshots"
-        );
+    // Redis warns whenever overcommit is off; forkless only forks in fork mode, so only warns
+    // then (a later CONFIG SET snapshot-mode fork does not repeat it).
+    if server.config().snapshot_mode == config::SnapshotMode::Fork
+        && fork_mode::overcommit_disabled()
+    {
+        tracing::warn!("{}", fork_mode::OVERCOMMIT_WARNING);
     }
     // Installed before the first client can connect, so a SIGTERM at any time after the
     // "Ready" line is a clean shutdown, never the default action.
@@ -145,11 +148,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     *server::lock(&server.local_addr) = local;
     // Clients are served while the dump loads, as in Redis: INFO shows the progress and commands
     // without the `loading` flag get LOADING (`persistence.loading` is set before any accept).
-    server
-        .persistence
-        .loading
-        .active
-        .store(server.config().rdb_path().exists(), Ordering::Release);
+    persistence::prepare_loading(&server);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));

@@ -4,7 +4,9 @@
 //! A save always starts with the cut on the thread that asked for it (the command's thread or
 //! the save-point timer), so the snapshot is the dataset at the moment the command ran. BGSAVE
 //! then hands the cut to a `forkless-bgsave` thread; SAVE runs the same save on its own
-//! thread and waits, as Redis's SAVE does.
+//! thread and waits, as Redis's SAVE does. In fork mode (`snapshot-mode fork`, or
+//! `BGSAVE FORK`) background saves fork a child instead: see `fork_mode.rs`. SAVE and the
+//! final save are epoch saves in both modes.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -18,7 +20,7 @@ use forkless_snapshot::format;
 use forkless_snapshot::save::{self, Compression, Progress, SaveError, SaveOptions, SaveReport};
 use forkless_storage::{SnapshotCut, Value};
 
-use crate::config::{Config, SnapshotCompression, SnapshotWriter};
+use crate::config::{Config, SnapshotCompression, SnapshotMode, SnapshotWriter};
 use crate::server::{Server, lock, unix_ms};
 
 /// Redis waits this long after a failed background save before a save point may retry.
@@ -34,13 +36,34 @@ because this instance is configured to report errors during writes if RDB snapsh
 (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB \
 error.";
 
+/// How a background save takes its point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SaveKind {
+    /// Versioned entries, in this process (the default).
+    Epoch,
+    /// A `fork()`ed child.
+    Fork,
+}
+
+impl SaveKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SaveKind::Epoch => "epoch",
+            SaveKind::Fork => "fork",
+        }
+    }
+}
+
 /// A save that is running.
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) started: Instant,
     pub(crate) progress: Arc<Progress>,
     /// `keyspace.dirty()` just before the cut: on success, changes up to here are saved.
-    dirty_at_cut: u64,
+    pub(crate) dirty_at_cut: u64,
+    pub(crate) kind: SaveKind,
+    /// The child's pid while a fork-mode save runs and has not been reaped.
+    pub(crate) fork_pid: Option<i32>,
 }
 
 /// What INFO persistence shows. A std mutex: taken briefly by commands, the save-point timer
@@ -62,8 +85,18 @@ pub(crate) struct State {
     pub(crate) last_load_keys_loaded: u64,
     pub(crate) last_load_keys_expired: u64,
     pub(crate) loading_time_ms: u64,
-    /// How long the last cut took (`begin_snapshot`): the pause a save adds to the server.
+    /// How long the last cut took (`begin_snapshot`, or freezing plus `fork()` in fork mode):
+    /// the pause a save adds to the server.
     pub(crate) last_cut_usec: u64,
+    /// The kind of the last background save that finished, for `rdb_last_bgsave_type`.
+    pub(crate) last_bgsave_type: Option<SaveKind>,
+    /// Fork mode figures, named as Redis's INFO fields.
+    pub(crate) latest_fork_usec: u64,
+    pub(crate) total_forks: u64,
+    pub(crate) current_cow_bytes: u64,
+    pub(crate) current_cow_peak: u64,
+    pub(crate) current_cow_updated: Option<Instant>,
+    pub(crate) last_cow_bytes: u64,
 }
 
 /// Progress of the load at startup, for INFO while it runs (clients are served meanwhile, and
@@ -99,9 +132,9 @@ pub(crate) struct Persistence {
     pub(crate) state: Mutex<State>,
     pub(crate) loading: Loading,
     /// Notified whenever a save finishes, for the final save to wait on a running one.
-    finished: Condvar,
+    pub(crate) finished: Condvar,
     /// Mirrors `!state.last_bgsave_ok` so the per-command MISCONF check takes no lock.
-    last_save_failed: AtomicBool,
+    pub(crate) last_save_failed: AtomicBool,
     /// Numbers each temp file name, as Redis's `temp-<pid>.rdb` but unique per save.
     temp_counter: AtomicU64,
 }
@@ -126,6 +159,13 @@ impl Persistence {
                 last_load_keys_expired: 0,
                 loading_time_ms: 0,
                 last_cut_usec: 0,
+                last_bgsave_type: None,
+                latest_fork_usec: 0,
+                total_forks: 0,
+                current_cow_bytes: 0,
+                current_cow_peak: 0,
+                current_cow_updated: None,
+                last_cow_bytes: 0,
             }),
             loading: Loading::default(),
             finished: Condvar::new(),
@@ -174,7 +214,7 @@ pub(crate) fn writes_refused(server: &Server) -> bool {
     config.stop_writes_on_bgsave_error && !config.save.is_empty()
 }
 
-fn save_options(server: &Server, config: &Config) -> SaveOptions {
+pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
     let n = server
         .persistence
         .temp_counter
@@ -217,16 +257,20 @@ fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &
         return Err(ALREADY_IN_PROGRESS);
     }
     let dirty_at_cut = server.keyspace.dirty();
+    let cut_started = Instant::now();
     let cut = server
         .keyspace
         .begin_snapshot(unix_ms())
         .ok_or(ALREADY_IN_PROGRESS)?;
+    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let options = save_options(server, &server.config());
     let progress = Arc::new(Progress::default());
     state.running = Some(Running {
         started: Instant::now(),
         progress: Arc::clone(&progress),
         dirty_at_cut,
+        kind: SaveKind::Epoch,
+        fork_pid: None,
     });
     state.last_try_unix_ms = unix_ms();
     Ok((cut, options, progress))
@@ -241,6 +285,9 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
     server.persistence.finished.notify_all();
     state.last_bgsave_time_sec =
         i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
+    if background {
+        state.last_bgsave_type = Some(SaveKind::Epoch);
+    }
     match result {
         Ok(report) => {
             server
@@ -301,8 +348,21 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
     }
 }
 
-/// BGSAVE: cut now, save on a background thread. Err is the reply for the client.
-pub(crate) fn bgsave(server: &Server) -> Result<(), String> {
+/// BGSAVE: a background save of the kind asked for (`None`: `snapshot-mode` decides). Err is
+/// the reply for the client.
+pub(crate) fn bgsave(server: &Server, kind: Option<SaveKind>) -> Result<(), String> {
+    let kind = kind.unwrap_or(match server.config().snapshot_mode {
+        SnapshotMode::Epoch => SaveKind::Epoch,
+        SnapshotMode::Fork => SaveKind::Fork,
+    });
+    match kind {
+        SaveKind::Epoch => bgsave_epoch(server),
+        SaveKind::Fork => crate::fork_mode::bgsave_fork(server),
+    }
+}
+
+/// An epoch BGSAVE: cut now, save on a background thread.
+fn bgsave_epoch(server: &Server) -> Result<(), String> {
     let (cut, options, progress) = begin(server).map_err(str::to_string)?;
     let Some(owner) = server.arc() else {
         server.keyspace.end_snapshot(cut);
@@ -350,6 +410,12 @@ pub(crate) fn final_save(server: &Server) -> Result<(), String> {
     let mut state = server.persistence.state();
     while let Some(running) = &state.running {
         running.progress.cancel.store(true, Ordering::Relaxed);
+        if let Some(pid) = running.fork_pid {
+            // As Redis's killRDBChild: SIGUSR1, which the reaper counts as a cancelled save,
+            // not a failed one, and it removes the temp file.
+            tracing::warn!("There is a child saving an .rdb. Killing it!");
+            crate::fork_mode::kill_child(pid, crate::fork_mode::SIGNAL_CANCEL);
+        }
         state = server
             .persistence
             .finished
@@ -392,7 +458,7 @@ pub(crate) fn spawn_save_point_timer(
                     // The cut must not fall inside a transaction: hold the gate as a command
                     // does.
                     let _gate = server.keyspace.gate().shared();
-                    if let Err(err) = bgsave(&server) {
+                    if let Err(err) = bgsave(&server, None) {
                         tracing::debug!("save point: {err}");
                     }
                 }
@@ -430,6 +496,22 @@ fn save_point_due(server: &Server) -> bool {
 
 /// Loads `dir/dbfilename` into the keyspace, if it exists. Any problem with the file stops
 /// startup with an error naming the file, the offset and what was wrong.
+/// Marks the server as loading when there is a dump to load, with the figures INFO shows from
+/// the first client on. Called before the listeners accept, so no client sees a half-loaded
+/// dataset without `loading:1`.
+pub(crate) fn prepare_loading(server: &Server) {
+    let Ok(metadata) = std::fs::metadata(server.config().rdb_path()) else {
+        return;
+    };
+    let loading = &server.persistence.loading;
+    loading.total_bytes.store(metadata.len(), Ordering::Relaxed);
+    loading
+        .start_unix_secs
+        .store(unix_ms() / 1000, Ordering::Relaxed);
+    loading.active.store(true, Ordering::Release);
+}
+
+/// Loads `dir/dbfilename` (after [`prepare_loading`]), then clears the loading flag.
 pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     for stale in forkless_snapshot::backend::remove_stale_temp_files(&server.config().dir) {
         tracing::info!(
@@ -440,20 +522,20 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     let path = server.config().rdb_path();
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            server
+                .persistence
+                .loading
+                .active
+                .store(false, Ordering::Release);
+            return Ok(());
+        }
         Err(err) => {
             return Err(err)
                 .with_context(|| format!("Fatal error loading the DB {}", path.display()));
         }
     };
     let loading = &server.persistence.loading;
-    loading
-        .total_bytes
-        .store(file.metadata().map_or(0, |m| m.len()), Ordering::Relaxed);
-    loading
-        .start_unix_secs
-        .store(unix_ms() / 1000, Ordering::Relaxed);
-    loading.active.store(true, Ordering::Release);
     let started = Instant::now();
     let name = path.display().to_string();
     let n_dbs = server.keyspace.dbs().len();
@@ -518,14 +600,24 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     let current_secs = running.map_or(-1, |r| {
         i64::try_from(r.started.elapsed().as_secs()).unwrap_or(i64::MAX)
     });
+    let fork_running = running.is_some_and(|r| r.kind == SaveKind::Fork);
+    let fork_perc = if fork_running && keys_total > 0 {
+        keys_processed as f64 * 100.0 / keys_total as f64
+    } else {
+        0.0
+    };
+    let cow_age = match (fork_running, state.current_cow_updated) {
+        (true, Some(at)) => at.elapsed().as_secs(),
+        _ => 0,
+    };
     let loading = &server.persistence.loading;
     let is_loading = server.persistence.loading();
     field("loading", &u8::from(is_loading));
     field("async_loading", &0);
-    field("current_cow_peak", &0);
-    field("current_cow_size", &0);
-    field("current_cow_size_age", &0);
-    field("current_fork_perc", &"0.00");
+    field("current_cow_peak", &state.current_cow_peak);
+    field("current_cow_size", &state.current_cow_bytes);
+    field("current_cow_size_age", &cow_age);
+    field("current_fork_perc", &format_args!("{fork_perc:.2}"));
     field("current_save_keys_processed", &keys_processed);
     field("current_save_keys_total", &keys_total);
     field(
@@ -544,7 +636,7 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("rdb_last_bgsave_time_sec", &state.last_bgsave_time_sec);
     field("rdb_current_bgsave_time_sec", &current_secs);
     field("rdb_saves", &state.saves);
-    field("rdb_last_cow_size", &0);
+    field("rdb_last_cow_size", &state.last_cow_bytes);
     field("rdb_last_load_keys_expired", &state.last_load_keys_expired);
     field(
         "rdb_last_load_keys_loaded",
@@ -597,6 +689,18 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     }
     field("snapshot_mode", &config.snapshot_mode.as_str());
     field(
+        "rdb_last_bgsave_type",
+        &state.last_bgsave_type.map_or("none", SaveKind::as_str),
+    );
+    field(
+        "rdb_current_bgsave_type",
+        &running.map_or("none", |r| r.kind.as_str()),
+    );
+    field(
+        "snapshot_fork_child_pid",
+        &running.and_then(|r| r.fork_pid).unwrap_or(-1),
+    );
+    field(
         "snapshot_writer",
         &state.writer.unwrap_or(config.snapshot_writer.as_str()),
     );
@@ -606,7 +710,9 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
             &reason.replace(['\r', '\n'], " "),
         );
     }
-    let percent = if shards_total == 0 {
+    let percent = if fork_running {
+        fork_perc
+    } else if shards_total == 0 {
         0.0
     } else {
         shards_done as f64 * 100.0 / shards_total as f64

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use forkless_storage::{Keyspace, N_SHARDS, SnapshotCut};
+use forkless_storage::{FrozenKeyspace, Keyspace, N_SHARDS, SnapshotCut};
 
 use crate::backend::{self, BackendError, Sink, Target, WriterKind, WriterUsed};
 use crate::format::{self, Checksum, EncodeOptions};
@@ -345,6 +345,96 @@ pub fn lower_thread_priority(nice: i32) {
             "could not lower the snapshot thread's priority: {}",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// How often [`save_frozen`] calls its `tick` hook: once per this many keys.
+pub const TICK_EVERY_KEYS: u64 = 1024;
+
+/// Serializes a frozen keyspace (every shard held, see [`FrozenKeyspace`]) into `sink` on the
+/// calling thread alone: the fork child's save. It starts no thread and takes no lock, so it is
+/// safe in a child forked from a multi-threaded process while the parent's guards are held
+/// (the child's copies of those guards are what it reads through). Keys expired at `now_ms`
+/// are skipped. The stream is the one [`save`] writes: same header, aux fields, encoder,
+/// LZF and zstd options, CRC64 and throttle; only the order of keys within a database differs.
+///
+/// `tick` is called every [`TICK_EVERY_KEYS`] keys with the progress so far (the fork child
+/// reports copy-on-write figures from it). On success `sink` is finished (fsync, rename,
+/// directory fsync); on failure it is aborted (temp file removed).
+pub fn save_frozen(
+    frozen: &FrozenKeyspace<'_>,
+    now_ms: u64,
+    options: &SaveOptions,
+    sink: Box<dyn Sink>,
+    progress: &Progress,
+    tick: &mut dyn FnMut(&Progress),
+) -> Result<(u64, u64), SaveError> {
+    let mut out = Output::new(sink, options, progress);
+    let encode = EncodeOptions {
+        compress_strings: options.compress_strings,
+    };
+    progress
+        .keys_total
+        .store(frozen.total_keys(), Ordering::Relaxed);
+    let written = (|| {
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4);
+        format::write_header(&mut buf, options.ctime_unix_secs, options.used_mem);
+        let mut keys_saved = 0u64;
+        for db_idx in 0..frozen.n_dbs() {
+            let stats = frozen.db_stats(db_idx);
+            if stats.keys == 0 {
+                continue;
+            }
+            format::write_db_header(
+                &mut buf,
+                u32::try_from(db_idx).unwrap_or(u32::MAX),
+                stats.keys as u64,
+                stats.expires as u64,
+            );
+            for (key, entry) in frozen.entries(db_idx) {
+                if entry.is_expired(now_ms) {
+                    continue;
+                }
+                format::write_entry(&mut buf, key, entry.value(), entry.expire_at_ms(), &encode);
+                keys_saved += 1;
+                if keys_saved % TICK_EVERY_KEYS == 0 {
+                    progress.keys_processed.store(keys_saved, Ordering::Relaxed);
+                    tick(progress);
+                }
+                if buf.len() >= CHUNK_BYTES {
+                    let full = std::mem::replace(
+                        &mut buf,
+                        Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
+                    );
+                    out.write(Chunk::new(full, options)?)?;
+                }
+            }
+        }
+        progress.keys_processed.store(keys_saved, Ordering::Relaxed);
+        if !buf.is_empty() {
+            out.write(Chunk::new(buf, options)?)?;
+        }
+        let mut eof = Vec::new();
+        format::write_eof(&mut eof);
+        let crc = if options.checksum {
+            out.checksum_after(&eof)
+        } else {
+            0
+        };
+        eof.extend_from_slice(&crc.to_le_bytes());
+        out.write_raw_tail(eof, options)?;
+        Ok(keys_saved)
+    })();
+    match written {
+        Ok(keys_saved) => {
+            let bytes_written = out.sink.bytes_written();
+            out.sink.finish()?;
+            Ok((keys_saved, bytes_written))
+        }
+        Err(err) => {
+            out.sink.abort();
+            Err(err)
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! - `retain`: the on-write hook that keeps pre-cut versions for a running snapshot.
 //! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
 //! - `gate`: [`CommandGate`], which lets a transaction run alone.
+//! - `freeze`: [`FrozenKeyspace`], every shard held for reading at once (fork-mode saves).
 //! - `watch`: WATCH's per-shard watcher lists, fired from the write path.
 //!
 //! # Not here
@@ -24,6 +25,7 @@
 
 mod db;
 mod entry;
+mod freeze;
 mod gate;
 mod keyspace;
 /// Redis glob-style pattern matching.
@@ -38,6 +40,7 @@ mod watch;
 
 pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
+pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};
 pub use keyspace::{ExpireCycle, Keyspace, ShardImage, SnapshotCut};
 pub use retain::RetainedStats;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{Command, Ctx, eq_ignore_case, reply};
-use crate::persistence;
+use crate::persistence::{self, SaveKind};
 
 pub(crate) const COMMANDS: &[Command] = &[
     Command {
@@ -50,18 +50,30 @@ fn save(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
     }
 }
 
+/// `BGSAVE [SCHEDULE] [FORK|EPOCH|FORKLESS]`. SCHEDULE is Redis's; the mode words are
+/// forkless's, picking the kind of this one save whatever `snapshot-mode` says (FORKLESS is
+/// another name for EPOCH). Each may appear once, in any order; anything else is Redis's syntax
+/// error.
 fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    match argv {
-        [_] => {}
+    let mut schedule = false;
+    let mut kind = None;
+    for arg in argv.get(1..).unwrap_or_default() {
         // SCHEDULE only differs from BGSAVE while another kind of child runs (AOF), which
         // forkless does not have.
-        [_, option] if eq_ignore_case(option, "schedule") => {}
-        _ => {
+        if eq_ignore_case(arg, "schedule") && !schedule {
+            schedule = true;
+        } else if eq_ignore_case(arg, "fork") && kind.is_none() {
+            kind = Some(SaveKind::Fork);
+        } else if (eq_ignore_case(arg, "epoch") || eq_ignore_case(arg, "forkless"))
+            && kind.is_none()
+        {
+            kind = Some(SaveKind::Epoch);
+        } else {
             ctx.out.error(reply::SYNTAX);
             return;
         }
     }
-    match persistence::bgsave(ctx.server) {
+    match persistence::bgsave(ctx.server, kind) {
         Ok(()) => ctx.out.simple(b"Background saving started"),
         Err(msg) => ctx.out.error(&msg),
     }

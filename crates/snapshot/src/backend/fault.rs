@@ -29,6 +29,8 @@ pub struct FaultPlan {
     pub fail_rename: bool,
     /// The errno the injected failures carry; 0 means EIO.
     pub errno: i32,
+    /// Fork mode: `fork()` fails with this errno instead of forking (`fork_errno=12`).
+    pub fork_errno: Option<i32>,
 }
 
 impl Default for FaultPlan {
@@ -39,14 +41,16 @@ impl Default for FaultPlan {
             fail_fsync: false,
             fail_rename: false,
             errno: libc::EIO,
+            fork_errno: None,
         }
     }
 }
 
 impl FaultPlan {
     /// Parses the `FORKLESS_FAULT_INJECT` syntax: comma-separated items among
-    /// `write_after=<bytes>`, `fsync`, `rename` and `errno=<number or name>` (names: ENOSPC, EIO,
-    /// EDQUOT, EROFS, EFBIG), e.g. `write_after=1048576,errno=ENOSPC` or `fsync,errno=5`.
+    /// `write_after=<bytes>`, `fsync`, `rename`, `errno=<number or name>` (names: ENOSPC, EIO,
+    /// EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN) and, for fork mode, `fork_errno=<number or name>`,
+    /// e.g. `write_after=1048576,errno=ENOSPC`, `fsync,errno=5` or `fork_errno=ENOMEM`.
     pub fn parse(spec: &str) -> Result<FaultPlan, BackendError> {
         let invalid = |reason| BackendError::FaultSpec {
             spec: spec.to_owned(),
@@ -76,9 +80,14 @@ impl FaultPlan {
                 ("errno", Some(errno)) => {
                     plan.errno = parse_errno(errno).ok_or_else(|| invalid("unknown errno"))?;
                 }
+                ("fork_errno", Some(errno)) => {
+                    plan.fork_errno =
+                        Some(parse_errno(errno).ok_or_else(|| invalid("unknown fork_errno"))?);
+                }
                 _ => {
                     return Err(invalid(
-                        "expected write_after=<bytes>, fsync, rename or errno=<errno>",
+                        "expected write_after=<bytes>, fsync, rename, errno=<errno> or \
+                         fork_errno=<errno>",
                     ));
                 }
             }
@@ -94,6 +103,8 @@ fn parse_errno(errno: &str) -> Option<i32> {
         "EDQUOT" => libc::EDQUOT,
         "EROFS" => libc::EROFS,
         "EFBIG" => libc::EFBIG,
+        "ENOMEM" => libc::ENOMEM,
+        "EAGAIN" => libc::EAGAIN,
         number => return number.parse().ok().filter(|errno| *errno > 0),
     };
     Some(named)
@@ -248,6 +259,14 @@ mod tests {
         assert_eq!(plan.fail_write_after_bytes, None);
         assert_eq!(plan.errno, libc::ENOSPC);
         assert_eq!(FaultPlan::parse("").unwrap(), FaultPlan::default());
+        let plan = FaultPlan::parse("fork_errno=12").unwrap();
+        assert_eq!(plan.fork_errno, Some(libc::ENOMEM));
+        assert_eq!(plan.fail_write_after_bytes, None);
+        assert!(!plan.fail_fsync && !plan.fail_rename);
+        assert_eq!(
+            FaultPlan::parse("fork_errno=EAGAIN").unwrap().fork_errno,
+            Some(libc::EAGAIN)
+        );
     }
 
     #[test]
@@ -259,6 +278,8 @@ mod tests {
             "errno=0",
             "fsync=2",
             "chaos",
+            "fork_errno",
+            "fork_errno=0",
         ] {
             let result = FaultPlan::parse(spec);
             assert!(

@@ -10,6 +10,8 @@
 //! - `std.rs`: the blocking writer, the fallback when io_uring is unavailable (module name
 //!   `blocking`, see below): four 2 MiB aligned buffers and `O_DIRECT` as well, written with
 //!   `pwrite(2)` by a writer thread while the caller fills the next buffer.
+//! - `fork.rs`: fork mode: `fork()` with the keyspace frozen, the child's synchronous writer
+//!   ([`fork::ForkSink`]), its report pipe, and reaping.
 //! - `fault.rs`: fault injection for tests ([`FaultPlan`], [`open_faulty`],
 //!   `FORKLESS_FAULT_INJECT`).
 //!
@@ -40,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub mod fault;
+pub mod fork;
 // The blocking writer lives in `std.rs`: STYLE §2 names backends after their strategy, here
 // plain `std::fs`. A module named `std` would shadow the standard library in every path of this
 // file, so it is declared under the name `blocking`.
