@@ -304,6 +304,29 @@ fn config_get_and_set_round_trip() {
 }
 
 #[test]
+fn config_set_loglevel_changes_the_live_logger() {
+    let server = start();
+    let mut conn = server.raw();
+    // At the default `notice`, CONFIG SET's verbose-level line is not logged...
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"maxclients", b"1234"]),
+        b"+OK\r\n"
+    );
+    // ...at `verbose` it is, starting with the CONFIG SET that changed the level.
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"SET", b"loglevel", b"verbose"]),
+        b"+OK\r\n"
+    );
+    let line = server
+        .wait_for_log("CONFIG SET")
+        .expect("a verbose line once the level is verbose");
+    assert!(
+        line.contains("loglevel") && !line.contains("maxclients"),
+        "{line}"
+    );
+}
+
+#[test]
 fn config_set_is_all_or_nothing() {
     let server = start();
     let mut conn = server.raw();

@@ -78,29 +78,53 @@ fn usage() -> String {
         .to_string()
 }
 
+/// Changes the live log level (CONFIG SET loglevel); set up by [`init_logging`].
+static LOG_LEVEL: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<
+        tracing_subscriber::filter::LevelFilter,
+        tracing_subscriber::Registry,
+    >,
+> = std::sync::OnceLock::new();
+
+/// Applies `level` to the logger from now on.
+pub(crate) fn set_log_level(level: config::LogLevel) {
+    if let Some(handle) = LOG_LEVEL.get() {
+        let filter = tracing_subscriber::filter::LevelFilter::from_level(level.tracing_level());
+        if let Err(err) = handle.reload(filter) {
+            tracing::warn!("could not change the log level: {err}");
+        }
+    }
+}
+
 fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let level = config.loglevel.tracing_level();
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
-    if config.logfile.is_empty() {
-        builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_writer(std::io::stdout)
-            .try_init()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::prelude::*;
+    let level =
+        tracing_subscriber::filter::LevelFilter::from_level(config.loglevel.tracing_level());
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(level);
+    let (writer, ansi) = if config.logfile.is_empty() {
+        (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        )
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&config.logfile)
             .with_context(|| format!("opening logfile {}", config.logfile))?;
-        builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
-            .try_init()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
+        (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+    };
+    let format = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = LOG_LEVEL.set(handle);
     Ok(())
 }
 

@@ -297,7 +297,11 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     match config.set_from_client(&pairs, client_is_local) {
         Ok(changed) => {
             ctx.server.tunables.refresh(&config);
+            let loglevel = config.loglevel;
             drop(config);
+            if changed.contains(&"loglevel") {
+                crate::set_log_level(loglevel);
+            }
             if !changed.is_empty() {
                 tracing::debug!(options = ?changed, "CONFIG SET");
             }
