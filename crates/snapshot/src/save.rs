@@ -334,17 +334,10 @@ pub fn lower_thread_priority(nice: i32) {
     if nice <= 0 {
         return;
     }
-    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments. On Linux
-    // PRIO_PROCESS with a thread id changes that one thread, here the caller.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-    };
-    if rc != 0 {
-        tracing::debug!(
-            "could not lower the snapshot thread's priority: {}",
-            std::io::Error::last_os_error()
-        );
+    // On Linux, PRIO_PROCESS with a thread id changes that one thread: here the caller.
+    let me = rustix::thread::gettid();
+    if let Err(err) = rustix::process::setpriority_process(Some(me), nice) {
+        tracing::debug!("could not lower the snapshot thread's priority: {err}");
     }
 }
 
