@@ -232,7 +232,7 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 zset.get_by_rank(rank)
             });
             match picked {
-                Some((member, _)) => out.bulk(member),
+                Some((member, _)) => out.bulk(&member),
                 None => out.null(),
             }
         });
@@ -330,13 +330,14 @@ pub(super) fn zscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             }
         }
         let mut found = Vec::new();
-        let mut visit = |member: &Bytes, score: f64| {
+        let mut visit = |member: &[u8], score: f64| {
             if pattern.is_none_or(|pattern| glob_match(pattern, member, false)) {
-                found.push((member.clone(), score));
+                found.push((Bytes::copy_from_slice(member), score));
             }
         };
         let next = if zset.is_listpack() {
-            zset.iter().for_each(|(member, score)| visit(member, score));
+            zset.iter()
+                .for_each(|(member, score)| visit(&member, score));
             0
         } else {
             zset.scan(cursor, count, visit)

@@ -1,4 +1,4 @@
-//! The big-collection table shared by hashes (`Table<Bytes>`) and sets (`Table<()>`): Redis's
+//! The big-collection table shared by hashes (`Table<Box<[u8]>>`) and sets (`Table<()>`): Redis's
 //! `hashtable` encoding.
 //!
 //! Entries live in a vector of slots that never move while they are present: a removal leaves a
@@ -18,7 +18,6 @@
 //! is part of every cursor: a cursor issued before a compaction restarts its scan from the first
 //! slot. That may return some entries twice (which SCAN allows) but never misses one.
 
-use bytes::Bytes;
 use hashbrown::HashTable;
 use rand::Rng;
 
@@ -35,10 +34,13 @@ const MIN_COMPACT_SLOTS: usize = 64;
 /// compacted: in the others each probe succeeds with probability ≥ 1/2).
 const MAX_RANDOM_PROBES: usize = 64;
 
+/// A slot: a live entry, or a hole.
+type Slot<V> = Option<(Box<[u8]>, V)>;
+
 /// Keys with values of type `V`, in stable slots.
 #[derive(Clone, Default)]
 pub(crate) struct Table<V> {
-    slots: Vec<Option<(Bytes, V)>>,
+    slots: Vec<Slot<V>>,
     /// Slot index of every live entry, found by the key's hash.
     index: HashTable<usize>,
     /// Holes in `slots`, reused last-in first-out.
@@ -102,7 +104,7 @@ impl<V> Table<V> {
     }
 
     /// Sets `key` to `value`. Returns the previous value, None if the key is new.
-    pub(crate) fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, key: Box<[u8]>, value: V) -> Option<V> {
         if let Some(old) = self.get_mut(&key) {
             return Some(std::mem::replace(old, value));
         }
@@ -130,7 +132,7 @@ impl<V> Table<V> {
     }
 
     /// Removes `key`. Returns its entry, None if it was absent.
-    pub(crate) fn remove(&mut self, key: &[u8]) -> Option<(Bytes, V)> {
+    pub(crate) fn remove(&mut self, key: &[u8]) -> Slot<V> {
         let hash = self.hash(key);
         let slots = &self.slots;
         let found = self
@@ -165,11 +167,11 @@ impl<V> Table<V> {
     }
 
     /// The entry in slot `idx`, if that slot is live.
-    pub(crate) fn at(&self, idx: usize) -> Option<(&Bytes, &V)> {
+    pub(crate) fn at(&self, idx: usize) -> Option<(&[u8], &V)> {
         self.slots
             .get(idx)
             .and_then(Option::as_ref)
-            .map(|(key, value)| (key, value))
+            .map(|(key, value)| (&**key, value))
     }
 
     /// The slot of a uniformly chosen live entry, None if the table is empty. O(1) expected.
@@ -200,7 +202,7 @@ impl<V> Table<V> {
     /// One SCAN step from `cursor`: calls `emit` for up to `count` live entries (looking at no
     /// more than ten times `count` slots, as Redis bounds empty buckets) and returns the next
     /// cursor, 0 when the scan is complete.
-    pub(crate) fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&Bytes, &V)) -> u64 {
+    pub(crate) fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&[u8], &V)) -> u64 {
         let generation = self.generation & GENERATION_MASK;
         let mut pos = if cursor >> POSITION_BITS == generation {
             usize::try_from(cursor & POSITION_MASK).unwrap_or(usize::MAX)
@@ -229,20 +231,20 @@ impl<V> Table<V> {
 
     /// Heap bytes, estimated: slots, index and key bytes (the caller adds its values' bytes).
     pub(crate) fn overhead(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Option<(Bytes, V)>>()
+        self.slots.capacity() * std::mem::size_of::<Slot<V>>()
             + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
             + self.holes.capacity() * std::mem::size_of::<usize>()
     }
 }
 
-fn key_at<V>(slots: &[Option<(Bytes, V)>], idx: usize) -> Option<&[u8]> {
+fn key_at<V>(slots: &[Slot<V>], idx: usize) -> Option<&[u8]> {
     slots
         .get(idx)
         .and_then(Option::as_ref)
         .map(|(key, _)| key.as_ref())
 }
 
-fn rehash<V>(hasher: &MemberHasher, slots: &[Option<(Bytes, V)>], idx: usize) -> u64 {
+fn rehash<V>(hasher: &MemberHasher, slots: &[Slot<V>], idx: usize) -> u64 {
     use std::hash::BuildHasher;
     hasher.hash_one(key_at(slots, idx).unwrap_or_default())
 }
@@ -250,17 +252,17 @@ fn rehash<V>(hasher: &MemberHasher, slots: &[Option<(Bytes, V)>], idx: usize) ->
 /// Live entries of a [`Table`] in slot order.
 #[derive(Debug, Clone)]
 pub(crate) struct Iter<'a, V> {
-    slots: std::slice::Iter<'a, Option<(Bytes, V)>>,
+    slots: std::slice::Iter<'a, Slot<V>>,
     remaining: usize,
 }
 
 impl<'a, V> Iterator for Iter<'a, V> {
-    type Item = (&'a Bytes, &'a V);
+    type Item = (&'a [u8], &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
         let (key, value) = self.slots.by_ref().find_map(Option::as_ref)?;
         self.remaining = self.remaining.saturating_sub(1);
-        Some((key, value))
+        Some((&**key, value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -278,8 +280,8 @@ mod tests {
 
     use super::*;
 
-    fn key(n: u16) -> Bytes {
-        Bytes::from(format!("k{n}"))
+    fn key(n: u16) -> Box<[u8]> {
+        format!("k{n}").into_bytes().into_boxed_slice()
     }
 
     #[derive(Debug, Clone)]
@@ -312,7 +314,7 @@ mod tests {
                 prop_assert_eq!(table.len(), model.len());
                 prop_assert!(table.slots.len() < MIN_COMPACT_SLOTS || table.holes.len() * 2 <= table.slots.len());
             }
-            let listed: BTreeMap<Bytes, u32> = table.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let listed: BTreeMap<Box<[u8]>, u32> = table.iter().map(|(k, v)| (Box::from(k), *v)).collect();
             prop_assert_eq!(table.iter().len(), model.len());
             prop_assert_eq!(&listed, &model);
             for (k, v) in &model {
@@ -336,7 +338,7 @@ mod tests {
             let mut ops = ops.into_iter();
             let mut steps = 0;
             loop {
-                cursor = table.scan(cursor, count, |k, _| { seen.insert(k.clone()); });
+                cursor = table.scan(cursor, count, |k, _| { seen.insert(Box::<[u8]>::from(k)); });
                 steps += 1;
                 if cursor == 0 || steps > 100_000 {
                     break;
@@ -368,7 +370,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         for _ in 0..5000 {
             let idx = table.random_slot(&mut rng).unwrap();
-            seen.insert(table.at(idx).unwrap().0.clone());
+            seen.insert(Box::<[u8]>::from(table.at(idx).unwrap().0));
         }
         assert_eq!(seen.len(), 51);
         assert!(

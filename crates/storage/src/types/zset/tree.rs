@@ -284,23 +284,6 @@ impl Tree {
         count
     }
 
-    /// The member at `rank` (0 is the lowest).
-    pub(super) fn select(&self, mut rank: usize) -> Option<(&Bytes, f64)> {
-        let mut idx = self.root;
-        while let Some(node) = self.node(idx) {
-            let left_size = self.size(node.left);
-            match rank.cmp(&left_size) {
-                Ordering::Less => idx = node.left,
-                Ordering::Equal => return Some((&node.member, node.score)),
-                Ordering::Greater => {
-                    rank -= left_size + 1;
-                    idx = node.right;
-                }
-            }
-        }
-        None
-    }
-
     /// Members from `rank` on, ascending (or descending from `rank` down when `reverse`), at
     /// most `limit` of them.
     pub(super) fn iter_from(
@@ -323,7 +306,7 @@ impl Tree {
         &self,
         cursor: usize,
         count: usize,
-        mut visit: impl FnMut(&Bytes, f64),
+        mut visit: impl FnMut(&[u8], f64),
     ) -> usize {
         let mut seen = 0;
         let mut slot = cursor;
