@@ -22,6 +22,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod compact;
 mod db;
 mod entry;
 mod gate;
@@ -36,6 +37,7 @@ pub mod value;
 pub mod version;
 mod watch;
 
+pub use compact::CompactBytes;
 pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};

@@ -1,6 +1,6 @@
 //! Lists.
 //!
-//! A [`List`] is Redis's quicklist: a deque of packed chunks (see [`super::packed`]), each at
+//! A [`List`] is Redis's quicklist: a deque of packed chunks (see `types::packed`), each at
 //! most [`CHUNK_MAX_BYTES`] of encoded elements (an element bigger than that gets a chunk of its
 //! own), as Redis 7.0's default `list-max-listpack-size -2`. Pushes and pops at either end are
 //! O(1) plus the shift within the end chunk, as in Redis; access by index walks chunks from the
