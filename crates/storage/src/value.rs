@@ -148,6 +148,19 @@ mod tests {
         }
     }
 
+    /// Every key pays for an `Entry`, and every collection for its struct behind the `Arc`:
+    /// keep them small (see docs/benchmarks.md, memory per type).
+    #[test]
+    fn values_stay_small() {
+        use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
+        assert_eq!(size_of::<Value>(), 24);
+        assert_eq!(size_of::<crate::Entry>(), 40);
+        assert!(size_of::<Set>() <= 24);
+        assert!(size_of::<Hash>() <= 32);
+        assert!(size_of::<ZSet>() <= 32);
+        assert!(size_of::<List>() <= 48);
+    }
+
     #[test]
     fn string_encodings_follow_redis_thresholds() {
         assert_eq!(Value::string(b"12345").encoding(), "int");

@@ -27,8 +27,6 @@ pub const LISTPACK_MAX_VALUE: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Hash {
     repr: Repr,
-    /// Bytes of every field and value of a `hashtable`, kept up to date so `heap_size` is O(1).
-    payload_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +41,6 @@ impl Default for Hash {
     fn default() -> Hash {
         Hash {
             repr: Repr::Listpack(Packed::default()),
-            payload_bytes: 0,
         }
     }
 }
@@ -135,15 +132,10 @@ impl Hash {
                 }
                 true
             }
-            Repr::Table(table) => match table.get_mut(field) {
-                Some(old) => {
-                    self.payload_bytes = self.payload_bytes - old.len() + value.len();
-                    *old = Box::from(value);
-                    false
-                }
-                None => {
-                    table.insert(Box::from(field), Box::from(value));
-                    self.payload_bytes += field.len() + value.len();
+            Repr::Table(table) => match table.replace(field, Box::from(value)) {
+                Ok(_) => false,
+                Err(value) => {
+                    table.insert(Box::from(field), value);
                     true
                 }
             },
@@ -160,27 +152,18 @@ impl Hash {
                 }
                 None => false,
             },
-            Repr::Table(table) => match table.remove(field) {
-                Some((field, value)) => {
-                    self.payload_bytes -= field.len() + value.len();
-                    true
-                }
-                None => false,
-            },
+            Repr::Table(table) => table.remove(field).is_some(),
         }
     }
 
     fn convert(&mut self) {
         if let Repr::Listpack(pairs) = &self.repr {
             let mut table = Table::with_capacity(pairs.len() / 2 + 1);
-            let mut payload_bytes = 0;
             let mut items = pairs.iter().map(Element::from);
             while let (Some(field), Some(value)) = (items.next(), items.next()) {
-                payload_bytes += field.len() + value.len();
                 table.insert(Box::from(field.as_bytes()), Box::from(value.as_bytes()));
             }
             self.repr = Repr::Table(Box::new(table));
-            self.payload_bytes = payload_bytes;
         }
     }
 
@@ -235,7 +218,7 @@ impl Hash {
     pub fn heap_size(&self) -> usize {
         match &self.repr {
             Repr::Listpack(pairs) => pairs.heap_size(),
-            Repr::Table(table) => self.payload_bytes + table.overhead(),
+            Repr::Table(table) => table.heap_size(),
         }
     }
 }
@@ -385,9 +368,6 @@ mod tests {
             prop_assert_eq!(hash.len(), model.len());
             let listed: BTreeMap<Bytes, Bytes> = hash.iter().map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
             prop_assert_eq!(listed, model.clone());
-            if hash.encoding() == "hashtable" {
-                prop_assert_eq!(hash.payload_bytes, model.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>());
-            }
             for (field, value) in &model {
                 prop_assert_eq!(hash.get(field).map(|v| v.to_bytes()), Some(value.clone()));
             }

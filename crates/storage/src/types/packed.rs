@@ -516,14 +516,14 @@ impl ExactSizeIterator for Iter<'_> {}
 /// A sorted array of distinct integers, each as wide as the widest needs: Redis's intset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum IntSet {
-    I16(Vec<i16>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
+    I16(Box<[i16]>),
+    I32(Box<[i32]>),
+    I64(Box<[i64]>),
 }
 
 impl Default for IntSet {
     fn default() -> IntSet {
-        IntSet::I16(Vec::new())
+        IntSet::I16(Box::default())
     }
 }
 
@@ -540,10 +540,21 @@ fn search<T: Ord + Copy>(
     }
 }
 
-/// Inserts at `pos`, growing the array by exactly one slot (an intset never overshoots).
-fn insert_exact<T>(items: &mut Vec<T>, pos: usize, item: T) {
-    items.reserve_exact(1);
-    items.insert(pos, item);
+/// Inserts at `pos`, reallocating to exactly one more slot, as Redis's intset does.
+fn insert_exact<T: Copy>(items: &mut Box<[T]>, pos: usize, item: T) {
+    let mut grown = Vec::with_capacity(items.len() + 1);
+    grown.extend_from_slice(items.get(..pos).unwrap_or_default());
+    grown.push(item);
+    grown.extend_from_slice(items.get(pos..).unwrap_or_default());
+    *items = grown.into_boxed_slice();
+}
+
+/// Removes the item at `pos`, reallocating to exactly one slot less.
+fn remove_exact<T: Copy>(items: &mut Box<[T]>, pos: usize) {
+    let mut shrunk = Vec::with_capacity(items.len().saturating_sub(1));
+    shrunk.extend_from_slice(items.get(..pos).unwrap_or_default());
+    shrunk.extend_from_slice(items.get(pos + 1..).unwrap_or_default());
+    *items = shrunk.into_boxed_slice();
 }
 
 impl IntSet {
@@ -623,18 +634,9 @@ impl IntSet {
             return false;
         };
         match self {
-            IntSet::I16(items) => {
-                items.remove(pos);
-                items.shrink_to_fit();
-            }
-            IntSet::I32(items) => {
-                items.remove(pos);
-                items.shrink_to_fit();
-            }
-            IntSet::I64(items) => {
-                items.remove(pos);
-                items.shrink_to_fit();
-            }
+            IntSet::I16(items) => remove_exact(items, pos),
+            IntSet::I32(items) => remove_exact(items, pos),
+            IntSet::I64(items) => remove_exact(items, pos),
         }
         true
     }
@@ -646,9 +648,9 @@ impl IntSet {
 
     pub(crate) fn heap_size(&self) -> usize {
         match self {
-            IntSet::I16(items) => items.capacity() * 2,
-            IntSet::I32(items) => items.capacity() * 4,
-            IntSet::I64(items) => items.capacity() * 8,
+            IntSet::I16(items) => items.len() * 2,
+            IntSet::I32(items) => items.len() * 4,
+            IntSet::I64(items) => items.len() * 8,
         }
     }
 

@@ -48,15 +48,34 @@ pub(crate) struct Table<V> {
     hasher: MemberHasher,
     /// Bumped by every compaction: cursors from an older generation restart.
     generation: u64,
+    /// Bytes of every live key and value, kept up to date so `heap_size` is O(1).
+    payload_bytes: usize,
 }
 
-impl<V: std::fmt::Debug> std::fmt::Debug for Table<V> {
+/// A table value's payload bytes, for [`Table::heap_size`].
+pub(crate) trait Payload {
+    fn payload_len(&self) -> usize;
+}
+
+impl Payload for () {
+    fn payload_len(&self) -> usize {
+        0
+    }
+}
+
+impl Payload for Box<[u8]> {
+    fn payload_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<V: std::fmt::Debug + Payload> std::fmt::Debug for Table<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<V> Table<V> {
+impl<V: Payload> Table<V> {
     /// An empty table with room for `capacity` entries.
     pub(crate) fn with_capacity(capacity: usize) -> Table<V> {
         Table {
@@ -65,6 +84,7 @@ impl<V> Table<V> {
             holes: Vec::new(),
             hasher: MemberHasher::default(),
             generation: 0,
+            payload_bytes: 0,
         }
     }
 
@@ -94,20 +114,26 @@ impl<V> Table<V> {
             .map(|(_, value)| value)
     }
 
-    /// The value of `key`, for changing.
-    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        let idx = self.slot_of(key)?;
-        self.slots
-            .get_mut(idx)
-            .and_then(Option::as_mut)
-            .map(|(_, value)| value)
+    /// Replaces the value of `key` if it is present: `Ok` with the old value, or `Err` giving
+    /// `value` back if the key is absent.
+    pub(crate) fn replace(&mut self, key: &[u8], value: V) -> Result<V, V> {
+        let Some(idx) = self.slot_of(key) else {
+            return Err(value);
+        };
+        let Some((_, slot)) = self.slots.get_mut(idx).and_then(Option::as_mut) else {
+            return Err(value);
+        };
+        self.payload_bytes = self.payload_bytes + value.payload_len() - slot.payload_len();
+        Ok(std::mem::replace(slot, value))
     }
 
     /// Sets `key` to `value`. Returns the previous value, None if the key is new.
     pub(crate) fn insert(&mut self, key: Box<[u8]>, value: V) -> Option<V> {
-        if let Some(old) = self.get_mut(&key) {
-            return Some(std::mem::replace(old, value));
-        }
+        let value = match self.replace(&key, value) {
+            Ok(old) => return Some(old),
+            Err(value) => value,
+        };
+        self.payload_bytes += key.len() + value.payload_len();
         let hash = self.hash(&key);
         let idx = match self.holes.pop() {
             Some(idx) => {
@@ -141,6 +167,9 @@ impl<V> Table<V> {
             .ok()?;
         let (idx, _) = found.remove();
         let removed = self.slots.get_mut(idx).and_then(Option::take);
+        if let Some((key, value)) = &removed {
+            self.payload_bytes -= key.len() + value.payload_len();
+        }
         self.holes.push(idx);
         if self.slots.len() >= MIN_COMPACT_SLOTS && self.holes.len() * 2 > self.slots.len() {
             self.compact();
@@ -229,9 +258,10 @@ impl<V> Table<V> {
         (generation << POSITION_BITS) | (pos as u64 & POSITION_MASK)
     }
 
-    /// Heap bytes, estimated: slots, index and key bytes (the caller adds its values' bytes).
-    pub(crate) fn overhead(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<V>>()
+    /// Heap bytes, estimated: keys and values, slots and index.
+    pub(crate) fn heap_size(&self) -> usize {
+        self.payload_bytes
+            + self.slots.capacity() * std::mem::size_of::<Slot<V>>()
             + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
             + self.holes.capacity() * std::mem::size_of::<usize>()
     }
@@ -297,6 +327,12 @@ mod tests {
         ]
     }
 
+    impl Payload for u32 {
+        fn payload_len(&self) -> usize {
+            4
+        }
+    }
+
     proptest! {
         #[test]
         fn table_matches_btreemap(ops in proptest::collection::vec(op(), 0..600)) {
@@ -314,6 +350,7 @@ mod tests {
                 prop_assert_eq!(table.len(), model.len());
                 prop_assert!(table.slots.len() < MIN_COMPACT_SLOTS || table.holes.len() * 2 <= table.slots.len());
             }
+            prop_assert_eq!(table.payload_bytes, model.keys().map(|k| k.len() + 4).sum::<usize>());
             let listed: BTreeMap<Box<[u8]>, u32> = table.iter().map(|(k, v)| (Box::from(k), *v)).collect();
             prop_assert_eq!(table.iter().len(), model.len());
             prop_assert_eq!(&listed, &model);
