@@ -110,6 +110,7 @@ impl List {
                     .front()
                     .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
                 {
+                    self.reserve_chunk();
                     self.chunks.push_front(Packed::new());
                 }
                 self.change_chunk(0, |chunk| chunk.insert(0, item));
@@ -373,6 +374,14 @@ impl List {
         n_remove
     }
 
+    /// Makes room for one more chunk: exactly one for the first (most lists are one chunk, and
+    /// a deque would otherwise start with room for four), doubling after that.
+    fn reserve_chunk(&mut self) {
+        if self.chunks.capacity() == 0 {
+            self.chunks.reserve_exact(1);
+        }
+    }
+
     /// Appends an item as stored, in a new chunk if the last one is full.
     fn push_item(&mut self, item: Item<'_>) {
         let size = item.encoded_len();
@@ -381,6 +390,7 @@ impl List {
             .back()
             .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
         {
+            self.reserve_chunk();
             self.chunks.push_back(Packed::new());
         }
         let last = self.chunks.len() - 1;
