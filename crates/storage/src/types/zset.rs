@@ -1,10 +1,18 @@
-//! Sorted sets: a member → score hash map for O(1) ZSCORE, and an order-statistic treap over
-//! (score, member) (`zset/tree.rs`) for O(log n) ranks, range starts and updates, as Redis's
-//! dict + skiplist pair.
+//! Sorted sets. Two representations, as in Redis 7.0, and `OBJECT ENCODING` names the one in
+//! use:
+//!
+//! * `listpack`: one packed buffer of member, score pairs in (score, member) order, scanned
+//!   linearly, for sets of at most 128 members of at most 64 bytes;
+//! * `skiplist`: an order-statistic treap over (score, member) (`zset/tree.rs`) for O(log n)
+//!   ranks, range starts and updates, plus an index from member to treap slot for O(1) ZSCORE,
+//!   as Redis's dict + skiplist pair.
 
 mod tree;
 
+use std::hash::BuildHasher;
+
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use self::tree::Tree;
 use super::packed::{self, Element, Item, Packed, Probe};
@@ -31,12 +39,102 @@ enum Repr {
     Skiplist(Box<Skiplist>),
 }
 
-/// Redis's dict + skiplist pair: a member → score map for O(1) ZSCORE, and the order-statistic
-/// treap for ranks and ranges.
-#[derive(Debug, Clone)]
+/// Redis's dict + skiplist pair: the order-statistic treap for ranks and ranges, and an index
+/// from member to the treap slot that holds it (slots are stable) for O(1) ZSCORE. Each member
+/// is stored once, in its treap node.
+#[derive(Clone)]
 struct Skiplist {
-    scores: hashbrown::HashMap<Bytes, f64, super::MemberHasher>,
+    index: HashTable<usize>,
+    hasher: super::MemberHasher,
     tree: Tree,
+}
+
+impl std::fmt::Debug for Skiplist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Skiplist")
+            .field("tree", &self.tree)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Skiplist {
+    fn new(capacity: usize) -> Skiplist {
+        Skiplist {
+            index: HashTable::with_capacity(capacity),
+            hasher: super::MemberHasher::default(),
+            tree: Tree::default(),
+        }
+    }
+
+    fn hash(&self, member: &[u8]) -> u64 {
+        self.hasher.hash_one(member)
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The slot of `member`.
+    fn find(&self, member: &[u8]) -> Option<usize> {
+        let tree = &self.tree;
+        self.index
+            .find(self.hash(member), |&idx| {
+                tree.at(idx).is_some_and(|(m, _)| m == member)
+            })
+            .copied()
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        self.tree.at(self.find(member)?).map(|(_, score)| score)
+    }
+
+    /// Inserts a member known to be absent.
+    fn insert(&mut self, member: &[u8], score: f64) {
+        let hash = self.hash(member);
+        let idx = self.tree.insert(Box::from(member), score);
+        let Skiplist {
+            index,
+            hasher,
+            tree,
+        } = self;
+        index.insert_unique(hash, idx, |&idx| {
+            hasher.hash_one(tree.at(idx).map_or(&[][..], |(m, _)| m))
+        });
+    }
+
+    fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let hash = self.hash(member);
+        let tree = &self.tree;
+        let entry = self
+            .index
+            .find_entry(hash, |&idx| tree.at(idx).is_some_and(|(m, _)| m == member))
+            .ok()?;
+        let (idx, _) = entry.remove();
+        let score = self.tree.at(idx).map(|(_, score)| score)?;
+        self.tree.remove(score, member);
+        Some(score)
+    }
+
+    fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(Bytes, f64)> {
+        let removed = self.tree.remove_ranks(start, end);
+        for (slot, member, _) in &removed {
+            // The slot is free now, so the index entry is found by its slot, not its member.
+            if let Ok(entry) = self
+                .index
+                .find_entry(self.hasher.hash_one(&**member), |&idx| idx == *slot)
+            {
+                entry.remove();
+            }
+        }
+        removed
+            .into_iter()
+            .map(|(_, member, score)| (Bytes::from(member), score))
+            .collect()
+    }
+
+    fn heap_size(&self) -> usize {
+        self.tree.heap_size() + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
+    }
 }
 
 impl Default for ZSet {
@@ -137,7 +235,7 @@ enum RangeIter<'a, T> {
     Tree(T),
 }
 
-impl<'a, T: Iterator<Item = (&'a Bytes, f64)>> Iterator for RangeIter<'a, T> {
+impl<'a, T: Iterator<Item = (&'a [u8], f64)>> Iterator for RangeIter<'a, T> {
     type Item = (Element<'a>, f64);
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -169,7 +267,7 @@ impl ZSet {
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Listpack(pairs) => pairs.len() / 2,
-            Repr::Skiplist(skiplist) => skiplist.scores.len(),
+            Repr::Skiplist(skiplist) => skiplist.len(),
         }
     }
 
@@ -192,17 +290,11 @@ impl ZSet {
         let Repr::Listpack(pairs) = &self.repr else {
             return;
         };
-        let mut scores = hashbrown::HashMap::with_capacity_and_hasher(
-            pairs.len() / 2,
-            super::MemberHasher::default(),
-        );
-        let mut tree = Tree::default();
+        let mut skiplist = Skiplist::new(pairs.len() / 2);
         for (member, score) in Pairs(pairs.iter()) {
-            let member = member.to_bytes();
-            scores.insert(member.clone(), score);
-            tree.insert(member, score);
+            skiplist.insert(&member, score);
         }
-        self.repr = Repr::Skiplist(Box::new(Skiplist { scores, tree }));
+        self.repr = Repr::Skiplist(Box::new(skiplist));
     }
 
     /// Adds `member` or changes its score; returns true if and only if it was new.
@@ -238,12 +330,7 @@ impl ZSet {
                 let mut buf = [0u8; 8];
                 pairs.insert_many(at, &[Item::text(member), score_item(score, &mut buf)]);
             }
-            Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &mut **skiplist;
-                let member = Bytes::copy_from_slice(member);
-                scores.insert(member.clone(), score);
-                tree.insert(member, score);
-            }
+            Repr::Skiplist(skiplist) => skiplist.insert(member, score),
         }
     }
 
@@ -262,12 +349,9 @@ impl ZSet {
                 Some(found.score)
             }
             Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &mut **skiplist;
-                let slot = scores.get_mut(member)?;
-                let old_score = *slot;
-                *slot = score;
+                let old_score = skiplist.score(member)?;
                 if old_score.to_bits() != score.to_bits() {
-                    tree.rescore(member, old_score, score);
+                    skiplist.tree.rescore(member, old_score, score);
                 }
                 Some(old_score)
             }
@@ -288,7 +372,7 @@ impl ZSet {
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         match &self.repr {
             Repr::Listpack(pairs) => find(pairs, member).map(|found| found.score),
-            Repr::Skiplist(skiplist) => skiplist.scores.get(member).copied(),
+            Repr::Skiplist(skiplist) => skiplist.score(member),
         }
     }
 
@@ -300,12 +384,7 @@ impl ZSet {
                 pairs.remove(found.at, 2);
                 Some(found.score)
             }
-            Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &mut **skiplist;
-                let score = scores.remove(member)?;
-                tree.remove(score, member);
-                Some(score)
-            }
+            Repr::Skiplist(skiplist) => skiplist.remove(member),
         }
     }
 
@@ -324,9 +403,12 @@ impl ZSet {
         match &self.repr {
             Repr::Listpack(pairs) => find(pairs, member).map(|found| found.rank),
             Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &**skiplist;
-                let score = *scores.get(member)?;
-                Some(tree.count_prefix(|s, m| tree::cmp_keys(s, m, score, member).is_lt()))
+                let score = skiplist.score(member)?;
+                Some(
+                    skiplist
+                        .tree
+                        .count_prefix(|s, m| tree::cmp_keys(s, m, score, member).is_lt()),
+                )
             }
         }
     }
@@ -397,14 +479,7 @@ impl ZSet {
                 }
                 removed
             }
-            Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &mut **skiplist;
-                let removed = tree.remove_ranks(start, end);
-                for (member, _) in &removed {
-                    scores.remove(member);
-                }
-                removed
-            }
+            Repr::Skiplist(skiplist) => skiplist.remove_ranks(start, end),
         }
     }
 
@@ -449,11 +524,7 @@ impl ZSet {
     pub fn heap_size(&self) -> usize {
         match &self.repr {
             Repr::Listpack(pairs) => pairs.heap_size(),
-            Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &**skiplist;
-                let members: usize = scores.keys().map(Bytes::len).sum();
-                members + scores.capacity() * std::mem::size_of::<(Bytes, f64)>() + tree.heap_size()
-            }
+            Repr::Skiplist(skiplist) => skiplist.heap_size(),
         }
     }
 
@@ -470,12 +541,11 @@ impl ZSet {
                 );
             }
             Repr::Skiplist(skiplist) => {
-                let Skiplist { scores, tree } = &**skiplist;
-                tree.check_invariants();
-                assert_eq!(tree.len(), scores.len());
+                skiplist.tree.check_invariants();
+                assert_eq!(skiplist.tree.len(), skiplist.len());
                 for (member, score) in self.iter() {
                     assert_eq!(
-                        scores.get(&*member).map(|s| s.to_bits()),
+                        skiplist.score(&member).map(f64::to_bits),
                         Some(score.to_bits())
                     );
                 }

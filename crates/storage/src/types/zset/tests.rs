@@ -137,6 +137,9 @@ proptest! {
             prop_assert_eq!(backward, expected);
         }
         prop_assert_eq!(zset.get_by_rank(sorted.len()), None);
+        for m in 0..400 {
+            prop_assert_eq!(zset.score(&member(m)), model.scores.get(&member(m)).copied(), "removed members are gone from the index");
+        }
         prop_assert_eq!(zset.rank(b"absent"), None);
         for half in -9..9 {
             let score = f64::from(half) / 2.0;
