@@ -14,7 +14,7 @@ pub(crate) mod table;
 
 use rand::Rng;
 
-use self::table::Table;
+use self::table::{Table, TableEntry};
 use super::packed::{self, Element, Item, Packed, Probe};
 
 /// Redis 7.0's `hash-max-listpack-entries` default (512 in both the binary and the shipped
@@ -34,7 +34,7 @@ enum Repr {
     /// Field, value, field, value, ... in insertion order.
     Listpack(Packed),
     /// Boxed, so that a small hash stays small.
-    Table(Box<Table<Box<[u8]>>>),
+    Table(Box<Table<Pair>>),
 }
 
 impl Default for Hash {
@@ -52,6 +52,59 @@ impl PartialEq for Hash {
 }
 
 impl Eq for Hash {}
+
+/// A big hash's field and value in one allocation: the field's length as a varint, the field,
+/// the value.
+#[derive(Debug, Clone)]
+struct Pair(Box<[u8]>);
+
+impl Pair {
+    fn new(field: &[u8], value: &[u8]) -> Pair {
+        let mut buf =
+            Vec::with_capacity(packed::varint_len(field.len() as u64) + field.len() + value.len());
+        packed::push_varint(&mut buf, field.len() as u64);
+        buf.extend_from_slice(field);
+        buf.extend_from_slice(value);
+        Pair(buf.into_boxed_slice())
+    }
+
+    /// The field and the value.
+    fn split(&self) -> (&[u8], &[u8]) {
+        let (field_len, header_len) = packed::read_varint(&self.0, 0).unwrap_or_default();
+        let field_end = usize::try_from(field_len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(header_len)
+            .min(self.0.len());
+        let header_len = header_len.min(field_end);
+        (
+            self.0.get(header_len..field_end).unwrap_or_default(),
+            self.0.get(field_end..).unwrap_or_default(),
+        )
+    }
+
+    fn field(&self) -> &[u8] {
+        self.split().0
+    }
+
+    fn value(&self) -> &[u8] {
+        self.split().1
+    }
+
+    fn elements(&self) -> (Element<'_>, Element<'_>) {
+        let (field, value) = self.split();
+        (Element::from_bytes(field), Element::from_bytes(value))
+    }
+}
+
+impl TableEntry for Pair {
+    fn key(&self) -> &[u8] {
+        self.field()
+    }
+
+    fn payload_len(&self) -> usize {
+        self.0.len()
+    }
+}
 
 /// The offsets of `field`'s entry and of its value's entry in a listpack.
 fn find(pairs: &Packed, field: &[u8]) -> Option<(usize, usize)> {
@@ -100,7 +153,9 @@ impl Hash {
                 let (_, value_at) = find(pairs, field)?;
                 pairs.item(value_at).map(|(value, _)| value.into())
             }
-            Repr::Table(table) => table.get(field).map(|value| Element::from_bytes(value)),
+            Repr::Table(table) => table
+                .get(field)
+                .map(|pair| Element::from_bytes(pair.value())),
         }
     }
 
@@ -132,13 +187,7 @@ impl Hash {
                 }
                 true
             }
-            Repr::Table(table) => match table.replace(field, Box::from(value)) {
-                Ok(_) => false,
-                Err(value) => {
-                    table.insert(Box::from(field), value);
-                    true
-                }
-            },
+            Repr::Table(table) => table.insert(Pair::new(field, value)).is_none(),
         }
     }
 
@@ -161,7 +210,7 @@ impl Hash {
             let mut table = Table::with_capacity(pairs.len() / 2 + 1);
             let mut items = pairs.iter().map(Element::from);
             while let (Some(field), Some(value)) = (items.next(), items.next()) {
-                table.insert(Box::from(field.as_bytes()), Box::from(value.as_bytes()));
+                table.insert(Pair::new(&field, &value));
             }
             self.repr = Repr::Table(Box::new(table));
         }
@@ -185,9 +234,7 @@ impl Hash {
                 let mut items = pairs.iter_range(position.checked_mul(2)?, 2);
                 Some((items.next()?.into(), items.next()?.into()))
             }
-            Repr::Table(table) => table
-                .at(position)
-                .map(|(field, value)| (Element::from_bytes(field), Element::from_bytes(value))),
+            Repr::Table(table) => table.at(position).map(Pair::elements),
         }
     }
 
@@ -202,7 +249,9 @@ impl Hash {
                 }
                 0
             }
-            Repr::Table(table) => table.scan(cursor, count, |field, value| emit(field, value)),
+            Repr::Table(table) => {
+                table.scan(cursor, count, |pair| emit(pair.field(), pair.value()))
+            }
         }
     }
 
@@ -230,7 +279,7 @@ pub struct Iter<'a>(IterRepr<'a>);
 #[derive(Debug, Clone)]
 enum IterRepr<'a> {
     Listpack(packed::Iter<'a>),
-    Table(table::Iter<'a, Box<[u8]>>),
+    Table(table::Iter<'a, Pair>),
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -243,9 +292,7 @@ impl<'a> Iterator for Iter<'a> {
                 let value = items.next()?;
                 Some((field.into(), value.into()))
             }
-            IterRepr::Table(entries) => entries
-                .next()
-                .map(|(field, value)| (Element::from_bytes(field), Element::from_bytes(value))),
+            IterRepr::Table(entries) => entries.next().map(Pair::elements),
         }
     }
 

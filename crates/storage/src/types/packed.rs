@@ -194,7 +194,7 @@ fn sign_extend(n: i64, width: usize) -> i64 {
     n.wrapping_shl(shift).wrapping_shr(shift)
 }
 
-fn varint_len(mut value: u64) -> usize {
+pub(crate) fn varint_len(mut value: u64) -> usize {
     let mut len = 1;
     while value >= 0x80 {
         value >>= 7;
@@ -203,7 +203,7 @@ fn varint_len(mut value: u64) -> usize {
     len
 }
 
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8 & 0x7f) | 0x80);
         value >>= 7;
@@ -212,7 +212,7 @@ fn push_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// The varint at `at`: (value, bytes it takes).
-fn read_varint(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+pub(crate) fn read_varint(buf: &[u8], at: usize) -> Option<(u64, usize)> {
     let mut value = 0u64;
     for (i, byte) in buf.get(at..)?.iter().take(10).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i as u32);

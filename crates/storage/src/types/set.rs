@@ -30,7 +30,7 @@ pub struct Set {
 enum Repr {
     Intset(IntSet),
     /// Boxed, so that a small set stays small.
-    Table(Box<Table<()>>),
+    Table(Box<Table<Box<[u8]>>>),
 }
 
 impl Default for Set {
@@ -106,7 +106,7 @@ impl Set {
                 if table.get(member).is_some() {
                     return false;
                 }
-                table.insert(Box::from(member), ());
+                table.insert(Box::from(member));
                 true
             }
             Repr::Intset(_) => false,
@@ -125,7 +125,7 @@ impl Set {
         if let Repr::Intset(members) = &self.repr {
             let mut table = Table::with_capacity(members.len() + 1);
             for n in members.iter() {
-                table.insert(Box::from(Element::from_int(n).as_bytes()), ());
+                table.insert(Box::from(Element::from_int(n).as_bytes()));
             }
             self.repr = Repr::Table(Box::new(table));
         }
@@ -145,9 +145,7 @@ impl Set {
     pub fn at(&self, position: usize) -> Option<Element<'_>> {
         match &self.repr {
             Repr::Intset(members) => members.get(position).map(Element::from_int),
-            Repr::Table(table) => table
-                .at(position)
-                .map(|(member, ())| Element::from_bytes(member)),
+            Repr::Table(table) => table.at(position).map(|member| Element::from_bytes(member)),
         }
     }
 
@@ -170,7 +168,7 @@ impl Set {
                 }
                 0
             }
-            Repr::Table(table) => table.scan(cursor, count, |member, ()| emit(member)),
+            Repr::Table(table) => table.scan(cursor, count, |member| emit(member)),
         }
     }
 
@@ -207,7 +205,7 @@ pub struct Iter<'a>(IterRepr<'a>);
 #[derive(Debug, Clone)]
 enum IterRepr<'a> {
     Intset(&'a IntSet, std::ops::Range<usize>),
-    Table(table::Iter<'a, ()>),
+    Table(table::Iter<'a, Box<[u8]>>),
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -219,9 +217,7 @@ impl<'a> Iterator for Iter<'a> {
                 .next()
                 .and_then(|pos| members.get(pos))
                 .map(Element::from_int),
-            IterRepr::Table(entries) => entries
-                .next()
-                .map(|(member, ())| Element::from_bytes(member)),
+            IterRepr::Table(entries) => entries.next().map(|member| Element::from_bytes(member)),
         }
     }
 
