@@ -436,7 +436,13 @@ fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let mut rng = rand::rng();
-        let pairs: Vec<(Element<'_>, Element<'_>)> = if !distinct {
+        let pairs: Vec<(Element<'_>, Element<'_>)> = if !distinct && hash.encoding() == "listpack" {
+            // A listpack finds a position by walking it: list its (at most 512) fields once.
+            let all: Vec<_> = hash.iter().collect();
+            (0..count)
+                .filter_map(|_| all.get(rng.random_range(0..all.len().max(1))).copied())
+                .collect()
+        } else if !distinct {
             (0..count)
                 .filter_map(|_| hash.at(hash.random_position(&mut rng)?))
                 .collect()

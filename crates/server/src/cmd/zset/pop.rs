@@ -259,6 +259,13 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             // Repeats allowed: streamed, never collected, however large the count.
             let wanted = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
             let mut rng = rand::rng();
+            if zset.is_listpack() {
+                // A listpack finds a rank by walking it: list its (at most 128) members once.
+                let all: Vec<_> = zset.iter().collect();
+                let picks = (0..wanted)
+                    .filter_map(|_| all.get(rng.random_range(0..all.len().max(1))).copied());
+                return reply_members(out, wanted, picks, withscores);
+            }
             let picks =
                 (0..wanted).filter_map(|_| zset.get_by_rank(rng.random_range(0..zset.len())));
             return reply_members(out, wanted, picks, withscores);
