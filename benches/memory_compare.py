@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Memory for the same data in Debian's redis-server and forkless, per value type.
 
-    python3 benches/memory_compare.py [--scale 1.0]
+    python3 benches/memory_compare.py [--scale 1.0] [--big]
 
 For each type, starts both servers on free loopback ports (persistence off), loads the same
 data with `redis-cli --pipe`, and compares the processes' anonymous resident memory (RssAnon,
 what the data costs the machine) after loading, minus RssAnon when empty. Prints a table of
 MiB and the forkless/redis ratio. Needs redis-server, redis-cli and a release build
-(cargo build --release -p forkless-server).
+(cargo build --release -p forkless-server). `--big` measures collections past the small
+encodings' limits instead (hashtable hashes and sets, skiplist zsets, many-chunk lists).
 """
 import argparse, os, shutil, socket, subprocess, tempfile, time
 
@@ -65,6 +66,28 @@ def datasets(scale):
             yield resp("RPUSH", f"list:{i}", *[f"item:{m}" for m in range(50)])
     return {"string": strings, "hash": hashes, "set": sets, "zset": zsets, "list": lists}
 
+def big_datasets(scale):
+    n = lambda x: max(1, int(x * scale))
+    def hashes():
+        for i in range(n(2_000)):
+            args = ["HSET", f"hash:{i}"]
+            for f in range(600):
+                args += [f"field:{f}", f"v{i}:{f}"]
+            yield resp(*args)
+    def sets():
+        for i in range(n(2_000)):
+            yield resp("SADD", f"set:{i}", *[f"m{m}" for m in range(600)])
+    def zsets():
+        for i in range(n(2_000)):
+            args = ["ZADD", f"zset:{i}"]
+            for m in range(500):
+                args += [str(m * 1.5), f"member:{m}"]
+            yield resp(*args)
+    def lists():
+        for i in range(n(20)):
+            yield resp("RPUSH", f"list:{i}", *[f"item:{m}" for m in range(50_000)])
+    return {"hash (2k x 600)": hashes, "set (2k x 600 strings)": sets, "zset (2k x 500)": zsets, "list (20 x 50k)": lists}
+
 def measure(kind, binary, gen):
     workdir = tempfile.mkdtemp(prefix=f"memcmp-{kind}-")
     proc, port = start(kind, binary, workdir)
@@ -82,10 +105,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--binary", default="target/release/forkless-server")
+    parser.add_argument("--big", action="store_true", help="big collections instead of small ones")
     args = parser.parse_args()
     print("| type | keys | redis MiB | forkless MiB | forkless / redis |")
     print("| --- | --- | --- | --- | --- |")
-    for name, gen in datasets(args.scale).items():
+    for name, gen in (big_datasets if args.big else datasets)(args.scale).items():
         redis, keys_r = measure("redis", args.binary, gen)
         forkless, keys_f = measure("forkless", args.binary, gen)
         assert keys_r == keys_f, (name, keys_r, keys_f)

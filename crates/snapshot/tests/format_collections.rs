@@ -61,28 +61,28 @@ fn to_value(coll: &Coll) -> Value {
         Coll::List(items) => {
             let mut list = List::new();
             for item in items {
-                list.push_back(item.clone().into());
+                list.push_back(item);
             }
             Value::List(Arc::new(list))
         }
         Coll::Set(members) => {
             let mut set = Set::new();
             for member in members {
-                assert!(set.insert(member.clone().into()));
+                assert!(set.insert(member));
             }
             Value::Set(Arc::new(set))
         }
         Coll::Hash(fields) => {
             let mut hash = Hash::new();
             for (field, value) in fields {
-                assert!(hash.insert(field.clone().into(), value.clone().into()));
+                assert!(hash.insert(field, value));
             }
             Value::Hash(Arc::new(hash))
         }
         Coll::ZSet(entries) => {
             let mut zset = ZSet::new();
             for (member, score) in entries {
-                assert!(zset.insert(member.clone().into(), *score));
+                assert!(zset.insert(member, *score));
             }
             Value::ZSet(Arc::new(zset))
         }

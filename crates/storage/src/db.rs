@@ -22,6 +22,7 @@ use bytes::Bytes;
 use hashbrown::hash_table;
 use rand::Rng;
 
+use crate::compact::CompactBytes;
 use crate::entry::Entry;
 use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
@@ -243,7 +244,7 @@ impl Db {
         for shard in &guards {
             for (key, entry) in &shard.table {
                 if !entry.is_expired(now_ms) && keep(key) {
-                    out.push(key.clone());
+                    out.push(Bytes::copy_from_slice(key));
                 }
             }
         }
@@ -273,7 +274,7 @@ impl Db {
         let mut empty_visits = 0usize;
         while shard_idx < N_SHARDS {
             let shard = sync::read(self.shard_lock(shard_idx));
-            let mut candidates: Vec<(u64, &Bytes, &Entry)> = shard
+            let mut candidates: Vec<(u64, &CompactBytes, &Entry)> = shard
                 .table
                 .iter()
                 .map(|(key, entry)| (scan_position(self.shared.hash(key)), key, entry))
@@ -310,7 +311,7 @@ impl Db {
                 .iter()
                 .take(end)
                 .filter(|(_, key, entry)| !entry.is_expired(now_ms) && keep(key, entry))
-                .map(|(_, key, _)| (*key).clone())
+                .map(|(_, key, _)| Bytes::copy_from_slice(key))
                 .collect();
             return (next_cursor, keys);
         }
@@ -331,7 +332,7 @@ impl Db {
             if let Some((key, entry)) = shard.table.iter().nth(pick)
                 && !entry.is_expired(now_ms)
             {
-                return Some(key.clone());
+                return Some(key.to_bytes());
             }
         }
         self.shards.iter().find_map(|lock| {
@@ -340,7 +341,7 @@ impl Db {
                 .table
                 .iter()
                 .find(|(_, entry)| !entry.is_expired(now_ms))
-                .map(|(key, _)| key.clone())
+                .map(|(key, _)| key.to_bytes())
         })
     }
 
@@ -537,7 +538,7 @@ impl WriteGuard<'_> {
                 }
             }
             hash_table::Entry::Vacant(vacant) => {
-                let stored_key = Bytes::copy_from_slice(key);
+                let stored_key = CompactBytes::from_slice(key);
                 if let Some(at) = expire_at_ms {
                     expires.insert(at, stored_key.clone());
                 }
@@ -582,7 +583,7 @@ impl WriteGuard<'_> {
 #[derive(Debug, Default)]
 pub struct Flushed {
     n_keys: usize,
-    tables: Vec<hashbrown::HashTable<(Bytes, Entry)>>,
+    tables: Vec<hashbrown::HashTable<(CompactBytes, Entry)>>,
 }
 
 impl Flushed {
@@ -601,7 +602,7 @@ impl Flushed {
 /// current epoch and counts one change; reading alone changes nothing.
 #[derive(Debug)]
 pub struct EntryMut<'g> {
-    key: &'g Bytes,
+    key: &'g CompactBytes,
     entry: &'g mut Entry,
     expires: &'g mut ExpireIndex,
     dirty: &'g mut u64,

@@ -1,5 +1,7 @@
 //! One key's record: its value, its expiry and the epoch of its last write.
 
+use std::num::NonZeroU64;
+
 use crate::value::Value;
 use crate::version::Epoch;
 
@@ -8,15 +10,21 @@ use crate::version::Epoch;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     value: Value,
-    expire_at_ms: Option<u64>,
+    /// Absolute expiry, ms since the Unix epoch. A deadline of 0 is kept as 1: both are long
+    /// past, and the niche keeps the field one word.
+    expire_at_ms: Option<NonZeroU64>,
     version: Epoch,
+}
+
+fn pack_expiry(expire_at_ms: Option<u64>) -> Option<NonZeroU64> {
+    expire_at_ms.map(|at| NonZeroU64::new(at).unwrap_or(NonZeroU64::MIN))
 }
 
 impl Entry {
     pub(crate) fn new(value: Value, expire_at_ms: Option<u64>, version: Epoch) -> Entry {
         Entry {
             value,
-            expire_at_ms,
+            expire_at_ms: pack_expiry(expire_at_ms),
             version,
         }
     }
@@ -28,7 +36,7 @@ impl Entry {
 
     /// Absolute expiry time in milliseconds since the Unix epoch, if the key has a TTL.
     pub fn expire_at_ms(&self) -> Option<u64> {
-        self.expire_at_ms
+        self.expire_at_ms.map(NonZeroU64::get)
     }
 
     /// The epoch that was current when this entry was last written.
@@ -39,12 +47,13 @@ impl Entry {
     /// Returns true if and only if the entry has a TTL that has passed at `now_ms`. A key whose
     /// deadline equals `now_ms` is expired, as in Redis (`when <= now`).
     pub fn is_expired(&self, now_ms: u64) -> bool {
-        self.expire_at_ms.is_some_and(|at| at <= now_ms)
+        self.expire_at_ms().is_some_and(|at| at <= now_ms)
     }
 
     /// Splits the entry into its value and expiry.
     pub fn into_parts(self) -> (Value, Option<u64>) {
-        (self.value, self.expire_at_ms)
+        let expire_at_ms = self.expire_at_ms();
+        (self.value, expire_at_ms)
     }
 
     pub(crate) fn value_mut(&mut self) -> &mut Value {
@@ -52,7 +61,7 @@ impl Entry {
     }
 
     pub(crate) fn set_expire_at_ms(&mut self, expire_at_ms: Option<u64>) {
-        self.expire_at_ms = expire_at_ms;
+        self.expire_at_ms = pack_expiry(expire_at_ms);
     }
 
     pub(crate) fn stamp(&mut self, epoch: Epoch) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use crate::compact::CompactBytes;
 
 use crate::db::{Db, DbStats, Flushed, N_SHARDS, Shared};
 use crate::entry::Entry;
@@ -164,7 +164,7 @@ impl SnapshotCut {
 /// retained versions until it is dropped, and returns them to the counters then.
 #[derive(Debug)]
 pub struct ShardImage {
-    entries: Vec<(Bytes, Entry)>,
+    entries: Vec<(CompactBytes, Entry)>,
     retained_versions: u64,
     retained_bytes: u64,
     counters: Arc<RetainCounters>,
@@ -173,7 +173,7 @@ pub struct ShardImage {
 impl ShardImage {
     /// `(key, entry)` pairs in no particular order. Includes keys expired at the cut: filter
     /// them with `entry.is_expired(cut.now_ms())`.
-    pub fn entries(&self) -> &[(Bytes, Entry)] {
+    pub fn entries(&self) -> &[(CompactBytes, Entry)] {
         &self.entries
     }
 }

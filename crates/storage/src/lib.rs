@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod compact;
 mod db;
 mod entry;
 mod freeze;
@@ -38,6 +39,7 @@ pub mod value;
 pub mod version;
 mod watch;
 
+pub use compact::CompactBytes;
 pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
 pub use freeze::FrozenKeyspace;

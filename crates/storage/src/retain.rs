@@ -3,8 +3,9 @@
 //! From the cut until the traversal takes a shard's image, the shard carries a
 //! [`ShardSnapshot`]. The first change after the cut to an entry that existed before it (its
 //! version is older than the cut epoch) first moves a copy of the old entry into
-//! `ShardSnapshot::retained`. A copy of an entry is cheap: string values are `Bytes`, so the copy
-//! shares the bytes (a reference-count increment), whatever the value's size. Once the
+//! `ShardSnapshot::retained`. A copy of an entry is cheap: keys and string values are
+//! [`CompactBytes`], so the copy is 24 inline bytes or shares the bytes (a reference-count
+//! increment), whatever the value's size; collections are behind `Arc`. Once the
 //! traversal has taken the shard's image the shard has no `ShardSnapshot` any more, so later
 //! writes retain nothing, and the retained versions are freed when the serializer drops the
 //! image.
@@ -15,7 +16,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use crate::compact::CompactBytes;
 
 use crate::entry::Entry;
 use crate::sync::{AtomicU64, Ordering};
@@ -62,8 +63,9 @@ impl RetainCounters {
 }
 
 /// The memory an entry keeps alive, as counted for retained versions.
-pub(crate) fn entry_bytes(key: &Bytes, entry: &Entry) -> u64 {
-    let total = key.len() + entry.value().heap_size() + std::mem::size_of::<(Bytes, Entry)>();
+pub(crate) fn entry_bytes(key: &CompactBytes, entry: &Entry) -> u64 {
+    let total =
+        key.heap_size() + entry.value().heap_size() + std::mem::size_of::<(CompactBytes, Entry)>();
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 
@@ -72,7 +74,7 @@ pub(crate) fn entry_bytes(key: &Bytes, entry: &Entry) -> u64 {
 pub(crate) struct ShardSnapshot {
     pub(crate) cut: Epoch,
     /// Pre-cut versions of entries changed or removed since the cut.
-    pub(crate) retained: Vec<(Bytes, Entry)>,
+    pub(crate) retained: Vec<(CompactBytes, Entry)>,
     pub(crate) retained_bytes: u64,
     pub(crate) counters: Arc<RetainCounters>,
 }
@@ -80,7 +82,7 @@ pub(crate) struct ShardSnapshot {
 /// The on-write hook: call before changing or removing `entry` (stored under `key`). Retains a
 /// copy of the entry if and only if a snapshot has cut this shard, has not taken its image yet,
 /// and the entry predates the cut.
-pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &Bytes, entry: &Entry) {
+pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &CompactBytes, entry: &Entry) {
     let Some(snapshot) = snapshot else { return };
     if entry.version() >= snapshot.cut {
         return;

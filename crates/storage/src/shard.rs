@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use bytes::Bytes;
 use hashbrown::HashTable;
+
+use crate::compact::CompactBytes;
 
 use crate::entry::Entry;
 use crate::retain::{self, ShardSnapshot};
@@ -12,19 +13,19 @@ use crate::retain::{self, ShardSnapshot};
 /// every expired key without sampling, and so INFO can report an exact average TTL.
 #[derive(Debug, Default)]
 pub(crate) struct ExpireIndex {
-    by_deadline: BTreeSet<(u64, Bytes)>,
+    by_deadline: BTreeSet<(u64, CompactBytes)>,
     /// Sum of all deadlines in `by_deadline`, for `avg_ttl`.
     deadline_sum_ms: u128,
 }
 
 impl ExpireIndex {
-    pub(crate) fn insert(&mut self, at_ms: u64, key: Bytes) {
+    pub(crate) fn insert(&mut self, at_ms: u64, key: CompactBytes) {
         if self.by_deadline.insert((at_ms, key)) {
             self.deadline_sum_ms += u128::from(at_ms);
         }
     }
 
-    pub(crate) fn remove(&mut self, at_ms: u64, key: &Bytes) {
+    pub(crate) fn remove(&mut self, at_ms: u64, key: &CompactBytes) {
         if self.by_deadline.remove(&(at_ms, key.clone())) {
             self.deadline_sum_ms -= u128::from(at_ms);
         }
@@ -39,7 +40,7 @@ impl ExpireIndex {
     }
 
     /// The key with the earliest deadline, if that deadline is `<= now_ms`.
-    pub(crate) fn first_due(&self, now_ms: u64) -> Option<Bytes> {
+    pub(crate) fn first_due(&self, now_ms: u64) -> Option<CompactBytes> {
         self.by_deadline
             .first()
             .filter(|(at, _)| *at <= now_ms)
@@ -57,7 +58,7 @@ impl ExpireIndex {
 pub(crate) struct ShardState {
     /// Key → entry. A `HashTable` because the caller supplies the hash: the same hash picks the
     /// shard, orders SCAN, and finds the bucket, so each key is hashed once per command.
-    pub(crate) table: HashTable<(Bytes, Entry)>,
+    pub(crate) table: HashTable<(CompactBytes, Entry)>,
     pub(crate) expires: ExpireIndex,
     /// Changes made in this shard, summed over shards for `rdb_changes_since_last_save`. Kept per
     /// shard (under the lock the writer already holds) so writers never share a counter.
@@ -110,7 +111,7 @@ impl ShardState {
         self.table.len()
     }
 
-    pub(crate) fn clear(&mut self) -> HashTable<(Bytes, Entry)> {
+    pub(crate) fn clear(&mut self) -> HashTable<(CompactBytes, Entry)> {
         self.expires.clear();
         self.watchers.touch_all();
         let table = std::mem::take(&mut self.table);

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
+use crate::compact::CompactBytes;
 use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
 
 /// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
@@ -16,9 +15,9 @@ const EMBSTR_MAX_LEN: usize = 44;
 /// A value stored under a key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    /// A binary-safe string. Holding `Bytes` lets a snapshot retain an overwritten string by
-    /// reference count, never by copying it.
-    String(Bytes),
+    /// A binary-safe string: inline when short, else shared, so a snapshot retains an
+    /// overwritten string by copying 24 bytes or a reference count, never the string.
+    String(CompactBytes),
     /// A list.
     List(Arc<List>),
     /// A hash.
@@ -33,7 +32,7 @@ impl Value {
     /// Builds a string value, copying `bytes` so that the value owns exactly its bytes (a slice of
     /// a connection's read buffer must never be kept alive by the keyspace).
     pub fn string(bytes: &[u8]) -> Value {
-        Value::String(Bytes::copy_from_slice(bytes))
+        Value::String(CompactBytes::from_slice(bytes))
     }
 
     /// The name `TYPE` replies with.
@@ -71,7 +70,7 @@ impl Value {
     /// snapshot retains.
     pub fn heap_size(&self) -> usize {
         match self {
-            Value::String(bytes) => bytes.len(),
+            Value::String(bytes) => bytes.heap_size(),
             Value::List(list) => list.heap_size(),
             Value::Hash(hash) => hash.heap_size(),
             Value::Set(set) => set.heap_size(),
@@ -147,6 +146,19 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// Every key pays for an `Entry`, and every collection for its struct behind the `Arc`:
+    /// keep them small (see docs/benchmarks.md, memory per type).
+    #[test]
+    fn values_stay_small() {
+        use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
+        assert_eq!(size_of::<Value>(), 24);
+        assert_eq!(size_of::<crate::Entry>(), 40);
+        assert!(size_of::<Set>() <= 24);
+        assert!(size_of::<Hash>() <= 32);
+        assert!(size_of::<ZSet>() <= 32);
+        assert!(size_of::<List>() <= 48);
     }
 
     #[test]

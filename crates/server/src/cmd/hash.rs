@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use forkless_storage::pattern::glob_match;
+use forkless_storage::types::Element;
 use forkless_storage::types::hash::Hash;
 use forkless_storage::{Db, Value, WriteGuard};
 use rand::Rng;
@@ -176,7 +177,7 @@ fn hget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
     read_hash(ctx, key, |ctx, hash| {
         match hash.and_then(|hash| hash.get(field)) {
-            Some(value) => ctx.out.bulk(value),
+            Some(value) => ctx.out.bulk(&value),
             None => ctx.out.null(),
         }
     });
@@ -188,7 +189,7 @@ fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ctx.out.array_len(fields.len());
         for field in fields {
             match hash.and_then(|hash| hash.get(field)) {
-                Some(value) => ctx.out.bulk(value),
+                Some(value) => ctx.out.bulk(&value),
                 None => ctx.out.null(),
             }
         }
@@ -235,7 +236,9 @@ fn hexists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn hstrlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
     read_hash(ctx, key, |ctx, hash| {
-        let len = hash.and_then(|hash| hash.get(field)).map_or(0, Bytes::len);
+        let len = hash
+            .and_then(|hash| hash.get(field))
+            .map_or(0, |value| value.len());
         ctx.out.int(len_i64(len));
     });
 }
@@ -259,10 +262,10 @@ fn hgetall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], parts: Parts) {
         }
         for (field, value) in hash.into_iter().flat_map(Hash::iter) {
             if parts != Parts::Values {
-                ctx.out.bulk(field);
+                ctx.out.bulk(&field);
             }
             if parts != Parts::Fields {
-                ctx.out.bulk(value);
+                ctx.out.bulk(&value);
             }
         }
     });
@@ -288,7 +291,7 @@ fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
     let sum = hash_at(&mut guard, key).and_then(|hash| {
         let current = match hash.and_then(|hash| hash.get(field)) {
-            Some(text) => parse_i64(text).ok_or(NOT_INTEGER_FIELD)?,
+            Some(text) => parse_i64(&text).ok_or(NOT_INTEGER_FIELD)?,
             None => 0,
         };
         current.checked_add(delta).ok_or(reply::OVERFLOW)
@@ -317,7 +320,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
     let sum = hash_at(&mut guard, key).and_then(|hash| {
         let current = match hash.and_then(|hash| hash.get(field)) {
-            Some(text) => long_double::parse(text).ok_or(NOT_FLOAT_FIELD)?,
+            Some(text) => long_double::parse(&text).ok_or(NOT_FLOAT_FIELD)?,
             None => long_double::LongDouble::from_i64(0),
         };
         let sum = current.add(delta);
@@ -406,7 +409,7 @@ fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return read_hash(ctx, key, |ctx, hash| {
             let mut rng = rand::rng();
             match hash.and_then(|hash| hash.at(hash.random_position(&mut rng)?)) {
-                Some((field, _)) => ctx.out.bulk(field),
+                Some((field, _)) => ctx.out.bulk(&field),
                 None => ctx.out.null(),
             }
         });
@@ -433,7 +436,13 @@ fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let mut rng = rand::rng();
-        let pairs: Vec<(&Bytes, &Bytes)> = if !distinct {
+        let pairs: Vec<(Element<'_>, Element<'_>)> = if !distinct && hash.encoding() == "listpack" {
+            // A listpack finds a position by walking it: list its (at most 512) fields once.
+            let all: Vec<_> = hash.iter().collect();
+            (0..count)
+                .filter_map(|_| all.get(rng.random_range(0..all.len().max(1))).copied())
+                .collect()
+        } else if !distinct {
             (0..count)
                 .filter_map(|_| hash.at(hash.random_position(&mut rng)?))
                 .collect()
@@ -459,9 +468,9 @@ fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             if with_values && resp3 {
                 ctx.out.array_len(2);
             }
-            ctx.out.bulk(field);
+            ctx.out.bulk(&field);
             if with_values {
-                ctx.out.bulk(value);
+                ctx.out.bulk(&value);
             }
         }
     });
@@ -540,7 +549,7 @@ fn hscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let mut found = Vec::new();
         let next = hash.scan(cursor, options.count, |field, value| {
             if options.matches(field) {
-                found.push((field.clone(), value.clone()));
+                found.push((Bytes::copy_from_slice(field), Bytes::copy_from_slice(value)));
             }
         });
         scan_reply_header(ctx, next);

@@ -404,7 +404,7 @@ fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             let range = list.range(start, stop);
             ctx.out.array_len(range.len());
             for item in list.slice(range) {
-                ctx.out.bulk(item);
+                ctx.out.bulk(&item);
             }
         }
         Some(None) => ctx.out.error(reply::WRONGTYPE),
@@ -424,7 +424,7 @@ fn lindex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     match parse_index(arg(argv, 2)) {
         Ok(index) => match list.index(index).and_then(|pos| list.get(pos)) {
-            Some(item) => ctx.out.bulk(item),
+            Some(item) => ctx.out.bulk(&item),
             None => ctx.out.null(),
         },
         Err(msg) => ctx.out.error(msg),

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use forkless_storage::types::Element;
 use forkless_storage::types::set::Set;
 use forkless_storage::{Value, WriteGuard};
 
@@ -189,10 +190,10 @@ fn smismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 }
 
 /// Writes `members` as a set reply (`~` in RESP3).
-fn reply_set<'m>(ctx: &mut Ctx<'_>, members: impl ExactSizeIterator<Item = &'m Bytes>) {
+fn reply_set<M: AsRef<[u8]>>(ctx: &mut Ctx<'_>, members: impl ExactSizeIterator<Item = M>) {
     ctx.out.set_len(members.len());
     for member in members {
-        ctx.out.bulk(member);
+        ctx.out.bulk(member.as_ref());
     }
 }
 
@@ -262,7 +263,7 @@ fn srandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let mut rng = rand::rng();
         let Some((count, distinct)) = parsed else {
             return match set.and_then(|set| set.at(set.random_position(&mut rng)?)) {
-                Some(member) => ctx.out.bulk(member),
+                Some(member) => ctx.out.bulk(&member),
                 None => ctx.out.null(),
             };
         };
@@ -273,7 +274,7 @@ fn srandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             return ctx.out.error(msg);
         }
         let count = usize::try_from(count).unwrap_or(usize::MAX);
-        let members: Vec<&Bytes> = if !distinct {
+        let members: Vec<Element<'_>> = if !distinct {
             (0..count)
                 .filter_map(|_| set.at(set.random_position(&mut rng)?))
                 .collect()
@@ -291,7 +292,7 @@ fn srandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         };
         ctx.out.array_len(members.len());
         for member in members {
-            ctx.out.bulk(member);
+            ctx.out.bulk(&member);
         }
     });
 }
@@ -326,7 +327,7 @@ fn lookup_sets(
 
 /// Members of every set, in the order of the smallest (as Redis iterates it), stopping after
 /// `limit` members if given. Empty if any key is absent.
-fn intersection(sets: &[Option<Arc<Set>>], limit: Option<usize>) -> Vec<&Bytes> {
+fn intersection(sets: &[Option<Arc<Set>>], limit: Option<usize>) -> Vec<Element<'_>> {
     let Some(mut present) = sets.iter().map(Option::as_ref).collect::<Option<Vec<_>>>() else {
         return Vec::new();
     };
@@ -339,7 +340,7 @@ fn intersection(sets: &[Option<Arc<Set>>], limit: Option<usize>) -> Vec<&Bytes> 
         .filter(|member| {
             others
                 .iter()
-                .all(|set| Arc::ptr_eq(set, smallest) || set.contains(member))
+                .all(|set| Arc::ptr_eq(set, smallest) || set.contains(member.as_bytes()))
         })
         .take(limit.unwrap_or(usize::MAX))
         .collect()
@@ -359,7 +360,7 @@ fn difference(sets: &[Option<Arc<Set>>]) -> Set {
         others
             .iter()
             .flatten()
-            .all(|set| !Arc::ptr_eq(set, first) && !set.contains(member))
+            .all(|set| !Arc::ptr_eq(set, first) && !set.contains(member.as_bytes()))
     }))
 }
 
@@ -522,7 +523,7 @@ fn sscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let mut found = Vec::new();
         let next = set.scan(cursor, options.count, |member| {
             if options.matches(member) {
-                found.push(member.clone());
+                found.push(Bytes::copy_from_slice(member));
             }
         });
         scan_reply_header(ctx, next);

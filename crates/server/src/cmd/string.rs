@@ -19,8 +19,8 @@ pub(crate) mod long_double;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use bytes::{Bytes, BytesMut};
-use forkless_storage::{Value, WriteGuard};
+use bytes::Bytes;
+use forkless_storage::{CompactBytes, Value, WriteGuard};
 
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 
@@ -62,7 +62,7 @@ const INVALID_EXPIRE_GETEX: &str = "ERR invalid expire time in 'getex' command";
 type Reply<T> = Result<T, &'static str>;
 
 /// The bytes of a string value, or None for a value of another type.
-pub(crate) fn string_bytes(value: &Value) -> Option<&Bytes> {
+pub(crate) fn string_bytes(value: &Value) -> Option<&CompactBytes> {
     match value {
         Value::String(bytes) => Some(bytes),
         Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
@@ -70,7 +70,7 @@ pub(crate) fn string_bytes(value: &Value) -> Option<&Bytes> {
 }
 
 /// The bytes of a string value for changing, or None for a value of another type.
-fn string_bytes_mut(value: &mut Value) -> Option<&mut Bytes> {
+fn string_bytes_mut(value: &mut Value) -> Option<&mut CompactBytes> {
     match value {
         Value::String(bytes) => Some(bytes),
         Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
@@ -90,7 +90,7 @@ fn count_lookups(ctx: &Ctx<'_>, hits: u64, misses: u64) {
 
 /// Reads `key` as Redis's `lookupKeyRead` + `checkType` do: counts a hit or a miss, then gives
 /// the string (None if absent) or WRONGTYPE.
-fn read_string(ctx: &Ctx<'_>, key: &[u8]) -> Reply<Option<Bytes>> {
+fn read_string(ctx: &Ctx<'_>, key: &[u8]) -> Reply<Option<CompactBytes>> {
     let found = {
         let guard = ctx.db().read(&[key], ctx.now_ms);
         guard
@@ -103,7 +103,7 @@ fn read_string(ctx: &Ctx<'_>, key: &[u8]) -> Reply<Option<Bytes>> {
 
 /// The string at `key` under a write guard (an expired key is dropped on the way): None if
 /// absent, WRONGTYPE for another type.
-fn string_at(guard: &mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<Bytes>> {
+fn string_at(guard: &mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<CompactBytes>> {
     guard
         .get(key)
         .map(|entry| string_bytes(entry.value()).cloned().ok_or(reply::WRONGTYPE))
@@ -123,18 +123,6 @@ fn overwrite(guard: &mut WriteGuard<'_>, key: &[u8], value: Value) {
     }
 }
 
-/// Changes `bytes` in place when nothing else shares them, which makes repeated APPENDs
-/// amortised O(1) as in Redis; copies them otherwise. Never changes bytes another holder can
-/// see: a reader's reply or a snapshot's retained pre-cut version (taken by `value_mut` before
-/// this runs) holds a clone, and then the copy is made.
-fn edit_bytes(bytes: &mut Bytes, edit: impl FnOnce(&mut BytesMut)) {
-    let mut buf = std::mem::take(bytes)
-        .try_into_mut()
-        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    edit(&mut buf);
-    *bytes = buf.freeze();
-}
-
 /// Redis's `checkStringLength`: a string may grow to `proto-max-bulk-len` bytes, no more.
 fn check_length(ctx: &Ctx<'_>, size: usize, append: usize) -> Reply<usize> {
     let limit = ctx
@@ -147,9 +135,9 @@ fn check_length(ctx: &Ctx<'_>, size: usize, append: usize) -> Reply<usize> {
         .ok_or(TOO_LONG)
 }
 
-fn reply_value(ctx: &mut Ctx<'_>, value: Reply<Option<Bytes>>) {
+fn reply_value(ctx: &mut Ctx<'_>, value: Reply<Option<impl AsRef<[u8]>>>) {
     match value {
-        Ok(Some(bytes)) => ctx.out.bulk(&bytes),
+        Ok(Some(bytes)) => ctx.out.bulk(bytes.as_ref()),
         Ok(None) => ctx.out.null(),
         Err(msg) => ctx.out.error(msg),
     }
@@ -266,7 +254,7 @@ struct SetOutcome {
     /// False when NX or XX stopped the write.
     written: bool,
     /// The old value, read only when the options asked for GET.
-    old: Option<Bytes>,
+    old: Option<CompactBytes>,
 }
 
 /// Redis's `setGenericCommand` after option parsing: SET, SETNX, SETEX, PSETEX and GETSET.
@@ -399,7 +387,7 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// GETEX after option parsing. Like Redis, it looks the key up before validating the expiry,
 /// so a missing key answers nil even to a bad expiry, and an EXAT/PXAT in the past deletes the
 /// key after reading it.
-fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option<Bytes>> {
+fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option<CompactBytes>> {
     let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let value = string_at(&mut guard, key);
     ctx.hit_or_miss(!matches!(value, Ok(None)));
@@ -425,7 +413,7 @@ fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option
 
 fn mget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys: Vec<&[u8]> = argv.iter().skip(1).map(AsRef::as_ref).collect();
-    let found: Vec<Option<Option<Bytes>>> = {
+    let found: Vec<Option<Option<CompactBytes>>> = {
         let guard = ctx.db().read(&keys, ctx.now_ms);
         keys.iter()
             .map(|key| {
@@ -517,7 +505,7 @@ fn append_to(ctx: &Ctx<'_>, key: &[u8], suffix: &[u8]) -> Reply<i64> {
     let current_len = string_bytes(entry.value()).ok_or(reply::WRONGTYPE)?.len();
     let total = check_length(ctx, current_len, suffix.len())?;
     if let Some(bytes) = string_bytes_mut(entry.value_mut()) {
-        edit_bytes(bytes, |buf| buf.extend_from_slice(suffix));
+        bytes.edit(|buf| buf.extend_from_slice(suffix));
     }
     Ok(len_i64(total))
 }
@@ -545,7 +533,7 @@ fn setrange_at(ctx: &Ctx<'_>, key: &[u8], offset: usize, patch: &[u8]) -> Reply<
         let total = check_length(ctx, offset, patch.len())?;
         let mut buf = vec![0u8; offset];
         buf.extend_from_slice(patch);
-        guard.set(key, Value::String(Bytes::from(buf)), None);
+        guard.set(key, Value::String(buf.into()), None);
         return Ok(len_i64(total));
     };
     let current_len = string_bytes(entry.value()).ok_or(reply::WRONGTYPE)?.len();
@@ -555,7 +543,7 @@ fn setrange_at(ctx: &Ctx<'_>, key: &[u8], offset: usize, patch: &[u8]) -> Reply<
     let end = check_length(ctx, offset, patch.len())?;
     let new_len = current_len.max(end);
     if let Some(bytes) = string_bytes_mut(entry.value_mut()) {
-        edit_bytes(bytes, |buf| {
+        bytes.edit(|buf| {
             buf.resize(new_len, 0);
             if let Some(target) = buf.get_mut(offset..end) {
                 target.copy_from_slice(patch);
@@ -648,7 +636,9 @@ fn incr_by(ctx: &Ctx<'_>, key: &[u8], delta: i64) -> Reply<i64> {
     overwrite(
         &mut guard,
         key,
-        Value::String(Bytes::from(value.to_string())),
+        Value::String(CompactBytes::from_slice(
+            itoa::Buffer::new().format(value).as_bytes(),
+        )),
     );
     Ok(value)
 }
@@ -673,7 +663,7 @@ fn incr_by_float(ctx: &Ctx<'_>, key: &[u8], delta: &[u8]) -> Reply<Bytes> {
         return Err(NAN_OR_INFINITY);
     }
     let text = Bytes::from(sum.to_human());
-    overwrite(&mut guard, key, Value::String(text.clone()));
+    overwrite(&mut guard, key, Value::String(text.clone().into()));
     Ok(text)
 }
 

@@ -139,10 +139,10 @@ fn store_zset(guard: &mut WriteGuard<'_>, key: &[u8], zset: ZSet) -> usize {
 
 /// Writes `members` as Redis replies a range: an array of members, or with scores a flat
 /// member/score array in RESP2 and an array of [member, double] pairs in RESP3.
-fn reply_members<'a>(
+fn reply_members<M: AsRef<[u8]>>(
     out: &mut Out,
     len: usize,
-    members: impl Iterator<Item = (&'a Bytes, f64)>,
+    members: impl Iterator<Item = (M, f64)>,
     withscores: bool,
 ) {
     let resp3 = out.version == forkless_protocol::RespVersion::Resp3;
@@ -151,7 +151,7 @@ fn reply_members<'a>(
         if withscores && resp3 {
             out.array_len(2);
         }
-        out.bulk(member);
+        out.bulk(member.as_ref());
         if withscores {
             out.double(score);
         }

@@ -59,7 +59,7 @@ pub(super) fn read_value<R: Read>(
         RdbType::String => {
             // Strings keep the offset of their entry, as they always have.
             let bytes = input.read_string(type_at, "a string value", scratch)?;
-            return Ok(Some(Value::String(Bytes::from(bytes))));
+            return Ok(Some(Value::String(bytes.into())));
         }
         RdbType::List => {
             let len = input.read_len(at, "a list length")?;

@@ -117,7 +117,7 @@ pub fn write_entry(
             write_string(out, key, None);
             write_len(out, list.len() as u64);
             for item in list.iter() {
-                write_string(out, item, None);
+                write_string(out, &item, None);
             }
         }
         Value::Set(set) => {
@@ -125,7 +125,7 @@ pub fn write_entry(
             write_string(out, key, None);
             write_len(out, set.len() as u64);
             for member in set.iter() {
-                write_string(out, member, None);
+                write_string(out, &member, None);
             }
         }
         Value::Hash(hash) => {
@@ -133,8 +133,8 @@ pub fn write_entry(
             write_string(out, key, None);
             write_len(out, hash.len() as u64);
             for (field, value) in hash.iter() {
-                write_string(out, field, None);
-                write_string(out, value, None);
+                write_string(out, &field, None);
+                write_string(out, &value, None);
             }
         }
         Value::ZSet(zset) => {
@@ -142,7 +142,7 @@ pub fn write_entry(
             write_string(out, key, None);
             write_len(out, zset.len() as u64);
             for (member, score) in zset.iter() {
-                write_string(out, member, None);
+                write_string(out, &member, None);
                 out.extend_from_slice(&score.to_le_bytes());
             }
         }

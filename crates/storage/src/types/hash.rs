@@ -12,10 +12,10 @@
 
 pub(crate) mod table;
 
-use bytes::Bytes;
 use rand::Rng;
 
-use self::table::Table;
+use self::table::{Table, TableEntry};
+use super::packed::{self, Element, Item, Packed, Probe};
 
 /// Redis 7.0's `hash-max-listpack-entries` default (512 in both the binary and the shipped
 /// redis.conf).
@@ -27,32 +27,97 @@ pub const LISTPACK_MAX_VALUE: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Hash {
     repr: Repr,
-    /// Bytes of every field and value, kept up to date so `heap_size` is O(1).
-    payload_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
 enum Repr {
-    Listpack(Vec<(Bytes, Bytes)>),
-    Table(Table<Bytes>),
+    /// Field, value, field, value, ... in insertion order.
+    Listpack(Packed),
+    /// Boxed, so that a small hash stays small.
+    Table(Box<Table<Pair>>),
 }
 
 impl Default for Hash {
     fn default() -> Hash {
         Hash {
-            repr: Repr::Listpack(Vec::new()),
-            payload_bytes: 0,
+            repr: Repr::Listpack(Packed::default()),
         }
     }
 }
 
 impl PartialEq for Hash {
     fn eq(&self, other: &Hash) -> bool {
-        self.len() == other.len() && self.iter().all(|(f, v)| other.get(f) == Some(v))
+        self.len() == other.len() && self.iter().all(|(f, v)| other.get(&f) == Some(v))
     }
 }
 
 impl Eq for Hash {}
+
+/// A big hash's field and value in one allocation: the field's length as a varint, the field,
+/// the value.
+#[derive(Debug, Clone)]
+struct Pair(Box<[u8]>);
+
+impl Pair {
+    fn new(field: &[u8], value: &[u8]) -> Pair {
+        let mut buf =
+            Vec::with_capacity(packed::varint_len(field.len() as u64) + field.len() + value.len());
+        packed::push_varint(&mut buf, field.len() as u64);
+        buf.extend_from_slice(field);
+        buf.extend_from_slice(value);
+        Pair(buf.into_boxed_slice())
+    }
+
+    /// The field and the value.
+    fn split(&self) -> (&[u8], &[u8]) {
+        let (field_len, header_len) = packed::read_varint(&self.0, 0).unwrap_or_default();
+        let field_end = usize::try_from(field_len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(header_len)
+            .min(self.0.len());
+        let header_len = header_len.min(field_end);
+        (
+            self.0.get(header_len..field_end).unwrap_or_default(),
+            self.0.get(field_end..).unwrap_or_default(),
+        )
+    }
+
+    fn field(&self) -> &[u8] {
+        self.split().0
+    }
+
+    fn value(&self) -> &[u8] {
+        self.split().1
+    }
+
+    fn elements(&self) -> (Element<'_>, Element<'_>) {
+        let (field, value) = self.split();
+        (Element::from_bytes(field), Element::from_bytes(value))
+    }
+}
+
+impl TableEntry for Pair {
+    fn key(&self) -> &[u8] {
+        self.field()
+    }
+
+    fn payload_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The offsets of `field`'s entry and of its value's entry in a listpack.
+fn find(pairs: &Packed, field: &[u8]) -> Option<(usize, usize)> {
+    let probe = Probe::new(field);
+    let mut at = 0;
+    loop {
+        let (item, value_at) = pairs.item(at)?;
+        if probe.matches(item) {
+            return Some((at, value_at));
+        }
+        at = pairs.item(value_at)?.1;
+    }
+}
 
 impl Hash {
     /// An empty hash.
@@ -63,7 +128,7 @@ impl Hash {
     /// Number of fields.
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(pairs) => pairs.len(),
+            Repr::Listpack(pairs) => pairs.len() / 2,
             Repr::Table(table) => table.len(),
         }
     }
@@ -82,73 +147,72 @@ impl Hash {
     }
 
     /// The value of `field`.
-    pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
+    pub fn get(&self, field: &[u8]) -> Option<Element<'_>> {
         match &self.repr {
-            Repr::Listpack(pairs) => pairs.iter().find(|(f, _)| f == field).map(|(_, v)| v),
-            Repr::Table(table) => table.get(field),
+            Repr::Listpack(pairs) => {
+                let (_, value_at) = find(pairs, field)?;
+                pairs.item(value_at).map(|(value, _)| value.into())
+            }
+            Repr::Table(table) => table
+                .get(field)
+                .map(|pair| Element::from_bytes(pair.value())),
         }
     }
 
     /// Returns true if and only if `field` is there.
     pub fn contains(&self, field: &[u8]) -> bool {
-        self.get(field).is_some()
+        match &self.repr {
+            Repr::Listpack(pairs) => find(pairs, field).is_some(),
+            Repr::Table(table) => table.get(field).is_some(),
+        }
     }
 
     /// Sets `field` to `value`; returns true if and only if the field is new. Converts to
     /// `hashtable` when the field or value is too long for a listpack, or the hash too big.
-    pub fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
+    pub fn insert(&mut self, field: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> bool {
+        let (field, value) = (field.as_ref(), value.as_ref());
         if field.len() > LISTPACK_MAX_VALUE || value.len() > LISTPACK_MAX_VALUE {
             self.convert();
         }
-        let (field_len, value_len) = (field.len(), value.len());
-        let old = match &mut self.repr {
+        match &mut self.repr {
             Repr::Listpack(pairs) => {
-                if let Some((_, old)) = pairs.iter_mut().find(|(f, _)| *f == field) {
-                    Some(std::mem::replace(old, value))
-                } else {
-                    pairs.push((field, value));
-                    if pairs.len() > LISTPACK_MAX_ENTRIES {
-                        self.convert();
-                    }
-                    None
+                if let Some((_, value_at)) = find(pairs, field) {
+                    pairs.replace(value_at, Item::text(value));
+                    return false;
                 }
-            }
-            Repr::Table(table) => table.insert(field, value),
-        };
-        match old {
-            Some(old) => {
-                self.payload_bytes = self.payload_bytes - old.len() + value_len;
-                false
-            }
-            None => {
-                self.payload_bytes += field_len + value_len;
+                let end = pairs.byte_len();
+                pairs.insert_many(end, &[Item::text(field), Item::text(value)]);
+                if pairs.len() / 2 > LISTPACK_MAX_ENTRIES {
+                    self.convert();
+                }
                 true
             }
+            Repr::Table(table) => table.insert(Pair::new(field, value)).is_none(),
         }
     }
 
     /// Removes `field`; returns true if and only if it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        let removed = match &mut self.repr {
-            Repr::Listpack(pairs) => pairs
-                .iter()
-                .position(|(f, _)| f == field)
-                .map(|pos| pairs.remove(pos)),
-            Repr::Table(table) => table.remove(field),
-        };
-        removed.is_some_and(|(field, value)| {
-            self.payload_bytes -= field.len() + value.len();
-            true
-        })
+        match &mut self.repr {
+            Repr::Listpack(pairs) => match find(pairs, field) {
+                Some((at, _)) => {
+                    pairs.remove(at, 2);
+                    true
+                }
+                None => false,
+            },
+            Repr::Table(table) => table.remove(field).is_some(),
+        }
     }
 
     fn convert(&mut self) {
-        if let Repr::Listpack(pairs) = &mut self.repr {
-            let mut table = Table::with_capacity(pairs.len());
-            for (field, value) in pairs.drain(..) {
-                table.insert(field, value);
+        if let Repr::Listpack(pairs) = &self.repr {
+            let mut table = Table::with_capacity(pairs.len() / 2 + 1);
+            let mut items = pairs.iter().map(Element::from);
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                table.insert(Pair::new(&field, &value));
             }
-            self.repr = Repr::Table(table);
+            self.repr = Repr::Table(Box::new(table));
         }
     }
 
@@ -157,31 +221,37 @@ impl Hash {
     pub fn random_position(&self, rng: &mut impl Rng) -> Option<usize> {
         match &self.repr {
             Repr::Listpack(pairs) if pairs.is_empty() => None,
-            Repr::Listpack(pairs) => Some(rng.random_range(0..pairs.len())),
+            Repr::Listpack(pairs) => Some(rng.random_range(0..pairs.len() / 2)),
             Repr::Table(table) => table.random_slot(rng),
         }
     }
 
     /// The pair at `position` (see [`Hash::random_position`]), valid until the hash changes.
-    pub fn at(&self, position: usize) -> Option<(&Bytes, &Bytes)> {
+    /// O(n) for a `listpack` (a walk of at most 512 fields, as Redis's), O(1) for a `hashtable`.
+    pub fn at(&self, position: usize) -> Option<(Element<'_>, Element<'_>)> {
         match &self.repr {
-            Repr::Listpack(pairs) => pairs.get(position).map(|(f, v)| (f, v)),
-            Repr::Table(table) => table.at(position),
+            Repr::Listpack(pairs) => {
+                let mut items = pairs.iter_range(position.checked_mul(2)?, 2);
+                Some((items.next()?.into(), items.next()?.into()))
+            }
+            Repr::Table(table) => table.at(position).map(Pair::elements),
         }
     }
 
     /// One HSCAN step. A `listpack` hash is returned whole with cursor 0, as Redis does; a
     /// `hashtable` one `count` fields at a time with a cursor that never misses a field present
     /// for the whole scan (see [`table`]). Returns the next cursor, 0 when done.
-    pub fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&Bytes, &Bytes)) -> u64 {
+    pub fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&[u8], &[u8])) -> u64 {
         match &self.repr {
-            Repr::Listpack(pairs) => {
-                for (field, value) in pairs {
-                    emit(field, value);
+            Repr::Listpack(_) => {
+                for (field, value) in self.iter() {
+                    emit(&field, &value);
                 }
                 0
             }
-            Repr::Table(table) => table.scan(cursor, count, emit),
+            Repr::Table(table) => {
+                table.scan(cursor, count, |pair| emit(pair.field(), pair.value()))
+            }
         }
     }
 
@@ -195,11 +265,10 @@ impl Hash {
 
     /// Heap bytes, estimated.
     pub fn heap_size(&self) -> usize {
-        self.payload_bytes
-            + match &self.repr {
-                Repr::Listpack(pairs) => pairs.capacity() * std::mem::size_of::<(Bytes, Bytes)>(),
-                Repr::Table(table) => table.overhead(),
-            }
+        match &self.repr {
+            Repr::Listpack(pairs) => pairs.heap_size(),
+            Repr::Table(table) => table.heap_size(),
+        }
     }
 }
 
@@ -209,25 +278,30 @@ pub struct Iter<'a>(IterRepr<'a>);
 
 #[derive(Debug, Clone)]
 enum IterRepr<'a> {
-    Listpack(std::slice::Iter<'a, (Bytes, Bytes)>),
-    Table(table::Iter<'a, Bytes>),
+    Listpack(packed::Iter<'a>),
+    Table(table::Iter<'a, Pair>),
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = (&'a Bytes, &'a Bytes);
+    type Item = (Element<'a>, Element<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
-            IterRepr::Listpack(pairs) => pairs.next().map(|(f, v)| (f, v)),
-            IterRepr::Table(entries) => entries.next(),
+            IterRepr::Listpack(items) => {
+                let field = items.next()?;
+                let value = items.next()?;
+                Some((field.into(), value.into()))
+            }
+            IterRepr::Table(entries) => entries.next().map(Pair::elements),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match &self.0 {
-            IterRepr::Listpack(pairs) => pairs.size_hint(),
-            IterRepr::Table(entries) => entries.size_hint(),
-        }
+        let len = match &self.0 {
+            IterRepr::Listpack(items) => items.len() / 2,
+            IterRepr::Table(entries) => entries.len(),
+        };
+        (len, Some(len))
     }
 }
 
@@ -238,6 +312,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
+
+    use bytes::Bytes;
 
     use super::*;
 
@@ -278,7 +354,10 @@ mod tests {
         hash.insert(b("a"), b("new"));
         hash.remove(b"b");
         hash.insert(b("e"), b("e"));
-        let pairs: Vec<_> = hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect();
+        let pairs: Vec<_> = hash
+            .iter()
+            .map(|(f, v)| (f.to_bytes(), v.to_bytes()))
+            .collect();
         assert_eq!(
             pairs,
             [
@@ -289,7 +368,10 @@ mod tests {
             ]
         );
         let mut scanned = Vec::new();
-        assert_eq!(hash.scan(0, 1, |f, _| scanned.push(f.clone())), 0);
+        assert_eq!(
+            hash.scan(0, 1, |f, _| scanned.push(Bytes::copy_from_slice(f))),
+            0
+        );
         assert_eq!(scanned, [b("c"), b("a"), b("d"), b("e")]);
     }
 
@@ -297,6 +379,15 @@ mod tests {
     enum Op {
         Insert(u16, usize),
         Remove(u16),
+    }
+
+    /// Fields that are canonical integers (`"3"`) and fields that are not (`"f4"`, `"03"`).
+    fn field_name(k: u16) -> Bytes {
+        match k % 3 {
+            0 => b(&k.to_string()),
+            1 => b(&format!("0{k}")),
+            _ => b(&format!("f{k}")),
+        }
     }
 
     proptest! {
@@ -310,20 +401,34 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Insert(k, len) => {
-                        let field = b(&format!("f{k}"));
-                        let value = Bytes::from(vec![b'v'; len]);
+                        let field = field_name(k);
+                        // Some values are canonical integers, which a listpack stores as such.
+                        let value = if len % 4 == 0 { b(&(len as i64 * 1_000_003 - 7).to_string()) } else { Bytes::from(vec![b'v'; len]) };
                         prop_assert_eq!(hash.insert(field.clone(), value.clone()), model.insert(field, value).is_none());
                     }
                     Op::Remove(k) => {
-                        let field = format!("f{k}");
-                        prop_assert_eq!(hash.remove(field.as_bytes()), model.remove(field.as_bytes()).is_some());
+                        let field = field_name(k);
+                        prop_assert_eq!(hash.remove(&field), model.remove(&field).is_some());
                     }
                 }
             }
             prop_assert_eq!(hash.len(), model.len());
-            let listed: BTreeMap<Bytes, Bytes> = hash.iter().map(|(f, v)| (f.clone(), v.clone())).collect();
+            let listed: BTreeMap<Bytes, Bytes> = hash.iter().map(|(f, v)| (f.to_bytes(), v.to_bytes())).collect();
             prop_assert_eq!(listed, model.clone());
-            prop_assert_eq!(hash.payload_bytes, model.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>());
+            for (field, value) in &model {
+                prop_assert_eq!(hash.get(field).map(|v| v.to_bytes()), Some(value.clone()));
+            }
+            let mut scanned = BTreeMap::new();
+            let mut cursor = 0;
+            loop {
+                cursor = hash.scan(cursor, 5, |f, v| { scanned.insert(Bytes::copy_from_slice(f), Bytes::copy_from_slice(v)); });
+                if cursor == 0 { break; }
+            }
+            prop_assert_eq!(&scanned, &model);
+            if let Some(position) = hash.random_position(&mut rand::rng()) {
+                let (field, value) = hash.at(position).unwrap();
+                prop_assert_eq!(model.get(field.as_bytes()).map(Bytes::as_ref), Some(value.as_bytes()));
+            }
             let small = model.len() <= LISTPACK_MAX_ENTRIES && model.values().all(|v| v.len() <= LISTPACK_MAX_VALUE);
             if !small {
                 prop_assert_eq!(hash.encoding(), "hashtable");

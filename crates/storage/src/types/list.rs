@@ -1,29 +1,50 @@
 //! Lists.
 //!
-//! A [`List`] is a `VecDeque` of elements: O(1) at both ends and O(1) by index, which covers
-//! Redis's O(1) commands (pushes, pops, LINDEX/LSET near either end, LLEN) with a tighter bound
-//! than its quicklist. The operations that are O(N) in Redis (LREM, LINSERT, LPOS, LTRIM's
-//! removals) are O(N) here too.
+//! A [`List`] is Redis's quicklist: a deque of packed chunks (see `types::packed`), each at
+//! most [`CHUNK_MAX_BYTES`] of encoded elements (an element bigger than that gets a chunk of its
+//! own), as Redis 7.0's default `list-max-listpack-size -2`. Pushes and pops at either end are
+//! O(1) plus the shift within the end chunk, as in Redis; access by index walks chunks from the
+//! nearer end and then entries within a chunk: O(N), as Redis's LINDEX/LSET. The operations that
+//! are O(N) in Redis (LREM, LINSERT, LPOS, LRANGE from the middle) are O(N) here too.
 //!
 //! Indexes follow Redis: a negative index counts from the tail (-1 is the last element). The
 //! methods that take Redis indexes ([`List::index`], [`List::range`], [`List::trim`]) do the
 //! clamping Redis does, so the commands only parse and reply.
 //!
-//! The list keeps a running total of its elements' bytes, so [`List::heap_size`] is O(1): the
-//! snapshot's retain hook asks for it on every retained value.
+//! The list keeps a running total of its chunks' encoded bytes, so [`List::heap_size`] is O(1):
+//! the snapshot's retain hook asks for it on every retained value.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::Bytes;
 
+use super::packed::{self, Element, Item, Packed, Probe};
+
+/// The most encoded bytes a chunk holds, unless one element alone is bigger (Redis's
+/// `list-max-listpack-size -2`: 8 KiB).
+pub const CHUNK_MAX_BYTES: usize = 8192;
+
+/// The chunk an empty list's iterators walk.
+static NO_CHUNK: Packed = Packed::new();
+
 /// A list of binary-safe strings. Redis 7.0 reports every list as `quicklist`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct List {
-    items: VecDeque<Bytes>,
-    /// The sum of the lengths of `items`, kept in step with every change.
-    element_bytes: usize,
+    chunks: VecDeque<Packed>,
+    /// Number of elements.
+    len: usize,
+    /// The sum of the chunks' encoded bytes, kept in step with every change.
+    packed_bytes: usize,
 }
+
+impl PartialEq for List {
+    fn eq(&self, other: &List) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for List {}
 
 /// Which end of a list an operation works at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,56 +63,133 @@ impl List {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.len
     }
 
     /// Returns true if and only if the list has no element.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len == 0
     }
 
     /// Elements from head to tail.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Bytes> + ExactSizeIterator {
-        self.items.iter()
+    pub fn iter(&self) -> Iter<'_> {
+        self.slice(0..self.len)
     }
 
     /// Appends at the tail.
-    pub fn push_back(&mut self, item: Bytes) {
+    pub fn push_back(&mut self, item: impl AsRef<[u8]>) {
         self.push(End::Tail, item);
     }
 
+    /// Changes the chunk at `chunk_idx` with `change`, keeping the byte count in step and
+    /// dropping the chunk if it ends up empty.
+    fn change_chunk<R>(
+        &mut self,
+        chunk_idx: usize,
+        change: impl FnOnce(&mut Packed) -> R,
+    ) -> Option<R> {
+        let chunk = self.chunks.get_mut(chunk_idx)?;
+        let (len_before, bytes_before) = (chunk.len(), chunk.byte_len());
+        let result = change(chunk);
+        self.len = self.len + chunk.len() - len_before;
+        self.packed_bytes = self.packed_bytes + chunk.byte_len() - bytes_before;
+        if chunk.is_empty() {
+            self.chunks.remove(chunk_idx);
+        }
+        Some(result)
+    }
+
     /// Adds `item` at `end`.
-    pub fn push(&mut self, end: End, item: Bytes) {
-        self.element_bytes += item.len();
+    pub fn push(&mut self, end: End, item: impl AsRef<[u8]>) {
+        let item = Item::text(item.as_ref());
         match end {
-            End::Head => self.items.push_front(item),
-            End::Tail => self.items.push_back(item),
+            End::Head => {
+                let size = item.encoded_len();
+                if self
+                    .chunks
+                    .front()
+                    .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
+                {
+                    self.reserve_chunk();
+                    self.chunks.push_front(Packed::new());
+                }
+                self.change_chunk(0, |chunk| chunk.insert(0, item));
+            }
+            End::Tail => self.push_item(item),
         }
     }
 
     /// Removes and returns the element at `end`.
     pub fn pop(&mut self, end: End) -> Option<Bytes> {
-        let item = match end {
-            End::Head => self.items.pop_front(),
-            End::Tail => self.items.pop_back(),
-        }?;
-        self.element_bytes -= item.len();
-        Some(item)
+        self.pop_many(end, 1).pop()
     }
 
     /// Removes up to `count` elements at `end` and returns them in the order they were popped
     /// (from the tail backwards for [`End::Tail`]), as Redis's `LPOP/RPOP key count` replies.
     pub fn pop_many(&mut self, end: End, count: usize) -> Vec<Bytes> {
-        let count = count.min(self.len());
-        let popped: Vec<Bytes> = match end {
-            End::Head => self.items.drain(..count).collect(),
-            End::Tail => {
-                let first = self.len() - count;
-                self.items.drain(first..).rev().collect()
+        let count = count.min(self.len);
+        let mut popped = Vec::with_capacity(count);
+        while popped.len() < count {
+            let wanted = count - popped.len();
+            let chunk_idx = match end {
+                End::Head => 0,
+                End::Tail => self.chunks.len().saturating_sub(1),
+            };
+            let taken = self.change_chunk(chunk_idx, |chunk| {
+                let n = wanted.min(chunk.len());
+                match end {
+                    End::Head => {
+                        popped.extend(
+                            chunk
+                                .iter()
+                                .take(n)
+                                .map(|item| Element::from(item).to_bytes()),
+                        );
+                        chunk.remove(0, n);
+                    }
+                    End::Tail => {
+                        popped.extend(
+                            chunk
+                                .iter()
+                                .rev()
+                                .take(n)
+                                .map(|item| Element::from(item).to_bytes()),
+                        );
+                        chunk.remove_back(n);
+                    }
+                }
+                n
+            });
+            if taken.unwrap_or(0) == 0 {
+                break;
             }
-        };
-        self.element_bytes -= popped.iter().map(Bytes::len).sum::<usize>();
+        }
         popped
+    }
+
+    /// Drops `count` elements at `end`.
+    fn drop_many(&mut self, end: End, mut count: usize) {
+        while count > 0 {
+            let chunk_idx = match end {
+                End::Head => 0,
+                End::Tail => self.chunks.len().saturating_sub(1),
+            };
+            let dropped = self.change_chunk(chunk_idx, |chunk| {
+                let n = count.min(chunk.len());
+                if n == chunk.len() {
+                    *chunk = Packed::new();
+                } else if end == End::Head {
+                    chunk.remove(0, n);
+                } else {
+                    chunk.remove_back(n);
+                }
+                n
+            });
+            match dropped {
+                Some(n) if n > 0 => count -= n,
+                _ => break,
+            }
+        }
     }
 
     /// The position a Redis index names (negative counts from the tail), if it is in range.
@@ -108,20 +206,68 @@ impl List {
         usize::try_from(index).ok()
     }
 
+    /// The chunk holding position `pos` and the position within it, walking from the nearer
+    /// end.
+    fn locate(&self, pos: usize) -> Option<(usize, usize)> {
+        if pos >= self.len {
+            return None;
+        }
+        if pos < self.len / 2 {
+            let mut before = 0;
+            for (chunk_idx, chunk) in self.chunks.iter().enumerate() {
+                if pos < before + chunk.len() {
+                    return Some((chunk_idx, pos - before));
+                }
+                before += chunk.len();
+            }
+            None
+        } else {
+            let mut after = self.len;
+            for (chunk_idx, chunk) in self.chunks.iter().enumerate().rev() {
+                after -= chunk.len();
+                if pos >= after {
+                    return Some((chunk_idx, pos - after));
+                }
+            }
+            None
+        }
+    }
+
     /// The element at position `pos` (0 is the head).
-    pub fn get(&self, pos: usize) -> Option<&Bytes> {
-        self.items.get(pos)
+    pub fn get(&self, pos: usize) -> Option<Element<'_>> {
+        let (chunk_idx, idx) = self.locate(pos)?;
+        self.chunks
+            .get(chunk_idx)?
+            .iter_range(idx, 1)
+            .next()
+            .map(Element::from)
     }
 
     /// Replaces the element at position `pos`; returns false (changing nothing) if and only if
     /// `pos` is out of range.
-    pub fn set(&mut self, pos: usize, item: Bytes) -> bool {
-        let Some(slot) = self.items.get_mut(pos) else {
+    pub fn set(&mut self, pos: usize, item: impl AsRef<[u8]>) -> bool {
+        let Some((chunk_idx, idx)) = self.locate(pos) else {
             return false;
         };
-        self.element_bytes = self.element_bytes - slot.len() + item.len();
-        *slot = item;
+        let item = Item::text(item.as_ref());
+        self.change_chunk(chunk_idx, |chunk| {
+            if let Some(at) = chunk.offset_of(idx) {
+                chunk.replace(at, item);
+            }
+        });
+        self.split_if_big(chunk_idx);
         true
+    }
+
+    /// Splits the chunk at `chunk_idx` in two if it outgrew [`CHUNK_MAX_BYTES`].
+    fn split_if_big(&mut self, chunk_idx: usize) {
+        let Some(chunk) = self.chunks.get_mut(chunk_idx) else {
+            return;
+        };
+        if chunk.byte_len() > CHUNK_MAX_BYTES && chunk.len() > 1 {
+            let tail = chunk.split_off(chunk.len() / 2);
+            self.chunks.insert(chunk_idx + 1, tail);
+        }
     }
 
     /// The positions LRANGE `start` `stop` covers, clamped as Redis's `addListRangeReply` does:
@@ -149,10 +295,35 @@ impl List {
     }
 
     /// The elements at the positions of `range`, head to tail.
-    pub fn slice(&self, range: Range<usize>) -> impl DoubleEndedIterator<Item = &Bytes> {
+    pub fn slice(&self, range: Range<usize>) -> Iter<'_> {
         let end = range.end.min(self.len());
         let start = range.start.min(end);
-        self.items.range(start..end)
+        let empty = Iter {
+            chunks: &self.chunks,
+            front_chunk: 0,
+            front: NO_CHUNK.iter(),
+            back_chunk: 0,
+            back: NO_CHUNK.iter(),
+            remaining: 0,
+        };
+        let (Some((front_chunk, front_idx)), Some((back_chunk, back_idx))) = (
+            self.locate(start),
+            end.checked_sub(1).and_then(|last| self.locate(last)),
+        ) else {
+            return empty;
+        };
+        let (Some(front), Some(back)) = (self.chunks.get(front_chunk), self.chunks.get(back_chunk))
+        else {
+            return empty;
+        };
+        Iter {
+            chunks: &self.chunks,
+            front_chunk,
+            front: front.iter_range(front_idx, usize::MAX),
+            back_chunk,
+            back: back.iter_range(0, back_idx + 1),
+            remaining: end - start,
+        }
     }
 
     /// Keeps only the elements LTRIM `start` `stop` names (the same clamping as [`List::range`];
@@ -161,30 +332,19 @@ impl List {
         let keep = self.range(start, stop);
         let len = self.len();
         if keep.is_empty() {
-            self.items.clear();
-            self.element_bytes = 0;
+            *self = List::new();
             return len;
         }
-        let dropped_bytes: usize = self
-            .items
-            .range(keep.end..)
-            .chain(self.items.range(..keep.start))
-            .map(Bytes::len)
-            .sum();
-        self.items.truncate(keep.end);
-        self.items.drain(..keep.start);
-        self.element_bytes -= dropped_bytes;
+        self.drop_many(End::Tail, len - keep.end);
+        self.drop_many(End::Head, keep.start);
         len - self.len()
     }
 
     /// Removes the elements equal to `element`: the first `limit` of them scanning from `from`
     /// (all of them when `limit` is 0), as LREM does. Returns how many were removed.
     pub fn remove(&mut self, element: &[u8], limit: usize, from: End) -> usize {
-        let n_matches = self
-            .items
-            .iter()
-            .filter(|item| item.as_ref() == element)
-            .count();
+        let probe = Probe::new(element);
+        let n_matches = self.raw_items().filter(|item| probe.matches(*item)).count();
         let n_remove = if limit == 0 {
             n_matches
         } else {
@@ -200,31 +360,74 @@ impl List {
             End::Tail => n_matches - n_remove,
         };
         let mut seen = 0;
-        let mut dropped_bytes = 0;
-        self.items.retain(|item| {
-            if item.as_ref() != element {
-                return true;
+        let mut rebuilt = List::new();
+        for item in self.raw_items() {
+            if probe.matches(item) {
+                seen += 1;
+                if seen > first_removed && seen <= first_removed + n_remove {
+                    continue;
+                }
             }
-            seen += 1;
-            let remove = seen > first_removed && seen <= first_removed + n_remove;
-            if remove {
-                dropped_bytes += item.len();
-            }
-            !remove
-        });
-        self.element_bytes -= dropped_bytes;
+            rebuilt.push_item(item);
+        }
+        *self = rebuilt;
         n_remove
+    }
+
+    /// Makes room for one more chunk: exactly one for the first (most lists are one chunk, and
+    /// a deque would otherwise start with room for four), doubling after that.
+    fn reserve_chunk(&mut self) {
+        if self.chunks.capacity() == 0 {
+            self.chunks.reserve_exact(1);
+        }
+    }
+
+    /// Appends an item as stored, in a new chunk if the last one is full.
+    fn push_item(&mut self, item: Item<'_>) {
+        let size = item.encoded_len();
+        if self
+            .chunks
+            .back()
+            .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
+        {
+            self.reserve_chunk();
+            self.chunks.push_back(Packed::new());
+        }
+        let last = self.chunks.len() - 1;
+        self.change_chunk(last, |chunk| chunk.push(item));
+    }
+
+    /// Items as stored, head to tail.
+    fn raw_items(&self) -> impl Iterator<Item = Item<'_>> {
+        self.chunks.iter().flat_map(Packed::iter)
     }
 
     /// Inserts `item` next to the first element (from the head) equal to `pivot`: before it when
     /// `before`, otherwise after. Returns false (changing nothing) if and only if no element
     /// equals `pivot`.
-    pub fn insert(&mut self, pivot: &[u8], before: bool, item: Bytes) -> bool {
-        let Some(pos) = self.items.iter().position(|entry| entry.as_ref() == pivot) else {
+    pub fn insert(&mut self, pivot: &[u8], before: bool, item: impl AsRef<[u8]>) -> bool {
+        let probe = Probe::new(pivot);
+        let found = self
+            .chunks
+            .iter()
+            .enumerate()
+            .find_map(|(chunk_idx, chunk)| {
+                chunk
+                    .iter()
+                    .position(|entry| probe.matches(entry))
+                    .map(|idx| (chunk_idx, idx))
+            });
+        let Some((chunk_idx, idx)) = found else {
             return false;
         };
-        self.element_bytes += item.len();
-        self.items.insert(if before { pos } else { pos + 1 }, item);
+        let item = Item::text(item.as_ref());
+        self.change_chunk(chunk_idx, |chunk| {
+            let idx = if before { idx } else { idx + 1 };
+            if let Some(at) = chunk.offset_of(idx) {
+                chunk.insert(at, item);
+            }
+        });
+        self.split_if_big(chunk_idx);
         true
     }
 
@@ -242,16 +445,20 @@ impl List {
         } else {
             max_scanned.min(len)
         };
-        (0..n_scanned)
-            .map(move |step| match from {
-                End::Head => step,
-                End::Tail => len - 1 - step,
-            })
-            .filter(move |&pos| {
-                self.items
-                    .get(pos)
-                    .is_some_and(|item| item.as_ref() == element)
-            })
+        let probe = Probe::new(element);
+        let items = self.chunks.iter().flat_map(Packed::iter);
+        let scan: Box<dyn Iterator<Item = (usize, Item<'a>)> + 'a> = match from {
+            End::Head => Box::new(items.enumerate()),
+            End::Tail => Box::new(
+                items
+                    .rev()
+                    .enumerate()
+                    .map(move |(step, item)| (len - 1 - step, item)),
+            ),
+        };
+        scan.take(n_scanned)
+            .filter(move |(_, item)| probe.matches(*item))
+            .map(|(pos, _)| pos)
     }
 
     /// `OBJECT ENCODING`.
@@ -259,11 +466,64 @@ impl List {
         "quicklist"
     }
 
-    /// Heap bytes, estimated: the elements' bytes plus the deque's slots. O(1).
+    /// Heap bytes, estimated: the chunks' encoded bytes plus the deque's slots. O(1).
     pub fn heap_size(&self) -> usize {
-        self.element_bytes + self.items.capacity() * std::mem::size_of::<Bytes>()
+        self.packed_bytes + self.chunks.capacity() * std::mem::size_of::<Packed>()
     }
 }
+
+/// Elements of a [`List`], or of a slice of it.
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    chunks: &'a VecDeque<Packed>,
+    front_chunk: usize,
+    front: packed::Iter<'a>,
+    back_chunk: usize,
+    back: packed::Iter<'a>,
+    /// Elements between the front and the back; the two may walk the same chunk, and this
+    /// count is what stops them where they meet.
+    remaining: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Element<'a>;
+
+    fn next(&mut self) -> Option<Element<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        loop {
+            if let Some(item) = self.front.next() {
+                self.remaining -= 1;
+                return Some(item.into());
+            }
+            self.front_chunk += 1;
+            self.front = self.chunks.get(self.front_chunk)?.iter();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        loop {
+            if let Some(item) = self.back.next_back() {
+                self.remaining -= 1;
+                return Some(item.into());
+            }
+            self.back_chunk = self.back_chunk.checked_sub(1)?;
+            self.back = self.chunks.get(self.back_chunk)?.iter();
+        }
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -280,8 +540,9 @@ mod tests {
     }
 
     fn contents(list: &List) -> Vec<String> {
+        assert_eq!(list.iter().len(), list.len());
         list.iter()
-            .map(|item| String::from_utf8_lossy(item).into_owned())
+            .map(|item| String::from_utf8_lossy(&item).into_owned())
             .collect()
     }
 
@@ -320,7 +581,10 @@ mod tests {
         assert_eq!(contents(&list), ["a"]);
         assert_eq!(list.pop_many(End::Head, 10), vec!["a"]);
         assert!(list.is_empty());
-        assert_eq!(list.heap_size(), list.items.capacity() * size_of::<Bytes>());
+        assert_eq!(
+            list.heap_size(),
+            list.chunks.capacity() * size_of::<Packed>()
+        );
     }
 
     #[test]
@@ -362,8 +626,14 @@ mod tests {
     }
 
     fn element(byte: u8) -> Bytes {
-        // Few distinct values so that LREM/LINSERT find matches; varied lengths for heap_size.
-        Bytes::from(vec![b'a' + byte % 4; usize::from(byte % 3) + 1])
+        // Few distinct values so that LREM/LINSERT find matches; varied lengths for heap_size;
+        // canonical integers, which chunks store as integers; and elements big enough that a
+        // few fill a chunk, so chunks are added, dropped and split.
+        match byte % 8 {
+            0 => Bytes::from(format!("{}", i64::from(byte % 3) * 1000 - 1000)),
+            1 => Bytes::from(vec![b'x' + byte % 2; 3000 + usize::from(byte % 3)]),
+            _ => Bytes::from(vec![b'a' + byte % 4; usize::from(byte % 3) + 1]),
+        }
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -403,7 +673,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn list_matches_a_vec_model(ops in proptest::collection::vec(op(), 0..60)) {
+        fn list_matches_a_vec_model(ops in proptest::collection::vec(op(), 0..120)) {
             let mut list = List::new();
             let mut model: Vec<Bytes> = Vec::new();
             for op in ops {
@@ -441,7 +711,10 @@ mod tests {
                         let keep = model_range(model.len(), start, stop);
                         let range = list.range(start, stop);
                         prop_assert_eq!(range.clone().collect::<Vec<_>>(), keep.clone());
-                        let sliced: Vec<Bytes> = list.slice(range).cloned().collect();
+                        let sliced: Vec<Bytes> = list.slice(range.clone()).map(|e| e.to_bytes()).collect();
+                        let mut sliced_back: Vec<Bytes> = list.slice(range).rev().map(|e| e.to_bytes()).collect();
+                        sliced_back.reverse();
+                        prop_assert_eq!(&sliced_back, &sliced);
                         let kept: Vec<Bytes> = keep.iter().map(|&i| model[i].clone()).collect();
                         prop_assert_eq!(&sliced, &kept);
                         let removed = list.trim(start, stop);
@@ -474,9 +747,20 @@ mod tests {
                         }
                     }
                 }
-                prop_assert_eq!(list.iter().cloned().collect::<Vec<_>>(), model.clone());
-                let bytes: usize = model.iter().map(Bytes::len).sum();
-                prop_assert_eq!(list.element_bytes, bytes);
+                prop_assert_eq!(list.iter().map(|e| e.to_bytes()).collect::<Vec<_>>(), model.clone());
+                let mut backward: Vec<Bytes> = list.iter().rev().map(|e| e.to_bytes()).collect();
+                backward.reverse();
+                prop_assert_eq!(&backward, &model);
+                prop_assert_eq!(list.len(), model.len());
+                prop_assert_eq!(list.packed_bytes, list.chunks.iter().map(Packed::byte_len).sum::<usize>());
+                prop_assert!(list.chunks.iter().all(|chunk| !chunk.is_empty()));
+                prop_assert!(list.chunks.iter().all(|chunk| chunk.len() == 1 || chunk.byte_len() <= 2 * CHUNK_MAX_BYTES));
+                for (pos, item) in model.iter().enumerate() {
+                    prop_assert_eq!(list.get(pos).map(|e| e.to_bytes()), Some(item.clone()));
+                }
+                let from_tail: Vec<usize> = list.positions(&element(0), End::Tail, 0).collect();
+                let expected: Vec<usize> = (0..model.len()).rev().filter(|&i| model[i] == element(0)).collect();
+                prop_assert_eq!(from_tail, expected);
             }
         }
     }

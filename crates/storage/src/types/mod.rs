@@ -8,8 +8,11 @@
 
 pub mod hash;
 pub mod list;
+pub(crate) mod packed;
 pub mod set;
 pub mod zset;
+
+pub use self::packed::Element;
 
 /// The hasher of collection members: foldhash, randomly seeded per collection.
 pub(crate) type MemberHasher = foldhash::fast::RandomState;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::hash::table::{self, Table};
+use super::packed::{Element, IntSet};
 use crate::value::parse_canonical_i64;
 
 /// Redis's `set-max-intset-entries` default.
@@ -23,29 +24,26 @@ pub const INTSET_MAX_ENTRIES: usize = 512;
 #[derive(Debug, Clone)]
 pub struct Set {
     repr: Repr,
-    /// Bytes of every member, kept up to date so `heap_size` is O(1).
-    payload_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
 enum Repr {
-    /// Sorted by the integer; each member kept with its text.
-    Intset(Vec<(i64, Bytes)>),
-    Table(Table<()>),
+    Intset(IntSet),
+    /// Boxed, so that a small set stays small.
+    Table(Box<Table<Box<[u8]>>>),
 }
 
 impl Default for Set {
     fn default() -> Set {
         Set {
-            repr: Repr::Intset(Vec::new()),
-            payload_bytes: 0,
+            repr: Repr::Intset(IntSet::default()),
         }
     }
 }
 
 impl PartialEq for Set {
     fn eq(&self, other: &Set) -> bool {
-        self.len() == other.len() && self.iter().all(|member| other.contains(member))
+        self.len() == other.len() && self.iter().all(|member| other.contains(&member))
     }
 }
 
@@ -73,7 +71,7 @@ impl Set {
     /// Members: ascending while `intset`, no particular order after.
     pub fn iter(&self) -> Iter<'_> {
         match &self.repr {
-            Repr::Intset(members) => Iter(IterRepr::Intset(members.iter())),
+            Repr::Intset(members) => Iter(IterRepr::Intset(members, 0..members.len())),
             Repr::Table(table) => Iter(IterRepr::Table(table.iter())),
         }
     }
@@ -81,29 +79,21 @@ impl Set {
     /// Returns true if and only if `member` is in the set.
     pub fn contains(&self, member: &[u8]) -> bool {
         match &self.repr {
-            Repr::Intset(members) => parse_canonical_i64(member)
-                .is_some_and(|n| members.binary_search_by_key(&n, |(m, _)| *m).is_ok()),
+            Repr::Intset(members) => {
+                parse_canonical_i64(member).is_some_and(|n| members.contains(n))
+            }
             Repr::Table(table) => table.get(member).is_some(),
         }
     }
 
     /// Adds `member`; returns true if and only if it was not there.
-    pub fn insert(&mut self, member: Bytes) -> bool {
-        let len = member.len();
-        let added = self.insert_member(member);
-        if added {
-            self.payload_bytes += len;
-        }
-        added
-    }
-
-    fn insert_member(&mut self, member: Bytes) -> bool {
+    pub fn insert(&mut self, member: impl AsRef<[u8]>) -> bool {
+        let member = member.as_ref();
         if let Repr::Intset(members) = &mut self.repr {
-            if let Some(n) = parse_canonical_i64(&member) {
-                let Err(pos) = members.binary_search_by_key(&n, |(m, _)| *m) else {
+            if let Some(n) = parse_canonical_i64(member) {
+                if !members.insert(n) {
                     return false;
-                };
-                members.insert(pos, (n, member));
+                }
                 if members.len() > INTSET_MAX_ENTRIES {
                     self.convert();
                 }
@@ -112,32 +102,32 @@ impl Set {
             self.convert();
         }
         match &mut self.repr {
-            Repr::Table(table) => table.insert(member, ()).is_none(),
+            Repr::Table(table) => {
+                if table.get(member).is_some() {
+                    return false;
+                }
+                table.insert(Box::from(member));
+                true
+            }
             Repr::Intset(_) => false,
         }
     }
 
     /// Removes `member`; returns true if and only if it was there.
     pub fn remove(&mut self, member: &[u8]) -> bool {
-        let removed = match &mut self.repr {
-            Repr::Intset(members) => parse_canonical_i64(member)
-                .and_then(|n| members.binary_search_by_key(&n, |(m, _)| *m).ok())
-                .map(|pos| members.remove(pos).1),
-            Repr::Table(table) => table.remove(member).map(|(member, ())| member),
-        };
-        removed.is_some_and(|member| {
-            self.payload_bytes -= member.len();
-            true
-        })
+        match &mut self.repr {
+            Repr::Intset(members) => parse_canonical_i64(member).is_some_and(|n| members.remove(n)),
+            Repr::Table(table) => table.remove(member).is_some(),
+        }
     }
 
     fn convert(&mut self) {
-        if let Repr::Intset(members) = &mut self.repr {
+        if let Repr::Intset(members) = &self.repr {
             let mut table = Table::with_capacity(members.len() + 1);
-            for (_, member) in members.drain(..) {
-                table.insert(member, ());
+            for n in members.iter() {
+                table.insert(Box::from(Element::from_int(n).as_bytes()));
             }
-            self.repr = Repr::Table(table);
+            self.repr = Repr::Table(Box::new(table));
         }
     }
 
@@ -145,17 +135,17 @@ impl Set {
     /// O(1) expected.
     pub fn random_position(&self, rng: &mut impl Rng) -> Option<usize> {
         match &self.repr {
-            Repr::Intset(members) if members.is_empty() => None,
+            Repr::Intset(members) if members.len() == 0 => None,
             Repr::Intset(members) => Some(rng.random_range(0..members.len())),
             Repr::Table(table) => table.random_slot(rng),
         }
     }
 
     /// The member at `position` (see [`Set::random_position`]), valid until the set changes.
-    pub fn at(&self, position: usize) -> Option<&Bytes> {
+    pub fn at(&self, position: usize) -> Option<Element<'_>> {
         match &self.repr {
-            Repr::Intset(members) => members.get(position).map(|(_, member)| member),
-            Repr::Table(table) => table.at(position).map(|(member, ())| member),
+            Repr::Intset(members) => members.get(position).map(Element::from_int),
+            Repr::Table(table) => table.at(position).map(|member| Element::from_bytes(member)),
         }
     }
 
@@ -163,30 +153,30 @@ impl Set {
     /// shift of at most 512 entries for `intset`, as in Redis).
     pub fn pop_random(&mut self, rng: &mut impl Rng) -> Option<Bytes> {
         let position = self.random_position(rng)?;
-        let member = self.at(position)?.clone();
+        let member = self.at(position)?.to_bytes();
         self.remove(&member);
         Some(member)
     }
 
     /// One SSCAN step: an `intset` is returned whole with cursor 0, as Redis does; a
     /// `hashtable` `count` members at a time (see [`table`]). Returns the next cursor.
-    pub fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&Bytes)) -> u64 {
+    pub fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&[u8])) -> u64 {
         match &self.repr {
             Repr::Intset(members) => {
-                for (_, member) in members {
-                    emit(member);
+                for n in members.iter() {
+                    emit(&Element::from_int(n));
                 }
                 0
             }
-            Repr::Table(table) => table.scan(cursor, count, |member, ()| emit(member)),
+            Repr::Table(table) => table.scan(cursor, count, |member| emit(member)),
         }
     }
 
     /// Builds a set from `members` (duplicates ignored), with the encoding Redis would give it.
-    pub fn from_members<'a>(members: impl IntoIterator<Item = &'a Bytes>) -> Set {
+    pub fn from_members<M: AsRef<[u8]>>(members: impl IntoIterator<Item = M>) -> Set {
         let mut set = Set::new();
         for member in members {
-            set.insert(member.clone());
+            set.insert(member);
         }
         set
     }
@@ -201,11 +191,10 @@ impl Set {
 
     /// Heap bytes, estimated.
     pub fn heap_size(&self) -> usize {
-        self.payload_bytes
-            + match &self.repr {
-                Repr::Intset(members) => members.capacity() * std::mem::size_of::<(i64, Bytes)>(),
-                Repr::Table(table) => table.overhead(),
-            }
+        match &self.repr {
+            Repr::Intset(members) => members.heap_size(),
+            Repr::Table(table) => table.heap_size(),
+        }
     }
 }
 
@@ -215,23 +204,26 @@ pub struct Iter<'a>(IterRepr<'a>);
 
 #[derive(Debug, Clone)]
 enum IterRepr<'a> {
-    Intset(std::slice::Iter<'a, (i64, Bytes)>),
-    Table(table::Iter<'a, ()>),
+    Intset(&'a IntSet, std::ops::Range<usize>),
+    Table(table::Iter<'a, Box<[u8]>>),
 }
 
 impl<'a> Iterator for Iter<'a> {
-    type Item = &'a Bytes;
+    type Item = Element<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
-            IterRepr::Intset(members) => members.next().map(|(_, member)| member),
-            IterRepr::Table(entries) => entries.next().map(|(member, ())| member),
+            IterRepr::Intset(members, positions) => positions
+                .next()
+                .and_then(|pos| members.get(pos))
+                .map(Element::from_int),
+            IterRepr::Table(entries) => entries.next().map(|member| Element::from_bytes(member)),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         match &self.0 {
-            IterRepr::Intset(members) => members.size_hint(),
+            IterRepr::Intset(_, positions) => positions.size_hint(),
             IterRepr::Table(entries) => entries.size_hint(),
         }
     }
@@ -258,8 +250,9 @@ mod tests {
             set.insert(b(&n.to_string()));
         }
         assert_eq!(set.encoding(), "intset");
-        let members: Vec<_> = set.iter().take(3).cloned().collect();
+        let members: Vec<_> = set.iter().take(3).map(|m| m.to_bytes()).collect();
         assert_eq!(members, [b("0"), b("1"), b("2")], "intset is sorted");
+        assert_eq!(set.heap_size(), INTSET_MAX_ENTRIES * 2, "16-bit members");
         set.insert(b("100000"));
         assert_eq!(set.encoding(), "hashtable");
 
@@ -304,16 +297,19 @@ mod tests {
             }
             prop_assert_eq!(set.len(), model.len());
             prop_assert_eq!(set.iter().len(), model.len());
-            let listed: BTreeSet<Bytes> = set.iter().cloned().collect();
+            let listed: BTreeSet<Bytes> = set.iter().map(|m| m.to_bytes()).collect();
             prop_assert_eq!(&listed, &model);
-            prop_assert_eq!(set.payload_bytes, model.iter().map(Bytes::len).sum::<usize>());
+            let small = model.len() <= INTSET_MAX_ENTRIES && model.iter().all(|m| parse_canonical_i64(m).is_some());
+            if !small {
+                prop_assert_eq!(set.encoding(), "hashtable");
+            }
             for member in &model {
                 prop_assert!(set.contains(member));
             }
             let mut scanned = BTreeSet::new();
             let mut cursor = 0;
             loop {
-                cursor = set.scan(cursor, 7, |m| { scanned.insert(m.clone()); });
+                cursor = set.scan(cursor, 7, |m| { scanned.insert(Bytes::copy_from_slice(m)); });
                 if cursor == 0 { break; }
             }
             prop_assert_eq!(scanned, model);

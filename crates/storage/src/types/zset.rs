@@ -1,25 +1,148 @@
-//! Sorted sets: a member → score hash map for O(1) ZSCORE, and an order-statistic treap over
-//! (score, member) (`zset/tree.rs`) for O(log n) ranks, range starts and updates, as Redis's
-//! dict + skiplist pair.
+//! Sorted sets. Two representations, as in Redis 7.0, and `OBJECT ENCODING` names the one in
+//! use:
+//!
+//! * `listpack`: one packed buffer of member, score pairs in (score, member) order, scanned
+//!   linearly, for sets of at most 128 members of at most 64 bytes;
+//! * `skiplist`: an order-statistic treap over (score, member) (`zset/tree.rs`) for O(log n)
+//!   ranks, range starts and updates, plus an index from member to treap slot for O(1) ZSCORE,
+//!   as Redis's dict + skiplist pair.
 
 mod tree;
 
+use std::hash::BuildHasher;
+
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use self::tree::Tree;
+use super::packed::{self, Element, Item, Packed, Probe};
 
 /// Redis 7.0's `zset-max-listpack-entries` default.
 const LISTPACK_MAX_ENTRIES: usize = 128;
 /// Redis 7.0's `zset-max-listpack-value` default.
 const LISTPACK_MAX_VALUE: usize = 64;
+/// Integral scores up to this magnitude are packed as integers (every such integer is exact).
+const MAX_PACKED_INT_SCORE: f64 = 9_007_199_254_740_992.0;
 
 /// Members with scores, ordered by (score, member). Scores are never NaN.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ZSet {
-    scores: hashbrown::HashMap<Bytes, f64, super::MemberHasher>,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// Member, score, member, score, ... in (score, member) order, as Redis's listpack. A
+    /// score is packed as an integer when it is one, else as the 8 bytes of the double.
+    Listpack(Packed),
+    /// Boxed, so that a small sorted set stays small.
+    Skiplist(Box<Skiplist>),
+}
+
+/// Redis's dict + skiplist pair: the order-statistic treap for ranks and ranges, and an index
+/// from member to the treap slot that holds it (slots are stable) for O(1) ZSCORE. Each member
+/// is stored once, in its treap node.
+#[derive(Clone)]
+struct Skiplist {
+    index: HashTable<usize>,
+    hasher: super::MemberHasher,
     tree: Tree,
-    /// Whether Redis would have converted this set to `skiplist` (one-way).
-    skiplist: bool,
+}
+
+impl std::fmt::Debug for Skiplist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Skiplist")
+            .field("tree", &self.tree)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Skiplist {
+    fn new(capacity: usize) -> Skiplist {
+        Skiplist {
+            index: HashTable::with_capacity(capacity),
+            hasher: super::MemberHasher::default(),
+            tree: Tree::default(),
+        }
+    }
+
+    fn hash(&self, member: &[u8]) -> u64 {
+        self.hasher.hash_one(member)
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The slot of `member`.
+    fn find(&self, member: &[u8]) -> Option<usize> {
+        let tree = &self.tree;
+        self.index
+            .find(self.hash(member), |&idx| {
+                tree.at(idx).is_some_and(|(m, _)| m == member)
+            })
+            .copied()
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        self.tree.at(self.find(member)?).map(|(_, score)| score)
+    }
+
+    /// Inserts a member known to be absent.
+    fn insert(&mut self, member: &[u8], score: f64) {
+        let hash = self.hash(member);
+        let idx = self.tree.insert(Box::from(member), score);
+        let Skiplist {
+            index,
+            hasher,
+            tree,
+        } = self;
+        index.insert_unique(hash, idx, |&idx| {
+            hasher.hash_one(tree.at(idx).map_or(&[][..], |(m, _)| m))
+        });
+    }
+
+    fn remove(&mut self, member: &[u8]) -> Option<f64> {
+        let hash = self.hash(member);
+        let tree = &self.tree;
+        let entry = self
+            .index
+            .find_entry(hash, |&idx| tree.at(idx).is_some_and(|(m, _)| m == member))
+            .ok()?;
+        let (idx, _) = entry.remove();
+        let score = self.tree.at(idx).map(|(_, score)| score)?;
+        self.tree.remove(score, member);
+        Some(score)
+    }
+
+    fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(Bytes, f64)> {
+        let removed = self.tree.remove_ranks(start, end);
+        for (slot, member, _) in &removed {
+            // The slot is free now, so the index entry is found by its slot, not its member.
+            if let Ok(entry) = self
+                .index
+                .find_entry(self.hasher.hash_one(&**member), |&idx| idx == *slot)
+            {
+                entry.remove();
+            }
+        }
+        removed
+            .into_iter()
+            .map(|(_, member, score)| (Bytes::from(member), score))
+            .collect()
+    }
+
+    fn heap_size(&self) -> usize {
+        self.tree.heap_size() + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
+    }
+}
+
+impl Default for ZSet {
+    fn default() -> ZSet {
+        ZSet {
+            repr: Repr::Listpack(Packed::default()),
+        }
+    }
 }
 
 impl PartialEq for ZSet {
@@ -32,6 +155,98 @@ impl PartialEq for ZSet {
     }
 }
 
+/// How a listpack packs `score`, using `buf` for the bytes of a double.
+fn score_item(score: f64, buf: &mut [u8; 8]) -> Item<'_> {
+    if score == score.trunc() && score.abs() <= MAX_PACKED_INT_SCORE {
+        Item::Int(score as i64)
+    } else {
+        *buf = score.to_le_bytes();
+        Item::Bytes(buf)
+    }
+}
+
+fn score_of(item: Item<'_>) -> f64 {
+    match item {
+        Item::Int(n) => n as f64,
+        Item::Bytes(bytes) => <[u8; 8]>::try_from(bytes).map_or(0.0, f64::from_le_bytes),
+    }
+}
+
+/// (member, score) pairs of a listpack, in either direction.
+#[derive(Debug, Clone)]
+struct Pairs<'a>(packed::Iter<'a>);
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (Element<'a>, f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let member = self.0.next()?;
+        let score = self.0.next()?;
+        Some((member.into(), score_of(score)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.0.len() / 2;
+        (len, Some(len))
+    }
+}
+
+impl DoubleEndedIterator for Pairs<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let score = self.0.next_back()?;
+        let member = self.0.next_back()?;
+        Some((member.into(), score_of(score)))
+    }
+}
+
+impl ExactSizeIterator for Pairs<'_> {}
+
+/// Where a member is in a listpack.
+struct Found {
+    /// Offset of the member's entry.
+    at: usize,
+    rank: usize,
+    score: f64,
+}
+
+fn find(pairs: &Packed, member: &[u8]) -> Option<Found> {
+    let probe = Probe::new(member);
+    let mut at = 0;
+    let mut rank = 0;
+    loop {
+        let (item, score_at) = pairs.item(at)?;
+        let (score, next) = pairs.item(score_at)?;
+        if probe.matches(item) {
+            return Some(Found {
+                at,
+                rank,
+                score: score_of(score),
+            });
+        }
+        at = next;
+        rank += 1;
+    }
+}
+
+/// A range walk over either encoding.
+enum RangeIter<'a, T> {
+    Forward(Pairs<'a>),
+    Backward(std::iter::Rev<Pairs<'a>>),
+    Tree(T),
+}
+
+impl<'a, T: Iterator<Item = (&'a [u8], f64)>> Iterator for RangeIter<'a, T> {
+    type Item = (Element<'a>, f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            RangeIter::Forward(pairs) => pairs.next(),
+            RangeIter::Backward(pairs) => pairs.next(),
+            RangeIter::Tree(nodes) => nodes.next().map(|(m, s)| (Element::from_bytes(m), s)),
+        }
+    }
+}
+
 impl ZSet {
     /// An empty sorted set.
     pub fn new() -> ZSet {
@@ -41,64 +256,112 @@ impl ZSet {
     /// An empty sorted set that Redis would create as `skiplist` when told to expect
     /// `size_hint` members of which the longest is `max_member_len` bytes (ZADD's first step).
     pub fn with_hint(size_hint: usize, max_member_len: usize) -> ZSet {
-        ZSet {
-            skiplist: size_hint > LISTPACK_MAX_ENTRIES || max_member_len > LISTPACK_MAX_VALUE,
-            ..ZSet::default()
+        let mut zset = ZSet::default();
+        if size_hint > LISTPACK_MAX_ENTRIES || max_member_len > LISTPACK_MAX_VALUE {
+            zset.convert();
         }
+        zset
     }
 
     /// Number of members.
     pub fn len(&self) -> usize {
-        self.scores.len()
+        match &self.repr {
+            Repr::Listpack(pairs) => pairs.len() / 2,
+            Repr::Skiplist(skiplist) => skiplist.len(),
+        }
     }
 
     /// Returns true if and only if the sorted set has no member.
     pub fn is_empty(&self) -> bool {
-        self.scores.is_empty()
+        self.len() == 0
     }
 
     /// `(member, score)` in ascending (score, member) order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&Bytes, f64)> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Element<'_>, f64)> {
         let len = self.len();
         ExactLen {
-            inner: self.tree.iter_from(0, len, false),
+            inner: self.range(0, len, false),
             remaining: len,
         }
     }
 
+    /// Converts to `skiplist`, for good.
+    fn convert(&mut self) {
+        let Repr::Listpack(pairs) = &self.repr else {
+            return;
+        };
+        let mut skiplist = Skiplist::new(pairs.len() / 2);
+        for (member, score) in Pairs(pairs.iter()) {
+            skiplist.insert(&member, score);
+        }
+        self.repr = Repr::Skiplist(Box::new(skiplist));
+    }
+
     /// Adds `member` or changes its score; returns true if and only if it was new.
     /// `score` must not be NaN (commands reject NaN before they get here).
-    pub fn insert(&mut self, member: Bytes, score: f64) -> bool {
-        if self.scores.contains_key(&member) {
-            self.update_score(&member, score);
+    pub fn insert(&mut self, member: impl AsRef<[u8]>, score: f64) -> bool {
+        let member = member.as_ref();
+        if self.update_score(member, score).is_some() {
             return false;
         }
+        self.insert_absent(member, score);
+        true
+    }
+
+    /// Inserts a member known to be absent.
+    fn insert_absent(&mut self, member: &[u8], score: f64) {
         if member.len() > LISTPACK_MAX_VALUE || self.len() + 1 > LISTPACK_MAX_ENTRIES {
-            self.skiplist = true;
+            self.convert();
         }
         let score = self.stored_score(score);
-        self.scores.insert(member.clone(), score);
-        self.tree.insert(member, score);
-        true
+        match &mut self.repr {
+            Repr::Listpack(pairs) => {
+                let mut at = 0;
+                while let Some((item, score_at)) = pairs.item(at) {
+                    let Some((other, next)) = pairs.item(score_at) else {
+                        break;
+                    };
+                    let other_member = Element::from(item);
+                    if tree::cmp_keys(score_of(other), &other_member, score, member).is_gt() {
+                        break;
+                    }
+                    at = next;
+                }
+                let mut buf = [0u8; 8];
+                pairs.insert_many(at, &[Item::text(member), score_item(score, &mut buf)]);
+            }
+            Repr::Skiplist(skiplist) => skiplist.insert(member, score),
+        }
     }
 
     /// Sets the score of an existing `member`; returns its old score, or None (and changes
     /// nothing) if it is absent. `score` must not be NaN.
     pub fn update_score(&mut self, member: &[u8], score: f64) -> Option<f64> {
         let score = self.stored_score(score);
-        let slot = self.scores.get_mut(member)?;
-        let old_score = *slot;
-        *slot = score;
-        if old_score.to_bits() != score.to_bits() {
-            self.tree.rescore(member, old_score, score);
+        match &mut self.repr {
+            Repr::Listpack(pairs) => {
+                let found = find(pairs, member)?;
+                if found.score.to_bits() != score.to_bits() {
+                    // Remove and re-insert at the new place: O(n), as Redis's listpack.
+                    pairs.remove(found.at, 2);
+                    self.insert_absent(member, score);
+                }
+                Some(found.score)
+            }
+            Repr::Skiplist(skiplist) => {
+                let old_score = skiplist.score(member)?;
+                if old_score.to_bits() != score.to_bits() {
+                    skiplist.tree.rescore(member, old_score, score);
+                }
+                Some(old_score)
+            }
         }
-        Some(old_score)
     }
 
     /// The score as this encoding keeps it: a listpack stores `-0` as the integer 0, a
     /// skiplist keeps the double's sign (what ZSCORE then shows).
     fn stored_score(&self, score: f64) -> f64 {
-        if !self.skiplist && score == 0.0 {
+        if self.is_listpack() && score == 0.0 {
             0.0
         } else {
             score
@@ -107,31 +370,55 @@ impl ZSet {
 
     /// The score of `member`.
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
+        match &self.repr {
+            Repr::Listpack(pairs) => find(pairs, member).map(|found| found.score),
+            Repr::Skiplist(skiplist) => skiplist.score(member),
+        }
     }
 
     /// Removes `member`; returns its score if it was there.
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let score = self.scores.remove(member)?;
-        self.tree.remove(score, member);
-        Some(score)
+        match &mut self.repr {
+            Repr::Listpack(pairs) => {
+                let found = find(pairs, member)?;
+                pairs.remove(found.at, 2);
+                Some(found.score)
+            }
+            Repr::Skiplist(skiplist) => skiplist.remove(member),
+        }
+    }
+
+    /// How many members satisfy `before`, a predicate that holds for a prefix of the order.
+    fn count_prefix(&self, before: impl Fn(f64, &[u8]) -> bool) -> usize {
+        match &self.repr {
+            Repr::Listpack(pairs) => Pairs(pairs.iter())
+                .take_while(|(member, score)| before(*score, member))
+                .count(),
+            Repr::Skiplist(skiplist) => skiplist.tree.count_prefix(before),
+        }
     }
 
     /// The 0-based ascending rank of `member`.
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        let score = self.score(member)?;
-        Some(
-            self.tree
-                .count_prefix(|s, m| tree::cmp_keys(s, m, score, member).is_lt()),
-        )
+        match &self.repr {
+            Repr::Listpack(pairs) => find(pairs, member).map(|found| found.rank),
+            Repr::Skiplist(skiplist) => {
+                let score = skiplist.score(member)?;
+                Some(
+                    skiplist
+                        .tree
+                        .count_prefix(|s, m| tree::cmp_keys(s, m, score, member).is_lt()),
+                )
+            }
+        }
     }
 
     /// How many members have a score below `score` (at most `score` when `inclusive`).
     pub fn count_score_below(&self, score: f64, inclusive: bool) -> usize {
         if inclusive {
-            self.tree.count_prefix(|s, _| s <= score)
+            self.count_prefix(|s, _| s <= score)
         } else {
-            self.tree.count_prefix(|s, _| s < score)
+            self.count_prefix(|s, _| s < score)
         }
     }
 
@@ -139,15 +426,15 @@ impl ZSet {
     /// members only: meaningful when all scores are equal, as Redis's lex commands assume.
     pub fn count_member_below(&self, member: &[u8], inclusive: bool) -> usize {
         if inclusive {
-            self.tree.count_prefix(|_, m| m <= member)
+            self.count_prefix(|_, m| m <= member)
         } else {
-            self.tree.count_prefix(|_, m| m < member)
+            self.count_prefix(|_, m| m < member)
         }
     }
 
     /// The member at ascending `rank`.
-    pub fn get_by_rank(&self, rank: usize) -> Option<(&Bytes, f64)> {
-        self.tree.select(rank)
+    pub fn get_by_rank(&self, rank: usize) -> Option<(Element<'_>, f64)> {
+        self.range(rank, 1, false).next()
     }
 
     /// Up to `limit` members from ascending `rank` on, ascending; or, when `reverse`, from
@@ -157,59 +444,112 @@ impl ZSet {
         rank: usize,
         limit: usize,
         reverse: bool,
-    ) -> impl Iterator<Item = (&Bytes, f64)> {
-        self.tree.iter_from(rank, limit, reverse)
+    ) -> impl Iterator<Item = (Element<'_>, f64)> {
+        match &self.repr {
+            Repr::Listpack(pairs) if reverse => {
+                let first = rank.saturating_add(1).saturating_sub(limit);
+                let count = rank.saturating_add(1) - first;
+                RangeIter::Backward(
+                    Pairs(pairs.iter_range(first.saturating_mul(2), count.saturating_mul(2))).rev(),
+                )
+            }
+            Repr::Listpack(pairs) => RangeIter::Forward(Pairs(
+                pairs.iter_range(rank.saturating_mul(2), limit.saturating_mul(2)),
+            )),
+            Repr::Skiplist(skiplist) => {
+                RangeIter::Tree(skiplist.tree.iter_from(rank, limit, reverse))
+            }
+        }
     }
 
     /// Removes the members of ascending ranks `start..end`; returns them in ascending order.
     pub fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(Bytes, f64)> {
         let end = end.min(self.len());
-        let removed = self.tree.remove_ranks(start, end);
-        for (member, _) in &removed {
-            self.scores.remove(member);
+        match &mut self.repr {
+            Repr::Listpack(pairs) => {
+                if start >= end {
+                    return Vec::new();
+                }
+                let removed: Vec<(Bytes, f64)> =
+                    Pairs(pairs.iter_range(start * 2, (end - start) * 2))
+                        .map(|(member, score)| (member.to_bytes(), score))
+                        .collect();
+                if let Some(at) = pairs.offset_of(start * 2) {
+                    pairs.remove(at, (end - start) * 2);
+                }
+                removed
+            }
+            Repr::Skiplist(skiplist) => skiplist.remove_ranks(start, end),
         }
-        removed
     }
 
-    /// One step of ZSCAN: visits about `count` members from `cursor`; returns the next cursor,
-    /// 0 when done. A member present for the whole scan is visited at least once.
-    pub fn scan(&self, cursor: u64, count: usize, visit: impl FnMut(&Bytes, f64)) -> u64 {
-        let cursor = usize::try_from(cursor).unwrap_or(usize::MAX);
-        u64::try_from(self.tree.scan(cursor, count.max(1), visit)).unwrap_or(0)
+    /// One step of ZSCAN: a `listpack` is visited whole with cursor 0, as Redis does; a
+    /// `skiplist` about `count` members from `cursor`. Returns the next cursor, 0 when done. A
+    /// member present for the whole scan is visited at least once.
+    pub fn scan(&self, cursor: u64, count: usize, mut visit: impl FnMut(&[u8], f64)) -> u64 {
+        match &self.repr {
+            Repr::Listpack(pairs) => {
+                for (member, score) in Pairs(pairs.iter()) {
+                    visit(&member, score);
+                }
+                0
+            }
+            Repr::Skiplist(skiplist) => {
+                let tree = &skiplist.tree;
+                let cursor = usize::try_from(cursor).unwrap_or(usize::MAX);
+                u64::try_from(tree.scan(cursor, count.max(1), |member, score| {
+                    visit(member, score);
+                }))
+                .unwrap_or(0)
+            }
+        }
     }
 
     /// `OBJECT ENCODING`: `listpack` while Redis would keep it there (at most 128 members,
     /// each at most 64 bytes), then `skiplist` for good.
     pub fn encoding(&self) -> &'static str {
-        if self.skiplist {
-            "skiplist"
-        } else {
-            "listpack"
+        match &self.repr {
+            Repr::Listpack(_) => "listpack",
+            Repr::Skiplist(_) => "skiplist",
         }
     }
 
     /// Returns true if and only if Redis would hold this set as a listpack.
     pub fn is_listpack(&self) -> bool {
-        !self.skiplist
+        matches!(self.repr, Repr::Listpack(_))
     }
 
-    /// Heap bytes, estimated: members (shared by map and tree), the map and the tree arena.
+    /// Heap bytes, estimated: a listpack's buffer; or the members (shared by map and tree),
+    /// the map and the tree arena.
     pub fn heap_size(&self) -> usize {
-        let members: usize = self.scores.keys().map(Bytes::len).sum();
-        members
-            + self.scores.capacity() * std::mem::size_of::<(Bytes, f64)>()
-            + self.tree.heap_size()
+        match &self.repr {
+            Repr::Listpack(pairs) => pairs.heap_size(),
+            Repr::Skiplist(skiplist) => skiplist.heap_size(),
+        }
     }
 
     #[cfg(test)]
     fn check_invariants(&self) {
-        self.tree.check_invariants();
-        assert_eq!(self.tree.len(), self.scores.len());
-        for (member, score) in self.iter() {
-            assert_eq!(
-                self.scores.get(member).map(|s| s.to_bits()),
-                Some(score.to_bits())
-            );
+        match &self.repr {
+            Repr::Listpack(pairs) => {
+                let members: Vec<_> = Pairs(pairs.iter()).collect();
+                assert!(
+                    members
+                        .windows(2)
+                        .all(|w| tree::cmp_keys(w[0].1, &w[0].0, w[1].1, &w[1].0).is_lt()),
+                    "listpack order"
+                );
+            }
+            Repr::Skiplist(skiplist) => {
+                skiplist.tree.check_invariants();
+                assert_eq!(skiplist.tree.len(), skiplist.len());
+                for (member, score) in self.iter() {
+                    assert_eq!(
+                        skiplist.score(&member).map(f64::to_bits),
+                        Some(score.to_bits())
+                    );
+                }
+            }
         }
     }
 }
@@ -219,8 +559,8 @@ struct ExactLen<I> {
     remaining: usize,
 }
 
-impl<'a, I: Iterator<Item = (&'a Bytes, f64)>> Iterator for ExactLen<I> {
-    type Item = (&'a Bytes, f64);
+impl<'a, I: Iterator<Item = (Element<'a>, f64)>> Iterator for ExactLen<I> {
+    type Item = (Element<'a>, f64);
 
     fn next(&mut self) -> Option<Self::Item> {
         let item = self.inner.next()?;
@@ -233,7 +573,7 @@ impl<'a, I: Iterator<Item = (&'a Bytes, f64)>> Iterator for ExactLen<I> {
     }
 }
 
-impl<'a, I: Iterator<Item = (&'a Bytes, f64)>> ExactSizeIterator for ExactLen<I> {}
+impl<'a, I: Iterator<Item = (Element<'a>, f64)>> ExactSizeIterator for ExactLen<I> {}
 
 #[cfg(test)]
 mod tests;

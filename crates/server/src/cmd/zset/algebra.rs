@@ -69,7 +69,7 @@ impl Source {
         match value {
             None => Ok(Source::Missing),
             Some(Value::ZSet(zset)) => Ok(Source::Sorted(Arc::clone(zset))),
-            Some(Value::Set(set)) => Ok(Source::Plain(set.iter().cloned().collect())),
+            Some(Value::Set(set)) => Ok(Source::Plain(set.iter().map(|m| m.to_bytes()).collect())),
             Some(Value::String(_) | Value::List(_) | Value::Hash(_)) => Err(reply::WRONGTYPE),
         }
     }
@@ -90,10 +90,12 @@ impl Source {
         }
     }
 
-    fn for_each(&self, mut visit: impl FnMut(&Bytes, f64)) {
+    fn for_each(&self, mut visit: impl FnMut(&[u8], f64)) {
         match self {
             Source::Missing => {}
-            Source::Sorted(zset) => zset.iter().for_each(|(member, score)| visit(member, score)),
+            Source::Sorted(zset) => zset
+                .iter()
+                .for_each(|(member, score)| visit(&member, score)),
             Source::Plain(set) => set.iter().for_each(|member| visit(member, 1.0)),
         }
     }
@@ -177,10 +179,12 @@ fn compute(op: Op, mut sources: Vec<(Source, f64)>, aggregate: Aggregate) -> ZSe
             for (source, weight) in &sources {
                 source.for_each(|member, score| {
                     let value = weighted(*weight, score);
-                    scores
-                        .entry(member.clone())
-                        .and_modify(|target| aggregate.apply(target, value))
-                        .or_insert(value);
+                    match scores.get_mut(member) {
+                        Some(target) => aggregate.apply(target, value),
+                        None => {
+                            scores.insert(Bytes::copy_from_slice(member), value);
+                        }
+                    }
                 });
             }
             for (member, score) in scores {
@@ -200,7 +204,7 @@ fn compute(op: Op, mut sources: Vec<(Source, f64)>, aggregate: Aggregate) -> ZSe
                     };
                     aggregate.apply(&mut total, weighted(*weight, score));
                 }
-                result.insert(member.clone(), total);
+                result.insert(member, total);
             });
         }
         Op::Diff => {
@@ -212,7 +216,7 @@ fn compute(op: Op, mut sources: Vec<(Source, f64)>, aggregate: Aggregate) -> ZSe
                     .iter()
                     .all(|(other, _)| other.score(member).is_none())
                 {
-                    result.insert(member.clone(), score);
+                    result.insert(member, score);
                 }
             });
         }

@@ -232,7 +232,7 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 zset.get_by_rank(rank)
             });
             match picked {
-                Some((member, _)) => out.bulk(member),
+                Some((member, _)) => out.bulk(&member),
                 None => out.null(),
             }
         });
@@ -259,6 +259,13 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             // Repeats allowed: streamed, never collected, however large the count.
             let wanted = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
             let mut rng = rand::rng();
+            if zset.is_listpack() {
+                // A listpack finds a rank by walking it: list its (at most 128) members once.
+                let all: Vec<_> = zset.iter().collect();
+                let picks = (0..wanted)
+                    .filter_map(|_| all.get(rng.random_range(0..all.len().max(1))).copied());
+                return reply_members(out, wanted, picks, withscores);
+            }
             let picks =
                 (0..wanted).filter_map(|_| zset.get_by_rank(rng.random_range(0..zset.len())));
             return reply_members(out, wanted, picks, withscores);
@@ -330,13 +337,14 @@ pub(super) fn zscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             }
         }
         let mut found = Vec::new();
-        let mut visit = |member: &Bytes, score: f64| {
+        let mut visit = |member: &[u8], score: f64| {
             if pattern.is_none_or(|pattern| glob_match(pattern, member, false)) {
-                found.push((member.clone(), score));
+                found.push((Bytes::copy_from_slice(member), score));
             }
         };
         let next = if zset.is_listpack() {
-            zset.iter().for_each(|(member, score)| visit(member, score));
+            zset.iter()
+                .for_each(|(member, score)| visit(&member, score));
             0
         } else {
             zset.scan(cursor, count, visit)

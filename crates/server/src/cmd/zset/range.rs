@@ -211,7 +211,7 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         as_zset(entry.value()).map(|zset| {
             let (rank, count, descending) = query.select(zset);
             zset.range(rank, count, descending)
-                .map(|(member, score)| (member.clone(), score))
+                .map(|(member, score)| (member.to_bytes(), score))
                 .collect::<Vec<_>>()
         })
     });

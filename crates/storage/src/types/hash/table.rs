@@ -1,4 +1,4 @@
-//! The big-collection table shared by hashes (`Table<Bytes>`) and sets (`Table<()>`): Redis's
+//! The big-collection table shared by hashes (`Table<Pair>`) and sets (`Table<Box<[u8]>>`): Redis's
 //! `hashtable` encoding.
 //!
 //! Entries live in a vector of slots that never move while they are present: a removal leaves a
@@ -18,7 +18,6 @@
 //! is part of every cursor: a cursor issued before a compaction restarts its scan from the first
 //! slot. That may return some entries twice (which SCAN allows) but never misses one.
 
-use bytes::Bytes;
 use hashbrown::HashTable;
 use rand::Rng;
 
@@ -35,10 +34,29 @@ const MIN_COMPACT_SLOTS: usize = 64;
 /// compacted: in the others each probe succeeds with probability ≥ 1/2).
 const MAX_RANDOM_PROBES: usize = 64;
 
-/// Keys with values of type `V`, in stable slots.
-#[derive(Clone, Default)]
-pub(crate) struct Table<V> {
-    slots: Vec<Option<(Bytes, V)>>,
+/// What a table holds: an entry that knows its key (and so is stored whole, in one piece).
+pub(crate) trait TableEntry {
+    /// The key the entry is found by.
+    fn key(&self) -> &[u8];
+    /// Heap bytes of the entry's contents, for [`Table::heap_size`].
+    fn payload_len(&self) -> usize;
+}
+
+/// A set member: the key alone.
+impl TableEntry for Box<[u8]> {
+    fn key(&self) -> &[u8] {
+        self
+    }
+
+    fn payload_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Entries of type `E`, in stable slots (`None` is a hole).
+#[derive(Clone)]
+pub(crate) struct Table<E> {
+    slots: Vec<Option<E>>,
     /// Slot index of every live entry, found by the key's hash.
     index: HashTable<usize>,
     /// Holes in `slots`, reused last-in first-out.
@@ -46,23 +64,26 @@ pub(crate) struct Table<V> {
     hasher: MemberHasher,
     /// Bumped by every compaction: cursors from an older generation restart.
     generation: u64,
+    /// Bytes of every live entry, kept up to date so `heap_size` is O(1).
+    payload_bytes: usize,
 }
 
-impl<V: std::fmt::Debug> std::fmt::Debug for Table<V> {
+impl<E: std::fmt::Debug + TableEntry> std::fmt::Debug for Table<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
-impl<V> Table<V> {
+impl<E: TableEntry> Table<E> {
     /// An empty table with room for `capacity` entries.
-    pub(crate) fn with_capacity(capacity: usize) -> Table<V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Table<E> {
         Table {
             slots: Vec::with_capacity(capacity),
             index: HashTable::with_capacity(capacity),
             holes: Vec::new(),
             hasher: MemberHasher::default(),
             generation: 0,
+            payload_bytes: 0,
         }
     }
 
@@ -83,39 +104,31 @@ impl<V> Table<V> {
             .copied()
     }
 
-    /// The value of `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
-        let idx = self.slot_of(key)?;
-        self.slots
-            .get(idx)
-            .and_then(Option::as_ref)
-            .map(|(_, value)| value)
+    /// The entry with `key`.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&E> {
+        self.at(self.slot_of(key)?)
     }
 
-    /// The value of `key`, for changing.
-    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        let idx = self.slot_of(key)?;
-        self.slots
-            .get_mut(idx)
-            .and_then(Option::as_mut)
-            .map(|(_, value)| value)
-    }
-
-    /// Sets `key` to `value`. Returns the previous value, None if the key is new.
-    pub(crate) fn insert(&mut self, key: Bytes, value: V) -> Option<V> {
-        if let Some(old) = self.get_mut(&key) {
-            return Some(std::mem::replace(old, value));
+    /// Stores `entry`, replacing the entry with the same key if there is one (and returning it;
+    /// None if the key is new).
+    pub(crate) fn insert(&mut self, entry: E) -> Option<E> {
+        let added = entry.payload_len();
+        if let Some(idx) = self.slot_of(entry.key()) {
+            let slot = self.slots.get_mut(idx).and_then(Option::as_mut)?;
+            self.payload_bytes = self.payload_bytes + added - slot.payload_len();
+            return Some(std::mem::replace(slot, entry));
         }
-        let hash = self.hash(&key);
+        self.payload_bytes += added;
+        let hash = self.hash(entry.key());
         let idx = match self.holes.pop() {
             Some(idx) => {
                 if let Some(slot) = self.slots.get_mut(idx) {
-                    *slot = Some((key, value));
+                    *slot = Some(entry);
                 }
                 idx
             }
             None => {
-                self.slots.push(Some((key, value)));
+                self.slots.push(Some(entry));
                 self.slots.len() - 1
             }
         };
@@ -129,8 +142,8 @@ impl<V> Table<V> {
         None
     }
 
-    /// Removes `key`. Returns its entry, None if it was absent.
-    pub(crate) fn remove(&mut self, key: &[u8]) -> Option<(Bytes, V)> {
+    /// Removes the entry with `key` and returns it, None if it was absent.
+    pub(crate) fn remove(&mut self, key: &[u8]) -> Option<E> {
         let hash = self.hash(key);
         let slots = &self.slots;
         let found = self
@@ -139,6 +152,9 @@ impl<V> Table<V> {
             .ok()?;
         let (idx, _) = found.remove();
         let removed = self.slots.get_mut(idx).and_then(Option::take);
+        if let Some(entry) = &removed {
+            self.payload_bytes -= entry.payload_len();
+        }
         self.holes.push(idx);
         if self.slots.len() >= MIN_COMPACT_SLOTS && self.holes.len() * 2 > self.slots.len() {
             self.compact();
@@ -165,11 +181,8 @@ impl<V> Table<V> {
     }
 
     /// The entry in slot `idx`, if that slot is live.
-    pub(crate) fn at(&self, idx: usize) -> Option<(&Bytes, &V)> {
-        self.slots
-            .get(idx)
-            .and_then(Option::as_ref)
-            .map(|(key, value)| (key, value))
+    pub(crate) fn at(&self, idx: usize) -> Option<&E> {
+        self.slots.get(idx).and_then(Option::as_ref)
     }
 
     /// The slot of a uniformly chosen live entry, None if the table is empty. O(1) expected.
@@ -190,7 +203,7 @@ impl<V> Table<V> {
     }
 
     /// Live entries in slot order.
-    pub(crate) fn iter(&self) -> Iter<'_, V> {
+    pub(crate) fn iter(&self) -> Iter<'_, E> {
         Iter {
             slots: self.slots.iter(),
             remaining: self.len(),
@@ -200,7 +213,7 @@ impl<V> Table<V> {
     /// One SCAN step from `cursor`: calls `emit` for up to `count` live entries (looking at no
     /// more than ten times `count` slots, as Redis bounds empty buckets) and returns the next
     /// cursor, 0 when the scan is complete.
-    pub(crate) fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&Bytes, &V)) -> u64 {
+    pub(crate) fn scan(&self, cursor: u64, count: usize, mut emit: impl FnMut(&E)) -> u64 {
         let generation = self.generation & GENERATION_MASK;
         let mut pos = if cursor >> POSITION_BITS == generation {
             usize::try_from(cursor & POSITION_MASK).unwrap_or(usize::MAX)
@@ -214,8 +227,8 @@ impl<V> Table<V> {
             let Some(slot) = self.slots.get(pos) else {
                 return 0;
             };
-            if let Some((key, value)) = slot {
-                emit(key, value);
+            if let Some(entry) = slot {
+                emit(entry);
                 found += 1;
             }
             pos += 1;
@@ -227,40 +240,38 @@ impl<V> Table<V> {
         (generation << POSITION_BITS) | (pos as u64 & POSITION_MASK)
     }
 
-    /// Heap bytes, estimated: slots, index and key bytes (the caller adds its values' bytes).
-    pub(crate) fn overhead(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Option<(Bytes, V)>>()
+    /// Heap bytes, estimated: entries' contents, slots and index.
+    pub(crate) fn heap_size(&self) -> usize {
+        self.payload_bytes
+            + self.slots.capacity() * std::mem::size_of::<Option<E>>()
             + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
             + self.holes.capacity() * std::mem::size_of::<usize>()
     }
 }
 
-fn key_at<V>(slots: &[Option<(Bytes, V)>], idx: usize) -> Option<&[u8]> {
-    slots
-        .get(idx)
-        .and_then(Option::as_ref)
-        .map(|(key, _)| key.as_ref())
+fn key_at<E: TableEntry>(slots: &[Option<E>], idx: usize) -> Option<&[u8]> {
+    slots.get(idx).and_then(Option::as_ref).map(TableEntry::key)
 }
 
-fn rehash<V>(hasher: &MemberHasher, slots: &[Option<(Bytes, V)>], idx: usize) -> u64 {
+fn rehash<E: TableEntry>(hasher: &MemberHasher, slots: &[Option<E>], idx: usize) -> u64 {
     use std::hash::BuildHasher;
     hasher.hash_one(key_at(slots, idx).unwrap_or_default())
 }
 
 /// Live entries of a [`Table`] in slot order.
 #[derive(Debug, Clone)]
-pub(crate) struct Iter<'a, V> {
-    slots: std::slice::Iter<'a, Option<(Bytes, V)>>,
+pub(crate) struct Iter<'a, E> {
+    slots: std::slice::Iter<'a, Option<E>>,
     remaining: usize,
 }
 
-impl<'a, V> Iterator for Iter<'a, V> {
-    type Item = (&'a Bytes, &'a V);
+impl<'a, E> Iterator for Iter<'a, E> {
+    type Item = &'a E;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (key, value) = self.slots.by_ref().find_map(Option::as_ref)?;
+        let entry = self.slots.by_ref().find_map(Option::as_ref)?;
         self.remaining = self.remaining.saturating_sub(1);
-        Some((key, value))
+        Some(entry)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -268,7 +279,7 @@ impl<'a, V> Iterator for Iter<'a, V> {
     }
 }
 
-impl<V> ExactSizeIterator for Iter<'_, V> {}
+impl<E> ExactSizeIterator for Iter<'_, E> {}
 
 #[cfg(test)]
 mod tests {
@@ -278,8 +289,8 @@ mod tests {
 
     use super::*;
 
-    fn key(n: u16) -> Bytes {
-        Bytes::from(format!("k{n}"))
+    fn key(n: u16) -> Box<[u8]> {
+        format!("k{n}").into_bytes().into_boxed_slice()
     }
 
     #[derive(Debug, Clone)]
@@ -295,6 +306,17 @@ mod tests {
         ]
     }
 
+    /// A test entry: a key and a number.
+    impl TableEntry for (Box<[u8]>, u32) {
+        fn key(&self) -> &[u8] {
+            &self.0
+        }
+
+        fn payload_len(&self) -> usize {
+            self.0.len() + 4
+        }
+    }
+
     proptest! {
         #[test]
         fn table_matches_btreemap(ops in proptest::collection::vec(op(), 0..600)) {
@@ -303,7 +325,7 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Insert(k, v) => {
-                        prop_assert_eq!(table.insert(key(k), v), model.insert(key(k), v));
+                        prop_assert_eq!(table.insert((key(k), v)).map(|(_, v)| v), model.insert(key(k), v));
                     }
                     Op::Remove(k) => {
                         prop_assert_eq!(table.remove(&key(k)).map(|(_, v)| v), model.remove(&key(k)));
@@ -312,11 +334,12 @@ mod tests {
                 prop_assert_eq!(table.len(), model.len());
                 prop_assert!(table.slots.len() < MIN_COMPACT_SLOTS || table.holes.len() * 2 <= table.slots.len());
             }
-            let listed: BTreeMap<Bytes, u32> = table.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            prop_assert_eq!(table.payload_bytes, model.keys().map(|k| k.len() + 4).sum::<usize>());
+            let listed: BTreeMap<Box<[u8]>, u32> = table.iter().cloned().collect();
             prop_assert_eq!(table.iter().len(), model.len());
             prop_assert_eq!(&listed, &model);
             for (k, v) in &model {
-                prop_assert_eq!(table.get(k), Some(v));
+                prop_assert_eq!(table.get(k).map(|(_, v)| v), Some(v));
             }
         }
 
@@ -329,21 +352,21 @@ mod tests {
         ) {
             let mut table = Table::with_capacity(0);
             for k in 0..steady {
-                table.insert(key(k + 1000), 0u32);
+                table.insert((key(k + 1000), 0u32));
             }
             let mut seen = BTreeSet::new();
             let mut cursor = 0;
             let mut ops = ops.into_iter();
             let mut steps = 0;
             loop {
-                cursor = table.scan(cursor, count, |k, _| { seen.insert(k.clone()); });
+                cursor = table.scan(cursor, count, |(k, _)| { seen.insert(k.clone()); });
                 steps += 1;
                 if cursor == 0 || steps > 100_000 {
                     break;
                 }
                 for op in ops.by_ref().take(3) {
                     match op {
-                        Op::Insert(k, v) => { table.insert(key(k), v); }
+                        Op::Insert(k, v) => { table.insert((key(k), v)); }
                         Op::Remove(k) => { table.remove(&key(k)); }
                     }
                 }
@@ -359,7 +382,7 @@ mod tests {
     fn random_slot_finds_live_entries_only() {
         let mut table = Table::with_capacity(0);
         for k in 0..100 {
-            table.insert(key(k), ());
+            table.insert(key(k));
         }
         for k in 0..49 {
             table.remove(&key(k));
@@ -368,11 +391,11 @@ mod tests {
         let mut seen = BTreeSet::new();
         for _ in 0..5000 {
             let idx = table.random_slot(&mut rng).unwrap();
-            seen.insert(table.at(idx).unwrap().0.clone());
+            seen.insert(table.at(idx).unwrap().clone());
         }
         assert_eq!(seen.len(), 51);
         assert!(
-            Table::<()>::with_capacity(0)
+            Table::<Box<[u8]>>::with_capacity(0)
                 .random_slot(&mut rng)
                 .is_none()
         );

@@ -11,14 +11,12 @@
 
 use std::cmp::Ordering;
 
-use bytes::Bytes;
-
 /// The absent child.
 const NIL: usize = usize::MAX;
 
 #[derive(Debug, Clone)]
 struct Node {
-    member: Bytes,
+    member: Box<[u8]>,
     score: f64,
     priority: u64,
     left: usize,
@@ -42,6 +40,8 @@ pub(super) struct Tree {
     free: Vec<usize>,
     root: usize,
     rng: u64,
+    /// Bytes of the live members, for `heap_size`.
+    member_bytes: usize,
 }
 
 impl Default for Tree {
@@ -53,6 +53,7 @@ impl Default for Tree {
             // Seeded per tree, so that no client can predict priorities and feed keys in an
             // order that degenerates the treap.
             rng: rand::random::<u64>() | 1,
+            member_bytes: 0,
         }
     }
 }
@@ -152,11 +153,17 @@ impl Tree {
 
     /// Links the detached node `idx` into the tree at its key's place.
     fn link(&mut self, idx: usize) {
-        let Some(node) = self.node(idx) else { return };
-        let (score, member) = (node.score, node.member.clone());
+        // The node is detached, so its member can step out while the tree is split around it.
+        let Some(node) = self.nodes.get_mut(idx) else {
+            return;
+        };
+        let (score, member) = (node.score, std::mem::take(&mut node.member));
         let (left, right) = self.split(self.root, &|other: &Node| {
             cmp_keys(other.score, &other.member, score, &member) == Ordering::Less
         });
+        if let Some(node) = self.nodes.get_mut(idx) {
+            node.member = member;
+        }
         self.set_children(idx, NIL, NIL);
         let left = self.merge(left, idx);
         self.root = self.merge(left, right);
@@ -180,8 +187,10 @@ impl Tree {
         (found != NIL).then_some(found)
     }
 
-    /// Inserts a member known to be absent.
-    pub(super) fn insert(&mut self, member: Bytes, score: f64) {
+    /// Inserts a member known to be absent; returns its slot, which it keeps while it is in the
+    /// tree.
+    pub(super) fn insert(&mut self, member: Box<[u8]>, score: f64) -> usize {
+        self.member_bytes += member.len();
         let node = Node {
             member,
             score,
@@ -203,6 +212,14 @@ impl Tree {
             }
         };
         self.link(idx);
+        idx
+    }
+
+    /// The member and score in slot `idx`, if it is live.
+    pub(super) fn at(&self, idx: usize) -> Option<(&[u8], f64)> {
+        self.node(idx)
+            .filter(|node| node.size > 0)
+            .map(|node| (&*node.member, node.score))
     }
 
     /// Moves the member with key (old_score, member) to `new_score`, keeping its slot.
@@ -227,14 +244,18 @@ impl Tree {
         }
     }
 
-    fn release(&mut self, idx: usize) {
-        if let Some(node) = self.nodes.get_mut(idx) {
-            node.member = Bytes::new();
-            node.left = NIL;
-            node.right = NIL;
-            node.size = 0;
-            self.free.push(idx);
-        }
+    /// Frees slot `idx` and returns its member.
+    fn release(&mut self, idx: usize) -> Box<[u8]> {
+        let Some(node) = self.nodes.get_mut(idx) else {
+            return Box::default();
+        };
+        let member = std::mem::take(&mut node.member);
+        node.left = NIL;
+        node.right = NIL;
+        node.size = 0;
+        self.free.push(idx);
+        self.member_bytes -= member.len();
+        member
     }
 
     /// An empty tree gives its arena back.
@@ -245,8 +266,13 @@ impl Tree {
         }
     }
 
-    /// Removes the members of ranks `start..end` and returns them in order.
-    pub(super) fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(Bytes, f64)> {
+    /// Removes the members of ranks `start..end` and returns them in order, with the slots
+    /// they had.
+    pub(super) fn remove_ranks(
+        &mut self,
+        start: usize,
+        end: usize,
+    ) -> Vec<(usize, Box<[u8]>, f64)> {
         if start >= end {
             return Vec::new();
         }
@@ -260,10 +286,9 @@ impl Tree {
             slots.push(idx);
         }
         for idx in slots {
-            if let Some(node) = self.node(idx) {
-                removed.push((node.member.clone(), node.score));
-            }
-            self.release(idx);
+            let score = self.node(idx).map_or(0.0, |node| node.score);
+            let member = self.release(idx);
+            removed.push((idx, member, score));
         }
         self.reset_if_empty();
         removed
@@ -284,23 +309,6 @@ impl Tree {
         count
     }
 
-    /// The member at `rank` (0 is the lowest).
-    pub(super) fn select(&self, mut rank: usize) -> Option<(&Bytes, f64)> {
-        let mut idx = self.root;
-        while let Some(node) = self.node(idx) {
-            let left_size = self.size(node.left);
-            match rank.cmp(&left_size) {
-                Ordering::Less => idx = node.left,
-                Ordering::Equal => return Some((&node.member, node.score)),
-                Ordering::Greater => {
-                    rank -= left_size + 1;
-                    idx = node.right;
-                }
-            }
-        }
-        None
-    }
-
     /// Members from `rank` on, ascending (or descending from `rank` down when `reverse`), at
     /// most `limit` of them.
     pub(super) fn iter_from(
@@ -308,11 +316,11 @@ impl Tree {
         rank: usize,
         limit: usize,
         reverse: bool,
-    ) -> impl Iterator<Item = (&Bytes, f64)> {
+    ) -> impl Iterator<Item = (&[u8], f64)> {
         let mut iter = Iter::new(self, self.root, rank, limit, reverse);
         std::iter::from_fn(move || {
             let idx = iter.next_slot(self)?;
-            self.node(idx).map(|node| (&node.member, node.score))
+            self.node(idx).map(|node| (&*node.member, node.score))
         })
     }
 
@@ -323,7 +331,7 @@ impl Tree {
         &self,
         cursor: usize,
         count: usize,
-        mut visit: impl FnMut(&Bytes, f64),
+        mut visit: impl FnMut(&[u8], f64),
     ) -> usize {
         let mut seen = 0;
         let mut slot = cursor;
@@ -340,9 +348,10 @@ impl Tree {
         if slot >= self.nodes.len() { 0 } else { slot }
     }
 
-    /// Heap bytes of the arena, not counting member bytes.
+    /// Heap bytes of the arena and the members.
     pub(super) fn heap_size(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
+        self.member_bytes
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.free.capacity() * std::mem::size_of::<usize>()
     }
 
