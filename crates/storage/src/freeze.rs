@@ -9,7 +9,7 @@
 //! Readers keep running while the keyspace is frozen; writers, lazy and active expiry and
 //! FLUSHALL wait until the guard is dropped. Taking the guard is O(databases × shards).
 
-use bytes::Bytes;
+use crate::compact::CompactBytes;
 
 use crate::db::{DbStats, N_SHARDS};
 use crate::entry::Entry;
@@ -76,7 +76,7 @@ impl FrozenKeyspace<'_> {
     /// Every `(key, entry)` of database `db_idx`, shard by shard, in no particular order
     /// within a shard; empty for a database that does not exist. Includes keys whose TTL has
     /// passed but that are not yet reclaimed: filter them with `entry.is_expired(now_ms)`.
-    pub fn entries(&self, db_idx: usize) -> impl Iterator<Item = (&Bytes, &Entry)> + '_ {
+    pub fn entries(&self, db_idx: usize) -> impl Iterator<Item = (&CompactBytes, &Entry)> + '_ {
         self.db_shards(db_idx)
             .iter()
             .flat_map(|shard| shard.table.iter().map(|(key, entry)| (key, entry)))
@@ -109,7 +109,7 @@ mod tests {
             let expire = (i % 5 == 0).then_some(now + u64::from(i));
             db.write(&[key.as_bytes()], now).set(
                 key.as_bytes(),
-                Value::String(Bytes::from(i.to_string())),
+                Value::string(i.to_string().as_bytes()),
                 expire,
             );
         }
@@ -152,16 +152,16 @@ mod tests {
         let keyspace = Keyspace::new(1);
         let db = keyspace.db(0).unwrap();
         db.write(&[b"gone"], 100)
-            .set(b"gone", Value::String(Bytes::from_static(b"x")), Some(150));
+            .set(b"gone", Value::string(b"x"), Some(150));
         db.write(&[b"live"], 100)
-            .set(b"live", Value::String(Bytes::from_static(b"y")), Some(500));
+            .set(b"live", Value::string(b"y"), Some(500));
         let frozen = keyspace.freeze_all();
         let live: Vec<_> = frozen
             .entries(0)
             .filter(|(_, entry)| !entry.is_expired(200))
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| key.to_vec())
             .collect();
-        assert_eq!(live, vec![Bytes::from_static(b"live")]);
+        assert_eq!(live, vec![b"live".to_vec()]);
         assert_eq!(frozen.db_stats(0).keys, 2);
     }
 
@@ -170,16 +170,16 @@ mod tests {
         let keyspace = Keyspace::new(2);
         let db = keyspace.db(1).unwrap();
         db.write(&[b"k"], 0)
-            .set(b"k", Value::String(Bytes::from_static(b"before")), None);
+            .set(b"k", Value::string(b"before"), None);
         let written = AtomicBool::new(false);
         std::thread::scope(|scope| {
             let frozen = keyspace.freeze_all();
             let writer = scope.spawn(|| {
-                keyspace.db(1).unwrap().write(&[b"k"], 0).set(
-                    b"k",
-                    Value::String(Bytes::from_static(b"after")),
-                    None,
-                );
+                keyspace
+                    .db(1)
+                    .unwrap()
+                    .write(&[b"k"], 0)
+                    .set(b"k", Value::string(b"after"), None);
                 written.store(true, Ordering::SeqCst);
             });
             // A reader on another thread gets through while the keyspace is frozen.
