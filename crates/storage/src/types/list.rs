@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -25,13 +26,19 @@ use super::packed::{self, Element, Item, Packed, Probe};
 /// `list-max-listpack-size -2`: 8 KiB).
 pub const CHUNK_MAX_BYTES: usize = 8192;
 
+/// What one chunk's `Arc` allocation holds: the two reference counts and the `Packed`.
+type ArcInner = (usize, usize, Packed);
+
 /// The chunk an empty list's iterators walk.
 static NO_CHUNK: Packed = Packed::new();
 
 /// A list of binary-safe strings. Redis 7.0 reports every list as `quicklist`.
 #[derive(Debug, Clone, Default)]
 pub struct List {
-    chunks: VecDeque<Packed>,
+    /// Each chunk behind its own `Arc`: cloning a list (what the first write after a snapshot
+    /// cut does while the snapshot holds the pre-cut version) copies one pointer per chunk, and
+    /// a write then copies only the chunk it changes (`Arc::make_mut`), never the whole list.
+    chunks: VecDeque<Arc<Packed>>,
     /// Number of elements.
     len: usize,
     /// The sum of the chunks' encoded bytes, kept in step with every change.
@@ -88,7 +95,7 @@ impl List {
         chunk_idx: usize,
         change: impl FnOnce(&mut Packed) -> R,
     ) -> Option<R> {
-        let chunk = self.chunks.get_mut(chunk_idx)?;
+        let chunk = Arc::make_mut(self.chunks.get_mut(chunk_idx)?);
         let (len_before, bytes_before) = (chunk.len(), chunk.byte_len());
         let result = change(chunk);
         self.len = self.len + chunk.len() - len_before;
@@ -111,7 +118,7 @@ impl List {
                     .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
                 {
                     self.reserve_chunk();
-                    self.chunks.push_front(Packed::new());
+                    self.chunks.push_front(Arc::new(Packed::new()));
                 }
                 self.change_chunk(0, |chunk| chunk.insert(0, item));
             }
@@ -170,6 +177,23 @@ impl List {
     /// Drops `count` elements at `end`.
     fn drop_many(&mut self, end: End, mut count: usize) {
         while count > 0 {
+            // Whole chunks go without being copied (a snapshot may share them).
+            let whole = match end {
+                End::Head => self.chunks.front(),
+                End::Tail => self.chunks.back(),
+            }
+            .filter(|chunk| chunk.len() <= count)
+            .map(|chunk| (chunk.len(), chunk.byte_len()));
+            if let Some((n, bytes)) = whole {
+                match end {
+                    End::Head => self.chunks.pop_front(),
+                    End::Tail => self.chunks.pop_back(),
+                };
+                self.len -= n;
+                self.packed_bytes -= bytes;
+                count -= n;
+                continue;
+            }
             let chunk_idx = match end {
                 End::Head => 0,
                 End::Tail => self.chunks.len().saturating_sub(1),
@@ -265,8 +289,9 @@ impl List {
             return;
         };
         if chunk.byte_len() > CHUNK_MAX_BYTES && chunk.len() > 1 {
+            let chunk = Arc::make_mut(chunk);
             let tail = chunk.split_off(chunk.len() / 2);
-            self.chunks.insert(chunk_idx + 1, tail);
+            self.chunks.insert(chunk_idx + 1, Arc::new(tail));
         }
     }
 
@@ -391,7 +416,7 @@ impl List {
             .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
         {
             self.reserve_chunk();
-            self.chunks.push_back(Packed::new());
+            self.chunks.push_back(Arc::new(Packed::new()));
         }
         let last = self.chunks.len() - 1;
         self.change_chunk(last, |chunk| chunk.push(item));
@@ -399,7 +424,7 @@ impl List {
 
     /// Items as stored, head to tail.
     fn raw_items(&self) -> impl Iterator<Item = Item<'_>> {
-        self.chunks.iter().flat_map(Packed::iter)
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
     }
 
     /// Inserts `item` next to the first element (from the head) equal to `pivot`: before it when
@@ -446,7 +471,7 @@ impl List {
             max_scanned.min(len)
         };
         let probe = Probe::new(element);
-        let items = self.chunks.iter().flat_map(Packed::iter);
+        let items = self.chunks.iter().flat_map(|chunk| chunk.iter());
         let scan: Box<dyn Iterator<Item = (usize, Item<'a>)> + 'a> = match from {
             End::Head => Box::new(items.enumerate()),
             End::Tail => Box::new(
@@ -466,16 +491,19 @@ impl List {
         "quicklist"
     }
 
-    /// Heap bytes, estimated: the chunks' encoded bytes plus the deque's slots. O(1).
+    /// Heap bytes, estimated: the chunks' encoded bytes, their `Arc` allocations and the
+    /// deque's slots. O(1).
     pub fn heap_size(&self) -> usize {
-        self.packed_bytes + self.chunks.capacity() * std::mem::size_of::<Packed>()
+        self.packed_bytes
+            + self.chunks.len() * std::mem::size_of::<ArcInner>()
+            + self.chunks.capacity() * std::mem::size_of::<Arc<Packed>>()
     }
 }
 
 /// Elements of a [`List`], or of a slice of it.
 #[derive(Debug, Clone)]
 pub struct Iter<'a> {
-    chunks: &'a VecDeque<Packed>,
+    chunks: &'a VecDeque<Arc<Packed>>,
     front_chunk: usize,
     front: packed::Iter<'a>,
     back_chunk: usize,
@@ -574,6 +602,42 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_shares_chunks_until_one_is_written() {
+        let mut list = List::new();
+        for i in 0..100_000 {
+            list.push_back(format!("element:{i:08}"));
+        }
+        let n_chunks = list.chunks.len();
+        assert!(n_chunks > 100);
+        let mut copy = list.clone();
+        let shared = |a: &List, b: &List| {
+            a.chunks
+                .iter()
+                .zip(&b.chunks)
+                .filter(|(x, y)| Arc::ptr_eq(x, y))
+                .count()
+        };
+        assert_eq!(shared(&list, &copy), n_chunks);
+        // A write copies only the chunk it touches; the original is untouched.
+        copy.push_back("new");
+        assert!(copy.set(50_000, "changed"));
+        assert_eq!(shared(&list, &copy), n_chunks - 2);
+        assert_eq!(list.len(), 100_000);
+        assert_eq!(
+            list.get(50_000).map(|e| e.to_bytes()),
+            Some(Bytes::from("element:00050000"))
+        );
+        assert_eq!(
+            copy.get(50_000).map(|e| e.to_bytes()),
+            Some(Bytes::from("changed"))
+        );
+        // Dropping whole chunks from a shared list copies nothing.
+        copy.trim(10_000, -1);
+        assert_eq!(copy.len(), 90_001);
+        assert_eq!(list.len(), 100_000);
+    }
+
+    #[test]
     fn pop_many_from_the_tail_comes_back_reversed() {
         let mut list = list_of(&["a", "b", "c", "d"]);
         let popped = list.pop_many(End::Tail, 3);
@@ -583,7 +647,7 @@ mod tests {
         assert!(list.is_empty());
         assert_eq!(
             list.heap_size(),
-            list.chunks.capacity() * size_of::<Packed>()
+            list.chunks.capacity() * size_of::<Arc<Packed>>()
         );
     }
 
@@ -752,7 +816,7 @@ mod tests {
                 backward.reverse();
                 prop_assert_eq!(&backward, &model);
                 prop_assert_eq!(list.len(), model.len());
-                prop_assert_eq!(list.packed_bytes, list.chunks.iter().map(Packed::byte_len).sum::<usize>());
+                prop_assert_eq!(list.packed_bytes, list.chunks.iter().map(|chunk| chunk.byte_len()).sum::<usize>());
                 prop_assert!(list.chunks.iter().all(|chunk| !chunk.is_empty()));
                 prop_assert!(list.chunks.iter().all(|chunk| chunk.len() == 1 || chunk.byte_len() <= 2 * CHUNK_MAX_BYTES));
                 for (pos, item) in model.iter().enumerate() {
