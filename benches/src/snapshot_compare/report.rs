@@ -409,7 +409,7 @@ pub fn summary_table(results: &[ModeResult]) -> String {
         "start pause (server)",
         &|r| match (r.start_pause_us, r.start_pause_field) {
             // Three decimals: an epoch cut takes microseconds, a fork milliseconds.
-        (Some(us), Some(field)) => format!("{:.3} ms ({field})", us as f64 / 1000.0),
+            (Some(us), Some(field)) => format!("{:.3} ms ({field})", us as f64 / 1000.0),
             _ => "n/a".to_owned(),
         },
     );
