@@ -1,0 +1,116 @@
+//! The SVG: for each mode a column with anonymous memory over time (top) and per-interval p99
+//! latency over time (bottom), time 0 = BGSAVE sent. Axes are shared across columns so the
+//! modes can be compared at a glance; the shaded span is the save.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::report::Sample;
+
+/// One mode's series for the plot.
+pub struct Series<'a> {
+    /// Column title.
+    pub mode: &'a str,
+    /// The samples.
+    pub samples: &'a [Sample],
+}
+
+const COLORS: [RGBColor; 3] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+];
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 30)
+}
+
+/// Draws `series` into an SVG file at `path`.
+pub fn draw(path: &Path, series: &[Series<'_>]) -> anyhow::Result<()> {
+    let n = series.len().max(1);
+    let width = u32::try_from(420 * n).unwrap_or(1260);
+    let root = SVGBackend::new(path, (width, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let all = || series.iter().flat_map(|s| s.samples.iter());
+    let t_min = all().map(|s| s.t_ms).min().unwrap_or(0) as f64 / 1000.0;
+    let t_max = (all().map(|s| s.t_ms).max().unwrap_or(1) as f64 / 1000.0).max(t_min + 0.1);
+    let mem_max = all()
+        .map(|s| gib(s.anon_bytes))
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.05;
+    let p99_max = all()
+        .map(|s| s.p99_us_in_interval as f64 / 1000.0)
+        .fold(0.0, f64::max)
+        .max(0.01)
+        * 1.05;
+    let columns = root.split_evenly((2, n));
+    for (idx, s) in series.iter().enumerate() {
+        let color = COLORS.get(idx % COLORS.len()).copied().unwrap_or(BLACK);
+        let saving: Vec<f64> = s
+            .samples
+            .iter()
+            .filter(|x| x.bgsave_in_progress)
+            .map(|x| x.t_ms as f64 / 1000.0)
+            .collect();
+        let save_span = saving.first().zip(saving.last()).map(|(a, b)| (*a, *b));
+        let panels = [
+            (
+                idx,
+                format!("{}: anon memory (GiB)", s.mode),
+                mem_max,
+                s.samples
+                    .iter()
+                    .map(|x| (x.t_ms as f64 / 1000.0, gib(x.anon_bytes)))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                n + idx,
+                format!("{}: p99 latency per interval (ms)", s.mode),
+                p99_max,
+                s.samples
+                    .iter()
+                    .filter(|x| x.ops_in_interval > 0)
+                    .map(|x| (x.t_ms as f64 / 1000.0, x.p99_us_in_interval as f64 / 1000.0))
+                    .collect(),
+            ),
+        ];
+        for (area_idx, title, y_max, points) in panels {
+            let Some(area) = columns.get(area_idx) else {
+                continue;
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 16))
+                .margin(8)
+                .margin_right(24)
+                .x_label_area_size(32)
+                .y_label_area_size(48)
+                .build_cartesian_2d(t_min..t_max, 0.0..y_max)
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds since BGSAVE")
+                .max_light_lines(0)
+                .draw()
+                .map_err(plot_error)?;
+            if let Some((start, end)) = save_span {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(start, 0.0), (end, y_max)],
+                        color.mix(0.08).filled(),
+                    )))
+                    .map_err(plot_error)?;
+            }
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(plot_error)?;
+        }
+    }
+    root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+fn plot_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {e}")
+}
