@@ -229,12 +229,7 @@ fn finish(server: &Server, last: Option<ChildReport>, exit: Option<ChildExit>) {
         );
     }
     let failed = |state: &mut crate::persistence::State, error: String| {
-        server
-            .persistence
-            .last_save_failed
-            .store(true, Ordering::Relaxed);
-        state.last_bgsave_ok = false;
-        state.last_error = Some(error);
+        crate::persistence::record_failure(server, state, error);
     };
     match (last, exit) {
         (
@@ -245,19 +240,14 @@ fn finish(server: &Server, last: Option<ChildReport>, exit: Option<ChildExit>) {
             }),
             Some(ChildExit::Exited(0)),
         ) => {
-            server
-                .persistence
-                .last_save_failed
-                .store(false, Ordering::Relaxed);
-            state.last_bgsave_ok = true;
-            state.last_error = None;
-            state.last_save_unix_secs = unix_ms() / 1000;
-            state.dirty_at_last_save = running.dirty_at_cut;
-            state.saves += 1;
-            state.writer = Some("fork");
-            state.writer_fallback_reason = None;
-            state.last_bytes_written = bytes_written;
-            state.last_keys_saved = keys_saved;
+            crate::persistence::record_success(
+                server,
+                &mut state,
+                running.dirty_at_cut,
+                "fork",
+                None,
+                (bytes_written, keys_saved),
+            );
             let secs = running.started.elapsed().as_secs_f64();
             tracing::info!(
                 keys = keys_saved,

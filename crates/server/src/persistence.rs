@@ -290,21 +290,14 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
     }
     match result {
         Ok(report) => {
-            server
-                .persistence
-                .last_save_failed
-                .store(false, Ordering::Relaxed);
-            state.last_bgsave_ok = true;
-            state.last_error = None;
-            state.last_save_unix_secs = unix_ms() / 1000;
-            state.dirty_at_last_save = running.dirty_at_cut;
-            state.saves += 1;
-            state.writer = Some(report.writer.as_str());
-            state
-                .writer_fallback_reason
-                .clone_from(&report.fallback_reason);
-            state.last_bytes_written = report.bytes_written;
-            state.last_keys_saved = report.keys_saved;
+            record_success(
+                server,
+                &mut state,
+                running.dirty_at_cut,
+                report.writer.as_str(),
+                report.fallback_reason.clone(),
+                (report.bytes_written, report.keys_saved),
+            );
             if let Some(reason) = &report.fallback_reason {
                 tracing::warn!(
                     "Snapshot written with the blocking writer: io_uring unavailable ({reason})"
@@ -332,13 +325,10 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
             // a failed SAVE (or final save) leaves it alone (`rdbSave`), and a save the server
             // cancelled itself is no failure (Redis kills its child with SIGUSR1 for that).
             if background && !matches!(err, SaveError::Cancelled) {
-                server
-                    .persistence
-                    .last_save_failed
-                    .store(true, Ordering::Relaxed);
-                state.last_bgsave_ok = false;
+                record_failure(server, &mut state, err.to_string());
+            } else {
+                state.last_error = Some(err.to_string());
             }
-            state.last_error = Some(err.to_string());
             if background {
                 tracing::warn!("Background saving error: {err}");
             } else {
@@ -346,6 +336,41 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
             }
         }
     }
+}
+
+/// Records a successful save (epoch or fork): the dump on disk now holds the changes up to
+/// `dirty_at_cut`, and MISCONF is lifted. `written` is (bytes, keys).
+pub(crate) fn record_success(
+    server: &Server,
+    state: &mut State,
+    dirty_at_cut: u64,
+    writer: &'static str,
+    fallback_reason: Option<String>,
+    written: (u64, u64),
+) {
+    server
+        .persistence
+        .last_save_failed
+        .store(false, Ordering::Relaxed);
+    state.last_bgsave_ok = true;
+    state.last_error = None;
+    state.last_save_unix_secs = unix_ms() / 1000;
+    state.dirty_at_last_save = dirty_at_cut;
+    state.saves += 1;
+    state.writer = Some(writer);
+    state.writer_fallback_reason = fallback_reason;
+    (state.last_bytes_written, state.last_keys_saved) = written;
+}
+
+/// Records a failed background save: `rdb_last_bgsave_status:err`, and MISCONF for writes
+/// while the save points and `stop-writes-on-bgsave-error` ask for it.
+pub(crate) fn record_failure(server: &Server, state: &mut State, error: String) {
+    server
+        .persistence
+        .last_save_failed
+        .store(true, Ordering::Relaxed);
+    state.last_bgsave_ok = false;
+    state.last_error = Some(error);
 }
 
 /// BGSAVE: a background save of the kind asked for (`None`: `snapshot-mode` decides). Err is

@@ -191,33 +191,16 @@ fn save_inner(
             out.write(Chunk::new(db_header, options)?)?;
             serialize_db(keyspace, cut, db_idx, &encode, options, progress, &mut out)?;
         }
-        let mut eof = Vec::new();
-        format::write_eof(&mut eof);
-        let crc = if options.checksum {
-            out.checksum_after(&eof)
-        } else {
-            0
-        };
-        eof.extend_from_slice(&crc.to_le_bytes());
-        out.write_raw_tail(eof, options)
+        out.write_eof(options)
     })();
-    match written {
-        Ok(()) => {
-            let bytes_written = out.sink.bytes_written();
-            out.sink.finish()?;
-            Ok(SaveReport {
-                keys_saved: progress.keys_processed.load(Ordering::Relaxed),
-                bytes_written,
-                writer,
-                fallback_reason,
-                duration: started.elapsed(),
-            })
-        }
-        Err(err) => {
-            out.sink.abort();
-            Err(err)
-        }
-    }
+    let bytes_written = out.commit(written)?;
+    Ok(SaveReport {
+        keys_saved: progress.keys_processed.load(Ordering::Relaxed),
+        bytes_written,
+        writer,
+        fallback_reason,
+        duration: started.elapsed(),
+    })
 }
 
 /// Serializes every shard of one database with the serializer threads, writing chunks as they
@@ -407,28 +390,12 @@ pub fn save_frozen(
         if !buf.is_empty() {
             out.write(Chunk::new(buf, options)?)?;
         }
-        let mut eof = Vec::new();
-        format::write_eof(&mut eof);
-        let crc = if options.checksum {
-            out.checksum_after(&eof)
-        } else {
-            0
-        };
-        eof.extend_from_slice(&crc.to_le_bytes());
-        out.write_raw_tail(eof, options)?;
+        out.write_eof(options)?;
         Ok(keys_saved)
     })();
-    match written {
-        Ok(keys_saved) => {
-            let bytes_written = out.sink.bytes_written();
-            out.sink.finish()?;
-            Ok((keys_saved, bytes_written))
-        }
-        Err(err) => {
-            out.sink.abort();
-            Err(err)
-        }
-    }
+    let keys_saved = written.as_ref().map_or(0, |keys| *keys);
+    let bytes_written = out.commit(written.map(drop))?;
+    Ok((keys_saved, bytes_written))
 }
 
 impl Chunk {
@@ -487,22 +454,44 @@ impl<'a> Output<'a> {
         Ok(())
     }
 
-    /// The checksum of the stream so far followed by `tail` (the EOF opcode).
-    fn checksum_after(&self, tail: &[u8]) -> u64 {
-        let mut checksum = Checksum::new();
-        checksum.update(tail);
-        Checksum::combine(self.crc, checksum.finish(), tail.len() as u64)
-    }
-
-    /// Writes the final bytes (EOF + CRC), already covered by the checksum.
-    fn write_raw_tail(&mut self, tail: Vec<u8>, options: &SaveOptions) -> Result<(), SaveError> {
-        let chunk = Chunk::new(tail, options)?;
+    /// Ends the stream: the EOF opcode and the CRC-64 of everything before it and of the opcode
+    /// (zero with `rdbchecksum no`, as Redis writes it).
+    fn write_eof(&mut self, options: &SaveOptions) -> Result<(), SaveError> {
+        let mut eof = Vec::new();
+        format::write_eof(&mut eof);
+        let crc = if options.checksum {
+            let mut checksum = Checksum::new();
+            checksum.update(&eof);
+            Checksum::combine(self.crc, checksum.finish(), eof.len() as u64)
+        } else {
+            0
+        };
+        eof.extend_from_slice(&crc.to_le_bytes());
+        // Written as is: the CRC covers the stream up to the opcode, not itself.
+        let chunk = Chunk::new(eof, options)?;
         let len = chunk.bytes.len() as u64;
         self.sink.write(chunk.bytes)?;
         self.progress
             .bytes_written
             .fetch_add(len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// After the stream was written (`written` is Ok) commits the file (fsync, rename, directory
+    /// fsync) and returns its length; otherwise aborts it (temp file removed) and returns the
+    /// error.
+    fn commit(self, written: Result<(), SaveError>) -> Result<u64, SaveError> {
+        match written {
+            Ok(()) => {
+                let bytes_written = self.sink.bytes_written();
+                self.sink.finish()?;
+                Ok(bytes_written)
+            }
+            Err(err) => {
+                self.sink.abort();
+                Err(err)
+            }
+        }
     }
 
     /// Sleeps as long as the average rate is above `max_bytes_per_sec`.
