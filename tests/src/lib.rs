@@ -308,3 +308,145 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A directory a test owns, so that servers can be restarted on the same files; removed on drop.
+pub struct TestDir(pub PathBuf);
+
+impl TestDir {
+    /// A fresh, empty directory (see [`unique_dir`]).
+    pub fn new(tag: &str) -> TestDir {
+        TestDir(unique_dir(tag))
+    }
+
+    /// `dump.rdb` in it.
+    pub fn dump(&self) -> PathBuf {
+        self.0.join("dump.rdb")
+    }
+
+    /// The names of the files in it, sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .expect("read dir")
+            .map(|entry| {
+                entry
+                    .expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The snapshot temp files (`temp-*`) in it.
+    pub fn temp_files(&self) -> Vec<String> {
+        self.files()
+            .into_iter()
+            .filter(|name| name.starts_with("temp-"))
+            .collect()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Deterministic incompressible bytes (xorshift64), so that a dump is as big as its data.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Writes keys `<prefix><i>` for i in 0..n, each with `value_len` bytes of [`noise`] seeded by
+/// `i`, with MSETs of 500 keys.
+pub fn populate(conn: &mut redis::Connection, prefix: &str, n: usize, value_len: usize) {
+    for start in (0..n).step_by(500) {
+        let mut cmd = redis::cmd("MSET");
+        for i in start..n.min(start + 500) {
+            cmd.arg(format!("{prefix}{i}"))
+                .arg(noise(i as u64, value_len));
+        }
+        let () = cmd.query(conn).expect("MSET");
+    }
+}
+
+/// Every `field:value` line of one INFO section.
+pub fn info_section(
+    conn: &mut redis::Connection,
+    section: &str,
+) -> std::collections::HashMap<String, String> {
+    let text: String = redis::cmd("INFO").arg(section).query(conn).expect("INFO");
+    text.lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Starts Debian's `redis-server` (the binary at `redis_server`) on `dir/dump.rdb`, persistence
+/// off, and waits until it has loaded the file and answers PING (it replies -LOADING before).
+/// Returns the process (killed on drop) and a connection.
+pub fn start_real_redis_on(redis_server: &Path, dir: &Path) -> (ChildGuard, redis::Connection) {
+    let port = free_port();
+    let guard = ChildGuard(
+        Command::new(redis_server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+            .arg(dir)
+            .args([
+                "--dbfilename",
+                "dump.rdb",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server"),
+    );
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut real = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+            else {
+                return false;
+            };
+            let ready = redis::cmd("PING").query::<String>(&mut c).is_ok();
+            if ready {
+                real = Some(c);
+            }
+            ready
+        }),
+        "redis-server did not start on port {port}"
+    );
+    (guard, real.expect("connected"))
+}

@@ -12,11 +12,10 @@
 )]
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use forkless_tests::{TestServer, unique_dir, wait_until};
+use forkless_tests::{TestDir, TestServer, noise, populate, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
@@ -30,41 +29,6 @@ error.\r\n";
 /// Sends a command on a raw connection; returns the reply's bytes as text.
 fn call(raw: &mut forkless_tests::RawConn, args: &[&[u8]]) -> String {
     String::from_utf8_lossy(&raw.call(args)).into_owned()
-}
-
-/// A directory the test owns, so servers can be restarted on the same files; removed on drop.
-struct TestDir(PathBuf);
-
-impl TestDir {
-    fn new(tag: &str) -> TestDir {
-        TestDir(unique_dir(tag))
-    }
-
-    fn dump(&self) -> PathBuf {
-        self.0.join("dump.rdb")
-    }
-
-    /// The names of the files in the directory, sorted.
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.0)
-            .expect("read dir")
-            .map(|entry| {
-                entry
-                    .expect("dir entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One field of INFO persistence, or None when the server does not print it.
@@ -92,32 +56,6 @@ fn wait_save_done(conn: &mut redis::Connection) {
 
 fn dbsize(conn: &mut redis::Connection) -> u64 {
     redis::cmd("DBSIZE").query(conn).expect("DBSIZE")
-}
-
-/// Deterministic incompressible bytes (xorshift64), so that the file is as big as the data.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-/// Writes keys `<prefix><i>` for i in 0..n, each with `value_len` incompressible bytes, with
-/// MSETs of 500 keys.
-fn populate(conn: &mut redis::Connection, prefix: &str, n: usize, value_len: usize) {
-    for start in (0..n).step_by(500) {
-        let mut cmd = redis::cmd("MSET");
-        for i in start..n.min(start + 500) {
-            cmd.arg(format!("{prefix}{i}"))
-                .arg(noise(i as u64, value_len));
-        }
-        let () = cmd.query(conn).expect("MSET");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,54 +15,19 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::BufReader;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use forkless_snapshot::format;
-use forkless_tests::{TestServer, redis_tool, unique_dir, wait_until};
+use forkless_tests::{
+    ChildGuard, TestDir, TestServer, info_section as info, populate, redis_tool,
+    start_real_redis_on, wait_until,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
-
-/// A directory the test owns, so servers can be restarted on the same files; removed on drop.
-struct TestDir(PathBuf);
-
-impl TestDir {
-    fn new(tag: &str) -> TestDir {
-        TestDir(unique_dir(tag))
-    }
-
-    fn dump(&self) -> PathBuf {
-        self.0.join("dump.rdb")
-    }
-
-    /// Names of files starting with `temp-` (snapshot temp files).
-    fn temp_files(&self) -> Vec<String> {
-        fs::read_dir(&self.0)
-            .expect("read dir")
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with("temp-"))
-            .collect()
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Every `field:value` line of one INFO section.
-fn info(conn: &mut redis::Connection, section: &str) -> HashMap<String, String> {
-    let text: String = redis::cmd("INFO").arg(section).query(conn).expect("INFO");
-    text.lines()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn persistence(conn: &mut redis::Connection, field: &str) -> String {
     info(conn, "persistence")
@@ -86,30 +51,6 @@ fn save_done_within(conn: &mut redis::Connection, secs: u64) -> bool {
 fn bgsave(conn: &mut redis::Connection, args: &[&str]) {
     let reply: String = redis::cmd("BGSAVE").arg(args).query(conn).expect("BGSAVE");
     assert_eq!(reply, "Background saving started");
-}
-
-/// Deterministic incompressible bytes (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-fn populate(conn: &mut redis::Connection, prefix: &str, n: usize, value_len: usize) {
-    for start in (0..n).step_by(500) {
-        let mut cmd = redis::cmd("MSET");
-        for i in start..n.min(start + 500) {
-            cmd.arg(format!("{prefix}{i}"))
-                .arg(noise(i as u64, value_len));
-        }
-        let () = cmd.query(conn).expect("MSET");
-    }
 }
 
 /// Keys in the dump at `path`, by database.
@@ -523,16 +464,6 @@ fn fork_zstd_dump_loads() {
     assert_eq!(dump_keys(&dump)[&0], 3000);
 }
 
-/// Kills the child when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn real_redis_loads_a_fork_mode_dump_of_every_type() {
     let Some(redis_server) = redis_tool("redis-server") else {
@@ -589,44 +520,7 @@ fn real_redis_loads_a_fork_mode_dump_of_every_type() {
     assert!(ours.len() > 20, "{ours:?}");
     drop(server);
 
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        listener.local_addr().expect("local addr").port()
-    };
-    let _redis = ChildGuard(
-        Command::new(redis_server)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
-            .arg(&dir.0)
-            .args([
-                "--dbfilename",
-                "dump.rdb",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server"),
-    );
-    let url = format!("redis://127.0.0.1:{port}/");
-    let mut real = None;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
-            else {
-                return false;
-            };
-            let ready = redis::cmd("PING").query::<String>(&mut c).is_ok();
-            if ready {
-                real = Some(c);
-            }
-            ready
-        }),
-        "redis-server did not start on port {port}"
-    );
-    let mut real = real.expect("connected");
+    let (_redis, mut real) = start_real_redis_on(&redis_server, &dir.0);
     assert_eq!(summary(&mut real), ours);
     let ttl: i64 = redis::cmd("TTL")
         .arg("long-ttl")

@@ -15,16 +15,18 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::BufReader;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use forkless_snapshot::format;
 use forkless_storage::Value;
-use forkless_tests::{TestServer, redis_tool, unique_dir, wait_until};
+use forkless_tests::{
+    ChildGuard, TestDir, TestServer, free_port, info_section as info, noise, populate, redis_tool,
+    start_real_redis_on, wait_until,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
@@ -33,34 +35,6 @@ const ALREADY: &str = "-ERR Background save already in progress\r\n";
 /// Sends a command on a raw connection; returns the reply's bytes as text.
 fn call(raw: &mut forkless_tests::RawConn, args: &[&[u8]]) -> String {
     String::from_utf8_lossy(&raw.call(args)).into_owned()
-}
-
-/// A directory the test owns, so servers can be restarted on the same files; removed on drop.
-struct TestDir(PathBuf);
-
-impl TestDir {
-    fn new(tag: &str) -> TestDir {
-        TestDir(unique_dir(tag))
-    }
-
-    fn dump(&self) -> PathBuf {
-        self.0.join("dump.rdb")
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Every `field:value` line of one INFO section.
-fn info(conn: &mut redis::Connection, section: &str) -> HashMap<String, String> {
-    let text: String = redis::cmd("INFO").arg(section).query(conn).expect("INFO");
-    text.lines()
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// One field of INFO persistence; panics when the server does not print it.
@@ -116,31 +90,6 @@ fn unix_ms() -> u64 {
         .expect("clock after 1970")
         .as_millis();
     u64::try_from(ms).expect("ms fit u64")
-}
-
-/// Deterministic incompressible bytes (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-/// Writes keys `<prefix><i>` for i in 0..n, each with `value_len` incompressible bytes.
-fn populate(conn: &mut redis::Connection, prefix: &str, n: usize, value_len: usize) {
-    for start in (0..n).step_by(500) {
-        let mut cmd = redis::cmd("MSET");
-        for i in start..n.min(start + 500) {
-            cmd.arg(format!("{prefix}{i}"))
-                .arg(noise(i as u64, value_len));
-        }
-        let () = cmd.query(conn).expect("MSET");
-    }
 }
 
 /// The dump's (db, key) → (value, expiry).
@@ -680,16 +629,6 @@ fn zstd_dump_decompresses_to_a_valid_rdb_and_reloads() {
     assert_eq!(contents(&mut conn), before);
 }
 
-/// Kills the child when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn real_redis_loads_our_bgsave() {
     let Some(redis_server) = redis_tool("redis-server") else {
@@ -718,47 +657,7 @@ fn real_redis_loads_our_bgsave() {
         "redis-check-rdb: {text}"
     );
 
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        listener.local_addr().expect("local addr").port()
-    };
-    let redis = ChildGuard(
-        Command::new(redis_server)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
-            .arg(&dir.0)
-            .args([
-                "--dbfilename",
-                "dump.rdb",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server"),
-    );
-    let url = format!("redis://127.0.0.1:{port}/");
-    let mut real = None;
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
-            else {
-                return false;
-            };
-            // -LOADING while the file loads.
-            let ready = redis::cmd("PING").query::<String>(&mut c).is_ok();
-            if ready {
-                real = Some(c);
-            }
-            ready
-        }),
-        "redis-server did not start on port {port}"
-    );
-    let mut real = real.expect("connected");
+    let (redis, mut real) = start_real_redis_on(&redis_server, &dir.0);
     let loaded: String = redis::cmd("INFO")
         .arg("persistence")
         .query(&mut real)
@@ -857,11 +756,6 @@ fn spawn_on_port(dir: &TestDir, port: u16, args: &[&str]) -> ChildGuard {
             .spawn()
             .expect("spawn forkless-server"),
     )
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A dump big enough that loading it takes a while in a debug build: 40,000 keys × 2000 B.
