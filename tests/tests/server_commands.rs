@@ -370,10 +370,13 @@ fn config_rewrite_survives_a_restart() {
     let conf = conf_dir.join("forkless.conf");
     // A private `dir`: with the default save points, SIGTERM writes a final dump into it (the
     // default `dir .` would put it in the source tree).
-    let dump_dir = unique_dir("rewrite-dump");
+    let dump_dir = forkless_tests::TestDir::new("rewrite-dump");
     std::fs::write(
         &conf,
-        format!("# my settings\nport 0\nhz 10\ndir {}\n", dump_dir.display()),
+        format!(
+            "# my settings\nport 0\nhz 10\ndir {}\n",
+            dump_dir.0.display()
+        ),
     )
     .unwrap();
     let conf_arg = conf.to_str().unwrap();
@@ -395,7 +398,7 @@ fn config_rewrite_survives_a_restart() {
     assert!(written.contains("\nmaxclients 77\n"), "{written}");
     assert!(server.terminate().success());
     assert!(
-        dump_dir.join("dump.rdb").exists(),
+        dump_dir.dump().exists(),
         "the final save goes to the configured dir"
     );
 
