@@ -16,6 +16,7 @@ use hashbrown::HashTable;
 
 use self::tree::Tree;
 use super::packed::{self, Element, Item, Packed, Probe};
+use crate::compact::CompactBytes;
 
 /// Redis 7.0's `zset-max-listpack-entries` default.
 const LISTPACK_MAX_ENTRIES: usize = 128;
@@ -91,7 +92,7 @@ impl Skiplist {
     /// Inserts a member known to be absent.
     fn insert(&mut self, member: &[u8], score: f64) {
         let hash = self.hash(member);
-        let idx = self.tree.insert(Box::from(member), score);
+        let idx = self.tree.insert(CompactBytes::from_slice(member), score);
         let Skiplist {
             index,
             hasher,
@@ -128,7 +129,7 @@ impl Skiplist {
         }
         removed
             .into_iter()
-            .map(|(_, member, score)| (Bytes::from(member), score))
+            .map(|(_, member, score)| (member.to_bytes(), score))
             .collect()
     }
 

@@ -11,12 +11,16 @@
 
 use std::cmp::Ordering;
 
+use crate::compact::CompactBytes;
+
 /// The absent child.
 const NIL: usize = usize::MAX;
 
 #[derive(Debug, Clone)]
 struct Node {
-    member: Box<[u8]>,
+    /// Inline when short: cloning the tree (a snapshot's copy-on-write) then allocates nothing
+    /// per member, and a short member costs no allocation of its own.
+    member: CompactBytes,
     score: f64,
     priority: u64,
     left: usize,
@@ -40,7 +44,7 @@ pub(super) struct Tree {
     free: Vec<usize>,
     root: usize,
     rng: u64,
-    /// Bytes of the live members, for `heap_size`.
+    /// Heap bytes of the live members (0 for inline ones), for `heap_size`.
     member_bytes: usize,
 }
 
@@ -189,8 +193,8 @@ impl Tree {
 
     /// Inserts a member known to be absent; returns its slot, which it keeps while it is in the
     /// tree.
-    pub(super) fn insert(&mut self, member: Box<[u8]>, score: f64) -> usize {
-        self.member_bytes += member.len();
+    pub(super) fn insert(&mut self, member: CompactBytes, score: f64) -> usize {
+        self.member_bytes += member.heap_size();
         let node = Node {
             member,
             score,
@@ -245,16 +249,16 @@ impl Tree {
     }
 
     /// Frees slot `idx` and returns its member.
-    fn release(&mut self, idx: usize) -> Box<[u8]> {
+    fn release(&mut self, idx: usize) -> CompactBytes {
         let Some(node) = self.nodes.get_mut(idx) else {
-            return Box::default();
+            return CompactBytes::new();
         };
         let member = std::mem::take(&mut node.member);
         node.left = NIL;
         node.right = NIL;
         node.size = 0;
         self.free.push(idx);
-        self.member_bytes -= member.len();
+        self.member_bytes -= member.heap_size();
         member
     }
 
@@ -272,7 +276,7 @@ impl Tree {
         &mut self,
         start: usize,
         end: usize,
-    ) -> Vec<(usize, Box<[u8]>, f64)> {
+    ) -> Vec<(usize, CompactBytes, f64)> {
         if start >= end {
             return Vec::new();
         }
