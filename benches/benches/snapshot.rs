@@ -9,9 +9,9 @@
 //! - `save/strings_1k`: a whole `save::save` of a 64 MiB keyspace (cut, parallel serializers,
 //!   CRC, writer, fsync, rename) with one serializer thread and with one per core;
 //! - `load/strings_1k`: `format::load` of that file into a fresh keyspace;
-//! - `first_write_after_cut/<case>`: one write to a 1,000,000-element list or sorted set while
-//!   a snapshot holds its pre-cut version (the copy `Arc::make_mut` makes), against the same
-//!   write without a snapshot.
+//! - `first_write_after_cut/<case>`: one write to a 1,000,000-element list, sorted set, set or
+//!   hash while a snapshot holds its pre-cut version (the copy `Arc::make_mut` makes), against
+//!   the same write without a snapshot.
 //!
 //! Files go to `FORKLESS_BENCH_DIR` (default: the system temp dir); give it a directory on the
 //! disk you care about. `cargo bench -p forkless-benches --bench snapshot`.
@@ -264,13 +264,22 @@ fn first_write_after_cut(c: &mut Criterion) {
     let n = 1_000_000usize;
     let mut list = List::new();
     let mut zset = ZSet::new();
+    let mut set = Set::new();
+    let mut hash = Hash::new();
     for i in 0..n {
         list.push_back(Bytes::from(format!("element:{i:08}")));
         zset.insert(Bytes::from(format!("member:{i:08}")), i as f64);
+        set.insert(Bytes::from(format!("member:{i:08}")));
+        hash.insert(
+            Bytes::from(format!("field:{i:08}")),
+            Bytes::from(format!("value:{i:08}")),
+        );
     }
     let cases = [
         ("list_1m_rpush", Value::List(Arc::new(list))),
         ("zset_1m_zadd", Value::ZSet(Arc::new(zset))),
+        ("set_1m_sadd", Value::Set(Arc::new(set))),
+        ("hash_1m_hset", Value::Hash(Arc::new(hash))),
     ];
     for (name, value) in cases {
         let keyspace = Keyspace::new(1);
@@ -285,6 +294,13 @@ fn first_write_after_cut(c: &mut Criterion) {
                     Value::List(list) => Arc::make_mut(list).push_back(Bytes::from_static(b"x")),
                     Value::ZSet(zset) => {
                         Arc::make_mut(zset).insert(Bytes::from_static(b"x"), 0.5);
+                    }
+                    Value::Set(set) => {
+                        Arc::make_mut(set).insert(Bytes::from_static(b"x"));
+                    }
+                    Value::Hash(hash) => {
+                        Arc::make_mut(hash)
+                            .insert(Bytes::from_static(b"x"), Bytes::from_static(b"y"));
                     }
                     _ => {}
                 }

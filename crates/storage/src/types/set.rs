@@ -15,6 +15,7 @@ use rand::Rng;
 
 use super::hash::table::{self, Table};
 use super::packed::{Element, IntSet};
+use crate::compact::CompactBytes;
 use crate::value::parse_canonical_i64;
 
 /// Redis's `set-max-intset-entries` default.
@@ -30,7 +31,7 @@ pub struct Set {
 enum Repr {
     Intset(IntSet),
     /// Boxed, so that a small set stays small.
-    Table(Box<Table<Box<[u8]>>>),
+    Table(Box<Table<CompactBytes>>),
 }
 
 impl Default for Set {
@@ -106,7 +107,7 @@ impl Set {
                 if table.get(member).is_some() {
                     return false;
                 }
-                table.insert(Box::from(member));
+                table.insert(CompactBytes::from_slice(member));
                 true
             }
             Repr::Intset(_) => false,
@@ -125,7 +126,7 @@ impl Set {
         if let Repr::Intset(members) = &self.repr {
             let mut table = Table::with_capacity(members.len() + 1);
             for n in members.iter() {
-                table.insert(Box::from(Element::from_int(n).as_bytes()));
+                table.insert(CompactBytes::from_slice(Element::from_int(n).as_bytes()));
             }
             self.repr = Repr::Table(Box::new(table));
         }
@@ -205,7 +206,7 @@ pub struct Iter<'a>(IterRepr<'a>);
 #[derive(Debug, Clone)]
 enum IterRepr<'a> {
     Intset(&'a IntSet, std::ops::Range<usize>),
-    Table(table::Iter<'a, Box<[u8]>>),
+    Table(table::Iter<'a, CompactBytes>),
 }
 
 impl<'a> Iterator for Iter<'a> {

@@ -42,7 +42,19 @@ pub(crate) trait TableEntry {
     fn payload_len(&self) -> usize;
 }
 
-/// A set member: the key alone.
+/// A set member: the key alone, inline when short (no allocation of its own, and cloning the
+/// table, a snapshot's copy-on-write, allocates nothing for it).
+impl TableEntry for crate::compact::CompactBytes {
+    fn key(&self) -> &[u8] {
+        self
+    }
+
+    fn payload_len(&self) -> usize {
+        self.heap_size()
+    }
+}
+
+/// A boxed key alone (the table's own tests use it).
 impl TableEntry for Box<[u8]> {
     fn key(&self) -> &[u8] {
         self
