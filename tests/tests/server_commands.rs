@@ -667,3 +667,44 @@ fn sigterm_exits_cleanly() {
     let status = server.terminate();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Names of the threads of process `pid`.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| {
+                    let comm = task.ok()?.path().join("comm");
+                    std::fs::read_to_string(comm)
+                        .ok()
+                        .map(|name| name.trim().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn worker_threads_sets_how_many_threads_serve_clients() {
+    let workers = |server: &TestServer| {
+        thread_names(server.pid())
+            .iter()
+            .filter(|name| *name == "forkless-worker")
+            .count()
+    };
+    let one = TestServer::start(BIN, &["--worker-threads", "1"]);
+    assert_eq!(workers(&one), 1);
+    let three = TestServer::start(BIN, &["--worker-threads", "3"]);
+    assert_eq!(workers(&three), 3);
+    let mut conn = three.raw();
+    assert_eq!(
+        conn.call(&[b"CONFIG", b"GET", b"worker-threads"]),
+        b"*2\r\n$14\r\nworker-threads\r\n$1\r\n3\r\n"
+    );
+    let reply = conn.call(&[b"CONFIG", b"SET", b"worker-threads", b"2"]);
+    assert!(
+        reply.starts_with(b"-ERR CONFIG SET failed"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+}

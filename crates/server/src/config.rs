@@ -409,6 +409,8 @@ pub struct Config {
     pub snapshot_threads: usize,
     /// `snapshot-nice`: nice value of the snapshot threads, 0..=19. Default 0.
     pub snapshot_nice: i32,
+    /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -465,6 +467,7 @@ impl Default for Config {
             snapshot_max_bytes_per_sec: 0,
             snapshot_threads: 0,
             snapshot_nice: 0,
+            worker_threads: 0,
         }
     }
 }
@@ -660,6 +663,7 @@ static OPTIONS: &[Spec] = &[
         mem!(snapshot_max_bytes_per_sec, Signed(0, LONG_MAX))),
     opt("snapshot-threads",            MUTABLE,   int!(snapshot_threads, usize, Signed(0, 1024))),
     opt("snapshot-nice",               MUTABLE,   int!(snapshot_nice, i32, Signed(0, 19))),
+    opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
 ];
 
 /// The option called `name`, compared case-insensitively as Redis does.
@@ -1802,6 +1806,7 @@ mod tests {
             ("snapshot-max-bytes-per-sec", "0"),
             ("snapshot-threads", "0"),
             ("snapshot-nice", "0"),
+            ("worker-threads", "0"),
         ];
         let all = config.get(&[b"*"]);
         let all: Vec<(&str, &str)> = all.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();

@@ -129,11 +129,12 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("forkless-worker")
-        .build()
-        .context("starting the tokio runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("forkless-worker");
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = builder.build().context("starting the tokio runtime")?;
     runtime.block_on(serve(config))
 }
 
@@ -177,10 +178,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for listener in listeners {
         accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
     }
-    let loader = tokio::task::spawn_blocking({
-        let server = Arc::clone(&server);
-        move || persistence::load_at_startup(&server)
-    });
+    // Its own thread, not tokio's blocking pool: the pool's threads carry the workers' name.
+    let (loaded_tx, loader) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("forkless-loader".into())
+        .spawn({
+            let server = Arc::clone(&server);
+            move || {
+                let _ = loaded_tx.send(persistence::load_at_startup(&server));
+            }
+        })
+        .context("starting the loader thread")?;
     tokio::select! {
         loaded = loader => {
             let loaded = loaded.context("the loader thread failed");
