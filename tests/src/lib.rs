@@ -450,3 +450,49 @@ pub fn start_real_redis_on(redis_server: &Path, dir: &Path) -> (ChildGuard, redi
     );
     (guard, real.expect("connected"))
 }
+
+/// Raw-RESP helpers for the command tests: send a command, and spell the replies Redis gives.
+pub mod resp {
+    use crate::RawConn;
+
+    /// Redis's reply to a command on a key of another type.
+    pub const WRONGTYPE: &str =
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+    /// The RESP2 null bulk string.
+    pub const NIL: &str = "$-1\r\n";
+
+    /// Sends a command given as space-separated words and returns the raw reply as text.
+    pub fn cmd(conn: &mut RawConn, line: &str) -> String {
+        let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        String::from_utf8_lossy(&conn.call(&args)).into_owned()
+    }
+
+    /// Sends a command given as byte arguments and returns the raw reply as text.
+    pub fn call(conn: &mut RawConn, args: &[&[u8]]) -> String {
+        String::from_utf8_lossy(&conn.call(args)).into_owned()
+    }
+
+    /// A bulk string reply.
+    pub fn bulk(value: &str) -> String {
+        format!("${}\r\n{value}\r\n", value.len())
+    }
+
+    /// A RESP2 array of bulk strings.
+    pub fn bulks(values: &[&str]) -> String {
+        let mut out = format!("*{}\r\n", values.len());
+        for value in values {
+            out.push_str(&bulk(value));
+        }
+        out
+    }
+
+    /// An integer reply.
+    pub fn int(n: i64) -> String {
+        format!(":{n}\r\n")
+    }
+
+    /// An error reply with this text.
+    pub fn err(msg: &str) -> String {
+        format!("-{msg}\r\n")
+    }
+}

@@ -8,16 +8,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use forkless_tests::resp::{cmd, err};
 use forkless_tests::{RawConn, TestServer, wait_until};
 
 fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_forkless-server"), &[])
-}
-
-/// Sends a command given as space-separated words and returns the raw reply as text.
-fn cmd(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8_lossy(&conn.call(&args)).into_owned()
 }
 
 /// Sends a command whose reply is an integer and returns it.
@@ -28,10 +23,6 @@ fn int(conn: &mut RawConn, line: &str) -> i64 {
         .and_then(|rest| rest.strip_suffix("\r\n"))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}: not an integer reply: {reply:?}"))
-}
-
-fn err(msg: &str) -> String {
-    format!("-{msg}\r\n")
 }
 
 fn unix_ms() -> i64 {

@@ -11,25 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use forkless_tests::resp::{call, cmd, err};
 use forkless_tests::{RawConn, TestServer, wait_until};
 
 fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_forkless-server"), &[])
-}
-
-/// Sends a command given as space-separated words and returns the raw reply as text.
-fn cmd(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8_lossy(&conn.call(&args)).into_owned()
-}
-
-/// Sends a command given as byte arguments and returns the raw reply as text.
-fn call(conn: &mut RawConn, args: &[&[u8]]) -> String {
-    String::from_utf8_lossy(&conn.call(args)).into_owned()
-}
-
-fn err(msg: &str) -> String {
-    format!("-{msg}\r\n")
 }
 
 /// Parses a flat RESP array of bulk strings (KEYS) into its elements.

@@ -9,38 +9,12 @@
 
 use std::sync::{Arc, Barrier};
 
+use forkless_tests::resp::{NIL, WRONGTYPE, bulk, bulks, cmd, err, int};
 use forkless_tests::{RawConn, TestServer};
 use redis::Commands;
 
 fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_forkless-server"), &[])
-}
-
-/// Sends a command given as space-separated words and returns the raw reply as text.
-fn cmd(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8_lossy(&conn.call(&args)).into_owned()
-}
-
-fn bulk(value: &str) -> String {
-    format!("${}\r\n{value}\r\n", value.len())
-}
-
-fn int(n: i64) -> String {
-    format!(":{n}\r\n")
-}
-
-fn err(msg: &str) -> String {
-    format!("-{msg}\r\n")
-}
-
-/// An array of bulk strings.
-fn array(items: &[&str]) -> String {
-    let mut out = format!("*{}\r\n", items.len());
-    for item in items {
-        out.push_str(&bulk(item));
-    }
-    out
 }
 
 /// An array of integers.
@@ -53,12 +27,10 @@ fn ints(items: &[i64]) -> String {
 }
 
 const OK: &str = "+OK\r\n";
-const NIL: &str = "$-1\r\n";
 const NIL_ARRAY: &str = "*-1\r\n";
 const EMPTY: &str = "*0\r\n";
 const SYNTAX: &str = "-ERR syntax error\r\n";
 const NOT_INTEGER: &str = "-ERR value is not an integer or out of range\r\n";
-const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
 
 fn arity(name: &str) -> String {
     err(&format!(
@@ -86,7 +58,7 @@ fn pushes_build_the_list_in_redis_order() {
     assert_eq!(cmd(&mut c, "RPUSH l x y"), int(5));
     assert_eq!(
         cmd(&mut c, "LRANGE l 0 -1"),
-        array(&["c", "b", "a", "x", "y"])
+        bulks(&["c", "b", "a", "x", "y"])
     );
     assert_eq!(cmd(&mut c, "LPUSHX l h"), int(6));
     assert_eq!(cmd(&mut c, "RPUSHX l t1 t2"), int(8));
@@ -140,17 +112,17 @@ fn lrange_and_lindex_clamp_and_count_from_the_tail() {
     let server = server();
     let mut c = server.raw();
     assert_eq!(cmd(&mut c, "RPUSH l a b c d e"), int(5));
-    assert_eq!(cmd(&mut c, "LRANGE l 1 3"), array(&["b", "c", "d"]));
-    assert_eq!(cmd(&mut c, "LRANGE l -2 -1"), array(&["d", "e"]));
+    assert_eq!(cmd(&mut c, "LRANGE l 1 3"), bulks(&["b", "c", "d"]));
+    assert_eq!(cmd(&mut c, "LRANGE l -2 -1"), bulks(&["d", "e"]));
     assert_eq!(
         cmd(&mut c, "LRANGE l -100 100"),
-        array(&["a", "b", "c", "d", "e"])
+        bulks(&["a", "b", "c", "d", "e"])
     );
     assert_eq!(cmd(&mut c, "LRANGE l 3 1"), EMPTY);
     assert_eq!(cmd(&mut c, "LRANGE l 5 10"), EMPTY);
     assert_eq!(
         cmd(&mut c, "LRANGE l -9223372036854775808 9223372036854775807"),
-        array(&["a", "b", "c", "d", "e"])
+        bulks(&["a", "b", "c", "d", "e"])
     );
     assert_eq!(cmd(&mut c, "LRANGE none 0 -1"), EMPTY);
     // LRANGE parses its indexes before looking the key up.
@@ -172,7 +144,7 @@ fn lset_replaces_by_index() {
     assert_eq!(cmd(&mut c, "RPUSH l a b c"), int(3));
     assert_eq!(cmd(&mut c, "LSET l 0 A"), OK);
     assert_eq!(cmd(&mut c, "LSET l -1 C"), OK);
-    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), array(&["A", "b", "C"]));
+    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), bulks(&["A", "b", "C"]));
     assert_eq!(cmd(&mut c, "LSET l 3 x"), err("ERR index out of range"));
     assert_eq!(cmd(&mut c, "LSET l -4 x"), err("ERR index out of range"));
     assert_eq!(cmd(&mut c, "LSET l x x"), NOT_INTEGER);
@@ -187,10 +159,10 @@ fn pops_with_and_without_count() {
     assert_eq!(cmd(&mut c, "RPUSH l a b c d e f"), int(6));
     assert_eq!(cmd(&mut c, "LPOP l"), bulk("a"));
     assert_eq!(cmd(&mut c, "RPOP l"), bulk("f"));
-    assert_eq!(cmd(&mut c, "LPOP l 2"), array(&["b", "c"]));
-    assert_eq!(cmd(&mut c, "RPOP l 1"), array(&["e"]));
+    assert_eq!(cmd(&mut c, "LPOP l 2"), bulks(&["b", "c"]));
+    assert_eq!(cmd(&mut c, "RPOP l 1"), bulks(&["e"]));
     assert_eq!(cmd(&mut c, "LPOP l 0"), EMPTY);
-    assert_eq!(cmd(&mut c, "RPOP l 10"), array(&["d"]));
+    assert_eq!(cmd(&mut c, "RPOP l 10"), bulks(&["d"]));
     assert_eq!(cmd(&mut c, "EXISTS l"), int(0));
     assert_eq!(cmd(&mut c, "LPOP l"), NIL);
     assert_eq!(cmd(&mut c, "LPOP l 1"), NIL_ARRAY);
@@ -203,7 +175,7 @@ fn pops_with_and_without_count() {
     assert_eq!(cmd(&mut c, "RPUSH l a b c"), int(3));
     assert_eq!(
         cmd(&mut c, "RPOP l 9223372036854775807"),
-        array(&["c", "b", "a"])
+        bulks(&["c", "b", "a"])
     );
 }
 
@@ -215,17 +187,17 @@ fn lrem_ltrim_and_linsert() {
     assert_eq!(cmd(&mut c, "LREM l 2 x"), int(2));
     assert_eq!(
         cmd(&mut c, "LRANGE l 0 -1"),
-        array(&["a", "b", "x", "c", "x"])
+        bulks(&["a", "b", "x", "c", "x"])
     );
     assert_eq!(cmd(&mut c, "LREM l -1 x"), int(1));
-    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), array(&["a", "b", "x", "c"]));
+    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), bulks(&["a", "b", "x", "c"]));
     assert_eq!(cmd(&mut c, "LREM l 0 nothere"), int(0));
     assert_eq!(cmd(&mut c, "LREM l -9223372036854775808 x"), int(1));
     assert_eq!(cmd(&mut c, "LREM none 0 x"), int(0));
     assert_eq!(cmd(&mut c, "LREM none x x"), NOT_INTEGER);
 
     assert_eq!(cmd(&mut c, "LTRIM l 1 -1"), OK);
-    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), array(&["b", "c"]));
+    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), bulks(&["b", "c"]));
     assert_eq!(cmd(&mut c, "LTRIM l 0 100"), OK);
     assert_eq!(cmd(&mut c, "LLEN l"), int(2));
     assert_eq!(cmd(&mut c, "LTRIM l 2 1"), OK);
@@ -238,7 +210,7 @@ fn lrem_ltrim_and_linsert() {
     assert_eq!(cmd(&mut c, "LINSERT l after c y"), int(5));
     assert_eq!(
         cmd(&mut c, "LRANGE l 0 -1"),
-        array(&["a", "x", "b", "c", "y"])
+        bulks(&["a", "x", "b", "c", "y"])
     );
     assert_eq!(cmd(&mut c, "LINSERT l BEFORE nothere q"), int(-1));
     assert_eq!(cmd(&mut c, "LINSERT none BEFORE a q"), int(0));
@@ -307,11 +279,11 @@ fn lmove_and_rpoplpush_move_and_rotate() {
     assert_eq!(cmd(&mut c, "LMOVE src dst RIGHT LEFT"), bulk("c"));
     assert_eq!(cmd(&mut c, "RPOPLPUSH src dst"), bulk("b"));
     assert_eq!(cmd(&mut c, "EXISTS src"), int(0));
-    assert_eq!(cmd(&mut c, "LRANGE dst 0 -1"), array(&["b", "c", "a"]));
+    assert_eq!(cmd(&mut c, "LRANGE dst 0 -1"), bulks(&["b", "c", "a"]));
     assert_eq!(cmd(&mut c, "RPOPLPUSH dst dst"), bulk("a"));
-    assert_eq!(cmd(&mut c, "LRANGE dst 0 -1"), array(&["a", "b", "c"]));
+    assert_eq!(cmd(&mut c, "LRANGE dst 0 -1"), bulks(&["a", "b", "c"]));
     assert_eq!(cmd(&mut c, "LMOVE dst dst LEFT RIGHT"), bulk("a"));
-    assert_eq!(cmd(&mut c, "LRANGE dst 0 -1"), array(&["b", "c", "a"]));
+    assert_eq!(cmd(&mut c, "LRANGE dst 0 -1"), bulks(&["b", "c", "a"]));
     assert_eq!(cmd(&mut c, "LMOVE src dst LEFT RIGHT"), NIL);
     assert_eq!(cmd(&mut c, "LMOVE dst dst UP LEFT"), SYNTAX);
     assert_eq!(cmd(&mut c, "LMOVE src dst LEFT DOWN"), SYNTAX);
@@ -325,7 +297,7 @@ fn lmove_and_rpoplpush_move_and_rotate() {
     assert_eq!(cmd(&mut c, "RPOPLPUSH none s"), NIL);
     assert_eq!(cmd(&mut c, "RPUSH one x"), int(1));
     assert_eq!(cmd(&mut c, "RPOPLPUSH one one"), bulk("x"));
-    assert_eq!(cmd(&mut c, "LRANGE one 0 -1"), array(&["x"]));
+    assert_eq!(cmd(&mut c, "LRANGE one 0 -1"), bulks(&["x"]));
 }
 
 #[test]
@@ -333,7 +305,7 @@ fn lmpop_pops_from_the_first_non_empty_list() {
     let server = server();
     let mut c = server.raw();
     assert_eq!(cmd(&mut c, "RPUSH l2 a b c d e"), int(5));
-    let pair = |key: &str, items: &[&str]| format!("*2\r\n{}{}", bulk(key), array(items));
+    let pair = |key: &str, items: &[&str]| format!("*2\r\n{}{}", bulk(key), bulks(items));
     assert_eq!(cmd(&mut c, "LMPOP 2 l1 l2 LEFT"), pair("l2", &["a"]));
     assert_eq!(
         cmd(&mut c, "LMPOP 2 l1 l2 RIGHT COUNT 2"),
@@ -374,7 +346,7 @@ fn resp3_nulls_and_types() {
     assert_eq!(cmd(&mut c, "LMPOP 1 none LEFT"), "_\r\n");
     assert_eq!(cmd(&mut c, "LMOVE none d LEFT LEFT"), "_\r\n");
     assert_eq!(cmd(&mut c, "RPUSH l a b"), int(2));
-    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), array(&["a", "b"]));
+    assert_eq!(cmd(&mut c, "LRANGE l 0 -1"), bulks(&["a", "b"]));
     assert_eq!(cmd(&mut c, "LPOS l a COUNT 0"), ints(&[0]));
     assert_eq!(cmd(&mut c, "LINDEX l 5"), "_\r\n");
     assert_eq!(cmd(&mut c, "LPOS l zz"), "_\r\n");

@@ -12,21 +12,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forkless_tests::{RawConn, TestServer};
+use forkless_tests::TestServer;
+use forkless_tests::resp::{NIL, WRONGTYPE, bulk, cmd, err, int};
 use redis::Commands;
 
 fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_forkless-server"), &[])
-}
-
-/// Sends a command given as space-separated words and returns the raw reply as text.
-fn cmd(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8_lossy(&conn.call(&args)).into_owned()
-}
-
-fn bulk(value: &str) -> String {
-    format!("${}\r\n{value}\r\n", value.len())
 }
 
 /// An aggregate of bulk strings with the given type byte (`*` array, `~` set).
@@ -41,17 +32,6 @@ fn aggregate(kind: char, values: &[&str]) -> String {
 fn bulks(values: &[&str]) -> String {
     aggregate('*', values)
 }
-
-fn int(n: i64) -> String {
-    format!(":{n}\r\n")
-}
-
-fn err(msg: &str) -> String {
-    format!("-{msg}\r\n")
-}
-
-const NIL: &str = "$-1\r\n";
-const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
 
 #[test]
 fn add_remove_and_membership() {

@@ -13,25 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use forkless_tests::resp::{NIL, bulk, call, cmd, err, int};
 use forkless_tests::{RawConn, TestServer, wait_until};
 
 fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_forkless-server"), &[])
-}
-
-/// Sends a command given as space-separated words and returns the raw reply as text.
-fn cmd(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8_lossy(&conn.call(&args)).into_owned()
-}
-
-/// Sends a command given as byte arguments and returns the raw reply as text.
-fn call(conn: &mut RawConn, args: &[&[u8]]) -> String {
-    String::from_utf8_lossy(&conn.call(args)).into_owned()
-}
-
-fn bulk(value: &str) -> String {
-    format!("${}\r\n{value}\r\n", value.len())
 }
 
 /// A bulk string reply of arbitrary bytes.
@@ -42,16 +28,7 @@ fn raw_bulk(value: &[u8]) -> Vec<u8> {
     out
 }
 
-fn int(n: i64) -> String {
-    format!(":{n}\r\n")
-}
-
-fn err(msg: &str) -> String {
-    format!("-{msg}\r\n")
-}
-
 const OK: &str = "+OK\r\n";
-const NIL: &str = "$-1\r\n";
 const SYNTAX: &str = "-ERR syntax error\r\n";
 const NOT_INTEGER: &str = "-ERR value is not an integer or out of range\r\n";
 const NOT_FLOAT: &str = "-ERR value is not a valid float\r\n";

@@ -12,42 +12,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forkless_tests::{RawConn, TestServer};
+use forkless_tests::TestServer;
+use forkless_tests::resp::{NIL, WRONGTYPE, bulk, bulks, cmd, err, int};
 use redis::Commands;
 
 fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_forkless-server"), &[])
 }
 
-/// Sends a command given as space-separated words and returns the raw reply as text.
-fn cmd(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8_lossy(&conn.call(&args)).into_owned()
-}
-
-fn bulk(value: &str) -> String {
-    format!("${}\r\n{value}\r\n", value.len())
-}
-
-fn int(n: i64) -> String {
-    format!(":{n}\r\n")
-}
-
-fn err(msg: &str) -> String {
-    format!("-{msg}\r\n")
-}
-
-/// A RESP2 array of bulk strings.
-fn bulks(items: &[&str]) -> String {
-    let mut out = format!("*{}\r\n", items.len());
-    for item in items {
-        out.push_str(&bulk(item));
-    }
-    out
-}
-
-const NIL: &str = "$-1\r\n";
-const WRONGTYPE: &str = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
 const SYNTAX: &str = "-ERR syntax error\r\n";
 
 #[test]
