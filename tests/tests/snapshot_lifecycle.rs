@@ -2,7 +2,8 @@
 //! BGSAVE SCHEDULE and SAVE while one runs get Redis's exact error), LASTSAVE and
 //! `rdb_changes_since_last_save`, `save <secs> <changes>` points, the final save of SHUTDOWN
 //! and SIGTERM with absolute expiry times surviving the restart, retained versions all released
-//! after each of 100 BGSAVEs under writes with no memory growth, zstd-compressed dumps that
+//! after each of 100 BGSAVEs under writes with no memory growth, versions overwritten during a
+//! save saved ahead of their shard with the dump still at the cut, zstd-compressed dumps that
 //! `zstd -d` turns into a file `redis-check-rdb` accepts, and real Redis loading our BGSAVE
 //! output with the same keys, values and expiry times; `snapshot-nice` lowering only the save's
 //! threads; clients served while the dump loads at startup (LOADING, INFO's loading_* fields),
@@ -145,6 +146,60 @@ fn bgsave_schedule_and_save_are_refused_while_a_bgsave_runs() {
         call(&mut raw, &[b"BGSAVE"]),
         "+Background saving started\r\n"
     );
+}
+
+#[test]
+fn versions_overwritten_during_a_save_are_saved_early_and_the_dump_stays_at_the_cut() {
+    // 20 MB at 10 MB/s: about 2 s. Two serializers, so the chunk channel (2 per serializer)
+    // holds a fraction of the dataset and most shards are still unreached when the overwrites
+    // land.
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--save",
+            "",
+            "--snapshot-max-bytes-per-sec",
+            "10mb",
+            "--snapshot-threads",
+            "2",
+        ],
+    );
+    let mut conn = server.client();
+    const KEYS: usize = 20_000;
+    populate(&mut conn, "k", KEYS, 1000);
+    bgsave(&mut conn);
+    // Overwrite every key right away: each first overwrite retains the pre-cut value, and the
+    // serializers sweep those from the shards they have not reached.
+    for start in (0..KEYS).step_by(500) {
+        let mut cmd = redis::cmd("MSET");
+        for i in start..KEYS.min(start + 500) {
+            cmd.arg(format!("k{i}")).arg("after the cut");
+        }
+        let () = cmd.query(&mut conn).expect("MSET");
+    }
+    wait_save_done(&mut conn);
+    assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
+    assert_eq!(
+        numeric_field(&mut conn, "snapshot_last_keys_saved"),
+        KEYS as u64
+    );
+    let early = numeric_field(&mut conn, "snapshot_last_keys_saved_early");
+    assert!(
+        early > 0 && early <= KEYS as u64,
+        "{early} keys saved early: the sweep never took a retained version"
+    );
+    assert_eq!(numeric_field(&mut conn, "snapshot_retained_bytes"), 0);
+    // Saved early or with its shard, every key is in the dump once, as it was at the cut.
+    let dump = load_dump(&server.dir.join("dump.rdb"));
+    assert_eq!(dump.len(), KEYS);
+    for i in 0..KEYS {
+        let (value, _) = &dump[&(0, format!("k{i}").into_bytes())];
+        assert_eq!(
+            value,
+            &noise(i as u64, 1000),
+            "k{i} is not its pre-cut value"
+        );
+    }
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub(crate) struct State {
     pub(crate) writer_fallback_reason: Option<String>,
     pub(crate) last_bytes_written: u64,
     pub(crate) last_keys_saved: u64,
+    /// Keys the last epoch save took ahead of their shard (retained versions swept early).
+    pub(crate) last_keys_saved_early: u64,
     pub(crate) last_load_keys_loaded: u64,
     pub(crate) last_load_keys_expired: u64,
     pub(crate) loading_time_ms: u64,
@@ -155,6 +157,7 @@ impl Persistence {
                 writer_fallback_reason: None,
                 last_bytes_written: 0,
                 last_keys_saved: 0,
+                last_keys_saved_early: 0,
                 last_load_keys_loaded: 0,
                 last_load_keys_expired: 0,
                 loading_time_ms: 0,
@@ -298,6 +301,7 @@ fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: b
                 report.fallback_reason.clone(),
                 (report.bytes_written, report.keys_saved),
             );
+            state.last_keys_saved_early = report.keys_saved_early;
             if let Some(reason) = &report.fallback_reason {
                 tracing::warn!(
                     "Snapshot written with the blocking writer: io_uring unavailable ({reason})"
@@ -360,6 +364,7 @@ pub(crate) fn record_success(
     state.writer = Some(writer);
     state.writer_fallback_reason = fallback_reason;
     (state.last_bytes_written, state.last_keys_saved) = written;
+    state.last_keys_saved_early = 0;
 }
 
 /// Records a failed background save: `rdb_last_bgsave_status:err`, and MISCONF for writes
@@ -746,6 +751,10 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("snapshot_last_cut_usec", &state.last_cut_usec);
     field("snapshot_bytes_written", &bytes_written);
     field("snapshot_last_keys_saved", &state.last_keys_saved);
+    field(
+        "snapshot_last_keys_saved_early",
+        &state.last_keys_saved_early,
+    );
     field("snapshot_retained_versions", &retained.versions);
     field("snapshot_retained_bytes", &retained.bytes);
     field("snapshot_peak_retained_bytes", &retained.peak_bytes);

@@ -21,13 +21,16 @@
 //!
 //! Memory: each serializer holds at most one shard image and one chunk; the channel holds at
 //! most `2 × threads` chunks. The image is dropped when its shard is done, which releases the
-//! versions the shard retained.
+//! versions the shard retained. Between shards, a serializer that sees versions retained in
+//! shards not yet reached (`SnapshotCut::pending_retained_bytes`) sweeps those shards, takes
+//! their retained lists (`Keyspace::take_retained`), and saves and frees them at once: so an
+//! old version lives for about one shard's time, not until the traversal gets to its shard.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use forkless_storage::{FrozenKeyspace, Keyspace, N_SHARDS, SnapshotCut};
+use forkless_storage::{FrozenKeyspace, Keyspace, N_SHARDS, ShardImage, SnapshotCut};
 
 use crate::backend::{self, BackendError, Sink, Target, WriterKind, WriterUsed};
 use crate::format::{self, Checksum, EncodeOptions};
@@ -79,6 +82,9 @@ pub struct SaveOptions {
 pub struct Progress {
     /// Keys serialized so far.
     pub keys_processed: AtomicU64,
+    /// Of those, keys saved ahead of their shard: versions retained because they were
+    /// overwritten or deleted after the cut, taken by a sweep before the traversal got there.
+    pub keys_saved_early: AtomicU64,
     /// Keys at the cut (an upper bound: includes keys expired but not yet reclaimed).
     pub keys_total: AtomicU64,
     /// Bytes handed to the writer backend so far.
@@ -96,6 +102,8 @@ pub struct Progress {
 pub struct SaveReport {
     /// Keys written.
     pub keys_saved: u64,
+    /// Of those, keys saved ahead of their shard by a sweep of retained versions.
+    pub keys_saved_early: u64,
     /// Bytes in the file.
     pub bytes_written: u64,
     /// Which writer wrote them.
@@ -196,6 +204,7 @@ fn save_inner(
     let bytes_written = out.commit(written)?;
     Ok(SaveReport {
         keys_saved: progress.keys_processed.load(Ordering::Relaxed),
+        keys_saved_early: progress.keys_saved_early.load(Ordering::Relaxed),
         bytes_written,
         writer,
         fallback_reason,
@@ -215,20 +224,21 @@ fn serialize_db(
     out: &mut Output,
 ) -> Result<(), SaveError> {
     let next_shard = AtomicUsize::new(0);
+    let sweeping = AtomicBool::new(false);
     let failed = AtomicBool::new(false);
     let threads = options.threads.max(1);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Result<Chunk, SaveError>>(2 * threads);
         for worker in 0..threads {
             let worker_tx = tx.clone();
-            let (next_shard, failed) = (&next_shard, &failed);
+            let (next_shard, sweeping, failed) = (&next_shard, &sweeping, &failed);
             let spawned = std::thread::Builder::new()
                 .name(format!("forkless-snap-{worker}"))
                 .spawn_scoped(scope, move || {
                     lower_thread_priority(options.nice);
                     serializer(
-                        keyspace, cut, db_idx, encode, options, progress, next_shard, failed,
-                        &worker_tx,
+                        keyspace, cut, db_idx, encode, options, progress, next_shard, sweeping,
+                        failed, &worker_tx,
                     );
                 });
             if let Err(err) = spawned {
@@ -264,6 +274,7 @@ fn serializer(
     options: &SaveOptions,
     progress: &Progress,
     next_shard: &AtomicUsize,
+    sweeping: &AtomicBool,
     failed: &AtomicBool,
     tx: &mpsc::SyncSender<Result<Chunk, SaveError>>,
 ) {
@@ -273,6 +284,31 @@ fn serializer(
         let stop = chunk.is_err();
         tx.send(chunk).is_ok() && !stop
     };
+    // Encodes one image's live-at-cut entries into `buf`, sending every full chunk. Returns
+    // the keys encoded, or None when the save must stop.
+    let encode_image = |image: ShardImage, buf: &mut Vec<u8>| -> Option<u64> {
+        let mut keys = 0u64;
+        let mut total = 0u64;
+        for (key, entry) in image.entries() {
+            if entry.is_expired(cut.now_ms()) {
+                continue;
+            }
+            format::write_entry(buf, key, entry.value(), entry.expire_at_ms(), encode);
+            keys += 1;
+            if buf.len() >= CHUNK_BYTES {
+                progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+                total += keys;
+                keys = 0;
+                let full =
+                    std::mem::replace(buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
+                if !send(full) {
+                    return None;
+                }
+            }
+        }
+        progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+        Some(total + keys)
+    };
     loop {
         if failed.load(Ordering::Relaxed) || progress.cancel.load(Ordering::Relaxed) {
             if progress.cancel.load(Ordering::Relaxed) {
@@ -280,30 +316,28 @@ fn serializer(
             }
             return;
         }
+        // Versions overwritten in shards nobody has reached yet: save them now, and free them,
+        // rather than hold them until their shard's turn. One serializer sweeps at a time.
+        if cut.pending_retained_bytes(db_idx) > 0 && !sweeping.swap(true, Ordering::Acquire) {
+            let from = next_shard.load(Ordering::Relaxed);
+            for shard_idx in from..N_SHARDS {
+                let early = keyspace.take_retained(cut, db_idx, shard_idx);
+                let Some(keys) = encode_image(early, &mut buf) else {
+                    sweeping.store(false, Ordering::Release);
+                    return;
+                };
+                progress.keys_saved_early.fetch_add(keys, Ordering::Relaxed);
+            }
+            sweeping.store(false, Ordering::Release);
+        }
         let shard_idx = next_shard.fetch_add(1, Ordering::Relaxed);
         if shard_idx >= N_SHARDS {
             break;
         }
         let image = keyspace.take_shard_image(cut, db_idx, shard_idx);
-        let mut keys = 0u64;
-        for (key, entry) in image.entries() {
-            if entry.is_expired(cut.now_ms()) {
-                continue;
-            }
-            format::write_entry(&mut buf, key, entry.value(), entry.expire_at_ms(), encode);
-            keys += 1;
-            if buf.len() >= CHUNK_BYTES {
-                progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
-                keys = 0;
-                let full =
-                    std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4));
-                if !send(full) {
-                    return;
-                }
-            }
+        if encode_image(image, &mut buf).is_none() {
+            return;
         }
-        progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
-        drop(image);
         progress.shards_done.fetch_add(1, Ordering::Relaxed);
     }
     if !buf.is_empty() {

@@ -8,7 +8,7 @@ use crate::compact::CompactBytes;
 use crate::db::{Db, DbStats, Flushed, N_SHARDS, Shared};
 use crate::entry::Entry;
 use crate::retain::{RetainCounters, RetainedStats, ShardSnapshot};
-use crate::sync::{self, Mutex};
+use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use crate::version::Epoch;
 
 /// Keys removed per shard visit of the active expiry cycle, so a shard lock is held briefly.
@@ -139,6 +139,8 @@ pub struct SnapshotCut {
     epoch: Epoch,
     now_ms: u64,
     db_sizes: Vec<DbStats>,
+    /// Per database: bytes retained in shards whose retained list has not been taken.
+    pending: Vec<Arc<AtomicU64>>,
 }
 
 impl SnapshotCut {
@@ -157,6 +159,15 @@ impl SnapshotCut {
     /// reclaimed, so these are upper bounds, as Redis's RESIZEDB figures are).
     pub fn db_sizes(&self) -> &[DbStats] {
         &self.db_sizes
+    }
+
+    /// Bytes of versions retained in database `db_idx` since the cut and not yet taken, by an
+    /// image or by [`Keyspace::take_retained`]. When it is above zero, a sweep of the shards not
+    /// yet imaged finds versions to save and free.
+    pub fn pending_retained_bytes(&self, db_idx: usize) -> u64 {
+        self.pending
+            .get(db_idx)
+            .map_or(0, |pending| pending.load(Ordering::Relaxed))
     }
 }
 
@@ -202,6 +213,9 @@ impl Keyspace {
             .collect();
         let epoch = self.shared.clock.advance();
         let mut db_sizes = vec![DbStats::default(); self.dbs.len()];
+        let pending: Vec<_> = (0..self.dbs.len())
+            .map(|_| Arc::new(AtomicU64::new(0)))
+            .collect();
         for (idx, shard) in guards.iter_mut().enumerate() {
             if let Some(stats) = db_sizes.get_mut(idx / N_SHARDS) {
                 stats.keys += shard.len();
@@ -216,6 +230,7 @@ impl Keyspace {
                 retained: Vec::new(),
                 retained_bytes: 0,
                 counters: Arc::clone(&self.shared.retain),
+                pending: Arc::clone(&pending[idx / N_SHARDS]),
             });
         }
         drop(guards);
@@ -224,6 +239,7 @@ impl Keyspace {
             epoch,
             now_ms,
             db_sizes,
+            pending,
         })
     }
 
@@ -247,7 +263,7 @@ impl Keyspace {
             return empty(counters);
         };
         let mut shard = sync::write(db.shard_lock(shard_idx));
-        let Some(snapshot) = shard.snapshot.take() else {
+        let Some(mut snapshot) = shard.snapshot.take() else {
             return empty(counters);
         };
         debug_assert_eq!(
@@ -258,7 +274,7 @@ impl Keyspace {
             cut.epoch <= self.shared.clock.current(),
             "cut ahead of the clock"
         );
-        let mut entries = snapshot.retained;
+        let (mut entries, retained_bytes) = snapshot.take_retained();
         let retained_versions = entries.len() as u64;
         entries.reserve(shard.len());
         entries.extend(
@@ -272,7 +288,30 @@ impl Keyspace {
         ShardImage {
             entries,
             retained_versions,
-            retained_bytes: snapshot.retained_bytes,
+            retained_bytes,
+            counters,
+        }
+    }
+
+    /// Takes the versions retained so far by shard `shard_idx` of database `db_idx`, whose
+    /// image is not taken yet, as an image of its own; the shard stays cut and later writes
+    /// retain into a fresh list. Saving these early frees them early: the shard's image, when
+    /// it is taken, no longer holds them, and holds no live entry for their keys either (a
+    /// retained key's live entry is newer than the cut, or gone). Empty if the shard's image
+    /// was already taken.
+    pub fn take_retained(&self, cut: &SnapshotCut, db_idx: usize, shard_idx: usize) -> ShardImage {
+        let counters = Arc::clone(&self.shared.retain);
+        let taken = self.dbs.get(db_idx).and_then(|db| {
+            let mut shard = sync::write(db.shard_lock(shard_idx));
+            let snapshot = shard.snapshot.as_mut()?;
+            debug_assert_eq!(snapshot.cut, cut.epoch, "retained taken with another cut");
+            (!snapshot.retained.is_empty()).then(|| snapshot.take_retained())
+        });
+        let (entries, retained_bytes) = taken.unwrap_or_default();
+        ShardImage {
+            retained_versions: entries.len() as u64,
+            entries,
+            retained_bytes,
             counters,
         }
     }
@@ -289,11 +328,10 @@ impl Keyspace {
         for db in self.dbs.iter() {
             for lock in db.shard_locks() {
                 let mut shard = sync::write(lock);
-                if let Some(snapshot) = shard.snapshot.take() {
+                if let Some(mut snapshot) = shard.snapshot.take() {
                     debug_assert_eq!(snapshot.cut, epoch);
-                    snapshot
-                        .counters
-                        .sub(snapshot.retained.len() as u64, snapshot.retained_bytes);
+                    let (retained, bytes) = snapshot.take_retained();
+                    snapshot.counters.sub(retained.len() as u64, bytes);
                 }
             }
         }

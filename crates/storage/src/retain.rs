@@ -10,6 +10,13 @@
 //! writes retain nothing, and the retained versions are freed when the serializer drops the
 //! image.
 //!
+//! The retained list of a shard whose image is not taken yet can also be taken early
+//! ([`ShardSnapshot::take_retained`]): the serializers do that between shards, so a version
+//! overwritten early in a long snapshot is saved and freed within one shard's time instead of
+//! living until the traversal reaches its shard. Each retained version is taken exactly once,
+//! under the shard lock, either early or with the shard's image; `pending` counts the bytes
+//! of a database's shards still waiting, so the serializers know when a sweep is worth it.
+//!
 //! Why at most once per entry: retaining stamps nothing, but the change that follows stamps the
 //! entry with the current epoch, which is at least the cut. From then on `version < cut` is false
 //! for that key, and a key created after the cut starts with `version >= cut`.
@@ -77,6 +84,19 @@ pub(crate) struct ShardSnapshot {
     pub(crate) retained: Vec<(CompactBytes, Entry)>,
     pub(crate) retained_bytes: u64,
     pub(crate) counters: Arc<RetainCounters>,
+    /// Bytes retained, and not yet taken, in every shard of this shard's database: shared by
+    /// those shards and the snapshot's cut.
+    pub(crate) pending: Arc<AtomicU64>,
+}
+
+impl ShardSnapshot {
+    /// Takes the versions retained so far (and their byte count), leaving the list empty and
+    /// the shard still cut.
+    pub(crate) fn take_retained(&mut self) -> (Vec<(CompactBytes, Entry)>, u64) {
+        let bytes = std::mem::take(&mut self.retained_bytes);
+        self.pending.fetch_sub(bytes, Ordering::Relaxed);
+        (std::mem::take(&mut self.retained), bytes)
+    }
 }
 
 /// The on-write hook: call before changing or removing `entry` (stored under `key`). Retains a
@@ -90,5 +110,6 @@ pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &CompactBytes,
     let bytes = entry_bytes(key, entry);
     snapshot.retained.push((key.clone(), entry.clone()));
     snapshot.retained_bytes += bytes;
+    snapshot.pending.fetch_add(bytes, Ordering::Relaxed);
     snapshot.counters.add(bytes);
 }

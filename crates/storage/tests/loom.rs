@@ -4,6 +4,7 @@
 //! loom can explore every interleaving of:
 //! - the epoch advance (the cut) racing a multi-key writer;
 //! - the on-write retain hook racing the traversal taking shard images;
+//! - the early taking of retained versions (the serializers' sweep) racing the retain hook;
 //! - the release of retained versions (image drop, end_snapshot) racing writers.
 #![allow(
     clippy::unwrap_used,
@@ -126,5 +127,49 @@ fn release_racing_writers_leaves_nothing_retained() {
             keyspace.begin_snapshot(0).is_some(),
             "a new snapshot can start"
         );
+    });
+}
+
+#[test]
+fn early_take_of_retained_versions_racing_writers_saves_each_key_once() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        set_all(&keyspace, &[&a, &b], b"before");
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        let writer = {
+            let keyspace = Arc::clone(&keyspace);
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                set_all(&keyspace, &[&a, &b], b"after");
+                set_all(&keyspace, &[&b], b"later");
+            })
+        };
+        // The serializer: sweep every shard's retained versions, then take the images.
+        let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut keep = |image: forkless_storage::ShardImage| {
+            for (key, entry) in image.entries() {
+                let Value::String(bytes) = entry.value() else {
+                    panic!("only strings are written here")
+                };
+                assert!(
+                    saved.insert(key.to_vec(), bytes.to_vec()).is_none(),
+                    "{key:?} saved twice"
+                );
+            }
+        };
+        for shard in 0..N_SHARDS {
+            keep(keyspace.take_retained(&cut, 0, shard));
+        }
+        for shard in 0..N_SHARDS {
+            keep(keyspace.take_shard_image(&cut, 0, shard));
+        }
+        writer.join().unwrap();
+        assert_eq!(cut.pending_retained_bytes(0), 0);
+        keyspace.end_snapshot(cut);
+        assert_eq!(saved.get(&a).map(Vec::as_slice), Some(&b"before"[..]));
+        assert_eq!(saved.get(&b).map(Vec::as_slice), Some(&b"before"[..]));
+        let retained = keyspace.retained();
+        assert_eq!((retained.versions, retained.bytes), (0, 0));
     });
 }
