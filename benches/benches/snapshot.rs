@@ -3,6 +3,8 @@
 //! - `serialize/<type>`: `format::write_entry` MB/s per value type (one thread), the cost a
 //!   serializer thread pays per byte of output (strings with and without the LZF attempt of
 //!   `rdbcompression yes`);
+//! - `checksum/crc64_1MiB`: the RDB CRC-64 over one 1 MiB chunk, the checksum every
+//!   serializer computes per chunk and every load computes over the file;
 //! - `writer/<kind>`: 64 MiB of 1 MiB chunks through the io_uring writer, the blocking writer
 //!   and, as the yardstick, a plain `write` + `fsync` of the same bytes: what the writers lose
 //!   (or gain, with O_DIRECT) against the disk;
@@ -111,6 +113,20 @@ fn serialize(c: &mut Criterion) {
             });
         }
     }
+    group.finish();
+}
+
+fn checksum(c: &mut Criterion) {
+    let chunk = noise(1 << 20);
+    let mut group = c.benchmark_group("checksum");
+    group.throughput(Throughput::Bytes(chunk.len() as u64));
+    group.bench_function("crc64_1MiB", |b| {
+        b.iter(|| {
+            let mut crc = format::Checksum::new();
+            crc.update(black_box(&chunk));
+            black_box(crc.finish())
+        });
+    });
     group.finish();
 }
 
@@ -325,6 +341,7 @@ fn first_write_after_cut(c: &mut Criterion) {
 criterion_group!(
     benches,
     serialize,
+    checksum,
     writers,
     save_and_load,
     first_write_after_cut
