@@ -169,7 +169,7 @@ fn writers(c: &mut Criterion) {
                 let target = Target::new(&dir, "bench.rdb", "temp-bench.rdb");
                 let (mut sink, _, _) = backend::open(kind, &target).expect("open the writer");
                 for _ in 0..WRITE_BYTES / CHUNK {
-                    sink.write(chunk.clone()).expect("write");
+                    sink.write(&chunk).expect("write");
                 }
                 black_box(sink.finish().expect("finish"))
             });

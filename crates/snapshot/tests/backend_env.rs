@@ -99,8 +99,7 @@ fn child_auto_with_io_uring_disabled() {
         reason.as_deref(),
         Some("io_uring_setup: Operation not permitted (os error 1) (FORKLESS_DISABLE_IO_URING=1)")
     );
-    sink.write(b"written by the blocking writer".to_vec())
-        .unwrap();
+    sink.write(b"written by the blocking writer").unwrap();
     sink.finish().unwrap();
 
     let Err(err) = backend::open(WriterKind::IoUring, &target) else {
@@ -131,7 +130,7 @@ fn fault_inject_env_makes_real_writers_fail_with_enospc() {
 /// Writes 3 MiB and returns the first error, from a write or from `finish`.
 fn write_three_mib(mut sink: Box<dyn Sink>) -> BackendError {
     for _ in 0..12 {
-        if let Err(err) = sink.write(vec![0x5A; 256 * 1024]) {
+        if let Err(err) = sink.write(&[0x5A; 256 * 1024]) {
             sink.abort();
             return err;
         }

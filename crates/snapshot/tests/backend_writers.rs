@@ -131,7 +131,7 @@ fn write_chunks(sink: &mut dyn Sink, sizes: &[usize], seed: u64) -> Vec<u8> {
     let stream = random_bytes(sizes.iter().sum(), seed);
     let mut at = 0;
     for &size in sizes {
-        sink.write(stream[at..at + size].to_vec()).unwrap();
+        sink.write(&stream[at..at + size]).unwrap();
         at += size;
         assert_eq!(sink.bytes_written(), at as u64);
     }
@@ -214,7 +214,7 @@ fn lengths_around_buffer_and_block_boundaries() {
             let target = target(&dir.path);
             let mut sink = open_sink(kind, &target, None);
             let stream = random_bytes(len, seed as u64);
-            sink.write(stream.clone()).unwrap();
+            sink.write(&stream).unwrap();
             assert_eq!(sink.finish().unwrap(), len as u64);
             let written = fs::read(target.final_path()).unwrap();
             assert!(
@@ -272,7 +272,7 @@ fn write_until_injected_failure(kind: WriterKind, target: &Target) -> BackendErr
     let mut sink = open_sink(kind, target, Some(plan));
     let mut first_error = None;
     for chunk in 0..64 {
-        match sink.write(random_bytes(65_536, chunk)) {
+        match sink.write(&random_bytes(65_536, chunk)) {
             Ok(()) => assert!(first_error.is_none(), "write succeeded after a failure"),
             Err(err) if first_error.is_none() => first_error = Some(err),
             Err(err) => assert!(
@@ -320,7 +320,7 @@ fn injected_write_failure_surfaces_in_write_and_abort_cleans_up() {
             ..FaultPlan::default()
         };
         let mut sink = open_sink(kind, &target, Some(plan));
-        let mut errors = (0..16).filter_map(|seed| sink.write(random_bytes(MIB, seed)).err());
+        let mut errors = (0..16).filter_map(|seed| sink.write(&random_bytes(MIB, seed)).err());
         let first = errors.next().expect("a write must fail");
         assert!(
             matches!(first, BackendError::Write { offset, .. } if offset <= MIB as u64),
@@ -470,7 +470,7 @@ fn auto_falls_back_to_blocking_when_io_uring_is_disabled() {
         reason.as_deref(),
         Some("io_uring_setup: Operation not permitted (os error 1) (FORKLESS_DISABLE_IO_URING=1)")
     );
-    sink.write(b"fallback".to_vec()).unwrap();
+    sink.write(b"fallback").unwrap();
     sink.finish().unwrap();
     assert_eq!(fs::read(target.final_path()).unwrap(), b"fallback");
 
@@ -530,14 +530,14 @@ mod faulty_wrapper {
             ..FaultPlan::default()
         };
         let mut sink = open_faulty(plan, inner(&target));
-        sink.write(vec![1; 6]).unwrap();
-        let err = sink.write(vec![2; 6]).unwrap_err();
+        sink.write(&[1; 6]).unwrap();
+        let err = sink.write(&[2; 6]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "write at offset 10: No space left on device (os error 28)"
         );
         assert!(matches!(
-            sink.write(vec![3]),
+            sink.write(&[3]),
             Err(BackendError::Poisoned { op: "write" })
         ));
         assert_eq!(sink.bytes_written(), 6);
@@ -568,7 +568,7 @@ mod faulty_wrapper {
         ] {
             let (_dir, target) = with_previous("wrap-commit", WriterKind::Blocking);
             let mut sink = open_faulty(plan, inner(&target));
-            sink.write(vec![9; 5000]).unwrap();
+            sink.write(&[9; 5000]).unwrap();
             let err = sink.finish().unwrap_err();
             assert_eq!(err.err_op(), op);
             assert!(
@@ -583,7 +583,7 @@ mod faulty_wrapper {
     fn without_faults_the_wrapper_is_transparent() {
         let (_dir, target) = with_previous("wrap-none", WriterKind::Blocking);
         let mut sink = open_faulty(FaultPlan::default(), inner(&target));
-        sink.write(vec![4; 70_000]).unwrap();
+        sink.write(&[4; 70_000]).unwrap();
         assert_eq!(sink.finish().unwrap(), 70_000);
         assert_eq!(fs::read(target.final_path()).unwrap(), vec![4; 70_000]);
     }
@@ -655,7 +655,7 @@ fn a_full_filesystem_fails_with_enospc_and_keeps_the_previous_file() {
         let stream = random_bytes(2 * MIB, 8);
         let mut error = None;
         for chunk in stream.chunks(256 * 1024) {
-            if let Err(err) = sink.write(chunk.to_vec()) {
+            if let Err(err) = sink.write(chunk) {
                 error = Some(err);
                 break;
             }

@@ -181,7 +181,7 @@ impl FaultySink {
 }
 
 impl Sink for FaultySink {
-    fn write(&mut self, chunk: Vec<u8>) -> Result<(), BackendError> {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BackendError> {
         if let Some(op) = self.poisoned {
             return Err(BackendError::Poisoned { op });
         }
@@ -195,8 +195,9 @@ impl Sink for FaultySink {
             return Ok(());
         }
         let keep = limit.saturating_sub(self.accepted);
-        let mut head = chunk;
-        head.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        let head = chunk
+            .get(..usize::try_from(keep).unwrap_or(usize::MAX))
+            .unwrap_or(chunk);
         if !head.is_empty() {
             self.inner
                 .write(head)

@@ -491,7 +491,7 @@ impl ForkSink {
 }
 
 impl Sink for ForkSink {
-    fn write(&mut self, chunk: Vec<u8>) -> Result<(), BackendError> {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BackendError> {
         if let Some(op) = self.poisoned {
             return Err(BackendError::Poisoned { op });
         }
@@ -499,7 +499,7 @@ impl Sink for ForkSink {
         let len = chunk.len() as u64;
         let result = match (self.faults.write_error(offset, len), self.file.as_mut()) {
             (Some(injected), _) => Err(injected),
-            (None, Some(file)) => file.write_all(&chunk),
+            (None, Some(file)) => file.write_all(chunk),
             (None, None) => Err(io::Error::from_raw_os_error(libc::EBADF)),
         };
         match result {

@@ -198,7 +198,7 @@ pub trait Sink: Send {
     /// An error poisons the sink: later calls return [`BackendError::Poisoned`], and the caller
     /// must `abort` (or `finish`, which then fails and cleans up the same way). Errors of
     /// earlier asynchronous writes surface in a later `write` or in `finish`.
-    fn write(&mut self, chunk: Vec<u8>) -> Result<(), BackendError>;
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BackendError>;
 
     /// Bytes accepted so far.
     fn bytes_written(&self) -> u64;

@@ -261,11 +261,11 @@ fn write_job(file: &File, job: &Job, direct: bool, faults: &Faults) -> Result<()
 }
 
 impl Sink for StdSink {
-    fn write(&mut self, chunk: Vec<u8>) -> Result<(), BackendError> {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BackendError> {
         if let Some(op) = self.poisoned {
             return Err(BackendError::Poisoned { op });
         }
-        self.write_inner(&chunk)
+        self.write_inner(chunk)
             .inspect_err(|err| self.poisoned = Some(err.err_op()))
     }
 

@@ -444,11 +444,11 @@ fn progress(op: &mut InFlight, result: i32, direct: bool, faults: &Faults) -> St
 }
 
 impl Sink for UringSink {
-    fn write(&mut self, chunk: Vec<u8>) -> Result<(), BackendError> {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), BackendError> {
         if let Some(op) = self.poisoned {
             return Err(BackendError::Poisoned { op });
         }
-        self.write_inner(&chunk)
+        self.write_inner(chunk)
             .inspect_err(|err| self.poisoned = Some(err.err_op()))
     }
 

@@ -37,10 +37,70 @@ impl Checksum {
     /// The checksum of `a || b` from the checksums of `a` and `b` and the length of `b`, in
     /// O(log len_b) time, without the bytes. Lets serializer threads checksum their own chunks in
     /// parallel and the writer chain them in file order.
+    ///
+    /// CRC-64/Jones has a zero initial value and no final xor, so the CRC is linear:
+    /// `crc(a || b) = crc(a) * x^(8 len_b) mod P  xor  crc(b)` (zlib's `crc32_combine` method,
+    /// with the powers `x^(2^k)` precomputed: about 64 shifts per set bit of the length).
+    /// Not `crc_fast::checksum_combine`: that one squares 64x64 GF(2) matrices on every call
+    /// (Adler's generic method), and it took 6.5% of the server's CPU during a save in perf.
     pub fn combine(crc_a: u64, crc_b: u64, len_b: u64) -> u64 {
-        crc_fast::checksum_combine(CrcAlgorithm::Crc64Redis, crc_a, crc_b, len_b)
+        let mut shift = X_POW_0;
+        let mut remaining_bits = len_b;
+        // x^(8 len_b) = product of x^(2^k) over the set bits k of 8 len_b.
+        let mut k = 3;
+        while remaining_bits != 0 {
+            if remaining_bits & 1 != 0 {
+                shift = mul_mod_p(X_POW_2_POW_K[k], shift);
+            }
+            remaining_bits >>= 1;
+            k += 1;
+        }
+        mul_mod_p(shift, crc_a) ^ crc_b
     }
 }
+
+/// CRC-64/Jones's polynomial, bit-reflected (as the table-driven algorithm and the stored CRC
+/// use it): the reflection of `0xad93d23594c935a9`.
+const POLY_REFLECTED: u64 = 0x95ac_9329_ac4b_c9b5;
+
+/// The polynomial `1` (x^0) in the reflected representation: the top bit.
+const X_POW_0: u64 = 1 << 63;
+
+/// `a * b mod P` for reflected polynomials (zlib's `multmodp`).
+const fn mul_mod_p(a: u64, mut b: u64) -> u64 {
+    let mut m = X_POW_0;
+    let mut product = 0;
+    loop {
+        if a & m != 0 {
+            product ^= b;
+            if a & (m - 1) == 0 {
+                return product;
+            }
+        }
+        m >>= 1;
+        b = if b & 1 != 0 {
+            (b >> 1) ^ POLY_REFLECTED
+        } else {
+            b >> 1
+        };
+        if m == 0 {
+            return product;
+        }
+    }
+}
+
+/// `x^(2^k) mod P` for k in 0..67, built at compile time by repeated squaring: enough for
+/// `x^(8 len)` with any 64-bit `len` (bits 3 to 66).
+const X_POW_2_POW_K: [u64; 67] = {
+    let mut table = [0u64; 67];
+    table[0] = X_POW_0 >> 1; // x^1
+    let mut k = 1;
+    while k < table.len() {
+        table[k] = mul_mod_p(table[k - 1], table[k - 1]);
+        k += 1;
+    }
+    table
+};
 
 impl Default for Checksum {
     fn default() -> Self {
