@@ -7,7 +7,7 @@
 //!   writer thread ── header / SELECTDB ──────────────────────────────► Sink (backend/*)
 //!        ▲                                                              ▲
 //!        │ bounded channel of chunks (whole entries, ~1 MiB each)       │
-//!   serializer threads: claim a shard → take_shard_image → format::write_entry → [zstd frame]
+//!   serializer threads: claim a shard → scan_shard steps → format::write_entry → [zstd frame]
 //! ```
 //!
 //! Entries of one database may be written in any order, so serializers never wait for one
@@ -19,9 +19,9 @@
 //! the writer thread only moves bytes. With zstd each chunk is an independent frame, compressed
 //! by the serializer that produced it, so compression runs in parallel too.
 //!
-//! Memory: each serializer holds at most one shard image and one chunk; the channel holds at
-//! most `2 × threads` chunks. The image is dropped when its shard is done, which releases the
-//! versions the shard retained. Between shards, a serializer that sees versions retained in
+//! Memory: each serializer holds at most one step's cloned-out entries and one chunk; the
+//! channel holds at most `2 × threads` chunks. When a shard is done, the versions it still
+//! retained are encoded and dropped. Between shards, a serializer that sees versions retained in
 //! shards not yet reached (`SnapshotCut::pending_retained_bytes`) sweeps those shards, takes
 //! their retained lists (`Keyspace::take_retained`), and saves and frees them at once: so an
 //! old version lives for about one shard's time, not until the traversal gets to its shard.
@@ -30,13 +30,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use forkless_storage::{FrozenKeyspace, Keyspace, N_SHARDS, ShardImage, SnapshotCut};
+use forkless_storage::{
+    FrozenKeyspace, Keyspace, N_SHARDS, ShardCursor, ShardImage, SnapshotCut, Value, Visit,
+};
 
 use crate::backend::{self, BackendError, Sink, Target, WriterKind, WriterUsed};
 use crate::format::{self, Checksum, EncodeOptions};
 
 /// A serializer sends its chunk once it holds this many bytes (or its shard is done).
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// Buckets one traversal step examines under a shard's lock.
+const STEP_BUCKETS: usize = 256;
+
+/// A traversal step ends once it has encoded this many bytes under the lock.
+const STEP_BYTES: usize = 128 << 10;
+
+/// Strings up to this size are encoded under the shard lock, straight from the table; bigger
+/// values, and every collection, are cloned out (a reference count) and encoded after it.
+const ENCODE_UNDER_LOCK_BYTES: usize = 16 << 10;
 
 /// A chunk buffer's capacity: a chunk ends with the entry that crossed `CHUNK_BYTES`.
 const CHUNK_CAPACITY: usize = CHUNK_BYTES + CHUNK_BYTES / 4;
@@ -135,7 +147,7 @@ pub struct Progress {
     pub keys_total: AtomicU64,
     /// Bytes handed to the writer backend so far.
     pub bytes_written: AtomicU64,
-    /// Shards whose image has been serialized.
+    /// Shards whose traversal is done.
     pub shards_done: AtomicUsize,
     /// Shards to serialize.
     pub shards_total: AtomicUsize,
@@ -389,9 +401,56 @@ fn serializer(
         if shard_idx >= N_SHARDS {
             break;
         }
-        let image = keyspace.take_shard_image(cut, db_idx, shard_idx);
-        if encode_image(image, &mut buf).is_none() {
-            return;
+        // The shard in steps: each examines a few hundred buckets under the shard lock and
+        // encodes the strings it finds there and then, straight from the table; collections
+        // and big strings come back as clones and are encoded after the lock is released.
+        let mut cursor = ShardCursor::default();
+        loop {
+            let mut keys = 0u64;
+            let step_start = buf.len();
+            let (later, done) = keyspace.scan_shard(
+                cut,
+                db_idx,
+                shard_idx,
+                &mut cursor,
+                STEP_BUCKETS,
+                &mut |key, entry| {
+                    if entry.is_expired(cut.now_ms()) {
+                        return Visit::Saved;
+                    }
+                    match entry.value() {
+                        Value::String(bytes) if bytes.len() <= ENCODE_UNDER_LOCK_BYTES => {
+                            format::write_entry(
+                                &mut buf,
+                                key,
+                                entry.value(),
+                                entry.expire_at_ms(),
+                                encode,
+                            );
+                            keys += 1;
+                            if buf.len() - step_start >= STEP_BYTES || buf.len() >= CHUNK_BYTES {
+                                Visit::SavedAndPause
+                            } else {
+                                Visit::Saved
+                            }
+                        }
+                        _ => Visit::Later,
+                    }
+                },
+            );
+            progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+            if encode_image(later, &mut buf).is_none() {
+                return;
+            }
+            if buf.len() >= CHUNK_BYTES {
+                let full = std::mem::replace(&mut buf, pool.take());
+                if !send(full) {
+                    return;
+                }
+            }
+            if done {
+                break;
+            }
         }
         progress.shards_done.fetch_add(1, Ordering::Relaxed);
     }

@@ -8,6 +8,7 @@ use crate::compact::CompactBytes;
 use crate::db::{Db, DbStats, Flushed, N_SHARDS, Shared};
 use crate::entry::Entry;
 use crate::retain::{RetainCounters, RetainedStats, ShardSnapshot};
+use crate::shard::ShardState;
 use crate::sync::{self, AtomicU64, Mutex, Ordering};
 use crate::version::Epoch;
 
@@ -171,6 +172,25 @@ impl SnapshotCut {
     }
 }
 
+/// Where the traversal of one shard has got to, between steps of [`Keyspace::scan_shard`].
+#[derive(Debug, Default)]
+pub struct ShardCursor {
+    next_bucket: usize,
+    /// Buckets examined since the last unsaved entry, to notice a count that went wrong.
+    examined_since_found: usize,
+}
+
+/// What [`Keyspace::scan_shard`] does with an entry it hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// The caller saved (or skipped) it under the lock; go on.
+    Saved,
+    /// Clone it out, to be saved once the lock is released; go on.
+    Later,
+    /// Saved; end this step here (the caller's buffer is full).
+    SavedAndPause,
+}
+
 /// The entries of one shard as they were at the cut, taken by the traversal. Holds the
 /// retained versions until it is dropped, and returns them to the counters then.
 #[derive(Debug)]
@@ -229,6 +249,7 @@ impl Keyspace {
                 cut: epoch,
                 retained: Vec::new(),
                 retained_bytes: 0,
+                unsaved: shard.len(),
                 counters: Arc::clone(&self.shared.retain),
                 pending: Arc::clone(&pending[idx / N_SHARDS]),
             });
@@ -243,54 +264,117 @@ impl Keyspace {
         })
     }
 
-    /// Takes shard `shard_idx` of database `db_idx` as it was at the cut: its entries older than
-    /// the cut plus the versions retained since. From now on writes to that shard retain
-    /// nothing. A shard's image can be taken once; a second call returns an empty image.
+    /// Takes shard `shard_idx` of database `db_idx` as it was at the cut, whole: its entries
+    /// older than the cut plus the versions retained since, cloned out (a reference count each).
+    /// From now on writes to that shard retain nothing. A shard's image can be taken once; a
+    /// second call returns an empty image. The serializers use [`Keyspace::scan_shard`], which
+    /// takes the same entries a few at a time without cloning them.
     pub fn take_shard_image(
         &self,
         cut: &SnapshotCut,
         db_idx: usize,
         shard_idx: usize,
     ) -> ShardImage {
-        let counters = Arc::clone(&self.shared.retain);
-        let empty = |counters| ShardImage {
+        let mut cursor = ShardCursor::default();
+        let (image, done) = self.scan_shard(
+            cut,
+            db_idx,
+            shard_idx,
+            &mut cursor,
+            usize::MAX,
+            &mut |_, _| Visit::Later,
+        );
+        debug_assert!(done, "an unbounded step finishes its shard");
+        image
+    }
+
+    /// One step of the traversal of shard `shard_idx` of database `db_idx`: under the shard's
+    /// lock, examines up to `max_buckets` buckets from `cursor` and hands every entry still
+    /// older than the cut to `visit`, which saves it then and there ([`Visit::Saved`], no copy
+    /// made) or asks for it to be cloned out ([`Visit::Later`], for values too big to encode
+    /// under the lock). Each visited entry is stamped with the cut epoch, so later writes to it
+    /// retain nothing (it is saved) and no later step visits it again.
+    ///
+    /// Returns the entries to save after the lock is released (the `Later` ones and, when the
+    /// shard is done, the versions it still retains) and whether the shard is done: every entry
+    /// that was in it at the cut is then saved, retained or returned, and the shard stops
+    /// retaining. A resize or an in-place rehash of the table between steps can move unvisited
+    /// entries behind the cursor; the shard's count of unsaved entries catches that, and the
+    /// cursor goes round again.
+    pub fn scan_shard(
+        &self,
+        cut: &SnapshotCut,
+        db_idx: usize,
+        shard_idx: usize,
+        cursor: &mut ShardCursor,
+        max_buckets: usize,
+        visit: &mut dyn FnMut(&CompactBytes, &Entry) -> Visit,
+    ) -> (ShardImage, bool) {
+        let mut image = ShardImage {
             entries: Vec::new(),
             retained_versions: 0,
             retained_bytes: 0,
-            counters,
+            counters: Arc::clone(&self.shared.retain),
         };
         let Some(db) = self.dbs.get(db_idx) else {
-            return empty(counters);
+            return (image, true);
         };
-        let mut shard = sync::write(db.shard_lock(shard_idx));
-        let Some(mut snapshot) = shard.snapshot.take() else {
-            return empty(counters);
+        let mut guard = sync::write(db.shard_lock(shard_idx));
+        let ShardState {
+            table, snapshot, ..
+        } = &mut *guard;
+        let Some(state) = snapshot.as_mut() else {
+            return (image, true);
         };
         debug_assert_eq!(
-            snapshot.cut, cut.epoch,
-            "image taken with another snapshot's cut"
+            state.cut, cut.epoch,
+            "traversal with another snapshot's cut"
         );
-        debug_assert!(
-            cut.epoch <= self.shared.clock.current(),
-            "cut ahead of the clock"
-        );
-        let (mut entries, retained_bytes) = snapshot.take_retained();
-        let retained_versions = entries.len() as u64;
-        entries.reserve(shard.len());
-        entries.extend(
-            shard
-                .table
-                .iter()
-                .filter(|(_, entry)| entry.version() < cut.epoch)
-                .map(|(key, entry)| (key.clone(), entry.clone())),
-        );
-        drop(shard);
-        ShardImage {
-            entries,
-            retained_versions,
-            retained_bytes,
-            counters,
+        let buckets = table.num_buckets();
+        let mut examined = 0;
+        while state.unsaved > 0 && examined < max_buckets {
+            if cursor.next_bucket >= buckets {
+                cursor.next_bucket = 0;
+            }
+            if cursor.examined_since_found >= buckets {
+                // A whole round without an unsaved entry: the count is wrong. Never seen;
+                // finishing the shard beats looping forever.
+                debug_assert_eq!(
+                    state.unsaved, 0,
+                    "unsaved entries not found in a whole round"
+                );
+                state.unsaved = 0;
+                break;
+            }
+            let idx = cursor.next_bucket;
+            cursor.next_bucket += 1;
+            cursor.examined_since_found += 1;
+            examined += 1;
+            let Some((key, entry)) = table.get_bucket_mut(idx) else {
+                continue;
+            };
+            if entry.version() >= state.cut {
+                continue;
+            }
+            cursor.examined_since_found = 0;
+            entry.stamp(state.cut);
+            state.unsaved -= 1;
+            match visit(key, entry) {
+                Visit::Saved => {}
+                Visit::Later => image.entries.push((key.clone(), entry.clone())),
+                Visit::SavedAndPause => break,
+            }
         }
+        if state.unsaved > 0 {
+            return (image, false);
+        }
+        if let Some(mut done) = snapshot.take() {
+            let (retained, bytes) = done.take_retained();
+            image.retained_versions = retained.len() as u64;
+            image.retained_bytes = bytes;
+            image.entries.extend(retained);
+        }
+        (image, true)
     }
 
     /// Takes the versions retained so far by shard `shard_idx` of database `db_idx`, whose

@@ -44,7 +44,7 @@ pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
 pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};
-pub use keyspace::{ExpireCycle, Keyspace, ShardImage, SnapshotCut};
+pub use keyspace::{ExpireCycle, Keyspace, ShardCursor, ShardImage, SnapshotCut, Visit};
 pub use retain::RetainedStats;
 pub use value::Value;
 pub use version::Epoch;

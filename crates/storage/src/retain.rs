@@ -1,25 +1,26 @@
 //! Keeping pre-cut versions alive while a snapshot runs.
 //!
-//! From the cut until the traversal takes a shard's image, the shard carries a
+//! From the cut until the traversal of a shard is done, the shard carries a
 //! [`ShardSnapshot`]. The first change after the cut to an entry that existed before it (its
 //! version is older than the cut epoch) first moves a copy of the old entry into
 //! `ShardSnapshot::retained`. A copy of an entry is cheap: keys and string values are
 //! [`CompactBytes`], so the copy is 24 inline bytes or shares the bytes (a reference-count
 //! increment), whatever the value's size; collections are behind `Arc`. Once the
-//! traversal has taken the shard's image the shard has no `ShardSnapshot` any more, so later
+//! traversal is done with the shard it has no `ShardSnapshot` any more, so later
 //! writes retain nothing, and the retained versions are freed when the serializer drops the
 //! image.
 //!
-//! The retained list of a shard whose image is not taken yet can also be taken early
+//! The retained list of a shard whose traversal is not done can also be taken early
 //! ([`ShardSnapshot::take_retained`]): the serializers do that between shards, so a version
 //! overwritten early in a long snapshot is saved and freed within one shard's time instead of
 //! living until the traversal reaches its shard. Each retained version is taken exactly once,
-//! under the shard lock, either early or with the shard's image; `pending` counts the bytes
+//! under the shard lock, either early or when the traversal finishes the shard; `pending` counts the bytes
 //! of a database's shards still waiting, so the serializers know when a sweep is worth it.
 //!
 //! Why at most once per entry: retaining stamps nothing, but the change that follows stamps the
 //! entry with the current epoch, which is at least the cut. From then on `version < cut` is false
-//! for that key, and a key created after the cut starts with `version >= cut`.
+//! for that key, and a key created after the cut starts with `version >= cut`. An entry the
+//! traversal has already saved is stamped with the cut itself, so it is not retained either.
 
 use std::sync::Arc;
 
@@ -76,13 +77,17 @@ pub(crate) fn entry_bytes(key: &CompactBytes, entry: &Entry) -> u64 {
     u64::try_from(total).unwrap_or(u64::MAX)
 }
 
-/// A shard's part of a running snapshot, from the cut until its image is taken.
+/// A shard's part of a running snapshot, from the cut until its traversal is done.
 #[derive(Debug)]
 pub(crate) struct ShardSnapshot {
     pub(crate) cut: Epoch,
     /// Pre-cut versions of entries changed or removed since the cut.
     pub(crate) retained: Vec<(CompactBytes, Entry)>,
     pub(crate) retained_bytes: u64,
+    /// Live entries of the shard still older than the cut: neither saved by the traversal
+    /// (which stamps them with the cut epoch) nor retained. The traversal of the shard is done
+    /// when this reaches 0.
+    pub(crate) unsaved: usize,
     pub(crate) counters: Arc<RetainCounters>,
     /// Bytes retained, and not yet taken, in every shard of this shard's database: shared by
     /// those shards and the snapshot's cut.
@@ -100,7 +105,7 @@ impl ShardSnapshot {
 }
 
 /// The on-write hook: call before changing or removing `entry` (stored under `key`). Retains a
-/// copy of the entry if and only if a snapshot has cut this shard, has not taken its image yet,
+/// copy of the entry if and only if a snapshot has cut this shard, has not finished traversing it,
 /// and the entry predates the cut.
 pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &CompactBytes, entry: &Entry) {
     let Some(snapshot) = snapshot else { return };
@@ -108,6 +113,7 @@ pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &CompactBytes,
         return;
     }
     let bytes = entry_bytes(key, entry);
+    snapshot.unsaved = snapshot.unsaved.saturating_sub(1);
     snapshot.retained.push((key.clone(), entry.clone()));
     snapshot.retained_bytes += bytes;
     snapshot.pending.fetch_add(bytes, Ordering::Relaxed);

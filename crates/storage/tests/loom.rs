@@ -5,6 +5,7 @@
 //! - the epoch advance (the cut) racing a multi-key writer;
 //! - the on-write retain hook racing the traversal taking shard images;
 //! - the early taking of retained versions (the serializers' sweep) racing the retain hook;
+//! - the stepwise traversal (one bucket per step) racing writers that overwrite and insert;
 //! - the release of retained versions (image drop, end_snapshot) racing writers.
 #![allow(
     clippy::unwrap_used,
@@ -171,5 +172,57 @@ fn early_take_of_retained_versions_racing_writers_saves_each_key_once() {
         assert_eq!(saved.get(&b).map(Vec::as_slice), Some(&b"before"[..]));
         let retained = keyspace.retained();
         assert_eq!((retained.versions, retained.bytes), (0, 0));
+    });
+}
+
+#[test]
+fn stepwise_traversal_racing_writers_saves_each_pre_cut_entry_once() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        set_all(&keyspace, &[&a, &b], b"before");
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        let writer = {
+            let keyspace = Arc::clone(&keyspace);
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                set_all(&keyspace, &[&a], b"after");
+                // New keys grow the tables (a resize moves entries between buckets).
+                set_all(&keyspace, &[b"n1", b"n2", b"n3"], b"new");
+                set_all(&keyspace, &[&b], b"after");
+            })
+        };
+        let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut keep = |key: &[u8], value: &Value| {
+            let Value::String(bytes) = value else {
+                panic!("only strings are written here")
+            };
+            assert!(
+                saved.insert(key.to_vec(), bytes.to_vec()).is_none(),
+                "{key:?} saved twice"
+            );
+        };
+        for shard in 0..N_SHARDS {
+            let mut cursor = forkless_storage::ShardCursor::default();
+            loop {
+                let (later, done) =
+                    keyspace.scan_shard(&cut, 0, shard, &mut cursor, 1, &mut |key, entry| {
+                        keep(key, entry.value());
+                        forkless_storage::Visit::Saved
+                    });
+                for (key, entry) in later.entries() {
+                    keep(key, entry.value());
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        writer.join().unwrap();
+        keyspace.end_snapshot(cut);
+        assert_eq!(saved.len(), 2, "exactly the pre-cut keys: {saved:?}");
+        assert_eq!(saved.get(&a).map(Vec::as_slice), Some(&b"before"[..]));
+        assert_eq!(saved.get(&b).map(Vec::as_slice), Some(&b"before"[..]));
+        assert_eq!(keyspace.retained().bytes, 0);
     });
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forkless_storage::{Keyspace, N_SHARDS, ShardImage, SnapshotCut, Value};
+use forkless_storage::{Keyspace, N_SHARDS, ShardCursor, ShardImage, SnapshotCut, Value, Visit};
 use proptest::prelude::*;
 
 type State = BTreeMap<(usize, Vec<u8>), (Vec<u8>, Option<u64>)>;
@@ -84,6 +84,46 @@ fn save_image(image: &ShardImage, cut: &SnapshotCut, db_idx: usize, into: &mut S
     }
 }
 
+/// One traversal step, as a serializer takes it: entries of even-length keys are saved under
+/// the lock, the others cloned out (`Visit::Later`), so both paths run. Returns true when the
+/// shard is done.
+fn scan_step(
+    keyspace: &Keyspace,
+    cut: &SnapshotCut,
+    db_idx: usize,
+    shard_idx: usize,
+    cursor: &mut ShardCursor,
+    buckets: usize,
+    into: &mut State,
+) -> bool {
+    let now = cut.now_ms();
+    let (later, done) = keyspace.scan_shard(
+        cut,
+        db_idx,
+        shard_idx,
+        cursor,
+        buckets,
+        &mut |key, entry| {
+            if key.len() % 2 == 1 {
+                return Visit::Later;
+            }
+            if !entry.is_expired(now) {
+                let previous = into.insert(
+                    (db_idx, key.to_vec()),
+                    (bytes_of(entry.value()), entry.expire_at_ms()),
+                );
+                assert!(
+                    previous.is_none(),
+                    "key {key:?} appears twice in the snapshot"
+                );
+            }
+            Visit::Saved
+        },
+    );
+    save_image(&later, cut, db_idx, into);
+    done
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Set {
@@ -118,6 +158,12 @@ enum Op {
         db: usize,
         shard: usize,
     },
+    /// One step of the serializers' traversal of a shard, examining `buckets` buckets.
+    ScanStep {
+        db: usize,
+        shard: usize,
+        buckets: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -133,7 +179,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u8..20).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Expire),
         3 => (db.clone(), 0..N_SHARDS).prop_map(|(db, shard)| Op::TakeShard { db, shard }),
-        2 => (db, 0..N_SHARDS).prop_map(|(db, shard)| Op::TakeRetained { db, shard }),
+        2 => (db.clone(), 0..N_SHARDS).prop_map(|(db, shard)| Op::TakeRetained { db, shard }),
+        4 => (db, 0..N_SHARDS, 1usize..5)
+            .prop_map(|(db, shard, buckets)| Op::ScanStep { db, shard, buckets }),
     ]
 }
 
@@ -184,7 +232,7 @@ fn apply(keyspace: &Keyspace, op: &Op, now: &mut u64) {
                 std::time::Instant::now() + std::time::Duration::from_secs(5),
             );
         }
-        Op::TakeShard { .. } | Op::TakeRetained { .. } => {}
+        Op::TakeShard { .. } | Op::TakeRetained { .. } | Op::ScanStep { .. } => {}
     }
 }
 
@@ -204,6 +252,7 @@ proptest! {
         let cut = keyspace.begin_snapshot(now).unwrap();
         prop_assert!(keyspace.begin_snapshot(now).is_none(), "two snapshots at once");
         let mut taken = HashSet::new();
+        let mut cursors = std::collections::HashMap::new();
         let mut saved = State::new();
         for op in &after {
             match *op {
@@ -214,6 +263,14 @@ proptest! {
                 }
                 Op::TakeRetained { db, shard } => {
                     save_image(&keyspace.take_retained(&cut, db, shard), &cut, db, &mut saved);
+                }
+                Op::ScanStep { db, shard, buckets } => {
+                    if !taken.contains(&(db, shard)) {
+                        let cursor = cursors.entry((db, shard)).or_default();
+                        if scan_step(&keyspace, &cut, db, shard, cursor, buckets, &mut saved) {
+                            taken.insert((db, shard));
+                        }
+                    }
                 }
                 _ => apply(&keyspace, op, &mut now),
             }
@@ -325,4 +382,52 @@ fn concurrent_writers_never_tear_a_group_across_the_cut() {
         stop.store(false, Ordering::Relaxed);
         assert_eq!(keyspace.retained().bytes, 0);
     }
+}
+
+/// Tables resize while their shard is traversed a few buckets at a time (every shard doubles
+/// more than once): entries moved behind the cursor are still saved, once each.
+#[test]
+fn stepwise_traversal_survives_resizes_and_writes_between_steps() {
+    let keyspace = Keyspace::new(1);
+    let db = keyspace.db(0).unwrap();
+    let set = |key: &str, value: &str| {
+        db.write(&[key.as_bytes()], 0)
+            .set(key.as_bytes(), Value::string(value.as_bytes()), None);
+    };
+    for i in 0..3000 {
+        set(&format!("old{i}"), &format!("v{i}"));
+    }
+    let expected = dump(&keyspace, 0);
+    let cut = keyspace.begin_snapshot(0).unwrap();
+    let mut saved = State::new();
+    let mut cursors: Vec<ShardCursor> = (0..N_SHARDS).map(|_| ShardCursor::default()).collect();
+    let mut done = [false; N_SHARDS];
+    let mut round = 0;
+    while done.iter().any(|d| !d) {
+        for shard in 0..N_SHARDS {
+            if !done[shard] {
+                done[shard] = scan_step(
+                    &keyspace,
+                    &cut,
+                    0,
+                    shard,
+                    &mut cursors[shard],
+                    3,
+                    &mut saved,
+                );
+            }
+        }
+        // Between steps: new keys (the tables grow), overwrites and deletes of old ones.
+        for i in 0..200 {
+            set(&format!("new{round}:{i}"), "after");
+        }
+        set(&format!("old{round}"), "after");
+        db.write(&[format!("old{}", 1000 + round).as_bytes()], 0)
+            .remove(format!("old{}", 1000 + round).as_bytes());
+        round += 1;
+        assert!(round < 10_000, "the traversal does not finish");
+    }
+    keyspace.end_snapshot(cut);
+    assert_eq!(saved, expected);
+    assert_eq!(keyspace.retained().bytes, 0);
 }
