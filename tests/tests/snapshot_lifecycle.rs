@@ -203,6 +203,57 @@ fn versions_overwritten_during_a_save_are_saved_early_and_the_dump_stays_at_the_
 }
 
 #[test]
+fn a_big_set_written_during_the_save_is_saved_as_it_was_at_the_cut() {
+    // Big enough for the save's first pass (forkless_storage::value::BIG_COLLECTION members).
+    const MEMBERS: usize = 10_000;
+    let server = TestServer::start(BIN, &["--save", "", "--snapshot-max-bytes-per-sec", "1mb"]);
+    let mut conn = server.client();
+    for start in (0..MEMBERS).step_by(1000) {
+        let members: Vec<String> = (start..start + 1000).map(|i| format!("m{i}")).collect();
+        let _: u64 = redis::cmd("SADD")
+            .arg("big")
+            .arg(&members)
+            .query(&mut conn)
+            .expect("SADD");
+    }
+    populate(&mut conn, "pad", 1500, 1000);
+    bgsave(&mut conn);
+    let added: u64 = redis::cmd("SADD")
+        .arg("big")
+        .arg(&["after1", "after2"])
+        .query(&mut conn)
+        .expect("SADD");
+    assert_eq!(added, 2);
+    let removed: u64 = redis::cmd("SREM")
+        .arg("big")
+        .arg("m0")
+        .query(&mut conn)
+        .expect("SREM");
+    assert_eq!(removed, 1);
+    wait_save_done(&mut conn);
+    assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
+    assert_eq!(numeric_field(&mut conn, "snapshot_retained_bytes"), 0);
+    let mut saved = None;
+    let file = File::open(server.dir.join("dump.rdb")).expect("dump exists");
+    format::load(BufReader::new(file), "dump.rdb", 0, |entry| {
+        if entry.key.as_ref() == b"big" {
+            let Value::Set(set) = entry.value else {
+                panic!("big is a set");
+            };
+            saved = Some(set.len());
+        }
+        Ok(())
+    })
+    .expect("dump loads");
+    assert_eq!(saved, Some(MEMBERS), "the set as it was at the cut");
+    let live: u64 = redis::cmd("SCARD")
+        .arg("big")
+        .query(&mut conn)
+        .expect("SCARD");
+    assert_eq!(live, MEMBERS as u64 + 1);
+}
+
+#[test]
 fn lastsave_and_changes_since_last_save_follow_saves() {
     let server = TestServer::start(BIN, &["--save", ""]);
     let mut conn = server.client();

@@ -290,22 +290,21 @@ fn serialize_db(
     pool: &BufferPool,
     out: &mut Output,
 ) -> Result<(), SaveError> {
-    let next_shard = AtomicUsize::new(0);
-    let sweeping = AtomicBool::new(false);
+    let claims = Claims::default();
     let failed = AtomicBool::new(false);
     let threads = options.threads.max(1);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Result<Chunk, SaveError>>(2 * threads);
         for worker in 0..threads {
             let worker_tx = tx.clone();
-            let (next_shard, sweeping, failed) = (&next_shard, &sweeping, &failed);
+            let (claims, failed) = (&claims, &failed);
             let spawned = std::thread::Builder::new()
                 .name(format!("forkless-snap-{worker}"))
                 .spawn_scoped(scope, move || {
                     lower_thread_priority(options.nice);
                     serializer(
-                        keyspace, cut, db_idx, encode, options, progress, pool, next_shard,
-                        sweeping, failed, &worker_tx,
+                        keyspace, cut, db_idx, encode, options, progress, pool, claims, failed,
+                        &worker_tx,
                     );
                 });
             if let Err(err) = spawned {
@@ -329,6 +328,17 @@ fn serialize_db(
     })
 }
 
+/// How the serializers of one database share out the work.
+#[derive(Default)]
+struct Claims {
+    /// The next shard whose big collections to save (the first pass).
+    next_big: AtomicUsize,
+    /// The next shard to traverse.
+    next_shard: AtomicUsize,
+    /// Set while one serializer sweeps retained versions.
+    sweeping: AtomicBool,
+}
+
 #[expect(
     clippy::too_many_arguments,
     reason = "one scoped worker's borrowed context"
@@ -341,8 +351,7 @@ fn serializer(
     options: &SaveOptions,
     progress: &Progress,
     pool: &BufferPool,
-    next_shard: &AtomicUsize,
-    sweeping: &AtomicBool,
+    claims: &Claims,
     failed: &AtomicBool,
     tx: &mpsc::SyncSender<Result<Chunk, SaveError>>,
 ) {
@@ -376,6 +385,23 @@ fn serializer(
         progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
         Some(total + keys)
     };
+    let Claims {
+        next_big,
+        next_shard,
+        sweeping,
+    } = claims;
+    // First pass: the big collections, whose first write during the save would copy them whole
+    // while the save still holds their pre-cut version (Keyspace::take_big_keys).
+    loop {
+        let shard_idx = next_big.fetch_add(1, Ordering::Relaxed);
+        if shard_idx >= N_SHARDS {
+            break;
+        }
+        let big = keyspace.take_big_keys(cut, db_idx, shard_idx);
+        if encode_image(big, &mut buf).is_none() {
+            return;
+        }
+    }
     loop {
         if failed.load(Ordering::Relaxed) || progress.cancel.load(Ordering::Relaxed) {
             if progress.cancel.load(Ordering::Relaxed) {

@@ -9,6 +9,10 @@ use std::sync::Arc;
 use crate::compact::CompactBytes;
 use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
 
+/// Elements from which a hash, set or sorted set counts as big ([`Value::is_big_collection`]):
+/// copying one costs about 0.1 ms.
+pub const BIG_COLLECTION: usize = 4096;
+
 /// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
 const EMBSTR_MAX_LEN: usize = 44;
 
@@ -63,6 +67,18 @@ impl Value {
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
             Value::ZSet(zset) => zset.encoding(),
+        }
+    }
+
+    /// Returns true for a hash, set or sorted set of at least [`BIG_COLLECTION`] elements: one
+    /// that the first write during a snapshot would copy whole (lists share their chunks, so
+    /// they never are). The snapshot saves these first; see `Keyspace::take_big_keys`.
+    pub fn is_big_collection(&self) -> bool {
+        match self {
+            Value::Hash(hash) => hash.len() >= BIG_COLLECTION,
+            Value::Set(set) => set.len() >= BIG_COLLECTION,
+            Value::ZSet(zset) => zset.len() >= BIG_COLLECTION,
+            Value::String(_) | Value::List(_) => false,
         }
     }
 

@@ -431,3 +431,78 @@ fn stepwise_traversal_survives_resizes_and_writes_between_steps() {
     assert_eq!(saved, expected);
     assert_eq!(keyspace.retained().bytes, 0);
 }
+
+/// The snapshot's first pass saves big collections; the next write to one is not retained and,
+/// the pass's clone being dropped, copies nothing. The traversal does not save it again, and
+/// the next snapshot saves it afresh.
+#[test]
+fn big_collections_are_saved_first_and_their_next_write_copies_nothing() {
+    use forkless_storage::types::set::Set;
+    use std::sync::Arc;
+    let keyspace = Keyspace::new(1);
+    let db = keyspace.db(0).unwrap();
+    let mut set = Set::new();
+    for i in 0..forkless_storage::value::BIG_COLLECTION {
+        set.insert(bytes::Bytes::from(format!("m{i}")));
+    }
+    db.write(&[b"big"], 0)
+        .set(b"big", Value::Set(Arc::new(set)), None);
+    db.write(&[b"small"], 0)
+        .set(b"small", Value::string(b"s"), None);
+    let big_pass = |cut: &SnapshotCut| -> Vec<Vec<u8>> {
+        (0..N_SHARDS)
+            .flat_map(|shard| {
+                let image = keyspace.take_big_keys(cut, 0, shard);
+                image
+                    .entries()
+                    .iter()
+                    .map(|(k, _)| k.to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let cut = keyspace.begin_snapshot(0).unwrap();
+    assert_eq!(big_pass(&cut), vec![b"big".to_vec()]);
+    {
+        let mut guard = db.write(&[b"big"], 0);
+        let mut entry = guard.get_mut(b"big").unwrap();
+        let Value::Set(set) = entry.value_mut() else {
+            panic!("a set")
+        };
+        assert_eq!(
+            Arc::strong_count(set),
+            1,
+            "the snapshot still shares the set"
+        );
+        Arc::make_mut(set).insert(bytes::Bytes::from_static(b"new"));
+    }
+    assert_eq!(
+        keyspace.retained().versions,
+        0,
+        "a saved big key was retained"
+    );
+    let rest: Vec<Vec<u8>> = (0..N_SHARDS)
+        .flat_map(|shard| {
+            let image = keyspace.take_shard_image(&cut, 0, shard);
+            image
+                .entries()
+                .iter()
+                .map(|(k, _)| k.to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(rest, vec![b"small".to_vec()]);
+    keyspace.end_snapshot(cut);
+    let cut = keyspace.begin_snapshot(0).unwrap();
+    assert_eq!(
+        big_pass(&cut),
+        vec![b"big".to_vec()],
+        "the next snapshot saves it again"
+    );
+    keyspace.end_snapshot(cut);
+    // Deleted: forgotten.
+    db.write(&[b"big"], 0).remove(b"big");
+    let cut = keyspace.begin_snapshot(0).unwrap();
+    assert!(big_pass(&cut).is_empty());
+    keyspace.end_snapshot(cut);
+}
