@@ -264,6 +264,16 @@ impl Keyspace {
         })
     }
 
+    /// An image holding nothing yet.
+    fn empty_image(&self) -> ShardImage {
+        ShardImage {
+            entries: Vec::new(),
+            retained_versions: 0,
+            retained_bytes: 0,
+            counters: Arc::clone(&self.shared.retain),
+        }
+    }
+
     /// Takes shard `shard_idx` of database `db_idx` as it was at the cut, whole: its entries
     /// older than the cut plus the versions retained since, cloned out (a reference count each).
     /// From now on writes to that shard retain nothing. A shard's image can be taken once; a
@@ -310,12 +320,7 @@ impl Keyspace {
         max_buckets: usize,
         visit: &mut dyn FnMut(&CompactBytes, &Entry) -> Visit,
     ) -> (ShardImage, bool) {
-        let mut image = ShardImage {
-            entries: Vec::new(),
-            retained_versions: 0,
-            retained_bytes: 0,
-            counters: Arc::clone(&self.shared.retain),
-        };
+        let mut image = self.empty_image();
         let Some(db) = self.dbs.get(db_idx) else {
             return (image, true);
         };
@@ -385,12 +390,7 @@ impl Keyspace {
     /// version; saving them first shrinks that window from "until the traversal gets there" to
     /// the first moments of the save. Keys no longer big, or gone, are forgotten.
     pub fn take_big_keys(&self, cut: &SnapshotCut, db_idx: usize, shard_idx: usize) -> ShardImage {
-        let mut image = ShardImage {
-            entries: Vec::new(),
-            retained_versions: 0,
-            retained_bytes: 0,
-            counters: Arc::clone(&self.shared.retain),
-        };
+        let mut image = self.empty_image();
         let Some(db) = self.dbs.get(db_idx) else {
             return image;
         };

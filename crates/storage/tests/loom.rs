@@ -41,6 +41,17 @@ fn image_of(keyspace: &Keyspace, cut: &SnapshotCut) -> BTreeMap<Vec<u8>, Vec<u8>
     saved
 }
 
+/// Records a saved string, failing if its key was saved before.
+fn save_once(saved: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], value: &Value) {
+    let Value::String(bytes) = value else {
+        panic!("only strings are written here")
+    };
+    assert!(
+        saved.insert(key.to_vec(), bytes.to_vec()).is_none(),
+        "{key:?} saved twice"
+    );
+}
+
 /// Two keys in different shards, so a writer of both holds two shard locks.
 fn two_keys_in_two_shards(keyspace: &Keyspace) -> (Vec<u8>, Vec<u8>) {
     let db = keyspace.db(0).unwrap();
@@ -150,13 +161,7 @@ fn early_take_of_retained_versions_racing_writers_saves_each_key_once() {
         let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut keep = |image: forkless_storage::ShardImage| {
             for (key, entry) in image.entries() {
-                let Value::String(bytes) = entry.value() else {
-                    panic!("only strings are written here")
-                };
-                assert!(
-                    saved.insert(key.to_vec(), bytes.to_vec()).is_none(),
-                    "{key:?} saved twice"
-                );
+                save_once(&mut saved, key, entry.value());
             }
         };
         for shard in 0..N_SHARDS {
@@ -193,15 +198,7 @@ fn stepwise_traversal_racing_writers_saves_each_pre_cut_entry_once() {
             })
         };
         let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut keep = |key: &[u8], value: &Value| {
-            let Value::String(bytes) = value else {
-                panic!("only strings are written here")
-            };
-            assert!(
-                saved.insert(key.to_vec(), bytes.to_vec()).is_none(),
-                "{key:?} saved twice"
-            );
-        };
+        let mut keep = |key: &[u8], value: &Value| save_once(&mut saved, key, value);
         for shard in 0..N_SHARDS {
             let mut cursor = forkless_storage::ShardCursor::default();
             loop {

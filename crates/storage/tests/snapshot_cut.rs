@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use forkless_storage::{Keyspace, N_SHARDS, ShardCursor, ShardImage, SnapshotCut, Value, Visit};
+use forkless_storage::{
+    Entry, Keyspace, N_SHARDS, ShardCursor, ShardImage, SnapshotCut, Value, Visit,
+};
 use proptest::prelude::*;
 
 type State = BTreeMap<(usize, Vec<u8>), (Vec<u8>, Option<u64>)>;
@@ -71,16 +73,21 @@ fn take_one(
 /// `into`, failing if a key is saved twice.
 fn save_image(image: &ShardImage, cut: &SnapshotCut, db_idx: usize, into: &mut State) {
     for (key, entry) in image.entries() {
-        if !entry.is_expired(cut.now_ms()) {
-            let previous = into.insert(
-                (db_idx, key.to_vec()),
-                (bytes_of(entry.value()), entry.expire_at_ms()),
-            );
-            assert!(
-                previous.is_none(),
-                "key {key:?} appears twice in the snapshot"
-            );
-        }
+        save_entry(key, entry, cut.now_ms(), db_idx, into);
+    }
+}
+
+/// Adds one entry to `into` unless it was expired at the cut, failing if its key is saved twice.
+fn save_entry(key: &[u8], entry: &Entry, now_ms: u64, db_idx: usize, into: &mut State) {
+    if !entry.is_expired(now_ms) {
+        let previous = into.insert(
+            (db_idx, key.to_vec()),
+            (bytes_of(entry.value()), entry.expire_at_ms()),
+        );
+        assert!(
+            previous.is_none(),
+            "key {key:?} appears twice in the snapshot"
+        );
     }
 }
 
@@ -107,16 +114,7 @@ fn scan_step(
             if key.len() % 2 == 1 {
                 return Visit::Later;
             }
-            if !entry.is_expired(now) {
-                let previous = into.insert(
-                    (db_idx, key.to_vec()),
-                    (bytes_of(entry.value()), entry.expire_at_ms()),
-                );
-                assert!(
-                    previous.is_none(),
-                    "key {key:?} appears twice in the snapshot"
-                );
-            }
+            save_entry(key, entry, now, db_idx, into);
             Visit::Saved
         },
     );
