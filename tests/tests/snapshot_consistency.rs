@@ -3,13 +3,15 @@
 //! some prefix of its writes, and that prefix must lie between the last write acknowledged
 //! before BGSAVE was sent and the last write sent before BGSAVE's reply arrived. No MSET group
 //! may be torn. Run for both writer backends and for both snapshot modes: epoch, and fork mode
-//! (the child's own writer, with and without io_uring available to the parent).
+//! (the child's own writer, with and without io_uring available to the parent). A second
+//! workload writes every type (lists, hashes, sets emptied and deleted, sorted sets, strings,
+//! DEL, and a MULTI/EXEC across a string, a hash and a sorted set), with the same check.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::BufReader;
 use std::sync::Arc;
@@ -41,47 +43,239 @@ fn info_field(conn: &mut redis::Connection, field: &str) -> Option<String> {
         .find_map(|line| line.strip_prefix(&format!("{field}:")).map(str::to_string))
 }
 
+/// A value as the comparison sees it.
+#[derive(Debug, Clone, PartialEq)]
+enum Data {
+    String(Vec<u8>),
+    List(Vec<Vec<u8>>),
+    Set(BTreeSet<Vec<u8>>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    /// member → score
+    ZSet(BTreeMap<Vec<u8>, u64>),
+}
+
+impl Data {
+    fn from_value(value: &Value) -> Data {
+        match value {
+            Value::String(bytes) => Data::String(bytes.to_vec()),
+            Value::List(list) => Data::List(list.iter().map(|item| item.to_vec()).collect()),
+            Value::Set(set) => Data::Set(set.iter().map(|member| member.to_vec()).collect()),
+            Value::Hash(hash) => Data::Hash(
+                hash.iter()
+                    .map(|(field, value)| (field.to_vec(), value.to_vec()))
+                    .collect(),
+            ),
+            Value::ZSet(zset) => Data::ZSet(
+                zset.iter()
+                    .map(|(member, score)| (member.to_vec(), score as u64))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+type State = HashMap<Vec<u8>, Data>;
+
 /// The dump's key → value for every key.
-fn load_dump(path: &std::path::Path) -> HashMap<Vec<u8>, Vec<u8>> {
+fn load_dump(path: &std::path::Path) -> State {
     let mut keys = HashMap::new();
     let file = File::open(path).expect("dump exists");
     format::load(BufReader::new(file), "dump.rdb", 0, |entry| {
-        let Value::String(bytes) = entry.value else {
-            panic!("only strings are written here")
-        };
-        keys.insert(entry.key.to_vec(), bytes.to_vec());
+        keys.insert(entry.key.to_vec(), Data::from_value(&entry.value));
         Ok(())
     })
     .expect("dump loads");
     keys
 }
 
-/// The value of writer `w`'s keys after its writes 1..=t.
-fn expected_after(w: usize, t: u64) -> HashMap<Vec<u8>, Vec<u8>> {
-    let mut state = HashMap::new();
-    for s in 1..=t {
-        if s % GROUP_EVERY == 0 {
-            for part in ["a", "b", "c"] {
-                state.insert(
-                    format!("g{w}:{part}").into_bytes(),
-                    s.to_string().into_bytes(),
-                );
-            }
-        } else {
-            state.insert(
-                format!("w{w}:k{}", s % KEYS_PER_WRITER).into_bytes(),
-                s.to_string().into_bytes(),
-            );
+/// What the writers write. Write number `s` of writer `w` is one command (or one MULTI/EXEC),
+/// and [`Workload::apply`] is its effect, so the state after any prefix of a writer's writes
+/// can be computed.
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    /// SETs of sequence numbers, and every GROUP_EVERY-th write an MSET of three keys.
+    Strings,
+    /// Every type: RPUSH, HSET, SADD, SREM (down to empty, which deletes the set), ZADD, SET,
+    /// DEL, and a MULTI/EXEC that writes a string, a hash and a sorted set together.
+    EveryType,
+}
+
+impl Workload {
+    /// The keys of writer `w` all start with this.
+    fn prefix(self, w: usize) -> String {
+        match self {
+            Workload::Strings => format!("w{w}:"),
+            Workload::EveryType => format!("t{w}:"),
         }
     }
-    state
+
+    fn send(self, conn: &mut redis::Connection, w: usize, s: u64) {
+        let p = self.prefix(w);
+        let value = s.to_string();
+        match self {
+            Workload::Strings if s % GROUP_EVERY == 0 => {
+                let pairs: Vec<(String, &str)> = ["a", "b", "c"]
+                    .iter()
+                    .map(|part| (format!("{p}g:{part}"), value.as_str()))
+                    .collect();
+                let () = redis::cmd("MSET").arg(&pairs).query(conn).expect("MSET");
+            }
+            Workload::Strings => {
+                let key = format!("{p}k{}", s % KEYS_PER_WRITER);
+                let () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(&value)
+                    .query(conn)
+                    .expect("SET");
+            }
+            Workload::EveryType => {
+                if s % 7 == 0 {
+                    let () = redis::pipe()
+                        .atomic()
+                        .cmd("SET")
+                        .arg(format!("{p}g:str"))
+                        .arg(&value)
+                        .ignore()
+                        .cmd("HSET")
+                        .arg(format!("{p}g:hash"))
+                        .arg("f")
+                        .arg(&value)
+                        .ignore()
+                        .cmd("ZADD")
+                        .arg(format!("{p}g:zset"))
+                        .arg(s)
+                        .arg("m")
+                        .ignore()
+                        .query(conn)
+                        .expect("MULTI/EXEC");
+                    return;
+                }
+                let args: Vec<String> = match s % 7 {
+                    1 => vec!["RPUSH".into(), format!("{p}list"), value],
+                    2 => vec![
+                        "HSET".into(),
+                        format!("{p}hash"),
+                        format!("f{}", s % 13),
+                        value,
+                    ],
+                    3 => vec!["SADD".into(), format!("{p}set"), (s % 29).to_string()],
+                    4 => vec![
+                        "ZADD".into(),
+                        format!("{p}zset"),
+                        value,
+                        format!("m{}", s % 17),
+                    ],
+                    5 => vec!["SREM".into(), format!("{p}set"), ((s / 7) % 29).to_string()],
+                    _ if (s / 7) % 5 == 0 => vec!["DEL".into(), format!("{p}list")],
+                    _ => vec!["SET".into(), format!("{p}str:{}", s % 10), value],
+                };
+                let _: redis::Value = redis::cmd(&args[0])
+                    .arg(&args[1..])
+                    .query(conn)
+                    .expect("write");
+            }
+        }
+    }
+
+    /// The effect of write `s` of writer `w` on `state`.
+    fn apply(self, w: usize, s: u64, state: &mut State) {
+        let p = self.prefix(w);
+        let key = |name: String| format!("{p}{name}").into_bytes();
+        let value = s.to_string().into_bytes();
+        match self {
+            Workload::Strings if s % GROUP_EVERY == 0 => {
+                for part in ["a", "b", "c"] {
+                    state.insert(key(format!("g:{part}")), Data::String(value.clone()));
+                }
+            }
+            Workload::Strings => {
+                state.insert(
+                    key(format!("k{}", s % KEYS_PER_WRITER)),
+                    Data::String(value),
+                );
+            }
+            Workload::EveryType => match s % 7 {
+                0 => {
+                    state.insert(key("g:str".into()), Data::String(value.clone()));
+                    hash_of(state, key("g:hash".into())).insert(b"f".to_vec(), value);
+                    zset_of(state, key("g:zset".into())).insert(b"m".to_vec(), s);
+                }
+                1 => {
+                    let entry = state
+                        .entry(key("list".into()))
+                        .or_insert(Data::List(Vec::new()));
+                    let Data::List(items) = entry else {
+                        unreachable!()
+                    };
+                    items.push(value);
+                }
+                2 => {
+                    hash_of(state, key("hash".into()))
+                        .insert(format!("f{}", s % 13).into_bytes(), value);
+                }
+                3 => {
+                    let entry = state
+                        .entry(key("set".into()))
+                        .or_insert(Data::Set(BTreeSet::new()));
+                    let Data::Set(members) = entry else {
+                        unreachable!()
+                    };
+                    members.insert((s % 29).to_string().into_bytes());
+                }
+                4 => {
+                    zset_of(state, key("zset".into()))
+                        .insert(format!("m{}", s % 17).into_bytes(), s);
+                }
+                5 => {
+                    let set_key = key("set".into());
+                    if let Some(Data::Set(members)) = state.get_mut(&set_key) {
+                        members.remove(((s / 7) % 29).to_string().as_bytes());
+                        if members.is_empty() {
+                            state.remove(&set_key);
+                        }
+                    }
+                }
+                _ if (s / 7) % 5 == 0 => {
+                    state.remove(&key("list".into()));
+                }
+                _ => {
+                    state.insert(key(format!("str:{}", s % 10)), Data::String(value));
+                }
+            },
+        }
+    }
+
+    /// The state of writer `w`'s keys after its writes 1..=t.
+    fn expected_after(self, w: usize, t: u64) -> State {
+        let mut state = State::new();
+        for s in 1..=t {
+            self.apply(w, s, &mut state);
+        }
+        state
+    }
+}
+
+fn hash_of(state: &mut State, key: Vec<u8>) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
+    let entry = state.entry(key).or_insert(Data::Hash(BTreeMap::new()));
+    let Data::Hash(fields) = entry else {
+        unreachable!()
+    };
+    fields
+}
+
+fn zset_of(state: &mut State, key: Vec<u8>) -> &mut BTreeMap<Vec<u8>, u64> {
+    let entry = state.entry(key).or_insert(Data::ZSet(BTreeMap::new()));
+    let Data::ZSet(members) = entry else {
+        unreachable!()
+    };
+    members
 }
 
 fn run_consistency(extra_args: &[&str]) {
-    run_consistency_with_env(extra_args, &[]);
+    run_consistency_with_env(Workload::Strings, extra_args, &[]);
 }
 
-fn run_consistency_with_env(extra_args: &[&str], envs: &[(&str, &str)]) {
+fn run_consistency_with_env(workload: Workload, extra_args: &[&str], envs: &[(&str, &str)]) {
     let server = TestServer::start_with_env(BIN, &[&["--save", ""], extra_args].concat(), envs);
     let states: Arc<Vec<WriterState>> =
         Arc::new((0..WRITERS).map(|_| WriterState::default()).collect());
@@ -97,24 +291,7 @@ fn run_consistency_with_env(extra_args: &[&str], envs: &[(&str, &str)]) {
             while !stop.load(Ordering::Relaxed) && s < 200_000 {
                 s += 1;
                 state.sent.store(s, Ordering::SeqCst);
-                let value = s.to_string();
-                if s % GROUP_EVERY == 0 {
-                    let pairs: Vec<(String, &str)> = ["a", "b", "c"]
-                        .iter()
-                        .map(|p| (format!("g{w}:{p}"), value.as_str()))
-                        .collect();
-                    let () = redis::cmd("MSET")
-                        .arg(&pairs)
-                        .query(&mut conn)
-                        .expect("MSET");
-                } else {
-                    let key = format!("w{w}:k{}", s % KEYS_PER_WRITER);
-                    let () = redis::cmd("SET")
-                        .arg(key)
-                        .arg(&value)
-                        .query(&mut conn)
-                        .expect("SET");
-                }
+                workload.send(&mut conn, w, s);
                 state.acked.store(s, Ordering::SeqCst);
             }
         }));
@@ -165,23 +342,25 @@ fn run_consistency_with_env(extra_args: &[&str], envs: &[(&str, &str)]) {
 
     let dump = load_dump(&server.dir.join("dump.rdb"));
     for w in 0..WRITERS {
-        let mine: HashMap<Vec<u8>, Vec<u8>> = dump
+        let prefix = workload.prefix(w);
+        let mine: State = dump
             .iter()
-            .filter(|(key, _)| {
-                key.starts_with(format!("w{w}:").as_bytes())
-                    || key.starts_with(format!("g{w}:").as_bytes())
-            })
+            .filter(|(key, _)| key.starts_with(prefix.as_bytes()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let group: Vec<Option<&Vec<u8>>> = ["a", "b", "c"]
-            .iter()
-            .map(|p| mine.get(format!("g{w}:{p}").as_bytes()))
-            .collect();
-        assert!(
-            group.windows(2).all(|pair| pair[0] == pair[1]),
-            "writer {w}: MSET group torn: {group:?}"
-        );
-        let cut = (acked_before[w]..=sent_before_reply[w]).find(|&t| expected_after(w, t) == mine);
+        // A torn MSET or MULTI/EXEC group matches no prefix of the writes either; this names it.
+        if let Workload::Strings = workload {
+            let group: Vec<Option<&Data>> = ["a", "b", "c"]
+                .iter()
+                .map(|part| mine.get(format!("{prefix}g:{part}").as_bytes()))
+                .collect();
+            assert!(
+                group.windows(2).all(|pair| pair[0] == pair[1]),
+                "writer {w}: MSET group torn: {group:?}"
+            );
+        }
+        let cut = (acked_before[w]..=sent_before_reply[w])
+            .find(|&t| workload.expected_after(w, t) == mine);
         assert!(
             cut.is_some(),
             "writer {w}: the dump matches no prefix of its writes between {} (acked before BGSAVE) and {} (sent before the reply)",
@@ -214,6 +393,7 @@ fn fork_bgsave_is_one_point_in_time() {
 #[test]
 fn fork_bgsave_is_one_point_in_time_without_io_uring() {
     run_consistency_with_env(
+        Workload::Strings,
         &["--snapshot-mode", "fork"],
         &[("FORKLESS_DISABLE_IO_URING", "1")],
     );
@@ -229,4 +409,23 @@ fn fork_bgsave_is_one_point_in_time_with_zstd_and_lzf() {
         "--rdbcompression",
         "yes",
     ]);
+}
+
+#[test]
+fn bgsave_is_one_point_in_time_for_every_type() {
+    run_consistency_with_env(Workload::EveryType, &[], &[]);
+}
+
+#[test]
+fn bgsave_is_one_point_in_time_for_every_type_without_io_uring() {
+    run_consistency_with_env(
+        Workload::EveryType,
+        &[],
+        &[("FORKLESS_DISABLE_IO_URING", "1")],
+    );
+}
+
+#[test]
+fn fork_bgsave_is_one_point_in_time_for_every_type() {
+    run_consistency_with_env(Workload::EveryType, &["--snapshot-mode", "fork"], &[]);
 }
