@@ -173,6 +173,11 @@ fn fault_case(writer: Option<&str>, fault: &str, op_text: &str, os_text: &str) {
 }
 
 #[test]
+fn a_panicking_serializer_fails_the_save_and_the_server_goes_on() {
+    fault_case(None, "serializer_panic", "serializer", "panicked");
+}
+
+#[test]
 fn enospc_on_write_keeps_previous_dump_and_refuses_writes() {
     for writer in [Some("blocking"), None] {
         fault_case(

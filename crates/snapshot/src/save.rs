@@ -184,6 +184,9 @@ pub enum SaveError {
     /// A serializer thread could not be started.
     #[error("could not start a serializer thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// A serializer thread panicked (a bug): the file would be incomplete, so the save fails.
+    #[error("a serializer thread panicked; the save is abandoned")]
+    SerializerPanicked,
     /// The save was cancelled (server shutdown, FLUSHALL with a save running is not one).
     #[error("snapshot cancelled")]
     Cancelled,
@@ -290,26 +293,38 @@ fn serialize_db(
     pool: &BufferPool,
     out: &mut Output,
 ) -> Result<(), SaveError> {
-    let claims = Claims::default();
+    let claims = Claims {
+        panic_injected: backend::Overrides::from_env()
+            .ok()
+            .and_then(|overrides| overrides.faults)
+            .is_some_and(|plan| plan.serializer_panic),
+        ..Claims::default()
+    };
     let failed = AtomicBool::new(false);
     let threads = options.threads.max(1);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Result<Chunk, SaveError>>(2 * threads);
+        let mut handles = Vec::with_capacity(threads);
         for worker in 0..threads {
             let worker_tx = tx.clone();
             let (claims, failed) = (&claims, &failed);
             let spawned = std::thread::Builder::new()
                 .name(format!("forkless-snap-{worker}"))
                 .spawn_scoped(scope, move || {
+                    // A panic stops the other serializers too (their work would be wasted).
+                    let _stop_others = StopOnPanic(failed);
                     lower_thread_priority(options.nice);
                     serializer(
                         keyspace, cut, db_idx, encode, options, progress, pool, claims, failed,
                         &worker_tx,
                     );
                 });
-            if let Err(err) = spawned {
-                failed.store(true, Ordering::Relaxed);
-                let _ = tx.send(Err(SaveError::Spawn(err)));
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(err) => {
+                    failed.store(true, Ordering::Relaxed);
+                    let _ = tx.send(Err(SaveError::Spawn(err)));
+                }
             }
         }
         drop(tx);
@@ -324,8 +339,27 @@ fn serialize_db(
                 }
             }
         }
+        // Joined here, not by the scope, so that a serializer's panic (a bug) fails this save
+        // instead of unwinding through it: the caller still removes the temp file and ends the
+        // snapshot, and the server goes on.
+        for handle in handles {
+            if handle.join().is_err() && result.is_ok() {
+                result = Err(SaveError::SerializerPanicked);
+            }
+        }
         result
     })
+}
+
+/// Sets the flag when dropped by a panicking thread.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How the serializers of one database share out the work.
@@ -337,6 +371,8 @@ struct Claims {
     next_shard: AtomicUsize,
     /// Set while one serializer sweeps retained versions.
     sweeping: AtomicBool,
+    /// Test hook (`FORKLESS_FAULT_INJECT=serializer_panic`): serializers panic when they start.
+    panic_injected: bool,
 }
 
 #[expect(
@@ -389,7 +425,12 @@ fn serializer(
         next_big,
         next_shard,
         sweeping,
+        panic_injected,
     } = claims;
+    assert!(
+        !panic_injected,
+        "injected serializer panic (FORKLESS_FAULT_INJECT=serializer_panic)"
+    );
     // First pass: the big collections, whose first write during the save would copy them whole
     // while the save still holds their pre-cut version (Keyspace::take_big_keys).
     loop {

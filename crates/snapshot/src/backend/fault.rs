@@ -31,6 +31,9 @@ pub struct FaultPlan {
     pub errno: i32,
     /// Fork mode: `fork()` fails with this errno instead of forking (`fork_errno=12`).
     pub fork_errno: Option<i32>,
+    /// Epoch saves: every serializer thread panics when it starts (`serializer_panic`), to test
+    /// that a bug in a serializer fails the save instead of hanging it.
+    pub serializer_panic: bool,
 }
 
 impl Default for FaultPlan {
@@ -42,6 +45,7 @@ impl Default for FaultPlan {
             fail_rename: false,
             errno: libc::EIO,
             fork_errno: None,
+            serializer_panic: false,
         }
     }
 }
@@ -49,7 +53,8 @@ impl Default for FaultPlan {
 impl FaultPlan {
     /// Parses the `FORKLESS_FAULT_INJECT` syntax: comma-separated items among
     /// `write_after=<bytes>`, `fsync`, `rename`, `errno=<number or name>` (names: ENOSPC, EIO,
-    /// EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN) and, for fork mode, `fork_errno=<number or name>`,
+    /// EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN), `serializer_panic` and, for fork mode,
+    /// `fork_errno=<number or name>`,
     /// e.g. `write_after=1048576,errno=ENOSPC`, `fsync,errno=5` or `fork_errno=ENOMEM`.
     pub fn parse(spec: &str) -> Result<FaultPlan, BackendError> {
         let invalid = |reason| BackendError::FaultSpec {
@@ -80,6 +85,7 @@ impl FaultPlan {
                 ("errno", Some(errno)) => {
                     plan.errno = parse_errno(errno).ok_or_else(|| invalid("unknown errno"))?;
                 }
+                ("serializer_panic", None) => plan.serializer_panic = true,
                 ("fork_errno", Some(errno)) => {
                     plan.fork_errno =
                         Some(parse_errno(errno).ok_or_else(|| invalid("unknown fork_errno"))?);
