@@ -41,6 +41,18 @@ fn image_of(keyspace: &Keyspace, cut: &SnapshotCut) -> BTreeMap<Vec<u8>, Vec<u8>
     saved
 }
 
+/// Starts a writer thread running `write` with its own handle on the keyspace and copies of the
+/// two keys.
+fn spawn_writer(
+    keyspace: &Arc<Keyspace>,
+    a: &[u8],
+    b: &[u8],
+    write: fn(Arc<Keyspace>, Vec<u8>, Vec<u8>),
+) -> thread::JoinHandle<()> {
+    let (keyspace, a, b) = (Arc::clone(keyspace), a.to_vec(), b.to_vec());
+    thread::spawn(move || write(keyspace, a, b))
+}
+
 /// Records a saved string, failing if its key was saved before.
 fn save_once(saved: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], value: &Value) {
     let Value::String(bytes) = value else {
@@ -69,11 +81,9 @@ fn cut_racing_a_multi_key_writer_never_splits_it() {
         let keyspace = Arc::new(Keyspace::new(1));
         let (a, b) = two_keys_in_two_shards(&keyspace);
         set_all(&keyspace, &[&a, &b], b"old");
-        let writer = {
-            let keyspace = Arc::clone(&keyspace);
-            let (a, b) = (a.clone(), b.clone());
-            thread::spawn(move || set_all(&keyspace, &[&a, &b], b"new"))
-        };
+        let writer = spawn_writer(&keyspace, &a, &b, |keyspace, a, b| {
+            set_all(&keyspace, &[&a, &b], b"new");
+        });
         let cut = keyspace.begin_snapshot(0).unwrap();
         let saved = image_of(&keyspace, &cut);
         writer.join().unwrap();
@@ -97,14 +107,10 @@ fn retain_hook_racing_the_traversal_keeps_the_pre_cut_value() {
         set_all(&keyspace, &[&b], b"before");
         let cut = keyspace.begin_snapshot(0).unwrap();
         // After the cut: overwrite one key, delete the other, racing the traversal.
-        let writer = {
-            let keyspace = Arc::clone(&keyspace);
-            let (a, b) = (a.clone(), b.clone());
-            thread::spawn(move || {
-                set_all(&keyspace, &[&a], b"after");
-                keyspace.db(0).unwrap().write(&[&b], 0).remove(&b);
-            })
-        };
+        let writer = spawn_writer(&keyspace, &a, &b, |keyspace, a, b| {
+            set_all(&keyspace, &[&a], b"after");
+            keyspace.db(0).unwrap().write(&[&b], 0).remove(&b);
+        });
         let saved = image_of(&keyspace, &cut);
         writer.join().unwrap();
         keyspace.end_snapshot(cut);
@@ -121,14 +127,10 @@ fn release_racing_writers_leaves_nothing_retained() {
         let (a, b) = two_keys_in_two_shards(&keyspace);
         set_all(&keyspace, &[&a, &b], b"v0");
         let cut = keyspace.begin_snapshot(0).unwrap();
-        let writer = {
-            let keyspace = Arc::clone(&keyspace);
-            let (a, b) = (a.clone(), b.clone());
-            thread::spawn(move || {
-                set_all(&keyspace, &[&a, &b], b"v1");
-                set_all(&keyspace, &[&a], b"v2");
-            })
-        };
+        let writer = spawn_writer(&keyspace, &a, &b, |keyspace, a, b| {
+            set_all(&keyspace, &[&a, &b], b"v1");
+            set_all(&keyspace, &[&a], b"v2");
+        });
         // The snapshot takes one shard and abandons the rest (an aborted save).
         drop(keyspace.take_shard_image(&cut, 0, 0));
         keyspace.end_snapshot(cut);
@@ -149,14 +151,10 @@ fn early_take_of_retained_versions_racing_writers_saves_each_key_once() {
         let (a, b) = two_keys_in_two_shards(&keyspace);
         set_all(&keyspace, &[&a, &b], b"before");
         let cut = keyspace.begin_snapshot(0).unwrap();
-        let writer = {
-            let keyspace = Arc::clone(&keyspace);
-            let (a, b) = (a.clone(), b.clone());
-            thread::spawn(move || {
-                set_all(&keyspace, &[&a, &b], b"after");
-                set_all(&keyspace, &[&b], b"later");
-            })
-        };
+        let writer = spawn_writer(&keyspace, &a, &b, |keyspace, a, b| {
+            set_all(&keyspace, &[&a, &b], b"after");
+            set_all(&keyspace, &[&b], b"later");
+        });
         // The serializer: sweep every shard's retained versions, then take the images.
         let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut keep = |image: forkless_storage::ShardImage| {
@@ -187,16 +185,12 @@ fn stepwise_traversal_racing_writers_saves_each_pre_cut_entry_once() {
         let (a, b) = two_keys_in_two_shards(&keyspace);
         set_all(&keyspace, &[&a, &b], b"before");
         let cut = keyspace.begin_snapshot(0).unwrap();
-        let writer = {
-            let keyspace = Arc::clone(&keyspace);
-            let (a, b) = (a.clone(), b.clone());
-            thread::spawn(move || {
-                set_all(&keyspace, &[&a], b"after");
-                // New keys grow the tables (a resize moves entries between buckets).
-                set_all(&keyspace, &[b"n1", b"n2", b"n3"], b"new");
-                set_all(&keyspace, &[&b], b"after");
-            })
-        };
+        let writer = spawn_writer(&keyspace, &a, &b, |keyspace, a, b| {
+            set_all(&keyspace, &[&a], b"after");
+            // New keys grow the tables (a resize moves entries between buckets).
+            set_all(&keyspace, &[b"n1", b"n2", b"n3"], b"new");
+            set_all(&keyspace, &[&b], b"after");
+        });
         let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut keep = |key: &[u8], value: &Value| save_once(&mut saved, key, value);
         for shard in 0..N_SHARDS {
