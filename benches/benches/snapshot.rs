@@ -28,7 +28,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forkless_snapshot::backend::{self, Target, WriterKind};
 use forkless_snapshot::format::{self, EncodeOptions};
-use forkless_snapshot::save::{self, Compression, Progress, SaveOptions};
+use forkless_snapshot::save::{self, Compression, Progress, SaveOptions, TraversalPriority};
 use forkless_storage::types::{hash::Hash, list::List, set::Set, zset::ZSet};
 use forkless_storage::{Keyspace, Value};
 
@@ -213,7 +213,7 @@ fn save_options(dir: &std::path::Path, threads: usize) -> SaveOptions {
         compression: Compression::None,
         threads,
         max_bytes_per_sec: 0,
-        nice: 0,
+        priority: TraversalPriority::Nice(0),
         used_mem: 0,
         ctime_unix_secs: 0,
     }

@@ -203,6 +203,57 @@ fn versions_overwritten_during_a_save_are_saved_early_and_the_dump_stays_at_the_
 }
 
 #[test]
+fn the_sweeper_saves_overwritten_versions_while_the_traversal_has_not_started() {
+    // The traversal threads are held for 3 s (a test hook); the sweeper is not. Every version
+    // overwritten in that time must be saved, and freed, by the sweeper: memory must not wait
+    // for the traversal, however slow it is (under SCHED_IDLE on a busy server it crawls).
+    const KEYS: usize = 2_000;
+    let server = TestServer::start_with_env(
+        BIN,
+        &["--save", ""],
+        &[("FORKLESS_FAULT_INJECT", "traversal_hold_ms=3000")],
+    );
+    let mut conn = server.client();
+    populate(&mut conn, "k", KEYS, 1000);
+    bgsave(&mut conn);
+    let () = redis::cmd("MSET")
+        .arg(
+            (0..KEYS)
+                .flat_map(|i| [format!("k{i}"), "after the cut".to_string()])
+                .collect::<Vec<_>>(),
+        )
+        .query(&mut conn)
+        .expect("MSET");
+    // Every pre-cut value is saved and freed while the traversal still waits.
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            numeric_field(&mut conn, "current_save_keys_processed") == KEYS as u64
+                && numeric_field(&mut conn, "snapshot_retained_bytes") == 0
+        }),
+        "the sweeper did not save the overwritten versions: {} keys processed, {} bytes retained",
+        numeric_field(&mut conn, "current_save_keys_processed"),
+        numeric_field(&mut conn, "snapshot_retained_bytes"),
+    );
+    assert_eq!(numeric_field(&mut conn, "rdb_bgsave_in_progress"), 1);
+    wait_save_done(&mut conn);
+    assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
+    assert_eq!(
+        numeric_field(&mut conn, "snapshot_last_keys_saved_early"),
+        KEYS as u64
+    );
+    let dump = load_dump(&server.dir.join("dump.rdb"));
+    assert_eq!(dump.len(), KEYS);
+    for i in 0..KEYS {
+        let (value, _) = &dump[&(0, format!("k{i}").into_bytes())];
+        assert_eq!(
+            value,
+            &noise(i as u64, 1000),
+            "k{i} is not its pre-cut value"
+        );
+    }
+}
+
+#[test]
 fn a_big_set_written_during_the_save_is_saved_as_it_was_at_the_cut() {
     // Big enough for the save's first pass (forkless_storage::value::BIG_COLLECTION members).
     const MEMBERS: usize = 10_000;
@@ -783,10 +834,14 @@ fn real_redis_loads_our_bgsave() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// snapshot-nice: the save's threads yield to the threads serving clients.
+// The save's traversal threads yield to the threads serving clients (snapshot-idle-priority,
+// snapshot-nice); the sweeper and the writer do not.
 
-/// (thread name, nice value) of every thread of process `pid`.
-fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+/// Linux's `SCHED_IDLE` policy number, as /proc shows it.
+const SCHED_IDLE: i64 = 5;
+
+/// (thread name, nice value, scheduling policy) of every thread of process `pid`.
+fn thread_scheduling(pid: u32) -> Vec<(String, i64, i64)> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -795,54 +850,73 @@ fn thread_nices(pid: u32) -> Vec<(String, i64)> {
             let path = task.ok()?.path();
             let comm = fs::read_to_string(path.join("comm")).ok()?;
             let stat = fs::read_to_string(path.join("stat")).ok()?;
-            // Fields after the parenthesised name start at field 3 (state); nice is field 19.
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            let nice = after_name.split_whitespace().nth(16)?.parse().ok()?;
-            Some((comm.trim().to_string(), nice))
+            // Fields after the parenthesised name start at field 3 (state); nice is field 19,
+            // policy field 41.
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            let nice = fields.get(16)?.parse().ok()?;
+            let policy = fields.get(38)?.parse().ok()?;
+            Some((comm.trim().to_string(), nice, policy))
         })
         .collect()
 }
 
-#[test]
-fn snapshot_nice_lowers_only_the_save_threads() {
-    // 1 MB/s over 1.5 MB: the save runs long enough to look at its threads.
-    let server = TestServer::start(
-        BIN,
-        &[
-            "--save",
-            "",
-            "--snapshot-max-bytes-per-sec",
-            "1mb",
-            "--snapshot-nice",
-            "19",
-        ],
-    );
+/// Starts a throttled BGSAVE with `args` and returns the scheduling of the server's threads
+/// while its traversal threads run.
+fn scheduling_during_a_save(args: &[&str]) -> Vec<(String, i64, i64)> {
+    // 1 MB/s over 15 MB: the save runs long enough to look at its threads (the chunk channel
+    // holds a few MB, so the traversal threads are still there).
+    let mut all = vec!["--save", "", "--snapshot-max-bytes-per-sec", "1mb"];
+    all.extend_from_slice(args);
+    let server = TestServer::start(BIN, &all);
     let mut conn = server.client();
-    populate(&mut conn, "k", 1500, 1000);
+    populate(&mut conn, "k", 15_000, 1000);
     bgsave(&mut conn);
     let mut seen = Vec::new();
     assert!(
         wait_until(Duration::from_secs(10), || {
-            seen = thread_nices(server.pid());
+            seen = thread_scheduling(server.pid());
             seen.iter()
-                .any(|(name, _)| name.starts_with("forkless-snap"))
-                && seen.iter().any(|(name, _)| name == "forkless-bgsave")
+                .any(|(name, ..)| name.starts_with("forkless-snap"))
+                && seen.iter().any(|(name, ..)| name == "forkless-sweep")
         }),
         "no snapshot threads seen: {seen:?}"
     );
-    let save_thread = |name: &str| {
-        name.starts_with("forkless-snap") || name == "forkless-bgsave" || name == "snapshot-writer"
-    };
-    for (name, nice) in &seen {
-        if save_thread(name) {
-            assert_eq!(*nice, 19, "{name} runs at nice {nice}");
+    assert!(seen.iter().any(|(name, ..)| name == "forkless-worker"));
+    seen
+}
+
+#[test]
+fn by_default_only_the_traversal_threads_run_under_sched_idle() {
+    for (name, nice, policy) in scheduling_during_a_save(&[]) {
+        if name.starts_with("forkless-snap") {
+            assert_eq!(policy, SCHED_IDLE, "{name} runs under policy {policy}");
         } else {
-            assert_eq!(*nice, 0, "{name} runs at nice {nice}");
+            // The sweeper, the writer, the workers: the server's own scheduling.
+            assert_eq!(
+                (nice, policy),
+                (0, 0),
+                "{name} runs at nice {nice}, policy {policy}"
+            );
         }
     }
-    assert!(seen.iter().any(|(name, _)| name == "forkless-worker"));
-    wait_save_done(&mut conn);
-    assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
+}
+
+#[test]
+fn snapshot_nice_lowers_only_the_traversal_threads() {
+    let seen =
+        scheduling_during_a_save(&["--snapshot-idle-priority", "no", "--snapshot-nice", "19"]);
+    for (name, nice, policy) in seen {
+        let expected = if name.starts_with("forkless-snap") {
+            19
+        } else {
+            0
+        };
+        assert_eq!(
+            (nice, policy),
+            (expected, 0),
+            "{name} runs at nice {nice}, policy {policy}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

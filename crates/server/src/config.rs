@@ -407,8 +407,12 @@ pub struct Config {
     pub snapshot_max_bytes_per_sec: u64,
     /// `snapshot-threads`: serialisation threads; 0 means one per core. Default 0.
     pub snapshot_threads: usize,
-    /// `snapshot-nice`: nice value of the snapshot threads, 0..=19. Default 0.
+    /// `snapshot-nice`: nice value of the snapshot's traversal threads, 0..=19, when
+    /// `snapshot-idle-priority` is off. Default 0.
     pub snapshot_nice: i32,
+    /// `snapshot-idle-priority`: the snapshot's traversal threads run under `SCHED_IDLE`, on
+    /// CPU time no other thread wants. Default yes.
+    pub snapshot_idle_priority: bool,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,
 }
@@ -467,6 +471,7 @@ impl Default for Config {
             snapshot_max_bytes_per_sec: 0,
             snapshot_threads: 0,
             snapshot_nice: 0,
+            snapshot_idle_priority: true,
             worker_threads: 0,
         }
     }
@@ -663,6 +668,7 @@ static OPTIONS: &[Spec] = &[
         mem!(snapshot_max_bytes_per_sec, Signed(0, LONG_MAX))),
     opt("snapshot-threads",            MUTABLE,   int!(snapshot_threads, usize, Signed(0, 1024))),
     opt("snapshot-nice",               MUTABLE,   int!(snapshot_nice, i32, Signed(0, 19))),
+    opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
     opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
 ];
 
@@ -1806,6 +1812,7 @@ mod tests {
             ("snapshot-max-bytes-per-sec", "0"),
             ("snapshot-threads", "0"),
             ("snapshot-nice", "0"),
+            ("snapshot-idle-priority", "yes"),
             ("worker-threads", "0"),
         ];
         let all = config.get(&[b"*"]);
@@ -1895,6 +1902,8 @@ mod tests {
             ("snapshot-threads", "4", "4"),
             ("snapshot-nice", "19", "19"),
             ("snapshot-nice", "0", "0"),
+            ("snapshot-idle-priority", "no", "no"),
+            ("snapshot-idle-priority", "YES", "yes"),
             (
                 "client-output-buffer-limit",
                 "replica 1mb 2 3",
@@ -2410,7 +2419,7 @@ mod tests {
                 "client-output-buffer-limit"
             ]
         );
-        assert_eq!(names(&["snapshot-*"]).len(), 7);
+        assert_eq!(names(&["snapshot-*"]).len(), 8);
         assert_eq!(names(&["*"]).len(), OPTIONS.len());
         // A backslash alone does not make a glob (Redis checks for `[*?` only).
         assert_eq!(names(&["por\\t"]), Vec::<String>::new());

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use forkless_snapshot::backend::{Target, WriterKind, WriterUsed};
 use forkless_snapshot::format;
-use forkless_snapshot::save::{self, Compression, Progress, SaveError, SaveOptions, SaveReport};
+use forkless_snapshot::save::{
+    self, Compression, Progress, SaveError, SaveOptions, SaveReport, TraversalPriority,
+};
 use forkless_storage::{SnapshotCut, Value};
 
 use crate::config::{Config, SnapshotCompression, SnapshotMode, SnapshotWriter};
@@ -247,7 +249,11 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
             config.snapshot_threads
         },
         max_bytes_per_sec: config.snapshot_max_bytes_per_sec,
-        nice: config.snapshot_nice,
+        priority: if config.snapshot_idle_priority {
+            TraversalPriority::Idle
+        } else {
+            TraversalPriority::Nice(config.snapshot_nice)
+        },
         used_mem: crate::info::rss_bytes(),
         ctime_unix_secs: unix_ms() / 1000,
     }
@@ -404,8 +410,8 @@ fn bgsave_epoch(server: &Server) -> Result<(), String> {
         .name("forkless-bgsave".into())
         .spawn(move || {
             let Ok(cut) = cut_rx.recv() else { return };
-            // The writer runs on this thread (and the blocking writer's thread inherits it).
-            save::lower_thread_priority(options.nice);
+            // The writer runs on this thread at the clients' priority (so does the sweeper it
+            // starts): only the traversal threads take `snapshot-nice`.
             let result = save::save(&owner.keyspace, cut, &options, &progress);
             finish(&owner, &result, true);
         });
@@ -427,7 +433,9 @@ fn bgsave_epoch(server: &Server) -> Result<(), String> {
 
 /// SAVE (and the save before shutdown): cut now, save, wait. Err is the reply for the client.
 pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
-    let (cut, options, progress) = begin(server).map_err(str::to_string)?;
+    let (cut, mut options, progress) = begin(server).map_err(str::to_string)?;
+    // Someone waits for this save (a client, or the exit), so its traversal does not yield.
+    options.priority = TraversalPriority::Nice(0);
     let result = save::save(&server.keyspace, cut, &options, &progress);
     finish(server, &result, false);
     result.map(drop).map_err(|_| "ERR".to_string())

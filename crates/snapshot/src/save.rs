@@ -7,24 +7,28 @@
 //!   writer thread ── header / SELECTDB ──────────────────────────────► Sink (backend/*)
 //!        ▲                                                              ▲
 //!        │ bounded channel of chunks (whole entries, ~1 MiB each)       │
-//!   serializer threads: claim a shard → scan_shard steps → format::write_entry → [zstd frame]
+//!   traversal threads (nice snapshot-nice): claim a shard → scan_shard steps → write_entry
+//!   sweeper (the writer's priority): big collections, then retained versions → write_entry
+//!        each chunk: CRC, [zstd frame] → channel
 //! ```
 //!
-//! Entries of one database may be written in any order, so serializers never wait for one
+//! Entries of one database may be written in any order, so the workers never wait for one
 //! another: each sends a chunk as soon as it holds a MiB of whole entries, and the writer
 //! writes chunks in arrival order. Databases are done one after the other, because an RDB file
 //! groups keys under their SELECTDB. The CRC64 covers the uncompressed stream in write order: each
-//! serializer checksums its own chunks, and the writer chains the chunk CRCs in the order it
+//! worker checksums its own chunks, and the writer chains the chunk CRCs in the order it
 //! writes them (`Checksum::combine`, O(log n) per chunk), so checksumming runs in parallel and
 //! the writer thread only moves bytes. With zstd each chunk is an independent frame, compressed
-//! by the serializer that produced it, so compression runs in parallel too.
+//! by the worker that produced it, so compression runs in parallel too.
 //!
-//! Memory: each serializer holds at most one step's cloned-out entries and one chunk; the
+//! Memory: each worker holds at most one step's cloned-out entries and one chunk; the
 //! channel holds at most `2 × threads` chunks. When a shard is done, the versions it still
-//! retained are encoded and dropped. Between shards, a serializer that sees versions retained in
-//! shards not yet reached (`SnapshotCut::pending_retained_bytes`) sweeps those shards, takes
-//! their retained lists (`Keyspace::take_retained`), and saves and frees them at once: so an
-//! old version lives for about one shard's time, not until the traversal gets to its shard.
+//! retained are encoded and dropped. Meanwhile the sweeper takes the retained lists of every
+//! shard still being saved (`Keyspace::take_retained`) whenever some are pending
+//! (`SnapshotCut::pending_retained_bytes`), and saves and frees them at once: an old version
+//! lives for about one sweep, however far the traversal is from its shard and however slowly
+//! the traversal goes. That is what lets the traversal run at a low priority (`snapshot-nice`)
+//! and yield to the clients under load without costing memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -41,10 +45,15 @@ use crate::format::{self, Checksum, EncodeOptions};
 const CHUNK_BYTES: usize = 1 << 20;
 
 /// Buckets one traversal step examines under a shard's lock.
-const STEP_BUCKETS: usize = 256;
+///
+/// Steps are short because a traversal thread at a low priority can lose its core while it
+/// holds the lock, and a client thread that needs that shard then waits for it: 16 buckets and
+/// 8 KiB hold the lock for a few microseconds. Longer steps (256 buckets, 128 KiB) cost 10-20%
+/// of the clients' throughput during a save under `SCHED_IDLE` (docs/benchmarks.md).
+const STEP_BUCKETS: usize = 16;
 
 /// A traversal step ends once it has encoded this many bytes under the lock.
-const STEP_BYTES: usize = 128 << 10;
+const STEP_BYTES: usize = 8 << 10;
 
 /// Strings up to this size are encoded under the shard lock, straight from the table; bigger
 /// values, and every collection, are cloned out (a reference count) and encoded after it.
@@ -108,6 +117,18 @@ pub enum Compression {
     },
 }
 
+/// The scheduling of the traversal threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraversalPriority {
+    /// `SCHED_IDLE` (`snapshot-idle-priority yes`): they run on CPU time no other thread
+    /// wants, and a client thread that wakes up takes their core at once. When the clients are
+    /// idle the traversal still gets every core; under full load it crawls, and the save moves
+    /// on mostly through the sweeper. Falls back to nice 19 if the policy cannot be set.
+    Idle,
+    /// A nice value (`snapshot-nice`, 0 = the clients' priority, 19 = lowest).
+    Nice(i32),
+}
+
 /// Everything a save needs to know besides the keyspace.
 #[derive(Debug, Clone)]
 pub struct SaveOptions {
@@ -125,10 +146,10 @@ pub struct SaveOptions {
     pub threads: usize,
     /// Throttle for the writer; 0 means unlimited.
     pub max_bytes_per_sec: u64,
-    /// Nice value for the serializer threads (0 = the clients' priority, 19 = lowest): under
-    /// CPU contention the kernel then favours the threads that serve clients, and when the
-    /// clients are idle the serializers still get every core.
-    pub nice: i32,
+    /// How the traversal threads yield to the threads serving clients. The sweeper of
+    /// retained versions and the writer keep the calling thread's priority, so that memory
+    /// stays bounded however slowly the traversal goes.
+    pub priority: TraversalPriority,
     /// The `used-mem` aux field.
     pub used_mem: u64,
     /// The `ctime` aux field, seconds since the Unix epoch.
@@ -277,8 +298,20 @@ fn save_inner(
     })
 }
 
-/// Serializes every shard of one database with the serializer threads, writing chunks as they
-/// arrive. Returns the first error; on error, serializers stop at their next chunk.
+/// Serializes every shard of one database, writing chunks as they arrive. Returns the first
+/// error; on error, the workers stop at their next chunk.
+///
+/// Two kinds of worker share the database:
+/// - `options.threads` traversal threads (`forkless-snap-N`), at nice `options.nice`, claim
+///   shards one at a time and walk them in steps;
+/// - one sweeper (`forkless-sweep`), at the save thread's priority, saves the big collections
+///   first and then, until the traversal is done, saves and frees the versions retained since
+///   the cut (`Keyspace::take_retained`) in every shard.
+///
+/// The split is what lets the traversal yield to the clients without costing memory: a
+/// traversal that the kernel starves under load only makes the save longer, while what
+/// memory depends on (how long an overwritten version waits to be saved) is the sweeper's
+/// job, and the sweeper's work is bounded by the rate of overwrites, not by the dataset.
 #[expect(
     clippy::too_many_arguments,
     reason = "one database's share of the save's borrowed context"
@@ -293,44 +326,70 @@ fn serialize_db(
     pool: &BufferPool,
     out: &mut Output,
 ) -> Result<(), SaveError> {
+    let threads = options.threads.max(1);
+    let faults = backend::Overrides::from_env()
+        .ok()
+        .and_then(|overrides| overrides.faults);
     let claims = Claims {
-        panic_injected: backend::Overrides::from_env()
-            .ok()
-            .and_then(|overrides| overrides.faults)
-            .is_some_and(|plan| plan.serializer_panic),
+        traversers_left: AtomicUsize::new(threads),
+        panic_injected: faults.as_ref().is_some_and(|plan| plan.serializer_panic),
+        traversal_hold: faults
+            .and_then(|plan| plan.traversal_hold_ms)
+            .map(Duration::from_millis),
         ..Claims::default()
     };
     let failed = AtomicBool::new(false);
-    let threads = options.threads.max(1);
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Result<Chunk, SaveError>>(2 * threads);
-        let mut handles = Vec::with_capacity(threads);
-        for worker in 0..threads {
-            let worker_tx = tx.clone();
-            let (claims, failed) = (&claims, &failed);
+        let mut handles = Vec::with_capacity(threads + 1);
+        for role in (0..threads).map(Some).chain([None]) {
+            let worker = Worker {
+                keyspace,
+                cut,
+                db_idx,
+                encode,
+                options,
+                progress,
+                pool,
+                claims: &claims,
+                failed: &failed,
+                tx: tx.clone(),
+                buf: pool.take(),
+                encoded: 0,
+            };
+            let name = match role {
+                Some(n) => format!("forkless-snap-{n}"),
+                None => "forkless-sweep".to_string(),
+            };
             let spawned = std::thread::Builder::new()
-                .name(format!("forkless-snap-{worker}"))
+                .name(name)
                 .spawn_scoped(scope, move || {
-                    // A panic stops the other serializers too (their work would be wasted).
-                    let _stop_others = StopOnPanic(failed);
-                    lower_thread_priority(options.nice);
-                    serializer(
-                        keyspace, cut, db_idx, encode, options, progress, pool, claims, failed,
-                        &worker_tx,
-                    );
+                    // A panic stops the other workers too (their work would be wasted).
+                    let _stop_others = StopOnPanic(worker.failed);
+                    match role {
+                        Some(_) => {
+                            let _done = Traverser(&worker.claims.traversers_left);
+                            lower_thread_priority(options.priority);
+                            worker.traverse();
+                        }
+                        None => worker.sweep_until_traversed(),
+                    }
                 });
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(err) => {
                     failed.store(true, Ordering::Relaxed);
+                    if role.is_some() {
+                        claims.traversers_left.fetch_sub(1, Ordering::Relaxed);
+                    }
                     let _ = tx.send(Err(SaveError::Spawn(err)));
                 }
             }
         }
         drop(tx);
         let mut result = Ok(());
-        // Drain until every serializer has hung up, even after an error, so none is left
-        // blocked on a full channel.
+        // Drain until every worker has hung up, even after an error, so none is left blocked
+        // on a full channel.
         for chunk in rx {
             if result.is_ok() {
                 result = chunk.and_then(|chunk| out.write(chunk));
@@ -339,7 +398,7 @@ fn serialize_db(
                 }
             }
         }
-        // Joined here, not by the scope, so that a serializer's panic (a bug) fails this save
+        // Joined here, not by the scope, so that a worker's panic (a bug) fails this save
         // instead of unwinding through it: the caller still removes the temp file and ends the
         // snapshot, and the server goes on.
         for handle in handles {
@@ -362,173 +421,265 @@ impl Drop for StopOnPanic<'_> {
     }
 }
 
-/// How the serializers of one database share out the work.
-#[derive(Default)]
-struct Claims {
-    /// The next shard whose big collections to save (the first pass).
-    next_big: AtomicUsize,
-    /// The next shard to traverse.
-    next_shard: AtomicUsize,
-    /// Set while one serializer sweeps retained versions.
-    sweeping: AtomicBool,
-    /// Test hook (`FORKLESS_FAULT_INJECT=serializer_panic`): serializers panic when they start.
-    panic_injected: bool,
+/// Counts a traversal thread out when it ends, however it ends.
+struct Traverser<'a>(&'a AtomicUsize);
+
+impl Drop for Traverser<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one scoped worker's borrowed context"
-)]
-fn serializer(
-    keyspace: &Keyspace,
-    cut: &SnapshotCut,
+/// How the workers of one database share out the work.
+#[derive(Default)]
+struct Claims {
+    /// The next shard to traverse.
+    next_shard: AtomicUsize,
+    /// Traversal threads still running; the sweeper stops when none is.
+    traversers_left: AtomicUsize,
+    /// Test hook (`FORKLESS_FAULT_INJECT=serializer_panic`): traversal threads panic when
+    /// they start.
+    panic_injected: bool,
+    /// Test hook (`FORKLESS_FAULT_INJECT=traversal_hold_ms=<ms>`): traversal threads wait this
+    /// long before their first shard.
+    traversal_hold: Option<Duration>,
+}
+
+/// A sweep that found less than this waits [`SWEEP_IDLE`] before the next one, so that a
+/// trickle of overwrites is batched instead of spinning the sweeper on the shard locks.
+const SWEEP_BATCH_BYTES: usize = 256 << 10;
+
+/// The sweeper's pause between sweeps that found little.
+const SWEEP_IDLE: Duration = Duration::from_millis(1);
+
+/// One serializer thread (traversal or sweeper) with its share of the save's context.
+struct Worker<'a> {
+    keyspace: &'a Keyspace,
+    cut: &'a SnapshotCut,
     db_idx: usize,
-    encode: &EncodeOptions,
-    options: &SaveOptions,
-    progress: &Progress,
-    pool: &BufferPool,
-    claims: &Claims,
-    failed: &AtomicBool,
-    tx: &mpsc::SyncSender<Result<Chunk, SaveError>>,
-) {
-    let mut buf = pool.take();
-    let send = |buf: Vec<u8>| -> bool {
-        let chunk = Chunk::new(buf, options, pool);
+    encode: &'a EncodeOptions,
+    options: &'a SaveOptions,
+    progress: &'a Progress,
+    pool: &'a BufferPool,
+    claims: &'a Claims,
+    failed: &'a AtomicBool,
+    tx: mpsc::SyncSender<Result<Chunk, SaveError>>,
+    /// The chunk being filled: whole entries only.
+    buf: Vec<u8>,
+    /// Bytes encoded from images so far (the sweeper's measure of a sweep's yield).
+    encoded: usize,
+}
+
+impl Worker<'_> {
+    /// Whether to stop: another worker failed, or the save was cancelled (reported once here).
+    fn should_stop(&self) -> bool {
+        if self.progress.cancel.load(Ordering::Relaxed) {
+            let _ = self.tx.send(Err(SaveError::Cancelled));
+            return true;
+        }
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Sends the chunk when it is full. False when the save must stop.
+    fn send_if_full(&mut self) -> bool {
+        self.buf.len() < CHUNK_BYTES || self.send()
+    }
+
+    /// Sends the chunk so far (if any). False when the save must stop.
+    fn send(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.buf, self.pool.take());
+        let chunk = Chunk::new(full, self.options, self.pool);
         let stop = chunk.is_err();
-        tx.send(chunk).is_ok() && !stop
-    };
-    // Encodes one image's live-at-cut entries into `buf`, sending every full chunk. Returns
-    // the keys encoded, or None when the save must stop.
-    let encode_image = |image: ShardImage, buf: &mut Vec<u8>| -> Option<u64> {
+        self.tx.send(chunk).is_ok() && !stop
+    }
+
+    /// Encodes an image's live-at-cut entries, sending every full chunk. Returns the keys
+    /// encoded, or None when the save must stop. The image, and the retained versions it
+    /// holds, are freed on return.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "the image is consumed: dropping it frees the versions it retained"
+    )]
+    fn encode_image(&mut self, image: ShardImage) -> Option<u64> {
         let mut keys = 0u64;
         let mut total = 0u64;
         for (key, entry) in image.entries() {
-            if entry.is_expired(cut.now_ms()) {
+            if entry.is_expired(self.cut.now_ms()) {
                 continue;
             }
-            format::write_entry(buf, key, entry.value(), entry.expire_at_ms(), encode);
+            let at = self.buf.len();
+            format::write_entry(
+                &mut self.buf,
+                key,
+                entry.value(),
+                entry.expire_at_ms(),
+                self.encode,
+            );
+            self.encoded += self.buf.len() - at;
             keys += 1;
-            if buf.len() >= CHUNK_BYTES {
-                progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+            if self.buf.len() >= CHUNK_BYTES {
+                self.progress
+                    .keys_processed
+                    .fetch_add(keys, Ordering::Relaxed);
                 total += keys;
                 keys = 0;
-                let full = std::mem::replace(buf, pool.take());
-                if !send(full) {
+                if !self.send() {
                     return None;
                 }
             }
         }
-        progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
+        self.progress
+            .keys_processed
+            .fetch_add(keys, Ordering::Relaxed);
         Some(total + keys)
-    };
-    let Claims {
-        next_big,
-        next_shard,
-        sweeping,
-        panic_injected,
-    } = claims;
-    assert!(
-        !panic_injected,
-        "injected serializer panic (FORKLESS_FAULT_INJECT=serializer_panic)"
-    );
-    // First pass: the big collections, whose first write during the save would copy them whole
-    // while the save still holds their pre-cut version (Keyspace::take_big_keys).
-    loop {
-        let shard_idx = next_big.fetch_add(1, Ordering::Relaxed);
-        if shard_idx >= N_SHARDS {
-            break;
-        }
-        let big = keyspace.take_big_keys(cut, db_idx, shard_idx);
-        if encode_image(big, &mut buf).is_none() {
-            return;
-        }
     }
-    loop {
-        if failed.load(Ordering::Relaxed) || progress.cancel.load(Ordering::Relaxed) {
-            if progress.cancel.load(Ordering::Relaxed) {
-                let _ = tx.send(Err(SaveError::Cancelled));
-            }
-            return;
-        }
-        // Versions overwritten in shards nobody has reached yet: save them now, and free them,
-        // rather than hold them until their shard's turn. One serializer sweeps at a time.
-        if cut.pending_retained_bytes(db_idx) > 0 && !sweeping.swap(true, Ordering::Acquire) {
-            let from = next_shard.load(Ordering::Relaxed);
-            for shard_idx in from..N_SHARDS {
-                let early = keyspace.take_retained(cut, db_idx, shard_idx);
-                let Some(keys) = encode_image(early, &mut buf) else {
-                    sweeping.store(false, Ordering::Release);
-                    return;
-                };
-                progress.keys_saved_early.fetch_add(keys, Ordering::Relaxed);
-            }
-            sweeping.store(false, Ordering::Release);
-        }
-        let shard_idx = next_shard.fetch_add(1, Ordering::Relaxed);
-        if shard_idx >= N_SHARDS {
-            break;
-        }
-        // The shard in steps: each examines a few hundred buckets under the shard lock and
-        // encodes the strings it finds there and then, straight from the table; collections
-        // and big strings come back as clones and are encoded after the lock is released.
-        let mut cursor = ShardCursor::default();
-        loop {
-            let mut keys = 0u64;
-            let step_start = buf.len();
-            let (later, done) = keyspace.scan_shard(
-                cut,
-                db_idx,
-                shard_idx,
-                &mut cursor,
-                STEP_BUCKETS,
-                &mut |key, entry| {
-                    if entry.is_expired(cut.now_ms()) {
-                        return Visit::Saved;
-                    }
-                    match entry.value() {
-                        Value::String(bytes) if bytes.len() <= ENCODE_UNDER_LOCK_BYTES => {
-                            format::write_entry(
-                                &mut buf,
-                                key,
-                                entry.value(),
-                                entry.expire_at_ms(),
-                                encode,
-                            );
-                            keys += 1;
-                            if buf.len() - step_start >= STEP_BYTES || buf.len() >= CHUNK_BYTES {
-                                Visit::SavedAndPause
-                            } else {
-                                Visit::Saved
-                            }
-                        }
-                        _ => Visit::Later,
-                    }
-                },
-            );
-            progress.keys_processed.fetch_add(keys, Ordering::Relaxed);
-            if encode_image(later, &mut buf).is_none() {
-                return;
-            }
-            if buf.len() >= CHUNK_BYTES {
-                let full = std::mem::replace(&mut buf, pool.take());
-                if !send(full) {
+
+    /// The traversal thread: claims shards until none is left and walks each in steps. Each
+    /// step examines a few hundred buckets under the shard lock and encodes the strings it
+    /// finds there and then, straight from the table; collections and big strings come back
+    /// as clones and are encoded after the lock is released.
+    fn traverse(mut self) {
+        assert!(
+            !self.claims.panic_injected,
+            "injected serializer panic (FORKLESS_FAULT_INJECT=serializer_panic)"
+        );
+        if let Some(hold) = self.claims.traversal_hold {
+            let until = Instant::now() + hold;
+            while Instant::now() < until {
+                if self.should_stop() {
                     return;
                 }
-            }
-            if done {
-                break;
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
-        progress.shards_done.fetch_add(1, Ordering::Relaxed);
+        let (keyspace, cut, db_idx, encode) = (self.keyspace, self.cut, self.db_idx, self.encode);
+        loop {
+            if self.should_stop() {
+                return;
+            }
+            let shard_idx = self.claims.next_shard.fetch_add(1, Ordering::Relaxed);
+            if shard_idx >= N_SHARDS {
+                break;
+            }
+            let mut cursor = ShardCursor::default();
+            loop {
+                let mut keys = 0u64;
+                let buf = &mut self.buf;
+                let step_start = buf.len();
+                let (later, done) = keyspace.scan_shard(
+                    cut,
+                    db_idx,
+                    shard_idx,
+                    &mut cursor,
+                    STEP_BUCKETS,
+                    &mut |key, entry| {
+                        if entry.is_expired(cut.now_ms()) {
+                            return Visit::Saved;
+                        }
+                        match entry.value() {
+                            Value::String(bytes) if bytes.len() <= ENCODE_UNDER_LOCK_BYTES => {
+                                format::write_entry(
+                                    buf,
+                                    key,
+                                    entry.value(),
+                                    entry.expire_at_ms(),
+                                    encode,
+                                );
+                                keys += 1;
+                                if buf.len() - step_start >= STEP_BYTES || buf.len() >= CHUNK_BYTES
+                                {
+                                    Visit::SavedAndPause
+                                } else {
+                                    Visit::Saved
+                                }
+                            }
+                            _ => Visit::Later,
+                        }
+                    },
+                );
+                self.progress
+                    .keys_processed
+                    .fetch_add(keys, Ordering::Relaxed);
+                if self.encode_image(later).is_none() || !self.send_if_full() {
+                    return;
+                }
+                if done {
+                    break;
+                }
+            }
+            self.progress.shards_done.fetch_add(1, Ordering::Relaxed);
+        }
+        self.send();
     }
-    if !buf.is_empty() {
-        send(buf);
+
+    /// The sweeper. First the big collections, whose first write during the save would copy
+    /// them whole while the save still holds their pre-cut version (`Keyspace::take_big_keys`).
+    /// Then, until every traversal thread is done, the versions retained since the cut, in
+    /// every shard still being saved: each is saved and freed within about one sweep of being
+    /// overwritten, rather than held until the traversal reaches its shard.
+    fn sweep_until_traversed(mut self) {
+        for shard_idx in 0..N_SHARDS {
+            let big = self
+                .keyspace
+                .take_big_keys(self.cut, self.db_idx, shard_idx);
+            if self.encode_image(big).is_none() {
+                return;
+            }
+        }
+        while self.claims.traversers_left.load(Ordering::Acquire) > 0 {
+            if self.should_stop() {
+                return;
+            }
+            let encoded_before = self.encoded;
+            if self.cut.pending_retained_bytes(self.db_idx) > 0 {
+                for shard_idx in 0..N_SHARDS {
+                    let early = self
+                        .keyspace
+                        .take_retained(self.cut, self.db_idx, shard_idx);
+                    if early.entries().is_empty() {
+                        continue;
+                    }
+                    let Some(keys) = self.encode_image(early) else {
+                        return;
+                    };
+                    self.progress
+                        .keys_saved_early
+                        .fetch_add(keys, Ordering::Relaxed);
+                }
+            }
+            if self.encoded - encoded_before < SWEEP_BATCH_BYTES {
+                std::thread::sleep(SWEEP_IDLE);
+            }
+        }
+        self.send();
     }
 }
 
-/// Sets the calling thread's nice value (Linux: per thread). A failure only costs fairness to
+/// Sets the calling thread's scheduling (Linux: per thread). A failure only costs fairness to
 /// the clients, so it is logged, not returned.
-pub fn lower_thread_priority(nice: i32) {
+fn lower_thread_priority(priority: TraversalPriority) {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let nice = match priority {
+        TraversalPriority::Idle => {
+            let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+            match set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::debug!(
+                        "could not set SCHED_IDLE on a snapshot thread ({err:?}); using nice 19"
+                    );
+                    19
+                }
+            }
+        }
+        TraversalPriority::Nice(nice) => nice,
+    };
     if nice <= 0 {
         return;
     }

@@ -427,7 +427,7 @@ impl Keyspace {
     }
 
     /// Takes the versions retained so far by shard `shard_idx` of database `db_idx`, whose
-    /// image is not taken yet, as an image of its own; the shard stays cut and later writes
+    /// traversal is not done (it may be under way), as an image of its own; the shard stays cut and later writes
     /// retain into a fresh list. Saving these early frees them early: the shard's image, when
     /// it is taken, no longer holds them, and holds no live entry for their keys either (a
     /// retained key's live entry is newer than the cut, or gone). Empty if the shard's image

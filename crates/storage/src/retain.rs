@@ -11,11 +11,12 @@
 //! image.
 //!
 //! The retained list of a shard whose traversal is not done can also be taken early
-//! ([`ShardSnapshot::take_retained`]): the serializers do that between shards, so a version
-//! overwritten early in a long snapshot is saved and freed within one shard's time instead of
-//! living until the traversal reaches its shard. Each retained version is taken exactly once,
-//! under the shard lock, either early or when the traversal finishes the shard; `pending` counts the bytes
-//! of a database's shards still waiting, so the serializers know when a sweep is worth it.
+//! ([`ShardSnapshot::take_retained`]): the save's sweeper thread does that about every
+//! millisecond, so a version overwritten early in a long snapshot is saved and freed at once
+//! instead of living until the traversal reaches its shard. Each retained version is taken
+//! exactly once, under the shard lock, either early or when the traversal finishes the shard;
+//! `pending` counts the bytes of a database's shards still waiting, so the sweeper knows when
+//! a sweep is worth it.
 //!
 //! Why at most once per entry: retaining stamps nothing, but the change that follows stamps the
 //! entry with the current epoch, which is at least the cut. From then on `version < cut` is false

@@ -34,6 +34,9 @@ pub struct FaultPlan {
     /// Epoch saves: every serializer thread panics when it starts (`serializer_panic`), to test
     /// that a bug in a serializer fails the save instead of hanging it.
     pub serializer_panic: bool,
+    /// Epoch saves: the traversal threads wait this long before their first shard
+    /// (`traversal_hold_ms=<ms>`), to test that the sweeper alone keeps up with overwrites.
+    pub traversal_hold_ms: Option<u64>,
 }
 
 impl Default for FaultPlan {
@@ -46,6 +49,7 @@ impl Default for FaultPlan {
             errno: libc::EIO,
             fork_errno: None,
             serializer_panic: false,
+            traversal_hold_ms: None,
         }
     }
 }
@@ -53,7 +57,8 @@ impl Default for FaultPlan {
 impl FaultPlan {
     /// Parses the `FORKLESS_FAULT_INJECT` syntax: comma-separated items among
     /// `write_after=<bytes>`, `fsync`, `rename`, `errno=<number or name>` (names: ENOSPC, EIO,
-    /// EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN), `serializer_panic` and, for fork mode,
+    /// EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN), `serializer_panic`, `traversal_hold_ms=<ms>` and,
+    /// for fork mode,
     /// `fork_errno=<number or name>`,
     /// e.g. `write_after=1048576,errno=ENOSPC`, `fsync,errno=5` or `fork_errno=ENOMEM`.
     pub fn parse(spec: &str) -> Result<FaultPlan, BackendError> {
@@ -86,14 +91,20 @@ impl FaultPlan {
                     plan.errno = parse_errno(errno).ok_or_else(|| invalid("unknown errno"))?;
                 }
                 ("serializer_panic", None) => plan.serializer_panic = true,
+                ("traversal_hold_ms", Some(ms)) => {
+                    let ms = ms
+                        .parse()
+                        .map_err(|_| invalid("traversal_hold_ms is not a number"))?;
+                    plan.traversal_hold_ms = Some(ms);
+                }
                 ("fork_errno", Some(errno)) => {
                     plan.fork_errno =
                         Some(parse_errno(errno).ok_or_else(|| invalid("unknown fork_errno"))?);
                 }
                 _ => {
                     return Err(invalid(
-                        "expected write_after=<bytes>, fsync, rename, errno=<errno> or \
-                         fork_errno=<errno>",
+                        "expected write_after=<bytes>, fsync, rename, errno=<errno>, \
+                         serializer_panic, traversal_hold_ms=<ms> or fork_errno=<errno>",
                     ));
                 }
             }
@@ -274,6 +285,9 @@ mod tests {
             FaultPlan::parse("fork_errno=EAGAIN").unwrap().fork_errno,
             Some(libc::EAGAIN)
         );
+        let plan = FaultPlan::parse("serializer_panic,traversal_hold_ms=250").unwrap();
+        assert!(plan.serializer_panic);
+        assert_eq!(plan.traversal_hold_ms, Some(250));
     }
 
     #[test]
@@ -287,6 +301,8 @@ mod tests {
             "chaos",
             "fork_errno",
             "fork_errno=0",
+            "traversal_hold_ms",
+            "traversal_hold_ms=soon",
         ] {
             let result = FaultPlan::parse(spec);
             assert!(
