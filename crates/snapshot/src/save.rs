@@ -270,7 +270,12 @@ fn save_inner(
     let written = (|| {
         let mut header = Vec::new();
         format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
-        out.write(Chunk::new(header, options, &pool)?)?;
+        out.write(Chunk::new(
+            header,
+            options,
+            &pool,
+            &mut FrameCompressor::default(),
+        )?)?;
         for &db_idx in &dbs_with_keys {
             let stats = cut.db_sizes().get(db_idx).copied().unwrap_or_default();
             let mut db_header = Vec::new();
@@ -280,7 +285,12 @@ fn save_inner(
                 stats.keys as u64,
                 stats.expires as u64,
             );
-            out.write(Chunk::new(db_header, options, &pool)?)?;
+            out.write(Chunk::new(
+                db_header,
+                options,
+                &pool,
+                &mut FrameCompressor::default(),
+            )?)?;
             serialize_db(
                 keyspace, cut, db_idx, &encode, options, progress, &pool, &mut out,
             )?;
@@ -356,6 +366,7 @@ fn serialize_db(
                 tx: tx.clone(),
                 buf: pool.take(),
                 encoded: 0,
+                zstd: FrameCompressor::default(),
             };
             let name = match role {
                 Some(n) => format!("forkless-snap-{n}"),
@@ -468,6 +479,8 @@ struct Worker<'a> {
     buf: Vec<u8>,
     /// Bytes encoded from images so far (the sweeper's measure of a sweep's yield).
     encoded: usize,
+    /// This thread's zstd context.
+    zstd: FrameCompressor,
 }
 
 impl Worker<'_> {
@@ -491,7 +504,7 @@ impl Worker<'_> {
             return true;
         }
         let full = std::mem::replace(&mut self.buf, self.pool.take());
-        let chunk = Chunk::new(full, self.options, self.pool);
+        let chunk = Chunk::new(full, self.options, self.pool, &mut self.zstd);
         let stop = chunk.is_err();
         self.tx.send(chunk).is_ok() && !stop
     }
@@ -721,6 +734,7 @@ pub fn save_frozen(
         .store(frozen.total_keys(), Ordering::Relaxed);
     let written = (|| {
         let mut buf = pool.take();
+        let mut zstd = FrameCompressor::default();
         format::write_header(&mut buf, options.ctime_unix_secs, options.used_mem);
         let mut keys_saved = 0u64;
         for db_idx in 0..frozen.n_dbs() {
@@ -746,13 +760,13 @@ pub fn save_frozen(
                 }
                 if buf.len() >= CHUNK_BYTES {
                     let full = std::mem::replace(&mut buf, pool.take());
-                    out.write(Chunk::new(full, options, &pool)?)?;
+                    out.write(Chunk::new(full, options, &pool, &mut zstd)?)?;
                 }
             }
         }
         progress.keys_processed.store(keys_saved, Ordering::Relaxed);
         if !buf.is_empty() {
-            out.write(Chunk::new(buf, options, &pool)?)?;
+            out.write(Chunk::new(buf, options, &pool, &mut zstd)?)?;
         }
         out.write_eof(options)?;
         Ok(keys_saved)
@@ -763,9 +777,14 @@ pub fn save_frozen(
 }
 
 impl Chunk {
-    /// Checksums `plain` and, with zstd, compresses it (handing the plain buffer back to
-    /// `pool`).
-    fn new(plain: Vec<u8>, options: &SaveOptions, pool: &BufferPool) -> Result<Chunk, SaveError> {
+    /// Checksums `plain` and, with zstd, compresses it with `zstd` (handing the plain buffer
+    /// back to `pool`).
+    fn new(
+        plain: Vec<u8>,
+        options: &SaveOptions,
+        pool: &BufferPool,
+        zstd: &mut FrameCompressor,
+    ) -> Result<Chunk, SaveError> {
         let crc = if options.checksum {
             let mut checksum = Checksum::new();
             checksum.update(&plain);
@@ -777,7 +796,7 @@ impl Chunk {
         let bytes = match options.compression {
             Compression::None => plain,
             Compression::Zstd { level } => {
-                let frame = zstd::bulk::compress(&plain, level).map_err(SaveError::Compress)?;
+                let frame = zstd.compress(&plain, level).map_err(SaveError::Compress)?;
                 pool.give(plain);
                 frame
             }
@@ -787,6 +806,23 @@ impl Chunk {
             crc,
             plain_len,
         })
+    }
+}
+
+/// One thread's zstd context, made on first use and kept for every chunk after: a fresh
+/// context per 1 MiB chunk (`zstd::bulk::compress`) allocated and initialised its tables each
+/// time.
+#[derive(Default)]
+struct FrameCompressor(Option<zstd::bulk::Compressor<'static>>);
+
+impl FrameCompressor {
+    /// One independent zstd frame holding `plain`.
+    fn compress(&mut self, plain: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+        let compressor = match &mut self.0 {
+            Some(compressor) => compressor,
+            empty => empty.insert(zstd::bulk::Compressor::new(level)?),
+        };
+        compressor.compress(plain)
     }
 }
 
@@ -845,7 +881,7 @@ impl<'a> Output<'a> {
         };
         eof.extend_from_slice(&crc.to_le_bytes());
         // Written as is: the CRC covers the stream up to the opcode, not itself.
-        let chunk = Chunk::new(eof, options, self.pool)?;
+        let chunk = Chunk::new(eof, options, self.pool, &mut FrameCompressor::default())?;
         let len = chunk.bytes.len() as u64;
         self.sink.write(&chunk.bytes)?;
         self.progress
