@@ -214,6 +214,7 @@ fn save_options(dir: &std::path::Path, threads: usize) -> SaveOptions {
         threads,
         max_bytes_per_sec: 0,
         priority: TraversalPriority::Nice(0),
+        activity: None,
         used_mem: 0,
         ctime_unix_secs: 0,
     }

@@ -18,7 +18,8 @@ use anyhow::Context as _;
 use forkless_snapshot::backend::{Target, WriterKind, WriterUsed};
 use forkless_snapshot::format;
 use forkless_snapshot::save::{
-    self, Compression, Progress, SaveError, SaveOptions, SaveReport, TraversalPriority,
+    self, ClientActivity, Compression, Progress, SaveError, SaveOptions, SaveReport,
+    TraversalPriority,
 };
 use forkless_storage::{SnapshotCut, Value};
 
@@ -254,6 +255,17 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
         } else {
             TraversalPriority::Nice(config.snapshot_nice)
         },
+        activity: server.arc().map(|owner| {
+            let server = Arc::downgrade(&owner);
+            ClientActivity::new(move || {
+                server.upgrade().map_or(0, |server| {
+                    server
+                        .stats
+                        .total_commands_processed
+                        .load(Ordering::Relaxed)
+                })
+            })
+        }),
         used_mem: crate::info::rss_bytes(),
         ctime_unix_secs: unix_ms() / 1000,
     }

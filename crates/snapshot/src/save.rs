@@ -31,7 +31,7 @@
 //! and yield to the clients under load without costing memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use forkless_storage::{
@@ -129,6 +129,30 @@ pub enum TraversalPriority {
     Nice(i32),
 }
 
+/// How many commands the clients have had served so far (a count that only grows), so that the
+/// save can tell a busy server from an idle one.
+#[derive(Clone)]
+pub struct ClientActivity(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl ClientActivity {
+    /// `served` returns the count so far.
+    pub fn new(served: impl Fn() -> u64 + Send + Sync + 'static) -> ClientActivity {
+        ClientActivity(Arc::new(served))
+    }
+
+    fn served(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ClientActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ClientActivity")
+            .field(&self.served())
+            .finish()
+    }
+}
+
 /// Everything a save needs to know besides the keyspace.
 #[derive(Debug, Clone)]
 pub struct SaveOptions {
@@ -150,6 +174,9 @@ pub struct SaveOptions {
     /// retained versions and the writer keep the calling thread's priority, so that memory
     /// stays bounded however slowly the traversal goes.
     pub priority: TraversalPriority,
+    /// With [`TraversalPriority::Idle`]: the clients' command count. While the clients are
+    /// busy, every traversal thread but the first waits between shards (see [`LoadGate`]).
+    pub activity: Option<ClientActivity>,
     /// The `used-mem` aux field.
     pub used_mem: u64,
     /// The `ctime` aux field, seconds since the Unix epoch.
@@ -367,6 +394,7 @@ fn serialize_db(
                 buf: pool.take(),
                 encoded: 0,
                 zstd: FrameCompressor::default(),
+                index: role.unwrap_or(0),
             };
             let name = match role {
                 Some(n) => format!("forkless-snap-{n}"),
@@ -456,6 +484,39 @@ struct Claims {
     traversal_hold: Option<Duration>,
 }
 
+/// Clients served at least this many commands per second: the server is busy.
+const BUSY_COMMANDS_PER_SEC: f64 = 10_000.0;
+
+/// How long a traversal thread waits before looking at the clients again.
+const BUSY_RECHECK: Duration = Duration::from_millis(1);
+
+/// Tells a traversal thread whether the clients are busy, from the rate of commands served
+/// since it last asked.
+///
+/// Why: two `SCHED_IDLE` traversal threads on a loaded server each take whatever moment a core
+/// goes idle, and every client thread that wakes then has to preempt one. With one traversal
+/// thread the clients kept 0.68-0.76 of their throughput during a 4 GiB save against 0.52-0.65
+/// with two (docs/benchmarks.md). So under load only the first traversal thread works; the
+/// others wait between shards (never inside one, so the first can always finish the save),
+/// and rejoin when the clients go quiet: an idle server still saves with every core.
+#[derive(Debug, Default)]
+struct LoadGate {
+    last: Option<(Instant, u64)>,
+}
+
+impl LoadGate {
+    /// True if and only if the clients were served at least `BUSY_COMMANDS_PER_SEC` since the
+    /// last call (the first call only starts the clock).
+    fn clients_busy(&mut self, served: u64, now: Instant) -> bool {
+        let busy = self.last.is_some_and(|(at, before)| {
+            let secs = now.saturating_duration_since(at).as_secs_f64();
+            secs > 0.0 && served.saturating_sub(before) as f64 >= BUSY_COMMANDS_PER_SEC * secs
+        });
+        self.last = Some((now, served));
+        busy
+    }
+}
+
 /// A sweep that found less than this waits [`SWEEP_IDLE`] before the next one, so that a
 /// trickle of overwrites is batched instead of spinning the sweeper on the shard locks.
 const SWEEP_BATCH_BYTES: usize = 256 << 10;
@@ -481,6 +542,8 @@ struct Worker<'a> {
     encoded: usize,
     /// This thread's zstd context.
     zstd: FrameCompressor,
+    /// Traversal threads: their number, 0 for the first (the sweeper's is unused).
+    index: usize,
 }
 
 impl Worker<'_> {
@@ -569,8 +632,9 @@ impl Worker<'_> {
             }
         }
         let (keyspace, cut, db_idx, encode) = (self.keyspace, self.cut, self.db_idx, self.encode);
+        let mut gate = LoadGate::default();
         loop {
-            if self.should_stop() {
+            if self.should_stop() || !self.wait_while_clients_busy(&mut gate) {
                 return;
             }
             let shard_idx = self.claims.next_shard.fetch_add(1, Ordering::Relaxed);
@@ -626,6 +690,27 @@ impl Worker<'_> {
             self.progress.shards_done.fetch_add(1, Ordering::Relaxed);
         }
         self.send();
+    }
+
+    /// For traversal threads after the first, under [`TraversalPriority::Idle`]: waits while
+    /// the clients are busy and shards are left to claim ([`LoadGate`]). False when the save
+    /// must stop.
+    fn wait_while_clients_busy(&self, gate: &mut LoadGate) -> bool {
+        let Some(activity) = &self.options.activity else {
+            return true;
+        };
+        if self.index == 0 || self.options.priority != TraversalPriority::Idle {
+            return true;
+        }
+        while gate.clients_busy(activity.served(), Instant::now())
+            && self.claims.next_shard.load(Ordering::Relaxed) < N_SHARDS
+        {
+            if self.should_stop() {
+                return false;
+            }
+            std::thread::sleep(BUSY_RECHECK);
+        }
+        true
     }
 
     /// The sweeper. First the big collections, whose first write during the save would copy
@@ -917,5 +1002,29 @@ impl<'a> Output<'a> {
         if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
             std::thread::sleep(ahead);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_gate_says_busy_only_above_the_rate() {
+        let mut gate = LoadGate::default();
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        // The first look only starts the clock, however much was served before.
+        assert!(!gate.clients_busy(1_000_000, at(0)));
+        // 1,000 commands in 10 ms: 100k a second.
+        assert!(gate.clients_busy(1_001_000, at(10)));
+        // 50 in 10 ms: 5k a second, below the line.
+        assert!(!gate.clients_busy(1_001_050, at(20)));
+        // Nothing for a second: idle.
+        assert!(!gate.clients_busy(1_001_050, at(1020)));
+        // Exactly the line: busy.
+        assert!(gate.clients_busy(1_011_050, at(2020)));
+        // No time passed: no rate to judge, so not busy.
+        assert!(!gate.clients_busy(2_000_000, at(2020)));
     }
 }
