@@ -148,6 +148,20 @@ fn bgsave_schedule_and_save_are_refused_while_a_bgsave_runs() {
     );
 }
 
+/// The dump holds exactly keys `k0..k{keys}`, each with the value `populate` gave it.
+fn assert_dump_holds_the_populated_values(server: &TestServer, keys: usize) {
+    let dump = load_dump(&server.dir.join("dump.rdb"));
+    assert_eq!(dump.len(), keys);
+    for i in 0..keys {
+        let (value, _) = &dump[&(0, format!("k{i}").into_bytes())];
+        assert_eq!(
+            value,
+            &noise(i as u64, 1000),
+            "k{i} is not its pre-cut value"
+        );
+    }
+}
+
 #[test]
 fn versions_overwritten_during_a_save_are_saved_early_and_the_dump_stays_at_the_cut() {
     // 20 MB at 10 MB/s: about 2 s. Two serializers, so the chunk channel (2 per serializer)
@@ -190,16 +204,7 @@ fn versions_overwritten_during_a_save_are_saved_early_and_the_dump_stays_at_the_
     );
     assert_eq!(numeric_field(&mut conn, "snapshot_retained_bytes"), 0);
     // Saved early or with its shard, every key is in the dump once, as it was at the cut.
-    let dump = load_dump(&server.dir.join("dump.rdb"));
-    assert_eq!(dump.len(), KEYS);
-    for i in 0..KEYS {
-        let (value, _) = &dump[&(0, format!("k{i}").into_bytes())];
-        assert_eq!(
-            value,
-            &noise(i as u64, 1000),
-            "k{i} is not its pre-cut value"
-        );
-    }
+    assert_dump_holds_the_populated_values(&server, KEYS);
 }
 
 #[test]
@@ -241,16 +246,7 @@ fn the_sweeper_saves_overwritten_versions_while_the_traversal_has_not_started() 
         numeric_field(&mut conn, "snapshot_last_keys_saved_early"),
         KEYS as u64
     );
-    let dump = load_dump(&server.dir.join("dump.rdb"));
-    assert_eq!(dump.len(), KEYS);
-    for i in 0..KEYS {
-        let (value, _) = &dump[&(0, format!("k{i}").into_bytes())];
-        assert_eq!(
-            value,
-            &noise(i as u64, 1000),
-            "k{i} is not its pre-cut value"
-        );
-    }
+    assert_dump_holds_the_populated_values(&server, KEYS);
 }
 
 #[test]

@@ -295,14 +295,11 @@ fn save_inner(
     };
 
     let written = (|| {
+        // The header and each SELECTDB: small chunks of their own, on this thread.
+        let mut zstd = FrameCompressor::default();
         let mut header = Vec::new();
         format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
-        out.write(Chunk::new(
-            header,
-            options,
-            &pool,
-            &mut FrameCompressor::default(),
-        )?)?;
+        out.write(Chunk::new(header, options, &pool, &mut zstd)?)?;
         for &db_idx in &dbs_with_keys {
             let stats = cut.db_sizes().get(db_idx).copied().unwrap_or_default();
             let mut db_header = Vec::new();
@@ -312,12 +309,7 @@ fn save_inner(
                 stats.keys as u64,
                 stats.expires as u64,
             );
-            out.write(Chunk::new(
-                db_header,
-                options,
-                &pool,
-                &mut FrameCompressor::default(),
-            )?)?;
+            out.write(Chunk::new(db_header, options, &pool, &mut zstd)?)?;
             serialize_db(
                 keyspace, cut, db_idx, &encode, options, progress, &pool, &mut out,
             )?;

@@ -306,46 +306,42 @@ mod tests {
         Some(compressed_len)
     }
 
-    #[test]
-    fn compresses_repetitive_data_and_refuses_incompressible() {
-        let mut compressor = Compressor::default();
-        let compressible = vec![b'a'; 1000];
-        let len = round_trip(&mut compressor, &compressible).unwrap();
-        assert!(len < 30, "1000 x 'a' compressed to {len} bytes");
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..1000)
+    /// `len` xorshift bytes from `seed`: nothing for LZF to find.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed;
+        (0..len)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
                 state as u8
             })
-            .collect();
-        assert_eq!(round_trip(&mut compressor, &noise), None);
+            .collect()
+    }
+
+    #[test]
+    fn compresses_repetitive_data_and_refuses_incompressible() {
+        let mut compressor = Compressor::default();
+        let compressible = vec![b'a'; 1000];
+        let len = round_trip(&mut compressor, &compressible).unwrap();
+        assert!(len < 30, "1000 x 'a' compressed to {len} bytes");
+        assert_eq!(
+            round_trip(&mut compressor, &noise(0x9E37_79B9_7F4A_7C15, 1000)),
+            None
+        );
     }
 
     #[test]
     fn gives_up_on_an_incompressible_start() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect()
-        };
         let mut compressor = Compressor::default();
         let mut out = vec![0; 8192];
         // Random bytes past GIVE_UP_AT, then a long repetitive tail that liblzf would have
         // compressed: given up on, so stored raw.
-        let mut late = noise(GIVE_UP_AT + 64);
+        let mut late = noise(1, GIVE_UP_AT + 64);
         late.extend_from_slice(&[b'z'; 4000]);
         assert_eq!(compressor.compress(&late, &mut out), None);
         // The same tail after random bytes shorter than GIVE_UP_AT still compresses.
-        let mut early = noise(GIVE_UP_AT - 64);
+        let mut early = noise(2, GIVE_UP_AT - 64);
         early.extend_from_slice(&[b'z'; 4000]);
         let len = round_trip(&mut compressor, &early).unwrap();
         assert!(
