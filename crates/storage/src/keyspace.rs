@@ -191,6 +191,29 @@ pub enum Visit {
     SavedAndPause,
 }
 
+/// One bucket of a traversal step: if bucket `idx` of `table` holds an entry still older than
+/// the cut, stamps it with the cut epoch, counts it saved, and hands it to `visit`, cloning it
+/// into `later` when `visit` asks for that. None when the bucket holds nothing to save.
+fn visit_bucket(
+    table: &mut hashbrown::HashTable<(CompactBytes, Entry)>,
+    idx: usize,
+    state: &mut ShardSnapshot,
+    later: &mut Vec<(CompactBytes, Entry)>,
+    visit: &mut dyn FnMut(&CompactBytes, &Entry) -> Visit,
+) -> Option<Visit> {
+    let (key, entry) = table.get_bucket_mut(idx)?;
+    if entry.version() >= state.cut {
+        return None;
+    }
+    entry.stamp(state.cut);
+    state.unsaved = state.unsaved.saturating_sub(1);
+    let visited = visit(key, entry);
+    if visited == Visit::Later {
+        later.push((key.clone(), entry.clone()));
+    }
+    Some(visited)
+}
+
 /// The entries of one shard as they were at the cut, taken by the traversal. Holds the
 /// retained versions until it is dropped, and returns them to the counters then.
 #[derive(Debug)]
@@ -342,11 +365,19 @@ impl Keyspace {
                 cursor.next_bucket = 0;
             }
             if cursor.examined_since_found >= buckets {
-                // A whole round without an unsaved entry: the count is wrong. Never seen;
-                // finishing the shard beats looping forever.
+                // A whole round's worth of buckets without an unsaved entry. That proves
+                // nothing: a resize or an in-place rehash between steps can move an unvisited
+                // entry behind the cursor again and again (the count of examined buckets
+                // spans tables of different layouts). So look at the whole table now, under
+                // the lock, where nothing moves; whatever is still counted after that was
+                // miscounted.
+                cursor.examined_since_found = 0;
+                for idx in 0..buckets {
+                    let _ = visit_bucket(table, idx, state, &mut image.entries, visit);
+                }
                 debug_assert_eq!(
                     state.unsaved, 0,
-                    "unsaved entries not found in a whole round"
+                    "unsaved entries counted but not in the table"
                 );
                 state.unsaved = 0;
                 break;
@@ -355,19 +386,12 @@ impl Keyspace {
             cursor.next_bucket += 1;
             cursor.examined_since_found += 1;
             examined += 1;
-            let Some((key, entry)) = table.get_bucket_mut(idx) else {
+            let Some(visited) = visit_bucket(table, idx, state, &mut image.entries, visit) else {
                 continue;
             };
-            if entry.version() >= state.cut {
-                continue;
-            }
             cursor.examined_since_found = 0;
-            entry.stamp(state.cut);
-            state.unsaved -= 1;
-            match visit(key, entry) {
-                Visit::Saved => {}
-                Visit::Later => image.entries.push((key.clone(), entry.clone())),
-                Visit::SavedAndPause => break,
+            if visited == Visit::SavedAndPause {
+                break;
             }
         }
         if state.unsaved > 0 {
