@@ -7,7 +7,7 @@
 //!   writer thread ── header / SELECTDB ──────────────────────────────► Sink (backend/*)
 //!        ▲                                                              ▲
 //!        │ bounded channel of chunks (whole entries, ~1 MiB each)       │
-//!   traversal threads (nice snapshot-nice): claim a shard → scan_shard steps → write_entry
+//!   traversal threads (SCHED_IDLE or a nice value): claim a shard → scan_shard steps → write_entry
 //!   sweeper (the writer's priority): big collections, then retained versions → write_entry
 //!        each chunk: CRC, [zstd frame] → channel
 //! ```
@@ -27,7 +27,7 @@
 //! shard still being saved (`Keyspace::take_retained`) whenever some are pending
 //! (`SnapshotCut::pending_retained_bytes`), and saves and frees them at once: an old version
 //! lives for about one sweep, however far the traversal is from its shard and however slowly
-//! the traversal goes. That is what lets the traversal run at a low priority (`snapshot-nice`)
+//! the traversal goes. That is what lets the traversal run at a low priority (`SCHED_IDLE`)
 //! and yield to the clients under load without costing memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -48,8 +48,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 ///
 /// Steps are short because a traversal thread at a low priority can lose its core while it
 /// holds the lock, and a client thread that needs that shard then waits for it: 16 buckets and
-/// 8 KiB hold the lock for a few microseconds. Longer steps (256 buckets, 128 KiB) cost 10-20%
-/// of the clients' throughput during a save under `SCHED_IDLE` (docs/benchmarks.md).
+/// 8 KiB hold the lock for a few microseconds. With 256 buckets and 128 KiB, the clients kept
+/// 0.44 and 0.61 of their throughput during a save under `SCHED_IDLE`, against 0.57 and 0.65
+/// with these (two rounds, docs/benchmarks.md).
 const STEP_BUCKETS: usize = 16;
 
 /// A traversal step ends once it has encoded this many bytes under the lock.
@@ -331,8 +332,8 @@ fn save_inner(
 /// error; on error, the workers stop at their next chunk.
 ///
 /// Two kinds of worker share the database:
-/// - `options.threads` traversal threads (`forkless-snap-N`), at nice `options.nice`, claim
-///   shards one at a time and walk them in steps;
+/// - `options.threads` traversal threads (`forkless-snap-N`), scheduled as `options.priority`
+///   says, claim shards one at a time and walk them in steps;
 /// - one sweeper (`forkless-sweep`), at the save thread's priority, saves the big collections
 ///   first and then, until the traversal is done, saves and frees the versions retained since
 ///   the cut (`Keyspace::take_retained`) in every shard.
