@@ -201,26 +201,14 @@ impl Workload {
                     zset_of(state, key("g:zset".into())).insert(b"m".to_vec(), s);
                 }
                 1 => {
-                    let entry = state
-                        .entry(key("list".into()))
-                        .or_insert(Data::List(Vec::new()));
-                    let Data::List(items) = entry else {
-                        unreachable!()
-                    };
-                    items.push(value);
+                    list_of(state, key("list".into())).push(value);
                 }
                 2 => {
                     hash_of(state, key("hash".into()))
                         .insert(format!("f{}", s % 13).into_bytes(), value);
                 }
                 3 => {
-                    let entry = state
-                        .entry(key("set".into()))
-                        .or_insert(Data::Set(BTreeSet::new()));
-                    let Data::Set(members) = entry else {
-                        unreachable!()
-                    };
-                    members.insert((s % 29).to_string().into_bytes());
+                    set_of(state, key("set".into())).insert((s % 29).to_string().into_bytes());
                 }
                 4 => {
                     zset_of(state, key("zset".into()))
@@ -261,6 +249,22 @@ fn hash_of(state: &mut State, key: Vec<u8>) -> &mut BTreeMap<Vec<u8>, Vec<u8>> {
         unreachable!()
     };
     fields
+}
+
+fn list_of(state: &mut State, key: Vec<u8>) -> &mut Vec<Vec<u8>> {
+    let entry = state.entry(key).or_insert(Data::List(Vec::new()));
+    let Data::List(items) = entry else {
+        unreachable!()
+    };
+    items
+}
+
+fn set_of(state: &mut State, key: Vec<u8>) -> &mut BTreeSet<Vec<u8>> {
+    let entry = state.entry(key).or_insert(Data::Set(BTreeSet::new()));
+    let Data::Set(members) = entry else {
+        unreachable!()
+    };
+    members
 }
 
 fn zset_of(state: &mut State, key: Vec<u8>) -> &mut BTreeMap<Vec<u8>, u64> {
