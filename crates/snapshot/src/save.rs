@@ -517,6 +517,10 @@ const SWEEP_BATCH_BYTES: usize = 256 << 10;
 /// The sweeper's pause between sweeps that found little.
 const SWEEP_IDLE: Duration = Duration::from_millis(1);
 
+/// How many entries ahead of the one it encodes [`Worker::encode_image`] prefetches a string
+/// value's bytes.
+const PREFETCH_AHEAD_ENTRIES: usize = 8;
+
 /// One serializer thread (traversal or sweeper) with its share of the save's context.
 struct Worker<'a> {
     keyspace: &'a Keyspace,
@@ -575,7 +579,13 @@ impl Worker<'_> {
     fn encode_image(&mut self, image: ShardImage) -> Option<u64> {
         let mut keys = 0u64;
         let mut total = 0u64;
-        for (key, entry) in image.entries() {
+        let entries = image.entries();
+        for (i, (key, entry)) in entries.iter().enumerate() {
+            // Retained versions are cold: start loading a later one while this one is copied
+            // (the traversal does the same, `Keyspace::scan_shard`).
+            if let Some((_, ahead)) = entries.get(i + PREFETCH_AHEAD_ENTRIES) {
+                ahead.prefetch_value();
+            }
             if entry.is_expired(self.cut.now_ms()) {
                 continue;
             }

@@ -101,7 +101,45 @@ impl CompactBytes {
     pub fn is_inline(&self) -> bool {
         matches!(self.0, Repr::Inline { .. })
     }
+
+    /// Asks the CPU to start loading the heap bytes into its caches, for a caller that will
+    /// copy them soon: the snapshot's traversal and sweeper, a few entries ahead of the one
+    /// they encode, so that the memory latency of one value overlaps the copy of another. A
+    /// hint only: it reads nothing and cannot fault. Inline strings have nothing to load, and
+    /// `Growable` ones (rare) are skipped because finding their bytes would itself wait on
+    /// memory.
+    pub fn prefetch(&self) {
+        if let Repr::Shared(bytes) = &self.0 {
+            prefetch_lines(bytes);
+        }
+    }
 }
+
+/// At most this many cache lines of a string are prefetched (1 KiB); the hardware prefetcher
+/// follows a longer string by itself once its copy is under way.
+const PREFETCH_MAX_LINES: usize = 16;
+
+/// Prefetches the cache lines of `bytes` (at most [`PREFETCH_MAX_LINES`]) into every cache
+/// level. docs/ARCHITECTURE.md lists this as the storage crate's one exception to
+/// `deny(unsafe_code)`: stable Rust offers no safe prefetch.
+#[cfg(target_arch = "x86_64")]
+#[expect(
+    unsafe_code,
+    reason = "the prefetch intrinsic, the exception docs/ARCHITECTURE.md documents"
+)]
+fn prefetch_lines(bytes: &[u8]) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    for byte in bytes.iter().step_by(64).take(PREFETCH_MAX_LINES) {
+        // SAFETY: `_mm_prefetch` only requires SSE, which is part of the x86-64 baseline, so
+        // every CPU this code runs on has it. A prefetch is a hint: it does not dereference
+        // the pointer and never faults (and this one points into a live slice anyway).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast::<i8>()) };
+    }
+}
+
+/// No prefetch hint on other architectures (the intrinsics are not stable there).
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch_lines(_bytes: &[u8]) {}
 
 impl Default for CompactBytes {
     fn default() -> CompactBytes {
@@ -196,6 +234,26 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn prefetch_changes_nothing_in_any_representation() {
+        let mut growable = CompactBytes::from_slice(&[b'g'; 40]);
+        growable.edit(|buf| buf.extend_from_slice(b"tail"));
+        assert!(matches!(growable.0, Repr::Growable(_)));
+        let strings = [
+            CompactBytes::new(),
+            CompactBytes::from_slice(&[b'i'; INLINE_CAP]),
+            CompactBytes::from_slice(&[b's'; INLINE_CAP + 1]),
+            // Longer than the lines prefetched.
+            CompactBytes::from_slice(&[b'l'; 64 * PREFETCH_MAX_LINES + 100]),
+            growable,
+        ];
+        for string in strings {
+            let before = string.as_bytes().to_vec();
+            string.prefetch();
+            assert_eq!(string.as_bytes(), &before[..]);
+        }
+    }
 
     #[test]
     fn stays_three_words() {

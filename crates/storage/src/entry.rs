@@ -34,6 +34,14 @@ impl Entry {
         &self.value
     }
 
+    /// Starts loading a string value's bytes into the CPU caches
+    /// ([`crate::compact::CompactBytes::prefetch`]); does nothing for other types.
+    pub fn prefetch_value(&self) {
+        if let Value::String(bytes) = &self.value {
+            bytes.prefetch();
+        }
+    }
+
     /// Absolute expiry time in milliseconds since the Unix epoch, if the key has a TTL.
     pub fn expire_at_ms(&self) -> Option<u64> {
         self.expire_at_ms.map(NonZeroU64::get)
