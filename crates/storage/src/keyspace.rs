@@ -191,16 +191,16 @@ pub enum Visit {
     SavedAndPause,
 }
 
-/// One bucket of a traversal step: if bucket `idx` of `table` holds an entry still older than
-/// the cut, stamps it with the cut epoch, counts it saved, and hands it to `visit`, cloning it
-/// into `later` when `visit` asks for that. None when the bucket holds nothing to save.
 /// How far ahead of the bucket it visits the traversal prefetches a string's bytes. A value
 /// lives wherever the allocator put it, so each one the traversal copies is a cache (and TLB)
 /// miss; sixteen buckets (about eight to fourteen entries at hashbrown's load factors) keep
 /// enough of those misses in flight that the copy rarely waits. Idle BGSAVE with zstd of
-/// 1.8M JSON values: 455-521 MB/s without, 516-557 with (docs/benchmarks.md).
+/// 1.8M JSON values: 453-454 MB/s without, 546-565 with (docs/benchmarks.md).
 const PREFETCH_AHEAD_BUCKETS: usize = 16;
 
+/// One bucket of a traversal step: if bucket `idx` of `table` holds an entry still older than
+/// the cut, stamps it with the cut epoch, counts it saved, and hands it to `visit`, cloning it
+/// into `later` when `visit` asks for that. None when the bucket holds nothing to save.
 fn visit_bucket(
     table: &mut hashbrown::HashTable<(CompactBytes, Entry)>,
     idx: usize,
