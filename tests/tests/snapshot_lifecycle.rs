@@ -251,7 +251,8 @@ fn the_sweeper_saves_overwritten_versions_while_the_traversal_has_not_started() 
 
 #[test]
 fn a_big_set_written_during_the_save_is_saved_as_it_was_at_the_cut() {
-    // Big enough for the save's first pass (forkless_storage::value::BIG_COLLECTION members).
+    // Big enough to span several parts of its table: the write during the save copies one of
+    // them, and the save still holds the others, shared.
     const MEMBERS: usize = 10_000;
     let server = TestServer::start(BIN, &["--save", "", "--snapshot-max-bytes-per-sec", "1mb"]);
     let mut conn = server.client();

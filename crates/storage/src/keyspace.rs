@@ -417,8 +417,8 @@ impl Keyspace {
     }
 
     /// Takes the big collections of shard `shard_idx` of database `db_idx` that the traversal
-    /// has not visited yet (hashes, sets and sorted sets of at least
-    /// [`crate::value::BIG_COLLECTION`] elements), cloned out (a reference count each) and
+    /// has not visited yet (sorted sets of at least [`crate::value::BIG_COLLECTION`]
+    /// members), cloned out (a reference count each) and
     /// stamped as visited, to be saved before anything else. The first write to a big
     /// collection during a snapshot copies it whole while the snapshot still holds its pre-cut
     /// version; saving them first shrinks that window from "until the traversal gets there" to

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crate::compact::CompactBytes;
 use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
 
-/// Elements from which a hash, set or sorted set counts as big ([`Value::is_big_collection`]):
-/// copying one costs about 0.1 ms.
+/// Members from which a sorted set counts as big ([`Value::is_big_collection`]): copying one
+/// costs about 0.1 ms.
 pub const BIG_COLLECTION: usize = 4096;
 
 /// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
@@ -70,15 +70,14 @@ impl Value {
         }
     }
 
-    /// Returns true for a hash, set or sorted set of at least [`BIG_COLLECTION`] elements: one
-    /// that the first write during a snapshot would copy whole (lists share their chunks, so
-    /// they never are). The snapshot saves these first; see `Keyspace::take_big_keys`.
+    /// Returns true for a sorted set of at least [`BIG_COLLECTION`] members: one that the first
+    /// write during a snapshot would copy whole. Lists, hashes and sets share their parts with
+    /// the snapshot's version (a write copies one part), so they never are. The snapshot saves
+    /// these first; see `Keyspace::take_big_keys`.
     pub fn is_big_collection(&self) -> bool {
         match self {
-            Value::Hash(hash) => hash.len() >= BIG_COLLECTION,
-            Value::Set(set) => set.len() >= BIG_COLLECTION,
             Value::ZSet(zset) => zset.len() >= BIG_COLLECTION,
-            Value::String(_) | Value::List(_) => false,
+            Value::String(_) | Value::List(_) | Value::Hash(_) | Value::Set(_) => false,
         }
     }
 

@@ -445,16 +445,16 @@ fn stepwise_traversal_survives_resizes_and_writes_between_steps() {
 /// the next snapshot saves it afresh.
 #[test]
 fn big_collections_are_saved_first_and_their_next_write_copies_nothing() {
-    use forkless_storage::types::set::Set;
+    use forkless_storage::types::zset::ZSet;
     use std::sync::Arc;
     let keyspace = Keyspace::new(1);
     let db = keyspace.db(0).unwrap();
-    let mut set = Set::new();
+    let mut zset = ZSet::new();
     for i in 0..forkless_storage::value::BIG_COLLECTION {
-        set.insert(bytes::Bytes::from(format!("m{i}")));
+        zset.insert(bytes::Bytes::from(format!("m{i}")), i as f64);
     }
     db.write(&[b"big"], 0)
-        .set(b"big", Value::Set(Arc::new(set)), None);
+        .set(b"big", Value::ZSet(Arc::new(zset)), None);
     db.write(&[b"small"], 0)
         .set(b"small", Value::string(b"s"), None);
     let big_pass = |cut: &SnapshotCut| -> Vec<Vec<u8>> {
@@ -474,15 +474,15 @@ fn big_collections_are_saved_first_and_their_next_write_copies_nothing() {
     {
         let mut guard = db.write(&[b"big"], 0);
         let mut entry = guard.get_mut(b"big").unwrap();
-        let Value::Set(set) = entry.value_mut() else {
-            panic!("a set")
+        let Value::ZSet(zset) = entry.value_mut() else {
+            panic!("a sorted set")
         };
         assert_eq!(
-            Arc::strong_count(set),
+            Arc::strong_count(zset),
             1,
-            "the snapshot still shares the set"
+            "the snapshot still shares the sorted set"
         );
-        Arc::make_mut(set).insert(bytes::Bytes::from_static(b"new"));
+        Arc::make_mut(zset).insert(bytes::Bytes::from_static(b"new"), 0.5);
     }
     assert_eq!(
         keyspace.retained().versions,
