@@ -12,8 +12,8 @@
 //!   CRC, writer, fsync, rename) with one serializer thread and with one per core;
 //! - `load/strings_1k`: `format::load` of that file into a fresh keyspace;
 //! - `first_write_after_cut/<case>`: one write to a 1,000,000-element list, sorted set, set or
-//!   hash while a snapshot holds its pre-cut version (the copy `Arc::make_mut` makes), after
-//!   the snapshot's first pass has saved the big collections, and without a snapshot.
+//!   hash while a snapshot holds its pre-cut version (the parts `Arc::make_mut` copies), and
+//!   without a snapshot.
 //!
 //! Files go to `FORKLESS_BENCH_DIR` (default: the system temp dir); give it a directory on the
 //! disk you care about. `cargo bench -p forkless-benches --bench snapshot`.
@@ -272,7 +272,7 @@ fn save_and_load(c: &mut Criterion) {
 }
 
 /// The first write to a big collection after a cut, while the snapshot still holds the
-/// collection's pre-cut version: `Arc::make_mut` copies it (issue: the write path's added work
+/// collection's pre-cut version: `Arc::make_mut` copies the parts it touches (issue: the write path's added work
 /// for big values). Only that write is timed; the cut, and dropping the retained copy at the end
 /// of the snapshot, are not.
 fn first_write_after_cut(c: &mut Criterion) {
@@ -302,16 +302,9 @@ fn first_write_after_cut(c: &mut Criterion) {
         let keyspace = Keyspace::new(1);
         let Some(db) = keyspace.db(0) else { return };
         db.write(&[b"big"], 0).set(b"big", value, None);
-        // `cut_first`: a snapshot is running; `big_first`: and it has already saved the big
-        // collections (its first pass), as a real save does in its first moments.
-        let write = |cut_first: bool, big_first: bool| {
+        // `cut_first`: a snapshot is running, and has not saved the key yet.
+        let write = |cut_first: bool| {
             let cut = cut_first.then(|| keyspace.begin_snapshot(0).expect("no save running"));
-            if let (Some(cut), true) = (&cut, big_first) {
-                for shard in 0..forkless_storage::N_SHARDS {
-                    // Saved and dropped: what the serializer does with them.
-                    drop(black_box(keyspace.take_big_keys(cut, 0, shard)));
-                }
-            }
             let started = std::time::Instant::now();
             let mut guard = db.write(&[b"big"], 0);
             if let Some(mut entry) = guard.get_mut(b"big") {
@@ -338,13 +331,10 @@ fn first_write_after_cut(c: &mut Criterion) {
             elapsed
         };
         group.bench_function(format!("{name}/during_snapshot"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| write(true, false)).sum());
-        });
-        group.bench_function(format!("{name}/after_big_keys_saved"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| write(true, true)).sum());
+            b.iter_custom(|iters| (0..iters).map(|_| write(true)).sum());
         });
         group.bench_function(format!("{name}/no_snapshot"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| write(false, false)).sum());
+            b.iter_custom(|iters| (0..iters).map(|_| write(false)).sum());
         });
     }
     group.finish();

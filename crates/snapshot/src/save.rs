@@ -8,7 +8,7 @@
 //!        ▲                                                              ▲
 //!        │ bounded channel of chunks (whole entries, ~1 MiB each)       │
 //!   traversal threads (SCHED_IDLE or a nice value): claim a shard → scan_shard steps → write_entry
-//!   sweeper (the writer's priority): big collections, then retained versions → write_entry
+//!   sweeper (the writer's priority): retained versions → write_entry
 //!        each chunk: CRC, [zstd frame] → channel
 //! ```
 //!
@@ -334,9 +334,9 @@ fn save_inner(
 /// Two kinds of worker share the database:
 /// - `options.threads` traversal threads (`forkless-snap-N`), scheduled as `options.priority`
 ///   says, claim shards one at a time and walk them in steps;
-/// - one sweeper (`forkless-sweep`), at the save thread's priority, saves the big collections
-///   first and then, until the traversal is done, saves and frees the versions retained since
-///   the cut (`Keyspace::take_retained`) in every shard.
+/// - one sweeper (`forkless-sweep`), at the save thread's priority, saves and frees the versions
+///   retained since the cut (`Keyspace::take_retained`) in every shard, until the traversal is
+///   done.
 ///
 /// The split is what lets the traversal yield to the clients without costing memory: a
 /// traversal that the kernel starves under load only makes the save longer, while what
@@ -716,20 +716,10 @@ impl Worker<'_> {
         true
     }
 
-    /// The sweeper. First the big collections, whose first write during the save would copy
-    /// them whole while the save still holds their pre-cut version (`Keyspace::take_big_keys`).
-    /// Then, until every traversal thread is done, the versions retained since the cut, in
-    /// every shard still being saved: each is saved and freed within about one sweep of being
-    /// overwritten, rather than held until the traversal reaches its shard.
+    /// The sweeper: until every traversal thread is done, the versions retained since the
+    /// cut, in every shard still being saved. Each is saved and freed within about one sweep of
+    /// being overwritten, rather than held until the traversal reaches its shard.
     fn sweep_until_traversed(mut self) {
-        for shard_idx in 0..N_SHARDS {
-            let big = self
-                .keyspace
-                .take_big_keys(self.cut, self.db_idx, shard_idx);
-            if self.encode_image(big).is_none() {
-                return;
-            }
-        }
         while self.claims.traversers_left.load(Ordering::Acquire) > 0 {
             if self.should_stop() {
                 return;

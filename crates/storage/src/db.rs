@@ -487,7 +487,6 @@ impl WriteGuard<'_> {
             dirty,
             snapshot,
             watchers,
-            big_keys,
             ..
         } = shard;
         let (stored_key, entry) = table.find_mut(hash, |(k, _)| k.as_ref() == key)?;
@@ -498,7 +497,6 @@ impl WriteGuard<'_> {
             dirty,
             snapshot,
             watchers,
-            big_keys,
             epoch,
             changed: false,
         })
@@ -518,7 +516,6 @@ impl WriteGuard<'_> {
             expires,
             expired,
             snapshot,
-            big_keys,
             ..
         } = shard;
         let new_entry = Entry::new(value, expire_at_ms, epoch);
@@ -532,7 +529,6 @@ impl WriteGuard<'_> {
                 if let Some(at) = expire_at_ms {
                     expires.insert(at, stored_key.clone());
                 }
-                crate::shard::note_big(big_keys, stored_key, new_entry.value());
                 let old = std::mem::replace(entry, new_entry);
                 if old.is_expired(now_ms) {
                     *expired += 1;
@@ -546,7 +542,6 @@ impl WriteGuard<'_> {
                 if let Some(at) = expire_at_ms {
                     expires.insert(at, stored_key.clone());
                 }
-                crate::shard::note_big(big_keys, &stored_key, new_entry.value());
                 vacant.insert((stored_key, new_entry));
                 None
             }
@@ -613,7 +608,6 @@ pub struct EntryMut<'g> {
     dirty: &'g mut u64,
     snapshot: &'g mut Option<ShardSnapshot>,
     watchers: &'g crate::watch::Watchers,
-    big_keys: &'g mut std::collections::HashSet<CompactBytes>,
     epoch: Epoch,
     changed: bool,
 }
@@ -626,8 +620,6 @@ impl EntryMut<'_> {
             retain::preserve(self.snapshot, self.key, self.entry);
             self.watchers.touch(self.key);
             self.entry.stamp(self.epoch);
-            // A collection that grows past the size is noted at its next write.
-            crate::shard::note_big(self.big_keys, self.key, self.entry.value());
         }
     }
 

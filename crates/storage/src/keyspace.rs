@@ -416,50 +416,6 @@ impl Keyspace {
         (image, true)
     }
 
-    /// Takes the big collections of shard `shard_idx` of database `db_idx` that the traversal
-    /// has not visited yet (sorted sets of at least [`crate::value::BIG_COLLECTION`]
-    /// members), cloned out (a reference count each) and
-    /// stamped as visited, to be saved before anything else. The first write to a big
-    /// collection during a snapshot copies it whole while the snapshot still holds its pre-cut
-    /// version; saving them first shrinks that window from "until the traversal gets there" to
-    /// the first moments of the save. Keys no longer big, or gone, are forgotten.
-    pub fn take_big_keys(&self, cut: &SnapshotCut, db_idx: usize, shard_idx: usize) -> ShardImage {
-        let mut image = self.empty_image();
-        let Some(db) = self.dbs.get(db_idx) else {
-            return image;
-        };
-        let mut guard = sync::write(db.shard_lock(shard_idx));
-        let ShardState {
-            table,
-            snapshot,
-            big_keys,
-            ..
-        } = &mut *guard;
-        let Some(state) = snapshot.as_mut() else {
-            return image;
-        };
-        if big_keys.is_empty() {
-            return image;
-        }
-        debug_assert_eq!(state.cut, cut.epoch, "big keys taken with another cut");
-        big_keys.retain(|key| {
-            let hash = self.shared.hash(key);
-            let Some((stored_key, entry)) = table.find_mut(hash, |(k, _)| k == key) else {
-                return false;
-            };
-            if !entry.value().is_big_collection() {
-                return false;
-            }
-            if entry.version() < state.cut {
-                entry.stamp(state.cut);
-                state.unsaved = state.unsaved.saturating_sub(1);
-                image.entries.push((stored_key.clone(), entry.clone()));
-            }
-            true
-        });
-        image
-    }
-
     /// Takes the versions retained so far by shard `shard_idx` of database `db_idx`, whose
     /// traversal is not done (it may be under way), as an image of its own; the shard stays cut and later writes
     /// retain into a fresh list. Saving these early frees them early: the shard's image, when

@@ -69,21 +69,6 @@ pub(crate) struct ShardState {
     pub(crate) snapshot: Option<ShardSnapshot>,
     /// Clients watching keys of this shard (WATCH).
     pub(crate) watchers: crate::watch::Watchers,
-    /// Keys that held a big collection when last written ([`crate::Value::is_big_collection`]),
-    /// which a snapshot saves before anything else. May hold keys that have since been deleted
-    /// or shrunk; the snapshot drops those when it finds them.
-    pub(crate) big_keys: std::collections::HashSet<CompactBytes>,
-}
-
-/// Records `key` as holding a big collection, if `value` is one.
-pub(crate) fn note_big(
-    big_keys: &mut std::collections::HashSet<CompactBytes>,
-    key: &CompactBytes,
-    value: &crate::Value,
-) {
-    if value.is_big_collection() && !big_keys.contains(key.as_ref()) {
-        big_keys.insert(key.clone());
-    }
 }
 
 impl ShardState {
@@ -102,9 +87,6 @@ impl ShardState {
         let ((key, entry), _) = occupied.remove();
         retain::preserve(&mut self.snapshot, &key, &entry);
         self.watchers.touch(&key);
-        if !self.big_keys.is_empty() {
-            self.big_keys.remove(key.as_ref());
-        }
         if let Some(at) = entry.expire_at_ms() {
             self.expires.remove(at, &key);
         }
@@ -131,7 +113,6 @@ impl ShardState {
 
     pub(crate) fn clear(&mut self) -> HashTable<(CompactBytes, Entry)> {
         self.expires.clear();
-        self.big_keys.clear();
         self.watchers.touch_all();
         let table = std::mem::take(&mut self.table);
         if self.snapshot.is_some() {

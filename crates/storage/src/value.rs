@@ -9,10 +9,6 @@ use std::sync::Arc;
 use crate::compact::CompactBytes;
 use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
 
-/// Members from which a sorted set counts as big ([`Value::is_big_collection`]): copying one
-/// costs about 0.1 ms.
-pub const BIG_COLLECTION: usize = 4096;
-
 /// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
 const EMBSTR_MAX_LEN: usize = 44;
 
@@ -67,17 +63,6 @@ impl Value {
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
             Value::ZSet(zset) => zset.encoding(),
-        }
-    }
-
-    /// Returns true for a sorted set of at least [`BIG_COLLECTION`] members: one that the first
-    /// write during a snapshot would copy whole. Lists, hashes and sets share their parts with
-    /// the snapshot's version (a write copies one part), so they never are. The snapshot saves
-    /// these first; see `Keyspace::take_big_keys`.
-    pub fn is_big_collection(&self) -> bool {
-        match self {
-            Value::ZSet(zset) => zset.len() >= BIG_COLLECTION,
-            Value::String(_) | Value::List(_) | Value::Hash(_) | Value::Set(_) => false,
         }
     }
 

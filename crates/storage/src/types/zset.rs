@@ -4,16 +4,19 @@
 //! * `listpack`: one packed buffer of member, score pairs in (score, member) order, scanned
 //!   linearly, for sets of at most 128 members of at most 64 bytes;
 //! * `skiplist`: an order-statistic treap over (score, member) (`zset/tree.rs`) for O(log n)
-//!   ranks, range starts and updates, plus an index from member to treap slot for O(1) ZSCORE,
-//!   as Redis's dict + skiplist pair.
+//!   ranks, range starts and updates, plus an index from member to treap slot for O(1) ZSCORE
+//!   (`zset/index.rs`), as Redis's dict + skiplist pair. Both are cut into parts behind `Arc`s
+//!   of their own, so a snapshot's copy shares them and a write copies only the parts it
+//!   changes.
 
+mod index;
 mod tree;
 
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
+use self::index::SlotIndex;
 use self::tree::Tree;
 use super::packed::{self, Element, Item, Packed, Probe};
 use crate::compact::CompactBytes;
@@ -45,7 +48,7 @@ enum Repr {
 /// is stored once, in its treap node.
 #[derive(Clone)]
 struct Skiplist {
-    index: HashTable<usize>,
+    index: SlotIndex,
     hasher: super::MemberHasher,
     tree: Tree,
 }
@@ -61,7 +64,7 @@ impl std::fmt::Debug for Skiplist {
 impl Skiplist {
     fn new(capacity: usize) -> Skiplist {
         Skiplist {
-            index: HashTable::with_capacity(capacity),
+            index: SlotIndex::with_capacity(capacity),
             hasher: super::MemberHasher::default(),
             tree: Tree::default(),
         }
@@ -78,11 +81,9 @@ impl Skiplist {
     /// The slot of `member`.
     fn find(&self, member: &[u8]) -> Option<usize> {
         let tree = &self.tree;
-        self.index
-            .find(self.hash(member), |&idx| {
-                tree.at(idx).is_some_and(|(m, _)| m == member)
-            })
-            .copied()
+        self.index.find(self.hash(member), |idx| {
+            tree.at(idx).is_some_and(|(m, _)| m == member)
+        })
     }
 
     fn score(&self, member: &[u8]) -> Option<f64> {
@@ -98,44 +99,55 @@ impl Skiplist {
             hasher,
             tree,
         } = self;
-        index.insert_unique(hash, idx, |&idx| {
-            hasher.hash_one(tree.at(idx).map_or(&[][..], |(m, _)| m))
-        });
+        index.insert(hash, idx, |idx| slot_hash(hasher, tree, idx));
     }
 
     fn remove(&mut self, member: &[u8]) -> Option<f64> {
         let hash = self.hash(member);
         let tree = &self.tree;
-        let entry = self
+        let idx = self
             .index
-            .find_entry(hash, |&idx| tree.at(idx).is_some_and(|(m, _)| m == member))
-            .ok()?;
-        let (idx, _) = entry.remove();
-        let score = self.tree.at(idx).map(|(_, score)| score)?;
-        self.tree.remove(score, member);
-        Some(score)
+            .remove(hash, |idx| tree.at(idx).is_some_and(|(m, _)| m == member))?;
+        let score = self.tree.at(idx).map(|(_, score)| score);
+        if let Some(score) = score {
+            self.tree.remove(score, member);
+        }
+        self.shrink_index_if_sparse();
+        score
     }
 
     fn remove_ranks(&mut self, start: usize, end: usize) -> Vec<(Bytes, f64)> {
         let removed = self.tree.remove_ranks(start, end);
         for (slot, member, _) in &removed {
             // The slot is free now, so the index entry is found by its slot, not its member.
-            if let Ok(entry) = self
-                .index
-                .find_entry(self.hasher.hash_one(&**member), |&idx| idx == *slot)
-            {
-                entry.remove();
-            }
+            self.index
+                .remove(self.hasher.hash_one(&**member), |idx| idx == *slot);
         }
+        self.shrink_index_if_sparse();
         removed
             .into_iter()
             .map(|(_, member, score)| (member.to_bytes(), score))
             .collect()
     }
 
-    fn heap_size(&self) -> usize {
-        self.tree.heap_size() + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
+    /// After removals: every indexed slot is live in the tree again, so the index may rehash.
+    fn shrink_index_if_sparse(&mut self) {
+        let Skiplist {
+            index,
+            hasher,
+            tree,
+        } = self;
+        index.shrink_if_sparse(|idx| slot_hash(hasher, tree, idx));
     }
+
+    fn heap_size(&self) -> usize {
+        self.tree.heap_size() + self.index.heap_size()
+    }
+}
+
+/// The hash of the member in slot `idx` of `tree` (of nothing if the slot is free).
+fn slot_hash(hasher: &super::MemberHasher, tree: &Tree, idx: usize) -> u64 {
+    hasher.hash_one(tree.at(idx).map_or(&[][..], |(m, _)| m))
 }
 
 impl Default for ZSet {
@@ -544,6 +556,9 @@ impl ZSet {
             Repr::Skiplist(skiplist) => {
                 skiplist.tree.check_invariants();
                 assert_eq!(skiplist.tree.len(), skiplist.len());
+                skiplist
+                    .index
+                    .check_invariants(|idx| slot_hash(&skiplist.hasher, &skiplist.tree, idx));
                 for (member, score) in self.iter() {
                     assert_eq!(
                         skiplist.score(&member).map(f64::to_bits),

@@ -12,12 +12,10 @@
 //! (about [`PART_TARGET`] entries), whatever the table's size; the parts nobody writes stay shared
 //! with the snapshot's version and are never copied.
 //!
-//! Keys are spread over the parts by *linear hashing*: with `2^level + split` parts, a key whose
-//! hash bits give `p = bits mod 2^level` lives in part `p`, or in part `bits mod 2^(level+1)` when
-//! `p < split` (that part was already split in this round). Once the table holds more than
-//! [`PART_TARGET`] entries per part on average, the insertion that crossed the line splits part
-//! `split` in two: the entries whose next hash bit is set move to a new part appended at the end.
-//! So growth costs one part's worth of work at a time and never rehashes the whole table. When
+//! Keys are spread over the parts by linear hashing ([`LinearHash`]). Once the table holds more
+//! than [`PART_TARGET`] entries per part on average, the insertion that crossed the line splits
+//! the next part in turn: some of its entries move to a new part appended at the end. So growth
+//! costs one part's worth of work at a time and never rehashes the whole table. When
 //! removals leave fewer than 1/[`SHRINK_FACTOR`] of that, the table is rebuilt with fewer parts
 //! (O(n), paid for by the removals before it).
 //!
@@ -49,6 +47,7 @@ use hashbrown::HashTable;
 use rand::Rng;
 
 use crate::types::MemberHasher;
+use crate::types::linear::LinearHash;
 
 /// Entries per part on average above which the table grows by a part. A snapshot's first write
 /// to a part copies about this many entries (twice as many in a part not yet split this round).
@@ -111,12 +110,10 @@ impl TableEntry for Box<[u8]> {
 /// Entries of type `E` in parts shared copy-on-write (see the module documentation).
 #[derive(Clone)]
 pub(crate) struct Table<E> {
-    /// `2^level + split` parts.
+    /// `linear.parts()` of them.
     parts: Vec<Arc<Part<E>>>,
     hasher: MemberHasher,
-    level: u32,
-    /// The next part to split; parts below it use `level + 1` hash bits.
-    split: usize,
+    linear: LinearHash,
     len: usize,
     /// Bytes of every live entry, kept up to date so `heap_size` does not visit them.
     payload_bytes: usize,
@@ -264,8 +261,7 @@ impl<E: TableEntry> Table<E> {
         Table {
             parts: vec![Arc::new(Part::with_capacity(capacity.min(2 * part_target)))],
             hasher,
-            level: 0,
-            split: 0,
+            linear: LinearHash::default(),
             len: 0,
             payload_bytes: 0,
             layout,
@@ -278,17 +274,9 @@ impl<E: TableEntry> Table<E> {
         hash_of(&self.hasher, key)
     }
 
-    /// The part of a key with hash `hash`: linear hashing on the hash's upper half (hashbrown
-    /// uses the lowest and highest bits inside the part, which this leaves varied). Always below
-    /// `parts.len()`, which is `2^level + split`.
+    /// The part of a key with hash `hash`, below `parts.len()`.
     fn part_index(&self, hash: u64) -> usize {
-        let bits = hash >> 32;
-        let mut part = bits & mask(self.level);
-        if part < self.split as u64 {
-            part = bits & mask(self.level + 1);
-        }
-        // At most 2^(level + 1) ≤ 2 * MAX_PARTS: fits any usize this crate builds for.
-        usize::try_from(part).unwrap_or(0)
+        self.linear.part_of(hash)
     }
 
     /// Number of live entries.
@@ -353,30 +341,24 @@ impl<E: TableEntry> Table<E> {
         Some(removed)
     }
 
-    /// Splits part `split` into itself and a new last part (the entries with hash bit
-    /// `level` set), then moves `split` on.
+    /// Splits the next part in turn into itself and a new last part.
     fn split_next(&mut self) {
-        let p = self.split;
+        let (p, moves) = self.linear.next_split();
         let Some(slot) = self.parts.get_mut(p) else {
             return;
         };
         let old = std::mem::replace(slot, Arc::new(Part::with_capacity(0)));
         let generation = old.generation.wrapping_add(1);
-        let high_bit = 1u64 << (32 + self.level);
-        let (stay, moved): (Vec<E>, Vec<E>) = into_entries(old)
+        let (moved, stay): (Vec<E>, Vec<E>) = into_entries(old)
             .into_iter()
-            .partition(|entry| self.hash(entry.key()) & high_bit == 0);
+            .partition(|entry| moves(self.hash(entry.key())));
         let stay = Part::from_entries(&self.hasher, stay, generation);
         let moved = Part::from_entries(&self.hasher, moved, 0);
         if let Some(slot) = self.parts.get_mut(p) {
             *slot = Arc::new(stay);
         }
         self.parts.push(Arc::new(moved));
-        self.split += 1;
-        if self.split == 1 << self.level {
-            self.level += 1;
-            self.split = 0;
-        }
+        self.linear.advance();
         self.recount_max_slots();
     }
 
@@ -624,8 +606,7 @@ mod tests {
 
     /// Everything the table keeps up to date, recomputed.
     fn check_invariants<E: TableEntry>(table: &Table<E>) {
-        assert_eq!(table.parts.len(), (1 << table.level) + table.split);
-        assert!(table.split < 1 << table.level);
+        assert_eq!(table.parts.len(), table.linear.parts());
         let mut len = 0;
         let mut payload = 0;
         for (p, part) in table.parts.iter().enumerate() {

@@ -90,7 +90,13 @@ proptest! {
     fn zset_matches_btreeset_model(ops in proptest::collection::vec(op(), 1..300), hint in 0usize..200) {
         let mut zset = ZSet::with_hint(hint, 0);
         let mut model = Model::default();
-        for op in ops {
+        // A copy taken halfway (what a snapshot keeps) must not see the later writes.
+        let halfway = ops.len() / 2;
+        let mut copy = None;
+        for (i, op) in ops.into_iter().enumerate() {
+            if i == halfway {
+                copy = Some((zset.clone(), model.sorted()));
+            }
             match op {
                 Op::Insert(m, s) => {
                     // Halves, and some scores no packed integer can hold.
@@ -141,6 +147,10 @@ proptest! {
             prop_assert_eq!(zset.score(&member(m)), model.scores.get(&member(m)).copied(), "removed members are gone from the index");
         }
         prop_assert_eq!(zset.rank(b"absent"), None);
+        if let Some((copy, at_copy)) = copy {
+            copy.check_invariants();
+            prop_assert_eq!(contents(&copy), at_copy);
+        }
         for half in -9..9 {
             let score = f64::from(half) / 2.0;
             prop_assert_eq!(zset.count_score_below(score, false), sorted.iter().filter(|(_, s)| *s < score).count());
@@ -247,4 +257,41 @@ fn emptied_set_releases_its_arena() {
     zset.insert(Bytes::from("x"), 1.0);
     assert_eq!(zset.len(), 1);
     zset.check_invariants();
+}
+
+/// A copy of a big sorted set (what a snapshot keeps) shares its tree's chunks and its index's
+/// parts; a write copies only the few it touches.
+#[test]
+fn a_write_copies_only_the_parts_it_touches() {
+    let mut zset = ZSet::new();
+    for n in 0..20_000 {
+        zset.insert(Bytes::from(format!("m{n}")), f64::from(n));
+    }
+    let copy = zset.clone();
+    let before = contents(&copy);
+    assert!(zset.insert(Bytes::from("new"), 0.5));
+    assert!(!zset.insert(Bytes::from("m5"), 99_999.0));
+    assert_eq!(zset.remove(b"m7"), Some(7.0));
+    assert_eq!(contents(&copy), before);
+    zset.check_invariants();
+    let (super::Repr::Skiplist(written), super::Repr::Skiplist(kept)) = (&zset.repr, &copy.repr)
+    else {
+        panic!("both skiplists")
+    };
+    // Three writes touch a few root-to-leaf paths of the treap (tens of nodes each).
+    let (shared, chunks) = written.tree.chunks_shared_with(&kept.tree);
+    assert!(chunks >= 2_500, "{chunks} chunks");
+    assert!(
+        chunks - shared < chunks / 4,
+        "{} of {chunks} chunks copied",
+        chunks - shared
+    );
+    // One part each, two more if the insertion split one.
+    let (shared, parts) = written.index.parts_shared_with(&kept.index);
+    assert!(parts >= 4_000, "{parts} parts");
+    assert!(
+        parts - shared <= 5,
+        "{} of {parts} parts copied",
+        parts - shared
+    );
 }

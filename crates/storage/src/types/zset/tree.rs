@@ -6,15 +6,25 @@
 //! randomly seeded per-tree xorshift generator; the treap's expected depth does not depend on the keys.
 //!
 //! Nodes live at stable slots of the arena: a node keeps its slot while it is in the tree (a
-//! score change re-links the same slot), and a freed slot goes to a free list for reuse. ZSCAN
-//! walks slots, which is what makes its guarantee hold (see [`Tree::scan`]).
+//! score change re-links the same slot), and a freed slot goes to a free list for reuse (linked
+//! through the free nodes themselves). ZSCAN walks slots, which is what makes its guarantee hold
+//! (see [`Tree::scan`]).
+//!
+//! The arena is chunks of [`CHUNK_NODES`] nodes, each behind its own `Arc`, so that a snapshot
+//! can share it: copying the tree copies one pointer per chunk, and a change then copies the
+//! chunks of the nodes it touches (`Arc::make_mut`), the O(log n) nodes on one root-to-leaf path
+//! or two. Reads go through one more pointer than a flat arena.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use crate::compact::CompactBytes;
 
 /// The absent child.
 const NIL: usize = usize::MAX;
+/// Nodes per arena chunk (16 KiB): what a snapshot's first write copies per node it touches.
+/// Small in unit tests, so that they build trees of many chunks.
+const CHUNK_NODES: usize = if cfg!(test) { 8 } else { 256 };
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -23,6 +33,7 @@ struct Node {
     member: CompactBytes,
     score: f64,
     priority: u64,
+    /// The left child; for a free slot, the next free slot.
     left: usize,
     right: usize,
     /// Nodes in this subtree, this one included; 0 for a free slot.
@@ -40,8 +51,14 @@ pub(super) fn cmp_keys(score_a: f64, member_a: &[u8], score_b: f64, member_b: &[
 
 #[derive(Debug, Clone)]
 pub(super) struct Tree {
-    nodes: Vec<Node>,
-    free: Vec<usize>,
+    /// The arena: slot `idx` is node `idx % CHUNK_NODES` of chunk `idx / CHUNK_NODES`. Chunks
+    /// are `CHUNK_NODES` long (the nodes sit right after the reference counts: one pointer to
+    /// follow, not two); the slots past `slots` are vacant, and on no free list.
+    chunks: Vec<Arc<[Node]>>,
+    /// Slots in use, live or free.
+    slots: usize,
+    /// The first free slot, NIL if none.
+    free: usize,
     root: usize,
     rng: u64,
     /// Heap bytes of the live members (0 for inline ones), for `heap_size`.
@@ -51,8 +68,9 @@ pub(super) struct Tree {
 impl Default for Tree {
     fn default() -> Tree {
         Tree {
-            nodes: Vec::new(),
-            free: Vec::new(),
+            chunks: Vec::new(),
+            slots: 0,
+            free: NIL,
             root: NIL,
             // Seeded per tree, so that no client can predict priorities and feed keys in an
             // order that degenerates the treap.
@@ -69,7 +87,39 @@ impl Tree {
     }
 
     fn node(&self, idx: usize) -> Option<&Node> {
-        self.nodes.get(idx)
+        self.chunks.get(idx / CHUNK_NODES)?.get(idx % CHUNK_NODES)
+    }
+
+    /// Node `idx`, for a change: its chunk is copied first if a snapshot's version shares it.
+    fn node_mut(&mut self, idx: usize) -> Option<&mut Node> {
+        Arc::make_mut(self.chunks.get_mut(idx / CHUNK_NODES)?).get_mut(idx % CHUNK_NODES)
+    }
+
+    /// Slots in use, live or free.
+    fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Stores `node` in a new slot at the end of the arena and returns the slot.
+    fn push(&mut self, node: Node) -> usize {
+        let idx = self.slots;
+        if idx == self.chunks.len() * CHUNK_NODES {
+            let vacant = Node {
+                member: CompactBytes::new(),
+                score: 0.0,
+                priority: 0,
+                left: NIL,
+                right: NIL,
+                size: 0,
+            };
+            self.chunks
+                .push(std::iter::repeat_n(vacant, CHUNK_NODES).collect());
+        }
+        if let Some(slot) = self.node_mut(idx) {
+            *slot = node;
+            self.slots += 1;
+        }
+        idx
     }
 
     fn size(&self, idx: usize) -> usize {
@@ -86,7 +136,7 @@ impl Tree {
 
     fn set_children(&mut self, idx: usize, left: usize, right: usize) {
         let size = 1 + self.size(left) + self.size(right);
-        if let Some(node) = self.nodes.get_mut(idx) {
+        if let Some(node) = self.node_mut(idx) {
             node.left = left;
             node.right = right;
             node.size = size;
@@ -158,14 +208,14 @@ impl Tree {
     /// Links the detached node `idx` into the tree at its key's place.
     fn link(&mut self, idx: usize) {
         // The node is detached, so its member can step out while the tree is split around it.
-        let Some(node) = self.nodes.get_mut(idx) else {
+        let Some(node) = self.node_mut(idx) else {
             return;
         };
         let (score, member) = (node.score, std::mem::take(&mut node.member));
         let (left, right) = self.split(self.root, &|other: &Node| {
             cmp_keys(other.score, &other.member, score, &member) == Ordering::Less
         });
-        if let Some(node) = self.nodes.get_mut(idx) {
+        if let Some(node) = self.node_mut(idx) {
             node.member = member;
         }
         self.set_children(idx, NIL, NIL);
@@ -203,17 +253,15 @@ impl Tree {
             right: NIL,
             size: 1,
         };
-        let idx = match self.free.pop() {
-            Some(idx) if idx < self.nodes.len() => {
-                if let Some(slot) = self.nodes.get_mut(idx) {
-                    *slot = node;
-                }
-                idx
+        let free = self.free;
+        let idx = match self.node_mut(free) {
+            Some(slot) => {
+                let next_free = slot.left;
+                *slot = node;
+                self.free = next_free;
+                free
             }
-            _ => {
-                self.nodes.push(node);
-                self.nodes.len() - 1
-            }
+            None => self.push(node),
         };
         self.link(idx);
         idx
@@ -229,7 +277,7 @@ impl Tree {
     /// Moves the member with key (old_score, member) to `new_score`, keeping its slot.
     pub(super) fn rescore(&mut self, member: &[u8], old_score: f64, new_score: f64) {
         if let Some(idx) = self.unlink(old_score, member) {
-            if let Some(node) = self.nodes.get_mut(idx) {
+            if let Some(node) = self.node_mut(idx) {
                 node.score = new_score;
             }
             self.link(idx);
@@ -250,14 +298,15 @@ impl Tree {
 
     /// Frees slot `idx` and returns its member.
     fn release(&mut self, idx: usize) -> CompactBytes {
-        let Some(node) = self.nodes.get_mut(idx) else {
+        let next_free = self.free;
+        let Some(node) = self.node_mut(idx) else {
             return CompactBytes::new();
         };
         let member = std::mem::take(&mut node.member);
-        node.left = NIL;
+        node.left = next_free;
         node.right = NIL;
         node.size = 0;
-        self.free.push(idx);
+        self.free = idx;
         self.member_bytes -= member.heap_size();
         member
     }
@@ -265,8 +314,9 @@ impl Tree {
     /// An empty tree gives its arena back.
     fn reset_if_empty(&mut self) {
         if self.root == NIL {
-            self.nodes = Vec::new();
-            self.free = Vec::new();
+            self.chunks = Vec::new();
+            self.slots = 0;
+            self.free = NIL;
         }
     }
 
@@ -339,7 +389,7 @@ impl Tree {
     ) -> usize {
         let mut seen = 0;
         let mut slot = cursor;
-        while let Some(node) = self.nodes.get(slot) {
+        while let Some(node) = self.node(slot) {
             slot += 1;
             if node.size > 0 {
                 visit(&node.member, node.score);
@@ -349,14 +399,28 @@ impl Tree {
                 }
             }
         }
-        if slot >= self.nodes.len() { 0 } else { slot }
+        if slot >= self.slots() { 0 } else { slot }
     }
 
-    /// Heap bytes of the arena and the members.
+    /// Heap bytes of the arena and the members. A chunk still shared with a snapshot's version
+    /// counts in both.
     pub(super) fn heap_size(&self) -> usize {
         self.member_bytes
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.free.capacity() * std::mem::size_of::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Arc<[Node]>>()
+            + self.chunks.len()
+                * (CHUNK_NODES * std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>())
+    }
+
+    /// How many chunks, position by position, this tree shares with `other`; and its chunks.
+    #[cfg(test)]
+    pub(super) fn chunks_shared_with(&self, other: &Tree) -> (usize, usize) {
+        let shared = self
+            .chunks
+            .iter()
+            .zip(&other.chunks)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        (shared, self.chunks.len())
     }
 
     #[cfg(test)]
@@ -373,8 +437,24 @@ impl Tree {
             size
         }
         walk(self, self.root);
-        let live = self.nodes.iter().filter(|node| node.size > 0).count();
+        let live = (0..self.slots())
+            .filter(|&idx| self.node(idx).is_some_and(|node| node.size > 0))
+            .count();
         assert_eq!(live, self.len(), "live slots");
+        let mut free = 0;
+        let mut idx = self.free;
+        while let Some(node) = self.node(idx) {
+            assert_eq!(node.size, 0, "a free slot in use");
+            free += 1;
+            idx = node.left;
+        }
+        assert_eq!(live + free, self.slots(), "every slot live or free");
+        assert!(self.chunks.iter().all(|chunk| chunk.len() == CHUNK_NODES));
+        assert!(self.slots <= self.chunks.len() * CHUNK_NODES);
+        assert!(self.slots + CHUNK_NODES > self.chunks.len() * CHUNK_NODES);
+        for idx in self.slots..self.chunks.len() * CHUNK_NODES {
+            assert!(self.node(idx).is_some_and(|node| node.size == 0), "vacant");
+        }
     }
 }
 
