@@ -1,9 +1,12 @@
-//! An order-statistic treap over (score, member), kept in a `Vec` arena.
+//! An order-statistic treap over (score, member), kept in an arena of shared chunks.
 //!
 //! Every node stores the size of its subtree, so rank queries (how many members sort before a
 //! key) and selection (the member at rank k) walk one root-to-leaf path: O(log n) expected, as
-//! Redis's skiplist. Insertion and removal are split/merge on that path. Priorities come from a
-//! randomly seeded per-tree xorshift generator; the treap's expected depth does not depend on the keys.
+//! Redis's skiplist. Insertion descends to the new node's place (where its priority outranks the
+//! path's) and splits the subtree below around it; removal finds the node and merges its
+//! children; each changes the nodes of one search path once. Range removal is split/merge.
+//! Priorities come from a randomly seeded per-tree xorshift generator; the treap's expected
+//! depth does not depend on the keys.
 //!
 //! Nodes live at stable slots of the arena: a node keeps its slot while it is in the tree (a
 //! score change re-links the same slot), and a freed slot goes to a free list for reuse (linked
@@ -205,40 +208,91 @@ impl Tree {
         }
     }
 
-    /// Links the detached node `idx` into the tree at its key's place.
+    /// Links the detached node `idx` into the tree at its key's place: down the search path
+    /// while the path's nodes outrank it, then the rest of the path split around it. Changes
+    /// the nodes on that path once each (and the few of the split below), which is what a
+    /// snapshot's first write copies.
     fn link(&mut self, idx: usize) {
-        // The node is detached, so its member can step out while the tree is split around it.
+        // The node is detached, so its member can step out while the tree is searched.
         let Some(node) = self.node_mut(idx) else {
             return;
         };
-        let (score, member) = (node.score, std::mem::take(&mut node.member));
-        let (left, right) = self.split(self.root, &|other: &Node| {
-            cmp_keys(other.score, &other.member, score, &member) == Ordering::Less
-        });
+        let (score, priority, member) =
+            (node.score, node.priority, std::mem::take(&mut node.member));
+        self.set_children(idx, NIL, NIL);
+        self.root = self.link_under(self.root, idx, priority, score, &member);
         if let Some(node) = self.node_mut(idx) {
             node.member = member;
         }
-        self.set_children(idx, NIL, NIL);
-        let left = self.merge(left, idx);
-        self.root = self.merge(left, right);
+    }
+
+    /// Links node `idx` (key (score, member), detached, childless) into the subtree `root`;
+    /// returns the subtree's new root.
+    fn link_under(
+        &mut self,
+        root: usize,
+        idx: usize,
+        priority: u64,
+        score: f64,
+        member: &[u8],
+    ) -> usize {
+        let Some(node) = self.node(root) else {
+            return idx;
+        };
+        let (left, right) = (node.left, node.right);
+        if priority > node.priority {
+            let (below, above) = self.split(root, &|other: &Node| {
+                cmp_keys(other.score, &other.member, score, member) == Ordering::Less
+            });
+            self.set_children(idx, below, above);
+            return idx;
+        }
+        if cmp_keys(score, member, node.score, &node.member) == Ordering::Less {
+            let left = self.link_under(left, idx, priority, score, member);
+            self.set_children(root, left, right);
+        } else {
+            let right = self.link_under(right, idx, priority, score, member);
+            self.set_children(root, left, right);
+        }
+        root
     }
 
     /// Detaches the node with key (score, member) and returns its slot, still allocated.
     fn unlink(&mut self, score: f64, member: &[u8]) -> Option<usize> {
-        let (left, rest) = self.split(self.root, &|other: &Node| {
-            cmp_keys(other.score, &other.member, score, member) == Ordering::Less
-        });
-        let (found, right) = self.split_at_rank(rest, 1);
-        let is_match = self
-            .node(found)
-            .is_some_and(|node| cmp_keys(node.score, &node.member, score, member).is_eq());
-        let (found, right) = if is_match {
-            (found, right)
-        } else {
-            (NIL, self.merge(found, right))
+        // Find it first: the way down changes every node on the path.
+        let mut idx = self.root;
+        while let Some(node) = self.node(idx) {
+            idx = match cmp_keys(score, member, node.score, &node.member) {
+                Ordering::Less => node.left,
+                Ordering::Greater => node.right,
+                Ordering::Equal => break,
+            };
+        }
+        self.node(idx)?;
+        self.root = self.unlink_under(self.root, score, member);
+        Some(idx)
+    }
+
+    /// Removes the node with key (score, member), which is in the subtree `root`; returns the
+    /// subtree's new root.
+    fn unlink_under(&mut self, root: usize, score: f64, member: &[u8]) -> usize {
+        let Some(node) = self.node(root) else {
+            return NIL;
         };
-        self.root = self.merge(left, right);
-        (found != NIL).then_some(found)
+        let (left, right) = (node.left, node.right);
+        match cmp_keys(score, member, node.score, &node.member) {
+            Ordering::Equal => self.merge(left, right),
+            Ordering::Less => {
+                let left = self.unlink_under(left, score, member);
+                self.set_children(root, left, right);
+                root
+            }
+            Ordering::Greater => {
+                let right = self.unlink_under(right, score, member);
+                self.set_children(root, left, right);
+                root
+            }
+        }
     }
 
     /// Inserts a member known to be absent; returns its slot, which it keeps while it is in the
