@@ -3,7 +3,8 @@
 //! `rdb_changes_since_last_save`, `save <secs> <changes>` points, the final save of SHUTDOWN
 //! and SIGTERM with absolute expiry times surviving the restart, retained versions all released
 //! after each of 100 BGSAVEs under writes with no memory growth, versions overwritten during a
-//! save saved ahead of their shard with the dump still at the cut, zstd-compressed dumps that
+//! save saved ahead of their shard with the dump still at the cut, big hashes, sets and sorted
+//! sets written throughout a save dumped as they were at the cut, zstd-compressed dumps that
 //! `zstd -d` turns into a file `redis-check-rdb` accepts, and real Redis loading our BGSAVE
 //! output with the same keys, values and expiry times; `snapshot-nice` lowering only the save's
 //! threads; clients served while the dump loads at startup (LOADING, INFO's loading_* fields),
@@ -249,56 +250,149 @@ fn the_sweeper_saves_overwritten_versions_while_the_traversal_has_not_started() 
     assert_dump_holds_the_populated_values(&server, KEYS);
 }
 
+/// What a big collection holds, as sorted text: hash fields and values, set members, sorted-set
+/// members and scores.
+fn collection_contents(value: &Value) -> Vec<String> {
+    let mut items: Vec<String> = match value {
+        Value::Hash(hash) => hash
+            .iter()
+            .map(|(f, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(&f),
+                    String::from_utf8_lossy(&v)
+                )
+            })
+            .collect(),
+        Value::Set(set) => set
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m).into_owned())
+            .collect(),
+        Value::ZSet(zset) => zset
+            .iter()
+            .map(|(m, s)| format!("{}={s}", String::from_utf8_lossy(&m)))
+            .collect(),
+        other => panic!("not a big collection: {other:?}"),
+    };
+    items.sort();
+    items
+}
+
+/// Big hashes, sets and sorted sets written throughout a slow save (adds, removals, score
+/// changes): each write copies a few parts of its collection while the save still shares the
+/// rest, and the dump holds every collection exactly as it was at the cut.
 #[test]
-fn a_big_set_written_during_the_save_is_saved_as_it_was_at_the_cut() {
-    // Big enough to span several parts of its table: the write during the save copies one of
-    // them, and the save still holds the others, shared.
-    const MEMBERS: usize = 10_000;
+fn big_collections_written_during_the_save_are_saved_as_they_were_at_the_cut() {
+    // Big enough to span many parts (1024 entries, 256 treap nodes each).
+    const N: usize = 10_000;
     let server = TestServer::start(BIN, &["--save", "", "--snapshot-max-bytes-per-sec", "1mb"]);
     let mut conn = server.client();
-    for start in (0..MEMBERS).step_by(1000) {
-        let members: Vec<String> = (start..start + 1000).map(|i| format!("m{i}")).collect();
-        let _: u64 = redis::cmd("SADD")
-            .arg("big")
-            .arg(&members)
-            .query(&mut conn)
-            .expect("SADD");
+    for start in (0..N).step_by(1000) {
+        let mut hset = redis::cmd("HSET");
+        let mut sadd = redis::cmd("SADD");
+        let mut zadd = redis::cmd("ZADD");
+        hset.arg("hash");
+        sadd.arg("set");
+        zadd.arg("zset");
+        for i in start..start + 1000 {
+            hset.arg(format!("f{i}")).arg(format!("v{i}"));
+            sadd.arg(format!("m{i}"));
+            zadd.arg(i).arg(format!("m{i}"));
+        }
+        for cmd in [hset, sadd, zadd] {
+            let _: u64 = cmd.query(&mut conn).expect("fill");
+        }
     }
-    populate(&mut conn, "pad", 1500, 1000);
+    // About 3 MB at 1 MB/s: the save lasts through every write below.
+    populate(&mut conn, "pad", 3000, 1000);
+    let read = |conn: &mut redis::Connection| -> HashMap<String, Vec<String>> {
+        let hash: Vec<(String, String)> = redis::cmd("HGETALL").arg("hash").query(conn).unwrap();
+        let set: Vec<String> = redis::cmd("SMEMBERS").arg("set").query(conn).unwrap();
+        let zset: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg("zset")
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(conn)
+            .unwrap();
+        let mut contents = HashMap::from([
+            (
+                "hash".to_string(),
+                hash.iter()
+                    .map(|(f, v)| format!("{f}={v}"))
+                    .collect::<Vec<_>>(),
+            ),
+            ("set".to_string(), set),
+            (
+                "zset".to_string(),
+                zset.iter().map(|(m, s)| format!("{m}={s}")).collect(),
+            ),
+        ]);
+        contents.values_mut().for_each(|items| items.sort());
+        contents
+    };
+    let at_cut = read(&mut conn);
     bgsave(&mut conn);
-    let added: u64 = redis::cmd("SADD")
-        .arg("big")
-        .arg(&["after1", "after2"])
-        .query(&mut conn)
-        .expect("SADD");
-    assert_eq!(added, 2);
-    let removed: u64 = redis::cmd("SREM")
-        .arg("big")
-        .arg("m0")
-        .query(&mut conn)
-        .expect("SREM");
-    assert_eq!(removed, 1);
+    for i in (0..N).step_by(37) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg("hash")
+            .arg(format!("f{i}"))
+            .arg("changed")
+            .ignore();
+        pipe.cmd("HDEL")
+            .arg("hash")
+            .arg(format!("f{}", i + 1))
+            .ignore();
+        pipe.cmd("HSET")
+            .arg("hash")
+            .arg(format!("new{i}"))
+            .arg("x")
+            .ignore();
+        pipe.cmd("SREM").arg("set").arg(format!("m{i}")).ignore();
+        pipe.cmd("SADD").arg("set").arg(format!("new{i}")).ignore();
+        pipe.cmd("ZINCRBY")
+            .arg("zset")
+            .arg(0.5)
+            .arg(format!("m{i}"))
+            .ignore();
+        pipe.cmd("ZREM")
+            .arg("zset")
+            .arg(format!("m{}", i + 1))
+            .ignore();
+        pipe.cmd("ZADD")
+            .arg("zset")
+            .arg(-1)
+            .arg(format!("new{i}"))
+            .ignore();
+        pipe.query::<()>(&mut conn).expect("writes during the save");
+    }
+    let after = read(&mut conn);
+    assert_eq!(
+        persistence_field(&mut conn, "rdb_bgsave_in_progress"),
+        "1",
+        "the writes ran during the save"
+    );
     wait_save_done(&mut conn);
     assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
     assert_eq!(numeric_field(&mut conn, "snapshot_retained_bytes"), 0);
-    let mut saved = None;
+    let mut saved = HashMap::new();
     let file = File::open(server.dir.join("dump.rdb")).expect("dump exists");
     format::load(BufReader::new(file), "dump.rdb", 0, |entry| {
-        if entry.key.as_ref() == b"big" {
-            let Value::Set(set) = entry.value else {
-                panic!("big is a set");
-            };
-            saved = Some(set.len());
+        let key = String::from_utf8_lossy(&entry.key).into_owned();
+        if !key.starts_with("pad") {
+            saved.insert(key, collection_contents(&entry.value));
         }
         Ok(())
     })
     .expect("dump loads");
-    assert_eq!(saved, Some(MEMBERS), "the set as it was at the cut");
-    let live: u64 = redis::cmd("SCARD")
-        .arg("big")
-        .query(&mut conn)
-        .expect("SCARD");
-    assert_eq!(live, MEMBERS as u64 + 1);
+    assert_eq!(saved, at_cut, "the collections as they were at the cut");
+    assert_ne!(after, at_cut);
+    assert_eq!(
+        read(&mut conn),
+        after,
+        "the live collections keep the writes"
+    );
 }
 
 #[test]
