@@ -724,6 +724,25 @@ mod tests {
             }
         }
 
+        /// Any cursor a client makes up is safe: the scan goes on from somewhere and ends.
+        #[test]
+        fn scan_from_any_cursor_ends(cursor in any::<u64>(), count in 1usize..50) {
+            let mut table = table(4);
+            for k in 0..100 {
+                table.insert(key(k));
+            }
+            let mut cursor = cursor;
+            let mut steps = 0;
+            loop {
+                cursor = table.scan(cursor, count, |_| {});
+                steps += 1;
+                if cursor == 0 {
+                    break;
+                }
+                prop_assert!(steps <= 200, "the scan does not end");
+            }
+        }
+
         /// A copy (what a snapshot keeps) shares every part but those written since, and does
         /// not see the writes.
         #[test]
