@@ -411,7 +411,7 @@ pub struct Config {
     /// `snapshot-idle-priority` is off. Default 0.
     pub snapshot_nice: i32,
     /// `snapshot-idle-priority`: the snapshot's traversal threads run under `SCHED_IDLE`, on
-    /// CPU time no other thread wants. Default yes.
+    /// CPU time no other thread wants, and pace themselves while clients are busy. Default yes.
     pub snapshot_idle_priority: bool,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,

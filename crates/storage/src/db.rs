@@ -503,7 +503,8 @@ impl WriteGuard<'_> {
     }
 
     /// Sets `key` to `value` with the given absolute expiry, replacing any previous entry.
-    /// Returns the previous live entry.
+    /// Returns the previous live entry, for the caller to drop (outside the lock if it may be
+    /// big), unless a running snapshot kept it.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Option<Entry> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
@@ -522,7 +523,6 @@ impl WriteGuard<'_> {
         match table.entry(hash, |(k, _)| k.as_ref() == key, |(k, _)| shared.hash(k)) {
             hash_table::Entry::Occupied(mut occupied) => {
                 let (stored_key, entry) = occupied.get_mut();
-                retain::preserve(snapshot, stored_key, entry);
                 if let Some(at) = entry.expire_at_ms() {
                     expires.remove(at, stored_key);
                 }
@@ -530,12 +530,12 @@ impl WriteGuard<'_> {
                     expires.insert(at, stored_key.clone());
                 }
                 let old = std::mem::replace(entry, new_entry);
-                if old.is_expired(now_ms) {
+                let was_expired = old.is_expired(now_ms);
+                if was_expired {
                     *expired += 1;
-                    None
-                } else {
-                    Some(old)
                 }
+                let old = retain::preserve_owned(snapshot, stored_key, old)?;
+                (!was_expired).then_some(old)
             }
             hash_table::Entry::Vacant(vacant) => {
                 let stored_key = CompactBytes::from_slice(key);
@@ -606,7 +606,7 @@ pub struct EntryMut<'g> {
     entry: &'g mut Entry,
     expires: &'g mut ExpireIndex,
     dirty: &'g mut u64,
-    snapshot: &'g mut Option<ShardSnapshot>,
+    snapshot: &'g mut Option<Box<ShardSnapshot>>,
     watchers: &'g crate::watch::Watchers,
     epoch: Epoch,
     changed: bool,

@@ -7,9 +7,9 @@ use crate::compact::CompactBytes;
 
 use crate::db::{Db, DbStats, Flushed, N_SHARDS, Shared};
 use crate::entry::Entry;
-use crate::retain::{RetainCounters, RetainedStats, ShardSnapshot};
+use crate::retain::{RetainCounters, RetainSlots, RetainedStats, ShardSnapshot};
 use crate::shard::ShardState;
-use crate::sync::{self, AtomicU64, Mutex, Ordering};
+use crate::sync::{self, Mutex};
 use crate::version::Epoch;
 
 /// Keys removed per shard visit of the active expiry cycle, so a shard lock is held briefly.
@@ -23,9 +23,10 @@ pub struct Keyspace {
     /// Where the next active expiry cycle resumes, as (db, shard). A mutex because only the one
     /// expiry thread takes it, once per cycle.
     expire_cursor: Mutex<(usize, usize)>,
-    /// True from `begin_snapshot` until `end_snapshot`. A mutex rather than an atomic so that
-    /// begin and end are serialized with each other as a whole.
-    snapshot_active: Mutex<bool>,
+    /// The running snapshot's retain slots, from `begin_snapshot` until `end_snapshot`: some
+    /// while a snapshot runs. A mutex so that begin and end are serialized with each other as a
+    /// whole.
+    snapshot_active: Mutex<Option<Arc<RetainSlots>>>,
     gate: crate::gate::CommandGate,
 }
 
@@ -49,7 +50,7 @@ impl Keyspace {
             dbs,
             shared,
             expire_cursor: Mutex::new((0, 0)),
-            snapshot_active: Mutex::new(false),
+            snapshot_active: Mutex::new(None),
             gate: crate::gate::CommandGate::default(),
         }
     }
@@ -140,8 +141,9 @@ pub struct SnapshotCut {
     epoch: Epoch,
     now_ms: u64,
     db_sizes: Vec<DbStats>,
-    /// Per database: bytes retained in shards whose retained list has not been taken.
-    pending: Vec<Arc<AtomicU64>>,
+    /// What each shard retains and still holds.
+    slots: Arc<RetainSlots>,
+    counters: Arc<RetainCounters>,
 }
 
 impl SnapshotCut {
@@ -166,9 +168,14 @@ impl SnapshotCut {
     /// image or by [`Keyspace::take_retained`]. When it is above zero, a sweep of the shards not
     /// yet imaged finds versions to save and free.
     pub fn pending_retained_bytes(&self, db_idx: usize) -> u64 {
-        self.pending
-            .get(db_idx)
-            .map_or(0, |pending| pending.load(Ordering::Relaxed))
+        self.slots.db_bytes(db_idx)
+    }
+
+    /// Records what is retained now in `snapshot_peak_retained_bytes`. Call it just before
+    /// taking retained versions ([`Keyspace::take_retained`]): what is retained only grows
+    /// between takes, so the peak is sampled where it is highest.
+    pub fn record_retained_peak(&self) {
+        self.counters.record_peak(&self.slots);
     }
 }
 
@@ -237,6 +244,16 @@ impl ShardImage {
     pub fn entries(&self) -> &[(CompactBytes, Entry)] {
         &self.entries
     }
+
+    /// Once the image is saved: its string entries, to hand back to their shard with
+    /// [`Keyspace::take_retained_handing_back`] so that the shard's writers free them. They no
+    /// longer count as retained. Collections are freed here.
+    pub fn into_saved_strings(mut self) -> Vec<(CompactBytes, Entry)> {
+        let mut entries = std::mem::take(&mut self.entries);
+        drop(self);
+        entries.retain(|(_, entry)| matches!(entry.value(), crate::Value::String(_)));
+        entries
+    }
 }
 
 impl Drop for ShardImage {
@@ -253,7 +270,7 @@ impl Keyspace {
     /// already running.
     pub fn begin_snapshot(&self, now_ms: u64) -> Option<SnapshotCut> {
         let mut active = sync::lock(&self.snapshot_active);
-        if *active {
+        if active.is_some() {
             return None;
         }
         let mut guards: Vec<_> = self
@@ -263,34 +280,40 @@ impl Keyspace {
             .collect();
         let epoch = self.shared.clock.advance();
         let mut db_sizes = vec![DbStats::default(); self.dbs.len()];
-        let pending: Vec<_> = (0..self.dbs.len())
-            .map(|_| Arc::new(AtomicU64::new(0)))
-            .collect();
-        for (idx, shard) in guards.iter_mut().enumerate() {
+        for (idx, shard) in guards.iter().enumerate() {
             if let Some(stats) = db_sizes.get_mut(idx / N_SHARDS) {
                 stats.keys += shard.len();
                 stats.expires += shard.expires.len();
             }
+        }
+        let slots = Arc::new(RetainSlots::new(
+            db_sizes.iter().map(|stats| stats.keys),
+            N_SHARDS,
+        ));
+        for (idx, shard) in guards.iter_mut().enumerate() {
             debug_assert!(
                 shard.snapshot.is_none(),
                 "a shard still holds an older snapshot"
             );
-            shard.snapshot = Some(ShardSnapshot {
+            shard.snapshot = Some(Box::new(ShardSnapshot {
                 cut: epoch,
                 retained: Vec::new(),
                 retained_bytes: 0,
+                slots: Arc::clone(&slots),
+                slot: (idx / N_SHARDS, idx % N_SHARDS),
                 unsaved: shard.len(),
                 counters: Arc::clone(&self.shared.retain),
-                pending: Arc::clone(&pending[idx / N_SHARDS]),
-            });
+                saved: Vec::new(),
+            }));
         }
         drop(guards);
-        *active = true;
+        *active = Some(Arc::clone(&slots));
         Some(SnapshotCut {
             epoch,
             now_ms,
             db_sizes,
-            pending,
+            slots,
+            counters: Arc::clone(&self.shared.retain),
         })
     }
 
@@ -407,8 +430,9 @@ impl Keyspace {
         if state.unsaved > 0 {
             return (image, false);
         }
-        if let Some(mut done) = snapshot.take() {
-            let (retained, bytes) = done.take_retained();
+        if let Some(done) = snapshot.take() {
+            cut.record_retained_peak();
+            let (retained, bytes) = done.into_retained();
             image.retained_versions = retained.len() as u64;
             image.retained_bytes = bytes;
             image.entries.extend(retained);
@@ -423,11 +447,30 @@ impl Keyspace {
     /// retained key's live entry is newer than the cut, or gone). Empty if the shard's image
     /// was already taken.
     pub fn take_retained(&self, cut: &SnapshotCut, db_idx: usize, shard_idx: usize) -> ShardImage {
+        self.take_retained_handing_back(cut, db_idx, shard_idx, Vec::new())
+    }
+
+    /// [`Keyspace::take_retained`], also handing back `saved`: strings taken from the same
+    /// shard earlier and saved since ([`ShardImage::into_saved_strings`]). The shard's writers
+    /// free them, one for each version they retain, so that the memory goes back through their
+    /// own allocator caches (see `retain.rs`). Freed here if the shard is done.
+    pub fn take_retained_handing_back(
+        &self,
+        cut: &SnapshotCut,
+        db_idx: usize,
+        shard_idx: usize,
+        saved: Vec<(CompactBytes, Entry)>,
+    ) -> ShardImage {
         let counters = Arc::clone(&self.shared.retain);
         let taken = self.dbs.get(db_idx).and_then(|db| {
             let mut shard = sync::write(db.shard_lock(shard_idx));
             let snapshot = shard.snapshot.as_mut()?;
             debug_assert_eq!(snapshot.cut, cut.epoch, "retained taken with another cut");
+            if snapshot.saved.is_empty() {
+                snapshot.saved = saved;
+            } else {
+                snapshot.saved.extend(saved);
+            }
             (!snapshot.retained.is_empty()).then(|| snapshot.take_retained())
         });
         let (entries, retained_bytes) = taken.unwrap_or_default();
@@ -448,26 +491,88 @@ impl Keyspace {
     pub fn end_snapshot(&self, cut: SnapshotCut) {
         let epoch = cut.epoch;
         let mut active = sync::lock(&self.snapshot_active);
+        cut.record_retained_peak();
         for db in self.dbs.iter() {
             for lock in db.shard_locks() {
                 let mut shard = sync::write(lock);
-                if let Some(mut snapshot) = shard.snapshot.take() {
+                if let Some(snapshot) = shard.snapshot.take() {
                     debug_assert_eq!(snapshot.cut, epoch);
-                    let (retained, bytes) = snapshot.take_retained();
-                    snapshot.counters.sub(retained.len() as u64, bytes);
+                    let counters = Arc::clone(&snapshot.counters);
+                    let (retained, bytes) = snapshot.into_retained();
+                    counters.sub(retained.len() as u64, bytes);
                 }
             }
         }
-        *active = false;
+        *active = None;
     }
 
     /// Returns true if and only if a snapshot cut is outstanding.
     pub fn snapshot_in_progress(&self) -> bool {
-        *sync::lock(&self.snapshot_active)
+        sync::lock(&self.snapshot_active).is_some()
     }
 
     /// What running snapshots retain now, and the peak.
     pub fn retained(&self) -> RetainedStats {
-        self.shared.retain.stats()
+        let active = sync::lock(&self.snapshot_active);
+        self.shared.retain.stats(active.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Value;
+
+    /// The strings a snapshot's sweeper has saved go back to their shard, whose writers free
+    /// them one for each version they retain.
+    #[test]
+    fn handed_back_strings_are_freed_one_per_retained_version() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let keys: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|key| db.shard_of_key(key) == 0)
+            .take(5)
+            .collect();
+        let set = |key: &[u8], value: &[u8]| {
+            db.write(&[key], 0).set(key, Value::string(value), None);
+        };
+        for key in &keys {
+            set(key, &[b'x'; 100]);
+        }
+        let held = || {
+            sync::read(db.shard_lock(0))
+                .snapshot
+                .as_ref()
+                .map_or(0, |snapshot| snapshot.saved.len())
+        };
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        for key in &keys[..3] {
+            set(key, b"new");
+        }
+        assert_eq!(cut.pending_retained_bytes(0), keyspace.retained().bytes);
+        let image = keyspace.take_retained(&cut, 0, 0);
+        assert_eq!(image.entries().len(), 3);
+        let saved = image.into_saved_strings();
+        assert_eq!(saved.len(), 3);
+        assert_eq!(
+            keyspace.retained().versions,
+            0,
+            "saved strings no longer count"
+        );
+        let image = keyspace.take_retained_handing_back(&cut, 0, 0, saved);
+        assert!(image.entries().is_empty());
+        assert_eq!(held(), 3);
+        // Each version retained frees one saved string.
+        set(&keys[3], b"new");
+        set(&keys[4], b"new");
+        assert_eq!(held(), 1);
+        // A key already retained once retains nothing more, so it frees nothing either.
+        set(&keys[3], b"newer");
+        assert_eq!(held(), 1);
+        assert_eq!(keyspace.retained().versions, 2);
+        keyspace.end_snapshot(cut);
+        assert_eq!(keyspace.retained().versions, 0);
+        assert_eq!(keyspace.retained().bytes, 0);
     }
 }

@@ -14,9 +14,15 @@
 //! ([`ShardSnapshot::take_retained`]): the save's sweeper thread does that about every
 //! millisecond, so a version overwritten early in a long snapshot is saved and freed at once
 //! instead of living until the traversal reaches its shard. Each retained version is taken
-//! exactly once, under the shard lock, either early or when the traversal finishes the shard;
-//! `pending` counts the bytes of a database's shards still waiting, so the sweeper knows when
-//! a sweep is worth it.
+//! exactly once, under the shard lock, either early or when the traversal finishes the shard.
+//!
+//! A retaining write touches no memory shared with other writers: what a shard holds and has
+//! not handed over is published in its own [`RetainSlot`] (a cache line of its own, written
+//! with plain stores under the shard lock), which the sweeper sums to know when a sweep is worth
+//! it and INFO sums for `snapshot_retained_*`. The shared [`RetainCounters`] change only when a
+//! list is handed over (a sweep, a finished shard) and when it is freed. (Four shared atomic
+//! read-modify-writes per retained version, the first design, were about 2% of the request
+//! threads' time in a save's first seconds under full-speed overwrites.)
 //!
 //! Why at most once per entry: retaining stamps nothing, but the change that follows stamps the
 //! entry with the current epoch, which is at least the cut. From then on `version < cut` is false
@@ -31,12 +37,80 @@ use crate::entry::Entry;
 use crate::sync::{AtomicU64, Ordering};
 use crate::version::Epoch;
 
-/// Live and peak figures of what snapshots retain, for INFO.
+/// Retained versions handed over by their shards (to a sweep or a finished shard's image) and
+/// not freed yet, and the peak of everything retained, for INFO.
 #[derive(Debug, Default)]
 pub(crate) struct RetainCounters {
     versions: AtomicU64,
     bytes: AtomicU64,
     peak_bytes: AtomicU64,
+}
+
+/// One shard's retained versions that it still holds (not handed over), published for readers
+/// that do not take the shard lock. Only the holder of the shard lock writes it, with plain
+/// stores; aligned so that no two shards' slots share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct RetainSlot {
+    versions: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl RetainSlot {
+    fn publish(&self, versions: usize, bytes: u64) {
+        self.versions.store(versions as u64, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The slots of one snapshot, database by database. A database with no keys at the cut has
+/// none: its shards cannot retain (only an entry older than the cut is retained), so readers
+/// sum only the databases that hold data.
+#[derive(Debug)]
+pub(crate) struct RetainSlots {
+    dbs: Box<[Box<[RetainSlot]>]>,
+}
+
+impl RetainSlots {
+    /// Slots for `shards_per_db` shards of every database whose entry in `keys_at_cut` is not 0.
+    pub(crate) fn new(
+        keys_at_cut: impl Iterator<Item = usize>,
+        shards_per_db: usize,
+    ) -> RetainSlots {
+        let dbs = keys_at_cut
+            .map(|keys| {
+                let shards = if keys == 0 { 0 } else { shards_per_db };
+                (0..shards).map(|_| RetainSlot::default()).collect()
+            })
+            .collect();
+        RetainSlots { dbs }
+    }
+
+    fn slot(&self, db_idx: usize, shard_idx: usize) -> Option<&RetainSlot> {
+        self.dbs.get(db_idx)?.get(shard_idx)
+    }
+
+    /// Bytes held by the shards of database `db_idx`.
+    pub(crate) fn db_bytes(&self, db_idx: usize) -> u64 {
+        self.dbs.get(db_idx).map_or(0, |db| {
+            db.iter()
+                .map(|slot| slot.bytes.load(Ordering::Relaxed))
+                .sum()
+        })
+    }
+
+    /// Versions and bytes held by every shard.
+    fn held(&self) -> (u64, u64) {
+        self.dbs
+            .iter()
+            .flat_map(|db| db.iter())
+            .fold((0, 0), |(versions, bytes), slot| {
+                (
+                    versions + slot.versions.load(Ordering::Relaxed),
+                    bytes + slot.bytes.load(Ordering::Relaxed),
+                )
+            })
+    }
 }
 
 /// Retained versions and bytes right now, and the peak since the server started.
@@ -51,10 +125,9 @@ pub struct RetainedStats {
 }
 
 impl RetainCounters {
-    fn add(&self, bytes: u64) {
-        self.versions.fetch_add(1, Ordering::Relaxed);
-        let now = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+    fn hand_over(&self, versions: u64, bytes: u64) {
+        self.versions.fetch_add(versions, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn sub(&self, versions: u64, bytes: u64) {
@@ -62,12 +135,30 @@ impl RetainCounters {
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    pub(crate) fn stats(&self) -> RetainedStats {
+    /// Everything retained now: what the shards of the running snapshot (if any) hold plus
+    /// what they handed over and is not freed yet. Also records it in the peak.
+    ///
+    /// The peak is sampled: here (every INFO) and, through [`RetainCounters::record_peak`],
+    /// just before every hand-over (each sweep, each finished shard, the end of a save). What is
+    /// retained only grows between hand-overs, so those are the moments it is highest, give or
+    /// take the versions retained while one sweep runs.
+    pub(crate) fn stats(&self, slots: Option<&RetainSlots>) -> RetainedStats {
+        let (held_versions, held_bytes) = slots.map_or((0, 0), RetainSlots::held);
+        let bytes = self.bytes.load(Ordering::Relaxed) + held_bytes;
+        let peak = self
+            .peak_bytes
+            .fetch_max(bytes, Ordering::Relaxed)
+            .max(bytes);
         RetainedStats {
-            versions: self.versions.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            peak_bytes: self.peak_bytes.load(Ordering::Relaxed),
+            versions: self.versions.load(Ordering::Relaxed) + held_versions,
+            bytes,
+            peak_bytes: peak,
         }
+    }
+
+    /// Records what is retained now in the peak (see [`RetainCounters::stats`]).
+    pub(crate) fn record_peak(&self, slots: &RetainSlots) {
+        self.stats(Some(slots));
     }
 }
 
@@ -85,38 +176,101 @@ pub(crate) struct ShardSnapshot {
     /// Pre-cut versions of entries changed or removed since the cut.
     pub(crate) retained: Vec<(CompactBytes, Entry)>,
     pub(crate) retained_bytes: u64,
+    /// Where `retained` is published ([`RetainSlot`]): this shard's slot, `slot` as (database,
+    /// shard), of `slots`.
+    pub(crate) slots: Arc<RetainSlots>,
+    pub(crate) slot: (usize, usize),
     /// Live entries of the shard still older than the cut: neither saved by the traversal
     /// (which stamps them with the cut epoch) nor retained. The traversal of the shard is done
     /// when this reaches 0.
     pub(crate) unsaved: usize,
+    /// Where handed-over versions are counted until they are freed.
     pub(crate) counters: Arc<RetainCounters>,
-    /// Bytes retained, and not yet taken, in every shard of this shard's database: shared by
-    /// those shards and the snapshot's cut.
-    pub(crate) pending: Arc<AtomicU64>,
+    /// Strings of this shard that the sweeper has saved and handed back, for the shard's
+    /// writers to free, one for each version they retain ([`ShardSnapshot::retain`]).
+    pub(crate) saved: Vec<(CompactBytes, Entry)>,
 }
 
 impl ShardSnapshot {
-    /// Takes the versions retained so far (and their byte count), leaving the list empty and
-    /// the shard still cut.
+    /// Hands over the versions retained so far (and their byte count), leaving the list empty
+    /// and the shard still cut. They count in the shared counters until the caller gives them
+    /// back with [`RetainCounters::sub`] (a [`crate::ShardImage`] does that when dropped).
     pub(crate) fn take_retained(&mut self) -> (Vec<(CompactBytes, Entry)>, u64) {
         let bytes = std::mem::take(&mut self.retained_bytes);
-        self.pending.fetch_sub(bytes, Ordering::Relaxed);
-        (std::mem::take(&mut self.retained), bytes)
+        // The next list starts as long as this one was, so the writers that fill it do not
+        // reallocate it on the way (the sweeper takes the lists about every millisecond).
+        let fresh = Vec::with_capacity(self.retained.len());
+        let taken = std::mem::replace(&mut self.retained, fresh);
+        self.counters.hand_over(taken.len() as u64, bytes);
+        self.publish();
+        (taken, bytes)
+    }
+
+    /// [`ShardSnapshot::take_retained`] for a shard whose traversal is done or abandoned.
+    pub(crate) fn into_retained(mut self) -> (Vec<(CompactBytes, Entry)>, u64) {
+        let bytes = std::mem::take(&mut self.retained_bytes);
+        let taken = std::mem::take(&mut self.retained);
+        self.counters.hand_over(taken.len() as u64, bytes);
+        self.publish();
+        (taken, bytes)
+    }
+
+    fn publish(&self) {
+        if let Some(slot) = self.slots.slot(self.slot.0, self.slot.1) {
+            slot.publish(self.retained.len(), self.retained_bytes);
+        }
     }
 }
 
 /// The on-write hook: call before changing or removing `entry` (stored under `key`). Retains a
 /// copy of the entry if and only if a snapshot has cut this shard, has not finished traversing it,
 /// and the entry predates the cut.
-pub(crate) fn preserve(snapshot: &mut Option<ShardSnapshot>, key: &CompactBytes, entry: &Entry) {
+pub(crate) fn preserve(
+    snapshot: &mut Option<Box<ShardSnapshot>>,
+    key: &CompactBytes,
+    entry: &Entry,
+) {
     let Some(snapshot) = snapshot else { return };
-    if entry.version() >= snapshot.cut {
-        return;
+    if entry.version() < snapshot.cut {
+        snapshot.retain(key.clone(), entry.clone());
     }
-    let bytes = entry_bytes(key, entry);
-    snapshot.unsaved = snapshot.unsaved.saturating_sub(1);
-    snapshot.retained.push((key.clone(), entry.clone()));
-    snapshot.retained_bytes += bytes;
-    snapshot.pending.fetch_add(bytes, Ordering::Relaxed);
-    snapshot.counters.add(bytes);
+}
+
+/// [`preserve`] for an entry the write has already taken out of the table (an overwrite):
+/// a retained entry is moved into the list rather than copied, so the writer never touches the
+/// old value's memory (for a big string that is a cache miss on its reference count, then
+/// another to drop the copy). Returns the entry if it was not retained, for the caller to drop.
+pub(crate) fn preserve_owned(
+    snapshot: &mut Option<Box<ShardSnapshot>>,
+    key: &CompactBytes,
+    entry: Entry,
+) -> Option<Entry> {
+    match snapshot {
+        Some(snapshot) if entry.version() < snapshot.cut => {
+            snapshot.retain(key.clone(), entry);
+            None
+        }
+        _ => Some(entry),
+    }
+}
+
+impl ShardSnapshot {
+    /// Keeps `entry`, the pre-cut version of `key`, for the image, and frees one string the
+    /// sweeper has saved, if it handed one back.
+    ///
+    /// Why the writer frees it: a write that retains the old value allocates the new one
+    /// without freeing anything, so the allocator cannot hand it the memory the last value it
+    /// freed (glibc's per-thread cache); and a value the sweeper frees goes back to the arena of
+    /// the thread that allocated it, which may not be the one allocating now. Freeing one saved
+    /// string here for each one retained keeps every writer's free/allocate pairs as they are
+    /// without a snapshot: with the sweeper freeing them, the heap grew by up to 5% of the
+    /// dataset during a long save under full-speed overwrites (docs/benchmarks.md).
+    fn retain(&mut self, key: CompactBytes, entry: Entry) {
+        let bytes = entry_bytes(&key, &entry);
+        self.unsaved = self.unsaved.saturating_sub(1);
+        self.retained.push((key, entry));
+        self.retained_bytes += bytes;
+        self.publish();
+        drop(self.saved.pop());
+    }
 }

@@ -66,7 +66,7 @@ pub(crate) struct ShardState {
     /// Keys removed because their TTL passed, summed for INFO `expired_keys`.
     pub(crate) expired: u64,
     /// Present while a snapshot has cut this shard and not yet taken its image.
-    pub(crate) snapshot: Option<ShardSnapshot>,
+    pub(crate) snapshot: Option<Box<ShardSnapshot>>,
     /// Clients watching keys of this shard (WATCH).
     pub(crate) watchers: crate::watch::Watchers,
 }

@@ -268,13 +268,16 @@ fn set_generic(
     expire_at_ms: Option<u64>,
 ) -> Reply<SetOutcome> {
     let mut guard = ctx.db().write(&[key], ctx.now_ms);
-    let previous = guard
-        .get(key)
-        .map(|entry| (string_bytes(entry.value()).cloned(), entry.expire_at_ms()));
+    // The old value is read only for GET: a plain SET never touches its memory (a cache miss
+    // for a big value; during a snapshot the retained copy is then moved, not shared).
+    let previous = guard.get(key).map(|entry| {
+        let bytes = opts.get.then(|| string_bytes(entry.value()).cloned());
+        (bytes, entry.expire_at_ms())
+    });
     let mut old = None;
     if opts.get {
         ctx.hit_or_miss(previous.is_some());
-        if let Some((bytes, _)) = &previous {
+        if let Some((Some(bytes), _)) = &previous {
             old = Some(bytes.clone().ok_or(reply::WRONGTYPE)?);
         }
     }
