@@ -559,14 +559,20 @@ impl Pace {
         }
     }
 
-    /// How long to pause now, given the commands served so far and this thread's CPU time:
-    /// None until the thread has worked for [`PACE_ACTIVE`] since it last resumed, while the
-    /// clients are quiet, and while it has had a core to itself.
-    fn pause(&mut self, served: u64, now: Instant, cpu: Duration) -> Option<Duration> {
+    /// How long to pause now: None until the thread has worked for [`PACE_ACTIVE`] since it
+    /// last resumed, while the clients are quiet, and while it has had a core to itself.
+    /// `sample` gives the commands served so far and this thread's CPU time; it is called only
+    /// once a working period is over (a thread CPU clock is a system call), not at every step.
+    fn pause(
+        &mut self,
+        now: Instant,
+        sample: impl FnOnce() -> (u64, Duration),
+    ) -> Option<Duration> {
         let wall = now.saturating_duration_since(self.since.0);
         if wall < PACE_ACTIVE {
             return None;
         }
+        let (served, cpu) = sample();
         let ran = cpu.saturating_sub(self.since.1);
         let busy = self.gate.clients_busy(served, now);
         self.since = (now, cpu);
@@ -784,7 +790,8 @@ impl Worker<'_> {
         if self.options.priority != TraversalPriority::Idle {
             return;
         }
-        if let Some(pause) = pace.pause(activity.served(), Instant::now(), thread_cpu_time()) {
+        let sample = || (activity.served(), thread_cpu_time());
+        if let Some(pause) = pace.pause(Instant::now(), sample) {
             std::thread::sleep(pause);
             pace.resume(Instant::now(), thread_cpu_time());
         }
@@ -1131,23 +1138,30 @@ mod tests {
         let cpu = Duration::from_micros;
         let mut pace = Pace::starting(at(0), cpu(0));
         // Within the first working period: never a pause, and nothing is sampled.
-        assert_eq!(pace.pause(0, at(10), cpu(10)), None);
-        assert_eq!(pace.pause(500_000, at(999), cpu(100)), None);
+        assert_eq!(
+            pace.pause(at(10), || unreachable!("sampled mid-period")),
+            None
+        );
+        assert_eq!(pace.pause(at(10), || (0, cpu(10))), None);
+        assert_eq!(pace.pause(at(999), || (500_000, cpu(100))), None);
         // After a period the first load sample only starts the clock.
-        assert_eq!(pace.pause(0, at(1_000), cpu(100)), None);
+        assert_eq!(pace.pause(at(1_000), || (0, cpu(100))), None);
         // Busy clients (100 commands in 1 ms) and 0.3 ms of CPU in 1 ms: it competes.
-        assert_eq!(pace.pause(100, at(2_000), cpu(400)), Some(PACE_PAUSE));
+        assert_eq!(pace.pause(at(2_000), || (100, cpu(400))), Some(PACE_PAUSE));
         pace.resume(at(6_000), cpu(400));
         // Back at work: no pause until a whole period has passed since resuming.
-        assert_eq!(pace.pause(1_000, at(6_500), cpu(500)), None);
+        assert_eq!(pace.pause(at(6_500), || (1_000, cpu(500))), None);
         // Busy clients, but it ran 0.9 ms of the period: it had a core to itself.
-        assert_eq!(pace.pause(10_000, at(7_000), cpu(1_300)), None);
+        assert_eq!(pace.pause(at(7_000), || (10_000, cpu(1_300))), None);
         // Quiet clients (1 command over 1 ms) with little CPU: no pause either.
-        assert_eq!(pace.pause(10_001, at(8_000), cpu(1_400)), None);
+        assert_eq!(pace.pause(at(8_000), || (10_001, cpu(1_400))), None);
         // Quiet for a long stretch: still no pause.
-        assert_eq!(pace.pause(10_002, at(20_000), cpu(1_500)), None);
+        assert_eq!(pace.pause(at(20_000), || (10_002, cpu(1_500))), None);
         // Busy and contended again.
-        assert_eq!(pace.pause(20_000, at(21_000), cpu(1_600)), Some(PACE_PAUSE));
+        assert_eq!(
+            pace.pause(at(21_000), || (20_000, cpu(1_600))),
+            Some(PACE_PAUSE)
+        );
     }
 
     #[test]
