@@ -196,20 +196,24 @@ impl ShardSnapshot {
     /// and the shard still cut. They count in the shared counters until the caller gives them
     /// back with [`RetainCounters::sub`] (a [`crate::ShardImage`] does that when dropped).
     pub(crate) fn take_retained(&mut self) -> (Vec<(CompactBytes, Entry)>, u64) {
-        let bytes = std::mem::take(&mut self.retained_bytes);
         // The next list starts as long as this one was, so the writers that fill it do not
         // reallocate it on the way (the sweeper takes the lists about every millisecond).
         let fresh = Vec::with_capacity(self.retained.len());
-        let taken = std::mem::replace(&mut self.retained, fresh);
-        self.counters.hand_over(taken.len() as u64, bytes);
-        self.publish();
-        (taken, bytes)
+        self.hand_over(fresh)
     }
 
     /// [`ShardSnapshot::take_retained`] for a shard whose traversal is done or abandoned.
     pub(crate) fn into_retained(mut self) -> (Vec<(CompactBytes, Entry)>, u64) {
+        self.hand_over(Vec::new())
+    }
+
+    /// Swaps `fresh` in for the retained list and hands the list over to the counters.
+    fn hand_over(
+        &mut self,
+        fresh: Vec<(CompactBytes, Entry)>,
+    ) -> (Vec<(CompactBytes, Entry)>, u64) {
         let bytes = std::mem::take(&mut self.retained_bytes);
-        let taken = std::mem::take(&mut self.retained);
+        let taken = std::mem::replace(&mut self.retained, fresh);
         self.counters.hand_over(taken.len() as u64, bytes);
         self.publish();
         (taken, bytes)
