@@ -142,6 +142,29 @@ impl TestServer {
         }
     }
 
+    /// A raw TCP connection whose source address is `source` (127.0.0.2 stands in for a remote
+    /// client: Redis treats only 127.0.0.1 and ::1 as local).
+    pub fn raw_from(&self, source: std::net::IpAddr) -> RawConn {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(self.addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind the source address");
+        socket.connect(&self.addr.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        RawConn {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
     /// The server's port.
     pub fn port(&self) -> u16 {
         self.addr.port()
@@ -260,6 +283,11 @@ impl RawConn {
         reply
     }
 
+    /// The underlying stream, for tests that need socket-level control.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// Reads until the server closes the connection, returning everything it sent.
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let mut buf = std::mem::take(&mut self.pending);
@@ -284,6 +312,24 @@ pub fn redis_tool(name: &str) -> Option<PathBuf> {
         eprintln!(
             "!!!!! SKIPPING: {name} not found on PATH (apt-get install redis-tools redis-server) !!!!!"
         );
+    }
+    found
+}
+
+/// Finds a system tool (`ss`, from iproute2) on PATH. When it is missing: with
+/// FORKLESS_REQUIRE_REDIS=1 (set by CI, which installs the test dependencies) the test fails;
+/// otherwise it prints a loud skip line and returns None.
+pub fn system_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| is_executable(path))
+    });
+    if found.is_none() {
+        if std::env::var("FORKLESS_REQUIRE_REDIS").as_deref() == Ok("1") {
+            panic!("{name} is required (FORKLESS_REQUIRE_REDIS=1) but not on PATH");
+        }
+        eprintln!("!!!!! SKIPPING: {name} not found on PATH !!!!!");
     }
     found
 }

@@ -526,7 +526,7 @@ fn refused_at_startup(contents: &[u8]) -> String {
     );
     let path = dir.dump().display().to_string();
     assert!(
-        stderr.contains(&format!("Fatal error loading the DB {path}")),
+        stderr.contains(&format!("Fatal error loading the DB: {path}: offset ")),
         "stderr must name the file {path}: {stderr}"
     );
     assert!(

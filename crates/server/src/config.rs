@@ -336,7 +336,8 @@ pub struct Config {
     pub bind: Vec<String>,
     /// `port`: TCP port, 0 to let the OS pick a free one. Default 6379. Immutable at runtime.
     pub port: u16,
-    /// `protected-mode`: stored; default yes.
+    /// `protected-mode`: while yes and no password is set, only clients from 127.0.0.1 and ::1
+    /// are served (see `limits.rs`). Default yes.
     pub protected_mode: bool,
     /// `requirepass`: the `default` user's password; `None` when empty (no AUTH needed).
     pub requirepass: Option<String>,
@@ -354,6 +355,9 @@ pub struct Config {
     pub timeout: u64,
     /// `tcp-keepalive`: SO_KEEPALIVE interval in seconds; 0 off. Default 300.
     pub tcp_keepalive: u64,
+    /// `tcp-backlog`: the listen() backlog (the kernel caps it at `somaxconn`). Default 511.
+    /// Immutable.
+    pub tcp_backlog: u32,
     /// `loglevel`. Default notice.
     pub loglevel: LogLevel,
     /// `logfile`: empty for standard output; relative paths are relative to `dir` (where
@@ -432,6 +436,7 @@ impl Default for Config {
             maxclients: 10_000,
             timeout: 0,
             tcp_keepalive: 300,
+            tcp_backlog: 511,
             loglevel: LogLevel::Notice,
             logfile: String::new(),
             daemonize: false,
@@ -634,6 +639,7 @@ static OPTIONS: &[Spec] = &[
     opt("maxclients",                  MUTABLE,   int!(maxclients, u64, Unsigned(1, UINT_MAX))),
     opt("timeout",                     MUTABLE,   int!(timeout, u64, Signed(0, INT_MAX))),
     opt("tcp-keepalive",               MUTABLE,   int!(tcp_keepalive, u64, Signed(0, INT_MAX))),
+    opt("tcp-backlog",                 IMMUTABLE, int!(tcp_backlog, u32, Signed(0, INT_MAX))),
     opt("loglevel",                    MUTABLE,   choice!(loglevel, LogLevel)),
     opt("logfile",                     IMMUTABLE, text!(logfile_get, logfile_set)),
     opt("daemonize",                   IMMUTABLE, flag!(daemonize)),
@@ -742,6 +748,22 @@ fn check_supported(config: &Config) -> Result<(), String> {
         return Err(
             "daemonize yes is not supported by forkless: run it in the foreground \
                     under a process supervisor"
+                .to_owned(),
+        );
+    }
+    // Options whose absence would lose data or break a promise are refused until forkless acts
+    // on them (these two checks go when AOF and maxmemory land).
+    if config.appendonly {
+        return Err(
+            "appendonly yes is not supported by forkless yet: the append-only file \
+                    (AOF) is not implemented, so writes would not be durable"
+                .to_owned(),
+        );
+    }
+    if config.maxmemory > 0 {
+        return Err(
+            "maxmemory is not supported by forkless yet: memory limits and eviction \
+                    are not implemented, so the limit would not be enforced"
                 .to_owned(),
         );
     }
@@ -1783,6 +1805,7 @@ mod tests {
             ("maxclients", "10000"),
             ("timeout", "0"),
             ("tcp-keepalive", "300"),
+            ("tcp-backlog", "511"),
             ("loglevel", "notice"),
             ("logfile", ""),
             ("daemonize", "no"),
@@ -1850,6 +1873,31 @@ mod tests {
         }
     }
 
+    /// Memory values parse as Redis's `memtoull` does (through the parser: `maxmemory` itself
+    /// is refused while eviction does not exist).
+    #[test]
+    fn memory_values_parse_like_redis() {
+        let cases: &[(&str, u64)] = &[
+            ("1GB", 1_073_741_824),
+            ("1g", 1_000_000_000),
+            ("100k", 100_000),
+            ("1Kb", 1024),
+            ("1b", 1),
+            ("01", 1),
+            ("", 0),
+            ("kb", 0),
+            ("99999999999999999999", u64::MAX),
+            ("9999999999gb", 10_737_418_238_926_258_176),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                parse_int(text.as_bytes(), Unsigned(0, u64::MAX), true),
+                Ok(*expected),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn values_parse_and_render_like_redis() {
         // (option, config-file arguments, CONFIG GET rendering)
@@ -1857,16 +1905,6 @@ mod tests {
             ("port", "0", "0"),
             ("port", "65535", "65535"),
             ("PORT", "7000", "7000"),
-            ("maxmemory", "1GB", "1073741824"),
-            ("maxmemory", "1g", "1000000000"),
-            ("maxmemory", "100k", "100000"),
-            ("maxmemory", "1Kb", "1024"),
-            ("maxmemory", "1b", "1"),
-            ("maxmemory", "01", "1"),
-            ("maxmemory", "\"\"", "0"),
-            ("maxmemory", "kb", "0"),
-            ("maxmemory", "99999999999999999999", "18446744073709551615"),
-            ("maxmemory", "9999999999gb", "10737418238926258176"),
             ("proto-max-bulk-len", "1mb", "1048576"),
             ("client-query-buffer-limit", "2gb", "2147483648"),
             ("hz", "0", "1"),
@@ -1875,7 +1913,7 @@ mod tests {
             ("loglevel", "VERBOSE", "verbose"),
             ("loglevel", "warning", "warning"),
             ("rdbcompression", "NO", "no"),
-            ("appendonly", "yes", "yes"),
+            ("appendonly", "no", "no"),
             ("save", "900 1", "900 1"),
             ("save", "\"900 1 300 10\"", "900 1 300 10"),
             ("save", "\"\"", ""),
@@ -1931,7 +1969,7 @@ mod tests {
         let config = load(
             "port 7000\nsave 900 1\nsave 300 10\nsnapshot-mode fork\nsnapshot-writer io_uring\n\
              snapshot-compression zstd\nsnapshot-compression-level 3\nrequirepass pw\n\
-             bind 127.0.0.1 ::1\nloglevel debug\nmaxmemory 2mb\nsnapshot-threads 8\n\
+             bind 127.0.0.1 ::1\nloglevel debug\nproto-max-bulk-len 2mb\nsnapshot-threads 8\n\
              client-output-buffer-limit pubsub 1mb 2mb 3\n",
         )
         .unwrap();
@@ -1956,7 +1994,7 @@ mod tests {
         assert_eq!(config.requirepass.as_deref(), Some("pw"));
         assert_eq!(config.bind, vec!["127.0.0.1".to_owned(), "::1".to_owned()]);
         assert_eq!(config.loglevel, LogLevel::Debug);
-        assert_eq!(config.maxmemory, 2 << 20);
+        assert_eq!(config.proto_max_bulk_len, 2 << 20);
         assert_eq!(config.snapshot_threads, 8);
         assert_eq!(
             config.client_output_buffer_limit.pubsub,
@@ -2473,11 +2511,9 @@ mod tests {
             Ok(vec!["snapshot-mode"])
         );
         assert_eq!(config.snapshot_mode, SnapshotMode::Fork);
-        assert_eq!(
-            set(&mut config, &[("maxmemory", "1gb")]),
-            Ok(vec!["maxmemory"])
-        );
-        assert_eq!(value(&config, "maxmemory"), "1073741824");
+        // Refused until eviction exists, and the value is left as it was.
+        assert!(set(&mut config, &[("maxmemory", "1gb")]).is_err());
+        assert_eq!(value(&config, "maxmemory"), "0");
     }
 
     #[test]
@@ -2652,7 +2688,7 @@ mod tests {
              save 300 10\n\
              include {}\n\
              LogLevel warning\n\
-             maxmemory 100mb\n\
+             snapshot-max-bytes-per-sec 100mb\n\
              client-output-buffer-limit pubsub 1mb 2mb 3\n\
              \n\
              \n\
@@ -2687,7 +2723,7 @@ mod tests {
              \n\
              include {}\n\
              loglevel notice\n\
-             maxmemory 100mb\n\
+             snapshot-max-bytes-per-sec 100mb\n\
              client-output-buffer-limit pubsub 1mb 2mb 3\n\
              \n\
              # trailing comment\n\

@@ -95,16 +95,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         .stats
         .total_connections_received
         .fetch_add(1, Ordering::Relaxed);
-    let maxclients = server.tunables.maxclients.load(Ordering::Relaxed);
-    if u64::try_from(server.clients.len()).unwrap_or(u64::MAX) >= maxclients {
-        server
-            .stats
-            .rejected_connections
-            .fetch_add(1, Ordering::Relaxed);
+    if let Err(reply) = crate::limits::admission(&server, addr) {
         // Best effort, as Redis: the client may already be gone.
-        let _ = socket
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
+        let _ = socket.write_all(reply).await;
         return;
     }
     let _ = socket.set_nodelay(true);
@@ -135,12 +128,15 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         watched: cmd::transaction::Watched::default(),
         in_exec: false,
         blocked: None,
+        block_retry: false,
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
     server.clients.remove(id);
+    // What the connection held is free now; see `limits::release_free_memory`.
+    crate::limits::request_memory_release();
 }
 
 /// The read-execute-write loop. Returns why the connection ended.
@@ -237,44 +233,39 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
         }
-        let query_limit = server
-            .tunables
-            .client_query_buffer_limit
-            .load(Ordering::Relaxed);
-        if u64::try_from(input.len()).unwrap_or(u64::MAX) >= query_limit {
-            tracing::warn!(
-                client = client.id,
-                addr = %handle.addr,
-                qbuf = input.len(),
-                "Closing client that reached max query buffer length"
-            );
-            return "query buffer limit".into();
+        if crate::limits::query_buffer_exceeded(server, input.len()) {
+            return query_buffer_closed(client, input.len());
         }
         decoder.set_limits(limits(server, client));
         let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
         if input.capacity() - input.len() < wanted / 2 {
             input.reserve(wanted);
         }
-        let timeout_secs = server.tunables.timeout_secs.load(Ordering::Relaxed);
         let subscribed = client.subs.active();
+        let idle_timeout = crate::limits::idle_timeout(server, subscribed);
+        let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
         let rx = &mut client.subs.rx;
         let read = async {
             tokio::select! {
                 read = socket.read_buf(&mut input) => Some(Event::Read(read)),
                 () = handle.kill.notified() => None,
                 Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
+                // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
+                () = tokio::time::sleep(crate::limits::SHRINK_IDLE_AFTER), if oversized => {
+                    Some(Event::Idle)
+                }
             }
         };
-        let read = if timeout_secs > 0 {
-            match tokio::time::timeout(Duration::from_secs(timeout_secs), read).await {
+        let read = match idle_timeout {
+            Some(after) => match tokio::time::timeout(after, read).await {
                 Ok(read) => read,
                 Err(_) => return "idle timeout".into(),
-            }
-        } else {
-            read.await
+            },
+            None => read.await,
         };
         match read {
             None => return "killed".into(),
+            Some(Event::Idle) => crate::limits::shrink_idle(&mut input, &mut out.buf, READ_CHUNK),
             Some(Event::Read(Ok(0))) => return "closed by peer".into(),
             Some(Event::Read(Ok(n))) => {
                 // Once per read, as Redis updates `lastinteraction` when it reads a query.
@@ -327,6 +318,8 @@ async fn wait_blocked(
     // Registered before the retry below, so a write landing between the handler's look at
     // the keys and this registration is not missed.
     server.blocking.register(&request, &waiter);
+    // From now on the client is blocked: a key that turns into another type does not end it.
+    client.block_retry = true;
     let result = loop {
         cmd::execute(server, client, out, argv);
         if client.blocked.take().is_none() {
@@ -351,11 +344,16 @@ async fn wait_blocked(
             () = handle.kill.notified() => break Err("killed".to_string()),
             read = socket.read_buf(input) => match read {
                 Ok(0) => break Err("closed by peer while blocked".to_string()),
+                // What a blocked client sends waits in its query buffer, under the same limit.
+                Ok(_) if crate::limits::query_buffer_exceeded(server, input.len()) => {
+                    break Err(query_buffer_closed(client, input.len()));
+                }
                 Ok(_) => {}
                 Err(err) => break Err(format!("read error: {err}")),
             },
         }
     };
+    client.block_retry = false;
     server.blocking.unregister(&request, &waiter);
     if result == Ok(true) {
         // Served: what is left may be for the next client in line (now first in the queue).
@@ -370,6 +368,19 @@ async fn wait_blocked(
 enum Event {
     Read(std::io::Result<usize>),
     Message(crate::pubsub::Message),
+    /// The connection has been idle with oversized buffers: time to shrink them.
+    Idle,
+}
+
+/// Logs and names the end of a client over `client-query-buffer-limit`.
+fn query_buffer_closed(client: &Client, qbuf: usize) -> String {
+    tracing::warn!(
+        client = client.id,
+        addr = %client.handle.addr,
+        qbuf,
+        "Closing client that reached max query buffer length"
+    );
+    "query buffer limit".into()
 }
 
 /// A published message as Redis sends it: `message`, `pmessage` or `smessage`, a push in RESP3.

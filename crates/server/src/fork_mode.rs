@@ -56,7 +56,6 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
         return Err(ALREADY_IN_PROGRESS.into());
     }
     let options = save_options(server, &server.config());
-    let temp_path = options.target.temp_path();
     let overrides = Overrides::from_env();
     // Like the epoch cut, read before the freeze: a change landing in between counts as unsaved
     // although it is saved, never the other way round. (Reading it under the freeze would take
@@ -99,6 +98,7 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
             return Err("ERR".into());
         }
     };
+    let temp_path = options.target.dir.join(fork::child_temp_name(pid));
     state.total_forks += 1;
     state.latest_fork_usec = fork_usec;
     state.last_cut_usec = pause_usec;

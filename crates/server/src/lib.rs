@@ -9,11 +9,13 @@
 //! - `persistence`: SAVE/BGSAVE, save points, loading at startup.
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
+//! - `limits`: every limit on clients (admission, protected mode, buffers, descriptors).
 //!
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
 
-#![forbid(unsafe_code)]
+// The one exception is `limits::release_free_memory` (glibc's `malloc_trim`).
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ pub mod config;
 mod conn;
 mod fork_mode;
 mod info;
+mod limits;
 mod persistence;
 mod pubsub;
 mod server;
@@ -138,9 +141,11 @@ fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    limits::adjust_open_files_limit(&mut config).map_err(anyhow::Error::msg)?;
     let addrs = config.bind.clone();
     let port = config.port;
+    let backlog = config.tcp_backlog;
     let server = Server::new(config);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -160,7 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut listeners = Vec::new();
     for addr in &addrs {
         let addr = addr.trim_start_matches('-');
-        let listener = TcpListener::bind((addr, port)).await.with_context(|| {
+        let listener = bind_listener(addr, port, backlog).await.with_context(|| {
             format!("Could not create server TCP listening socket {addr}:{port}")
         })?;
         listeners.push(listener);
@@ -233,16 +238,35 @@ fn abort_tasks(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// Binds `host:port` with `tcp-backlog`, trying each address `host` resolves to until one
+/// binds, as `TcpListener::bind` does.
+async fn bind_listener(host: &str, port: u16, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match limits::listen(addr, backlog) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
 async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    let mut backoff = limits::AcceptBackoff::new();
     loop {
         match listener.accept().await {
             Ok((socket, addr)) => {
+                backoff.reset();
                 tokio::spawn(conn::serve(Arc::clone(&server), socket, addr));
             }
             Err(err) => {
-                // EMFILE and friends: log, back off briefly, keep serving existing clients.
-                tracing::warn!("Accepting client connection: {err}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends: back off, keep serving existing clients.
+                tokio::time::sleep(backoff.failed(&err)).await;
             }
         }
     }
@@ -311,6 +335,8 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 server
                     .keyspace
                     .active_expire_cycle(server::unix_ms(), started + period / 4);
+                // The server's cron: freed connection memory goes back to the system here.
+                limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }
         })

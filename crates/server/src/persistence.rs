@@ -604,11 +604,22 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
             ))
         })?;
         let value: Value = entry.value;
-        db.write(&[&entry.key], 0).set(&entry.key, value, entry.expire_at_ms);
+        let mut guard = db.write(&[&entry.key], 0);
+        // Two entries for one key: Redis 7.0 refuses the file (rdbLoadRioWithLoadingCtx).
+        if guard.contains(&entry.key) {
+            return Err(format::LoadError::rejected(format!(
+                "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
+                String::from_utf8_lossy(&entry.key),
+                entry.db
+            )));
+        }
+        guard.set(&entry.key, value, entry.expire_at_ms);
         loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     })
-    .with_context(|| format!("Fatal error loading the DB {}", path.display()))?;
+    // The error names the file and carries the OS error in its own text: as a plain message,
+    // so neither is printed twice (its source would be, by `{:#}`).
+    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;
     let elapsed = started.elapsed();
     let mut state = server.persistence.state();
     state.last_load_keys_loaded = summary.keys_loaded;

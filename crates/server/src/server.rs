@@ -45,6 +45,7 @@ pub(crate) struct Tunables {
     pub(crate) timeout_secs: AtomicU64,
     pub(crate) maxclients: AtomicU64,
     pub(crate) requirepass_set: AtomicBool,
+    pub(crate) protected_mode: AtomicBool,
     /// `client-output-buffer-limit normal <hard> <soft> <seconds>`.
     pub(crate) obuf_normal_hard: AtomicU64,
     pub(crate) obuf_normal_soft: AtomicU64,
@@ -61,6 +62,8 @@ impl Tunables {
         self.maxclients.store(config.maxclients, Ordering::Relaxed);
         self.requirepass_set
             .store(config.requirepass.is_some(), Ordering::Relaxed);
+        self.protected_mode
+            .store(config.protected_mode, Ordering::Relaxed);
         let normal = &config.client_output_buffer_limit.normal;
         self.obuf_normal_hard
             .store(normal.hard_limit_bytes, Ordering::Relaxed);

@@ -186,7 +186,7 @@ fn password_matches(ctx: &Ctx<'_>, username: &[u8], password: &[u8]) -> bool {
         && config
             .requirepass
             .as_deref()
-            .is_some_and(|pass| pass.as_bytes() == password)
+            .is_some_and(|pass| crate::limits::password_matches(pass.as_bytes(), password))
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -271,7 +271,7 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if !ctx.client.authenticated {
         ctx.out.error(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
-             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             HELLO AUTH <user> <pass> option can be used to authenticate the client and \
              select the RESP protocol version at the same time",
         );
         return;

@@ -383,6 +383,10 @@ fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         copy_entry(&mut src_guard, Some(&mut dst_guard), src, dst, replace)
     };
     ctx.hit_or_miss(copied.is_some());
+    // `dispatch` wakes the waiters of this database's keys; another database's are ours to wake.
+    if copied == Some(true) && dst_db != src_db {
+        ctx.server.blocking.signal(dst_db, dst);
+    }
     ctx.out.int(i64::from(copied.unwrap_or(false)));
 }
 
@@ -427,6 +431,10 @@ fn move_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         dst_guard.set(key, value, expire_at_ms);
     }
     drop((src_guard, dst_guard));
+    // The key gained data in `dst_db`, whose waiters `dispatch` does not know about.
+    if moved {
+        ctx.server.blocking.signal(dst_db, key);
+    }
     ctx.out.int(i64::from(moved));
 }
 

@@ -286,6 +286,8 @@ fn mpop(ctx: &mut Ctx<'_>, keys: &[Bytes], end: End, count: usize) -> bool {
     let mut guard = db(ctx).write(&keys, ctx.now_ms);
     for key in keys {
         match list_at(&mut guard, key) {
+            // BLMPOP once blocked: a key of another type is no list to pop from.
+            Err(_) if ctx.client.block_retry => continue,
             Err(msg) => {
                 ctx.out.error(msg);
                 return true;
@@ -674,6 +676,8 @@ fn blocking_pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
     let mut guard = db(ctx).write(&key_refs, ctx.now_ms);
     for key in &key_refs {
         match list_at(&mut guard, key) {
+            // Once blocked, a key of another type is no list to pop from (as in Redis).
+            Err(_) if ctx.client.block_retry => continue,
             Err(msg) => return ctx.out.error(msg),
             Ok(None) => continue,
             Ok(Some(_)) => {}
@@ -705,7 +709,21 @@ fn blocking_move(ctx: &mut Ctx<'_>, argv: &[Bytes], from: End, to: End, timeout:
         Ok(deadline) => deadline,
         Err(msg) => return ctx.out.error(msg),
     };
-    match move_item(ctx, arg(argv, 1), arg(argv, 2), from, to) {
+    // Once blocked, a source of another type is no list to pop from: keep waiting (a
+    // destination of another type still ends the block with WRONGTYPE, as in Redis).
+    let source_not_list = ctx.client.block_retry && {
+        let source = arg(argv, 1);
+        let guard = db(ctx).read(&[source], ctx.now_ms);
+        guard
+            .get(source)
+            .is_some_and(|entry| list_of(entry.value()).is_none())
+    };
+    let moved = if source_not_list {
+        Ok(None)
+    } else {
+        move_item(ctx, arg(argv, 1), arg(argv, 2), from, to)
+    };
+    match moved {
         Ok(Some(item)) => ctx.out.bulk(&item),
         Ok(None) => {
             let source = argv.get(1).cloned().unwrap_or_default();

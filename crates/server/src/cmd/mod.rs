@@ -165,6 +165,9 @@ pub(crate) struct Client {
     pub(crate) in_exec: bool,
     /// Set by a blocking command that found nothing: the connection waits, then retries it.
     pub(crate) blocked: Option<crate::blocking::BlockRequest>,
+    /// True while a blocked command is retried after a wake-up: a key of the wrong type then
+    /// does not end the block (Redis serves a blocked client only from a key of its type).
+    pub(crate) block_retry: bool,
 }
 
 /// What a handler works with.

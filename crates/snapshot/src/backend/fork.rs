@@ -228,6 +228,8 @@ pub fn spawn_save(
         return Err(ForkError::Fork(io::Error::from_raw_os_error(errno)));
     }
     let (read_end, write_end) = pipe().map_err(ForkError::Pipe)?;
+    // The child compares its parent with this to notice the server's death.
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
     let started = Instant::now();
     // SAFETY: fork has no memory-safety preconditions of its own; what makes it sound here is
     // what the child does afterwards: it runs `run_child`, which takes no lock, starts no
@@ -240,7 +242,14 @@ pub fn spawn_save(
         -1 => Err(ForkError::Fork(io::Error::last_os_error())),
         0 => {
             drop(read_end);
-            run_child(frozen, now_ms, options, faults, File::from(write_end))
+            run_child(
+                frozen,
+                now_ms,
+                options,
+                faults,
+                File::from(write_end),
+                parent,
+            )
         }
         pid => {
             drop(write_end);
@@ -251,6 +260,23 @@ pub fn spawn_save(
             })
         }
     }
+}
+
+/// The name of the temp file a fork child with process id `pid` writes: `temp-<pid>.rdb`, as
+/// Redis's child does. The parent's reaper removes it when the child dies without doing so.
+pub fn child_temp_name(pid: libc::pid_t) -> String {
+    format!("temp-{pid}.rdb")
+}
+
+/// Returns true if and only if `parent` is still this process's parent. When the server dies
+/// the child is re-parented (to init or a subreaper), so it stops at its next chunk: it never
+/// outlives the server by more than one chunk's write (or throttle pause).
+///
+/// `PR_SET_PDEATHSIG` is not used: it fires when the *thread* that forked exits, and the
+/// server forks from tokio threads, which the runtime may retire while the process lives.
+fn parent_alive(parent: libc::pid_t) -> bool {
+    // SAFETY: getppid has no preconditions, cannot fail and is async-signal-safe.
+    unsafe { libc::getppid() == parent }
 }
 
 /// A pipe with both ends close-on-exec: (read, write).
@@ -273,8 +299,22 @@ fn run_child(
     options: &SaveOptions,
     faults: Faults,
     mut reports: File,
+    parent: libc::pid_t,
 ) -> ! {
     prepare_child();
+    if !parent_alive(parent) {
+        // The server died between fork() and here: nobody wants this save.
+        // SAFETY: as at the end of this function; nothing has been started yet.
+        unsafe { libc::_exit(EXIT_SAVE_FAILED) }
+    }
+    // The temp file carries the child's own pid (Redis's `temp-<pid>.rdb`), so that a server
+    // restarted after its parent's death sees a live process behind it and leaves it alone.
+    // SAFETY: getpid has no preconditions and cannot fail.
+    let own_pid = unsafe { libc::getpid() };
+    let target = Target {
+        temp_name: child_temp_name(own_pid),
+        ..options.target.clone()
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let progress = Progress::default();
         let mut last_report = Instant::now();
@@ -290,7 +330,7 @@ fn run_child(
                 let _ = reports.write_all(&report.encode());
             }
         };
-        let result = ForkSink::create(&options.target, faults)
+        let result = ForkSink::create(&target, faults, parent)
             .map_err(SaveError::from)
             .and_then(|sink| {
                 save::save_frozen(
@@ -425,6 +465,8 @@ pub fn signal_child(pid: i32, signal: i32) -> io::Result<()> {
 /// the usual commit (fsync, rename, fsync the directory). It logs nothing (see the module
 /// docs); every failure is returned and the temp file removed.
 pub struct ForkSink {
+    /// The server process that forked this child; when it is gone, writing stops.
+    parent: libc::pid_t,
     file: Option<File>,
     target: Target,
     faults: Faults,
@@ -433,7 +475,11 @@ pub struct ForkSink {
 }
 
 impl ForkSink {
-    fn create(target: &Target, faults: Faults) -> Result<ForkSink, BackendError> {
+    fn create(
+        target: &Target,
+        faults: Faults,
+        parent: libc::pid_t,
+    ) -> Result<ForkSink, BackendError> {
         let opened = open_temp(&target.temp_path(), false);
         let file = match opened {
             Ok((file, _)) => file,
@@ -443,6 +489,7 @@ impl ForkSink {
             }
         };
         Ok(ForkSink {
+            parent,
             file: Some(file),
             target: target.clone(),
             faults,
@@ -498,6 +545,8 @@ impl Sink for ForkSink {
         let offset = self.written;
         let len = chunk.len() as u64;
         let result = match (self.faults.write_error(offset, len), self.file.as_mut()) {
+            // The server died (kill -9): the save fails, and the caller removes the temp file.
+            _ if !parent_alive(self.parent) => Err(io::Error::other("the server process died")),
             (Some(injected), _) => Err(injected),
             (None, Some(file)) => file.write_all(chunk),
             (None, None) => Err(io::Error::from_raw_os_error(libc::EBADF)),

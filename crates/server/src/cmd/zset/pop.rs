@@ -81,8 +81,12 @@ fn pop_first_nonempty(
     let db = selected_db(ctx);
     let mut guard = db.write(keys, ctx.now_ms);
     for &key in keys {
-        let Some(zset) = zset_at(&mut guard, key)? else {
-            continue;
+        let zset = match zset_at(&mut guard, key) {
+            Ok(Some(zset)) => zset,
+            // Once blocked (BZPOPMIN...), a key of another type is no sorted set to pop from.
+            Ok(None) | Err(_) if ctx.client.block_retry => continue,
+            Ok(None) => continue,
+            Err(msg) => return Err(msg),
         };
         if count == 0 {
             return Ok(Some((Bytes::copy_from_slice(key), Vec::new())));
