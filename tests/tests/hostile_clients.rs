@@ -215,6 +215,18 @@ fn an_impossible_maxclients_is_reduced_to_the_descriptor_limit() {
     let max = maxclients(&mut server.client());
     assert!(max < 4_000_000_000);
     assert!(max + 32 <= limit, "maxclients {max}, limit {limit}");
+    // CONFIG SET refuses it as Redis does, naming what the system allows.
+    let mut conn = server.raw();
+    let reply = cmd(&mut conn, "CONFIG SET maxclients 4000000000");
+    let expected = "-ERR CONFIG SET failed (possibly related to argument 'maxclients') - The \
+                    operating system is not able to handle the specified number of clients, try \
+                    with ";
+    assert!(reply.starts_with(expected), "{reply}");
+    let suggested: u64 = reply[expected.len()..].trim_end().parse().unwrap();
+    assert!(suggested + 32 <= open_files_limit(server.pid()));
+    assert_eq!(maxclients(&mut server.client()), max);
+    // What fits is accepted.
+    assert_eq!(cmd(&mut conn, "CONFIG SET maxclients 100"), "+OK\r\n");
 }
 
 /// Bug: `tcp-backlog` did not exist (a redis.conf naming it failed to start) and forkless always

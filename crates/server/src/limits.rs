@@ -236,6 +236,10 @@ pub(crate) fn adjust_open_files_limit(config: &mut Config) -> Result<(), String>
     }
     let best = best.max(old_limit);
     if best >= wanted {
+        tracing::info!(
+            "Increased maximum number of open files to {wanted} (it was originally set to \
+             {old_limit})."
+        );
         return Ok(());
     }
     if best <= RESERVED_FDS {
@@ -259,6 +263,27 @@ pub(crate) fn adjust_open_files_limit(config: &mut Config) -> Result<(), String>
         config.maxclients
     );
     Ok(())
+}
+
+/// CONFIG SET of a `maxclients` above `old`: as Redis's `updateMaxclients`, the descriptor
+/// limit is raised for it, and when that is impossible the change is refused with the most the
+/// system allows. The error is the CONFIG SET reply without the leading `-`.
+pub(crate) fn check_maxclients_raise(old: u64, candidate: &Config) -> Result<(), String> {
+    if candidate.maxclients <= old {
+        return Ok(());
+    }
+    let failed = |reason: &str| {
+        format!("ERR CONFIG SET failed (possibly related to argument 'maxclients') - {reason}")
+    };
+    let mut probe = candidate.clone();
+    adjust_open_files_limit(&mut probe).map_err(|reason| failed(&reason))?;
+    if probe.maxclients == candidate.maxclients {
+        return Ok(());
+    }
+    Err(failed(&format!(
+        "The operating system is not able to handle the specified number of clients, try with {}",
+        probe.maxclients
+    )))
 }
 
 /// Binds a listener on `addr` with `tcp-backlog` as its accept queue length (tokio's
@@ -343,6 +368,20 @@ mod tests {
         assert!(is_local("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!is_local("127.0.0.2".parse().unwrap()));
         assert!(!is_local("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn accept_errors_back_off_up_to_a_second() {
+        let mut backoff = AcceptBackoff::new();
+        let err = std::io::Error::from_raw_os_error(24);
+        let delays: Vec<Duration> = (0..12).map(|_| backoff.failed(&err)).collect();
+        assert_eq!(delays.first(), Some(&AcceptBackoff::FIRST));
+        assert!(delays.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert_eq!(delays.last(), Some(&AcceptBackoff::MAX));
+        // Only the first error was logged; the rest wait for the next report.
+        assert_eq!(backoff.unlogged, 11);
+        backoff.reset();
+        assert_eq!(backoff.failed(&err), AcceptBackoff::FIRST);
     }
 
     #[test]

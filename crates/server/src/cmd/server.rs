@@ -294,8 +294,16 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         .collect();
     let client_is_local = ctx.client.handle.addr.ip().is_loopback();
     let mut config = ctx.server.config_mut();
-    match config.set_from_client(&pairs, client_is_local) {
+    let mut candidate = config.clone();
+    let result = candidate
+        .set_from_client(&pairs, client_is_local)
+        .and_then(|changed| {
+            crate::limits::check_maxclients_raise(config.maxclients, &candidate)?;
+            Ok(changed)
+        });
+    match result {
         Ok(changed) => {
+            *config = candidate;
             ctx.server.tunables.refresh(&config);
             let loglevel = config.loglevel;
             drop(config);
