@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use forkless_snapshot::backend::{Target, WriterKind, WriterUsed};
 use forkless_snapshot::format;
 use forkless_snapshot::save::{
@@ -581,8 +580,10 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
             return Ok(());
         }
         Err(err) => {
-            return Err(err)
-                .with_context(|| format!("Fatal error loading the DB {}", path.display()));
+            return Err(anyhow::anyhow!(
+                "Fatal error loading the DB: {}: {err}",
+                path.display()
+            ));
         }
     };
     let loading = &server.persistence.loading;
