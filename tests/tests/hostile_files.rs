@@ -37,6 +37,20 @@ fn signal(pid: i32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
+/// The save child of a server this test started, killed by its pid if the test fails while it
+/// is stopped, so that no stopped process is left behind.
+struct StoppedChild(i32);
+
+impl Drop for StoppedChild {
+    fn drop(&mut self) {
+        if process_alive(self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
 /// Bug: after `kill -9` of a fork-mode server, its save child went on writing (with a throttle,
 /// for seconds), and a server restarted on the same directory removed the child's temp file
 /// while the child still wrote it. The child must notice its server's death and stop, and
@@ -66,6 +80,7 @@ fn a_fork_child_dies_with_its_server_and_its_temp_file_is_left_to_it() {
     let temp_files = dir.temp_files();
     // Stopped, the child can neither finish nor notice anything until it is continued.
     signal(child, "STOP");
+    let _guard = StoppedChild(child);
     signal(i32::try_from(first.pid()).unwrap(), "KILL");
     first.wait_exit();
     drop(conn);
