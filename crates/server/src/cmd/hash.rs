@@ -21,28 +21,29 @@ use forkless_storage::{Db, Value, WriteGuard};
 use rand::Rng;
 
 use super::keys::parse_scan_cursor;
+use super::meta::{Gate, KeySpec, flags};
 use super::string::long_double;
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 use crate::server::Server;
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "hset", arity: -4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Set the string value of a hash field", since: "2.0.0", group: "hash", handler: hset },
-    Command { name: "hsetnx", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Set the value of a hash field, only if the field does not exist", since: "2.0.0", group: "hash", handler: hsetnx },
-    Command { name: "hget", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the value of a hash field", since: "2.0.0", group: "hash", handler: hget },
-    Command { name: "hmget", arity: -3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the values of all the given hash fields", since: "2.0.0", group: "hash", handler: hmget },
-    Command { name: "hmset", arity: -4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Set multiple hash fields to multiple values", since: "2.0.0", group: "hash", handler: hset },
-    Command { name: "hdel", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Delete one or more hash fields", since: "2.0.0", group: "hash", handler: hdel },
-    Command { name: "hlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the number of fields in a hash", since: "2.0.0", group: "hash", handler: hlen },
-    Command { name: "hexists", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Determine if a hash field exists", since: "2.0.0", group: "hash", handler: hexists },
-    Command { name: "hkeys", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get all the fields in a hash", since: "2.0.0", group: "hash", handler: hkeys },
-    Command { name: "hvals", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get all the values in a hash", since: "2.0.0", group: "hash", handler: hvals },
-    Command { name: "hgetall", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get all the fields and values in a hash", since: "2.0.0", group: "hash", handler: hgetall },
-    Command { name: "hincrby", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Increment the integer value of a hash field by the given number", since: "2.0.0", group: "hash", handler: hincrby },
-    Command { name: "hincrbyfloat", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Increment the float value of a hash field by the given amount", since: "2.6.0", group: "hash", handler: hincrbyfloat },
-    Command { name: "hstrlen", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the length of the value of a hash field", since: "3.2.0", group: "hash", handler: hstrlen },
-    Command { name: "hrandfield", arity: -2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get one or multiple random fields from a hash", since: "6.2.0", group: "hash", handler: hrandfield },
-    Command { name: "hscan", arity: -3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Incrementally iterate hash fields and associated values", since: "2.8.0", group: "hash", handler: hscan },
+    Command { name: "hset", arity: -4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Set the string value of a hash field", since: "2.0.0", group: "hash", handler: hset },
+    Command { name: "hsetnx", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Set the value of a hash field, only if the field does not exist", since: "2.0.0", group: "hash", handler: hsetnx },
+    Command { name: "hget", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the value of a hash field", since: "2.0.0", group: "hash", handler: hget },
+    Command { name: "hmget", arity: -3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the values of all the given hash fields", since: "2.0.0", group: "hash", handler: hmget },
+    Command { name: "hmset", arity: -4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Set multiple hash fields to multiple values", since: "2.0.0", group: "hash", handler: hset },
+    Command { name: "hdel", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Delete one or more hash fields", since: "2.0.0", group: "hash", handler: hdel },
+    Command { name: "hlen", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the number of fields in a hash", since: "2.0.0", group: "hash", handler: hlen },
+    Command { name: "hexists", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Determine if a hash field exists", since: "2.0.0", group: "hash", handler: hexists },
+    Command { name: "hkeys", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get all the fields in a hash", since: "2.0.0", group: "hash", handler: hkeys },
+    Command { name: "hvals", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get all the values in a hash", since: "2.0.0", group: "hash", handler: hvals },
+    Command { name: "hgetall", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get all the fields and values in a hash", since: "2.0.0", group: "hash", handler: hgetall },
+    Command { name: "hincrby", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Increment the integer value of a hash field by the given number", since: "2.0.0", group: "hash", handler: hincrby },
+    Command { name: "hincrbyfloat", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Increment the float value of a hash field by the given amount", since: "2.6.0", group: "hash", handler: hincrbyfloat },
+    Command { name: "hstrlen", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the length of the value of a hash field", since: "3.2.0", group: "hash", handler: hstrlen },
+    Command { name: "hrandfield", arity: -2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get one or multiple random fields from a hash", since: "6.2.0", group: "hash", handler: hrandfield },
+    Command { name: "hscan", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Incrementally iterate hash fields and associated values", since: "2.8.0", group: "hash", handler: hscan },
 ];
 
 const NOT_INTEGER_FIELD: &str = "ERR hash value is not an integer";

@@ -10,34 +10,35 @@ use bytes::Bytes;
 use forkless_storage::pattern::{glob_match, is_literal};
 use forkless_storage::{Db, Value, WriteGuard};
 
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
 use crate::config::MaxmemoryPolicy;
 use crate::server::Server;
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "del", arity: -2, flags: &["write"], keys: (1, -1, 1), categories: &["keyspace", "write", "slow"], summary: "Delete a key", since: "1.0.0", group: "generic", handler: del },
-    Command { name: "unlink", arity: -2, flags: &["write", "fast"], keys: (1, -1, 1), categories: &["keyspace", "write", "fast"], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", group: "generic", handler: del },
-    Command { name: "exists", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), categories: &["keyspace", "read", "fast"], summary: "Determine if a key exists", since: "1.0.0", group: "generic", handler: exists },
-    Command { name: "type", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["keyspace", "read", "fast"], summary: "Determine the type stored at key", since: "1.0.0", group: "generic", handler: type_ },
-    Command { name: "touch", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), categories: &["keyspace", "read", "fast"], summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.", since: "3.2.1", group: "generic", handler: exists },
-    Command { name: "expire", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["keyspace", "write", "fast"], summary: "Set a key's time to live in seconds", since: "1.0.0", group: "generic", handler: expire },
-    Command { name: "pexpire", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["keyspace", "write", "fast"], summary: "Set a key's time to live in milliseconds", since: "2.6.0", group: "generic", handler: pexpire },
-    Command { name: "expireat", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["keyspace", "write", "fast"], summary: "Set the expiration for a key as a UNIX timestamp", since: "1.2.0", group: "generic", handler: expireat },
-    Command { name: "pexpireat", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["keyspace", "write", "fast"], summary: "Set the expiration for a key as a UNIX timestamp specified in milliseconds", since: "2.6.0", group: "generic", handler: pexpireat },
-    Command { name: "ttl", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["keyspace", "read", "fast"], summary: "Get the time to live for a key in seconds", since: "1.0.0", group: "generic", handler: ttl },
-    Command { name: "pttl", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["keyspace", "read", "fast"], summary: "Get the time to live for a key in milliseconds", since: "2.6.0", group: "generic", handler: pttl },
-    Command { name: "expiretime", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["keyspace", "read", "fast"], summary: "Get the expiration Unix timestamp for a key", since: "7.0.0", group: "generic", handler: expiretime },
-    Command { name: "pexpiretime", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["keyspace", "read", "fast"], summary: "Get the expiration Unix timestamp for a key in milliseconds", since: "7.0.0", group: "generic", handler: pexpiretime },
-    Command { name: "persist", arity: 2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["keyspace", "write", "fast"], summary: "Remove the expiration from a key", since: "2.2.0", group: "generic", handler: persist },
-    Command { name: "rename", arity: 3, flags: &["write"], keys: (1, 2, 1), categories: &["keyspace", "write", "slow"], summary: "Rename a key", since: "1.0.0", group: "generic", handler: rename },
-    Command { name: "renamenx", arity: 3, flags: &["write", "fast"], keys: (1, 2, 1), categories: &["keyspace", "write", "fast"], summary: "Rename a key, only if the new key does not exist", since: "1.0.0", group: "generic", handler: renamenx },
-    Command { name: "copy", arity: -3, flags: &["write", "denyoom"], keys: (1, 2, 1), categories: &["keyspace", "write", "slow"], summary: "Copy a key", since: "6.2.0", group: "generic", handler: copy },
-    Command { name: "move", arity: 3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["keyspace", "write", "fast"], summary: "Move a key to another database", since: "1.0.0", group: "generic", handler: move_ },
-    Command { name: "keys", arity: 2, flags: &["readonly"], keys: (0, 0, 0), categories: &["keyspace", "read", "slow", "dangerous"], summary: "Find all keys matching the given pattern", since: "1.0.0", group: "generic", handler: keys },
-    Command { name: "scan", arity: -2, flags: &["readonly"], keys: (0, 0, 0), categories: &["keyspace", "read", "slow"], summary: "Incrementally iterate the keys space", since: "2.8.0", group: "generic", handler: scan },
-    Command { name: "randomkey", arity: 1, flags: &["readonly"], keys: (0, 0, 0), categories: &["keyspace", "read", "slow"], summary: "Return a random key from the keyspace", since: "1.0.0", group: "generic", handler: randomkey },
-    Command { name: "object", arity: -2, flags: &[], keys: (0, 0, 0), categories: &["slow"], summary: "A container for object introspection commands", since: "2.2.3", group: "generic", handler: object },
+    Command { name: "del", arity: -2, flags: flags!(WRITE), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "write", "slow"], summary: "Delete a key", since: "1.0.0", group: "generic", handler: del },
+    Command { name: "unlink", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", group: "generic", handler: del },
+    Command { name: "exists", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Determine if a key exists", since: "1.0.0", group: "generic", handler: exists },
+    Command { name: "type", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Determine the type stored at key", since: "1.0.0", group: "generic", handler: type_ },
+    Command { name: "touch", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.", since: "3.2.1", group: "generic", handler: exists },
+    Command { name: "expire", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set a key's time to live in seconds", since: "1.0.0", group: "generic", handler: expire },
+    Command { name: "pexpire", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set a key's time to live in milliseconds", since: "2.6.0", group: "generic", handler: pexpire },
+    Command { name: "expireat", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set the expiration for a key as a UNIX timestamp", since: "1.2.0", group: "generic", handler: expireat },
+    Command { name: "pexpireat", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set the expiration for a key as a UNIX timestamp specified in milliseconds", since: "2.6.0", group: "generic", handler: pexpireat },
+    Command { name: "ttl", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Get the time to live for a key in seconds", since: "1.0.0", group: "generic", handler: ttl },
+    Command { name: "pttl", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Get the time to live for a key in milliseconds", since: "2.6.0", group: "generic", handler: pttl },
+    Command { name: "expiretime", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Get the expiration Unix timestamp for a key", since: "7.0.0", group: "generic", handler: expiretime },
+    Command { name: "pexpiretime", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Get the expiration Unix timestamp for a key in milliseconds", since: "7.0.0", group: "generic", handler: pexpiretime },
+    Command { name: "persist", arity: 2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Remove the expiration from a key", since: "2.2.0", group: "generic", handler: persist },
+    Command { name: "rename", arity: 3, flags: flags!(WRITE), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["keyspace", "write", "slow"], summary: "Rename a key", since: "1.0.0", group: "generic", handler: rename },
+    Command { name: "renamenx", arity: 3, flags: flags!(WRITE, FAST), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Rename a key, only if the new key does not exist", since: "1.0.0", group: "generic", handler: renamenx },
+    Command { name: "copy", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["keyspace", "write", "slow"], summary: "Copy a key", since: "6.2.0", group: "generic", handler: copy },
+    Command { name: "move", arity: 3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Move a key to another database", since: "1.0.0", group: "generic", handler: move_ },
+    Command { name: "keys", arity: 2, flags: flags!(READONLY), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "read", "slow", "dangerous"], summary: "Find all keys matching the given pattern", since: "1.0.0", group: "generic", handler: keys },
+    Command { name: "scan", arity: -2, flags: flags!(READONLY), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "read", "slow"], summary: "Incrementally iterate the keys space", since: "2.8.0", group: "generic", handler: scan },
+    Command { name: "randomkey", arity: 1, flags: flags!(READONLY), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "read", "slow"], summary: "Return a random key from the keyspace", since: "1.0.0", group: "generic", handler: randomkey },
+    Command { name: "object", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for object introspection commands", since: "2.2.3", group: "generic", handler: object },
 ];
 
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";

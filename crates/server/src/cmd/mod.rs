@@ -14,12 +14,14 @@ use bytes::Bytes;
 use forkless_protocol::{Out, RespVersion};
 use forkless_storage::Db;
 
+use self::meta::{Flags, Gate, KeySpec, Refusal};
 use crate::server::Server;
 
 pub(crate) mod connection;
 pub(crate) mod hash;
 pub(crate) mod keys;
 pub(crate) mod list;
+pub(crate) mod meta;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod server;
@@ -51,10 +53,13 @@ pub(crate) struct Command {
     pub(crate) name: &'static str,
     /// Redis arity: N means exactly N arguments including the name, -N means at least N.
     pub(crate) arity: i32,
-    /// Redis command flags (`write`, `readonly`, `fast`, `denyoom`, `admin`, `noauth`...).
-    pub(crate) flags: &'static [&'static str],
+    /// Redis command flags (`write`, `readonly`, `fast`, `denyoom`, `admin`, `no_auth`...) and
+    /// forkless's own dispatch traits.
+    pub(crate) flags: Flags,
     /// Key positions: first key, last key (negative counts from the end), step.
-    pub(crate) keys: (i32, i32, i32),
+    pub(crate) keys: KeySpec,
+    /// How the command holds the command gate.
+    pub(crate) gate: Gate,
     /// ACL categories without the `@`.
     pub(crate) categories: &'static [&'static str],
     /// One-line summary for COMMAND DOCS.
@@ -67,30 +72,9 @@ pub(crate) struct Command {
 }
 
 impl Command {
-    /// Returns true if and only if the command carries `flag`.
-    pub(crate) fn has_flag(&self, flag: &str) -> bool {
-        self.flags.contains(&flag)
-    }
-
-    /// The positions in `argv` that hold keys.
-    pub(crate) fn key_positions(&self, argc: usize) -> Vec<usize> {
-        let (first, last, step) = self.keys;
-        if first <= 0 || step <= 0 {
-            return Vec::new();
-        }
-        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        let last = if last < 0 {
-            argc + i64::from(last)
-        } else {
-            i64::from(last)
-        };
-        let mut positions = Vec::new();
-        let mut pos = i64::from(first);
-        while pos <= last && pos < argc {
-            positions.push(usize::try_from(pos).unwrap_or(usize::MAX));
-            pos += i64::from(step);
-        }
-        positions
+    /// Returns true if and only if the command carries every flag of `flag`.
+    pub(crate) fn has_flag(&self, flag: Flags) -> bool {
+        self.flags.contains(flag)
     }
 }
 
@@ -219,8 +203,8 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
         return;
     };
     let stats = server.command_stats.get(idx);
-    if let Some(error) = refusal(server, client, out.version, command, argv.len()) {
-        out.error(&error);
+    if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
+        out.error(&refusal.to_string());
         reject(server, stats);
         transaction::flag_error(client);
         return;
@@ -228,54 +212,52 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     if transaction::queue(client, out, command, argv) {
         return;
     }
-    // EXEC takes the gate exclusively itself; every other command holds it shared (see
-    // `forkless_storage::CommandGate`).
-    let _gate = (command.name != "exec").then(|| server.keyspace.gate().shared());
+    // See `forkless_storage::CommandGate`: an exclusive holder (EXEC) takes the gate itself.
+    let _gate = (command.gate == Gate::Shared).then(|| server.keyspace.gate().shared());
     dispatch(server, client, out, idx, command, argv);
 }
 
-/// Why `command` may not run now, as the error reply, or None if it may.
+/// Why `command` may not run now, or None if it may.
 fn refusal(
     server: &Server,
     client: &Client,
     version: RespVersion,
-    command: &Command,
+    command: &'static Command,
     argc: usize,
-) -> Option<String> {
+) -> Option<Refusal> {
     let argc = i32::try_from(argc).unwrap_or(i32::MAX);
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
-        return Some(format!(
-            "ERR wrong number of arguments for '{}' command",
-            command.name
-        ));
+        return Some(Refusal::WrongArity {
+            command: command.name,
+        });
     }
     if !client.authenticated
-        && !command.has_flag("no_auth")
+        && !command.has_flag(Flags::NO_AUTH)
         && server.tunables.requirepass_set.load(Ordering::Relaxed)
     {
-        return Some(reply::NOAUTH.to_string());
+        return Some(Refusal::NoAuth);
     }
     if client.subs.active()
         && version == RespVersion::Resp2
-        && !pubsub::allowed_in_subscribed_mode(command.name)
+        && !command.has_flag(Flags::IN_SUBSCRIBED_MODE)
     {
-        return Some(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
-             are allowed in this context",
-            command.name
-        ));
+        return Some(Refusal::SubscribedMode {
+            command: command.name,
+        });
     }
-    if !command.has_flag("loading") && server.persistence.loading() {
-        return Some("LOADING Redis is loading the dataset in memory".to_string());
+    if !command.has_flag(Flags::LOADING) && server.persistence.loading() {
+        return Some(Refusal::Loading);
     }
-    if client.multi.is_some() && command.has_flag("no_multi") {
-        return Some("ERR Command not allowed inside a transaction".to_string());
+    if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
+        return Some(Refusal::NotInMulti);
     }
-    if (command.has_flag("write") || command.name == "ping")
+    if command
+        .flags
+        .intersects(Flags::WRITE.union(Flags::REFUSED_ON_MISCONF))
         && crate::persistence::writes_refused(server)
     {
-        return Some(crate::persistence::MISCONF.to_string());
+        return Some(Refusal::Misconf);
     }
     None
 }
@@ -304,11 +286,9 @@ pub(crate) fn dispatch(
     };
     (command.handler)(&mut ctx, argv);
     // A command that blocked changed nothing: signalling its keys would wake itself.
-    if command.has_flag("write") && client.blocked.is_none() && server.blocking.has_waiters() {
-        for pos in command.key_positions(argv.len()) {
-            if let Some(key) = argv.get(pos) {
-                server.blocking.signal(client.db, key);
-            }
+    if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
+        for key in command.keys.keys(argv) {
+            server.blocking.signal(client.db, key);
         }
     }
     // Wall clock: a step back (NTP) reads as 0 µs rather than wrapping.

@@ -10,20 +10,21 @@ use forkless_protocol::Out;
 use forkless_storage::Flushed;
 use forkless_storage::pattern::glob_match;
 
+use super::meta::{Flags, Gate, KeySpec, flags};
 use super::{Command, Ctx, all_commands, eq_ignore_case, lookup, reply, unknown_subcommand};
 use crate::info::{self, LAZYFREE_PENDING, LAZYFREED};
 use crate::persistence;
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "dbsize", arity: 1, flags: &["readonly", "fast"], keys: (0, 0, 0), categories: &["keyspace", "read", "fast"], summary: "Return the number of keys in the selected database", since: "1.0.0", group: "server", handler: dbsize },
-    Command { name: "flushdb", arity: -1, flags: &["write"], keys: (0, 0, 0), categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from the current database", since: "1.0.0", group: "server", handler: flushdb },
-    Command { name: "flushall", arity: -1, flags: &["write"], keys: (0, 0, 0), categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from all databases", since: "1.0.0", group: "server", handler: flushall },
-    Command { name: "time", arity: 1, flags: &["loading", "stale", "fast"], keys: (0, 0, 0), categories: &["fast"], summary: "Return the current server time", since: "2.6.0", group: "server", handler: time },
-    Command { name: "info", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), categories: &["slow", "dangerous"], summary: "Get information and statistics about the server", since: "1.0.0", group: "server", handler: info },
-    Command { name: "config", arity: -2, flags: &[], keys: (0, 0, 0), categories: &["slow"], summary: "A container for server configuration commands", since: "2.0.0", group: "server", handler: config },
-    Command { name: "command", arity: -1, flags: &["loading", "stale"], keys: (0, 0, 0), categories: &["slow", "connection"], summary: "Get array of Redis command details", since: "2.8.13", group: "server", handler: command },
-    Command { name: "shutdown", arity: -1, flags: &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], keys: (0, 0, 0), categories: &["admin", "slow", "dangerous"], summary: "Synchronously save the dataset to disk and then shut down the server", since: "1.0.0", group: "server", handler: shutdown },
+    Command { name: "dbsize", arity: 1, flags: flags!(READONLY, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Return the number of keys in the selected database", since: "1.0.0", group: "server", handler: dbsize },
+    Command { name: "flushdb", arity: -1, flags: flags!(WRITE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from the current database", since: "1.0.0", group: "server", handler: flushdb },
+    Command { name: "flushall", arity: -1, flags: flags!(WRITE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from all databases", since: "1.0.0", group: "server", handler: flushall },
+    Command { name: "time", arity: 1, flags: flags!(LOADING, STALE, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["fast"], summary: "Return the current server time", since: "2.6.0", group: "server", handler: time },
+    Command { name: "info", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "dangerous"], summary: "Get information and statistics about the server", since: "1.0.0", group: "server", handler: info },
+    Command { name: "config", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for server configuration commands", since: "2.0.0", group: "server", handler: config },
+    Command { name: "command", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "connection"], summary: "Get array of Redis command details", since: "2.8.13", group: "server", handler: command },
+    Command { name: "shutdown", arity: -1, flags: flags!(ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["admin", "slow", "dangerous"], summary: "Synchronously save the dataset to disk and then shut down the server", since: "1.0.0", group: "server", handler: shutdown },
 ];
 
 /// One subcommand of a container command (`config|get`), with what COMMAND INFO and COMMAND
@@ -34,9 +35,9 @@ pub(crate) struct Subcommand {
     pub(crate) name: &'static str,
     /// Redis arity, counting the container and the subcommand name.
     pub(crate) arity: i32,
-    pub(crate) flags: &'static [&'static str],
+    pub(crate) flags: Flags,
     /// Key positions in the full command line: first key, last key, step.
-    pub(crate) keys: (i32, i32, i32),
+    pub(crate) keys: KeySpec,
     /// ACL categories without the `@`.
     pub(crate) categories: &'static [&'static str],
     pub(crate) summary: &'static str,
@@ -52,15 +53,15 @@ impl Subcommand {
     }
 }
 
-const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
-const OBJECT_KEY: (i32, i32, i32) = (2, 2, 1);
-const OBJECT_FLAGS: &[&str] = &["readonly"];
+const NO_KEYS: KeySpec = KeySpec::NONE;
+const OBJECT_KEY: KeySpec = KeySpec::new(2, 2, 1);
+const OBJECT_FLAGS: Flags = flags!(READONLY);
 const OBJECT_CATEGORIES: &[&str] = &["keyspace", "read", "slow"];
-const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
+const ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE);
 const ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous"];
-const CLIENT_FLAGS: &[&str] = &["noscript", "loading", "stale"];
+const CLIENT_FLAGS: Flags = flags!(NOSCRIPT, LOADING, STALE);
 const CLIENT_ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous", "connection"];
-const STALE: &[&str] = &["loading", "stale"];
+const STALE: Flags = flags!(LOADING, STALE);
 const SLOW_CONNECTION: &[&str] = &["slow", "connection"];
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
@@ -332,8 +333,8 @@ fn config_rewrite(ctx: &mut Ctx<'_>) {
 struct CommandMeta {
     name: &'static str,
     arity: i32,
-    flags: &'static [&'static str],
-    keys: (i32, i32, i32),
+    flags: Flags,
+    keys: KeySpec,
     categories: &'static [&'static str],
     summary: &'static str,
     since: &'static str,
@@ -459,14 +460,13 @@ fn write_command_info(out: &mut Out, meta: &CommandMeta) {
     out.array_len(10);
     out.bulk(meta.name.as_bytes());
     out.int(i64::from(meta.arity));
-    out.set_len(meta.flags.len());
-    for flag in meta.flags {
+    out.set_len(meta.flags.reported().count());
+    for flag in meta.flags.reported() {
         out.simple(flag.as_bytes());
     }
-    let (first, last, step) = meta.keys;
-    out.int(i64::from(first));
-    out.int(i64::from(last));
-    out.int(i64::from(step));
+    out.int(i64::from(meta.keys.first));
+    out.int(i64::from(meta.keys.last));
+    out.int(i64::from(meta.keys.step));
     out.set_len(meta.categories.len());
     for category in meta.categories {
         out.simple(format!("@{category}").as_bytes());
@@ -620,7 +620,7 @@ fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
         };
         command = &resolved;
     }
-    if command.keys.0 <= 0 {
+    if command.keys.first <= 0 {
         ctx.out.error("ERR The command has no key arguments");
         return;
     }
@@ -629,14 +629,14 @@ fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
             .error("ERR Invalid number of arguments specified for command");
         return;
     }
-    let positions = command.key_positions(full.len());
-    if positions.is_empty() {
+    let n_keys = command.keys.keys(full).count();
+    if n_keys == 0 {
         ctx.out.error("ERR Invalid arguments specified for command");
         return;
     }
-    ctx.out.array_len(positions.len());
-    for pos in positions {
-        ctx.out.bulk(full.get(pos).map_or(&b""[..], |key| key));
+    ctx.out.array_len(n_keys);
+    for key in command.keys.keys(full) {
+        ctx.out.bulk(key);
     }
 }
 

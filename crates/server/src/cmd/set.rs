@@ -23,27 +23,28 @@ use super::hash::{
     selected_db,
 };
 use super::keys::parse_scan_cursor;
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "sadd", arity: -3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "set", "fast"], summary: "Add one or more members to a set", since: "1.0.0", group: "set", handler: sadd },
-    Command { name: "srem", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "set", "fast"], summary: "Remove one or more members from a set", since: "1.0.0", group: "set", handler: srem },
-    Command { name: "scard", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "set", "fast"], summary: "Get the number of members in a set", since: "1.0.0", group: "set", handler: scard },
-    Command { name: "sismember", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "set", "fast"], summary: "Determine if a given value is a member of a set", since: "1.0.0", group: "set", handler: sismember },
-    Command { name: "smismember", arity: -3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "set", "fast"], summary: "Returns the membership associated with the given elements for a set", since: "6.2.0", group: "set", handler: smismember },
-    Command { name: "smembers", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "set", "slow"], summary: "Get all the members in a set", since: "1.0.0", group: "set", handler: sinter },
-    Command { name: "spop", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "set", "fast"], summary: "Remove and return one or multiple random members from a set", since: "1.0.0", group: "set", handler: spop },
-    Command { name: "srandmember", arity: -2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "set", "slow"], summary: "Get one or multiple random members from a set", since: "1.0.0", group: "set", handler: srandmember },
-    Command { name: "sinter", arity: -2, flags: &["readonly"], keys: (1, -1, 1), categories: &["read", "set", "slow"], summary: "Intersect multiple sets", since: "1.0.0", group: "set", handler: sinter },
-    Command { name: "sunion", arity: -2, flags: &["readonly"], keys: (1, -1, 1), categories: &["read", "set", "slow"], summary: "Add multiple sets", since: "1.0.0", group: "set", handler: sunion },
-    Command { name: "sdiff", arity: -2, flags: &["readonly"], keys: (1, -1, 1), categories: &["read", "set", "slow"], summary: "Subtract multiple sets", since: "1.0.0", group: "set", handler: sdiff },
-    Command { name: "sinterstore", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 1), categories: &["write", "set", "slow"], summary: "Intersect multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sinterstore },
-    Command { name: "sunionstore", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 1), categories: &["write", "set", "slow"], summary: "Add multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sunionstore },
-    Command { name: "sdiffstore", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 1), categories: &["write", "set", "slow"], summary: "Subtract multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sdiffstore },
-    Command { name: "sintercard", arity: -3, flags: &["readonly", "movablekeys"], keys: (0, 0, 0), categories: &["read", "set", "slow"], summary: "Intersect multiple sets and return the cardinality of the result", since: "7.0.0", group: "set", handler: sintercard },
-    Command { name: "smove", arity: 4, flags: &["write", "fast"], keys: (1, 2, 1), categories: &["write", "set", "fast"], summary: "Move a member from one set to another", since: "1.0.0", group: "set", handler: smove },
-    Command { name: "sscan", arity: -3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "set", "slow"], summary: "Incrementally iterate Set elements", since: "2.8.0", group: "set", handler: sscan },
+    Command { name: "sadd", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Add one or more members to a set", since: "1.0.0", group: "set", handler: sadd },
+    Command { name: "srem", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Remove one or more members from a set", since: "1.0.0", group: "set", handler: srem },
+    Command { name: "scard", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "fast"], summary: "Get the number of members in a set", since: "1.0.0", group: "set", handler: scard },
+    Command { name: "sismember", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "fast"], summary: "Determine if a given value is a member of a set", since: "1.0.0", group: "set", handler: sismember },
+    Command { name: "smismember", arity: -3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "fast"], summary: "Returns the membership associated with the given elements for a set", since: "6.2.0", group: "set", handler: smismember },
+    Command { name: "smembers", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Get all the members in a set", since: "1.0.0", group: "set", handler: sinter },
+    Command { name: "spop", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Remove and return one or multiple random members from a set", since: "1.0.0", group: "set", handler: spop },
+    Command { name: "srandmember", arity: -2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Get one or multiple random members from a set", since: "1.0.0", group: "set", handler: srandmember },
+    Command { name: "sinter", arity: -2, flags: flags!(READONLY), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Intersect multiple sets", since: "1.0.0", group: "set", handler: sinter },
+    Command { name: "sunion", arity: -2, flags: flags!(READONLY), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Add multiple sets", since: "1.0.0", group: "set", handler: sunion },
+    Command { name: "sdiff", arity: -2, flags: flags!(READONLY), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Subtract multiple sets", since: "1.0.0", group: "set", handler: sdiff },
+    Command { name: "sinterstore", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["write", "set", "slow"], summary: "Intersect multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sinterstore },
+    Command { name: "sunionstore", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["write", "set", "slow"], summary: "Add multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sunionstore },
+    Command { name: "sdiffstore", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["write", "set", "slow"], summary: "Subtract multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sdiffstore },
+    Command { name: "sintercard", arity: -3, flags: flags!(READONLY, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Intersect multiple sets and return the cardinality of the result", since: "7.0.0", group: "set", handler: sintercard },
+    Command { name: "smove", arity: 4, flags: flags!(WRITE, FAST), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Move a member from one set to another", since: "1.0.0", group: "set", handler: smove },
+    Command { name: "sscan", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Incrementally iterate Set elements", since: "2.8.0", group: "set", handler: sscan },
 ];
 
 const MUST_BE_POSITIVE: &str = "ERR value is out of range, must be positive";
