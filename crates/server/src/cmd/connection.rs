@@ -25,7 +25,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "echo",
         arity: 2,
-        flags: flags!(FAST),
+        flags: flags!(LOADING, STALE, FAST),
         keys: KeySpec::NONE,
         gate: Gate::Shared,
         categories: &["fast", "connection"],

@@ -50,15 +50,6 @@ fn selected_db<'a>(ctx: &Ctx<'a>) -> &'a Db {
     server.db(ctx.client.db)
 }
 
-/// The arguments from `from` on, as key slices for `Db::read`/`Db::write`.
-fn key_args(argv: &[Bytes], from: usize) -> Vec<&[u8]> {
-    argv.get(from..)
-        .unwrap_or_default()
-        .iter()
-        .map(AsRef::as_ref)
-        .collect()
-}
-
 /// Converts a count to a RESP integer.
 fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
     ctx.out.int(i64::try_from(count).unwrap_or(i64::MAX));
@@ -68,7 +59,7 @@ fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
 /// forkless frees a removed value when the guard is gone, off the locks, so UNLINK needs no
 /// background thread to stay cheap for the shard.
 fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let keys = key_args(argv, 1);
+    let keys = ctx.key_args(argv);
     let mut guard = selected_db(ctx).write(&keys, ctx.now_ms);
     let removed: Vec<_> = keys.iter().filter_map(|key| guard.remove(key)).collect();
     drop(guard);
@@ -78,7 +69,7 @@ fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// EXISTS and TOUCH: the number of named keys that exist, counting a key named twice twice.
 /// TOUCH has nothing else to do: forkless keeps no access time (see OBJECT IDLETIME).
 fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let keys = key_args(argv, 1);
+    let keys = ctx.key_args(argv);
     let guard = selected_db(ctx).read(&keys, ctx.now_ms);
     let mut found = 0;
     for key in &keys {

@@ -671,7 +671,7 @@ fn blocking_pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
         Ok(deadline) => deadline,
         Err(msg) => return ctx.out.error(msg),
     };
-    let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+    let key_refs = ctx.key_args(argv);
     let mut guard = db(ctx).write(&key_refs, ctx.now_ms);
     for key in &key_refs {
         match list_at(&mut guard, key) {

@@ -158,9 +158,17 @@ pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a mut Out,
     /// The time this command runs at, in ms since the Unix epoch (one reading per command).
     pub(crate) now_ms: u64,
+    /// The running command's declared key positions (its table row's `keys`).
+    pub(crate) keys: KeySpec,
 }
 
 impl Ctx<'_> {
+    /// The command's key arguments, at the positions its table row declares, in order: what
+    /// a multi-key handler locks with `Db::read`/`Db::write`.
+    pub(crate) fn key_args<'v>(&self, argv: &'v [Bytes]) -> Vec<&'v [u8]> {
+        self.keys.keys(argv).collect()
+    }
+
     /// The selected database.
     pub(crate) fn db(&self) -> &Db {
         self.server.db(self.client.db)
@@ -283,6 +291,7 @@ pub(crate) fn dispatch(
         client,
         out,
         now_ms,
+        keys: command.keys,
     };
     (command.handler)(&mut ctx, argv);
     // A command that blocked changed nothing: signalling its keys would wake itself.

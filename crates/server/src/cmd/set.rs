@@ -375,7 +375,7 @@ enum Op {
 /// SINTER, SUNION, SDIFF (and SMEMBERS, which is SINTER of one key, as in Redis).
 fn algebra(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let keys = argv.get(1..).unwrap_or_default();
-    let key_refs: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+    let key_refs = ctx.key_args(argv);
     let guard = selected_db(ctx).read(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
@@ -407,7 +407,7 @@ fn sdiff(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// sources. An empty result deletes the destination; any other replaces it, TTL cleared.
 fn algebra_store(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let [_, dest, keys @ ..] = argv else { return };
-    let key_refs: Vec<&[u8]> = argv.iter().skip(1).map(AsRef::as_ref).collect();
+    let key_refs = ctx.key_args(argv);
     let mut guard = selected_db(ctx).write(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,

@@ -416,7 +416,7 @@ fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option
 // Multi-key reads and writes.
 
 fn mget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let keys: Vec<&[u8]> = argv.iter().skip(1).map(AsRef::as_ref).collect();
+    let keys = ctx.key_args(argv);
     let found: Vec<Option<Option<CompactBytes>>> = {
         let guard = ctx.db().read(&keys, ctx.now_ms);
         keys.iter()

@@ -92,7 +92,11 @@ fn watch(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     let db_idx = ctx.client.db;
     let db = ctx.server.db(db_idx);
-    for key in argv.iter().skip(1) {
+    for key in ctx
+        .keys
+        .positions(argv.len())
+        .filter_map(|pos| argv.get(pos))
+    {
         db.watch(key, &ctx.client.watched.flag);
         let has_ttl = db
             .read(&[key], ctx.now_ms)

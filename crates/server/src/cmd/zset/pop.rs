@@ -182,7 +182,7 @@ fn blocking_zpop(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) {
         Ok(deadline) => deadline,
         Err(msg) => return ctx.out.error(msg),
     };
-    let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+    let key_refs = ctx.key_args(argv);
     match pop_first_nonempty(ctx, &key_refs, max, 1) {
         Err(msg) => ctx.out.error(msg),
         Ok(Some((key, popped))) if !popped.is_empty() => {
