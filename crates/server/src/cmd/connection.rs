@@ -343,14 +343,9 @@ fn client_line(handle: &ClientHandle, current_id: u64, current_command: &str) ->
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .unwrap_or_default();
     let cmd = if handle.id == current_id {
-        current_command.to_string()
+        current_command
     } else {
-        lock(&handle.last_command).clone()
-    };
-    let cmd = if cmd.is_empty() {
-        "NULL".to_string()
-    } else {
-        cmd
+        super::last_command_name(handle.last_command.load(Ordering::Relaxed)).unwrap_or("NULL")
     };
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 \

@@ -81,6 +81,8 @@ impl Command {
 struct Table {
     commands: Vec<&'static Command>,
     by_name: HashMap<&'static [u8], usize>,
+    /// Per command: true if and only if it is a container with rows in `SUBCOMMANDS`.
+    is_container: Vec<bool>,
 }
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
@@ -105,7 +107,15 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .enumerate()
         .map(|(idx, cmd)| (cmd.name.as_bytes(), idx))
         .collect();
-    Table { commands, by_name }
+    let is_container = commands
+        .iter()
+        .map(|cmd| server::subcommands_of(cmd.name).next().is_some())
+        .collect();
+    Table {
+        commands,
+        by_name,
+        is_container,
+    }
 });
 
 /// Number of commands, the length of the per-command statistics array.
@@ -202,6 +212,7 @@ impl Ctx<'_> {
 pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv: &[Bytes]) {
     let Some(name) = argv.first() else { return };
     let Some((idx, command)) = lookup(name) else {
+        client.handle.last_command.store(0, Ordering::Relaxed);
         out.error(&unknown_command(argv));
         server
             .stats
@@ -210,6 +221,7 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
         transaction::flag_error(client);
         return;
     };
+    remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
     if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
         out.error(&refusal.to_string());
@@ -223,6 +235,39 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     // See `forkless_storage::CommandGate`: an exclusive holder (EXEC) takes the gate itself.
     let _gate = (command.gate == Gate::Shared).then(|| server.keyspace.gate().shared());
     dispatch(server, client, out, idx, command, argv);
+}
+
+/// Records the command at `idx` (and, for a container, the subcommand `argv[1]` names) as the
+/// client's last command, for CLIENT LIST. As in Redis, it is recorded once the command is
+/// looked up, before any check, so a refused command counts too; an unknown subcommand
+/// records none (`cmd=NULL`), as an unknown command does.
+fn remember_command(client: &Client, idx: usize, argv: &[Bytes]) {
+    let packed = match (argv.first(), argv.get(1)) {
+        (Some(container), Some(sub)) if TABLE.is_container.get(idx).copied().unwrap_or(false) => {
+            server::subcommand_index(container, sub)
+                .map_or(0, |sub| pack_last_command(idx, Some(sub)))
+        }
+        _ => pack_last_command(idx, None),
+    };
+    client.handle.last_command.store(packed, Ordering::Relaxed);
+}
+
+/// Packs a command's table index and an optional subcommand index for
+/// `ClientHandle::last_command`: each plus one, the command in the low 16 bits.
+fn pack_last_command(idx: usize, sub: Option<usize>) -> u32 {
+    let plus_one = |idx: usize| u32::try_from(idx + 1).unwrap_or(0) & 0xffff;
+    plus_one(idx) | sub.map_or(0, |sub| plus_one(sub) << 16)
+}
+
+/// The full name (`get`, `config|get`) of a command packed by [`pack_last_command`], or None
+/// before the first command.
+pub(crate) fn last_command_name(packed: u32) -> Option<&'static str> {
+    let idx = usize::try_from(packed & 0xffff).ok()?.checked_sub(1)?;
+    let sub = usize::try_from(packed >> 16).ok()?.checked_sub(1);
+    match sub {
+        Some(sub) => server::SUBCOMMANDS.get(sub).map(|sub| sub.name),
+        None => TABLE.commands.get(idx).map(|command| command.name),
+    }
 }
 
 /// Why `command` may not run now, or None if it may.

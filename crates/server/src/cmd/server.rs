@@ -95,19 +95,24 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
 ];
 
 /// The subcommands of `container`, in table order.
-fn subcommands_of(container: &str) -> impl Iterator<Item = &'static Subcommand> + '_ {
+pub(crate) fn subcommands_of(container: &str) -> impl Iterator<Item = &'static Subcommand> + '_ {
     SUBCOMMANDS
         .iter()
         .filter(move |sub| sub.container() == container)
 }
 
-/// Finds `container|sub` (any case) in the subcommand table.
-fn find_subcommand(container: &[u8], sub: &[u8]) -> Option<&'static Subcommand> {
-    SUBCOMMANDS.iter().find(|row| {
+/// The index in [`SUBCOMMANDS`] of `container|sub` (any case).
+pub(crate) fn subcommand_index(container: &[u8], sub: &[u8]) -> Option<usize> {
+    SUBCOMMANDS.iter().position(|row| {
         row.name.split_once('|').is_some_and(|(parent, name)| {
             eq_ignore_case(container, parent) && eq_ignore_case(sub, name)
         })
     })
+}
+
+/// Finds `container|sub` (any case) in the subcommand table.
+fn find_subcommand(container: &[u8], sub: &[u8]) -> Option<&'static Subcommand> {
+    subcommand_index(container, sub).and_then(|idx| SUBCOMMANDS.get(idx))
 }
 
 /// Resolves the subcommand named by `argv[1]` and checks its arity, replying as Redis does when
