@@ -151,7 +151,7 @@ fn client_list_shows_each_clients_last_command() {
     let mut me = server.raw();
     let other_id = text(other.call(&[b"CLIENT", b"ID"]));
     let other_id = other_id.trim_start_matches(':').trim_end().to_string();
-    let mut last_command_of_other = |me: &mut forkless_tests::RawConn| -> String {
+    let last_command_of_other = |me: &mut forkless_tests::RawConn| -> String {
         let list = text(me.call(&[b"CLIENT", b"LIST"]));
         let line = list
             .lines()
