@@ -19,6 +19,7 @@ use crate::server::Server;
 
 pub(crate) mod connection;
 pub(crate) mod hash;
+pub(crate) mod introspection;
 pub(crate) mod keys;
 pub(crate) mod list;
 pub(crate) mod meta;
@@ -27,6 +28,7 @@ pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod string;
+pub(crate) mod subcommands;
 pub(crate) mod transaction;
 pub(crate) mod zset;
 
@@ -109,7 +111,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .collect();
     let is_container = commands
         .iter()
-        .map(|cmd| server::subcommands_of(cmd.name).next().is_some())
+        .map(|cmd| subcommands::subcommands_of(cmd.name).next().is_some())
         .collect();
     Table {
         commands,
@@ -244,7 +246,7 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
 fn remember_command(client: &Client, idx: usize, argv: &[Bytes]) {
     let packed = match (argv.first(), argv.get(1)) {
         (Some(container), Some(sub)) if TABLE.is_container.get(idx).copied().unwrap_or(false) => {
-            server::subcommand_index(container, sub)
+            subcommands::subcommand_index(container, sub)
                 .map_or(0, |sub| pack_last_command(idx, Some(sub)))
         }
         _ => pack_last_command(idx, None),
@@ -265,7 +267,7 @@ pub(crate) fn last_command_name(packed: u32) -> Option<&'static str> {
     let idx = usize::try_from(packed & 0xffff).ok()?.checked_sub(1)?;
     let sub = usize::try_from(packed >> 16).ok()?.checked_sub(1);
     match sub {
-        Some(sub) => server::SUBCOMMANDS.get(sub).map(|sub| sub.name),
+        Some(sub) => subcommands::SUBCOMMANDS.get(sub).map(|sub| sub.name),
         None => TABLE.commands.get(idx).map(|command| command.name),
     }
 }
