@@ -8,23 +8,20 @@
 //! the command knows it changes something (a no-op never stamps the key or copies a hash a
 //! snapshot retains).
 //!
-//! Helpers shared with the other collection groups: [`selected_db`], [`parse_scan_options`],
+//! Helpers shared with the other collection groups: [`parse_scan_options`],
 //! [`scan_reply_header`], [`parse_random_count`], [`check_repeat_limit`], [`sample_distinct`].
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 use forkless_storage::pattern::glob_match;
 use forkless_storage::types::Element;
 use forkless_storage::types::hash::Hash;
-use forkless_storage::{Db, Value, WriteGuard};
 use rand::Rng;
 
+use super::access::{Collection, Reply, len_i64};
 use super::keys::parse_scan_cursor;
 use super::meta::{Gate, KeySpec, flags};
 use super::string::long_double;
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
-use crate::server::Server;
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
@@ -58,70 +55,6 @@ const OUT_OF_RANGE: &str = "ERR value is out of range";
 /// refuses counts whose reply could not fit in memory with Redis's "out of range" error.
 pub(crate) const MAX_REPEATED_RANDOM: u64 = 1 << 24;
 
-/// An error reply's text.
-type Reply<T> = Result<T, &'static str>;
-
-/// The selected database, borrowed from the server rather than from `ctx`, so that a guard on it
-/// may stay alive while the reply is written.
-pub(crate) fn selected_db<'a>(ctx: &Ctx<'a>) -> &'a Db {
-    let server: &'a Server = ctx.server;
-    server.db(ctx.client.db)
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
-}
-
-fn as_hash(value: &Value) -> Option<&Arc<Hash>> {
-    match value {
-        Value::Hash(hash) => Some(hash),
-        Value::String(_) | Value::List(_) | Value::Set(_) | Value::ZSet(_) => None,
-    }
-}
-
-/// Runs `read` on the hash at `key` as Redis's `lookupKeyRead` + `checkType` do: counts a hit or
-/// a miss, replies WRONGTYPE for another type, and passes None for an absent key.
-fn read_hash(ctx: &mut Ctx<'_>, key: &[u8], read: impl FnOnce(&mut Ctx<'_>, Option<&Hash>)) {
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
-    let value = guard.get(key).map(forkless_storage::Entry::value);
-    ctx.hit_or_miss(value.is_some());
-    match value.map(as_hash) {
-        Some(None) => ctx.out.error(reply::WRONGTYPE),
-        Some(Some(hash)) => read(ctx, Some(hash)),
-        None => read(ctx, None),
-    }
-}
-
-/// The hash at `key` under a write guard (no hit/miss counted, as Redis's `lookupKeyWrite`):
-/// None if absent, WRONGTYPE for another type.
-fn hash_at<'g>(guard: &'g mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<&'g Hash>> {
-    match guard.get(key) {
-        None => Ok(None),
-        Some(entry) => as_hash(entry.value())
-            .map(|hash| Some(&**hash))
-            .ok_or(reply::WRONGTYPE),
-    }
-}
-
-/// Applies `change` to the hash at `key`, creating it if absent (the key must not hold another
-/// type: callers check with [`hash_at`] first). `change` must leave the hash non-empty.
-fn upsert<R>(guard: &mut WriteGuard<'_>, key: &[u8], change: impl FnOnce(&mut Hash) -> R) -> R {
-    match guard.get_mut(key) {
-        Some(mut entry) if as_hash(entry.value()).is_some() => match entry.value_mut() {
-            Value::Hash(hash) => change(Arc::make_mut(hash)),
-            _ => change(&mut Hash::new()),
-        },
-        // Callers check the type first; never overwrite another type regardless.
-        Some(_) => change(&mut Hash::new()),
-        None => {
-            let mut hash = Hash::new();
-            let result = change(&mut hash);
-            guard.set(key, Value::Hash(Arc::new(hash)), None);
-            result
-        }
-    }
-}
-
 fn copy(arg: &[u8]) -> Bytes {
     Bytes::copy_from_slice(arg)
 }
@@ -137,11 +70,11 @@ fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             "ERR wrong number of arguments for '{name}' command"
         ));
     }
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    if let Err(msg) = hash_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    if let Err(msg) = Hash::at_key(&mut guard, key) {
         return ctx.out.error(msg);
     }
-    let created = upsert(&mut guard, key, |hash| {
+    let created = Hash::upsert_key(&mut guard, key, |hash| {
         pairs
             .chunks_exact(2)
             .filter(|pair| match pair {
@@ -160,13 +93,13 @@ fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field, value] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let exists = match hash_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let exists = match Hash::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(hash) => hash.is_some_and(|hash| hash.contains(field)),
     };
     if !exists {
-        upsert(&mut guard, key, |hash| {
+        Hash::upsert_key(&mut guard, key, |hash| {
             hash.insert(copy(field), copy(value))
         });
     }
@@ -176,7 +109,7 @@ fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         match hash.and_then(|hash| hash.get(field)) {
             Some(value) => ctx.out.bulk(&value),
             None => ctx.out.null(),
@@ -186,7 +119,7 @@ fn hget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, fields @ ..] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         ctx.out.array_len(fields.len());
         for field in fields {
             match hash.and_then(|hash| hash.get(field)) {
@@ -199,15 +132,15 @@ fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, fields @ ..] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let any = match hash_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let any = match Hash::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => false,
         Ok(Some(hash)) => fields.iter().any(|field| hash.contains(field)),
     };
     let mut deleted = 0;
     if any {
-        let emptied = upsert(&mut guard, key, |hash| {
+        let emptied = Hash::upsert_key(&mut guard, key, |hash| {
             deleted = fields.iter().filter(|field| hash.remove(field)).count();
             hash.is_empty()
         });
@@ -221,14 +154,14 @@ fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         ctx.out.int(len_i64(hash.map_or(0, Hash::len)));
     });
 }
 
 fn hexists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         ctx.out
             .int(i64::from(hash.is_some_and(|hash| hash.contains(field))));
     });
@@ -236,7 +169,7 @@ fn hexists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hstrlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let len = hash
             .and_then(|hash| hash.get(field))
             .map_or(0, |value| value.len());
@@ -254,7 +187,7 @@ enum Parts {
 
 fn hgetall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], parts: Parts) {
     let [_, key] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let len = hash.map_or(0, Hash::len);
         if parts == Parts::Both {
             ctx.out.map_len(len);
@@ -289,8 +222,8 @@ fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(delta) = parse_i64(delta) else {
         return ctx.out.error(reply::NOT_INTEGER);
     };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let sum = hash_at(&mut guard, key).and_then(|hash| {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let sum = Hash::at_key(&mut guard, key).and_then(|hash| {
         let current = match hash.and_then(|hash| hash.get(field)) {
             Some(text) => parse_i64(&text).ok_or(NOT_INTEGER_FIELD)?,
             None => 0,
@@ -301,7 +234,7 @@ fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(sum) => {
             let mut digits = itoa::Buffer::new();
             let text = copy(digits.format(sum).as_bytes());
-            upsert(&mut guard, key, |hash| hash.insert(copy(field), text));
+            Hash::upsert_key(&mut guard, key, |hash| hash.insert(copy(field), text));
             drop(guard);
             ctx.out.int(sum);
         }
@@ -318,8 +251,8 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if !delta.is_finite() {
         return ctx.out.error(NAN_OR_INFINITY_INCREMENT);
     }
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let sum = hash_at(&mut guard, key).and_then(|hash| {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let sum = Hash::at_key(&mut guard, key).and_then(|hash| {
         let current = match hash.and_then(|hash| hash.get(field)) {
             Some(text) => long_double::parse(&text).ok_or(NOT_FLOAT_FIELD)?,
             None => long_double::LongDouble::from_i64(0),
@@ -333,7 +266,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     });
     match sum {
         Ok(text) => {
-            upsert(&mut guard, key, |hash| {
+            Hash::upsert_key(&mut guard, key, |hash| {
                 hash.insert(copy(field), text.clone())
             });
             drop(guard);
@@ -407,7 +340,7 @@ pub(crate) fn sample_distinct<T, R: Rng>(
 fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = argv.get(1).map_or(&b""[..], |key| key);
     let Some(count_arg) = argv.get(2) else {
-        return read_hash(ctx, key, |ctx, hash| {
+        return Hash::read_key(ctx, key, |ctx, hash| {
             let mut rng = rand::rng();
             match hash.and_then(|hash| hash.at(hash.random_position(&mut rng)?)) {
                 Some((field, _)) => ctx.out.bulk(&field),
@@ -428,7 +361,7 @@ fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if with_values && count > i64::MAX.unsigned_abs() / 2 {
         return ctx.out.error(OUT_OF_RANGE);
     }
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let Some(hash) = hash.filter(|_| count > 0) else {
             return ctx.out.array_len(0);
         };
@@ -538,7 +471,7 @@ fn hscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(cursor) = parse_scan_cursor(cursor) else {
         return ctx.out.error("ERR invalid cursor");
     };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let Some(hash) = hash else {
             scan_reply_header(ctx, 0);
             return ctx.out.array_len(0);

@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use forkless_storage::pattern::{glob_match, is_literal};
-use forkless_storage::{Db, Value, WriteGuard};
+use forkless_storage::{Value, WriteGuard};
 
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
@@ -43,13 +43,6 @@ pub(crate) const COMMANDS: &[Command] = &[
 
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 
-/// The selected database, borrowed from the server rather than from `ctx`, so that a guard on it
-/// may stay alive while the reply is written.
-fn selected_db<'a>(ctx: &Ctx<'a>) -> &'a Db {
-    let server: &'a Server = ctx.server;
-    server.db(ctx.client.db)
-}
-
 /// Converts a count to a RESP integer.
 fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
     ctx.out.int(i64::try_from(count).unwrap_or(i64::MAX));
@@ -60,7 +53,7 @@ fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
 /// background thread to stay cheap for the shard.
 fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
-    let mut guard = selected_db(ctx).write(&keys, ctx.now_ms);
+    let mut guard = ctx.db().write(&keys, ctx.now_ms);
     let removed: Vec<_> = keys.iter().filter_map(|key| guard.remove(key)).collect();
     drop(guard);
     count_reply(ctx, removed.len());
@@ -70,7 +63,7 @@ fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// TOUCH has nothing else to do: forkless keeps no access time (see OBJECT IDLETIME).
 fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
-    let guard = selected_db(ctx).read(&keys, ctx.now_ms);
+    let guard = ctx.db().read(&keys, ctx.now_ms);
     let mut found = 0;
     for key in &keys {
         let hit = guard.get(key).is_some();
@@ -83,7 +76,7 @@ fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn type_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let type_name = guard.get(key).map(|entry| entry.value().type_name());
     drop(guard);
     ctx.hit_or_miss(type_name.is_some());
@@ -187,7 +180,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], name: &str, relative: bool,
             .out
             .error(&format!("ERR invalid expire time in '{name}' command"));
     };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
     // The new deadline, or None when it is not in the future and the key goes at once.
     let deadline = u64::try_from(when).ok().filter(|_| when > now);
     let changed = match guard.get_mut(key) {
@@ -230,7 +223,7 @@ fn pexpiretime(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// remaining time (or the deadline when `absolute`), rounded to the nearest second in seconds.
 fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: Unit, absolute: bool) {
     let Some(key) = argv.get(1) else { return };
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let found = guard.get(key).map(forkless_storage::Entry::expire_at_ms);
     drop(guard);
     ctx.hit_or_miss(found.is_some());
@@ -251,7 +244,7 @@ fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: Unit, absolute: bool) {
 
 fn persist(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let persisted = match guard.get_mut(key) {
         Some(mut entry) if entry.entry().expire_at_ms().is_some() => {
             entry.set_expire_at_ms(None);
@@ -286,7 +279,7 @@ fn rename_generic(ctx: &Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, &'sta
     let (Some(src), Some(dst)) = (argv.get(1), argv.get(2)) else {
         return Ok(false);
     };
-    let mut guard = selected_db(ctx).write(&[src, dst], ctx.now_ms);
+    let mut guard = ctx.db().write(&[src, dst], ctx.now_ms);
     if !guard.contains(src) {
         return Err(reply::NO_SUCH_KEY);
     }
@@ -367,7 +360,7 @@ fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     let (src, dst): (&[u8], &[u8]) = (src, dst);
     let copied = if src_db == dst_db {
-        let mut guard = selected_db(ctx).write(&[src, dst], ctx.now_ms);
+        let mut guard = ctx.db().write(&[src, dst], ctx.now_ms);
         copy_entry(&mut guard, None, src, dst, replace)
     } else {
         let (mut src_guard, mut dst_guard) =
@@ -429,7 +422,7 @@ fn move_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// can only match itself, so it is looked up directly instead of walking the database.
 fn keys(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(pattern) = argv.get(1) else { return };
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let found = if is_literal(pattern) {
         let guard = db.read(&[pattern], ctx.now_ms);
         let found = guard.get(pattern).is_some();
@@ -514,7 +507,7 @@ fn scan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     // As in Redis, COUNT is how many keys to look at (before MATCH and TYPE filter them), and
     // one call goes on until it has looked at that many or the scan is over. `Db::scan` stops at
     // the end of a shard, so the steps are repeated; each one moves the cursor forward.
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut n_looked_at = 0usize;
     let mut found = Vec::new();
     let mut next = cursor;
@@ -543,7 +536,7 @@ fn scan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 }
 
 fn randomkey(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
-    match selected_db(ctx).random_key(ctx.now_ms) {
+    match ctx.db().random_key(ctx.now_ms) {
         Some(key) => ctx.out.bulk(&key),
         None => ctx.out.null(),
     }
@@ -595,7 +588,7 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         return;
     };
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let Some(value) = guard.get(key).map(|entry| entry.value().clone()) else {
         drop(guard);
         ctx.miss();

@@ -17,6 +17,7 @@ use forkless_storage::Db;
 use self::meta::{Flags, Gate, KeySpec, Refusal};
 use crate::server::Server;
 
+pub(crate) mod access;
 pub(crate) mod connection;
 pub(crate) mod hash;
 pub(crate) mod introspection;
@@ -174,16 +175,18 @@ pub(crate) struct Ctx<'a> {
     pub(crate) keys: KeySpec,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// The command's key arguments, at the positions its table row declares, in order: what
     /// a multi-key handler locks with `Db::read`/`Db::write`.
     pub(crate) fn key_args<'v>(&self, argv: &'v [Bytes]) -> Vec<&'v [u8]> {
         self.keys.keys(argv).collect()
     }
 
-    /// The selected database.
-    pub(crate) fn db(&self) -> &Db {
-        self.server.db(self.client.db)
+    /// The selected database, borrowed from the server rather than from the context, so that
+    /// a guard on it may stay alive while the reply is written into `out`.
+    pub(crate) fn db(&self) -> &'a Db {
+        let server: &'a Server = self.server;
+        server.db(self.client.db)
     }
 
     pub(crate) fn resp3(&self) -> bool {

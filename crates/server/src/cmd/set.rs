@@ -14,13 +14,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use forkless_storage::Value;
 use forkless_storage::types::Element;
 use forkless_storage::types::set::Set;
-use forkless_storage::{Value, WriteGuard};
 
+use super::access::{Collection, Reply, len_i64};
 use super::hash::{
     check_repeat_limit, parse_random_count, parse_scan_options, sample_distinct, scan_reply_header,
-    selected_db,
 };
 use super::keys::parse_scan_cursor;
 use super::meta::{Gate, KeySpec, flags};
@@ -52,87 +52,20 @@ const NUMKEYS_NOT_POSITIVE: &str = "ERR numkeys should be greater than 0";
 const TOO_MANY_NUMKEYS: &str = "ERR Number of keys can't be greater than number of args";
 const NEGATIVE_LIMIT: &str = "ERR LIMIT can't be negative";
 
-/// An error reply's text.
-type Reply<T> = Result<T, &'static str>;
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
-}
-
-fn as_set(value: &Value) -> Option<&Arc<Set>> {
-    match value {
-        Value::Set(set) => Some(set),
-        Value::String(_) | Value::List(_) | Value::Hash(_) | Value::ZSet(_) => None,
-    }
-}
-
 fn copy(arg: &[u8]) -> Bytes {
     Bytes::copy_from_slice(arg)
 }
 
-/// Runs `read` on the set at `key` as Redis's `lookupKeyRead` + `checkType` do: counts a hit or
-/// a miss, replies WRONGTYPE for another type, and passes None for an absent key.
-fn read_set(ctx: &mut Ctx<'_>, key: &[u8], read: impl FnOnce(&mut Ctx<'_>, Option<&Set>)) {
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
-    let value = guard.get(key).map(forkless_storage::Entry::value);
-    ctx.hit_or_miss(value.is_some());
-    match value.map(as_set) {
-        Some(None) => ctx.out.error(reply::WRONGTYPE),
-        Some(Some(set)) => read(ctx, Some(set)),
-        None => read(ctx, None),
-    }
-}
-
-/// The set at `key` under a write guard (no hit/miss counted): None if absent, WRONGTYPE for
-/// another type.
-fn set_at<'g>(guard: &'g mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<&'g Set>> {
-    match guard.get(key) {
-        None => Ok(None),
-        Some(entry) => as_set(entry.value())
-            .map(|set| Some(&**set))
-            .ok_or(reply::WRONGTYPE),
-    }
-}
-
-/// Applies `change` to the set at `key`, creating it if absent (callers check the type with
-/// [`set_at`] first), and removes the key if `change` leaves the set empty.
-fn update<R>(guard: &mut WriteGuard<'_>, key: &[u8], change: impl FnOnce(&mut Set) -> R) -> R {
-    let (result, emptied) = match guard.get_mut(key) {
-        Some(mut entry) if matches!(entry.value(), Value::Set(_)) => {
-            let Value::Set(set) = entry.value_mut() else {
-                return change(&mut Set::new());
-            };
-            let set = Arc::make_mut(set);
-            let result = change(set);
-            (result, set.is_empty())
-        }
-        // Callers check the type first; never overwrite another type regardless.
-        Some(_) => (change(&mut Set::new()), false),
-        None => {
-            let mut set = Set::new();
-            let result = change(&mut set);
-            if !set.is_empty() {
-                guard.set(key, Value::Set(Arc::new(set)), None);
-            }
-            (result, false)
-        }
-    };
-    if emptied {
-        guard.remove(key);
-    }
-    result
-}
-
 fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, members @ ..] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let changes = match set_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let changes = match Set::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => true,
         Ok(Some(set)) => members.iter().any(|member| !set.contains(member)),
     };
     let added = if changes {
-        update(&mut guard, key, |set| {
+        Set::upsert_key(&mut guard, key, |set| {
             members
                 .iter()
                 .filter(|member| set.insert(copy(member)))
@@ -147,14 +80,14 @@ fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, members @ ..] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let changes = match set_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let changes = match Set::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => false,
         Ok(Some(set)) => members.iter().any(|member| set.contains(member)),
     };
     let removed = if changes {
-        update(&mut guard, key, |set| {
+        Set::upsert_key(&mut guard, key, |set| {
             members.iter().filter(|member| set.remove(member)).count()
         })
     } else {
@@ -166,14 +99,14 @@ fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn scard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key] = argv else { return };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         ctx.out.int(len_i64(set.map_or(0, Set::len)));
     });
 }
 
 fn sismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, member] = argv else { return };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         ctx.out
             .int(i64::from(set.is_some_and(|set| set.contains(member))));
     });
@@ -181,7 +114,7 @@ fn sismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn smismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, members @ ..] = argv else { return };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         ctx.out.array_len(members.len());
         for member in members {
             ctx.out
@@ -212,14 +145,14 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         },
         _ => return ctx.out.error(reply::SYNTAX),
     };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let size = match set_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let size = match Set::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(set) => set.map_or(0, Set::len),
     };
     let Some(count) = count else {
         let popped = (size > 0)
-            .then(|| update(&mut guard, key, |set| set.pop_random(&mut rand::rng())))
+            .then(|| Set::upsert_key(&mut guard, key, |set| set.pop_random(&mut rand::rng())))
             .flatten();
         drop(guard);
         return match popped {
@@ -234,12 +167,15 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if count >= size {
         let removed = guard.remove(key);
         drop(guard);
-        if let Some(set) = removed.as_ref().and_then(|entry| as_set(entry.value())) {
+        if let Some(set) = removed
+            .as_ref()
+            .and_then(|entry| Set::from_value(entry.value()))
+        {
             reply_set(ctx, set.iter());
         }
         return;
     }
-    let popped: Vec<Bytes> = update(&mut guard, key, |set| {
+    let popped: Vec<Bytes> = Set::upsert_key(&mut guard, key, |set| {
         let mut rng = rand::rng();
         (0..count)
             .filter_map(|_| set.pop_random(&mut rng))
@@ -260,7 +196,7 @@ fn srandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         },
         _ => return ctx.out.error(reply::SYNTAX),
     };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         let mut rng = rand::rng();
         let Some((count, distinct)) = parsed else {
             return match set.and_then(|set| set.at(set.random_position(&mut rng)?)) {
@@ -376,7 +312,7 @@ enum Op {
 fn algebra(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let keys = argv.get(1..).unwrap_or_default();
     let key_refs = ctx.key_args(argv);
-    let guard = selected_db(ctx).read(&key_refs, ctx.now_ms);
+    let guard = ctx.db().read(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
         Err(msg) => return ctx.out.error(msg),
@@ -408,7 +344,7 @@ fn sdiff(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn algebra_store(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let [_, dest, keys @ ..] = argv else { return };
     let key_refs = ctx.key_args(argv);
-    let mut guard = selected_db(ctx).write(&key_refs, ctx.now_ms);
+    let mut guard = ctx.db().write(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
         Err(msg) => return ctx.out.error(msg),
@@ -466,7 +402,7 @@ fn sintercard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
     }
     let key_refs: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-    let guard = selected_db(ctx).read(&key_refs, ctx.now_ms);
+    let guard = ctx.db().read(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
         Err(msg) => return ctx.out.error(msg),
@@ -480,8 +416,8 @@ fn sintercard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// SMOVE source destination member.
 fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, src, dst, member] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[src, dst], ctx.now_ms);
-    let in_src = match set_at(&mut guard, src) {
+    let mut guard = ctx.db().write(&[src, dst], ctx.now_ms);
+    let in_src = match Set::at_key(&mut guard, src) {
         Ok(None) => {
             drop(guard);
             return ctx.out.int(0);
@@ -489,14 +425,14 @@ fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(Some(set)) => set.contains(member),
         Err(msg) => return ctx.out.error(msg),
     };
-    if let Err(msg) = set_at(&mut guard, dst) {
+    if let Err(msg) = Set::at_key(&mut guard, dst) {
         return ctx.out.error(msg);
     }
     if in_src && src != dst {
-        update(&mut guard, src, |set| set.remove(member));
-        let in_dst = matches!(set_at(&mut guard, dst), Ok(Some(set)) if set.contains(member));
+        Set::upsert_key(&mut guard, src, |set| set.remove(member));
+        let in_dst = matches!(Set::at_key(&mut guard, dst), Ok(Some(set)) if set.contains(member));
         if !in_dst {
-            update(&mut guard, dst, |set| set.insert(copy(member)));
+            Set::upsert_key(&mut guard, dst, |set| set.insert(copy(member)));
         }
     }
     drop(guard);
@@ -512,7 +448,7 @@ fn sscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(cursor) = parse_scan_cursor(cursor) else {
         return ctx.out.error("ERR invalid cursor");
     };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         let Some(set) = set else {
             scan_reply_header(ctx, 0);
             return ctx.out.array_len(0);

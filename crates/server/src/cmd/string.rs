@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use forkless_storage::{CompactBytes, Value, WriteGuard};
 
+use super::access::{Reply, len_i64, reply_int};
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 
@@ -58,9 +59,6 @@ const INVALID_EXPIRE_SET: &str = "ERR invalid expire time in 'set' command";
 const INVALID_EXPIRE_SETEX: &str = "ERR invalid expire time in 'setex' command";
 const INVALID_EXPIRE_PSETEX: &str = "ERR invalid expire time in 'psetex' command";
 const INVALID_EXPIRE_GETEX: &str = "ERR invalid expire time in 'getex' command";
-
-/// An error reply's text. Every client-visible failure here has fixed text.
-type Reply<T> = Result<T, &'static str>;
 
 /// The bytes of a string value, or None for a value of another type.
 pub(crate) fn string_bytes(value: &Value) -> Option<&CompactBytes> {
@@ -142,17 +140,6 @@ fn reply_value(ctx: &mut Ctx<'_>, value: Reply<Option<impl AsRef<[u8]>>>) {
         Ok(None) => ctx.out.null(),
         Err(msg) => ctx.out.error(msg),
     }
-}
-
-fn reply_int(ctx: &mut Ctx<'_>, value: Reply<i64>) {
-    match value {
-        Ok(n) => ctx.out.int(n),
-        Err(msg) => ctx.out.error(msg),
-    }
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------

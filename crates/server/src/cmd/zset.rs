@@ -19,8 +19,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use forkless_protocol::Out;
 use forkless_storage::types::zset::ZSet;
-use forkless_storage::{Db, Value, WriteGuard};
+use forkless_storage::{Value, WriteGuard};
 
+use super::access::{Collection, len_i64};
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, reply};
 use parse::Range;
@@ -66,66 +67,6 @@ pub(crate) const COMMANDS: &[Command] = &[
 
 const NAN_RESULT: &str = "ERR resulting score is not a number (NaN)";
 
-/// The sorted set in `value`, or None for another type.
-fn as_zset(value: &Value) -> Option<&ZSet> {
-    match value {
-        Value::ZSet(zset) => Some(zset),
-        Value::String(_) | Value::List(_) | Value::Hash(_) | Value::Set(_) => None,
-    }
-}
-
-/// The selected database, borrowed from the server rather than from `ctx`, so that a guard
-/// can be held while the reply is written into `ctx.out`.
-fn selected_db<'a>(ctx: &Ctx<'a>) -> &'a Db {
-    let server: &'a crate::server::Server = ctx.server;
-    server.db(ctx.client.db)
-}
-
-/// Reads `key` as `lookupKeyRead` + `checkType`: counts a hit or a miss, then calls `reply`
-/// with the set (None if absent), or replies WRONGTYPE.
-fn read_zset(ctx: &mut Ctx<'_>, key: &[u8], reply: impl FnOnce(&mut Out, Option<&ZSet>)) {
-    let db = selected_db(ctx);
-    let guard = db.read(&[key], ctx.now_ms);
-    let entry = guard.get(key);
-    ctx.hit_or_miss(entry.is_some());
-    match entry.map(|entry| as_zset(entry.value())) {
-        None => reply(ctx.out, None),
-        Some(Some(zset)) => reply(ctx.out, Some(zset)),
-        Some(None) => ctx.out.error(reply::WRONGTYPE),
-    }
-}
-
-/// The set at `key` under a write guard: None if absent, WRONGTYPE for another type.
-fn zset_at<'g>(
-    guard: &'g mut WriteGuard<'_>,
-    key: &[u8],
-) -> Result<Option<&'g ZSet>, &'static str> {
-    guard
-        .get(key)
-        .map(|entry| as_zset(entry.value()).ok_or(reply::WRONGTYPE))
-        .transpose()
-}
-
-/// Changes the set at `key` (which the caller checked is a sorted set) through `Arc::make_mut`,
-/// then removes the key if the set ended empty. None if the key is absent.
-fn change_zset<R>(
-    guard: &mut WriteGuard<'_>,
-    key: &[u8],
-    change: impl FnOnce(&mut ZSet) -> R,
-) -> Option<R> {
-    let mut entry = guard.get_mut(key)?;
-    let Value::ZSet(zset) = entry.value_mut() else {
-        return None;
-    };
-    let zset = Arc::make_mut(zset);
-    let result = change(zset);
-    let now_empty = zset.is_empty();
-    if now_empty {
-        guard.remove(key);
-    }
-    Some(result)
-}
-
 /// Stores `zset` at `key` (replacing any value and TTL), or deletes `key` when it is empty, as
 /// the STORE commands do. Returns the number of members stored.
 fn store_zset(guard: &mut WriteGuard<'_>, key: &[u8], zset: ZSet) -> usize {
@@ -157,10 +98,6 @@ fn reply_members<M: AsRef<[u8]>>(
             out.double(score);
         }
     }
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,9 +218,9 @@ fn zadd_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], mut flags: ZaddFlags) {
         };
         scored.push((score, member));
     }
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&[key], ctx.now_ms);
-    let exists = match zset_at(&mut guard, key) {
+    let exists = match ZSet::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(found) => found.is_some(),
     };
@@ -295,7 +232,7 @@ fn zadd_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], mut flags: ZaddFlags) {
             let zset = ZSet::with_hint(1, first_member_len);
             guard.set(key, Value::ZSet(Arc::new(zset)), None);
         }
-        let result = change_zset(&mut guard, key, |zset| {
+        let result = ZSet::change_key(&mut guard, key, |zset| {
             for &(score, member) in &scored {
                 let (outcome, score) = zset_add(zset, member, score, flags)?;
                 match outcome {
@@ -333,15 +270,15 @@ fn zrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(key), Some(members)) = (argv.get(1), argv.get(2..)) else {
         return;
     };
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&[key], ctx.now_ms);
-    let any_present = match zset_at(&mut guard, key) {
+    let any_present = match ZSet::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => false,
         Ok(Some(zset)) => members.iter().any(|member| zset.score(member).is_some()),
     };
     let removed = if any_present {
-        change_zset(&mut guard, key, |zset| {
+        ZSet::change_key(&mut guard, key, |zset| {
             members
                 .iter()
                 .filter(|member| zset.remove(member).is_some())
@@ -359,7 +296,8 @@ fn zscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(key), Some(member)) = (argv.get(1), argv.get(2)) else {
         return;
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         match zset.and_then(|zset| zset.score(member)) {
             Some(score) => out.double(score),
             None => out.null(),
@@ -371,7 +309,8 @@ fn zmscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(key), Some(members)) = (argv.get(1), argv.get(2..)) else {
         return;
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         out.array_len(members.len());
         for member in members {
             match zset.and_then(|zset| zset.score(member)) {
@@ -384,7 +323,8 @@ fn zmscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn zcard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         out.int(len_i64(zset.map_or(0, ZSet::len)));
     });
 }
@@ -409,7 +349,8 @@ fn count_in_range(
         Ok(range) => range,
         Err(msg) => return ctx.out.error(msg),
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let count = zset.map_or(0, |zset| {
             let (start, end) = range.ranks(zset);
             end.saturating_sub(start)
@@ -430,7 +371,8 @@ fn rank(ctx: &mut Ctx<'_>, argv: &[Bytes], reverse: bool) {
     let (Some(key), Some(member)) = (argv.get(1), argv.get(2)) else {
         return;
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let rank = zset.and_then(|zset| {
             let rank = zset.rank(member)?;
             Some(if reverse { zset.len() - 1 - rank } else { rank })

@@ -13,9 +13,8 @@ use forkless_storage::types::zset::ZSet;
 use forkless_storage::{Value, WriteGuard};
 
 use super::parse::parse_score;
-use super::{
-    Ctx, eq_ignore_case, is_withscores, len_i64, reply, reply_members, selected_db, store_zset,
-};
+use super::{Ctx, eq_ignore_case, is_withscores, reply, reply_members, store_zset};
+use crate::cmd::access::len_i64;
 use crate::cmd::parse_i64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +250,7 @@ fn read_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op, card_only: bool) {
         Err(msg) => return ctx.out.error(&msg),
     };
     let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let guard = db.read(&key_refs, ctx.now_ms);
     let mut sources = Vec::with_capacity(keys.len());
     for key in &key_refs {
@@ -304,7 +303,7 @@ fn store_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     };
     let mut key_refs: Vec<&[u8]> = vec![dst];
     key_refs.extend(keys.iter().map(|key| &key[..]));
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&key_refs, ctx.now_ms);
     match store_result(
         &mut guard,
