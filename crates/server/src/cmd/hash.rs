@@ -138,16 +138,15 @@ fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(None) => false,
         Ok(Some(hash)) => fields.iter().any(|field| hash.contains(field)),
     };
-    let mut deleted = 0;
-    if any {
-        let emptied = Hash::upsert_key(&mut guard, key, |hash| {
-            deleted = fields.iter().filter(|field| hash.remove(field)).count();
-            hash.is_empty()
-        });
-        if emptied {
-            guard.remove(key);
-        }
-    }
+    let deleted = if any {
+        // Removing the last field removes the key.
+        Hash::change_key(&mut guard, key, |hash| {
+            fields.iter().filter(|field| hash.remove(field)).count()
+        })
+        .unwrap_or(0)
+    } else {
+        0
+    };
     drop(guard);
     ctx.out.int(len_i64(deleted));
 }
