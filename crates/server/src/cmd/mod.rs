@@ -435,3 +435,46 @@ pub(crate) fn parse_i64(arg: &[u8]) -> Option<i64> {
 pub(crate) fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_command_packs_a_command_and_a_subcommand() {
+        let (get, _) = lookup(b"GET").expect("get");
+        assert_eq!(last_command_name(pack_last_command(get, None)), Some("get"));
+        let (config, _) = lookup(b"config").expect("config");
+        let sub = subcommands::subcommand_index(b"CONFIG", b"get").expect("config|get");
+        assert_eq!(
+            last_command_name(pack_last_command(config, Some(sub))),
+            Some("config|get")
+        );
+        assert_eq!(last_command_name(0), None);
+        assert!(TABLE.is_container.get(config).copied().unwrap_or(false));
+        assert!(!TABLE.is_container.get(get).copied().unwrap_or(true));
+    }
+
+    #[test]
+    fn dispatch_traits_are_flags_not_names() {
+        let flags_of = |name: &[u8]| lookup(name).map(|(_, command)| command.flags);
+        let exec = lookup(b"exec").map(|(_, command)| command.gate);
+        assert_eq!(exec, Some(Gate::Exclusive));
+        assert_eq!(lookup(b"get").map(|(_, c)| c.gate), Some(Gate::Shared));
+        for name in [
+            &b"exec"[..],
+            b"discard",
+            b"multi",
+            b"watch",
+            b"unwatch",
+            b"quit",
+            b"reset",
+        ] {
+            assert!(flags_of(name).is_some_and(|f| f.contains(Flags::RUNS_IN_MULTI)));
+        }
+        assert!(!flags_of(b"get").is_some_and(|f| f.contains(Flags::RUNS_IN_MULTI)));
+        assert!(flags_of(b"ping").is_some_and(|f| f.contains(Flags::REFUSED_ON_MISCONF)));
+        assert!(flags_of(b"ping").is_some_and(|f| f.contains(Flags::IN_SUBSCRIBED_MODE)));
+        assert!(!flags_of(b"echo").is_some_and(|f| f.contains(Flags::IN_SUBSCRIBED_MODE)));
+    }
+}
