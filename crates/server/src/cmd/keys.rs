@@ -95,9 +95,34 @@ struct ExpireCondition {
     lt: bool,
 }
 
+/// Why the options of an EXPIRE-family command are refused. Display gives Redis 7.0's reply.
+#[derive(Debug, PartialEq, Eq)]
+enum ExpireOptionError {
+    /// An option other than NX, XX, GT, LT (as the client spelled it).
+    Unsupported(String),
+    /// NX together with XX, GT or LT.
+    NxWithOthers,
+    /// GT together with LT.
+    GtWithLt,
+}
+
+impl std::fmt::Display for ExpireOptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpireOptionError::Unsupported(option) => write!(f, "ERR Unsupported option {option}"),
+            ExpireOptionError::NxWithOthers => {
+                f.write_str("ERR NX and XX, GT or LT options at the same time are not compatible")
+            }
+            ExpireOptionError::GtWithLt => {
+                f.write_str("ERR GT and LT options at the same time are not compatible")
+            }
+        }
+    }
+}
+
 impl ExpireCondition {
     /// Parses the options after the time, as Redis 7.0's `parseExtendedExpireArgumentsOrReply`.
-    fn parse(options: &[Bytes]) -> Result<ExpireCondition, String> {
+    fn parse(options: &[Bytes]) -> Result<ExpireCondition, ExpireOptionError> {
         let mut cond = ExpireCondition::default();
         for option in options {
             let flag = match option.to_ascii_lowercase().as_slice() {
@@ -106,21 +131,18 @@ impl ExpireCondition {
                 b"gt" => &mut cond.gt,
                 b"lt" => &mut cond.lt,
                 _ => {
-                    return Err(format!(
-                        "ERR Unsupported option {}",
-                        String::from_utf8_lossy(option)
+                    return Err(ExpireOptionError::Unsupported(
+                        String::from_utf8_lossy(option).into_owned(),
                     ));
                 }
             };
             *flag = true;
         }
         if cond.nx && (cond.xx || cond.gt || cond.lt) {
-            return Err(
-                "ERR NX and XX, GT or LT options at the same time are not compatible".into(),
-            );
+            return Err(ExpireOptionError::NxWithOthers);
         }
         if cond.gt && cond.lt {
-            return Err("ERR GT and LT options at the same time are not compatible".into());
+            return Err(ExpireOptionError::GtWithLt);
         }
         Ok(cond)
     }
@@ -165,7 +187,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], name: &str, relative: bool,
     let Some(key) = argv.get(1) else { return };
     let condition = match ExpireCondition::parse(argv.get(3..).unwrap_or_default()) {
         Ok(condition) => condition,
-        Err(msg) => return ctx.out.error(&msg),
+        Err(err) => return ctx.out.error(&err.to_string()),
     };
     let Some(time) = argv.get(2).and_then(|arg| parse_i64(arg)) else {
         return ctx.out.error(reply::NOT_INTEGER);
@@ -705,15 +727,15 @@ mod tests {
         let xx_gt = cond(&["xx", "gt"]).unwrap();
         assert!(!xx_gt.allows(None, 5) && xx_gt.allows(Some(1), 5));
         assert_eq!(
-            cond(&["nx", "lt"]).unwrap_err(),
+            cond(&["nx", "lt"]).unwrap_err().to_string(),
             "ERR NX and XX, GT or LT options at the same time are not compatible"
         );
         assert_eq!(
-            cond(&["gt", "lt"]).unwrap_err(),
+            cond(&["gt", "lt"]).unwrap_err().to_string(),
             "ERR GT and LT options at the same time are not compatible"
         );
         assert_eq!(
-            cond(&["nx", "foo"]).unwrap_err(),
+            cond(&["nx", "foo"]).unwrap_err().to_string(),
             "ERR Unsupported option foo"
         );
     }
