@@ -7,7 +7,7 @@ use forkless_storage::pattern::glob_match;
 
 use super::meta::{Flags, KeySpec};
 use super::subcommands::{
-    Subcommand, arity_ok, find_subcommand, help_reply, subcommand, subcommands_of,
+    Subcommand, arity_ok, find_subcommand, help_reply, run_subcommand, subcommands_of,
 };
 use super::{Command, Ctx, all_commands, eq_ignore_case, lookup, reply};
 
@@ -97,43 +97,40 @@ pub(super) fn command(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         return;
     }
-    let Some(sub) = subcommand(ctx, argv) else {
-        return;
-    };
-    let args = argv.get(2..).unwrap_or_default();
-    match sub.name {
-        "command|count" => ctx
-            .out
-            .int(i64::try_from(all_commands().len()).unwrap_or(i64::MAX)),
-        "command|info" => command_info(ctx, args),
-        "command|docs" => command_docs(ctx, args),
-        "command|list" => command_list(ctx, args),
-        "command|getkeys" => command_getkeys(ctx, args),
-        _ => help_reply(
-            ctx.out,
-            "COMMAND",
-            &[
-                "(no subcommand)",
-                "    Return details about all Redis commands.",
-                "COUNT",
-                "    Return the total number of commands in this Redis server.",
-                "LIST",
-                "    Return a list of all commands in this Redis server.",
-                "INFO [<command-name> ...]",
-                "    Return details about multiple Redis commands.",
-                "    If no command names are given, documentation details for all",
-                "    commands are returned.",
-                "DOCS [<command-name> ...]",
-                "    Return documentation details about multiple Redis commands.",
-                "    If no command names are given, documentation details for all",
-                "    commands are returned.",
-                "GETKEYS <full-command>",
-                "    Return the keys from a full Redis command.",
-                "HELP",
-                "    Prints this help.",
-            ],
-        ),
-    }
+    run_subcommand(ctx, argv);
+}
+
+/// COMMAND COUNT.
+pub(super) fn command_count(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out
+        .int(i64::try_from(all_commands().len()).unwrap_or(i64::MAX));
+}
+
+pub(super) fn command_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    help_reply(
+        ctx.out,
+        "COMMAND",
+        &[
+            "(no subcommand)",
+            "    Return details about all Redis commands.",
+            "COUNT",
+            "    Return the total number of commands in this Redis server.",
+            "LIST",
+            "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
+            "HELP",
+            "    Prints this help.",
+        ],
+    );
 }
 
 /// One COMMAND INFO entry, as Redis 7.0: name, arity, flags, first key, last key, key step,
@@ -169,7 +166,7 @@ fn write_command_info(out: &mut Out, meta: &CommandMeta) {
 }
 
 /// COMMAND INFO [name ...]: one entry per name, null for an unknown one; all without names.
-fn command_info(ctx: &mut Ctx<'_>, names: &[Bytes]) {
+pub(super) fn command_info(ctx: &mut Ctx<'_>, names: &[Bytes]) {
     if names.is_empty() {
         ctx.out.array_len(all_commands().len());
         for command in all_commands() {
@@ -208,7 +205,7 @@ fn write_command_docs(out: &mut Out, meta: &CommandMeta) {
 }
 
 /// COMMAND DOCS [name ...]: a map of name to docs; unknown names are left out.
-fn command_docs(ctx: &mut Ctx<'_>, names: &[Bytes]) {
+pub(super) fn command_docs(ctx: &mut Ctx<'_>, names: &[Bytes]) {
     let metas: Vec<CommandMeta> = if names.is_empty() {
         all_commands()
             .iter()
@@ -267,7 +264,7 @@ impl ListFilter {
 
 /// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: command names,
 /// subcommands included.
-fn command_list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+pub(super) fn command_list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let Some(filter) = ListFilter::parse(args) else {
         ctx.out.error(reply::SYNTAX);
         return;
@@ -285,7 +282,7 @@ fn command_list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 
 /// COMMAND GETKEYS command [arg ...]: the keys of a full command line, from the key positions
 /// of the command or, for a container, of the subcommand it names.
-fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
+pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
     let Some((_, mut command)) = full.first().and_then(|name| lookup(name)) else {
         ctx.out.error("ERR Invalid command specified");
         return;

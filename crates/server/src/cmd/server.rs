@@ -7,7 +7,7 @@ use bytes::Bytes;
 use forkless_storage::Flushed;
 
 use super::meta::{Gate, KeySpec, flags};
-use super::subcommands::{help_reply, subcommand};
+use super::subcommands::{help_reply, run_subcommand};
 use super::{Command, Ctx, eq_ignore_case, introspection, reply};
 use crate::info::{self, LAZYFREE_PENDING, LAZYFREED};
 use crate::persistence;
@@ -107,39 +107,35 @@ fn info(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 // CONFIG
 
 fn config(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let Some(sub) = subcommand(ctx, argv) else {
-        return;
-    };
-    let args = argv.get(2..).unwrap_or_default();
-    match sub.name {
-        "config|get" => config_get(ctx, args),
-        "config|set" => config_set(ctx, args),
-        "config|resetstat" => {
-            info::reset_stats(ctx.server);
-            ctx.out.ok();
-        }
-        "config|rewrite" => config_rewrite(ctx),
-        _ => help_reply(
-            ctx.out,
-            "CONFIG",
-            &[
-                "GET <pattern>",
-                "    Return parameters matching the glob-like <pattern> and their values.",
-                "SET <directive> <value>",
-                "    Set the configuration <directive> to <value>.",
-                "RESETSTAT",
-                "    Reset statistics reported by the INFO command.",
-                "REWRITE",
-                "    Rewrite the configuration file.",
-                "HELP",
-                "    Prints this help.",
-            ],
-        ),
-    }
+    run_subcommand(ctx, argv);
+}
+
+pub(super) fn config_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    help_reply(
+        ctx.out,
+        "CONFIG",
+        &[
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Prints this help.",
+        ],
+    );
+}
+
+pub(super) fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    info::reset_stats(ctx.server);
+    ctx.out.ok();
 }
 
 /// CONFIG GET pattern [pattern ...]: a map of name to value (a flat array in RESP2).
-fn config_get(ctx: &mut Ctx<'_>, patterns: &[Bytes]) {
+pub(super) fn config_get(ctx: &mut Ctx<'_>, patterns: &[Bytes]) {
     let patterns: Vec<&[u8]> = patterns.iter().map(|pattern| &pattern[..]).collect();
     let found = ctx.server.config().get(&patterns);
     ctx.out.map_len(found.len());
@@ -151,7 +147,7 @@ fn config_get(ctx: &mut Ctx<'_>, patterns: &[Bytes]) {
 
 /// CONFIG SET name value [name value ...]: all or nothing. The hot-path copies of the changed
 /// values are refreshed under the same write lock, so no command sees one without the other.
-fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     if args.len() % 2 != 0 {
         ctx.out.error(reply::SYNTAX);
         return;
@@ -182,7 +178,7 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
 }
 
-fn config_rewrite(ctx: &mut Ctx<'_>) {
+pub(super) fn config_rewrite(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
     match ctx.server.config().rewrite() {
         Ok(()) => {
             tracing::info!("CONFIG REWRITE executed with success.");
