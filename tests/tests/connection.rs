@@ -143,6 +143,53 @@ fn client_commands_and_kill() {
     );
 }
 
+/// Regression (issue 14, bug 4): CLIENT LIST showed `cmd=NULL` for every other client because
+/// the last command was never recorded. These are the values Redis 7.0 shows.
+#[test]
+fn client_list_shows_each_clients_last_command() {
+    let server = TestServer::start(BIN, &[]);
+    let mut other = server.raw();
+    let mut me = server.raw();
+    let other_id = text(other.call(&[b"CLIENT", b"ID"]));
+    let other_id = other_id.trim_start_matches(':').trim_end().to_string();
+    let last_command_of_other = |me: &mut forkless_tests::RawConn| -> String {
+        let list = text(me.call(&[b"CLIENT", b"LIST"]));
+        let line = list
+            .lines()
+            .find(|line| line.contains(&format!("id={other_id} ")))
+            .unwrap_or_else(|| panic!("no line for {other_id}: {list}"))
+            .to_string();
+        let cmd = line
+            .split(' ')
+            .find(|field| field.starts_with("cmd="))
+            .unwrap();
+        cmd.to_string()
+    };
+    assert_eq!(last_command_of_other(&mut me), "cmd=client|id");
+    let cases: &[(&[&[u8]], &str)] = &[
+        (&[b"GET", b"k"], "cmd=get"),
+        (&[b"CONFIG", b"GET", b"port"], "cmd=config|get"),
+        (&[b"NOSUCH"], "cmd=NULL"),
+        (&[b"CONFIG", b"NOSUCH"], "cmd=NULL"),
+        (&[b"CONFIG"], "cmd=config"),
+        // Refused for its arity, but recorded all the same.
+        (&[b"GET"], "cmd=get"),
+        (&[b"MULTI"], "cmd=multi"),
+        (&[b"SET", b"k", b"v"], "cmd=set"),
+        (&[b"EXEC"], "cmd=exec"),
+        (&[b"OBJECT", b"ENCODING", b"k"], "cmd=object|encoding"),
+        (&[b"CLIENT", b"SETNAME", b"x"], "cmd=client|setname"),
+    ];
+    for (command, expected) in cases {
+        other.call(command);
+        assert_eq!(
+            last_command_of_other(&mut me),
+            *expected,
+            "after {command:?}"
+        );
+    }
+}
+
 #[test]
 fn quit_replies_ok_then_closes() {
     let server = TestServer::start(BIN, &[]);

@@ -548,6 +548,43 @@ fn command_introspection() {
     );
 }
 
+/// Regression (issue 14): flags were string lists written out as given, so COMMAND INFO showed
+/// flags Redis 7.0 hides (`sentinel`, `may_replicate`), QUIT's `allow_busy` twice, BZPOPMIN's
+/// `fast` before `blocking`, and ECHO without `loading stale`. They are bits now, written in
+/// Redis's order; these replies are Redis 7.0's.
+#[test]
+fn command_info_flags_are_redis_flags_in_redis_order() {
+    let server = start();
+    let mut conn = server.raw();
+    // `*1 *10 $len name :arity *n flag...`: the flags are the n lines after the seventh.
+    let mut flags = |name: &str| -> Vec<String> {
+        let reply = conn.call(&[b"COMMAND", b"INFO", name.as_bytes()]);
+        let text = String::from_utf8(reply).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[3], name, "{text:?}");
+        let n: usize = lines[5].strip_prefix('*').unwrap().parse().unwrap();
+        lines[6..6 + n].iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(flags("ping"), ["+fast"]);
+    let connection_flags = [
+        "+noscript",
+        "+loading",
+        "+stale",
+        "+fast",
+        "+no_auth",
+        "+allow_busy",
+    ];
+    assert_eq!(flags("quit"), connection_flags);
+    assert_eq!(flags("hello"), connection_flags);
+    assert_eq!(flags("publish"), ["+pubsub", "+loading", "+stale", "+fast"]);
+    assert_eq!(
+        flags("bzpopmin"),
+        ["+write", "+noscript", "+blocking", "+fast"]
+    );
+    assert_eq!(flags("echo"), ["+loading", "+stale", "+fast"]);
+    assert!(flags("client").is_empty());
+}
+
 #[test]
 fn dbsize_time_and_flush_modes() {
     let server = start();

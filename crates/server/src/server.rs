@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -109,7 +109,11 @@ pub(crate) struct ClientHandle {
     pub(crate) name: Mutex<Option<Bytes>>,
     pub(crate) db: AtomicUsize,
     pub(crate) resp: AtomicU8,
-    pub(crate) last_command: Mutex<String>,
+    /// The last command the client sent, for CLIENT LIST's `cmd=`: its index in the command
+    /// table plus one in the low 16 bits and, for a container's subcommand, its index in
+    /// `SUBCOMMANDS` plus one in the high 16 bits; 0 before the first command. Written with
+    /// one relaxed store per command, so the hot path neither allocates nor locks for it.
+    pub(crate) last_command: AtomicU32,
     pub(crate) killed: AtomicBool,
     pub(crate) kill: Notify,
 }

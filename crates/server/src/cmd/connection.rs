@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use forkless_protocol::RespVersion;
 
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
 use crate::server::{ClientHandle, lock};
 
@@ -12,8 +13,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "ping",
         arity: -1,
-        flags: &["fast", "sentinel"],
-        keys: (0, 0, 0),
+        flags: flags!(FAST, SENTINEL, IN_SUBSCRIBED_MODE, REFUSED_ON_MISCONF),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Returns the server's liveliness response.",
         since: "1.0.0",
@@ -23,8 +25,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "echo",
         arity: 2,
-        flags: &["fast"],
-        keys: (0, 0, 0),
+        flags: flags!(LOADING, STALE, FAST),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Returns the given string.",
         since: "1.0.0",
@@ -34,16 +37,18 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "quit",
         arity: -1,
-        flags: &[
-            "allow_busy",
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "allow_busy",
-        ],
-        keys: (0, 0, 0),
+        flags: flags!(
+            ALLOW_BUSY,
+            NOSCRIPT,
+            LOADING,
+            STALE,
+            FAST,
+            NO_AUTH,
+            RUNS_IN_MULTI,
+            IN_SUBSCRIBED_MODE
+        ),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Closes the connection.",
         since: "1.0.0",
@@ -53,8 +58,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "select",
         arity: 2,
-        flags: &["loading", "stale", "fast"],
-        keys: (0, 0, 0),
+        flags: flags!(LOADING, STALE, FAST),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Changes the selected database.",
         since: "1.0.0",
@@ -64,16 +70,11 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "hello",
         arity: -1,
-        flags: &[
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "sentinel",
-            "allow_busy",
-        ],
-        keys: (0, 0, 0),
+        flags: flags!(
+            NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, SENTINEL, ALLOW_BUSY
+        ),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Handshakes with the Redis server.",
         since: "6.0.0",
@@ -83,16 +84,11 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "auth",
         arity: -2,
-        flags: &[
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "sentinel",
-            "allow_busy",
-        ],
-        keys: (0, 0, 0),
+        flags: flags!(
+            NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, SENTINEL, ALLOW_BUSY
+        ),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Authenticates the connection.",
         since: "1.0.0",
@@ -102,8 +98,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "client",
         arity: -2,
-        flags: &["sentinel"],
-        keys: (0, 0, 0),
+        flags: flags!(SENTINEL),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["slow", "connection"],
         summary: "A container for client connection commands.",
         since: "2.4.0",
@@ -113,15 +110,18 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "reset",
         arity: 1,
-        flags: &[
-            "noscript",
-            "loading",
-            "stale",
-            "fast",
-            "no_auth",
-            "allow_busy",
-        ],
-        keys: (0, 0, 0),
+        flags: flags!(
+            NOSCRIPT,
+            LOADING,
+            STALE,
+            FAST,
+            NO_AUTH,
+            ALLOW_BUSY,
+            RUNS_IN_MULTI,
+            IN_SUBSCRIBED_MODE
+        ),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["fast", "connection"],
         summary: "Resets the connection.",
         since: "6.2.0",
@@ -343,14 +343,9 @@ fn client_line(handle: &ClientHandle, current_id: u64, current_command: &str) ->
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .unwrap_or_default();
     let cmd = if handle.id == current_id {
-        current_command.to_string()
+        current_command
     } else {
-        lock(&handle.last_command).clone()
-    };
-    let cmd = if cmd.is_empty() {
-        "NULL".to_string()
-    } else {
-        cmd
+        super::last_command_name(handle.last_command.load(Ordering::Relaxed)).unwrap_or("NULL")
     };
     format!(
         "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 \

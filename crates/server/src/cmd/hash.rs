@@ -8,41 +8,39 @@
 //! the command knows it changes something (a no-op never stamps the key or copies a hash a
 //! snapshot retains).
 //!
-//! Helpers shared with the other collection groups: [`selected_db`], [`parse_scan_options`],
+//! Helpers shared with the other collection groups: [`parse_scan_options`],
 //! [`scan_reply_header`], [`parse_random_count`], [`check_repeat_limit`], [`sample_distinct`].
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 use forkless_storage::pattern::glob_match;
 use forkless_storage::types::Element;
 use forkless_storage::types::hash::Hash;
-use forkless_storage::{Db, Value, WriteGuard};
 use rand::Rng;
 
+use super::access::{Collection, Reply, len_i64};
 use super::keys::parse_scan_cursor;
+use super::meta::{Gate, KeySpec, flags};
 use super::string::long_double;
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
-use crate::server::Server;
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "hset", arity: -4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Set the string value of a hash field", since: "2.0.0", group: "hash", handler: hset },
-    Command { name: "hsetnx", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Set the value of a hash field, only if the field does not exist", since: "2.0.0", group: "hash", handler: hsetnx },
-    Command { name: "hget", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the value of a hash field", since: "2.0.0", group: "hash", handler: hget },
-    Command { name: "hmget", arity: -3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the values of all the given hash fields", since: "2.0.0", group: "hash", handler: hmget },
-    Command { name: "hmset", arity: -4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Set multiple hash fields to multiple values", since: "2.0.0", group: "hash", handler: hset },
-    Command { name: "hdel", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Delete one or more hash fields", since: "2.0.0", group: "hash", handler: hdel },
-    Command { name: "hlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the number of fields in a hash", since: "2.0.0", group: "hash", handler: hlen },
-    Command { name: "hexists", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Determine if a hash field exists", since: "2.0.0", group: "hash", handler: hexists },
-    Command { name: "hkeys", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get all the fields in a hash", since: "2.0.0", group: "hash", handler: hkeys },
-    Command { name: "hvals", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get all the values in a hash", since: "2.0.0", group: "hash", handler: hvals },
-    Command { name: "hgetall", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get all the fields and values in a hash", since: "2.0.0", group: "hash", handler: hgetall },
-    Command { name: "hincrby", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Increment the integer value of a hash field by the given number", since: "2.0.0", group: "hash", handler: hincrby },
-    Command { name: "hincrbyfloat", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "hash", "fast"], summary: "Increment the float value of a hash field by the given amount", since: "2.6.0", group: "hash", handler: hincrbyfloat },
-    Command { name: "hstrlen", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "hash", "fast"], summary: "Get the length of the value of a hash field", since: "3.2.0", group: "hash", handler: hstrlen },
-    Command { name: "hrandfield", arity: -2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Get one or multiple random fields from a hash", since: "6.2.0", group: "hash", handler: hrandfield },
-    Command { name: "hscan", arity: -3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "hash", "slow"], summary: "Incrementally iterate hash fields and associated values", since: "2.8.0", group: "hash", handler: hscan },
+    Command { name: "hset", arity: -4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Set the string value of a hash field", since: "2.0.0", group: "hash", handler: hset },
+    Command { name: "hsetnx", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Set the value of a hash field, only if the field does not exist", since: "2.0.0", group: "hash", handler: hsetnx },
+    Command { name: "hget", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the value of a hash field", since: "2.0.0", group: "hash", handler: hget },
+    Command { name: "hmget", arity: -3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the values of all the given hash fields", since: "2.0.0", group: "hash", handler: hmget },
+    Command { name: "hmset", arity: -4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Set multiple hash fields to multiple values", since: "2.0.0", group: "hash", handler: hset },
+    Command { name: "hdel", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Delete one or more hash fields", since: "2.0.0", group: "hash", handler: hdel },
+    Command { name: "hlen", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the number of fields in a hash", since: "2.0.0", group: "hash", handler: hlen },
+    Command { name: "hexists", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Determine if a hash field exists", since: "2.0.0", group: "hash", handler: hexists },
+    Command { name: "hkeys", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get all the fields in a hash", since: "2.0.0", group: "hash", handler: hkeys },
+    Command { name: "hvals", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get all the values in a hash", since: "2.0.0", group: "hash", handler: hvals },
+    Command { name: "hgetall", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get all the fields and values in a hash", since: "2.0.0", group: "hash", handler: hgetall },
+    Command { name: "hincrby", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Increment the integer value of a hash field by the given number", since: "2.0.0", group: "hash", handler: hincrby },
+    Command { name: "hincrbyfloat", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "hash", "fast"], summary: "Increment the float value of a hash field by the given amount", since: "2.6.0", group: "hash", handler: hincrbyfloat },
+    Command { name: "hstrlen", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "fast"], summary: "Get the length of the value of a hash field", since: "3.2.0", group: "hash", handler: hstrlen },
+    Command { name: "hrandfield", arity: -2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Get one or multiple random fields from a hash", since: "6.2.0", group: "hash", handler: hrandfield },
+    Command { name: "hscan", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "hash", "slow"], summary: "Incrementally iterate hash fields and associated values", since: "2.8.0", group: "hash", handler: hscan },
 ];
 
 const NOT_INTEGER_FIELD: &str = "ERR hash value is not an integer";
@@ -56,70 +54,6 @@ const OUT_OF_RANGE: &str = "ERR value is out of range";
 /// limit and builds the whole reply in memory (a count near -2^62 takes it down); forkless
 /// refuses counts whose reply could not fit in memory with Redis's "out of range" error.
 pub(crate) const MAX_REPEATED_RANDOM: u64 = 1 << 24;
-
-/// An error reply's text.
-type Reply<T> = Result<T, &'static str>;
-
-/// The selected database, borrowed from the server rather than from `ctx`, so that a guard on it
-/// may stay alive while the reply is written.
-pub(crate) fn selected_db<'a>(ctx: &Ctx<'a>) -> &'a Db {
-    let server: &'a Server = ctx.server;
-    server.db(ctx.client.db)
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
-}
-
-fn as_hash(value: &Value) -> Option<&Arc<Hash>> {
-    match value {
-        Value::Hash(hash) => Some(hash),
-        Value::String(_) | Value::List(_) | Value::Set(_) | Value::ZSet(_) => None,
-    }
-}
-
-/// Runs `read` on the hash at `key` as Redis's `lookupKeyRead` + `checkType` do: counts a hit or
-/// a miss, replies WRONGTYPE for another type, and passes None for an absent key.
-fn read_hash(ctx: &mut Ctx<'_>, key: &[u8], read: impl FnOnce(&mut Ctx<'_>, Option<&Hash>)) {
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
-    let value = guard.get(key).map(forkless_storage::Entry::value);
-    ctx.hit_or_miss(value.is_some());
-    match value.map(as_hash) {
-        Some(None) => ctx.out.error(reply::WRONGTYPE),
-        Some(Some(hash)) => read(ctx, Some(hash)),
-        None => read(ctx, None),
-    }
-}
-
-/// The hash at `key` under a write guard (no hit/miss counted, as Redis's `lookupKeyWrite`):
-/// None if absent, WRONGTYPE for another type.
-fn hash_at<'g>(guard: &'g mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<&'g Hash>> {
-    match guard.get(key) {
-        None => Ok(None),
-        Some(entry) => as_hash(entry.value())
-            .map(|hash| Some(&**hash))
-            .ok_or(reply::WRONGTYPE),
-    }
-}
-
-/// Applies `change` to the hash at `key`, creating it if absent (the key must not hold another
-/// type: callers check with [`hash_at`] first). `change` must leave the hash non-empty.
-fn upsert<R>(guard: &mut WriteGuard<'_>, key: &[u8], change: impl FnOnce(&mut Hash) -> R) -> R {
-    match guard.get_mut(key) {
-        Some(mut entry) if as_hash(entry.value()).is_some() => match entry.value_mut() {
-            Value::Hash(hash) => change(Arc::make_mut(hash)),
-            _ => change(&mut Hash::new()),
-        },
-        // Callers check the type first; never overwrite another type regardless.
-        Some(_) => change(&mut Hash::new()),
-        None => {
-            let mut hash = Hash::new();
-            let result = change(&mut hash);
-            guard.set(key, Value::Hash(Arc::new(hash)), None);
-            result
-        }
-    }
-}
 
 fn copy(arg: &[u8]) -> Bytes {
     Bytes::copy_from_slice(arg)
@@ -136,11 +70,11 @@ fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             "ERR wrong number of arguments for '{name}' command"
         ));
     }
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    if let Err(msg) = hash_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    if let Err(msg) = Hash::at_key(&mut guard, key) {
         return ctx.out.error(msg);
     }
-    let created = upsert(&mut guard, key, |hash| {
+    let created = Hash::upsert_key(&mut guard, key, |hash| {
         pairs
             .chunks_exact(2)
             .filter(|pair| match pair {
@@ -159,13 +93,13 @@ fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field, value] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let exists = match hash_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let exists = match Hash::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(hash) => hash.is_some_and(|hash| hash.contains(field)),
     };
     if !exists {
-        upsert(&mut guard, key, |hash| {
+        Hash::upsert_key(&mut guard, key, |hash| {
             hash.insert(copy(field), copy(value))
         });
     }
@@ -175,7 +109,7 @@ fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         match hash.and_then(|hash| hash.get(field)) {
             Some(value) => ctx.out.bulk(&value),
             None => ctx.out.null(),
@@ -185,7 +119,7 @@ fn hget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, fields @ ..] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         ctx.out.array_len(fields.len());
         for field in fields {
             match hash.and_then(|hash| hash.get(field)) {
@@ -198,36 +132,35 @@ fn hmget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, fields @ ..] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let any = match hash_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let any = match Hash::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => false,
         Ok(Some(hash)) => fields.iter().any(|field| hash.contains(field)),
     };
-    let mut deleted = 0;
-    if any {
-        let emptied = upsert(&mut guard, key, |hash| {
-            deleted = fields.iter().filter(|field| hash.remove(field)).count();
-            hash.is_empty()
-        });
-        if emptied {
-            guard.remove(key);
-        }
-    }
+    let deleted = if any {
+        // Removing the last field removes the key.
+        Hash::change_key(&mut guard, key, |hash| {
+            fields.iter().filter(|field| hash.remove(field)).count()
+        })
+        .unwrap_or(0)
+    } else {
+        0
+    };
     drop(guard);
     ctx.out.int(len_i64(deleted));
 }
 
 fn hlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         ctx.out.int(len_i64(hash.map_or(0, Hash::len)));
     });
 }
 
 fn hexists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         ctx.out
             .int(i64::from(hash.is_some_and(|hash| hash.contains(field))));
     });
@@ -235,7 +168,7 @@ fn hexists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn hstrlen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, field] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let len = hash
             .and_then(|hash| hash.get(field))
             .map_or(0, |value| value.len());
@@ -253,7 +186,7 @@ enum Parts {
 
 fn hgetall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], parts: Parts) {
     let [_, key] = argv else { return };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let len = hash.map_or(0, Hash::len);
         if parts == Parts::Both {
             ctx.out.map_len(len);
@@ -288,8 +221,8 @@ fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(delta) = parse_i64(delta) else {
         return ctx.out.error(reply::NOT_INTEGER);
     };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let sum = hash_at(&mut guard, key).and_then(|hash| {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let sum = Hash::at_key(&mut guard, key).and_then(|hash| {
         let current = match hash.and_then(|hash| hash.get(field)) {
             Some(text) => parse_i64(&text).ok_or(NOT_INTEGER_FIELD)?,
             None => 0,
@@ -300,7 +233,7 @@ fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(sum) => {
             let mut digits = itoa::Buffer::new();
             let text = copy(digits.format(sum).as_bytes());
-            upsert(&mut guard, key, |hash| hash.insert(copy(field), text));
+            Hash::upsert_key(&mut guard, key, |hash| hash.insert(copy(field), text));
             drop(guard);
             ctx.out.int(sum);
         }
@@ -317,8 +250,8 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if !delta.is_finite() {
         return ctx.out.error(NAN_OR_INFINITY_INCREMENT);
     }
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let sum = hash_at(&mut guard, key).and_then(|hash| {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let sum = Hash::at_key(&mut guard, key).and_then(|hash| {
         let current = match hash.and_then(|hash| hash.get(field)) {
             Some(text) => long_double::parse(&text).ok_or(NOT_FLOAT_FIELD)?,
             None => long_double::LongDouble::from_i64(0),
@@ -332,7 +265,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     });
     match sum {
         Ok(text) => {
-            upsert(&mut guard, key, |hash| {
+            Hash::upsert_key(&mut guard, key, |hash| {
                 hash.insert(copy(field), text.clone())
             });
             drop(guard);
@@ -406,7 +339,7 @@ pub(crate) fn sample_distinct<T, R: Rng>(
 fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = argv.get(1).map_or(&b""[..], |key| key);
     let Some(count_arg) = argv.get(2) else {
-        return read_hash(ctx, key, |ctx, hash| {
+        return Hash::read_key(ctx, key, |ctx, hash| {
             let mut rng = rand::rng();
             match hash.and_then(|hash| hash.at(hash.random_position(&mut rng)?)) {
                 Some((field, _)) => ctx.out.bulk(&field),
@@ -427,7 +360,7 @@ fn hrandfield(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if with_values && count > i64::MAX.unsigned_abs() / 2 {
         return ctx.out.error(OUT_OF_RANGE);
     }
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let Some(hash) = hash.filter(|_| count > 0) else {
             return ctx.out.array_len(0);
         };
@@ -537,7 +470,7 @@ fn hscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(cursor) = parse_scan_cursor(cursor) else {
         return ctx.out.error("ERR invalid cursor");
     };
-    read_hash(ctx, key, |ctx, hash| {
+    Hash::read_key(ctx, key, |ctx, hash| {
         let Some(hash) = hash else {
             scan_reply_header(ctx, 0);
             return ctx.out.array_len(0);

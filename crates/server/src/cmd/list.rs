@@ -16,35 +16,37 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use forkless_storage::types::list::{End, List};
-use forkless_storage::{Db, Value, WriteGuard};
+use forkless_storage::{Value, WriteGuard};
 
+use super::access::{Collection, Reply, len_i64, reply_int};
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 use crate::blocking::{BlockRequest, TimeoutReply};
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "blpop", arity: -3, flags: &["write", "noscript", "blocking"], keys: (1, -2, 1), categories: &["write", "list", "slow", "blocking"], summary: "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", since: "2.0.0", group: "list", handler: blpop },
-    Command { name: "brpop", arity: -3, flags: &["write", "noscript", "blocking"], keys: (1, -2, 1), categories: &["write", "list", "slow", "blocking"], summary: "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", since: "2.0.0", group: "list", handler: brpop },
-    Command { name: "blmove", arity: 6, flags: &["write", "denyoom", "noscript", "blocking"], keys: (1, 2, 1), categories: &["write", "list", "slow", "blocking"], summary: "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", since: "6.2.0", group: "list", handler: blmove },
-    Command { name: "brpoplpush", arity: 4, flags: &["write", "denyoom", "noscript", "blocking"], keys: (1, 2, 1), categories: &["write", "list", "slow", "blocking"], summary: "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", since: "2.2.0", group: "list", handler: brpoplpush },
-    Command { name: "blmpop", arity: -5, flags: &["write", "blocking", "movablekeys"], keys: (0, 0, 0), categories: &["write", "list", "slow", "blocking"], summary: "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", since: "7.0.0", group: "list", handler: blmpop },
-    Command { name: "lpush", arity: -3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "list", "fast"], summary: "Prepend one or multiple elements to a list", since: "1.0.0", group: "list", handler: lpush },
-    Command { name: "rpush", arity: -3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "list", "fast"], summary: "Append one or multiple elements to a list", since: "1.0.0", group: "list", handler: rpush },
-    Command { name: "lpushx", arity: -3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "list", "fast"], summary: "Prepend an element to a list, only if the list exists", since: "2.2.0", group: "list", handler: lpushx },
-    Command { name: "rpushx", arity: -3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "list", "fast"], summary: "Append an element to a list, only if the list exists", since: "2.2.0", group: "list", handler: rpushx },
-    Command { name: "lpop", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "list", "fast"], summary: "Remove and get the first elements in a list", since: "1.0.0", group: "list", handler: lpop },
-    Command { name: "rpop", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "list", "fast"], summary: "Remove and get the last elements in a list", since: "1.0.0", group: "list", handler: rpop },
-    Command { name: "llen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "list", "fast"], summary: "Get the length of a list", since: "1.0.0", group: "list", handler: llen },
-    Command { name: "lrange", arity: 4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "list", "slow"], summary: "Get a range of elements from a list", since: "1.0.0", group: "list", handler: lrange },
-    Command { name: "lindex", arity: 3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "list", "slow"], summary: "Get an element from a list by its index", since: "1.0.0", group: "list", handler: lindex },
-    Command { name: "lset", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), categories: &["write", "list", "slow"], summary: "Set the value of an element in a list by its index", since: "1.0.0", group: "list", handler: lset },
-    Command { name: "lrem", arity: 4, flags: &["write"], keys: (1, 1, 1), categories: &["write", "list", "slow"], summary: "Remove elements from a list", since: "1.0.0", group: "list", handler: lrem },
-    Command { name: "ltrim", arity: 4, flags: &["write"], keys: (1, 1, 1), categories: &["write", "list", "slow"], summary: "Trim a list to the specified range", since: "1.0.0", group: "list", handler: ltrim },
-    Command { name: "linsert", arity: 5, flags: &["write", "denyoom"], keys: (1, 1, 1), categories: &["write", "list", "slow"], summary: "Insert an element before or after another element in a list", since: "2.2.0", group: "list", handler: linsert },
-    Command { name: "lpos", arity: -3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "list", "slow"], summary: "Return the index of matching elements on a list", since: "6.0.6", group: "list", handler: lpos },
-    Command { name: "lmove", arity: 5, flags: &["write", "denyoom"], keys: (1, 2, 1), categories: &["write", "list", "slow"], summary: "Pop an element from a list, push it to another list and return it", since: "6.2.0", group: "list", handler: lmove },
-    Command { name: "rpoplpush", arity: 3, flags: &["write", "denyoom"], keys: (1, 2, 1), categories: &["write", "list", "slow"], summary: "Remove the last element in a list, prepend it to another list and return it", since: "1.2.0", group: "list", handler: rpoplpush },
-    Command { name: "lmpop", arity: -4, flags: &["write", "movablekeys"], keys: (0, 0, 0), categories: &["write", "list", "slow"], summary: "Pop elements from a list", since: "7.0.0", group: "list", handler: lmpop },
+    Command { name: "blpop", arity: -3, flags: flags!(WRITE, NOSCRIPT, BLOCKING), keys: KeySpec::new(1, -2, 1), gate: Gate::Shared, categories: &["write", "list", "slow", "blocking"], summary: "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", since: "2.0.0", group: "list", handler: blpop },
+    Command { name: "brpop", arity: -3, flags: flags!(WRITE, NOSCRIPT, BLOCKING), keys: KeySpec::new(1, -2, 1), gate: Gate::Shared, categories: &["write", "list", "slow", "blocking"], summary: "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", since: "2.0.0", group: "list", handler: brpop },
+    Command { name: "blmove", arity: 6, flags: flags!(WRITE, DENYOOM, NOSCRIPT, BLOCKING), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "list", "slow", "blocking"], summary: "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", since: "6.2.0", group: "list", handler: blmove },
+    Command { name: "brpoplpush", arity: 4, flags: flags!(WRITE, DENYOOM, NOSCRIPT, BLOCKING), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "list", "slow", "blocking"], summary: "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", since: "2.2.0", group: "list", handler: brpoplpush },
+    Command { name: "blmpop", arity: -5, flags: flags!(WRITE, BLOCKING, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["write", "list", "slow", "blocking"], summary: "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", since: "7.0.0", group: "list", handler: blmpop },
+    Command { name: "lpush", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "fast"], summary: "Prepend one or multiple elements to a list", since: "1.0.0", group: "list", handler: lpush },
+    Command { name: "rpush", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "fast"], summary: "Append one or multiple elements to a list", since: "1.0.0", group: "list", handler: rpush },
+    Command { name: "lpushx", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "fast"], summary: "Prepend an element to a list, only if the list exists", since: "2.2.0", group: "list", handler: lpushx },
+    Command { name: "rpushx", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "fast"], summary: "Append an element to a list, only if the list exists", since: "2.2.0", group: "list", handler: rpushx },
+    Command { name: "lpop", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "fast"], summary: "Remove and get the first elements in a list", since: "1.0.0", group: "list", handler: lpop },
+    Command { name: "rpop", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "fast"], summary: "Remove and get the last elements in a list", since: "1.0.0", group: "list", handler: rpop },
+    Command { name: "llen", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "list", "fast"], summary: "Get the length of a list", since: "1.0.0", group: "list", handler: llen },
+    Command { name: "lrange", arity: 4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "list", "slow"], summary: "Get a range of elements from a list", since: "1.0.0", group: "list", handler: lrange },
+    Command { name: "lindex", arity: 3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "list", "slow"], summary: "Get an element from a list by its index", since: "1.0.0", group: "list", handler: lindex },
+    Command { name: "lset", arity: 4, flags: flags!(WRITE, DENYOOM), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Set the value of an element in a list by its index", since: "1.0.0", group: "list", handler: lset },
+    Command { name: "lrem", arity: 4, flags: flags!(WRITE), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Remove elements from a list", since: "1.0.0", group: "list", handler: lrem },
+    Command { name: "ltrim", arity: 4, flags: flags!(WRITE), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Trim a list to the specified range", since: "1.0.0", group: "list", handler: ltrim },
+    Command { name: "linsert", arity: 5, flags: flags!(WRITE, DENYOOM), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Insert an element before or after another element in a list", since: "2.2.0", group: "list", handler: linsert },
+    Command { name: "lpos", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "list", "slow"], summary: "Return the index of matching elements on a list", since: "6.0.6", group: "list", handler: lpos },
+    Command { name: "lmove", arity: 5, flags: flags!(WRITE, DENYOOM), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Pop an element from a list, push it to another list and return it", since: "6.2.0", group: "list", handler: lmove },
+    Command { name: "rpoplpush", arity: 3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Remove the last element in a list, prepend it to another list and return it", since: "1.2.0", group: "list", handler: rpoplpush },
+    Command { name: "lmpop", arity: -4, flags: flags!(WRITE, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["write", "list", "slow"], summary: "Pop elements from a list", since: "7.0.0", group: "list", handler: lmpop },
 ];
 
 const INDEX_OUT_OF_RANGE: &str = "ERR index out of range";
@@ -55,23 +57,6 @@ const COUNT_NEGATIVE: &str = "ERR COUNT can't be negative";
 const MAXLEN_NEGATIVE: &str = "ERR MAXLEN can't be negative";
 const NUMKEYS_NOT_POSITIVE: &str = "ERR numkeys should be greater than 0";
 const COUNT_NOT_POSITIVE: &str = "ERR count should be greater than 0";
-
-/// An error reply's text. Every client-visible failure here has fixed text.
-type Reply<T> = Result<T, &'static str>;
-
-/// The list of a value, or None for a value of another type.
-pub(crate) fn list_of(value: &Value) -> Option<&List> {
-    match value {
-        Value::List(list) => Some(list),
-        Value::String(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
-    }
-}
-
-/// The selected database, borrowed from the server rather than from `ctx`, so that a guard can
-/// stay alive while the reply is written into `ctx.out`.
-fn db<'a>(ctx: &Ctx<'a>) -> &'a Db {
-    ctx.server.db(ctx.client.db)
-}
 
 /// Argument `idx`; arity checks guarantee the fixed positions, and a missing one reads as empty.
 fn arg(argv: &[Bytes], idx: usize) -> &[u8] {
@@ -113,36 +98,6 @@ fn parse_index(arg: &[u8]) -> Reply<i64> {
     parse_i64(arg).ok_or(reply::NOT_INTEGER)
 }
 
-/// The list at `key` under a write guard (an expired key is dropped on the way): None if
-/// absent, WRONGTYPE for another type.
-fn list_at<'g>(guard: &'g mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<&'g List>> {
-    guard
-        .get(key)
-        .map(|entry| list_of(entry.value()).ok_or(reply::WRONGTYPE))
-        .transpose()
-}
-
-/// Changes the list at `key` through `change` and removes the key if that emptied the list.
-/// None if `key` holds no list (callers check with [`list_at`] first). The list is copied only
-/// if a snapshot still holds its pre-change version (`Arc::make_mut`).
-fn change_list<R>(
-    guard: &mut WriteGuard<'_>,
-    key: &[u8],
-    change: impl FnOnce(&mut List) -> R,
-) -> Option<R> {
-    let mut entry = guard.get_mut(key)?;
-    list_of(entry.value())?;
-    let Value::List(list) = entry.value_mut() else {
-        return None;
-    };
-    let list = Arc::make_mut(list);
-    let result = change(list);
-    if list.is_empty() {
-        guard.remove(key);
-    }
-    Some(result)
-}
-
 /// Pushes `items` one by one at `end` of the list at `key`, creating the list if the key is
 /// absent; WRONGTYPE for another type. Returns the new length.
 fn push_items<'a>(
@@ -157,8 +112,8 @@ fn push_items<'a>(
         }
         list.len()
     };
-    if list_at(guard, key)?.is_some() {
-        return change_list(guard, key, push_all).ok_or(reply::WRONGTYPE);
+    if List::at_key(guard, key)?.is_some() {
+        return List::change_key(guard, key, push_all).ok_or(reply::WRONGTYPE);
     }
     let mut list = List::new();
     let len = push_all(&mut list);
@@ -166,22 +121,11 @@ fn push_items<'a>(
     Ok(len)
 }
 
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
-}
-
 /// Writes `items` as an array of bulk strings.
 fn reply_items(ctx: &mut Ctx<'_>, items: &[Bytes]) {
     ctx.out.array_len(items.len());
     for item in items {
         ctx.out.bulk(item);
-    }
-}
-
-fn reply_int(ctx: &mut Ctx<'_>, result: Reply<i64>) {
-    match result {
-        Ok(n) => ctx.out.int(n),
-        Err(msg) => ctx.out.error(msg),
     }
 }
 
@@ -215,8 +159,8 @@ fn rpushx(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// when the key is absent.
 fn push(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End, only_if_exists: bool) {
     let key = arg(argv, 1);
-    let mut guard = db(ctx).write(&[key], ctx.now_ms);
-    let result = match list_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let result = match List::at_key(&mut guard, key) {
         Err(msg) => Err(msg),
         Ok(None) if only_if_exists => Ok(0),
         Ok(_) => push_items(&mut guard, key, end, argv.get(2..).unwrap_or_default()).map(len_i64),
@@ -249,18 +193,20 @@ fn pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
         None => None,
     };
     let key = arg(argv, 1);
-    let mut guard = db(ctx).write(&[key], ctx.now_ms);
-    match (list_at(&mut guard, key), count) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    match (List::at_key(&mut guard, key), count) {
         (Err(msg), _) => ctx.out.error(msg),
         (Ok(None), None) => ctx.out.null(),
         (Ok(None), Some(_)) => ctx.out.null_array(),
         (Ok(Some(_)), Some(0)) => ctx.out.array_len(0),
-        (Ok(Some(_)), None) => match change_list(&mut guard, key, |list| list.pop(end)).flatten() {
-            Some(item) => ctx.out.bulk(&item),
-            None => ctx.out.null(),
-        },
+        (Ok(Some(_)), None) => {
+            match List::change_key(&mut guard, key, |list| list.pop(end)).flatten() {
+                Some(item) => ctx.out.bulk(&item),
+                None => ctx.out.null(),
+            }
+        }
         (Ok(Some(_)), Some(count)) => {
-            let popped = change_list(&mut guard, key, |list| list.pop_many(end, count));
+            let popped = List::change_key(&mut guard, key, |list| list.pop_many(end, count));
             reply_items(ctx, &popped.unwrap_or_default());
         }
     }
@@ -283,9 +229,9 @@ fn lmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// `[key, [elements]]` (or WRONGTYPE). Returns false, writing nothing, when no key holds a list.
 fn mpop(ctx: &mut Ctx<'_>, keys: &[Bytes], end: End, count: usize) -> bool {
     let keys: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-    let mut guard = db(ctx).write(&keys, ctx.now_ms);
+    let mut guard = ctx.db().write(&keys, ctx.now_ms);
     for key in keys {
-        match list_at(&mut guard, key) {
+        match List::at_key(&mut guard, key) {
             // BLMPOP once blocked: a key of another type is no list to pop from.
             Err(_) if ctx.client.block_retry => continue,
             Err(msg) => {
@@ -295,7 +241,7 @@ fn mpop(ctx: &mut Ctx<'_>, keys: &[Bytes], end: End, count: usize) -> bool {
             Ok(None) => continue,
             Ok(Some(_)) => {}
         }
-        let popped = change_list(&mut guard, key, |list| list.pop_many(end, count));
+        let popped = List::change_key(&mut guard, key, |list| list.pop_many(end, count));
         ctx.out.array_len(2);
         ctx.out.bulk(key);
         reply_items(ctx, &popped.unwrap_or_default());
@@ -355,20 +301,20 @@ fn move_item(
     from: End,
     to: End,
 ) -> Reply<Option<Bytes>> {
-    let mut guard = db(ctx).write(&[source, destination], ctx.now_ms);
-    if list_at(&mut guard, source)?.is_none() {
+    let mut guard = ctx.db().write(&[source, destination], ctx.now_ms);
+    if List::at_key(&mut guard, source)?.is_none() {
         return Ok(None);
     }
-    list_at(&mut guard, destination)?;
+    List::at_key(&mut guard, destination)?;
     if source == destination {
-        return Ok(change_list(&mut guard, source, |list| {
+        return Ok(List::change_key(&mut guard, source, |list| {
             let item = list.pop(from)?;
             list.push(to, item.clone());
             Some(item)
         })
         .flatten());
     }
-    let item = change_list(&mut guard, source, |list| list.pop(from)).flatten();
+    let item = List::change_key(&mut guard, source, |list| list.pop(from)).flatten();
     if let Some(item) = &item {
         push_items(&mut guard, destination, to, [item])?;
     }
@@ -380,10 +326,10 @@ fn move_item(
 
 fn llen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
-    let guard = db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
     ctx.hit_or_miss(entry.is_some());
-    match entry.map(|entry| list_of(entry.value())) {
+    match entry.map(|entry| List::from_value(entry.value())) {
         None => ctx.out.int(0),
         Some(Some(list)) => ctx.out.int(len_i64(list.len())),
         Some(None) => ctx.out.error(reply::WRONGTYPE),
@@ -397,10 +343,10 @@ fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         (Err(msg), _) | (_, Err(msg)) => return ctx.out.error(msg),
     };
     let key = arg(argv, 1);
-    let guard = db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
     ctx.hit_or_miss(entry.is_some());
-    match entry.map(|entry| list_of(entry.value())) {
+    match entry.map(|entry| List::from_value(entry.value())) {
         None => ctx.out.array_len(0),
         Some(Some(list)) => {
             let range = list.range(start, stop);
@@ -416,10 +362,10 @@ fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// LINDEX key index: the key is looked up before the index is parsed.
 fn lindex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
-    let guard = db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
     ctx.hit_or_miss(entry.is_some());
-    let list = match entry.map(|entry| list_of(entry.value())) {
+    let list = match entry.map(|entry| List::from_value(entry.value())) {
         None => return ctx.out.null(),
         Some(None) => return ctx.out.error(reply::WRONGTYPE),
         Some(Some(list)) => list,
@@ -494,10 +440,10 @@ fn lpos(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Err(msg) => return ctx.out.error(msg),
     };
     let key = arg(argv, 1);
-    let guard = db(ctx).read(&[key], ctx.now_ms);
+    let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
     ctx.hit_or_miss(entry.is_some());
-    let list = match entry.map(|entry| list_of(entry.value())) {
+    let list = match entry.map(|entry| List::from_value(entry.value())) {
         None if options.count.is_some() => return ctx.out.array_len(0),
         None => return ctx.out.null(),
         Some(None) => return ctx.out.error(reply::WRONGTYPE),
@@ -528,12 +474,12 @@ fn lpos(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// LSET key index element: the key is looked up before the index is parsed.
 fn lset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
-    let mut guard = db(ctx).write(&[key], ctx.now_ms);
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let result = (|| {
-        let list = list_at(&mut guard, key)?.ok_or(reply::NO_SUCH_KEY)?;
+        let list = List::at_key(&mut guard, key)?.ok_or(reply::NO_SUCH_KEY)?;
         let index = parse_index(arg(argv, 2))?;
         let pos = list.index(index).ok_or(INDEX_OUT_OF_RANGE)?;
-        change_list(&mut guard, key, |list| list.set(pos, element(arg(argv, 3))));
+        List::change_key(&mut guard, key, |list| list.set(pos, element(arg(argv, 3))));
         Ok(())
     })();
     reply_ok(ctx, result);
@@ -543,10 +489,10 @@ fn lset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// a negative count; all for 0) and answers how many were removed.
 fn lrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (key, item) = (arg(argv, 1), arg(argv, 3));
-    let mut guard = db(ctx).write(&[key], ctx.now_ms);
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let result = (|| {
         let count = parse_index(arg(argv, 2))?;
-        let Some(list) = list_at(&mut guard, key)? else {
+        let Some(list) = List::at_key(&mut guard, key)? else {
             return Ok(0);
         };
         if !list.iter().any(|entry| entry.as_ref() == item) {
@@ -554,7 +500,7 @@ fn lrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         let from = if count < 0 { End::Tail } else { End::Head };
         let limit = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-        let removed = change_list(&mut guard, key, |list| list.remove(item, limit, from));
+        let removed = List::change_key(&mut guard, key, |list| list.remove(item, limit, from));
         Ok(len_i64(removed.unwrap_or(0)))
     })();
     reply_int(ctx, result);
@@ -564,14 +510,14 @@ fn lrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// nothing removes the key.
 fn ltrim(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
-    let mut guard = db(ctx).write(&[key], ctx.now_ms);
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let result = (|| {
         let start = parse_index(arg(argv, 2))?;
         let stop = parse_index(arg(argv, 3))?;
-        if let Some(list) = list_at(&mut guard, key)?
+        if let Some(list) = List::at_key(&mut guard, key)?
             && list.range(start, stop).len() < list.len()
         {
-            change_list(&mut guard, key, |list| list.trim(start, stop));
+            List::change_key(&mut guard, key, |list| list.trim(start, stop));
         }
         Ok(())
     })();
@@ -582,7 +528,7 @@ fn ltrim(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// pivot is not in the list.
 fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (key, pivot, item) = (arg(argv, 1), arg(argv, 3), arg(argv, 4));
-    let mut guard = db(ctx).write(&[key], ctx.now_ms);
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let result = (|| {
         let where_arg = arg(argv, 2);
         let before = if eq_ignore_case(where_arg, "before") {
@@ -592,13 +538,13 @@ fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         } else {
             return Err(reply::SYNTAX);
         };
-        let Some(list) = list_at(&mut guard, key)? else {
+        let Some(list) = List::at_key(&mut guard, key)? else {
             return Ok(0);
         };
         if !list.iter().any(|entry| entry.as_ref() == pivot) {
             return Ok(-1);
         }
-        let len = change_list(&mut guard, key, |list| {
+        let len = List::change_key(&mut guard, key, |list| {
             list.insert(pivot, before, element(item));
             list.len()
         });
@@ -672,17 +618,17 @@ fn blocking_pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
         Ok(deadline) => deadline,
         Err(msg) => return ctx.out.error(msg),
     };
-    let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-    let mut guard = db(ctx).write(&key_refs, ctx.now_ms);
+    let key_refs = ctx.key_args(argv);
+    let mut guard = ctx.db().write(&key_refs, ctx.now_ms);
     for key in &key_refs {
-        match list_at(&mut guard, key) {
+        match List::at_key(&mut guard, key) {
             // Once blocked, a key of another type is no list to pop from (as in Redis).
             Err(_) if ctx.client.block_retry => continue,
             Err(msg) => return ctx.out.error(msg),
             Ok(None) => continue,
             Ok(Some(_)) => {}
         }
-        if let Some(item) = change_list(&mut guard, key, |list| list.pop(end)).flatten() {
+        if let Some(item) = List::change_key(&mut guard, key, |list| list.pop(end)).flatten() {
             ctx.out.array_len(2);
             ctx.out.bulk(key);
             ctx.out.bulk(&item);
@@ -713,10 +659,10 @@ fn blocking_move(ctx: &mut Ctx<'_>, argv: &[Bytes], from: End, to: End, timeout:
     // destination of another type still ends the block with WRONGTYPE, as in Redis).
     let source_not_list = ctx.client.block_retry && {
         let source = arg(argv, 1);
-        let guard = db(ctx).read(&[source], ctx.now_ms);
+        let guard = ctx.db().read(&[source], ctx.now_ms);
         guard
             .get(source)
-            .is_some_and(|entry| list_of(entry.value()).is_none())
+            .is_some_and(|entry| List::from_value(entry.value()).is_none())
     };
     let moved = if source_not_list {
         Ok(None)

@@ -14,17 +14,22 @@ use bytes::Bytes;
 use forkless_protocol::{Out, RespVersion};
 use forkless_storage::Db;
 
+use self::meta::{Flags, Gate, KeySpec, Refusal};
 use crate::server::Server;
 
+pub(crate) mod access;
 pub(crate) mod connection;
 pub(crate) mod hash;
+pub(crate) mod introspection;
 pub(crate) mod keys;
 pub(crate) mod list;
+pub(crate) mod meta;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod string;
+pub(crate) mod subcommands;
 pub(crate) mod transaction;
 pub(crate) mod zset;
 
@@ -51,10 +56,13 @@ pub(crate) struct Command {
     pub(crate) name: &'static str,
     /// Redis arity: N means exactly N arguments including the name, -N means at least N.
     pub(crate) arity: i32,
-    /// Redis command flags (`write`, `readonly`, `fast`, `denyoom`, `admin`, `noauth`...).
-    pub(crate) flags: &'static [&'static str],
+    /// Redis command flags (`write`, `readonly`, `fast`, `denyoom`, `admin`, `no_auth`...) and
+    /// forkless's own dispatch traits.
+    pub(crate) flags: Flags,
     /// Key positions: first key, last key (negative counts from the end), step.
-    pub(crate) keys: (i32, i32, i32),
+    pub(crate) keys: KeySpec,
+    /// How the command holds the command gate.
+    pub(crate) gate: Gate,
     /// ACL categories without the `@`.
     pub(crate) categories: &'static [&'static str],
     /// One-line summary for COMMAND DOCS.
@@ -67,36 +75,17 @@ pub(crate) struct Command {
 }
 
 impl Command {
-    /// Returns true if and only if the command carries `flag`.
-    pub(crate) fn has_flag(&self, flag: &str) -> bool {
-        self.flags.contains(&flag)
-    }
-
-    /// The positions in `argv` that hold keys.
-    pub(crate) fn key_positions(&self, argc: usize) -> Vec<usize> {
-        let (first, last, step) = self.keys;
-        if first <= 0 || step <= 0 {
-            return Vec::new();
-        }
-        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        let last = if last < 0 {
-            argc + i64::from(last)
-        } else {
-            i64::from(last)
-        };
-        let mut positions = Vec::new();
-        let mut pos = i64::from(first);
-        while pos <= last && pos < argc {
-            positions.push(usize::try_from(pos).unwrap_or(usize::MAX));
-            pos += i64::from(step);
-        }
-        positions
+    /// Returns true if and only if the command carries every flag of `flag`.
+    pub(crate) fn has_flag(&self, flag: Flags) -> bool {
+        self.flags.contains(flag)
     }
 }
 
 struct Table {
     commands: Vec<&'static Command>,
     by_name: HashMap<&'static [u8], usize>,
+    /// Per command: true if and only if it is a container with rows in `SUBCOMMANDS`.
+    is_container: Vec<bool>,
 }
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| {
@@ -121,7 +110,15 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .enumerate()
         .map(|(idx, cmd)| (cmd.name.as_bytes(), idx))
         .collect();
-    Table { commands, by_name }
+    let is_container = commands
+        .iter()
+        .map(|cmd| subcommands::subcommands_of(cmd.name).next().is_some())
+        .collect();
+    Table {
+        commands,
+        by_name,
+        is_container,
+    }
 });
 
 /// Number of commands, the length of the per-command statistics array.
@@ -177,12 +174,22 @@ pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a mut Out,
     /// The time this command runs at, in ms since the Unix epoch (one reading per command).
     pub(crate) now_ms: u64,
+    /// The running command's declared key positions (its table row's `keys`).
+    pub(crate) keys: KeySpec,
 }
 
-impl Ctx<'_> {
-    /// The selected database.
-    pub(crate) fn db(&self) -> &Db {
-        self.server.db(self.client.db)
+impl<'a> Ctx<'a> {
+    /// The command's key arguments, at the positions its table row declares, in order: what
+    /// a multi-key handler locks with `Db::read`/`Db::write`.
+    pub(crate) fn key_args<'v>(&self, argv: &'v [Bytes]) -> Vec<&'v [u8]> {
+        self.keys.keys(argv).collect()
+    }
+
+    /// The selected database, borrowed from the server rather than from the context, so that
+    /// a guard on it may stay alive while the reply is written into `out`.
+    pub(crate) fn db(&self) -> &'a Db {
+        let server: &'a Server = self.server;
+        server.db(self.client.db)
     }
 
     pub(crate) fn resp3(&self) -> bool {
@@ -213,6 +220,7 @@ impl Ctx<'_> {
 pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv: &[Bytes]) {
     let Some(name) = argv.first() else { return };
     let Some((idx, command)) = lookup(name) else {
+        client.handle.last_command.store(0, Ordering::Relaxed);
         out.error(&unknown_command(argv));
         server
             .stats
@@ -221,9 +229,10 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
         transaction::flag_error(client);
         return;
     };
+    remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
-    if let Some(error) = refusal(server, client, out.version, command, argv.len()) {
-        out.error(&error);
+    if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
+        out.error(&refusal.to_string());
         reject(server, stats);
         transaction::flag_error(client);
         return;
@@ -231,54 +240,85 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     if transaction::queue(client, out, command, argv) {
         return;
     }
-    // EXEC takes the gate exclusively itself; every other command holds it shared (see
-    // `forkless_storage::CommandGate`).
-    let _gate = (command.name != "exec").then(|| server.keyspace.gate().shared());
+    // See `forkless_storage::CommandGate`: an exclusive holder (EXEC) takes the gate itself.
+    let _gate = (command.gate == Gate::Shared).then(|| server.keyspace.gate().shared());
     dispatch(server, client, out, idx, command, argv);
 }
 
-/// Why `command` may not run now, as the error reply, or None if it may.
+/// Records the command at `idx` (and, for a container, the subcommand `argv[1]` names) as the
+/// client's last command, for CLIENT LIST. As in Redis, it is recorded once the command is
+/// looked up, before any check, so a refused command counts too; an unknown subcommand
+/// records none (`cmd=NULL`), as an unknown command does.
+fn remember_command(client: &Client, idx: usize, argv: &[Bytes]) {
+    let packed = match (argv.first(), argv.get(1)) {
+        (Some(container), Some(sub)) if TABLE.is_container.get(idx).copied().unwrap_or(false) => {
+            subcommands::subcommand_index(container, sub)
+                .map_or(0, |sub| pack_last_command(idx, Some(sub)))
+        }
+        _ => pack_last_command(idx, None),
+    };
+    client.handle.last_command.store(packed, Ordering::Relaxed);
+}
+
+/// Packs a command's table index and an optional subcommand index for
+/// `ClientHandle::last_command`: each plus one, the command in the low 16 bits.
+fn pack_last_command(idx: usize, sub: Option<usize>) -> u32 {
+    let plus_one = |idx: usize| u32::try_from(idx + 1).unwrap_or(0) & 0xffff;
+    plus_one(idx) | sub.map_or(0, |sub| plus_one(sub) << 16)
+}
+
+/// The full name (`get`, `config|get`) of a command packed by [`pack_last_command`], or None
+/// before the first command.
+pub(crate) fn last_command_name(packed: u32) -> Option<&'static str> {
+    let idx = usize::try_from(packed & 0xffff).ok()?.checked_sub(1)?;
+    let sub = usize::try_from(packed >> 16).ok()?.checked_sub(1);
+    match sub {
+        Some(sub) => subcommands::SUBCOMMANDS.get(sub).map(|sub| sub.name),
+        None => TABLE.commands.get(idx).map(|command| command.name),
+    }
+}
+
+/// Why `command` may not run now, or None if it may.
 fn refusal(
     server: &Server,
     client: &Client,
     version: RespVersion,
-    command: &Command,
+    command: &'static Command,
     argc: usize,
-) -> Option<String> {
+) -> Option<Refusal> {
     let argc = i32::try_from(argc).unwrap_or(i32::MAX);
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
-        return Some(format!(
-            "ERR wrong number of arguments for '{}' command",
-            command.name
-        ));
+        return Some(Refusal::WrongArity {
+            command: command.name,
+        });
     }
     if !client.authenticated
-        && !command.has_flag("no_auth")
+        && !command.has_flag(Flags::NO_AUTH)
         && server.tunables.requirepass_set.load(Ordering::Relaxed)
     {
-        return Some(reply::NOAUTH.to_string());
+        return Some(Refusal::NoAuth);
     }
     if client.subs.active()
         && version == RespVersion::Resp2
-        && !pubsub::allowed_in_subscribed_mode(command.name)
+        && !command.has_flag(Flags::IN_SUBSCRIBED_MODE)
     {
-        return Some(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
-             are allowed in this context",
-            command.name
-        ));
+        return Some(Refusal::SubscribedMode {
+            command: command.name,
+        });
     }
-    if !command.has_flag("loading") && server.persistence.loading() {
-        return Some("LOADING Redis is loading the dataset in memory".to_string());
+    if !command.has_flag(Flags::LOADING) && server.persistence.loading() {
+        return Some(Refusal::Loading);
     }
-    if client.multi.is_some() && command.has_flag("no_multi") {
-        return Some("ERR Command not allowed inside a transaction".to_string());
+    if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
+        return Some(Refusal::NotInMulti);
     }
-    if (command.has_flag("write") || command.name == "ping")
+    if command
+        .flags
+        .intersects(Flags::WRITE.union(Flags::REFUSED_ON_MISCONF))
         && crate::persistence::writes_refused(server)
     {
-        return Some(crate::persistence::MISCONF.to_string());
+        return Some(Refusal::Misconf);
     }
     None
 }
@@ -304,14 +344,13 @@ pub(crate) fn dispatch(
         client,
         out,
         now_ms,
+        keys: command.keys,
     };
     (command.handler)(&mut ctx, argv);
     // A command that blocked changed nothing: signalling its keys would wake itself.
-    if command.has_flag("write") && client.blocked.is_none() && server.blocking.has_waiters() {
-        for pos in command.key_positions(argv.len()) {
-            if let Some(key) = argv.get(pos) {
-                server.blocking.signal(client.db, key);
-            }
+    if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
+        for key in command.keys.keys(argv) {
+            server.blocking.signal(client.db, key);
         }
     }
     // Wall clock: a step back (NTP) reads as 0 µs rather than wrapping.
@@ -398,4 +437,47 @@ pub(crate) fn parse_i64(arg: &[u8]) -> Option<i64> {
 /// Returns true if and only if `arg` equals `word` ignoring ASCII case.
 pub(crate) fn eq_ignore_case(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_command_packs_a_command_and_a_subcommand() {
+        let (get, _) = lookup(b"GET").expect("get");
+        assert_eq!(last_command_name(pack_last_command(get, None)), Some("get"));
+        let (config, _) = lookup(b"config").expect("config");
+        let sub = subcommands::subcommand_index(b"CONFIG", b"get").expect("config|get");
+        assert_eq!(
+            last_command_name(pack_last_command(config, Some(sub))),
+            Some("config|get")
+        );
+        assert_eq!(last_command_name(0), None);
+        assert!(TABLE.is_container.get(config).copied().unwrap_or(false));
+        assert!(!TABLE.is_container.get(get).copied().unwrap_or(true));
+    }
+
+    #[test]
+    fn dispatch_traits_are_flags_not_names() {
+        let flags_of = |name: &[u8]| lookup(name).map(|(_, command)| command.flags);
+        let exec = lookup(b"exec").map(|(_, command)| command.gate);
+        assert_eq!(exec, Some(Gate::Exclusive));
+        assert_eq!(lookup(b"get").map(|(_, c)| c.gate), Some(Gate::Shared));
+        for name in [
+            &b"exec"[..],
+            b"discard",
+            b"multi",
+            b"watch",
+            b"unwatch",
+            b"quit",
+            b"reset",
+        ] {
+            assert!(flags_of(name).is_some_and(|f| f.contains(Flags::RUNS_IN_MULTI)));
+        }
+        assert!(!flags_of(b"get").is_some_and(|f| f.contains(Flags::RUNS_IN_MULTI)));
+        assert!(flags_of(b"ping").is_some_and(|f| f.contains(Flags::REFUSED_ON_MISCONF)));
+        assert!(flags_of(b"ping").is_some_and(|f| f.contains(Flags::IN_SUBSCRIBED_MODE)));
+        assert!(!flags_of(b"echo").is_some_and(|f| f.contains(Flags::IN_SUBSCRIBED_MODE)));
+    }
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, reply};
 use crate::persistence::{self, SaveKind};
 
@@ -9,8 +10,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "save",
         arity: 1,
-        flags: &["admin", "noscript", "no_async_loading", "no_multi"],
-        keys: (0, 0, 0),
+        flags: flags!(ADMIN, NOSCRIPT, NO_ASYNC_LOADING, NO_MULTI),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["admin", "slow", "dangerous"],
         summary: "Synchronously saves the database(s) to disk.",
         since: "1.0.0",
@@ -20,8 +22,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "bgsave",
         arity: -1,
-        flags: &["admin", "noscript", "no_async_loading"],
-        keys: (0, 0, 0),
+        flags: flags!(ADMIN, NOSCRIPT, NO_ASYNC_LOADING),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["admin", "slow", "dangerous"],
         summary: "Asynchronously saves the database(s) to disk.",
         since: "1.0.0",
@@ -31,8 +34,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         name: "lastsave",
         arity: 1,
-        flags: &["loading", "stale", "fast"],
-        keys: (0, 0, 0),
+        flags: flags!(LOADING, STALE, FAST),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
         categories: &["admin", "fast", "dangerous"],
         summary: "Returns the Unix timestamp of the last successful save to disk.",
         since: "1.0.0",

@@ -3,37 +3,22 @@
 
 use bytes::Bytes;
 
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, unknown_subcommand};
 use crate::pubsub::{Kind, Limits};
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "subscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Listens for messages published to channels.", since: "2.0.0", group: "pubsub", handler: subscribe },
-    Command { name: "unsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Stops listening to messages posted to channels.", since: "2.0.0", group: "pubsub", handler: unsubscribe },
-    Command { name: "psubscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Listens for messages published to channels that match one or more patterns.", since: "2.0.0", group: "pubsub", handler: psubscribe },
-    Command { name: "punsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Stops listening to messages published to channels that match one or more patterns.", since: "2.0.0", group: "pubsub", handler: punsubscribe },
-    Command { name: "publish", arity: 3, flags: &["pubsub", "loading", "stale", "fast", "may_replicate"], keys: (0, 0, 0), categories: &["pubsub", "fast"], summary: "Posts a message to a channel.", since: "2.0.0", group: "pubsub", handler: publish },
-    Command { name: "ssubscribe", arity: -2, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Listen for messages published to the given shard channels", since: "7.0.0", group: "pubsub", handler: ssubscribe },
-    Command { name: "sunsubscribe", arity: -1, flags: &["pubsub", "noscript", "loading", "stale"], keys: (0, 0, 0), categories: &["pubsub", "slow"], summary: "Stop listening for messages posted to the given shard channels", since: "7.0.0", group: "pubsub", handler: sunsubscribe },
-    Command { name: "spublish", arity: 3, flags: &["pubsub", "loading", "stale", "fast"], keys: (0, 0, 0), categories: &["pubsub", "fast"], summary: "Post a message to a shard channel", since: "7.0.0", group: "pubsub", handler: spublish },
-    Command { name: "pubsub", arity: -2, flags: &[], keys: (0, 0, 0), categories: &["slow"], summary: "A container for Pub/Sub commands.", since: "2.8.0", group: "pubsub", handler: pubsub },
+    Command { name: "subscribe", arity: -2, flags: flags!(PUBSUB, NOSCRIPT, LOADING, STALE, IN_SUBSCRIBED_MODE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "slow"], summary: "Listens for messages published to channels.", since: "2.0.0", group: "pubsub", handler: subscribe },
+    Command { name: "unsubscribe", arity: -1, flags: flags!(PUBSUB, NOSCRIPT, LOADING, STALE, IN_SUBSCRIBED_MODE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "slow"], summary: "Stops listening to messages posted to channels.", since: "2.0.0", group: "pubsub", handler: unsubscribe },
+    Command { name: "psubscribe", arity: -2, flags: flags!(PUBSUB, NOSCRIPT, LOADING, STALE, IN_SUBSCRIBED_MODE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "slow"], summary: "Listens for messages published to channels that match one or more patterns.", since: "2.0.0", group: "pubsub", handler: psubscribe },
+    Command { name: "punsubscribe", arity: -1, flags: flags!(PUBSUB, NOSCRIPT, LOADING, STALE, IN_SUBSCRIBED_MODE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "slow"], summary: "Stops listening to messages published to channels that match one or more patterns.", since: "2.0.0", group: "pubsub", handler: punsubscribe },
+    Command { name: "publish", arity: 3, flags: flags!(PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "fast"], summary: "Posts a message to a channel.", since: "2.0.0", group: "pubsub", handler: publish },
+    Command { name: "ssubscribe", arity: -2, flags: flags!(PUBSUB, NOSCRIPT, LOADING, STALE, IN_SUBSCRIBED_MODE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "slow"], summary: "Listen for messages published to the given shard channels", since: "7.0.0", group: "pubsub", handler: ssubscribe },
+    Command { name: "sunsubscribe", arity: -1, flags: flags!(PUBSUB, NOSCRIPT, LOADING, STALE, IN_SUBSCRIBED_MODE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "slow"], summary: "Stop listening for messages posted to the given shard channels", since: "7.0.0", group: "pubsub", handler: sunsubscribe },
+    Command { name: "spublish", arity: 3, flags: flags!(PUBSUB, LOADING, STALE, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["pubsub", "fast"], summary: "Post a message to a shard channel", since: "7.0.0", group: "pubsub", handler: spublish },
+    Command { name: "pubsub", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for Pub/Sub commands.", since: "2.8.0", group: "pubsub", handler: pubsub },
 ];
-
-/// Commands a RESP2 connection may run while it has subscriptions.
-pub(crate) fn allowed_in_subscribed_mode(name: &str) -> bool {
-    matches!(
-        name,
-        "subscribe"
-            | "unsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "ssubscribe"
-            | "sunsubscribe"
-            | "ping"
-            | "quit"
-            | "reset"
-    )
-}
 
 /// `[kind, name, count]`, a push in RESP3, an array in RESP2.
 fn confirm(ctx: &mut Ctx<'_>, reply: &[u8], kind: Kind, name: Option<&Bytes>) {

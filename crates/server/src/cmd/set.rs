@@ -14,36 +14,37 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use forkless_storage::Value;
 use forkless_storage::types::Element;
 use forkless_storage::types::set::Set;
-use forkless_storage::{Value, WriteGuard};
 
+use super::access::{Collection, Reply, len_i64};
 use super::hash::{
     check_repeat_limit, parse_random_count, parse_scan_options, sample_distinct, scan_reply_header,
-    selected_db,
 };
 use super::keys::parse_scan_cursor;
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "sadd", arity: -3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "set", "fast"], summary: "Add one or more members to a set", since: "1.0.0", group: "set", handler: sadd },
-    Command { name: "srem", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "set", "fast"], summary: "Remove one or more members from a set", since: "1.0.0", group: "set", handler: srem },
-    Command { name: "scard", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "set", "fast"], summary: "Get the number of members in a set", since: "1.0.0", group: "set", handler: scard },
-    Command { name: "sismember", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "set", "fast"], summary: "Determine if a given value is a member of a set", since: "1.0.0", group: "set", handler: sismember },
-    Command { name: "smismember", arity: -3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "set", "fast"], summary: "Returns the membership associated with the given elements for a set", since: "6.2.0", group: "set", handler: smismember },
-    Command { name: "smembers", arity: 2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "set", "slow"], summary: "Get all the members in a set", since: "1.0.0", group: "set", handler: sinter },
-    Command { name: "spop", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "set", "fast"], summary: "Remove and return one or multiple random members from a set", since: "1.0.0", group: "set", handler: spop },
-    Command { name: "srandmember", arity: -2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "set", "slow"], summary: "Get one or multiple random members from a set", since: "1.0.0", group: "set", handler: srandmember },
-    Command { name: "sinter", arity: -2, flags: &["readonly"], keys: (1, -1, 1), categories: &["read", "set", "slow"], summary: "Intersect multiple sets", since: "1.0.0", group: "set", handler: sinter },
-    Command { name: "sunion", arity: -2, flags: &["readonly"], keys: (1, -1, 1), categories: &["read", "set", "slow"], summary: "Add multiple sets", since: "1.0.0", group: "set", handler: sunion },
-    Command { name: "sdiff", arity: -2, flags: &["readonly"], keys: (1, -1, 1), categories: &["read", "set", "slow"], summary: "Subtract multiple sets", since: "1.0.0", group: "set", handler: sdiff },
-    Command { name: "sinterstore", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 1), categories: &["write", "set", "slow"], summary: "Intersect multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sinterstore },
-    Command { name: "sunionstore", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 1), categories: &["write", "set", "slow"], summary: "Add multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sunionstore },
-    Command { name: "sdiffstore", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 1), categories: &["write", "set", "slow"], summary: "Subtract multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sdiffstore },
-    Command { name: "sintercard", arity: -3, flags: &["readonly", "movablekeys"], keys: (0, 0, 0), categories: &["read", "set", "slow"], summary: "Intersect multiple sets and return the cardinality of the result", since: "7.0.0", group: "set", handler: sintercard },
-    Command { name: "smove", arity: 4, flags: &["write", "fast"], keys: (1, 2, 1), categories: &["write", "set", "fast"], summary: "Move a member from one set to another", since: "1.0.0", group: "set", handler: smove },
-    Command { name: "sscan", arity: -3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "set", "slow"], summary: "Incrementally iterate Set elements", since: "2.8.0", group: "set", handler: sscan },
+    Command { name: "sadd", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Add one or more members to a set", since: "1.0.0", group: "set", handler: sadd },
+    Command { name: "srem", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Remove one or more members from a set", since: "1.0.0", group: "set", handler: srem },
+    Command { name: "scard", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "fast"], summary: "Get the number of members in a set", since: "1.0.0", group: "set", handler: scard },
+    Command { name: "sismember", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "fast"], summary: "Determine if a given value is a member of a set", since: "1.0.0", group: "set", handler: sismember },
+    Command { name: "smismember", arity: -3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "fast"], summary: "Returns the membership associated with the given elements for a set", since: "6.2.0", group: "set", handler: smismember },
+    Command { name: "smembers", arity: 2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Get all the members in a set", since: "1.0.0", group: "set", handler: sinter },
+    Command { name: "spop", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Remove and return one or multiple random members from a set", since: "1.0.0", group: "set", handler: spop },
+    Command { name: "srandmember", arity: -2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Get one or multiple random members from a set", since: "1.0.0", group: "set", handler: srandmember },
+    Command { name: "sinter", arity: -2, flags: flags!(READONLY), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Intersect multiple sets", since: "1.0.0", group: "set", handler: sinter },
+    Command { name: "sunion", arity: -2, flags: flags!(READONLY), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Add multiple sets", since: "1.0.0", group: "set", handler: sunion },
+    Command { name: "sdiff", arity: -2, flags: flags!(READONLY), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Subtract multiple sets", since: "1.0.0", group: "set", handler: sdiff },
+    Command { name: "sinterstore", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["write", "set", "slow"], summary: "Intersect multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sinterstore },
+    Command { name: "sunionstore", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["write", "set", "slow"], summary: "Add multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sunionstore },
+    Command { name: "sdiffstore", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["write", "set", "slow"], summary: "Subtract multiple sets and store the resulting set in a key", since: "1.0.0", group: "set", handler: sdiffstore },
+    Command { name: "sintercard", arity: -3, flags: flags!(READONLY, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Intersect multiple sets and return the cardinality of the result", since: "7.0.0", group: "set", handler: sintercard },
+    Command { name: "smove", arity: 4, flags: flags!(WRITE, FAST), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "set", "fast"], summary: "Move a member from one set to another", since: "1.0.0", group: "set", handler: smove },
+    Command { name: "sscan", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "set", "slow"], summary: "Incrementally iterate Set elements", since: "2.8.0", group: "set", handler: sscan },
 ];
 
 const MUST_BE_POSITIVE: &str = "ERR value is out of range, must be positive";
@@ -51,87 +52,20 @@ const NUMKEYS_NOT_POSITIVE: &str = "ERR numkeys should be greater than 0";
 const TOO_MANY_NUMKEYS: &str = "ERR Number of keys can't be greater than number of args";
 const NEGATIVE_LIMIT: &str = "ERR LIMIT can't be negative";
 
-/// An error reply's text.
-type Reply<T> = Result<T, &'static str>;
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
-}
-
-fn as_set(value: &Value) -> Option<&Arc<Set>> {
-    match value {
-        Value::Set(set) => Some(set),
-        Value::String(_) | Value::List(_) | Value::Hash(_) | Value::ZSet(_) => None,
-    }
-}
-
 fn copy(arg: &[u8]) -> Bytes {
     Bytes::copy_from_slice(arg)
 }
 
-/// Runs `read` on the set at `key` as Redis's `lookupKeyRead` + `checkType` do: counts a hit or
-/// a miss, replies WRONGTYPE for another type, and passes None for an absent key.
-fn read_set(ctx: &mut Ctx<'_>, key: &[u8], read: impl FnOnce(&mut Ctx<'_>, Option<&Set>)) {
-    let guard = selected_db(ctx).read(&[key], ctx.now_ms);
-    let value = guard.get(key).map(forkless_storage::Entry::value);
-    ctx.hit_or_miss(value.is_some());
-    match value.map(as_set) {
-        Some(None) => ctx.out.error(reply::WRONGTYPE),
-        Some(Some(set)) => read(ctx, Some(set)),
-        None => read(ctx, None),
-    }
-}
-
-/// The set at `key` under a write guard (no hit/miss counted): None if absent, WRONGTYPE for
-/// another type.
-fn set_at<'g>(guard: &'g mut WriteGuard<'_>, key: &[u8]) -> Reply<Option<&'g Set>> {
-    match guard.get(key) {
-        None => Ok(None),
-        Some(entry) => as_set(entry.value())
-            .map(|set| Some(&**set))
-            .ok_or(reply::WRONGTYPE),
-    }
-}
-
-/// Applies `change` to the set at `key`, creating it if absent (callers check the type with
-/// [`set_at`] first), and removes the key if `change` leaves the set empty.
-fn update<R>(guard: &mut WriteGuard<'_>, key: &[u8], change: impl FnOnce(&mut Set) -> R) -> R {
-    let (result, emptied) = match guard.get_mut(key) {
-        Some(mut entry) if matches!(entry.value(), Value::Set(_)) => {
-            let Value::Set(set) = entry.value_mut() else {
-                return change(&mut Set::new());
-            };
-            let set = Arc::make_mut(set);
-            let result = change(set);
-            (result, set.is_empty())
-        }
-        // Callers check the type first; never overwrite another type regardless.
-        Some(_) => (change(&mut Set::new()), false),
-        None => {
-            let mut set = Set::new();
-            let result = change(&mut set);
-            if !set.is_empty() {
-                guard.set(key, Value::Set(Arc::new(set)), None);
-            }
-            (result, false)
-        }
-    };
-    if emptied {
-        guard.remove(key);
-    }
-    result
-}
-
 fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, members @ ..] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let changes = match set_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let changes = match Set::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => true,
         Ok(Some(set)) => members.iter().any(|member| !set.contains(member)),
     };
     let added = if changes {
-        update(&mut guard, key, |set| {
+        Set::upsert_key(&mut guard, key, |set| {
             members
                 .iter()
                 .filter(|member| set.insert(copy(member)))
@@ -146,14 +80,14 @@ fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, members @ ..] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let changes = match set_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let changes = match Set::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => false,
         Ok(Some(set)) => members.iter().any(|member| set.contains(member)),
     };
     let removed = if changes {
-        update(&mut guard, key, |set| {
+        Set::upsert_key(&mut guard, key, |set| {
             members.iter().filter(|member| set.remove(member)).count()
         })
     } else {
@@ -165,14 +99,14 @@ fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn scard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key] = argv else { return };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         ctx.out.int(len_i64(set.map_or(0, Set::len)));
     });
 }
 
 fn sismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, member] = argv else { return };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         ctx.out
             .int(i64::from(set.is_some_and(|set| set.contains(member))));
     });
@@ -180,7 +114,7 @@ fn sismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn smismember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, members @ ..] = argv else { return };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         ctx.out.array_len(members.len());
         for member in members {
             ctx.out
@@ -211,14 +145,14 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         },
         _ => return ctx.out.error(reply::SYNTAX),
     };
-    let mut guard = selected_db(ctx).write(&[key], ctx.now_ms);
-    let size = match set_at(&mut guard, key) {
+    let mut guard = ctx.db().write(&[key], ctx.now_ms);
+    let size = match Set::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(set) => set.map_or(0, Set::len),
     };
     let Some(count) = count else {
         let popped = (size > 0)
-            .then(|| update(&mut guard, key, |set| set.pop_random(&mut rand::rng())))
+            .then(|| Set::upsert_key(&mut guard, key, |set| set.pop_random(&mut rand::rng())))
             .flatten();
         drop(guard);
         return match popped {
@@ -233,12 +167,15 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if count >= size {
         let removed = guard.remove(key);
         drop(guard);
-        if let Some(set) = removed.as_ref().and_then(|entry| as_set(entry.value())) {
+        if let Some(set) = removed
+            .as_ref()
+            .and_then(|entry| Set::from_value(entry.value()))
+        {
             reply_set(ctx, set.iter());
         }
         return;
     }
-    let popped: Vec<Bytes> = update(&mut guard, key, |set| {
+    let popped: Vec<Bytes> = Set::upsert_key(&mut guard, key, |set| {
         let mut rng = rand::rng();
         (0..count)
             .filter_map(|_| set.pop_random(&mut rng))
@@ -259,7 +196,7 @@ fn srandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         },
         _ => return ctx.out.error(reply::SYNTAX),
     };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         let mut rng = rand::rng();
         let Some((count, distinct)) = parsed else {
             return match set.and_then(|set| set.at(set.random_position(&mut rng)?)) {
@@ -374,8 +311,8 @@ enum Op {
 /// SINTER, SUNION, SDIFF (and SMEMBERS, which is SINTER of one key, as in Redis).
 fn algebra(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let keys = argv.get(1..).unwrap_or_default();
-    let key_refs: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-    let guard = selected_db(ctx).read(&key_refs, ctx.now_ms);
+    let key_refs = ctx.key_args(argv);
+    let guard = ctx.db().read(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
         Err(msg) => return ctx.out.error(msg),
@@ -406,8 +343,8 @@ fn sdiff(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// sources. An empty result deletes the destination; any other replaces it, TTL cleared.
 fn algebra_store(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let [_, dest, keys @ ..] = argv else { return };
-    let key_refs: Vec<&[u8]> = argv.iter().skip(1).map(AsRef::as_ref).collect();
-    let mut guard = selected_db(ctx).write(&key_refs, ctx.now_ms);
+    let key_refs = ctx.key_args(argv);
+    let mut guard = ctx.db().write(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
         Err(msg) => return ctx.out.error(msg),
@@ -465,7 +402,7 @@ fn sintercard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
     }
     let key_refs: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-    let guard = selected_db(ctx).read(&key_refs, ctx.now_ms);
+    let guard = ctx.db().read(&key_refs, ctx.now_ms);
     let sets = match lookup_sets(ctx, keys, |key| guard.get(key).map(|e| e.value().clone())) {
         Ok(sets) => sets,
         Err(msg) => return ctx.out.error(msg),
@@ -479,8 +416,8 @@ fn sintercard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// SMOVE source destination member.
 fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, src, dst, member] = argv else { return };
-    let mut guard = selected_db(ctx).write(&[src, dst], ctx.now_ms);
-    let in_src = match set_at(&mut guard, src) {
+    let mut guard = ctx.db().write(&[src, dst], ctx.now_ms);
+    let in_src = match Set::at_key(&mut guard, src) {
         Ok(None) => {
             drop(guard);
             return ctx.out.int(0);
@@ -488,14 +425,14 @@ fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(Some(set)) => set.contains(member),
         Err(msg) => return ctx.out.error(msg),
     };
-    if let Err(msg) = set_at(&mut guard, dst) {
+    if let Err(msg) = Set::at_key(&mut guard, dst) {
         return ctx.out.error(msg);
     }
     if in_src && src != dst {
-        update(&mut guard, src, |set| set.remove(member));
-        let in_dst = matches!(set_at(&mut guard, dst), Ok(Some(set)) if set.contains(member));
+        Set::upsert_key(&mut guard, src, |set| set.remove(member));
+        let in_dst = matches!(Set::at_key(&mut guard, dst), Ok(Some(set)) if set.contains(member));
         if !in_dst {
-            update(&mut guard, dst, |set| set.insert(copy(member)));
+            Set::upsert_key(&mut guard, dst, |set| set.insert(copy(member)));
         }
     }
     drop(guard);
@@ -511,7 +448,7 @@ fn sscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(cursor) = parse_scan_cursor(cursor) else {
         return ctx.out.error("ERR invalid cursor");
     };
-    read_set(ctx, key, |ctx, set| {
+    Set::read_key(ctx, key, |ctx, set| {
         let Some(set) = set else {
             scan_reply_header(ctx, 0);
             return ctx.out.array_len(0);

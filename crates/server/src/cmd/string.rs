@@ -22,31 +22,33 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use forkless_storage::{CompactBytes, Value, WriteGuard};
 
+use super::access::{Reply, len_i64, reply_int};
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "get", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "string", "fast"], summary: "Get the value of a key", since: "1.0.0", group: "string", handler: get },
-    Command { name: "set", arity: -3, flags: &["write", "denyoom"], keys: (1, 1, 1), categories: &["write", "string", "slow"], summary: "Set the string value of a key", since: "1.0.0", group: "string", handler: set },
-    Command { name: "setnx", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Set the value of a key, only if the key does not exist", since: "1.0.0", group: "string", handler: setnx },
-    Command { name: "setex", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), categories: &["write", "string", "slow"], summary: "Set the value and expiration of a key", since: "2.0.0", group: "string", handler: setex },
-    Command { name: "psetex", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), categories: &["write", "string", "slow"], summary: "Set the value and expiration in milliseconds of a key", since: "2.6.0", group: "string", handler: psetex },
-    Command { name: "mget", arity: -2, flags: &["readonly", "fast"], keys: (1, -1, 1), categories: &["read", "string", "fast"], summary: "Get the values of all the given keys", since: "1.0.0", group: "string", handler: mget },
-    Command { name: "mset", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 2), categories: &["write", "string", "slow"], summary: "Set multiple keys to multiple values", since: "1.0.1", group: "string", handler: mset },
-    Command { name: "msetnx", arity: -3, flags: &["write", "denyoom"], keys: (1, -1, 2), categories: &["write", "string", "slow"], summary: "Set multiple keys to multiple values, only if none of the keys exist", since: "1.0.1", group: "string", handler: msetnx },
-    Command { name: "getset", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Set the string value of a key and return its old value", since: "1.0.0", group: "string", handler: getset },
-    Command { name: "getdel", arity: 2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Get the value of a key and delete the key", since: "6.2.0", group: "string", handler: getdel },
-    Command { name: "getex", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Get the value of a key and optionally set its expiration", since: "6.2.0", group: "string", handler: getex },
-    Command { name: "append", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Append a value to a key", since: "2.0.0", group: "string", handler: append },
-    Command { name: "strlen", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "string", "fast"], summary: "Get the length of the value stored in a key", since: "2.2.0", group: "string", handler: strlen },
-    Command { name: "getrange", arity: 4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "string", "slow"], summary: "Get a substring of the string stored at a key", since: "2.4.0", group: "string", handler: getrange },
-    Command { name: "substr", arity: 4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "string", "slow"], summary: "Get a substring of the string stored at a key", since: "1.0.0", group: "string", handler: getrange },
-    Command { name: "setrange", arity: 4, flags: &["write", "denyoom"], keys: (1, 1, 1), categories: &["write", "string", "slow"], summary: "Overwrite part of a string at key starting at the specified offset", since: "2.2.0", group: "string", handler: setrange },
-    Command { name: "incr", arity: 2, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Increment the integer value of a key by one", since: "1.0.0", group: "string", handler: incr },
-    Command { name: "decr", arity: 2, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Decrement the integer value of a key by one", since: "1.0.0", group: "string", handler: decr },
-    Command { name: "incrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Increment the integer value of a key by the given amount", since: "1.0.0", group: "string", handler: incrby },
-    Command { name: "decrby", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Decrement the integer value of a key by the given number", since: "1.0.0", group: "string", handler: decrby },
-    Command { name: "incrbyfloat", arity: 3, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "string", "fast"], summary: "Increment the float value of a key by the given amount", since: "2.6.0", group: "string", handler: incrbyfloat },
+    Command { name: "get", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "string", "fast"], summary: "Get the value of a key", since: "1.0.0", group: "string", handler: get },
+    Command { name: "set", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "slow"], summary: "Set the string value of a key", since: "1.0.0", group: "string", handler: set },
+    Command { name: "setnx", arity: 3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Set the value of a key, only if the key does not exist", since: "1.0.0", group: "string", handler: setnx },
+    Command { name: "setex", arity: 4, flags: flags!(WRITE, DENYOOM), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "slow"], summary: "Set the value and expiration of a key", since: "2.0.0", group: "string", handler: setex },
+    Command { name: "psetex", arity: 4, flags: flags!(WRITE, DENYOOM), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "slow"], summary: "Set the value and expiration in milliseconds of a key", since: "2.6.0", group: "string", handler: psetex },
+    Command { name: "mget", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["read", "string", "fast"], summary: "Get the values of all the given keys", since: "1.0.0", group: "string", handler: mget },
+    Command { name: "mset", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::new(1, -1, 2), gate: Gate::Shared, categories: &["write", "string", "slow"], summary: "Set multiple keys to multiple values", since: "1.0.1", group: "string", handler: mset },
+    Command { name: "msetnx", arity: -3, flags: flags!(WRITE, DENYOOM), keys: KeySpec::new(1, -1, 2), gate: Gate::Shared, categories: &["write", "string", "slow"], summary: "Set multiple keys to multiple values, only if none of the keys exist", since: "1.0.1", group: "string", handler: msetnx },
+    Command { name: "getset", arity: 3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Set the string value of a key and return its old value", since: "1.0.0", group: "string", handler: getset },
+    Command { name: "getdel", arity: 2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Get the value of a key and delete the key", since: "6.2.0", group: "string", handler: getdel },
+    Command { name: "getex", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Get the value of a key and optionally set its expiration", since: "6.2.0", group: "string", handler: getex },
+    Command { name: "append", arity: 3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Append a value to a key", since: "2.0.0", group: "string", handler: append },
+    Command { name: "strlen", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "string", "fast"], summary: "Get the length of the value stored in a key", since: "2.2.0", group: "string", handler: strlen },
+    Command { name: "getrange", arity: 4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "string", "slow"], summary: "Get a substring of the string stored at a key", since: "2.4.0", group: "string", handler: getrange },
+    Command { name: "substr", arity: 4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "string", "slow"], summary: "Get a substring of the string stored at a key", since: "1.0.0", group: "string", handler: getrange },
+    Command { name: "setrange", arity: 4, flags: flags!(WRITE, DENYOOM), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "slow"], summary: "Overwrite part of a string at key starting at the specified offset", since: "2.2.0", group: "string", handler: setrange },
+    Command { name: "incr", arity: 2, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Increment the integer value of a key by one", since: "1.0.0", group: "string", handler: incr },
+    Command { name: "decr", arity: 2, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Decrement the integer value of a key by one", since: "1.0.0", group: "string", handler: decr },
+    Command { name: "incrby", arity: 3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Increment the integer value of a key by the given amount", since: "1.0.0", group: "string", handler: incrby },
+    Command { name: "decrby", arity: 3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Decrement the integer value of a key by the given number", since: "1.0.0", group: "string", handler: decrby },
+    Command { name: "incrbyfloat", arity: 3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "string", "fast"], summary: "Increment the float value of a key by the given amount", since: "2.6.0", group: "string", handler: incrbyfloat },
 ];
 
 const OFFSET_OUT_OF_RANGE: &str = "ERR offset is out of range";
@@ -57,9 +59,6 @@ const INVALID_EXPIRE_SET: &str = "ERR invalid expire time in 'set' command";
 const INVALID_EXPIRE_SETEX: &str = "ERR invalid expire time in 'setex' command";
 const INVALID_EXPIRE_PSETEX: &str = "ERR invalid expire time in 'psetex' command";
 const INVALID_EXPIRE_GETEX: &str = "ERR invalid expire time in 'getex' command";
-
-/// An error reply's text. Every client-visible failure here has fixed text.
-type Reply<T> = Result<T, &'static str>;
 
 /// The bytes of a string value, or None for a value of another type.
 pub(crate) fn string_bytes(value: &Value) -> Option<&CompactBytes> {
@@ -141,17 +140,6 @@ fn reply_value(ctx: &mut Ctx<'_>, value: Reply<Option<impl AsRef<[u8]>>>) {
         Ok(None) => ctx.out.null(),
         Err(msg) => ctx.out.error(msg),
     }
-}
-
-fn reply_int(ctx: &mut Ctx<'_>, value: Reply<i64>) {
-    match value {
-        Ok(n) => ctx.out.int(n),
-        Err(msg) => ctx.out.error(msg),
-    }
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +403,7 @@ fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option
 // Multi-key reads and writes.
 
 fn mget(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let keys: Vec<&[u8]> = argv.iter().skip(1).map(AsRef::as_ref).collect();
+    let keys = ctx.key_args(argv);
     let found: Vec<Option<Option<CompactBytes>>> = {
         let guard = ctx.db().read(&keys, ctx.now_ms);
         keys.iter()

@@ -10,16 +10,17 @@ use bytes::Bytes;
 use forkless_protocol::Out;
 use forkless_storage::WatchFlag;
 
+use super::meta::{Flags, Gate, KeySpec, flags};
 use super::{Client, Command, Ctx, dispatch, lookup};
 use crate::server::Server;
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "multi", arity: 1, flags: &["noscript", "loading", "stale", "fast", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "transaction"], summary: "Starts a transaction.", since: "1.2.0", group: "transactions", handler: multi },
-    Command { name: "exec", arity: 1, flags: &["noscript", "loading", "stale", "skip_slowlog"], keys: (0, 0, 0), categories: &["slow", "transaction"], summary: "Executes all commands in a transaction.", since: "1.2.0", group: "transactions", handler: exec },
-    Command { name: "discard", arity: 1, flags: &["noscript", "loading", "stale", "fast", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "transaction"], summary: "Discards a transaction.", since: "2.0.0", group: "transactions", handler: discard },
-    Command { name: "watch", arity: -2, flags: &["noscript", "loading", "stale", "fast", "allow_busy"], keys: (1, -1, 1), categories: &["fast", "transaction"], summary: "Monitors changes to keys to determine the execution of a transaction.", since: "2.2.0", group: "transactions", handler: watch },
-    Command { name: "unwatch", arity: 1, flags: &["noscript", "loading", "stale", "fast", "allow_busy"], keys: (0, 0, 0), categories: &["fast", "transaction"], summary: "Forgets about watched keys of a transaction.", since: "2.2.0", group: "transactions", handler: unwatch },
+    Command { name: "multi", arity: 1, flags: flags!(NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY, RUNS_IN_MULTI), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["fast", "transaction"], summary: "Starts a transaction.", since: "1.2.0", group: "transactions", handler: multi },
+    Command { name: "exec", arity: 1, flags: flags!(NOSCRIPT, LOADING, STALE, SKIP_SLOWLOG, RUNS_IN_MULTI), keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["slow", "transaction"], summary: "Executes all commands in a transaction.", since: "1.2.0", group: "transactions", handler: exec },
+    Command { name: "discard", arity: 1, flags: flags!(NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY, RUNS_IN_MULTI), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["fast", "transaction"], summary: "Discards a transaction.", since: "2.0.0", group: "transactions", handler: discard },
+    Command { name: "watch", arity: -2, flags: flags!(NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY, RUNS_IN_MULTI), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["fast", "transaction"], summary: "Monitors changes to keys to determine the execution of a transaction.", since: "2.2.0", group: "transactions", handler: watch },
+    Command { name: "unwatch", arity: 1, flags: flags!(NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY, RUNS_IN_MULTI), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["fast", "transaction"], summary: "Forgets about watched keys of a transaction.", since: "2.2.0", group: "transactions", handler: unwatch },
 ];
 
 /// A connection's watched keys.
@@ -30,20 +31,12 @@ pub(crate) struct Watched {
     keys: Vec<(usize, Bytes, bool)>,
 }
 
-/// Commands that run at once even inside MULTI (Redis's list).
-fn runs_inside_multi(name: &str) -> bool {
-    matches!(
-        name,
-        "exec" | "discard" | "multi" | "watch" | "unwatch" | "quit" | "reset"
-    )
-}
-
 /// Queues `argv` if the client is inside MULTI. Returns true if and only if it was queued.
 pub(crate) fn queue(client: &mut Client, out: &mut Out, command: &Command, argv: &[Bytes]) -> bool {
     let Some(queued) = &mut client.multi else {
         return false;
     };
-    if runs_inside_multi(command.name) {
+    if command.has_flag(Flags::RUNS_IN_MULTI) {
         return false;
     }
     queued.push(argv.to_vec());
@@ -99,7 +92,11 @@ fn watch(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     let db_idx = ctx.client.db;
     let db = ctx.server.db(db_idx);
-    for key in argv.iter().skip(1) {
+    for key in ctx
+        .keys
+        .positions(argv.len())
+        .filter_map(|pos| argv.get(pos))
+    {
         db.watch(key, &ctx.client.watched.flag);
         let has_ttl = db
             .read(&[key], ctx.now_ms)

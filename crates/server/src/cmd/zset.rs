@@ -19,111 +19,53 @@ use std::sync::Arc;
 use bytes::Bytes;
 use forkless_protocol::Out;
 use forkless_storage::types::zset::ZSet;
-use forkless_storage::{Db, Value, WriteGuard};
+use forkless_storage::{Value, WriteGuard};
 
+use super::access::{Collection, len_i64};
+use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, reply};
 use parse::Range;
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "zadd", arity: -4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "sortedset", "fast"], summary: "Add one or more members to a sorted set, or update their scores", since: "1.2.0", group: "sorted_set", handler: zadd },
-    Command { name: "zincrby", arity: 4, flags: &["write", "denyoom", "fast"], keys: (1, 1, 1), categories: &["write", "sortedset", "fast"], summary: "Increment the score of a member in a sorted set", since: "1.2.0", group: "sorted_set", handler: zincrby },
-    Command { name: "zrem", arity: -3, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "sortedset", "fast"], summary: "Remove one or more members from a sorted set", since: "1.2.0", group: "sorted_set", handler: zrem },
-    Command { name: "zscore", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Get the score associated with the given member in a sorted set", since: "1.2.0", group: "sorted_set", handler: zscore },
-    Command { name: "zmscore", arity: -3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Get the score associated with the given members in a sorted set", since: "6.2.0", group: "sorted_set", handler: zmscore },
-    Command { name: "zcard", arity: 2, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Get the number of members in a sorted set", since: "1.2.0", group: "sorted_set", handler: zcard },
-    Command { name: "zcount", arity: 4, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Count the members in a sorted set with scores within the given values", since: "2.0.0", group: "sorted_set", handler: zcount },
-    Command { name: "zlexcount", arity: 4, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Count the number of members in a sorted set between a given lexicographical range", since: "2.8.9", group: "sorted_set", handler: zlexcount },
-    Command { name: "zrank", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Determine the index of a member in a sorted set", since: "2.0.0", group: "sorted_set", handler: zrank },
-    Command { name: "zrevrank", arity: 3, flags: &["readonly", "fast"], keys: (1, 1, 1), categories: &["read", "sortedset", "fast"], summary: "Determine the index of a member in a sorted set, with scores ordered from high to low", since: "2.0.0", group: "sorted_set", handler: zrevrank },
-    Command { name: "zrange", arity: -4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set", since: "1.2.0", group: "sorted_set", handler: range::zrange },
-    Command { name: "zrangestore", arity: -5, flags: &["write", "denyoom"], keys: (1, 2, 1), categories: &["write", "sortedset", "slow"], summary: "Store a range of members from sorted set into another key", since: "6.2.0", group: "sorted_set", handler: range::zrangestore },
-    Command { name: "zrevrange", arity: -4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by index, with scores ordered from high to low", since: "1.2.0", group: "sorted_set", handler: range::zrevrange },
-    Command { name: "zrangebyscore", arity: -4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by score", since: "1.0.5", group: "sorted_set", handler: range::zrangebyscore },
-    Command { name: "zrevrangebyscore", arity: -4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by score, with scores ordered from high to low", since: "2.2.0", group: "sorted_set", handler: range::zrevrangebyscore },
-    Command { name: "zrangebylex", arity: -4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by lexicographical range", since: "2.8.9", group: "sorted_set", handler: range::zrangebylex },
-    Command { name: "zrevrangebylex", arity: -4, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings", since: "2.8.9", group: "sorted_set", handler: range::zrevrangebylex },
-    Command { name: "zremrangebyrank", arity: 4, flags: &["write"], keys: (1, 1, 1), categories: &["write", "sortedset", "slow"], summary: "Remove all members in a sorted set within the given indexes", since: "2.0.0", group: "sorted_set", handler: range::zremrangebyrank },
-    Command { name: "zremrangebyscore", arity: 4, flags: &["write"], keys: (1, 1, 1), categories: &["write", "sortedset", "slow"], summary: "Remove all members in a sorted set within the given scores", since: "1.2.0", group: "sorted_set", handler: range::zremrangebyscore },
-    Command { name: "zremrangebylex", arity: 4, flags: &["write"], keys: (1, 1, 1), categories: &["write", "sortedset", "slow"], summary: "Remove all members in a sorted set between the given lexicographical range", since: "2.8.9", group: "sorted_set", handler: range::zremrangebylex },
-    Command { name: "zpopmin", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "sortedset", "fast"], summary: "Remove and return members with the lowest scores in a sorted set", since: "5.0.0", group: "sorted_set", handler: pop::zpopmin },
-    Command { name: "zpopmax", arity: -2, flags: &["write", "fast"], keys: (1, 1, 1), categories: &["write", "sortedset", "fast"], summary: "Remove and return members with the highest scores in a sorted set", since: "5.0.0", group: "sorted_set", handler: pop::zpopmax },
-    Command { name: "bzpopmin", arity: -3, flags: &["write", "noscript", "fast", "blocking"], keys: (1, -2, 1), categories: &["write", "sortedset", "fast", "blocking"], summary: "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available", since: "5.0.0", group: "sorted_set", handler: pop::bzpopmin },
-    Command { name: "bzpopmax", arity: -3, flags: &["write", "noscript", "fast", "blocking"], keys: (1, -2, 1), categories: &["write", "sortedset", "fast", "blocking"], summary: "Remove and return the member with the highest score from one or more sorted sets, or block until one is available", since: "5.0.0", group: "sorted_set", handler: pop::bzpopmax },
-    Command { name: "bzmpop", arity: -5, flags: &["write", "blocking", "movablekeys"], keys: (0, 0, 0), categories: &["write", "sortedset", "slow", "blocking"], summary: "Remove and return members with scores in a sorted set or block until one is available", since: "7.0.0", group: "sorted_set", handler: pop::bzmpop },
-    Command { name: "zmpop", arity: -4, flags: &["write", "movablekeys"], keys: (0, 0, 0), categories: &["write", "sortedset", "slow"], summary: "Remove and return members with scores in a sorted set", since: "7.0.0", group: "sorted_set", handler: pop::zmpop },
-    Command { name: "zrandmember", arity: -2, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Get one or multiple random elements from a sorted set", since: "6.2.0", group: "sorted_set", handler: pop::zrandmember },
-    Command { name: "zscan", arity: -3, flags: &["readonly"], keys: (1, 1, 1), categories: &["read", "sortedset", "slow"], summary: "Incrementally iterate sorted sets elements and associated scores", since: "2.8.0", group: "sorted_set", handler: pop::zscan },
-    Command { name: "zunion", arity: -3, flags: &["readonly", "movablekeys"], keys: (0, 0, 0), categories: &["read", "sortedset", "slow"], summary: "Add multiple sorted sets", since: "6.2.0", group: "sorted_set", handler: algebra::zunion },
-    Command { name: "zinter", arity: -3, flags: &["readonly", "movablekeys"], keys: (0, 0, 0), categories: &["read", "sortedset", "slow"], summary: "Intersect multiple sorted sets", since: "6.2.0", group: "sorted_set", handler: algebra::zinter },
-    Command { name: "zdiff", arity: -3, flags: &["readonly", "movablekeys"], keys: (0, 0, 0), categories: &["read", "sortedset", "slow"], summary: "Subtract multiple sorted sets", since: "6.2.0", group: "sorted_set", handler: algebra::zdiff },
-    Command { name: "zunionstore", arity: -4, flags: &["write", "denyoom", "movablekeys"], keys: (1, 1, 1), categories: &["write", "sortedset", "slow"], summary: "Add multiple sorted sets and store the resulting sorted set in a new key", since: "2.0.0", group: "sorted_set", handler: algebra::zunionstore },
-    Command { name: "zinterstore", arity: -4, flags: &["write", "denyoom", "movablekeys"], keys: (1, 1, 1), categories: &["write", "sortedset", "slow"], summary: "Intersect multiple sorted sets and store the resulting sorted set in a new key", since: "2.0.0", group: "sorted_set", handler: algebra::zinterstore },
-    Command { name: "zdiffstore", arity: -4, flags: &["write", "denyoom", "movablekeys"], keys: (1, 1, 1), categories: &["write", "sortedset", "slow"], summary: "Subtract multiple sorted sets and store the resulting sorted set in a new key", since: "6.2.0", group: "sorted_set", handler: algebra::zdiffstore },
-    Command { name: "zintercard", arity: -3, flags: &["readonly", "movablekeys"], keys: (0, 0, 0), categories: &["read", "sortedset", "slow"], summary: "Intersect multiple sorted sets and return the cardinality of the result", since: "7.0.0", group: "sorted_set", handler: algebra::zintercard },
+    Command { name: "zadd", arity: -4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "fast"], summary: "Add one or more members to a sorted set, or update their scores", since: "1.2.0", group: "sorted_set", handler: zadd },
+    Command { name: "zincrby", arity: 4, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "fast"], summary: "Increment the score of a member in a sorted set", since: "1.2.0", group: "sorted_set", handler: zincrby },
+    Command { name: "zrem", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "fast"], summary: "Remove one or more members from a sorted set", since: "1.2.0", group: "sorted_set", handler: zrem },
+    Command { name: "zscore", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Get the score associated with the given member in a sorted set", since: "1.2.0", group: "sorted_set", handler: zscore },
+    Command { name: "zmscore", arity: -3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Get the score associated with the given members in a sorted set", since: "6.2.0", group: "sorted_set", handler: zmscore },
+    Command { name: "zcard", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Get the number of members in a sorted set", since: "1.2.0", group: "sorted_set", handler: zcard },
+    Command { name: "zcount", arity: 4, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Count the members in a sorted set with scores within the given values", since: "2.0.0", group: "sorted_set", handler: zcount },
+    Command { name: "zlexcount", arity: 4, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Count the number of members in a sorted set between a given lexicographical range", since: "2.8.9", group: "sorted_set", handler: zlexcount },
+    Command { name: "zrank", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Determine the index of a member in a sorted set", since: "2.0.0", group: "sorted_set", handler: zrank },
+    Command { name: "zrevrank", arity: 3, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "fast"], summary: "Determine the index of a member in a sorted set, with scores ordered from high to low", since: "2.0.0", group: "sorted_set", handler: zrevrank },
+    Command { name: "zrange", arity: -4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set", since: "1.2.0", group: "sorted_set", handler: range::zrange },
+    Command { name: "zrangestore", arity: -5, flags: flags!(WRITE, DENYOOM), keys: KeySpec::new(1, 2, 1), gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Store a range of members from sorted set into another key", since: "6.2.0", group: "sorted_set", handler: range::zrangestore },
+    Command { name: "zrevrange", arity: -4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by index, with scores ordered from high to low", since: "1.2.0", group: "sorted_set", handler: range::zrevrange },
+    Command { name: "zrangebyscore", arity: -4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by score", since: "1.0.5", group: "sorted_set", handler: range::zrangebyscore },
+    Command { name: "zrevrangebyscore", arity: -4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by score, with scores ordered from high to low", since: "2.2.0", group: "sorted_set", handler: range::zrevrangebyscore },
+    Command { name: "zrangebylex", arity: -4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by lexicographical range", since: "2.8.9", group: "sorted_set", handler: range::zrangebylex },
+    Command { name: "zrevrangebylex", arity: -4, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings", since: "2.8.9", group: "sorted_set", handler: range::zrevrangebylex },
+    Command { name: "zremrangebyrank", arity: 4, flags: flags!(WRITE), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Remove all members in a sorted set within the given indexes", since: "2.0.0", group: "sorted_set", handler: range::zremrangebyrank },
+    Command { name: "zremrangebyscore", arity: 4, flags: flags!(WRITE), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Remove all members in a sorted set within the given scores", since: "1.2.0", group: "sorted_set", handler: range::zremrangebyscore },
+    Command { name: "zremrangebylex", arity: 4, flags: flags!(WRITE), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Remove all members in a sorted set between the given lexicographical range", since: "2.8.9", group: "sorted_set", handler: range::zremrangebylex },
+    Command { name: "zpopmin", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "fast"], summary: "Remove and return members with the lowest scores in a sorted set", since: "5.0.0", group: "sorted_set", handler: pop::zpopmin },
+    Command { name: "zpopmax", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "fast"], summary: "Remove and return members with the highest scores in a sorted set", since: "5.0.0", group: "sorted_set", handler: pop::zpopmax },
+    Command { name: "bzpopmin", arity: -3, flags: flags!(WRITE, NOSCRIPT, FAST, BLOCKING), keys: KeySpec::new(1, -2, 1), gate: Gate::Shared, categories: &["write", "sortedset", "fast", "blocking"], summary: "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available", since: "5.0.0", group: "sorted_set", handler: pop::bzpopmin },
+    Command { name: "bzpopmax", arity: -3, flags: flags!(WRITE, NOSCRIPT, FAST, BLOCKING), keys: KeySpec::new(1, -2, 1), gate: Gate::Shared, categories: &["write", "sortedset", "fast", "blocking"], summary: "Remove and return the member with the highest score from one or more sorted sets, or block until one is available", since: "5.0.0", group: "sorted_set", handler: pop::bzpopmax },
+    Command { name: "bzmpop", arity: -5, flags: flags!(WRITE, BLOCKING, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["write", "sortedset", "slow", "blocking"], summary: "Remove and return members with scores in a sorted set or block until one is available", since: "7.0.0", group: "sorted_set", handler: pop::bzmpop },
+    Command { name: "zmpop", arity: -4, flags: flags!(WRITE, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Remove and return members with scores in a sorted set", since: "7.0.0", group: "sorted_set", handler: pop::zmpop },
+    Command { name: "zrandmember", arity: -2, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Get one or multiple random elements from a sorted set", since: "6.2.0", group: "sorted_set", handler: pop::zrandmember },
+    Command { name: "zscan", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Incrementally iterate sorted sets elements and associated scores", since: "2.8.0", group: "sorted_set", handler: pop::zscan },
+    Command { name: "zunion", arity: -3, flags: flags!(READONLY, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Add multiple sorted sets", since: "6.2.0", group: "sorted_set", handler: algebra::zunion },
+    Command { name: "zinter", arity: -3, flags: flags!(READONLY, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Intersect multiple sorted sets", since: "6.2.0", group: "sorted_set", handler: algebra::zinter },
+    Command { name: "zdiff", arity: -3, flags: flags!(READONLY, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Subtract multiple sorted sets", since: "6.2.0", group: "sorted_set", handler: algebra::zdiff },
+    Command { name: "zunionstore", arity: -4, flags: flags!(WRITE, DENYOOM, MOVABLEKEYS), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Add multiple sorted sets and store the resulting sorted set in a new key", since: "2.0.0", group: "sorted_set", handler: algebra::zunionstore },
+    Command { name: "zinterstore", arity: -4, flags: flags!(WRITE, DENYOOM, MOVABLEKEYS), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Intersect multiple sorted sets and store the resulting sorted set in a new key", since: "2.0.0", group: "sorted_set", handler: algebra::zinterstore },
+    Command { name: "zdiffstore", arity: -4, flags: flags!(WRITE, DENYOOM, MOVABLEKEYS), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "sortedset", "slow"], summary: "Subtract multiple sorted sets and store the resulting sorted set in a new key", since: "6.2.0", group: "sorted_set", handler: algebra::zdiffstore },
+    Command { name: "zintercard", arity: -3, flags: flags!(READONLY, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "sortedset", "slow"], summary: "Intersect multiple sorted sets and return the cardinality of the result", since: "7.0.0", group: "sorted_set", handler: algebra::zintercard },
 ];
 
 const NAN_RESULT: &str = "ERR resulting score is not a number (NaN)";
-
-/// The sorted set in `value`, or None for another type.
-fn as_zset(value: &Value) -> Option<&ZSet> {
-    match value {
-        Value::ZSet(zset) => Some(zset),
-        Value::String(_) | Value::List(_) | Value::Hash(_) | Value::Set(_) => None,
-    }
-}
-
-/// The selected database, borrowed from the server rather than from `ctx`, so that a guard
-/// can be held while the reply is written into `ctx.out`.
-fn selected_db<'a>(ctx: &Ctx<'a>) -> &'a Db {
-    let server: &'a crate::server::Server = ctx.server;
-    server.db(ctx.client.db)
-}
-
-/// Reads `key` as `lookupKeyRead` + `checkType`: counts a hit or a miss, then calls `reply`
-/// with the set (None if absent), or replies WRONGTYPE.
-fn read_zset(ctx: &mut Ctx<'_>, key: &[u8], reply: impl FnOnce(&mut Out, Option<&ZSet>)) {
-    let db = selected_db(ctx);
-    let guard = db.read(&[key], ctx.now_ms);
-    let entry = guard.get(key);
-    ctx.hit_or_miss(entry.is_some());
-    match entry.map(|entry| as_zset(entry.value())) {
-        None => reply(ctx.out, None),
-        Some(Some(zset)) => reply(ctx.out, Some(zset)),
-        Some(None) => ctx.out.error(reply::WRONGTYPE),
-    }
-}
-
-/// The set at `key` under a write guard: None if absent, WRONGTYPE for another type.
-fn zset_at<'g>(
-    guard: &'g mut WriteGuard<'_>,
-    key: &[u8],
-) -> Result<Option<&'g ZSet>, &'static str> {
-    guard
-        .get(key)
-        .map(|entry| as_zset(entry.value()).ok_or(reply::WRONGTYPE))
-        .transpose()
-}
-
-/// Changes the set at `key` (which the caller checked is a sorted set) through `Arc::make_mut`,
-/// then removes the key if the set ended empty. None if the key is absent.
-fn change_zset<R>(
-    guard: &mut WriteGuard<'_>,
-    key: &[u8],
-    change: impl FnOnce(&mut ZSet) -> R,
-) -> Option<R> {
-    let mut entry = guard.get_mut(key)?;
-    let Value::ZSet(zset) = entry.value_mut() else {
-        return None;
-    };
-    let zset = Arc::make_mut(zset);
-    let result = change(zset);
-    let now_empty = zset.is_empty();
-    if now_empty {
-        guard.remove(key);
-    }
-    Some(result)
-}
 
 /// Stores `zset` at `key` (replacing any value and TTL), or deletes `key` when it is empty, as
 /// the STORE commands do. Returns the number of members stored.
@@ -156,10 +98,6 @@ fn reply_members<M: AsRef<[u8]>>(
             out.double(score);
         }
     }
-}
-
-fn len_i64(len: usize) -> i64 {
-    i64::try_from(len).unwrap_or(i64::MAX)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,9 +218,9 @@ fn zadd_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], mut flags: ZaddFlags) {
         };
         scored.push((score, member));
     }
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&[key], ctx.now_ms);
-    let exists = match zset_at(&mut guard, key) {
+    let exists = match ZSet::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(found) => found.is_some(),
     };
@@ -294,7 +232,7 @@ fn zadd_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], mut flags: ZaddFlags) {
             let zset = ZSet::with_hint(1, first_member_len);
             guard.set(key, Value::ZSet(Arc::new(zset)), None);
         }
-        let result = change_zset(&mut guard, key, |zset| {
+        let result = ZSet::change_key(&mut guard, key, |zset| {
             for &(score, member) in &scored {
                 let (outcome, score) = zset_add(zset, member, score, flags)?;
                 match outcome {
@@ -332,15 +270,15 @@ fn zrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(key), Some(members)) = (argv.get(1), argv.get(2..)) else {
         return;
     };
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&[key], ctx.now_ms);
-    let any_present = match zset_at(&mut guard, key) {
+    let any_present = match ZSet::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => false,
         Ok(Some(zset)) => members.iter().any(|member| zset.score(member).is_some()),
     };
     let removed = if any_present {
-        change_zset(&mut guard, key, |zset| {
+        ZSet::change_key(&mut guard, key, |zset| {
             members
                 .iter()
                 .filter(|member| zset.remove(member).is_some())
@@ -358,7 +296,8 @@ fn zscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(key), Some(member)) = (argv.get(1), argv.get(2)) else {
         return;
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         match zset.and_then(|zset| zset.score(member)) {
             Some(score) => out.double(score),
             None => out.null(),
@@ -370,7 +309,8 @@ fn zmscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(key), Some(members)) = (argv.get(1), argv.get(2..)) else {
         return;
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         out.array_len(members.len());
         for member in members {
             match zset.and_then(|zset| zset.score(member)) {
@@ -383,7 +323,8 @@ fn zmscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 fn zcard(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         out.int(len_i64(zset.map_or(0, ZSet::len)));
     });
 }
@@ -408,7 +349,8 @@ fn count_in_range(
         Ok(range) => range,
         Err(msg) => return ctx.out.error(msg),
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let count = zset.map_or(0, |zset| {
             let (start, end) = range.ranks(zset);
             end.saturating_sub(start)
@@ -429,7 +371,8 @@ fn rank(ctx: &mut Ctx<'_>, argv: &[Bytes], reverse: bool) {
     let (Some(key), Some(member)) = (argv.get(1), argv.get(2)) else {
         return;
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let rank = zset.and_then(|zset| {
             let rank = zset.rank(member)?;
             Some(if reverse { zset.len() - 1 - rank } else { rank })

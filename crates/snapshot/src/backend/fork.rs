@@ -37,7 +37,8 @@
 //! `current_cow_size`), then `Done` or `Failed` with the error text. EOF on the pipe means the
 //! child has exited (or is exiting); the parent then reaps it with `waitpid`.
 
-// STYLE §4: in `snapshot`, unsafe code is allowed in `uring.rs` and here (fork and the child).
+// docs/CONTRIBUTING.md, "Unsafe code": in `snapshot`, unsafe code is allowed in `uring.rs` and
+// here (fork and the child).
 #![expect(
     unsafe_code,
     reason = "fork, waitpid, kill, _exit and signal dispositions are libc calls"
@@ -508,7 +509,7 @@ impl ForkSink {
         let Some(file) = self.file.take() else {
             return Err(BackendError::Poisoned { op: "write" });
         };
-        // One fsync per fd, never retried (STYLE §3).
+        // One fsync per fd, never retried (docs/CONTRIBUTING.md, "Errors").
         let synced = match self.faults.fsync_error() {
             Some(injected) => Err(injected),
             None => file.sync_all(),

@@ -43,7 +43,7 @@ use std::str::FromStr;
 
 pub mod fault;
 pub mod fork;
-// The blocking writer lives in `std.rs`: STYLE §2 names backends after their strategy, here
+// The blocking writer lives in `std.rs`: backends are named after their strategy, here
 // plain `std::fs`. A module named `std` would shadow the standard library in every path of this
 // file, so it is declared under the name `blocking`.
 #[path = "std.rs"]
@@ -386,9 +386,10 @@ impl Overrides {
 
     /// Reads [`Self::DISABLE_IO_URING_ENV`] and [`Self::FAULT_INJECT_ENV`].
     ///
-    /// This is the only place in the crate that reads the environment (STYLE §1 keeps env
-    /// access in `server`; the contract for [`open`] asks for these two test hooks, and keeping
-    /// them in one function lets the server take them over without touching the writers).
+    /// This is the only place in the crate that reads the environment (docs/CONTRIBUTING.md,
+    /// "Layout and dependencies", keeps env access in `server`; the contract for [`open`] asks
+    /// for these two test hooks, and keeping them in one function lets the server take them
+    /// over without touching the writers).
     pub fn from_env() -> Result<Self, BackendError> {
         Self::from_values(
             std::env::var_os(Self::DISABLE_IO_URING_ENV).as_deref(),
@@ -765,9 +766,9 @@ pub(crate) fn commit(
     temp: &mut TempGuard,
 ) -> Result<(), BackendError> {
     let temp_path = target.temp_path();
-    // One fsync per fd, never retried (STYLE §3): after a failed fsync the kernel may have
-    // dropped the dirty pages and marked them clean, so a second fsync could report success
-    // for data that is gone.
+    // One fsync per fd, never retried (docs/CONTRIBUTING.md, "Errors"): after a failed fsync
+    // the kernel may have dropped the dirty pages and marked them clean, so a second fsync
+    // could report success for data that is gone.
     let synced = match faults.fsync_error() {
         Some(injected) => Err(injected),
         None => file.sync_all(),

@@ -27,7 +27,7 @@
 //! A short write is resubmitted from where it stopped, rounded down to 4096 under `O_DIRECT`
 //! (rewriting a few bytes with the same data), and fails if it made no progress.
 //!
-//! # Ownership of buffers and fd (STYLE §4)
+//! # Ownership of buffers and fd (docs/CONTRIBUTING.md, "Unsafe code")
 //! The kernel is only ever given a pointer into a slab buffer and the raw fd of `file`, both
 //! owned by the sink. A buffer with an op in flight is never written, moved or freed, and the
 //! file is never closed while `in_flight > 0`; `Drop` (also reached from `abort` and from a
@@ -38,7 +38,8 @@
 //! fsync is a plain `File::sync_all` once every write has completed: there is nothing left in
 //! flight to overlap it with, so an `IORING_OP_FSYNC` would only add a round trip.
 
-// STYLE §4: in `snapshot`, unsafe code is allowed here for SQE submission and nowhere else.
+// docs/CONTRIBUTING.md, "Unsafe code": in `snapshot`, unsafe code is allowed here for SQE
+// submission and in `fork.rs`.
 #![expect(
     unsafe_code,
     reason = "pushing SQEs that lend buffers to the kernel is unsafe"

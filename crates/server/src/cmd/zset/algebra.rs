@@ -13,9 +13,8 @@ use forkless_storage::types::zset::ZSet;
 use forkless_storage::{Value, WriteGuard};
 
 use super::parse::parse_score;
-use super::{
-    Ctx, eq_ignore_case, is_withscores, len_i64, reply, reply_members, selected_db, store_zset,
-};
+use super::{Ctx, eq_ignore_case, is_withscores, reply, reply_members, store_zset};
+use crate::cmd::access::len_i64;
 use crate::cmd::parse_i64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,34 +223,56 @@ fn compute(op: Op, mut sources: Vec<(Source, f64)>, aggregate: Aggregate) -> ZSe
     result
 }
 
-/// Parses `numkeys` at `numkeys_idx`: the source keys, or the error reply.
-fn source_keys(argv: &[Bytes], numkeys_idx: usize) -> Result<&[Bytes], String> {
-    let name = argv.first().map_or(String::new(), |n| {
-        String::from_utf8_lossy(n).to_ascii_lowercase()
-    });
+/// Why the `numkeys` and source keys of a ZUNION-family command are refused. Display gives
+/// Redis 7.0's reply.
+#[derive(Debug)]
+enum SourceKeysError<'a> {
+    /// `numkeys` is not an integer.
+    NotInteger,
+    /// `numkeys` is below 1; the command's name as the client sent it.
+    NoKeys { command: &'a [u8] },
+    /// Fewer keys than `numkeys`.
+    Syntax,
+}
+
+impl std::fmt::Display for SourceKeysError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceKeysError::NotInteger => f.write_str(reply::NOT_INTEGER),
+            SourceKeysError::NoKeys { command } => write!(
+                f,
+                "ERR at least 1 input key is needed for '{}' command",
+                String::from_utf8_lossy(command).to_ascii_lowercase()
+            ),
+            SourceKeysError::Syntax => f.write_str(reply::SYNTAX),
+        }
+    }
+}
+
+/// Parses `numkeys` at `numkeys_idx`: the source keys, or why they are refused.
+fn source_keys(argv: &[Bytes], numkeys_idx: usize) -> Result<&[Bytes], SourceKeysError<'_>> {
     let n_keys = argv
         .get(numkeys_idx)
         .and_then(|arg| parse_i64(arg))
-        .ok_or_else(|| reply::NOT_INTEGER.to_owned())?;
+        .ok_or(SourceKeysError::NotInteger)?;
     if n_keys < 1 {
-        return Err(format!(
-            "ERR at least 1 input key is needed for '{name}' command"
-        ));
+        let command = argv.first().map_or(&b""[..], |name| name);
+        return Err(SourceKeysError::NoKeys { command });
     }
     let n_keys = usize::try_from(n_keys).unwrap_or(usize::MAX);
     argv.get(numkeys_idx + 1..)
         .and_then(|rest| rest.get(..n_keys))
-        .ok_or_else(|| reply::SYNTAX.to_owned())
+        .ok_or(SourceKeysError::Syntax)
 }
 
 /// ZUNION / ZINTER / ZDIFF / ZINTERCARD: read-only, counting a hit or miss per source.
 fn read_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op, card_only: bool) {
     let keys = match source_keys(argv, 1) {
         Ok(keys) => keys,
-        Err(msg) => return ctx.out.error(&msg),
+        Err(err) => return ctx.out.error(&err.to_string()),
     };
     let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let guard = db.read(&key_refs, ctx.now_ms);
     let mut sources = Vec::with_capacity(keys.len());
     for key in &key_refs {
@@ -300,11 +321,11 @@ fn store_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let Some(dst) = argv.get(1) else { return };
     let keys = match source_keys(argv, 2) {
         Ok(keys) => keys,
-        Err(msg) => return ctx.out.error(&msg),
+        Err(err) => return ctx.out.error(&err.to_string()),
     };
     let mut key_refs: Vec<&[u8]> = vec![dst];
     key_refs.extend(keys.iter().map(|key| &key[..]));
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&key_refs, ctx.now_ms);
     match store_result(
         &mut guard,

@@ -7,11 +7,11 @@ use forkless_storage::pattern::glob_match;
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use super::{
-    Ctx, change_zset, eq_ignore_case, is_withscores, read_zset, reply, reply_members, selected_db,
-    zset_at,
-};
+use super::{Ctx, eq_ignore_case, is_withscores, reply, reply_members};
+use forkless_storage::types::zset::ZSet;
+
 use crate::blocking::TimeoutReply;
+use crate::cmd::access::Collection;
 use crate::cmd::keys::parse_scan_cursor;
 use crate::cmd::list::{block, parse_timeout};
 use crate::cmd::parse_i64;
@@ -78,10 +78,10 @@ fn pop_first_nonempty(
     max: bool,
     count: usize,
 ) -> Result<Option<Popped>, &'static str> {
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(keys, ctx.now_ms);
     for &key in keys {
-        let zset = match zset_at(&mut guard, key) {
+        let zset = match ZSet::at_key(&mut guard, key) {
             Ok(Some(zset)) => zset,
             // Once blocked (BZPOPMIN...), a key of another type is no sorted set to pop from.
             Ok(None) | Err(_) if ctx.client.block_retry => continue,
@@ -94,8 +94,8 @@ fn pop_first_nonempty(
         let len = zset.len();
         let count = count.min(len);
         let (start, end) = if max { (len - count, len) } else { (0, count) };
-        let mut popped =
-            change_zset(&mut guard, key, |zset| zset.remove_ranks(start, end)).unwrap_or_default();
+        let mut popped = ZSet::change_key(&mut guard, key, |zset| zset.remove_ranks(start, end))
+            .unwrap_or_default();
         if max {
             popped.reverse();
         }
@@ -186,7 +186,7 @@ fn blocking_zpop(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) {
         Ok(deadline) => deadline,
         Err(msg) => return ctx.out.error(msg),
     };
-    let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
+    let key_refs = ctx.key_args(argv);
     match pop_first_nonempty(ctx, &key_refs, max, 1) {
         Err(msg) => ctx.out.error(msg),
         Ok(Some((key, popped))) if !popped.is_empty() => {
@@ -230,7 +230,8 @@ pub(super) fn bzmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
     let Some(count_arg) = argv.get(2) else {
-        return read_zset(ctx, key, |out, zset| {
+        return ZSet::read_key(ctx, key, |ctx, zset| {
+            let out = &mut *ctx.out;
             let picked = zset.and_then(|zset| {
                 let rank = rand::rng().random_range(0..zset.len().max(1));
                 zset.get_by_rank(rank)
@@ -255,7 +256,8 @@ pub(super) fn zrandmember(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if withscores && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return ctx.out.error(OUT_OF_RANGE);
     }
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let Some(zset) = zset.filter(|_| count != 0) else {
             return out.array_len(0);
         };
@@ -316,7 +318,8 @@ pub(super) fn zscan(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return ctx.out.error("ERR invalid cursor");
     };
     let options = argv.get(3..).unwrap_or_default();
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let Some(zset) = zset else {
             out.array_len(2);
             out.bulk(b"0");

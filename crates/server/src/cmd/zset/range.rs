@@ -7,10 +7,8 @@ use bytes::Bytes;
 use forkless_storage::types::zset::ZSet;
 
 use super::parse::{Range, rank_range};
-use super::{
-    Ctx, as_zset, change_zset, eq_ignore_case, is_withscores, len_i64, read_zset, reply,
-    reply_members, selected_db, store_zset, zset_at,
-};
+use super::{Ctx, eq_ignore_case, is_withscores, reply, reply_members, store_zset};
+use crate::cmd::access::{Collection, len_i64};
 use crate::cmd::parse_i64;
 
 /// How the two range arguments are read.
@@ -156,7 +154,8 @@ fn range_command(ctx: &mut Ctx<'_>, argv: &[Bytes], kind: Kind, reverse: Option<
         Ok(query) => query,
         Err(msg) => return ctx.out.error(msg),
     };
-    read_zset(ctx, key, |out, zset| {
+    ZSet::read_key(ctx, key, |ctx, zset| {
+        let out = &mut *ctx.out;
         let Some(zset) = zset else {
             return out.array_len(0);
         };
@@ -204,11 +203,11 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(query) => query,
         Err(msg) => return ctx.out.error(msg),
     };
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&[dst, src], ctx.now_ms);
     // Only the selected members are copied out of the source, never the whole set.
     let selected = guard.get(src).map(|entry| {
-        as_zset(entry.value()).map(|zset| {
+        ZSet::from_value(entry.value()).map(|zset| {
             let (rank, count, descending) = query.select(zset);
             zset.range(rank, count, descending)
                 .map(|(member, score)| (member.to_bytes(), score))
@@ -236,15 +235,15 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 /// Removes the members of one resolved range; replies with how many went.
 fn remove_range(ctx: &mut Ctx<'_>, key: &[u8], ranks: impl FnOnce(&ZSet) -> (usize, usize)) {
-    let db = selected_db(ctx);
+    let db = ctx.db();
     let mut guard = db.write(&[key], ctx.now_ms);
-    let (start, end) = match zset_at(&mut guard, key) {
+    let (start, end) = match ZSet::at_key(&mut guard, key) {
         Err(msg) => return ctx.out.error(msg),
         Ok(None) => (0, 0),
         Ok(Some(zset)) => ranks(zset),
     };
     let removed = if start < end {
-        change_zset(&mut guard, key, |zset| zset.remove_ranks(start, end).len()).unwrap_or(0)
+        ZSet::change_key(&mut guard, key, |zset| zset.remove_ranks(start, end).len()).unwrap_or(0)
     } else {
         0
     };

@@ -1,0 +1,339 @@
+//! COMMAND and its subcommands (COUNT, LIST, INFO, DOCS, GETKEYS): what the command table
+//! and the subcommand table say about each command, in Redis 7.0's reply shapes.
+
+use bytes::Bytes;
+use forkless_protocol::Out;
+use forkless_storage::pattern::glob_match;
+
+use super::meta::{Flags, KeySpec};
+use super::subcommands::{
+    Subcommand, arity_ok, find_subcommand, help_reply, run_subcommand, subcommands_of,
+};
+use super::{Command, Ctx, all_commands, eq_ignore_case, lookup, reply};
+
+/// What COMMAND INFO and COMMAND DOCS report of a command or a subcommand.
+#[derive(Clone, Copy)]
+struct CommandMeta {
+    name: &'static str,
+    arity: i32,
+    flags: Flags,
+    keys: KeySpec,
+    categories: &'static [&'static str],
+    summary: &'static str,
+    since: &'static str,
+    group: &'static str,
+    /// The container whose subcommands to list; None for a subcommand itself.
+    container: Option<&'static str>,
+}
+
+impl CommandMeta {
+    fn of_command(command: &'static Command) -> CommandMeta {
+        CommandMeta {
+            name: command.name,
+            arity: command.arity,
+            flags: command.flags,
+            keys: command.keys,
+            categories: command.categories,
+            summary: command.summary,
+            since: command.since,
+            group: command.group,
+            container: Some(command.name),
+        }
+    }
+
+    fn of_subcommand(sub: &'static Subcommand) -> CommandMeta {
+        let group = lookup(sub.container().as_bytes()).map_or("server", |(_, parent)| parent.group);
+        CommandMeta {
+            name: sub.name,
+            arity: sub.arity,
+            flags: sub.flags,
+            keys: sub.keys,
+            categories: sub.categories,
+            summary: sub.summary,
+            since: sub.since,
+            group,
+            container: None,
+        }
+    }
+
+    fn subcommands(&self) -> Vec<CommandMeta> {
+        self.container
+            .map(|container| {
+                subcommands_of(container)
+                    .map(CommandMeta::of_subcommand)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Finds a command by name, or a subcommand by its full `container|sub` name, ignoring case.
+fn find_meta(name: &[u8]) -> Option<CommandMeta> {
+    match name.iter().position(|&b| b == b'|') {
+        Some(bar) => {
+            let (container, sub) = (name.get(..bar)?, name.get(bar + 1..)?);
+            find_subcommand(container, sub).map(CommandMeta::of_subcommand)
+        }
+        None => lookup(name).map(|(_, command)| CommandMeta::of_command(command)),
+    }
+}
+
+/// Every command and, after each container, its subcommands (COMMAND LIST's order).
+fn all_metas() -> Vec<CommandMeta> {
+    let mut metas = Vec::new();
+    for command in all_commands() {
+        let meta = CommandMeta::of_command(command);
+        metas.push(meta);
+        metas.extend(meta.subcommands());
+    }
+    metas
+}
+
+pub(super) fn command(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    if argv.len() == 1 {
+        ctx.out.array_len(all_commands().len());
+        for command in all_commands() {
+            write_command_info(ctx.out, &CommandMeta::of_command(command));
+        }
+        return;
+    }
+    run_subcommand(ctx, argv);
+}
+
+/// COMMAND COUNT.
+pub(super) fn command_count(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out
+        .int(i64::try_from(all_commands().len()).unwrap_or(i64::MAX));
+}
+
+pub(super) fn command_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    help_reply(
+        ctx.out,
+        "COMMAND",
+        &[
+            "(no subcommand)",
+            "    Return details about all Redis commands.",
+            "COUNT",
+            "    Return the total number of commands in this Redis server.",
+            "LIST",
+            "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
+            "HELP",
+            "    Prints this help.",
+        ],
+    );
+}
+
+/// One COMMAND INFO entry, as Redis 7.0: name, arity, flags, first key, last key, key step,
+/// ACL categories, tips, key specs, subcommands. forkless keeps no tips or key specs, so
+/// those are empty; the legacy key positions are exact.
+fn write_command_info(out: &mut Out, meta: &CommandMeta) {
+    out.array_len(10);
+    out.bulk(meta.name.as_bytes());
+    out.int(i64::from(meta.arity));
+    out.set_len(meta.flags.reported().count());
+    for flag in meta.flags.reported() {
+        out.simple(flag.as_bytes());
+    }
+    out.int(i64::from(meta.keys.first));
+    out.int(i64::from(meta.keys.last));
+    out.int(i64::from(meta.keys.step));
+    out.set_len(meta.categories.len());
+    for category in meta.categories {
+        out.simple(format!("@{category}").as_bytes());
+    }
+    out.set_len(0);
+    out.set_len(0);
+    let subcommands = meta.subcommands();
+    if subcommands.is_empty() {
+        // Redis replies an empty set here, and an array when there are subcommands.
+        out.set_len(0);
+    } else {
+        out.array_len(subcommands.len());
+        for sub in &subcommands {
+            write_command_info(out, sub);
+        }
+    }
+}
+
+/// COMMAND INFO [name ...]: one entry per name, null for an unknown one; all without names.
+pub(super) fn command_info(ctx: &mut Ctx<'_>, names: &[Bytes]) {
+    if names.is_empty() {
+        ctx.out.array_len(all_commands().len());
+        for command in all_commands() {
+            write_command_info(ctx.out, &CommandMeta::of_command(command));
+        }
+        return;
+    }
+    ctx.out.array_len(names.len());
+    for name in names {
+        match find_meta(name) {
+            Some(meta) => write_command_info(ctx.out, &meta),
+            None => ctx.out.null(),
+        }
+    }
+}
+
+/// One COMMAND DOCS map: summary, since, group, and the subcommands' docs when there are any.
+/// forkless keeps no complexity, history or argument docs.
+fn write_command_docs(out: &mut Out, meta: &CommandMeta) {
+    let subcommands = meta.subcommands();
+    out.map_len(if subcommands.is_empty() { 3 } else { 4 });
+    out.bulk(b"summary");
+    out.bulk(meta.summary.as_bytes());
+    out.bulk(b"since");
+    out.bulk(meta.since.as_bytes());
+    out.bulk(b"group");
+    out.bulk(meta.group.as_bytes());
+    if !subcommands.is_empty() {
+        out.bulk(b"subcommands");
+        out.map_len(subcommands.len());
+        for sub in &subcommands {
+            out.bulk(sub.name.as_bytes());
+            write_command_docs(out, sub);
+        }
+    }
+}
+
+/// COMMAND DOCS [name ...]: a map of name to docs; unknown names are left out.
+pub(super) fn command_docs(ctx: &mut Ctx<'_>, names: &[Bytes]) {
+    let metas: Vec<CommandMeta> = if names.is_empty() {
+        all_commands()
+            .iter()
+            .map(|command| CommandMeta::of_command(command))
+            .collect()
+    } else {
+        names.iter().filter_map(|name| find_meta(name)).collect()
+    };
+    ctx.out.map_len(metas.len());
+    for meta in &metas {
+        ctx.out.bulk(meta.name.as_bytes());
+        write_command_docs(ctx.out, meta);
+    }
+}
+
+/// A COMMAND LIST filter.
+enum ListFilter {
+    All,
+    /// `FILTERBY MODULE`: forkless has no modules, so nothing matches.
+    Module,
+    AclCategory(Bytes),
+    Pattern(Bytes),
+}
+
+impl ListFilter {
+    fn parse(args: &[Bytes]) -> Option<ListFilter> {
+        match args {
+            [] => Some(ListFilter::All),
+            [filterby, kind, value] if eq_ignore_case(filterby, "filterby") => {
+                if eq_ignore_case(kind, "module") {
+                    Some(ListFilter::Module)
+                } else if eq_ignore_case(kind, "aclcat") {
+                    Some(ListFilter::AclCategory(value.clone()))
+                } else if eq_ignore_case(kind, "pattern") {
+                    Some(ListFilter::Pattern(value.clone()))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Returns true if and only if the filter keeps `meta`.
+    fn keeps(&self, meta: &CommandMeta) -> bool {
+        match self {
+            ListFilter::All => true,
+            ListFilter::Module => false,
+            ListFilter::AclCategory(category) => {
+                meta.categories.iter().any(|c| eq_ignore_case(category, c))
+            }
+            ListFilter::Pattern(pattern) => glob_match(pattern, meta.name.as_bytes(), true),
+        }
+    }
+}
+
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]: command names,
+/// subcommands included.
+pub(super) fn command_list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let Some(filter) = ListFilter::parse(args) else {
+        ctx.out.error(reply::SYNTAX);
+        return;
+    };
+    let names: Vec<&str> = all_metas()
+        .iter()
+        .filter(|meta| filter.keeps(meta))
+        .map(|meta| meta.name)
+        .collect();
+    ctx.out.array_len(names.len());
+    for name in names {
+        ctx.out.bulk(name.as_bytes());
+    }
+}
+
+/// COMMAND GETKEYS command [arg ...]: the keys of a full command line, from the key positions
+/// of the command or, for a container, of the subcommand it names.
+pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
+    let Some((_, mut command)) = full.first().and_then(|name| lookup(name)) else {
+        ctx.out.error("ERR Invalid command specified");
+        return;
+    };
+    let resolved;
+    if let (true, Some(sub)) = (subcommands_of(command.name).next().is_some(), full.get(1)) {
+        let Some(sub) = find_subcommand(command.name.as_bytes(), sub) else {
+            ctx.out.error("ERR Invalid command specified");
+            return;
+        };
+        resolved = Command {
+            arity: sub.arity,
+            keys: sub.keys,
+            ..*command
+        };
+        command = &resolved;
+    }
+    if command.keys.first <= 0 {
+        ctx.out.error("ERR The command has no key arguments");
+        return;
+    }
+    if !arity_ok(command.arity, full.len()) {
+        ctx.out
+            .error("ERR Invalid number of arguments specified for command");
+        return;
+    }
+    let n_keys = command.keys.keys(full).count();
+    if n_keys == 0 {
+        ctx.out.error("ERR Invalid arguments specified for command");
+        return;
+    }
+    ctx.out.array_len(n_keys);
+    for key in command.keys.keys(full) {
+        ctx.out.bulk(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subcommands_are_found_in_any_case() {
+        assert_eq!(
+            find_subcommand(b"CONFIG", b"Get").map(|s| s.name),
+            Some("config|get")
+        );
+        assert!(find_subcommand(b"config", b"nope").is_none());
+        assert_eq!(find_meta(b"Config|GET").map(|m| m.name), Some("config|get"));
+        assert_eq!(find_meta(b"dbsize").map(|m| m.name), Some("dbsize"));
+        assert!(find_meta(b"config|").is_none());
+        assert!(find_meta(b"|get").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! The subcommand table of the container commands (CONFIG, COMMAND, CLIENT, OBJECT), which
+//! COMMAND INFO/DOCS/LIST report, CLIENT LIST names, and [`subcommand`] checks arity against.
+
+use bytes::Bytes;
+use forkless_protocol::Out;
+
+use super::meta::{Flags, KeySpec, flags};
+use super::{Ctx, eq_ignore_case, introspection, server, unknown_subcommand};
+
+/// One subcommand of a container command (`config|get`), with what COMMAND INFO and COMMAND
+/// DOCS report for it. Subcommands share their container's doc group.
+#[derive(Debug)]
+pub(crate) struct Subcommand {
+    /// Full lower-case name, `container|sub`.
+    pub(crate) name: &'static str,
+    /// Redis arity, counting the container and the subcommand name.
+    pub(crate) arity: i32,
+    pub(crate) flags: Flags,
+    /// Key positions in the full command line: first key, last key, step.
+    pub(crate) keys: KeySpec,
+    /// ACL categories without the `@`.
+    pub(crate) categories: &'static [&'static str],
+    pub(crate) summary: &'static str,
+    pub(crate) since: &'static str,
+    /// What runs the subcommand, given the arguments after its name; None for the
+    /// subcommands of CLIENT and OBJECT, whose container handlers parse their own.
+    pub(crate) run: Option<SubcommandHandler>,
+}
+
+/// Runs one subcommand: gets the arguments after the subcommand's name, writes one reply.
+pub(crate) type SubcommandHandler = fn(&mut Ctx<'_>, &[Bytes]);
+
+impl Subcommand {
+    /// The container's name (`config` for `config|get`).
+    pub(crate) fn container(&self) -> &'static str {
+        self.name
+            .split_once('|')
+            .map_or(self.name, |(container, _)| container)
+    }
+}
+
+const NO_KEYS: KeySpec = KeySpec::NONE;
+const OBJECT_KEY: KeySpec = KeySpec::new(2, 2, 1);
+const OBJECT_FLAGS: Flags = flags!(READONLY);
+const OBJECT_CATEGORIES: &[&str] = &["keyspace", "read", "slow"];
+const ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE);
+const ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous"];
+const CLIENT_FLAGS: Flags = flags!(NOSCRIPT, LOADING, STALE);
+const CLIENT_ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous", "connection"];
+const STALE: Flags = flags!(LOADING, STALE);
+const SLOW_CONNECTION: &[&str] = &["slow", "connection"];
+const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
+
+/// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
+#[rustfmt::skip] // One row per subcommand reads as a table.
+pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand { name: "config|get", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the values of configuration parameters", since: "2.0.0" , run: Some(server::config_get) },
+    Subcommand { name: "config|set", arity: -4, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Set configuration parameters to the given values", since: "2.0.0" , run: Some(server::config_set) },
+    Subcommand { name: "config|resetstat", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reset the stats returned by INFO", since: "2.0.0" , run: Some(server::config_resetstat) },
+    Subcommand { name: "config|rewrite", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Rewrite the configuration file with the in memory configuration", since: "2.8.0" , run: Some(server::config_rewrite) },
+    Subcommand { name: "config|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "5.0.0" , run: Some(server::config_help) },
+    Subcommand { name: "command|count", arity: 2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get total number of Redis commands", since: "2.8.13" , run: Some(introspection::command_count) },
+    Subcommand { name: "command|docs", arity: -2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get array of specific Redis command documentation", since: "7.0.0" , run: Some(introspection::command_docs) },
+    Subcommand { name: "command|getkeys", arity: -4, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Extract keys given a full Redis command", since: "2.8.13" , run: Some(introspection::command_getkeys) },
+    Subcommand { name: "command|info", arity: -2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get array of specific Redis command details, or all when no argument is given.", since: "2.8.13" , run: Some(introspection::command_info) },
+    Subcommand { name: "command|list", arity: -2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get an array of Redis command names", since: "7.0.0" , run: Some(introspection::command_list) },
+    Subcommand { name: "command|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: HELP_SUMMARY, since: "5.0.0" , run: Some(introspection::command_help) },
+    Subcommand { name: "object|encoding", arity: 3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Inspect the internal encoding of a Redis object", since: "2.2.3" , run: None },
+    Subcommand { name: "object|freq", arity: 3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Get the logarithmic access frequency counter of a Redis object", since: "4.0.0" , run: None },
+    Subcommand { name: "object|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["keyspace", "slow"], summary: HELP_SUMMARY, since: "6.2.0" , run: None },
+    Subcommand { name: "object|idletime", arity: 3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Get the time since a Redis object was last accessed", since: "2.2.3" , run: None },
+    Subcommand { name: "object|refcount", arity: 3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Get the number of references to the value of the key", since: "2.2.3" , run: None },
+    Subcommand { name: "client|getname", arity: 2, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get the current connection name", since: "2.6.9" , run: None },
+    Subcommand { name: "client|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: HELP_SUMMARY, since: "5.0.0" , run: None },
+    Subcommand { name: "client|id", arity: 2, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Returns the client ID for the current connection", since: "5.0.0" , run: None },
+    Subcommand { name: "client|info", arity: 2, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Returns information about the current client connection.", since: "6.2.0" , run: None },
+    Subcommand { name: "client|kill", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Kill the connection of a client", since: "2.4.0" , run: None },
+    Subcommand { name: "client|list", arity: -2, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Get the list of client connections", since: "2.4.0" , run: None },
+    Subcommand { name: "client|no-evict", arity: 3, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Set client eviction mode for the current connection", since: "7.0.0" , run: None },
+    Subcommand { name: "client|setname", arity: 3, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Set the current connection name", since: "2.6.9" , run: None },
+];
+
+/// The subcommands of `container`, in table order.
+pub(crate) fn subcommands_of(container: &str) -> impl Iterator<Item = &'static Subcommand> + '_ {
+    SUBCOMMANDS
+        .iter()
+        .filter(move |sub| sub.container() == container)
+}
+
+/// The index in [`SUBCOMMANDS`] of `container|sub` (any case).
+pub(crate) fn subcommand_index(container: &[u8], sub: &[u8]) -> Option<usize> {
+    SUBCOMMANDS.iter().position(|row| {
+        row.name.split_once('|').is_some_and(|(parent, name)| {
+            eq_ignore_case(container, parent) && eq_ignore_case(sub, name)
+        })
+    })
+}
+
+/// Finds `container|sub` (any case) in the subcommand table.
+pub(crate) fn find_subcommand(container: &[u8], sub: &[u8]) -> Option<&'static Subcommand> {
+    subcommand_index(container, sub).and_then(|idx| SUBCOMMANDS.get(idx))
+}
+
+/// Resolves the subcommand named by `argv[1]` and checks its arity, replying as Redis does when
+/// either fails ("unknown subcommand", "wrong number of arguments for 'config|get' command").
+/// Returns the table row only when the handler should go on. For container handlers.
+pub(crate) fn subcommand(ctx: &mut Ctx<'_>, argv: &[Bytes]) -> Option<&'static Subcommand> {
+    let (Some(container), Some(sub)) = (argv.first(), argv.get(1)) else {
+        unknown_subcommand(ctx, argv);
+        return None;
+    };
+    let Some(found) = find_subcommand(container, sub) else {
+        unknown_subcommand(ctx, argv);
+        return None;
+    };
+    if !arity_ok(found.arity, argv.len()) {
+        ctx.out.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            found.name
+        ));
+        return None;
+    }
+    Some(found)
+}
+
+/// A container handler that is nothing but its subcommands (CONFIG, COMMAND with arguments):
+/// resolves `argv[1]`, checks its arity and runs its row's handler.
+pub(crate) fn run_subcommand(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let Some(sub) = subcommand(ctx, argv) else {
+        return;
+    };
+    match sub.run {
+        Some(run) => run(ctx, argv.get(2..).unwrap_or_default()),
+        None => unknown_subcommand(ctx, argv),
+    }
+}
+
+/// Returns true if and only if `argc` arguments satisfy Redis arity `arity`.
+pub(crate) fn arity_ok(arity: i32, argc: usize) -> bool {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    let arity = i64::from(arity);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// Writes a HELP reply: one status line per entry, under Redis's header line.
+pub(crate) fn help_reply(out: &mut Out, container: &str, lines: &[&str]) {
+    out.array_len(lines.len() + 1);
+    out.simple(
+        format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes(),
+    );
+    for line in lines {
+        out.simple(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::lookup;
+
+    #[test]
+    fn every_subcommand_belongs_to_a_known_container() {
+        for sub in SUBCOMMANDS {
+            let (container, name) = sub.name.split_once('|').expect("container|sub");
+            assert!(lookup(container.as_bytes()).is_some(), "{}", sub.name);
+            assert!(
+                !name.is_empty() && name == name.to_ascii_lowercase(),
+                "{}",
+                sub.name
+            );
+            assert!(sub.arity >= 2 || sub.arity <= -2, "{}", sub.name);
+        }
+    }
+
+    #[test]
+    fn arity_follows_redis_rules() {
+        assert!(arity_ok(2, 2));
+        assert!(!arity_ok(2, 3));
+        assert!(arity_ok(-3, 3));
+        assert!(arity_ok(-3, 9));
+        assert!(!arity_ok(-3, 2));
+    }
+}

@@ -1,0 +1,601 @@
+//! The server's configuration: redis.conf syntax, `--name value` flags, CONFIG GET, CONFIG SET
+//! and CONFIG REWRITE, all following Redis 7.0 (`src/config.c`, `src/server.c` `main()`).
+//!
+//! # Layout
+//! - [`Config`]: typed fields the server reads directly (`config.port`, `config.save`, ...).
+//! - `OPTIONS` (`table.rs`): the one table of option descriptors (name, flags, kind with its
+//!   parser and renderer; the parsers in `parse.rs`, options with their own syntax in
+//!   `special.rs`). File loading, command-line flags, CONFIG GET/SET/REWRITE all go through it; an
+//!   option is added by adding a field and one table row.
+//! - Loading (`load.rs`): the command line is turned into the lines of a virtual config file appended to
+//!   the real one, exactly as `redis-server` does, so line numbers and the `>>> '...'` echo in
+//!   fatal errors match Redis.
+//! - CONFIG REWRITE (`rewrite.rs`): the file rewritten in place and replaced atomically.
+//! - Lexing (`lexer.rs`): `split_args` and `repr` are ports of `sdssplitargs` and `sdscatrepr`.
+//!
+//! # Redis 7.0 behaviour that surprises
+//! - `dir` and `dbfilename` are protected: CONFIG SET refuses them unless
+//!   `enable-protected-configs` is `yes` (or `local`, for local clients). The default is `no`.
+//! - `rdbchecksum`, `databases`, `logfile`, `daemonize` and `io-threads` are immutable.
+//! - `hz` accepts any non-negative int and clamps it to 1..=500.
+//! - CONFIG SET splits `save`, `bind` and `client-output-buffer-limit` values on single
+//!   spaces, so `" 900 1"` is invalid there while a config file accepts it.
+//!
+//! # Differences from Redis 7.0
+//! - Default `bind` is `127.0.0.1` (Redis: `* -::*`).
+//! - `bind` and `port` cannot be changed by CONFIG SET (Redis can rebind at runtime).
+//! - `daemonize yes` is refused: run forkless under a supervisor.
+//! - forkless does not `chdir` into `dir`; it stores the canonical absolute path instead, and
+//!   CONFIG GET dir shows it as Redis shows its working directory.
+//! - Values that end up in file names or addresses (and `requirepass`) must be UTF-8.
+//! - Only the options in `OPTIONS` exist; other Redis options are a startup error.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use forkless_storage::pattern::glob_match;
+
+use self::table::{IMMUTABLE, OPTIONS, PROTECTED, Spec, lookup};
+
+/// The version shown in fatal configuration errors.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The most addresses `bind` takes (Redis's `CONFIG_BINDADDR_MAX`).
+pub const MAX_BIND_ADDRESSES: usize = 16;
+
+/// The help text for `-h`/`--help`.
+pub const USAGE: &str = "\
+Usage: forkless-server [/path/to/forkless.conf] [options] [-]
+       forkless-server - (read config from stdin)
+       forkless-server -v or --version
+       forkless-server -h or --help
+
+Examples:
+       forkless-server (run the server with default conf)
+       echo 'maxmemory 128mb' | forkless-server -
+       forkless-server /etc/forkless/6379.conf
+       forkless-server --port 7777
+       forkless-server --port 7777 --save \"\" --snapshot-mode fork
+       forkless-server /etc/myforkless.conf --loglevel verbose";
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built once at startup, moved once"
+)]
+pub enum Invocation {
+    /// Run the server with this configuration.
+    Run(Config),
+    /// Print the version and exit (`-v`, `--version`).
+    Version,
+    /// Print [`USAGE`] and exit (`-h`, `--help`).
+    Help,
+}
+
+/// A configuration that cannot be loaded. Display gives the text Redis prints before exiting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A line of the config file, or of the virtual file made of the command-line options, was
+    /// rejected.
+    Directive {
+        /// 1-based line number; command-line options count after the file's lines.
+        line_number: usize,
+        /// The offending line, trimmed, as Redis echoes it.
+        line: String,
+        /// Why, in Redis's words (e.g. `argument must be 'yes' or 'no'`).
+        reason: String,
+    },
+    /// The config file (or an included file) could not be read.
+    Open {
+        /// The file, as an absolute path for the main config file.
+        path: PathBuf,
+        /// The OS error text (`strerror`), e.g. `No such file or directory`.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Directive {
+                line_number,
+                line,
+                reason,
+            } => write!(
+                f,
+                "\n*** FATAL CONFIG FILE ERROR (forkless {VERSION}) ***\n\
+                 Reading the configuration file, at line {line_number}\n>>> '{line}'\n{reason}"
+            ),
+            ConfigError::Open { path, reason } => {
+                write!(
+                    f,
+                    "Fatal error, can't open config file '{}': {reason}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Defines a configuration enum whose values have fixed config-file spellings.
+macro_rules! config_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// The accepted spellings, in the order Redis lists them in its error message.
+            pub const NAMES: &'static [&'static str] = &[$($text,)+];
+            const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The config-file spelling of this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
+
+            fn from_index(idx: usize) -> Option<$name> {
+                $name::ALL.get(idx).copied()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+config_enum! {
+    /// `loglevel`: the least severe message that is logged.
+    LogLevel {
+        /// Everything, for development.
+        Debug = "debug",
+        /// Many rarely useful messages.
+        Verbose = "verbose",
+        /// Moderately verbose, what production wants (the default).
+        Notice = "notice",
+        /// Only very important or critical messages.
+        Warning = "warning",
+    }
+}
+
+impl LogLevel {
+    /// The most verbose `tracing` level this Redis log level lets through: Redis's debug,
+    /// verbose, notice and warning map to TRACE, DEBUG, INFO and WARN.
+    pub fn tracing_level(self) -> tracing::Level {
+        match self {
+            LogLevel::Debug => tracing::Level::TRACE,
+            LogLevel::Verbose => tracing::Level::DEBUG,
+            LogLevel::Notice => tracing::Level::INFO,
+            LogLevel::Warning => tracing::Level::WARN,
+        }
+    }
+}
+
+config_enum! {
+    /// `snapshot-mode`: how BGSAVE takes its point-in-time view.
+    SnapshotMode {
+        /// Versioned entries, no fork (the default).
+        Epoch = "epoch",
+        /// `fork()` and copy-on-write, as Redis does.
+        Fork = "fork",
+    }
+}
+
+config_enum! {
+    /// `snapshot-writer`: how snapshot bytes reach the file.
+    SnapshotWriter {
+        /// io_uring when the kernel allows it, else a blocking writer thread.
+        Auto = "auto",
+        /// io_uring only, without the fallback.
+        IoUring = "io_uring",
+        /// A blocking writer thread.
+        Blocking = "blocking",
+    }
+}
+
+config_enum! {
+    /// `snapshot-compression`: compression of the whole snapshot stream.
+    SnapshotCompression {
+        /// A plain RDB file (the default).
+        None = "none",
+        /// A zstd frame around the RDB stream; `zstd -d` yields a valid RDB file.
+        Zstd = "zstd",
+    }
+}
+
+config_enum! {
+    /// `maxmemory-policy` (stored for compatibility; forkless does not evict yet).
+    MaxmemoryPolicy {
+        /// Approximate LRU among keys with an expiry.
+        VolatileLru = "volatile-lru",
+        /// Approximate LFU among keys with an expiry.
+        VolatileLfu = "volatile-lfu",
+        /// Random keys with an expiry.
+        VolatileRandom = "volatile-random",
+        /// Keys with the nearest expiry.
+        VolatileTtl = "volatile-ttl",
+        /// Approximate LRU among all keys.
+        AllkeysLru = "allkeys-lru",
+        /// Approximate LFU among all keys.
+        AllkeysLfu = "allkeys-lfu",
+        /// Random keys.
+        AllkeysRandom = "allkeys-random",
+        /// Refuse writes that need memory (the default).
+        Noeviction = "noeviction",
+    }
+}
+
+config_enum! {
+    /// `appendfsync` (stored for compatibility; AOF is not implemented yet).
+    AppendFsync {
+        /// fsync once a second (the default).
+        Everysec = "everysec",
+        /// fsync after every write.
+        Always = "always",
+        /// Let the OS decide.
+        No = "no",
+    }
+}
+
+config_enum! {
+    /// `enable-protected-configs`: who may CONFIG SET the protected options (`dir`, `dbfilename`).
+    ProtectedConfigs {
+        /// Nobody (the Redis 7.0 default).
+        No = "no",
+        /// Every client.
+        Yes = "yes",
+        /// Clients connected over loopback or a Unix socket.
+        Local = "local",
+    }
+}
+
+/// One `save <seconds> <changes>` point: snapshot when at least `changes` writes happened and
+/// `seconds` passed since the last successful save.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavePoint {
+    /// Seconds since the last save, at least 1.
+    pub seconds: u64,
+    /// Writes since the last save.
+    pub changes: u64,
+}
+
+/// One class's `client-output-buffer-limit`: disconnect a client when its pending output
+/// exceeds the hard limit, or stays above the soft limit for the given seconds; 0 disables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputBufferLimit {
+    /// Bytes above which the client is closed at once.
+    pub hard_limit_bytes: u64,
+    /// Bytes above which the client is closed after `soft_limit_seconds`.
+    pub soft_limit_bytes: u64,
+    /// How long the soft limit may be exceeded.
+    pub soft_limit_seconds: u64,
+}
+
+/// `client-output-buffer-limit` for the three client classes Redis lets you configure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputBufferLimits {
+    /// Ordinary clients (class `normal`).
+    pub normal: OutputBufferLimit,
+    /// Replicas (class `replica`, shown as `slave` as Redis 7.0 does).
+    pub replica: OutputBufferLimit,
+    /// Pub/Sub subscribers (class `pubsub`).
+    pub pubsub: OutputBufferLimit,
+}
+
+impl Default for OutputBufferLimits {
+    fn default() -> OutputBufferLimits {
+        let limit = |hard, soft, secs| OutputBufferLimit {
+            hard_limit_bytes: hard,
+            soft_limit_bytes: soft,
+            soft_limit_seconds: secs,
+        };
+        OutputBufferLimits {
+            normal: limit(0, 0, 0),
+            replica: limit(256 << 20, 64 << 20, 60),
+            pubsub: limit(32 << 20, 8 << 20, 60),
+        }
+    }
+}
+
+/// The server configuration. Field names follow the Redis option names (`-` becomes `_`);
+/// sizes are bytes, durations seconds. Build one with [`Config::from_args`] or
+/// [`Config::default`], change it with [`Config::set`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Absolute path of the config file given on the command line, if any (CONFIG REWRITE
+    /// target). Not a symlink-resolved path, like Redis's.
+    pub config_file: Option<PathBuf>,
+    /// `bind`: addresses to listen on; a leading `-` marks an address that may be unavailable.
+    /// Default `127.0.0.1`. Immutable at runtime.
+    pub bind: Vec<String>,
+    /// `port`: TCP port, 0 to let the OS pick a free one. Default 6379. Immutable at runtime.
+    pub port: u16,
+    /// `protected-mode`: while yes and no password is set, only clients from 127.0.0.1 and ::1
+    /// are served (see `limits.rs`). Default yes.
+    pub protected_mode: bool,
+    /// `requirepass`: the `default` user's password; `None` when empty (no AUTH needed).
+    pub requirepass: Option<String>,
+    /// `databases`: number of logical databases, at least 1. Default 16. Immutable.
+    pub databases: usize,
+    /// `dir`: canonical absolute directory for the snapshot file (and a relative `logfile`).
+    /// Default: the working directory at startup. Protected.
+    pub dir: PathBuf,
+    /// `dbfilename`: snapshot file name inside `dir`, never a path. Default `dump.rdb`.
+    /// Protected.
+    pub dbfilename: String,
+    /// `maxclients`: most simultaneous clients. Default 10000.
+    pub maxclients: u64,
+    /// `timeout`: close a client idle this many seconds; 0 never. Default 0.
+    pub timeout: u64,
+    /// `tcp-keepalive`: SO_KEEPALIVE interval in seconds; 0 off. Default 300.
+    pub tcp_keepalive: u64,
+    /// `tcp-backlog`: the listen() backlog (the kernel caps it at `somaxconn`). Default 511.
+    /// Immutable.
+    pub tcp_backlog: u32,
+    /// `loglevel`. Default notice.
+    pub loglevel: LogLevel,
+    /// `logfile`: empty for standard output; relative paths are relative to `dir` (where
+    /// Redis would have `chdir`ed). Immutable.
+    pub logfile: String,
+    /// `daemonize`: always false; `yes` is refused. Immutable.
+    pub daemonize: bool,
+    /// `proto-max-bulk-len`: largest bulk string a client may send. Default 512 MiB.
+    pub proto_max_bulk_len: u64,
+    /// `client-query-buffer-limit`: largest pending input per client. Default 1 GiB.
+    pub client_query_buffer_limit: u64,
+    /// `save`: automatic snapshot points; empty disables them. Default 3600 1, 300 100,
+    /// 60 10000.
+    pub save: Vec<SavePoint>,
+    /// `rdbcompression`: LZF-compress strings in the snapshot. Default yes.
+    pub rdbcompression: bool,
+    /// `rdbchecksum`: write and verify the CRC64 trailer. Default yes. Immutable.
+    pub rdbchecksum: bool,
+    /// `stop-writes-on-bgsave-error`: refuse writes after a failed background save. Default yes.
+    pub stop_writes_on_bgsave_error: bool,
+    /// `appendonly`: stored (AOF is not implemented). Default no.
+    pub appendonly: bool,
+    /// `appendfsync`: stored. Default everysec.
+    pub appendfsync: AppendFsync,
+    /// `hz`: background task frequency, clamped to 1..=500 as Redis does. Default 10.
+    pub hz: u64,
+    /// `maxmemory`: stored (eviction is not implemented); 0 is unlimited.
+    pub maxmemory: u64,
+    /// `maxmemory-policy`: stored. Default noeviction.
+    pub maxmemory_policy: MaxmemoryPolicy,
+    /// `io-threads`: stored. Default 1. Immutable.
+    pub io_threads: u64,
+    /// `client-output-buffer-limit`.
+    pub client_output_buffer_limit: OutputBufferLimits,
+    /// `latency-tracking`: stored. Default yes.
+    pub latency_tracking: bool,
+    /// `lazyfree-lazy-user-del`: stored. Default no.
+    pub lazyfree_lazy_user_del: bool,
+    /// `enable-protected-configs`: who may CONFIG SET `dir` and `dbfilename`. Default no.
+    /// Immutable.
+    pub enable_protected_configs: ProtectedConfigs,
+    /// `snapshot-mode`. Default epoch.
+    pub snapshot_mode: SnapshotMode,
+    /// `snapshot-writer`. Default auto.
+    pub snapshot_writer: SnapshotWriter,
+    /// `snapshot-compression`. Default none.
+    pub snapshot_compression: SnapshotCompression,
+    /// `snapshot-compression-level`: zstd level, 1..=22. Default 1.
+    pub snapshot_compression_level: i32,
+    /// `snapshot-max-bytes-per-sec`: write rate limit; 0 is unlimited. Default 0.
+    pub snapshot_max_bytes_per_sec: u64,
+    /// `snapshot-threads`: serialisation threads; 0 means one per core. Default 0.
+    pub snapshot_threads: usize,
+    /// `snapshot-nice`: nice value of the snapshot's traversal threads, 0..=19, when
+    /// `snapshot-idle-priority` is off. Default 0.
+    pub snapshot_nice: i32,
+    /// `snapshot-idle-priority`: the snapshot's traversal threads run under `SCHED_IDLE`, on
+    /// CPU time no other thread wants, and pace themselves while clients are busy. Default yes.
+    pub snapshot_idle_priority: bool,
+    /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
+    pub worker_threads: usize,
+}
+
+impl Default for Config {
+    /// Redis 7.0's defaults, except `bind` (`127.0.0.1`). `dir` is the current working directory.
+    fn default() -> Config {
+        Config {
+            config_file: None,
+            bind: vec!["127.0.0.1".to_owned()],
+            port: 6379,
+            protected_mode: true,
+            requirepass: None,
+            databases: 16,
+            dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            dbfilename: "dump.rdb".to_owned(),
+            maxclients: 10_000,
+            timeout: 0,
+            tcp_keepalive: 300,
+            tcp_backlog: 511,
+            loglevel: LogLevel::Notice,
+            logfile: String::new(),
+            daemonize: false,
+            proto_max_bulk_len: 512 << 20,
+            client_query_buffer_limit: 1 << 30,
+            save: vec![
+                SavePoint {
+                    seconds: 3600,
+                    changes: 1,
+                },
+                SavePoint {
+                    seconds: 300,
+                    changes: 100,
+                },
+                SavePoint {
+                    seconds: 60,
+                    changes: 10_000,
+                },
+            ],
+            rdbcompression: true,
+            rdbchecksum: true,
+            stop_writes_on_bgsave_error: true,
+            appendonly: false,
+            appendfsync: AppendFsync::Everysec,
+            hz: 10,
+            maxmemory: 0,
+            maxmemory_policy: MaxmemoryPolicy::Noeviction,
+            io_threads: 1,
+            client_output_buffer_limit: OutputBufferLimits::default(),
+            latency_tracking: true,
+            lazyfree_lazy_user_del: false,
+            enable_protected_configs: ProtectedConfigs::No,
+            snapshot_mode: SnapshotMode::Epoch,
+            snapshot_writer: SnapshotWriter::Auto,
+            snapshot_compression: SnapshotCompression::None,
+            snapshot_compression_level: 1,
+            snapshot_max_bytes_per_sec: 0,
+            snapshot_threads: 0,
+            snapshot_nice: 0,
+            snapshot_idle_priority: true,
+            worker_threads: 0,
+        }
+    }
+}
+
+mod lexer;
+mod load;
+mod parse;
+mod rewrite;
+mod special;
+mod table;
+#[cfg(test)]
+mod tests;
+
+impl Config {
+    /// CONFIG GET: every option whose name matches one of `patterns` (globs, case-insensitive)
+    /// with its value as Redis renders it. A pattern without `*`, `?` or `[` is an exact
+    /// case-insensitive name and is echoed as given, as Redis does. Each option appears once.
+    pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        let mut matched: Vec<&'static str> = Vec::new();
+        for pattern in patterns {
+            if !pattern.iter().any(|b| matches!(b, b'[' | b'*' | b'?')) {
+                if let Some(spec) = lookup(pattern).filter(|spec| !matched.contains(&spec.name)) {
+                    matched.push(spec.name);
+                    found.push((
+                        String::from_utf8_lossy(pattern).into_owned(),
+                        self.value_of(spec),
+                    ));
+                }
+                continue;
+            }
+            for spec in OPTIONS {
+                if !matched.contains(&spec.name) && glob_match(pattern, spec.name.as_bytes(), true)
+                {
+                    matched.push(spec.name);
+                    found.push((spec.name.to_owned(), self.value_of(spec)));
+                }
+            }
+        }
+        found
+    }
+
+    fn value_of(&self, spec: &Spec) -> String {
+        String::from_utf8_lossy(&spec.value(self)).into_owned()
+    }
+
+    /// CONFIG SET for a client that is not local; see [`Config::set_from_client`].
+    pub fn set(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<Vec<&'static str>, String> {
+        self.set_from_client(pairs, false)
+    }
+
+    /// CONFIG SET name value [name value ...], all or nothing as in Redis 7.0. `client_is_local`
+    /// says whether the client came over loopback or a Unix socket (for
+    /// `enable-protected-configs local`). Returns the names of the options whose value changed,
+    /// so that the server can apply side effects. The error is Redis's reply text without the
+    /// leading `-`.
+    pub fn set_from_client(
+        &mut self,
+        pairs: &[(&[u8], &[u8])],
+        client_is_local: bool,
+    ) -> Result<Vec<&'static str>, String> {
+        let failed = |name: &[u8], reason: &str| {
+            format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
+                String::from_utf8_lossy(name)
+            )
+        };
+        let protected_allowed = match self.enable_protected_configs {
+            ProtectedConfigs::Yes => true,
+            ProtectedConfigs::Local => client_is_local,
+            ProtectedConfigs::No => false,
+        };
+        // First pass, like configSetCommand: the first unknown, immutable, protected or
+        // duplicate name wins, before any value is parsed.
+        let mut specs: Vec<&'static Spec> = Vec::with_capacity(pairs.len());
+        let mut first_error = None;
+        for (name, _) in pairs {
+            let Some(spec) = lookup(name) else {
+                first_error.get_or_insert_with(|| {
+                    format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                        String::from_utf8_lossy(name)
+                    )
+                });
+                continue;
+            };
+            if first_error.is_some() {
+                continue;
+            }
+            if spec.flags & IMMUTABLE != 0 {
+                first_error = Some(failed(name, "can't set immutable config"));
+            } else if spec.flags & PROTECTED != 0 && !protected_allowed {
+                first_error = Some(failed(name, "can't set protected config"));
+            } else if specs.iter().any(|seen| std::ptr::eq(*seen, spec)) {
+                first_error = Some(failed(name, "duplicate parameter"));
+            }
+            specs.push(spec);
+        }
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+
+        let mut candidate = self.clone();
+        for (spec, (_, value)) in specs.iter().zip(pairs) {
+            // Multi-argument values split on single spaces (Redis's sdssplitlen), so "" is no
+            // arguments at all.
+            let args: Vec<Vec<u8>> = if !spec.is_multi() {
+                vec![value.to_vec()]
+            } else if value.is_empty() {
+                Vec::new()
+            } else {
+                value.split(|&b| b == b' ').map(<[u8]>::to_vec).collect()
+            };
+            spec.apply(&mut candidate, &args, false)
+                .map_err(|reason| failed(spec.name.as_bytes(), &reason))?;
+        }
+        let changed = specs
+            .iter()
+            .filter(|spec| spec.value(self) != spec.value(&candidate))
+            .map(|spec| spec.name)
+            .collect();
+        *self = candidate;
+        Ok(changed)
+    }
+
+    /// Where snapshots are written: `dbfilename` inside `dir`.
+    pub fn rdb_path(&self) -> PathBuf {
+        self.dir.join(&self.dbfilename)
+    }
+}
