@@ -16,6 +16,7 @@ use forkless_storage::Db;
 
 use crate::server::Server;
 
+pub(crate) mod bitmap;
 pub(crate) mod connection;
 pub(crate) mod hash;
 pub(crate) mod keys;
@@ -112,6 +113,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         zset::COMMANDS,
         pubsub::COMMANDS,
         transaction::COMMANDS,
+        bitmap::COMMANDS,
     ]
     .into_iter()
     .flatten()
