@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 8] = [
+const CASE_FILES: [&str; 9] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -41,6 +41,7 @@ const CASE_FILES: [&str; 8] = [
     "hashes.txt",
     "sets.txt",
     "bitmaps.txt",
+    "sort.txt",
 ];
 
 /// How long one reply may take.
@@ -90,6 +91,11 @@ fn sets() {
 #[test]
 fn bitmaps() {
     replay("bitmaps.txt");
+}
+
+#[test]
+fn sort() {
+    replay("sort.txt");
 }
 
 /// A new case file must get its own test above.

@@ -25,6 +25,7 @@ pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
+pub(crate) mod sort;
 pub(crate) mod string;
 pub(crate) mod transaction;
 pub(crate) mod zset;
@@ -114,6 +115,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         pubsub::COMMANDS,
         transaction::COMMANDS,
         bitmap::COMMANDS,
+        sort::COMMANDS,
     ]
     .into_iter()
     .flatten()
