@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 9] = [
+const CASE_FILES: [&str; 10] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -42,6 +42,7 @@ const CASE_FILES: [&str; 9] = [
     "sets.txt",
     "bitmaps.txt",
     "sort.txt",
+    "lcs.txt",
 ];
 
 /// How long one reply may take.
@@ -96,6 +97,11 @@ fn bitmaps() {
 #[test]
 fn sort() {
     replay("sort.txt");
+}
+
+#[test]
+fn lcs() {
+    replay("lcs.txt");
 }
 
 /// A new case file must get its own test above.

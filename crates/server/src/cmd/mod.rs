@@ -20,6 +20,7 @@ pub(crate) mod bitmap;
 pub(crate) mod connection;
 pub(crate) mod hash;
 pub(crate) mod keys;
+pub(crate) mod lcs;
 pub(crate) mod list;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
@@ -116,6 +117,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         transaction::COMMANDS,
         bitmap::COMMANDS,
         sort::COMMANDS,
+        lcs::COMMANDS,
     ]
     .into_iter()
     .flatten()
