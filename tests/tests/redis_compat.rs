@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 10] = [
+const CASE_FILES: [&str; 11] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -43,6 +43,7 @@ const CASE_FILES: [&str; 10] = [
     "bitmaps.txt",
     "sort.txt",
     "lcs.txt",
+    "swapdb.txt",
 ];
 
 /// How long one reply may take.
@@ -102,6 +103,11 @@ fn sort() {
 #[test]
 fn lcs() {
     replay("lcs.txt");
+}
+
+#[test]
+fn swapdb() {
+    replay("swapdb.txt");
 }
 
 /// A new case file must get its own test above.

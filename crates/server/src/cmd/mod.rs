@@ -28,6 +28,7 @@ pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod sort;
 pub(crate) mod string;
+pub(crate) mod swapdb;
 pub(crate) mod transaction;
 pub(crate) mod zset;
 
@@ -118,6 +119,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         bitmap::COMMANDS,
         sort::COMMANDS,
         lcs::COMMANDS,
+        swapdb::COMMANDS,
     ]
     .into_iter()
     .flatten()

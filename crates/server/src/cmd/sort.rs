@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(limit_range(10, 8, 100), (8, 9));
         assert_eq!(limit_range(10, 10, 1), (9, 8));
         assert_eq!(limit_range(10, 0, 0), (0, -1));
-        assert_eq!(limit_range(0, 0, -1), (-1, -1));
+        assert_eq!(limit_range(0, 0, -1), (-1, -2));
         assert_eq!(limit_range(0, 5, 5), (-1, -2));
         assert_eq!(limit_range(3, i64::MAX, i64::MAX), (2, 1));
         assert_eq!(limit_range(3, i64::MIN, i64::MIN), (0, 2));
