@@ -578,7 +578,7 @@ impl WriteGuard<'_> {
         for shard in guards {
             n_keys += shard.len();
             shard.dirty += shard.len() as u64;
-            tables.push(shard.clear());
+            tables.push(shard.clear(|key| self.shared.hash(key)));
         }
         Flushed { n_keys, tables }
     }
