@@ -18,6 +18,7 @@ use crate::server::Server;
 
 pub(crate) mod bitmap;
 pub(crate) mod connection;
+pub(crate) mod dump;
 pub(crate) mod hash;
 pub(crate) mod keys;
 pub(crate) mod lcs;
@@ -120,6 +121,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         sort::COMMANDS,
         lcs::COMMANDS,
         swapdb::COMMANDS,
+        dump::COMMANDS,
     ]
     .into_iter()
     .flatten()
