@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 7] = [
+const CASE_FILES: [&str; 11] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -40,6 +40,10 @@ const CASE_FILES: [&str; 7] = [
     "zsets.txt",
     "hashes.txt",
     "sets.txt",
+    "bitmaps.txt",
+    "sort.txt",
+    "lcs.txt",
+    "swapdb.txt",
 ];
 
 /// How long one reply may take.
@@ -84,6 +88,26 @@ fn hashes() {
 #[test]
 fn sets() {
     replay("sets.txt");
+}
+
+#[test]
+fn bitmaps() {
+    replay("bitmaps.txt");
+}
+
+#[test]
+fn sort() {
+    replay("sort.txt");
+}
+
+#[test]
+fn lcs() {
+    replay("lcs.txt");
+}
+
+#[test]
+fn swapdb() {
+    replay("swapdb.txt");
 }
 
 /// A new case file must get its own test above.

@@ -95,7 +95,7 @@ fn watch_aborts_exec_on_changes_from_any_connection() {
     assert_eq!(call(&mut conn, "SET w mine"), "+QUEUED\r\n");
     assert_eq!(call(&mut conn, "EXEC"), "*-1\r\n");
     assert_eq!(call(&mut conn, "GET w"), "$7\r\nchanged\r\n");
-    // FLUSHDB counts as a change to every watched key.
+    // FLUSHDB counts as a change to every watched key it removes.
     assert_eq!(call(&mut conn, "WATCH w"), "+OK\r\n");
     assert_eq!(call(&mut other, "FLUSHDB"), "+OK\r\n");
     assert_eq!(call(&mut conn, "MULTI"), "+OK\r\n");
@@ -118,6 +118,24 @@ fn watch_aborts_exec_on_changes_from_any_connection() {
     assert_eq!(call(&mut other, "DEL w"), ":1\r\n");
     assert_eq!(call(&mut conn, "MULTI"), "+OK\r\n");
     assert_eq!(call(&mut conn, "EXEC"), "_\r\n");
+}
+
+/// Regression: FLUSHDB and FLUSHALL fired every watch of every shard, so a WATCH on a key that
+/// did not exist aborted EXEC; Redis (`touchAllWatchedKeysInDb`) fires only the watches of keys
+/// the flush removed.
+#[test]
+fn a_flush_fires_only_watches_of_keys_it_removes() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let mut other = server.raw();
+    for flush in ["FLUSHDB", "FLUSHALL", "FLUSHALL ASYNC"] {
+        assert_eq!(call(&mut other, "SET present x"), "+OK\r\n");
+        assert_eq!(call(&mut conn, "WATCH absent"), "+OK\r\n");
+        assert_eq!(call(&mut other, flush), "+OK\r\n");
+        assert_eq!(call(&mut conn, "MULTI"), "+OK\r\n");
+        assert_eq!(call(&mut conn, "PING"), "+QUEUED\r\n");
+        assert_eq!(call(&mut conn, "EXEC"), "*1\r\n+PONG\r\n", "{flush}");
+    }
 }
 
 #[test]

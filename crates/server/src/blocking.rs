@@ -98,6 +98,18 @@ impl Registry {
         }
     }
 
+    /// The keys of database `db` that some client waits on.
+    pub(crate) fn waiting_keys(&self, db: usize) -> Vec<Bytes> {
+        if !self.has_waiters() {
+            return Vec::new();
+        }
+        lock(&self.waiting)
+            .keys()
+            .filter(|(waiter_db, _)| *waiter_db == db)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
     /// Wakes the oldest waiter of `key` in database `db`, if any.
     pub(crate) fn signal(&self, db: usize, key: &[u8]) {
         if !self.has_waiters() {

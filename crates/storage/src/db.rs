@@ -103,6 +103,11 @@ impl Db {
         shard_of(self.shared.hash(key))
     }
 
+    /// The hash of `key`, as the shards' tables index it.
+    pub(crate) fn key_hash(&self, key: &[u8]) -> u64 {
+        self.shared.hash(key)
+    }
+
     /// Every shard lock, in lock order.
     pub(crate) fn shard_locks(&self) -> &[RwLock<ShardState>] {
         &self.shards
@@ -573,7 +578,7 @@ impl WriteGuard<'_> {
         for shard in guards {
             n_keys += shard.len();
             shard.dirty += shard.len() as u64;
-            tables.push(shard.clear());
+            tables.push(shard.clear(|key| self.shared.hash(key)));
         }
         Flushed { n_keys, tables }
     }

@@ -15,6 +15,7 @@
 //! - `gate`: [`CommandGate`], which lets a transaction run alone.
 //! - `freeze`: [`FrozenKeyspace`], every shard held for reading at once (fork-mode saves).
 //! - `watch`: WATCH's per-shard watcher lists, fired from the write path.
+//! - `swap`: SWAPDB, two databases exchanging their contents in one step.
 //!
 //! # Not here
 //! No I/O of any kind, no RESP, no file format, no clock: callers pass `now_ms`, which keeps
@@ -33,6 +34,7 @@ mod keyspace;
 pub mod pattern;
 mod retain;
 mod shard;
+mod swap;
 mod sync;
 pub mod types;
 pub mod value;

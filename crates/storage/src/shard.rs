@@ -111,9 +111,17 @@ impl ShardState {
         self.table.len()
     }
 
-    pub(crate) fn clear(&mut self) -> HashTable<(CompactBytes, Entry)> {
+    /// Empties the shard (FLUSHDB, FLUSHALL) and returns its table. As in Redis, only the
+    /// watched keys that were present count as changed: a watch on a missing key survives a
+    /// flush. `hash` is the keyspace's key hash.
+    pub(crate) fn clear(
+        &mut self,
+        hash: impl Fn(&[u8]) -> u64,
+    ) -> HashTable<(CompactBytes, Entry)> {
         self.expires.clear();
-        self.watchers.touch_all();
+        let table = &self.table;
+        self.watchers
+            .touch_where(|key| table.find(hash(key), |(k, _)| k.as_ref() == key).is_some());
         let table = std::mem::take(&mut self.table);
         if self.snapshot.is_some() {
             for (key, entry) in &table {

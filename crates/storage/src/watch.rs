@@ -53,9 +53,14 @@ impl Watchers {
         }
     }
 
-    /// Fires every watcher of the shard (FLUSHDB/FLUSHALL).
-    pub(crate) fn touch_all(&self) {
-        self.by_key.values().flatten().for_each(WatchFlag::set);
+    /// Fires the watchers of every watched key for which `changed` returns true (SWAPDB, and
+    /// FLUSHDB/FLUSHALL for the keys they remove).
+    pub(crate) fn touch_where(&self, mut changed: impl FnMut(&[u8]) -> bool) {
+        for (key, flags) in &self.by_key {
+            if changed(key) {
+                flags.iter().for_each(WatchFlag::set);
+            }
+        }
     }
 
     pub(crate) fn add(&mut self, key: &[u8], flag: &WatchFlag) {

@@ -143,6 +143,8 @@ enum Op {
         key: u8,
     },
     Flush,
+    /// SWAPDB 0 1.
+    Swap,
     Advance {
         ms: u8,
     },
@@ -174,6 +176,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (db.clone(), key.clone()).prop_map(|(db, key)| Op::Append { db, key }),
         1 => (db.clone(), key).prop_map(|(db, key)| Op::Persist { db, key }),
         1 => Just(Op::Flush),
+        1 => Just(Op::Swap),
         2 => (1u8..20).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Expire),
         3 => (db.clone(), 0..N_SHARDS).prop_map(|(db, shard)| Op::TakeShard { db, shard }),
@@ -223,6 +226,7 @@ fn apply(keyspace: &Keyspace, op: &Op, now: &mut u64) {
             }
         }
         Op::Flush => drop(keyspace.flush_all(*now)),
+        Op::Swap => assert!(keyspace.swap_dbs(0, 1, *now)),
         Op::Advance { ms } => *now += u64::from(ms),
         Op::Expire => {
             keyspace.active_expire_cycle(

@@ -18,18 +18,23 @@ use self::meta::{Flags, Gate, KeySpec, Refusal};
 use crate::server::Server;
 
 pub(crate) mod access;
+pub(crate) mod bitmap;
 pub(crate) mod connection;
+pub(crate) mod dump;
 pub(crate) mod hash;
 pub(crate) mod introspection;
 pub(crate) mod keys;
+pub(crate) mod lcs;
 pub(crate) mod list;
 pub(crate) mod meta;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
+pub(crate) mod sort;
 pub(crate) mod string;
 pub(crate) mod subcommands;
+pub(crate) mod swapdb;
 pub(crate) mod transaction;
 pub(crate) mod zset;
 
@@ -101,6 +106,11 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         zset::COMMANDS,
         pubsub::COMMANDS,
         transaction::COMMANDS,
+        bitmap::COMMANDS,
+        sort::COMMANDS,
+        lcs::COMMANDS,
+        swapdb::COMMANDS,
+        dump::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -10,7 +10,7 @@
 //! the last member removes the key.
 
 mod algebra;
-mod parse;
+pub(crate) mod parse;
 mod pop;
 mod range;
 

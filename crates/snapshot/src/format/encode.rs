@@ -94,43 +94,72 @@ pub fn write_entry(
         let signed = i64::try_from(expire_at_ms).unwrap_or(i64::MAX);
         out.extend_from_slice(&signed.to_le_bytes());
     }
+    if let Value::String(bytes) = value {
+        out.reserve(key.len() + bytes.len() + 2 * MAX_LEN_BYTES + 1);
+    }
+    out.push(rdb_type_of(value).code());
+    // Only a string entry compresses, its key as well as its value.
+    let compress = opts.compress_strings
+        && matches!(value, Value::String(bytes) if key.len() > 20 || bytes.len() > 20);
+    with_lzf(compress, |mut lzf| {
+        write_string(out, key, lzf.as_deref_mut());
+        write_value_body(out, value, lzf);
+    });
+}
+
+/// Writes a value as DUMP serializes it (Redis's `rdbSaveObjectType` + `rdbSaveObject`): the
+/// type byte and the value, without a key or expiry. Strings are compressed as in
+/// [`write_entry`].
+pub(crate) fn write_object(out: &mut Vec<u8>, value: &Value, opts: &EncodeOptions) {
+    out.push(rdb_type_of(value).code());
+    let compress =
+        opts.compress_strings && matches!(value, Value::String(bytes) if bytes.len() > 20);
+    with_lzf(compress, |lzf| write_value_body(out, value, lzf));
+}
+
+/// The type byte a value is written with.
+fn rdb_type_of(value: &Value) -> RdbType {
     match value {
-        Value::String(bytes) => {
-            out.reserve(key.len() + bytes.len() + 2 * MAX_LEN_BYTES + 1);
-            out.push(RdbType::String.code());
-            if opts.compress_strings && (key.len() > 20 || bytes.len() > 20) {
-                LZF.with(|slot| {
-                    let mut lzf = slot.take().unwrap_or_default();
-                    write_string(out, key, Some(&mut lzf));
-                    write_string(out, bytes, Some(&mut lzf));
-                    slot.set(Some(lzf));
-                });
-            } else {
-                write_string(out, key, None);
-                write_string(out, bytes, None);
-            }
-        }
-        // Collections use the plain encodings every Redis since 2.x loads (7.0 included):
-        // a length, then each element as an RDB string.
+        Value::String(_) => RdbType::String,
+        Value::List(_) => RdbType::List,
+        Value::Set(_) => RdbType::Set,
+        Value::Hash(_) => RdbType::Hash,
+        Value::ZSet(_) => RdbType::Zset2,
+    }
+}
+
+/// Runs `write` with this thread's LZF compressor when `compress`, else with none.
+fn with_lzf(compress: bool, write: impl FnOnce(Option<&mut Compressor>)) {
+    if !compress {
+        write(None);
+        return;
+    }
+    LZF.with(|slot| {
+        let mut lzf = slot.take().unwrap_or_default();
+        write(Some(&mut lzf));
+        slot.set(Some(lzf));
+    });
+}
+
+/// Writes a value after its type byte (and key): a string with `lzf` when given; collections
+/// in the plain encodings every Redis since 2.x loads (7.0 included), a length and then each
+/// element as an uncompressed RDB string.
+fn write_value_body(out: &mut Vec<u8>, value: &Value, lzf: Option<&mut Compressor>) {
+    match value {
+        Value::String(bytes) => write_string(out, bytes, lzf),
         Value::List(list) => {
-            out.push(RdbType::List.code());
-            write_string(out, key, None);
             write_len(out, list.len() as u64);
             for item in list.iter() {
                 write_string(out, &item, None);
             }
         }
         Value::Set(set) => {
-            out.push(RdbType::Set.code());
-            write_string(out, key, None);
             write_len(out, set.len() as u64);
             for member in set.iter() {
                 write_string(out, &member, None);
             }
         }
         Value::Hash(hash) => {
-            out.push(RdbType::Hash.code());
-            write_string(out, key, None);
             write_len(out, hash.len() as u64);
             for (field, value) in hash.iter() {
                 write_string(out, &field, None);
@@ -138,8 +167,6 @@ pub fn write_entry(
             }
         }
         Value::ZSet(zset) => {
-            out.push(RdbType::Zset2.code());
-            write_string(out, key, None);
             write_len(out, zset.len() as u64);
             for (member, score) in zset.iter() {
                 write_string(out, &member, None);

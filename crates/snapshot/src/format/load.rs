@@ -372,10 +372,21 @@ pub(super) struct Input<'f, R> {
 
 impl<'f, R: Read> Input<'f, R> {
     fn new(inner: R, file: &'f str, source_failed: Option<Rc<Cell<bool>>>) -> Self {
+        Self::with_buffer_size(inner, file, source_failed, BUF_SIZE)
+    }
+
+    /// An input reading `inner` through a buffer of `buf_size` bytes (at least 1): a small one
+    /// for a small source, such as a DUMP payload already in memory.
+    pub(super) fn with_buffer_size(
+        inner: R,
+        file: &'f str,
+        source_failed: Option<Rc<Cell<bool>>>,
+        buf_size: usize,
+    ) -> Self {
         Input {
             inner,
             file,
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            buf: vec![0; buf_size.clamp(1, BUF_SIZE)].into_boxed_slice(),
             pos: 0,
             end: 0,
             digested: 0,

@@ -30,6 +30,7 @@
 
 mod collection;
 mod crc;
+mod dump;
 mod encode;
 mod error;
 mod intset;
@@ -39,6 +40,7 @@ mod lzf;
 mod ziplist;
 
 pub use crc::Checksum;
+pub use dump::{DumpError, dump_payload, restore_payload, verify_payload};
 pub use encode::{EncodeOptions, write_db_header, write_entry, write_eof, write_header};
 pub use error::LoadError;
 pub use load::{LoadSummary, LoadedEntry, load};

@@ -6,7 +6,7 @@ use forkless_storage::types::zset::ZSet;
 
 /// The length of the longest prefix of `text` that C's `strtod` reads as a decimal number,
 /// after any leading white space (`inf`, `infinity` and `nan` included, any case).
-fn strtod_prefix(text: &[u8]) -> usize {
+pub(crate) fn strtod_prefix(text: &[u8]) -> usize {
     let start = text
         .iter()
         .position(|b| !b.is_ascii_whitespace() && *b != 0x0b)
@@ -60,7 +60,7 @@ fn strtod_prefix(text: &[u8]) -> usize {
 
 /// The value of a `strtod` prefix, and whether it was out of range (`ERANGE`: a finite number
 /// too large, or a non-zero number that rounds to zero).
-fn strtod_value(number: &[u8]) -> Option<(f64, bool)> {
+pub(crate) fn strtod_value(number: &[u8]) -> Option<(f64, bool)> {
     let text = std::str::from_utf8(number).ok()?.trim_start();
     let value: f64 = text.parse().ok()?;
     let lower = text.to_ascii_lowercase();
