@@ -135,6 +135,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         watched: cmd::transaction::Watched::default(),
         in_exec: false,
         blocked: None,
+        replay: false,
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");

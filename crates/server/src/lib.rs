@@ -27,6 +27,7 @@ mod blocking;
 mod cmd;
 pub mod config;
 mod conn;
+mod effects;
 mod fork_mode;
 mod info;
 mod persistence;
@@ -308,9 +309,7 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
-                server
-                    .keyspace
-                    .active_expire_cycle(server::unix_ms(), started + period / 4);
+                effects::active_expire_cycle(&server, server::unix_ms(), started + period / 4);
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }
         })

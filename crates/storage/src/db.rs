@@ -365,6 +365,13 @@ impl Db {
         max_keys: usize,
     ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
+        let outcome = self.remove_due(&mut shard, now_ms, max_keys);
+        // The keys removed under this one lock hold are one unit of the effect stream.
+        effect::finish_expiry_unit();
+        outcome
+    }
+
+    fn remove_due(&self, shard: &mut ShardState, now_ms: u64, max_keys: usize) -> (usize, bool) {
         let mut removed = 0;
         while removed < max_keys {
             let Some(key) = shard.expires.first_due(now_ms) else {
@@ -374,14 +381,11 @@ impl Db {
             if !shard.remove_if_expired(hash, &key, now_ms) {
                 // The index and the table disagree: a bug, but never loop forever on it.
                 debug_assert!(false, "expire index names a key that is not expired");
-                effect::finish_expiry_unit();
                 return (removed, false);
             }
             effect::expired(&self.shared.effects, self.index, &key);
             removed += 1;
         }
-        // The keys removed under this one lock hold are one unit of the effect stream.
-        effect::finish_expiry_unit();
         (removed, shard.expires.first_due(now_ms).is_some())
     }
 }

@@ -165,6 +165,9 @@ pub(crate) struct Client {
     pub(crate) in_exec: bool,
     /// Set by a blocking command that found nothing: the connection waits, then retries it.
     pub(crate) blocked: Option<crate::blocking::BlockRequest>,
+    /// True for a client that replays an effect stream (the AOF at load, a replica's link): its
+    /// commands run at time 0, so no key expires on its own; the stream's DELs remove them.
+    pub(crate) replay: bool,
 }
 
 /// What a handler works with.
@@ -174,6 +177,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a mut Out,
     /// The time this command runs at, in ms since the Unix epoch (one reading per command).
     pub(crate) now_ms: u64,
+    /// The command's effect, when its argv would not replay deterministically (see
+    /// `crate::effects`).
+    effect: Option<Vec<Bytes>>,
 }
 
 impl Ctx<'_> {
@@ -198,6 +204,22 @@ impl Ctx<'_> {
             .stats
             .keyspace_misses
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns true if and only if this command's effect will be published (a consumer is
+    /// attached and the command changed something), so a rewrite is worth building.
+    pub(crate) fn effect_recorded(&self) -> bool {
+        forkless_storage::effect::unit_open()
+    }
+
+    /// States the command's effect: what a log or a replica must run to make the same change,
+    /// when the argv itself would not (a relative expiry, a random pick, a blocking form).
+    /// `build` runs only when the effect will be published; the effect is used only if the
+    /// command changed something.
+    pub(crate) fn rewrite_effect(&mut self, build: impl FnOnce() -> Vec<Bytes>) {
+        if self.effect_recorded() {
+            self.effect = Some(build());
+        }
     }
 
     /// Counts a hit or a miss depending on `found`.
@@ -295,14 +317,18 @@ pub(crate) fn dispatch(
     // One clock read gives both the command's time (expiry) and the start of its duration
     // (commandstats): two clock reads per command, as Redis's call() does.
     let started_us = crate::server::unix_us();
-    let now_ms = started_us / 1000;
+    let now_ms = if client.replay { 0 } else { started_us / 1000 };
+    let db = client.db;
     let mut ctx = Ctx {
         server,
         client,
         out,
         now_ms,
+        effect: None,
     };
     (command.handler)(&mut ctx, argv);
+    let rewrite = ctx.effect.take();
+    crate::effects::after_command(server, client, db, argv, rewrite);
     // A command that blocked changed nothing: signalling its keys would wake itself.
     if command.has_flag("write") && client.blocked.is_none() && server.blocking.has_waiters() {
         for pos in command.key_positions(argv.len()) {

@@ -150,6 +150,7 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
         return;
     }
     ctx.out.array_len(queued.len());
+    crate::effects::begin_transaction();
     ctx.client.in_exec = true;
     for argv in &queued {
         let found = argv.first().and_then(|name| lookup(name));
