@@ -184,17 +184,10 @@ impl EffectStream {
 // ---------------------------------------------------------------------------------------------
 // Building effects on the command path.
 
-/// The commands of the unit the running thread has open: a command's until dispatch closes it,
-/// a transaction's until EXEC's dispatch does.
-struct OpenUnit {
-    transaction: bool,
-    ops: Vec<Op>,
-}
-
 std::thread_local! {
-    static OPEN: std::cell::RefCell<OpenUnit> = const {
-        std::cell::RefCell::new(OpenUnit { transaction: false, ops: Vec::new() })
-    };
+    /// The commands of the unit the running thread has open: a command's until dispatch closes
+    /// it, a transaction's until EXEC does.
+    static OPEN: std::cell::RefCell<Vec<Op>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// An argv from its words.
@@ -211,11 +204,6 @@ fn del(db: usize, key: Bytes) -> Op {
         db,
         argv: vec![Bytes::from_static(b"DEL"), key],
     }
-}
-
-/// EXEC marks the running thread's unit as a transaction before it runs its queue.
-pub(crate) fn begin_transaction() {
-    OPEN.with(|open| open.borrow_mut().transaction = true);
 }
 
 /// Called by dispatch after every handler: adds what the command did to the thread's open unit
@@ -235,24 +223,31 @@ pub(crate) fn after_command(
     let step = effect::take_step();
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
-        open.ops
-            .extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
+        open.extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
         if step.changed {
             let argv = rewrite.unwrap_or_else(|| argv.to_vec());
-            open.ops.push(Op { db, argv });
+            open.push(Op { db, argv });
         }
     });
-    if client.in_exec {
-        return;
+    if !client.in_exec {
+        close_and_publish(server, false);
     }
+}
+
+/// EXEC, after running its queue: publishes the transaction's commands as one unit.
+pub(crate) fn end_transaction(server: &Server) {
+    close_and_publish(server, true);
+}
+
+fn close_and_publish(server: &Server, transaction: bool) {
     let Some(seq) = effect::close_unit() else {
+        debug_assert!(
+            OPEN.with(|open| open.borrow().is_empty()),
+            "ops without a unit"
+        );
         return;
     };
-    let (transaction, ops) = OPEN.with(|open| {
-        let mut open = open.borrow_mut();
-        let ops = std::mem::take(&mut open.ops);
-        (std::mem::take(&mut open.transaction), ops)
-    });
+    let ops = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
     server.effects.publish(Effect {
         seq,
         transaction,

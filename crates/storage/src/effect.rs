@@ -294,4 +294,50 @@ mod tests {
         changed(&clock);
         assert_eq!(close_unit(), None);
     }
+
+    /// A guard's changes make one unit, a key it finds expired is recorded as such, and each
+    /// active expiry visit to a shard closes a unit of its own.
+    #[test]
+    fn guards_and_the_expiry_cycle_record_units() {
+        use crate::{Keyspace, Value};
+        let keyspace = Keyspace::new(2);
+        keyspace.attach_effect_consumer();
+        let db = keyspace.db(1).expect("db 1");
+        {
+            let mut guard = db.write(&[b"a", b"b"], 10);
+            guard.set(b"a", Value::string(b"1"), Some(20));
+            guard.set(b"b", Value::string(b"2"), Some(20));
+        }
+        assert_eq!(
+            take_step(),
+            Step {
+                expired: Vec::new(),
+                changed: true
+            }
+        );
+        assert_eq!(close_unit(), Some(Seq::FIRST));
+        // At 30 both have expired: a write guard that touches `a` removes it, changing nothing
+        // else.
+        assert!(db.write(&[b"a"], 30).get(b"a").is_none());
+        let step = take_step();
+        assert_eq!(step.expired, vec![(1, Bytes::from_static(b"a"))]);
+        assert!(!step.changed);
+        assert_eq!(close_unit(), Some(Seq(2)));
+        // The active cycle removes `b` in a unit of its own.
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        assert_eq!(keyspace.active_expire_cycle(30, far).removed, 1);
+        assert_eq!(
+            take_finished(),
+            vec![ExpiredUnit {
+                seq: Seq(3),
+                keys: vec![(1, Bytes::from_static(b"b"))]
+            }]
+        );
+        assert!(!unit_open());
+        assert_eq!(keyspace.next_seq(), Seq(4));
+        // A cut records where it splits the numbers.
+        let cut = keyspace.begin_snapshot(30).expect("no snapshot running");
+        assert_eq!(cut.seq(), Seq(4));
+        keyspace.end_snapshot(cut);
+    }
 }

@@ -150,7 +150,6 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
         return;
     }
     ctx.out.array_len(queued.len());
-    crate::effects::begin_transaction();
     ctx.client.in_exec = true;
     for argv in &queued {
         let found = argv.first().and_then(|name| lookup(name));
@@ -162,5 +161,7 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
         }
     }
     ctx.client.in_exec = false;
+    // The queue's effects are one unit, published while the gate still keeps everything out.
+    crate::effects::end_transaction(server);
     unwatch_all(server, ctx.client);
 }
