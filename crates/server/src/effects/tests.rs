@@ -342,8 +342,19 @@ fn replaying_the_effects_below_each_cut_gives_the_dataset_at_the_cut() {
     let recorder = Arc::new(Recorder::default());
     let consumer: Arc<dyn EffectConsumer> = Arc::clone(&recorder) as Arc<dyn EffectConsumer>;
     let id = server.effects.attach(&server.keyspace, consumer);
+    // Two keys certain to expire: one a command finds expired (lazy expiry), one only the active
+    // cycle can remove (no writer names it). The random writes below expire others both ways.
+    let mut setup = client(&server, false);
+    run(&server, &mut setup, &["SET", "lazy", "v", "PX", "1"]);
+    run(&server, &mut setup, &["SET", "active", "v", "PX", "1"]);
+    let expired_at = crate::server::unix_ms() + 2;
+    while crate::server::unix_ms() <= expired_at {
+        std::thread::yield_now();
+    }
+    run(&server, &mut setup, &["APPEND", "lazy", "new"]);
     let stop = AtomicBool::new(false);
     let cuts_taken = AtomicUsize::new(0);
+    let actively_expired = AtomicUsize::new(0);
     let cuts = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         let writers: Vec<_> = (0..N_WRITERS)
@@ -353,9 +364,17 @@ fn replaying_the_effects_below_each_cut_gives_the_dataset_at_the_cut() {
             })
             .collect();
         scope.spawn(|| {
-            while !stop.load(Ordering::Acquire) {
+            loop {
                 let now = crate::server::unix_ms();
-                super::active_expire_cycle(&server, now, Instant::now() + Duration::from_millis(1));
+                let cycle = super::active_expire_cycle(
+                    &server,
+                    now,
+                    Instant::now() + Duration::from_millis(1),
+                );
+                actively_expired.fetch_add(cycle.removed, Ordering::Relaxed);
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
                 std::thread::yield_now();
             }
         });
@@ -451,6 +470,12 @@ fn replaying_the_effects_below_each_cut_gives_the_dataset_at_the_cut() {
             .iter()
             .any(|effect| effect.ops.iter().any(|op| op.db == 1))
     );
+    // Keys expired both ways during the run: a command that found one expired logs its DEL
+    // first, and the active cycle removed some (their DELs are what make the replay equal).
+    assert!(effects.iter().any(|effect| !effect.transaction
+        && effect.ops.len() > 1
+        && effect.ops[0].argv[0] == "DEL"));
+    assert!(actively_expired.load(Ordering::Relaxed) > 0);
 
     replay_and_compare(&effects, &cuts, &new_server());
 }
