@@ -206,9 +206,10 @@ impl Ctx<'_> {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Returns true if and only if this command's effect will be published (a consumer is
-    /// attached and the command changed something), so a rewrite is worth building.
-    pub(crate) fn effect_recorded(&self) -> bool {
+    /// Returns true if and only if this command's unit took an effect number (a consumer is
+    /// attached, and it changed something or removed an expired key), so its effect will be
+    /// published and a rewrite is worth building.
+    fn effect_recorded(&self) -> bool {
         forkless_storage::effect::unit_open()
     }
 
