@@ -15,7 +15,8 @@
 //! - The snapshot cut (`Keyspace::begin_snapshot`) holds every shard lock while it reads the
 //!   clock ([`crate::SnapshotCut::seq`]): a unit whose number is below the cut's applied wholly
 //!   before the cut, and one at or above it wholly after. No unit is on both sides (a
-//!   transaction cannot straddle the cut either: the cut is taken by a gate holder).
+//!   transaction cannot straddle the cut either: the cut is taken by a gate holder). A freeze
+//!   (fork mode) records the same ([`crate::FrozenKeyspace::seq`]).
 //!
 //! The lock release/acquire pairs give the order, so the clock's own operations are relaxed.
 //!
@@ -354,5 +355,7 @@ mod tests {
         let cut = keyspace.begin_snapshot(30).expect("no snapshot running");
         assert_eq!(cut.seq(), Seq(4));
         keyspace.end_snapshot(cut);
+        // So does a freeze (fork mode).
+        assert_eq!(keyspace.freeze_all().seq(), Seq(4));
     }
 }
