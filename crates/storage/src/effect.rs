@@ -6,7 +6,7 @@
 //! A *unit* is what one command (or one transaction, or one visit of the active expiry cycle to
 //! a shard) changed, applied atomically: every key it touched was locked for the whole unit, or
 //! the command gate kept everything else out (a transaction). Each unit gets one [`Seq`] from the
-//! keyspace's [`SeqClock`], taken at the unit's first change **while the writer holds the shard
+//! keyspace's `SeqClock`, taken at the unit's first change **while the writer holds the shard
 //! lock of what it changes** (in `WriteGuard` / `EntryMut`, where `dirty` is counted, and in the
 //! active expiry cycle). Hence:
 //! - Two units that touch the same key hold that key's shard lock one after the other, and the
