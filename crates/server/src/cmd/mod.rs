@@ -320,6 +320,10 @@ pub(crate) fn dispatch(
     let started_us = crate::server::unix_us();
     let now_ms = if client.replay { 0 } else { started_us / 1000 };
     let db = client.db;
+    debug_assert!(
+        client.in_exec || !forkless_storage::effect::unit_open(),
+        "an effect unit left open by an earlier command"
+    );
     let mut ctx = Ctx {
         server,
         client,
