@@ -34,6 +34,7 @@ mod daemon;
 mod fork_mode;
 mod info;
 mod limits;
+mod notify;
 mod persistence;
 mod pubsub;
 mod server;

@@ -24,6 +24,7 @@ use rand::Rng;
 
 use crate::compact::CompactBytes;
 use crate::entry::Entry;
+use crate::events::EventHook;
 use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
 use crate::sync::{self, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) clock: EpochClock,
     hasher: KeyHasher,
     pub(crate) retain: Arc<RetainCounters>,
+    /// The server's sink for key creations and expirations (`events.rs`).
+    pub(crate) events: EventHook,
 }
 
 impl Shared {
@@ -88,14 +91,20 @@ pub struct DbStats {
 pub struct Db {
     shards: Box<[RwLock<ShardState>]>,
     shared: Arc<Shared>,
+    /// This database's number (`SELECT n`), for the key events it reports.
+    index: usize,
 }
 
 impl Db {
-    pub(crate) fn new(shared: Arc<Shared>) -> Db {
+    pub(crate) fn new(shared: Arc<Shared>, index: usize) -> Db {
         let shards = (0..N_SHARDS)
             .map(|_| RwLock::new(ShardState::default()))
             .collect();
-        Db { shards, shared }
+        Db {
+            shards,
+            shared,
+            index,
+        }
     }
 
     /// The index of the shard that holds `key`.
@@ -154,6 +163,7 @@ impl Db {
             ),
         };
         WriteGuard {
+            db: self.index,
             shared: &self.shared,
             locks,
             now_ms,
@@ -171,6 +181,7 @@ impl Db {
                 .collect(),
         );
         WriteGuard {
+            db: self.index,
             shared: &self.shared,
             locks,
             now_ms,
@@ -370,6 +381,7 @@ impl Db {
                 debug_assert!(false, "expire index names a key that is not expired");
                 return (removed, false);
             }
+            self.shared.events.expired(self.index, &key);
             removed += 1;
         }
         (removed, shard.expires.first_due(now_ms).is_some())
@@ -444,6 +456,8 @@ impl ReadGuard<'_> {
 /// The snapshot's "retain the pre-cut value" hook belongs here and nowhere else.
 #[derive(Debug)]
 pub struct WriteGuard<'a> {
+    /// The database's number, for key events.
+    db: usize,
     shared: &'a Shared,
     locks: Locks<RwLockWriteGuard<'a, ShardState>>,
     now_ms: u64,
@@ -482,8 +496,10 @@ impl WriteGuard<'_> {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<EntryMut<'_>> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
+        let (shared, db) = (self.shared, self.db);
         let (hash, shard) = self.shard(key)?;
         if shard.remove_if_expired(hash, key, now_ms) {
+            shared.events.expired(db, key);
             return None;
         }
         let ShardState {
@@ -514,6 +530,7 @@ impl WriteGuard<'_> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
         let shared = self.shared;
+        let db = self.db;
         let (hash, shard) = self.shard(key)?;
         shard.dirty += 1;
         shard.watchers.touch(key);
@@ -538,6 +555,8 @@ impl WriteGuard<'_> {
                 let was_expired = old.is_expired(now_ms);
                 if was_expired {
                     *expired += 1;
+                    shared.events.expired(db, key);
+                    shared.events.created(db, key);
                 }
                 let old = retain::preserve_owned(snapshot, stored_key, old)?;
                 (!was_expired).then_some(old)
@@ -548,6 +567,7 @@ impl WriteGuard<'_> {
                     expires.insert(at, stored_key.clone());
                 }
                 vacant.insert((stored_key, new_entry));
+                shared.events.created(db, key);
                 None
             }
         }
@@ -556,8 +576,10 @@ impl WriteGuard<'_> {
     /// Removes `key`. Returns its live entry, or None if it was absent or already expired.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let now_ms = self.now_ms;
+        let (shared, db) = (self.shared, self.db);
         let (hash, shard) = self.shard(key)?;
         if shard.remove_if_expired(hash, key, now_ms) {
+            shared.events.expired(db, key);
             return None;
         }
         let removed = shard.remove(hash, key)?;

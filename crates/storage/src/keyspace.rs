@@ -44,7 +44,7 @@ impl Keyspace {
     pub fn new(n_dbs: usize) -> Keyspace {
         let shared = Arc::new(Shared::default());
         let dbs = (0..n_dbs.max(1))
-            .map(|_| Db::new(Arc::clone(&shared)))
+            .map(|index| Db::new(Arc::clone(&shared), index))
             .collect();
         Keyspace {
             dbs,
@@ -53,6 +53,18 @@ impl Keyspace {
             snapshot_active: Mutex::new(None),
             gate: crate::gate::CommandGate::default(),
         }
+    }
+
+    /// Installs the sink of key events (creations and expirations); returns false if one was
+    /// already installed. Nothing is reported until [`Keyspace::want_key_events`] asks.
+    pub fn set_key_events(&self, sink: Box<dyn crate::events::KeyEvents>) -> bool {
+        self.shared.events.install(sink)
+    }
+
+    /// Which key events to report to the sink: a mask of [`crate::events::EXPIRED`] and
+    /// [`crate::events::CREATED`]; 0 reports none.
+    pub fn want_key_events(&self, mask: u8) {
+        self.shared.events.want(mask);
     }
 
     /// The command gate: shared by every command, exclusive for a transaction.

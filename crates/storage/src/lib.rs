@@ -27,6 +27,7 @@
 pub mod compact;
 mod db;
 mod entry;
+pub mod events;
 mod freeze;
 mod gate;
 mod keyspace;
