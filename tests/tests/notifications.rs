@@ -191,6 +191,22 @@ fn new_keys_and_expirations() {
         keyevents(&mut sub, &mut conn),
         ["new foo", "set foo", "set foo", "new bar", "set bar"]
     );
+    // RENAME and COPY ... REPLACE delete the destination first, so it is new again.
+    run(&mut conn, "CONFIG SET notify-keyspace-events Egn");
+    run(&mut conn, "RENAME foo bar");
+    run(&mut conn, "SET foo again");
+    run(&mut conn, "COPY foo bar REPLACE");
+    assert_eq!(
+        keyevents(&mut sub, &mut conn),
+        [
+            "new bar",
+            "rename_from foo",
+            "rename_to bar",
+            "new foo",
+            "new bar",
+            "copy_to bar"
+        ]
+    );
     // Background expiry (the active cycle) publishes `expired`.
     run(&mut conn, "CONFIG SET notify-keyspace-events Ex");
     run(&mut conn, "PSETEX gone 50 1");

@@ -435,7 +435,10 @@ fn copy_entry<'g>(
         return Some(false);
     }
     let (value, expire_at_ms) = entry.into_parts();
-    drop(dst_guard.set(dst, value, expire_at_ms));
+    // As Redis's `dbDelete` + `dbAdd`: the destination is always a new key (`new`).
+    let replaced = dst_guard.remove(dst);
+    dst_guard.set(dst, value, expire_at_ms);
+    drop(replaced);
     Some(true)
 }
 
