@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 11] = [
+const CASE_FILES: [&str; 12] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -44,6 +44,7 @@ const CASE_FILES: [&str; 11] = [
     "sort.txt",
     "lcs.txt",
     "swapdb.txt",
+    "encodings.txt",
 ];
 
 /// How long one reply may take.

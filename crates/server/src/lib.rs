@@ -14,7 +14,8 @@
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
 
-// The one exception is `limits::release_free_memory` (glibc's `malloc_trim`).
+// The exceptions are `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s
+// startup fork and descriptor redirection for `daemonize yes`.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
@@ -29,10 +30,12 @@ mod blocking;
 mod cmd;
 pub mod config;
 mod conn;
+mod daemon;
 mod effects;
 mod fork_mode;
 mod info;
 mod limits;
+mod notify;
 mod persistence;
 mod pubsub;
 mod server;
@@ -59,11 +62,29 @@ pub fn cli_main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let background = daemon::wants_background(&config);
+    if background {
+        if let Err(err) = daemon::detach() {
+            eprintln!("forkless-server: can't daemonize: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(err) = init_logging(&config) {
         eprintln!("Can't open the log file: {err:#}");
         return ExitCode::FAILURE;
     }
-    match run(config) {
+    for (name, value) in config.inert_settings() {
+        tracing::warn!("{name} {value}: accepted, not in effect (forkless has no such feature)");
+    }
+    let pid_file = daemon::pid_file(&config, background);
+    if let Some(path) = &pid_file {
+        daemon::write_pid_file(path);
+    }
+    let result = run(config);
+    if let Some(path) = &pid_file {
+        daemon::remove_pid_file(path);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");

@@ -50,6 +50,15 @@ pub(crate) struct Tunables {
     pub(crate) obuf_normal_hard: AtomicU64,
     pub(crate) obuf_normal_soft: AtomicU64,
     pub(crate) obuf_normal_soft_secs: AtomicU64,
+    /// `client-output-buffer-limit pubsub <hard> <soft> <seconds>`, for keyspace
+    /// notifications published from inside a write (`notify.rs`), where the config lock must
+    /// not be taken.
+    pub(crate) obuf_pubsub_hard: AtomicU64,
+    pub(crate) obuf_pubsub_soft: AtomicU64,
+    pub(crate) obuf_pubsub_soft_secs: AtomicU64,
+    /// `notify-keyspace-events` as `config::notify_class` bits: the one load a write pays for
+    /// keyspace notifications when they are off (`notify.rs`).
+    pub(crate) notify_keyspace_events: AtomicU32,
 }
 
 impl Tunables {
@@ -71,6 +80,28 @@ impl Tunables {
             .store(normal.soft_limit_bytes, Ordering::Relaxed);
         self.obuf_normal_soft_secs
             .store(normal.soft_limit_seconds, Ordering::Relaxed);
+        let size = |name: &str, default: i64| {
+            usize::try_from(config.stored_int(name, default)).unwrap_or(usize::MAX)
+        };
+        forkless_storage::types::limits::ENCODING_LIMITS.set(
+            forkless_storage::types::limits::Thresholds {
+                hash_max_listpack_entries: size("hash-max-listpack-entries", 512),
+                hash_max_listpack_value: size("hash-max-listpack-value", 64),
+                zset_max_listpack_entries: size("zset-max-listpack-entries", 128),
+                zset_max_listpack_value: size("zset-max-listpack-value", 64),
+                set_max_intset_entries: size("set-max-intset-entries", 512),
+                list_max_listpack_size: config.stored_int("list-max-listpack-size", -2),
+            },
+        );
+        self.notify_keyspace_events
+            .store(config.notify_keyspace_events, Ordering::Relaxed);
+        let pubsub = &config.client_output_buffer_limit.pubsub;
+        self.obuf_pubsub_hard
+            .store(pubsub.hard_limit_bytes, Ordering::Relaxed);
+        self.obuf_pubsub_soft
+            .store(pubsub.soft_limit_bytes, Ordering::Relaxed);
+        self.obuf_pubsub_soft_secs
+            .store(pubsub.soft_limit_seconds, Ordering::Relaxed);
     }
 }
 
@@ -194,6 +225,8 @@ impl Server {
         let tunables = Tunables::default();
         tunables.refresh(&config);
         let keyspace = Keyspace::new(config.databases);
+        keyspace.set_key_events(Box::new(crate::notify::Sink(self_ref.clone())));
+        keyspace.want_key_events(crate::notify::storage_mask(config.notify_keyspace_events));
         let command_stats = (0..cmd::table_len())
             .map(|_| CommandStats::default())
             .collect();

@@ -25,6 +25,7 @@ use rand::Rng;
 use crate::compact::CompactBytes;
 use crate::effect::{self, SeqClock};
 use crate::entry::Entry;
+use crate::events::EventHook;
 use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
 use crate::sync::{self, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) effects: SeqClock,
     hasher: KeyHasher,
     pub(crate) retain: Arc<RetainCounters>,
+    /// The server's sink for key creations and expirations (`events.rs`).
+    pub(crate) events: EventHook,
 }
 
 impl Shared {
@@ -91,7 +94,8 @@ pub struct DbStats {
 pub struct Db {
     shards: Box<[RwLock<ShardState>]>,
     shared: Arc<Shared>,
-    /// This database's number, which the effects of its expired keys carry.
+    /// This database's number (`SELECT n`), which the effects and key events of its expired
+    /// keys carry.
     index: usize,
 }
 
@@ -389,6 +393,7 @@ impl Db {
                 return (removed, false);
             }
             effect::expired(&self.shared.effects, self.index, &key);
+            self.shared.events.expired(self.index, &key);
             removed += 1;
         }
         (removed, shard.expires.first_due(now_ms).is_some())
@@ -467,6 +472,7 @@ pub struct WriteGuard<'a> {
     locks: Locks<RwLockWriteGuard<'a, ShardState>>,
     now_ms: u64,
     epoch: Epoch,
+    /// The database's number, for the effects and key events of what the guard changes.
     db_idx: usize,
 }
 
@@ -506,6 +512,7 @@ impl WriteGuard<'_> {
         let (hash, shard) = self.shard(key)?;
         if shard.remove_if_expired(hash, key, now_ms) {
             effect::expired(&shared.effects, db_idx, key);
+            shared.events.expired(db_idx, key);
             return None;
         }
         let ShardState {
@@ -537,6 +544,7 @@ impl WriteGuard<'_> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
         let shared = self.shared;
+        let db = self.db_idx;
         let (hash, shard) = self.shard(key)?;
         shard.dirty += 1;
         effect::changed(&shared.effects);
@@ -562,6 +570,8 @@ impl WriteGuard<'_> {
                 let was_expired = old.is_expired(now_ms);
                 if was_expired {
                     *expired += 1;
+                    shared.events.expired(db, key);
+                    shared.events.created(db, key);
                 }
                 let old = retain::preserve_owned(snapshot, stored_key, old)?;
                 (!was_expired).then_some(old)
@@ -572,6 +582,7 @@ impl WriteGuard<'_> {
                     expires.insert(at, stored_key.clone());
                 }
                 vacant.insert((stored_key, new_entry));
+                shared.events.created(db, key);
                 None
             }
         }
@@ -584,6 +595,7 @@ impl WriteGuard<'_> {
         let (hash, shard) = self.shard(key)?;
         if shard.remove_if_expired(hash, key, now_ms) {
             effect::expired(&shared.effects, db_idx, key);
+            shared.events.expired(db_idx, key);
             return None;
         }
         let removed = shard.remove(hash, key)?;

@@ -56,6 +56,18 @@ impl Keyspace {
         }
     }
 
+    /// Installs the sink of key events (creations and expirations); returns false if one was
+    /// already installed. Nothing is reported until [`Keyspace::want_key_events`] asks.
+    pub fn set_key_events(&self, sink: Box<dyn crate::events::KeyEvents>) -> bool {
+        self.shared.events.install(sink)
+    }
+
+    /// Which key events to report to the sink: a mask of [`crate::events::EXPIRED`] and
+    /// [`crate::events::CREATED`]; 0 reports none.
+    pub fn want_key_events(&self, mask: u8) {
+        self.shared.events.want(mask);
+    }
+
     /// The command gate: shared by every command, exclusive for a transaction.
     pub fn gate(&self) -> &crate::gate::CommandGate {
         &self.gate

@@ -30,6 +30,7 @@ pub mod compact;
 mod db;
 pub mod effect;
 mod entry;
+pub mod events;
 mod freeze;
 mod gate;
 mod keyspace;

@@ -17,6 +17,7 @@
 
 mod bits;
 
+use crate::notify::{GENERIC, STRING, notify};
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -177,6 +178,7 @@ fn set_bit(ctx: &Ctx<'_>, key: &[u8], offset: u64, on: bool) -> Reply<bool> {
         vec![(byte_idx, new_byte)]
     };
     write_bytes(&mut guard, key, min_len, &changes);
+    notify(ctx, STRING, "setbit", key);
     Ok(old_byte & mask != 0)
 }
 
@@ -449,9 +451,12 @@ fn bitop_reply(ctx: &Ctx<'_>, argv: &[Bytes]) -> Reply<i64> {
     let result = combine(op, &values);
     let len = len_i64(result.len());
     if result.is_empty() {
-        guard.remove(dest);
+        if guard.remove(dest).is_some() {
+            notify(ctx, GENERIC, "del", dest);
+        }
     } else {
         guard.set(dest, Value::String(result.into()), None);
+        notify(ctx, STRING, "set", dest);
     }
     Ok(len)
 }
@@ -640,9 +645,17 @@ fn write_fields(ctx: &Ctx<'_>, key: &[u8], ops: &[FieldOp]) -> Reply<Vec<Option<
         None => CompactBytes::new(),
     };
     let mut overlay = Overlay::new(&value);
-    let results = ops.iter().map(|op| apply_field(&mut overlay, op)).collect();
+    let results: Vec<Option<i64>> = ops.iter().map(|op| apply_field(&mut overlay, op)).collect();
     let changes = overlay.into_changes();
     write_bytes(&mut guard, key, min_len, &changes);
+    // Redis counts the SET and INCRBY operations that OVERFLOW FAIL did not refuse.
+    let wrote = ops
+        .iter()
+        .zip(&results)
+        .any(|(op, result)| op.kind != FieldOpKind::Get && result.is_some());
+    if wrote {
+        notify(ctx, STRING, "setbit", key);
+    }
     Ok(results)
 }
 

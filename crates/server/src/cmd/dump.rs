@@ -10,6 +10,7 @@
 //! IDLETIME and FREQ are checked as Redis checks them and then have no effect: forkless keeps
 //! no LRU or LFU clock per key yet.
 
+use crate::notify::{GENERIC, notify};
 use bytes::Bytes;
 use forkless_snapshot::format::{DumpError, EncodeOptions, dump_payload, restore_payload};
 use forkless_storage::Value;
@@ -146,6 +147,9 @@ fn restore_key(
     let created = expire_at_ms.is_none_or(|at| at > now_ms);
     if created {
         guard.set(key, value, expire_at_ms);
+        notify(ctx, GENERIC, "restore", key);
+    } else if replaced.is_some() {
+        notify(ctx, GENERIC, "del", key);
     }
     drop(guard);
     // The effect replays identically: a relative TTL becomes absolute (ABSTTL), and a

@@ -22,6 +22,7 @@ use super::keys::parse_scan_cursor;
 use super::meta::{Gate, KeySpec, flags};
 use super::string::long_double;
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
+use crate::notify::{HASH, notify, notify_del_if_gone};
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
@@ -83,6 +84,7 @@ fn hset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             })
             .count()
     });
+    notify(ctx, HASH, "hset", key);
     drop(guard);
     if eq_ignore_case(name, "hmset") {
         ctx.out.ok();
@@ -102,6 +104,7 @@ fn hsetnx(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Hash::upsert_key(&mut guard, key, |hash| {
             hash.insert(copy(field), copy(value))
         });
+        notify(ctx, HASH, "hset", key);
     }
     drop(guard);
     ctx.out.int(i64::from(!exists));
@@ -147,6 +150,10 @@ fn hdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     } else {
         0
     };
+    if deleted > 0 {
+        notify(ctx, HASH, "hdel", key);
+        notify_del_if_gone(ctx, &mut guard, key);
+    }
     drop(guard);
     ctx.out.int(len_i64(deleted));
 }
@@ -234,6 +241,7 @@ fn hincrby(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             let mut digits = itoa::Buffer::new();
             let text = copy(digits.format(sum).as_bytes());
             Hash::upsert_key(&mut guard, key, |hash| hash.insert(copy(field), text));
+            notify(ctx, HASH, "hincrby", key);
             drop(guard);
             ctx.out.int(sum);
         }
@@ -268,6 +276,7 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             Hash::upsert_key(&mut guard, key, |hash| {
                 hash.insert(copy(field), text.clone())
             });
+            notify(ctx, HASH, "hincrbyfloat", key);
             drop(guard);
             // The sum's text, as Redis propagates it: replaying the arithmetic could round
             // differently.

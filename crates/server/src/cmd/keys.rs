@@ -13,6 +13,7 @@ use forkless_storage::{Value, WriteGuard};
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
 use crate::config::MaxmemoryPolicy;
+use crate::notify::{GENERIC, notify, notify_db};
 use crate::server::Server;
 
 #[rustfmt::skip] // One row per command reads as a table.
@@ -54,7 +55,14 @@ fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
 fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
     let mut guard = ctx.db().write(&keys, ctx.now_ms);
-    let removed: Vec<_> = keys.iter().filter_map(|key| guard.remove(key)).collect();
+    let removed: Vec<_> = keys
+        .iter()
+        .filter_map(|key| {
+            let removed = guard.remove(key)?;
+            notify(ctx, GENERIC, "del", key);
+            Some(removed)
+        })
+        .collect();
     drop(guard);
     count_reply(ctx, removed.len());
 }
@@ -214,8 +222,14 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], name: &str, relative: bool,
                 .map(|at| i64::try_from(at).unwrap_or(i64::MAX));
             let allowed = condition.allows(current, when);
             match deadline {
-                Some(at) if allowed => entry.set_expire_at_ms(Some(at)),
-                None if allowed => drop(guard.remove(key)),
+                Some(at) if allowed => {
+                    entry.set_expire_at_ms(Some(at));
+                    notify(ctx, GENERIC, "expire", key);
+                }
+                None if allowed => {
+                    drop(guard.remove(key));
+                    notify(ctx, GENERIC, "del", key);
+                }
                 _ => {}
             }
             allowed
@@ -278,6 +292,7 @@ fn persist(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let persisted = match guard.get_mut(key) {
         Some(mut entry) if entry.entry().expire_at_ms().is_some() => {
             entry.set_expire_at_ms(None);
+            notify(ctx, GENERIC, "persist", key);
             true
         }
         _ => false,
@@ -320,7 +335,12 @@ fn rename_generic(ctx: &Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, &'sta
         return Err(reply::NO_SUCH_KEY);
     };
     let (value, expire_at_ms) = entry.into_parts();
-    let overwritten = guard.set(dst, value, expire_at_ms);
+    // Redis deletes the destination before adding the key (`dbDelete`, `dbAdd`), so the
+    // destination is always a new key (`new` notification).
+    let overwritten = guard.remove(dst);
+    guard.set(dst, value, expire_at_ms);
+    notify(ctx, GENERIC, "rename_from", src);
+    notify(ctx, GENERIC, "rename_to", dst);
     drop(guard);
     drop(overwritten);
     Ok(true)
@@ -397,6 +417,9 @@ fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             lock_two_dbs(ctx.server, (src_db, &[src]), (dst_db, &[dst]), ctx.now_ms);
         copy_entry(&mut src_guard, Some(&mut dst_guard), src, dst, replace)
     };
+    if copied == Some(true) {
+        notify_db(ctx.server, GENERIC, "copy_to", dst, dst_db);
+    }
     ctx.hit_or_miss(copied.is_some());
     // `dispatch` wakes the waiters of this database's keys; another database's are ours to wake.
     if copied == Some(true) && dst_db != src_db {
@@ -420,7 +443,10 @@ fn copy_entry<'g>(
         return Some(false);
     }
     let (value, expire_at_ms) = entry.into_parts();
-    drop(dst_guard.set(dst, value, expire_at_ms));
+    // As Redis's `dbDelete` + `dbAdd`: the destination is always a new key (`new`).
+    let replaced = dst_guard.remove(dst);
+    dst_guard.set(dst, value, expire_at_ms);
+    drop(replaced);
     Some(true)
 }
 
@@ -444,6 +470,8 @@ fn move_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if moved && let Some(entry) = src_guard.remove(key) {
         let (value, expire_at_ms) = entry.into_parts();
         dst_guard.set(key, value, expire_at_ms);
+        notify_db(ctx.server, GENERIC, "move_from", key, src_db);
+        notify_db(ctx.server, GENERIC, "move_to", key, dst_db);
     }
     drop((src_guard, dst_guard));
     // The key gained data in `dst_db`, whose waiters `dispatch` does not know about.

@@ -22,6 +22,7 @@ use super::access::{Collection, Reply, len_i64, reply_int};
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 use crate::blocking::{BlockRequest, TimeoutReply};
+use crate::notify::{LIST, list_events, notify, notify_del_if_gone};
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
@@ -121,6 +122,12 @@ fn push_items<'a>(
     Ok(len)
 }
 
+/// The notifications of a pop at `end` of `key`: `lpop`/`rpop`, then `del` if that emptied it.
+fn notify_popped(ctx: &Ctx<'_>, guard: &mut WriteGuard<'_>, key: &[u8], end: End) {
+    notify(ctx, LIST, list_events(end).1, key);
+    notify_del_if_gone(ctx, guard, key);
+}
+
 /// Writes `items` as an array of bulk strings.
 fn reply_items(ctx: &mut Ctx<'_>, items: &[Bytes]) {
     ctx.out.array_len(items.len());
@@ -165,6 +172,9 @@ fn push(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End, only_if_exists: bool) {
         Ok(None) if only_if_exists => Ok(0),
         Ok(_) => push_items(&mut guard, key, end, argv.get(2..).unwrap_or_default()).map(len_i64),
     };
+    if matches!(result, Ok(len) if len > 0) {
+        notify(ctx, LIST, list_events(end).0, key);
+    }
     reply_int(ctx, result);
 }
 
@@ -201,12 +211,16 @@ fn pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
         (Ok(Some(_)), Some(0)) => ctx.out.array_len(0),
         (Ok(Some(_)), None) => {
             match List::change_key(&mut guard, key, |list| list.pop(end)).flatten() {
-                Some(item) => ctx.out.bulk(&item),
+                Some(item) => {
+                    notify_popped(ctx, &mut guard, key, end);
+                    ctx.out.bulk(&item);
+                }
                 None => ctx.out.null(),
             }
         }
         (Ok(Some(_)), Some(count)) => {
             let popped = List::change_key(&mut guard, key, |list| list.pop_many(end, count));
+            notify_popped(ctx, &mut guard, key, end);
             reply_items(ctx, &popped.unwrap_or_default());
         }
     }
@@ -242,6 +256,7 @@ fn mpop(ctx: &mut Ctx<'_>, keys: &[Bytes], end: End, count: usize) -> bool {
             Ok(Some(_)) => {}
         }
         let popped = List::change_key(&mut guard, key, |list| list.pop_many(end, count));
+        notify_popped(ctx, &mut guard, key, end);
         ctx.out.array_len(2);
         ctx.out.bulk(key);
         reply_items(ctx, &popped.unwrap_or_default());
@@ -307,16 +322,24 @@ fn move_item(
     }
     List::at_key(&mut guard, destination)?;
     if source == destination {
-        return Ok(List::change_key(&mut guard, source, |list| {
+        let item = List::change_key(&mut guard, source, |list| {
             let item = list.pop(from)?;
             list.push(to, item.clone());
             Some(item)
         })
-        .flatten());
+        .flatten();
+        if item.is_some() {
+            notify(ctx, LIST, list_events(to).0, destination);
+            notify(ctx, LIST, list_events(from).1, source);
+        }
+        return Ok(item);
     }
     let item = List::change_key(&mut guard, source, |list| list.pop(from)).flatten();
     if let Some(item) = &item {
         push_items(&mut guard, destination, to, [item])?;
+        // Redis's order: the push on the destination, then the pop on the source.
+        notify(ctx, LIST, list_events(to).0, destination);
+        notify_popped(ctx, &mut guard, source, from);
     }
     Ok(item)
 }
@@ -480,6 +503,7 @@ fn lset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let index = parse_index(arg(argv, 2))?;
         let pos = list.index(index).ok_or(INDEX_OUT_OF_RANGE)?;
         List::change_key(&mut guard, key, |list| list.set(pos, element(arg(argv, 3))));
+        notify(ctx, LIST, "lset", key);
         Ok(())
     })();
     reply_ok(ctx, result);
@@ -501,6 +525,8 @@ fn lrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let from = if count < 0 { End::Tail } else { End::Head };
         let limit = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
         let removed = List::change_key(&mut guard, key, |list| list.remove(item, limit, from));
+        notify(ctx, LIST, "lrem", key);
+        notify_del_if_gone(ctx, &mut guard, key);
         Ok(len_i64(removed.unwrap_or(0)))
     })();
     reply_int(ctx, result);
@@ -514,10 +540,13 @@ fn ltrim(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let result = (|| {
         let start = parse_index(arg(argv, 2))?;
         let stop = parse_index(arg(argv, 3))?;
-        if let Some(list) = List::at_key(&mut guard, key)?
-            && list.range(start, stop).len() < list.len()
-        {
-            List::change_key(&mut guard, key, |list| list.trim(start, stop));
+        if let Some(list) = List::at_key(&mut guard, key)? {
+            if list.range(start, stop).len() < list.len() {
+                List::change_key(&mut guard, key, |list| list.trim(start, stop));
+            }
+            // Redis notifies `ltrim` whenever the list exists, even if nothing was trimmed.
+            notify(ctx, LIST, "ltrim", key);
+            notify_del_if_gone(ctx, &mut guard, key);
         }
         Ok(())
     })();
@@ -548,6 +577,7 @@ fn linsert(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             list.insert(pivot, before, element(item));
             list.len()
         });
+        notify(ctx, LIST, "linsert", key);
         Ok(len_i64(len.unwrap_or(0)))
     })();
     reply_int(ctx, result);
@@ -629,6 +659,7 @@ fn blocking_pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
             Ok(Some(_)) => {}
         }
         if let Some(item) = List::change_key(&mut guard, key, |list| list.pop(end)).flatten() {
+            notify_popped(ctx, &mut guard, key, end);
             drop(guard);
             // The non-blocking form on the key it popped from, as Redis propagates it.
             let pop: &[u8] = match end {

@@ -172,6 +172,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(changed) => {
             *config = candidate;
             ctx.server.tunables.refresh(&config);
+            crate::notify::configure(ctx.server);
             let loglevel = config.loglevel;
             drop(config);
             if changed.contains(&"loglevel") {

@@ -25,6 +25,7 @@ use super::hash::{
 use super::keys::parse_scan_cursor;
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
+use crate::notify::{GENERIC, SET, notify, notify_del_if_gone};
 
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
@@ -74,6 +75,9 @@ fn sadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     } else {
         0
     };
+    if added > 0 {
+        notify(ctx, SET, "sadd", key);
+    }
     drop(guard);
     ctx.out.int(len_i64(added));
 }
@@ -93,6 +97,10 @@ fn srem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     } else {
         0
     };
+    if removed > 0 {
+        notify(ctx, SET, "srem", key);
+        notify_del_if_gone(ctx, &mut guard, key);
+    }
     drop(guard);
     ctx.out.int(len_i64(removed));
 }
@@ -154,6 +162,10 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let popped = (size > 0)
             .then(|| Set::upsert_key(&mut guard, key, |set| set.pop_random(&mut rand::rng())))
             .flatten();
+        if popped.is_some() {
+            notify(ctx, SET, "spop", key);
+            notify_del_if_gone(ctx, &mut guard, key);
+        }
         drop(guard);
         return match popped {
             Some(member) => {
@@ -169,6 +181,8 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     if count >= size {
         let removed = guard.remove(key);
+        notify(ctx, SET, "spop", key);
+        notify(ctx, GENERIC, "del", key);
         drop(guard);
         ctx.rewrite_effect(|| crate::effects::argv(&[b"DEL", key]));
         if let Some(set) = removed
@@ -185,6 +199,7 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             .filter_map(|_| set.pop_random(&mut rng))
             .collect()
     });
+    notify(ctx, SET, "spop", key);
     drop(guard);
     // The members the random picks removed, so a replay removes the same ones.
     ctx.rewrite_effect(|| {
@@ -367,9 +382,17 @@ fn algebra_store(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     drop(sets);
     let len = result.len();
     if result.is_empty() {
-        guard.remove(dest);
+        if guard.remove(dest).is_some() {
+            notify(ctx, GENERIC, "del", dest);
+        }
     } else {
         guard.set(dest, Value::Set(Arc::new(result)), None);
+        let event = match op {
+            Op::Inter => "sinterstore",
+            Op::Union => "sunionstore",
+            Op::Diff => "sdiffstore",
+        };
+        notify(ctx, SET, event, dest);
     }
     drop(guard);
     ctx.out.int(len_i64(len));
@@ -440,9 +463,12 @@ fn smove(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     if in_src && src != dst {
         Set::upsert_key(&mut guard, src, |set| set.remove(member));
+        notify(ctx, SET, "srem", src);
+        notify_del_if_gone(ctx, &mut guard, src);
         let in_dst = matches!(Set::at_key(&mut guard, dst), Ok(Some(set)) if set.contains(member));
         if !in_dst {
             Set::upsert_key(&mut guard, dst, |set| set.insert(copy(member)));
+            notify(ctx, SET, "sadd", dst);
         }
     }
     drop(guard);

@@ -18,6 +18,7 @@
 //! order elements of equal ALPHA weight differently; forkless keeps the stable order there too.
 //! Numeric sorts and sorts without BY have no such ties (equal weights are ordered by element).
 
+use crate::notify::{GENERIC, LIST, notify};
 use std::cmp::Ordering;
 use std::sync::Arc;
 
@@ -334,13 +335,16 @@ fn sort_with(ctx: &Ctx<'_>, key: &[u8], mut opts: SortOptions<'_>) -> Reply<Outc
     };
     let n_stored = i64::try_from(output.len()).unwrap_or(i64::MAX);
     if output.is_empty() {
-        guard.remove(store);
+        if guard.remove(store).is_some() {
+            notify(ctx, GENERIC, "del", store);
+        }
     } else {
         let mut list = List::new();
         for value in output {
             list.push_back(value.unwrap_or_default());
         }
         guard.set(store, Value::List(Arc::new(list)), None);
+        notify(ctx, LIST, "sortstore", store);
     }
     drop(guard);
     // A client blocked in BLPOP (or similar) on the STORE key may now have elements.

@@ -25,6 +25,7 @@ use forkless_storage::{CompactBytes, Value, WriteGuard};
 use super::access::{Reply, len_i64, reply_int};
 use super::meta::{Gate, KeySpec, flags};
 use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
+use crate::notify::{GENERIC, STRING, notify};
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
@@ -282,6 +283,10 @@ fn set_generic(
         expire_at_ms
     };
     guard.set(key, Value::string(value), ttl);
+    notify(ctx, STRING, "set", key);
+    if expire_at_ms.is_some() && !opts.keep_ttl {
+        notify(ctx, GENERIC, "expire", key);
+    }
     Ok(SetOutcome { written: true, old })
 }
 
@@ -374,6 +379,7 @@ fn getdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ctx.hit_or_miss(!matches!(value, Ok(None)));
         if let Ok(Some(_)) = value {
             guard.remove(key);
+            notify(ctx, GENERIC, "del", key);
         }
         value
     };
@@ -417,14 +423,17 @@ fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option
         let at = expire_at_ms(unit, arg, ctx.now_ms, INVALID_EXPIRE_GETEX)?;
         if at <= ctx.now_ms {
             guard.remove(key);
+            notify(ctx, GENERIC, "del", key);
         } else if let Some(mut entry) = guard.get_mut(key) {
             entry.set_expire_at_ms(Some(at));
+            notify(ctx, GENERIC, "expire", key);
         }
     } else if opts.persist
         && let Some(mut entry) = guard.get_mut(key)
         && entry.entry().expire_at_ms().is_some()
     {
         entry.set_expire_at_ms(None);
+        notify(ctx, GENERIC, "persist", key);
     }
     Ok(Some(value))
 }
@@ -483,6 +492,7 @@ fn mset_generic(ctx: &Ctx<'_>, pairs: &[(&[u8], &[u8])], only_if_none_exist: boo
     }
     for (key, value) in pairs {
         guard.set(key, Value::string(value), None);
+        notify(ctx, STRING, "set", key);
     }
     true
 }
@@ -521,6 +531,7 @@ fn append_to(ctx: &Ctx<'_>, key: &[u8], suffix: &[u8]) -> Reply<i64> {
     let Some(mut entry) = guard.get_mut(key) else {
         // A new key takes the argument as it is; the protocol already bounded its length.
         guard.set(key, Value::string(suffix), None);
+        notify(ctx, STRING, "append", key);
         return Ok(len_i64(suffix.len()));
     };
     let current_len = string_bytes(entry.value()).ok_or(reply::WRONGTYPE)?.len();
@@ -528,6 +539,7 @@ fn append_to(ctx: &Ctx<'_>, key: &[u8], suffix: &[u8]) -> Reply<i64> {
     if let Some(bytes) = string_bytes_mut(entry.value_mut()) {
         bytes.edit(|buf| buf.extend_from_slice(suffix));
     }
+    notify(ctx, STRING, "append", key);
     Ok(len_i64(total))
 }
 
@@ -555,6 +567,7 @@ fn setrange_at(ctx: &Ctx<'_>, key: &[u8], offset: usize, patch: &[u8]) -> Reply<
         let mut buf = vec![0u8; offset];
         buf.extend_from_slice(patch);
         guard.set(key, Value::String(buf.into()), None);
+        notify(ctx, STRING, "setrange", key);
         return Ok(len_i64(total));
     };
     let current_len = string_bytes(entry.value()).ok_or(reply::WRONGTYPE)?.len();
@@ -571,6 +584,7 @@ fn setrange_at(ctx: &Ctx<'_>, key: &[u8], offset: usize, patch: &[u8]) -> Reply<
             }
         });
     }
+    notify(ctx, STRING, "setrange", key);
     Ok(len_i64(new_len))
 }
 
@@ -661,6 +675,7 @@ fn incr_by(ctx: &Ctx<'_>, key: &[u8], delta: i64) -> Reply<i64> {
             itoa::Buffer::new().format(value).as_bytes(),
         )),
     );
+    notify(ctx, STRING, "incrby", key);
     Ok(value)
 }
 
@@ -689,6 +704,7 @@ fn incr_by_float(ctx: &Ctx<'_>, key: &[u8], delta: &[u8]) -> Reply<Bytes> {
     }
     let text = Bytes::from(sum.to_human());
     overwrite(&mut guard, key, Value::String(text.clone().into()));
+    notify(ctx, STRING, "incrbyfloat", key);
     Ok(text)
 }
 

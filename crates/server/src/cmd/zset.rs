@@ -14,6 +14,7 @@ pub(crate) mod parse;
 mod pop;
 mod range;
 
+use crate::notify::{GENERIC, ZSET, notify, notify_del_if_gone};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -68,13 +69,23 @@ pub(crate) const COMMANDS: &[Command] = &[
 const NAN_RESULT: &str = "ERR resulting score is not a number (NaN)";
 
 /// Stores `zset` at `key` (replacing any value and TTL), or deletes `key` when it is empty, as
-/// the STORE commands do. Returns the number of members stored.
-fn store_zset(guard: &mut WriteGuard<'_>, key: &[u8], zset: ZSet) -> usize {
+/// the STORE commands do, with their notification (`event`, or `del` when an existing key goes).
+/// Returns the number of members stored.
+fn store_zset(
+    ctx: &Ctx<'_>,
+    guard: &mut WriteGuard<'_>,
+    key: &[u8],
+    zset: ZSet,
+    event: &str,
+) -> usize {
     let len = zset.len();
     if len == 0 {
-        guard.remove(key);
+        if guard.remove(key).is_some() {
+            notify(ctx, GENERIC, "del", key);
+        }
     } else {
         guard.set(key, Value::ZSet(Arc::new(zset)), None);
+        notify(ctx, ZSET, event, key);
     }
     len
 }
@@ -250,6 +261,9 @@ fn zadd_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], mut flags: ZaddFlags) {
         if let Some(Err(())) = result {
             return ctx.out.error(NAN_RESULT);
         }
+        if added + updated > 0 {
+            notify(ctx, ZSET, if flags.incr { "zincr" } else { "zadd" }, key);
+        }
     }
     drop(guard);
     if flags.incr {
@@ -288,6 +302,10 @@ fn zrem(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     } else {
         0
     };
+    if removed > 0 {
+        notify(ctx, ZSET, "zrem", key);
+        notify_del_if_gone(ctx, &mut guard, key);
+    }
     drop(guard);
     ctx.out.int(len_i64(removed));
 }

@@ -110,6 +110,8 @@ impl Config {
                 state.include_depth += 1;
                 self.load(&included, state)?;
                 state.include_depth -= 1;
+            } else if let Some(reason) = unsupported_directive(name, values.len()) {
+                return Err(fail(reason.to_owned()));
             } else {
                 return Err(fail(
                     "Bad directive or wrong number of arguments".to_owned(),
@@ -177,5 +179,29 @@ pub(super) fn strerror(err: &io::Error) -> String {
             io::ErrorKind::NotADirectory => "Not a directory".to_owned(),
             _ => text,
         },
+    }
+}
+
+/// Redis 7.0's directives outside the option table that forkless cannot honour yet. Each one
+/// restricts who may do what (ACL users, renamed commands) or adds commands (modules), so
+/// ignoring it would silently weaken security or lose function: loading fails, naming why.
+fn unsupported_directive(name: &[u8], n_values: usize) -> Option<&'static str> {
+    let is = |directive: &str| name.eq_ignore_ascii_case(directive.as_bytes());
+    if is("user") && n_values >= 1 {
+        Some(
+            "user is not supported by forkless yet: ACL users are not implemented, so the \
+             user and its restrictions would not be enforced",
+        )
+    } else if is("rename-command") && n_values == 2 {
+        Some(
+            "rename-command is not supported by forkless yet: the command would stay \
+             available under its own name",
+        )
+    } else if is("loadmodule") && n_values >= 1 {
+        Some("loadmodule is not supported by forkless: modules are not implemented")
+    } else if is("sentinel") {
+        Some("sentinel directives are not supported by forkless: it is not a Sentinel")
+    } else {
+        None
     }
 }

@@ -12,6 +12,10 @@
 //!   fatal errors match Redis.
 //! - CONFIG REWRITE (`rewrite.rs`): the file rewritten in place and replaced atomically.
 //! - Lexing (`lexer.rs`): `split_args` and `repr` are ports of `sdssplitargs` and `sdscatrepr`.
+//! - Stored options (`stored.rs`): every other option of Redis 7.0's table, kept as its CONFIG
+//!   GET rendering in [`Config::stored`] after Redis's checks (`Check`), plus
+//!   `notify-keyspace-events` and the multi-argument options with their own syntax. Old names
+//!   (`hash-max-ziplist-entries`, `slaveof`, ...) are `ALIASES` of the current ones.
 //!
 //! # Redis 7.0 behaviour that surprises
 //! - `dir` and `dbfilename` are protected: CONFIG SET refuses them unless
@@ -24,18 +28,26 @@
 //! # Differences from Redis 7.0
 //! - Default `bind` is `127.0.0.1` (Redis: `* -::*`).
 //! - `bind` and `port` cannot be changed by CONFIG SET (Redis can rebind at runtime).
-//! - `daemonize yes` is refused: run forkless under a supervisor.
+//! - Options forkless does not act on (flag `INERT`) are stored and shown, and logged once at
+//!   startup as "accepted, not in effect" when set to other than the default.
+//! - Options whose absence would lose data or weaken security are refused (`check_supported`
+//!   in `table.rs`): `appendonly yes`, `maxmemory`, `aclfile`, `tls-port`, `replicaof`,
+//!   `min-replicas-to-write`, `cluster-enabled yes`, and the `user`, `rename-command`,
+//!   `loadmodule` and `sentinel` directives (`load.rs`).
 //! - forkless does not `chdir` into `dir`; it stores the canonical absolute path instead, and
 //!   CONFIG GET dir shows it as Redis shows its working directory.
 //! - Values that end up in file names or addresses (and `requirepass`) must be UTF-8.
-//! - Only the options in `OPTIONS` exist; other Redis options are a startup error.
+//! - Only the options in `OPTIONS` (every option of Redis 7.0's table, and forkless's own)
+//!   exist; other names are a startup error.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use forkless_storage::pattern::glob_match;
 
-use self::table::{IMMUTABLE, OPTIONS, PROTECTED, Spec, lookup};
+pub use self::stored::notify_class;
+use self::table::{ALIASES, HIDDEN, IMMUTABLE, INERT, OPTIONS, PROTECTED, Spec, lookup};
 
 /// The version shown in fatal configuration errors.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -410,6 +422,13 @@ pub struct Config {
     pub snapshot_idle_priority: bool,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,
+    /// `notify-keyspace-events`: the classes of keyspace notifications published, as
+    /// [`notify_class`] bits. Default none.
+    pub notify_keyspace_events: u32,
+    /// The options without a field of their own (`Kind::Stored` rows and a few multi-argument
+    /// ones), as CONFIG GET renders them, keyed by option name; an option at its default is
+    /// absent. Read with [`Config::stored_int`] and [`Config::stored_text`].
+    pub stored: BTreeMap<&'static str, Vec<u8>>,
 }
 
 impl Default for Config {
@@ -469,6 +488,8 @@ impl Default for Config {
             snapshot_nice: 0,
             snapshot_idle_priority: true,
             worker_threads: 0,
+            notify_keyspace_events: 0,
+            stored: BTreeMap::new(),
         }
     }
 }
@@ -478,6 +499,7 @@ mod load;
 mod parse;
 mod rewrite;
 mod special;
+mod stored;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -500,15 +522,53 @@ impl Config {
                 }
                 continue;
             }
-            for spec in OPTIONS {
+            // Hidden options need their exact name. An old name is an entry of its own, as
+            // in Redis's dictionary of configs.
+            for spec in OPTIONS.iter().filter(|spec| spec.flags & HIDDEN == 0) {
                 if !matched.contains(&spec.name) && glob_match(pattern, spec.name.as_bytes(), true)
                 {
                     matched.push(spec.name);
                     found.push((spec.name.to_owned(), self.value_of(spec)));
                 }
             }
+            for (alias, target) in ALIASES {
+                if !found.iter().any(|(name, _)| name == alias)
+                    && glob_match(pattern, alias.as_bytes(), true)
+                {
+                    if let Some(spec) = lookup(target.as_bytes()) {
+                        found.push(((*alias).to_owned(), self.value_of(spec)));
+                    }
+                }
+            }
         }
         found
+    }
+
+    /// The value of a stored integer option (`list-max-listpack-size`, ...), or `default` when
+    /// the name is not a stored integer option.
+    pub fn stored_int(&self, name: &str, default: i64) -> i64 {
+        lookup(name.as_bytes())
+            .map(|spec| spec.value(self))
+            .and_then(|value| std::str::from_utf8(&value).ok()?.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The value of a stored option as CONFIG GET shows it; empty for an unknown name.
+    pub fn stored_text(&self, name: &str) -> Vec<u8> {
+        lookup(name.as_bytes())
+            .map(|spec| spec.value(self))
+            .unwrap_or_default()
+    }
+
+    /// The options forkless accepts but does not act on that have a value other than Redis's
+    /// default, with that value: what startup logs as "accepted, not in effect".
+    pub fn inert_settings(&self) -> Vec<(&'static str, String)> {
+        let defaults = Config::default();
+        OPTIONS
+            .iter()
+            .filter(|spec| spec.flags & INERT != 0 && spec.is_changed(self, &defaults))
+            .map(|spec| (spec.name, self.value_of(spec)))
+            .collect()
     }
 
     fn value_of(&self, spec: &Spec) -> String {

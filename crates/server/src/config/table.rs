@@ -9,6 +9,13 @@ use super::special::{
     logfile_set, obuf_get, obuf_lines, obuf_set, requirepass_get, requirepass_set, save_get,
     save_lines, save_set,
 };
+use super::stored::{
+    ACL_PUBSUB_DEFAULT, Check, ENDPOINT_TYPE, OOM_SCORE_ADJ, PROPAGATION_ERROR, PROTECTED_ACTION,
+    REPL_DISKLESS_LOAD, SANITIZE_DUMP_PAYLOAD, SHUTDOWN_ON_SIG, SUPERVISED, SYSLOG_FACILITY,
+    TLS_AUTH_CLIENTS, latency_percentiles_get, latency_percentiles_lines, latency_percentiles_set,
+    notify_get, notify_set, oom_values_get, oom_values_lines, oom_values_set, replicaof_get,
+    replicaof_lines, replicaof_set,
+};
 use super::{
     AppendFsync, LogLevel, MaxmemoryPolicy, ProtectedConfigs, SnapshotCompression, SnapshotMode,
     SnapshotWriter,
@@ -24,6 +31,13 @@ pub(super) const PROTECTED: u8 = 2;
 /// CONFIG REWRITE writes the option even when it has its default value (Redis does this for
 /// `dir` and `save`).
 pub(super) const ALWAYS: u8 = 4;
+/// forkless accepts and stores the option but does not act on it: a value other than the
+/// default is logged once at startup as "accepted, not in effect" (config/forkless.conf says
+/// so for each such option).
+pub(super) const INERT: u8 = 8;
+/// CONFIG GET with a pattern skips the option; only its exact name finds it (Redis's
+/// HIDDEN_CONFIG, for test and debugging knobs).
+pub(super) const HIDDEN: u8 = 16;
 /// No flags: an ordinary runtime-mutable option.
 const MUTABLE: u8 = 0;
 
@@ -69,6 +83,11 @@ pub(super) enum Kind {
         set: MultiSetter,
         lines: fn(&Config) -> Vec<Vec<u8>>,
     },
+    /// A value kept in [`Config::stored`] under the option's name, in its CONFIG GET
+    /// rendering, checked as Redis checks it; `default` is that rendering of Redis's default.
+    /// Options forkless does not act on (flag [`INERT`]) and the few it reads through
+    /// [`Config::stored_int`] use it, so that an option needs no field of its own.
+    Stored { check: Check, default: &'static str },
 }
 
 /// Parses the arguments of a [`Kind::Multi`] option; the flag is `append`.
@@ -131,6 +150,15 @@ macro_rules! multi {
     };
 }
 
+macro_rules! stored {
+    ($check:expr, $default:expr) => {
+        Kind::Stored {
+            check: $check,
+            default: $default,
+        }
+    };
+}
+
 macro_rules! choice {
     ($field:ident, $ty:ident) => {
         Kind::Enum {
@@ -146,6 +174,7 @@ macro_rules! choice {
 }
 
 const INT_MAX: i64 = i32::MAX as i64;
+const INT_MIN: i64 = i32::MIN as i64;
 const LONG_MAX: i64 = i64::MAX;
 const LONG_MAX_U: u64 = i64::MAX as u64;
 const UINT_MAX: u64 = u32::MAX as u64;
@@ -183,17 +212,17 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("rdbchecksum",                 IMMUTABLE, flag!(rdbchecksum)),
     opt("stop-writes-on-bgsave-error", MUTABLE,   flag!(stop_writes_on_bgsave_error)),
     opt("appendonly",                  MUTABLE,   flag!(appendonly)),
-    opt("appendfsync",                 MUTABLE,   choice!(appendfsync, AppendFsync)),
+    opt("appendfsync",                 INERT,   choice!(appendfsync, AppendFsync)),
     // Redis accepts any non-negative int and clamps it to CONFIG_MIN_HZ..CONFIG_MAX_HZ.
     opt("hz",                          MUTABLE,   Kind::Int {
         range: Signed(0, INT_MAX), memory: false, get: |c| c.hz, set: |c, v| c.hz = v.clamp(1, 500),
     }),
     opt("maxmemory",                   MUTABLE,   mem!(maxmemory, Unsigned(0, u64::MAX))),
-    opt("maxmemory-policy",            MUTABLE,   choice!(maxmemory_policy, MaxmemoryPolicy)),
-    opt("io-threads",                  IMMUTABLE, int!(io_threads, u64, Signed(1, 128))),
+    opt("maxmemory-policy",            INERT,   choice!(maxmemory_policy, MaxmemoryPolicy)),
+    opt("io-threads",                  IMMUTABLE | INERT, int!(io_threads, u64, Signed(1, 128))),
     opt("client-output-buffer-limit",  MUTABLE,   multi!(obuf_get, obuf_set, obuf_lines)),
-    opt("latency-tracking",            MUTABLE,   flag!(latency_tracking)),
-    opt("lazyfree-lazy-user-del",      MUTABLE,   flag!(lazyfree_lazy_user_del)),
+    opt("latency-tracking",            INERT,   flag!(latency_tracking)),
+    opt("lazyfree-lazy-user-del",      INERT,   flag!(lazyfree_lazy_user_del)),
     opt("enable-protected-configs",    IMMUTABLE,
         choice!(enable_protected_configs, ProtectedConfigs)),
     opt("snapshot-mode",               MUTABLE,   choice!(snapshot_mode, SnapshotMode)),
@@ -208,10 +237,196 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-nice",               MUTABLE,   int!(snapshot_nice, i32, Signed(0, 19))),
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
     opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
+    opt("notify-keyspace-events",      MUTABLE,   text!(notify_get, notify_set)),
+    opt("oom-score-adj-values",        INERT,
+        multi!(oom_values_get, oom_values_set, oom_values_lines)),
+    opt("latency-tracking-info-percentiles", INERT,
+        multi!(latency_percentiles_get, latency_percentiles_set, latency_percentiles_lines)),
+    opt("replicaof",                   IMMUTABLE, multi!(replicaof_get, replicaof_set, replicaof_lines)),
+    // The rest of Redis 7.0's options (src/config.c's table, in its order), stored with
+    // Redis's checks and defaults. Those without INERT act: the encoding thresholds, `pidfile`
+    // (with `daemonize`), and the options `check_supported` refuses in other than their default.
+    opt("io-threads-do-reads", IMMUTABLE | INERT, stored!(Check::Bool, "no")),
+    opt("always-show-logo", IMMUTABLE, stored!(Check::Bool, "no")),
+    opt("rdb-del-sync-files", INERT, stored!(Check::Bool, "no")),
+    opt("activerehashing", INERT, stored!(Check::Bool, "yes")),
+    opt("set-proc-title", IMMUTABLE | INERT, stored!(Check::Bool, "yes")),
+    opt("dynamic-hz", INERT, stored!(Check::Bool, "yes")),
+    opt("lazyfree-lazy-eviction", INERT, stored!(Check::Bool, "no")),
+    opt("lazyfree-lazy-expire", INERT, stored!(Check::Bool, "no")),
+    opt("lazyfree-lazy-server-del", INERT, stored!(Check::Bool, "no")),
+    opt("lazyfree-lazy-user-flush", INERT, stored!(Check::Bool, "no")),
+    opt("repl-disable-tcp-nodelay", INERT, stored!(Check::Bool, "no")),
+    opt("repl-diskless-sync", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-rewrite-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
+    opt("no-appendfsync-on-rewrite", INERT, stored!(Check::Bool, "no")),
+    opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
+    opt("rdb-save-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-load-truncated", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-use-rdb-preamble", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-timestamp-enabled", INERT, stored!(Check::Bool, "no")),
+    opt("cluster-replica-no-failover", INERT, stored!(Check::Bool, "no")),
+    opt("replica-lazy-flush", INERT, stored!(Check::Bool, "no")),
+    opt("replica-serve-stale-data", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-read-only", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-ignore-maxmemory", INERT, stored!(Check::Bool, "yes")),
+    opt("jemalloc-bg-thread", INERT, stored!(Check::Bool, "yes")),
+    opt("activedefrag", INERT, stored!(Check::Bool, "no")),
+    opt("syslog-enabled", IMMUTABLE | INERT, stored!(Check::Bool, "no")),
+    opt("cluster-enabled", IMMUTABLE, stored!(Check::Bool, "no")),
+    opt("cluster-allow-reads-when-down", INERT, stored!(Check::Bool, "no")),
+    opt("cluster-allow-pubsubshard-when-down", INERT, stored!(Check::Bool, "yes")),
+    opt("crash-log-enabled", INERT, stored!(Check::Bool, "yes")),
+    opt("crash-memcheck-enabled", INERT, stored!(Check::Bool, "yes")),
+    opt("use-exit-on-panic", HIDDEN | INERT, stored!(Check::Bool, "no")),
+    opt("disable-thp", IMMUTABLE | INERT, stored!(Check::Bool, "yes")),
+    opt("cluster-allow-replica-migration", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-announced", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-disable-auto-gc", INERT, stored!(Check::Bool, "no")),
+    opt("replica-ignore-disk-write-errors", INERT, stored!(Check::Bool, "no")),
+    opt("lua-enable-deprecated-api", IMMUTABLE | HIDDEN | INERT, stored!(Check::Bool, "no")),
+    opt("aclfile", IMMUTABLE, stored!(Check::Text, "")),
+    opt("unixsocket", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("pidfile", IMMUTABLE, stored!(Check::Text, "")),
+    opt("replica-announce-ip", INERT, stored!(Check::Text, "")),
+    opt("masteruser", INERT, stored!(Check::Text, "")),
+    opt("cluster-announce-ip", INERT, stored!(Check::Text, "")),
+    opt("cluster-config-file", IMMUTABLE | INERT, stored!(Check::Text, "nodes.conf")),
+    opt("cluster-announce-hostname", INERT, stored!(Check::Text, "")),
+    opt("syslog-ident", IMMUTABLE | INERT, stored!(Check::Text, "redis")),
+    opt("appendfilename", IMMUTABLE | INERT, stored!(Check::Text, "appendonly.aof")),
+    opt("appenddirname", IMMUTABLE | INERT, stored!(Check::Text, "appendonlydir")),
+    opt("server_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("bio_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("aof_rewrite_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("bgsave_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("ignore-warnings", INERT, stored!(Check::Text, "")),
+    opt("proc-title-template", INERT, stored!(Check::Text, "{title} {listen-addr} {server-mode}")),
+    opt("bind-source-addr", INERT, stored!(Check::Text, "")),
+    opt("masterauth", INERT, stored!(Check::Text, "")),
+    opt("supervised", IMMUTABLE, stored!(Check::Enum(SUPERVISED), "no")),
+    opt("syslog-facility", IMMUTABLE | INERT, stored!(Check::Enum(SYSLOG_FACILITY), "local0")),
+    opt("repl-diskless-load", INERT, stored!(Check::Enum(REPL_DISKLESS_LOAD), "disabled")),
+    opt("oom-score-adj", INERT, stored!(Check::Enum(OOM_SCORE_ADJ), "no")),
+    opt("acl-pubsub-default", INERT, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
+    opt("sanitize-dump-payload", INERT, stored!(Check::Enum(SANITIZE_DUMP_PAYLOAD), "no")),
+    opt("enable-debug-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
+    opt("enable-module-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
+    opt("cluster-preferred-endpoint-type", INERT, stored!(Check::Enum(ENDPOINT_TYPE), "ip")),
+    opt("propagation-error-behavior", INERT, stored!(Check::Enum(PROPAGATION_ERROR), "ignore")),
+    opt("shutdown-on-sigint", INERT, stored!(Check::Flags(SHUTDOWN_ON_SIG), "default")),
+    opt("shutdown-on-sigterm", INERT, stored!(Check::Flags(SHUTDOWN_ON_SIG), "default")),
+    opt("auto-aof-rewrite-percentage", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
+    opt("cluster-replica-validity-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("list-max-listpack-size", MUTABLE, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "-2")),
+    opt("cluster-migration-barrier", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
+    opt("active-defrag-cycle-min", INERT, stored!(Check::Int(Signed(1, 99)), "1")),
+    opt("active-defrag-cycle-max", INERT, stored!(Check::Int(Signed(1, 99)), "25")),
+    opt("active-defrag-threshold-lower", INERT, stored!(Check::Int(Signed(0, 1000)), "10")),
+    opt("active-defrag-threshold-upper", INERT, stored!(Check::Int(Signed(0, 1000)), "100")),
+    opt("lfu-log-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("lfu-decay-time", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
+    opt("replica-priority", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
+    opt("repl-diskless-sync-delay", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
+    opt("maxmemory-samples", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "5")),
+    opt("maxmemory-eviction-tenacity", INERT, stored!(Check::Int(Signed(0, 100)), "10")),
+    opt("replica-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("cluster-port", IMMUTABLE | INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("cluster-announce-bus-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("cluster-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("cluster-announce-tls-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("repl-timeout", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
+    opt("repl-ping-replica-period", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
+    opt("list-compress-depth", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
+    opt("rdb-key-save-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
+    opt("key-load-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
+    opt("active-expire-effort", INERT, stored!(Check::Int(Signed(1, 10)), "1")),
+    opt("min-replicas-to-write", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
+    opt("min-replicas-max-lag", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("watchdog-period", HIDDEN | INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
+    opt("shutdown-timeout", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("repl-diskless-sync-max-replicas", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
+    opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
+    opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
+    opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
+    opt("slowlog-max-len", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
+    opt("acllog-max-len", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
+    opt("busy-reply-threshold", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "5000")),
+    opt("cluster-node-timeout", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "15000")),
+    opt("slowlog-log-slower-than", INERT, stored!(Check::Int(Signed(-1, LONG_MAX)), "10000")),
+    opt("latency-monitor-threshold", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "0")),
+    opt("stream-node-max-entries", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "100")),
+    opt("repl-backlog-size", INERT, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
+    opt("cluster-link-sendbuf-limit", INERT, stored!(Check::Memory(Unsigned(0, u64::MAX)), "0")),
+    opt("hash-max-listpack-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
+    opt("set-max-intset-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
+    opt("zset-max-listpack-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
+    opt("active-defrag-ignore-bytes", INERT, stored!(Check::Memory(Unsigned(1, LONG_MAX_U)), "104857600")),
+    opt("hash-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
+    opt("stream-node-max-bytes", INERT, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "4096")),
+    opt("zset-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
+    opt("hll-sparse-max-bytes", INERT, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "3000")),
+    opt("tracking-table-max-keys", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "1000000")),
+    opt("maxmemory-clients", INERT, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
+    opt("repl-backlog-ttl", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
+    opt("auto-aof-rewrite-min-size", INERT, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
+    opt("loading-process-events-interval-bytes", HIDDEN | INERT, stored!(Check::Int(Signed(1024, INT_MAX)), "2097152")),
+    opt("tls-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("tls-session-cache-size", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "20480")),
+    opt("tls-session-cache-timeout", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "300")),
+    opt("tls-cluster", INERT, stored!(Check::Bool, "no")),
+    opt("tls-replication", INERT, stored!(Check::Bool, "no")),
+    opt("tls-auth-clients", INERT, stored!(Check::Enum(TLS_AUTH_CLIENTS), "yes")),
+    opt("tls-prefer-server-ciphers", INERT, stored!(Check::Bool, "no")),
+    opt("tls-session-caching", INERT, stored!(Check::Bool, "yes")),
+    opt("tls-cert-file", INERT, stored!(Check::Text, "")),
+    opt("tls-key-file", INERT, stored!(Check::Text, "")),
+    opt("tls-key-file-pass", INERT, stored!(Check::Text, "")),
+    opt("tls-client-cert-file", INERT, stored!(Check::Text, "")),
+    opt("tls-client-key-file", INERT, stored!(Check::Text, "")),
+    opt("tls-client-key-file-pass", INERT, stored!(Check::Text, "")),
+    opt("tls-dh-params-file", INERT, stored!(Check::Text, "")),
+    opt("tls-ca-cert-file", INERT, stored!(Check::Text, "")),
+    opt("tls-ca-cert-dir", INERT, stored!(Check::Text, "")),
+    opt("tls-protocols", INERT, stored!(Check::Text, "")),
+    opt("tls-ciphers", INERT, stored!(Check::Text, "")),
+    opt("tls-ciphersuites", INERT, stored!(Check::Text, "")),
+];
+
+/// Redis 7.0's old names of options (`registerConfigValue`'s aliases): each is found by
+/// lookup, CONFIG SET and CONFIG GET, and listed by CONFIG GET patterns under its own name.
+pub(super) static ALIASES: &[(&str, &str)] = &[
+    ("cluster-slave-no-failover", "cluster-replica-no-failover"),
+    ("slave-lazy-flush", "replica-lazy-flush"),
+    ("slave-serve-stale-data", "replica-serve-stale-data"),
+    ("slave-read-only", "replica-read-only"),
+    ("slave-ignore-maxmemory", "replica-ignore-maxmemory"),
+    ("slave-announce-ip", "replica-announce-ip"),
+    (
+        "cluster-slave-validity-factor",
+        "cluster-replica-validity-factor",
+    ),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
+    ("slave-priority", "replica-priority"),
+    ("slave-announce-port", "replica-announce-port"),
+    ("repl-ping-slave-period", "repl-ping-replica-period"),
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
+    ("lua-time-limit", "busy-reply-threshold"),
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
+    ("slaveof", "replicaof"),
 ];
 
 /// The option called `name`, compared case-insensitively as Redis does.
+/// An old name (`hash-max-ziplist-entries`) finds the option under its current name.
 pub(super) fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    let name = ALIASES
+        .iter()
+        .find(|(alias, _)| alias.as_bytes().eq_ignore_ascii_case(name))
+        .map_or(name, |(_, target)| target.as_bytes());
     OPTIONS
         .iter()
         .find(|spec| spec.name.as_bytes().eq_ignore_ascii_case(name))
@@ -219,7 +434,20 @@ pub(super) fn lookup(name: &[u8]) -> Option<&'static Spec> {
 
 impl Spec {
     pub(super) fn is_multi(&self) -> bool {
-        matches!(self.kind, Kind::Multi { .. })
+        matches!(
+            self.kind,
+            Kind::Multi { .. }
+                | Kind::Stored {
+                    check: Check::Flags(_),
+                    ..
+                }
+        )
+    }
+
+    /// Returns true if and only if the option has a value other than its default, as CONFIG
+    /// GET renders it.
+    pub(super) fn is_changed(&self, config: &Config, defaults: &Config) -> bool {
+        self.value(config) != self.value(defaults)
     }
 
     /// Parses `args` into `config`. Single-argument kinds get exactly one argument.
@@ -238,6 +466,14 @@ impl Spec {
             Kind::Enum { names, set, .. } => set(config, parse_enum(single(), names)?),
             Kind::Text { set, .. } => set(config, single())?,
             Kind::Multi { set, .. } => set(config, args, append)?,
+            Kind::Stored { check, default } => {
+                let value = check.parse(args)?;
+                if value == default.as_bytes() {
+                    config.stored.remove(self.name);
+                } else {
+                    config.stored.insert(self.name, value);
+                }
+            }
         }
         check_supported(config)
     }
@@ -255,6 +491,11 @@ impl Spec {
                 .to_vec(),
             Kind::Text { get, .. } => get(config),
             Kind::Multi { get, .. } => get(config).into_bytes(),
+            Kind::Stored { default, .. } => config
+                .stored
+                .get(self.name)
+                .cloned()
+                .unwrap_or_else(|| default.as_bytes().to_vec()),
         }
     }
 
@@ -272,6 +513,7 @@ impl Spec {
             } => vec![line(format_memory(get(config)).as_bytes())],
             Kind::Text { get, .. } => vec![line(&repr(&get(config)))],
             Kind::Multi { lines, .. } => lines(config),
+            Kind::Stored { check, .. } => vec![line(&check.render_line(&self.value(config)))],
             Kind::Bool { .. } | Kind::Int { .. } | Kind::Enum { .. } => {
                 vec![line(&self.value(config))]
             }
@@ -281,13 +523,6 @@ impl Spec {
 
 /// Cross-option checks run after every change, at load time and on CONFIG SET.
 pub(super) fn check_supported(config: &Config) -> Result<(), String> {
-    if config.daemonize {
-        return Err(
-            "daemonize yes is not supported by forkless: run it in the foreground \
-                    under a process supervisor"
-                .to_owned(),
-        );
-    }
     // Options whose absence would lose data or break a promise are refused until forkless acts
     // on them (these two checks go when AOF and maxmemory land).
     if config.appendonly {
@@ -301,6 +536,41 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
         return Err(
             "maxmemory is not supported by forkless yet: memory limits and eviction \
                     are not implemented, so the limit would not be enforced"
+                .to_owned(),
+        );
+    }
+    if config.stored.contains_key("aclfile") {
+        return Err(
+            "aclfile is not supported by forkless yet: ACL users are not implemented, so \
+                    the file's users and their restrictions would not be enforced"
+                .to_owned(),
+        );
+    }
+    if config.stored.contains_key("tls-port") {
+        return Err(
+            "tls-port is not supported by forkless yet: TLS is not implemented, so the \
+                    port would not be served encrypted"
+                .to_owned(),
+        );
+    }
+    if config.stored.contains_key("cluster-enabled") {
+        return Err(
+            "cluster-enabled yes is not supported by forkless yet: cluster mode is not \
+                    implemented"
+                .to_owned(),
+        );
+    }
+    if config.stored.contains_key("min-replicas-to-write") {
+        return Err(
+            "min-replicas-to-write is not supported by forkless yet: replication is not \
+                    implemented, so writes would be accepted without the replicas it demands"
+                .to_owned(),
+        );
+    }
+    if config.stored.contains_key("replicaof") {
+        return Err(
+            "replicaof is not supported by forkless yet: replication is not implemented, \
+                    so this server would not follow the master"
                 .to_owned(),
         );
     }

@@ -15,10 +15,11 @@ pub(crate) mod table;
 use rand::Rng;
 
 use self::table::{Table, TableEntry};
+use super::limits::ENCODING_LIMITS;
 use super::packed::{self, Element, Item, Packed, Probe};
 
 /// Redis 7.0's `hash-max-listpack-entries` default (512 in both the binary and the shipped
-/// redis.conf).
+/// redis.conf); the limit in force is [`super::limits::ENCODING_LIMITS`]'s.
 pub const LISTPACK_MAX_ENTRIES: usize = 512;
 /// Redis's `hash-max-listpack-value` default.
 pub const LISTPACK_MAX_VALUE: usize = 64;
@@ -171,7 +172,8 @@ impl Hash {
     /// `hashtable` when the field or value is too long for a listpack, or the hash too big.
     pub fn insert(&mut self, field: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> bool {
         let (field, value) = (field.as_ref(), value.as_ref());
-        if field.len() > LISTPACK_MAX_VALUE || value.len() > LISTPACK_MAX_VALUE {
+        let max_value = ENCODING_LIMITS.hash_max_value();
+        if field.len() > max_value || value.len() > max_value {
             self.convert();
         }
         match &mut self.repr {
@@ -182,7 +184,7 @@ impl Hash {
                 }
                 let end = pairs.byte_len();
                 pairs.insert_many(end, &[Item::text(field), Item::text(value)]);
-                if pairs.len() / 2 > LISTPACK_MAX_ENTRIES {
+                if pairs.len() / 2 > ENCODING_LIMITS.hash_max_entries() {
                     self.convert();
                 }
                 true

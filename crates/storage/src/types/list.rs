@@ -20,11 +20,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::limits::ENCODING_LIMITS;
 use super::packed::{self, Element, Item, Packed, Probe};
 
-/// The most encoded bytes a chunk holds, unless one element alone is bigger (Redis's
-/// `list-max-listpack-size -2`: 8 KiB).
+/// The most encoded bytes a chunk holds, unless one element alone is bigger, at Redis's default
+/// `list-max-listpack-size -2` (8 KiB); the limit in force is
+/// [`super::limits::ENCODING_LIMITS`]'s.
 pub const CHUNK_MAX_BYTES: usize = 8192;
+
+/// Returns true if and only if `chunk` cannot take another element of `size` encoded bytes
+/// within `list-max-listpack-size`. An empty chunk takes any one element, so an element bigger
+/// than the limit gets a chunk of its own (Redis's plain node).
+fn chunk_full(chunk: &Packed, size: usize) -> bool {
+    !chunk.is_empty() && ENCODING_LIMITS.list_node_over(chunk.byte_len() + size, chunk.len() + 1)
+}
 
 /// What one chunk's `Arc` allocation holds: the two reference counts and the `Packed`.
 type ArcInner = (usize, usize, Packed);
@@ -115,7 +124,7 @@ impl List {
                 if self
                     .chunks
                     .front()
-                    .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
+                    .is_none_or(|chunk| chunk_full(chunk, size))
                 {
                     self.reserve_chunk();
                     self.chunks.push_front(Arc::new(Packed::new()));
@@ -288,7 +297,7 @@ impl List {
         let Some(chunk) = self.chunks.get_mut(chunk_idx) else {
             return;
         };
-        if chunk.byte_len() > CHUNK_MAX_BYTES && chunk.len() > 1 {
+        if chunk.len() > 1 && ENCODING_LIMITS.list_node_over(chunk.byte_len(), chunk.len()) {
             let chunk = Arc::make_mut(chunk);
             let tail = chunk.split_off(chunk.len() / 2);
             self.chunks.insert(chunk_idx + 1, Arc::new(tail));
@@ -413,7 +422,7 @@ impl List {
         if self
             .chunks
             .back()
-            .is_none_or(|chunk| chunk.byte_len() + size > CHUNK_MAX_BYTES)
+            .is_none_or(|chunk| chunk_full(chunk, size))
         {
             self.reserve_chunk();
             self.chunks.push_back(Arc::new(Packed::new()));

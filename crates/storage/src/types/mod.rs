@@ -9,6 +9,7 @@
 //! snapshot saves those first (docs/snapshot.md, "Big collections").
 
 pub mod hash;
+pub mod limits;
 pub(crate) mod linear;
 pub mod list;
 pub(crate) mod packed;

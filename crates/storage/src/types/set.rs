@@ -14,11 +14,13 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::hash::table::{self, Table};
+use super::limits::ENCODING_LIMITS;
 use super::packed::{Element, IntSet};
 use crate::compact::CompactBytes;
 use crate::value::parse_canonical_i64;
 
-/// Redis's `set-max-intset-entries` default.
+/// Redis's `set-max-intset-entries` default; the limit in force is
+/// [`super::limits::ENCODING_LIMITS`]'s.
 pub const INTSET_MAX_ENTRIES: usize = 512;
 
 /// A set of binary-safe strings.
@@ -95,7 +97,7 @@ impl Set {
                 if !members.insert(n) {
                     return false;
                 }
-                if members.len() > INTSET_MAX_ENTRIES {
+                if members.len() > ENCODING_LIMITS.set_max_entries() {
                     self.convert();
                 }
                 return true;

@@ -18,13 +18,10 @@ use bytes::Bytes;
 
 use self::index::SlotIndex;
 use self::tree::Tree;
+use super::limits::ENCODING_LIMITS;
 use super::packed::{self, Element, Item, Packed, Probe};
 use crate::compact::CompactBytes;
 
-/// Redis 7.0's `zset-max-listpack-entries` default.
-const LISTPACK_MAX_ENTRIES: usize = 128;
-/// Redis 7.0's `zset-max-listpack-value` default.
-const LISTPACK_MAX_VALUE: usize = 64;
 /// Integral scores up to this magnitude are packed as integers (every such integer is exact).
 const MAX_PACKED_INT_SCORE: f64 = 9_007_199_254_740_992.0;
 
@@ -270,7 +267,9 @@ impl ZSet {
     /// `size_hint` members of which the longest is `max_member_len` bytes (ZADD's first step).
     pub fn with_hint(size_hint: usize, max_member_len: usize) -> ZSet {
         let mut zset = ZSet::default();
-        if size_hint > LISTPACK_MAX_ENTRIES || max_member_len > LISTPACK_MAX_VALUE {
+        if size_hint > ENCODING_LIMITS.zset_max_entries()
+            || max_member_len > ENCODING_LIMITS.zset_max_value()
+        {
             zset.convert();
         }
         zset
@@ -323,7 +322,9 @@ impl ZSet {
 
     /// Inserts a member known to be absent.
     fn insert_absent(&mut self, member: &[u8], score: f64) {
-        if member.len() > LISTPACK_MAX_VALUE || self.len() + 1 > LISTPACK_MAX_ENTRIES {
+        if member.len() > ENCODING_LIMITS.zset_max_value()
+            || self.len() + 1 > ENCODING_LIMITS.zset_max_entries()
+        {
             self.convert();
         }
         let score = self.stored_score(score);

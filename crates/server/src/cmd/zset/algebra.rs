@@ -328,6 +328,7 @@ fn store_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     let db = ctx.db();
     let mut guard = db.write(&key_refs, ctx.now_ms);
     match store_result(
+        ctx,
         &mut guard,
         dst,
         keys,
@@ -346,6 +347,7 @@ fn store_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
 }
 
 fn store_result(
+    ctx: &Ctx<'_>,
     guard: &mut WriteGuard<'_>,
     dst: &[u8],
     keys: &[Bytes],
@@ -361,7 +363,12 @@ fn store_result(
     let options = parse_options(options_args, keys.len(), op, true, false)?;
     let weighted_sources = sources.into_iter().zip(options.weights).collect();
     let result = compute(op, weighted_sources, options.aggregate);
-    Ok(store_zset(guard, dst, result))
+    let event = match op {
+        Op::Union => "zunionstore",
+        Op::Inter => "zinterstore",
+        Op::Diff => "zdiffstore",
+    };
+    Ok(store_zset(ctx, guard, dst, result, event))
 }
 
 pub(super) fn zunion(ctx: &mut Ctx<'_>, argv: &[Bytes]) {

@@ -1,5 +1,6 @@
 //! ZPOPMIN ZPOPMAX ZMPOP ZRANDMEMBER ZSCAN.
 
+use crate::notify::{ZSET, notify, notify_del_if_gone};
 use std::collections::HashSet;
 
 use bytes::Bytes;
@@ -96,6 +97,8 @@ fn pop_first_nonempty(
         let (start, end) = if max { (len - count, len) } else { (0, count) };
         let mut popped = ZSet::change_key(&mut guard, key, |zset| zset.remove_ranks(start, end))
             .unwrap_or_default();
+        notify(ctx, ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
+        notify_del_if_gone(ctx, &mut guard, key);
         if max {
             popped.reverse();
         }

@@ -3,6 +3,7 @@
 //! Every query resolves to a run of ascending ranks in O(log n), then walks it: O(log n + m)
 //! for m members returned, as Redis's skiplist.
 
+use crate::notify::{ZSET, notify, notify_del_if_gone};
 use bytes::Bytes;
 use forkless_storage::types::zset::ZSet;
 
@@ -225,7 +226,7 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         None => {}
     }
-    let stored = store_zset(&mut guard, dst, result);
+    let stored = store_zset(ctx, &mut guard, dst, result, "zrangestore");
     drop(guard);
     ctx.out.int(len_i64(stored));
 }
@@ -234,7 +235,12 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 // ZREMRANGEBY*.
 
 /// Removes the members of one resolved range; replies with how many went.
-fn remove_range(ctx: &mut Ctx<'_>, key: &[u8], ranks: impl FnOnce(&ZSet) -> (usize, usize)) {
+fn remove_range(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    event: &str,
+    ranks: impl FnOnce(&ZSet) -> (usize, usize),
+) {
     let db = ctx.db();
     let mut guard = db.write(&[key], ctx.now_ms);
     let (start, end) = match ZSet::at_key(&mut guard, key) {
@@ -247,6 +253,10 @@ fn remove_range(ctx: &mut Ctx<'_>, key: &[u8], ranks: impl FnOnce(&ZSet) -> (usi
     } else {
         0
     };
+    if removed > 0 {
+        notify(ctx, ZSET, event, key);
+        notify_del_if_gone(ctx, &mut guard, key);
+    }
     drop(guard);
     ctx.out.int(len_i64(removed));
 }
@@ -258,27 +268,30 @@ pub(super) fn zremrangebyrank(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (Some(start), Some(end)) = (parse_i64(start), parse_i64(end)) else {
         return ctx.out.error(reply::NOT_INTEGER);
     };
-    remove_range(ctx, key, |zset| rank_range(start, end, zset.len()));
+    remove_range(ctx, key, "zremrangebyrank", |zset| {
+        rank_range(start, end, zset.len())
+    });
 }
 
 pub(super) fn zremrangebyscore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    remove_value_range(ctx, argv, Range::score);
+    remove_value_range(ctx, argv, "zremrangebyscore", Range::score);
 }
 
 pub(super) fn zremrangebylex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    remove_value_range(ctx, argv, Range::lex);
+    remove_value_range(ctx, argv, "zremrangebylex", Range::lex);
 }
 
 fn remove_value_range(
     ctx: &mut Ctx<'_>,
     argv: &[Bytes],
+    event: &str,
     parse: fn(&[u8], &[u8]) -> Result<Range, &'static str>,
 ) {
     let (Some(key), Some(min), Some(max)) = (argv.get(1), argv.get(2), argv.get(3)) else {
         return;
     };
     match parse(min, max) {
-        Ok(range) => remove_range(ctx, key, |zset| range.ranks(zset)),
+        Ok(range) => remove_range(ctx, key, event, |zset| range.ranks(zset)),
         Err(msg) => ctx.out.error(msg),
     }
 }
