@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 11] = [
+const CASE_FILES: [&str; 12] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -44,6 +44,7 @@ const CASE_FILES: [&str; 11] = [
     "sort.txt",
     "lcs.txt",
     "swapdb.txt",
+    "hyperloglog.txt",
 ];
 
 /// How long one reply may take.
@@ -108,6 +109,11 @@ fn lcs() {
 #[test]
 fn swapdb() {
     replay("swapdb.txt");
+}
+
+#[test]
+fn hyperloglog() {
+    replay("hyperloglog.txt");
 }
 
 /// A new case file must get its own test above.

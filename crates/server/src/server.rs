@@ -50,6 +50,7 @@ pub(crate) struct Tunables {
     pub(crate) obuf_normal_hard: AtomicU64,
     pub(crate) obuf_normal_soft: AtomicU64,
     pub(crate) obuf_normal_soft_secs: AtomicU64,
+    pub(crate) hll_sparse_max_bytes: AtomicU64,
 }
 
 impl Tunables {
@@ -71,6 +72,8 @@ impl Tunables {
             .store(normal.soft_limit_bytes, Ordering::Relaxed);
         self.obuf_normal_soft_secs
             .store(normal.soft_limit_seconds, Ordering::Relaxed);
+        self.hll_sparse_max_bytes
+            .store(config.hll_sparse_max_bytes, Ordering::Relaxed);
     }
 }
 

@@ -22,6 +22,7 @@ pub(crate) mod bitmap;
 pub(crate) mod connection;
 pub(crate) mod dump;
 pub(crate) mod hash;
+pub(crate) mod hyperloglog;
 pub(crate) mod introspection;
 pub(crate) mod keys;
 pub(crate) mod lcs;
@@ -111,6 +112,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         lcs::COMMANDS,
         swapdb::COMMANDS,
         dump::COMMANDS,
+        hyperloglog::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -178,6 +178,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("proto-max-bulk-len",          MUTABLE,   mem!(proto_max_bulk_len, Signed(MB, LONG_MAX))),
     opt("client-query-buffer-limit",   MUTABLE,
         mem!(client_query_buffer_limit, Unsigned(MB_U, LONG_MAX_U))),
+    opt("hll-sparse-max-bytes",        MUTABLE,   mem!(hll_sparse_max_bytes, Unsigned(0, LONG_MAX_U))),
     opt("save",                        ALWAYS,    multi!(save_get, save_set, save_lines)),
     opt("rdbcompression",              MUTABLE,   flag!(rdbcompression)),
     opt("rdbchecksum",                 IMMUTABLE, flag!(rdbchecksum)),
