@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 12] = [
+const CASE_FILES: [&str; 13] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -45,6 +45,7 @@ const CASE_FILES: [&str; 12] = [
     "lcs.txt",
     "swapdb.txt",
     "hyperloglog.txt",
+    "geo.txt",
 ];
 
 /// How long one reply may take.
@@ -114,6 +115,11 @@ fn swapdb() {
 #[test]
 fn hyperloglog() {
     replay("hyperloglog.txt");
+}
+
+#[test]
+fn geo() {
+    replay("geo.txt");
 }
 
 /// A new case file must get its own test above.

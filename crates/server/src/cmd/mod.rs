@@ -21,6 +21,7 @@ pub(crate) mod access;
 pub(crate) mod bitmap;
 pub(crate) mod connection;
 pub(crate) mod dump;
+pub(crate) mod geo;
 pub(crate) mod hash;
 pub(crate) mod hyperloglog;
 pub(crate) mod introspection;
@@ -113,6 +114,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         swapdb::COMMANDS,
         dump::COMMANDS,
         hyperloglog::COMMANDS,
+        geo::COMMANDS,
     ]
     .into_iter()
     .flatten()
