@@ -77,13 +77,9 @@ fn edit_string<T>(value: &mut Value, change: impl FnOnce(&mut Vec<u8>) -> T) -> 
 /// Returns true if and only if adding some of `elements` would raise a register of the HLL
 /// `bytes` (or the HLL is corrupt, which the update then reports).
 fn would_change(bytes: &[u8], elements: &[Bytes]) -> bool {
-    let mut registers = [0u8; REGISTERS];
-    if encoding::merge_into(&mut registers, bytes).is_err() {
-        return true;
-    }
     elements.iter().any(|element| {
         let (index, count) = encoding::pattern(element);
-        registers.get(index).is_none_or(|current| count > *current)
+        encoding::register(bytes, index).map_or(true, |current| count > current)
     })
 }
 

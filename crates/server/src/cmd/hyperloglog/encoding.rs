@@ -326,6 +326,29 @@ pub(crate) fn sparse_to_dense(bytes: &[u8]) -> Result<Vec<u8>, Corrupt> {
     Ok(dense)
 }
 
+/// Register `index` of the HLL `bytes`, whatever its encoding.
+pub(crate) fn register(bytes: &[u8], index: usize) -> Result<u8, Corrupt> {
+    match check(bytes) {
+        Some(Encoding::Dense) => Ok(dense_get(bytes.get(HDR_SIZE..).ok_or(Corrupt)?, index)),
+        Some(Encoding::Sparse) => {
+            let mut pos = HDR_SIZE;
+            let mut first = 0;
+            while let Some(op) = op_at(bytes, pos) {
+                if index < first + op.run() {
+                    return Ok(match op {
+                        Op::Zero { .. } => 0,
+                        Op::Val { value, .. } => value,
+                    });
+                }
+                first += op.run();
+                pos += op.size();
+            }
+            Err(Corrupt)
+        }
+        None => Err(Corrupt),
+    }
+}
+
 /// What [`set_register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Set {
@@ -676,6 +699,11 @@ mod tests {
         set_register(&mut hll, 100, 2, 3000).unwrap();
         assert_eq!(decode_sparse(&hll), "v:3,2 Z:98 v:2,1 Z:16283");
         assert_eq!(set_register(&mut hll, 100, 1, 3000), Ok(Set::Unchanged));
+        assert_eq!(register(&hll, 1), Ok(3));
+        assert_eq!(register(&hll, 99), Ok(0));
+        assert_eq!(register(&hll, 100), Ok(2));
+        assert_eq!(register(&hll, REGISTERS - 1), Ok(0));
+        assert_eq!(register(&hll, REGISTERS), Err(Corrupt));
         assert_eq!(cached_cardinality(&hll), None);
         // A value above 32 promotes to dense.
         set_register(&mut hll, 7, 40, 3000).unwrap();
