@@ -175,3 +175,58 @@ proptest! {
         prop_assert_eq!(cmd(&mut conn, "PING"), "+PONG\r\n");
     }
 }
+
+/// Waits until a freshly started server has loaded its dump (it answers -LOADING before).
+fn wait_loaded(conn: &mut redis::Connection) {
+    assert!(forkless_tests::wait_until(
+        std::time::Duration::from_secs(20),
+        || redis::cmd("DBSIZE").query::<i64>(conn).is_ok()
+    ));
+}
+
+#[test]
+fn hlls_move_both_ways_in_rdb_files() {
+    let Some(redis_server) = redis_tool("redis-server") else {
+        return;
+    };
+    let keys = ["sparse", "dense", "empty"];
+    let fill = |conn: &mut redis::Connection| {
+        pfadd(conn, "sparse", &elements("s", 300));
+        pfadd(conn, "dense", &elements("d", 20_000));
+        let _: i64 = redis::cmd("PFADD").arg("empty").query(conn).unwrap();
+        let _: i64 = redis::cmd("PFCOUNT").arg("dense").query(conn).unwrap();
+        let () = redis::cmd("SAVE").query(conn).unwrap();
+    };
+    let snapshot = |conn: &mut redis::Connection| -> Vec<(Vec<u8>, i64)> {
+        keys.iter()
+            .map(|key| {
+                let bytes: Vec<u8> = redis::cmd("GET").arg(key).query(conn).unwrap();
+                let count: i64 = redis::cmd("PFCOUNT").arg(key).query(conn).unwrap();
+                (bytes, count)
+            })
+            .collect()
+    };
+
+    // forkless writes, redis-server loads.
+    let dir = TestDir::new("hll-rdb-to-redis");
+    let server = TestServer::start_in(BIN, &dir.0, &["--save", ""], &[]);
+    let mut ours = server.client();
+    fill(&mut ours);
+    let written = snapshot(&mut ours);
+    drop(ours);
+    drop(server);
+    let (_redis, mut real) = start_real_redis_on(&redis_server, &dir.0);
+    assert_eq!(snapshot(&mut real), written);
+
+    // redis-server writes, forkless loads.
+    let dir = TestDir::new("hll-rdb-from-redis");
+    let (redis_guard, mut real) = start_real_redis_on(&redis_server, &dir.0);
+    fill(&mut real);
+    let written = snapshot(&mut real);
+    drop(real);
+    drop(redis_guard);
+    let server = TestServer::start_in(BIN, &dir.0, &["--save", ""], &[]);
+    let mut ours = server.client();
+    wait_loaded(&mut ours);
+    assert_eq!(snapshot(&mut ours), written);
+}
