@@ -29,6 +29,7 @@ mod blocking;
 mod cmd;
 pub mod config;
 mod conn;
+mod effects;
 mod fork_mode;
 mod info;
 mod limits;
@@ -332,9 +333,7 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
-                server
-                    .keyspace
-                    .active_expire_cycle(server::unix_ms(), started + period / 4);
+                effects::active_expire_cycle(&server, server::unix_ms(), started + period / 4);
                 // The server's cron: freed connection memory goes back to the system here.
                 limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));

@@ -180,6 +180,8 @@ pub(crate) struct Server {
     pub(crate) persistence: crate::persistence::Persistence,
     pub(crate) pubsub: crate::pubsub::Registry,
     pub(crate) blocking: crate::blocking::Registry,
+    /// The stream of write effects that the AOF and replicas consume.
+    pub(crate) effects: crate::effects::EffectStream,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -213,6 +215,7 @@ impl Server {
             persistence: crate::persistence::Persistence::new(unix_ms() / 1000),
             pubsub: crate::pubsub::Registry::default(),
             blocking: crate::blocking::Registry::default(),
+            effects: crate::effects::EffectStream::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -23,6 +23,7 @@ use hashbrown::hash_table;
 use rand::Rng;
 
 use crate::compact::CompactBytes;
+use crate::effect::{self, SeqClock};
 use crate::entry::Entry;
 use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
@@ -52,6 +53,8 @@ type KeyHasher = foldhash::fast::FixedState;
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) clock: EpochClock,
+    /// Numbers the units of change for the effect stream (see `effect.rs`).
+    pub(crate) effects: SeqClock,
     hasher: KeyHasher,
     pub(crate) retain: Arc<RetainCounters>,
 }
@@ -88,14 +91,20 @@ pub struct DbStats {
 pub struct Db {
     shards: Box<[RwLock<ShardState>]>,
     shared: Arc<Shared>,
+    /// This database's number, which the effects of its expired keys carry.
+    index: usize,
 }
 
 impl Db {
-    pub(crate) fn new(shared: Arc<Shared>) -> Db {
+    pub(crate) fn new(shared: Arc<Shared>, index: usize) -> Db {
         let shards = (0..N_SHARDS)
             .map(|_| RwLock::new(ShardState::default()))
             .collect();
-        Db { shards, shared }
+        Db {
+            shards,
+            shared,
+            index,
+        }
     }
 
     /// The index of the shard that holds `key`.
@@ -158,6 +167,7 @@ impl Db {
             locks,
             now_ms,
             epoch: self.shared.clock.current(),
+            db_idx: self.index,
         }
     }
 
@@ -175,6 +185,7 @@ impl Db {
             locks,
             now_ms,
             epoch: self.shared.clock.current(),
+            db_idx: self.index,
         }
     }
 
@@ -359,6 +370,13 @@ impl Db {
         max_keys: usize,
     ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
+        let outcome = self.remove_due(&mut shard, now_ms, max_keys);
+        // The keys removed under this one lock hold are one unit of the effect stream.
+        effect::finish_expiry_unit();
+        outcome
+    }
+
+    fn remove_due(&self, shard: &mut ShardState, now_ms: u64, max_keys: usize) -> (usize, bool) {
         let mut removed = 0;
         while removed < max_keys {
             let Some(key) = shard.expires.first_due(now_ms) else {
@@ -370,6 +388,7 @@ impl Db {
                 debug_assert!(false, "expire index names a key that is not expired");
                 return (removed, false);
             }
+            effect::expired(&self.shared.effects, self.index, &key);
             removed += 1;
         }
         (removed, shard.expires.first_due(now_ms).is_some())
@@ -448,6 +467,7 @@ pub struct WriteGuard<'a> {
     locks: Locks<RwLockWriteGuard<'a, ShardState>>,
     now_ms: u64,
     epoch: Epoch,
+    db_idx: usize,
 }
 
 impl WriteGuard<'_> {
@@ -482,8 +502,10 @@ impl WriteGuard<'_> {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<EntryMut<'_>> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
+        let (shared, db_idx) = (self.shared, self.db_idx);
         let (hash, shard) = self.shard(key)?;
         if shard.remove_if_expired(hash, key, now_ms) {
+            effect::expired(&shared.effects, db_idx, key);
             return None;
         }
         let ShardState {
@@ -502,6 +524,7 @@ impl WriteGuard<'_> {
             dirty,
             snapshot,
             watchers,
+            effects: &shared.effects,
             epoch,
             changed: false,
         })
@@ -516,6 +539,7 @@ impl WriteGuard<'_> {
         let shared = self.shared;
         let (hash, shard) = self.shard(key)?;
         shard.dirty += 1;
+        effect::changed(&shared.effects);
         shard.watchers.touch(key);
         let ShardState {
             table,
@@ -556,12 +580,15 @@ impl WriteGuard<'_> {
     /// Removes `key`. Returns its live entry, or None if it was absent or already expired.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let now_ms = self.now_ms;
+        let (shared, db_idx) = (self.shared, self.db_idx);
         let (hash, shard) = self.shard(key)?;
         if shard.remove_if_expired(hash, key, now_ms) {
+            effect::expired(&shared.effects, db_idx, key);
             return None;
         }
         let removed = shard.remove(hash, key)?;
         shard.dirty += 1;
+        effect::changed(&shared.effects);
         Some(removed)
     }
 
@@ -569,6 +596,8 @@ impl WriteGuard<'_> {
     /// free a large database off the command path (FLUSHDB ASYNC). Only meaningful on a guard
     /// from [`Db::write_all`]. Returns the number of keys removed.
     pub fn clear(&mut self) -> Flushed {
+        // A flush is an effect even of an empty database, as in Redis.
+        effect::changed(&self.shared.effects);
         let mut tables = Vec::new();
         let mut n_keys = 0;
         let guards: Vec<&mut ShardState> = match &mut self.locks {
@@ -613,6 +642,7 @@ pub struct EntryMut<'g> {
     dirty: &'g mut u64,
     snapshot: &'g mut Option<Box<ShardSnapshot>>,
     watchers: &'g crate::watch::Watchers,
+    effects: &'g SeqClock,
     epoch: Epoch,
     changed: bool,
 }
@@ -622,6 +652,7 @@ impl EntryMut<'_> {
         if !self.changed {
             self.changed = true;
             *self.dirty += 1;
+            effect::changed(self.effects);
             retain::preserve(self.snapshot, self.key, self.entry);
             self.watchers.touch(self.key);
             self.entry.stamp(self.epoch);

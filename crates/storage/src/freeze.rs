@@ -25,6 +25,8 @@ pub struct FrozenKeyspace<'a> {
     /// `databases × N_SHARDS` guards in lock order: database 0 shard 0 first.
     shards: Vec<RwLockReadGuard<'a, ShardState>>,
     n_dbs: usize,
+    /// Where the freeze splits the effect stream, as `SnapshotCut::seq` does for a cut.
+    seq: crate::effect::Seq,
 }
 
 impl Keyspace {
@@ -40,6 +42,8 @@ impl Keyspace {
         FrozenKeyspace {
             shards,
             n_dbs: self.dbs().len(),
+            // Read with every shard held: writers take their numbers under a write lock.
+            seq: self.next_seq(),
         }
     }
 }
@@ -48,6 +52,12 @@ impl FrozenKeyspace<'_> {
     /// The number of databases.
     pub fn n_dbs(&self) -> usize {
         self.n_dbs
+    }
+
+    /// Where the freeze splits the effect stream: every unit numbered below this applied wholly
+    /// before it (a fork-mode save holds it across `fork()`, so the child saves exactly those).
+    pub fn seq(&self) -> crate::effect::Seq {
+        self.seq
     }
 
     fn db_shards(&self, db_idx: usize) -> &[RwLockReadGuard<'_, ShardState>] {

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::compact::CompactBytes;
 
 use crate::db::{Db, DbStats, Flushed, N_SHARDS, Shared};
+use crate::effect::Seq;
 use crate::entry::Entry;
 use crate::retain::{RetainCounters, RetainSlots, RetainedStats, ShardSnapshot};
 use crate::shard::ShardState;
@@ -19,7 +20,7 @@ const EXPIRE_KEYS_PER_VISIT: usize = 64;
 #[derive(Debug)]
 pub struct Keyspace {
     dbs: Box<[Db]>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// Where the next active expiry cycle resumes, as (db, shard). A mutex because only the one
     /// expiry thread takes it, once per cycle.
     expire_cursor: Mutex<(usize, usize)>,
@@ -44,7 +45,7 @@ impl Keyspace {
     pub fn new(n_dbs: usize) -> Keyspace {
         let shared = Arc::new(Shared::default());
         let dbs = (0..n_dbs.max(1))
-            .map(|_| Db::new(Arc::clone(&shared)))
+            .map(|index| Db::new(Arc::clone(&shared), index))
             .collect();
         Keyspace {
             dbs,
@@ -113,7 +114,12 @@ impl Keyspace {
                 *cursor = (0, 0);
                 continue;
             };
-            let (removed, more_due) = db.expire_shard(shard_idx, now_ms, EXPIRE_KEYS_PER_VISIT);
+            // Each visit holds the command gate shared, as a command does, so no key expires
+            // in the middle of a transaction: EXEC's effects are one unit (see `effect.rs`).
+            let (removed, more_due) = {
+                let _gate = self.gate.shared();
+                db.expire_shard(shard_idx, now_ms, EXPIRE_KEYS_PER_VISIT)
+            };
             cycle.removed += removed;
             if more_due {
                 visited_clean = 0;
@@ -139,6 +145,8 @@ impl Keyspace {
 #[derive(Debug)]
 pub struct SnapshotCut {
     epoch: Epoch,
+    /// The first effect number after the cut: units numbered below it applied before it.
+    seq: Seq,
     now_ms: u64,
     db_sizes: Vec<DbStats>,
     /// What each shard retains and still holds.
@@ -150,6 +158,12 @@ impl SnapshotCut {
     /// The cut epoch: entries with an older version are in the snapshot.
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// Where the cut splits the effect stream: every unit numbered below this applied wholly
+    /// before the cut (it is in the snapshot), every other unit wholly after.
+    pub fn seq(&self) -> Seq {
+        self.seq
     }
 
     /// The wall-clock time of the cut, ms since the Unix epoch. Keys expired at this time are
@@ -279,6 +293,7 @@ impl Keyspace {
             .flat_map(|db| db.shard_locks().iter().map(sync::write))
             .collect();
         let epoch = self.shared.clock.advance();
+        let seq = self.shared.effects.peek();
         let mut db_sizes = vec![DbStats::default(); self.dbs.len()];
         for (idx, shard) in guards.iter().enumerate() {
             if let Some(stats) = db_sizes.get_mut(idx / N_SHARDS) {
@@ -310,6 +325,7 @@ impl Keyspace {
         *active = Some(Arc::clone(&slots));
         Some(SnapshotCut {
             epoch,
+            seq,
             now_ms,
             db_sizes,
             slots,

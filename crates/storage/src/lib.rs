@@ -10,6 +10,8 @@
 //! - `entry`, `value`: [`Entry`] (value, expiry, version) and [`Value`].
 //! - `types`: the collection types (list, hash, set, sorted set).
 //! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
+//! - `effect`: [`effect::Seq`], the numbering of units of change for the effect stream (AOF,
+//!   replicas), and the per-thread recorder through which the server learns a command's number.
 //! - `retain`: the on-write hook that keeps pre-cut versions for a running snapshot.
 //! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
 //! - `gate`: [`CommandGate`], which lets a transaction run alone.
@@ -26,6 +28,7 @@
 
 pub mod compact;
 mod db;
+pub mod effect;
 mod entry;
 mod freeze;
 mod gate;

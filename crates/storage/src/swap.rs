@@ -17,6 +17,7 @@
 //! once; the cut itself stays O(shards).
 
 use crate::db::Db;
+use crate::effect;
 use crate::keyspace::Keyspace;
 use crate::retain;
 use crate::shard::ShardState;
@@ -42,10 +43,12 @@ impl Keyspace {
         for (x, y) in lo_shards.iter_mut().zip(hi_shards.iter_mut()) {
             swap_shards(lo_db, x, y, epoch, now_ms);
         }
-        // One change, as Redis counts it.
+        // One change, as Redis counts it, and one effect, numbered while every shard of both
+        // databases is locked.
         if let Some(first) = lo_shards.first_mut() {
             first.dirty += 1;
         }
+        effect::changed(&self.shared.effects);
         true
     }
 }

@@ -6,7 +6,9 @@
 //! - the on-write retain hook racing the traversal taking shard images;
 //! - the early taking of retained versions (the serializers' sweep) racing the retain hook;
 //! - the stepwise traversal (one bucket per step) racing writers that overwrite and insert;
-//! - the release of retained versions (image drop, end_snapshot) racing writers.
+//! - the release of retained versions (image drop, end_snapshot) racing writers;
+//! - writers taking effect numbers under their shard locks racing the cut, which must split the
+//!   numbers exactly where it splits the writes.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
@@ -15,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use forkless_storage::effect::{self, Seq};
 use forkless_storage::{Keyspace, N_SHARDS, SnapshotCut, Value};
 use loom::sync::Arc;
 use loom::thread;
@@ -215,5 +218,70 @@ fn stepwise_traversal_racing_writers_saves_each_pre_cut_entry_once() {
         assert_eq!(saved.get(&a).map(Vec::as_slice), Some(&b"before"[..]));
         assert_eq!(saved.get(&b).map(Vec::as_slice), Some(&b"before"[..]));
         assert_eq!(keyspace.retained().bytes, 0);
+    });
+}
+
+/// Writes `value` to `keys` under one guard and returns the unit's effect number, as the
+/// server's dispatch takes it after a command.
+fn numbered_write(keyspace: &Keyspace, keys: &[&[u8]], value: &[u8]) -> Seq {
+    set_all(keyspace, keys, value);
+    assert!(effect::take_step().changed);
+    effect::close_unit().unwrap()
+}
+
+#[test]
+fn effect_numbers_taken_under_the_shard_lock_are_split_exactly_by_the_cut() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        keyspace.attach_effect_consumer();
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        let first = numbered_write(&keyspace, &[&a, &b], b"old");
+        assert_eq!(first, Seq::FIRST);
+        // Writer A changes both keys (two shard locks), writer B only `a`; both race the cut.
+        let writer_a = {
+            let (keyspace, a, b) = (Arc::clone(&keyspace), a.clone(), b.clone());
+            thread::spawn(move || numbered_write(&keyspace, &[&a, &b], b"A"))
+        };
+        let writer_b = {
+            let (keyspace, a) = (Arc::clone(&keyspace), a.clone());
+            thread::spawn(move || numbered_write(&keyspace, &[&a], b"B"))
+        };
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        let saved = image_of(&keyspace, &cut);
+        let seq_a = writer_a.join().unwrap();
+        let seq_b = writer_b.join().unwrap();
+        let cut_seq = cut.seq();
+        keyspace.end_snapshot(cut);
+        // Dense: the two writers took the two numbers after the first.
+        let mut taken = [seq_a, seq_b];
+        taken.sort();
+        assert_eq!(taken, [first.next(), first.next().next()]);
+        // Replaying the units numbered below the cut, in number order, gives the snapshot.
+        let mut replayed: BTreeMap<Vec<u8>, Vec<u8>> =
+            [(a.clone(), b"old".to_vec()), (b.clone(), b"old".to_vec())].into();
+        let mut units = [(seq_a, b"A", vec![&a, &b]), (seq_b, b"B", vec![&a])];
+        units.sort_by_key(|unit| unit.0);
+        for (seq, value, keys) in &units {
+            if *seq < cut_seq {
+                for key in keys {
+                    replayed.insert(key.to_vec(), value.to_vec());
+                }
+            }
+        }
+        assert_eq!(saved, replayed, "cut at {cut_seq:?}, units {units:?}");
+        // And all of them, in number order, give the live keyspace.
+        let last = &units[1];
+        let live = keyspace
+            .db(0)
+            .unwrap()
+            .read(&[&a], 0)
+            .get(&a)
+            .cloned()
+            .unwrap();
+        let Value::String(live) = live.value() else {
+            panic!("only strings are written here")
+        };
+        assert_eq!(&live[..], &last.1[..], "the later number wrote `a` last");
+        assert_eq!(keyspace.next_seq(), first.next().next().next());
     });
 }

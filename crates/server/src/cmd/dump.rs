@@ -95,7 +95,7 @@ fn parse_options(args: &[Bytes]) -> Result<RestoreOptions, &'static str> {
 
 /// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency].
 fn restore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let [_, key, ttl, payload, args @ ..] = argv else {
+    let [_, _, ttl, payload, args @ ..] = argv else {
         return;
     };
     let opts = match parse_options(args) {
@@ -112,7 +112,7 @@ fn restore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         DumpError::VersionOrChecksum => BAD_PAYLOAD,
         _ => BAD_DATA,
     });
-    match restore_key(ctx, key, &opts, ttl, value) {
+    match restore_key(ctx, argv, &opts, ttl, value) {
         Ok(()) => ctx.out.ok(),
         Err(msg) => ctx.out.error(msg),
     }
@@ -121,13 +121,14 @@ fn restore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// RESTORE under the key's lock, the TTL and payload already checked: BUSYKEY first, then
 /// their errors, as Redis orders them.
 fn restore_key(
-    ctx: &Ctx<'_>,
-    key: &[u8],
+    ctx: &mut Ctx<'_>,
+    argv: &[Bytes],
     opts: &RestoreOptions,
     ttl: Result<i64, &'static str>,
     value: Result<Value, &'static str>,
 ) -> Result<(), &'static str> {
     let now_ms = ctx.now_ms;
+    let key: &[u8] = argv.get(1).map_or(&[], |key| &key[..]);
     let mut guard = ctx.db().write(&[key], now_ms);
     if !opts.replace && guard.contains(key) {
         return Err(BUSYKEY);
@@ -142,10 +143,25 @@ fn restore_key(
     .map(|at| u64::try_from(at).unwrap_or(0));
     let replaced = opts.replace.then(|| guard.remove(key)).flatten();
     // A deadline already passed: the key is not created (but REPLACE has removed the old one).
-    if expire_at_ms.is_none_or(|at| at > now_ms) {
+    let created = expire_at_ms.is_none_or(|at| at > now_ms);
+    if created {
         guard.set(key, value, expire_at_ms);
     }
     drop(guard);
+    // The effect replays identically: a relative TTL becomes absolute (ABSTTL), and a
+    // deadline already passed leaves only the removal, as Redis propagates RESTORE.
+    match expire_at_ms {
+        Some(_) if !created => ctx.rewrite_effect(|| crate::effects::argv(&[b"DEL", key])),
+        Some(at) if !opts.absolute_ttl => ctx.rewrite_effect(|| {
+            let mut effect = argv.to_vec();
+            if let Some(ttl) = effect.get_mut(2) {
+                *ttl = Bytes::from(at.to_string());
+            }
+            effect.push(Bytes::from_static(b"ABSTTL"));
+            effect
+        }),
+        _ => {}
+    }
     // A big replaced value is freed outside the lock.
     drop(replaced);
     Ok(())

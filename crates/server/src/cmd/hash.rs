@@ -269,6 +269,9 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 hash.insert(copy(field), text.clone())
             });
             drop(guard);
+            // The sum's text, as Redis propagates it: replaying the arithmetic could round
+            // differently.
+            ctx.rewrite_effect(|| crate::effects::argv(&[b"HSET", key, field, &text]));
             ctx.out.bulk(&text);
         }
         Err(msg) => ctx.out.error(msg),

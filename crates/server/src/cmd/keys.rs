@@ -222,6 +222,14 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], name: &str, relative: bool,
         }
     };
     drop(guard);
+    // The effect states the outcome, not the arithmetic: the absolute deadline (the condition
+    // held), or the deletion of a key whose deadline had passed.
+    if changed {
+        ctx.rewrite_effect(|| match deadline {
+            Some(at) => crate::effects::argv(&[b"PEXPIREAT", key, at.to_string().as_bytes()]),
+            None => crate::effects::argv(&[b"DEL", key]),
+        });
+    }
     ctx.out.int(i64::from(changed));
 }
 

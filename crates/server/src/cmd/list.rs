@@ -629,6 +629,13 @@ fn blocking_pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
             Ok(Some(_)) => {}
         }
         if let Some(item) = List::change_key(&mut guard, key, |list| list.pop(end)).flatten() {
+            drop(guard);
+            // The non-blocking form on the key it popped from, as Redis propagates it.
+            let pop: &[u8] = match end {
+                End::Head => b"LPOP",
+                End::Tail => b"RPOP",
+            };
+            ctx.rewrite_effect(|| crate::effects::argv(&[pop, key]));
             ctx.out.array_len(2);
             ctx.out.bulk(key);
             ctx.out.bulk(&item);
@@ -641,16 +648,25 @@ fn blocking_pop(ctx: &mut Ctx<'_>, argv: &[Bytes], end: End) {
 
 fn blmove(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     match (parse_end(arg(argv, 3)), parse_end(arg(argv, 4))) {
-        (Ok(from), Ok(to)) => blocking_move(ctx, argv, from, to, arg(argv, 5)),
+        (Ok(from), Ok(to)) => blocking_move(ctx, argv, b"LMOVE", from, to, arg(argv, 5)),
         (Err(msg), _) | (_, Err(msg)) => ctx.out.error(msg),
     }
 }
 
 fn brpoplpush(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    blocking_move(ctx, argv, End::Tail, End::Head, arg(argv, 3));
+    blocking_move(ctx, argv, b"RPOPLPUSH", End::Tail, End::Head, arg(argv, 3));
 }
 
-fn blocking_move(ctx: &mut Ctx<'_>, argv: &[Bytes], from: End, to: End, timeout: &[u8]) {
+/// BLMOVE / BRPOPLPUSH; `nonblocking` names the form without the timeout (LMOVE / RPOPLPUSH),
+/// which is the effect of a move that happened.
+fn blocking_move(
+    ctx: &mut Ctx<'_>,
+    argv: &[Bytes],
+    nonblocking: &'static [u8],
+    from: End,
+    to: End,
+    timeout: &[u8],
+) {
     let deadline = match parse_timeout(timeout, std::time::Instant::now()) {
         Ok(deadline) => deadline,
         Err(msg) => return ctx.out.error(msg),
@@ -670,7 +686,16 @@ fn blocking_move(ctx: &mut Ctx<'_>, argv: &[Bytes], from: End, to: End, timeout:
         move_item(ctx, arg(argv, 1), arg(argv, 2), from, to)
     };
     match moved {
-        Ok(Some(item)) => ctx.out.bulk(&item),
+        Ok(Some(item)) => {
+            ctx.rewrite_effect(|| {
+                let mut effect = argv.get(..argv.len() - 1).unwrap_or_default().to_vec();
+                if let Some(name) = effect.first_mut() {
+                    *name = Bytes::from_static(nonblocking);
+                }
+                effect
+            });
+            ctx.out.bulk(&item);
+        }
         Ok(None) => {
             let source = argv.get(1).cloned().unwrap_or_default();
             block(ctx, &[source], deadline, TimeoutReply::Null);
@@ -692,5 +717,12 @@ fn blmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     if !mpop(ctx, keys, end, count) {
         block(ctx, keys, deadline, TimeoutReply::NullArray);
+        return;
     }
+    // LMPOP with the same keys, direction and count pops what BLMPOP popped.
+    ctx.rewrite_effect(|| {
+        let mut effect = vec![Bytes::from_static(b"LMPOP")];
+        effect.extend(argv.iter().skip(2).cloned());
+        effect
+    });
 }

@@ -179,6 +179,9 @@ pub(crate) struct Client {
     /// True while a blocked command is retried after a wake-up: a key of the wrong type then
     /// does not end the block (Redis serves a blocked client only from a key of its type).
     pub(crate) block_retry: bool,
+    /// True for a client that replays an effect stream (the AOF at load, a replica's link): its
+    /// commands run at time 0, so no key expires on its own; the stream's DELs remove them.
+    pub(crate) replay: bool,
 }
 
 /// What a handler works with.
@@ -190,6 +193,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now_ms: u64,
     /// The running command's declared key positions (its table row's `keys`).
     pub(crate) keys: KeySpec,
+    /// The command's effect, when its argv would not replay deterministically (see
+    /// `crate::effects`).
+    effect: Option<Vec<Bytes>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -222,6 +228,23 @@ impl<'a> Ctx<'a> {
             .stats
             .keyspace_misses
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns true if and only if this command's unit took an effect number (a consumer is
+    /// attached, and it changed something or removed an expired key), so its effect will be
+    /// published and a rewrite is worth building.
+    fn effect_recorded(&self) -> bool {
+        forkless_storage::effect::unit_open()
+    }
+
+    /// States the command's effect: what a log or a replica must run to make the same change,
+    /// when the argv itself would not (a relative expiry, a random pick, a blocking form).
+    /// `build` runs only when the effect will be published; the effect is used only if the
+    /// command changed something.
+    pub(crate) fn rewrite_effect(&mut self, build: impl FnOnce() -> Vec<Bytes>) {
+        if self.effect_recorded() {
+            self.effect = Some(build());
+        }
     }
 
     /// Counts a hit or a miss depending on `found`.
@@ -352,15 +375,23 @@ pub(crate) fn dispatch(
     // One clock read gives both the command's time (expiry) and the start of its duration
     // (commandstats): two clock reads per command, as Redis's call() does.
     let started_us = crate::server::unix_us();
-    let now_ms = started_us / 1000;
+    let now_ms = if client.replay { 0 } else { started_us / 1000 };
+    let db = client.db;
+    debug_assert!(
+        client.in_exec || !forkless_storage::effect::unit_open(),
+        "an effect unit left open by an earlier command"
+    );
     let mut ctx = Ctx {
         server,
         client,
         out,
         now_ms,
         keys: command.keys,
+        effect: None,
     };
     (command.handler)(&mut ctx, argv);
+    let rewrite = ctx.effect.take();
+    crate::effects::after_command(server, client, db, argv, rewrite);
     // A command that blocked changed nothing: signalling its keys would wake itself.
     if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
         for key in command.keys.keys(argv) {

@@ -156,7 +156,10 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             .flatten();
         drop(guard);
         return match popped {
-            Some(member) => ctx.out.bulk(&member),
+            Some(member) => {
+                ctx.rewrite_effect(|| crate::effects::argv(&[b"SREM", key, &member]));
+                ctx.out.bulk(&member);
+            }
             None => ctx.out.null(),
         };
     };
@@ -167,6 +170,7 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if count >= size {
         let removed = guard.remove(key);
         drop(guard);
+        ctx.rewrite_effect(|| crate::effects::argv(&[b"DEL", key]));
         if let Some(set) = removed
             .as_ref()
             .and_then(|entry| Set::from_value(entry.value()))
@@ -182,6 +186,12 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             .collect()
     });
     drop(guard);
+    // The members the random picks removed, so a replay removes the same ones.
+    ctx.rewrite_effect(|| {
+        let mut effect = crate::effects::argv(&[b"SREM", key]);
+        effect.extend(popped.iter().cloned());
+        effect
+    });
     reply_set(ctx, popped.iter());
 }
 

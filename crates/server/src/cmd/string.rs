@@ -303,7 +303,13 @@ fn set(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         .expire
         .map(|(unit, arg)| expire_at_ms(unit, arg, ctx.now_ms, INVALID_EXPIRE_SET))
         .transpose();
-    let outcome = expire_at.and_then(|at| set_generic(ctx, key, value, &opts, at));
+    let outcome = expire_at.and_then(|at| {
+        let outcome = set_generic(ctx, key, value, &opts, at)?;
+        if let Some(at) = at {
+            ctx.rewrite_effect(|| set_pxat(key, value, at));
+        }
+        Ok(outcome)
+    });
     match outcome {
         Ok(SetOutcome { old, .. }) if opts.get => reply_value(ctx, Ok(old)),
         Ok(SetOutcome { written: true, .. }) => ctx.out.ok(),
@@ -333,12 +339,21 @@ fn psetex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// SETEX and PSETEX: `<cmd> key ttl value`.
 fn set_with_expiry(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: ExpireUnit, invalid: &'static str) {
     let [_, key, ttl, value] = argv else { return };
-    let outcome = expire_at_ms(unit, ttl, ctx.now_ms, invalid)
-        .and_then(|at| set_generic(ctx, key, value, &SetOptions::default(), Some(at)));
+    let outcome = expire_at_ms(unit, ttl, ctx.now_ms, invalid).and_then(|at| {
+        set_generic(ctx, key, value, &SetOptions::default(), Some(at))?;
+        ctx.rewrite_effect(|| set_pxat(key, value, at));
+        Ok(())
+    });
     match outcome {
         Ok(_) => ctx.out.ok(),
         Err(msg) => ctx.out.error(msg),
     }
+}
+
+/// The effect of a SET with an expiry: the absolute deadline, whatever form the command used,
+/// so a replay at another time sets the same one (as Redis propagates it).
+fn set_pxat(key: &[u8], value: &[u8], at: u64) -> Vec<Bytes> {
+    crate::effects::argv(&[b"SET", key, value, b"PXAT", at.to_string().as_bytes()])
 }
 
 fn getset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
@@ -372,6 +387,21 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return;
     };
     let value = getex_apply(ctx, key, &opts);
+    // The effect, if GETEX changed anything: the deadline made absolute, or its removal.
+    if opts.persist {
+        ctx.rewrite_effect(|| crate::effects::argv(&[b"PERSIST", key]));
+    } else if let Some((unit, arg)) = opts.expire
+        && let Ok(at) = expire_at_ms(unit, arg, ctx.now_ms, INVALID_EXPIRE_GETEX)
+    {
+        let now_ms = ctx.now_ms;
+        ctx.rewrite_effect(|| {
+            if at <= now_ms {
+                crate::effects::argv(&[b"DEL", key])
+            } else {
+                crate::effects::argv(&[b"PEXPIREAT", key, at.to_string().as_bytes()])
+            }
+        });
+    }
     reply_value(ctx, value);
 }
 
@@ -637,6 +667,10 @@ fn incr_by(ctx: &Ctx<'_>, key: &[u8], delta: i64) -> Reply<i64> {
 fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let [_, key, delta] = argv else { return };
     let value = incr_by_float(ctx, key, delta);
+    // The sum's text, not the increment: replaying the arithmetic could round differently.
+    if let Ok(text) = &value {
+        ctx.rewrite_effect(|| crate::effects::argv(&[b"SET", key, text, b"KEEPTTL"]));
+    }
     reply_value(ctx, value.map(Some));
 }
 

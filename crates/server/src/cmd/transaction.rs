@@ -158,5 +158,7 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
         }
     }
     ctx.client.in_exec = false;
+    // The queue's effects are one unit, published while the gate still keeps everything out.
+    crate::effects::end_transaction(server);
     unwatch_all(server, ctx.client);
 }

@@ -190,6 +190,9 @@ fn blocking_zpop(ctx: &mut Ctx<'_>, argv: &[Bytes], max: bool) {
     match pop_first_nonempty(ctx, &key_refs, max, 1) {
         Err(msg) => ctx.out.error(msg),
         Ok(Some((key, popped))) if !popped.is_empty() => {
+            // The non-blocking form on the key it popped from, as Redis propagates it.
+            let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+            ctx.rewrite_effect(|| crate::effects::argv(&[pop, &key]));
             ctx.out.array_len(3);
             ctx.out.bulk(&key);
             for (member, score) in &popped {
@@ -218,7 +221,15 @@ pub(super) fn bzmpop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     match pop_first_nonempty(ctx, &keys, max, count) {
         Err(msg) => ctx.out.error(msg),
-        Ok(Some((key, popped))) => reply_zmpop(ctx, &key, &popped),
+        Ok(Some((key, popped))) => {
+            // ZMPOP with the same keys, direction and count pops what BZMPOP popped.
+            ctx.rewrite_effect(|| {
+                let mut effect = vec![Bytes::from_static(b"ZMPOP")];
+                effect.extend(argv.iter().skip(2).cloned());
+                effect
+            });
+            reply_zmpop(ctx, &key, &popped);
+        }
         Ok(None) => {
             let keys: Vec<Bytes> = keys.iter().map(|key| Bytes::copy_from_slice(key)).collect();
             block(ctx, &keys, deadline, TimeoutReply::NullArray);
