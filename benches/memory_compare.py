@@ -64,7 +64,22 @@ def datasets(scale):
     def lists():
         for i in range(n(20_000)):
             yield resp("RPUSH", f"list:{i}", *[f"item:{m}" for m in range(50)])
-    return {"string": strings, "hash": hashes, "set": sets, "zset": zsets, "list": lists}
+    def hll_sparse():
+        for i in range(n(20_000)):
+            yield resp("PFADD", f"hll:{i}", *[f"e{i}:{m}" for m in range(100)])
+    def hll_dense():
+        for i in range(n(1_000)):
+            for chunk in range(4):
+                yield resp("PFADD", f"hll:{i}", *[f"e{i}:{chunk}:{m}" for m in range(1000)])
+    def geo():
+        for i in range(n(20_000)):
+            args = ["GEOADD", f"geo:{i}"]
+            for m in range(50):
+                args += [f"{(i * 7 + m) % 360 - 180 + 0.123456:.6f}", f"{(i + m * 3) % 170 - 85 + 0.654321:.6f}", f"place:{m}"]
+            yield resp(*args)
+    return {"string": strings, "hash": hashes, "set": sets, "zset": zsets, "list": lists,
+            "hll (sparse, 100 elements)": hll_sparse, "hll (dense, 4000 elements)": hll_dense,
+            "geo (20k x 50)": geo}
 
 def big_datasets(scale):
     n = lambda x: max(1, int(x * scale))
@@ -86,7 +101,14 @@ def big_datasets(scale):
     def lists():
         for i in range(n(20)):
             yield resp("RPUSH", f"list:{i}", *[f"item:{m}" for m in range(50_000)])
-    return {"hash (2k x 600)": hashes, "set (2k x 600 strings)": sets, "zset (2k x 500)": zsets, "list (20 x 50k)": lists}
+    def geo():
+        for i in range(n(20)):
+            args = ["GEOADD", f"geo:{i}"]
+            for m in range(50_000):
+                args += [f"{(m * 0.0071) % 360 - 180:.6f}", f"{(m * 0.0013 + i) % 170 - 85:.6f}", f"place:{m}"]
+            yield resp(*args)
+    return {"hash (2k x 600)": hashes, "set (2k x 600 strings)": sets, "zset (2k x 500)": zsets, "list (20 x 50k)": lists,
+            "geo (20 x 50k)": geo}
 
 def measure(kind, binary, gen):
     workdir = tempfile.mkdtemp(prefix=f"memcmp-{kind}-")
@@ -106,10 +128,13 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--binary", default="target/release/forkless-server")
     parser.add_argument("--big", action="store_true", help="big collections instead of small ones")
+    parser.add_argument("--only", default="", help="measure only the types whose name contains this")
     args = parser.parse_args()
     print("| type | keys | redis MiB | forkless MiB | forkless / redis |")
     print("| --- | --- | --- | --- | --- |")
     for name, gen in (big_datasets if args.big else datasets)(args.scale).items():
+        if args.only not in name:
+            continue
         redis, keys_r = measure("redis", args.binary, gen)
         forkless, keys_f = measure("forkless", args.binary, gen)
         assert keys_r == keys_f, (name, keys_r, keys_f)

@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 12] = [
+const CASE_FILES: [&str; 14] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -45,6 +45,8 @@ const CASE_FILES: [&str; 12] = [
     "lcs.txt",
     "swapdb.txt",
     "encodings.txt",
+    "hyperloglog.txt",
+    "geo.txt",
 ];
 
 /// How long one reply may take.
@@ -109,6 +111,16 @@ fn lcs() {
 #[test]
 fn swapdb() {
     replay("swapdb.txt");
+}
+
+#[test]
+fn hyperloglog() {
+    replay("hyperloglog.txt");
+}
+
+#[test]
+fn geo() {
+    replay("geo.txt");
 }
 
 /// A new case file must get its own test above.

@@ -183,6 +183,19 @@ impl Out {
         }
     }
 
+    /// A double already formatted by the caller (Redis's `addReplyHumanLongDouble` text):
+    /// `,<text>` in RESP3, a bulk string in RESP2.
+    pub fn double_text(&mut self, text: &[u8]) {
+        match self.version {
+            RespVersion::Resp2 => self.bulk(text),
+            RespVersion::Resp3 => {
+                self.buf.extend_from_slice(b",");
+                self.buf.extend_from_slice(text);
+                self.buf.extend_from_slice(CRLF);
+            }
+        }
+    }
+
     /// `#t` / `#f` in RESP3, `:1` / `:0` in RESP2.
     pub fn boolean(&mut self, b: bool) {
         self.buf.extend_from_slice(match (self.version, b) {

@@ -59,6 +59,7 @@ pub(crate) struct Tunables {
     /// `notify-keyspace-events` as `config::notify_class` bits: the one load a write pays for
     /// keyspace notifications when they are off (`notify.rs`).
     pub(crate) notify_keyspace_events: AtomicU32,
+    pub(crate) hll_sparse_max_bytes: AtomicU64,
 }
 
 impl Tunables {
@@ -102,6 +103,8 @@ impl Tunables {
             .store(pubsub.soft_limit_bytes, Ordering::Relaxed);
         self.obuf_pubsub_soft_secs
             .store(pubsub.soft_limit_seconds, Ordering::Relaxed);
+        self.hll_sparse_max_bytes
+            .store(config.hll_sparse_max_bytes, Ordering::Relaxed);
     }
 }
 

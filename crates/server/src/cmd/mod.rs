@@ -21,7 +21,9 @@ pub(crate) mod access;
 pub(crate) mod bitmap;
 pub(crate) mod connection;
 pub(crate) mod dump;
+pub(crate) mod geo;
 pub(crate) mod hash;
+pub(crate) mod hyperloglog;
 pub(crate) mod introspection;
 pub(crate) mod keys;
 pub(crate) mod lcs;
@@ -111,6 +113,8 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         lcs::COMMANDS,
         swapdb::COMMANDS,
         dump::COMMANDS,
+        hyperloglog::COMMANDS,
+        geo::COMMANDS,
     ]
     .into_iter()
     .flatten()

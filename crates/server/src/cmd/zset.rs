@@ -170,7 +170,7 @@ fn zset_add(
     }
 }
 
-fn zadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+pub(crate) fn zadd(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     zadd_generic(ctx, argv, ZaddFlags::default());
 }
 

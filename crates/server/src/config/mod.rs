@@ -372,6 +372,9 @@ pub struct Config {
     pub proto_max_bulk_len: u64,
     /// `client-query-buffer-limit`: largest pending input per client. Default 1 GiB.
     pub client_query_buffer_limit: u64,
+    /// `hll-sparse-max-bytes`: the size (header included) past which a sparse HyperLogLog
+    /// turns dense. Default 3000.
+    pub hll_sparse_max_bytes: u64,
     /// `save`: automatic snapshot points; empty disables them. Default 3600 1, 300 100,
     /// 60 10000.
     pub save: Vec<SavePoint>,
@@ -452,6 +455,7 @@ impl Default for Config {
             daemonize: false,
             proto_max_bulk_len: 512 << 20,
             client_query_buffer_limit: 1 << 30,
+            hll_sparse_max_bytes: 3000,
             save: vec![
                 SavePoint {
                     seconds: 3600,

@@ -95,6 +95,7 @@ fn defaults_render_as_redis_does() {
         ("daemonize", "no"),
         ("proto-max-bulk-len", "536870912"),
         ("client-query-buffer-limit", "1073741824"),
+        ("hll-sparse-max-bytes", "3000"),
         ("save", "3600 1 300 100 60 10000"),
         ("rdbcompression", "yes"),
         ("rdbchecksum", "yes"),

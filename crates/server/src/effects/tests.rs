@@ -170,7 +170,9 @@ fn random_command(rng: &mut StdRng) -> Vec<Vec<String>> {
     let z = pick(rng, "z", 2);
     let h = pick(rng, "h", 2);
     let n = rng.random_range(1..40).to_string();
-    let words: Vec<String> = match rng.random_range(0..37) {
+    let p = pick(rng, "p", 2);
+    let g = pick(rng, "g", 2);
+    let words: Vec<String> = match rng.random_range(0..42) {
         0 => vec!["SET".into(), s, n],
         1 => vec!["SET".into(), s, n.clone(), "PX".into(), n],
         2 => vec!["SET".into(), s, n, "EX".into(), "100".into()],
@@ -244,6 +246,29 @@ fn random_command(rng: &mut StdRng) -> Vec<Vec<String>> {
             format!("sorted{}", rng.random_range(0..2)),
         ],
         35 if rng.random_range(0..10) == 0 => vec!["SWAPDB".into(), "0".into(), "1".into()],
+        36 => vec!["PFADD".into(), p, n.clone(), format!("e{n}")],
+        // PFCOUNT writes the cached cardinality into the HLL: a change from a read command.
+        37 => vec!["PFCOUNT".into(), p],
+        38 => vec!["PFMERGE".into(), p, pick(rng, "p", 2)],
+        39 => vec![
+            "GEOADD".into(),
+            g,
+            format!("{}.5", rng.random_range(-170..170)),
+            format!("{}.25", rng.random_range(-80..80)),
+            format!("m{n}"),
+        ],
+        40 => vec![
+            "GEORADIUS".into(),
+            g,
+            "0".into(),
+            "0".into(),
+            "20000".into(),
+            "km".into(),
+            "COUNT".into(),
+            "3".into(),
+            "STOREDIST".into(),
+            pick(rng, "g", 2),
+        ],
         _ => {
             // A transaction mixing databases and nondeterministic commands.
             let mut queued = vec![vec!["MULTI".to_string()]];

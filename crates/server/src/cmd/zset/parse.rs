@@ -76,7 +76,7 @@ pub(crate) fn strtod_value(number: &[u8]) -> Option<(f64, bool)> {
 
 /// Parses a score as Redis's `getDoubleFromObject` (`string2d`): the whole argument must be a
 /// number, without leading space, not NaN and not out of range.
-pub(super) fn parse_score(arg: &[u8]) -> Option<f64> {
+pub(crate) fn parse_score(arg: &[u8]) -> Option<f64> {
     let first = arg.first()?;
     if first.is_ascii_whitespace() || *first == 0x0b {
         return None;
