@@ -51,11 +51,13 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
     let Some(owner) = server.arc() else {
         return Err("ERR server is shutting down".into());
     };
+    // Read before the state lock: the configuration comes first in the lock order
+    // (docs/ARCHITECTURE.md).
+    let options = save_options(server, &server.config());
     let mut state = server.persistence.state();
     if state.running.is_some() {
         return Err(ALREADY_IN_PROGRESS.into());
     }
-    let options = save_options(server, &server.config());
     let temp_path = options.target.temp_path();
     let overrides = Overrides::from_env();
     // Like the epoch cut, read before the freeze: a change landing in between counts as unsaved

@@ -272,7 +272,12 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
 }
 
 /// Takes the cut and registers the save as running. Err is the reply for the client.
+///
+/// The options are read from the configuration before the state lock is taken: the server's
+/// lock order (docs/ARCHITECTURE.md) puts the configuration before the persistence state, and
+/// INFO takes them in that order.
 fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &'static str> {
+    let options = save_options(server, &server.config());
     let mut state = server.persistence.state();
     if state.running.is_some() {
         return Err(ALREADY_IN_PROGRESS);
@@ -284,7 +289,6 @@ fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &
         .begin_snapshot(unix_ms())
         .ok_or(ALREADY_IN_PROGRESS)?;
     state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let options = save_options(server, &server.config());
     let progress = Arc::new(Progress::default());
     state.running = Some(Running {
         started: Instant::now(),
