@@ -153,6 +153,7 @@ impl Db {
             locks,
             now_ms,
             epoch: self.shared.clock.current(),
+            deferred: Deferred::default(),
         }
     }
 
@@ -170,6 +171,7 @@ impl Db {
             locks,
             now_ms,
             epoch: self.shared.clock.current(),
+            deferred: Deferred::default(),
         }
     }
 
@@ -354,20 +356,24 @@ impl Db {
         max_keys: usize,
     ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
-        let mut removed = 0;
-        while removed < max_keys {
+        // Freed after the lock is released, as a write guard frees what it removes.
+        let mut removed = Vec::new();
+        let mut more_due = false;
+        while removed.len() < max_keys {
             let Some(key) = shard.expires.first_due(now_ms) else {
-                return (removed, false);
+                break;
             };
             let hash = self.shared.hash(&key);
-            if !shard.remove_if_expired(hash, &key, now_ms) {
+            let Some(entry) = shard.remove_if_expired(hash, &key, now_ms) else {
                 // The index and the table disagree: a bug, but never loop forever on it.
                 debug_assert!(false, "expire index names a key that is not expired");
-                return (removed, false);
-            }
-            removed += 1;
+                break;
+            };
+            removed.push(entry);
+            more_due = removed.len() == max_keys && shard.expires.first_due(now_ms).is_some();
         }
-        (removed, shard.expires.first_due(now_ms).is_some())
+        drop(shard);
+        (removed.len(), more_due)
     }
 }
 
@@ -432,17 +438,66 @@ impl ReadGuard<'_> {
     }
 }
 
-/// Write access to the keys a command named: the one path through which entries change.
+/// Write access to the keys a command named: the one path through which commands change
+/// entries.
 ///
 /// Every change (insert, overwrite, in-place update through [`EntryMut`], TTL change, removal)
-/// stamps the entry with the current epoch and counts one change in the shard's `dirty` counter.
-/// The snapshot's "retain the pre-cut value" hook belongs here and nowhere else.
+/// stamps the entry with the current epoch and counts one change in the shard's `dirty` counter,
+/// and calls the snapshot's "retain the pre-cut value" hook first.
+///
+/// What a change replaces or removes (an overwritten value, a removed key and its value, a key
+/// expired on the way) is not freed under the shard locks: the guard keeps it and frees it when
+/// it is dropped, after the locks are released, so that freeing a big value never holds up
+/// the other clients of the shard. Callers get nothing back to free; a caller that wants a
+/// removed value ([`WriteGuard::take`]) owns it and moves it on.
 #[derive(Debug)]
 pub struct WriteGuard<'a> {
     shared: &'a Shared,
+    // Declared before `deferred`: fields are dropped in declaration order, so the shard locks
+    // are released before what the guard deferred is freed.
     locks: Locks<RwLockWriteGuard<'a, ShardState>>,
     now_ms: u64,
     epoch: Epoch,
+    deferred: Deferred,
+}
+
+/// What a write guard replaced or removed, freed after its shard locks (see [`WriteGuard`]).
+/// The first item is kept inline, so the common single-key overwrite allocates nothing.
+#[derive(Debug, Default)]
+struct Deferred {
+    first: Option<Discarded>,
+    more: Vec<Discarded>,
+}
+
+/// One thing to free: a value, and the key it was stored under when the key went too (an
+/// empty key otherwise, which owns no memory).
+type Discarded = (CompactBytes, Value);
+
+impl Deferred {
+    fn push(&mut self, item: Discarded) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.more.push(item);
+        }
+    }
+
+    fn value(&mut self, value: Value) {
+        self.push((CompactBytes::new(), value));
+    }
+
+    fn key(&mut self, key: CompactBytes) {
+        self.push((key, Value::String(CompactBytes::new())));
+    }
+
+    fn entry(&mut self, (key, entry): (CompactBytes, Entry)) {
+        self.push((key, entry.into_parts().0));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
 }
 
 impl WriteGuard<'_> {
@@ -451,10 +506,11 @@ impl WriteGuard<'_> {
         self.now_ms
     }
 
-    fn shard(&mut self, key: &[u8]) -> Option<(u64, &mut ShardState)> {
+    /// The shard of `key`, its hash, and where to put what a change frees.
+    fn shard(&mut self, key: &[u8]) -> Option<(u64, &mut ShardState, &mut Deferred)> {
         let hash = self.shared.hash(key);
         match self.locks.get_mut(shard_of(hash)) {
-            Some(guard) => Some((hash, &mut **guard)),
+            Some(guard) => Some((hash, &mut **guard, &mut self.deferred)),
             None => {
                 not_locked(key);
                 None
@@ -477,8 +533,9 @@ impl WriteGuard<'_> {
     pub fn get_mut(&mut self, key: &[u8]) -> Option<EntryMut<'_>> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
-        let (hash, shard) = self.shard(key)?;
-        if shard.remove_if_expired(hash, key, now_ms) {
+        let (hash, shard, deferred) = self.shard(key)?;
+        if let Some(expired) = shard.remove_if_expired(hash, key, now_ms) {
+            deferred.entry(expired);
             return None;
         }
         let ShardState {
@@ -497,19 +554,21 @@ impl WriteGuard<'_> {
             dirty,
             snapshot,
             watchers,
+            deferred,
             epoch,
             changed: false,
         })
     }
 
-    /// Sets `key` to `value` with the given absolute expiry, replacing any previous entry.
-    /// Returns the previous live entry, for the caller to drop (outside the lock if it may be
-    /// big), unless a running snapshot kept it.
-    pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Option<Entry> {
+    /// Sets `key` to `value` with the given absolute expiry, replacing any previous entry. The
+    /// previous value is freed when the guard is dropped (unless a running snapshot kept it).
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
         let shared = self.shared;
-        let (hash, shard) = self.shard(key)?;
+        let Some((hash, shard, deferred)) = self.shard(key) else {
+            return;
+        };
         shard.dirty += 1;
         shard.watchers.touch(key);
         let ShardState {
@@ -530,12 +589,12 @@ impl WriteGuard<'_> {
                     expires.insert(at, stored_key.clone());
                 }
                 let old = std::mem::replace(entry, new_entry);
-                let was_expired = old.is_expired(now_ms);
-                if was_expired {
+                if old.is_expired(now_ms) {
                     *expired += 1;
                 }
-                let old = retain::preserve_owned(snapshot, stored_key, old)?;
-                (!was_expired).then_some(old)
+                if let Some(old) = retain::preserve_owned(snapshot, stored_key, old) {
+                    deferred.value(old.into_parts().0);
+                }
             }
             hash_table::Entry::Vacant(vacant) => {
                 let stored_key = CompactBytes::from_slice(key);
@@ -543,16 +602,33 @@ impl WriteGuard<'_> {
                     expires.insert(at, stored_key.clone());
                 }
                 vacant.insert((stored_key, new_entry));
-                None
             }
         }
     }
 
-    /// Removes `key`. Returns its live entry, or None if it was absent or already expired.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+    /// Removes `key`, freeing it when the guard is dropped. Returns true if and only if it was
+    /// live (absent or already expired: false).
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        let Some((key, entry)) = self.take_entry(key) else {
+            return false;
+        };
+        self.deferred.push((key, entry.into_parts().0));
+        true
+    }
+
+    /// Removes `key` and hands its live entry to the caller, who moves it on (RENAME, MOVE) or
+    /// frees it once the guard is gone. None if it was absent or already expired.
+    pub fn take(&mut self, key: &[u8]) -> Option<Entry> {
+        let (key, entry) = self.take_entry(key)?;
+        self.deferred.key(key);
+        Some(entry)
+    }
+
+    fn take_entry(&mut self, key: &[u8]) -> Option<(CompactBytes, Entry)> {
         let now_ms = self.now_ms;
-        let (hash, shard) = self.shard(key)?;
-        if shard.remove_if_expired(hash, key, now_ms) {
+        let (hash, shard, deferred) = self.shard(key)?;
+        if let Some(expired) = shard.remove_if_expired(hash, key, now_ms) {
+            deferred.entry(expired);
             return None;
         }
         let removed = shard.remove(hash, key)?;
@@ -608,6 +684,8 @@ pub struct EntryMut<'g> {
     dirty: &'g mut u64,
     snapshot: &'g mut Option<Box<ShardSnapshot>>,
     watchers: &'g crate::watch::Watchers,
+    /// The guard's list of what to free after its locks.
+    deferred: &'g mut Deferred,
     epoch: Epoch,
     changed: bool,
 }
@@ -639,9 +717,11 @@ impl EntryMut<'_> {
         self.entry.value_mut()
     }
 
-    /// Replaces the value and keeps the TTL. Counts as a change.
-    pub fn replace_value(&mut self, value: Value) -> Value {
-        std::mem::replace(self.value_mut(), value)
+    /// Replaces the value and keeps the TTL. Counts as a change. The old value is freed when
+    /// the guard is dropped.
+    pub fn replace_value(&mut self, value: Value) {
+        let old = std::mem::replace(self.value_mut(), value);
+        self.deferred.value(old);
     }
 
     /// Sets or clears the absolute expiry. Counts as a change.
@@ -654,5 +734,62 @@ impl EntryMut<'_> {
             self.expires.insert(at, self.key.clone());
         }
         self.entry.set_expire_at_ms(expire_at_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::Keyspace;
+    use crate::types::list::List;
+    use crate::value::Value;
+
+    /// Regression test: SET freed the value it replaced while it held the shard lock, against
+    /// `WriteGuard::set`'s own contract, so a big overwritten value held up every client of the
+    /// shard while it was freed. The guard now keeps what a change replaces or removes, and
+    /// frees it only when it is dropped, after its locks (its fields drop in that order).
+    #[test]
+    fn replaced_and_removed_values_are_freed_when_the_guard_goes() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let list = |weak: &mut Vec<std::sync::Weak<List>>| {
+            let list = Arc::new(List::default());
+            weak.push(Arc::downgrade(&list));
+            Value::List(list)
+        };
+        let mut weak = Vec::new();
+        db.write(&[b"a"], 0).set(b"a", list(&mut weak), None);
+        db.write(&[b"b"], 0).set(b"b", list(&mut weak), None);
+        db.write(&[b"c"], 0).set(b"c", list(&mut weak), None);
+
+        let mut guard = db.write(&[b"a", b"b", b"c"], 0);
+        guard.set(b"a", Value::string(b"new"), None);
+        assert!(guard.remove(b"b"));
+        if let Some(mut entry) = guard.get_mut(b"c") {
+            entry.replace_value(Value::string(b"new"));
+        }
+        assert_eq!(guard.deferred.len(), 3);
+        assert!(
+            weak.iter().all(|weak| weak.upgrade().is_some()),
+            "freed while the guard holds its locks"
+        );
+        drop(guard);
+        assert!(
+            weak.iter().all(|weak| weak.upgrade().is_none()),
+            "still alive after the guard was dropped"
+        );
+    }
+
+    /// A single-key overwrite keeps what it replaced inline: no allocation on the hot path.
+    #[test]
+    fn one_overwrite_allocates_no_deferred_list() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        db.write(&[b"k"], 0).set(b"k", Value::string(b"old"), None);
+        let mut guard = db.write(&[b"k"], 0);
+        guard.set(b"k", Value::string(b"new"), None);
+        assert!(guard.deferred.first.is_some());
+        assert_eq!(guard.deferred.more.capacity(), 0);
     }
 }

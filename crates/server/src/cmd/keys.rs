@@ -69,9 +69,9 @@ fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
 fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = key_args(argv, 1);
     let mut guard = selected_db(ctx).write(&keys, ctx.now_ms);
-    let removed: Vec<_> = keys.iter().filter_map(|key| guard.remove(key)).collect();
+    let removed = keys.iter().filter(|key| guard.remove(key)).count();
     drop(guard);
-    count_reply(ctx, removed.len());
+    count_reply(ctx, removed);
 }
 
 /// EXISTS and TOUCH: the number of named keys that exist, counting a key named twice twice.
@@ -208,7 +208,9 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], name: &str, relative: bool,
             let allowed = condition.allows(current, when);
             match deadline {
                 Some(at) if allowed => entry.set_expire_at_ms(Some(at)),
-                None if allowed => drop(guard.remove(key)),
+                None if allowed => {
+                    guard.remove(key);
+                }
                 _ => {}
             }
             allowed
@@ -301,13 +303,11 @@ fn rename_generic(ctx: &Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, &'sta
     if src == dst || (nx && guard.contains(dst)) {
         return Ok(false);
     }
-    let Some(entry) = guard.remove(src) else {
+    let Some(entry) = guard.take(src) else {
         return Err(reply::NO_SUCH_KEY);
     };
     let (value, expire_at_ms) = entry.into_parts();
-    let overwritten = guard.set(dst, value, expire_at_ms);
-    drop(guard);
-    drop(overwritten);
+    guard.set(dst, value, expire_at_ms);
     Ok(true)
 }
 
@@ -401,7 +401,7 @@ fn copy_entry<'g>(
         return Some(false);
     }
     let (value, expire_at_ms) = entry.into_parts();
-    drop(dst_guard.set(dst, value, expire_at_ms));
+    dst_guard.set(dst, value, expire_at_ms);
     Some(true)
 }
 
@@ -422,7 +422,7 @@ fn move_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (mut src_guard, mut dst_guard) =
         lock_two_dbs(ctx.server, (src_db, &[key]), (dst_db, &[key]), ctx.now_ms);
     let moved = src_guard.contains(key) && !dst_guard.contains(key);
-    if moved && let Some(entry) = src_guard.remove(key) {
+    if moved && let Some(entry) = src_guard.take(key) {
         let (value, expire_at_ms) = entry.into_parts();
         dst_guard.set(key, value, expire_at_ms);
     }

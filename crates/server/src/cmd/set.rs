@@ -231,7 +231,7 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return ctx.out.set_len(0);
     }
     if count >= size {
-        let removed = guard.remove(key);
+        let removed = guard.take(key);
         drop(guard);
         if let Some(set) = removed.as_ref().and_then(|entry| as_set(entry.value())) {
             reply_set(ctx, set.iter());
