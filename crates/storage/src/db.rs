@@ -11,10 +11,13 @@
 //! KEYS) lock every shard, again in ascending order.
 //!
 //! # Hashing
-//! A key's 64-bit hash is computed once per access and used three ways: bits 48..55 pick the
-//! shard (clear of the low bits hashbrown uses for buckets and the top 7 bits it uses for tags),
-//! the whole hash finds the bucket, and `(shard << 56) | (hash >> 8)` is the key's position in
-//! SCAN order (see [`Db::scan`]).
+//! A key's 64-bit hash is used three ways: bits 48..55 pick the shard (clear of the low bits
+//! hashbrown uses for buckets and the top 7 bits it uses for tags), the whole hash finds the
+//! bucket, and `(shard << 56) | (hash >> 8)` is the key's position in SCAN order (see
+//! [`Db::scan`]). A command's keys are hashed once, when its guard locks their shards: the
+//! guard remembers each key it was given (the slice itself, borrowed for the guard's life, so
+//! its bytes cannot change) with its hash, and a lookup through the guard with that same slice
+//! reuses the hash ([`KeyHashes`]).
 
 use std::sync::Arc;
 
@@ -59,6 +62,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
+        #[cfg(test)]
+        tests::HASHED.with(|hashed| hashed.set(hashed.get() + 1));
         self.hasher.hash_one(key)
     }
 }
@@ -115,20 +120,22 @@ impl Db {
 
     /// Locks the shards of `keys` for reading, in ascending order, and returns a guard through
     /// which those keys (and only those) can be read consistently.
-    pub fn read(&self, keys: &[&[u8]], now_ms: u64) -> ReadGuard<'_> {
-        let locks = match keys {
-            [key] => {
-                let idx = shard_of(self.shared.hash(key));
+    pub fn read<'a>(&'a self, keys: &[&'a [u8]], now_ms: u64) -> ReadGuard<'a> {
+        let hashes = KeyHashes::new(&self.shared, keys);
+        let locks = match &hashes {
+            KeyHashes::One(_, hash) => {
+                let idx = shard_of(*hash);
                 Locks::One(idx, sync::read(self.shard_lock(idx)))
             }
-            _ => Locks::Many(
-                self.sorted_shards(keys)
+            KeyHashes::Many(hashes) => Locks::Many(
+                sorted_shards(hashes)
                     .map(|idx| (idx, sync::read(self.shard_lock(idx))))
                     .collect(),
             ),
         };
         ReadGuard {
             shared: &self.shared,
+            hashes,
             locks,
             now_ms,
         }
@@ -136,20 +143,22 @@ impl Db {
 
     /// Locks the shards of `keys` for writing, in ascending order, and returns the guard through
     /// which all changes to those keys are made.
-    pub fn write(&self, keys: &[&[u8]], now_ms: u64) -> WriteGuard<'_> {
-        let locks = match keys {
-            [key] => {
-                let idx = shard_of(self.shared.hash(key));
+    pub fn write<'a>(&'a self, keys: &[&'a [u8]], now_ms: u64) -> WriteGuard<'a> {
+        let hashes = KeyHashes::new(&self.shared, keys);
+        let locks = match &hashes {
+            KeyHashes::One(_, hash) => {
+                let idx = shard_of(*hash);
                 Locks::One(idx, sync::write(self.shard_lock(idx)))
             }
-            _ => Locks::Many(
-                self.sorted_shards(keys)
+            KeyHashes::Many(hashes) => Locks::Many(
+                sorted_shards(hashes)
                     .map(|idx| (idx, sync::write(self.shard_lock(idx))))
                     .collect(),
             ),
         };
         WriteGuard {
             shared: &self.shared,
+            hashes,
             locks,
             now_ms,
             epoch: self.shared.clock.current(),
@@ -168,21 +177,12 @@ impl Db {
         );
         WriteGuard {
             shared: &self.shared,
+            hashes: KeyHashes::Many(Vec::new()),
             locks,
             now_ms,
             epoch: self.shared.clock.current(),
             deferred: Deferred::default(),
         }
-    }
-
-    fn sorted_shards(&self, keys: &[&[u8]]) -> impl Iterator<Item = usize> + use<> {
-        let mut idxs: Vec<usize> = keys
-            .iter()
-            .map(|key| shard_of(self.shared.hash(key)))
-            .collect();
-        idxs.sort_unstable();
-        idxs.dedup();
-        idxs.into_iter()
     }
 
     /// WATCH: `flag` is set by every later change to `key`, from any client.
@@ -377,6 +377,58 @@ impl Db {
     }
 }
 
+/// The shards of hashed keys, ascending, each once.
+fn sorted_shards(hashes: &[(&[u8], u64)]) -> impl Iterator<Item = usize> + use<> {
+    let mut idxs: Vec<usize> = hashes.iter().map(|(_, hash)| shard_of(*hash)).collect();
+    idxs.sort_unstable();
+    idxs.dedup();
+    idxs.into_iter()
+}
+
+/// The keys a guard was given, each with its hash, so that a lookup through the guard does not
+/// hash the key again. Keys are told apart by address and length, not by content: the guard
+/// borrows every slice for its whole life, so the same slice always holds the same bytes. A
+/// key the guard was not given (an equal key from another buffer) is simply hashed again.
+#[derive(Debug)]
+enum KeyHashes<'a> {
+    /// One key: the common case, no allocation.
+    One(&'a [u8], u64),
+    /// Several keys (or none), sorted by address and length for a binary search.
+    Many(Vec<(&'a [u8], u64)>),
+}
+
+impl<'a> KeyHashes<'a> {
+    fn new(shared: &Shared, keys: &[&'a [u8]]) -> KeyHashes<'a> {
+        match keys {
+            [key] => KeyHashes::One(key, shared.hash(key)),
+            _ => {
+                let mut hashes: Vec<(&'a [u8], u64)> =
+                    keys.iter().map(|key| (*key, shared.hash(key))).collect();
+                hashes.sort_unstable_by_key(|(key, _)| slice_id(key));
+                KeyHashes::Many(hashes)
+            }
+        }
+    }
+
+    /// The hash of `key`: remembered when it is one of the guard's slices, computed otherwise.
+    fn hash(&self, shared: &Shared, key: &[u8]) -> u64 {
+        let known = match self {
+            KeyHashes::One(own, hash) => std::ptr::eq(*own, key).then_some(*hash),
+            KeyHashes::Many(hashes) => hashes
+                .binary_search_by_key(&slice_id(key), |(own, _)| slice_id(own))
+                .ok()
+                .and_then(|pos| hashes.get(pos))
+                .map(|(_, hash)| *hash),
+        };
+        known.unwrap_or_else(|| shared.hash(key))
+    }
+}
+
+/// A slice's identity: its address and length.
+fn slice_id(key: &[u8]) -> (usize, usize) {
+    (key.as_ptr().addr(), key.len())
+}
+
 /// The shard locks a guard holds: one (the common single-key case, no allocation) or several in
 /// ascending shard order.
 #[derive(Debug)]
@@ -420,6 +472,7 @@ fn not_locked(key: &[u8]) {
 #[derive(Debug)]
 pub struct ReadGuard<'a> {
     shared: &'a Shared,
+    hashes: KeyHashes<'a>,
     locks: Locks<RwLockReadGuard<'a, ShardState>>,
     now_ms: u64,
 }
@@ -427,7 +480,7 @@ pub struct ReadGuard<'a> {
 impl ReadGuard<'_> {
     /// The live entry of `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        let hash = self.shared.hash(key);
+        let hash = self.hashes.hash(self.shared, key);
         let Some(shard) = self.locks.get(shard_of(hash)) else {
             not_locked(key);
             return None;
@@ -453,6 +506,7 @@ impl ReadGuard<'_> {
 #[derive(Debug)]
 pub struct WriteGuard<'a> {
     shared: &'a Shared,
+    hashes: KeyHashes<'a>,
     // Declared before `deferred`: fields are dropped in declaration order, so the shard locks
     // are released before what the guard deferred is freed.
     locks: Locks<RwLockWriteGuard<'a, ShardState>>,
@@ -508,7 +562,7 @@ impl WriteGuard<'_> {
 
     /// The shard of `key`, its hash, and where to put what a change frees.
     fn shard(&mut self, key: &[u8]) -> Option<(u64, &mut ShardState, &mut Deferred)> {
-        let hash = self.shared.hash(key);
+        let hash = self.hashes.hash(self.shared, key);
         match self.locks.get_mut(shard_of(hash)) {
             Some(guard) => Some((hash, &mut **guard, &mut self.deferred)),
             None => {
@@ -779,6 +833,59 @@ mod tests {
             weak.iter().all(|weak| weak.upgrade().is_none()),
             "still alive after the guard was dropped"
         );
+    }
+
+    thread_local! {
+        /// Keys hashed on this thread (`Shared::hash`).
+        pub(super) static HASHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn hashed() -> usize {
+        HASHED.with(std::cell::Cell::get)
+    }
+
+    /// Regression test: a command hashed its key once to lock its shard and again for every
+    /// lookup through the guard (three times for a SET that reads the old value first). A
+    /// guard now reuses the hash of every key slice it was given.
+    #[test]
+    fn a_command_hashes_each_key_once() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let (a, b): (&[u8], &[u8]) = (b"a", b"b");
+        db.write(&[a], 0).set(a, Value::string(b"1"), None);
+        db.write(&[b], 0).set(b, Value::string(b"1"), None);
+
+        let before = hashed();
+        let mut guard = db.write(&[a], 0);
+        let _ = guard.get(a);
+        guard.set(a, Value::string(b"2"), None);
+        if let Some(mut entry) = guard.get_mut(a) {
+            entry.set_expire_at_ms(Some(10));
+        }
+        drop(guard);
+        assert_eq!(hashed() - before, 1, "single key");
+
+        let before = hashed();
+        let mut guard = db.write(&[a, b], 0);
+        guard.set(a, Value::string(b"3"), None);
+        assert!(guard.remove(b));
+        let _ = guard.get(a);
+        drop(guard);
+        assert_eq!(hashed() - before, 2, "two keys");
+
+        let before = hashed();
+        let guard = db.read(&[a], 0);
+        assert!(guard.get(a).is_some());
+        drop(guard);
+        assert_eq!(hashed() - before, 1, "read guard");
+
+        // An equal key in another buffer is found too, at the cost of one more hash.
+        let copy = a.to_vec();
+        let before = hashed();
+        let guard = db.read(&[a], 0);
+        assert!(guard.get(&copy).is_some());
+        drop(guard);
+        assert_eq!(hashed() - before, 2, "a copy of the key");
     }
 
     /// A single-key overwrite keeps what it replaced inline: no allocation on the hot path.
