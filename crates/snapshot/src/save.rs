@@ -260,7 +260,57 @@ pub fn save(
     options: &SaveOptions,
     progress: &Progress,
 ) -> Result<SaveReport, SaveError> {
-    let result = save_inner(keyspace, &cut, options, progress);
+    let opened = backend::open(options.writer, &options.target);
+    let (sink, writer, fallback_reason) = match opened {
+        Ok(opened) => opened,
+        Err(err) => {
+            keyspace.end_snapshot(cut);
+            return Err(err.into());
+        }
+    };
+    let mut report = save_to_sinks(keyspace, cut, options, progress, vec![sink])?;
+    let bytes_written = report.sinks.pop().unwrap_or(Ok(0))?;
+    Ok(SaveReport {
+        keys_saved: report.keys_saved,
+        keys_saved_early: report.keys_saved_early,
+        bytes_written,
+        writer,
+        fallback_reason,
+        duration: report.duration,
+    })
+}
+
+/// What a save to several sinks did ([`save_to_sinks`]).
+#[derive(Debug)]
+pub struct FanOutReport {
+    /// Keys written to every sink that completed.
+    pub keys_saved: u64,
+    /// Of those, keys saved ahead of their shard by a sweep of retained versions.
+    pub keys_saved_early: u64,
+    /// Wall time from the start of the save to the last sink's finish.
+    pub duration: Duration,
+    /// Each sink's outcome, in the order the sinks were given: the bytes it took and finished
+    /// ([`Sink::finish`]), or the error that made it drop out (it was aborted then).
+    pub sinks: Vec<Result<u64, BackendError>>,
+}
+
+/// Runs the snapshot of `cut` into every one of `sinks` with one traversal: each chunk of the
+/// stream is encoded, checksummed and compressed once and written to every sink in the same
+/// order, so all of them receive the same bytes (a BGSAVE's file, an AOF base file and
+/// replicas' sockets asked for at the same time share one cut, as Redis shares one fork
+/// between replicas that wait together). A sink that fails is aborted and drops out; the
+/// others go on. Ends the snapshot (`Keyspace::end_snapshot`) whatever the outcome.
+///
+/// Err when the stream itself failed (cancelled, a serializer failed, or every sink dropped
+/// out: the last one's error); every sink is aborted then.
+pub fn save_to_sinks(
+    keyspace: &Keyspace,
+    cut: SnapshotCut,
+    options: &SaveOptions,
+    progress: &Progress,
+    sinks: Vec<Box<dyn Sink>>,
+) -> Result<FanOutReport, SaveError> {
+    let result = save_inner(keyspace, &cut, options, progress, sinks);
     keyspace.end_snapshot(cut);
     result
 }
@@ -270,7 +320,8 @@ fn save_inner(
     cut: &SnapshotCut,
     options: &SaveOptions,
     progress: &Progress,
-) -> Result<SaveReport, SaveError> {
+    sinks: Vec<Box<dyn Sink>>,
+) -> Result<FanOutReport, SaveError> {
     let started = Instant::now();
     let dbs_with_keys: Vec<usize> = cut
         .db_sizes()
@@ -287,10 +338,9 @@ fn save_inner(
         .shards_total
         .store(dbs_with_keys.len() * N_SHARDS, Ordering::Relaxed);
 
-    let (sink, writer, fallback_reason) = backend::open(options.writer, &options.target)?;
     // Enough for every chunk that can be in flight: the channel's and one per serializer.
     let pool = BufferPool::new(3 * options.threads.max(1) + 1);
-    let mut out = Output::new(sink, options, progress, &pool);
+    let mut out = Output::new(sinks, options, progress, &pool);
     let encode = EncodeOptions {
         compress_strings: options.compress_strings,
     };
@@ -317,14 +367,12 @@ fn save_inner(
         }
         out.write_eof(options)
     })();
-    let bytes_written = out.commit(written)?;
-    Ok(SaveReport {
+    let sinks = out.commit(written)?;
+    Ok(FanOutReport {
         keys_saved: progress.keys_processed.load(Ordering::Relaxed),
         keys_saved_early: progress.keys_saved_early.load(Ordering::Relaxed),
-        bytes_written,
-        writer,
-        fallback_reason,
         duration: started.elapsed(),
+        sinks,
     })
 }
 
@@ -913,7 +961,7 @@ pub fn save_frozen(
     tick: &mut dyn FnMut(&Progress),
 ) -> Result<(u64, u64), SaveError> {
     let pool = BufferPool::new(1);
-    let mut out = Output::new(sink, options, progress, &pool);
+    let mut out = Output::new(vec![sink], options, progress, &pool);
     let encode = EncodeOptions {
         compress_strings: options.compress_strings,
     };
@@ -960,7 +1008,7 @@ pub fn save_frozen(
         Ok(keys_saved)
     })();
     let keys_saved = written.as_ref().map_or(0, |keys| *keys);
-    let bytes_written = out.commit(written.map(drop))?;
+    let bytes_written = out.commit(written.map(drop))?.pop().unwrap_or(Ok(0))?;
     Ok((keys_saved, bytes_written))
 }
 
@@ -1014,9 +1062,13 @@ impl FrameCompressor {
     }
 }
 
-/// The writer side: checksum, throttle, sink.
+/// One sink of a save: the sink while it still takes the stream (None once it dropped out),
+/// and why it dropped out.
+type SinkSlot = (Option<Box<dyn Sink>>, Option<BackendError>);
+
+/// The writer side: checksum, throttle, and the sinks, each fed the same bytes.
 struct Output<'a> {
-    sink: Box<dyn Sink>,
+    sinks: Vec<SinkSlot>,
     /// CRC-64 of the RDB bytes written so far.
     crc: u64,
     progress: &'a Progress,
@@ -1028,13 +1080,13 @@ struct Output<'a> {
 
 impl<'a> Output<'a> {
     fn new(
-        sink: Box<dyn Sink>,
+        sinks: Vec<Box<dyn Sink>>,
         options: &SaveOptions,
         progress: &'a Progress,
         pool: &'a BufferPool,
     ) -> Output<'a> {
         Output {
-            sink,
+            sinks: sinks.into_iter().map(|sink| (Some(sink), None)).collect(),
             crc: 0,
             progress,
             pool,
@@ -1046,7 +1098,7 @@ impl<'a> Output<'a> {
     fn write(&mut self, chunk: Chunk) -> Result<(), SaveError> {
         self.crc = Checksum::combine(self.crc, chunk.crc, chunk.plain_len);
         let len = chunk.bytes.len() as u64;
-        self.sink.write(&chunk.bytes)?;
+        self.write_to_sinks(&chunk.bytes)?;
         self.pool.give(chunk.bytes);
         self.progress
             .bytes_written
@@ -1071,28 +1123,66 @@ impl<'a> Output<'a> {
         // Written as is: the CRC covers the stream up to the opcode, not itself.
         let chunk = Chunk::new(eof, options, self.pool, &mut FrameCompressor::default())?;
         let len = chunk.bytes.len() as u64;
-        self.sink.write(&chunk.bytes)?;
+        self.write_to_sinks(&chunk.bytes)?;
         self.progress
             .bytes_written
             .fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
 
-    /// After the stream was written (`written` is Ok) commits the file (fsync, rename, directory
-    /// fsync) and returns its length; otherwise aborts it (temp file removed) and returns the
-    /// error.
-    fn commit(self, written: Result<(), SaveError>) -> Result<u64, SaveError> {
-        match written {
-            Ok(()) => {
-                let bytes_written = self.sink.bytes_written();
-                self.sink.finish()?;
-                Ok(bytes_written)
-            }
-            Err(err) => {
-                self.sink.abort();
-                Err(err)
+    /// Writes `bytes` to every sink still in. A sink that fails is aborted and drops out; when
+    /// the last one does, its error is the stream's.
+    fn write_to_sinks(&mut self, bytes: &[u8]) -> Result<(), SaveError> {
+        let mut left = 0;
+        let mut last_failed = None;
+        for (idx, (slot, dropped_out)) in self.sinks.iter_mut().enumerate() {
+            let Some(sink) = slot else { continue };
+            match sink.write(bytes) {
+                Ok(()) => left += 1,
+                Err(err) => {
+                    if let Some(sink) = slot.take() {
+                        sink.abort();
+                    }
+                    *dropped_out = Some(err);
+                    last_failed = Some(idx);
+                }
             }
         }
+        if left > 0 {
+            return Ok(());
+        }
+        let err = last_failed
+            .and_then(|idx| self.sinks.get_mut(idx))
+            .and_then(|(_, dropped_out)| dropped_out.take())
+            .unwrap_or(BackendError::Poisoned { op: "write" });
+        Err(err.into())
+    }
+
+    /// After the stream was written (`written` is Ok) finishes every sink still in (a file:
+    /// fsync, rename, directory fsync) and returns each sink's outcome, its length or why it
+    /// dropped out; otherwise aborts them all (temp files removed) and returns the error.
+    fn commit(
+        self,
+        written: Result<(), SaveError>,
+    ) -> Result<Vec<Result<u64, BackendError>>, SaveError> {
+        if let Err(err) = written {
+            for sink in self.sinks.into_iter().filter_map(|(sink, _)| sink) {
+                sink.abort();
+            }
+            return Err(err);
+        }
+        Ok(self
+            .sinks
+            .into_iter()
+            .map(|(sink, dropped_out)| match (sink, dropped_out) {
+                (Some(sink), _) => {
+                    let bytes_written = sink.bytes_written();
+                    sink.finish().map(|_| bytes_written)
+                }
+                (None, Some(err)) => Err(err),
+                (None, None) => Err(BackendError::Poisoned { op: "write" }),
+            })
+            .collect())
     }
 
     /// Sleeps as long as the average rate is above `max_bytes_per_sec`.

@@ -723,12 +723,27 @@ pub(crate) fn progress_after(
 pub(crate) struct TempGuard {
     path: PathBuf,
     armed: bool,
+    /// Whether a removal (or a failure to remove) is logged: never in a fork child.
+    logs: bool,
 }
 
 impl TempGuard {
-    /// A guard for `path`, armed.
+    /// A guard for `path`, armed, that logs what it removes.
     pub(crate) fn new(path: PathBuf) -> Self {
-        TempGuard { path, armed: true }
+        TempGuard {
+            path,
+            armed: true,
+            logs: true,
+        }
+    }
+
+    /// A guard for `path`, armed, that logs nothing (a fork child's: see `fork.rs`).
+    pub(crate) fn silent(path: PathBuf) -> Self {
+        TempGuard {
+            path,
+            armed: true,
+            logs: false,
+        }
     }
 
     /// The temp file has been renamed: nothing to remove any more.
@@ -742,7 +757,11 @@ impl Drop for TempGuard {
         if !self.armed {
             return;
         }
-        match fs::remove_file(&self.path) {
+        let removed = fs::remove_file(&self.path);
+        if !self.logs {
+            return;
+        }
+        match removed {
             Ok(()) => tracing::debug!(path = %self.path.display(), "removed snapshot temp file"),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => tracing::warn!(
@@ -755,9 +774,10 @@ impl Drop for TempGuard {
     }
 }
 
-/// The end of the commit protocol, shared by both writers once all data is written to `file`:
-/// fsync, close, rename, fsync the directory. The temp file stays for `temp`'s owner to remove
-/// unless the rename happened.
+/// The end of the commit protocol, the one implementation for every writer (io_uring, blocking,
+/// and the fork child's) once all data is written to `file`: fsync, close, rename, fsync the
+/// directory. The temp file stays for `temp`'s owner to remove unless the rename happened. It
+/// logs nothing, so a fork child may run it; callers report its errors.
 pub(crate) fn commit(
     file: File,
     target: &Target,
