@@ -27,8 +27,8 @@ use rand::Rng;
 
 use crate::compact::CompactBytes;
 use crate::entry::Entry;
-use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
+use crate::snapshot::retain::{self, RetainCounters, ShardSnapshot};
 use crate::sync::{self, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::value::Value;
 use crate::version::{Epoch, EpochClock};

@@ -7,7 +7,7 @@ use hashbrown::HashTable;
 use crate::compact::CompactBytes;
 
 use crate::entry::Entry;
-use crate::retain::{self, ShardSnapshot};
+use crate::snapshot::retain::{self, ShardSnapshot};
 
 /// The keys of a shard that have a TTL, ordered by deadline so the active expiry cycle finds
 /// every expired key without sampling, and so INFO can report an exact average TTL.
