@@ -21,7 +21,7 @@ use forkless_snapshot::save::{
     self, ClientActivity, Compression, Progress, SaveError, SaveOptions, SaveReport,
     TraversalPriority,
 };
-use forkless_storage::{SnapshotCut, Value};
+use forkless_storage::{SaveClaim, SnapshotCut, Value};
 
 use crate::config::{Config, SnapshotCompression, SnapshotMode, SnapshotWriter};
 use crate::server::{Server, lock, unix_ms};
@@ -57,7 +57,9 @@ impl SaveKind {
     }
 }
 
-/// A save that is running.
+/// What the server records about the save that is running: the record its save claim carries
+/// (`Keyspace::claim_save`). The keyspace's save slot is the one place that says whether a
+/// save runs; this is what INFO shows of it.
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) started: Instant,
@@ -69,11 +71,20 @@ pub(crate) struct Running {
     pub(crate) fork_pid: Option<i32>,
 }
 
-/// What INFO persistence shows. A std mutex: taken briefly by commands, the save-point timer
-/// and the save thread at its start and end, never across an await or during a save.
+/// The running save's record, if a save runs.
+pub(crate) fn running(server: &Server) -> Option<Arc<Running>> {
+    server
+        .keyspace
+        .running_save()
+        .and_then(|record| record.downcast::<Running>().ok())
+}
+
+/// What INFO persistence shows of past saves. A std mutex: taken briefly by commands, the
+/// save-point timer and the save thread at its start and end, never across an await or during
+/// a save. A save's claim is taken and released with it held, so that readers of both see a
+/// save's end and its outcome together.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) running: Option<Running>,
     pub(crate) last_save_unix_secs: u64,
     pub(crate) last_bgsave_ok: bool,
     pub(crate) last_bgsave_time_sec: i64,
@@ -148,7 +159,6 @@ impl Persistence {
     pub(crate) fn new(started_unix_secs: u64) -> Persistence {
         Persistence {
             state: Mutex::new(State {
-                running: None,
                 last_save_unix_secs: started_unix_secs,
                 last_bgsave_ok: true,
                 last_bgsave_time_sec: -1,
@@ -276,38 +286,63 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
 /// The options are read from the configuration before the state lock is taken: the server's
 /// lock order (docs/ARCHITECTURE.md) puts the configuration before the persistence state, and
 /// INFO takes them in that order.
-fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &'static str> {
+fn begin(server: &Server) -> Result<Begun, &'static str> {
     let options = save_options(server, &server.config());
     let mut state = server.persistence.state();
-    if state.running.is_some() {
+    if server.keyspace.save_running() {
         return Err(ALREADY_IN_PROGRESS);
     }
     let dirty_at_cut = server.keyspace.dirty();
-    let cut_started = Instant::now();
-    let cut = server
-        .keyspace
-        .begin_snapshot(unix_ms())
-        .ok_or(ALREADY_IN_PROGRESS)?;
-    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let progress = Arc::new(Progress::default());
-    state.running = Some(Running {
+    let record = Arc::new(Running {
         started: Instant::now(),
         progress: Arc::clone(&progress),
         dirty_at_cut,
         kind: SaveKind::Epoch,
         fork_pid: None,
     });
+    let claim = server
+        .keyspace
+        .claim_save(record)
+        .ok_or(ALREADY_IN_PROGRESS)?;
+    let cut_started = Instant::now();
+    let cut = server
+        .keyspace
+        .cut(&claim, unix_ms())
+        .ok_or(ALREADY_IN_PROGRESS)?;
+    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     state.last_try_unix_ms = unix_ms();
-    Ok((cut, options, progress))
+    Ok(Begun {
+        claim,
+        cut,
+        options,
+        progress,
+    })
 }
 
-/// Records the outcome of a save and logs it.
-fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: bool) {
+/// A save that [`begin`] accepted: its claim on the save slot, its cut, and how to run it.
+struct Begun {
+    claim: SaveClaim,
+    cut: SnapshotCut,
+    options: SaveOptions,
+    progress: Arc<Progress>,
+}
+
+/// Records the outcome of a save, logs it, and releases its claim.
+fn finish(
+    server: &Server,
+    result: &Result<SaveReport, SaveError>,
+    background: bool,
+    claim: SaveClaim,
+) {
     let mut state = server.persistence.state();
-    let Some(running) = state.running.take() else {
+    let running = running(server);
+    // Released with the state held, so no reader sees the save ended without its outcome.
+    drop(claim);
+    server.persistence.finished.notify_all();
+    let Some(running) = running else {
         return;
     };
-    server.persistence.finished.notify_all();
     state.last_bgsave_time_sec =
         i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
     if background {
@@ -415,33 +450,33 @@ pub(crate) fn bgsave(server: &Server, kind: Option<SaveKind>) -> Result<(), Stri
 
 /// An epoch BGSAVE: cut now, save on a background thread.
 fn bgsave_epoch(server: &Server) -> Result<(), String> {
-    let (cut, options, progress) = begin(server).map_err(str::to_string)?;
+    let begun = begin(server).map_err(str::to_string)?;
     let Some(owner) = server.arc() else {
-        server.keyspace.end_snapshot(cut);
-        server.persistence.state().running = None;
+        server.keyspace.end_snapshot(begun.cut);
+        drop(begun.claim);
         return Err("ERR server is shutting down".into());
     };
-    let (cut_tx, cut_rx) = std::sync::mpsc::channel::<SnapshotCut>();
+    let (begun_tx, begun_rx) = std::sync::mpsc::channel::<Begun>();
     let spawned = std::thread::Builder::new()
         .name("forkless-bgsave".into())
         .spawn(move || {
-            let Ok(cut) = cut_rx.recv() else { return };
+            let Ok(begun) = begun_rx.recv() else { return };
             // The writer runs on this thread at the clients' priority (so does the sweeper it
             // starts): only the traversal threads take `snapshot-nice`.
-            let result = save::save(&owner.keyspace, cut, &options, &progress);
-            finish(&owner, &result, true);
+            let result = save::save(&owner.keyspace, begun.cut, &begun.options, &begun.progress);
+            finish(&owner, &result, true, begun.claim);
         });
     match spawned {
         Ok(_) => {
             tracing::info!("Background saving started");
-            // The thread is alive and waiting for the cut: the send cannot fail.
-            let _ = cut_tx.send(cut);
+            // The thread is alive and waiting for the save: the send cannot fail.
+            let _ = begun_tx.send(begun);
             Ok(())
         }
         Err(err) => {
-            server.keyspace.end_snapshot(cut);
+            server.keyspace.end_snapshot(begun.cut);
             let result = Err(SaveError::Spawn(err));
-            finish(server, &result, true);
+            finish(server, &result, true, begun.claim);
             Err("ERR Can't save in background: could not start the save thread".into())
         }
     }
@@ -449,11 +484,11 @@ fn bgsave_epoch(server: &Server) -> Result<(), String> {
 
 /// SAVE (and the save before shutdown): cut now, save, wait. Err is the reply for the client.
 pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
-    let (cut, mut options, progress) = begin(server).map_err(str::to_string)?;
+    let mut begun = begin(server).map_err(str::to_string)?;
     // Someone waits for this save (a client, or the exit), so its traversal does not yield.
-    options.priority = TraversalPriority::Nice(0);
-    let result = save::save(&server.keyspace, cut, &options, &progress);
-    finish(server, &result, false);
+    begun.options.priority = TraversalPriority::Nice(0);
+    let result = save::save(&server.keyspace, begun.cut, &begun.options, &begun.progress);
+    finish(server, &result, false, begun.claim);
     result.map(drop).map_err(|_| "ERR".to_string())
 }
 
@@ -462,7 +497,7 @@ pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
 /// child and saves in the foreground.
 pub(crate) fn final_save(server: &Server) -> Result<(), String> {
     let mut state = server.persistence.state();
-    while let Some(running) = &state.running {
+    while let Some(running) = running(server) {
         running.progress.cancel.store(true, Ordering::Relaxed);
         if let Some(pid) = running.fork_pid {
             // As Redis's killRDBChild: SIGUSR1, which the reaper counts as a cancelled save,
@@ -524,7 +559,7 @@ fn save_point_due(server: &Server) -> bool {
     let now_ms = unix_ms();
     let changes = {
         let state = server.persistence.state();
-        if state.running.is_some() {
+        if server.keyspace.save_running() {
             return false;
         }
         let retry_ok = state.last_bgsave_ok
@@ -641,7 +676,8 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     let config = server.config();
     let state = server.persistence.state();
     let retained = server.keyspace.retained();
-    let running = state.running.as_ref();
+    let running = running(server);
+    let running = running.as_deref();
     let progress = running.map(|r| &r.progress);
     let load = |counter: Option<&AtomicU64>| counter.map_or(0, |c| c.load(Ordering::Relaxed));
     let keys_processed = load(progress.map(|p| &p.keys_processed));
