@@ -34,8 +34,8 @@ pub enum Visit {
 /// How far ahead of the bucket it visits the traversal prefetches a string's bytes. A value
 /// lives wherever the allocator put it, so each one the traversal copies is a cache (and TLB)
 /// miss; sixteen buckets (about eight to fourteen entries at hashbrown's load factors) keep
-/// enough of those misses in flight that the copy rarely waits. Idle BGSAVE with zstd of
-/// 1.8M JSON values: 453-454 MB/s without, 546-565 with (docs/benchmarks.md).
+/// enough of those misses in flight that the copy rarely waits (docs/benchmarks.md,
+/// "Prefetching the values a save copies").
 const PREFETCH_AHEAD_BUCKETS: usize = 16;
 
 /// One bucket of a traversal step: if bucket `idx` of `table` holds an entry still older than
