@@ -50,7 +50,7 @@ pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};
 pub use keyspace::{ExpireCycle, Keyspace};
 pub use snapshot::retain::RetainedStats;
-pub use snapshot::{SaveClaim, SaveOwner, SaveRecord, ShardCursor, ShardImage, SnapshotCut, Visit};
+pub use snapshot::{SaveClaim, SaveRecord, ShardCursor, ShardImage, SnapshotCut, Visit};
 pub use value::Value;
 pub use version::Epoch;
 pub use watch::WatchFlag;

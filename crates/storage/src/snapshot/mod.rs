@@ -48,7 +48,7 @@ pub type SaveRecord = Arc<dyn Any + Send + Sync>;
 /// The single owner of "a save is running": the keyspace's one save slot, and the running
 /// save's cut, if it has taken one.
 #[derive(Debug, Default)]
-pub struct SaveOwner {
+pub(crate) struct SaveOwner {
     state: Mutex<OwnerState>,
 }
 
@@ -99,7 +99,8 @@ impl Drop for SaveClaim {
 }
 
 /// A snapshot's cut: the epoch that splits the keyspace into "before" (saved) and "after".
-/// Obtained from [`Keyspace::begin_snapshot`]; give it back with [`Keyspace::end_snapshot`].
+/// Obtained from [`Keyspace::cut`] or [`Keyspace::begin_snapshot`]; give it back with
+/// [`Keyspace::end_snapshot`].
 #[derive(Debug)]
 pub struct SnapshotCut {
     epoch: Epoch,
