@@ -57,7 +57,7 @@ impl ExpireIndex {
 #[derive(Debug, Default)]
 pub(crate) struct ShardState {
     /// Key → entry. A `HashTable` because the caller supplies the hash: the same hash picks the
-    /// shard, orders SCAN, and finds the bucket, so each key is hashed once per command.
+    /// shard, orders SCAN, and finds the bucket (see `db.rs` on how often a key is hashed).
     pub(crate) table: HashTable<(CompactBytes, Entry)>,
     pub(crate) expires: ExpireIndex,
     /// Changes made in this shard, summed over shards for `rdb_changes_since_last_save`. Kept per

@@ -330,8 +330,8 @@ fn parse_db_index(ctx: &Ctx<'_>, arg: &[u8]) -> Result<usize, &'static str> {
 /// Returns the guards in argument order.
 pub(crate) fn lock_two_dbs<'s>(
     server: &'s Server,
-    (a, keys_a): (usize, &[&'s [u8]]),
-    (b, keys_b): (usize, &[&'s [u8]]),
+    (a, keys_a): (usize, &[&[u8]]),
+    (b, keys_b): (usize, &[&[u8]]),
     now_ms: u64,
 ) -> (WriteGuard<'s>, WriteGuard<'s>) {
     debug_assert_ne!(a, b, "two guards on one database deadlock");
