@@ -113,6 +113,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         last_command: Default::default(),
         killed: Default::default(),
         kill: Default::default(),
+        fd: std::os::fd::AsRawFd::as_raw_fd(&socket),
+        info: Default::default(),
     });
     server.clients.insert(Arc::clone(&handle));
     let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
@@ -129,6 +131,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         in_exec: false,
         blocked: None,
         block_retry: false,
+        conn: Default::default(),
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
@@ -152,10 +155,20 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             if handle.killed.load(Ordering::Acquire) {
                 return "killed".into();
             }
+            let qbuf = input.len();
             match decoder.decode(&mut input) {
                 Ok(Some(argv)) => {
                     if argv.is_empty() {
                         continue;
+                    }
+                    client.conn.qbuf = qbuf;
+                    client.conn.qbuf_free = input.capacity().saturating_sub(input.len());
+                    if server.pause.maybe_active() {
+                        if let Err(reason) =
+                            wait_paused(server, socket, client, &mut out, &mut input, &argv).await
+                        {
+                            return reason;
+                        }
                     }
                     cmd::execute(server, client, &mut out, &argv);
                     if client.authenticated != authenticated {
@@ -244,12 +257,15 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         let subscribed = client.subs.active();
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
         let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
+        cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
         let rx = &mut client.subs.rx;
+        let monitor = &mut client.conn.monitor;
         let read = async {
             tokio::select! {
                 read = socket.read_buf(&mut input) => Some(Event::Read(read)),
                 () = handle.kill.notified() => None,
                 Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
+                Some(line) = recv_monitor(monitor) => Some(Event::Monitor(line)),
                 // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
                 () = tokio::time::sleep(crate::limits::SHRINK_IDLE_AFTER), if oversized => {
                     Some(Event::Idle)
@@ -279,6 +295,21 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
+            Some(Event::Monitor(line)) => {
+                out.buf.extend_from_slice(&line);
+                // Drain what else is queued, so a burst costs one write.
+                while let Some(Ok(next)) = client
+                    .conn
+                    .monitor
+                    .as_mut()
+                    .map(tokio::sync::mpsc::UnboundedReceiver::try_recv)
+                {
+                    out.buf.extend_from_slice(&next);
+                    if out.len() >= FLUSH_AT {
+                        break;
+                    }
+                }
+            }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
                 // Drain what else is queued, so a burst costs one write.
@@ -320,6 +351,7 @@ async fn wait_blocked(
     server.blocking.register(&request, &waiter);
     // From now on the client is blocked: a key that turns into another type does not end it.
     client.block_retry = true;
+    cmd::client::publish(client, true, input.len(), input.capacity() - input.len());
     let result = loop {
         cmd::execute(server, client, out, argv);
         if client.blocked.take().is_none() {
@@ -342,6 +374,21 @@ async fn wait_blocked(
                 break Ok(false);
             }
             () = handle.kill.notified() => break Err("killed".to_string()),
+            () = handle.info.unblocked.notified() => match handle.info.take_unblock() {
+                Some(true) => {
+                    out.error(cmd::client::UNBLOCKED_ERROR);
+                    break Ok(false);
+                }
+                Some(false) => {
+                    match request.on_timeout {
+                        crate::blocking::TimeoutReply::NullArray => out.null_array(),
+                        crate::blocking::TimeoutReply::Null => out.null(),
+                    }
+                    break Ok(false);
+                }
+                // A request left over from an earlier block: keep waiting.
+                None => {}
+            },
             read = socket.read_buf(input) => match read {
                 Ok(0) => break Err("closed by peer while blocked".to_string()),
                 // What a blocked client sends waits in its query buffer, under the same limit.
@@ -354,6 +401,7 @@ async fn wait_blocked(
         }
     };
     client.block_retry = false;
+    cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
     server.blocking.unregister(&request, &waiter);
     if result == Ok(true) {
         // Served: what is left may be for the next client in line (now first in the queue).
@@ -364,10 +412,63 @@ async fn wait_blocked(
     result.map(drop)
 }
 
+/// The next MONITOR line, or never for a connection that is not a monitor.
+async fn recv_monitor(
+    monitor: &mut Option<tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>>,
+) -> Option<bytes::Bytes> {
+    match monitor {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Holds a command back while CLIENT PAUSE says so (Redis postpones the client; its command
+/// waits, it does not fail): writes what is pending, then waits for the pause's end, an
+/// UNPAUSE, or the client's end, buffering what it sends meanwhile. Err is why the connection
+/// must end.
+async fn wait_paused(
+    server: &Server,
+    socket: &mut TcpStream,
+    client: &mut Client,
+    out: &mut Out,
+    input: &mut BytesMut,
+    argv: &[bytes::Bytes],
+) -> Result<(), String> {
+    let handle = Arc::clone(&client.handle);
+    loop {
+        // Registered before the check, so an UNPAUSE between the two is not missed.
+        let changed = server.pause.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let Some(until) = cmd::client::pause_deadline(server, client, argv) else {
+            return Ok(());
+        };
+        write_out(server, socket, &handle, out, ObufLimits::of(server, client))
+            .await
+            .map_err(|err| format!("write error: {err}"))?;
+        cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            () = changed => {}
+            () = handle.kill.notified() => return Err("killed".to_string()),
+            read = socket.read_buf(input) => match read {
+                Ok(0) => return Err("closed by peer while paused".to_string()),
+                Ok(_) if crate::limits::query_buffer_exceeded(server, input.len()) => {
+                    return Err(query_buffer_closed(client, input.len()));
+                }
+                Ok(_) => {}
+                Err(err) => return Err(format!("read error: {err}")),
+            },
+        }
+    }
+}
+
 /// What woke the connection up.
 enum Event {
     Read(std::io::Result<usize>),
     Message(crate::pubsub::Message),
+    /// A MONITOR line.
+    Monitor(bytes::Bytes),
     /// The connection has been idle with oversized buffers: time to shrink them.
     Idle,
 }
@@ -422,6 +523,7 @@ async fn write_out(
             None => std::future::pending().await,
         }
     };
+    cmd::client::publish_pending_out(handle, out.len());
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
@@ -437,5 +539,6 @@ async fn write_out(
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
+    cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +52,11 @@ pub(crate) struct Tunables {
     pub(crate) obuf_normal_hard: AtomicU64,
     pub(crate) obuf_normal_soft: AtomicU64,
     pub(crate) obuf_normal_soft_secs: AtomicU64,
+    /// `slowlog-log-slower-than` (microseconds, negative disables) and `slowlog-max-len`.
+    pub(crate) slowlog_log_slower_than: AtomicI64,
+    pub(crate) slowlog_max_len: AtomicU64,
+    /// `latency-monitor-threshold` in milliseconds; 0 disables the latency monitor.
+    pub(crate) latency_monitor_threshold: AtomicU64,
 }
 
 impl Tunables {
@@ -71,6 +78,12 @@ impl Tunables {
             .store(normal.soft_limit_bytes, Ordering::Relaxed);
         self.obuf_normal_soft_secs
             .store(normal.soft_limit_seconds, Ordering::Relaxed);
+        self.slowlog_log_slower_than
+            .store(config.slowlog_log_slower_than, Ordering::Relaxed);
+        self.slowlog_max_len
+            .store(config.slowlog_max_len, Ordering::Relaxed);
+        self.latency_monitor_threshold
+            .store(config.latency_monitor_threshold, Ordering::Relaxed);
     }
 }
 
@@ -116,6 +129,10 @@ pub(crate) struct ClientHandle {
     pub(crate) last_command: AtomicU32,
     pub(crate) killed: AtomicBool,
     pub(crate) kill: Notify,
+    /// The socket's file descriptor, for CLIENT LIST's `fd=`.
+    pub(crate) fd: i32,
+    /// What CLIENT LIST shows of the client to others, and CLIENT UNBLOCK's request.
+    pub(crate) info: cmd::client::ClientInfo,
 }
 
 impl ClientHandle {
@@ -177,6 +194,13 @@ pub(crate) struct Server {
     pub(crate) persistence: crate::persistence::Persistence,
     pub(crate) pubsub: crate::pubsub::Registry,
     pub(crate) blocking: crate::blocking::Registry,
+    /// CLIENT PAUSE.
+    pub(crate) pause: cmd::client::Pause,
+    /// MONITOR's attached clients.
+    pub(crate) monitors: cmd::monitor::Monitors,
+    pub(crate) slowlog: cmd::slowlog::SlowLog,
+    /// The latency monitor and the per-command latency histograms.
+    pub(crate) latency: cmd::latency::Latency,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -210,6 +234,10 @@ impl Server {
             persistence: crate::persistence::Persistence::new(unix_ms() / 1000),
             pubsub: crate::pubsub::Registry::default(),
             blocking: crate::blocking::Registry::default(),
+            pause: cmd::client::Pause::default(),
+            monitors: cmd::monitor::Monitors::default(),
+            slowlog: cmd::slowlog::SlowLog::default(),
+            latency: cmd::latency::Latency::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

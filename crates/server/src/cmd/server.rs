@@ -131,6 +131,7 @@ pub(super) fn config_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
 
 pub(super) fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
     info::reset_stats(ctx.server);
+    ctx.server.latency.reset_histograms();
     ctx.out.ok();
 }
 

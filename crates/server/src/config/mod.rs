@@ -387,6 +387,17 @@ pub struct Config {
     pub latency_tracking: bool,
     /// `lazyfree-lazy-user-del`: stored. Default no.
     pub lazyfree_lazy_user_del: bool,
+    /// `slowlog-log-slower-than`: microseconds from which a command is logged in the slow
+    /// log; negative disables it, 0 logs every command. Default 10000.
+    pub slowlog_log_slower_than: i64,
+    /// `slowlog-max-len`: entries the slow log keeps. Default 128.
+    pub slowlog_max_len: u64,
+    /// `latency-monitor-threshold`: milliseconds from which the latency monitor records an
+    /// event; 0 disables it. Default 0.
+    pub latency_monitor_threshold: u64,
+    /// `enable-debug-command`: who may run DEBUG (`no`, `yes`, or `local`: loopback clients
+    /// only). Default no. Immutable.
+    pub enable_debug_command: ProtectedConfigs,
     /// `enable-protected-configs`: who may CONFIG SET `dir` and `dbfilename`. Default no.
     /// Immutable.
     pub enable_protected_configs: ProtectedConfigs,
@@ -458,6 +469,10 @@ impl Default for Config {
             io_threads: 1,
             client_output_buffer_limit: OutputBufferLimits::default(),
             latency_tracking: true,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
+            enable_debug_command: ProtectedConfigs::No,
             lazyfree_lazy_user_del: false,
             enable_protected_configs: ProtectedConfigs::No,
             snapshot_mode: SnapshotMode::Epoch,
@@ -474,6 +489,7 @@ impl Default for Config {
 }
 
 mod lexer;
+pub(crate) use lexer::repr;
 mod load;
 mod parse;
 mod rewrite;

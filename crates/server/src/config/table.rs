@@ -194,6 +194,16 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("client-output-buffer-limit",  MUTABLE,   multi!(obuf_get, obuf_set, obuf_lines)),
     opt("latency-tracking",            MUTABLE,   flag!(latency_tracking)),
     opt("lazyfree-lazy-user-del",      MUTABLE,   flag!(lazyfree_lazy_user_del)),
+    opt("slowlog-log-slower-than",     MUTABLE,   Kind::Int {
+        range: Signed(-1, LONG_MAX), memory: false,
+        get: |c| u64::from_ne_bytes(c.slowlog_log_slower_than.to_ne_bytes()),
+        set: |c, v| c.slowlog_log_slower_than = i64::from_ne_bytes(v.to_ne_bytes()),
+    }),
+    opt("slowlog-max-len",             MUTABLE,   int!(slowlog_max_len, u64, Unsigned(0, LONG_MAX_U))),
+    opt("latency-monitor-threshold",   MUTABLE,
+        int!(latency_monitor_threshold, u64, Signed(0, LONG_MAX))),
+    opt("enable-debug-command",        IMMUTABLE,
+        choice!(enable_debug_command, ProtectedConfigs)),
     opt("enable-protected-configs",    IMMUTABLE,
         choice!(enable_protected_configs, ProtectedConfigs)),
     opt("snapshot-mode",               MUTABLE,   choice!(snapshot_mode, SnapshotMode)),
@@ -246,6 +256,14 @@ impl Spec {
     pub(super) fn value(&self, config: &Config) -> Vec<u8> {
         match &self.kind {
             Kind::Bool { get, .. } => yes_no(get(config)).as_bytes().to_vec(),
+            // A signed option holds its value in two's complement (see `parse_int`).
+            Kind::Int {
+                range: Signed(..),
+                get,
+                ..
+            } => i64::from_ne_bytes(get(config).to_ne_bytes())
+                .to_string()
+                .into_bytes(),
             Kind::Int { get, .. } => get(config).to_string().into_bytes(),
             Kind::Enum { names, get, .. } => names
                 .get(get(config))

@@ -111,6 +111,10 @@ fn defaults_render_as_redis_does() {
         ),
         ("latency-tracking", "yes"),
         ("lazyfree-lazy-user-del", "no"),
+        ("slowlog-log-slower-than", "10000"),
+        ("slowlog-max-len", "128"),
+        ("latency-monitor-threshold", "0"),
+        ("enable-debug-command", "no"),
         ("enable-protected-configs", "no"),
         ("snapshot-mode", "epoch"),
         ("snapshot-writer", "auto"),
@@ -732,6 +736,7 @@ fn config_get_patterns() {
             "proto-max-bulk-len",
             "maxmemory",
             "maxmemory-policy",
+            "slowlog-max-len",
             "snapshot-max-bytes-per-sec"
         ]
     );

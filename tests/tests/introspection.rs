@@ -1,0 +1,403 @@
+//! Client and server introspection end to end: RESET, CLIENT REPLY / INFO / LIST / PAUSE /
+//! UNBLOCK / NO-EVICT / GETREDIR / TRACKINGINFO, SLOWLOG, LATENCY, MEMORY and MONITOR, against
+//! Redis 7.0's replies.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
+
+use std::time::{Duration, Instant};
+
+use forkless_tests::{TestServer, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
+
+fn text(reply: Vec<u8>) -> String {
+    String::from_utf8(reply).unwrap()
+}
+
+/// The value of `field=` in a CLIENT LIST line.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{name}=");
+    line.split(' ')
+        .find_map(|part| part.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {name}= in {line}"))
+}
+
+#[test]
+fn client_list_prints_every_redis_field_in_order() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    let reply = text(conn.call(&[b"CLIENT", b"LIST"]));
+    let line = reply.split("\r\n").nth(1).unwrap();
+    let names: Vec<&str> = line
+        .split(' ')
+        .map(|part| part.split_once('=').unwrap().0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "addr",
+            "laddr",
+            "fd",
+            "name",
+            "age",
+            "idle",
+            "flags",
+            "db",
+            "sub",
+            "psub",
+            "ssub",
+            "multi",
+            "qbuf",
+            "qbuf-free",
+            "argv-mem",
+            "multi-mem",
+            "rbs",
+            "rbp",
+            "obl",
+            "oll",
+            "omem",
+            "tot-mem",
+            "events",
+            "cmd",
+            "user",
+            "redir",
+            "resp"
+        ]
+    );
+    // As redis-server 7.0 prints for a plain client running CLIENT LIST: the query buffer
+    // still holds the command (26 bytes), whose arguments are 10 bytes.
+    assert_eq!(field(line, "flags"), "N");
+    assert_eq!(field(line, "qbuf"), "26");
+    assert_eq!(field(line, "argv-mem"), "10");
+    assert_eq!(field(line, "multi"), "-1");
+    assert_eq!(field(line, "cmd"), "client|list");
+    assert_ne!(field(line, "fd"), "0");
+    let info = text(conn.call(&[b"CLIENT", b"INFO"]));
+    assert!(info.contains(" cmd=client|info "), "{info}");
+}
+
+#[test]
+fn client_list_shows_other_clients_state() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut other = server.raw();
+    let id = text(other.call(&[b"CLIENT", b"ID"]));
+    let id = id.trim_start_matches(':').trim().to_owned();
+    other.send_command(&[b"SUBSCRIBE", b"a", b"b"]);
+    other.read_reply();
+    other.read_reply();
+    let mut conn = server.raw();
+    let reply = text(conn.call(&[b"CLIENT", b"LIST", b"ID", id.as_bytes()]));
+    let line = reply.split("\r\n").nth(1).unwrap();
+    assert_eq!(field(line, "flags"), "P");
+    assert_eq!(field(line, "sub"), "2");
+    assert_eq!(field(line, "cmd"), "subscribe");
+
+    let mut multi = server.raw();
+    let multi_id = text(multi.call(&[b"CLIENT", b"ID"]));
+    let multi_id = multi_id.trim_start_matches(':').trim().to_owned();
+    multi.call(&[b"MULTI"]);
+    multi.call(&[b"SET", b"k", b"v"]);
+    let reply = text(conn.call(&[b"CLIENT", b"LIST", b"ID", multi_id.as_bytes()]));
+    let line = reply.split("\r\n").nth(1).unwrap();
+    assert_eq!(field(line, "flags"), "x");
+    assert_eq!(field(line, "multi"), "1");
+}
+
+#[test]
+fn client_reply_off_skip_on() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    conn.send_command(&[b"CLIENT", b"REPLY", b"OFF"]);
+    conn.send_command(&[b"PING", b"silenced"]);
+    conn.send_command(&[b"CLIENT", b"REPLY", b"ON"]);
+    assert_eq!(text(conn.read_reply()), "+OK\r\n");
+    conn.send_command(&[b"CLIENT", b"REPLY", b"SKIP"]);
+    conn.send_command(&[b"PING", b"skipped"]);
+    conn.send_command(&[b"PING", b"shown"]);
+    assert_eq!(text(conn.read_reply()), "$5\r\nshown\r\n");
+    // ON right after SKIP clears it and replies.
+    conn.send_command(&[b"CLIENT", b"REPLY", b"SKIP"]);
+    conn.send_command(&[b"CLIENT", b"REPLY", b"ON"]);
+    assert_eq!(text(conn.read_reply()), "+OK\r\n");
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"REPLY", b"MAYBE"])),
+        "-ERR syntax error\r\n"
+    );
+}
+
+#[test]
+fn reset_clears_connection_state() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    conn.call(&[b"SELECT", b"3"]);
+    conn.call(&[b"CLIENT", b"SETNAME", b"someone"]);
+    conn.call(&[b"CLIENT", b"NO-EVICT", b"ON"]);
+    conn.call(&[b"MULTI"]);
+    assert_eq!(text(conn.call(&[b"RESET"])), "+RESET\r\n");
+    // Not in MULTI any more: EXEC fails, and the other state is back to its defaults.
+    assert_eq!(text(conn.call(&[b"EXEC"])), "-ERR EXEC without MULTI\r\n");
+    let info = text(conn.call(&[b"CLIENT", b"INFO"]));
+    assert!(info.contains(" db=0 "), "{info}");
+    assert!(info.contains(" name= "), "{info}");
+    assert!(info.contains(" flags=N "), "{info}");
+}
+
+#[test]
+fn client_no_evict_getredir_trackinginfo() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    assert_eq!(text(conn.call(&[b"CLIENT", b"NO-EVICT", b"ON"])), "+OK\r\n");
+    let info = text(conn.call(&[b"CLIENT", b"INFO"]));
+    assert!(info.contains(" flags=e "), "{info}");
+    assert_eq!(text(conn.call(&[b"CLIENT", b"GETREDIR"])), ":-1\r\n");
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"TRACKINGINFO"])),
+        "*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n"
+    );
+}
+
+#[test]
+fn client_pause_holds_writes_until_unpause() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut admin = server.raw();
+    let mut writer = server.raw();
+    assert_eq!(
+        text(admin.call(&[b"CLIENT", b"PAUSE", b"100000", b"WRITE"])),
+        "+OK\r\n"
+    );
+    // Reads go on; the write waits (it does not fail).
+    assert_eq!(text(writer.call(&[b"GET", b"k"])), "$-1\r\n");
+    writer.send_command(&[b"SET", b"k", b"v"]);
+    writer
+        .stream()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(writer.stream(), &mut byte);
+    assert!(early.is_err(), "the paused write replied early");
+    writer
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(text(admin.call(&[b"CLIENT", b"UNPAUSE"])), "+OK\r\n");
+    assert_eq!(text(writer.read_reply()), "+OK\r\n");
+    assert_eq!(text(admin.call(&[b"GET", b"k"])), "$1\r\nv\r\n");
+}
+
+#[test]
+fn client_pause_ends_by_itself() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    assert_eq!(text(conn.call(&[b"CLIENT", b"PAUSE", b"300"])), "+OK\r\n");
+    let started = Instant::now();
+    assert_eq!(text(conn.call(&[b"PING"])), "+PONG\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"PAUSE", b"10", b"SOME"])),
+        "-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"PAUSE", b"-1"])),
+        "-ERR timeout is negative\r\n"
+    );
+}
+
+fn blocked_clients(conn: &mut forkless_tests::RawConn) -> String {
+    let info = text(conn.call(&[b"INFO", b"clients"]));
+    info.lines()
+        .find_map(|line| line.strip_prefix("blocked_clients:"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn client_unblock_timeout_and_error() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut admin = server.raw();
+    let mut blocked = server.raw();
+    let id = text(blocked.call(&[b"CLIENT", b"ID"]));
+    let id = id.trim_start_matches(':').trim().to_owned();
+    assert_eq!(
+        text(admin.call(&[b"CLIENT", b"UNBLOCK", id.as_bytes()])),
+        ":0\r\n"
+    );
+    blocked.send_command(&[b"BLPOP", b"list", b"0"]);
+    assert!(wait_until(Duration::from_secs(5), || blocked_clients(
+        &mut admin
+    ) == "1"));
+    assert_eq!(
+        text(admin.call(&[b"CLIENT", b"UNBLOCK", id.as_bytes(), b"TIMEOUT"])),
+        ":1\r\n"
+    );
+    assert_eq!(text(blocked.read_reply()), "*-1\r\n");
+    blocked.send_command(&[b"BLPOP", b"list", b"0"]);
+    assert!(wait_until(Duration::from_secs(5), || blocked_clients(
+        &mut admin
+    ) == "1"));
+    assert_eq!(
+        text(admin.call(&[b"CLIENT", b"UNBLOCK", id.as_bytes(), b"ERROR"])),
+        ":1\r\n"
+    );
+    assert_eq!(
+        text(blocked.read_reply()),
+        "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
+    );
+    assert_eq!(
+        text(admin.call(&[b"CLIENT", b"UNBLOCK", id.as_bytes(), b"LATER"])),
+        "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+    );
+}
+
+#[test]
+fn slowlog_logs_trims_and_resets() {
+    let server = TestServer::start(BIN, &["--port", "0", "--slowlog-log-slower-than", "0"]);
+    let mut conn = server.raw();
+    conn.call(&[b"CLIENT", b"SETNAME", b"slowpoke"]);
+    conn.call(&[b"SLOWLOG", b"RESET"]);
+    let long = vec![b'A'; 129];
+    conn.call(&[b"SADD", b"set", b"foo", &long]);
+    let reply = text(conn.call(&[b"SLOWLOG", b"GET", b"1"]));
+    let expected_arg = format!("{}... (1 more bytes)", "A".repeat(128));
+    assert!(reply.contains(&expected_arg), "{reply}");
+    assert!(reply.contains("$8\r\nslowpoke\r\n"), "{reply}");
+    assert!(reply.starts_with("*1\r\n*6\r\n:"), "{reply}");
+    let many: Vec<Vec<u8>> = (0..40).map(|n| n.to_string().into_bytes()).collect();
+    let mut argv: Vec<&[u8]> = vec![b"SADD", b"s2"];
+    argv.extend(many.iter().map(Vec::as_slice));
+    conn.call(&argv);
+    let reply = text(conn.call(&[b"SLOWLOG", b"GET", b"1"]));
+    assert!(reply.contains("... (11 more arguments)"), "{reply}");
+    assert_eq!(
+        text(conn.call(&[b"SLOWLOG", b"GET", b"-2"])),
+        "-ERR count should be greater than or equal to -1\r\n"
+    );
+    conn.call(&[b"CONFIG", b"SET", b"slowlog-max-len", b"3"]);
+    for _ in 0..10 {
+        conn.call(&[b"PING"]);
+    }
+    assert_eq!(text(conn.call(&[b"SLOWLOG", b"LEN"])), ":3\r\n");
+    conn.call(&[b"CONFIG", b"SET", b"slowlog-log-slower-than", b"-1"]);
+    conn.call(&[b"SLOWLOG", b"RESET"]);
+    conn.call(&[b"PING"]);
+    assert_eq!(text(conn.call(&[b"SLOWLOG", b"LEN"])), ":0\r\n");
+    assert_eq!(
+        text(conn.call(&[b"CONFIG", b"GET", b"slowlog-log-slower-than"])),
+        "*2\r\n$23\r\nslowlog-log-slower-than\r\n$2\r\n-1\r\n"
+    );
+}
+
+#[test]
+fn slowlog_redacts_secrets() {
+    let server = TestServer::start(BIN, &["--port", "0", "--slowlog-log-slower-than", "0"]);
+    let mut conn = server.raw();
+    conn.call(&[b"SLOWLOG", b"RESET"]);
+    conn.call(&[b"AUTH", b"user", b"secret"]);
+    let reply = text(conn.call(&[b"SLOWLOG", b"GET", b"1"]));
+    assert!(
+        reply.contains("$4\r\nauth\r\n$10\r\n(redacted)\r\n$10\r\n(redacted)\r\n")
+            || reply.contains("$4\r\nAUTH\r\n$10\r\n(redacted)\r\n$10\r\n(redacted)\r\n"),
+        "{reply}"
+    );
+    assert!(!reply.contains("secret"), "{reply}");
+}
+
+#[test]
+fn latency_histogram_counts_commands_and_subcommands() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    conn.call(&[b"CONFIG", b"RESETSTAT"]);
+    conn.call(&[b"SET", b"a", b"b"]);
+    conn.call(&[b"SET", b"c", b"d"]);
+    conn.call(&[b"CLIENT", b"ID"]);
+    let reply = text(conn.call(&[b"LATENCY", b"HISTOGRAM", b"set", b"client", b"nosuch"]));
+    assert!(
+        reply
+            .starts_with("*4\r\n$3\r\nset\r\n*4\r\n$5\r\ncalls\r\n:2\r\n$14\r\nhistogram_usec\r\n"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("$9\r\nclient|id\r\n*4\r\n$5\r\ncalls\r\n:1\r\n"),
+        "{reply}"
+    );
+    assert_eq!(text(conn.call(&[b"LATENCY", b"LATEST"])), "*0\r\n");
+    assert_eq!(
+        text(conn.call(&[b"LATENCY", b"HISTORY", b"command"])),
+        "*0\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"LATENCY", b"RESET", b"blabla"])),
+        ":0\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"LATENCY", b"GRAPH", b"command"])),
+        "-ERR No samples available for event 'command'\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"LATENCY", b"HELP", b"xxx"])),
+        "-ERR wrong number of arguments for 'latency|help' command\r\n"
+    );
+    assert!(text(conn.call(&[b"LATENCY", b"DOCTOR"])).contains("Dave"));
+}
+
+#[test]
+fn memory_usage_matches_redis_for_strings() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    // redis-server 7.0.15 replies 64, 48 and 144 for these three keys.
+    conn.call(&[b"SET", b"foo", b"bar"]);
+    conn.call(&[b"SET", b"k", b"12345"]);
+    conn.call(&[b"SET", b"kk", &[b'a'; 80]]);
+    assert_eq!(text(conn.call(&[b"MEMORY", b"USAGE", b"foo"])), ":64\r\n");
+    assert_eq!(text(conn.call(&[b"MEMORY", b"USAGE", b"k"])), ":48\r\n");
+    assert_eq!(
+        text(conn.call(&[b"MEMORY", b"USAGE", b"kk", b"SAMPLES", b"5"])),
+        ":144\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"MEMORY", b"USAGE", b"missing"])),
+        "$-1\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"MEMORY", b"USAGE", b"foo", b"SAMPLES"])),
+        "-ERR syntax error\r\n"
+    );
+    assert!(text(conn.call(&[b"MEMORY", b"STATS"])).contains("keys.count"));
+    assert_eq!(text(conn.call(&[b"MEMORY", b"PURGE"])), "+OK\r\n");
+    assert!(text(conn.call(&[b"MEMORY", b"DOCTOR"])).contains("Sam"));
+}
+
+#[test]
+fn monitor_prints_commands_in_redis_format() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut monitor = server.raw();
+    assert_eq!(text(monitor.call(&[b"MONITOR"])), "+OK\r\n");
+    let mut conn = server.raw();
+    conn.call(&[b"SELECT", b"2"]);
+    conn.call(&[b"SET", b"foo", b"a \"quoted\"\n"]);
+    conn.call(&[b"AUTH", b"secret"]);
+    // CONFIG is an admin command: not shown.
+    conn.call(&[b"CONFIG", b"GET", b"port"]);
+    conn.call(&[b"GET", b"foo"]);
+    let select = text(monitor.read_reply());
+    let set = text(monitor.read_reply());
+    let auth = text(monitor.read_reply());
+    let get = text(monitor.read_reply());
+    assert!(
+        select.starts_with('+') && select.contains("] \"SELECT\" \"2\""),
+        "{select}"
+    );
+    // +1339518083.107412 [2 127.0.0.1:60866] "SET" ...
+    let (stamp, rest) = set.split_once(' ').unwrap();
+    let (secs, usecs) = stamp.trim_start_matches('+').split_once('.').unwrap();
+    assert!(secs.parse::<u64>().is_ok() && usecs.len() == 6, "{set}");
+    assert!(rest.starts_with("[2 127.0.0.1:"), "{set}");
+    assert!(
+        set.ends_with("\"SET\" \"foo\" \"a \\\"quoted\\\"\\n\"\r\n"),
+        "{set}"
+    );
+    assert!(auth.ends_with("\"AUTH\" \"(redacted)\"\r\n"), "{auth}");
+    assert!(get.ends_with("\"GET\" \"foo\"\r\n"), "{get}");
+}
