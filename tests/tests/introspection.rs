@@ -401,3 +401,171 @@ fn monitor_prints_commands_in_redis_format() {
     assert!(auth.ends_with("\"AUTH\" \"(redacted)\"\r\n"), "{auth}");
     assert!(get.ends_with("\"GET\" \"foo\"\r\n"), "{get}");
 }
+
+/// The dataset whose digests redis-server 7.0.15 gave (DEBUG DIGEST, DEBUG DIGEST-VALUE).
+fn load_digest_dataset(conn: &mut forkless_tests::RawConn) {
+    for command in [
+        &[&b"SET"[..], b"foo", b"bar"][..],
+        &[b"SET", b"n", b"12345"],
+        &[b"RPUSH", b"l", b"a", b"b", b"3"],
+        &[b"SADD", b"s", b"x", b"y", b"1", b"2"],
+        &[b"SADD", b"si", b"1", b"2", b"3"],
+        &[
+            b"ZADD", b"z", b"1.5", b"a", b"2", b"b", b"-inf", b"c", b"3", b"42",
+        ],
+        &[b"HSET", b"h", b"f", b"v", b"g", b"7"],
+        &[b"EXPIRE", b"foo", b"1000"],
+        &[b"SELECT", b"3"],
+        &[b"SET", b"k", b"v"],
+        &[b"SELECT", b"0"],
+    ] {
+        conn.call(command);
+    }
+}
+
+#[test]
+fn debug_digest_equals_redis() {
+    let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);
+    let mut conn = server.raw();
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"DIGEST"])),
+        format!("+{}\r\n", "0".repeat(40))
+    );
+    load_digest_dataset(&mut conn);
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"DIGEST"])),
+        "+a98f85091f44d29ac4b88b7b487c82155a46545e\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[
+            b"DEBUG",
+            b"DIGEST-VALUE",
+            b"foo",
+            b"l",
+            b"s",
+            b"z",
+            b"h",
+            b"nokey"
+        ])),
+        "*6\r\n+8ec3828f7209dd3abdf6ee448de8b0c0bd53265f\r\n\
+         +09eb1fc9381ee92790d59930ab462945f8cd948b\r\n\
+         +d9a5e496512416d64a1c5e6d33afd9f2f9c366c5\r\n\
+         +b9ad9188d25e6eea07f018cce00cccd97c54cf0d\r\n\
+         +42e8aee1f7247f7f7997132f31f0ea5085e70d29\r\n\
+         +0000000000000000000000000000000000000000\r\n"
+    );
+}
+
+#[test]
+fn debug_reload_keeps_the_dataset() {
+    let dir = forkless_tests::TestDir::new("debug-reload");
+    let dir_arg = dir.0.to_str().unwrap().to_owned();
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--port",
+            "0",
+            "--enable-debug-command",
+            "yes",
+            "--dir",
+            &dir_arg,
+        ],
+    );
+    let mut conn = server.raw();
+    load_digest_dataset(&mut conn);
+    let before = text(conn.call(&[b"DEBUG", b"DIGEST"]));
+    assert_eq!(text(conn.call(&[b"DEBUG", b"RELOAD"])), "+OK\r\n");
+    assert_eq!(text(conn.call(&[b"DEBUG", b"DIGEST"])), before);
+    assert!(dir.dump().exists());
+    // A key added after the save is gone after a reload that does not save.
+    conn.call(&[b"SET", b"later", b"x"]);
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"RELOAD", b"NOSAVE"])),
+        "+OK\r\n"
+    );
+    assert_eq!(text(conn.call(&[b"EXISTS", b"later"])), ":0\r\n");
+    assert_eq!(text(conn.call(&[b"DEBUG", b"DIGEST"])), before);
+}
+
+#[test]
+fn debug_subcommands_reply_as_redis() {
+    let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);
+    let mut conn = server.raw();
+    let started = Instant::now();
+    assert_eq!(text(conn.call(&[b"DEBUG", b"SLEEP", b"0.2"])), "+OK\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(190));
+    conn.call(&[b"SET", b"foo", b"bar"]);
+    let object = text(conn.call(&[b"DEBUG", b"OBJECT", b"foo"]));
+    assert!(object.starts_with("+Value at:0x"), "{object}");
+    assert!(
+        object.contains(" refcount:1 encoding:embstr serializedlength:4 lru:"),
+        "{object}"
+    );
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"OBJECT", b"nokey"])),
+        "-ERR no such key\r\n"
+    );
+    for ok in [
+        &[&b"DEBUG"[..], b"SET-ACTIVE-EXPIRE", b"0"][..],
+        &[b"DEBUG", b"SET-ACTIVE-EXPIRE", b"1"],
+        &[b"DEBUG", b"QUICKLIST-PACKED-THRESHOLD", b"100"],
+        &[b"DEBUG", b"CHANGE-REPL-ID"],
+        &[b"DEBUG", b"LOG", b"hello"],
+    ] {
+        assert_eq!(text(conn.call(ok)), "+OK\r\n");
+    }
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"QUICKLIST-PACKED-THRESHOLD", b"5gb"])),
+        "-ERR argument must be a memory value bigger than 1 and smaller than 4gb\r\n"
+    );
+}
+
+#[test]
+fn debug_set_active_expire_stops_the_cycle() {
+    let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);
+    let mut conn = server.raw();
+    conn.call(&[b"DEBUG", b"SET-ACTIVE-EXPIRE", b"0"]);
+    conn.call(&[b"SET", b"k", b"v", b"PX", b"1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    // Nothing read the key, and the cycle is off: it is still counted.
+    assert_eq!(text(conn.call(&[b"DBSIZE"])), ":1\r\n");
+    conn.call(&[b"DEBUG", b"SET-ACTIVE-EXPIRE", b"1"]);
+    assert!(wait_until(Duration::from_secs(5), || text(
+        conn.call(&[b"DBSIZE"])
+    ) == ":0\r\n"));
+}
+
+#[test]
+fn debug_is_gated_by_enable_debug_command() {
+    const REFUSED: &str = "-ERR DEBUG command not allowed. If the enable-debug-command option is \
+                           set to \"local\", you can run it from a local connection, otherwise \
+                           you need to set this option in the configuration file, and then \
+                           restart the server.\r\n";
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    assert_eq!(text(conn.call(&[b"DEBUG", b"DIGEST"])), REFUSED);
+    assert_eq!(
+        text(conn.call(&[b"CONFIG", b"SET", b"enable-debug-command", b"yes"])),
+        "-ERR CONFIG SET failed (possibly related to argument 'enable-debug-command') - can't \
+         set immutable config\r\n"
+    );
+    drop(conn);
+    drop(server);
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1 127.0.0.2",
+            "--enable-debug-command",
+            "local",
+            "--protected-mode",
+            "no",
+        ],
+    );
+    let mut local = server.raw();
+    assert!(text(local.call(&[b"DEBUG", b"DIGEST"])).starts_with('+'));
+    let mut remote = server.raw_from("127.0.0.2".parse().unwrap());
+    assert_eq!(text(remote.call(&[b"DEBUG", b"DIGEST"])), REFUSED);
+}

@@ -201,6 +201,8 @@ pub(crate) struct Server {
     pub(crate) slowlog: cmd::slowlog::SlowLog,
     /// The latency monitor and the per-command latency histograms.
     pub(crate) latency: cmd::latency::Latency,
+    /// False after DEBUG SET-ACTIVE-EXPIRE 0: the active expiry cycle does not run.
+    pub(crate) active_expire: AtomicBool,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -238,6 +240,7 @@ impl Server {
             monitors: cmd::monitor::Monitors::default(),
             slowlog: cmd::slowlog::SlowLog::default(),
             latency: cmd::latency::Latency::default(),
+            active_expire: AtomicBool::new(true),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

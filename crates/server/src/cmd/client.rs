@@ -388,7 +388,9 @@ pub(crate) fn pause_deadline(server: &Server, client: &Client, argv: &[Bytes]) -
     let (_, command) = super::lookup(name)?;
     let writing = Flags::WRITE.union(Flags::MAY_REPLICATE);
     let writes = command.flags.intersects(writing)
-        || (command.gate == super::meta::Gate::Exclusive
+        // EXEC: the one command that runs in MULTI and takes the gate itself.
+        || (command.has_flag(Flags::RUNS_IN_MULTI)
+            && command.gate == super::meta::Gate::Exclusive
             && client.multi.as_ref().is_some_and(|queued| {
                 queued.iter().any(|argv| {
                     argv.first()

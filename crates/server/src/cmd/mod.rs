@@ -21,6 +21,7 @@ pub(crate) mod access;
 pub(crate) mod bitmap;
 pub(crate) mod client;
 pub(crate) mod connection;
+pub(crate) mod debug;
 pub(crate) mod dump;
 pub(crate) mod hash;
 pub(crate) mod introspection;
@@ -120,6 +121,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         slowlog::COMMANDS,
         latency::COMMANDS,
         memory::COMMANDS,
+        debug::COMMANDS,
     ]
     .into_iter()
     .flatten()

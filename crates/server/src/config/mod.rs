@@ -490,6 +490,7 @@ impl Default for Config {
 
 mod lexer;
 pub(crate) use lexer::repr;
+pub(crate) use parse::parse_memory;
 mod load;
 mod parse;
 mod rewrite;
