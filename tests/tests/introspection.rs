@@ -170,7 +170,16 @@ fn client_pause_holds_writes_until_unpause() {
     );
     // Reads go on; the write waits (it does not fail).
     assert_eq!(text(writer.call(&[b"GET", b"k"])), "$-1\r\n");
+    // A command Redis refuses is answered at once.
+    assert_eq!(
+        text(writer.call(&[b"SET", b"k"])),
+        "-ERR wrong number of arguments for 'set' command\r\n"
+    );
     writer.send_command(&[b"SET", b"k", b"v"]);
+    // The held-back client counts in INFO blocked_clients, as in Redis.
+    assert!(wait_until(Duration::from_secs(5), || blocked_clients(
+        &mut admin
+    ) == "1"));
     writer
         .stream()
         .set_read_timeout(Some(Duration::from_millis(300)))

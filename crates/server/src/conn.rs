@@ -435,6 +435,7 @@ async fn wait_paused(
     argv: &[bytes::Bytes],
 ) -> Result<(), String> {
     let handle = Arc::clone(&client.handle);
+    let mut counted = None;
     loop {
         // Registered before the check, so an UNPAUSE between the two is not missed.
         let changed = server.pause.changed.notified();
@@ -447,6 +448,7 @@ async fn wait_paused(
             .await
             .map_err(|err| format!("write error: {err}"))?;
         cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
+        counted.get_or_insert_with(|| server.pause.wait());
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => {}
             () = changed => {}

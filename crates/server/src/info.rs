@@ -188,7 +188,12 @@ fn clients_section(server: &Server, text: &mut String) {
         "maxclients",
         server.tunables.maxclients.load(Ordering::Relaxed),
     );
-    field(text, "blocked_clients", server.blocking.blocked_clients());
+    // Clients held back by CLIENT PAUSE count as blocked, as Redis's postponed clients do.
+    field(
+        text,
+        "blocked_clients",
+        server.blocking.blocked_clients() + server.pause.n_waiting(),
+    );
     field(text, "tracking_clients", 0);
 }
 

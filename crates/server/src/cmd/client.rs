@@ -8,7 +8,9 @@
 //! another client can see it between commands, as Redis's CLIENT LIST does.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -337,6 +339,17 @@ pub(crate) struct Pause {
     state: Mutex<PauseState>,
     /// Wakes the paused clients when the pause ends early (UNPAUSE).
     pub(crate) changed: Notify,
+    /// Clients whose command waits for the pause's end, for INFO `blocked_clients`.
+    waiting: AtomicUsize,
+}
+
+/// Counts a client as held back by CLIENT PAUSE while it lives.
+pub(crate) struct PauseWait<'a>(&'a Pause);
+
+impl Drop for PauseWait<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -365,6 +378,17 @@ impl Pause {
         (state.all || writes).then_some(until)
     }
 
+    /// Clients held back right now.
+    pub(crate) fn n_waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts the calling client as held back until the returned guard is dropped.
+    pub(crate) fn wait(&self) -> PauseWait<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        PauseWait(self)
+    }
+
     fn pause(&self, until: Instant, all: bool) {
         let mut state = lock(&self.state);
         // As Redis's pauseClients: the longer end and the stricter type win.
@@ -386,6 +410,10 @@ impl Pause {
 pub(crate) fn pause_deadline(server: &Server, client: &Client, argv: &[Bytes]) -> Option<Instant> {
     let name = argv.first()?;
     let (_, command) = super::lookup(name)?;
+    // A command Redis refuses (here, its arity) gets its error at once, paused or not.
+    if !super::subcommands::arity_ok(command.arity, argv.len()) {
+        return None;
+    }
     let writing = Flags::WRITE.union(Flags::MAY_REPLICATE);
     let writes = command.flags.intersects(writing)
         // EXEC: the one command that runs in MULTI and takes the gate itself.
