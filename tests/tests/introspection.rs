@@ -145,6 +145,135 @@ fn reset_clears_connection_state() {
     assert!(info.contains(" flags=N "), "{info}");
 }
 
+/// A RESP3 connection with tracking on, as `CLIENT TRACKING ON` plus `options`.
+fn resp3_tracking(server: &TestServer, options: &[&[u8]]) -> forkless_tests::RawConn {
+    let mut conn = server.raw();
+    conn.call(&[b"HELLO", b"3"]);
+    let mut argv: Vec<&[u8]> = vec![b"CLIENT", b"TRACKING", b"ON"];
+    argv.extend_from_slice(options);
+    assert_eq!(text(conn.call(&argv)), "+OK\r\n");
+    conn
+}
+
+#[test]
+fn tracking_invalidates_read_keys_after_the_reply() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = resp3_tracking(&server, &[]);
+    conn.call(&[b"SET", b"k", b"v"]);
+    conn.call(&[b"GET", b"k"]);
+    // Another client's write: the push arrives on its own.
+    let mut other = server.raw();
+    other.call(&[b"SET", b"k", b"w"]);
+    assert_eq!(
+        text(conn.read_reply()),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+    );
+    // Its own write: the push comes after the reply.
+    conn.call(&[b"HSET", b"h", b"f", b"1"]);
+    conn.call(&[b"HGET", b"h", b"f"]);
+    conn.send_command(&[b"HDEL", b"h", b"f"]);
+    assert_eq!(text(conn.read_reply()), ":1\r\n");
+    assert_eq!(
+        text(conn.read_reply()),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nh\r\n"
+    );
+    // A key is reported once per read: the second write says nothing.
+    other.call(&[b"SET", b"k", b"x"]);
+    other.call(&[b"GET", b"k"]);
+    conn.call(&[b"GET", b"k"]);
+    other.call(&[b"FLUSHALL"]);
+    assert_eq!(text(conn.read_reply()), ">2\r\n$10\r\ninvalidate\r\n_\r\n");
+}
+
+#[test]
+fn tracking_redirects_to_a_resp2_subscriber_and_broadcasts_prefixes() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut target = server.raw();
+    let id = text(target.call(&[b"CLIENT", b"ID"]));
+    let id = id.trim_start_matches(':').trim().to_owned();
+    target.call(&[b"SUBSCRIBE", b"__redis__:invalidate"]);
+    let mut conn = server.raw();
+    assert_eq!(
+        text(conn.call(&[
+            b"CLIENT",
+            b"TRACKING",
+            b"on",
+            b"BCAST",
+            b"PREFIX",
+            b"a:",
+            b"PREFIX",
+            b"b:",
+            b"REDIRECT",
+            id.as_bytes()
+        ])),
+        "+OK\r\n"
+    );
+    conn.call(&[b"MSET", b"a:1", b"1", b"c:1", b"1", b"a:2", b"2"]);
+    // One message per prefix for the whole command, the keys of other prefixes left out.
+    assert_eq!(
+        text(target.read_reply()),
+        "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*2\r\n$3\r\na:1\r\n$3\r\na:2\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"GETREDIR"])),
+        format!(":{id}\r\n")
+    );
+    let info = text(conn.call(&[b"CLIENT", b"INFO"]));
+    assert!(info.contains(" flags=tB "), "{info}");
+    assert!(info.contains(&format!(" redir={id} ")), "{info}");
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"TRACKING", b"on", b"PREFIX", b"x"])),
+        "-ERR PREFIX option requires BCAST mode to be enabled\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"TRACKING", b"on", b"BCAST", b"PREFIX", b"a:b"])),
+        "-ERR Prefix 'a:b' overlaps with an existing prefix 'a:'. Prefixes for a single client must not overlap.\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"TRACKING", b"on", b"REDIRECT", b"999999"])),
+        "-ERR The client ID you want redirect to does not exist\r\n"
+    );
+}
+
+#[test]
+fn tracking_noloop_optin_and_caching() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = resp3_tracking(&server, &[b"OPTIN", b"NOLOOP"]);
+    let mut other = server.raw();
+    other.call(&[b"SET", b"a", b"1"]);
+    other.call(&[b"SET", b"b", b"1"]);
+    // OPTIN: only the read after CLIENT CACHING YES is tracked.
+    conn.call(&[b"GET", b"a"]);
+    assert_eq!(text(conn.call(&[b"CLIENT", b"CACHING", b"YES"])), "+OK\r\n");
+    conn.call(&[b"GET", b"b"]);
+    // NOLOOP: its own write of b is not reported.
+    conn.call(&[b"SET", b"b", b"2"]);
+    conn.call(&[b"CLIENT", b"CACHING", b"YES"]);
+    conn.call(&[b"GET", b"b"]);
+    other.call(&[b"SET", b"a", b"2"]);
+    other.call(&[b"SET", b"b", b"3"]);
+    assert_eq!(
+        text(conn.read_reply()),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"TRACKINGINFO"])),
+        "%3\r\n$5\r\nflags\r\n~3\r\n$2\r\non\r\n$5\r\noptin\r\n$6\r\nnoloop\r\n$8\r\nredirect\r\n:0\r\n$8\r\nprefixes\r\n*0\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"CACHING", b"NO"])),
+        "-ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"TRACKING", b"off"])),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"CLIENT", b"CACHING", b"YES"])),
+        "-ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled\r\n"
+    );
+}
+
 #[test]
 fn client_no_evict_getredir_trackinginfo() {
     let server = TestServer::start(BIN, &["--port", "0"]);

@@ -101,6 +101,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         return;
     }
     let _ = socket.set_nodelay(true);
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
         addr,
@@ -115,6 +116,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         kill: Default::default(),
         fd: std::os::fd::AsRawFd::as_raw_fd(&socket),
         info: Default::default(),
+        push,
     });
     server.clients.insert(Arc::clone(&handle));
     let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
@@ -131,12 +133,13 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         in_exec: false,
         blocked: None,
         block_retry: false,
-        conn: Default::default(),
+        conn: cmd::client::ConnState::new(pushes),
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
+    server.tracking.remove_client(id);
     server.clients.remove(id);
     // What the connection held is free now; see `limits::release_free_memory`.
     crate::limits::request_memory_release();
@@ -259,13 +262,13 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
         cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
         let rx = &mut client.subs.rx;
-        let monitor = &mut client.conn.monitor;
+        let pushes = &mut client.conn.pushes;
         let read = async {
             tokio::select! {
                 read = socket.read_buf(&mut input) => Some(Event::Read(read)),
                 () = handle.kill.notified() => None,
                 Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
-                Some(line) = recv_monitor(monitor) => Some(Event::Monitor(line)),
+                Some(bytes) = pushes.recv() => Some(Event::Push(bytes)),
                 // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
                 () = tokio::time::sleep(crate::limits::SHRINK_IDLE_AFTER), if oversized => {
                     Some(Event::Idle)
@@ -295,15 +298,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
-            Some(Event::Monitor(line)) => {
-                out.buf.extend_from_slice(&line);
+            Some(Event::Push(bytes)) => {
+                out.buf.extend_from_slice(&bytes);
                 // Drain what else is queued, so a burst costs one write.
-                while let Some(Ok(next)) = client
-                    .conn
-                    .monitor
-                    .as_mut()
-                    .map(tokio::sync::mpsc::UnboundedReceiver::try_recv)
-                {
+                while let Ok(next) = client.conn.pushes.try_recv() {
                     out.buf.extend_from_slice(&next);
                     if out.len() >= FLUSH_AT {
                         break;
@@ -412,16 +410,6 @@ async fn wait_blocked(
     result.map(drop)
 }
 
-/// The next MONITOR line, or never for a connection that is not a monitor.
-async fn recv_monitor(
-    monitor: &mut Option<tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>>,
-) -> Option<bytes::Bytes> {
-    match monitor {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Holds a command back while CLIENT PAUSE says so (Redis postpones the client; its command
 /// waits, it does not fail): writes what is pending, then waits for the pause's end, an
 /// UNPAUSE, or the client's end, buffering what it sends meanwhile. Err is why the connection
@@ -469,8 +457,8 @@ async fn wait_paused(
 enum Event {
     Read(std::io::Result<usize>),
     Message(crate::pubsub::Message),
-    /// A MONITOR line.
-    Monitor(bytes::Bytes),
+    /// Bytes from the push channel: a MONITOR line, a tracking invalidation.
+    Push(bytes::Bytes),
     /// The connection has been idle with oversized buffers: time to shrink them.
     Idle,
 }

@@ -133,6 +133,9 @@ pub(crate) struct ClientHandle {
     pub(crate) fd: i32,
     /// What CLIENT LIST shows of the client to others, and CLIENT UNBLOCK's request.
     pub(crate) info: cmd::client::ClientInfo,
+    /// Bytes for the client outside its replies (MONITOR lines, tracking invalidations): the
+    /// connection writes them after the replies it has.
+    pub(crate) push: tokio::sync::mpsc::UnboundedSender<Bytes>,
 }
 
 impl ClientHandle {
@@ -168,6 +171,11 @@ impl Clients {
         lock(&self.by_id).len()
     }
 
+    /// The client with this id, if connected.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        lock(&self.by_id).get(&id).cloned()
+    }
+
     pub(crate) fn all(&self) -> Vec<Arc<ClientHandle>> {
         lock(&self.by_id).values().cloned().collect()
     }
@@ -201,6 +209,8 @@ pub(crate) struct Server {
     pub(crate) slowlog: cmd::slowlog::SlowLog,
     /// The latency monitor and the per-command latency histograms.
     pub(crate) latency: cmd::latency::Latency,
+    /// CLIENT TRACKING's table.
+    pub(crate) tracking: cmd::tracking::Tracking,
     /// False after DEBUG SET-ACTIVE-EXPIRE 0: the active expiry cycle does not run.
     pub(crate) active_expire: AtomicBool,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
@@ -240,6 +250,7 @@ impl Server {
             monitors: cmd::monitor::Monitors::default(),
             slowlog: cmd::slowlog::SlowLog::default(),
             latency: cmd::latency::Latency::default(),
+            tracking: cmd::tracking::Tracking::default(),
             active_expire: AtomicBool::new(true),
             skip_final_save: AtomicBool::new(false),
             self_ref,

@@ -28,7 +28,7 @@ const REPLY_SKIP: u8 = 2;
 const REPLY_SKIP_NEXT: u8 = 4;
 
 /// A connection's own state for the CLIENT subcommands, MONITOR and CLIENT LIST.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ConnState {
     /// `REPLY_*` bits: Redis's CLIENT_REPLY_OFF, CLIENT_REPLY_SKIP, CLIENT_REPLY_SKIP_NEXT.
     reply: u8,
@@ -38,8 +38,28 @@ pub(crate) struct ConnState {
     pub(crate) qbuf_free: usize,
     /// CLIENT NO-EVICT ON.
     no_evict: bool,
-    /// Set by MONITOR: the lines of other clients' commands arrive here.
-    pub(crate) monitor: Option<mpsc::UnboundedReceiver<Bytes>>,
+    /// Set by MONITOR: other clients' commands arrive as lines on the push channel.
+    pub(crate) monitor: bool,
+    /// What other clients send this one outside its replies: MONITOR lines, tracking
+    /// invalidations (the other end is `ClientHandle::push`).
+    pub(crate) pushes: mpsc::UnboundedReceiver<Bytes>,
+    /// CLIENT TRACKING and CLIENT CACHING.
+    pub(crate) tracking: super::tracking::ConnTracking,
+}
+
+impl ConnState {
+    /// A new connection's state, receiving on `pushes`.
+    pub(crate) fn new(pushes: mpsc::UnboundedReceiver<Bytes>) -> ConnState {
+        ConnState {
+            reply: 0,
+            qbuf: 0,
+            qbuf_free: 0,
+            no_evict: false,
+            monitor: false,
+            pushes,
+            tracking: super::tracking::ConnTracking::default(),
+        }
+    }
 }
 
 /// CLIENT LIST's flag letters, as bits of [`ClientInfo::flags`].
@@ -50,6 +70,8 @@ const FLAG_BLOCKED: u32 = 1 << 3;
 const FLAG_DIRTY_CAS: u32 = 1 << 4;
 const FLAG_CLOSE_AFTER_REPLY: u32 = 1 << 5;
 const FLAG_NO_EVICT: u32 = 1 << 6;
+const FLAG_TRACKING: u32 = 1 << 7;
+const FLAG_TRACKING_BCAST: u32 = 1 << 8;
 
 /// In Redis's order (`catClientInfoString`): the letter of each flag.
 const FLAG_LETTERS: &[(u32, char)] = &[
@@ -57,6 +79,8 @@ const FLAG_LETTERS: &[(u32, char)] = &[
     (FLAG_PUBSUB, 'P'),
     (FLAG_MULTI, 'x'),
     (FLAG_BLOCKED, 'b'),
+    (FLAG_TRACKING, 't'),
+    (FLAG_TRACKING_BCAST, 'B'),
     (FLAG_DIRTY_CAS, 'd'),
     (FLAG_CLOSE_AFTER_REPLY, 'c'),
     (FLAG_NO_EVICT, 'e'),
@@ -82,6 +106,8 @@ pub(crate) struct ClientInfo {
     qbuf_free: AtomicU64,
     /// Reply bytes waiting to be written.
     pending_out: AtomicU64,
+    /// The tracking redirect target, 0 without one, -1 with tracking off.
+    redir: AtomicI64,
     /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
     unblock: AtomicU8,
     /// Wakes a blocked connection for CLIENT UNBLOCK.
@@ -100,6 +126,7 @@ impl Default for ClientInfo {
             qbuf: AtomicU64::new(0),
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
+            redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
         }
@@ -132,6 +159,7 @@ struct Figures {
     qbuf_free: u64,
     argv_mem: u64,
     pending_out: u64,
+    redir: i64,
 }
 
 fn to_u64(n: usize) -> u64 {
@@ -160,7 +188,10 @@ fn figures_of(client: &Client, blocked: bool, pending_out: usize) -> Figures {
             flags |= bit;
         }
     };
-    set(client.conn.monitor.is_some(), FLAG_MONITOR);
+    let (tracking, bcast, redir) = super::tracking::list_figures(client);
+    set(client.conn.monitor, FLAG_MONITOR);
+    set(tracking, FLAG_TRACKING);
+    set(bcast, FLAG_TRACKING_BCAST);
     set(client.subs.active(), FLAG_PUBSUB);
     set(client.multi.is_some(), FLAG_MULTI);
     set(blocked, FLAG_BLOCKED);
@@ -181,6 +212,7 @@ fn figures_of(client: &Client, blocked: bool, pending_out: usize) -> Figures {
         qbuf_free: to_u64(client.conn.qbuf_free),
         argv_mem: 0,
         pending_out: to_u64(pending_out),
+        redir,
     }
 }
 
@@ -197,6 +229,13 @@ pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: us
     info.multi_mem.store(figures.multi_mem, Ordering::Relaxed);
     info.qbuf.store(to_u64(qbuf), Ordering::Relaxed);
     info.qbuf_free.store(to_u64(qbuf_free), Ordering::Relaxed);
+    info.redir.store(figures.redir, Ordering::Relaxed);
+}
+
+/// Returns true if and only if the client was subscribed to something when it last waited
+/// (what decides whether a RESP2 client can receive tracking invalidations).
+pub(crate) fn is_subscribed(handle: &ClientHandle) -> bool {
+    handle.info.flags.load(Ordering::Relaxed) & FLAG_PUBSUB != 0
 }
 
 /// Records how many reply bytes wait to be written to the client (0 once written).
@@ -220,6 +259,7 @@ fn figures_of_other(handle: &ClientHandle) -> Figures {
         qbuf_free: info.qbuf_free.load(Ordering::Relaxed),
         argv_mem: 0,
         pending_out: info.pending_out.load(Ordering::Relaxed),
+        redir: info.redir.load(Ordering::Relaxed),
     }
 }
 
@@ -264,7 +304,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
-         oll={} omem={} tot-mem={} events={} cmd={} user=default redir=-1 resp={}",
+         oll={} omem={} tot-mem={} events={} cmd={} user=default redir={} resp={}",
         handle.id,
         handle.addr,
         handle.local_addr,
@@ -290,6 +330,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
         tot_mem,
         events,
         cmd,
+        figures.redir,
         handle.resp.load(Ordering::Relaxed),
     )
 }
@@ -319,13 +360,14 @@ pub(crate) fn reply_altered(client: &Client) -> bool {
     client.conn.reply != 0
 }
 
-/// RESET's share: reply mode on, no-evict off, MONITOR off.
+/// RESET's share: reply mode on, no-evict off, MONITOR and tracking off.
 pub(crate) fn reset(server: &Server, client: &mut Client) {
     client.conn.reply = 0;
     client.conn.no_evict = false;
-    if client.conn.monitor.take().is_some() {
+    if std::mem::take(&mut client.conn.monitor) {
         server.monitors.remove(client.id);
     }
+    super::tracking::disable(server, client);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -488,17 +530,10 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             ctx.out.ok();
         }
         ("client|unblock", [id, rest @ ..]) => client_unblock(ctx, id, rest.first()),
-        ("client|getredir", _) => ctx.out.int(-1),
-        ("client|trackinginfo", _) => {
-            ctx.out.map_len(3);
-            ctx.out.bulk(b"flags");
-            ctx.out.set_len(1);
-            ctx.out.bulk(b"off");
-            ctx.out.bulk(b"redirect");
-            ctx.out.int(-1);
-            ctx.out.bulk(b"prefixes");
-            ctx.out.array_len(0);
-        }
+        ("client|getredir", _) => super::tracking::client_getredir(ctx),
+        ("client|trackinginfo", _) => super::tracking::client_trackinginfo(ctx),
+        ("client|tracking", args) => super::tracking::client_tracking(ctx, args),
+        ("client|caching", [value]) => super::tracking::client_caching(ctx, value),
         ("client|help", _) => client_help(ctx),
         _ => unknown_subcommand(ctx, argv),
     }

@@ -41,6 +41,7 @@ pub(crate) mod sort;
 pub(crate) mod string;
 pub(crate) mod subcommands;
 pub(crate) mod swapdb;
+pub(crate) mod tracking;
 pub(crate) mod transaction;
 pub(crate) mod zset;
 
@@ -186,7 +187,7 @@ pub(crate) struct Client {
     /// True while a blocked command is retried after a wake-up: a key of the wrong type then
     /// does not end the block (Redis serves a blocked client only from a key of its type).
     pub(crate) block_retry: bool,
-    /// CLIENT REPLY, NO-EVICT, MONITOR and the query buffer figures of CLIENT LIST.
+    /// CLIENT REPLY, NO-EVICT, MONITOR, TRACKING and the query buffer figures of CLIENT LIST.
     pub(crate) conn: client::ConnState,
 }
 
@@ -243,6 +244,9 @@ impl<'a> Ctx<'a> {
 pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv: &[Bytes]) {
     let reply_start = out.len();
     execute_checked(server, client, out, argv);
+    if server.tracking.active() {
+        tracking::broadcast(server);
+    }
     if client::reply_altered(client) {
         client::after_command(client, out, reply_start);
     }
@@ -387,6 +391,9 @@ pub(crate) fn dispatch(
     // Wall clock: a step back (NTP) reads as 0 µs rather than wrapping.
     let usec = crate::server::unix_us().saturating_sub(started_us);
     observe(server, client, idx, command, argv, started_us, usec);
+    if server.tracking.active() {
+        tracking::after_command(server, client, command, argv);
+    }
     server
         .stats
         .total_commands_processed

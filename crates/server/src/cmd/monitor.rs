@@ -58,12 +58,13 @@ impl Monitors {
 
 fn monitor(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
     // As Redis: a second MONITOR on the same connection is ignored.
-    if ctx.client.conn.monitor.is_some() {
+    if ctx.client.conn.monitor {
         return;
     }
-    let (sender, receiver) = mpsc::unbounded_channel();
-    ctx.client.conn.monitor = Some(receiver);
-    ctx.server.monitors.add(ctx.client.id, sender);
+    ctx.client.conn.monitor = true;
+    ctx.server
+        .monitors
+        .add(ctx.client.id, ctx.client.handle.push.clone());
     ctx.out.ok();
 }
 

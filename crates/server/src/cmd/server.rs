@@ -76,6 +76,7 @@ fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.db().write_all(ctx.now_ms).clear();
     free_flushed(flushed, is_async);
+    super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }
 
@@ -86,6 +87,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.server.keyspace.flush_all(ctx.now_ms);
     free_flushed(flushed, is_async);
+    super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }
 
