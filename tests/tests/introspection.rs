@@ -128,6 +128,27 @@ fn client_reply_off_skip_on() {
     );
 }
 
+/// Regression: CLIENT REPLY OFF dropped RESP3 pushes too (subscription confirmations), which
+/// Redis always sends, and Redis's pubsub suite hung waiting for them.
+#[test]
+fn client_reply_off_keeps_resp3_pushes() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    conn.call(&[b"HELLO", b"3"]);
+    conn.send_command(&[b"CLIENT", b"REPLY", b"OFF"]);
+    conn.send_command(&[b"SUBSCRIBE", b"channel"]);
+    assert_eq!(
+        text(conn.read_reply()),
+        ">3\r\n$9\r\nsubscribe\r\n$7\r\nchannel\r\n:1\r\n"
+    );
+    let mut other = server.raw();
+    assert_eq!(text(other.call(&[b"PUBLISH", b"channel", b"hi"])), ":1\r\n");
+    assert_eq!(
+        text(conn.read_reply()),
+        ">3\r\n$7\r\nmessage\r\n$7\r\nchannel\r\n$2\r\nhi\r\n"
+    );
+}
+
 #[test]
 fn reset_clears_connection_state() {
     let server = TestServer::start(BIN, &["--port", "0"]);

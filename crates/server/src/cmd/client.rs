@@ -347,11 +347,28 @@ fn own_line(ctx: &Ctx<'_>, argv: &[Bytes], cmd: &str) -> String {
 /// pending SKIP on to the next command, as Redis's `resetClient` does.
 pub(crate) fn after_command(client: &mut Client, out: &mut forkless_protocol::Out, start: usize) {
     if client.conn.reply & (REPLY_OFF | REPLY_SKIP) != 0 {
-        out.buf.truncate(start);
+        drop_replies(out, start);
     }
     client.conn.reply &= !REPLY_SKIP;
     if client.conn.reply & REPLY_SKIP_NEXT != 0 {
         client.conn.reply = (client.conn.reply & !REPLY_SKIP_NEXT) | REPLY_SKIP;
+    }
+}
+
+/// Drops what the command wrote from `start` on, except RESP3 push frames (a subscription's
+/// confirmation): Redis lets pushes through CLIENT REPLY OFF/SKIP.
+fn drop_replies(out: &mut forkless_protocol::Out, start: usize) {
+    let written = out.buf.split_off(start.min(out.buf.len()));
+    let limits = forkless_protocol::Limits::default();
+    let mut rest = &written[..];
+    while let Ok(Some((_, used))) = forkless_protocol::decode_frame(rest, &limits) {
+        let Some((frame, tail)) = rest.split_at_checked(used) else {
+            break;
+        };
+        if frame.first() == Some(&b'>') {
+            out.buf.extend_from_slice(frame);
+        }
+        rest = tail;
     }
 }
 
