@@ -728,3 +728,34 @@ fn debug_is_gated_by_enable_debug_command() {
     let mut remote = server.raw_from("127.0.0.2".parse().unwrap());
     assert_eq!(text(remote.call(&[b"DEBUG", b"DIGEST"])), REFUSED);
 }
+
+#[test]
+fn tracking_reports_expired_keys_and_evicts_over_the_table_limit() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = resp3_tracking(&server, &[b"BCAST", b"NOLOOP"]);
+    // Its own write is hidden by NOLOOP; the expiry, by nobody, is not.
+    conn.call(&[b"SET", b"mykey", b"v", b"PX", b"1"]);
+    assert_eq!(
+        text(conn.read_reply()),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$5\r\nmykey\r\n"
+    );
+    let mut plain = resp3_tracking(&server, &[]);
+    let mut other = server.raw();
+    other.call(&[b"MSET", b"k1", b"1", b"k2", b"2"]);
+    plain.call(&[b"MGET", b"k1", b"k2"]);
+    let info = text(other.call(&[b"INFO", b"stats"]));
+    assert!(info.contains("tracking_total_keys:2\r\n"), "{info}");
+    assert!(info.contains("tracking_total_items:2\r\n"), "{info}");
+    assert!(info.contains("tracking_total_prefixes:1\r\n"), "{info}");
+    let clients = text(other.call(&[b"INFO", b"clients"]));
+    assert!(clients.contains("tracking_clients:2\r\n"), "{clients}");
+    // Over tracking-table-max-keys, a key is dropped and its reader told.
+    other.call(&[b"CONFIG", b"SET", b"tracking-table-max-keys", b"1"]);
+    other.call(&[b"PING"]);
+    let evicted = text(plain.read_reply());
+    assert!(
+        evicted == ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nk1\r\n"
+            || evicted == ">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nk2\r\n",
+        "{evicted}"
+    );
+}

@@ -336,9 +336,16 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                     .active_expire
                     .load(std::sync::atomic::Ordering::Relaxed)
                 {
-                    server
-                        .keyspace
-                        .active_expire_cycle(server::unix_ms(), started + period / 4);
+                    let tracking = server.tracking.active();
+                    let mut expired = Vec::new();
+                    server.keyspace.active_expire_cycle_collecting(
+                        server::unix_ms(),
+                        started + period / 4,
+                        tracking.then_some(&mut expired),
+                    );
+                    if !expired.is_empty() {
+                        cmd::tracking::expired(&server, &expired);
+                    }
                     let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                     server
                         .latency

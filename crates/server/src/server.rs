@@ -57,6 +57,8 @@ pub(crate) struct Tunables {
     pub(crate) slowlog_max_len: AtomicU64,
     /// `latency-monitor-threshold` in milliseconds; 0 disables the latency monitor.
     pub(crate) latency_monitor_threshold: AtomicU64,
+    /// `tracking-table-max-keys`; 0 is no limit.
+    pub(crate) tracking_table_max_keys: AtomicU64,
 }
 
 impl Tunables {
@@ -84,6 +86,8 @@ impl Tunables {
             .store(config.slowlog_max_len, Ordering::Relaxed);
         self.latency_monitor_threshold
             .store(config.latency_monitor_threshold, Ordering::Relaxed);
+        self.tracking_table_max_keys
+            .store(config.tracking_table_max_keys, Ordering::Relaxed);
     }
 }
 

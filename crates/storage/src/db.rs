@@ -357,6 +357,7 @@ impl Db {
         shard_idx: usize,
         now_ms: u64,
         max_keys: usize,
+        mut expired: Option<&mut Vec<CompactBytes>>,
     ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
         let mut removed = 0;
@@ -369,6 +370,9 @@ impl Db {
                 // The index and the table disagree: a bug, but never loop forever on it.
                 debug_assert!(false, "expire index names a key that is not expired");
                 return (removed, false);
+            }
+            if let Some(expired) = expired.as_deref_mut() {
+                expired.push(key);
             }
             removed += 1;
         }

@@ -79,6 +79,18 @@ impl Tracking {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// INFO's figures: (tracking clients, keys in the table, (key, client) items, prefixes).
+    pub(crate) fn counts(&self) -> (usize, usize, usize, usize) {
+        let table = lock(&self.table);
+        let items = table.keys.values().map(HashSet::len).sum();
+        (
+            table.clients.len(),
+            table.keys.len(),
+            items,
+            table.prefixes.len(),
+        )
+    }
+
     /// Forgets client `id` (tracking off, RESET, disconnect).
     pub(crate) fn remove_client(&self, id: u64) {
         if !self.active() {
@@ -187,6 +199,7 @@ pub(crate) fn invalidate(server: &Server, writer: u64, keys: &[&[u8]]) {
 /// `trackingBroadcastInvalidationMessages`, run before the event loop sleeps).
 pub(crate) fn broadcast(server: &Server) {
     let mut table = lock(&server.tracking.table);
+    limit_keys(server, &mut table);
     if table.pending.is_empty() {
         return;
     }
@@ -209,6 +222,40 @@ pub(crate) fn broadcast(server: &Server) {
             }
         }
     }
+}
+
+/// Holds the table to `tracking-table-max-keys` (0: no limit): keys beyond it are dropped
+/// with an invalidation to their readers, as Redis's `trackingLimitUsedSlots` evicts them.
+fn limit_keys(server: &Server, table: &mut Table) {
+    let max = usize::try_from(
+        server
+            .tunables
+            .tracking_table_max_keys
+            .load(Ordering::Relaxed),
+    )
+    .unwrap_or(usize::MAX);
+    if max == 0 {
+        return;
+    }
+    while table.keys.len() > max {
+        let Some(key) = table.keys.keys().next().cloned() else {
+            break;
+        };
+        let readers = table.keys.remove(&key).unwrap_or_default();
+        for id in readers {
+            if let Some(tracker) = table.clients.get(&id).filter(|tracker| !tracker.bcast) {
+                send(server, tracker, Some(&[&key[..]]));
+            }
+        }
+    }
+}
+
+/// Keys the active expiry cycle removed: their trackers are told, as after a write by no
+/// client (so NOLOOP hides none of them).
+pub(crate) fn expired(server: &Server, keys: &[(usize, forkless_storage::CompactBytes)]) {
+    let keys: Vec<&[u8]> = keys.iter().map(|(_, key)| &key[..]).collect();
+    invalidate(server, 0, &keys);
+    broadcast(server);
 }
 
 /// FLUSHDB / FLUSHALL: every tracking client is told that everything is invalid, and the

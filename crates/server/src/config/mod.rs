@@ -395,6 +395,9 @@ pub struct Config {
     /// `latency-monitor-threshold`: milliseconds from which the latency monitor records an
     /// event; 0 disables it. Default 0.
     pub latency_monitor_threshold: u64,
+    /// `tracking-table-max-keys`: most keys CLIENT TRACKING remembers; beyond it keys are
+    /// invalidated and forgotten. 0 is no limit. Default 1000000.
+    pub tracking_table_max_keys: u64,
     /// `enable-debug-command`: who may run DEBUG (`no`, `yes`, or `local`: loopback clients
     /// only). Default no. Immutable.
     pub enable_debug_command: ProtectedConfigs,
@@ -472,6 +475,7 @@ impl Default for Config {
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
             latency_monitor_threshold: 0,
+            tracking_table_max_keys: 1_000_000,
             enable_debug_command: ProtectedConfigs::No,
             lazyfree_lazy_user_del: false,
             enable_protected_configs: ProtectedConfigs::No,

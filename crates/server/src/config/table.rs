@@ -202,6 +202,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("slowlog-max-len",             MUTABLE,   int!(slowlog_max_len, u64, Unsigned(0, LONG_MAX_U))),
     opt("latency-monitor-threshold",   MUTABLE,
         int!(latency_monitor_threshold, u64, Signed(0, LONG_MAX))),
+    opt("tracking-table-max-keys",     MUTABLE,
+        int!(tracking_table_max_keys, u64, Unsigned(0, LONG_MAX_U))),
     opt("enable-debug-command",        IMMUTABLE,
         choice!(enable_debug_command, ProtectedConfigs)),
     opt("enable-protected-configs",    IMMUTABLE,

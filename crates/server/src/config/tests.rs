@@ -114,6 +114,7 @@ fn defaults_render_as_redis_does() {
         ("slowlog-log-slower-than", "10000"),
         ("slowlog-max-len", "128"),
         ("latency-monitor-threshold", "0"),
+        ("tracking-table-max-keys", "1000000"),
         ("enable-debug-command", "no"),
         ("enable-protected-configs", "no"),
         ("snapshot-mode", "epoch"),
@@ -737,6 +738,7 @@ fn config_get_patterns() {
             "maxmemory",
             "maxmemory-policy",
             "slowlog-max-len",
+            "tracking-table-max-keys",
             "snapshot-max-bytes-per-sec"
         ]
     );
