@@ -170,14 +170,24 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Queued commands' argument bytes plus a pointer per argument, as Redis's `argv_len_sums`.
+/// Commands of a long transaction whose size [`multi_mem`] reads; the rest are estimated
+/// from them, so publishing a client's figures before every read stays O(1).
+const MULTI_MEM_SAMPLE: usize = 64;
+
+/// Queued commands' argument bytes plus a pointer per argument, as Redis's `argv_len_sums`
+/// (estimated from the first commands of a long transaction).
 fn multi_mem(client: &Client) -> u64 {
     client.multi.as_ref().map_or(0, |queued| {
-        queued
+        let sampled: u64 = queued
             .iter()
+            .take(MULTI_MEM_SAMPLE)
             .flatten()
             .map(|arg| to_u64(arg.len() + std::mem::size_of::<usize>()))
-            .sum()
+            .sum();
+        if queued.len() <= MULTI_MEM_SAMPLE {
+            return sampled;
+        }
+        sampled.saturating_mul(to_u64(queued.len())) / to_u64(MULTI_MEM_SAMPLE)
     })
 }
 
