@@ -22,6 +22,7 @@ pub(crate) mod keys;
 pub(crate) mod list;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
+pub(crate) mod scripting;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod string;
@@ -112,6 +113,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         zset::COMMANDS,
         pubsub::COMMANDS,
         transaction::COMMANDS,
+        scripting::COMMANDS,
     ]
     .into_iter()
     .flatten()
