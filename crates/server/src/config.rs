@@ -392,6 +392,13 @@ pub struct Config {
     pub latency_tracking: bool,
     /// `lazyfree-lazy-user-del`: stored. Default no.
     pub lazyfree_lazy_user_del: bool,
+    /// `busy-reply-threshold` (alias `lua-time-limit`): milliseconds a script runs before other
+    /// clients get `-BUSY` and SCRIPT KILL may stop it. Default 5000; 0 never.
+    pub busy_reply_threshold: u64,
+    /// `script-memory-limit`: bytes the Lua interpreter may hold; a script that allocates past it
+    /// fails with an error instead of taking the server's memory. forkless's own. Default 1gb;
+    /// 0 no limit.
+    pub script_memory_limit: u64,
     /// `enable-protected-configs`: who may CONFIG SET `dir` and `dbfilename`. Default no.
     /// Immutable.
     pub enable_protected_configs: ProtectedConfigs,
@@ -463,6 +470,8 @@ impl Default for Config {
             client_output_buffer_limit: OutputBufferLimits::default(),
             latency_tracking: true,
             lazyfree_lazy_user_del: false,
+            busy_reply_threshold: 5000,
+            script_memory_limit: 1 << 30,
             enable_protected_configs: ProtectedConfigs::No,
             snapshot_mode: SnapshotMode::Epoch,
             snapshot_writer: SnapshotWriter::Auto,
@@ -656,6 +665,9 @@ static OPTIONS: &[Spec] = &[
     opt("client-output-buffer-limit",  MUTABLE,   multi!(obuf_get, obuf_set, obuf_lines)),
     opt("latency-tracking",            MUTABLE,   flag!(latency_tracking)),
     opt("lazyfree-lazy-user-del",      MUTABLE,   flag!(lazyfree_lazy_user_del)),
+    opt("busy-reply-threshold",        MUTABLE,   int!(busy_reply_threshold, u64, Signed(0, LONG_MAX))),
+    opt("lua-time-limit",              MUTABLE,   int!(busy_reply_threshold, u64, Signed(0, LONG_MAX))),
+    opt("script-memory-limit",         MUTABLE,   mem!(script_memory_limit, Unsigned(0, u64::MAX))),
     opt("enable-protected-configs",    IMMUTABLE,
         choice!(enable_protected_configs, ProtectedConfigs)),
     opt("snapshot-mode",               MUTABLE,   choice!(snapshot_mode, SnapshotMode)),
@@ -1804,6 +1816,9 @@ mod tests {
             ),
             ("latency-tracking", "yes"),
             ("lazyfree-lazy-user-del", "no"),
+            ("busy-reply-threshold", "5000"),
+            ("lua-time-limit", "5000"),
+            ("script-memory-limit", "1073741824"),
             ("enable-protected-configs", "no"),
             ("snapshot-mode", "epoch"),
             ("snapshot-writer", "auto"),

@@ -31,6 +31,7 @@ mod fork_mode;
 mod info;
 mod persistence;
 mod pubsub;
+mod scripting;
 mod server;
 
 use config::{Config, Invocation};

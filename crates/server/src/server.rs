@@ -170,6 +170,8 @@ pub(crate) struct Server {
     pub(crate) persistence: crate::persistence::Persistence,
     pub(crate) pubsub: crate::pubsub::Registry,
     pub(crate) blocking: crate::blocking::Registry,
+    /// Lua: the interpreters, the script cache, and the running script's state.
+    pub(crate) scripting: crate::scripting::Scripting,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -203,6 +205,7 @@ impl Server {
             persistence: crate::persistence::Persistence::new(unix_ms() / 1000),
             pubsub: crate::pubsub::Registry::default(),
             blocking: crate::blocking::Registry::default(),
+            scripting: crate::scripting::Scripting::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

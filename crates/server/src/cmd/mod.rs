@@ -230,9 +230,17 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
     if transaction::queue(client, out, command, argv) {
         return;
     }
-    // EXEC takes the gate exclusively itself; every other command holds it shared (see
-    // `forkless_storage::CommandGate`).
-    let _gate = (command.name != "exec").then(|| server.keyspace.gate().shared());
+    // EXEC and the script commands take the gate exclusively themselves; every other command
+    // holds it shared (see `forkless_storage::CommandGate`). While a script runs, commands wait
+    // for it, and once it is busy they are refused (`crate::scripting::admit`).
+    let _gate = match crate::scripting::admit(server, command, argv) {
+        crate::scripting::Admission::Run(gate) => gate,
+        crate::scripting::Admission::Refuse(error) => {
+            out.error(error);
+            reject(server, stats);
+            return;
+        }
+    };
     dispatch(server, client, out, idx, command, argv);
 }
 
