@@ -2431,7 +2431,8 @@ mod tests {
                 "client-query-buffer-limit",
                 "appendonly",
                 "appendfsync",
-                "client-output-buffer-limit"
+                "client-output-buffer-limit",
+                "busy-reply-threshold"
             ]
         );
         assert_eq!(names(&["snapshot-*"]).len(), 8);
