@@ -7,7 +7,7 @@
 )]
 
 use forkless_tests::TestServer;
-use forkless_tests::resp::{call, cmd, err};
+use forkless_tests::resp::{NIL, bulk, bulks, call, cmd, err, int};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
@@ -28,4 +28,388 @@ fn function_flush_answers_ok() {
         call(&mut conn, &[b"FUNCTION", b"FLUSH", b"SYNC", b"X"]),
         err("ERR unknown subcommand or wrong number of arguments for 'FLUSH'. Try FUNCTION HELP.")
     );
+}
+
+fn eval(conn: &mut forkless_tests::RawConn, script: &str, keys_and_args: &[&str]) -> String {
+    let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes()];
+    let numkeys = keys_and_args.first().copied().unwrap_or("0");
+    args.push(numkeys.as_bytes());
+    args.extend(keys_and_args.iter().skip(1).map(|a| a.as_bytes()));
+    call(conn, &args)
+}
+
+#[test]
+fn eval_converts_replies_both_ways_as_redis() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    assert_eq!(eval(&mut conn, "return 'hello'", &[]), bulk("hello"));
+    assert_eq!(eval(&mut conn, "return 100.5", &[]), int(100));
+    assert_eq!(eval(&mut conn, "return -3.9", &[]), int(-3));
+    assert_eq!(eval(&mut conn, "return true", &[]), int(1));
+    assert_eq!(eval(&mut conn, "return false", &[]), NIL);
+    assert_eq!(eval(&mut conn, "return nil", &[]), NIL);
+    assert_eq!(eval(&mut conn, "return {ok='fine'}", &[]), "+fine\r\n");
+    assert_eq!(
+        eval(&mut conn, "return {err='My Error'}", &[]),
+        err("My Error")
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.error_reply('MY_CODE oops')", &[]),
+        err("MY_CODE oops")
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.status_reply('DONE')", &[]),
+        "+DONE\r\n"
+    );
+    // Arrays stop at the first nil.
+    assert_eq!(
+        eval(&mut conn, "return {1, 'two', {3}, nil, 5}", &[]),
+        "*3\r\n:1\r\n$3\r\ntwo\r\n*1\r\n:3\r\n"
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return {KEYS[1], KEYS[2], ARGV[1]}",
+            &["2", "a", "b", "c"]
+        ),
+        bulks(&["a", "b", "c"])
+    );
+    // Redis replies become Lua values: nil bulk is false, status is {ok=}, errors raise.
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return redis.call('get', 'missing') == false",
+            &[]
+        ),
+        int(1)
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.call('set', 'k', 'v')['ok']", &[]),
+        bulk("OK")
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.call('incrby', 'n', 5) + 1", &[]),
+        int(6)
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.pcall('incr', 'k')", &[]),
+        err("ERR value is not an integer or out of range")
+    );
+    let raised = eval(&mut conn, "return redis.call('incr', 'k')", &[]);
+    assert!(
+        raised.starts_with("-ERR value is not an integer or out of range script: ")
+            && raised.ends_with(", on @user_script:1.\r\n"),
+        "{raised}"
+    );
+    // Numbers given to redis.call are sent as %.17g.
+    assert_eq!(
+        eval(
+            &mut conn,
+            "redis.call('set', 'f', 0.1) return redis.call('get', 'f')",
+            &[]
+        ),
+        bulk("0.10000000000000001")
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.sha1hex('Pizza & Mandolino')", &[]),
+        bulk("74822d82031af7493c20eefa13bd07ec4fada82f")
+    );
+}
+
+#[test]
+fn resp3_replies_with_setresp() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    cmd(&mut conn, "HSET h f v");
+    assert_eq!(
+        eval(
+            &mut conn,
+            "redis.setresp(3) return redis.call('hgetall', 'h')",
+            &[]
+        ),
+        "*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    assert!(call(&mut conn, &[b"HELLO", b"3"]).starts_with('%'));
+    assert_eq!(
+        eval(
+            &mut conn,
+            "redis.setresp(3) return redis.call('hgetall', 'h')",
+            &[]
+        ),
+        "%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    assert_eq!(
+        eval(&mut conn, "redis.setresp(3) return true", &[]),
+        "#t\r\n"
+    );
+    assert_eq!(eval(&mut conn, "return {double=3.5}", &[]), ",3.5\r\n");
+    assert_eq!(
+        eval(&mut conn, "return redis.setresp(4)", &[])
+            .starts_with("-ERR RESP version must be 2 or 3."),
+        true
+    );
+}
+
+#[test]
+fn the_sandbox_protects_globals_as_redis_7_does() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let cases = [
+        (
+            "return a",
+            "Script attempted to access nonexistent global variable 'a'",
+        ),
+        ("a = 10", "Attempt to modify a readonly table"),
+        (
+            "redis.call = function() end",
+            "Attempt to modify a readonly table",
+        ),
+        ("setmetatable(_G, {})", "Attempt to modify a readonly table"),
+        (
+            "getmetatable('').__index = {}",
+            "Attempt to modify a readonly table",
+        ),
+        ("cjson.encode = 1", "Attempt to modify a readonly table"),
+        ("return loadfile", "nonexistent global variable 'loadfile'"),
+        ("return dofile", "nonexistent global variable 'dofile'"),
+        ("return os", "nonexistent global variable 'os'"),
+        ("return io", "nonexistent global variable 'io'"),
+        ("return require", "nonexistent global variable 'require'"),
+        ("return print", "nonexistent global variable 'print'"),
+    ];
+    for (script, expected) in cases {
+        let reply = eval(&mut conn, script, &[]);
+        assert!(
+            reply.starts_with("-ERR ") && reply.contains(expected),
+            "{script}: {reply}"
+        );
+    }
+    // A script that fails leaves nothing behind for the next one.
+    assert_eq!(
+        eval(&mut conn, "return type(x)", &[]).contains("nonexistent"),
+        true
+    );
+    // Bytecode does not load.
+    assert!(
+        eval(
+            &mut conn,
+            "return loadstring(string.dump(function() return 1 end))()",
+            &[]
+        )
+        .contains("attempt to call a nil value")
+    );
+    assert_eq!(
+        eval(&mut conn, "return loadstring('return 7')()", &[]),
+        int(7)
+    );
+}
+
+#[test]
+fn evalsha_and_the_script_cache() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let sha = "b534286061d4b9e4026607613b95c06c06015ae8";
+    assert_eq!(
+        cmd(&mut conn, &format!("EVALSHA {sha} 0")),
+        err("NOSCRIPT No matching script. Please use EVAL.")
+    );
+    assert_eq!(
+        cmd(&mut conn, "EVALSHA short 0"),
+        err("NOSCRIPT No matching script. Please use EVAL.")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"SCRIPT", b"LOAD", b"return 'loaded'"]),
+        bulk(sha)
+    );
+    assert_eq!(cmd(&mut conn, &format!("EVALSHA {sha} 0")), bulk("loaded"));
+    assert_eq!(
+        cmd(&mut conn, &format!("EVALSHA {} 0", sha.to_uppercase())),
+        bulk("loaded")
+    );
+    assert_eq!(
+        cmd(
+            &mut conn,
+            &format!("SCRIPT EXISTS {sha} ffffffffffffffffffffffffffffffffffffffff")
+        ),
+        "*2\r\n:1\r\n:0\r\n"
+    );
+    assert_eq!(cmd(&mut conn, "SCRIPT FLUSH"), "+OK\r\n");
+    assert_eq!(
+        cmd(&mut conn, &format!("SCRIPT EXISTS {sha}")),
+        "*1\r\n:0\r\n"
+    );
+    assert_eq!(
+        cmd(&mut conn, "SCRIPT FLUSH LATER"),
+        err("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+    );
+    assert!(
+        call(&mut conn, &[b"SCRIPT", b"LOAD", b"return +"])
+            .starts_with("-ERR Error compiling script (new function): user_script:1:")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"EVAL", b"return 1", b"x"]),
+        err("ERR value is not an integer or out of range")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"EVAL", b"return 1", b"2", b"a"]),
+        err("ERR Number of keys can't be greater than number of args")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"EVAL", b"return 1", b"-1"]),
+        err("ERR Number of keys can't be negative")
+    );
+    assert_eq!(
+        cmd(&mut conn, "SCRIPT KILL"),
+        err("NOTBUSY No scripts in execution right now.")
+    );
+}
+
+#[test]
+fn read_only_scripts_and_refused_commands() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    cmd(&mut conn, "SET foo bar");
+    assert_eq!(
+        call(
+            &mut conn,
+            &[
+                b"EVAL_RO",
+                b"return redis.call('get', KEYS[1])",
+                b"1",
+                b"foo"
+            ]
+        ),
+        bulk("bar")
+    );
+    let reply = call(
+        &mut conn,
+        &[
+            b"EVAL_RO",
+            b"return redis.call('del', KEYS[1])",
+            b"1",
+            b"foo",
+        ],
+    );
+    assert!(
+        reply.starts_with("-ERR Write commands are not allowed from read-only scripts."),
+        "{reply}"
+    );
+    let reply = eval(
+        &mut conn,
+        "#!lua flags=no-writes\nreturn redis.call('set', 'x', 1)",
+        &[],
+    );
+    assert!(
+        reply.contains("Write commands are not allowed from read-only scripts."),
+        "{reply}"
+    );
+    assert_eq!(
+        call(&mut conn, &[b"EVAL_RO", b"#!lua\nreturn 1", b"0"]),
+        err("ERR Can not execute a script with write flag using *_ro command.")
+    );
+    assert_eq!(
+        eval(&mut conn, "#!nope\nreturn 1", &[]),
+        err("ERR Unexpected engine in script shebang: #!nope")
+    );
+    for script in [
+        "return redis.call('multi')",
+        "return redis.call('eval', 'return 1', 0)",
+        "return redis.call('script', 'flush')",
+        "return redis.call('config', 'set', 'maxclients', '10')",
+        // Blocking commands are refused inside scripts, as in Redis 7.0.
+        "return redis.pcall('blpop', 'nolist', 0)",
+    ] {
+        let reply = eval(&mut conn, script, &[]);
+        assert!(
+            reply.contains("This Redis command is not allowed from script"),
+            "{reply}"
+        );
+    }
+    assert!(
+        eval(&mut conn, "return redis.call('nosuch')", &[])
+            .contains("Unknown Redis command called from script")
+    );
+    assert!(
+        eval(&mut conn, "return redis.call('get')", &[])
+            .contains("Wrong number of args calling Redis command from script")
+    );
+    assert!(
+        eval(&mut conn, "return redis.call()", &[])
+            .contains("Please specify at least one argument for this redis lib call")
+    );
+    assert!(
+        eval(&mut conn, "return redis.call('get', {})", &[])
+            .contains("Lua redis lib command arguments must be strings or integers")
+    );
+    // SELECT inside a script does not change the caller's database.
+    assert_eq!(
+        eval(
+            &mut conn,
+            "redis.call('select', 9) return redis.call('set', 'db9', 1)",
+            &[]
+        ),
+        "+OK\r\n"
+    );
+    assert_eq!(cmd(&mut conn, "EXISTS db9"), int(0));
+    assert_eq!(cmd(&mut conn, "SELECT 9"), "+OK\r\n");
+    assert_eq!(cmd(&mut conn, "EXISTS db9"), int(1));
+}
+
+#[test]
+fn bundled_libraries() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    assert_eq!(
+        eval(&mut conn, "return cjson.encode({1, 'a/b', {x=true}})", &[]),
+        bulk("[1,\"a\\/b\",{\"x\":true}]")
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return cjson.decode('{\"a\":[1,2,3]}').a[3]",
+            &[]
+        ),
+        int(3)
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "local e = cmsgpack.pack({1, 2, 'x'}) return #e",
+            &[]
+        ),
+        int(5)
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return cmsgpack.unpack(cmsgpack.pack({a='b'})).a",
+            &[]
+        ),
+        bulk("b")
+    );
+    assert_eq!(eval(&mut conn, "return bit.band(0xff, 0x0f)", &[]), int(15));
+    assert_eq!(
+        eval(&mut conn, "return bit.tohex(65535, -2147483648)", &[]),
+        bulk("0000FFFF")
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return struct.unpack('<I2', struct.pack('<I2', 513))",
+            &[]
+        ),
+        int(513)
+    );
+    // math.random is Redis's lrand48: the same sequence after the same seed.
+    let first = eval(
+        &mut conn,
+        "math.randomseed(42) return math.random(1000000)",
+        &[],
+    );
+    let again = eval(
+        &mut conn,
+        "math.randomseed(42) return math.random(1000000)",
+        &[],
+    );
+    assert_eq!(first, again);
 }

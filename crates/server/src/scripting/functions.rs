@@ -56,7 +56,8 @@ fn parse_metadata(payload: &[u8]) -> Result<(String, String, &[u8]), String> {
         return Err("ERR Invalid library metadata".into());
     };
     let line = String::from_utf8_lossy(payload.get(..end).unwrap_or_default()).into_owned();
-    let mut parts = line.split_whitespace();
+    let parts = split_args(&line);
+    let mut parts = parts.iter().map(String::as_str);
     let Some(first) = parts.next() else {
         return Err("ERR Invalid library metadata".into());
     };
@@ -82,6 +83,43 @@ fn parse_metadata(payload: &[u8]) -> Result<(String, String, &[u8]), String> {
         return Err("ERR Library name was not given".into());
     };
     Ok((engine, name, payload.get(end..).unwrap_or_default()))
+}
+
+/// Splits a line into words as Redis's `sdssplitargs` does for plain and quoted words (quotes
+/// may open inside a word: `name="foo"` is `name=foo`).
+fn split_args(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return words;
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(c) = chars.next() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some('"') if c == '\\' => {
+                    if let Some(next) = chars.next() {
+                        word.push(match next {
+                            'n' => '\n',
+                            'r' => '\r',
+                            't' => '\t',
+                            other => other,
+                        });
+                    }
+                }
+                Some(_) => word.push(c),
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c.is_ascii_whitespace() => break,
+                None => word.push(c),
+            }
+        }
+        words.push(word);
+    }
 }
 
 impl Functions {
@@ -341,6 +379,8 @@ mod tests {
             parse_metadata(b"#!lua foo=bar\n").unwrap_err(),
             "ERR Invalid metadata value given: foo=bar"
         );
+        let (_, name, _) = parse_metadata(b"#!lua name=\"foo\"\n").unwrap();
+        assert_eq!(name, "foo");
         assert!(valid_name("my_lib1") && !valid_name("my-lib") && !valid_name(""));
     }
 }
