@@ -91,7 +91,7 @@ fn split_args(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = line.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+        while chars.peek().is_some_and(char::is_ascii_whitespace) {
             chars.next();
         }
         if chars.peek().is_none() {
