@@ -6,6 +6,10 @@
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
 use forkless_tests::TestServer;
 use forkless_tests::resp::{NIL, bulk, bulks, call, cmd, err, int};
 
@@ -408,4 +412,281 @@ fn bundled_libraries() {
         &[],
     );
     assert_eq!(first, again);
+}
+
+#[test]
+fn functions_load_list_call_delete_dump_restore() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let code = "#!lua name=mylib\n\
+                redis.register_function('hello', function(keys, args) return 'hi ' .. args[1] end)\n\
+                redis.register_function{function_name='getter', callback=function(keys) \
+                return redis.call('get', keys[1]) end, flags={'no-writes'}, description='reads'}";
+    assert_eq!(
+        call(&mut conn, &[b"FUNCTION", b"LOAD", code.as_bytes()]),
+        bulk("mylib")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"FUNCTION", b"LOAD", code.as_bytes()]),
+        err("ERR Library 'mylib' already exists")
+    );
+    assert_eq!(
+        call(
+            &mut conn,
+            &[b"FUNCTION", b"LOAD", b"REPLACE", code.as_bytes()]
+        ),
+        bulk("mylib")
+    );
+    assert_eq!(cmd(&mut conn, "FCALL hello 0 you"), bulk("hi you"));
+    cmd(&mut conn, "SET k v");
+    assert_eq!(cmd(&mut conn, "FCALL_RO getter 1 k"), bulk("v"));
+    assert_eq!(
+        cmd(&mut conn, "FCALL_RO hello 0 x"),
+        err("ERR Can not execute a script with write flag using *_ro command.")
+    );
+    assert_eq!(
+        cmd(&mut conn, "FCALL nosuch 0"),
+        err("ERR Function not found")
+    );
+    assert_eq!(
+        cmd(&mut conn, "FCALL hello x"),
+        err("ERR Bad number of keys provided")
+    );
+    assert_eq!(
+        cmd(&mut conn, "FUNCTION LIST"),
+        "*1\r\n*6\r\n$12\r\nlibrary_name\r\n$5\r\nmylib\r\n$6\r\nengine\r\n$3\r\nLUA\r\n\
+         $9\r\nfunctions\r\n*2\r\n\
+         *6\r\n$4\r\nname\r\n$6\r\ngetter\r\n$11\r\ndescription\r\n$5\r\nreads\r\n\
+         $5\r\nflags\r\n*1\r\n+no-writes\r\n\
+         *6\r\n$4\r\nname\r\n$5\r\nhello\r\n$11\r\ndescription\r\n$-1\r\n$5\r\nflags\r\n*0\r\n"
+    );
+    assert_eq!(
+        cmd(&mut conn, "FUNCTION LIST LIBRARYNAME nomatch*"),
+        "*0\r\n"
+    );
+    // Library code runs with only register_function, log and the version in reach.
+    let bad = "#!lua name=bad\nlocal x = math.floor(1)";
+    assert!(
+        call(&mut conn, &[b"FUNCTION", b"LOAD", bad.as_bytes()])
+            .contains("Script attempted to access nonexistent global variable 'math'")
+    );
+    assert_eq!(
+        call(
+            &mut conn,
+            &[b"FUNCTION", b"LOAD", b"#!lua name=empty\nreturn 1"]
+        ),
+        err("ERR No functions registered")
+    );
+    // A library whose code never ends is stopped after 500 ms, as in Redis.
+    assert_eq!(
+        call(
+            &mut conn,
+            &[b"FUNCTION", b"LOAD", b"#!lua name=x\nwhile true do end"]
+        ),
+        err("ERR Error registering functions: ERR FUNCTION LOAD timeout")
+    );
+    assert_eq!(cmd(&mut conn, "PING"), "+PONG\r\n");
+    let dump = conn.call(&[b"FUNCTION", b"DUMP"]);
+    let payload = {
+        let header_end = dump.iter().position(|&b| b == b'\n').unwrap() + 1;
+        dump[header_end..dump.len() - 2].to_vec()
+    };
+    assert_eq!(cmd(&mut conn, "FUNCTION DELETE mylib"), "+OK\r\n");
+    assert_eq!(
+        cmd(&mut conn, "FUNCTION DELETE mylib"),
+        err("ERR Library not found")
+    );
+    assert_eq!(
+        cmd(&mut conn, "FCALL hello 0 x"),
+        err("ERR Function not found")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"FUNCTION", b"RESTORE", &payload]),
+        "+OK\r\n"
+    );
+    assert_eq!(cmd(&mut conn, "FCALL hello 0 again"), bulk("hi again"));
+    assert_eq!(
+        call(&mut conn, &[b"FUNCTION", b"RESTORE", &payload]),
+        err("ERR Library mylib already exists")
+    );
+    assert_eq!(
+        call(&mut conn, &[b"FUNCTION", b"RESTORE", &payload, b"REPLACE"]),
+        "+OK\r\n"
+    );
+    let mut corrupt = payload.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xFF;
+    assert_eq!(
+        call(&mut conn, &[b"FUNCTION", b"RESTORE", &corrupt]),
+        err("ERR DUMP payload version or checksum are wrong")
+    );
+    assert!(cmd(&mut conn, "FUNCTION STATS").contains("libraries_count\r\n:1\r\n"));
+    assert_eq!(cmd(&mut conn, "FUNCTION FLUSH"), "+OK\r\n");
+    assert_eq!(cmd(&mut conn, "FUNCTION LIST"), "*0\r\n");
+}
+
+/// Polls PING on `conn` until the server answers `-BUSY` (the script passed
+/// busy-reply-threshold), within 10 s.
+fn wait_busy(conn: &mut forkless_tests::RawConn) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = cmd(conn, "PING");
+        if reply.starts_with("-BUSY") {
+            return reply;
+        }
+        assert_eq!(reply, "+PONG\r\n");
+        assert!(Instant::now() < deadline, "the script never became busy");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_busy_script_is_reported_and_killed() {
+    let server = TestServer::start(BIN, &["--busy-reply-threshold", "50"]);
+    let mut runner = server.raw();
+    let mut other = server.raw();
+    runner.send_command(&[b"EVAL", b"local i = 0 while true do i = i + 1 end", b"0"]);
+    assert_eq!(
+        wait_busy(&mut other),
+        err(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+    );
+    assert_eq!(
+        cmd(&mut other, "FUNCTION KILL"),
+        err(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+    );
+    assert_eq!(cmd(&mut other, "SCRIPT KILL"), "+OK\r\n");
+    let killed = String::from_utf8(runner.read_reply()).unwrap();
+    assert!(
+        killed.starts_with("-ERR Script killed by user with SCRIPT KILL... script: "),
+        "{killed}"
+    );
+    assert_eq!(cmd(&mut other, "PING"), "+PONG\r\n");
+    assert_eq!(cmd(&mut runner, "PING"), "+PONG\r\n");
+    // A script cannot escape a kill with pcall.
+    runner.send_command(&[
+        b"EVAL",
+        b"while true do pcall(function() while true do end end) end",
+        b"0",
+    ]);
+    wait_busy(&mut other);
+    assert_eq!(cmd(&mut other, "SCRIPT KILL"), "+OK\r\n");
+    assert!(
+        String::from_utf8(runner.read_reply())
+            .unwrap()
+            .contains("Script killed")
+    );
+    // Functions are killed with FUNCTION KILL.
+    call(
+        &mut other,
+        &[
+            b"FUNCTION",
+            b"LOAD",
+            b"#!lua name=spin\nredis.register_function('spin', function() while true do end end)",
+        ],
+    );
+    runner.send_command(&[b"FCALL", b"spin", b"0"]);
+    assert_eq!(
+        wait_busy(&mut other),
+        err(
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        )
+    );
+    assert!(cmd(&mut other, "FUNCTION STATS").contains("spin"));
+    assert_eq!(cmd(&mut other, "FUNCTION KILL"), "+OK\r\n");
+    assert!(
+        String::from_utf8(runner.read_reply())
+            .unwrap()
+            .contains("Script killed by user with FUNCTION KILL...")
+    );
+}
+
+#[test]
+fn a_script_that_wrote_is_unkillable_and_ends_with_shutdown_nosave() {
+    let mut server = TestServer::start(BIN, &["--busy-reply-threshold", "50"]);
+    let mut runner = server.raw();
+    let mut other = server.raw();
+    runner.send_command(&[
+        b"EVAL",
+        b"redis.call('set', 'x', 1) while true do end",
+        b"0",
+    ]);
+    wait_busy(&mut other);
+    assert_eq!(
+        cmd(&mut other, "SCRIPT KILL"),
+        err(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. \
+             You can either wait the script termination or kill the server in a hard way using \
+             the SHUTDOWN NOSAVE command."
+        )
+    );
+    assert_eq!(
+        cmd(&mut other, "SHUTDOWN"),
+        err(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+    );
+    other.send_command(&[b"SHUTDOWN", b"NOSAVE"]);
+    assert!(server.wait_exit().success());
+}
+
+#[test]
+fn other_clients_never_see_a_script_half_done() {
+    let server = TestServer::start(BIN, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let mut conn = server.raw();
+        let stop = Arc::clone(&stop);
+        readers.push(std::thread::spawn(move || {
+            let mut checks = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let reply = cmd(&mut conn, "MGET a b");
+                let lines: Vec<&str> = reply.split("\r\n").collect();
+                assert_eq!(lines.get(2), lines.get(4), "a and b differ: {reply}");
+                checks += 1;
+            }
+            checks
+        }));
+    }
+    let mut conn = server.raw();
+    for _ in 0..300 {
+        eval(
+            &mut conn,
+            "local n = redis.call('incr', 'a') for i = 1, 2000 do end redis.call('set', 'b', n)",
+            &[],
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+}
+
+/// A script that allocates without bound gets an error; the server goes on.
+#[test]
+fn script_memory_is_limited() {
+    let server = TestServer::start(BIN, &["--script-memory-limit", "32mb"]);
+    let mut conn = server.raw();
+    let reply = eval(
+        &mut conn,
+        "local t = {} for i = 1, 100000000 do t[i] = string.rep('x', 100) .. i end return #t",
+        &[],
+    );
+    assert!(
+        reply.starts_with("-") && reply.contains("not enough memory"),
+        "{reply}"
+    );
+    assert_eq!(
+        eval(&mut conn, "return 'still here'", &[]),
+        bulk("still here")
+    );
+    // A result nested past the limit is cut, not a crash.
+    assert!(
+        eval(&mut conn, "local a = {} a[1] = a return a", &[])
+            .ends_with("-ERR reached lua stack limit\r\n")
+    );
 }

@@ -529,10 +529,13 @@ impl Engine {
             self.runs = 0;
             let _ = self.lua.gc_step_kbytes(50);
         }
-        if self.lua.used_memory() > (64 << 20) {
+        // The limit is lifted first: a collection may itself need memory.
+        let _ = self.lua.set_memory_limit(0);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let used = self.lua.used_memory();
+        if used > (64 << 20) || (limit > 0 && used > limit / 2) {
             let _ = self.lua.gc_collect();
         }
-        let _ = self.lua.set_memory_limit(0);
     }
 
     fn run_inner(
