@@ -636,6 +636,7 @@ fn a_script_that_wrote_is_unkillable_and_ends_with_shutdown_nosave() {
 #[test]
 fn other_clients_never_see_a_script_half_done() {
     let server = TestServer::start(BIN, &[]);
+    assert_eq!(cmd(&mut server.raw(), "MSET a 0 b 0"), "+OK\r\n");
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..2 {

@@ -13,8 +13,9 @@ use mlua::{Lua, Table, Value};
 
 /// How deep a script's result may nest before the reply is cut with Redis's "reached lua stack
 /// limit" (a table that contains itself would otherwise recurse for ever). Redis's bound is
-/// Lua's C stack; this one keeps the conversion well inside a worker thread's stack.
-pub(crate) const MAX_REPLY_DEPTH: usize = forkless_protocol::MAX_FRAME_DEPTH;
+/// Lua's C stack; this one keeps the conversion well inside a worker thread's stack and the
+/// reply within what RESP decoders (ours included, `MAX_FRAME_DEPTH`) accept.
+pub(crate) const MAX_REPLY_DEPTH: usize = 100;
 
 /// Converts a parsed command reply into a Lua value.
 pub(crate) fn frame_to_lua(lua: &Lua, frame: &Frame) -> mlua::Result<Value> {
