@@ -691,3 +691,40 @@ fn script_memory_is_limited() {
             .ends_with("-ERR reached lua stack limit\r\n")
     );
 }
+
+/// Function libraries are part of the dataset: saved in the RDB (`FUNCTION2` records) and loaded
+/// back at startup, from forkless's dumps and from Redis 7.0's.
+#[test]
+fn functions_survive_a_restart_through_the_rdb() {
+    let dir = forkless_tests::unique_dir("functions-rdb");
+    {
+        let server = TestServer::start_in(BIN, &dir, &[], &[]);
+        let mut conn = server.raw();
+        let code = "#!lua name=keep\nredis.register_function('kept', function() return 'back' end)";
+        assert_eq!(
+            call(&mut conn, &[b"FUNCTION", b"LOAD", code.as_bytes()]),
+            bulk("keep")
+        );
+        cmd(&mut conn, "SET k v");
+        assert_eq!(cmd(&mut conn, "SAVE"), "+OK\r\n");
+    }
+    {
+        let server = TestServer::start_in(BIN, &dir, &[], &[]);
+        let mut conn = server.raw();
+        assert_eq!(cmd(&mut conn, "FCALL kept 0"), bulk("back"));
+        assert_eq!(cmd(&mut conn, "GET k"), bulk("v"));
+    }
+    // The dump Redis 7.0.15 wrote after FUNCTION LOAD of library `golden` (function `f`).
+    std::fs::write(
+        dir.join("dump.rdb"),
+        include_bytes!("../../crates/snapshot/testdata/redis-7.0-type-function.rdb"),
+    )
+    .unwrap();
+    {
+        let server = TestServer::start_in(BIN, &dir, &[], &[]);
+        let mut conn = server.raw();
+        assert_eq!(cmd(&mut conn, "FCALL f 0"), int(1));
+        assert!(cmd(&mut conn, "FUNCTION LIST").contains("golden"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

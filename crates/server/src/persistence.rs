@@ -268,6 +268,7 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
         }),
         used_mem: crate::info::rss_bytes(),
         ctime_unix_secs: unix_ms() / 1000,
+        functions: server.scripting.library_codes(),
     }
 }
 
@@ -593,7 +594,15 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         inner: file,
         loaded: &loading.loaded_bytes,
     };
-    let summary = format::load(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
+    let on_function = |code: Vec<u8>| {
+        server
+            .scripting
+            .load_library(&bytes::Bytes::from(code))
+            .map_err(|message| {
+                format::LoadError::rejected(format!("a function library: {message}"))
+            })
+    };
+    let summary = format::load_with_functions(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
@@ -607,7 +616,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         db.write(&[&entry.key], 0).set(&entry.key, value, entry.expire_at_ms);
         loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    })
+    }, on_function)
     .with_context(|| format!("Fatal error loading the DB {}", path.display()))?;
     let elapsed = started.elapsed();
     let mut state = server.persistence.state();

@@ -421,6 +421,26 @@ impl Scripting {
         *lock(&self.function_counts) = counts;
     }
 
+    /// Every library's code, for a snapshot: what FUNCTION LOAD was given.
+    pub(crate) fn library_codes(&self) -> Vec<Vec<u8>> {
+        lock(&self.functions)
+            .as_ref()
+            .map_or_else(Vec::new, |functions| {
+                functions
+                    .libraries
+                    .values()
+                    .map(|library| library.code.to_vec())
+                    .collect()
+            })
+    }
+
+    /// Loads one library read from an RDB file. Err is why it cannot run.
+    pub(crate) fn load_library(&self, code: &Bytes) -> Result<(), String> {
+        let loaded = self.with_functions(|functions| functions.load(code, false))?;
+        self.refresh_function_counts();
+        loaded.map(drop)
+    }
+
     /// Drops every library and their interpreter (FUNCTION FLUSH).
     pub(crate) fn flush_functions(&self) {
         let old = lock(&self.functions).take();
