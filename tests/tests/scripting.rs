@@ -728,3 +728,47 @@ fn functions_survive_a_restart_through_the_rdb() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_snapshot_never_splits_a_script() {
+    let server = TestServer::start(BIN, &["--save", ""]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut conn = server.raw();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut runs = 0u64;
+            while !stop.load(Ordering::Relaxed) && runs < 100_000 {
+                runs += 1;
+                let reply = eval(
+                    &mut conn,
+                    "local n = redis.call('incr', 'x') redis.call('set', 'y', n) \
+                     redis.call('set', 'z', n) return n",
+                    &[],
+                );
+                assert!(reply.starts_with(':'), "{reply}");
+            }
+        })
+    };
+    let mut admin = server.raw();
+    for _ in 0..10 {
+        assert_eq!(cmd(&mut admin, "SAVE"), "+OK\r\n");
+        let mut saved = std::collections::HashMap::new();
+        let file = std::fs::File::open(server.dir.join("dump.rdb")).unwrap();
+        forkless_snapshot::format::load(std::io::BufReader::new(file), "dump.rdb", 0, |entry| {
+            if let forkless_storage::Value::String(bytes) = entry.value {
+                saved.insert(entry.key.to_vec(), bytes.to_vec());
+            }
+            Ok(())
+        })
+        .unwrap();
+        let values: Vec<Option<&Vec<u8>>> =
+            ["x", "y", "z"].iter().map(|k| saved.get(k.as_bytes())).collect();
+        assert!(
+            values.windows(2).all(|w| w[0] == w[1]),
+            "a script was split by the cut: {values:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}
