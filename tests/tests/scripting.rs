@@ -762,8 +762,10 @@ fn a_snapshot_never_splits_a_script() {
             Ok(())
         })
         .unwrap();
-        let values: Vec<Option<&Vec<u8>>> =
-            ["x", "y", "z"].iter().map(|k| saved.get(k.as_bytes())).collect();
+        let values: Vec<Option<&Vec<u8>>> = ["x", "y", "z"]
+            .iter()
+            .map(|k| saved.get(k.as_bytes()))
+            .collect();
         assert!(
             values.windows(2).all(|w| w[0] == w[1]),
             "a script was split by the cut: {values:?}"
@@ -771,4 +773,63 @@ fn a_snapshot_never_splits_a_script() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
+}
+
+/// redis-py's `Lock` and `Script` drive EVALSHA/EVAL with its own Lua (lock acquire, release,
+/// extend, reacquire), falling back from NOSCRIPT to EVAL as every client library does. Needs
+/// Debian's python3-redis; without it the test says so loudly, and fails when
+/// FORKLESS_REQUIRE_REDIS=1 (CI).
+#[test]
+fn redis_py_lock_and_script_work_unchanged() {
+    let python = "/usr/bin/python3";
+    let has_redis_py = std::process::Command::new(python)
+        .args(["-c", "import redis"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_redis_py {
+        assert!(
+            std::env::var("FORKLESS_REQUIRE_REDIS").as_deref() != Ok("1"),
+            "python3-redis is required (apt-get install python3-redis)"
+        );
+        eprintln!(
+            "SKIPPED redis_py_lock_and_script_work_unchanged: python3-redis is not installed"
+        );
+        return;
+    }
+    let server = TestServer::start(BIN, &[]);
+    let program = r#"
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+lock = r.lock("resource", timeout=10, blocking_timeout=0.1)
+assert lock.acquire(), "first acquire"
+other = r.lock("resource", timeout=10, blocking_timeout=0.1)
+assert not other.acquire(), "a held lock is not acquired twice"
+assert lock.owned() and lock.locked()
+assert lock.extend(5)
+assert lock.reacquire()
+lock.release()
+assert not lock.locked()
+assert other.acquire(), "free again after release"
+other.release()
+try:
+    lock.release()
+    raise SystemExit("releasing an unowned lock must fail")
+except redis.exceptions.LockError:
+    pass
+r.script_flush()
+incr = r.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+assert incr(keys=["counter"], args=[5]) == 5
+assert incr(keys=["counter"], args=[2]) == 7
+print("ok")
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", program, &server.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
