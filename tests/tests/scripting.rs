@@ -833,3 +833,34 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A transaction whose commands arrive while a script is busy is aborted as a whole (the busy
+/// check used to come after queuing, so a refused EXEC left the client in MULTI).
+#[test]
+fn a_busy_script_aborts_transactions_arriving_meanwhile() {
+    let server = TestServer::start(BIN, &["--busy-reply-threshold", "50"]);
+    let mut runner = server.raw();
+    let mut other = server.raw();
+    assert_eq!(cmd(&mut other, "SET xx 1"), "+OK\r\n");
+    assert_eq!(cmd(&mut other, "MULTI"), "+OK\r\n");
+    assert_eq!(cmd(&mut other, "INCR xx"), "+QUEUED\r\n");
+    runner.send_command(&[b"EVAL", b"while true do end", b"0"]);
+    let mut killer = server.raw();
+    wait_busy(&mut killer);
+    assert!(cmd(&mut other, "INCR xx").starts_with("-BUSY "));
+    assert_eq!(
+        cmd(&mut other, "EXEC"),
+        err(
+            "EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. \
+             You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+    );
+    assert_eq!(cmd(&mut killer, "SCRIPT KILL"), "+OK\r\n");
+    assert!(
+        String::from_utf8(runner.read_reply())
+            .unwrap()
+            .contains("Script killed")
+    );
+    assert_eq!(cmd(&mut other, "GET xx"), bulk("1"));
+    assert_eq!(cmd(&mut other, "PING"), "+PONG\r\n");
+}

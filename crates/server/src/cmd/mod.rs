@@ -227,20 +227,30 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
         transaction::flag_error(client);
         return;
     }
-    if transaction::queue(client, out, command, argv) {
-        return;
-    }
     // EXEC and the script commands take the gate exclusively themselves; every other command
     // holds it shared (see `forkless_storage::CommandGate`). While a script runs, commands wait
     // for it, and once it is busy they are refused (`crate::scripting::admit`).
+    // The busy check comes before queuing, as in Redis: a command refused while a script is
+    // busy aborts the transaction it was meant for.
     let _gate = match crate::scripting::admit(server, command, argv) {
         crate::scripting::Admission::Run(gate) => gate,
         crate::scripting::Admission::Refuse(error) => {
-            out.error(error);
             reject(server, stats);
+            if command.name == "exec" && client.multi.is_some() {
+                transaction::discard_all(server, client);
+                out.error(&format!(
+                    "EXECABORT Transaction discarded because of: {error}"
+                ));
+            } else {
+                out.error(error);
+                transaction::flag_error(client);
+            }
             return;
         }
     };
+    if transaction::queue(client, out, command, argv) {
+        return;
+    }
     dispatch(server, client, out, idx, command, argv);
 }
 
