@@ -597,7 +597,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     let on_function = |code: Vec<u8>| {
         server
             .scripting
-            .load_library(&bytes::Bytes::from(code))
+            .load_library(server, &bytes::Bytes::from(code))
             .map_err(|message| {
                 format::LoadError::rejected(format!("a function library: {message}"))
             })

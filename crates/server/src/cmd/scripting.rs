@@ -158,11 +158,16 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     }
 }
 
-/// Runs a script off the async worker's core when on a multi-threaded runtime, so the other
-/// connections of that worker are served (and can send SCRIPT KILL) while it runs.
+/// Runs a script. With a single async worker the script would hold the only thread that reads
+/// sockets, and no SCRIPT KILL could arrive: the worker's core is handed to another thread
+/// for the run (`block_in_place`). With more workers the others keep serving (and replying
+/// `-BUSY`), and the hand-over, a thread switch per script, is not worth its cost.
 fn in_place<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+        Ok(handle)
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                && handle.metrics().num_workers() == 1 =>
+        {
             tokio::task::block_in_place(f)
         }
         _ => f(),
@@ -355,9 +360,9 @@ fn function(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         function_load(ctx, argv);
     } else if eq_ignore_case(&sub, "delete") {
         let name = String::from_utf8_lossy(argv.get(2).map_or(&b""[..], |b| b)).into_owned();
-        let removed = server
-            .scripting
-            .with_functions(|functions| functions.libraries.remove(&name).is_some());
+        let removed = server.scripting.with_functions(server, |functions| {
+            functions.libraries.remove(&name).is_some()
+        });
         match removed {
             Ok(true) => {
                 server.scripting.refresh_function_counts();
@@ -371,7 +376,7 @@ fn function(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     } else if eq_ignore_case(&sub, "dump") {
         let payload = server
             .scripting
-            .with_functions(|functions| crate::scripting::dump::dump(functions));
+            .with_functions(server, |functions| crate::scripting::dump::dump(functions));
         match payload {
             Ok(payload) => ctx.out.bulk(&payload),
             Err(message) => ctx.out.error(&message),
@@ -404,7 +409,7 @@ fn function_load(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let server = ctx.server;
     match server
         .scripting
-        .with_functions(|functions| functions.load(&code, replace))
+        .with_functions(server, |functions| functions.load(&code, replace))
     {
         Ok(Ok(name)) => {
             server.scripting.refresh_function_counts();
@@ -477,47 +482,50 @@ fn function_list(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return;
     }
     let out = &mut *ctx.out;
-    let listed = ctx.server.scripting.with_functions(|functions| {
-        let libraries: Vec<_> = functions
-            .libraries
-            .values()
-            .filter(|lib| {
-                pattern.as_ref().is_none_or(|p| {
-                    forkless_storage::pattern::glob_match(p, lib.name.as_bytes(), true)
+    let listed = ctx
+        .server
+        .scripting
+        .with_functions(ctx.server, |functions| {
+            let libraries: Vec<_> = functions
+                .libraries
+                .values()
+                .filter(|lib| {
+                    pattern.as_ref().is_none_or(|p| {
+                        forkless_storage::pattern::glob_match(p, lib.name.as_bytes(), true)
+                    })
                 })
-            })
-            .collect();
-        out.array_len(libraries.len());
-        for lib in libraries {
-            out.map_len(if with_code { 4 } else { 3 });
-            out.bulk(b"library_name");
-            out.bulk(lib.name.as_bytes());
-            out.bulk(b"engine");
-            out.bulk(b"LUA");
-            out.bulk(b"functions");
-            out.array_len(lib.functions.len());
-            for function in lib.functions.values() {
-                out.map_len(3);
-                out.bulk(b"name");
-                out.bulk(function.name.as_bytes());
-                out.bulk(b"description");
-                match &function.description {
-                    Some(text) => out.bulk(text),
-                    None => out.null(),
+                .collect();
+            out.array_len(libraries.len());
+            for lib in libraries {
+                out.map_len(if with_code { 4 } else { 3 });
+                out.bulk(b"library_name");
+                out.bulk(lib.name.as_bytes());
+                out.bulk(b"engine");
+                out.bulk(b"LUA");
+                out.bulk(b"functions");
+                out.array_len(lib.functions.len());
+                for function in lib.functions.values() {
+                    out.map_len(3);
+                    out.bulk(b"name");
+                    out.bulk(function.name.as_bytes());
+                    out.bulk(b"description");
+                    match &function.description {
+                        Some(text) => out.bulk(text),
+                        None => out.null(),
+                    }
+                    out.bulk(b"flags");
+                    let names = function.flags.names();
+                    out.set_len(names.len());
+                    for name in names {
+                        out.simple(name.as_bytes());
+                    }
                 }
-                out.bulk(b"flags");
-                let names = function.flags.names();
-                out.set_len(names.len());
-                for name in names {
-                    out.simple(name.as_bytes());
+                if with_code {
+                    out.bulk(b"library_code");
+                    out.bulk(&lib.code);
                 }
             }
-            if with_code {
-                out.bulk(b"library_code");
-                out.bulk(&lib.code);
-            }
-        }
-    });
+        });
     if let Err(message) = listed {
         ctx.out.error(&message);
     }
@@ -542,10 +550,9 @@ fn function_restore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let payload = argv.get(2).cloned().unwrap_or_default();
     let server = ctx.server;
-    match server
-        .scripting
-        .with_functions(|functions| crate::scripting::dump::restore(functions, &payload, policy))
-    {
+    match server.scripting.with_functions(server, |functions| {
+        crate::scripting::dump::restore(functions, &payload, policy)
+    }) {
         Ok(Ok(())) => {
             server.scripting.refresh_function_counts();
             ctx.out.ok();
@@ -585,7 +592,7 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
     let name = argv.get(1).cloned().unwrap_or_default();
     let found = server
         .scripting
-        .with_functions(|functions| functions.function(&name).cloned());
+        .with_functions(server, |functions| functions.function(&name).cloned());
     let function = match found {
         Ok(Some(function)) => function,
         Ok(None) => {
@@ -628,7 +635,7 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
     };
     let client = &*ctx.client;
     let out = &mut *ctx.out;
-    let result = server.scripting.with_functions(|functions| {
+    let result = server.scripting.with_functions(server, |functions| {
         in_place(|| {
             functions
                 .engine

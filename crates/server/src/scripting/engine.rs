@@ -8,9 +8,8 @@
 //! A run lends the Rust half of `redis.call` and `redis.setresp` to Lua for its duration
 //! (`Lua::scope`), so the callbacks borrow the server and the script's client directly.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use forkless_protocol::{Frame, Limits, Out, RespVersion, decode_frame, format_double};
@@ -20,7 +19,7 @@ use sha1::{Digest, Sha1};
 use super::convert::{ReplyTarget, frame_to_lua, frame_to_lua_resp3, lua_to_reply};
 use super::{HOOK_INSTRUCTIONS, RunState};
 use crate::cmd::{Client, dispatch, lookup};
-use crate::server::Server;
+use crate::server::{Server, lock};
 
 /// `SCRIPT_FLAG_*`: what a shebang line or `register_function` declares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,10 +106,9 @@ pub(crate) struct Engine {
     lua: Lua,
     sandbox: Sandbox,
     scripts: HashMap<String, CachedScript>,
-    /// The script's own client: its database, its RESP version, never blocking.
-    client: Client,
-    /// Where the script's commands write their replies before they become Lua values.
-    reply: Out,
+    /// What `redis.call` works with: the script's own client and reply buffer. The callbacks
+    /// are made once, with the interpreter; a run fills this in.
+    calls: Arc<Mutex<CallState>>,
     run_state: Arc<RunState>,
 }
 
@@ -248,7 +246,7 @@ pub(crate) fn mlua_error_text(err: &mlua::Error) -> String {
 
 impl Engine {
     /// Starts an interpreter with Redis's libraries and sandbox.
-    pub(crate) fn new(run_state: Arc<RunState>) -> mlua::Result<Engine> {
+    pub(crate) fn new(run_state: Arc<RunState>, server: Weak<Server>) -> mlua::Result<Engine> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             LuaOptions::default(),
@@ -357,6 +355,51 @@ impl Engine {
             raw,
             module,
         };
+        let calls = Arc::new(Mutex::new(CallState {
+            server,
+            client: script_client(),
+            reply: Out::new(RespVersion::Resp2),
+            read_only: false,
+            run_state: Arc::clone(&run_state),
+        }));
+        let redis: Table = sandbox.module.raw_get("redis")?;
+        let call_state = Arc::clone(&calls);
+        redis.raw_set(
+            "call",
+            lua.create_function(move |lua, args: MultiValue| {
+                let (value, failed) = lock(&call_state).call(lua, &args)?;
+                if failed {
+                    let text = match &value {
+                        Value::Table(t) => t
+                            .raw_get::<Option<mlua::String>>("err")?
+                            .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    return Err(mlua::Error::external(CallError(text)));
+                }
+                Ok(value)
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
+        redis.raw_set(
+            "pcall",
+            lua.create_function(move |lua, args: MultiValue| {
+                Ok(lock(&call_state).call(lua, &args)?.0)
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
+        sandbox.raw.raw_set(
+            "setresp",
+            lua.create_function(move |_, version: i64| {
+                lock(&call_state).reply.version = if version == 3 {
+                    RespVersion::Resp3
+                } else {
+                    RespVersion::Resp2
+                };
+                Ok(())
+            })?,
+        )?;
         let hook_state = Arc::clone(&run_state);
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
@@ -368,8 +411,7 @@ impl Engine {
             lua,
             sandbox,
             scripts: HashMap::new(),
-            client: script_client(),
-            reply: Out::new(RespVersion::Resp2),
+            calls,
             run_state,
         })
     }
@@ -468,14 +510,18 @@ impl Engine {
         let _ = self
             .lua
             .set_memory_limit(usize::try_from(limit).unwrap_or(usize::MAX));
-        let read_only = spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
-        self.client.db = caller.db;
-        self.client.close_after_reply = false;
-        self.client.multi = None;
-        self.reply.version = RespVersion::Resp2;
-        self.reply.buf.clear();
-        let result = self.run_inner(server, function, spec, read_only);
-        let resp3 = self.reply.version == RespVersion::Resp3;
+        {
+            let mut calls = lock(&self.calls);
+            calls.read_only =
+                spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
+            calls.client.db = caller.db;
+            calls.client.close_after_reply = false;
+            calls.client.multi = None;
+            calls.reply.version = RespVersion::Resp2;
+            calls.reply.buf.clear();
+        }
+        let result = self.run_inner(function, spec);
+        let resp3 = lock(&self.calls).reply.version == RespVersion::Resp3;
         match result {
             Ok((true, value)) => {
                 let mut target = ReplyTarget {
@@ -538,77 +584,23 @@ impl Engine {
         }
     }
 
-    fn run_inner(
-        &mut self,
-        server: &Server,
-        function: &Function,
-        spec: &RunSpec<'_>,
-        read_only: bool,
-    ) -> mlua::Result<(bool, Value)> {
+    fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {
         let lua = &self.lua;
-        let (keys, args) = (spec.keys, spec.args);
-        let keys_table = fill(lua, keys)?;
-        let args_table = fill(lua, args)?;
-        let calls = RefCell::new(CallState {
-            server,
-            client: &mut self.client,
-            reply: &mut self.reply,
-            read_only,
-            run_state: &self.run_state,
-        });
-        let raw = &self.sandbox.raw;
-        let redis: Table = self.sandbox.module.raw_get("redis")?;
-        let redis = &redis;
-        let run_eval = &self.sandbox.run_eval;
-        let run_function = &self.sandbox.run_function;
-        let globals = &self.sandbox.globals;
-        lua.scope(|scope| {
-            redis.raw_set(
-                "call",
-                scope.create_function(|lua, args: MultiValue| {
-                    let (value, failed) = calls.borrow_mut().call(lua, &args)?;
-                    if failed {
-                        let text = match &value {
-                            Value::Table(t) => t
-                                .raw_get::<Option<mlua::String>>("err")?
-                                .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
-                                .unwrap_or_default(),
-                            _ => String::new(),
-                        };
-                        return Err(mlua::Error::external(CallError(text)));
-                    }
-                    Ok(value)
-                })?,
-            )?;
-            redis.raw_set(
-                "pcall",
-                scope.create_function(|lua, args: MultiValue| {
-                    Ok(calls.borrow_mut().call(lua, &args)?.0)
-                })?,
-            )?;
-            raw.raw_set(
-                "setresp",
-                scope.create_function(|_, version: i64| {
-                    calls.borrow_mut().reply.version = if version == 3 {
-                        RespVersion::Resp3
-                    } else {
-                        RespVersion::Resp2
-                    };
-                    Ok(())
-                })?,
-            )?;
-            let results: MultiValue = if spec.eval {
-                globals.raw_set("KEYS", keys_table.clone())?;
-                globals.raw_set("ARGV", args_table.clone())?;
-                run_eval.call(function.clone())?
-            } else {
-                run_function.call((function.clone(), keys_table.clone(), args_table.clone()))?
-            };
-            let mut results = results.into_iter();
-            let ok = matches!(results.next(), Some(Value::Boolean(true)));
-            let value = results.next().unwrap_or(Value::Nil);
-            Ok((ok, value))
-        })
+        let keys_table = fill(lua, spec.keys)?;
+        let args_table = fill(lua, spec.args)?;
+        let results: MultiValue = if spec.eval {
+            self.sandbox.globals.raw_set("KEYS", keys_table)?;
+            self.sandbox.globals.raw_set("ARGV", args_table)?;
+            self.sandbox.run_eval.call(function.clone())?
+        } else {
+            self.sandbox
+                .run_function
+                .call((function.clone(), keys_table, args_table))?
+        };
+        let mut results = results.into_iter();
+        let ok = matches!(results.next(), Some(Value::Boolean(true)));
+        let value = results.next().unwrap_or(Value::Nil);
+        Ok((ok, value))
     }
 }
 
@@ -667,16 +659,16 @@ fn script_client() -> Client {
     }
 }
 
-/// What `redis.call` works with during one run.
-struct CallState<'a> {
-    server: &'a Server,
-    client: &'a mut Client,
-    reply: &'a mut Out,
+/// What `redis.call` works with.
+struct CallState {
+    server: Weak<Server>,
+    client: Client,
+    reply: Out,
     read_only: bool,
-    run_state: &'a RunState,
+    run_state: Arc<RunState>,
 }
 
-impl CallState<'_> {
+impl CallState {
     /// One `redis.call`/`redis.pcall`: the reply as a Lua value, and whether it is an error (the
     /// `redis.call` wrapper raises it).
     fn call(&mut self, lua: &Lua, args: &MultiValue) -> mlua::Result<(Value, bool)> {
@@ -706,8 +698,18 @@ impl CallState<'_> {
         let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
             return error_value(lua, "ERR Unknown Redis command called from script");
         };
+        let Some(server) = self.server.upgrade() else {
+            return error_value(lua, "ERR the server is shutting down");
+        };
         self.reply.buf.clear();
-        dispatch(self.server, self.client, self.reply, idx, command, &argv);
+        dispatch(
+            &server,
+            &mut self.client,
+            &mut self.reply,
+            idx,
+            command,
+            &argv,
+        );
         // A blocking command that found nothing must not wait: it replies as on timeout.
         if let Some(request) = self.client.blocked.take() {
             match request.on_timeout {
@@ -749,7 +751,11 @@ impl CallState<'_> {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
         }
         if write {
-            if !self.run_state.wrote() && crate::persistence::writes_refused(self.server) {
+            let refused = self
+                .server
+                .upgrade()
+                .is_some_and(|server| crate::persistence::writes_refused(&server));
+            if !self.run_state.wrote() && refused {
                 return Err(crate::persistence::MISCONF.to_string());
             }
             self.run_state.mark_wrote();

@@ -123,9 +123,12 @@ fn split_args(line: &str) -> Vec<String> {
 }
 
 impl Functions {
-    pub(crate) fn new(run_state: Arc<RunState>) -> mlua::Result<Functions> {
+    pub(crate) fn new(
+        run_state: Arc<RunState>,
+        server: std::sync::Weak<crate::server::Server>,
+    ) -> mlua::Result<Functions> {
         Ok(Functions {
-            engine: Engine::new(run_state)?,
+            engine: Engine::new(run_state, server)?,
             libraries: BTreeMap::new(),
         })
     }

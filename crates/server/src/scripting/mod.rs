@@ -30,8 +30,8 @@ pub(crate) mod engine;
 pub(crate) mod functions;
 mod libs;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,8 @@ pub(crate) struct RunState {
     /// Waiting commands sleep here until the script ends or turns busy.
     changed: Condvar,
     changed_lock: Mutex<()>,
+    /// Commands sleeping on `changed`, so that a script's end costs no wake-up when none waits.
+    sleepers: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -203,7 +205,7 @@ impl RunState {
     }
 
     fn end(&self) {
-        self.running.store(false, Ordering::Release);
+        self.running.store(false, Ordering::SeqCst);
         self.busy.store(false, Ordering::Release);
         self.kill_requested.store(false, Ordering::Release);
         *lock(&self.current) = None;
@@ -212,12 +214,15 @@ impl RunState {
 
     /// Marks the script busy and wakes the commands waiting for it, so they reply `-BUSY`.
     pub(crate) fn set_busy(&self) {
-        if !self.busy.swap(true, Ordering::AcqRel) {
+        if !self.busy.swap(true, Ordering::SeqCst) {
             self.wake();
         }
     }
 
     fn wake(&self) {
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let _guard = lock(&self.changed_lock);
         self.changed.notify_all();
     }
@@ -286,7 +291,7 @@ impl<'a> PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.run.pending.fetch_sub(1, Ordering::AcqRel);
+        self.run.pending.fetch_sub(1, Ordering::SeqCst);
         self.run.wake();
     }
 }
@@ -326,8 +331,10 @@ impl Scripting {
     ) -> Result<R, String> {
         let mut guard = lock(&self.engine);
         if guard.is_none() {
-            let _ = server;
-            let engine = Engine::new(Arc::clone(&self.run))
+            let server = server
+                .arc()
+                .map_or_else(Weak::new, |arc| Arc::downgrade(&arc));
+            let engine = Engine::new(Arc::clone(&self.run), server)
                 .map_err(|err| format!("ERR {}", engine::mlua_error_text(&err)))?;
             *guard = Some(engine);
         }
@@ -376,6 +383,28 @@ pub(crate) fn info_memory(server: &Server, text: &mut String) {
     for (name, value) in lines {
         let _ = write!(text, "{name}:{value}\r\n");
     }
+}
+
+/// The keys of an EVAL/EVALSHA/FCALL-family command line (`name script numkeys key...`), for
+/// COMMAND GETKEYS: None for other commands, Err for a bad count.
+pub(crate) fn numkeys_keys<'a>(
+    command: &Command,
+    argv: &'a [Bytes],
+) -> Option<Result<&'a [Bytes], ()>> {
+    if !matches!(
+        command.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    ) {
+        return None;
+    }
+    let count = argv
+        .get(2)
+        .and_then(|n| crate::cmd::parse_i64(n))
+        .and_then(|n| usize::try_from(n).ok());
+    Some(match count {
+        Some(n) => argv.get(3..3 + n).ok_or(()),
+        None => Err(()),
+    })
 }
 
 /// Returns true if and only if `command` takes the command gate itself (exclusively) rather
@@ -435,8 +464,8 @@ impl Scripting {
     }
 
     /// Loads one library read from an RDB file. Err is why it cannot run.
-    pub(crate) fn load_library(&self, code: &Bytes) -> Result<(), String> {
-        let loaded = self.with_functions(|functions| functions.load(code, false))?;
+    pub(crate) fn load_library(&self, server: &Server, code: &Bytes) -> Result<(), String> {
+        let loaded = self.with_functions(server, |functions| functions.load(code, false))?;
         self.refresh_function_counts();
         loaded.map(drop)
     }
@@ -450,11 +479,15 @@ impl Scripting {
     /// Runs `f` with the function libraries, creating their interpreter first if needed.
     pub(crate) fn with_functions<R>(
         &self,
+        server: &Server,
         f: impl FnOnce(&mut functions::Functions) -> R,
     ) -> Result<R, String> {
         let mut guard = lock(&self.functions);
         if guard.is_none() {
-            let created = functions::Functions::new(Arc::clone(&self.run))
+            let server = server
+                .arc()
+                .map_or_else(Weak::new, |arc| Arc::downgrade(&arc));
+            let created = functions::Functions::new(Arc::clone(&self.run), server)
                 .map_err(|err| format!("ERR {}", engine::mlua_error_text(&err)))?;
             *guard = Some(created);
         }
@@ -491,7 +524,7 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
     let gate = server.keyspace.gate();
     let run = &server.scripting.run;
     let itself = takes_gate_itself(command);
-    let scripting = || run.running() || run.pending.load(Ordering::Acquire) > 0;
+    let scripting = || run.running.load(Ordering::SeqCst) || run.pending.load(Ordering::SeqCst) > 0;
     loop {
         if !scripting() {
             if itself {
@@ -517,6 +550,17 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
             }
             return Admission::Refuse(run.busy_reply());
         }
+        // Most scripts take microseconds: spin that long before sleeping.
+        let spin_until = Instant::now() + Duration::from_micros(20);
+        while scripting() && !run.busy() && Instant::now() < spin_until {
+            std::hint::spin_loop();
+        }
+        if !scripting() || run.busy() {
+            continue;
+        }
+        // Registered before the flags are read again under the lock, so a script ending now
+        // either is seen here or sees this sleeper and wakes it (SeqCst on both sides).
+        run.sleepers.fetch_add(1, Ordering::SeqCst);
         let guard = lock(&run.changed_lock);
         if scripting() && !run.busy() {
             // A bounded wait: the flags are read again whatever woke us.
@@ -525,5 +569,6 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
                 .wait_timeout(guard, Duration::from_millis(50))
                 .map(drop);
         }
+        run.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
