@@ -542,7 +542,18 @@ fn wait_busy(conn: &mut forkless_tests::RawConn) -> String {
 
 #[test]
 fn a_busy_script_is_reported_and_killed() {
-    let server = TestServer::start(BIN, &["--busy-reply-threshold", "50"]);
+    busy_script_is_reported_and_killed(&["--busy-reply-threshold", "50"]);
+}
+
+/// With one async worker, the script's thread is the only one reading sockets until the script
+/// hands its worker over: SCRIPT KILL must still get through.
+#[test]
+fn a_busy_script_is_killed_with_a_single_worker_thread() {
+    busy_script_is_reported_and_killed(&["--busy-reply-threshold", "50", "--worker-threads", "1"]);
+}
+
+fn busy_script_is_reported_and_killed(args: &[&str]) {
+    let server = TestServer::start(BIN, args);
     let mut runner = server.raw();
     let mut other = server.raw();
     runner.send_command(&[b"EVAL", b"local i = 0 while true do i = i + 1 end", b"0"]);
@@ -863,4 +874,16 @@ fn a_busy_script_aborts_transactions_arriving_meanwhile() {
     );
     assert_eq!(cmd(&mut other, "GET xx"), bulk("1"));
     assert_eq!(cmd(&mut other, "PING"), "+PONG\r\n");
+}
+
+/// SIGTERM while a script loops for ever: the server used to wait for the script and never
+/// exit. The script now stops at its next hook.
+#[test]
+fn sigterm_ends_a_server_running_an_endless_script() {
+    let server = TestServer::start(BIN, &["--busy-reply-threshold", "50", "--save", ""]);
+    let mut runner = server.raw();
+    let mut other = server.raw();
+    runner.send_command(&[b"EVAL", b"while true do end", b"0"]);
+    wait_busy(&mut other);
+    assert!(server.terminate().success());
 }

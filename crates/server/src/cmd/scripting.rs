@@ -158,20 +158,10 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     }
 }
 
-/// Runs a script. With a single async worker the script would hold the only thread that reads
-/// sockets, and no SCRIPT KILL could arrive: the worker's core is handed to another thread
-/// for the run (`block_in_place`). With more workers the others keep serving (and replying
-/// `-BUSY`), and the hand-over, a thread switch per script, is not worth its cost.
+/// Runs a script on the calling worker thread. A script that runs long hands the worker's
+/// other connections to another thread from its hook (`crate::scripting::hand_off_worker`).
 fn in_place<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle)
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-                && handle.metrics().num_workers() == 1 =>
-        {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
+    f()
 }
 
 const SCRIPT_HELP: &[&str] = &[

@@ -401,9 +401,22 @@ impl Engine {
             })?,
         )?;
         let hook_state = Arc::clone(&run_state);
+        let hook_server = lock(&calls).server.clone();
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
-            move |_, _| hook_state.on_hook(),
+            move |_, _| {
+                // A server asked to stop (SIGTERM, SHUTDOWN) does not wait for a script.
+                if hook_server.upgrade().is_some_and(|server| {
+                    server
+                        .shutting_down
+                        .load(std::sync::atomic::Ordering::Acquire)
+                }) {
+                    return Err(mlua::Error::RuntimeError(
+                        "Script aborted: the server is shutting down".into(),
+                    ));
+                }
+                hook_state.on_hook()
+            },
         )?;
         lua.gc_collect()?;
         Ok(Engine {

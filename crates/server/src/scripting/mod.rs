@@ -101,6 +101,9 @@ pub(crate) struct RunState {
     changed_lock: Mutex<()>,
     /// Commands sleeping on `changed`, so that a script's end costs no wake-up when none waits.
     sleepers: AtomicUsize,
+    /// Hook calls of the running script that have tried to hand its async worker over (see
+    /// [`hand_off_worker`]).
+    hand_offs: AtomicUsize,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +158,9 @@ impl RunState {
             };
             return Err(mlua::Error::RuntimeError(text.into()));
         }
+        if self.hand_offs.fetch_add(1, Ordering::AcqRel) < HAND_OFF_ATTEMPTS {
+            hand_off_worker();
+        }
         let threshold = self.threshold_ms.load(Ordering::Relaxed);
         if threshold > 0 && !self.busy() {
             if let Some(current) = self.current() {
@@ -191,6 +197,7 @@ impl RunState {
 
     fn begin(&self, name: String, argv: Vec<Bytes>, eval: bool, threshold_ms: u64) {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
+        self.hand_offs.store(0, Ordering::Release);
         self.abort.store(false, Ordering::Release);
         *lock(&self.current) = Some(RunningScript {
             name,
@@ -293,6 +300,26 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.run.pending.fetch_sub(1, Ordering::SeqCst);
         self.run.wake();
+    }
+}
+
+/// How many hook calls of one script try [`hand_off_worker`].
+const HAND_OFF_ATTEMPTS: usize = 20;
+
+/// Called from the hook, on the first [`HAND_OFF_ATTEMPTS`] calls of a script (one per
+/// 100,000 Lua instructions): hands the tokio worker the script runs on to a fresh thread, so
+/// that the connections queued on that worker (one may sit in its LIFO slot, which no other
+/// worker steals) are served, and SCRIPT KILL read, while the script goes on here.
+/// `block_in_place` moves the worker's core to a new thread and takes it back when its closure
+/// returns unless that thread has taken it first; the closure waits a millisecond for that,
+/// and a busy machine may need more than one try. Once the core is gone a try costs only the
+/// millisecond. Short scripts never reach the hook and pay nothing: running every script under
+/// `block_in_place` cost a thread hand-over per script (docs/benchmarks.md, "Scripts").
+fn hand_off_worker() {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1)));
+        }
     }
 }
 
