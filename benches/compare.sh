@@ -3,9 +3,12 @@
 # redis-benchmark invocation, alternating runs, medians and ratios.
 #
 #   benches/compare.sh [ROUNDS] [REQUESTS]
+#   BASELINE_BIN=/path/to/older/forkless-server benches/compare.sh [ROUNDS] [REQUESTS]
 #
 # Prints one table row per (test, pipeline): median rps and p50/p99 latency of each server and
-# the forkless/redis ratios. Needs redis-server and redis-benchmark (apt-get install
+# the forkless/redis ratios. With BASELINE_BIN, an older forkless build runs in the same rounds
+# (a third server in the rotation) and a second table gives this build against it: the
+# before/after figure a change that must not slow the server down is held to. Needs redis-server and redis-benchmark (apt-get install
 # redis-server redis-tools). Both servers run with persistence off, on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +31,16 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
   --daemonize no >"$work/redis.log" 2>&1 &
 fl_port=$(free_port)
 "$BIN" --port "$fl_port" --save '' --dir "$work" >"$work/forkless.log" 2>&1 &
-for port in "$redis_port" "$fl_port"; do
+ports="$redis_port $fl_port"
+servers="redis forkless"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  base_port=$(free_port)
+  mkdir -p "$work/baseline"
+  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" >"$work/baseline.log" 2>&1 &
+  ports="$ports $base_port"
+  servers="$servers baseline"
+fi
+for port in $ports; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
@@ -36,10 +48,15 @@ results="$work/results.csv"
 echo "server,pipeline,test,rps,p50,p99" >"$results"
 for round in $(seq "$ROUNDS"); do
   for pipeline in 1 16; do
-    # Alternate which server goes first, so drift in the machine's state hurts both alike.
-    if (( round % 2 )); then order="redis forkless"; else order="forkless redis"; fi
+    # Rotate which server goes first, so drift in the machine's state hurts all alike.
+    order=$servers
+    for _ in $(seq $(( round % $(wc -w <<<"$servers") ))); do
+      order="$(cut -d' ' -f2- <<<"$order") $(cut -d' ' -f1 <<<"$order")"
+    done
     for server in $order; do
-      port=$redis_port; [ "$server" = forkless ] && port=$fl_port
+      case $server in
+        redis) port=$redis_port ;; forkless) port=$fl_port ;; baseline) port=$base_port ;;
+      esac
       redis-cli -p "$port" flushall >/dev/null
       redis-benchmark -p "$port" -t set,get -n "$REQUESTS" -r "$KEYSPACE" -c "$CLIENTS" \
         -P "$pipeline" --csv 2>/dev/null | tail -n +2 | tr -d '"' |
@@ -66,4 +83,16 @@ for pipeline in ("1", "16"):
             continue
         print(f"| {test} | {pipeline} | {r['rps']:.0f} | {f['rps']:.0f} | {f['rps']/r['rps']:.2f}x "
               f"| {r['p50']:.3f}/{r['p99']:.3f} | {f['p50']:.3f}/{f['p99']:.3f} | {f['p99']/max(r['p99'],1e-9):.2f}x |")
+if any(k[0] == "baseline" for k in med):
+    print()
+    print("this build against the baseline build, same rounds")
+    print("| test | -P | baseline rps | forkless rps | rps ratio | baseline p50/p99 ms | forkless p50/p99 ms | p99 ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for pipeline in ("1", "16"):
+        for test in ("SET", "GET"):
+            b, f = med.get(("baseline", pipeline, test)), med.get(("forkless", pipeline, test))
+            if not b or not f:
+                continue
+            print(f"| {test} | {pipeline} | {b['rps']:.0f} | {f['rps']:.0f} | {f['rps']/b['rps']:.2f}x "
+                  f"| {b['p50']:.3f}/{b['p99']:.3f} | {f['p50']:.3f}/{f['p99']:.3f} | {f['p99']/max(b['p99'],1e-9):.2f}x |")
 PY

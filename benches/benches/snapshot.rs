@@ -217,6 +217,7 @@ fn save_options(dir: &std::path::Path, threads: usize) -> SaveOptions {
         activity: None,
         used_mem: 0,
         ctime_unix_secs: 0,
+        functions: Vec::new(),
     }
 }
 

@@ -222,6 +222,7 @@ fn memory_section(server: &Server, text: &mut String) {
         "total_system_memory_human",
         bytes_to_human(total_system),
     );
+    crate::scripting::info_memory(server, text);
     field(text, "maxmemory", config.maxmemory);
     field(text, "maxmemory_human", bytes_to_human(config.maxmemory));
     field(text, "maxmemory_policy", config.maxmemory_policy.as_str());

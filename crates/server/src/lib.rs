@@ -38,6 +38,7 @@ mod limits;
 mod notify;
 mod persistence;
 mod pubsub;
+mod scripting;
 mod server;
 
 use config::{Config, Invocation};

@@ -253,6 +253,8 @@ pub(crate) struct Server {
     pub(crate) tracking: cmd::tracking::Tracking,
     /// False after DEBUG SET-ACTIVE-EXPIRE 0: the active expiry cycle does not run.
     pub(crate) active_expire: AtomicBool,
+    /// Lua: the interpreters, the script cache, and the running script's state.
+    pub(crate) scripting: crate::scripting::Scripting,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -295,6 +297,7 @@ impl Server {
             latency: cmd::latency::Latency::default(),
             tracking: cmd::tracking::Tracking::default(),
             active_expire: AtomicBool::new(true),
+            scripting: crate::scripting::Scripting::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -84,6 +84,7 @@ fn options(threads: usize) -> SaveOptions {
         activity: None,
         used_mem: 0,
         ctime_unix_secs: 1_700_000_000,
+        functions: Vec::new(),
     }
 }
 

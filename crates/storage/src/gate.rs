@@ -69,6 +69,19 @@ impl CommandGate {
         }
     }
 
+    /// Holds the gate shared if no one holds it exclusively now; None otherwise. A command that
+    /// must not sleep behind a long exclusive holder (a busy script) tries this first.
+    pub fn try_shared(&self) -> Option<SharedGate<'_>> {
+        let slot = &self.slots[thread_slot() % N_SLOTS];
+        match slot.0.try_read() {
+            Ok(guard) => Some(SharedGate { _guard: guard }),
+            Err(sync::TryLockError::Poisoned(poisoned)) => Some(SharedGate {
+                _guard: poisoned.into_inner(),
+            }),
+            Err(sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Holds the gate exclusively for a transaction.
     pub fn exclusive(&self) -> ExclusiveGate<'_> {
         ExclusiveGate {

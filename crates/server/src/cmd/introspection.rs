@@ -287,6 +287,19 @@ pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
         ctx.out.error("ERR Invalid command specified");
         return;
     };
+    // EVAL and FCALL name their keys with a count, which the (first, last, step) form cannot.
+    if let Some(keys) = crate::scripting::numkeys_keys(command, full) {
+        match keys {
+            Ok(keys) if !keys.is_empty() => {
+                ctx.out.array_len(keys.len());
+                for key in keys {
+                    ctx.out.bulk(key);
+                }
+            }
+            _ => ctx.out.error("ERR Invalid arguments specified for command"),
+        }
+        return;
+    }
     let resolved;
     if let (true, Some(sub)) = (subcommands_of(command.name).next().is_some(), full.get(1)) {
         let Some(sub) = find_subcommand(command.name.as_bytes(), sub) else {

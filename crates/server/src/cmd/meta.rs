@@ -64,6 +64,10 @@ impl Flags {
     pub(crate) const MOVABLEKEYS: Flags = Flags(1 << 16);
     /// Allowed while a script is busy.
     pub(crate) const ALLOW_BUSY: Flags = Flags(1 << 17);
+    /// Not shown to MONITOR clients (the script commands: their effects are).
+    pub(crate) const SKIP_MONITOR: Flags = Flags(1 << 18);
+    /// May be called without keys although it declares key positions (EVAL, FCALL).
+    pub(crate) const NO_MANDATORY_KEYS: Flags = Flags(1 << 19);
 
     /// forkless: runs at once inside MULTI instead of being queued (Redis's list: EXEC,
     /// DISCARD, MULTI, WATCH, UNWATCH, QUIT, RESET).
@@ -86,11 +90,13 @@ impl Flags {
         (Flags::BLOCKING, "blocking"),
         (Flags::LOADING, "loading"),
         (Flags::STALE, "stale"),
+        (Flags::SKIP_MONITOR, "skip_monitor"),
         (Flags::SKIP_SLOWLOG, "skip_slowlog"),
         (Flags::FAST, "fast"),
         (Flags::NO_AUTH, "no_auth"),
         (Flags::NO_ASYNC_LOADING, "no_async_loading"),
         (Flags::NO_MULTI, "no_multi"),
+        (Flags::NO_MANDATORY_KEYS, "no_mandatory_keys"),
         (Flags::MOVABLEKEYS, "movablekeys"),
         (Flags::ALLOW_BUSY, "allow_busy"),
     ];

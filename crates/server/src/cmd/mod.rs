@@ -36,6 +36,7 @@ pub(crate) mod meta;
 pub(crate) mod monitor;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
+pub(crate) mod scripting;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod slowlog;
@@ -127,6 +128,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         latency::COMMANDS,
         memory::COMMANDS,
         debug::COMMANDS,
+        scripting::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -299,11 +301,35 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
         transaction::flag_error(client);
         return;
     }
+    // EXEC and the script commands take the gate exclusively themselves; every other command
+    // holds it shared (see `forkless_storage::CommandGate`). While a script runs, commands wait
+    // for it, and once it is busy they are refused (`crate::scripting::admit`).
+    // The busy check comes before queuing, as in Redis: a command refused while a script is
+    // busy aborts the transaction it was meant for.
+    let _gate = match crate::scripting::admit(server, command, argv) {
+        crate::scripting::Admission::Run(gate) => gate,
+        crate::scripting::Admission::Refuse(error) => {
+            reject(server, stats);
+            // EXEC (the command that runs inside MULTI and takes the gate itself) refused:
+            // the transaction is aborted, as in Redis.
+            if command.gate == Gate::Exclusive
+                && command.has_flag(Flags::RUNS_IN_MULTI)
+                && client.multi.is_some()
+            {
+                transaction::discard_all(server, client);
+                out.error(&format!(
+                    "EXECABORT Transaction discarded because of: {error}"
+                ));
+            } else {
+                out.error(error);
+                transaction::flag_error(client);
+            }
+            return;
+        }
+    };
     if transaction::queue(client, out, command, argv) {
         return;
     }
-    // See `forkless_storage::CommandGate`: an exclusive holder (EXEC) takes the gate itself.
-    let _gate = (command.gate == Gate::Shared).then(|| server.keyspace.gate().shared());
     dispatch(server, client, out, idx, command, argv);
 }
 

@@ -402,6 +402,13 @@ pub struct Config {
     pub latency_tracking: bool,
     /// `lazyfree-lazy-user-del`: stored. Default no.
     pub lazyfree_lazy_user_del: bool,
+    /// `busy-reply-threshold` (alias `lua-time-limit`): milliseconds a script runs before other
+    /// clients get `-BUSY` and SCRIPT KILL may stop it. Default 5000; 0 never.
+    pub busy_reply_threshold: u64,
+    /// `script-memory-limit`: bytes the Lua interpreter may hold; a script that allocates past it
+    /// fails with an error instead of taking the server's memory. forkless's own. Default 1gb;
+    /// 0 no limit.
+    pub script_memory_limit: u64,
     /// `slowlog-log-slower-than`: microseconds from which a command is logged in the slow
     /// log; negative disables it, 0 logs every command. Default 10000.
     pub slowlog_log_slower_than: i64,
@@ -501,6 +508,8 @@ impl Default for Config {
             tracking_table_max_keys: 1_000_000,
             enable_debug_command: ProtectedConfigs::No,
             lazyfree_lazy_user_del: false,
+            busy_reply_threshold: 5000,
+            script_memory_limit: 1 << 30,
             enable_protected_configs: ProtectedConfigs::No,
             snapshot_mode: SnapshotMode::Epoch,
             snapshot_writer: SnapshotWriter::Auto,

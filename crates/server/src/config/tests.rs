@@ -117,6 +117,8 @@ fn defaults_render_as_redis_does() {
         ("latency-monitor-threshold", "0"),
         ("tracking-table-max-keys", "1000000"),
         ("enable-debug-command", "no"),
+        ("busy-reply-threshold", "5000"),
+        ("script-memory-limit", "1073741824"),
         ("enable-protected-configs", "no"),
         ("snapshot-mode", "epoch"),
         ("snapshot-writer", "auto"),
@@ -136,7 +138,7 @@ fn defaults_render_as_redis_does() {
 
 /// Every option redis-server 7.0 lists in `CONFIG GET *` (old names included) exists with
 /// Redis's default, except `bind` and `dir` (see the module docs); forkless adds only its own
-/// `snapshot-*` and `worker-threads`. The list is Debian's redis-server 7.0.15's reply.
+/// `snapshot-*`, `worker-threads` and `script-memory-limit`. The list is Debian's redis-server 7.0.15's reply.
 #[test]
 fn config_get_star_matches_redis_defaults() {
     let redis = include_str!("redis70_defaults.tsv");
@@ -159,9 +161,9 @@ fn config_get_star_matches_redis_defaults() {
         .filter(|name| !matches!(name.as_str(), "bind" | "dir"))
         .collect();
     assert!(
-        extra
-            .iter()
-            .all(|name| name.starts_with("snapshot-") || *name == "worker-threads"),
+        extra.iter().all(|name| name.starts_with("snapshot-")
+            || *name == "worker-threads"
+            || *name == "script-memory-limit"),
         "{extra:?}"
     );
     // Hidden options answer only to their exact name.

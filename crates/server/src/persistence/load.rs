@@ -89,7 +89,15 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         inner: file,
         loaded: &loading.loaded_bytes,
     };
-    let summary = format::load(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
+    let on_function = |code: Vec<u8>| {
+        server
+            .scripting
+            .load_library(server, &bytes::Bytes::from(code))
+            .map_err(|message| {
+                format::LoadError::rejected(format!("a function library: {message}"))
+            })
+    };
+    let summary = format::load_with_functions(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
@@ -112,7 +120,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         guard.set(&entry.key, value, entry.expire_at_ms);
         loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    })
+    }, on_function)
     // The error names the file and carries the OS error in its own text: as a plain message,
     // so neither is printed twice (its source would be, by `{:#}`).
     .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;

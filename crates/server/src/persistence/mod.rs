@@ -253,6 +253,7 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
         }),
         used_mem: crate::info::rss_bytes(),
         ctime_unix_secs: unix_ms() / 1000,
+        functions: server.scripting.library_codes(),
     }
 }
 

@@ -48,6 +48,14 @@ pub fn write_header(out: &mut Vec<u8>, ctime_unix_secs: u64, used_mem: u64) {
     write_aux(out, b"forkless-ver", FORKLESS_VERSION.as_bytes());
 }
 
+/// Writes one Redis Functions library (`FUNCTION2` and its code, the whole `#!lua name=...`
+/// payload, as a plain string), as Redis writes them after the aux fields.
+pub fn write_function(out: &mut Vec<u8>, code: &[u8]) {
+    out.push(opcode::FUNCTION2);
+    write_len(out, code.len() as u64);
+    out.extend_from_slice(code);
+}
+
 /// Writes SELECTDB `db` and RESIZEDB with the number of keys and of keys with an expiry. Redis
 /// writes this only for non-empty databases. The counts are hash-table sizing hints for the
 /// loader, not checked against the entries that follow, so counts from the cut are fine.

@@ -85,10 +85,33 @@ pub struct LoadSummary {
 /// `on_entry`. Never
 /// panics, and never returns `Ok` for a file that ends early or has bytes after its footer.
 pub fn load<R: Read>(
+    reader: R,
+    source_name: &str,
+    now_ms: u64,
+    on_entry: impl FnMut(LoadedEntry) -> Result<(), LoadError>,
+) -> Result<LoadSummary, LoadError> {
+    load_with_functions(reader, source_name, now_ms, on_entry, |_| {
+        Err(LoadError::Functions {
+            file: String::new(),
+            offset: 0,
+            opcode: opcode::FUNCTION2,
+        })
+    })
+}
+
+/// [`load`] for a caller that keeps Redis Functions: each library's code (a `FUNCTION2`
+/// record, the whole `#!lua name=...` payload) goes to `on_function` in file order, before the
+/// keys. An `Err` from it stops the load (a [`LoadError::Functions`] gets the file and the
+/// record's offset filled in). Libraries in the pre-GA format (opcode 246) are still refused.
+///
+/// # Errors
+/// As [`load`], and whatever `on_function` returns.
+pub fn load_with_functions<R: Read>(
     mut reader: R,
     source_name: &str,
     now_ms: u64,
     on_entry: impl FnMut(LoadedEntry) -> Result<(), LoadError>,
+    on_function: impl FnMut(Vec<u8>) -> Result<(), LoadError>,
 ) -> Result<LoadSummary, LoadError> {
     let mut magic = [0u8; 4];
     let mut n_magic = 0;
@@ -121,12 +144,13 @@ pub fn load<R: Read>(
                 source,
             })?;
         let input = Input::new(decoder, &file, Some(source_failed));
-        load_stream(input, now_ms, on_entry)
+        load_stream(input, now_ms, on_entry, on_function)
     } else {
         load_stream(
             Input::new(peeked.chain(reader), source_name, None),
             now_ms,
             on_entry,
+            on_function,
         )
     }
 }
@@ -136,6 +160,7 @@ fn load_stream<R: Read>(
     mut input: Input<'_, R>,
     now_ms: u64,
     mut on_entry: impl FnMut(LoadedEntry) -> Result<(), LoadError>,
+    mut on_function: impl FnMut(Vec<u8>) -> Result<(), LoadError>,
 ) -> Result<LoadSummary, LoadError> {
     let rdb_version = read_header(&mut input)?;
     let mut summary = LoadSummary {
@@ -212,7 +237,12 @@ fn load_stream<R: Read>(
                 // One string, a library's source code. An empty one carries nothing to run.
                 let code = input.read_string(at, "a function library", &mut scratch)?;
                 if !code.is_empty() {
-                    return Err(functions_error(&input, at, opcode::FUNCTION2));
+                    on_function(code).map_err(|err| match err {
+                        LoadError::Functions { .. } => {
+                            functions_error(&input, at, opcode::FUNCTION2)
+                        }
+                        other => other.located(input.file, at),
+                    })?;
                 }
             }
             opcode::FUNCTION_PRE_GA => {

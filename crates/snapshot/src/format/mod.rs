@@ -41,9 +41,11 @@ mod ziplist;
 
 pub use crc::Checksum;
 pub use dump::{DumpError, dump_payload, restore_payload, verify_payload};
-pub use encode::{EncodeOptions, write_db_header, write_entry, write_eof, write_header};
+pub use encode::{
+    EncodeOptions, write_db_header, write_entry, write_eof, write_function, write_header,
+};
 pub use error::LoadError;
-pub use load::{LoadSummary, LoadedEntry, load};
+pub use load::{LoadSummary, LoadedEntry, load, load_with_functions};
 
 /// The RDB version this crate writes: Redis 7.0 writes "REDIS0010".
 ///

@@ -155,6 +155,9 @@ pub struct SaveOptions {
     pub used_mem: u64,
     /// The `ctime` aux field, seconds since the Unix epoch.
     pub ctime_unix_secs: u64,
+    /// Redis Functions libraries as of the cut, each the code `FUNCTION LOAD` was given;
+    /// written after the aux fields.
+    pub functions: Vec<Vec<u8>>,
 }
 
 /// Live progress of a save, readable from other threads (INFO).
@@ -311,6 +314,9 @@ fn save_inner(
         let mut zstd = FrameCompressor::default();
         let mut header = Vec::new();
         format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
+        for code in &options.functions {
+            format::write_function(&mut header, code);
+        }
         out.write(Chunk::new(header, options, &pool, &mut zstd)?)?;
         for &db_idx in &dbs_with_keys {
             let stats = cut.db_sizes().get(db_idx).copied().unwrap_or_default();
@@ -483,6 +489,9 @@ pub fn save_frozen(
         let mut buf = pool.take();
         let mut zstd = FrameCompressor::default();
         format::write_header(&mut buf, options.ctime_unix_secs, options.used_mem);
+        for code in &options.functions {
+            format::write_function(&mut buf, code);
+        }
         let mut keys_saved = 0u64;
         for db_idx in 0..frozen.n_dbs() {
             let stats = frozen.db_stats(db_idx);

@@ -1,0 +1,839 @@
+//! The Lua interpreter: its sandbox, the script cache, and running one script.
+//!
+//! One `Engine` runs EVAL scripts and another runs FUNCTION libraries, as Redis keeps two Lua
+//! states (SCRIPT FLUSH drops the first and leaves the functions alone). Both are built the same
+//! way: Lua 5.1's base, table, string and math libraries, Redis's bundled libraries
+//! (`libs.rs`), then `sandbox.lua`, which makes the `redis` table and the protected globals.
+//!
+//! A run lends the Rust half of `redis.call` and `redis.setresp` to Lua for its duration
+//! (`Lua::scope`), so the callbacks borrow the server and the script's client directly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use forkless_protocol::{Frame, Limits, Out, RespVersion, decode_frame, format_double};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use sha1::{Digest, Sha1};
+
+use super::convert::{ReplyTarget, frame_to_lua, frame_to_lua_resp3, lua_to_reply};
+use super::{HOOK_INSTRUCTIONS, RunState};
+use crate::cmd::meta::Flags;
+use crate::cmd::{Client, dispatch, lookup};
+use crate::server::{Server, lock};
+
+/// `SCRIPT_FLAG_*`: what a shebang line or `register_function` declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScriptFlags {
+    /// No shebang: Redis's compatibility mode, which ignores the other flags.
+    pub(crate) compat: bool,
+    pub(crate) no_writes: bool,
+    pub(crate) allow_oom: bool,
+    pub(crate) allow_stale: bool,
+    pub(crate) no_cluster: bool,
+    pub(crate) allow_cross_slot: bool,
+}
+
+impl ScriptFlags {
+    /// Sets the flag named `name` (Redis's spelling). Returns false for an unknown name.
+    pub(crate) fn set(&mut self, name: &str) -> bool {
+        match name {
+            "no-writes" => self.no_writes = true,
+            "allow-oom" => self.allow_oom = true,
+            "allow-stale" => self.allow_stale = true,
+            "no-cluster" => self.no_cluster = true,
+            "allow-cross-slot-keys" => self.allow_cross_slot = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The names FUNCTION LIST reports, in Redis's order.
+    pub(crate) fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.no_writes {
+            names.push("no-writes");
+        }
+        if self.allow_oom {
+            names.push("allow-oom");
+        }
+        if self.allow_stale {
+            names.push("allow-stale");
+        }
+        if self.no_cluster {
+            names.push("no-cluster");
+        }
+        if self.allow_cross_slot {
+            names.push("allow-cross-slot-keys");
+        }
+        names
+    }
+}
+
+/// A script in the EVAL cache.
+struct CachedScript {
+    body: Bytes,
+    flags: ScriptFlags,
+    function: Function,
+}
+
+/// How a script is being run.
+pub(crate) struct RunSpec<'a> {
+    /// The name errors and FUNCTION STATS show: the SHA-1 for EVAL, the function's name.
+    pub(crate) name: &'a str,
+    pub(crate) flags: ScriptFlags,
+    /// EVAL_RO, EVALSHA_RO, FCALL_RO.
+    pub(crate) read_only_command: bool,
+    /// EVAL (keys and arguments as globals) rather than FCALL (as the function's arguments).
+    pub(crate) eval: bool,
+    pub(crate) keys: &'a [Bytes],
+    pub(crate) args: &'a [Bytes],
+}
+
+/// The parts of the sandbox the engine calls.
+struct Sandbox {
+    globals: Table,
+    env: Table,
+    raw: Table,
+    run_eval: Function,
+    run_function: Function,
+    /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
+    module: Table,
+}
+
+pub(crate) struct Engine {
+    /// Runs since the last garbage-collection step.
+    runs: u32,
+    lua: Lua,
+    sandbox: Sandbox,
+    scripts: HashMap<String, CachedScript>,
+    /// What `redis.call` works with: the script's own client and reply buffer. The callbacks
+    /// are made once, with the interpreter; a run fills this in.
+    calls: Arc<Mutex<CallState>>,
+    run_state: Arc<RunState>,
+}
+
+/// Redis's `redisLrand48`: the 48-bit linear congruential generator of `lrand48`, with Redis's
+/// own state so every platform gives scripts the same sequence.
+#[derive(Debug)]
+pub(crate) struct Lrand48 {
+    state: u64,
+}
+
+impl Default for Lrand48 {
+    fn default() -> Self {
+        Lrand48 {
+            state: 0x1234_ABCD_330E,
+        }
+    }
+}
+
+impl Lrand48 {
+    const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+
+    pub(crate) fn next(&mut self) -> i32 {
+        self.state = (self.state.wrapping_mul(Self::MULTIPLIER).wrapping_add(0xB)) & Self::MASK;
+        i32::try_from(self.state >> 17).unwrap_or(i32::MAX)
+    }
+
+    pub(crate) fn seed(&mut self, seed: i32) {
+        let seed = u64::from(seed as u32);
+        self.state = (seed << 16) | 0x330E;
+    }
+}
+
+/// The SHA-1 of `body` in lower-case hex, as Redis names scripts.
+pub(crate) fn sha1_hex(body: &[u8]) -> String {
+    let digest = Sha1::digest(body);
+    let mut hex = String::with_capacity(40);
+    for byte in digest {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    hex
+}
+
+/// Parses an EVAL script's shebang line (`#!lua flags=no-writes,allow-oom`). Returns the flags
+/// and the length of the line (without its line feed, which stays so line numbers hold).
+pub(crate) fn parse_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((
+            ScriptFlags {
+                compat: true,
+                ..ScriptFlags::default()
+            },
+            0,
+        ));
+    }
+    let Some(end) = body.iter().position(|&b| b == b'\n') else {
+        return Err("ERR Invalid script shebang".into());
+    };
+    let line = String::from_utf8_lossy(body.get(..end).unwrap_or_default()).into_owned();
+    let mut parts = line.split_whitespace();
+    let Some(engine) = parts.next() else {
+        return Err("ERR Invalid engine in script shebang".into());
+    };
+    if engine != "#!lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut flags = ScriptFlags::default();
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {part}"));
+        };
+        for flag in list.split(',') {
+            if flag.is_empty() {
+                continue;
+            }
+            if !flags.set(flag) {
+                return Err(format!("ERR Unexpected flag in script shebang: {flag}"));
+            }
+        }
+    }
+    Ok((flags, end))
+}
+
+/// The text of a Lua error value, for the error handler (`raw.errstr`).
+fn error_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+        Value::Error(err) => mlua_error_text(err),
+        Value::Integer(n) => n.to_string(),
+        Value::Number(n) => format_double(*n),
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        other => format!("{}: {:p}", other.type_name(), other.to_pointer()),
+    }
+}
+
+/// An error reply of a command a script ran with `redis.call`, raised into the script. Its
+/// text carries its code (`ERR ...`, `WRONGTYPE ...`).
+#[derive(Debug)]
+pub(crate) struct CallError(pub(crate) String);
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// The text of a [`CallError`] inside `err`, if it is one.
+fn call_error(err: &mlua::Error) -> Option<String> {
+    match err {
+        mlua::Error::ExternalError(inner) => inner.downcast_ref::<CallError>().map(|e| e.0.clone()),
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            call_error(cause)
+        }
+        _ => None,
+    }
+}
+
+/// The message of an error raised by a Rust callback or the hook, without mlua's decoration.
+pub(crate) fn mlua_error_text(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::RuntimeError(msg) | mlua::Error::SyntaxError { message: msg, .. } => {
+            msg.clone()
+        }
+        mlua::Error::MemoryError(_) => "not enough memory".into(),
+        mlua::Error::CallbackError { cause, .. } => mlua_error_text(cause),
+        mlua::Error::WithContext { cause, .. } => mlua_error_text(cause),
+        mlua::Error::ExternalError(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl Engine {
+    /// Starts an interpreter with Redis's libraries and sandbox.
+    pub(crate) fn new(run_state: Arc<RunState>, server: Weak<Server>) -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        super::libs::register(&lua)?;
+        let raw = lua.create_table()?;
+        raw.raw_set(
+            "sha1hex",
+            lua.create_function(|_, value: Value| {
+                let bytes = match &value {
+                    Value::String(s) => s.as_bytes().to_vec(),
+                    Value::Integer(n) => n.to_string().into_bytes(),
+                    Value::Number(n) => format_double(*n).into_bytes(),
+                    _ => Vec::new(),
+                };
+                Ok(sha1_hex(&bytes))
+            })?,
+        )?;
+        let rand = Arc::new(std::sync::Mutex::new(Lrand48::default()));
+        let rand_next = Arc::clone(&rand);
+        raw.raw_set(
+            "random",
+            lua.create_function(move |_, ()| {
+                let r = crate::server::lock(&rand_next).next() % i32::MAX;
+                Ok(f64::from(r) / f64::from(i32::MAX))
+            })?,
+        )?;
+        raw.raw_set(
+            "randomseed",
+            lua.create_function(move |_, seed: f64| {
+                crate::server::lock(&rand).seed(super::convert::truncate(seed) as i32);
+                Ok(())
+            })?,
+        )?;
+        raw.raw_set(
+            "errinfo",
+            lua.create_function(|_, value: Value| {
+                Ok(match &value {
+                    Value::Error(err) => match call_error(err) {
+                        Some(text) => (text, true),
+                        None => (mlua_error_text(err), false),
+                    },
+                    other => (error_text(other), false),
+                })
+            })?,
+        )?;
+        raw.raw_set(
+            "where",
+            lua.create_function(|lua, ()| {
+                // The first Lua frame outside the sandbox: the user's code that failed.
+                for level in 1..64 {
+                    let found = lua.inspect_stack(level, |debug| {
+                        let source = debug.source();
+                        let src = source.source.as_deref().unwrap_or("").to_owned();
+                        (source.what, src, debug.current_line())
+                    });
+                    let Some((what, source, line)) = found else {
+                        break;
+                    };
+                    if what == "C" || source == "=sandbox" || source == "=[C]" {
+                        continue;
+                    }
+                    return Ok((Some(source), line.map(|l| l as i64)));
+                }
+                Ok((None, None))
+            })?,
+        )?;
+        let killed = Arc::clone(&run_state);
+        raw.raw_set(
+            "killed",
+            lua.create_function(move |_, ()| Ok(killed.kill_requested()))?,
+        )?;
+        raw.raw_set(
+            "log",
+            lua.create_function(|_, (level, message): (i64, mlua::String)| {
+                let message = String::from_utf8_lossy(&message.as_bytes()).into_owned();
+                match level {
+                    0 | 1 => tracing::debug!("{message}"),
+                    2 => tracing::info!("{message}"),
+                    _ => tracing::warn!("{message}"),
+                }
+                Ok(())
+            })?,
+        )?;
+        raw.raw_set(
+            "command_exists",
+            lua.create_function(|_, name: Value| {
+                Ok(match name {
+                    Value::String(s) => lookup(&s.as_bytes()).is_some(),
+                    _ => false,
+                })
+            })?,
+        )?;
+        raw.raw_set("version", crate::info::REDIS_VERSION)?;
+        raw.raw_set("version_num", version_num(crate::info::REDIS_VERSION))?;
+        let globals = lua.globals();
+        let module: Table = lua
+            .load(include_str!("sandbox.lua"))
+            .set_name("=sandbox")
+            .call((globals.clone(), raw.clone()))?;
+        let sandbox = Sandbox {
+            env: module.raw_get("env")?,
+            run_eval: module.raw_get("run_eval")?,
+            run_function: module.raw_get("run_function")?,
+            globals,
+            raw,
+            module,
+        };
+        let calls = Arc::new(Mutex::new(CallState {
+            server,
+            client: script_client(),
+            reply: Out::new(RespVersion::Resp2),
+            read_only: false,
+            run_state: Arc::clone(&run_state),
+        }));
+        let redis: Table = sandbox.module.raw_get("redis")?;
+        let call_state = Arc::clone(&calls);
+        redis.raw_set(
+            "call",
+            lua.create_function(move |lua, args: MultiValue| {
+                let (value, failed) = lock(&call_state).call(lua, &args)?;
+                if failed {
+                    let text = match &value {
+                        Value::Table(t) => t
+                            .raw_get::<Option<mlua::String>>("err")?
+                            .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    return Err(mlua::Error::external(CallError(text)));
+                }
+                Ok(value)
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
+        redis.raw_set(
+            "pcall",
+            lua.create_function(move |lua, args: MultiValue| {
+                Ok(lock(&call_state).call(lua, &args)?.0)
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
+        sandbox.raw.raw_set(
+            "setresp",
+            lua.create_function(move |_, version: i64| {
+                lock(&call_state).reply.version = if version == 3 {
+                    RespVersion::Resp3
+                } else {
+                    RespVersion::Resp2
+                };
+                Ok(())
+            })?,
+        )?;
+        let hook_state = Arc::clone(&run_state);
+        let hook_server = lock(&calls).server.clone();
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+            move |_, _| {
+                // A server asked to stop (SIGTERM, SHUTDOWN) does not wait for a script.
+                if hook_server.upgrade().is_some_and(|server| {
+                    server
+                        .shutting_down
+                        .load(std::sync::atomic::Ordering::Acquire)
+                }) {
+                    return Err(mlua::Error::RuntimeError(
+                        "Script aborted: the server is shutting down".into(),
+                    ));
+                }
+                hook_state.on_hook()
+            },
+        )?;
+        lua.gc_collect()?;
+        Ok(Engine {
+            runs: 0,
+            lua,
+            sandbox,
+            scripts: HashMap::new(),
+            calls,
+            run_state,
+        })
+    }
+
+    /// The table of Rust functions the sandbox calls (`raw`).
+    pub(crate) fn raw_table(&self) -> mlua::Result<Table> {
+        Ok(self.sandbox.raw.clone())
+    }
+
+    pub(crate) fn run_state(&self) -> &RunState {
+        &self.run_state
+    }
+
+    pub(crate) fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// The table `sandbox.lua` returned.
+    pub(crate) fn sandbox_module(&self) -> &Table {
+        &self.sandbox.module
+    }
+
+    /// Number of cached EVAL scripts and the bytes of their bodies, for INFO.
+    pub(crate) fn cache_stats(&self) -> (usize, usize) {
+        (
+            self.scripts.len(),
+            self.scripts.values().map(|s| s.body.len() + 40).sum(),
+        )
+    }
+
+    /// Lua's memory in use.
+    pub(crate) fn memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Returns true if and only if the cache holds the script with this SHA-1 (any case).
+    pub(crate) fn has_script(&self, sha: &[u8]) -> bool {
+        sha.len() == 40
+            && self
+                .scripts
+                .contains_key(&String::from_utf8_lossy(sha).to_ascii_lowercase())
+    }
+
+    /// Compiles `body` into the cache (SCRIPT LOAD, EVAL). Returns its SHA-1; Err is the error
+    /// reply.
+    pub(crate) fn load_script(&mut self, body: &Bytes) -> Result<String, String> {
+        let sha = sha1_hex(body);
+        if self.scripts.contains_key(&sha) {
+            return Ok(sha);
+        }
+        let (flags, shebang_len) = parse_shebang(body)?;
+        let code = body.get(shebang_len..).unwrap_or_default();
+        let function = self
+            .lua
+            .load(code)
+            .set_name("@user_script")
+            .set_mode(mlua::ChunkMode::Text)
+            .set_environment(self.sandbox.env.clone())
+            .into_function()
+            .map_err(|err| {
+                format!(
+                    "ERR Error compiling script (new function): {}",
+                    mlua_error_text(&err)
+                )
+            })?;
+        self.scripts.insert(
+            sha.clone(),
+            CachedScript {
+                body: body.clone(),
+                flags,
+                function,
+            },
+        );
+        Ok(sha)
+    }
+
+    /// The flags and function of a cached script.
+    pub(crate) fn script(&self, sha: &str) -> Option<(ScriptFlags, Function)> {
+        self.scripts
+            .get(sha)
+            .map(|script| (script.flags, script.function.clone()))
+    }
+
+    /// Runs `function` for a client: `keys` and `args` as KEYS/ARGV (EVAL) or as the function's
+    /// two arguments (FCALL). Writes the reply into `out`. The caller holds the gate exclusively
+    /// and has made the checks Redis makes before a run.
+    pub(crate) fn run(
+        &mut self,
+        server: &Server,
+        caller: &Client,
+        out: &mut Out,
+        function: &Function,
+        spec: &RunSpec<'_>,
+    ) {
+        let limit = server.config().script_memory_limit;
+        let _ = self
+            .lua
+            .set_memory_limit(usize::try_from(limit).unwrap_or(usize::MAX));
+        {
+            let mut calls = lock(&self.calls);
+            calls.read_only =
+                spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
+            calls.client.db = caller.db;
+            calls.client.close_after_reply = false;
+            calls.client.multi = None;
+            calls.reply.version = RespVersion::Resp2;
+            calls.reply.buf.clear();
+        }
+        let result = self.run_inner(function, spec);
+        let resp3 = lock(&self.calls).reply.version == RespVersion::Resp3;
+        match result {
+            Ok((true, value)) => {
+                let mut target = ReplyTarget {
+                    out,
+                    script_resp3: resp3,
+                };
+                lua_to_reply(&mut target, &value, 0);
+            }
+            Ok((false, Value::Table(err))) => {
+                let msg: String = err
+                    .raw_get::<Option<mlua::String>>("err")
+                    .ok()
+                    .flatten()
+                    .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let source: Option<String> = err.raw_get("source").ok().flatten();
+                let line: Option<i64> = err.raw_get("line").ok().flatten();
+                let msg = msg.strip_prefix('-').unwrap_or(&msg);
+                let text = match (source, line) {
+                    (Some(source), Some(line)) => {
+                        format!("{msg} script: {}, on {source}:{line}.", spec.name)
+                    }
+                    _ => msg.to_string(),
+                };
+                out.error(&one_line(&text));
+            }
+            Ok((false, other)) => {
+                let msg: String = error_text(&other).chars().take(100).collect();
+                out.error(&one_line(&format!(
+                    "ERR Error running script {}, {msg}",
+                    spec.name
+                )));
+            }
+            Err(err) => {
+                let msg: String = mlua_error_text(&err).chars().take(100).collect();
+                out.error(&one_line(&format!(
+                    "ERR Error running script {}, {msg}",
+                    spec.name
+                )));
+            }
+        }
+        if spec.eval {
+            let _ = self.sandbox.globals.raw_set("KEYS", Value::Nil);
+            let _ = self.sandbox.globals.raw_set("ARGV", Value::Nil);
+        }
+        // A step of garbage collection every 50 runs, as Redis does, keeps the interpreter
+        // small without a full cycle's latency; a script that ran out of memory leaves a lot
+        // behind, collected at once.
+        self.runs += 1;
+        if self.runs >= 50 {
+            self.runs = 0;
+            let _ = self.lua.gc_step_kbytes(50);
+        }
+        // The limit is lifted first: a collection may itself need memory.
+        let _ = self.lua.set_memory_limit(0);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let used = self.lua.used_memory();
+        if used > (64 << 20) || (limit > 0 && used > limit / 2) {
+            let _ = self.lua.gc_collect();
+        }
+    }
+
+    fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {
+        let lua = &self.lua;
+        let keys_table = fill(lua, spec.keys)?;
+        let args_table = fill(lua, spec.args)?;
+        let results: MultiValue = if spec.eval {
+            self.sandbox.globals.raw_set("KEYS", keys_table)?;
+            self.sandbox.globals.raw_set("ARGV", args_table)?;
+            self.sandbox.run_eval.call(function.clone())?
+        } else {
+            self.sandbox
+                .run_function
+                .call((function.clone(), keys_table, args_table))?
+        };
+        let mut results = results.into_iter();
+        let ok = matches!(results.next(), Some(Value::Boolean(true)));
+        let value = results.next().unwrap_or(Value::Nil);
+        Ok((ok, value))
+    }
+}
+
+fn fill(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(items.len(), 0)?;
+    for (idx, item) in items.iter().enumerate() {
+        table.raw_set(idx + 1, lua.create_string(item)?)?;
+    }
+    Ok(table)
+}
+
+/// `REDIS_VERSION_NUM`: 0x00MMmmpp.
+fn version_num(version: &str) -> i64 {
+    let mut parts = version.split('.').map(|p| p.parse::<i64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    let patch = parts.next().unwrap_or(0);
+    (major << 16) | (minor << 8) | patch
+}
+
+/// An error text on one line, as Redis's `addReplyErrorFormat` makes it.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+/// The client a script's commands run as.
+fn script_client() -> Client {
+    // Nothing is ever pushed to a script's client; the channel only completes its state.
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
+    let handle = Arc::new(crate::server::ClientHandle {
+        id: u64::MAX,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        created: std::time::Instant::now(),
+        last_interaction_ms: Default::default(),
+        name: Default::default(),
+        db: Default::default(),
+        resp: 2.into(),
+        last_command: Default::default(),
+        killed: Default::default(),
+        kill: Default::default(),
+        fd: -1,
+        info: Default::default(),
+        push,
+    });
+    Client {
+        id: u64::MAX,
+        db: 0,
+        authenticated: true,
+        close_after_reply: false,
+        handle,
+        subs: crate::pubsub::ClientSubscriptions::new(),
+        multi: None,
+        multi_failed: false,
+        watched: crate::cmd::transaction::Watched::default(),
+        // Blocking commands never block inside a script, as inside EXEC.
+        in_exec: true,
+        blocked: None,
+        block_retry: false,
+        replay: false,
+        conn: crate::cmd::client::ConnState::new(pushes),
+    }
+}
+
+/// What `redis.call` works with.
+struct CallState {
+    server: Weak<Server>,
+    client: Client,
+    reply: Out,
+    read_only: bool,
+    run_state: Arc<RunState>,
+}
+
+impl CallState {
+    /// One `redis.call`/`redis.pcall`: the reply as a Lua value, and whether it is an error (the
+    /// `redis.call` wrapper raises it).
+    fn call(&mut self, lua: &Lua, args: &MultiValue) -> mlua::Result<(Value, bool)> {
+        if args.is_empty() {
+            return error_value(
+                lua,
+                "ERR Please specify at least one argument for this redis lib call",
+            );
+        }
+        let mut argv = Vec::with_capacity(args.len());
+        for arg in args {
+            match arg {
+                Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+                Value::Integer(n) => argv.push(Bytes::from(format_double(*n as f64))),
+                Value::Number(n) => argv.push(Bytes::from(format_double(*n))),
+                _ => {
+                    return error_value(
+                        lua,
+                        "ERR Lua redis lib command arguments must be strings or integers",
+                    );
+                }
+            }
+        }
+        if let Err(msg) = self.check(&argv) {
+            return error_value(lua, &msg);
+        }
+        let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
+            return error_value(lua, "ERR Unknown Redis command called from script");
+        };
+        let Some(server) = self.server.upgrade() else {
+            return error_value(lua, "ERR the server is shutting down");
+        };
+        self.reply.buf.clear();
+        dispatch(
+            &server,
+            &mut self.client,
+            &mut self.reply,
+            idx,
+            command,
+            &argv,
+        );
+        // A blocking command that found nothing must not wait: it replies as on timeout.
+        if let Some(request) = self.client.blocked.take() {
+            match request.on_timeout {
+                crate::blocking::TimeoutReply::NullArray => self.reply.null_array(),
+                crate::blocking::TimeoutReply::Null => self.reply.null(),
+            }
+        }
+        let limits = Limits {
+            max_bulk_len: u64::MAX,
+            max_multibulk_len: u64::MAX,
+            ..Limits::default()
+        };
+        let Ok(Some((frame, _))) = decode_frame(&self.reply.buf, &limits) else {
+            return error_value(lua, "ERR reply could not be read back");
+        };
+        let failed = matches!(frame, Frame::Error(_));
+        let value = if self.reply.version == RespVersion::Resp3 {
+            frame_to_lua_resp3(lua, &frame)?
+        } else {
+            frame_to_lua(lua, &frame)?
+        };
+        Ok((value, failed))
+    }
+
+    /// Redis's checks before a script's command runs. Err is the error text.
+    fn check(&self, argv: &[Bytes]) -> Result<(), String> {
+        let Some((_, command)) = argv.first().and_then(|name| lookup(name)) else {
+            return Err("ERR Unknown Redis command called from script".into());
+        };
+        let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
+        if (command.arity > 0 && argc != command.arity) || argc < -command.arity {
+            return Err("ERR Wrong number of args calling Redis command from script".into());
+        }
+        if command.has_flag(Flags::NOSCRIPT) || super::denied_subcommand(command, argv) {
+            return Err("ERR This Redis command is not allowed from script".into());
+        }
+        let write = command.has_flag(Flags::WRITE);
+        if self.read_only && (write || command.has_flag(Flags::MAY_REPLICATE)) {
+            return Err("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        if write {
+            let refused = self
+                .server
+                .upgrade()
+                .is_some_and(|server| crate::persistence::writes_refused(&server));
+            if !self.run_state.wrote() && refused {
+                return Err(crate::persistence::MISCONF.to_string());
+            }
+            self.run_state.mark_wrote();
+        }
+        Ok(())
+    }
+}
+
+/// An error reply as `redis.call` hands it to Lua: `{err=...}`, flagged as an error.
+fn error_value(lua: &Lua, text: &str) -> mlua::Result<(Value, bool)> {
+    let table = lua.create_table()?;
+    table.raw_set("err", text)?;
+    Ok((Value::Table(table), true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lrand48_matches_the_c_library() {
+        // glibc's lrand48() after srand48(0)... Redis's state starts unseeded at 0x1234ABCD330E;
+        // its first outputs are those of lrand48 without srand48.
+        let mut rand = Lrand48::default();
+        assert_eq!(rand.next(), 851_401_618);
+        assert_eq!(rand.next(), 1_804_928_587);
+        rand.seed(0);
+        assert_eq!(rand.next(), 366_850_414);
+    }
+
+    #[test]
+    fn shebang_flags() {
+        assert!(parse_shebang(b"return 1").unwrap().0.compat);
+        let (flags, len) = parse_shebang(b"#!lua flags=no-writes,allow-oom\nreturn 1").unwrap();
+        assert!(flags.no_writes && flags.allow_oom && !flags.compat);
+        assert_eq!(len, 31);
+        assert_eq!(
+            parse_shebang(b"#!lua").unwrap_err(),
+            "ERR Invalid script shebang"
+        );
+        assert_eq!(
+            parse_shebang(b"#!python\n").unwrap_err(),
+            "ERR Unexpected engine in script shebang: #!python"
+        );
+        assert_eq!(
+            parse_shebang(b"#!lua flags=bad\n").unwrap_err(),
+            "ERR Unexpected flag in script shebang: bad"
+        );
+        assert_eq!(
+            parse_shebang(b"#!lua x=1\n").unwrap_err(),
+            "ERR Unknown lua shebang option: x=1"
+        );
+    }
+
+    #[test]
+    fn sha1_of_empty_string() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    }
+}
