@@ -589,12 +589,46 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     let loading = &server.persistence.loading;
     let started = Instant::now();
     let name = path.display().to_string();
-    let n_dbs = server.keyspace.dbs().len();
     let reader = CountingReader {
         inner: file,
         loaded: &loading.loaded_bytes,
     };
-    let summary = format::load(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
+    let summary = load_rdb_at(
+        server,
+        BufReader::with_capacity(1 << 20, reader),
+        &name,
+        unix_ms(),
+    )?;
+    let elapsed = started.elapsed();
+    let mut state = server.persistence.state();
+    state.last_load_keys_loaded = summary.keys_loaded;
+    state.last_load_keys_expired = summary.keys_expired_skipped;
+    state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    // Loading is not a change: a restart must not trigger a save point by itself.
+    state.dirty_at_last_save = server.keyspace.dirty();
+    drop(state);
+    loading.active.store(false, Ordering::Release);
+    tracing::info!(
+        keys = summary.keys_loaded,
+        expired_skipped = summary.keys_expired_skipped,
+        "DB loaded from disk: {:.3} seconds",
+        elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Loads an RDB stream into the keyspace (the dump, or an AOF's base). Keys that expired
+/// before `now_ms` are skipped; the AOF's base passes 0, as Redis loads a preamble's keys
+/// whatever their expiry (the incr files carry their DELs).
+pub(crate) fn load_rdb_at(
+    server: &Server,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+) -> anyhow::Result<format::LoadSummary> {
+    let loading = &server.persistence.loading;
+    let n_dbs = server.keyspace.dbs().len();
+    format::load(reader, name, now_ms, |entry| {
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
@@ -620,23 +654,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     })
     // The error names the file and carries the OS error in its own text: as a plain message,
     // so neither is printed twice (its source would be, by `{:#}`).
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;
-    let elapsed = started.elapsed();
-    let mut state = server.persistence.state();
-    state.last_load_keys_loaded = summary.keys_loaded;
-    state.last_load_keys_expired = summary.keys_expired_skipped;
-    state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    // Loading is not a change: a restart must not trigger a save point by itself.
-    state.dirty_at_last_save = server.keyspace.dirty();
-    drop(state);
-    loading.active.store(false, Ordering::Release);
-    tracing::info!(
-        keys = summary.keys_loaded,
-        expired_skipped = summary.keys_expired_skipped,
-        "DB loaded from disk: {:.3} seconds",
-        elapsed.as_secs_f64()
-    );
-    Ok(())
+    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
 }
 
 /// The `# Persistence` section of INFO: Redis 7.0's fields in Redis's order, then forkless's
@@ -708,18 +726,7 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
             state.last_load_keys_loaded
         },
     );
-    field("aof_enabled", &0);
-    field("aof_rewrite_in_progress", &0);
-    field("aof_rewrite_scheduled", &0);
-    field("aof_last_rewrite_time_sec", &-1);
-    field("aof_current_rewrite_time_sec", &-1);
-    field("aof_last_bgrewrite_status", &"ok");
-    field("aof_rewrites", &0);
-    field("aof_rewrites_consecutive_failures", &0);
-    field("aof_last_write_status", &"ok");
-    field("aof_last_cow_size", &0);
-    field("module_fork_in_progress", &0);
-    field("module_fork_last_cow_size", &0);
+    crate::aof::info_fields(server, &mut field);
     if is_loading {
         let start = loading.start_unix_secs.load(Ordering::Relaxed);
         let total = loading.total_bytes.load(Ordering::Relaxed);

@@ -150,6 +150,9 @@ pub(crate) struct ClientHandle {
     pub(crate) last_command: AtomicU32,
     pub(crate) killed: AtomicBool,
     pub(crate) kill: Notify,
+    /// The number of the last effect the client's commands published and whose reply is not
+    /// written yet; 0 for none. With `appendfsync always` the reply waits for it to be on disk.
+    pub(crate) awaiting_seq: AtomicU64,
 }
 
 impl ClientHandle {
@@ -213,6 +216,7 @@ pub(crate) struct Server {
     pub(crate) blocking: crate::blocking::Registry,
     /// The stream of write effects that the AOF and replicas consume.
     pub(crate) effects: crate::effects::EffectStream,
+    pub(crate) aof: crate::aof::Aof,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -249,6 +253,7 @@ impl Server {
             pubsub: crate::pubsub::Registry::default(),
             blocking: crate::blocking::Registry::default(),
             effects: crate::effects::EffectStream::default(),
+            aof: crate::aof::Aof::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

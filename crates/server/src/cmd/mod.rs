@@ -344,7 +344,8 @@ fn refusal(
             command: command.name,
         });
     }
-    if !command.has_flag(Flags::LOADING) && server.persistence.loading() {
+    // The AOF's replay client runs while the server loads: that is how it loads.
+    if !command.has_flag(Flags::LOADING) && !client.replay && server.persistence.loading() {
         return Some(Refusal::Loading);
     }
     if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {

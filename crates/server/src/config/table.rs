@@ -213,7 +213,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("rdbchecksum",                 IMMUTABLE, flag!(rdbchecksum)),
     opt("stop-writes-on-bgsave-error", MUTABLE,   flag!(stop_writes_on_bgsave_error)),
     opt("appendonly",                  MUTABLE,   flag!(appendonly)),
-    opt("appendfsync",                 INERT,   choice!(appendfsync, AppendFsync)),
+    opt("appendfsync",                 MUTABLE, choice!(appendfsync, AppendFsync)),
     // Redis accepts any non-negative int and clamps it to CONFIG_MIN_HZ..CONFIG_MAX_HZ.
     opt("hz",                          MUTABLE,   Kind::Int {
         range: Signed(0, INT_MAX), memory: false, get: |c| c.hz, set: |c, v| c.hz = v.clamp(1, 500),
@@ -263,7 +263,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("no-appendfsync-on-rewrite", INERT, stored!(Check::Bool, "no")),
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
     opt("rdb-save-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
-    opt("aof-load-truncated", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-load-truncated", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-use-rdb-preamble", INERT, stored!(Check::Bool, "yes")),
     opt("aof-timestamp-enabled", INERT, stored!(Check::Bool, "no")),
     opt("cluster-replica-no-failover", INERT, stored!(Check::Bool, "no")),
@@ -295,8 +295,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("cluster-config-file", IMMUTABLE | INERT, stored!(Check::Text, "nodes.conf")),
     opt("cluster-announce-hostname", INERT, stored!(Check::Text, "")),
     opt("syslog-ident", IMMUTABLE | INERT, stored!(Check::Text, "redis")),
-    opt("appendfilename", IMMUTABLE | INERT, stored!(Check::Text, "appendonly.aof")),
-    opt("appenddirname", IMMUTABLE | INERT, stored!(Check::Text, "appendonlydir")),
+    opt("appendfilename", IMMUTABLE, stored!(Check::Text, "appendonly.aof")),
+    opt("appenddirname", IMMUTABLE, stored!(Check::Text, "appendonlydir")),
     opt("server_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("bio_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("aof_rewrite_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
@@ -524,14 +524,7 @@ impl Spec {
 /// Cross-option checks run after every change, at load time and on CONFIG SET.
 pub(super) fn check_supported(config: &Config) -> Result<(), String> {
     // Options whose absence would lose data or break a promise are refused until forkless acts
-    // on them (these two checks go when AOF and maxmemory land).
-    if config.appendonly {
-        return Err(
-            "appendonly yes is not supported by forkless yet: the append-only file \
-                    (AOF) is not implemented, so writes would not be durable"
-                .to_owned(),
-        );
-    }
+    // on them (this check goes when maxmemory lands).
     if config.maxmemory > 0 {
         return Err(
             "maxmemory is not supported by forkless yet: memory limits and eviction \

@@ -51,6 +51,7 @@ fn client(server: &Server, replay: bool) -> Client {
         last_command: Default::default(),
         killed: Default::default(),
         kill: Default::default(),
+        awaiting_seq: Default::default(),
     });
     Client {
         id,

@@ -1,0 +1,259 @@
+//! The append-only file, in Redis 7.0's multi-part layout: `dir/appenddirname/` holds a
+//! manifest (`manifest.rs`), one base file (an RDB written from an epoch cut by the same save
+//! as BGSAVE) and incremental files of commands that the effect stream's consumer appends to
+//! (`writer.rs`). Loading replays them (`load.rs`); a rewrite takes a new cut and splits the
+//! stream at it instead of forking (`rewrite.rs`).
+//!
+//! ```text
+//!  EffectStream ──► Writer (render RESP, buffer) ──► forkless-aof thread: write, fsync
+//!                                                        │ durable seq (appendfsync always)
+//!  conn: reply waits for its command's seq  ◄────────────┘
+//! ```
+
+pub(crate) mod load;
+pub(crate) mod manifest;
+pub(crate) mod rewrite;
+pub(crate) mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::{AppendFsync, Config};
+use crate::effects::ConsumerId;
+use crate::server::{Server, lock};
+
+use self::manifest::Manifest;
+use self::writer::Writer;
+
+/// A writer attached to the effect stream, with its thread.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) consumer: ConsumerId,
+    pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The AOF's state: the writers and what INFO persistence shows of them. A std mutex, taken
+/// by the rewrite at its steps, INFO, and a reply that waits for durability (briefly, to find
+/// its writer).
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The writer of the current incr file, once the AOF is on.
+    pub(crate) current: Option<Active>,
+    /// During a rewrite, the writer of the previous incr file until it has every effect below
+    /// the cut.
+    pub(crate) previous: Option<Arc<Writer>>,
+    pub(crate) manifest: Manifest,
+    /// True while the AOF is being switched on (its first base is being written).
+    pub(crate) waiting_rewrite: bool,
+    pub(crate) rewrite_started: Option<Instant>,
+    pub(crate) rewrite_scheduled: bool,
+    pub(crate) last_rewrite_time_sec: i64,
+    pub(crate) last_rewrite_ok: bool,
+    pub(crate) rewrites: u64,
+    pub(crate) consecutive_failures: u64,
+    /// Effects numbered below this were logged when the last rewrite began: for
+    /// `auto-aof-rewrite-percentage`, the base's size then.
+    pub(crate) base_size_at_rewrite: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            current: None,
+            previous: None,
+            manifest: Manifest::default(),
+            waiting_rewrite: false,
+            rewrite_started: None,
+            rewrite_scheduled: false,
+            last_rewrite_time_sec: -1,
+            last_rewrite_ok: true,
+            rewrites: 0,
+            consecutive_failures: 0,
+            base_size_at_rewrite: 0,
+        }
+    }
+}
+
+/// The server's AOF.
+#[derive(Debug, Default)]
+pub(crate) struct Aof {
+    pub(crate) state: Mutex<State>,
+    /// True while the AOF is on with `appendfsync always`: the one load a reply pays otherwise.
+    pub(crate) always: std::sync::atomic::AtomicBool,
+}
+
+impl Aof {
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The writers that may hold `seq`, current first.
+    fn writers(&self) -> Vec<Arc<Writer>> {
+        let state = self.state();
+        state
+            .current
+            .iter()
+            .map(|active| Arc::clone(&active.writer))
+            .chain(state.previous.iter().cloned())
+            .collect()
+    }
+
+    /// With `appendfsync always`, waits until the effect numbered `seq` is on disk, in the
+    /// file of the writer that logs it.
+    pub(crate) async fn wait_durable(&self, seq: u64) {
+        if !self.always.load(Ordering::Relaxed) {
+            return;
+        }
+        loop {
+            let writers = self.writers();
+            let Some(owner) = writers.iter().find(|writer| writer.owns(seq)) else {
+                // Not logged (the AOF is off) or its writer's range is not known yet: a
+                // writer in early mode owns nothing, so look again once the cut is known.
+                if writers.iter().any(|writer| writer.starting()) {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    continue;
+                }
+                return;
+            };
+            if !owner.always() {
+                return;
+            }
+            owner.wait_durable(seq).await;
+            if owner.owns(seq) {
+                return;
+            }
+        }
+    }
+}
+
+/// Where the AOF lives and what its files are called.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    pub(crate) dir: PathBuf,
+    pub(crate) filename: String,
+}
+
+impl Names {
+    pub(crate) fn of(config: &Config) -> Names {
+        Names {
+            dir: config.dir.join(config.appenddirname()),
+            filename: config.appendfilename().to_owned(),
+        }
+    }
+
+    pub(crate) fn manifest(&self) -> String {
+        format!("{}.manifest", self.filename)
+    }
+
+    pub(crate) fn base(&self, seq: u64, rdb: bool) -> String {
+        format!(
+            "{}.{seq}.base.{}",
+            self.filename,
+            if rdb { "rdb" } else { "aof" }
+        )
+    }
+
+    pub(crate) fn incr(&self, seq: u64) -> String {
+        format!("{}.{seq}.incr.aof", self.filename)
+    }
+}
+
+/// `CONFIG SET` changed options: a new `appendfsync` reaches the writers, `appendonly`
+/// switches the AOF on (a rewrite writes the base first) or off.
+pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
+    let config = server.config();
+    let (appendonly, policy) = (config.appendonly, config.appendfsync);
+    drop(config);
+    server
+        .aof
+        .always
+        .store(policy.is_always(), Ordering::Relaxed);
+    if changed.contains(&"appendfsync") {
+        for writer in server.aof.writers() {
+            writer.set_policy(policy);
+        }
+    }
+    if changed.contains(&"appendonly") {
+        let on = server.aof.state().current.is_some();
+        if appendonly && !on {
+            if let Err(err) = rewrite::start_background(server) {
+                tracing::warn!(
+                    "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. ({err})"
+                );
+            }
+        } else if !appendonly && on {
+            stop(server);
+        }
+    }
+}
+
+/// Switches the AOF off: the writer flushes, fsyncs and detaches.
+pub(crate) fn stop(server: &Server) {
+    let active = server.aof.state().current.take();
+    if let Some(mut active) = active {
+        server.effects.detach(&server.keyspace, active.consumer);
+        active.writer.stop();
+        if let Some(thread) = active.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The AOF fields of INFO persistence, in Redis 7.0's order.
+pub(crate) fn info_fields(server: &Server, field: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+    let state = server.aof.state();
+    let enabled = state.current.is_some() && !state.waiting_rewrite;
+    let writer = state.current.as_ref().map(|active| &active.writer);
+    let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed));
+    field("aof_enabled", &u8::from(enabled));
+    field(
+        "aof_rewrite_in_progress",
+        &u8::from(state.rewrite_started.is_some()),
+    );
+    field("aof_rewrite_scheduled", &u8::from(state.rewrite_scheduled));
+    field("aof_last_rewrite_time_sec", &state.last_rewrite_time_sec);
+    field(
+        "aof_current_rewrite_time_sec",
+        &state.rewrite_started.map_or(-1, |at| {
+            i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX)
+        }),
+    );
+    field(
+        "aof_last_bgrewrite_status",
+        &if state.last_rewrite_ok { "ok" } else { "err" },
+    );
+    field("aof_rewrites", &state.rewrites);
+    field(
+        "aof_rewrites_consecutive_failures",
+        &state.consecutive_failures,
+    );
+    field(
+        "aof_last_write_status",
+        &if write_ok { "ok" } else { "err" },
+    );
+    field("aof_last_cow_size", &0);
+    field("module_fork_in_progress", &0);
+    field("module_fork_last_cow_size", &0);
+    if enabled && let Some(writer) = writer {
+        let base = writer.base_size.load(Ordering::Relaxed);
+        let incr = writer.incr_size.load(Ordering::Relaxed);
+        field("aof_current_size", &(base + incr));
+        field("aof_base_size", &base);
+        field("aof_pending_rewrite", &u8::from(state.rewrite_scheduled));
+        field(
+            "aof_buffer_length",
+            &writer.buffered.load(Ordering::Relaxed),
+        );
+        field("aof_pending_bio_fsync", &0);
+        field("aof_delayed_fsync", &0);
+    }
+}
+
+impl AppendFsync {
+    pub(crate) fn is_always(self) -> bool {
+        self == AppendFsync::Always
+    }
+}

@@ -1,0 +1,267 @@
+//! The AOF rewrite without fork: a new incr file opened at an epoch cut, the new base written
+//! from the cut by the same save as BGSAVE, then the manifest switched over.
+//!
+//! 1. Create the next incr file; attach its writer (it keeps what it gets until step 3).
+//! 2. Take the cut. Every effect numbered below `cut.seq()` is in the cut; every other after.
+//! 3. The new writer logs from `cut.seq()`, the old one stops there; once the old one has every
+//!    effect below the cut, it flushes, fsyncs and is detached, and the manifest (old base,
+//!    old incrs, new incr) is persisted, so a crash from here on loses nothing.
+//! 4. The new writer's thread starts; the base is saved from the cut.
+//! 5. The manifest becomes the new base and the new incr; the old files become history and are
+//!    deleted.
+//!
+//! A failed save leaves the manifest of step 3, which is complete: the new incr continues the
+//! old ones exactly at the cut.
+
+use std::fs::{File, OpenOptions};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use forkless_snapshot::save::{self, Compression, Progress, TraversalPriority};
+
+use super::manifest::{Entry, FileType, Manifest};
+use super::writer::Writer;
+use super::{Active, Names};
+use crate::server::{Server, unix_ms};
+
+/// BGREWRITEAOF's reply when one runs already, as Redis.
+pub(crate) const ALREADY: &str = "ERR Background append only file rewriting already in progress";
+
+/// Starts a rewrite on a `forkless-aofrw` thread. Err is the reason it could not start.
+pub(crate) fn start_background(server: &Server) -> Result<(), String> {
+    {
+        let mut state = server.aof.state();
+        if state.rewrite_started.is_some() {
+            return Err(ALREADY.into());
+        }
+        state.rewrite_started = Some(Instant::now());
+    }
+    let Some(owner) = server.arc() else {
+        server.aof.state().rewrite_started = None;
+        return Err("ERR server is shutting down".into());
+    };
+    let spawned = std::thread::Builder::new()
+        .name("forkless-aofrw".into())
+        .spawn(move || {
+            let result = rewrite(&owner);
+            finish(&owner, &result);
+        });
+    if let Err(err) = spawned {
+        server.aof.state().rewrite_started = None;
+        return Err(format!(
+            "ERR Can't rewrite append only file in background: {err}"
+        ));
+    }
+    tracing::info!("Background append only file rewriting started");
+    Ok(())
+}
+
+/// Records a rewrite's outcome.
+pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
+    let mut state = server.aof.state();
+    let took = state.rewrite_started.take().map_or(0, |at| {
+        i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX)
+    });
+    state.last_rewrite_time_sec = took;
+    match result {
+        Ok(()) => {
+            state.last_rewrite_ok = true;
+            state.rewrites += 1;
+            state.consecutive_failures = 0;
+            tracing::info!("Background AOF rewrite finished successfully");
+        }
+        Err(err) => {
+            state.last_rewrite_ok = false;
+            state.consecutive_failures += 1;
+            tracing::warn!("Background AOF rewrite failed: {err}");
+        }
+    }
+}
+
+fn open_append(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread.
+pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
+    let config = server.config().clone();
+    let names = Names::of(&config);
+    std::fs::create_dir_all(&names.dir).map_err(|err| {
+        format!(
+            "Can't create the AOF directory {}: {err}",
+            names.dir.display()
+        )
+    })?;
+    let first = server.aof.state().current.is_none();
+    let mut old_manifest = server.aof.state().manifest.clone();
+    if first {
+        // Switched on at runtime over a directory of an earlier run: its files become history
+        // and the sequence numbers go on from them, as Redis does.
+        if let Ok(text) = std::fs::read(names.dir.join(names.manifest())) {
+            if let Ok(on_disk) = Manifest::parse(&text) {
+                old_manifest = on_disk;
+            }
+        }
+    }
+    let base_seq = old_manifest.base.as_ref().map_or(0, |b| b.seq) + 1;
+    let incr_seq = old_manifest.incrs.last().map_or(0, |i| i.seq) + 1;
+    let incr_name = names.incr(incr_seq);
+    let incr_path = names.dir.join(&incr_name);
+    // Step 1.
+    let file = File::create(&incr_path)
+        .and_then(|_| open_append(&incr_path))
+        .map_err(|err| {
+            format!(
+                "Can't open the append-only file {}: {err}",
+                incr_path.display()
+            )
+        })?;
+    let writer = Arc::new(Writer::new(config.appendfsync, 0, 0));
+    server
+        .aof
+        .always
+        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    let consumer = server.effects.attach(
+        &server.keyspace,
+        Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
+    );
+    // Step 2.
+    let Some(cut) = server.keyspace.begin_snapshot(unix_ms()) else {
+        server.effects.detach(&server.keyspace, consumer);
+        writer.stop();
+        let _ = std::fs::remove_file(&incr_path);
+        return Err("a snapshot is running: the rewrite can't take its cut".into());
+    };
+    let cut_seq = cut.seq().get();
+    // Step 3.
+    writer.set_start(cut_seq);
+    let previous = {
+        let mut state = server.aof.state();
+        let previous = state.current.take();
+        if let Some(previous) = &previous {
+            previous.writer.set_end(cut_seq);
+            state.previous = Some(Arc::clone(&previous.writer));
+        }
+        state.waiting_rewrite = first;
+        state.current = Some(Active {
+            writer: Arc::clone(&writer),
+            consumer,
+            thread: None,
+        });
+        previous
+    };
+    let mut manifest = old_manifest.clone();
+    if let Some(mut previous) = previous {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !previous.writer.reached_end() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        previous.writer.stop();
+        if let Some(thread) = previous.thread.take() {
+            let _ = thread.join();
+        }
+        server.effects.detach(&server.keyspace, previous.consumer);
+        server.aof.state().previous = None;
+        writer.base_size.store(
+            previous.writer.base_size.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        manifest.incrs.push(Entry {
+            name: incr_name.clone(),
+            seq: incr_seq,
+            kind: FileType::Incr,
+        });
+        manifest
+            .persist(&names.dir, &names.manifest())
+            .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
+        server.aof.state().manifest = manifest.clone();
+    }
+    // Step 4.
+    let thread = writer
+        .spawn(file)
+        .map_err(|err| format!("Can't start the AOF thread: {err}"))?;
+    if let Some(active) = server.aof.state().current.as_mut() {
+        active.thread = Some(thread);
+    }
+    let base_name = names.base(base_seq, true);
+    let mut options = crate::persistence::save_options(server, &config);
+    options.target = forkless_snapshot::backend::Target::new(
+        names.dir.clone(),
+        base_name.clone(),
+        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
+    );
+    // Redis must be able to load the base.
+    options.compression = Compression::None;
+    if first {
+        options.priority = TraversalPriority::Nice(0);
+    }
+    let report = save::save(&server.keyspace, cut, &options, &Progress::default());
+    let report = match report {
+        Ok(report) => report,
+        Err(err) => {
+            if first {
+                super::stop(server);
+                server.aof.state().waiting_rewrite = false;
+                let _ = std::fs::remove_file(&incr_path);
+            }
+            return Err(format!("Error writing the AOF base {base_name}: {err}"));
+        }
+    };
+    writer
+        .base_size
+        .store(report.bytes_written, Ordering::Relaxed);
+    // Step 5.
+    let mut next = Manifest {
+        base: Some(Entry {
+            name: base_name,
+            seq: base_seq,
+            kind: FileType::Base,
+        }),
+        history: manifest.history.clone(),
+        incrs: vec![Entry {
+            name: incr_name,
+            seq: incr_seq,
+            kind: FileType::Incr,
+        }],
+    };
+    for old in manifest.base.iter().chain(&old_manifest.incrs) {
+        next.history.push(Entry {
+            kind: FileType::History,
+            ..old.clone()
+        });
+    }
+    next.persist(&names.dir, &names.manifest())
+        .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
+    {
+        let mut state = server.aof.state();
+        state.manifest = next.clone();
+        state.waiting_rewrite = false;
+        state.base_size_at_rewrite = report.bytes_written;
+    }
+    delete_history(server, &names, next);
+    if first {
+        tracing::info!("AOF rewrite: the AOF is on");
+    }
+    Ok(())
+}
+
+/// Deletes the history files and persists the manifest without them, as Redis's
+/// `aofDelHistoryFiles`.
+pub(crate) fn delete_history(server: &Server, names: &Names, mut manifest: Manifest) {
+    if manifest.history.is_empty() {
+        return;
+    }
+    for old in manifest.history.drain(..) {
+        let path = names.dir.join(&old.name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!("Removing the history file {} in the background", old.name),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => tracing::warn!("Can't remove the history file {}: {err}", path.display()),
+        }
+    }
+    match manifest.persist(&names.dir, &names.manifest()) {
+        Ok(()) => server.aof.state().manifest = manifest,
+        Err(err) => tracing::warn!("Can't persist the AOF manifest: {err}"),
+    }
+}

@@ -1,0 +1,322 @@
+//! The AOF writer: an effect consumer that renders each effect as RESP commands into a buffer,
+//! and a `forkless-aof` thread that appends the buffer to the current incr file and fsyncs it
+//! as `appendfsync` asks.
+//!
+//! With `always`, a write's reply waits (in `conn`) until the effect's number is durable: the
+//! thread writes everything buffered, fsyncs once, then publishes the highest number that
+//! batch held, so all the connections whose effects arrived during one fsync share the next
+//! (group commit). With `everysec` the thread fsyncs when a second has passed since the last
+//! one; with `no` it only writes.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::config::AppendFsync;
+use crate::effects::{Effect, EffectConsumer, Renderer};
+use crate::server::lock;
+
+/// What the consumer hands the thread.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    renderer: Renderer,
+    /// The number of the last effect in `buf`.
+    last_seq: u64,
+    /// Effects numbered below this are in the base already (the cut the base was saved from);
+    /// None until the cut is taken, while effects wait in `early`.
+    skip_below: Option<u64>,
+    /// Effects that arrived before the cut was known, rendered once it is.
+    early: Vec<Effect>,
+    /// Effects numbered from here on belong to the next incr file (a rewrite's cut).
+    end: u64,
+    stop: bool,
+}
+
+/// The writer shared by the consumer, the thread and the connections that wait on it.
+pub(crate) struct Writer {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// The highest effect number known to be on disk (with `always`: fsynced).
+    durable: AtomicU64,
+    durable_changed: Notify,
+    /// The numbers this writer logs: `[start, end)`. `start` is `u64::MAX` until known.
+    start: AtomicU64,
+    end: AtomicU64,
+    fsync: AtomicU8,
+    stopped: AtomicBool,
+    /// Bytes in the current incr file.
+    pub(crate) incr_size: AtomicU64,
+    /// Bytes in the base file.
+    pub(crate) base_size: AtomicU64,
+    pub(crate) last_write_ok: AtomicBool,
+    /// Bytes rendered but not yet written: INFO's `aof_buffer_length`.
+    pub(crate) buffered: AtomicU64,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fsync_code(policy: AppendFsync) -> u8 {
+    match policy {
+        AppendFsync::Everysec => 0,
+        AppendFsync::Always => 1,
+        AppendFsync::No => 2,
+    }
+}
+
+impl Writer {
+    /// A writer whose first effect is not known yet: it keeps what it gets until
+    /// [`Writer::set_start`].
+    pub(crate) fn new(policy: AppendFsync, base_size: u64, incr_size: u64) -> Writer {
+        Writer {
+            pending: Mutex::new(Pending {
+                end: u64::MAX,
+                ..Pending::default()
+            }),
+            wake: Condvar::new(),
+            durable: AtomicU64::new(0),
+            durable_changed: Notify::new(),
+            start: AtomicU64::new(u64::MAX),
+            end: AtomicU64::new(u64::MAX),
+            fsync: AtomicU8::new(fsync_code(policy)),
+            stopped: AtomicBool::new(false),
+            incr_size: AtomicU64::new(incr_size),
+            base_size: AtomicU64::new(base_size),
+            last_write_ok: AtomicBool::new(true),
+            buffered: AtomicU64::new(0),
+        }
+    }
+
+    /// Logs the effects numbered `start` and above: those below are in the base. Effects
+    /// kept meanwhile are rendered now.
+    pub(crate) fn set_start(&self, start: u64) {
+        let mut pending = lock(&self.pending);
+        pending.skip_below = Some(start);
+        pending.last_seq = start.saturating_sub(1);
+        self.durable
+            .store(start.saturating_sub(1), Ordering::Release);
+        self.start.store(start, Ordering::Release);
+        for effect in std::mem::take(&mut pending.early) {
+            if effect.seq.get() >= start {
+                self.append(&mut pending, &effect);
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+        self.durable_changed.notify_waiters();
+    }
+
+    /// Stops logging at `end`: effects numbered from there on go to the next writer.
+    pub(crate) fn set_end(&self, end: u64) {
+        lock(&self.pending).end = end;
+        self.end.store(end, Ordering::Release);
+        self.durable_changed.notify_waiters();
+    }
+
+    /// Returns true if and only if the writer does not know its first number yet.
+    pub(crate) fn starting(&self) -> bool {
+        self.start.load(Ordering::Acquire) == u64::MAX && !self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Returns true if and only if the effect numbered `seq` is this writer's to log.
+    pub(crate) fn owns(&self, seq: u64) -> bool {
+        self.start.load(Ordering::Acquire) <= seq && seq < self.end.load(Ordering::Acquire)
+    }
+
+    /// Returns true if and only if every effect below `end` (set by [`Writer::set_end`]) has
+    /// been handed to this writer.
+    pub(crate) fn reached_end(&self) -> bool {
+        let pending = lock(&self.pending);
+        pending.last_seq.saturating_add(1) >= pending.end
+    }
+
+    pub(crate) fn set_policy(&self, policy: AppendFsync) {
+        self.fsync.store(fsync_code(policy), Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn always(&self) -> bool {
+        self.fsync.load(Ordering::Relaxed) == 1
+    }
+
+    /// Waits until the effect numbered `seq` is on disk, the writer stopped, or the number
+    /// turned out not to be this writer's (a rewrite moved it to the next one).
+    pub(crate) async fn wait_durable(&self, seq: u64) {
+        loop {
+            let notified = self.durable_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.durable.load(Ordering::Acquire) >= seq
+                || self.stopped.load(Ordering::Acquire)
+                || seq >= self.end.load(Ordering::Acquire)
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Renders `effect` into the buffer.
+    fn append(&self, pending: &mut Pending, effect: &Effect) {
+        let mut commands = Vec::new();
+        pending.renderer.render(effect, &mut commands);
+        let before = pending.buf.len();
+        for argv in &commands {
+            encode(&mut pending.buf, argv);
+        }
+        self.buffered
+            .fetch_add((pending.buf.len() - before) as u64, Ordering::Relaxed);
+        pending.last_seq = effect.seq.get();
+    }
+
+    /// Asks the thread to write what is buffered, fsync and stop.
+    pub(crate) fn stop(&self) {
+        lock(&self.pending).stop = true;
+        self.wake.notify_one();
+    }
+
+    /// Starts the thread that appends to `file` (opened for append at its end).
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        file: File,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let writer = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("forkless-aof".into())
+            .spawn(move || writer.run(file))
+    }
+
+    fn run(&self, mut file: File) {
+        let mut last_fsync = Instant::now();
+        let mut unsynced = false;
+        loop {
+            let (buf, last_seq, stop) = {
+                let mut pending = lock(&self.pending);
+                if pending.buf.is_empty() && !pending.stop {
+                    // Everysec wakes at least once a second to fsync what it wrote.
+                    let (guard, _) = self
+                        .wake
+                        .wait_timeout(pending, Duration::from_millis(1000))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    pending = guard;
+                }
+                (
+                    std::mem::take(&mut pending.buf),
+                    pending.last_seq,
+                    pending.stop,
+                )
+            };
+            if !buf.is_empty() {
+                if let Err(err) = file.write_all(&buf) {
+                    self.write_failed(&err, buf);
+                    if stop {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                if !self.last_write_ok.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("AOF write error looks solved, Redis can write again.");
+                }
+                self.incr_size
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
+                unsynced = true;
+            }
+            let policy = self.fsync.load(Ordering::Relaxed);
+            let fsync_now = unsynced
+                && (stop
+                    || policy == 1
+                    || (policy == 0 && last_fsync.elapsed() >= Duration::from_secs(1)));
+            if fsync_now {
+                if let Err(err) = file.sync_data() {
+                    if policy == 1 {
+                        tracing::warn!(
+                            "Can't persist AOF for fsync error when the AOF fsync policy is \
+                             'always': {err}. Exiting..."
+                        );
+                        std::process::exit(1);
+                    }
+                    tracing::warn!("Error syncing the AOF file: {err}");
+                } else {
+                    last_fsync = Instant::now();
+                    unsynced = false;
+                }
+            }
+            if policy != 1 || fsync_now || buf.is_empty() {
+                self.durable.store(last_seq, Ordering::Release);
+                self.durable_changed.notify_waiters();
+            }
+            if stop {
+                break;
+            }
+        }
+        self.stopped.store(true, Ordering::Release);
+        self.durable_changed.notify_waiters();
+    }
+
+    /// Redis 7.0 (aof.c `flushAppendOnlyFile`): with `always` a write that could not be
+    /// persisted ends the process rather than be acknowledged; otherwise the error is recorded
+    /// (INFO's `aof_last_write_status`) and the write retried.
+    fn write_failed(&self, err: &std::io::Error, buf: Vec<u8>) {
+        if self.always() {
+            tracing::warn!(
+                "Can't recover from AOF write error when the AOF fsync policy is 'always'. \
+                 Exiting... ({err})"
+            );
+            std::process::exit(1);
+        }
+        if self.last_write_ok.swap(false, Ordering::Relaxed) {
+            tracing::warn!("Error writing to the AOF file: {err}");
+        }
+        let mut pending = lock(&self.pending);
+        let mut rest = std::mem::replace(&mut pending.buf, buf);
+        pending.buf.append(&mut rest);
+    }
+}
+
+impl EffectConsumer for Writer {
+    fn consume(&self, effect: &Effect) {
+        let mut pending = lock(&self.pending);
+        let seq = effect.seq.get();
+        let Some(start) = pending.skip_below else {
+            pending.early.push(effect.clone());
+            return;
+        };
+        if seq >= pending.end {
+            // The next writer's; what this one logs is complete.
+            pending.last_seq = pending.last_seq.max(pending.end.saturating_sub(1));
+            return;
+        }
+        if seq < start {
+            return;
+        }
+        let was_empty = pending.buf.is_empty();
+        self.append(&mut pending, effect);
+        drop(pending);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Appends `argv` as a RESP array of bulk strings, as Redis's `catAppendOnlyGenericCommand`.
+pub(crate) fn encode(buf: &mut Vec<u8>, argv: &[Bytes]) {
+    buf.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    for arg in argv {
+        buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        buf.extend_from_slice(arg);
+        buf.extend_from_slice(b"\r\n");
+    }
+}
