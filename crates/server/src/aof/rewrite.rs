@@ -45,6 +45,11 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
         .name("forkless-aofrw".into())
         .spawn(move || {
             let result = rewrite(&owner);
+            // BGREWRITEAOF with the AOF off writes the files and leaves it off, as Redis.
+            if !owner.config().appendonly {
+                super::stop(&owner);
+                owner.aof.state().waiting_rewrite = false;
+            }
             finish(&owner, &result);
         });
     if let Err(err) = spawned {
@@ -126,12 +131,21 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
     );
-    // Step 2.
-    let Some(cut) = server.keyspace.begin_snapshot(unix_ms()) else {
-        server.effects.detach(&server.keyspace, consumer);
-        writer.stop();
-        let _ = std::fs::remove_file(&incr_path);
-        return Err("a snapshot is running: the rewrite can't take its cut".into());
+    // Step 2. The keyspace has one cut at a time: while a save holds it, the rewrite is
+    // scheduled (INFO's aof_rewrite_scheduled) and takes its cut when the save ends.
+    let cut = loop {
+        if let Some(cut) = server.keyspace.begin_snapshot(unix_ms()) {
+            server.aof.state().rewrite_scheduled = false;
+            break cut;
+        }
+        if server.shutting_down.load(Ordering::Relaxed) {
+            server.effects.detach(&server.keyspace, consumer);
+            writer.stop();
+            let _ = std::fs::remove_file(&incr_path);
+            return Err("the server is shutting down".into());
+        }
+        server.aof.state().rewrite_scheduled = true;
+        std::thread::sleep(Duration::from_millis(10));
     };
     let cut_seq = cut.seq().get();
     // Step 3.

@@ -1,4 +1,4 @@
-//! Persistence commands: SAVE BGSAVE LASTSAVE.
+//! Persistence commands: SAVE BGSAVE BGREWRITEAOF LASTSAVE.
 
 use bytes::Bytes;
 
@@ -30,6 +30,18 @@ pub(crate) const COMMANDS: &[Command] = &[
         since: "1.0.0",
         group: "server",
         handler: bgsave,
+    },
+    Command {
+        name: "bgrewriteaof",
+        arity: 1,
+        flags: flags!(ADMIN, NOSCRIPT, NO_ASYNC_LOADING),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
+        categories: &["admin", "slow", "dangerous"],
+        summary: "Asynchronously rewrites the append-only file to disk.",
+        since: "1.0.0",
+        group: "server",
+        handler: bgrewriteaof,
     },
     Command {
         name: "lastsave",
@@ -79,6 +91,22 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     match persistence::bgsave(ctx.server, kind) {
         Ok(()) => ctx.out.simple(b"Background saving started"),
+        Err(msg) => ctx.out.error(&msg),
+    }
+}
+
+/// BGREWRITEAOF: a new base from an epoch cut, no fork (`crate::aof::rewrite`). While a save
+/// holds the keyspace's one cut, the rewrite is scheduled and starts when the save ends, as
+/// Redis schedules it while its BGSAVE child runs.
+fn bgrewriteaof(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    let scheduled = ctx.server.persistence.state().running.is_some();
+    match crate::aof::rewrite::start_background(ctx.server) {
+        Ok(()) if scheduled => ctx
+            .out
+            .simple(b"Background append only file rewriting scheduled"),
+        Ok(()) => ctx
+            .out
+            .simple(b"Background append only file rewriting started"),
         Err(msg) => ctx.out.error(&msg),
     }
 }
