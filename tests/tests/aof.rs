@@ -488,3 +488,114 @@ fn redis_check_aof_and_redis_server_accept_forklesss_aof_and_forkless_loads_redi
     let mut conn = server.client();
     assert_eq!(dataset(&mut conn), after);
 }
+
+#[test]
+fn the_aof_is_rewritten_automatically_when_it_grows_past_the_percentage() {
+    let dir = TestDir::new("aof-auto");
+    let server = start(
+        &dir,
+        &[
+            "--appendonly",
+            "yes",
+            "--auto-aof-rewrite-percentage",
+            "100",
+            "--auto-aof-rewrite-min-size",
+            "64kb",
+        ],
+    );
+    let mut conn = server.client();
+    let value = "x".repeat(1000);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{}", i % 10))
+            .arg(&value)
+            .query(&mut conn)
+            .expect("SET");
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || info_field(
+            &mut conn,
+            "aof_rewrites"
+        ) != "0"),
+        "no automatic rewrite"
+    );
+    assert!(
+        server
+            .wait_for_log("Starting automatic rewriting of AOF")
+            .is_some()
+    );
+    // Ten keys of 1000 bytes: the new base is small.
+    let base: u64 = info_field(&mut conn, "aof_base_size")
+        .parse()
+        .expect("size");
+    assert!(base < 30_000, "{base}");
+}
+
+#[test]
+fn timestamp_annotations_are_written_and_skipped_on_load() {
+    let dir = TestDir::new("aof-ts");
+    let server = start(
+        &dir,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--aof-timestamp-enabled",
+            "yes",
+        ],
+    );
+    let mut conn = server.client();
+    write_mixed(&mut conn, "ts");
+    let before = dataset(&mut conn);
+    drop(conn);
+    kill9(&server);
+    drop(server);
+    let incr = std::fs::read(aof_dir(&dir).join("appendonly.aof.1.incr.aof")).expect("incr file");
+    assert!(
+        incr.starts_with(b"#TS:"),
+        "{:?}",
+        String::from_utf8_lossy(&incr)
+    );
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), before);
+}
+
+#[test]
+fn config_set_appendonly_no_stops_logging_and_info_follows() {
+    let dir = TestDir::new("aof-off");
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
+    assert_eq!(info_field(&mut conn, "aof_last_write_status"), "ok");
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "0");
+    assert_eq!(info_field(&mut conn, "aof_last_rewrite_time_sec"), "-1");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .expect("SET");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("always")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "0");
+    let incr = aof_dir(&dir).join("appendonly.aof.1.incr.aof");
+    let size = std::fs::metadata(&incr).expect("incr").len();
+    assert!(size > 0);
+    let _: () = redis::cmd("SET")
+        .arg("k2")
+        .arg("v")
+        .query(&mut conn)
+        .expect("SET");
+    assert_eq!(std::fs::metadata(&incr).expect("incr").len(), size);
+}

@@ -503,6 +503,7 @@ pub(crate) fn spawn_save_point_timer(
         .spawn(move || {
             while !server.shutting_down.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
+                crate::aof::auto_rewrite(&server);
                 if save_point_due(&server) {
                     // The cut must not fall inside a transaction: hold the gate as a command
                     // does.

@@ -360,7 +360,15 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(names.dir.join(&last.name))?;
-    let writer = Arc::new(Writer::new(config.appendfsync, base_size, incr_size));
+    let writer = Arc::new(Writer::new(
+        config.appendfsync,
+        base_size,
+        incr_size,
+        Arc::clone(&server.aof.write_errno),
+    ));
+    writer
+        .timestamps
+        .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
     server
         .aof
         .always
@@ -375,7 +383,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     {
         let mut state = server.aof.state();
         state.manifest = manifest;
-        state.base_size_at_rewrite = base_size;
+        state.base_size_at_rewrite = base_size + incr_size;
         state.current = Some(super::Active {
             writer,
             consumer,

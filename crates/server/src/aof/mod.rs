@@ -83,9 +83,18 @@ pub(crate) struct Aof {
     pub(crate) state: Mutex<State>,
     /// True while the AOF is on with `appendfsync always`: the one load a reply pays otherwise.
     pub(crate) always: std::sync::atomic::AtomicBool,
+    /// The OS error of the last failed AOF write, 0 once a write succeeds: writes are refused
+    /// with MISCONF meanwhile (one relaxed load per write command).
+    pub(crate) write_errno: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl Aof {
+    /// The OS error of the failed AOF write that refuses writes, if any.
+    pub(crate) fn write_errno(&self) -> Option<i32> {
+        let errno = self.write_errno.load(Ordering::Relaxed);
+        (errno != 0).then_some(errno)
+    }
+
     pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -171,6 +180,12 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
         .aof
         .always
         .store(policy.is_always(), Ordering::Relaxed);
+    if changed.contains(&"aof-timestamp-enabled") {
+        let on = server.config().aof_timestamp_enabled();
+        for writer in server.aof.writers() {
+            writer.timestamps.store(on, Ordering::Relaxed);
+        }
+    }
     if changed.contains(&"appendfsync") {
         for writer in server.aof.writers() {
             writer.set_policy(policy);
@@ -190,6 +205,44 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
     }
 }
 
+/// Redis's automatic rewrite (`serverCron`): when the AOF has grown by
+/// `auto-aof-rewrite-percentage` over its size after the last rewrite (or at startup) and is
+/// over `auto-aof-rewrite-min-size`. Called by the save-point timer.
+pub(crate) fn auto_rewrite(server: &Server) {
+    let config = server.config();
+    let percentage = config.stored_int("auto-aof-rewrite-percentage", 100);
+    let min_size = config.stored_int("auto-aof-rewrite-min-size", 64 << 20);
+    if !config.appendonly || percentage <= 0 {
+        return;
+    }
+    drop(config);
+    if server.persistence.state().running.is_some() {
+        return;
+    }
+    let (size, base) = {
+        let state = server.aof.state();
+        let Some(active) = &state.current else { return };
+        if state.rewrite_started.is_some() || state.waiting_rewrite {
+            return;
+        }
+        let size = active.writer.base_size.load(Ordering::Relaxed)
+            + active.writer.incr_size.load(Ordering::Relaxed);
+        (size, state.base_size_at_rewrite.max(1))
+    };
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let base = i64::try_from(base).unwrap_or(i64::MAX);
+    if size <= min_size {
+        return;
+    }
+    let growth = size.saturating_mul(100) / base - 100;
+    if growth >= percentage {
+        tracing::info!("Starting automatic rewriting of AOF on {growth}% growth");
+        if let Err(err) = rewrite::start_background(server) {
+            tracing::debug!("automatic AOF rewrite: {err}");
+        }
+    }
+}
+
 /// Switches the AOF off: the writer flushes, fsyncs and detaches.
 pub(crate) fn stop(server: &Server) {
     let active = server.aof.state().current.take();
@@ -200,6 +253,7 @@ pub(crate) fn stop(server: &Server) {
             let _ = thread.join();
         }
     }
+    server.aof.write_errno.store(0, Ordering::Relaxed);
 }
 
 /// The AOF fields of INFO persistence, in Redis 7.0's order.

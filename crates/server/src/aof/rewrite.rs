@@ -122,7 +122,15 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
                 incr_path.display()
             )
         })?;
-    let writer = Arc::new(Writer::new(config.appendfsync, 0, 0));
+    let writer = Arc::new(Writer::new(
+        config.appendfsync,
+        0,
+        0,
+        Arc::clone(&server.aof.write_errno),
+    ));
+    writer
+        .timestamps
+        .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
     server
         .aof
         .always
@@ -134,7 +142,11 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     // Step 2. The keyspace has one cut at a time: while a save holds it, the rewrite is
     // scheduled (INFO's aof_rewrite_scheduled) and takes its cut when the save ends.
     let cut = loop {
-        if let Some(cut) = server.keyspace.begin_snapshot(unix_ms()) {
+        // The cut must not fall inside a transaction: hold the gate as a command does.
+        let gate = server.keyspace.gate().shared();
+        let taken = server.keyspace.begin_snapshot(unix_ms());
+        drop(gate);
+        if let Some(cut) = taken {
             server.aof.state().rewrite_scheduled = false;
             break cut;
         }
@@ -167,8 +179,9 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     };
     let mut manifest = old_manifest.clone();
     if let Some(mut previous) = previous {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !previous.writer.reached_end() && Instant::now() < deadline {
+        // Every number below the cut was taken before it, so the old writer gets them all
+        // soon: the commands that took them publish right after they ran.
+        while !previous.writer.reached_end() {
             std::thread::sleep(Duration::from_micros(200));
         }
         previous.writer.stop();
@@ -210,7 +223,11 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     if first {
         options.priority = TraversalPriority::Nice(0);
     }
+    writer
+        .no_fsync
+        .store(config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
     let report = save::save(&server.keyspace, cut, &options, &Progress::default());
+    writer.no_fsync.store(false, Ordering::Relaxed);
     let report = match report {
         Ok(report) => report,
         Err(err) => {
@@ -251,7 +268,8 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         let mut state = server.aof.state();
         state.manifest = next.clone();
         state.waiting_rewrite = false;
-        state.base_size_at_rewrite = report.bytes_written;
+        state.base_size_at_rewrite =
+            report.bytes_written + writer.incr_size.load(Ordering::Relaxed);
     }
     delete_history(server, &names, next);
     if first {

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ struct Pending {
     early: Vec<Effect>,
     /// Effects numbered from here on belong to the next incr file (a rewrite's cut).
     end: u64,
+    /// The second of the last `#TS:` annotation.
+    last_timestamp: u64,
     stop: bool,
 }
 
@@ -57,6 +59,13 @@ pub(crate) struct Writer {
     pub(crate) last_write_ok: AtomicBool,
     /// Bytes rendered but not yet written: INFO's `aof_buffer_length`.
     pub(crate) buffered: AtomicU64,
+    /// The server's record of a failed write (`Aof::write_errno`).
+    write_errno: Arc<AtomicI32>,
+    /// `aof-timestamp-enabled`: a `#TS:<unix secs>` annotation before the first command of
+    /// each second.
+    pub(crate) timestamps: AtomicBool,
+    /// Set while a rewrite runs with `no-appendfsync-on-rewrite yes`: no fsync meanwhile.
+    pub(crate) no_fsync: AtomicBool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -78,7 +87,12 @@ fn fsync_code(policy: AppendFsync) -> u8 {
 impl Writer {
     /// A writer whose first effect is not known yet: it keeps what it gets until
     /// [`Writer::set_start`].
-    pub(crate) fn new(policy: AppendFsync, base_size: u64, incr_size: u64) -> Writer {
+    pub(crate) fn new(
+        policy: AppendFsync,
+        base_size: u64,
+        incr_size: u64,
+        write_errno: Arc<AtomicI32>,
+    ) -> Writer {
         Writer {
             pending: Mutex::new(Pending {
                 end: u64::MAX,
@@ -95,6 +109,9 @@ impl Writer {
             base_size: AtomicU64::new(base_size),
             last_write_ok: AtomicBool::new(true),
             buffered: AtomicU64::new(0),
+            write_errno,
+            timestamps: AtomicBool::new(false),
+            no_fsync: AtomicBool::new(false),
         }
     }
 
@@ -169,6 +186,16 @@ impl Writer {
 
     /// Renders `effect` into the buffer.
     fn append(&self, pending: &mut Pending, effect: &Effect) {
+        if self.timestamps.load(Ordering::Relaxed) {
+            let now = crate::server::unix_ms() / 1000;
+            if now > pending.last_timestamp {
+                pending.last_timestamp = now;
+                let annotation = format!("#TS:{now}\r\n");
+                pending.buf.extend_from_slice(annotation.as_bytes());
+                self.buffered
+                    .fetch_add(annotation.len() as u64, Ordering::Relaxed);
+            }
+        }
         let mut commands = Vec::new();
         pending.renderer.render(effect, &mut commands);
         let before = pending.buf.len();
@@ -227,6 +254,7 @@ impl Writer {
                     continue;
                 }
                 if !self.last_write_ok.swap(true, Ordering::Relaxed) {
+                    self.write_errno.store(0, Ordering::Relaxed);
                     tracing::warn!("AOF write error looks solved, Redis can write again.");
                 }
                 self.incr_size
@@ -234,7 +262,12 @@ impl Writer {
                 self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
                 unsynced = true;
             }
-            let policy = self.fsync.load(Ordering::Relaxed);
+            // `no-appendfsync-on-rewrite yes` during a rewrite: as `no` until it ends.
+            let policy = if self.no_fsync.load(Ordering::Relaxed) {
+                2
+            } else {
+                self.fsync.load(Ordering::Relaxed)
+            };
             let fsync_now = unsynced
                 && (stop
                     || policy == 1
@@ -277,6 +310,8 @@ impl Writer {
             );
             std::process::exit(1);
         }
+        self.write_errno
+            .store(err.raw_os_error().unwrap_or(5), Ordering::Relaxed);
         if self.last_write_ok.swap(false, Ordering::Relaxed) {
             tracing::warn!("Error writing to the AOF file: {err}");
         }

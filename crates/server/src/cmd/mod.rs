@@ -358,6 +358,13 @@ fn refusal(
     {
         return Some(Refusal::Misconf);
     }
+    if command
+        .flags
+        .intersects(Flags::WRITE.union(Flags::REFUSED_ON_MISCONF))
+        && let Some(errno) = server.aof.write_errno()
+    {
+        return Some(Refusal::MisconfAof { errno });
+    }
     None
 }
 

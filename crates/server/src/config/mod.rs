@@ -500,6 +500,7 @@ impl Default for Config {
 
 mod lexer;
 mod load;
+pub(crate) use self::load::strerror;
 mod parse;
 mod rewrite;
 mod special;
@@ -576,6 +577,16 @@ impl Config {
     /// `aof-load-truncated`: load an AOF whose last command is cut short (default yes).
     pub fn aof_load_truncated(&self) -> bool {
         self.stored_text("aof-load-truncated") != b"no"
+    }
+
+    /// `aof-timestamp-enabled`: `#TS:` annotations in the AOF (default no).
+    pub fn aof_timestamp_enabled(&self) -> bool {
+        self.stored_text("aof-timestamp-enabled") == b"yes"
+    }
+
+    /// `no-appendfsync-on-rewrite`: no AOF fsync while a rewrite runs (default no).
+    pub fn no_appendfsync_on_rewrite(&self) -> bool {
+        self.stored_text("no-appendfsync-on-rewrite") == b"yes"
     }
 
     /// The value of a stored option as CONFIG GET shows it; empty for an unknown name.
