@@ -599,3 +599,92 @@ fn config_set_appendonly_no_stops_logging_and_info_follows() {
         .expect("SET");
     assert_eq!(std::fs::metadata(&incr).expect("incr").len(), size);
 }
+
+/// Redis 7.0's aof.c: with `everysec`, a failed AOF write refuses writes with MISCONF (reads are
+/// served) until a retry succeeds, then writes resume by themselves and nothing acknowledged is
+/// lost.
+#[test]
+fn a_failing_aof_write_refuses_writes_with_misconf_until_it_recovers() {
+    let dir = TestDir::new("aof-enospc");
+    let server = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &["--appendonly", "yes", "--appendfsync", "everysec"],
+        &[("FORKLESS_AOF_FAULT", "after=300,errno=28,times=15")],
+    );
+    let mut conn = server.client();
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..10_000 {
+        let reply: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut conn);
+        match reply {
+            Ok(()) => acked.push(i),
+            Err(err) => {
+                refused = Some(err.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("writes were never refused");
+    assert!(
+        refused.contains("MISCONF")
+            && refused.contains("Errors writing to the AOF file: No space left on device"),
+        "{refused}"
+    );
+    assert_eq!(info_field(&mut conn, "aof_last_write_status"), "err");
+    let got: Option<u64> = redis::cmd("GET").arg("k0").query(&mut conn).expect("GET");
+    assert_eq!(got, Some(0));
+    assert!(wait_until(Duration::from_secs(20), || {
+        redis::cmd("SET")
+            .arg("after")
+            .arg("1")
+            .query::<()>(&mut conn)
+            .is_ok()
+    }));
+    assert_eq!(info_field(&mut conn, "aof_last_write_status"), "ok");
+    assert!(wait_until(Duration::from_secs(10), || info_field(
+        &mut conn,
+        "aof_buffer_length"
+    ) == "0"));
+    drop(conn);
+    kill9(&server);
+    drop(server);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    for i in &acked {
+        let got: Option<u64> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut conn)
+            .expect("GET");
+        assert_eq!(got, Some(*i));
+    }
+    let after: Option<u64> = redis::cmd("GET")
+        .arg("after")
+        .query(&mut conn)
+        .expect("GET");
+    assert_eq!(after, Some(1));
+}
+
+/// Redis 7.0's aof.c: with `always`, a write that could not be persisted is never
+/// acknowledged: the server exits.
+#[test]
+fn a_failing_aof_write_with_always_exits_without_acknowledging() {
+    let dir = TestDir::new("aof-eio");
+    let mut server = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &["--appendonly", "yes", "--appendfsync", "always"],
+        &[("FORKLESS_AOF_FAULT", "after=0,errno=5")],
+    );
+    let mut conn = server.client();
+    let reply: redis::RedisResult<()> = redis::cmd("SET").arg("k").arg("v").query(&mut conn);
+    assert!(
+        reply.is_err(),
+        "a write the AOF could not persist was acknowledged"
+    );
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1));
+}

@@ -550,11 +550,25 @@ fn save_point_due(server: &Server) -> bool {
 /// the first client on. Called before the listeners accept, so no client sees a half-loaded
 /// dataset without `loading:1`.
 pub(crate) fn prepare_loading(server: &Server) {
-    let Ok(metadata) = std::fs::metadata(server.config().rdb_path()) else {
-        return;
+    let config = server.config();
+    let total = if config.appendonly {
+        // The AOF loader always runs (it creates the AOF when there is none): its files' sizes.
+        let dir = crate::aof::Names::of(&config).dir;
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum()
+        })
+    } else {
+        let Ok(metadata) = std::fs::metadata(config.rdb_path()) else {
+            return;
+        };
+        metadata.len()
     };
+    drop(config);
     let loading = &server.persistence.loading;
-    loading.total_bytes.store(metadata.len(), Ordering::Relaxed);
+    loading.total_bytes.store(total, Ordering::Relaxed);
     loading
         .start_unix_secs
         .store(unix_ms() / 1000, Ordering::Relaxed);

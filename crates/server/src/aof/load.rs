@@ -265,6 +265,11 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
             )
         })?;
         base_size = data.len() as u64;
+        server
+            .persistence
+            .loading
+            .loaded_bytes
+            .fetch_add(base_size, Ordering::Relaxed);
         if data.starts_with(b"REDIS") {
             crate::persistence::load_rdb_at(server, &data[..], &path.display().to_string(), 0)?;
         } else {
@@ -294,6 +299,11 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         let replayed = replay_file(server, &mut client, &path, &data)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         let mut size = data.len() as u64;
+        server
+            .persistence
+            .loading
+            .loaded_bytes
+            .fetch_add(size, Ordering::Relaxed);
         if let Some(valid) = replayed.truncated_at {
             let last = i + 1 == n_incrs;
             if !(last && config.aof_load_truncated()) {

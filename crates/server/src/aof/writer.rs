@@ -227,6 +227,7 @@ impl Writer {
     fn run(&self, mut file: File) {
         let mut last_fsync = Instant::now();
         let mut unsynced = false;
+        let mut fault = Fault::from_env();
         loop {
             let (buf, last_seq, stop) = {
                 let mut pending = lock(&self.pending);
@@ -245,7 +246,14 @@ impl Writer {
                 )
             };
             if !buf.is_empty() {
-                if let Err(err) = file.write_all(&buf) {
+                let injected = fault
+                    .as_mut()
+                    .and_then(|fault| fault.next(self.incr_size.load(Ordering::Relaxed)));
+                let written = match injected {
+                    Some(err) => Err(err),
+                    None => file.write_all(&buf),
+                };
+                if let Err(err) = written {
                     self.write_failed(&err, buf);
                     if stop {
                         break;
@@ -343,6 +351,48 @@ impl EffectConsumer for Writer {
         if was_empty {
             self.wake.notify_one();
         }
+    }
+}
+
+/// Test-only: write failures to inject (`FORKLESS_AOF_FAULT=after=<bytes>,errno=<n>,times=<k>`:
+/// once the incr file holds `after` bytes, the next `k` writes fail with OS error `n`), for
+/// the tests of Redis's disk-full behaviour. Read once per writer; unset in production.
+#[derive(Debug)]
+struct Fault {
+    after: u64,
+    errno: i32,
+    times: u64,
+}
+
+impl Fault {
+    const ENV: &'static str = "FORKLESS_AOF_FAULT";
+
+    fn from_env() -> Option<Fault> {
+        let spec = std::env::var(Self::ENV).ok()?;
+        let mut fault = Fault {
+            after: 0,
+            errno: 28,
+            times: u64::MAX,
+        };
+        for part in spec.split(',') {
+            let (key, value) = part.split_once('=')?;
+            match key {
+                "after" => fault.after = value.parse().ok()?,
+                "errno" => fault.errno = value.parse().ok()?,
+                "times" => fault.times = value.parse().ok()?,
+                _ => return None,
+            }
+        }
+        Some(fault)
+    }
+
+    /// The error the next write gets, if any, with `size` bytes in the file.
+    fn next(&mut self, size: u64) -> Option<std::io::Error> {
+        if size < self.after || self.times == 0 {
+            return None;
+        }
+        self.times -= 1;
+        Some(std::io::Error::from_raw_os_error(self.errno))
     }
 }
 
