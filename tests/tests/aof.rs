@@ -688,3 +688,75 @@ fn a_failing_aof_write_with_always_exits_without_acknowledging() {
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn without_the_rdb_preamble_the_base_is_commands_that_load_back() {
+    let dir = TestDir::new("aof-nopreamble");
+    let server = start(
+        &dir,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--aof-use-rdb-preamble",
+            "no",
+        ],
+    );
+    let mut conn = server.client();
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.1.base.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n"
+    );
+    write_mixed(&mut conn, "np");
+    // A collection longer than one batch of 64.
+    for i in 0..150 {
+        let _: () = redis::cmd("RPUSH")
+            .arg("np:long")
+            .arg(i)
+            .query(&mut conn)
+            .expect("RPUSH");
+        let _: () = redis::cmd("ZADD")
+            .arg("np:zlong")
+            .arg(f64::from(i) / 3.0)
+            .arg(i)
+            .query(&mut conn)
+            .expect("ZADD");
+    }
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    assert!(wait_until(Duration::from_secs(20), || info_field(
+        &mut conn,
+        "aof_rewrites"
+    ) == "1"));
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.2.base.aof seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+    );
+    let base = std::fs::read(aof_dir(&dir).join("appendonly.aof.2.base.aof")).expect("base");
+    assert!(base.starts_with(b"*2\r\n$6\r\nSELECT\r\n"));
+    let before = dataset(&mut conn);
+    drop(conn);
+    kill9(&server);
+    drop(server);
+    if let Some(check) = redis_tool("redis-check-aof") {
+        let output = Command::new(&check)
+            .arg(aof_dir(&dir).join("appendonly.aof.manifest"))
+            .output()
+            .expect("redis-check-aof");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && text.contains("All AOF files and manifest are valid"),
+            "{text}"
+        );
+    }
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), before);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("np:ttl")
+        .query(&mut conn)
+        .expect("TTL");
+    assert!(ttl > 900, "ttl {ttl}");
+}

@@ -211,11 +211,18 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     if let Some(active) = server.aof.state().current.as_mut() {
         active.thread = Some(thread);
     }
-    let base_name = names.base(base_seq, true);
+    let preamble = config.aof_use_rdb_preamble();
+    let base_name = names.base(base_seq, preamble);
+    // Without the preamble the cut is saved as an RDB first, then turned into commands.
+    let rdb_name = if preamble {
+        base_name.clone()
+    } else {
+        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
+    };
     let mut options = crate::persistence::save_options(server, &config);
     options.target = forkless_snapshot::backend::Target::new(
         names.dir.clone(),
-        base_name.clone(),
+        rdb_name.clone(),
         format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
     );
     // Redis must be able to load the base.
@@ -239,9 +246,25 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
             return Err(format!("Error writing the AOF base {base_name}: {err}"));
         }
     };
-    writer
-        .base_size
-        .store(report.bytes_written, Ordering::Relaxed);
+    let base_bytes = if preamble {
+        report.bytes_written
+    } else {
+        let rdb_path = names.dir.join(&rdb_name);
+        let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name);
+        let _ = std::fs::remove_file(&rdb_path);
+        match converted {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                if first {
+                    super::stop(server);
+                    server.aof.state().waiting_rewrite = false;
+                    let _ = std::fs::remove_file(&incr_path);
+                }
+                return Err(format!("Error writing the AOF base {base_name}: {err}"));
+            }
+        }
+    };
+    writer.base_size.store(base_bytes, Ordering::Relaxed);
     // Step 5.
     let mut next = Manifest {
         base: Some(Entry {
@@ -268,8 +291,7 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         let mut state = server.aof.state();
         state.manifest = next.clone();
         state.waiting_rewrite = false;
-        state.base_size_at_rewrite =
-            report.bytes_written + writer.incr_size.load(Ordering::Relaxed);
+        state.base_size_at_rewrite = base_bytes + writer.incr_size.load(Ordering::Relaxed);
     }
     delete_history(server, &names, next);
     if first {
@@ -296,4 +318,112 @@ pub(crate) fn delete_history(server: &Server, names: &Names, mut manifest: Manif
         Ok(()) => server.aof.state().manifest = manifest,
         Err(err) => tracing::warn!("Can't persist the AOF manifest: {err}"),
     }
+}
+
+/// Redis's `AOF_REWRITE_ITEMS_PER_CMD`: elements per command when a collection is rewritten.
+const ITEMS_PER_COMMAND: usize = 64;
+
+/// The base in commands (`aof-use-rdb-preamble no`): the RDB saved from the cut, read back and
+/// written as Redis's `rewriteAppendOnlyFileRio` writes a dataset (SELECT per database, SET,
+/// RPUSH/HMSET/SADD/ZADD in batches of 64, PEXPIREAT), to `dir/name` through a temp file,
+/// fsynced before the rename. Returns its size.
+fn rdb_to_commands(
+    rdb: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<u64, String> {
+    use std::io::Write as _;
+
+    use bytes::Bytes;
+    use forkless_storage::Value;
+
+    let encode = super::writer::encode;
+    let temp = dir.join(format!("temp-rewriteaof-cmd-{}.aof", std::process::id()));
+    let input = File::open(rdb).map_err(|err| format!("{}: {err}", rdb.display()))?;
+    let output = File::create(&temp).map_err(|err| format!("{}: {err}", temp.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, output);
+    let mut buf = Vec::new();
+    let mut selected = None;
+    let result = forkless_snapshot::format::load(
+        std::io::BufReader::with_capacity(1 << 20, input),
+        &rdb.display().to_string(),
+        0,
+        |entry| {
+            buf.clear();
+            let key = entry.key;
+            if selected != Some(entry.db) {
+                selected = Some(entry.db);
+                encode(
+                    &mut buf,
+                    &[
+                        Bytes::from_static(b"SELECT"),
+                        Bytes::from(entry.db.to_string()),
+                    ],
+                );
+            }
+            let mut batched = |command: &'static [u8], items: Vec<Bytes>, per_item: usize| {
+                for chunk in items.chunks(ITEMS_PER_COMMAND * per_item) {
+                    let mut argv = vec![Bytes::from_static(command), key.clone()];
+                    argv.extend_from_slice(chunk);
+                    encode(&mut buf, &argv);
+                }
+            };
+            match &entry.value {
+                Value::String(value) => batched(b"SET", vec![Bytes::copy_from_slice(value)], 1),
+                Value::List(list) => batched(
+                    b"RPUSH",
+                    list.iter().map(|item| Bytes::from(item.to_vec())).collect(),
+                    1,
+                ),
+                Value::Hash(hash) => batched(
+                    b"HMSET",
+                    hash.iter()
+                        .flat_map(|(field, value)| {
+                            [Bytes::from(field.to_vec()), Bytes::from(value.to_vec())]
+                        })
+                        .collect(),
+                    2,
+                ),
+                Value::Set(set) => batched(
+                    b"SADD",
+                    set.iter()
+                        .map(|member| Bytes::from(member.to_vec()))
+                        .collect(),
+                    1,
+                ),
+                Value::ZSet(zset) => batched(
+                    b"ZADD",
+                    zset.iter()
+                        .flat_map(|(member, score)| {
+                            [Bytes::from(score.to_string()), Bytes::from(member.to_vec())]
+                        })
+                        .collect(),
+                    2,
+                ),
+            }
+            if let Some(at) = entry.expire_at_ms {
+                encode(
+                    &mut buf,
+                    &[
+                        Bytes::from_static(b"PEXPIREAT"),
+                        key.clone(),
+                        Bytes::from(at.to_string()),
+                    ],
+                );
+            }
+            out.write_all(&buf)
+                .map_err(|err| forkless_snapshot::format::LoadError::rejected(err.to_string()))
+        },
+    );
+    let written = result.map_err(|err| err.to_string()).and_then(|_| {
+        let file = out.into_inner().map_err(|err| err.to_string())?;
+        file.sync_all().map_err(|err| err.to_string())?;
+        let size = file.metadata().map_err(|err| err.to_string())?.len();
+        std::fs::rename(&temp, dir.join(name)).map_err(|err| err.to_string())?;
+        Ok(size)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }

@@ -584,6 +584,11 @@ impl Config {
         self.stored_text("aof-timestamp-enabled") == b"yes"
     }
 
+    /// `aof-use-rdb-preamble`: the AOF's base is an RDB (default yes) or commands.
+    pub fn aof_use_rdb_preamble(&self) -> bool {
+        self.stored_text("aof-use-rdb-preamble") != b"no"
+    }
+
     /// `no-appendfsync-on-rewrite`: no AOF fsync while a rewrite runs (default no).
     pub fn no_appendfsync_on_rewrite(&self) -> bool {
         self.stored_text("no-appendfsync-on-rewrite") == b"yes"

@@ -264,7 +264,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
     opt("rdb-save-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
     opt("aof-load-truncated", MUTABLE, stored!(Check::Bool, "yes")),
-    opt("aof-use-rdb-preamble", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-use-rdb-preamble", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-timestamp-enabled", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-replica-no-failover", INERT, stored!(Check::Bool, "no")),
     opt("replica-lazy-flush", INERT, stored!(Check::Bool, "no")),
