@@ -237,6 +237,20 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     let config = server.config().clone();
     let names = super::Names::of(&config);
     let manifest_path = names.dir.join(names.manifest());
+    // What a rewrite or a manifest update interrupted by a crash left behind.
+    if let Ok(entries) = std::fs::read_dir(&names.dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("temp-") {
+                let path = entry.path();
+                if std::fs::remove_file(&path).is_ok() {
+                    tracing::info!(
+                        "Removed the temp file of an interrupted AOF rewrite: {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
     let text = match std::fs::read(&manifest_path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
