@@ -771,3 +771,52 @@ fn without_the_rdb_preamble_the_base_is_commands_that_load_back() {
         .expect("TTL");
     assert!(ttl > 900, "ttl {ttl}");
 }
+
+/// While a rewrite holds the keyspace's one cut, BGSAVE answers as Redis's does while its AOF
+/// child runs (refused, or scheduled with SCHEDULE and run when the rewrite ends), and a
+/// second BGREWRITEAOF is refused.
+#[test]
+fn bgsave_during_a_rewrite_is_refused_or_scheduled_as_redis() {
+    let dir = TestDir::new("aof-bgsave");
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 2000, 100);
+    // Slow the base down so the rewrite is still running for the commands below.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("100kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    let again: redis::RedisResult<String> = redis::cmd("BGREWRITEAOF").query(&mut conn);
+    let again = again.expect_err("a second rewrite").to_string();
+    assert!(
+        again.contains("Background append only file rewriting already in progress"),
+        "{again}"
+    );
+    let refused: redis::RedisResult<String> = redis::cmd("BGSAVE").query(&mut conn);
+    let refused = refused.expect_err("BGSAVE during a rewrite").to_string();
+    assert!(
+        refused.contains("Another child process is active (AOF?): can't BGSAVE right now"),
+        "{refused}"
+    );
+    let scheduled: String = redis::cmd("BGSAVE")
+        .arg("SCHEDULE")
+        .query(&mut conn)
+        .expect("BGSAVE SCHEDULE");
+    assert_eq!(scheduled, "Background saving scheduled");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    assert!(wait_until(Duration::from_secs(30), || {
+        info_field(&mut conn, "aof_rewrites") == "1" && info_field(&mut conn, "rdb_saves") == "1"
+    }));
+    assert!(dir.dump().exists());
+}

@@ -57,6 +57,8 @@ pub(crate) struct State {
     /// Effects numbered below this were logged when the last rewrite began: for
     /// `auto-aof-rewrite-percentage`, the base's size then.
     pub(crate) base_size_at_rewrite: u64,
+    /// A `BGSAVE SCHEDULE` that waits for the running rewrite to end.
+    pub(crate) bgsave_scheduled: bool,
 }
 
 impl Default for State {
@@ -73,6 +75,7 @@ impl Default for State {
             rewrites: 0,
             consecutive_failures: 0,
             base_size_at_rewrite: 0,
+            bgsave_scheduled: false,
         }
     }
 }

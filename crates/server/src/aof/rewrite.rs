@@ -82,6 +82,15 @@ pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
             tracing::warn!("Background AOF rewrite failed: {err}");
         }
     }
+    let bgsave = std::mem::take(&mut state.bgsave_scheduled);
+    drop(state);
+    if bgsave {
+        // The command gate, as the save-point timer holds it, so the cut splits no transaction.
+        let _gate = server.keyspace.gate().shared();
+        if let Err(err) = crate::persistence::bgsave(server, None) {
+            tracing::warn!("The scheduled BGSAVE could not start: {err}");
+        }
+    }
 }
 
 fn open_append(path: &std::path::Path) -> std::io::Result<File> {

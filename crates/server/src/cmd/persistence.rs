@@ -74,8 +74,7 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let mut schedule = false;
     let mut kind = None;
     for arg in argv.get(1..).unwrap_or_default() {
-        // SCHEDULE only differs from BGSAVE while another kind of child runs (AOF), which
-        // forkless does not have.
+        // SCHEDULE only differs from BGSAVE while an AOF rewrite runs (below).
         if eq_ignore_case(arg, "schedule") && !schedule {
             schedule = true;
         } else if eq_ignore_case(arg, "fork") && kind.is_none() {
@@ -88,6 +87,21 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             ctx.out.error(reply::SYNTAX);
             return;
         }
+    }
+    // An AOF rewrite holds the keyspace's one cut, as Redis's AOF child blocks a BGSAVE: the
+    // save is scheduled for when it ends, or refused with Redis's words.
+    let saving = ctx.server.persistence.state().running.is_some();
+    if !saving && ctx.server.aof.state().rewrite_started.is_some() {
+        if schedule {
+            ctx.server.aof.state().bgsave_scheduled = true;
+            ctx.out.simple(b"Background saving scheduled");
+        } else {
+            ctx.out.error(
+                "ERR Another child process is active (AOF?): can't BGSAVE right now. Use \
+                 BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
+            );
+        }
+        return;
     }
     match persistence::bgsave(ctx.server, kind) {
         Ok(()) => ctx.out.simple(b"Background saving started"),
