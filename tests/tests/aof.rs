@@ -50,10 +50,10 @@ fn dataset(conn: &mut redis::Connection) -> Vec<(i64, String, String, String)> {
         for key in keys {
             let kind: String = redis::cmd("TYPE").arg(&key).query(conn).expect("TYPE");
             let content = match kind.as_str() {
-                "string" => redis::cmd("GET")
-                    .arg(&key)
-                    .query::<String>(conn)
-                    .expect("GET"),
+                "string" => {
+                    let value: Vec<u8> = redis::cmd("GET").arg(&key).query(conn).expect("GET");
+                    String::from_utf8(value.clone()).unwrap_or_else(|_| format!("{value:?}"))
+                }
                 "list" => format!(
                     "{:?}",
                     redis::cmd("LRANGE")
@@ -819,4 +819,51 @@ fn bgsave_during_a_rewrite_is_refused_or_scheduled_as_redis() {
         info_field(&mut conn, "aof_rewrites") == "1" && info_field(&mut conn, "rdb_saves") == "1"
     }));
     assert!(dir.dump().exists());
+}
+
+/// BGREWRITEAOF while a BGSAVE holds the cut is scheduled, as Redis schedules it while its
+/// RDB child runs, and runs when the save ends.
+#[test]
+fn bgrewriteaof_during_a_bgsave_is_scheduled() {
+    let dir = TestDir::new("aof-scheduled");
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 2000, 100);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("100kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: String = redis::cmd("BGSAVE").query(&mut conn).expect("BGSAVE");
+    let reply: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    assert_eq!(reply, "Background append only file rewriting scheduled");
+    assert!(wait_until(Duration::from_secs(5), || info_field(
+        &mut conn,
+        "aof_rewrite_scheduled"
+    ) == "1"));
+    let _: () = redis::cmd("SET")
+        .arg("during")
+        .arg("1")
+        .query(&mut conn)
+        .expect("SET");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    assert!(wait_until(Duration::from_secs(30), || {
+        info_field(&mut conn, "aof_rewrites") == "1"
+            && info_field(&mut conn, "aof_rewrite_scheduled") == "0"
+    }));
+    let before = dataset(&mut conn);
+    drop(conn);
+    kill9(&server);
+    drop(server);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), before);
 }

@@ -122,6 +122,16 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     let incr_seq = old_manifest.incrs.last().map_or(0, |i| i.seq) + 1;
     let incr_name = names.incr(incr_seq);
     let incr_path = names.dir.join(&incr_name);
+    // While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
+    // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
+    // not keep every effect of a long save in memory.
+    while server.keyspace.snapshot_in_progress() {
+        if server.shutting_down.load(Ordering::Relaxed) {
+            return Err("the server is shutting down".into());
+        }
+        server.aof.state().rewrite_scheduled = true;
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Step 1.
     let file = File::create(&incr_path)
         .and_then(|_| open_append(&incr_path))
@@ -148,8 +158,8 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
     );
-    // Step 2. The keyspace has one cut at a time: while a save holds it, the rewrite is
-    // scheduled (INFO's aof_rewrite_scheduled) and takes its cut when the save ends.
+    // Step 2. A save that started since the wait above holds the cut: wait again (the new
+    // writer keeps the effects meanwhile).
     let cut = loop {
         // The cut must not fall inside a transaction: hold the gate as a command does.
         let gate = server.keyspace.gate().shared();
