@@ -336,10 +336,13 @@ fn config_set_appendonly_yes_writes_the_base_then_switches_on() {
         .arg("yes")
         .query(&mut conn)
         .expect("CONFIG SET");
-    assert!(wait_until(Duration::from_secs(20), || info_field(
-        &mut conn,
-        "aof_enabled"
-    ) == "1"));
+    // On at once (Redis's AOF_WAIT_REWRITE counts as on), durable once the rewrite is done.
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
+    assert!(wait_until(Duration::from_secs(20), || {
+        info_field(&mut conn, "aof_rewrites") == "1"
+            && info_field(&mut conn, "aof_rewrite_in_progress") == "0"
+    }));
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
     write_mixed(&mut conn, "post");
     let before = dataset(&mut conn);
     drop(conn);

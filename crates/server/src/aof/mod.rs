@@ -197,7 +197,9 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
     if changed.contains(&"appendonly") {
         let on = server.aof.state().current.is_some();
         if appendonly && !on {
+            server.aof.state().waiting_rewrite = true;
             if let Err(err) = rewrite::start_background(server) {
+                server.aof.state().waiting_rewrite = false;
                 tracing::warn!(
                     "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. ({err})"
                 );
@@ -261,8 +263,10 @@ pub(crate) fn stop(server: &Server) {
 
 /// The AOF fields of INFO persistence, in Redis 7.0's order.
 pub(crate) fn info_fields(server: &Server, field: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+    let configured = server.config().appendonly;
     let state = server.aof.state();
-    let enabled = state.current.is_some() && !state.waiting_rewrite;
+    // Redis's `aof_state != AOF_OFF`: on, or waiting for the rewrite that switches it on.
+    let enabled = state.current.is_some() || state.waiting_rewrite;
     let writer = state.current.as_ref().map(|active| &active.writer);
     let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed));
     field("aof_enabled", &u8::from(enabled));
@@ -294,16 +298,21 @@ pub(crate) fn info_fields(server: &Server, field: &mut dyn FnMut(&str, &dyn std:
     field("aof_last_cow_size", &0);
     field("module_fork_in_progress", &0);
     field("module_fork_last_cow_size", &0);
-    if enabled && let Some(writer) = writer {
-        let base = writer.base_size.load(Ordering::Relaxed);
-        let incr = writer.incr_size.load(Ordering::Relaxed);
+    // Redis prints these while `appendonly` is yes (`server.aof_enabled`).
+    if configured {
+        let (base, incr, buffered) = writer.map_or((0, 0, 0), |writer| {
+            (
+                writer.base_size.load(Ordering::Relaxed),
+                writer.incr_size.load(Ordering::Relaxed),
+                writer.buffered.load(Ordering::Relaxed),
+            )
+        });
         field("aof_current_size", &(base + incr));
-        field("aof_base_size", &base);
+        // Redis's `aof_rewrite_base_size`: the AOF's size after the last rewrite (or at
+        // startup), what `auto-aof-rewrite-percentage` measures growth against.
+        field("aof_base_size", &state.base_size_at_rewrite);
         field("aof_pending_rewrite", &u8::from(state.rewrite_scheduled));
-        field(
-            "aof_buffer_length",
-            &writer.buffered.load(Ordering::Relaxed),
-        );
+        field("aof_buffer_length", &buffered);
         field("aof_pending_bio_fsync", &0);
         field("aof_delayed_fsync", &0);
     }

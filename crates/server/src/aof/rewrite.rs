@@ -79,6 +79,10 @@ pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
         Err(err) => {
             state.last_rewrite_ok = false;
             state.consecutive_failures += 1;
+            if state.current.is_none() {
+                // The AOF was being switched on: it stays off.
+                state.waiting_rewrite = false;
+            }
             tracing::warn!("Background AOF rewrite failed: {err}");
         }
     }
@@ -188,7 +192,8 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
             previous.writer.set_end(cut_seq);
             state.previous = Some(Arc::clone(&previous.writer));
         }
-        state.waiting_rewrite = first;
+        // Switching the AOF on (not a BGREWRITEAOF with it off): Redis's AOF_WAIT_REWRITE.
+        state.waiting_rewrite = first && config.appendonly;
         state.current = Some(Active {
             writer: Arc::clone(&writer),
             consumer,
