@@ -46,7 +46,8 @@ pub(crate) struct State {
     /// the cut.
     pub(crate) previous: Option<Arc<Writer>>,
     pub(crate) manifest: Manifest,
-    /// True while the AOF is being switched on (its first base is being written).
+    /// True while the AOF is being switched on (its first base is being written): Redis's
+    /// `AOF_WAIT_REWRITE`.
     pub(crate) waiting_rewrite: bool,
     pub(crate) rewrite_started: Option<Instant>,
     pub(crate) rewrite_scheduled: bool,
@@ -54,8 +55,8 @@ pub(crate) struct State {
     pub(crate) last_rewrite_ok: bool,
     pub(crate) rewrites: u64,
     pub(crate) consecutive_failures: u64,
-    /// Effects numbered below this were logged when the last rewrite began: for
-    /// `auto-aof-rewrite-percentage`, the base's size then.
+    /// The AOF's size after the last rewrite (or at startup): Redis's `aof_rewrite_base_size`,
+    /// what `auto-aof-rewrite-percentage` measures growth against and INFO's `aof_base_size`.
     pub(crate) base_size_at_rewrite: u64,
     /// A `BGSAVE SCHEDULE` that waits for the running rewrite to end.
     pub(crate) bgsave_scheduled: bool,

@@ -66,6 +66,8 @@ pub(crate) struct Writer {
     pub(crate) timestamps: AtomicBool,
     /// Set while a rewrite runs with `no-appendfsync-on-rewrite yes`: no fsync meanwhile.
     pub(crate) no_fsync: AtomicBool,
+    /// fsyncs done, for the test of group commit.
+    fsyncs: AtomicU64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -112,6 +114,7 @@ impl Writer {
             write_errno,
             timestamps: AtomicBool::new(false),
             no_fsync: AtomicBool::new(false),
+            fsyncs: AtomicU64::new(0),
         }
     }
 
@@ -293,6 +296,7 @@ impl Writer {
                 } else {
                     last_fsync = Instant::now();
                     unsynced = false;
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
                 }
             }
             if policy != 1 || fsync_now || buf.is_empty() {
@@ -403,5 +407,70 @@ pub(crate) fn encode(buf: &mut Vec<u8>, argv: &[Bytes]) {
         buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
         buf.extend_from_slice(arg);
         buf.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effects::Op;
+    use forkless_storage::effect::Seq;
+
+    fn effect(seq: Seq, key: &str) -> Effect {
+        Effect {
+            seq,
+            transaction: false,
+            ops: vec![Op {
+                db: 0,
+                argv: vec![
+                    Bytes::from_static(b"SET"),
+                    Bytes::from(key.to_owned()),
+                    Bytes::from_static(b"v"),
+                ],
+            }],
+        }
+    }
+
+    /// Group commit: with `always`, the effects that arrived while the thread was busy (here:
+    /// before it started) are written and made durable by one fsync, not one each.
+    #[test]
+    fn always_shares_one_fsync_among_the_waiting_effects() {
+        let dir = std::env::temp_dir().join(format!("forkless-aof-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("incr.aof");
+        let file = File::create(&path).expect("file");
+        let writer = Arc::new(Writer::new(
+            AppendFsync::Always,
+            0,
+            0,
+            Arc::new(AtomicI32::new(0)),
+        ));
+        writer.set_start(0);
+        let mut seq = Seq::FIRST;
+        for i in 0..500 {
+            writer.consume(&effect(seq, &format!("k{i}")));
+            seq = seq.next();
+        }
+        let last = seq.get() - 1;
+        let thread = writer.spawn(file).expect("spawn");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(writer.wait_durable(last));
+        assert_eq!(writer.fsyncs.load(Ordering::Relaxed), 1);
+        writer.stop();
+        thread.join().expect("join");
+        let data = std::fs::read(&path).expect("read");
+        let mut commands = 0;
+        let ending = super::super::load::parse_commands(&data, |_, _| {
+            commands += 1;
+            Ok(())
+        })
+        .expect("parse");
+        assert!(matches!(ending, Ok(super::super::load::Ending::Clean)));
+        // One SELECT, then the 500 SETs.
+        assert_eq!(commands, 501);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
