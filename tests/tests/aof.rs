@@ -870,3 +870,35 @@ fn bgrewriteaof_during_a_bgsave_is_scheduled() {
     let mut conn = server.client();
     assert_eq!(dataset(&mut conn), before);
 }
+
+#[test]
+fn aof_file_and_directory_names_must_be_plain_names() {
+    let dir = TestDir::new("aof-names");
+    let output = refused(&dir.0, &["--appendfilename", "sub/x.aof"]);
+    assert!(
+        output.contains("appendfilename can't be a path, just a filename"),
+        "{output}"
+    );
+    let output = refused(&dir.0, &["--appenddirname", "/tmp/elsewhere"]);
+    assert!(
+        output.contains("appenddirname can't be a path, just a dirname"),
+        "{output}"
+    );
+    let output = refused(&dir.0, &["--appendfilename", ""]);
+    assert!(output.contains("appendfilename can't be empty"), "{output}");
+    // Other names are used as given.
+    let server = start(
+        &dir,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfilename",
+            "my.aof",
+            "--appenddirname",
+            "aofs",
+        ],
+    );
+    drop(server.client());
+    assert!(dir.0.join("aofs").join("my.aof.manifest").exists());
+    assert!(dir.0.join("aofs").join("my.aof.1.incr.aof").exists());
+}

@@ -523,6 +523,18 @@ impl Spec {
 
 /// Cross-option checks run after every change, at load time and on CONFIG SET.
 pub(super) fn check_supported(config: &Config) -> Result<(), String> {
+    // Redis's isValidAOFfilename / isValidAOFdirname: plain names, under `dir`.
+    for (name, value, what) in [
+        ("appendfilename", config.appendfilename(), "filename"),
+        ("appenddirname", config.appenddirname(), "dirname"),
+    ] {
+        if value.is_empty() {
+            return Err(format!("{name} can't be empty"));
+        }
+        if value.contains(['/', '\\']) {
+            return Err(format!("{name} can't be a path, just a {what}"));
+        }
+    }
     // Options whose absence would lose data or break a promise are refused until forkless acts
     // on them (this check goes when maxmemory lands).
     if config.maxmemory > 0 {
