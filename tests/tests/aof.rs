@@ -616,7 +616,7 @@ fn config_set_appendonly_no_stops_logging_and_info_follows() {
 
 /// Redis 7.0's aof.c: with `everysec`, a failed AOF write refuses writes with MISCONF (reads are
 /// served) until a retry succeeds, then writes resume by themselves and nothing acknowledged is
-/// lost.
+/// lost; the short writes of the failures are cut off, so the file stays valid.
 #[test]
 fn a_failing_aof_write_refuses_writes_with_misconf_until_it_recovers() {
     let dir = TestDir::new("aof-enospc");
@@ -624,7 +624,8 @@ fn a_failing_aof_write_refuses_writes_with_misconf_until_it_recovers() {
         BIN,
         &dir.0,
         &["--appendonly", "yes", "--appendfsync", "everysec"],
-        &[("FORKLESS_AOF_FAULT", "after=300,errno=28,times=15")],
+        // Each failed write leaves 7 bytes of a command behind, which must be cut off again.
+        &[("FORKLESS_AOF_FAULT", "after=300,errno=28,times=15,short=7")],
     );
     let mut conn = server.client();
     let mut acked = Vec::new();
@@ -649,6 +650,11 @@ fn a_failing_aof_write_refuses_writes_with_misconf_until_it_recovers() {
         "{refused}"
     );
     assert_eq!(info_field(&mut conn, "aof_last_write_status"), "err");
+    assert!(
+        server
+            .wait_for_log("Short write while writing to the AOF file")
+            .is_some()
+    );
     let got: Option<u64> = redis::cmd("GET").arg("k0").query(&mut conn).expect("GET");
     assert_eq!(got, Some(0));
     assert!(wait_until(Duration::from_secs(20), || {

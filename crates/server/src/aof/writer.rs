@@ -231,6 +231,8 @@ impl Writer {
         let mut last_fsync = Instant::now();
         let mut unsynced = false;
         let mut fault = Fault::from_env();
+        // The file's length after the last complete write, to cut a short write off again.
+        let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
         loop {
             let (buf, last_seq, stop) = {
                 let mut pending = lock(&self.pending);
@@ -249,14 +251,41 @@ impl Writer {
                 )
             };
             if !buf.is_empty() {
-                let injected = fault
-                    .as_mut()
-                    .and_then(|fault| fault.next(self.incr_size.load(Ordering::Relaxed)));
+                let injected = fault.as_mut().and_then(|fault| fault.next(file_len));
                 let written = match injected {
-                    Some(err) => Err(err),
-                    None => file.write_all(&buf),
+                    Some((err, short)) => {
+                        // A short write first, when the plan asks for one.
+                        let part = buf.get(..short.min(buf.len())).unwrap_or_default();
+                        match write_counting(&mut file, part) {
+                            Ok(()) => Err((err, part.len())),
+                            Err(failed) => Err(failed),
+                        }
+                    }
+                    None => write_counting(&mut file, &buf),
                 };
-                if let Err(err) = written {
+                if let Err((err, partial)) = written {
+                    let mut buf = buf;
+                    if partial > 0 {
+                        // As Redis's flushAppendOnlyFile: a short write is cut off again, so the
+                        // retry does not leave half a command in the file; if it cannot be, what
+                        // reached the file stays and leaves the buffer.
+                        tracing::warn!(
+                            "Short write while writing to the AOF file: (nwritten={partial}, \
+                             expected={})",
+                            buf.len()
+                        );
+                        if let Err(truncate) = file.set_len(file_len) {
+                            tracing::warn!(
+                                "Could not remove short write from the append-only file. Redis \
+                                 may refuse to load the AOF the next time it starts. ftruncate: \
+                                 {truncate}"
+                            );
+                            file_len += partial as u64;
+                            self.incr_size.fetch_add(partial as u64, Ordering::Relaxed);
+                            self.buffered.fetch_sub(partial as u64, Ordering::Relaxed);
+                            buf.drain(..partial.min(buf.len()));
+                        }
+                    }
                     self.write_failed(&err, buf);
                     if stop {
                         break;
@@ -268,6 +297,7 @@ impl Writer {
                     self.write_errno.store(0, Ordering::Relaxed);
                     tracing::warn!("AOF write error looks solved, Redis can write again.");
                 }
+                file_len += buf.len() as u64;
                 self.incr_size
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
                 self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
@@ -358,14 +388,34 @@ impl EffectConsumer for Writer {
     }
 }
 
-/// Test-only: write failures to inject (`FORKLESS_AOF_FAULT=after=<bytes>,errno=<n>,times=<k>`:
-/// once the incr file holds `after` bytes, the next `k` writes fail with OS error `n`), for
-/// the tests of Redis's disk-full behaviour. Read once per writer; unset in production.
+/// Writes all of `buf`; on an error, also how many bytes reached the file before it.
+fn write_counting(file: &mut File, buf: &[u8]) -> Result<(), (std::io::Error, usize)> {
+    let mut done = 0;
+    while let Some(rest) = buf.get(done..) {
+        if rest.is_empty() {
+            break;
+        }
+        match file.write(rest) {
+            Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), done)),
+            Ok(n) => done += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err((err, done)),
+        }
+    }
+    Ok(())
+}
+
+/// Test-only: write failures to inject
+/// (`FORKLESS_AOF_FAULT=after=<bytes>,errno=<n>,times=<k>[,short=<s>]`: once the incr file holds
+/// `after` bytes, the next `k` writes fail with OS error `n`, each after writing its first `s`
+/// bytes), for the tests of Redis's disk-full behaviour. Read once per writer; unset in
+/// production.
 #[derive(Debug)]
 struct Fault {
     after: u64,
     errno: i32,
     times: u64,
+    short: usize,
 }
 
 impl Fault {
@@ -377,6 +427,7 @@ impl Fault {
             after: 0,
             errno: 28,
             times: u64::MAX,
+            short: 0,
         };
         for part in spec.split(',') {
             let (key, value) = part.split_once('=')?;
@@ -384,19 +435,21 @@ impl Fault {
                 "after" => fault.after = value.parse().ok()?,
                 "errno" => fault.errno = value.parse().ok()?,
                 "times" => fault.times = value.parse().ok()?,
+                "short" => fault.short = value.parse().ok()?,
                 _ => return None,
             }
         }
         Some(fault)
     }
 
-    /// The error the next write gets, if any, with `size` bytes in the file.
-    fn next(&mut self, size: u64) -> Option<std::io::Error> {
+    /// The error the next write gets, if any, with `size` bytes in the file, and how many
+    /// bytes it writes first.
+    fn next(&mut self, size: u64) -> Option<(std::io::Error, usize)> {
         if size < self.after || self.times == 0 {
             return None;
         }
         self.times -= 1;
-        Some(std::io::Error::from_raw_os_error(self.errno))
+        Some((std::io::Error::from_raw_os_error(self.errno), self.short))
     }
 }
 
