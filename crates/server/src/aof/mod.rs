@@ -260,6 +260,7 @@ pub(crate) fn stop(server: &Server) {
         }
     }
     server.aof.write_errno.store(0, Ordering::Relaxed);
+    server.aof.always.store(false, Ordering::Relaxed);
 }
 
 /// The AOF fields of INFO persistence, in Redis 7.0's order.
