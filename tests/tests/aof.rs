@@ -908,3 +908,44 @@ fn aof_file_and_directory_names_must_be_plain_names() {
     assert!(dir.0.join("aofs").join("my.aof.manifest").exists());
     assert!(dir.0.join("aofs").join("my.aof.1.incr.aof").exists());
 }
+
+/// Bug: SHUTDOWN during a rewrite failed its final save on the cut the rewrite held. It now
+/// cancels the rewrite (as Redis kills its AOF child) and waits for it; the final save runs
+/// and the AOF left behind loads the whole dataset.
+#[test]
+fn shutdown_during_a_rewrite_cancels_it_and_the_aof_stays_complete() {
+    let dir = TestDir::new("aof-shutdown");
+    let mut server = start(&dir, &["--appendonly", "yes", "--save", "60 1"]);
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 2000, 100);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("50kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    let _: () = redis::cmd("SET")
+        .arg("last")
+        .arg("1")
+        .query(&mut conn)
+        .expect("SET");
+    let before = dataset(&mut conn);
+    // The running rewrite keeps its slow pace; the final save does not have it.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut conn);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    drop(server);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), before);
+}

@@ -456,6 +456,7 @@ pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
 /// background save is cancelled and awaited, then a foreground save runs, as Redis kills its
 /// child and saves in the foreground.
 pub(crate) fn final_save(server: &Server) -> Result<(), String> {
+    crate::aof::rewrite::cancel_and_wait(server);
     let mut state = server.persistence.state();
     while let Some(running) = &state.running {
         running.progress.cancel.store(true, Ordering::Relaxed);

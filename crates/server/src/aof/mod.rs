@@ -60,6 +60,8 @@ pub(crate) struct State {
     pub(crate) base_size_at_rewrite: u64,
     /// A `BGSAVE SCHEDULE` that waits for the running rewrite to end.
     pub(crate) bgsave_scheduled: bool,
+    /// The running rewrite's base save, to cancel it at shutdown.
+    pub(crate) rewrite_progress: Option<Arc<forkless_snapshot::save::Progress>>,
 }
 
 impl Default for State {
@@ -77,6 +79,7 @@ impl Default for State {
             consecutive_failures: 0,
             base_size_at_rewrite: 0,
             bgsave_scheduled: false,
+            rewrite_progress: None,
         }
     }
 }
@@ -90,6 +93,8 @@ pub(crate) struct Aof {
     /// The OS error of the last failed AOF write, 0 once a write succeeds: writes are refused
     /// with MISCONF meanwhile (one relaxed load per write command).
     pub(crate) write_errno: Arc<std::sync::atomic::AtomicI32>,
+    /// Set at shutdown: a rewrite stops waiting for its cut, or its base save stops.
+    pub(crate) cancel_rewrite: std::sync::atomic::AtomicBool,
 }
 
 impl Aof {

@@ -62,6 +62,26 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
     Ok(())
 }
 
+/// Before the final save: cancels a running rewrite (its base save stops at the next check)
+/// and waits for it to end, as Redis kills its AOF child on shutdown. The manifest it leaves is
+/// complete (step 3 of the module's doc).
+pub(crate) fn cancel_and_wait(server: &Server) {
+    server.aof.cancel_rewrite.store(true, Ordering::Relaxed);
+    loop {
+        {
+            let state = server.aof.state();
+            if state.rewrite_started.is_none() {
+                server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
+                return;
+            }
+            if let Some(progress) = &state.rewrite_progress {
+                progress.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Records a rewrite's outcome.
 pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
     let mut state = server.aof.state();
@@ -130,7 +150,9 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
     // not keep every effect of a long save in memory.
     while server.keyspace.snapshot_in_progress() {
-        if server.shutting_down.load(Ordering::Relaxed) {
+        if server.shutting_down.load(Ordering::Relaxed)
+            || server.aof.cancel_rewrite.load(Ordering::Relaxed)
+        {
             return Err("the server is shutting down".into());
         }
         server.aof.state().rewrite_scheduled = true;
@@ -173,7 +195,9 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
             server.aof.state().rewrite_scheduled = false;
             break cut;
         }
-        if server.shutting_down.load(Ordering::Relaxed) {
+        if server.shutting_down.load(Ordering::Relaxed)
+            || server.aof.cancel_rewrite.load(Ordering::Relaxed)
+        {
             server.effects.detach(&server.keyspace, consumer);
             writer.stop();
             let _ = std::fs::remove_file(&incr_path);
@@ -257,7 +281,10 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     writer
         .no_fsync
         .store(config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
-    let report = save::save(&server.keyspace, cut, &options, &Progress::default());
+    let progress = Arc::new(Progress::default());
+    server.aof.state().rewrite_progress = Some(Arc::clone(&progress));
+    let report = save::save(&server.keyspace, cut, &options, &progress);
+    server.aof.state().rewrite_progress = None;
     writer.no_fsync.store(false, Ordering::Relaxed);
     let report = match report {
         Ok(report) => report,
