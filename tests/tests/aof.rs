@@ -949,3 +949,65 @@ fn shutdown_during_a_rewrite_cancels_it_and_the_aof_stays_complete() {
     let mut conn = server.client();
     assert_eq!(dataset(&mut conn), before);
 }
+
+/// Bug: with `appendonly yes` and no dump.rdb the loading flag was never raised, so clients
+/// could write while the AOF was being replayed. They get -LOADING until it is done.
+#[test]
+fn clients_get_loading_while_the_aof_replays() {
+    use std::io::Write as _;
+
+    let dir = TestDir::new("aof-loading");
+    std::fs::create_dir_all(aof_dir(&dir)).expect("dir");
+    let n = 300_000;
+    {
+        let file =
+            std::fs::File::create(aof_dir(&dir).join("appendonly.aof.1.incr.aof")).expect("incr");
+        let mut out = std::io::BufWriter::new(file);
+        out.write_all(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n")
+            .expect("write");
+        for i in 0..n {
+            write!(out, "*3\r\n$3\r\nSET\r\n$10\r\nkey{i:07}\r\n$1\r\nv\r\n").expect("write");
+        }
+        out.flush().expect("flush");
+    }
+    std::fs::write(
+        aof_dir(&dir).join("appendonly.aof.manifest"),
+        "file appendonly.aof.1.incr.aof seq 1 type i\n",
+    )
+    .expect("manifest");
+    let port = forkless_tests::free_port();
+    let _server = forkless_tests::ChildGuard(
+        Command::new(BIN)
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(&dir.0)
+            .args(["--appendonly", "yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut conn = None;
+    assert!(wait_until(Duration::from_secs(20), || {
+        conn = redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection())
+            .ok();
+        conn.is_some()
+    }));
+    let mut conn = conn.expect("connected");
+    let refused: redis::RedisResult<()> = redis::cmd("SET").arg("early").arg("1").query(&mut conn);
+    let refused = refused.expect_err("a write while loading").to_string();
+    assert!(
+        refused.contains("BusyLoading") || refused.contains("LOADING"),
+        "{refused}"
+    );
+    assert!(wait_until(Duration::from_secs(60), || {
+        redis::cmd("SET")
+            .arg("late")
+            .arg("1")
+            .query::<()>(&mut conn)
+            .is_ok()
+    }));
+    let size: i64 = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
+    assert_eq!(size, n + 1);
+}
