@@ -178,6 +178,12 @@ pub(crate) fn replay_file(
     let outcome = parse_commands(data, |argv, end| {
         let start = offset;
         offset = end;
+        // INFO's loading_loaded_bytes, as the replay goes.
+        server
+            .persistence
+            .loading
+            .loaded_bytes
+            .fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
         let Some(first) = argv.first() else {
             return Ok(());
         };
@@ -279,13 +285,13 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
             )
         })?;
         base_size = data.len() as u64;
-        server
-            .persistence
-            .loading
-            .loaded_bytes
-            .fetch_add(base_size, Ordering::Relaxed);
         if data.starts_with(b"REDIS") {
             crate::persistence::load_rdb_at(server, &data[..], &path.display().to_string(), 0)?;
+            server
+                .persistence
+                .loading
+                .loaded_bytes
+                .fetch_add(base_size, Ordering::Relaxed);
         } else {
             let replayed = replay_file(server, &mut client, &path, &data)
                 .map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -313,11 +319,6 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         let replayed = replay_file(server, &mut client, &path, &data)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         let mut size = data.len() as u64;
-        server
-            .persistence
-            .loading
-            .loaded_bytes
-            .fetch_add(size, Ordering::Relaxed);
         if let Some(valid) = replayed.truncated_at {
             let last = i + 1 == n_incrs;
             if !(last && config.aof_load_truncated()) {
