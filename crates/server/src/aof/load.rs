@@ -277,22 +277,30 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     let mut client = replay_client(server);
     let mut base_size = 0;
     if let Some(base) = &manifest.base {
+        use std::io::{BufRead as _, Read as _};
+
         let path = names.dir.join(&base.name);
-        let data = std::fs::read(&path).map_err(|err| {
+        let open_error = |err: std::io::Error| {
             anyhow::anyhow!(
                 "Fatal error: can't open the AOF file {}: {err}",
                 path.display()
             )
-        })?;
-        base_size = data.len() as u64;
-        if data.starts_with(b"REDIS") {
-            crate::persistence::load_rdb_at(server, &data[..], &path.display().to_string(), 0)?;
+        };
+        let file = std::fs::File::open(&path).map_err(open_error)?;
+        base_size = file.metadata().map_err(open_error)?.len();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        // An RDB base streams through the RDB loader; a base of commands is read whole.
+        let rdb = reader.fill_buf().map_err(open_error)?.starts_with(b"REDIS");
+        if rdb {
+            crate::persistence::load_rdb_at(server, reader, &path.display().to_string(), 0)?;
             server
                 .persistence
                 .loading
                 .loaded_bytes
                 .fetch_add(base_size, Ordering::Relaxed);
         } else {
+            let mut data = Vec::new();
+            reader.read_to_end(&mut data).map_err(open_error)?;
             let replayed = replay_file(server, &mut client, &path, &data)
                 .map_err(|err| anyhow::anyhow!("{err}"))?;
             if replayed.truncated_at.is_some() {
