@@ -227,7 +227,7 @@ pub(crate) fn auto_rewrite(server: &Server) {
         return;
     }
     drop(config);
-    if server.persistence.state().running.is_some() {
+    if server.keyspace.save_running() {
         return;
     }
     let (size, base) = {
@@ -269,8 +269,13 @@ pub(crate) fn stop(server: &Server) {
 }
 
 /// The AOF fields of INFO persistence, in Redis 7.0's order.
-pub(crate) fn info_fields(server: &Server, field: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
-    let configured = server.config().appendonly;
+/// `configured` is `appendonly`, read by the caller: INFO holds the configuration and the
+/// persistence state already (the lock order lets no thread read-lock the configuration twice).
+pub(crate) fn info_fields(
+    server: &Server,
+    configured: bool,
+    field: &mut dyn FnMut(&str, &dyn std::fmt::Display),
+) {
     let state = server.aof.state();
     // Redis's `aof_state != AOF_OFF`: on, or waiting for the rewrite that switches it on.
     let enabled = state.current.is_some() || state.waiting_rewrite;

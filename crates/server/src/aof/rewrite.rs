@@ -37,6 +37,8 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
         }
         state.rewrite_started = Some(Instant::now());
     }
+    // A cancellation asked of an earlier rewrite (a shutdown that then failed) is not this one's.
+    server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
     let Some(owner) = server.arc() else {
         server.aof.state().rewrite_started = None;
         return Err("ERR server is shutting down".into());
@@ -67,7 +69,10 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
 /// complete (step 3 of the module's doc).
 pub(crate) fn cancel_and_wait(server: &Server) {
     server.aof.cancel_rewrite.store(true, Ordering::Relaxed);
-    loop {
+    // Bounded: should the rewrite be stuck behind the gate this caller holds, the final save
+    // goes on (and reports the save slot busy) rather than wait forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         {
             let state = server.aof.state();
             if state.rewrite_started.is_none() {
@@ -149,7 +154,7 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     // While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
     // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
     // not keep every effect of a long save in memory.
-    while server.keyspace.snapshot_in_progress() {
+    while server.keyspace.save_running() {
         if server.shutting_down.load(Ordering::Relaxed)
             || server.aof.cancel_rewrite.load(Ordering::Relaxed)
         {
@@ -187,14 +192,8 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     // Step 2. A save that started since the wait above holds the cut: wait again (the new
     // writer keeps the effects meanwhile).
     let cut = loop {
-        // The cut must not fall inside a transaction: hold the gate as a command does.
-        let gate = server.keyspace.gate().shared();
-        let taken = server.keyspace.begin_snapshot(unix_ms());
-        drop(gate);
-        if let Some(cut) = taken {
-            server.aof.state().rewrite_scheduled = false;
-            break cut;
-        }
+        // Checked before the gate is taken: the final save that cancels this rewrite may
+        // hold the gate while it waits for it.
         if server.shutting_down.load(Ordering::Relaxed)
             || server.aof.cancel_rewrite.load(Ordering::Relaxed)
         {
@@ -202,6 +201,14 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
             writer.stop();
             let _ = std::fs::remove_file(&incr_path);
             return Err("the server is shutting down".into());
+        }
+        // The cut must not fall inside a transaction: hold the gate as a command does.
+        let gate = server.keyspace.gate().shared();
+        let taken = server.keyspace.begin_snapshot(unix_ms());
+        drop(gate);
+        if let Some(cut) = taken {
+            server.aof.state().rewrite_scheduled = false;
+            break cut;
         }
         server.aof.state().rewrite_scheduled = true;
         std::thread::sleep(Duration::from_millis(10));

@@ -90,7 +90,7 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     // An AOF rewrite holds the keyspace's one cut, as Redis's AOF child blocks a BGSAVE: the
     // save is scheduled for when it ends, or refused with Redis's words.
-    let saving = ctx.server.persistence.state().running.is_some();
+    let saving = persistence::running(ctx.server).is_some();
     if !saving && ctx.server.aof.state().rewrite_started.is_some() {
         if schedule {
             ctx.server.aof.state().bgsave_scheduled = true;
@@ -113,7 +113,7 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// holds the keyspace's one cut, the rewrite is scheduled and starts when the save ends, as
 /// Redis schedules it while its BGSAVE child runs.
 fn bgrewriteaof(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
-    let scheduled = ctx.server.persistence.state().running.is_some();
+    let scheduled = ctx.server.keyspace.save_running();
     match crate::aof::rewrite::start_background(ctx.server) {
         Ok(()) if scheduled => ctx
             .out
