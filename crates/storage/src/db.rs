@@ -385,6 +385,7 @@ impl Db {
         shard_idx: usize,
         now_ms: u64,
         max_keys: usize,
+        mut expired: Option<&mut Vec<CompactBytes>>,
     ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
         // Freed after the lock is released, as a write guard frees what it removes.
@@ -402,6 +403,9 @@ impl Db {
             };
             effect::expired(&self.shared.effects, self.index, &key);
             self.shared.events.expired(self.index, &key);
+            if let Some(expired) = expired.as_deref_mut() {
+                expired.push(key);
+            }
             removed.push(entry);
             more_due = removed.len() == max_keys && shard.expires.first_due(now_ms).is_some();
         }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::compact::CompactBytes;
 use crate::db::{Db, Flushed, N_SHARDS, Shared};
 use crate::snapshot::SaveOwner;
 use crate::sync::{self, Mutex};
@@ -114,6 +115,18 @@ impl Keyspace {
     /// nothing left due or `deadline` passes. Unlike Redis's sampling, the per-shard deadline
     /// index finds every expired key, so memory of expired keys is reclaimed in bounded time.
     pub fn active_expire_cycle(&self, now_ms: u64, deadline: Instant) -> ExpireCycle {
+        self.active_expire_cycle_collecting(now_ms, deadline, None)
+    }
+
+    /// [`Keyspace::active_expire_cycle`], also collecting the `(database, key)` of every key
+    /// it removed into `expired` when given (for clients told about expired keys, such as
+    /// CLIENT TRACKING's).
+    pub fn active_expire_cycle_collecting(
+        &self,
+        now_ms: u64,
+        deadline: Instant,
+        mut expired: Option<&mut Vec<(usize, CompactBytes)>>,
+    ) -> ExpireCycle {
         let mut cursor = sync::lock(&self.expire_cursor);
         let n_slots = self.dbs.len() * N_SHARDS;
         let mut cycle = ExpireCycle::default();
@@ -124,12 +137,17 @@ impl Keyspace {
                 *cursor = (0, 0);
                 continue;
             };
+            let mut keys = Vec::new();
+            let collect = expired.is_some().then_some(&mut keys);
             // Each visit holds the command gate shared, as a command does, so no key expires
             // in the middle of a transaction: EXEC's effects are one unit (see `effect.rs`).
             let (removed, more_due) = {
                 let _gate = self.gate.shared();
-                db.expire_shard(shard_idx, now_ms, EXPIRE_KEYS_PER_VISIT)
+                db.expire_shard(shard_idx, now_ms, EXPIRE_KEYS_PER_VISIT, collect)
             };
+            if let Some(expired) = expired.as_deref_mut() {
+                expired.extend(keys.into_iter().map(|key| (db_idx, key)));
+            }
             cycle.removed += removed;
             if more_due {
                 visited_clean = 0;

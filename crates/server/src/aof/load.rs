@@ -123,6 +123,8 @@ fn read_number(data: &[u8], skip: usize) -> Option<(i64, usize)> {
 pub(crate) fn replay_client(server: &Server) -> Client {
     let id = server.clients.next_id();
     let addr: SocketAddr = ([0, 0, 0, 0], 0).into();
+    // Nothing is pushed to the replay client (it runs no MONITOR or tracking).
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
         addr,
@@ -135,6 +137,9 @@ pub(crate) fn replay_client(server: &Server) -> Client {
         last_command: Default::default(),
         killed: Default::default(),
         kill: Default::default(),
+        fd: -1,
+        info: Default::default(),
+        push,
         awaiting_seq: Default::default(),
     });
     Client {
@@ -151,6 +156,7 @@ pub(crate) fn replay_client(server: &Server) -> Client {
         blocked: None,
         block_retry: false,
         replay: true,
+        conn: cmd::client::ConnState::new(pushes),
     }
 }
 

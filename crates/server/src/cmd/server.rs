@@ -76,6 +76,7 @@ fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.db().write_all(ctx.now_ms).clear();
     free_flushed(flushed, is_async);
+    super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }
 
@@ -86,6 +87,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.server.keyspace.flush_all(ctx.now_ms);
     free_flushed(flushed, is_async);
+    super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }
 
@@ -131,6 +133,7 @@ pub(super) fn config_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
 
 pub(super) fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
     info::reset_stats(ctx.server);
+    ctx.server.latency.reset_histograms();
     ctx.out.ok();
 }
 
