@@ -117,6 +117,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         fd: std::os::fd::AsRawFd::as_raw_fd(&socket),
         info: Default::default(),
         push,
+        awaiting_seq: Default::default(),
     });
     server.clients.insert(Arc::clone(&handle));
     let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
@@ -175,6 +176,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         }
                     }
                     cmd::execute(server, client, &mut out, &argv);
+                    note_published(&handle);
                     if client.authenticated != authenticated {
                         // AUTH/HELLO changed it: the next command parses under the new limits.
                         authenticated = client.authenticated;
@@ -353,6 +355,7 @@ async fn wait_blocked(
     cmd::client::publish(client, true, input.len(), input.capacity() - input.len());
     let result = loop {
         cmd::execute(server, client, out, argv);
+        note_published(&client.handle);
         if client.blocked.take().is_none() {
             break Ok(true);
         }
@@ -496,6 +499,13 @@ fn write_message(out: &mut Out, message: &crate::pubsub::Message) {
     out.bulk(&message.payload);
 }
 
+/// Notes the effect the command just run published, if any, for [`write_out`] to wait on.
+fn note_published(handle: &ClientHandle) {
+    if let Some(seq) = crate::effects::take_last_published() {
+        handle.awaiting_seq.store(seq, Ordering::Relaxed);
+    }
+}
+
 /// Writes the pending replies. A client killed meanwhile (CLIENT KILL, or a subscriber over its
 /// output buffer limit that has stopped reading) stops the write instead of blocking it forever.
 async fn write_out(
@@ -507,6 +517,11 @@ async fn write_out(
 ) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
+    }
+    // With `appendfsync always`, no reply leaves before the writes it acknowledges are on disk.
+    let seq = handle.awaiting_seq.swap(0, Ordering::Relaxed);
+    if seq != 0 {
+        server.aof.wait_durable(seq).await;
     }
     let soft_deadline = async {
         match limits.write_deadline(out.len()) {

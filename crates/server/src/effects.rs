@@ -107,13 +107,6 @@ impl EffectStream {
     /// Attaches `consumer`: it gets every effect handed over from now on, which includes every
     /// effect numbered at or above the `seq()` of a snapshot cut taken after this call (and
     /// maybe some below it, which a consumer starting from that cut skips).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the AOF and replication attach consumers; until then only tests do"
-        )
-    )]
     pub(crate) fn attach(
         &self,
         keyspace: &Keyspace,
@@ -129,13 +122,6 @@ impl EffectStream {
     }
 
     /// Detaches a consumer. Returns true if and only if it was attached.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the AOF and replication attach consumers; until then only tests do"
-        )
-    )]
     pub(crate) fn detach(&self, keyspace: &Keyspace, id: ConsumerId) -> bool {
         let mut state = lock(&self.state);
         let before = state.consumers.len();
@@ -188,6 +174,16 @@ std::thread_local! {
     /// The commands of the unit the running thread has open: a command's until dispatch closes
     /// it, a transaction's until EXEC does.
     static OPEN: std::cell::RefCell<Vec<Op>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The number of the last unit a command on this thread published, for the connection to
+    /// wait on with `appendfsync always` (0: none since the last take).
+    static LAST_PUBLISHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of the last effect a command published on this thread since the last call, if
+/// any. `conn` calls it right after running a command, with no await in between.
+pub(crate) fn take_last_published() -> Option<u64> {
+    let seq = LAST_PUBLISHED.with(|last| last.replace(0));
+    (seq != 0).then_some(seq)
 }
 
 /// An argv from its words.
@@ -248,6 +244,7 @@ fn close_and_publish(server: &Server, transaction: bool) {
         return;
     };
     let ops = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
+    LAST_PUBLISHED.with(|last| last.set(seq.get()));
     server.effects.publish(Effect {
         seq,
         transaction,
@@ -292,13 +289,6 @@ pub(crate) struct Renderer {
 
 impl Renderer {
     /// Appends the commands that replay `effect` to `out`.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the AOF and replication attach consumers; until then only tests do"
-        )
-    )]
     pub(crate) fn render(&mut self, effect: &Effect, out: &mut Vec<Vec<Bytes>>) {
         let wrap = effect.transaction && effect.ops.len() > 1;
         if wrap {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+mod aof;
 mod blocking;
 mod cmd;
 pub mod config;
@@ -213,7 +214,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .spawn({
             let server = Arc::clone(&server);
             move || {
-                let _ = loaded_tx.send(persistence::load_at_startup(&server));
+                let appendonly = server.config().appendonly;
+                let loaded = if appendonly {
+                    aof::load::load_at_startup(&server)
+                } else {
+                    persistence::load_at_startup(&server)
+                };
+                let _ = loaded_tx.send(loaded);
             }
         })
         .context("starting the loader thread")?;
@@ -252,6 +259,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = save_points.join();
     abort_tasks(accept_tasks);
     let _ = expiry.join();
+    // What the AOF has buffered reaches the disk before the exit.
+    aof::stop(&server);
     Ok(())
 }
 

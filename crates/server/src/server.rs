@@ -174,6 +174,9 @@ pub(crate) struct ClientHandle {
     /// Bytes for the client outside its replies (MONITOR lines, tracking invalidations): the
     /// connection writes them after the replies it has.
     pub(crate) push: tokio::sync::mpsc::UnboundedSender<Bytes>,
+    /// The number of the last effect the client's commands published and whose reply is not
+    /// written yet; 0 for none. With `appendfsync always` the reply waits for it to be on disk.
+    pub(crate) awaiting_seq: AtomicU64,
 }
 
 impl ClientHandle {
@@ -255,6 +258,7 @@ pub(crate) struct Server {
     pub(crate) active_expire: AtomicBool,
     /// Lua: the interpreters, the script cache, and the running script's state.
     pub(crate) scripting: crate::scripting::Scripting,
+    pub(crate) aof: crate::aof::Aof,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -298,6 +302,7 @@ impl Server {
             tracking: cmd::tracking::Tracking::default(),
             active_expire: AtomicBool::new(true),
             scripting: crate::scripting::Scripting::default(),
+            aof: crate::aof::Aof::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -204,6 +204,9 @@ pub(crate) enum Refusal {
     NotInMulti,
     /// A background save failed and `stop-writes-on-bgsave-error` refuses writes.
     Misconf,
+    /// The last write to the AOF failed (the OS error's number): writes are refused until one
+    /// succeeds, as Redis 7.0 does.
+    MisconfAof { errno: i32 },
 }
 
 impl fmt::Display for Refusal {
@@ -221,6 +224,11 @@ impl fmt::Display for Refusal {
             Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),
+            Refusal::MisconfAof { errno } => write!(
+                f,
+                "MISCONF Errors writing to the AOF file: {}",
+                crate::config::strerror(&std::io::Error::from_raw_os_error(*errno))
+            ),
         }
     }
 }

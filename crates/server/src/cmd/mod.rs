@@ -395,7 +395,8 @@ fn refusal(
             command: command.name,
         });
     }
-    if !command.has_flag(Flags::LOADING) && server.persistence.loading() {
+    // The AOF's replay client runs while the server loads: that is how it loads.
+    if !command.has_flag(Flags::LOADING) && !client.replay && server.persistence.loading() {
         return Some(Refusal::Loading);
     }
     if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
@@ -407,6 +408,13 @@ fn refusal(
         && crate::persistence::writes_refused(server)
     {
         return Some(Refusal::Misconf);
+    }
+    if command
+        .flags
+        .intersects(Flags::WRITE.union(Flags::REFUSED_ON_MISCONF))
+        && let Some(errno) = server.aof.write_errno()
+    {
+        return Some(Refusal::MisconfAof { errno });
     }
     None
 }

@@ -1,4 +1,4 @@
-//! Persistence commands: SAVE BGSAVE LASTSAVE.
+//! Persistence commands: SAVE BGSAVE BGREWRITEAOF LASTSAVE.
 
 use bytes::Bytes;
 
@@ -32,6 +32,18 @@ pub(crate) const COMMANDS: &[Command] = &[
         handler: bgsave,
     },
     Command {
+        name: "bgrewriteaof",
+        arity: 1,
+        flags: flags!(ADMIN, NOSCRIPT, NO_ASYNC_LOADING),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
+        categories: &["admin", "slow", "dangerous"],
+        summary: "Asynchronously rewrites the append-only file to disk.",
+        since: "1.0.0",
+        group: "server",
+        handler: bgrewriteaof,
+    },
+    Command {
         name: "lastsave",
         arity: 1,
         flags: flags!(LOADING, STALE, FAST),
@@ -62,8 +74,7 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let mut schedule = false;
     let mut kind = None;
     for arg in argv.get(1..).unwrap_or_default() {
-        // SCHEDULE only differs from BGSAVE while another kind of child runs (AOF), which
-        // forkless does not have.
+        // SCHEDULE only differs from BGSAVE while an AOF rewrite runs (below).
         if eq_ignore_case(arg, "schedule") && !schedule {
             schedule = true;
         } else if eq_ignore_case(arg, "fork") && kind.is_none() {
@@ -77,8 +88,39 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             return;
         }
     }
+    // An AOF rewrite holds the keyspace's one cut, as Redis's AOF child blocks a BGSAVE: the
+    // save is scheduled for when it ends, or refused with Redis's words.
+    let saving = persistence::running(ctx.server).is_some();
+    if !saving && ctx.server.aof.state().rewrite_started.is_some() {
+        if schedule {
+            ctx.server.aof.state().bgsave_scheduled = true;
+            ctx.out.simple(b"Background saving scheduled");
+        } else {
+            ctx.out.error(
+                "ERR Another child process is active (AOF?): can't BGSAVE right now. Use \
+                 BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.",
+            );
+        }
+        return;
+    }
     match persistence::bgsave(ctx.server, kind) {
         Ok(()) => ctx.out.simple(b"Background saving started"),
+        Err(msg) => ctx.out.error(&msg),
+    }
+}
+
+/// BGREWRITEAOF: a new base from an epoch cut, no fork (`crate::aof::rewrite`). While a save
+/// holds the keyspace's one cut, the rewrite is scheduled and starts when the save ends, as
+/// Redis schedules it while its BGSAVE child runs.
+fn bgrewriteaof(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    let scheduled = ctx.server.keyspace.save_running();
+    match crate::aof::rewrite::start_background(ctx.server) {
+        Ok(()) if scheduled => ctx
+            .out
+            .simple(b"Background append only file rewriting scheduled"),
+        Ok(()) => ctx
+            .out
+            .simple(b"Background append only file rewriting started"),
         Err(msg) => ctx.out.error(&msg),
     }
 }

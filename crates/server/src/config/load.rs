@@ -170,7 +170,7 @@ pub(super) fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 /// The bare OS error text, as C's `strerror` gives it (Rust appends " (os error N)").
-pub(super) fn strerror(err: &io::Error) -> String {
+pub(crate) fn strerror(err: &io::Error) -> String {
     let text = err.to_string();
     match text.rfind(" (os error ") {
         Some(cut) => text.get(..cut).unwrap_or(&text).to_owned(),

@@ -255,7 +255,7 @@ config_enum! {
 }
 
 config_enum! {
-    /// `appendfsync` (stored for compatibility; AOF is not implemented yet).
+    /// `appendfsync`: when the append-only file is fsynced.
     AppendFsync {
         /// fsync once a second (the default).
         Everysec = "everysec",
@@ -384,9 +384,9 @@ pub struct Config {
     pub rdbchecksum: bool,
     /// `stop-writes-on-bgsave-error`: refuse writes after a failed background save. Default yes.
     pub stop_writes_on_bgsave_error: bool,
-    /// `appendonly`: stored (AOF is not implemented). Default no.
+    /// `appendonly`: the append-only file (`crate::aof`). Default no.
     pub appendonly: bool,
-    /// `appendfsync`: stored. Default everysec.
+    /// `appendfsync`: when the AOF is fsynced. Default everysec.
     pub appendfsync: AppendFsync,
     /// `hz`: background task frequency, clamped to 1..=500 as Redis does. Default 10.
     pub hz: u64,
@@ -530,6 +530,7 @@ mod lexer;
 pub(crate) use lexer::repr;
 pub(crate) use parse::parse_memory;
 mod load;
+pub(crate) use self::load::strerror;
 mod parse;
 mod rewrite;
 mod special;
@@ -585,6 +586,42 @@ impl Config {
             .map(|spec| spec.value(self))
             .and_then(|value| std::str::from_utf8(&value).ok()?.parse().ok())
             .unwrap_or(default)
+    }
+
+    /// `appendfilename`: the prefix of the AOF's file names.
+    pub fn appendfilename(&self) -> &str {
+        self.stored
+            .get("appendfilename")
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .unwrap_or("appendonly.aof")
+    }
+
+    /// `appenddirname`: the AOF's directory, under `dir`.
+    pub fn appenddirname(&self) -> &str {
+        self.stored
+            .get("appenddirname")
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .unwrap_or("appendonlydir")
+    }
+
+    /// `aof-load-truncated`: load an AOF whose last command is cut short (default yes).
+    pub fn aof_load_truncated(&self) -> bool {
+        self.stored_text("aof-load-truncated") != b"no"
+    }
+
+    /// `aof-timestamp-enabled`: `#TS:` annotations in the AOF (default no).
+    pub fn aof_timestamp_enabled(&self) -> bool {
+        self.stored_text("aof-timestamp-enabled") == b"yes"
+    }
+
+    /// `aof-use-rdb-preamble`: the AOF's base is an RDB (default yes) or commands.
+    pub fn aof_use_rdb_preamble(&self) -> bool {
+        self.stored_text("aof-use-rdb-preamble") != b"no"
+    }
+
+    /// `no-appendfsync-on-rewrite`: no AOF fsync while a rewrite runs (default no).
+    pub fn no_appendfsync_on_rewrite(&self) -> bool {
+        self.stored_text("no-appendfsync-on-rewrite") == b"yes"
     }
 
     /// The value of a stored option as CONFIG GET shows it; empty for an unknown name.

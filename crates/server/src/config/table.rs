@@ -213,7 +213,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("rdbchecksum",                 IMMUTABLE, flag!(rdbchecksum)),
     opt("stop-writes-on-bgsave-error", MUTABLE,   flag!(stop_writes_on_bgsave_error)),
     opt("appendonly",                  MUTABLE,   flag!(appendonly)),
-    opt("appendfsync",                 INERT,   choice!(appendfsync, AppendFsync)),
+    opt("appendfsync",                 MUTABLE, choice!(appendfsync, AppendFsync)),
     // Redis accepts any non-negative int and clamps it to CONFIG_MIN_HZ..CONFIG_MAX_HZ.
     opt("hz",                          MUTABLE,   Kind::Int {
         range: Signed(0, INT_MAX), memory: false, get: |c| c.hz, set: |c, v| c.hz = v.clamp(1, 500),
@@ -274,12 +274,12 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("repl-disable-tcp-nodelay", INERT, stored!(Check::Bool, "no")),
     opt("repl-diskless-sync", INERT, stored!(Check::Bool, "yes")),
     opt("aof-rewrite-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
-    opt("no-appendfsync-on-rewrite", INERT, stored!(Check::Bool, "no")),
+    opt("no-appendfsync-on-rewrite", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
     opt("rdb-save-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
-    opt("aof-load-truncated", INERT, stored!(Check::Bool, "yes")),
-    opt("aof-use-rdb-preamble", INERT, stored!(Check::Bool, "yes")),
-    opt("aof-timestamp-enabled", INERT, stored!(Check::Bool, "no")),
+    opt("aof-load-truncated", MUTABLE, stored!(Check::Bool, "yes")),
+    opt("aof-use-rdb-preamble", MUTABLE, stored!(Check::Bool, "yes")),
+    opt("aof-timestamp-enabled", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-replica-no-failover", INERT, stored!(Check::Bool, "no")),
     opt("replica-lazy-flush", INERT, stored!(Check::Bool, "no")),
     opt("replica-serve-stale-data", INERT, stored!(Check::Bool, "yes")),
@@ -309,8 +309,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("cluster-config-file", IMMUTABLE | INERT, stored!(Check::Text, "nodes.conf")),
     opt("cluster-announce-hostname", INERT, stored!(Check::Text, "")),
     opt("syslog-ident", IMMUTABLE | INERT, stored!(Check::Text, "redis")),
-    opt("appendfilename", IMMUTABLE | INERT, stored!(Check::Text, "appendonly.aof")),
-    opt("appenddirname", IMMUTABLE | INERT, stored!(Check::Text, "appendonlydir")),
+    opt("appendfilename", IMMUTABLE, stored!(Check::Text, "appendonly.aof")),
+    opt("appenddirname", IMMUTABLE, stored!(Check::Text, "appendonlydir")),
     opt("server_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("bio_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("aof_rewrite_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
@@ -330,7 +330,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("propagation-error-behavior", INERT, stored!(Check::Enum(PROPAGATION_ERROR), "ignore")),
     opt("shutdown-on-sigint", INERT, stored!(Check::Flags(SHUTDOWN_ON_SIG), "default")),
     opt("shutdown-on-sigterm", INERT, stored!(Check::Flags(SHUTDOWN_ON_SIG), "default")),
-    opt("auto-aof-rewrite-percentage", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
+    opt("auto-aof-rewrite-percentage", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
     opt("cluster-replica-validity-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("list-max-listpack-size", MUTABLE, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "-2")),
     opt("cluster-migration-barrier", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
@@ -377,7 +377,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("zset-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
     opt("maxmemory-clients", INERT, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
     opt("repl-backlog-ttl", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
-    opt("auto-aof-rewrite-min-size", INERT, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
+    opt("auto-aof-rewrite-min-size", MUTABLE, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
     opt("loading-process-events-interval-bytes", HIDDEN | INERT, stored!(Check::Int(Signed(1024, INT_MAX)), "2097152")),
     opt("tls-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("tls-session-cache-size", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "20480")),
@@ -539,15 +539,20 @@ impl Spec {
 
 /// Cross-option checks run after every change, at load time and on CONFIG SET.
 pub(super) fn check_supported(config: &Config) -> Result<(), String> {
-    // Options whose absence would lose data or break a promise are refused until forkless acts
-    // on them (these two checks go when AOF and maxmemory land).
-    if config.appendonly {
-        return Err(
-            "appendonly yes is not supported by forkless yet: the append-only file \
-                    (AOF) is not implemented, so writes would not be durable"
-                .to_owned(),
-        );
+    // Redis's isValidAOFfilename / isValidAOFdirname: plain names, under `dir`.
+    for (name, value, what) in [
+        ("appendfilename", config.appendfilename(), "filename"),
+        ("appenddirname", config.appenddirname(), "dirname"),
+    ] {
+        if value.is_empty() {
+            return Err(format!("{name} can't be empty"));
+        }
+        if value.contains(['/', '\\']) {
+            return Err(format!("{name} can't be a path, just a {what}"));
+        }
     }
+    // Options whose absence would lose data or break a promise are refused until forkless acts
+    // on them (this check goes when maxmemory lands).
     if config.maxmemory > 0 {
         return Err(
             "maxmemory is not supported by forkless yet: memory limits and eviction \

@@ -55,6 +55,7 @@ fn client(server: &Server, replay: bool) -> Client {
         fd: -1,
         info: Default::default(),
         push,
+        awaiting_seq: Default::default(),
     });
     Client {
         id,

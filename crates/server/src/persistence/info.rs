@@ -75,18 +75,7 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
             state.last_load_keys_loaded
         },
     );
-    field("aof_enabled", &0);
-    field("aof_rewrite_in_progress", &0);
-    field("aof_rewrite_scheduled", &0);
-    field("aof_last_rewrite_time_sec", &-1);
-    field("aof_current_rewrite_time_sec", &-1);
-    field("aof_last_bgrewrite_status", &"ok");
-    field("aof_rewrites", &0);
-    field("aof_rewrites_consecutive_failures", &0);
-    field("aof_last_write_status", &"ok");
-    field("aof_last_cow_size", &0);
-    field("module_fork_in_progress", &0);
-    field("module_fork_last_cow_size", &0);
+    crate::aof::info_fields(server, config.appendonly, &mut field);
     if is_loading {
         let start = loading.start_unix_secs.load(Ordering::Relaxed);
         let total = loading.total_bytes.load(Ordering::Relaxed);

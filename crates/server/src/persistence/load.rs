@@ -44,11 +44,25 @@ impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
 /// the first client on. Called before the listeners accept, so no client sees a half-loaded
 /// dataset without `loading:1`.
 pub(crate) fn prepare_loading(server: &Server) {
-    let Ok(metadata) = std::fs::metadata(server.config().rdb_path()) else {
-        return;
+    let config = server.config();
+    let total = if config.appendonly {
+        // The AOF loader always runs (it creates the AOF when there is none): its files' sizes.
+        let dir = crate::aof::Names::of(&config).dir;
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum()
+        })
+    } else {
+        let Ok(metadata) = std::fs::metadata(config.rdb_path()) else {
+            return;
+        };
+        metadata.len()
     };
+    drop(config);
     let loading = &server.persistence.loading;
-    loading.total_bytes.store(metadata.len(), Ordering::Relaxed);
+    loading.total_bytes.store(total, Ordering::Relaxed);
     loading
         .start_unix_secs
         .store(unix_ms() / 1000, Ordering::Relaxed);
@@ -84,11 +98,45 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     let loading = &server.persistence.loading;
     let started = Instant::now();
     let name = path.display().to_string();
-    let n_dbs = server.keyspace.dbs().len();
     let reader = CountingReader {
         inner: file,
         loaded: &loading.loaded_bytes,
     };
+    let summary = load_rdb_at(
+        server,
+        BufReader::with_capacity(1 << 20, reader),
+        &name,
+        unix_ms(),
+    )?;
+    let elapsed = started.elapsed();
+    let mut state = server.persistence.state();
+    state.last_load_keys_loaded = summary.keys_loaded;
+    state.last_load_keys_expired = summary.keys_expired_skipped;
+    state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    // Loading is not a change: a restart must not trigger a save point by itself.
+    state.dirty_at_last_save = server.keyspace.dirty();
+    drop(state);
+    loading.active.store(false, Ordering::Release);
+    tracing::info!(
+        keys = summary.keys_loaded,
+        expired_skipped = summary.keys_expired_skipped,
+        "DB loaded from disk: {:.3} seconds",
+        elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Loads an RDB stream into the keyspace (the dump, or an AOF's base). Keys that expired
+/// before `now_ms` are skipped; the AOF's base passes 0, as Redis loads a preamble's keys
+/// whatever their expiry (the incr files carry their DELs).
+pub(crate) fn load_rdb_at(
+    server: &Server,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+) -> anyhow::Result<format::LoadSummary> {
+    let loading = &server.persistence.loading;
+    let n_dbs = server.keyspace.dbs().len();
     let on_function = |code: Vec<u8>| {
         server
             .scripting
@@ -97,7 +145,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
                 format::LoadError::rejected(format!("a function library: {message}"))
             })
     };
-    let summary = format::load_with_functions(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
+    format::load_with_functions(reader, name, now_ms, |entry| {
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
@@ -123,21 +171,5 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     }, on_function)
     // The error names the file and carries the OS error in its own text: as a plain message,
     // so neither is printed twice (its source would be, by `{:#}`).
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;
-    let elapsed = started.elapsed();
-    let mut state = server.persistence.state();
-    state.last_load_keys_loaded = summary.keys_loaded;
-    state.last_load_keys_expired = summary.keys_expired_skipped;
-    state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    // Loading is not a change: a restart must not trigger a save point by itself.
-    state.dirty_at_last_save = server.keyspace.dirty();
-    drop(state);
-    loading.active.store(false, Ordering::Release);
-    tracing::info!(
-        keys = summary.keys_loaded,
-        expired_skipped = summary.keys_expired_skipped,
-        "DB loaded from disk: {:.3} seconds",
-        elapsed.as_secs_f64()
-    );
-    Ok(())
+    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
 }

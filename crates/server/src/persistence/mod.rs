@@ -26,7 +26,7 @@ mod info;
 mod load;
 
 pub(crate) use info::info_section;
-pub(crate) use load::{Loading, load_at_startup, prepare_loading};
+pub(crate) use load::{Loading, load_at_startup, load_rdb_at, prepare_loading};
 
 /// Redis waits this long after a failed background save before a save point may retry.
 const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -472,6 +472,7 @@ pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
 /// background save is cancelled and awaited, then a foreground save runs, as Redis kills its
 /// child and saves in the foreground.
 pub(crate) fn final_save(server: &Server) -> Result<(), String> {
+    crate::aof::rewrite::cancel_and_wait(server);
     let mut state = server.persistence.state();
     while let Some(running) = running(server) {
         running.progress.cancel.store(true, Ordering::Relaxed);
@@ -519,6 +520,7 @@ pub(crate) fn spawn_save_point_timer(
         .spawn(move || {
             while !server.shutting_down.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
+                crate::aof::auto_rewrite(&server);
                 if save_point_due(&server) {
                     // The cut must not fall inside a transaction: hold the gate as a command
                     // does.

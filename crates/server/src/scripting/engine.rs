@@ -661,6 +661,7 @@ fn script_client() -> Client {
         fd: -1,
         info: Default::default(),
         push,
+        awaiting_seq: Default::default(),
     });
     Client {
         id: u64::MAX,

@@ -1,0 +1,471 @@
+//! Loading the AOF at startup: the manifest, the base (an RDB, or commands), then each incr
+//! file's commands replayed through the command table by a replay client, as Redis 7.0's
+//! `loadAppendOnlyFiles` does.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use forkless_protocol::{Out, RespVersion};
+
+use crate::cmd::{self, Client};
+use crate::server::{ClientHandle, Server};
+
+/// How a file of commands ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Every byte was a complete command.
+    Clean,
+    /// The last command stops early: the valid part ends at this offset.
+    Truncated(u64),
+}
+
+/// A file that is not a command stream: where and why.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Corrupt {
+    pub(crate) offset: u64,
+}
+
+/// Splits `data` into commands (`*<n>\r\n` then `$<len>\r\n<bytes>\r\n` each, and `#...`
+/// annotation lines, which are skipped), calling `command` with each and the offset just past
+/// it. A last command cut short is `Truncated`; anything else malformed is `Corrupt`.
+pub(crate) fn parse_commands(
+    data: &[u8],
+    mut command: impl FnMut(Vec<Bytes>, u64) -> Result<(), String>,
+) -> Result<Result<Ending, Corrupt>, String> {
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let start = pos;
+        let truncated = Ok(Ok(Ending::Truncated(start as u64)));
+        let corrupt = Ok(Err(Corrupt {
+            offset: start as u64,
+        }));
+        let Some(rest) = data.get(pos..) else { break };
+        if rest.first() == Some(&b'#') {
+            // An annotation (`#TS:...`), one line.
+            match find_crlf(rest) {
+                Some(end) => {
+                    pos += end + 2;
+                    continue;
+                }
+                None => return truncated,
+            }
+        }
+        if rest.first() != Some(&b'*') {
+            return corrupt;
+        }
+        let Some((count, used)) = read_number(rest, 1) else {
+            return if find_crlf(rest).is_none() {
+                truncated
+            } else {
+                corrupt
+            };
+        };
+        pos += used;
+        if count < 1 {
+            return corrupt;
+        }
+        let mut argv = Vec::new();
+        for _ in 0..count {
+            let Some(rest) = data.get(pos..) else {
+                return truncated;
+            };
+            if rest.is_empty() {
+                return truncated;
+            }
+            if rest.first() != Some(&b'$') {
+                return corrupt;
+            }
+            let Some((len, used)) = read_number(rest, 1) else {
+                return if find_crlf(rest).is_none() {
+                    truncated
+                } else {
+                    corrupt
+                };
+            };
+            let Ok(len) = usize::try_from(len) else {
+                return corrupt;
+            };
+            pos += used;
+            let Some(arg) = data.get(pos..pos.saturating_add(len)) else {
+                return truncated;
+            };
+            match data.get(pos + len..pos + len + 2) {
+                Some(b"\r\n") => {}
+                Some(_) => return corrupt,
+                None => return truncated,
+            }
+            argv.push(Bytes::copy_from_slice(arg));
+            pos += len + 2;
+        }
+        command(argv, pos as u64)?;
+    }
+    Ok(Ok(Ending::Clean))
+}
+
+fn find_crlf(data: &[u8]) -> Option<usize> {
+    data.windows(2).position(|pair| pair == b"\r\n")
+}
+
+/// Reads the decimal number after the type byte up to its CRLF: the number and the bytes used.
+fn read_number(data: &[u8], skip: usize) -> Option<(i64, usize)> {
+    let end = find_crlf(data)?;
+    let digits = std::str::from_utf8(data.get(skip..end)?).ok()?;
+    if digits.len() > 19 {
+        return None;
+    }
+    Some((digits.parse().ok()?, end + 2))
+}
+
+/// A client that replays the AOF: authenticated, at time 0 (nothing expires on its own).
+pub(crate) fn replay_client(server: &Server) -> Client {
+    let id = server.clients.next_id();
+    let addr: SocketAddr = ([0, 0, 0, 0], 0).into();
+    // Nothing is pushed to the replay client (it runs no MONITOR or tracking).
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
+    let handle = Arc::new(ClientHandle {
+        id,
+        addr,
+        local_addr: addr,
+        created: Instant::now(),
+        last_interaction_ms: Default::default(),
+        name: Default::default(),
+        db: Default::default(),
+        resp: 2.into(),
+        last_command: Default::default(),
+        killed: Default::default(),
+        kill: Default::default(),
+        fd: -1,
+        info: Default::default(),
+        push,
+        awaiting_seq: Default::default(),
+    });
+    Client {
+        id,
+        db: 0,
+        authenticated: true,
+        close_after_reply: false,
+        handle,
+        subs: crate::pubsub::ClientSubscriptions::new(),
+        multi: None,
+        multi_failed: false,
+        watched: cmd::transaction::Watched::default(),
+        in_exec: false,
+        blocked: None,
+        block_retry: false,
+        replay: true,
+        conn: cmd::client::ConnState::new(pushes),
+    }
+}
+
+/// What loading one command file found.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    pub(crate) commands: u64,
+    /// Where the valid part ends when the file's last command was cut short (or an
+    /// unfinished MULTI reverted), else None.
+    pub(crate) truncated_at: Option<u64>,
+}
+
+/// Replays the commands of `path` (whose bytes are `data`). Err is the fatal error, naming the
+/// file and the offset.
+pub(crate) fn replay_file(
+    server: &Server,
+    client: &mut Client,
+    path: &Path,
+    data: &[u8],
+) -> Result<Replayed, String> {
+    let name = path.display();
+    let mut commands = 0u64;
+    let mut multi_start: Option<u64> = None;
+    let mut offset = 0u64;
+    let outcome = parse_commands(data, |argv, end| {
+        let start = offset;
+        offset = end;
+        // INFO's loading_loaded_bytes, as the replay goes.
+        server
+            .persistence
+            .loading
+            .loaded_bytes
+            .fetch_add(end - start, std::sync::atomic::Ordering::Relaxed);
+        let Some(first) = argv.first() else {
+            return Ok(());
+        };
+        if cmd::lookup(first).is_none() {
+            return Err(format!(
+                "Unknown command '{}' reading the append only file {name} at offset {start}",
+                String::from_utf8_lossy(first)
+            ));
+        }
+        if first.eq_ignore_ascii_case(b"multi") {
+            multi_start = Some(start);
+        } else if first.eq_ignore_ascii_case(b"exec") {
+            multi_start = None;
+        }
+        let mut out = Out::new(RespVersion::Resp2);
+        cmd::execute(server, client, &mut out, &argv);
+        client.blocked = None;
+        commands += 1;
+        Ok(())
+    })?;
+    match outcome {
+        Err(Corrupt { offset }) => Err(format!(
+            "Bad file format reading the append only file {name}: make a backup of your AOF \
+             file, then use ./redis-check-aof --fix <filename.manifest> (offset {offset})"
+        )),
+        Ok(Ending::Clean) => Ok(Replayed {
+            commands,
+            truncated_at: multi_start,
+        }),
+        Ok(Ending::Truncated(at)) => Ok(Replayed {
+            commands,
+            truncated_at: Some(multi_start.unwrap_or(at)),
+        }),
+    }
+}
+
+/// Startup with `appendonly yes`: loads the AOF named by the manifest (instead of dump.rdb, as
+/// Redis does) and opens its last incr file for append; without a manifest, writes a base from
+/// the (empty) dataset and the first incr, as Redis's `aofOpenIfNeededOnServerStart`. Clears
+/// the loading flag at the end.
+pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
+    let result = load_and_open(server);
+    server
+        .persistence
+        .loading
+        .active
+        .store(false, std::sync::atomic::Ordering::Release);
+    result
+}
+
+fn load_and_open(server: &Server) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+
+    use super::manifest::{Entry, FileType, Manifest};
+    use super::writer::Writer;
+
+    let config = server.config().clone();
+    let names = super::Names::of(&config);
+    let manifest_path = names.dir.join(names.manifest());
+    // What a rewrite or a manifest update interrupted by a crash left behind.
+    if let Ok(entries) = std::fs::read_dir(&names.dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("temp-") {
+                let path = entry.path();
+                if std::fs::remove_file(&path).is_ok() {
+                    tracing::info!(
+                        "Removed the temp file of an interrupted AOF rewrite: {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    let text = match std::fs::read(&manifest_path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            // Redis's first start with the AOF on: a base from the dataset, then the first incr.
+            super::rewrite::rewrite(server).map_err(|err| anyhow::anyhow!("{err}"))?;
+            return Ok(());
+        }
+        Err(err) => {
+            anyhow::bail!(
+                "Fatal error: can't open the AOF manifest {}: {err}",
+                manifest_path.display()
+            );
+        }
+    };
+    let mut manifest = Manifest::parse(&text)
+        .map_err(|err| anyhow::anyhow!("Bad AOF manifest {}: {err}", manifest_path.display()))?;
+    let started = Instant::now();
+    let mut client = replay_client(server);
+    let mut base_size = 0;
+    if let Some(base) = &manifest.base {
+        use std::io::{BufRead as _, Read as _};
+
+        let path = names.dir.join(&base.name);
+        let open_error = |err: std::io::Error| {
+            anyhow::anyhow!(
+                "Fatal error: can't open the AOF file {}: {err}",
+                path.display()
+            )
+        };
+        let file = std::fs::File::open(&path).map_err(open_error)?;
+        base_size = file.metadata().map_err(open_error)?.len();
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        // An RDB base streams through the RDB loader; a base of commands is read whole.
+        let rdb = reader.fill_buf().map_err(open_error)?.starts_with(b"REDIS");
+        if rdb {
+            crate::persistence::load_rdb_at(server, reader, &path.display().to_string(), 0)?;
+            server
+                .persistence
+                .loading
+                .loaded_bytes
+                .fetch_add(base_size, Ordering::Relaxed);
+        } else {
+            let mut data = Vec::new();
+            reader.read_to_end(&mut data).map_err(open_error)?;
+            let replayed = replay_file(server, &mut client, &path, &data)
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+            if replayed.truncated_at.is_some() {
+                anyhow::bail!(
+                    "Unexpected end of file reading the append only file {}. You can: 1) Make a \
+                     backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. \
+                     2) Alternatively you can set the 'aof-load-truncated' configuration option \
+                     to yes and restart the server.",
+                    path.display()
+                );
+            }
+        }
+    }
+    let mut incr_size = 0;
+    let n_incrs = manifest.incrs.len();
+    for (i, incr) in manifest.incrs.iter().enumerate() {
+        let path = names.dir.join(&incr.name);
+        let data = std::fs::read(&path).map_err(|err| {
+            anyhow::anyhow!(
+                "Fatal error: can't open the AOF file {}: {err}",
+                path.display()
+            )
+        })?;
+        let replayed = replay_file(server, &mut client, &path, &data)
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        let mut size = data.len() as u64;
+        if let Some(valid) = replayed.truncated_at {
+            let last = i + 1 == n_incrs;
+            if !(last && config.aof_load_truncated()) {
+                anyhow::bail!(
+                    "Unexpected end of file reading the append only file {}. You can: 1) Make a \
+                     backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>. \
+                     2) Alternatively you can set the 'aof-load-truncated' configuration option \
+                     to yes and restart the server.",
+                    path.display()
+                );
+            }
+            tracing::warn!(
+                "!!! Warning: short read while loading the AOF file {}!!!",
+                incr.name
+            );
+            tracing::warn!("!!! Truncating the AOF {} at offset {valid} !!!", incr.name);
+            let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+            file.set_len(valid)?;
+            file.sync_all()?;
+            tracing::warn!(
+                "AOF {} loaded anyway because aof-load-truncated is enabled",
+                incr.name
+            );
+            size = valid;
+        }
+        incr_size += size;
+        tracing::info!(
+            commands = replayed.commands,
+            "DB loaded from incr file {}: {:.3} seconds",
+            incr.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // A transaction the file left open is reverted by the truncation above; its queue goes.
+    client.multi = None;
+    tracing::info!(
+        "DB loaded from append only file: {:.3} seconds",
+        started.elapsed().as_secs_f64()
+    );
+    {
+        let mut state = server.persistence.state();
+        state.dirty_at_last_save = server.keyspace.dirty();
+    }
+    // Append to the last incr file; a manifest without one gets a new one.
+    if manifest.incrs.is_empty() {
+        let seq = 1 + manifest
+            .history
+            .iter()
+            .chain(&manifest.base)
+            .map(|e| e.seq)
+            .max()
+            .unwrap_or(0);
+        manifest.incrs.push(Entry {
+            name: names.incr(seq),
+            seq,
+            kind: FileType::Incr,
+        });
+        std::fs::File::create(names.dir.join(names.incr(seq)))?;
+        manifest.persist(&names.dir, &names.manifest())?;
+    }
+    let Some(last) = manifest.incrs.last() else {
+        anyhow::bail!("the AOF manifest lists no incr file");
+    };
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(names.dir.join(&last.name))?;
+    let writer = Arc::new(Writer::new(
+        config.appendfsync,
+        base_size,
+        incr_size,
+        Arc::clone(&server.aof.write_errno),
+    ));
+    writer
+        .timestamps
+        .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
+    server
+        .aof
+        .always
+        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    writer.set_start(0);
+    let consumer = server.effects.attach(
+        &server.keyspace,
+        Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
+    );
+    let thread = writer.spawn(file)?;
+    let history = manifest.clone();
+    {
+        let mut state = server.aof.state();
+        state.manifest = manifest;
+        state.base_size_at_rewrite = base_size + incr_size;
+        state.current = Some(super::Active {
+            writer,
+            consumer,
+            thread: Some(thread),
+        });
+    }
+    super::rewrite::delete_history(server, &names, history);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(data: &[u8]) -> (Vec<Vec<Bytes>>, Result<Ending, Corrupt>) {
+        let mut seen = Vec::new();
+        let outcome = parse_commands(data, |argv, _| {
+            seen.push(argv);
+            Ok(())
+        })
+        .expect("no callback error");
+        (seen, outcome)
+    }
+
+    #[test]
+    fn commands_annotations_and_endings() {
+        let data = b"#TS:1700000000\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+        let (seen, outcome) = parse(data);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(outcome, Ok(Ending::Clean));
+        for cut in 17..data.len() {
+            let (_, outcome) = parse(data.get(..cut).expect("in range"));
+            let Ok(Ending::Truncated(at)) = outcome else {
+                if cut == 39 {
+                    continue;
+                }
+                panic!("cut at {cut}: {outcome:?}");
+            };
+            assert!(at == 16 || at == 39, "cut at {cut} valid up to {at}");
+        }
+        let (_, outcome) = parse(b"*1\r\n$3\r\nPING\r\n");
+        assert_eq!(outcome, Err(Corrupt { offset: 0 }));
+        let (_, outcome) = parse(b"*1\r\n$4\r\nPING\r\nxyz");
+        assert_eq!(outcome, Err(Corrupt { offset: 14 }));
+    }
+}

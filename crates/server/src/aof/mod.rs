@@ -1,0 +1,337 @@
+//! The append-only file, in Redis 7.0's multi-part layout: `dir/appenddirname/` holds a
+//! manifest (`manifest.rs`), one base file (an RDB written from an epoch cut by the same save
+//! as BGSAVE) and incremental files of commands that the effect stream's consumer appends to
+//! (`writer.rs`). Loading replays them (`load.rs`); a rewrite takes a new cut and splits the
+//! stream at it instead of forking (`rewrite.rs`).
+//!
+//! ```text
+//!  EffectStream ──► Writer (render RESP, buffer) ──► forkless-aof thread: write, fsync
+//!                                                        │ durable seq (appendfsync always)
+//!  conn: reply waits for its command's seq  ◄────────────┘
+//! ```
+
+pub(crate) mod load;
+pub(crate) mod manifest;
+pub(crate) mod rewrite;
+pub(crate) mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::{AppendFsync, Config};
+use crate::effects::ConsumerId;
+use crate::server::{Server, lock};
+
+use self::manifest::Manifest;
+use self::writer::Writer;
+
+/// A writer attached to the effect stream, with its thread.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) writer: Arc<Writer>,
+    pub(crate) consumer: ConsumerId,
+    pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The AOF's state: the writers and what INFO persistence shows of them. A std mutex, taken
+/// by the rewrite at its steps, INFO, and a reply that waits for durability (briefly, to find
+/// its writer).
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The writer of the current incr file, once the AOF is on.
+    pub(crate) current: Option<Active>,
+    /// During a rewrite, the writer of the previous incr file until it has every effect below
+    /// the cut.
+    pub(crate) previous: Option<Arc<Writer>>,
+    pub(crate) manifest: Manifest,
+    /// True while the AOF is being switched on (its first base is being written): Redis's
+    /// `AOF_WAIT_REWRITE`.
+    pub(crate) waiting_rewrite: bool,
+    pub(crate) rewrite_started: Option<Instant>,
+    pub(crate) rewrite_scheduled: bool,
+    pub(crate) last_rewrite_time_sec: i64,
+    pub(crate) last_rewrite_ok: bool,
+    pub(crate) rewrites: u64,
+    pub(crate) consecutive_failures: u64,
+    /// The AOF's size after the last rewrite (or at startup): Redis's `aof_rewrite_base_size`,
+    /// what `auto-aof-rewrite-percentage` measures growth against and INFO's `aof_base_size`.
+    pub(crate) base_size_at_rewrite: u64,
+    /// A `BGSAVE SCHEDULE` that waits for the running rewrite to end.
+    pub(crate) bgsave_scheduled: bool,
+    /// The running rewrite's base save, to cancel it at shutdown.
+    pub(crate) rewrite_progress: Option<Arc<forkless_snapshot::save::Progress>>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            current: None,
+            previous: None,
+            manifest: Manifest::default(),
+            waiting_rewrite: false,
+            rewrite_started: None,
+            rewrite_scheduled: false,
+            last_rewrite_time_sec: -1,
+            last_rewrite_ok: true,
+            rewrites: 0,
+            consecutive_failures: 0,
+            base_size_at_rewrite: 0,
+            bgsave_scheduled: false,
+            rewrite_progress: None,
+        }
+    }
+}
+
+/// The server's AOF.
+#[derive(Debug, Default)]
+pub(crate) struct Aof {
+    pub(crate) state: Mutex<State>,
+    /// True while the AOF is on with `appendfsync always`: the one load a reply pays otherwise.
+    pub(crate) always: std::sync::atomic::AtomicBool,
+    /// The OS error of the last failed AOF write, 0 once a write succeeds: writes are refused
+    /// with MISCONF meanwhile (one relaxed load per write command).
+    pub(crate) write_errno: Arc<std::sync::atomic::AtomicI32>,
+    /// Set at shutdown: a rewrite stops waiting for its cut, or its base save stops.
+    pub(crate) cancel_rewrite: std::sync::atomic::AtomicBool,
+}
+
+impl Aof {
+    /// The OS error of the failed AOF write that refuses writes, if any.
+    pub(crate) fn write_errno(&self) -> Option<i32> {
+        let errno = self.write_errno.load(Ordering::Relaxed);
+        (errno != 0).then_some(errno)
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The writers that may hold `seq`, current first.
+    fn writers(&self) -> Vec<Arc<Writer>> {
+        let state = self.state();
+        state
+            .current
+            .iter()
+            .map(|active| Arc::clone(&active.writer))
+            .chain(state.previous.iter().cloned())
+            .collect()
+    }
+
+    /// With `appendfsync always`, waits until the effect numbered `seq` is on disk, in the
+    /// file of the writer that logs it.
+    pub(crate) async fn wait_durable(&self, seq: u64) {
+        if !self.always.load(Ordering::Relaxed) {
+            return;
+        }
+        loop {
+            let writers = self.writers();
+            let Some(owner) = writers.iter().find(|writer| writer.owns(seq)) else {
+                // Not logged (the AOF is off) or its writer's range is not known yet: a
+                // writer in early mode owns nothing, so look again once the cut is known.
+                if writers.iter().any(|writer| writer.starting()) {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    continue;
+                }
+                return;
+            };
+            if !owner.always() {
+                return;
+            }
+            owner.wait_durable(seq).await;
+            if owner.owns(seq) {
+                return;
+            }
+        }
+    }
+}
+
+/// Where the AOF lives and what its files are called.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    pub(crate) dir: PathBuf,
+    pub(crate) filename: String,
+}
+
+impl Names {
+    pub(crate) fn of(config: &Config) -> Names {
+        Names {
+            dir: config.dir.join(config.appenddirname()),
+            filename: config.appendfilename().to_owned(),
+        }
+    }
+
+    pub(crate) fn manifest(&self) -> String {
+        format!("{}.manifest", self.filename)
+    }
+
+    pub(crate) fn base(&self, seq: u64, rdb: bool) -> String {
+        format!(
+            "{}.{seq}.base.{}",
+            self.filename,
+            if rdb { "rdb" } else { "aof" }
+        )
+    }
+
+    pub(crate) fn incr(&self, seq: u64) -> String {
+        format!("{}.{seq}.incr.aof", self.filename)
+    }
+}
+
+/// `CONFIG SET` changed options: a new `appendfsync` reaches the writers, `appendonly`
+/// switches the AOF on (a rewrite writes the base first) or off.
+pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
+    let config = server.config();
+    let (appendonly, policy) = (config.appendonly, config.appendfsync);
+    drop(config);
+    server
+        .aof
+        .always
+        .store(policy.is_always(), Ordering::Relaxed);
+    if changed.contains(&"aof-timestamp-enabled") {
+        let on = server.config().aof_timestamp_enabled();
+        for writer in server.aof.writers() {
+            writer.timestamps.store(on, Ordering::Relaxed);
+        }
+    }
+    if changed.contains(&"appendfsync") {
+        for writer in server.aof.writers() {
+            writer.set_policy(policy);
+        }
+    }
+    if changed.contains(&"appendonly") {
+        let on = server.aof.state().current.is_some();
+        if appendonly && !on {
+            server.aof.state().waiting_rewrite = true;
+            if let Err(err) = rewrite::start_background(server) {
+                server.aof.state().waiting_rewrite = false;
+                tracing::warn!(
+                    "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. ({err})"
+                );
+            }
+        } else if !appendonly && on {
+            stop(server);
+        }
+    }
+}
+
+/// Redis's automatic rewrite (`serverCron`): when the AOF has grown by
+/// `auto-aof-rewrite-percentage` over its size after the last rewrite (or at startup) and is
+/// over `auto-aof-rewrite-min-size`. Called by the save-point timer.
+pub(crate) fn auto_rewrite(server: &Server) {
+    let config = server.config();
+    let percentage = config.stored_int("auto-aof-rewrite-percentage", 100);
+    let min_size = config.stored_int("auto-aof-rewrite-min-size", 64 << 20);
+    if !config.appendonly || percentage <= 0 {
+        return;
+    }
+    drop(config);
+    if server.keyspace.save_running() {
+        return;
+    }
+    let (size, base) = {
+        let state = server.aof.state();
+        let Some(active) = &state.current else { return };
+        if state.rewrite_started.is_some() || state.waiting_rewrite {
+            return;
+        }
+        let size = active.writer.base_size.load(Ordering::Relaxed)
+            + active.writer.incr_size.load(Ordering::Relaxed);
+        (size, state.base_size_at_rewrite.max(1))
+    };
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let base = i64::try_from(base).unwrap_or(i64::MAX);
+    if size <= min_size {
+        return;
+    }
+    let growth = size.saturating_mul(100) / base - 100;
+    if growth >= percentage {
+        tracing::info!("Starting automatic rewriting of AOF on {growth}% growth");
+        if let Err(err) = rewrite::start_background(server) {
+            tracing::debug!("automatic AOF rewrite: {err}");
+        }
+    }
+}
+
+/// Switches the AOF off: the writer flushes, fsyncs and detaches.
+pub(crate) fn stop(server: &Server) {
+    let active = server.aof.state().current.take();
+    if let Some(mut active) = active {
+        server.effects.detach(&server.keyspace, active.consumer);
+        active.writer.stop();
+        if let Some(thread) = active.thread.take() {
+            let _ = thread.join();
+        }
+    }
+    server.aof.write_errno.store(0, Ordering::Relaxed);
+    server.aof.always.store(false, Ordering::Relaxed);
+}
+
+/// The AOF fields of INFO persistence, in Redis 7.0's order.
+/// `configured` is `appendonly`, read by the caller: INFO holds the configuration and the
+/// persistence state already (the lock order lets no thread read-lock the configuration twice).
+pub(crate) fn info_fields(
+    server: &Server,
+    configured: bool,
+    field: &mut dyn FnMut(&str, &dyn std::fmt::Display),
+) {
+    let state = server.aof.state();
+    // Redis's `aof_state != AOF_OFF`: on, or waiting for the rewrite that switches it on.
+    let enabled = state.current.is_some() || state.waiting_rewrite;
+    let writer = state.current.as_ref().map(|active| &active.writer);
+    let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed));
+    field("aof_enabled", &u8::from(enabled));
+    field(
+        "aof_rewrite_in_progress",
+        &u8::from(state.rewrite_started.is_some()),
+    );
+    field("aof_rewrite_scheduled", &u8::from(state.rewrite_scheduled));
+    field("aof_last_rewrite_time_sec", &state.last_rewrite_time_sec);
+    field(
+        "aof_current_rewrite_time_sec",
+        &state.rewrite_started.map_or(-1, |at| {
+            i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX)
+        }),
+    );
+    field(
+        "aof_last_bgrewrite_status",
+        &if state.last_rewrite_ok { "ok" } else { "err" },
+    );
+    field("aof_rewrites", &state.rewrites);
+    field(
+        "aof_rewrites_consecutive_failures",
+        &state.consecutive_failures,
+    );
+    field(
+        "aof_last_write_status",
+        &if write_ok { "ok" } else { "err" },
+    );
+    field("aof_last_cow_size", &0);
+    field("module_fork_in_progress", &0);
+    field("module_fork_last_cow_size", &0);
+    // Redis prints these while `appendonly` is yes (`server.aof_enabled`).
+    if configured {
+        let (base, incr, buffered) = writer.map_or((0, 0, 0), |writer| {
+            (
+                writer.base_size.load(Ordering::Relaxed),
+                writer.incr_size.load(Ordering::Relaxed),
+                writer.buffered.load(Ordering::Relaxed),
+            )
+        });
+        field("aof_current_size", &(base + incr));
+        // Redis's `aof_rewrite_base_size`: the AOF's size after the last rewrite (or at
+        // startup), what `auto-aof-rewrite-percentage` measures growth against.
+        field("aof_base_size", &state.base_size_at_rewrite);
+        field("aof_pending_rewrite", &u8::from(state.rewrite_scheduled));
+        field("aof_buffer_length", &buffered);
+        field("aof_pending_bio_fsync", &0);
+        field("aof_delayed_fsync", &0);
+    }
+}
+
+impl AppendFsync {
+    pub(crate) fn is_always(self) -> bool {
+        self == AppendFsync::Always
+    }
+}

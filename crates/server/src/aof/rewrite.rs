@@ -1,0 +1,487 @@
+//! The AOF rewrite without fork: a new incr file opened at an epoch cut, the new base written
+//! from the cut by the same save as BGSAVE, then the manifest switched over.
+//!
+//! 1. Create the next incr file; attach its writer (it keeps what it gets until step 3).
+//! 2. Take the cut. Every effect numbered below `cut.seq()` is in the cut; every other after.
+//! 3. The new writer logs from `cut.seq()`, the old one stops there; once the old one has every
+//!    effect below the cut, it flushes, fsyncs and is detached, and the manifest (old base,
+//!    old incrs, new incr) is persisted, so a crash from here on loses nothing.
+//! 4. The new writer's thread starts; the base is saved from the cut.
+//! 5. The manifest becomes the new base and the new incr; the old files become history and are
+//!    deleted.
+//!
+//! A failed save leaves the manifest of step 3, which is complete: the new incr continues the
+//! old ones exactly at the cut.
+
+use std::fs::{File, OpenOptions};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use forkless_snapshot::save::{self, Compression, Progress, TraversalPriority};
+
+use super::manifest::{Entry, FileType, Manifest};
+use super::writer::Writer;
+use super::{Active, Names};
+use crate::server::{Server, unix_ms};
+
+/// BGREWRITEAOF's reply when one runs already, as Redis.
+pub(crate) const ALREADY: &str = "ERR Background append only file rewriting already in progress";
+
+/// Starts a rewrite on a `forkless-aofrw` thread. Err is the reason it could not start.
+pub(crate) fn start_background(server: &Server) -> Result<(), String> {
+    {
+        let mut state = server.aof.state();
+        if state.rewrite_started.is_some() {
+            return Err(ALREADY.into());
+        }
+        state.rewrite_started = Some(Instant::now());
+    }
+    // A cancellation asked of an earlier rewrite (a shutdown that then failed) is not this one's.
+    server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
+    let Some(owner) = server.arc() else {
+        server.aof.state().rewrite_started = None;
+        return Err("ERR server is shutting down".into());
+    };
+    let spawned = std::thread::Builder::new()
+        .name("forkless-aofrw".into())
+        .spawn(move || {
+            let result = rewrite(&owner);
+            // BGREWRITEAOF with the AOF off writes the files and leaves it off, as Redis.
+            if !owner.config().appendonly {
+                super::stop(&owner);
+                owner.aof.state().waiting_rewrite = false;
+            }
+            finish(&owner, &result);
+        });
+    if let Err(err) = spawned {
+        server.aof.state().rewrite_started = None;
+        return Err(format!(
+            "ERR Can't rewrite append only file in background: {err}"
+        ));
+    }
+    tracing::info!("Background append only file rewriting started");
+    Ok(())
+}
+
+/// Before the final save: cancels a running rewrite (its base save stops at the next check)
+/// and waits for it to end, as Redis kills its AOF child on shutdown. The manifest it leaves is
+/// complete (step 3 of the module's doc).
+pub(crate) fn cancel_and_wait(server: &Server) {
+    server.aof.cancel_rewrite.store(true, Ordering::Relaxed);
+    // Bounded: should the rewrite be stuck behind the gate this caller holds, the final save
+    // goes on (and reports the save slot busy) rather than wait forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        {
+            let state = server.aof.state();
+            if state.rewrite_started.is_none() {
+                server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
+                return;
+            }
+            if let Some(progress) = &state.rewrite_progress {
+                progress.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Records a rewrite's outcome.
+pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
+    let mut state = server.aof.state();
+    let took = state.rewrite_started.take().map_or(0, |at| {
+        i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX)
+    });
+    state.last_rewrite_time_sec = took;
+    match result {
+        Ok(()) => {
+            state.last_rewrite_ok = true;
+            state.rewrites += 1;
+            state.consecutive_failures = 0;
+            tracing::info!("Background AOF rewrite finished successfully");
+        }
+        Err(err) => {
+            state.last_rewrite_ok = false;
+            state.consecutive_failures += 1;
+            if state.current.is_none() {
+                // The AOF was being switched on: it stays off.
+                state.waiting_rewrite = false;
+            }
+            tracing::warn!("Background AOF rewrite failed: {err}");
+        }
+    }
+    let bgsave = std::mem::take(&mut state.bgsave_scheduled);
+    drop(state);
+    if bgsave {
+        // The command gate, as the save-point timer holds it, so the cut splits no transaction.
+        let _gate = server.keyspace.gate().shared();
+        if let Err(err) = crate::persistence::bgsave(server, None) {
+            tracing::warn!("The scheduled BGSAVE could not start: {err}");
+        }
+    }
+}
+
+fn open_append(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread.
+pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
+    let config = server.config().clone();
+    let names = Names::of(&config);
+    std::fs::create_dir_all(&names.dir).map_err(|err| {
+        format!(
+            "Can't create the AOF directory {}: {err}",
+            names.dir.display()
+        )
+    })?;
+    let first = server.aof.state().current.is_none();
+    let mut old_manifest = server.aof.state().manifest.clone();
+    if first {
+        // Switched on at runtime over a directory of an earlier run: its files become history
+        // and the sequence numbers go on from them, as Redis does.
+        if let Ok(text) = std::fs::read(names.dir.join(names.manifest())) {
+            if let Ok(on_disk) = Manifest::parse(&text) {
+                old_manifest = on_disk;
+            }
+        }
+    }
+    let base_seq = old_manifest.base.as_ref().map_or(0, |b| b.seq) + 1;
+    let incr_seq = old_manifest.incrs.last().map_or(0, |i| i.seq) + 1;
+    let incr_name = names.incr(incr_seq);
+    let incr_path = names.dir.join(&incr_name);
+    // While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
+    // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
+    // not keep every effect of a long save in memory.
+    while server.keyspace.save_running() {
+        if server.shutting_down.load(Ordering::Relaxed)
+            || server.aof.cancel_rewrite.load(Ordering::Relaxed)
+        {
+            return Err("the server is shutting down".into());
+        }
+        server.aof.state().rewrite_scheduled = true;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Step 1.
+    let file = File::create(&incr_path)
+        .and_then(|_| open_append(&incr_path))
+        .map_err(|err| {
+            format!(
+                "Can't open the append-only file {}: {err}",
+                incr_path.display()
+            )
+        })?;
+    let writer = Arc::new(Writer::new(
+        config.appendfsync,
+        0,
+        0,
+        Arc::clone(&server.aof.write_errno),
+    ));
+    writer
+        .timestamps
+        .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
+    server
+        .aof
+        .always
+        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    let consumer = server.effects.attach(
+        &server.keyspace,
+        Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
+    );
+    // Step 2. A save that started since the wait above holds the cut: wait again (the new
+    // writer keeps the effects meanwhile).
+    let cut = loop {
+        // Checked before the gate is taken: the final save that cancels this rewrite may
+        // hold the gate while it waits for it.
+        if server.shutting_down.load(Ordering::Relaxed)
+            || server.aof.cancel_rewrite.load(Ordering::Relaxed)
+        {
+            server.effects.detach(&server.keyspace, consumer);
+            writer.stop();
+            let _ = std::fs::remove_file(&incr_path);
+            return Err("the server is shutting down".into());
+        }
+        // The cut must not fall inside a transaction: hold the gate as a command does.
+        let gate = server.keyspace.gate().shared();
+        let taken = server.keyspace.begin_snapshot(unix_ms());
+        drop(gate);
+        if let Some(cut) = taken {
+            server.aof.state().rewrite_scheduled = false;
+            break cut;
+        }
+        server.aof.state().rewrite_scheduled = true;
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let cut_seq = cut.seq().get();
+    // Step 3.
+    writer.set_start(cut_seq);
+    let previous = {
+        let mut state = server.aof.state();
+        let previous = state.current.take();
+        if let Some(previous) = &previous {
+            previous.writer.set_end(cut_seq);
+            state.previous = Some(Arc::clone(&previous.writer));
+        }
+        // Switching the AOF on (not a BGREWRITEAOF with it off): Redis's AOF_WAIT_REWRITE.
+        state.waiting_rewrite = first && config.appendonly;
+        state.current = Some(Active {
+            writer: Arc::clone(&writer),
+            consumer,
+            thread: None,
+        });
+        previous
+    };
+    let mut manifest = old_manifest.clone();
+    if let Some(mut previous) = previous {
+        // Every number below the cut was taken before it, so the old writer gets them all
+        // soon: the commands that took them publish right after they ran.
+        while !previous.writer.reached_end() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        previous.writer.stop();
+        if let Some(thread) = previous.thread.take() {
+            let _ = thread.join();
+        }
+        server.effects.detach(&server.keyspace, previous.consumer);
+        server.aof.state().previous = None;
+        writer.base_size.store(
+            previous.writer.base_size.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        manifest.incrs.push(Entry {
+            name: incr_name.clone(),
+            seq: incr_seq,
+            kind: FileType::Incr,
+        });
+        manifest
+            .persist(&names.dir, &names.manifest())
+            .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
+        server.aof.state().manifest = manifest.clone();
+    }
+    // Step 4.
+    let thread = writer
+        .spawn(file)
+        .map_err(|err| format!("Can't start the AOF thread: {err}"))?;
+    if let Some(active) = server.aof.state().current.as_mut() {
+        active.thread = Some(thread);
+    }
+    let preamble = config.aof_use_rdb_preamble();
+    let base_name = names.base(base_seq, preamble);
+    // Without the preamble the cut is saved as an RDB first, then turned into commands.
+    let rdb_name = if preamble {
+        base_name.clone()
+    } else {
+        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
+    };
+    let mut options = crate::persistence::save_options(server, &config);
+    options.target = forkless_snapshot::backend::Target::new(
+        names.dir.clone(),
+        rdb_name.clone(),
+        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
+    );
+    // Redis must be able to load the base.
+    options.compression = Compression::None;
+    if first {
+        options.priority = TraversalPriority::Nice(0);
+    }
+    writer
+        .no_fsync
+        .store(config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
+    let progress = Arc::new(Progress::default());
+    server.aof.state().rewrite_progress = Some(Arc::clone(&progress));
+    let report = save::save(&server.keyspace, cut, &options, &progress);
+    server.aof.state().rewrite_progress = None;
+    writer.no_fsync.store(false, Ordering::Relaxed);
+    let report = match report {
+        Ok(report) => report,
+        Err(err) => {
+            if first {
+                super::stop(server);
+                server.aof.state().waiting_rewrite = false;
+                let _ = std::fs::remove_file(&incr_path);
+            }
+            return Err(format!("Error writing the AOF base {base_name}: {err}"));
+        }
+    };
+    let base_bytes = if preamble {
+        report.bytes_written
+    } else {
+        let rdb_path = names.dir.join(&rdb_name);
+        let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name);
+        let _ = std::fs::remove_file(&rdb_path);
+        match converted {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                if first {
+                    super::stop(server);
+                    server.aof.state().waiting_rewrite = false;
+                    let _ = std::fs::remove_file(&incr_path);
+                }
+                return Err(format!("Error writing the AOF base {base_name}: {err}"));
+            }
+        }
+    };
+    writer.base_size.store(base_bytes, Ordering::Relaxed);
+    // Step 5.
+    let mut next = Manifest {
+        base: Some(Entry {
+            name: base_name,
+            seq: base_seq,
+            kind: FileType::Base,
+        }),
+        history: manifest.history.clone(),
+        incrs: vec![Entry {
+            name: incr_name,
+            seq: incr_seq,
+            kind: FileType::Incr,
+        }],
+    };
+    for old in manifest.base.iter().chain(&old_manifest.incrs) {
+        next.history.push(Entry {
+            kind: FileType::History,
+            ..old.clone()
+        });
+    }
+    next.persist(&names.dir, &names.manifest())
+        .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
+    {
+        let mut state = server.aof.state();
+        state.manifest = next.clone();
+        state.waiting_rewrite = false;
+        state.base_size_at_rewrite = base_bytes + writer.incr_size.load(Ordering::Relaxed);
+    }
+    delete_history(server, &names, next);
+    if first {
+        tracing::info!("AOF rewrite: the AOF is on");
+    }
+    Ok(())
+}
+
+/// Deletes the history files and persists the manifest without them, as Redis's
+/// `aofDelHistoryFiles`.
+pub(crate) fn delete_history(server: &Server, names: &Names, mut manifest: Manifest) {
+    if manifest.history.is_empty() {
+        return;
+    }
+    for old in manifest.history.drain(..) {
+        let path = names.dir.join(&old.name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!("Removing the history file {} in the background", old.name),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => tracing::warn!("Can't remove the history file {}: {err}", path.display()),
+        }
+    }
+    match manifest.persist(&names.dir, &names.manifest()) {
+        Ok(()) => server.aof.state().manifest = manifest,
+        Err(err) => tracing::warn!("Can't persist the AOF manifest: {err}"),
+    }
+}
+
+/// Redis's `AOF_REWRITE_ITEMS_PER_CMD`: elements per command when a collection is rewritten.
+const ITEMS_PER_COMMAND: usize = 64;
+
+/// The base in commands (`aof-use-rdb-preamble no`): the RDB saved from the cut, read back and
+/// written as Redis's `rewriteAppendOnlyFileRio` writes a dataset (SELECT per database, SET,
+/// RPUSH/HMSET/SADD/ZADD in batches of 64, PEXPIREAT), to `dir/name` through a temp file,
+/// fsynced before the rename. Returns its size.
+fn rdb_to_commands(
+    rdb: &std::path::Path,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<u64, String> {
+    use std::io::Write as _;
+
+    use bytes::Bytes;
+    use forkless_storage::Value;
+
+    let encode = super::writer::encode;
+    let temp = dir.join(format!("temp-rewriteaof-cmd-{}.aof", std::process::id()));
+    let input = File::open(rdb).map_err(|err| format!("{}: {err}", rdb.display()))?;
+    let output = File::create(&temp).map_err(|err| format!("{}: {err}", temp.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, output);
+    let mut buf = Vec::new();
+    let mut selected = None;
+    let result = forkless_snapshot::format::load(
+        std::io::BufReader::with_capacity(1 << 20, input),
+        &rdb.display().to_string(),
+        0,
+        |entry| {
+            buf.clear();
+            let key = entry.key;
+            if selected != Some(entry.db) {
+                selected = Some(entry.db);
+                encode(
+                    &mut buf,
+                    &[
+                        Bytes::from_static(b"SELECT"),
+                        Bytes::from(entry.db.to_string()),
+                    ],
+                );
+            }
+            let mut batched = |command: &'static [u8], items: Vec<Bytes>, per_item: usize| {
+                for chunk in items.chunks(ITEMS_PER_COMMAND * per_item) {
+                    let mut argv = vec![Bytes::from_static(command), key.clone()];
+                    argv.extend_from_slice(chunk);
+                    encode(&mut buf, &argv);
+                }
+            };
+            match &entry.value {
+                Value::String(value) => batched(b"SET", vec![Bytes::copy_from_slice(value)], 1),
+                Value::List(list) => batched(
+                    b"RPUSH",
+                    list.iter().map(|item| Bytes::from(item.to_vec())).collect(),
+                    1,
+                ),
+                Value::Hash(hash) => batched(
+                    b"HMSET",
+                    hash.iter()
+                        .flat_map(|(field, value)| {
+                            [Bytes::from(field.to_vec()), Bytes::from(value.to_vec())]
+                        })
+                        .collect(),
+                    2,
+                ),
+                Value::Set(set) => batched(
+                    b"SADD",
+                    set.iter()
+                        .map(|member| Bytes::from(member.to_vec()))
+                        .collect(),
+                    1,
+                ),
+                Value::ZSet(zset) => batched(
+                    b"ZADD",
+                    zset.iter()
+                        .flat_map(|(member, score)| {
+                            [Bytes::from(score.to_string()), Bytes::from(member.to_vec())]
+                        })
+                        .collect(),
+                    2,
+                ),
+            }
+            if let Some(at) = entry.expire_at_ms {
+                encode(
+                    &mut buf,
+                    &[
+                        Bytes::from_static(b"PEXPIREAT"),
+                        key.clone(),
+                        Bytes::from(at.to_string()),
+                    ],
+                );
+            }
+            out.write_all(&buf)
+                .map_err(|err| forkless_snapshot::format::LoadError::rejected(err.to_string()))
+        },
+    );
+    let written = result.map_err(|err| err.to_string()).and_then(|_| {
+        let file = out.into_inner().map_err(|err| err.to_string())?;
+        file.sync_all().map_err(|err| err.to_string())?;
+        let size = file.metadata().map_err(|err| err.to_string())?.len();
+        std::fs::rename(&temp, dir.join(name)).map_err(|err| err.to_string())?;
+        Ok(size)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}

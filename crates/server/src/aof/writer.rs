@@ -1,0 +1,529 @@
+//! The AOF writer: an effect consumer that renders each effect as RESP commands into a buffer,
+//! and a `forkless-aof` thread that appends the buffer to the current incr file and fsyncs it
+//! as `appendfsync` asks.
+//!
+//! With `always`, a write's reply waits (in `conn`) until the effect's number is durable: the
+//! thread writes everything buffered, fsyncs once, then publishes the highest number that
+//! batch held, so all the connections whose effects arrived during one fsync share the next
+//! (group commit). With `everysec` the thread fsyncs when a second has passed since the last
+//! one; with `no` it only writes.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::config::AppendFsync;
+use crate::effects::{Effect, EffectConsumer, Renderer};
+use crate::server::lock;
+
+/// What the consumer hands the thread.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    renderer: Renderer,
+    /// The number of the last effect in `buf`.
+    last_seq: u64,
+    /// Effects numbered below this are in the base already (the cut the base was saved from);
+    /// None until the cut is taken, while effects wait in `early`.
+    skip_below: Option<u64>,
+    /// Effects that arrived before the cut was known, rendered once it is.
+    early: Vec<Effect>,
+    /// Effects numbered from here on belong to the next incr file (a rewrite's cut).
+    end: u64,
+    /// The second of the last `#TS:` annotation.
+    last_timestamp: u64,
+    stop: bool,
+}
+
+/// The writer shared by the consumer, the thread and the connections that wait on it.
+pub(crate) struct Writer {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// The highest effect number known to be on disk (with `always`: fsynced).
+    durable: AtomicU64,
+    durable_changed: Notify,
+    /// The numbers this writer logs: `[start, end)`. `start` is `u64::MAX` until known.
+    start: AtomicU64,
+    end: AtomicU64,
+    fsync: AtomicU8,
+    stopped: AtomicBool,
+    /// Bytes in the current incr file.
+    pub(crate) incr_size: AtomicU64,
+    /// Bytes in the base file.
+    pub(crate) base_size: AtomicU64,
+    pub(crate) last_write_ok: AtomicBool,
+    /// Bytes rendered but not yet written: INFO's `aof_buffer_length`.
+    pub(crate) buffered: AtomicU64,
+    /// The server's record of a failed write (`Aof::write_errno`).
+    write_errno: Arc<AtomicI32>,
+    /// `aof-timestamp-enabled`: a `#TS:<unix secs>` annotation before the first command of
+    /// each second.
+    pub(crate) timestamps: AtomicBool,
+    /// Set while a rewrite runs with `no-appendfsync-on-rewrite yes`: no fsync meanwhile.
+    pub(crate) no_fsync: AtomicBool,
+    /// fsyncs done, for the test of group commit.
+    fsyncs: AtomicU64,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fsync_code(policy: AppendFsync) -> u8 {
+    match policy {
+        AppendFsync::Everysec => 0,
+        AppendFsync::Always => 1,
+        AppendFsync::No => 2,
+    }
+}
+
+impl Writer {
+    /// A writer whose first effect is not known yet: it keeps what it gets until
+    /// [`Writer::set_start`].
+    pub(crate) fn new(
+        policy: AppendFsync,
+        base_size: u64,
+        incr_size: u64,
+        write_errno: Arc<AtomicI32>,
+    ) -> Writer {
+        Writer {
+            pending: Mutex::new(Pending {
+                end: u64::MAX,
+                ..Pending::default()
+            }),
+            wake: Condvar::new(),
+            durable: AtomicU64::new(0),
+            durable_changed: Notify::new(),
+            start: AtomicU64::new(u64::MAX),
+            end: AtomicU64::new(u64::MAX),
+            fsync: AtomicU8::new(fsync_code(policy)),
+            stopped: AtomicBool::new(false),
+            incr_size: AtomicU64::new(incr_size),
+            base_size: AtomicU64::new(base_size),
+            last_write_ok: AtomicBool::new(true),
+            buffered: AtomicU64::new(0),
+            write_errno,
+            timestamps: AtomicBool::new(false),
+            no_fsync: AtomicBool::new(false),
+            fsyncs: AtomicU64::new(0),
+        }
+    }
+
+    /// Logs the effects numbered `start` and above: those below are in the base. Effects
+    /// kept meanwhile are rendered now.
+    pub(crate) fn set_start(&self, start: u64) {
+        let mut pending = lock(&self.pending);
+        pending.skip_below = Some(start);
+        pending.last_seq = start.saturating_sub(1);
+        self.durable
+            .store(start.saturating_sub(1), Ordering::Release);
+        self.start.store(start, Ordering::Release);
+        for effect in std::mem::take(&mut pending.early) {
+            if effect.seq.get() >= start {
+                self.append(&mut pending, &effect);
+            }
+        }
+        drop(pending);
+        self.wake.notify_one();
+        self.durable_changed.notify_waiters();
+    }
+
+    /// Stops logging at `end`: effects numbered from there on go to the next writer.
+    pub(crate) fn set_end(&self, end: u64) {
+        lock(&self.pending).end = end;
+        self.end.store(end, Ordering::Release);
+        self.durable_changed.notify_waiters();
+    }
+
+    /// Returns true if and only if the writer does not know its first number yet.
+    pub(crate) fn starting(&self) -> bool {
+        self.start.load(Ordering::Acquire) == u64::MAX && !self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Returns true if and only if the effect numbered `seq` is this writer's to log.
+    pub(crate) fn owns(&self, seq: u64) -> bool {
+        self.start.load(Ordering::Acquire) <= seq && seq < self.end.load(Ordering::Acquire)
+    }
+
+    /// Returns true if and only if every effect below `end` (set by [`Writer::set_end`]) has
+    /// been handed to this writer.
+    pub(crate) fn reached_end(&self) -> bool {
+        let pending = lock(&self.pending);
+        pending.last_seq.saturating_add(1) >= pending.end
+    }
+
+    pub(crate) fn set_policy(&self, policy: AppendFsync) {
+        self.fsync.store(fsync_code(policy), Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn always(&self) -> bool {
+        self.fsync.load(Ordering::Relaxed) == 1
+    }
+
+    /// Waits until the effect numbered `seq` is on disk, the writer stopped, or the number
+    /// turned out not to be this writer's (a rewrite moved it to the next one).
+    pub(crate) async fn wait_durable(&self, seq: u64) {
+        loop {
+            let notified = self.durable_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.durable.load(Ordering::Acquire) >= seq
+                || self.stopped.load(Ordering::Acquire)
+                || seq >= self.end.load(Ordering::Acquire)
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Renders `effect` into the buffer.
+    fn append(&self, pending: &mut Pending, effect: &Effect) {
+        if self.timestamps.load(Ordering::Relaxed) {
+            let now = crate::server::unix_ms() / 1000;
+            if now > pending.last_timestamp {
+                pending.last_timestamp = now;
+                let annotation = format!("#TS:{now}\r\n");
+                pending.buf.extend_from_slice(annotation.as_bytes());
+                self.buffered
+                    .fetch_add(annotation.len() as u64, Ordering::Relaxed);
+            }
+        }
+        let mut commands = Vec::new();
+        pending.renderer.render(effect, &mut commands);
+        let before = pending.buf.len();
+        for argv in &commands {
+            encode(&mut pending.buf, argv);
+        }
+        self.buffered
+            .fetch_add((pending.buf.len() - before) as u64, Ordering::Relaxed);
+        pending.last_seq = effect.seq.get();
+    }
+
+    /// Asks the thread to write what is buffered, fsync and stop.
+    pub(crate) fn stop(&self) {
+        lock(&self.pending).stop = true;
+        self.wake.notify_one();
+    }
+
+    /// Starts the thread that appends to `file` (opened for append at its end).
+    pub(crate) fn spawn(
+        self: &Arc<Self>,
+        file: File,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let writer = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("forkless-aof".into())
+            .spawn(move || writer.run(file))
+    }
+
+    fn run(&self, mut file: File) {
+        let mut last_fsync = Instant::now();
+        let mut unsynced = false;
+        let mut fault = Fault::from_env();
+        // The file's length after the last complete write, to cut a short write off again.
+        let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
+        loop {
+            let (buf, last_seq, stop) = {
+                let mut pending = lock(&self.pending);
+                if pending.buf.is_empty() && !pending.stop {
+                    // Everysec wakes at least once a second to fsync what it wrote.
+                    let (guard, _) = self
+                        .wake
+                        .wait_timeout(pending, Duration::from_millis(1000))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    pending = guard;
+                }
+                (
+                    std::mem::take(&mut pending.buf),
+                    pending.last_seq,
+                    pending.stop,
+                )
+            };
+            if !buf.is_empty() {
+                let injected = fault.as_mut().and_then(|fault| fault.next(file_len));
+                let written = match injected {
+                    Some((err, short)) => {
+                        // A short write first, when the plan asks for one.
+                        let part = buf.get(..short.min(buf.len())).unwrap_or_default();
+                        match write_counting(&mut file, part) {
+                            Ok(()) => Err((err, part.len())),
+                            Err(failed) => Err(failed),
+                        }
+                    }
+                    None => write_counting(&mut file, &buf),
+                };
+                if let Err((err, partial)) = written {
+                    let mut buf = buf;
+                    if partial > 0 {
+                        // As Redis's flushAppendOnlyFile: a short write is cut off again, so the
+                        // retry does not leave half a command in the file; if it cannot be, what
+                        // reached the file stays and leaves the buffer.
+                        tracing::warn!(
+                            "Short write while writing to the AOF file: (nwritten={partial}, \
+                             expected={})",
+                            buf.len()
+                        );
+                        if let Err(truncate) = file.set_len(file_len) {
+                            tracing::warn!(
+                                "Could not remove short write from the append-only file. Redis \
+                                 may refuse to load the AOF the next time it starts. ftruncate: \
+                                 {truncate}"
+                            );
+                            file_len += partial as u64;
+                            self.incr_size.fetch_add(partial as u64, Ordering::Relaxed);
+                            self.buffered.fetch_sub(partial as u64, Ordering::Relaxed);
+                            buf.drain(..partial.min(buf.len()));
+                        }
+                    }
+                    self.write_failed(&err, buf);
+                    if stop {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                if !self.last_write_ok.swap(true, Ordering::Relaxed) {
+                    self.write_errno.store(0, Ordering::Relaxed);
+                    tracing::warn!("AOF write error looks solved, Redis can write again.");
+                }
+                file_len += buf.len() as u64;
+                self.incr_size
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
+                unsynced = true;
+            }
+            // `no-appendfsync-on-rewrite yes` during a rewrite: as `no` until it ends.
+            let policy = if self.no_fsync.load(Ordering::Relaxed) {
+                2
+            } else {
+                self.fsync.load(Ordering::Relaxed)
+            };
+            let fsync_now = unsynced
+                && (stop
+                    || policy == 1
+                    || (policy == 0 && last_fsync.elapsed() >= Duration::from_secs(1)));
+            if fsync_now {
+                if let Err(err) = file.sync_data() {
+                    if policy == 1 {
+                        tracing::warn!(
+                            "Can't persist AOF for fsync error when the AOF fsync policy is \
+                             'always': {err}. Exiting..."
+                        );
+                        std::process::exit(1);
+                    }
+                    tracing::warn!("Error syncing the AOF file: {err}");
+                } else {
+                    last_fsync = Instant::now();
+                    unsynced = false;
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if policy != 1 || fsync_now || buf.is_empty() {
+                self.durable.store(last_seq, Ordering::Release);
+                self.durable_changed.notify_waiters();
+            }
+            if stop {
+                break;
+            }
+        }
+        self.stopped.store(true, Ordering::Release);
+        self.durable_changed.notify_waiters();
+    }
+
+    /// Redis 7.0 (aof.c `flushAppendOnlyFile`): with `always` a write that could not be
+    /// persisted ends the process rather than be acknowledged; otherwise the error is recorded
+    /// (INFO's `aof_last_write_status`) and the write retried.
+    fn write_failed(&self, err: &std::io::Error, buf: Vec<u8>) {
+        if self.always() {
+            tracing::warn!(
+                "Can't recover from AOF write error when the AOF fsync policy is 'always'. \
+                 Exiting... ({err})"
+            );
+            std::process::exit(1);
+        }
+        self.write_errno
+            .store(err.raw_os_error().unwrap_or(5), Ordering::Relaxed);
+        if self.last_write_ok.swap(false, Ordering::Relaxed) {
+            tracing::warn!("Error writing to the AOF file: {err}");
+        }
+        let mut pending = lock(&self.pending);
+        let mut rest = std::mem::replace(&mut pending.buf, buf);
+        pending.buf.append(&mut rest);
+    }
+}
+
+impl EffectConsumer for Writer {
+    fn consume(&self, effect: &Effect) {
+        let mut pending = lock(&self.pending);
+        let seq = effect.seq.get();
+        let Some(start) = pending.skip_below else {
+            pending.early.push(effect.clone());
+            return;
+        };
+        if seq >= pending.end {
+            // The next writer's; what this one logs is complete.
+            pending.last_seq = pending.last_seq.max(pending.end.saturating_sub(1));
+            return;
+        }
+        if seq < start {
+            return;
+        }
+        let was_empty = pending.buf.is_empty();
+        self.append(&mut pending, effect);
+        drop(pending);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Writes all of `buf`; on an error, also how many bytes reached the file before it.
+fn write_counting(file: &mut File, buf: &[u8]) -> Result<(), (std::io::Error, usize)> {
+    let mut done = 0;
+    while let Some(rest) = buf.get(done..) {
+        if rest.is_empty() {
+            break;
+        }
+        match file.write(rest) {
+            Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), done)),
+            Ok(n) => done += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err((err, done)),
+        }
+    }
+    Ok(())
+}
+
+/// Test-only: write failures to inject
+/// (`FORKLESS_AOF_FAULT=after=<bytes>,errno=<n>,times=<k>[,short=<s>]`: once the incr file holds
+/// `after` bytes, the next `k` writes fail with OS error `n`, each after writing its first `s`
+/// bytes), for the tests of Redis's disk-full behaviour. Read once per writer; unset in
+/// production.
+#[derive(Debug)]
+struct Fault {
+    after: u64,
+    errno: i32,
+    times: u64,
+    short: usize,
+}
+
+impl Fault {
+    const ENV: &'static str = "FORKLESS_AOF_FAULT";
+
+    fn from_env() -> Option<Fault> {
+        let spec = std::env::var(Self::ENV).ok()?;
+        let mut fault = Fault {
+            after: 0,
+            errno: 28,
+            times: u64::MAX,
+            short: 0,
+        };
+        for part in spec.split(',') {
+            let (key, value) = part.split_once('=')?;
+            match key {
+                "after" => fault.after = value.parse().ok()?,
+                "errno" => fault.errno = value.parse().ok()?,
+                "times" => fault.times = value.parse().ok()?,
+                "short" => fault.short = value.parse().ok()?,
+                _ => return None,
+            }
+        }
+        Some(fault)
+    }
+
+    /// The error the next write gets, if any, with `size` bytes in the file, and how many
+    /// bytes it writes first.
+    fn next(&mut self, size: u64) -> Option<(std::io::Error, usize)> {
+        if size < self.after || self.times == 0 {
+            return None;
+        }
+        self.times -= 1;
+        Some((std::io::Error::from_raw_os_error(self.errno), self.short))
+    }
+}
+
+/// Appends `argv` as a RESP array of bulk strings, as Redis's `catAppendOnlyGenericCommand`.
+pub(crate) fn encode(buf: &mut Vec<u8>, argv: &[Bytes]) {
+    buf.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    for arg in argv {
+        buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        buf.extend_from_slice(arg);
+        buf.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effects::Op;
+    use forkless_storage::effect::Seq;
+
+    fn effect(seq: Seq, key: &str) -> Effect {
+        Effect {
+            seq,
+            transaction: false,
+            ops: vec![Op {
+                db: 0,
+                argv: vec![
+                    Bytes::from_static(b"SET"),
+                    Bytes::from(key.to_owned()),
+                    Bytes::from_static(b"v"),
+                ],
+            }],
+        }
+    }
+
+    /// Group commit: with `always`, the effects that arrived while the thread was busy (here:
+    /// before it started) are written and made durable by one fsync, not one each.
+    #[test]
+    fn always_shares_one_fsync_among_the_waiting_effects() {
+        let dir = std::env::temp_dir().join(format!("forkless-aof-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("incr.aof");
+        let file = File::create(&path).expect("file");
+        let writer = Arc::new(Writer::new(
+            AppendFsync::Always,
+            0,
+            0,
+            Arc::new(AtomicI32::new(0)),
+        ));
+        writer.set_start(0);
+        let mut seq = Seq::FIRST;
+        for i in 0..500 {
+            writer.consume(&effect(seq, &format!("k{i}")));
+            seq = seq.next();
+        }
+        let last = seq.get() - 1;
+        let thread = writer.spawn(file).expect("spawn");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(writer.wait_durable(last));
+        assert_eq!(writer.fsyncs.load(Ordering::Relaxed), 1);
+        writer.stop();
+        thread.join().expect("join");
+        let data = std::fs::read(&path).expect("read");
+        let mut commands = 0;
+        let ending = super::super::load::parse_commands(&data, |_, _| {
+            commands += 1;
+            Ok(())
+        })
+        .expect("parse");
+        assert!(matches!(ending, Ok(super::super::load::Ending::Clean)));
+        // One SELECT, then the 500 SETs.
+        assert_eq!(commands, 501);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
