@@ -1,4 +1,4 @@
-//! Collection values: lists, hashes, sets and sorted sets.
+//! Collection values: lists, hashes, sets, sorted sets and streams.
 //!
 //! Each lives behind an `Arc` in [`crate::Value`], so the snapshot's retain hook copies a
 //! collection in O(1). A command changes a collection through `Arc::make_mut`: in-place when no
@@ -14,6 +14,7 @@ pub(crate) mod linear;
 pub mod list;
 pub(crate) mod packed;
 pub mod set;
+pub mod stream;
 pub mod zset;
 
 pub use self::packed::Element;
