@@ -95,6 +95,8 @@ enum Canon {
     Set(BTreeSet<Vec<u8>>),
     /// Member to the bits of its score.
     ZSet(BTreeMap<Vec<u8>, u64>),
+    /// The stream as a whole: entries, counters and groups.
+    Stream(forkless_storage::types::stream::Stream),
 }
 
 fn canon(value: &Value) -> Canon {
@@ -112,6 +114,7 @@ fn canon(value: &Value) -> Canon {
                 .map(|(member, score)| (member.to_vec(), score.to_bits()))
                 .collect(),
         ),
+        Value::Stream(stream) => Canon::Stream((**stream).clone()),
     }
 }
 

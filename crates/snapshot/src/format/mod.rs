@@ -37,6 +37,7 @@ mod intset;
 mod listpack;
 mod load;
 mod lzf;
+mod stream;
 mod ziplist;
 
 pub use crc::Checksum;

@@ -377,6 +377,14 @@ impl Stream {
         self.nodes.len()
     }
 
+    /// The entries node by node, in id order: how the RDB writer groups them into listpacks.
+    pub fn nodes(&self) -> impl Iterator<Item = impl Iterator<Item = Item<'_>> + '_> + '_ {
+        self.nodes
+            .values()
+            .filter(|node| !node.entries.is_empty())
+            .map(|node| node.entries.iter().map(|entry| (entry.id, entry.fields())))
+    }
+
     /// The first entry, if any.
     pub fn first(&self) -> Option<Item<'_>> {
         self.iter().next()
