@@ -34,6 +34,7 @@ pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod sort;
+pub(crate) mod stream;
 pub(crate) mod string;
 pub(crate) mod subcommands;
 pub(crate) mod swapdb;
@@ -115,6 +116,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         dump::COMMANDS,
         hyperloglog::COMMANDS,
         geo::COMMANDS,
+        stream::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,151 @@
+//! Streams end to end: generated ids, blocking XREAD (`$` fixed at the time it blocked, COUNT,
+//! timeouts, never blocking inside EXEC), TYPE / OBJECT ENCODING / SCAN TYPE, and a stream that
+//! stays when its last entry goes. Replies compared with Redis 7.0 byte for byte are in
+//! tests/cases/streams.txt.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a panic is a test failure"
+)]
+
+use std::time::{Duration, Instant};
+
+use forkless_tests::{RawConn, TestServer, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
+
+fn call(conn: &mut RawConn, line: &str) -> String {
+    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+    String::from_utf8(conn.call(&args)).unwrap()
+}
+
+fn send(conn: &mut RawConn, line: &str) {
+    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+    conn.send_command(&args);
+}
+
+fn reply(conn: &mut RawConn) -> String {
+    String::from_utf8(conn.read_reply()).unwrap()
+}
+
+/// Waits until the server reports `n` blocked clients.
+fn wait_blocked(admin: &mut RawConn, n: usize) {
+    let needle = format!("blocked_clients:{n}\r\n");
+    assert!(
+        wait_until(Duration::from_secs(10), || call(admin, "INFO clients")
+            .contains(&needle)),
+        "never saw {n} blocked clients"
+    );
+}
+
+/// The id in a bulk-string reply.
+fn bulk_id(reply: &str) -> (u64, u64) {
+    let text = reply.lines().nth(1).unwrap();
+    let (ms, seq) = text.split_once('-').unwrap();
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+#[test]
+fn generated_ids_increase_and_use_the_clock() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut last = (0, 0);
+    for _ in 0..50 {
+        let id = bulk_id(&call(&mut conn, "XADD s * f v"));
+        assert!(id > last, "{id:?} after {last:?}");
+        assert!(id.0 >= before);
+        last = id;
+    }
+    // An id far in the future makes `*` continue its sequence.
+    assert_eq!(
+        call(&mut conn, "XADD s 99999999999999-5 f v"),
+        "$16\r\n99999999999999-5\r\n"
+    );
+    assert_eq!(
+        bulk_id(&call(&mut conn, "XADD s * f v")),
+        (99_999_999_999_999, 6)
+    );
+    assert_eq!(
+        bulk_id(&call(&mut conn, "XADD s 99999999999999-* f v")),
+        (99_999_999_999_999, 7)
+    );
+    assert_eq!(call(&mut conn, "XLEN s"), ":53\r\n");
+}
+
+#[test]
+fn xread_block_waits_for_entries_after_dollar() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.raw();
+    let mut reader = server.raw();
+    assert_eq!(call(&mut admin, "XADD s 1-0 old 1"), "$3\r\n1-0\r\n");
+    send(&mut reader, "XREAD BLOCK 0 STREAMS s $");
+    wait_blocked(&mut admin, 1);
+    // A write to another key does not serve it; the entry added after it blocked does, alone.
+    call(&mut admin, "XADD other 1-0 f v");
+    assert_eq!(call(&mut admin, "XADD s 2-0 new 2"), "$3\r\n2-0\r\n");
+    assert_eq!(
+        reply(&mut reader),
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$3\r\nnew\r\n$1\r\n2\r\n"
+    );
+    wait_blocked(&mut admin, 0);
+    // A missing key blocks from 0-0, and several keys are served from whichever gets data.
+    send(&mut reader, "XREAD COUNT 1 BLOCK 0 STREAMS missing s $ $");
+    wait_blocked(&mut admin, 1);
+    call(&mut admin, "XADD missing 5-0 a 1");
+    assert_eq!(
+        reply(&mut reader),
+        "*1\r\n*2\r\n$7\r\nmissing\r\n*1\r\n*2\r\n$3\r\n5-0\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n"
+    );
+}
+
+#[test]
+fn xread_block_times_out_with_a_null_array() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let started = Instant::now();
+    assert_eq!(call(&mut conn, "XREAD BLOCK 150 STREAMS s $"), "*-1\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    // Inside EXEC it never blocks.
+    assert_eq!(call(&mut conn, "MULTI"), "+OK\r\n");
+    assert_eq!(call(&mut conn, "XREAD BLOCK 0 STREAMS s $"), "+QUEUED\r\n");
+    assert_eq!(call(&mut conn, "EXEC"), "*1\r\n*-1\r\n");
+    // Without BLOCK nothing to read is a null array at once.
+    assert_eq!(call(&mut conn, "XREAD STREAMS s 0"), "*-1\r\n");
+}
+
+#[test]
+fn xread_replies_a_map_in_resp3() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    call(&mut conn, "HELLO 3");
+    call(&mut conn, "XADD s 1-0 f v");
+    assert_eq!(
+        call(&mut conn, "XREAD STREAMS s 0"),
+        "%1\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+}
+
+#[test]
+fn streams_report_their_type_and_stay_when_emptied() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    call(&mut conn, "XADD s 1-0 f v");
+    call(&mut conn, "SET str v");
+    assert_eq!(call(&mut conn, "TYPE s"), "+stream\r\n");
+    assert_eq!(call(&mut conn, "OBJECT ENCODING s"), "$6\r\nstream\r\n");
+    assert_eq!(
+        call(&mut conn, "SCAN 0 TYPE stream"),
+        "*2\r\n$1\r\n0\r\n*1\r\n$1\r\ns\r\n"
+    );
+    assert_eq!(call(&mut conn, "XDEL s 1-0"), ":1\r\n");
+    assert_eq!(call(&mut conn, "EXISTS s"), ":1\r\n");
+    assert_eq!(call(&mut conn, "XLEN s"), ":0\r\n");
+    // The last id survives the deletion: an older id is still refused.
+    assert!(call(&mut conn, "XADD s 1-0 f v").starts_with("-ERR The ID specified in XADD"));
+    assert_eq!(call(&mut conn, "DEL s"), ":1\r\n");
+    assert_eq!(call(&mut conn, "XADD s 1-0 f v"), "$3\r\n1-0\r\n");
+    assert!(call(&mut conn, "XADD str * f v").starts_with("-WRONGTYPE"));
+}
