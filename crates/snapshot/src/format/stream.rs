@@ -7,11 +7,20 @@
 //! the fields (or only the values when they are the master's, `SAMEFIELDS`) and the lp-count
 //! that lets a reader walk backwards. Deleted entries are not kept, so none is written.
 
-use forkless_storage::types::stream::{Fields, Stream, StreamId};
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use forkless_storage::Value;
+use forkless_storage::types::stream::{Consumer, Fields, Group, Pending, Stream, StreamId};
 use forkless_storage::value::parse_canonical_i64;
 
+use super::RdbType;
 use super::encode::{write_len, write_raw_string};
+use super::error::LoadError;
 use super::listpack::{self, Element};
+use super::load::{Input, decimal};
 
 /// `STREAM_ITEM_FLAG_SAMEFIELDS`.
 pub(crate) const FLAG_SAMEFIELDS: i64 = 1 << 1;
@@ -84,7 +93,6 @@ fn write_node<'a>(
         let lp_count = n_fields + 3 + if same { 0 } else { n_fields + 1 };
         elements.push(Element::Int(lp_count as i64));
     }
-    let _ = FLAG_DELETED;
     write_raw_string(out, &id_bytes(master_id));
     write_raw_string(out, &listpack::build(&elements));
     Some(master_id)
@@ -132,4 +140,207 @@ pub(crate) fn write_stream(out: &mut Vec<u8>, stream: &Stream) {
             }
         }
     }
+}
+
+/// An id from the 16 big-endian bytes of a radix-tree key.
+fn id_from_bytes(bytes: &[u8; 16]) -> StreamId {
+    let (ms, seq) = bytes.split_at(8);
+    let ms = u64::from_be_bytes(ms.try_into().unwrap_or_default());
+    let seq = u64::from_be_bytes(seq.try_into().unwrap_or_default());
+    StreamId::new(ms, seq)
+}
+
+/// A listpack element as an integer (`lpGetInteger`; a string holding one counts).
+fn int_of(element: Element<'_>) -> Option<i64> {
+    match element {
+        Element::Int(n) => Some(n),
+        Element::Str(s) => parse_canonical_i64(s),
+    }
+}
+
+/// A listpack element as the bytes of a field or value.
+fn bytes_of(element: Element<'_>) -> Vec<u8> {
+    match element {
+        Element::Int(n) => decimal(n),
+        Element::Str(s) => s.to_vec(),
+    }
+}
+
+/// Appends the live entries of one node's listpack, whose master id is `master`, to `stream`.
+/// Refuses a malformed node and ids that do not increase (the stream's order is an invariant).
+fn read_node(stream: &mut Stream, master: StreamId, blob: &[u8]) -> Result<(), String> {
+    let elements: Vec<Element<'_>> = listpack::Listpack::new(blob)?.collect::<Result<_, _>>()?;
+    let mut it = elements.into_iter();
+    let next_int = |it: &mut std::vec::IntoIter<Element<'_>>, what: &str| {
+        it.next()
+            .and_then(int_of)
+            .ok_or_else(|| format!("stream node: missing or bad {what}"))
+    };
+    let valid = next_int(&mut it, "entry count")?;
+    let deleted = next_int(&mut it, "deleted count")?;
+    let n_master = usize::try_from(next_int(&mut it, "master field count")?)
+        .map_err(|_| "stream node: negative master field count".to_string())?;
+    let mut master_fields = Vec::with_capacity(n_master.min(1024));
+    for _ in 0..n_master {
+        master_fields.push(bytes_of(
+            it.next().ok_or("stream node: missing master field")?,
+        ));
+    }
+    if next_int(&mut it, "master terminator")? != 0 {
+        return Err("stream node: bad master entry terminator".into());
+    }
+    if valid == 0 && deleted == 0 {
+        return Err("stream node: empty listpack".into());
+    }
+    let mut seen = 0i64;
+    while let Some(flags) = it.next() {
+        let flags = int_of(flags).ok_or("stream node: bad entry flags")?;
+        let ms = next_int(&mut it, "id ms difference")?;
+        let seq = next_int(&mut it, "id seq difference")?;
+        let id = StreamId::new(
+            master.ms.wrapping_add(ms as u64),
+            master.seq.wrapping_add(seq as u64),
+        );
+        let mut strings: Vec<Vec<u8>> = Vec::new();
+        if flags & FLAG_SAMEFIELDS != 0 {
+            for field in &master_fields {
+                strings.push(field.clone());
+                strings.push(bytes_of(it.next().ok_or("stream node: missing value")?));
+            }
+        } else {
+            let n = usize::try_from(next_int(&mut it, "field count")?)
+                .map_err(|_| "stream node: negative field count".to_string())?;
+            for _ in 0..n.saturating_mul(2) {
+                strings.push(bytes_of(it.next().ok_or("stream node: missing field")?));
+            }
+        }
+        next_int(&mut it, "lp-count")?;
+        if flags & FLAG_DELETED != 0 {
+            continue;
+        }
+        seen += 1;
+        if !stream.is_empty() && id <= stream.last_id() {
+            return Err(format!("stream node: id {id} does not increase"));
+        }
+        let refs: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
+        stream.append(id, &refs);
+    }
+    if seen != valid {
+        return Err(format!(
+            "stream node: {seen} entries where the master entry counts {valid}"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a stream (`RDB_TYPE_STREAM_LISTPACKS` or `_2`) after its type byte.
+pub(crate) fn read_stream<R: Read>(
+    input: &mut Input<'_, R>,
+    rdb_type: RdbType,
+    at: u64,
+    scratch: &mut Vec<u8>,
+) -> Result<Value, LoadError> {
+    let mut stream = Stream::new();
+    let n_nodes = input.read_len(at, "a stream node count")?;
+    for _ in 0..n_nodes {
+        let key = input.read_string(at, "a stream node key", scratch)?;
+        let key: [u8; 16] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| input.corrupted(at, "a stream node key is not 16 bytes"))?;
+        let blob = input.read_string(at, "a stream node listpack", scratch)?;
+        read_node(&mut stream, id_from_bytes(&key), &blob)
+            .map_err(|reason| input.corrupted(at, reason))?;
+    }
+    let length = input.read_len(at, "a stream length")?;
+    if length != stream.len() as u64 {
+        return Err(input.corrupted(
+            at,
+            format!("stream length {length} but {} entries", stream.len()),
+        ));
+    }
+    let last = StreamId::new(
+        input.read_len(at, "a stream last id")?,
+        input.read_len(at, "a stream last id")?,
+    );
+    if stream.last().is_some_and(|(greatest, _)| greatest > last) {
+        return Err(input.corrupted(at, "stream last id below its greatest entry"));
+    }
+    stream.set_last_id(last);
+    if rdb_type == RdbType::StreamListpacks2 {
+        // The first id is derived from the entries; read and checked only for its bytes.
+        input.read_len(at, "a stream first id")?;
+        input.read_len(at, "a stream first id")?;
+        let max_deleted = StreamId::new(
+            input.read_len(at, "a stream max deleted id")?,
+            input.read_len(at, "a stream max deleted id")?,
+        );
+        stream.set_max_deleted_id(max_deleted);
+        stream.set_entries_added(input.read_len(at, "a stream entries-added count")?);
+    } else {
+        stream.set_entries_added(stream.len() as u64);
+    }
+    let n_groups = input.read_len(at, "a stream group count")?;
+    for _ in 0..n_groups {
+        let name = Bytes::from(input.read_string(at, "a stream group name", scratch)?);
+        let last_id = StreamId::new(
+            input.read_len(at, "a group last id")?,
+            input.read_len(at, "a group last id")?,
+        );
+        let entries_read = if rdb_type == RdbType::StreamListpacks2 {
+            let n = input.read_len(at, "a group entries-read count")?;
+            // `SCG_INVALID_ENTRIES_READ` (-1) comes as 2^64 - 1.
+            (n != u64::MAX).then_some(n)
+        } else {
+            stream.estimate_distance(last_id)
+        };
+        let mut group = Group::new(last_id, entries_read);
+        let n_pending = input.read_len(at, "a group PEL size")?;
+        for _ in 0..n_pending {
+            let id = id_from_bytes(&input.read_array(at, "a PEL id")?);
+            let delivery_time = u64::from_le_bytes(input.read_array(at, "a PEL delivery time")?);
+            let delivery_count = input.read_len(at, "a PEL delivery count")?;
+            let pending = Pending {
+                delivery_time,
+                delivery_count,
+                consumer: Bytes::new(),
+            };
+            if group.pending.insert(id, pending).is_some() {
+                return Err(input.corrupted(at, format!("duplicate PEL id {id}")));
+            }
+        }
+        let n_consumers = input.read_len(at, "a group consumer count")?;
+        for _ in 0..n_consumers {
+            let name = Bytes::from(input.read_string(at, "a consumer name", scratch)?);
+            let seen_time = u64::from_le_bytes(input.read_array(at, "a consumer seen time")?);
+            let mut consumer = Consumer {
+                seen_time,
+                active_time: Some(seen_time),
+                pending: BTreeSet::new(),
+            };
+            let n_owned = input.read_len(at, "a consumer PEL size")?;
+            for _ in 0..n_owned {
+                let id = id_from_bytes(&input.read_array(at, "a consumer PEL id")?);
+                let Some(pending) = group.pending.get_mut(&id) else {
+                    return Err(
+                        input.corrupted(at, format!("consumer PEL id {id} not in its group's PEL"))
+                    );
+                };
+                if !pending.consumer.is_empty() || !consumer.pending.insert(id) {
+                    return Err(input.corrupted(at, format!("PEL id {id} owned twice")));
+                }
+                pending.consumer = name.clone();
+            }
+            if group.consumers.insert(name, consumer).is_some() {
+                return Err(input.corrupted(at, "duplicate consumer name"));
+            }
+        }
+        if group.pending.values().any(|p| p.consumer.is_empty()) {
+            return Err(input.corrupted(at, "a PEL entry without a consumer"));
+        }
+        if stream.groups_mut().insert(name, group).is_some() {
+            return Err(input.corrupted(at, "duplicate consumer group name"));
+        }
+    }
+    Ok(Value::Stream(Arc::new(stream)))
 }
