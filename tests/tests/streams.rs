@@ -149,3 +149,82 @@ fn streams_report_their_type_and_stay_when_emptied() {
     assert_eq!(call(&mut conn, "XADD s 1-0 f v"), "$3\r\n1-0\r\n");
     assert!(call(&mut conn, "XADD str * f v").starts_with("-WRONGTYPE"));
 }
+
+#[test]
+fn xreadgroup_block_is_served_by_new_entries_and_records_them_pending() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.raw();
+    let mut reader = server.raw();
+    assert_eq!(call(&mut admin, "XGROUP CREATE s g $ MKSTREAM"), "+OK\r\n");
+    send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
+    wait_blocked(&mut admin, 1);
+    call(&mut admin, "XADD s 1-0 f v");
+    assert_eq!(
+        reply(&mut reader),
+        "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    assert_eq!(
+        call(&mut admin, "XPENDING s g"),
+        "*4\r\n:1\r\n$3\r\n1-0\r\n$3\r\n1-0\r\n*1\r\n*2\r\n$5\r\nalice\r\n$1\r\n1\r\n"
+    );
+    // Timing out is a null array.
+    assert_eq!(
+        call(
+            &mut reader,
+            "XREADGROUP GROUP g alice BLOCK 100 STREAMS s >"
+        ),
+        "*-1\r\n"
+    );
+}
+
+/// A client blocked in XREADGROUP is told when its stream or group goes, as Redis 7.0 does,
+/// rather than waiting for an entry that can never be delivered.
+#[test]
+fn xreadgroup_block_ends_with_an_error_when_the_stream_or_group_goes() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.raw();
+    let mut reader = server.raw();
+    call(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
+    send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
+    wait_blocked(&mut admin, 1);
+    assert_eq!(call(&mut admin, "DEL s"), ":1\r\n");
+    assert_eq!(
+        reply(&mut reader),
+        "-UNBLOCKED the stream key no longer exists\r\n"
+    );
+    call(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
+    send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
+    wait_blocked(&mut admin, 1);
+    assert_eq!(call(&mut admin, "XGROUP DESTROY s g"), ":1\r\n");
+    assert_eq!(
+        reply(&mut reader),
+        "-NOGROUP the consumer group this client was blocked on no longer exists\r\n"
+    );
+    wait_blocked(&mut admin, 0);
+}
+
+#[test]
+fn lag_and_entries_read_follow_redis_7_0() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    for i in 1..=5 {
+        call(&mut conn, &format!("XADD s {i}-0 f v"));
+    }
+    call(&mut conn, "XGROUP CREATE s g 0");
+    call(&mut conn, "XREADGROUP GROUP g c COUNT 2 STREAMS s >");
+    let groups = call(&mut conn, "XINFO GROUPS s");
+    assert!(
+        groups.ends_with("$12\r\nentries-read\r\n:2\r\n$3\r\nlag\r\n:3\r\n"),
+        "{groups}"
+    );
+    // A deletion after the group's position makes the lag unknown until it is passed.
+    call(&mut conn, "XDEL s 4-0");
+    let groups = call(&mut conn, "XINFO GROUPS s");
+    assert!(groups.ends_with("$3\r\nlag\r\n$-1\r\n"), "{groups}");
+    call(&mut conn, "XREADGROUP GROUP g c STREAMS s >");
+    let groups = call(&mut conn, "XINFO GROUPS s");
+    assert!(
+        groups.ends_with("$12\r\nentries-read\r\n:5\r\n$3\r\nlag\r\n:0\r\n"),
+        "{groups}"
+    );
+}

@@ -197,7 +197,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) keys: KeySpec,
     /// The command's effect, when its argv would not replay deterministically (see
     /// `crate::effects`).
-    effect: Option<Vec<Bytes>>,
+    /// Several commands when one is not enough (XREADGROUP: an XCLAIM per delivered entry and
+    /// the group's position).
+    effect: Option<Vec<Vec<Bytes>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -244,6 +246,14 @@ impl<'a> Ctx<'a> {
     /// `build` runs only when the effect will be published; the effect is used only if the
     /// command changed something.
     pub(crate) fn rewrite_effect(&mut self, build: impl FnOnce() -> Vec<Bytes>) {
+        if self.effect_recorded() {
+            self.effect = Some(vec![build()]);
+        }
+    }
+
+    /// [`Ctx::rewrite_effect`] for a change that takes several commands to replay, run in
+    /// order as one unit.
+    pub(crate) fn rewrite_effects(&mut self, build: impl FnOnce() -> Vec<Vec<Bytes>>) {
         if self.effect_recorded() {
             self.effect = Some(build());
         }

@@ -21,6 +21,8 @@ use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 use crate::blocking::TimeoutReply;
 use crate::notify::{STREAM, notify};
 
+pub(crate) mod group;
+
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "xadd", arity: -5, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "stream", "fast"], summary: "Appends a new entry to a stream", since: "5.0.0", group: "stream", handler: xadd },
@@ -31,6 +33,13 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "xtrim", arity: -4, flags: flags!(WRITE), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "stream", "slow"], summary: "Trims the stream to (approximately if '~' is passed) a certain size", since: "5.0.0", group: "stream", handler: xtrim },
     Command { name: "xsetid", arity: -3, flags: flags!(WRITE, DENYOOM, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "stream", "fast"], summary: "An internal command for replicating stream values", since: "5.0.0", group: "stream", handler: xsetid },
     Command { name: "xread", arity: -4, flags: flags!(READONLY, BLOCKING, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "stream", "slow", "blocking"], summary: "Return never seen elements in multiple streams, with IDs greater than the ones reported by the caller for each stream. Can block.", since: "5.0.0", group: "stream", handler: xread },
+    Command { name: "xreadgroup", arity: -7, flags: flags!(WRITE, BLOCKING, MOVABLEKEYS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["write", "stream", "slow", "blocking"], summary: "Return new entries from a stream using a consumer group, or access the history of the pending entries for a given consumer. Can block.", since: "5.0.0", group: "stream", handler: group::xreadgroup },
+    Command { name: "xack", arity: -4, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "stream", "fast"], summary: "Marks a pending message as correctly processed, effectively removing it from the pending entries list of the consumer group. Return value of the command is the number of messages successfully acknowledged, that is, the IDs we were actually able to resolve in the PEL.", since: "5.0.0", group: "stream", handler: group::xack },
+    Command { name: "xpending", arity: -3, flags: flags!(READONLY), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["read", "stream", "slow"], summary: "Return information and entries from a stream consumer group pending entries list, that are messages fetched but never acknowledged.", since: "5.0.0", group: "stream", handler: group::xpending },
+    Command { name: "xclaim", arity: -6, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "stream", "fast"], summary: "Changes (or acquires) ownership of a message in a consumer group, as if the message was delivered to the specified consumer.", since: "5.0.0", group: "stream", handler: group::xclaim },
+    Command { name: "xautoclaim", arity: -6, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["write", "stream", "fast"], summary: "Changes (or acquires) ownership of messages in a consumer group, as if the messages were delivered to the specified consumer.", since: "6.2.0", group: "stream", handler: group::xautoclaim },
+    Command { name: "xgroup", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for consumer groups commands", since: "5.0.0", group: "stream", handler: group::xgroup },
+    Command { name: "xinfo", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for stream introspection commands", since: "5.0.0", group: "stream", handler: group::xinfo },
 ];
 
 /// "ERR Invalid stream ID specified as stream command argument".

@@ -492,7 +492,8 @@ impl Stream {
     /// Trims the stream as XTRIM/XADD do: removes entries from the front while more than
     /// `maxlen` remain (if given) or while the first id is below `minid` (if given). When
     /// `approx`, only whole nodes go, as Redis's `~`; `limit` (0: none) caps the entries an
-    /// approximate trim removes. Returns the number removed and updates the max-deleted id.
+    /// approximate trim removes. Returns the number removed. As in Redis 7.0, trimming leaves the
+    /// max-deleted id alone (only XDEL moves it).
     pub fn trim(
         &mut self,
         maxlen: Option<usize>,
@@ -523,7 +524,6 @@ impl Stream {
                 self.len -= n;
                 self.entry_bytes -= bytes;
                 removed += n;
-                self.max_deleted_id = self.max_deleted_id.max(last_in_node);
                 continue;
             }
             if approx {
@@ -545,9 +545,6 @@ impl Stream {
             self.entry_bytes -= bytes;
             self.len -= cut;
             removed += cut;
-            if let Some(last) = gone.last() {
-                self.max_deleted_id = self.max_deleted_id.max(last.id);
-            }
             break;
         }
         removed
@@ -727,7 +724,7 @@ mod tests {
         let mut stream = filled(1000);
         assert_eq!(stream.trim(Some(555), None, true, 0), 400);
         assert_eq!(stream.len(), 600);
-        assert_eq!(stream.max_deleted_id(), id(400, 0));
+        assert_eq!(stream.max_deleted_id(), StreamId::MIN);
         assert_eq!(stream.trim(Some(555), None, false, 0), 45);
         assert_eq!(stream.len(), 555);
         assert_eq!(stream.first_id(), id(446, 0));
