@@ -228,3 +228,46 @@ fn lag_and_entries_read_follow_redis_7_0() {
         "{groups}"
     );
 }
+
+#[test]
+fn stream_node_max_entries_shapes_approximate_trims() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    assert_eq!(
+        call(&mut conn, "CONFIG SET stream-node-max-entries 1"),
+        "+OK\r\n"
+    );
+    for i in 1..=102 {
+        call(&mut conn, &format!("XADD s {i}-0 f v"));
+    }
+    // One entry per node; `~` removes at most 100 nodes' worth (100 x 1) without LIMIT.
+    assert_eq!(call(&mut conn, "XTRIM s MAXLEN ~ 1"), ":100\r\n");
+    assert_eq!(call(&mut conn, "XLEN s"), ":2\r\n");
+    assert_eq!(
+        call(&mut conn, "CONFIG SET stream-node-max-entries 10"),
+        "+OK\r\n"
+    );
+    call(&mut conn, "DEL s");
+    for i in 1..=100 {
+        call(&mut conn, &format!("XADD s {i}-0 f v"));
+    }
+    call(&mut conn, "XADD s MAXLEN ~ 55 LIMIT 30 101-0 f v");
+    assert_eq!(call(&mut conn, "XLEN s"), ":71\r\n");
+}
+
+/// FLUSHALL wakes a client blocked in XREADGROUP with Redis's error, as `signalFlushedDb` does,
+/// rather than leaving it blocked on a group that no longer exists.
+#[test]
+fn flushall_ends_a_blocked_xreadgroup() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.raw();
+    let mut reader = server.raw();
+    call(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
+    send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
+    wait_blocked(&mut admin, 1);
+    assert_eq!(call(&mut admin, "FLUSHALL"), "+OK\r\n");
+    assert_eq!(
+        reply(&mut reader),
+        "-UNBLOCKED the stream key no longer exists\r\n"
+    );
+}

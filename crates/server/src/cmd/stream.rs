@@ -241,8 +241,13 @@ fn parse_add_trim(argv: &[Bytes], xadd: bool) -> Reply<AddTrimArgs> {
             return Err(LIMIT_WITHOUT_TILDE);
         }
     } else if args.approx {
-        // Redis caps an approximate trim at 100 nodes' worth of entries.
-        args.limit = 100 * forkless_storage::types::stream::NODE_MAX_ENTRIES;
+        // Redis caps an approximate trim at 100 nodes' worth of entries, within 10,000 (for a
+        // node limit of 0) and 1,000,000.
+        let per_node = forkless_storage::types::limits::ENCODING_LIMITS.stream_node_max_entries();
+        args.limit = match per_node.saturating_mul(100) {
+            0 => 10_000,
+            n => n.min(1_000_000),
+        };
     }
     Ok(args)
 }

@@ -7,8 +7,8 @@
 //! copies one pointer per node, and the write then copies only the node it changes
 //! (`Arc::make_mut`), never the whole stream.
 //!
-//! As in Redis, a node takes appends only until it has received [`NODE_MAX_ENTRIES`] entries
-//! (deleted ones included) or [`NODE_MAX_BYTES`] bytes, so that approximate trimming (`~`), which
+//! As in Redis, a node takes appends only until it has received `stream-node-max-entries`
+//! entries (deleted ones included) or holds `stream-node-max-bytes`, so that approximate trimming (`~`), which
 //! removes only whole nodes, leaves the lengths Redis's does for the same commands.
 //!
 //! Besides its entries a stream keeps Redis 7.0's bookkeeping: the last id, the number of
@@ -23,12 +23,11 @@ use bytes::Bytes;
 
 use super::packed::{push_varint, read_varint, varint_len};
 
-/// The most entries a node receives, Redis 7.0's default `stream-node-max-entries`.
-pub const NODE_MAX_ENTRIES: usize = 100;
+use super::limits::ENCODING_LIMITS;
 
-/// The most encoded bytes a node holds before a new node starts, Redis 7.0's default
-/// `stream-node-max-bytes`.
-pub const NODE_MAX_BYTES: usize = 4096;
+/// The most entries a node receives at Redis 7.0's default `stream-node-max-entries`; the
+/// limit in force is [`ENCODING_LIMITS`]'s.
+pub const NODE_MAX_ENTRIES: usize = 100;
 
 /// A stream entry id: milliseconds and a sequence number, ordered as the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -194,9 +193,14 @@ struct Node {
 }
 
 impl Node {
+    /// `streamAppendItem`'s test: a node takes another entry while under both limits (0 is no
+    /// limit); the bytes are forkless's packed bytes, not a listpack's, so a byte-limited node
+    /// holds somewhat more than Redis's.
     fn takes(&self, size: usize) -> bool {
-        self.received < NODE_MAX_ENTRIES
-            && (self.entries.is_empty() || self.bytes + size <= NODE_MAX_BYTES)
+        let max_entries = ENCODING_LIMITS.stream_node_max_entries();
+        let max_bytes = ENCODING_LIMITS.stream_node_max_bytes();
+        (max_entries == 0 || self.received < max_entries)
+            && (max_bytes == 0 || self.entries.is_empty() || self.bytes + size < max_bytes)
     }
 }
 
