@@ -271,3 +271,117 @@ fn flushall_ends_a_blocked_xreadgroup() {
         "-UNBLOCKED the stream key no longer exists\r\n"
     );
 }
+
+/// A stream with deleted entries, several nodes, groups, consumers and PELs, saved by SAVE and
+/// by BGSAVE in both snapshot modes, comes back from a restart as it was: entries, counters and
+/// everything XINFO STREAM FULL shows (delivery and seen times included).
+#[test]
+fn streams_survive_save_and_restart_in_both_snapshot_modes() {
+    for (save, mode) in [("SAVE", "epoch"), ("BGSAVE", "epoch"), ("BGSAVE", "fork")] {
+        let dir = forkless_tests::unique_dir("streams-snapshot");
+        let args = ["--save", "", "--snapshot-mode", mode];
+        let before = {
+            let server = TestServer::start_in(BIN, &dir, &args, &[]);
+            let mut conn = server.raw();
+            for i in 1..=350 {
+                call(&mut conn, &format!("XADD s {i}-1 a {i} b text{i}"));
+            }
+            call(&mut conn, "XADD s 351-0 other 1");
+            call(&mut conn, "XDEL s 5-1 200-1");
+            call(&mut conn, "XGROUP CREATE s g 0");
+            call(&mut conn, "XREADGROUP GROUP g alice COUNT 3 STREAMS s >");
+            call(&mut conn, "XREADGROUP GROUP g bob COUNT 2 STREAMS s >");
+            call(&mut conn, "XACK s g 2-1");
+            call(&mut conn, "XGROUP CREATE s g2 $");
+            call(&mut conn, "XGROUP CREATECONSUMER s g2 carol");
+            call(&mut conn, "XGROUP CREATE empty g 0 MKSTREAM");
+            let full = call(&mut conn, "XINFO STREAM s FULL COUNT 0");
+            let empty = call(&mut conn, "XINFO STREAM empty FULL");
+            let reply = call(&mut conn, save);
+            assert!(reply.starts_with('+'), "{save}: {reply}");
+            if save == "BGSAVE" {
+                assert!(
+                    wait_until(Duration::from_secs(20), || {
+                        call(&mut conn, "INFO persistence").contains("rdb_bgsave_in_progress:0\r\n")
+                    }),
+                    "BGSAVE never finished"
+                );
+                assert!(call(&mut conn, "INFO persistence").contains("rdb_last_bgsave_status:ok"));
+            }
+            (full, empty)
+        };
+        let server = TestServer::start_in(BIN, &dir, &args, &[]);
+        let mut conn = server.raw();
+        assert_eq!(
+            call(&mut conn, "XINFO STREAM s FULL COUNT 0"),
+            before.0,
+            "{save} {mode}"
+        );
+        assert_eq!(call(&mut conn, "XINFO STREAM empty FULL"), before.1);
+        assert_eq!(call(&mut conn, "XLEN s"), ":349\r\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The keyspace events of the stream commands carry Redis 7.0's names, in its order (checked
+/// against redis-server 7.0.15).
+#[test]
+fn stream_commands_publish_redis_event_names() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.raw();
+    let mut sub = server.raw();
+    call(&mut admin, "CONFIG SET notify-keyspace-events Et");
+    call(&mut sub, "PSUBSCRIBE __keyevent@0__:*");
+    for line in [
+        "XADD s 1-0 a 1",
+        "XADD s MAXLEN 1 2-0 a 1",
+        "XDEL s 2-0",
+        "XTRIM s MAXLEN 0",
+        "XADD s 3-0 a 1",
+        "XGROUP CREATE s g 0",
+        "XGROUP CREATECONSUMER s g c",
+        "XREADGROUP GROUP g d STREAMS s >",
+        "XGROUP SETID s g 0",
+        "XGROUP DELCONSUMER s g c",
+        "XGROUP DESTROY s g",
+        "XSETID s 5-0",
+        "XGROUP CREATE m g 0 MKSTREAM",
+    ] {
+        call(&mut admin, line);
+    }
+    call(&mut admin, "PUBLISH __keyevent@0__:end x");
+    let mut events = Vec::new();
+    loop {
+        let message = reply(&mut sub);
+        let event = message
+            .split("__keyevent@0__:")
+            .nth(2)
+            .and_then(|rest| rest.split("\r\n").next())
+            .unwrap_or_default()
+            .to_string();
+        if event == "end" {
+            break;
+        }
+        if !event.is_empty() {
+            events.push(event);
+        }
+    }
+    assert_eq!(
+        events,
+        [
+            "xadd",
+            "xadd",
+            "xtrim",
+            "xdel",
+            "xadd",
+            "xgroup-create",
+            "xgroup-createconsumer",
+            "xgroup-createconsumer",
+            "xgroup-setid",
+            "xgroup-delconsumer",
+            "xgroup-destroy",
+            "xsetid",
+            "xgroup-create"
+        ]
+    );
+}
