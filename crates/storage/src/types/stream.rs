@@ -2,7 +2,8 @@
 //!
 //! A [`Stream`] holds entries keyed by [`StreamId`]s in increasing order, as Redis's radix tree
 //! of listpacks does: the entries live in nodes of at most [`NODE_MAX_ENTRIES`] entries, each
-//! node behind its own `Arc` and keyed by its first id in a `BTreeMap`. Cloning a stream (what
+//! node behind its own `Arc` and keyed by its first id in a `BTreeMap`, its entries packed
+//! back to back in one buffer (see `Node`). Cloning a stream (what
 //! the first write after a snapshot cut does while the snapshot holds the pre-cut version)
 //! copies one pointer per node, and the write then copies only the node it changes
 //! (`Arc::make_mut`), never the whole stream.
@@ -95,46 +96,15 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
-/// One entry: its id and its field-value pairs, packed as a count and length-prefixed strings
-/// in one allocation.
-#[derive(Clone, PartialEq, Eq)]
-struct Entry {
-    id: StreamId,
-    packed: Box<[u8]>,
-}
-
-impl Entry {
-    fn new(id: StreamId, fields: &[&[u8]]) -> Entry {
-        let mut packed = Vec::with_capacity(
-            varint_len(fields.len() as u64)
-                + fields
-                    .iter()
-                    .map(|f| varint_len(f.len() as u64) + f.len())
-                    .sum::<usize>(),
-        );
-        push_varint(&mut packed, fields.len() as u64);
-        for field in fields {
-            push_varint(&mut packed, field.len() as u64);
-            packed.extend_from_slice(field);
-        }
-        Entry {
-            id,
-            packed: packed.into_boxed_slice(),
-        }
-    }
-
-    fn fields(&self) -> Fields<'_> {
-        let (count, at) = read_varint(&self.packed, 0).unwrap_or((0, 0));
-        Fields {
-            packed: &self.packed,
-            at,
-            left: usize::try_from(count).unwrap_or(0),
-        }
-    }
-
-    fn heap_size(&self) -> usize {
-        self.packed.len()
-    }
+/// The encoded size of an entry's record in a node (see [`Node`]).
+fn record_len(ms_delta: u64, seq: u64, fields: &[&[u8]]) -> usize {
+    varint_len(ms_delta)
+        + varint_len(seq)
+        + varint_len(fields.len() as u64)
+        + fields
+            .iter()
+            .map(|f| varint_len(f.len() as u64) + f.len())
+            .sum::<usize>()
 }
 
 /// The strings of one entry: field, value, field, value...
@@ -176,23 +146,38 @@ impl fmt::Debug for Fields<'_> {
     }
 }
 
-impl fmt::Debug for Entry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?}", self.id, self.fields())
-    }
-}
-
-/// A node: up to [`NODE_MAX_ENTRIES`] entries in id order.
+/// A node: entries in id order, packed back to back in one buffer as Redis packs a node into a
+/// listpack. Each record is the id (milliseconds as the difference from the node's base id,
+/// then the sequence, both varints), the number of strings, and the strings (varint length,
+/// bytes). Lookups scan the node, as Redis's do; a node holds at most
+/// `stream-node-max-entries` entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
-    entries: Vec<Entry>,
+    /// The id the node was keyed by when made: at most its first entry's.
+    base: StreamId,
+    data: Vec<u8>,
+    /// Live entries.
+    count: usize,
     /// Entries this node has received, deleted ones included (Redis's master entry counts).
     received: usize,
-    /// The sum of the entries' packed bytes.
-    bytes: usize,
+}
+
+/// One record of a node: its id, its strings, and where it sits in the buffer.
+struct Record<'a> {
+    id: StreamId,
+    fields: Fields<'a>,
+    start: usize,
+    end: usize,
 }
 
 impl Node {
+    fn new(base: StreamId) -> Node {
+        Node {
+            base,
+            ..Node::default()
+        }
+    }
+
     /// `streamAppendItem`'s test: a node takes another entry while under both limits (0 is no
     /// limit); the bytes are forkless's packed bytes, not a listpack's, so a byte-limited node
     /// holds somewhat more than Redis's.
@@ -200,7 +185,101 @@ impl Node {
         let max_entries = ENCODING_LIMITS.stream_node_max_entries();
         let max_bytes = ENCODING_LIMITS.stream_node_max_bytes();
         (max_entries == 0 || self.received < max_entries)
-            && (max_bytes == 0 || self.entries.is_empty() || self.bytes + size < max_bytes)
+            && (max_bytes == 0 || self.count == 0 || self.data.len() + size < max_bytes)
+    }
+
+    /// Appends a record; the caller has checked `id` is above every id here and not below
+    /// `base`.
+    fn push(&mut self, id: StreamId, fields: &[&[u8]]) {
+        let ms_delta = id.ms.saturating_sub(self.base.ms);
+        self.data.reserve(record_len(ms_delta, id.seq, fields));
+        push_varint(&mut self.data, ms_delta);
+        push_varint(&mut self.data, id.seq);
+        push_varint(&mut self.data, fields.len() as u64);
+        for field in fields {
+            push_varint(&mut self.data, field.len() as u64);
+            self.data.extend_from_slice(field);
+        }
+        self.count += 1;
+        self.received += 1;
+        let max_entries = ENCODING_LIMITS.stream_node_max_entries();
+        if max_entries != 0 && self.received >= max_entries {
+            // A full node takes no more appends: drop the growth slack.
+            self.data.shrink_to_fit();
+        }
+    }
+
+    /// The records in order.
+    fn records(&self) -> Records<'_> {
+        Records { node: self, at: 0 }
+    }
+
+    /// The live entries with `start <= id <= end`.
+    fn entries_in(&self, start: StreamId, end: StreamId) -> Vec<Item<'_>> {
+        self.records()
+            .skip_while(|r| r.id < start)
+            .take_while(|r| r.id <= end)
+            .map(|r| (r.id, r.fields))
+            .collect()
+    }
+
+    fn find(&self, id: StreamId) -> Option<Record<'_>> {
+        self.records()
+            .take_while(|r| r.id <= id)
+            .find(|r| r.id == id)
+    }
+
+    fn last_id(&self) -> Option<StreamId> {
+        self.records().last().map(|r| r.id)
+    }
+
+    /// Removes the bytes `start..end` (whole records), which hold `n` entries.
+    fn remove(&mut self, start: usize, end: usize, n: usize) {
+        self.data.drain(start..end);
+        self.count -= n;
+    }
+}
+
+/// The records of a node, decoded front to back.
+struct Records<'a> {
+    node: &'a Node,
+    at: usize,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let data = &self.node.data;
+        let start = self.at;
+        let (ms_delta, used) = read_varint(data, start)?;
+        let mut at = start + used;
+        let (seq, used) = read_varint(data, at)?;
+        at += used;
+        let (n, used) = read_varint(data, at)?;
+        at += used;
+        let fields = Fields {
+            packed: data,
+            at,
+            left: usize::try_from(n).ok()?,
+        };
+        let mut end = at;
+        for _ in 0..n {
+            let (len, used) = read_varint(data, end)?;
+            end = end
+                .checked_add(used)?
+                .checked_add(usize::try_from(len).ok()?)?;
+        }
+        if end > data.len() {
+            return None;
+        }
+        self.at = end;
+        Some(Record {
+            id: StreamId::new(self.node.base.ms.wrapping_add(ms_delta), seq),
+            fields,
+            start,
+            end,
+        })
     }
 }
 
@@ -371,7 +450,6 @@ impl Stream {
     /// An estimate of the heap bytes the stream holds.
     pub fn heap_size(&self) -> usize {
         self.entry_bytes
-            + self.len * std::mem::size_of::<Entry>()
             + self.nodes.len() * (std::mem::size_of::<Node>() + 48)
             + self.groups.values().map(Group::heap_size).sum::<usize>()
     }
@@ -385,8 +463,8 @@ impl Stream {
     pub fn nodes(&self) -> impl Iterator<Item = impl Iterator<Item = Item<'_>> + '_> + '_ {
         self.nodes
             .values()
-            .filter(|node| !node.entries.is_empty())
-            .map(|node| node.entries.iter().map(|entry| (entry.id, entry.fields())))
+            .filter(|node| node.count > 0)
+            .map(|node| node.records().map(|r| (r.id, r.fields)))
     }
 
     /// The first entry, if any.
@@ -421,51 +499,36 @@ impl Stream {
         } else {
             self.nodes.range(from..from)
         };
-        nodes.flat_map(move |(_, node)| {
-            let lo = node.entries.partition_point(|e| e.id < start);
-            let hi = node.entries.partition_point(|e| e.id <= end);
-            node.entries
-                .get(lo..hi)
-                .unwrap_or_default()
-                .iter()
-                .map(|entry| (entry.id, entry.fields()))
-        })
+        nodes.flat_map(move |(_, node)| node.entries_in(start, end))
     }
 
     /// The entry with `id`, if present.
     pub fn get(&self, id: StreamId) -> Option<Fields<'_>> {
         let (_, node) = self.nodes.range(..=id).next_back()?;
-        let at = node.entries.binary_search_by_key(&id, |e| e.id).ok()?;
-        node.entries.get(at).map(Entry::fields)
+        node.find(id).map(|r| r.fields)
     }
 
     /// Appends an entry with `id`, which the caller has checked is above [`Stream::last_id`].
     /// Counts it in the entries added and makes it the last id.
     pub fn append(&mut self, id: StreamId, fields: &[&[u8]]) {
-        let entry = Entry::new(id, fields);
-        let size = entry.heap_size();
-        self.entry_bytes += size;
         self.len += 1;
         self.entries_added = self.entries_added.saturating_add(1);
         self.last_id = self.last_id.max(id);
         if let Some(mut last) = self.nodes.last_entry() {
             let node = last.get_mut();
+            let size = record_len(id.ms.saturating_sub(node.base.ms), id.seq, fields);
             if node.takes(size) {
                 let node = Arc::make_mut(node);
-                node.entries.push(entry);
-                node.received += 1;
-                node.bytes += size;
+                let before = node.data.len();
+                node.push(id, fields);
+                self.entry_bytes += node.data.len() - before;
                 return;
             }
         }
-        self.nodes.insert(
-            id,
-            Arc::new(Node {
-                entries: vec![entry],
-                received: 1,
-                bytes: size,
-            }),
-        );
+        let mut node = Node::new(id);
+        node.push(id, fields);
+        self.entry_bytes += node.data.len();
+        self.nodes.insert(id, Arc::new(node));
     }
 
     /// Deletes the entry with `id`; returns true if it was present. The caller keeps
@@ -477,16 +540,14 @@ impl Stream {
         let Some(node) = self.nodes.get_mut(&key) else {
             return false;
         };
-        let Ok(at) = node.entries.binary_search_by_key(&id, |e| e.id) else {
+        let Some((start, end)) = node.find(id).map(|r| (r.start, r.end)) else {
             return false;
         };
         let node = Arc::make_mut(node);
-        let removed = node.entries.remove(at);
-        let size = removed.heap_size();
-        node.bytes -= size;
-        self.entry_bytes -= size;
+        node.remove(start, end, 1);
+        self.entry_bytes -= end - start;
         self.len -= 1;
-        if node.entries.is_empty() {
+        if node.count == 0 {
             // Redis frees a node whose entries are all deleted.
             self.nodes.remove(&key);
         }
@@ -512,8 +573,8 @@ impl Stream {
                 break;
             }
             let node = first.get();
-            let n = node.entries.len();
-            let last_in_node = node.entries.last().map_or(StreamId::MIN, |e| e.id);
+            let n = node.count;
+            let last_in_node = node.last_id().unwrap_or(StreamId::MIN);
             let whole = match (maxlen, minid) {
                 (Some(max), _) => self.len - n >= max,
                 (None, Some(min)) => last_in_node < min,
@@ -523,7 +584,7 @@ impl Stream {
                 if limit != 0 && removed + n > limit {
                     break;
                 }
-                let bytes = node.bytes;
+                let bytes = node.data.len();
                 first.remove();
                 self.len -= n;
                 self.entry_bytes -= bytes;
@@ -534,18 +595,16 @@ impl Stream {
                 break;
             }
             // Exact trimming deletes entries from the front of this node and stops.
-            let node = Arc::make_mut(first.get_mut());
             let cut = match (maxlen, minid) {
                 (Some(max), _) => (self.len - max).min(n),
-                (None, Some(min)) => node.entries.partition_point(|e| e.id < min),
+                (None, Some(min)) => node.records().take_while(|r| r.id < min).count(),
                 (None, None) => 0,
             };
             if cut == 0 {
                 break;
             }
-            let gone: Vec<Entry> = node.entries.drain(..cut).collect();
-            let bytes: usize = gone.iter().map(Entry::heap_size).sum();
-            node.bytes -= bytes;
+            let bytes = node.records().nth(cut - 1).map_or(0, |r| r.end);
+            Arc::make_mut(first.get_mut()).remove(0, bytes, cut);
             self.entry_bytes -= bytes;
             self.len -= cut;
             removed += cut;
