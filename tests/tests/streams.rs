@@ -385,3 +385,16 @@ fn stream_commands_publish_redis_event_names() {
         ]
     );
 }
+
+/// DEBUG DIGEST-VALUE of a stream is redis-server 7.0.15's for the same entries.
+#[test]
+fn stream_digest_matches_redis() {
+    let server = TestServer::start(BIN, &["--enable-debug-command", "yes"]);
+    let mut conn = server.raw();
+    call(&mut conn, "XADD s 1-1 a 1 b hello");
+    call(&mut conn, "XADD s 2-0 c 3");
+    assert_eq!(
+        call(&mut conn, "DEBUG DIGEST-VALUE s"),
+        "*1\r\n+74c8919b07474cb3ca6f3234c3c8ec1774a18e41\r\n"
+    );
+}

@@ -101,6 +101,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         return;
     }
     let _ = socket.set_nodelay(true);
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
         addr,
@@ -113,6 +114,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         last_command: Default::default(),
         killed: Default::default(),
         kill: Default::default(),
+        fd: std::os::fd::AsRawFd::as_raw_fd(&socket),
+        info: Default::default(),
+        push,
     });
     server.clients.insert(Arc::clone(&handle));
     let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
@@ -130,11 +134,13 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         blocked: None,
         block_retry: false,
         replay: false,
+        conn: cmd::client::ConnState::new(pushes),
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
+    server.tracking.remove_client(id);
     server.clients.remove(id);
     // What the connection held is free now; see `limits::release_free_memory`.
     crate::limits::request_memory_release();
@@ -153,10 +159,20 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             if handle.killed.load(Ordering::Acquire) {
                 return "killed".into();
             }
+            let qbuf = input.len();
             match decoder.decode(&mut input) {
                 Ok(Some(argv)) => {
                     if argv.is_empty() {
                         continue;
+                    }
+                    client.conn.qbuf = qbuf;
+                    client.conn.qbuf_free = input.capacity().saturating_sub(input.len());
+                    if server.pause.maybe_active() {
+                        if let Err(reason) =
+                            wait_paused(server, socket, client, &mut out, &mut input, &argv).await
+                        {
+                            return reason;
+                        }
                     }
                     cmd::execute(server, client, &mut out, &argv);
                     if client.authenticated != authenticated {
@@ -245,12 +261,15 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         let subscribed = client.subs.active();
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
         let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
+        cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
         let rx = &mut client.subs.rx;
+        let pushes = &mut client.conn.pushes;
         let read = async {
             tokio::select! {
                 read = socket.read_buf(&mut input) => Some(Event::Read(read)),
                 () = handle.kill.notified() => None,
                 Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
+                Some(bytes) = pushes.recv() => Some(Event::Push(bytes)),
                 // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
                 () = tokio::time::sleep(crate::limits::SHRINK_IDLE_AFTER), if oversized => {
                     Some(Event::Idle)
@@ -280,6 +299,16 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
+            Some(Event::Push(bytes)) => {
+                out.buf.extend_from_slice(&bytes);
+                // Drain what else is queued, so a burst costs one write.
+                while let Ok(next) = client.conn.pushes.try_recv() {
+                    out.buf.extend_from_slice(&next);
+                    if out.len() >= FLUSH_AT {
+                        break;
+                    }
+                }
+            }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
                 // Drain what else is queued, so a burst costs one write.
@@ -322,6 +351,7 @@ async fn wait_blocked(
     // From now on the client is blocked: a key that turns into another type does not end it.
     client.block_retry = true;
     let argv = request.retry_argv.as_deref().unwrap_or(argv);
+    cmd::client::publish(client, true, input.len(), input.capacity() - input.len());
     let result = loop {
         cmd::execute(server, client, out, argv);
         if client.blocked.take().is_none() {
@@ -344,6 +374,21 @@ async fn wait_blocked(
                 break Ok(false);
             }
             () = handle.kill.notified() => break Err("killed".to_string()),
+            () = handle.info.unblocked.notified() => match handle.info.take_unblock() {
+                Some(true) => {
+                    out.error(cmd::client::UNBLOCKED_ERROR);
+                    break Ok(false);
+                }
+                Some(false) => {
+                    match request.on_timeout {
+                        crate::blocking::TimeoutReply::NullArray => out.null_array(),
+                        crate::blocking::TimeoutReply::Null => out.null(),
+                    }
+                    break Ok(false);
+                }
+                // A request left over from an earlier block: keep waiting.
+                None => {}
+            },
             read = socket.read_buf(input) => match read {
                 Ok(0) => break Err("closed by peer while blocked".to_string()),
                 // What a blocked client sends waits in its query buffer, under the same limit.
@@ -356,6 +401,7 @@ async fn wait_blocked(
         }
     };
     client.block_retry = false;
+    cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
     server.blocking.unregister(&request, &waiter);
     if result == Ok(true) {
         // Served: what is left may be for the next client in line (now first in the queue).
@@ -366,10 +412,55 @@ async fn wait_blocked(
     result.map(drop)
 }
 
+/// Holds a command back while CLIENT PAUSE says so (Redis postpones the client; its command
+/// waits, it does not fail): writes what is pending, then waits for the pause's end, an
+/// UNPAUSE, or the client's end, buffering what it sends meanwhile. Err is why the connection
+/// must end.
+async fn wait_paused(
+    server: &Server,
+    socket: &mut TcpStream,
+    client: &mut Client,
+    out: &mut Out,
+    input: &mut BytesMut,
+    argv: &[bytes::Bytes],
+) -> Result<(), String> {
+    let handle = Arc::clone(&client.handle);
+    let mut counted = None;
+    loop {
+        // Registered before the check, so an UNPAUSE between the two is not missed.
+        let changed = server.pause.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let Some(until) = cmd::client::pause_deadline(server, client, argv) else {
+            return Ok(());
+        };
+        write_out(server, socket, &handle, out, ObufLimits::of(server, client))
+            .await
+            .map_err(|err| format!("write error: {err}"))?;
+        cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
+        counted.get_or_insert_with(|| server.pause.wait());
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            () = changed => {}
+            () = handle.kill.notified() => return Err("killed".to_string()),
+            read = socket.read_buf(input) => match read {
+                Ok(0) => return Err("closed by peer while paused".to_string()),
+                Ok(_) if crate::limits::query_buffer_exceeded(server, input.len()) => {
+                    return Err(query_buffer_closed(client, input.len()));
+                }
+                Ok(_) => {}
+                Err(err) => return Err(format!("read error: {err}")),
+            },
+        }
+    }
+}
+
 /// What woke the connection up.
 enum Event {
     Read(std::io::Result<usize>),
     Message(crate::pubsub::Message),
+    /// Bytes from the push channel: a MONITOR line, a tracking invalidation.
+    Push(bytes::Bytes),
     /// The connection has been idle with oversized buffers: time to shrink them.
     Idle,
 }
@@ -424,6 +515,7 @@ async fn write_out(
             None => std::future::pending().await,
         }
     };
+    cmd::client::publish_pending_out(handle, out.len());
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
@@ -439,5 +531,6 @@ async fn write_out(
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
+    cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

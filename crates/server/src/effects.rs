@@ -266,8 +266,11 @@ pub(crate) fn active_expire_cycle(
     server: &Server,
     now_ms: u64,
     deadline: std::time::Instant,
+    expired: Option<&mut Vec<(usize, forkless_storage::CompactBytes)>>,
 ) -> forkless_storage::ExpireCycle {
-    let cycle = server.keyspace.active_expire_cycle(now_ms, deadline);
+    let cycle = server
+        .keyspace
+        .active_expire_cycle_collecting(now_ms, deadline, expired);
     for unit in effect::take_finished() {
         server.effects.publish(Effect {
             seq: unit.seq,

@@ -16,6 +16,7 @@ use std::time::Instant;
 use forkless_snapshot::backend::Overrides;
 use forkless_snapshot::backend::fork::{self, ChildExit, ChildReport, ForkedSave};
 use forkless_snapshot::save::Progress;
+use forkless_storage::SaveClaim;
 
 use crate::persistence::{ALREADY_IN_PROGRESS, Running, SaveKind, save_options};
 use crate::server::{Server, unix_ms};
@@ -51,11 +52,14 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
     let Some(owner) = server.arc() else {
         return Err("ERR server is shutting down".into());
     };
+    // Read before the state lock: the configuration comes first in the lock order
+    // (docs/ARCHITECTURE.md).
+    let options = save_options(server, &server.config());
     let mut state = server.persistence.state();
-    if state.running.is_some() {
+    // Every save is claimed with the state held, so the slot stays free until the claim below.
+    if server.keyspace.save_running() {
         return Err(ALREADY_IN_PROGRESS.into());
     }
-    let options = save_options(server, &server.config());
     let overrides = Overrides::from_env();
     // Like the epoch cut, read before the freeze: a change landing in between counts as unsaved
     // although it is saved, never the other way round. (Reading it under the freeze would take
@@ -107,31 +111,49 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
     state.current_cow_updated = None;
     let progress = Arc::new(Progress::default());
     progress.keys_total.store(keys_total, Ordering::Relaxed);
-    state.running = Some(Running {
+    let record = Arc::new(Running {
         started: Instant::now(),
         progress: Arc::clone(&progress),
         dirty_at_cut,
         kind: SaveKind::Fork,
         fork_pid: Some(pid),
     });
+    let Some(claim) = server.keyspace.claim_save(record) else {
+        // Not reachable while every save is claimed under the state lock; never leave a child
+        // unreaped if it were.
+        kill_child(pid, libc::SIGKILL);
+        let _ = fork::wait_child(pid);
+        let _ = std::fs::remove_file(&temp_path);
+        return Err(ALREADY_IN_PROGRESS.into());
+    };
     drop(state);
     tracing::info!("Background saving started by pid {pid}");
+    let (claim_tx, claim_rx) = std::sync::mpsc::channel::<SaveClaim>();
     let reaper = {
         let temp_path = temp_path.clone();
         std::thread::Builder::new()
             .name("forkless-reaper".into())
-            .spawn(move || reap(&owner, pid, reports, &progress, &temp_path))
+            .spawn(move || {
+                let Ok(claim) = claim_rx.recv() else { return };
+                reap(&owner, pid, reports, &progress, &temp_path, claim);
+            })
     };
-    if let Err(err) = reaper {
-        // Nobody would reap the child: stop it now and record the save as failed.
-        tracing::warn!("Can't save in background: could not start the reaper thread: {err}");
-        kill_child(pid, libc::SIGKILL);
-        let exit = fork::wait_child(pid);
-        let _ = std::fs::remove_file(&temp_path);
-        finish(server, None, exit.ok());
-        return Err("ERR".into());
+    match reaper {
+        Ok(_) => {
+            // The thread is alive and waiting for the claim: the send cannot fail.
+            let _ = claim_tx.send(claim);
+            Ok(())
+        }
+        Err(err) => {
+            // Nobody would reap the child: stop it now and record the save as failed.
+            tracing::warn!("Can't save in background: could not start the reaper thread: {err}");
+            kill_child(pid, libc::SIGKILL);
+            let exit = fork::wait_child(pid);
+            let _ = std::fs::remove_file(&temp_path);
+            finish(server, None, exit.ok(), claim);
+            Err("ERR".into())
+        }
     }
-    Ok(())
 }
 
 /// The reaper thread: follows the child's reports until its end of the pipe closes, reaps it,
@@ -142,6 +164,7 @@ fn reap(
     mut reports: std::fs::File,
     progress: &Progress,
     temp_path: &std::path::Path,
+    claim: SaveClaim,
 ) {
     let mut last = None;
     while let Some(report) = ChildReport::read(&mut reports) {
@@ -198,17 +221,20 @@ fn reap(
             ),
         }
     }
-    finish(server, last, exit);
+    finish(server, last, exit, claim);
 }
 
-/// Records a fork-mode save's outcome, as `persistence::finish` does for epoch saves, and
-/// logs it with Redis's wording.
-fn finish(server: &Server, last: Option<ChildReport>, exit: Option<ChildExit>) {
+/// Records a fork-mode save's outcome, as `persistence::finish` does for epoch saves, logs it
+/// with Redis's wording, and releases the save's claim.
+fn finish(server: &Server, last: Option<ChildReport>, exit: Option<ChildExit>, claim: SaveClaim) {
     let mut state = server.persistence.state();
-    let Some(running) = state.running.take() else {
+    let running = crate::persistence::running(server);
+    // Released with the state held, so no reader sees the save ended without its outcome.
+    drop(claim);
+    server.persistence.finished.notify_all();
+    let Some(running) = running else {
         return;
     };
-    server.persistence.finished.notify_all();
     state.last_bgsave_time_sec =
         i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
     state.last_bgsave_type = Some(SaveKind::Fork);

@@ -188,8 +188,13 @@ fn clients_section(server: &Server, text: &mut String) {
         "maxclients",
         server.tunables.maxclients.load(Ordering::Relaxed),
     );
-    field(text, "blocked_clients", server.blocking.blocked_clients());
-    field(text, "tracking_clients", 0);
+    // Clients held back by CLIENT PAUSE count as blocked, as Redis's postponed clients do.
+    field(
+        text,
+        "blocked_clients",
+        server.blocking.blocked_clients() + server.pause.n_waiting(),
+    );
+    field(text, "tracking_clients", server.tracking.counts().0);
 }
 
 fn memory_section(server: &Server, text: &mut String) {
@@ -349,6 +354,10 @@ fn stats_section(server: &Server, text: &mut String) {
         field(text, "latest_fork_usec", persistence.latest_fork_usec);
         field(text, "total_forks", persistence.total_forks);
     }
+    let (_, tracking_keys, tracking_items, tracking_prefixes) = server.tracking.counts();
+    field(text, "tracking_total_keys", tracking_keys);
+    field(text, "tracking_total_items", tracking_items);
+    field(text, "tracking_total_prefixes", tracking_prefixes);
     field(
         text,
         "unexpected_error_replies",

@@ -354,7 +354,26 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
-                effects::active_expire_cycle(&server, server::unix_ms(), started + period / 4);
+                if server
+                    .active_expire
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    let tracking = server.tracking.active();
+                    let mut expired = Vec::new();
+                    effects::active_expire_cycle(
+                        &server,
+                        server::unix_ms(),
+                        started + period / 4,
+                        tracking.then_some(&mut expired),
+                    );
+                    if !expired.is_empty() {
+                        cmd::tracking::expired(&server, &expired);
+                    }
+                    let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    server
+                        .latency
+                        .add_sample_if_needed(&server.tunables, "expire-cycle", took_ms);
+                }
                 // The server's cron: freed connection memory goes back to the system here.
                 limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));

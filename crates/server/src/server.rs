@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +62,13 @@ pub(crate) struct Tunables {
     /// keyspace notifications when they are off (`notify.rs`).
     pub(crate) notify_keyspace_events: AtomicU32,
     pub(crate) hll_sparse_max_bytes: AtomicU64,
+    /// `slowlog-log-slower-than` (microseconds, negative disables) and `slowlog-max-len`.
+    pub(crate) slowlog_log_slower_than: AtomicI64,
+    pub(crate) slowlog_max_len: AtomicU64,
+    /// `latency-monitor-threshold` in milliseconds; 0 disables the latency monitor.
+    pub(crate) latency_monitor_threshold: AtomicU64,
+    /// `tracking-table-max-keys`; 0 is no limit.
+    pub(crate) tracking_table_max_keys: AtomicU64,
 }
 
 impl Tunables {
@@ -107,6 +116,14 @@ impl Tunables {
             .store(pubsub.soft_limit_seconds, Ordering::Relaxed);
         self.hll_sparse_max_bytes
             .store(config.hll_sparse_max_bytes, Ordering::Relaxed);
+        self.slowlog_log_slower_than
+            .store(config.slowlog_log_slower_than, Ordering::Relaxed);
+        self.slowlog_max_len
+            .store(config.slowlog_max_len, Ordering::Relaxed);
+        self.latency_monitor_threshold
+            .store(config.latency_monitor_threshold, Ordering::Relaxed);
+        self.tracking_table_max_keys
+            .store(config.tracking_table_max_keys, Ordering::Relaxed);
     }
 }
 
@@ -152,6 +169,13 @@ pub(crate) struct ClientHandle {
     pub(crate) last_command: AtomicU32,
     pub(crate) killed: AtomicBool,
     pub(crate) kill: Notify,
+    /// The socket's file descriptor, for CLIENT LIST's `fd=`.
+    pub(crate) fd: i32,
+    /// What CLIENT LIST shows of the client to others, and CLIENT UNBLOCK's request.
+    pub(crate) info: cmd::client::ClientInfo,
+    /// Bytes for the client outside its replies (MONITOR lines, tracking invalidations): the
+    /// connection writes them after the replies it has.
+    pub(crate) push: tokio::sync::mpsc::UnboundedSender<Bytes>,
 }
 
 impl ClientHandle {
@@ -187,6 +211,11 @@ impl Clients {
         lock(&self.by_id).len()
     }
 
+    /// The client with this id, if connected.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        lock(&self.by_id).get(&id).cloned()
+    }
+
     pub(crate) fn all(&self) -> Vec<Arc<ClientHandle>> {
         lock(&self.by_id).values().cloned().collect()
     }
@@ -215,6 +244,17 @@ pub(crate) struct Server {
     pub(crate) blocking: crate::blocking::Registry,
     /// The stream of write effects that the AOF and replicas consume.
     pub(crate) effects: crate::effects::EffectStream,
+    /// CLIENT PAUSE.
+    pub(crate) pause: cmd::client::Pause,
+    /// MONITOR's attached clients.
+    pub(crate) monitors: cmd::monitor::Monitors,
+    pub(crate) slowlog: cmd::slowlog::SlowLog,
+    /// The latency monitor and the per-command latency histograms.
+    pub(crate) latency: cmd::latency::Latency,
+    /// CLIENT TRACKING's table.
+    pub(crate) tracking: cmd::tracking::Tracking,
+    /// False after DEBUG SET-ACTIVE-EXPIRE 0: the active expiry cycle does not run.
+    pub(crate) active_expire: AtomicBool,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -251,6 +291,12 @@ impl Server {
             pubsub: crate::pubsub::Registry::default(),
             blocking: crate::blocking::Registry::default(),
             effects: crate::effects::EffectStream::default(),
+            pause: cmd::client::Pause::default(),
+            monitors: cmd::monitor::Monitors::default(),
+            slowlog: cmd::slowlog::SlowLog::default(),
+            latency: cmd::latency::Latency::default(),
+            tracking: cmd::tracking::Tracking::default(),
+            active_expire: AtomicBool::new(true),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -11,10 +11,15 @@
 //! KEYS) lock every shard, again in ascending order.
 //!
 //! # Hashing
-//! A key's 64-bit hash is computed once per access and used three ways: bits 48..55 pick the
-//! shard (clear of the low bits hashbrown uses for buckets and the top 7 bits it uses for tags),
-//! the whole hash finds the bucket, and `(shard << 56) | (hash >> 8)` is the key's position in
-//! SCAN order (see [`Db::scan`]).
+//! A key's 64-bit hash is used three ways: bits 48..55 pick the shard (clear of the low bits
+//! hashbrown uses for buckets and the top 7 bits it uses for tags), the whole hash finds the
+//! bucket, and `(shard << 56) | (hash >> 8)` is the key's position in SCAN order (see
+//! [`Db::scan`]). A read guard hashes its keys once, when it locks their shards: it remembers
+//! each key it was given (the slice itself, borrowed for the guard's life, so its bytes cannot
+//! change) with its hash, and a lookup through it with that same slice reuses the hash
+//! ([`KeyHashes`]). A write guard hashes a key when it locks it and again for each change:
+//! there, carrying the hash through the guard measured slower than hashing a key that is
+//! already in cache (see [`Db::write`]).
 
 use std::sync::Arc;
 
@@ -26,8 +31,8 @@ use crate::compact::CompactBytes;
 use crate::effect::{self, SeqClock};
 use crate::entry::Entry;
 use crate::events::EventHook;
-use crate::retain::{self, RetainCounters, ShardSnapshot};
 use crate::shard::{ExpireIndex, ShardState};
+use crate::snapshot::retain::{self, RetainCounters, ShardSnapshot};
 use crate::sync::{self, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::value::Value;
 use crate::version::{Epoch, EpochClock};
@@ -65,6 +70,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
+        #[cfg(test)]
+        tests::HASHED.with(|hashed| hashed.set(hashed.get() + 1));
         self.hasher.hash_one(key)
     }
 }
@@ -133,20 +140,23 @@ impl Db {
 
     /// Locks the shards of `keys` for reading, in ascending order, and returns a guard through
     /// which those keys (and only those) can be read consistently.
-    pub fn read(&self, keys: &[&[u8]], now_ms: u64) -> ReadGuard<'_> {
-        let locks = match keys {
-            [key] => {
-                let idx = shard_of(self.shared.hash(key));
+    #[inline]
+    pub fn read<'a>(&'a self, keys: &[&'a [u8]], now_ms: u64) -> ReadGuard<'a> {
+        let hashes = KeyHashes::new(&self.shared, keys);
+        let locks = match &hashes {
+            KeyHashes::One(_, hash) => {
+                let idx = shard_of(*hash);
                 Locks::One(idx, sync::read(self.shard_lock(idx)))
             }
-            _ => Locks::Many(
-                self.sorted_shards(keys)
+            KeyHashes::Many(hashes) => Locks::Many(
+                sorted_shards(hashes)
                     .map(|idx| (idx, sync::read(self.shard_lock(idx))))
                     .collect(),
             ),
         };
         ReadGuard {
             shared: &self.shared,
+            hashes,
             locks,
             now_ms,
         }
@@ -154,17 +164,28 @@ impl Db {
 
     /// Locks the shards of `keys` for writing, in ascending order, and returns the guard through
     /// which all changes to those keys are made.
+    ///
+    /// Unlike a read guard, a write guard hashes a key again for each change rather than
+    /// remembering the hash it locked with: carrying the hash through the guard measured slower
+    /// on the write path (a load of the remembered hash after the lock instead of a few
+    /// arithmetic instructions on a key already in cache; docs/benchmarks.md).
     pub fn write(&self, keys: &[&[u8]], now_ms: u64) -> WriteGuard<'_> {
         let locks = match keys {
             [key] => {
                 let idx = shard_of(self.shared.hash(key));
                 Locks::One(idx, sync::write(self.shard_lock(idx)))
             }
-            _ => Locks::Many(
-                self.sorted_shards(keys)
-                    .map(|idx| (idx, sync::write(self.shard_lock(idx))))
-                    .collect(),
-            ),
+            _ => {
+                let hashes: Vec<(&[u8], u64)> = keys
+                    .iter()
+                    .map(|key| (*key, self.shared.hash(key)))
+                    .collect();
+                Locks::Many(
+                    sorted_shards(&hashes)
+                        .map(|idx| (idx, sync::write(self.shard_lock(idx))))
+                        .collect(),
+                )
+            }
         };
         WriteGuard {
             shared: &self.shared,
@@ -172,6 +193,7 @@ impl Db {
             now_ms,
             epoch: self.shared.clock.current(),
             db_idx: self.index,
+            deferred: Deferred::default(),
         }
     }
 
@@ -190,17 +212,8 @@ impl Db {
             now_ms,
             epoch: self.shared.clock.current(),
             db_idx: self.index,
+            deferred: Deferred::default(),
         }
-    }
-
-    fn sorted_shards(&self, keys: &[&[u8]]) -> impl Iterator<Item = usize> + use<> {
-        let mut idxs: Vec<usize> = keys
-            .iter()
-            .map(|key| shard_of(self.shared.hash(key)))
-            .collect();
-        idxs.sort_unstable();
-        idxs.dedup();
-        idxs.into_iter()
     }
 
     /// WATCH: `flag` is set by every later change to `key`, from any client.
@@ -372,32 +385,89 @@ impl Db {
         shard_idx: usize,
         now_ms: u64,
         max_keys: usize,
+        mut expired: Option<&mut Vec<CompactBytes>>,
     ) -> (usize, bool) {
         let mut shard = sync::write(self.shard_lock(shard_idx));
-        let outcome = self.remove_due(&mut shard, now_ms, max_keys);
-        // The keys removed under this one lock hold are one unit of the effect stream.
-        effect::finish_expiry_unit();
-        outcome
-    }
-
-    fn remove_due(&self, shard: &mut ShardState, now_ms: u64, max_keys: usize) -> (usize, bool) {
-        let mut removed = 0;
-        while removed < max_keys {
+        // Freed after the lock is released, as a write guard frees what it removes.
+        let mut removed = Vec::new();
+        let mut more_due = false;
+        while removed.len() < max_keys {
             let Some(key) = shard.expires.first_due(now_ms) else {
-                return (removed, false);
+                break;
             };
             let hash = self.shared.hash(&key);
-            if !shard.remove_if_expired(hash, &key, now_ms) {
+            let Some(entry) = shard.remove_if_expired(hash, &key, now_ms) else {
                 // The index and the table disagree: a bug, but never loop forever on it.
                 debug_assert!(false, "expire index names a key that is not expired");
-                return (removed, false);
-            }
+                break;
+            };
             effect::expired(&self.shared.effects, self.index, &key);
             self.shared.events.expired(self.index, &key);
-            removed += 1;
+            if let Some(expired) = expired.as_deref_mut() {
+                expired.push(key);
+            }
+            removed.push(entry);
+            more_due = removed.len() == max_keys && shard.expires.first_due(now_ms).is_some();
         }
-        (removed, shard.expires.first_due(now_ms).is_some())
+        // The keys removed under this one lock hold are one unit of the effect stream.
+        effect::finish_expiry_unit();
+        drop(shard);
+        (removed.len(), more_due)
     }
+}
+
+/// The shards of hashed keys, ascending, each once.
+fn sorted_shards(hashes: &[(&[u8], u64)]) -> impl Iterator<Item = usize> + use<> {
+    let mut idxs: Vec<usize> = hashes.iter().map(|(_, hash)| shard_of(*hash)).collect();
+    idxs.sort_unstable();
+    idxs.dedup();
+    idxs.into_iter()
+}
+
+/// The keys a guard was given, each with its hash, so that a lookup through the guard does not
+/// hash the key again. Keys are told apart by address and length, not by content: the guard
+/// borrows every slice for its whole life, so the same slice always holds the same bytes. A
+/// key the guard was not given (an equal key from another buffer) is simply hashed again.
+#[derive(Debug)]
+enum KeyHashes<'a> {
+    /// One key: the common case, no allocation.
+    One(&'a [u8], u64),
+    /// Several keys (or none), sorted by address and length for a binary search.
+    Many(Vec<(&'a [u8], u64)>),
+}
+
+impl<'a> KeyHashes<'a> {
+    #[inline]
+    fn new(shared: &Shared, keys: &[&'a [u8]]) -> KeyHashes<'a> {
+        match keys {
+            [key] => KeyHashes::One(key, shared.hash(key)),
+            _ => {
+                let mut hashes: Vec<(&'a [u8], u64)> =
+                    keys.iter().map(|key| (*key, shared.hash(key))).collect();
+                hashes.sort_unstable_by_key(|(key, _)| slice_id(key));
+                KeyHashes::Many(hashes)
+            }
+        }
+    }
+
+    /// The hash of `key`: remembered when it is one of the guard's slices, computed otherwise.
+    #[inline]
+    fn hash(&self, shared: &Shared, key: &[u8]) -> u64 {
+        let known = match self {
+            KeyHashes::One(own, hash) => std::ptr::eq(*own, key).then_some(*hash),
+            KeyHashes::Many(hashes) => hashes
+                .binary_search_by_key(&slice_id(key), |(own, _)| slice_id(own))
+                .ok()
+                .and_then(|pos| hashes.get(pos))
+                .map(|(_, hash)| *hash),
+        };
+        known.unwrap_or_else(|| shared.hash(key))
+    }
+}
+
+/// A slice's identity: its address and length.
+fn slice_id(key: &[u8]) -> (usize, usize) {
+    (key.as_ptr().addr(), key.len())
 }
 
 /// The shard locks a guard holds: one (the common single-key case, no allocation) or several in
@@ -443,14 +513,16 @@ fn not_locked(key: &[u8]) {
 #[derive(Debug)]
 pub struct ReadGuard<'a> {
     shared: &'a Shared,
+    hashes: KeyHashes<'a>,
     locks: Locks<RwLockReadGuard<'a, ShardState>>,
     now_ms: u64,
 }
 
 impl ReadGuard<'_> {
     /// The live entry of `key`, if any.
+    #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        let hash = self.shared.hash(key);
+        let hash = self.hashes.hash(self.shared, key);
         let Some(shard) = self.locks.get(shard_of(hash)) else {
             not_locked(key);
             return None;
@@ -461,19 +533,68 @@ impl ReadGuard<'_> {
     }
 }
 
-/// Write access to the keys a command named: the one path through which entries change.
+/// Write access to the keys a command named: the one path through which commands change
+/// entries.
 ///
 /// Every change (insert, overwrite, in-place update through [`EntryMut`], TTL change, removal)
-/// stamps the entry with the current epoch and counts one change in the shard's `dirty` counter.
-/// The snapshot's "retain the pre-cut value" hook belongs here and nowhere else.
+/// stamps the entry with the current epoch and counts one change in the shard's `dirty` counter,
+/// and calls the snapshot's "retain the pre-cut value" hook first.
+///
+/// What a change replaces or removes (an overwritten value, a removed key and its value, a key
+/// expired on the way) is not freed under the shard locks: the guard keeps it and frees it when
+/// it is dropped, after the locks are released, so that freeing a big value never holds up
+/// the other clients of the shard. Callers get nothing back to free; a caller that wants a
+/// removed value ([`WriteGuard::take`]) owns it and moves it on.
 #[derive(Debug)]
 pub struct WriteGuard<'a> {
     shared: &'a Shared,
+    // Declared before `deferred`: fields are dropped in declaration order, so the shard locks
+    // are released before what the guard deferred is freed.
     locks: Locks<RwLockWriteGuard<'a, ShardState>>,
     now_ms: u64,
     epoch: Epoch,
     /// The database's number, for the effects and key events of what the guard changes.
     db_idx: usize,
+    deferred: Deferred,
+}
+
+/// What a write guard replaced or removed, freed after its shard locks (see [`WriteGuard`]).
+/// The first item is kept inline, so the common single-key overwrite allocates nothing.
+#[derive(Debug, Default)]
+struct Deferred {
+    first: Option<Discarded>,
+    more: Vec<Discarded>,
+}
+
+/// One thing to free: a value, and the key it was stored under when the key went too (an
+/// empty key otherwise, which owns no memory).
+type Discarded = (CompactBytes, Value);
+
+impl Deferred {
+    fn push(&mut self, item: Discarded) {
+        if self.first.is_none() {
+            self.first = Some(item);
+        } else {
+            self.more.push(item);
+        }
+    }
+
+    fn value(&mut self, value: Value) {
+        self.push((CompactBytes::new(), value));
+    }
+
+    fn key(&mut self, key: CompactBytes) {
+        self.push((key, Value::String(CompactBytes::new())));
+    }
+
+    fn entry(&mut self, (key, entry): (CompactBytes, Entry)) {
+        self.push((key, entry.into_parts().0));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
 }
 
 impl WriteGuard<'_> {
@@ -482,10 +603,11 @@ impl WriteGuard<'_> {
         self.now_ms
     }
 
-    fn shard(&mut self, key: &[u8]) -> Option<(u64, &mut ShardState)> {
+    /// The shard of `key`, its hash, and where to put what a change frees.
+    fn shard(&mut self, key: &[u8]) -> Option<(u64, &mut ShardState, &mut Deferred)> {
         let hash = self.shared.hash(key);
         match self.locks.get_mut(shard_of(hash)) {
-            Some(guard) => Some((hash, &mut **guard)),
+            Some(guard) => Some((hash, &mut **guard, &mut self.deferred)),
             None => {
                 not_locked(key);
                 None
@@ -509,8 +631,9 @@ impl WriteGuard<'_> {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
         let (shared, db_idx) = (self.shared, self.db_idx);
-        let (hash, shard) = self.shard(key)?;
-        if shard.remove_if_expired(hash, key, now_ms) {
+        let (hash, shard, deferred) = self.shard(key)?;
+        if let Some(expired) = shard.remove_if_expired(hash, key, now_ms) {
+            deferred.entry(expired);
             effect::expired(&shared.effects, db_idx, key);
             shared.events.expired(db_idx, key);
             return None;
@@ -532,20 +655,22 @@ impl WriteGuard<'_> {
             snapshot,
             watchers,
             effects: &shared.effects,
+            deferred,
             epoch,
             changed: false,
         })
     }
 
-    /// Sets `key` to `value` with the given absolute expiry, replacing any previous entry.
-    /// Returns the previous live entry, for the caller to drop (outside the lock if it may be
-    /// big), unless a running snapshot kept it.
-    pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) -> Option<Entry> {
+    /// Sets `key` to `value` with the given absolute expiry, replacing any previous entry. The
+    /// previous value is freed when the guard is dropped (unless a running snapshot kept it).
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at_ms: Option<u64>) {
         let now_ms = self.now_ms;
         let epoch = self.epoch;
         let shared = self.shared;
         let db = self.db_idx;
-        let (hash, shard) = self.shard(key)?;
+        let Some((hash, shard, deferred)) = self.shard(key) else {
+            return;
+        };
         shard.dirty += 1;
         effect::changed(&shared.effects);
         shard.watchers.touch(key);
@@ -567,14 +692,14 @@ impl WriteGuard<'_> {
                     expires.insert(at, stored_key.clone());
                 }
                 let old = std::mem::replace(entry, new_entry);
-                let was_expired = old.is_expired(now_ms);
-                if was_expired {
+                if old.is_expired(now_ms) {
                     *expired += 1;
                     shared.events.expired(db, key);
                     shared.events.created(db, key);
                 }
-                let old = retain::preserve_owned(snapshot, stored_key, old)?;
-                (!was_expired).then_some(old)
+                if let Some(old) = retain::preserve_owned(snapshot, stored_key, old) {
+                    deferred.value(old.into_parts().0);
+                }
             }
             hash_table::Entry::Vacant(vacant) => {
                 let stored_key = CompactBytes::from_slice(key);
@@ -583,17 +708,34 @@ impl WriteGuard<'_> {
                 }
                 vacant.insert((stored_key, new_entry));
                 shared.events.created(db, key);
-                None
             }
         }
     }
 
-    /// Removes `key`. Returns its live entry, or None if it was absent or already expired.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+    /// Removes `key`, freeing it when the guard is dropped. Returns true if and only if it was
+    /// live (absent or already expired: false).
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        let Some((key, entry)) = self.take_entry(key) else {
+            return false;
+        };
+        self.deferred.push((key, entry.into_parts().0));
+        true
+    }
+
+    /// Removes `key` and hands its live entry to the caller, who moves it on (RENAME, MOVE) or
+    /// frees it once the guard is gone. None if it was absent or already expired.
+    pub fn take(&mut self, key: &[u8]) -> Option<Entry> {
+        let (key, entry) = self.take_entry(key)?;
+        self.deferred.key(key);
+        Some(entry)
+    }
+
+    fn take_entry(&mut self, key: &[u8]) -> Option<(CompactBytes, Entry)> {
         let now_ms = self.now_ms;
         let (shared, db_idx) = (self.shared, self.db_idx);
-        let (hash, shard) = self.shard(key)?;
-        if shard.remove_if_expired(hash, key, now_ms) {
+        let (hash, shard, deferred) = self.shard(key)?;
+        if let Some(expired) = shard.remove_if_expired(hash, key, now_ms) {
+            deferred.entry(expired);
             effect::expired(&shared.effects, db_idx, key);
             shared.events.expired(db_idx, key);
             return None;
@@ -655,6 +797,8 @@ pub struct EntryMut<'g> {
     snapshot: &'g mut Option<Box<ShardSnapshot>>,
     watchers: &'g crate::watch::Watchers,
     effects: &'g SeqClock,
+    /// The guard's list of what to free after its locks.
+    deferred: &'g mut Deferred,
     epoch: Epoch,
     changed: bool,
 }
@@ -687,9 +831,11 @@ impl EntryMut<'_> {
         self.entry.value_mut()
     }
 
-    /// Replaces the value and keeps the TTL. Counts as a change.
-    pub fn replace_value(&mut self, value: Value) -> Value {
-        std::mem::replace(self.value_mut(), value)
+    /// Replaces the value and keeps the TTL. Counts as a change. The old value is freed when
+    /// the guard is dropped.
+    pub fn replace_value(&mut self, value: Value) {
+        let old = std::mem::replace(self.value_mut(), value);
+        self.deferred.value(old);
     }
 
     /// Sets or clears the absolute expiry. Counts as a change.
@@ -702,5 +848,105 @@ impl EntryMut<'_> {
             self.expires.insert(at, self.key.clone());
         }
         self.entry.set_expire_at_ms(expire_at_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::Keyspace;
+    use crate::types::list::List;
+    use crate::value::Value;
+
+    /// Regression test: SET freed the value it replaced while it held the shard lock, against
+    /// `WriteGuard::set`'s own contract, so a big overwritten value held up every client of the
+    /// shard while it was freed. The guard now keeps what a change replaces or removes, and
+    /// frees it only when it is dropped, after its locks (its fields drop in that order).
+    #[test]
+    fn replaced_and_removed_values_are_freed_when_the_guard_goes() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let list = |weak: &mut Vec<std::sync::Weak<List>>| {
+            let list = Arc::new(List::default());
+            weak.push(Arc::downgrade(&list));
+            Value::List(list)
+        };
+        let mut weak = Vec::new();
+        db.write(&[b"a"], 0).set(b"a", list(&mut weak), None);
+        db.write(&[b"b"], 0).set(b"b", list(&mut weak), None);
+        db.write(&[b"c"], 0).set(b"c", list(&mut weak), None);
+
+        let mut guard = db.write(&[b"a", b"b", b"c"], 0);
+        guard.set(b"a", Value::string(b"new"), None);
+        assert!(guard.remove(b"b"));
+        if let Some(mut entry) = guard.get_mut(b"c") {
+            entry.replace_value(Value::string(b"new"));
+        }
+        assert_eq!(guard.deferred.len(), 3);
+        assert!(
+            weak.iter().all(|weak| weak.upgrade().is_some()),
+            "freed while the guard holds its locks"
+        );
+        drop(guard);
+        assert!(
+            weak.iter().all(|weak| weak.upgrade().is_none()),
+            "still alive after the guard was dropped"
+        );
+    }
+
+    thread_local! {
+        /// Keys hashed on this thread (`Shared::hash`).
+        pub(super) static HASHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn hashed() -> usize {
+        HASHED.with(std::cell::Cell::get)
+    }
+
+    /// Regression test: a read hashed its key once to lock its shard and again for every
+    /// lookup through the guard. A read guard now reuses the hash of every key slice it was
+    /// given.
+    #[test]
+    fn a_read_hashes_each_key_once() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let (a, b): (&[u8], &[u8]) = (b"a", b"b");
+        db.write(&[a], 0).set(a, Value::string(b"1"), None);
+        db.write(&[b], 0).set(b, Value::string(b"1"), None);
+
+        let before = hashed();
+        let guard = db.read(&[a], 0);
+        assert!(guard.get(a).is_some());
+        assert!(guard.get(a).is_some());
+        drop(guard);
+        assert_eq!(hashed() - before, 1, "one key");
+
+        let before = hashed();
+        let guard = db.read(&[a, b], 0);
+        assert!(guard.get(a).is_some());
+        assert!(guard.get(b).is_some());
+        drop(guard);
+        assert_eq!(hashed() - before, 2, "two keys");
+
+        // An equal key in another buffer is found too, at the cost of one more hash.
+        let copy = a.to_vec();
+        let before = hashed();
+        let guard = db.read(&[a], 0);
+        assert!(guard.get(&copy).is_some());
+        drop(guard);
+        assert_eq!(hashed() - before, 2, "a copy of the key");
+    }
+
+    /// A single-key overwrite keeps what it replaced inline: no allocation on the hot path.
+    #[test]
+    fn one_overwrite_allocates_no_deferred_list() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        db.write(&[b"k"], 0).set(b"k", Value::string(b"old"), None);
+        let mut guard = db.write(&[b"k"], 0);
+        guard.set(b"k", Value::string(b"new"), None);
+        assert!(guard.deferred.first.is_some());
+        assert_eq!(guard.deferred.more.capacity(), 0);
     }
 }

@@ -12,7 +12,9 @@
 //! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
 //! - `effect`: [`effect::Seq`], the numbering of units of change for the effect stream (AOF,
 //!   replicas), and the per-thread recorder through which the server learns a command's number.
-//! - `retain`: the on-write hook that keeps pre-cut versions for a running snapshot.
+//! - `snapshot`: the snapshot protocol in one place: the save slot (the single owner of "a save
+//!   is running"), the cut, the traversal step and shard images, and (`snapshot/retain.rs`)
+//!   the on-write hook that keeps pre-cut versions for a running snapshot.
 //! - `pattern`: Redis glob matching, for KEYS, SCAN and CONFIG GET.
 //! - `gate`: [`CommandGate`], which lets a transaction run alone.
 //! - `freeze`: [`FrozenKeyspace`], every shard held for reading at once (fork-mode saves).
@@ -20,8 +22,10 @@
 //! - `swap`: SWAPDB, two databases exchanging their contents in one step.
 //!
 //! # Not here
-//! No I/O of any kind, no RESP, no file format, no clock: callers pass `now_ms`, which keeps
-//! expiry deterministic under test. Eviction (`maxmemory`) is not implemented yet.
+//! No I/O of any kind, no RESP, no file format. Expiry reads no clock: callers pass `now_ms`,
+//! which keeps it deterministic under test. (The one clock read is the active expiry cycle's
+//! `Instant::now()`, to stop at the deadline its caller gives.) Eviction (`maxmemory`) is not
+//! implemented yet.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -36,8 +40,8 @@ mod gate;
 mod keyspace;
 /// Redis glob-style pattern matching.
 pub mod pattern;
-mod retain;
 mod shard;
+mod snapshot;
 mod swap;
 mod sync;
 pub mod types;
@@ -50,8 +54,9 @@ pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
 pub use entry::Entry;
 pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};
-pub use keyspace::{ExpireCycle, Keyspace, ShardCursor, ShardImage, SnapshotCut, Visit};
-pub use retain::RetainedStats;
+pub use keyspace::{ExpireCycle, Keyspace};
+pub use snapshot::retain::RetainedStats;
+pub use snapshot::{SaveClaim, SaveRecord, ShardCursor, ShardImage, SnapshotCut, Visit};
 pub use value::Value;
 pub use version::Epoch;
 pub use watch::WatchFlag;

@@ -7,7 +7,7 @@ use hashbrown::HashTable;
 use crate::compact::CompactBytes;
 
 use crate::entry::Entry;
-use crate::retain::{self, ShardSnapshot};
+use crate::snapshot::retain::{self, ShardSnapshot};
 
 /// The keys of a shard that have a TTL, ordered by deadline so the active expiry cycle finds
 /// every expired key without sampling, and so INFO can report an exact average TTL.
@@ -57,7 +57,7 @@ impl ExpireIndex {
 #[derive(Debug, Default)]
 pub(crate) struct ShardState {
     /// Key → entry. A `HashTable` because the caller supplies the hash: the same hash picks the
-    /// shard, orders SCAN, and finds the bucket, so each key is hashed once per command.
+    /// shard, orders SCAN, and finds the bucket (see `db.rs` on how often a key is hashed).
     pub(crate) table: HashTable<(CompactBytes, Entry)>,
     pub(crate) expires: ExpireIndex,
     /// Changes made in this shard, summed over shards for `rdb_changes_since_last_save`. Kept per
@@ -78,8 +78,9 @@ impl ShardState {
             .map(|(_, entry)| entry)
     }
 
-    /// Removes `key` if present, keeping the expiry index in step. Returns the removed entry.
-    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
+    /// Removes `key` if present, keeping the expiry index in step. Returns the removed key and
+    /// entry, for the caller to free once the shard lock is released.
+    pub(crate) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<(CompactBytes, Entry)> {
         let occupied = self
             .table
             .find_entry(hash, |(k, _)| k.as_ref() == key)
@@ -90,21 +91,26 @@ impl ShardState {
         if let Some(at) = entry.expire_at_ms() {
             self.expires.remove(at, &key);
         }
-        Some(entry)
+        Some((key, entry))
     }
 
     /// Removes `key` if it is present and expired at `now_ms`, counting it as expired.
-    /// Returns true if and only if a key was removed.
-    pub(crate) fn remove_if_expired(&mut self, hash: u64, key: &[u8], now_ms: u64) -> bool {
+    /// Returns the removed key and entry, for the caller to free once the lock is released.
+    pub(crate) fn remove_if_expired(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Option<(CompactBytes, Entry)> {
         let expired = self
             .find(hash, key)
             .is_some_and(|entry| entry.is_expired(now_ms));
-        if expired {
-            self.remove(hash, key);
-            self.expired += 1;
-            self.dirty += 1;
+        if !expired {
+            return None;
         }
-        expired
+        self.expired += 1;
+        self.dirty += 1;
+        self.remove(hash, key)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -19,8 +19,8 @@
 use crate::db::Db;
 use crate::effect;
 use crate::keyspace::Keyspace;
-use crate::retain;
 use crate::shard::ShardState;
+use crate::snapshot::retain;
 use crate::sync;
 use crate::version::Epoch;
 

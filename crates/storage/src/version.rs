@@ -7,19 +7,21 @@
 //! read by writers while they hold the shard lock of the entry they change.
 //!
 //! # Who advances it
-//! Only the snapshot coordinator advances the epoch, and only while it holds every shard lock of
-//! every database (see `Keyspace::cut`, added with the snapshot). Because writers read the epoch
+//! Only the snapshot cut advances the epoch, and only while it holds every shard lock of every
+//! database (`Keyspace::cut`, in `snapshot/mod.rs`). Because writers read the epoch
 //! under a shard lock, and multi-key commands hold all their shard locks at once, every command
 //! is stamped entirely with the old epoch or entirely with the new one: the cut is a single
 //! instant that splits no command.
 //!
-//! # The rule for a snapshot (implemented with the snapshot)
+//! # The rule for a snapshot
 //! A snapshot taken at cut epoch `C` must save each entry as it was before `C`. An entry whose
 //! version is `< C` is unchanged since the cut. The first write after the cut to an entry that
 //! the traversal has not yet reached (version `< C`, shard not yet serialized) must first retain
 //! the old value (moved or shared, never deep-copied for strings) so the traversal can save it;
-//! the retained value is released once the traversal has passed the shard. All writes go through
-//! `WriteGuard`, so that hook lives in exactly one place.
+//! the retained value is released once the traversal has passed the shard. The hook lives in
+//! `snapshot/retain.rs`; the write guard calls it for every change, and so does every removal
+//! without a guard (active expiry, flushes). Besides writes, the traversal step stamps each
+//! entry it saves with the cut epoch, so a later write to it retains nothing.
 //!
 //! Invariants checked in debug builds: epochs are monotonic, and no entry carries a version newer
 //! than the current epoch.

@@ -97,14 +97,17 @@ proptest! {
                 Op::Set { key, value, ttl_ms } => {
                     let at = ttl_ms.map(|ttl| now + u64::from(ttl));
                     let name = key_name(key);
-                    let old = db.write(&[&name], now).set(&name, Value::string(&[value]), at);
+                    let mut guard = db.write(&[&name], now);
+                    let old = guard.get(&name).map(|e| as_bytes(e.value()));
+                    guard.set(&name, Value::string(&[value]), at);
+                    drop(guard);
                     let expected_old = model_live(&model, now).get(&name).cloned();
-                    prop_assert_eq!(old.map(|e| as_bytes(e.value())), expected_old);
+                    prop_assert_eq!(old, expected_old);
                     model.insert(name, (vec![value], at));
                 }
                 Op::Remove { key } => {
                     let name = key_name(key);
-                    let removed = db.write(&[&name], now).remove(&name).map(|e| as_bytes(e.value()));
+                    let removed = db.write(&[&name], now).take(&name).map(|e| as_bytes(e.value()));
                     let expected = model_live(&model, now).get(&name).cloned();
                     model.remove(&name);
                     prop_assert_eq!(removed, expected);

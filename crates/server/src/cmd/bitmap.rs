@@ -451,7 +451,7 @@ fn bitop_reply(ctx: &Ctx<'_>, argv: &[Bytes]) -> Reply<i64> {
     let result = combine(op, &values);
     let len = len_i64(result.len());
     if result.is_empty() {
-        if guard.remove(dest).is_some() {
+        if guard.remove(dest) {
             notify(ctx, GENERIC, "del", dest);
         }
     } else {

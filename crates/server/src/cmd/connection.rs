@@ -1,4 +1,4 @@
-//! Connection commands: PING ECHO QUIT SELECT HELLO AUTH CLIENT RESET.
+//! Connection commands: PING ECHO QUIT SELECT HELLO AUTH RESET (CLIENT is in `client.rs`).
 
 use std::sync::atomic::Ordering;
 
@@ -6,8 +6,8 @@ use bytes::Bytes;
 use forkless_protocol::RespVersion;
 
 use super::meta::{Gate, KeySpec, flags};
-use super::{Command, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
-use crate::server::{ClientHandle, lock};
+use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
+use crate::server::lock;
 
 pub(crate) const COMMANDS: &[Command] = &[
     Command {
@@ -105,7 +105,7 @@ pub(crate) const COMMANDS: &[Command] = &[
         summary: "A container for client connection commands.",
         since: "2.4.0",
         group: "connection",
-        handler: client,
+        handler: super::client::client,
     },
     Command {
         name: "reset",
@@ -309,7 +309,12 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     ctx.out.array_len(0);
 }
 
+/// RESET: Redis's `clearClientConnectionState`: MONITOR off, transaction and watches
+/// dropped, database 0, RESP2, no name, authentication reset, subscriptions dropped, CLIENT
+/// REPLY on and NO-EVICT off.
 fn reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    super::client::reset(ctx.server, ctx.client);
+    super::transaction::discard_all(ctx.server, ctx.client);
     ctx.client.db = 0;
     ctx.client.handle.db.store(0, Ordering::Relaxed);
     ctx.out.version = RespVersion::Resp2;
@@ -323,256 +328,10 @@ fn reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
 }
 
 /// Redis accepts client names of printable ASCII without spaces.
-fn validate_client_name(name: &[u8]) -> Result<(), &'static str> {
+pub(super) fn validate_client_name(name: &[u8]) -> Result<(), &'static str> {
     if name.iter().all(|&byte| (b'!'..=b'~').contains(&byte)) {
         Ok(())
     } else {
         Err("ERR Client names cannot contain spaces, newlines or special characters.")
-    }
-}
-
-/// One line of CLIENT LIST / CLIENT INFO, with Redis 7.0's fields. Buffer figures forkless
-/// does not track per client are reported as 0.
-fn client_line(handle: &ClientHandle, current_id: u64, current_command: &str) -> String {
-    let age = handle.created.elapsed().as_secs();
-    let idle_ms = u64::try_from(handle.created.elapsed().as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_sub(handle.last_interaction_ms.load(Ordering::Relaxed));
-    let name = lock(&handle.name)
-        .as_ref()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
-    let cmd = if handle.id == current_id {
-        current_command
-    } else {
-        super::last_command_name(handle.last_command.load(Ordering::Relaxed)).unwrap_or("NULL")
-    };
-    format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 \
-         multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
-         tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
-        handle.id,
-        handle.addr,
-        handle.local_addr,
-        name,
-        age,
-        idle_ms / 1000,
-        handle.db.load(Ordering::Relaxed),
-        cmd,
-        handle.resp.load(Ordering::Relaxed),
-    )
-}
-
-fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    let Some(sub) = argv.get(1) else { return };
-    let sub_lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
-    let args = argv.get(2..).unwrap_or_default();
-    match (sub_lower.as_str(), args) {
-        ("id", []) => ctx
-            .out
-            .int(i64::try_from(ctx.client.id).unwrap_or(i64::MAX)),
-        ("getname", []) => match lock(&ctx.client.handle.name).clone() {
-            Some(name) => ctx.out.bulk(&name),
-            None => ctx.out.null(),
-        },
-        ("setname", [name]) => match validate_client_name(name) {
-            Ok(()) => {
-                *lock(&ctx.client.handle.name) = (!name.is_empty()).then(|| name.clone());
-                ctx.out.ok();
-            }
-            Err(msg) => ctx.out.error(msg),
-        },
-        ("setinfo", [attr, _value]) => {
-            if eq_ignore_case(attr, "lib-name") || eq_ignore_case(attr, "lib-ver") {
-                ctx.out.ok();
-            } else {
-                ctx.out.error(&format!(
-                    "ERR Unrecognized option '{}'",
-                    String::from_utf8_lossy(attr)
-                ));
-            }
-        }
-        ("info", []) => {
-            let line = client_line(&ctx.client.handle, ctx.client.id, "client|info");
-            ctx.out.verbatim(b"txt", line.as_bytes());
-        }
-        ("list", filters) => client_list(ctx, filters),
-        ("kill", filters) => client_kill(ctx, filters),
-        ("no-evict" | "no-touch", [mode]) => {
-            if eq_ignore_case(mode, "on") || eq_ignore_case(mode, "off") {
-                ctx.out.ok();
-            } else {
-                ctx.out.error(reply::SYNTAX);
-            }
-        }
-        ("help", []) => {
-            let lines = [
-                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GETNAME",
-                "    Return the name of the current connection.",
-                "ID",
-                "    Return the ID of the current connection.",
-                "INFO",
-                "    Return information about the current client connection.",
-                "KILL <ip:port>",
-                "    Kill connection made from <ip:port>.",
-                "KILL <option> <value> [<option> <value> [...]]",
-                "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
-                "LIST [options ...]",
-                "    Return information about client connections. Options: TYPE (NORMAL|MASTER|REPLICA|PUBSUB), ID id [id ...].",
-                "NO-EVICT (ON|OFF)",
-                "    Accepted for compatibility; forkless does not evict.",
-                "SETNAME <name>",
-                "    Assign the name <name> to the current connection.",
-                "HELP",
-                "    Print this help.",
-            ];
-            ctx.out.array_len(lines.len());
-            for line in lines {
-                ctx.out.simple(line.as_bytes());
-            }
-        }
-        _ => unknown_subcommand(ctx, argv),
-    }
-}
-
-fn client_list(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
-    let mut ids: Option<Vec<u64>> = None;
-    let mut rest = filters;
-    while let Some((option, tail)) = rest.split_first() {
-        if eq_ignore_case(option, "type") {
-            let Some((kind, after)) = tail.split_first() else {
-                ctx.out.error(reply::SYNTAX);
-                return;
-            };
-            if ["normal", "master", "replica", "slave", "pubsub"]
-                .iter()
-                .all(|t| !eq_ignore_case(kind, t))
-            {
-                ctx.out.error(&format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(kind)
-                ));
-                return;
-            }
-            if !eq_ignore_case(kind, "normal") {
-                ids = Some(Vec::new());
-            }
-            rest = after;
-        } else if eq_ignore_case(option, "id") && !tail.is_empty() {
-            let mut wanted = Vec::new();
-            for id in tail {
-                match parse_i64(id)
-                    .and_then(|id| u64::try_from(id).ok())
-                    .filter(|id| *id > 0)
-                {
-                    Some(id) => wanted.push(id),
-                    None => {
-                        ctx.out.error("ERR Invalid client ID");
-                        return;
-                    }
-                }
-            }
-            ids = Some(wanted);
-            rest = &[];
-        } else {
-            ctx.out.error(reply::SYNTAX);
-            return;
-        }
-    }
-    let mut text = String::new();
-    for handle in ctx.server.clients.all() {
-        if ids.as_ref().is_none_or(|ids| ids.contains(&handle.id)) {
-            text.push_str(&client_line(&handle, ctx.client.id, "client|list"));
-        }
-    }
-    ctx.out.verbatim(b"txt", text.as_bytes());
-}
-
-fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
-    // Old form: CLIENT KILL ip:port.
-    if let [addr] = filters {
-        let target = String::from_utf8_lossy(addr);
-        match ctx
-            .server
-            .clients
-            .all()
-            .into_iter()
-            .find(|h| h.addr.to_string() == target)
-        {
-            Some(handle) => {
-                kill(ctx, &handle);
-                ctx.out.ok();
-            }
-            None => ctx.out.error("ERR No such client"),
-        }
-        return;
-    }
-    let mut id = None;
-    let mut addr = None;
-    let mut laddr = None;
-    let mut skipme = true;
-    let mut pairs = filters.chunks_exact(2);
-    for pair in &mut pairs {
-        let (option, value) = (&pair[0], &pair[1]);
-        if eq_ignore_case(option, "id") {
-            match parse_i64(value)
-                .and_then(|v| u64::try_from(v).ok())
-                .filter(|v| *v > 0)
-            {
-                Some(v) => id = Some(v),
-                None => {
-                    ctx.out.error("ERR client-id should be greater than 0");
-                    return;
-                }
-            }
-        } else if eq_ignore_case(option, "addr") {
-            addr = Some(String::from_utf8_lossy(value).into_owned());
-        } else if eq_ignore_case(option, "laddr") {
-            laddr = Some(String::from_utf8_lossy(value).into_owned());
-        } else if eq_ignore_case(option, "skipme") {
-            if eq_ignore_case(value, "yes") {
-                skipme = true;
-            } else if eq_ignore_case(value, "no") {
-                skipme = false;
-            } else {
-                ctx.out.error(reply::SYNTAX);
-                return;
-            }
-        } else if eq_ignore_case(option, "type") || eq_ignore_case(option, "user") {
-            // Only normal clients and the default user exist: these filters select all or none.
-            if eq_ignore_case(option, "type") && !eq_ignore_case(value, "normal") {
-                id = Some(0);
-            }
-        } else {
-            ctx.out.error(reply::SYNTAX);
-            return;
-        }
-    }
-    if !pairs.remainder().is_empty() || filters.is_empty() {
-        ctx.out.error(reply::SYNTAX);
-        return;
-    }
-    let mut killed = 0;
-    for handle in ctx.server.clients.all() {
-        let matches = id.is_none_or(|id| id == handle.id)
-            && addr.as_ref().is_none_or(|a| *a == handle.addr.to_string())
-            && laddr
-                .as_ref()
-                .is_none_or(|a| *a == handle.local_addr.to_string())
-            && !(skipme && handle.id == ctx.client.id);
-        if matches {
-            kill(ctx, &handle);
-            killed += 1;
-        }
-    }
-    ctx.out.int(killed);
-}
-
-fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
-    if handle.id == ctx.client.id {
-        ctx.client.close_after_reply = true;
-    } else {
-        handle.kill();
     }
 }

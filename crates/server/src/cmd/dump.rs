@@ -142,13 +142,13 @@ fn restore_key(
         ttl => Some(ttl.saturating_add(i64::try_from(now_ms).unwrap_or(i64::MAX))),
     }
     .map(|at| u64::try_from(at).unwrap_or(0));
-    let replaced = opts.replace.then(|| guard.remove(key)).flatten();
+    let replaced = opts.replace && guard.remove(key);
     // A deadline already passed: the key is not created (but REPLACE has removed the old one).
     let created = expire_at_ms.is_none_or(|at| at > now_ms);
     if created {
         guard.set(key, value, expire_at_ms);
         notify(ctx, GENERIC, "restore", key);
-    } else if replaced.is_some() {
+    } else if replaced {
         notify(ctx, GENERIC, "del", key);
     }
     drop(guard);
@@ -166,8 +166,6 @@ fn restore_key(
         }),
         _ => {}
     }
-    // A big replaced value is freed outside the lock.
-    drop(replaced);
     Ok(())
 }
 

@@ -589,13 +589,12 @@ fn search_command(ctx: &mut Ctx<'_>, argv: &[Bytes], kind: Kind) {
                 let score = if store_dist { point.dist } else { point.score };
                 result.insert(&point.member[..], score);
             }
-            let old = if result.is_empty() {
-                guard.remove(&store)
+            if result.is_empty() {
+                guard.remove(&store);
             } else {
-                guard.set(&store, Value::ZSet(std::sync::Arc::new(result)), None)
-            };
+                guard.set(&store, Value::ZSet(std::sync::Arc::new(result)), None);
+            }
             drop(guard);
-            drop(old);
             if kind != Kind::SearchStore && returned > 0 {
                 // GEOSEARCHSTORE's destination is in its key positions, so dispatch wakes its
                 // waiters; GEORADIUS's STORE key is found by parsing, so wake them here.

@@ -55,16 +55,18 @@ fn count_reply(ctx: &mut Ctx<'_>, count: usize) {
 fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
     let mut guard = ctx.db().write(&keys, ctx.now_ms);
-    let removed: Vec<_> = keys
+    let removed = keys
         .iter()
-        .filter_map(|key| {
-            let removed = guard.remove(key)?;
-            notify(ctx, GENERIC, "del", key);
-            Some(removed)
+        .filter(|key| {
+            let removed = guard.remove(key);
+            if removed {
+                notify(ctx, GENERIC, "del", key);
+            }
+            removed
         })
-        .collect();
+        .count();
     drop(guard);
-    count_reply(ctx, removed.len());
+    count_reply(ctx, removed);
 }
 
 /// EXISTS and TOUCH: the number of named keys that exist, counting a key named twice twice.
@@ -227,7 +229,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], name: &str, relative: bool,
                     notify(ctx, GENERIC, "expire", key);
                 }
                 None if allowed => {
-                    drop(guard.remove(key));
+                    guard.remove(key);
                     notify(ctx, GENERIC, "del", key);
                 }
                 _ => {}
@@ -331,18 +333,17 @@ fn rename_generic(ctx: &Ctx<'_>, argv: &[Bytes], nx: bool) -> Result<bool, &'sta
     if src == dst || (nx && guard.contains(dst)) {
         return Ok(false);
     }
-    let Some(entry) = guard.remove(src) else {
+    let Some(entry) = guard.take(src) else {
         return Err(reply::NO_SUCH_KEY);
     };
     let (value, expire_at_ms) = entry.into_parts();
     // Redis deletes the destination before adding the key (`dbDelete`, `dbAdd`), so the
     // destination is always a new key (`new` notification).
-    let overwritten = guard.remove(dst);
+    guard.remove(dst);
     guard.set(dst, value, expire_at_ms);
     notify(ctx, GENERIC, "rename_from", src);
     notify(ctx, GENERIC, "rename_to", dst);
     drop(guard);
-    drop(overwritten);
     Ok(true)
 }
 
@@ -444,9 +445,8 @@ fn copy_entry<'g>(
     }
     let (value, expire_at_ms) = entry.into_parts();
     // As Redis's `dbDelete` + `dbAdd`: the destination is always a new key (`new`).
-    let replaced = dst_guard.remove(dst);
+    dst_guard.remove(dst);
     dst_guard.set(dst, value, expire_at_ms);
-    drop(replaced);
     Some(true)
 }
 
@@ -467,7 +467,7 @@ fn move_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let (mut src_guard, mut dst_guard) =
         lock_two_dbs(ctx.server, (src_db, &[key]), (dst_db, &[key]), ctx.now_ms);
     let moved = src_guard.contains(key) && !dst_guard.contains(key);
-    if moved && let Some(entry) = src_guard.remove(key) {
+    if moved && let Some(entry) = src_guard.take(key) {
         let (value, expire_at_ms) = entry.into_parts();
         dst_guard.set(key, value, expire_at_ms);
         notify_db(ctx.server, GENERIC, "move_from", key, src_db);

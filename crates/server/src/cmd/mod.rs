@@ -19,25 +19,32 @@ use crate::server::Server;
 
 pub(crate) mod access;
 pub(crate) mod bitmap;
+pub(crate) mod client;
 pub(crate) mod connection;
+pub(crate) mod debug;
 pub(crate) mod dump;
 pub(crate) mod geo;
 pub(crate) mod hash;
 pub(crate) mod hyperloglog;
 pub(crate) mod introspection;
 pub(crate) mod keys;
+pub(crate) mod latency;
 pub(crate) mod lcs;
 pub(crate) mod list;
+pub(crate) mod memory;
 pub(crate) mod meta;
+pub(crate) mod monitor;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod set;
+pub(crate) mod slowlog;
 pub(crate) mod sort;
 pub(crate) mod stream;
 pub(crate) mod string;
 pub(crate) mod subcommands;
 pub(crate) mod swapdb;
+pub(crate) mod tracking;
 pub(crate) mod transaction;
 pub(crate) mod zset;
 
@@ -117,6 +124,11 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         hyperloglog::COMMANDS,
         geo::COMMANDS,
         stream::COMMANDS,
+        monitor::COMMANDS,
+        slowlog::COMMANDS,
+        latency::COMMANDS,
+        memory::COMMANDS,
+        debug::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -184,6 +196,8 @@ pub(crate) struct Client {
     /// True for a client that replays an effect stream (the AOF at load, a replica's link): its
     /// commands run at time 0, so no key expires on its own; the stream's DELs remove them.
     pub(crate) replay: bool,
+    /// CLIENT REPLY, NO-EVICT, MONITOR, TRACKING and the query buffer figures of CLIENT LIST.
+    pub(crate) conn: client::ConnState,
 }
 
 /// What a handler works with.
@@ -265,8 +279,19 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Runs one command and writes its reply.
+/// Runs one command and writes its reply (none under CLIENT REPLY OFF or SKIP).
 pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv: &[Bytes]) {
+    let reply_start = out.len();
+    execute_checked(server, client, out, argv);
+    if server.tracking.active() {
+        tracking::broadcast(server);
+    }
+    if client::reply_altered(client) {
+        client::after_command(client, out, reply_start);
+    }
+}
+
+fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[Bytes]) {
     let Some(name) = argv.first() else { return };
     let Some((idx, command)) = lookup(name) else {
         client.handle.last_command.store(0, Ordering::Relaxed);
@@ -412,6 +437,10 @@ pub(crate) fn dispatch(
     }
     // Wall clock: a step back (NTP) reads as 0 µs rather than wrapping.
     let usec = crate::server::unix_us().saturating_sub(started_us);
+    observe(server, client, idx, command, argv, started_us, usec);
+    if server.tracking.active() {
+        tracking::after_command(server, client, command, argv);
+    }
     server
         .stats
         .total_commands_processed
@@ -426,6 +455,44 @@ pub(crate) fn dispatch(
                 .total_error_replies
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// What the introspection commands see of a command that ran: its latency histogram, the
+/// latency monitor, the slow log and MONITOR. Without a monitor attached and under the
+/// thresholds this is one histogram increment and three relaxed loads.
+fn observe(
+    server: &Server,
+    client: &Client,
+    idx: usize,
+    command: &Command,
+    argv: &[Bytes],
+    started_us: u64,
+    usec: u64,
+) {
+    // A command that blocked has not run yet: it is counted when it is served.
+    if client.blocked.is_some() {
+        return;
+    }
+    let container = TABLE.is_container.get(idx).copied().unwrap_or(false);
+    if let Some(slot) = latency::histogram_slot(idx, container, argv) {
+        server.latency.record_command(slot, usec);
+    }
+    server
+        .latency
+        .add_sample_if_needed(&server.tunables, latency::event_of(command), usec / 1000);
+    if slowlog::is_slow(server, usec) {
+        slowlog::record(server, client, command, argv, started_us, usec);
+    }
+    if server.monitors.active() {
+        // A container's subcommand carries the flags (CONFIG GET is an admin command).
+        let flags = match (container, argv.first(), argv.get(1)) {
+            (true, Some(name), Some(sub)) => {
+                subcommands::find_subcommand(name, sub).map_or(command.flags, |sub| sub.flags)
+            }
+            _ => command.flags,
+        };
+        monitor::feed(server, client, flags, argv, started_us);
     }
 }
 

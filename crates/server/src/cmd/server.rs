@@ -77,6 +77,7 @@ fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let flushed = ctx.db().write_all(ctx.now_ms).clear();
     free_flushed(flushed, is_async);
     wake_flushed(ctx, ctx.client.db);
+    super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }
 
@@ -101,6 +102,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         wake_flushed(ctx, db);
         db += 1;
     }
+    super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }
 
@@ -146,6 +148,7 @@ pub(super) fn config_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
 
 pub(super) fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
     info::reset_stats(ctx.server);
+    ctx.server.latency.reset_histograms();
     ctx.out.ok();
 }
 

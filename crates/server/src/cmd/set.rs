@@ -180,7 +180,7 @@ fn spop(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return ctx.out.set_len(0);
     }
     if count >= size {
-        let removed = guard.remove(key);
+        let removed = guard.take(key);
         notify(ctx, SET, "spop", key);
         notify(ctx, GENERIC, "del", key);
         drop(guard);
@@ -382,7 +382,7 @@ fn algebra_store(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op) {
     drop(sets);
     let len = result.len();
     if result.is_empty() {
-        if guard.remove(dest).is_some() {
+        if guard.remove(dest) {
             notify(ctx, GENERIC, "del", dest);
         }
     } else {

@@ -335,7 +335,7 @@ fn sort_with(ctx: &Ctx<'_>, key: &[u8], mut opts: SortOptions<'_>) -> Reply<Outc
     };
     let n_stored = i64::try_from(output.len()).unwrap_or(i64::MAX);
     if output.is_empty() {
-        if guard.remove(store).is_some() {
+        if guard.remove(store) {
             notify(ctx, GENERIC, "del", store);
         }
     } else {

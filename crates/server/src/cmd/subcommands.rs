@@ -6,7 +6,9 @@ use bytes::Bytes;
 use forkless_protocol::Out;
 
 use super::meta::{Flags, KeySpec, flags};
-use super::{Ctx, eq_ignore_case, introspection, server, unknown_subcommand};
+use super::{
+    Ctx, eq_ignore_case, introspection, latency, memory, server, slowlog, unknown_subcommand,
+};
 
 /// One subcommand of a container command (`config|get`), with what COMMAND INFO and COMMAND
 /// DOCS report for it. Subcommands share their container's doc group.
@@ -46,6 +48,7 @@ const OBJECT_FLAGS: Flags = flags!(READONLY);
 const OBJECT_CATEGORIES: &[&str] = &["keyspace", "read", "slow"];
 const ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE);
 const ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous"];
+const ADMIN_STALE: Flags = flags!(ADMIN, LOADING, STALE);
 const CLIENT_FLAGS: Flags = flags!(NOSCRIPT, LOADING, STALE);
 const CLIENT_ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous", "connection"];
 const STALE: Flags = flags!(LOADING, STALE);
@@ -92,6 +95,31 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "xinfo|groups", arity: 3, flags: flags!(READONLY), keys: STREAM_KEY, categories: STREAM_READ, summary: "List the consumer groups of a stream", since: "5.0.0" , run: None },
     Subcommand { name: "xinfo|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["stream", "slow"], summary: HELP_SUMMARY, since: "5.0.0" , run: None },
     Subcommand { name: "xinfo|stream", arity: -3, flags: flags!(READONLY), keys: STREAM_KEY, categories: STREAM_READ, summary: "Get information about a stream", since: "5.0.0" , run: None },
+    Subcommand { name: "client|reply", arity: 3, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Instruct the server whether to reply to commands", since: "3.2.0" , run: None },
+    Subcommand { name: "client|pause", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Stop processing commands from clients for some time", since: "2.9.50" , run: None },
+    Subcommand { name: "client|unpause", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Resume processing of clients that were paused", since: "6.2.0" , run: None },
+    Subcommand { name: "client|unblock", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Unblock a client blocked in a blocking command from a different connection", since: "5.0.0" , run: None },
+    Subcommand { name: "client|getredir", arity: 2, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get tracking notifications redirection client ID if any", since: "6.0.0" , run: None },
+    Subcommand { name: "client|tracking", arity: -3, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Enable or disable server assisted client side caching support", since: "6.0.0" , run: None },
+    Subcommand { name: "client|caching", arity: 3, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Instruct the server about tracking or not keys in the next request", since: "6.0.0" , run: None },
+    Subcommand { name: "client|trackinginfo", arity: 2, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Return information about server assisted client side caching for the current connection", since: "6.2.0" , run: None },
+    Subcommand { name: "slowlog|get", arity: -2, flags: ADMIN_STALE, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the slow log's entries", since: "2.2.12" , run: Some(slowlog::slowlog_get) },
+    Subcommand { name: "slowlog|len", arity: 2, flags: ADMIN_STALE, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the slow log's length", since: "2.2.12" , run: Some(slowlog::slowlog_len) },
+    Subcommand { name: "slowlog|reset", arity: 2, flags: ADMIN_STALE, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Clear all entries from the slow log", since: "2.2.12" , run: Some(slowlog::slowlog_reset) },
+    Subcommand { name: "slowlog|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "6.2.0" , run: Some(slowlog::slowlog_help) },
+    Subcommand { name: "latency|doctor", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Return a human readable latency analysis report.", since: "2.8.13" , run: Some(latency::latency_doctor) },
+    Subcommand { name: "latency|graph", arity: 3, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Return a latency graph for the event.", since: "2.8.13" , run: Some(latency::latency_graph) },
+    Subcommand { name: "latency|histogram", arity: -2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Return the cumulative distribution of latencies of a subset of commands or all.", since: "7.0.0" , run: Some(latency::latency_histogram) },
+    Subcommand { name: "latency|history", arity: 3, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Return timestamp-latency samples for the event.", since: "2.8.13" , run: Some(latency::latency_history) },
+    Subcommand { name: "latency|latest", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Return the latest latency samples for all events.", since: "2.8.13" , run: Some(latency::latency_latest) },
+    Subcommand { name: "latency|reset", arity: -2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reset latency data for one or more events.", since: "2.8.13" , run: Some(latency::latency_reset) },
+    Subcommand { name: "latency|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "2.8.13" , run: Some(latency::latency_help) },
+    Subcommand { name: "memory|doctor", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Outputs memory problems report", since: "4.0.0" , run: Some(memory::memory_doctor) },
+    Subcommand { name: "memory|malloc-stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show allocator internal stats", since: "4.0.0" , run: Some(memory::memory_malloc_stats) },
+    Subcommand { name: "memory|purge", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Ask the allocator to release memory", since: "4.0.0" , run: Some(memory::memory_purge) },
+    Subcommand { name: "memory|stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show memory usage details", since: "4.0.0" , run: Some(memory::memory_stats) },
+    Subcommand { name: "memory|usage", arity: -3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Estimate the memory usage of a key", since: "4.0.0" , run: Some(memory::memory_usage) },
+    Subcommand { name: "memory|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "4.0.0" , run: Some(memory::memory_help) },
 ];
 
 /// The subcommands of `container`, in table order.

@@ -31,6 +31,13 @@ pub(crate) struct Watched {
     keys: Vec<(usize, Bytes, bool)>,
 }
 
+impl Watched {
+    /// Returns true if and only if a watched key was changed (CLIENT LIST's `d` flag).
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.flag.is_set()
+    }
+}
+
 /// Queues `argv` if the client is inside MULTI. Returns true if and only if it was queued.
 pub(crate) fn queue(client: &mut Client, out: &mut Out, command: &Command, argv: &[Bytes]) -> bool {
     let Some(queued) = &mut client.multi else {

@@ -80,7 +80,7 @@ fn store_zset(
 ) -> usize {
     let len = zset.len();
     if len == 0 {
-        if guard.remove(key).is_some() {
+        if guard.remove(key) {
             notify(ctx, GENERIC, "del", key);
         }
     } else {

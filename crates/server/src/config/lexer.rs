@@ -100,7 +100,7 @@ pub(super) fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 /// `sdscatrepr`: `bytes` as a double-quoted string that [`split_args`] reads back unchanged.
-pub(super) fn repr(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn repr(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 2);
     out.push(b'"');
     for &b in bytes {

@@ -402,6 +402,20 @@ pub struct Config {
     pub latency_tracking: bool,
     /// `lazyfree-lazy-user-del`: stored. Default no.
     pub lazyfree_lazy_user_del: bool,
+    /// `slowlog-log-slower-than`: microseconds from which a command is logged in the slow
+    /// log; negative disables it, 0 logs every command. Default 10000.
+    pub slowlog_log_slower_than: i64,
+    /// `slowlog-max-len`: entries the slow log keeps. Default 128.
+    pub slowlog_max_len: u64,
+    /// `latency-monitor-threshold`: milliseconds from which the latency monitor records an
+    /// event; 0 disables it. Default 0.
+    pub latency_monitor_threshold: u64,
+    /// `tracking-table-max-keys`: most keys CLIENT TRACKING remembers; beyond it keys are
+    /// invalidated and forgotten. 0 is no limit. Default 1000000.
+    pub tracking_table_max_keys: u64,
+    /// `enable-debug-command`: who may run DEBUG (`no`, `yes`, or `local`: loopback clients
+    /// only). Default no. Immutable.
+    pub enable_debug_command: ProtectedConfigs,
     /// `enable-protected-configs`: who may CONFIG SET `dir` and `dbfilename`. Default no.
     /// Immutable.
     pub enable_protected_configs: ProtectedConfigs,
@@ -481,6 +495,11 @@ impl Default for Config {
             io_threads: 1,
             client_output_buffer_limit: OutputBufferLimits::default(),
             latency_tracking: true,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
+            tracking_table_max_keys: 1_000_000,
+            enable_debug_command: ProtectedConfigs::No,
             lazyfree_lazy_user_del: false,
             enable_protected_configs: ProtectedConfigs::No,
             snapshot_mode: SnapshotMode::Epoch,
@@ -499,6 +518,8 @@ impl Default for Config {
 }
 
 mod lexer;
+pub(crate) use lexer::repr;
+pub(crate) use parse::parse_memory;
 mod load;
 mod parse;
 mod rewrite;

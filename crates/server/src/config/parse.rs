@@ -62,7 +62,7 @@ pub(super) fn parse_int(arg: &[u8], range: Range, memory: bool) -> Result<u64, S
 /// Redis 7.0's `memtoull`: decimal digits, then an optional case-insensitive unit `b`, `k`
 /// (1000), `kb` (1024), `m`, `mb`, `g`, `gb`. No sign, no spaces. An empty number is 0, a
 /// number too big for 64 bits saturates and the unit multiplication wraps, all as in Redis.
-pub(super) fn parse_memory(arg: &[u8]) -> Option<u64> {
+pub(crate) fn parse_memory(arg: &[u8]) -> Option<u64> {
     let digits_len = arg.iter().take_while(|b| b.is_ascii_digit()).count();
     let (digits, unit) = arg.split_at(digits_len);
     let multiplier: u64 = match unit.to_ascii_lowercase().as_slice() {

@@ -224,6 +224,18 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("client-output-buffer-limit",  MUTABLE,   multi!(obuf_get, obuf_set, obuf_lines)),
     opt("latency-tracking",            INERT,   flag!(latency_tracking)),
     opt("lazyfree-lazy-user-del",      INERT,   flag!(lazyfree_lazy_user_del)),
+    opt("slowlog-log-slower-than",     MUTABLE,   Kind::Int {
+        range: Signed(-1, LONG_MAX), memory: false,
+        get: |c| u64::from_ne_bytes(c.slowlog_log_slower_than.to_ne_bytes()),
+        set: |c, v| c.slowlog_log_slower_than = i64::from_ne_bytes(v.to_ne_bytes()),
+    }),
+    opt("slowlog-max-len",             MUTABLE,   int!(slowlog_max_len, u64, Unsigned(0, LONG_MAX_U))),
+    opt("latency-monitor-threshold",   MUTABLE,
+        int!(latency_monitor_threshold, u64, Signed(0, LONG_MAX))),
+    opt("tracking-table-max-keys",     MUTABLE,
+        int!(tracking_table_max_keys, u64, Unsigned(0, LONG_MAX_U))),
+    opt("enable-debug-command",        IMMUTABLE,
+        choice!(enable_debug_command, ProtectedConfigs)),
     opt("enable-protected-configs",    IMMUTABLE,
         choice!(enable_protected_configs, ProtectedConfigs)),
     opt("snapshot-mode",               MUTABLE,   choice!(snapshot_mode, SnapshotMode)),
@@ -311,7 +323,6 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("oom-score-adj", INERT, stored!(Check::Enum(OOM_SCORE_ADJ), "no")),
     opt("acl-pubsub-default", INERT, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
     opt("sanitize-dump-payload", INERT, stored!(Check::Enum(SANITIZE_DUMP_PAYLOAD), "no")),
-    opt("enable-debug-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
     opt("enable-module-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
     opt("cluster-preferred-endpoint-type", INERT, stored!(Check::Enum(ENDPOINT_TYPE), "ip")),
     opt("propagation-error-behavior", INERT, stored!(Check::Enum(PROPAGATION_ERROR), "ignore")),
@@ -350,12 +361,9 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
     opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
     opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
-    opt("slowlog-max-len", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
     opt("acllog-max-len", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
     opt("busy-reply-threshold", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "5000")),
     opt("cluster-node-timeout", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "15000")),
-    opt("slowlog-log-slower-than", INERT, stored!(Check::Int(Signed(-1, LONG_MAX)), "10000")),
-    opt("latency-monitor-threshold", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "0")),
     opt("stream-node-max-entries", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "100")),
     opt("repl-backlog-size", INERT, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
     opt("cluster-link-sendbuf-limit", INERT, stored!(Check::Memory(Unsigned(0, u64::MAX)), "0")),
@@ -366,7 +374,6 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("hash-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
     opt("stream-node-max-bytes", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "4096")),
     opt("zset-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
-    opt("tracking-table-max-keys", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "1000000")),
     opt("maxmemory-clients", INERT, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
     opt("repl-backlog-ttl", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
     opt("auto-aof-rewrite-min-size", INERT, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
@@ -482,6 +489,14 @@ impl Spec {
     pub(super) fn value(&self, config: &Config) -> Vec<u8> {
         match &self.kind {
             Kind::Bool { get, .. } => yes_no(get(config)).as_bytes().to_vec(),
+            // A signed option holds its value in two's complement (see `parse_int`).
+            Kind::Int {
+                range: Signed(..),
+                get,
+                ..
+            } => i64::from_ne_bytes(get(config).to_ne_bytes())
+                .to_string()
+                .into_bytes(),
             Kind::Int { get, .. } => get(config).to_string().into_bytes(),
             Kind::Enum { names, get, .. } => names
                 .get(get(config))

@@ -39,6 +39,7 @@ fn new_server() -> Arc<Server> {
 fn client(server: &Server, replay: bool) -> Client {
     let id = server.clients.next_id();
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
         addr,
@@ -51,6 +52,9 @@ fn client(server: &Server, replay: bool) -> Client {
         last_command: Default::default(),
         killed: Default::default(),
         kill: Default::default(),
+        fd: -1,
+        info: Default::default(),
+        push,
     });
     Client {
         id,
@@ -66,6 +70,7 @@ fn client(server: &Server, replay: bool) -> Client {
         blocked: None,
         block_retry: false,
         replay,
+        conn: cmd::client::ConnState::new(pushes),
     }
 }
 
@@ -412,6 +417,7 @@ fn replaying_the_effects_below_each_cut_gives_the_dataset_at_the_cut() {
                     &server,
                     now,
                     Instant::now() + Duration::from_millis(1),
+                    None,
                 );
                 actively_expired.fetch_add(cycle.removed, Ordering::Relaxed);
                 if stop.load(Ordering::Acquire) {

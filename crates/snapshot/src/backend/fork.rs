@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use forkless_storage::FrozenKeyspace;
 
 use super::fault::Faults;
-use super::{BackendError, Overrides, Sink, Target, open_temp};
+use super::{BackendError, Overrides, Sink, Target, TempGuard, commit, open_temp};
 use crate::save::{self, Progress, SaveError, SaveOptions};
 
 /// How often the child reports progress and its copy-on-write size (Redis: once a second).
@@ -473,6 +473,8 @@ pub struct ForkSink {
     faults: Faults,
     written: u64,
     poisoned: Option<&'static str>,
+    /// Removes the temp file, without logging, unless the commit renamed it.
+    temp: TempGuard,
 }
 
 impl ForkSink {
@@ -481,14 +483,8 @@ impl ForkSink {
         faults: Faults,
         parent: libc::pid_t,
     ) -> Result<ForkSink, BackendError> {
-        let opened = open_temp(&target.temp_path(), false);
-        let file = match opened {
-            Ok((file, _)) => file,
-            Err(err) => {
-                let _ = fs::remove_file(target.temp_path());
-                return Err(err);
-            }
-        };
+        let temp = TempGuard::silent(target.temp_path());
+        let (file, _) = open_temp(&target.temp_path(), false)?;
         Ok(ForkSink {
             parent,
             file: Some(file),
@@ -496,45 +492,8 @@ impl ForkSink {
             faults,
             written: 0,
             poisoned: None,
+            temp,
         })
-    }
-
-    fn remove_temp(&mut self) {
-        self.file = None;
-        let _ = fs::remove_file(self.target.temp_path());
-    }
-
-    fn commit(&mut self) -> Result<(), BackendError> {
-        let temp_path = self.target.temp_path();
-        let Some(file) = self.file.take() else {
-            return Err(BackendError::Poisoned { op: "write" });
-        };
-        // One fsync per fd, never retried (docs/CONTRIBUTING.md, "Errors").
-        let synced = match self.faults.fsync_error() {
-            Some(injected) => Err(injected),
-            None => file.sync_all(),
-        };
-        drop(file);
-        synced.map_err(|source| BackendError::Fsync {
-            path: temp_path.clone(),
-            source,
-        })?;
-        let final_path = self.target.final_path();
-        let renamed = match self.faults.rename_error() {
-            Some(injected) => Err(injected),
-            None => fs::rename(&temp_path, &final_path),
-        };
-        renamed.map_err(|source| BackendError::Rename {
-            from: temp_path,
-            to: final_path,
-            source,
-        })?;
-        File::open(&self.target.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|source| BackendError::SyncDir {
-                dir: self.target.dir.clone(),
-                source,
-            })
     }
 }
 
@@ -569,33 +528,19 @@ impl Sink for ForkSink {
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64, BackendError> {
+        // The temp guard removes the temp file on every error before the rename.
         if let Some(op) = self.poisoned {
-            self.remove_temp();
             return Err(BackendError::Poisoned { op });
         }
-        match self.commit() {
-            Ok(()) => Ok(self.written),
-            Err(err) => {
-                // After a failed rename or fsync the temp file is still there; after a failed
-                // directory fsync it is already renamed and this finds nothing.
-                if !matches!(err, BackendError::SyncDir { .. }) {
-                    self.remove_temp();
-                }
-                Err(err)
-            }
-        }
+        let Some(file) = self.file.take() else {
+            return Err(BackendError::Poisoned { op: "write" });
+        };
+        commit(file, &self.target, &self.faults, &mut self.temp)?;
+        Ok(self.written)
     }
 
-    fn abort(mut self: Box<Self>) {
-        self.remove_temp();
-    }
-}
-
-impl Drop for ForkSink {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            self.remove_temp();
-        }
+    fn abort(self: Box<Self>) {
+        // Dropping the temp guard removes the temp file.
     }
 }
 

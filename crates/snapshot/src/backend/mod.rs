@@ -1,9 +1,13 @@
 //! Snapshot writer backends: where the serialized byte stream goes, and how it becomes durable.
 //!
 //! # Layout
-//! - `mod.rs` (this file): the [`Sink`] trait, [`open`], the choice between the writers, and
-//!   what both writers share: the commit protocol, the temp-file guard, the 4096-aligned buffer
-//!   type and the short-write rule.
+//! - `mod.rs` (this file): the [`Sink`] trait, [`Target`], the writer kinds, [`open`].
+//! - `error.rs`: [`BackendError`].
+//! - `choose.rs`: choosing a writer (io_uring or the blocking fallback).
+//! - `direct.rs`: what both writers share for `O_DIRECT`: opening the temp file, the
+//!   4096-aligned buffer type, padding, and the short-write rule.
+//! - `commit.rs`: the commit protocol's one implementation (used by both writers and the fork
+//!   child), the temp-file guard, and stale temp files.
 //! - `uring.rs`: the io_uring writer. Chunks are copied into eight 4096-aligned 1 MiB buffers
 //!   that are written at increasing offsets with several writes in flight, with `O_DIRECT` where
 //!   the filesystem allows it.
@@ -35,12 +39,13 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
+mod choose;
+mod commit;
+mod direct;
+mod error;
 pub mod fault;
 pub mod fork;
 // The blocking writer lives in `std.rs`: backends are named after their strategy, here
@@ -51,6 +56,14 @@ mod blocking;
 mod uring;
 
 pub use fault::{FaultPlan, open_faulty};
+
+pub use commit::remove_stale_temp_files;
+pub use error::BackendError;
+
+use choose::read_io_uring_disabled_sysctl;
+pub(crate) use choose::{Choice, choose_writer};
+pub(crate) use commit::{TempGuard, commit};
+pub(crate) use direct::{ALIGN, AlignedBuf, Progress, open_temp, padded_len, progress_after};
 
 /// The writer the configuration asks for (`snapshot-writer auto|io_uring|blocking`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,158 +227,6 @@ pub trait Sink: Send {
     /// Infallible: problems are logged.
     fn abort(self: Box<Self>);
 }
-
-/// A failed step of writing a snapshot. `Display` names the failing operation and carries the
-/// OS error text; [`BackendError::err_op`] gives the operation alone, for the `err_op` log field.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    /// The [`Target`] is unusable.
-    #[error("invalid snapshot target: {reason}")]
-    InvalidTarget {
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Creating the temp file failed.
-    #[error("open {}: {source}", path.display())]
-    Open {
-        /// The temp file.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// io_uring cannot be set up (and the blocking writer was not acceptable, or `Auto` met an
-    /// error that is not one of the "unavailable" errors).
-    #[error("io_uring_setup: {source}{}", blocked_by_suffix(*blocked_by))]
-    IoUringSetup {
-        /// The error setup returned, or would return.
-        source: io::Error,
-        /// The switch that forbids io_uring without asking the kernel, if any:
-        /// `FORKLESS_DISABLE_IO_URING=1` or `kernel.io_uring_disabled=2`.
-        blocked_by: Option<&'static str>,
-    },
-    /// Submitting to or waiting on the ring failed; in-flight writes can no longer be tracked.
-    #[error("io_uring_enter: {source}")]
-    IoUringEnter {
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The blocking writer's thread could not be started.
-    #[error("spawn snapshot writer thread: {source}")]
-    SpawnWriter {
-        /// The OS error.
-        source: io::Error,
-    },
-    /// A write failed.
-    #[error("write at offset {offset}: {source}")]
-    Write {
-        /// The file offset where the failed write started.
-        offset: u64,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// The kernel accepted none of a write's bytes without reporting an error.
-    #[error("write at offset {offset}: no progress with {remaining} bytes left")]
-    ShortWrite {
-        /// The file offset the write could not get past.
-        offset: u64,
-        /// Bytes of that write still unwritten.
-        remaining: u64,
-    },
-    /// Cutting the padding of the last `O_DIRECT` block failed.
-    #[error("ftruncate to {len} bytes: {source}")]
-    Truncate {
-        /// The snapshot's real length.
-        len: u64,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// fsync of the temp file failed; the fd is closed, never synced again.
-    #[error("fsync {}: {source}", path.display())]
-    Fsync {
-        /// The temp file.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// Renaming the temp file over the final name failed.
-    #[error("rename {} to {}: {source}", from.display(), to.display())]
-    Rename {
-        /// The temp file.
-        from: PathBuf,
-        /// The final file.
-        to: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// fsync of the directory after the rename failed.
-    #[error("fsync directory {}: {source}", dir.display())]
-    SyncDir {
-        /// The directory.
-        dir: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-    /// An earlier error (reported then) stopped this sink; the snapshot must be aborted.
-    #[error("snapshot writer stopped by an earlier {op} error")]
-    Poisoned {
-        /// [`BackendError::err_op`] of the earlier error.
-        op: &'static str,
-    },
-    /// `FORKLESS_FAULT_INJECT` (test-only) could not be parsed.
-    #[error("invalid FORKLESS_FAULT_INJECT {spec:?}: {reason}")]
-    FaultSpec {
-        /// The variable's value.
-        spec: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-}
-
-fn blocked_by_suffix(blocked_by: Option<&'static str>) -> String {
-    blocked_by.map_or_else(String::new, |switch| format!(" ({switch})"))
-}
-
-impl BackendError {
-    /// The failing operation, for the `err_op` log field: `target`, `open`, `io_uring_setup`,
-    /// `io_uring_enter`, `thread_spawn`, `write`, `ftruncate`, `fsync`, `rename`, `fsync_dir` or
-    /// `fault_inject`.
-    pub fn err_op(&self) -> &'static str {
-        match self {
-            BackendError::InvalidTarget { .. } => "target",
-            BackendError::Open { .. } => "open",
-            BackendError::IoUringSetup { .. } => "io_uring_setup",
-            BackendError::IoUringEnter { .. } => "io_uring_enter",
-            BackendError::SpawnWriter { .. } => "thread_spawn",
-            BackendError::Write { .. } | BackendError::ShortWrite { .. } => "write",
-            BackendError::Truncate { .. } => "ftruncate",
-            BackendError::Fsync { .. } => "fsync",
-            BackendError::Rename { .. } => "rename",
-            BackendError::SyncDir { .. } => "fsync_dir",
-            BackendError::Poisoned { op } => op,
-            BackendError::FaultSpec { .. } => "fault_inject",
-        }
-    }
-
-    /// The OS error behind this error, if there is one (e.g. to tell ENOSPC from EIO).
-    pub fn os_error(&self) -> Option<&io::Error> {
-        match self {
-            BackendError::Open { source, .. }
-            | BackendError::IoUringSetup { source, .. }
-            | BackendError::IoUringEnter { source }
-            | BackendError::SpawnWriter { source }
-            | BackendError::Write { source, .. }
-            | BackendError::Truncate { source, .. }
-            | BackendError::Fsync { source, .. }
-            | BackendError::Rename { source, .. }
-            | BackendError::SyncDir { source, .. } => Some(source),
-            BackendError::InvalidTarget { .. }
-            | BackendError::ShortWrite { .. }
-            | BackendError::Poisoned { .. }
-            | BackendError::FaultSpec { .. } => None,
-        }
-    }
-}
-
 /// Process-level switches that change what [`open`] does, normally read from the environment
 /// by [`Overrides::from_env`]. Both are test and CI hooks, not configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -474,385 +335,17 @@ pub fn probe_io_uring() -> Result<(), BackendError> {
     )
     .map(drop)
 }
-
-const IO_URING_DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
-
-fn read_io_uring_disabled_sysctl() -> Option<String> {
-    fs::read_to_string(IO_URING_DISABLED_SYSCTL).ok()
-}
-
-/// The outcome of [`choose_writer`].
-#[derive(Debug)]
-pub(crate) enum Choice<R> {
-    /// Use io_uring with this ring.
-    IoUring(R),
-    /// Use the blocking writer; `fallback_reason` is set when io_uring was wanted (`Auto`) but
-    /// is unavailable.
-    Blocking { fallback_reason: Option<String> },
-}
-
-/// Decides which writer to use. Pure apart from calling `setup`, which it calls at most once
-/// and only when io_uring is allowed: `disable_io_uring` is [`Overrides::disable_io_uring`],
-/// `sysctl` the content of `/proc/sys/kernel/io_uring_disabled` (absent on older kernels).
-///
-/// `kernel.io_uring_disabled=2` disables io_uring for everyone, so setup is not even tried;
-/// with `1` only privileged processes may use it, so setup is tried and an EPERM names the
-/// sysctl.
-pub(crate) fn choose_writer<R>(
-    kind: WriterKind,
-    disable_io_uring: bool,
-    sysctl: Option<&str>,
-    setup: impl FnOnce() -> io::Result<R>,
-) -> Result<Choice<R>, BackendError> {
-    if kind == WriterKind::Blocking {
-        return Ok(Choice::Blocking {
-            fallback_reason: None,
-        });
-    }
-    let sysctl = sysctl.map(str::trim);
-    let (result, blocked_by) = if disable_io_uring {
-        (
-            Err(io::Error::from_raw_os_error(libc::EPERM)),
-            Some("FORKLESS_DISABLE_IO_URING=1"),
-        )
-    } else if sysctl == Some("2") {
-        (
-            Err(io::Error::from_raw_os_error(libc::EPERM)),
-            Some("kernel.io_uring_disabled=2"),
-        )
-    } else {
-        let result = setup();
-        let restricted = sysctl == Some("1")
-            && result.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::EPERM);
-        (result, restricted.then_some("kernel.io_uring_disabled=1"))
-    };
-    let source = match result {
-        Ok(ring) => return Ok(Choice::IoUring(ring)),
-        Err(source) => source,
-    };
-    let unavailable = matches!(
-        source.raw_os_error(),
-        Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EINVAL | libc::ENOMEM)
-    );
-    let error = BackendError::IoUringSetup { source, blocked_by };
-    if kind == WriterKind::Auto && unavailable {
-        Ok(Choice::Blocking {
-            fallback_reason: Some(error.to_string()),
-        })
-    } else {
-        Err(error)
-    }
-}
-
-/// The `O_DIRECT` flag, for callers that ask [`open_temp`] for it.
-pub(crate) const O_DIRECT: i32 = libc::O_DIRECT;
-
-/// Creates (or truncates) the temp file for writing, mode 0644, close-on-exec (std sets
-/// `O_CLOEXEC` on every open). With `direct`, `O_DIRECT` is tried first and dropped if the
-/// filesystem refuses it with EINVAL. Returns the file and whether `O_DIRECT` is on.
-pub(crate) fn open_temp(path: &Path, direct: bool) -> Result<(File, bool), BackendError> {
-    open_temp_with(path, direct, |path, flags| {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(flags)
-            .open(path)
-    })
-}
-
-/// [`open_temp`] with the `open(2)` call injected, so that the EINVAL fallback is testable on
-/// filesystems that accept `O_DIRECT`.
-fn open_temp_with(
-    path: &Path,
-    direct: bool,
-    open: impl Fn(&Path, i32) -> io::Result<File>,
-) -> Result<(File, bool), BackendError> {
-    let open_error = |source| BackendError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    if direct {
-        match open(path, O_DIRECT) {
-            Ok(file) => return Ok((file, true)),
-            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::debug!(
-                    path = %path.display(),
-                    "filesystem refuses O_DIRECT, writing the snapshot through the page cache"
-                );
-            }
-            Err(err) => return Err(open_error(err)),
-        }
-    }
-    // The EINVAL above may come after the file was created; O_TRUNC makes that harmless, and
-    // the caller's temp guard removes it if this open fails too.
-    open(path, 0).map(|file| (file, false)).map_err(open_error)
-}
-
-/// Alignment of buffer addresses, write offsets and write lengths under `O_DIRECT`: 4096 covers
-/// devices with 512-byte and 4 KiB logical blocks.
-pub(crate) const ALIGN: usize = 4096;
-
-/// A fixed-size heap buffer whose first byte is [`ALIGN`]-aligned, as `O_DIRECT` requires.
-///
-/// The "aligned Vec" trick: the allocation is [`ALIGN`] bytes larger than needed and the buffer
-/// starts at the first aligned address inside it. It is all safe code, the storage is never
-/// reallocated (so its address is stable while the kernel reads from it), and `vec![0; n]`
-/// gets lazily zeroed pages from the allocator.
-pub(crate) struct AlignedBuf {
-    storage: Box<[u8]>,
-    /// Offset of the aligned start in `storage`.
-    start: usize,
-    capacity: usize,
-    /// Bytes filled, from the start.
-    len: usize,
-}
-
-impl AlignedBuf {
-    pub(crate) fn new(capacity: usize) -> Self {
-        let storage = vec![0u8; capacity + ALIGN].into_boxed_slice();
-        let addr = storage.as_ptr().addr();
-        let start = addr.next_multiple_of(ALIGN) - addr;
-        AlignedBuf {
-            storage,
-            start,
-            capacity,
-            len: 0,
-        }
-    }
-
-    /// The whole buffer, `capacity` bytes from the aligned start.
-    fn region_mut(&mut self) -> &mut [u8] {
-        let (start, end) = (self.start, self.start + self.capacity);
-        self.storage.get_mut(start..end).unwrap_or_default()
-    }
-
-    /// The filled bytes.
-    pub(crate) fn filled(&self) -> &[u8] {
-        self.storage
-            .get(self.start..self.start + self.len)
-            .unwrap_or_default()
-    }
-
-    /// Address of the aligned start: what the kernel is given.
-    pub(crate) fn as_ptr(&self) -> *const u8 {
-        self.filled().as_ptr()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn is_full(&self) -> bool {
-        self.len == self.capacity
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// Copies as much of `data` as fits; returns how much that was.
-    pub(crate) fn fill_from(&mut self, data: &[u8]) -> usize {
-        let len = self.len;
-        let n = data.len().min(self.capacity - len);
-        if let (Some(dst), Some(src)) = (self.region_mut().get_mut(len..len + n), data.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.len += n;
-        n
-    }
-
-    /// Zero-fills from the end of the data up to `new_len` (at most the capacity): the bytes
-    /// there may hold data of the buffer's previous use.
-    pub(crate) fn pad_to(&mut self, new_len: usize) {
-        let (len, new_len) = (self.len, new_len.min(self.capacity));
-        if let Some(padding) = self.region_mut().get_mut(len..new_len) {
-            padding.fill(0);
-            self.len = new_len;
-        }
-    }
-}
-
-/// The length to write for a last buffer holding `data_len` bytes: rounded up to [`ALIGN`]
-/// under `O_DIRECT`, where `finish` later truncates the padding away.
-pub(crate) fn padded_len(data_len: usize, direct: bool) -> usize {
-    if direct {
-        data_len.next_multiple_of(ALIGN)
-    } else {
-        data_len
-    }
-}
-
-/// What to do after a write that started at byte `start` of a buffer wrote `written` bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Progress {
-    /// All `data_len` data bytes are written (padding beyond them need not be).
-    Done,
-    /// Write again from this byte of the buffer. Under `O_DIRECT` it is rounded down to
-    /// [`ALIGN`], rewriting up to 4095 bytes with the same data.
-    Resume(usize),
-    /// No progress is possible: a zero-byte write, or less than one aligned block.
-    Stuck,
-}
-
-pub(crate) fn progress_after(
-    start: usize,
-    written: usize,
-    data_len: usize,
-    direct: bool,
-) -> Progress {
-    let reached = start + written;
-    if reached >= data_len {
-        return Progress::Done;
-    }
-    let resume = if direct {
-        reached - reached % ALIGN
-    } else {
-        reached
-    };
-    if resume > start {
-        Progress::Resume(resume)
-    } else {
-        Progress::Stuck
-    }
-}
-
-/// Removes the temp file when dropped while armed: every path that does not reach the rename
-/// (error, abort, drop) ends with the temp file gone.
-#[derive(Debug)]
-pub(crate) struct TempGuard {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempGuard {
-    /// A guard for `path`, armed.
-    pub(crate) fn new(path: PathBuf) -> Self {
-        TempGuard { path, armed: true }
-    }
-
-    /// The temp file has been renamed: nothing to remove any more.
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        match fs::remove_file(&self.path) {
-            Ok(()) => tracing::debug!(path = %self.path.display(), "removed snapshot temp file"),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => tracing::warn!(
-                path = %self.path.display(),
-                err_op = "unlink",
-                error = %err,
-                "could not remove snapshot temp file"
-            ),
-        }
-    }
-}
-
-/// The end of the commit protocol, shared by both writers once all data is written to `file`:
-/// fsync, close, rename, fsync the directory. The temp file stays for `temp`'s owner to remove
-/// unless the rename happened.
-pub(crate) fn commit(
-    file: File,
-    target: &Target,
-    faults: &fault::Faults,
-    temp: &mut TempGuard,
-) -> Result<(), BackendError> {
-    let temp_path = target.temp_path();
-    // One fsync per fd, never retried (docs/CONTRIBUTING.md, "Errors"): after a failed fsync
-    // the kernel may have dropped the dirty pages and marked them clean, so a second fsync
-    // could report success for data that is gone.
-    let synced = match faults.fsync_error() {
-        Some(injected) => Err(injected),
-        None => file.sync_all(),
-    };
-    drop(file);
-    synced.map_err(|source| BackendError::Fsync {
-        path: temp_path.clone(),
-        source,
-    })?;
-
-    let final_path = target.final_path();
-    let renamed = match faults.rename_error() {
-        Some(injected) => Err(injected),
-        None => fs::rename(&temp_path, &final_path),
-    };
-    renamed.map_err(|source| BackendError::Rename {
-        from: temp_path,
-        to: final_path,
-        source,
-    })?;
-    temp.disarm();
-
-    sync_dir(&target.dir).map_err(|source| BackendError::SyncDir {
-        dir: target.dir.clone(),
-        source,
-    })
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// The process id in a snapshot temp file's name: `temp-<pid>.rdb` (Redis's, and a fork child's)
-/// or `temp-<pid>-<n>.rdb` (forkless's epoch saves). None for any other name.
-fn temp_file_pid(name: &str) -> Option<u32> {
-    let stem = name.strip_prefix("temp-")?.strip_suffix(".rdb")?;
-    let (pid, counter) = match stem.split_once('-') {
-        Some((pid, counter)) => (pid, Some(counter)),
-        None => (stem, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || counter.is_some_and(|c| !digits(c)) {
-        return None;
-    }
-    pid.parse().ok()
-}
-
-/// Removes the temp files that saves of dead processes left in `dir` (a `kill -9` during a
-/// save leaves one behind): files named like [`temp_file_pid`] whose process is gone or is
-/// this one (a new process cannot own a save yet). Files of live processes, which may be
-/// another server's save in progress, are left alone. Returns the files removed; errors are
-/// only logged, because a stale file costs disk space, not correctness.
-pub fn remove_stale_temp_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let own = std::process::id();
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(temp_file_pid) else {
-            continue;
-        };
-        let alive = pid != own && Path::new(&format!("/proc/{pid}")).exists();
-        if alive || !entry.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        match fs::remove_file(entry.path()) {
-            Ok(()) => removed.push(entry.path()),
-            Err(err) => tracing::warn!(
-                "could not remove the stale snapshot temp file {}: {err}",
-                entry.path().display()
-            ),
-        }
-    }
-    removed
-}
-
 #[cfg(test)]
 mod tests {
+    use super::commit::temp_file_pid;
+    use super::direct::{O_DIRECT, open_temp_with};
+    use std::fs::{self, File};
+    use std::io;
+
     #[test]
     fn temp_file_names_are_recognised_by_their_pid() {
-        assert_eq!(super::temp_file_pid("temp-123.rdb"), Some(123));
-        assert_eq!(super::temp_file_pid("temp-123-7.rdb"), Some(123));
+        assert_eq!(temp_file_pid("temp-123.rdb"), Some(123));
+        assert_eq!(temp_file_pid("temp-123-7.rdb"), Some(123));
         for other in [
             "dump.rdb",
             "temp-.rdb",
@@ -862,7 +355,7 @@ mod tests {
             "temp-1.rdb.bak",
             "xtemp-1.rdb",
         ] {
-            assert_eq!(super::temp_file_pid(other), None, "{other}");
+            assert_eq!(temp_file_pid(other), None, "{other}");
         }
     }
 

@@ -500,6 +500,11 @@ impl List {
         "quicklist"
     }
 
+    /// The number of chunks (quicklist nodes), for DEBUG OBJECT's `ql_nodes`.
+    pub fn n_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// Heap bytes, estimated: the chunks' encoded bytes, their `Arc` allocations and the
     /// deque's slots. O(1).
     pub fn heap_size(&self) -> usize {

@@ -21,8 +21,8 @@
 //! with plain stores under the shard lock), which the sweeper sums to know when a sweep is worth
 //! it and INFO sums for `snapshot_retained_*`. The shared [`RetainCounters`] change only when a
 //! list is handed over (a sweep, a finished shard) and when it is freed. (Four shared atomic
-//! read-modify-writes per retained version, the first design, were about 2% of the request
-//! threads' time in a save's first seconds under full-speed overwrites.)
+//! read-modify-writes per retained version, the first design, showed in the request threads'
+//! profile under full-speed overwrites: docs/benchmarks.md, "Figures behind code decisions".)
 //!
 //! Why at most once per entry: retaining stamps nothing, but the change that follows stamps the
 //! entry with the current epoch, which is at least the cut. From then on `version < cut` is false
@@ -267,7 +267,7 @@ impl ShardSnapshot {
     /// freed (glibc's per-thread cache); and a value the sweeper frees goes back to the arena of
     /// the thread that allocated it, which may not be the one allocating now. Freeing one saved
     /// string here for each one retained keeps every writer's free/allocate pairs as they are
-    /// without a snapshot: with the sweeper freeing them, the heap grew by up to 5% of the
+    /// without a snapshot: with the sweeper freeing them, the heap grew by a few percent of the
     /// dataset during a long save under full-speed overwrites (docs/benchmarks.md).
     fn retain(&mut self, key: CompactBytes, entry: Entry) {
         let bytes = entry_bytes(&key, &entry);

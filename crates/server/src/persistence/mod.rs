@@ -1,5 +1,5 @@
-//! Persistence: SAVE, BGSAVE, save points, LASTSAVE, MISCONF, loading at startup, and the
-//! figures INFO persistence reports.
+//! Persistence: SAVE, BGSAVE, save points, LASTSAVE, MISCONF and the final save; loading at
+//! startup is in `load.rs`, INFO's `# Persistence` section in `info.rs`.
 //!
 //! A save always starts with the cut on the thread that asked for it (the command's thread or
 //! the save-point timer), so the snapshot is the dataset at the moment the command ran. BGSAVE
@@ -8,22 +8,25 @@
 //! `BGSAVE FORK`) background saves fork a child instead: see `fork_mode.rs`. SAVE and the
 //! final save are epoch saves in both modes.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use forkless_snapshot::backend::{Target, WriterKind, WriterUsed};
-use forkless_snapshot::format;
 use forkless_snapshot::save::{
     self, ClientActivity, Compression, Progress, SaveError, SaveOptions, SaveReport,
     TraversalPriority,
 };
-use forkless_storage::{SnapshotCut, Value};
+use forkless_storage::{SaveClaim, SnapshotCut};
 
 use crate::config::{Config, SnapshotCompression, SnapshotMode, SnapshotWriter};
 use crate::server::{Server, lock, unix_ms};
+
+mod info;
+mod load;
+
+pub(crate) use info::info_section;
+pub(crate) use load::{Loading, load_at_startup, prepare_loading};
 
 /// Redis waits this long after a failed background save before a save point may retry.
 const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -56,7 +59,9 @@ impl SaveKind {
     }
 }
 
-/// A save that is running.
+/// What the server records about the save that is running: the record its save claim carries
+/// (`Keyspace::claim_save`). The keyspace's save slot is the one place that says whether a
+/// save runs; this is what INFO shows of it.
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) started: Instant,
@@ -68,11 +73,20 @@ pub(crate) struct Running {
     pub(crate) fork_pid: Option<i32>,
 }
 
-/// What INFO persistence shows. A std mutex: taken briefly by commands, the save-point timer
-/// and the save thread at its start and end, never across an await or during a save.
+/// The running save's record, if a save runs.
+pub(crate) fn running(server: &Server) -> Option<Arc<Running>> {
+    server
+        .keyspace
+        .running_save()
+        .and_then(|record| record.downcast::<Running>().ok())
+}
+
+/// What INFO persistence shows of past saves. A std mutex: taken briefly by commands, the
+/// save-point timer and the save thread at its start and end, never across an await or during
+/// a save. A save's claim is taken and released with it held, so that readers of both see a
+/// save's end and its outcome together.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) running: Option<Running>,
     pub(crate) last_save_unix_secs: u64,
     pub(crate) last_bgsave_ok: bool,
     pub(crate) last_bgsave_time_sec: i64,
@@ -103,33 +117,6 @@ pub(crate) struct State {
     pub(crate) last_cow_bytes: u64,
 }
 
-/// Progress of the load at startup, for INFO while it runs (clients are served meanwhile, and
-/// get LOADING for every command without the `loading` flag, as in Redis).
-#[derive(Debug, Default)]
-pub(crate) struct Loading {
-    /// True from before the listeners accept until the dump is loaded.
-    pub(crate) active: AtomicBool,
-    pub(crate) start_unix_secs: AtomicU64,
-    /// Size of the file on disk, and how much of it the loader has read.
-    pub(crate) total_bytes: AtomicU64,
-    pub(crate) loaded_bytes: AtomicU64,
-    pub(crate) keys_loaded: AtomicU64,
-}
-
-/// Counts the bytes read through it into `Loading::loaded_bytes`.
-struct CountingReader<'a, R> {
-    inner: R,
-    loaded: &'a AtomicU64,
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.loaded.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 /// The server's persistence state.
 #[derive(Debug)]
 pub(crate) struct Persistence {
@@ -147,7 +134,6 @@ impl Persistence {
     pub(crate) fn new(started_unix_secs: u64) -> Persistence {
         Persistence {
             state: Mutex::new(State {
-                running: None,
                 last_save_unix_secs: started_unix_secs,
                 last_bgsave_ok: true,
                 last_bgsave_time_sec: -1,
@@ -271,38 +257,67 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
 }
 
 /// Takes the cut and registers the save as running. Err is the reply for the client.
-fn begin(server: &Server) -> Result<(SnapshotCut, SaveOptions, Arc<Progress>), &'static str> {
+///
+/// The options are read from the configuration before the state lock is taken: the server's
+/// lock order (docs/ARCHITECTURE.md) puts the configuration before the persistence state, and
+/// INFO takes them in that order.
+fn begin(server: &Server) -> Result<Begun, &'static str> {
+    let options = save_options(server, &server.config());
     let mut state = server.persistence.state();
-    if state.running.is_some() {
+    if server.keyspace.save_running() {
         return Err(ALREADY_IN_PROGRESS);
     }
     let dirty_at_cut = server.keyspace.dirty();
-    let cut_started = Instant::now();
-    let cut = server
-        .keyspace
-        .begin_snapshot(unix_ms())
-        .ok_or(ALREADY_IN_PROGRESS)?;
-    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let options = save_options(server, &server.config());
     let progress = Arc::new(Progress::default());
-    state.running = Some(Running {
+    let record = Arc::new(Running {
         started: Instant::now(),
         progress: Arc::clone(&progress),
         dirty_at_cut,
         kind: SaveKind::Epoch,
         fork_pid: None,
     });
+    let claim = server
+        .keyspace
+        .claim_save(record)
+        .ok_or(ALREADY_IN_PROGRESS)?;
+    let cut_started = Instant::now();
+    let cut = server
+        .keyspace
+        .cut(&claim, unix_ms())
+        .ok_or(ALREADY_IN_PROGRESS)?;
+    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     state.last_try_unix_ms = unix_ms();
-    Ok((cut, options, progress))
+    Ok(Begun {
+        claim,
+        cut,
+        options,
+        progress,
+    })
 }
 
-/// Records the outcome of a save and logs it.
-fn finish(server: &Server, result: &Result<SaveReport, SaveError>, background: bool) {
+/// A save that [`begin`] accepted: its claim on the save slot, its cut, and how to run it.
+struct Begun {
+    claim: SaveClaim,
+    cut: SnapshotCut,
+    options: SaveOptions,
+    progress: Arc<Progress>,
+}
+
+/// Records the outcome of a save, logs it, and releases its claim.
+fn finish(
+    server: &Server,
+    result: &Result<SaveReport, SaveError>,
+    background: bool,
+    claim: SaveClaim,
+) {
     let mut state = server.persistence.state();
-    let Some(running) = state.running.take() else {
+    let running = running(server);
+    // Released with the state held, so no reader sees the save ended without its outcome.
+    drop(claim);
+    server.persistence.finished.notify_all();
+    let Some(running) = running else {
         return;
     };
-    server.persistence.finished.notify_all();
     state.last_bgsave_time_sec =
         i64::try_from(running.started.elapsed().as_secs()).unwrap_or(i64::MAX);
     if background {
@@ -410,33 +425,33 @@ pub(crate) fn bgsave(server: &Server, kind: Option<SaveKind>) -> Result<(), Stri
 
 /// An epoch BGSAVE: cut now, save on a background thread.
 fn bgsave_epoch(server: &Server) -> Result<(), String> {
-    let (cut, options, progress) = begin(server).map_err(str::to_string)?;
+    let begun = begin(server).map_err(str::to_string)?;
     let Some(owner) = server.arc() else {
-        server.keyspace.end_snapshot(cut);
-        server.persistence.state().running = None;
+        server.keyspace.end_snapshot(begun.cut);
+        drop(begun.claim);
         return Err("ERR server is shutting down".into());
     };
-    let (cut_tx, cut_rx) = std::sync::mpsc::channel::<SnapshotCut>();
+    let (begun_tx, begun_rx) = std::sync::mpsc::channel::<Begun>();
     let spawned = std::thread::Builder::new()
         .name("forkless-bgsave".into())
         .spawn(move || {
-            let Ok(cut) = cut_rx.recv() else { return };
+            let Ok(begun) = begun_rx.recv() else { return };
             // The writer runs on this thread at the clients' priority (so does the sweeper it
             // starts): only the traversal threads take `snapshot-nice`.
-            let result = save::save(&owner.keyspace, cut, &options, &progress);
-            finish(&owner, &result, true);
+            let result = save::save(&owner.keyspace, begun.cut, &begun.options, &begun.progress);
+            finish(&owner, &result, true, begun.claim);
         });
     match spawned {
         Ok(_) => {
             tracing::info!("Background saving started");
-            // The thread is alive and waiting for the cut: the send cannot fail.
-            let _ = cut_tx.send(cut);
+            // The thread is alive and waiting for the save: the send cannot fail.
+            let _ = begun_tx.send(begun);
             Ok(())
         }
         Err(err) => {
-            server.keyspace.end_snapshot(cut);
+            server.keyspace.end_snapshot(begun.cut);
             let result = Err(SaveError::Spawn(err));
-            finish(server, &result, true);
+            finish(server, &result, true, begun.claim);
             Err("ERR Can't save in background: could not start the save thread".into())
         }
     }
@@ -444,11 +459,11 @@ fn bgsave_epoch(server: &Server) -> Result<(), String> {
 
 /// SAVE (and the save before shutdown): cut now, save, wait. Err is the reply for the client.
 pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
-    let (cut, mut options, progress) = begin(server).map_err(str::to_string)?;
+    let mut begun = begin(server).map_err(str::to_string)?;
     // Someone waits for this save (a client, or the exit), so its traversal does not yield.
-    options.priority = TraversalPriority::Nice(0);
-    let result = save::save(&server.keyspace, cut, &options, &progress);
-    finish(server, &result, false);
+    begun.options.priority = TraversalPriority::Nice(0);
+    let result = save::save(&server.keyspace, begun.cut, &begun.options, &begun.progress);
+    finish(server, &result, false, begun.claim);
     result.map(drop).map_err(|_| "ERR".to_string())
 }
 
@@ -457,7 +472,7 @@ pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
 /// child and saves in the foreground.
 pub(crate) fn final_save(server: &Server) -> Result<(), String> {
     let mut state = server.persistence.state();
-    while let Some(running) = &state.running {
+    while let Some(running) = running(server) {
         running.progress.cancel.store(true, Ordering::Relaxed);
         if let Some(pid) = running.fork_pid {
             // As Redis's killRDBChild: SIGUSR1, which the reaper counts as a cancelled save,
@@ -519,7 +534,7 @@ fn save_point_due(server: &Server) -> bool {
     let now_ms = unix_ms();
     let changes = {
         let state = server.persistence.state();
-        if state.running.is_some() {
+        if server.keyspace.save_running() {
             return false;
         }
         let retry_ok = state.last_bgsave_ok
@@ -541,256 +556,4 @@ fn save_point_due(server: &Server) -> bool {
         .save
         .iter()
         .any(|point| dirty >= point.changes && since_secs > point.seconds)
-}
-
-/// Loads `dir/dbfilename` into the keyspace, if it exists. Any problem with the file stops
-/// startup with an error naming the file, the offset and what was wrong.
-/// Marks the server as loading when there is a dump to load, with the figures INFO shows from
-/// the first client on. Called before the listeners accept, so no client sees a half-loaded
-/// dataset without `loading:1`.
-pub(crate) fn prepare_loading(server: &Server) {
-    let Ok(metadata) = std::fs::metadata(server.config().rdb_path()) else {
-        return;
-    };
-    let loading = &server.persistence.loading;
-    loading.total_bytes.store(metadata.len(), Ordering::Relaxed);
-    loading
-        .start_unix_secs
-        .store(unix_ms() / 1000, Ordering::Relaxed);
-    loading.active.store(true, Ordering::Release);
-}
-
-/// Loads `dir/dbfilename` (after [`prepare_loading`]), then clears the loading flag.
-pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
-    for stale in forkless_snapshot::backend::remove_stale_temp_files(&server.config().dir) {
-        tracing::info!(
-            "Removed the temp file of an interrupted save: {}",
-            stale.display()
-        );
-    }
-    let path = server.config().rdb_path();
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            server
-                .persistence
-                .loading
-                .active
-                .store(false, Ordering::Release);
-            return Ok(());
-        }
-        Err(err) => {
-            return Err(anyhow::anyhow!(
-                "Fatal error loading the DB: {}: {err}",
-                path.display()
-            ));
-        }
-    };
-    let loading = &server.persistence.loading;
-    let started = Instant::now();
-    let name = path.display().to_string();
-    let n_dbs = server.keyspace.dbs().len();
-    let reader = CountingReader {
-        inner: file,
-        loaded: &loading.loaded_bytes,
-    };
-    let summary = format::load(BufReader::with_capacity(1 << 20, reader), &name, unix_ms(), |entry| {
-        if server.shutting_down.load(Ordering::Relaxed) {
-            return Err(format::LoadError::rejected("the server is shutting down".to_string()));
-        }
-        let db = usize::try_from(entry.db).ok().and_then(|idx| server.keyspace.db(idx)).ok_or_else(|| {
-            format::LoadError::rejected(format!(
-                "the file has keys in database {} but this server is configured with {n_dbs} databases",
-                entry.db
-            ))
-        })?;
-        let value: Value = entry.value;
-        let mut guard = db.write(&[&entry.key], 0);
-        // Two entries for one key: Redis 7.0 refuses the file (rdbLoadRioWithLoadingCtx).
-        if guard.contains(&entry.key) {
-            return Err(format::LoadError::rejected(format!(
-                "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
-                String::from_utf8_lossy(&entry.key),
-                entry.db
-            )));
-        }
-        guard.set(&entry.key, value, entry.expire_at_ms);
-        loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    })
-    // The error names the file and carries the OS error in its own text: as a plain message,
-    // so neither is printed twice (its source would be, by `{:#}`).
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;
-    let elapsed = started.elapsed();
-    let mut state = server.persistence.state();
-    state.last_load_keys_loaded = summary.keys_loaded;
-    state.last_load_keys_expired = summary.keys_expired_skipped;
-    state.loading_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    // Loading is not a change: a restart must not trigger a save point by itself.
-    state.dirty_at_last_save = server.keyspace.dirty();
-    drop(state);
-    loading.active.store(false, Ordering::Release);
-    tracing::info!(
-        keys = summary.keys_loaded,
-        expired_skipped = summary.keys_expired_skipped,
-        "DB loaded from disk: {:.3} seconds",
-        elapsed.as_secs_f64()
-    );
-    Ok(())
-}
-
-/// The `# Persistence` section of INFO: Redis 7.0's fields in Redis's order, then forkless's
-/// snapshot fields.
-pub(crate) fn info_section(server: &Server, text: &mut String) {
-    use std::fmt::Write as _;
-    let mut field = |name: &str, value: &dyn std::fmt::Display| {
-        let _ = write!(text, "{name}:{value}\r\n");
-    };
-    let config = server.config();
-    let state = server.persistence.state();
-    let retained = server.keyspace.retained();
-    let running = state.running.as_ref();
-    let progress = running.map(|r| &r.progress);
-    let load = |counter: Option<&AtomicU64>| counter.map_or(0, |c| c.load(Ordering::Relaxed));
-    let keys_processed = load(progress.map(|p| &p.keys_processed));
-    let keys_total = load(progress.map(|p| &p.keys_total));
-    let shards_done = progress.map_or(0, |p| p.shards_done.load(Ordering::Relaxed));
-    let shards_total = progress.map_or(0, |p| p.shards_total.load(Ordering::Relaxed));
-    let bytes_written = progress.map_or(state.last_bytes_written, |p| {
-        p.bytes_written.load(Ordering::Relaxed)
-    });
-    let current_secs = running.map_or(-1, |r| {
-        i64::try_from(r.started.elapsed().as_secs()).unwrap_or(i64::MAX)
-    });
-    let fork_running = running.is_some_and(|r| r.kind == SaveKind::Fork);
-    let fork_perc = if fork_running && keys_total > 0 {
-        keys_processed as f64 * 100.0 / keys_total as f64
-    } else {
-        0.0
-    };
-    let cow_age = match (fork_running, state.current_cow_updated) {
-        (true, Some(at)) => at.elapsed().as_secs(),
-        _ => 0,
-    };
-    let loading = &server.persistence.loading;
-    let is_loading = server.persistence.loading();
-    field("loading", &u8::from(is_loading));
-    field("async_loading", &0);
-    field("current_cow_peak", &state.current_cow_peak);
-    field("current_cow_size", &state.current_cow_bytes);
-    field("current_cow_size_age", &cow_age);
-    field("current_fork_perc", &format_args!("{fork_perc:.2}"));
-    field("current_save_keys_processed", &keys_processed);
-    field("current_save_keys_total", &keys_total);
-    field(
-        "rdb_changes_since_last_save",
-        &server
-            .keyspace
-            .dirty()
-            .saturating_sub(state.dirty_at_last_save),
-    );
-    field("rdb_bgsave_in_progress", &u8::from(running.is_some()));
-    field("rdb_last_save_time", &state.last_save_unix_secs);
-    field(
-        "rdb_last_bgsave_status",
-        &if state.last_bgsave_ok { "ok" } else { "err" },
-    );
-    field("rdb_last_bgsave_time_sec", &state.last_bgsave_time_sec);
-    field("rdb_current_bgsave_time_sec", &current_secs);
-    field("rdb_saves", &state.saves);
-    field("rdb_last_cow_size", &state.last_cow_bytes);
-    field("rdb_last_load_keys_expired", &state.last_load_keys_expired);
-    field(
-        "rdb_last_load_keys_loaded",
-        &if is_loading {
-            loading.keys_loaded.load(Ordering::Relaxed)
-        } else {
-            state.last_load_keys_loaded
-        },
-    );
-    field("aof_enabled", &0);
-    field("aof_rewrite_in_progress", &0);
-    field("aof_rewrite_scheduled", &0);
-    field("aof_last_rewrite_time_sec", &-1);
-    field("aof_current_rewrite_time_sec", &-1);
-    field("aof_last_bgrewrite_status", &"ok");
-    field("aof_rewrites", &0);
-    field("aof_rewrites_consecutive_failures", &0);
-    field("aof_last_write_status", &"ok");
-    field("aof_last_cow_size", &0);
-    field("module_fork_in_progress", &0);
-    field("module_fork_last_cow_size", &0);
-    if is_loading {
-        let start = loading.start_unix_secs.load(Ordering::Relaxed);
-        let total = loading.total_bytes.load(Ordering::Relaxed);
-        let loaded = loading.loaded_bytes.load(Ordering::Relaxed).min(total);
-        let elapsed = (unix_ms() / 1000).saturating_sub(start);
-        // Redis's estimate: the time so far, scaled to the bytes left; 1 until a second passed.
-        let eta = if elapsed == 0 || loaded == 0 {
-            1
-        } else {
-            (total - loaded) * elapsed / loaded
-        };
-        field("loading_start_time", &start);
-        field("loading_total_bytes", &total);
-        // The file's `used-mem` aux field is only known to the loader; 0 until then.
-        field("loading_rdb_used_mem", &0);
-        field("loading_loaded_bytes", &loaded);
-        field(
-            "loading_loaded_perc",
-            &format!(
-                "{:.2}",
-                if total == 0 {
-                    0.0
-                } else {
-                    loaded as f64 * 100.0 / total as f64
-                }
-            ),
-        );
-        field("loading_eta_seconds", &eta);
-    }
-    field("snapshot_mode", &config.snapshot_mode.as_str());
-    field(
-        "rdb_last_bgsave_type",
-        &state.last_bgsave_type.map_or("none", SaveKind::as_str),
-    );
-    field(
-        "rdb_current_bgsave_type",
-        &running.map_or("none", |r| r.kind.as_str()),
-    );
-    field(
-        "snapshot_fork_child_pid",
-        &running.and_then(|r| r.fork_pid).unwrap_or(-1),
-    );
-    field(
-        "snapshot_writer",
-        &state.writer.unwrap_or(config.snapshot_writer.as_str()),
-    );
-    if let Some(reason) = &state.writer_fallback_reason {
-        field(
-            "snapshot_writer_fallback_reason",
-            &reason.replace(['\r', '\n'], " "),
-        );
-    }
-    let percent = if fork_running {
-        fork_perc
-    } else if shards_total == 0 {
-        0.0
-    } else {
-        shards_done as f64 * 100.0 / shards_total as f64
-    };
-    field("snapshot_progress", &format_args!("{percent:.2}"));
-    field("snapshot_last_cut_usec", &state.last_cut_usec);
-    field("snapshot_bytes_written", &bytes_written);
-    field("snapshot_last_keys_saved", &state.last_keys_saved);
-    field(
-        "snapshot_last_keys_saved_early",
-        &state.last_keys_saved_early,
-    );
-    field("snapshot_retained_versions", &retained.versions);
-    field("snapshot_retained_bytes", &retained.bytes);
-    field("snapshot_peak_retained_bytes", &retained.peak_bytes);
-    if let Some(err) = &state.last_error {
-        field("snapshot_last_error", &err.replace(['\r', '\n'], " "));
-    }
 }

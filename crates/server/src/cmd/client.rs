@@ -1,0 +1,869 @@
+//! CLIENT and its subcommands, the per-connection state they read and change (reply mode,
+//! no-evict, pause, unblock), and the line CLIENT LIST / CLIENT INFO print for a client.
+//!
+//! A connection's own state lives in its `Client`, which only its task touches. What other
+//! connections read (CLIENT LIST of another client, CLIENT UNBLOCK) is published into the
+//! shared [`ClientInfo`] of its `ClientHandle` by [`publish`], which the connection calls when it
+//! is about to wait (for input, a blocked key or the end of a pause), that is, exactly when
+//! another client can see it between commands, as Redis's CLIENT LIST does.
+
+use std::sync::Mutex;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use super::meta::Flags;
+use super::{Client, Ctx, eq_ignore_case, parse_i64, reply, unknown_subcommand};
+use crate::server::{ClientHandle, Server, lock};
+
+/// `CLIENT REPLY OFF`: no reply is sent until `CLIENT REPLY ON`.
+const REPLY_OFF: u8 = 1;
+/// The reply of the command running now is dropped (the one after `CLIENT REPLY SKIP`).
+const REPLY_SKIP: u8 = 2;
+/// Set by `CLIENT REPLY SKIP`: the next command's reply is dropped.
+const REPLY_SKIP_NEXT: u8 = 4;
+
+/// A connection's own state for the CLIENT subcommands, MONITOR and CLIENT LIST.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    /// `REPLY_*` bits: Redis's CLIENT_REPLY_OFF, CLIENT_REPLY_SKIP, CLIENT_REPLY_SKIP_NEXT.
+    reply: u8,
+    /// The query buffer when the running command was taken from it: its bytes (the command
+    /// included, as Redis trims its query buffer only after the command) and free capacity.
+    pub(crate) qbuf: usize,
+    pub(crate) qbuf_free: usize,
+    /// CLIENT NO-EVICT ON.
+    no_evict: bool,
+    /// Set by MONITOR: other clients' commands arrive as lines on the push channel.
+    pub(crate) monitor: bool,
+    /// What other clients send this one outside its replies: MONITOR lines, tracking
+    /// invalidations (the other end is `ClientHandle::push`).
+    pub(crate) pushes: mpsc::UnboundedReceiver<Bytes>,
+    /// CLIENT TRACKING and CLIENT CACHING.
+    pub(crate) tracking: super::tracking::ConnTracking,
+}
+
+impl ConnState {
+    /// A new connection's state, receiving on `pushes`.
+    pub(crate) fn new(pushes: mpsc::UnboundedReceiver<Bytes>) -> ConnState {
+        ConnState {
+            reply: 0,
+            qbuf: 0,
+            qbuf_free: 0,
+            no_evict: false,
+            monitor: false,
+            pushes,
+            tracking: super::tracking::ConnTracking::default(),
+        }
+    }
+}
+
+/// CLIENT LIST's flag letters, as bits of [`ClientInfo::flags`].
+const FLAG_MONITOR: u32 = 1 << 0;
+const FLAG_PUBSUB: u32 = 1 << 1;
+const FLAG_MULTI: u32 = 1 << 2;
+const FLAG_BLOCKED: u32 = 1 << 3;
+const FLAG_DIRTY_CAS: u32 = 1 << 4;
+const FLAG_CLOSE_AFTER_REPLY: u32 = 1 << 5;
+const FLAG_NO_EVICT: u32 = 1 << 6;
+const FLAG_TRACKING: u32 = 1 << 7;
+const FLAG_TRACKING_BCAST: u32 = 1 << 8;
+
+/// In Redis's order (`catClientInfoString`): the letter of each flag.
+const FLAG_LETTERS: &[(u32, char)] = &[
+    (FLAG_MONITOR, 'O'),
+    (FLAG_PUBSUB, 'P'),
+    (FLAG_MULTI, 'x'),
+    (FLAG_BLOCKED, 'b'),
+    (FLAG_TRACKING, 't'),
+    (FLAG_TRACKING_BCAST, 'B'),
+    (FLAG_DIRTY_CAS, 'd'),
+    (FLAG_CLOSE_AFTER_REPLY, 'c'),
+    (FLAG_NO_EVICT, 'e'),
+];
+
+/// What CLIENT UNBLOCK asked a blocked client to do.
+const UNBLOCK_NONE: u8 = 0;
+const UNBLOCK_TIMEOUT: u8 = 1;
+const UNBLOCK_ERROR: u8 = 2;
+
+/// The part of a client other connections may read, and the CLIENT UNBLOCK request. Relaxed
+/// atomics: each figure is independent, and CLIENT LIST is a picture, not a transaction.
+#[derive(Debug)]
+pub(crate) struct ClientInfo {
+    flags: AtomicU32,
+    sub: AtomicU32,
+    psub: AtomicU32,
+    ssub: AtomicU32,
+    /// Commands queued in MULTI, or -1 outside a transaction.
+    multi: AtomicI64,
+    multi_mem: AtomicU64,
+    qbuf: AtomicU64,
+    qbuf_free: AtomicU64,
+    /// Reply bytes waiting to be written.
+    pending_out: AtomicU64,
+    /// The tracking redirect target, 0 without one, -1 with tracking off.
+    redir: AtomicI64,
+    /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
+    unblock: AtomicU8,
+    /// Wakes a blocked connection for CLIENT UNBLOCK.
+    pub(crate) unblocked: Notify,
+}
+
+impl Default for ClientInfo {
+    fn default() -> ClientInfo {
+        ClientInfo {
+            flags: AtomicU32::new(0),
+            sub: AtomicU32::new(0),
+            psub: AtomicU32::new(0),
+            ssub: AtomicU32::new(0),
+            multi: AtomicI64::new(-1),
+            multi_mem: AtomicU64::new(0),
+            qbuf: AtomicU64::new(0),
+            qbuf_free: AtomicU64::new(0),
+            pending_out: AtomicU64::new(0),
+            redir: AtomicI64::new(-1),
+            unblock: AtomicU8::new(UNBLOCK_NONE),
+            unblocked: Notify::new(),
+        }
+    }
+}
+
+impl ClientInfo {
+    /// Takes the CLIENT UNBLOCK request: Some(true) for ERROR, Some(false) for TIMEOUT.
+    pub(crate) fn take_unblock(&self) -> Option<bool> {
+        match self.unblock.swap(UNBLOCK_NONE, Ordering::AcqRel) {
+            UNBLOCK_TIMEOUT => Some(false),
+            UNBLOCK_ERROR => Some(true),
+            _ => None,
+        }
+    }
+}
+
+/// The error a client unblocked by `CLIENT UNBLOCK id ERROR` gets.
+pub(crate) const UNBLOCKED_ERROR: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+/// The figures of one CLIENT LIST line that differ between the running client and others.
+struct Figures {
+    flags: u32,
+    sub: u32,
+    psub: u32,
+    ssub: u32,
+    multi: i64,
+    multi_mem: u64,
+    qbuf: u64,
+    qbuf_free: u64,
+    argv_mem: u64,
+    pending_out: u64,
+    redir: i64,
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Commands of a long transaction whose size [`multi_mem`] reads; the rest are estimated
+/// from them, so publishing a client's figures before every read stays O(1).
+const MULTI_MEM_SAMPLE: usize = 64;
+
+/// Queued commands' argument bytes plus a pointer per argument, as Redis's `argv_len_sums`
+/// (estimated from the first commands of a long transaction).
+fn multi_mem(client: &Client) -> u64 {
+    client.multi.as_ref().map_or(0, |queued| {
+        let sampled: u64 = queued
+            .iter()
+            .take(MULTI_MEM_SAMPLE)
+            .flatten()
+            .map(|arg| to_u64(arg.len() + std::mem::size_of::<usize>()))
+            .sum();
+        if queued.len() <= MULTI_MEM_SAMPLE {
+            return sampled;
+        }
+        sampled.saturating_mul(to_u64(queued.len())) / to_u64(MULTI_MEM_SAMPLE)
+    })
+}
+
+fn figures_of(client: &Client, blocked: bool, pending_out: usize) -> Figures {
+    let mut flags = 0;
+    let mut set = |on: bool, bit: u32| {
+        if on {
+            flags |= bit;
+        }
+    };
+    let (tracking, bcast, redir) = super::tracking::list_figures(client);
+    set(client.conn.monitor, FLAG_MONITOR);
+    set(tracking, FLAG_TRACKING);
+    set(bcast, FLAG_TRACKING_BCAST);
+    set(client.subs.active(), FLAG_PUBSUB);
+    set(client.multi.is_some(), FLAG_MULTI);
+    set(blocked, FLAG_BLOCKED);
+    set(client.watched.is_dirty(), FLAG_DIRTY_CAS);
+    set(client.close_after_reply, FLAG_CLOSE_AFTER_REPLY);
+    set(client.conn.no_evict, FLAG_NO_EVICT);
+    Figures {
+        flags,
+        sub: to_u32(client.subs.count(crate::pubsub::Kind::Channel)),
+        psub: to_u32(client.subs.count(crate::pubsub::Kind::Pattern)),
+        ssub: to_u32(client.subs.count(crate::pubsub::Kind::Shard)),
+        multi: client
+            .multi
+            .as_ref()
+            .map_or(-1, |queued| i64::try_from(queued.len()).unwrap_or(i64::MAX)),
+        multi_mem: multi_mem(client),
+        qbuf: to_u64(client.conn.qbuf),
+        qbuf_free: to_u64(client.conn.qbuf_free),
+        argv_mem: 0,
+        pending_out: to_u64(pending_out),
+        redir,
+    }
+}
+
+/// Publishes what other clients' CLIENT LIST shows of `client`: called by the connection
+/// before it waits, with its pending output and its query buffer at that moment.
+pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: usize) {
+    let figures = figures_of(client, blocked, 0);
+    let info = &client.handle.info;
+    info.flags.store(figures.flags, Ordering::Relaxed);
+    info.sub.store(figures.sub, Ordering::Relaxed);
+    info.psub.store(figures.psub, Ordering::Relaxed);
+    info.ssub.store(figures.ssub, Ordering::Relaxed);
+    info.multi.store(figures.multi, Ordering::Relaxed);
+    info.multi_mem.store(figures.multi_mem, Ordering::Relaxed);
+    info.qbuf.store(to_u64(qbuf), Ordering::Relaxed);
+    info.qbuf_free.store(to_u64(qbuf_free), Ordering::Relaxed);
+    info.redir.store(figures.redir, Ordering::Relaxed);
+}
+
+/// Returns true if and only if the client was subscribed to something when it last waited
+/// (what decides whether a RESP2 client can receive tracking invalidations).
+pub(crate) fn is_subscribed(handle: &ClientHandle) -> bool {
+    handle.info.flags.load(Ordering::Relaxed) & FLAG_PUBSUB != 0
+}
+
+/// Records how many reply bytes wait to be written to the client (0 once written).
+pub(crate) fn publish_pending_out(handle: &ClientHandle, pending: usize) {
+    handle
+        .info
+        .pending_out
+        .store(to_u64(pending), Ordering::Relaxed);
+}
+
+fn figures_of_other(handle: &ClientHandle) -> Figures {
+    let info = &handle.info;
+    Figures {
+        flags: info.flags.load(Ordering::Relaxed),
+        sub: info.sub.load(Ordering::Relaxed),
+        psub: info.psub.load(Ordering::Relaxed),
+        ssub: info.ssub.load(Ordering::Relaxed),
+        multi: info.multi.load(Ordering::Relaxed),
+        multi_mem: info.multi_mem.load(Ordering::Relaxed),
+        qbuf: info.qbuf.load(Ordering::Relaxed),
+        qbuf_free: info.qbuf_free.load(Ordering::Relaxed),
+        argv_mem: 0,
+        pending_out: info.pending_out.load(Ordering::Relaxed),
+        redir: info.redir.load(Ordering::Relaxed),
+    }
+}
+
+/// Redis's static reply buffer size (`PROTO_REPLY_CHUNK_BYTES`): pending output up to it counts
+/// as `obl`, the rest as reply list blocks of the same size (`oll`, `omem`).
+const REPLY_CHUNK: u64 = 16 * 1024;
+
+/// One line of CLIENT LIST / CLIENT INFO with Redis 7.0's fields in Redis's order, without the
+/// trailing newline. `cmd` is the running client's command for that client, None for others.
+fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> String {
+    let age = handle.created.elapsed().as_secs();
+    let idle_ms = u64::try_from(handle.created.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_sub(handle.last_interaction_ms.load(Ordering::Relaxed));
+    let name = lock(&handle.name)
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default();
+    let cmd = cmd.unwrap_or_else(|| {
+        super::last_command_name(handle.last_command.load(Ordering::Relaxed)).unwrap_or("NULL")
+    });
+    let mut flags: String = FLAG_LETTERS
+        .iter()
+        .filter(|(bit, _)| figures.flags & bit != 0)
+        .map(|(_, letter)| *letter)
+        .collect();
+    if flags.is_empty() {
+        flags.push('N');
+    }
+    let obl = figures.pending_out.min(REPLY_CHUNK);
+    let omem = figures.pending_out - obl;
+    let oll = omem.div_ceil(REPLY_CHUNK);
+    let events = if figures.pending_out > 0 { "rw" } else { "r" };
+    // What the client costs: its buffers plus the connection's own state.
+    let tot_mem = figures.qbuf
+        + figures.qbuf_free
+        + figures.argv_mem
+        + figures.multi_mem
+        + REPLY_CHUNK
+        + omem
+        + to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>());
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
+         ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
+         oll={} omem={} tot-mem={} events={} cmd={} user=default redir={} resp={}",
+        handle.id,
+        handle.addr,
+        handle.local_addr,
+        handle.fd,
+        name,
+        age,
+        idle_ms / 1000,
+        flags,
+        handle.db.load(Ordering::Relaxed),
+        figures.sub,
+        figures.psub,
+        figures.ssub,
+        figures.multi,
+        figures.qbuf,
+        figures.qbuf_free,
+        figures.argv_mem,
+        figures.multi_mem,
+        REPLY_CHUNK,
+        obl,
+        obl,
+        oll,
+        omem,
+        tot_mem,
+        events,
+        cmd,
+        figures.redir,
+        handle.resp.load(Ordering::Relaxed),
+    )
+}
+
+/// The running client's own line: its figures read from its state, not from what it last
+/// published.
+fn own_line(ctx: &Ctx<'_>, argv: &[Bytes], cmd: &str) -> String {
+    let mut figures = figures_of(ctx.client, false, ctx.out.len());
+    figures.argv_mem = argv.iter().map(|arg| to_u64(arg.len())).sum();
+    client_line(&ctx.client.handle, &figures, Some(cmd))
+}
+
+/// Runs after every command: drops its reply under CLIENT REPLY OFF or SKIP, and moves a
+/// pending SKIP on to the next command, as Redis's `resetClient` does.
+pub(crate) fn after_command(client: &mut Client, out: &mut forkless_protocol::Out, start: usize) {
+    if client.conn.reply & (REPLY_OFF | REPLY_SKIP) != 0 {
+        drop_replies(out, start);
+    }
+    client.conn.reply &= !REPLY_SKIP;
+    if client.conn.reply & REPLY_SKIP_NEXT != 0 {
+        client.conn.reply = (client.conn.reply & !REPLY_SKIP_NEXT) | REPLY_SKIP;
+    }
+}
+
+/// Drops what the command wrote from `start` on, except RESP3 push frames (a subscription's
+/// confirmation): Redis lets pushes through CLIENT REPLY OFF/SKIP.
+fn drop_replies(out: &mut forkless_protocol::Out, start: usize) {
+    let written = out.buf.split_off(start.min(out.buf.len()));
+    let limits = forkless_protocol::Limits::default();
+    let mut rest = &written[..];
+    while let Ok(Some((_, used))) = forkless_protocol::decode_frame(rest, &limits) {
+        let Some((frame, tail)) = rest.split_at_checked(used) else {
+            break;
+        };
+        if frame.first() == Some(&b'>') {
+            out.buf.extend_from_slice(frame);
+        }
+        rest = tail;
+    }
+}
+
+/// Returns true if and only if the client's replies are altered by CLIENT REPLY.
+pub(crate) fn reply_altered(client: &Client) -> bool {
+    client.conn.reply != 0
+}
+
+/// RESET's share: reply mode on, no-evict off, MONITOR and tracking off.
+pub(crate) fn reset(server: &Server, client: &mut Client) {
+    client.conn.reply = 0;
+    client.conn.no_evict = false;
+    if std::mem::take(&mut client.conn.monitor) {
+        server.monitors.remove(client.id);
+    }
+    super::tracking::disable(server, client);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLIENT PAUSE
+
+/// CLIENT PAUSE's state: until when, and whether only writes wait.
+#[derive(Debug, Default)]
+pub(crate) struct Pause {
+    /// True while a pause may be in force: the one load the command path makes.
+    active: AtomicBool,
+    state: Mutex<PauseState>,
+    /// Wakes the paused clients when the pause ends early (UNPAUSE).
+    pub(crate) changed: Notify,
+    /// Clients whose command waits for the pause's end, for INFO `blocked_clients`.
+    waiting: AtomicUsize,
+}
+
+/// Counts a client as held back by CLIENT PAUSE while it lives.
+pub(crate) struct PauseWait<'a>(&'a Pause);
+
+impl Drop for PauseWait<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PauseState {
+    until: Option<Instant>,
+    all: bool,
+}
+
+impl Pause {
+    /// Returns true if and only if a pause may be in force (a relaxed load, for the command
+    /// path; the details are in [`Pause::deadline_for`]).
+    pub(crate) fn maybe_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// When the pause that holds back a command ends: None if it may run now. `writes` is
+    /// whether the command may write or replicate (then a WRITE pause holds it too).
+    fn deadline_for(&self, writes: bool) -> Option<Instant> {
+        let mut state = lock(&self.state);
+        let until = state.until?;
+        if Instant::now() >= until {
+            *state = PauseState::default();
+            self.active.store(false, Ordering::Relaxed);
+            return None;
+        }
+        (state.all || writes).then_some(until)
+    }
+
+    /// Clients held back right now.
+    pub(crate) fn n_waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts the calling client as held back until the returned guard is dropped.
+    pub(crate) fn wait(&self) -> PauseWait<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        PauseWait(self)
+    }
+
+    fn pause(&self, until: Instant, all: bool) {
+        let mut state = lock(&self.state);
+        // As Redis's pauseClients: the longer end and the stricter type win.
+        state.until = Some(state.until.map_or(until, |old| old.max(until)));
+        state.all |= all;
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    fn unpause(&self) {
+        *lock(&self.state) = PauseState::default();
+        self.active.store(false, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+}
+
+/// When the pause that holds back `argv` ends, or None if it may run now. Commands that may
+/// write (the `WRITE` and `MAY_REPLICATE` flags, and EXEC of a transaction holding one) wait
+/// under `CLIENT PAUSE WRITE`; every command waits under `ALL`, as in Redis's processCommand.
+pub(crate) fn pause_deadline(server: &Server, client: &Client, argv: &[Bytes]) -> Option<Instant> {
+    let name = argv.first()?;
+    let (_, command) = super::lookup(name)?;
+    // A command Redis refuses (here, its arity) gets its error at once, paused or not.
+    if !super::subcommands::arity_ok(command.arity, argv.len()) {
+        return None;
+    }
+    let writing = Flags::WRITE.union(Flags::MAY_REPLICATE);
+    let writes = command.flags.intersects(writing)
+        // EXEC: the one command that runs in MULTI and takes the gate itself.
+        || (command.has_flag(Flags::RUNS_IN_MULTI)
+            && command.gate == super::meta::Gate::Exclusive
+            && client.multi.as_ref().is_some_and(|queued| {
+                queued.iter().any(|argv| {
+                    argv.first()
+                        .and_then(|name| super::lookup(name))
+                        .is_some_and(|(_, command)| command.flags.intersects(writing))
+                })
+            }));
+    server.pause.deadline_for(writes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLIENT command
+
+/// CLIENT's handler: each subcommand parses its own arguments.
+pub(crate) fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let Some(sub) = super::subcommands::subcommand(ctx, argv) else {
+        return;
+    };
+    let args = argv.get(2..).unwrap_or_default();
+    match (sub.name, args) {
+        ("client|id", _) => ctx
+            .out
+            .int(i64::try_from(ctx.client.id).unwrap_or(i64::MAX)),
+        ("client|getname", _) => match lock(&ctx.client.handle.name).clone() {
+            Some(name) => ctx.out.bulk(&name),
+            None => ctx.out.null(),
+        },
+        ("client|setname", [name]) => match super::connection::validate_client_name(name) {
+            Ok(()) => {
+                *lock(&ctx.client.handle.name) = (!name.is_empty()).then(|| name.clone());
+                ctx.out.ok();
+            }
+            Err(msg) => ctx.out.error(msg),
+        },
+        ("client|setinfo", [attr, _value]) => {
+            if eq_ignore_case(attr, "lib-name") || eq_ignore_case(attr, "lib-ver") {
+                ctx.out.ok();
+            } else {
+                ctx.out.error(&format!(
+                    "ERR Unrecognized option '{}'",
+                    String::from_utf8_lossy(attr)
+                ));
+            }
+        }
+        ("client|info", _) => {
+            let mut line = own_line(ctx, argv, "client|info");
+            line.push('\n');
+            ctx.out.verbatim(b"txt", line.as_bytes());
+        }
+        ("client|list", filters) => client_list(ctx, argv, filters),
+        ("client|kill", filters) => client_kill(ctx, filters),
+        ("client|reply", [mode]) => client_reply(ctx, mode),
+        ("client|no-evict", [mode]) => {
+            if eq_ignore_case(mode, "on") {
+                ctx.client.conn.no_evict = true;
+                ctx.out.ok();
+            } else if eq_ignore_case(mode, "off") {
+                ctx.client.conn.no_evict = false;
+                ctx.out.ok();
+            } else {
+                ctx.out.error(reply::SYNTAX);
+            }
+        }
+        ("client|pause", [timeout, rest @ ..]) => client_pause(ctx, timeout, rest.first()),
+        ("client|unpause", _) => {
+            ctx.server.pause.unpause();
+            ctx.out.ok();
+        }
+        ("client|unblock", [id, rest @ ..]) => client_unblock(ctx, id, rest.first()),
+        ("client|getredir", _) => super::tracking::client_getredir(ctx),
+        ("client|trackinginfo", _) => super::tracking::client_trackinginfo(ctx),
+        ("client|tracking", args) => super::tracking::client_tracking(ctx, args),
+        ("client|caching", [value]) => super::tracking::client_caching(ctx, value),
+        ("client|help", _) => client_help(ctx),
+        _ => unknown_subcommand(ctx, argv),
+    }
+}
+
+fn client_help(ctx: &mut Ctx<'_>) {
+    super::subcommands::help_reply(
+        ctx.out,
+        "CLIENT",
+        &[
+            "CACHING (YES|NO)",
+            "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+            "GETREDIR",
+            "    Return the client ID we are redirecting to when tracking is enabled.",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are:",
+            "    * ADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made from the specified address",
+            "    * LADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made to specified local address",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Kill connections by type.",
+            "    * USER <username>",
+            "      Kill connections authenticated by <username>.",
+            "    * SKIPME (YES|NO)",
+            "      Skip killing current connection (default: yes).",
+            "    * ID <client-id>",
+            "      Kill connections by client id.",
+            "LIST [options ...]",
+            "    Return information about client connections. Options:",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Return clients of specified type.",
+            "UNPAUSE",
+            "    Stop the current client pause, resuming traffic.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Suspend all, or just write, clients for <timeout> milliseconds.",
+            "REPLY (ON|OFF|SKIP)",
+            "    Control the replies sent to the current connection.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+            "    Unblock the specified blocked client.",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+            "         [OPTIN] [OPTOUT] [NOLOOP]",
+            "    Control server assisted client side caching.",
+            "TRACKINGINFO",
+            "    Report tracking status for the current connection.",
+            "NO-EVICT (ON|OFF)",
+            "    Protect current client connection from eviction.",
+        ],
+    );
+}
+
+fn client_reply(ctx: &mut Ctx<'_>, mode: &[u8]) {
+    let state = &mut ctx.client.conn;
+    if eq_ignore_case(mode, "on") {
+        state.reply &= !(REPLY_SKIP | REPLY_OFF);
+        ctx.out.ok();
+    } else if eq_ignore_case(mode, "off") {
+        state.reply |= REPLY_OFF;
+    } else if eq_ignore_case(mode, "skip") {
+        if state.reply & REPLY_OFF == 0 {
+            state.reply |= REPLY_SKIP_NEXT;
+        }
+    } else {
+        ctx.out.error(reply::SYNTAX);
+    }
+}
+
+fn client_pause(ctx: &mut Ctx<'_>, timeout: &[u8], mode: Option<&Bytes>) {
+    let all = match mode {
+        None => true,
+        Some(mode) if eq_ignore_case(mode, "all") => true,
+        Some(mode) if eq_ignore_case(mode, "write") => false,
+        Some(_) => {
+            ctx.out.error("ERR CLIENT PAUSE mode must be WRITE or ALL");
+            return;
+        }
+    };
+    // Redis's getTimeoutFromObjectOrReply, in milliseconds.
+    let Some(ms) = parse_i64(timeout) else {
+        ctx.out
+            .error("ERR timeout is not an integer or out of range");
+        return;
+    };
+    let Ok(ms) = u64::try_from(ms) else {
+        ctx.out.error("ERR timeout is negative");
+        return;
+    };
+    // A deadline past what Instant can hold is as good as forever.
+    let until = Instant::now()
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
+    ctx.server.pause.pause(until, all);
+    ctx.out.ok();
+}
+
+fn client_unblock(ctx: &mut Ctx<'_>, id: &[u8], mode: Option<&Bytes>) {
+    let error = match mode {
+        None => false,
+        Some(mode) if eq_ignore_case(mode, "timeout") => false,
+        Some(mode) if eq_ignore_case(mode, "error") => true,
+        Some(_) => {
+            ctx.out
+                .error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+            return;
+        }
+    };
+    let Some(id) = parse_i64(id) else {
+        ctx.out.error(reply::NOT_INTEGER);
+        return;
+    };
+    let target = ctx
+        .server
+        .clients
+        .all()
+        .into_iter()
+        .find(|handle| i64::try_from(handle.id).is_ok_and(|handle_id| handle_id == id));
+    match target {
+        Some(handle) if handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED != 0 => {
+            let request = if error {
+                UNBLOCK_ERROR
+            } else {
+                UNBLOCK_TIMEOUT
+            };
+            handle.info.unblock.store(request, Ordering::Release);
+            handle.info.unblocked.notify_one();
+            ctx.out.int(1);
+        }
+        _ => ctx.out.int(0),
+    }
+}
+
+fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut rest = filters;
+    while let Some((option, tail)) = rest.split_first() {
+        if eq_ignore_case(option, "type") {
+            let Some((kind, after)) = tail.split_first() else {
+                ctx.out.error(reply::SYNTAX);
+                return;
+            };
+            if ["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .all(|t| !eq_ignore_case(kind, t))
+            {
+                ctx.out.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(kind)
+                ));
+                return;
+            }
+            if !eq_ignore_case(kind, "normal") {
+                ids = Some(Vec::new());
+            }
+            rest = after;
+        } else if eq_ignore_case(option, "id") && !tail.is_empty() {
+            let mut wanted = Vec::new();
+            for id in tail {
+                match parse_i64(id)
+                    .and_then(|id| u64::try_from(id).ok())
+                    .filter(|id| *id > 0)
+                {
+                    Some(id) => wanted.push(id),
+                    None => {
+                        ctx.out.error("ERR Invalid client ID");
+                        return;
+                    }
+                }
+            }
+            ids = Some(wanted);
+            rest = &[];
+        } else {
+            ctx.out.error(reply::SYNTAX);
+            return;
+        }
+    }
+    let mut text = String::new();
+    for handle in ctx.server.clients.all() {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&handle.id)) {
+            continue;
+        }
+        let line = if handle.id == ctx.client.id {
+            own_line(ctx, argv, "client|list")
+        } else {
+            client_line(&handle, &figures_of_other(&handle), None)
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    ctx.out.verbatim(b"txt", text.as_bytes());
+}
+
+fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
+    // Old form: CLIENT KILL ip:port.
+    if let [addr] = filters {
+        let target = String::from_utf8_lossy(addr);
+        match ctx
+            .server
+            .clients
+            .all()
+            .into_iter()
+            .find(|h| h.addr.to_string() == target)
+        {
+            Some(handle) => {
+                kill(ctx, &handle);
+                ctx.out.ok();
+            }
+            None => ctx.out.error("ERR No such client"),
+        }
+        return;
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut skipme = true;
+    let mut pairs = filters.chunks_exact(2);
+    for pair in &mut pairs {
+        let [option, value] = pair else { continue };
+        if eq_ignore_case(option, "id") {
+            match parse_i64(value)
+                .and_then(|v| u64::try_from(v).ok())
+                .filter(|v| *v > 0)
+            {
+                Some(v) => id = Some(v),
+                None => {
+                    ctx.out.error("ERR client-id should be greater than 0");
+                    return;
+                }
+            }
+        } else if eq_ignore_case(option, "addr") {
+            addr = Some(String::from_utf8_lossy(value).into_owned());
+        } else if eq_ignore_case(option, "laddr") {
+            laddr = Some(String::from_utf8_lossy(value).into_owned());
+        } else if eq_ignore_case(option, "skipme") {
+            if eq_ignore_case(value, "yes") {
+                skipme = true;
+            } else if eq_ignore_case(value, "no") {
+                skipme = false;
+            } else {
+                ctx.out.error(reply::SYNTAX);
+                return;
+            }
+        } else if eq_ignore_case(option, "type") {
+            if ["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .all(|t| !eq_ignore_case(value, t))
+            {
+                ctx.out.error(&format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(value)
+                ));
+                return;
+            }
+            // Only normal clients exist: another type selects none.
+            if !eq_ignore_case(value, "normal") {
+                id = Some(0);
+            }
+        } else if eq_ignore_case(option, "user") {
+            if value.as_ref() != b"default" {
+                ctx.out.error(&format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(value)
+                ));
+                return;
+            }
+        } else {
+            ctx.out.error(reply::SYNTAX);
+            return;
+        }
+    }
+    if !pairs.remainder().is_empty() || filters.is_empty() {
+        ctx.out.error(reply::SYNTAX);
+        return;
+    }
+    let mut killed = 0;
+    for handle in ctx.server.clients.all() {
+        let matches = id.is_none_or(|id| id == handle.id)
+            && addr.as_ref().is_none_or(|a| *a == handle.addr.to_string())
+            && laddr
+                .as_ref()
+                .is_none_or(|a| *a == handle.local_addr.to_string())
+            && !(skipme && handle.id == ctx.client.id);
+        if matches {
+            kill(ctx, &handle);
+            killed += 1;
+        }
+    }
+    ctx.out.int(killed);
+}
+
+fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
+    if handle.id == ctx.client.id {
+        ctx.client.close_after_reply = true;
+    } else {
+        handle.kill();
+    }
+}

@@ -1,0 +1,412 @@
+//! DEBUG: the subcommands clients and test suites use (SLEEP, RELOAD, OBJECT, DIGEST,
+//! DIGEST-VALUE, SET-ACTIVE-EXPIRE, QUICKLIST-PACKED-THRESHOLD, CHANGE-REPL-ID, LOG, JMAP),
+//! behind `enable-debug-command` as in Redis 7.0.
+//!
+//! DIGEST and DIGEST-VALUE are Redis's `computeDatasetDigest` and `xorObjectDigest` (SHA-1,
+//! xor for unordered parts, mixing for ordered ones), so the digests of two servers holding the
+//! same data are equal whichever encodings they use.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use forkless_snapshot::format::{self, EncodeOptions, dump_payload};
+use forkless_storage::Value;
+use sha1::{Digest as _, Sha1};
+
+use super::meta::{Gate, KeySpec, flags};
+use super::{Command, Ctx, eq_ignore_case, reply};
+use crate::config::ProtectedConfigs;
+use crate::server::Server;
+
+#[rustfmt::skip]
+pub(crate) const COMMANDS: &[Command] = &[
+    Command { name: "debug", arity: -2, flags: flags!(ADMIN, NOSCRIPT, LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["admin", "slow", "dangerous"], summary: "A container for debugging commands", since: "1.0.0", group: "server", handler: debug },
+];
+
+/// Redis's refusal when `enable-debug-command` does not allow this client.
+const NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is \
+                           set to \"local\", you can run it from a local connection, otherwise \
+                           you need to set this option in the configuration file, and then \
+                           restart the server.";
+
+/// A SHA-1 digest, as Redis's `unsigned char digest[20]`.
+type Sha = [u8; 20];
+
+fn sha1(bytes: &[u8]) -> Sha {
+    Sha1::digest(bytes).into()
+}
+
+/// Redis's `xorDigest`: digest ^= SHA1(bytes). Order does not matter.
+fn xor_digest(digest: &mut Sha, bytes: &[u8]) {
+    for (d, h) in digest.iter_mut().zip(sha1(bytes)) {
+        *d ^= h;
+    }
+}
+
+/// Redis's `mixDigest`: digest = SHA1(digest ^ SHA1(bytes)). Order matters.
+fn mix_digest(digest: &mut Sha, bytes: &[u8]) {
+    xor_digest(digest, bytes);
+    *digest = sha1(digest.as_slice());
+}
+
+/// Redis's object type codes (`OBJ_STRING` ...), which the digest mixes in.
+fn type_code(value: &Value) -> u32 {
+    match value {
+        Value::String(_) => 0,
+        Value::List(_) => 1,
+        Value::Set(_) => 2,
+        Value::ZSet(_) => 3,
+        Value::Hash(_) => 4,
+        Value::Stream(_) => 6,
+    }
+}
+
+/// Redis's `xorObjectDigest`: mixes `value` (and whether it has an expiry) into `digest`.
+fn object_digest(digest: &mut Sha, value: &Value, has_expiry: bool) {
+    mix_digest(digest, &type_code(value).to_be_bytes());
+    match value {
+        Value::String(bytes) => mix_digest(digest, bytes),
+        Value::List(list) => {
+            for element in list.iter() {
+                mix_digest(digest, &element);
+            }
+        }
+        Value::Set(set) => {
+            for member in set.iter() {
+                xor_digest(digest, &member);
+            }
+        }
+        Value::ZSet(zset) => {
+            for (member, score) in zset.iter() {
+                let mut element = [0u8; 20];
+                mix_digest(&mut element, &member);
+                mix_digest(
+                    &mut element,
+                    forkless_protocol::format_double(score).as_bytes(),
+                );
+                xor_digest(digest, &element);
+            }
+        }
+        Value::Hash(hash) => {
+            for (field, field_value) in hash.iter() {
+                let mut element = [0u8; 20];
+                mix_digest(&mut element, &field);
+                mix_digest(&mut element, &field_value);
+                xor_digest(digest, &element);
+            }
+        }
+        // Entries only, each id as `ms.seq` and then its strings (groups are not digested).
+        Value::Stream(stream) => {
+            for (id, fields) in stream.iter() {
+                mix_digest(digest, format!("{}.{}", id.ms, id.seq).as_bytes());
+                for field in fields {
+                    mix_digest(digest, field);
+                }
+            }
+        }
+    }
+    if has_expiry {
+        xor_digest(digest, b"!!expire!!");
+    }
+}
+
+fn hex(digest: &Sha) -> String {
+    use std::fmt::Write as _;
+    digest
+        .iter()
+        .fold(String::with_capacity(40), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+}
+
+/// Redis's `computeDatasetDigest`: per database with keys, its number mixed in, then the xor
+/// of every key's digest (the key mixed, then its value). Keys past their TTL but not yet
+/// reclaimed count, as in Redis.
+fn dataset_digest(server: &Server) -> Sha {
+    let frozen = server.keyspace.freeze_all();
+    let mut total = [0u8; 20];
+    for db_idx in 0..frozen.n_dbs() {
+        let mut entries = frozen.entries(db_idx).peekable();
+        if entries.peek().is_none() {
+            continue;
+        }
+        let db_number = u32::try_from(db_idx).unwrap_or(u32::MAX);
+        mix_digest(&mut total, &db_number.to_be_bytes());
+        for (key, entry) in entries {
+            let mut digest = [0u8; 20];
+            mix_digest(&mut digest, key);
+            object_digest(&mut digest, entry.value(), entry.expire_at_ms().is_some());
+            xor_digest(&mut total, &digest);
+        }
+    }
+    total
+}
+
+/// Returns true if and only if `enable-debug-command` lets this client run DEBUG.
+fn allowed(ctx: &Ctx<'_>) -> bool {
+    match ctx.server.config().enable_debug_command {
+        ProtectedConfigs::Yes => true,
+        ProtectedConfigs::Local => crate::limits::is_local(ctx.client.handle.addr.ip()),
+        ProtectedConfigs::No => false,
+    }
+}
+
+/// DEBUG's handler. Its row holds no gate (`Gate::Exclusive`): RELOAD takes the gate
+/// exclusively, every other subcommand shared, and neither when EXEC already holds it.
+fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    if !allowed(ctx) {
+        ctx.out.error(NOT_ALLOWED);
+        return;
+    }
+    let Some(sub) = argv.get(1) else { return };
+    let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let args = argv.get(2..).unwrap_or_default();
+    let server = ctx.server;
+    let gate = server.keyspace.gate();
+    let in_exec = ctx.client.in_exec;
+    if sub == "reload" {
+        let _exclusive = (!in_exec).then(|| gate.exclusive());
+        reload(ctx, args);
+        return;
+    }
+    let _shared = (!in_exec).then(|| gate.shared());
+    match (sub.as_str(), args) {
+        ("help", []) => help(ctx),
+        ("sleep", [seconds]) => {
+            // strtod: what does not parse sleeps 0 seconds.
+            let seconds = std::str::from_utf8(seconds)
+                .ok()
+                .and_then(|text| text.trim().parse::<f64>().ok())
+                .filter(|secs| secs.is_finite() && *secs > 0.0)
+                .unwrap_or(0.0);
+            let pause = Duration::from_secs_f64(seconds.min(1e9));
+            tokio::task::block_in_place(|| std::thread::sleep(pause));
+            ctx.out.ok();
+        }
+        ("object", [key]) => object(ctx, key),
+        ("digest", []) => {
+            let digest = dataset_digest(server);
+            ctx.out.simple(hex(&digest).as_bytes());
+        }
+        ("digest-value", keys) => {
+            ctx.out.array_len(keys.len());
+            for key in keys {
+                let guard = ctx.db().read(&[key], 0);
+                let mut digest = [0u8; 20];
+                if let Some(entry) = guard.get(key) {
+                    object_digest(&mut digest, entry.value(), entry.expire_at_ms().is_some());
+                }
+                drop(guard);
+                ctx.out.simple(hex(&digest).as_bytes());
+            }
+        }
+        ("set-active-expire", [flag]) => {
+            // atoi: anything but a non-zero number turns it off.
+            let on = std::str::from_utf8(flag)
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .is_some_and(|n| n != 0);
+            server.active_expire.store(on, Ordering::Relaxed);
+            ctx.out.ok();
+        }
+        ("quicklist-packed-threshold", [size]) => {
+            // Accepted and checked as Redis does; forkless's lists give an element bigger
+            // than a chunk a chunk of its own whatever the threshold.
+            let valid = crate::config::parse_memory(size).is_some_and(|bytes| bytes < (1u64 << 32));
+            if valid {
+                ctx.out.ok();
+            } else {
+                ctx.out.error(
+                    "ERR argument must be a memory value bigger than 1 and smaller than 4gb",
+                );
+            }
+        }
+        ("change-repl-id", []) => {
+            tracing::warn!("Changing replication IDs after receiving DEBUG change-repl-id");
+            ctx.out.ok();
+        }
+        ("log", [message]) => {
+            tracing::warn!("DEBUG LOG: {}", String::from_utf8_lossy(message));
+            ctx.out.ok();
+        }
+        ("jmap", _) => ctx.out.ok(),
+        _ => ctx.out.error(&format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(argv.get(1).map_or(&b""[..], |sub| sub))
+        )),
+    }
+}
+
+/// DEBUG OBJECT key: Redis's status line; `serializedlength` is the value's RDB encoding.
+fn object(ctx: &mut Ctx<'_>, key: &[u8]) {
+    let guard = ctx.db().read(&[key], 0);
+    let Some(value) = guard.get(key).map(|entry| entry.value().clone()) else {
+        drop(guard);
+        ctx.out.error(reply::NO_SUCH_KEY);
+        return;
+    };
+    drop(guard);
+    let opts = EncodeOptions {
+        compress_strings: ctx.server.config().rdbcompression,
+    };
+    // A DUMP payload is the type byte, the value, two bytes of version and eight of CRC.
+    let serialized = dump_payload(&value, &opts).len().saturating_sub(11);
+    let mut extra = String::new();
+    if let Value::List(list) = &value {
+        if value.encoding() == "quicklist" {
+            let n_nodes = list.n_chunks().max(1);
+            #[allow(clippy::cast_precision_loss, reason = "an average for display")]
+            let avg = list.len() as f64 / n_nodes as f64;
+            extra = format!(
+                " ql_nodes:{n_nodes} ql_avg_node:{avg:.2} ql_listpack_max:-2 ql_compressed:0 \
+                 ql_uncompressed_size:{}",
+                value.heap_size()
+            );
+        }
+    }
+    let address = std::ptr::from_ref(&value) as usize;
+    let line = format!(
+        "Value at:0x{address:x} refcount:1 encoding:{} serializedlength:{serialized} lru:0 \
+         lru_seconds_idle:0{extra}",
+        value.encoding()
+    );
+    ctx.out.simple(line.as_bytes());
+}
+
+/// DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]: save (SAVE's code), empty the dataset, load the
+/// file back (the startup loader's decoder), with every other client held off by the gate.
+fn reload(ctx: &mut Ctx<'_>, options: &[Bytes]) {
+    let (mut save, mut flush, mut merge) = (true, true, false);
+    for option in options {
+        if eq_ignore_case(option, "merge") {
+            merge = true;
+        } else if eq_ignore_case(option, "noflush") {
+            flush = false;
+        } else if eq_ignore_case(option, "nosave") {
+            save = false;
+        } else {
+            ctx.out
+                .error("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.");
+            return;
+        }
+    }
+    let server = ctx.server;
+    let result = tokio::task::block_in_place(|| {
+        if save {
+            crate::persistence::save_blocking(server)
+                .map_err(|_| "ERR Error trying to save the DB".to_string())?;
+        }
+        if flush {
+            drop(server.keyspace.flush_all(ctx.now_ms));
+        }
+        load(server, merge).map_err(|err| {
+            tracing::warn!("DEBUG RELOAD: {err}");
+            "ERR Error trying to load the RDB dump, check server logs.".to_string()
+        })
+    });
+    match result {
+        Ok(()) => {
+            tracing::warn!("DB reloaded by DEBUG RELOAD");
+            ctx.out.ok();
+        }
+        Err(msg) => ctx.out.error(&msg),
+    }
+}
+
+/// Loads `dir/dbfilename` into the keyspace; with `merge` a key of the file replaces one in
+/// memory, without it a key in both is an error (as Redis's RDBFLAGS_ALLOW_DUP).
+fn load(server: &Server, merge: bool) -> Result<(), String> {
+    let path = server.config().rdb_path();
+    let file = File::open(&path).map_err(|err| format!("{}: {err}", path.display()))?;
+    let name = path.display().to_string();
+    format::load(
+        BufReader::with_capacity(1 << 20, file),
+        &name,
+        crate::server::unix_ms(),
+        |entry| {
+            let db = usize::try_from(entry.db)
+                .ok()
+                .and_then(|idx| server.keyspace.db(idx))
+                .ok_or_else(|| format::LoadError::rejected(format!("no database {}", entry.db)))?;
+            let mut guard = db.write(&[&entry.key], 0);
+            if !merge && guard.contains(&entry.key) {
+                return Err(format::LoadError::rejected(format!(
+                    "duplicated key '{}' in DB {}",
+                    String::from_utf8_lossy(&entry.key),
+                    entry.db
+                )));
+            }
+            guard.set(&entry.key, entry.value, entry.expire_at_ms);
+            Ok(())
+        },
+    )
+    .map(drop)
+    .map_err(|err| err.to_string())
+}
+
+fn help(ctx: &mut Ctx<'_>) {
+    super::subcommands::help_reply(
+        ctx.out,
+        "DEBUG",
+        &[
+            "CHANGE-REPL-ID",
+            "    Change the replication IDs of the instance.",
+            "    Dangerous: should be used only for testing the replication subsystem.",
+            "DIGEST",
+            "    Output a hex signature representing the current DB content.",
+            "DIGEST-VALUE <key> [<key> ...]",
+            "    Output a hex signature of the values of all the specified keys.",
+            "LOG <message>",
+            "    Write <message> to the server log.",
+            "OBJECT <key>",
+            "    Show low level info about `key` and associated value.",
+            "RELOAD [option ...]",
+            "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
+            "    * MERGE: conflicting keys will be loaded from RDB.",
+            "    * NOFLUSH: the existing database will not be removed before load, but",
+            "      conflicting keys will generate an exception and kill the server.",
+            "    * NOSAVE: the database will be loaded from an existing RDB file.",
+            "SET-ACTIVE-EXPIRE <0|1>",
+            "    Setting it to 0 disables expiring keys in background when they are not",
+            "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+            "    default.",
+            "QUICKLIST-PACKED-THRESHOLD <size>",
+            "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+            "    Default value is 1GB, allows values up to 4GB. Setting to 0 restores to default.",
+            "SLEEP <seconds>",
+            "    Stop the server for <seconds>. Decimals allowed.",
+            "HELP",
+            "    Print this help.",
+        ],
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_dataset_digest_is_zero() {
+        assert_eq!(hex(&[0u8; 20]), "0".repeat(40));
+    }
+
+    #[test]
+    fn mix_is_ordered_and_xor_is_not() {
+        let (mut ab, mut ba) = ([0u8; 20], [0u8; 20]);
+        mix_digest(&mut ab, b"a");
+        mix_digest(&mut ab, b"b");
+        mix_digest(&mut ba, b"b");
+        mix_digest(&mut ba, b"a");
+        assert_ne!(ab, ba);
+        let (mut xab, mut xba) = ([0u8; 20], [0u8; 20]);
+        xor_digest(&mut xab, b"a");
+        xor_digest(&mut xab, b"b");
+        xor_digest(&mut xba, b"b");
+        xor_digest(&mut xba, b"a");
+        assert_eq!(xab, xba);
+    }
+}
