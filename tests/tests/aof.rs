@@ -89,6 +89,55 @@ fn dataset(conn: &mut redis::Connection) -> Vec<(i64, String, String, String)> {
                         .query::<Vec<String>>(conn)
                         .expect("ZRANGE")
                 ),
+                // Entries, counters, groups and who owns what: everything but the clocks.
+                "stream" => {
+                    let query = |conn: &mut redis::Connection, words: &[&str]| {
+                        let mut cmd = redis::cmd(words[0]);
+                        for word in &words[1..] {
+                            cmd.arg(*word);
+                        }
+                        format!(
+                            "{:?}",
+                            cmd.query::<redis::Value>(conn).expect("stream read")
+                        )
+                    };
+                    let mut groups = Vec::new();
+                    let names: Vec<Vec<(String, redis::Value)>> = redis::cmd("XINFO")
+                        .arg("GROUPS")
+                        .arg(&key)
+                        .query(conn)
+                        .expect("XINFO GROUPS");
+                    for group in &names {
+                        let name = group
+                            .iter()
+                            .find(|(field, _)| field == "name")
+                            .map(|(_, value)| {
+                                redis::from_redis_value::<String>(value.clone()).expect("name")
+                            })
+                            .expect("group name");
+                        groups.push(format!("{group:?}"));
+                        groups.push(query(conn, &["XPENDING", &key, &name]));
+                        let consumers: Vec<Vec<(String, redis::Value)>> = redis::cmd("XINFO")
+                            .arg("CONSUMERS")
+                            .arg(&key)
+                            .arg(&name)
+                            .query(conn)
+                            .expect("XINFO CONSUMERS");
+                        for consumer in consumers {
+                            let owned: Vec<String> = consumer
+                                .into_iter()
+                                .filter(|(field, _)| field == "name" || field == "pending")
+                                .map(|(field, value)| format!("{field}={value:?}"))
+                                .collect();
+                            groups.push(owned.join(" "));
+                        }
+                    }
+                    format!(
+                        "{} {} {groups:?}",
+                        query(conn, &["XRANGE", &key, "-", "+"]),
+                        query(conn, &["XINFO", "STREAM", &key])
+                    )
+                }
                 other => panic!("unexpected type {other}"),
             };
             all.push((db, key, kind, content));
@@ -742,6 +791,37 @@ fn without_the_rdb_preamble_the_base_is_commands_that_load_back() {
             .arg(i)
             .query(&mut conn)
             .expect("ZADD");
+    }
+    // Streams: entries, a deleted entry, groups with pending entries and an idle consumer, and
+    // an empty stream that still exists.
+    for words in [
+        &["XADD", "np:stream", "1-1", "a", "1"][..],
+        &["XADD", "np:stream", "2-1", "b", "2", "c", "3"],
+        &["XADD", "np:stream", "3-1", "d", "4"],
+        &["XDEL", "np:stream", "2-1"],
+        &["XGROUP", "CREATE", "np:stream", "g1", "0"],
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "alice",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "np:stream",
+            ">",
+        ],
+        &["XGROUP", "CREATECONSUMER", "np:stream", "g1", "bob"],
+        &["XGROUP", "CREATE", "np:stream", "g2", "$"],
+        &["XADD", "np:empty", "5-5", "x", "y"],
+        &["XDEL", "np:empty", "5-5"],
+    ] {
+        let mut cmd = redis::cmd(words[0]);
+        for word in &words[1..] {
+            cmd.arg(*word);
+        }
+        cmd.query::<redis::Value>(&mut conn)
+            .unwrap_or_else(|err| panic!("{words:?}: {err}"));
     }
     let _: String = redis::cmd("BGREWRITEAOF")
         .query(&mut conn)

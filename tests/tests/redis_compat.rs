@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 14] = [
+const CASE_FILES: [&str; 15] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -47,6 +47,7 @@ const CASE_FILES: [&str; 14] = [
     "encodings.txt",
     "hyperloglog.txt",
     "geo.txt",
+    "streams.txt",
 ];
 
 /// How long one reply may take.
@@ -121,6 +122,11 @@ fn hyperloglog() {
 #[test]
 fn geo() {
     replay("geo.txt");
+}
+
+#[test]
+fn streams() {
+    replay("streams.txt");
 }
 
 /// A new case file must get its own test above.

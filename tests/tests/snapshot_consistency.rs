@@ -52,6 +52,8 @@ enum Data {
     Hash(BTreeMap<Vec<u8>, Vec<u8>>),
     /// member → score
     ZSet(BTreeMap<Vec<u8>, u64>),
+    /// id → field-value strings
+    Stream(Vec<(String, Vec<Vec<u8>>)>),
 }
 
 impl Data {
@@ -68,6 +70,12 @@ impl Data {
             Value::ZSet(zset) => Data::ZSet(
                 zset.iter()
                     .map(|(member, score)| (member.to_vec(), score as u64))
+                    .collect(),
+            ),
+            Value::Stream(stream) => Data::Stream(
+                stream
+                    .iter()
+                    .map(|(id, fields)| (id.to_string(), fields.map(<[u8]>::to_vec).collect()))
                     .collect(),
             ),
         }

@@ -37,6 +37,9 @@ pub(crate) struct BlockRequest {
     /// None waits forever (timeout 0).
     pub(crate) deadline: Option<Instant>,
     pub(crate) on_timeout: TimeoutReply,
+    /// The argv a retry runs instead of the command's own, when blocking fixed something the
+    /// first run resolved (XREAD's `$` becomes the last id it saw).
+    pub(crate) retry_argv: Option<Vec<Bytes>>,
 }
 
 /// One blocked connection.

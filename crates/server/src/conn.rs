@@ -352,6 +352,7 @@ async fn wait_blocked(
     server.blocking.register(&request, &waiter);
     // From now on the client is blocked: a key that turns into another type does not end it.
     client.block_retry = true;
+    let argv = request.retry_argv.as_deref().unwrap_or(argv);
     cmd::client::publish(client, true, input.len(), input.capacity() - input.len());
     let result = loop {
         cmd::execute(server, client, out, argv);

@@ -211,7 +211,7 @@ pub(crate) fn after_command(
     client: &Client,
     db: usize,
     argv: &[Bytes],
-    rewrite: Option<Vec<Bytes>>,
+    rewrite: Option<Vec<Vec<Bytes>>>,
 ) {
     if !effect::unit_open() {
         return;
@@ -221,8 +221,13 @@ pub(crate) fn after_command(
         let mut open = open.borrow_mut();
         open.extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
         if step.changed {
-            let argv = rewrite.unwrap_or_else(|| argv.to_vec());
-            open.push(Op { db, argv });
+            match rewrite {
+                Some(argvs) => open.extend(argvs.into_iter().map(|argv| Op { db, argv })),
+                None => open.push(Op {
+                    db,
+                    argv: argv.to_vec(),
+                }),
+            }
         }
     });
     if !client.in_exec {

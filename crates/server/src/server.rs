@@ -101,6 +101,8 @@ impl Tunables {
                 zset_max_listpack_value: size("zset-max-listpack-value", 64),
                 set_max_intset_entries: size("set-max-intset-entries", 512),
                 list_max_listpack_size: config.stored_int("list-max-listpack-size", -2),
+                stream_node_max_entries: size("stream-node-max-entries", 100),
+                stream_node_max_bytes: size("stream-node-max-bytes", 4096),
             },
         );
         self.notify_keyspace_events

@@ -3,7 +3,7 @@
 
 Usage (from anywhere; needs redis-server 7.0.x, Debian's package is what CI uses):
 
-    python3 crates/snapshot/testdata/generate.py [--types-only | path/to/redis-server]
+    python3 crates/snapshot/testdata/generate.py [--types-only | --streams-only | path/to/redis-server]
 
 It starts its own redis-server on the first free port in 7340-7349 with a temporary --dir,
 writes keys with a raw RESP client (binary-safe), SAVEs, and copies dump.rdb here:
@@ -21,8 +21,13 @@ writes keys with a raw RESP client (binary-safe), SAVEs, and copies dump.rdb her
   their contents as Redis reports them; plus the types forkless refuses (REFUSED_FILES: a
   stream, a function library).
 
+- redis-7.0-type-stream-<name>.rdb: streams with deleted entries, several nodes, consumer
+  groups, consumers and PELs (STREAM_FILES), and redis-7.0-streams.txt, what Redis reports of
+  them.
+
 Re-running rewrites every file (random bytes and ctime differ); commit them together. With
---types-only (first argument) it rewrites only the type files and redis-7.0-types.txt.
+--types-only (first argument) it rewrites only the type files and redis-7.0-types.txt; with
+--streams-only only the stream-group files and redis-7.0-streams.txt.
 """
 
 import os
@@ -213,6 +218,69 @@ REFUSED_FILES = {
 }
 
 
+# Streams with consumer groups: file suffix -> setup commands (explicit ids, so that the sidecar
+# redis-7.0-streams.txt is the same on every run except for delivery and seen times, which it
+# leaves out).
+STREAM_FILES = {
+    "stream-groups": [("XADD", "s", "1-1", "a", "1", "b", "hello")]
+    + [("XADD", "s", "%d-0" % i, "a", str(i), "b", "v%d" % i) for i in range(2, 251)]
+    + [("XADD", "s", "251-0", "other", "x"),
+       ("XADD", "s", "252-0", "a", "-5", "b", "99999999999"),
+       ("XDEL", "s", "5-0", "100-0"),
+       ("XGROUP", "CREATE", "s", "g1", "0"),
+       ("XREADGROUP", "GROUP", "g1", "alice", "COUNT", "3", "STREAMS", "s", ">"),
+       ("XREADGROUP", "GROUP", "g1", "bob", "COUNT", "2", "STREAMS", "s", ">"),
+       ("XACK", "s", "g1", "2-0"),
+       ("XCLAIM", "s", "g1", "bob", "0", "3-0"),
+       ("XGROUP", "CREATE", "s", "g2", "$"),
+       ("XGROUP", "CREATECONSUMER", "s", "g2", "carol"),
+       ("XGROUP", "CREATE", "s", "g3", "100-0"),
+       ("XADD", "s", "253-0", "a", "1", "b", "2"),
+       ("XDEL", "s", "253-0")],
+    "stream-empty": [("XGROUP", "CREATE", "e", "g", "0", "MKSTREAM"),
+                     ("XADD", "e", "5-0", "f", "v"),
+                     ("XDEL", "e", "5-0")],
+}
+
+
+def write_stream_files(client, version):
+    """The STREAM_FILES and redis-7.0-streams.txt: per file, the key, XINFO STREAM's counters,
+    each group's XINFO GROUPS fields and its PEL as XPENDING lists it (id, consumer, count)."""
+    dump = os.path.join(client.workdir, "dump.rdb")
+    lines = []
+    for name, commands in STREAM_FILES.items():
+        client.call("FLUSHALL")
+        for command in commands:
+            client.call(*command)
+        (key,) = client.call("KEYS", "*")
+        info = client.call("XINFO", "STREAM", key)
+        info = dict(zip(info[0::2], info[1::2]))
+        lines.append("%s\tstream\t%s\tlength=%d,last-generated-id=%s,max-deleted-entry-id=%s,"
+                     "entries-added=%d" % (name, key.decode(), info[b"length"],
+                                           info[b"last-generated-id"].decode(),
+                                           info[b"max-deleted-entry-id"].decode(),
+                                           info[b"entries-added"]))
+        for group in client.call("XINFO", "GROUPS", key):
+            group = dict(zip(group[0::2], group[1::2]))
+            pel = client.call("XPENDING", key, group[b"name"], "-", "+", "1000")
+            lines.append("%s\tgroup\t%s\tlast-delivered-id=%s,entries-read=%s,lag=%s,"
+                         "consumers=%d,pel=%s" % (
+                             name, group[b"name"].decode(),
+                             group[b"last-delivered-id"].decode(), group[b"entries-read"],
+                             group[b"lag"], group[b"consumers"],
+                             " ".join("%s:%s:%d" % (p[0].decode(), p[1].decode(), p[3])
+                                      for p in pel)))
+        client.call("SAVE")
+        shutil.copy(dump, os.path.join(HERE, "redis-7.0-type-%s.rdb" % name))
+    with open(os.path.join(HERE, "redis-7.0-streams.txt"), "w") as out:
+        out.write("# What the stream files redis-7.0-type-stream-*.rdb hold, written by Redis %s\n"
+                  % version.split()[2][2:])
+        out.write("# with generate.py (STREAM_FILES) and read back from it. Tab-separated: file,\n")
+        out.write("# 'stream' or 'group', key or group name, then fields; pel is id:consumer:count.\n")
+        for line in lines:
+            out.write(line + "\n")
+
+
 def read_collection(client, key):
     """(type, elements as a list of bytes, or of (member, score text) for a sorted set)."""
     kind = client.call("TYPE", key).decode()
@@ -296,9 +364,10 @@ def write_type_files(client, version):
 
 
 def main():
-    redis_server = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "--types-only" \
+    redis_server = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") \
         else "redis-server"
     types_only = "--types-only" in sys.argv
+    streams_only = "--streams-only" in sys.argv
     version = subprocess.run([redis_server, "--version"], capture_output=True, text=True).stdout
     if "v=7.0." not in version:
         sys.exit("need Redis 7.0, got: " + version)
@@ -306,6 +375,12 @@ def main():
     dump = os.path.join(workdir, "dump.rdb")
     strings_rdb = os.path.join(HERE, "redis-7.0-strings.rdb")
     try:
+        if streams_only:
+            server, client = start_server(redis_server, workdir)
+            client.workdir = workdir
+            write_stream_files(client, version)
+            stop_server(server)
+            return
         if types_only:
             server, client = start_server(redis_server, workdir)
             client.workdir = workdir
@@ -321,6 +396,7 @@ def main():
         shutil.copy(dump, strings_rdb)
 
         write_type_files(client, version)
+        write_stream_files(client, version)
         stop_server(server)
 
         # rdbchecksum is immutable at runtime: reload the strings into a server started with

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::compact::CompactBytes;
-use crate::types::{hash::Hash, list::List, set::Set, zset::ZSet};
+use crate::types::{hash::Hash, list::List, set::Set, stream::Stream, zset::ZSet};
 
 /// Strings up to this length are `embstr` in Redis's `OBJECT ENCODING`.
 const EMBSTR_MAX_LEN: usize = 44;
@@ -26,6 +26,8 @@ pub enum Value {
     Set(Arc<Set>),
     /// A sorted set.
     ZSet(Arc<ZSet>),
+    /// A stream.
+    Stream(Arc<Stream>),
 }
 
 impl Value {
@@ -43,6 +45,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -63,6 +66,7 @@ impl Value {
             Value::Hash(hash) => hash.encoding(),
             Value::Set(set) => set.encoding(),
             Value::ZSet(zset) => zset.encoding(),
+            Value::Stream(stream) => stream.encoding(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Value {
             Value::Hash(hash) => hash.heap_size(),
             Value::Set(set) => set.heap_size(),
             Value::ZSet(zset) => zset.heap_size(),
+            Value::Stream(stream) => stream.heap_size(),
         }
     }
 }

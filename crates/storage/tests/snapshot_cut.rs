@@ -457,21 +457,28 @@ fn stepwise_traversal_survives_resizes_and_writes_between_steps() {
 #[test]
 fn big_collections_written_during_a_snapshot_are_saved_as_at_the_cut() {
     use bytes::Bytes;
+    use forkless_storage::types::stream::{Stream, StreamId};
     use forkless_storage::types::{hash::Hash, set::Set, zset::ZSet};
     use std::sync::Arc;
     const N: usize = 10_000;
     let keyspace = Keyspace::new(1);
     let db = keyspace.db(0).unwrap();
     let (mut hash, mut set, mut zset) = (Hash::new(), Set::new(), ZSet::new());
+    let mut stream = Stream::new();
     for i in 0..N {
         hash.insert(Bytes::from(format!("f{i}")), Bytes::from(format!("v{i}")));
         set.insert(Bytes::from(format!("m{i}")));
         zset.insert(Bytes::from(format!("m{i}")), i as f64);
+        stream.append(
+            StreamId::new(i as u64 + 1, 0),
+            &[b"f", format!("v{i}").as_bytes()],
+        );
     }
     let values = [
         ("hash", Value::Hash(Arc::new(hash))),
         ("set", Value::Set(Arc::new(set))),
         ("zset", Value::ZSet(Arc::new(zset))),
+        ("stream", Value::Stream(Arc::new(stream))),
     ];
     for (key, value) in &values {
         db.write(&[key.as_bytes()], 0)
@@ -497,10 +504,15 @@ fn big_collections_written_during_a_snapshot_are_saved_as_at_the_cut() {
                 zset.insert(Bytes::from("new"), 0.5);
                 zset.remove(b"m0");
             }
+            Value::Stream(stream) => {
+                let stream = Arc::make_mut(stream);
+                stream.append(StreamId::new(N as u64 + 1, 0), &[b"new", b"x"]);
+                assert!(stream.delete(StreamId::new(1, 0)));
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(keyspace.retained().versions, 3);
+    assert_eq!(keyspace.retained().versions, 4);
     let mut saved = Vec::new();
     for shard in 0..N_SHARDS {
         for image in [
@@ -512,7 +524,7 @@ fn big_collections_written_during_a_snapshot_are_saved_as_at_the_cut() {
     }
     keyspace.end_snapshot(cut);
     assert_eq!(keyspace.retained().versions, 0);
-    assert_eq!(saved.len(), 3);
+    assert_eq!(saved.len(), 4);
     for (key, entry) in saved {
         let (_, at_cut) = values.iter().find(|(k, _)| k.as_bytes() == key).unwrap();
         assert_eq!(entry.value(), at_cut, "{key:?} as it was at the cut");
@@ -523,6 +535,7 @@ fn big_collections_written_during_a_snapshot_are_saved_as_at_the_cut() {
             Value::Hash(hash) => hash.len(),
             Value::Set(set) => set.len(),
             Value::ZSet(zset) => zset.len(),
+            Value::Stream(stream) => stream.len(),
             other => panic!("unexpected {other:?}"),
         };
         assert_eq!(len, N, "one added, one removed");

@@ -458,6 +458,7 @@ fn rdb_to_commands(
                         .collect(),
                     2,
                 ),
+                Value::Stream(stream) => stream_commands(&mut buf, &key, stream),
             }
             if let Some(at) = entry.expire_at_ms {
                 encode(
@@ -484,4 +485,103 @@ fn rdb_to_commands(
         let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// A stream as the commands that rebuild it, as Redis's `rewriteStreamObject` writes them:
+/// XADD per entry (or an XADD trimmed to nothing for an empty stream, which still exists),
+/// XSETID with the stream's counters, then per group XGROUP CREATE with its entries-read,
+/// XCLAIM ... JUSTID FORCE for each pending entry (its owner, delivery time and count) and
+/// XGROUP CREATECONSUMER for consumers that own nothing.
+fn stream_commands(
+    buf: &mut Vec<u8>,
+    key: &bytes::Bytes,
+    stream: &forkless_storage::types::stream::Stream,
+) {
+    use bytes::Bytes;
+
+    let encode = super::writer::encode;
+    let text = |value: &dyn std::fmt::Display| Bytes::from(value.to_string());
+    let last_id = stream.last_id();
+    if stream.is_empty() {
+        encode(
+            buf,
+            &[
+                Bytes::from_static(b"XADD"),
+                key.clone(),
+                Bytes::from_static(b"MAXLEN"),
+                Bytes::from_static(b"0"),
+                text(&last_id),
+                Bytes::from_static(b"x"),
+                Bytes::from_static(b"y"),
+            ],
+        );
+    }
+    for (id, fields) in stream.iter() {
+        let mut argv = vec![Bytes::from_static(b"XADD"), key.clone(), text(&id)];
+        argv.extend(fields.map(Bytes::copy_from_slice));
+        encode(buf, &argv);
+    }
+    encode(
+        buf,
+        &[
+            Bytes::from_static(b"XSETID"),
+            key.clone(),
+            text(&last_id),
+            Bytes::from_static(b"ENTRIESADDED"),
+            text(&stream.entries_added()),
+            Bytes::from_static(b"MAXDELETEDID"),
+            text(&stream.max_deleted_id()),
+        ],
+    );
+    for (name, group) in stream.groups() {
+        let entries_read = group
+            .entries_read
+            .and_then(|n| i64::try_from(n).ok())
+            .unwrap_or(-1);
+        encode(
+            buf,
+            &[
+                Bytes::from_static(b"XGROUP"),
+                Bytes::from_static(b"CREATE"),
+                key.clone(),
+                name.clone(),
+                text(&group.last_id),
+                Bytes::from_static(b"ENTRIESREAD"),
+                text(&entries_read),
+            ],
+        );
+        for (id, pending) in &group.pending {
+            encode(
+                buf,
+                &[
+                    Bytes::from_static(b"XCLAIM"),
+                    key.clone(),
+                    name.clone(),
+                    pending.consumer.clone(),
+                    Bytes::from_static(b"0"),
+                    text(id),
+                    Bytes::from_static(b"TIME"),
+                    text(&pending.delivery_time),
+                    Bytes::from_static(b"RETRYCOUNT"),
+                    text(&pending.delivery_count),
+                    Bytes::from_static(b"JUSTID"),
+                    Bytes::from_static(b"FORCE"),
+                ],
+            );
+        }
+        for (consumer, state) in &group.consumers {
+            if state.pending.is_empty() {
+                encode(
+                    buf,
+                    &[
+                        Bytes::from_static(b"XGROUP"),
+                        Bytes::from_static(b"CREATECONSUMER"),
+                        key.clone(),
+                        name.clone(),
+                        consumer.clone(),
+                    ],
+                );
+            }
+        }
+    }
 }

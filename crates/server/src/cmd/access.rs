@@ -7,6 +7,7 @@ use std::sync::Arc;
 use forkless_storage::types::hash::Hash;
 use forkless_storage::types::list::List;
 use forkless_storage::types::set::Set;
+use forkless_storage::types::stream::Stream;
 use forkless_storage::types::zset::ZSet;
 use forkless_storage::{Entry, Value, WriteGuard};
 
@@ -158,3 +159,33 @@ collection!(List, List);
 collection!(Hash, Hash);
 collection!(Set, Set);
 collection!(ZSet, ZSet);
+
+/// A stream stays in the keyspace when its last entry goes (Redis removes a stream only by
+/// DEL and the like), so it never counts as empty here.
+impl Collection for Stream {
+    fn from_value(value: &Value) -> Option<&Arc<Stream>> {
+        match value {
+            Value::Stream(stream) => Some(stream),
+            _ => None,
+        }
+    }
+
+    fn from_value_mut(value: &mut Value) -> Option<&mut Arc<Stream>> {
+        match value {
+            Value::Stream(stream) => Some(stream),
+            _ => None,
+        }
+    }
+
+    fn into_value(stream: Arc<Stream>) -> Value {
+        Value::Stream(stream)
+    }
+
+    fn empty() -> Stream {
+        Stream::new()
+    }
+
+    fn has_no_elements(&self) -> bool {
+        false
+    }
+}

@@ -60,6 +60,7 @@ fn type_code(value: &Value) -> u32 {
         Value::Set(_) => 2,
         Value::ZSet(_) => 3,
         Value::Hash(_) => 4,
+        Value::Stream(_) => 6,
     }
 }
 
@@ -95,6 +96,15 @@ fn object_digest(digest: &mut Sha, value: &Value, has_expiry: bool) {
                 mix_digest(&mut element, &field);
                 mix_digest(&mut element, &field_value);
                 xor_digest(digest, &element);
+            }
+        }
+        // Entries only, each id as `ms.seq` and then its strings (groups are not digested).
+        Value::Stream(stream) => {
+            for (id, fields) in stream.iter() {
+                mix_digest(digest, format!("{}.{}", id.ms, id.seq).as_bytes());
+                for field in fields {
+                    mix_digest(digest, field);
+                }
             }
         }
     }

@@ -707,7 +707,9 @@ fn refcount(value: &Value, policy: MaxmemoryPolicy, maxmemory: u64) -> i64 {
             value.encoding() == "int"
                 && parse_i64(bytes).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n))
         }
-        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => false,
+        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) | Value::Stream(_) => {
+            false
+        }
     };
     if sharing && shared_int {
         SHARED_REFCOUNT

@@ -628,6 +628,7 @@ pub(crate) fn block(
         keys: keys.to_vec(),
         deadline,
         on_timeout,
+        retry_argv: None,
     });
 }
 

@@ -41,6 +41,7 @@ pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod slowlog;
 pub(crate) mod sort;
+pub(crate) mod stream;
 pub(crate) mod string;
 pub(crate) mod subcommands;
 pub(crate) mod swapdb;
@@ -123,6 +124,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         dump::COMMANDS,
         hyperloglog::COMMANDS,
         geo::COMMANDS,
+        stream::COMMANDS,
         monitor::COMMANDS,
         slowlog::COMMANDS,
         latency::COMMANDS,
@@ -211,7 +213,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) keys: KeySpec,
     /// The command's effect, when its argv would not replay deterministically (see
     /// `crate::effects`).
-    effect: Option<Vec<Bytes>>,
+    /// Several commands when one is not enough (XREADGROUP: an XCLAIM per delivered entry and
+    /// the group's position).
+    effect: Option<Vec<Vec<Bytes>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -258,6 +262,14 @@ impl<'a> Ctx<'a> {
     /// `build` runs only when the effect will be published; the effect is used only if the
     /// command changed something.
     pub(crate) fn rewrite_effect(&mut self, build: impl FnOnce() -> Vec<Bytes>) {
+        if self.effect_recorded() {
+            self.effect = Some(vec![build()]);
+        }
+    }
+
+    /// [`Ctx::rewrite_effect`] for a change that takes several commands to replay, run in
+    /// order as one unit.
+    pub(crate) fn rewrite_effects(&mut self, build: impl FnOnce() -> Vec<Vec<Bytes>>) {
         if self.effect_recorded() {
             self.effect = Some(build());
         }

@@ -76,8 +76,18 @@ fn flushdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.db().write_all(ctx.now_ms).clear();
     free_flushed(flushed, is_async);
+    wake_flushed(ctx, ctx.client.db);
     super::tracking::flushed(ctx.server);
     ctx.out.ok();
+}
+
+/// Wakes the clients blocked on keys of database `db` after a flush, as Redis's
+/// `signalFlushedDb`: a blocked XREADGROUP learns that its stream is gone; the others find
+/// nothing and wait on.
+fn wake_flushed(ctx: &Ctx<'_>, db: usize) {
+    for key in ctx.server.blocking.waiting_keys(db) {
+        ctx.server.blocking.signal(db, &key);
+    }
 }
 
 fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
@@ -87,6 +97,11 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.server.keyspace.flush_all(ctx.now_ms);
     free_flushed(flushed, is_async);
+    let mut db = 0;
+    while ctx.server.keyspace.db(db).is_some() {
+        wake_flushed(ctx, db);
+        db += 1;
+    }
     super::tracking::flushed(ctx.server);
     ctx.out.ok();
 }

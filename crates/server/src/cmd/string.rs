@@ -65,7 +65,7 @@ const INVALID_EXPIRE_GETEX: &str = "ERR invalid expire time in 'getex' command";
 pub(crate) fn string_bytes(value: &Value) -> Option<&CompactBytes> {
     match value {
         Value::String(bytes) => Some(bytes),
-        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
+        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) | Value::Stream(_) => None,
     }
 }
 
@@ -73,7 +73,7 @@ pub(crate) fn string_bytes(value: &Value) -> Option<&CompactBytes> {
 fn string_bytes_mut(value: &mut Value) -> Option<&mut CompactBytes> {
     match value {
         Value::String(bytes) => Some(bytes),
-        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) => None,
+        Value::List(_) | Value::Hash(_) | Value::Set(_) | Value::ZSet(_) | Value::Stream(_) => None,
     }
 }
 

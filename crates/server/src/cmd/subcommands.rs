@@ -1,4 +1,5 @@
-//! The subcommand table of the container commands (CONFIG, COMMAND, CLIENT, OBJECT), which
+//! The subcommand table of the container commands (CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
+//! XINFO), which
 //! COMMAND INFO/DOCS/LIST report, CLIENT LIST names, and [`subcommand`] checks arity against.
 
 use bytes::Bytes;
@@ -25,7 +26,7 @@ pub(crate) struct Subcommand {
     pub(crate) summary: &'static str,
     pub(crate) since: &'static str,
     /// What runs the subcommand, given the arguments after its name; None for the
-    /// subcommands of CLIENT and OBJECT, whose container handlers parse their own.
+    /// subcommands of CLIENT, OBJECT, XGROUP and XINFO, whose container handlers parse their own.
     pub(crate) run: Option<SubcommandHandler>,
 }
 
@@ -52,6 +53,9 @@ const CLIENT_FLAGS: Flags = flags!(NOSCRIPT, LOADING, STALE);
 const CLIENT_ADMIN_CATEGORIES: &[&str] = &["admin", "slow", "dangerous", "connection"];
 const STALE: Flags = flags!(LOADING, STALE);
 const SLOW_CONNECTION: &[&str] = &["slow", "connection"];
+const STREAM_KEY: KeySpec = KeySpec::new(2, 2, 1);
+const STREAM_WRITE: &[&str] = &["write", "stream", "slow"];
+const STREAM_READ: &[&str] = &["read", "stream", "slow"];
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
 /// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
@@ -81,6 +85,16 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "client|list", arity: -2, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Get the list of client connections", since: "2.4.0" , run: None },
     Subcommand { name: "client|no-evict", arity: 3, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Set client eviction mode for the current connection", since: "7.0.0" , run: None },
     Subcommand { name: "client|setname", arity: 3, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Set the current connection name", since: "2.6.9" , run: None },
+    Subcommand { name: "xgroup|create", arity: -5, flags: flags!(WRITE, DENYOOM), keys: STREAM_KEY, categories: STREAM_WRITE, summary: "Create a consumer group.", since: "5.0.0" , run: None },
+    Subcommand { name: "xgroup|createconsumer", arity: 5, flags: flags!(WRITE, DENYOOM), keys: STREAM_KEY, categories: STREAM_WRITE, summary: "Create a consumer in a consumer group.", since: "6.2.0" , run: None },
+    Subcommand { name: "xgroup|delconsumer", arity: 5, flags: flags!(WRITE), keys: STREAM_KEY, categories: STREAM_WRITE, summary: "Delete a consumer from a consumer group.", since: "5.0.0" , run: None },
+    Subcommand { name: "xgroup|destroy", arity: 4, flags: flags!(WRITE), keys: STREAM_KEY, categories: STREAM_WRITE, summary: "Destroy a consumer group.", since: "5.0.0" , run: None },
+    Subcommand { name: "xgroup|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["stream", "slow"], summary: HELP_SUMMARY, since: "5.0.0" , run: None },
+    Subcommand { name: "xgroup|setid", arity: -5, flags: flags!(WRITE), keys: STREAM_KEY, categories: STREAM_WRITE, summary: "Set a consumer group to an arbitrary last delivered ID value.", since: "5.0.0" , run: None },
+    Subcommand { name: "xinfo|consumers", arity: 4, flags: flags!(READONLY), keys: STREAM_KEY, categories: STREAM_READ, summary: "List the consumers in a consumer group", since: "5.0.0" , run: None },
+    Subcommand { name: "xinfo|groups", arity: 3, flags: flags!(READONLY), keys: STREAM_KEY, categories: STREAM_READ, summary: "List the consumer groups of a stream", since: "5.0.0" , run: None },
+    Subcommand { name: "xinfo|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["stream", "slow"], summary: HELP_SUMMARY, since: "5.0.0" , run: None },
+    Subcommand { name: "xinfo|stream", arity: -3, flags: flags!(READONLY), keys: STREAM_KEY, categories: STREAM_READ, summary: "Get information about a stream", since: "5.0.0" , run: None },
     Subcommand { name: "client|reply", arity: 3, flags: CLIENT_FLAGS, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Instruct the server whether to reply to commands", since: "3.2.0" , run: None },
     Subcommand { name: "client|pause", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Stop processing commands from clients for some time", since: "2.9.50" , run: None },
     Subcommand { name: "client|unpause", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: CLIENT_ADMIN_CATEGORIES, summary: "Resume processing of clients that were paused", since: "6.2.0" , run: None },

@@ -46,16 +46,19 @@ fn swapdb(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     ctx.out.ok();
 }
 
-/// Wakes the clients blocked on keys of database `db` that now hold a list or a sorted set.
+/// Wakes the clients blocked on keys of database `db` that now hold a list, a sorted set or a
+/// stream.
 fn wake_ready(ctx: &Ctx<'_>, db_idx: usize) {
     let Some(db) = ctx.server.keyspace.db(db_idx) else {
         return;
     };
     for key in ctx.server.blocking.waiting_keys(db_idx) {
-        let ready = db
-            .read(&[&key], ctx.now_ms)
-            .get(&key)
-            .is_some_and(|entry| matches!(entry.value(), Value::List(_) | Value::ZSet(_)));
+        let ready = db.read(&[&key], ctx.now_ms).get(&key).is_some_and(|entry| {
+            matches!(
+                entry.value(),
+                Value::List(_) | Value::ZSet(_) | Value::Stream(_)
+            )
+        });
         if ready {
             ctx.server.blocking.signal(db_idx, &key);
         }

@@ -152,11 +152,10 @@ pub(super) fn read_value<R: Read>(
             )?;
             (!zset.is_empty()).then(|| Value::ZSet(Arc::new(zset)))
         }
-        RdbType::ModulePreGa
-        | RdbType::Module2
-        | RdbType::HashZipmap
-        | RdbType::StreamListpacks
-        | RdbType::StreamListpacks2 => {
+        RdbType::StreamListpacks | RdbType::StreamListpacks2 => {
+            Some(super::stream::read_stream(input, rdb_type, at, scratch)?)
+        }
+        RdbType::ModulePreGa | RdbType::Module2 | RdbType::HashZipmap => {
             return Err(LoadError::UnsupportedType {
                 file: input.file().to_owned(),
                 offset: type_at,

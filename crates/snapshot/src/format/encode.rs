@@ -133,6 +133,7 @@ fn rdb_type_of(value: &Value) -> RdbType {
         Value::Set(_) => RdbType::Set,
         Value::Hash(_) => RdbType::Hash,
         Value::ZSet(_) => RdbType::Zset2,
+        Value::Stream(_) => RdbType::StreamListpacks2,
     }
 }
 
@@ -181,6 +182,7 @@ fn write_value_body(out: &mut Vec<u8>, value: &Value, lzf: Option<&mut Compresso
                 out.extend_from_slice(&score.to_le_bytes());
             }
         }
+        Value::Stream(stream) => super::stream::write_stream(out, stream),
     }
 }
 
@@ -260,6 +262,13 @@ fn write_int_encoded(out: &mut Vec<u8>, value: i64) -> bool {
         return false;
     }
     true
+}
+
+/// Writes a string as its bytes (`rdbSaveRawString` without compression), for binary blobs
+/// that must not be read as integers.
+pub(crate) fn write_raw_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    write_len(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 /// `rdbSaveLen`: 6-bit, 14-bit big-endian, or a marker byte and a 32/64-bit big-endian length.

@@ -266,74 +266,75 @@ impl<'a> Iterator for Listpack<'a> {
     }
 }
 
+/// Appends `lpEncodeBacklen(len)`.
+fn push_backlen(out: &mut Vec<u8>, len: usize) {
+    let n = backlen_size(len);
+    for i in 0..n {
+        let shift = 7 * (n - 1 - i);
+        let group = (len >> shift) as u8;
+        out.push(if i == 0 { group } else { (group & 0x7f) | 0x80 });
+    }
+}
+
+/// A listpack in the encodings Redis chooses (`lpEncodeString`, `lpEncodeIntegerGetType`),
+/// which is how a stream's nodes are written.
+pub(crate) fn build(elements: &[Element<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for element in elements {
+        let start = body.len();
+        match *element {
+            Element::Int(v) if (0..=127).contains(&v) => body.push(v as u8),
+            Element::Int(v) if (-4096..4096).contains(&v) => {
+                let raw = (v as u16) & 0x1fff;
+                body.push(0xc0 | (raw >> 8) as u8);
+                body.push(raw as u8);
+            }
+            Element::Int(v) if i16::try_from(v).is_ok() => {
+                body.push(0xf1);
+                body.extend_from_slice(&(v as i16).to_le_bytes());
+            }
+            Element::Int(v) if (-(1 << 23)..(1 << 23)).contains(&v) => {
+                body.push(0xf2);
+                body.extend((v as i32).to_le_bytes().iter().take(3));
+            }
+            Element::Int(v) if i32::try_from(v).is_ok() => {
+                body.push(0xf3);
+                body.extend_from_slice(&(v as i32).to_le_bytes());
+            }
+            Element::Int(v) => {
+                body.push(0xf4);
+                body.extend_from_slice(&v.to_le_bytes());
+            }
+            Element::Str(s) if s.len() < 64 => {
+                body.push(0x80 | s.len() as u8);
+                body.extend_from_slice(s);
+            }
+            Element::Str(s) if s.len() < 4096 => {
+                body.push(0xe0 | (s.len() >> 8) as u8);
+                body.push(s.len() as u8);
+                body.extend_from_slice(s);
+            }
+            Element::Str(s) => {
+                body.push(0xf0);
+                body.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                body.extend_from_slice(s);
+            }
+        }
+        let entry_len = body.len() - start;
+        push_backlen(&mut body, entry_len);
+    }
+    let total = (HEADER_SIZE + body.len() + 1) as u32;
+    let count = u16::try_from(elements.len()).unwrap_or(COUNT_UNKNOWN);
+    let mut out = total.to_le_bytes().to_vec();
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&body);
+    out.push(EOF);
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    /// Appends `lpEncodeBacklen(len)`.
-    fn push_backlen(out: &mut Vec<u8>, len: usize) {
-        let n = backlen_size(len);
-        for i in 0..n {
-            let shift = 7 * (n - 1 - i);
-            let group = (len >> shift) as u8;
-            out.push(if i == 0 { group } else { (group & 0x7f) | 0x80 });
-        }
-    }
-
-    /// A listpack in the encodings Redis chooses (`lpEncodeString`, `lpEncodeIntegerGetType`).
-    pub(crate) fn build(elements: &[Element<'_>]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for element in elements {
-            let start = body.len();
-            match *element {
-                Element::Int(v) if (0..=127).contains(&v) => body.push(v as u8),
-                Element::Int(v) if (-4096..4096).contains(&v) => {
-                    let raw = (v as u16) & 0x1fff;
-                    body.push(0xc0 | (raw >> 8) as u8);
-                    body.push(raw as u8);
-                }
-                Element::Int(v) if i16::try_from(v).is_ok() => {
-                    body.push(0xf1);
-                    body.extend_from_slice(&(v as i16).to_le_bytes());
-                }
-                Element::Int(v) if (-(1 << 23)..(1 << 23)).contains(&v) => {
-                    body.push(0xf2);
-                    body.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
-                }
-                Element::Int(v) if i32::try_from(v).is_ok() => {
-                    body.push(0xf3);
-                    body.extend_from_slice(&(v as i32).to_le_bytes());
-                }
-                Element::Int(v) => {
-                    body.push(0xf4);
-                    body.extend_from_slice(&v.to_le_bytes());
-                }
-                Element::Str(s) if s.len() < 64 => {
-                    body.push(0x80 | s.len() as u8);
-                    body.extend_from_slice(s);
-                }
-                Element::Str(s) if s.len() < 4096 => {
-                    body.push(0xe0 | (s.len() >> 8) as u8);
-                    body.push(s.len() as u8);
-                    body.extend_from_slice(s);
-                }
-                Element::Str(s) => {
-                    body.push(0xf0);
-                    body.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                    body.extend_from_slice(s);
-                }
-            }
-            let entry_len = body.len() - start;
-            push_backlen(&mut body, entry_len);
-        }
-        let total = (HEADER_SIZE + body.len() + 1) as u32;
-        let count = u16::try_from(elements.len()).unwrap_or(COUNT_UNKNOWN);
-        let mut out = total.to_le_bytes().to_vec();
-        out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&body);
-        out.push(EOF);
-        out
-    }
 
     fn parse(blob: &[u8]) -> Result<Vec<Element<'_>>, String> {
         Listpack::new(blob)?.collect()

@@ -7,6 +7,7 @@
 //! lzf.rs     string ⇄ LZF                    the compression Redis applies to strings > 20 bytes
 //! load.rs    RDB bytes (or zstd) ─► entries  load, LoadedEntry, LoadSummary
 //! collection.rs  collection values ─► Value  every list/set/zset/hash encoding Redis 7.0 loads
+//! stream.rs  streams ⇄ RDB bytes              Redis 7.0's RDB_TYPE_STREAM_LISTPACKS_2 (and _1)
 //! listpack.rs, ziplist.rs, intset.rs         checked decoders of the compact blobs
 //! error.rs   what a refused file reports     LoadError
 //! ```
@@ -23,8 +24,9 @@
 //! - No `unsafe` here: this code parses untrusted files.
 //!
 //! # Not here
-//! Streams, module values, pre-2.6 zipmaps and functions: the loader refuses them with a typed
-//! error rather than skipping them, because skipping would be a silent partial load.
+//! Module values, pre-2.6 zipmaps and functions: the loader refuses them with a typed error
+//! rather than skipping them, because skipping would be a silent partial load. Streams are in
+//! `stream.rs` (both directions).
 //! Collections load in every encoding Redis 7.0 loads (`collection.rs`, over the blob decoders
 //! `listpack.rs`, `ziplist.rs`, `intset.rs`); the writer uses the plain collection codes.
 
@@ -37,6 +39,7 @@ mod intset;
 mod listpack;
 mod load;
 mod lzf;
+mod stream;
 mod ziplist;
 
 pub use crc::Checksum;

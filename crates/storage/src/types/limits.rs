@@ -1,6 +1,6 @@
 //! The thresholds at which a small collection leaves its compact encoding, as Redis 7.0's
 //! `hash-max-listpack-entries`/`-value`, `zset-max-listpack-entries`/`-value`,
-//! `set-max-intset-entries` and `list-max-listpack-size`. The server sets them from its
+//! `set-max-intset-entries`, `list-max-listpack-size` and `stream-node-max-entries`/`-bytes`. The server sets them from its
 //! configuration ([`EncodingLimits::set`]); every collection reads them when it grows, as Redis
 //! reads `server.*` there. A change applies to later writes only: a collection already
 //! converted stays converted, and a small one converts at its next write past the new limit,
@@ -22,6 +22,8 @@ pub struct EncodingLimits {
     zset_max_listpack_value: AtomicUsize,
     set_max_intset_entries: AtomicUsize,
     list_max_listpack_size: AtomicI64,
+    stream_node_max_entries: AtomicUsize,
+    stream_node_max_bytes: AtomicUsize,
 }
 
 /// The limits in force, Redis 7.0's defaults until the server sets them.
@@ -32,6 +34,8 @@ pub static ENCODING_LIMITS: EncodingLimits = EncodingLimits {
     zset_max_listpack_value: AtomicUsize::new(64),
     set_max_intset_entries: AtomicUsize::new(512),
     list_max_listpack_size: AtomicI64::new(-2),
+    stream_node_max_entries: AtomicUsize::new(100),
+    stream_node_max_bytes: AtomicUsize::new(4096),
 };
 
 /// The values to set, one per option.
@@ -50,6 +54,10 @@ pub struct Thresholds {
     /// `list-max-listpack-size`: entries per list node when positive, a node size (-1 4 KiB
     /// ... -5 64 KiB) when negative.
     pub list_max_listpack_size: i64,
+    /// `stream-node-max-entries`: entries a stream node receives (0: no limit).
+    pub stream_node_max_entries: usize,
+    /// `stream-node-max-bytes`: bytes a stream node holds (0: no limit).
+    pub stream_node_max_bytes: usize,
 }
 
 /// Redis's `SIZE_SAFETY_LIMIT`: a list node limited by count still holds at most 8 KiB.
@@ -80,6 +88,21 @@ impl EncodingLimits {
         store(&self.set_max_intset_entries, limits.set_max_intset_entries);
         self.list_max_listpack_size
             .store(limits.list_max_listpack_size, Ordering::Relaxed);
+        store(
+            &self.stream_node_max_entries,
+            limits.stream_node_max_entries,
+        );
+        store(&self.stream_node_max_bytes, limits.stream_node_max_bytes);
+    }
+
+    /// `stream-node-max-entries` (0: no limit).
+    pub fn stream_node_max_entries(&self) -> usize {
+        self.stream_node_max_entries.load(Ordering::Relaxed)
+    }
+
+    /// `stream-node-max-bytes` (0: no limit).
+    pub(crate) fn stream_node_max_bytes(&self) -> usize {
+        self.stream_node_max_bytes.load(Ordering::Relaxed)
     }
 
     pub(crate) fn hash_max_entries(&self) -> usize {
@@ -135,6 +158,8 @@ mod tests {
             zset_max_listpack_value: AtomicUsize::new(64),
             set_max_intset_entries: AtomicUsize::new(512),
             list_max_listpack_size: AtomicI64::new(0),
+            stream_node_max_entries: AtomicUsize::new(100),
+            stream_node_max_bytes: AtomicUsize::new(4096),
         };
         limits.list_max_listpack_size.store(fill, Ordering::Relaxed);
         limits

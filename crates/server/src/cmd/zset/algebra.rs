@@ -69,7 +69,9 @@ impl Source {
             None => Ok(Source::Missing),
             Some(Value::ZSet(zset)) => Ok(Source::Sorted(Arc::clone(zset))),
             Some(Value::Set(set)) => Ok(Source::Plain(set.iter().map(|m| m.to_bytes()).collect())),
-            Some(Value::String(_) | Value::List(_) | Value::Hash(_)) => Err(reply::WRONGTYPE),
+            Some(Value::String(_) | Value::List(_) | Value::Hash(_) | Value::Stream(_)) => {
+                Err(reply::WRONGTYPE)
+            }
         }
     }
 
