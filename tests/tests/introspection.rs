@@ -149,6 +149,28 @@ fn client_reply_off_keeps_resp3_pushes() {
     );
 }
 
+/// Regression: under CLIENT REPLY OFF a RESP2 client's PSUBSCRIBE confirmation was dropped, so
+/// Redis's own pubsub unit hung waiting for it. Subscription confirmations are pushes in Redis
+/// whatever the protocol, and go through REPLY OFF; other replies (PING, PUBLISH) do not.
+#[test]
+fn client_reply_off_keeps_resp2_subscription_confirmations() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = server.raw();
+    conn.send_command(&[b"CLIENT", b"REPLY", b"OFF"]);
+    conn.send_command(&[b"PING"]);
+    conn.send_command(&[b"PSUBSCRIBE", b"*"]);
+    assert_eq!(
+        text(conn.read_reply()),
+        "*3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:1\r\n"
+    );
+    let mut other = server.raw();
+    assert_eq!(text(other.call(&[b"PUBLISH", b"channel", b"hi"])), ":1\r\n");
+    assert_eq!(
+        text(conn.read_reply()),
+        "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$7\r\nchannel\r\n$2\r\nhi\r\n"
+    );
+}
+
 #[test]
 fn reset_clears_connection_state() {
     let server = TestServer::start(BIN, &["--port", "0"]);

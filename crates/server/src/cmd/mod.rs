@@ -289,7 +289,19 @@ pub(crate) fn execute(server: &Server, client: &mut Client, out: &mut Out, argv:
         tracking::broadcast(server);
     }
     if client::reply_altered(client) {
-        client::after_command(client, out, reply_start);
+        // Subscription confirmations are pushes in Redis whatever the protocol, and pushes go
+        // through CLIENT REPLY OFF/SKIP: a (un)subscribe command's replies stay.
+        let pushes = argv
+            .first()
+            .and_then(|name| lookup(name))
+            .is_some_and(|(_, command)| {
+                command.has_flag(Flags::PUBSUB.union(Flags::IN_SUBSCRIBED_MODE))
+            });
+        if !pushes {
+            client::after_command(client, out, reply_start);
+        } else {
+            client::after_command(client, out, out.len());
+        }
     }
 }
 
