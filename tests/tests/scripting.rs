@@ -887,3 +887,34 @@ fn sigterm_ends_a_server_running_an_endless_script() {
     wait_busy(&mut other);
     assert!(server.terminate().success());
 }
+
+/// Regression: `unpack` with a range whose size overflows a C int (Redis's "table unpack with
+/// invalid indexes" test) crashed a release build with a segfault inside Lua 5.1. It is Lua's
+/// "too many results" error now, and the server goes on serving.
+#[test]
+fn unpack_with_huge_ranges_is_an_error_not_a_crash() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    for script in [
+        "return {unpack({1,2,3}, -2, 2147483647)}",
+        "return {unpack({1,2,3}, 0, 2147483647)}",
+        "return {unpack({1,2,3}, -2147483648, -2)}",
+        "return {unpack({1,2,3}, -2147483648, 2147483647)}",
+    ] {
+        let reply = eval(&mut conn, script, &[]);
+        assert!(
+            reply.starts_with('-') && reply.contains("too many results to unpack"),
+            "{script}: {reply}"
+        );
+    }
+    // Ordinary ranges still work, with unpack's defaults.
+    assert_eq!(
+        eval(&mut conn, "return {unpack({1,2,3})}", &[]),
+        "*3\r\n:1\r\n:2\r\n:3\r\n"
+    );
+    assert_eq!(
+        eval(&mut conn, "return {unpack({1,2,3}, 2)}", &[]),
+        "*2\r\n:2\r\n:3\r\n"
+    );
+    assert_eq!(cmd(&mut conn, "PING"), "+PONG\r\n");
+}

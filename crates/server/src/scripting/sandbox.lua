@@ -17,6 +17,19 @@ local rawget_, rawset_, setmetatable_, getmetatable_ = rawget, rawset, setmetata
 local pcall_, xpcall_, setfenv_, loadstring_, load_ = pcall, xpcall, setfenv, loadstring, load
 local tonumber_, floor = tonumber, math.floor
 
+-- Lua 5.1's `unpack` computes the size of its range in C ints, which overflow for ranges such
+-- as (-2, 2^31 - 1): undefined behaviour that crashed the server in an optimised build (Redis
+-- patches its Lua for the same reason). The range is checked here first, in Lua numbers, which
+-- do not overflow; more results than the C stack takes (LUAI_MAXCSTACK) is Lua's own error.
+local MAX_UNPACK = 8000
+G.unpack = function(t, i, j)
+  local first = i == nil and 1 or i
+  if type_(first) == "number" and type_(j) == "number" and j - first >= MAX_UNPACK then
+    error_("too many results to unpack", 2)
+  end
+  return unpack_(t, i, j)
+end
+
 local READONLY = "Attempt to modify a readonly table"
 local protected = setmetatable_({}, { __mode = "k" })
 
