@@ -8,9 +8,11 @@
 //! latency percentiles) is left out rather than invented.
 //!
 //! # Differences from Redis 7.0
-//! - `used_memory` is the process's resident set size (from `/proc/self/status`), the same
-//!   figure as `used_memory_rss`: forkless has no allocator accounting yet. `used_memory_peak` is
-//!   the peak RSS (`VmHWM`).
+//! - `used_memory` is what the counting allocator handed out (`allocator.rs`: glibc's chunk
+//!   sizes of Rust's allocations, exact up to 64 KiB per thread); allocations C code makes
+//!   through `malloc` directly (Lua, zstd) show only in `allocator_*` (glibc's `mallinfo2`).
+//!   `# Memory` adds `mem_snapshot_retained` (versions a running snapshot retains, also in
+//!   `mem_not_counted_for_evict`, see `evict.rs`).
 //! - `instantaneous_ops_per_sec` and the `_kbps` rates are computed from counter samples taken
 //!   at least 100 ms apart at each INFO (and by [`sample_rates`], which a periodic task may
 //!   call): the rate over the last second or, when samples are sparser, since the previous one.
@@ -200,22 +202,35 @@ fn clients_section(server: &Server, text: &mut String) {
 fn memory_section(server: &Server, text: &mut String) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let rss = kib_field(&status, "VmRSS:");
-    let peak = kib_field(&status, "VmHWM:").max(rss);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total_system = kib_field(&meminfo, "MemTotal:");
+    let figures = crate::evict::figures(server);
+    let used = figures.used;
+    let allocator = figures.allocator;
     let config = server.config();
     text.push_str("# Memory\r\n");
-    field(text, "used_memory", rss);
-    field(text, "used_memory_human", bytes_to_human(rss));
+    field(text, "used_memory", used);
+    field(text, "used_memory_human", bytes_to_human(used));
     field(text, "used_memory_rss", rss);
     field(text, "used_memory_rss_human", bytes_to_human(rss));
-    field(text, "used_memory_peak", peak);
-    field(text, "used_memory_peak_human", bytes_to_human(peak));
+    field(text, "used_memory_peak", figures.peak);
+    field(text, "used_memory_peak_human", bytes_to_human(figures.peak));
     field(
         text,
         "used_memory_peak_perc",
-        format!("{:.2}%", percent(rss, peak)),
+        format!("{:.2}%", figures.peak_percent()),
     );
+    field(text, "used_memory_overhead", figures.overhead);
+    field(text, "used_memory_startup", figures.startup);
+    field(text, "used_memory_dataset", figures.dataset);
+    field(
+        text,
+        "used_memory_dataset_perc",
+        format!("{:.2}%", figures.dataset_percent()),
+    );
+    field(text, "allocator_allocated", allocator.allocated);
+    field(text, "allocator_active", allocator.active);
+    field(text, "allocator_resident", allocator.resident);
     field(text, "total_system_memory", total_system);
     field(
         text,
@@ -226,7 +241,60 @@ fn memory_section(server: &Server, text: &mut String) {
     field(text, "maxmemory", config.maxmemory);
     field(text, "maxmemory_human", bytes_to_human(config.maxmemory));
     field(text, "maxmemory_policy", config.maxmemory_policy.as_str());
+    let ratio = |part: u64, whole: u64| {
+        if whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    };
+    let signed = |a: u64, b: u64| i128::from(a) - i128::from(b);
+    field(
+        text,
+        "allocator_frag_ratio",
+        format!("{:.2}", ratio(allocator.active, allocator.allocated)),
+    );
+    field(
+        text,
+        "allocator_frag_bytes",
+        allocator.active.saturating_sub(allocator.allocated),
+    );
+    field(
+        text,
+        "allocator_rss_ratio",
+        format!("{:.2}", ratio(allocator.resident, allocator.active)),
+    );
+    field(
+        text,
+        "allocator_rss_bytes",
+        signed(allocator.resident, allocator.active),
+    );
+    field(
+        text,
+        "rss_overhead_ratio",
+        format!("{:.2}", ratio(rss, allocator.resident)),
+    );
+    field(text, "rss_overhead_bytes", signed(rss, allocator.resident));
+    field(
+        text,
+        "mem_fragmentation_ratio",
+        format!("{:.2}", ratio(rss, used)),
+    );
+    field(text, "mem_fragmentation_bytes", signed(rss, used));
+    field(
+        text,
+        "mem_not_counted_for_evict",
+        figures.not_counted_for_evict,
+    );
+    field(text, "mem_replication_backlog", 0);
+    field(text, "mem_total_replication_buffers", 0);
+    field(text, "mem_clients_slaves", 0);
+    field(text, "mem_clients_normal", figures.clients_normal);
+    field(text, "mem_cluster_links", 0);
+    field(text, "mem_aof_buffer", 0);
+    field(text, "mem_snapshot_retained", figures.retained);
     field(text, "mem_allocator", "libc");
+    field(text, "active_defrag_running", 0);
     field(
         text,
         "lazyfree_pending_objects",
@@ -251,14 +319,6 @@ fn kib_field(text: &str, name: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse::<u64>().ok())
         .map_or(0, |kib| kib.saturating_mul(1024))
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
 }
 
 /// Redis's `bytesToHuman`: `123B`, `1.50K`, `2.00M`, ... up to petabytes.

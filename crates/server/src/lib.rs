@@ -14,8 +14,9 @@
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
 
-// The exceptions are `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s
-// startup fork and descriptor redirection for `daemonize yes`.
+// The exceptions are `allocator` (the counting `GlobalAlloc` and `mallinfo2`),
+// `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s startup fork and
+// descriptor redirection for `daemonize yes`.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+mod allocator;
 mod aof;
 mod blocking;
 mod cmd;
@@ -33,6 +35,7 @@ pub mod config;
 mod conn;
 mod daemon;
 mod effects;
+mod evict;
 mod fork_mode;
 mod info;
 mod limits;
@@ -171,6 +174,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let port = config.port;
     let backlog = config.tcp_backlog;
     let server = Server::new(config);
+    evict::record_startup();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),

@@ -216,6 +216,23 @@ impl Db {
         }
     }
 
+    /// What the database's tables cost beyond their keys and values: every shard's buckets
+    /// (each a key and its entry, and hashbrown's control byte) and each TTL's index node, for
+    /// INFO's `used_memory_overhead`. Takes each shard's read lock in turn.
+    pub fn overhead_bytes(&self) -> u64 {
+        const EXPIRE_INDEX_ENTRY: usize = std::mem::size_of::<(u64, CompactBytes)>() + 8;
+        let bucket = std::mem::size_of::<(CompactBytes, Entry)>() + 1;
+        let total: usize = self
+            .shards
+            .iter()
+            .map(|lock| {
+                let shard = sync::read(lock);
+                shard.table.capacity() * bucket + shard.expires.len() * EXPIRE_INDEX_ENTRY
+            })
+            .sum();
+        u64::try_from(total).unwrap_or(u64::MAX)
+    }
+
     /// WATCH: `flag` is set by every later change to `key`, from any client.
     pub fn watch(&self, key: &[u8], flag: &crate::watch::WatchFlag) {
         let idx = shard_of(self.shared.hash(key));

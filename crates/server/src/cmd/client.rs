@@ -134,6 +134,20 @@ impl Default for ClientInfo {
 }
 
 impl ClientInfo {
+    /// The client's buffers as last published (query buffer, its free part, pending replies,
+    /// queued transaction): its share of INFO's `mem_clients_normal`.
+    pub(crate) fn buffer_bytes(&self) -> u64 {
+        [
+            &self.qbuf,
+            &self.qbuf_free,
+            &self.pending_out,
+            &self.multi_mem,
+        ]
+        .iter()
+        .map(|figure| figure.load(Ordering::Relaxed))
+        .fold(0, u64::saturating_add)
+    }
+
     /// Takes the CLIENT UNBLOCK request: Some(true) for ERROR, Some(false) for TIMEOUT.
     pub(crate) fn take_unblock(&self) -> Option<bool> {
         match self.unblock.swap(UNBLOCK_NONE, Ordering::AcqRel) {
