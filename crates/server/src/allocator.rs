@@ -114,6 +114,13 @@ pub(crate) fn allocated_bytes() -> u64 {
     u64::try_from(FLUSHED.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
+/// [`allocated_bytes`] with what this thread has not flushed yet: exact for this thread's own
+/// allocations and frees, so a thread that frees memory sees it gone at once.
+pub(crate) fn allocated_bytes_with_this_thread() -> u64 {
+    let pending = PENDING.try_with(Cell::get).unwrap_or(0);
+    u64::try_from(FLUSHED.load(Ordering::Relaxed) + pending).unwrap_or(0)
+}
+
 /// glibc's own figures (`mallinfo2`), which count C allocations too. Costs a walk of the
 /// arenas under their locks: INFO and MEMORY STATS only, never per command.
 #[derive(Debug, Clone, Copy, Default)]

@@ -13,8 +13,16 @@
 //! eviction check that finds the server over its limit, and by the server's cron.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use forkless_storage::{EvictionRank, N_SHARDS};
+use rand::Rng;
 
 use crate::allocator;
+use crate::cmd::meta::{Flags, Gate};
+use crate::cmd::{Client, Command};
+use crate::config::MaxmemoryPolicy;
 use crate::server::Server;
 
 /// `used_memory_peak`: the highest `used_memory` sampled.
@@ -105,4 +113,264 @@ pub(crate) fn figures(server: &Server) -> Figures {
         not_counted_for_evict: retained,
         allocator: allocator::malloc_figures(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eviction.
+
+/// `maxmemory-policy` as `Tunables::maxmemory_policy` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    NoEviction,
+    /// Evict among every key (`allkeys-*`) or only those with a TTL (`volatile-*`), ranked so.
+    Evict {
+        volatile: bool,
+        rank: EvictionRank,
+    },
+}
+
+const POLICIES: [(MaxmemoryPolicy, Policy); 8] = {
+    use EvictionRank::{Clock, Random, Ttl};
+    const fn evict(volatile: bool, rank: EvictionRank) -> Policy {
+        Policy::Evict { volatile, rank }
+    }
+    [
+        (MaxmemoryPolicy::Noeviction, Policy::NoEviction),
+        (MaxmemoryPolicy::AllkeysLru, evict(false, Clock)),
+        (MaxmemoryPolicy::AllkeysLfu, evict(false, Clock)),
+        (MaxmemoryPolicy::AllkeysRandom, evict(false, Random)),
+        (MaxmemoryPolicy::VolatileLru, evict(true, Clock)),
+        (MaxmemoryPolicy::VolatileLfu, evict(true, Clock)),
+        (MaxmemoryPolicy::VolatileRandom, evict(true, Random)),
+        (MaxmemoryPolicy::VolatileTtl, evict(true, Ttl)),
+    ]
+};
+
+/// The code `Tunables::maxmemory_policy` stores for `policy`.
+pub(crate) fn policy_code(policy: MaxmemoryPolicy) -> u8 {
+    POLICIES
+        .iter()
+        .position(|(p, _)| *p == policy)
+        .and_then(|idx| u8::try_from(idx).ok())
+        .unwrap_or(0)
+}
+
+fn policy_of_code(code: u8) -> Policy {
+    POLICIES
+        .get(usize::from(code))
+        .map_or(Policy::NoEviction, |(_, policy)| *policy)
+}
+
+/// Returns true if and only if `policy` ranks keys by the LFU counter (the access clocks then
+/// count frequency, `forkless_storage::access`).
+pub(crate) fn policy_is_lfu(policy: MaxmemoryPolicy) -> bool {
+    matches!(
+        policy,
+        MaxmemoryPolicy::AllkeysLfu | MaxmemoryPolicy::VolatileLfu
+    )
+}
+
+/// Redis 7.0's reply to a command refused for memory.
+pub(crate) const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// Redis's `evictionTimeLimitUs`: how long one call may evict, from
+/// `maxmemory-eviction-tenacity` (0..=100; 100 is no limit).
+fn time_limit(tenacity: u64) -> Option<Duration> {
+    if tenacity <= 10 {
+        return Some(Duration::from_micros(50 * tenacity));
+    }
+    if tenacity < 100 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a bounded time"
+        )]
+        let micros = (500.0 * 1.15f64.powi(i32::try_from(tenacity - 10).unwrap_or(90))) as u64;
+        return Some(Duration::from_micros(micros));
+    }
+    None
+}
+
+/// What counts against `maxmemory` now: `used_memory` (with this thread's unflushed share, so
+/// an evicting thread sees what it freed at once) less what is not counted for eviction.
+fn counted_memory(server: &Server) -> u64 {
+    let used = allocator::allocated_bytes_with_this_thread();
+    PEAK.fetch_max(used, Ordering::Relaxed);
+    used.saturating_sub(server.keyspace.retained().bytes)
+}
+
+/// Redis's `performEvictions`, called before a command that may need memory: when the server
+/// is over `maxmemory`, evicts keys by the policy until it is under, or until the tenacity's
+/// time is up (the command then runs and the next one goes on evicting). Returns true if and
+/// only if the server is over the limit and nothing could be evicted (or the policy is
+/// `noeviction`): the caller refuses the command if it is one that needs memory.
+///
+/// No global stop: each eviction samples a few shards of each database under their read
+/// locks, and removes the best candidate under its own shard's write lock, through a write
+/// guard like a DEL, so WATCH, the retain hook of a running snapshot, the effect stream and
+/// keyspace notifications see it as any deletion. The caller holds the command gate shared (or
+/// nothing that excludes it), so no eviction falls inside a transaction or a script.
+fn perform_evictions(server: &Server, gate_held: bool) -> bool {
+    let limit = server.tunables.maxmemory.load(Ordering::Relaxed);
+    if limit == 0 || allocator::allocated_bytes_with_this_thread() <= limit {
+        return false;
+    }
+    if counted_memory(server) <= limit {
+        return false;
+    }
+    let policy = policy_of_code(server.tunables.maxmemory_policy.load(Ordering::Relaxed));
+    let Policy::Evict { volatile, rank } = policy else {
+        return true;
+    };
+    let samples = usize::try_from(server.tunables.maxmemory_samples.load(Ordering::Relaxed))
+        .unwrap_or(5)
+        .clamp(1, 64);
+    let tenacity = server
+        .tunables
+        .maxmemory_eviction_tenacity
+        .load(Ordering::Relaxed);
+    let deadline = time_limit(tenacity).map(|limit| Instant::now() + limit);
+    // A command that takes the gate itself (EXEC, a script) evicts under the gate shared; if a
+    // transaction or script holds it now, this command waits for it anyway: evict next time.
+    let _gate = if gate_held {
+        None
+    } else {
+        match server.keyspace.gate().try_shared() {
+            Some(gate) => Some(gate),
+            None => return false,
+        }
+    };
+    let mut candidates = Vec::new();
+    loop {
+        let now_ms = crate::server::unix_ms();
+        if !evict_one(server, volatile, rank, samples, now_ms, &mut candidates) {
+            return true;
+        }
+        if counted_memory(server) <= limit {
+            return false;
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return false;
+        }
+    }
+}
+
+thread_local! {
+    /// Redis's `pre_command_oom_state`: whether the command this thread runs found the server
+    /// out of memory before it started. A script's `redis.call` of a command that needs memory
+    /// is refused when it was, until the script has written something (`scripting/engine.rs`).
+    static PRE_COMMAND_OOM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Returns true if and only if the running command found the server out of memory before it
+/// started (see [`PRE_COMMAND_OOM`]).
+pub(crate) fn pre_command_oom() -> bool {
+    PRE_COMMAND_OOM.with(std::cell::Cell::get)
+}
+
+/// The maxmemory step of Redis's `processCommand`, before a command runs with `maxmemory` set:
+/// evicts what the policy allows, then returns true if and only if the command must be
+/// refused with [`OOM`]: the server is still over the limit and the command needs memory
+/// (`denyoom`, EXEC of a queue holding one, or any command queued inside MULTI but EXEC,
+/// DISCARD and the others that run there). `gate_held` says whether the caller holds the
+/// command gate shared.
+pub(crate) fn refuse_for_memory(
+    server: &Server,
+    client: &Client,
+    command: &Command,
+    gate_held: bool,
+) -> bool {
+    let out_of_memory = perform_evictions(server, gate_held);
+    PRE_COMMAND_OOM.with(|state| state.set(out_of_memory));
+    if !out_of_memory {
+        return false;
+    }
+    if command.has_flag(Flags::DENYOOM) {
+        return true;
+    }
+    match &client.multi {
+        Some(_) if !command.has_flag(Flags::RUNS_IN_MULTI) => true,
+        // EXEC (runs in MULTI, takes the gate itself): refused if it would run one.
+        Some(queue) if command.gate == Gate::Exclusive => queue.iter().any(|argv| {
+            argv.first()
+                .and_then(|name| crate::cmd::lookup(name))
+                .is_some_and(|(_, queued)| queued.has_flag(Flags::DENYOOM))
+        }),
+        _ => false,
+    }
+}
+
+/// Shards of each database one eviction samples before it falls back to a walk of every shard.
+const SHARDS_PER_ROUND: usize = 4;
+
+/// Evicts one key: the best-ranked of a sample from every database. Returns false if and only
+/// if there was no key to evict.
+fn evict_one(
+    server: &Server,
+    volatile: bool,
+    rank: EvictionRank,
+    samples: usize,
+    now_ms: u64,
+    candidates: &mut Vec<(u64, usize, Bytes)>,
+) -> bool {
+    let mut rng = rand::rng();
+    let mut sampled = Vec::new();
+    for attempt in 0..2 {
+        candidates.clear();
+        for (db_idx, db) in server.keyspace.dbs().iter().enumerate() {
+            sampled.clear();
+            if attempt == 0 {
+                for _ in 0..SHARDS_PER_ROUND {
+                    let shard = rng.random_range(0..N_SHARDS);
+                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
+                }
+            } else {
+                // The random shards were empty: the database is sparse; find what it has.
+                if let Some(shard) = (0..N_SHARDS).find(|&idx| db.shard_has_keys(idx, volatile)) {
+                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
+                }
+            }
+            candidates.extend(sampled.drain(..).map(|(score, key)| (score, db_idx, key)));
+        }
+        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (_, db_idx, key) in candidates.drain(..) {
+            if evict_key(server, db_idx, &key, volatile, now_ms) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Removes `key` from database `db_idx` as an eviction. Returns true if and only if it was
+/// there to remove (another client may have deleted or evicted it since it was sampled).
+fn evict_key(server: &Server, db_idx: usize, key: &[u8], volatile: bool, now_ms: u64) -> bool {
+    let Some(db) = server.keyspace.db(db_idx) else {
+        return false;
+    };
+    let mut guard = db.write(&[key], now_ms);
+    if volatile
+        && guard
+            .get(key)
+            .is_none_or(|entry| entry.expire_at_ms().is_none())
+    {
+        return false;
+    }
+    let removed = guard.remove(key);
+    drop(guard);
+    crate::effects::after_eviction(server, db_idx, key);
+    if removed {
+        server.stats.evicted_keys.fetch_add(1, Ordering::Relaxed);
+        crate::notify::notify_db(
+            server,
+            crate::config::notify_class::EVICTED,
+            "evicted",
+            key,
+            db_idx,
+        );
+        if server.tracking.active() {
+            crate::cmd::tracking::invalidate(server, 0, &[key]);
+        }
+    }
+    removed
 }

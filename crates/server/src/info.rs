@@ -402,7 +402,7 @@ fn stats_section(server: &Server, text: &mut String) {
         "expired_keys",
         expired.saturating_sub(load(&EXPIRED_KEYS_AT_RESET)),
     );
-    field(text, "evicted_keys", 0);
+    field(text, "evicted_keys", load(&stats.evicted_keys));
     field(text, "evicted_clients", 0);
     field(text, "keyspace_hits", load(&stats.keyspace_hits));
     field(text, "keyspace_misses", load(&stats.keyspace_misses));
@@ -574,6 +574,7 @@ pub(crate) fn reset_stats(server: &Server) {
         command.failed_calls.store(0, Ordering::Relaxed);
     }
     EXPIRED_KEYS_AT_RESET.store(server.keyspace.expired_keys(), Ordering::Relaxed);
+    server.stats.evicted_keys.store(0, Ordering::Relaxed);
     {
         // As Redis's resetServerStats: stat_fork_time and stat_total_forks restart too.
         let mut persistence = server.persistence.state();

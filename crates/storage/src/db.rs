@@ -27,6 +27,7 @@ use bytes::Bytes;
 use hashbrown::hash_table;
 use rand::Rng;
 
+use crate::access;
 use crate::compact::CompactBytes;
 use crate::effect::{self, SeqClock};
 use crate::entry::Entry;
@@ -83,6 +84,17 @@ fn shard_of(hash: u64) -> usize {
 
 fn scan_position(hash: u64) -> u64 {
     ((shard_of(hash) as u64) << SCAN_HASH_BITS) | (hash >> (64 - SCAN_HASH_BITS))
+}
+
+/// What eviction ranks sampled keys by (`Db::eviction_candidates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionRank {
+    /// The access clock, as the policy in force reads it (`access.rs`): LRU or LFU.
+    Clock,
+    /// The soonest deadline first (`volatile-ttl`).
+    Ttl,
+    /// At random.
+    Random,
 }
 
 /// Per-database figures for `INFO keyspace` and `DBSIZE`.
@@ -395,6 +407,83 @@ impl Db {
         })
     }
 
+    /// Samples up to `n` keys of shard `shard_idx` as eviction candidates, under its read lock,
+    /// and appends them to `out` with their rank (higher is evicted first). Like Redis's
+    /// `dictGetSomeKeys`, the sample is a run of neighbouring keys from a random place in the
+    /// table: the keys' hashes place them at random, so a run is a random sample without a
+    /// random probe per key. `volatile` samples only keys with a TTL; ranked by
+    /// [`EvictionRank::Ttl`], those are exactly the shard's `n` soonest deadlines.
+    pub fn eviction_candidates(
+        &self,
+        shard_idx: usize,
+        volatile: bool,
+        rank: EvictionRank,
+        n: usize,
+        now_ms: u64,
+        out: &mut Vec<(u64, Bytes)>,
+    ) {
+        let Some(lock) = self.shards.get(shard_idx) else {
+            return;
+        };
+        let shard = sync::read(lock);
+        let mut rng = rand::rng();
+        let score = |entry: &Entry, rng: &mut rand::rngs::ThreadRng| match rank {
+            EvictionRank::Clock => access::eviction_score(entry.access_clock(), now_ms),
+            EvictionRank::Ttl => u64::MAX - entry.expire_at_ms().unwrap_or(u64::MAX),
+            EvictionRank::Random => rng.random(),
+        };
+        if volatile {
+            let index = &shard.expires.by_deadline;
+            let len = index.len();
+            if len == 0 {
+                return;
+            }
+            let start = if rank == EvictionRank::Ttl {
+                0
+            } else {
+                rng.random_range(0..len)
+            };
+            for (_, key) in index
+                .iter()
+                .chain(index.iter())
+                .skip(start)
+                .take(n.min(len))
+            {
+                if let Some(entry) = shard.find(self.shared.hash(key), key) {
+                    out.push((score(entry, &mut rng), key.to_bytes()));
+                }
+            }
+        } else {
+            let len = shard.table.len();
+            if len == 0 {
+                return;
+            }
+            let start = rng.random_range(0..len);
+            let table = &shard.table;
+            for (key, entry) in table
+                .iter()
+                .chain(table.iter())
+                .skip(start)
+                .take(n.min(len))
+            {
+                out.push((score(entry, &mut rng), key.to_bytes()));
+            }
+        }
+    }
+
+    /// Returns true if and only if shard `shard_idx` holds a key (with a TTL, when
+    /// `volatile`).
+    pub fn shard_has_keys(&self, shard_idx: usize, volatile: bool) -> bool {
+        self.shards.get(shard_idx).is_some_and(|lock| {
+            let shard = sync::read(lock);
+            if volatile {
+                shard.expires.len() > 0
+            } else {
+                shard.len() > 0
+            }
+        })
+    }
+
     /// Removes up to `max_keys` expired keys of shard `shard_idx`. Returns how many were removed
     /// and whether more are already due.
     pub(crate) fn expire_shard(
@@ -544,6 +633,22 @@ impl ReadGuard<'_> {
             not_locked(key);
             return None;
         };
+        let entry = shard
+            .find(hash, key)
+            .filter(|entry| !entry.is_expired(self.now_ms))?;
+        entry.touch(self.now_ms);
+        Some(entry)
+    }
+
+    /// The live entry of `key`, if any, without counting an access in its clock (Redis's
+    /// `LOOKUP_NOTOUCH`: OBJECT, TYPE, TTL and the like).
+    #[inline]
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        let hash = self.hashes.hash(self.shared, key);
+        let Some(shard) = self.locks.get(shard_of(hash)) else {
+            not_locked(key);
+            return None;
+        };
         shard
             .find(hash, key)
             .filter(|entry| !entry.is_expired(self.now_ms))
@@ -664,6 +769,7 @@ impl WriteGuard<'_> {
             ..
         } = shard;
         let (stored_key, entry) = table.find_mut(hash, |(k, _)| k.as_ref() == key)?;
+        entry.touch(now_ms);
         Some(EntryMut {
             key: stored_key,
             entry,
@@ -698,10 +804,15 @@ impl WriteGuard<'_> {
             snapshot,
             ..
         } = shard;
-        let new_entry = Entry::new(value, expire_at_ms, epoch);
+        let mut new_entry = Entry::new(value, expire_at_ms, epoch, access::initial(now_ms));
         match table.entry(hash, |(k, _)| k.as_ref() == key, |(k, _)| shared.hash(k)) {
             hash_table::Entry::Occupied(mut occupied) => {
                 let (stored_key, entry) = occupied.get_mut();
+                // An overwrite keeps the key's LFU counter, counting the write as an access,
+                // as Redis's `dbOverwrite` does; under LRU the new value is simply new.
+                if access::is_lfu() && !entry.is_expired(now_ms) {
+                    new_entry.set_access_clock(access::touched(entry.access_clock(), now_ms));
+                }
                 if let Some(at) = entry.expire_at_ms() {
                     expires.remove(at, stored_key);
                 }

@@ -351,6 +351,15 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
             return;
         }
     };
+    if server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+        && !client.replay
+        && crate::evict::refuse_for_memory(server, client, command, _gate.is_some())
+    {
+        out.error(crate::evict::OOM);
+        reject(server, stats);
+        transaction::flag_error(client);
+        return;
+    }
     if transaction::queue(client, out, command, argv) {
         return;
     }

@@ -89,6 +89,17 @@ fn check_before_run(
     if flags.compat || flags.no_writes {
         return Ok(());
     }
+    // A script with flags and without allow-oom needs memory as a `denyoom` command does.
+    if !flags.allow_oom
+        && crate::evict::pre_command_oom()
+        && server
+            .tunables
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+    {
+        return Err(crate::evict::OOM);
+    }
     if crate::persistence::writes_refused(server) {
         return Err(
             "MISCONF Redis is configured to save RDB snapshots, but it's currently unable \

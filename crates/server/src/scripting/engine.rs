@@ -361,6 +361,7 @@ impl Engine {
             client: script_client(),
             reply: Out::new(RespVersion::Resp2),
             read_only: false,
+            allow_oom: false,
             run_state: Arc::clone(&run_state),
         }));
         let redis: Table = sandbox.module.raw_get("redis")?;
@@ -528,6 +529,7 @@ impl Engine {
             let mut calls = lock(&self.calls);
             calls.read_only =
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
+            calls.allow_oom = !spec.flags.compat && spec.flags.allow_oom;
             calls.client.db = caller.db;
             calls.client.close_after_reply = false;
             calls.client.multi = None;
@@ -688,6 +690,8 @@ struct CallState {
     client: Client,
     reply: Out,
     read_only: bool,
+    /// The script declared `allow-oom`: its commands run even over `maxmemory`.
+    allow_oom: bool,
     run_state: Arc<RunState>,
 }
 
@@ -772,6 +776,22 @@ impl CallState {
         let write = command.has_flag(Flags::WRITE);
         if self.read_only && (write || command.has_flag(Flags::MAY_REPLICATE)) {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        // Redis's scriptVerifyOOM: over maxmemory when the script started, a command that
+        // needs memory is refused until the script has written (it cannot stop half-way).
+        if command.has_flag(Flags::DENYOOM)
+            && !self.allow_oom
+            && !self.run_state.wrote()
+            && crate::evict::pre_command_oom()
+            && self.server.upgrade().is_some_and(|server| {
+                server
+                    .tunables
+                    .maxmemory
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    != 0
+            })
+        {
+            return Err(crate::evict::OOM.to_string());
         }
         if write {
             let refused = self
