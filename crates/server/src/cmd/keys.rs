@@ -70,7 +70,7 @@ fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 }
 
 /// EXISTS and TOUCH: the number of named keys that exist, counting a key named twice twice.
-/// TOUCH has nothing else to do: forkless keeps no access time (see OBJECT IDLETIME).
+/// TOUCH's access is the read itself, which updates the key's access clock.
 fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
     let guard = ctx.db().read(&keys, ctx.now_ms);
@@ -654,8 +654,12 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         return;
     };
+    // OBJECT reads without touching the key's access clock (Redis's LOOKUP_NOTOUCH).
     let guard = ctx.db().read(&[key], ctx.now_ms);
-    let Some(value) = guard.get(key).map(|entry| entry.value().clone()) else {
+    let Some((value, clock)) = guard
+        .peek(key)
+        .map(|entry| (entry.value().clone(), entry.access_clock()))
+    else {
         drop(guard);
         ctx.miss();
         return ctx.out.null();
@@ -673,9 +677,8 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     match sub.as_str() {
         "encoding" => ctx.out.bulk(value.encoding().as_bytes()),
         "refcount" => ctx.out.int(refcount(&value, policy, maxmemory)),
-        // forkless keeps no per-key access time or access counter (it would cost a write to a
-        // shared cache line on every read), so IDLETIME reports 0 and FREQ reports 0, with
-        // Redis's errors when the maxmemory policy says the other one is tracked.
+        // The key's access clock (`forkless_storage::access`) counts seconds under LRU and the
+        // logarithmic counter under LFU; each subcommand is Redis's error under the other.
         "idletime" if lfu => ctx.out.error(
             "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when \
              switching between policies at runtime LRU and LFU data will take some time to adjust.",
@@ -685,6 +688,12 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
              that when switching between policies at runtime LRU and LFU data will take some time \
              to adjust.",
         ),
+        "idletime" => ctx.out.int(
+            i64::try_from(forkless_storage::access::idle_secs(clock, ctx.now_ms)).unwrap_or(0),
+        ),
+        "freq" => ctx.out.int(i64::from(forkless_storage::access::decayed_counter(
+            clock, ctx.now_ms,
+        ))),
         _ => ctx.out.int(0),
     }
 }
