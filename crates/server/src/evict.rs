@@ -332,7 +332,7 @@ fn evict_one(
             }
             candidates.extend(sampled.drain(..).map(|(score, key)| (score, db_idx, key)));
         }
-        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.0));
         for (_, db_idx, key) in candidates.drain(..) {
             if evict_key(server, db_idx, &key, volatile, now_ms) {
                 return true;
