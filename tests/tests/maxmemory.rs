@@ -251,7 +251,7 @@ fn the_limit_holds_under_concurrent_writers() {
     }
     let mut conn = server.client();
     let used = info_u64(&mut conn, "memory", "used_memory");
-    // Slack: each thread may hold back 64 KiB of its count, and the last commands' buffers.
+    // Slack: each thread may hold back 4 KiB of its count, and the last commands' buffers.
     assert!(used <= limit + (1 << 20), "used_memory {used} over {limit}");
     assert!(info_u64(&mut conn, "stats", "evicted_keys") > 0);
     assert!(dbsize(&mut conn) < 24_000);

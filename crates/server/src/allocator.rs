@@ -12,17 +12,21 @@
 //!
 //! # Why not one atomic
 //! A shared counter updated by every allocation would bounce one cache line between all cores
-//! on every command. Each thread instead sums its changes in a thread-local cell and adds the sum
-//! to the shared total only once it passes [`FLUSH_BYTES`] either way: the total is exact up to
-//! `FLUSH_BYTES` per thread, and a command on the hot path pays a thread-local add. A thread
-//! that exits leaves what it had not flushed out of the total (at most `FLUSH_BYTES`); the
-//! server's threads are long-lived, so the drift stays in the noise.
+//! on every command. Each thread instead owns a slot (one cache line) holding its net
+//! allocations, which only it writes, with a plain relaxed load and store: the exact total is
+//! the sum of the slots ([`allocated_bytes`], for INFO and for eviction once the server is near
+//! its limit). For the check before every command, each thread also adds its changes to one
+//! shared approximate total once they pass [`APPROX_STEP`] either way
+//! ([`approx_allocated_bytes`], off by at most `APPROX_STEP` per thread). A slot is never
+//! reused: an exited thread's slot keeps its net contribution, which the sum needs (what it
+//! allocated may be freed by another thread). Threads beyond [`N_SLOTS`] share one atomic,
+//! correct but contended; the server's threads are few and long-lived.
 //!
 //! The one place in the server crate with an `unsafe impl`: `GlobalAlloc` is an unsafe trait.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 /// The counting wrapper around glibc's allocator.
 struct Counting;
@@ -30,17 +34,32 @@ struct Counting;
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// Bytes a thread may hold back from [`FLUSHED`] either way.
-const FLUSH_BYTES: i64 = 64 * 1024;
+/// Threads with a slot of their own.
+const N_SLOTS: usize = 64;
 
-/// The sum of what every thread has flushed: the process's allocated bytes, up to
-/// [`FLUSH_BYTES`] per thread.
-static FLUSHED: AtomicI64 = AtomicI64::new(0);
+/// Bytes a thread may keep out of [`APPROX`] either way.
+pub(crate) const APPROX_STEP: i64 = 4 * 1024;
+
+/// One thread's net allocated bytes, on a cache line of its own.
+#[repr(align(64))]
+struct Slot(AtomicI64);
+
+static SLOTS: [Slot; N_SLOTS] = [const { Slot(AtomicI64::new(0)) }; N_SLOTS];
+/// Slots handed out so far (may pass `N_SLOTS`: those threads use [`SHARED`]).
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+/// The net allocations of threads without a slot.
+static SHARED: AtomicI64 = AtomicI64::new(0);
+/// The approximate total: every thread's changes, added in steps of [`APPROX_STEP`].
+static APPROX: AtomicI64 = AtomicI64::new(0);
+
+/// A thread's slot index before it has one.
+const UNASSIGNED: usize = usize::MAX;
 
 thread_local! {
-    /// This thread's changes not yet added to [`FLUSHED`]. Const-initialised and without a
-    /// destructor, so reading it never allocates and works at any point of a thread's life.
-    static PENDING: Cell<i64> = const { Cell::new(0) };
+    /// This thread's slot (an index into [`SLOTS`], or `N_SLOTS` and beyond for none) and its
+    /// changes not yet added to [`APPROX`]. Const-initialised and without a destructor, so
+    /// reading it never allocates and works at any point of a thread's life.
+    static LOCAL: Cell<(usize, i64)> = const { Cell::new((UNASSIGNED, 0)) };
 }
 
 /// What glibc's chunk for a request of `size` bytes costs.
@@ -52,17 +71,30 @@ fn charge(size: usize) -> i64 {
 
 #[inline]
 fn note(delta: i64) {
-    let kept = PENDING.try_with(|pending| {
-        let sum = pending.get() + delta;
-        if sum.abs() >= FLUSH_BYTES {
-            FLUSHED.fetch_add(sum, Ordering::Relaxed);
-            pending.set(0);
-        } else {
-            pending.set(sum);
+    let kept = LOCAL.try_with(|local| {
+        let (mut slot, pending) = local.get();
+        if slot == UNASSIGNED {
+            slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
         }
+        match SLOTS.get(slot) {
+            // Only this thread writes its slot: a load and a store, no read-modify-write.
+            Some(own) => own
+                .0
+                .store(own.0.load(Ordering::Relaxed) + delta, Ordering::Relaxed),
+            None => {
+                SHARED.fetch_add(delta, Ordering::Relaxed);
+            }
+        }
+        let mut pending = pending + delta;
+        if pending.abs() >= APPROX_STEP {
+            APPROX.fetch_add(pending, Ordering::Relaxed);
+            pending = 0;
+        }
+        local.set((slot, pending));
     });
     if kept.is_err() {
-        FLUSHED.fetch_add(delta, Ordering::Relaxed);
+        SHARED.fetch_add(delta, Ordering::Relaxed);
+        APPROX.fetch_add(delta, Ordering::Relaxed);
     }
 }
 
@@ -109,16 +141,30 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// The bytes the process has allocated through Rust, as far as the threads have flushed them.
+/// The bytes the process has allocated through Rust: the sum of every thread's slot (a load
+/// per slot handed out). For INFO and for eviction near the limit, not every command.
 pub(crate) fn allocated_bytes() -> u64 {
-    u64::try_from(FLUSHED.load(Ordering::Relaxed)).unwrap_or(0)
+    let n_slots = NEXT_SLOT.load(Ordering::Relaxed).min(N_SLOTS);
+    let total = SLOTS
+        .iter()
+        .take(n_slots)
+        .map(|slot| slot.0.load(Ordering::Relaxed))
+        .fold(SHARED.load(Ordering::Relaxed), i64::wrapping_add);
+    u64::try_from(total).unwrap_or(0)
 }
 
-/// [`allocated_bytes`] with what this thread has not flushed yet: exact for this thread's own
-/// allocations and frees, so a thread that frees memory sees it gone at once.
-pub(crate) fn allocated_bytes_with_this_thread() -> u64 {
-    let pending = PENDING.try_with(Cell::get).unwrap_or(0);
-    u64::try_from(FLUSHED.load(Ordering::Relaxed) + pending).unwrap_or(0)
+/// [`allocated_bytes`] within [`approx_error_bytes`]: one relaxed load, for the check before
+/// every command.
+pub(crate) fn approx_allocated_bytes() -> u64 {
+    u64::try_from(APPROX.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// How far [`approx_allocated_bytes`] may be from the exact figure: one step per thread.
+pub(crate) fn approx_error_bytes() -> u64 {
+    let threads = NEXT_SLOT.load(Ordering::Relaxed).saturating_add(1);
+    u64::try_from(threads)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(APPROX_STEP.unsigned_abs())
 }
 
 /// glibc's own figures (`mallinfo2`), which count C allocations too. Costs a walk of the
@@ -173,6 +219,8 @@ mod tests {
         let big: Vec<u8> = vec![7; 64 << 20];
         let during = allocated_bytes();
         assert!(during >= before + (56 << 20), "{before} -> {during}");
+        let approx = approx_allocated_bytes();
+        assert!(approx.abs_diff(during) <= approx_error_bytes() + (8 << 20));
         drop(big);
         let after = allocated_bytes();
         assert!(after + (56 << 20) < during, "{during} -> {after}");

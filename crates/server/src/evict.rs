@@ -191,12 +191,9 @@ fn time_limit(tenacity: u64) -> Option<Duration> {
     None
 }
 
-/// What counts against `maxmemory` now: `used_memory` (with this thread's unflushed share, so
-/// an evicting thread sees what it freed at once) less what is not counted for eviction.
+/// What counts against `maxmemory` now: `used_memory` less what is not counted for eviction.
 fn counted_memory(server: &Server) -> u64 {
-    let used = allocator::allocated_bytes_with_this_thread();
-    PEAK.fetch_max(used, Ordering::Relaxed);
-    used.saturating_sub(server.keyspace.retained().bytes)
+    used_memory().saturating_sub(server.keyspace.retained().bytes)
 }
 
 /// Redis's `performEvictions`, called before a command that may need memory: when the server
@@ -212,7 +209,12 @@ fn counted_memory(server: &Server) -> u64 {
 /// nothing that excludes it), so no eviction falls inside a transaction or a script.
 fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     let limit = server.tunables.maxmemory.load(Ordering::Relaxed);
-    if limit == 0 || allocator::allocated_bytes_with_this_thread() <= limit {
+    // The approximate figure settles most commands with one load; near the limit the exact
+    // sum decides.
+    if limit == 0
+        || allocator::approx_allocated_bytes()
+            <= limit.saturating_sub(allocator::approx_error_bytes())
+    {
         return false;
     }
     if counted_memory(server) <= limit {

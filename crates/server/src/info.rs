@@ -9,7 +9,7 @@
 //!
 //! # Differences from Redis 7.0
 //! - `used_memory` is what the counting allocator handed out (`allocator.rs`: glibc's chunk
-//!   sizes of Rust's allocations, exact up to 64 KiB per thread); allocations C code makes
+//!   sizes of Rust's allocations, exact up to 4 KiB per thread); allocations C code makes
 //!   through `malloc` directly (Lua, zstd) show only in `allocator_*` (glibc's `mallinfo2`).
 //!   `# Memory` adds `mem_snapshot_retained` (versions a running snapshot retains, also in
 //!   `mem_not_counted_for_evict`, see `evict.rs`).
@@ -200,11 +200,12 @@ fn clients_section(server: &Server, text: &mut String) {
 }
 
 fn memory_section(server: &Server, text: &mut String) {
+    // The figures first: the /proc files read below would otherwise count in used_memory.
+    let figures = crate::evict::figures(server);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let rss = kib_field(&status, "VmRSS:");
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total_system = kib_field(&meminfo, "MemTotal:");
-    let figures = crate::evict::figures(server);
     let used = figures.used;
     let allocator = figures.allocator;
     let config = server.config();

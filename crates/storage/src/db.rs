@@ -983,7 +983,9 @@ impl EntryMut<'_> {
 mod tests {
     use std::sync::Arc;
 
+    use super::EvictionRank;
     use crate::Keyspace;
+    use crate::compact::CompactBytes;
     use crate::types::list::List;
     use crate::value::Value;
 
@@ -991,6 +993,39 @@ mod tests {
     /// `WriteGuard::set`'s own contract, so a big overwritten value held up every client of the
     /// shard while it was freed. The guard now keeps what a change replaces or removes, and
     /// frees it only when it is dropped, after its locks (its fields drop in that order).
+    /// Eviction samples: every key with a TTL of a shard under `volatile`, ranked so that
+    /// the soonest deadline comes first under `EvictionRank::Ttl`; none without a TTL.
+    #[test]
+    fn eviction_samples_rank_the_soonest_deadline_first() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let keys: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|key| db.shard_of_key(key) == 3)
+            .take(6)
+            .collect();
+        let mut guard = db.write(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), 0);
+        for (i, key) in keys.iter().enumerate() {
+            let ttl = (i % 2 == 0).then_some(1_000 * (10 - i as u64));
+            guard.set(key, Value::String(CompactBytes::from_slice(b"v")), ttl);
+        }
+        drop(guard);
+        let mut out = Vec::new();
+        db.eviction_candidates(3, true, EvictionRank::Ttl, 10, 0, &mut out);
+        assert_eq!(out.len(), 3);
+        let best = out
+            .iter()
+            .max_by_key(|(score, _)| *score)
+            .expect("a sample");
+        // k of index 4 has the soonest deadline (6 s).
+        assert_eq!(best.1.as_ref(), keys[4].as_slice());
+        out.clear();
+        db.eviction_candidates(3, false, EvictionRank::Random, 10, 0, &mut out);
+        assert_eq!(out.len(), 6);
+        assert!(db.shard_has_keys(3, true));
+        assert!(!db.shard_has_keys(4, true) || db.shard_has_keys(4, false));
+    }
+
     #[test]
     fn replaced_and_removed_values_are_freed_when_the_guard_goes() {
         let keyspace = Keyspace::new(1);

@@ -159,3 +159,38 @@ impl Entry {
         *word = pack_version(epoch, (*word & CLOCK_MASK) as u32);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compact::CompactBytes;
+
+    /// A shard bucket is a key and an entry in 64 bytes; the clock lives inside the version
+    /// word so that it stays so.
+    #[test]
+    fn the_clock_does_not_grow_the_bucket() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+        assert_eq!(std::mem::size_of::<(CompactBytes, Entry)>(), 64);
+    }
+
+    /// A read's touch changes the clock bits only: the epoch a snapshot compares stays.
+    #[test]
+    fn touching_keeps_the_epoch_and_stamping_keeps_the_clock() {
+        let epoch = Epoch::from_raw(Epoch::MAX);
+        let mut entry = Entry::new(Value::String(CompactBytes::new()), None, epoch, 7);
+        assert_eq!(entry.version(), epoch);
+        assert_eq!(entry.access_clock(), 7);
+        let later_ms = 1_000 * 5_000;
+        entry.touch(later_ms);
+        assert_eq!(entry.version(), epoch);
+        assert_eq!(entry.access_clock(), access::touched(7, later_ms));
+        let clock = entry.access_clock();
+        let newer = Epoch::from_raw(Epoch::MAX);
+        entry.stamp(newer);
+        assert_eq!(entry.access_clock(), clock);
+        // Equality ignores the clock: it is not part of what the entry holds.
+        let mut twin = entry.clone();
+        twin.set_access_clock(clock ^ 1);
+        assert_eq!(twin, entry);
+    }
+}
