@@ -153,6 +153,17 @@ pub(crate) fn allocated_bytes() -> u64 {
     u64::try_from(total).unwrap_or(0)
 }
 
+/// This thread's net allocated bytes (its slot; for a thread without one, the shared figure):
+/// the difference across a removal is what the removal freed, whatever other threads did
+/// meanwhile.
+pub(crate) fn this_thread_bytes() -> i64 {
+    let slot = LOCAL.try_with(|local| local.get().0).unwrap_or(UNASSIGNED);
+    SLOTS.get(slot).map_or_else(
+        || SHARED.load(Ordering::Relaxed),
+        |own| own.0.load(Ordering::Relaxed),
+    )
+}
+
 /// [`allocated_bytes`] within [`approx_error_bytes`]: one relaxed load, for the check before
 /// every command.
 pub(crate) fn approx_allocated_bytes() -> u64 {

@@ -217,9 +217,15 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     {
         return false;
     }
-    if counted_memory(server) <= limit {
+    let counted = counted_memory(server);
+    if counted <= limit {
         return false;
     }
+    // As Redis: what to free is fixed here, and each eviction counts only what its own removal
+    // freed. What an eviction causes besides (its notification, tracking invalidations queued
+    // to clients, the effect stream's DEL) does not make this call evict more, or invalidation
+    // messages would feed the eviction of the whole dataset.
+    let to_free = counted - limit;
     let policy = policy_of_code(server.tunables.maxmemory_policy.load(Ordering::Relaxed));
     let Policy::Evict { volatile, rank } = policy else {
         return true;
@@ -243,18 +249,19 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
         }
     };
     let mut candidates = Vec::new();
-    loop {
+    let mut freed = 0u64;
+    while freed < to_free {
         let now_ms = crate::server::unix_ms();
-        if !evict_one(server, volatile, rank, samples, now_ms, &mut candidates) {
+        let Some(bytes) = evict_one(server, volatile, rank, samples, now_ms, &mut candidates)
+        else {
             return true;
-        }
-        if counted_memory(server) <= limit {
-            return false;
-        }
+        };
+        freed = freed.saturating_add(bytes);
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return false;
+            break;
         }
     }
+    false
 }
 
 thread_local! {
@@ -305,8 +312,8 @@ pub(crate) fn refuse_for_memory(
 /// Shards of each database one eviction samples before it falls back to a walk of every shard.
 const SHARDS_PER_ROUND: usize = 4;
 
-/// Evicts one key: the best-ranked of a sample from every database. Returns false if and only
-/// if there was no key to evict.
+/// Evicts one key: the best-ranked of a sample from every database. Returns the bytes its
+/// removal freed, or None if there was no key to evict.
 fn evict_one(
     server: &Server,
     volatile: bool,
@@ -314,7 +321,7 @@ fn evict_one(
     samples: usize,
     now_ms: u64,
     candidates: &mut Vec<(u64, usize, Bytes)>,
-) -> bool {
+) -> Option<u64> {
     let mut rng = rand::rng();
     let mut sampled = Vec::new();
     for attempt in 0..2 {
@@ -336,43 +343,57 @@ fn evict_one(
         }
         candidates.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.0));
         for (_, db_idx, key) in candidates.drain(..) {
-            if evict_key(server, db_idx, &key, volatile, now_ms) {
-                return true;
+            if let Some(freed) = evict_key(server, db_idx, &key, volatile, now_ms) {
+                return Some(freed);
             }
         }
     }
-    false
+    None
 }
 
-/// Removes `key` from database `db_idx` as an eviction. Returns true if and only if it was
-/// there to remove (another client may have deleted or evicted it since it was sampled).
-fn evict_key(server: &Server, db_idx: usize, key: &[u8], volatile: bool, now_ms: u64) -> bool {
-    let Some(db) = server.keyspace.db(db_idx) else {
-        return false;
-    };
+/// Removes `key` from database `db_idx` as an eviction. Returns the bytes its removal freed
+/// (this thread's allocations before and after, plus what a running snapshot now retains of
+/// it, since that leaves the eviction's count), or None if it was not there to remove
+/// (another client may have deleted or evicted it since it was sampled).
+fn evict_key(
+    server: &Server,
+    db_idx: usize,
+    key: &[u8],
+    volatile: bool,
+    now_ms: u64,
+) -> Option<u64> {
+    let db = server.keyspace.db(db_idx)?;
+    // Read outside the shard lock: the save slot comes before shard locks in the lock order.
+    let retained_before = server.keyspace.retained().bytes;
+    let own_before = allocator::this_thread_bytes();
     let mut guard = db.write(&[key], now_ms);
     if volatile
         && guard
             .get(key)
             .is_none_or(|entry| entry.expire_at_ms().is_none())
     {
-        return false;
+        return None;
     }
     let removed = guard.remove(key);
+    guard.shrink_if_sparse(key);
     drop(guard);
+    let own_after = allocator::this_thread_bytes();
+    let retained_after = server.keyspace.retained().bytes;
     crate::effects::after_eviction(server, db_idx, key);
-    if removed {
-        server.stats.evicted_keys.fetch_add(1, Ordering::Relaxed);
-        crate::notify::notify_db(
-            server,
-            crate::config::notify_class::EVICTED,
-            "evicted",
-            key,
-            db_idx,
-        );
-        if server.tracking.active() {
-            crate::cmd::tracking::invalidate(server, 0, &[key]);
-        }
+    if !removed {
+        return None;
     }
-    removed
+    server.stats.evicted_keys.fetch_add(1, Ordering::Relaxed);
+    crate::notify::notify_db(
+        server,
+        crate::config::notify_class::EVICTED,
+        "evicted",
+        key,
+        db_idx,
+    );
+    if server.tracking.active() {
+        crate::cmd::tracking::invalidate(server, 0, &[key]);
+    }
+    let own_freed = u64::try_from(own_before.saturating_sub(own_after)).unwrap_or(0);
+    Some(own_freed.saturating_add(retained_after.saturating_sub(retained_before)))
 }

@@ -850,6 +850,20 @@ impl WriteGuard<'_> {
         true
     }
 
+    /// Gives back the table memory of `key`'s shard when it is mostly empty (under half
+    /// full), as Redis's cron resizes a sparse dict: eviction calls it after each removal, so
+    /// the memory it frees includes the buckets, not only the keys and values.
+    pub fn shrink_if_sparse(&mut self, key: &[u8]) {
+        let shared = self.shared;
+        let Some((_, shard, _)) = self.shard(key) else {
+            return;
+        };
+        let (len, capacity) = (shard.table.len(), shard.table.capacity());
+        if capacity >= 4 && len * 2 < capacity {
+            shard.table.shrink_to(len, |(k, _)| shared.hash(k));
+        }
+    }
+
     /// Removes `key` and hands its live entry to the caller, who moves it on (RENAME, MOVE) or
     /// frees it once the guard is gone. None if it was absent or already expired.
     pub fn take(&mut self, key: &[u8]) -> Option<Entry> {
