@@ -427,3 +427,60 @@ fn eviction_during_bgsave_keeps_the_point_in_time() {
     // And the live dataset lost keys to eviction.
     assert!(dbsize(&mut conn) < (n + 500) as u64);
 }
+
+/// An eviction is a deletion through the write path: subscribers of `evicted` events hear of
+/// it, a WATCH on the key fails the transaction, and the AOF gets a DEL (so a replay, like a
+/// replica, drops the key too).
+#[test]
+fn an_eviction_notifies_touches_watch_and_reaches_the_aof() {
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--notify-keyspace-events",
+            "Ee",
+            "--maxmemory-policy",
+            "allkeys-random",
+        ],
+    );
+    let mut conn = server.client();
+    let () = redis::cmd("SET")
+        .arg("only")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let mut subscriber = server.raw();
+    assert!(cmd(&mut subscriber, "SUBSCRIBE __keyevent@0__:evicted").starts_with("*3\r\n"));
+    let mut watcher = server.raw();
+    assert_eq!(cmd(&mut watcher, "WATCH only"), "+OK\r\n");
+    // Over any limit: the next SET evicts every key there is (`only`) and is then refused.
+    set_config(&mut conn, "maxmemory", "1");
+    for i in 0..3 {
+        let _: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("n{i}"))
+            .arg("v")
+            .query(&mut conn);
+    }
+    assert!(info_u64(&mut conn, "stats", "evicted_keys") >= 1);
+    let exists: i64 = redis::cmd("EXISTS").arg("only").query(&mut conn).unwrap();
+    assert_eq!(exists, 0);
+    let message = String::from_utf8_lossy(&subscriber.read_reply()).into_owned();
+    assert!(
+        message.contains("__keyevent@0__:evicted") && message.contains("only"),
+        "{message}"
+    );
+    // Under no limit again (inside MULTI every command is refused over it).
+    set_config(&mut conn, "maxmemory", "0");
+    assert_eq!(cmd(&mut watcher, "MULTI"), "+OK\r\n");
+    assert_eq!(cmd(&mut watcher, "GET only"), "+QUEUED\r\n");
+    assert_eq!(cmd(&mut watcher, "EXEC"), "*-1\r\n");
+    let incr = server
+        .dir
+        .join("appendonlydir")
+        .join("appendonly.aof.1.incr.aof");
+    let text = String::from_utf8_lossy(&std::fs::read(incr).unwrap()).into_owned();
+    assert!(text.contains("$3\r\nDEL\r\n$4\r\nonly\r\n"), "{text:?}");
+}
