@@ -484,3 +484,46 @@ fn an_eviction_notifies_touches_watch_and_reaches_the_aof() {
     let text = String::from_utf8_lossy(&std::fs::read(incr).unwrap()).into_owned();
     assert!(text.contains("$3\r\nDEL\r\n$4\r\nonly\r\n"), "{text:?}");
 }
+
+/// RESTORE's IDLETIME and FREQ set the key's clock, the one the policy keeps (Redis's
+/// `objectSetLRUOrLFU`).
+#[test]
+fn restore_sets_the_idle_time_or_the_frequency() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let payload: Vec<u8> = redis::cmd("DUMP").arg("k").query(&mut conn).unwrap();
+    let () = redis::cmd("RESTORE")
+        .arg("idle")
+        .arg(0)
+        .arg(&payload)
+        .arg("IDLETIME")
+        .arg(1000)
+        .query(&mut conn)
+        .unwrap();
+    let idle: i64 = redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg("idle")
+        .query(&mut conn)
+        .unwrap();
+    assert!((1000..1010).contains(&idle), "idle {idle}");
+    set_config(&mut conn, "maxmemory-policy", "volatile-lfu");
+    let () = redis::cmd("RESTORE")
+        .arg("freq")
+        .arg(0)
+        .arg(&payload)
+        .arg("FREQ")
+        .arg(100)
+        .query(&mut conn)
+        .unwrap();
+    let freq: i64 = redis::cmd("OBJECT")
+        .arg("FREQ")
+        .arg("freq")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(freq, 100);
+}

@@ -73,6 +73,25 @@ pub(crate) fn touched(clock: u32, now_ms: u64) -> u32 {
     }
 }
 
+/// The clock RESTORE's `IDLETIME seconds` or `FREQ counter` sets (Redis's
+/// `objectSetLRUOrLFU`): FREQ under an LFU policy, IDLETIME under LRU, and None when the option
+/// given is not the one the policy in force keeps.
+pub fn clock_from(idle_secs: Option<u64>, freq: Option<u8>, now_ms: u64) -> Option<u32> {
+    if is_lfu() {
+        freq.map(|freq| (minutes_now(now_ms) << 8) | u32::from(freq))
+    } else {
+        idle_secs.map(|idle| {
+            let idle = u32::try_from(idle % u64::from(CLOCK_MAX)).unwrap_or(0);
+            let now = lru_now(now_ms);
+            if now >= idle {
+                now - idle
+            } else {
+                CLOCK_MAX - (idle - now)
+            }
+        })
+    }
+}
+
 /// Seconds since the access an LRU clock records (Redis's `estimateObjectIdleTime`, in
 /// seconds: a clock ahead of now has wrapped).
 pub fn idle_secs(clock: u32, now_ms: u64) -> u64 {

@@ -850,6 +850,17 @@ impl WriteGuard<'_> {
         true
     }
 
+    /// Sets the access clock of `key`, if present (RESTORE's IDLETIME / FREQ). Not a change of
+    /// the entry: nothing is stamped or counted.
+    pub fn set_access_clock(&mut self, key: &[u8], clock: u32) {
+        let Some((hash, shard, _)) = self.shard(key) else {
+            return;
+        };
+        if let Some((_, entry)) = shard.table.find_mut(hash, |(k, _)| k.as_ref() == key) {
+            entry.set_access_clock(clock);
+        }
+    }
+
     /// Gives back the table memory of `key`'s shard when it is mostly empty (under half
     /// full), as Redis's cron resizes a sparse dict: eviction calls it after each removal, so
     /// the memory it frees includes the buckets, not only the keys and values.
