@@ -54,7 +54,9 @@ pub(crate) struct Figures {
     pub(crate) clients_normal: u64,
     /// Versions a running snapshot retains.
     pub(crate) retained: u64,
-    /// What the eviction check leaves out of `used` (the retained versions).
+    /// Bytes rendered for the AOF, not yet written.
+    pub(crate) aof_buffer: u64,
+    /// What the eviction check leaves out of `used`: the retained versions and the AOF buffer.
     pub(crate) not_counted_for_evict: u64,
     pub(crate) allocator: allocator::MallocFigures,
 }
@@ -99,9 +101,11 @@ pub(crate) fn figures(server: &Server) -> Figures {
         .map(forkless_storage::Db::overhead_bytes)
         .sum();
     let retained = server.keyspace.retained().bytes;
+    let aof_buffer = crate::aof::buffered_bytes(server);
     let overhead = startup
         .saturating_add(clients_normal)
-        .saturating_add(keyspace_overhead);
+        .saturating_add(keyspace_overhead)
+        .saturating_add(aof_buffer);
     Figures {
         used,
         peak: PEAK.load(Ordering::Relaxed).max(used),
@@ -110,7 +114,8 @@ pub(crate) fn figures(server: &Server) -> Figures {
         dataset: used.saturating_sub(overhead),
         clients_normal,
         retained,
-        not_counted_for_evict: retained,
+        aof_buffer,
+        not_counted_for_evict: retained.saturating_add(aof_buffer),
         allocator: allocator::malloc_figures(),
     }
 }
@@ -191,9 +196,12 @@ fn time_limit(tenacity: u64) -> Option<Duration> {
     None
 }
 
-/// What counts against `maxmemory` now: `used_memory` less what is not counted for eviction.
+/// What counts against `maxmemory` now: `used_memory` less what is not counted for eviction
+/// (the retained versions and the AOF's buffer, Redis's `freeMemoryGetNotCountedMemory`).
 fn counted_memory(server: &Server) -> u64 {
-    used_memory().saturating_sub(server.keyspace.retained().bytes)
+    used_memory()
+        .saturating_sub(server.keyspace.retained().bytes)
+        .saturating_sub(crate::aof::buffered_bytes(server))
 }
 
 /// Redis's `performEvictions`, called before a command that may need memory: when the server

@@ -292,7 +292,7 @@ fn memory_section(server: &Server, text: &mut String) {
     field(text, "mem_clients_slaves", 0);
     field(text, "mem_clients_normal", figures.clients_normal);
     field(text, "mem_cluster_links", 0);
-    field(text, "mem_aof_buffer", 0);
+    field(text, "mem_aof_buffer", figures.aof_buffer);
     field(text, "mem_snapshot_retained", figures.retained);
     field(text, "mem_allocator", "libc");
     field(text, "active_defrag_running", 0);

@@ -121,7 +121,7 @@ pub(super) fn memory_stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
         fields_int("clients.slaves", 0),
         fields_int("clients.normal", figures.clients_normal),
         fields_int("cluster.links", 0),
-        fields_int("aof.buffer", 0),
+        fields_int("aof.buffer", figures.aof_buffer),
         fields_int("lua.caches", 0),
         fields_int("functions.caches", 0),
         fields_int("overhead.total", figures.overhead),
