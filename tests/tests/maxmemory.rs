@@ -386,12 +386,16 @@ fn eviction_during_bgsave_keeps_the_point_in_time() {
     }));
     set_config(&mut conn, "maxmemory-policy", "allkeys-random");
     limit_below_current(&mut conn, 200_000);
+    // A SET may be refused once everything was evicted if the save's buffers grew meanwhile
+    // (they count, and cannot be evicted): that is the limit working, not a failure here.
     for i in 0..500 {
-        let () = redis::cmd("SET")
+        let reply: redis::RedisResult<()> = redis::cmd("SET")
             .arg(format!("after:{i}"))
             .arg(noise(i, 200))
-            .query(&mut conn)
-            .unwrap();
+            .query(&mut conn);
+        if let Err(err) = reply {
+            assert!(err.to_string().contains("OOM"), "{err}");
+        }
     }
     let evicted = info_u64(&mut conn, "stats", "evicted_keys");
     assert!(evicted > 0);
@@ -425,7 +429,7 @@ fn eviction_during_bgsave_keeps_the_point_in_time() {
         );
     }
     // And the live dataset lost keys to eviction.
-    assert!(dbsize(&mut conn) < (n + 500) as u64);
+    assert!(dbsize(&mut conn) < n as u64 + 500);
 }
 
 /// An eviction is a deletion through the write path: subscribers of `evicted` events hear of

@@ -319,6 +319,9 @@ pub(crate) fn refuse_for_memory(
 
 /// Shards of each database one eviction samples before it falls back to a walk of every shard.
 const SHARDS_PER_ROUND: usize = 4;
+/// Sampling rounds one eviction makes before it gives up (every candidate of a round may have
+/// been removed by other clients before it got to them).
+const MAX_ROUNDS: usize = 8;
 
 /// Evicts one key: the best-ranked of a sample from every database. Returns the bytes its
 /// removal freed, or None if there was no key to evict.
@@ -332,22 +335,32 @@ fn evict_one(
 ) -> Option<u64> {
     let mut rng = rand::rng();
     let mut sampled = Vec::new();
-    for attempt in 0..2 {
+    // Random shards first; a round that finds no key at all walks to each database's first
+    // non-empty shard (a sparse dataset), and a walk that finds none means there is nothing
+    // to evict. Candidates that other clients removed meanwhile only cost another round.
+    let mut sparse = false;
+    for _round in 0..MAX_ROUNDS {
         candidates.clear();
         for (db_idx, db) in server.keyspace.dbs().iter().enumerate() {
             sampled.clear();
-            if attempt == 0 {
+            if sparse {
+                if let Some(shard) = (0..N_SHARDS).find(|&idx| db.shard_has_keys(idx, volatile)) {
+                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
+                }
+            } else {
                 for _ in 0..SHARDS_PER_ROUND {
                     let shard = rng.random_range(0..N_SHARDS);
                     db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
                 }
-            } else {
-                // The random shards were empty: the database is sparse; find what it has.
-                if let Some(shard) = (0..N_SHARDS).find(|&idx| db.shard_has_keys(idx, volatile)) {
-                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
-                }
             }
             candidates.extend(sampled.drain(..).map(|(score, key)| (score, db_idx, key)));
+        }
+        if candidates.is_empty() {
+            if sparse {
+                return None;
+            }
+            sparse = true;
+            continue;
         }
         candidates.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.0));
         for (_, db_idx, key) in candidates.drain(..) {
