@@ -531,3 +531,43 @@ fn restore_sets_the_idle_time_or_the_frequency() {
         .unwrap();
     assert_eq!(freq, 100);
 }
+
+/// Regression: a volatile policy's candidate found expired when eviction looked it up was
+/// removed by lazy expiry inside the eviction, and its DEL was left in an open effect unit
+/// (a debug assertion in dispatch, and a DEL published with the next command's effect). Its
+/// DEL now goes out at once, and the server answers as before.
+#[test]
+fn an_expired_candidate_found_by_eviction_is_published_and_the_server_goes_on() {
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--appendonly",
+            "yes",
+            "--enable-debug-command",
+            "yes",
+            "--maxmemory-policy",
+            "volatile-ttl",
+        ],
+    );
+    let mut raw = server.raw();
+    assert_eq!(cmd(&mut raw, "DEBUG SET-ACTIVE-EXPIRE 0"), "+OK\r\n");
+    for i in 0..20 {
+        assert_eq!(cmd(&mut raw, &format!("SET gone{i} v PX 1")), "+OK\r\n");
+    }
+    let started = std::time::Instant::now();
+    assert!(wait_until(Duration::from_secs(5), || {
+        started.elapsed() >= Duration::from_millis(20)
+    }));
+    assert_eq!(cmd(&mut raw, "CONFIG SET maxmemory 1"), "+OK\r\n");
+    assert_eq!(cmd(&mut raw, "SET x 1"), OOM);
+    assert_eq!(cmd(&mut raw, "PING"), "+PONG\r\n");
+    assert_eq!(cmd(&mut raw, "CONFIG SET maxmemory 0"), "+OK\r\n");
+    assert_eq!(cmd(&mut raw, "SET x 1"), "+OK\r\n");
+    let incr = server
+        .dir
+        .join("appendonlydir")
+        .join("appendonly.aof.1.incr.aof");
+    assert!(wait_until(Duration::from_secs(5), || {
+        String::from_utf8_lossy(&std::fs::read(&incr).unwrap()).contains("$3\r\nDEL\r\n$5\r\ngone")
+    }));
+}

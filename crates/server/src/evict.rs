@@ -393,6 +393,9 @@ fn evict_key(
             .get(key)
             .is_none_or(|entry| entry.expire_at_ms().is_none())
     {
+        // The look-up may have removed the key as expired: its DEL goes out all the same.
+        drop(guard);
+        crate::effects::after_eviction(server, db_idx, key);
         return None;
     }
     let removed = guard.remove(key);
