@@ -21,8 +21,8 @@
 
 use std::collections::VecDeque;
 use std::fmt::{Display, Write as _};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -75,10 +75,6 @@ pub(crate) static LAZYFREED: AtomicU64 = AtomicU64::new(0);
 /// records its value here and INFO reports the difference.
 static EXPIRED_KEYS_AT_RESET: AtomicU64 = AtomicU64::new(0);
 
-/// The replication ID Redis generates at startup; forkless has no replication, but clients
-/// and exporters expect one.
-static MASTER_REPLID: LazyLock<String> = LazyLock::new(random_hex_40);
-
 /// The INFO reply text for `args` (the section names after `INFO`; none means `default`).
 /// Unknown sections are ignored, so asking only for unknown ones gives an empty string.
 pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
@@ -94,7 +90,7 @@ pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
             "memory" => memory_section(server, &mut text),
             "persistence" => persistence_section(server, &mut text),
             "stats" => stats_section(server, &mut text),
-            "replication" => replication_section(&mut text),
+            "replication" => replication_section(server, &mut text),
             "cpu" => cpu_section(&mut text),
             "modules" => text.push_str("# Modules\r\n"),
             "commandstats" => commandstats_section(server, &mut text),
@@ -371,19 +367,18 @@ fn stats_section(server: &Server, text: &mut String) {
     );
 }
 
-fn replication_section(text: &mut String) {
+fn replication_section(server: &Server, text: &mut String) {
+    let replica = server.replication.replica.is_replica();
+    let ids = server.replication.ids();
     text.push_str("# Replication\r\n");
-    field(text, "role", "master");
+    field(text, "role", if replica { "slave" } else { "master" });
+    crate::replication::replica::info_fields(server, text);
     field(text, "connected_slaves", 0);
     field(text, "master_failover_state", "no-failover");
-    field(text, "master_replid", &*MASTER_REPLID);
-    field(
-        text,
-        "master_replid2",
-        "0000000000000000000000000000000000000000",
-    );
-    field(text, "master_repl_offset", 0);
-    field(text, "second_repl_offset", -1);
+    field(text, "master_replid", &ids.replid);
+    field(text, "master_replid2", &ids.replid2);
+    field(text, "master_repl_offset", server.replication.offset());
+    field(text, "second_repl_offset", ids.second_repl_offset);
     field(text, "repl_backlog_active", 0);
     field(text, "repl_backlog_size", 1_048_576);
     field(text, "repl_backlog_first_byte_offset", 0);
@@ -602,14 +597,6 @@ pub(crate) fn sample_rates(server: &Server) -> Rates {
         input_kbps: per_sec(now.net_input, base.net_input) / 1024.0,
         output_kbps: per_sec(now.net_output, base.net_output) / 1024.0,
     }
-}
-
-fn random_hex_40() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..40)
-        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
 //! - `limits`: every limit on clients (admission, protected mode, buffers, descriptors).
+//! - `replication`: replication IDs and offset; forkless as a replica (`replication::replica`).
 //!
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
@@ -39,6 +40,7 @@ mod limits;
 mod notify;
 mod persistence;
 mod pubsub;
+mod replication;
 mod scripting;
 mod server;
 
@@ -245,6 +247,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(local) = local {
         tracing::info!("Ready to accept connections tcp on {local}");
     }
+    // `replicaof` in the configuration: the link starts once the local dataset is loaded.
+    replication::replica::start_from_config(&server);
     let expiry = spawn_active_expiry(Arc::clone(&server));
     let save_points = persistence::spawn_save_point_timer(Arc::clone(&server))
         .context("starting the save-point timer")?;
@@ -364,9 +368,12 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
+                // A replica expires nothing itself: it waits for the primary's DEL, and its
+                // readers see expired keys as missing meanwhile (Redis's replicas do the same).
                 if server
                     .active_expire
                     .load(std::sync::atomic::Ordering::Relaxed)
+                    && !server.replication.replica.is_replica()
                 {
                     let tracking = server.tracking.active();
                     let mut expired = Vec::new();

@@ -69,6 +69,9 @@ pub(crate) struct Tunables {
     pub(crate) latency_monitor_threshold: AtomicU64,
     /// `tracking-table-max-keys`; 0 is no limit.
     pub(crate) tracking_table_max_keys: AtomicU64,
+    /// `replica-read-only` and `replica-serve-stale-data`, for the refusals on a replica.
+    pub(crate) replica_read_only: AtomicBool,
+    pub(crate) replica_serve_stale_data: AtomicBool,
 }
 
 impl Tunables {
@@ -124,6 +127,14 @@ impl Tunables {
             .store(config.latency_monitor_threshold, Ordering::Relaxed);
         self.tracking_table_max_keys
             .store(config.tracking_table_max_keys, Ordering::Relaxed);
+        self.replica_read_only.store(
+            config.stored_text("replica-read-only") != b"no",
+            Ordering::Relaxed,
+        );
+        self.replica_serve_stale_data.store(
+            config.stored_text("replica-serve-stale-data") != b"no",
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -261,6 +272,8 @@ pub(crate) struct Server {
     /// Lua: the interpreters, the script cache, and the running script's state.
     pub(crate) scripting: crate::scripting::Scripting,
     pub(crate) aof: crate::aof::Aof,
+    /// Replication: the IDs, the offset, and the replica side's link.
+    pub(crate) replication: crate::replication::Replication,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -305,6 +318,7 @@ impl Server {
             active_expire: AtomicBool::new(true),
             scripting: crate::scripting::Scripting::default(),
             aof: crate::aof::Aof::default(),
+            replication: crate::replication::Replication::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -72,10 +72,13 @@ const FLAG_CLOSE_AFTER_REPLY: u32 = 1 << 5;
 const FLAG_NO_EVICT: u32 = 1 << 6;
 const FLAG_TRACKING: u32 = 1 << 7;
 const FLAG_TRACKING_BCAST: u32 = 1 << 8;
+/// A replica's master client (`M`): set by the replication link, see [`mark_master`].
+const FLAG_MASTER: u32 = 1 << 9;
 
 /// In Redis's order (`catClientInfoString`): the letter of each flag.
 const FLAG_LETTERS: &[(u32, char)] = &[
     (FLAG_MONITOR, 'O'),
+    (FLAG_MASTER, 'M'),
     (FLAG_PUBSUB, 'P'),
     (FLAG_MULTI, 'x'),
     (FLAG_BLOCKED, 'b'),
@@ -224,6 +227,11 @@ fn figures_of(client: &Client, blocked: bool, pending_out: usize) -> Figures {
         pending_out: to_u64(pending_out),
         redir,
     }
+}
+
+/// Marks `handle` as a replica's master client in CLIENT LIST (`flags=M`), after [`publish`].
+pub(crate) fn mark_master(handle: &ClientHandle) {
+    handle.info.flags.fetch_or(FLAG_MASTER, Ordering::Relaxed);
 }
 
 /// Publishes what other clients' CLIENT LIST shows of `client`: called by the connection
@@ -823,8 +831,16 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
                 ));
                 return;
             }
-            // Only normal clients exist: another type selects none.
-            if !eq_ignore_case(value, "normal") {
+            // Normal clients and a replica's master client exist: another type selects none.
+            if eq_ignore_case(value, "master") {
+                id = Some(
+                    ctx.server
+                        .replication
+                        .replica
+                        .master_client_id
+                        .load(Ordering::Acquire),
+                );
+            } else if !eq_ignore_case(value, "normal") {
                 id = Some(0);
             }
         } else if eq_ignore_case(option, "user") {

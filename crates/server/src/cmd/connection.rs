@@ -304,7 +304,11 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     ctx.out.bulk(b"mode");
     ctx.out.bulk(b"standalone");
     ctx.out.bulk(b"role");
-    ctx.out.bulk(b"master");
+    if ctx.server.replication.replica.is_replica() {
+        ctx.out.bulk(b"replica");
+    } else {
+        ctx.out.bulk(b"master");
+    }
     ctx.out.bulk(b"modules");
     ctx.out.array_len(0);
 }

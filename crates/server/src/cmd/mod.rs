@@ -131,6 +131,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         memory::COMMANDS,
         debug::COMMANDS,
         scripting::COMMANDS,
+        crate::replication::replica::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -411,6 +412,12 @@ fn refusal(
     {
         return Some(Refusal::NoAuth);
     }
+    // A replica's own clients: READONLY for writes, then MASTERDOWN with the link down and
+    // stale data refused (Redis's processCommand order). The master client and the AOF's are obeyed.
+    if let Some(reply) = crate::replication::replica::refusal(server, command.flags, client.replay)
+    {
+        return Some(Refusal::Replica(reply));
+    }
     if client.subs.active()
         && version == RespVersion::Resp2
         && !command.has_flag(Flags::IN_SUBSCRIBED_MODE)
@@ -426,9 +433,12 @@ fn refusal(
     if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
         return Some(Refusal::NotInMulti);
     }
+    // The master client is obeyed whatever the disk does, as Redis's (a replica that refused
+    // its primary's writes would silently diverge from it).
     if command
         .flags
         .intersects(Flags::WRITE.union(Flags::REFUSED_ON_MISCONF))
+        && !client.replay
         && crate::persistence::writes_refused(server)
     {
         return Some(Refusal::Misconf);

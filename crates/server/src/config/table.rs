@@ -282,8 +282,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("aof-timestamp-enabled", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-replica-no-failover", INERT, stored!(Check::Bool, "no")),
     opt("replica-lazy-flush", INERT, stored!(Check::Bool, "no")),
-    opt("replica-serve-stale-data", INERT, stored!(Check::Bool, "yes")),
-    opt("replica-read-only", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-serve-stale-data", MUTABLE, stored!(Check::Bool, "yes")),
+    opt("replica-read-only", MUTABLE, stored!(Check::Bool, "yes")),
     opt("replica-ignore-maxmemory", INERT, stored!(Check::Bool, "yes")),
     opt("jemalloc-bg-thread", INERT, stored!(Check::Bool, "yes")),
     opt("activedefrag", INERT, stored!(Check::Bool, "no")),
@@ -296,15 +296,15 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("use-exit-on-panic", HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("disable-thp", IMMUTABLE | INERT, stored!(Check::Bool, "yes")),
     opt("cluster-allow-replica-migration", INERT, stored!(Check::Bool, "yes")),
-    opt("replica-announced", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-announced", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-disable-auto-gc", INERT, stored!(Check::Bool, "no")),
     opt("replica-ignore-disk-write-errors", INERT, stored!(Check::Bool, "no")),
     opt("lua-enable-deprecated-api", IMMUTABLE | HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("aclfile", IMMUTABLE, stored!(Check::Text, "")),
     opt("unixsocket", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("pidfile", IMMUTABLE, stored!(Check::Text, "")),
-    opt("replica-announce-ip", INERT, stored!(Check::Text, "")),
-    opt("masteruser", INERT, stored!(Check::Text, "")),
+    opt("replica-announce-ip", MUTABLE, stored!(Check::Text, "")),
+    opt("masteruser", MUTABLE, stored!(Check::Text, "")),
     opt("cluster-announce-ip", INERT, stored!(Check::Text, "")),
     opt("cluster-config-file", IMMUTABLE | INERT, stored!(Check::Text, "nodes.conf")),
     opt("cluster-announce-hostname", INERT, stored!(Check::Text, "")),
@@ -318,10 +318,10 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("ignore-warnings", INERT, stored!(Check::Text, "")),
     opt("proc-title-template", INERT, stored!(Check::Text, "{title} {listen-addr} {server-mode}")),
     opt("bind-source-addr", INERT, stored!(Check::Text, "")),
-    opt("masterauth", INERT, stored!(Check::Text, "")),
+    opt("masterauth", MUTABLE, stored!(Check::Text, "")),
     opt("supervised", IMMUTABLE, stored!(Check::Enum(SUPERVISED), "no")),
     opt("syslog-facility", IMMUTABLE | INERT, stored!(Check::Enum(SYSLOG_FACILITY), "local0")),
-    opt("repl-diskless-load", INERT, stored!(Check::Enum(REPL_DISKLESS_LOAD), "disabled")),
+    opt("repl-diskless-load", MUTABLE, stored!(Check::Enum(REPL_DISKLESS_LOAD), "disabled")),
     opt("oom-score-adj", INERT, stored!(Check::Enum(OOM_SCORE_ADJ), "no")),
     opt("acl-pubsub-default", INERT, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
     opt("sanitize-dump-payload", INERT, stored!(Check::Enum(SANITIZE_DUMP_PAYLOAD), "no")),
@@ -340,16 +340,16 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("active-defrag-threshold-upper", INERT, stored!(Check::Int(Signed(0, 1000)), "100")),
     opt("lfu-log-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("lfu-decay-time", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
-    opt("replica-priority", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
+    opt("replica-priority", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
     opt("repl-diskless-sync-delay", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
     opt("maxmemory-samples", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "5")),
     opt("maxmemory-eviction-tenacity", INERT, stored!(Check::Int(Signed(0, 100)), "10")),
-    opt("replica-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("replica-announce-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-port", IMMUTABLE | INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-bus-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-tls-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
-    opt("repl-timeout", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
+    opt("repl-timeout", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
     opt("repl-ping-replica-period", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
     opt("list-compress-depth", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("rdb-key-save-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
@@ -585,13 +585,6 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
         return Err(
             "min-replicas-to-write is not supported by forkless yet: replication is not \
                     implemented, so writes would be accepted without the replicas it demands"
-                .to_owned(),
-        );
-    }
-    if config.stored.contains_key("replicaof") {
-        return Err(
-            "replicaof is not supported by forkless yet: replication is not implemented, \
-                    so this server would not follow the master"
                 .to_owned(),
         );
     }

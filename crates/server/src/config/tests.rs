@@ -562,11 +562,6 @@ fn bad_values_have_redis_messages() {
              would not be served encrypted",
         ),
         (
-            "slaveof 10.0.0.1 6379",
-            "replicaof is not supported by forkless yet: replication is not implemented, so \
-             this server would not follow the master",
-        ),
-        (
             "min-slaves-to-write 1",
             "min-replicas-to-write is not supported by forkless yet: replication is not \
              implemented, so writes would be accepted without the replicas it demands",
@@ -1380,6 +1375,7 @@ fn stored_options_check_and_render_like_redis() {
             "{title}",
         ),
         ("replicaof no one", "replicaof", ""),
+        ("slaveof 127.0.0.1 6380", "replicaof", "127.0.0.1 6380"),
     ];
     for (line, name, rendered) in cases {
         let config = load(line).unwrap_or_else(|err| panic!("{line}: {err}"));

@@ -135,6 +135,18 @@ pub(crate) fn load_rdb_at(
     name: &str,
     now_ms: u64,
 ) -> anyhow::Result<format::LoadSummary> {
+    load_rdb_cancellable(server, reader, name, now_ms, &AtomicBool::new(false))
+}
+
+/// [`load_rdb_at`] that stops with an error once `cancel` is set (a replica's load, when
+/// REPLICAOF moves on while it runs).
+pub(crate) fn load_rdb_cancellable(
+    server: &Server,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+    cancel: &AtomicBool,
+) -> anyhow::Result<format::LoadSummary> {
     let loading = &server.persistence.loading;
     let n_dbs = server.keyspace.dbs().len();
     let on_function = |code: Vec<u8>| {
@@ -148,6 +160,9 @@ pub(crate) fn load_rdb_at(
     format::load_with_functions(reader, name, now_ms, |entry| {
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
+        }
+        if cancel.load(Ordering::Relaxed) {
+            return Err(format::LoadError::rejected("the load was cancelled".to_string()));
         }
         let db = usize::try_from(entry.db).ok().and_then(|idx| server.keyspace.db(idx)).ok_or_else(|| {
             format::LoadError::rejected(format!(

@@ -26,7 +26,9 @@ mod info;
 mod load;
 
 pub(crate) use info::info_section;
-pub(crate) use load::{Loading, load_at_startup, load_rdb_at, prepare_loading};
+pub(crate) use load::{
+    Loading, load_at_startup, load_rdb_at, load_rdb_cancellable, prepare_loading,
+};
 
 /// Redis waits this long after a failed background save before a save point may retry.
 const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
