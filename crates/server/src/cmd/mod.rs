@@ -320,7 +320,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     };
     remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
-    if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
+    if let Some(refusal) = refusal(server, client, out.version, command, argv) {
         out.error(&refusal.to_string());
         reject(server, stats);
         transaction::flag_error(client);
@@ -397,9 +397,9 @@ fn refusal(
     client: &Client,
     version: RespVersion,
     command: &'static Command,
-    argc: usize,
+    argv: &[Bytes],
 ) -> Option<Refusal> {
-    let argc = i32::try_from(argc).unwrap_or(i32::MAX);
+    let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
         return Some(Refusal::WrongArity {
@@ -414,7 +414,7 @@ fn refusal(
     }
     // A replica's own clients: READONLY for writes, then MASTERDOWN with the link down and
     // stale data refused (Redis's processCommand order). The master client and the AOF's are obeyed.
-    if let Some(reply) = crate::replication::replica::refusal(server, command.flags, client.replay)
+    if let Some(reply) = crate::replication::replica::refusal(server, command, argv, client.replay)
     {
         return Some(Refusal::Replica(reply));
     }

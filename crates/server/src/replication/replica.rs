@@ -227,11 +227,22 @@ pub(crate) fn unfollow(server: &Server) {
 /// READONLY for a write, then MASTERDOWN while the link is down with
 /// `replica-serve-stale-data no`, for commands without the `stale` flag). The master client
 /// and the AOF's replay client (`replay`) are obeyed and never refused.
-pub(crate) fn refusal(server: &Server, command_flags: Flags, replay: bool) -> Option<&'static str> {
+pub(crate) fn refusal(
+    server: &Server,
+    command: &Command,
+    argv: &[Bytes],
+    replay: bool,
+) -> Option<&'static str> {
     let replica = &server.replication.replica;
     if replay || !replica.is_replica() {
         return None;
     }
+    // A container's subcommand carries the flags (CONFIG SET is `stale`, CONFIG is not).
+    let command_flags = match (argv.first(), argv.get(1)) {
+        (Some(name), Some(sub)) => crate::cmd::subcommands::find_subcommand(name, sub)
+            .map_or(command.flags, |sub| sub.flags),
+        _ => command.flags,
+    };
     if command_flags.contains(Flags::WRITE)
         && server.tunables.replica_read_only.load(Ordering::Relaxed)
     {
