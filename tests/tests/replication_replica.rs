@@ -400,7 +400,7 @@ fn sync_under_writes(primary_args: &[&str], replica_args: &[&str], seed: u64) {
     for _ in 0..40 {
         write_round(&mut theirs, &mut rng);
     }
-    forkless_tests::populate(&mut theirs, "big:", 2000, 100);
+    forkless_tests::populate(&mut theirs, "big:", 20_000, 200);
     let replica = TestServer::start(BIN, replica_args);
     let mut ours = replica.client();
     let writer = Writer::start(&primary, seed + 1);
@@ -911,4 +911,131 @@ fn a_truncated_diskless_rdb_loaded_from_the_socket_is_dropped_and_retried() {
     preamble.extend_from_slice(mark);
     preamble.extend_from_slice(b"\r\n");
     never_serves_a_corrupt_dataset(preamble, payload, "on-empty-db");
+}
+
+/// Reads one RESP command of bulk strings.
+fn read_args(reader: &mut impl BufRead) -> Vec<String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let n: usize = line.trim_end().trim_start_matches('*').parse().unwrap();
+    let mut args = Vec::new();
+    for _ in 0..n {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        args.push(line.trim_end().to_owned());
+    }
+    args
+}
+
+fn resp_command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+    }
+    out
+}
+
+/// A scripted primary: the replica answers `-LOADING` while the RDB is still arriving (loaded
+/// straight from the socket), sends the handshake Redis 7.0 sends, ACKs the sync's offset,
+/// and counts the stream's bytes exactly as Redis (SELECT included; GETACK answered with what
+/// came before it).
+#[test]
+fn loading_while_the_rdb_arrives_then_offsets_counted_as_redis() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let replica = TestServer::start(BIN, &["--repl-diskless-load", "on-empty-db"]);
+    let mut raw = replica.raw();
+    let port_text = port.to_string();
+    assert_eq!(
+        raw.call(&[b"REPLICAOF", b"127.0.0.1", port_text.as_bytes()]),
+        b"+OK\r\n"
+    );
+    let (stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    assert_eq!(read_args(&mut reader), ["PING"]);
+    writer.write_all(b"+PONG\r\n").unwrap();
+    let listening = read_args(&mut reader);
+    assert_eq!(listening[..2], ["REPLCONF", "listening-port"]);
+    assert_eq!(listening[2], replica.addr.port().to_string());
+    writer.write_all(b"+OK\r\n").unwrap();
+    assert_eq!(
+        read_args(&mut reader),
+        ["REPLCONF", "capa", "eof", "capa", "psync2"]
+    );
+    writer.write_all(b"+OK\r\n").unwrap();
+    // A former primary offers its own history, as Redis's replicationCacheMasterUsingMyself.
+    let psync = read_args(&mut reader);
+    assert_eq!(
+        (psync[0].as_str(), psync[1].len(), psync[2].as_str()),
+        ("PSYNC", 40, "1")
+    );
+    writer
+        .write_all(b"+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 100\r\n")
+        .unwrap();
+    // A valid RDB (a zero checksum is "not computed") in two halves.
+    let mut rdb = rdb_with_bad_checksum(50);
+    let footer = rdb.len() - 8;
+    rdb.truncate(footer);
+    rdb.extend_from_slice(&[0; 8]);
+    let mark = b"abcdefghijabcdefghijabcdefghijabcdefghij";
+    writer.write_all(b"\n$EOF:").unwrap();
+    writer.write_all(mark).unwrap();
+    writer.write_all(b"\r\n").unwrap();
+    let (first, second) = rdb.split_at(rdb.len() / 2);
+    writer.write_all(first).unwrap();
+    assert!(wait_until(SYNC_TIMEOUT, || raw.call(&[b"GET", b"key:1"])
+        == b"-LOADING Redis is loading the dataset in memory\r\n"));
+    let mut ours = replica.client();
+    let fields = info_section(&mut ours, "replication");
+    assert_eq!(
+        fields.get("master_sync_in_progress").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        fields.get("master_sync_total_bytes").map(String::as_str),
+        Some("0")
+    );
+    writer.write_all(second).unwrap();
+    writer.write_all(mark).unwrap();
+    assert_eq!(read_args(&mut reader), ["REPLCONF", "ACK", "100"]);
+    assert_eq!(raw.call(&[b"GET", b"key:1"]), b"$1\r\nv\r\n");
+    // The stream: SELECT, SET, PING, then GETACK.
+    let select = resp_command(&["SELECT", "1"]);
+    let set = resp_command(&["SET", "x", "y"]);
+    let ping = resp_command(&["PING"]);
+    let getack = resp_command(&["REPLCONF", "GETACK", "*"]);
+    for part in [&select, &set, &ping, &getack] {
+        writer.write_all(part).unwrap();
+    }
+    let expected = 100 + select.len() + set.len() + ping.len();
+    let ack = loop {
+        let args = read_args(&mut reader);
+        assert_eq!(args[..2], ["REPLCONF", "ACK"]);
+        let offset: usize = args[2].parse().unwrap();
+        if offset > 100 {
+            break offset;
+        }
+    };
+    assert_eq!(ack, expected);
+    assert_eq!(raw.call(&[b"SELECT", b"1"]), b"+OK\r\n");
+    assert_eq!(raw.call(&[b"GET", b"x"]), b"$1\r\ny\r\n");
+    // The master client shows in CLIENT LIST with flag M, and no reply ever reached the primary.
+    let list = String::from_utf8(raw.call(&[b"CLIENT", b"LIST", b"TYPE", b"master"])).unwrap();
+    assert!(list.contains("flags=M"), "{list}");
+    let list = String::from_utf8(raw.call(&[b"CLIENT", b"LIST", b"TYPE", b"normal"])).unwrap();
+    assert!(!list.contains("flags=M"), "{list}");
+    let fields = info_section(&mut ours, "replication");
+    let total = (expected + getack.len()).to_string();
+    assert_eq!(fields.get("slave_repl_offset"), Some(&total));
+    assert_eq!(fields.get("master_repl_offset"), Some(&total));
+    assert_eq!(
+        fields.get("master_replid").map(String::as_str),
+        Some("0123456789abcdef0123456789abcdef01234567")
+    );
 }

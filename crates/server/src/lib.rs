@@ -244,11 +244,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     }
     persistence::probe_writer(&server);
+    // `replicaof` in the configuration: the link starts once the local dataset is loaded.
+    replication::replica::start_from_config(&server);
     if let Some(local) = local {
         tracing::info!("Ready to accept connections tcp on {local}");
     }
-    // `replicaof` in the configuration: the link starts once the local dataset is loaded.
-    replication::replica::start_from_config(&server);
     let expiry = spawn_active_expiry(Arc::clone(&server));
     let save_points = persistence::spawn_save_point_timer(Arc::clone(&server))
         .context("starting the save-point timer")?;

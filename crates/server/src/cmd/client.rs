@@ -712,6 +712,8 @@ fn client_unblock(ctx: &mut Ctx<'_>, id: &[u8], mode: Option<&Bytes>) {
 
 fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     let mut ids: Option<Vec<u64>> = None;
+    // TYPE normal leaves out a replica's master client.
+    let mut not_id = None;
     let mut rest = filters;
     while let Some((option, tail)) = rest.split_first() {
         if eq_ignore_case(option, "type") {
@@ -729,8 +731,18 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
                 ));
                 return;
             }
-            if !eq_ignore_case(kind, "normal") {
+            let master = ctx
+                .server
+                .replication
+                .replica
+                .master_client_id
+                .load(Ordering::Acquire);
+            if eq_ignore_case(kind, "master") {
+                ids = Some(vec![master]);
+            } else if !eq_ignore_case(kind, "normal") {
                 ids = Some(Vec::new());
+            } else {
+                not_id = Some(master);
             }
             rest = after;
         } else if eq_ignore_case(option, "id") && !tail.is_empty() {
@@ -756,7 +768,7 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     }
     let mut text = String::new();
     for handle in ctx.server.clients.all() {
-        if ids.as_ref().is_some_and(|ids| !ids.contains(&handle.id)) {
+        if ids.as_ref().is_some_and(|ids| !ids.contains(&handle.id)) || not_id == Some(handle.id) {
             continue;
         }
         let line = if handle.id == ctx.client.id {
@@ -793,6 +805,8 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     let mut addr = None;
     let mut laddr = None;
     let mut skipme = true;
+    // TYPE normal leaves out a replica's master client.
+    let mut not_id = None;
     let mut pairs = filters.chunks_exact(2);
     for pair in &mut pairs {
         let [option, value] = pair else { continue };
@@ -832,16 +846,18 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
                 return;
             }
             // Normal clients and a replica's master client exist: another type selects none.
+            let master = ctx
+                .server
+                .replication
+                .replica
+                .master_client_id
+                .load(Ordering::Acquire);
             if eq_ignore_case(value, "master") {
-                id = Some(
-                    ctx.server
-                        .replication
-                        .replica
-                        .master_client_id
-                        .load(Ordering::Acquire),
-                );
+                id = Some(master);
             } else if !eq_ignore_case(value, "normal") {
                 id = Some(0);
+            } else {
+                not_id = Some(master);
             }
         } else if eq_ignore_case(option, "user") {
             if value.as_ref() != b"default" {
@@ -867,7 +883,8 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
             && laddr
                 .as_ref()
                 .is_none_or(|a| *a == handle.local_addr.to_string())
-            && !(skipme && handle.id == ctx.client.id);
+            && !(skipme && handle.id == ctx.client.id)
+            && not_id != Some(handle.id);
         if matches {
             kill(ctx, &handle);
             killed += 1;

@@ -484,16 +484,17 @@ pub(crate) fn start_from_config(server: &Arc<Server>) {
         host: host.to_owned(),
         port,
     };
-    {
-        // Redis starts without a cached master: the first PSYNC is `? -1`.
-        let replica = &server.replication.replica;
-        replica.is_replica.store(true, Ordering::Release);
-        replica.psync_possible.store(false, Ordering::Release);
-    }
-    let cancel = Arc::new(AtomicBool::new(false));
     let replica = &server.replication.replica;
     let mut following = lock(&replica.following);
+    if following.is_some() {
+        // A REPLICAOF came first: it decides.
+        return;
+    }
+    // Redis starts without a cached master: the first PSYNC is `? -1`.
+    replica.is_replica.store(true, Ordering::Release);
+    replica.psync_possible.store(false, Ordering::Release);
     replica.set_state(LinkState::Connect);
+    let cancel = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(link::run(
         Arc::clone(server),
         master.clone(),
