@@ -24,6 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const ACK_PERIOD: Duration = Duration::from_secs(1);
 /// The longest reply line the handshake accepts from the primary.
 const MAX_LINE: usize = 64 * 1024;
+/// How often the stream looks again whether a busy script has ended.
+const BUSY_SCRIPT_POLL: Duration = Duration::from_millis(10);
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -438,6 +440,12 @@ async fn apply_stream(
                 // The ACK counts what came before GETACK, as Redis's.
                 send_ack(&mut writer, server.replication.offset()).await?;
             } else if !argv.is_empty() {
+                // A busy script (a client's EVAL on this replica) would refuse the command
+                // with BUSY and the replica would silently diverge: the stream waits for the
+                // script instead, as Redis's master client does.
+                while server.scripting.run.busy() {
+                    tokio::time::sleep(BUSY_SCRIPT_POLL).await;
+                }
                 out.buf.clear();
                 cmd::execute(server, &mut client, &mut out, &argv);
                 client.blocked = None;

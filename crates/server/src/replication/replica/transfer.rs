@@ -136,11 +136,13 @@ pub(crate) async fn full_sync(
     let from_socket = mode == b"on-empty-db" && dataset_is_empty(server);
     match (&framing, from_socket) {
         (Framing::Length(len), false) => {
-            tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master to disk")
+            tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master to disk");
         }
-        (Framing::Eof(_), false) => tracing::info!(
-            "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
-        ),
+        (Framing::Eof(_), false) => {
+            tracing::info!(
+                "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
+            );
+        }
         (_, true) => {
             tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory, from the socket");
         }
@@ -236,7 +238,11 @@ fn count(replica: &super::Replica, n: usize) {
 }
 
 fn dataset_is_empty(server: &Server) -> bool {
-    server.keyspace.dbs().iter().all(|db| db.len() == 0)
+    server
+        .keyspace
+        .dbs()
+        .iter()
+        .all(forkless_storage::Db::is_empty)
 }
 
 /// Reads the chunks as one byte stream; the link failing before `End` is an I/O error, so
