@@ -775,7 +775,13 @@ fn masterdown_while_the_link_is_down_and_stale_data_is_refused() {
         fields.get("master_last_io_seconds_ago").map(String::as_str),
         Some("-1")
     );
-    assert!(fields.contains_key("master_link_down_since_seconds"));
+    // Never up: down "since ever", as Redis prints it.
+    assert_eq!(
+        fields
+            .get("master_link_down_since_seconds")
+            .map(String::as_str),
+        Some("-1")
+    );
     let _: String = redis::cmd("CONFIG")
         .arg("SET")
         .arg("replica-serve-stale-data")
@@ -788,6 +794,17 @@ fn masterdown_while_the_link_is_down_and_stale_data_is_refused() {
 /// A fake primary: answers the handshake, announces a full resync and sends `payload` framed
 /// by `preamble`, then closes; counts the connections it accepted.
 fn fake_primary(preamble: Vec<u8>, payload: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
+    fake_primary_then(preamble, payload, Vec::new(), false)
+}
+
+/// [`fake_primary`] that also sends `after` once the replica's first REPLCONF ACK arrives,
+/// and with `hang_up` closes the connection after the payload.
+fn fake_primary_then(
+    preamble: Vec<u8>,
+    payload: Vec<u8>,
+    after: Vec<u8>,
+    hang_up: bool,
+) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -814,6 +831,12 @@ fn fake_primary(preamble: Vec<u8>, payload: Vec<u8>) -> (u16, Arc<AtomicUsize>) 
                 let _ = writer.write_all(&preamble);
                 let _ = writer.write_all(&payload);
                 let _ = writer.flush();
+                if hang_up {
+                    continue;
+                }
+                if !after.is_empty() && read_command(&mut reader) {
+                    let _ = writer.write_all(&after);
+                }
                 // Leave the connection to the replica to close.
                 let mut rest = Vec::new();
                 let _ = reader.read_to_end(&mut rest);
@@ -983,11 +1006,8 @@ fn loading_while_the_rdb_arrives_then_offsets_counted_as_redis() {
     writer
         .write_all(b"+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 100\r\n")
         .unwrap();
-    // A valid RDB (a zero checksum is "not computed") in two halves.
-    let mut rdb = rdb_with_bad_checksum(50);
-    let footer = rdb.len() - 8;
-    rdb.truncate(footer);
-    rdb.extend_from_slice(&[0; 8]);
+    // A valid RDB in two halves.
+    let rdb = valid_rdb(50);
     let mark = b"abcdefghijabcdefghijabcdefghijabcdefghij";
     writer.write_all(b"\n$EOF:").unwrap();
     writer.write_all(mark).unwrap();
@@ -1043,4 +1063,77 @@ fn loading_while_the_rdb_arrives_then_offsets_counted_as_redis() {
         fields.get("master_replid").map(String::as_str),
         Some("0123456789abcdef0123456789abcdef01234567")
     );
+}
+
+/// A valid RDB of `n` string keys `key:<i>` (a zero checksum is "not computed").
+fn valid_rdb(n: usize) -> Vec<u8> {
+    let mut rdb = rdb_with_bad_checksum(n);
+    let footer = rdb.len() - 8;
+    rdb.truncate(footer);
+    rdb.extend_from_slice(&[0; 8]);
+    rdb
+}
+
+/// A primary that closes the link in the middle of a `$<len>` transfer: with
+/// `repl-diskless-load disabled` the replica keeps serving its old data (the flush waits for a
+/// whole payload), removes the temp file, and retries.
+#[test]
+fn a_transfer_cut_short_keeps_the_old_data_and_retries() {
+    let payload = valid_rdb(1000);
+    let preamble = format!("${}\r\n", payload.len() + 100).into_bytes();
+    let (port, connections) = fake_primary_then(preamble, payload, Vec::new(), true);
+    let replica = TestServer::start(BIN, &[]);
+    let mut ours = replica.client();
+    let () = redis::cmd("SET")
+        .arg("old")
+        .arg("1")
+        .query(&mut ours)
+        .unwrap();
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut ours)
+        .unwrap();
+    assert!(wait_until(SYNC_TIMEOUT, || connections
+        .load(Ordering::SeqCst)
+        >= 2));
+    let line = replica.wait_for_log("Replication with MASTER 127.0.0.1");
+    assert!(
+        line.as_ref()
+            .is_some_and(|line| line.contains("the MASTER closed the connection")),
+        "{line:?}"
+    );
+    let old: Option<String> = redis::cmd("GET").arg("old").query(&mut ours).unwrap();
+    assert_eq!(old.as_deref(), Some("1"));
+    let keys: Vec<String> = redis::cmd("KEYS").arg("key:*").query(&mut ours).unwrap();
+    assert!(keys.is_empty());
+    assert!(!replica.dir.join("dump.rdb").exists());
+}
+
+/// A primary whose stream turns to garbage after a good sync: the replica drops the link and
+/// reconnects, keeping what it applied.
+#[test]
+fn garbage_in_the_stream_drops_the_link() {
+    let payload = valid_rdb(10);
+    let preamble = format!("${}\r\n", payload.len()).into_bytes();
+    let mut stream = resp_command(&["SET", "applied", "1"]);
+    stream.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$x\r\n");
+    let (port, connections) = fake_primary_then(preamble, payload, stream, false);
+    let replica = TestServer::start(BIN, &[]);
+    let mut ours = replica.client();
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut ours)
+        .unwrap();
+    assert!(replica.wait_for_log("Protocol error from MASTER").is_some());
+    assert!(wait_until(SYNC_TIMEOUT, || connections
+        .load(Ordering::SeqCst)
+        >= 2));
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        redis::cmd("GET")
+            .arg("applied")
+            .query::<Option<String>>(&mut ours)
+            .is_ok_and(|value| value.as_deref() == Some("1"))
+    }));
 }

@@ -151,10 +151,11 @@ impl Replica {
                 .is_some_and(|f| Arc::ptr_eq(&f.cancel, cancel))
     }
 
-    /// Marks the link down (after it was up, or a sync failed).
+    /// Marks the link down (after it was up, or an attempt failed). Only a link that was up
+    /// starts `master_link_down_since_seconds`; before that it stays -1 ("down since ever"),
+    /// as Redis's `repl_down_since`.
     pub(crate) fn link_down(&self) {
-        if self.state() == LinkState::Connected || self.down_since_secs.load(Ordering::Relaxed) == 0
-        {
+        if self.state() == LinkState::Connected {
             self.down_since_secs
                 .store(unix_ms() / 1000, Ordering::Relaxed);
         }

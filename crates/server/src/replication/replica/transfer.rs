@@ -18,6 +18,8 @@ use crate::server::{Server, unix_ms};
 
 /// The length of the EOF mark of diskless framing (`CONFIG_RUN_ID_SIZE`).
 pub(crate) const EOF_MARK_LEN: usize = 40;
+/// Why forwarding stops when the loading thread stopped first (its own error says why).
+const LOADER_STOPPED: &str = "the replication loader stopped";
 /// Chunks in flight between the link and the loading thread.
 const CHANNEL_CHUNKS: usize = 16;
 
@@ -176,6 +178,9 @@ pub(crate) async fn full_sync(
         .await
         .unwrap_or_else(|_| Err("the replication loader thread stopped".to_owned()));
     match (forwarded, loaded) {
+        // The link failed first: its error is the cause (the loader only saw the channel
+        // close).
+        (Err(link), Err(_)) if link != LOADER_STOPPED => Err(link),
         (_, Err(err)) | (Err(err), Ok(())) => Err(err),
         (Ok(()), Ok(())) => Ok(()),
     }
@@ -190,7 +195,7 @@ async fn forward(
     chunks: &mpsc::Sender<Chunk>,
 ) -> Result<(), String> {
     let replica = &server.replication.replica;
-    let closed = || "the replication loader stopped".to_owned();
+    let closed = || LOADER_STOPPED.to_owned();
     match framing {
         Framing::Length(mut left) => {
             while left > 0 {
