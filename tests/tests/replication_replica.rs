@@ -1137,3 +1137,51 @@ fn garbage_in_the_stream_drops_the_link() {
             .is_ok_and(|value| value.as_deref() == Some("1"))
     }));
 }
+
+/// A replica with `appendonly yes`: the sync's load is followed by an AOF rewrite and the
+/// stream's commands are appended, so the replica restarted on its own files (no longer a
+/// replica) has the primary's data.
+#[test]
+fn a_replica_with_the_aof_on_restarts_with_the_primarys_data() {
+    let Some(primary) = Primary::start(&["--repl-diskless-sync-delay", "0"]) else {
+        return;
+    };
+    let mut theirs = primary.client();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+    for _ in 0..10 {
+        write_round(&mut theirs, &mut rng);
+    }
+    let dir = forkless_tests::TestDir::new("replica-aof");
+    let replica = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &[
+            "--appendonly",
+            "yes",
+            "--replicaof",
+            "127.0.0.1",
+            &primary.port.to_string(),
+        ],
+        &[],
+    );
+    let mut ours = replica.client();
+    wait_synced(&mut theirs, &mut ours);
+    for _ in 0..10 {
+        write_round(&mut theirs, &mut rng);
+    }
+    settle(&mut theirs, &mut ours);
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        info(&mut ours, "persistence", "aof_rewrite_in_progress") == "0"
+            && info(&mut ours, "persistence", "aof_last_bgrewrite_status") == "ok"
+    }));
+    let expected = dataset(&mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+    drop(ours);
+    assert!(replica.terminate().success());
+    let restarted = TestServer::start_in(BIN, &dir.0, &["--appendonly", "yes"], &[]);
+    let mut again = restarted.client();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        redis::cmd("PING").query::<String>(&mut again).is_ok()
+    }));
+    assert_eq!(dataset(&mut again), expected);
+}

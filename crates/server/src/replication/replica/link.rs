@@ -469,6 +469,15 @@ async fn apply_stream(
                 Ok(Ok(0)) => break Err("the MASTER closed the connection".to_owned()),
                 Ok(Ok(n)) => {
                     received += n as u64;
+                    // CLIENT LIST's idle=, and INFO's net input, as for any client's read.
+                    handle.last_interaction_ms.store(
+                        u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    server
+                        .stats
+                        .net_input_bytes
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     replica
                         .read_offset
                         .store(base + i64::try_from(received).unwrap_or(0), Ordering::Relaxed);

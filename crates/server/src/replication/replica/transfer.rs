@@ -444,8 +444,24 @@ fn load(server: &Server, reader: impl Read, size: u64, cancel: &AtomicBool) -> R
         let mut state = server.persistence.state();
         state.dirty_at_last_save = server.keyspace.dirty();
     }
+    close_effect_unit(server);
     loading.active.store(false, Ordering::Release);
     result.map(|_| ()).map_err(|err| format!("{err:#}"))
+}
+
+/// With an effect consumer attached (the AOF), the flush and the load took one effect number
+/// on this thread, outside the command table: it is published with no commands, or the
+/// stream would wait for it forever. What the load did reaches the AOF by the rewrite that
+/// follows a sync (`after_full_sync`), as Redis restarts its AOF after one.
+fn close_effect_unit(server: &Server) {
+    let _ = forkless_storage::effect::take_step();
+    if let Some(seq) = forkless_storage::effect::close_unit() {
+        server.effects.publish(crate::effects::Effect {
+            seq,
+            transaction: false,
+            ops: Vec::new(),
+        });
+    }
 }
 
 /// Counts the bytes loaded into INFO's `loading_loaded_bytes`.
