@@ -581,6 +581,25 @@ fn a_replica_refuses_writes_reports_its_link_and_promotes() {
         b"-READONLY You can't write against a read only replica.\r\n"
     );
     assert_eq!(raw.call(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    // Scripts: a write inside one, and a script declared writing.
+    assert_eq!(
+        raw.call(&[b"EVAL", b"return redis.call('set', 'x', '1')", b"0"]),
+        b"-READONLY You can't write against a read only replica. script: \
+          a22335312368ca3ce990a8254cce543809e8ea73, on @user_script:1.\r\n"
+            .to_vec()
+    );
+    assert_eq!(
+        raw.call(&[b"EVAL", b"#!lua\nreturn 1", b"0"]),
+        b"-READONLY You can't write against a read only replica.\r\n"
+    );
+    assert_eq!(
+        raw.call(&[
+            b"EVAL",
+            b"#!lua flags=no-writes\nreturn redis.call('get', 'k')",
+            b"0"
+        ]),
+        b"$1\r\nv\r\n"
+    );
     let fields = info_section(&mut ours, "replication");
     for (field, value) in [
         ("role", "slave"),

@@ -261,6 +261,14 @@ pub(crate) fn refusal(
     None
 }
 
+/// Returns true if and only if a script's writes are refused: this server is a read-only
+/// replica (Redis's scriptVerifyWriteCommandAllow and scriptPrepareForRun). Scripts run by a
+/// normal client only: a primary sends its scripts' effects, never EVAL.
+pub(crate) fn script_writes_refused(server: &Server) -> bool {
+    server.replication.replica.is_replica()
+        && server.tunables.replica_read_only.load(Ordering::Relaxed)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Commands.
 

@@ -773,6 +773,14 @@ impl CallState {
         if self.read_only && (write || command.has_flag(Flags::MAY_REPLICATE)) {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
         }
+        if write
+            && self
+                .server
+                .upgrade()
+                .is_some_and(|server| crate::replication::replica::script_writes_refused(&server))
+        {
+            return Err(crate::replication::replica::READONLY.to_owned());
+        }
         if write {
             let refused = self
                 .server
