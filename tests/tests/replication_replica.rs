@@ -1204,3 +1204,28 @@ fn a_replica_with_the_aof_on_restarts_with_the_primarys_data() {
     }));
     assert_eq!(dataset(&mut again), expected);
 }
+
+/// SIGTERM while a sync loads exits without the final save: the dump would be half a dataset.
+#[test]
+fn a_shutdown_while_the_sync_loads_saves_nothing() {
+    let mark = b"abcdefghijabcdefghijabcdefghijabcdefghij";
+    let mut payload = valid_rdb(1000);
+    payload.truncate(payload.len() / 2);
+    let mut preamble = b"$EOF:".to_vec();
+    preamble.extend_from_slice(mark);
+    preamble.extend_from_slice(b"\r\n");
+    let (port, _) = fake_primary(preamble, payload);
+    let dir = forkless_tests::TestDir::new("replica-shutdown");
+    let replica = TestServer::start_in(BIN, &dir.0, &["--repl-diskless-load", "on-empty-db"], &[]);
+    let mut raw = replica.raw();
+    let port = port.to_string();
+    assert_eq!(
+        raw.call(&[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]),
+        b"+OK\r\n"
+    );
+    assert!(wait_until(SYNC_TIMEOUT, || raw.call(&[b"DBSIZE"])
+        == b"-LOADING Redis is loading the dataset in memory\r\n"));
+    assert!(replica.terminate().success());
+    assert!(dir.0.exists());
+    assert!(!dir.dump().exists(), "a half-loaded dataset was saved");
+}

@@ -339,6 +339,11 @@ fn shutdown_save(server: &Server) -> bool {
     if server.skip_final_save.load(Ordering::Acquire) || server.config().save.is_empty() {
         return true;
     }
+    if server.persistence.loading() {
+        // A replica's sync is loading: the dataset is half of one (Redis exits without saving).
+        tracing::info!("Shutdown requested while loading the DB: exiting without saving.");
+        return true;
+    }
     tracing::info!("Saving the final RDB snapshot before exiting.");
     match tokio::task::block_in_place(|| {
         // Not inside a command here: hold the gate as a command does, so the cut is not taken

@@ -254,7 +254,11 @@ fn shutdown(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     tracing::warn!("User requested shutdown...");
     // SAVE saves, NOSAVE does not, neither follows the save points (`persistence::shutdown`).
-    let save = if save {
+    // While a dataset loads (a replica's sync), never save: the dump would be half of it
+    // (Redis's shutdownCommand forces NOSAVE while loading).
+    let save = if ctx.server.persistence.loading() {
+        Some(false)
+    } else if save {
         Some(true)
     } else if nosave {
         Some(false)
