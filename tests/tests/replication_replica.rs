@@ -1229,3 +1229,32 @@ fn a_shutdown_while_the_sync_loads_saves_nothing() {
     assert!(dir.0.exists());
     assert!(!dir.dump().exists(), "a half-loaded dataset was saved");
 }
+
+/// A save point does not fire while a sync loads (the keys loaded so far count as changes, and
+/// the dump would be half a dataset). Waits past `save 1 1`'s due time.
+#[test]
+fn no_save_point_fires_while_the_sync_loads() {
+    let mark = b"abcdefghijabcdefghijabcdefghijabcdefghij";
+    let mut payload = valid_rdb(1000);
+    payload.truncate(payload.len() / 2);
+    let mut preamble = b"$EOF:".to_vec();
+    preamble.extend_from_slice(mark);
+    preamble.extend_from_slice(b"\r\n");
+    let (port, _) = fake_primary(preamble, payload);
+    let replica = TestServer::start(
+        BIN,
+        &["--repl-diskless-load", "on-empty-db", "--save", "1 1"],
+    );
+    let mut raw = replica.raw();
+    let port = port.to_string();
+    assert_eq!(
+        raw.call(&[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]),
+        b"+OK\r\n"
+    );
+    assert!(wait_until(SYNC_TIMEOUT, || raw.call(&[b"DBSIZE"])
+        == b"-LOADING Redis is loading the dataset in memory\r\n"));
+    let saved = wait_until(Duration::from_secs(3), || {
+        replica.dir.join("dump.rdb").exists()
+    });
+    assert!(!saved, "a save point saved a half-loaded dataset");
+}

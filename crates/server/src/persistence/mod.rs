@@ -539,7 +539,8 @@ fn save_point_due(server: &Server) -> bool {
     let now_ms = unix_ms();
     let changes = {
         let state = server.persistence.state();
-        if server.keyspace.save_running() {
+        // A dataset loading (a replica's sync) is not saved half-way.
+        if server.keyspace.save_running() || server.persistence.loading() {
             return false;
         }
         let retry_ok = state.last_bgsave_ok

@@ -440,7 +440,10 @@ fn load(server: &Server, reader: impl Read, size: u64, cancel: &AtomicBool) -> R
     if result.is_err() {
         // Never half a dataset as if it were whole.
         flush(server);
-    } else {
+    }
+    {
+        // Neither a load nor the flush around a failed one is a change: no save point fires
+        // for them (after a failure, the last good dump stays).
         let mut state = server.persistence.state();
         state.dirty_at_last_save = server.keyspace.dirty();
     }
