@@ -401,6 +401,15 @@ fn sync_under_writes(primary_args: &[&str], replica_args: &[&str], seed: u64) {
         write_round(&mut theirs, &mut rng);
     }
     forkless_tests::populate(&mut theirs, "big:", 20_000, 200);
+    // A function library travels in the RDB.
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(
+            "#!lua name=replib\nredis.register_function{function_name='rf', \
+             callback=function() return 7 end, flags={'no-writes'}}",
+        )
+        .query(&mut theirs)
+        .unwrap();
     let replica = TestServer::start(BIN, replica_args);
     let mut ours = replica.client();
     let writer = Writer::start(&primary, seed + 1);
@@ -421,6 +430,12 @@ fn sync_under_writes(primary_args: &[&str], replica_args: &[&str], seed: u64) {
     writer.stop();
     settle(&mut theirs, &mut ours);
     assert_same_data(&mut theirs, &mut ours);
+    let called: i64 = redis::cmd("FCALL_RO")
+        .arg("rf")
+        .arg(0)
+        .query(&mut ours)
+        .unwrap();
+    assert_eq!(called, 7);
     // The offsets are Redis's: WAIT counts the replica's ACK of everything sent.
     let acked: i64 = redis::cmd("WAIT")
         .arg(1)
@@ -1257,4 +1272,85 @@ fn no_save_point_fires_while_the_sync_loads() {
         replica.dir.join("dump.rdb").exists()
     });
     assert!(!saved, "a save point saved a half-loaded dataset");
+}
+
+#[test]
+fn swapdb_sync_loaded_beside_the_served_data_under_writes() {
+    sync_under_writes(
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+        &["--repl-diskless-load", "swapdb"],
+        55,
+    );
+}
+
+/// `repl-diskless-load swapdb`: while the payload loads, clients read the old data (no
+/// LOADING); a corrupt payload is dropped whole and the old data stays.
+#[test]
+fn swapdb_serves_the_old_data_while_loading_and_keeps_it_on_failure() {
+    let payload = rdb_with_bad_checksum(1000);
+    let preamble = format!("${}\r\n", payload.len() + 10).into_bytes();
+    // The first connection gets all but the last 10 bytes and waits; later ones the same.
+    let (port, connections) = fake_primary(preamble, payload);
+    let replica = TestServer::start(BIN, &["--repl-diskless-load", "swapdb"]);
+    let mut ours = replica.client();
+    let () = redis::cmd("SET")
+        .arg("old")
+        .arg("1")
+        .query(&mut ours)
+        .unwrap();
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut ours)
+        .unwrap();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        info(&mut ours, "replication", "master_sync_in_progress") == "1"
+            && info(&mut ours, "replication", "master_sync_read_bytes")
+                .parse::<usize>()
+                .is_ok_and(|read| read > 1000)
+    }));
+    let mut raw = replica.raw();
+    assert_eq!(raw.call(&[b"GET", b"old"]), b"$1\r\n1\r\n");
+    assert_eq!(raw.call(&[b"EXISTS", b"key:1"]), b":0\r\n");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn swapdb_drops_a_corrupt_payload_and_keeps_the_old_data() {
+    let payload = rdb_with_bad_checksum(1000);
+    let preamble = format!("${}\r\n", payload.len()).into_bytes();
+    let (port, connections) = fake_primary(preamble, payload);
+    let replica = TestServer::start(BIN, &["--repl-diskless-load", "swapdb"]);
+    let mut ours = replica.client();
+    let () = redis::cmd("SET")
+        .arg("old")
+        .arg("1")
+        .query(&mut ours)
+        .unwrap();
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut ours)
+        .unwrap();
+    assert!(
+        replica
+            .wait_for_log("Failed trying to load the MASTER synchronization DB from socket")
+            .is_some()
+    );
+    assert!(wait_until(SYNC_TIMEOUT, || connections
+        .load(Ordering::SeqCst)
+        >= 2));
+    let old: Option<String> = redis::cmd("GET").arg("old").query(&mut ours).unwrap();
+    assert_eq!(old.as_deref(), Some("1"));
+    let keys: Vec<String> = redis::cmd("KEYS").arg("key:*").query(&mut ours).unwrap();
+    assert!(
+        keys.is_empty(),
+        "served keys of a corrupt payload: {}",
+        keys.len()
+    );
 }

@@ -68,6 +68,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Fresh shared state with this one's key hasher (and nothing else of it): a sibling
+    /// keyspace's, whose entries fall in the same shards and buckets (`swap.rs`).
+    pub(crate) fn sibling(&self) -> Shared {
+        Shared {
+            hasher: self.hasher.clone(),
+            ..Shared::default()
+        }
+    }
+
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
         #[cfg(test)]

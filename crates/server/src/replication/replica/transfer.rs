@@ -100,6 +100,18 @@ impl EofScanner {
     }
 }
 
+/// Where a full sync's payload goes (`repl-diskless-load`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// `disabled` (and `on-empty-db` with data): a temp file, then the load.
+    Disk,
+    /// `on-empty-db` with every database empty: loaded as it arrives.
+    Socket,
+    /// `swapdb`: loaded as it arrives into a sibling keyspace while the old data is served,
+    /// then swapped in whole.
+    Sibling,
+}
+
 /// What the link hands the loading thread.
 enum Chunk {
     Data(Bytes),
@@ -135,19 +147,28 @@ pub(crate) async fn full_sync(
         .store(unix_ms() / 1000, Ordering::Relaxed);
     replica.set_state(LinkState::Transfer);
     let mode = server.config().stored_text("repl-diskless-load");
-    let from_socket = mode == b"on-empty-db" && dataset_is_empty(server);
-    match (&framing, from_socket) {
-        (Framing::Length(len), false) => {
+    let target = if mode == b"swapdb" {
+        Target::Sibling
+    } else if mode == b"on-empty-db" && dataset_is_empty(server) {
+        Target::Socket
+    } else {
+        Target::Disk
+    };
+    match (&framing, target) {
+        (Framing::Length(len), Target::Disk) => {
             tracing::info!("MASTER <-> REPLICA sync: receiving {len} bytes from master to disk");
         }
-        (Framing::Eof(_), false) => {
+        (Framing::Eof(_), Target::Disk) => {
             tracing::info!(
                 "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
             );
         }
-        (_, true) => {
+        (_, Target::Socket) => {
             tracing::info!("MASTER <-> REPLICA sync: Loading DB in memory, from the socket");
         }
+        (_, Target::Sibling) => tracing::info!(
+            "MASTER <-> REPLICA sync: Loading DB in memory beside the one served (swapdb)"
+        ),
     }
     let (chunks, receiver) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
     let (done, loaded) = tokio::sync::oneshot::channel();
@@ -157,10 +178,10 @@ pub(crate) async fn full_sync(
             let server = Arc::clone(server);
             let cancel = Arc::clone(cancel);
             move || {
-                let result = if from_socket {
-                    load_from_socket(&server, receiver, &cancel)
-                } else {
-                    receive_to_disk_then_load(&server, receiver, &cancel)
+                let result = match target {
+                    Target::Socket => load_from_socket(&server, receiver, &cancel),
+                    Target::Disk => receive_to_disk_then_load(&server, receiver, &cancel),
+                    Target::Sibling => load_beside_then_swap(&server, receiver, &cancel),
                 };
                 let _ = done.send(result);
             }
@@ -398,21 +419,95 @@ fn load_from_socket(
     };
     let loaded = load(server, &mut reader, 0, cancel);
     match loaded {
-        Ok(()) => {
-            // Whatever the loader left of the payload (nothing, in a valid one) is read off
-            // the link, so the stream starts where it should.
-            let mut rest = [0u8; 8192];
-            loop {
-                match reader.read(&mut rest) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => {}
-                    Err(err) => return Err(format!("MASTER <-> REPLICA sync: {err}")),
-                }
-            }
-        }
+        Ok(()) => drain(&mut reader),
         Err(err) => Err(format!(
             "Failed trying to load the MASTER synchronization DB from socket: {err}"
         )),
+    }
+}
+
+/// `repl-diskless-load swapdb`: loads the payload as it arrives into a sibling keyspace
+/// (`Keyspace::sibling`: same databases and key hasher) while clients keep reading the old
+/// data, then swaps the two in one step (`Keyspace::swap_contents`, under the command gate
+/// as a command) and replaces the function libraries with the payload's. A failed load
+/// leaves the served data as it was.
+fn load_beside_then_swap(
+    server: &Server,
+    receiver: mpsc::Receiver<Chunk>,
+    cancel: &AtomicBool,
+) -> Result<(), String> {
+    let mut reader = ChunkReader {
+        receiver,
+        current: Bytes::new(),
+        ended: false,
+        cancel,
+    };
+    let sibling = server.keyspace.sibling();
+    let mut libraries = Vec::new();
+    let loaded = crate::persistence::load_rdb_into(
+        server,
+        &sibling,
+        Counting {
+            inner: &mut reader,
+            server,
+        },
+        "the MASTER's RDB",
+        0,
+        cancel,
+        |code| {
+            libraries.push(Bytes::from(code));
+            Ok(())
+        },
+    );
+    if let Err(err) = loaded {
+        return Err(format!(
+            "Failed trying to load the MASTER synchronization DB from socket: {err:#}"
+        ));
+    }
+    drain(&mut reader)?;
+    if cancel.load(Ordering::Acquire) {
+        return Err("replication was cancelled".to_owned());
+    }
+    {
+        let _gate = server.keyspace.gate().shared();
+        if !server.keyspace.swap_contents(&sibling, unix_ms()) {
+            return Err("the loaded dataset does not match this keyspace".to_owned());
+        }
+        server.scripting.flush_functions();
+        for code in &libraries {
+            if let Err(message) = server.scripting.load_library(server, code) {
+                tracing::warn!("MASTER <-> REPLICA sync: a function library failed: {message}");
+            }
+        }
+    }
+    close_effect_unit(server);
+    crate::cmd::tracking::flushed(server);
+    let mut db = 0;
+    while server.keyspace.db(db).is_some() {
+        for key in server.blocking.waiting_keys(db) {
+            server.blocking.signal(db, &key);
+        }
+        db += 1;
+    }
+    let mut state = server.persistence.state();
+    state.dirty_at_last_save = server.keyspace.dirty();
+    drop(state);
+    tracing::info!("MASTER <-> REPLICA sync: Discarding the old data");
+    // The old data, now in the sibling, is freed here, on this thread.
+    drop(sibling);
+    Ok(())
+}
+
+/// Reads off what the loader left of the payload (nothing, in a valid one), so the stream
+/// starts where it should.
+fn drain(reader: &mut ChunkReader<'_>) -> Result<(), String> {
+    let mut rest = [0u8; 8192];
+    loop {
+        match reader.read(&mut rest) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err) => return Err(format!("MASTER <-> REPLICA sync: {err}")),
+        }
     }
 }
 
