@@ -1289,12 +1289,13 @@ fn swapdb_sync_loaded_beside_the_served_data_under_writes() {
 }
 
 /// `repl-diskless-load swapdb`: while the payload loads, clients read the old data (no
-/// LOADING); a corrupt payload is dropped whole and the old data stays.
+/// LOADING, `async_loading:1`), and commands flagged `no_async_loading` get LOADING.
 #[test]
-fn swapdb_serves_the_old_data_while_loading_and_keeps_it_on_failure() {
-    let payload = rdb_with_bad_checksum(1000);
-    let preamble = format!("${}\r\n", payload.len() + 10).into_bytes();
-    // The first connection gets all but the last 10 bytes and waits; later ones the same.
+fn swapdb_serves_the_old_data_while_loading() {
+    // Every entry, then nothing: the loader waits for the end of the payload.
+    let mut payload = valid_rdb(1000);
+    let preamble = format!("${}\r\n", payload.len()).into_bytes();
+    payload.truncate(payload.len() - 9);
     let (port, connections) = fake_primary(preamble, payload);
     let replica = TestServer::start(BIN, &["--repl-diskless-load", "swapdb"]);
     let mut ours = replica.client();
@@ -1317,6 +1318,13 @@ fn swapdb_serves_the_old_data_while_loading_and_keeps_it_on_failure() {
     let mut raw = replica.raw();
     assert_eq!(raw.call(&[b"GET", b"old"]), b"$1\r\n1\r\n");
     assert_eq!(raw.call(&[b"EXISTS", b"key:1"]), b":0\r\n");
+    assert_eq!(info(&mut ours, "persistence", "async_loading"), "1");
+    assert_eq!(info(&mut ours, "persistence", "loading"), "0");
+    // Commands Redis flags no_async_loading wait for the swap.
+    assert_eq!(
+        raw.call(&[b"BGSAVE"]),
+        b"-LOADING Redis is loading the dataset in memory\r\n"
+    );
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 

@@ -121,6 +121,9 @@ pub(crate) struct Replica {
     /// primary's stream goes on after a PSYNC without a new SELECT (Redis keeps the cached
     /// master client, and its db, for the same reason).
     pub(crate) master_db: AtomicUsize,
+    /// True while a `swapdb` sync loads beside the served data (INFO `async_loading`; the
+    /// commands flagged `no_async_loading` get LOADING meanwhile, as in Redis).
+    pub(crate) async_loading: AtomicBool,
 }
 
 impl Replica {
@@ -257,6 +260,11 @@ pub(crate) fn refusal(
         && !command_flags.contains(Flags::STALE)
     {
         return Some(MASTERDOWN);
+    }
+    if command_flags.contains(Flags::NO_ASYNC_LOADING)
+        && replica.async_loading.load(Ordering::Relaxed)
+    {
+        return Some("LOADING Redis is loading the dataset in memory");
     }
     None
 }

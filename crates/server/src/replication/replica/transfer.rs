@@ -444,6 +444,8 @@ fn load_beside_then_swap(
     };
     let sibling = server.keyspace.sibling();
     let mut libraries = Vec::new();
+    let replica = &server.replication.replica;
+    replica.async_loading.store(true, Ordering::Relaxed);
     let loaded = crate::persistence::load_rdb_into(
         server,
         &sibling,
@@ -459,12 +461,13 @@ fn load_beside_then_swap(
             Ok(())
         },
     );
-    if let Err(err) = loaded {
-        return Err(format!(
-            "Failed trying to load the MASTER synchronization DB from socket: {err:#}"
-        ));
-    }
-    drain(&mut reader)?;
+    let drained = loaded
+        .map_err(|err| {
+            format!("Failed trying to load the MASTER synchronization DB from socket: {err:#}")
+        })
+        .and_then(|_| drain(&mut reader));
+    replica.async_loading.store(false, Ordering::Relaxed);
+    drained?;
     if cancel.load(Ordering::Acquire) {
         return Err("replication was cancelled".to_owned());
     }
