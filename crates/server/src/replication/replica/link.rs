@@ -231,6 +231,10 @@ async fn session(
             // The dataset is about to be replaced: until the load succeeds, no PSYNC.
             replica.psync_possible.store(false, Ordering::Release);
             super::transfer::full_sync(server, &mut conn, cancel).await?;
+            if !replica.is_current(cancel) {
+                // REPLICAOF moved on while the load ran: the IDs are no longer this link's.
+                return Ok(());
+            }
             server.replication.set_ids_from_master(&replid, offset);
             replica.psync_possible.store(true, Ordering::Release);
             replica.master_db.store(0, Ordering::Relaxed);
