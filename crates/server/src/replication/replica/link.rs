@@ -235,6 +235,8 @@ async fn session(
                 // REPLICAOF moved on while the load ran: the IDs are no longer this link's.
                 return Ok(());
             }
+            // MERGE NOTE (primary side): here Redis disconnects this server's own replicas
+            // and restarts its backlog at `offset` under `replid` (they must full-sync).
             server.replication.set_ids_from_master(&replid, offset);
             replica.psync_possible.store(true, Ordering::Release);
             replica.master_db.store(0, Ordering::Relaxed);
@@ -243,6 +245,8 @@ async fn session(
         }
         Psync::Continue { new_replid } => {
             if let Some(new_replid) = new_replid {
+                // MERGE NOTE (primary side): Redis disconnects its own replicas here so they
+                // learn the new ID (they may PSYNC again with the old one as replid2).
                 server.replication.continue_with_new_replid(&new_replid);
             }
             tracing::info!(
@@ -455,6 +459,10 @@ async fn apply_stream(
                 client.blocked = None;
             }
             if client.multi.is_none() {
+                // MERGE NOTE (primary side, chained replicas): Redis feeds the primary's bytes
+                // verbatim into its own backlog here (replicationFeedStreamFromMasterStream),
+                // so replicas of this replica count the same offsets under the same ID; the
+                // effects the master client publishes must then not be sent to them again.
                 server.replication.advance_offset(pending);
                 pending = 0;
             }
