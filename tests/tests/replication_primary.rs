@@ -435,9 +435,9 @@ fn read_line(stream: &mut std::net::TcpStream) -> String {
     }
 }
 
-/// A replica that stops reading is dropped when its pending stream passes
-/// `client-output-buffer-limit replica`, with Redis's log line, and the primary keeps serving;
-/// the writes it missed are no longer held.
+/// A replica that stops reading in the middle of its RDB is dropped when its pending stream
+/// passes `client-output-buffer-limit replica`, with Redis's log line; the save that fed it
+/// ends, the primary keeps serving, and the writes it missed are no longer held.
 #[test]
 fn a_replica_that_stops_reading_is_dropped_at_its_output_limit() {
     let server = TestServer::start(
@@ -450,6 +450,14 @@ fn a_replica_that_stops_reading_is_dropped_at_its_output_limit() {
         ],
     );
     let mut primary = server.client();
+    // 16 MiB: more than the socket buffers take, so the save is still feeding it when it stops.
+    for start in (0..4000).step_by(500) {
+        let mut mset = redis::cmd("MSET");
+        for i in start..start + 500 {
+            mset.arg(format!("big{i}")).arg(noise(i as u64, 4096));
+        }
+        let () = mset.query(&mut primary).unwrap();
+    }
     let mut stuck = raw(server.port());
     stuck
         .write_all(b"REPLCONF capa eof capa psync2\r\n")
@@ -471,6 +479,12 @@ fn a_replica_that_stops_reading_is_dropped_at_its_output_limit() {
             .wait_for_log("scheduled to be closed ASAP for overcoming of output buffer limits")
             .is_some()
     );
+    // The save that fed it ended (its sink dropped out) and the slot is free again.
+    assert!(wait_until(Duration::from_secs(30), || {
+        field(&mut primary, "persistence", "rdb_bgsave_in_progress") == "0"
+    }));
+    let reply: String = redis::cmd("BGSAVE").query(&mut primary).unwrap();
+    assert_eq!(reply, "Background saving started");
     let held: u64 = field(&mut primary, "memory", "mem_clients_slaves")
         .parse()
         .unwrap();

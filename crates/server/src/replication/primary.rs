@@ -258,33 +258,34 @@ async fn full_sync(
 ) -> Result<(), String> {
     let timeout = repl_timeout(server);
     let start = wait_with_newlines(socket, link, input, start).await?;
-    link.set_state(LinkState::SendBulk);
     if !pre_psync {
         let line = format!("+FULLRESYNC {} {}\r\n", start.replid, start.offset);
-        write_timed(socket, line.as_bytes(), timeout).await?;
+        write_timed(socket, link, line.as_bytes(), timeout).await?;
     }
     match start.payload {
         Payload::Diskless(mut chunks) => {
+            link.set_state(LinkState::SendBulk);
             let mark = super::random_replid();
-            write_timed(socket, format!("$EOF:{mark}\r\n").as_bytes(), timeout).await?;
+            write_timed(socket, link, format!("$EOF:{mark}\r\n").as_bytes(), timeout).await?;
             loop {
                 let piece = tokio::select! {
                     piece = chunks.recv() => piece,
                     () = link.handle.kill.notified() => return Err("killed".into()),
                 };
                 match piece {
-                    Some(Piece::Chunk(bytes)) => write_timed(socket, &bytes, timeout).await?,
+                    Some(Piece::Chunk(bytes)) => write_timed(socket, link, &bytes, timeout).await?,
                     Some(Piece::End) => break,
                     None => return Err("Diskless rdb transfer failed".into()),
                 }
             }
-            write_timed(socket, mark.as_bytes(), timeout).await?;
+            write_timed(socket, link, mark.as_bytes(), timeout).await?;
         }
         Payload::Disk(file) => {
             let Some((file, len)) = wait_with_newlines(socket, link, input, file).await? else {
                 return Err("the RDB for the full sync could not be saved".into());
             };
-            write_timed(socket, format!("${len}\r\n").as_bytes(), timeout).await?;
+            link.set_state(LinkState::SendBulk);
+            write_timed(socket, link, format!("${len}\r\n").as_bytes(), timeout).await?;
             let mut file = file;
             let mut buf = vec![0u8; STREAM_WRITE];
             let mut left = len;
@@ -299,7 +300,7 @@ async fn full_sync(
                 if n == 0 {
                     return Err("the RDB for the full sync is shorter than its length".into());
                 }
-                write_timed(socket, buf.get(..n).unwrap_or_default(), timeout).await?;
+                write_timed(socket, link, buf.get(..n).unwrap_or_default(), timeout).await?;
                 left -= n as u64;
             }
         }
@@ -344,15 +345,22 @@ async fn wait_with_newlines<T>(
     }
 }
 
+/// Writes `bytes` to the replica within `timeout` (`repl-timeout`), unless the link is killed
+/// meanwhile (its output limit, CLIENT KILL): a replica that stops reading never holds its
+/// link, or a save feeding it, longer than that.
 async fn write_timed(
     socket: &mut TcpStream,
+    link: &Link,
     bytes: &[u8],
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, socket.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(format!("write error: {err}")),
-        Err(_) => Err("timeout writing to the replica".into()),
+    tokio::select! {
+        written = tokio::time::timeout(timeout, socket.write_all(bytes)) => match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("write error: {err}")),
+            Err(_) => Err("timeout writing to the replica".into()),
+        },
+        () = link.handle.kill.notified() => Err("killed".into()),
     }
 }
 
