@@ -163,6 +163,9 @@ pub(crate) struct Shared {
     pub(crate) cron_started: AtomicBool,
     /// Replicas waiting for a full sync to start. A std mutex, held only to add or take.
     pub(crate) waiting: Mutex<Vec<primary::Waiting>>,
+    /// Serializes creating and freeing the backlog (attaching and detaching the effect
+    /// consumer). Taken under no other lock; the effect stream's lock is taken under it.
+    backlog_switch: Mutex<()>,
 }
 
 impl Default for Shared {
@@ -179,6 +182,7 @@ impl Default for Shared {
             net_output_bytes: AtomicU64::new(0),
             cron_started: AtomicBool::new(false),
             waiting: Mutex::new(Vec::new()),
+            backlog_switch: Mutex::new(()),
         }
     }
 }
@@ -386,51 +390,59 @@ impl Replication {
     /// Creates the backlog if there is none (the first replica): attaches the effect consumer
     /// and, as Redis, draws a new replication ID and clears the second one.
     pub(crate) fn ensure_backlog(&self, server: &Server) {
-        let mut state = self.state();
-        if state.backlog_active {
-            return;
-        }
+        // Held across the attach, so a second caller returns only once effects flow.
+        let _switch = lock(&self.shared.backlog_switch);
         let size = backlog_size(server);
-        state.replid = random_replid();
-        state.replid2 = NO_REPLID.to_owned();
-        state.second_repl_offset = -1;
-        let end = state.stream.end();
-        state.stream = backlog::Stream::new(end, size);
-        state.backlog_active = true;
-        state.renderer = Renderer::default();
-        if !state.role_replica {
+        let attach = {
+            let mut state = self.state();
+            if state.backlog_active {
+                return;
+            }
+            state.replid = random_replid();
+            state.replid2 = NO_REPLID.to_owned();
+            state.second_repl_offset = -1;
+            let end = state.stream.end();
+            state.stream = backlog::Stream::new(end, size);
+            state.backlog_active = true;
+            state.renderer = Renderer::default();
+            tracing::info!(
+                "Replication backlog created, my new replication IDs are '{}' and '{}'",
+                state.replid,
+                state.replid2
+            );
+            !state.role_replica
+        };
+        if attach {
+            // The stream's lock is taken before ours by the consumer: never under ours.
             let consumer: Arc<dyn EffectConsumer> = Arc::new(Propagator(Arc::clone(&self.shared)));
-            state.consumer = Some(server.effects.attach(&server.keyspace, consumer));
+            let id = server.effects.attach(&server.keyspace, consumer);
+            self.state().consumer = Some(id);
         }
-        tracing::info!(
-            "Replication backlog created, my new replication IDs are '{}' and '{}'",
-            state.replid,
-            state.replid2
-        );
     }
 
     /// Frees the backlog (no replica for `repl-backlog-ttl`): the effect stream is no longer
     /// consumed, and a new replication ID is drawn so that no old replica resumes from stale
     /// data, as Redis.
-    fn free_backlog(&self, server: &Server) {
-        let mut state = self.state();
-        if !state.backlog_active || !state.replicas.is_empty() || state.role_replica {
-            return;
-        }
-        if let Some(consumer) = state.consumer.take() {
+    fn free_backlog(&self, server: &Server, ttl: u64) {
+        let _switch = lock(&self.shared.backlog_switch);
+        let consumer = {
+            let mut state = self.state();
+            if !state.backlog_active || !state.replicas.is_empty() || state.role_replica {
+                return;
+            }
+            let end = state.stream.end();
+            let size = state.stream.backlog_size();
+            state.stream = backlog::Stream::new(end, size);
+            state.backlog_active = false;
+            state.replid = random_replid();
+            state.replid2 = NO_REPLID.to_owned();
+            state.second_repl_offset = -1;
+            state.consumer.take()
+        };
+        if let Some(consumer) = consumer {
             server.effects.detach(&server.keyspace, consumer);
         }
-        let end = state.stream.end();
-        let size = state.stream.backlog_size();
-        state.stream = backlog::Stream::new(end, size);
-        state.backlog_active = false;
-        state.replid = random_replid();
-        state.replid2 = NO_REPLID.to_owned();
-        state.second_repl_offset = -1;
-        tracing::info!(
-            "Replication backlog freed after {} seconds without connected replicas.",
-            server.config().stored_int("repl-backlog-ttl", 3600)
-        );
+        tracing::info!("Replication backlog freed after {ttl} seconds without connected replicas.");
     }
 
     /// Appends bytes that are not effects (PING, REPLCONF GETACK) to the stream.

@@ -865,7 +865,7 @@ fn cron(server: &Server, last_ping: &mut Instant) {
         replication.append_raw(b"*1\r\n$4\r\nPING\r\n");
     }
     if free_backlog {
-        replication.free_backlog(server);
+        replication.free_backlog(server, ttl);
     }
 }
 
