@@ -350,6 +350,22 @@ fn full_sync_under_writes(diskless: &str) {
         acked, 1,
         "WAIT for more replicas than exist times out with the count"
     );
+    // CLIENT LIST shows it as a replica (flag S), and only under TYPE replica.
+    let replicas: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut primary)
+        .unwrap();
+    assert_eq!(replicas.lines().count(), 1, "{replicas}");
+    assert!(replicas.contains(" flags=S "), "{replicas}");
+    let normal: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut primary)
+        .unwrap();
+    assert!(!normal.contains(" flags=S "), "{normal}");
     // ROLE lists it.
     let role: redis::Value = redis::cmd("ROLE").query(&mut primary).unwrap();
     let text = format!("{role:?}");

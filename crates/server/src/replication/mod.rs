@@ -566,6 +566,7 @@ impl Replication {
         if let Some(boundary) = state.boundary.as_mut() {
             boundary.links.retain(|held| !Arc::ptr_eq(held, link));
         }
+        link.dropped.store(true, Ordering::Relaxed);
         link.position.store(DETACHED, Ordering::Relaxed);
         if state.replicas.is_empty() {
             state.no_replicas_since = Some(Instant::now());
@@ -692,3 +693,6 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     line(text, "repl_backlog_first_byte_offset", &first);
     line(text, "repl_backlog_histlen", &histlen);
 }
+
+#[cfg(test)]
+mod tests;

@@ -646,6 +646,12 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
                 sinks.push(Box::new(SocketSink::new(tx)));
             }
         }
+        if sinks.is_empty() {
+            // Every replica left before its sync began: nothing to save.
+            server.keyspace.end_snapshot(cut);
+            release_claim(server, claim);
+            return;
+        }
         let result = save::save_to_sinks(&server.keyspace, cut, &options, &progress, sinks);
         match &result {
             Ok(report) => {
