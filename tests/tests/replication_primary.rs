@@ -264,12 +264,14 @@ fn assert_same_dataset(
     replica: &mut redis::Connection,
     min_keys: usize,
 ) {
-    // Short-lived keys could expire between the two reads: stop them expiring first.
-    let () = redis::cmd("DEBUG")
-        .arg("SET-ACTIVE-EXPIRE")
-        .arg(0)
-        .query(primary)
-        .unwrap_or(());
+    // The writer's short-lived keys (TTL up to 50 ms) could expire between the two reads: wait
+    // until the primary's expiry has removed them all and the replica has its DELs.
+    assert!(wait_until(Duration::from_secs(20), || {
+        let left: Vec<String> = redis::cmd("KEYS").arg("exp*").query(primary).unwrap();
+        let counted: i64 = redis::cmd("DBSIZE").query(primary).unwrap();
+        left.is_empty() && counted > 0
+    }));
+    wait_in_sync(primary, replica);
     let ours = dataset(primary);
     let theirs = dataset(replica);
     assert!(ours.len() >= min_keys, "dataset too small: {}", ours.len());
@@ -293,8 +295,6 @@ fn full_sync_under_writes(diskless: &str) {
             "0",
             "--repl-backlog-size",
             "64kb",
-            "--enable-debug-command",
-            "yes",
         ],
     );
     let mut primary = server.client();
@@ -322,6 +322,8 @@ fn full_sync_under_writes(diskless: &str) {
     wait_in_sync(&mut primary, &mut replica);
     let stats = info(&mut primary, "stats");
     assert_eq!(stats["sync_full"], "1");
+    // Disk-based: the RDB went through dbfilename, as a BGSAVE; diskless: no file.
+    assert_eq!(server.dir.join("dump.rdb").exists(), diskless == "no");
     let replication = info(&mut primary, "replication");
     assert_eq!(replication["connected_slaves"], "1");
     assert!(replication["slave0"].contains("state=online"));
@@ -605,4 +607,37 @@ fn min_replicas_to_write_and_replconf_errors() {
         String::from_utf8_lossy(&conn.call(&[b"ROLE"])),
         "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
     );
+}
+
+/// Replicas that arrive together share one cut: with `repl-diskless-sync-max-replicas 2` the
+/// sync starts as soon as both wait (well before the delay), and one save feeds both sockets.
+#[test]
+fn replicas_that_arrive_together_share_one_cut() {
+    let Some(redis_server) = redis_tool("redis-server") else {
+        return;
+    };
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--repl-diskless-sync-delay",
+            "60",
+            "--repl-diskless-sync-max-replicas",
+            "2",
+        ],
+    );
+    let mut primary = server.client();
+    seed(&mut primary, 200);
+    let (dir_a, dir_b) = (TestDir::new("replica-a"), TestDir::new("replica-b"));
+    let (_a, port_a) = start_replica(&redis_server, &dir_a.0, server.port());
+    let (_b, port_b) = start_replica(&redis_server, &dir_b.0, server.port());
+    let (mut replica_a, mut replica_b) = (connect(port_a), connect(port_b));
+    wait_in_sync(&mut primary, &mut replica_a);
+    wait_in_sync(&mut primary, &mut replica_b);
+    assert!(
+        server
+            .wait_for_log("Diskless full sync streamed to 2 of 2 replicas")
+            .is_some()
+    );
+    assert_eq!(field(&mut primary, "stats", "sync_full"), "2");
+    assert_same_dataset(&mut primary, &mut replica_b, 300);
 }
