@@ -32,9 +32,13 @@
 //!   [`Replication::feed_from_master`], which appends them to the backlog, advances
 //!   `master_repl_offset` and forwards them to sub-replicas (Redis's
 //!   `replicationFeedStreamFromMasterStream`), so a chain and PSYNC2 keep the master's offsets.
-//! - [`Replication::reset_after_full_sync`] once a full sync from the master has loaded: the
-//!   master's replid and offset become ours, the backlog restarts there, and sub-replicas are
-//!   dropped (their data is stale), as Redis's `replicationAttachToNewMaster`.
+//! - [`Replication::reset_after_full_sync`]`(server, replid, offset)` once a full sync from
+//!   the master has loaded: the master's replid and the `+FULLRESYNC` offset become ours, the
+//!   backlog restarts there (a replica always keeps one, so its sub-replicas can PSYNC with the
+//!   master's ID), and sub-replicas are dropped (their data is stale), as Redis's
+//!   `replicationAttachToNewMaster`. After `+CONTINUE <newid>` from a master whose ID changed,
+//!   call [`Replication::shift_replid_to`] instead (Redis's `replicationResurrectCachedMaster`
+//!   path keeps the offset and moves the old ID to `replid2`).
 //! - [`Replication::shift_replid`] on REPLICAOF NO ONE (promotion): the current replid becomes
 //!   `master_replid2` valid up to `second_repl_offset = master_repl_offset + 1`, and a new
 //!   replid is drawn, so sibling replicas of the old master resume with `+CONTINUE`; then
@@ -393,7 +397,7 @@ impl Replication {
         // Held across the attach, so a second caller returns only once effects flow.
         let _switch = lock(&self.shared.backlog_switch);
         let size = backlog_size(server);
-        let attach = {
+        {
             let mut state = self.state();
             if state.backlog_active {
                 return;
@@ -410,14 +414,21 @@ impl Replication {
                 state.replid,
                 state.replid2
             );
-            !state.role_replica
-        };
-        if attach {
-            // The stream's lock is taken before ours by the consumer: never under ours.
-            let consumer: Arc<dyn EffectConsumer> = Arc::new(Propagator(Arc::clone(&self.shared)));
-            let id = server.effects.attach(&server.keyspace, consumer);
-            self.state().consumer = Some(id);
         }
+        self.attach_consumer(server);
+    }
+
+    /// Attaches the effect consumer if it is not. It renders nothing while this server is a
+    /// replica, but stays attached so that a promotion needs no cut to start the stream.
+    /// Called with `backlog_switch` held.
+    fn attach_consumer(&self, server: &Server) {
+        if self.state().consumer.is_some() {
+            return;
+        }
+        // The stream's lock is taken before ours by the consumer: never under ours.
+        let consumer: Arc<dyn EffectConsumer> = Arc::new(Propagator(Arc::clone(&self.shared)));
+        let id = server.effects.attach(&server.keyspace, consumer);
+        self.state().consumer = Some(id);
     }
 
     /// Frees the backlog (no replica for `repl-backlog-ttl`): the effect stream is no longer
@@ -488,20 +499,26 @@ impl Replication {
     }
 
     /// Replica side, after a full sync from the master loaded: adopt the master's replication
-    /// ID and offset (the `+FULLRESYNC` line's), restart the backlog there, and drop this
+    /// ID and offset (the `+FULLRESYNC` line's), restart the backlog there (a replica always
+    /// has one, as Redis's, so its own replicas can PSYNC with the master's ID), and drop this
     /// server's own replicas, whose data no longer matches.
     #[allow(dead_code, reason = "called by the replica side (replica.rs)")]
-    pub(crate) fn reset_after_full_sync(&self, replid: &str, offset: u64) {
-        let mut state = self.state();
-        state.replid = replid.to_owned();
-        state.replid2 = NO_REPLID.to_owned();
-        state.second_repl_offset = -1;
-        let size = state.stream.backlog_size();
-        state.stream = backlog::Stream::new(offset, size);
-        for link in std::mem::take(&mut state.replicas) {
-            drop_link(&link);
+    pub(crate) fn reset_after_full_sync(&self, server: &Server, replid: &str, offset: u64) {
+        let _switch = lock(&self.shared.backlog_switch);
+        let size = backlog_size(server);
+        {
+            let mut state = self.state();
+            state.replid = replid.to_owned();
+            state.replid2 = NO_REPLID.to_owned();
+            state.second_repl_offset = -1;
+            state.stream = backlog::Stream::new(offset, size);
+            state.backlog_active = true;
+            for link in std::mem::take(&mut state.replicas) {
+                drop_link(&link);
+            }
+            state.no_replicas_since = Some(Instant::now());
         }
-        state.no_replicas_since = Some(Instant::now());
+        self.attach_consumer(server);
     }
 
     /// PSYNC2 on promotion (REPLICAOF NO ONE), as Redis's `shiftReplicationId`: the current
@@ -523,6 +540,33 @@ impl Replication {
             state.second_repl_offset,
             state.replid
         );
+    }
+
+    /// Replica side, on `+CONTINUE <newid>` where `newid` differs from ours (the master was
+    /// itself promoted): our ID becomes `replid2`, valid up to the current offset + 1, and
+    /// `newid` becomes ours; the offset and backlog stay, as Redis 7.0 does, so sub-replicas
+    /// keep continuing.
+    #[allow(dead_code, reason = "called by the replica side (replica.rs)")]
+    pub(crate) fn shift_replid_to(&self, new_replid: &str) {
+        let mut state = self.state();
+        state.replid2 = std::mem::replace(&mut state.replid, new_replid.to_owned());
+        state.second_repl_offset = i64::try_from(state.stream.end())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        drop(state);
+        // Sub-replicas learn the new ID on their next PSYNC; Redis disconnects them for that.
+        self.disconnect_replicas();
+    }
+
+    /// Drops every replica's link (they reconnect and PSYNC), as Redis's `disconnectSlaves`.
+    #[allow(dead_code, reason = "called by the replica side (replica.rs)")]
+    pub(crate) fn disconnect_replicas(&self) {
+        let mut state = self.state();
+        for link in std::mem::take(&mut state.replicas) {
+            drop_link(&link);
+        }
+        state.no_replicas_since = Some(Instant::now());
+        trim(&mut state);
     }
 
     /// `mem_clients_slaves`: what replicas' pending output holds, counted per replica as
