@@ -641,3 +641,74 @@ fn replicas_that_arrive_together_share_one_cut() {
     assert_eq!(field(&mut primary, "stats", "sync_full"), "2");
     assert_same_dataset(&mut primary, &mut replica_b, 300);
 }
+
+/// Regression: after a diskless RDB the primary sent the stream at once, so under writes the
+/// bytes after the EOF mark reached the replica in the same read as the mark, and a Redis
+/// replica, which recognises the end by the mark being the last bytes read, waited forever
+/// ("receiving streamed RDB from master with EOF" under load). Nothing may follow the mark
+/// until the replica's first REPLCONF ACK.
+#[test]
+fn nothing_follows_the_eof_mark_until_the_first_ack() {
+    let server = TestServer::start(BIN, &["--repl-diskless-sync-delay", "0"]);
+    let mut primary = server.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut primary)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let writer = spawn_writer(server.port(), Arc::clone(&stop), Arc::clone(&ops));
+    let mut replica = raw(server.port());
+    replica
+        .write_all(b"REPLCONF capa eof capa psync2\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut replica), "+OK");
+    replica.write_all(b"PSYNC ? -1\r\n").unwrap();
+    assert!(read_line(&mut replica).starts_with("+FULLRESYNC "));
+    let header = read_line(&mut replica);
+    let mark = header
+        .strip_prefix("$EOF:")
+        .expect("EOF framing")
+        .as_bytes()
+        .to_vec();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !received.ends_with(&mark) {
+        let n = replica.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the mark");
+        received.extend_from_slice(&buf[..n]);
+        assert!(
+            received
+                .windows(mark.len())
+                .filter(|w| *w == mark.as_slice())
+                .count()
+                <= 1,
+            "bytes followed the mark"
+        );
+    }
+    // Writes keep coming, yet nothing arrives while the replica has not acknowledged.
+    let at_mark = ops.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(10), || ops
+        .load(Ordering::Relaxed)
+        > at_mark + 20));
+    replica
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let early = replica.read(&mut buf);
+    assert!(
+        matches!(&early, Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
+            || err.kind() == std::io::ErrorKind::TimedOut),
+        "stream bytes before the first ACK: {early:?}"
+    );
+    replica
+        .write_all(b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n")
+        .unwrap();
+    replica
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let n = replica.read(&mut buf).unwrap();
+    assert!(n > 0 && buf[0] == b'*', "the stream follows the ACK");
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}

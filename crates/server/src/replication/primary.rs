@@ -190,6 +190,7 @@ pub(crate) async fn serve(
     cmd::client::publish(client, false, input.len(), 0);
     ensure_cron(server);
     let replication = &server.replication;
+    let mut decoder = RequestDecoder::new(Limits::default());
     let result = match handover {
         Handover::Continue { from } => {
             let (reply, sending) = {
@@ -215,7 +216,7 @@ pub(crate) async fn serve(
                 .sync_partial_ok
                 .fetch_add(1, Ordering::Relaxed);
             match socket.write_all(reply.as_bytes()).await {
-                Ok(()) => stream(server, socket, &link, input).await,
+                Ok(()) => stream(server, socket, &link, input, &mut decoder).await,
                 Err(err) => Err(format!("write error: {err}")),
             }
         }
@@ -229,12 +230,22 @@ pub(crate) async fn serve(
                 start: start_tx,
             });
             maybe_start_sync(server);
-            match full_sync(server, socket, &link, input, start_rx, pre_psync).await {
+            match full_sync(
+                server,
+                socket,
+                &link,
+                input,
+                &mut decoder,
+                start_rx,
+                pre_psync,
+            )
+            .await
+            {
                 Ok(()) => {
                     link.ack_unix_ms.store(unix_ms(), Ordering::Relaxed);
                     link.set_state(LinkState::Online);
                     tracing::info!("Synchronization with replica {name} succeeded");
-                    stream(server, socket, &link, input).await
+                    stream(server, socket, &link, input, &mut decoder).await
                 }
                 Err(reason) => Err(reason),
             }
@@ -253,6 +264,7 @@ async fn full_sync(
     socket: &mut TcpStream,
     link: &Link,
     input: &mut BytesMut,
+    decoder: &mut RequestDecoder,
     start: oneshot::Receiver<FullStart>,
     pre_psync: bool,
 ) -> Result<(), String> {
@@ -279,6 +291,12 @@ async fn full_sync(
                 }
             }
             write_timed(socket, link, mark.as_bytes(), timeout).await?;
+            // The replica finds the end of the RDB by the mark being the last bytes it read:
+            // nothing may follow until it has loaded and acknowledged (Redis's
+            // repl_start_cmd_stream_on_ack). Online meanwhile, so repl-timeout applies.
+            link.ack_unix_ms.store(unix_ms(), Ordering::Relaxed);
+            link.set_state(LinkState::Online);
+            wait_first_ack(server, socket, link, input, decoder).await?;
         }
         Payload::Disk(file) => {
             let Some((file, len)) = wait_with_newlines(socket, link, input, file).await? else {
@@ -309,6 +327,29 @@ async fn full_sync(
         return Err("dropped".into());
     }
     Ok(())
+}
+
+/// After a diskless RDB: reads until the replica's first `REPLCONF ACK`.
+async fn wait_first_ack(
+    server: &Server,
+    socket: &mut TcpStream,
+    link: &Link,
+    input: &mut BytesMut,
+    decoder: &mut RequestDecoder,
+) -> Result<(), String> {
+    loop {
+        if handle_input(server, link, decoder, input)? > 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            read = socket.read_buf(input) => match read {
+                Ok(0) => return Err("closed by peer".into()),
+                Ok(_) => {}
+                Err(err) => return Err(format!("read error: {err}")),
+            },
+            () = link.handle.kill.notified() => return Err("killed".into()),
+        }
+    }
 }
 
 /// Waits for `rx` while keeping the replica's connection alive with a newline each second, as
@@ -371,14 +412,14 @@ async fn stream(
     socket: &mut TcpStream,
     link: &Link,
     input: &mut BytesMut,
+    decoder: &mut RequestDecoder,
 ) -> Result<(), String> {
     let shared = &server.replication.shared;
     let timeout = repl_timeout(server);
-    let mut decoder = RequestDecoder::new(Limits::default());
     let (mut reader, mut writer) = socket.split();
     let mut buf = Vec::with_capacity(STREAM_WRITE);
     // Whatever the replica sent before (its first ACK) is handled first.
-    handle_input(server, link, &mut decoder, input)?;
+    handle_input(server, link, decoder, input)?;
     loop {
         if link.dropped.load(Ordering::Relaxed) {
             return Err("dropped".into());
@@ -409,7 +450,7 @@ async fn stream(
                         Err(err) => return Err(format!("write error: {err}")),
                     },
                     read = reader.read_buf(input) => {
-                        on_read(server, link, &mut decoder, input, read)?;
+                        on_read(server, link, decoder, input, read)?;
                     }
                     () = link.handle.kill.notified() => return Err("killed".into()),
                     () = tokio::time::sleep_until(deadline) => {
@@ -431,7 +472,9 @@ async fn stream(
         }
         tokio::select! {
             () = &mut grown => {}
-            read = reader.read_buf(input) => on_read(server, link, &mut decoder, input, read)?,
+            read = reader.read_buf(input) => {
+                on_read(server, link, decoder, input, read)?;
+            }
             () = link.handle.kill.notified() => return Err("killed".into()),
         }
     }
@@ -443,7 +486,7 @@ fn on_read(
     decoder: &mut RequestDecoder,
     input: &mut BytesMut,
     read: std::io::Result<usize>,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     match read {
         Ok(0) => Err("closed by peer".into()),
         Ok(_) => handle_input(server, link, decoder, input),
@@ -458,7 +501,8 @@ fn handle_input(
     link: &Link,
     decoder: &mut RequestDecoder,
     input: &mut BytesMut,
-) -> Result<(), String> {
+) -> Result<usize, String> {
+    let mut acks = 0;
     loop {
         match decoder.decode(input) {
             Ok(Some(argv)) => {
@@ -475,6 +519,7 @@ fn handle_input(
                         link.ack_offset.fetch_max(offset, Ordering::Relaxed);
                         link.ack_unix_ms.store(unix_ms(), Ordering::Relaxed);
                         server.replication.shared.acked.notify_waiters();
+                        acks += 1;
                     }
                 }
             }
@@ -482,7 +527,7 @@ fn handle_input(
                 if input.len() > 1 << 20 {
                     return Err("query buffer of the replica too big".into());
                 }
-                return Ok(());
+                return Ok(acks);
             }
             Err(err) => {
                 tracing::warn!(
