@@ -106,6 +106,8 @@ pub(crate) struct Link {
     pub(crate) dropped: AtomicBool,
     /// Announced `capa eof`: it can take a diskless sync.
     pub(crate) capa_eof: bool,
+    /// Came with the old SYNC: it never sends ACKs, so `repl-timeout` does not apply.
+    pub(crate) pre_psync: bool,
     /// When it asked for its full sync.
     pub(crate) arrived: Instant,
 }

@@ -184,6 +184,7 @@ pub(crate) async fn serve(
         soft_over_since_ms: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: conf.capa_eof,
+        pre_psync: matches!(handover, Handover::Full { pre_psync: true }),
         arrived: Instant::now(),
     });
     client.conn.replica = true;
@@ -296,7 +297,10 @@ async fn full_sync(
             // repl_start_cmd_stream_on_ack). Online meanwhile, so repl-timeout applies.
             link.ack_unix_ms.store(unix_ms(), Ordering::Relaxed);
             link.set_state(LinkState::Online);
-            wait_first_ack(server, socket, link, input, decoder).await?;
+            if !pre_psync {
+                // (A SYNC client never acknowledges.)
+                wait_first_ack(server, socket, link, input, decoder).await?;
+            }
         }
         Payload::Disk(file) => {
             let Some((file, len)) = wait_with_newlines(socket, link, input, file).await? else {
@@ -884,7 +888,7 @@ fn cron(server: &Server, last_ping: &mut Instant) {
         }
         let mut good = 0;
         for link in &state.replicas {
-            if link.state() != LinkState::Online {
+            if link.state() != LinkState::Online || link.pre_psync {
                 continue;
             }
             let since_ack = now_ms.saturating_sub(link.ack_unix_ms.load(Ordering::Relaxed));

@@ -45,6 +45,7 @@ fn link() -> Arc<Link> {
         soft_over_since_ms: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: true,
+        pre_psync: false,
         arrived: Instant::now(),
     })
 }
