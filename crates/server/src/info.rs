@@ -90,7 +90,7 @@ pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
             "memory" => memory_section(server, &mut text),
             "persistence" => persistence_section(server, &mut text),
             "stats" => stats_section(server, &mut text),
-            "replication" => replication_section(server, &mut text),
+            "replication" => crate::replication::info_section(server, &mut text),
             "cpu" => cpu_section(&mut text),
             "modules" => text.push_str("# Modules\r\n"),
             "commandstats" => commandstats_section(server, &mut text),
@@ -177,7 +177,15 @@ fn os_name() -> String {
 
 fn clients_section(server: &Server, text: &mut String) {
     text.push_str("# Clients\r\n");
-    field(text, "connected_clients", server.clients.len());
+    // Replicas' links are not clients here, as Redis counts them apart.
+    field(
+        text,
+        "connected_clients",
+        server
+            .clients
+            .len()
+            .saturating_sub(server.replication.replica_count()),
+    );
     field(text, "cluster_connections", 0);
     field(
         text,
@@ -222,6 +230,16 @@ fn memory_section(server: &Server, text: &mut String) {
     field(text, "maxmemory", config.maxmemory);
     field(text, "maxmemory_human", bytes_to_human(config.maxmemory));
     field(text, "maxmemory_policy", config.maxmemory_policy.as_str());
+    // The replication stream's buffer (backlog and replicas' pending output, one buffer as
+    // Redis 7.0's) and the replicas' share of it.
+    let repl_buffer = server.replication.mem_backlog();
+    field(text, "mem_replication_backlog", repl_buffer);
+    field(text, "mem_total_replication_buffers", repl_buffer);
+    field(
+        text,
+        "mem_clients_slaves",
+        server.replication.mem_clients_slaves(),
+    );
     field(text, "mem_allocator", "libc");
     field(
         text,
@@ -312,7 +330,11 @@ fn stats_section(server: &Server, text: &mut String) {
         load(&stats.net_output_bytes),
     );
     field(text, "total_net_repl_input_bytes", 0);
-    field(text, "total_net_repl_output_bytes", 0);
+    field(
+        text,
+        "total_net_repl_output_bytes",
+        load(&server.replication.shared.net_output_bytes),
+    );
     field(
         text,
         "instantaneous_input_kbps",
@@ -330,9 +352,10 @@ fn stats_section(server: &Server, text: &mut String) {
         "rejected_connections",
         load(&stats.rejected_connections),
     );
-    field(text, "sync_full", 0);
-    field(text, "sync_partial_ok", 0);
-    field(text, "sync_partial_err", 0);
+    let repl = &server.replication.shared;
+    field(text, "sync_full", load(&repl.sync_full));
+    field(text, "sync_partial_ok", load(&repl.sync_partial_ok));
+    field(text, "sync_partial_err", load(&repl.sync_partial_err));
     field(
         text,
         "expired_keys",
@@ -365,24 +388,6 @@ fn stats_section(server: &Server, text: &mut String) {
         "total_error_replies",
         load(&stats.total_error_replies),
     );
-}
-
-fn replication_section(server: &Server, text: &mut String) {
-    let replica = server.replication.replica.is_replica();
-    let ids = server.replication.ids();
-    text.push_str("# Replication\r\n");
-    field(text, "role", if replica { "slave" } else { "master" });
-    crate::replication::replica::info_fields(server, text);
-    field(text, "connected_slaves", 0);
-    field(text, "master_failover_state", "no-failover");
-    field(text, "master_replid", &ids.replid);
-    field(text, "master_replid2", &ids.replid2);
-    field(text, "master_repl_offset", server.replication.offset());
-    field(text, "second_repl_offset", ids.second_repl_offset);
-    field(text, "repl_backlog_active", 0);
-    field(text, "repl_backlog_size", 1_048_576);
-    field(text, "repl_backlog_first_byte_offset", 0);
-    field(text, "repl_backlog_histlen", 0);
 }
 
 fn cpu_section(text: &mut String) {

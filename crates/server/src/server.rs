@@ -72,6 +72,9 @@ pub(crate) struct Tunables {
     /// `replica-read-only` and `replica-serve-stale-data`, for the refusals on a replica.
     pub(crate) replica_read_only: AtomicBool,
     pub(crate) replica_serve_stale_data: AtomicBool,
+    /// `min-replicas-to-write` and `min-replicas-max-lag`, read by every write command.
+    pub(crate) min_replicas_to_write: AtomicU64,
+    pub(crate) min_replicas_max_lag: AtomicU64,
 }
 
 impl Tunables {
@@ -135,6 +138,12 @@ impl Tunables {
             config.stored_text("replica-serve-stale-data") != b"no",
             Ordering::Relaxed,
         );
+        let stored =
+            |name: &str, default: i64| u64::try_from(config.stored_int(name, default)).unwrap_or(0);
+        self.min_replicas_to_write
+            .store(stored("min-replicas-to-write", 0), Ordering::Relaxed);
+        self.min_replicas_max_lag
+            .store(stored("min-replicas-max-lag", 10), Ordering::Relaxed);
     }
 }
 
@@ -272,7 +281,7 @@ pub(crate) struct Server {
     /// Lua: the interpreters, the script cache, and the running script's state.
     pub(crate) scripting: crate::scripting::Scripting,
     pub(crate) aof: crate::aof::Aof,
-    /// Replication: the IDs, the offset, and the replica side's link.
+    /// Replication's shared state: IDs, offsets, the stream and its backlog, the replicas.
     pub(crate) replication: crate::replication::Replication,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,

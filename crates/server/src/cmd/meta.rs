@@ -209,6 +209,8 @@ pub(crate) enum Refusal {
     MisconfAof { errno: i32 },
     /// A replica's refusal to its own clients: READONLY or MASTERDOWN, Redis's text.
     Replica(&'static str),
+    /// `min-replicas-to-write` replicas with a lag within `min-replicas-max-lag` are not there.
+    NoReplicas,
 }
 
 impl fmt::Display for Refusal {
@@ -227,6 +229,7 @@ impl fmt::Display for Refusal {
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),
             Refusal::Replica(reply) => f.write_str(reply),
+            Refusal::NoReplicas => f.write_str("NOREPLICAS Not enough good replicas to write."),
             Refusal::MisconfAof { errno } => write!(
                 f,
                 "MISCONF Errors writing to the AOF file: {}",

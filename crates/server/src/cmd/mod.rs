@@ -131,6 +131,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         memory::COMMANDS,
         debug::COMMANDS,
         scripting::COMMANDS,
+        crate::replication::commands::COMMANDS,
         crate::replication::replica::COMMANDS,
     ]
     .into_iter()
@@ -449,6 +450,9 @@ fn refusal(
         && let Some(errno) = server.aof.write_errno()
     {
         return Some(Refusal::MisconfAof { errno });
+    }
+    if command.has_flag(Flags::WRITE) && crate::replication::primary::writes_refused(server) {
+        return Some(Refusal::NoReplicas);
     }
     None
 }

@@ -190,6 +190,7 @@ pub(crate) fn follow(server: &Arc<Server>, master: MasterAddr) {
             replica.psync_possible.store(true, Ordering::Release);
         }
         replica.is_replica.store(true, Ordering::Release);
+        server.replication.set_role_replica();
         replica.set_state(LinkState::Connect);
         replica.master_client_id.store(0, Ordering::Release);
         let task = tokio::spawn(link::run(
@@ -221,10 +222,11 @@ pub(crate) fn unfollow(server: &Server) {
         replica.down_since_secs.store(0, Ordering::Relaxed);
     }
     // The data so far stays; the offset continues in a new history, and the old ID stays
-    // valid for the siblings' PSYNC up to here.
+    // valid for the siblings' PSYNC up to here. Writes flow from the effect stream again, and
+    // this server's own replicas reconnect to learn the new ID (Redis's disconnectSlaves).
     server.replication.shift_replid();
-    // MERGE NOTE: Redis also disconnects its own replicas here (disconnectSlaves) so they
-    // resync with the new ID; the primary side owns its replica list.
+    server.replication.set_role_master();
+    server.replication.disconnect_replicas();
 }
 
 /// Why a normal client's command is refused on a replica, or None (Redis's processCommand:
@@ -298,28 +300,13 @@ const fn row(name: &'static str, handler: crate::cmd::Handler) -> Command {
     }
 }
 
-/// REPLICAOF, SLAVEOF and ROLE.
+/// REPLICAOF and SLAVEOF (ROLE is in `commands.rs`, which asks [`role_replica`]).
 pub(crate) static COMMANDS: &[Command] = &[
     row("replicaof", replicaof),
     Command {
         summary: "Sets a Redis server as a replica of another, or promotes it to being a master.",
         since: "1.0.0",
         ..row("slaveof", replicaof)
-    },
-    Command {
-        name: "role",
-        arity: 1,
-        flags: Flags::NOSCRIPT
-            .union(Flags::LOADING)
-            .union(Flags::STALE)
-            .union(Flags::FAST),
-        keys: KeySpec::NONE,
-        gate: crate::cmd::meta::Gate::Shared,
-        categories: &["admin", "fast", "dangerous"],
-        summary: "Returns the replication role.",
-        since: "2.8.12",
-        group: "server",
-        handler: role,
     },
 ];
 
@@ -340,6 +327,12 @@ fn replicaof(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             );
         }
         ctx.out.ok();
+        return;
+    }
+    if server.replication.is_replica(ctx.client.id) {
+        // It would be dropped with every replica when this server follows its master.
+        ctx.out
+            .error("ERR Command is not valid when client is a replica.");
         return;
     }
     let Some(port) = crate::cmd::parse_i64(port).and_then(|port| u16::try_from(port).ok()) else {
@@ -388,31 +381,25 @@ fn set_config_master(server: &Server, master: Option<&MasterAddr>) {
     }
 }
 
-/// ROLE: `slave host port state offset` on a replica, `master offset []` otherwise.
-/// MERGE NOTE: the primary side fills the master form's replica list.
-fn role(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+/// ROLE's replica form, `slave host port state offset`; false (nothing written) on a
+/// primary, which answers the master form.
+pub(crate) fn role_replica(ctx: &mut Ctx<'_>) -> bool {
     let replica = &ctx.server.replication.replica;
-    match replica.master().filter(|_| replica.is_replica()) {
-        Some(master) => {
-            ctx.out.array_len(5);
-            ctx.out.bulk(b"slave");
-            ctx.out.bulk(master.host.as_bytes());
-            ctx.out.int(i64::from(master.port));
-            ctx.out.bulk(replica.state().role_name().as_bytes());
-            let offset = if replica.state() == LinkState::Connected {
-                ctx.server.replication.offset()
-            } else {
-                -1
-            };
-            ctx.out.int(offset);
-        }
-        None => {
-            ctx.out.array_len(3);
-            ctx.out.bulk(b"master");
-            ctx.out.int(ctx.server.replication.offset());
-            ctx.out.array_len(0);
-        }
-    }
+    let Some(master) = replica.master().filter(|_| replica.is_replica()) else {
+        return false;
+    };
+    ctx.out.array_len(5);
+    ctx.out.bulk(b"slave");
+    ctx.out.bulk(master.host.as_bytes());
+    ctx.out.int(i64::from(master.port));
+    ctx.out.bulk(replica.state().role_name().as_bytes());
+    let offset = if replica.state() == LinkState::Connected {
+        i64::try_from(ctx.server.replication.offset()).unwrap_or(i64::MAX)
+    } else {
+        -1
+    };
+    ctx.out.int(offset);
+    true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,7 +418,7 @@ pub(crate) fn info_fields(server: &Server, text: &mut String) {
     let since = |secs: u64| i64::try_from(now.saturating_sub(secs)).unwrap_or(i64::MAX);
     let state = replica.state();
     let connected = state == LinkState::Connected;
-    let applied = server.replication.offset();
+    let applied = i64::try_from(server.replication.offset()).unwrap_or(i64::MAX);
     let read = replica.read_offset.load(Ordering::Relaxed).max(applied);
     let last_io = if connected {
         since(replica.last_io_secs.load(Ordering::Relaxed))
@@ -509,6 +496,7 @@ pub(crate) fn start_from_config(server: &Arc<Server>) {
     }
     // Redis starts without a cached master: the first PSYNC is `? -1`.
     replica.is_replica.store(true, Ordering::Release);
+    server.replication.set_role_replica();
     replica.psync_possible.store(false, Ordering::Release);
     replica.set_state(LinkState::Connect);
     let cancel = Arc::new(AtomicBool::new(false));

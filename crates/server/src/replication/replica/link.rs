@@ -76,7 +76,7 @@ pub(crate) async fn run(server: Arc<Server>, master: MasterAddr, cancel: Arc<Ato
 /// The primary's answer to PSYNC.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Psync {
-    FullResync { replid: String, offset: i64 },
+    FullResync { replid: String, offset: u64 },
     Continue { new_replid: Option<String> },
 }
 
@@ -92,7 +92,7 @@ pub(crate) fn parse_psync_reply(line: &[u8]) -> Result<Psync, String> {
                     "Master replied with wrong +FULLRESYNC syntax: {text}"
                 ));
             };
-            let offset = offset.parse::<i64>().ok().filter(|offset| *offset >= 0);
+            let offset = offset.parse::<u64>().ok();
             match offset {
                 Some(offset) if is_replid(replid) => Ok(Psync::FullResync {
                     replid: replid.to_owned(),
@@ -235,19 +235,22 @@ async fn session(
                 // REPLICAOF moved on while the load ran: the IDs are no longer this link's.
                 return Ok(());
             }
-            // MERGE NOTE (primary side): here Redis disconnects this server's own replicas
-            // and restarts its backlog at `offset` under `replid` (they must full-sync).
-            server.replication.set_ids_from_master(&replid, offset);
+            // The master's ID and offset become ours, the backlog restarts there and this
+            // server's own replicas are dropped (their data is stale).
+            server
+                .replication
+                .reset_after_full_sync(server, &replid, offset);
             replica.psync_possible.store(true, Ordering::Release);
             replica.master_db.store(0, Ordering::Relaxed);
             crate::replication::replica::transfer::after_full_sync(server);
             tracing::info!("MASTER <-> REPLICA sync: Finished with success");
         }
         Psync::Continue { new_replid } => {
-            if let Some(new_replid) = new_replid {
-                // MERGE NOTE (primary side): Redis disconnects its own replicas here so they
-                // learn the new ID (they may PSYNC again with the old one as replid2).
-                server.replication.continue_with_new_replid(&new_replid);
+            if let Some(new_replid) = new_replid
+                && new_replid != server.replication.replid()
+            {
+                // Our ID becomes the second one; our own replicas reconnect to learn it.
+                server.replication.shift_replid_to(&new_replid);
             }
             tracing::info!(
                 "Successful partial resynchronization with master. MASTER <-> REPLICA sync: \
@@ -421,12 +424,15 @@ async fn apply_stream(
         ..Limits::default()
     });
     let base = server.replication.offset();
-    replica.read_offset.store(base, Ordering::Relaxed);
-    // Bytes put in `buf` since the stream began, and bytes counted into the offset or
-    // waiting for the end of a transaction to be.
+    let read_offset = |received: u64| i64::try_from(base + received).unwrap_or(i64::MAX);
+    replica.read_offset.store(read_offset(0), Ordering::Relaxed);
+    // Bytes put in `buf` since the stream began, and bytes counted into the offset.
     let mut received = buf.len() as u64;
     let mut accounted = 0u64;
-    let mut pending = 0u64;
+    // The stream's bytes as received, not yet fed on (the decoder takes `buf` apart), and
+    // those of the commands applied but not yet fed, a transaction's until its EXEC.
+    let mut raw = BytesMut::from(&buf[..]);
+    let mut pending = BytesMut::new();
     let mut out = Out::new(RespVersion::Resp2);
     send_ack(&mut writer, server.replication.offset()).await?;
     let mut ack = tokio::time::interval_at(tokio::time::Instant::now() + ACK_PERIOD, ACK_PERIOD);
@@ -442,7 +448,8 @@ async fn apply_stream(
                 Err(err) => return Err(format!("Protocol error from MASTER: {err}")),
             };
             let end = received - buf.len() as u64;
-            pending += end - accounted;
+            let command = raw.split_to(usize::try_from(end - accounted).unwrap_or(usize::MAX));
+            pending.extend_from_slice(&command);
             accounted = end;
             if is_getack(&argv) {
                 // The ACK counts what came before GETACK, as Redis's.
@@ -459,12 +466,12 @@ async fn apply_stream(
                 client.blocked = None;
             }
             if client.multi.is_none() {
-                // MERGE NOTE (primary side, chained replicas): Redis feeds the primary's bytes
-                // verbatim into its own backlog here (replicationFeedStreamFromMasterStream),
-                // so replicas of this replica count the same offsets under the same ID; the
-                // effects the master client publishes must then not be sent to them again.
-                server.replication.advance_offset(pending);
-                pending = 0;
+                // The master's bytes, verbatim, advance the offset and go on to this server's
+                // own replicas (Redis's replicationFeedStreamFromMasterStream): a chain keeps
+                // the master's offsets and ID. The effects the master client published are
+                // not rendered again while this server is a replica.
+                server.replication.feed_from_master(&pending);
+                pending.clear();
             }
         }
         replica.master_db.store(client.db, Ordering::Relaxed);
@@ -481,6 +488,7 @@ async fn apply_stream(
                 Ok(Ok(0)) => break Err("the MASTER closed the connection".to_owned()),
                 Ok(Ok(n)) => {
                     received += n as u64;
+                    raw.extend_from_slice(buf.get(buf.len().saturating_sub(n)..).unwrap_or_default());
                     // CLIENT LIST's idle=, and INFO's net input, as for any client's read.
                     handle.last_interaction_ms.store(
                         u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -492,7 +500,7 @@ async fn apply_stream(
                         .fetch_add(n as u64, Ordering::Relaxed);
                     replica
                         .read_offset
-                        .store(base + i64::try_from(received).unwrap_or(0), Ordering::Relaxed);
+                        .store(read_offset(received), Ordering::Relaxed);
                     replica.last_io_secs.store(unix_ms() / 1000, Ordering::Relaxed);
                 }
             },
@@ -512,7 +520,7 @@ fn is_getack(argv: &[Bytes]) -> bool {
         && cmd::eq_ignore_case(sub, "getack"))
 }
 
-async fn send_ack(writer: &mut tokio::net::tcp::OwnedWriteHalf, offset: i64) -> Result<(), String> {
+async fn send_ack(writer: &mut tokio::net::tcp::OwnedWriteHalf, offset: u64) -> Result<(), String> {
     let offset = offset.to_string();
     writer
         .write_all(&encode_command(&[b"REPLCONF", b"ACK", offset.as_bytes()]))
