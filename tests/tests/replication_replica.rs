@@ -1362,3 +1362,84 @@ fn swapdb_drops_a_corrupt_payload_and_keeps_the_old_data() {
         keys.len()
     );
 }
+
+/// A chain redis-server -> forkless -> redis-server under writes of every type: forkless feeds
+/// its master's bytes on verbatim, so the last replica counts the first primary's offsets
+/// under its ID, and all three datasets are equal.
+#[test]
+fn a_chain_redis_forkless_redis_keeps_offsets_and_data() {
+    let Some(primary) = Primary::start(&[
+        "--repl-diskless-sync",
+        "yes",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]) else {
+        return;
+    };
+    let mut theirs = primary.client();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    for _ in 0..20 {
+        write_round(&mut theirs, &mut rng);
+    }
+    let middle = TestServer::start(
+        BIN,
+        &["--replicaof", "127.0.0.1", &primary.port.to_string()],
+    );
+    let mut ours = middle.client();
+    wait_synced(&mut theirs, &mut ours);
+    let middle_port = middle.addr.port().to_string();
+    let Some(last) = Primary::start(&["--replicaof", "127.0.0.1", &middle_port]) else {
+        return;
+    };
+    let mut end = last.client();
+    let writer = Writer::start(&primary, 100);
+    writer.wait_rounds(20);
+    writer.stop();
+    settle(&mut theirs, &mut ours);
+    wait_synced(&mut ours, &mut end);
+    // The same history all along the chain.
+    let replid = info(&mut theirs, "replication", "master_replid");
+    assert_eq!(info(&mut ours, "replication", "master_replid"), replid);
+    assert_eq!(info(&mut end, "replication", "master_replid"), replid);
+    assert_eq!(
+        info(&mut end, "replication", "slave_repl_offset"),
+        info(&mut theirs, "replication", "master_repl_offset")
+    );
+    assert_same_data(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut end);
+}
+
+/// forkless as a replica of forkless: full sync from an epoch cut, the stream, a resume.
+#[test]
+fn forkless_replicates_forkless() {
+    let primary = TestServer::start(BIN, &["--repl-diskless-sync-delay", "0"]);
+    let mut theirs = primary.client();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..20 {
+        write_round(&mut theirs, &mut rng);
+    }
+    let replica = TestServer::start(
+        BIN,
+        &["--replicaof", "127.0.0.1", &primary.addr.port().to_string()],
+    );
+    let mut ours = replica.client();
+    wait_synced(&mut theirs, &mut ours);
+    for _ in 0..20 {
+        write_round(&mut theirs, &mut rng);
+    }
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("master")
+        .query(&mut ours)
+        .unwrap();
+    assert_eq!(killed, 1);
+    for _ in 0..5 {
+        write_round(&mut theirs, &mut rng);
+    }
+    settle(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+    let stats = info_section(&mut theirs, "stats");
+    assert_eq!(stats.get("sync_full").map(String::as_str), Some("1"));
+    assert_eq!(stats.get("sync_partial_ok").map(String::as_str), Some("1"));
+}
