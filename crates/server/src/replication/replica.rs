@@ -7,11 +7,14 @@
 //!   connect ─► handshake (PING, AUTH, REPLCONF listening-port, REPLCONF capa eof capa psync2,
 //!   PSYNC <replid> <offset+1> | PSYNC ? -1)
 //!     +FULLRESYNC ─► transfer.rs: $<len> or $EOF:<mark> framing ─► forkless-repl-load thread:
-//!                    temp file then load, or straight from the socket (on-empty-db)
-//!     +CONTINUE   ─► keep the dataset and the offset
+//!                    temp file then load, straight from the socket (on-empty-db), or into a
+//!                    sibling keyspace swapped in at the end (swapdb)
+//!                    ─► Replication::reset_after_full_sync
+//!     +CONTINUE   ─► keep the dataset and the offset (Replication::shift_replid_to on a new ID)
 //!   ─► the stream: each command through cmd::execute as the master client (replay: exempt
-//!      from LOADING, READONLY and expiry by time), offset += its bytes; REPLCONF GETACK
-//!      answered, REPLCONF ACK every second
+//!      from LOADING, READONLY and expiry by time), its bytes fed verbatim to
+//!      Replication::feed_from_master (offset, backlog, this server's own replicas);
+//!      REPLCONF GETACK answered, REPLCONF ACK every second
 //!   on any failure: log, link down, reconnect after a backoff (link.rs)
 //! ```
 
