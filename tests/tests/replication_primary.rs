@@ -712,3 +712,41 @@ fn nothing_follows_the_eof_mark_until_the_first_ack() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+/// The old SYNC: no `+FULLRESYNC` line, a disk-based RDB (`$<len>`, no EOF capability), then
+/// the stream.
+#[test]
+fn sync_gets_a_length_prefixed_rdb_then_the_stream() {
+    let server = TestServer::start(BIN, &[]);
+    let mut primary = server.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut primary)
+        .unwrap();
+    let mut replica = raw(server.port());
+    replica.write_all(b"SYNC\r\n").unwrap();
+    let header = read_line(&mut replica);
+    let len: usize = header
+        .strip_prefix('$')
+        .expect("a bulk length")
+        .parse()
+        .unwrap();
+    let mut rdb = vec![0u8; len];
+    replica.read_exact(&mut rdb).unwrap();
+    assert!(rdb.starts_with(b"REDIS0010"), "{:?}", &rdb[..9]);
+    assert!(rdb.windows(2).any(|w| w == b"\x01k"), "the key is in it");
+    let () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut primary)
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("after") {
+        let n = replica.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"));
+}
