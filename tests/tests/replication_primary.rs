@@ -26,8 +26,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// Starts Debian's redis-server as a replica of `primary_port`, in `dir`.
 fn start_replica(redis_server: &Path, dir: &Path, primary_port: u16) -> (ChildGuard, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("replica.log")).unwrap();
+    start_replica_on(redis_server, dir, primary_port, free_port(), "")
+}
+
+/// The same on a given port, with `save` as its save points ("" for none).
+fn start_replica_on(
+    redis_server: &Path,
+    dir: &Path,
+    primary_port: u16,
+    port: u16,
+    save: &str,
+) -> (ChildGuard, u16) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("replica.log"))
+        .unwrap();
     let child = Command::new(redis_server)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
         .arg(dir)
@@ -36,7 +50,7 @@ fn start_replica(redis_server: &Path, dir: &Path, primary_port: u16) -> (ChildGu
             "127.0.0.1",
             &primary_port.to_string(),
             "--save",
-            "",
+            save,
             "--appendonly",
             "no",
             "--daemonize",
@@ -749,4 +763,48 @@ fn sync_gets_a_length_prefixed_rdb_then_the_stream() {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&got).starts_with("*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"));
+}
+
+/// A replica restarted on its own files continues: Redis 7.0 saves its replication ID and
+/// offset in the RDB it writes at shutdown, and on restart asks `PSYNC <replid> <offset+1>`,
+/// which the backlog serves with `+CONTINUE`, including the writes made while it was down.
+#[test]
+fn a_restarted_replica_continues_from_the_backlog() {
+    let Some(redis_server) = redis_tool("redis-server") else {
+        return;
+    };
+    let server = TestServer::start(BIN, &["--repl-diskless-sync-delay", "0"]);
+    let mut primary = server.client();
+    seed(&mut primary, 200);
+    let replica_dir = TestDir::new("replica-restart");
+    let port = free_port();
+    let (mut replica_process, _) =
+        start_replica_on(&redis_server, &replica_dir.0, server.port(), port, "3600 1");
+    let mut replica = connect(port);
+    wait_in_sync(&mut primary, &mut replica);
+    // A clean shutdown (SIGTERM, by its PID) saves the dataset with the replication state.
+    let pid = replica_process.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    replica_process.0.wait().unwrap();
+    for i in 0..50 {
+        let () = redis::cmd("SET")
+            .arg(format!("while-down-{i}"))
+            .arg(i)
+            .query(&mut primary)
+            .unwrap();
+    }
+    let (_restarted, _) =
+        start_replica_on(&redis_server, &replica_dir.0, server.port(), port, "3600 1");
+    let mut replica = connect(port);
+    wait_in_sync(&mut primary, &mut replica);
+    let stats = info(&mut primary, "stats");
+    assert_eq!(stats["sync_full"], "1", "{stats:?}");
+    assert_eq!(stats["sync_partial_ok"], "1", "{stats:?}");
+    let value: Option<i64> = redis::cmd("GET")
+        .arg("while-down-49")
+        .query(&mut replica)
+        .unwrap();
+    assert_eq!(value, Some(49));
+    assert_same_dataset(&mut primary, &mut replica, 300);
 }

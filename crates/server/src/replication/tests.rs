@@ -162,3 +162,29 @@ fn shift_replid_keeps_the_old_id_valid_up_to_the_offset() {
     assert_ne!(state.replid, old);
     assert_eq!(state.second_repl_offset, 15);
 }
+
+#[test]
+fn a_replica_over_its_soft_limit_for_its_seconds_is_dropped() {
+    let server = Server::new(Config::default());
+    server.replication.ensure_backlog(&server);
+    // Soft limit 500 bytes, for 0 seconds: over it at all is too long.
+    server.replication.state().obuf_limits = (0, 500, 0);
+    let replica = link();
+    replica.position.store(0, Ordering::Relaxed);
+    server.replication.add_link(Arc::clone(&replica));
+    server.replication.append_raw(&[b'x'; 400]);
+    assert!(!replica.dropped.load(Ordering::Relaxed));
+    server.replication.append_raw(&[b'x'; 200]);
+    assert!(replica.dropped.load(Ordering::Relaxed));
+    // With time allowed, a replica over the soft limit stays until the time has passed.
+    server.replication.state().obuf_limits = (0, 500, 60);
+    let patient = link();
+    patient
+        .position
+        .store(server.replication.offset(), Ordering::Relaxed);
+    server.replication.add_link(Arc::clone(&patient));
+    server.replication.append_raw(&[b'x'; 600]);
+    server.replication.append_raw(&[b'x'; 600]);
+    assert!(!patient.dropped.load(Ordering::Relaxed));
+    assert_eq!(server.replication.mem_clients_slaves(), 1200);
+}
