@@ -296,7 +296,7 @@ fn assert_same_dataset(
 }
 
 /// The scenario shared by the diskless and disk-based tests.
-fn full_sync_under_writes(diskless: &str) {
+fn full_sync_under_writes(diskless: &str, snapshot_mode: &str) {
     let Some(redis_server) = redis_tool("redis-server") else {
         return;
     };
@@ -309,6 +309,8 @@ fn full_sync_under_writes(diskless: &str) {
             "0",
             "--repl-backlog-size",
             "64kb",
+            "--snapshot-mode",
+            snapshot_mode,
         ],
     );
     let mut primary = server.client();
@@ -336,8 +338,15 @@ fn full_sync_under_writes(diskless: &str) {
     wait_in_sync(&mut primary, &mut replica);
     let stats = info(&mut primary, "stats");
     assert_eq!(stats["sync_full"], "1");
-    // Disk-based: the RDB went through dbfilename, as a BGSAVE; diskless: no file.
-    assert_eq!(server.dir.join("dump.rdb").exists(), diskless == "no");
+    // Disk-based (and every fork-mode sync): the RDB went through dbfilename, as a BGSAVE;
+    // diskless: no file.
+    assert_eq!(
+        server.dir.join("dump.rdb").exists(),
+        diskless == "no" || snapshot_mode == "fork"
+    );
+    if snapshot_mode == "fork" {
+        assert_eq!(field(&mut primary, "stats", "total_forks"), "1");
+    }
     let replication = info(&mut primary, "replication");
     assert_eq!(replication["connected_slaves"], "1");
     assert!(replication["slave0"].contains("state=online"));
@@ -393,12 +402,19 @@ fn full_sync_under_writes(diskless: &str) {
 
 #[test]
 fn diskless_full_sync_under_writes_gives_the_same_dataset() {
-    full_sync_under_writes("yes");
+    full_sync_under_writes("yes", "epoch");
 }
 
 #[test]
 fn disk_based_full_sync_under_writes_gives_the_same_dataset() {
-    full_sync_under_writes("no");
+    full_sync_under_writes("no", "epoch");
+}
+
+/// `snapshot-mode fork`: the sync forks as Redis does (a forked save to dbfilename, then the
+/// file), with the freeze placed in the stream as the cut is.
+#[test]
+fn fork_mode_full_sync_under_writes_gives_the_same_dataset() {
+    full_sync_under_writes("yes", "fork");
 }
 
 /// A replica whose link is killed reconnects with its cached master and continues from the
