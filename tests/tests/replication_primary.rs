@@ -824,3 +824,35 @@ fn a_restarted_replica_continues_from_the_backlog() {
     assert_eq!(value, Some(49));
     assert_same_dataset(&mut primary, &mut replica, 300);
 }
+
+/// A client blocked in WAIT with no timeout goes away cleanly when it disconnects (no waiting
+/// task is left behind), and another is freed by CLIENT KILL.
+#[test]
+fn a_client_waiting_in_wait_can_leave() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.client();
+    let mut waiting = raw(server.port());
+    waiting.write_all(b"WAIT 1 0\r\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "2"
+    }));
+    drop(waiting);
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "1"
+    }));
+    let mut killed = raw(server.port());
+    killed.write_all(b"WAIT 1 0\r\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "2"
+    }));
+    let n: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "1"
+    }));
+}
