@@ -288,7 +288,10 @@ async fn full_sync(
                     () = link.handle.kill.notified() => return Err("killed".into()),
                 };
                 match piece {
-                    Some(Piece::Chunk(bytes)) => write_timed(socket, link, &bytes, timeout).await?,
+                    Some(Piece::Chunk(bytes)) => {
+                        write_timed(socket, link, &bytes, timeout).await?;
+                        count_output(server, bytes.len());
+                    }
                     Some(Piece::End) => break,
                     None => return Err("Diskless rdb transfer failed".into()),
                 }
@@ -325,6 +328,7 @@ async fn full_sync(
                     return Err("the RDB for the full sync is shorter than its length".into());
                 }
                 write_timed(socket, link, buf.get(..n).unwrap_or_default(), timeout).await?;
+                count_output(server, n);
                 left -= n as u64;
             }
         }
@@ -333,6 +337,15 @@ async fn full_sync(
         return Err("dropped".into());
     }
     Ok(())
+}
+
+/// Counts bytes written to a replica (`total_net_repl_output_bytes`: the RDB and the stream).
+fn count_output(server: &Server, n: usize) {
+    server
+        .replication
+        .shared
+        .net_output_bytes
+        .fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// After a diskless RDB: reads until the replica's first `REPLCONF ACK`.
