@@ -656,6 +656,7 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
         {
             return;
         }
+        let applying = replication.cut_guard();
         let gate = server.keyspace.gate().shared();
         replication.hold_effects();
         let claim = server.keyspace.claim_save(record.clone());
@@ -667,6 +668,9 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
         match cut {
             Some((claim, cut)) => {
                 replication.release_effects(Some((cut.seq(), links.clone())));
+                if applying.is_some() {
+                    replication.cross_at_end();
+                }
                 break (claim, cut);
             }
             None => {
@@ -833,6 +837,7 @@ fn run_fork_sync(server: &Server, waiting: Vec<Waiting>) {
                 })
             },
         };
+        let applying = replication.cut_guard();
         let gate = server.keyspace.gate().shared();
         replication.hold_effects();
         let forked = crate::fork_mode::bgsave_fork_with(server, Some(hooks));
@@ -841,6 +846,9 @@ fn run_fork_sync(server: &Server, waiting: Vec<Waiting>) {
         match (forked, seq) {
             (Ok(()), Some(seq)) => {
                 replication.release_effects(Some((seq, links.clone())));
+                if applying.is_some() {
+                    replication.cross_at_end();
+                }
                 break seq;
             }
             (Err(err), _) if err == persistence::ALREADY_IN_PROGRESS => {

@@ -188,3 +188,35 @@ fn a_replica_over_its_soft_limit_for_its_seconds_is_dropped() {
     assert!(!patient.dropped.load(Ordering::Relaxed));
     assert_eq!(server.replication.mem_clients_slaves(), 1200);
 }
+
+#[test]
+fn on_a_replica_the_stream_is_the_masters_bytes_and_a_cut_crosses_at_its_end() {
+    let server = Server::new(Config::default());
+    server.replication.set_role_replica();
+    server
+        .replication
+        .reset_after_full_sync(&server, &"a".repeat(40), 1000);
+    assert_eq!(server.replication.offset(), 1000);
+    server.replication.feed_from_master(b"*1\r\n$4\r\nPING\r\n");
+    // Effects of applying the master's commands are not rendered on a replica.
+    server.effects.publish(set(Seq::FIRST, 0, "a"));
+    assert_eq!(server.replication.offset(), 1014);
+    let replica = link();
+    server.replication.add_link(Arc::clone(&replica));
+    let guard = server.replication.cut_guard();
+    assert!(guard.is_some());
+    server.replication.hold_effects();
+    server
+        .replication
+        .release_effects(Some((Seq::FIRST.next(), vec![Arc::clone(&replica)])));
+    server.replication.cross_at_end();
+    drop(guard);
+    assert_eq!(replica.position.load(Ordering::Relaxed), 1014);
+    server.replication.clear_boundary();
+    // Promotion: the master's ID stays valid for its siblings up to here.
+    server.replication.shift_replid();
+    server.replication.set_role_master();
+    let state = server.replication.state();
+    assert_eq!(state.replid2, "a".repeat(40));
+    assert_eq!(state.second_repl_offset, 1015);
+}
