@@ -26,8 +26,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// Starts Debian's redis-server as a replica of `primary_port`, in `dir`.
 fn start_replica(redis_server: &Path, dir: &Path, primary_port: u16) -> (ChildGuard, u16) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("replica.log")).unwrap();
+    start_replica_on(redis_server, dir, primary_port, free_port(), "")
+}
+
+/// The same on a given port, with `save` as its save points ("" for none).
+fn start_replica_on(
+    redis_server: &Path,
+    dir: &Path,
+    primary_port: u16,
+    port: u16,
+    save: &str,
+) -> (ChildGuard, u16) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("replica.log"))
+        .unwrap();
     let child = Command::new(redis_server)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
         .arg(dir)
@@ -36,7 +50,7 @@ fn start_replica(redis_server: &Path, dir: &Path, primary_port: u16) -> (ChildGu
             "127.0.0.1",
             &primary_port.to_string(),
             "--save",
-            "",
+            save,
             "--appendonly",
             "no",
             "--daemonize",
@@ -282,7 +296,7 @@ fn assert_same_dataset(
 }
 
 /// The scenario shared by the diskless and disk-based tests.
-fn full_sync_under_writes(diskless: &str) {
+fn full_sync_under_writes(diskless: &str, snapshot_mode: &str) {
     let Some(redis_server) = redis_tool("redis-server") else {
         return;
     };
@@ -295,6 +309,8 @@ fn full_sync_under_writes(diskless: &str) {
             "0",
             "--repl-backlog-size",
             "64kb",
+            "--snapshot-mode",
+            snapshot_mode,
         ],
     );
     let mut primary = server.client();
@@ -322,8 +338,15 @@ fn full_sync_under_writes(diskless: &str) {
     wait_in_sync(&mut primary, &mut replica);
     let stats = info(&mut primary, "stats");
     assert_eq!(stats["sync_full"], "1");
-    // Disk-based: the RDB went through dbfilename, as a BGSAVE; diskless: no file.
-    assert_eq!(server.dir.join("dump.rdb").exists(), diskless == "no");
+    // Disk-based (and every fork-mode sync): the RDB went through dbfilename, as a BGSAVE;
+    // diskless: no file.
+    assert_eq!(
+        server.dir.join("dump.rdb").exists(),
+        diskless == "no" || snapshot_mode == "fork"
+    );
+    if snapshot_mode == "fork" {
+        assert_eq!(field(&mut primary, "stats", "total_forks"), "1");
+    }
     let replication = info(&mut primary, "replication");
     assert_eq!(replication["connected_slaves"], "1");
     assert!(replication["slave0"].contains("state=online"));
@@ -379,12 +402,19 @@ fn full_sync_under_writes(diskless: &str) {
 
 #[test]
 fn diskless_full_sync_under_writes_gives_the_same_dataset() {
-    full_sync_under_writes("yes");
+    full_sync_under_writes("yes", "epoch");
 }
 
 #[test]
 fn disk_based_full_sync_under_writes_gives_the_same_dataset() {
-    full_sync_under_writes("no");
+    full_sync_under_writes("no", "epoch");
+}
+
+/// `snapshot-mode fork`: the sync forks as Redis does (a forked save to dbfilename, then the
+/// file), with the freeze placed in the stream as the cut is.
+#[test]
+fn fork_mode_full_sync_under_writes_gives_the_same_dataset() {
+    full_sync_under_writes("yes", "fork");
 }
 
 /// A replica whose link is killed reconnects with its cached master and continues from the
@@ -711,4 +741,118 @@ fn nothing_follows_the_eof_mark_until_the_first_ack() {
     assert!(n > 0 && buf[0] == b'*', "the stream follows the ACK");
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
+}
+
+/// The old SYNC: no `+FULLRESYNC` line, a disk-based RDB (`$<len>`, no EOF capability), then
+/// the stream.
+#[test]
+fn sync_gets_a_length_prefixed_rdb_then_the_stream() {
+    let server = TestServer::start(BIN, &[]);
+    let mut primary = server.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut primary)
+        .unwrap();
+    let mut replica = raw(server.port());
+    replica.write_all(b"SYNC\r\n").unwrap();
+    let header = read_line(&mut replica);
+    let len: usize = header
+        .strip_prefix('$')
+        .expect("a bulk length")
+        .parse()
+        .unwrap();
+    let mut rdb = vec![0u8; len];
+    replica.read_exact(&mut rdb).unwrap();
+    assert!(rdb.starts_with(b"REDIS0010"), "{:?}", &rdb[..9]);
+    assert!(rdb.windows(2).any(|w| w == b"\x01k"), "the key is in it");
+    let () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut primary)
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("after") {
+        let n = replica.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"));
+}
+
+/// A replica restarted on its own files continues: Redis 7.0 saves its replication ID and
+/// offset in the RDB it writes at shutdown, and on restart asks `PSYNC <replid> <offset+1>`,
+/// which the backlog serves with `+CONTINUE`, including the writes made while it was down.
+#[test]
+fn a_restarted_replica_continues_from_the_backlog() {
+    let Some(redis_server) = redis_tool("redis-server") else {
+        return;
+    };
+    let server = TestServer::start(BIN, &["--repl-diskless-sync-delay", "0"]);
+    let mut primary = server.client();
+    seed(&mut primary, 200);
+    let replica_dir = TestDir::new("replica-restart");
+    let port = free_port();
+    let (mut replica_process, _) =
+        start_replica_on(&redis_server, &replica_dir.0, server.port(), port, "3600 1");
+    let mut replica = connect(port);
+    wait_in_sync(&mut primary, &mut replica);
+    // A clean shutdown (SIGTERM, by its PID) saves the dataset with the replication state.
+    let pid = replica_process.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    replica_process.0.wait().unwrap();
+    for i in 0..50 {
+        let () = redis::cmd("SET")
+            .arg(format!("while-down-{i}"))
+            .arg(i)
+            .query(&mut primary)
+            .unwrap();
+    }
+    let (_restarted, _) =
+        start_replica_on(&redis_server, &replica_dir.0, server.port(), port, "3600 1");
+    let mut replica = connect(port);
+    wait_in_sync(&mut primary, &mut replica);
+    let stats = info(&mut primary, "stats");
+    assert_eq!(stats["sync_full"], "1", "{stats:?}");
+    assert_eq!(stats["sync_partial_ok"], "1", "{stats:?}");
+    let value: Option<i64> = redis::cmd("GET")
+        .arg("while-down-49")
+        .query(&mut replica)
+        .unwrap();
+    assert_eq!(value, Some(49));
+    assert_same_dataset(&mut primary, &mut replica, 300);
+}
+
+/// A client blocked in WAIT with no timeout goes away cleanly when it disconnects (no waiting
+/// task is left behind), and another is freed by CLIENT KILL.
+#[test]
+fn a_client_waiting_in_wait_can_leave() {
+    let server = TestServer::start(BIN, &[]);
+    let mut admin = server.client();
+    let mut waiting = raw(server.port());
+    waiting.write_all(b"WAIT 1 0\r\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "2"
+    }));
+    drop(waiting);
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "1"
+    }));
+    let mut killed = raw(server.port());
+    killed.write_all(b"WAIT 1 0\r\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "2"
+    }));
+    let n: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut admin, "clients", "connected_clients") == "1"
+    }));
 }

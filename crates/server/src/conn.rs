@@ -206,7 +206,15 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         {
                             return format!("write error: {err}");
                         }
-                        let acked = crate::replication::primary::wait(server, request).await;
+                        // Bytes the client sends meanwhile wait in its query buffer, as a
+                        // blocked client's do; its going away ends the wait.
+                        let acked = tokio::select! {
+                            acked = crate::replication::primary::wait(server, request) => acked,
+                            () = handle.kill.notified() => return "killed".into(),
+                            reason = read_while_waiting(server, socket, client.id, &mut input) => {
+                                return reason;
+                            }
+                        };
                         out.int(acked);
                     }
                     if let Some(handover) = client.conn.handover.take() {
@@ -477,6 +485,31 @@ async fn wait_paused(
                 Ok(_) => {}
                 Err(err) => return Err(format!("read error: {err}")),
             },
+        }
+    }
+}
+
+/// Reads what a waiting client (WAIT) sends, keeping it for later, until the connection ends
+/// or the query buffer limit is passed. Returns why the connection must end.
+async fn read_while_waiting(
+    server: &Server,
+    socket: &mut TcpStream,
+    client_id: u64,
+    input: &mut BytesMut,
+) -> String {
+    loop {
+        match socket.read_buf(input).await {
+            Ok(0) => return "closed by peer while waiting".into(),
+            Ok(_) if crate::limits::query_buffer_exceeded(server, input.len()) => {
+                tracing::warn!(
+                    client = client_id,
+                    qbuf = input.len(),
+                    "Closing client that reached max query buffer length"
+                );
+                return "query buffer limit".into();
+            }
+            Ok(_) => {}
+            Err(err) => return format!("read error: {err}"),
         }
     }
 }

@@ -46,6 +46,12 @@
 //!   `master_replid2` valid up to `second_repl_offset = master_repl_offset + 1`, and a new
 //!   replid is drawn, so sibling replicas of the old master resume with `+CONTINUE`; then
 //!   [`Replication::set_role_master`] makes writes flow from the effect stream again.
+//! - [`Replication::apply_guard`]: the master link holds it across applying one command of
+//!   the master's stream (`cmd::execute`) and feeding that command's bytes, so that a
+//!   sub-replica's full sync (which takes it around its cut) gets the offset that matches its
+//!   snapshot. Bytes that are not commands (PING, REPLCONF GETACK) are fed without it.
+//! - [`Replication::shift_replid_to`] on `+CONTINUE <newid>` with a new ID;
+//!   [`Replication::disconnect_replicas`] where Redis calls `disconnectSlaves`.
 //! - [`Replication::offset`] and [`Replication::replid`] for the replica's own PSYNC and INFO.
 
 pub(crate) mod backlog;
@@ -178,6 +184,11 @@ pub(crate) struct Shared {
     /// Serializes creating and freeing the backlog (attaching and detaching the effect
     /// consumer). Taken under no other lock; the effect stream's lock is taken under it.
     backlog_switch: Mutex<()>,
+    /// On a replica: held by the master link across applying one command of the master's
+    /// stream and feeding its bytes ([`Replication::apply_guard`]), and by a sub-replica's
+    /// full sync across its cut, so the cut never falls between a command and its bytes.
+    /// Taken before the command gate (by both), never under another lock.
+    apply_lock: Mutex<()>,
 }
 
 impl Default for Shared {
@@ -195,6 +206,7 @@ impl Default for Shared {
             cron_started: AtomicBool::new(false),
             waiting: Mutex::new(Vec::new()),
             backlog_switch: Mutex::new(()),
+            apply_lock: Mutex::new(()),
         }
     }
 }
@@ -489,6 +501,31 @@ impl Replication {
         }
         drop(state);
         self.shared.grown.notify_waiters();
+    }
+
+    /// Replica side: hold this across applying one command of the master's stream (through
+    /// `cmd::execute`) and [`Replication::feed_from_master`] of that command's bytes. A full
+    /// sync of a sub-replica takes it around its cut, so the offset it gives the sub-replica
+    /// counts exactly the commands its snapshot holds.
+    pub(crate) fn apply_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.shared.apply_lock)
+    }
+
+    /// Before a full sync's cut: on a replica, the guard that keeps the master link from
+    /// applying meanwhile; None on a primary (its crossing comes from the effect numbers).
+    fn cut_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        let replica = self.state().role_replica;
+        replica.then(|| lock(&self.shared.apply_lock))
+    }
+
+    /// On a replica, right after a sub-replica's cut with [`Replication::cut_guard`] held:
+    /// every applied command's bytes are in the stream and no other is, so the crossing is
+    /// the stream's end.
+    fn cross_at_end(&self) {
+        let mut state = self.state();
+        if state.boundary.as_ref().is_some_and(|b| b.crossed.is_none()) {
+            cross(&mut state);
+        }
     }
 
     /// Replica side: this server follows a master; the effect stream is no longer rendered.

@@ -11,6 +11,8 @@
 //!  forkless-replsync thread (run_full_sync): hold effects ─► claim + cut (gate held)
 //!     ─► release effects; the crossing (first byte after the cut) is <offset>
 //!     ─► save_to_sinks: one SocketSink per diskless replica, or the dump file (disk-based)
+//!  (fork mode, run_fork_sync: hold effects ─► forked BGSAVE, the freeze's number as the cut's
+//!   ─► the file, opened by the reaper's hook before the save releases the slot)
 //! ```
 //!
 //! The RDB is the dataset at the cut; the stream from `<offset>` holds exactly the effects
@@ -286,7 +288,10 @@ async fn full_sync(
                     () = link.handle.kill.notified() => return Err("killed".into()),
                 };
                 match piece {
-                    Some(Piece::Chunk(bytes)) => write_timed(socket, link, &bytes, timeout).await?,
+                    Some(Piece::Chunk(bytes)) => {
+                        write_timed(socket, link, &bytes, timeout).await?;
+                        count_output(server, bytes.len());
+                    }
                     Some(Piece::End) => break,
                     None => return Err("Diskless rdb transfer failed".into()),
                 }
@@ -323,6 +328,7 @@ async fn full_sync(
                     return Err("the RDB for the full sync is shorter than its length".into());
                 }
                 write_timed(socket, link, buf.get(..n).unwrap_or_default(), timeout).await?;
+                count_output(server, n);
                 left -= n as u64;
             }
         }
@@ -331,6 +337,15 @@ async fn full_sync(
         return Err("dropped".into());
     }
     Ok(())
+}
+
+/// Counts bytes written to a replica (`total_net_repl_output_bytes`: the RDB and the stream).
+fn count_output(server: &Server, n: usize) {
+    server
+        .replication
+        .shared
+        .net_output_bytes
+        .fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// After a diskless RDB: reads until the replica's first `REPLCONF ACK`.
@@ -615,6 +630,10 @@ pub(crate) fn maybe_start_sync(server: &Server) {
 fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
     let replication = &server.replication;
     let config = server.config().clone();
+    if config.snapshot_mode == crate::config::SnapshotMode::Fork {
+        run_fork_sync(server, waiting);
+        return;
+    }
     let mut options = persistence::save_options(server, &config);
     // Redis must load it: plain RDB.
     options.compression = Compression::None;
@@ -637,6 +656,7 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
         {
             return;
         }
+        let applying = replication.cut_guard();
         let gate = server.keyspace.gate().shared();
         replication.hold_effects();
         let claim = server.keyspace.claim_save(record.clone());
@@ -648,6 +668,9 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
         match cut {
             Some((claim, cut)) => {
                 replication.release_effects(Some((cut.seq(), links.clone())));
+                if applying.is_some() {
+                    replication.cross_at_end();
+                }
                 break (claim, cut);
             }
             None => {
@@ -767,6 +790,114 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
         drop(claim);
         server.persistence.finished.notify_all();
         drop(state);
+    }
+}
+
+/// A full sync in fork mode, as Redis's disk-based one: a forked BGSAVE to `dbfilename`
+/// (`fork_mode::bgsave_fork_with`), its freeze placed in the effect stream like a cut, then
+/// the file to each replica. Diskless syncs are not forked: fork mode always goes through the
+/// file.
+fn run_fork_sync(server: &Server, waiting: Vec<Waiting>) {
+    let replication = &server.replication;
+    let links: Vec<Arc<Link>> = waiting.iter().map(|w| Arc::clone(&w.link)).collect();
+    let path = {
+        let config = server.config();
+        config.dir.join(&config.dbfilename)
+    };
+    let n_files = waiting.len();
+    let (files_tx, files_rx) = std::sync::mpsc::channel::<Vec<(std::fs::File, u64)>>();
+    let seq = loop {
+        if server.shutting_down.load(Ordering::Relaxed)
+            || links
+                .iter()
+                .all(|link| link.dropped.load(Ordering::Relaxed))
+        {
+            return;
+        }
+        let frozen_seq = Arc::new(std::sync::Mutex::new(None));
+        let hooks = crate::fork_mode::ForkHooks {
+            frozen: {
+                let frozen_seq = Arc::clone(&frozen_seq);
+                Box::new(move |seq| *lock(&frozen_seq) = Some(seq))
+            },
+            saved: {
+                let files_tx = files_tx.clone();
+                let path = path.clone();
+                Box::new(move |completed| {
+                    // Opened while the save holds the slot: no later save has renamed over it.
+                    let files = (0..n_files)
+                        .filter(|_| completed)
+                        .filter_map(|_| {
+                            let file = std::fs::File::open(&path).ok()?;
+                            let len = file.metadata().ok()?.len();
+                            Some((file, len))
+                        })
+                        .collect();
+                    let _ = files_tx.send(files);
+                })
+            },
+        };
+        let applying = replication.cut_guard();
+        let gate = server.keyspace.gate().shared();
+        replication.hold_effects();
+        let forked = crate::fork_mode::bgsave_fork_with(server, Some(hooks));
+        drop(gate);
+        let seq = *lock(&frozen_seq);
+        match (forked, seq) {
+            (Ok(()), Some(seq)) => {
+                replication.release_effects(Some((seq, links.clone())));
+                if applying.is_some() {
+                    replication.cross_at_end();
+                }
+                break seq;
+            }
+            (Err(err), _) if err == persistence::ALREADY_IN_PROGRESS => {
+                replication.release_effects(None);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => {
+                replication.release_effects(None);
+                tracing::warn!("Full sync abandoned: the fork for it failed");
+                return;
+            }
+        }
+    };
+    drop(files_tx);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let offset = loop {
+        if let Some(offset) = replication.crossing(server.effects.next()) {
+            break Some(offset);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    replication.clear_boundary();
+    let Some(offset) = offset else {
+        tracing::warn!(
+            "Full sync abandoned: the effects before the fork (number {seq:?}) did not arrive"
+        );
+        return;
+    };
+    tracing::info!("Starting BGSAVE for SYNC with target: disk (fork)");
+    let replid = replication.replid();
+    let mut senders = Vec::new();
+    for waiting in waiting {
+        let (tx, rx) = oneshot::channel();
+        let start = FullStart {
+            replid: replid.clone(),
+            offset,
+            payload: Payload::Disk(rx),
+        };
+        if waiting.start.send(start).is_ok() {
+            senders.push(tx);
+        }
+    }
+    // The reaper hands the opened files over when the child has finished.
+    let mut files = files_rx.recv().unwrap_or_default().into_iter();
+    for tx in senders {
+        let _ = tx.send(files.next());
     }
 }
 

@@ -162,3 +162,61 @@ fn shift_replid_keeps_the_old_id_valid_up_to_the_offset() {
     assert_ne!(state.replid, old);
     assert_eq!(state.second_repl_offset, 15);
 }
+
+#[test]
+fn a_replica_over_its_soft_limit_for_its_seconds_is_dropped() {
+    let server = Server::new(Config::default());
+    server.replication.ensure_backlog(&server);
+    // Soft limit 500 bytes, for 0 seconds: over it at all is too long.
+    server.replication.state().obuf_limits = (0, 500, 0);
+    let replica = link();
+    replica.position.store(0, Ordering::Relaxed);
+    server.replication.add_link(Arc::clone(&replica));
+    server.replication.append_raw(&[b'x'; 400]);
+    assert!(!replica.dropped.load(Ordering::Relaxed));
+    server.replication.append_raw(&[b'x'; 200]);
+    assert!(replica.dropped.load(Ordering::Relaxed));
+    // With time allowed, a replica over the soft limit stays until the time has passed.
+    server.replication.state().obuf_limits = (0, 500, 60);
+    let patient = link();
+    patient
+        .position
+        .store(server.replication.offset(), Ordering::Relaxed);
+    server.replication.add_link(Arc::clone(&patient));
+    server.replication.append_raw(&[b'x'; 600]);
+    server.replication.append_raw(&[b'x'; 600]);
+    assert!(!patient.dropped.load(Ordering::Relaxed));
+    assert_eq!(server.replication.mem_clients_slaves(), 1200);
+}
+
+#[test]
+fn on_a_replica_the_stream_is_the_masters_bytes_and_a_cut_crosses_at_its_end() {
+    let server = Server::new(Config::default());
+    server.replication.set_role_replica();
+    server
+        .replication
+        .reset_after_full_sync(&server, &"a".repeat(40), 1000);
+    assert_eq!(server.replication.offset(), 1000);
+    server.replication.feed_from_master(b"*1\r\n$4\r\nPING\r\n");
+    // Effects of applying the master's commands are not rendered on a replica.
+    server.effects.publish(set(Seq::FIRST, 0, "a"));
+    assert_eq!(server.replication.offset(), 1014);
+    let replica = link();
+    server.replication.add_link(Arc::clone(&replica));
+    let guard = server.replication.cut_guard();
+    assert!(guard.is_some());
+    server.replication.hold_effects();
+    server
+        .replication
+        .release_effects(Some((Seq::FIRST.next(), vec![Arc::clone(&replica)])));
+    server.replication.cross_at_end();
+    drop(guard);
+    assert_eq!(replica.position.load(Ordering::Relaxed), 1014);
+    server.replication.clear_boundary();
+    // Promotion: the master's ID stays valid for its siblings up to here.
+    server.replication.shift_replid();
+    server.replication.set_role_master();
+    let state = server.replication.state();
+    assert_eq!(state.replid2, "a".repeat(40));
+    assert_eq!(state.second_repl_offset, 1015);
+}

@@ -462,16 +462,18 @@ async fn apply_stream(
                     tokio::time::sleep(BUSY_SCRIPT_POLL).await;
                 }
                 out.buf.clear();
+                // Applied and fed as one step, for the cut of a full sync this server gives
+                // its own replicas (`Replication::apply_guard`).
+                let _apply = server.replication.apply_guard();
                 cmd::execute(server, &mut client, &mut out, &argv);
                 client.blocked = None;
+                if client.multi.is_none() {
+                    feed(server, &mut pending);
+                }
+                continue;
             }
             if client.multi.is_none() {
-                // The master's bytes, verbatim, advance the offset and go on to this server's
-                // own replicas (Redis's replicationFeedStreamFromMasterStream): a chain keeps
-                // the master's offsets and ID. The effects the master client published are
-                // not rendered again while this server is a replica.
-                server.replication.feed_from_master(&pending);
-                pending.clear();
+                feed(server, &mut pending);
             }
         }
         replica.master_db.store(client.db, Ordering::Relaxed);
@@ -513,6 +515,15 @@ async fn apply_stream(
     client.multi = None;
     cmd::transaction::discard_all(server, &mut client);
     result
+}
+
+/// The master's bytes, verbatim, advance the offset and go on to this server's own replicas
+/// (Redis's replicationFeedStreamFromMasterStream): a chain keeps the master's offsets and ID.
+/// The effects the master client published are not rendered again while this server is a
+/// replica.
+fn feed(server: &Server, pending: &mut BytesMut) {
+    server.replication.feed_from_master(pending);
+    pending.clear();
 }
 
 fn is_getack(argv: &[Bytes]) -> bool {
