@@ -141,6 +141,7 @@ pub(crate) fn replay_client(server: &Server) -> Client {
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Client {
         id,
@@ -157,6 +158,8 @@ pub(crate) fn replay_client(server: &Server) -> Client {
         block_retry: false,
         replay: true,
         conn: cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::superuser(),
+        acl_caller: None,
     }
 }
 

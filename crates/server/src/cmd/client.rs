@@ -314,7 +314,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
-         oll={} omem={} tot-mem={} events={} cmd={} user=default redir={} resp={}",
+         oll={} omem={} tot-mem={} events={} cmd={} user={} redir={} resp={}",
         handle.id,
         handle.addr,
         handle.local_addr,
@@ -340,9 +340,15 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
         tot_mem,
         events,
         cmd,
+        String::from_utf8_lossy(&lock(&handle.user)),
         figures.redir,
         handle.resp.load(Ordering::Relaxed),
     )
+}
+
+/// The CLIENT LIST line of a client as others see it (what the ACL log records).
+pub(crate) fn handle_line(handle: &ClientHandle) -> String {
+    client_line(handle, &figures_of_other(handle), None)
 }
 
 /// The running client's own line: its figures read from its state, not from what it last

@@ -178,15 +178,20 @@ fn select(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
 }
 
-/// Checks a password against `requirepass` for the `default` user. Returns true if and only if
-/// it matches.
-fn password_matches(ctx: &Ctx<'_>, username: &[u8], password: &[u8]) -> bool {
-    let config = ctx.server.config();
-    username == b"default"
-        && config
-            .requirepass
-            .as_deref()
-            .is_some_and(|pass| crate::limits::password_matches(pass.as_bytes(), password))
+/// Authenticates the client as `username` when the password matches an enabled user
+/// (`ACLAuthenticateUser`); a failure is logged in the ACL log. Returns true if and only if it
+/// succeeded.
+fn authenticate(ctx: &mut Ctx<'_>, argv: &[Bytes], username: &[u8], password: &[u8]) -> bool {
+    match ctx.server.acl.credentials(username, password) {
+        Some(user) => {
+            crate::acl::log_in(ctx.server, ctx.client, user);
+            true
+        }
+        None => {
+            crate::acl::log::record_auth_failure(ctx.server, ctx.client, argv, username);
+            false
+        }
+    }
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -207,9 +212,7 @@ fn auth(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         );
         return;
     }
-    let no_password = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
-    if (no_password && username == b"default") || password_matches(ctx, username, password) {
-        ctx.client.authenticated = true;
+    if authenticate(ctx, argv, username, password) {
         ctx.out.ok();
     } else {
         ctx.out.error(WRONGPASS);
@@ -257,16 +260,11 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             }
         }
     }
-    if let Some((username, password)) = credentials {
-        let no_password = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
-        if (no_password && username.as_ref() == b"default")
-            || password_matches(ctx, username, password)
-        {
-            ctx.client.authenticated = true;
-        } else {
-            ctx.out.error(WRONGPASS);
-            return;
-        }
+    if let Some((username, password)) = credentials
+        && !authenticate(ctx, argv, username, password)
+    {
+        ctx.out.error(WRONGPASS);
+        return;
     }
     if !ctx.client.authenticated {
         ctx.out.error(
@@ -320,7 +318,7 @@ fn reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
     ctx.out.version = RespVersion::Resp2;
     ctx.client.handle.resp.store(2, Ordering::Relaxed);
     *lock(&ctx.client.handle.name) = None;
-    ctx.client.authenticated = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
+    crate::acl::log_out(ctx.server, ctx.client);
     ctx.server
         .pubsub
         .remove_client(&mut ctx.client.subs, ctx.client.id);

@@ -193,7 +193,8 @@ impl KeySpec {
 pub(crate) enum Refusal {
     /// The argument count does not fit the command's arity.
     WrongArity { command: &'static str },
-    /// `requirepass` is set and the client has not authenticated.
+    /// The default user needs a password (`requirepass`, ACL) and the client has not
+    /// authenticated.
     NoAuth,
     /// A RESP2 client in subscribed mode sent a command other than (un)subscribe, PING, QUIT
     /// or RESET.
@@ -204,6 +205,12 @@ pub(crate) enum Refusal {
     NotInMulti,
     /// A background save failed and `stop-writes-on-bgsave-error` refuses writes.
     Misconf,
+    /// The client's ACL user may not run the command (`command` is its full name).
+    NoPermCommand { command: &'static str },
+    /// The client's ACL user may not access one of the keys.
+    NoPermKey,
+    /// The client's ACL user may not access one of the channels.
+    NoPermChannel,
     /// The last write to the AOF failed (the OS error's number): writes are refused until one
     /// succeeds, as Redis 7.0 does.
     MisconfAof { errno: i32 },
@@ -220,6 +227,17 @@ impl fmt::Display for Refusal {
                 f,
                 "ERR Can't execute '{command}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / \
                  QUIT / RESET are allowed in this context"
+            ),
+            Refusal::NoPermCommand { command } => write!(
+                f,
+                "NOPERM this user has no permissions to run the '{command}' command"
+            ),
+            Refusal::NoPermKey => f.write_str(
+                "NOPERM this user has no permissions to access one of the keys used as arguments",
+            ),
+            Refusal::NoPermChannel => f.write_str(
+                "NOPERM this user has no permissions to access one of the channels used as \
+                 arguments",
             ),
             Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),

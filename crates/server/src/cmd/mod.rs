@@ -18,6 +18,7 @@ use self::meta::{Flags, Gate, KeySpec, Refusal};
 use crate::server::Server;
 
 pub(crate) mod access;
+pub(crate) mod acl;
 pub(crate) mod bitmap;
 pub(crate) mod client;
 pub(crate) mod connection;
@@ -131,6 +132,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         memory::COMMANDS,
         debug::COMMANDS,
         scripting::COMMANDS,
+        acl::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -200,6 +202,11 @@ pub(crate) struct Client {
     pub(crate) replay: bool,
     /// CLIENT REPLY, NO-EVICT, MONITOR, TRACKING and the query buffer figures of CLIENT LIST.
     pub(crate) conn: client::ConnState,
+    /// The client's ACL user, as of the last change it saw.
+    pub(crate) acl: crate::acl::ClientAcl,
+    /// For a script's client: the connection that runs the script (whose user its commands
+    /// are checked as, and which the ACL log names).
+    pub(crate) acl_caller: Option<std::sync::Arc<crate::server::ClientHandle>>,
 }
 
 /// What a handler works with.
@@ -319,7 +326,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     };
     remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
-    if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
+    if let Some(refusal) = refusal(server, client, out.version, idx, command, argv) {
         out.error(&refusal.to_string());
         reject(server, stats);
         transaction::flag_error(client);
@@ -390,15 +397,17 @@ pub(crate) fn last_command_name(packed: u32) -> Option<&'static str> {
     }
 }
 
-/// Why `command` may not run now, or None if it may.
+/// Why `command` (at `idx` in the table) may not run now, or None if it may. The checks come
+/// in Redis's order (`processCommand`): arity, authentication, MULTI, ACL, then the rest.
 fn refusal(
     server: &Server,
-    client: &Client,
+    client: &mut Client,
     version: RespVersion,
+    idx: usize,
     command: &'static Command,
-    argc: usize,
+    argv: &[Bytes],
 ) -> Option<Refusal> {
-    let argc = i32::try_from(argc).unwrap_or(i32::MAX);
+    let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
         return Some(Refusal::WrongArity {
@@ -407,9 +416,31 @@ fn refusal(
     }
     if !client.authenticated
         && !command.has_flag(Flags::NO_AUTH)
-        && server.tunables.requirepass_set.load(Ordering::Relaxed)
+        && server
+            .tunables
+            .default_auth_required
+            .load(Ordering::Relaxed)
     {
         return Some(Refusal::NoAuth);
+    }
+    if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
+        return Some(Refusal::NotInMulti);
+    }
+    let context = if client.multi.is_some() {
+        crate::acl::Context::Multi
+    } else {
+        crate::acl::Context::Toplevel
+    };
+    if let Err((denied, id)) = crate::acl::check(server, client, idx, argv, context) {
+        return Some(match denied {
+            crate::acl::Denied::Command => Refusal::NoPermCommand {
+                command: crate::acl::catalog::CATALOG
+                    .get(id)
+                    .map_or(command.name, |entry| entry.name),
+            },
+            crate::acl::Denied::Key(_) => Refusal::NoPermKey,
+            crate::acl::Denied::Channel(_) => Refusal::NoPermChannel,
+        });
     }
     if client.subs.active()
         && version == RespVersion::Resp2
@@ -422,9 +453,6 @@ fn refusal(
     // The AOF's replay client runs while the server loads: that is how it loads.
     if !command.has_flag(Flags::LOADING) && !client.replay && server.persistence.loading() {
         return Some(Refusal::Loading);
-    }
-    if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
-        return Some(Refusal::NotInMulti);
     }
     if command
         .flags

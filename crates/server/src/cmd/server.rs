@@ -192,7 +192,14 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             ctx.server.tunables.refresh(&config);
             crate::notify::configure(ctx.server);
             let loglevel = config.loglevel;
+            let requirepass = config.requirepass.clone();
+            ctx.server.acl.configure_options(&config);
             drop(config);
+            if changed.contains(&"requirepass") {
+                ctx.server
+                    .acl
+                    .set_default_password(ctx.server, requirepass.as_deref());
+            }
             if changed.contains(&"loglevel") {
                 crate::set_log_level(loglevel);
             }

@@ -1,4 +1,4 @@
-//! The subcommand table of the container commands (CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
+//! The subcommand table of the container commands (ACL, CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
 //! XINFO), which
 //! COMMAND INFO/DOCS/LIST report, CLIENT LIST names, and [`subcommand`] checks arity against.
 
@@ -7,7 +7,7 @@ use forkless_protocol::Out;
 
 use super::meta::{Flags, KeySpec, flags};
 use super::{
-    Ctx, eq_ignore_case, introspection, latency, memory, server, slowlog, unknown_subcommand,
+    Ctx, acl, eq_ignore_case, introspection, latency, memory, server, slowlog, unknown_subcommand,
 };
 
 /// One subcommand of a container command (`config|get`), with what COMMAND INFO and COMMAND
@@ -56,11 +56,26 @@ const SLOW_CONNECTION: &[&str] = &["slow", "connection"];
 const STREAM_KEY: KeySpec = KeySpec::new(2, 2, 1);
 const STREAM_WRITE: &[&str] = &["write", "stream", "slow"];
 const STREAM_READ: &[&str] = &["read", "stream", "slow"];
+const ACL_ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE, SENTINEL);
+const ACL_PLAIN: Flags = flags!(NOSCRIPT, LOADING, STALE, SENTINEL);
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
 /// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
 #[rustfmt::skip] // One row per subcommand reads as a table.
 pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand { name: "acl|cat", arity: -2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "List the ACL categories or the commands inside a category", since: "6.0.0", run: Some(acl::cat) },
+    Subcommand { name: "acl|deluser", arity: -3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Remove the specified ACL users and the associated rules", since: "6.0.0", run: Some(acl::deluser) },
+    Subcommand { name: "acl|dryrun", arity: -4, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Returns whether the user can execute the given command without executing the command.", since: "7.0.0", run: Some(acl::dryrun) },
+    Subcommand { name: "acl|genpass", arity: -2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "Generate a pseudorandom secure password to use for ACL users", since: "6.0.0", run: Some(acl::genpass) },
+    Subcommand { name: "acl|getuser", arity: 3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the rules for a specific ACL user", since: "6.0.0", run: Some(acl::getuser) },
+    Subcommand { name: "acl|help", arity: 2, flags: flags!(LOADING, STALE, SENTINEL), keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "6.0.0", run: Some(acl::help) },
+    Subcommand { name: "acl|list", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List the current ACL rules in ACL config file format", since: "6.0.0", run: Some(acl::list) },
+    Subcommand { name: "acl|load", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reload the ACLs from the configured ACL file", since: "6.0.0", run: Some(acl::load) },
+    Subcommand { name: "acl|log", arity: -2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List latest events denied because of ACLs in place", since: "6.0.0", run: Some(acl::log) },
+    Subcommand { name: "acl|save", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Save the current ACL rules in the configured ACL file", since: "6.0.0", run: Some(acl::save) },
+    Subcommand { name: "acl|setuser", arity: -3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Modify or create the rules for a specific ACL user", since: "6.0.0", run: Some(acl::setuser) },
+    Subcommand { name: "acl|users", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List the username of all the configured ACL rules", since: "6.0.0", run: Some(acl::users) },
+    Subcommand { name: "acl|whoami", arity: 2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "Return the name of the user associated to the current connection", since: "6.0.0", run: Some(acl::whoami) },
     Subcommand { name: "config|get", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the values of configuration parameters", since: "2.0.0" , run: Some(server::config_get) },
     Subcommand { name: "config|set", arity: -4, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Set configuration parameters to the given values", since: "2.0.0" , run: Some(server::config_set) },
     Subcommand { name: "config|resetstat", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reset the stats returned by INFO", since: "2.0.0" , run: Some(server::config_resetstat) },

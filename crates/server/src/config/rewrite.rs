@@ -127,7 +127,7 @@ impl Config {
 
 /// Writes `content` to a temporary file next to `path` with `path`'s permissions, fsyncs it,
 /// renames it over `path` and fsyncs the directory.
-pub(super) fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(
