@@ -372,6 +372,31 @@ fn check_selector(
     Ok(())
 }
 
+/// `ACLUserCheckCmdWithUnrestrictedKeyAccess` for reading: returns true if and only if some
+/// selector of the client's user allows the call `argv` and may read every key (SORT's BY and
+/// GET read keys that no argument names).
+pub(crate) fn full_read_access(client: &Client, argv: &[Bytes]) -> bool {
+    let Some(user) = &client.acl.user else {
+        return true;
+    };
+    if client.acl.unrestricted {
+        return true;
+    }
+    let Some((idx, _)) = argv.first().and_then(|name| crate::cmd::lookup(name)) else {
+        return false;
+    };
+    let id = CATALOG.id_for_call(idx, argv);
+    let mut keys = None;
+    user.all_selectors().any(|selector| {
+        check_selector(selector, id, argv, &mut keys).is_ok()
+            && (selector.allkeys
+                || selector
+                    .patterns
+                    .iter()
+                    .any(|p| p.flags & READ != 0 && p.pattern == b"*"))
+    })
+}
+
 /// `ACLSelectorCheckKey`: the permissions the key specification needs, against each pattern.
 fn key_allowed(selector: &Selector, key: &[u8], spec_flags: u16) -> bool {
     if selector.allkeys {
@@ -445,11 +470,12 @@ pub(crate) fn kill_clients_of(server: &Server, names: &[Bytes], me: u64) -> bool
 /// Loads the users of the config file's `user` lines, then the `aclfile`, as Redis's
 /// `ACLLoadUsersAtStartup`: any error stops the server from starting.
 pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
-    let (lines, aclfile) = {
+    let (lines, aclfile, dir) = {
         let config = server.config();
         (
             config.acl_users.clone(),
             String::from_utf8_lossy(&config.stored_text("aclfile")).into_owned(),
+            config.dir.clone(),
         )
     };
     if !aclfile.is_empty() && !lines.is_empty() {
@@ -495,8 +521,8 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         server.acl.put(server, user);
     }
     if !aclfile.is_empty() {
-        let users = file::load(std::path::Path::new(&aclfile), &aclfile, pubsub_default_all)
-            .map_err(|errors| {
+        let users =
+            file::load(&dir.join(&aclfile), &aclfile, pubsub_default_all).map_err(|errors| {
                 anyhow::anyhow!("Aborting Redis startup because of ACL errors: {errors}")
             })?;
         server.acl.replace_all(server, users);
@@ -518,13 +544,19 @@ pub(crate) fn check_user_line(args: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> 
         )
     })?;
     let mut fake = User::new(Bytes::from_static(b"__fakeuser__"), false);
-    for rule in &merged {
+    for (idx, rule) in merged.iter().enumerate() {
         match fake.apply(rule, false) {
             Ok(()) | Err(user::RuleError::UnknownCommand) => {}
             Err(err) => {
+                // Redis names the word at the rule's index in the whole line (`user` being
+                // word 0), not the rule itself: the same word is named here.
+                let word = match idx.checked_sub(1) {
+                    None => &b"user"[..],
+                    Some(at) => args.get(at).map_or(&b""[..], Vec::as_slice),
+                };
                 return Err(format!(
                     "Error in user declaration '{}': {err}",
-                    String::from_utf8_lossy(rule)
+                    String::from_utf8_lossy(word)
                 ));
             }
         }

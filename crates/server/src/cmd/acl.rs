@@ -359,14 +359,15 @@ const NO_ACL_FILE: &str = "ERR This Redis instance is not configured to use an A
     want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming \
     you have a Redis configuration file set) in order to store users in the Redis configuration.";
 
-/// The configured `aclfile` as given, and its path (relative paths are relative to the
-/// working directory, which is `dir`).
+/// The configured `aclfile` as given, and its path: a relative path is relative to `dir`, as
+/// it is in Redis, which works inside `dir`.
 fn acl_file(ctx: &Ctx<'_>) -> Option<(String, PathBuf)> {
-    let shown = String::from_utf8_lossy(&ctx.server.config().stored_text("aclfile")).into_owned();
+    let config = ctx.server.config();
+    let shown = String::from_utf8_lossy(&config.stored_text("aclfile")).into_owned();
     if shown.is_empty() {
         return None;
     }
-    let path = PathBuf::from(&shown);
+    let path = config.dir.join(&shown);
     Some((shown, path))
 }
 

@@ -790,6 +790,7 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     let mut id = None;
     let mut addr = None;
     let mut laddr = None;
+    let mut user = None;
     let mut skipme = true;
     let mut pairs = filters.chunks_exact(2);
     for pair in &mut pairs {
@@ -834,13 +835,14 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
                 id = Some(0);
             }
         } else if eq_ignore_case(option, "user") {
-            if value.as_ref() != b"default" {
+            if ctx.server.acl.get(value).is_none() {
                 ctx.out.error(&format!(
                     "ERR No such user '{}'",
                     String::from_utf8_lossy(value)
                 ));
                 return;
             }
+            user = Some(value.clone());
         } else {
             ctx.out.error(reply::SYNTAX);
             return;
@@ -857,6 +859,9 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
             && laddr
                 .as_ref()
                 .is_none_or(|a| *a == handle.local_addr.to_string())
+            && user
+                .as_ref()
+                .is_none_or(|user| *lock(&handle.user) == *user)
             && !(skipme && handle.id == ctx.client.id);
         if matches {
             kill(ctx, &handle);

@@ -1,4 +1,5 @@
-//! Connection commands: PING ECHO QUIT SELECT HELLO AUTH RESET (CLIENT is in `client.rs`).
+//! Connection commands: PING ECHO QUIT SELECT HELLO AUTH RESET, and READONLY/READWRITE (which
+//! answer as Redis outside cluster mode); CLIENT is in `client.rs`.
 
 use std::sync::atomic::Ordering;
 
@@ -128,7 +129,37 @@ pub(crate) const COMMANDS: &[Command] = &[
         group: "connection",
         handler: reset,
     },
+    Command {
+        name: "readonly",
+        arity: 1,
+        flags: flags!(FAST, LOADING, STALE),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
+        categories: &["fast", "connection"],
+        summary: "Enables read queries for a connection to a cluster replica node",
+        since: "3.0.0",
+        group: "cluster",
+        handler: cluster_disabled,
+    },
+    Command {
+        name: "readwrite",
+        arity: 1,
+        flags: flags!(FAST, LOADING, STALE),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
+        categories: &["fast", "connection"],
+        summary: "Disables read queries for a connection to a cluster replica node",
+        since: "3.0.0",
+        group: "cluster",
+        handler: cluster_disabled,
+    },
 ];
+
+/// READONLY and READWRITE outside cluster mode, as Redis answers them.
+fn cluster_disabled(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    ctx.out
+        .error("ERR This instance has cluster support disabled");
+}
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if argv.len() > 2 {

@@ -1,5 +1,5 @@
 //! The subcommand table of the container commands (ACL, CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
-//! XINFO), which
+//! XINFO, FUNCTION, SCRIPT, PUBSUB...), which
 //! COMMAND INFO/DOCS/LIST report, CLIENT LIST names, and [`subcommand`] checks arity against.
 
 use bytes::Bytes;
@@ -63,6 +63,27 @@ const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 /// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
 #[rustfmt::skip] // One row per subcommand reads as a table.
 pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand { name: "function|delete", arity: 3, flags: flags!(NOSCRIPT, WRITE), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Delete a function by name", since: "7.0.0", run: None },
+    Subcommand { name: "function|dump", arity: 2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Dump all functions into a serialized binary payload", since: "7.0.0", run: None },
+    Subcommand { name: "function|flush", arity: -2, flags: flags!(NOSCRIPT, WRITE), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Deleting all functions", since: "7.0.0", run: None },
+    Subcommand { name: "function|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Show helpful text about the different subcommands", since: "7.0.0", run: None },
+    Subcommand { name: "function|kill", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Kill the function currently in execution.", since: "7.0.0", run: None },
+    Subcommand { name: "function|list", arity: -2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "List information about all the functions", since: "7.0.0", run: None },
+    Subcommand { name: "function|load", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Create a function with the given arguments (name, code, description)", since: "7.0.0", run: None },
+    Subcommand { name: "function|restore", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Restore all the functions on the given payload", since: "7.0.0", run: None },
+    Subcommand { name: "function|stats", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Return information about the function currently running (name, description, duration)", since: "7.0.0", run: None },
+    Subcommand { name: "pubsub|channels", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "List active channels", since: "2.8.0", run: None },
+    Subcommand { name: "pubsub|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: "Show helpful text about the different subcommands", since: "6.2.0", run: None },
+    Subcommand { name: "pubsub|numpat", arity: 2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of unique patterns pattern subscriptions", since: "2.8.0", run: None },
+    Subcommand { name: "pubsub|numsub", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of subscribers for channels", since: "2.8.0", run: None },
+    Subcommand { name: "pubsub|shardchannels", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "List active shard channels", since: "7.0.0", run: None },
+    Subcommand { name: "pubsub|shardnumsub", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of subscribers for shard channels", since: "7.0.0", run: None },
+    Subcommand { name: "script|debug", arity: 3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Set the debug mode for executed scripts.", since: "3.2.0", run: None },
+    Subcommand { name: "script|exists", arity: -3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Check existence of scripts in the script cache.", since: "2.6.0", run: None },
+    Subcommand { name: "script|flush", arity: -2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Remove all the scripts from the script cache.", since: "2.6.0", run: None },
+    Subcommand { name: "script|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Show helpful text about the different subcommands", since: "5.0.0", run: None },
+    Subcommand { name: "script|kill", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Kill the script currently in execution.", since: "2.6.0", run: None },
+    Subcommand { name: "script|load", arity: 3, flags: flags!(NOSCRIPT, STALE), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Load the specified Lua script into the script cache.", since: "2.6.0", run: None },
     Subcommand { name: "acl|cat", arity: -2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "List the ACL categories or the commands inside a category", since: "6.0.0", run: Some(acl::cat) },
     Subcommand { name: "acl|deluser", arity: -3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Remove the specified ACL users and the associated rules", since: "6.0.0", run: Some(acl::deluser) },
     Subcommand { name: "acl|dryrun", arity: -4, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Returns whether the user can execute the given command without executing the command.", since: "7.0.0", run: Some(acl::dryrun) },
