@@ -327,9 +327,17 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
     if let Some(refusal) = refusal(server, client, out.version, idx, command, argv) {
-        out.error(&refusal.to_string());
         reject(server, stats);
-        transaction::flag_error(client);
+        if is_exec(command) {
+            // Redis's `rejectCommand` aborts the transaction when EXEC itself is refused.
+            transaction::discard_all(server, client);
+            out.error(&format!(
+                "EXECABORT Transaction discarded because of: {refusal}"
+            ));
+        } else {
+            out.error(&refusal.to_string());
+            transaction::flag_error(client);
+        }
         return;
     }
     // EXEC and the script commands take the gate exclusively themselves; every other command
@@ -343,10 +351,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
             reject(server, stats);
             // EXEC (the command that runs inside MULTI and takes the gate itself) refused:
             // the transaction is aborted, as in Redis.
-            if command.gate == Gate::Exclusive
-                && command.has_flag(Flags::RUNS_IN_MULTI)
-                && client.multi.is_some()
-            {
+            if is_exec(command) && client.multi.is_some() {
                 transaction::discard_all(server, client);
                 out.error(&format!(
                     "EXECABORT Transaction discarded because of: {error}"
@@ -362,6 +367,12 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
         return;
     }
     dispatch(server, client, out, idx, command, argv);
+}
+
+/// Returns true if and only if `command` is EXEC: the command that runs inside MULTI and takes
+/// the gate itself.
+fn is_exec(command: &Command) -> bool {
+    command.gate == Gate::Exclusive && command.has_flag(Flags::RUNS_IN_MULTI)
 }
 
 /// Records the command at `idx` (and, for a container, the subcommand `argv[1]` names) as the
