@@ -729,9 +729,14 @@ mod tests {
         assert_eq!(u.apply(b"<nope", false), Err(RuleError::NoSuchPassword));
         assert_eq!(
             u.apply(b"+config|get|x", false),
-            Err(RuleError::UnknownCommand)
+            Err(RuleError::FirstArgOfSubcommand)
         );
+        assert_eq!(u.apply(b"%X~a", false), Err(RuleError::KeyAfterAll));
+        assert_eq!(u.apply(b"resetkeys", false), Ok(()));
         assert_eq!(u.apply(b"%X~a", false), Err(RuleError::Syntax));
+        // As Redis: `%R` without `~` is the empty pattern.
+        assert_eq!(u.apply(b"%R", false), Ok(()));
+        assert_eq!(u.root.keys_text(), b"%R~".to_vec());
         assert_eq!(u.apply(b"bogus", false), Err(RuleError::Syntax));
         assert_eq!(u.apply(b"+select|", false), Err(RuleError::Syntax));
     }

@@ -549,7 +549,7 @@ fn bad_values_have_redis_messages() {
         ),
         (
             "user alice ~a allkeys ~b",
-            "Error in user declaration 'allkeys': Adding a pattern after the * pattern (or the \
+            "Error in user declaration '~a': Adding a pattern after the * pattern (or the \
              'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start \
              with an empty list of patterns",
         ),
