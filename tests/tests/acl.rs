@@ -19,13 +19,13 @@ use forkless_tests::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
-fn text(reply: Vec<u8>) -> String {
-    String::from_utf8_lossy(&reply).into_owned()
+fn text(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).into_owned()
 }
 
 fn call(conn: &mut RawConn, args: &[&str]) -> String {
     let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
-    text(conn.call(&args))
+    text(&conn.call(&args))
 }
 
 /// Starts Debian's redis-server on a free loopback port with `args`; None (after the loud

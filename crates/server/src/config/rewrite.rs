@@ -42,12 +42,6 @@ impl Config {
         write_atomically(path, &self.rewritten_with_users(&old, users)).map_err(|err| failed(&err))
     }
 
-    /// The new content of a config file whose old content is `old`.
-    #[cfg(test)]
-    pub(super) fn rewritten(&self, old: &[u8]) -> Vec<u8> {
-        self.rewritten_with_users(old, None)
-    }
-
     /// The new content of a config file whose old content is `old`, with `users` as its
     /// `user` lines (see [`Config::rewrite_with_users`]).
     pub(super) fn rewritten_with_users(&self, old: &[u8], users: Option<&[Vec<u8>]>) -> Vec<u8> {
