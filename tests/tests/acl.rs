@@ -236,6 +236,10 @@ fn keys_channels_transactions_and_scripts_are_checked() {
         &["SORT", "rw1", "BY", "w*"],
         &["SORT", "rw1", "GET", "#"],
         &["FLUSHALL"],
+        &["EVAL", "return redis.acl_check_cmd('set', 'w9', 'v')", "0"],
+        &["EVAL", "return redis.acl_check_cmd('set', 'r9', 'v')", "0"],
+        &["EVAL", "return redis.acl_check_cmd('flushall')", "0"],
+        &["EVAL", "return redis.acl_check_cmd('get', 'r1')", "0"],
         &["CONFIG", "SET", "maxclients", "100"],
         &["ACL", "WHOAMI"],
         &["AUTH", "default", "x"],
@@ -261,6 +265,10 @@ fn keys_channels_transactions_and_scripts_are_checked() {
     assert_eq!(
         forkless[27],
         "-NOPERM this user has no permissions to run the 'flushall' command\r\n"
+    );
+    assert_eq!(
+        (forkless[28].as_str(), forkless[29].as_str()),
+        (":1\r\n", "$-1\r\n")
     );
     if let Some(redis) = replies.get(1) {
         for (idx, args) in script.iter().enumerate() {

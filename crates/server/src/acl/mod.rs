@@ -232,6 +232,16 @@ impl ClientAcl {
         }
     }
 
+    /// Returns true if and only if the user may run `argv` (whose command is at `table_idx`),
+    /// without logging anything (`redis.acl_check_cmd`).
+    pub(crate) fn allows(&self, table_idx: usize, argv: &[Bytes]) -> bool {
+        match &self.user {
+            None => true,
+            Some(_) if self.unrestricted => true,
+            Some(user) => check_user(user, CATALOG.id_for_call(table_idx, argv), argv).is_ok(),
+        }
+    }
+
     /// The user's name (`default` for a superuser client).
     pub(crate) fn name(&self) -> Bytes {
         self.user

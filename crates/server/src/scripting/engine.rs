@@ -383,6 +383,25 @@ impl Engine {
             })?,
         )?;
         let call_state = Arc::clone(&calls);
+        sandbox.raw.raw_set(
+            "acl_check",
+            lua.create_function(move |_, args: MultiValue| {
+                let argv: Vec<Bytes> = args
+                    .iter()
+                    .filter_map(|arg| match arg {
+                        Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
+                        Value::Integer(n) => Some(Bytes::from(n.to_string())),
+                        Value::Number(n) => Some(Bytes::from(format_double(*n))),
+                        _ => None,
+                    })
+                    .collect();
+                let Some((idx, _)) = argv.first().and_then(|name| lookup(name)) else {
+                    return Ok(false);
+                };
+                Ok(lock(&call_state).client.acl.allows(idx, &argv))
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
         redis.raw_set(
             "pcall",
             lua.create_function(move |lua, args: MultiValue| {
