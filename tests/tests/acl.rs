@@ -663,3 +663,34 @@ fn clients_show_and_lose_their_user() {
         .collect();
     assert!(names.contains("default") && !names.contains("sub"));
 }
+
+/// DEBUG is a protected command: while `enable-debug-command` refuses it, the refusal comes
+/// before authentication and ACL, as in Redis (forkless answered NOAUTH first).
+#[test]
+fn a_refused_debug_comes_before_authentication() {
+    let server = TestServer::start(BIN, &["--requirepass", "p"]);
+    let mut conns = vec![server.raw()];
+    let real = real_redis(&["--requirepass", "p"]);
+    if let Some((_, addr)) = &real {
+        conns.push(RawConn::connect(*addr));
+    }
+    let replies: Vec<Vec<String>> = conns
+        .iter_mut()
+        .map(|conn| {
+            vec![
+                call(conn, &["DEBUG", "HELP"]),
+                call(conn, &["DEBUG"]),
+                call(conn, &["PING"]),
+            ]
+        })
+        .collect();
+    assert!(
+        replies[0][0].starts_with("-ERR DEBUG command not allowed."),
+        "{:?}",
+        replies[0]
+    );
+    assert_eq!(replies[0][2], "-NOAUTH Authentication required.\r\n");
+    if let Some(redis) = replies.get(1) {
+        assert_eq!(&replies[0], redis);
+    }
+}

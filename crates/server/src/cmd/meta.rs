@@ -77,6 +77,9 @@ impl Flags {
     /// forkless: refused with MISCONF after a failed background save although it does not
     /// write (Redis refuses PING too, so that monitoring notices).
     pub(crate) const REFUSED_ON_MISCONF: Flags = Flags(1 << 26);
+    /// forkless: Redis's `protected` commands (DEBUG): refused right after the arity check,
+    /// before authentication and ACL, unless `enable-debug-command` lets this client in.
+    pub(crate) const PROTECTED: Flags = Flags(1 << 27);
 
     /// The flags COMMAND INFO reports, in the order Redis 7.0 writes them
     /// (`addReplyCommandFlags`); the others are hidden.
@@ -199,6 +202,8 @@ pub(crate) enum Refusal {
     /// A RESP2 client in subscribed mode sent a command other than (un)subscribe, PING, QUIT
     /// or RESET.
     SubscribedMode { command: &'static str },
+    /// DEBUG while `enable-debug-command` does not let this client run it.
+    DebugNotAllowed,
     /// The dataset is still loading.
     Loading,
     /// The command may not be queued inside MULTI.
@@ -239,6 +244,7 @@ impl fmt::Display for Refusal {
                 "NOPERM this user has no permissions to access one of the channels used as \
                  arguments",
             ),
+            Refusal::DebugNotAllowed => f.write_str(super::debug::NOT_ALLOWED),
             Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),

@@ -425,6 +425,9 @@ fn refusal(
             command: command.name,
         });
     }
+    if command.has_flag(Flags::PROTECTED) && !debug::allowed_for(server, client) {
+        return Some(Refusal::DebugNotAllowed);
+    }
     if !client.authenticated
         && !command.has_flag(Flags::NO_AUTH)
         && server
