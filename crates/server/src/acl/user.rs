@@ -453,6 +453,10 @@ pub(crate) struct User {
     pub(crate) root: Selector,
     /// The selectors in parentheses, in the order they were added.
     pub(crate) selectors: Vec<Selector>,
+    /// The description, computed once (Redis's `acl_string`): finding the categories that fit
+    /// best walks the command table once per category, and ACL LIST describes every user.
+    /// [`User::apply`] clears it.
+    description: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl User {
@@ -466,6 +470,7 @@ impl User {
             passwords: Vec::new(),
             root: Selector::new(pubsub_default_all),
             selectors: Vec::new(),
+            description: std::sync::OnceLock::new(),
         }
     }
 
@@ -496,6 +501,7 @@ impl User {
         if op.is_empty() {
             return Ok(());
         }
+        self.description = std::sync::OnceLock::new();
         if is("on") {
             self.enabled = true;
         } else if is("off") {
@@ -600,6 +606,12 @@ impl User {
     /// `ACLDescribeUser`: the rules that rebuild this user (ACL LIST, ACL SAVE, CONFIG
     /// REWRITE), without the `user <name>` prefix.
     pub(crate) fn describe(&self) -> Vec<u8> {
+        self.description
+            .get_or_init(|| self.describe_uncached())
+            .clone()
+    }
+
+    fn describe_uncached(&self) -> Vec<u8> {
         let mut text = Vec::new();
         for flag in self.flag_names() {
             text.extend_from_slice(flag.as_bytes());
