@@ -199,6 +199,29 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                             return reason;
                         }
                     }
+                    if let Some(request) = client.conn.wait_replicas.take() {
+                        // WAIT: the replies before it go out, then it waits for the ACKs.
+                        if let Err(err) = write_out(
+                            server,
+                            socket,
+                            &handle,
+                            &mut out,
+                            ObufLimits::of(server, client),
+                        )
+                        .await
+                        {
+                            return format!("write error: {err}");
+                        }
+                        let acked = crate::replication::primary::wait(server, request).await;
+                        out.int(acked);
+                    }
+                    if let Some(handover) = client.conn.handover.take() {
+                        // PSYNC/SYNC: from here on the connection is a replica's link.
+                        return crate::replication::primary::serve(
+                            server, socket, client, &mut input, handover,
+                        )
+                        .await;
+                    }
                     if client.close_after_reply {
                         let _ = write_out(
                             server,

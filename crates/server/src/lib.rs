@@ -40,6 +40,7 @@ mod limits;
 mod notify;
 mod persistence;
 mod pubsub;
+mod replication;
 mod scripting;
 mod server;
 

@@ -74,6 +74,9 @@ pub(crate) struct Tunables {
     pub(crate) latency_monitor_threshold: AtomicU64,
     /// `tracking-table-max-keys`; 0 is no limit.
     pub(crate) tracking_table_max_keys: AtomicU64,
+    /// `min-replicas-to-write` and `min-replicas-max-lag`, read by every write command.
+    pub(crate) min_replicas_to_write: AtomicU64,
+    pub(crate) min_replicas_max_lag: AtomicU64,
 }
 
 impl Tunables {
@@ -127,6 +130,12 @@ impl Tunables {
             .store(config.latency_monitor_threshold, Ordering::Relaxed);
         self.tracking_table_max_keys
             .store(config.tracking_table_max_keys, Ordering::Relaxed);
+        let stored =
+            |name: &str, default: i64| u64::try_from(config.stored_int(name, default)).unwrap_or(0);
+        self.min_replicas_to_write
+            .store(stored("min-replicas-to-write", 0), Ordering::Relaxed);
+        self.min_replicas_max_lag
+            .store(stored("min-replicas-max-lag", 10), Ordering::Relaxed);
     }
 }
 
@@ -269,6 +278,8 @@ pub(crate) struct Server {
     pub(crate) aof: crate::aof::Aof,
     /// ACL users, the ACL log.
     pub(crate) acl: crate::acl::Acl,
+    /// Replication's shared state: IDs, offsets, the stream and its backlog, the replicas.
+    pub(crate) replication: crate::replication::Replication,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -316,6 +327,7 @@ impl Server {
             scripting: crate::scripting::Scripting::default(),
             aof: crate::aof::Aof::default(),
             acl,
+            replication: crate::replication::Replication::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

@@ -219,6 +219,8 @@ pub(crate) enum Refusal {
     /// The last write to the AOF failed (the OS error's number): writes are refused until one
     /// succeeds, as Redis 7.0 does.
     MisconfAof { errno: i32 },
+    /// `min-replicas-to-write` replicas with a lag within `min-replicas-max-lag` are not there.
+    NoReplicas,
 }
 
 impl fmt::Display for Refusal {
@@ -248,6 +250,7 @@ impl fmt::Display for Refusal {
             Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),
+            Refusal::NoReplicas => f.write_str("NOREPLICAS Not enough good replicas to write."),
             Refusal::MisconfAof { errno } => write!(
                 f,
                 "MISCONF Errors writing to the AOF file: {}",

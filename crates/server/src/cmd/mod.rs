@@ -133,6 +133,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         debug::COMMANDS,
         scripting::COMMANDS,
         acl::COMMANDS,
+        crate::replication::commands::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -481,6 +482,9 @@ fn refusal(
         && let Some(errno) = server.aof.write_errno()
     {
         return Some(Refusal::MisconfAof { errno });
+    }
+    if command.has_flag(Flags::WRITE) && crate::replication::primary::writes_refused(server) {
+        return Some(Refusal::NoReplicas);
     }
     None
 }

@@ -32,7 +32,7 @@
 //!   startup as "accepted, not in effect" when set to other than the default.
 //! - Options whose absence would lose data or weaken security are refused (`check_supported`
 //!   in `table.rs`): `appendonly yes`, `maxmemory`, `aclfile`, `tls-port`, `replicaof`,
-//!   `min-replicas-to-write`, `cluster-enabled yes`, and the `user`, `rename-command`,
+//!   `cluster-enabled yes`, and the `user`, `rename-command`,
 //!   `loadmodule` and `sentinel` directives (`load.rs`).
 //! - forkless does not `chdir` into `dir`; it stores the canonical absolute path instead, and
 //!   CONFIG GET dir shows it as Redis shows its working directory.

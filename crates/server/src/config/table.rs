@@ -272,7 +272,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("lazyfree-lazy-server-del", INERT, stored!(Check::Bool, "no")),
     opt("lazyfree-lazy-user-flush", INERT, stored!(Check::Bool, "no")),
     opt("repl-disable-tcp-nodelay", INERT, stored!(Check::Bool, "no")),
-    opt("repl-diskless-sync", INERT, stored!(Check::Bool, "yes")),
+    opt("repl-diskless-sync", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-rewrite-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
     opt("no-appendfsync-on-rewrite", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
@@ -341,7 +341,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("lfu-log-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("lfu-decay-time", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
     opt("replica-priority", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
-    opt("repl-diskless-sync-delay", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
+    opt("repl-diskless-sync-delay", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
     opt("maxmemory-samples", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "5")),
     opt("maxmemory-eviction-tenacity", INERT, stored!(Check::Int(Signed(0, 100)), "10")),
     opt("replica-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
@@ -349,24 +349,24 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("cluster-announce-bus-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-tls-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
-    opt("repl-timeout", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
-    opt("repl-ping-replica-period", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
+    opt("repl-timeout", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
+    opt("repl-ping-replica-period", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
     opt("list-compress-depth", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("rdb-key-save-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
     opt("key-load-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
     opt("active-expire-effort", INERT, stored!(Check::Int(Signed(1, 10)), "1")),
     opt("min-replicas-to-write", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
-    opt("min-replicas-max-lag", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("min-replicas-max-lag", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("watchdog-period", HIDDEN | INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("shutdown-timeout", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
-    opt("repl-diskless-sync-max-replicas", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
+    opt("repl-diskless-sync-max-replicas", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
     opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
     opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
     opt("acllog-max-len", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
     opt("cluster-node-timeout", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "15000")),
     opt("stream-node-max-entries", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "100")),
-    opt("repl-backlog-size", INERT, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
+    opt("repl-backlog-size", MUTABLE, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
     opt("cluster-link-sendbuf-limit", INERT, stored!(Check::Memory(Unsigned(0, u64::MAX)), "0")),
     opt("hash-max-listpack-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
     opt("set-max-intset-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
@@ -376,7 +376,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("stream-node-max-bytes", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "4096")),
     opt("zset-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
     opt("maxmemory-clients", INERT, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
-    opt("repl-backlog-ttl", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
+    opt("repl-backlog-ttl", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
     opt("auto-aof-rewrite-min-size", MUTABLE, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
     opt("loading-process-events-interval-bytes", HIDDEN | INERT, stored!(Check::Int(Signed(1024, INT_MAX)), "2097152")),
     opt("tls-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
@@ -571,13 +571,6 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
         return Err(
             "cluster-enabled yes is not supported by forkless yet: cluster mode is not \
                     implemented"
-                .to_owned(),
-        );
-    }
-    if config.stored.contains_key("min-replicas-to-write") {
-        return Err(
-            "min-replicas-to-write is not supported by forkless yet: replication is not \
-                    implemented, so writes would be accepted without the replicas it demands"
                 .to_owned(),
         );
     }

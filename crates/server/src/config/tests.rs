@@ -569,11 +569,6 @@ fn bad_values_have_redis_messages() {
              this server would not follow the master",
         ),
         (
-            "min-slaves-to-write 1",
-            "min-replicas-to-write is not supported by forkless yet: replication is not \
-             implemented, so writes would be accepted without the replicas it demands",
-        ),
-        (
             "cluster-enabled yes",
             "cluster-enabled yes is not supported by forkless yet: cluster mode is not \
              implemented",
