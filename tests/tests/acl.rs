@@ -694,3 +694,54 @@ fn a_refused_debug_comes_before_authentication() {
         assert_eq!(&replies[0], redis);
     }
 }
+
+/// Every command and subcommand forkless has is in exactly Redis 7.0's ACL categories (ACL CAT
+/// per category against redis-server's; the CLIENT container and MEMORY USAGE were in one too
+/// many).
+#[test]
+fn categories_are_redis_categories() {
+    let server = TestServer::start(BIN, &[]);
+    let Some((_guard, addr)) = real_redis(&[]) else {
+        return;
+    };
+    let mut forkless = server.client();
+    let mut redis = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let categories: Vec<String> = redis::cmd("ACL").arg("CAT").query(&mut redis).unwrap();
+    let ours: Vec<String> = redis::cmd("ACL").arg("CAT").query(&mut forkless).unwrap();
+    assert_eq!(categories, ours);
+    let cat = |conn: &mut redis::Connection, category: &str| -> BTreeSet<String> {
+        redis::cmd("ACL")
+            .arg("CAT")
+            .arg(category)
+            .query(conn)
+            .unwrap()
+    };
+    let mut known: BTreeSet<String> = redis::cmd("COMMAND")
+        .arg("LIST")
+        .query(&mut forkless)
+        .unwrap();
+    let per_category: Vec<(String, BTreeSet<String>, BTreeSet<String>)> = categories
+        .iter()
+        .map(|category| {
+            let theirs = cat(&mut redis, category);
+            let ours = cat(&mut forkless, category);
+            known.extend(ours.iter().cloned());
+            (category.clone(), theirs, ours)
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for (category, theirs, ours) in per_category {
+        for name in ours.difference(&theirs) {
+            wrong.push(format!("{name} is not in @{category} in Redis"));
+        }
+        for name in theirs.iter().filter(|name| known.contains(*name)) {
+            if !ours.contains(name) {
+                wrong.push(format!("{name} is missing from @{category}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

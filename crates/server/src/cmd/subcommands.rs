@@ -154,7 +154,7 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "memory|malloc-stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show allocator internal stats", since: "4.0.0" , run: Some(memory::memory_malloc_stats) },
     Subcommand { name: "memory|purge", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Ask the allocator to release memory", since: "4.0.0" , run: Some(memory::memory_purge) },
     Subcommand { name: "memory|stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show memory usage details", since: "4.0.0" , run: Some(memory::memory_stats) },
-    Subcommand { name: "memory|usage", arity: -3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Estimate the memory usage of a key", since: "4.0.0" , run: Some(memory::memory_usage) },
+    Subcommand { name: "memory|usage", arity: -3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: &["read", "slow"], summary: "Estimate the memory usage of a key", since: "4.0.0" , run: Some(memory::memory_usage) },
     Subcommand { name: "memory|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "4.0.0" , run: Some(memory::memory_help) },
 ];
 
