@@ -118,13 +118,17 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     server.clients.insert(Arc::clone(&handle));
-    let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
+    let auth_required = server
+        .tunables
+        .default_auth_required
+        .load(Ordering::Relaxed);
     let mut client = Client {
         id,
         db: 0,
-        authenticated: !requirepass_set,
+        authenticated: !auth_required,
         close_after_reply: false,
         handle: Arc::clone(&handle),
         subs: crate::pubsub::ClientSubscriptions::new(),
@@ -136,6 +140,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         block_retry: false,
         replay: false,
         conn: cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::default_user(&server),
+        acl_caller: None,
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+mod acl;
 mod aof;
 mod blocking;
 mod cmd;
@@ -173,6 +174,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let port = config.port;
     let backlog = config.tcp_backlog;
     let server = Server::new(config);
+    acl::load_at_startup(&server)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),

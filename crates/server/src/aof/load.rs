@@ -151,6 +151,7 @@ pub(crate) fn replay_client_at(
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Client {
         id,
@@ -167,6 +168,8 @@ pub(crate) fn replay_client_at(
         block_retry: false,
         replay: true,
         conn: cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::superuser(),
+        acl_caller: None,
     }
 }
 

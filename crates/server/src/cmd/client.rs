@@ -338,7 +338,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
-         oll={} omem={} tot-mem={} events={} cmd={} user=default redir={} resp={}",
+         oll={} omem={} tot-mem={} events={} cmd={} user={} redir={} resp={}",
         handle.id,
         handle.addr,
         handle.local_addr,
@@ -364,9 +364,15 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
         tot_mem,
         events,
         cmd,
+        String::from_utf8_lossy(&lock(&handle.user)),
         figures.redir,
         handle.resp.load(Ordering::Relaxed),
     )
+}
+
+/// The CLIENT LIST line of a client as others see it (what the ACL log records).
+pub(crate) fn handle_line(handle: &ClientHandle) -> String {
+    client_line(handle, &figures_of_other(handle), None)
 }
 
 /// The running client's own line: its figures read from its state, not from what it last
@@ -810,6 +816,7 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     let mut id = None;
     let mut addr = None;
     let mut laddr = None;
+    let mut user = None;
     let mut skipme = true;
     let mut kind_filter = None;
     let mut pairs = filters.chunks_exact(2);
@@ -852,13 +859,14 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
             }
             kind_filter = Some(client_kind_of_name(value));
         } else if eq_ignore_case(option, "user") {
-            if value.as_ref() != b"default" {
+            if ctx.server.acl.get(value).is_none() {
                 ctx.out.error(&format!(
                     "ERR No such user '{}'",
                     String::from_utf8_lossy(value)
                 ));
                 return;
             }
+            user = Some(value.clone());
         } else {
             ctx.out.error(reply::SYNTAX);
             return;
@@ -875,6 +883,9 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
             && laddr
                 .as_ref()
                 .is_none_or(|a| *a == handle.local_addr.to_string())
+            && user
+                .as_ref()
+                .is_none_or(|user| *lock(&handle.user) == *user)
             && kind_filter.is_none_or(|kind| kind == client_kind(&handle))
             && !(skipme && handle.id == ctx.client.id);
         if matches {

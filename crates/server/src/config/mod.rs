@@ -344,6 +344,9 @@ pub struct Config {
     pub protected_mode: bool,
     /// `requirepass`: the `default` user's password; `None` when empty (no AUTH needed).
     pub requirepass: Option<String>,
+    /// The config file's `user` lines, in order: the user's name, then its rules (selectors
+    /// spread over several words merged into one), loaded into the ACL at startup.
+    pub acl_users: Vec<Vec<Vec<u8>>>,
     /// `databases`: number of logical databases, at least 1. Default 16. Immutable.
     pub databases: usize,
     /// `dir`: canonical absolute directory for the snapshot file (and a relative `logfile`).
@@ -464,6 +467,7 @@ impl Default for Config {
             port: 6379,
             protected_mode: true,
             requirepass: None,
+            acl_users: Vec::new(),
             databases: 16,
             dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             dbfilename: "dump.rdb".to_owned(),
@@ -528,11 +532,13 @@ impl Default for Config {
 
 mod lexer;
 pub(crate) use lexer::repr;
+pub(crate) use lexer::split_args;
 pub(crate) use parse::parse_memory;
 mod load;
 pub(crate) use self::load::strerror;
 mod parse;
 mod rewrite;
+pub(crate) use self::rewrite::write_atomically;
 mod special;
 mod stored;
 mod table;

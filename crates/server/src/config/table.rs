@@ -323,7 +323,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("syslog-facility", IMMUTABLE | INERT, stored!(Check::Enum(SYSLOG_FACILITY), "local0")),
     opt("repl-diskless-load", MUTABLE, stored!(Check::Enum(REPL_DISKLESS_LOAD), "disabled")),
     opt("oom-score-adj", INERT, stored!(Check::Enum(OOM_SCORE_ADJ), "no")),
-    opt("acl-pubsub-default", INERT, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
+    opt("acl-pubsub-default", MUTABLE, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
     opt("sanitize-dump-payload", INERT, stored!(Check::Enum(SANITIZE_DUMP_PAYLOAD), "no")),
     opt("enable-module-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
     opt("cluster-preferred-endpoint-type", INERT, stored!(Check::Enum(ENDPOINT_TYPE), "ip")),
@@ -363,7 +363,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
     opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
     opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
-    opt("acllog-max-len", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
+    opt("acllog-max-len", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
     opt("cluster-node-timeout", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "15000")),
     opt("stream-node-max-entries", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "100")),
     opt("repl-backlog-size", MUTABLE, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
@@ -557,13 +557,6 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
         return Err(
             "maxmemory is not supported by forkless yet: memory limits and eviction \
                     are not implemented, so the limit would not be enforced"
-                .to_owned(),
-        );
-    }
-    if config.stored.contains_key("aclfile") {
-        return Err(
-            "aclfile is not supported by forkless yet: ACL users are not implemented, so \
-                    the file's users and their restrictions would not be enforced"
                 .to_owned(),
         );
     }

@@ -542,14 +542,16 @@ fn bad_values_have_redis_messages() {
             "Unbalanced quotes in configuration line",
         ),
         (
-            "aclfile /etc/redis/users.acl",
-            "aclfile is not supported by forkless yet: ACL users are not implemented, so the \
-             file's users and their restrictions would not be enforced",
+            // Redis names the word at the failing rule's index in the whole line: `alice`.
+            "user alice on #abc",
+            "Error in user declaration 'alice': The password hash must be exactly 64 \
+             characters and contain only lowercase hexadecimal characters",
         ),
         (
-            "user alice on >secret ~* +@all",
-            "user is not supported by forkless yet: ACL users are not implemented, so the user \
-             and its restrictions would not be enforced",
+            "user alice ~a allkeys ~b",
+            "Error in user declaration '~a': Adding a pattern after the * pattern (or the \
+             'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start \
+             with an empty list of patterns",
         ),
         (
             "rename-command CONFIG \"\"",

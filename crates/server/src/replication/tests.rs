@@ -33,6 +33,7 @@ fn link() -> Arc<Link> {
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Arc::new(Link {
         handle,
