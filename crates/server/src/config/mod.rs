@@ -446,7 +446,7 @@ pub struct Config {
     pub snapshot_idle_priority: bool,
     /// `snapshot-max-retained-bytes`: the most old versions an epoch snapshot retains before a
     /// write that would retain another waits for the save to catch up; 0 is no limit.
-    /// Default 32 MiB. A change applies from the next snapshot.
+    /// Default 16 MiB. A change applies from the next snapshot.
     pub snapshot_max_retained_bytes: u64,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,
@@ -522,7 +522,7 @@ impl Default for Config {
             snapshot_max_bytes_per_sec: 0,
             snapshot_threads: 0,
             snapshot_nice: 0,
-            snapshot_max_retained_bytes: 32 << 20,
+            snapshot_max_retained_bytes: 16 << 20,
             snapshot_idle_priority: true,
             worker_threads: 0,
             notify_keyspace_events: 0,

@@ -128,7 +128,7 @@ fn defaults_render_as_redis_does() {
         ("snapshot-threads", "0"),
         ("snapshot-nice", "0"),
         ("snapshot-idle-priority", "yes"),
-        ("snapshot-max-retained-bytes", "33554432"),
+        ("snapshot-max-retained-bytes", "16777216"),
         ("worker-threads", "0"),
     ];
     let all = config.get(&[b"*"]);

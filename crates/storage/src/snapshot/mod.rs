@@ -389,6 +389,46 @@ mod tests {
         assert_eq!(keyspace.retained().bytes, 0);
     }
 
+    /// The retained budget: without one nothing waits; with one, a write that retains a
+    /// version while the snapshot retains more than the budget waits once its locks are
+    /// released, at most `BUDGET_MAX_WAIT` when nothing makes room, and is counted; writes
+    /// that retain nothing (a key already retained, a key created after the cut) never wait.
+    #[test]
+    fn a_write_that_retains_over_the_budget_waits_and_is_counted() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let set = |key: &[u8], value: &[u8]| {
+            db.write(&[key], 0).set(key, Value::string(value), None);
+        };
+        for key in [&b"a"[..], b"b"] {
+            set(key, &[b'x'; 1000]);
+        }
+        // No budget: no wait.
+        keyspace.set_retained_budget(0);
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        set(b"a", b"new");
+        assert_eq!(keyspace.retained_budget(), (0, 0));
+        keyspace.end_snapshot(cut);
+
+        keyspace.set_retained_budget(100);
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        let started = std::time::Instant::now();
+        set(b"b", b"new");
+        assert!(started.elapsed() >= crate::BUDGET_MAX_WAIT);
+        assert_eq!(keyspace.retained_budget(), (100, 1));
+        // Held, the write went on: its version is still retained, and nothing was lost.
+        assert_eq!(keyspace.retained().versions, 1);
+        // A key already retained, and a key created after the cut, retain nothing more.
+        set(b"b", b"newer");
+        set(b"c", b"created");
+        assert_eq!(keyspace.retained_budget(), (100, 1));
+        // The sweeper's take and drop make room.
+        drop(keyspace.take_retained(&cut, 0, db.shard_of_key(b"b")));
+        assert_eq!(keyspace.retained().bytes, 0);
+        keyspace.end_snapshot(cut);
+        assert_eq!(keyspace.retained().bytes, 0);
+    }
+
     /// The save slot has one owner: a claim (with or without a cut) refuses every other save,
     /// hands its record to readers, and frees the slot only when both the claim is dropped and
     /// its cut, if any, has ended.
