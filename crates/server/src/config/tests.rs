@@ -876,7 +876,7 @@ fn config_get_patterns() {
             "client-output-buffer-limit"
         ]
     );
-    assert_eq!(names(&["snapshot-*"]).len(), 8);
+    assert_eq!(names(&["snapshot-*"]).len(), 9);
     let hidden = OPTIONS
         .iter()
         .filter(|spec| spec.flags & HIDDEN != 0)
