@@ -825,6 +825,22 @@ mod tests {
         assert_eq!(small.modes, [Mode::Epoch, Mode::Fork, Mode::Redis]);
         assert_eq!((small.clients, small.pipeline, small.threads), (50, 16, 2));
         assert!(Options::try_parse_from(["x", "--modes", "nope"]).is_err());
+        let extra = Options::try_parse_from([
+            "x",
+            "--forkless-arg",
+            "snapshot-max-retained-bytes=8mb",
+            "--forkless-arg",
+            "snapshot-threads=1",
+        ])
+        .unwrap();
+        assert_eq!(
+            extra.forkless_args,
+            [
+                ("snapshot-max-retained-bytes".to_string(), "8mb".to_string()),
+                ("snapshot-threads".to_string(), "1".to_string())
+            ]
+        );
+        assert!(Options::try_parse_from(["x", "--forkless-arg", "no-equals"]).is_err());
     }
 
     #[test]
