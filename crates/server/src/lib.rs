@@ -398,7 +398,12 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                         .latency
                         .add_sample_if_needed(&server.tunables, "expire-cycle", took_ms);
                 }
-                // The server's cron: freed connection memory goes back to the system here.
+                // The server's cron: freed connection memory goes back to the system here, and,
+                // while an epoch snapshot runs, what its saved versions and the overwrites
+                // around it free (docs/snapshot.md, "Memory goes back").
+                if server.keyspace.snapshot_in_progress() {
+                    limits::request_memory_release();
+                }
                 limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }

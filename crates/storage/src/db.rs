@@ -606,6 +606,32 @@ impl Deferred {
     }
 }
 
+impl Drop for WriteGuard<'_> {
+    /// Releases the locks, then frees what the guard deferred. A write that retained a version
+    /// while its snapshot's retained budget was full waits for room after both
+    /// ([`retain::BudgetWait`]); without a running snapshot this costs one look at each locked
+    /// shard's snapshot slot, which the guard has in cache.
+    fn drop(&mut self) {
+        let wait = match &mut self.locks {
+            Locks::One(_, guard) => guard
+                .snapshot
+                .as_mut()
+                .and_then(|snapshot| snapshot.take_budget_wait()),
+            Locks::Many(guards) => guards.iter_mut().find_map(|(_, guard)| {
+                guard
+                    .snapshot
+                    .as_mut()
+                    .and_then(|snapshot| snapshot.take_budget_wait())
+            }),
+        };
+        if let Some(wait) = wait {
+            self.locks = Locks::Many(Vec::new());
+            drop(std::mem::take(&mut self.deferred));
+            wait.wait_for_room();
+        }
+    }
+}
+
 impl WriteGuard<'_> {
     /// The time, in ms since the Unix epoch, this command runs at.
     pub fn now_ms(&self) -> u64 {

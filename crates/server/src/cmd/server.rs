@@ -190,6 +190,9 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(changed) => {
             *config = candidate;
             ctx.server.tunables.refresh(&config);
+            ctx.server
+                .keyspace
+                .set_retained_budget(config.snapshot_max_retained_bytes);
             crate::notify::configure(ctx.server);
             let loglevel = config.loglevel;
             let requirepass = config.requirepass.clone();

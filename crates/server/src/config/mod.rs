@@ -447,6 +447,10 @@ pub struct Config {
     /// `snapshot-idle-priority`: the snapshot's traversal threads run under `SCHED_IDLE`, on
     /// CPU time no other thread wants, and pace themselves while clients are busy. Default yes.
     pub snapshot_idle_priority: bool,
+    /// `snapshot-max-retained-bytes`: the most old versions an epoch snapshot retains before a
+    /// write that would retain another waits for the save to catch up; 0 is no limit.
+    /// Default 16 MiB. A change applies from the next snapshot.
+    pub snapshot_max_retained_bytes: u64,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,
     /// `notify-keyspace-events`: the classes of keyspace notifications published, as
@@ -522,6 +526,7 @@ impl Default for Config {
             snapshot_max_bytes_per_sec: 0,
             snapshot_threads: 0,
             snapshot_nice: 0,
+            snapshot_max_retained_bytes: 16 << 20,
             snapshot_idle_priority: true,
             worker_threads: 0,
             notify_keyspace_events: 0,

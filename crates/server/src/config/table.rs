@@ -251,6 +251,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-threads",            MUTABLE,   int!(snapshot_threads, usize, Signed(0, 1024))),
     opt("snapshot-nice",               MUTABLE,   int!(snapshot_nice, i32, Signed(0, 19))),
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
+    opt("snapshot-max-retained-bytes", MUTABLE,
+        mem!(snapshot_max_retained_bytes, Signed(0, LONG_MAX))),
     opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
     opt("notify-keyspace-events",      MUTABLE,   text!(notify_get, notify_set)),
     opt("oom-score-adj-values",        INERT,

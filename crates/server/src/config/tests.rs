@@ -128,6 +128,7 @@ fn defaults_render_as_redis_does() {
         ("snapshot-threads", "0"),
         ("snapshot-nice", "0"),
         ("snapshot-idle-priority", "yes"),
+        ("snapshot-max-retained-bytes", "16777216"),
         ("worker-threads", "0"),
     ];
     let all = config.get(&[b"*"]);
@@ -281,6 +282,8 @@ fn values_parse_and_render_like_redis() {
         ("snapshot-nice", "0", "0"),
         ("snapshot-idle-priority", "no", "no"),
         ("snapshot-idle-priority", "YES", "yes"),
+        ("snapshot-max-retained-bytes", "64mb", "67108864"),
+        ("snapshot-max-retained-bytes", "0", "0"),
         (
             "client-output-buffer-limit",
             "replica 1mb 2 3",
@@ -865,7 +868,7 @@ fn config_get_patterns() {
             "client-output-buffer-limit"
         ]
     );
-    assert_eq!(names(&["snapshot-*"]).len(), 8);
+    assert_eq!(names(&["snapshot-*"]).len(), 9);
     let hidden = OPTIONS
         .iter()
         .filter(|spec| spec.flags & HIDDEN != 0)

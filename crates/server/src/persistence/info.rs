@@ -155,6 +155,9 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("snapshot_retained_versions", &retained.versions);
     field("snapshot_retained_bytes", &retained.bytes);
     field("snapshot_peak_retained_bytes", &retained.peak_bytes);
+    let (budget, budget_hits) = server.keyspace.retained_budget();
+    field("snapshot_retained_budget", &budget);
+    field("snapshot_retained_budget_hits", &budget_hits);
     if let Some(err) = &state.last_error {
         field("snapshot_last_error", &err.replace(['\r', '\n'], " "));
     }

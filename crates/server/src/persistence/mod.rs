@@ -313,6 +313,10 @@ fn finish(
     background: bool,
     claim: SaveClaim,
 ) {
+    // What the save freed (old versions, chunk buffers, the sweeper's batches) went back to
+    // the allocator's arenas, which keep it mapped: the cron gives it back to the system
+    // (`limits::release_free_memory`), so RSS returns to where it was before the save.
+    crate::limits::request_memory_release();
     let mut state = server.persistence.state();
     let running = running(server);
     // Released with the state held, so no reader sees the save ended without its outcome.
