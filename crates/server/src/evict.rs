@@ -56,7 +56,7 @@ pub(crate) struct Figures {
     pub(crate) retained: u64,
     /// Bytes rendered for the AOF, not yet written.
     pub(crate) aof_buffer: u64,
-    /// What the eviction check leaves out of `used`: the retained versions and the AOF buffer.
+    /// What the eviction check leaves out of `used` (`not_counted`).
     pub(crate) not_counted_for_evict: u64,
     pub(crate) allocator: allocator::MallocFigures,
 }
@@ -115,7 +115,9 @@ pub(crate) fn figures(server: &Server) -> Figures {
         clients_normal,
         retained,
         aof_buffer,
-        not_counted_for_evict: retained.saturating_add(aof_buffer),
+        not_counted_for_evict: retained
+            .saturating_add(aof_buffer)
+            .saturating_add(server.replication.mem_clients_slaves()),
         allocator: allocator::malloc_figures(),
     }
 }
@@ -196,12 +198,22 @@ fn time_limit(tenacity: u64) -> Option<Duration> {
     None
 }
 
-/// What counts against `maxmemory` now: `used_memory` less what is not counted for eviction
-/// (the retained versions and the AOF's buffer, Redis's `freeMemoryGetNotCountedMemory`).
+/// What counts against `maxmemory` now: `used_memory` less what is not counted for eviction.
 fn counted_memory(server: &Server) -> u64 {
-    used_memory()
-        .saturating_sub(server.keyspace.retained().bytes)
-        .saturating_sub(crate::aof::buffered_bytes(server))
+    used_memory().saturating_sub(not_counted(server))
+}
+
+/// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
+/// snapshot retains, the AOF's unwritten buffer, and what replicas have yet to receive of the
+/// replication buffer. Takes the save slot, the AOF state and the replication state in turn,
+/// none under a shard lock.
+fn not_counted(server: &Server) -> u64 {
+    server
+        .keyspace
+        .retained()
+        .bytes
+        .saturating_add(crate::aof::buffered_bytes(server))
+        .saturating_add(server.replication.mem_clients_slaves())
 }
 
 /// Redis's `performEvictions`, called before a command that may need memory: when the server
@@ -217,6 +229,16 @@ fn counted_memory(server: &Server) -> u64 {
 /// nothing that excludes it), so no eviction falls inside a transaction or a script.
 fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     let limit = server.tunables.maxmemory.load(Ordering::Relaxed);
+    // A replica leaves eviction to its master (`replica-ignore-maxmemory yes`, the default):
+    // the master's DELs keep the datasets equal.
+    if server
+        .tunables
+        .replica_ignore_maxmemory
+        .load(Ordering::Relaxed)
+        && server.replication.replica.is_replica()
+    {
+        return false;
+    }
     // The approximate figure settles most commands with one load; near the limit the exact
     // sum decides.
     if limit == 0
