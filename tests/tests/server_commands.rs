@@ -81,6 +81,7 @@ fn info_has_every_section_and_plausible_values() {
             "# Replication",
             "# CPU",
             "# Modules",
+            "# Errorstats",
             "# Cluster",
             "# Keyspace"
         ]

@@ -220,7 +220,9 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                 }
                 Ok(None) => break,
                 Err(err) => {
+                    let reply_start = out.len();
                     out.error(&format!("ERR {err}"));
+                    cmd::count_error_reply(server, &out, reply_start);
                     let _ = write_out(
                         server,
                         socket,
@@ -379,7 +381,9 @@ async fn wait_blocked(
             () = handle.kill.notified() => break Err("killed".to_string()),
             () = handle.info.unblocked.notified() => match handle.info.take_unblock() {
                 Some(true) => {
+                    let reply_start = out.len();
                     out.error(cmd::client::UNBLOCKED_ERROR);
+                    cmd::count_unblocked_error(server, out, reply_start, argv);
                     break Ok(false);
                 }
                 Some(false) => {

@@ -5,7 +5,7 @@
 //! - `server`: state shared by all connections (keyspace, live config, stats, client registry).
 //! - `conn`: one connection's read → decode → execute → write loop.
 //! - `cmd`: the command table and one module per command group.
-//! - `info`: the INFO sections.
+//! - `info`: the INFO sections; `errorstats`: error replies counted by code.
 //! - `persistence`: SAVE/BGSAVE, save points, loading at startup.
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
@@ -33,6 +33,7 @@ pub mod config;
 mod conn;
 mod daemon;
 mod effects;
+mod errorstats;
 mod fork_mode;
 mod info;
 mod limits;

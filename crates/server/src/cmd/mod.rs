@@ -202,6 +202,17 @@ pub(crate) struct Client {
     pub(crate) conn: client::ConnState,
 }
 
+/// The id of the client a script's commands run as (no connection has it: ids count up
+/// from 1).
+pub(crate) const SCRIPT_CLIENT_ID: u64 = u64::MAX;
+
+impl Client {
+    /// Returns true if and only if this is the client a script's commands run as.
+    pub(crate) fn is_script(&self) -> bool {
+        self.id == SCRIPT_CLIENT_ID
+    }
+}
+
 /// What a handler works with.
 pub(crate) struct Ctx<'a> {
     pub(crate) server: &'a Server,
@@ -216,6 +227,10 @@ pub(crate) struct Ctx<'a> {
     /// Several commands when one is not enough (XREADGROUP: an XCLAIM per delivered entry and
     /// the group's position).
     effect: Option<Vec<Vec<Bytes>>>,
+    /// Set by a handler whose error reply was counted already (a script's error that came
+    /// from a command the script ran): dispatch then counts only the command's
+    /// `failed_calls`, as Redis's `ERR_REPLY_FLAG_NO_STATS_UPDATE`.
+    pub(crate) error_counted: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -309,19 +324,18 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     let Some(name) = argv.first() else { return };
     let Some((idx, command)) = lookup(name) else {
         client.handle.last_command.store(0, Ordering::Relaxed);
+        let reply_start = out.len();
         out.error(&unknown_command(argv));
-        server
-            .stats
-            .total_error_replies
-            .fetch_add(1, Ordering::Relaxed);
+        count_error_reply(server, out, reply_start);
         transaction::flag_error(client);
         return;
     };
     remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
     if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
+        let reply_start = out.len();
         out.error(&refusal.to_string());
-        reject(server, stats);
+        reject(server, stats, out, reply_start);
         transaction::flag_error(client);
         return;
     }
@@ -333,7 +347,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     let _gate = match crate::scripting::admit(server, command, argv) {
         crate::scripting::Admission::Run(gate) => gate,
         crate::scripting::Admission::Refuse(error) => {
-            reject(server, stats);
+            let reply_start = out.len();
             // EXEC (the command that runs inside MULTI and takes the gate itself) refused:
             // the transaction is aborted, as in Redis.
             if command.gate == Gate::Exclusive
@@ -348,6 +362,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
                 out.error(error);
                 transaction::flag_error(client);
             }
+            reject(server, stats, out, reply_start);
             return;
         }
     };
@@ -471,9 +486,11 @@ pub(crate) fn dispatch(
         now_ms,
         keys: command.keys,
         effect: None,
+        error_counted: false,
     };
     (command.handler)(&mut ctx, argv);
     let rewrite = ctx.effect.take();
+    let error_counted = ctx.error_counted;
     crate::effects::after_command(server, client, db, argv, rewrite);
     // A command that blocked changed nothing: signalling its keys would wake itself.
     if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
@@ -487,19 +504,26 @@ pub(crate) fn dispatch(
     if server.tracking.active() {
         tracking::after_command(server, client, command, argv);
     }
-    server
-        .stats
-        .total_commands_processed
-        .fetch_add(1, Ordering::Relaxed);
+    // A blocked command is counted as a call once, when it first runs (as Redis's call()
+    // does); its retries after a wake-up add their time and their errors, not calls.
+    let first_run = !client.block_retry;
+    if first_run {
+        server
+            .stats
+            .total_commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let failed = out.buf.get(reply_start) == Some(&b'-');
+    if failed && !error_counted {
+        count_error_reply(server, out, reply_start);
+    }
     if let Some(stats) = stats {
-        stats.calls.fetch_add(1, Ordering::Relaxed);
+        if first_run {
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+        }
         stats.usec.fetch_add(usec, Ordering::Relaxed);
-        if out.buf.get(reply_start) == Some(&b'-') {
+        if failed {
             stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-            server
-                .stats
-                .total_error_replies
-                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -542,14 +566,43 @@ fn observe(
     }
 }
 
-fn reject(server: &Server, stats: Option<&crate::server::CommandStats>) {
-    server
-        .stats
-        .total_error_replies
-        .fetch_add(1, Ordering::Relaxed);
+/// Counts a command refused before it ran, whose error reply starts at `reply_start` in
+/// `out`: the error (total and by code) and the command's `rejected_calls`.
+fn reject(
+    server: &Server,
+    stats: Option<&crate::server::CommandStats>,
+    out: &Out,
+    reply_start: usize,
+) {
+    count_error_reply(server, out, reply_start);
     if let Some(stats) = stats {
         stats.rejected_calls.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Counts CLIENT UNBLOCK ERROR's reply to the blocked command `argv`: the error, and the
+/// command's `failed_calls` (as Redis's `updateStatsOnUnblock`).
+pub(crate) fn count_unblocked_error(
+    server: &Server,
+    out: &Out,
+    reply_start: usize,
+    argv: &[Bytes],
+) {
+    count_error_reply(server, out, reply_start);
+    let stats = argv
+        .first()
+        .and_then(|name| lookup(name))
+        .and_then(|(idx, _)| server.command_stats.get(idx));
+    if let Some(stats) = stats {
+        stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts the error reply that starts at `reply_start` in `out` (INFO's
+/// `total_error_replies` and errorstats).
+pub(crate) fn count_error_reply(server: &Server, out: &Out, reply_start: usize) {
+    let reply = out.buf.get(reply_start..).unwrap_or_default();
+    server.stats.count_error(reply);
 }
 
 /// Redis 7.0's reply to an unknown command: the name (at most 128 bytes), then quoted arguments

@@ -154,10 +154,11 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     let client = &*ctx.client;
     let out = &mut *ctx.out;
     let result = server.scripting.with_engine(server, |engine| {
-        in_place(|| engine.run(server, client, out, &function, &spec));
+        in_place(|| engine.run(server, client, out, &function, &spec))
     });
-    if let Err(message) = result {
-        ctx.out.error(&message);
+    match result {
+        Ok(counted) => ctx.error_counted = counted,
+        Err(message) => ctx.out.error(&message),
     }
 }
 
@@ -632,10 +633,11 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
         in_place(|| {
             functions
                 .engine
-                .run(server, client, out, &function.callback, &spec);
-        });
+                .run(server, client, out, &function.callback, &spec)
+        })
     });
-    if let Err(message) = result {
-        ctx.out.error(&message);
+    match result {
+        Ok(counted) => ctx.error_counted = counted,
+        Err(message) => ctx.out.error(&message),
     }
 }
