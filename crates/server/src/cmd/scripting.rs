@@ -157,8 +157,17 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
         in_place(|| engine.run(server, client, out, &function, &spec))
     });
     match result {
-        Ok(counted) => ctx.error_counted = counted,
+        Ok(outcome) => after_run(ctx, outcome, keys),
         Err(message) => ctx.out.error(&message),
+    }
+}
+
+/// What a script's run leaves for its command: how its error reply counts, and the keys a
+/// tracking caller now tracks.
+fn after_run(ctx: &mut Ctx<'_>, outcome: crate::scripting::RunOutcome, keys: &[Bytes]) {
+    ctx.error_counted = outcome.error_counted;
+    if outcome.read && ctx.server.tracking.active() {
+        super::tracking::remember_script_keys(ctx.server, ctx.client, keys);
     }
 }
 
@@ -637,7 +646,7 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
         })
     });
     match result {
-        Ok(counted) => ctx.error_counted = counted,
+        Ok(outcome) => after_run(ctx, outcome, keys),
         Err(message) => ctx.out.error(&message),
     }
 }

@@ -195,6 +195,18 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String>
     Ok((flags, end))
 }
 
+/// What the caller of [`Engine::run`] needs to know of the run besides its reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunOutcome {
+    /// True if and only if the reply is an error INFO has counted already: one a command the
+    /// script ran replied (or a refusal of it), which the script raised or returned. Redis
+    /// counts such an error once, when the command replies it.
+    pub(crate) error_counted: bool,
+    /// True if and only if the script called a read-only command: a tracking caller then
+    /// tracks the keys the script declared.
+    pub(crate) read: bool,
+}
+
 /// The text of a Lua error value, for the error handler (`raw.errstr`).
 fn error_text(value: &Value) -> String {
     match value {
@@ -519,9 +531,8 @@ impl Engine {
     /// two arguments (FCALL). Writes the reply into `out`. The caller holds the gate exclusively
     /// and has made the checks Redis makes before a run.
     ///
-    /// Returns true if and only if the reply is an error that INFO has counted already: one a
-    /// command the script ran replied (or a refusal of it), which the script raised or
-    /// returned. Redis counts such an error once, when the command replies it.
+    /// Says whether the reply is an error INFO has counted already and whether the script
+    /// read anything (see [`RunOutcome`]).
     pub(crate) fn run(
         &mut self,
         server: &Server,
@@ -529,7 +540,7 @@ impl Engine {
         out: &mut Out,
         function: &Function,
         spec: &RunSpec<'_>,
-    ) -> bool {
+    ) -> RunOutcome {
         let limit = server.config().script_memory_limit;
         let _ = self
             .lua
@@ -539,13 +550,20 @@ impl Engine {
             calls.read_only =
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
             calls.client.db = caller.db;
+            calls.client.conn.tracking.start_script(caller.id);
             calls.client.close_after_reply = false;
             calls.client.multi = None;
             calls.reply.version = RespVersion::Resp2;
             calls.reply.buf.clear();
         }
         let result = self.run_inner(function, spec);
-        let resp3 = lock(&self.calls).reply.version == RespVersion::Resp3;
+        let (resp3, read) = {
+            let calls = lock(&self.calls);
+            (
+                calls.reply.version == RespVersion::Resp3,
+                calls.client.conn.tracking.script_read(),
+            )
+        };
         let counted = match &result {
             Ok((_, Value::Table(table))) => counted_error(table),
             _ => false,
@@ -610,7 +628,10 @@ impl Engine {
         if used > (64 << 20) || (limit > 0 && used > limit / 2) {
             let _ = self.lua.gc_collect();
         }
-        counted
+        RunOutcome {
+            error_counted: counted,
+            read,
+        }
     }
 
     fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {

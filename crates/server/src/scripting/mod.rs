@@ -42,7 +42,7 @@ use crate::cmd::meta::{Flags, Gate};
 use crate::cmd::{Command, eq_ignore_case};
 use crate::server::{Server, lock};
 
-pub(crate) use engine::Engine;
+pub(crate) use engine::{Engine, RunOutcome};
 
 /// Lua instructions between two looks at the clock and the kill flag (Redis's figure).
 pub(crate) const HOOK_INSTRUCTIONS: u32 = 100_000;
