@@ -2,13 +2,15 @@
 //! reported to a NOLOOP caller (the script's commands counted as another client's), a script
 //! that read something did not make its caller track the keys it declared, FLUSHALL left the
 //! table of a client that had turned tracking off (it was then told about keys it never read
-//! again).
+//! again), and a key a read found expired was not removed, so its readers were not told.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
-use forkless_tests::{RawConn, TestServer};
+use std::time::Duration;
+
+use forkless_tests::{RawConn, TestServer, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
@@ -91,4 +93,24 @@ fn flushall_empties_the_table_of_clients_that_stopped_tracking() {
     conn.call(&[b"CLIENT", b"TRACKING", b"ON"]);
     other.call(&[b"SET", b"key1", b"2"]);
     assert_eq!(text(conn.call(&[b"PING"])), "+PONG\r\n");
+}
+
+/// A key a read finds expired is removed then and its readers are told, as Redis's lazy
+/// expiry does (forkless's reads could not remove a key: only a write or the active expiry
+/// cycle did, later).
+#[test]
+fn a_key_a_read_finds_expired_is_invalidated() {
+    let server = TestServer::start(BIN, &["--enable-debug-command", "yes"]);
+    let mut other = server.raw();
+    other.call(&[b"DEBUG", b"SET-ACTIVE-EXPIRE", b"0"]);
+    let mut conn = resp3_tracking(&server, &[]);
+    other.call(&[b"SET", b"k", b"v", b"PX", b"50"]);
+    assert_eq!(text(conn.call(&[b"GET", b"k"])), "$1\r\nv\r\n");
+    assert!(wait_until(Duration::from_secs(5), || {
+        text(other.call(&[b"PTTL", b"k"])) == ":-2\r\n"
+    }));
+    // PTTL found it expired and removed it: the reader is told.
+    assert_eq!(text(conn.read_reply()), invalidate("k"));
+    let stats = text(other.call(&[b"INFO", b"stats"]));
+    assert!(stats.contains("expired_keys:1\r\n"), "{stats}");
 }

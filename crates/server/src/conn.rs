@@ -199,6 +199,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         }
                     }
                     if client.close_after_reply {
+                        // Gone before its last reply is out, as Redis frees the client right
+                        // after writing it: a client that has read QUIT's +OK no longer finds
+                        // it (a tracking redirect to it is broken).
+                        server.clients.remove(client.id);
                         let _ = write_out(
                             server,
                             socket,

@@ -365,9 +365,12 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
+                // While CLIENT PAUSE holds writes back nothing expires for real (as in Redis):
+                // keys past their TTL read as absent until the pause ends.
                 if server
                     .active_expire
                     .load(std::sync::atomic::Ordering::Relaxed)
+                    && !server.pause.holds_writes()
                 {
                     let tracking = server.tracking.active();
                     let mut expired = Vec::new();

@@ -50,7 +50,7 @@ pub mod version;
 mod watch;
 
 pub use compact::CompactBytes;
-pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
+pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard, take_expired_reads};
 pub use entry::Entry;
 pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};

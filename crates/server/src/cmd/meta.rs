@@ -77,6 +77,13 @@ impl Flags {
     /// forkless: refused with MISCONF after a failed background save although it does not
     /// write (Redis refuses PING too, so that monitoring notices).
     pub(crate) const REFUSED_ON_MISCONF: Flags = Flags(1 << 26);
+    /// forkless: runs the Lua script whose body or SHA1 is `argv[1]` (EVAL and its forms);
+    /// whether it writes is the script's declared flags' to say (Redis's
+    /// `evalGetCommandFlags`, see `scripting::declared_writes`).
+    pub(crate) const RUNS_SCRIPT: Flags = Flags(1 << 27);
+    /// forkless: calls the function named `argv[1]` (FCALL, FCALL_RO); as [`Flags::RUNS_SCRIPT`]
+    /// with the function's flags.
+    pub(crate) const RUNS_FUNCTION: Flags = Flags(1 << 28);
 
     /// The flags COMMAND INFO reports, in the order Redis 7.0 writes them
     /// (`addReplyCommandFlags`); the others are hidden.

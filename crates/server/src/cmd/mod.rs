@@ -491,6 +491,7 @@ pub(crate) fn dispatch(
     (command.handler)(&mut ctx, argv);
     let rewrite = ctx.effect.take();
     let error_counted = ctx.error_counted;
+    remove_expired_reads(server, client, now_ms);
     crate::effects::after_command(server, client, db, argv, rewrite);
     // A command that blocked changed nothing: signalling its keys would wake itself.
     if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
@@ -525,6 +526,27 @@ pub(crate) fn dispatch(
         if failed {
             stats.failed_calls.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Removes the keys the command's reads found expired, as Redis's lazy expiry on a read
+/// removes them (a read guard cannot): through a write guard, so they count in
+/// `expired_keys`, fire `expired` events, reach the effect stream as DELs in the command's
+/// unit, and invalidate their trackers. Not while CLIENT PAUSE holds writes back (Redis
+/// expires nothing then), nor for a replay client (its clock is 0).
+fn remove_expired_reads(server: &Server, client: &Client, now_ms: u64) {
+    let expired = forkless_storage::take_expired_reads();
+    if expired.is_empty() || client.replay || server.pause.holds_writes() {
+        return;
+    }
+    for (db_idx, key) in &expired {
+        let mut guard = server.db(*db_idx).write(&[key], now_ms);
+        let _ = guard.get(key);
+    }
+    if server.tracking.active() {
+        let keys: Vec<&[u8]> = expired.iter().map(|(_, key)| &key[..]).collect();
+        // By no client: NOLOOP hides none of them (as for the active expiry cycle).
+        tracking::invalidate(server, 0, &keys);
     }
 }
 

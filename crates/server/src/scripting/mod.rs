@@ -544,6 +544,50 @@ pub(crate) enum Admission<'a> {
     Refuse(&'static str),
 }
 
+/// Whether a script command writes, as Redis's `getCommandFlags` judges it before the command
+/// runs (for CLIENT PAUSE WRITE): a script or function that declares its flags (a shebang,
+/// `register_function`'s flags) writes if and only if it does not declare `no-writes`;
+/// otherwise (an EVAL without a shebang, a SHA1 not in the cache, an unknown function) the
+/// command's own flags say (`write` or `may_replicate`). None for a command that runs no
+/// script.
+pub(crate) fn declared_writes(server: &Server, command: &Command, argv: &[Bytes]) -> Option<bool> {
+    let own = command
+        .flags
+        .intersects(Flags::WRITE.union(Flags::MAY_REPLICATE));
+    let target = argv.get(1)?;
+    let declared = if command.has_flag(Flags::RUNS_SCRIPT) {
+        // EVALSHA's SHA1 names a cached script; EVAL's body carries its own shebang (the
+        // cache would hold the same flags for it).
+        let cached = if target.len() == 40 {
+            server
+                .scripting
+                .with_engine(server, |engine| {
+                    let sha = String::from_utf8_lossy(target).to_ascii_lowercase();
+                    engine.script(&sha).map(|(flags, _)| flags)
+                })
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        cached.or_else(|| engine::parse_shebang(target).ok().map(|(flags, _)| flags))
+    } else if command.has_flag(Flags::RUNS_FUNCTION) {
+        server
+            .scripting
+            .with_functions(server, |functions| {
+                functions.function(target).map(|function| function.flags)
+            })
+            .ok()
+            .flatten()
+    } else {
+        return None;
+    };
+    Some(match declared {
+        Some(flags) if !flags.compat => !flags.no_writes,
+        _ => own,
+    })
+}
+
 /// Lets a command in: waits while a script runs and is not yet busy, refuses it with `-BUSY`
 /// once the script is busy unless Redis allows it then (it then runs without the gate, which
 /// the script holds), and otherwise takes the gate shared.
