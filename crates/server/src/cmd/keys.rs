@@ -77,7 +77,7 @@ fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let mut found = 0;
     for key in &keys {
         let hit = guard.get(key).is_some();
-        ctx.hit_or_miss(hit);
+        ctx.hit_or_miss(hit, key);
         found += usize::from(hit);
     }
     drop(guard);
@@ -89,7 +89,7 @@ fn type_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let type_name = guard.get(key).map(|entry| entry.value().type_name());
     drop(guard);
-    ctx.hit_or_miss(type_name.is_some());
+    ctx.hit_or_miss(type_name.is_some(), key);
     ctx.out.simple(type_name.unwrap_or("none").as_bytes());
 }
 
@@ -272,7 +272,7 @@ fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: Unit, absolute: bool) {
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let found = guard.get(key).map(forkless_storage::Entry::expire_at_ms);
     drop(guard);
-    ctx.hit_or_miss(found.is_some());
+    ctx.hit_or_miss(found.is_some(), key);
     let ms = match found {
         None => return ctx.out.int(-2),
         Some(None) => return ctx.out.int(-1),
@@ -421,7 +421,7 @@ fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if copied == Some(true) {
         notify_db(ctx.server, GENERIC, "copy_to", dst, dst_db);
     }
-    ctx.hit_or_miss(copied.is_some());
+    ctx.hit_or_miss(copied.is_some(), src);
     // `dispatch` wakes the waiters of this database's keys; another database's are ours to wake.
     if copied == Some(true) && dst_db != src_db {
         ctx.server.blocking.signal(dst_db, dst);
@@ -657,7 +657,7 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let Some(value) = guard.get(key).map(|entry| entry.value().clone()) else {
         drop(guard);
-        ctx.miss();
+        ctx.miss(key);
         return ctx.out.null();
     };
     drop(guard);

@@ -258,11 +258,14 @@ impl<'a> Ctx<'a> {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn miss(&self) {
+    /// Counts a read that found `key` missing, and publishes the `keymiss` keyspace event
+    /// (class `m`), as Redis's `lookupKeyRead` does.
+    pub(crate) fn miss(&self, key: &[u8]) {
         self.server
             .stats
             .keyspace_misses
             .fetch_add(1, Ordering::Relaxed);
+        crate::notify::notify(self, crate::notify::KEY_MISS, "keymiss", key);
     }
 
     /// Returns true if and only if this command's unit took an effect number (a consumer is
@@ -290,9 +293,9 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Counts a hit or a miss depending on `found`.
-    pub(crate) fn hit_or_miss(&self, found: bool) {
-        if found { self.hit() } else { self.miss() }
+    /// Counts a hit or a miss of `key` depending on `found`.
+    pub(crate) fn hit_or_miss(&self, found: bool, key: &[u8]) {
+        if found { self.hit() } else { self.miss(key) }
     }
 }
 

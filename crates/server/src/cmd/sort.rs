@@ -169,7 +169,7 @@ impl Keys<'_> {
             Keys::Read(guard) => guard.get(key).map(|entry| entry.value().clone()),
             Keys::Write(guard) => guard.get(key).map(|entry| entry.value().clone()),
         };
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         value
     }
 
