@@ -746,3 +746,48 @@ fn worker_threads_sets_how_many_threads_serve_clients() {
         String::from_utf8_lossy(&reply)
     );
 }
+
+/// Regression: COMMAND GETKEYS read only the declared (first, last, step) positions, so the
+/// keys that move with other arguments were missing or wrong (SORT ... STORE gave only the
+/// sorted key, ZUNIONSTORE only the destination, XREAD "no key arguments"), and EVAL with no
+/// keys was an error where Redis answers an empty list.
+#[test]
+fn command_getkeys_finds_movable_keys_as_redis() {
+    let server = start();
+    let mut conn = server.raw();
+    let getkeys = |conn: &mut forkless_tests::RawConn, line: &str| -> String {
+        let mut argv: Vec<&[u8]> = vec![b"COMMAND", b"GETKEYS"];
+        argv.extend(line.split(' ').map(str::as_bytes));
+        String::from_utf8(conn.call(&argv)).unwrap()
+    };
+    let keys = |names: &[&str]| forkless_tests::resp::bulks(names);
+    for (line, expected) in [
+        ("sort abc store def", keys(&["abc", "def"])),
+        (
+            "sort abc store invalid store stillbad store def",
+            keys(&["abc", "def"]),
+        ),
+        ("sort abc limit 0 store by store get store", keys(&["abc"])),
+        ("sort_ro abc store x", keys(&["abc"])),
+        ("zunionstore t 2 a b", keys(&["t", "a", "b"])),
+        ("zunion 2 a b", keys(&["a", "b"])),
+        ("blmpop 0 2 a b left", keys(&["a", "b"])),
+        ("xread count 2 streams a b 0 0", keys(&["a", "b"])),
+        ("xreadgroup group g c streams a 0", keys(&["a"])),
+        ("georadius k 0 0 1 km store d", keys(&["k", "d"])),
+        ("eval x 0", "*0\r\n".to_string()),
+        (
+            "zunionstore t 3 a b",
+            "-ERR Invalid arguments specified for command\r\n".to_string(),
+        ),
+    ] {
+        assert_eq!(getkeys(&mut conn, line), expected, "{line}");
+    }
+    let mut many = vec!["zunionstore".to_string(), "target".into(), "260".into()];
+    many.extend((1..=260).map(|idx| format!("key{idx}")));
+    let reply = getkeys(&mut conn, &many.join(" "));
+    assert!(
+        reply.starts_with("*261\r\n$6\r\ntarget\r\n$4\r\nkey1\r\n"),
+        "{reply}"
+    );
+}
