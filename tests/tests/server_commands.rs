@@ -791,3 +791,28 @@ fn command_getkeys_finds_movable_keys_as_redis() {
         "{reply}"
     );
 }
+
+/// Regression: LOLWUT was an unknown command, and INFO lacked `migrate_cached_sockets` (Redis's
+/// dump unit waits for it to read 0). LOLWUT answers Redis 7.0's own form, the version line.
+#[test]
+fn lolwut_and_migrate_cached_sockets() {
+    let server = start();
+    let mut conn = server.raw();
+    let version_line = "=22\r\ntxt:Redis ver. 7.0.15\n\r\n";
+    let resp3 = |conn: &mut forkless_tests::RawConn, args: &[&[u8]]| {
+        String::from_utf8(conn.call(args)).unwrap()
+    };
+    conn.call(&[b"HELLO", b"3"]);
+    assert_eq!(resp3(&mut conn, &[b"LOLWUT"]), version_line);
+    assert_eq!(
+        resp3(&mut conn, &[b"LOLWUT", b"VERSION", b"7"]),
+        version_line
+    );
+    assert_eq!(
+        resp3(&mut conn, &[b"LOLWUT", b"VERSION", b"x"]),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    let mut plain = server.raw();
+    let text = info(&mut plain, &["stats"]);
+    assert!(text.contains("\r\nmigrate_cached_sockets:0\r\n"), "{text}");
+}
