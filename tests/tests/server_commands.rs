@@ -647,6 +647,11 @@ fn flushall_async_frees_in_the_background() {
         let memory = fields(&info(&mut conn, &["memory"]));
         memory["lazyfree_pending_objects"] == "0" && memory["lazyfreed_objects"] == "5001"
     }));
+    // Regression: CONFIG RESETSTAT left `lazyfreed_objects` as it was (Redis's lazyfree unit,
+    // "lazy free a stream with deleted cgroup", resets and expects 0).
+    assert_eq!(conn.call(&[b"CONFIG", b"RESETSTAT"]), b"+OK\r\n");
+    let memory = fields(&info(&mut conn, &["memory"]));
+    assert_eq!(memory["lazyfreed_objects"], "0");
 }
 
 #[test]
@@ -815,4 +820,33 @@ fn lolwut_and_migrate_cached_sockets() {
     let mut plain = server.raw();
     let text = info(&mut plain, &["stats"]);
     assert!(text.contains("\r\nmigrate_cached_sockets:0\r\n"), "{text}");
+}
+
+/// Regression: UNLINK freed every value inline and never counted `lazyfreed_objects`, where
+/// Redis frees a value that takes more than 64 allocations in the background (Redis's
+/// lazyfree unit, "lazy free a stream with all types of metadata").
+#[test]
+fn unlink_frees_costly_values_in_the_background() {
+    let server = start();
+    let mut conn = server.raw();
+    let mut sadd: Vec<Vec<u8>> = vec![b"SADD".to_vec(), b"big".to_vec()];
+    sadd.extend((0..100).map(|idx| format!("member-{idx}").into_bytes()));
+    let args: Vec<&[u8]> = sadd.iter().map(Vec::as_slice).collect();
+    assert_eq!(conn.call(&args), b":100\r\n");
+    conn.call(&[b"SET", b"small", b"v"]);
+    conn.call(&[b"SADD", b"tiny", b"1", b"2"]);
+    assert_eq!(conn.call(&[b"CONFIG", b"RESETSTAT"]), b"+OK\r\n");
+    assert_eq!(
+        conn.call(&[b"UNLINK", b"small", b"tiny", b"none"]),
+        b":2\r\n"
+    );
+    assert_eq!(conn.call(&[b"UNLINK", b"big"]), b":1\r\n");
+    assert!(wait_until(Duration::from_secs(10), || {
+        let memory = fields(&info(&mut conn, &["memory"]));
+        memory["lazyfree_pending_objects"] == "0" && memory["lazyfreed_objects"] == "1"
+    }));
+    assert_eq!(
+        conn.call(&[b"EXISTS", b"big", b"small", b"tiny"]),
+        b":0\r\n"
+    );
 }

@@ -516,6 +516,8 @@ pub(crate) fn reset_stats(server: &Server) {
         counter.store(0, Ordering::Relaxed);
     }
     stats.errors.reset();
+    // As Redis's lazyfreeResetStats: the objects freed in the background count from zero.
+    LAZYFREED.store(0, Ordering::Relaxed);
     for command in server.command_stats.iter() {
         command.calls.store(0, Ordering::Relaxed);
         command.usec.store(0, Ordering::Relaxed);
