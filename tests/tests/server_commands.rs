@@ -850,3 +850,34 @@ fn unlink_frees_costly_values_in_the_background() {
         b":0\r\n"
     );
 }
+
+/// Regression: the subcommands of SCRIPT and FUNCTION were missing from the command table, so
+/// COMMAND LIST FILTERBY ACLCAT scripting had no `script|kill` (Redis's introspection-2 unit)
+/// and COMMAND INFO script listed none.
+#[test]
+fn script_and_function_subcommands_are_in_the_command_table() {
+    let server = start();
+    let mut conn = server.raw();
+    let list =
+        String::from_utf8(conn.call(&[b"COMMAND", b"LIST", b"FILTERBY", b"ACLCAT", b"scripting"]))
+            .unwrap();
+    for name in [
+        "eval",
+        "script|kill",
+        "script|load",
+        "function|load",
+        "fcall",
+    ] {
+        assert!(list.contains(&format!("\r\n{name}\r\n")), "{name}: {list}");
+    }
+    assert!(!list.contains("\r\nset\r\n"), "{list}");
+    let info = String::from_utf8(conn.call(&[b"COMMAND", b"INFO", b"script"])).unwrap();
+    assert!(info.contains("script|kill"), "{info}");
+    assert!(info.contains("allow_busy"), "{info}");
+    // The container handlers still parse their subcommands.
+    assert_eq!(conn.call(&[b"FUNCTION", b"FLUSH"]), b"+OK\r\n");
+    assert_eq!(
+        conn.call(&[b"SCRIPT", b"KILL"]),
+        b"-NOTBUSY No scripts in execution right now.\r\n"
+    );
+}
