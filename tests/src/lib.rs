@@ -235,6 +235,18 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// Connects to any RESP server on `addr` (a real redis-server started by a test).
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set timeout");
+        RawConn {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
     /// Writes bytes as they are.
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");

@@ -32,7 +32,7 @@ use forkless_tests::{TestServer, redis_tool, unique_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
 /// The case files this test replays; [`every_case_file_is_replayed`] keeps it complete.
-const CASE_FILES: [&str; 15] = [
+const CASE_FILES: [&str; 16] = [
     "strings.txt",
     "keys.txt",
     "server.txt",
@@ -48,6 +48,7 @@ const CASE_FILES: [&str; 15] = [
     "hyperloglog.txt",
     "geo.txt",
     "streams.txt",
+    "acl.txt",
 ];
 
 /// How long one reply may take.
@@ -58,6 +59,11 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How much of a reply a mismatch message shows.
 const SHOW_CHARS: usize = 300;
+
+#[test]
+fn acl() {
+    replay("acl.txt");
+}
 
 #[test]
 fn strings() {

@@ -132,6 +132,17 @@ pub struct Options {
     /// Seed for the values and the key choice.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// An extra option for the forkless server (epoch and fork modes), `name=value`, passed
+    /// as `--name value`; repeatable. E.g. `--forkless-arg snapshot-max-retained-bytes=0`.
+    #[arg(long = "forkless-arg", value_parser = parse_server_arg)]
+    pub forkless_args: Vec<(String, String)>,
+}
+
+/// `name=value` into its two halves.
+fn parse_server_arg(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {arg:?}"))
 }
 
 impl Options {
@@ -502,8 +513,13 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             return Err(e);
         }
     };
-    let command =
+    let mut command =
         server::server_command(mode, &plan.forkless_bin, &plan.redis_bin, port, &data_dir);
+    if mode != Mode::Redis {
+        for (name, value) in &plan.opts.forkless_args {
+            command.args([format!("--{name}"), value.clone()]);
+        }
+    }
     let log_path = plan.out_dir.join(format!("{}-server.log", mode.name()));
     let mut server = match Server::start(command, port, data_dir.clone(), &log_path, cgroup) {
         Ok(server) => server,
@@ -762,6 +778,12 @@ fn fill_from_info(result: &mut ModeResult, mode: Mode, info: &Info) {
         result.cow_bytes = info.u64("rdb_last_cow_size");
     }
     result.retained_peak_bytes = info.u64("snapshot_peak_retained_bytes");
+    if let (Some(budget), Some(hits)) = (
+        info.u64("snapshot_retained_budget"),
+        info.u64("snapshot_retained_budget_hits"),
+    ) {
+        result.retained_budget = Some((budget, hits));
+    }
     if mode != Mode::Redis {
         result.keys_saved = info.u64("snapshot_last_keys_saved");
     }
@@ -803,6 +825,22 @@ mod tests {
         assert_eq!(small.modes, [Mode::Epoch, Mode::Fork, Mode::Redis]);
         assert_eq!((small.clients, small.pipeline, small.threads), (50, 16, 2));
         assert!(Options::try_parse_from(["x", "--modes", "nope"]).is_err());
+        let extra = Options::try_parse_from([
+            "x",
+            "--forkless-arg",
+            "snapshot-max-retained-bytes=8mb",
+            "--forkless-arg",
+            "snapshot-threads=1",
+        ])
+        .unwrap();
+        assert_eq!(
+            extra.forkless_args,
+            [
+                ("snapshot-max-retained-bytes".to_string(), "8mb".to_string()),
+                ("snapshot-threads".to_string(), "1".to_string())
+            ]
+        );
+        assert!(Options::try_parse_from(["x", "--forkless-arg", "no-equals"]).is_err());
     }
 
     #[test]

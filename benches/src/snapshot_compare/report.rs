@@ -162,6 +162,9 @@ pub struct ModeResult {
     pub cow_bytes: Option<u64>,
     /// forkless `snapshot_peak_retained_bytes`.
     pub retained_peak_bytes: Option<u64>,
+    /// forkless `snapshot_retained_budget` and `snapshot_retained_budget_hits` (writes that
+    /// waited for room), when the server reports them.
+    pub retained_budget: Option<(u64, u64)>,
     /// The workload without a snapshot.
     pub baseline: Window,
     /// The workload from BGSAVE until the save finished.
@@ -247,7 +250,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
 }
 
 /// Columns of the summary CSV, in order.
-pub const SUMMARY_COLUMNS: [&str; 39] = [
+pub const SUMMARY_COLUMNS: [&str; 41] = [
     "mode",
     "outcome",
     "keys",
@@ -270,6 +273,8 @@ pub const SUMMARY_COLUMNS: [&str; 39] = [
     "bgsave_type",
     "cow_bytes",
     "retained_peak_bytes",
+    "retained_budget_bytes",
+    "retained_budget_hits",
     "baseline_ops_per_sec",
     "baseline_p50_us",
     "baseline_p99_us",
@@ -318,6 +323,8 @@ pub fn summary_row(r: &ModeResult) -> Vec<String> {
         o(r.bgsave_type.clone()),
         o(r.cow_bytes.map(|v| v.to_string())),
         o(r.retained_peak_bytes.map(|v| v.to_string())),
+        o(r.retained_budget.map(|(budget, _)| budget.to_string())),
+        o(r.retained_budget.map(|(_, hits)| hits.to_string())),
         format!("{:.0}", r.baseline.ops_per_sec()),
         r.baseline.p50_us.to_string(),
         r.baseline.p99_us.to_string(),
@@ -421,6 +428,11 @@ pub fn summary_table(results: &[ModeResult]) -> String {
     });
     row("retained peak (forkless)", &|r| {
         opt(r.retained_peak_bytes.map(mib))
+    });
+    row("retained budget / writes that waited", &|r| {
+        opt(r
+            .retained_budget
+            .map(|(budget, hits)| format!("{} / {hits}", mib(budget))))
     });
     row("ops/s baseline", &|r| {
         format!("{:.0}", r.baseline.ops_per_sec())

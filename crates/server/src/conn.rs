@@ -118,13 +118,17 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     server.clients.insert(Arc::clone(&handle));
-    let requirepass_set = server.tunables.requirepass_set.load(Ordering::Relaxed);
+    let auth_required = server
+        .tunables
+        .default_auth_required
+        .load(Ordering::Relaxed);
     let mut client = Client {
         id,
         db: 0,
-        authenticated: !requirepass_set,
+        authenticated: !auth_required,
         close_after_reply: false,
         handle: Arc::clone(&handle),
         subs: crate::pubsub::ClientSubscriptions::new(),
@@ -136,6 +140,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
         block_retry: false,
         replay: false,
         conn: cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::default_user(&server),
+        acl_caller: None,
     };
     let reason = run(&server, &mut socket, &mut client).await;
     tracing::debug!(client = id, %addr, "client closed: {reason}");
@@ -197,6 +203,37 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         {
                             return reason;
                         }
+                    }
+                    if let Some(request) = client.conn.wait_replicas.take() {
+                        // WAIT: the replies before it go out, then it waits for the ACKs.
+                        if let Err(err) = write_out(
+                            server,
+                            socket,
+                            &handle,
+                            &mut out,
+                            ObufLimits::of(server, client),
+                        )
+                        .await
+                        {
+                            return format!("write error: {err}");
+                        }
+                        // Bytes the client sends meanwhile wait in its query buffer, as a
+                        // blocked client's do; its going away ends the wait.
+                        let acked = tokio::select! {
+                            acked = crate::replication::primary::wait(server, request) => acked,
+                            () = handle.kill.notified() => return "killed".into(),
+                            reason = read_while_waiting(server, socket, client.id, &mut input) => {
+                                return reason;
+                            }
+                        };
+                        out.int(acked);
+                    }
+                    if let Some(handover) = client.conn.handover.take() {
+                        // PSYNC/SYNC: from here on the connection is a replica's link.
+                        return crate::replication::primary::serve(
+                            server, socket, client, &mut input, handover,
+                        )
+                        .await;
                     }
                     if client.close_after_reply {
                         // Gone before its last reply is out, as Redis frees the client right
@@ -497,6 +534,31 @@ async fn wait_paused(
                 Ok(_) => {}
                 Err(err) => return Err(format!("read error: {err}")),
             },
+        }
+    }
+}
+
+/// Reads what a waiting client (WAIT) sends, keeping it for later, until the connection ends
+/// or the query buffer limit is passed. Returns why the connection must end.
+async fn read_while_waiting(
+    server: &Server,
+    socket: &mut TcpStream,
+    client_id: u64,
+    input: &mut BytesMut,
+) -> String {
+    loop {
+        match socket.read_buf(input).await {
+            Ok(0) => return "closed by peer while waiting".into(),
+            Ok(_) if crate::limits::query_buffer_exceeded(server, input.len()) => {
+                tracing::warn!(
+                    client = client_id,
+                    qbuf = input.len(),
+                    "Closing client that reached max query buffer length"
+                );
+                return "query buffer limit".into();
+            }
+            Ok(_) => {}
+            Err(err) => return format!("read error: {err}"),
         }
     }
 }

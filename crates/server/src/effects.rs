@@ -161,7 +161,6 @@ impl EffectStream {
     }
 
     /// The number of the next effect to hand over: every lower one has been handed over.
-    #[cfg(test)]
     pub(crate) fn next(&self) -> Seq {
         lock(&self.state).next
     }

@@ -47,8 +47,27 @@ pub(crate) fn kill_child(pid: i32, signal: i32) {
     }
 }
 
+/// What a replica's full sync in fork mode (`replication::primary`) asks of a forked save.
+pub(crate) struct ForkHooks {
+    /// Called with the frozen keyspace's effect number, just before the fork: the cut's
+    /// place in the effect stream.
+    pub(crate) frozen: Box<dyn FnOnce(forkless_storage::effect::Seq) + Send>,
+    /// Called by the reaper with whether the save completed, while the save still holds the
+    /// slot (so `dbfilename` is the file it wrote), before the outcome is recorded.
+    pub(crate) saved: Box<dyn FnOnce(bool) + Send>,
+}
+
 /// A fork-mode BGSAVE. Err is the reply for the client.
 pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
+    bgsave_fork_with(server, None)
+}
+
+/// A fork-mode BGSAVE, with a replica sync's hooks. Err is the reply for the client.
+pub(crate) fn bgsave_fork_with(server: &Server, hooks: Option<ForkHooks>) -> Result<(), String> {
+    let (frozen_hook, saved_hook) = match hooks {
+        Some(hooks) => (Some(hooks.frozen), Some(hooks.saved)),
+        None => (None, None),
+    };
     let Some(owner) = server.arc() else {
         return Err("ERR server is shutting down".into());
     };
@@ -71,6 +90,9 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
     let forked = match overrides {
         Ok(overrides) => {
             let frozen = server.keyspace.freeze_all();
+            if let Some(hook) = frozen_hook {
+                hook(frozen.seq());
+            }
             let keys_total = frozen.total_keys();
             let forked = fork::spawn_save(&frozen, now_ms, &options, &overrides);
             // The child has its own copy; the parent's writers may go on at once.
@@ -135,7 +157,9 @@ pub(crate) fn bgsave_fork(server: &Server) -> Result<(), String> {
             .name("forkless-reaper".into())
             .spawn(move || {
                 let Ok(claim) = claim_rx.recv() else { return };
-                reap(&owner, pid, reports, &progress, &temp_path, claim);
+                reap(
+                    &owner, pid, reports, &progress, &temp_path, claim, saved_hook,
+                );
             })
     };
     match reaper {
@@ -165,6 +189,7 @@ fn reap(
     progress: &Progress,
     temp_path: &std::path::Path,
     claim: SaveClaim,
+    saved_hook: Option<Box<dyn FnOnce(bool) + Send>>,
 ) {
     let mut last = None;
     while let Some(report) = ChildReport::read(&mut reports) {
@@ -206,10 +231,14 @@ fn reap(
             None
         }
     };
-    if !matches!(
+    let completed = matches!(
         (&last, exit),
         (Some(ChildReport::Done { .. }), Some(ChildExit::Exited(0)))
-    ) {
+    );
+    if let Some(hook) = saved_hook {
+        hook(completed);
+    }
+    if !completed {
         // The child removes its temp file on the errors it sees; a killed child cannot.
         match std::fs::remove_file(temp_path) {
             Ok(()) => tracing::debug!(path = %temp_path.display(), "removed the child's temp file"),

@@ -21,8 +21,8 @@
 
 use std::collections::VecDeque;
 use std::fmt::{Display, Write as _};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -77,10 +77,6 @@ pub(crate) static LAZYFREED: AtomicU64 = AtomicU64::new(0);
 /// records its value here and INFO reports the difference.
 static EXPIRED_KEYS_AT_RESET: AtomicU64 = AtomicU64::new(0);
 
-/// The replication ID Redis generates at startup; forkless has no replication, but clients
-/// and exporters expect one.
-static MASTER_REPLID: LazyLock<String> = LazyLock::new(random_hex_40);
-
 /// The INFO reply text for `args` (the section names after `INFO`; none means `default`).
 /// Unknown sections are ignored, so asking only for unknown ones gives an empty string.
 pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
@@ -96,7 +92,7 @@ pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
             "memory" => memory_section(server, &mut text),
             "persistence" => persistence_section(server, &mut text),
             "stats" => stats_section(server, &mut text),
-            "replication" => replication_section(&mut text),
+            "replication" => crate::replication::info_section(server, &mut text),
             "cpu" => cpu_section(&mut text),
             "modules" => text.push_str("# Modules\r\n"),
             "commandstats" => commandstats_section(server, &mut text),
@@ -187,7 +183,15 @@ fn os_name() -> String {
 
 fn clients_section(server: &Server, text: &mut String) {
     text.push_str("# Clients\r\n");
-    field(text, "connected_clients", server.clients.len());
+    // Replicas' links are not clients here, as Redis counts them apart.
+    field(
+        text,
+        "connected_clients",
+        server
+            .clients
+            .len()
+            .saturating_sub(server.replication.replica_count()),
+    );
     field(text, "cluster_connections", 0);
     field(
         text,
@@ -232,6 +236,16 @@ fn memory_section(server: &Server, text: &mut String) {
     field(text, "maxmemory", config.maxmemory);
     field(text, "maxmemory_human", bytes_to_human(config.maxmemory));
     field(text, "maxmemory_policy", config.maxmemory_policy.as_str());
+    // The replication stream's buffer (backlog and replicas' pending output, one buffer as
+    // Redis 7.0's) and the replicas' share of it.
+    let repl_buffer = server.replication.mem_backlog();
+    field(text, "mem_replication_backlog", repl_buffer);
+    field(text, "mem_total_replication_buffers", repl_buffer);
+    field(
+        text,
+        "mem_clients_slaves",
+        server.replication.mem_clients_slaves(),
+    );
     field(text, "mem_allocator", "libc");
     field(
         text,
@@ -322,7 +336,11 @@ fn stats_section(server: &Server, text: &mut String) {
         load(&stats.net_output_bytes),
     );
     field(text, "total_net_repl_input_bytes", 0);
-    field(text, "total_net_repl_output_bytes", 0);
+    field(
+        text,
+        "total_net_repl_output_bytes",
+        load(&server.replication.shared.net_output_bytes),
+    );
     field(
         text,
         "instantaneous_input_kbps",
@@ -340,9 +358,10 @@ fn stats_section(server: &Server, text: &mut String) {
         "rejected_connections",
         load(&stats.rejected_connections),
     );
-    field(text, "sync_full", 0);
-    field(text, "sync_partial_ok", 0);
-    field(text, "sync_partial_err", 0);
+    let repl = &server.replication.shared;
+    field(text, "sync_full", load(&repl.sync_full));
+    field(text, "sync_partial_ok", load(&repl.sync_partial_ok));
+    field(text, "sync_partial_err", load(&repl.sync_partial_err));
     field(
         text,
         "expired_keys",
@@ -377,25 +396,6 @@ fn stats_section(server: &Server, text: &mut String) {
         "total_error_replies",
         load(&stats.total_error_replies),
     );
-}
-
-fn replication_section(text: &mut String) {
-    text.push_str("# Replication\r\n");
-    field(text, "role", "master");
-    field(text, "connected_slaves", 0);
-    field(text, "master_failover_state", "no-failover");
-    field(text, "master_replid", &*MASTER_REPLID);
-    field(
-        text,
-        "master_replid2",
-        "0000000000000000000000000000000000000000",
-    );
-    field(text, "master_repl_offset", 0);
-    field(text, "second_repl_offset", -1);
-    field(text, "repl_backlog_active", 0);
-    field(text, "repl_backlog_size", 1_048_576);
-    field(text, "repl_backlog_first_byte_offset", 0);
-    field(text, "repl_backlog_histlen", 0);
 }
 
 fn cpu_section(text: &mut String) {
@@ -613,14 +613,6 @@ pub(crate) fn sample_rates(server: &Server) -> Rates {
         input_kbps: per_sec(now.net_input, base.net_input) / 1024.0,
         output_kbps: per_sec(now.net_output, base.net_output) / 1024.0,
     }
-}
-
-fn random_hex_40() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..40)
-        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
 //! - `limits`: every limit on clients (admission, protected mode, buffers, descriptors).
+//! - `replication`: replication IDs and offset; forkless as a replica (`replication::replica`).
 //!
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+mod acl;
 mod aof;
 mod blocking;
 mod cmd;
@@ -40,6 +42,7 @@ mod limits;
 mod notify;
 mod persistence;
 mod pubsub;
+mod replication;
 mod scripting;
 mod server;
 
@@ -172,6 +175,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let port = config.port;
     let backlog = config.tcp_backlog;
     let server = Server::new(config);
+    acl::load_at_startup(&server)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
@@ -243,6 +247,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     }
     persistence::probe_writer(&server);
+    // `replicaof` in the configuration: the link starts once the local dataset is loaded.
+    replication::replica::start_from_config(&server);
     if let Some(local) = local {
         tracing::info!("Ready to accept connections tcp on {local}");
     }
@@ -336,6 +342,11 @@ fn shutdown_save(server: &Server) -> bool {
     if server.skip_final_save.load(Ordering::Acquire) || server.config().save.is_empty() {
         return true;
     }
+    if server.persistence.loading() {
+        // A replica's sync is loading: the dataset is half of one (Redis exits without saving).
+        tracing::info!("Shutdown requested while loading the DB: exiting without saving.");
+        return true;
+    }
     tracing::info!("Saving the final RDB snapshot before exiting.");
     match tokio::task::block_in_place(|| {
         // Not inside a command here: hold the gate as a command does, so the cut is not taken
@@ -366,11 +377,14 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
                 // While CLIENT PAUSE holds writes back nothing expires for real (as in Redis):
-                // keys past their TTL read as absent until the pause ends.
+                // keys past their TTL read as absent until the pause ends. A replica expires
+                // nothing itself: it waits for the primary's DEL, and its readers see expired
+                // keys as missing meanwhile (Redis's replicas do the same).
                 if server
                     .active_expire
                     .load(std::sync::atomic::Ordering::Relaxed)
                     && !server.pause.holds_writes()
+                    && !server.replication.replica.is_replica()
                 {
                     let tracking = server.tracking.active();
                     let mut expired = Vec::new();
@@ -388,7 +402,12 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                         .latency
                         .add_sample_if_needed(&server.tunables, "expire-cycle", took_ms);
                 }
-                // The server's cron: freed connection memory goes back to the system here.
+                // The server's cron: freed connection memory goes back to the system here, and,
+                // while an epoch snapshot runs, what its saved versions and the overwrites
+                // around it free (docs/snapshot.md, "Memory goes back").
+                if server.keyspace.snapshot_in_progress() {
+                    limits::request_memory_release();
+                }
                 limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }

@@ -6,7 +6,6 @@
 //! - Admission, when a connection is accepted: `maxclients` ([`MAX_CLIENTS_REACHED`]) and
 //!   `protected-mode` ([`DENIED`]), both as Redis's `acceptCommonHandler` and
 //!   `clientAcceptHandler` apply them. See [`admission`].
-//! - Authentication: [`password_matches`] compares the secret in constant time.
 //! - Memory a client can pin: [`query_buffer_exceeded`] (`client-query-buffer-limit`, applied
 //!   wherever a connection reads, blocked or not) and [`shrink_idle`] (Redis's `clientsCron`
 //!   resizing of idle buffers).
@@ -83,18 +82,6 @@ pub(crate) fn admission(server: &Server, addr: SocketAddr) -> Result<(), &'stati
         }
         None => Ok(()),
     }
-}
-
-/// Returns true if and only if `given` is the password `expected`. Both are hashed first and
-/// the digests compared in constant time, so neither the time taken nor an early exit tells a
-/// client how much of its guess was right, or the password's length (as Redis's ACL compares
-/// SHA-256 digests with `time_independent_strcmp`).
-pub(crate) fn password_matches(expected: &[u8], given: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    let expected = Sha256::digest(expected);
-    let given = Sha256::digest(given);
-    expected.as_slice().ct_eq(given.as_slice()).into()
 }
 
 /// Returns true if and only if a query buffer of `len` bytes is at or over
@@ -351,15 +338,6 @@ impl AcceptBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_match_only_exactly() {
-        assert!(password_matches(b"secret", b"secret"));
-        for wrong in [&b""[..], b"secre", b"secret ", b"Secret", b"secreu"] {
-            assert!(!password_matches(b"secret", wrong), "{wrong:?}");
-        }
-        assert!(password_matches(b"", b""));
-    }
 
     #[test]
     fn only_exact_loopback_addresses_are_local() {

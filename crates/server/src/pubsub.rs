@@ -282,6 +282,25 @@ impl Registry {
             .collect()
     }
 
+    /// Every subscription: the subscriber, the channel or pattern, and whether it is a
+    /// pattern (for ACL, which closes subscribers whose channels it no longer allows).
+    pub(crate) fn subscriptions(&self) -> Vec<(Arc<ClientHandle>, Bytes, bool)> {
+        let maps = lock(&self.inner);
+        let mut all = Vec::new();
+        for (map, is_pattern) in [
+            (&maps.channels, false),
+            (&maps.patterns, true),
+            (&maps.shard_channels, false),
+        ] {
+            for (name, subscribers) in map {
+                for subscriber in subscribers.values() {
+                    all.push((Arc::clone(&subscriber.handle), name.clone(), is_pattern));
+                }
+            }
+        }
+        all
+    }
+
     /// Subscribers of `channel` (or shard channel), for PUBSUB NUMSUB and SHARDNUMSUB.
     pub(crate) fn numsub(&self, kind: Kind, channel: &[u8]) -> usize {
         lock(&self.inner)

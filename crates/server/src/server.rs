@@ -46,7 +46,12 @@ pub(crate) struct Tunables {
     pub(crate) client_query_buffer_limit: AtomicU64,
     pub(crate) timeout_secs: AtomicU64,
     pub(crate) maxclients: AtomicU64,
+    /// The default user has passwords (no `nopass`): protected mode then serves everyone,
+    /// and AUTH <password> has something to check. Kept by `crate::acl`.
     pub(crate) requirepass_set: AtomicBool,
+    /// A new connection must authenticate: the default user needs a password or is off
+    /// (Redis's `authRequired`). Kept by `crate::acl`.
+    pub(crate) default_auth_required: AtomicBool,
     pub(crate) protected_mode: AtomicBool,
     /// `client-output-buffer-limit normal <hard> <soft> <seconds>`.
     pub(crate) obuf_normal_hard: AtomicU64,
@@ -69,6 +74,12 @@ pub(crate) struct Tunables {
     pub(crate) latency_monitor_threshold: AtomicU64,
     /// `tracking-table-max-keys`; 0 is no limit.
     pub(crate) tracking_table_max_keys: AtomicU64,
+    /// `replica-read-only` and `replica-serve-stale-data`, for the refusals on a replica.
+    pub(crate) replica_read_only: AtomicBool,
+    pub(crate) replica_serve_stale_data: AtomicBool,
+    /// `min-replicas-to-write` and `min-replicas-max-lag`, read by every write command.
+    pub(crate) min_replicas_to_write: AtomicU64,
+    pub(crate) min_replicas_max_lag: AtomicU64,
 }
 
 impl Tunables {
@@ -79,8 +90,6 @@ impl Tunables {
             .store(config.client_query_buffer_limit, Ordering::Relaxed);
         self.timeout_secs.store(config.timeout, Ordering::Relaxed);
         self.maxclients.store(config.maxclients, Ordering::Relaxed);
-        self.requirepass_set
-            .store(config.requirepass.is_some(), Ordering::Relaxed);
         self.protected_mode
             .store(config.protected_mode, Ordering::Relaxed);
         let normal = &config.client_output_buffer_limit.normal;
@@ -124,6 +133,20 @@ impl Tunables {
             .store(config.latency_monitor_threshold, Ordering::Relaxed);
         self.tracking_table_max_keys
             .store(config.tracking_table_max_keys, Ordering::Relaxed);
+        self.replica_read_only.store(
+            config.stored_text("replica-read-only") != b"no",
+            Ordering::Relaxed,
+        );
+        self.replica_serve_stale_data.store(
+            config.stored_text("replica-serve-stale-data") != b"no",
+            Ordering::Relaxed,
+        );
+        let stored =
+            |name: &str, default: i64| u64::try_from(config.stored_int(name, default)).unwrap_or(0);
+        self.min_replicas_to_write
+            .store(stored("min-replicas-to-write", 0), Ordering::Relaxed);
+        self.min_replicas_max_lag
+            .store(stored("min-replicas-max-lag", 10), Ordering::Relaxed);
     }
 }
 
@@ -188,6 +211,9 @@ pub(crate) struct ClientHandle {
     /// The number of the last effect the client's commands published and whose reply is not
     /// written yet; 0 for none. With `appendfsync always` the reply waits for it to be on disk.
     pub(crate) awaiting_seq: AtomicU64,
+    /// The name of the user the client is authenticated as, for CLIENT LIST `user=` and for
+    /// closing the connections of a deleted user.
+    pub(crate) user: Mutex<Bytes>,
 }
 
 impl ClientHandle {
@@ -270,6 +296,10 @@ pub(crate) struct Server {
     /// Lua: the interpreters, the script cache, and the running script's state.
     pub(crate) scripting: crate::scripting::Scripting,
     pub(crate) aof: crate::aof::Aof,
+    /// ACL users, the ACL log.
+    pub(crate) acl: crate::acl::Acl,
+    /// Replication's shared state: IDs, offsets, the stream and its backlog, the replicas.
+    pub(crate) replication: crate::replication::Replication,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -284,7 +314,10 @@ impl Server {
     fn build(config: Config, self_ref: Weak<Server>) -> Server {
         let tunables = Tunables::default();
         tunables.refresh(&config);
+        let acl = crate::acl::Acl::default();
+        acl.configure(&tunables, &config);
         let keyspace = Keyspace::new(config.databases);
+        keyspace.set_retained_budget(config.snapshot_max_retained_bytes);
         keyspace.set_key_events(Box::new(crate::notify::Sink(self_ref.clone())));
         keyspace.want_key_events(crate::notify::storage_mask(config.notify_keyspace_events));
         let command_stats = (0..cmd::table_len())
@@ -314,6 +347,8 @@ impl Server {
             active_expire: AtomicBool::new(true),
             scripting: crate::scripting::Scripting::default(),
             aof: crate::aof::Aof::default(),
+            acl,
+            replication: crate::replication::Replication::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

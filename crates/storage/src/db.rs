@@ -69,6 +69,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Fresh shared state with this one's key hasher (and nothing else of it): a sibling
+    /// keyspace's, whose entries fall in the same shards and buckets (`swap.rs`).
+    pub(crate) fn sibling(&self) -> Shared {
+        Shared {
+            hasher: self.hasher.clone(),
+            ..Shared::default()
+        }
+    }
+
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         use std::hash::BuildHasher;
         #[cfg(test)]
@@ -635,6 +644,32 @@ impl Deferred {
     #[cfg(test)]
     fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.more.len()
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    /// Releases the locks, then frees what the guard deferred. A write that retained a version
+    /// while its snapshot's retained budget was full waits for room after both
+    /// ([`retain::BudgetWait`]); without a running snapshot this costs one look at each locked
+    /// shard's snapshot slot, which the guard has in cache.
+    fn drop(&mut self) {
+        let wait = match &mut self.locks {
+            Locks::One(_, guard) => guard
+                .snapshot
+                .as_mut()
+                .and_then(|snapshot| snapshot.take_budget_wait()),
+            Locks::Many(guards) => guards.iter_mut().find_map(|(_, guard)| {
+                guard
+                    .snapshot
+                    .as_mut()
+                    .and_then(|snapshot| snapshot.take_budget_wait())
+            }),
+        };
+        if let Some(wait) = wait {
+            self.locks = Locks::Many(Vec::new());
+            drop(std::mem::take(&mut self.deferred));
+            wait.wait_for_room();
+        }
     }
 }
 

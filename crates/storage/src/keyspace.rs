@@ -42,7 +42,19 @@ pub struct ExpireCycle {
 impl Keyspace {
     /// A keyspace with `n_dbs` empty databases (at least one).
     pub fn new(n_dbs: usize) -> Keyspace {
-        let shared = Arc::new(Shared::default());
+        Keyspace::with_shared(n_dbs, Shared::default())
+    }
+
+    /// An empty keyspace with as many databases as this one and the same key hasher, sharing
+    /// nothing else (no clock, no effect numbering, no event sink, no save slot): something
+    /// can be loaded into it while this one serves, and [`Keyspace::swap_contents`] then
+    /// exchanges the two (a replica's `repl-diskless-load swapdb`).
+    pub fn sibling(&self) -> Keyspace {
+        Keyspace::with_shared(self.dbs.len(), self.shared.sibling())
+    }
+
+    fn with_shared(n_dbs: usize, shared: Shared) -> Keyspace {
+        let shared = Arc::new(shared);
         let dbs = (0..n_dbs.max(1))
             .map(|index| Db::new(Arc::clone(&shared), index))
             .collect();

@@ -55,7 +55,7 @@ pub use entry::Entry;
 pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};
 pub use keyspace::{ExpireCycle, Keyspace};
-pub use snapshot::retain::RetainedStats;
+pub use snapshot::retain::{BUDGET_MAX_WAIT, RetainedStats};
 pub use snapshot::{SaveClaim, SaveRecord, ShardCursor, ShardImage, SnapshotCut, Visit};
 pub use value::Value;
 pub use version::Epoch;

@@ -53,6 +53,51 @@ impl Keyspace {
     }
 }
 
+impl Keyspace {
+    /// Exchanges the contents of every database with `sibling`'s (made by
+    /// [`Keyspace::sibling`]) in one step: every shard of this keyspace is locked in the global
+    /// lock order, then every shard of the sibling (which no command ever locks), and shard `i`
+    /// of database `d` trades tables and expiry indexes with the sibling's. WATCHes fire as
+    /// for SWAPDB; a running snapshot still saves this keyspace as it was at its cut (entries
+    /// leaving a shard it has not finished are retained, entries arriving there stamped with
+    /// the current epoch). Elsewhere the arriving entries keep the versions the sibling's own
+    /// clock gave them, which never passes its first epoch (a sibling is never cut), so they
+    /// read as older than any later cut, as they should. O(shards) without a snapshot.
+    /// Returns false, changing nothing, if the two differ in databases or key hasher.
+    pub fn swap_contents(&self, sibling: &Keyspace, now_ms: u64) -> bool {
+        if sibling.dbs.len() != self.dbs.len()
+            || sibling.shared.hash(b"forkless") != self.shared.hash(b"forkless")
+        {
+            return false;
+        }
+        let epoch = self.epoch();
+        let mut mine: Vec<Vec<_>> = self
+            .dbs
+            .iter()
+            .map(|db| db.shard_locks().iter().map(sync::write).collect())
+            .collect();
+        let mut theirs: Vec<Vec<_>> = sibling
+            .dbs
+            .iter()
+            .map(|db| db.shard_locks().iter().map(sync::write).collect())
+            .collect();
+        for ((db, my_shards), their_shards) in self.dbs.iter().zip(&mut mine).zip(&mut theirs) {
+            for (x, y) in my_shards.iter_mut().zip(their_shards.iter_mut()) {
+                touch_watched(db, x, y, now_ms);
+                preserve_leaving(x);
+                std::mem::swap(&mut x.table, &mut y.table);
+                std::mem::swap(&mut x.expires, &mut y.expires);
+                stamp_arriving(x, epoch);
+            }
+        }
+        if let Some(first) = mine.first_mut().and_then(|shards| shards.first_mut()) {
+            first.dirty += 1;
+        }
+        effect::changed(&self.shared.effects);
+        true
+    }
+}
+
 /// Exchanges the contents of two shards of the same index.
 fn swap_shards(db: &Db, x: &mut ShardState, y: &mut ShardState, epoch: Epoch, now_ms: u64) {
     touch_watched(db, x, y, now_ms);
@@ -147,6 +192,39 @@ mod tests {
         assert!(keyspace.swap_dbs(1, 1, 1_000));
         assert!(!keyspace.swap_dbs(0, 3, 1_000));
         assert!(keyspace.db(2).expect("db").stats(1_000).keys == 1);
+    }
+
+    #[test]
+    fn a_sibling_swaps_in_whole() {
+        let keyspace = Keyspace::new(2);
+        set(&keyspace, 0, b"old", b"x", None);
+        set(&keyspace, 1, b"old1", b"x", None);
+        let sibling = keyspace.sibling();
+        for i in 0..1000u32 {
+            let key = format!("new{i}");
+            set(&sibling, 0, key.as_bytes(), b"y", Some(9_000));
+        }
+        set(&sibling, 1, b"new-in-1", b"z", None);
+        let watched = WatchFlag::default();
+        keyspace.db(0).expect("db").watch(b"old", &watched);
+        assert!(keyspace.swap_contents(&sibling, 1_000));
+        assert!(watched.is_set());
+        assert_eq!(get(&keyspace, 0, b"old", 1_000), None);
+        assert_eq!(
+            get(&keyspace, 0, b"new999", 1_000),
+            Some((b"y".to_vec(), Some(9_000)))
+        );
+        assert_eq!(keyspace.db(0).expect("db").stats(1_000).keys, 1000);
+        assert_eq!(keyspace.db(0).expect("db").stats(1_000).expires, 1000);
+        assert_eq!(
+            get(&keyspace, 1, b"new-in-1", 1_000),
+            Some((b"z".to_vec(), None))
+        );
+        // The sibling holds the old contents, to be dropped by the caller.
+        assert_eq!(get(&sibling, 0, b"old", 1_000), Some((b"x".to_vec(), None)));
+        // Not a sibling: another hasher, or another number of databases.
+        assert!(!keyspace.swap_contents(&Keyspace::new(2), 1_000));
+        assert!(!keyspace.swap_contents(&Keyspace::new(3), 1_000));
     }
 
     #[test]

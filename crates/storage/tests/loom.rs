@@ -7,6 +7,8 @@
 //! - the early taking of retained versions (the serializers' sweep) racing the retain hook;
 //! - the stepwise traversal (one bucket per step) racing writers that overwrite and insert;
 //! - the release of retained versions (image drop, end_snapshot) racing writers;
+//! - a writer waiting for room in the retained budget racing the sweep and the end of the
+//!   snapshot, which must let it go (it waits holding no lock);
 //! - writers taking effect numbers under their shard locks racing the cut, which must split the
 //!   numbers exactly where it splits the writes.
 #![allow(
@@ -176,6 +178,38 @@ fn early_take_of_retained_versions_racing_writers_saves_each_key_once() {
         keyspace.end_snapshot(cut);
         assert_eq!(saved.get(&a).map(Vec::as_slice), Some(&b"before"[..]));
         assert_eq!(saved.get(&b).map(Vec::as_slice), Some(&b"before"[..]));
+        let retained = keyspace.retained();
+        assert_eq!((retained.versions, retained.bytes), (0, 0));
+    });
+}
+
+#[test]
+fn writer_waiting_for_room_in_the_budget_is_let_go_by_the_sweep_or_the_end() {
+    loom::model(|| {
+        let keyspace = Arc::new(Keyspace::new(1));
+        // One byte: every retained version fills the budget, so a write that retains one waits.
+        keyspace.set_retained_budget(1);
+        let (a, b) = two_keys_in_two_shards(&keyspace);
+        set_all(&keyspace, &[&a, &b], b"before");
+        let cut = keyspace.begin_snapshot(0).unwrap();
+        let writer = spawn_writer(&keyspace, &a, &b, |keyspace, a, b| {
+            // Retains a's pre-cut version, then waits (outside the lock) for room.
+            set_all(&keyspace, &[&a], b"after");
+            set_all(&keyspace, &[&b], b"after");
+        });
+        // The sweeper takes what was retained (the wait needs the shard lock to be free for
+        // this), then the save ends, which frees the rest whatever the writer has done.
+        let mut saved: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for shard in 0..N_SHARDS {
+            for (key, entry) in keyspace.take_retained(&cut, 0, shard).entries() {
+                save_once(&mut saved, key, entry.value());
+            }
+        }
+        keyspace.end_snapshot(cut);
+        writer.join().unwrap();
+        for value in saved.values() {
+            assert_eq!(value.as_slice(), b"before");
+        }
         let retained = keyspace.retained();
         assert_eq!((retained.versions, retained.bytes), (0, 0));
     });

@@ -121,14 +121,24 @@ fn read_number(data: &[u8], skip: usize) -> Option<(i64, usize)> {
 
 /// A client that replays the AOF: authenticated, at time 0 (nothing expires on its own).
 pub(crate) fn replay_client(server: &Server) -> Client {
-    let id = server.clients.next_id();
     let addr: SocketAddr = ([0, 0, 0, 0], 0).into();
+    replay_client_at(server, addr, addr)
+}
+
+/// A replay client with the addresses CLIENT LIST shows: a replica's master client, which
+/// applies its primary's stream as the AOF's client applies the file.
+pub(crate) fn replay_client_at(
+    server: &Server,
+    addr: SocketAddr,
+    local_addr: SocketAddr,
+) -> Client {
+    let id = server.clients.next_id();
     // Nothing is pushed to the replay client (it runs no MONITOR or tracking).
     let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
         addr,
-        local_addr: addr,
+        local_addr,
         created: Instant::now(),
         last_interaction_ms: Default::default(),
         name: Default::default(),
@@ -141,6 +151,7 @@ pub(crate) fn replay_client(server: &Server) -> Client {
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Client {
         id,
@@ -157,6 +168,8 @@ pub(crate) fn replay_client(server: &Server) -> Client {
         block_retry: false,
         replay: true,
         conn: cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::superuser(),
+        acl_caller: None,
     }
 }
 

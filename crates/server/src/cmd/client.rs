@@ -45,6 +45,14 @@ pub(crate) struct ConnState {
     pub(crate) pushes: mpsc::UnboundedReceiver<Bytes>,
     /// CLIENT TRACKING and CLIENT CACHING.
     pub(crate) tracking: super::tracking::ConnTracking,
+    /// What REPLCONF declared, for a replica's PSYNC.
+    pub(crate) replconf: crate::replication::ReplConf,
+    /// Set by PSYNC/SYNC: the connection becomes a replica's link after the command.
+    pub(crate) handover: Option<crate::replication::Handover>,
+    /// Set by WAIT: the connection waits for the replicas' ACKs, then replies.
+    pub(crate) wait_replicas: Option<crate::replication::WaitRequest>,
+    /// True once the connection is a replica's link (flag S, type replica).
+    pub(crate) replica: bool,
 }
 
 impl ConnState {
@@ -58,6 +66,10 @@ impl ConnState {
             monitor: false,
             pushes,
             tracking: super::tracking::ConnTracking::default(),
+            replconf: crate::replication::ReplConf::default(),
+            handover: None,
+            wait_replicas: None,
+            replica: false,
         }
     }
 }
@@ -72,10 +84,16 @@ const FLAG_CLOSE_AFTER_REPLY: u32 = 1 << 5;
 const FLAG_NO_EVICT: u32 = 1 << 6;
 const FLAG_TRACKING: u32 = 1 << 7;
 const FLAG_TRACKING_BCAST: u32 = 1 << 8;
+/// A replica's master client (`M`): set by the replication link, see [`mark_master`].
+const FLAG_MASTER: u32 = 1 << 10;
+/// A replica's link (Redis's CLIENT_SLAVE).
+const FLAG_REPLICA: u32 = 1 << 9;
 
 /// In Redis's order (`catClientInfoString`): the letter of each flag.
 const FLAG_LETTERS: &[(u32, char)] = &[
+    (FLAG_REPLICA, 'S'),
     (FLAG_MONITOR, 'O'),
+    (FLAG_MASTER, 'M'),
     (FLAG_PUBSUB, 'P'),
     (FLAG_MULTI, 'x'),
     (FLAG_BLOCKED, 'b'),
@@ -200,6 +218,7 @@ fn figures_of(client: &Client, blocked: bool, pending_out: usize) -> Figures {
     };
     let (tracking, bcast, redir) = super::tracking::list_figures(client);
     set(client.conn.monitor, FLAG_MONITOR);
+    set(client.conn.replica, FLAG_REPLICA);
     set(tracking, FLAG_TRACKING);
     set(bcast, FLAG_TRACKING_BCAST);
     set(client.subs.active(), FLAG_PUBSUB);
@@ -224,6 +243,11 @@ fn figures_of(client: &Client, blocked: bool, pending_out: usize) -> Figures {
         pending_out: to_u64(pending_out),
         redir,
     }
+}
+
+/// Marks `handle` as a replica's master client in CLIENT LIST (`flags=M`), after [`publish`].
+pub(crate) fn mark_master(handle: &ClientHandle) {
+    handle.info.flags.fetch_or(FLAG_MASTER, Ordering::Relaxed);
 }
 
 /// Publishes what other clients' CLIENT LIST shows of `client`: called by the connection
@@ -314,7 +338,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
-         oll={} omem={} tot-mem={} events={} cmd={} user=default redir={} resp={}",
+         oll={} omem={} tot-mem={} events={} cmd={} user={} redir={} resp={}",
         handle.id,
         handle.addr,
         handle.local_addr,
@@ -340,9 +364,15 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
         tot_mem,
         events,
         cmd,
+        String::from_utf8_lossy(&lock(&handle.user)),
         figures.redir,
         handle.resp.load(Ordering::Relaxed),
     )
+}
+
+/// The CLIENT LIST line of a client as others see it (what the ACL log records).
+pub(crate) fn handle_line(handle: &ClientHandle) -> String {
+    client_line(handle, &figures_of_other(handle), None)
 }
 
 /// The running client's own line: its figures read from its state, not from what it last
@@ -713,6 +743,7 @@ fn client_unblock(ctx: &mut Ctx<'_>, id: &[u8], mode: Option<&Bytes>) {
 
 fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind_filter = None;
     let mut rest = filters;
     while let Some((option, tail)) = rest.split_first() {
         if eq_ignore_case(option, "type") {
@@ -730,9 +761,7 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
                 ));
                 return;
             }
-            if !eq_ignore_case(kind, "normal") {
-                ids = Some(Vec::new());
-            }
+            kind_filter = Some(client_kind_of_name(kind));
             rest = after;
         } else if eq_ignore_case(option, "id") && !tail.is_empty() {
             let mut wanted = Vec::new();
@@ -758,6 +787,9 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     let mut text = String::new();
     for handle in ctx.server.clients.all() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&handle.id)) {
+            continue;
+        }
+        if kind_filter.is_some_and(|kind| kind != client_kind(&handle)) {
             continue;
         }
         let line = if handle.id == ctx.client.id {
@@ -793,7 +825,9 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
     let mut id = None;
     let mut addr = None;
     let mut laddr = None;
+    let mut user = None;
     let mut skipme = true;
+    let mut kind_filter = None;
     let mut pairs = filters.chunks_exact(2);
     for pair in &mut pairs {
         let [option, value] = pair else { continue };
@@ -832,18 +866,16 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
                 ));
                 return;
             }
-            // Only normal clients exist: another type selects none.
-            if !eq_ignore_case(value, "normal") {
-                id = Some(0);
-            }
+            kind_filter = Some(client_kind_of_name(value));
         } else if eq_ignore_case(option, "user") {
-            if value.as_ref() != b"default" {
+            if ctx.server.acl.get(value).is_none() {
                 ctx.out.error(&format!(
                     "ERR No such user '{}'",
                     String::from_utf8_lossy(value)
                 ));
                 return;
             }
+            user = Some(value.clone());
         } else {
             ctx.out.error(reply::SYNTAX);
             return;
@@ -860,6 +892,10 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
             && laddr
                 .as_ref()
                 .is_none_or(|a| *a == handle.local_addr.to_string())
+            && user
+                .as_ref()
+                .is_none_or(|user| *lock(&handle.user) == *user)
+            && kind_filter.is_none_or(|kind| kind == client_kind(&handle))
             && !(skipme && handle.id == ctx.client.id);
         if matches {
             kill(ctx, &handle);
@@ -867,6 +903,43 @@ fn client_kill(ctx: &mut Ctx<'_>, filters: &[Bytes]) {
         }
     }
     ctx.out.int(killed);
+}
+
+/// Redis's client types, as CLIENT LIST / KILL TYPE select them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientKind {
+    Normal,
+    Replica,
+    Master,
+    Pubsub,
+}
+
+/// The type a (validated) TYPE argument names.
+fn client_kind_of_name(name: &[u8]) -> ClientKind {
+    if eq_ignore_case(name, "replica") || eq_ignore_case(name, "slave") {
+        ClientKind::Replica
+    } else if eq_ignore_case(name, "master") {
+        ClientKind::Master
+    } else if eq_ignore_case(name, "pubsub") {
+        ClientKind::Pubsub
+    } else {
+        ClientKind::Normal
+    }
+}
+
+/// A client's type as Redis's getClientType: a replica's link (not a monitor), this
+/// replica's master client, a subscriber, or normal.
+fn client_kind(handle: &ClientHandle) -> ClientKind {
+    let flags = handle.info.flags.load(Ordering::Relaxed);
+    if flags & FLAG_REPLICA != 0 && flags & FLAG_MONITOR == 0 {
+        ClientKind::Replica
+    } else if flags & FLAG_MASTER != 0 {
+        ClientKind::Master
+    } else if flags & FLAG_PUBSUB != 0 {
+        ClientKind::Pubsub
+    } else {
+        ClientKind::Normal
+    }
 }
 
 fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {

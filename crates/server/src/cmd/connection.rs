@@ -1,4 +1,5 @@
-//! Connection commands: PING ECHO QUIT SELECT HELLO AUTH RESET (CLIENT is in `client.rs`).
+//! Connection commands: PING ECHO QUIT SELECT HELLO AUTH RESET, and READONLY/READWRITE (which
+//! answer as Redis outside cluster mode); CLIENT is in `client.rs`.
 
 use std::sync::atomic::Ordering;
 
@@ -101,8 +102,8 @@ pub(crate) const COMMANDS: &[Command] = &[
         flags: flags!(SENTINEL),
         keys: KeySpec::NONE,
         gate: Gate::Shared,
-        categories: &["slow", "connection"],
-        summary: "A container for client connection commands.",
+        categories: &["slow"],
+        summary: "A container for client connection commands",
         since: "2.4.0",
         group: "connection",
         handler: super::client::client,
@@ -128,7 +129,37 @@ pub(crate) const COMMANDS: &[Command] = &[
         group: "connection",
         handler: reset,
     },
+    Command {
+        name: "readonly",
+        arity: 1,
+        flags: flags!(FAST, LOADING, STALE),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
+        categories: &["fast", "connection"],
+        summary: "Enables read queries for a connection to a cluster replica node",
+        since: "3.0.0",
+        group: "cluster",
+        handler: cluster_disabled,
+    },
+    Command {
+        name: "readwrite",
+        arity: 1,
+        flags: flags!(FAST, LOADING, STALE),
+        keys: KeySpec::NONE,
+        gate: Gate::Shared,
+        categories: &["fast", "connection"],
+        summary: "Disables read queries for a connection to a cluster replica node",
+        since: "3.0.0",
+        group: "cluster",
+        handler: cluster_disabled,
+    },
 ];
+
+/// READONLY and READWRITE outside cluster mode, as Redis answers them.
+fn cluster_disabled(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
+    ctx.out
+        .error("ERR This instance has cluster support disabled");
+}
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if argv.len() > 2 {
@@ -178,15 +209,20 @@ fn select(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
 }
 
-/// Checks a password against `requirepass` for the `default` user. Returns true if and only if
-/// it matches.
-fn password_matches(ctx: &Ctx<'_>, username: &[u8], password: &[u8]) -> bool {
-    let config = ctx.server.config();
-    username == b"default"
-        && config
-            .requirepass
-            .as_deref()
-            .is_some_and(|pass| crate::limits::password_matches(pass.as_bytes(), password))
+/// Authenticates the client as `username` when the password matches an enabled user
+/// (`ACLAuthenticateUser`); a failure is logged in the ACL log. Returns true if and only if it
+/// succeeded.
+fn authenticate(ctx: &mut Ctx<'_>, argv: &[Bytes], username: &[u8], password: &[u8]) -> bool {
+    match ctx.server.acl.credentials(username, password) {
+        Some(user) => {
+            crate::acl::log_in(ctx.server, ctx.client, user);
+            true
+        }
+        None => {
+            crate::acl::log::record_auth_failure(ctx.server, ctx.client, argv, username);
+            false
+        }
+    }
 }
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
@@ -207,9 +243,7 @@ fn auth(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         );
         return;
     }
-    let no_password = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
-    if (no_password && username == b"default") || password_matches(ctx, username, password) {
-        ctx.client.authenticated = true;
+    if authenticate(ctx, argv, username, password) {
         ctx.out.ok();
     } else {
         ctx.out.error(WRONGPASS);
@@ -257,16 +291,11 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             }
         }
     }
-    if let Some((username, password)) = credentials {
-        let no_password = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
-        if (no_password && username.as_ref() == b"default")
-            || password_matches(ctx, username, password)
-        {
-            ctx.client.authenticated = true;
-        } else {
-            ctx.out.error(WRONGPASS);
-            return;
-        }
+    if let Some((username, password)) = credentials
+        && !authenticate(ctx, argv, username, password)
+    {
+        ctx.out.error(WRONGPASS);
+        return;
     }
     if !ctx.client.authenticated {
         ctx.out.error(
@@ -304,7 +333,11 @@ fn hello(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     ctx.out.bulk(b"mode");
     ctx.out.bulk(b"standalone");
     ctx.out.bulk(b"role");
-    ctx.out.bulk(b"master");
+    if ctx.server.replication.replica.is_replica() {
+        ctx.out.bulk(b"replica");
+    } else {
+        ctx.out.bulk(b"master");
+    }
     ctx.out.bulk(b"modules");
     ctx.out.array_len(0);
 }
@@ -320,7 +353,7 @@ fn reset(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
     ctx.out.version = RespVersion::Resp2;
     ctx.client.handle.resp.store(2, Ordering::Relaxed);
     *lock(&ctx.client.handle.name) = None;
-    ctx.client.authenticated = !ctx.server.tunables.requirepass_set.load(Ordering::Relaxed);
+    crate::acl::log_out(ctx.server, ctx.client);
     ctx.server
         .pubsub
         .remove_client(&mut ctx.client.subs, ctx.client.id);

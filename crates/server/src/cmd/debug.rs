@@ -23,11 +23,11 @@ use crate::server::Server;
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "debug", arity: -2, flags: flags!(ADMIN, NOSCRIPT, LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["admin", "slow", "dangerous"], summary: "A container for debugging commands", since: "1.0.0", group: "server", handler: debug },
+    Command { name: "debug", arity: -2, flags: flags!(ADMIN, NOSCRIPT, LOADING, STALE, PROTECTED), keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["admin", "slow", "dangerous"], summary: "A container for debugging commands", since: "1.0.0", group: "server", handler: debug },
 ];
 
 /// Redis's refusal when `enable-debug-command` does not allow this client.
-const NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is \
+pub(crate) const NOT_ALLOWED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is \
                            set to \"local\", you can run it from a local connection, otherwise \
                            you need to set this option in the configuration file, and then \
                            restart the server.";
@@ -148,9 +148,14 @@ fn dataset_digest(server: &Server) -> Sha {
 
 /// Returns true if and only if `enable-debug-command` lets this client run DEBUG.
 fn allowed(ctx: &Ctx<'_>) -> bool {
-    match ctx.server.config().enable_debug_command {
+    allowed_for(ctx.server, ctx.client)
+}
+
+/// Returns true if and only if `enable-debug-command` lets `client` run DEBUG.
+pub(crate) fn allowed_for(server: &Server, client: &super::Client) -> bool {
+    match server.config().enable_debug_command {
         ProtectedConfigs::Yes => true,
-        ProtectedConfigs::Local => crate::limits::is_local(ctx.client.handle.addr.ip()),
+        ProtectedConfigs::Local => crate::limits::is_local(client.handle.addr.ip()),
         ProtectedConfigs::No => false,
     }
 }

@@ -77,13 +77,16 @@ impl Flags {
     /// forkless: refused with MISCONF after a failed background save although it does not
     /// write (Redis refuses PING too, so that monitoring notices).
     pub(crate) const REFUSED_ON_MISCONF: Flags = Flags(1 << 26);
+    /// forkless: Redis's `protected` commands (DEBUG): refused right after the arity check,
+    /// before authentication and ACL, unless `enable-debug-command` lets this client in.
+    pub(crate) const PROTECTED: Flags = Flags(1 << 27);
     /// forkless: runs the Lua script whose body or SHA1 is `argv[1]` (EVAL and its forms);
     /// whether it writes is the script's declared flags' to say (Redis's
     /// `evalGetCommandFlags`, see `scripting::declared_writes`).
-    pub(crate) const RUNS_SCRIPT: Flags = Flags(1 << 27);
+    pub(crate) const RUNS_SCRIPT: Flags = Flags(1 << 28);
     /// forkless: calls the function named `argv[1]` (FCALL, FCALL_RO); as [`Flags::RUNS_SCRIPT`]
     /// with the function's flags.
-    pub(crate) const RUNS_FUNCTION: Flags = Flags(1 << 28);
+    pub(crate) const RUNS_FUNCTION: Flags = Flags(1 << 29);
 
     /// The flags COMMAND INFO reports, in the order Redis 7.0 writes them
     /// (`addReplyCommandFlags`); the others are hidden.
@@ -200,20 +203,33 @@ impl KeySpec {
 pub(crate) enum Refusal {
     /// The argument count does not fit the command's arity.
     WrongArity { command: &'static str },
-    /// `requirepass` is set and the client has not authenticated.
+    /// The default user needs a password (`requirepass`, ACL) and the client has not
+    /// authenticated.
     NoAuth,
     /// A RESP2 client in subscribed mode sent a command other than (un)subscribe, PING, QUIT
     /// or RESET.
     SubscribedMode { command: &'static str },
+    /// DEBUG while `enable-debug-command` does not let this client run it.
+    DebugNotAllowed,
     /// The dataset is still loading.
     Loading,
     /// The command may not be queued inside MULTI.
     NotInMulti,
     /// A background save failed and `stop-writes-on-bgsave-error` refuses writes.
     Misconf,
+    /// The client's ACL user may not run the command (`command` is its full name).
+    NoPermCommand { command: &'static str },
+    /// The client's ACL user may not access one of the keys.
+    NoPermKey,
+    /// The client's ACL user may not access one of the channels.
+    NoPermChannel,
     /// The last write to the AOF failed (the OS error's number): writes are refused until one
     /// succeeds, as Redis 7.0 does.
     MisconfAof { errno: i32 },
+    /// A replica's refusal to its own clients: READONLY or MASTERDOWN, Redis's text.
+    Replica(&'static str),
+    /// `min-replicas-to-write` replicas with a lag within `min-replicas-max-lag` are not there.
+    NoReplicas,
 }
 
 impl fmt::Display for Refusal {
@@ -228,9 +244,23 @@ impl fmt::Display for Refusal {
                 "ERR Can't execute '{command}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / \
                  QUIT / RESET are allowed in this context"
             ),
+            Refusal::NoPermCommand { command } => write!(
+                f,
+                "NOPERM this user has no permissions to run the '{command}' command"
+            ),
+            Refusal::NoPermKey => f.write_str(
+                "NOPERM this user has no permissions to access one of the keys used as arguments",
+            ),
+            Refusal::NoPermChannel => f.write_str(
+                "NOPERM this user has no permissions to access one of the channels used as \
+                 arguments",
+            ),
+            Refusal::DebugNotAllowed => f.write_str(super::debug::NOT_ALLOWED),
             Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),
+            Refusal::Replica(reply) => f.write_str(reply),
+            Refusal::NoReplicas => f.write_str("NOREPLICAS Not enough good replicas to write."),
             Refusal::MisconfAof { errno } => write!(
                 f,
                 "MISCONF Errors writing to the AOF file: {}",

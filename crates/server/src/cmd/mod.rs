@@ -18,6 +18,7 @@ use self::meta::{Flags, Gate, KeySpec, Refusal};
 use crate::server::Server;
 
 pub(crate) mod access;
+pub(crate) mod acl;
 pub(crate) mod bitmap;
 pub(crate) mod client;
 pub(crate) mod connection;
@@ -131,6 +132,9 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         memory::COMMANDS,
         debug::COMMANDS,
         scripting::COMMANDS,
+        acl::COMMANDS,
+        crate::replication::commands::COMMANDS,
+        crate::replication::replica::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -200,6 +204,11 @@ pub(crate) struct Client {
     pub(crate) replay: bool,
     /// CLIENT REPLY, NO-EVICT, MONITOR, TRACKING and the query buffer figures of CLIENT LIST.
     pub(crate) conn: client::ConnState,
+    /// The client's ACL user, as of the last change it saw.
+    pub(crate) acl: crate::acl::ClientAcl,
+    /// For a script's client: the connection that runs the script (whose user its commands
+    /// are checked as, and which the ACL log names).
+    pub(crate) acl_caller: Option<std::sync::Arc<crate::server::ClientHandle>>,
 }
 
 /// The id of the client a script's commands run as (no connection has it: ids count up
@@ -335,11 +344,19 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     };
     remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
-    if let Some(refusal) = refusal(server, client, out.version, command, argv.len()) {
+    if let Some(refusal) = refusal(server, client, out.version, idx, command, argv) {
         let reply_start = out.len();
-        out.error(&refusal.to_string());
+        if is_exec(command) {
+            // Redis's `rejectCommand` aborts the transaction when EXEC itself is refused.
+            transaction::discard_all(server, client);
+            out.error(&format!(
+                "EXECABORT Transaction discarded because of: {refusal}"
+            ));
+        } else {
+            out.error(&refusal.to_string());
+            transaction::flag_error(client);
+        }
         reject(server, stats, out, reply_start);
-        transaction::flag_error(client);
         return;
     }
     // EXEC and the script commands take the gate exclusively themselves; every other command
@@ -353,10 +370,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
             let reply_start = out.len();
             // EXEC (the command that runs inside MULTI and takes the gate itself) refused:
             // the transaction is aborted, as in Redis.
-            if command.gate == Gate::Exclusive
-                && command.has_flag(Flags::RUNS_IN_MULTI)
-                && client.multi.is_some()
-            {
+            if is_exec(command) && client.multi.is_some() {
                 transaction::discard_all(server, client);
                 out.error(&format!(
                     "EXECABORT Transaction discarded because of: {error}"
@@ -373,6 +387,12 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
         return;
     }
     dispatch(server, client, out, idx, command, argv);
+}
+
+/// Returns true if and only if `command` is EXEC: the command that runs inside MULTI and takes
+/// the gate itself.
+fn is_exec(command: &Command) -> bool {
+    command.gate == Gate::Exclusive && command.has_flag(Flags::RUNS_IN_MULTI)
 }
 
 /// Records the command at `idx` (and, for a container, the subcommand `argv[1]` names) as the
@@ -408,26 +428,59 @@ pub(crate) fn last_command_name(packed: u32) -> Option<&'static str> {
     }
 }
 
-/// Why `command` may not run now, or None if it may.
+/// Why `command` (at `idx` in the table) may not run now, or None if it may. The checks come
+/// in Redis's order (`processCommand`): arity, authentication, MULTI, ACL, then the rest.
 fn refusal(
     server: &Server,
-    client: &Client,
+    client: &mut Client,
     version: RespVersion,
+    idx: usize,
     command: &'static Command,
-    argc: usize,
+    argv: &[Bytes],
 ) -> Option<Refusal> {
-    let argc = i32::try_from(argc).unwrap_or(i32::MAX);
+    let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
     if (command.arity > 0 && argc != command.arity) || (command.arity < 0 && argc < -command.arity)
     {
         return Some(Refusal::WrongArity {
             command: command.name,
         });
     }
+    if command.has_flag(Flags::PROTECTED) && !debug::allowed_for(server, client) {
+        return Some(Refusal::DebugNotAllowed);
+    }
     if !client.authenticated
         && !command.has_flag(Flags::NO_AUTH)
-        && server.tunables.requirepass_set.load(Ordering::Relaxed)
+        && server
+            .tunables
+            .default_auth_required
+            .load(Ordering::Relaxed)
     {
         return Some(Refusal::NoAuth);
+    }
+    if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
+        return Some(Refusal::NotInMulti);
+    }
+    let context = if client.multi.is_some() {
+        crate::acl::Context::Multi
+    } else {
+        crate::acl::Context::Toplevel
+    };
+    if let Err((denied, id)) = crate::acl::check(server, client, idx, argv, context) {
+        return Some(match denied {
+            crate::acl::Denied::Command => Refusal::NoPermCommand {
+                command: crate::acl::catalog::CATALOG
+                    .get(id)
+                    .map_or(command.name, |entry| entry.name),
+            },
+            crate::acl::Denied::Key(_) => Refusal::NoPermKey,
+            crate::acl::Denied::Channel(_) => Refusal::NoPermChannel,
+        });
+    }
+    // A replica's own clients: READONLY for writes, then MASTERDOWN with the link down and
+    // stale data refused (Redis's processCommand order). The master client and the AOF's are obeyed.
+    if let Some(reply) = crate::replication::replica::refusal(server, command, argv, client.replay)
+    {
+        return Some(Refusal::Replica(reply));
     }
     if client.subs.active()
         && version == RespVersion::Resp2
@@ -441,12 +494,12 @@ fn refusal(
     if !command.has_flag(Flags::LOADING) && !client.replay && server.persistence.loading() {
         return Some(Refusal::Loading);
     }
-    if client.multi.is_some() && command.has_flag(Flags::NO_MULTI) {
-        return Some(Refusal::NotInMulti);
-    }
+    // The master client is obeyed whatever the disk does, as Redis's (a replica that refused
+    // its primary's writes would silently diverge from it).
     if command
         .flags
         .intersects(Flags::WRITE.union(Flags::REFUSED_ON_MISCONF))
+        && !client.replay
         && crate::persistence::writes_refused(server)
     {
         return Some(Refusal::Misconf);
@@ -457,6 +510,9 @@ fn refusal(
         && let Some(errno) = server.aof.write_errno()
     {
         return Some(Refusal::MisconfAof { errno });
+    }
+    if command.has_flag(Flags::WRITE) && crate::replication::primary::writes_refused(server) {
+        return Some(Refusal::NoReplicas);
     }
     None
 }
@@ -536,10 +592,15 @@ pub(crate) fn dispatch(
 /// removes them (a read guard cannot): through a write guard, so they count in
 /// `expired_keys`, fire `expired` events, reach the effect stream as DELs in the command's
 /// unit, and invalidate their trackers. Not while CLIENT PAUSE holds writes back (Redis
-/// expires nothing then), nor for a replay client (its clock is 0).
+/// expires nothing then), nor on a replica, nor for a replay client (its clock is 0).
 fn remove_expired_reads(server: &Server, client: &Client, now_ms: u64) {
     let expired = forkless_storage::take_expired_reads();
-    if expired.is_empty() || client.replay || server.pause.holds_writes() {
+    // A replica removes nothing itself: it waits for its primary's DEL (as Redis's replicas).
+    if expired.is_empty()
+        || client.replay
+        || server.pause.holds_writes()
+        || server.replication.replica.is_replica()
+    {
         return;
     }
     for (db_idx, key) in &expired {

@@ -69,7 +69,8 @@ fn monitor(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
 }
 
 /// Returns true if and only if argument `idx` of `argv` carries a secret MONITOR and the slow
-/// log must not show: AUTH's arguments, HELLO's AUTH username and password, the value of
+/// log must not show: AUTH's arguments, ACL SETUSER's user and rules, HELLO's AUTH username
+/// and password, the value of
 /// CONFIG SET for `requirepass` and `masterauth`, MIGRATE's AUTH/AUTH2 credentials.
 pub(crate) fn is_redacted(argv: &[Bytes], idx: usize) -> bool {
     let Some(name) = argv.first() else {
@@ -90,6 +91,13 @@ pub(crate) fn is_redacted(argv: &[Bytes], idx: usize) -> bool {
     }
     if eq_ignore_case(name, "migrate") {
         return idx >= 6 && (follows("auth", 1) || follows("auth2", 2));
+    }
+    if eq_ignore_case(name, "acl")
+        && argv
+            .get(1)
+            .is_some_and(|sub| eq_ignore_case(sub, "setuser"))
+    {
+        return idx >= 2;
     }
     if eq_ignore_case(name, "config") && argv.get(1).is_some_and(|sub| eq_ignore_case(sub, "set")) {
         let sensitive =

@@ -116,6 +116,11 @@ fn check_before_run(
                     read only scripts.",
         );
     }
+    // A script that may write is a write command to Redis's processCommand (its flags come from
+    // the shebang), so a read-only replica refuses it with the plain READONLY.
+    if crate::replication::replica::script_writes_refused(server) {
+        return Err(crate::replication::replica::READONLY);
+    }
     if read_only_command {
         return Err("ERR Can not execute a script with write flag using *_ro command.");
     }

@@ -191,9 +191,19 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         Ok(changed) => {
             *config = candidate;
             ctx.server.tunables.refresh(&config);
+            ctx.server
+                .keyspace
+                .set_retained_budget(config.snapshot_max_retained_bytes);
             crate::notify::configure(ctx.server);
             let loglevel = config.loglevel;
+            let requirepass = config.requirepass.clone();
+            ctx.server.acl.configure_options(&config);
             drop(config);
+            if changed.contains(&"requirepass") {
+                ctx.server
+                    .acl
+                    .set_default_password(ctx.server, requirepass.as_deref());
+            }
             if changed.contains(&"loglevel") {
                 crate::set_log_level(loglevel);
             }
@@ -208,7 +218,19 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 pub(super) fn config_rewrite(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
-    match ctx.server.config().rewrite() {
+    let config = ctx.server.config();
+    // The users go in as `user` lines, unless an ACL file keeps them.
+    let users: Vec<Vec<u8>> = if config.stored_text("aclfile").is_empty() {
+        ctx.server
+            .acl
+            .users()
+            .iter()
+            .map(|user| user.line())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match config.rewrite_with_users(Some(&users)) {
         Ok(()) => {
             tracing::info!("CONFIG REWRITE executed with success.");
             ctx.out.ok();
@@ -255,7 +277,11 @@ fn shutdown(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     tracing::warn!("User requested shutdown...");
     // SAVE saves, NOSAVE does not, neither follows the save points (`persistence::shutdown`).
-    let save = if save {
+    // While a dataset loads (a replica's sync), never save: the dump would be half of it
+    // (Redis's shutdownCommand forces NOSAVE while loading).
+    let save = if ctx.server.persistence.loading() {
+        Some(false)
+    } else if save {
         Some(true)
     } else if nosave {
         Some(false)

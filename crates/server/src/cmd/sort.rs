@@ -57,8 +57,10 @@ struct SortOptions<'a> {
 }
 
 /// Parses SORT's options as `sortCommandGeneric` does: later options override earlier ones,
-/// STORE exists only for SORT, and the first bad option ends the parse with its error.
-fn parse_options(args: &[Bytes], read_only: bool) -> Reply<SortOptions<'_>> {
+/// STORE exists only for SORT, and the first bad option ends the parse with its error. BY
+/// with a pattern and GET read keys no key pattern names: they need `full_key_access` (the
+/// client's ACL user may read every key with this command).
+fn parse_options(args: &[Bytes], read_only: bool, full_key_access: bool) -> Reply<SortOptions<'_>> {
     let mut opts = SortOptions {
         limit_count: -1,
         ..SortOptions::default()
@@ -87,8 +89,17 @@ fn parse_options(args: &[Bytes], read_only: bool) -> Reply<SortOptions<'_>> {
                 // names a pattern.
                 if !arg.contains(&b'*') {
                     opts.dont_sort = true;
+                } else if !full_key_access {
+                    return Err(
+                        "ERR BY option of SORT denied due to insufficient ACL permissions.",
+                    );
                 }
             } else if eq_ignore_case(word, "get") {
+                if !full_key_access {
+                    return Err(
+                        "ERR GET option of SORT denied due to insufficient ACL permissions.",
+                    );
+                }
                 opts.gets.push(arg);
             } else {
                 return Err(reply::SYNTAX);
@@ -248,7 +259,9 @@ enum Outcome {
 
 fn sort_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
     let [_, key, args @ ..] = argv else { return };
-    let outcome = parse_options(args, read_only).and_then(|opts| sort_with(ctx, key, opts));
+    let full_key_access = crate::acl::full_read_access(ctx.client, argv);
+    let outcome =
+        parse_options(args, read_only, full_key_access).and_then(|opts| sort_with(ctx, key, opts));
     match outcome {
         Ok(Outcome::Elements(elements)) => {
             ctx.out.array_len(elements.len());

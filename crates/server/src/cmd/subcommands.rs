@@ -1,5 +1,5 @@
-//! The subcommand table of the container commands (CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
-//! XINFO), which
+//! The subcommand table of the container commands (ACL, CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
+//! XINFO, FUNCTION, SCRIPT, PUBSUB...), which
 //! COMMAND INFO/DOCS/LIST report, CLIENT LIST names, and [`subcommand`] checks arity against.
 
 use bytes::Bytes;
@@ -7,7 +7,7 @@ use forkless_protocol::Out;
 
 use super::meta::{Flags, KeySpec, flags};
 use super::{
-    Ctx, eq_ignore_case, introspection, latency, memory, server, slowlog, unknown_subcommand,
+    Ctx, acl, eq_ignore_case, introspection, latency, memory, server, slowlog, unknown_subcommand,
 };
 
 /// One subcommand of a container command (`config|get`), with what COMMAND INFO and COMMAND
@@ -59,11 +59,47 @@ const STREAM_WRITE: &[&str] = &["write", "stream", "slow"];
 const STREAM_READ: &[&str] = &["read", "stream", "slow"];
 const SCRIPTING: &[&str] = &["slow", "scripting"];
 const SCRIPTING_WRITE: &[&str] = &["write", "slow", "scripting"];
+const ACL_ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE, SENTINEL);
+const ACL_PLAIN: Flags = flags!(NOSCRIPT, LOADING, STALE, SENTINEL);
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
 /// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
 #[rustfmt::skip] // One row per subcommand reads as a table.
 pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand { name: "function|delete", arity: 3, flags: flags!(NOSCRIPT, WRITE), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Delete a function by name", since: "7.0.0", run: None },
+    Subcommand { name: "function|dump", arity: 2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Dump all functions into a serialized binary payload", since: "7.0.0", run: None },
+    Subcommand { name: "function|flush", arity: -2, flags: flags!(NOSCRIPT, WRITE), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Deleting all functions", since: "7.0.0", run: None },
+    Subcommand { name: "function|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Show helpful text about the different subcommands", since: "7.0.0", run: None },
+    Subcommand { name: "function|kill", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Kill the function currently in execution.", since: "7.0.0", run: None },
+    Subcommand { name: "function|list", arity: -2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "List information about all the functions", since: "7.0.0", run: None },
+    Subcommand { name: "function|load", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Create a function with the given arguments (name, code, description)", since: "7.0.0", run: None },
+    Subcommand { name: "function|restore", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Restore all the functions on the given payload", since: "7.0.0", run: None },
+    Subcommand { name: "function|stats", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Return information about the function currently running (name, description, duration)", since: "7.0.0", run: None },
+    Subcommand { name: "pubsub|channels", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "List active channels", since: "2.8.0", run: None },
+    Subcommand { name: "pubsub|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: "Show helpful text about the different subcommands", since: "6.2.0", run: None },
+    Subcommand { name: "pubsub|numpat", arity: 2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of unique patterns pattern subscriptions", since: "2.8.0", run: None },
+    Subcommand { name: "pubsub|numsub", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of subscribers for channels", since: "2.8.0", run: None },
+    Subcommand { name: "pubsub|shardchannels", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "List active shard channels", since: "7.0.0", run: None },
+    Subcommand { name: "pubsub|shardnumsub", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of subscribers for shard channels", since: "7.0.0", run: None },
+    Subcommand { name: "script|debug", arity: 3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Set the debug mode for executed scripts.", since: "3.2.0", run: None },
+    Subcommand { name: "script|exists", arity: -3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Check existence of scripts in the script cache.", since: "2.6.0", run: None },
+    Subcommand { name: "script|flush", arity: -2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Remove all the scripts from the script cache.", since: "2.6.0", run: None },
+    Subcommand { name: "script|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Show helpful text about the different subcommands", since: "5.0.0", run: None },
+    Subcommand { name: "script|kill", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Kill the script currently in execution.", since: "2.6.0", run: None },
+    Subcommand { name: "script|load", arity: 3, flags: flags!(NOSCRIPT, STALE), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Load the specified Lua script into the script cache.", since: "2.6.0", run: None },
+    Subcommand { name: "acl|cat", arity: -2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "List the ACL categories or the commands inside a category", since: "6.0.0", run: Some(acl::cat) },
+    Subcommand { name: "acl|deluser", arity: -3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Remove the specified ACL users and the associated rules", since: "6.0.0", run: Some(acl::deluser) },
+    Subcommand { name: "acl|dryrun", arity: -4, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Returns whether the user can execute the given command without executing the command.", since: "7.0.0", run: Some(acl::dryrun) },
+    Subcommand { name: "acl|genpass", arity: -2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "Generate a pseudorandom secure password to use for ACL users", since: "6.0.0", run: Some(acl::genpass) },
+    Subcommand { name: "acl|getuser", arity: 3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the rules for a specific ACL user", since: "6.0.0", run: Some(acl::getuser) },
+    Subcommand { name: "acl|help", arity: 2, flags: flags!(LOADING, STALE, SENTINEL), keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "6.0.0", run: Some(acl::help) },
+    Subcommand { name: "acl|list", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List the current ACL rules in ACL config file format", since: "6.0.0", run: Some(acl::list) },
+    Subcommand { name: "acl|load", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reload the ACLs from the configured ACL file", since: "6.0.0", run: Some(acl::load) },
+    Subcommand { name: "acl|log", arity: -2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List latest events denied because of ACLs in place", since: "6.0.0", run: Some(acl::log) },
+    Subcommand { name: "acl|save", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Save the current ACL rules in the configured ACL file", since: "6.0.0", run: Some(acl::save) },
+    Subcommand { name: "acl|setuser", arity: -3, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Modify or create the rules for a specific ACL user", since: "6.0.0", run: Some(acl::setuser) },
+    Subcommand { name: "acl|users", arity: 2, flags: ACL_ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List the username of all the configured ACL rules", since: "6.0.0", run: Some(acl::users) },
+    Subcommand { name: "acl|whoami", arity: 2, flags: ACL_PLAIN, keys: NO_KEYS, categories: &["slow"], summary: "Return the name of the user associated to the current connection", since: "6.0.0", run: Some(acl::whoami) },
     Subcommand { name: "config|get", arity: -3, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Get the values of configuration parameters", since: "2.0.0" , run: Some(server::config_get) },
     Subcommand { name: "config|set", arity: -4, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Set configuration parameters to the given values", since: "2.0.0" , run: Some(server::config_set) },
     Subcommand { name: "config|resetstat", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reset the stats returned by INFO", since: "2.0.0" , run: Some(server::config_resetstat) },
@@ -121,7 +157,7 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "memory|malloc-stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show allocator internal stats", since: "4.0.0" , run: Some(memory::memory_malloc_stats) },
     Subcommand { name: "memory|purge", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Ask the allocator to release memory", since: "4.0.0" , run: Some(memory::memory_purge) },
     Subcommand { name: "memory|stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show memory usage details", since: "4.0.0" , run: Some(memory::memory_stats) },
-    Subcommand { name: "memory|usage", arity: -3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: OBJECT_CATEGORIES, summary: "Estimate the memory usage of a key", since: "4.0.0" , run: Some(memory::memory_usage) },
+    Subcommand { name: "memory|usage", arity: -3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: &["read", "slow"], summary: "Estimate the memory usage of a key", since: "4.0.0" , run: Some(memory::memory_usage) },
     Subcommand { name: "memory|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "4.0.0" , run: Some(memory::memory_help) },
     Subcommand { name: "script|debug", arity: 3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "Set the debug mode for executed scripts.", since: "3.2.0" , run: None },
     Subcommand { name: "script|exists", arity: -3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "Check existence of scripts in the script cache.", since: "2.6.0" , run: None },

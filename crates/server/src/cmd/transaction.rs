@@ -158,7 +158,28 @@ fn exec(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
     for argv in &queued {
         let found = argv.first().and_then(|name| lookup(name));
         match found {
-            Some((idx, command)) => dispatch(server, ctx.client, ctx.out, idx, command, argv),
+            Some((idx, command)) => {
+                // Permissions are checked again: they may have changed since queuing.
+                match crate::acl::check(server, ctx.client, idx, argv, crate::acl::Context::Multi) {
+                    Ok(()) => dispatch(server, ctx.client, ctx.out, idx, command, argv),
+                    Err((denied, _)) => ctx.out.error(&format!(
+                        "NOPERM ACLs rules changed between the moment the transaction was \
+                         accumulated and the EXEC call. This command is no longer allowed for \
+                         the following reason: {}",
+                        match denied {
+                            crate::acl::Denied::Command => {
+                                "no permission to execute the command or subcommand"
+                            }
+                            crate::acl::Denied::Key(_) => {
+                                "no permission to touch the specified keys"
+                            }
+                            crate::acl::Denied::Channel(_) => {
+                                "no permission to access one of the channels used as arguments"
+                            }
+                        }
+                    )),
+                }
+            }
             // Unknown commands were refused while queuing; this cannot happen, but a reply
             // must still be written for every queued command.
             None => ctx.out.error("ERR unknown command"),

@@ -22,7 +22,7 @@ pub(super) fn trim(line: &[u8]) -> &[u8] {
 /// `sdssplitargs`: splits a config line into arguments, honouring `"..."` (with `\n`, `\r`,
 /// `\t`, `\b`, `\a`, `\xHH` and `\<any>` escapes) and `'...'` (with `\'`). A closing quote must
 /// be followed by a space or the end. Returns `None` for unbalanced quotes.
-pub(super) fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     // Past the end reads as NUL, like the C string; an embedded NUL also ends the line.
     let at = |idx: usize| line.get(idx).copied().unwrap_or(0);
     let hex = |b: u8| {

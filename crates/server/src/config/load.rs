@@ -110,6 +110,20 @@ impl Config {
                 state.include_depth += 1;
                 self.load(&included, state)?;
                 state.include_depth -= 1;
+            } else if name.eq_ignore_ascii_case(b"user") && !values.is_empty() {
+                if self
+                    .acl_users
+                    .iter()
+                    .any(|line| line.first() == values.first())
+                {
+                    return Err(fail(
+                        "Error in user declaration: Duplicate user found. A user can only be \
+                         defined once in config files"
+                            .to_owned(),
+                    ));
+                }
+                let line = crate::acl::check_user_line(values).map_err(fail)?;
+                self.acl_users.push(line);
             } else if let Some(reason) = unsupported_directive(name, values.len()) {
                 return Err(fail(reason.to_owned()));
             } else {
@@ -183,16 +197,11 @@ pub(crate) fn strerror(err: &io::Error) -> String {
 }
 
 /// Redis 7.0's directives outside the option table that forkless cannot honour yet. Each one
-/// restricts who may do what (ACL users, renamed commands) or adds commands (modules), so
+/// restricts who may do what (renamed commands) or adds commands (modules), so
 /// ignoring it would silently weaken security or lose function: loading fails, naming why.
 fn unsupported_directive(name: &[u8], n_values: usize) -> Option<&'static str> {
     let is = |directive: &str| name.eq_ignore_ascii_case(directive.as_bytes());
-    if is("user") && n_values >= 1 {
-        Some(
-            "user is not supported by forkless yet: ACL users are not implemented, so the \
-             user and its restrictions would not be enforced",
-        )
-    } else if is("rename-command") && n_values == 2 {
+    if is("rename-command") && n_values == 2 {
         Some(
             "rename-command is not supported by forkless yet: the command would stay \
              available under its own name",

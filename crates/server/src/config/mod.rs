@@ -32,7 +32,7 @@
 //!   startup as "accepted, not in effect" when set to other than the default.
 //! - Options whose absence would lose data or weaken security are refused (`check_supported`
 //!   in `table.rs`): `appendonly yes`, `maxmemory`, `aclfile`, `tls-port`, `replicaof`,
-//!   `min-replicas-to-write`, `cluster-enabled yes`, and the `user`, `rename-command`,
+//!   `cluster-enabled yes`, and the `user`, `rename-command`,
 //!   `loadmodule` and `sentinel` directives (`load.rs`).
 //! - forkless does not `chdir` into `dir`; it stores the canonical absolute path instead, and
 //!   CONFIG GET dir shows it as Redis shows its working directory.
@@ -344,6 +344,9 @@ pub struct Config {
     pub protected_mode: bool,
     /// `requirepass`: the `default` user's password; `None` when empty (no AUTH needed).
     pub requirepass: Option<String>,
+    /// The config file's `user` lines, in order: the user's name, then its rules (selectors
+    /// spread over several words merged into one), loaded into the ACL at startup.
+    pub acl_users: Vec<Vec<Vec<u8>>>,
     /// `databases`: number of logical databases, at least 1. Default 16. Immutable.
     pub databases: usize,
     /// `dir`: canonical absolute directory for the snapshot file (and a relative `logfile`).
@@ -444,6 +447,10 @@ pub struct Config {
     /// `snapshot-idle-priority`: the snapshot's traversal threads run under `SCHED_IDLE`, on
     /// CPU time no other thread wants, and pace themselves while clients are busy. Default yes.
     pub snapshot_idle_priority: bool,
+    /// `snapshot-max-retained-bytes`: the most old versions an epoch snapshot retains before a
+    /// write that would retain another waits for the save to catch up; 0 is no limit.
+    /// Default 16 MiB. A change applies from the next snapshot.
+    pub snapshot_max_retained_bytes: u64,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,
     /// `notify-keyspace-events`: the classes of keyspace notifications published, as
@@ -464,6 +471,7 @@ impl Default for Config {
             port: 6379,
             protected_mode: true,
             requirepass: None,
+            acl_users: Vec::new(),
             databases: 16,
             dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             dbfilename: "dump.rdb".to_owned(),
@@ -518,6 +526,7 @@ impl Default for Config {
             snapshot_max_bytes_per_sec: 0,
             snapshot_threads: 0,
             snapshot_nice: 0,
+            snapshot_max_retained_bytes: 16 << 20,
             snapshot_idle_priority: true,
             worker_threads: 0,
             notify_keyspace_events: 0,
@@ -528,11 +537,13 @@ impl Default for Config {
 
 mod lexer;
 pub(crate) use lexer::repr;
+pub(crate) use lexer::split_args;
 pub(crate) use parse::parse_memory;
 mod load;
 pub(crate) use self::load::strerror;
 mod parse;
 mod rewrite;
+pub(crate) use self::rewrite::write_atomically;
 mod special;
 mod stored;
 mod table;

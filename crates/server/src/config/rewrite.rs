@@ -23,6 +23,13 @@ impl Config {
     /// The file is replaced atomically (temp file, fsync, rename, fsync of the directory).
     /// Errors are Redis's reply text without the leading `-`.
     pub fn rewrite(&self) -> Result<(), String> {
+        self.rewrite_with_users(None)
+    }
+
+    /// [`Config::rewrite`], with the ACL users as `user` lines (Redis's
+    /// `rewriteConfigUserOption`): `users` replaces the file's `user` lines (an empty list,
+    /// when an `aclfile` keeps the users, removes them); None leaves them as they are.
+    pub(crate) fn rewrite_with_users(&self, users: Option<&[Vec<u8>]>) -> Result<(), String> {
         let Some(path) = &self.config_file else {
             return Err("ERR The server is running without a config file".to_owned());
         };
@@ -32,11 +39,13 @@ impl Config {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(err) => return Err(failed(&err)),
         };
-        write_atomically(path, &self.rewritten(&old)).map_err(|err| failed(&err))
+        write_atomically(path, &self.rewritten_with_users(&old, users)).map_err(|err| failed(&err))
     }
 
-    /// The new content of a config file whose old content is `old`.
-    pub(super) fn rewritten(&self, old: &[u8]) -> Vec<u8> {
+    /// The new content of a config file whose old content is `old`, with `users` as its
+    /// `user` lines (see [`Config::rewrite_with_users`]).
+    pub(super) fn rewritten_with_users(&self, old: &[u8], users: Option<&[Vec<u8>]>) -> Vec<u8> {
+        let mut user_slots: VecDeque<usize> = VecDeque::new();
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let mut option_lines: HashMap<&'static str, VecDeque<usize>> = HashMap::new();
         let mut needs_signature = true;
@@ -57,6 +66,9 @@ impl Config {
                     .entry(spec.name)
                     .or_default()
                     .push_back(lines.len());
+                lines.push(line.to_vec());
+            } else if name.is_some_and(|name| name.eq_ignore_ascii_case(b"user")) {
+                user_slots.push_back(lines.len());
                 lines.push(line.to_vec());
             } else if argv.is_some()
                 && name.is_none_or(|name| name.eq_ignore_ascii_case(b"include"))
@@ -110,6 +122,25 @@ impl Config {
             }
         }
 
+        if let Some(users) = users {
+            for line in users {
+                if let Some(slot) = user_slots.pop_front().and_then(|idx| lines.get_mut(idx)) {
+                    slot.clone_from(line);
+                } else {
+                    if needs_signature {
+                        lines.push(REWRITE_SIGNATURE.to_vec());
+                        needs_signature = false;
+                    }
+                    lines.push(line.clone());
+                }
+            }
+            for idx in user_slots {
+                if let Some(slot) = lines.get_mut(idx) {
+                    slot.clear();
+                }
+            }
+        }
+
         // Every run of empty lines becomes a single empty line, as in Redis.
         let mut content = Vec::new();
         let mut previous_empty = false;
@@ -127,7 +158,7 @@ impl Config {
 
 /// Writes `content` to a temporary file next to `path` with `path`'s permissions, fsyncs it,
 /// renames it over `path` and fsyncs the directory.
-pub(super) fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(

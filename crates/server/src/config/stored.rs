@@ -407,8 +407,8 @@ pub(super) fn replicaof_get(config: &Config) -> String {
     stored_or(config, "replicaof", "").to_owned()
 }
 
-/// `replicaof <host> <port>` or `replicaof no one`, checked as Redis does; `check_supported`
-/// then refuses a master, since forkless does not replicate yet.
+/// `replicaof <host> <port>` or `replicaof no one`, checked as Redis does; the server follows
+/// the master once its own dataset is loaded (`replication::replica::start_from_config`).
 pub(super) fn replicaof_set(
     config: &mut Config,
     args: &[Vec<u8>],

@@ -251,6 +251,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-threads",            MUTABLE,   int!(snapshot_threads, usize, Signed(0, 1024))),
     opt("snapshot-nice",               MUTABLE,   int!(snapshot_nice, i32, Signed(0, 19))),
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
+    opt("snapshot-max-retained-bytes", MUTABLE,
+        mem!(snapshot_max_retained_bytes, Signed(0, LONG_MAX))),
     opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
     opt("notify-keyspace-events",      MUTABLE,   text!(notify_get, notify_set)),
     opt("oom-score-adj-values",        INERT,
@@ -272,7 +274,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("lazyfree-lazy-server-del", INERT, stored!(Check::Bool, "no")),
     opt("lazyfree-lazy-user-flush", INERT, stored!(Check::Bool, "no")),
     opt("repl-disable-tcp-nodelay", INERT, stored!(Check::Bool, "no")),
-    opt("repl-diskless-sync", INERT, stored!(Check::Bool, "yes")),
+    opt("repl-diskless-sync", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-rewrite-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
     opt("no-appendfsync-on-rewrite", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
@@ -282,8 +284,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("aof-timestamp-enabled", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-replica-no-failover", INERT, stored!(Check::Bool, "no")),
     opt("replica-lazy-flush", INERT, stored!(Check::Bool, "no")),
-    opt("replica-serve-stale-data", INERT, stored!(Check::Bool, "yes")),
-    opt("replica-read-only", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-serve-stale-data", MUTABLE, stored!(Check::Bool, "yes")),
+    opt("replica-read-only", MUTABLE, stored!(Check::Bool, "yes")),
     opt("replica-ignore-maxmemory", INERT, stored!(Check::Bool, "yes")),
     opt("jemalloc-bg-thread", INERT, stored!(Check::Bool, "yes")),
     opt("activedefrag", INERT, stored!(Check::Bool, "no")),
@@ -296,15 +298,15 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("use-exit-on-panic", HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("disable-thp", IMMUTABLE | INERT, stored!(Check::Bool, "yes")),
     opt("cluster-allow-replica-migration", INERT, stored!(Check::Bool, "yes")),
-    opt("replica-announced", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-announced", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-disable-auto-gc", INERT, stored!(Check::Bool, "no")),
     opt("replica-ignore-disk-write-errors", INERT, stored!(Check::Bool, "no")),
     opt("lua-enable-deprecated-api", IMMUTABLE | HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("aclfile", IMMUTABLE, stored!(Check::Text, "")),
     opt("unixsocket", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("pidfile", IMMUTABLE, stored!(Check::Text, "")),
-    opt("replica-announce-ip", INERT, stored!(Check::Text, "")),
-    opt("masteruser", INERT, stored!(Check::Text, "")),
+    opt("replica-announce-ip", MUTABLE, stored!(Check::Text, "")),
+    opt("masteruser", MUTABLE, stored!(Check::Text, "")),
     opt("cluster-announce-ip", INERT, stored!(Check::Text, "")),
     opt("cluster-config-file", IMMUTABLE | INERT, stored!(Check::Text, "nodes.conf")),
     opt("cluster-announce-hostname", INERT, stored!(Check::Text, "")),
@@ -318,12 +320,12 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("ignore-warnings", INERT, stored!(Check::Text, "")),
     opt("proc-title-template", INERT, stored!(Check::Text, "{title} {listen-addr} {server-mode}")),
     opt("bind-source-addr", INERT, stored!(Check::Text, "")),
-    opt("masterauth", INERT, stored!(Check::Text, "")),
+    opt("masterauth", MUTABLE, stored!(Check::Text, "")),
     opt("supervised", IMMUTABLE, stored!(Check::Enum(SUPERVISED), "no")),
     opt("syslog-facility", IMMUTABLE | INERT, stored!(Check::Enum(SYSLOG_FACILITY), "local0")),
-    opt("repl-diskless-load", INERT, stored!(Check::Enum(REPL_DISKLESS_LOAD), "disabled")),
+    opt("repl-diskless-load", MUTABLE, stored!(Check::Enum(REPL_DISKLESS_LOAD), "disabled")),
     opt("oom-score-adj", INERT, stored!(Check::Enum(OOM_SCORE_ADJ), "no")),
-    opt("acl-pubsub-default", INERT, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
+    opt("acl-pubsub-default", MUTABLE, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
     opt("sanitize-dump-payload", INERT, stored!(Check::Enum(SANITIZE_DUMP_PAYLOAD), "no")),
     opt("enable-module-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
     opt("cluster-preferred-endpoint-type", INERT, stored!(Check::Enum(ENDPOINT_TYPE), "ip")),
@@ -340,33 +342,33 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("active-defrag-threshold-upper", INERT, stored!(Check::Int(Signed(0, 1000)), "100")),
     opt("lfu-log-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("lfu-decay-time", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
-    opt("replica-priority", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
-    opt("repl-diskless-sync-delay", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
+    opt("replica-priority", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
+    opt("repl-diskless-sync-delay", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
     opt("maxmemory-samples", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "5")),
     opt("maxmemory-eviction-tenacity", INERT, stored!(Check::Int(Signed(0, 100)), "10")),
-    opt("replica-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
+    opt("replica-announce-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-port", IMMUTABLE | INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-bus-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-tls-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
-    opt("repl-timeout", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
-    opt("repl-ping-replica-period", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
+    opt("repl-timeout", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
+    opt("repl-ping-replica-period", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
     opt("list-compress-depth", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("rdb-key-save-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
     opt("key-load-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
     opt("active-expire-effort", INERT, stored!(Check::Int(Signed(1, 10)), "1")),
     opt("min-replicas-to-write", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
-    opt("min-replicas-max-lag", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("min-replicas-max-lag", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("watchdog-period", HIDDEN | INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("shutdown-timeout", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
-    opt("repl-diskless-sync-max-replicas", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
+    opt("repl-diskless-sync-max-replicas", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
     opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
     opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
-    opt("acllog-max-len", INERT, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
+    opt("acllog-max-len", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),
     opt("cluster-node-timeout", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "15000")),
     opt("stream-node-max-entries", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "100")),
-    opt("repl-backlog-size", INERT, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
+    opt("repl-backlog-size", MUTABLE, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
     opt("cluster-link-sendbuf-limit", INERT, stored!(Check::Memory(Unsigned(0, u64::MAX)), "0")),
     opt("hash-max-listpack-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
     opt("set-max-intset-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
@@ -376,7 +378,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("stream-node-max-bytes", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "4096")),
     opt("zset-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
     opt("maxmemory-clients", INERT, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
-    opt("repl-backlog-ttl", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
+    opt("repl-backlog-ttl", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
     opt("auto-aof-rewrite-min-size", MUTABLE, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
     opt("loading-process-events-interval-bytes", HIDDEN | INERT, stored!(Check::Int(Signed(1024, INT_MAX)), "2097152")),
     opt("tls-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
@@ -560,13 +562,6 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
                 .to_owned(),
         );
     }
-    if config.stored.contains_key("aclfile") {
-        return Err(
-            "aclfile is not supported by forkless yet: ACL users are not implemented, so \
-                    the file's users and their restrictions would not be enforced"
-                .to_owned(),
-        );
-    }
     if config.stored.contains_key("tls-port") {
         return Err(
             "tls-port is not supported by forkless yet: TLS is not implemented, so the \
@@ -578,20 +573,6 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
         return Err(
             "cluster-enabled yes is not supported by forkless yet: cluster mode is not \
                     implemented"
-                .to_owned(),
-        );
-    }
-    if config.stored.contains_key("min-replicas-to-write") {
-        return Err(
-            "min-replicas-to-write is not supported by forkless yet: replication is not \
-                    implemented, so writes would be accepted without the replicas it demands"
-                .to_owned(),
-        );
-    }
-    if config.stored.contains_key("replicaof") {
-        return Err(
-            "replicaof is not supported by forkless yet: replication is not implemented, \
-                    so this server would not follow the master"
                 .to_owned(),
         );
     }

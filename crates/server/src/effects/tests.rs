@@ -56,6 +56,7 @@ fn client(server: &Server, replay: bool) -> Client {
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Client {
         id,
@@ -72,6 +73,8 @@ fn client(server: &Server, replay: bool) -> Client {
         block_retry: false,
         replay,
         conn: cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::superuser(),
+        acl_caller: None,
     }
 }
 

@@ -42,7 +42,16 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     let loading = &server.persistence.loading;
     let is_loading = server.persistence.loading();
     field("loading", &u8::from(is_loading));
-    field("async_loading", &0);
+    field(
+        "async_loading",
+        &u8::from(
+            server
+                .replication
+                .replica
+                .async_loading
+                .load(Ordering::Relaxed),
+        ),
+    );
     field("current_cow_peak", &state.current_cow_peak);
     field("current_cow_size", &state.current_cow_bytes);
     field("current_cow_size_age", &cow_age);
@@ -146,6 +155,9 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     field("snapshot_retained_versions", &retained.versions);
     field("snapshot_retained_bytes", &retained.bytes);
     field("snapshot_peak_retained_bytes", &retained.peak_bytes);
+    let (budget, budget_hits) = server.keyspace.retained_budget();
+    field("snapshot_retained_budget", &budget);
+    field("snapshot_retained_budget_hits", &budget_hits);
     if let Some(err) = &state.last_error {
         field("snapshot_last_error", &err.replace(['\r', '\n'], " "));
     }

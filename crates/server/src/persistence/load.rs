@@ -135,8 +135,18 @@ pub(crate) fn load_rdb_at(
     name: &str,
     now_ms: u64,
 ) -> anyhow::Result<format::LoadSummary> {
-    let loading = &server.persistence.loading;
-    let n_dbs = server.keyspace.dbs().len();
+    load_rdb_cancellable(server, reader, name, now_ms, &AtomicBool::new(false))
+}
+
+/// [`load_rdb_at`] that stops with an error once `cancel` is set (a replica's load, when
+/// REPLICAOF moves on while it runs).
+pub(crate) fn load_rdb_cancellable(
+    server: &Server,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+    cancel: &AtomicBool,
+) -> anyhow::Result<format::LoadSummary> {
     let on_function = |code: Vec<u8>| {
         server
             .scripting
@@ -145,11 +155,38 @@ pub(crate) fn load_rdb_at(
                 format::LoadError::rejected(format!("a function library: {message}"))
             })
     };
+    load_rdb_into(
+        server,
+        &server.keyspace,
+        reader,
+        name,
+        now_ms,
+        cancel,
+        on_function,
+    )
+}
+
+/// [`load_rdb_cancellable`] into `keyspace` (the server's, or a sibling a replica loads while
+/// the server's serves), with the function libraries handed to `on_function`.
+pub(crate) fn load_rdb_into(
+    server: &Server,
+    keyspace: &forkless_storage::Keyspace,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+    cancel: &AtomicBool,
+    on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
+) -> anyhow::Result<format::LoadSummary> {
+    let loading = &server.persistence.loading;
+    let n_dbs = keyspace.dbs().len();
     format::load_with_functions(reader, name, now_ms, |entry| {
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
-        let db = usize::try_from(entry.db).ok().and_then(|idx| server.keyspace.db(idx)).ok_or_else(|| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(format::LoadError::rejected("the load was cancelled".to_string()));
+        }
+        let db = usize::try_from(entry.db).ok().and_then(|idx| keyspace.db(idx)).ok_or_else(|| {
             format::LoadError::rejected(format!(
                 "the file has keys in database {} but this server is configured with {n_dbs} databases",
                 entry.db
@@ -169,7 +206,5 @@ pub(crate) fn load_rdb_at(
         loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }, on_function)
-    // The error names the file and carries the OS error in its own text: as a plain message,
-    // so neither is printed twice (its source would be, by `{:#}`).
     .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
 }

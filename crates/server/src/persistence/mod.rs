@@ -26,7 +26,9 @@ mod info;
 mod load;
 
 pub(crate) use info::info_section;
-pub(crate) use load::{Loading, load_at_startup, load_rdb_at, prepare_loading};
+pub(crate) use load::{
+    Loading, load_at_startup, load_rdb_at, load_rdb_cancellable, load_rdb_into, prepare_loading,
+};
 
 /// Redis waits this long after a failed background save before a save point may retry.
 const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -311,6 +313,10 @@ fn finish(
     background: bool,
     claim: SaveClaim,
 ) {
+    // What the save freed (old versions, chunk buffers, the sweeper's batches) went back to
+    // the allocator's arenas, which keep it mapped: the cron gives it back to the system
+    // (`limits::release_free_memory`), so RSS returns to where it was before the save.
+    crate::limits::request_memory_release();
     let mut state = server.persistence.state();
     let running = running(server);
     // Released with the state held, so no reader sees the save ended without its outcome.
@@ -537,7 +543,8 @@ fn save_point_due(server: &Server) -> bool {
     let now_ms = unix_ms();
     let changes = {
         let state = server.persistence.state();
-        if server.keyspace.save_running() {
+        // A dataset loading (a replica's sync) is not saved half-way.
+        if server.keyspace.save_running() || server.persistence.loading() {
             return false;
         }
         let retry_ok = state.last_bgsave_ok

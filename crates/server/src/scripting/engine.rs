@@ -401,6 +401,25 @@ impl Engine {
             })?,
         )?;
         let call_state = Arc::clone(&calls);
+        sandbox.raw.raw_set(
+            "acl_check",
+            lua.create_function(move |_, args: MultiValue| {
+                let argv: Vec<Bytes> = args
+                    .iter()
+                    .filter_map(|arg| match arg {
+                        Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
+                        Value::Integer(n) => Some(Bytes::from(n.to_string())),
+                        Value::Number(n) => Some(Bytes::from(format_double(*n))),
+                        _ => None,
+                    })
+                    .collect();
+                let Some((idx, _)) = argv.first().and_then(|name| lookup(name)) else {
+                    return Ok(false);
+                };
+                Ok(lock(&call_state).client.acl.allows(idx, &argv))
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
         redis.raw_set(
             "pcall",
             lua.create_function(move |lua, args: MultiValue| {
@@ -551,6 +570,9 @@ impl Engine {
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
             calls.client.db = caller.db;
             calls.client.conn.tracking.start_script(caller.id);
+            // The script's commands run as the caller's user (Redis's `scriptCall`).
+            calls.client.acl = caller.acl.clone();
+            calls.client.acl_caller = Some(Arc::clone(&caller.handle));
             calls.client.close_after_reply = false;
             calls.client.multi = None;
             calls.reply.version = RespVersion::Resp2;
@@ -698,6 +720,7 @@ fn script_client() -> Client {
         info: Default::default(),
         push,
         awaiting_seq: Default::default(),
+        user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Client {
         id: crate::cmd::SCRIPT_CLIENT_ID,
@@ -715,6 +738,8 @@ fn script_client() -> Client {
         block_retry: false,
         replay: false,
         conn: crate::cmd::client::ConnState::new(pushes),
+        acl: crate::acl::ClientAcl::superuser(),
+        acl_caller: None,
     }
 }
 
@@ -812,8 +837,8 @@ impl CallState {
     }
 
     /// Redis's checks before a script's command runs. Err is the error text.
-    fn check(&self, argv: &[Bytes]) -> Result<(), String> {
-        let Some((_, command)) = argv.first().and_then(|name| lookup(name)) else {
+    fn check(&mut self, argv: &[Bytes]) -> Result<(), String> {
+        let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
             return Err("ERR Unknown Redis command called from script".into());
         };
         let argc = i32::try_from(argv.len()).unwrap_or(i32::MAX);
@@ -823,9 +848,37 @@ impl CallState {
         if command.has_flag(Flags::NOSCRIPT) || super::denied_subcommand(command, argv) {
             return Err("ERR This Redis command is not allowed from script".into());
         }
+        if let Some(server) = self.server.upgrade()
+            && let Err((denied, _)) = crate::acl::check(
+                &server,
+                &mut self.client,
+                idx,
+                argv,
+                crate::acl::Context::Lua,
+            )
+        {
+            let reason = match denied {
+                crate::acl::Denied::Command => "can't run this command or subcommand",
+                crate::acl::Denied::Key(_) => {
+                    "can't access at least one of the keys mentioned in the command arguments"
+                }
+                crate::acl::Denied::Channel(_) => {
+                    "can't publish to the channel mentioned in the command"
+                }
+            };
+            return Err(format!("ERR The user executing the script {reason}"));
+        }
         let write = command.has_flag(Flags::WRITE);
         if self.read_only && (write || command.has_flag(Flags::MAY_REPLICATE)) {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
+        }
+        if write
+            && self
+                .server
+                .upgrade()
+                .is_some_and(|server| crate::replication::replica::script_writes_refused(&server))
+        {
+            return Err(crate::replication::replica::READONLY.to_owned());
         }
         if write {
             let refused = self

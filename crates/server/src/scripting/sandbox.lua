@@ -178,7 +178,7 @@ redis.acl_check_cmd = function(...)
   if not raw.command_exists((...)) then
     raise("Invalid command passed to redis.acl_check_cmd()")
   end
-  return true
+  return raw.acl_check(...)
 end
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = raw.version, raw.version_num
 

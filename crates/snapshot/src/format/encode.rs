@@ -115,6 +115,32 @@ pub fn write_entry(
     });
 }
 
+/// Writes what [`write_entry`] writes for a string entry up to the string's bytes: expiry,
+/// type byte, key and the string's length. None, with `out` unchanged, when `write_entry`
+/// would not write the value as plain bytes after its length (LZF with
+/// `opts.compress_strings`, or an integer encoding): then the entry must go through
+/// `write_entry`. Lets a big value be written from where it is, without a copy in the chunk.
+pub fn write_string_entry_head(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: &[u8],
+    expire_at_ms: Option<u64>,
+    opts: &EncodeOptions,
+) -> Option<()> {
+    if opts.compress_strings || value.len() <= 11 {
+        return None;
+    }
+    if let Some(expire_at_ms) = expire_at_ms {
+        out.push(opcode::EXPIRETIME_MS);
+        let signed = i64::try_from(expire_at_ms).unwrap_or(i64::MAX);
+        out.extend_from_slice(&signed.to_le_bytes());
+    }
+    out.push(RdbType::String.code());
+    write_plain_string(out, key);
+    write_len(out, value.len() as u64);
+    Some(())
+}
+
 /// Writes a value as DUMP serializes it (Redis's `rdbSaveObjectType` + `rdbSaveObject`): the
 /// type byte and the value, without a key or expiry. Strings are compressed as in
 /// [`write_entry`].
@@ -355,6 +381,41 @@ fn version_digits(version: u32) -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A big string entry written as its head and then its bytes, as the save writes one
+    /// without copying it into a chunk, is byte for byte what `write_entry` writes.
+    #[test]
+    fn string_entry_head_then_bytes_is_write_entry() {
+        let plain = EncodeOptions {
+            compress_strings: false,
+        };
+        for (key, len, expiry) in [
+            (&b"key:1"[..], 12, None),
+            (&b"12345"[..], 70_000, Some(1_700_000_000_000)),
+            (&[b'k'; 300][..], 1 << 20, Some(u64::MAX)),
+        ] {
+            let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut whole = Vec::new();
+            write_entry(
+                &mut whole,
+                key,
+                &Value::String(value.as_slice().into()),
+                expiry,
+                &plain,
+            );
+            let mut head = Vec::new();
+            assert!(write_string_entry_head(&mut head, key, &value, expiry, &plain).is_some());
+            head.extend_from_slice(&value);
+            assert_eq!(head, whole);
+        }
+        let mut out = Vec::new();
+        let lzf = EncodeOptions {
+            compress_strings: true,
+        };
+        assert!(write_string_entry_head(&mut out, b"k", &[0; 100], None, &lzf).is_none());
+        assert!(write_string_entry_head(&mut out, b"k", b"12345", None, &plain).is_none());
+        assert!(out.is_empty());
+    }
 
     fn encoded_string(compress: bool, bytes: &[u8]) -> Vec<u8> {
         let mut lzf = Compressor::default();

@@ -46,6 +46,7 @@ pub use crc::Checksum;
 pub use dump::{DumpError, dump_payload, restore_payload, verify_payload};
 pub use encode::{
     EncodeOptions, write_db_header, write_entry, write_eof, write_function, write_header,
+    write_string_entry_head,
 };
 pub use error::LoadError;
 pub use load::{LoadSummary, LoadedEntry, load, load_with_functions};

@@ -2,6 +2,7 @@
 //! side that chains the CRC, throttles, and feeds the same bytes to every sink.
 
 use super::*;
+use forkless_storage::CompactBytes;
 
 /// Chunk buffers the writer has finished with, for the serializers to fill again. A fresh
 /// allocation per chunk is mapped fresh by the allocator (glibc serves 1 MiB from `mmap` or
@@ -31,9 +32,11 @@ impl BufferPool {
             .unwrap_or_else(|| Vec::with_capacity(CHUNK_CAPACITY))
     }
 
-    /// Hands back a spent buffer; small ones (headers, zstd frames) are just freed.
+    /// Hands back a spent buffer; small ones (headers, zstd frames) and ones that grew past
+    /// twice the chunk capacity (an entry bigger than a chunk) are just freed, so that the
+    /// pool never keeps more than its buffers' worth.
     pub(super) fn give(&self, mut buf: Vec<u8>) {
-        if buf.capacity() < CHUNK_CAPACITY {
+        if buf.capacity() < CHUNK_CAPACITY || buf.capacity() > 2 * CHUNK_CAPACITY {
             return;
         }
         buf.clear();
@@ -55,6 +58,10 @@ pub(super) struct Chunk {
     pub(super) crc: u64,
     /// Length of the RDB bytes, for chaining the CRC.
     pub(super) plain_len: u64,
+    /// A big string value that follows `bytes` in the stream, shared with the keyspace (a
+    /// reference count, not a copy): the rest of the entry whose head ends `bytes`
+    /// ([`Chunk::with_value`]).
+    pub(super) tail: Option<CompactBytes>,
 }
 impl Chunk {
     /// Checksums `plain` and, with zstd, compresses it with `zstd` (handing the plain buffer
@@ -85,7 +92,53 @@ impl Chunk {
             bytes,
             crc,
             plain_len,
+            tail: None,
         })
+    }
+
+    /// A chunk of whole entries whose last one is a big string written as its head (at the
+    /// end of `plain`) and its `value`, which the chunk shares instead of copying: a 1 MiB
+    /// value goes to the writer as it is, and no buffer grows to hold it. With zstd the value
+    /// is compressed in pieces of [`CHUNK_BYTES`], a frame each, so the chunk holds its
+    /// compressed frames (no plain copy).
+    pub(super) fn with_value(
+        plain: Vec<u8>,
+        value: CompactBytes,
+        options: &SaveOptions,
+        pool: &BufferPool,
+        zstd: &mut FrameCompressor,
+    ) -> Result<Chunk, SaveError> {
+        let crc = if options.checksum {
+            let mut checksum = Checksum::new();
+            checksum.update(&plain);
+            checksum.update(&value);
+            checksum.finish()
+        } else {
+            0
+        };
+        let plain_len = (plain.len() + value.len()) as u64;
+        match options.compression {
+            Compression::None => Ok(Chunk {
+                bytes: plain,
+                crc,
+                plain_len,
+                tail: Some(value),
+            }),
+            Compression::Zstd { level } => {
+                let mut frames = zstd.compress(&plain, level).map_err(SaveError::Compress)?;
+                pool.give(plain);
+                for piece in value.chunks(CHUNK_BYTES) {
+                    let frame = zstd.compress(piece, level).map_err(SaveError::Compress)?;
+                    frames.extend_from_slice(&frame);
+                }
+                Ok(Chunk {
+                    bytes: frames,
+                    crc,
+                    plain_len,
+                    tail: None,
+                })
+            }
+        }
     }
 }
 
@@ -141,9 +194,13 @@ impl<'a> Output<'a> {
 
     pub(super) fn write(&mut self, chunk: Chunk) -> Result<(), SaveError> {
         self.crc = Checksum::combine(self.crc, chunk.crc, chunk.plain_len);
-        let len = chunk.bytes.len() as u64;
+        let mut len = chunk.bytes.len() as u64;
         self.write_to_sinks(&chunk.bytes)?;
         self.pool.give(chunk.bytes);
+        if let Some(tail) = chunk.tail {
+            len += tail.len() as u64;
+            self.write_to_sinks(&tail)?;
+        }
         self.progress
             .bytes_written
             .fetch_add(len, Ordering::Relaxed);

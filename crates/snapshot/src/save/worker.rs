@@ -46,6 +46,17 @@ pub(super) const SWEEP_BATCH_BYTES: usize = 256 << 10;
 /// The sweeper's pause between sweeps that found little.
 pub(super) const SWEEP_IDLE: Duration = Duration::from_millis(1);
 
+/// A string value this long or longer is not copied into a chunk: the chunk shares it
+/// ([`Chunk::with_value`]), so a big value never has a second full copy in the writer queue,
+/// and no chunk buffer grows past its capacity to hold one. Shorter values are copied, which
+/// keeps the chunks few and full.
+pub(super) const SHARE_VALUE_BYTES: usize = CHUNK_BYTES / 4;
+
+/// The sweeper's pause after a sweep that found nothing while writers wait for room in the
+/// retained budget: what they wait for is being saved by a traversal thread or in the writer
+/// queue.
+pub(super) const SWEEP_BUSY: Duration = Duration::from_micros(50);
+
 /// How many entries ahead of the one it encodes [`Worker::encode_image`] prefetches a string
 /// value's bytes.
 pub(super) const PREFETCH_AHEAD_ENTRIES: usize = 8;
@@ -98,6 +109,15 @@ impl Worker<'_> {
         self.tx.send(chunk).is_ok() && !stop
     }
 
+    /// Sends the chunk so far, whose last entry's head is followed in the stream by `value`
+    /// (shared, not copied: [`Chunk::with_value`]). False when the save must stop.
+    pub(super) fn send_with_value(&mut self, value: forkless_storage::CompactBytes) -> bool {
+        let full = std::mem::replace(&mut self.buf, self.pool.take());
+        let chunk = Chunk::with_value(full, value, self.options, self.pool, &mut self.zstd);
+        let stop = chunk.is_err();
+        self.tx.send(chunk).is_ok() && !stop
+    }
+
     /// Encodes an image's live-at-cut entries, sending every full chunk. Returns the keys
     /// encoded, or None when the save must stop. Dropping the image then frees the retained
     /// versions it holds.
@@ -113,6 +133,37 @@ impl Worker<'_> {
             }
             if entry.is_expired(self.cut.now_ms()) {
                 continue;
+            }
+            let at = self.buf.len();
+            if let Value::String(bytes) = entry.value() {
+                if bytes.len() >= SHARE_VALUE_BYTES
+                    && format::write_string_entry_head(
+                        &mut self.buf,
+                        key,
+                        bytes,
+                        entry.expire_at_ms(),
+                        self.encode,
+                    )
+                    .is_some()
+                {
+                    // The value goes to the writer as it is, after the chunk so far.
+                    self.encoded += self.buf.len() - at + bytes.len();
+                    keys += 1;
+                    self.progress
+                        .keys_processed
+                        .fetch_add(keys, Ordering::Relaxed);
+                    total += keys;
+                    keys = 0;
+                    if !self.send_with_value(bytes.clone()) {
+                        return None;
+                    }
+                    continue;
+                }
+                if self.buf.len() + bytes.len() > CHUNK_CAPACITY && !self.send() {
+                    // A big value the encoder copies (LZF): into a buffer of its own rather
+                    // than one it would make grow.
+                    return None;
+                }
             }
             let at = self.buf.len();
             format::write_entry(
@@ -296,7 +347,14 @@ impl Worker<'_> {
                         .fetch_add(keys, Ordering::Relaxed);
                 }
             }
-            if self.encoded - encoded_before < SWEEP_BATCH_BYTES {
+            // Writers waiting for room in the retained budget wait for this thread: it rests
+            // only when a sweep found nothing, and then briefly.
+            let found = self.encoded - encoded_before;
+            if self.cut.writers_waiting() {
+                if found == 0 {
+                    std::thread::sleep(SWEEP_BUSY);
+                }
+            } else if found < SWEEP_BATCH_BYTES {
                 std::thread::sleep(SWEEP_IDLE);
             }
         }

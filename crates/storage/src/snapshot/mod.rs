@@ -147,6 +147,12 @@ impl SnapshotCut {
         self.slots.db_bytes(db_idx)
     }
 
+    /// Returns true if and only if a write is waiting for room in the retained budget
+    /// (`snapshot-max-retained-bytes`): the sweeper should not rest then.
+    pub fn writers_waiting(&self) -> bool {
+        self.counters.writers_waiting()
+    }
+
     /// Records what is retained now in `snapshot_peak_retained_bytes`. Call it just before
     /// taking retained versions ([`Keyspace::take_retained`]): what is retained only grows
     /// between takes, so the peak is sampled where it is highest.
@@ -227,6 +233,9 @@ impl Keyspace {
             db_sizes.iter().map(|stats| stats.keys),
             N_SHARDS,
         ));
+        let budget = self.shared.retain.budget();
+        let shards_with_keys = db_sizes.iter().filter(|stats| stats.keys > 0).count() * N_SHARDS;
+        let budget_share = budget / (shards_with_keys.max(1) as u64);
         for (idx, shard) in guards.iter_mut().enumerate() {
             debug_assert!(
                 shard.snapshot.is_none(),
@@ -241,6 +250,9 @@ impl Keyspace {
                 unsaved: shard.len(),
                 counters: Arc::clone(&self.shared.retain),
                 saved: Vec::new(),
+                budget,
+                budget_share,
+                over_budget: false,
             }));
         }
         drop(guards);
@@ -293,6 +305,22 @@ impl Keyspace {
             .active
             .as_ref()
             .is_some_and(|save| save.slots.is_some())
+    }
+
+    /// Sets the retained budget (`snapshot-max-retained-bytes`, 0 for none) of the snapshots
+    /// cut from now on: a write that retains a version while the snapshot retains more than
+    /// this waits, once its locks are released, until the save has saved and freed enough (at
+    /// most [`BUDGET_MAX_WAIT`](crate::BUDGET_MAX_WAIT)). docs/snapshot.md, "The retained budget".
+    pub fn set_retained_budget(&self, bytes: u64) {
+        self.shared.retain.set_budget(bytes);
+    }
+
+    /// The retained budget and how many writes found it full and waited, since the start.
+    pub fn retained_budget(&self) -> (u64, u64) {
+        (
+            self.shared.retain.budget(),
+            self.shared.retain.budget_hits(),
+        )
     }
 
     /// What running snapshots retain now, and the peak.
@@ -358,6 +386,46 @@ mod tests {
         assert_eq!(keyspace.retained().versions, 2);
         keyspace.end_snapshot(cut);
         assert_eq!(keyspace.retained().versions, 0);
+        assert_eq!(keyspace.retained().bytes, 0);
+    }
+
+    /// The retained budget: without one nothing waits; with one, a write that retains a
+    /// version while the snapshot retains more than the budget waits once its locks are
+    /// released, at most `BUDGET_MAX_WAIT` when nothing makes room, and is counted; writes
+    /// that retain nothing (a key already retained, a key created after the cut) never wait.
+    #[test]
+    fn a_write_that_retains_over_the_budget_waits_and_is_counted() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let set = |key: &[u8], value: &[u8]| {
+            db.write(&[key], 0).set(key, Value::string(value), None);
+        };
+        for key in [&b"a"[..], b"b"] {
+            set(key, &[b'x'; 1000]);
+        }
+        // No budget: no wait.
+        keyspace.set_retained_budget(0);
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        set(b"a", b"new");
+        assert_eq!(keyspace.retained_budget(), (0, 0));
+        keyspace.end_snapshot(cut);
+
+        keyspace.set_retained_budget(100);
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        let started = std::time::Instant::now();
+        set(b"b", b"new");
+        assert!(started.elapsed() >= crate::BUDGET_MAX_WAIT);
+        assert_eq!(keyspace.retained_budget(), (100, 1));
+        // Held, the write went on: its version is still retained, and nothing was lost.
+        assert_eq!(keyspace.retained().versions, 1);
+        // A key already retained, and a key created after the cut, retain nothing more.
+        set(b"b", b"newer");
+        set(b"c", b"created");
+        assert_eq!(keyspace.retained_budget(), (100, 1));
+        // The sweeper's take and drop make room.
+        drop(keyspace.take_retained(&cut, 0, db.shard_of_key(b"b")));
+        assert_eq!(keyspace.retained().bytes, 0);
+        keyspace.end_snapshot(cut);
         assert_eq!(keyspace.retained().bytes, 0);
     }
 

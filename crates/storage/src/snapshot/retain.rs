@@ -44,6 +44,14 @@ pub(crate) struct RetainCounters {
     versions: AtomicU64,
     bytes: AtomicU64,
     peak_bytes: AtomicU64,
+    /// `snapshot-max-retained-bytes`: 0 for no budget. Read at each cut, so a change applies
+    /// from the next snapshot on.
+    budget: AtomicU64,
+    /// Writes that found the budget full and waited for room (INFO
+    /// `snapshot_retained_budget_hits`).
+    budget_hits: AtomicU64,
+    /// Writers waiting for room right now: while any does, the save's sweeper does not rest.
+    waiting: AtomicU64,
 }
 
 /// One shard's retained versions that it still holds (not handed over), published for readers
@@ -100,7 +108,7 @@ impl RetainSlots {
     }
 
     /// Versions and bytes held by every shard.
-    fn held(&self) -> (u64, u64) {
+    pub(crate) fn held(&self) -> (u64, u64) {
         self.dbs
             .iter()
             .flat_map(|db| db.iter())
@@ -160,6 +168,66 @@ impl RetainCounters {
     pub(crate) fn record_peak(&self, slots: &RetainSlots) {
         self.stats(Some(slots));
     }
+
+    /// Bytes retained now for the snapshot whose shards publish in `slots`: what they hold and
+    /// what they handed over and is not freed yet. Sums every slot: only for the slow path.
+    fn total_bytes(&self, slots: &RetainSlots) -> u64 {
+        slots.held().1 + self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_budget(&self, bytes: u64) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn budget(&self) -> u64 {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn budget_hits(&self) -> u64 {
+        self.budget_hits.load(Ordering::Relaxed)
+    }
+
+    /// Returns true if and only if a writer is waiting for room in the budget.
+    pub(crate) fn writers_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// The longest a write waits for room in the retained budget. A save that stalls (a stuck
+/// disk, a replica that stops reading) must not stop the clients: after this a write goes on,
+/// and what it retained counts over the budget until the save catches up or ends.
+pub const BUDGET_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a waiting writer sleeps between two looks at the retained total.
+const BUDGET_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// A write that found the retained budget full, to wait for room once its locks are released
+/// ([`crate::WriteGuard`]'s drop).
+#[derive(Debug)]
+pub(crate) struct BudgetWait {
+    slots: Arc<RetainSlots>,
+    counters: Arc<RetainCounters>,
+    budget: u64,
+}
+
+impl BudgetWait {
+    /// Waits, holding no lock, until what the snapshot retains is within the budget again (the
+    /// sweeper saved and freed enough), the snapshot ended (it then retains nothing), or
+    /// [`BUDGET_MAX_WAIT`] passed.
+    pub(crate) fn wait_for_room(self) {
+        self.counters.budget_hits.fetch_add(1, Ordering::Relaxed);
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        while self.counters.total_bytes(&self.slots) > self.budget
+            && started.elapsed() < BUDGET_MAX_WAIT
+        {
+            #[cfg(forkless_loom)]
+            loom::thread::yield_now();
+            #[cfg(not(forkless_loom))]
+            std::thread::sleep(BUDGET_POLL);
+        }
+        self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The memory an entry keeps alive, as counted for retained versions.
@@ -189,6 +257,13 @@ pub(crate) struct ShardSnapshot {
     /// Strings of this shard that the sweeper has saved and handed back, for the shard's
     /// writers to free, one for each version they retain ([`ShardSnapshot::retain`]).
     pub(crate) saved: Vec<(CompactBytes, Entry)>,
+    /// The retained budget of this snapshot (0: none), and this shard's even share of it: a
+    /// retaining write sums every shard's bytes only once its own shard holds its share.
+    pub(crate) budget: u64,
+    pub(crate) budget_share: u64,
+    /// Set by a retaining write that found the budget full; the write guard takes it when it
+    /// is dropped and waits for room once its locks are released ([`BudgetWait`]).
+    pub(crate) over_budget: bool,
 }
 
 impl ShardSnapshot {
@@ -217,6 +292,18 @@ impl ShardSnapshot {
         self.counters.hand_over(taken.len() as u64, bytes);
         self.publish();
         (taken, bytes)
+    }
+
+    /// The wait a write that found the budget full owes, taken once.
+    pub(crate) fn take_budget_wait(&mut self) -> Option<BudgetWait> {
+        if !std::mem::take(&mut self.over_budget) {
+            return None;
+        }
+        Some(BudgetWait {
+            slots: Arc::clone(&self.slots),
+            counters: Arc::clone(&self.counters),
+            budget: self.budget,
+        })
     }
 
     fn publish(&self) {
@@ -276,5 +363,13 @@ impl ShardSnapshot {
         self.retained_bytes += bytes;
         self.publish();
         drop(self.saved.pop());
+        // The budget: summing every shard's slot costs a cache miss each, so only a shard that
+        // holds at least its even share looks. If none does, the total is within the budget.
+        if self.budget != 0
+            && self.retained_bytes >= self.budget_share
+            && self.counters.total_bytes(&self.slots) > self.budget
+        {
+            self.over_budget = true;
+        }
     }
 }

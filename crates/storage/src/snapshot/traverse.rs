@@ -61,6 +61,14 @@ fn visit_bucket(
     Some(visited)
 }
 
+/// The longest string a sweep hands back to its shard's writers to free
+/// ([`ShardImage::into_saved_strings`]). Handing back is for small values, which glibc keeps in
+/// per-thread caches (a value freed by the sweeper cannot be reused by the writer that
+/// allocates the next one). A big value is freed to its arena's bins wherever it is freed, and
+/// handed back it would wait, uncounted, for one retaining write of its shard: with a retained
+/// budget the handed-back big values came to about another budget's worth of memory.
+pub(crate) const HAND_BACK_MAX_BYTES: usize = 16 << 10;
+
 /// The entries of one shard as they were at the cut, taken by the traversal. Holds the
 /// retained versions until it is dropped, and returns them to the counters then.
 #[derive(Debug)]
@@ -78,13 +86,16 @@ impl ShardImage {
         &self.entries
     }
 
-    /// Once the image is saved: its string entries, to hand back to their shard with
-    /// [`Keyspace::take_retained_handing_back`] so that the shard's writers free them. They no
-    /// longer count as retained. Collections are freed here.
+    /// Once the image is saved: its string entries of at most [`HAND_BACK_MAX_BYTES`], to
+    /// hand back to their shard with [`Keyspace::take_retained_handing_back`] so that the
+    /// shard's writers free them. They no longer count as retained. Collections and bigger
+    /// strings are freed here.
     pub fn into_saved_strings(mut self) -> Vec<(CompactBytes, Entry)> {
         let mut entries = std::mem::take(&mut self.entries);
         drop(self);
-        entries.retain(|(_, entry)| matches!(entry.value(), crate::Value::String(_)));
+        entries.retain(|(_, entry)| {
+            matches!(entry.value(), crate::Value::String(bytes) if bytes.len() <= HAND_BACK_MAX_BYTES)
+        });
         entries
     }
 }
