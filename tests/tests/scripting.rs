@@ -984,3 +984,44 @@ fn sort_of_a_set_without_sorting_is_ordered_in_scripts() {
         .collect();
     assert_eq!(reply, forkless_tests::resp::bulks(&expected));
 }
+
+/// Regression (Redis's "not enough good replicas"): with `min-replicas-to-write` unmet, a
+/// script that declares flags without `no-writes` is refused before it runs, and a script
+/// without a shebang gets NOREPLICAS at its first write; reads still run.
+#[test]
+fn scripts_obey_min_replicas_to_write() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    cmd(&mut conn, "SET x v");
+    assert_eq!(
+        cmd(&mut conn, "CONFIG SET min-replicas-to-write 1"),
+        "+OK\r\n"
+    );
+    let refused = err("NOREPLICAS Not enough good replicas to write.");
+    assert_eq!(
+        eval(
+            &mut conn,
+            "#!lua flags=no-writes\nreturn redis.call('get','x')",
+            &["1", "x"]
+        ),
+        bulk("v")
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.call('get','x')", &["1", "x"]),
+        bulk("v")
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "#!lua\nreturn redis.call('get','x')",
+            &["1", "x"]
+        ),
+        refused
+    );
+    let write = eval(&mut conn, "return redis.call('set','x','1')", &["1", "x"]);
+    assert!(
+        write.starts_with("-NOREPLICAS Not enough good replicas to write."),
+        "{write}"
+    );
+    assert_eq!(cmd(&mut conn, "GET x"), bulk("v"));
+}

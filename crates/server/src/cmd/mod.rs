@@ -511,7 +511,12 @@ fn refusal(
     {
         return Some(Refusal::MisconfAof { errno });
     }
-    if command.has_flag(Flags::WRITE) && crate::replication::primary::writes_refused(server) {
+    // A script that declares its flags writes unless it declares no-writes (Redis's
+    // getCommandFlags); the check runs only when min-replicas-to-write refuses writes.
+    if crate::replication::primary::writes_refused(server)
+        && crate::scripting::declared_flags(server, command, argv)
+            .map_or(command.has_flag(Flags::WRITE), |flags| !flags.no_writes)
+    {
         return Some(Refusal::NoReplicas);
     }
     None

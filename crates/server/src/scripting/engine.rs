@@ -888,6 +888,15 @@ impl CallState {
             if !self.run_state.wrote() && refused {
                 return Err(crate::persistence::MISCONF.to_string());
             }
+            // Redis's scriptVerifyWriteCommandAllow: the first write of a script is refused
+            // while min-replicas-to-write is not met.
+            let no_replicas = self
+                .server
+                .upgrade()
+                .is_some_and(|server| crate::replication::primary::writes_refused(&server));
+            if !self.run_state.wrote() && no_replicas {
+                return Err(crate::cmd::meta::Refusal::NoReplicas.to_string());
+            }
             self.run_state.mark_wrote();
         }
         Ok(())

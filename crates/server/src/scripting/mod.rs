@@ -551,9 +551,25 @@ pub(crate) enum Admission<'a> {
 /// command's own flags say (`write` or `may_replicate`). None for a command that runs no
 /// script.
 pub(crate) fn declared_writes(server: &Server, command: &Command, argv: &[Bytes]) -> Option<bool> {
+    if !command
+        .flags
+        .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION))
+    {
+        return None;
+    }
     let own = command
         .flags
         .intersects(Flags::WRITE.union(Flags::MAY_REPLICATE));
+    Some(declared_flags(server, command, argv).map_or(own, |flags| !flags.no_writes))
+}
+
+/// The flags the script or function a script command runs declares, when it declares any
+/// (not an EVAL script without a shebang); None otherwise, and for other commands.
+pub(crate) fn declared_flags(
+    server: &Server,
+    command: &Command,
+    argv: &[Bytes],
+) -> Option<engine::ScriptFlags> {
     let target = argv.get(1)?;
     let declared = if command.has_flag(Flags::RUNS_SCRIPT) {
         // EVALSHA's SHA1 names a cached script; EVAL's body carries its own shebang (the
@@ -580,12 +596,9 @@ pub(crate) fn declared_writes(server: &Server, command: &Command, argv: &[Bytes]
             .ok()
             .flatten()
     } else {
-        return None;
+        None
     };
-    Some(match declared {
-        Some(flags) if !flags.compat => !flags.no_writes,
-        _ => own,
-    })
+    declared.filter(|flags| !flags.compat)
 }
 
 /// Lets a command in: waits while a script runs and is not yet busy, refuses it with `-BUSY`
