@@ -4,8 +4,8 @@
 //! Each section is a function that appends `name:value\r\n` lines. A field appears only when
 //! forkless has an honest value for it: a figure that is always zero because the feature does
 //! not exist here (replication, eviction, AOF) is reported as Redis reports it with the feature
-//! off; a figure forkless does not measure (allocator internals, per-error-prefix counts,
-//! latency percentiles) is left out rather than invented.
+//! off; a figure forkless does not measure (allocator internals, latency percentiles) is left
+//! out rather than invented.
 //!
 //! # Differences from Redis 7.0
 //! - `used_memory` is what the counting allocator handed out (`allocator.rs`: glibc's chunk
@@ -16,7 +16,7 @@
 //! - `instantaneous_ops_per_sec` and the `_kbps` rates are computed from counter samples taken
 //!   at least 100 ms apart at each INFO (and by [`sample_rates`], which a periodic task may
 //!   call): the rate over the last second or, when samples are sparser, since the previous one.
-//! - There is no `# Errorstats` or `# Latencystats` section; commandstats counts calls per
+//! - There is no `# Latencystats` section; commandstats counts calls per
 //!   top-level command (`cmdstat_config`, not `cmdstat_config|get`).
 //! - `# Persistence` comes from `persistence::info_section`, which adds forkless's
 //!   `snapshot_*` fields after Redis's.
@@ -49,6 +49,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "replication",
     "cpu",
     "modules",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
@@ -64,6 +65,7 @@ const ALL_SECTIONS: &[&str] = &[
     "cpu",
     "modules",
     "commandstats",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
@@ -96,6 +98,10 @@ pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
             "cpu" => cpu_section(&mut text),
             "modules" => text.push_str("# Modules\r\n"),
             "commandstats" => commandstats_section(server, &mut text),
+            "errorstats" => {
+                text.push_str("# Errorstats\r\n");
+                server.stats.errors.render(&mut text);
+            }
             "cluster" => {
                 text.push_str("# Cluster\r\n");
                 field(&mut text, "cluster_enabled", 0);
@@ -432,6 +438,8 @@ fn stats_section(server: &Server, text: &mut String) {
         field(text, "latest_fork_usec", persistence.latest_fork_usec);
         field(text, "total_forks", persistence.total_forks);
     }
+    // MIGRATE keeps no connections here (it is not implemented): Redis's figure with none.
+    field(text, "migrate_cached_sockets", 0);
     let (_, tracking_keys, tracking_items, tracking_prefixes) = server.tracking.counts();
     field(text, "tracking_total_keys", tracking_keys);
     field(text, "tracking_total_items", tracking_items);
@@ -565,6 +573,9 @@ pub(crate) fn reset_stats(server: &Server) {
     ] {
         counter.store(0, Ordering::Relaxed);
     }
+    stats.errors.reset();
+    // As Redis's lazyfreeResetStats: the objects freed in the background count from zero.
+    LAZYFREED.store(0, Ordering::Relaxed);
     for command in server.command_stats.iter() {
         command.calls.store(0, Ordering::Relaxed);
         command.usec.store(0, Ordering::Relaxed);

@@ -196,6 +196,15 @@ pub(crate) struct Stats {
     pub(crate) unexpected_error_replies: AtomicU64,
     /// Keys removed by eviction (`evict.rs`).
     pub(crate) evicted_keys: AtomicU64,
+    /// INFO errorstats: error replies by code.
+    pub(crate) errors: crate::errorstats::ErrorStats,
+}
+
+impl Stats {
+    /// Counts one error reply (`total_error_replies` and its code); `reply` is its wire text.
+    pub(crate) fn count_error(&self, reply: &[u8]) {
+        self.errors.count(&self.total_error_replies, reply);
+    }
 }
 
 /// Per-command counters for INFO commandstats, indexed like the command table.

@@ -21,6 +21,7 @@
 //! there, carrying the hash through the guard measured slower than hashing a key that is
 //! already in cache (see [`Db::write`]).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -180,6 +181,7 @@ impl Db {
             hashes,
             locks,
             now_ms,
+            db_idx: self.index,
         }
     }
 
@@ -631,10 +633,12 @@ pub struct ReadGuard<'a> {
     hashes: KeyHashes<'a>,
     locks: Locks<RwLockReadGuard<'a, ShardState>>,
     now_ms: u64,
+    db_idx: usize,
 }
 
 impl ReadGuard<'_> {
-    /// The live entry of `key`, if any.
+    /// The live entry of `key`, if any. An expired entry reads as absent and is noted for
+    /// [`take_expired_reads`]: a read lock cannot remove it.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
         let hash = self.hashes.hash(self.shared, key);
@@ -642,15 +646,18 @@ impl ReadGuard<'_> {
             not_locked(key);
             return None;
         };
-        let entry = shard
-            .find(hash, key)
-            .filter(|entry| !entry.is_expired(self.now_ms))?;
+        let entry = shard.find(hash, key)?;
+        if entry.is_expired(self.now_ms) {
+            note_expired_read(self.db_idx, key);
+            return None;
+        }
         entry.touch(self.now_ms);
         Some(entry)
     }
 
     /// The live entry of `key`, if any, without counting an access in its clock (Redis's
-    /// `LOOKUP_NOTOUCH`: OBJECT, TYPE, TTL and the like).
+    /// `LOOKUP_NOTOUCH`: OBJECT, TYPE, TTL and the like). An expired key is noted for removal
+    /// as by [`ReadGuard::get`].
     #[inline]
     pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
         let hash = self.hashes.hash(self.shared, key);
@@ -658,10 +665,47 @@ impl ReadGuard<'_> {
             not_locked(key);
             return None;
         };
-        shard
-            .find(hash, key)
-            .filter(|entry| !entry.is_expired(self.now_ms))
+        let entry = shard.find(hash, key)?;
+        if entry.is_expired(self.now_ms) {
+            note_expired_read(self.db_idx, key);
+            return None;
+        }
+        Some(entry)
     }
+}
+
+/// The most expired keys a thread notes between two [`take_expired_reads`]: a thread that
+/// reads without taking them (none does today) keeps a bounded list, and a key left out is
+/// removed by the active expiry cycle instead.
+const MAX_EXPIRED_READS: usize = 128;
+
+std::thread_local! {
+    /// Keys (database, key) that reads on this thread found expired.
+    static EXPIRED_READS: RefCell<Vec<(usize, CompactBytes)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cold]
+fn note_expired_read(db_idx: usize, key: &[u8]) {
+    EXPIRED_READS.with(|reads| {
+        let mut reads = reads.borrow_mut();
+        if reads.len() < MAX_EXPIRED_READS {
+            reads.push((db_idx, CompactBytes::from(key)));
+        }
+    });
+}
+
+/// Takes the keys (database, key) that reads on this thread found expired since the last
+/// call, so that the caller removes them through a write guard (Redis's lazy expiry on a read,
+/// which a read guard cannot do). Empty, without allocating, when there are none.
+pub fn take_expired_reads() -> Vec<(usize, CompactBytes)> {
+    EXPIRED_READS.with(|reads| {
+        let mut reads = reads.borrow_mut();
+        if reads.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *reads)
+        }
+    })
 }
 
 /// Write access to the keys a command named: the one path through which commands change

@@ -55,7 +55,10 @@ pub mod version;
 mod watch;
 
 pub use compact::CompactBytes;
-pub use db::{Db, DbStats, EntryMut, EvictionRank, Flushed, N_SHARDS, ReadGuard, WriteGuard};
+pub use db::{
+    Db, DbStats, EntryMut, EvictionRank, Flushed, N_SHARDS, ReadGuard, WriteGuard,
+    take_expired_reads,
+};
 pub use entry::Entry;
 pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};

@@ -37,7 +37,7 @@ fn dump(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let guard = ctx.db().read(&[key], ctx.now_ms);
         guard.get(key).map(|entry| entry.value().clone())
     };
-    ctx.hit_or_miss(value.is_some());
+    ctx.hit_or_miss(value.is_some(), key);
     let Some(value) = value else {
         return ctx.out.null();
     };
