@@ -1309,11 +1309,13 @@ fn swapdb_serves_the_old_data_while_loading() {
         .arg(port)
         .query(&mut ours)
         .unwrap();
+    // The load starts on its own thread once bytes arrive: wait for it, not just the bytes.
     assert!(wait_until(SYNC_TIMEOUT, || {
         info(&mut ours, "replication", "master_sync_in_progress") == "1"
             && info(&mut ours, "replication", "master_sync_read_bytes")
                 .parse::<usize>()
                 .is_ok_and(|read| read > 1000)
+            && info(&mut ours, "persistence", "async_loading") == "1"
     }));
     let mut raw = replica.raw();
     assert_eq!(raw.call(&[b"GET", b"old"]), b"$1\r\n1\r\n");
