@@ -117,7 +117,8 @@ fn replconf(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             // the connection that takes the RDB with the one that takes the stream. Redis
             // answers "Unrecognized REPLCONF option", which tells the replica to sync as usual.
             if value.is_empty() || value.len() > 64 {
-                ctx.out.error("ERR REPLCONF forkless-dual token must be 1 to 64 bytes");
+                ctx.out
+                    .error("ERR REPLCONF forkless-dual token must be 1 to 64 bytes");
                 return;
             }
             let token = Some(String::from_utf8_lossy(value).into_owned());

@@ -231,10 +231,14 @@ async fn session(
     // A dual-channel sync is offered with a fresh token; the primary's +OK accepts it.
     let token = (server.config().stored_text("repl-dual-channel") == b"yes")
         .then(super::super::random_replid);
-    let dual = handshake(server, &mut conn, token.as_deref().map_or(Dual::Off, Dual::Offer))
-        .await?
-        .then_some(token)
-        .flatten();
+    let dual = handshake(
+        server,
+        &mut conn,
+        token.as_deref().map_or(Dual::Off, Dual::Offer),
+    )
+    .await?
+    .then_some(token)
+    .flatten();
     let reply = psync(server, &mut conn).await?;
     match reply {
         Psync::FullResync { replid, offset } => {
@@ -438,9 +442,7 @@ async fn dual_full_sync(
             String::from_utf8_lossy(&line)
         ));
     }
-    tracing::info!(
-        "Dual-channel sync: reading the stream from offset {asked} while the RDB loads"
-    );
+    tracing::info!("Dual-channel sync: reading the stream from offset {asked} while the RDB loads");
     let abort = Arc::new(tokio::sync::Notify::new());
     conn.abort = Some(Arc::clone(&abort));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -483,9 +485,12 @@ async fn buffer_stream(
     abort: Arc<tokio::sync::Notify>,
 ) -> Result<Conn, String> {
     let replica = &server.replication.replica;
-    let limit =
-        u64::try_from(server.config().stored_int("repl-dual-channel-buffer-limit", 1 << 30))
-            .unwrap_or(0);
+    let limit = u64::try_from(
+        server
+            .config()
+            .stored_int("repl-dual-channel-buffer-limit", 1 << 30),
+    )
+    .unwrap_or(0);
     replica.stream_buffered.store(0, Ordering::Relaxed);
     replica.stream_buffered_peak.store(0, Ordering::Relaxed);
     let mut ack = tokio::time::interval(ACK_PERIOD);
@@ -493,7 +498,9 @@ async fn buffer_stream(
     let result = loop {
         let held = conn.buf.len() as u64;
         replica.stream_buffered.store(held, Ordering::Relaxed);
-        replica.stream_buffered_peak.fetch_max(held, Ordering::Relaxed);
+        replica
+            .stream_buffered_peak
+            .fetch_max(held, Ordering::Relaxed);
         if limit > 0 && held > limit {
             break Err(format!(
                 "the stream read during the dual-channel sync passed \
