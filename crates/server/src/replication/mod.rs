@@ -119,9 +119,6 @@ pub(crate) struct Link {
     /// `REPLCONF forkless-dual <token>`: a dual-channel full sync, whose stream goes on a
     /// second connection (`primary::decide_dual_stream`).
     pub(crate) dual_token: Option<String>,
-    /// Set once that second connection took over the stream: this link then only sends the
-    /// RDB and pins nothing.
-    pub(crate) handed_off: AtomicBool,
     /// Came with the old SYNC: it never sends ACKs, so `repl-timeout` does not apply.
     pub(crate) pre_psync: bool,
     /// When it asked for its full sync.

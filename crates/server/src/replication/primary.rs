@@ -225,7 +225,6 @@ pub(crate) async fn serve(
         dropped: AtomicBool::new(false),
         capa_eof: conf.capa_eof,
         dual_token: conf.dual_token.clone(),
-        handed_off: AtomicBool::new(false),
         pre_psync: matches!(handover, Handover::Full { pre_psync: true }),
         arrived: Instant::now(),
     });
@@ -256,7 +255,6 @@ pub(crate) async fn serve(
                     Some(None) => None,
                     Some(Some(rdb_link)) => {
                         rdb_link.position.store(DETACHED, Ordering::Relaxed);
-                        rdb_link.handed_off.store(true, Ordering::Relaxed);
                         Some(attach_continue(&mut state, &link, from, &conf))
                     }
                     None => Some(attach_continue(&mut state, &link, from, &conf)),

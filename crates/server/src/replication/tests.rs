@@ -51,7 +51,6 @@ fn link_with(dual_token: Option<String>) -> Arc<Link> {
         dropped: AtomicBool::new(false),
         capa_eof: true,
         dual_token,
-        handed_off: AtomicBool::new(false),
         pre_psync: false,
         arrived: Instant::now(),
     })
