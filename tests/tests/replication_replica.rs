@@ -1700,3 +1700,47 @@ fn a_dual_channel_sync_over_its_buffer_limit_fails_cleanly_and_retries() {
         stat(&mut theirs, "replication", "connected_slaves") == 1
     }));
 }
+
+#[test]
+fn a_dual_channel_sync_whose_stream_connection_drops_starts_over() {
+    let primary = big_primary(&[]);
+    let mut theirs = primary.client();
+    let writer = Overwriter::start(&primary, 13);
+    let port = primary.addr.port().to_string();
+    let replica = TestServer::start(BIN, &["--replicaof", "127.0.0.1", &port]);
+    let mut ours = replica.client();
+    // Both connections up: the RDB one (older) and the stream one.
+    let mut ids: Vec<u64> = Vec::new();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("replica")
+            .query(&mut theirs)
+            .unwrap();
+        ids = list
+            .lines()
+            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+            .collect();
+        ids.len() == 2
+    }));
+    let stream_id = ids.iter().max().copied().unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(stream_id)
+        .query(&mut theirs)
+        .unwrap();
+    assert_eq!(killed, 1);
+    // The replica drops the RDB connection too and starts over; the second attempt completes.
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut ours, "replication", "replica_dual_channel_syncs") == 1
+    }));
+    assert!(stat(&mut theirs, "stats", "sync_full") >= 2);
+    writer.stop();
+    wait_synced(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut theirs, "replication", "connected_slaves") == 1
+    }));
+}
