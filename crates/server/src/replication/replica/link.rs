@@ -31,6 +31,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// While applying a long buffer (the stream a dual-channel sync read meanwhile), the socket
 /// is read again after this many commands.
 const FAIR_READ_COMMANDS: usize = 1024;
+/// The most socket reads of one such turn.
+const FAIR_READ_CHUNKS: usize = 16;
 
 /// Runs the link to `master` until `cancel` is set (REPLICAOF to another primary, or NO ONE),
 /// reconnecting with a backoff after each failure.
@@ -631,8 +633,16 @@ async fn apply_stream(
         // Every whole command in the buffer.
         loop {
             since_read += 1;
-            if since_read >= FAIR_READ_COMMANDS {
+            // Whatever the socket holds, up to FAIR_READ_CHUNKS reads, so the primary's
+            // buffer for this replica stays small while a long buffer is applied.
+            let mut fair_reads = if since_read >= FAIR_READ_COMMANDS {
                 since_read = 0;
+                FAIR_READ_CHUNKS
+            } else {
+                0
+            };
+            while fair_reads > 0 {
+                fair_reads -= 1;
                 buf.reserve(READ_CHUNK);
                 match reader.try_read_buf(&mut buf) {
                     Ok(0) => return Err("the MASTER closed the connection".to_owned()),
@@ -649,7 +659,7 @@ async fn apply_stream(
                             .read_offset
                             .store(read_offset(received), Ordering::Relaxed);
                     }
-                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(err) => return Err(format!("error reading from MASTER: {err}")),
                 }
             }
