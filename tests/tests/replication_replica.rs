@@ -880,6 +880,10 @@ fn fake_primary_then(
     (port, connections)
 }
 
+/// A replica of a scripted primary: the script answers Redis 7.0's handshake, one reply per
+/// command, and serves one connection at a time, so no dual-channel offer.
+const NO_DUAL: [&str; 2] = ["--repl-dual-channel", "no"];
+
 /// Reads one RESP command; false at the end of the stream.
 fn read_command(reader: &mut impl BufRead) -> bool {
     let mut line = String::new();
@@ -916,7 +920,7 @@ fn rdb_with_bad_checksum(n: usize) -> Vec<u8> {
 
 fn never_serves_a_corrupt_dataset(preamble: Vec<u8>, payload: Vec<u8>, load: &str) {
     let (port, connections) = fake_primary(preamble, payload);
-    let replica = TestServer::start(BIN, &["--repl-diskless-load", load]);
+    let replica = TestServer::start(BIN, &["--repl-diskless-load", load, NO_DUAL[0], NO_DUAL[1]]);
     let mut ours = replica.client();
     if load == "disabled" {
         // Data of its own: flushed before the load (as Redis does), never mixed with it.
@@ -1007,7 +1011,15 @@ fn resp_command(args: &[&str]) -> Vec<u8> {
 fn loading_while_the_rdb_arrives_then_offsets_counted_as_redis() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let replica = TestServer::start(BIN, &["--repl-diskless-load", "on-empty-db"]);
+    let replica = TestServer::start(
+        BIN,
+        &[
+            "--repl-diskless-load",
+            "on-empty-db",
+            NO_DUAL[0],
+            NO_DUAL[1],
+        ],
+    );
     let mut raw = replica.raw();
     let port_text = port.to_string();
     assert_eq!(
@@ -1116,7 +1128,7 @@ fn a_transfer_cut_short_keeps_the_old_data_and_retries() {
     let payload = valid_rdb(1000);
     let preamble = format!("${}\r\n", payload.len() + 100).into_bytes();
     let (port, connections) = fake_primary_then(preamble, payload, Vec::new(), true);
-    let replica = TestServer::start(BIN, &[]);
+    let replica = TestServer::start(BIN, &NO_DUAL);
     let mut ours = replica.client();
     let () = redis::cmd("SET")
         .arg("old")
@@ -1153,7 +1165,7 @@ fn garbage_in_the_stream_drops_the_link() {
     let mut stream = resp_command(&["SET", "applied", "1"]);
     stream.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$x\r\n");
     let (port, connections) = fake_primary_then(preamble, payload, stream, false);
-    let replica = TestServer::start(BIN, &[]);
+    let replica = TestServer::start(BIN, &NO_DUAL);
     let mut ours = replica.client();
     let _: String = redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
@@ -1231,7 +1243,17 @@ fn a_shutdown_while_the_sync_loads_saves_nothing() {
     preamble.extend_from_slice(b"\r\n");
     let (port, _) = fake_primary(preamble, payload);
     let dir = forkless_tests::TestDir::new("replica-shutdown");
-    let replica = TestServer::start_in(BIN, &dir.0, &["--repl-diskless-load", "on-empty-db"], &[]);
+    let replica = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &[
+            "--repl-diskless-load",
+            "on-empty-db",
+            NO_DUAL[0],
+            NO_DUAL[1],
+        ],
+        &[],
+    );
     let mut raw = replica.raw();
     let port = port.to_string();
     assert_eq!(
@@ -1258,7 +1280,14 @@ fn no_save_point_fires_while_the_sync_loads() {
     let (port, _) = fake_primary(preamble, payload);
     let replica = TestServer::start(
         BIN,
-        &["--repl-diskless-load", "on-empty-db", "--save", "1 1"],
+        &[
+            "--repl-diskless-load",
+            "on-empty-db",
+            "--save",
+            "1 1",
+            NO_DUAL[0],
+            NO_DUAL[1],
+        ],
     );
     let mut raw = replica.raw();
     let port = port.to_string();
@@ -1297,7 +1326,10 @@ fn swapdb_serves_the_old_data_while_loading() {
     let preamble = format!("${}\r\n", payload.len()).into_bytes();
     payload.truncate(payload.len() - 9);
     let (port, connections) = fake_primary(preamble, payload);
-    let replica = TestServer::start(BIN, &["--repl-diskless-load", "swapdb"]);
+    let replica = TestServer::start(
+        BIN,
+        &["--repl-diskless-load", "swapdb", NO_DUAL[0], NO_DUAL[1]],
+    );
     let mut ours = replica.client();
     let () = redis::cmd("SET")
         .arg("old")
@@ -1335,7 +1367,10 @@ fn swapdb_drops_a_corrupt_payload_and_keeps_the_old_data() {
     let payload = rdb_with_bad_checksum(1000);
     let preamble = format!("${}\r\n", payload.len()).into_bytes();
     let (port, connections) = fake_primary(preamble, payload);
-    let replica = TestServer::start(BIN, &["--repl-diskless-load", "swapdb"]);
+    let replica = TestServer::start(
+        BIN,
+        &["--repl-diskless-load", "swapdb", NO_DUAL[0], NO_DUAL[1]],
+    );
     let mut ours = replica.client();
     let () = redis::cmd("SET")
         .arg("old")
@@ -1444,4 +1479,270 @@ fn forkless_replicates_forkless() {
     let stats = info_section(&mut theirs, "stats");
     assert_eq!(stats.get("sync_full").map(String::as_str), Some("1"));
     assert_eq!(stats.get("sync_partial_ok").map(String::as_str), Some("1"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dual-channel sync (forkless primary, forkless replica): the replica reads the stream on a
+// second connection while the RDB loads, so the writes wait in its memory, not the primary's.
+
+/// The primary's output limit for replicas in these tests: small, so the classic sync overruns
+/// it under writes.
+const SMALL_REPLICA_LIMIT: &str = "replica 4mb 2mb 1";
+
+/// A forkless primary with ~50 MB in 1000-byte strings `big:<i>`.
+fn big_primary(extra: &[&str]) -> TestServer {
+    let mut args = vec!["--repl-diskless-sync-delay", "0"];
+    args.extend_from_slice(extra);
+    let primary = TestServer::start(BIN, &args);
+    let mut conn = primary.client();
+    let value = vec![b'v'; 1000];
+    for batch in 0..500 {
+        let mut pipe = redis::pipe();
+        for i in 0..100 {
+            pipe.cmd("SET")
+                .arg(format!("big:{}", batch * 100 + i))
+                .arg(&value)
+                .ignore();
+        }
+        let () = pipe.query(&mut conn).unwrap();
+    }
+    primary
+}
+
+/// Overwrites random `big:<i>` keys with 1000-byte values in pipelines of 100 until stopped.
+struct Overwriter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Overwriter {
+    fn start(primary: &TestServer, seed: u64) -> Overwriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut conn = primary.client();
+        let thread = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut pipe = redis::pipe();
+                    for _ in 0..100 {
+                        let value: Vec<u8> = (0..1000).map(|_| rng.random::<u8>()).collect();
+                        pipe.cmd("SET")
+                            .arg(format!("big:{}", rng.random_range(0..50_000)))
+                            .arg(value)
+                            .ignore();
+                    }
+                    // The primary stops at the test's end, maybe before this thread does.
+                    if pipe.query::<()>(&mut conn).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Overwriter {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Overwriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn stat(conn: &mut redis::Connection, section: &str, field: &str) -> u64 {
+    info(conn, section, field).parse().unwrap_or(0)
+}
+
+#[test]
+fn a_dual_channel_sync_completes_where_the_primary_buffer_overflows() {
+    let primary = big_primary(&["--client-output-buffer-limit", SMALL_REPLICA_LIMIT]);
+    let mut theirs = primary.client();
+    let writer = Overwriter::start(&primary, 11);
+    let port = primary.addr.port().to_string();
+
+    // The classic sync: the writes wait on the primary, pass 4 MB, the replica is dropped
+    // and asks again.
+    let classic = TestServer::start(
+        BIN,
+        &[
+            "--repl-dual-channel",
+            "no",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    );
+    let mut classic_conn = classic.client();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut classic_conn, "replication", "master_sync_in_progress") == 1
+    }));
+    // While it receives and loads, a burst of writes (on top of the writer's) waits on the
+    // primary for it, whatever the machine's speed.
+    let value = vec![b'w'; 1000];
+    for burst in 0..16 {
+        if stat(&mut theirs, "stats", "sync_full") >= 2 {
+            break;
+        }
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            pipe.cmd("SET")
+                .arg(format!("big:{}", (burst * 1000 + i) % 50_000))
+                .arg(&value)
+                .ignore();
+        }
+        let () = pipe.query(&mut theirs).unwrap();
+    }
+    assert!(
+        wait_until(SYNC_TIMEOUT, || stat(&mut theirs, "stats", "sync_full")
+            >= 2),
+        "the classic sync was never dropped"
+    );
+    assert_eq!(
+        stat(
+            &mut classic_conn,
+            "replication",
+            "replica_dual_channel_syncs"
+        ),
+        0
+    );
+    drop(classic_conn);
+    drop(classic);
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut theirs, "replication", "connected_slaves") == 0
+    }));
+
+    // The dual-channel sync under the same writes and the same limit completes at once.
+    let full_before = stat(&mut theirs, "stats", "sync_full");
+    let replica = TestServer::start(BIN, &["--replicaof", "127.0.0.1", &port]);
+    let mut ours = replica.client();
+    let mut most_pending = 0;
+    assert!(
+        wait_until(SYNC_TIMEOUT, || {
+            most_pending = most_pending.max(stat(&mut theirs, "memory", "mem_clients_slaves"));
+            stat(&mut ours, "replication", "replica_dual_channel_syncs") == 1
+                && info(&mut ours, "replication", "master_link_status") == "up"
+        }),
+        "the dual-channel sync did not complete"
+    );
+    writer.stop();
+    wait_synced(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+    assert_eq!(stat(&mut theirs, "stats", "sync_full"), full_before + 1);
+    // The writes during the sync waited in the replica's memory.
+    assert!(
+        stat(
+            &mut ours,
+            "replication",
+            "replica_buffered_stream_peak_bytes"
+        ) > 0
+    );
+    assert_eq!(
+        stat(&mut ours, "replication", "replica_buffered_stream_bytes"),
+        0
+    );
+    assert!(most_pending < 4 << 20, "primary held {most_pending} bytes");
+    // One replica link remains (the RDB connection closed).
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut theirs, "replication", "connected_slaves") == 1
+    }));
+}
+
+#[test]
+fn a_dual_channel_sync_over_its_buffer_limit_fails_cleanly_and_retries() {
+    let primary = big_primary(&[]);
+    let mut theirs = primary.client();
+    let writer = Overwriter::start(&primary, 12);
+    let port = primary.addr.port().to_string();
+    let replica = TestServer::start(
+        BIN,
+        &[
+            "--repl-dual-channel-buffer-limit",
+            "64kb",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    );
+    let mut ours = replica.client();
+    // Each attempt passes the limit, drops both connections and starts over.
+    assert!(
+        wait_until(SYNC_TIMEOUT, || stat(&mut theirs, "stats", "sync_full")
+            >= 2),
+        "the sync over the limit was never retried"
+    );
+    assert_eq!(
+        stat(&mut ours, "replication", "replica_dual_channel_syncs"),
+        0
+    );
+    assert_eq!(info(&mut ours, "replication", "master_link_status"), "down");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("repl-dual-channel-buffer-limit")
+        .arg("0")
+        .query(&mut ours)
+        .unwrap();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut ours, "replication", "replica_dual_channel_syncs") == 1
+    }));
+    writer.stop();
+    wait_synced(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+    // The primary freed what the failed attempts pinned: one link left.
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut theirs, "replication", "connected_slaves") == 1
+    }));
+}
+
+#[test]
+fn a_dual_channel_sync_whose_stream_connection_drops_starts_over() {
+    let primary = big_primary(&[]);
+    let mut theirs = primary.client();
+    let writer = Overwriter::start(&primary, 13);
+    let port = primary.addr.port().to_string();
+    let replica = TestServer::start(BIN, &["--replicaof", "127.0.0.1", &port]);
+    let mut ours = replica.client();
+    // Both connections up: the RDB one (older) and the stream one.
+    let mut ids: Vec<u64> = Vec::new();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("replica")
+            .query(&mut theirs)
+            .unwrap();
+        ids = list
+            .lines()
+            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+            .collect();
+        ids.len() == 2
+    }));
+    let stream_id = ids.iter().max().copied().unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(stream_id)
+        .query(&mut theirs)
+        .unwrap();
+    assert_eq!(killed, 1);
+    // The replica drops the RDB connection too and starts over; the second attempt completes.
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut ours, "replication", "replica_dual_channel_syncs") == 1
+    }));
+    assert!(stat(&mut theirs, "stats", "sync_full") >= 2);
+    writer.stop();
+    wait_synced(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut theirs, "replication", "connected_slaves") == 1
+    }));
 }

@@ -275,6 +275,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("lazyfree-lazy-user-flush", INERT, stored!(Check::Bool, "no")),
     opt("repl-disable-tcp-nodelay", INERT, stored!(Check::Bool, "no")),
     opt("repl-diskless-sync", MUTABLE, stored!(Check::Bool, "yes")),
+    // forkless's own: a forkless replica's dual-channel sync (docs/replication.md).
+    opt("repl-dual-channel", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-rewrite-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
     opt("no-appendfsync-on-rewrite", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
@@ -369,6 +371,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("cluster-node-timeout", INERT, stored!(Check::Int(Signed(0, LONG_MAX)), "15000")),
     opt("stream-node-max-entries", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "100")),
     opt("repl-backlog-size", MUTABLE, stored!(Check::Memory(Signed(1, LONG_MAX)), "1048576")),
+    opt("repl-dual-channel-buffer-limit", MUTABLE, stored!(Check::Memory(Signed(0, LONG_MAX)), "1073741824")),
     opt("cluster-link-sendbuf-limit", INERT, stored!(Check::Memory(Unsigned(0, u64::MAX)), "0")),
     opt("hash-max-listpack-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),
     opt("set-max-intset-entries", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "512")),

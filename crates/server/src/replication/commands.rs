@@ -110,6 +110,23 @@ fn replconf(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 ctx.client.conn.replconf.capa_psync2 = true;
             }
             // Other capabilities are ignored, as Redis does.
+        } else if eq_ignore_case(option, "forkless-dual")
+            || eq_ignore_case(option, "forkless-dual-stream")
+        {
+            // A forkless replica's dual-channel sync (docs/replication.md): the token pairs
+            // the connection that takes the RDB with the one that takes the stream. Redis
+            // answers "Unrecognized REPLCONF option", which tells the replica to sync as usual.
+            if value.is_empty() || value.len() > 64 {
+                ctx.out
+                    .error("ERR REPLCONF forkless-dual token must be 1 to 64 bytes");
+                return;
+            }
+            let token = Some(String::from_utf8_lossy(value).into_owned());
+            if eq_ignore_case(option, "forkless-dual") {
+                ctx.client.conn.replconf.dual_token = token;
+            } else {
+                ctx.client.conn.replconf.stream_of = token;
+            }
         } else if eq_ignore_case(option, "ack") || eq_ignore_case(option, "fack") {
             // A replica's ACKs arrive on its link (primary.rs); from a normal client, nothing.
             return;
@@ -169,6 +186,14 @@ fn psync(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ctx.out.error(reply::NOT_INTEGER);
         return;
     };
+    if let Some(token) = ctx.client.conn.replconf.stream_of.clone() {
+        // The second connection of a dual-channel sync: the stream only, from the crossing.
+        match primary::decide_dual_stream(ctx.server, replid, offset, &token) {
+            Ok(handover) => ctx.client.conn.handover = Some(handover),
+            Err(reason) => ctx.out.error(&reason),
+        }
+        return;
+    }
     let handover = primary::decide_psync(ctx.server, replid, offset, &name);
     ctx.client.conn.handover = Some(handover);
 }

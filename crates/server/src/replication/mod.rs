@@ -116,6 +116,9 @@ pub(crate) struct Link {
     pub(crate) dropped: AtomicBool,
     /// Announced `capa eof`: it can take a diskless sync.
     pub(crate) capa_eof: bool,
+    /// `REPLCONF forkless-dual <token>`: a dual-channel full sync, whose stream goes on a
+    /// second connection (`primary::decide_dual_stream`).
+    pub(crate) dual_token: Option<String>,
     /// Came with the old SYNC: it never sends ACKs, so `repl-timeout` does not apply.
     pub(crate) pre_psync: bool,
     /// When it asked for its full sync.

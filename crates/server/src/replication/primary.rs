@@ -44,13 +44,19 @@ pub(crate) struct ReplConf {
     pub(crate) ip: Option<String>,
     pub(crate) capa_eof: bool,
     pub(crate) capa_psync2: bool,
+    /// `REPLCONF forkless-dual <token>`: a forkless replica that takes the stream of a full
+    /// sync on a second connection (dual-channel sync).
+    pub(crate) dual_token: Option<String>,
+    /// `REPLCONF forkless-dual-stream <token>`: this connection is that second connection.
+    pub(crate) stream_of: Option<String>,
 }
 
 /// Set by PSYNC/SYNC: after the command, the connection becomes a replica link.
 #[derive(Debug)]
 pub(crate) enum Handover {
-    /// `+CONTINUE`: stream from this offset (0-based).
-    Continue { from: u64 },
+    /// `+CONTINUE`: stream from this offset (0-based). `dual_of`: the token of the
+    /// dual-channel full sync whose stream this is (its RDB link stops pinning the stream).
+    Continue { from: u64, dual_of: Option<String> },
     /// A full sync. `pre_psync`: the old SYNC, which gets no `+FULLRESYNC` line.
     Full { pre_psync: bool },
 }
@@ -158,7 +164,39 @@ pub(crate) fn decide_psync(server: &Server, replid: &[u8], offset: i64, name: &s
     let from = u64::try_from(offset - 1).unwrap_or(0);
     // Pinned from now: the bytes stay until the link task has sent them.
     drop(state);
-    Handover::Continue { from }
+    Handover::Continue {
+        from,
+        dual_of: None,
+    }
+}
+
+/// PSYNC on the second connection of a dual-channel sync (`REPLCONF forkless-dual-stream
+/// <token>`): continues from the crossing of the full sync whose RDB link announced `token`,
+/// which pins the stream from there until this link takes over. Err is the reply.
+pub(crate) fn decide_dual_stream(
+    server: &Server,
+    replid: &[u8],
+    offset: i64,
+    token: &str,
+) -> Result<Handover, String> {
+    let state = server.replication.state();
+    if !String::from_utf8_lossy(replid).eq_ignore_ascii_case(&state.replid) {
+        return Err("ERR forkless-dual-stream: replication ID mismatch".into());
+    }
+    let from = u64::try_from(offset.saturating_sub(1))
+        .map_err(|_| "ERR forkless-dual-stream: bad offset".to_string())?;
+    let pinned = state.replicas.iter().any(|link| {
+        link.dual_token.as_deref() == Some(token)
+            && !link.dropped.load(Ordering::Relaxed)
+            && link.position.load(Ordering::Relaxed) == from
+    });
+    if !pinned {
+        return Err("ERR forkless-dual-stream: no full sync waits at this offset".into());
+    }
+    Ok(Handover::Continue {
+        from,
+        dual_of: Some(token.to_owned()),
+    })
 }
 
 /// Runs a replica's link on its connection until it ends. Returns why it ended.
@@ -186,6 +224,7 @@ pub(crate) async fn serve(
         soft_over_since_ms: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: conf.capa_eof,
+        dual_token: conf.dual_token.clone(),
         pre_psync: matches!(handover, Handover::Full { pre_psync: true }),
         arrived: Instant::now(),
     });
@@ -195,32 +234,62 @@ pub(crate) async fn serve(
     let replication = &server.replication;
     let mut decoder = RequestDecoder::new(Limits::default());
     let result = match handover {
-        Handover::Continue { from } => {
-            let (reply, sending) = {
+        Handover::Continue { from, dual_of } => {
+            let attached = {
                 let mut state = replication.state();
-                link.position.store(from, Ordering::Relaxed);
-                link.set_state(LinkState::Online);
-                let reply = if conf.capa_psync2 {
-                    format!("+CONTINUE {}\r\n", state.replid)
-                } else {
-                    "+CONTINUE\r\n".to_owned()
-                };
-                state.replicas.push(Arc::clone(&link));
-                state.no_replicas_since = None;
-                (reply, state.stream.end().saturating_sub(from))
+                // The second connection of a dual-channel sync takes over the stream from
+                // its RDB link in one step under the lock: the bytes from the crossing stay
+                // pinned throughout, then only by this link.
+                let rdb_link = dual_of.as_deref().map(|token| {
+                    state
+                        .replicas
+                        .iter()
+                        .find(|held| {
+                            held.dual_token.as_deref() == Some(token)
+                                && !held.dropped.load(Ordering::Relaxed)
+                                && held.position.load(Ordering::Relaxed) == from
+                        })
+                        .cloned()
+                });
+                match rdb_link {
+                    Some(None) => None,
+                    Some(Some(rdb_link)) => {
+                        rdb_link.position.store(DETACHED, Ordering::Relaxed);
+                        Some(attach_continue(&mut state, &link, from, &conf))
+                    }
+                    None => Some(attach_continue(&mut state, &link, from, &conf)),
+                }
             };
-            tracing::info!(
-                "Partial resynchronization request from {name} accepted. Sending {sending} \
-                 bytes of backlog starting from offset {}.",
-                from + 1
-            );
-            replication
-                .shared
-                .sync_partial_ok
-                .fetch_add(1, Ordering::Relaxed);
-            match socket.write_all(reply.as_bytes()).await {
-                Ok(()) => stream(server, socket, &link, input, &mut decoder).await,
-                Err(err) => Err(format!("write error: {err}")),
+            match attached {
+                None => {
+                    let _ = socket
+                        .write_all(b"-ERR forkless-dual-stream: the full sync is gone\r\n")
+                        .await;
+                    Err("dual-channel stream without its full sync".into())
+                }
+                Some((reply, sending)) => {
+                    if dual_of.is_some() {
+                        tracing::info!(
+                            "Dual-channel sync: replica {name} takes the stream from offset {} \
+                             on a second connection ({sending} bytes waiting).",
+                            from + 1
+                        );
+                    } else {
+                        tracing::info!(
+                            "Partial resynchronization request from {name} accepted. Sending \
+                             {sending} bytes of backlog starting from offset {}.",
+                            from + 1
+                        );
+                        replication
+                            .shared
+                            .sync_partial_ok
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    match socket.write_all(reply.as_bytes()).await {
+                        Ok(()) => stream(server, socket, &link, input, &mut decoder).await,
+                        Err(err) => Err(format!("write error: {err}")),
+                    }
+                }
             }
         }
         Handover::Full { pre_psync } => {
@@ -244,6 +313,13 @@ pub(crate) async fn serve(
             )
             .await
             {
+                Ok(()) if link.dual_token.is_some() => {
+                    tracing::info!(
+                        "Dual-channel sync: RDB sent to replica {name}; its stream goes on \
+                         its second connection"
+                    );
+                    wait_closed(socket, &link, input).await
+                }
                 Ok(()) => {
                     link.ack_unix_ms.store(unix_ms(), Ordering::Relaxed);
                     link.set_state(LinkState::Online);
@@ -259,6 +335,47 @@ pub(crate) async fn serve(
     let reason = result.err().unwrap_or_else(|| "closed".into());
     tracing::info!("Connection with replica {name} lost ({reason}).");
     reason
+}
+
+/// Registers a replica that continues from `from`: its `+CONTINUE` reply and the bytes
+/// waiting for it. Called with the state lock held.
+fn attach_continue(
+    state: &mut super::State,
+    link: &Arc<Link>,
+    from: u64,
+    conf: &ReplConf,
+) -> (String, u64) {
+    link.position.store(from, Ordering::Relaxed);
+    link.set_state(LinkState::Online);
+    let reply = if conf.capa_psync2 {
+        format!("+CONTINUE {}\r\n", state.replid)
+    } else {
+        "+CONTINUE\r\n".to_owned()
+    };
+    state.replicas.push(Arc::clone(link));
+    state.no_replicas_since = None;
+    (reply, state.stream.end().saturating_sub(from))
+}
+
+/// The RDB link of a dual-channel sync after its RDB: nothing more to send; reads (and
+/// drops) what the replica sends until it closes the connection.
+async fn wait_closed(
+    socket: &mut TcpStream,
+    link: &Link,
+    input: &mut BytesMut,
+) -> Result<(), String> {
+    link.set_state(LinkState::SendBulk);
+    loop {
+        input.clear();
+        tokio::select! {
+            read = socket.read_buf(input) => match read {
+                Ok(0) => return Err("dual-channel RDB link closed by the replica".into()),
+                Ok(_) => {}
+                Err(err) => return Err(format!("read error: {err}")),
+            },
+            () = link.handle.kill.notified() => return Err("killed".into()),
+        }
+    }
 }
 
 /// Waits for the sync thread, then sends `+FULLRESYNC` and the RDB. Err is why the link ends.
@@ -302,8 +419,9 @@ async fn full_sync(
             // repl_start_cmd_stream_on_ack). Online meanwhile, so repl-timeout applies.
             link.ack_unix_ms.store(unix_ms(), Ordering::Relaxed);
             link.set_state(LinkState::Online);
-            if !pre_psync {
-                // (A SYNC client never acknowledges.)
+            if !pre_psync && link.dual_token.is_none() {
+                // (A SYNC client never acknowledges; a dual-channel replica acknowledges on
+                // its stream connection.)
                 wait_first_ack(server, socket, link, input, decoder).await?;
             }
         }

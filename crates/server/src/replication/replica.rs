@@ -118,6 +118,13 @@ pub(crate) struct Replica {
     pub(crate) transfer_size: AtomicI64,
     pub(crate) transfer_read: AtomicU64,
     pub(crate) transfer_last_io_secs: AtomicU64,
+    /// A dual-channel sync: the stream bytes read on the second connection and held until
+    /// the RDB has loaded (INFO `replica_buffered_stream_bytes`), and the most the last such
+    /// sync held (`replica_buffered_stream_peak_bytes`).
+    pub(crate) stream_buffered: AtomicU64,
+    pub(crate) stream_buffered_peak: AtomicU64,
+    /// Dual-channel syncs that completed (`replica_dual_channel_syncs`).
+    pub(crate) dual_syncs: AtomicU64,
     /// The master client's id while the link is up, for CLIENT KILL TYPE master; 0 for none.
     pub(crate) master_client_id: AtomicU64,
     /// The database the master client has selected: kept across a dropped link, since the
@@ -473,6 +480,15 @@ pub(crate) fn info_fields(server: &Server, text: &mut String) {
         config.stored_int("replica-priority", 100),
         u8::from(config.stored_text("replica-read-only") != b"no"),
         u8::from(config.stored_text("replica-announced") != b"no"),
+    );
+    // forkless's own, after Redis's: the dual-channel sync's buffered stream.
+    let _ = write!(
+        text,
+        "replica_buffered_stream_bytes:{}\r\nreplica_buffered_stream_peak_bytes:{}\r\n\
+         replica_dual_channel_syncs:{}\r\n",
+        replica.stream_buffered.load(Ordering::Relaxed),
+        replica.stream_buffered_peak.load(Ordering::Relaxed),
+        replica.dual_syncs.load(Ordering::Relaxed),
     );
 }
 

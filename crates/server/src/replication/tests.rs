@@ -15,6 +15,10 @@ use crate::effects::{Effect, Op};
 use crate::server::{ClientHandle, Server};
 
 fn link() -> Arc<Link> {
+    link_with(None)
+}
+
+fn link_with(dual_token: Option<String>) -> Arc<Link> {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
@@ -46,6 +50,7 @@ fn link() -> Arc<Link> {
         soft_over_since_ms: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: true,
+        dual_token,
         pre_psync: false,
         arrived: Instant::now(),
     })
@@ -220,4 +225,28 @@ fn on_a_replica_the_stream_is_the_masters_bytes_and_a_cut_crosses_at_its_end() {
     let state = server.replication.state();
     assert_eq!(state.replid2, "a".repeat(40));
     assert_eq!(state.second_repl_offset, 1015);
+}
+
+#[test]
+fn a_dual_channel_stream_continues_only_at_its_full_syncs_pinned_crossing() {
+    use super::primary::{Handover, decide_dual_stream};
+    let server = Server::new(Config::default());
+    server.replication.ensure_backlog(&server);
+    server.replication.append_raw(&[b'x'; 100]);
+    let rdb_link = link_with(Some("token".into()));
+    rdb_link.position.store(40, Ordering::Relaxed);
+    server.replication.add_link(Arc::clone(&rdb_link));
+    let replid = server.replication.replid();
+    let decide = |replid: &str, offset: i64, token: &str| {
+        decide_dual_stream(&server, replid.as_bytes(), offset, token)
+    };
+    assert!(matches!(
+        decide(&replid, 41, "token"),
+        Ok(Handover::Continue { from: 40, dual_of: Some(token) }) if token == "token"
+    ));
+    assert!(decide(&replid, 41, "other").is_err());
+    assert!(decide(&replid, 42, "token").is_err());
+    assert!(decide(super::NO_REPLID, 41, "token").is_err());
+    server.replication.remove_link(&rdb_link);
+    assert!(decide(&replid, 41, "token").is_err());
 }

@@ -28,6 +28,11 @@ const MAX_LINE: usize = 64 * 1024;
 const BUSY_SCRIPT_POLL: Duration = Duration::from_millis(10);
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// While applying a long buffer (the stream a dual-channel sync read meanwhile), the socket
+/// is read again after this many commands.
+const FAIR_READ_COMMANDS: usize = 1024;
+/// The most socket reads of one such turn.
+const FAIR_READ_CHUNKS: usize = 16;
 
 /// Runs the link to `master` until `cancel` is set (REPLICAOF to another primary, or NO ONE),
 /// reconnecting with a backoff after each failure.
@@ -127,6 +132,8 @@ pub(crate) struct Conn {
     pub(crate) buf: BytesMut,
     /// `repl-timeout`: the longest the primary may stay silent.
     pub(crate) timeout: Duration,
+    /// Notified when the other connection of a dual-channel sync failed: reads fail at once.
+    pub(crate) abort: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Conn {
@@ -134,7 +141,19 @@ impl Conn {
     /// silent past `repl-timeout`.
     pub(crate) async fn fill(&mut self, server: &Server) -> Result<usize, String> {
         self.buf.reserve(READ_CHUNK);
-        let read = tokio::time::timeout(self.timeout, self.socket.read_buf(&mut self.buf)).await;
+        let abort = self.abort.clone();
+        let aborted = async {
+            match abort {
+                Some(abort) => abort.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let read = tokio::select! {
+            read = tokio::time::timeout(self.timeout, self.socket.read_buf(&mut self.buf)) => read,
+            () = aborted => {
+                return Err("the stream connection of the dual-channel sync failed".to_owned());
+            }
+        };
         match read {
             Err(_) => Err(format!(
                 "Timeout connecting to the MASTER: no data for {} seconds",
@@ -208,29 +227,33 @@ async fn session(
         Duration::from_secs(u64::try_from(secs).unwrap_or(60).max(1))
     };
     replica.set_state(LinkState::Connecting);
-    let socket = tokio::time::timeout(
-        timeout,
-        TcpStream::connect((master.host.as_str(), master.port)),
-    )
-    .await
-    .map_err(|_| "Timeout connecting to the MASTER".to_owned())?
-    .map_err(|err| format!("Unable to connect to MASTER: {err}"))?;
-    let _ = socket.set_nodelay(true);
+    let mut conn = connect(master, timeout).await?;
     tracing::info!("MASTER <-> REPLICA sync started");
     replica.set_state(LinkState::Handshake);
-    let mut conn = Conn {
-        socket,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        timeout,
-    };
-    handshake(server, &mut conn).await?;
+    // A dual-channel sync is offered with a fresh token; the primary's +OK accepts it.
+    let token = (server.config().stored_text("repl-dual-channel") == b"yes")
+        .then(super::super::random_replid);
+    let dual = handshake(
+        server,
+        &mut conn,
+        token.as_deref().map_or(Dual::Off, Dual::Offer),
+    )
+    .await?
+    .then_some(token)
+    .flatten();
     let reply = psync(server, &mut conn).await?;
     match reply {
         Psync::FullResync { replid, offset } => {
             tracing::info!("Full resync from master: {replid}:{offset}");
             // The dataset is about to be replaced: until the load succeeds, no PSYNC.
             replica.psync_possible.store(false, Ordering::Release);
-            super::transfer::full_sync(server, &mut conn, cancel).await?;
+            match dual {
+                None => super::transfer::full_sync(server, &mut conn, cancel).await?,
+                Some(token) => {
+                    conn = dual_full_sync(server, master, conn, cancel, &token, &replid, offset)
+                        .await?;
+                }
+            }
             if !replica.is_current(cancel) {
                 // REPLICAOF moved on while the load ran: the IDs are no longer this link's.
                 return Ok(());
@@ -265,9 +288,40 @@ async fn session(
     apply_stream(server, conn, cancel).await
 }
 
+/// Connects to the primary within `timeout`.
+async fn connect(master: &MasterAddr, timeout: Duration) -> Result<Conn, String> {
+    let socket = tokio::time::timeout(
+        timeout,
+        TcpStream::connect((master.host.as_str(), master.port)),
+    )
+    .await
+    .map_err(|_| "Timeout connecting to the MASTER".to_owned())?
+    .map_err(|err| format!("Unable to connect to MASTER: {err}"))?;
+    let _ = socket.set_nodelay(true);
+    Ok(Conn {
+        socket,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        timeout,
+        abort: None,
+    })
+}
+
+/// What the handshake says of a dual-channel sync (docs/replication.md).
+#[derive(Debug, Clone, Copy)]
+enum Dual<'a> {
+    /// Not offered (`repl-dual-channel no`): Redis 7.0's handshake exactly.
+    Off,
+    /// Offered for the connection that takes the RDB, with this token.
+    Offer(&'a str),
+    /// The second connection, which takes the stream of the sync with this token.
+    Stream(&'a str),
+}
+
 /// PING, AUTH, REPLCONF listening-port / ip-address, REPLCONF capa, as Redis 7.0's
-/// `syncWithMaster` sends them.
-async fn handshake(server: &Server, conn: &mut Conn) -> Result<(), String> {
+/// `syncWithMaster` sends them; with a dual-channel offer, `forkless-dual <token>` after the
+/// capabilities in the same REPLCONF (Redis answers an error for it, having taken the
+/// capabilities before it). Returns true if and only if the primary accepted the offer.
+async fn handshake(server: &Server, conn: &mut Conn, dual: Dual<'_>) -> Result<bool, String> {
     let reply = conn.command(server, &[b"PING"]).await?;
     if reply.first() == Some(&b'-')
         && !reply.starts_with(b"-NOAUTH")
@@ -329,16 +383,148 @@ async fn handshake(server: &Server, conn: &mut Conn) -> Result<(), String> {
             );
         }
     }
-    let reply = conn
-        .command(server, &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])
-        .await?;
-    if reply.first() == Some(&b'-') {
-        tracing::info!(
+    let mut capa: Vec<&[u8]> = vec![b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"];
+    match dual {
+        Dual::Off => {}
+        Dual::Offer(token) => capa.extend([&b"forkless-dual"[..], token.as_bytes()]),
+        Dual::Stream(token) => capa.extend([&b"forkless-dual-stream"[..], token.as_bytes()]),
+    }
+    let reply = conn.command(server, &capa).await?;
+    let refused = reply.first() == Some(&b'-');
+    match dual {
+        Dual::Stream(_) if refused => {
+            return Err(format!(
+                "the MASTER refused the dual-channel stream connection: {}",
+                String::from_utf8_lossy(&reply)
+            ));
+        }
+        Dual::Offer(_) if refused => tracing::info!(
+            "The master does not offer a dual-channel sync: a full sync buffers the stream on \
+             the master ({})",
+            String::from_utf8_lossy(&reply)
+        ),
+        Dual::Off if refused => tracing::info!(
             "(Non critical) Master does not understand REPLCONF capa: {}",
             String::from_utf8_lossy(&reply)
-        );
+        ),
+        _ => {}
     }
-    Ok(())
+    Ok(!refused && !matches!(dual, Dual::Off))
+}
+
+/// A dual-channel full sync after `+FULLRESYNC <replid> <offset>` on `conn`: a second
+/// connection asks for the stream from `offset` (`PSYNC <replid> <offset+1>` after `REPLCONF
+/// forkless-dual-stream <token>`) and reads it into this server's memory while `conn`
+/// receives and loads the RDB; if either fails, both are dropped. Returns the second
+/// connection, with the stream read so far in its buffer, to apply as the master link.
+async fn dual_full_sync(
+    server: &Arc<Server>,
+    master: &MasterAddr,
+    mut conn: Conn,
+    cancel: &Arc<AtomicBool>,
+    token: &str,
+    replid: &str,
+    offset: u64,
+) -> Result<Conn, String> {
+    let mut stream_conn = connect(master, conn.timeout).await?;
+    handshake(server, &mut stream_conn, Dual::Stream(token)).await?;
+    let asked = (offset + 1).to_string();
+    stream_conn
+        .send(&[b"PSYNC", replid.as_bytes(), asked.as_bytes()])
+        .await?;
+    let line = loop {
+        let line = stream_conn.read_line(server).await?;
+        if !line.is_empty() {
+            break line;
+        }
+    };
+    if !matches!(parse_psync_reply(&line)?, Psync::Continue { .. }) {
+        return Err(format!(
+            "the MASTER did not continue the dual-channel stream: {}",
+            String::from_utf8_lossy(&line)
+        ));
+    }
+    tracing::info!("Dual-channel sync: reading the stream from offset {asked} while the RDB loads");
+    let abort = Arc::new(tokio::sync::Notify::new());
+    conn.abort = Some(Arc::clone(&abort));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let buffering = tokio::spawn(buffer_stream(
+        Arc::clone(server),
+        stream_conn,
+        offset,
+        stop_rx,
+        abort,
+    ));
+    let loaded = super::transfer::full_sync(server, &mut conn, cancel).await;
+    let _ = stop_tx.send(());
+    let buffered = buffering
+        .await
+        .unwrap_or_else(|err| Err(format!("the dual-channel stream task failed: {err}")));
+    let replica = &server.replication.replica;
+    replica.stream_buffered.store(0, Ordering::Relaxed);
+    // The stream's failure first: it is why the RDB connection was aborted, if it was.
+    let stream_conn = buffered?;
+    loaded?;
+    replica.dual_syncs.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        "Dual-channel sync: RDB loaded; applying {} buffered stream bytes",
+        stream_conn.buf.len()
+    );
+    // The RDB connection closes here; the primary frees its link.
+    drop(conn);
+    Ok(stream_conn)
+}
+
+/// Reads the stream of a dual-channel sync into `conn.buf` until `stop` (the RDB loaded),
+/// acknowledging `offset` every second so the primary keeps the link. Past
+/// `repl-dual-channel-buffer-limit` bytes, or when the connection fails, notifies `abort`
+/// (the RDB connection fails at once) and returns why.
+async fn buffer_stream(
+    server: Arc<Server>,
+    mut conn: Conn,
+    offset: u64,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    abort: Arc<tokio::sync::Notify>,
+) -> Result<Conn, String> {
+    let replica = &server.replication.replica;
+    let limit = u64::try_from(
+        server
+            .config()
+            .stored_int("repl-dual-channel-buffer-limit", 1 << 30),
+    )
+    .unwrap_or(0);
+    replica.stream_buffered.store(0, Ordering::Relaxed);
+    replica.stream_buffered_peak.store(0, Ordering::Relaxed);
+    let mut ack = tokio::time::interval(ACK_PERIOD);
+    let ack_command = encode_command(&[b"REPLCONF", b"ACK", offset.to_string().as_bytes()]);
+    let result = loop {
+        let held = conn.buf.len() as u64;
+        replica.stream_buffered.store(held, Ordering::Relaxed);
+        replica
+            .stream_buffered_peak
+            .fetch_max(held, Ordering::Relaxed);
+        if limit > 0 && held > limit {
+            break Err(format!(
+                "the stream read during the dual-channel sync passed \
+                 repl-dual-channel-buffer-limit ({held} > {limit} bytes)"
+            ));
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(conn),
+            filled = conn.fill(&server) => {
+                if let Err(reason) = filled {
+                    break Err(format!("dual-channel stream connection: {reason}"));
+                }
+            }
+            _ = ack.tick() => {
+                if let Err(err) = conn.socket.write_all(&ack_command).await {
+                    break Err(format!("error writing to MASTER: {err}"));
+                }
+            }
+        }
+    };
+    abort.notify_one();
+    result
 }
 
 /// Sends PSYNC <replid> <offset+1> when this server's dataset is a prefix of the primary's
@@ -396,6 +582,7 @@ async fn apply_stream(
         socket,
         mut buf,
         timeout,
+        abort: _,
     } = conn;
     let peer = socket
         .peer_addr()
@@ -434,6 +621,9 @@ async fn apply_stream(
     let mut raw = BytesMut::from(&buf[..]);
     let mut pending = BytesMut::new();
     let mut out = Out::new(RespVersion::Resp2);
+    // Commands applied since the socket was last read: after a dual-channel sync the buffer
+    // may hold much of the stream, and the primary's buffer must not grow meanwhile.
+    let mut since_read = 0usize;
     send_ack(&mut writer, server.replication.offset()).await?;
     let mut ack = tokio::time::interval_at(tokio::time::Instant::now() + ACK_PERIOD, ACK_PERIOD);
     let result = loop {
@@ -442,6 +632,37 @@ async fn apply_stream(
         }
         // Every whole command in the buffer.
         loop {
+            since_read += 1;
+            // Whatever the socket holds, up to FAIR_READ_CHUNKS reads, so the primary's
+            // buffer for this replica stays small while a long buffer is applied.
+            let mut fair_reads = if since_read >= FAIR_READ_COMMANDS {
+                since_read = 0;
+                FAIR_READ_CHUNKS
+            } else {
+                0
+            };
+            while fair_reads > 0 {
+                fair_reads -= 1;
+                buf.reserve(READ_CHUNK);
+                match reader.try_read_buf(&mut buf) {
+                    Ok(0) => return Err("the MASTER closed the connection".to_owned()),
+                    Ok(n) => {
+                        received += n as u64;
+                        raw.extend_from_slice(
+                            buf.get(buf.len().saturating_sub(n)..).unwrap_or_default(),
+                        );
+                        server
+                            .stats
+                            .net_input_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        replica
+                            .read_offset
+                            .store(read_offset(received), Ordering::Relaxed);
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(err) => return Err(format!("error reading from MASTER: {err}")),
+                }
+            }
             let argv = match decoder.decode(&mut buf) {
                 Ok(Some(argv)) => argv,
                 Ok(None) => break,
