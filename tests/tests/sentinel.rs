@@ -593,3 +593,84 @@ fn sentinel_turns_a_restarted_old_primary_into_a_replica_of_the_new_one() {
         Some("2")
     );
 }
+
+/// The transactions Sentinel sends to promote a replica and to repoint one, as raw bytes;
+/// returns the replies to `CLIENT SETNAME` through `EXEC`, then what a bystander normal client
+/// and a subscriber read afterwards (both were killed: the connection is closed).
+fn sentinel_transaction(addr: std::net::SocketAddr, slaveof: &[&[u8]]) -> (Vec<u8>, bool, bool) {
+    use std::io::Read;
+    let mut bystander = forkless_tests::RawConn::connect(addr);
+    assert_eq!(bystander.call(&[b"PING"]), b"+PONG\r\n");
+    let mut subscriber = forkless_tests::RawConn::connect(addr);
+    subscriber.call(&[b"SUBSCRIBE", b"__sentinel__:hello"]);
+    let mut sentinel = forkless_tests::RawConn::connect(addr);
+    let mut replies = sentinel.call(&[b"CLIENT", b"SETNAME", b"sentinel-0123abcd-cmd"]);
+    replies.extend(sentinel.call(&[b"MULTI"]));
+    let mut slaveof_argv: Vec<&[u8]> = vec![b"SLAVEOF"];
+    slaveof_argv.extend_from_slice(slaveof);
+    for command in [
+        &slaveof_argv[..],
+        &[b"CONFIG", b"REWRITE"],
+        &[b"CLIENT", b"KILL", b"TYPE", b"normal"],
+        &[b"CLIENT", b"KILL", b"TYPE", b"pubsub"],
+    ] {
+        replies.extend(sentinel.call(command));
+    }
+    replies.extend(sentinel.call(&[b"EXEC"]));
+    // The sentinel's own connection survives (CLIENT KILL skips the caller by default).
+    assert_eq!(sentinel.call(&[b"PING"]), b"+PONG\r\n");
+    let closed = |conn: &mut forkless_tests::RawConn| {
+        let mut byte = [0u8; 1];
+        match conn.stream().read(&mut byte) {
+            Ok(n) => n == 0,
+            Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    (replies, closed(&mut bystander), closed(&mut subscriber))
+}
+
+/// Sentinel's promotion (MULTI, SLAVEOF NO ONE, CONFIG REWRITE, CLIENT KILL TYPE normal and
+/// pubsub, EXEC) and repointing (the same with SLAVEOF host port) get the replies redis-server
+/// 7.0 gives, byte for byte, on a server started without a config file: CONFIG REWRITE fails
+/// inside EXEC with Redis's error, which Sentinel ignores, and the other commands take effect.
+/// Needs no redis-sentinel; with redis-server installed the same expectations are checked
+/// against it.
+#[test]
+fn sentinels_transactions_reply_as_redis() {
+    let expect_promotion = "+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
+                            *4\r\n+OK\r\n-ERR The server is running without a config file\r\n\
+                            :1\r\n:1\r\n";
+    let check = |addr: std::net::SocketAddr, primary_port: u16| {
+        let (replies, bystander_closed, subscriber_closed) =
+            sentinel_transaction(addr, &[b"NO", b"ONE"]);
+        assert_eq!(String::from_utf8_lossy(&replies), expect_promotion);
+        assert!(bystander_closed && subscriber_closed);
+        let port = primary_port.to_string();
+        let (replies, bystander_closed, subscriber_closed) =
+            sentinel_transaction(addr, &[b"127.0.0.1", port.as_bytes()]);
+        assert_eq!(String::from_utf8_lossy(&replies), expect_promotion);
+        assert!(bystander_closed && subscriber_closed);
+        let mut conn = forkless_tests::RawConn::connect(addr);
+        let role = conn.call(&[b"ROLE"]);
+        let role = String::from_utf8_lossy(&role);
+        assert!(
+            role.starts_with("*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1\r\n"),
+            "{role}"
+        );
+        conn.call(&[b"SLAVEOF", b"NO", b"ONE"]);
+    };
+    let primary = TestServer::start(BIN, &["--save", ""]);
+    let server = TestServer::start(BIN, &["--save", ""]);
+    check(server.addr, primary.port());
+    if let Some(redis_server) = redis_tool("redis-server") {
+        let dir = TestDir::new("sentinel-redis");
+        let (_guard, mut conn) = forkless_tests::start_real_redis_on(&redis_server, &dir.0);
+        let port = info(&mut conn, "server")
+            .remove("tcp_port")
+            .unwrap()
+            .parse()
+            .unwrap();
+        drop(conn);
+        check(([127, 0, 0, 1], port).into(), primary.port());
+    }
+}
