@@ -249,9 +249,10 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 /// DEBUG POPULATE count [prefix] [size]: creates the string keys `<prefix>:<n>` (prefix `key`)
 /// for n in 0..count that do not exist yet, each holding `value:<n>`, or with a size that
-/// text cut to `size` bytes or padded with zero bytes, as Redis does. Redis does not propagate
-/// them; here each created key's effect is its `SET`, so replicas and the AOF hold what the
-/// dataset holds. `size` is bounded by `proto-max-bulk-len` (no string may be longer).
+/// text cut to `size` bytes or padded with zero bytes, as Redis does. As in Redis they are not
+/// propagated: the command's effect has no commands, so neither replicas nor the AOF get the
+/// keys (a later full sync or rewrite carries them). `size` is bounded by
+/// `proto-max-bulk-len` (no string may be longer).
 fn populate(ctx: &mut Ctx<'_>, count: &[u8], rest: &[Bytes]) {
     const NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
     let positive = |arg: &[u8]| parse_i64(arg).and_then(|n| u64::try_from(n).ok());
@@ -275,7 +276,6 @@ fn populate(ctx: &mut Ctx<'_>, count: &[u8], rest: &[Bytes]) {
         ctx.out.error("ERR size is larger than proto-max-bulk-len");
         return;
     };
-    let mut created: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for n in 0..count {
         let mut key = prefix.to_vec();
         key.extend_from_slice(format!(":{n}").as_bytes());
@@ -292,15 +292,9 @@ fn populate(ctx: &mut Ctx<'_>, count: &[u8], rest: &[Bytes]) {
             continue;
         }
         guard.set(&key, Value::string(&value), None);
-        drop(guard);
-        created.push((key, value));
     }
-    ctx.rewrite_effects(|| {
-        created
-            .iter()
-            .map(|(key, value)| crate::effects::argv(&[b"SET", key, value]))
-            .collect()
-    });
+    // Redis's dbAdd without propagation: the unit keeps its number, with nothing to replay.
+    ctx.rewrite_effects(Vec::new);
     ctx.out.ok();
 }
 
@@ -429,8 +423,9 @@ fn help(ctx: &mut Ctx<'_>) {
             "    Show low level info about `key` and associated value.",
             "POPULATE <count> [<prefix>] [<size>]",
             "    Create <count> string keys named key:<num>. If <prefix> is specified then",
-            "    it is used instead of the 'key' prefix. Replicas and the AOF receive them",
-            "    as SET commands.",
+            "    it is used instead of the 'key' prefix. These are not propagated to",
+            "    replicas. Cluster slots are not respected so keys not belonging to the",
+            "    current node can be created in cluster mode.",
             "RELOAD [option ...]",
             "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
             "    * MERGE: conflicting keys will be loaded from RDB.",
