@@ -237,12 +237,25 @@ impl Cluster {
         })
     }
 
-    /// Every sentinel's log, for a failure message.
+    /// Every sentinel's log and the replicas' log lines not read yet, for a failure message.
     fn logs(&self) -> String {
-        self.sentinels
+        let sentinels: String = self
+            .sentinels
             .iter()
             .map(|sentinel| format!("--- sentinel {}\n{}", sentinel.port, sentinel.log()))
-            .collect()
+            .collect();
+        let replicas: String = self
+            .replicas
+            .iter()
+            .map(|replica| {
+                format!(
+                    "--- forkless {}\n{}\n",
+                    replica.port(),
+                    replica.drain_log().join("\n")
+                )
+            })
+            .collect();
+        sentinels + &replicas
     }
 
     /// Kills the primary (SIGKILL by its PID; the process is reaped) and waits until every
@@ -296,8 +309,8 @@ fn try_info(port: u16, section: &str) -> Option<HashMap<String, String>> {
 }
 
 /// Waits until the server on `replica_port` follows the primary on `primary_port` with its
-/// link up and its offset equal to the primary's.
-fn wait_replica_in_sync(primary_port: u16, replica_port: u16) {
+/// link up and its offset equal to the primary's; `logs` (the sentinels') go in the failure.
+fn wait_replica_in_sync(primary_port: u16, replica_port: u16, logs: impl Fn() -> String) {
     let synced = wait_until(SENTINEL_DEADLINE, || {
         let (Some(replication), Some(primary)) = (
             try_info(replica_port, "replication"),
@@ -313,9 +326,10 @@ fn wait_replica_in_sync(primary_port: u16, replica_port: u16) {
     assert!(
         synced,
         "the replica on port {replica_port} did not follow port {primary_port}: {:?}, \
-         primary {:?}",
+         primary {:?}\n{}",
         try_info(replica_port, "replication"),
         try_info(primary_port, "replication"),
+        logs()
     );
 }
 
@@ -464,8 +478,10 @@ fn sentinel_fails_over_a_forkless_primary_without_losing_acknowledged_writes() {
     assert!(
         wait_until(SENTINEL_DEADLINE, || acked_on(new_port) >= 200),
         "the writer got no acknowledged writes from the new primary on port {new_port} \
-         ({:?} after the failover)\n{}",
+         ({:?} after the failover): {:?}; the other replica: {:?}\n{}",
         started.elapsed(),
+        try_info(new_port, "replication"),
+        try_info(cluster.replicas[1 - promoted].port(), "replication"),
         cluster.logs()
     );
     stop.store(true, Ordering::SeqCst);
@@ -486,7 +502,7 @@ fn sentinel_fails_over_a_forkless_primary_without_losing_acknowledged_writes() {
 
     let other_port = cluster.replicas[1 - promoted].port();
     // Sentinel repointed the other replica at the new primary.
-    wait_replica_in_sync(new_port, other_port);
+    wait_replica_in_sync(new_port, other_port, || cluster.logs());
     let mut new_primary = cluster.replicas[promoted].client();
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut new_primary).unwrap();
     assert_eq!(
@@ -526,7 +542,9 @@ fn sentinel_turns_a_restarted_old_primary_into_a_replica_of_the_new_one() {
     let new_port = cluster.replicas[promoted].port();
     // Both replicas had the whole stream when the primary died (WAIT 2), so the one Sentinel
     // repointed continues from the promoted one with a partial resynchronization (PSYNC2).
-    wait_replica_in_sync(new_port, cluster.replicas[1 - promoted].port());
+    wait_replica_in_sync(new_port, cluster.replicas[1 - promoted].port(), || {
+        cluster.logs()
+    });
     let mut new_primary = cluster.replicas[promoted].client();
     assert_eq!(
         info(&mut new_primary, "stats")
@@ -561,7 +579,7 @@ fn sentinel_turns_a_restarted_old_primary_into_a_replica_of_the_new_one() {
     );
     // Sentinel sends it SLAVEOF the new primary (+convert-to-slave, with CLIENT KILL TYPE
     // normal, so connections made before are closed) and it syncs.
-    wait_replica_in_sync(new_port, old_port);
+    wait_replica_in_sync(new_port, old_port, || cluster.logs());
     let mut new_primary = cluster.replicas[promoted].client();
     let mut restarted_conn = restarted.client();
     let size: i64 = redis::cmd("DBSIZE").query(&mut restarted_conn).unwrap();
@@ -586,7 +604,9 @@ fn sentinel_turns_a_restarted_old_primary_into_a_replica_of_the_new_one() {
         "no sentinel converted the old primary\n{log}"
     );
     // Both remaining servers follow the new primary.
-    wait_replica_in_sync(new_port, cluster.replicas[1 - promoted].port());
+    wait_replica_in_sync(new_port, cluster.replicas[1 - promoted].port(), || {
+        cluster.logs()
+    });
     let replicas = info(&mut new_primary, "replication");
     assert_eq!(
         replicas.get("connected_slaves").map(String::as_str),
