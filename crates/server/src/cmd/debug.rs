@@ -279,14 +279,10 @@ fn populate(ctx: &mut Ctx<'_>, count: &[u8], rest: &[Bytes]) {
     for n in 0..count {
         let mut key = prefix.to_vec();
         key.extend_from_slice(format!(":{n}").as_bytes());
-        let text = format!("value:{n}").into_bytes();
-        let value = if size == 0 {
-            text
-        } else {
-            let mut value = text;
+        let mut value = format!("value:{n}").into_bytes();
+        if size > 0 {
             value.resize(size, 0);
-            value
-        };
+        }
         let mut guard = ctx.db().write(&[&key[..]], ctx.now_ms);
         if guard.contains(&key) {
             continue;
