@@ -95,6 +95,15 @@ impl Sentinel {
             "redis-sentinel did not start on port {port}: {}",
             sentinel.log()
         );
+        // A sentinel whose timer stalls for 2 s (a busy machine) enters TILT and takes no
+        // action for `tilt-period`, 30 s by default: 5 s, as Redis's own Sentinel suite sets.
+        let mut conn = sentinel.try_connect().unwrap();
+        let () = redis::cmd("SENTINEL")
+            .arg("DEBUG")
+            .arg("tilt-period")
+            .arg(5000)
+            .query(&mut conn)
+            .unwrap();
         sentinel
     }
 
