@@ -183,6 +183,12 @@ impl TestServer {
         None
     }
 
+    /// The log lines printed since the last call (or the last [`TestServer::wait_for_log`]),
+    /// for a failure message.
+    pub fn drain_log(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
     /// Sends SIGTERM and waits for the process to exit, returning its exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

@@ -781,3 +781,142 @@ fn tracking_reports_expired_keys_and_evicts_over_the_table_limit() {
         "{evicted}"
     );
 }
+
+/// DEBUG POPULATE count [prefix] [size] as redis-server 7.0.15 answers it (replies taken from
+/// it): `<prefix>:<n>` keys holding `value:<n>`, cut or zero-padded to `size`, existing keys
+/// left alone, Redis's errors. Redis's own Sentinel suite (12-master-reboot) and many of its
+/// units fill a server with it.
+#[test]
+fn debug_populate_creates_keys_as_redis() {
+    let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);
+    let mut conn = server.raw();
+    conn.call(&[b"SET", b"key:1", b"old"]);
+    assert_eq!(text(conn.call(&[b"DEBUG", b"POPULATE", b"3"])), "+OK\r\n");
+    assert_eq!(
+        text(conn.call(&[b"MGET", b"key:0", b"key:1", b"key:2", b"key:3"])),
+        "*4\r\n$7\r\nvalue:0\r\n$3\r\nold\r\n$7\r\nvalue:2\r\n$-1\r\n"
+    );
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"POPULATE", b"2", b"p", b"3"])),
+        "+OK\r\n"
+    );
+    assert_eq!(text(conn.call(&[b"GET", b"p:1"])), "$3\r\nval\r\n");
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"POPULATE", b"1", b"q", b"10"])),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        conn.call(&[b"GET", b"q:0"]),
+        b"$10\r\nvalue:0\0\0\0\r\n".to_vec()
+    );
+    assert_eq!(text(conn.call(&[b"DBSIZE"])), ":6\r\n");
+    for bad in [
+        &[&b"DEBUG"[..], b"POPULATE", b"-1"][..],
+        &[b"DEBUG", b"POPULATE", b"x"],
+        &[b"DEBUG", b"POPULATE", b"1", b"a", b"-1"],
+    ] {
+        assert_eq!(
+            text(conn.call(bad)),
+            "-ERR value is out of range, must be positive\r\n"
+        );
+    }
+    for bad in [
+        &[&b"DEBUG"[..], b"POPULATE"][..],
+        &[b"DEBUG", b"POPULATE", b"1", b"a", b"1", b"1"],
+    ] {
+        assert_eq!(
+            text(conn.call(bad)),
+            "-ERR unknown subcommand or wrong number of arguments for 'POPULATE'. Try DEBUG HELP.\r\n"
+        );
+    }
+    // forkless's bound: no string may be longer than proto-max-bulk-len.
+    assert_eq!(
+        text(conn.call(&[b"DEBUG", b"POPULATE", b"1", b"big", b"536870913"])),
+        "-ERR size is larger than proto-max-bulk-len\r\n"
+    );
+    assert_eq!(text(conn.call(&[b"DBSIZE"])), ":6\r\n");
+}
+
+/// DEBUG POPULATE's keys are not propagated, as in Redis: a replica that has the write made
+/// after them does not have them.
+#[test]
+fn debug_populate_is_not_propagated() {
+    let primary = TestServer::start(
+        BIN,
+        &[
+            "--port",
+            "0",
+            "--enable-debug-command",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    );
+    let replica = TestServer::start(
+        BIN,
+        &["--replicaof", "127.0.0.1", &primary.port().to_string()],
+    );
+    let mut ours = primary.raw();
+    let mut theirs = replica.raw();
+    assert!(wait_until(Duration::from_secs(20), || text(
+        ours.call(&[b"WAIT", b"1", b"100"])
+    ) == ":1\r\n"));
+    assert_eq!(
+        text(ours.call(&[b"DEBUG", b"POPULATE", b"100", b"pop"])),
+        "+OK\r\n"
+    );
+    assert_eq!(text(ours.call(&[b"SET", b"after", b"1"])), "+OK\r\n");
+    assert_eq!(text(ours.call(&[b"WAIT", b"1", b"5000"])), ":1\r\n");
+    assert_eq!(text(ours.call(&[b"DBSIZE"])), ":101\r\n");
+    assert_eq!(text(theirs.call(&[b"GET", b"after"])), "$1\r\n1\r\n");
+    assert_eq!(text(theirs.call(&[b"DBSIZE"])), ":1\r\n");
+}
+
+/// `key-load-delay` (microseconds per key loaded) keeps a restarted server loading, and
+/// answering -LOADING, long enough for a test to watch it: Redis's Sentinel suite reboots a
+/// primary with it (12-master-reboot).
+#[test]
+fn key_load_delay_slows_the_load_at_startup() {
+    let dir = forkless_tests::TestDir::new("key-load-delay");
+    let dir_arg = dir.0.to_str().unwrap().to_owned();
+    {
+        let server = TestServer::start(
+            BIN,
+            &[
+                "--port",
+                "0",
+                "--enable-debug-command",
+                "yes",
+                "--dir",
+                &dir_arg,
+            ],
+        );
+        let mut conn = server.raw();
+        conn.call(&[b"DEBUG", b"POPULATE", b"500"]);
+        assert_eq!(text(conn.call(&[b"SAVE"])), "+OK\r\n");
+    }
+    let port = forkless_tests::free_port();
+    let started = Instant::now();
+    let child = std::process::Command::new(BIN)
+        .args(["--port", &port.to_string(), "--dir", &dir_arg])
+        .args(["--save", "", "--key-load-delay", "4000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = forkless_tests::ChildGuard(child);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    }));
+    let mut conn = forkless_tests::RawConn::connect(addr);
+    // 500 keys at 4 ms each: the load lasts about 2 s, and the first command comes well
+    // within it.
+    assert_eq!(
+        text(conn.call(&[b"GET", b"key:0"])),
+        "-LOADING Redis is loading the dataset in memory\r\n"
+    );
+    assert!(wait_until(Duration::from_secs(30), || text(
+        conn.call(&[b"DBSIZE"])
+    ) == ":500\r\n"));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}

@@ -1,6 +1,6 @@
 //! DEBUG: the subcommands clients and test suites use (SLEEP, RELOAD, OBJECT, DIGEST,
-//! DIGEST-VALUE, SET-ACTIVE-EXPIRE, QUICKLIST-PACKED-THRESHOLD, CHANGE-REPL-ID, LOG, JMAP),
-//! behind `enable-debug-command` as in Redis 7.0.
+//! DIGEST-VALUE, POPULATE, SET-ACTIVE-EXPIRE, QUICKLIST-PACKED-THRESHOLD, CHANGE-REPL-ID, LOG,
+//! JMAP), behind `enable-debug-command` as in Redis 7.0.
 //!
 //! DIGEST and DIGEST-VALUE are Redis's `computeDatasetDigest` and `xorObjectDigest` (SHA-1,
 //! xor for unordered parts, mixing for ordered ones), so the digests of two servers holding the
@@ -17,7 +17,7 @@ use forkless_storage::Value;
 use sha1::{Digest as _, Sha1};
 
 use super::meta::{Gate, KeySpec, flags};
-use super::{Command, Ctx, eq_ignore_case, reply};
+use super::{Command, Ctx, eq_ignore_case, parse_i64, reply};
 use crate::config::ProtectedConfigs;
 use crate::server::Server;
 
@@ -209,6 +209,7 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 ctx.out.simple(hex(&digest).as_bytes());
             }
         }
+        ("populate", [count, rest @ ..]) if rest.len() <= 2 => populate(ctx, count, rest),
         ("set-active-expire", [flag]) => {
             // atoi: anything but a non-zero number turns it off.
             let on = std::str::from_utf8(flag)
@@ -244,6 +245,53 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             String::from_utf8_lossy(argv.get(1).map_or(&b""[..], |sub| sub))
         )),
     }
+}
+
+/// DEBUG POPULATE count [prefix] [size]: creates the string keys `<prefix>:<n>` (prefix `key`)
+/// for n in 0..count that do not exist yet, each holding `value:<n>`, or with a size that
+/// text cut to `size` bytes or padded with zero bytes, as Redis does. As in Redis they are not
+/// propagated: the command's effect has no commands, so neither replicas nor the AOF get the
+/// keys (a later full sync or rewrite carries them). `size` is bounded by
+/// `proto-max-bulk-len` (no string may be longer).
+fn populate(ctx: &mut Ctx<'_>, count: &[u8], rest: &[Bytes]) {
+    const NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
+    let positive = |arg: &[u8]| parse_i64(arg).and_then(|n| u64::try_from(n).ok());
+    let Some(count) = positive(count) else {
+        ctx.out.error(NOT_POSITIVE);
+        return;
+    };
+    let prefix = rest.first().map_or(&b"key"[..], |prefix| &prefix[..]);
+    let size = match rest.get(1) {
+        Some(size) => match positive(size) {
+            Some(size) => size,
+            None => {
+                ctx.out.error(NOT_POSITIVE);
+                return;
+            }
+        },
+        None => 0,
+    };
+    let max_size = ctx.server.config().proto_max_bulk_len;
+    let Some(size) = usize::try_from(size).ok().filter(|_| size <= max_size) else {
+        ctx.out.error("ERR size is larger than proto-max-bulk-len");
+        return;
+    };
+    for n in 0..count {
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(format!(":{n}").as_bytes());
+        let mut value = format!("value:{n}").into_bytes();
+        if size > 0 {
+            value.resize(size, 0);
+        }
+        let mut guard = ctx.db().write(&[&key[..]], ctx.now_ms);
+        if guard.contains(&key) {
+            continue;
+        }
+        guard.set(&key, Value::string(&value), None);
+    }
+    // Redis's dbAdd without propagation: the unit keeps its number, with nothing to replay.
+    ctx.rewrite_effects(Vec::new);
+    ctx.out.ok();
 }
 
 /// DEBUG OBJECT key: Redis's status line; `serializedlength` is the value's RDB encoding.
@@ -373,6 +421,11 @@ fn help(ctx: &mut Ctx<'_>) {
             "    Write <message> to the server log.",
             "OBJECT <key>",
             "    Show low level info about `key` and associated value.",
+            "POPULATE <count> [<prefix>] [<size>]",
+            "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+            "    it is used instead of the 'key' prefix. These are not propagated to",
+            "    replicas. Cluster slots are not respected so keys not belonging to the",
+            "    current node can be created in cluster mode.",
             "RELOAD [option ...]",
             "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
             "    * MERGE: conflicting keys will be loaded from RDB.",

@@ -24,6 +24,37 @@ pub(crate) struct Loading {
     pub(crate) keys_loaded: AtomicU64,
 }
 
+/// The `key-load-delay` debugging option (Redis's `debugDelay`), applied after each key a load
+/// reads, so that tests can watch a server while it is loading: a positive value sleeps that
+/// many microseconds per key, a negative value `-n` one microsecond every `n` keys (Redis
+/// sleeps with probability 1/n), 0 (the default) never. Loads run on their own threads (the
+/// startup loader, a replica's loader), never on the runtime's workers.
+struct KeyLoadDelay {
+    micros: i64,
+    n_keys: u64,
+}
+
+impl KeyLoadDelay {
+    fn new(micros: i64) -> KeyLoadDelay {
+        KeyLoadDelay { micros, n_keys: 0 }
+    }
+
+    fn after_key(&mut self) {
+        if self.micros == 0 {
+            return;
+        }
+        self.n_keys += 1;
+        let sleep = match u64::try_from(self.micros) {
+            Ok(micros) => micros,
+            Err(_) if self.n_keys % self.micros.unsigned_abs() == 0 => 1,
+            Err(_) => 0,
+        };
+        if sleep > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(sleep));
+        }
+    }
+}
+
 /// Counts the bytes read through it into `Loading::loaded_bytes`.
 struct CountingReader<'a, R> {
     inner: R,
@@ -179,7 +210,9 @@ pub(crate) fn load_rdb_into(
 ) -> anyhow::Result<format::LoadSummary> {
     let loading = &server.persistence.loading;
     let n_dbs = keyspace.dbs().len();
+    let mut delay = KeyLoadDelay::new(server.config().stored_int("key-load-delay", 0));
     format::load_with_functions(reader, name, now_ms, |entry| {
+        delay.after_key();
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
