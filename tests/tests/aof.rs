@@ -1091,3 +1091,108 @@ fn clients_get_loading_while_the_aof_replays() {
     let size: i64 = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
     assert_eq!(size, n + 1);
 }
+
+/// With `snapshot-mode fork`, BGREWRITEAOF forks as Redis does: a child writes the base from
+/// the frozen keyspace while the writes after the freeze go to the new incr file. Every write,
+/// including those acknowledged during the rewrite, is there after kill -9; INFO shows the
+/// rewrite as Redis's fields do, and the fork in `total_forks`.
+#[test]
+fn a_fork_mode_rewrite_keeps_the_writes_made_while_the_child_runs() {
+    let dir = TestDir::new("aof-fork-rewrite");
+    let server = start(
+        &dir,
+        &[
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--snapshot-mode",
+            "fork",
+        ],
+    );
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 3000, 100);
+    write_mixed(&mut conn, "before");
+    // The child copies this throttle: its base takes about half a second.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("600kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let mut conn = server.client();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("during:{}", i % 500))
+                    .arg(i)
+                    .query(&mut conn)
+                    .expect("SET");
+                i += 1;
+            }
+            i
+        })
+    };
+    let reply: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    assert_eq!(reply, "Background append only file rewriting started");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    let refused: redis::RedisResult<String> = redis::cmd("BGSAVE").query(&mut conn);
+    let refused = refused.expect_err("BGSAVE during a rewrite").to_string();
+    assert!(
+        refused.contains("Another child process is active (AOF?)"),
+        "{refused}"
+    );
+    // Writes on this connection too, while the child runs.
+    write_mixed(&mut conn, "during");
+    assert!(wait_until(Duration::from_secs(30), || {
+        info_field(&mut conn, "aof_rewrites") == "1"
+            && info_field(&mut conn, "aof_rewrite_in_progress") == "0"
+    }));
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.join().expect("writer") > 0);
+    write_mixed(&mut conn, "after");
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(
+        info_field(&mut conn, "aof_rewrites_consecutive_failures"),
+        "0"
+    );
+    assert_eq!(info_field(&mut conn, "aof_current_rewrite_time_sec"), "-1");
+    assert!(
+        info_field(&mut conn, "aof_last_cow_size")
+            .parse::<u64>()
+            .is_ok()
+    );
+    let stats: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut conn)
+        .expect("INFO stats");
+    assert!(stats.contains("total_forks:1\r\n"), "{stats}");
+    // The rewrite is no BGSAVE: no dump was written.
+    assert_eq!(info_field(&mut conn, "rdb_saves"), "0");
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.2.base.rdb seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(aof_dir(&dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("temp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let before = dataset(&mut conn);
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
+    drop(conn);
+    kill9(&server);
+    drop(server);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), before);
+    let after: i64 = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
+    assert_eq!(after, keys);
+}

@@ -280,7 +280,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             // Redis's first start with the AOF on: a base from the dataset, then the first incr.
-            super::rewrite::rewrite(server).map_err(|err| anyhow::anyhow!("{err}"))?;
+            super::rewrite::rewrite(server, false).map_err(|err| anyhow::anyhow!("{err}"))?;
             return Ok(());
         }
         Err(err) => {

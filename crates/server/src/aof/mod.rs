@@ -62,6 +62,10 @@ pub(crate) struct State {
     pub(crate) bgsave_scheduled: bool,
     /// The running rewrite's base save, to cancel it at shutdown.
     pub(crate) rewrite_progress: Option<Arc<forkless_snapshot::save::Progress>>,
+    /// The child writing the base of a fork-mode rewrite, to stop it at shutdown.
+    pub(crate) rewrite_fork_pid: Option<i32>,
+    /// The copy-on-write peak of the last fork-mode rewrite's child: `aof_last_cow_size`.
+    pub(crate) last_cow_bytes: u64,
 }
 
 impl Default for State {
@@ -80,6 +84,8 @@ impl Default for State {
             base_size_at_rewrite: 0,
             bgsave_scheduled: false,
             rewrite_progress: None,
+            rewrite_fork_pid: None,
+            last_cow_bytes: 0,
         }
     }
 }
@@ -307,7 +313,7 @@ pub(crate) fn info_fields(
         "aof_last_write_status",
         &if write_ok { "ok" } else { "err" },
     );
-    field("aof_last_cow_size", &0);
+    field("aof_last_cow_size", &state.last_cow_bytes);
     field("module_fork_in_progress", &0);
     field("module_fork_last_cow_size", &0);
     // Redis prints these while `appendonly` is yes (`server.aof_enabled`).

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use forkless_snapshot::backend::Overrides;
+use forkless_snapshot::backend::fork::{self, ChildReport, ForkedSave};
 use forkless_snapshot::save::{self, Compression, Progress, TraversalPriority};
 
 use super::manifest::{Entry, FileType, Manifest};
@@ -46,7 +48,7 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
     let spawned = std::thread::Builder::new()
         .name("forkless-aofrw".into())
         .spawn(move || {
-            let result = rewrite(&owner);
+            let result = rewrite(&owner, true);
             // BGREWRITEAOF with the AOF off writes the files and leaves it off, as Redis.
             if !owner.config().appendonly {
                 super::stop(&owner);
@@ -81,6 +83,9 @@ pub(crate) fn cancel_and_wait(server: &Server) {
             }
             if let Some(progress) = &state.rewrite_progress {
                 progress.cancel.store(true, Ordering::Relaxed);
+            }
+            if let Some(pid) = state.rewrite_fork_pid {
+                crate::fork_mode::kill_child(pid, crate::fork_mode::SIGNAL_CANCEL);
             }
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -126,8 +131,10 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread.
-pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
+/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread. With `may_fork`
+/// and `snapshot-mode fork` the base is written by a forked child; the first base at startup
+/// is written in-process, as Redis's `aofOpenIfNeededOnServerStart` does.
+pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
     let config = server.config().clone();
     let names = Names::of(&config);
     std::fs::create_dir_all(&names.dir).map_err(|err| {
@@ -189,9 +196,29 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
     );
+    let preamble = config.aof_use_rdb_preamble();
+    let base_name = names.base(base_seq, preamble);
+    // Without the preamble the cut is saved as an RDB first, then turned into commands.
+    let rdb_name = if preamble {
+        base_name.clone()
+    } else {
+        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
+    };
+    let mut options = crate::persistence::save_options(server, &config);
+    options.target = forkless_snapshot::backend::Target::new(
+        names.dir.clone(),
+        rdb_name.clone(),
+        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
+    );
+    // Redis must be able to load the base.
+    options.compression = Compression::None;
+    if first {
+        options.priority = TraversalPriority::Nice(0);
+    }
+    let fork_mode = may_fork && config.snapshot_mode == crate::config::SnapshotMode::Fork;
     // Step 2. A save that started since the wait above holds the cut: wait again (the new
     // writer keeps the effects meanwhile).
-    let cut = loop {
+    let (base_source, cut_seq) = loop {
         // Checked before the gate is taken: the final save that cancels this rewrite may
         // hold the gate while it waits for it.
         if server.shutting_down.load(Ordering::Relaxed)
@@ -204,16 +231,63 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         }
         // The cut must not fall inside a transaction: hold the gate as a command does.
         let gate = server.keyspace.gate().shared();
-        let taken = server.keyspace.begin_snapshot(unix_ms());
-        drop(gate);
-        if let Some(cut) = taken {
-            server.aof.state().rewrite_scheduled = false;
-            break cut;
+        if fork_mode {
+            // The save slot is held for as long as the child runs, as a fork-mode BGSAVE holds
+            // it: no other save, and no other child, meanwhile.
+            if let Some(claim) = server.keyspace.claim_save(Arc::new(())) {
+                let forked = Overrides::from_env()
+                    .map_err(fork::ForkError::Backend)
+                    .and_then(|overrides| {
+                        crate::fork_mode::freeze_and_fork(
+                            server,
+                            unix_ms(),
+                            &options,
+                            &overrides,
+                            None,
+                        )
+                    });
+                drop(gate);
+                match forked {
+                    Ok((forked, _, seq)) => {
+                        server.aof.state().rewrite_scheduled = false;
+                        let mut persistence = server.persistence.state();
+                        persistence.total_forks += 1;
+                        persistence.latest_fork_usec = forked.fork_usec;
+                        persistence.current_cow_bytes = 0;
+                        persistence.current_cow_peak = 0;
+                        persistence.current_cow_updated = None;
+                        drop(persistence);
+                        tracing::info!(
+                            "Background append only file rewriting started by pid {}",
+                            forked.pid
+                        );
+                        break (BaseSource::Forked(forked, claim), seq.get());
+                    }
+                    Err(err) => {
+                        drop(claim);
+                        server.effects.detach(&server.keyspace, consumer);
+                        writer.stop();
+                        let _ = std::fs::remove_file(&incr_path);
+                        return Err(format!(
+                            "Can't rewrite append only file in background: fork: {}",
+                            err.strerror()
+                        ));
+                    }
+                }
+            }
+            drop(gate);
+        } else {
+            let taken = server.keyspace.begin_snapshot(unix_ms());
+            drop(gate);
+            if let Some(cut) = taken {
+                server.aof.state().rewrite_scheduled = false;
+                let seq = cut.seq().get();
+                break (BaseSource::Cut(cut), seq);
+            }
         }
         server.aof.state().rewrite_scheduled = true;
         std::thread::sleep(Duration::from_millis(10));
     };
-    let cut_seq = cut.seq().get();
     // Step 3.
     writer.set_start(cut_seq);
     let previous = {
@@ -266,35 +340,25 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     if let Some(active) = server.aof.state().current.as_mut() {
         active.thread = Some(thread);
     }
-    let preamble = config.aof_use_rdb_preamble();
-    let base_name = names.base(base_seq, preamble);
-    // Without the preamble the cut is saved as an RDB first, then turned into commands.
-    let rdb_name = if preamble {
-        base_name.clone()
-    } else {
-        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
-    };
-    let mut options = crate::persistence::save_options(server, &config);
-    options.target = forkless_snapshot::backend::Target::new(
-        names.dir.clone(),
-        rdb_name.clone(),
-        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
-    );
-    // Redis must be able to load the base.
-    options.compression = Compression::None;
-    if first {
-        options.priority = TraversalPriority::Nice(0);
-    }
     writer
         .no_fsync
         .store(config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
     let progress = Arc::new(Progress::default());
     server.aof.state().rewrite_progress = Some(Arc::clone(&progress));
-    let report = save::save(&server.keyspace, cut, &options, &progress);
+    let report = match base_source {
+        BaseSource::Cut(cut) => save::save(&server.keyspace, cut, &options, &progress)
+            .map(|report| report.bytes_written)
+            .map_err(|err| err.to_string()),
+        BaseSource::Forked(forked, claim) => {
+            let result = forked_base(server, forked, &progress, &names.dir);
+            drop(claim);
+            result
+        }
+    };
     server.aof.state().rewrite_progress = None;
     writer.no_fsync.store(false, Ordering::Relaxed);
     let report = match report {
-        Ok(report) => report,
+        Ok(bytes) => bytes,
         Err(err) => {
             if first {
                 super::stop(server);
@@ -305,7 +369,7 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         }
     };
     let base_bytes = if preamble {
-        report.bytes_written
+        report
     } else {
         let rdb_path = names.dir.join(&rdb_name);
         let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name);
@@ -356,6 +420,59 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         tracing::info!("AOF rewrite: the AOF is on");
     }
     Ok(())
+}
+
+/// Where the new base comes from: the epoch cut, or (`snapshot-mode fork`) a child forked from
+/// the frozen keyspace, with the save slot it holds while it runs.
+enum BaseSource {
+    Cut(forkless_storage::SnapshotCut),
+    Forked(ForkedSave, forkless_storage::SaveClaim),
+}
+
+/// Follows the child that writes the base (`snapshot-mode fork`) to its end and reaps it, as
+/// Redis's `backgroundRewriteDoneHandler` learns its AOF child's fate. Keeps INFO's
+/// copy-on-write figures current meanwhile and leaves the peak in `aof_last_cow_size`.
+/// Returns the base's size, or why the child failed (its temp file removed).
+fn forked_base(
+    server: &Server,
+    forked: ForkedSave,
+    progress: &Progress,
+    dir: &std::path::Path,
+) -> Result<u64, String> {
+    let ForkedSave { pid, reports, .. } = forked;
+    server.aof.state().rewrite_fork_pid = Some(pid);
+    // A shutdown that asked to cancel before the child's pid was known.
+    if server.aof.cancel_rewrite.load(Ordering::Relaxed) {
+        crate::fork_mode::kill_child(pid, crate::fork_mode::SIGNAL_CANCEL);
+    }
+    let last = crate::fork_mode::follow_reports(server, reports, progress);
+    let exit = fork::wait_child(pid);
+    server.aof.state().rewrite_fork_pid = None;
+    let peak = {
+        let mut persistence = server.persistence.state();
+        let peak = persistence.current_cow_peak;
+        persistence.current_cow_bytes = 0;
+        persistence.current_cow_peak = 0;
+        persistence.current_cow_updated = None;
+        peak
+    };
+    if last.is_some() {
+        server.aof.state().last_cow_bytes = peak;
+        tracing::info!("Fork CoW for AOF rewrite: peak {} MB", peak >> 20);
+    }
+    let outcome = match (last, exit) {
+        (Some(ChildReport::Done { bytes_written, .. }), Ok(fork::ChildExit::Exited(0))) => {
+            return Ok(bytes_written);
+        }
+        (_, Ok(fork::ChildExit::Signaled(signal))) => {
+            format!("child {pid} terminated by signal {signal}")
+        }
+        (Some(ChildReport::Failed { message, .. }), _) => message,
+        (_, Ok(fork::ChildExit::Exited(code))) => format!("child exited with status {code}"),
+        (_, Err(err)) => format!("waitpid({pid}): {err}"),
+    };
+    crate::fork_mode::remove_child_temp(&dir.join(fork::child_temp_name(pid)));
+    Err(outcome)
 }
 
 /// Deletes the history files and persists the manifest without them, as Redis's
