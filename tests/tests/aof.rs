@@ -1196,3 +1196,45 @@ fn a_fork_mode_rewrite_keeps_the_writes_made_while_the_child_runs() {
     let after: i64 = redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE");
     assert_eq!(after, keys);
 }
+
+/// `appendfsync everysec` fsyncs on its own thread, as Redis's bio job: while an fsync is
+/// stuck the writes wait for it at most 2 s, then go ahead and count in `aof_delayed_fsync`;
+/// clients are answered throughout, and INFO shows the running fsync in
+/// `aof_pending_bio_fsync`. (`FORKLESS_AOF_FSYNC_DELAY_MS` makes every fsync take 2.5 s.)
+#[test]
+fn a_stuck_everysec_fsync_postpones_writes_for_two_seconds_then_counts_a_delayed_fsync() {
+    let dir = TestDir::new("aof-delayed-fsync");
+    let server = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &["--appendonly", "yes", "--appendfsync", "everysec"],
+        &[("FORKLESS_AOF_FSYNC_DELAY_MS", "2500")],
+    );
+    let mut conn = server.client();
+    assert_eq!(info_field(&mut conn, "aof_delayed_fsync"), "0");
+    let mut i = 0u64;
+    let mut saw_pending = false;
+    let mut slowest = Duration::ZERO;
+    let delayed = wait_until(Duration::from_secs(20), || {
+        let started = Instant::now();
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{}", i % 100))
+            .arg(i)
+            .query(&mut conn)
+            .expect("SET");
+        slowest = slowest.max(started.elapsed());
+        i += 1;
+        saw_pending |= info_field(&mut conn, "aof_pending_bio_fsync") == "1";
+        info_field(&mut conn, "aof_delayed_fsync") != "0"
+    });
+    assert!(delayed, "no delayed fsync counted after {i} writes");
+    assert!(saw_pending);
+    // The writes were never held behind the fsync.
+    assert!(slowest < Duration::from_secs(1), "a SET took {slowest:?}");
+    assert_eq!(info_field(&mut conn, "aof_last_write_status"), "ok");
+    // What was written reaches the file although the fsync is still stuck.
+    let size: u64 = info_field(&mut conn, "aof_current_size")
+        .parse()
+        .expect("size");
+    assert!(size > 0);
+}

@@ -416,7 +416,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         config.appendfsync,
         base_size,
         incr_size,
-        Arc::clone(&server.aof.write_errno),
+        server.aof.shared.clone(),
     ));
     writer
         .timestamps

@@ -96,9 +96,10 @@ pub(crate) struct Aof {
     pub(crate) state: Mutex<State>,
     /// True while the AOF is on with `appendfsync always`: the one load a reply pays otherwise.
     pub(crate) always: std::sync::atomic::AtomicBool,
-    /// The OS error of the last failed AOF write, 0 once a write succeeds: writes are refused
-    /// with MISCONF meanwhile (one relaxed load per write command).
-    pub(crate) write_errno: Arc<std::sync::atomic::AtomicI32>,
+    /// The OS errors of the last failed AOF write and background fsync, each 0 once one
+    /// succeeds: writes are refused with MISCONF meanwhile (two relaxed loads per write
+    /// command); and `aof_delayed_fsync`. Shared by every writer.
+    pub(crate) shared: writer::Shared,
     /// Set at shutdown: a rewrite stops waiting for its cut, or its base save stops.
     pub(crate) cancel_rewrite: std::sync::atomic::AtomicBool,
 }
@@ -106,7 +107,12 @@ pub(crate) struct Aof {
 impl Aof {
     /// The OS error of the failed AOF write that refuses writes, if any.
     pub(crate) fn write_errno(&self) -> Option<i32> {
-        let errno = self.write_errno.load(Ordering::Relaxed);
+        let errno = self.shared.write_errno.load(Ordering::Relaxed);
+        if errno != 0 {
+            return Some(errno);
+        }
+        // Redis's `aof_bio_fsync_status`: a failed background fsync refuses writes too.
+        let errno = self.shared.fsync_errno.load(Ordering::Relaxed);
         (errno != 0).then_some(errno)
     }
 
@@ -270,7 +276,8 @@ pub(crate) fn stop(server: &Server) {
             let _ = thread.join();
         }
     }
-    server.aof.write_errno.store(0, Ordering::Relaxed);
+    server.aof.shared.write_errno.store(0, Ordering::Relaxed);
+    server.aof.shared.fsync_errno.store(0, Ordering::Relaxed);
     server.aof.always.store(false, Ordering::Relaxed);
 }
 
@@ -286,7 +293,9 @@ pub(crate) fn info_fields(
     // Redis's `aof_state != AOF_OFF`: on, or waiting for the rewrite that switches it on.
     let enabled = state.current.is_some() || state.waiting_rewrite;
     let writer = state.current.as_ref().map(|active| &active.writer);
-    let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed));
+    // Redis: the last write and the last background fsync both succeeded.
+    let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed))
+        && server.aof.shared.fsync_errno.load(Ordering::Relaxed) == 0;
     field("aof_enabled", &u8::from(enabled));
     field(
         "aof_rewrite_in_progress",
@@ -318,11 +327,12 @@ pub(crate) fn info_fields(
     field("module_fork_last_cow_size", &0);
     // Redis prints these while `appendonly` is yes (`server.aof_enabled`).
     if configured {
-        let (base, incr, buffered) = writer.map_or((0, 0, 0), |writer| {
+        let (base, incr, buffered, fsyncing) = writer.map_or((0, 0, 0, false), |writer| {
             (
                 writer.base_size.load(Ordering::Relaxed),
                 writer.incr_size.load(Ordering::Relaxed),
                 writer.buffered.load(Ordering::Relaxed),
+                writer.fsync_in_progress.load(Ordering::Relaxed),
             )
         });
         field("aof_current_size", &(base + incr));
@@ -331,8 +341,11 @@ pub(crate) fn info_fields(
         field("aof_base_size", &state.base_size_at_rewrite);
         field("aof_pending_rewrite", &u8::from(state.rewrite_scheduled));
         field("aof_buffer_length", &buffered);
-        field("aof_pending_bio_fsync", &0);
-        field("aof_delayed_fsync", &0);
+        field("aof_pending_bio_fsync", &u8::from(fsyncing));
+        field(
+            "aof_delayed_fsync",
+            &server.aof.shared.delayed_fsync.load(Ordering::Relaxed),
+        );
     }
 }
 

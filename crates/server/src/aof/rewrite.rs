@@ -183,7 +183,7 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
         config.appendfsync,
         0,
         0,
-        Arc::clone(&server.aof.write_errno),
+        server.aof.shared.clone(),
     ));
     writer
         .timestamps
