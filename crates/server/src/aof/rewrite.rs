@@ -212,6 +212,8 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
     );
     // Redis must be able to load the base.
     options.compression = Compression::None;
+    options.fsync_every =
+        crate::persistence::incremental_fsync(&config, "aof-rewrite-incremental-fsync");
     if first {
         options.priority = TraversalPriority::Nice(0);
     }
@@ -372,7 +374,7 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
         report
     } else {
         let rdb_path = names.dir.join(&rdb_name);
-        let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name);
+        let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name, options.fsync_every);
         let _ = std::fs::remove_file(&rdb_path);
         match converted {
             Ok(bytes) => bytes,
@@ -501,11 +503,12 @@ const ITEMS_PER_COMMAND: usize = 64;
 /// The base in commands (`aof-use-rdb-preamble no`): the RDB saved from the cut, read back and
 /// written as Redis's `rewriteAppendOnlyFileRio` writes a dataset (SELECT per database, SET,
 /// RPUSH/HMSET/SADD/ZADD in batches of 64, PEXPIREAT), to `dir/name` through a temp file,
-/// fsynced before the rename. Returns its size.
+/// fsynced every `fsync_every` bytes (when not 0) and before the rename. Returns its size.
 fn rdb_to_commands(
     rdb: &std::path::Path,
     dir: &std::path::Path,
     name: &str,
+    fsync_every: u64,
 ) -> Result<u64, String> {
     use std::io::Write as _;
 
@@ -519,6 +522,7 @@ fn rdb_to_commands(
     let mut out = std::io::BufWriter::with_capacity(1 << 20, output);
     let mut buf = Vec::new();
     let mut selected = None;
+    let (mut written, mut synced_at) = (0u64, 0u64);
     let result = forkless_snapshot::format::load(
         std::io::BufReader::with_capacity(1 << 20, input),
         &rdb.display().to_string(),
@@ -587,8 +591,18 @@ fn rdb_to_commands(
                     ],
                 );
             }
-            out.write_all(&buf)
-                .map_err(|err| forkless_snapshot::format::LoadError::rejected(err.to_string()))
+            let rejected = |err: std::io::Error| {
+                forkless_snapshot::format::LoadError::rejected(err.to_string())
+            };
+            out.write_all(&buf).map_err(rejected)?;
+            written += buf.len() as u64;
+            if fsync_every > 0 && written - synced_at >= fsync_every {
+                // `aof-rewrite-incremental-fsync`, as Redis's rio autosync.
+                synced_at = written;
+                out.flush().map_err(rejected)?;
+                out.get_ref().sync_data().map_err(rejected)?;
+            }
+            Ok(())
         },
     );
     let written = result.map_err(|err| err.to_string()).and_then(|_| {
