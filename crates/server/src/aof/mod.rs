@@ -266,6 +266,21 @@ pub(crate) fn auto_rewrite(server: &Server) {
     }
 }
 
+/// DEBUG LOADAOF: the writer flushes, fsyncs and detaches, the dataset is emptied and the AOF
+/// loaded again from its files as at startup (`load::load_at_startup`, which reopens the last
+/// incr file and attaches a new writer). With the AOF off its files are loaded all the same, as
+/// Redis does, and it stays off. The caller holds the command gate exclusively.
+pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
+    let was_on = server.aof.state().current.is_some();
+    stop(server);
+    drop(server.keyspace.flush_all(now_ms));
+    load::load_at_startup(server)?;
+    if !was_on {
+        stop(server);
+    }
+    Ok(())
+}
+
 /// Switches the AOF off: the writer flushes, fsyncs and detaches.
 pub(crate) fn stop(server: &Server) {
     let active = server.aof.state().current.take();

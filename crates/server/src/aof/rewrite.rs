@@ -374,7 +374,13 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
         report
     } else {
         let rdb_path = names.dir.join(&rdb_name);
-        let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name, options.fsync_every);
+        let converted = rdb_to_commands(
+            &rdb_path,
+            &names.dir,
+            &base_name,
+            options.fsync_every,
+            config.aof_timestamp_enabled(),
+        );
         let _ = std::fs::remove_file(&rdb_path);
         match converted {
             Ok(bytes) => bytes,
@@ -503,12 +509,14 @@ const ITEMS_PER_COMMAND: usize = 64;
 /// The base in commands (`aof-use-rdb-preamble no`): the RDB saved from the cut, read back and
 /// written as Redis's `rewriteAppendOnlyFileRio` writes a dataset (SELECT per database, SET,
 /// RPUSH/HMSET/SADD/ZADD in batches of 64, PEXPIREAT), to `dir/name` through a temp file,
-/// fsynced every `fsync_every` bytes (when not 0) and before the rename. Returns its size.
+/// fsynced every `fsync_every` bytes (when not 0) and before the rename; with `timestamp`
+/// (`aof-timestamp-enabled`) it starts with a `#TS:` annotation, as Redis's. Returns its size.
 fn rdb_to_commands(
     rdb: &std::path::Path,
     dir: &std::path::Path,
     name: &str,
     fsync_every: u64,
+    timestamp: bool,
 ) -> Result<u64, String> {
     use std::io::Write as _;
 
@@ -520,6 +528,14 @@ fn rdb_to_commands(
     let input = File::open(rdb).map_err(|err| format!("{}: {err}", rdb.display()))?;
     let output = File::create(&temp).map_err(|err| format!("{}: {err}", temp.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, output);
+    if timestamp {
+        let annotation = format!("#TS:{}\r\n", unix_ms() / 1000);
+        if let Err(err) = out.write_all(annotation.as_bytes()) {
+            drop(out);
+            let _ = std::fs::remove_file(&temp);
+            return Err(format!("{}: {err}", temp.display()));
+        }
+    }
     let mut buf = Vec::new();
     let mut selected = None;
     let (mut written, mut synced_at) = (0u64, 0u64);

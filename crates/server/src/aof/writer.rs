@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// `everysec` writes that went ahead after waiting 2 s for a running fsync: Redis's
     /// `aof_delayed_fsync`.
     pub(crate) delayed_fsync: Arc<AtomicU64>,
+    /// `DEBUG AOF-FLUSH-SLEEP`: microseconds the writer sleeps before each write (tests).
+    pub(crate) flush_sleep_us: Arc<AtomicU64>,
 }
 
 /// How long an `everysec` write waits for the running fsync before it goes ahead, as Redis's
@@ -372,6 +374,10 @@ impl Writer {
                 )
             };
             if !buf.is_empty() {
+                let sleep_us = self.shared.flush_sleep_us.load(Ordering::Relaxed);
+                if sleep_us > 0 {
+                    std::thread::sleep(Duration::from_micros(sleep_us));
+                }
                 let injected = fault.as_mut().and_then(|fault| fault.next(file_len));
                 let written = match injected {
                     Some((err, short)) => {
