@@ -42,6 +42,13 @@ pub(crate) struct Shared {
 /// `flushAppendOnlyFile` (`server.unixtime - server.aof_flush_postponed_start < 2`).
 const POSTPONE_AT_MOST: Duration = Duration::from_secs(2);
 
+/// With `everysec` and `no`, the writer gathers effects for up to this long after its last
+/// write (or until [`GATHER_BYTES`] are waiting), so a busy server makes one write a
+/// millisecond rather than one per command, as Redis writes once per event-loop iteration.
+/// `always` never waits: its replies wait for the write.
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_BYTES: usize = 1 << 20;
+
 /// Test-only: each background fsync sleeps this many milliseconds first (a slow disk), read by
 /// each writer thread.
 const FSYNC_DELAY_ENV: &str = "FORKLESS_AOF_FSYNC_DELAY_MS";
@@ -328,6 +335,7 @@ impl Writer {
         let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
         // When an `everysec` write began to wait for the running fsync.
         let mut postponed_since: Option<Instant> = None;
+        let mut last_write = Instant::now();
         loop {
             let (buf, last_seq, stop) = {
                 let mut pending = lock(&self.pending);
@@ -336,6 +344,19 @@ impl Writer {
                     let (guard, _) = self
                         .wake
                         .wait_timeout(pending, Duration::from_millis(1000))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    pending = guard;
+                }
+                let since_write = last_write.elapsed();
+                if !pending.stop
+                    && !pending.buf.is_empty()
+                    && pending.buf.len() < GATHER_BYTES
+                    && since_write < GATHER
+                    && self.fsync.load(Ordering::Relaxed) != 1
+                {
+                    let (guard, _) = self
+                        .wake
+                        .wait_timeout(pending, GATHER - since_write)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     pending = guard;
                 }
@@ -366,6 +387,7 @@ impl Writer {
                 }
                 if !pending.buf.is_empty() {
                     postponed_since = None;
+                    last_write = Instant::now();
                 }
                 (
                     std::mem::take(&mut pending.buf),
