@@ -1238,3 +1238,53 @@ fn a_stuck_everysec_fsync_postpones_writes_for_two_seconds_then_counts_a_delayed
         .expect("size");
     assert!(size > 0);
 }
+
+/// DEBUG LOADAOF, as Redis's: the dataset is emptied and loaded again from the AOF's files,
+/// the same data comes back, and the AOF goes on logging (a write after it survives kill -9).
+#[test]
+fn debug_loadaof_reloads_the_dataset_from_the_aof_and_logging_goes_on() {
+    let dir = TestDir::new("aof-loadaof");
+    let server = start(
+        &dir,
+        &["--appendonly", "yes", "--enable-debug-command", "yes"],
+    );
+    let mut conn = server.client();
+    write_mixed(&mut conn, "before");
+    let before = dataset(&mut conn);
+    let digest: String = redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(&mut conn)
+        .expect("DIGEST");
+    let reply: String = redis::cmd("DEBUG")
+        .arg("LOADAOF")
+        .query(&mut conn)
+        .expect("LOADAOF");
+    assert_eq!(reply, "OK");
+    let again: String = redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(&mut conn)
+        .expect("DIGEST");
+    assert_eq!(again, digest);
+    assert_eq!(dataset(&mut conn), before);
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
+    let _: () = redis::cmd("SET")
+        .arg("after-loadaof")
+        .arg("1")
+        .query(&mut conn)
+        .expect("SET");
+    // The AOF is still the one file set: nothing was logged twice by the reload.
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n"
+    );
+    let after = dataset(&mut conn);
+    assert!(wait_until(Duration::from_secs(10), || {
+        info_field(&mut conn, "aof_buffer_length") == "0"
+    }));
+    drop(conn);
+    kill9(&server);
+    drop(server);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), after);
+}

@@ -269,11 +269,22 @@ pub(crate) fn auto_rewrite(server: &Server) {
 /// DEBUG LOADAOF: the writer flushes, fsyncs and detaches, the dataset is emptied and the AOF
 /// loaded again from its files as at startup (`load::load_at_startup`, which reopens the last
 /// incr file and attaches a new writer). With the AOF off its files are loaded all the same, as
-/// Redis does, and it stays off. The caller holds the command gate exclusively.
+/// Redis does, and it stays off. The dataset is emptied under the command gate, held
+/// exclusively, with the loading flag raised, so other clients get `-LOADING` until the replay
+/// (which takes the gate per command, as at startup) ends, as Redis's do.
 pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
-    let was_on = server.aof.state().current.is_some();
-    stop(server);
-    drop(server.keyspace.flush_all(now_ms));
+    let was_on = {
+        let _exclusive = server.keyspace.gate().exclusive();
+        let was_on = server.aof.state().current.is_some();
+        stop(server);
+        server
+            .persistence
+            .loading
+            .active
+            .store(true, Ordering::Release);
+        drop(server.keyspace.flush_all(now_ms));
+        was_on
+    };
     load::load_at_startup(server)?;
     if !was_on {
         stop(server);

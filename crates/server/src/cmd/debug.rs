@@ -179,7 +179,13 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         return;
     }
     if sub == "loadaof" && args.is_empty() {
-        let _exclusive = (!in_exec).then(|| gate.exclusive());
+        // The replay takes the gate shared per command: under EXEC's exclusive hold it would
+        // wait for itself.
+        if in_exec {
+            ctx.out
+                .error("ERR DEBUG LOADAOF can't run inside a transaction in forkless");
+            return;
+        }
         // Redis's DEBUG LOADAOF: the AOF flushed, the dataset emptied and loaded again from
         // the AOF's files (`aof::reload`); a failure ends the process, as Redis's exit(1).
         if let Err(err) = tokio::task::block_in_place(|| crate::aof::reload(server, ctx.now_ms)) {
