@@ -38,6 +38,9 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
             return Err(ALREADY.into());
         }
         state.rewrite_started = Some(Instant::now());
+        // Scheduled behind a running save from the start, as Redis's INFO shows it at once
+        // (the rewrite thread keeps it current from here).
+        state.rewrite_scheduled = server.keyspace.save_running();
     }
     // A cancellation asked of an earlier rewrite (a shutdown that then failed) is not this one's.
     server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
