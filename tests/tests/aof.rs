@@ -1286,3 +1286,64 @@ fn debug_loadaof_reloads_the_dataset_from_the_aof_and_logging_goes_on() {
     let mut conn = server.client();
     assert_eq!(dataset(&mut conn), after);
 }
+
+/// A shutdown during a fork-mode rewrite stops the child (SIGUSR1, as a fork-mode BGSAVE's),
+/// exits cleanly without waiting for the child's slow base, leaves no temp file, and the AOF
+/// it leaves loads every write.
+#[test]
+fn shutdown_during_a_fork_mode_rewrite_stops_the_child_and_the_aof_stays_complete() {
+    let dir = TestDir::new("aof-fork-shutdown");
+    let mut server = start(&dir, &["--appendonly", "yes", "--snapshot-mode", "fork"]);
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 2000, 100);
+    // The child copies this pace: its base would take several seconds.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("50kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    let _: () = redis::cmd("SET")
+        .arg("last")
+        .arg("1")
+        .query(&mut conn)
+        .expect("SET");
+    let before = dataset(&mut conn);
+    // Once the child has its copy of the pace, the final save of the shutdown does not.
+    assert!(wait_until(Duration::from_secs(10), || {
+        let stats: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut conn)
+            .expect("INFO stats");
+        stats.contains("total_forks:1\r\n")
+    }));
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    let started = Instant::now();
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut conn);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(server);
+    let leftovers: Vec<String> = std::fs::read_dir(aof_dir(&dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("temp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    assert_eq!(dataset(&mut conn), before);
+}
