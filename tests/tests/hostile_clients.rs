@@ -2,7 +2,7 @@
 //! operator found it: `protected-mode yes` reported but not enforced, the idle `timeout` closing
 //! pub/sub subscribers, the query-buffer limit not applied while a client is blocked,
 //! `maxclients` ignoring the descriptor limit (clients hung under `ulimit -n 256`), no
-//! `tcp-backlog`, and `appendonly yes` / `maxmemory` silently accepted although nothing acts on
+//! `tcp-backlog`, and `appendonly yes` / `maxmemory` silently accepted although nothing acted on
 //! them.
 #![allow(
     clippy::unwrap_used,
@@ -10,9 +10,9 @@
     reason = "test helpers unwrap and index: a panic is a test failure"
 )]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use forkless_tests::resp::{self, cmd};
@@ -256,64 +256,21 @@ fn tcp_backlog_sets_the_listen_queue() {
     assert_eq!(send_q, ["77"], "{text}");
 }
 
-/// Runs the server with `args` and expects it to exit by itself with status 1, returning its
-/// standard error.
-fn refused_at_startup(args: &[&str]) -> String {
-    let dir = unique_dir("refused");
-    let mut child = Command::new(BIN)
-        .args(["--port", "0", "--dir"])
-        .arg(&dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = wait_until(Duration::from_secs(20), || {
-        child.try_wait().unwrap().is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server started with {args:?}");
-    }
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    stderr
-}
-
 /// Bug: `maxmemory` > 0 answered OK and did nothing, so a user who set a memory limit had
-/// none. Until eviction exists it is refused, at startup and in CONFIG SET, naming the missing
-/// feature. (`appendonly yes` was refused the same way until the AOF existed: tests/tests/aof.rs.)
+/// none; it was then refused until eviction existed. It is accepted at startup and by CONFIG
+/// SET now, and enforced (tests/tests/maxmemory.rs).
 #[test]
-fn maxmemory_is_refused_until_it_exists() {
-    let stderr = refused_at_startup(&["--maxmemory", "100mb"]);
-    assert!(
-        stderr.contains("maxmemory") && stderr.contains("eviction"),
-        "{stderr}"
-    );
-
-    let server = TestServer::start(BIN, &["--maxmemory", "0"]);
+fn maxmemory_is_accepted_now_that_it_is_enforced() {
+    let server = TestServer::start(BIN, &["--maxmemory", "100mb"]);
     let mut conn = server.raw();
-    let reply = cmd(&mut conn, "CONFIG SET maxmemory 1gb");
-    assert!(
-        reply.starts_with(
-            "-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - maxmemory is \
-             not supported"
-        ),
-        "{reply}"
-    );
     assert_eq!(
         cmd(&mut conn, "CONFIG GET maxmemory"),
-        resp::bulks(&["maxmemory", "0"])
+        resp::bulks(&["maxmemory", "104857600"])
+    );
+    assert_eq!(cmd(&mut conn, "CONFIG SET maxmemory 1gb"), "+OK\r\n");
+    assert_eq!(
+        cmd(&mut conn, "CONFIG GET maxmemory"),
+        resp::bulks(&["maxmemory", "1073741824"])
     );
     assert_eq!(cmd(&mut conn, "CONFIG SET maxmemory 0"), "+OK\r\n");
 }

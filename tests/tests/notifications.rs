@@ -247,3 +247,32 @@ fn nothing_is_published_by_default() {
         String::from_utf8(conn.call(&[b"CONFIG", b"GET", b"notify-keyspace-events"])).unwrap();
     assert_eq!(reply, "*2\r\n$22\r\nnotify-keyspace-events\r\n$0\r\n\r\n");
 }
+
+/// Regression: class `m` was accepted but nothing published `keymiss`: a read of a missing key
+/// publishes it (Redis's `lookupKeyRead`), a read that finds the key does not, and `A` does not
+/// include it.
+#[test]
+fn reads_of_missing_keys_publish_keymiss() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let mut sub = subscriber(&server);
+    run(&mut conn, "CONFIG SET notify-keyspace-events EA");
+    run(&mut conn, "GET nosuch");
+    assert!(keyevents(&mut sub, &mut conn).is_empty());
+    run(&mut conn, "CONFIG SET notify-keyspace-events Em");
+    run(&mut conn, "SET here v");
+    run(&mut conn, "GET here");
+    run(&mut conn, "GET nosuch");
+    run(&mut conn, "LRANGE nolist 0 -1");
+    run(&mut conn, "EXISTS here gone");
+    assert_eq!(
+        keyevents(&mut sub, &mut conn),
+        ["keymiss nosuch", "keymiss nolist", "keymiss gone"]
+    );
+    run(&mut conn, "CONFIG SET notify-keyspace-events Km");
+    run(&mut conn, "HGET nohash f");
+    assert_eq!(
+        events_until_marker(&mut sub, &mut conn),
+        ["__keyspace@0__:nohash keymiss"]
+    );
+}

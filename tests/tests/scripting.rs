@@ -916,5 +916,112 @@ fn unpack_with_huge_ranges_is_an_error_not_a_crash() {
         eval(&mut conn, "return {unpack({1,2,3}, 2)}", &[]),
         "*2\r\n:2\r\n:3\r\n"
     );
+    // Regression: the range check passed unpack's two optional arguments on as nils, and
+    // each took a slot of the C stack, so 7999 values (Redis's "Script check unpack with
+    // massive arguments") were refused where Lua takes up to 7999 plus the table.
+    assert_eq!(
+        eval(
+            &mut conn,
+            "local a = {} for i=1,7999 do a[i] = 1 end return redis.call('lpush', 'l', unpack(a))",
+            &[],
+        ),
+        ":7999\r\n"
+    );
     assert_eq!(cmd(&mut conn, "PING"), "+PONG\r\n");
+}
+
+/// Regression: XREAD/XREADGROUP with BLOCK inside a script ran as a non-blocking read; Redis
+/// refuses them ("Scripts can't run XREAD and XREADGROUP with BLOCK option").
+#[test]
+fn blocking_stream_reads_are_refused_in_scripts() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    cmd(&mut conn, "XGROUP CREATE s g $ MKSTREAM");
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return redis.pcall('xread','BLOCK',0,'STREAMS','s','$')",
+            &["1", "s"],
+        ),
+        err("ERR xread command is not allowed with BLOCK option from scripts")
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return redis.pcall('xreadgroup','group','g','c','BLOCK',0,'STREAMS','s','>')",
+            &["1", "s"],
+        ),
+        err("ERR xreadgroup command is not allowed with BLOCK option from scripts")
+    );
+    // Without BLOCK they read as usual.
+    assert_eq!(
+        eval(
+            &mut conn,
+            "return redis.pcall('xread','STREAMS','s','0')",
+            &["1", "s"],
+        ),
+        NIL
+    );
+}
+
+/// Regression: SORT BY a constant (no sorting) of a set inside a script returned the set's
+/// own order; Redis sorts it (ALPHA) so a script's result does not depend on the set's layout.
+#[test]
+fn sort_of_a_set_without_sorting_is_ordered_in_scripts() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    cmd(
+        &mut conn,
+        "SADD myset a b c d e f g h i l m n o p q r s t u v z aa aaa azz",
+    );
+    let reply = eval(
+        &mut conn,
+        "return redis.call('sort',KEYS[1],'by','_')",
+        &["1", "myset"],
+    );
+    let expected: Vec<&str> = "a aa aaa azz b c d e f g h i l m n o p q r s t u v z"
+        .split(' ')
+        .collect();
+    assert_eq!(reply, forkless_tests::resp::bulks(&expected));
+}
+
+/// Regression (Redis's "not enough good replicas"): with `min-replicas-to-write` unmet, a
+/// script that declares flags without `no-writes` is refused before it runs, and a script
+/// without a shebang gets NOREPLICAS at its first write; reads still run.
+#[test]
+fn scripts_obey_min_replicas_to_write() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    cmd(&mut conn, "SET x v");
+    assert_eq!(
+        cmd(&mut conn, "CONFIG SET min-replicas-to-write 1"),
+        "+OK\r\n"
+    );
+    let refused = err("NOREPLICAS Not enough good replicas to write.");
+    assert_eq!(
+        eval(
+            &mut conn,
+            "#!lua flags=no-writes\nreturn redis.call('get','x')",
+            &["1", "x"]
+        ),
+        bulk("v")
+    );
+    assert_eq!(
+        eval(&mut conn, "return redis.call('get','x')", &["1", "x"]),
+        bulk("v")
+    );
+    assert_eq!(
+        eval(
+            &mut conn,
+            "#!lua\nreturn redis.call('get','x')",
+            &["1", "x"]
+        ),
+        refused
+    );
+    let write = eval(&mut conn, "return redis.call('set','x','1')", &["1", "x"]);
+    assert!(
+        write.starts_with("-NOREPLICAS Not enough good replicas to write."),
+        "{write}"
+    );
+    assert_eq!(cmd(&mut conn, "GET x"), bulk("v"));
 }

@@ -183,6 +183,11 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     }
                     cmd::execute(server, client, &mut out, &argv);
                     note_published(&handle);
+                    // Clients this command woke run their retries before it replies, as in
+                    // Redis (see `crate::blocking`).
+                    if let Some(woken) = crate::blocking::take_woken() {
+                        woken.settled().await;
+                    }
                     if client.authenticated != authenticated {
                         // AUTH/HELLO changed it: the next command parses under the new limits.
                         authenticated = client.authenticated;
@@ -231,6 +236,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         .await;
                     }
                     if client.close_after_reply {
+                        // Gone before its last reply is out, as Redis frees the client right
+                        // after writing it: a client that has read QUIT's +OK no longer finds
+                        // it (a tracking redirect to it is broken).
+                        server.clients.remove(client.id);
                         let _ = write_out(
                             server,
                             socket,
@@ -257,7 +266,9 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                 }
                 Ok(None) => break,
                 Err(err) => {
+                    let reply_start = out.len();
                     out.error(&format!("ERR {err}"));
+                    cmd::count_error_reply(server, &out, reply_start);
                     let _ = write_out(
                         server,
                         socket,
@@ -392,9 +403,33 @@ async fn wait_blocked(
     let argv = request.retry_argv.as_deref().unwrap_or(argv);
     cmd::client::publish(client, true, input.len(), input.capacity() - input.len());
     let result = loop {
+        // A retry woken by a command joins that command's group: whom it wakes in turn, the
+        // command waits for too.
+        let woken_by = waiter.take_group();
+        if let Some(group) = &woken_by {
+            crate::blocking::join_group(Arc::clone(group));
+        }
         cmd::execute(server, client, out, argv);
         note_published(&client.handle);
-        if client.blocked.take().is_none() {
+        let served = client.blocked.take().is_none();
+        if served {
+            // What is left may be for the next client in line (now first in the queue).
+            server.blocking.unregister(&request, &waiter);
+            for key in &request.keys {
+                server.blocking.signal(request.db, key);
+            }
+        } else if woken_by.is_some() {
+            // Woken for a write this client cannot use (an XREAD after a later id, a key of
+            // another type): it may be for the next in line, as Redis tries each waiter.
+            for key in &request.keys {
+                server.blocking.signal_next(request.db, key, &waiter);
+            }
+        }
+        drop(crate::blocking::take_woken());
+        if let Some(group) = woken_by {
+            group.complete();
+        }
+        if served {
             break Ok(true);
         }
         let deadline = request.deadline;
@@ -405,7 +440,12 @@ async fn wait_blocked(
             }
         };
         tokio::select! {
-            () = waiter.notify.notified() => {}
+            () = waiter.notify.notified() => {
+                // Commands that arrived before the write that woke this client and are ready
+                // to run go first: they must not see its retry's change (Redis ran them
+                // before that write).
+                tokio::task::yield_now().await;
+            }
             () = timeout => {
                 match request.on_timeout {
                     crate::blocking::TimeoutReply::NullArray => out.null_array(),
@@ -416,7 +456,9 @@ async fn wait_blocked(
             () = handle.kill.notified() => break Err("killed".to_string()),
             () = handle.info.unblocked.notified() => match handle.info.take_unblock() {
                 Some(true) => {
+                    let reply_start = out.len();
                     out.error(cmd::client::UNBLOCKED_ERROR);
+                    cmd::count_unblocked_error(server, out, reply_start, argv);
                     break Ok(false);
                 }
                 Some(false) => {
@@ -442,12 +484,13 @@ async fn wait_blocked(
     };
     client.block_retry = false;
     cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
-    server.blocking.unregister(&request, &waiter);
-    if result == Ok(true) {
-        // Served: what is left may be for the next client in line (now first in the queue).
-        for key in &request.keys {
-            server.blocking.signal(request.db, key);
-        }
+    if result != Ok(true) {
+        server.blocking.unregister(&request, &waiter);
+    }
+    // A wake-up that came after the last retry (or instead of it: a timeout, a kill) will not
+    // be served here: its command must not wait for it.
+    if let Some(group) = waiter.take_group() {
+        group.complete();
     }
     result.map(drop)
 }

@@ -234,6 +234,23 @@ pub(crate) fn after_command(
     }
 }
 
+/// After an eviction (`evict.rs`, before a command runs, outside any unit): publishes the
+/// evicted key's DEL, with the DELs of keys found expired on the way, as a unit of its own.
+pub(crate) fn after_eviction(server: &Server, db: usize, key: &[u8]) {
+    if !effect::unit_open() {
+        return;
+    }
+    let step = effect::take_step();
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        open.extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
+        if step.changed {
+            open.push(del(db, Bytes::copy_from_slice(key)));
+        }
+    });
+    close_and_publish(server, false);
+}
+
 /// EXEC, after running its queue: publishes the transaction's commands as one unit.
 pub(crate) fn end_transaction(server: &Server) {
     close_and_publish(server, true);

@@ -4,17 +4,19 @@
 //! Each section is a function that appends `name:value\r\n` lines. A field appears only when
 //! forkless has an honest value for it: a figure that is always zero because the feature does
 //! not exist here (replication, eviction, AOF) is reported as Redis reports it with the feature
-//! off; a figure forkless does not measure (allocator internals, per-error-prefix counts,
-//! latency percentiles) is left out rather than invented.
+//! off; a figure forkless does not measure (allocator internals, latency percentiles) is left
+//! out rather than invented.
 //!
 //! # Differences from Redis 7.0
-//! - `used_memory` is the process's resident set size (from `/proc/self/status`), the same
-//!   figure as `used_memory_rss`: forkless has no allocator accounting yet. `used_memory_peak` is
-//!   the peak RSS (`VmHWM`).
+//! - `used_memory` is what the counting allocator handed out (`allocator.rs`: glibc's chunk
+//!   sizes of Rust's allocations, exact up to 4 KiB per thread); allocations C code makes
+//!   through `malloc` directly (Lua, zstd) show only in `allocator_*` (glibc's `mallinfo2`).
+//!   `# Memory` adds `mem_snapshot_retained` (versions a running snapshot retains, also in
+//!   `mem_not_counted_for_evict`, see `evict.rs`).
 //! - `instantaneous_ops_per_sec` and the `_kbps` rates are computed from counter samples taken
 //!   at least 100 ms apart at each INFO (and by [`sample_rates`], which a periodic task may
 //!   call): the rate over the last second or, when samples are sparser, since the previous one.
-//! - There is no `# Errorstats` or `# Latencystats` section; commandstats counts calls per
+//! - There is no `# Latencystats` section; commandstats counts calls per
 //!   top-level command (`cmdstat_config`, not `cmdstat_config|get`).
 //! - `# Persistence` comes from `persistence::info_section`, which adds forkless's
 //!   `snapshot_*` fields after Redis's.
@@ -47,6 +49,7 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "replication",
     "cpu",
     "modules",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
@@ -62,6 +65,7 @@ const ALL_SECTIONS: &[&str] = &[
     "cpu",
     "modules",
     "commandstats",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
@@ -94,6 +98,10 @@ pub(crate) fn render(server: &Server, args: &[Bytes], now_ms: u64) -> String {
             "cpu" => cpu_section(&mut text),
             "modules" => text.push_str("# Modules\r\n"),
             "commandstats" => commandstats_section(server, &mut text),
+            "errorstats" => {
+                text.push_str("# Errorstats\r\n");
+                server.stats.errors.render(&mut text);
+            }
             "cluster" => {
                 text.push_str("# Cluster\r\n");
                 field(&mut text, "cluster_enabled", 0);
@@ -202,24 +210,38 @@ fn clients_section(server: &Server, text: &mut String) {
 }
 
 fn memory_section(server: &Server, text: &mut String) {
+    // The figures first: the /proc files read below would otherwise count in used_memory.
+    let figures = crate::evict::figures(server);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let rss = kib_field(&status, "VmRSS:");
-    let peak = kib_field(&status, "VmHWM:").max(rss);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let total_system = kib_field(&meminfo, "MemTotal:");
+    let used = figures.used;
+    let allocator = figures.allocator;
     let config = server.config();
     text.push_str("# Memory\r\n");
-    field(text, "used_memory", rss);
-    field(text, "used_memory_human", bytes_to_human(rss));
+    field(text, "used_memory", used);
+    field(text, "used_memory_human", bytes_to_human(used));
     field(text, "used_memory_rss", rss);
     field(text, "used_memory_rss_human", bytes_to_human(rss));
-    field(text, "used_memory_peak", peak);
-    field(text, "used_memory_peak_human", bytes_to_human(peak));
+    field(text, "used_memory_peak", figures.peak);
+    field(text, "used_memory_peak_human", bytes_to_human(figures.peak));
     field(
         text,
         "used_memory_peak_perc",
-        format!("{:.2}%", percent(rss, peak)),
+        format!("{:.2}%", figures.peak_percent()),
     );
+    field(text, "used_memory_overhead", figures.overhead);
+    field(text, "used_memory_startup", figures.startup);
+    field(text, "used_memory_dataset", figures.dataset);
+    field(
+        text,
+        "used_memory_dataset_perc",
+        format!("{:.2}%", figures.dataset_percent()),
+    );
+    field(text, "allocator_allocated", allocator.allocated);
+    field(text, "allocator_active", allocator.active);
+    field(text, "allocator_resident", allocator.resident);
     field(text, "total_system_memory", total_system);
     field(
         text,
@@ -230,6 +252,51 @@ fn memory_section(server: &Server, text: &mut String) {
     field(text, "maxmemory", config.maxmemory);
     field(text, "maxmemory_human", bytes_to_human(config.maxmemory));
     field(text, "maxmemory_policy", config.maxmemory_policy.as_str());
+    let ratio = |part: u64, whole: u64| {
+        if whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    };
+    let signed = |a: u64, b: u64| i128::from(a) - i128::from(b);
+    field(
+        text,
+        "allocator_frag_ratio",
+        format!("{:.2}", ratio(allocator.active, allocator.allocated)),
+    );
+    field(
+        text,
+        "allocator_frag_bytes",
+        allocator.active.saturating_sub(allocator.allocated),
+    );
+    field(
+        text,
+        "allocator_rss_ratio",
+        format!("{:.2}", ratio(allocator.resident, allocator.active)),
+    );
+    field(
+        text,
+        "allocator_rss_bytes",
+        signed(allocator.resident, allocator.active),
+    );
+    field(
+        text,
+        "rss_overhead_ratio",
+        format!("{:.2}", ratio(rss, allocator.resident)),
+    );
+    field(text, "rss_overhead_bytes", signed(rss, allocator.resident));
+    field(
+        text,
+        "mem_fragmentation_ratio",
+        format!("{:.2}", ratio(rss, used)),
+    );
+    field(text, "mem_fragmentation_bytes", signed(rss, used));
+    field(
+        text,
+        "mem_not_counted_for_evict",
+        figures.not_counted_for_evict,
+    );
     // The replication stream's buffer (backlog and replicas' pending output, one buffer as
     // Redis 7.0's) and the replicas' share of it.
     let repl_buffer = server.replication.mem_backlog();
@@ -240,7 +307,12 @@ fn memory_section(server: &Server, text: &mut String) {
         "mem_clients_slaves",
         server.replication.mem_clients_slaves(),
     );
+    field(text, "mem_clients_normal", figures.clients_normal);
+    field(text, "mem_cluster_links", 0);
+    field(text, "mem_aof_buffer", figures.aof_buffer);
+    field(text, "mem_snapshot_retained", figures.retained);
     field(text, "mem_allocator", "libc");
+    field(text, "active_defrag_running", 0);
     field(
         text,
         "lazyfree_pending_objects",
@@ -265,14 +337,6 @@ fn kib_field(text: &str, name: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse::<u64>().ok())
         .map_or(0, |kib| kib.saturating_mul(1024))
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
 }
 
 /// Redis's `bytesToHuman`: `123B`, `1.50K`, `2.00M`, ... up to petabytes.
@@ -361,7 +425,7 @@ fn stats_section(server: &Server, text: &mut String) {
         "expired_keys",
         expired.saturating_sub(load(&EXPIRED_KEYS_AT_RESET)),
     );
-    field(text, "evicted_keys", 0);
+    field(text, "evicted_keys", load(&stats.evicted_keys));
     field(text, "evicted_clients", 0);
     field(text, "keyspace_hits", load(&stats.keyspace_hits));
     field(text, "keyspace_misses", load(&stats.keyspace_misses));
@@ -374,6 +438,8 @@ fn stats_section(server: &Server, text: &mut String) {
         field(text, "latest_fork_usec", persistence.latest_fork_usec);
         field(text, "total_forks", persistence.total_forks);
     }
+    // MIGRATE keeps no connections here (it is not implemented): Redis's figure with none.
+    field(text, "migrate_cached_sockets", 0);
     let (_, tracking_keys, tracking_items, tracking_prefixes) = server.tracking.counts();
     field(text, "tracking_total_keys", tracking_keys);
     field(text, "tracking_total_items", tracking_items);
@@ -507,6 +573,9 @@ pub(crate) fn reset_stats(server: &Server) {
     ] {
         counter.store(0, Ordering::Relaxed);
     }
+    stats.errors.reset();
+    // As Redis's lazyfreeResetStats: the objects freed in the background count from zero.
+    LAZYFREED.store(0, Ordering::Relaxed);
     for command in server.command_stats.iter() {
         command.calls.store(0, Ordering::Relaxed);
         command.usec.store(0, Ordering::Relaxed);
@@ -514,6 +583,7 @@ pub(crate) fn reset_stats(server: &Server) {
         command.failed_calls.store(0, Ordering::Relaxed);
     }
     EXPIRED_KEYS_AT_RESET.store(server.keyspace.expired_keys(), Ordering::Relaxed);
+    server.stats.evicted_keys.store(0, Ordering::Relaxed);
     {
         // As Redis's resetServerStats: stat_fork_time and stat_total_forks restart too.
         let mut persistence = server.persistence.state();

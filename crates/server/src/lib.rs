@@ -5,7 +5,7 @@
 //! - `server`: state shared by all connections (keyspace, live config, stats, client registry).
 //! - `conn`: one connection's read → decode → execute → write loop.
 //! - `cmd`: the command table and one module per command group.
-//! - `info`: the INFO sections.
+//! - `info`: the INFO sections; `errorstats`: error replies counted by code.
 //! - `persistence`: SAVE/BGSAVE, save points, loading at startup.
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
@@ -15,8 +15,9 @@
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
 
-// The exceptions are `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s
-// startup fork and descriptor redirection for `daemonize yes`.
+// The exceptions are `allocator` (the counting `GlobalAlloc` and `mallinfo2`),
+// `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s startup fork and
+// descriptor redirection for `daemonize yes`.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 mod acl;
+mod allocator;
 mod aof;
 mod blocking;
 mod cmd;
@@ -35,6 +37,8 @@ pub mod config;
 mod conn;
 mod daemon;
 mod effects;
+mod evict;
+mod errorstats;
 mod fork_mode;
 mod info;
 mod limits;
@@ -174,6 +178,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let port = config.port;
     let backlog = config.tcp_backlog;
     let server = Server::new(config);
+    evict::record_startup();
     acl::load_at_startup(&server)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -378,11 +383,14 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 let hz = server.config().hz.clamp(1, 500);
                 let period = Duration::from_millis(1000 / hz);
                 let started = Instant::now();
-                // A replica expires nothing itself: it waits for the primary's DEL, and its
-                // readers see expired keys as missing meanwhile (Redis's replicas do the same).
+                // While CLIENT PAUSE holds writes back nothing expires for real (as in Redis):
+                // keys past their TTL read as absent until the pause ends. A replica expires
+                // nothing itself: it waits for the primary's DEL, and its readers see expired
+                // keys as missing meanwhile (Redis's replicas do the same).
                 if server
                     .active_expire
                     .load(std::sync::atomic::Ordering::Relaxed)
+                    && !server.pause.holds_writes()
                     && !server.replication.replica.is_replica()
                 {
                     let tracking = server.tracking.active();

@@ -25,7 +25,7 @@ use crate::pubsub::Limits;
 use crate::server::Server;
 
 pub(crate) use crate::config::notify_class::{
-    EXPIRED, GENERIC, HASH, LIST, NEW, SET, STREAM, STRING, ZSET,
+    EXPIRED, GENERIC, HASH, KEY_MISS, LIST, NEW, SET, STREAM, STRING, ZSET,
 };
 
 /// Publishes the keyspace notification of `event` on `key` in the client's database, if

@@ -74,6 +74,15 @@ pub(crate) struct Tunables {
     pub(crate) latency_monitor_threshold: AtomicU64,
     /// `tracking-table-max-keys`; 0 is no limit.
     pub(crate) tracking_table_max_keys: AtomicU64,
+    /// `maxmemory` (0: no limit), `maxmemory-policy` (its index in `MaxmemoryPolicy`),
+    /// `maxmemory-samples` and `maxmemory-eviction-tenacity`, read by `evict.rs` before every
+    /// command that may need memory.
+    pub(crate) maxmemory: AtomicU64,
+    pub(crate) maxmemory_policy: AtomicU8,
+    pub(crate) maxmemory_samples: AtomicU64,
+    pub(crate) maxmemory_eviction_tenacity: AtomicU64,
+    /// `replica-ignore-maxmemory`: a replica does not evict on its own.
+    pub(crate) replica_ignore_maxmemory: AtomicBool,
     /// `replica-read-only` and `replica-serve-stale-data`, for the refusals on a replica.
     pub(crate) replica_read_only: AtomicBool,
     pub(crate) replica_serve_stale_data: AtomicBool,
@@ -133,6 +142,29 @@ impl Tunables {
             .store(config.latency_monitor_threshold, Ordering::Relaxed);
         self.tracking_table_max_keys
             .store(config.tracking_table_max_keys, Ordering::Relaxed);
+        self.maxmemory.store(config.maxmemory, Ordering::Relaxed);
+        self.maxmemory_policy.store(
+            crate::evict::policy_code(config.maxmemory_policy),
+            Ordering::Relaxed,
+        );
+        let positive = |name: &str, default: i64| u64::try_from(config.stored_int(name, default));
+        self.maxmemory_samples.store(
+            positive("maxmemory-samples", 5).unwrap_or(5),
+            Ordering::Relaxed,
+        );
+        self.maxmemory_eviction_tenacity.store(
+            positive("maxmemory-eviction-tenacity", 10).unwrap_or(10),
+            Ordering::Relaxed,
+        );
+        self.replica_ignore_maxmemory.store(
+            config.stored_text("replica-ignore-maxmemory") != b"no",
+            Ordering::Relaxed,
+        );
+        forkless_storage::access::set_policy(
+            crate::evict::policy_is_lfu(config.maxmemory_policy),
+            u32::try_from(config.stored_int("lfu-log-factor", 10)).unwrap_or(10),
+            u32::try_from(config.stored_int("lfu-decay-time", 1)).unwrap_or(1),
+        );
         self.replica_read_only.store(
             config.stored_text("replica-read-only") != b"no",
             Ordering::Relaxed,
@@ -162,6 +194,17 @@ pub(crate) struct Stats {
     pub(crate) net_output_bytes: AtomicU64,
     pub(crate) total_error_replies: AtomicU64,
     pub(crate) unexpected_error_replies: AtomicU64,
+    /// Keys removed by eviction (`evict.rs`).
+    pub(crate) evicted_keys: AtomicU64,
+    /// INFO errorstats: error replies by code.
+    pub(crate) errors: crate::errorstats::ErrorStats,
+}
+
+impl Stats {
+    /// Counts one error reply (`total_error_replies` and its code); `reply` is its wire text.
+    pub(crate) fn count_error(&self, reply: &[u8]) {
+        self.errors.count(&self.total_error_replies, reply);
+    }
 }
 
 /// Per-command counters for INFO commandstats, indexed like the command table.

@@ -21,12 +21,14 @@
 //! there, carrying the hash through the guard measured slower than hashing a key that is
 //! already in cache (see [`Db::write`]).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use hashbrown::hash_table;
 use rand::Rng;
 
+use crate::access;
 use crate::compact::CompactBytes;
 use crate::effect::{self, SeqClock};
 use crate::entry::Entry;
@@ -92,6 +94,17 @@ fn shard_of(hash: u64) -> usize {
 
 fn scan_position(hash: u64) -> u64 {
     ((shard_of(hash) as u64) << SCAN_HASH_BITS) | (hash >> (64 - SCAN_HASH_BITS))
+}
+
+/// What eviction ranks sampled keys by (`Db::eviction_candidates`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionRank {
+    /// The access clock, as the policy in force reads it (`access.rs`): LRU or LFU.
+    Clock,
+    /// The soonest deadline first (`volatile-ttl`).
+    Ttl,
+    /// At random.
+    Random,
 }
 
 /// Per-database figures for `INFO keyspace` and `DBSIZE`.
@@ -168,6 +181,7 @@ impl Db {
             hashes,
             locks,
             now_ms,
+            db_idx: self.index,
         }
     }
 
@@ -223,6 +237,23 @@ impl Db {
             db_idx: self.index,
             deferred: Deferred::default(),
         }
+    }
+
+    /// What the database's tables cost beyond their keys and values: every shard's buckets
+    /// (each a key and its entry, and hashbrown's control byte) and each TTL's index node, for
+    /// INFO's `used_memory_overhead`. Takes each shard's read lock in turn.
+    pub fn overhead_bytes(&self) -> u64 {
+        const EXPIRE_INDEX_ENTRY: usize = std::mem::size_of::<(u64, CompactBytes)>() + 8;
+        let bucket = std::mem::size_of::<(CompactBytes, Entry)>() + 1;
+        let total: usize = self
+            .shards
+            .iter()
+            .map(|lock| {
+                let shard = sync::read(lock);
+                shard.table.capacity() * bucket + shard.expires.len() * EXPIRE_INDEX_ENTRY
+            })
+            .sum();
+        u64::try_from(total).unwrap_or(u64::MAX)
     }
 
     /// WATCH: `flag` is set by every later change to `key`, from any client.
@@ -387,6 +418,83 @@ impl Db {
         })
     }
 
+    /// Samples up to `n` keys of shard `shard_idx` as eviction candidates, under its read lock,
+    /// and appends them to `out` with their rank (higher is evicted first). Like Redis's
+    /// `dictGetSomeKeys`, the sample is a run of neighbouring keys from a random place in the
+    /// table: the keys' hashes place them at random, so a run is a random sample without a
+    /// random probe per key. `volatile` samples only keys with a TTL; ranked by
+    /// [`EvictionRank::Ttl`], those are exactly the shard's `n` soonest deadlines.
+    pub fn eviction_candidates(
+        &self,
+        shard_idx: usize,
+        volatile: bool,
+        rank: EvictionRank,
+        n: usize,
+        now_ms: u64,
+        out: &mut Vec<(u64, Bytes)>,
+    ) {
+        let Some(lock) = self.shards.get(shard_idx) else {
+            return;
+        };
+        let shard = sync::read(lock);
+        let mut rng = rand::rng();
+        let score = |entry: &Entry, rng: &mut rand::rngs::ThreadRng| match rank {
+            EvictionRank::Clock => access::eviction_score(entry.access_clock(), now_ms),
+            EvictionRank::Ttl => u64::MAX - entry.expire_at_ms().unwrap_or(u64::MAX),
+            EvictionRank::Random => rng.random(),
+        };
+        if volatile {
+            let index = &shard.expires.by_deadline;
+            let len = index.len();
+            if len == 0 {
+                return;
+            }
+            let start = if rank == EvictionRank::Ttl {
+                0
+            } else {
+                rng.random_range(0..len)
+            };
+            for (_, key) in index
+                .iter()
+                .chain(index.iter())
+                .skip(start)
+                .take(n.min(len))
+            {
+                if let Some(entry) = shard.find(self.shared.hash(key), key) {
+                    out.push((score(entry, &mut rng), key.to_bytes()));
+                }
+            }
+        } else {
+            let len = shard.table.len();
+            if len == 0 {
+                return;
+            }
+            let start = rng.random_range(0..len);
+            let table = &shard.table;
+            for (key, entry) in table
+                .iter()
+                .chain(table.iter())
+                .skip(start)
+                .take(n.min(len))
+            {
+                out.push((score(entry, &mut rng), key.to_bytes()));
+            }
+        }
+    }
+
+    /// Returns true if and only if shard `shard_idx` holds a key (with a TTL, when
+    /// `volatile`).
+    pub fn shard_has_keys(&self, shard_idx: usize, volatile: bool) -> bool {
+        self.shards.get(shard_idx).is_some_and(|lock| {
+            let shard = sync::read(lock);
+            if volatile {
+                shard.expires.len() > 0
+            } else {
+                shard.len() > 0
+            }
+        })
+    }
+
     /// Removes up to `max_keys` expired keys of shard `shard_idx`. Returns how many were removed
     /// and whether more are already due.
     pub(crate) fn expire_shard(
@@ -525,10 +633,12 @@ pub struct ReadGuard<'a> {
     hashes: KeyHashes<'a>,
     locks: Locks<RwLockReadGuard<'a, ShardState>>,
     now_ms: u64,
+    db_idx: usize,
 }
 
 impl ReadGuard<'_> {
-    /// The live entry of `key`, if any.
+    /// The live entry of `key`, if any. An expired entry reads as absent and is noted for
+    /// [`take_expired_reads`]: a read lock cannot remove it.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
         let hash = self.hashes.hash(self.shared, key);
@@ -536,10 +646,66 @@ impl ReadGuard<'_> {
             not_locked(key);
             return None;
         };
-        shard
-            .find(hash, key)
-            .filter(|entry| !entry.is_expired(self.now_ms))
+        let entry = shard.find(hash, key)?;
+        if entry.is_expired(self.now_ms) {
+            note_expired_read(self.db_idx, key);
+            return None;
+        }
+        entry.touch(self.now_ms);
+        Some(entry)
     }
+
+    /// The live entry of `key`, if any, without counting an access in its clock (Redis's
+    /// `LOOKUP_NOTOUCH`: OBJECT, TYPE, TTL and the like). An expired key is noted for removal
+    /// as by [`ReadGuard::get`].
+    #[inline]
+    pub fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        let hash = self.hashes.hash(self.shared, key);
+        let Some(shard) = self.locks.get(shard_of(hash)) else {
+            not_locked(key);
+            return None;
+        };
+        let entry = shard.find(hash, key)?;
+        if entry.is_expired(self.now_ms) {
+            note_expired_read(self.db_idx, key);
+            return None;
+        }
+        Some(entry)
+    }
+}
+
+/// The most expired keys a thread notes between two [`take_expired_reads`]: a thread that
+/// reads without taking them (none does today) keeps a bounded list, and a key left out is
+/// removed by the active expiry cycle instead.
+const MAX_EXPIRED_READS: usize = 128;
+
+std::thread_local! {
+    /// Keys (database, key) that reads on this thread found expired.
+    static EXPIRED_READS: RefCell<Vec<(usize, CompactBytes)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cold]
+fn note_expired_read(db_idx: usize, key: &[u8]) {
+    EXPIRED_READS.with(|reads| {
+        let mut reads = reads.borrow_mut();
+        if reads.len() < MAX_EXPIRED_READS {
+            reads.push((db_idx, CompactBytes::from(key)));
+        }
+    });
+}
+
+/// Takes the keys (database, key) that reads on this thread found expired since the last
+/// call, so that the caller removes them through a write guard (Redis's lazy expiry on a read,
+/// which a read guard cannot do). Empty, without allocating, when there are none.
+pub fn take_expired_reads() -> Vec<(usize, CompactBytes)> {
+    EXPIRED_READS.with(|reads| {
+        let mut reads = reads.borrow_mut();
+        if reads.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *reads)
+        }
+    })
 }
 
 /// Write access to the keys a command named: the one path through which commands change
@@ -682,6 +848,7 @@ impl WriteGuard<'_> {
             ..
         } = shard;
         let (stored_key, entry) = table.find_mut(hash, |(k, _)| k.as_ref() == key)?;
+        entry.touch(now_ms);
         Some(EntryMut {
             key: stored_key,
             entry,
@@ -716,10 +883,15 @@ impl WriteGuard<'_> {
             snapshot,
             ..
         } = shard;
-        let new_entry = Entry::new(value, expire_at_ms, epoch);
+        let mut new_entry = Entry::new(value, expire_at_ms, epoch, access::initial(now_ms));
         match table.entry(hash, |(k, _)| k.as_ref() == key, |(k, _)| shared.hash(k)) {
             hash_table::Entry::Occupied(mut occupied) => {
                 let (stored_key, entry) = occupied.get_mut();
+                // An overwrite keeps the key's LFU counter, counting the write as an access,
+                // as Redis's `dbOverwrite` does; under LRU the new value is simply new.
+                if access::is_lfu() && !entry.is_expired(now_ms) {
+                    new_entry.set_access_clock(access::touched(entry.access_clock(), now_ms));
+                }
                 if let Some(at) = entry.expire_at_ms() {
                     expires.remove(at, stored_key);
                 }
@@ -755,6 +927,31 @@ impl WriteGuard<'_> {
         };
         self.deferred.push((key, entry.into_parts().0));
         true
+    }
+
+    /// Sets the access clock of `key`, if present (RESTORE's IDLETIME / FREQ). Not a change of
+    /// the entry: nothing is stamped or counted.
+    pub fn set_access_clock(&mut self, key: &[u8], clock: u32) {
+        let Some((hash, shard, _)) = self.shard(key) else {
+            return;
+        };
+        if let Some((_, entry)) = shard.table.find_mut(hash, |(k, _)| k.as_ref() == key) {
+            entry.set_access_clock(clock);
+        }
+    }
+
+    /// Gives back the table memory of `key`'s shard when it is mostly empty (under half
+    /// full), as Redis's cron resizes a sparse dict: eviction calls it after each removal, so
+    /// the memory it frees includes the buckets, not only the keys and values.
+    pub fn shrink_if_sparse(&mut self, key: &[u8]) {
+        let shared = self.shared;
+        let Some((_, shard, _)) = self.shard(key) else {
+            return;
+        };
+        let (len, capacity) = (shard.table.len(), shard.table.capacity());
+        if capacity >= 4 && len * 2 < capacity {
+            shard.table.shrink_to(len, |(k, _)| shared.hash(k));
+        }
     }
 
     /// Removes `key` and hands its live entry to the caller, who moves it on (RENAME, MOVE) or
@@ -890,7 +1087,9 @@ impl EntryMut<'_> {
 mod tests {
     use std::sync::Arc;
 
+    use super::EvictionRank;
     use crate::Keyspace;
+    use crate::compact::CompactBytes;
     use crate::types::list::List;
     use crate::value::Value;
 
@@ -898,6 +1097,39 @@ mod tests {
     /// `WriteGuard::set`'s own contract, so a big overwritten value held up every client of the
     /// shard while it was freed. The guard now keeps what a change replaces or removes, and
     /// frees it only when it is dropped, after its locks (its fields drop in that order).
+    /// Eviction samples: every key with a TTL of a shard under `volatile`, ranked so that
+    /// the soonest deadline comes first under `EvictionRank::Ttl`; none without a TTL.
+    #[test]
+    fn eviction_samples_rank_the_soonest_deadline_first() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let keys: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|key| db.shard_of_key(key) == 3)
+            .take(6)
+            .collect();
+        let mut guard = db.write(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), 0);
+        for (i, key) in keys.iter().enumerate() {
+            let ttl = (i % 2 == 0).then_some(1_000 * (10 - i as u64));
+            guard.set(key, Value::String(CompactBytes::from_slice(b"v")), ttl);
+        }
+        drop(guard);
+        let mut out = Vec::new();
+        db.eviction_candidates(3, true, EvictionRank::Ttl, 10, 0, &mut out);
+        assert_eq!(out.len(), 3);
+        let best = out
+            .iter()
+            .max_by_key(|(score, _)| *score)
+            .expect("a sample");
+        // k of index 4 has the soonest deadline (6 s).
+        assert_eq!(best.1.as_ref(), keys[4].as_slice());
+        out.clear();
+        db.eviction_candidates(3, false, EvictionRank::Random, 10, 0, &mut out);
+        assert_eq!(out.len(), 6);
+        assert!(db.shard_has_keys(3, true));
+        assert!(!db.shard_has_keys(4, true) || db.shard_has_keys(4, false));
+    }
+
     #[test]
     fn replaced_and_removed_values_are_freed_when_the_guard_goes() {
         let keyspace = Keyspace::new(1);

@@ -7,7 +7,10 @@
 //! - `db`: [`Db`], a fixed array of shards, and the guards ([`ReadGuard`], [`WriteGuard`],
 //!   [`EntryMut`]) through which commands lock their keys and read or change them.
 //! - `shard`: one lock's data, a hash table of entries and an index of expiry deadlines.
-//! - `entry`, `value`: [`Entry`] (value, expiry, version) and [`Value`].
+//! - `entry`, `value`: [`Entry`] (value, expiry, version and access clock in one word) and
+//!   [`Value`].
+//! - `access`: the per-key access clocks (Redis's 24-bit LRU clock or LFU counter) that
+//!   eviction, OBJECT IDLETIME and OBJECT FREQ read.
 //! - `types`: the collection types (list, hash, set, sorted set).
 //! - `version`: [`Epoch`] and the clock, with the versioning rules the snapshot relies on.
 //! - `effect`: [`effect::Seq`], the numbering of units of change for the effect stream (AOF,
@@ -24,12 +27,14 @@
 //! # Not here
 //! No I/O of any kind, no RESP, no file format. Expiry reads no clock: callers pass `now_ms`,
 //! which keeps it deterministic under test. (The one clock read is the active expiry cycle's
-//! `Instant::now()`, to stop at the deadline its caller gives.) Eviction (`maxmemory`) is not
-//! implemented yet.
+//! `Instant::now()`, to stop at the deadline its caller gives.) Eviction's policy lives in the
+//! server, which samples keys through [`Db::eviction_candidates`] and removes them through
+//! the write guard like any other deletion.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod access;
 pub mod compact;
 mod db;
 pub mod effect;
@@ -50,7 +55,10 @@ pub mod version;
 mod watch;
 
 pub use compact::CompactBytes;
-pub use db::{Db, DbStats, EntryMut, Flushed, N_SHARDS, ReadGuard, WriteGuard};
+pub use db::{
+    Db, DbStats, EntryMut, EvictionRank, Flushed, N_SHARDS, ReadGuard, WriteGuard,
+    take_expired_reads,
+};
 pub use entry::Entry;
 pub use freeze::FrozenKeyspace;
 pub use gate::{CommandGate, ExclusiveGate, SharedGate};

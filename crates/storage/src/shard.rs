@@ -13,7 +13,7 @@ use crate::snapshot::retain::{self, ShardSnapshot};
 /// every expired key without sampling, and so INFO can report an exact average TTL.
 #[derive(Debug, Default)]
 pub(crate) struct ExpireIndex {
-    by_deadline: BTreeSet<(u64, CompactBytes)>,
+    pub(crate) by_deadline: BTreeSet<(u64, CompactBytes)>,
     /// Sum of all deadlines in `by_deadline`, for `avg_ttl`.
     deadline_sum_ms: u128,
 }

@@ -42,6 +42,15 @@ impl Epoch {
     pub fn get(self) -> u64 {
         self.0.get()
     }
+
+    /// The largest epoch an entry's version word holds (40 bits, `entry.rs`).
+    pub const MAX: u64 = (1 << 40) - 1;
+
+    /// The epoch numbered `raw` (an entry's version word's epoch bits); 0, which no entry holds,
+    /// reads as the first epoch.
+    pub(crate) fn from_raw(raw: u64) -> Epoch {
+        Epoch(NonZeroU64::new(raw).unwrap_or(NonZeroU64::MIN))
+    }
 }
 
 /// The global epoch counter shared by all databases of a keyspace.
@@ -71,7 +80,10 @@ impl EpochClock {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn advance(&self) -> Epoch {
         let previous = self.current.fetch_add(1, Ordering::AcqRel);
-        debug_assert!(previous < u64::MAX, "epoch counter overflow");
+        debug_assert!(
+            previous < Epoch::MAX,
+            "epoch counter past what an entry's version word holds"
+        );
         Epoch(NonZeroU64::new(previous.saturating_add(1)).unwrap_or(NonZeroU64::MAX))
     }
 }

@@ -292,6 +292,17 @@ pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes rendered for the AOF and not yet written (INFO's `mem_aof_buffer`, not counted for
+/// eviction, as in Redis). Takes the AOF state's lock: not under a shard lock.
+pub(crate) fn buffered_bytes(server: &Server) -> u64 {
+    server
+        .aof
+        .state()
+        .current
+        .as_ref()
+        .map_or(0, |active| active.writer.buffered.load(Ordering::Relaxed))
+}
+
 /// Switches the AOF off: the writer flushes, fsyncs and detaches.
 pub(crate) fn stop(server: &Server) {
     let active = server.aof.state().current.take();

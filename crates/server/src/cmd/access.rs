@@ -53,7 +53,7 @@ pub(crate) trait Collection: Clone + Sized {
     fn read_key(ctx: &mut Ctx<'_>, key: &[u8], read: impl FnOnce(&mut Ctx<'_>, Option<&Self>)) {
         let guard = ctx.db().read(&[key], ctx.now_ms);
         let value = guard.get(key).map(Entry::value);
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         match value.map(Self::from_value) {
             Some(None) => ctx.out.error(reply::WRONGTYPE),
             Some(Some(collection)) => read(ctx, Some(collection)),

@@ -81,7 +81,7 @@ fn read_string(ctx: &Ctx<'_>, key: &[u8]) -> Reply<Option<CompactBytes>> {
             .get(key)
             .map(|entry| string_bytes(entry.value()).cloned())
     };
-    ctx.hit_or_miss(found.is_some());
+    ctx.hit_or_miss(found.is_some(), key);
     found.map(|bytes| bytes.ok_or(reply::WRONGTYPE)).transpose()
 }
 
@@ -445,7 +445,7 @@ fn bitop_reply(ctx: &Ctx<'_>, argv: &[Bytes]) -> Reply<i64> {
         let value = guard
             .get(source)
             .map(|entry| string_bytes(entry.value()).cloned().ok_or(reply::WRONGTYPE));
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), source);
         values.push(value.transpose()?.unwrap_or_default());
     }
     let result = combine(op, &values);

@@ -152,6 +152,20 @@ impl Default for ClientInfo {
 }
 
 impl ClientInfo {
+    /// The client's buffers as last published (query buffer, its free part, pending replies,
+    /// queued transaction): its share of INFO's `mem_clients_normal`.
+    pub(crate) fn buffer_bytes(&self) -> u64 {
+        [
+            &self.qbuf,
+            &self.qbuf_free,
+            &self.pending_out,
+            &self.multi_mem,
+        ]
+        .iter()
+        .map(|figure| figure.load(Ordering::Relaxed))
+        .fold(0, u64::saturating_add)
+    }
+
     /// Takes the CLIENT UNBLOCK request: Some(true) for ERROR, Some(false) for TIMEOUT.
     pub(crate) fn take_unblock(&self) -> Option<bool> {
         match self.unblock.swap(UNBLOCK_NONE, Ordering::AcqRel) {
@@ -482,6 +496,11 @@ impl Pause {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// Returns true if and only if a pause that holds writes back (WRITE or ALL) is in force.
+    pub(crate) fn holds_writes(&self) -> bool {
+        self.maybe_active() && self.deadline_for(true).is_some()
+    }
+
     /// Counts the calling client as held back until the returned guard is dropped.
     pub(crate) fn wait(&self) -> PauseWait<'_> {
         self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -514,7 +533,8 @@ pub(crate) fn pause_deadline(server: &Server, client: &Client, argv: &[Bytes]) -
         return None;
     }
     let writing = Flags::WRITE.union(Flags::MAY_REPLICATE);
-    let writes = command.flags.intersects(writing)
+    let writes = crate::scripting::declared_writes(server, command, argv)
+        .unwrap_or_else(|| command.flags.intersects(writing))
         // EXEC: the one command that runs in MULTI and takes the gate itself.
         || (command.has_flag(Flags::RUNS_IN_MULTI)
             && command.gate == super::meta::Gate::Exclusive
@@ -522,7 +542,10 @@ pub(crate) fn pause_deadline(server: &Server, client: &Client, argv: &[Bytes]) -
                 queued.iter().any(|argv| {
                     argv.first()
                         .and_then(|name| super::lookup(name))
-                        .is_some_and(|(_, command)| command.flags.intersects(writing))
+                        .is_some_and(|(_, command)| {
+                            crate::scripting::declared_writes(server, command, argv)
+                                .unwrap_or_else(|| command.flags.intersects(writing))
+                        })
                 })
             }));
     server.pause.deadline_for(writes)

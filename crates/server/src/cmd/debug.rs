@@ -280,7 +280,10 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 /// DEBUG OBJECT key: Redis's status line; `serializedlength` is the value's RDB encoding.
 fn object(ctx: &mut Ctx<'_>, key: &[u8]) {
     let guard = ctx.db().read(&[key], 0);
-    let Some(value) = guard.get(key).map(|entry| entry.value().clone()) else {
+    let Some((value, clock)) = guard
+        .peek(key)
+        .map(|entry| (entry.value().clone(), entry.access_clock()))
+    else {
         drop(guard);
         ctx.out.error(reply::NO_SUCH_KEY);
         return;
@@ -306,9 +309,10 @@ fn object(ctx: &mut Ctx<'_>, key: &[u8]) {
     }
     let address = std::ptr::from_ref(&value) as usize;
     let line = format!(
-        "Value at:0x{address:x} refcount:1 encoding:{} serializedlength:{serialized} lru:0 \
-         lru_seconds_idle:0{extra}",
-        value.encoding()
+        "Value at:0x{address:x} refcount:1 encoding:{} serializedlength:{serialized} lru:{clock} \
+         lru_seconds_idle:{}{extra}",
+        value.encoding(),
+        forkless_storage::access::idle_secs(clock, ctx.now_ms)
     );
     ctx.out.simple(line.as_bytes());
 }

@@ -7,8 +7,8 @@
 //! RESTORE's checks still answer in Redis's order (BUSYKEY, then the TTL, then the payload),
 //! since each is decided up front and reported under the lock.
 //!
-//! IDLETIME and FREQ are checked as Redis checks them and then have no effect: forkless keeps
-//! no LRU or LFU clock per key yet.
+//! IDLETIME and FREQ set the key's access clock as Redis's `objectSetLRUOrLFU` does: the one
+//! the maxmemory policy keeps counts, the other is ignored.
 
 use crate::notify::{GENERIC, notify};
 use bytes::Bytes;
@@ -37,7 +37,7 @@ fn dump(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let guard = ctx.db().read(&[key], ctx.now_ms);
         guard.get(key).map(|entry| entry.value().clone())
     };
-    ctx.hit_or_miss(value.is_some());
+    ctx.hit_or_miss(value.is_some(), key);
     let Some(value) = value else {
         return ctx.out.null();
     };
@@ -55,10 +55,12 @@ fn dump(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 struct RestoreOptions {
     replace: bool,
     absolute_ttl: bool,
+    idle_secs: Option<u64>,
+    freq: Option<u8>,
 }
 
 /// Parses RESTORE's options as `restoreCommand` does: IDLETIME and FREQ exclude each other
-/// (the second is a syntax error), and their values are checked though not used.
+/// (the second is a syntax error).
 fn parse_options(args: &[Bytes]) -> Result<RestoreOptions, &'static str> {
     let mut opts = RestoreOptions::default();
     let (mut idle_given, mut freq_given) = (false, false);
@@ -73,18 +75,16 @@ fn parse_options(args: &[Bytes]) -> Result<RestoreOptions, &'static str> {
             && !freq_given
             && let Some((value, tail)) = rest.split_first()
         {
-            if parse_i64(value).ok_or(reply::NOT_INTEGER)? < 0 {
-                return Err(BAD_IDLETIME);
-            }
+            let idle = parse_i64(value).ok_or(reply::NOT_INTEGER)?;
+            opts.idle_secs = Some(u64::try_from(idle).map_err(|_| BAD_IDLETIME)?);
             idle_given = true;
             rest = tail;
         } else if eq_ignore_case(word, "freq")
             && !idle_given
             && let Some((value, tail)) = rest.split_first()
         {
-            if !(0..=255).contains(&parse_i64(value).ok_or(reply::NOT_INTEGER)?) {
-                return Err(BAD_FREQ);
-            }
+            let freq = parse_i64(value).ok_or(reply::NOT_INTEGER)?;
+            opts.freq = Some(u8::try_from(freq).map_err(|_| BAD_FREQ)?);
             freq_given = true;
             rest = tail;
         } else {
@@ -147,6 +147,10 @@ fn restore_key(
     let created = expire_at_ms.is_none_or(|at| at > now_ms);
     if created {
         guard.set(key, value, expire_at_ms);
+        if let Some(clock) = forkless_storage::access::clock_from(opts.idle_secs, opts.freq, now_ms)
+        {
+            guard.set_access_clock(key, clock);
+        }
         notify(ctx, GENERIC, "restore", key);
     } else if replaced {
         notify(ctx, GENERIC, "del", key);

@@ -116,7 +116,7 @@ fn read_zset(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<std::sync::Arc<ZSet>>, 
         let guard = ctx.db().read(&[key], ctx.now_ms);
         guard.get(key).map(|entry| entry.value().clone())
     };
-    ctx.hit_or_miss(value.is_some());
+    ctx.hit_or_miss(value.is_some(), key);
     match value {
         None => Ok(None),
         Some(Value::ZSet(zset)) => Ok(Some(zset)),
@@ -540,7 +540,7 @@ fn search_command(ctx: &mut Ctx<'_>, argv: &[Bytes], kind: Kind) {
         (None, Some(guard)) => guard.get(source).map(|entry| entry.value().clone()),
         (None, None) => None,
     };
-    ctx.hit_or_miss(value.is_some());
+    ctx.hit_or_miss(value.is_some(), source);
     let zset = match value {
         None => None,
         Some(Value::ZSet(zset)) => Some(zset),

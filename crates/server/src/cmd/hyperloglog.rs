@@ -140,7 +140,7 @@ fn pfcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn count_one(ctx: &Ctx<'_>, key: &[u8]) -> Reply<u64> {
     let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let Some(mut entry) = guard.get_mut(key) else {
-        ctx.miss();
+        ctx.miss(key);
         return Ok(0);
     };
     ctx.hit();
@@ -161,7 +161,7 @@ fn count_union(ctx: &Ctx<'_>, keys: &[&[u8]]) -> Reply<u64> {
     let mut registers = Box::new([0u8; REGISTERS]);
     for key in keys {
         let value = guard.get(key).map(forkless_storage::Entry::value);
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         if let Some(value) = value {
             let (bytes, _) = hll_of(value)?;
             encoding::merge_into(&mut registers, bytes)?;
@@ -191,7 +191,7 @@ fn merge(ctx: &Ctx<'_>, keys: &[&[u8]], max_bytes: u64) -> Reply<()> {
     let mut use_dense = false;
     for key in keys {
         let value = guard.get(key).map(forkless_storage::Entry::value);
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         if let Some(value) = value {
             let (bytes, encoding) = hll_of(value)?;
             use_dense |= encoding == Encoding::Dense;

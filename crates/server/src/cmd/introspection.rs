@@ -287,16 +287,36 @@ pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
         ctx.out.error("ERR Invalid command specified");
         return;
     };
-    // EVAL and FCALL name their keys with a count, which the (first, last, step) form cannot.
+    // EVAL and FCALL name their keys with a count, which the (first, last, step) form cannot;
+    // they may name none (`no_mandatory_keys`): an empty list, as Redis answers.
     if let Some(keys) = crate::scripting::numkeys_keys(command, full) {
         match keys {
-            Ok(keys) if !keys.is_empty() => {
+            Ok(keys) => {
                 ctx.out.array_len(keys.len());
                 for key in keys {
                     ctx.out.bulk(key);
                 }
             }
-            _ => ctx.out.error("ERR Invalid arguments specified for command"),
+            Err(()) => ctx.out.error("ERR Invalid arguments specified for command"),
+        }
+        return;
+    }
+    if command.has_flag(Flags::MOVABLEKEYS)
+        && let Some(positions) = movable_key_positions(command.name, full)
+    {
+        if !arity_ok(command.arity, full.len()) {
+            ctx.out
+                .error("ERR Invalid number of arguments specified for command");
+            return;
+        }
+        let keys: Vec<&Bytes> = positions.iter().filter_map(|&pos| full.get(pos)).collect();
+        if keys.is_empty() {
+            ctx.out.error("ERR Invalid arguments specified for command");
+            return;
+        }
+        ctx.out.array_len(keys.len());
+        for key in keys {
+            ctx.out.bulk(key);
         }
         return;
     }
@@ -331,6 +351,80 @@ pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
     for key in command.keys.keys(full) {
         ctx.out.bulk(key);
     }
+}
+
+/// The key positions of a command whose keys move with its other arguments (a count of keys,
+/// a STORE option, STREAMS), as Redis's per-command `getkeys_proc` finds them, for COMMAND
+/// GETKEYS. None for a command whose declared positions say it all. The handlers parse their
+/// own arguments; this table only answers COMMAND GETKEYS, so it is keyed by the table's
+/// names, as the subcommand table is.
+fn movable_key_positions(name: &str, argv: &[Bytes]) -> Option<Vec<usize>> {
+    // `numkeys` at `at`, then that many keys; `prefix` keys come first.
+    let counted = |at: usize, prefix: &[usize]| -> Vec<usize> {
+        let count = argv
+            .get(at)
+            .and_then(|n| super::parse_i64(n))
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n >= 1 && at + n < argv.len());
+        match count {
+            Some(n) => prefix.iter().copied().chain(at + 1..=at + n).collect(),
+            None => Vec::new(),
+        }
+    };
+    let word = |idx: usize, expected: &str| {
+        argv.get(idx)
+            .is_some_and(|arg| eq_ignore_case(arg, expected))
+    };
+    Some(match name {
+        "zunionstore" | "zinterstore" | "zdiffstore" => counted(2, &[1]),
+        "zunion" | "zinter" | "zdiff" | "zintercard" | "sintercard" | "lmpop" | "zmpop" => {
+            counted(1, &[])
+        }
+        "blmpop" | "bzmpop" => counted(2, &[]),
+        "sort" | "sort_ro" => {
+            // The sorted key, and the last STORE's key (SORT only), skipping the arguments of
+            // LIMIT, GET and BY as Redis's sortGetKeys does.
+            let mut positions = vec![1];
+            let mut store = None;
+            let mut idx = 2;
+            while idx < argv.len() {
+                if word(idx, "limit") {
+                    idx += 2;
+                } else if word(idx, "get") || word(idx, "by") {
+                    idx += 1;
+                } else if word(idx, "store") && name == "sort" && idx + 1 < argv.len() {
+                    store = Some(idx + 1);
+                    idx += 1;
+                }
+                idx += 1;
+            }
+            positions.extend(store);
+            positions
+        }
+        "xread" | "xreadgroup" => {
+            // The keys are the first half of what follows STREAMS.
+            let Some(streams) = (1..argv.len()).find(|&idx| word(idx, "streams")) else {
+                return Some(Vec::new());
+            };
+            let rest = argv.len() - streams - 1;
+            if rest == 0 || rest % 2 != 0 {
+                return Some(Vec::new());
+            }
+            (streams + 1..=streams + rest / 2).collect()
+        }
+        "georadius" | "georadiusbymember" => {
+            let mut positions = vec![1];
+            let mut store = None;
+            for idx in 2..argv.len() {
+                if (word(idx, "store") || word(idx, "storedist")) && idx + 1 < argv.len() {
+                    store = Some(idx + 1);
+                }
+            }
+            positions.extend(store);
+            positions
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

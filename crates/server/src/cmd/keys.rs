@@ -19,7 +19,7 @@ use crate::server::Server;
 #[rustfmt::skip] // One row per command reads as a table.
 pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "del", arity: -2, flags: flags!(WRITE), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "write", "slow"], summary: "Delete a key", since: "1.0.0", group: "generic", handler: del },
-    Command { name: "unlink", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", group: "generic", handler: del },
+    Command { name: "unlink", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", group: "generic", handler: unlink },
     Command { name: "exists", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Determine if a key exists", since: "1.0.0", group: "generic", handler: exists },
     Command { name: "type", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Determine the type stored at key", since: "1.0.0", group: "generic", handler: type_ },
     Command { name: "touch", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.", since: "3.2.1", group: "generic", handler: exists },
@@ -69,15 +69,72 @@ fn del(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     count_reply(ctx, removed);
 }
 
+/// Redis's `LAZYFREE_THRESHOLD`: a value that takes more allocations than this to free is
+/// freed in the background by UNLINK.
+const LAZYFREE_THRESHOLD: usize = 64;
+
+/// UNLINK: DEL, with each value that is costly to free (more than [`LAZYFREE_THRESHOLD`]
+/// allocations, as Redis's `lazyfreeGetFreeEffort` counts them) freed on a background thread
+/// and counted in `lazyfreed_objects`; small ones are freed at once, as in Redis.
+fn unlink(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let keys = ctx.key_args(argv);
+    let mut guard = ctx.db().write(&keys, ctx.now_ms);
+    let mut removed = 0;
+    let mut costly = Vec::new();
+    let mut cheap = Vec::new();
+    for key in &keys {
+        let Some(entry) = guard.take(key) else {
+            continue;
+        };
+        removed += 1;
+        notify(ctx, GENERIC, "del", key);
+        if free_effort(entry.value()) > LAZYFREE_THRESHOLD {
+            costly.push(entry);
+        } else {
+            cheap.push(entry);
+        }
+    }
+    drop(guard);
+    // Values are never freed under the shard locks.
+    drop(cheap);
+    for entry in costly {
+        super::server::free_in_background(entry, 1);
+    }
+    count_reply(ctx, removed);
+}
+
+/// How many allocations freeing `value` takes, as Redis's `lazyfreeGetFreeEffort` estimates
+/// it: a packed encoding is one; a list counts its chunks, a table or skiplist its elements,
+/// a stream its nodes and its groups with their pending entries (the first group's PEL size
+/// standing for every group's).
+fn free_effort(value: &Value) -> usize {
+    match value {
+        Value::String(_) => 1,
+        Value::List(list) => list.n_chunks(),
+        Value::Set(set) if set.encoding() == "hashtable" => set.len(),
+        Value::ZSet(zset) if zset.encoding() == "skiplist" => zset.len(),
+        Value::Hash(hash) if hash.encoding() == "hashtable" => hash.len(),
+        Value::Set(_) | Value::ZSet(_) | Value::Hash(_) => 1,
+        Value::Stream(stream) => {
+            let groups = stream.groups();
+            let pel = groups
+                .values()
+                .next()
+                .map_or(0, |group| group.pending.len());
+            stream.node_count() + groups.len() * (1 + pel)
+        }
+    }
+}
+
 /// EXISTS and TOUCH: the number of named keys that exist, counting a key named twice twice.
-/// TOUCH has nothing else to do: forkless keeps no access time (see OBJECT IDLETIME).
+/// TOUCH's access is the read itself, which updates the key's access clock.
 fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
     let guard = ctx.db().read(&keys, ctx.now_ms);
     let mut found = 0;
     for key in &keys {
         let hit = guard.get(key).is_some();
-        ctx.hit_or_miss(hit);
+        ctx.hit_or_miss(hit, key);
         found += usize::from(hit);
     }
     drop(guard);
@@ -89,7 +146,7 @@ fn type_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let type_name = guard.get(key).map(|entry| entry.value().type_name());
     drop(guard);
-    ctx.hit_or_miss(type_name.is_some());
+    ctx.hit_or_miss(type_name.is_some(), key);
     ctx.out.simple(type_name.unwrap_or("none").as_bytes());
 }
 
@@ -272,7 +329,7 @@ fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: Unit, absolute: bool) {
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let found = guard.get(key).map(forkless_storage::Entry::expire_at_ms);
     drop(guard);
-    ctx.hit_or_miss(found.is_some());
+    ctx.hit_or_miss(found.is_some(), key);
     let ms = match found {
         None => return ctx.out.int(-2),
         Some(None) => return ctx.out.int(-1),
@@ -421,7 +478,7 @@ fn copy(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if copied == Some(true) {
         notify_db(ctx.server, GENERIC, "copy_to", dst, dst_db);
     }
-    ctx.hit_or_miss(copied.is_some());
+    ctx.hit_or_miss(copied.is_some(), src);
     // `dispatch` wakes the waiters of this database's keys; another database's are ours to wake.
     if copied == Some(true) && dst_db != src_db {
         ctx.server.blocking.signal(dst_db, dst);
@@ -654,10 +711,14 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         }
         return;
     };
+    // OBJECT reads without touching the key's access clock (Redis's LOOKUP_NOTOUCH).
     let guard = ctx.db().read(&[key], ctx.now_ms);
-    let Some(value) = guard.get(key).map(|entry| entry.value().clone()) else {
+    let Some((value, clock)) = guard
+        .peek(key)
+        .map(|entry| (entry.value().clone(), entry.access_clock()))
+    else {
         drop(guard);
-        ctx.miss();
+        ctx.miss(key);
         return ctx.out.null();
     };
     drop(guard);
@@ -673,9 +734,8 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     match sub.as_str() {
         "encoding" => ctx.out.bulk(value.encoding().as_bytes()),
         "refcount" => ctx.out.int(refcount(&value, policy, maxmemory)),
-        // forkless keeps no per-key access time or access counter (it would cost a write to a
-        // shared cache line on every read), so IDLETIME reports 0 and FREQ reports 0, with
-        // Redis's errors when the maxmemory policy says the other one is tracked.
+        // The key's access clock (`forkless_storage::access`) counts seconds under LRU and the
+        // logarithmic counter under LFU; each subcommand is Redis's error under the other.
         "idletime" if lfu => ctx.out.error(
             "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when \
              switching between policies at runtime LRU and LFU data will take some time to adjust.",
@@ -685,6 +745,12 @@ fn object(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
              that when switching between policies at runtime LRU and LFU data will take some time \
              to adjust.",
         ),
+        "idletime" => ctx.out.int(
+            i64::try_from(forkless_storage::access::idle_secs(clock, ctx.now_ms)).unwrap_or(0),
+        ),
+        "freq" => ctx.out.int(i64::from(forkless_storage::access::decayed_counter(
+            clock, ctx.now_ms,
+        ))),
         _ => ctx.out.int(0),
     }
 }

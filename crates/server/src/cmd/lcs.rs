@@ -204,8 +204,8 @@ fn lcs(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 .map(|entry| string_bytes(entry.value()).cloned())
         })
     };
-    for value in &values {
-        ctx.hit_or_miss(value.is_some());
+    for (value, key) in values.iter().zip([key_a, key_b]) {
+        ctx.hit_or_miss(value.is_some(), key);
     }
     let [Some(a), Some(b)] = values.map(|value| match value {
         None => Some(Default::default()),

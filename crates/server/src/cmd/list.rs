@@ -351,7 +351,7 @@ fn llen(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
-    ctx.hit_or_miss(entry.is_some());
+    ctx.hit_or_miss(entry.is_some(), key);
     match entry.map(|entry| List::from_value(entry.value())) {
         None => ctx.out.int(0),
         Some(Some(list)) => ctx.out.int(len_i64(list.len())),
@@ -368,7 +368,7 @@ fn lrange(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
-    ctx.hit_or_miss(entry.is_some());
+    ctx.hit_or_miss(entry.is_some(), key);
     match entry.map(|entry| List::from_value(entry.value())) {
         None => ctx.out.array_len(0),
         Some(Some(list)) => {
@@ -387,7 +387,7 @@ fn lindex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
-    ctx.hit_or_miss(entry.is_some());
+    ctx.hit_or_miss(entry.is_some(), key);
     let list = match entry.map(|entry| List::from_value(entry.value())) {
         None => return ctx.out.null(),
         Some(None) => return ctx.out.error(reply::WRONGTYPE),
@@ -465,7 +465,7 @@ fn lpos(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let key = arg(argv, 1);
     let guard = ctx.db().read(&[key], ctx.now_ms);
     let entry = guard.get(key);
-    ctx.hit_or_miss(entry.is_some());
+    ctx.hit_or_miss(entry.is_some(), key);
     let list = match entry.map(|entry| List::from_value(entry.value())) {
         None if options.count.is_some() => return ctx.out.array_len(0),
         None => return ctx.out.null(),

@@ -102,7 +102,7 @@ pub(super) fn memory_usage(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 pub(super) fn memory_stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
-    let rss = crate::info::rss_bytes();
+    let figures = crate::evict::figures(ctx.server);
     let n_keys: usize = ctx
         .server
         .keyspace
@@ -110,41 +110,36 @@ pub(super) fn memory_stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
         .iter()
         .map(forkless_storage::Db::len)
         .sum();
-    let n_clients = ctx.server.clients.len();
     let fields_int = |name: &'static str, value: u64| (name, value);
-    let clients_normal = u64::try_from(n_clients).unwrap_or(u64::MAX) * 20 * 1024;
-    let overhead = clients_normal;
-    let dataset = rss.saturating_sub(overhead);
+    let dataset = figures.dataset;
     let keys = u64::try_from(n_keys).unwrap_or(u64::MAX);
     let ints = [
-        fields_int("peak.allocated", rss),
-        fields_int("total.allocated", rss),
-        fields_int("startup.allocated", 0),
+        fields_int("peak.allocated", figures.peak),
+        fields_int("total.allocated", figures.used),
+        fields_int("startup.allocated", figures.startup),
         fields_int("replication.backlog", 0),
         fields_int("clients.slaves", 0),
-        fields_int("clients.normal", clients_normal),
+        fields_int("clients.normal", figures.clients_normal),
         fields_int("cluster.links", 0),
-        fields_int("aof.buffer", 0),
+        fields_int("aof.buffer", figures.aof_buffer),
         fields_int("lua.caches", 0),
         fields_int("functions.caches", 0),
-        fields_int("overhead.total", overhead),
+        fields_int("overhead.total", figures.overhead),
         fields_int("keys.count", keys),
-        fields_int("keys.bytes-per-key", dataset.checked_div(keys).unwrap_or(0)),
+        fields_int(
+            "keys.bytes-per-key",
+            figures
+                .used
+                .saturating_sub(figures.startup)
+                .checked_div(keys)
+                .unwrap_or(0),
+        ),
         fields_int("dataset.bytes", dataset),
     ];
-    let percent = |part: u64, whole: u64| {
-        if whole == 0 {
-            0.0
-        } else {
-            #[allow(clippy::cast_precision_loss)]
-            let ratio = part as f64 * 100.0 / whole as f64;
-            ratio
-        }
-    };
     let tail_ints = [
-        ("allocator.allocated", rss),
-        ("allocator.active", rss),
-        ("allocator.resident", rss),
+        ("allocator.allocated", figures.allocator.allocated),
+        ("allocator.active", figures.allocator.active),
+        ("allocator.resident", figures.allocator.resident),
     ];
     ctx.out.map_len(ints.len() + 2 + tail_ints.len() + 7);
     for (name, value) in ints {
@@ -152,9 +147,9 @@ pub(super) fn memory_stats(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
         ctx.out.int(i64::try_from(value).unwrap_or(i64::MAX));
     }
     ctx.out.bulk(b"dataset.percentage");
-    ctx.out.double(percent(dataset, rss));
+    ctx.out.double(figures.dataset_percent());
     ctx.out.bulk(b"peak.percentage");
-    ctx.out.double(100.0);
+    ctx.out.double(figures.peak_percent());
     for (name, value) in tail_ints {
         ctx.out.bulk(name.as_bytes());
         ctx.out.int(i64::try_from(value).unwrap_or(i64::MAX));

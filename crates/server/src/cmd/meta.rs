@@ -80,6 +80,13 @@ impl Flags {
     /// forkless: Redis's `protected` commands (DEBUG): refused right after the arity check,
     /// before authentication and ACL, unless `enable-debug-command` lets this client in.
     pub(crate) const PROTECTED: Flags = Flags(1 << 27);
+    /// forkless: runs the Lua script whose body or SHA1 is `argv[1]` (EVAL and its forms);
+    /// whether it writes is the script's declared flags' to say (Redis's
+    /// `evalGetCommandFlags`, see `scripting::declared_writes`).
+    pub(crate) const RUNS_SCRIPT: Flags = Flags(1 << 28);
+    /// forkless: calls the function named `argv[1]` (FCALL, FCALL_RO); as [`Flags::RUNS_SCRIPT`]
+    /// with the function's flags.
+    pub(crate) const RUNS_FUNCTION: Flags = Flags(1 << 29);
 
     /// The flags COMMAND INFO reports, in the order Redis 7.0 writes them
     /// (`addReplyCommandFlags`); the others are hidden.

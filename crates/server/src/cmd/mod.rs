@@ -211,6 +211,17 @@ pub(crate) struct Client {
     pub(crate) acl_caller: Option<std::sync::Arc<crate::server::ClientHandle>>,
 }
 
+/// The id of the client a script's commands run as (no connection has it: ids count up
+/// from 1).
+pub(crate) const SCRIPT_CLIENT_ID: u64 = u64::MAX;
+
+impl Client {
+    /// Returns true if and only if this is the client a script's commands run as.
+    pub(crate) fn is_script(&self) -> bool {
+        self.id == SCRIPT_CLIENT_ID
+    }
+}
+
 /// What a handler works with.
 pub(crate) struct Ctx<'a> {
     pub(crate) server: &'a Server,
@@ -225,6 +236,10 @@ pub(crate) struct Ctx<'a> {
     /// Several commands when one is not enough (XREADGROUP: an XCLAIM per delivered entry and
     /// the group's position).
     effect: Option<Vec<Vec<Bytes>>>,
+    /// Set by a handler whose error reply was counted already (a script's error that came
+    /// from a command the script ran): dispatch then counts only the command's
+    /// `failed_calls`, as Redis's `ERR_REPLY_FLAG_NO_STATS_UPDATE`.
+    pub(crate) error_counted: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -252,11 +267,14 @@ impl<'a> Ctx<'a> {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn miss(&self) {
+    /// Counts a read that found `key` missing, and publishes the `keymiss` keyspace event
+    /// (class `m`), as Redis's `lookupKeyRead` does.
+    pub(crate) fn miss(&self, key: &[u8]) {
         self.server
             .stats
             .keyspace_misses
             .fetch_add(1, Ordering::Relaxed);
+        crate::notify::notify(self, crate::notify::KEY_MISS, "keymiss", key);
     }
 
     /// Returns true if and only if this command's unit took an effect number (a consumer is
@@ -284,9 +302,9 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Counts a hit or a miss depending on `found`.
-    pub(crate) fn hit_or_miss(&self, found: bool) {
-        if found { self.hit() } else { self.miss() }
+    /// Counts a hit or a miss of `key` depending on `found`.
+    pub(crate) fn hit_or_miss(&self, found: bool, key: &[u8]) {
+        if found { self.hit() } else { self.miss(key) }
     }
 }
 
@@ -318,18 +336,16 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     let Some(name) = argv.first() else { return };
     let Some((idx, command)) = lookup(name) else {
         client.handle.last_command.store(0, Ordering::Relaxed);
+        let reply_start = out.len();
         out.error(&unknown_command(argv));
-        server
-            .stats
-            .total_error_replies
-            .fetch_add(1, Ordering::Relaxed);
+        count_error_reply(server, out, reply_start);
         transaction::flag_error(client);
         return;
     };
     remember_command(client, idx, argv);
     let stats = server.command_stats.get(idx);
     if let Some(refusal) = refusal(server, client, out.version, idx, command, argv) {
-        reject(server, stats);
+        let reply_start = out.len();
         if is_exec(command) {
             // Redis's `rejectCommand` aborts the transaction when EXEC itself is refused.
             transaction::discard_all(server, client);
@@ -340,6 +356,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
             out.error(&refusal.to_string());
             transaction::flag_error(client);
         }
+        reject(server, stats, out, reply_start);
         return;
     }
     // EXEC and the script commands take the gate exclusively themselves; every other command
@@ -350,7 +367,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     let _gate = match crate::scripting::admit(server, command, argv) {
         crate::scripting::Admission::Run(gate) => gate,
         crate::scripting::Admission::Refuse(error) => {
-            reject(server, stats);
+            let reply_start = out.len();
             // EXEC (the command that runs inside MULTI and takes the gate itself) refused:
             // the transaction is aborted, as in Redis.
             if is_exec(command) && client.multi.is_some() {
@@ -362,9 +379,20 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
                 out.error(error);
                 transaction::flag_error(client);
             }
+            reject(server, stats, out, reply_start);
             return;
         }
     };
+    if server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+        && !client.replay
+        && crate::evict::refuse_for_memory(server, client, command, _gate.is_some())
+    {
+        let reply_start = out.len();
+        out.error(crate::evict::OOM);
+        reject(server, stats, out, reply_start);
+        transaction::flag_error(client);
+        return;
+    }
     if transaction::queue(client, out, command, argv) {
         return;
     }
@@ -493,7 +521,12 @@ fn refusal(
     {
         return Some(Refusal::MisconfAof { errno });
     }
-    if command.has_flag(Flags::WRITE) && crate::replication::primary::writes_refused(server) {
+    // A script that declares its flags writes unless it declares no-writes (Redis's
+    // getCommandFlags); the check runs only when min-replicas-to-write refuses writes.
+    if crate::replication::primary::writes_refused(server)
+        && crate::scripting::declared_flags(server, command, argv)
+            .map_or(command.has_flag(Flags::WRITE), |flags| !flags.no_writes)
+    {
         return Some(Refusal::NoReplicas);
     }
     None
@@ -527,9 +560,12 @@ pub(crate) fn dispatch(
         now_ms,
         keys: command.keys,
         effect: None,
+        error_counted: false,
     };
     (command.handler)(&mut ctx, argv);
     let rewrite = ctx.effect.take();
+    let error_counted = ctx.error_counted;
+    remove_expired_reads(server, client, now_ms);
     crate::effects::after_command(server, client, db, argv, rewrite);
     // A command that blocked changed nothing: signalling its keys would wake itself.
     if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
@@ -543,20 +579,53 @@ pub(crate) fn dispatch(
     if server.tracking.active() {
         tracking::after_command(server, client, command, argv);
     }
-    server
-        .stats
-        .total_commands_processed
-        .fetch_add(1, Ordering::Relaxed);
+    // A blocked command is counted as a call once, when it first runs (as Redis's call()
+    // does); its retries after a wake-up add their time and their errors, not calls.
+    let first_run = !client.block_retry;
+    if first_run {
+        server
+            .stats
+            .total_commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let failed = out.buf.get(reply_start) == Some(&b'-');
+    if failed && !error_counted {
+        count_error_reply(server, out, reply_start);
+    }
     if let Some(stats) = stats {
-        stats.calls.fetch_add(1, Ordering::Relaxed);
-        stats.usec.fetch_add(usec, Ordering::Relaxed);
-        if out.buf.get(reply_start) == Some(&b'-') {
-            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
-            server
-                .stats
-                .total_error_replies
-                .fetch_add(1, Ordering::Relaxed);
+        if first_run {
+            stats.calls.fetch_add(1, Ordering::Relaxed);
         }
+        stats.usec.fetch_add(usec, Ordering::Relaxed);
+        if failed {
+            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Removes the keys the command's reads found expired, as Redis's lazy expiry on a read
+/// removes them (a read guard cannot): through a write guard, so they count in
+/// `expired_keys`, fire `expired` events, reach the effect stream as DELs in the command's
+/// unit, and invalidate their trackers. Not while CLIENT PAUSE holds writes back (Redis
+/// expires nothing then), nor on a replica, nor for a replay client (its clock is 0).
+fn remove_expired_reads(server: &Server, client: &Client, now_ms: u64) {
+    let expired = forkless_storage::take_expired_reads();
+    // A replica removes nothing itself: it waits for its primary's DEL (as Redis's replicas).
+    if expired.is_empty()
+        || client.replay
+        || server.pause.holds_writes()
+        || server.replication.replica.is_replica()
+    {
+        return;
+    }
+    for (db_idx, key) in &expired {
+        let mut guard = server.db(*db_idx).write(&[key], now_ms);
+        let _ = guard.get(key);
+    }
+    if server.tracking.active() {
+        let keys: Vec<&[u8]> = expired.iter().map(|(_, key)| &key[..]).collect();
+        // By no client: NOLOOP hides none of them (as for the active expiry cycle).
+        tracking::invalidate(server, 0, &keys);
     }
 }
 
@@ -598,14 +667,43 @@ fn observe(
     }
 }
 
-fn reject(server: &Server, stats: Option<&crate::server::CommandStats>) {
-    server
-        .stats
-        .total_error_replies
-        .fetch_add(1, Ordering::Relaxed);
+/// Counts a command refused before it ran, whose error reply starts at `reply_start` in
+/// `out`: the error (total and by code) and the command's `rejected_calls`.
+fn reject(
+    server: &Server,
+    stats: Option<&crate::server::CommandStats>,
+    out: &Out,
+    reply_start: usize,
+) {
+    count_error_reply(server, out, reply_start);
     if let Some(stats) = stats {
         stats.rejected_calls.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Counts CLIENT UNBLOCK ERROR's reply to the blocked command `argv`: the error, and the
+/// command's `failed_calls` (as Redis's `updateStatsOnUnblock`).
+pub(crate) fn count_unblocked_error(
+    server: &Server,
+    out: &Out,
+    reply_start: usize,
+    argv: &[Bytes],
+) {
+    count_error_reply(server, out, reply_start);
+    let stats = argv
+        .first()
+        .and_then(|name| lookup(name))
+        .and_then(|(idx, _)| server.command_stats.get(idx));
+    if let Some(stats) = stats {
+        stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts the error reply that starts at `reply_start` in `out` (INFO's
+/// `total_error_replies` and errorstats).
+pub(crate) fn count_error_reply(server: &Server, out: &Out, reply_start: usize) {
+    let reply = out.buf.get(reply_start..).unwrap_or_default();
+    server.stats.count_error(reply);
 }
 
 /// Redis 7.0's reply to an unknown command: the name (at most 128 bytes), then quoted arguments

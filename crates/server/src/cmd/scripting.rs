@@ -19,7 +19,8 @@ const SCRIPT_FLAGS: Flags = flags!(
     MAY_REPLICATE,
     NO_MANDATORY_KEYS,
     STALE,
-    MOVABLEKEYS
+    MOVABLEKEYS,
+    RUNS_SCRIPT
 );
 const SCRIPT_RO_FLAGS: Flags = flags!(
     NOSCRIPT,
@@ -27,7 +28,26 @@ const SCRIPT_RO_FLAGS: Flags = flags!(
     NO_MANDATORY_KEYS,
     STALE,
     READONLY,
-    MOVABLEKEYS
+    MOVABLEKEYS,
+    RUNS_SCRIPT
+);
+const FUNCTION_FLAGS: Flags = flags!(
+    NOSCRIPT,
+    SKIP_MONITOR,
+    MAY_REPLICATE,
+    NO_MANDATORY_KEYS,
+    STALE,
+    MOVABLEKEYS,
+    RUNS_FUNCTION
+);
+const FUNCTION_RO_FLAGS: Flags = flags!(
+    NOSCRIPT,
+    SKIP_MONITOR,
+    NO_MANDATORY_KEYS,
+    STALE,
+    READONLY,
+    MOVABLEKEYS,
+    RUNS_FUNCTION
 );
 
 #[rustfmt::skip] // One row per command reads as a table.
@@ -38,8 +58,8 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "evalsha_ro", arity: -3, flags: SCRIPT_RO_FLAGS, keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["slow", "scripting"], summary: "Execute a read-only Lua script server side", since: "7.0.0", group: "scripting", handler: evalsha_ro },
     Command { name: "script", arity: -2, flags: flags!(NOSCRIPT), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for Lua scripts management commands", since: "2.6.0", group: "scripting", handler: script },
     Command { name: "function", arity: -2, flags: flags!(NOSCRIPT), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for function commands", since: "7.0.0", group: "scripting", handler: function },
-    Command { name: "fcall", arity: -3, flags: SCRIPT_FLAGS, keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["slow", "scripting"], summary: "Invoke a function", since: "7.0.0", group: "scripting", handler: fcall },
-    Command { name: "fcall_ro", arity: -3, flags: SCRIPT_RO_FLAGS, keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["slow", "scripting"], summary: "Invoke a read-only function", since: "7.0.0", group: "scripting", handler: fcall_ro },
+    Command { name: "fcall", arity: -3, flags: FUNCTION_FLAGS, keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["slow", "scripting"], summary: "Invoke a function", since: "7.0.0", group: "scripting", handler: fcall },
+    Command { name: "fcall_ro", arity: -3, flags: FUNCTION_RO_FLAGS, keys: KeySpec::NONE, gate: Gate::Exclusive, categories: &["slow", "scripting"], summary: "Invoke a read-only function", since: "7.0.0", group: "scripting", handler: fcall_ro },
 ];
 
 const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
@@ -88,6 +108,17 @@ fn check_before_run(
 ) -> Result<(), &'static str> {
     if flags.compat || flags.no_writes {
         return Ok(());
+    }
+    // A script with flags and without allow-oom needs memory as a `denyoom` command does.
+    if !flags.allow_oom
+        && crate::evict::pre_command_oom()
+        && server
+            .tunables
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+    {
+        return Err(crate::evict::OOM);
     }
     if crate::persistence::writes_refused(server) {
         return Err(
@@ -159,10 +190,20 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     let client = &*ctx.client;
     let out = &mut *ctx.out;
     let result = server.scripting.with_engine(server, |engine| {
-        in_place(|| engine.run(server, client, out, &function, &spec));
+        in_place(|| engine.run(server, client, out, &function, &spec))
     });
-    if let Err(message) = result {
-        ctx.out.error(&message);
+    match result {
+        Ok(outcome) => after_run(ctx, outcome, keys),
+        Err(message) => ctx.out.error(&message),
+    }
+}
+
+/// What a script's run leaves for its command: how its error reply counts, and the keys a
+/// tracking caller now tracks.
+fn after_run(ctx: &mut Ctx<'_>, outcome: crate::scripting::RunOutcome, keys: &[Bytes]) {
+    ctx.error_counted = outcome.error_counted;
+    if outcome.read && ctx.server.tracking.active() {
+        super::tracking::remember_script_keys(ctx.server, ctx.client, keys);
     }
 }
 
@@ -637,10 +678,11 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
         in_place(|| {
             functions
                 .engine
-                .run(server, client, out, &function.callback, &spec);
-        });
+                .run(server, client, out, &function.callback, &spec)
+        })
     });
-    if let Err(message) = result {
-        ctx.out.error(&message);
+    match result {
+        Ok(outcome) => after_run(ctx, outcome, keys),
+        Err(message) => ctx.out.error(&message),
     }
 }

@@ -273,7 +273,7 @@ fn lookup_sets(
     let mut wrong_type = false;
     for key in keys {
         let value = get(key);
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         match value {
             None => sets.push(None),
             Some(Value::Set(set)) => sets.push(Some(set)),

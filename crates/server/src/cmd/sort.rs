@@ -180,7 +180,7 @@ impl Keys<'_> {
             Keys::Read(guard) => guard.get(key).map(|entry| entry.value().clone()),
             Keys::Write(guard) => guard.get(key).map(|entry| entry.value().clone()),
         };
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         value
     }
 
@@ -294,8 +294,12 @@ fn sort_with(ctx: &Ctx<'_>, key: &[u8], mut opts: SortOptions<'_>) -> Reply<Outc
         return Err(reply::WRONGTYPE);
     }
     // A set has no order of its own: when its elements are stored, sort them so the result
-    // does not depend on the set's layout (Redis does this for scripts too).
-    if opts.dont_sort && matches!(source, Some(Value::Set(_))) && opts.store.is_some() {
+    // does not depend on the set's layout; the same for a script, whose result must not
+    // either (Redis's sortCommand).
+    if opts.dont_sort
+        && matches!(source, Some(Value::Set(_)))
+        && (opts.store.is_some() || ctx.client.is_script())
+    {
         opts.dont_sort = false;
         opts.alpha = true;
         opts.by = None;

@@ -687,12 +687,24 @@ pub(crate) fn retry_argv(argv: &[Bytes], args: &ReadArgs, ids: &[Bytes]) -> Vec<
     retry
 }
 
+/// Redis's reply to XREAD/XREADGROUP with BLOCK inside a script: an error, even though a
+/// script's commands never block (a script has no reason to ask).
+pub(crate) fn block_in_script(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    let name = String::from_utf8_lossy(argv.first().map_or(&b""[..], |name| name));
+    ctx.out.error(&format!(
+        "ERR {name} command is not allowed with BLOCK option from scripts"
+    ));
+}
+
 /// XREAD [COUNT n] [BLOCK ms] STREAMS key [key ...] id [id ...].
 fn xread(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let args = match parse_read_args(argv, false) {
         Ok(args) => args,
         Err(msg) => return ctx.out.error(msg),
     };
+    if args.block_ms.is_some() && ctx.client.is_script() {
+        return block_in_script(ctx, argv);
+    }
     let keys = argv
         .get(args.streams_at..args.streams_at + args.n_streams)
         .unwrap_or_default();

@@ -97,7 +97,7 @@ fn read_string(ctx: &Ctx<'_>, key: &[u8]) -> Reply<Option<CompactBytes>> {
             .get(key)
             .map(|entry| string_bytes(entry.value()).cloned())
     };
-    ctx.hit_or_miss(found.is_some());
+    ctx.hit_or_miss(found.is_some(), key);
     found.map(|bytes| bytes.ok_or(reply::WRONGTYPE)).transpose()
 }
 
@@ -265,7 +265,7 @@ fn set_generic(
     });
     let mut old = None;
     if opts.get {
-        ctx.hit_or_miss(previous.is_some());
+        ctx.hit_or_miss(previous.is_some(), key);
         if let Some((Some(bytes), _)) = &previous {
             old = Some(bytes.clone().ok_or(reply::WRONGTYPE)?);
         }
@@ -376,7 +376,7 @@ fn getdel(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let value = {
         let mut guard = ctx.db().write(&[key], ctx.now_ms);
         let value = string_at(&mut guard, key);
-        ctx.hit_or_miss(!matches!(value, Ok(None)));
+        ctx.hit_or_miss(!matches!(value, Ok(None)), key);
         if let Ok(Some(_)) = value {
             guard.remove(key);
             notify(ctx, GENERIC, "del", key);
@@ -417,7 +417,7 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn getex_apply(ctx: &Ctx<'_>, key: &[u8], opts: &SetOptions<'_>) -> Reply<Option<CompactBytes>> {
     let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let value = string_at(&mut guard, key);
-    ctx.hit_or_miss(!matches!(value, Ok(None)));
+    ctx.hit_or_miss(!matches!(value, Ok(None)), key);
     let Some(value) = value? else { return Ok(None) };
     if let Some((unit, arg)) = opts.expire {
         let at = expire_at_ms(unit, arg, ctx.now_ms, INVALID_EXPIRE_GETEX)?;

@@ -26,7 +26,8 @@ pub(crate) struct Subcommand {
     pub(crate) summary: &'static str,
     pub(crate) since: &'static str,
     /// What runs the subcommand, given the arguments after its name; None for the
-    /// subcommands of CLIENT, OBJECT, XGROUP and XINFO, whose container handlers parse their own.
+    /// subcommands of CLIENT, OBJECT, XGROUP, XINFO, SCRIPT and FUNCTION, whose container
+    /// handlers parse their own.
     pub(crate) run: Option<SubcommandHandler>,
 }
 
@@ -56,6 +57,8 @@ const SLOW_CONNECTION: &[&str] = &["slow", "connection"];
 const STREAM_KEY: KeySpec = KeySpec::new(2, 2, 1);
 const STREAM_WRITE: &[&str] = &["write", "stream", "slow"];
 const STREAM_READ: &[&str] = &["read", "stream", "slow"];
+const SCRIPTING: &[&str] = &["slow", "scripting"];
+const SCRIPTING_WRITE: &[&str] = &["write", "slow", "scripting"];
 const ACL_ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE, SENTINEL);
 const ACL_PLAIN: Flags = flags!(NOSCRIPT, LOADING, STALE, SENTINEL);
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
@@ -156,6 +159,21 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "memory|stats", arity: 2, flags: flags!(), keys: NO_KEYS, categories: &["slow"], summary: "Show memory usage details", since: "4.0.0" , run: Some(memory::memory_stats) },
     Subcommand { name: "memory|usage", arity: -3, flags: OBJECT_FLAGS, keys: OBJECT_KEY, categories: &["read", "slow"], summary: "Estimate the memory usage of a key", since: "4.0.0" , run: Some(memory::memory_usage) },
     Subcommand { name: "memory|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "4.0.0" , run: Some(memory::memory_help) },
+    Subcommand { name: "script|debug", arity: 3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "Set the debug mode for executed scripts.", since: "3.2.0" , run: None },
+    Subcommand { name: "script|exists", arity: -3, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "Check existence of scripts in the script cache.", since: "2.6.0" , run: None },
+    Subcommand { name: "script|flush", arity: -2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "Remove all the scripts from the script cache.", since: "2.6.0" , run: None },
+    Subcommand { name: "script|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: SCRIPTING, summary: HELP_SUMMARY, since: "5.0.0" , run: None },
+    Subcommand { name: "script|kill", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: SCRIPTING, summary: "Kill the script currently in execution.", since: "2.6.0" , run: None },
+    Subcommand { name: "script|load", arity: 3, flags: flags!(NOSCRIPT, STALE), keys: NO_KEYS, categories: SCRIPTING, summary: "Load the specified Lua script into the script cache.", since: "2.6.0" , run: None },
+    Subcommand { name: "function|delete", arity: 3, flags: flags!(NOSCRIPT, WRITE), keys: NO_KEYS, categories: SCRIPTING_WRITE, summary: "Delete a function by name", since: "7.0.0" , run: None },
+    Subcommand { name: "function|dump", arity: 2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "Dump all functions into a serialized binary payload", since: "7.0.0" , run: None },
+    Subcommand { name: "function|flush", arity: -2, flags: flags!(NOSCRIPT, WRITE), keys: NO_KEYS, categories: SCRIPTING_WRITE, summary: "Deleting all functions", since: "7.0.0" , run: None },
+    Subcommand { name: "function|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: SCRIPTING, summary: HELP_SUMMARY, since: "7.0.0" , run: None },
+    Subcommand { name: "function|kill", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: SCRIPTING, summary: "Kill the function currently in execution.", since: "7.0.0" , run: None },
+    Subcommand { name: "function|list", arity: -2, flags: flags!(NOSCRIPT), keys: NO_KEYS, categories: SCRIPTING, summary: "List information about all the functions", since: "7.0.0" , run: None },
+    Subcommand { name: "function|load", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: SCRIPTING_WRITE, summary: "Create a function with the given arguments (name, code, description)", since: "7.0.0" , run: None },
+    Subcommand { name: "function|restore", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: SCRIPTING_WRITE, summary: "Restore all the functions on the given payload", since: "7.0.0" , run: None },
+    Subcommand { name: "function|stats", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: SCRIPTING, summary: "Return information about the function currently running (name, description, duration)", since: "7.0.0" , run: None },
 ];
 
 /// The subcommands of `container`, in table order.

@@ -43,6 +43,25 @@ pub(crate) struct ConnTracking {
     caching: bool,
     /// CLIENT CACHING ran in this very command: the flag is for the next one.
     caching_fresh: bool,
+    /// On the client a script's commands run as: the id of the client running the script,
+    /// the writer NOLOOP compares with (Redis's `server.current_client`).
+    script_caller: u64,
+    /// On the client a script's commands run as: a read-only command ran since the script
+    /// started, so the script's caller tracks the keys the script declared.
+    script_read: bool,
+}
+
+impl ConnTracking {
+    /// Prepares the client a script's commands run as for a script run by client `caller`.
+    pub(crate) fn start_script(&mut self, caller: u64) {
+        self.script_caller = caller;
+        self.script_read = false;
+    }
+
+    /// Returns true if and only if the script that just ran called a read-only command.
+    pub(crate) fn script_read(&self) -> bool {
+        self.script_read
+    }
 }
 
 #[derive(Debug)]
@@ -261,9 +280,9 @@ pub(crate) fn expired(server: &Server, keys: &[(usize, forkless_storage::Compact
 /// FLUSHDB / FLUSHALL: every tracking client is told that everything is invalid, and the
 /// table of keys is emptied (Redis's `trackingInvalidateKeysOnFlush`).
 pub(crate) fn flushed(server: &Server) {
-    if !server.tracking.active() {
-        return;
-    }
+    // The table is emptied even when no client tracks any more: keys a client read before it
+    // turned tracking off stay in it until then (as in Redis), and a client that turns it on
+    // again must not be told about them.
     let mut table = lock(&server.tracking.table);
     for tracker in table.clients.values() {
         send(server, tracker, None);
@@ -280,13 +299,25 @@ pub(crate) fn after_command(
     command: &Command,
     argv: &[Bytes],
 ) {
+    let script = client.is_script();
     if command.has_flag(Flags::WRITE) {
         let keys: Vec<&[u8]> = command.keys.keys(argv).collect();
         if !keys.is_empty() {
-            invalidate(server, client.id, &keys);
+            let writer = if script {
+                client.conn.tracking.script_caller
+            } else {
+                client.id
+            };
+            invalidate(server, writer, &keys);
         }
     }
     let state = &mut client.conn.tracking;
+    if script {
+        // The script's caller tracks the script's declared keys once it has read anything
+        // (see `remember_script_keys`).
+        state.script_read |= command.has_flag(Flags::READONLY);
+        return;
+    }
     if let Some(mode) = &state.mode {
         let wanted = !((mode.optin && !state.caching) || (mode.optout && state.caching));
         if command.has_flag(Flags::READONLY) && !mode.bcast && wanted {
@@ -305,6 +336,24 @@ pub(crate) fn after_command(
         state.caching_fresh = false;
     } else if client.multi.is_none() {
         state.caching = false;
+    }
+}
+
+/// After a script that called a read-only command: its caller, if it tracks (default mode,
+/// and OPTIN/OPTOUT allowing it), remembers the keys the script declared, as Redis 7.0 does
+/// for scripts. A read-only script command (EVAL_RO, FCALL_RO) tracks nothing by itself.
+pub(crate) fn remember_script_keys(server: &Server, client: &Client, keys: &[Bytes]) {
+    let state = &client.conn.tracking;
+    let Some(mode) = &state.mode else {
+        return;
+    };
+    let wanted = !((mode.optin && !state.caching) || (mode.optout && state.caching));
+    if mode.bcast || !wanted || keys.is_empty() {
+        return;
+    }
+    let mut table = lock(&server.tracking.table);
+    for key in keys {
+        table.keys.entry(key.clone()).or_default().insert(client.id);
     }
 }
 

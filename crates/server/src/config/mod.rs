@@ -31,7 +31,7 @@
 //! - Options forkless does not act on (flag `INERT`) are stored and shown, and logged once at
 //!   startup as "accepted, not in effect" when set to other than the default.
 //! - Options whose absence would lose data or weaken security are refused (`check_supported`
-//!   in `table.rs`): `appendonly yes`, `maxmemory`, `aclfile`, `tls-port`, `replicaof`,
+//!   in `table.rs`): `appendonly yes`, `aclfile`, `tls-port`, `replicaof`,
 //!   `cluster-enabled yes`, and the `user`, `rename-command`,
 //!   `loadmodule` and `sentinel` directives (`load.rs`).
 //! - forkless does not `chdir` into `dir`; it stores the canonical absolute path instead, and
@@ -233,7 +233,7 @@ config_enum! {
 }
 
 config_enum! {
-    /// `maxmemory-policy` (stored for compatibility; forkless does not evict yet).
+    /// `maxmemory-policy`: which keys eviction removes (`evict.rs`).
     MaxmemoryPolicy {
         /// Approximate LRU among keys with an expiry.
         VolatileLru = "volatile-lru",
@@ -393,9 +393,9 @@ pub struct Config {
     pub appendfsync: AppendFsync,
     /// `hz`: background task frequency, clamped to 1..=500 as Redis does. Default 10.
     pub hz: u64,
-    /// `maxmemory`: stored (eviction is not implemented); 0 is unlimited.
+    /// `maxmemory`: the limit eviction keeps `used_memory` under; 0 is unlimited.
     pub maxmemory: u64,
-    /// `maxmemory-policy`: stored. Default noeviction.
+    /// `maxmemory-policy`. Default noeviction.
     pub maxmemory_policy: MaxmemoryPolicy,
     /// `io-threads`: stored. Default 1. Immutable.
     pub io_threads: u64,

@@ -219,7 +219,7 @@ pub(super) static OPTIONS: &[Spec] = &[
         range: Signed(0, INT_MAX), memory: false, get: |c| c.hz, set: |c, v| c.hz = v.clamp(1, 500),
     }),
     opt("maxmemory",                   MUTABLE,   mem!(maxmemory, Unsigned(0, u64::MAX))),
-    opt("maxmemory-policy",            INERT,   choice!(maxmemory_policy, MaxmemoryPolicy)),
+    opt("maxmemory-policy",            MUTABLE, choice!(maxmemory_policy, MaxmemoryPolicy)),
     opt("io-threads",                  IMMUTABLE | INERT, int!(io_threads, u64, Signed(1, 128))),
     opt("client-output-buffer-limit",  MUTABLE,   multi!(obuf_get, obuf_set, obuf_lines)),
     opt("latency-tracking",            INERT,   flag!(latency_tracking)),
@@ -286,7 +286,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("replica-lazy-flush", INERT, stored!(Check::Bool, "no")),
     opt("replica-serve-stale-data", MUTABLE, stored!(Check::Bool, "yes")),
     opt("replica-read-only", MUTABLE, stored!(Check::Bool, "yes")),
-    opt("replica-ignore-maxmemory", INERT, stored!(Check::Bool, "yes")),
+    opt("replica-ignore-maxmemory", MUTABLE, stored!(Check::Bool, "yes")),
     opt("jemalloc-bg-thread", INERT, stored!(Check::Bool, "yes")),
     opt("activedefrag", INERT, stored!(Check::Bool, "no")),
     opt("syslog-enabled", IMMUTABLE | INERT, stored!(Check::Bool, "no")),
@@ -340,12 +340,12 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("active-defrag-cycle-max", INERT, stored!(Check::Int(Signed(1, 99)), "25")),
     opt("active-defrag-threshold-lower", INERT, stored!(Check::Int(Signed(0, 1000)), "10")),
     opt("active-defrag-threshold-upper", INERT, stored!(Check::Int(Signed(0, 1000)), "100")),
-    opt("lfu-log-factor", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
-    opt("lfu-decay-time", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
+    opt("lfu-log-factor", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
+    opt("lfu-decay-time", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "1")),
     opt("replica-priority", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "100")),
     opt("repl-diskless-sync-delay", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "5")),
-    opt("maxmemory-samples", INERT, stored!(Check::Int(Signed(1, INT_MAX)), "5")),
-    opt("maxmemory-eviction-tenacity", INERT, stored!(Check::Int(Signed(0, 100)), "10")),
+    opt("maxmemory-samples", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "5")),
+    opt("maxmemory-eviction-tenacity", MUTABLE, stored!(Check::Int(Signed(0, 100)), "10")),
     opt("replica-announce-port", MUTABLE, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-port", IMMUTABLE | INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
     opt("cluster-announce-bus-port", INERT, stored!(Check::Int(Signed(0, 65535)), "0")),
@@ -554,14 +554,7 @@ pub(super) fn check_supported(config: &Config) -> Result<(), String> {
         }
     }
     // Options whose absence would lose data or break a promise are refused until forkless acts
-    // on them (this check goes when maxmemory lands).
-    if config.maxmemory > 0 {
-        return Err(
-            "maxmemory is not supported by forkless yet: memory limits and eviction \
-                    are not implemented, so the limit would not be enforced"
-                .to_owned(),
-        );
-    }
+    // on them.
     if config.stored.contains_key("tls-port") {
         return Err(
             "tls-port is not supported by forkless yet: TLS is not implemented, so the \

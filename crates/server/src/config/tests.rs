@@ -929,9 +929,12 @@ fn config_set_changes_and_reports() {
         Ok(vec!["snapshot-mode"])
     );
     assert_eq!(config.snapshot_mode, SnapshotMode::Fork);
-    // Refused until eviction exists, and the value is left as it was.
-    assert!(set(&mut config, &[("maxmemory", "1gb")]).is_err());
-    assert_eq!(value(&config, "maxmemory"), "0");
+    // maxmemory acts now (evict.rs): accepted and shown in bytes, as Redis shows it.
+    assert_eq!(
+        set(&mut config, &[("maxmemory", "1gb")]),
+        Ok(vec!["maxmemory"])
+    );
+    assert_eq!(value(&config, "maxmemory"), "1073741824");
 }
 
 #[test]

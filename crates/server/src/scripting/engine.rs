@@ -9,6 +9,7 @@
 //! (`Lua::scope`), so the callbacks borrow the server and the script's client directly.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -194,6 +195,18 @@ pub(crate) fn parse_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String>
     Ok((flags, end))
 }
 
+/// What the caller of [`Engine::run`] needs to know of the run besides its reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunOutcome {
+    /// True if and only if the reply is an error INFO has counted already: one a command the
+    /// script ran replied (or a refusal of it), which the script raised or returned. Redis
+    /// counts such an error once, when the command replies it.
+    pub(crate) error_counted: bool,
+    /// True if and only if the script called a read-only command: a tracking caller then
+    /// tracks the keys the script declared.
+    pub(crate) read: bool,
+}
+
 /// The text of a Lua error value, for the error handler (`raw.errstr`).
 fn error_text(value: &Value) -> String {
     match value {
@@ -208,9 +221,10 @@ fn error_text(value: &Value) -> String {
 }
 
 /// An error reply of a command a script ran with `redis.call`, raised into the script. Its
-/// text carries its code (`ERR ...`, `WRONGTYPE ...`).
+/// text carries its code (`ERR ...`, `WRONGTYPE ...`); the flag is true if and only if INFO
+/// has counted the error already (the command replied it, or the script's call was refused).
 #[derive(Debug)]
-pub(crate) struct CallError(pub(crate) String);
+pub(crate) struct CallError(pub(crate) String, pub(crate) bool);
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,10 +234,12 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// The text of a [`CallError`] inside `err`, if it is one.
-fn call_error(err: &mlua::Error) -> Option<String> {
+/// The text of a [`CallError`] inside `err`, and whether it was counted, if it is one.
+fn call_error(err: &mlua::Error) -> Option<(String, bool)> {
     match err {
-        mlua::Error::ExternalError(inner) => inner.downcast_ref::<CallError>().map(|e| e.0.clone()),
+        mlua::Error::ExternalError(inner) => inner
+            .downcast_ref::<CallError>()
+            .map(|e| (e.0.clone(), e.1)),
         mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
             call_error(cause)
         }
@@ -287,10 +303,10 @@ impl Engine {
             lua.create_function(|_, value: Value| {
                 Ok(match &value {
                     Value::Error(err) => match call_error(err) {
-                        Some(text) => (text, true),
-                        None => (mlua_error_text(err), false),
+                        Some((text, counted)) => (text, true, counted),
+                        None => (mlua_error_text(err), false, false),
                     },
-                    other => (error_text(other), false),
+                    other => (error_text(other), false, false),
                 })
             })?,
         )?;
@@ -361,6 +377,7 @@ impl Engine {
             client: script_client(),
             reply: Out::new(RespVersion::Resp2),
             read_only: false,
+            allow_oom: false,
             run_state: Arc::clone(&run_state),
         }));
         let redis: Table = sandbox.module.raw_get("redis")?;
@@ -370,14 +387,16 @@ impl Engine {
             lua.create_function(move |lua, args: MultiValue| {
                 let (value, failed) = lock(&call_state).call(lua, &args)?;
                 if failed {
-                    let text = match &value {
-                        Value::Table(t) => t
-                            .raw_get::<Option<mlua::String>>("err")?
-                            .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
-                            .unwrap_or_default(),
-                        _ => String::new(),
+                    let (text, counted) = match &value {
+                        Value::Table(t) => (
+                            t.raw_get::<Option<mlua::String>>("err")?
+                                .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
+                                .unwrap_or_default(),
+                            counted_error(t),
+                        ),
+                        _ => (String::new(), false),
                     };
-                    return Err(mlua::Error::external(CallError(text)));
+                    return Err(mlua::Error::external(CallError(text, counted)));
                 }
                 Ok(value)
             })?,
@@ -531,6 +550,9 @@ impl Engine {
     /// Runs `function` for a client: `keys` and `args` as KEYS/ARGV (EVAL) or as the function's
     /// two arguments (FCALL). Writes the reply into `out`. The caller holds the gate exclusively
     /// and has made the checks Redis makes before a run.
+    ///
+    /// Says whether the reply is an error INFO has counted already and whether the script
+    /// read anything (see [`RunOutcome`]).
     pub(crate) fn run(
         &mut self,
         server: &Server,
@@ -538,7 +560,7 @@ impl Engine {
         out: &mut Out,
         function: &Function,
         spec: &RunSpec<'_>,
-    ) {
+    ) -> RunOutcome {
         let limit = server.config().script_memory_limit;
         let _ = self
             .lua
@@ -547,7 +569,9 @@ impl Engine {
             let mut calls = lock(&self.calls);
             calls.read_only =
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
+            calls.allow_oom = !spec.flags.compat && spec.flags.allow_oom;
             calls.client.db = caller.db;
+            calls.client.conn.tracking.start_script(caller.id);
             // The script's commands run as the caller's user (Redis's `scriptCall`).
             calls.client.acl = caller.acl.clone();
             calls.client.acl_caller = Some(Arc::clone(&caller.handle));
@@ -557,7 +581,17 @@ impl Engine {
             calls.reply.buf.clear();
         }
         let result = self.run_inner(function, spec);
-        let resp3 = lock(&self.calls).reply.version == RespVersion::Resp3;
+        let (resp3, read) = {
+            let calls = lock(&self.calls);
+            (
+                calls.reply.version == RespVersion::Resp3,
+                calls.client.conn.tracking.script_read(),
+            )
+        };
+        let counted = match &result {
+            Ok((_, Value::Table(table))) => counted_error(table),
+            _ => false,
+        };
         match result {
             Ok((true, value)) => {
                 let mut target = ReplyTarget {
@@ -618,6 +652,10 @@ impl Engine {
         if used > (64 << 20) || (limit > 0 && used > limit / 2) {
             let _ = self.lua.gc_collect();
         }
+        RunOutcome {
+            error_counted: counted,
+            read,
+        }
     }
 
     fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {
@@ -669,7 +707,7 @@ fn script_client() -> Client {
     // Nothing is ever pushed to a script's client; the channel only completes its state.
     let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(crate::server::ClientHandle {
-        id: u64::MAX,
+        id: crate::cmd::SCRIPT_CLIENT_ID,
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         created: std::time::Instant::now(),
@@ -687,7 +725,7 @@ fn script_client() -> Client {
         user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     Client {
-        id: u64::MAX,
+        id: crate::cmd::SCRIPT_CLIENT_ID,
         db: 0,
         authenticated: true,
         close_after_reply: false,
@@ -713,6 +751,8 @@ struct CallState {
     client: Client,
     reply: Out,
     read_only: bool,
+    /// The script declared `allow-oom`: its commands run even over `maxmemory`.
+    allow_oom: bool,
     run_state: Arc<RunState>,
 }
 
@@ -741,7 +781,21 @@ impl CallState {
             }
         }
         if let Err(msg) = self.check(&argv) {
-            return error_value(lua, &msg);
+            // A refusal counts as an error reply and as the command's rejected call, as
+            // Redis's scriptCall counts it.
+            if let Some(server) = self.server.upgrade() {
+                server.stats.count_error(format!("-{msg}").as_bytes());
+                let stats = argv
+                    .first()
+                    .and_then(|name| lookup(name))
+                    .and_then(|(idx, _)| server.command_stats.get(idx));
+                if let Some(stats) = stats {
+                    stats.rejected_calls.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let (value, failed) = error_value(lua, &msg)?;
+            mark_counted(&value)?;
+            return Ok((value, failed));
         }
         let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
             return error_value(lua, "ERR Unknown Redis command called from script");
@@ -779,6 +833,10 @@ impl CallState {
         } else {
             frame_to_lua(lua, &frame)?
         };
+        if failed {
+            // Dispatch counted it.
+            mark_counted(&value)?;
+        }
         Ok((value, failed))
     }
 
@@ -818,6 +876,22 @@ impl CallState {
         if self.read_only && (write || command.has_flag(Flags::MAY_REPLICATE)) {
             return Err("ERR Write commands are not allowed from read-only scripts.".into());
         }
+        // Redis's scriptVerifyOOM: over maxmemory when the script started, a command that
+        // needs memory is refused until the script has written (it cannot stop half-way).
+        if command.has_flag(Flags::DENYOOM)
+            && !self.allow_oom
+            && !self.run_state.wrote()
+            && crate::evict::pre_command_oom()
+            && self.server.upgrade().is_some_and(|server| {
+                server
+                    .tunables
+                    .maxmemory
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    != 0
+            })
+        {
+            return Err(crate::evict::OOM.to_string());
+        }
         if write
             && self
                 .server
@@ -834,6 +908,15 @@ impl CallState {
             if !self.run_state.wrote() && refused {
                 return Err(crate::persistence::MISCONF.to_string());
             }
+            // Redis's scriptVerifyWriteCommandAllow: the first write of a script is refused
+            // while min-replicas-to-write is not met.
+            let no_replicas = self
+                .server
+                .upgrade()
+                .is_some_and(|server| crate::replication::primary::writes_refused(&server));
+            if !self.run_state.wrote() && no_replicas {
+                return Err(crate::cmd::meta::Refusal::NoReplicas.to_string());
+            }
             self.run_state.mark_wrote();
         }
         Ok(())
@@ -845,6 +928,28 @@ fn error_value(lua: &Lua, text: &str) -> mlua::Result<(Value, bool)> {
     let table = lua.create_table()?;
     table.raw_set("err", text)?;
     Ok((Value::Table(table), true))
+}
+
+/// The field Redis sets in an error table whose error INFO has counted already (a command's
+/// error reply, or the refusal of a script's command), so the script's own error reply built
+/// from it is not counted a second time.
+const COUNTED_FIELD: &str = "ignore_error_stats_update";
+
+/// Marks an error table as counted (see [`COUNTED_FIELD`]).
+fn mark_counted(value: &Value) -> mlua::Result<()> {
+    if let Value::Table(table) = value {
+        table.raw_set(COUNTED_FIELD, true)?;
+    }
+    Ok(())
+}
+
+/// Returns true if and only if `table` is an error table marked as counted.
+fn counted_error(table: &Table) -> bool {
+    matches!(table.raw_get::<Value>("err"), Ok(Value::String(_)))
+        && matches!(
+            table.raw_get::<Value>(COUNTED_FIELD),
+            Ok(Value::Boolean(true))
+        )
 }
 
 #[cfg(test)]

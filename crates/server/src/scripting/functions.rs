@@ -208,15 +208,20 @@ impl Functions {
             raw.raw_set(
                 "register_function",
                 scope.create_function(|_, args: MultiValue| {
-                    let function = read_register_args(args)
-                        .map_err(|text| mlua::Error::external(CallError(format!("ERR {text}"))))?;
+                    let function = read_register_args(args).map_err(|text| {
+                        mlua::Error::external(CallError(format!("ERR {text}"), false))
+                    })?;
                     if !valid_name(&function.name) {
-                        return Err(mlua::Error::external(CallError(format!("ERR {BAD_NAME}"))));
+                        return Err(mlua::Error::external(CallError(
+                            format!("ERR {BAD_NAME}"),
+                            false,
+                        )));
                     }
                     let mut registered = registered.borrow_mut();
                     if registered.contains_key(&function.name) {
                         return Err(mlua::Error::external(CallError(
                             "ERR Function already exists in the library".into(),
+                            false,
                         )));
                     }
                     registered.insert(function.name.clone(), function);

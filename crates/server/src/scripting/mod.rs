@@ -42,7 +42,7 @@ use crate::cmd::meta::{Flags, Gate};
 use crate::cmd::{Command, eq_ignore_case};
 use crate::server::{Server, lock};
 
-pub(crate) use engine::Engine;
+pub(crate) use engine::{Engine, RunOutcome};
 
 /// Lua instructions between two looks at the clock and the kill flag (Redis's figure).
 pub(crate) const HOOK_INSTRUCTIONS: u32 = 100_000;
@@ -542,6 +542,63 @@ pub(crate) enum Admission<'a> {
     Run(Option<SharedGate<'a>>),
     /// Refuse it with this error.
     Refuse(&'static str),
+}
+
+/// Whether a script command writes, as Redis's `getCommandFlags` judges it before the command
+/// runs (for CLIENT PAUSE WRITE): a script or function that declares its flags (a shebang,
+/// `register_function`'s flags) writes if and only if it does not declare `no-writes`;
+/// otherwise (an EVAL without a shebang, a SHA1 not in the cache, an unknown function) the
+/// command's own flags say (`write` or `may_replicate`). None for a command that runs no
+/// script.
+pub(crate) fn declared_writes(server: &Server, command: &Command, argv: &[Bytes]) -> Option<bool> {
+    if !command
+        .flags
+        .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION))
+    {
+        return None;
+    }
+    let own = command
+        .flags
+        .intersects(Flags::WRITE.union(Flags::MAY_REPLICATE));
+    Some(declared_flags(server, command, argv).map_or(own, |flags| !flags.no_writes))
+}
+
+/// The flags the script or function a script command runs declares, when it declares any
+/// (not an EVAL script without a shebang); None otherwise, and for other commands.
+pub(crate) fn declared_flags(
+    server: &Server,
+    command: &Command,
+    argv: &[Bytes],
+) -> Option<engine::ScriptFlags> {
+    let target = argv.get(1)?;
+    let declared = if command.has_flag(Flags::RUNS_SCRIPT) {
+        // EVALSHA's SHA1 names a cached script; EVAL's body carries its own shebang (the
+        // cache would hold the same flags for it).
+        let cached = if target.len() == 40 {
+            server
+                .scripting
+                .with_engine(server, |engine| {
+                    let sha = String::from_utf8_lossy(target).to_ascii_lowercase();
+                    engine.script(&sha).map(|(flags, _)| flags)
+                })
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        cached.or_else(|| engine::parse_shebang(target).ok().map(|(flags, _)| flags))
+    } else if command.has_flag(Flags::RUNS_FUNCTION) {
+        server
+            .scripting
+            .with_functions(server, |functions| {
+                functions.function(target).map(|function| function.flags)
+            })
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    declared.filter(|flags| !flags.compat)
 }
 
 /// Lets a command in: waits while a script runs and is not yet busy, refuses it with `-BUSY`

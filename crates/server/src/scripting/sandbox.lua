@@ -21,11 +21,21 @@ local tonumber_, floor = tonumber, math.floor
 -- as (-2, 2^31 - 1): undefined behaviour that crashed the server in an optimised build (Redis
 -- patches its Lua for the same reason). The range is checked here first, in Lua numbers, which
 -- do not overflow; more results than the C stack takes (LUAI_MAXCSTACK) is Lua's own error.
+-- The arguments are passed on as given: each one the C function receives takes a slot of that
+-- same stack, so `unpack(t)` of 7999 values must reach it as one argument, not three.
 local MAX_UNPACK = 8000
-G.unpack = function(t, i, j)
+G.unpack = function(t, ...)
+  local n = select_("#", ...)
+  if n == 0 then
+    return unpack_(t)
+  end
+  local i, j = ...
   local first = i == nil and 1 or i
   if type_(first) == "number" and type_(j) == "number" and j - first >= MAX_UNPACK then
     error_("too many results to unpack", 2)
+  end
+  if n == 1 then
+    return unpack_(t, i)
   end
   return unpack_(t, i, j)
 end
@@ -274,8 +284,12 @@ end
 -- The error handler: every failure becomes a table {err=..., source=..., line=...}.
 local function handler(err)
   if type_(err) ~= "table" then
-    local text, coded = raw.errinfo(err)
+    local text, coded, counted = raw.errinfo(err)
     err = { err = coded and text or ("ERR " .. text) }
+    -- A command's error, counted by INFO when the command replied it (Redis's field).
+    if counted then
+      err.ignore_error_stats_update = true
+    end
   end
   local source, line = raw.where()
   if source then

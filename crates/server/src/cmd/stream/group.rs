@@ -366,6 +366,9 @@ pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         Ok(args) => args,
         Err(msg) => return ctx.out.error(msg),
     };
+    if args.block_ms.is_some() && ctx.client.is_script() {
+        return super::block_in_script(ctx, argv);
+    }
     let Some((group_name, consumer_name)) = args.group.clone() else {
         return;
     };

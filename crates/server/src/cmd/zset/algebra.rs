@@ -279,7 +279,7 @@ fn read_command(ctx: &mut Ctx<'_>, argv: &[Bytes], op: Op, card_only: bool) {
     let mut sources = Vec::with_capacity(keys.len());
     for key in &key_refs {
         let value = guard.get(key).map(forkless_storage::Entry::value);
-        ctx.hit_or_miss(value.is_some());
+        ctx.hit_or_miss(value.is_some(), key);
         match Source::from_value(value) {
             Ok(source) => sources.push(source),
             Err(msg) => return ctx.out.error(msg),

@@ -215,7 +215,7 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 .collect::<Vec<_>>()
         })
     });
-    ctx.hit_or_miss(selected.is_some());
+    ctx.hit_or_miss(selected.is_some(), src);
     let mut result = ZSet::new();
     match selected {
         Some(None) => return ctx.out.error(reply::WRONGTYPE),
