@@ -213,6 +213,7 @@ fn save_options(dir: &std::path::Path, threads: usize) -> SaveOptions {
         compression: Compression::None,
         threads,
         max_bytes_per_sec: 0,
+        fsync_every: 0,
         priority: TraversalPriority::Nice(0),
         activity: None,
         used_mem: 0,

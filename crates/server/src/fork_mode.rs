@@ -87,20 +87,9 @@ pub(crate) fn bgsave_fork_with(server: &Server, hooks: Option<ForkHooks>) -> Res
     let now_ms = unix_ms();
     state.last_try_unix_ms = now_ms;
     let pause_started = Instant::now();
-    let forked = match overrides {
-        Ok(overrides) => {
-            let frozen = server.keyspace.freeze_all();
-            if let Some(hook) = frozen_hook {
-                hook(frozen.seq());
-            }
-            let keys_total = frozen.total_keys();
-            let forked = fork::spawn_save(&frozen, now_ms, &options, &overrides);
-            // The child has its own copy; the parent's writers may go on at once.
-            drop(frozen);
-            forked.map(|forked| (forked, keys_total))
-        }
-        Err(err) => Err(fork::ForkError::Backend(err)),
-    };
+    let forked = overrides
+        .map_err(fork::ForkError::Backend)
+        .and_then(|overrides| freeze_and_fork(server, now_ms, &options, &overrides, frozen_hook));
     let pause_usec = u64::try_from(pause_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let (
         ForkedSave {
@@ -109,6 +98,7 @@ pub(crate) fn bgsave_fork_with(server: &Server, hooks: Option<ForkHooks>) -> Res
             reports,
         },
         keys_total,
+        _,
     ) = match forked {
         Ok(forked) => forked,
         Err(err) => {
@@ -180,17 +170,38 @@ pub(crate) fn bgsave_fork_with(server: &Server, hooks: Option<ForkHooks>) -> Res
     }
 }
 
-/// The reaper thread: follows the child's reports until its end of the pipe closes, reaps it,
-/// removes its temp file unless it completed, and records the outcome.
-fn reap(
+/// Freezes the keyspace (every shard read-locked), calls `frozen_hook` with the frozen
+/// effect number, forks a child that saves per `options`, and unfreezes. Returns the child,
+/// the keys it will save and the frozen effect number: every effect numbered below it is in
+/// the child's copy, every other one is not. The caller holds the command gate shared, so no
+/// transaction is half done. Shared by BGSAVE, a replica's sync and the AOF rewrite.
+pub(crate) fn freeze_and_fork(
     server: &Server,
-    pid: i32,
+    now_ms: u64,
+    options: &forkless_snapshot::save::SaveOptions,
+    overrides: &Overrides,
+    frozen_hook: Option<Box<dyn FnOnce(forkless_storage::effect::Seq) + Send>>,
+) -> Result<(ForkedSave, u64, forkless_storage::effect::Seq), fork::ForkError> {
+    let frozen = server.keyspace.freeze_all();
+    let seq = frozen.seq();
+    if let Some(hook) = frozen_hook {
+        hook(seq);
+    }
+    let keys_total = frozen.total_keys();
+    let forked = fork::spawn_save(&frozen, now_ms, options, overrides);
+    // The child has its own copy; the parent's writers may go on at once.
+    drop(frozen);
+    forked.map(|forked| (forked, keys_total, seq))
+}
+
+/// Follows a child's reports until its end of the pipe closes, keeping the copy-on-write
+/// figures of INFO persistence (`current_cow_size`, `current_cow_peak`) and `progress`
+/// current. Returns its last report other than a progress one.
+pub(crate) fn follow_reports(
+    server: &Server,
     mut reports: std::fs::File,
     progress: &Progress,
-    temp_path: &std::path::Path,
-    claim: SaveClaim,
-    saved_hook: Option<Box<dyn FnOnce(bool) + Send>>,
-) {
+) -> Option<ChildReport> {
     let mut last = None;
     while let Some(report) = ChildReport::read(&mut reports) {
         let mut state = server.persistence.state();
@@ -224,6 +235,21 @@ fn reap(
             last = Some(report);
         }
     }
+    last
+}
+
+/// The reaper thread: follows the child's reports until its end of the pipe closes, reaps it,
+/// removes its temp file unless it completed, and records the outcome.
+fn reap(
+    server: &Server,
+    pid: i32,
+    reports: std::fs::File,
+    progress: &Progress,
+    temp_path: &std::path::Path,
+    claim: SaveClaim,
+    saved_hook: Option<Box<dyn FnOnce(bool) + Send>>,
+) {
+    let last = follow_reports(server, reports, progress);
     let exit = match fork::wait_child(pid) {
         Ok(exit) => Some(exit),
         Err(err) => {
@@ -239,18 +265,23 @@ fn reap(
         hook(completed);
     }
     if !completed {
-        // The child removes its temp file on the errors it sees; a killed child cannot.
-        match std::fs::remove_file(temp_path) {
-            Ok(()) => tracing::debug!(path = %temp_path.display(), "removed the child's temp file"),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => tracing::warn!(
-                path = %temp_path.display(),
-                err_op = "unlink",
-                "could not remove the child's temp file: {err}"
-            ),
-        }
+        remove_child_temp(temp_path);
     }
     finish(server, last, exit, claim);
+}
+
+/// Removes the temp file of a child that did not complete: the child removes it on the errors
+/// it sees; a killed child cannot.
+pub(crate) fn remove_child_temp(temp_path: &std::path::Path) {
+    match std::fs::remove_file(temp_path) {
+        Ok(()) => tracing::debug!(path = %temp_path.display(), "removed the child's temp file"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(
+            path = %temp_path.display(),
+            err_op = "unlink",
+            "could not remove the child's temp file: {err}"
+        ),
+    }
 }
 
 /// Records a fork-mode save's outcome, as `persistence::finish` does for epoch saves, logs it

@@ -270,7 +270,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = save_points.join();
     abort_tasks(accept_tasks);
     let _ = expiry.join();
-    // What the AOF has buffered reaches the disk before the exit.
+    // A running rewrite is stopped (its fork-mode child killed) whether or not a final save
+    // ran, as Redis's prepareForShutdown kills its AOF child; then what the AOF has buffered
+    // reaches the disk before the exit.
+    aof::rewrite::cancel_and_wait(&server);
     aof::stop(&server);
     Ok(())
 }

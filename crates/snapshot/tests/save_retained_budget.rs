@@ -49,6 +49,7 @@ fn options(compress_strings: bool, compression: Compression) -> SaveOptions {
         compression,
         threads: 2,
         max_bytes_per_sec: 0,
+        fsync_every: 0,
         priority: TraversalPriority::Nice(0),
         activity: None,
         used_mem: 0,

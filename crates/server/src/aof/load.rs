@@ -239,6 +239,17 @@ pub(crate) fn replay_file(
     }
 }
 
+/// An AOF file of the manifest that cannot be read, in Redis's words
+/// (`loadSingleAppendOnlyFile`).
+fn open_failed(name: &str, err: &std::io::Error) -> anyhow::Error {
+    let reason = forkless_snapshot::backend::fork::strerror(err);
+    if err.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!("The append log file {name} doesn't exist: {reason}")
+    } else {
+        anyhow::anyhow!("Fatal error: can't open the append log file {name} for reading: {reason}")
+    }
+}
+
 /// Startup with `appendonly yes`: loads the AOF named by the manifest (instead of dump.rdb, as
 /// Redis does) and opens its last incr file for append; without a manifest, writes a base from
 /// the (empty) dataset and the first incr, as Redis's `aofOpenIfNeededOnServerStart`. Clears
@@ -280,7 +291,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             // Redis's first start with the AOF on: a base from the dataset, then the first incr.
-            super::rewrite::rewrite(server).map_err(|err| anyhow::anyhow!("{err}"))?;
+            super::rewrite::rewrite(server, false).map_err(|err| anyhow::anyhow!("{err}"))?;
             return Ok(());
         }
         Err(err) => {
@@ -299,12 +310,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         use std::io::{BufRead as _, Read as _};
 
         let path = names.dir.join(&base.name);
-        let open_error = |err: std::io::Error| {
-            anyhow::anyhow!(
-                "Fatal error: can't open the AOF file {}: {err}",
-                path.display()
-            )
-        };
+        let open_error = |err: std::io::Error| open_failed(&base.name, &err);
         let file = std::fs::File::open(&path).map_err(open_error)?;
         base_size = file.metadata().map_err(open_error)?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
@@ -337,12 +343,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     let n_incrs = manifest.incrs.len();
     for (i, incr) in manifest.incrs.iter().enumerate() {
         let path = names.dir.join(&incr.name);
-        let data = std::fs::read(&path).map_err(|err| {
-            anyhow::anyhow!(
-                "Fatal error: can't open the AOF file {}: {err}",
-                path.display()
-            )
-        })?;
+        let data = std::fs::read(&path).map_err(|err| open_failed(&incr.name, &err))?;
         let replayed = replay_file(server, &mut client, &path, &data)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
         let mut size = data.len() as u64;
@@ -416,7 +417,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         config.appendfsync,
         base_size,
         incr_size,
-        Arc::clone(&server.aof.write_errno),
+        server.aof.shared.clone(),
     ));
     writer
         .timestamps

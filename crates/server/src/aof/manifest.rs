@@ -49,38 +49,52 @@ impl Manifest {
     /// Parses the manifest's text. Err is the reason, as Redis words it.
     pub(crate) fn parse(text: &[u8]) -> Result<Manifest, String> {
         let mut manifest = Manifest::default();
+        // As Redis's aofLoadManifestFromFile: no line at all is an empty manifest, a blank line
+        // is invalid (comments are skipped), and the text after the last newline is no line.
+        if text.is_empty() {
+            return Err("Found an empty AOF manifest".into());
+        }
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
         for line in text.split(|&b| b == b'\n') {
             if line.len() > MAX_LINE {
                 return Err("The AOF manifest file contains too long line".into());
             }
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.first() == Some(&b'#') || line.iter().all(u8::is_ascii_whitespace) {
+            if line.first() == Some(&b'#') {
                 continue;
             }
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                return Err("Invalid AOF manifest file format".into());
+            }
             let words = split_args(line).ok_or("Invalid AOF manifest file format")?;
-            if words.len() % 2 != 0 {
+            // `argc < 6` is Redis's test too (forward compatible: more pairs may follow).
+            if words.len() < 6 || words.len() % 2 != 0 {
                 return Err("Invalid AOF manifest file format".into());
             }
             let (mut name, mut seq, mut kind) = (None, None, None);
             for pair in words.chunks_exact(2) {
                 let [key, value] = pair else { continue };
-                match key.as_slice() {
-                    b"file" => name = String::from_utf8(value.clone()).ok(),
-                    b"seq" => seq = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok()),
-                    b"type" => {
-                        kind = match value.as_slice() {
-                            b"b" => Some(FileType::Base),
-                            b"h" => Some(FileType::History),
-                            b"i" => Some(FileType::Incr),
-                            _ => None,
-                        }
-                    }
-                    // Unknown keys are skipped, as Redis does, for forward compatibility.
-                    _ => {}
+                if key.eq_ignore_ascii_case(b"file") {
+                    name = String::from_utf8(value.clone()).ok();
+                } else if key.eq_ignore_ascii_case(b"seq") {
+                    seq = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .filter(|&seq| seq != 0);
+                } else if key.eq_ignore_ascii_case(b"type") {
+                    // Redis reads the first character.
+                    kind = value.first().copied();
                 }
+                // Unknown keys are skipped, as Redis does, for forward compatibility.
             }
             let (Some(name), Some(seq), Some(kind)) = (name, seq, kind) else {
                 return Err("Invalid AOF manifest file format".into());
+            };
+            let kind = match kind {
+                b'b' => FileType::Base,
+                b'h' => FileType::History,
+                b'i' => FileType::Incr,
+                _ => return Err("Unknown AOF file type".into()),
             };
             if name.contains('/') || name.is_empty() {
                 return Err(format!("Invalid AOF file name in the manifest: {name:?}"));
@@ -266,10 +280,26 @@ mod tests {
             "file a seq 1 type b\nfile b seq 2 type b\n",
             "file a seq 2 type i\nfile b seq 1 type i\n",
             "file ../x seq 1 type i\n",
+            "file a seq 0 type i\n",
         ] {
             assert!(Manifest::parse(bad.as_bytes()).is_err(), "{bad:?} accepted");
         }
-        let ok = Manifest::parse(b"# comment\n\nfile a seq 1 type h\n").expect("parses");
+        // Redis's errors for these (aofLoadManifestFromFile).
+        for (bad, error) in [
+            ("", "Found an empty AOF manifest"),
+            (
+                "file a seq 1 type b\n\nfile b seq 1 type i\n",
+                "Invalid AOF manifest file format",
+            ),
+            ("file a seq 1 type x\n", "Unknown AOF file type"),
+        ] {
+            assert_eq!(
+                Manifest::parse(bad.as_bytes()),
+                Err(error.to_owned()),
+                "{bad:?}"
+            );
+        }
+        let ok = Manifest::parse(b"# comment\nFILE a SEQ 1 TYPE h\n").expect("parses");
         assert_eq!(ok.history.len(), 1);
     }
 }

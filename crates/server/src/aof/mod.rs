@@ -62,6 +62,10 @@ pub(crate) struct State {
     pub(crate) bgsave_scheduled: bool,
     /// The running rewrite's base save, to cancel it at shutdown.
     pub(crate) rewrite_progress: Option<Arc<forkless_snapshot::save::Progress>>,
+    /// The child writing the base of a fork-mode rewrite, to stop it at shutdown.
+    pub(crate) rewrite_fork_pid: Option<i32>,
+    /// The copy-on-write peak of the last fork-mode rewrite's child: `aof_last_cow_size`.
+    pub(crate) last_cow_bytes: u64,
 }
 
 impl Default for State {
@@ -80,6 +84,8 @@ impl Default for State {
             base_size_at_rewrite: 0,
             bgsave_scheduled: false,
             rewrite_progress: None,
+            rewrite_fork_pid: None,
+            last_cow_bytes: 0,
         }
     }
 }
@@ -90,9 +96,10 @@ pub(crate) struct Aof {
     pub(crate) state: Mutex<State>,
     /// True while the AOF is on with `appendfsync always`: the one load a reply pays otherwise.
     pub(crate) always: std::sync::atomic::AtomicBool,
-    /// The OS error of the last failed AOF write, 0 once a write succeeds: writes are refused
-    /// with MISCONF meanwhile (one relaxed load per write command).
-    pub(crate) write_errno: Arc<std::sync::atomic::AtomicI32>,
+    /// The OS errors of the last failed AOF write and background fsync, each 0 once one
+    /// succeeds: writes are refused with MISCONF meanwhile (two relaxed loads per write
+    /// command); and `aof_delayed_fsync`. Shared by every writer.
+    pub(crate) shared: writer::Shared,
     /// Set at shutdown: a rewrite stops waiting for its cut, or its base save stops.
     pub(crate) cancel_rewrite: std::sync::atomic::AtomicBool,
 }
@@ -100,7 +107,12 @@ pub(crate) struct Aof {
 impl Aof {
     /// The OS error of the failed AOF write that refuses writes, if any.
     pub(crate) fn write_errno(&self) -> Option<i32> {
-        let errno = self.write_errno.load(Ordering::Relaxed);
+        let errno = self.shared.write_errno.load(Ordering::Relaxed);
+        if errno != 0 {
+            return Some(errno);
+        }
+        // Redis's `aof_bio_fsync_status`: a failed background fsync refuses writes too.
+        let errno = self.shared.fsync_errno.load(Ordering::Relaxed);
         (errno != 0).then_some(errno)
     }
 
@@ -254,6 +266,32 @@ pub(crate) fn auto_rewrite(server: &Server) {
     }
 }
 
+/// DEBUG LOADAOF: the writer flushes, fsyncs and detaches, the dataset is emptied and the AOF
+/// loaded again from its files as at startup (`load::load_at_startup`, which reopens the last
+/// incr file and attaches a new writer). With the AOF off its files are loaded all the same, as
+/// Redis does, and it stays off. The dataset is emptied under the command gate, held
+/// exclusively, with the loading flag raised, so other clients get `-LOADING` until the replay
+/// (which takes the gate per command, as at startup) ends, as Redis's do.
+pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
+    let was_on = {
+        let _exclusive = server.keyspace.gate().exclusive();
+        let was_on = server.aof.state().current.is_some();
+        stop(server);
+        server
+            .persistence
+            .loading
+            .active
+            .store(true, Ordering::Release);
+        drop(server.keyspace.flush_all(now_ms));
+        was_on
+    };
+    load::load_at_startup(server)?;
+    if !was_on {
+        stop(server);
+    }
+    Ok(())
+}
+
 /// Bytes rendered for the AOF and not yet written (INFO's `mem_aof_buffer`, not counted for
 /// eviction, as in Redis). Takes the AOF state's lock: not under a shard lock.
 pub(crate) fn buffered_bytes(server: &Server) -> u64 {
@@ -275,7 +313,8 @@ pub(crate) fn stop(server: &Server) {
             let _ = thread.join();
         }
     }
-    server.aof.write_errno.store(0, Ordering::Relaxed);
+    server.aof.shared.write_errno.store(0, Ordering::Relaxed);
+    server.aof.shared.fsync_errno.store(0, Ordering::Relaxed);
     server.aof.always.store(false, Ordering::Relaxed);
 }
 
@@ -291,7 +330,9 @@ pub(crate) fn info_fields(
     // Redis's `aof_state != AOF_OFF`: on, or waiting for the rewrite that switches it on.
     let enabled = state.current.is_some() || state.waiting_rewrite;
     let writer = state.current.as_ref().map(|active| &active.writer);
-    let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed));
+    // Redis: the last write and the last background fsync both succeeded.
+    let write_ok = writer.is_none_or(|w| w.last_write_ok.load(Ordering::Relaxed))
+        && server.aof.shared.fsync_errno.load(Ordering::Relaxed) == 0;
     field("aof_enabled", &u8::from(enabled));
     field(
         "aof_rewrite_in_progress",
@@ -318,16 +359,17 @@ pub(crate) fn info_fields(
         "aof_last_write_status",
         &if write_ok { "ok" } else { "err" },
     );
-    field("aof_last_cow_size", &0);
+    field("aof_last_cow_size", &state.last_cow_bytes);
     field("module_fork_in_progress", &0);
     field("module_fork_last_cow_size", &0);
     // Redis prints these while `appendonly` is yes (`server.aof_enabled`).
     if configured {
-        let (base, incr, buffered) = writer.map_or((0, 0, 0), |writer| {
+        let (base, incr, buffered, fsyncing) = writer.map_or((0, 0, 0, false), |writer| {
             (
                 writer.base_size.load(Ordering::Relaxed),
                 writer.incr_size.load(Ordering::Relaxed),
                 writer.buffered.load(Ordering::Relaxed),
+                writer.fsync_in_progress.load(Ordering::Relaxed),
             )
         });
         field("aof_current_size", &(base + incr));
@@ -336,8 +378,11 @@ pub(crate) fn info_fields(
         field("aof_base_size", &state.base_size_at_rewrite);
         field("aof_pending_rewrite", &u8::from(state.rewrite_scheduled));
         field("aof_buffer_length", &buffered);
-        field("aof_pending_bio_fsync", &0);
-        field("aof_delayed_fsync", &0);
+        field("aof_pending_bio_fsync", &u8::from(fsyncing));
+        field(
+            "aof_delayed_fsync",
+            &server.aof.shared.delayed_fsync.load(Ordering::Relaxed),
+        );
     }
 }
 

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use forkless_snapshot::backend::Overrides;
+use forkless_snapshot::backend::fork::{self, ChildReport, ForkedSave};
 use forkless_snapshot::save::{self, Compression, Progress, TraversalPriority};
 
 use super::manifest::{Entry, FileType, Manifest};
@@ -36,6 +38,9 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
             return Err(ALREADY.into());
         }
         state.rewrite_started = Some(Instant::now());
+        // Scheduled behind a running save from the start, as Redis's INFO shows it at once
+        // (the rewrite thread keeps it current from here).
+        state.rewrite_scheduled = server.keyspace.save_running();
     }
     // A cancellation asked of an earlier rewrite (a shutdown that then failed) is not this one's.
     server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
@@ -46,7 +51,7 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
     let spawned = std::thread::Builder::new()
         .name("forkless-aofrw".into())
         .spawn(move || {
-            let result = rewrite(&owner);
+            let result = rewrite(&owner, true);
             // BGREWRITEAOF with the AOF off writes the files and leaves it off, as Redis.
             if !owner.config().appendonly {
                 super::stop(&owner);
@@ -81,6 +86,9 @@ pub(crate) fn cancel_and_wait(server: &Server) {
             }
             if let Some(progress) = &state.rewrite_progress {
                 progress.cancel.store(true, Ordering::Relaxed);
+            }
+            if let Some(pid) = state.rewrite_fork_pid {
+                crate::fork_mode::kill_child(pid, crate::fork_mode::SIGNAL_CANCEL);
             }
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -126,8 +134,10 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread.
-pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
+/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread. With `may_fork`
+/// and `snapshot-mode fork` the base is written by a forked child; the first base at startup
+/// is written in-process, as Redis's `aofOpenIfNeededOnServerStart` does.
+pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
     let config = server.config().clone();
     let names = Names::of(&config);
     std::fs::create_dir_all(&names.dir).map_err(|err| {
@@ -176,7 +186,7 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         config.appendfsync,
         0,
         0,
-        Arc::clone(&server.aof.write_errno),
+        server.aof.shared.clone(),
     ));
     writer
         .timestamps
@@ -189,9 +199,31 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
     );
+    let preamble = config.aof_use_rdb_preamble();
+    let base_name = names.base(base_seq, preamble);
+    // Without the preamble the cut is saved as an RDB first, then turned into commands.
+    let rdb_name = if preamble {
+        base_name.clone()
+    } else {
+        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
+    };
+    let mut options = crate::persistence::save_options(server, &config);
+    options.target = forkless_snapshot::backend::Target::new(
+        names.dir.clone(),
+        rdb_name.clone(),
+        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
+    );
+    // Redis must be able to load the base.
+    options.compression = Compression::None;
+    options.fsync_every =
+        crate::persistence::incremental_fsync(&config, "aof-rewrite-incremental-fsync");
+    if first {
+        options.priority = TraversalPriority::Nice(0);
+    }
+    let fork_mode = may_fork && config.snapshot_mode == crate::config::SnapshotMode::Fork;
     // Step 2. A save that started since the wait above holds the cut: wait again (the new
     // writer keeps the effects meanwhile).
-    let cut = loop {
+    let (base_source, cut_seq) = loop {
         // Checked before the gate is taken: the final save that cancels this rewrite may
         // hold the gate while it waits for it.
         if server.shutting_down.load(Ordering::Relaxed)
@@ -204,16 +236,63 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         }
         // The cut must not fall inside a transaction: hold the gate as a command does.
         let gate = server.keyspace.gate().shared();
-        let taken = server.keyspace.begin_snapshot(unix_ms());
-        drop(gate);
-        if let Some(cut) = taken {
-            server.aof.state().rewrite_scheduled = false;
-            break cut;
+        if fork_mode {
+            // The save slot is held for as long as the child runs, as a fork-mode BGSAVE holds
+            // it: no other save, and no other child, meanwhile.
+            if let Some(claim) = server.keyspace.claim_save(Arc::new(())) {
+                let forked = Overrides::from_env()
+                    .map_err(fork::ForkError::Backend)
+                    .and_then(|overrides| {
+                        crate::fork_mode::freeze_and_fork(
+                            server,
+                            unix_ms(),
+                            &options,
+                            &overrides,
+                            None,
+                        )
+                    });
+                drop(gate);
+                match forked {
+                    Ok((forked, _, seq)) => {
+                        server.aof.state().rewrite_scheduled = false;
+                        let mut persistence = server.persistence.state();
+                        persistence.total_forks += 1;
+                        persistence.latest_fork_usec = forked.fork_usec;
+                        persistence.current_cow_bytes = 0;
+                        persistence.current_cow_peak = 0;
+                        persistence.current_cow_updated = None;
+                        drop(persistence);
+                        tracing::info!(
+                            "Background append only file rewriting started by pid {}",
+                            forked.pid
+                        );
+                        break (BaseSource::Forked(forked, claim), seq.get());
+                    }
+                    Err(err) => {
+                        drop(claim);
+                        server.effects.detach(&server.keyspace, consumer);
+                        writer.stop();
+                        let _ = std::fs::remove_file(&incr_path);
+                        return Err(format!(
+                            "Can't rewrite append only file in background: fork: {}",
+                            err.strerror()
+                        ));
+                    }
+                }
+            }
+            drop(gate);
+        } else {
+            let taken = server.keyspace.begin_snapshot(unix_ms());
+            drop(gate);
+            if let Some(cut) = taken {
+                server.aof.state().rewrite_scheduled = false;
+                let seq = cut.seq().get();
+                break (BaseSource::Cut(cut), seq);
+            }
         }
         server.aof.state().rewrite_scheduled = true;
         std::thread::sleep(Duration::from_millis(10));
     };
-    let cut_seq = cut.seq().get();
     // Step 3.
     writer.set_start(cut_seq);
     let previous = {
@@ -266,35 +345,25 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     if let Some(active) = server.aof.state().current.as_mut() {
         active.thread = Some(thread);
     }
-    let preamble = config.aof_use_rdb_preamble();
-    let base_name = names.base(base_seq, preamble);
-    // Without the preamble the cut is saved as an RDB first, then turned into commands.
-    let rdb_name = if preamble {
-        base_name.clone()
-    } else {
-        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
-    };
-    let mut options = crate::persistence::save_options(server, &config);
-    options.target = forkless_snapshot::backend::Target::new(
-        names.dir.clone(),
-        rdb_name.clone(),
-        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
-    );
-    // Redis must be able to load the base.
-    options.compression = Compression::None;
-    if first {
-        options.priority = TraversalPriority::Nice(0);
-    }
     writer
         .no_fsync
         .store(config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
     let progress = Arc::new(Progress::default());
     server.aof.state().rewrite_progress = Some(Arc::clone(&progress));
-    let report = save::save(&server.keyspace, cut, &options, &progress);
+    let report = match base_source {
+        BaseSource::Cut(cut) => save::save(&server.keyspace, cut, &options, &progress)
+            .map(|report| report.bytes_written)
+            .map_err(|err| err.to_string()),
+        BaseSource::Forked(forked, claim) => {
+            let result = forked_base(server, forked, &progress, &names.dir);
+            drop(claim);
+            result
+        }
+    };
     server.aof.state().rewrite_progress = None;
     writer.no_fsync.store(false, Ordering::Relaxed);
     let report = match report {
-        Ok(report) => report,
+        Ok(bytes) => bytes,
         Err(err) => {
             if first {
                 super::stop(server);
@@ -305,10 +374,16 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
         }
     };
     let base_bytes = if preamble {
-        report.bytes_written
+        report
     } else {
         let rdb_path = names.dir.join(&rdb_name);
-        let converted = rdb_to_commands(&rdb_path, &names.dir, &base_name);
+        let converted = rdb_to_commands(
+            &rdb_path,
+            &names.dir,
+            &base_name,
+            options.fsync_every,
+            config.aof_timestamp_enabled(),
+        );
         let _ = std::fs::remove_file(&rdb_path);
         match converted {
             Ok(bytes) => bytes,
@@ -358,6 +433,59 @@ pub(crate) fn rewrite(server: &Server) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the new base comes from: the epoch cut, or (`snapshot-mode fork`) a child forked from
+/// the frozen keyspace, with the save slot it holds while it runs.
+enum BaseSource {
+    Cut(forkless_storage::SnapshotCut),
+    Forked(ForkedSave, forkless_storage::SaveClaim),
+}
+
+/// Follows the child that writes the base (`snapshot-mode fork`) to its end and reaps it, as
+/// Redis's `backgroundRewriteDoneHandler` learns its AOF child's fate. Keeps INFO's
+/// copy-on-write figures current meanwhile and leaves the peak in `aof_last_cow_size`.
+/// Returns the base's size, or why the child failed (its temp file removed).
+fn forked_base(
+    server: &Server,
+    forked: ForkedSave,
+    progress: &Progress,
+    dir: &std::path::Path,
+) -> Result<u64, String> {
+    let ForkedSave { pid, reports, .. } = forked;
+    server.aof.state().rewrite_fork_pid = Some(pid);
+    // A shutdown that asked to cancel before the child's pid was known.
+    if server.aof.cancel_rewrite.load(Ordering::Relaxed) {
+        crate::fork_mode::kill_child(pid, crate::fork_mode::SIGNAL_CANCEL);
+    }
+    let last = crate::fork_mode::follow_reports(server, reports, progress);
+    let exit = fork::wait_child(pid);
+    server.aof.state().rewrite_fork_pid = None;
+    let peak = {
+        let mut persistence = server.persistence.state();
+        let peak = persistence.current_cow_peak;
+        persistence.current_cow_bytes = 0;
+        persistence.current_cow_peak = 0;
+        persistence.current_cow_updated = None;
+        peak
+    };
+    if last.is_some() {
+        server.aof.state().last_cow_bytes = peak;
+        tracing::info!("Fork CoW for AOF rewrite: peak {} MB", peak >> 20);
+    }
+    let outcome = match (last, exit) {
+        (Some(ChildReport::Done { bytes_written, .. }), Ok(fork::ChildExit::Exited(0))) => {
+            return Ok(bytes_written);
+        }
+        (_, Ok(fork::ChildExit::Signaled(signal))) => {
+            format!("child {pid} terminated by signal {signal}")
+        }
+        (Some(ChildReport::Failed { message, .. }), _) => message,
+        (_, Ok(fork::ChildExit::Exited(code))) => format!("child exited with status {code}"),
+        (_, Err(err)) => format!("waitpid({pid}): {err}"),
+    };
+    crate::fork_mode::remove_child_temp(&dir.join(fork::child_temp_name(pid)));
+    Err(outcome)
+}
+
 /// Deletes the history files and persists the manifest without them, as Redis's
 /// `aofDelHistoryFiles`.
 pub(crate) fn delete_history(server: &Server, names: &Names, mut manifest: Manifest) {
@@ -384,11 +512,14 @@ const ITEMS_PER_COMMAND: usize = 64;
 /// The base in commands (`aof-use-rdb-preamble no`): the RDB saved from the cut, read back and
 /// written as Redis's `rewriteAppendOnlyFileRio` writes a dataset (SELECT per database, SET,
 /// RPUSH/HMSET/SADD/ZADD in batches of 64, PEXPIREAT), to `dir/name` through a temp file,
-/// fsynced before the rename. Returns its size.
+/// fsynced every `fsync_every` bytes (when not 0) and before the rename; with `timestamp`
+/// (`aof-timestamp-enabled`) it starts with a `#TS:` annotation, as Redis's. Returns its size.
 fn rdb_to_commands(
     rdb: &std::path::Path,
     dir: &std::path::Path,
     name: &str,
+    fsync_every: u64,
+    timestamp: bool,
 ) -> Result<u64, String> {
     use std::io::Write as _;
 
@@ -400,8 +531,17 @@ fn rdb_to_commands(
     let input = File::open(rdb).map_err(|err| format!("{}: {err}", rdb.display()))?;
     let output = File::create(&temp).map_err(|err| format!("{}: {err}", temp.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, output);
+    if timestamp {
+        let annotation = format!("#TS:{}\r\n", unix_ms() / 1000);
+        if let Err(err) = out.write_all(annotation.as_bytes()) {
+            drop(out);
+            let _ = std::fs::remove_file(&temp);
+            return Err(format!("{}: {err}", temp.display()));
+        }
+    }
     let mut buf = Vec::new();
     let mut selected = None;
+    let (mut written, mut synced_at) = (0u64, 0u64);
     let result = forkless_snapshot::format::load(
         std::io::BufReader::with_capacity(1 << 20, input),
         &rdb.display().to_string(),
@@ -470,8 +610,18 @@ fn rdb_to_commands(
                     ],
                 );
             }
-            out.write_all(&buf)
-                .map_err(|err| forkless_snapshot::format::LoadError::rejected(err.to_string()))
+            let rejected = |err: std::io::Error| {
+                forkless_snapshot::format::LoadError::rejected(err.to_string())
+            };
+            out.write_all(&buf).map_err(rejected)?;
+            written += buf.len() as u64;
+            if fsync_every > 0 && written - synced_at >= fsync_every {
+                // `aof-rewrite-incremental-fsync`, as Redis's rio autosync.
+                synced_at = written;
+                out.flush().map_err(rejected)?;
+                out.get_ref().sync_data().map_err(rejected)?;
+            }
+            Ok(())
         },
     );
     let written = result.map_err(|err| err.to_string()).and_then(|_| {

@@ -22,6 +22,37 @@ use crate::effects::{Effect, EffectConsumer, Renderer};
 use crate::server::lock;
 
 /// What the consumer hands the thread.
+/// What the writers of one server share across rewrites: the errors that refuse writes
+/// (MISCONF) and Redis's `aof_delayed_fsync` count.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shared {
+    /// The OS error of the last failed write, 0 once a write succeeds.
+    pub(crate) write_errno: Arc<AtomicI32>,
+    /// The OS error of the last failed background fsync (`everysec`), 0 once one succeeds:
+    /// Redis's `aof_bio_fsync_status` and `aof_bio_fsync_errno`.
+    pub(crate) fsync_errno: Arc<AtomicI32>,
+    /// `everysec` writes that went ahead after waiting 2 s for a running fsync: Redis's
+    /// `aof_delayed_fsync`.
+    pub(crate) delayed_fsync: Arc<AtomicU64>,
+    /// `DEBUG AOF-FLUSH-SLEEP`: microseconds the writer sleeps before each write (tests).
+    pub(crate) flush_sleep_us: Arc<AtomicU64>,
+}
+
+/// How long an `everysec` write waits for the running fsync before it goes ahead, as Redis's
+/// `flushAppendOnlyFile` (`server.unixtime - server.aof_flush_postponed_start < 2`).
+const POSTPONE_AT_MOST: Duration = Duration::from_secs(2);
+
+/// With `everysec` and `no`, the writer gathers effects for up to this long after its last
+/// write (or until [`GATHER_BYTES`] are waiting), so a busy server makes one write a
+/// millisecond rather than one per command, as Redis writes once per event-loop iteration.
+/// `always` never waits: its replies wait for the write.
+const GATHER: Duration = Duration::from_millis(1);
+const GATHER_BYTES: usize = 1 << 20;
+
+/// Test-only: each background fsync sleeps this many milliseconds first (a slow disk), read by
+/// each writer thread.
+const FSYNC_DELAY_ENV: &str = "FORKLESS_AOF_FSYNC_DELAY_MS";
+
 #[derive(Default)]
 struct Pending {
     buf: Vec<u8>,
@@ -59,8 +90,11 @@ pub(crate) struct Writer {
     pub(crate) last_write_ok: AtomicBool,
     /// Bytes rendered but not yet written: INFO's `aof_buffer_length`.
     pub(crate) buffered: AtomicU64,
-    /// The server's record of a failed write (`Aof::write_errno`).
-    write_errno: Arc<AtomicI32>,
+    /// The server's record of failed writes and fsyncs, and of delayed fsyncs.
+    shared: Shared,
+    /// True while an `everysec` fsync runs on the `forkless-aof-fsync` thread: INFO's
+    /// `aof_pending_bio_fsync`.
+    pub(crate) fsync_in_progress: AtomicBool,
     /// `aof-timestamp-enabled`: a `#TS:<unix secs>` annotation before the first command of
     /// each second.
     pub(crate) timestamps: AtomicBool,
@@ -93,7 +127,7 @@ impl Writer {
         policy: AppendFsync,
         base_size: u64,
         incr_size: u64,
-        write_errno: Arc<AtomicI32>,
+        shared: Shared,
     ) -> Writer {
         Writer {
             pending: Mutex::new(Pending {
@@ -111,7 +145,8 @@ impl Writer {
             base_size: AtomicU64::new(base_size),
             last_write_ok: AtomicBool::new(true),
             buffered: AtomicU64::new(0),
-            write_errno,
+            shared,
+            fsync_in_progress: AtomicBool::new(false),
             timestamps: AtomicBool::new(false),
             no_fsync: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
@@ -227,12 +262,80 @@ impl Writer {
             .spawn(move || writer.run(file))
     }
 
-    fn run(&self, mut file: File) {
+    /// The thread's body: the write loop, with the `everysec` fsyncs on a scoped
+    /// `forkless-aof-fsync` thread (Redis's bio fsync job), so a slow fsync does not hold
+    /// the writes back for more than [`POSTPONE_AT_MOST`].
+    fn run(&self, file: File) {
+        std::thread::scope(|scope| {
+            let requests = match file.try_clone() {
+                Ok(clone) => {
+                    let (requests, received) = std::sync::mpsc::channel::<()>();
+                    let spawned = std::thread::Builder::new()
+                        .name("forkless-aof-fsync".into())
+                        .spawn_scoped(scope, move || self.background_fsyncs(&clone, &received));
+                    match spawned {
+                        Ok(_) => Some(requests),
+                        Err(err) => {
+                            tracing::warn!(
+                                "Can't start the AOF fsync thread, fsyncing inline: {err}"
+                            );
+                            None
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        "Can't duplicate the AOF file descriptor, fsyncing inline: {err}"
+                    );
+                    None
+                }
+            };
+            self.write_loop(file, requests.as_ref());
+            // Dropping the sender ends the fsync thread; the scope waits for it.
+        });
+        self.stopped.store(true, Ordering::Release);
+        self.durable_changed.notify_waiters();
+    }
+
+    /// The `forkless-aof-fsync` thread: one fsync per request, recorded as Redis's bio job
+    /// records it (a failure refuses writes with MISCONF until an fsync succeeds again).
+    fn background_fsyncs(&self, file: &File, requests: &std::sync::mpsc::Receiver<()>) {
+        let delay = std::env::var(FSYNC_DELAY_ENV)
+            .ok()
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis);
+        while requests.recv().is_ok() {
+            if let Some(delay) = delay {
+                std::thread::sleep(delay);
+            }
+            match file.sync_data() {
+                Ok(()) => {
+                    self.shared.fsync_errno.store(0, Ordering::Relaxed);
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    let errno = err.raw_os_error().unwrap_or(libc::EIO);
+                    if self.shared.fsync_errno.swap(errno, Ordering::Relaxed) == 0 {
+                        tracing::warn!("Fail to fsync the AOF file: {err}");
+                    }
+                }
+            }
+            self.fsync_in_progress.store(false, Ordering::Release);
+            // The write loop may be postponing a write until this fsync ends.
+            let _pending = lock(&self.pending);
+            self.wake.notify_one();
+        }
+    }
+
+    fn write_loop(&self, mut file: File, requests: Option<&std::sync::mpsc::Sender<()>>) {
         let mut last_fsync = Instant::now();
         let mut unsynced = false;
         let mut fault = Fault::from_env();
         // The file's length after the last complete write, to cut a short write off again.
         let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
+        // When an `everysec` write began to wait for the running fsync.
+        let mut postponed_since: Option<Instant> = None;
+        let mut last_write = Instant::now();
         loop {
             let (buf, last_seq, stop) = {
                 let mut pending = lock(&self.pending);
@@ -244,6 +347,48 @@ impl Writer {
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     pending = guard;
                 }
+                let since_write = last_write.elapsed();
+                if !pending.stop
+                    && !pending.buf.is_empty()
+                    && pending.buf.len() < GATHER_BYTES
+                    && since_write < GATHER
+                    && self.fsync.load(Ordering::Relaxed) != 1
+                {
+                    let (guard, _) = self
+                        .wake
+                        .wait_timeout(pending, GATHER - since_write)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    pending = guard;
+                }
+                // As Redis's flushAppendOnlyFile with `everysec`: while the background fsync
+                // runs, the write waits for it (a write to a file being fsynced can block),
+                // for at most 2 s; then it goes ahead and counts in `aof_delayed_fsync`.
+                if !pending.buf.is_empty()
+                    && !pending.stop
+                    && self.fsync.load(Ordering::Relaxed) == 0
+                    && self.fsync_in_progress.load(Ordering::Acquire)
+                {
+                    let since = *postponed_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < POSTPONE_AT_MOST {
+                        // Woken when the fsync ends.
+                        let (guard, _) = self
+                            .wake
+                            .wait_timeout(pending, Duration::from_millis(100))
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        drop(guard);
+                        continue;
+                    }
+                    self.shared.delayed_fsync.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the \
+                         AOF buffer without waiting for fsync to complete, this may slow down \
+                         Redis."
+                    );
+                }
+                if !pending.buf.is_empty() {
+                    postponed_since = None;
+                    last_write = Instant::now();
+                }
                 (
                     std::mem::take(&mut pending.buf),
                     pending.last_seq,
@@ -251,6 +396,10 @@ impl Writer {
                 )
             };
             if !buf.is_empty() {
+                let sleep_us = self.shared.flush_sleep_us.load(Ordering::Relaxed);
+                if sleep_us > 0 {
+                    std::thread::sleep(Duration::from_micros(sleep_us));
+                }
                 let injected = fault.as_mut().and_then(|fault| fault.next(file_len));
                 let written = match injected {
                     Some((err, short)) => {
@@ -294,7 +443,7 @@ impl Writer {
                     continue;
                 }
                 if !self.last_write_ok.swap(true, Ordering::Relaxed) {
-                    self.write_errno.store(0, Ordering::Relaxed);
+                    self.shared.write_errno.store(0, Ordering::Relaxed);
                     tracing::warn!("AOF write error looks solved, Redis can write again.");
                 }
                 file_len += buf.len() as u64;
@@ -313,7 +462,19 @@ impl Writer {
                 && (stop
                     || policy == 1
                     || (policy == 0 && last_fsync.elapsed() >= Duration::from_secs(1)));
-            if fsync_now {
+            // `everysec` hands the fsync to the fsync thread, unless one runs already (then
+            // the next wake tries again), as Redis's `aof_background_fsync`.
+            let background = policy == 0 && !stop && requests.is_some();
+            if fsync_now && background {
+                if !self.fsync_in_progress.swap(true, Ordering::AcqRel) {
+                    if requests.is_some_and(|requests| requests.send(()).is_ok()) {
+                        last_fsync = Instant::now();
+                        unsynced = false;
+                    } else {
+                        self.fsync_in_progress.store(false, Ordering::Release);
+                    }
+                }
+            } else if fsync_now {
                 if let Err(err) = file.sync_data() {
                     if policy == 1 {
                         tracing::warn!(
@@ -337,8 +498,6 @@ impl Writer {
                 break;
             }
         }
-        self.stopped.store(true, Ordering::Release);
-        self.durable_changed.notify_waiters();
     }
 
     /// Redis 7.0 (aof.c `flushAppendOnlyFile`): with `always` a write that could not be
@@ -352,7 +511,8 @@ impl Writer {
             );
             std::process::exit(1);
         }
-        self.write_errno
+        self.shared
+            .write_errno
             .store(err.raw_os_error().unwrap_or(5), Ordering::Relaxed);
         if self.last_write_ok.swap(false, Ordering::Relaxed) {
             tracing::warn!("Error writing to the AOF file: {err}");
@@ -492,12 +652,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("incr.aof");
         let file = File::create(&path).expect("file");
-        let writer = Arc::new(Writer::new(
-            AppendFsync::Always,
-            0,
-            0,
-            Arc::new(AtomicI32::new(0)),
-        ));
+        let writer = Arc::new(Writer::new(AppendFsync::Always, 0, 0, Shared::default()));
         writer.set_start(0);
         let mut seq = Seq::FIRST;
         for i in 0..500 {

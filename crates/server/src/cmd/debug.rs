@@ -178,6 +178,24 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         reload(ctx, args);
         return;
     }
+    if sub == "loadaof" && args.is_empty() {
+        // The replay takes the gate shared per command: under EXEC's exclusive hold it would
+        // wait for itself.
+        if in_exec {
+            ctx.out
+                .error("ERR DEBUG LOADAOF can't run inside a transaction in forkless");
+            return;
+        }
+        // Redis's DEBUG LOADAOF: the AOF flushed, the dataset emptied and loaded again from
+        // the AOF's files (`aof::reload`); a failure ends the process, as Redis's exit(1).
+        if let Err(err) = tokio::task::block_in_place(|| crate::aof::reload(server, ctx.now_ms)) {
+            tracing::warn!("DEBUG LOADAOF: {err:#}");
+            std::process::exit(1);
+        }
+        tracing::warn!("Append Only File loaded by DEBUG LOADAOF");
+        ctx.out.ok();
+        return;
+    }
     let _shared = (!in_exec).then(|| gate.shared());
     match (sub.as_str(), args) {
         ("help", []) => help(ctx),
@@ -230,6 +248,19 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                     "ERR argument must be a memory value bigger than 1 and smaller than 4gb",
                 );
             }
+        }
+        ("aof-flush-sleep", [micros]) => {
+            // atoi, as Redis: what does not parse is 0 (no sleep).
+            let micros = std::str::from_utf8(micros)
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .unwrap_or(0);
+            server
+                .aof
+                .shared
+                .flush_sleep_us
+                .store(u64::try_from(micros).unwrap_or(0), Ordering::Relaxed);
+            ctx.out.ok();
         }
         ("change-repl-id", []) => {
             tracing::warn!("Changing replication IDs after receiving DEBUG change-repl-id");
@@ -410,6 +441,8 @@ fn help(ctx: &mut Ctx<'_>) {
         ctx.out,
         "DEBUG",
         &[
+            "AOF-FLUSH-SLEEP <microsec>",
+            "    Server will sleep before flushing the AOF, this is used for testing.",
             "CHANGE-REPL-ID",
             "    Change the replication IDs of the instance.",
             "    Dangerous: should be used only for testing the replication subsystem.",
@@ -417,6 +450,8 @@ fn help(ctx: &mut Ctx<'_>) {
             "    Output a hex signature representing the current DB content.",
             "DIGEST-VALUE <key> [<key> ...]",
             "    Output a hex signature of the values of all the specified keys.",
+            "LOADAOF",
+            "    Flush the AOF buffers on disk and reload the AOF in memory.",
             "LOG <message>",
             "    Write <message> to the server log.",
             "OBJECT <key>",

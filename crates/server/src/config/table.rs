@@ -277,10 +277,10 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("repl-diskless-sync", MUTABLE, stored!(Check::Bool, "yes")),
     // forkless's own: a forkless replica's dual-channel sync (docs/replication.md).
     opt("repl-dual-channel", MUTABLE, stored!(Check::Bool, "yes")),
-    opt("aof-rewrite-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
+    opt("aof-rewrite-incremental-fsync", MUTABLE, stored!(Check::Bool, "yes")),
     opt("no-appendfsync-on-rewrite", MUTABLE, stored!(Check::Bool, "no")),
     opt("cluster-require-full-coverage", INERT, stored!(Check::Bool, "yes")),
-    opt("rdb-save-incremental-fsync", INERT, stored!(Check::Bool, "yes")),
+    opt("rdb-save-incremental-fsync", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-load-truncated", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-use-rdb-preamble", MUTABLE, stored!(Check::Bool, "yes")),
     opt("aof-timestamp-enabled", MUTABLE, stored!(Check::Bool, "no")),

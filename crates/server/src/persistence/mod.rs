@@ -207,6 +207,19 @@ pub(crate) fn writes_refused(server: &Server) -> bool {
     config.stop_writes_on_bgsave_error && !config.save.is_empty()
 }
 
+/// Redis's `REDIS_AUTOSYNC_BYTES`: the fsync interval of `rdb-save-incremental-fsync` and
+/// `aof-rewrite-incremental-fsync`.
+const AUTOSYNC_BYTES: u64 = 4 << 20;
+
+/// `SaveOptions::fsync_every` for the yes/no option `name` (default yes).
+pub(crate) fn incremental_fsync(config: &Config, name: &str) -> u64 {
+    if config.stored_text(name) == b"no" {
+        0
+    } else {
+        AUTOSYNC_BYTES
+    }
+}
+
 pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
     let n = server
         .persistence
@@ -237,6 +250,7 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
             config.snapshot_threads
         },
         max_bytes_per_sec: config.snapshot_max_bytes_per_sec,
+        fsync_every: incremental_fsync(config, "rdb-save-incremental-fsync"),
         priority: if config.snapshot_idle_priority {
             TraversalPriority::Idle
         } else {

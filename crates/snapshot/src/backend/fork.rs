@@ -331,7 +331,7 @@ fn run_child(
                 let _ = reports.write_all(&report.encode());
             }
         };
-        let result = ForkSink::create(&target, faults, parent)
+        let result = ForkSink::create(&target, faults, parent, options.fsync_every)
             .map_err(SaveError::from)
             .and_then(|sink| {
                 save::save_frozen(
@@ -472,6 +472,10 @@ pub struct ForkSink {
     target: Target,
     faults: Faults,
     written: u64,
+    /// See `SaveOptions::fsync_every`; 0: none before the commit.
+    fsync_every: u64,
+    /// `written` at the last of those fsyncs.
+    synced_at: u64,
     poisoned: Option<&'static str>,
     /// Removes the temp file, without logging, unless the commit renamed it.
     temp: TempGuard,
@@ -482,6 +486,7 @@ impl ForkSink {
         target: &Target,
         faults: Faults,
         parent: libc::pid_t,
+        fsync_every: u64,
     ) -> Result<ForkSink, BackendError> {
         let temp = TempGuard::silent(target.temp_path());
         let (file, _) = open_temp(&target.temp_path(), false)?;
@@ -491,6 +496,8 @@ impl ForkSink {
             target: target.clone(),
             faults,
             written: 0,
+            fsync_every,
+            synced_at: 0,
             poisoned: None,
             temp,
         })
@@ -514,6 +521,22 @@ impl Sink for ForkSink {
         match result {
             Ok(()) => {
                 self.written += len;
+                if self.fsync_every > 0 && self.written - self.synced_at >= self.fsync_every {
+                    self.synced_at = self.written;
+                    let synced = match self.faults.fsync_error() {
+                        Some(injected) => Some(Err(injected)),
+                        None => self.file.as_ref().map(File::sync_data),
+                    };
+                    if let Some(Err(source)) = synced {
+                        // Never fsync the same fd again after a failure.
+                        self.poisoned = Some("fsync");
+                        self.file = None;
+                        return Err(BackendError::Fsync {
+                            path: self.target.temp_path(),
+                            source,
+                        });
+                    }
+                }
                 Ok(())
             }
             Err(source) => {
@@ -547,6 +570,34 @@ impl Sink for ForkSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `fsync_every` (Redis's incremental fsync): the sink fsyncs as soon as that much is
+    /// written, not only at the commit; a failed fsync fails that write and every later one.
+    #[test]
+    fn the_sink_fsyncs_every_fsync_every_bytes() {
+        let dir = std::env::temp_dir().join(format!("forkless-fork-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let target = Target::new(&dir, "dump.rdb", "temp-sink.rdb");
+        let parent = libc::pid_t::try_from(std::os::unix::process::parent_id()).expect("pid");
+        let failing = || {
+            Faults::new(Some(
+                crate::backend::fault::FaultPlan::parse("fsync,errno=EIO").expect("plan"),
+            ))
+        };
+        // Under the interval: no fsync before the commit, so the write succeeds.
+        let mut sink = ForkSink::create(&target, failing(), parent, 8192).expect("sink");
+        sink.write(&[7; 4096]).expect("a write under the interval");
+        // Reaching it fsyncs, and the injected failure surfaces at once.
+        let err = sink.write(&[7; 4096]).expect_err("the fsync fails");
+        assert!(matches!(err, BackendError::Fsync { .. }), "{err}");
+        assert!(sink.write(&[7; 1]).is_err());
+        drop(sink);
+        // Without the interval the same writes succeed (the fsync comes at the commit).
+        let mut sink = ForkSink::create(&target, failing(), parent, 0).expect("sink");
+        sink.write(&[7; 8192]).expect("no fsync before the commit");
+        drop(sink);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn reports_round_trip_through_a_byte_stream() {

@@ -144,6 +144,12 @@ pub struct SaveOptions {
     pub threads: usize,
     /// Throttle for the writer; 0 means unlimited.
     pub max_bytes_per_sec: u64,
+    /// Bytes between fsyncs while the file is written through the page cache, so the kernel
+    /// never holds much of it dirty (Redis's `rdb-save-incremental-fsync` and
+    /// `aof-rewrite-incremental-fsync`: 4 MiB); 0: one fsync, at the commit. The fork
+    /// backend's sink acts on it; the epoch writers write with `O_DIRECT`, leaving nothing
+    /// dirty to flush.
+    pub fsync_every: u64,
     /// How the traversal threads yield to the threads serving clients. The sweeper of
     /// retained versions and the writer keep the calling thread's priority, so that memory
     /// stays bounded however slowly the traversal goes.
