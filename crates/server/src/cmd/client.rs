@@ -469,7 +469,14 @@ impl Drop for PauseWait<'_> {
 struct PauseState {
     until: Option<Instant>,
     all: bool,
+    /// True while a FAILOVER holds writes back (Redis's `PAUSE_DURING_FAILOVER`): a pause of
+    /// its own, with no end time, that CLIENT UNPAUSE leaves alone.
+    failover: bool,
 }
+
+/// How far ahead a failover's pause (which has no end) says it ends: its end is a
+/// notification on `Pause::changed`, never this time.
+const FAILOVER_PAUSE_HORIZON: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Pause {
     /// Returns true if and only if a pause may be in force (a relaxed load, for the command
@@ -482,13 +489,18 @@ impl Pause {
     /// whether the command may write or replicate (then a WRITE pause holds it too).
     fn deadline_for(&self, writes: bool) -> Option<Instant> {
         let mut state = lock(&self.state);
-        let until = state.until?;
-        if Instant::now() >= until {
-            *state = PauseState::default();
-            self.active.store(false, Ordering::Relaxed);
-            return None;
+        let now = Instant::now();
+        if state.until.is_some_and(|until| now >= until) {
+            state.until = None;
+            state.all = false;
+            self.active.store(state.failover, Ordering::Relaxed);
         }
-        (state.all || writes).then_some(until)
+        let client_pause = state.until.filter(|_| state.all || writes);
+        let failover_pause = (state.failover && writes).then(|| now + FAILOVER_PAUSE_HORIZON);
+        match (client_pause, failover_pause) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Clients held back right now.
@@ -516,8 +528,27 @@ impl Pause {
     }
 
     fn unpause(&self) {
-        *lock(&self.state) = PauseState::default();
-        self.active.store(false, Ordering::Relaxed);
+        let mut state = lock(&self.state);
+        state.until = None;
+        state.all = false;
+        self.active.store(state.failover, Ordering::Relaxed);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// FAILOVER's pause of writes (Redis's `pauseClients(PAUSE_DURING_FAILOVER, ..., WRITE)`):
+    /// in force until [`Pause::end_failover`], whatever CLIENT PAUSE / UNPAUSE do meanwhile.
+    pub(crate) fn start_failover(&self) {
+        lock(&self.state).failover = true;
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends FAILOVER's pause; a CLIENT PAUSE still in force stays.
+    pub(crate) fn end_failover(&self) {
+        let mut state = lock(&self.state);
+        state.failover = false;
+        self.active.store(state.until.is_some(), Ordering::Relaxed);
+        drop(state);
         self.changed.notify_waiters();
     }
 }

@@ -135,6 +135,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         acl::COMMANDS,
         crate::replication::commands::COMMANDS,
         crate::replication::replica::COMMANDS,
+        crate::replication::failover::COMMANDS,
     ]
     .into_iter()
     .flatten()
