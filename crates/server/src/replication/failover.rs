@@ -271,8 +271,8 @@ fn failover(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             None
         }
     };
-    let Some(owner) = server.arc() else {
-        ctx.out.error("ERR the server is shutting down");
+    let (Some(owner), Ok(runtime)) = (server.arc(), tokio::runtime::Handle::try_current()) else {
+        ctx.out.error("ERR FAILOVER can't start here");
         return;
     };
     let end = (timeout_ms > 0).then(|| {
@@ -282,7 +282,7 @@ fn failover(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     failover.set_phase(Phase::WaitForSync);
     server.pause.start_failover();
     drop(plan);
-    tokio::spawn(watch(owner));
+    runtime.spawn(watch(owner));
     ctx.out.ok();
 }
 
@@ -318,6 +318,9 @@ fn update_status(server: &Arc<Server>) -> bool {
     if failover.phase() != Phase::WaitForSync {
         return false;
     }
+    if !due(server) {
+        return true;
+    }
     // The gate first (lock order), exclusively: no command runs between the check and the
     // switch, and the paused writes stay paused after it.
     let _gate = server.keyspace.gate().exclusive();
@@ -337,7 +340,7 @@ fn update_status(server: &Arc<Server>) -> bool {
                 target.host,
                 target.port
             );
-            switch(server, target);
+            switch(server, &target);
             return false;
         }
         drop(plan);
@@ -375,13 +378,36 @@ fn update_status(server: &Arc<Server>) -> bool {
         target.host,
         target.port
     );
-    switch(server, target);
+    switch(server, &target);
     false
+}
+
+/// Returns true if and only if the failover may have something to do: its timeout passed, or
+/// a replica acknowledged the stream's end. A cheap look without the gate; `update_status`
+/// decides under it.
+fn due(server: &Server) -> bool {
+    let plan = lock(&server.replication.failover.plan);
+    let Some(current) = plan.as_ref() else {
+        return false;
+    };
+    if current.end.is_some_and(|end| Instant::now() >= end) {
+        return true;
+    }
+    let target = current.target.clone();
+    drop(plan);
+    let state = server.replication.state();
+    let end = state.stream.end();
+    state.replicas.iter().any(|link| {
+        link.ack_offset.load(Ordering::Relaxed) == end
+            && target
+                .as_ref()
+                .is_none_or(|target| is_at(link, &target.host, i64::from(target.port)))
+    })
 }
 
 /// `failover-in-progress`: this server follows the target, whose link sends `PSYNC ...
 /// FAILOVER` (Redis's `replicationSetMaster`). Called with the plan's lock held.
-fn switch(server: &Arc<Server>, target: MasterAddr) {
+fn switch(server: &Arc<Server>, target: &MasterAddr) {
     server.replication.failover.set_phase(Phase::InProgress);
     super::replica::become_replica_of(server, target);
 }

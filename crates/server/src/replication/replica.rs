@@ -241,9 +241,9 @@ pub(crate) fn unfollow(server: &Server) {
 
 /// FAILOVER's switch to following its target (Redis's `replicationSetMaster`): as REPLICAOF
 /// host port, the live `replicaof` included.
-pub(crate) fn become_replica_of(server: &Arc<Server>, master: MasterAddr) {
+pub(crate) fn become_replica_of(server: &Arc<Server>, master: &MasterAddr) {
     follow(server, master.clone());
-    set_config_master(server, Some(&master));
+    set_config_master(server, Some(master));
 }
 
 /// A master again, as REPLICAOF NO ONE (Redis's `replicationUnsetMaster`): after a failed
