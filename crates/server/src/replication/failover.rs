@@ -353,11 +353,13 @@ fn update_status(server: &Arc<Server>) -> bool {
         let found = state
             .replicas
             .iter()
-            .find(|link| match &current.target {
-                Some(target) => is_at(link, &target.host, i64::from(target.port)),
-                None => link.ack_offset.load(Ordering::Relaxed) == end,
+            .find(|link| {
+                link.ack_offset.load(Ordering::Relaxed) == end
+                    && current
+                        .target
+                        .as_ref()
+                        .is_none_or(|target| is_at(link, &target.host, i64::from(target.port)))
             })
-            .filter(|link| link.ack_offset.load(Ordering::Relaxed) == end)
             .map(|link| MasterAddr {
                 host: link.ip.clone(),
                 port: u16::try_from(link.listening_port.load(Ordering::Relaxed)).unwrap_or(0),
