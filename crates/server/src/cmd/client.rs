@@ -994,3 +994,40 @@ fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
         handle.kill();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Pause;
+    use std::time::{Duration, Instant};
+
+    /// FAILOVER's pause and CLIENT PAUSE are two purposes, as Redis's: each ends only its own.
+    #[test]
+    fn failover_and_client_pauses_end_separately() {
+        let pause = Pause::default();
+        pause.start_failover();
+        assert!(pause.holds_writes());
+        assert!(pause.deadline_for(false).is_none(), "reads go on");
+        pause.unpause();
+        assert!(
+            pause.holds_writes(),
+            "CLIENT UNPAUSE leaves the failover's pause"
+        );
+        pause.pause(Instant::now() + Duration::from_secs(60), true);
+        pause.end_failover();
+        assert!(pause.holds_writes(), "the client's pause stays");
+        assert!(
+            pause.deadline_for(false).is_some(),
+            "PAUSE ALL holds reads too"
+        );
+        pause.unpause();
+        assert!(!pause.maybe_active());
+        // An expired client pause under a failover leaves the failover's in force.
+        pause.start_failover();
+        pause.pause(Instant::now(), true);
+        assert!(pause.deadline_for(false).is_none());
+        assert!(pause.holds_writes());
+        pause.end_failover();
+        assert!(!pause.holds_writes());
+        assert!(!pause.maybe_active());
+    }
+}
