@@ -228,6 +228,14 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         };
                         out.int(acked);
                     }
+                    if let Some(request) = client.conn.migrate.take() {
+                        // MIGRATE: the exchange with its target runs here, holding no gate
+                        // or lock; the client's being killed ends it (its keys stay here).
+                        tokio::select! {
+                            () = crate::cmd::migrate::complete(server, client, &mut out, &argv, request) => {}
+                            () = handle.kill.notified() => return "killed".into(),
+                        }
+                    }
                     if let Some(handover) = client.conn.handover.take() {
                         // PSYNC/SYNC: from here on the connection is a replica's link.
                         return crate::replication::primary::serve(

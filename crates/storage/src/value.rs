@@ -37,6 +37,30 @@ impl Value {
         Value::String(CompactBytes::from_slice(bytes))
     }
 
+    /// Returns true if and only if `other` is this very value, not merely an equal one: the
+    /// same shared allocation, or the same bytes for strings short enough to be stored inline.
+    /// Meant for a caller that cloned a value out and still holds that clone (so its allocation
+    /// cannot have been freed and reused): every write copies a shared value before changing
+    /// it, so a value written since the clone was taken is never the same. O(1) but for the
+    /// inline bytes.
+    pub fn is_same_as(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::String(a), Value::String(b)) => {
+                if a.is_inline() && b.is_inline() {
+                    a.as_bytes() == b.as_bytes()
+                } else {
+                    std::ptr::eq(a.as_bytes(), b.as_bytes())
+                }
+            }
+            (Value::List(a), Value::List(b)) => Arc::ptr_eq(a, b),
+            (Value::Hash(a), Value::Hash(b)) => Arc::ptr_eq(a, b),
+            (Value::Set(a), Value::Set(b)) => Arc::ptr_eq(a, b),
+            (Value::ZSet(a), Value::ZSet(b)) => Arc::ptr_eq(a, b),
+            (Value::Stream(a), Value::Stream(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// The name `TYPE` replies with.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -51,6 +51,9 @@ pub(crate) struct ConnState {
     pub(crate) handover: Option<crate::replication::Handover>,
     /// Set by WAIT: the connection waits for the replicas' ACKs, then replies.
     pub(crate) wait_replicas: Option<crate::replication::WaitRequest>,
+    /// Set by MIGRATE: the connection exchanges the keys with the target, holding nothing,
+    /// then finishes the command (`cmd::migrate`).
+    pub(crate) migrate: Option<Box<super::migrate::MigrateRequest>>,
     /// True once the connection is a replica's link (flag S, type replica).
     pub(crate) replica: bool,
 }
@@ -69,6 +72,7 @@ impl ConnState {
             replconf: crate::replication::ReplConf::default(),
             handover: None,
             wait_replicas: None,
+            migrate: None,
             replica: false,
         }
     }

@@ -381,6 +381,7 @@ fn movable_key_positions(name: &str, argv: &[Bytes]) -> Option<Vec<usize>> {
             counted(1, &[])
         }
         "blmpop" | "bzmpop" => counted(2, &[]),
+        "migrate" => crate::acl::catalog::migrate_key_positions(argv),
         "sort" | "sort_ro" => {
             // The sorted key, and the last STORE's key (SORT only), skipping the arguments of
             // LIMIT, GET and BY as Redis's sortGetKeys does.
