@@ -142,6 +142,19 @@ fn forkless_to_forkless_moves_copies_and_replaces() {
     );
     assert_eq!(cmd(&mut src, "GET c"), bulk("3"));
 
+    // CLIENT REPLY SKIP drops MIGRATE's reply, which comes after the exchange.
+    assert_eq!(cmd(&mut src, "SET d 4"), OK);
+    src.send_command(&[b"CLIENT", b"REPLY", b"SKIP"]);
+    src.send_command(&[
+        b"MIGRATE",
+        b"127.0.0.1",
+        port.as_bytes(),
+        b"d",
+        b"0",
+        b"5000",
+    ]);
+    assert_eq!(cmd(&mut src, "EXISTS d"), int(0));
+
     // COMMAND GETKEYS finds the keys as Redis's migrateGetKeys does.
     assert_eq!(
         cmd(&mut src, "COMMAND GETKEYS MIGRATE h 1 k 0 5"),
@@ -210,6 +223,58 @@ fn silent_target_times_out_without_blocking_other_clients() {
     let n = accepted.read(&mut request).unwrap();
     assert!(request[..n].windows(7).any(|w| w == b"RESTORE"));
     // A timed-out connection is not kept.
+    assert_eq!(cached_sockets(&mut src), "0");
+}
+
+/// A target that never reads: writing a value bigger than the socket buffers times out with
+/// Redis's write error.
+#[test]
+fn target_that_does_not_read_is_a_write_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let source = TestServer::start(BIN, &[]);
+    let mut src = source.raw();
+    let big = forkless_tests::noise(7, 32 << 20);
+    assert_eq!(call(&mut src, &[b"SET", b"big", &big]), OK);
+    let waiting = std::thread::spawn(move || {
+        let reply = migrate(&mut src, &["127.0.0.1", &port, "big", "0", "1000"]);
+        (reply, src)
+    });
+    let (_accepted, _) = listener.accept().unwrap();
+    let (reply, mut src) = waiting.join().unwrap();
+    assert_eq!(
+        reply,
+        err("IOERR error or timeout writing to target instance")
+    );
+    assert_eq!(cmd(&mut src, "STRLEN big"), int(32 << 20));
+}
+
+/// A hostile target that answers with an endless line: the source stops reading it past a
+/// bound (Redis reads reply lines into 1 KiB) with Redis's read error, and keeps the key.
+#[test]
+fn endless_reply_line_is_a_read_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let source = TestServer::start(BIN, &[]);
+    let mut src = source.raw();
+    assert_eq!(cmd(&mut src, "SET key v"), OK);
+    let waiting = std::thread::spawn(move || {
+        let reply = migrate(&mut src, &["127.0.0.1", &port, "key", "0", "1000"]);
+        (reply, src)
+    });
+    let (mut target, _) = listener.accept().unwrap();
+    let _ = read_requests(&mut target, 2);
+    let garbage = vec![b'x'; 1 << 20];
+    // The source may close the connection before all of it is written. It then retries once
+    // on a new connection (as Redis does after a socket error), which this target never
+    // accepts: that attempt times out.
+    let _ = target.write_all(&garbage);
+    let (reply, mut src) = waiting.join().unwrap();
+    assert_eq!(
+        reply,
+        err("IOERR error or timeout reading to target instance")
+    );
+    assert_eq!(cmd(&mut src, "GET key"), bulk("v"));
     assert_eq!(cached_sockets(&mut src), "0");
 }
 

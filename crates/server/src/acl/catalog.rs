@@ -538,6 +538,28 @@ mod tests {
             vec![(1, OW | UPDATE), (3, OW | UPDATE)]
         );
         assert_eq!(keys("set", &["set", "k", "v"]), vec![(1, OW | UPDATE)]);
+        // MIGRATE: argv[3] from the key specs; with KEYS, Redis's migrateGetKeys (skipping
+        // AUTH's and AUTH2's arguments, so a password spelled KEYS is not the keyword).
+        let moved = RW | ACCESS | DELETE;
+        let migrate = |words: &[&str]| {
+            let mut full = vec!["migrate", "h", "1"];
+            full.extend_from_slice(words);
+            keys("migrate", &full)
+        };
+        assert_eq!(migrate(&["k", "0", "5"]), vec![(3, moved)]);
+        assert_eq!(
+            migrate(&["", "0", "5", "KEYS", "a", "b"]),
+            vec![(7, moved), (8, moved)]
+        );
+        assert_eq!(
+            migrate(&["", "0", "5", "AUTH", "KEYS", "KEYS", "a"]),
+            vec![(9, moved)]
+        );
+        assert_eq!(
+            migrate(&["", "0", "5", "AUTH2", "KEYS", "p", "KEYS", "a"]),
+            vec![(10, moved)]
+        );
+        assert_eq!(migrate(&["k", "0", "5", "KEYS", "a"]), vec![]);
         assert_eq!(
             keys("set", &["set", "k", "v", "get"]),
             vec![(1, RW | ACCESS | UPDATE)]

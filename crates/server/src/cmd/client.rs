@@ -413,6 +413,18 @@ pub(crate) fn after_command(client: &mut Client, out: &mut forkless_protocol::Ou
     }
 }
 
+/// Returns true if and only if the running command's reply is to be dropped (CLIENT REPLY OFF,
+/// or SKIP for this command).
+pub(crate) fn reply_dropped(client: &Client) -> bool {
+    client.conn.reply & (REPLY_OFF | REPLY_SKIP) != 0
+}
+
+/// Drops a reply written after its command's turn (MIGRATE's, which comes once the exchange
+/// with its target is over) from `start` on, as [`after_command`] would have.
+pub(crate) fn drop_reply(out: &mut forkless_protocol::Out, start: usize) {
+    drop_replies(out, start);
+}
+
 /// Drops what the command wrote from `start` on, except RESP3 push frames (a subscription's
 /// confirmation): Redis lets pushes through CLIENT REPLY OFF/SKIP.
 fn drop_replies(out: &mut forkless_protocol::Out, start: usize) {

@@ -97,6 +97,8 @@ pub(crate) struct MigrateRequest {
     auth: Option<(Option<Bytes>, Bytes)>,
     /// The database the keys came from.
     source_db: usize,
+    /// True if and only if CLIENT REPLY OFF or SKIP dropped the command's reply when it ran.
+    reply_dropped: bool,
     keys: Vec<Moving>,
 }
 
@@ -249,6 +251,7 @@ fn migrate(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         replace: opts.replace,
         auth: opts.auth,
         source_db: ctx.client.db,
+        reply_dropped: super::client::reply_dropped(ctx.client),
         keys: moving,
     };
     if ctx.client.in_exec || ctx.client.is_script() {
@@ -271,18 +274,29 @@ fn migrate_here(ctx: &mut Ctx<'_>, request: &MigrateRequest) {
     finish(ctx, request, outcome);
 }
 
-/// The phases after the handler, run by the connection with nothing held while it waits.
-pub(crate) async fn complete(
+/// Phase 2 as the connection runs it, with nothing held while it waits.
+pub(crate) async fn exchange(server: &Server, request: &MigrateRequest) -> Outcome {
+    transfer(&server.migrate_sockets, request).await
+}
+
+/// Phase 3 as the connection runs it, once the exchange is over (and a CLIENT PAUSE that
+/// holds writes back has ended): the deletions and the reply, which CLIENT REPLY OFF or SKIP,
+/// as they stood when the command ran, drop.
+pub(crate) fn complete(
     server: &Server,
     client: &mut Client,
     out: &mut Out,
     argv: &[Bytes],
-    request: Box<MigrateRequest>,
+    request: &MigrateRequest,
+    outcome: Outcome,
 ) {
-    let outcome = transfer(&server.migrate_sockets, &request).await;
+    let reply_start = out.len();
     super::resume(server, client, out, argv, |ctx| {
-        finish(ctx, &request, outcome);
+        finish(ctx, request, outcome);
     });
+    if request.reply_dropped {
+        super::client::drop_reply(out, reply_start);
+    }
 }
 
 /// Phase 3: deletes the acknowledged keys that still hold what was sent (unless COPY), states
