@@ -511,6 +511,15 @@ fn refusal(
     if command.has_flag(Flags::PROTECTED) && !debug::allowed_for(server, client) {
         return Some(Refusal::DebugNotAllowed);
     }
+    if command.has_flag(Flags::PROTECTED_SUBCOMMANDS)
+        && let (Some(name), Some(sub)) = (argv.first(), argv.get(1))
+        && let Some(sub) = subcommands::find_subcommand(name, sub)
+        && sub.flags.contains(Flags::PROTECTED)
+        && subcommands::arity_ok(sub.arity, argv.len())
+        && !module::allowed_for(server, client)
+    {
+        return Some(Refusal::ModuleNotAllowed);
+    }
     if !client.authenticated
         && !command.has_flag(Flags::NO_AUTH)
         && server

@@ -4,18 +4,20 @@
 //! UNLOAD finds no module of that name.
 //!
 //! LOAD, LOADEX and UNLOAD are protected as in Redis (`enable-module-command`, `no` by
-//! default: Redis's refusal text; `local`: loopback clients only). Redis refuses them before
-//! the command runs, with the DEBUG check; here the handler refuses them, after the ACL check.
+//! default: Redis's refusal text; `local`: loopback clients only): dispatch refuses them
+//! before the command runs, where it checks DEBUG (the container's row carries
+//! `PROTECTED_SUBCOMMANDS`, the subcommands' rows `PROTECTED`).
 
 use bytes::Bytes;
 
 use super::meta::{Gate, KeySpec, flags};
 use super::subcommands::{help_reply, subcommand};
-use super::{Command, Ctx, eq_ignore_case};
+use super::{Client, Command, Ctx, eq_ignore_case};
+use crate::server::Server;
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
-    Command { name: "module", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for module commands", since: "4.0.0", group: "server", handler: module },
+    Command { name: "module", arity: -2, flags: flags!(PROTECTED_SUBCOMMANDS), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for module commands", since: "4.0.0", group: "server", handler: module },
 ];
 
 pub(crate) const NOT_ALLOWED: &str = "ERR MODULE command not allowed. If the \
@@ -29,11 +31,7 @@ fn module(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(sub) = subcommand(ctx, argv) else {
         return;
     };
-    let name = sub.name.trim_start_matches("module|");
-    if matches!(name, "load" | "loadex" | "unload") && !allowed(ctx) {
-        return ctx.out.error(NOT_ALLOWED);
-    }
-    match name {
+    match sub.name.trim_start_matches("module|") {
         "help" => help_reply(
             ctx.out,
             "MODULE",
@@ -66,13 +64,14 @@ fn module(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
 }
 
-/// Returns true if and only if `enable-module-command` lets this client load and unload.
-fn allowed(ctx: &Ctx<'_>) -> bool {
-    let setting = ctx.server.config().stored_text("enable-module-command");
+/// Returns true if and only if `enable-module-command` lets `client` load and unload (checked
+/// by dispatch, before authentication, as Redis's `processCommand` does).
+pub(crate) fn allowed_for(server: &Server, client: &Client) -> bool {
+    let setting = server.config().stored_text("enable-module-command");
     if eq_ignore_case(&setting, "yes") {
         true
     } else if eq_ignore_case(&setting, "local") {
-        crate::limits::is_local(ctx.client.handle.addr.ip())
+        crate::limits::is_local(client.handle.addr.ip())
     } else {
         false
     }

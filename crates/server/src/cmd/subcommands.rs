@@ -61,8 +61,7 @@ const SCRIPTING: &[&str] = &["slow", "scripting"];
 const SCRIPTING_WRITE: &[&str] = &["write", "slow", "scripting"];
 const ACL_ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE, SENTINEL);
 const ACL_PLAIN: Flags = flags!(NOSCRIPT, LOADING, STALE, SENTINEL);
-/// MODULE LOAD, LOADEX and UNLOAD. PROTECTED is metadata here: the MODULE handler applies
-/// `enable-module-command` (the dispatch check reads top-level rows only, for DEBUG).
+/// MODULE LOAD, LOADEX and UNLOAD: dispatch refuses them under `enable-module-command`.
 const MODULE_LOAD: Flags = flags!(NO_ASYNC_LOADING, ADMIN, NOSCRIPT, PROTECTED);
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
