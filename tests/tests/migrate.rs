@@ -170,6 +170,17 @@ fn forkless_to_forkless_moves_copies_and_replaces() {
         ),
         "*2\r\n$1\r\nx\r\n$1\r\ny\r\n"
     );
+    // KEYS with no key after it is not the keyword (its key specification searches from the
+    // second-to-last argument): argv[3], the empty key, as Redis answers.
+    assert_eq!(
+        call(
+            &mut src,
+            &[
+                b"COMMAND", b"GETKEYS", b"MIGRATE", b"h", b"1", b"", b"0", b"5", b"KEYS"
+            ]
+        ),
+        "*1\r\n$0\r\n\r\n"
+    );
 }
 
 /// The target is gone (connection refused): Redis's connect error, and nothing is deleted.

@@ -407,7 +407,7 @@ fn keys_from_specs(specs: &[Spec], argv: &[Bytes]) -> Option<Vec<KeyRef>> {
 /// MIGRATE's key positions, as Redis's `migrateGetKeys` finds them: argv[3], or what follows
 /// the first KEYS among the options (skipping AUTH's and AUTH2's arguments); none when KEYS
 /// comes with a non-empty key argument (MIGRATE itself then replies a syntax error).
-pub(crate) fn migrate_key_positions(argv: &[Bytes]) -> Vec<usize> {
+fn migrate_key_positions(argv: &[Bytes]) -> Vec<usize> {
     let (mut first, mut n_keys) = (3, 1);
     let mut idx = 6;
     while idx < argv.len() {
