@@ -86,6 +86,40 @@ fn forkless_to_forkless_moves_copies_and_replaces() {
     assert_eq!(cmd(&mut src, "EXISTS list"), int(0));
     assert_eq!(cmd(&mut dst, "LLEN list"), int(4));
 
+    // Big values (written from where they are) between small ones (copied with their
+    // commands), with REPLACE after each payload.
+    let big = forkless_tests::noise(3, 3 << 20);
+    assert_eq!(call(&mut src, &[b"SET", b"big1", &big]), OK);
+    assert_eq!(call(&mut src, &[b"SET", b"small", b"s"]), OK);
+    assert_eq!(call(&mut src, &[b"SET", b"big2", &big[..20_000]]), OK);
+    assert_eq!(
+        migrate(
+            &mut src,
+            &[
+                "127.0.0.1",
+                &port,
+                "",
+                "0",
+                "5000",
+                "REPLACE",
+                "KEYS",
+                "big1",
+                "small",
+                "big2"
+            ]
+        ),
+        OK
+    );
+    assert_eq!(cmd(&mut src, "EXISTS big1 small big2"), int(0));
+    let mut check = target.client();
+    let moved: Vec<u8> = redis::cmd("GET").arg("big1").query(&mut check).unwrap();
+    assert!(moved == big);
+    let moved: Vec<u8> = redis::cmd("GET").arg("big2").query(&mut check).unwrap();
+    assert!(moved == big[..20_000]);
+    assert_eq!(cmd(&mut dst, "SELECT 0"), OK);
+    assert_eq!(cmd(&mut dst, "GET small"), bulk("s"));
+    assert_eq!(cmd(&mut dst, "SELECT 9"), OK);
+
     // KEYS: only the keys that exist go; none at all is +NOKEY.
     assert_eq!(cmd(&mut src, "MSET a 1 b 2"), OK);
     assert_eq!(

@@ -62,6 +62,9 @@ const CACHE_ITEMS: usize = 64;
 const CACHE_TTL: Duration = Duration::from_secs(10);
 /// Redis writes the command buffer in chunks of this size, each under the timeout.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Payloads from this size on are written from where they are rather than copied into the
+/// command buffer.
+const BORROW_PAYLOAD_FROM: usize = 16 * 1024;
 /// The longest reply line read from the target; a longer one is a socket error (Redis reads
 /// its replies into 1 KiB buffers).
 const MAX_REPLY_LINE: usize = 64 * 1024;
@@ -342,47 +345,73 @@ fn finish(ctx: &mut Ctx<'_>, request: &MigrateRequest, outcome: Outcome) {
     }
 }
 
-/// The request as the target reads it: AUTH, SELECT when `select`, one RESTORE per key.
-fn build_commands(request: &MigrateRequest, select: bool) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(
-        request
-            .keys
-            .iter()
-            .map(|key| key.payload.len() + key.key.len() + 64)
-            .sum::<usize>()
-            + 128,
-    );
-    let mut command = |args: &[&[u8]]| {
-        buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for arg in args {
-            buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            buf.extend_from_slice(arg);
-            buf.extend_from_slice(b"\r\n");
+/// The request as the target reads it: AUTH, SELECT when `select`, one RESTORE per key, as a
+/// list of pieces that borrows the payloads, so that a big value is not copied once more.
+fn build_commands(request: &MigrateRequest, select: bool) -> Vec<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
+    let mut pieces: Vec<Cow<'_, [u8]>> = Vec::new();
+    // Small arguments are copied into the current owned piece; a payload is a piece of its own.
+    let mut head: Vec<u8> = Vec::new();
+    let mut command = |pieces: &mut Vec<Cow<'_, [u8]>>, args: &[&[u8]], payload: Option<usize>| {
+        head.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for (idx, arg) in args.iter().enumerate() {
+            head.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            if payload == Some(idx) {
+                pieces.push(Cow::Owned(std::mem::take(&mut head)));
+                pieces.push(Cow::Borrowed(&[]));
+            } else {
+                head.extend_from_slice(arg);
+            }
+            head.extend_from_slice(b"\r\n");
         }
     };
     match &request.auth {
-        Some((Some(user), password)) => command(&[b"AUTH", user, password]),
-        Some((None, password)) => command(&[b"AUTH", password]),
+        Some((Some(user), password)) => command(&mut pieces, &[b"AUTH", user, password], None),
+        Some((None, password)) => command(&mut pieces, &[b"AUTH", password], None),
         None => {}
     }
     if select {
-        command(&[b"SELECT", request.db_index.to_string().as_bytes()]);
+        command(
+            &mut pieces,
+            &[b"SELECT", request.db_index.to_string().as_bytes()],
+            None,
+        );
     }
     for key in &request.keys {
         let ttl = key.ttl_ms.to_string();
+        let before = pieces.len();
+        // A small payload is copied with its command, so that many small keys make few
+        // writes; a big one is written from where it is.
+        let borrowed = (key.payload.len() >= BORROW_PAYLOAD_FROM).then_some(3);
         if request.replace {
-            command(&[
-                b"RESTORE",
-                &key.key,
-                ttl.as_bytes(),
-                &key.payload,
-                b"REPLACE",
-            ]);
+            command(
+                &mut pieces,
+                &[
+                    b"RESTORE",
+                    &key.key,
+                    ttl.as_bytes(),
+                    &key.payload,
+                    b"REPLACE",
+                ],
+                borrowed,
+            );
         } else {
-            command(&[b"RESTORE", &key.key, ttl.as_bytes(), &key.payload]);
+            command(
+                &mut pieces,
+                &[b"RESTORE", &key.key, ttl.as_bytes(), &key.payload],
+                borrowed,
+            );
+        }
+        // The placeholder `command` left for the payload: the payload itself, borrowed.
+        if borrowed.is_some()
+            && let Some(slot) = pieces.get_mut(before + 1)
+        {
+            *slot = Cow::Borrowed(&key.payload);
         }
     }
-    buf
+    drop(command);
+    pieces.push(Cow::Owned(head));
+    pieces
 }
 
 /// Phase 2: the exchange with the target, as `migrateCommand` runs it. On a socket error
@@ -401,7 +430,7 @@ pub(crate) async fn transfer(cache: &Arc<SocketCache>, request: &MigrateRequest)
         };
         let select = conn.last_db != Some(request.db_index);
         let commands = build_commands(request, select);
-        if let Err(fail) = write_all(&mut conn.stream, &commands, request.timeout).await {
+        if let Err(fail) = write_pieces(&mut conn.stream, &commands, request.timeout).await {
             drop(conn);
             if fail != IoFail::Timeout && may_retry {
                 may_retry = false;
@@ -504,8 +533,13 @@ async fn read_preamble(
     Ok((auth, select))
 }
 
-async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> Result<(), IoFail> {
-    for chunk in bytes.chunks(WRITE_CHUNK) {
+/// Writes `pieces` in chunks of at most [`WRITE_CHUNK`], each within `timeout`.
+async fn write_pieces(
+    stream: &mut TcpStream,
+    pieces: &[std::borrow::Cow<'_, [u8]>],
+    timeout: Duration,
+) -> Result<(), IoFail> {
+    for chunk in pieces.iter().flat_map(|piece| piece.chunks(WRITE_CHUNK)) {
         match tokio::time::timeout(timeout, stream.write_all(chunk)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(IoFail::Broken),
