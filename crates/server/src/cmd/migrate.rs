@@ -34,6 +34,7 @@
 //! in use by one MIGRATE is out of the cache, so a concurrent MIGRATE to the same target opens
 //! its own; the one returned last stays.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -346,72 +347,66 @@ fn finish(ctx: &mut Ctx<'_>, request: &MigrateRequest, outcome: Outcome) {
 }
 
 /// The request as the target reads it: AUTH, SELECT when `select`, one RESTORE per key, as a
-/// list of pieces that borrows the payloads, so that a big value is not copied once more.
-fn build_commands(request: &MigrateRequest, select: bool) -> Vec<std::borrow::Cow<'_, [u8]>> {
-    use std::borrow::Cow;
-    let mut pieces: Vec<Cow<'_, [u8]>> = Vec::new();
-    // Small arguments are copied into the current owned piece; a payload is a piece of its own.
-    let mut head: Vec<u8> = Vec::new();
-    let mut command = |pieces: &mut Vec<Cow<'_, [u8]>>, args: &[&[u8]], payload: Option<usize>| {
-        head.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for (idx, arg) in args.iter().enumerate() {
-            head.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            if payload == Some(idx) {
-                pieces.push(Cow::Owned(std::mem::take(&mut head)));
-                pieces.push(Cow::Borrowed(&[]));
-            } else {
-                head.extend_from_slice(arg);
-            }
-            head.extend_from_slice(b"\r\n");
-        }
-    };
+/// list of pieces that borrows the big payloads, so that a big value is not copied once more
+/// (small ones are copied with their commands, so that many small keys make few writes).
+fn build_commands(request: &MigrateRequest, select: bool) -> Vec<Cow<'_, [u8]>> {
+    let mut pieces = Vec::new();
+    let mut head = Vec::new();
     match &request.auth {
-        Some((Some(user), password)) => command(&mut pieces, &[b"AUTH", user, password], None),
-        Some((None, password)) => command(&mut pieces, &[b"AUTH", password], None),
+        Some((Some(user), password)) => {
+            push_command(&mut pieces, &mut head, &[b"AUTH", user, password], None);
+        }
+        Some((None, password)) => push_command(&mut pieces, &mut head, &[b"AUTH", password], None),
         None => {}
     }
     if select {
-        command(
+        let db_index = request.db_index.to_string();
+        push_command(
             &mut pieces,
-            &[b"SELECT", request.db_index.to_string().as_bytes()],
+            &mut head,
+            &[b"SELECT", db_index.as_bytes()],
             None,
         );
     }
     for key in &request.keys {
         let ttl = key.ttl_ms.to_string();
-        let before = pieces.len();
-        // A small payload is copied with its command, so that many small keys make few
-        // writes; a big one is written from where it is.
-        let borrowed = (key.payload.len() >= BORROW_PAYLOAD_FROM).then_some(3);
+        let payload: &[u8] = &key.payload;
+        let borrowed = (payload.len() >= BORROW_PAYLOAD_FROM).then_some(payload);
+        let mut args: Vec<&[u8]> = vec![b"RESTORE", &key.key, ttl.as_bytes(), payload];
         if request.replace {
-            command(
-                &mut pieces,
-                &[
-                    b"RESTORE",
-                    &key.key,
-                    ttl.as_bytes(),
-                    &key.payload,
-                    b"REPLACE",
-                ],
-                borrowed,
-            );
-        } else {
-            command(
-                &mut pieces,
-                &[b"RESTORE", &key.key, ttl.as_bytes(), &key.payload],
-                borrowed,
-            );
+            args.push(b"REPLACE");
         }
-        // The placeholder `command` left for the payload: the payload itself, borrowed.
-        if borrowed.is_some()
-            && let Some(slot) = pieces.get_mut(before + 1)
-        {
-            *slot = Cow::Borrowed(&key.payload);
-        }
+        push_command(
+            &mut pieces,
+            &mut head,
+            &args,
+            borrowed.map(|payload| (3, payload)),
+        );
     }
-    drop(command);
     pieces.push(Cow::Owned(head));
     pieces
+}
+
+/// Appends one command to `head`; the argument `borrowed` names (by index) becomes a piece of
+/// its own, borrowed, after `head` so far.
+fn push_command<'a>(
+    pieces: &mut Vec<Cow<'a, [u8]>>,
+    head: &mut Vec<u8>,
+    args: &[&[u8]],
+    borrowed: Option<(usize, &'a [u8])>,
+) {
+    head.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for (idx, arg) in args.iter().enumerate() {
+        head.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        match borrowed {
+            Some((at, bytes)) if at == idx => {
+                pieces.push(Cow::Owned(std::mem::take(head)));
+                pieces.push(Cow::Borrowed(bytes));
+            }
+            _ => head.extend_from_slice(arg),
+        }
+        head.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Phase 2: the exchange with the target, as `migrateCommand` runs it. On a socket error
@@ -536,7 +531,7 @@ async fn read_preamble(
 /// Writes `pieces` in chunks of at most [`WRITE_CHUNK`], each within `timeout`.
 async fn write_pieces(
     stream: &mut TcpStream,
-    pieces: &[std::borrow::Cow<'_, [u8]>],
+    pieces: &[Cow<'_, [u8]>],
     timeout: Duration,
 ) -> Result<(), IoFail> {
     for chunk in pieces.iter().flat_map(|piece| piece.chunks(WRITE_CHUNK)) {
@@ -717,6 +712,60 @@ mod tests {
             .iter()
             .map(|word| Bytes::copy_from_slice(word.as_bytes()))
             .collect()
+    }
+
+    fn resp(commands: &[&[&[u8]]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for args in commands {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for arg in *args {
+                out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                out.extend_from_slice(arg);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn commands_borrow_big_payloads_and_spell_resp() {
+        let moving = |key: &'static [u8], payload: Vec<u8>| Moving {
+            key: Bytes::from_static(key),
+            value: Value::string(b""),
+            expire_at_ms: None,
+            ttl_ms: 0,
+            payload,
+        };
+        let big = vec![7u8; BORROW_PAYLOAD_FROM];
+        let request = MigrateRequest {
+            target: String::new(),
+            host: String::new(),
+            port: 0,
+            db_index: 5,
+            timeout: Duration::from_secs(1),
+            copy: false,
+            replace: true,
+            auth: Some((Some(Bytes::from_static(b"u")), Bytes::from_static(b"p"))),
+            source_db: 0,
+            reply_dropped: false,
+            keys: vec![moving(b"a", b"small".to_vec()), moving(b"b", big.clone())],
+        };
+        let pieces = build_commands(&request, true);
+        let borrowed = pieces
+            .iter()
+            .filter(|piece| matches!(piece, Cow::Borrowed(_)))
+            .count();
+        assert_eq!(borrowed, 1);
+        let joined: Vec<u8> = pieces.concat();
+        let expected = resp(&[
+            &[b"AUTH", b"u", b"p"],
+            &[b"SELECT", b"5"],
+            &[b"RESTORE", b"a", b"0", b"small", b"REPLACE"],
+            &[b"RESTORE", b"b", b"0", &big, b"REPLACE"],
+        ]);
+        assert!(joined == expected);
+        let without_select: Vec<u8> = build_commands(&request, false).concat();
+        assert!(without_select.starts_with(b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$1\r\np\r\n*5\r\n"));
     }
 
     #[test]
