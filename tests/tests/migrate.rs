@@ -527,3 +527,32 @@ fn forkless_to_redis_server_with_auth() {
     assert_eq!(cmd(&mut check, "XLEN x"), int(1));
     assert_eq!(cmd(&mut check, "GET nothing"), NIL);
 }
+
+/// The deletion is a write like DEL's: it fires the `del` keyspace event and breaks a WATCH on
+/// the key, as Redis's `signalModifiedKey` and `notifyKeyspaceEvent` after `dbDelete`.
+#[test]
+fn the_deletion_notifies_and_breaks_watch() {
+    let source = TestServer::start(BIN, &["--notify-keyspace-events", "Eg"]);
+    let target = TestServer::start(BIN, &[]);
+    let port = target.addr.port().to_string();
+    let mut src = source.raw();
+    let mut watcher = source.raw();
+    let mut subscriber = source.client();
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("__keyevent@0__:del").unwrap();
+    assert_eq!(cmd(&mut src, "SET key v"), OK);
+    assert_eq!(cmd(&mut watcher, "WATCH key"), OK);
+    assert_eq!(
+        migrate(&mut src, &["127.0.0.1", &port, "key", "0", "5000"]),
+        OK
+    );
+    assert_eq!(cmd(&mut watcher, "MULTI"), OK);
+    assert_eq!(cmd(&mut watcher, "SET key mine"), "+QUEUED\r\n");
+    assert_eq!(cmd(&mut watcher, "EXEC"), "*-1\r\n");
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let message = pubsub.get_message().unwrap();
+    assert_eq!(message.get_channel_name(), "__keyevent@0__:del");
+    assert_eq!(message.get_payload::<String>().unwrap(), "key");
+}
