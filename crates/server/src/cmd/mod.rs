@@ -444,6 +444,9 @@ pub(crate) fn resume(
         remove_expired_reads(server, client, now_ms);
         crate::effects::after_command(server, client, db, argv, rewrite);
     }
+    if server.tracking.active() {
+        tracking::broadcast(server);
+    }
     if out.buf.get(reply_start) == Some(&b'-') {
         count_error_reply(server, out, reply_start);
         if let Some(stats) = server.command_stats.get(idx) {
