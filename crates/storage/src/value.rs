@@ -150,6 +150,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn same_value_is_identity_not_equality() {
+        let long = Value::string(&[b'x'; 200]);
+        let clone = long.clone();
+        assert!(long.is_same_as(&clone));
+        // Equal bytes in another allocation are not the same value.
+        assert!(!long.is_same_as(&Value::string(&[b'x'; 200])));
+        // Inline strings have no allocation: their bytes decide.
+        assert!(Value::string(b"ab").is_same_as(&Value::string(b"ab")));
+        assert!(!Value::string(b"ab").is_same_as(&Value::string(b"ac")));
+        let mut list = List::new();
+        list.push_back("a");
+        let list = Value::List(Arc::new(list));
+        let held = list.clone();
+        assert!(list.is_same_as(&held));
+        // A write copies the shared list first (the clone keeps it shared).
+        let Value::List(mut written) = list else {
+            unreachable!()
+        };
+        Arc::make_mut(&mut written).push_back("b");
+        assert!(!Value::List(written).is_same_as(&held));
+        assert!(!held.is_same_as(&Value::string(b"a")));
+    }
+
+    #[test]
     fn canonical_integers_match_redis_string2ll() {
         assert_eq!(parse_canonical_i64(b"0"), Some(0));
         assert_eq!(parse_canonical_i64(b"-1"), Some(-1));
