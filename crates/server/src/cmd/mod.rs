@@ -32,6 +32,7 @@ pub(crate) mod keys;
 pub(crate) mod latency;
 pub(crate) mod lcs;
 pub(crate) mod list;
+pub(crate) mod lolwut;
 pub(crate) mod memory;
 pub(crate) mod meta;
 pub(crate) mod monitor;

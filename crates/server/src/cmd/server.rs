@@ -18,7 +18,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "flushdb", arity: -1, flags: flags!(WRITE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from the current database", since: "1.0.0", group: "server", handler: flushdb },
     Command { name: "flushall", arity: -1, flags: flags!(WRITE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from all databases", since: "1.0.0", group: "server", handler: flushall },
     Command { name: "time", arity: 1, flags: flags!(LOADING, STALE, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["fast"], summary: "Return the current server time", since: "2.6.0", group: "server", handler: time },
-    Command { name: "lolwut", arity: -1, flags: flags!(READONLY, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "fast"], summary: "Display some computer art and the Redis version", since: "5.0.0", group: "server", handler: lolwut },
+    Command { name: "lolwut", arity: -1, flags: flags!(READONLY, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "fast"], summary: "Display some computer art and the Redis version", since: "5.0.0", group: "server", handler: super::lolwut::lolwut },
     Command { name: "info", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "dangerous"], summary: "Get information and statistics about the server", since: "1.0.0", group: "server", handler: info },
     Command { name: "config", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for server configuration commands", since: "2.0.0", group: "server", handler: config },
     Command { name: "command", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "connection"], summary: "Get array of Redis command details", since: "2.8.13", group: "server", handler: introspection::command },
@@ -299,20 +299,6 @@ fn shutdown(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     // Redis exits without replying; the client sees the connection close.
     ctx.client.close_after_reply = true;
-}
-
-/// LOLWUT [VERSION v]: Redis 7.0's form for its own version and every version without art of
-/// its own, the version line as a verbatim string (`lolwutUnstableCommand`). VERSION 5 and 6
-/// (Redis 5's and 6's generative art) answer the same line: forkless draws no art.
-fn lolwut(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    if let (Some(option), Some(version)) = (argv.get(1), argv.get(2))
-        && eq_ignore_case(option, "version")
-        && super::parse_i64(version).is_none()
-    {
-        return ctx.out.error(reply::NOT_INTEGER);
-    }
-    let line = format!("Redis ver. {}\n", info::REDIS_VERSION);
-    ctx.out.verbatim(b"txt", line.as_bytes());
 }
 
 #[cfg(test)]
