@@ -583,6 +583,46 @@ fn monitor_prints_commands_in_redis_format() {
     assert!(get.ends_with("\"GET\" \"foo\"\r\n"), "{get}");
 }
 
+/// Regression: MONITOR showed a script's commands before the EVAL or FCALL that ran them (the
+/// call was shown after it finished), and as from the caller's address; Redis shows the call
+/// first, then each command as from `lua` (Redis's introspection unit).
+#[test]
+fn monitor_shows_script_calls_before_their_commands() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut monitor = server.raw();
+    assert_eq!(text(monitor.call(&[b"MONITOR"])), "+OK\r\n");
+    let mut conn = server.raw();
+    conn.call(&[
+        b"EVAL",
+        b"redis.call('set',KEYS[1],ARGV[1])",
+        b"1",
+        b"foo",
+        b"bar",
+    ]);
+    let eval = text(monitor.read_reply());
+    let inner = text(monitor.read_reply());
+    assert!(eval.contains("] \"EVAL\" "), "{eval}");
+    assert!(
+        inner.ends_with(" [0 lua] \"set\" \"foo\" \"bar\"\r\n"),
+        "{inner}"
+    );
+    conn.call(&[
+        b"FUNCTION",
+        b"LOAD",
+        b"#!lua name=test\nredis.register_function('test', function() return redis.call('set', 'foo', 'bar') end)",
+    ]);
+    let load = text(monitor.read_reply());
+    assert!(load.contains("] \"FUNCTION\" \"LOAD\" "), "{load}");
+    conn.call(&[b"FCALL", b"test", b"0"]);
+    let fcall = text(monitor.read_reply());
+    let inner = text(monitor.read_reply());
+    assert!(fcall.contains("] \"FCALL\" \"test\" \"0\""), "{fcall}");
+    assert!(
+        inner.ends_with(" [0 lua] \"set\" \"foo\" \"bar\"\r\n"),
+        "{inner}"
+    );
+}
+
 /// The dataset whose digests redis-server 7.0.15 gave (DEBUG DIGEST, DEBUG DIGEST-VALUE).
 fn load_digest_dataset(conn: &mut forkless_tests::RawConn) {
     for command in [

@@ -132,8 +132,9 @@ fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let keys = ctx.key_args(argv);
     let guard = ctx.db().read(&keys, ctx.now_ms);
     let mut found = 0;
+    // EXISTS, TYPE and TTL do not count as an access (Redis's LOOKUP_NOTOUCH).
     for key in &keys {
-        let hit = guard.get(key).is_some();
+        let hit = guard.peek(key).is_some();
         ctx.hit_or_miss(hit, key);
         found += usize::from(hit);
     }
@@ -144,7 +145,7 @@ fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn type_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
     let guard = ctx.db().read(&[key], ctx.now_ms);
-    let type_name = guard.get(key).map(|entry| entry.value().type_name());
+    let type_name = guard.peek(key).map(|entry| entry.value().type_name());
     drop(guard);
     ctx.hit_or_miss(type_name.is_some(), key);
     ctx.out.simple(type_name.unwrap_or("none").as_bytes());
@@ -327,7 +328,7 @@ fn pexpiretime(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: Unit, absolute: bool) {
     let Some(key) = argv.get(1) else { return };
     let guard = ctx.db().read(&[key], ctx.now_ms);
-    let found = guard.get(key).map(forkless_storage::Entry::expire_at_ms);
+    let found = guard.peek(key).map(forkless_storage::Entry::expire_at_ms);
     drop(guard);
     ctx.hit_or_miss(found.is_some(), key);
     let ms = match found {

@@ -21,6 +21,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "lolwut", arity: -1, flags: flags!(READONLY, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "fast"], summary: "Display some computer art and the Redis version", since: "5.0.0", group: "server", handler: super::lolwut::lolwut },
     Command { name: "info", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "dangerous"], summary: "Get information and statistics about the server", since: "1.0.0", group: "server", handler: info },
     Command { name: "config", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for server configuration commands", since: "2.0.0", group: "server", handler: config },
+    Command { name: "cluster", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for cluster commands", since: "3.0.0", group: "cluster", handler: cluster },
     Command { name: "command", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "connection"], summary: "Get array of Redis command details", since: "2.8.13", group: "server", handler: introspection::command },
     Command { name: "shutdown", arity: -1, flags: flags!(ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["admin", "slow", "dangerous"], summary: "Synchronously save the dataset to disk and then shut down the server", since: "1.0.0", group: "server", handler: shutdown },
 ];
@@ -299,6 +300,18 @@ fn shutdown(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
     // Redis exits without replying; the client sees the connection close.
     ctx.client.close_after_reply = true;
+}
+
+/// CLUSTER: forkless runs as a Redis started with `cluster-enabled no`. The subcommands exist
+/// (COMMAND reports them, scripts and ACL see their flags) and each answers Redis's error for
+/// a server without cluster support, once its name and arity are checked.
+fn cluster(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    super::subcommands::run_subcommand(ctx, argv);
+}
+
+pub(super) fn cluster_disabled(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out
+        .error("ERR This instance has cluster support disabled");
 }
 
 #[cfg(test)]
