@@ -679,4 +679,8 @@ fn ttl_type_and_exists_do_not_touch_the_key() {
     assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "foo"]), ":5\r\n");
     assert_eq!(run(&mut conn, &["GET", "foo"]), "$3\r\nbar\r\n");
     assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "foo"]), ":6\r\n");
+    // TOUCH is an access (the first one past the initial counter always counts).
+    assert_eq!(run(&mut conn, &["SET", "other", "v"]), "+OK\r\n");
+    assert_eq!(run(&mut conn, &["TOUCH", "other", "missing"]), ":1\r\n");
+    assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "other"]), ":6\r\n");
 }
