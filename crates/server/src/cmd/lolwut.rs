@@ -17,6 +17,14 @@ const RAND_MAX: u32 = i32::MAX as u32;
 /// never allocates more than about 16 MB.
 const MAX_SCHOTTER_HEIGHT: usize = 8_000;
 
+/// Redis divides by this truncated square root of 2, not by the exact constant: a square
+/// whose size lands on a rounding edge gets the corners Redis's gets.
+#[expect(
+    clippy::approx_constant,
+    reason = "Redis's own truncated value, for the same pixels"
+)]
+const REDIS_SQRT_2: f64 = 1.414_213_562_3;
+
 /// A picture of `width` x `height` pixels, each a small color index.
 struct Canvas {
     width: usize,
@@ -85,7 +93,7 @@ impl Canvas {
     fn square(&mut self, x: i64, y: i64, size: f32, angle: f32, color: u8) {
         // The corners sit on a circle: a square inscribed in a circle of radius 1 has sides
         // of sqrt(2), so the side is scaled down by it.
-        let radius = (f64::from(size) / 1.414_213_562_3) as f32;
+        let radius = (f64::from(size) / REDIS_SQRT_2) as f32;
         let radius = f64::from(radius).round() as f32;
         let mut corners = [(0i64, 0i64); 4];
         let mut turn = (std::f64::consts::FRAC_PI_4 + f64::from(angle)) as f32;
