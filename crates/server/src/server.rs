@@ -291,6 +291,27 @@ impl Clients {
     pub(crate) fn all(&self) -> Vec<Arc<ClientHandle>> {
         lock(&self.by_id).values().cloned().collect()
     }
+
+    /// Up to `count` clients with ids after `after`, in id order, wrapping around to the
+    /// lowest ids: a cron visits a share of the clients per tick, as Redis's `clientsCron`.
+    pub(crate) fn batch_after(&self, after: u64, count: usize) -> Vec<Arc<ClientHandle>> {
+        let by_id = lock(&self.by_id);
+        let mut batch: Vec<Arc<ClientHandle>> = by_id
+            .range(after.saturating_add(1)..)
+            .take(count)
+            .map(|(_, handle)| Arc::clone(handle))
+            .collect();
+        if batch.len() < count {
+            let more = count - batch.len();
+            batch.extend(
+                by_id
+                    .range(..=after)
+                    .take(more)
+                    .map(|(_, handle)| Arc::clone(handle)),
+            );
+        }
+        batch
+    }
 }
 
 /// Everything the connections share.

@@ -134,7 +134,29 @@ pub(crate) struct ClientInfo {
     unblock: AtomicU8,
     /// Wakes a blocked connection for CLIENT UNBLOCK.
     pub(crate) unblocked: Notify,
+    /// The longest the query buffer's content has been since the last query buffer cron
+    /// (Redis's `querybuf_peak`): the connection raises it after each read, the cron resets it.
+    qbuf_peak: AtomicU64,
+    /// The size the cron asks the query buffer to shrink to, `NO_RESIZE` for none; taken by
+    /// the connection when `resize` wakes it.
+    resize_to: AtomicU64,
+    /// Wakes the connection to resize its query buffer.
+    pub(crate) resize: Notify,
 }
+
+/// `ClientInfo::resize_to` when no resize is asked for.
+const NO_RESIZE: u64 = u64::MAX;
+
+/// A query buffer is resized only when it wastes more than this (Redis's 4 KiB).
+const QUERY_BUFFER_WASTE: u64 = 4 * 1024;
+
+/// A busy client's query buffer above this that is more than twice its recent peak shrinks
+/// to the peak (Redis's `PROTO_RESIZE_THRESHOLD`).
+const QUERY_BUFFER_RESIZE_THRESHOLD: u64 = 32 * 1024;
+
+/// A client that has sent nothing for longer than this gives its query buffer's free space
+/// back (Redis's `idletime > 2` seconds).
+pub(crate) const QUERY_BUFFER_IDLE: Duration = Duration::from_secs(2);
 
 impl Default for ClientInfo {
     fn default() -> ClientInfo {
@@ -151,11 +173,49 @@ impl Default for ClientInfo {
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
+            qbuf_peak: AtomicU64::new(0),
+            resize_to: AtomicU64::new(NO_RESIZE),
+            resize: Notify::new(),
         }
     }
 }
 
 impl ClientInfo {
+    /// Records that the query buffer holds `len` bytes after a read.
+    pub(crate) fn note_query_len(&self, len: usize) {
+        self.qbuf_peak.fetch_max(to_u64(len), Ordering::Relaxed);
+    }
+
+    /// Takes the size the cron asked the query buffer to shrink to, if it asked.
+    pub(crate) fn take_resize(&self) -> Option<usize> {
+        let size = self.resize_to.swap(NO_RESIZE, Ordering::Relaxed);
+        (size != NO_RESIZE).then(|| usize::try_from(size).unwrap_or(usize::MAX))
+    }
+
+    /// Redis's `clientsCronResizeQueryBuffer`, from the figures the connection published:
+    /// a buffer wasting more than 4 KiB shrinks to its content when the client has been idle
+    /// for `QUERY_BUFFER_IDLE`, or, past 32 KiB and more than twice the recent peak, to that
+    /// peak. The connection does the resize itself (it owns the buffer) when woken; the peak
+    /// starts again from the current content.
+    pub(crate) fn cron_resize_query_buffer(&self, idle: Duration) {
+        let used = self.qbuf.load(Ordering::Relaxed);
+        let free = self.qbuf_free.load(Ordering::Relaxed);
+        let size = used.saturating_add(free);
+        let peak = self.qbuf_peak.swap(used, Ordering::Relaxed);
+        if free <= QUERY_BUFFER_WASTE {
+            return;
+        }
+        let target = if idle > QUERY_BUFFER_IDLE {
+            used
+        } else if size > QUERY_BUFFER_RESIZE_THRESHOLD && size / 2 > peak {
+            used.max(peak)
+        } else {
+            return;
+        };
+        self.resize_to.store(target, Ordering::Relaxed);
+        self.resize.notify_one();
+    }
+
     /// The client's buffers as last published (query buffer, its free part, pending replies,
     /// queued transaction): its share of INFO's `mem_clients_normal`.
     pub(crate) fn buffer_bytes(&self) -> u64 {
@@ -288,6 +348,24 @@ pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: us
 /// (what decides whether a RESP2 client can receive tracking invalidations).
 pub(crate) fn is_subscribed(handle: &ClientHandle) -> bool {
     handle.info.flags.load(Ordering::Relaxed) & FLAG_PUBSUB != 0
+}
+
+/// One tick of the query buffer cron, run `hz` times a second: like Redis's `clientsCron`,
+/// it visits `n_clients / hz` clients (at least 5) after the one it visited last, so each
+/// client is seen about once a second, and every tick when there are few. Each query buffer
+/// is resized as `ClientInfo::cron_resize_query_buffer` says. Returns the last id visited.
+pub(crate) fn cron_resize_query_buffers(server: &Server, after: u64, hz: u64) -> u64 {
+    let n_clients = server.clients.len();
+    let count = (n_clients / usize::try_from(hz.max(1)).unwrap_or(1)).max(5);
+    let mut last = after;
+    for handle in server.clients.batch_after(after, count.min(n_clients)) {
+        let since_created = u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let interaction = handle.last_interaction_ms.load(Ordering::Relaxed);
+        let idle = Duration::from_millis(since_created.saturating_sub(interaction));
+        handle.info.cron_resize_query_buffer(idle);
+        last = handle.id;
+    }
+    last
 }
 
 /// Records how many reply bytes wait to be written to the client (0 once written).

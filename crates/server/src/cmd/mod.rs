@@ -32,6 +32,7 @@ pub(crate) mod keys;
 pub(crate) mod latency;
 pub(crate) mod lcs;
 pub(crate) mod list;
+pub(crate) mod lolwut;
 pub(crate) mod memory;
 pub(crate) mod meta;
 pub(crate) mod migrate;
@@ -390,7 +391,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     };
     if server.tunables.maxmemory.load(Ordering::Relaxed) != 0
         && !client.replay
-        && crate::evict::refuse_for_memory(server, client, command, _gate.is_some())
+        && evict_before(server, client, out, command, _gate.is_some())
     {
         let reply_start = out.len();
         out.error(crate::evict::OOM);
@@ -730,6 +731,26 @@ fn observe(
         };
         monitor::feed(server, client, flags, argv, started_us);
     }
+}
+
+/// The maxmemory step before a command (`evict::refuse_for_memory`); returns true if and only
+/// if the command must be refused. What the evictions sent this very client (the tracking
+/// invalidation of an evicted key it read) goes out before the command's reply, as Redis
+/// writes it into the client's buffer when it evicts.
+fn evict_before(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    command: &Command,
+    gate_held: bool,
+) -> bool {
+    let refuse = crate::evict::refuse_for_memory(server, client, command, gate_held);
+    if !client.is_script() {
+        while let Ok(bytes) = client.conn.pushes.try_recv() {
+            out.buf.extend_from_slice(&bytes);
+        }
+    }
+    refuse
 }
 
 /// Counts a command refused before it ran, whose error reply starts at `reply_start` in
