@@ -140,6 +140,14 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         unix_ms(),
     )?;
     let elapsed = started.elapsed();
+    // Redis's loadDataFromDisk: the file's replication ID and offset, when it has them, let
+    // a restarted replica or primary resume replication with a partial resync.
+    if let Some(fields) = format::ReplAux::from_aux(&summary.aux) {
+        let as_replica = crate::replication::replica::configured_master(server).is_some();
+        server
+            .replication
+            .restore_from_dump(server, &fields, as_replica);
+    }
     let mut state = server.persistence.state();
     state.last_load_keys_loaded = summary.keys_loaded;
     state.last_load_keys_expired = summary.keys_expired_skipped;

@@ -819,6 +819,13 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
     };
     replication.clear_boundary();
     let replid = replication.replid();
+    // As Redis's: the replica's copy of the file (Redis's disk-based load keeps it as its
+    // dump) carries the sync's ID and offset; the stream selects a database first thing.
+    options.repl = Some(forkless_snapshot::format::ReplAux {
+        stream_db: 0,
+        replid: replid.clone(),
+        offset,
+    });
     tracing::info!(
         "Starting BGSAVE for SYNC with target: {}",
         if diskless { "replicas sockets" } else { "disk" }

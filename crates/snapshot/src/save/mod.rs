@@ -164,6 +164,9 @@ pub struct SaveOptions {
     /// Redis Functions libraries as of the cut, each the code `FUNCTION LOAD` was given;
     /// written after the aux fields.
     pub functions: Vec<Vec<u8>>,
+    /// The replication fields (`repl-stream-db`, `repl-id`, `repl-offset`), when the server
+    /// has a replication history the cut belongs to.
+    pub repl: Option<format::ReplAux>,
 }
 
 /// Live progress of a save, readable from other threads (INFO).
@@ -319,7 +322,12 @@ fn save_inner(
         // The header and each SELECTDB: small chunks of their own, on this thread.
         let mut zstd = FrameCompressor::default();
         let mut header = Vec::new();
-        format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
+        format::write_header(
+            &mut header,
+            options.ctime_unix_secs,
+            options.used_mem,
+            options.repl.as_ref(),
+        );
         for code in &options.functions {
             format::write_function(&mut header, code);
         }
@@ -494,7 +502,12 @@ pub fn save_frozen(
     let written = (|| {
         let mut buf = pool.take();
         let mut zstd = FrameCompressor::default();
-        format::write_header(&mut buf, options.ctime_unix_secs, options.used_mem);
+        format::write_header(
+            &mut buf,
+            options.ctime_unix_secs,
+            options.used_mem,
+            options.repl.as_ref(),
+        );
         for code in &options.functions {
             format::write_function(&mut buf, code);
         }

@@ -690,6 +690,8 @@ async fn apply_stream(
                 client.blocked = None;
                 if client.multi.is_none() {
                     feed(server, &mut pending);
+                    // The stream's database at this offset, for a save's `repl-stream-db`.
+                    replica.master_db.store(client.db, Ordering::Relaxed);
                 }
                 continue;
             }
