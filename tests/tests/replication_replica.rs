@@ -1409,6 +1409,73 @@ fn a_dual_channel_sync_completes_where_the_primary_buffer_overflows() {
     }));
 }
 
+/// A dual-channel replica reports `master_link_status:up` only once the stream it buffered
+/// while the RDB loaded has been applied, as Redis reports its link up only after the load.
+/// Guards the bug where the link was up (and `replica-serve-stale-data no` lifted) while the
+/// buffered writes were still being applied: a client could read data older than the sync.
+#[test]
+fn a_dual_channel_replica_is_up_only_once_its_buffered_stream_is_applied() {
+    let primary = TestServer::start(BIN, &["--repl-diskless-sync-delay", "0"]);
+    let mut theirs = primary.client();
+    forkless_tests::populate(&mut theirs, "seed:", 2000, 10);
+    let port = primary.addr.port().to_string();
+    // 2 ms per key: the load takes about 4 s, long enough to buffer the writes below.
+    let replica = TestServer::start(
+        BIN,
+        &[
+            "--repl-dual-channel",
+            "yes",
+            "--key-load-delay",
+            "2000",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    );
+    let mut ours = replica.client();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut ours, "replication", "master_sync_in_progress") == 1
+    }));
+    for batch in 0..100 {
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            pipe.cmd("INCR")
+                .arg(format!("ctr:{}", (batch * 1000 + i) % 100))
+                .ignore();
+        }
+        let () = pipe.query(&mut theirs).unwrap();
+    }
+    let written: u64 = info(&mut theirs, "replication", "master_repl_offset")
+        .parse()
+        .unwrap();
+    assert_ne!(
+        info(&mut ours, "replication", "master_link_status"),
+        "up",
+        "the load ended before the writes: the test proves nothing (make the load longer)"
+    );
+    let mut seen_up = false;
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        let fields = info_section(&mut ours, "replication");
+        if fields.get("master_link_status").map(String::as_str) != Some("up") {
+            return false;
+        }
+        let applied: u64 = fields["slave_repl_offset"].parse().unwrap();
+        assert!(
+            applied >= written,
+            "the link is up at offset {applied}, before the buffered stream up to {written}"
+        );
+        seen_up = true;
+        true
+    }));
+    assert!(seen_up);
+    assert_eq!(
+        stat(&mut ours, "replication", "replica_dual_channel_syncs"),
+        1
+    );
+    wait_synced(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
+}
+
 #[test]
 fn a_dual_channel_sync_over_its_buffer_limit_fails_cleanly_and_retries() {
     let primary = big_primary(&[]);
