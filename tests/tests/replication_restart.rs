@@ -16,13 +16,29 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use forkless_tests::replication::{assert_same_data, info, settle, wait_synced, write_round};
+use forkless_tests::replication::{
+    SYNC_TIMEOUT, assert_same_data, info, settle, wait_synced, write_round,
+};
 use forkless_tests::{
     ChildGuard, TestDir, TestServer, free_port, info_section, redis_tool, unique_dir, wait_until,
 };
 use rand::SeedableRng;
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
+
+/// A free port below the kernel's ephemeral range, for a server that restarts on the same
+/// port: one from `free_port` could be taken meanwhile by a server another test starts on
+/// port 0, and the replica would follow that one.
+fn restart_port() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    loop {
+        let port = rng.random_range(12_000..20_000u16);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
 
 /// Sends SHUTDOWN SAVE (the connection drops) and waits for the exit.
 fn shutdown_save(server: &mut TestServer) {
@@ -42,7 +58,16 @@ fn stat(conn: &mut redis::Connection, name: &str) -> String {
 fn forkless_on(port: u16, dir: &Path, extra: &[&str]) -> TestServer {
     let port = port.to_string();
     let dir_arg = dir.to_str().unwrap();
-    let mut args = vec!["--port", &port, "--dir", dir_arg, "--bind", "127.0.0.1"];
+    let mut args = vec![
+        "--port",
+        &port,
+        "--dir",
+        dir_arg,
+        "--bind",
+        "127.0.0.1",
+        "--enable-debug-command",
+        "yes",
+    ];
     args.extend_from_slice(extra);
     // start_raw removes the directory it is given when dropped: give it a throwaway one.
     TestServer::start_raw(BIN, &args, unique_dir("restart-scratch"))
@@ -143,7 +168,7 @@ fn a_restarted_forkless_replica_continues_from_its_dump() {
 #[test]
 fn a_restarted_forkless_replica_of_redis_continues_from_its_dump() {
     let primary_dir = TestDir::new("restart-redis-primary");
-    let port = free_port();
+    let port = restart_port();
     let Some((_redis, mut theirs)) = redis_on(
         port,
         &primary_dir.0,
@@ -198,6 +223,10 @@ fn primary_restart_continues(
         fields["repl_backlog_first_byte_offset"],
         (offset + 1).to_string()
     );
+    // The replica may not have seen the link drop yet: wait for its PSYNC.
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut theirs, "sync_partial_ok") != "0" || stat(&mut theirs, "sync_full") != "0"
+    }));
     wait_synced(&mut theirs, replica);
     assert_eq!(stat(&mut theirs, "sync_partial_ok"), "1");
     assert_eq!(stat(&mut theirs, "sync_full"), "0");
@@ -249,7 +278,7 @@ impl Drop for ExitOnDrop {
 #[test]
 fn a_restarted_forkless_primary_lets_its_forkless_replica_continue() {
     let dir = TestDir::new("restart-primary");
-    let port = free_port();
+    let port = restart_port();
     let first = forkless_primary(port, &dir.0);
     let replica = TestServer::start(BIN, &["--replicaof", "127.0.0.1", &port.to_string()]);
     let mut ours = replica.client();
@@ -262,7 +291,7 @@ fn a_restarted_forkless_primary_lets_its_redis_replica_continue() {
         return;
     };
     let dir = TestDir::new("restart-primary-redis-replica");
-    let port = free_port();
+    let port = restart_port();
     let first = forkless_primary(port, &dir.0);
     let replica_dir = TestDir::new("restart-redis-replica");
     let replica_args = ["--save", "", "--replicaof", "127.0.0.1", &port.to_string()];
@@ -278,7 +307,7 @@ fn a_restarted_redis_primary_lets_its_forkless_replica_continue() {
         return;
     };
     let dir = TestDir::new("restart-redis-primary");
-    let port = free_port();
+    let port = restart_port();
     let start = || -> Started {
         let (guard, conn) = redis_on(
             port,
@@ -323,7 +352,7 @@ fn a_restarted_redis_replica_of_forkless_continues_from_its_dump() {
     let mut theirs = primary.client();
     let port = primary.addr.port().to_string();
     let dir = TestDir::new("restart-redis-replica-of-forkless");
-    let replica_port = free_port();
+    let replica_port = restart_port();
     let replica_args = ["--save", "", "--replicaof", "127.0.0.1", &port];
     let (guard, mut ours) = redis_on(replica_port, &dir.0, &replica_args).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(29);
@@ -340,4 +369,79 @@ fn a_restarted_redis_replica_of_forkless_continues_from_its_dump() {
     assert_same_data(&mut theirs, &mut ours);
     assert_eq!(stat(&mut theirs, "sync_full"), "1");
     assert_eq!(stat(&mut theirs, "sync_partial_ok"), "1");
+}
+
+/// Keys that expire between a primary's shutdown and its restart are not loaded, and a DEL for each goes into the
+/// backlog it restores (as Redis feeds them while it loads), so a replica that continues
+/// drops them too instead of keeping them until its next full sync.
+#[test]
+fn a_restarted_primary_sends_dels_for_the_keys_that_expired_in_its_dump() {
+    let dir = TestDir::new("restart-primary-expired");
+    let port = restart_port();
+    let (guard, mut theirs) = forkless_primary(port, &dir.0);
+    let replica = TestServer::start(BIN, &["--replicaof", "127.0.0.1", &port.to_string()]);
+    let mut ours = replica.client();
+    let () = redis::cmd("DEBUG")
+        .arg("SET-ACTIVE-EXPIRE")
+        .arg(0)
+        .query(&mut theirs)
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg("keep")
+        .arg("v")
+        .query(&mut theirs)
+        .unwrap();
+    for db in [0, 3] {
+        let () = redis::cmd("SELECT").arg(db).query(&mut theirs).unwrap();
+        for i in 0..50 {
+            let () = redis::cmd("SET")
+                .arg(format!("gone:{i}"))
+                .arg("v")
+                .arg("PX")
+                .arg(1000)
+                .query(&mut theirs)
+                .unwrap();
+        }
+    }
+    let () = redis::cmd("SELECT").arg(0).query(&mut theirs).unwrap();
+    wait_synced(&mut theirs, &mut ours);
+    let offset: u64 = info(&mut theirs, "replication", "master_repl_offset")
+        .parse()
+        .unwrap();
+    // Saved while they live; expired by the time the primary loads the dump again.
+    let expired_at = std::time::Instant::now() + Duration::from_millis(1100);
+    let _ = redis::cmd("SHUTDOWN")
+        .arg("NOW")
+        .arg("SAVE")
+        .query::<redis::Value>(&mut theirs);
+    drop(guard);
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::time::Instant::now() > expired_at
+    }));
+    let (guard, mut theirs) = forkless_primary(port, &dir.0);
+    assert!(wait_until(SYNC_TIMEOUT, || stat(
+        &mut theirs,
+        "sync_partial_ok"
+    ) == "1"));
+    assert_eq!(
+        info(&mut theirs, "persistence", "rdb_last_load_keys_expired"),
+        "100"
+    );
+    // The DELs are in the backlog, after the restored offset.
+    let restarted: u64 = info(&mut theirs, "replication", "master_repl_offset")
+        .parse()
+        .unwrap();
+    assert!(restarted > offset, "{restarted} <= {offset}");
+    wait_synced(&mut theirs, &mut ours);
+    assert_eq!(stat(&mut theirs, "sync_partial_ok"), "1");
+    let dbsize = |conn: &mut redis::Connection, db: u8| -> u64 {
+        let () = redis::cmd("SELECT").arg(db).query(conn).unwrap();
+        redis::cmd("DBSIZE").query(conn).unwrap()
+    };
+    assert_eq!(dbsize(&mut ours, 0), 1);
+    assert_eq!(dbsize(&mut ours, 3), 0);
+    let _ = redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query::<redis::Value>(&mut theirs);
+    drop(guard);
 }

@@ -1188,13 +1188,32 @@ pub(crate) fn writes_refused(server: &Server) -> bool {
     if min == 0 || tunables.min_replicas_max_lag.load(Ordering::Relaxed) == 0 {
         return false;
     }
-    if server.replication.state().role_replica {
+    let state = server.replication.state();
+    if state.role_replica {
         return false;
     }
+    // Counted now, not at the cron's last pass: a CONFIG SET of the options, a replica that
+    // just came online or just acknowledged counts at once, as Redis refreshes its count on
+    // each of those.
+    let max_lag_ms = tunables
+        .min_replicas_max_lag
+        .load(Ordering::Relaxed)
+        .saturating_mul(1000);
+    let now_ms = unix_ms();
+    let good = state
+        .replicas
+        .iter()
+        .filter(|link| {
+            link.state() == LinkState::Online
+                && !link.pre_psync
+                && now_ms.saturating_sub(link.ack_unix_ms.load(Ordering::Relaxed)) <= max_lag_ms
+        })
+        .count() as u64;
+    drop(state);
     server
         .replication
         .shared
         .good_replicas
-        .load(Ordering::Relaxed)
-        < min
+        .store(good, Ordering::Relaxed);
+    good < min
 }

@@ -283,4 +283,35 @@ impl Replication {
         }
         self.attach_consumer(server);
     }
+
+    /// After [`Replication::restore_from_dump`] on a primary: a DEL for each key that had
+    /// expired in the dump (and was not loaded), in the backlog, as Redis feeds them while it
+    /// loads, so the replicas that continue drop them too. The renderer selects the database
+    /// again before the next command.
+    pub(crate) fn feed_expired_dels(&self, expired: &[(u32, bytes::Bytes)]) {
+        if expired.is_empty() {
+            return;
+        }
+        let mut bytes = Vec::new();
+        let mut selected = None;
+        for (db, key) in expired {
+            if selected != Some(*db) {
+                let db_text = db.to_string();
+                crate::aof::writer::encode(
+                    &mut bytes,
+                    &[
+                        bytes::Bytes::from_static(b"SELECT"),
+                        bytes::Bytes::from(db_text),
+                    ],
+                );
+                selected = Some(*db);
+            }
+            crate::aof::writer::encode(
+                &mut bytes,
+                &[bytes::Bytes::from_static(b"DEL"), key.clone()],
+            );
+        }
+        self.append_raw(&bytes);
+        self.state().renderer = Renderer::default();
+    }
 }
