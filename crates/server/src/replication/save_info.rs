@@ -209,9 +209,7 @@ impl Replication {
             let effects_next = server.effects.next();
             {
                 let mut state = self.state();
-                let Some(idx) = state.marks.iter().position(|mark| mark.id == id) else {
-                    return None;
-                };
+                let idx = state.marks.iter().position(|mark| mark.id == id)?;
                 let ready = match &state.marks[idx].crossed {
                     Some(fields) => Some(fields.clone()),
                     // Every effect below the cut has been rendered and none after it.
