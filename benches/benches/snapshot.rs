@@ -220,6 +220,7 @@ fn save_options(dir: &std::path::Path, threads: usize) -> SaveOptions {
         ctime_unix_secs: 0,
         functions: Vec::new(),
         repl: None,
+        key_delay: None,
     }
 }
 

@@ -87,6 +87,7 @@ fn options(threads: usize) -> SaveOptions {
         ctime_unix_secs: 1_700_000_000,
         functions: Vec::new(),
         repl: None,
+        key_delay: None,
     }
 }
 

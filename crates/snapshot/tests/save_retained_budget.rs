@@ -56,6 +56,7 @@ fn options(compress_strings: bool, compression: Compression) -> SaveOptions {
         ctime_unix_secs: 1_700_000_000,
         functions: Vec::new(),
         repl: None,
+        key_delay: None,
     }
 }
 

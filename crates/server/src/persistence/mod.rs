@@ -271,6 +271,7 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
         ctime_unix_secs: unix_ms() / 1000,
         functions: server.scripting.library_codes(),
         repl: None,
+        key_delay: Some(Arc::clone(&server.tunables.rdb_key_save_delay)),
     }
 }
 

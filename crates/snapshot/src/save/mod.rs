@@ -39,7 +39,7 @@
 //! the traversal goes. That is what lets the traversal run at a low priority (`SCHED_IDLE`)
 //! and yield to the clients under load without costing memory.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,10 @@ pub struct SaveOptions {
     /// The replication fields (`repl-stream-db`, `repl-id`, `repl-offset`), when the server
     /// has a replication history the cut belongs to.
     pub repl: Option<format::ReplAux>,
+    /// Redis's `rdb-key-save-delay`, a debugging option for tests that need a save to last:
+    /// microseconds the traversal waits per key saved (0 or less: none). Read as the save
+    /// goes, so that a change acts on a running save.
+    pub key_delay: Option<Arc<AtomicI64>>,
 }
 
 /// Live progress of a save, readable from other threads (INFO).
