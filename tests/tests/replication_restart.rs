@@ -398,7 +398,7 @@ fn a_restarted_primary_sends_dels_for_the_keys_that_expired_in_its_dump() {
                 .arg(format!("gone:{i}"))
                 .arg("v")
                 .arg("PX")
-                .arg(1000)
+                .arg(3000)
                 .query(&mut theirs)
                 .unwrap();
         }
@@ -409,7 +409,7 @@ fn a_restarted_primary_sends_dels_for_the_keys_that_expired_in_its_dump() {
         .parse()
         .unwrap();
     // Saved while they live; expired by the time the primary loads the dump again.
-    let expired_at = std::time::Instant::now() + Duration::from_millis(1100);
+    let expired_at = std::time::Instant::now() + Duration::from_millis(3100);
     let _ = redis::cmd("SHUTDOWN")
         .arg("NOW")
         .arg("SAVE")

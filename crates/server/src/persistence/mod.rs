@@ -528,7 +528,14 @@ pub(crate) fn final_save(server: &Server) -> Result<(), String> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
     drop(state);
-    save_blocking(server)
+    // No write lands after the cut: the dump, and the replication offset it records, are
+    // the last state clients and replicas saw.
+    server.pause.pause_writes_for_shutdown();
+    let saved = save_blocking(server);
+    if saved.is_err() {
+        server.pause.end_shutdown_pause();
+    }
+    saved
 }
 
 /// SHUTDOWN's decision: `save` is Some(true) for SAVE, Some(false) for NOSAVE, None to follow
