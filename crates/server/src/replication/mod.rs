@@ -174,7 +174,7 @@ pub(crate) struct Shared {
     /// Returns true if and only if a full sync's save is running (one at a time).
     pub(crate) sync_running: AtomicBool,
     /// Replicas that are online with a lag within `min-replicas-max-lag` (refreshed by the
-    /// cron and on ACKs).
+    /// cron, and by each write checked against `min-replicas-to-write`).
     pub(crate) good_replicas: AtomicU64,
     /// INFO stats.
     pub(crate) sync_full: AtomicU64,
