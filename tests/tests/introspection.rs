@@ -668,6 +668,36 @@ fn debug_reload_keeps_the_dataset() {
     assert_eq!(text(conn.call(&[b"DEBUG", b"DIGEST"])), before);
 }
 
+/// DEBUG SLEEP stalls every client, as it stalls single-threaded Redis: suites use it to play a
+/// busy server (Redis's "MIGRATE timeout actually works").
+#[test]
+fn debug_sleep_stalls_other_clients() {
+    let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);
+    let mut sleeper = server.raw();
+    let mut other = server.raw();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let handle = std::thread::spawn(move || {
+        let reply = text(sleeper.call(&[b"DEBUG", b"SLEEP", b"1"]));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        reply
+    });
+    // Some PING must wait out most of the sleep; had none waited before the sleeper's reply,
+    // the sleep ran beside other clients.
+    let stalled = loop {
+        let sent = Instant::now();
+        assert_eq!(text(other.call(&[b"PING"])), "+PONG\r\n");
+        if sent.elapsed() >= Duration::from_millis(500) {
+            break true;
+        }
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            break false;
+        }
+    };
+    assert_eq!(handle.join().unwrap(), "+OK\r\n");
+    assert!(stalled, "no PING waited for DEBUG SLEEP");
+}
+
 #[test]
 fn debug_subcommands_reply_as_redis() {
     let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);

@@ -228,6 +228,27 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         };
                         out.int(acked);
                     }
+                    if let Some(request) = client.conn.migrate.take() {
+                        // MIGRATE: the exchange with its target runs here, holding no gate
+                        // or lock; the client's being killed ends it (its keys stay here).
+                        let outcome = tokio::select! {
+                            outcome = crate::cmd::migrate::exchange(server, &request) => outcome,
+                            () = handle.kill.notified() => return "killed".into(),
+                        };
+                        // The deletions are writes: a CLIENT PAUSE begun meanwhile holds
+                        // them back, as it would the command.
+                        if server.pause.maybe_active() {
+                            if let Err(reason) =
+                                wait_paused(server, socket, client, &mut out, &mut input, &argv)
+                                    .await
+                            {
+                                return reason;
+                            }
+                        }
+                        crate::cmd::migrate::complete(
+                            server, client, &mut out, &argv, &request, outcome,
+                        );
+                    }
                     if let Some(handover) = client.conn.handover.take() {
                         // PSYNC/SYNC: from here on the connection is a replica's link.
                         return crate::replication::primary::serve(

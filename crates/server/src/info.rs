@@ -438,8 +438,11 @@ fn stats_section(server: &Server, text: &mut String) {
         field(text, "latest_fork_usec", persistence.latest_fork_usec);
         field(text, "total_forks", persistence.total_forks);
     }
-    // MIGRATE keeps no connections here (it is not implemented): Redis's figure with none.
-    field(text, "migrate_cached_sockets", 0);
+    field(
+        text,
+        "migrate_cached_sockets",
+        server.migrate_sockets.count(),
+    );
     let (_, tracking_keys, tracking_items, tracking_prefixes) = server.tracking.counts();
     field(text, "tracking_total_keys", tracking_keys);
     field(text, "tracking_total_items", tracking_items);

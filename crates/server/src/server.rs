@@ -341,6 +341,8 @@ pub(crate) struct Server {
     pub(crate) acl: crate::acl::Acl,
     /// Replication's shared state: IDs, offsets, the stream and its backlog, the replicas.
     pub(crate) replication: crate::replication::Replication,
+    /// MIGRATE's cached connections to its targets.
+    pub(crate) migrate_sockets: Arc<cmd::migrate::SocketCache>,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -390,6 +392,7 @@ impl Server {
             aof: crate::aof::Aof::default(),
             acl,
             replication: crate::replication::Replication::default(),
+            migrate_sockets: Arc::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

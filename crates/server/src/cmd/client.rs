@@ -51,6 +51,9 @@ pub(crate) struct ConnState {
     pub(crate) handover: Option<crate::replication::Handover>,
     /// Set by WAIT: the connection waits for the replicas' ACKs, then replies.
     pub(crate) wait_replicas: Option<crate::replication::WaitRequest>,
+    /// Set by MIGRATE: the connection exchanges the keys with the target, holding nothing,
+    /// then finishes the command (`cmd::migrate`).
+    pub(crate) migrate: Option<Box<super::migrate::MigrateRequest>>,
     /// True once the connection is a replica's link (flag S, type replica).
     pub(crate) replica: bool,
 }
@@ -69,6 +72,7 @@ impl ConnState {
             replconf: crate::replication::ReplConf::default(),
             handover: None,
             wait_replicas: None,
+            migrate: None,
             replica: false,
         }
     }
@@ -409,6 +413,18 @@ pub(crate) fn after_command(client: &mut Client, out: &mut forkless_protocol::Ou
     }
 }
 
+/// Returns true if and only if the running command's reply is to be dropped (CLIENT REPLY OFF,
+/// or SKIP for this command).
+pub(crate) fn reply_dropped(client: &Client) -> bool {
+    client.conn.reply & (REPLY_OFF | REPLY_SKIP) != 0
+}
+
+/// Drops a reply written after its command's turn (MIGRATE's, which comes once the exchange
+/// with its target is over) from `start` on, as [`after_command`] would have.
+pub(crate) fn drop_reply(out: &mut forkless_protocol::Out, start: usize) {
+    drop_replies(out, start);
+}
+
 /// Drops what the command wrote from `start` on, except RESP3 push frames (a subscription's
 /// confirmation): Redis lets pushes through CLIENT REPLY OFF/SKIP.
 fn drop_replies(out: &mut forkless_protocol::Out, start: usize) {
@@ -469,7 +485,14 @@ impl Drop for PauseWait<'_> {
 struct PauseState {
     until: Option<Instant>,
     all: bool,
+    /// True while a FAILOVER holds writes back (Redis's `PAUSE_DURING_FAILOVER`): a pause of
+    /// its own, with no end time, that CLIENT UNPAUSE leaves alone.
+    failover: bool,
 }
+
+/// How far ahead a failover's pause (which has no end) says it ends: its end is a
+/// notification on `Pause::changed`, never this time.
+const FAILOVER_PAUSE_HORIZON: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Pause {
     /// Returns true if and only if a pause may be in force (a relaxed load, for the command
@@ -482,13 +505,18 @@ impl Pause {
     /// whether the command may write or replicate (then a WRITE pause holds it too).
     fn deadline_for(&self, writes: bool) -> Option<Instant> {
         let mut state = lock(&self.state);
-        let until = state.until?;
-        if Instant::now() >= until {
-            *state = PauseState::default();
-            self.active.store(false, Ordering::Relaxed);
-            return None;
+        let now = Instant::now();
+        if state.until.is_some_and(|until| now >= until) {
+            state.until = None;
+            state.all = false;
+            self.active.store(state.failover, Ordering::Relaxed);
         }
-        (state.all || writes).then_some(until)
+        let client_pause = state.until.filter(|_| state.all || writes);
+        let failover_pause = (state.failover && writes).then(|| now + FAILOVER_PAUSE_HORIZON);
+        match (client_pause, failover_pause) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Clients held back right now.
@@ -516,8 +544,27 @@ impl Pause {
     }
 
     fn unpause(&self) {
-        *lock(&self.state) = PauseState::default();
-        self.active.store(false, Ordering::Relaxed);
+        let mut state = lock(&self.state);
+        state.until = None;
+        state.all = false;
+        self.active.store(state.failover, Ordering::Relaxed);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// FAILOVER's pause of writes (Redis's `pauseClients(PAUSE_DURING_FAILOVER, ..., WRITE)`):
+    /// in force until [`Pause::end_failover`], whatever CLIENT PAUSE / UNPAUSE do meanwhile.
+    pub(crate) fn start_failover(&self) {
+        lock(&self.state).failover = true;
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends FAILOVER's pause; a CLIENT PAUSE still in force stays.
+    pub(crate) fn end_failover(&self) {
+        let mut state = lock(&self.state);
+        state.failover = false;
+        self.active.store(state.until.is_some(), Ordering::Relaxed);
+        drop(state);
         self.changed.notify_waiters();
     }
 
@@ -973,5 +1020,42 @@ fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
         ctx.client.close_after_reply = true;
     } else {
         handle.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pause;
+    use std::time::{Duration, Instant};
+
+    /// FAILOVER's pause and CLIENT PAUSE are two purposes, as Redis's: each ends only its own.
+    #[test]
+    fn failover_and_client_pauses_end_separately() {
+        let pause = Pause::default();
+        pause.start_failover();
+        assert!(pause.holds_writes());
+        assert!(pause.deadline_for(false).is_none(), "reads go on");
+        pause.unpause();
+        assert!(
+            pause.holds_writes(),
+            "CLIENT UNPAUSE leaves the failover's pause"
+        );
+        pause.pause(Instant::now() + Duration::from_secs(60), true);
+        pause.end_failover();
+        assert!(pause.holds_writes(), "the client's pause stays");
+        assert!(
+            pause.deadline_for(false).is_some(),
+            "PAUSE ALL holds reads too"
+        );
+        pause.unpause();
+        assert!(!pause.maybe_active());
+        // An expired client pause under a failover leaves the failover's in force.
+        pause.start_failover();
+        pause.pause(Instant::now(), true);
+        assert!(pause.deadline_for(false).is_none());
+        assert!(pause.holds_writes());
+        pause.end_failover();
+        assert!(!pause.holds_writes());
+        assert!(!pause.maybe_active());
     }
 }

@@ -381,6 +381,18 @@ fn movable_key_positions(name: &str, argv: &[Bytes]) -> Option<Vec<usize>> {
             counted(1, &[])
         }
         "blmpop" | "bzmpop" => counted(2, &[]),
+        // The key specifications first, Redis's migrateGetKeys where they are incomplete (the
+        // KEYS form), as ACL finds them.
+        "migrate" => crate::acl::catalog::CATALOG
+            .id_of(b"migrate")
+            .and_then(|id| crate::acl::catalog::CATALOG.get(id))
+            .map(|entry| {
+                crate::acl::catalog::keys_of(entry, argv)
+                    .into_iter()
+                    .map(|key| key.pos)
+                    .collect()
+            })
+            .unwrap_or_default(),
         "sort" | "sort_ro" => {
             // The sorted key, and the last STORE's key (SORT only), skipping the arguments of
             // LIMIT, GET and BY as Redis's sortGetKeys does.

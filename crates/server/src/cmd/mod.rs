@@ -34,6 +34,8 @@ pub(crate) mod lcs;
 pub(crate) mod list;
 pub(crate) mod memory;
 pub(crate) mod meta;
+pub(crate) mod migrate;
+pub(crate) mod module;
 pub(crate) mod monitor;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
@@ -123,6 +125,8 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         lcs::COMMANDS,
         swapdb::COMMANDS,
         dump::COMMANDS,
+        migrate::COMMANDS,
+        module::COMMANDS,
         hyperloglog::COMMANDS,
         geo::COMMANDS,
         stream::COMMANDS,
@@ -135,6 +139,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         acl::COMMANDS,
         crate::replication::commands::COMMANDS,
         crate::replication::replica::COMMANDS,
+        crate::replication::failover::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -399,6 +404,57 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     dispatch(server, client, out, idx, command, argv);
 }
 
+/// Runs `finish`, the second half of a command whose handler left network I/O to its
+/// connection (MIGRATE), as a command of its own for locking and effects: under the command
+/// gate, shared, its effect published as one unit. The command's call, its duration (without
+/// the I/O) and a refusal were counted when its handler ran; an error reply here counts as a
+/// failed call.
+pub(crate) fn resume(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    argv: &[Bytes],
+    finish: impl FnOnce(&mut Ctx<'_>),
+) {
+    let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
+        return;
+    };
+    let reply_start = out.len();
+    let _gate = match crate::scripting::admit(server, command, argv) {
+        crate::scripting::Admission::Run(gate) => gate,
+        crate::scripting::Admission::Refuse(error) => {
+            out.error(error);
+            None
+        }
+    };
+    if out.len() == reply_start {
+        let now_ms = crate::server::unix_us() / 1000;
+        let db = client.db;
+        let mut ctx = Ctx {
+            server,
+            client,
+            out,
+            now_ms,
+            keys: command.keys,
+            effect: None,
+            error_counted: false,
+        };
+        finish(&mut ctx);
+        let rewrite = ctx.effect.take();
+        remove_expired_reads(server, client, now_ms);
+        crate::effects::after_command(server, client, db, argv, rewrite);
+    }
+    if server.tracking.active() {
+        tracking::broadcast(server);
+    }
+    if out.buf.get(reply_start) == Some(&b'-') {
+        count_error_reply(server, out, reply_start);
+        if let Some(stats) = server.command_stats.get(idx) {
+            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Returns true if and only if `command` is EXEC: the command that runs inside MULTI and takes
 /// the gate itself.
 fn is_exec(command: &Command) -> bool {
@@ -457,6 +513,15 @@ fn refusal(
     }
     if command.has_flag(Flags::PROTECTED) && !debug::allowed_for(server, client) {
         return Some(Refusal::DebugNotAllowed);
+    }
+    if command.has_flag(Flags::PROTECTED_SUBCOMMANDS)
+        && let (Some(name), Some(sub)) = (argv.first(), argv.get(1))
+        && let Some(sub) = subcommands::find_subcommand(name, sub)
+        && sub.flags.contains(Flags::PROTECTED)
+        && subcommands::arity_ok(sub.arity, argv.len())
+        && !module::allowed_for(server, client)
+    {
+        return Some(Refusal::ModuleNotAllowed);
     }
     if !client.authenticated
         && !command.has_flag(Flags::NO_AUTH)

@@ -61,6 +61,8 @@ const SCRIPTING: &[&str] = &["slow", "scripting"];
 const SCRIPTING_WRITE: &[&str] = &["write", "slow", "scripting"];
 const ACL_ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE, SENTINEL);
 const ACL_PLAIN: Flags = flags!(NOSCRIPT, LOADING, STALE, SENTINEL);
+/// MODULE LOAD, LOADEX and UNLOAD: dispatch refuses them under `enable-module-command`.
+const MODULE_LOAD: Flags = flags!(NO_ASYNC_LOADING, ADMIN, NOSCRIPT, PROTECTED);
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
 /// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
@@ -75,6 +77,11 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "function|load", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Create a function with the given arguments (name, code, description)", since: "7.0.0", run: None },
     Subcommand { name: "function|restore", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Restore all the functions on the given payload", since: "7.0.0", run: None },
     Subcommand { name: "function|stats", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Return information about the function currently running (name, description, duration)", since: "7.0.0", run: None },
+    Subcommand { name: "module|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "5.0.0", run: None },
+    Subcommand { name: "module|list", arity: 2, flags: flags!(ADMIN, NOSCRIPT), keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List all modules loaded by the server", since: "4.0.0", run: None },
+    Subcommand { name: "module|load", arity: -3, flags: MODULE_LOAD, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Load a module", since: "4.0.0", run: None },
+    Subcommand { name: "module|loadex", arity: -3, flags: MODULE_LOAD, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Load a module with extended parameters", since: "7.0.0", run: None },
+    Subcommand { name: "module|unload", arity: 3, flags: MODULE_LOAD, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Unload a module", since: "4.0.0", run: None },
     Subcommand { name: "pubsub|channels", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "List active channels", since: "2.8.0", run: None },
     Subcommand { name: "pubsub|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: "Show helpful text about the different subcommands", since: "6.2.0", run: None },
     Subcommand { name: "pubsub|numpat", arity: 2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of unique patterns pattern subscriptions", since: "2.8.0", run: None },

@@ -329,7 +329,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("oom-score-adj", INERT, stored!(Check::Enum(OOM_SCORE_ADJ), "no")),
     opt("acl-pubsub-default", MUTABLE, stored!(Check::Enum(ACL_PUBSUB_DEFAULT), "resetchannels")),
     opt("sanitize-dump-payload", INERT, stored!(Check::Enum(SANITIZE_DUMP_PAYLOAD), "no")),
-    opt("enable-module-command", IMMUTABLE | INERT, stored!(Check::Enum(PROTECTED_ACTION), "no")),
+    opt("enable-module-command", IMMUTABLE, stored!(Check::Enum(PROTECTED_ACTION), "no")),
     opt("cluster-preferred-endpoint-type", INERT, stored!(Check::Enum(ENDPOINT_TYPE), "ip")),
     opt("propagation-error-behavior", INERT, stored!(Check::Enum(PROPAGATION_ERROR), "ignore")),
     opt("shutdown-on-sigint", INERT, stored!(Check::Flags(SHUTDOWN_ON_SIG), "default")),

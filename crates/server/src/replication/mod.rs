@@ -56,6 +56,7 @@
 
 pub(crate) mod backlog;
 pub(crate) mod commands;
+pub(crate) mod failover;
 pub(crate) mod primary;
 pub(crate) mod replica;
 mod save_info;
@@ -158,6 +159,8 @@ pub(crate) struct Replication {
     pub(crate) shared: Arc<Shared>,
     /// The replica side: the link to this server's master, when it has one.
     pub(crate) replica: replica::Replica,
+    /// A coordinated failover (FAILOVER), when one runs.
+    pub(crate) failover: failover::Failover,
 }
 
 /// What the effect consumer and the link tasks share.
@@ -495,7 +498,9 @@ impl Replication {
     /// Appends bytes that are not effects (PING, REPLCONF GETACK) to the stream.
     pub(crate) fn append_raw(&self, bytes: &[u8]) {
         let mut state = self.state();
-        if !state.backlog_active {
+        // A replica's stream is its master's bytes only (a cron PING racing a switch to
+        // replica, REPLICAOF or FAILOVER, would put bytes in it the master never sent).
+        if !state.backlog_active || state.role_replica {
             return;
         }
         append(&mut state, bytes);
@@ -790,7 +795,11 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
             lag
         ));
     }
-    line(text, "master_failover_state", &"no-failover");
+    line(
+        text,
+        "master_failover_state",
+        &server.replication.failover.state_name(),
+    );
     line(text, "master_replid", &state.replid);
     line(text, "master_replid2", &state.replid2);
     line(text, "master_repl_offset", &state.stream.end());

@@ -1171,7 +1171,9 @@ fn cron(server: &Server, last_ping: &mut Instant) {
                 .is_some_and(|since| since.elapsed() >= Duration::from_secs(ttl));
         (!state.replicas.is_empty() && !state.role_replica, free)
     };
-    if has_replicas && last_ping.elapsed() >= ping_period {
+    // No PING while a FAILOVER waits for its target to acknowledge the stream's end (Redis
+    // skips it during a failover's pause too): it would move the end it waits for.
+    if has_replicas && last_ping.elapsed() >= ping_period && !replication.failover.active() {
         *last_ping = Instant::now();
         replication.append_raw(b"*1\r\n$4\r\nPING\r\n");
     }

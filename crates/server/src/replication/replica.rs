@@ -239,6 +239,20 @@ pub(crate) fn unfollow(server: &Server) {
     server.replication.disconnect_replicas();
 }
 
+/// FAILOVER's switch to following its target (Redis's `replicationSetMaster`): as REPLICAOF
+/// host port, the live `replicaof` included.
+pub(crate) fn become_replica_of(server: &Arc<Server>, master: &MasterAddr) {
+    follow(server, master.clone());
+    set_config_master(server, Some(master));
+}
+
+/// A master again, as REPLICAOF NO ONE (Redis's `replicationUnsetMaster`): after a failed
+/// FAILOVER, or on a replica that receives `PSYNC ... FAILOVER`.
+pub(crate) fn become_master(server: &Server) {
+    unfollow(server);
+    set_config_master(server, None);
+}
+
 /// Why a normal client's command is refused on a replica, or None (Redis's processCommand:
 /// READONLY for a write, then MASTERDOWN while the link is down with
 /// `replica-serve-stale-data no`, for commands without the `stale` flag). The master client
@@ -327,6 +341,11 @@ fn replicaof(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(server) = ctx.server.arc() else {
         return;
     };
+    if server.replication.failover.active() {
+        ctx.out
+            .error("ERR REPLICAOF not allowed while failing over.");
+        return;
+    }
     if eq_ignore_case(host, "no") && eq_ignore_case(port, "one") {
         if server.replication.replica.is_replica() {
             unfollow(&server);

@@ -532,22 +532,41 @@ async fn buffer_stream(
 /// skipping the empty lines a primary sends to keep the link alive.
 async fn psync(server: &Server, conn: &mut Conn) -> Result<Psync, String> {
     let replica = &server.replication.replica;
-    if replica.psync_possible.load(Ordering::Acquire) {
+    let (replid, offset) = if replica.psync_possible.load(Ordering::Acquire) {
         let replid = server.replication.replid();
         let offset = (server.replication.offset() + 1).to_string();
         tracing::info!("Trying a partial resynchronization (request {replid}:{offset}).");
-        conn.send(&[b"PSYNC", replid.as_bytes(), offset.as_bytes()])
-            .await?;
+        (replid, offset)
     } else {
         tracing::info!("Partial resynchronization not possible (no cached master)");
-        conn.send(&[b"PSYNC", b"?", b"-1"]).await?;
+        ("?".to_owned(), "-1".to_owned())
+    };
+    // A primary handing over with FAILOVER asks its target to promote itself
+    // (`replication::failover`); any answer but +CONTINUE / +FULLRESYNC aborts the failover.
+    let failover = server.replication.failover.in_progress();
+    let mut args: Vec<&[u8]> = vec![b"PSYNC", replid.as_bytes(), offset.as_bytes()];
+    if failover {
+        args.push(b"FAILOVER");
     }
-    loop {
-        let line = conn.read_line(server).await?;
-        if !line.is_empty() {
-            return parse_psync_reply(&line);
+    if let Err(err) = conn.send(&args).await {
+        if failover {
+            crate::replication::failover::abort(server, "Write error to failover target");
+        }
+        return Err(err);
+    }
+    let reply = async {
+        loop {
+            let line = conn.read_line(server).await?;
+            if !line.is_empty() {
+                return parse_psync_reply(&line);
+            }
         }
     }
+    .await;
+    if failover {
+        crate::replication::failover::psync_answered(server, reply.is_ok());
+    }
+    reply
 }
 
 /// Removes the master client from the registry when the stream ends, however it ends.
