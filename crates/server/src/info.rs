@@ -577,6 +577,16 @@ pub(crate) fn reset_stats(server: &Server) {
         counter.store(0, Ordering::Relaxed);
     }
     stats.errors.reset();
+    // As Redis's resetServerStats: the replication counters too.
+    let replication = &server.replication.shared;
+    for counter in [
+        &replication.sync_full,
+        &replication.sync_partial_ok,
+        &replication.sync_partial_err,
+        &replication.net_output_bytes,
+    ] {
+        counter.store(0, Ordering::Relaxed);
+    }
     // As Redis's lazyfreeResetStats: the objects freed in the background count from zero.
     LAZYFREED.store(0, Ordering::Relaxed);
     for command in server.command_stats.iter() {

@@ -89,6 +89,9 @@ pub(crate) struct Tunables {
     /// `min-replicas-to-write` and `min-replicas-max-lag`, read by every write command.
     pub(crate) min_replicas_to_write: AtomicU64,
     pub(crate) min_replicas_max_lag: AtomicU64,
+    /// `rdb-key-save-delay` (a debugging option, microseconds per key saved), shared with
+    /// running saves (`SaveOptions::key_delay`) so that a change acts on them at once.
+    pub(crate) rdb_key_save_delay: Arc<AtomicI64>,
 }
 
 impl Tunables {
@@ -179,6 +182,10 @@ impl Tunables {
             .store(stored("min-replicas-to-write", 0), Ordering::Relaxed);
         self.min_replicas_max_lag
             .store(stored("min-replicas-max-lag", 10), Ordering::Relaxed);
+        self.rdb_key_save_delay.store(
+            config.stored_int("rdb-key-save-delay", 0),
+            Ordering::Relaxed,
+        );
     }
 }
 

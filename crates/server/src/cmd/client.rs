@@ -645,6 +645,18 @@ impl Pause {
         drop(state);
         self.changed.notify_waiters();
     }
+
+    /// Holds writes (and active expiry) back while the final save before an exit runs, as
+    /// Redis's shutdown pauses them: what the dump and the replicas' stream hold stays what
+    /// clients were told. [`Pause::end_shutdown_pause`] if the shutdown is abandoned.
+    pub(crate) fn pause_writes_for_shutdown(&self) {
+        self.pause(Instant::now() + std::time::Duration::from_secs(3600), false);
+    }
+
+    /// Lifts [`Pause::pause_writes_for_shutdown`] (the final save failed, the server goes on).
+    pub(crate) fn end_shutdown_pause(&self) {
+        self.unpause();
+    }
 }
 
 /// When the pause that holds back `argv` ends, or None if it may run now. Commands that may

@@ -356,7 +356,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("repl-timeout", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "60")),
     opt("repl-ping-replica-period", MUTABLE, stored!(Check::Int(Signed(1, INT_MAX)), "10")),
     opt("list-compress-depth", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
-    opt("rdb-key-save-delay", HIDDEN | INERT, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
+    opt("rdb-key-save-delay", HIDDEN, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
     opt("key-load-delay", HIDDEN, stored!(Check::Int(Signed(INT_MIN, INT_MAX)), "0")),
     opt("active-expire-effort", INERT, stored!(Check::Int(Signed(1, 10)), "1")),
     opt("min-replicas-to-write", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),

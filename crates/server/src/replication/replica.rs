@@ -511,20 +511,25 @@ pub(crate) fn info_fields(server: &Server, text: &mut String) {
     );
 }
 
-/// Starts the link named by `replicaof` in the configuration, once the dataset is loaded.
-pub(crate) fn start_from_config(server: &Arc<Server>) {
+/// The primary `replicaof` in the configuration names, if any.
+pub(crate) fn configured_master(server: &Server) -> Option<MasterAddr> {
     let value = server.config().stored_text("replicaof");
     let text = String::from_utf8_lossy(&value);
     let mut parts = text.split_whitespace();
     let (Some(host), Some(port)) = (parts.next(), parts.next()) else {
-        return;
+        return None;
     };
-    let Ok(port) = port.parse::<u16>() else {
-        return;
-    };
-    let master = MasterAddr {
+    let port = port.parse::<u16>().ok()?;
+    Some(MasterAddr {
         host: host.to_owned(),
         port,
+    })
+}
+
+/// Starts the link named by `replicaof` in the configuration, once the dataset is loaded.
+pub(crate) fn start_from_config(server: &Arc<Server>) {
+    let Some(master) = configured_master(server) else {
+        return;
     };
     let replica = &server.replication.replica;
     let mut following = lock(&replica.following);
@@ -532,10 +537,10 @@ pub(crate) fn start_from_config(server: &Arc<Server>) {
         // A REPLICAOF came first: it decides.
         return;
     }
-    // Redis starts without a cached master: the first PSYNC is `? -1`.
+    // Redis starts without a cached master (the first PSYNC is `? -1`) unless the dump had
+    // the replication fields (`psync_possible` was set as it loaded).
     replica.is_replica.store(true, Ordering::Release);
     server.replication.set_role_replica();
-    replica.psync_possible.store(false, Ordering::Release);
     replica.set_state(LinkState::Connect);
     let cancel = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(link::run(
