@@ -148,6 +148,11 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
     server.tracking.remove_client(id);
+    // Pushes queued to the closed connection are dropped: they no longer wait to be written.
+    client.conn.pushes.close();
+    while let Ok(dropped) = client.conn.pushes.try_recv() {
+        server.tracking.taken(dropped.len());
+    }
     server.clients.remove(id);
     // What the connection held is free now; see `limits::release_free_memory`.
     crate::limits::request_memory_release();
@@ -312,6 +317,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
         let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
         cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
+        cmd::client::account_memory(server, &client.handle);
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
         let read = async {
@@ -351,13 +357,16 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
             Some(Event::Push(bytes)) => {
                 out.buf.extend_from_slice(&bytes);
+                let mut taken = bytes.len();
                 // Drain what else is queued, so a burst costs one write.
                 while let Ok(next) = client.conn.pushes.try_recv() {
                     out.buf.extend_from_slice(&next);
+                    taken += next.len();
                     if out.len() >= FLUSH_AT {
                         break;
                     }
                 }
+                server.tracking.taken(taken);
             }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
@@ -371,6 +380,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     }
                 }
                 client.subs.queued.bytes.fetch_sub(sizes, Ordering::Relaxed);
+                let counted = &client.handle.info.pubsub_queued;
+                let _ = counted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bytes| {
+                    Some(bytes.saturating_sub(sizes))
+                });
             }
         }
     }
@@ -636,6 +649,7 @@ async fn write_out(
         }
     };
     cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::account_memory(server, handle);
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {

@@ -124,6 +124,11 @@ pub(crate) struct ClientInfo {
     qbuf_free: AtomicU64,
     /// Reply bytes waiting to be written.
     pending_out: AtomicU64,
+    /// Pub/sub messages queued for the client, not yet taken by its connection.
+    pub(crate) pubsub_queued: AtomicU64,
+    /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
+    /// link): see [`account_memory`].
+    pub(crate) counted: AtomicU64,
     /// The tracking redirect target, 0 without one, -1 with tracking off.
     redir: AtomicI64,
     /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
@@ -144,6 +149,8 @@ impl Default for ClientInfo {
             qbuf: AtomicU64::new(0),
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
+            pubsub_queued: AtomicU64::new(0),
+            counted: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
@@ -160,6 +167,7 @@ impl ClientInfo {
             &self.qbuf_free,
             &self.pending_out,
             &self.multi_mem,
+            &self.pubsub_queued,
         ]
         .iter()
         .map(|figure| figure.load(Ordering::Relaxed))
@@ -311,6 +319,61 @@ fn figures_of_other(handle: &ClientHandle) -> Figures {
     }
 }
 
+/// What a client costs, as Redis's `getClientMemoryUsage`: its buffers (query buffer, argv,
+/// queued transaction, the reply buffer and the reply list, queued pub/sub messages) plus the
+/// connection's own state. CLIENT LIST's `tot-mem` and what `maxmemory-clients` evicts by.
+fn total_memory(figures: &Figures, handle: &ClientHandle) -> u64 {
+    let omem = figures.pending_out.saturating_sub(REPLY_CHUNK);
+    [
+        figures.qbuf,
+        figures.qbuf_free,
+        figures.argv_mem,
+        figures.multi_mem,
+        REPLY_CHUNK,
+        omem,
+        handle.info.pubsub_queued.load(Ordering::Relaxed),
+        to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>()),
+    ]
+    .into_iter()
+    .fold(0, u64::saturating_add)
+}
+
+/// The memory a client other than the running one uses (its `tot-mem`), and whether client
+/// eviction may close it: not with CLIENT NO-EVICT on, and never a replica or a master link
+/// (their memory is not counted either, as in Redis).
+pub(crate) fn eviction_figures(handle: &ClientHandle) -> (u64, bool) {
+    let figures = figures_of_other(handle);
+    (
+        total_memory(&figures, handle),
+        figures.flags & FLAG_NO_EVICT == 0,
+    )
+}
+
+/// Brings the client's share of the clients' memory total up to date after it published new
+/// figures, and runs client eviction when the total reached `maxmemory-clients`: O(1) unless
+/// it did. Redis checks before every command and in `beforeSleep`; a connection here calls
+/// this before it waits to read and before it writes.
+pub(crate) fn account_memory(server: &Server, handle: &ClientHandle) {
+    let now = if is_replication_link(handle) {
+        0
+    } else {
+        total_memory(&figures_of_other(handle), handle)
+    };
+    let before = handle.info.counted.swap(now, Ordering::Relaxed);
+    let total = server.clients.add_memory(now, before);
+    let limit = server.tunables.maxmemory_clients.load(Ordering::Relaxed);
+    if limit != 0 && total >= limit {
+        crate::evict::evict_clients(server);
+    }
+}
+
+/// Returns true if and only if the client is a replica or a master link (not counted in
+/// `maxmemory-clients`). A MONITOR client counts as a normal one.
+pub(crate) fn is_replication_link(handle: &ClientHandle) -> bool {
+    let flags = handle.info.flags.load(Ordering::Relaxed);
+    flags & FLAG_MASTER != 0 || (flags & FLAG_REPLICA != 0 && flags & FLAG_MONITOR == 0)
+}
+
 /// Redis's static reply buffer size (`PROTO_REPLY_CHUNK_BYTES`): pending output up to it counts
 /// as `obl`, the rest as reply list blocks of the same size (`oll`, `omem`).
 const REPLY_CHUNK: u64 = 16 * 1024;
@@ -341,14 +404,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     let omem = figures.pending_out - obl;
     let oll = omem.div_ceil(REPLY_CHUNK);
     let events = if figures.pending_out > 0 { "rw" } else { "r" };
-    // What the client costs: its buffers plus the connection's own state.
-    let tot_mem = figures.qbuf
-        + figures.qbuf_free
-        + figures.argv_mem
-        + figures.multi_mem
-        + REPLY_CHUNK
-        + omem
-        + to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>());
+    let tot_mem = total_memory(figures, handle);
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
