@@ -176,3 +176,46 @@ fn no_evict_protects_a_client_over_the_limit_until_it_turns_it_off() {
     assert_eq!(evicted_clients(&mut raw), 1);
     assert!(!closed(&mut stream, Duration::from_millis(300)));
 }
+
+#[test]
+fn arguments_of_an_unfinished_command_count_and_show_as_argv_mem() {
+    let server = TestServer::start(BIN, &["--save", ""]);
+    let mut raw = server.raw();
+    assert_eq!(cmd(&mut raw, "CLIENT NO-EVICT on"), "+OK\r\n");
+    // 249 of 250 arguments of 1000 bytes: parsed and held, none of it in the query buffer.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.write_all(b"*250\r\n").unwrap();
+    for _ in 0..249 {
+        stream.write_all(b"$1000\r\n").unwrap();
+        stream.write_all(&[b'x'; 1000]).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    let argv_mem = || {
+        let list = String::from_utf8(raw_list(&server)).unwrap();
+        list.lines()
+            .filter_map(|line| {
+                line.split(' ')
+                    .find_map(|kv| kv.strip_prefix("argv-mem="))?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || argv_mem() >= 249 * 1000),
+        "argv-mem {}",
+        argv_mem()
+    );
+    assert_eq!(
+        cmd(&mut raw, "CONFIG SET maxmemory-clients 200kb"),
+        "+OK\r\n"
+    );
+    assert!(closed(&mut stream, Duration::from_secs(10)));
+    assert_eq!(evicted_clients(&mut raw), 1);
+}
+
+/// CLIENT LIST on a fresh connection.
+fn raw_list(server: &TestServer) -> Vec<u8> {
+    server.raw().call(&[b"CLIENT", b"LIST"])
+}

@@ -153,6 +153,14 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
     while let Ok(dropped) = client.conn.pushes.try_recv() {
         server.tracking.taken(dropped.len());
     }
+    let unwritten = client
+        .handle
+        .info
+        .pushes_unwritten
+        .swap(0, Ordering::Relaxed);
+    server
+        .tracking
+        .taken(usize::try_from(unwritten).unwrap_or(usize::MAX));
     server.clients.remove(id);
     // What the connection held is free now; see `limits::release_free_memory`.
     crate::limits::request_memory_release();
@@ -302,6 +310,12 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         {
             return format!("write error: {err}");
         }
+        let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
+        if written != 0 {
+            server
+                .tracking
+                .taken(usize::try_from(written).unwrap_or(usize::MAX));
+        }
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
         }
@@ -317,6 +331,11 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
         let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
         cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
+        let partial = decoder.pending_argv_bytes();
+        client.handle.info.argv_mem.store(
+            u64::try_from(partial).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         cmd::client::account_memory(server, &client.handle);
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
@@ -366,7 +385,12 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         break;
                     }
                 }
-                server.tracking.taken(taken);
+                // Counted as queued until written (below, after the write).
+                client
+                    .handle
+                    .info
+                    .pushes_unwritten
+                    .fetch_add(u64::try_from(taken).unwrap_or(u64::MAX), Ordering::Relaxed);
             }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
@@ -665,6 +689,15 @@ async fn write_out(
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
+    // Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
+    // as Redis frees its reply list: kept until the idle shrink, it would count in
+    // `used_memory` and make eviction pay for it (the invalidations of evicted keys, written
+    // to many tracking clients, would drain the database).
+    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
+        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+    {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
+    }
     cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

@@ -126,6 +126,11 @@ pub(crate) struct ClientInfo {
     pending_out: AtomicU64,
     /// Pub/sub messages queued for the client, not yet taken by its connection.
     pub(crate) pubsub_queued: AtomicU64,
+    /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
+    pub(crate) argv_mem: AtomicU64,
+    /// Push bytes (tracking invalidations) the connection took from its queue and has not
+    /// written yet: still in `Tracking::queued_bytes` until they are.
+    pub(crate) pushes_unwritten: AtomicU64,
     /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
     /// link): see [`account_memory`].
     pub(crate) counted: AtomicU64,
@@ -150,6 +155,8 @@ impl Default for ClientInfo {
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
             pubsub_queued: AtomicU64::new(0),
+            argv_mem: AtomicU64::new(0),
+            pushes_unwritten: AtomicU64::new(0),
             counted: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
@@ -160,7 +167,8 @@ impl Default for ClientInfo {
 
 impl ClientInfo {
     /// The client's buffers as last published (query buffer, its free part, pending replies,
-    /// queued transaction): its share of INFO's `mem_clients_normal`.
+    /// queued transaction, queued pub/sub messages, a command's arguments received so far):
+    /// its share of INFO's `mem_clients_normal`.
     pub(crate) fn buffer_bytes(&self) -> u64 {
         [
             &self.qbuf,
@@ -168,6 +176,7 @@ impl ClientInfo {
             &self.pending_out,
             &self.multi_mem,
             &self.pubsub_queued,
+            &self.argv_mem,
         ]
         .iter()
         .map(|figure| figure.load(Ordering::Relaxed))
@@ -313,7 +322,7 @@ fn figures_of_other(handle: &ClientHandle) -> Figures {
         multi_mem: info.multi_mem.load(Ordering::Relaxed),
         qbuf: info.qbuf.load(Ordering::Relaxed),
         qbuf_free: info.qbuf_free.load(Ordering::Relaxed),
-        argv_mem: 0,
+        argv_mem: info.argv_mem.load(Ordering::Relaxed),
         pending_out: info.pending_out.load(Ordering::Relaxed),
         redir: info.redir.load(Ordering::Relaxed),
     }
@@ -650,11 +659,15 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ("client|kill", filters) => client_kill(ctx, filters),
         ("client|reply", [mode]) => client_reply(ctx, mode),
         ("client|no-evict", [mode]) => {
+            // The flag is published at once: client eviction in another connection reads it.
+            let flags = &ctx.client.handle.info.flags;
             if eq_ignore_case(mode, "on") {
                 ctx.client.conn.no_evict = true;
+                flags.fetch_or(FLAG_NO_EVICT, Ordering::Relaxed);
                 ctx.out.ok();
             } else if eq_ignore_case(mode, "off") {
                 ctx.client.conn.no_evict = false;
+                flags.fetch_and(!FLAG_NO_EVICT, Ordering::Relaxed);
                 ctx.out.ok();
             } else {
                 ctx.out.error(reply::SYNTAX);
