@@ -128,6 +128,8 @@ pub(crate) struct ClientInfo {
     pub(crate) pubsub_queued: AtomicU64,
     /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
     pub(crate) argv_mem: AtomicU64,
+    /// The client's share of the WATCH and pub/sub tables (see [`table_overhead`]).
+    table_overhead: AtomicU64,
     /// Push bytes (tracking invalidations) the connection took from its queue and has not
     /// written yet: still in `Tracking::queued_bytes` until they are.
     pub(crate) pushes_unwritten: AtomicU64,
@@ -156,6 +158,7 @@ impl Default for ClientInfo {
             pending_out: AtomicU64::new(0),
             pubsub_queued: AtomicU64::new(0),
             argv_mem: AtomicU64::new(0),
+            table_overhead: AtomicU64::new(0),
             pushes_unwritten: AtomicU64::new(0),
             counted: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
@@ -295,6 +298,28 @@ pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: us
     info.qbuf.store(to_u64(qbuf), Ordering::Relaxed);
     info.qbuf_free.store(to_u64(qbuf_free), Ordering::Relaxed);
     info.redir.store(figures.redir, Ordering::Relaxed);
+    info.table_overhead
+        .store(table_overhead(client), Ordering::Relaxed);
+}
+
+/// What a client's watched keys and subscriptions cost it in the shared tables, as Redis's
+/// `multiStateMemOverhead` and `pubsubMemOverhead` count them (a list node and a
+/// `watchedKey` per watched key, a dict entry and bucket per subscription; not the names,
+/// which are shared).
+fn table_overhead(client: &Client) -> u64 {
+    const PER_WATCHED_KEY: u64 = 48;
+    const PER_SUBSCRIPTION: u64 = 32;
+    let subscriptions = [
+        crate::pubsub::Kind::Channel,
+        crate::pubsub::Kind::Pattern,
+        crate::pubsub::Kind::Shard,
+    ]
+    .iter()
+    .map(|&kind| to_u64(client.subs.of(kind).len()))
+    .fold(0, u64::saturating_add);
+    to_u64(client.watched.len())
+        .saturating_mul(PER_WATCHED_KEY)
+        .saturating_add(subscriptions.saturating_mul(PER_SUBSCRIPTION))
 }
 
 /// Returns true if and only if the client was subscribed to something when it last waited
@@ -341,6 +366,7 @@ fn total_memory(figures: &Figures, handle: &ClientHandle) -> u64 {
         REPLY_CHUNK,
         omem,
         handle.info.pubsub_queued.load(Ordering::Relaxed),
+        handle.info.table_overhead.load(Ordering::Relaxed),
         to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>()),
     ]
     .into_iter()
