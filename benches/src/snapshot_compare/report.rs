@@ -626,7 +626,7 @@ mod tests {
             retained_or_cow_bytes: None,
             used_memory: None,
         };
-        write_series_csv(&mut out, "epoch", &[sample.clone()]).unwrap();
+        write_series_csv(&mut out, "epoch", std::slice::from_ref(&sample)).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

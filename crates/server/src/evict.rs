@@ -174,7 +174,7 @@ pub(crate) fn evict_clients(server: &Server) -> usize {
     if total < limit {
         return 0;
     }
-    candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.0));
     let mut evicted = 0;
     for (memory, handle) in candidates {
         if total < limit {
