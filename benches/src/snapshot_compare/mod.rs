@@ -975,6 +975,36 @@ mod tests {
     }
 
     #[test]
+    fn parses_and_checks_the_eviction_scenario() {
+        let opts = Options::try_parse_from([
+            "x",
+            "--memory-limit-mib",
+            "2048",
+            "--maxmemory-fraction",
+            "0.9",
+            "--insert-fraction",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(opts.maxmemory_policy, "allkeys-lru");
+        let limit = 2048u64 << 20;
+        assert_eq!(opts.maxmemory_bytes(), Some((limit as f64 * 0.9) as u64));
+        assert_eq!(
+            eviction_scenario(&opts, true).unwrap(),
+            Some((limit, opts.maxmemory_bytes()))
+        );
+        // Needs root (a cgroup); a fraction needs a limit; fractions are checked.
+        assert!(eviction_scenario(&opts, false).is_err());
+        let no_limit = Options::try_parse_from(["x", "--maxmemory-fraction", "0.9"]).unwrap();
+        assert!(eviction_scenario(&no_limit, true).is_err());
+        let bad = Options::try_parse_from(["x", "--insert-fraction", "1.5"]).unwrap();
+        assert!(eviction_scenario(&bad, true).is_err());
+        let plain = Options::try_parse_from(["x"]).unwrap();
+        assert_eq!(eviction_scenario(&plain, false).unwrap(), None);
+        assert_eq!(plain.maxmemory_bytes(), None);
+    }
+
+    #[test]
     fn start_pause_falls_back_between_fields() {
         let epoch_info = Info::parse("snapshot_last_cut_usec:12\nrdb_last_cow_size:0\n");
         let mut r = ModeResult::default();
