@@ -304,8 +304,8 @@ pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: us
 
 /// What a client's watched keys and subscriptions cost it in the shared tables, as Redis's
 /// `multiStateMemOverhead` and `pubsubMemOverhead` count them (a list node and a
-/// `watchedKey` per watched key, a dict entry and bucket per subscription; not the names,
-/// which are shared).
+/// `watchedKey` per watched key, a dict entry and bucket per subscription, not the names,
+/// which are shared; and the client's BCAST tracking prefixes).
 fn table_overhead(client: &Client) -> u64 {
     const PER_WATCHED_KEY: u64 = 48;
     const PER_SUBSCRIPTION: u64 = 32;
@@ -320,6 +320,7 @@ fn table_overhead(client: &Client) -> u64 {
     to_u64(client.watched.len())
         .saturating_mul(PER_WATCHED_KEY)
         .saturating_add(subscriptions.saturating_mul(PER_SUBSCRIPTION))
+        .saturating_add(super::tracking::prefix_bytes(client))
 }
 
 /// Returns true if and only if the client was subscribed to something when it last waited

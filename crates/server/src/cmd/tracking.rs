@@ -398,6 +398,20 @@ pub(crate) fn list_figures(client: &Client) -> (bool, bool, i64) {
         })
 }
 
+/// What the client's BCAST prefixes cost it, for client eviction: each prefix's bytes and a
+/// node (Redis counts the prefix tree's nodes, `numnodes * sizeof(raxNode) * sizeof(void *)`).
+pub(crate) fn prefix_bytes(client: &Client) -> u64 {
+    const PER_PREFIX: usize = 32;
+    client.conn.tracking.mode.as_ref().map_or(0, |mode| {
+        let bytes: usize = mode
+            .prefixes
+            .iter()
+            .map(|prefix| prefix.len() + PER_PREFIX)
+            .sum();
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    })
+}
+
 /// CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p ...] [OPTIN] [OPTOUT] [NOLOOP].
 pub(crate) fn client_tracking(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let Some((switch, options)) = args.split_first() else {
