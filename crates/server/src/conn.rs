@@ -148,6 +148,19 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
     server.tracking.remove_client(id);
+    // Pushes queued to the closed connection are dropped: they no longer wait to be written.
+    client.conn.pushes.close();
+    while let Ok(dropped) = client.conn.pushes.try_recv() {
+        server.tracking.taken(dropped.len());
+    }
+    let unwritten = client
+        .handle
+        .info
+        .pushes_unwritten
+        .swap(0, Ordering::Relaxed);
+    server
+        .tracking
+        .taken(usize::try_from(unwritten).unwrap_or(usize::MAX));
     server.clients.remove(id);
     // What the connection held is free now; see `limits::release_free_memory`.
     crate::limits::request_memory_release();
@@ -321,6 +334,12 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         {
             return format!("write error: {err}");
         }
+        let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
+        if written != 0 {
+            server
+                .tracking
+                .taken(usize::try_from(written).unwrap_or(usize::MAX));
+        }
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
         }
@@ -352,6 +371,12 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             input.len(),
             buffer_size.saturating_sub(input.len()),
         );
+        let partial = decoder.pending_argv_bytes();
+        client.handle.info.argv_mem.store(
+            u64::try_from(partial).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        cmd::client::account_memory(server, &client.handle);
         let resize = &client.handle.info.resize;
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
@@ -420,13 +445,21 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
             Some(Event::Push(bytes)) => {
                 out.buf.extend_from_slice(&bytes);
+                let mut taken = bytes.len();
                 // Drain what else is queued, so a burst costs one write.
                 while let Ok(next) = client.conn.pushes.try_recv() {
                     out.buf.extend_from_slice(&next);
+                    taken += next.len();
                     if out.len() >= FLUSH_AT {
                         break;
                     }
                 }
+                // Counted as queued until written (below, after the write).
+                client
+                    .handle
+                    .info
+                    .pushes_unwritten
+                    .fetch_add(u64::try_from(taken).unwrap_or(u64::MAX), Ordering::Relaxed);
             }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
@@ -440,6 +473,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     }
                 }
                 client.subs.queued.bytes.fetch_sub(sizes, Ordering::Relaxed);
+                let counted = &client.handle.info.pubsub_queued;
+                let _ = counted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bytes| {
+                    Some(bytes.saturating_sub(sizes))
+                });
             }
         }
     }
@@ -707,6 +744,7 @@ async fn write_out(
         }
     };
     cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::account_memory(server, handle);
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
@@ -722,6 +760,15 @@ async fn write_out(
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
+    // Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
+    // as Redis frees its reply list: kept until the idle shrink, it would count in
+    // `used_memory` and make eviction pay for it (the invalidations of evicted keys, written
+    // to many tracking clients, would drain the database).
+    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
+        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+    {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
+    }
     cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

@@ -426,7 +426,7 @@ fn stats_section(server: &Server, text: &mut String) {
         expired.saturating_sub(load(&EXPIRED_KEYS_AT_RESET)),
     );
     field(text, "evicted_keys", load(&stats.evicted_keys));
-    field(text, "evicted_clients", 0);
+    field(text, "evicted_clients", load(&stats.evicted_clients));
     field(text, "keyspace_hits", load(&stats.keyspace_hits));
     field(text, "keyspace_misses", load(&stats.keyspace_misses));
     let (channels, patterns, shard_channels) = server.pubsub.counts();
@@ -597,6 +597,7 @@ pub(crate) fn reset_stats(server: &Server) {
     }
     EXPIRED_KEYS_AT_RESET.store(server.keyspace.expired_keys(), Ordering::Relaxed);
     server.stats.evicted_keys.store(0, Ordering::Relaxed);
+    server.stats.evicted_clients.store(0, Ordering::Relaxed);
     {
         // As Redis's resetServerStats: stat_fork_time and stat_total_forks restart too.
         let mut persistence = server.persistence.state();

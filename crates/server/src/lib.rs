@@ -413,6 +413,7 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 // The server's cron: freed connection memory goes back to the system here, and,
                 // while an epoch snapshot runs, what its saved versions and the overwrites
                 // around it free (docs/snapshot.md, "Memory goes back").
+                evict::evict_clients(&server);
                 if server.keyspace.snapshot_in_progress() {
                     limits::request_memory_release();
                 }

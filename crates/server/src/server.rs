@@ -81,6 +81,8 @@ pub(crate) struct Tunables {
     pub(crate) maxmemory_policy: AtomicU8,
     pub(crate) maxmemory_samples: AtomicU64,
     pub(crate) maxmemory_eviction_tenacity: AtomicU64,
+    /// `maxmemory-clients` in bytes (a percentage resolved against `maxmemory`); 0 is off.
+    pub(crate) maxmemory_clients: AtomicU64,
     /// `replica-ignore-maxmemory`: a replica does not evict on its own.
     pub(crate) replica_ignore_maxmemory: AtomicBool,
     /// `replica-read-only` and `replica-serve-stale-data`, for the refusals on a replica.
@@ -159,6 +161,13 @@ impl Tunables {
             positive("maxmemory-eviction-tenacity", 10).unwrap_or(10),
             Ordering::Relaxed,
         );
+        self.maxmemory_clients.store(
+            crate::evict::client_eviction_limit(
+                &config.stored_text("maxmemory-clients"),
+                config.maxmemory,
+            ),
+            Ordering::Relaxed,
+        );
         self.replica_ignore_maxmemory.store(
             config.stored_text("replica-ignore-maxmemory") != b"no",
             Ordering::Relaxed,
@@ -203,6 +212,8 @@ pub(crate) struct Stats {
     pub(crate) unexpected_error_replies: AtomicU64,
     /// Keys removed by eviction (`evict.rs`).
     pub(crate) evicted_keys: AtomicU64,
+    /// Clients closed by `maxmemory-clients` (`evict.rs`).
+    pub(crate) evicted_clients: AtomicU64,
     /// INFO errorstats: error replies by code.
     pub(crate) errors: crate::errorstats::ErrorStats,
 }
@@ -271,6 +282,8 @@ impl ClientHandle {
 pub(crate) struct Clients {
     by_id: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
     next_id: AtomicU64,
+    /// The connected clients' memory as each last accounted it (`client::account_memory`).
+    memory: AtomicU64,
 }
 
 impl Clients {
@@ -283,7 +296,20 @@ impl Clients {
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        lock(&self.by_id).remove(&id);
+        if let Some(handle) = lock(&self.by_id).remove(&id) {
+            let counted = handle.info.counted.swap(0, Ordering::Relaxed);
+            self.add_memory(0, counted);
+        }
+    }
+
+    /// Replaces `before` with `now` in the clients' memory total; returns the new total.
+    pub(crate) fn add_memory(&self, now: u64, before: u64) -> u64 {
+        let update = |total: u64| Some(total.saturating_sub(before).saturating_add(now));
+        let previous = self
+            .memory
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, update)
+            .unwrap_or_else(|total| total);
+        previous.saturating_sub(before).saturating_add(now)
     }
 
     pub(crate) fn len(&self) -> usize {

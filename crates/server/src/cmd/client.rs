@@ -128,6 +128,18 @@ pub(crate) struct ClientInfo {
     qbuf_free: AtomicU64,
     /// Reply bytes waiting to be written.
     pending_out: AtomicU64,
+    /// Pub/sub messages queued for the client, not yet taken by its connection.
+    pub(crate) pubsub_queued: AtomicU64,
+    /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
+    pub(crate) argv_mem: AtomicU64,
+    /// The client's share of the WATCH and pub/sub tables (see [`table_overhead`]).
+    table_overhead: AtomicU64,
+    /// Push bytes (tracking invalidations) the connection took from its queue and has not
+    /// written yet: still in `Tracking::queued_bytes` until they are.
+    pub(crate) pushes_unwritten: AtomicU64,
+    /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
+    /// link): see [`account_memory`].
+    pub(crate) counted: AtomicU64,
     /// The tracking redirect target, 0 without one, -1 with tracking off.
     redir: AtomicI64,
     /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
@@ -170,6 +182,11 @@ impl Default for ClientInfo {
             qbuf: AtomicU64::new(0),
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
+            pubsub_queued: AtomicU64::new(0),
+            argv_mem: AtomicU64::new(0),
+            table_overhead: AtomicU64::new(0),
+            pushes_unwritten: AtomicU64::new(0),
+            counted: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
@@ -217,13 +234,16 @@ impl ClientInfo {
     }
 
     /// The client's buffers as last published (query buffer, its free part, pending replies,
-    /// queued transaction): its share of INFO's `mem_clients_normal`.
+    /// queued transaction, queued pub/sub messages, a command's arguments received so far):
+    /// its share of INFO's `mem_clients_normal`.
     pub(crate) fn buffer_bytes(&self) -> u64 {
         [
             &self.qbuf,
             &self.qbuf_free,
             &self.pending_out,
             &self.multi_mem,
+            &self.pubsub_queued,
+            &self.argv_mem,
         ]
         .iter()
         .map(|figure| figure.load(Ordering::Relaxed))
@@ -342,6 +362,29 @@ pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: us
     info.qbuf.store(to_u64(qbuf), Ordering::Relaxed);
     info.qbuf_free.store(to_u64(qbuf_free), Ordering::Relaxed);
     info.redir.store(figures.redir, Ordering::Relaxed);
+    info.table_overhead
+        .store(table_overhead(client), Ordering::Relaxed);
+}
+
+/// What a client's watched keys and subscriptions cost it in the shared tables, as Redis's
+/// `multiStateMemOverhead` and `pubsubMemOverhead` count them (a list node and a
+/// `watchedKey` per watched key, a dict entry and bucket per subscription, not the names,
+/// which are shared; and the client's BCAST tracking prefixes).
+fn table_overhead(client: &Client) -> u64 {
+    const PER_WATCHED_KEY: u64 = 48;
+    const PER_SUBSCRIPTION: u64 = 32;
+    let subscriptions = [
+        crate::pubsub::Kind::Channel,
+        crate::pubsub::Kind::Pattern,
+        crate::pubsub::Kind::Shard,
+    ]
+    .iter()
+    .map(|&kind| to_u64(client.subs.of(kind).len()))
+    .fold(0, u64::saturating_add);
+    to_u64(client.watched.len())
+        .saturating_mul(PER_WATCHED_KEY)
+        .saturating_add(subscriptions.saturating_mul(PER_SUBSCRIPTION))
+        .saturating_add(super::tracking::prefix_bytes(client))
 }
 
 /// Returns true if and only if the client was subscribed to something when it last waited
@@ -387,10 +430,66 @@ fn figures_of_other(handle: &ClientHandle) -> Figures {
         multi_mem: info.multi_mem.load(Ordering::Relaxed),
         qbuf: info.qbuf.load(Ordering::Relaxed),
         qbuf_free: info.qbuf_free.load(Ordering::Relaxed),
-        argv_mem: 0,
+        argv_mem: info.argv_mem.load(Ordering::Relaxed),
         pending_out: info.pending_out.load(Ordering::Relaxed),
         redir: info.redir.load(Ordering::Relaxed),
     }
+}
+
+/// What a client costs, as Redis's `getClientMemoryUsage`: its buffers (query buffer, argv,
+/// queued transaction, the reply buffer and the reply list, queued pub/sub messages) plus the
+/// connection's own state. CLIENT LIST's `tot-mem` and what `maxmemory-clients` evicts by.
+fn total_memory(figures: &Figures, handle: &ClientHandle) -> u64 {
+    let omem = figures.pending_out.saturating_sub(REPLY_CHUNK);
+    [
+        figures.qbuf,
+        figures.qbuf_free,
+        figures.argv_mem,
+        figures.multi_mem,
+        REPLY_CHUNK,
+        omem,
+        handle.info.pubsub_queued.load(Ordering::Relaxed),
+        handle.info.table_overhead.load(Ordering::Relaxed),
+        to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>()),
+    ]
+    .into_iter()
+    .fold(0, u64::saturating_add)
+}
+
+/// The memory a client other than the running one uses (its `tot-mem`), and whether client
+/// eviction may close it: not with CLIENT NO-EVICT on, and never a replica or a master link
+/// (their memory is not counted either, as in Redis).
+pub(crate) fn eviction_figures(handle: &ClientHandle) -> (u64, bool) {
+    let figures = figures_of_other(handle);
+    (
+        total_memory(&figures, handle),
+        figures.flags & FLAG_NO_EVICT == 0,
+    )
+}
+
+/// Brings the client's share of the clients' memory total up to date after it published new
+/// figures, and runs client eviction when the total reached `maxmemory-clients`: O(1) unless
+/// it did. Redis checks before every command and in `beforeSleep`; a connection here calls
+/// this before it waits to read and before it writes.
+pub(crate) fn account_memory(server: &Server, handle: &ClientHandle) {
+    let now = if is_replication_link(handle) {
+        0
+    } else {
+        total_memory(&figures_of_other(handle), handle)
+    };
+    let before = handle.info.counted.swap(now, Ordering::Relaxed);
+    let total = server.clients.add_memory(now, before);
+    let limit = server.tunables.maxmemory_clients.load(Ordering::Relaxed);
+    if limit != 0 && total >= limit {
+        crate::evict::evict_clients(server);
+    }
+}
+
+/// Returns true if and only if the client is a replica or a master link (not counted in
+/// `maxmemory-clients`). A MONITOR client counts as a normal one.
+pub(crate) fn is_replication_link(handle: &ClientHandle) -> bool {
+    let flags = handle.info.flags.load(Ordering::Relaxed);
+    flags & FLAG_MASTER != 0 || (flags & FLAG_REPLICA != 0 && flags & FLAG_MONITOR == 0)
 }
 
 /// Redis's static reply buffer size (`PROTO_REPLY_CHUNK_BYTES`): pending output up to it counts
@@ -423,14 +522,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     let omem = figures.pending_out - obl;
     let oll = omem.div_ceil(REPLY_CHUNK);
     let events = if figures.pending_out > 0 { "rw" } else { "r" };
-    // What the client costs: its buffers plus the connection's own state.
-    let tot_mem = figures.qbuf
-        + figures.qbuf_free
-        + figures.argv_mem
-        + figures.multi_mem
-        + REPLY_CHUNK
-        + omem
-        + to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>());
+    let tot_mem = total_memory(figures, handle);
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
@@ -731,11 +823,15 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ("client|kill", filters) => client_kill(ctx, filters),
         ("client|reply", [mode]) => client_reply(ctx, mode),
         ("client|no-evict", [mode]) => {
+            // The flag is published at once: client eviction in another connection reads it.
+            let flags = &ctx.client.handle.info.flags;
             if eq_ignore_case(mode, "on") {
                 ctx.client.conn.no_evict = true;
+                flags.fetch_or(FLAG_NO_EVICT, Ordering::Relaxed);
                 ctx.out.ok();
             } else if eq_ignore_case(mode, "off") {
                 ctx.client.conn.no_evict = false;
+                flags.fetch_and(!FLAG_NO_EVICT, Ordering::Relaxed);
                 ctx.out.ok();
             } else {
                 ctx.out.error(reply::SYNTAX);

@@ -575,7 +575,9 @@ fn setrange_at(ctx: &Ctx<'_>, key: &[u8], offset: usize, patch: &[u8]) -> Reply<
             return Ok(0);
         }
         let total = check_length(ctx, offset, patch.len())?;
-        let mut buf = vec![0u8; offset];
+        // Sized exactly, as Redis's new string: growing a zeroed prefix would double it.
+        let mut buf = Vec::with_capacity(total);
+        buf.resize(offset, 0);
         buf.extend_from_slice(patch);
         guard.set(key, Value::String(buf.into()), None);
         notify(ctx, STRING, "setrange", key);

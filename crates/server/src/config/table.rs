@@ -380,7 +380,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("hash-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
     opt("stream-node-max-bytes", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "4096")),
     opt("zset-max-listpack-value", MUTABLE, stored!(Check::Memory(Unsigned(0, LONG_MAX_U)), "64")),
-    opt("maxmemory-clients", INERT, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
+    opt("maxmemory-clients", MUTABLE, stored!(Check::MemoryPercent(Signed(-100, LONG_MAX)), "0")),
     opt("repl-backlog-ttl", MUTABLE, stored!(Check::Int(Signed(0, LONG_MAX)), "3600")),
     opt("auto-aof-rewrite-min-size", MUTABLE, stored!(Check::Memory(Signed(0, LONG_MAX)), "67108864")),
     opt("loading-process-events-interval-bytes", HIDDEN | INERT, stored!(Check::Int(Signed(1024, INT_MAX)), "2097152")),
