@@ -422,10 +422,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     writer
         .timestamps
         .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
-    server
-        .aof
-        .always
-        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    server.aof.on.store(true, Ordering::Relaxed);
     writer.set_start(0);
     let consumer = server.effects.attach(
         &server.keyspace,

@@ -191,10 +191,7 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
     writer
         .timestamps
         .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
-    server
-        .aof
-        .always
-        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    server.aof.on.store(true, Ordering::Relaxed);
     let consumer = server.effects.attach(
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,

@@ -2,11 +2,14 @@
 //! and a `forkless-aof` thread that appends the buffer to the current incr file and fsyncs it
 //! as `appendfsync` asks.
 //!
-//! With `always`, a write's reply waits (in `conn`) until the effect's number is durable: the
-//! thread writes everything buffered, fsyncs once, then publishes the highest number that
-//! batch held, so all the connections whose effects arrived during one fsync share the next
-//! (group commit). With `everysec` the thread fsyncs when a second has passed since the last
-//! one; with `no` it only writes.
+//! A write's reply waits (in `conn`) until the effect's number is published as durable: the
+//! thread wakes as soon as the buffer holds something, takes all of it, writes it with one
+//! write(2) (and with `always` fsyncs once), then publishes the highest number that batch
+//! held, so all the connections whose effects arrived meanwhile are answered together (group
+//! commit). With `everysec` and `no` that means written, as Redis writes its AOF buffer before
+//! the replies go out: a kill -9 loses no acknowledged write. With `everysec` the thread hands
+//! an fsync to its fsync thread when a second has passed since the last one; with `no` it
+//! only writes.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -42,12 +45,8 @@ pub(crate) struct Shared {
 /// `flushAppendOnlyFile` (`server.unixtime - server.aof_flush_postponed_start < 2`).
 const POSTPONE_AT_MOST: Duration = Duration::from_secs(2);
 
-/// With `everysec` and `no`, the writer gathers effects for up to this long after its last
-/// write (or until [`GATHER_BYTES`] are waiting), so a busy server makes one write a
-/// millisecond rather than one per command, as Redis writes once per event-loop iteration.
-/// `always` never waits: its replies wait for the write.
-const GATHER: Duration = Duration::from_millis(1);
-const GATHER_BYTES: usize = 1 << 20;
+/// The writer keeps the buffer of its last batch for the next one up to this capacity.
+const SPARE_AT_MOST: usize = 4 << 20;
 
 /// Test-only: each background fsync sleeps this many milliseconds first (a slow disk), read by
 /// each writer thread.
@@ -335,7 +334,7 @@ impl Writer {
         let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
         // When an `everysec` write began to wait for the running fsync.
         let mut postponed_since: Option<Instant> = None;
-        let mut last_write = Instant::now();
+        let mut spare = Vec::new();
         loop {
             let (buf, last_seq, stop) = {
                 let mut pending = lock(&self.pending);
@@ -344,19 +343,6 @@ impl Writer {
                     let (guard, _) = self
                         .wake
                         .wait_timeout(pending, Duration::from_millis(1000))
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    pending = guard;
-                }
-                let since_write = last_write.elapsed();
-                if !pending.stop
-                    && !pending.buf.is_empty()
-                    && pending.buf.len() < GATHER_BYTES
-                    && since_write < GATHER
-                    && self.fsync.load(Ordering::Relaxed) != 1
-                {
-                    let (guard, _) = self
-                        .wake
-                        .wait_timeout(pending, GATHER - since_write)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     pending = guard;
                 }
@@ -370,6 +356,10 @@ impl Writer {
                 {
                     let since = *postponed_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < POSTPONE_AT_MOST {
+                        // Redis answers its clients meanwhile (beforeSleep sends the replies
+                        // although the write was postponed): so are the writes waiting here.
+                        self.durable.store(pending.last_seq, Ordering::Release);
+                        self.durable_changed.notify_waiters();
                         // Woken when the fsync ends.
                         let (guard, _) = self
                             .wake
@@ -387,10 +377,11 @@ impl Writer {
                 }
                 if !pending.buf.is_empty() {
                     postponed_since = None;
-                    last_write = Instant::now();
                 }
+                // The buffer the last batch was written from, emptied, takes this one's place:
+                // a busy writer allocates nothing.
                 (
-                    std::mem::take(&mut pending.buf),
+                    std::mem::replace(&mut pending.buf, std::mem::take(&mut spare)),
                     pending.last_seq,
                     pending.stop,
                 )
@@ -436,6 +427,10 @@ impl Writer {
                         }
                     }
                     self.write_failed(&err, buf);
+                    // As Redis, which sends the replies of the commands whose write failed
+                    // (and refuses the next writes with MISCONF): they are released.
+                    self.durable.store(last_seq, Ordering::Release);
+                    self.durable_changed.notify_waiters();
                     if stop {
                         break;
                     }
@@ -493,6 +488,11 @@ impl Writer {
             if policy != 1 || fsync_now || buf.is_empty() {
                 self.durable.store(last_seq, Ordering::Release);
                 self.durable_changed.notify_waiters();
+            }
+            // Kept for the next batch, unless a burst made it big.
+            if buf.capacity() <= SPARE_AT_MOST {
+                spare = buf;
+                spare.clear();
             }
             if stop {
                 break;
