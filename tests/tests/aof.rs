@@ -1367,3 +1367,52 @@ fn shutdown_during_a_fork_mode_rewrite_stops_the_child_and_the_aof_stays_complet
     let mut conn = server.client();
     assert_eq!(dataset(&mut conn), before);
 }
+
+/// Redis 7.0's upgrade of a pre-7.0 AOF: a single `appendonly.aof` in `dir` and no AOF
+/// directory is loaded and moved into the directory as base 1, with a first incr file, as
+/// Redis's `aofUpgradePrepare`; later writes and a rewrite go on from there.
+#[test]
+fn an_old_style_single_aof_is_upgraded_into_the_directory() {
+    let dir = TestDir::new("aof-upgrade");
+    let mut old = Vec::new();
+    for (key, value) in [("k1", "v1"), ("k2", "v2"), ("k3", "v3")] {
+        old.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n$2\r\n{key}\r\n$2\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    std::fs::write(dir.0.join("appendonly.aof"), &old).expect("write");
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    for (key, value) in [("k1", "v1"), ("k2", "v2"), ("k3", "v3")] {
+        let got: String = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+        assert_eq!(got, value);
+    }
+    assert!(!dir.0.join("appendonly.aof").exists());
+    assert_eq!(
+        std::fs::read(aof_dir(&dir).join("appendonly.aof")).expect("moved"),
+        old
+    );
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n"
+    );
+    let _: () = redis::cmd("SET")
+        .arg("k4")
+        .arg("v4")
+        .query(&mut conn)
+        .expect("SET");
+    let _: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    assert!(wait_until(Duration::from_secs(20), || {
+        manifest(&dir)
+            == "file appendonly.aof.2.base.rdb seq 2 type b\n\
+                file appendonly.aof.2.incr.aof seq 2 type i\n"
+    }));
+    kill9(&server);
+    drop(server);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    let got: String = redis::cmd("GET").arg("k4").query(&mut conn).expect("GET");
+    assert_eq!(got, "v4");
+}
