@@ -233,12 +233,9 @@ impl Writer {
                     .fetch_add(annotation.len() as u64, Ordering::Relaxed);
             }
         }
-        let mut commands = Vec::new();
-        pending.renderer.render(effect, &mut commands);
         let before = pending.buf.len();
-        for argv in &commands {
-            encode(&mut pending.buf, argv);
-        }
+        let Pending { buf, renderer, .. } = &mut *pending;
+        renderer.render_each(effect, |argv| encode(buf, argv));
         self.buffered
             .fetch_add((pending.buf.len() - before) as u64, Ordering::Relaxed);
         pending.last_seq = effect.seq.get();
@@ -615,12 +612,33 @@ impl Fault {
 
 /// Appends `argv` as a RESP array of bulk strings, as Redis's `catAppendOnlyGenericCommand`.
 pub(crate) fn encode(buf: &mut Vec<u8>, argv: &[Bytes]) {
-    buf.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    header(buf, b'*', argv.len());
     for arg in argv {
-        buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        header(buf, b'$', arg.len());
         buf.extend_from_slice(arg);
         buf.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `<kind><n>\r\n` without allocating.
+fn header(buf: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        if let Some(digit) = digits.get_mut(at) {
+            // `rest % 10` is below 10.
+            *digit = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 || at == 0 {
+            break;
+        }
+    }
+    buf.push(kind);
+    buf.extend_from_slice(digits.get(at..).unwrap_or_default());
+    buf.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -641,6 +659,24 @@ mod tests {
                     Bytes::from_static(b"v"),
                 ],
             }],
+        }
+    }
+
+    #[test]
+    fn encode_writes_resp_arrays_of_bulk_strings() {
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            &[Bytes::from_static(b"SET"), Bytes::from(vec![b'x'; 1234])],
+        );
+        let mut expected = b"*2\r\n$3\r\nSET\r\n$1234\r\n".to_vec();
+        expected.extend_from_slice(&[b'x'; 1234]);
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(buf, expected);
+        for n in [0, 9, 10, 99, 100, 1 << 20, usize::MAX] {
+            let mut buf = Vec::new();
+            header(&mut buf, b'$', n);
+            assert_eq!(buf, format!("${n}\r\n").into_bytes());
         }
     }
 
