@@ -378,18 +378,31 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         let file = std::fs::File::open(&path).map_err(open_error)?;
         base_size = file.metadata().map_err(open_error)?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        // An RDB base streams through the RDB loader; a base of commands is read whole.
         let rdb = reader.fill_buf().map_err(open_error)?.starts_with(b"REDIS");
+        // An RDB base streams through the RDB loader; what follows its checksum, if anything
+        // (a pre-7.0 AOF with an RDB preamble, upgraded into the base), is commands, as in
+        // Redis's `loadSingleAppendOnlyFile`. A base of commands is read whole.
+        let mut data = Vec::new();
         if rdb {
-            crate::persistence::load_rdb_at(server, reader, &path.display().to_string(), 0)?;
+            let rdb_end =
+                crate::persistence::load_rdb_preamble(server, reader, &path.display().to_string())?;
             server
                 .persistence
                 .loading
                 .loaded_bytes
-                .fetch_add(base_size, Ordering::Relaxed);
+                .fetch_add(rdb_end.min(base_size), Ordering::Relaxed);
+            if rdb_end < base_size {
+                use std::io::Seek as _;
+
+                let mut file = std::fs::File::open(&path).map_err(open_error)?;
+                file.seek(std::io::SeekFrom::Start(rdb_end))
+                    .map_err(open_error)?;
+                file.read_to_end(&mut data).map_err(open_error)?;
+            }
         } else {
-            let mut data = Vec::new();
             reader.read_to_end(&mut data).map_err(open_error)?;
+        }
+        if !data.is_empty() {
             let replayed = replay_file(server, &mut client, &path, &data)
                 .map_err(|err| anyhow::anyhow!("{err}"))?;
             if replayed.truncated_at.is_some() {

@@ -208,36 +208,91 @@ pub(crate) fn load_rdb_into(
     cancel: &AtomicBool,
     on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
 ) -> anyhow::Result<format::LoadSummary> {
+    load_rdb_typed(server, keyspace, reader, name, now_ms, cancel, on_function)
+        .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
+}
+
+/// Loads the RDB at the start of an AOF base (Redis's RDB preamble) into the server's keyspace:
+/// unlike [`load_rdb_at`], bytes after the RDB's checksum are allowed. Returns where the RDB
+/// ends, for the caller to replay the commands that follow.
+pub(crate) fn load_rdb_preamble(
+    server: &Server,
+    reader: impl std::io::Read,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let on_function = |code: Vec<u8>| {
+        server
+            .scripting
+            .load_library(server, &bytes::Bytes::from(code))
+            .map_err(|message| {
+                format::LoadError::rejected(format!("a function library: {message}"))
+            })
+    };
+    let cancel = AtomicBool::new(false);
+    match load_rdb_typed(
+        server,
+        &server.keyspace,
+        reader,
+        name,
+        0,
+        &cancel,
+        on_function,
+    ) {
+        Ok(summary) => Ok(summary.bytes_read),
+        // Raised once the whole RDB, checksum included, has been read and loaded.
+        Err(format::LoadError::TrailingData { offset, .. }) => Ok(offset),
+        Err(err) => Err(anyhow::anyhow!("Fatal error loading the DB: {err}")),
+    }
+}
+
+fn load_rdb_typed(
+    server: &Server,
+    keyspace: &forkless_storage::Keyspace,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+    cancel: &AtomicBool,
+    on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
+) -> Result<format::LoadSummary, format::LoadError> {
     let loading = &server.persistence.loading;
     let n_dbs = keyspace.dbs().len();
     let mut delay = KeyLoadDelay::new(server.config().stored_int("key-load-delay", 0));
-    format::load_with_functions(reader, name, now_ms, |entry| {
-        delay.after_key();
-        if server.shutting_down.load(Ordering::Relaxed) {
-            return Err(format::LoadError::rejected("the server is shutting down".to_string()));
-        }
-        if cancel.load(Ordering::Relaxed) {
-            return Err(format::LoadError::rejected("the load was cancelled".to_string()));
-        }
-        let db = usize::try_from(entry.db).ok().and_then(|idx| keyspace.db(idx)).ok_or_else(|| {
+    format::load_with_functions(
+        reader,
+        name,
+        now_ms,
+        |entry| {
+            delay.after_key();
+            if server.shutting_down.load(Ordering::Relaxed) {
+                return Err(format::LoadError::rejected(
+                    "the server is shutting down".to_string(),
+                ));
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(format::LoadError::rejected(
+                    "the load was cancelled".to_string(),
+                ));
+            }
+            let db = usize::try_from(entry.db).ok().and_then(|idx| keyspace.db(idx)).ok_or_else(|| {
             format::LoadError::rejected(format!(
                 "the file has keys in database {} but this server is configured with {n_dbs} databases",
                 entry.db
             ))
         })?;
-        let value: Value = entry.value;
-        let mut guard = db.write(&[&entry.key], 0);
-        // Two entries for one key: Redis 7.0 refuses the file (rdbLoadRioWithLoadingCtx).
-        if guard.contains(&entry.key) {
-            return Err(format::LoadError::rejected(format!(
-                "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
-                String::from_utf8_lossy(&entry.key),
-                entry.db
-            )));
-        }
-        guard.set(&entry.key, value, entry.expire_at_ms);
-        loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }, on_function)
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
+            let value: Value = entry.value;
+            let mut guard = db.write(&[&entry.key], 0);
+            // Two entries for one key: Redis 7.0 refuses the file (rdbLoadRioWithLoadingCtx).
+            if guard.contains(&entry.key) {
+                return Err(format::LoadError::rejected(format!(
+                    "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
+                    String::from_utf8_lossy(&entry.key),
+                    entry.db
+                )));
+            }
+            guard.set(&entry.key, value, entry.expire_at_ms);
+            loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        },
+        on_function,
+    )
 }
