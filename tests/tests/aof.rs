@@ -1416,3 +1416,73 @@ fn an_old_style_single_aof_is_upgraded_into_the_directory() {
     let got: String = redis::cmd("GET").arg("k4").query(&mut conn).expect("GET");
     assert_eq!(got, "v4");
 }
+
+/// As Redis 7.0's aof-multi-part unit: with `aof-disable-auto-gc yes` the old files stay as
+/// history, listed as Redis lists them (old incrs, then the old base, ahead of older
+/// history), and go once it is set back to no; a BGREWRITEAOF with the AOF off writes only a
+/// base (no incr file); DEBUG LOADAOF with the AOF off opens none either, and switching the
+/// AOF on then starts the incr numbering at 1.
+#[test]
+fn history_is_kept_per_auto_gc_and_a_rewrite_with_the_aof_off_writes_only_a_base() {
+    let dir = TestDir::new("aof-history");
+    let server = start(
+        &dir,
+        &["--appendonly", "yes", "--enable-debug-command", "yes"],
+    );
+    let mut conn = server.client();
+    let run = |conn: &mut redis::Connection, args: &[&str]| -> redis::Value {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query(conn).expect("command")
+    };
+    let rewrite = |conn: &mut redis::Connection| {
+        let _ = run(conn, &["BGREWRITEAOF"]);
+        assert!(wait_until(Duration::from_secs(20), || {
+            info_field(conn, "aof_rewrite_in_progress") == "0"
+                && info_field(conn, "aof_rewrite_scheduled") == "0"
+        }));
+    };
+    run(&mut conn, &["SET", "k", "1"]);
+    run(&mut conn, &["CONFIG", "SET", "aof-disable-auto-gc", "yes"]);
+    rewrite(&mut conn);
+    run(&mut conn, &["SET", "k", "2"]);
+    rewrite(&mut conn);
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.3.base.rdb seq 3 type b\n\
+         file appendonly.aof.2.incr.aof seq 2 type h\n\
+         file appendonly.aof.2.base.rdb seq 2 type h\n\
+         file appendonly.aof.1.incr.aof seq 1 type h\n\
+         file appendonly.aof.1.base.rdb seq 1 type h\n\
+         file appendonly.aof.3.incr.aof seq 3 type i\n"
+    );
+    assert!(aof_dir(&dir).join("appendonly.aof.1.base.rdb").exists());
+    run(&mut conn, &["CONFIG", "SET", "aof-disable-auto-gc", "no"]);
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.3.base.rdb seq 3 type b\nfile appendonly.aof.3.incr.aof seq 3 type i\n"
+    );
+    assert!(!aof_dir(&dir).join("appendonly.aof.1.base.rdb").exists());
+    run(&mut conn, &["CONFIG", "SET", "appendonly", "no"]);
+    rewrite(&mut conn);
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.4.base.rdb seq 4 type b\n"
+    );
+    assert!(!aof_dir(&dir).join("appendonly.aof.3.incr.aof").exists());
+    run(&mut conn, &["DEBUG", "LOADAOF"]);
+    assert_eq!(
+        manifest(&dir),
+        "file appendonly.aof.4.base.rdb seq 4 type b\n"
+    );
+    let got: String = redis::cmd("GET").arg("k").query(&mut conn).expect("GET");
+    assert_eq!(got, "2");
+    run(&mut conn, &["CONFIG", "SET", "appendonly", "yes"]);
+    assert!(wait_until(Duration::from_secs(20), || {
+        manifest(&dir)
+            == "file appendonly.aof.5.base.rdb seq 5 type b\n\
+                file appendonly.aof.1.incr.aof seq 1 type i\n"
+    }));
+}

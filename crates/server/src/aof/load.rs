@@ -318,7 +318,18 @@ fn upgrade_old_style(dir: &Path, dirname: &str, names: &super::Names) -> anyhow:
 /// the (empty) dataset and the first incr, as Redis's `aofOpenIfNeededOnServerStart`. Clears
 /// the loading flag at the end.
 pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
-    let result = load_and_open(server);
+    load(server, true)
+}
+
+/// DEBUG LOADAOF with the AOF off: loads the files as [`load_at_startup`] does but opens none
+/// for append (no incr file is added to a manifest without one), as Redis's
+/// `loadAppendOnlyFiles`.
+pub(crate) fn load_without_opening(server: &Server) -> anyhow::Result<()> {
+    load(server, false)
+}
+
+fn load(server: &Server, open: bool) -> anyhow::Result<()> {
+    let result = load_and_open(server, open);
     server
         .persistence
         .loading
@@ -327,7 +338,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     result
 }
 
-fn load_and_open(server: &Server) -> anyhow::Result<()> {
+fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering;
 
     use super::manifest::{Entry, FileType, Manifest};
@@ -354,6 +365,9 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     let text = match std::fs::read(&manifest_path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if !open {
+                return Ok(());
+            }
             // Redis's first start with the AOF on: a base from the dataset, then the first incr.
             super::rewrite::rewrite(server, false).map_err(|err| anyhow::anyhow!("{err}"))?;
             return Ok(());
@@ -466,6 +480,9 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     {
         let mut state = server.persistence.state();
         state.dirty_at_last_save = server.keyspace.dirty();
+    }
+    if !open {
+        return Ok(());
     }
     // Append to the last incr file; a manifest without one gets a new one, numbered after
     // the incr files it lists (none: 1), as Redis's `getNewIncrAofName`, skipping a name a

@@ -217,6 +217,14 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
             writer.timestamps.store(on, Ordering::Relaxed);
         }
     }
+    if changed.contains(&"aof-disable-auto-gc") && !server.config().aof_disable_auto_gc() {
+        // As Redis's apply function: the history kept meanwhile goes now.
+        let (names, manifest) = (
+            Names::of(&server.config()),
+            server.aof.state().manifest.clone(),
+        );
+        rewrite::delete_history(server, &names, manifest);
+    }
     if changed.contains(&"appendfsync") {
         for writer in server.aof.writers() {
             writer.set_policy(policy);
@@ -295,11 +303,11 @@ pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
         drop(server.keyspace.flush_all(now_ms));
         was_on
     };
-    load::load_at_startup(server)?;
-    if !was_on {
-        stop(server);
+    if was_on {
+        load::load_at_startup(server)
+    } else {
+        load::load_without_opening(server)
     }
-    Ok(())
 }
 
 /// Bytes rendered for the AOF and not yet written (INFO's `mem_aof_buffer`, not counted for
