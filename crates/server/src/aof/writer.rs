@@ -99,6 +99,9 @@ pub(crate) struct Writer {
     pub(crate) timestamps: AtomicBool,
     /// Set while a rewrite runs with `no-appendfsync-on-rewrite yes`: no fsync meanwhile.
     pub(crate) no_fsync: AtomicBool,
+    /// True while an `everysec` write is postponed behind a running fsync: each new effect
+    /// wakes the thread, which releases its reply.
+    postponing: AtomicBool,
     /// fsyncs done, for the test of group commit.
     fsyncs: AtomicU64,
 }
@@ -148,6 +151,7 @@ impl Writer {
             fsync_in_progress: AtomicBool::new(false),
             timestamps: AtomicBool::new(false),
             no_fsync: AtomicBool::new(false),
+            postponing: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
         }
     }
@@ -354,7 +358,10 @@ impl Writer {
                     let since = *postponed_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < POSTPONE_AT_MOST {
                         // Redis answers its clients meanwhile (beforeSleep sends the replies
-                        // although the write was postponed): so are the writes waiting here.
+                        // although the write was postponed): the replies waiting on what is
+                        // buffered are released, and each new effect wakes the thread to
+                        // release its reply too.
+                        self.postponing.store(true, Ordering::Relaxed);
                         self.durable.store(pending.last_seq, Ordering::Release);
                         self.durable_changed.notify_waiters();
                         // Woken when the fsync ends.
@@ -374,6 +381,7 @@ impl Writer {
                 }
                 if !pending.buf.is_empty() {
                     postponed_since = None;
+                    self.postponing.store(false, Ordering::Relaxed);
                 }
                 // The buffer the last batch was written from, emptied, takes this one's place:
                 // a busy writer allocates nothing.
@@ -539,7 +547,7 @@ impl EffectConsumer for Writer {
         let was_empty = pending.buf.is_empty();
         self.append(&mut pending, effect);
         drop(pending);
-        if was_empty {
+        if was_empty || self.postponing.load(Ordering::Relaxed) {
             self.wake.notify_one();
         }
     }
