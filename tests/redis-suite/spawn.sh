@@ -7,6 +7,7 @@
 #   tests/redis-suite/spawn.sh [UNIT ...]      default: integration/aof integration/aof-multi-part
 #   FORKLESS_BIN=target/release/forkless-server tests/redis-suite/spawn.sh
 #   RUNTEST_ARGS='--skiptest "..."'             extra runtest options
+#   FORKLESS_ARGS='--snapshot-mode fork'        extra options for every forkless started
 #   REAL_REDIS=1 tests/redis-suite/spawn.sh     the same units against Debian's redis-server
 #
 # Needs Redis's source tree at REDIS_SRC (default /tmp/redis-suite-cache/src, which
@@ -40,7 +41,7 @@ log=\$(readlink "/proc/\$\$/fd/1")
     sleep 0.05
   done
 ) &
-exec "$BIN" "\$@"
+exec "$BIN" "\$@" ${FORKLESS_ARGS:-}
 EOF
 chmod +x "$work/src/redis-server"
 # REAL_REDIS=1: Debian's redis-server itself, for the baseline (it prints its own logo).

@@ -316,22 +316,27 @@ impl Renderer {
 
     /// Appends the commands that replay `effect` to `out`.
     pub(crate) fn render(&mut self, effect: &Effect, out: &mut Vec<Vec<Bytes>>) {
+        self.render_each(effect, |argv| out.push(argv.to_vec()));
+    }
+
+    /// Calls `command` with each command that replays `effect`, in order, copying nothing.
+    pub(crate) fn render_each(&mut self, effect: &Effect, mut command: impl FnMut(&[Bytes])) {
         let wrap = effect.transaction && effect.ops.len() > 1;
         if wrap {
-            out.push(vec![Bytes::from_static(b"MULTI")]);
+            command(&[Bytes::from_static(b"MULTI")]);
         }
         for op in &effect.ops {
             if self.selected != Some(op.db) {
-                out.push(vec![
+                command(&[
                     Bytes::from_static(b"SELECT"),
                     Bytes::from(op.db.to_string()),
                 ]);
                 self.selected = Some(op.db);
             }
-            out.push(op.argv.clone());
+            command(&op.argv);
         }
         if wrap {
-            out.push(vec![Bytes::from_static(b"EXEC")]);
+            command(&[Bytes::from_static(b"EXEC")]);
         }
     }
 }

@@ -250,12 +250,86 @@ fn open_failed(name: &str, err: &std::io::Error) -> anyhow::Error {
     }
 }
 
+/// Redis 7.0's upgrade of a pre-7.0 AOF (aof.c `loadAppendOnlyFiles`, `aofUpgradePrepare`):
+/// when `dir` holds a single `appendfilename` file and the AOF directory does not exist, or
+/// its manifest lists nothing, or lists only that file as the base while the directory lacks
+/// it (an upgrade interrupted before the move), the manifest is written with that file as
+/// base 1 and the file is moved into the directory; the load then goes on as usual and opens
+/// the first incr file. A manifest that does not parse is left to the load, which refuses it.
+fn upgrade_old_style(dir: &Path, dirname: &str, names: &super::Names) -> anyhow::Result<()> {
+    use super::manifest::{Entry, FileType, Manifest};
+
+    let old = dir.join(&names.filename);
+    if !std::fs::metadata(&old).is_ok_and(|metadata| metadata.is_file()) {
+        return Ok(());
+    }
+    let mut manifest = Manifest::default();
+    if names.dir.is_dir() {
+        match std::fs::read(names.dir.join(names.manifest())) {
+            Ok(text) => match Manifest::parse(&text) {
+                Ok(parsed) => manifest = parsed,
+                Err(_) => return Ok(()),
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return Ok(()),
+        }
+        let empty = manifest.base.is_none() && manifest.incrs.is_empty();
+        let interrupted = manifest.incrs.is_empty()
+            && manifest
+                .base
+                .as_ref()
+                .is_some_and(|base| base.name == names.filename)
+            && !names.dir.join(&names.filename).exists();
+        if !empty && !interrupted {
+            return Ok(());
+        }
+    }
+    std::fs::create_dir_all(&names.dir).map_err(|err| {
+        anyhow::anyhow!(
+            "Can't open or create append-only dir {}: {}",
+            names.dir.display(),
+            forkless_snapshot::backend::fork::strerror(&err)
+        )
+    })?;
+    manifest.base = Some(Entry {
+        name: names.filename.clone(),
+        seq: 1,
+        kind: FileType::Base,
+    });
+    manifest
+        .persist(&names.dir, &names.manifest())
+        .map_err(|err| anyhow::anyhow!("Can't persist the AOF manifest: {err}"))?;
+    std::fs::rename(&old, names.dir.join(&names.filename)).map_err(|err| {
+        anyhow::anyhow!(
+            "Error trying to move the old AOF file {} into dir {dirname}: {}",
+            names.filename,
+            forkless_snapshot::backend::fork::strerror(&err)
+        )
+    })?;
+    tracing::info!(
+        "Successfully migrated an old-style AOF file ({}) into the AOF directory ({dirname}).",
+        names.filename,
+    );
+    Ok(())
+}
+
 /// Startup with `appendonly yes`: loads the AOF named by the manifest (instead of dump.rdb, as
 /// Redis does) and opens its last incr file for append; without a manifest, writes a base from
 /// the (empty) dataset and the first incr, as Redis's `aofOpenIfNeededOnServerStart`. Clears
 /// the loading flag at the end.
 pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
-    let result = load_and_open(server);
+    load(server, true)
+}
+
+/// DEBUG LOADAOF with the AOF off: loads the files as [`load_at_startup`] does but opens none
+/// for append (no incr file is added to a manifest without one), as Redis's
+/// `loadAppendOnlyFiles`.
+pub(crate) fn load_without_opening(server: &Server) -> anyhow::Result<()> {
+    load(server, false)
+}
+
+fn load(server: &Server, open: bool) -> anyhow::Result<()> {
+    let result = load_and_open(server, open);
     server
         .persistence
         .loading
@@ -264,7 +338,7 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     result
 }
 
-fn load_and_open(server: &Server) -> anyhow::Result<()> {
+fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering;
 
     use super::manifest::{Entry, FileType, Manifest};
@@ -287,9 +361,13 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
             }
         }
     }
+    upgrade_old_style(&config.dir, config.appenddirname(), &names)?;
     let text = match std::fs::read(&manifest_path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if !open {
+                return Ok(());
+            }
             // Redis's first start with the AOF on: a base from the dataset, then the first incr.
             super::rewrite::rewrite(server, false).map_err(|err| anyhow::anyhow!("{err}"))?;
             return Ok(());
@@ -314,18 +392,31 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         let file = std::fs::File::open(&path).map_err(open_error)?;
         base_size = file.metadata().map_err(open_error)?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        // An RDB base streams through the RDB loader; a base of commands is read whole.
         let rdb = reader.fill_buf().map_err(open_error)?.starts_with(b"REDIS");
+        // An RDB base streams through the RDB loader; what follows its checksum, if anything
+        // (a pre-7.0 AOF with an RDB preamble, upgraded into the base), is commands, as in
+        // Redis's `loadSingleAppendOnlyFile`. A base of commands is read whole.
+        let mut data = Vec::new();
         if rdb {
-            crate::persistence::load_rdb_at(server, reader, &path.display().to_string(), 0)?;
+            let rdb_end =
+                crate::persistence::load_rdb_preamble(server, reader, &path.display().to_string())?;
             server
                 .persistence
                 .loading
                 .loaded_bytes
-                .fetch_add(base_size, Ordering::Relaxed);
+                .fetch_add(rdb_end.min(base_size), Ordering::Relaxed);
+            if rdb_end < base_size {
+                use std::io::Seek as _;
+
+                let mut file = std::fs::File::open(&path).map_err(open_error)?;
+                file.seek(std::io::SeekFrom::Start(rdb_end))
+                    .map_err(open_error)?;
+                file.read_to_end(&mut data).map_err(open_error)?;
+            }
         } else {
-            let mut data = Vec::new();
             reader.read_to_end(&mut data).map_err(open_error)?;
+        }
+        if !data.is_empty() {
             let replayed = replay_file(server, &mut client, &path, &data)
                 .map_err(|err| anyhow::anyhow!("{err}"))?;
             if replayed.truncated_at.is_some() {
@@ -390,15 +481,21 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
         let mut state = server.persistence.state();
         state.dirty_at_last_save = server.keyspace.dirty();
     }
-    // Append to the last incr file; a manifest without one gets a new one.
+    if !open {
+        return Ok(());
+    }
+    // Append to the last incr file; a manifest without one gets a new one, numbered after
+    // the incr files it lists (none: 1), as Redis's `getNewIncrAofName`, skipping a name a
+    // history file still holds.
     if manifest.incrs.is_empty() {
-        let seq = 1 + manifest
+        let mut seq = 1;
+        while manifest
             .history
             .iter()
-            .chain(&manifest.base)
-            .map(|e| e.seq)
-            .max()
-            .unwrap_or(0);
+            .any(|entry| entry.name == names.incr(seq))
+        {
+            seq += 1;
+        }
         manifest.incrs.push(Entry {
             name: names.incr(seq),
             seq,
@@ -422,10 +519,7 @@ fn load_and_open(server: &Server) -> anyhow::Result<()> {
     writer
         .timestamps
         .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
-    server
-        .aof
-        .always
-        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    server.aof.on.store(true, Ordering::Relaxed);
     writer.set_start(0);
     let consumer = server.effects.attach(
         &server.keyspace,

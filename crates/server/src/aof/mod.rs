@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!  EffectStream ──► Writer (render RESP, buffer) ──► forkless-aof thread: write, fsync
-//!                                                        │ durable seq (appendfsync always)
+//!                                                        │ written (fsynced with `always`) seq
 //!  conn: reply waits for its command's seq  ◄────────────┘
 //! ```
 
@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::config::{AppendFsync, Config};
+use crate::config::Config;
 use crate::effects::ConsumerId;
 use crate::server::{Server, lock};
 
@@ -94,8 +94,9 @@ impl Default for State {
 #[derive(Debug, Default)]
 pub(crate) struct Aof {
     pub(crate) state: Mutex<State>,
-    /// True while the AOF is on with `appendfsync always`: the one load a reply pays otherwise.
-    pub(crate) always: std::sync::atomic::AtomicBool,
+    /// True while a writer is attached (the AOF is on, or a rewrite runs): replies to writes
+    /// wait for it. The one load a reply pays otherwise.
+    pub(crate) on: std::sync::atomic::AtomicBool,
     /// The OS errors of the last failed AOF write and background fsync, each 0 once one
     /// succeeds: writes are refused with MISCONF meanwhile (two relaxed loads per write
     /// command); and `aof_delayed_fsync`. Shared by every writer.
@@ -120,7 +121,7 @@ impl Aof {
         lock(&self.state)
     }
 
-    /// The writers that may hold `seq`, current first.
+    /// The writers attached: the current one, and during a rewrite the previous one.
     fn writers(&self) -> Vec<Arc<Writer>> {
         let state = self.state();
         state
@@ -131,26 +132,39 @@ impl Aof {
             .collect()
     }
 
-    /// With `appendfsync always`, waits until the effect numbered `seq` is on disk, in the
-    /// file of the writer that logs it.
+    /// The writer that logs the effect numbered `seq`, if any: `Err(())` while a writer that
+    /// may own it does not know its first number yet.
+    fn owner(&self, seq: u64) -> Result<Option<Arc<Writer>>, ()> {
+        let state = self.state();
+        let current = state.current.as_ref().map(|active| &active.writer);
+        let mut starting = false;
+        for writer in current.into_iter().chain(state.previous.as_ref()) {
+            if writer.owns(seq) {
+                return Ok(Some(Arc::clone(writer)));
+            }
+            starting |= writer.starting();
+        }
+        if starting { Err(()) } else { Ok(None) }
+    }
+
+    /// Waits until the effect numbered `seq` has reached the file of the writer that logs it:
+    /// written with `everysec` and `no` (as Redis writes its AOF buffer before the replies go
+    /// out), fsynced with `always`. Returns at once with the AOF off.
     pub(crate) async fn wait_durable(&self, seq: u64) {
-        if !self.always.load(Ordering::Relaxed) {
+        if !self.on.load(Ordering::Relaxed) {
             return;
         }
         loop {
-            let writers = self.writers();
-            let Some(owner) = writers.iter().find(|writer| writer.owns(seq)) else {
-                // Not logged (the AOF is off) or its writer's range is not known yet: a
-                // writer in early mode owns nothing, so look again once the cut is known.
-                if writers.iter().any(|writer| writer.starting()) {
+            let owner = match self.owner(seq) {
+                Ok(Some(owner)) => owner,
+                // Not logged (the AOF is off).
+                Ok(None) => return,
+                // A writer in early mode owns nothing: look again once the cut is known.
+                Err(()) => {
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     continue;
                 }
-                return;
             };
-            if !owner.always() {
-                return;
-            }
             owner.wait_durable(seq).await;
             if owner.owns(seq) {
                 return;
@@ -197,15 +211,19 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
     let config = server.config();
     let (appendonly, policy) = (config.appendonly, config.appendfsync);
     drop(config);
-    server
-        .aof
-        .always
-        .store(policy.is_always(), Ordering::Relaxed);
     if changed.contains(&"aof-timestamp-enabled") {
         let on = server.config().aof_timestamp_enabled();
         for writer in server.aof.writers() {
             writer.timestamps.store(on, Ordering::Relaxed);
         }
+    }
+    if changed.contains(&"aof-disable-auto-gc") && !server.config().aof_disable_auto_gc() {
+        // As Redis's apply function: the history kept meanwhile goes now.
+        let (names, manifest) = (
+            Names::of(&server.config()),
+            server.aof.state().manifest.clone(),
+        );
+        rewrite::delete_history(server, &names, manifest);
     }
     if changed.contains(&"appendfsync") {
         for writer in server.aof.writers() {
@@ -285,11 +303,11 @@ pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
         drop(server.keyspace.flush_all(now_ms));
         was_on
     };
-    load::load_at_startup(server)?;
-    if !was_on {
-        stop(server);
+    if was_on {
+        load::load_at_startup(server)
+    } else {
+        load::load_without_opening(server)
     }
-    Ok(())
 }
 
 /// Bytes rendered for the AOF and not yet written (INFO's `mem_aof_buffer`, not counted for
@@ -315,7 +333,7 @@ pub(crate) fn stop(server: &Server) {
     }
     server.aof.shared.write_errno.store(0, Ordering::Relaxed);
     server.aof.shared.fsync_errno.store(0, Ordering::Relaxed);
-    server.aof.always.store(false, Ordering::Relaxed);
+    server.aof.on.store(false, Ordering::Relaxed);
 }
 
 /// The AOF fields of INFO persistence, in Redis 7.0's order.
@@ -383,11 +401,5 @@ pub(crate) fn info_fields(
             "aof_delayed_fsync",
             &server.aof.shared.delayed_fsync.load(Ordering::Relaxed),
         );
-    }
-}
-
-impl AppendFsync {
-    pub(crate) fn is_always(self) -> bool {
-        self == AppendFsync::Always
     }
 }

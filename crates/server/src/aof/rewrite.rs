@@ -191,10 +191,7 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
     writer
         .timestamps
         .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
-    server
-        .aof
-        .always
-        .store(config.appendfsync.is_always(), Ordering::Relaxed);
+    server.aof.on.store(true, Ordering::Relaxed);
     let consumer = server.effects.attach(
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
@@ -399,25 +396,41 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
     };
     writer.base_size.store(base_bytes, Ordering::Relaxed);
     // Step 5.
-    let mut next = Manifest {
+    // The old files become history as Redis's `backgroundRewriteDoneHandler` lists them: the
+    // old incrs, then the old base, ahead of the history already there. A BGREWRITEAOF with the
+    // AOF off leaves the base alone, as Redis opens no incr then: the incr this rewrite logged
+    // to meanwhile goes with the history.
+    let aof_off = first && !config.appendonly;
+    let new_incr = Entry {
+        name: incr_name,
+        seq: incr_seq,
+        kind: FileType::Incr,
+    };
+    let (incrs, dropped) = if aof_off {
+        (Vec::new(), Some(&new_incr))
+    } else {
+        (vec![new_incr.clone()], None)
+    };
+    let history = old_manifest
+        .incrs
+        .iter()
+        .chain(&manifest.base)
+        .chain(dropped)
+        .map(|old| Entry {
+            kind: FileType::History,
+            ..old.clone()
+        })
+        .chain(manifest.history.iter().cloned())
+        .collect();
+    let next = Manifest {
         base: Some(Entry {
             name: base_name,
             seq: base_seq,
             kind: FileType::Base,
         }),
-        history: manifest.history.clone(),
-        incrs: vec![Entry {
-            name: incr_name,
-            seq: incr_seq,
-            kind: FileType::Incr,
-        }],
+        history,
+        incrs,
     };
-    for old in manifest.base.iter().chain(&old_manifest.incrs) {
-        next.history.push(Entry {
-            kind: FileType::History,
-            ..old.clone()
-        });
-    }
     next.persist(&names.dir, &names.manifest())
         .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
     {
@@ -488,8 +501,9 @@ fn forked_base(
 
 /// Deletes the history files and persists the manifest without them, as Redis's
 /// `aofDelHistoryFiles`.
+/// Nothing is deleted while `aof-disable-auto-gc` is yes.
 pub(crate) fn delete_history(server: &Server, names: &Names, mut manifest: Manifest) {
-    if manifest.history.is_empty() {
+    if manifest.history.is_empty() || server.config().aof_disable_auto_gc() {
         return;
     }
     for old in manifest.history.drain(..) {

@@ -2,11 +2,14 @@
 //! and a `forkless-aof` thread that appends the buffer to the current incr file and fsyncs it
 //! as `appendfsync` asks.
 //!
-//! With `always`, a write's reply waits (in `conn`) until the effect's number is durable: the
-//! thread writes everything buffered, fsyncs once, then publishes the highest number that
-//! batch held, so all the connections whose effects arrived during one fsync share the next
-//! (group commit). With `everysec` the thread fsyncs when a second has passed since the last
-//! one; with `no` it only writes.
+//! A write's reply waits (in `conn`) until the effect's number is published as durable: the
+//! thread wakes as soon as the buffer holds something, takes all of it, writes it with one
+//! write(2) (and with `always` fsyncs once), then publishes the highest number that batch
+//! held, so all the connections whose effects arrived meanwhile are answered together (group
+//! commit). With `everysec` and `no` that means written, as Redis writes its AOF buffer before
+//! the replies go out: a kill -9 loses no acknowledged write. With `everysec` the thread hands
+//! an fsync to its fsync thread when a second has passed since the last one; with `no` it
+//! only writes.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -42,12 +45,8 @@ pub(crate) struct Shared {
 /// `flushAppendOnlyFile` (`server.unixtime - server.aof_flush_postponed_start < 2`).
 const POSTPONE_AT_MOST: Duration = Duration::from_secs(2);
 
-/// With `everysec` and `no`, the writer gathers effects for up to this long after its last
-/// write (or until [`GATHER_BYTES`] are waiting), so a busy server makes one write a
-/// millisecond rather than one per command, as Redis writes once per event-loop iteration.
-/// `always` never waits: its replies wait for the write.
-const GATHER: Duration = Duration::from_millis(1);
-const GATHER_BYTES: usize = 1 << 20;
+/// The writer keeps the buffer of its last batch for the next one up to this capacity.
+const SPARE_AT_MOST: usize = 4 << 20;
 
 /// Test-only: each background fsync sleeps this many milliseconds first (a slow disk), read by
 /// each writer thread.
@@ -100,6 +99,9 @@ pub(crate) struct Writer {
     pub(crate) timestamps: AtomicBool,
     /// Set while a rewrite runs with `no-appendfsync-on-rewrite yes`: no fsync meanwhile.
     pub(crate) no_fsync: AtomicBool,
+    /// True while an `everysec` write is postponed behind a running fsync: each new effect
+    /// wakes the thread, which releases its reply.
+    postponing: AtomicBool,
     /// fsyncs done, for the test of group commit.
     fsyncs: AtomicU64,
 }
@@ -149,6 +151,7 @@ impl Writer {
             fsync_in_progress: AtomicBool::new(false),
             timestamps: AtomicBool::new(false),
             no_fsync: AtomicBool::new(false),
+            postponing: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
         }
     }
@@ -234,12 +237,9 @@ impl Writer {
                     .fetch_add(annotation.len() as u64, Ordering::Relaxed);
             }
         }
-        let mut commands = Vec::new();
-        pending.renderer.render(effect, &mut commands);
         let before = pending.buf.len();
-        for argv in &commands {
-            encode(&mut pending.buf, argv);
-        }
+        let Pending { buf, renderer, .. } = &mut *pending;
+        renderer.render_each(effect, |argv| encode(buf, argv));
         self.buffered
             .fetch_add((pending.buf.len() - before) as u64, Ordering::Relaxed);
         pending.last_seq = effect.seq.get();
@@ -335,7 +335,7 @@ impl Writer {
         let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
         // When an `everysec` write began to wait for the running fsync.
         let mut postponed_since: Option<Instant> = None;
-        let mut last_write = Instant::now();
+        let mut spare = Vec::new();
         loop {
             let (buf, last_seq, stop) = {
                 let mut pending = lock(&self.pending);
@@ -344,19 +344,6 @@ impl Writer {
                     let (guard, _) = self
                         .wake
                         .wait_timeout(pending, Duration::from_millis(1000))
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    pending = guard;
-                }
-                let since_write = last_write.elapsed();
-                if !pending.stop
-                    && !pending.buf.is_empty()
-                    && pending.buf.len() < GATHER_BYTES
-                    && since_write < GATHER
-                    && self.fsync.load(Ordering::Relaxed) != 1
-                {
-                    let (guard, _) = self
-                        .wake
-                        .wait_timeout(pending, GATHER - since_write)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     pending = guard;
                 }
@@ -370,6 +357,13 @@ impl Writer {
                 {
                     let since = *postponed_since.get_or_insert_with(Instant::now);
                     if since.elapsed() < POSTPONE_AT_MOST {
+                        // Redis answers its clients meanwhile (beforeSleep sends the replies
+                        // although the write was postponed): the replies waiting on what is
+                        // buffered are released, and each new effect wakes the thread to
+                        // release its reply too.
+                        self.postponing.store(true, Ordering::Relaxed);
+                        self.durable.store(pending.last_seq, Ordering::Release);
+                        self.durable_changed.notify_waiters();
                         // Woken when the fsync ends.
                         let (guard, _) = self
                             .wake
@@ -387,10 +381,12 @@ impl Writer {
                 }
                 if !pending.buf.is_empty() {
                     postponed_since = None;
-                    last_write = Instant::now();
+                    self.postponing.store(false, Ordering::Relaxed);
                 }
+                // The buffer the last batch was written from, emptied, takes this one's place:
+                // a busy writer allocates nothing.
                 (
-                    std::mem::take(&mut pending.buf),
+                    std::mem::replace(&mut pending.buf, std::mem::take(&mut spare)),
                     pending.last_seq,
                     pending.stop,
                 )
@@ -436,6 +432,10 @@ impl Writer {
                         }
                     }
                     self.write_failed(&err, buf);
+                    // As Redis, which sends the replies of the commands whose write failed
+                    // (and refuses the next writes with MISCONF): they are released.
+                    self.durable.store(last_seq, Ordering::Release);
+                    self.durable_changed.notify_waiters();
                     if stop {
                         break;
                     }
@@ -494,6 +494,11 @@ impl Writer {
                 self.durable.store(last_seq, Ordering::Release);
                 self.durable_changed.notify_waiters();
             }
+            // Kept for the next batch, unless a burst made it big.
+            if buf.capacity() <= SPARE_AT_MOST {
+                spare = buf;
+                spare.clear();
+            }
             if stop {
                 break;
             }
@@ -542,7 +547,7 @@ impl EffectConsumer for Writer {
         let was_empty = pending.buf.is_empty();
         self.append(&mut pending, effect);
         drop(pending);
-        if was_empty {
+        if was_empty || self.postponing.load(Ordering::Relaxed) {
             self.wake.notify_one();
         }
     }
@@ -615,12 +620,33 @@ impl Fault {
 
 /// Appends `argv` as a RESP array of bulk strings, as Redis's `catAppendOnlyGenericCommand`.
 pub(crate) fn encode(buf: &mut Vec<u8>, argv: &[Bytes]) {
-    buf.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    header(buf, b'*', argv.len());
     for arg in argv {
-        buf.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        header(buf, b'$', arg.len());
         buf.extend_from_slice(arg);
         buf.extend_from_slice(b"\r\n");
     }
+}
+
+/// Appends `<kind><n>\r\n` without allocating.
+fn header(buf: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        if let Some(digit) = digits.get_mut(at) {
+            // `rest % 10` is below 10.
+            *digit = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 || at == 0 {
+            break;
+        }
+    }
+    buf.push(kind);
+    buf.extend_from_slice(digits.get(at..).unwrap_or_default());
+    buf.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -641,6 +667,24 @@ mod tests {
                     Bytes::from_static(b"v"),
                 ],
             }],
+        }
+    }
+
+    #[test]
+    fn encode_writes_resp_arrays_of_bulk_strings() {
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            &[Bytes::from_static(b"SET"), Bytes::from(vec![b'x'; 1234])],
+        );
+        let mut expected = b"*2\r\n$3\r\nSET\r\n$1234\r\n".to_vec();
+        expected.extend_from_slice(&[b'x'; 1234]);
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(buf, expected);
+        for n in [0, 9, 10, 99, 100, 1 << 20, usize::MAX] {
+            let mut buf = Vec::new();
+            header(&mut buf, b'$', n);
+            assert_eq!(buf, format!("${n}\r\n").into_bytes());
         }
     }
 

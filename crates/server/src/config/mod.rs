@@ -621,6 +621,10 @@ impl Config {
     }
 
     /// `aof-timestamp-enabled`: `#TS:` annotations in the AOF (default no).
+    pub fn aof_disable_auto_gc(&self) -> bool {
+        self.stored_text("aof-disable-auto-gc") == b"yes"
+    }
+
     pub fn aof_timestamp_enabled(&self) -> bool {
         self.stored_text("aof-timestamp-enabled") == b"yes"
     }

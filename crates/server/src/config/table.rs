@@ -301,7 +301,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("disable-thp", IMMUTABLE | INERT, stored!(Check::Bool, "yes")),
     opt("cluster-allow-replica-migration", INERT, stored!(Check::Bool, "yes")),
     opt("replica-announced", MUTABLE, stored!(Check::Bool, "yes")),
-    opt("aof-disable-auto-gc", INERT, stored!(Check::Bool, "no")),
+    opt("aof-disable-auto-gc", MUTABLE, stored!(Check::Bool, "no")),
     opt("replica-ignore-disk-write-errors", INERT, stored!(Check::Bool, "no")),
     opt("lua-enable-deprecated-api", IMMUTABLE | HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("aclfile", IMMUTABLE, stored!(Check::Text, "")),

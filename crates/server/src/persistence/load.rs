@@ -185,20 +185,9 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads an RDB stream into the keyspace (the dump, or an AOF's base). Keys that expired
-/// before `now_ms` are skipped; the AOF's base passes 0, as Redis loads a preamble's keys
-/// whatever their expiry (the incr files carry their DELs).
-pub(crate) fn load_rdb_at(
-    server: &Server,
-    reader: impl std::io::Read,
-    name: &str,
-    now_ms: u64,
-) -> anyhow::Result<format::LoadSummary> {
-    load_rdb_cancellable(server, reader, name, now_ms, &AtomicBool::new(false))
-}
-
-/// [`load_rdb_at`] that stops with an error once `cancel` is set (a replica's load, when
-/// REPLICAOF moves on while it runs).
+/// Loads an RDB stream into the server's keyspace, skipping keys that expired before `now_ms`;
+/// it stops with an error once `cancel` is set (a replica's load, when REPLICAOF moves on
+/// while it runs).
 pub(crate) fn load_rdb_cancellable(
     server: &Server,
     reader: impl std::io::Read,
@@ -236,7 +225,7 @@ pub(crate) fn load_rdb_into(
     cancel: &AtomicBool,
     on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
 ) -> anyhow::Result<format::LoadSummary> {
-    load_rdb_into_collecting(
+    load_rdb_typed(
         server,
         keyspace,
         reader,
@@ -246,6 +235,7 @@ pub(crate) fn load_rdb_into(
         on_function,
         None,
     )
+    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
 }
 
 /// [`load_rdb_into`] that, with `expired`, collects the database and name of each key that
@@ -262,8 +252,69 @@ fn load_rdb_into_collecting(
     now_ms: u64,
     cancel: &AtomicBool,
     on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
-    mut expired: Option<&mut Vec<(u32, bytes::Bytes)>>,
+    expired: Option<&mut Vec<(u32, bytes::Bytes)>>,
 ) -> anyhow::Result<format::LoadSummary> {
+    load_rdb_typed(
+        server,
+        keyspace,
+        reader,
+        name,
+        now_ms,
+        cancel,
+        on_function,
+        expired,
+    )
+    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
+}
+
+/// Loads the RDB at the start of an AOF base (Redis's RDB preamble) into the server's keyspace:
+/// unlike [`load_rdb_cancellable`], bytes after the RDB's checksum are allowed. Returns where the RDB
+/// ends, for the caller to replay the commands that follow.
+pub(crate) fn load_rdb_preamble(
+    server: &Server,
+    reader: impl std::io::Read,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let on_function = |code: Vec<u8>| {
+        server
+            .scripting
+            .load_library(server, &bytes::Bytes::from(code))
+            .map_err(|message| {
+                format::LoadError::rejected(format!("a function library: {message}"))
+            })
+    };
+    let cancel = AtomicBool::new(false);
+    match load_rdb_typed(
+        server,
+        &server.keyspace,
+        reader,
+        name,
+        0,
+        &cancel,
+        on_function,
+        None,
+    ) {
+        Ok(summary) => Ok(summary.bytes_read),
+        // Raised once the whole RDB, checksum included, has been read and loaded.
+        Err(format::LoadError::TrailingData { offset, .. }) => Ok(offset),
+        Err(err) => Err(anyhow::anyhow!("Fatal error loading the DB: {err}")),
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the load's inputs, each a different concern"
+)]
+fn load_rdb_typed(
+    server: &Server,
+    keyspace: &forkless_storage::Keyspace,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+    cancel: &AtomicBool,
+    on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
+    mut expired: Option<&mut Vec<(u32, bytes::Bytes)>>,
+) -> Result<format::LoadSummary, format::LoadError> {
     let loading = &server.persistence.loading;
     // When collecting, the loader delivers expired keys too and they are skipped here.
     let (loader_now_ms, skip_before_ms) = if expired.is_some() {
@@ -274,42 +325,51 @@ fn load_rdb_into_collecting(
     let mut n_collected = 0u64;
     let n_dbs = keyspace.dbs().len();
     let mut delay = KeyLoadDelay::new(server.config().stored_int("key-load-delay", 0));
-    let mut summary = format::load_with_functions(reader, name, loader_now_ms, |entry| {
-        delay.after_key();
-        if let Some(expired) = expired.as_deref_mut()
-            && entry.expire_at_ms.is_some_and(|at| at < skip_before_ms)
-        {
-            expired.push((entry.db, entry.key));
-            n_collected += 1;
-            return Ok(());
-        }
-        if server.shutting_down.load(Ordering::Relaxed) {
-            return Err(format::LoadError::rejected("the server is shutting down".to_string()));
-        }
-        if cancel.load(Ordering::Relaxed) {
-            return Err(format::LoadError::rejected("the load was cancelled".to_string()));
-        }
-        let db = usize::try_from(entry.db).ok().and_then(|idx| keyspace.db(idx)).ok_or_else(|| {
+    let mut summary = format::load_with_functions(
+        reader,
+        name,
+        loader_now_ms,
+        |entry| {
+            delay.after_key();
+            if let Some(expired) = expired.as_deref_mut()
+                && entry.expire_at_ms.is_some_and(|at| at < skip_before_ms)
+            {
+                expired.push((entry.db, entry.key));
+                n_collected += 1;
+                return Ok(());
+            }
+            if server.shutting_down.load(Ordering::Relaxed) {
+                return Err(format::LoadError::rejected(
+                    "the server is shutting down".to_string(),
+                ));
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(format::LoadError::rejected(
+                    "the load was cancelled".to_string(),
+                ));
+            }
+            let db = usize::try_from(entry.db).ok().and_then(|idx| keyspace.db(idx)).ok_or_else(|| {
             format::LoadError::rejected(format!(
                 "the file has keys in database {} but this server is configured with {n_dbs} databases",
                 entry.db
             ))
         })?;
-        let value: Value = entry.value;
-        let mut guard = db.write(&[&entry.key], 0);
-        // Two entries for one key: Redis 7.0 refuses the file (rdbLoadRioWithLoadingCtx).
-        if guard.contains(&entry.key) {
-            return Err(format::LoadError::rejected(format!(
-                "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
-                String::from_utf8_lossy(&entry.key),
-                entry.db
-            )));
-        }
-        guard.set(&entry.key, value, entry.expire_at_ms);
-        loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }, on_function)
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;
+            let value: Value = entry.value;
+            let mut guard = db.write(&[&entry.key], 0);
+            // Two entries for one key: Redis 7.0 refuses the file (rdbLoadRioWithLoadingCtx).
+            if guard.contains(&entry.key) {
+                return Err(format::LoadError::rejected(format!(
+                    "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
+                    String::from_utf8_lossy(&entry.key),
+                    entry.db
+                )));
+            }
+            guard.set(&entry.key, value, entry.expire_at_ms);
+            loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        },
+        on_function,
+    )?;
     summary.keys_loaded -= n_collected;
     summary.keys_expired_skipped += n_collected;
     Ok(summary)

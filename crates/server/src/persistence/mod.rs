@@ -27,7 +27,8 @@ mod load;
 
 pub(crate) use info::info_section;
 pub(crate) use load::{
-    Loading, load_at_startup, load_rdb_at, load_rdb_cancellable, load_rdb_into, prepare_loading,
+    Loading, load_at_startup, load_rdb_cancellable, load_rdb_into, load_rdb_preamble,
+    prepare_loading,
 };
 
 /// Redis waits this long after a failed background save before a save point may retry.
