@@ -40,10 +40,15 @@ pub struct Sample {
     pub ops_in_interval: u64,
     /// p99 latency of those requests, µs (0 when there were none).
     pub p99_us_in_interval: u64,
-    /// INFO `rdb_bgsave_in_progress`.
+    /// The operation is running: INFO `rdb_bgsave_in_progress` (bgsave),
+    /// `aof_rewrite_in_progress` or `aof_rewrite_scheduled` (bgrewriteaof), the replica not yet
+    /// in sync (fullsync). The CSV column keeps its first name.
     pub bgsave_in_progress: bool,
     /// forkless `snapshot_retained_bytes` or Redis `current_cow_size`, when reported.
     pub retained_or_cow_bytes: Option<u64>,
+    /// `--operation fullsync`: the primary's buffered writes for its replicas (INFO memory
+    /// `mem_total_replication_buffers`, else `mem_clients_slaves`).
+    pub repl_buffer_bytes: Option<u64>,
 }
 
 /// Latency percentiles and throughput over a window.
@@ -126,6 +131,8 @@ impl Outcome {
 pub struct ModeResult {
     /// `epoch`, `fork` or `redis`.
     pub mode: String,
+    /// What was measured: `bgsave`, `bgrewriteaof` or `fullsync` (empty: bgsave).
+    pub operation: String,
     /// How the save ended.
     pub outcome: Option<Outcome>,
     /// Keys loaded (and DBSIZE after loading).
@@ -179,6 +186,15 @@ pub struct ModeResult {
     pub memory_limit_bytes: Option<u64>,
     /// OOM kills counted by the cgroup.
     pub oom_kills: Option<u64>,
+    /// fullsync: the highest buffered-writes figure ([`Sample::repl_buffer_bytes`]) during it.
+    pub repl_buffer_peak: Option<u64>,
+    /// fullsync: the highest (anon memory - before - buffered writes) during it: the RDB side.
+    pub rdb_side_peak: Option<u64>,
+    /// fullsync: full syncs the primary started (INFO stats `sync_full` after - before); more
+    /// than 1 means the sync restarted.
+    pub full_syncs: Option<u64>,
+    /// fullsync: the replica's DBSIZE once in sync.
+    pub replica_dbsize: Option<u64>,
 }
 
 impl ModeResult {
@@ -225,7 +241,7 @@ pub fn csv_field(text: &str) -> String {
 
 /// Header of the per-run time series CSV.
 pub const SERIES_HEADER: &str = "t_ms,mode,anon_bytes,ops_in_interval,p99_us_in_interval,\
-bgsave_in_progress,phase,retained_or_cow_bytes";
+bgsave_in_progress,phase,retained_or_cow_bytes,repl_buffer_bytes";
 
 /// Writes one run's time series.
 pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -> io::Result<()> {
@@ -233,7 +249,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
     for s in samples {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             s.t_ms,
             csv_field(mode),
             s.anon_bytes,
@@ -243,6 +259,9 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
             s.phase.name(),
             s.retained_or_cow_bytes
                 .map(|b| b.to_string())
+                .unwrap_or_default(),
+            s.repl_buffer_bytes
+                .map(|b| b.to_string())
                 .unwrap_or_default()
         )?;
     }
@@ -250,7 +269,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
 }
 
 /// Columns of the summary CSV, in order.
-pub const SUMMARY_COLUMNS: [&str; 41] = [
+pub const SUMMARY_COLUMNS: [&str; 46] = [
     "mode",
     "outcome",
     "keys",
@@ -292,6 +311,11 @@ pub const SUMMARY_COLUMNS: [&str; 41] = [
     "memory_limit_bytes",
     "oom_kills",
     "during_ops",
+    "operation",
+    "repl_buffer_peak_bytes",
+    "rdb_side_peak_bytes",
+    "full_syncs",
+    "replica_dbsize",
 ];
 
 /// The summary CSV's cells for one mode, in [`SUMMARY_COLUMNS`] order (`n/a` is an empty cell).
@@ -342,6 +366,11 @@ pub fn summary_row(r: &ModeResult) -> Vec<String> {
         o(r.memory_limit_bytes.map(|v| v.to_string())),
         o(r.oom_kills.map(|v| v.to_string())),
         r.during.ops.to_string(),
+        r.operation.clone(),
+        o(r.repl_buffer_peak.map(|v| v.to_string())),
+        o(r.rdb_side_peak.map(|v| v.to_string())),
+        o(r.full_syncs.map(|v| v.to_string())),
+        o(r.replica_dbsize.map(|v| v.to_string())),
     ]
     .into_iter()
     .map(|cell| csv_field(&cell))
@@ -361,6 +390,14 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / f64::from(1u32 << 20))
 }
 
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
@@ -376,6 +413,12 @@ pub fn summary_table(results: &[ModeResult]) -> String {
             .as_ref()
             .map_or_else(|| "n/a".to_owned(), Outcome::describe)
     });
+    if results
+        .iter()
+        .any(|r| !r.operation.is_empty() && r.operation != "bgsave")
+    {
+        row("operation", &|r| r.operation.clone());
+    }
     row("BGSAVE type (INFO)", &|r| opt(r.bgsave_type.as_ref()));
     row("dataset (keys + values)", &|r| {
         format!("{} ({} keys)", mib(r.dataset_bytes), r.n_keys)
@@ -429,6 +472,20 @@ pub fn summary_table(results: &[ModeResult]) -> String {
     row("retained peak (forkless)", &|r| {
         opt(r.retained_peak_bytes.map(mib))
     });
+    if results.iter().any(|r| r.full_syncs.is_some()) {
+        row("buffered writes peak (replication buffers)", &|r| {
+            opt(r
+                .repl_buffer_peak
+                .map(|b| format!("{} ({:.1}% of dataset)", mib(b), pct(b, r.dataset_bytes))))
+        });
+        row("RDB side peak (extra - buffered writes)", &|r| {
+            opt(r
+                .rdb_side_peak
+                .map(|b| format!("{} ({:.1}% of dataset)", mib(b), pct(b, r.dataset_bytes))))
+        });
+        row("full syncs started (sync_full)", &|r| opt(r.full_syncs));
+        row("replica DBSIZE when in sync", &|r| opt(r.replica_dbsize));
+    }
     row("retained budget / writes that waited", &|r| {
         opt(r
             .retained_budget
@@ -591,12 +648,13 @@ mod tests {
             p99_us_in_interval: 99,
             bgsave_in_progress: false,
             retained_or_cow_bytes: None,
+            repl_buffer_bytes: None,
         };
         write_series_csv(&mut out, "epoch", &[sample]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            format!("{SERIES_HEADER}\n-15,epoch,10,3,99,0,baseline,\n")
+            format!("{SERIES_HEADER}\n-15,epoch,10,3,99,0,baseline,,\n")
         );
 
         let mut out = Vec::new();
