@@ -159,8 +159,8 @@ fn tiny_dataset_through_every_mode() {
     assert_eq!(std::fs::read_dir(&data.0).unwrap().count(), 0);
 }
 
-/// Runs snapshot-compare on the tiny dataset with `--operation operation` in `modes`; returns
-/// the summary rows (the folder is removed after `check` ran on it).
+/// Runs snapshot-compare on the tiny dataset with `--operation operation` in `modes`, checks
+/// what every operation writes, then runs `check` on the results folder (removed afterwards).
 fn run_operation(operation: &str, modes: &[&str], check: impl Fn(&Path)) {
     let out = TempDir::new(&format!("snapshot-compare-smoke-{operation}-out"));
     let data = TempDir::new(&format!("snapshot-compare-smoke-{operation}-data"));
@@ -203,7 +203,7 @@ fn run_operation(operation: &str, modes: &[&str], check: impl Fn(&Path)) {
     let svg = std::fs::read_to_string(out.0.join(format!("snapshot-compare-{operation}.svg")))
         .expect("the plot");
     roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
-    assert_eq!(std::fs::read_dir(&data.0).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&data.0).expect("the data dir").count(), 0);
 }
 
 fn small_modes() -> Vec<&'static str> {
