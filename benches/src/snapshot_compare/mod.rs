@@ -4,9 +4,13 @@
 //! ```text
 //! for each mode (epoch, fork, redis):
 //!   server.rs    start the server on a free loopback port (own memory cgroup when possible)
+//!                (--operation bgrewriteaof: appendonly yes; fullsync: a replica, not measured)
 //!   workload.rs  load N keys over parallel pipelined connections; start the overwrite clients
 //!   mod.rs       baseline window: sample memory, per-interval latency, INFO every ~15 ms
 //!                BGSAVE; sample until rdb_bgsave_in_progress:0; a short after-window
+//!                (BGREWRITEAOF: until aof_rewrite_in_progress and _scheduled are 0;
+//!                 REPLICAOF on the replica: until it says master_link_status:up and
+//!                 master_sync_in_progress:0, the primary's replication buffers sampled too)
 //!   memory.rs    anonymous memory counted once (cgroup memory.stat, else Pss_Anon sums)
 //! report.rs      per-mode CSV, summary CSV, the table;  plot.rs  the SVG
 //! ```
