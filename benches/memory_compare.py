@@ -77,7 +77,15 @@ def datasets(scale):
             for m in range(50):
                 args += [f"{(i * 7 + m) % 360 - 180 + 0.123456:.6f}", f"{(i + m * 3) % 170 - 85 + 0.654321:.6f}", f"place:{m}"]
             yield resp(*args)
+    def bitmaps():
+        # 20k bitmaps of 1 KiB grown bit by bit from the low offsets up (as a counter per
+        # user-day is), and 200 of 64 KiB set sparsely, high offset first.
+        for i in range(n(20_000)):
+            yield b"".join(resp("SETBIT", f"bm:{i}", (i * 13 + m * 97) % 8192 if m else m, 1) for m in range(64))
+        for i in range(n(200)):
+            yield b"".join(resp("SETBIT", f"bigbm:{i}", 524287 - m * 4099, 1) for m in range(100))
     return {"string": strings, "hash": hashes, "set": sets, "zset": zsets, "list": lists,
+            "bitmap (20k x 1 KiB, 200 x 64 KiB)": bitmaps,
             "hll (sparse, 100 elements)": hll_sparse, "hll (dense, 4000 elements)": hll_dense,
             "geo (20k x 50)": geo}
 

@@ -219,6 +219,8 @@ fn save_options(dir: &std::path::Path, threads: usize) -> SaveOptions {
         used_mem: 0,
         ctime_unix_secs: 0,
         functions: Vec::new(),
+        repl: None,
+        key_delay: None,
     }
 }
 

@@ -515,6 +515,8 @@ pub fn start_real_redis_on(redis_server: &Path, dir: &Path) -> (ChildGuard, redi
     (guard, real.expect("connected"))
 }
 
+pub mod replication;
+
 /// Raw-RESP helpers for the command tests: send a command, and spell the replies Redis gives.
 pub mod resp {
     use crate::RawConn;

@@ -110,7 +110,14 @@ fn argv_for(info: &CommandInfo) -> Vec<String> {
 
 #[test]
 fn every_command_is_refused_to_a_user_without_permission() {
-    let server = TestServer::start(BIN, &["--enable-debug-command", "yes"]);
+    // DEBUG and MODULE's protected subcommands allowed, so that ACL is what refuses them.
+    let protected = [
+        "--enable-debug-command",
+        "yes",
+        "--enable-module-command",
+        "yes",
+    ];
+    let server = TestServer::start(BIN, &protected);
     let mut admin = server.client();
     let all: redis::Value = redis::cmd("COMMAND").query(&mut admin).unwrap();
     let redis::Value::Array(entries) = all else {
@@ -145,7 +152,7 @@ fn every_command_is_refused_to_a_user_without_permission() {
     };
     let mut conn = server.raw();
     setup(&mut conn);
-    let real = real_redis(&["--enable-debug-command", "yes"]);
+    let real = real_redis(&protected);
     let mut real_conn = real.as_ref().map(|(_, addr)| RawConn::connect(*addr));
     if let Some(real_conn) = real_conn.as_mut() {
         setup(real_conn);

@@ -1347,3 +1347,51 @@ fn shutdown_during_a_fork_mode_rewrite_stops_the_child_and_the_aof_stays_complet
     let mut conn = server.client();
     assert_eq!(dataset(&mut conn), before);
 }
+
+/// GETSET is logged (and replicated) as SET, and SET ... GET without its GET, as Redis
+/// propagates them: a replica's command stats count SETs, as Redis's replication unit checks.
+#[test]
+fn getset_and_set_get_are_logged_as_plain_sets() {
+    let dir = TestDir::new("aof-getset");
+    let server = start(&dir, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut conn = server.client();
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v1")
+        .query(&mut conn)
+        .unwrap();
+    let old: String = redis::cmd("GETSET")
+        .arg("k")
+        .arg("v2")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(old, "v1");
+    let old: String = redis::cmd("SET")
+        .arg("k")
+        .arg("v3")
+        .arg("GET")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(old, "v2");
+    let mut logged = Vec::new();
+    for entry in std::fs::read_dir(aof_dir(&dir)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".incr.aof") {
+            logged.extend(std::fs::read(path).unwrap());
+        }
+    }
+    let logged = String::from_utf8_lossy(&logged);
+    assert!(
+        logged.contains("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv2\r\n"),
+        "{logged:?}"
+    );
+    assert!(
+        logged.contains("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv3\r\n"),
+        "{logged:?}"
+    );
+    assert!(
+        !logged.to_ascii_uppercase().contains("GETSET"),
+        "{logged:?}"
+    );
+    assert!(!logged.contains("$3\r\nGET\r\n"), "{logged:?}");
+}

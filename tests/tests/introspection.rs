@@ -583,6 +583,46 @@ fn monitor_prints_commands_in_redis_format() {
     assert!(get.ends_with("\"GET\" \"foo\"\r\n"), "{get}");
 }
 
+/// Regression: MONITOR showed a script's commands before the EVAL or FCALL that ran them (the
+/// call was shown after it finished), and as from the caller's address; Redis shows the call
+/// first, then each command as from `lua` (Redis's introspection unit).
+#[test]
+fn monitor_shows_script_calls_before_their_commands() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut monitor = server.raw();
+    assert_eq!(text(monitor.call(&[b"MONITOR"])), "+OK\r\n");
+    let mut conn = server.raw();
+    conn.call(&[
+        b"EVAL",
+        b"redis.call('set',KEYS[1],ARGV[1])",
+        b"1",
+        b"foo",
+        b"bar",
+    ]);
+    let eval = text(monitor.read_reply());
+    let inner = text(monitor.read_reply());
+    assert!(eval.contains("] \"EVAL\" "), "{eval}");
+    assert!(
+        inner.ends_with(" [0 lua] \"set\" \"foo\" \"bar\"\r\n"),
+        "{inner}"
+    );
+    conn.call(&[
+        b"FUNCTION",
+        b"LOAD",
+        b"#!lua name=test\nredis.register_function('test', function() return redis.call('set', 'foo', 'bar') end)",
+    ]);
+    let load = text(monitor.read_reply());
+    assert!(load.contains("] \"FUNCTION\" \"LOAD\" "), "{load}");
+    conn.call(&[b"FCALL", b"test", b"0"]);
+    let fcall = text(monitor.read_reply());
+    let inner = text(monitor.read_reply());
+    assert!(fcall.contains("] \"FCALL\" \"test\" \"0\""), "{fcall}");
+    assert!(
+        inner.ends_with(" [0 lua] \"set\" \"foo\" \"bar\"\r\n"),
+        "{inner}"
+    );
+}
+
 /// The dataset whose digests redis-server 7.0.15 gave (DEBUG DIGEST, DEBUG DIGEST-VALUE).
 fn load_digest_dataset(conn: &mut forkless_tests::RawConn) {
     for command in [
@@ -666,6 +706,36 @@ fn debug_reload_keeps_the_dataset() {
     );
     assert_eq!(text(conn.call(&[b"EXISTS", b"later"])), ":0\r\n");
     assert_eq!(text(conn.call(&[b"DEBUG", b"DIGEST"])), before);
+}
+
+/// DEBUG SLEEP stalls every client, as it stalls single-threaded Redis: suites use it to play a
+/// busy server (Redis's "MIGRATE timeout actually works").
+#[test]
+fn debug_sleep_stalls_other_clients() {
+    let server = TestServer::start(BIN, &["--port", "0", "--enable-debug-command", "yes"]);
+    let mut sleeper = server.raw();
+    let mut other = server.raw();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let handle = std::thread::spawn(move || {
+        let reply = text(sleeper.call(&[b"DEBUG", b"SLEEP", b"1"]));
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        reply
+    });
+    // Some PING must wait out most of the sleep; had none waited before the sleeper's reply,
+    // the sleep ran beside other clients.
+    let stalled = loop {
+        let sent = Instant::now();
+        assert_eq!(text(other.call(&[b"PING"])), "+PONG\r\n");
+        if sent.elapsed() >= Duration::from_millis(500) {
+            break true;
+        }
+        if done.load(std::sync::atomic::Ordering::SeqCst) {
+            break false;
+        }
+    };
+    assert_eq!(handle.join().unwrap(), "+OK\r\n");
+    assert!(stalled, "no PING waited for DEBUG SLEEP");
 }
 
 #[test]
@@ -919,4 +989,62 @@ fn key_load_delay_slows_the_load_at_startup() {
         conn.call(&[b"DBSIZE"])
     ) == ":500\r\n"));
     assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+/// `qbuf + qbuf-free` of the client named `name`, as another client's CLIENT LIST shows it.
+fn query_buffer_of(conn: &mut forkless_tests::RawConn, name: &str) -> u64 {
+    let list = text(conn.call(&[b"CLIENT", b"LIST"]));
+    let line = list
+        .lines()
+        .find(|line| line.contains(&format!(" name={name} ")))
+        .unwrap_or_else(|| panic!("no client {name} in {list}"));
+    let used: u64 = field(line, "qbuf").parse().unwrap();
+    let free: u64 = field(line, "qbuf-free").parse().unwrap();
+    used + free
+}
+
+/// Regression: CLIENT LIST's `qbuf-free` counted from the first unread byte, so a new client
+/// showed less than the 16 KiB it reads into, and the query buffer never shrank as Redis's
+/// `clientsCronResizeQueryBuffer` shrinks it: to nothing after 2 s idle, and to its recent
+/// peak once a big request is past (Redis's querybuf unit).
+#[test]
+fn query_buffers_grow_shrink_and_go_idle_as_redis() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut observer = server.raw();
+    let mut idle = server.raw();
+    assert_eq!(idle.call(&[b"CLIENT", b"SETNAME", b"idle"]), b"+OK\r\n");
+    let start = query_buffer_of(&mut observer, "idle");
+    assert!((16_384..32_768).contains(&start), "{start}");
+    // Idle for more than 2 s: the buffer is given back entirely.
+    assert!(wait_until(Duration::from_secs(10), || query_buffer_of(
+        &mut observer,
+        "idle"
+    ) == 0));
+    // It still serves, reading into a fresh buffer.
+    assert_eq!(idle.call(&[b"PING"]), b"+PONG\r\n");
+    let again = query_buffer_of(&mut observer, "idle");
+    assert!((16_384..32_768).contains(&again), "{again}");
+
+    let mut busy = server.raw();
+    assert_eq!(busy.call(&[b"CLIENT", b"SETNAME", b"busy"]), b"+OK\r\n");
+    let big = vec![b'A'; 400_000];
+    assert_eq!(busy.call(&[b"SET", b"x", &big]), b"+OK\r\n");
+    let grown = query_buffer_of(&mut observer, "busy");
+    assert!(grown > 32_768, "{grown}");
+    // Small requests keep it busy; the cron shrinks it to the recent peak, not to nothing.
+    let started = Instant::now();
+    let shrunk = loop {
+        assert_eq!(busy.call(&[b"SET", b"x", b"small"]), b"+OK\r\n");
+        let size = query_buffer_of(&mut observer, "busy");
+        if size < grown {
+            break size;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never shrank from {grown}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(shrunk > 0 && shrunk < grown, "{shrunk}");
+    assert_eq!(busy.call(&[b"GET", b"x"]), b"$5\r\nsmall\r\n");
 }

@@ -648,3 +648,39 @@ fn command_info_describes_key_commands() {
     let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut con).unwrap();
     assert!(count > 20);
 }
+
+/// Regression: TTL, TYPE and EXISTS counted as an access of the key (its LRU idle time went
+/// back to 0, its LFU counter up), where Redis looks them up without touching the key
+/// (`LOOKUP_NOTOUCH`; Redis's introspection-2 unit). Seen through the LFU counter, which a
+/// real access raises deterministically from its initial value.
+#[test]
+fn ttl_type_and_exists_do_not_touch_the_key() {
+    let server = server();
+    let mut conn = server.raw();
+    let run = |conn: &mut RawConn, args: &[&str]| cmd(conn, &args.join(" "));
+    assert_eq!(
+        run(
+            &mut conn,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"]
+        ),
+        "+OK\r\n"
+    );
+    assert_eq!(run(&mut conn, &["SET", "foo", "bar"]), "+OK\r\n");
+    assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "foo"]), ":5\r\n");
+    for command in [
+        &["TTL", "foo"][..],
+        &["PTTL", "foo"],
+        &["EXPIRETIME", "foo"],
+        &["TYPE", "foo"],
+        &["EXISTS", "foo"],
+    ] {
+        run(&mut conn, command);
+    }
+    assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "foo"]), ":5\r\n");
+    assert_eq!(run(&mut conn, &["GET", "foo"]), "$3\r\nbar\r\n");
+    assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "foo"]), ":6\r\n");
+    // TOUCH is an access (the first one past the initial counter always counts).
+    assert_eq!(run(&mut conn, &["SET", "other", "v"]), "+OK\r\n");
+    assert_eq!(run(&mut conn, &["TOUCH", "other", "missing"]), ":1\r\n");
+    assert_eq!(run(&mut conn, &["OBJECT", "FREQ", "other"]), ":6\r\n");
+}

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use forkless_tests::replication::{assert_same_data, dataset, wait_synced};
 use forkless_tests::{
     ChildGuard, TestDir, TestServer, free_port, info_section as info, noise, redis_tool, wait_until,
 };
@@ -80,22 +81,6 @@ fn connect(port: u16) -> redis::Connection {
 
 fn field(conn: &mut redis::Connection, section: &str, name: &str) -> String {
     info(conn, section).remove(name).unwrap_or_default()
-}
-
-/// Waits until the replica's link is up and its offset equals the primary's.
-fn wait_in_sync(primary: &mut redis::Connection, replica: &mut redis::Connection) {
-    let synced = wait_until(Duration::from_secs(60), || {
-        let replica_info = info(replica, "replication");
-        let up = replica_info.get("master_link_status").map(String::as_str) == Some("up");
-        let offset = field(primary, "replication", "master_repl_offset");
-        up && replica_info.get("slave_repl_offset") == Some(&offset)
-    });
-    assert!(
-        synced,
-        "the replica did not catch up: primary {:?}, replica {:?}",
-        info(primary, "replication"),
-        info(replica, "replication")
-    );
 }
 
 /// Seeds every type in databases 0 and 3, some keys with a TTL: about `n_strings` KiB.
@@ -208,71 +193,6 @@ fn spawn_writer(port: u16, stop: Arc<AtomicBool>, ops: Arc<AtomicU64>) -> JoinHa
     })
 }
 
-/// Every key of every database with its type, value (per-type reads, sorted where order is not
-/// part of the value) and absolute expiry.
-fn dataset(conn: &mut redis::Connection) -> Vec<(usize, Vec<u8>, String, String, i64)> {
-    let mut all = Vec::new();
-    for db in 0..16 {
-        let () = redis::cmd("SELECT").arg(db).query(conn).unwrap();
-        let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(conn).unwrap();
-        keys.sort();
-        for key in keys {
-            let kind: String = redis::cmd("TYPE").arg(&key).query(conn).unwrap();
-            let value = match kind.as_str() {
-                "string" => {
-                    let v: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(conn).unwrap();
-                    format!("{v:?}")
-                }
-                "list" => {
-                    let v: Vec<Vec<u8>> = redis::cmd("LRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .query(conn)
-                        .unwrap();
-                    format!("{v:?}")
-                }
-                "hash" => {
-                    let mut v: Vec<(Vec<u8>, Vec<u8>)> =
-                        redis::cmd("HGETALL").arg(&key).query(conn).unwrap();
-                    v.sort();
-                    format!("{v:?}")
-                }
-                "set" => {
-                    let mut v: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&key).query(conn).unwrap();
-                    v.sort();
-                    format!("{v:?}")
-                }
-                "zset" => {
-                    let v: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .arg("WITHSCORES")
-                        .query(conn)
-                        .unwrap();
-                    format!("{v:?}")
-                }
-                "stream" => {
-                    let v: redis::Value = redis::cmd("XRANGE")
-                        .arg(&key)
-                        .arg("-")
-                        .arg("+")
-                        .query(conn)
-                        .unwrap();
-                    format!("{v:?}")
-                }
-                "none" => continue,
-                other => panic!("unexpected type {other}"),
-            };
-            let expire: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(conn).unwrap();
-            all.push((db, key, kind, value, expire));
-        }
-    }
-    let () = redis::cmd("SELECT").arg(0).query(conn).unwrap();
-    all
-}
-
 fn assert_same_dataset(
     primary: &mut redis::Connection,
     replica: &mut redis::Connection,
@@ -285,14 +205,10 @@ fn assert_same_dataset(
         let counted: i64 = redis::cmd("DBSIZE").query(primary).unwrap();
         left.is_empty() && counted > 0
     }));
-    wait_in_sync(primary, replica);
-    let ours = dataset(primary);
-    let theirs = dataset(replica);
-    assert!(ours.len() >= min_keys, "dataset too small: {}", ours.len());
-    assert_eq!(ours.len(), theirs.len(), "key counts differ");
-    for (mine, copy) in ours.iter().zip(&theirs) {
-        assert_eq!(mine, copy);
-    }
+    wait_synced(primary, replica);
+    let n_keys = dataset(primary).len();
+    assert!(n_keys >= min_keys, "dataset too small: {n_keys}");
+    assert_same_data(primary, replica);
 }
 
 /// The scenario shared by the diskless and disk-based tests.
@@ -335,7 +251,7 @@ fn full_sync_under_writes(diskless: &str, snapshot_mode: &str) {
         > at_up + 50));
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    wait_in_sync(&mut primary, &mut replica);
+    wait_synced(&mut primary, &mut replica);
     let stats = info(&mut primary, "stats");
     assert_eq!(stats["sync_full"], "1");
     // Disk-based (and every fork-mode sync): the RDB went through dbfilename, as a BGSAVE;
@@ -431,7 +347,7 @@ fn a_dropped_link_resumes_with_continue() {
     let (_replica_process, replica_port) =
         start_replica(&redis_server, &replica_dir.0, server.port());
     let mut replica = connect(replica_port);
-    wait_in_sync(&mut primary, &mut replica);
+    wait_synced(&mut primary, &mut replica);
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -449,7 +365,7 @@ fn a_dropped_link_resumes_with_continue() {
     assert!(wait_until(Duration::from_secs(30), || {
         field(&mut primary, "stats", "sync_partial_ok") == "1"
     }));
-    wait_in_sync(&mut primary, &mut replica);
+    wait_synced(&mut primary, &mut replica);
     assert_eq!(field(&mut primary, "stats", "sync_full"), "1");
     let value: Option<i64> = redis::cmd("GET")
         .arg("while-away-99")
@@ -661,8 +577,8 @@ fn replicas_that_arrive_together_share_one_cut() {
     let (_a, port_a) = start_replica(&redis_server, &dir_a.0, server.port());
     let (_b, port_b) = start_replica(&redis_server, &dir_b.0, server.port());
     let (mut replica_a, mut replica_b) = (connect(port_a), connect(port_b));
-    wait_in_sync(&mut primary, &mut replica_a);
-    wait_in_sync(&mut primary, &mut replica_b);
+    wait_synced(&mut primary, &mut replica_a);
+    wait_synced(&mut primary, &mut replica_b);
     assert!(
         server
             .wait_for_log("Diskless full sync streamed to 2 of 2 replicas")
@@ -797,7 +713,7 @@ fn a_restarted_replica_continues_from_the_backlog() {
     let (mut replica_process, _) =
         start_replica_on(&redis_server, &replica_dir.0, server.port(), port, "3600 1");
     let mut replica = connect(port);
-    wait_in_sync(&mut primary, &mut replica);
+    wait_synced(&mut primary, &mut replica);
     // A clean shutdown (SIGTERM, by its PID) saves the dataset with the replication state.
     let pid = replica_process.0.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -813,7 +729,7 @@ fn a_restarted_replica_continues_from_the_backlog() {
     let (_restarted, _) =
         start_replica_on(&redis_server, &replica_dir.0, server.port(), port, "3600 1");
     let mut replica = connect(port);
-    wait_in_sync(&mut primary, &mut replica);
+    wait_synced(&mut primary, &mut replica);
     let stats = info(&mut primary, "stats");
     assert_eq!(stats["sync_full"], "1", "{stats:?}");
     assert_eq!(stats["sync_partial_ok"], "1", "{stats:?}");

@@ -13,7 +13,6 @@
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -22,15 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use forkless_tests::replication::{
+    SYNC_TIMEOUT, assert_same_data, dataset, info, settle, wait_synced, write_round,
+};
 use forkless_tests::{
     ChildGuard, TestServer, free_port, info_section, redis_tool, unique_dir, wait_until,
 };
 use rand::{Rng, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
-
-/// How long a sync, or the link's recovery, may take.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A redis-server 7.0 primary on a free loopback port, persistence off.
 struct Primary {
@@ -95,232 +94,6 @@ impl Drop for Primary {
     }
 }
 
-fn info(conn: &mut redis::Connection, section: &str, field: &str) -> String {
-    info_section(conn, section)
-        .get(field)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Waits until the replica's link is up and it has applied everything the primary sent.
-fn wait_synced(primary: &mut redis::Connection, replica: &mut redis::Connection) {
-    let mut last = (String::new(), String::new(), String::new());
-    let synced = wait_until(SYNC_TIMEOUT, || {
-        let ours = info_section(replica, "replication");
-        let theirs = info(primary, "replication", "master_repl_offset");
-        last = (
-            ours.get("master_link_status").cloned().unwrap_or_default(),
-            ours.get("slave_repl_offset").cloned().unwrap_or_default(),
-            theirs.clone(),
-        );
-        last.0 == "up" && last.1 == last.2
-    });
-    assert!(
-        synced,
-        "replica not in sync (link, replica offset, primary offset): {last:?}"
-    );
-}
-
-/// Every key of every database with its type, value and absolute expiry, in a form that
-/// compares equal when the data is equal (unordered collections sorted).
-fn dataset(conn: &mut redis::Connection) -> BTreeMap<(u8, Vec<u8>), (String, String, i64)> {
-    let mut all = BTreeMap::new();
-    for db in 0..16u8 {
-        let () = redis::cmd("SELECT").arg(db).query(conn).unwrap();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query(conn)
-                .unwrap();
-            for key in keys {
-                let kind: String = redis::cmd("TYPE").arg(&key).query(conn).unwrap();
-                let value = match kind.as_str() {
-                    "string" => format!(
-                        "{:?}",
-                        redis::cmd("GET").arg(&key).query::<Vec<u8>>(conn).unwrap()
-                    ),
-                    "list" => format!(
-                        "{:?}",
-                        redis::cmd("LRANGE")
-                            .arg(&key)
-                            .arg(0)
-                            .arg(-1)
-                            .query::<Vec<Vec<u8>>>(conn)
-                            .unwrap()
-                    ),
-                    "hash" => {
-                        let map: BTreeMap<Vec<u8>, Vec<u8>> =
-                            redis::cmd("HGETALL").arg(&key).query(conn).unwrap();
-                        format!("{map:?}")
-                    }
-                    "set" => {
-                        let mut members: Vec<Vec<u8>> =
-                            redis::cmd("SMEMBERS").arg(&key).query(conn).unwrap();
-                        members.sort();
-                        format!("{members:?}")
-                    }
-                    "zset" => format!(
-                        "{:?}",
-                        redis::cmd("ZRANGE")
-                            .arg(&key)
-                            .arg(0)
-                            .arg(-1)
-                            .arg("WITHSCORES")
-                            .query::<Vec<Vec<u8>>>(conn)
-                            .unwrap()
-                    ),
-                    "stream" => format!(
-                        "{:?}",
-                        redis::cmd("XRANGE")
-                            .arg(&key)
-                            .arg("-")
-                            .arg("+")
-                            .query::<redis::Value>(conn)
-                            .unwrap()
-                    ),
-                    // Gone between SCAN and TYPE (it expired).
-                    "none" => continue,
-                    other => panic!("unexpected type {other}"),
-                };
-                let expire: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(conn).unwrap();
-                all.insert((db, key), (kind, value, expire));
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    let () = redis::cmd("SELECT").arg(0).query(conn).unwrap();
-    all
-}
-
-/// Asserts the two datasets are equal, naming the first keys that differ.
-fn assert_same_data(primary: &mut redis::Connection, replica: &mut redis::Connection) {
-    let theirs = dataset(primary);
-    let ours = dataset(replica);
-    let differing: Vec<_> = theirs
-        .iter()
-        .filter(|(key, value)| ours.get(*key) != Some(*value))
-        .map(|(key, value)| (key.clone(), value.clone(), ours.get(key).cloned()))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = ours
-        .keys()
-        .filter(|key| !theirs.contains_key(*key))
-        .take(5)
-        .collect();
-    assert!(
-        differing.is_empty() && extra.is_empty(),
-        "datasets differ ({} keys on the primary, {} on the replica); \
-         (key, primary's, replica's): {differing:?}; only on the replica: {extra:?}",
-        theirs.len(),
-        ours.len()
-    );
-    assert!(!theirs.is_empty());
-}
-
-/// Writes of every type, in pipelines of 50: strings (some with a TTL, some expiring within
-/// milliseconds, so the primary's expiry DELs reach the replica), counters, lists, hashes,
-/// sets, sorted sets, streams, relative expiries, transactions, a script, other databases.
-fn write_round(conn: &mut redis::Connection, rng: &mut rand::rngs::StdRng) {
-    let mut pipe = redis::pipe();
-    for _ in 0..50 {
-        let i = rng.random_range(0..200u32);
-        let value = format!("v{}", rng.random::<u32>());
-        match rng.random_range(0..20u32) {
-            0 => pipe.cmd("SET").arg(format!("str:{i}")).arg(&value),
-            1 => pipe
-                .cmd("SET")
-                .arg(format!("str:{i}"))
-                .arg(&value)
-                .arg("EX")
-                .arg(rng.random_range(1000..100_000u32)),
-            2 => pipe
-                .cmd("SET")
-                .arg(format!("short:{i}"))
-                .arg(&value)
-                .arg("PX")
-                .arg(rng.random_range(1..150u32)),
-            3 => pipe.cmd("INCRBY").arg(format!("ctr:{i}")).arg(i),
-            4 => pipe.cmd("APPEND").arg(format!("str:{i}")).arg(&value),
-            5 => pipe
-                .cmd("RPUSH")
-                .arg(format!("list:{}", i % 20))
-                .arg(&value)
-                .arg(i),
-            6 => pipe.cmd("LPOP").arg(format!("list:{}", i % 20)),
-            7 => pipe
-                .cmd("HSET")
-                .arg(format!("hash:{}", i % 20))
-                .arg(format!("f{i}"))
-                .arg(&value),
-            8 => pipe
-                .cmd("HINCRBY")
-                .arg(format!("hash:{}", i % 20))
-                .arg("n")
-                .arg(1),
-            9 => pipe.cmd("SADD").arg(format!("set:{}", i % 20)).arg(&value),
-            10 => pipe.cmd("SPOP").arg(format!("set:{}", i % 20)),
-            11 => pipe
-                .cmd("ZADD")
-                .arg(format!("zset:{}", i % 20))
-                .arg(f64::from(rng.random_range(0..1000u32)) / 7.0)
-                .arg(format!("m{i}")),
-            12 => pipe
-                .cmd("ZINCRBY")
-                .arg(format!("zset:{}", i % 20))
-                .arg(1.5)
-                .arg(format!("m{i}")),
-            13 => pipe
-                .cmd("XADD")
-                .arg(format!("stream:{}", i % 10))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(100)
-                .arg("*")
-                .arg("f")
-                .arg(&value),
-            14 => pipe
-                .cmd("EXPIRE")
-                .arg(format!("hash:{}", i % 20))
-                .arg(rng.random_range(1000..100_000u32)),
-            15 => pipe.cmd("DEL").arg(format!("str:{i}")),
-            16 => pipe
-                .cmd("MULTI")
-                .cmd("INCR")
-                .arg(format!("ctr:{i}"))
-                .cmd("RPUSH")
-                .arg(format!("list:{}", i % 20))
-                .arg("in-multi")
-                .cmd("EXEC"),
-            17 => pipe
-                .cmd("EVAL")
-                .arg("redis.call('set', KEYS[1], ARGV[1]) return redis.call('incr', KEYS[2])")
-                .arg(2)
-                .arg(format!("lua:{i}"))
-                .arg(format!("ctr:{i}"))
-                .arg(&value),
-            18 => pipe
-                .cmd("SELECT")
-                .arg(1 + i % 3)
-                .cmd("SET")
-                .arg(format!("other:{i}"))
-                .arg(&value)
-                .cmd("SADD")
-                .arg(format!("oset:{}", i % 5))
-                .arg(&value)
-                .cmd("SELECT")
-                .arg(0),
-            _ => pipe.cmd("ZPOPMIN").arg(format!("zset:{}", i % 20)),
-        };
-    }
-    let _: redis::Value = pipe.query(conn).unwrap();
-}
-
 /// Writes rounds into the primary on a thread until stopped; returns the rounds written.
 struct Writer {
     stop: Arc<AtomicBool>,
@@ -366,27 +139,6 @@ impl Writer {
             thread.join().expect("writer thread");
         }
     }
-}
-
-/// After the writes: waits until every short-lived key has expired on the primary (its DELs
-/// are in the stream), then until the replica has applied all of it.
-fn settle(primary: &mut redis::Connection, replica: &mut redis::Connection) {
-    assert!(wait_until(SYNC_TIMEOUT, || {
-        (0..4).all(|db| {
-            let () = redis::cmd("SELECT").arg(db).query(primary).unwrap();
-            let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(0)
-                .arg("MATCH")
-                .arg("short:*")
-                .arg("COUNT")
-                .arg(100_000)
-                .query(primary)
-                .unwrap();
-            keys.is_empty()
-        })
-    }));
-    let () = redis::cmd("SELECT").arg(0).query(primary).unwrap();
-    wait_synced(primary, replica);
 }
 
 /// Seeds the primary, starts a forkless replica with `replica_args`, points it at the
@@ -1655,6 +1407,73 @@ fn a_dual_channel_sync_completes_where_the_primary_buffer_overflows() {
     assert!(wait_until(SYNC_TIMEOUT, || {
         stat(&mut theirs, "replication", "connected_slaves") == 1
     }));
+}
+
+/// A dual-channel replica reports `master_link_status:up` only once the stream it buffered
+/// while the RDB loaded has been applied, as Redis reports its link up only after the load.
+/// Guards the bug where the link was up (and `replica-serve-stale-data no` lifted) while the
+/// buffered writes were still being applied: a client could read data older than the sync.
+#[test]
+fn a_dual_channel_replica_is_up_only_once_its_buffered_stream_is_applied() {
+    let primary = TestServer::start(BIN, &["--repl-diskless-sync-delay", "0"]);
+    let mut theirs = primary.client();
+    forkless_tests::populate(&mut theirs, "seed:", 2000, 10);
+    let port = primary.addr.port().to_string();
+    // 2 ms per key: the load takes about 4 s, long enough to buffer the writes below.
+    let replica = TestServer::start(
+        BIN,
+        &[
+            "--repl-dual-channel",
+            "yes",
+            "--key-load-delay",
+            "2000",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    );
+    let mut ours = replica.client();
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        stat(&mut ours, "replication", "master_sync_in_progress") == 1
+    }));
+    for batch in 0..100 {
+        let mut pipe = redis::pipe();
+        for i in 0..1000 {
+            pipe.cmd("INCR")
+                .arg(format!("ctr:{}", (batch * 1000 + i) % 100))
+                .ignore();
+        }
+        let () = pipe.query(&mut theirs).unwrap();
+    }
+    let written: u64 = info(&mut theirs, "replication", "master_repl_offset")
+        .parse()
+        .unwrap();
+    assert_ne!(
+        info(&mut ours, "replication", "master_link_status"),
+        "up",
+        "the load ended before the writes: the test proves nothing (make the load longer)"
+    );
+    let mut seen_up = false;
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        let fields = info_section(&mut ours, "replication");
+        if fields.get("master_link_status").map(String::as_str) != Some("up") {
+            return false;
+        }
+        let applied: u64 = fields["slave_repl_offset"].parse().unwrap();
+        assert!(
+            applied >= written,
+            "the link is up at offset {applied}, before the buffered stream up to {written}"
+        );
+        seen_up = true;
+        true
+    }));
+    assert!(seen_up);
+    assert_eq!(
+        stat(&mut ours, "replication", "replica_dual_channel_syncs"),
+        1
+    );
+    wait_synced(&mut theirs, &mut ours);
+    assert_same_data(&mut theirs, &mut ours);
 }
 
 #[test]

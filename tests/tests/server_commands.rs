@@ -801,6 +801,79 @@ fn command_getkeys_finds_movable_keys_as_redis() {
     );
 }
 
+/// Regression: COMMAND GETKEYSANDFLAGS was an unknown subcommand. Each key comes with its key
+/// specification's flags, in Redis 7.0's order and words (introspection-2's cases).
+#[test]
+fn command_getkeysandflags_reports_key_spec_flags() {
+    let server = start();
+    let mut conn = server.raw();
+    let call = |conn: &mut forkless_tests::RawConn, line: &str| -> String {
+        let mut argv: Vec<&[u8]> = vec![b"COMMAND", b"GETKEYSANDFLAGS"];
+        argv.extend(line.split(' ').map(str::as_bytes));
+        String::from_utf8(conn.call(&argv)).unwrap()
+    };
+    let entry = |key: &str, flags: &[&str]| {
+        let mut text = format!("*2\r\n${}\r\n{key}\r\n*{}\r\n", key.len(), flags.len());
+        for flag in flags {
+            text.push_str(&format!("+{flag}\r\n"));
+        }
+        text
+    };
+    for (line, expected) in [
+        ("set k1 v1", vec![entry("k1", &["OW", "update"])]),
+        (
+            "set k1 v1 get",
+            vec![entry("k1", &["RW", "access", "update"])],
+        ),
+        (
+            "mset k1 v1 k2 v2",
+            vec![
+                entry("k1", &["OW", "update"]),
+                entry("k2", &["OW", "update"]),
+            ],
+        ),
+        (
+            "LMOVE k1 k2 left right",
+            vec![
+                entry("k1", &["RW", "access", "delete"]),
+                entry("k2", &["RW", "insert"]),
+            ],
+        ),
+        (
+            "sort k1 store k2",
+            vec![
+                entry("k1", &["RO", "access"]),
+                entry("k2", &["OW", "update"]),
+            ],
+        ),
+        ("object encoding k", vec![entry("k", &["RO"])]),
+        ("bitfield k get u8 0", vec![entry("k", &["RO", "access"])]),
+        ("del a", vec![entry("a", &["RM", "delete"])]),
+    ] {
+        let expected = format!("*{}\r\n{}", expected.len(), expected.concat());
+        assert_eq!(call(&mut conn, line), expected, "{line}");
+    }
+    assert_eq!(call(&mut conn, "eval x 0"), "*0\r\n");
+    assert_eq!(
+        call(&mut conn, "ping x"),
+        "-ERR The command has no key arguments\r\n"
+    );
+    assert_eq!(
+        call(&mut conn, "nosuch k"),
+        "-ERR Invalid command specified\r\n"
+    );
+    assert_eq!(
+        call(&mut conn, "get a b"),
+        "-ERR Invalid number of arguments specified for command\r\n"
+    );
+    conn.call(&[b"HELLO", b"3"]);
+    // RESP3: the flags are a set.
+    assert_eq!(
+        call(&mut conn, "get k"),
+        "*1\r\n*2\r\n$1\r\nk\r\n~2\r\n+RO\r\n+access\r\n"
+    );
+}
+
 /// Regression: LOLWUT was an unknown command, and INFO lacked `migrate_cached_sockets` (Redis's
 /// dump unit waits for it to read 0). LOLWUT answers Redis 7.0's own form, the version line.
 #[test]
@@ -824,6 +897,69 @@ fn lolwut_and_migrate_cached_sockets() {
     let mut plain = server.raw();
     let text = info(&mut plain, &["stats"]);
     assert!(text.contains("\r\nmigrate_cached_sockets:0\r\n"), "{text}");
+}
+
+/// Regression: LOLWUT VERSION 5 and 6 answered the version line where Redis 7.0 draws its
+/// art: Schotter (Braille squares, `columns squares-per-row squares-per-column`) and the
+/// skyline (colored cells, `columns rows`). The random parts differ from run to run; the
+/// shape, the straight top rows and the captions are Redis's.
+#[test]
+fn lolwut_versions_5_and_6_draw_redis_art() {
+    let server = start();
+    let mut conn = server.raw();
+    let art = |conn: &mut forkless_tests::RawConn, args: &[&[u8]]| -> String {
+        let reply = String::from_utf8(conn.call(args)).unwrap();
+        let (header, body) = reply.split_once("\r\n").unwrap();
+        let len: usize = header.strip_prefix('$').unwrap().parse().unwrap();
+        assert_eq!(body.len(), len + 2, "{reply}");
+        body.strip_suffix("\r\n").unwrap().to_string()
+    };
+    // 20 columns: 40 pixels, squares of 12 with padding 2, 3 rows of them: 40 pixels tall.
+    let schotter = art(&mut conn, &[b"LOLWUT", b"VERSION", b"5", b"20", b"3", b"3"]);
+    let lines: Vec<&str> = schotter.split('\n').collect();
+    // Ten rows of Braille, each ending its line, then a blank line, the caption and the
+    // final newline.
+    assert_eq!(lines.len(), 10 + 3, "{schotter}");
+    assert_eq!(lines[0], "⠀⡤⠤⠤⠤⠤⠤⡤⠤⠤⠤⠤⠤⡤⠤⠤⠤⠤⠤⡄");
+    assert_eq!(lines[1], "⠀⡇⠀⠀⠀⠀⠀⡇⠀⠀⠀⠀⠀⡇⠀⠀⠀⠀⠀⡇");
+    assert!(lines[..10].iter().all(|line| line.chars().count() == 20));
+    assert_eq!(lines[10], "");
+    assert_eq!(
+        lines[11],
+        "Georg Nees - schotter, plotter on paper, 1968. Redis ver. 7.0.15"
+    );
+    // The defaults: 66 columns, 8 squares per row, 12 rows of squares.
+    let default = art(&mut conn, &[b"LOLWUT", b"VERSION", b"5"]);
+    let lines: Vec<&str> = default.split('\n').collect();
+    assert_eq!(lines.len(), 49 + 3);
+    assert!(lines[..49].iter().all(|line| line.chars().count() == 66));
+    let skyline = art(&mut conn, &[b"LOLWUT", b"VERSION", b"6", b"30", b"10"]);
+    let lines: Vec<&str> = skyline.split('\n').collect();
+    assert_eq!(lines.len(), 10 + 3);
+    for line in &lines[..10] {
+        assert_eq!(line.matches(" \x1b[0m").count(), 30, "{line:?}");
+    }
+    assert_eq!(
+        lines[11],
+        "Original 8 bit image from Plaguemon by hikikomori. Redis ver. 7.0.15"
+    );
+    // Parameters are clamped as in Redis, and must be integers.
+    let tiny = art(&mut conn, &[b"LOLWUT", b"VERSION", b"6", b"-3", b"0"]);
+    assert_eq!(
+        tiny.split('\n').next().unwrap().matches(" \x1b[0m").count(),
+        1
+    );
+    assert_eq!(
+        conn.call(&[b"LOLWUT", b"VERSION", b"5", b"wide"]),
+        b"-ERR value is not an integer or out of range\r\n"
+    );
+    // Redis reads the version as 32 bits unsigned: 2^32 + 5 is version 5.
+    let wrapped = art(&mut conn, &[b"LOLWUT", b"VERSION", b"4294967301", b"20"]);
+    assert!(wrapped.contains("schotter"), "{wrapped}");
+    assert_eq!(
+        art(&mut conn, &[b"LOLWUT", b"VERSION", b"4"]),
+        "Redis ver. 7.0.15\n"
+    );
 }
 
 /// Regression: UNLINK freed every value inline and never counted `lazyfreed_objects`, where

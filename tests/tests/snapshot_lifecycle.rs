@@ -1184,3 +1184,41 @@ fn sigterm_while_loading_exits_without_saving_the_partial_dataset() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `rdb-key-save-delay` (Redis's debugging option, which Redis's own replication tests use to
+/// make a save last) makes each key wait; set back to 0, the running save ends at once.
+#[test]
+fn rdb_key_save_delay_makes_a_save_last_until_it_is_lifted() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k:", 100, 10);
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdb-key-save-delay")
+        .arg(1_000_000)
+        .query(&mut conn)
+        .unwrap();
+    let _: String = redis::cmd("BGSAVE").query(&mut conn).unwrap();
+    let in_progress = |conn: &mut redis::Connection| {
+        forkless_tests::info_section(conn, "persistence")["rdb_bgsave_in_progress"].clone()
+    };
+    // One second per key: still saving after the first key.
+    assert!(forkless_tests::wait_until(Duration::from_secs(5), || {
+        in_progress(&mut conn) == "1"
+    }));
+    // Without the delay 100 keys take milliseconds; with it, about 100 s.
+    assert_eq!(in_progress(&mut conn), "1");
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdb-key-save-delay")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    assert!(forkless_tests::wait_until(Duration::from_secs(10), || {
+        in_progress(&mut conn) == "0"
+    }));
+    assert_eq!(
+        forkless_tests::info_section(&mut conn, "persistence")["rdb_last_bgsave_status"],
+        "ok"
+    );
+}

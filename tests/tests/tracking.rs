@@ -114,3 +114,38 @@ fn a_key_a_read_finds_expired_is_invalidated() {
     let stats = text(other.call(&[b"INFO", b"stats"]));
     assert!(stats.contains("expired_keys:1\r\n"), "{stats}");
 }
+
+/// Regression: the invalidation of a key evicted before a command ran reached the reader that
+/// sent the command after that command's reply, where Redis writes it first (Redis's
+/// tracking unit, "Tracking invalidation message of eviction keys should be before
+/// response"; its failure left `maxmemory` set and refused the rest of the unit as OOM).
+#[test]
+fn eviction_invalidation_precedes_the_reply_of_the_command_that_evicted() {
+    let server = TestServer::start(BIN, &["--port", "0"]);
+    let mut conn = resp3_tracking(&server, &[]);
+    let info = text(conn.call(&[b"INFO", b"memory"]));
+    let used: u64 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let limit = (used + 100 * 1024).to_string();
+    for args in [
+        &[&b"CONFIG"[..], b"SET", b"maxmemory", limit.as_bytes()][..],
+        &[b"CONFIG", b"SET", b"maxmemory-policy", b"volatile-random"],
+        &[b"SETEX", b"volatile-key", b"10000", b"x"],
+    ] {
+        assert_eq!(text(conn.call(args)), "+OK\r\n");
+    }
+    assert_eq!(text(conn.call(&[b"GET", b"volatile-key"])), "$1\r\nx\r\n");
+    // 200 KB: the next command finds the server over the limit and evicts the volatile key.
+    assert_eq!(
+        text(conn.call(&[b"SETBIT", b"big-key", b"1600000", b"0"])),
+        ":0\r\n"
+    );
+    conn.send_command(&[b"GETBIT", b"big-key", b"0"]);
+    assert_eq!(text(conn.read_reply()), invalidate("volatile-key"));
+    assert_eq!(text(conn.read_reply()), ":0\r\n");
+}

@@ -177,6 +177,20 @@ pub struct Options {
     /// as `--name value`; repeatable. E.g. `--forkless-arg snapshot-max-retained-bytes=0`.
     #[arg(long = "forkless-arg", value_parser = parse_server_arg)]
     pub forkless_args: Vec<(String, String)>,
+    /// The eviction scenario: run each server in a memory cgroup limited to this many MiB
+    /// from its start (before loading), without swap (needs root).
+    #[arg(long)]
+    pub memory_limit_mib: Option<f64>,
+    /// With --memory-limit-mib: give every server `maxmemory` = this fraction of the limit.
+    #[arg(long)]
+    pub maxmemory_fraction: Option<f64>,
+    /// With --maxmemory-fraction: the `maxmemory-policy` every server gets.
+    #[arg(long, default_value = "allkeys-lru")]
+    pub maxmemory_policy: String,
+    /// Fraction of the workload's SETs that insert a key never written before (the rest
+    /// overwrite keys of the loaded range); with maxmemory this forces eviction.
+    #[arg(long, default_value_t = 0.0)]
+    pub insert_fraction: f64,
 }
 
 /// `name=value` into its two halves.
@@ -187,6 +201,12 @@ fn parse_server_arg(arg: &str) -> Result<(String, String), String> {
 }
 
 impl Options {
+    /// `maxmemory` in bytes for the eviction scenario (fraction x limit), when asked for.
+    pub fn maxmemory_bytes(&self) -> Option<u64> {
+        let limit = self.memory_limit_mib? * f64::from(1u32 << 20);
+        Some((limit * self.maxmemory_fraction?) as u64)
+    }
+
     /// Dataset size in bytes as asked for.
     pub fn dataset_request_bytes(&self) -> f64 {
         match self.dataset_mib {
@@ -281,6 +301,8 @@ struct Plan<'a> {
     try_cgroup: bool,
     /// The limit factor, when it applies (root, cgroup).
     limit_factor: Option<f64>,
+    /// The eviction scenario: (cgroup limit from the start, maxmemory) in bytes.
+    eviction: Option<(u64, Option<u64>)>,
 }
 
 /// Runs every requested mode, writes the CSVs and the SVG, prints the table.
@@ -356,6 +378,7 @@ pub fn run(opts: &Options) -> anyhow::Result<RunOutput> {
         Some(f) if f <= 0.0 => bail!("--memory-limit-factor must be positive"),
         other => other,
     };
+    let eviction = eviction_scenario(opts, root)?;
     let _overcommit = if opts.overcommit_strict {
         if !root {
             bail!("--overcommit-strict needs root");
@@ -373,8 +396,9 @@ pub fn run(opts: &Options) -> anyhow::Result<RunOutput> {
         data_root: opts.data_dir.clone().unwrap_or_else(std::env::temp_dir),
         n_keys: opts.n_keys(),
         values: workload::value_pool(opts.value_size, opts.seed),
-        try_cgroup,
+        try_cgroup: try_cgroup || eviction.is_some(),
         limit_factor,
+        eviction,
     };
     eprintln!(
         "snapshot-compare: {} in modes {}, {} keys x {} B values, results in {}",
@@ -414,6 +438,9 @@ pub fn run(opts: &Options) -> anyhow::Result<RunOutput> {
         .map(|(mode, samples)| plot::Series {
             mode: mode.name(),
             samples,
+            limits: plan
+                .eviction
+                .map_or((None, None), |(limit, maxmemory)| (Some(limit), maxmemory)),
         })
         .collect();
     let svg_name = match opts.operation {
@@ -438,6 +465,38 @@ pub fn run(opts: &Options) -> anyhow::Result<RunOutput> {
     })
 }
 
+/// Checks the eviction scenario's options: (limit, maxmemory) in bytes when asked for.
+fn eviction_scenario(opts: &Options, root: bool) -> anyhow::Result<Option<(u64, Option<u64>)>> {
+    if !(0.0..=1.0).contains(&opts.insert_fraction) {
+        bail!("--insert-fraction must be between 0 and 1");
+    }
+    let Some(limit_mib) = opts.memory_limit_mib else {
+        if opts.maxmemory_fraction.is_some() {
+            bail!("--maxmemory-fraction needs --memory-limit-mib");
+        }
+        return Ok(None);
+    };
+    if limit_mib <= 0.0 {
+        bail!("--memory-limit-mib must be positive");
+    }
+    if opts.memory_limit_factor.is_some() {
+        bail!("--memory-limit-mib and --memory-limit-factor exclude each other");
+    }
+    if !root || opts.memory_source == MemorySourceChoice::Procfs {
+        bail!("--memory-limit-mib needs root and a memory cgroup");
+    }
+    if opts
+        .maxmemory_fraction
+        .is_some_and(|f| !(f > 0.0 && f <= 1.0))
+    {
+        bail!("--maxmemory-fraction must be in (0, 1]");
+    }
+    Ok(Some((
+        (limit_mib * f64::from(1u32 << 20)) as u64,
+        opts.maxmemory_bytes(),
+    )))
+}
+
 /// The state of one mode's measurement loop.
 struct Sampler<'a> {
     source: MemorySource,
@@ -454,6 +513,8 @@ struct Sampler<'a> {
     /// A full sync's replica: a connection to it and its latest INFO replication.
     replica: Option<Conn>,
     replica_info: Info,
+    /// Whether each sample also reads INFO memory (the eviction scenario).
+    used_memory: bool,
 }
 
 /// Why a sampling loop stopped early.
@@ -487,7 +548,7 @@ impl Sampler<'_> {
                 None => return Err(e).context("sample memory"),
             },
         };
-        let info = match sample_info(&mut self.control, self.operation) {
+        let info = match sample_info(&mut self.control, self.operation, self.used_memory) {
             Ok(info) => info,
             Err(e) => {
                 std::thread::sleep(Duration::from_millis(200));
@@ -528,16 +589,18 @@ impl Sampler<'_> {
                 .u64("snapshot_retained_bytes")
                 .or_else(|| info.u64("current_cow_size")),
             repl_buffer_bytes,
+            used_memory: info.u64("used_memory").filter(|_| self.used_memory),
         });
         self.last_info = info;
         Ok(Ok(()))
     }
 }
 
-/// INFO persistence, plus INFO memory for a full sync (the replication buffers).
-fn sample_info(conn: &mut Conn, operation: Operation) -> std::io::Result<Info> {
+/// INFO persistence, plus INFO memory for a full sync (the replication buffers) or with
+/// `used_memory` (the eviction scenario).
+fn sample_info(conn: &mut Conn, operation: Operation, used_memory: bool) -> std::io::Result<Info> {
     let mut text = conn.info("persistence")?;
-    if operation == Operation::Fullsync {
+    if operation == Operation::Fullsync || used_memory {
         text.push('\n');
         text.push_str(&conn.info("memory")?);
     }
@@ -644,6 +707,20 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             return Err(e);
         }
     };
+    let mut oom_before = None;
+    if let Some((limit, _)) = plan.eviction {
+        let set = match &cgroup {
+            Some(cgroup) => cgroup
+                .set_limit(limit)
+                .with_context(|| format!("set the memory limit to {limit} bytes")),
+            None => Err(anyhow::anyhow!("--memory-limit-mib: no memory cgroup")),
+        };
+        if let Err(e) = set {
+            let _ = fs::remove_dir_all(&data_dir);
+            return Err(e);
+        }
+        oom_before = cgroup.as_ref().map(|c| c.files().oom_kills().unwrap_or(0));
+    }
     let mut command =
         server::server_command(mode, &plan.forkless_bin, &plan.redis_bin, port, &data_dir);
     if mode != Mode::Redis {
@@ -654,6 +731,10 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
     if opts.operation == Operation::Bgrewriteaof {
         // Later options win (Redis's `--appendonly no` included); no automatic rewrite.
         command.args(["--appendonly", "yes", "--auto-aof-rewrite-percentage", "0"]);
+    }
+    if let Some((_, Some(maxmemory))) = plan.eviction {
+        command.args(["--maxmemory", &maxmemory.to_string()]);
+        command.args(["--maxmemory-policy", &opts.maxmemory_policy]);
     }
     let log_path = plan.out_dir.join(format!("{}-server.log", mode.name()));
     let mut server = match Server::start(command, port, data_dir.clone(), &log_path, cgroup) {
@@ -673,20 +754,33 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         n_keys: plan.n_keys,
         dataset_bytes: plan.n_keys * (KEY_LEN + opts.value_size as u64),
         memory_source: source.describe().to_owned(),
+        memory_limit_bytes: plan.eviction.map(|(limit, _)| limit),
+        maxmemory_bytes: plan.eviction.and_then(|(_, maxmemory)| maxmemory),
         ..ModeResult::default()
     };
 
     let mut control = Conn::connect(server.addr, Duration::from_secs(60))?;
-    let load_time = workload::load(
+    let load_time = match workload::load(
         server.addr,
         plan.n_keys,
         &plan.values,
         opts.load_connections,
-    )
-    .context("load the dataset")?;
+    ) {
+        Ok(time) => time,
+        Err(e) => match server.exited() {
+            // The eviction scenario's limit can take the server while it loads: a result.
+            Some(how) if plan.eviction.is_some() => {
+                result.outcome = Some(Outcome::ServerGone(format!("while loading: {how}")));
+                result.oom_kills = server.cgroup.as_ref().and_then(|c| c.files().oom_kills());
+                return Ok((result, Vec::new()));
+            }
+            _ => return Err(e).context("load the dataset"),
+        },
+    };
     result.load_secs = load_time.as_secs_f64();
     let dbsize = control.dbsize()?;
-    if dbsize != plan.n_keys {
+    // With maxmemory the load itself evicts.
+    if dbsize != plan.n_keys && plan.eviction.is_none_or(|(_, max)| max.is_none()) {
         bail!("DBSIZE is {dbsize} after loading {} keys", plan.n_keys);
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -699,7 +793,6 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         result.loaded_anon as f64 / f64::from(1u32 << 20)
     );
 
-    let mut oom_before = None;
     if let (Some(factor), Some(cgroup)) = (plan.limit_factor, &server.cgroup) {
         let usage = cgroup.files().usage_bytes()?;
         let limit = (usage as f64 * factor) as u64;
@@ -736,6 +829,7 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             pipeline: opts.pipeline,
             threads: opts.threads,
             seed: opts.seed ^ 0x5EED,
+            insert_fraction: opts.insert_fraction,
         },
         &plan.values,
     )?;
@@ -752,6 +846,7 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         operation: opts.operation,
         replica: replica_conn,
         replica_info: Info::default(),
+        used_memory: result.maxmemory_bytes.is_some(),
     };
     let mut stop = None;
 
@@ -886,6 +981,28 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         .map(|s| s.anon_bytes)
         .max()
         .unwrap_or(result.pre_snapshot_anon);
+    if let Some(maxmemory) = result.maxmemory_bytes {
+        let during_save = || {
+            sampler
+                .samples
+                .iter()
+                .filter(|s| s.phase == Phase::Snapshot)
+        };
+        result.peak_used_memory = during_save().filter_map(|s| s.used_memory).max();
+        result.max_used_over_bound = during_save()
+            .filter_map(|s| {
+                let used = i64::try_from(s.used_memory?).ok()?;
+                // Redis reports current_cow_size here: CoW pages are not in its used_memory.
+                let retained = if mode == Mode::Redis {
+                    0
+                } else {
+                    s.retained_or_cow_bytes.unwrap_or(0)
+                };
+                let bound = i64::try_from(maxmemory.saturating_add(retained)).ok()?;
+                Some(used - bound)
+            })
+            .max();
+    }
 
     // After the save.
     if stop.is_none() && save_done.is_some() {
@@ -901,6 +1018,13 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             .last()
             .filter(|s| s.phase == Phase::After)
             .map(|s| s.anon_bytes);
+    }
+    if opts.insert_fraction > 0.0 {
+        eprintln!(
+            "snapshot-compare: {}: {} keys inserted by the workload",
+            mode.name(),
+            overwrite.inserted()
+        );
     }
     let (errors, first_error) = overwrite.errors();
     result.client_errors = errors;
@@ -956,6 +1080,7 @@ fn fill_from_info(result: &mut ModeResult, mode: Mode, operation: Operation, inf
     if operation == Operation::Bgsave {
         result.bgsave_type = info.get("rdb_last_bgsave_type").map(str::to_owned);
     }
+    result.evicted_keys = info.u64("evicted_keys");
     let fork_save = match result.bgsave_type.as_deref() {
         Some(kind) => kind == "fork",
         None if operation == Operation::Bgsave => mode == Mode::Redis,
@@ -1087,6 +1212,36 @@ mod tests {
             ]
         );
         assert!(Options::try_parse_from(["x", "--forkless-arg", "no-equals"]).is_err());
+    }
+
+    #[test]
+    fn parses_and_checks_the_eviction_scenario() {
+        let opts = Options::try_parse_from([
+            "x",
+            "--memory-limit-mib",
+            "2048",
+            "--maxmemory-fraction",
+            "0.9",
+            "--insert-fraction",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(opts.maxmemory_policy, "allkeys-lru");
+        let limit = 2048u64 << 20;
+        assert_eq!(opts.maxmemory_bytes(), Some((limit as f64 * 0.9) as u64));
+        assert_eq!(
+            eviction_scenario(&opts, true).unwrap(),
+            Some((limit, opts.maxmemory_bytes()))
+        );
+        // Needs root (a cgroup); a fraction needs a limit; fractions are checked.
+        assert!(eviction_scenario(&opts, false).is_err());
+        let no_limit = Options::try_parse_from(["x", "--maxmemory-fraction", "0.9"]).unwrap();
+        assert!(eviction_scenario(&no_limit, true).is_err());
+        let bad = Options::try_parse_from(["x", "--insert-fraction", "1.5"]).unwrap();
+        assert!(eviction_scenario(&bad, true).is_err());
+        let plain = Options::try_parse_from(["x"]).unwrap();
+        assert_eq!(eviction_scenario(&plain, false).unwrap(), None);
+        assert_eq!(plain.maxmemory_bytes(), None);
     }
 
     #[test]

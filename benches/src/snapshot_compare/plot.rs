@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::report::Sample;
@@ -15,6 +16,9 @@ pub struct Series<'a> {
     pub mode: &'a str,
     /// The samples.
     pub samples: &'a [Sample],
+    /// The eviction scenario: the cgroup limit and `maxmemory`, drawn as horizontal lines (the
+    /// samples' `used_memory` is drawn as a thin black line).
+    pub limits: (Option<u64>, Option<u64>),
 }
 
 const COLORS: [RGBColor; 3] = [
@@ -39,8 +43,13 @@ pub fn draw(path: &Path, series: &[Series<'_>], operation: &str) -> anyhow::Resu
     let all = || series.iter().flat_map(|s| s.samples.iter());
     let t_min = all().map(|s| s.t_ms).min().unwrap_or(0) as f64 / 1000.0;
     let t_max = (all().map(|s| s.t_ms).max().unwrap_or(1) as f64 / 1000.0).max(t_min + 0.1);
+    let limits = series
+        .iter()
+        .flat_map(|s| [s.limits.0, s.limits.1])
+        .flatten();
     let mem_max = all()
-        .map(|s| gib(s.anon_bytes))
+        .map(|s| gib(s.anon_bytes.max(s.used_memory.unwrap_or(0))))
+        .chain(limits.map(gib))
         .fold(0.0, f64::max)
         .max(1e-3)
         * 1.05;
@@ -126,9 +135,43 @@ pub fn draw(path: &Path, series: &[Series<'_>], operation: &str) -> anyhow::Resu
                     ))
                     .map_err(plot_error)?;
             }
+            if area_idx == idx {
+                draw_eviction_lines(&mut chart, s, (t_min, t_max))?;
+            }
         }
     }
     root.present().map_err(plot_error)?;
+    Ok(())
+}
+
+/// The memory panel's extras in the eviction scenario: `used_memory` (thin black), the cgroup
+/// limit (red) and `maxmemory` (grey).
+fn draw_eviction_lines<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    s: &Series<'_>,
+    (t_min, t_max): (f64, f64),
+) -> anyhow::Result<()> {
+    let used: Vec<(f64, f64)> = s
+        .samples
+        .iter()
+        .filter_map(|x| Some((x.t_ms as f64 / 1000.0, gib(x.used_memory?))))
+        .collect();
+    if !used.is_empty() {
+        chart
+            .draw_series(LineSeries::new(used, BLACK.stroke_width(1)))
+            .map_err(plot_error)?;
+    }
+    for (bytes, color) in [(s.limits.0, RED), (s.limits.1, RGBColor(0x80, 0x80, 0x80))] {
+        if let Some(bytes) = bytes {
+            let y = gib(bytes);
+            chart
+                .draw_series(LineSeries::new(
+                    [(t_min, y), (t_max, y)],
+                    color.stroke_width(1),
+                ))
+                .map_err(plot_error)?;
+        }
+    }
     Ok(())
 }
 

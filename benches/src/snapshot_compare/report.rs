@@ -46,6 +46,8 @@ pub struct Sample {
     pub bgsave_in_progress: bool,
     /// forkless `snapshot_retained_bytes` or Redis `current_cow_size`, when reported.
     pub retained_or_cow_bytes: Option<u64>,
+    /// INFO `used_memory`, sampled in the eviction scenario (`--maxmemory-fraction`).
+    pub used_memory: Option<u64>,
     /// `--operation fullsync`: the primary's buffered writes for its replicas (INFO memory
     /// `mem_total_replication_buffers`, else `mem_clients_slaves`).
     pub repl_buffer_bytes: Option<u64>,
@@ -186,6 +188,16 @@ pub struct ModeResult {
     pub memory_limit_bytes: Option<u64>,
     /// OOM kills counted by the cgroup.
     pub oom_kills: Option<u64>,
+    /// The eviction scenario: the server's `maxmemory`.
+    pub maxmemory_bytes: Option<u64>,
+    /// The eviction scenario: highest INFO `used_memory` from BGSAVE until the save finished.
+    pub peak_used_memory: Option<u64>,
+    /// The eviction scenario: the highest `used_memory - (maxmemory + retained)` over the
+    /// samples taken during the save (retained: forkless `snapshot_retained_bytes`, 0 for
+    /// Redis); negative when used_memory stayed under the bound.
+    pub max_used_over_bound: Option<i64>,
+    /// INFO `evicted_keys` at the end of the run.
+    pub evicted_keys: Option<u64>,
     /// fullsync: the highest buffered-writes figure ([`Sample::repl_buffer_bytes`]) during it.
     pub repl_buffer_peak: Option<u64>,
     /// fullsync: the highest (anon memory - before - buffered writes) during it: the RDB side.
@@ -241,7 +253,7 @@ pub fn csv_field(text: &str) -> String {
 
 /// Header of the per-run time series CSV.
 pub const SERIES_HEADER: &str = "t_ms,mode,anon_bytes,ops_in_interval,p99_us_in_interval,\
-bgsave_in_progress,phase,retained_or_cow_bytes,repl_buffer_bytes";
+bgsave_in_progress,phase,retained_or_cow_bytes,used_memory,repl_buffer_bytes";
 
 /// Writes one run's time series.
 pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -> io::Result<()> {
@@ -249,7 +261,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
     for s in samples {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             s.t_ms,
             csv_field(mode),
             s.anon_bytes,
@@ -260,6 +272,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
             s.retained_or_cow_bytes
                 .map(|b| b.to_string())
                 .unwrap_or_default(),
+            s.used_memory.map(|b| b.to_string()).unwrap_or_default(),
             s.repl_buffer_bytes
                 .map(|b| b.to_string())
                 .unwrap_or_default()
@@ -269,7 +282,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
 }
 
 /// Columns of the summary CSV, in order.
-pub const SUMMARY_COLUMNS: [&str; 46] = [
+pub const SUMMARY_COLUMNS: [&str; 50] = [
     "mode",
     "outcome",
     "keys",
@@ -311,6 +324,10 @@ pub const SUMMARY_COLUMNS: [&str; 46] = [
     "memory_limit_bytes",
     "oom_kills",
     "during_ops",
+    "maxmemory_bytes",
+    "peak_used_memory_bytes",
+    "max_used_over_bound_bytes",
+    "evicted_keys",
     "operation",
     "repl_buffer_peak_bytes",
     "rdb_side_peak_bytes",
@@ -366,6 +383,10 @@ pub fn summary_row(r: &ModeResult) -> Vec<String> {
         o(r.memory_limit_bytes.map(|v| v.to_string())),
         o(r.oom_kills.map(|v| v.to_string())),
         r.during.ops.to_string(),
+        o(r.maxmemory_bytes.map(|v| v.to_string())),
+        o(r.peak_used_memory.map(|v| v.to_string())),
+        o(r.max_used_over_bound.map(|v| v.to_string())),
+        o(r.evicted_keys.map(|v| v.to_string())),
         r.operation.clone(),
         o(r.repl_buffer_peak.map(|v| v.to_string())),
         o(r.rdb_side_peak.map(|v| v.to_string())),
@@ -532,6 +553,18 @@ pub fn summary_table(results: &[ModeResult]) -> String {
         });
         row("OOM kills in cgroup", &|r| opt(r.oom_kills));
     }
+    if results.iter().any(|r| r.maxmemory_bytes.is_some()) {
+        row("maxmemory", &|r| opt(r.maxmemory_bytes.map(mib)));
+        row("peak used_memory during save", &|r| {
+            opt(r.peak_used_memory.map(mib))
+        });
+        row("max used_memory - (maxmemory + retained)", &|r| {
+            opt(r
+                .max_used_over_bound
+                .map(|b| format!("{:+.1} MiB", b as f64 / f64::from(1u32 << 20))))
+        });
+        row("evicted keys (run total)", &|r| opt(r.evicted_keys));
+    }
     row("memory source", &|r| r.memory_source.clone());
 
     let mut text = String::new();
@@ -648,13 +681,26 @@ mod tests {
             p99_us_in_interval: 99,
             bgsave_in_progress: false,
             retained_or_cow_bytes: None,
+            used_memory: None,
             repl_buffer_bytes: None,
         };
-        write_series_csv(&mut out, "epoch", &[sample]).unwrap();
+        write_series_csv(&mut out, "epoch", std::slice::from_ref(&sample)).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            format!("{SERIES_HEADER}\n-15,epoch,10,3,99,0,baseline,,\n")
+            format!("{SERIES_HEADER}\n-15,epoch,10,3,99,0,baseline,,,\n")
+        );
+        let mut out = Vec::new();
+        let evicting = Sample {
+            used_memory: Some(7),
+            retained_or_cow_bytes: Some(2),
+            ..sample
+        };
+        write_series_csv(&mut out, "epoch", &[evicting]).unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .ends_with("\n-15,epoch,10,3,99,0,baseline,2,7,\n")
         );
 
         let mut out = Vec::new();

@@ -144,12 +144,15 @@ struct Shared {
     interval: Vec<Mutex<Histogram<u64>>>,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// The next never-written key index for inserts (starts at `n_keys`).
+    next_new_key: AtomicU64,
 }
 
 /// The running overwrite workload.
 pub struct Overwrite {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    n_keys: u64,
 }
 
 /// A histogram for latencies in µs from 1 µs to 10 min, 3 significant digits.
@@ -173,6 +176,9 @@ pub struct OverwriteConfig {
     pub threads: usize,
     /// Seed for key choice.
     pub seed: u64,
+    /// Fraction (0..=1) of SETs that insert a new key (`n_keys`, `n_keys + 1`, ...) instead
+    /// of overwriting one of `0..n_keys`.
+    pub insert_fraction: f64,
 }
 
 impl Overwrite {
@@ -190,6 +196,7 @@ impl Overwrite {
                 .collect(),
             errors: AtomicU64::new(0),
             first_error: Mutex::new(None),
+            next_new_key: AtomicU64::new(config.n_keys),
         });
         let mut handles = Vec::new();
         for thread_idx in 0..threads {
@@ -217,6 +224,7 @@ impl Overwrite {
         Ok(Overwrite {
             shared,
             threads: handles,
+            n_keys: config.n_keys,
         })
     }
 
@@ -229,6 +237,14 @@ impl Overwrite {
             histogram.reset();
         }
         merged
+    }
+
+    /// Keys inserted so far (beyond the loaded range).
+    pub fn inserted(&self) -> u64 {
+        self.shared
+            .next_new_key
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.n_keys)
     }
 
     /// Client errors so far (error replies, dropped connections) and the first one's text.
@@ -273,6 +289,8 @@ fn client_thread(
     seed: u64,
 ) -> anyhow::Result<()> {
     let mut rng = Rng::new(seed);
+    // An insert when the next 64 random bits fall under this threshold.
+    let insert_below = (config.insert_fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
     let mut conns = conns
         .into_iter()
         .map(|stream| {
@@ -294,7 +312,12 @@ fn client_thread(
             batch.clear();
             for _ in 0..config.pipeline {
                 let value = &values[usize::try_from(rng.below(VALUE_POOL as u64)).unwrap_or(0)];
-                encode_command(&mut batch, &[b"SET", &key(rng.below(config.n_keys)), value]);
+                let idx = if insert_below > 0 && rng.next_u64() <= insert_below {
+                    shared.next_new_key.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    rng.below(config.n_keys)
+                };
+                encode_command(&mut batch, &[b"SET", &key(idx), value]);
             }
             *sent = Instant::now();
             writer.write_all(&batch)?;

@@ -99,6 +99,10 @@ pub struct RequestDecoder {
     state: State,
     /// Arguments of the multibulk request in progress.
     argv: Vec<Bytes>,
+    /// The bytes of `argv`'s arguments plus a pointer each ([`pending_argv_bytes`]).
+    ///
+    /// [`pending_argv_bytes`]: Self::pending_argv_bytes
+    argv_bytes: usize,
     /// Bytes at the front of the buffer already searched, in vain, for the end of the pending
     /// header or inline line; or the position of a line end found while waiting for the byte
     /// after it. Reset to 0 whenever bytes are taken off the front.
@@ -115,6 +119,7 @@ impl RequestDecoder {
             limits,
             state: State::Idle,
             argv: Vec::new(),
+            argv_bytes: 0,
             scanned: 0,
             wanted: 0,
         }
@@ -149,7 +154,18 @@ impl RequestDecoder {
             self.argv = Vec::new();
             self.scanned = 0;
         }
+        if !matches!(result, Ok(None)) {
+            self.argv_bytes = 0;
+        }
         result
+    }
+
+    /// The arguments of a multibulk request received so far but not yet complete: their bytes
+    /// plus a pointer each, as Redis's `argv_len_sum` (what a client that never finishes its
+    /// command holds, for CLIENT LIST's `argv-mem` and client eviction).
+    #[must_use]
+    pub fn pending_argv_bytes(&self) -> usize {
+        self.argv_bytes
     }
 
     /// How many more bytes the connection should make room for to finish the argument being
@@ -234,6 +250,9 @@ impl RequestDecoder {
             let arg = buf.split_to(len).freeze();
             // Redis skips the two bytes after the data without checking they are "\r\n".
             buf.advance(2);
+            self.argv_bytes = self
+                .argv_bytes
+                .saturating_add(arg.len() + std::mem::size_of::<usize>());
             self.argv.push(arg);
             remaining -= 1;
             bulk_len = None;

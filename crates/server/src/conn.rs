@@ -148,6 +148,19 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
     server.tracking.remove_client(id);
+    // Pushes queued to the closed connection are dropped: they no longer wait to be written.
+    client.conn.pushes.close();
+    while let Ok(dropped) = client.conn.pushes.try_recv() {
+        server.tracking.taken(dropped.len());
+    }
+    let unwritten = client
+        .handle
+        .info
+        .pushes_unwritten
+        .swap(0, Ordering::Relaxed);
+    server
+        .tracking
+        .taken(usize::try_from(unwritten).unwrap_or(usize::MAX));
     server.clients.remove(id);
     // What the connection held is free now; see `limits::release_free_memory`.
     crate::limits::request_memory_release();
@@ -156,6 +169,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
 /// The read-execute-write loop. Returns why the connection ended.
 async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> String {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // The query buffer's allocation, as CLIENT LIST reports it (`qbuf` + `qbuf-free`, Redis's
+    // `sdsalloc`): `input.capacity()` counts only from the first unread byte.
+    let mut buffer_size = READ_CHUNK;
     let mut decoder = RequestDecoder::new(limits(server, client));
     let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);
@@ -173,7 +189,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         continue;
                     }
                     client.conn.qbuf = qbuf;
-                    client.conn.qbuf_free = input.capacity().saturating_sub(input.len());
+                    client.conn.qbuf_free = buffer_size.saturating_sub(qbuf);
                     if server.pause.maybe_active() {
                         if let Err(reason) =
                             wait_paused(server, socket, client, &mut out, &mut input, &argv).await
@@ -227,6 +243,27 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                             }
                         };
                         out.int(acked);
+                    }
+                    if let Some(request) = client.conn.migrate.take() {
+                        // MIGRATE: the exchange with its target runs here, holding no gate
+                        // or lock; the client's being killed ends it (its keys stay here).
+                        let outcome = tokio::select! {
+                            outcome = crate::cmd::migrate::exchange(server, &request) => outcome,
+                            () = handle.kill.notified() => return "killed".into(),
+                        };
+                        // The deletions are writes: a CLIENT PAUSE begun meanwhile holds
+                        // them back, as it would the command.
+                        if server.pause.maybe_active() {
+                            if let Err(reason) =
+                                wait_paused(server, socket, client, &mut out, &mut input, &argv)
+                                    .await
+                            {
+                                return reason;
+                            }
+                        }
+                        crate::cmd::migrate::complete(
+                            server, client, &mut out, &argv, &request, outcome,
+                        );
                     }
                     if let Some(handover) = client.conn.handover.take() {
                         // PSYNC/SYNC: from here on the connection is a replica's link.
@@ -297,6 +334,12 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         {
             return format!("write error: {err}");
         }
+        let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
+        if written != 0 {
+            server
+                .tracking
+                .taken(usize::try_from(written).unwrap_or(usize::MAX));
+        }
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
         }
@@ -304,20 +347,50 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             return query_buffer_closed(client, input.len());
         }
         decoder.set_limits(limits(server, client));
-        let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
-        if input.capacity() - input.len() < wanted / 2 {
-            input.reserve(wanted);
+        // Everything read has run: the next read starts at the buffer's beginning again, as
+        // Redis's query buffer does, without allocating (a buffer an argument still shares
+        // is left, and the reserve below allocates a fresh one).
+        if input.is_empty() && input.capacity() < buffer_size {
+            let _ = input.try_reclaim(buffer_size);
         }
+        // A query buffer the cron freed (idle) stays unallocated until the client sends
+        // again, as Redis's does.
+        let parked = buffer_size == 0 && input.capacity() == 0;
+        let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
+        if !parked && input.capacity() - input.len() < wanted / 2 {
+            input.reserve(wanted);
+            buffer_size = input.capacity();
+        }
+        buffer_size = buffer_size.max(input.capacity());
         let subscribed = client.subs.active();
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
-        let oversized = crate::limits::oversized(&input) || crate::limits::oversized(&out.buf);
-        cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
+        let oversized = crate::limits::oversized(&out.buf);
+        cmd::client::publish(
+            client,
+            false,
+            input.len(),
+            buffer_size.saturating_sub(input.len()),
+        );
+        let partial = decoder.pending_argv_bytes();
+        client.handle.info.argv_mem.store(
+            u64::try_from(partial).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        cmd::client::account_memory(server, &client.handle);
+        let resize = &client.handle.info.resize;
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
         let read = async {
             tokio::select! {
-                read = socket.read_buf(&mut input) => Some(Event::Read(read)),
+                read = async {
+                    if parked {
+                        socket.readable().await?;
+                        input.reserve(READ_CHUNK);
+                    }
+                    socket.read_buf(&mut input).await
+                } => Some(Event::Read(read)),
                 () = handle.kill.notified() => None,
+                () = resize.notified() => Some(Event::Resize),
                 Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
                 Some(bytes) = pushes.recv() => Some(Event::Push(bytes)),
                 // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
@@ -335,9 +408,30 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
         };
         match read {
             None => return "killed".into(),
-            Some(Event::Idle) => crate::limits::shrink_idle(&mut input, &mut out.buf, READ_CHUNK),
+            Some(Event::Idle) => crate::limits::shrink_idle(&mut out.buf, READ_CHUNK),
+            Some(Event::Resize) => {
+                if let Some(target) = handle.info.take_resize() {
+                    // Never below what is buffered, nor below the rest of an argument being
+                    // read (Redis keeps the bulk's length).
+                    let partial = if input.is_empty() {
+                        0
+                    } else {
+                        decoder.bytes_wanted()
+                    };
+                    let new_size = target.max(input.len()).max(partial.min(1 << 20));
+                    if new_size < buffer_size {
+                        let mut smaller = BytesMut::with_capacity(new_size);
+                        smaller.extend_from_slice(&input);
+                        input = smaller;
+                        buffer_size = new_size;
+                        crate::limits::request_memory_release();
+                    }
+                }
+            }
             Some(Event::Read(Ok(0))) => return "closed by peer".into(),
             Some(Event::Read(Ok(n))) => {
+                buffer_size = buffer_size.max(input.capacity());
+                handle.info.note_query_len(input.len());
                 // Once per read, as Redis updates `lastinteraction` when it reads a query.
                 handle.last_interaction_ms.store(
                     u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -351,13 +445,21 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
             Some(Event::Push(bytes)) => {
                 out.buf.extend_from_slice(&bytes);
+                let mut taken = bytes.len();
                 // Drain what else is queued, so a burst costs one write.
                 while let Ok(next) = client.conn.pushes.try_recv() {
                     out.buf.extend_from_slice(&next);
+                    taken += next.len();
                     if out.len() >= FLUSH_AT {
                         break;
                     }
                 }
+                // Counted as queued until written (below, after the write).
+                client
+                    .handle
+                    .info
+                    .pushes_unwritten
+                    .fetch_add(u64::try_from(taken).unwrap_or(u64::MAX), Ordering::Relaxed);
             }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
@@ -371,6 +473,10 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     }
                 }
                 client.subs.queued.bytes.fetch_sub(sizes, Ordering::Relaxed);
+                let counted = &client.handle.info.pubsub_queued;
+                let _ = counted.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bytes| {
+                    Some(bytes.saturating_sub(sizes))
+                });
             }
         }
     }
@@ -569,8 +675,10 @@ enum Event {
     Message(crate::pubsub::Message),
     /// Bytes from the push channel: a MONITOR line, a tracking invalidation.
     Push(bytes::Bytes),
-    /// The connection has been idle with oversized buffers: time to shrink them.
+    /// The connection has been idle with an oversized reply buffer: time to shrink it.
     Idle,
+    /// The query buffer cron asks for the query buffer to shrink (`ClientInfo::take_resize`).
+    Resize,
 }
 
 /// Logs and names the end of a client over `client-query-buffer-limit`.
@@ -636,6 +744,7 @@ async fn write_out(
         }
     };
     cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::account_memory(server, handle);
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
@@ -651,6 +760,15 @@ async fn write_out(
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
+    // Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
+    // as Redis frees its reply list: kept until the idle shrink, it would count in
+    // `used_memory` and make eviction pay for it (the invalidations of evicted keys, written
+    // to many tracking clients, would drain the database).
+    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
+        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+    {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
+    }
     cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

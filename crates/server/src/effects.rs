@@ -309,6 +309,11 @@ pub(crate) struct Renderer {
 }
 
 impl Renderer {
+    /// The database the stream has selected, None before its first SELECT.
+    pub(crate) fn selected(&self) -> Option<usize> {
+        self.selected
+    }
+
     /// Appends the commands that replay `effect` to `out`.
     pub(crate) fn render(&mut self, effect: &Effect, out: &mut Vec<Vec<Bytes>>) {
         let wrap = effect.transaction && effect.ops.len() > 1;

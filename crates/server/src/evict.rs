@@ -117,9 +117,82 @@ pub(crate) fn figures(server: &Server) -> Figures {
         aof_buffer,
         not_counted_for_evict: retained
             .saturating_add(aof_buffer)
-            .saturating_add(server.replication.mem_clients_slaves()),
+            .saturating_add(server.replication.mem_clients_slaves())
+            .saturating_add(server.tracking.queued_bytes()),
         allocator: allocator::malloc_figures(),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client eviction (`maxmemory-clients`).
+
+/// `maxmemory-clients` in bytes: an absolute figure, or (stored as `N%`) that percentage of
+/// `maxmemory`; 0 is off.
+pub(crate) fn client_eviction_limit(setting: &[u8], maxmemory: u64) -> u64 {
+    let text = std::str::from_utf8(setting).unwrap_or_default().trim();
+    match text.strip_suffix('%') {
+        Some(percent) => percent
+            .parse::<u64>()
+            .map_or(0, |p| maxmemory.saturating_mul(p) / 100),
+        None => text.parse().unwrap_or(0),
+    }
+}
+
+/// Redis 7.0's client eviction, run by the server's cron: while the memory of the normal and
+/// pub/sub clients (CLIENT LIST's `tot-mem`, summed) is at or over `maxmemory-clients`, closes
+/// the client using the most, skipping those with CLIENT NO-EVICT on. Replicas and a master
+/// link are neither counted nor closed. Returns how many clients it closed.
+///
+/// Redis keeps clients in memory buckets; here a connection whose figures bring the running
+/// total (`Clients::memory`) to the limit, and the cron every tick, make one O(clients) pass
+/// that finds the same clients, largest first, from their figures as they are now.
+pub(crate) fn evict_clients(server: &Server) -> usize {
+    /// One pass at a time: connections that find the total over the limit together leave it
+    /// to the one already evicting.
+    static EVICTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let limit = server.tunables.maxmemory_clients.load(Ordering::Relaxed);
+    if limit == 0 {
+        return 0;
+    }
+    let Ok(_pass) = EVICTING.try_lock() else {
+        return 0;
+    };
+    let clients = server.clients.all();
+    let mut total = 0u64;
+    let mut candidates = Vec::new();
+    for handle in &clients {
+        if crate::cmd::client::is_replication_link(handle) || handle.killed.load(Ordering::Acquire)
+        {
+            continue;
+        }
+        let (memory, evictable) = crate::cmd::client::eviction_figures(handle);
+        total = total.saturating_add(memory);
+        if evictable {
+            candidates.push((memory, handle));
+        }
+    }
+    if total < limit {
+        return 0;
+    }
+    candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.0));
+    let mut evicted = 0;
+    for (memory, handle) in candidates {
+        if total < limit {
+            break;
+        }
+        tracing::info!(
+            client = handle.id,
+            addr = %handle.addr,
+            memory,
+            limit,
+            "Evicting client: client memory over maxmemory-clients"
+        );
+        handle.kill();
+        server.stats.evicted_clients.fetch_add(1, Ordering::Relaxed);
+        total = total.saturating_sub(memory);
+        evicted += 1;
+    }
+    evicted
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,8 +277,9 @@ fn counted_memory(server: &Server) -> u64 {
 }
 
 /// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
-/// snapshot retains, the AOF's unwritten buffer, and what replicas have yet to receive of the
-/// replication buffer. Takes the save slot, the AOF state and the replication state in turn,
+/// snapshot retains, the AOF's unwritten buffer, what replicas have yet to receive of the
+/// replication buffer, and tracking invalidations queued to connections (Redis writes those
+/// before its next command; here connections write them concurrently with it). Takes the save slot, the AOF state and the replication state in turn,
 /// none under a shard lock.
 fn not_counted(server: &Server) -> u64 {
     server
@@ -214,6 +288,7 @@ fn not_counted(server: &Server) -> u64 {
         .bytes
         .saturating_add(crate::aof::buffered_bytes(server))
         .saturating_add(server.replication.mem_clients_slaves())
+        .saturating_add(server.tracking.queued_bytes())
 }
 
 /// Redis's `performEvictions`, called before a command that may need memory: when the server

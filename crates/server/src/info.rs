@@ -426,7 +426,7 @@ fn stats_section(server: &Server, text: &mut String) {
         expired.saturating_sub(load(&EXPIRED_KEYS_AT_RESET)),
     );
     field(text, "evicted_keys", load(&stats.evicted_keys));
-    field(text, "evicted_clients", 0);
+    field(text, "evicted_clients", load(&stats.evicted_clients));
     field(text, "keyspace_hits", load(&stats.keyspace_hits));
     field(text, "keyspace_misses", load(&stats.keyspace_misses));
     let (channels, patterns, shard_channels) = server.pubsub.counts();
@@ -438,8 +438,11 @@ fn stats_section(server: &Server, text: &mut String) {
         field(text, "latest_fork_usec", persistence.latest_fork_usec);
         field(text, "total_forks", persistence.total_forks);
     }
-    // MIGRATE keeps no connections here (it is not implemented): Redis's figure with none.
-    field(text, "migrate_cached_sockets", 0);
+    field(
+        text,
+        "migrate_cached_sockets",
+        server.migrate_sockets.count(),
+    );
     let (_, tracking_keys, tracking_items, tracking_prefixes) = server.tracking.counts();
     field(text, "tracking_total_keys", tracking_keys);
     field(text, "tracking_total_items", tracking_items);
@@ -574,6 +577,16 @@ pub(crate) fn reset_stats(server: &Server) {
         counter.store(0, Ordering::Relaxed);
     }
     stats.errors.reset();
+    // As Redis's resetServerStats: the replication counters too.
+    let replication = &server.replication.shared;
+    for counter in [
+        &replication.sync_full,
+        &replication.sync_partial_ok,
+        &replication.sync_partial_err,
+        &replication.net_output_bytes,
+    ] {
+        counter.store(0, Ordering::Relaxed);
+    }
     // As Redis's lazyfreeResetStats: the objects freed in the background count from zero.
     LAZYFREED.store(0, Ordering::Relaxed);
     for command in server.command_stats.iter() {
@@ -584,6 +597,7 @@ pub(crate) fn reset_stats(server: &Server) {
     }
     EXPIRED_KEYS_AT_RESET.store(server.keyspace.expired_keys(), Ordering::Relaxed);
     server.stats.evicted_keys.store(0, Ordering::Relaxed);
+    server.stats.evicted_clients.store(0, Ordering::Relaxed);
     {
         // As Redis's resetServerStats: stat_fork_time and stat_total_forks restart too.
         let mut persistence = server.persistence.state();

@@ -376,6 +376,7 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("forkless-expire".into())
         .spawn(move || {
+            let mut query_buffer_cursor = 0;
             while !server
                 .shutting_down
                 .load(std::sync::atomic::Ordering::Acquire)
@@ -412,9 +413,13 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 // The server's cron: freed connection memory goes back to the system here, and,
                 // while an epoch snapshot runs, what its saved versions and the overwrites
                 // around it free (docs/snapshot.md, "Memory goes back").
+                evict::evict_clients(&server);
                 if server.keyspace.snapshot_in_progress() {
                     limits::request_memory_release();
                 }
+                // Query buffers: a share of the clients each tick (`clientsCron`).
+                query_buffer_cursor =
+                    cmd::client::cron_resize_query_buffers(&server, query_buffer_cursor, hz);
                 limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }

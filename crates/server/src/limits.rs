@@ -8,7 +8,7 @@
 //!   `clientAcceptHandler` apply them. See [`admission`].
 //! - Memory a client can pin: [`query_buffer_exceeded`] (`client-query-buffer-limit`, applied
 //!   wherever a connection reads, blocked or not) and [`shrink_idle`] (Redis's `clientsCron`
-//!   resizing of idle buffers).
+//!   resizing of idle reply buffers; query buffers: `ClientInfo::cron_resize_query_buffer`).
 //! - Descriptors: [`adjust_open_files_limit`] (Redis's `adjustOpenFilesLimit`: raise
 //!   `RLIMIT_NOFILE`, else lower `maxclients`), [`listen`] (`tcp-backlog`) and
 //!   [`AcceptBackoff`] (accept errors back off and are logged at most once a second).
@@ -106,17 +106,11 @@ pub(crate) fn idle_timeout(server: &Server, subscribed: bool) -> Option<Duration
 /// `PROTO_RESIZE_THRESHOLD` for the query buffer).
 pub(crate) const SHRINK_THRESHOLD: usize = 32 * 1024;
 
-/// Shrinks an idle connection's read buffer and reply buffer, as Redis's `clientsCron` does
-/// (`clientsCronResizeQueryBuffer`, `clientsCronResizeOutputBuffer`): a buffer that grew for one
-/// big request or reply keeps none of that memory once the connection waits for the next one.
-/// `input` keeps the bytes of a partial command; both keep at least `keep` bytes of capacity.
-pub(crate) fn shrink_idle(input: &mut BytesMut, output: &mut BytesMut, keep: usize) {
-    if oversized(input) {
-        let mut smaller = BytesMut::with_capacity(input.len().max(keep));
-        smaller.extend_from_slice(input);
-        *input = smaller;
-        request_memory_release();
-    }
+/// Shrinks an idle connection's reply buffer, as Redis's `clientsCronResizeOutputBuffer`
+/// does: a buffer that grew for one big reply keeps none of that memory once the connection
+/// waits for the next command. It keeps at least `keep` bytes of capacity. (The query buffer
+/// has its own cron, `ClientInfo::cron_resize_query_buffer`, with Redis's rules.)
+pub(crate) fn shrink_idle(output: &mut BytesMut, keep: usize) {
     if oversized(output) {
         let mut smaller = BytesMut::with_capacity(output.len().max(keep));
         smaller.extend_from_slice(output);
@@ -363,13 +357,11 @@ mod tests {
     }
 
     #[test]
-    fn idle_buffers_shrink_but_keep_a_partial_command() {
-        let mut input = BytesMut::with_capacity(1 << 20);
-        input.extend_from_slice(b"*1\r\n$4\r\nPI");
+    fn idle_reply_buffers_shrink_but_keep_what_is_pending() {
         let mut output = BytesMut::with_capacity(1 << 20);
-        shrink_idle(&mut input, &mut output, 16 * 1024);
-        assert_eq!(&input[..], b"*1\r\n$4\r\nPI");
-        assert!(input.capacity() < 64 * 1024);
+        output.extend_from_slice(b"+OK\r\n");
+        shrink_idle(&mut output, 16 * 1024);
+        assert_eq!(&output[..], b"+OK\r\n");
         assert!(output.capacity() < 64 * 1024);
     }
 }

@@ -330,6 +330,11 @@ impl Registry {
 fn deliver(subscriber: &Subscriber, message: Message, limits: Limits) -> bool {
     let size = message.size();
     let queued = subscriber.queued.bytes.fetch_add(size, Ordering::Relaxed) + size;
+    subscriber
+        .handle
+        .info
+        .pubsub_queued
+        .fetch_add(size, Ordering::Relaxed);
     if over_limits(&subscriber.queued, queued, limits) {
         tracing::info!(
             client = subscriber.handle.id,

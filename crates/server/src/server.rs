@@ -81,6 +81,8 @@ pub(crate) struct Tunables {
     pub(crate) maxmemory_policy: AtomicU8,
     pub(crate) maxmemory_samples: AtomicU64,
     pub(crate) maxmemory_eviction_tenacity: AtomicU64,
+    /// `maxmemory-clients` in bytes (a percentage resolved against `maxmemory`); 0 is off.
+    pub(crate) maxmemory_clients: AtomicU64,
     /// `replica-ignore-maxmemory`: a replica does not evict on its own.
     pub(crate) replica_ignore_maxmemory: AtomicBool,
     /// `replica-read-only` and `replica-serve-stale-data`, for the refusals on a replica.
@@ -89,6 +91,9 @@ pub(crate) struct Tunables {
     /// `min-replicas-to-write` and `min-replicas-max-lag`, read by every write command.
     pub(crate) min_replicas_to_write: AtomicU64,
     pub(crate) min_replicas_max_lag: AtomicU64,
+    /// `rdb-key-save-delay` (a debugging option, microseconds per key saved), shared with
+    /// running saves (`SaveOptions::key_delay`) so that a change acts on them at once.
+    pub(crate) rdb_key_save_delay: Arc<AtomicI64>,
 }
 
 impl Tunables {
@@ -156,6 +161,13 @@ impl Tunables {
             positive("maxmemory-eviction-tenacity", 10).unwrap_or(10),
             Ordering::Relaxed,
         );
+        self.maxmemory_clients.store(
+            crate::evict::client_eviction_limit(
+                &config.stored_text("maxmemory-clients"),
+                config.maxmemory,
+            ),
+            Ordering::Relaxed,
+        );
         self.replica_ignore_maxmemory.store(
             config.stored_text("replica-ignore-maxmemory") != b"no",
             Ordering::Relaxed,
@@ -179,6 +191,10 @@ impl Tunables {
             .store(stored("min-replicas-to-write", 0), Ordering::Relaxed);
         self.min_replicas_max_lag
             .store(stored("min-replicas-max-lag", 10), Ordering::Relaxed);
+        self.rdb_key_save_delay.store(
+            config.stored_int("rdb-key-save-delay", 0),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -196,6 +212,8 @@ pub(crate) struct Stats {
     pub(crate) unexpected_error_replies: AtomicU64,
     /// Keys removed by eviction (`evict.rs`).
     pub(crate) evicted_keys: AtomicU64,
+    /// Clients closed by `maxmemory-clients` (`evict.rs`).
+    pub(crate) evicted_clients: AtomicU64,
     /// INFO errorstats: error replies by code.
     pub(crate) errors: crate::errorstats::ErrorStats,
 }
@@ -264,6 +282,8 @@ impl ClientHandle {
 pub(crate) struct Clients {
     by_id: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
     next_id: AtomicU64,
+    /// The connected clients' memory as each last accounted it (`client::account_memory`).
+    memory: AtomicU64,
 }
 
 impl Clients {
@@ -276,7 +296,20 @@ impl Clients {
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        lock(&self.by_id).remove(&id);
+        if let Some(handle) = lock(&self.by_id).remove(&id) {
+            let counted = handle.info.counted.swap(0, Ordering::Relaxed);
+            self.add_memory(0, counted);
+        }
+    }
+
+    /// Replaces `before` with `now` in the clients' memory total; returns the new total.
+    pub(crate) fn add_memory(&self, now: u64, before: u64) -> u64 {
+        let update = |total: u64| Some(total.saturating_sub(before).saturating_add(now));
+        let previous = self
+            .memory
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, update)
+            .unwrap_or_else(|total| total);
+        previous.saturating_sub(before).saturating_add(now)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -290,6 +323,27 @@ impl Clients {
 
     pub(crate) fn all(&self) -> Vec<Arc<ClientHandle>> {
         lock(&self.by_id).values().cloned().collect()
+    }
+
+    /// Up to `count` clients with ids after `after`, in id order, wrapping around to the
+    /// lowest ids: a cron visits a share of the clients per tick, as Redis's `clientsCron`.
+    pub(crate) fn batch_after(&self, after: u64, count: usize) -> Vec<Arc<ClientHandle>> {
+        let by_id = lock(&self.by_id);
+        let mut batch: Vec<Arc<ClientHandle>> = by_id
+            .range(after.saturating_add(1)..)
+            .take(count)
+            .map(|(_, handle)| Arc::clone(handle))
+            .collect();
+        if batch.len() < count {
+            let more = count - batch.len();
+            batch.extend(
+                by_id
+                    .range(..=after)
+                    .take(more)
+                    .map(|(_, handle)| Arc::clone(handle)),
+            );
+        }
+        batch
     }
 }
 
@@ -334,6 +388,8 @@ pub(crate) struct Server {
     pub(crate) acl: crate::acl::Acl,
     /// Replication's shared state: IDs, offsets, the stream and its backlog, the replicas.
     pub(crate) replication: crate::replication::Replication,
+    /// MIGRATE's cached connections to its targets.
+    pub(crate) migrate_sockets: Arc<cmd::migrate::SocketCache>,
     /// Set when the exit needs no final save: SHUTDOWN NOSAVE, or SHUTDOWN already saved.
     pub(crate) skip_final_save: AtomicBool,
     /// This server's own `Arc`, for work that outlives a command (a BGSAVE thread).
@@ -383,6 +439,7 @@ impl Server {
             aof: crate::aof::Aof::default(),
             acl,
             replication: crate::replication::Replication::default(),
+            migrate_sockets: Arc::default(),
             skip_final_save: AtomicBool::new(false),
             self_ref,
         }

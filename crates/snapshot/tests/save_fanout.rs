@@ -86,6 +86,8 @@ fn options(threads: usize) -> SaveOptions {
         used_mem: 0,
         ctime_unix_secs: 1_700_000_000,
         functions: Vec::new(),
+        repl: None,
+        key_delay: None,
     }
 }
 

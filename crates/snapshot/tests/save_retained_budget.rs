@@ -55,6 +55,8 @@ fn options(compress_strings: bool, compression: Compression) -> SaveOptions {
         used_mem: 0,
         ctime_unix_secs: 1_700_000_000,
         functions: Vec::new(),
+        repl: None,
+        key_delay: None,
     }
 }
 

@@ -37,6 +37,30 @@ impl Value {
         Value::String(CompactBytes::from_slice(bytes))
     }
 
+    /// Returns true if and only if `other` is this very value, not merely an equal one: the
+    /// same shared allocation, or the same bytes for strings short enough to be stored inline.
+    /// Meant for a caller that cloned a value out and still holds that clone (so its allocation
+    /// cannot have been freed and reused): every write copies a shared value before changing
+    /// it, so a value written since the clone was taken is never the same. O(1) but for the
+    /// inline bytes.
+    pub fn is_same_as(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::String(a), Value::String(b)) => {
+                if a.is_inline() && b.is_inline() {
+                    a.as_bytes() == b.as_bytes()
+                } else {
+                    std::ptr::eq(a.as_bytes(), b.as_bytes())
+                }
+            }
+            (Value::List(a), Value::List(b)) => Arc::ptr_eq(a, b),
+            (Value::Hash(a), Value::Hash(b)) => Arc::ptr_eq(a, b),
+            (Value::Set(a), Value::Set(b)) => Arc::ptr_eq(a, b),
+            (Value::ZSet(a), Value::ZSet(b)) => Arc::ptr_eq(a, b),
+            (Value::Stream(a), Value::Stream(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     /// The name `TYPE` replies with.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -124,6 +148,30 @@ pub fn parse_canonical_i64(bytes: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_value_is_identity_not_equality() {
+        let long = Value::string(&[b'x'; 200]);
+        let clone = long.clone();
+        assert!(long.is_same_as(&clone));
+        // Equal bytes in another allocation are not the same value.
+        assert!(!long.is_same_as(&Value::string(&[b'x'; 200])));
+        // Inline strings have no allocation: their bytes decide.
+        assert!(Value::string(b"ab").is_same_as(&Value::string(b"ab")));
+        assert!(!Value::string(b"ab").is_same_as(&Value::string(b"ac")));
+        let mut list = List::new();
+        list.push_back("a");
+        let list = Value::List(Arc::new(list));
+        let held = list.clone();
+        assert!(list.is_same_as(&held));
+        // A write copies the shared list first (the clone keeps it shared).
+        let Value::List(mut written) = list else {
+            unreachable!()
+        };
+        Arc::make_mut(&mut written).push_back("b");
+        assert!(!Value::List(written).is_same_as(&held));
+        assert!(!held.is_same_as(&Value::string(b"a")));
+    }
 
     #[test]
     fn canonical_integers_match_redis_string2ll() {

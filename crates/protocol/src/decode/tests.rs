@@ -434,3 +434,19 @@ fn unauthenticated_clients_get_redis_small_limits() {
     let mut buf = BytesMut::from(&b"*11\r\n"[..]);
     assert_eq!(decoder.decode(&mut buf), Ok(None));
 }
+
+#[test]
+fn pending_argv_bytes_counts_the_arguments_of_an_unfinished_command() {
+    let mut decoder = decoder();
+    let ptr = std::mem::size_of::<usize>();
+    let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$5\r\nhello\r\n$10\r\nabc"[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    assert_eq!(decoder.pending_argv_bytes(), 3 + 5 + 2 * ptr);
+    buf.extend_from_slice(b"defghij\r\n");
+    assert!(matches!(decoder.decode(&mut buf), Ok(Some(_))));
+    assert_eq!(decoder.pending_argv_bytes(), 0);
+    // An error forgets the arguments too.
+    let mut buf = BytesMut::from(&b"*2\r\n$1\r\na\r\n$x\r\n"[..]);
+    assert!(decoder.decode(&mut buf).is_err());
+    assert_eq!(decoder.pending_argv_bytes(), 0);
+}

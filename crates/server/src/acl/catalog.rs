@@ -101,6 +101,8 @@ enum KeysProc {
     Sort,
     /// SORT_RO: the key.
     SortReadOnly,
+    /// MIGRATE: the key, or those after KEYS.
+    Migrate,
 }
 
 /// What a command does with channel arguments (Redis's `commands_with_channels`).
@@ -199,6 +201,7 @@ impl Catalog {
                     "bitfield" => KeysProc::Bitfield,
                     "sort" => KeysProc::Sort,
                     "sort_ro" => KeysProc::SortReadOnly,
+                    "migrate" => KeysProc::Migrate,
                     _ => KeysProc::None,
                 },
                 channels: CHANNEL_COMMANDS
@@ -303,6 +306,13 @@ pub(crate) fn keys_of(entry: &Entry, argv: &[Bytes]) -> Vec<KeyRef> {
             pos: 1,
             flags: key_flag::RO | key_flag::ACCESS,
         }],
+        KeysProc::Migrate => migrate_key_positions(argv)
+            .into_iter()
+            .map(|pos| KeyRef {
+                pos,
+                flags: key_flag::RW | key_flag::ACCESS | key_flag::DELETE,
+            })
+            .collect(),
     }
 }
 
@@ -392,6 +402,35 @@ fn keys_from_specs(specs: &[Spec], argv: &[Bytes]) -> Option<Vec<KeyRef>> {
         }
     }
     Some(keys)
+}
+
+/// MIGRATE's key positions, as Redis's `migrateGetKeys` finds them: argv[3], or what follows
+/// the first KEYS among the options (skipping AUTH's and AUTH2's arguments); none when KEYS
+/// comes with a non-empty key argument (MIGRATE itself then replies a syntax error).
+fn migrate_key_positions(argv: &[Bytes]) -> Vec<usize> {
+    let (mut first, mut n_keys) = (3, 1);
+    let mut idx = 6;
+    while idx < argv.len() {
+        let arg = argv.get(idx).map_or(&b""[..], |arg| arg);
+        if eq_ignore_case(arg, "keys") {
+            if argv.get(3).is_some_and(|key| !key.is_empty()) {
+                n_keys = 0;
+            } else {
+                first = idx + 1;
+                n_keys = argv.len() - first;
+            }
+            break;
+        }
+        if eq_ignore_case(arg, "auth") {
+            idx += 1;
+        } else if eq_ignore_case(arg, "auth2") {
+            idx += 2;
+        }
+        idx += 1;
+    }
+    (first..first + n_keys)
+        .filter(|&pos| pos < argv.len())
+        .collect()
 }
 
 fn set_keys(argv: &[Bytes]) -> Vec<KeyRef> {
@@ -499,6 +538,28 @@ mod tests {
             vec![(1, OW | UPDATE), (3, OW | UPDATE)]
         );
         assert_eq!(keys("set", &["set", "k", "v"]), vec![(1, OW | UPDATE)]);
+        // MIGRATE: argv[3] from the key specs; with KEYS, Redis's migrateGetKeys (skipping
+        // AUTH's and AUTH2's arguments, so a password spelled KEYS is not the keyword).
+        let moved = RW | ACCESS | DELETE;
+        let migrate = |words: &[&str]| {
+            let mut full = vec!["migrate", "h", "1"];
+            full.extend_from_slice(words);
+            keys("migrate", &full)
+        };
+        assert_eq!(migrate(&["k", "0", "5"]), vec![(3, moved)]);
+        assert_eq!(
+            migrate(&["", "0", "5", "KEYS", "a", "b"]),
+            vec![(7, moved), (8, moved)]
+        );
+        assert_eq!(
+            migrate(&["", "0", "5", "AUTH", "KEYS", "KEYS", "a"]),
+            vec![(9, moved)]
+        );
+        assert_eq!(
+            migrate(&["", "0", "5", "AUTH2", "KEYS", "p", "KEYS", "a"]),
+            vec![(10, moved)]
+        );
+        assert_eq!(migrate(&["k", "0", "5", "KEYS", "a"]), vec![]);
         assert_eq!(
             keys("set", &["set", "k", "v", "get"]),
             vec![(1, RW | ACCESS | UPDATE)]

@@ -51,6 +51,9 @@ pub(crate) struct ConnState {
     pub(crate) handover: Option<crate::replication::Handover>,
     /// Set by WAIT: the connection waits for the replicas' ACKs, then replies.
     pub(crate) wait_replicas: Option<crate::replication::WaitRequest>,
+    /// Set by MIGRATE: the connection exchanges the keys with the target, holding nothing,
+    /// then finishes the command (`cmd::migrate`).
+    pub(crate) migrate: Option<Box<super::migrate::MigrateRequest>>,
     /// True once the connection is a replica's link (flag S, type replica).
     pub(crate) replica: bool,
 }
@@ -69,6 +72,7 @@ impl ConnState {
             replconf: crate::replication::ReplConf::default(),
             handover: None,
             wait_replicas: None,
+            migrate: None,
             replica: false,
         }
     }
@@ -124,13 +128,47 @@ pub(crate) struct ClientInfo {
     qbuf_free: AtomicU64,
     /// Reply bytes waiting to be written.
     pending_out: AtomicU64,
+    /// Pub/sub messages queued for the client, not yet taken by its connection.
+    pub(crate) pubsub_queued: AtomicU64,
+    /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
+    pub(crate) argv_mem: AtomicU64,
+    /// The client's share of the WATCH and pub/sub tables (see [`table_overhead`]).
+    table_overhead: AtomicU64,
+    /// Push bytes (tracking invalidations) the connection took from its queue and has not
+    /// written yet: still in `Tracking::queued_bytes` until they are.
+    pub(crate) pushes_unwritten: AtomicU64,
+    /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
+    /// link): see [`account_memory`].
+    pub(crate) counted: AtomicU64,
     /// The tracking redirect target, 0 without one, -1 with tracking off.
     redir: AtomicI64,
     /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
     unblock: AtomicU8,
     /// Wakes a blocked connection for CLIENT UNBLOCK.
     pub(crate) unblocked: Notify,
+    /// The longest the query buffer's content has been since the last query buffer cron
+    /// (Redis's `querybuf_peak`): the connection raises it after each read, the cron resets it.
+    qbuf_peak: AtomicU64,
+    /// The size the cron asks the query buffer to shrink to, `NO_RESIZE` for none; taken by
+    /// the connection when `resize` wakes it.
+    resize_to: AtomicU64,
+    /// Wakes the connection to resize its query buffer.
+    pub(crate) resize: Notify,
 }
+
+/// `ClientInfo::resize_to` when no resize is asked for.
+const NO_RESIZE: u64 = u64::MAX;
+
+/// A query buffer is resized only when it wastes more than this (Redis's 4 KiB).
+const QUERY_BUFFER_WASTE: u64 = 4 * 1024;
+
+/// A busy client's query buffer above this that is more than twice its recent peak shrinks
+/// to the peak (Redis's `PROTO_RESIZE_THRESHOLD`).
+const QUERY_BUFFER_RESIZE_THRESHOLD: u64 = 32 * 1024;
+
+/// A client that has sent nothing for longer than this gives its query buffer's free space
+/// back (Redis's `idletime > 2` seconds).
+pub(crate) const QUERY_BUFFER_IDLE: Duration = Duration::from_secs(2);
 
 impl Default for ClientInfo {
     fn default() -> ClientInfo {
@@ -144,22 +182,68 @@ impl Default for ClientInfo {
             qbuf: AtomicU64::new(0),
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
+            pubsub_queued: AtomicU64::new(0),
+            argv_mem: AtomicU64::new(0),
+            table_overhead: AtomicU64::new(0),
+            pushes_unwritten: AtomicU64::new(0),
+            counted: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
+            qbuf_peak: AtomicU64::new(0),
+            resize_to: AtomicU64::new(NO_RESIZE),
+            resize: Notify::new(),
         }
     }
 }
 
 impl ClientInfo {
+    /// Records that the query buffer holds `len` bytes after a read.
+    pub(crate) fn note_query_len(&self, len: usize) {
+        self.qbuf_peak.fetch_max(to_u64(len), Ordering::Relaxed);
+    }
+
+    /// Takes the size the cron asked the query buffer to shrink to, if it asked.
+    pub(crate) fn take_resize(&self) -> Option<usize> {
+        let size = self.resize_to.swap(NO_RESIZE, Ordering::Relaxed);
+        (size != NO_RESIZE).then(|| usize::try_from(size).unwrap_or(usize::MAX))
+    }
+
+    /// Redis's `clientsCronResizeQueryBuffer`, from the figures the connection published:
+    /// a buffer wasting more than 4 KiB shrinks to its content when the client has been idle
+    /// for `QUERY_BUFFER_IDLE`, or, past 32 KiB and more than twice the recent peak, to that
+    /// peak. The connection does the resize itself (it owns the buffer) when woken; the peak
+    /// starts again from the current content.
+    pub(crate) fn cron_resize_query_buffer(&self, idle: Duration) {
+        let used = self.qbuf.load(Ordering::Relaxed);
+        let free = self.qbuf_free.load(Ordering::Relaxed);
+        let size = used.saturating_add(free);
+        let peak = self.qbuf_peak.swap(used, Ordering::Relaxed);
+        if free <= QUERY_BUFFER_WASTE {
+            return;
+        }
+        let target = if idle > QUERY_BUFFER_IDLE {
+            used
+        } else if size > QUERY_BUFFER_RESIZE_THRESHOLD && size / 2 > peak {
+            used.max(peak)
+        } else {
+            return;
+        };
+        self.resize_to.store(target, Ordering::Relaxed);
+        self.resize.notify_one();
+    }
+
     /// The client's buffers as last published (query buffer, its free part, pending replies,
-    /// queued transaction): its share of INFO's `mem_clients_normal`.
+    /// queued transaction, queued pub/sub messages, a command's arguments received so far):
+    /// its share of INFO's `mem_clients_normal`.
     pub(crate) fn buffer_bytes(&self) -> u64 {
         [
             &self.qbuf,
             &self.qbuf_free,
             &self.pending_out,
             &self.multi_mem,
+            &self.pubsub_queued,
+            &self.argv_mem,
         ]
         .iter()
         .map(|figure| figure.load(Ordering::Relaxed))
@@ -278,12 +362,53 @@ pub(crate) fn publish(client: &Client, blocked: bool, qbuf: usize, qbuf_free: us
     info.qbuf.store(to_u64(qbuf), Ordering::Relaxed);
     info.qbuf_free.store(to_u64(qbuf_free), Ordering::Relaxed);
     info.redir.store(figures.redir, Ordering::Relaxed);
+    info.table_overhead
+        .store(table_overhead(client), Ordering::Relaxed);
+}
+
+/// What a client's watched keys and subscriptions cost it in the shared tables, as Redis's
+/// `multiStateMemOverhead` and `pubsubMemOverhead` count them (a list node and a
+/// `watchedKey` per watched key, a dict entry and bucket per subscription, not the names,
+/// which are shared; and the client's BCAST tracking prefixes).
+fn table_overhead(client: &Client) -> u64 {
+    const PER_WATCHED_KEY: u64 = 48;
+    const PER_SUBSCRIPTION: u64 = 32;
+    let subscriptions = [
+        crate::pubsub::Kind::Channel,
+        crate::pubsub::Kind::Pattern,
+        crate::pubsub::Kind::Shard,
+    ]
+    .iter()
+    .map(|&kind| to_u64(client.subs.of(kind).len()))
+    .fold(0, u64::saturating_add);
+    to_u64(client.watched.len())
+        .saturating_mul(PER_WATCHED_KEY)
+        .saturating_add(subscriptions.saturating_mul(PER_SUBSCRIPTION))
+        .saturating_add(super::tracking::prefix_bytes(client))
 }
 
 /// Returns true if and only if the client was subscribed to something when it last waited
 /// (what decides whether a RESP2 client can receive tracking invalidations).
 pub(crate) fn is_subscribed(handle: &ClientHandle) -> bool {
     handle.info.flags.load(Ordering::Relaxed) & FLAG_PUBSUB != 0
+}
+
+/// One tick of the query buffer cron, run `hz` times a second: like Redis's `clientsCron`,
+/// it visits `n_clients / hz` clients (at least 5) after the one it visited last, so each
+/// client is seen about once a second, and every tick when there are few. Each query buffer
+/// is resized as `ClientInfo::cron_resize_query_buffer` says. Returns the last id visited.
+pub(crate) fn cron_resize_query_buffers(server: &Server, after: u64, hz: u64) -> u64 {
+    let n_clients = server.clients.len();
+    let count = (n_clients / usize::try_from(hz.max(1)).unwrap_or(1)).max(5);
+    let mut last = after;
+    for handle in server.clients.batch_after(after, count.min(n_clients)) {
+        let since_created = u64::try_from(handle.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let interaction = handle.last_interaction_ms.load(Ordering::Relaxed);
+        let idle = Duration::from_millis(since_created.saturating_sub(interaction));
+        handle.info.cron_resize_query_buffer(idle);
+        last = handle.id;
+    }
+    last
 }
 
 /// Records how many reply bytes wait to be written to the client (0 once written).
@@ -305,10 +430,66 @@ fn figures_of_other(handle: &ClientHandle) -> Figures {
         multi_mem: info.multi_mem.load(Ordering::Relaxed),
         qbuf: info.qbuf.load(Ordering::Relaxed),
         qbuf_free: info.qbuf_free.load(Ordering::Relaxed),
-        argv_mem: 0,
+        argv_mem: info.argv_mem.load(Ordering::Relaxed),
         pending_out: info.pending_out.load(Ordering::Relaxed),
         redir: info.redir.load(Ordering::Relaxed),
     }
+}
+
+/// What a client costs, as Redis's `getClientMemoryUsage`: its buffers (query buffer, argv,
+/// queued transaction, the reply buffer and the reply list, queued pub/sub messages) plus the
+/// connection's own state. CLIENT LIST's `tot-mem` and what `maxmemory-clients` evicts by.
+fn total_memory(figures: &Figures, handle: &ClientHandle) -> u64 {
+    let omem = figures.pending_out.saturating_sub(REPLY_CHUNK);
+    [
+        figures.qbuf,
+        figures.qbuf_free,
+        figures.argv_mem,
+        figures.multi_mem,
+        REPLY_CHUNK,
+        omem,
+        handle.info.pubsub_queued.load(Ordering::Relaxed),
+        handle.info.table_overhead.load(Ordering::Relaxed),
+        to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>()),
+    ]
+    .into_iter()
+    .fold(0, u64::saturating_add)
+}
+
+/// The memory a client other than the running one uses (its `tot-mem`), and whether client
+/// eviction may close it: not with CLIENT NO-EVICT on, and never a replica or a master link
+/// (their memory is not counted either, as in Redis).
+pub(crate) fn eviction_figures(handle: &ClientHandle) -> (u64, bool) {
+    let figures = figures_of_other(handle);
+    (
+        total_memory(&figures, handle),
+        figures.flags & FLAG_NO_EVICT == 0,
+    )
+}
+
+/// Brings the client's share of the clients' memory total up to date after it published new
+/// figures, and runs client eviction when the total reached `maxmemory-clients`: O(1) unless
+/// it did. Redis checks before every command and in `beforeSleep`; a connection here calls
+/// this before it waits to read and before it writes.
+pub(crate) fn account_memory(server: &Server, handle: &ClientHandle) {
+    let now = if is_replication_link(handle) {
+        0
+    } else {
+        total_memory(&figures_of_other(handle), handle)
+    };
+    let before = handle.info.counted.swap(now, Ordering::Relaxed);
+    let total = server.clients.add_memory(now, before);
+    let limit = server.tunables.maxmemory_clients.load(Ordering::Relaxed);
+    if limit != 0 && total >= limit {
+        crate::evict::evict_clients(server);
+    }
+}
+
+/// Returns true if and only if the client is a replica or a master link (not counted in
+/// `maxmemory-clients`). A MONITOR client counts as a normal one.
+pub(crate) fn is_replication_link(handle: &ClientHandle) -> bool {
+    let flags = handle.info.flags.load(Ordering::Relaxed);
+    flags & FLAG_MASTER != 0 || (flags & FLAG_REPLICA != 0 && flags & FLAG_MONITOR == 0)
 }
 
 /// Redis's static reply buffer size (`PROTO_REPLY_CHUNK_BYTES`): pending output up to it counts
@@ -341,14 +522,7 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     let omem = figures.pending_out - obl;
     let oll = omem.div_ceil(REPLY_CHUNK);
     let events = if figures.pending_out > 0 { "rw" } else { "r" };
-    // What the client costs: its buffers plus the connection's own state.
-    let tot_mem = figures.qbuf
-        + figures.qbuf_free
-        + figures.argv_mem
-        + figures.multi_mem
-        + REPLY_CHUNK
-        + omem
-        + to_u64(std::mem::size_of::<Client>() + std::mem::size_of::<ClientHandle>());
+    let tot_mem = total_memory(figures, handle);
     format!(
         "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} \
          ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} \
@@ -407,6 +581,18 @@ pub(crate) fn after_command(client: &mut Client, out: &mut forkless_protocol::Ou
     if client.conn.reply & REPLY_SKIP_NEXT != 0 {
         client.conn.reply = (client.conn.reply & !REPLY_SKIP_NEXT) | REPLY_SKIP;
     }
+}
+
+/// Returns true if and only if the running command's reply is to be dropped (CLIENT REPLY OFF,
+/// or SKIP for this command).
+pub(crate) fn reply_dropped(client: &Client) -> bool {
+    client.conn.reply & (REPLY_OFF | REPLY_SKIP) != 0
+}
+
+/// Drops a reply written after its command's turn (MIGRATE's, which comes once the exchange
+/// with its target is over) from `start` on, as [`after_command`] would have.
+pub(crate) fn drop_reply(out: &mut forkless_protocol::Out, start: usize) {
+    drop_replies(out, start);
 }
 
 /// Drops what the command wrote from `start` on, except RESP3 push frames (a subscription's
@@ -469,7 +655,14 @@ impl Drop for PauseWait<'_> {
 struct PauseState {
     until: Option<Instant>,
     all: bool,
+    /// True while a FAILOVER holds writes back (Redis's `PAUSE_DURING_FAILOVER`): a pause of
+    /// its own, with no end time, that CLIENT UNPAUSE leaves alone.
+    failover: bool,
 }
+
+/// How far ahead a failover's pause (which has no end) says it ends: its end is a
+/// notification on `Pause::changed`, never this time.
+const FAILOVER_PAUSE_HORIZON: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Pause {
     /// Returns true if and only if a pause may be in force (a relaxed load, for the command
@@ -482,13 +675,18 @@ impl Pause {
     /// whether the command may write or replicate (then a WRITE pause holds it too).
     fn deadline_for(&self, writes: bool) -> Option<Instant> {
         let mut state = lock(&self.state);
-        let until = state.until?;
-        if Instant::now() >= until {
-            *state = PauseState::default();
-            self.active.store(false, Ordering::Relaxed);
-            return None;
+        let now = Instant::now();
+        if state.until.is_some_and(|until| now >= until) {
+            state.until = None;
+            state.all = false;
+            self.active.store(state.failover, Ordering::Relaxed);
         }
-        (state.all || writes).then_some(until)
+        let client_pause = state.until.filter(|_| state.all || writes);
+        let failover_pause = (state.failover && writes).then(|| now + FAILOVER_PAUSE_HORIZON);
+        match (client_pause, failover_pause) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Clients held back right now.
@@ -516,9 +714,40 @@ impl Pause {
     }
 
     fn unpause(&self) {
-        *lock(&self.state) = PauseState::default();
-        self.active.store(false, Ordering::Relaxed);
+        let mut state = lock(&self.state);
+        state.until = None;
+        state.all = false;
+        self.active.store(state.failover, Ordering::Relaxed);
+        drop(state);
         self.changed.notify_waiters();
+    }
+
+    /// FAILOVER's pause of writes (Redis's `pauseClients(PAUSE_DURING_FAILOVER, ..., WRITE)`):
+    /// in force until [`Pause::end_failover`], whatever CLIENT PAUSE / UNPAUSE do meanwhile.
+    pub(crate) fn start_failover(&self) {
+        lock(&self.state).failover = true;
+        self.active.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends FAILOVER's pause; a CLIENT PAUSE still in force stays.
+    pub(crate) fn end_failover(&self) {
+        let mut state = lock(&self.state);
+        state.failover = false;
+        self.active.store(state.until.is_some(), Ordering::Relaxed);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Holds writes (and active expiry) back while the final save before an exit runs, as
+    /// Redis's shutdown pauses them: what the dump and the replicas' stream hold stays what
+    /// clients were told. [`Pause::end_shutdown_pause`] if the shutdown is abandoned.
+    pub(crate) fn pause_writes_for_shutdown(&self) {
+        self.pause(Instant::now() + std::time::Duration::from_secs(3600), false);
+    }
+
+    /// Lifts [`Pause::pause_writes_for_shutdown`] (the final save failed, the server goes on).
+    pub(crate) fn end_shutdown_pause(&self) {
+        self.unpause();
     }
 }
 
@@ -594,11 +823,15 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ("client|kill", filters) => client_kill(ctx, filters),
         ("client|reply", [mode]) => client_reply(ctx, mode),
         ("client|no-evict", [mode]) => {
+            // The flag is published at once: client eviction in another connection reads it.
+            let flags = &ctx.client.handle.info.flags;
             if eq_ignore_case(mode, "on") {
                 ctx.client.conn.no_evict = true;
+                flags.fetch_or(FLAG_NO_EVICT, Ordering::Relaxed);
                 ctx.out.ok();
             } else if eq_ignore_case(mode, "off") {
                 ctx.client.conn.no_evict = false;
+                flags.fetch_and(!FLAG_NO_EVICT, Ordering::Relaxed);
                 ctx.out.ok();
             } else {
                 ctx.out.error(reply::SYNTAX);
@@ -961,5 +1194,42 @@ fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
         ctx.client.close_after_reply = true;
     } else {
         handle.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pause;
+    use std::time::{Duration, Instant};
+
+    /// FAILOVER's pause and CLIENT PAUSE are two purposes, as Redis's: each ends only its own.
+    #[test]
+    fn failover_and_client_pauses_end_separately() {
+        let pause = Pause::default();
+        pause.start_failover();
+        assert!(pause.holds_writes());
+        assert!(pause.deadline_for(false).is_none(), "reads go on");
+        pause.unpause();
+        assert!(
+            pause.holds_writes(),
+            "CLIENT UNPAUSE leaves the failover's pause"
+        );
+        pause.pause(Instant::now() + Duration::from_secs(60), true);
+        pause.end_failover();
+        assert!(pause.holds_writes(), "the client's pause stays");
+        assert!(
+            pause.deadline_for(false).is_some(),
+            "PAUSE ALL holds reads too"
+        );
+        pause.unpause();
+        assert!(!pause.maybe_active());
+        // An expired client pause under a failover leaves the failover's in force.
+        pause.start_failover();
+        pause.pause(Instant::now(), true);
+        assert!(pause.deadline_for(false).is_none());
+        assert!(pause.holds_writes());
+        pause.end_failover();
+        assert!(!pause.holds_writes());
+        assert!(!pause.maybe_active());
     }
 }

@@ -160,8 +160,22 @@ pub(crate) fn allowed_for(server: &Server, client: &super::Client) -> bool {
     }
 }
 
-/// DEBUG's handler. Its row holds no gate (`Gate::Exclusive`): RELOAD takes the gate
-/// exclusively, every other subcommand shared, and neither when EXEC already holds it.
+/// DEBUG SLEEP seconds: strtod's reading, so what does not parse sleeps 0 seconds.
+fn debug_sleep(ctx: &mut Ctx<'_>, seconds: &[u8]) {
+    let seconds = std::str::from_utf8(seconds)
+        .ok()
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .unwrap_or(0.0);
+    let pause = Duration::from_secs_f64(seconds.min(1e9));
+    tokio::task::block_in_place(|| std::thread::sleep(pause));
+    ctx.out.ok();
+}
+
+/// DEBUG's handler. Its row holds no gate (`Gate::Exclusive`): RELOAD and SLEEP take the gate
+/// exclusively (SLEEP stalls every command as it stalls single-threaded Redis, which test suites
+/// use to simulate a busy server), every other subcommand shared, and none when EXEC already
+/// holds it.
 fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if !allowed(ctx) {
         ctx.out.error(NOT_ALLOWED);
@@ -176,6 +190,11 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     if sub == "reload" {
         let _exclusive = (!in_exec).then(|| gate.exclusive());
         reload(ctx, args);
+        return;
+    }
+    if let ("sleep", [seconds]) = (sub.as_str(), args) {
+        let _exclusive = (!in_exec).then(|| gate.exclusive());
+        debug_sleep(ctx, seconds);
         return;
     }
     if sub == "loadaof" && args.is_empty() {
@@ -199,17 +218,6 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let _shared = (!in_exec).then(|| gate.shared());
     match (sub.as_str(), args) {
         ("help", []) => help(ctx),
-        ("sleep", [seconds]) => {
-            // strtod: what does not parse sleeps 0 seconds.
-            let seconds = std::str::from_utf8(seconds)
-                .ok()
-                .and_then(|text| text.trim().parse::<f64>().ok())
-                .filter(|secs| secs.is_finite() && *secs > 0.0)
-                .unwrap_or(0.0);
-            let pause = Duration::from_secs_f64(seconds.min(1e9));
-            tokio::task::block_in_place(|| std::thread::sleep(pause));
-            ctx.out.ok();
-        }
         ("object", [key]) => object(ctx, key),
         ("digest", []) => {
             let digest = dataset_digest(server);

@@ -1,4 +1,4 @@
-//! COMMAND and its subcommands (COUNT, LIST, INFO, DOCS, GETKEYS): what the command table
+//! COMMAND and its subcommands (COUNT, LIST, INFO, DOCS, GETKEYS, GETKEYSANDFLAGS): what the command table
 //! and the subcommand table say about each command, in Redis 7.0's reply shapes.
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use super::subcommands::{
     Subcommand, arity_ok, find_subcommand, help_reply, run_subcommand, subcommands_of,
 };
 use super::{Command, Ctx, all_commands, eq_ignore_case, lookup, reply};
+use crate::acl::catalog::{CATALOG, KeyRef, key_flag, keys_of};
 
 /// What COMMAND INFO and COMMAND DOCS report of a command or a subcommand.
 #[derive(Clone, Copy)]
@@ -127,6 +128,8 @@ pub(super) fn command_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
             "    commands are returned.",
             "GETKEYS <full-command>",
             "    Return the keys from a full Redis command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full Redis command.",
             "HELP",
             "    Prints this help.",
         ],
@@ -283,74 +286,132 @@ pub(super) fn command_list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 /// COMMAND GETKEYS command [arg ...]: the keys of a full command line, from the key positions
 /// of the command or, for a container, of the subcommand it names.
 pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, full: &[Bytes]) {
-    let Some((_, mut command)) = full.first().and_then(|name| lookup(name)) else {
+    write_keys(ctx, full, false);
+}
+
+/// COMMAND GETKEYSANDFLAGS command [arg ...]: each key of a full command line with its key
+/// specification's flags (`RW`, `access`, `update`, ...), as Redis 7.0 answers.
+pub(super) fn command_getkeysandflags(ctx: &mut Ctx<'_>, full: &[Bytes]) {
+    write_keys(ctx, full, true);
+}
+
+/// The flags Redis reports for a key whose command declares no key specification of its own
+/// (its legacy key positions only): read, write and update.
+const LEGACY_KEY_FLAGS: u16 = key_flag::RW | key_flag::ACCESS | key_flag::UPDATE;
+
+/// Redis's names of the key specification flags, in Redis's order.
+const KEY_FLAG_NAMES: &[(u16, &str)] = &[
+    (key_flag::RO, "RO"),
+    (key_flag::RW, "RW"),
+    (key_flag::OW, "OW"),
+    (key_flag::RM, "RM"),
+    (key_flag::ACCESS, "access"),
+    (key_flag::UPDATE, "update"),
+    (key_flag::INSERT, "insert"),
+    (key_flag::DELETE, "delete"),
+    (key_flag::NOT_KEY, "not_key"),
+    (key_flag::INCOMPLETE, "incomplete"),
+    (key_flag::VARIABLE_FLAGS, "variable_flags"),
+];
+
+fn write_keys(ctx: &mut Ctx<'_>, full: &[Bytes], with_flags: bool) {
+    let Some((table_idx, command)) = full.first().and_then(|name| lookup(name)) else {
         ctx.out.error("ERR Invalid command specified");
         return;
     };
+    let positions = match key_positions(command, full) {
+        Ok(positions) => positions,
+        Err(message) => {
+            ctx.out.error(message);
+            return;
+        }
+    };
+    // The flags come from the key specifications ACL reads (Redis's own for each command);
+    // the positions from GETKEYS's rules, which agree with them wherever both know the key.
+    let specified: Vec<KeyRef> = if with_flags {
+        let id = CATALOG.id_for_call(table_idx, full);
+        CATALOG
+            .get(id)
+            .map(|entry| keys_of(entry, full))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    ctx.out.array_len(positions.len());
+    for pos in positions {
+        let Some(key) = full.get(pos) else {
+            ctx.out.null();
+            continue;
+        };
+        if !with_flags {
+            ctx.out.bulk(key);
+            continue;
+        }
+        let flags = specified
+            .iter()
+            .find(|key_ref| key_ref.pos == pos)
+            .map_or(LEGACY_KEY_FLAGS, |key_ref| key_ref.flags);
+        ctx.out.array_len(2);
+        ctx.out.bulk(key);
+        let names: Vec<&str> = KEY_FLAG_NAMES
+            .iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|(_, name)| *name)
+            .collect();
+        ctx.out.set_len(names.len());
+        for name in names {
+            ctx.out.simple(name.as_bytes());
+        }
+    }
+}
+
+/// The positions in `full` of the keys of the command line, or Redis's error for a line whose
+/// keys cannot be told.
+fn key_positions(command: &Command, full: &[Bytes]) -> Result<Vec<usize>, &'static str> {
     // EVAL and FCALL name their keys with a count, which the (first, last, step) form cannot;
     // they may name none (`no_mandatory_keys`): an empty list, as Redis answers.
     if let Some(keys) = crate::scripting::numkeys_keys(command, full) {
-        match keys {
-            Ok(keys) => {
-                ctx.out.array_len(keys.len());
-                for key in keys {
-                    ctx.out.bulk(key);
-                }
-            }
-            Err(()) => ctx.out.error("ERR Invalid arguments specified for command"),
-        }
-        return;
+        return match keys {
+            Ok(keys) => Ok((3..3 + keys.len()).collect()),
+            Err(()) => Err("ERR Invalid arguments specified for command"),
+        };
     }
     if command.has_flag(Flags::MOVABLEKEYS)
         && let Some(positions) = movable_key_positions(command.name, full)
     {
         if !arity_ok(command.arity, full.len()) {
-            ctx.out
-                .error("ERR Invalid number of arguments specified for command");
-            return;
+            return Err("ERR Invalid number of arguments specified for command");
         }
-        let keys: Vec<&Bytes> = positions.iter().filter_map(|&pos| full.get(pos)).collect();
-        if keys.is_empty() {
-            ctx.out.error("ERR Invalid arguments specified for command");
-            return;
+        let positions: Vec<usize> = positions
+            .into_iter()
+            .filter(|&pos| pos < full.len())
+            .collect();
+        if positions.is_empty() {
+            return Err("ERR Invalid arguments specified for command");
         }
-        ctx.out.array_len(keys.len());
-        for key in keys {
-            ctx.out.bulk(key);
-        }
-        return;
+        return Ok(positions);
     }
-    let resolved;
+    let (mut arity, mut keys) = (command.arity, command.keys);
     if let (true, Some(sub)) = (subcommands_of(command.name).next().is_some(), full.get(1)) {
         let Some(sub) = find_subcommand(command.name.as_bytes(), sub) else {
-            ctx.out.error("ERR Invalid command specified");
-            return;
+            return Err("ERR Invalid command specified");
         };
-        resolved = Command {
-            arity: sub.arity,
-            keys: sub.keys,
-            ..*command
-        };
-        command = &resolved;
+        (arity, keys) = (sub.arity, sub.keys);
     }
-    if command.keys.first <= 0 {
-        ctx.out.error("ERR The command has no key arguments");
-        return;
+    if keys.first <= 0 {
+        return Err("ERR The command has no key arguments");
     }
-    if !arity_ok(command.arity, full.len()) {
-        ctx.out
-            .error("ERR Invalid number of arguments specified for command");
-        return;
+    if !arity_ok(arity, full.len()) {
+        return Err("ERR Invalid number of arguments specified for command");
     }
-    let n_keys = command.keys.keys(full).count();
-    if n_keys == 0 {
-        ctx.out.error("ERR Invalid arguments specified for command");
-        return;
+    let positions: Vec<usize> = keys
+        .positions(full.len())
+        .filter(|&pos| pos < full.len())
+        .collect();
+    if positions.is_empty() {
+        return Err("ERR Invalid arguments specified for command");
     }
-    ctx.out.array_len(n_keys);
-    for key in command.keys.keys(full) {
-        ctx.out.bulk(key);
-    }
+    Ok(positions)
 }
 
 /// The key positions of a command whose keys move with its other arguments (a count of keys,
@@ -381,6 +442,18 @@ fn movable_key_positions(name: &str, argv: &[Bytes]) -> Option<Vec<usize>> {
             counted(1, &[])
         }
         "blmpop" | "bzmpop" => counted(2, &[]),
+        // The key specifications first, Redis's migrateGetKeys where they are incomplete (the
+        // KEYS form), as ACL finds them.
+        "migrate" => crate::acl::catalog::CATALOG
+            .id_of(b"migrate")
+            .and_then(|id| crate::acl::catalog::CATALOG.get(id))
+            .map(|entry| {
+                crate::acl::catalog::keys_of(entry, argv)
+                    .into_iter()
+                    .map(|key| key.pos)
+                    .collect()
+            })
+            .unwrap_or_default(),
         "sort" | "sort_ro" => {
             // The sorted key, and the last STORE's key (SORT only), skipping the arguments of
             // LIMIT, GET and BY as Redis's sortGetKeys does.

@@ -22,7 +22,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "unlink", arity: -2, flags: flags!(WRITE, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking.", since: "4.0.0", group: "generic", handler: unlink },
     Command { name: "exists", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Determine if a key exists", since: "1.0.0", group: "generic", handler: exists },
     Command { name: "type", arity: 2, flags: flags!(READONLY, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Determine the type stored at key", since: "1.0.0", group: "generic", handler: type_ },
-    Command { name: "touch", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.", since: "3.2.1", group: "generic", handler: exists },
+    Command { name: "touch", arity: -2, flags: flags!(READONLY, FAST), keys: KeySpec::ALL, gate: Gate::Shared, categories: &["keyspace", "read", "fast"], summary: "Alters the last access time of a key(s). Returns the number of existing keys specified.", since: "3.2.1", group: "generic", handler: touch },
     Command { name: "expire", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set a key's time to live in seconds", since: "1.0.0", group: "generic", handler: expire },
     Command { name: "pexpire", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set a key's time to live in milliseconds", since: "2.6.0", group: "generic", handler: pexpire },
     Command { name: "expireat", arity: -3, flags: flags!(WRITE, FAST), keys: KeySpec::FIRST, gate: Gate::Shared, categories: &["keyspace", "write", "fast"], summary: "Set the expiration for a key as a UNIX timestamp", since: "1.2.0", group: "generic", handler: expireat },
@@ -128,12 +128,26 @@ fn free_effort(value: &Value) -> usize {
 
 /// EXISTS and TOUCH: the number of named keys that exist, counting a key named twice twice.
 /// TOUCH's access is the read itself, which updates the key's access clock.
+/// EXISTS key [key ...]: not an access of the keys (Redis's LOOKUP_NOTOUCH, as TYPE and TTL).
 fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    count_existing(ctx, argv, false);
+}
+
+/// TOUCH key [key ...]: EXISTS that counts as an access of each key.
+fn touch(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    count_existing(ctx, argv, true);
+}
+
+fn count_existing(ctx: &mut Ctx<'_>, argv: &[Bytes], touching: bool) {
     let keys = ctx.key_args(argv);
     let guard = ctx.db().read(&keys, ctx.now_ms);
     let mut found = 0;
     for key in &keys {
-        let hit = guard.get(key).is_some();
+        let hit = if touching {
+            guard.get(key).is_some()
+        } else {
+            guard.peek(key).is_some()
+        };
         ctx.hit_or_miss(hit, key);
         found += usize::from(hit);
     }
@@ -144,7 +158,7 @@ fn exists(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn type_(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(key) = argv.get(1) else { return };
     let guard = ctx.db().read(&[key], ctx.now_ms);
-    let type_name = guard.get(key).map(|entry| entry.value().type_name());
+    let type_name = guard.peek(key).map(|entry| entry.value().type_name());
     drop(guard);
     ctx.hit_or_miss(type_name.is_some(), key);
     ctx.out.simple(type_name.unwrap_or("none").as_bytes());
@@ -327,7 +341,7 @@ fn pexpiretime(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 fn ttl_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], unit: Unit, absolute: bool) {
     let Some(key) = argv.get(1) else { return };
     let guard = ctx.db().read(&[key], ctx.now_ms);
-    let found = guard.get(key).map(forkless_storage::Entry::expire_at_ms);
+    let found = guard.peek(key).map(forkless_storage::Entry::expire_at_ms);
     drop(guard);
     ctx.hit_or_miss(found.is_some(), key);
     let ms = match found {

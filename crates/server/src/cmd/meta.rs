@@ -87,6 +87,9 @@ impl Flags {
     /// forkless: calls the function named `argv[1]` (FCALL, FCALL_RO); as [`Flags::RUNS_SCRIPT`]
     /// with the function's flags.
     pub(crate) const RUNS_FUNCTION: Flags = Flags(1 << 29);
+    /// A container some of whose subcommands are protected (MODULE: LOAD, LOADEX, UNLOAD):
+    /// dispatch looks the subcommand up to apply `enable-module-command` before it runs.
+    pub(crate) const PROTECTED_SUBCOMMANDS: Flags = Flags(1 << 30);
 
     /// The flags COMMAND INFO reports, in the order Redis 7.0 writes them
     /// (`addReplyCommandFlags`); the others are hidden.
@@ -211,6 +214,8 @@ pub(crate) enum Refusal {
     SubscribedMode { command: &'static str },
     /// DEBUG while `enable-debug-command` does not let this client run it.
     DebugNotAllowed,
+    /// MODULE LOAD/LOADEX/UNLOAD under `enable-module-command`.
+    ModuleNotAllowed,
     /// The dataset is still loading.
     Loading,
     /// The command may not be queued inside MULTI.
@@ -256,6 +261,7 @@ impl fmt::Display for Refusal {
                  arguments",
             ),
             Refusal::DebugNotAllowed => f.write_str(super::debug::NOT_ALLOWED),
+            Refusal::ModuleNotAllowed => f.write_str(super::module::NOT_ALLOWED),
             Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),

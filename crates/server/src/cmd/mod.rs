@@ -32,8 +32,11 @@ pub(crate) mod keys;
 pub(crate) mod latency;
 pub(crate) mod lcs;
 pub(crate) mod list;
+pub(crate) mod lolwut;
 pub(crate) mod memory;
 pub(crate) mod meta;
+pub(crate) mod migrate;
+pub(crate) mod module;
 pub(crate) mod monitor;
 pub(crate) mod persistence;
 pub(crate) mod pubsub;
@@ -123,6 +126,8 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         lcs::COMMANDS,
         swapdb::COMMANDS,
         dump::COMMANDS,
+        migrate::COMMANDS,
+        module::COMMANDS,
         hyperloglog::COMMANDS,
         geo::COMMANDS,
         stream::COMMANDS,
@@ -135,6 +140,7 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         acl::COMMANDS,
         crate::replication::commands::COMMANDS,
         crate::replication::replica::COMMANDS,
+        crate::replication::failover::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -385,7 +391,7 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
     };
     if server.tunables.maxmemory.load(Ordering::Relaxed) != 0
         && !client.replay
-        && crate::evict::refuse_for_memory(server, client, command, _gate.is_some())
+        && evict_before(server, client, out, command, _gate.is_some())
     {
         let reply_start = out.len();
         out.error(crate::evict::OOM);
@@ -397,6 +403,57 @@ fn execute_checked(server: &Server, client: &mut Client, out: &mut Out, argv: &[
         return;
     }
     dispatch(server, client, out, idx, command, argv);
+}
+
+/// Runs `finish`, the second half of a command whose handler left network I/O to its
+/// connection (MIGRATE), as a command of its own for locking and effects: under the command
+/// gate, shared, its effect published as one unit. The command's call, its duration (without
+/// the I/O) and a refusal were counted when its handler ran; an error reply here counts as a
+/// failed call.
+pub(crate) fn resume(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    argv: &[Bytes],
+    finish: impl FnOnce(&mut Ctx<'_>),
+) {
+    let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
+        return;
+    };
+    let reply_start = out.len();
+    let _gate = match crate::scripting::admit(server, command, argv) {
+        crate::scripting::Admission::Run(gate) => gate,
+        crate::scripting::Admission::Refuse(error) => {
+            out.error(error);
+            None
+        }
+    };
+    if out.len() == reply_start {
+        let now_ms = crate::server::unix_us() / 1000;
+        let db = client.db;
+        let mut ctx = Ctx {
+            server,
+            client,
+            out,
+            now_ms,
+            keys: command.keys,
+            effect: None,
+            error_counted: false,
+        };
+        finish(&mut ctx);
+        let rewrite = ctx.effect.take();
+        remove_expired_reads(server, client, now_ms);
+        crate::effects::after_command(server, client, db, argv, rewrite);
+    }
+    if server.tracking.active() {
+        tracking::broadcast(server);
+    }
+    if out.buf.get(reply_start) == Some(&b'-') {
+        count_error_reply(server, out, reply_start);
+        if let Some(stats) = server.command_stats.get(idx) {
+            stats.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Returns true if and only if `command` is EXEC: the command that runs inside MULTI and takes
@@ -457,6 +514,15 @@ fn refusal(
     }
     if command.has_flag(Flags::PROTECTED) && !debug::allowed_for(server, client) {
         return Some(Refusal::DebugNotAllowed);
+    }
+    if command.has_flag(Flags::PROTECTED_SUBCOMMANDS)
+        && let (Some(name), Some(sub)) = (argv.first(), argv.get(1))
+        && let Some(sub) = subcommands::find_subcommand(name, sub)
+        && sub.flags.contains(Flags::PROTECTED)
+        && subcommands::arity_ok(sub.arity, argv.len())
+        && !module::allowed_for(server, client)
+    {
+        return Some(Refusal::ModuleNotAllowed);
     }
     if !client.authenticated
         && !command.has_flag(Flags::NO_AUTH)
@@ -665,6 +731,26 @@ fn observe(
         };
         monitor::feed(server, client, flags, argv, started_us);
     }
+}
+
+/// The maxmemory step before a command (`evict::refuse_for_memory`); returns true if and only
+/// if the command must be refused. What the evictions sent this very client (the tracking
+/// invalidation of an evicted key it read) goes out before the command's reply, as Redis
+/// writes it into the client's buffer when it evicts.
+fn evict_before(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    command: &Command,
+    gate_held: bool,
+) -> bool {
+    let refuse = crate::evict::refuse_for_memory(server, client, command, gate_held);
+    if !client.is_script() {
+        while let Ok(bytes) = client.conn.pushes.try_recv() {
+            out.buf.extend_from_slice(&bytes);
+        }
+    }
+    refuse
 }
 
 /// Counts a command refused before it ran, whose error reply starts at `reply_start` in

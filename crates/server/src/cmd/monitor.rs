@@ -109,19 +109,38 @@ pub(crate) fn is_redacted(argv: &[Bytes], idx: usize) -> bool {
 }
 
 /// Sends the line for `argv`, run by `client` at `now_us`, to every monitor. Commands with the
-/// `ADMIN` flag (the command's, or its subcommand's) are not shown, as in Redis.
+/// `ADMIN` flag (the command's, or its subcommand's) are not shown, as in Redis; those with
+/// `SKIP_MONITOR` (EVAL, FCALL and their variants) showed themselves before they ran, through
+/// [`feed_script_call`].
 pub(crate) fn feed(server: &Server, client: &Client, flags: Flags, argv: &[Bytes], now_us: u64) {
-    if flags.contains(Flags::ADMIN) {
+    if flags.contains(Flags::ADMIN) || flags.contains(Flags::SKIP_MONITOR) {
         return;
     }
+    send_line(server, client, argv, now_us);
+}
+
+/// Shows a script or function call to the monitors before it runs, so that the commands the
+/// script runs (shown as from `lua`) come after it, as Redis's `evalCommand` and
+/// `fcallCommandGeneric` feed them.
+pub(crate) fn feed_script_call(server: &Server, client: &Client, argv: &[Bytes]) {
+    if server.monitors.active() {
+        send_line(server, client, argv, crate::server::unix_us());
+    }
+}
+
+fn send_line(server: &Server, client: &Client, argv: &[Bytes], now_us: u64) {
     let mut line = format!(
-        "+{}.{:06} [{} {}]",
+        "+{}.{:06} [{} ",
         now_us / 1_000_000,
         now_us % 1_000_000,
-        client.db,
-        client.handle.addr
+        client.db
     )
     .into_bytes();
+    if client.is_script() {
+        line.extend_from_slice(b"lua]");
+    } else {
+        line.extend_from_slice(format!("{}]", client.handle.addr).as_bytes());
+    }
     for (idx, arg) in argv.iter().enumerate() {
         line.push(b' ');
         if is_redacted(argv, idx) {

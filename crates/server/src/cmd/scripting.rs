@@ -139,6 +139,7 @@ fn check_before_run(
 }
 
 fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool) {
+    super::monitor::feed_script_call(ctx.server, ctx.client, argv);
     let body_or_sha = argv.get(1).cloned().unwrap_or_default();
     if by_sha && body_or_sha.len() != 40 {
         ctx.out.error(NOSCRIPT);
@@ -624,6 +625,7 @@ fn fcall_ro(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 }
 
 fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
+    super::monitor::feed_script_call(ctx.server, ctx.client, argv);
     let server = ctx.server;
     let run = &server.scripting.run;
     let _pending = PendingGuard::new(run);

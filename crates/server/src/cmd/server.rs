@@ -18,9 +18,10 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "flushdb", arity: -1, flags: flags!(WRITE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from the current database", since: "1.0.0", group: "server", handler: flushdb },
     Command { name: "flushall", arity: -1, flags: flags!(WRITE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["keyspace", "write", "slow", "dangerous"], summary: "Remove all keys from all databases", since: "1.0.0", group: "server", handler: flushall },
     Command { name: "time", arity: 1, flags: flags!(LOADING, STALE, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["fast"], summary: "Return the current server time", since: "2.6.0", group: "server", handler: time },
-    Command { name: "lolwut", arity: -1, flags: flags!(READONLY, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "fast"], summary: "Display some computer art and the Redis version", since: "5.0.0", group: "server", handler: lolwut },
+    Command { name: "lolwut", arity: -1, flags: flags!(READONLY, FAST), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["read", "fast"], summary: "Display some computer art and the Redis version", since: "5.0.0", group: "server", handler: super::lolwut::lolwut },
     Command { name: "info", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "dangerous"], summary: "Get information and statistics about the server", since: "1.0.0", group: "server", handler: info },
     Command { name: "config", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for server configuration commands", since: "2.0.0", group: "server", handler: config },
+    Command { name: "cluster", arity: -2, flags: flags!(), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow"], summary: "A container for cluster commands", since: "3.0.0", group: "cluster", handler: cluster },
     Command { name: "command", arity: -1, flags: flags!(LOADING, STALE), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["slow", "connection"], summary: "Get array of Redis command details", since: "2.8.13", group: "server", handler: introspection::command },
     Command { name: "shutdown", arity: -1, flags: flags!(ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY), keys: KeySpec::NONE, gate: Gate::Shared, categories: &["admin", "slow", "dangerous"], summary: "Synchronously save the dataset to disk and then shut down the server", since: "1.0.0", group: "server", handler: shutdown },
 ];
@@ -301,18 +302,16 @@ fn shutdown(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     ctx.client.close_after_reply = true;
 }
 
-/// LOLWUT [VERSION v]: Redis 7.0's form for its own version and every version without art of
-/// its own, the version line as a verbatim string (`lolwutUnstableCommand`). VERSION 5 and 6
-/// (Redis 5's and 6's generative art) answer the same line: forkless draws no art.
-fn lolwut(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
-    if let (Some(option), Some(version)) = (argv.get(1), argv.get(2))
-        && eq_ignore_case(option, "version")
-        && super::parse_i64(version).is_none()
-    {
-        return ctx.out.error(reply::NOT_INTEGER);
-    }
-    let line = format!("Redis ver. {}\n", info::REDIS_VERSION);
-    ctx.out.verbatim(b"txt", line.as_bytes());
+/// CLUSTER: forkless runs as a Redis started with `cluster-enabled no`. The subcommands exist
+/// (COMMAND reports them, scripts and ACL see their flags) and each answers Redis's error for
+/// a server without cluster support, once its name and arity are checked.
+fn cluster(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    super::subcommands::run_subcommand(ctx, argv);
+}
+
+pub(super) fn cluster_disabled(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out
+        .error("ERR This instance has cluster support disabled");
 }
 
 #[cfg(test)]

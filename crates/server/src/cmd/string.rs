@@ -312,6 +312,15 @@ fn set(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         let outcome = set_generic(ctx, key, value, &opts, at)?;
         if let Some(at) = at {
             ctx.rewrite_effect(|| set_pxat(key, value, at));
+        } else if opts.get {
+            // Replicated without GET, as Redis's setGenericCommand propagates it.
+            ctx.rewrite_effect(|| {
+                argv.iter()
+                    .enumerate()
+                    .filter(|(idx, arg)| *idx < 3 || !eq_ignore_case(arg, "get"))
+                    .map(|(_, arg)| arg.clone())
+                    .collect()
+            });
         }
         Ok(outcome)
     });
@@ -368,6 +377,8 @@ fn getset(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         ..SetOptions::default()
     };
     let outcome = set_generic(ctx, key, value, &opts, None);
+    // Replicated as SET, as Redis's getsetCommand propagates it.
+    ctx.rewrite_effect(|| vec![Bytes::from_static(b"SET"), key.clone(), value.clone()]);
     reply_value(ctx, outcome.map(|outcome| outcome.old));
 }
 
@@ -564,7 +575,9 @@ fn setrange_at(ctx: &Ctx<'_>, key: &[u8], offset: usize, patch: &[u8]) -> Reply<
             return Ok(0);
         }
         let total = check_length(ctx, offset, patch.len())?;
-        let mut buf = vec![0u8; offset];
+        // Sized exactly, as Redis's new string: growing a zeroed prefix would double it.
+        let mut buf = Vec::with_capacity(total);
+        buf.resize(offset, 0);
         buf.extend_from_slice(patch);
         guard.set(key, Value::String(buf.into()), None);
         notify(ctx, STRING, "setrange", key);

@@ -1,4 +1,4 @@
-//! The subcommand table of the container commands (ACL, CONFIG, COMMAND, CLIENT, OBJECT, XGROUP,
+//! The subcommand table of the container commands (ACL, CONFIG, CLUSTER, COMMAND, CLIENT, OBJECT, XGROUP,
 //! XINFO, FUNCTION, SCRIPT, PUBSUB...), which
 //! COMMAND INFO/DOCS/LIST report, CLIENT LIST names, and [`subcommand`] checks arity against.
 
@@ -61,6 +61,8 @@ const SCRIPTING: &[&str] = &["slow", "scripting"];
 const SCRIPTING_WRITE: &[&str] = &["write", "slow", "scripting"];
 const ACL_ADMIN: Flags = flags!(ADMIN, NOSCRIPT, LOADING, STALE, SENTINEL);
 const ACL_PLAIN: Flags = flags!(NOSCRIPT, LOADING, STALE, SENTINEL);
+/// MODULE LOAD, LOADEX and UNLOAD: dispatch refuses them under `enable-module-command`.
+const MODULE_LOAD: Flags = flags!(NO_ASYNC_LOADING, ADMIN, NOSCRIPT, PROTECTED);
 const HELP_SUMMARY: &str = "Show helpful text about the different subcommands";
 
 /// The subcommands forkless implements, grouped by container, with Redis 7.0's metadata.
@@ -75,6 +77,11 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "function|load", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Create a function with the given arguments (name, code, description)", since: "7.0.0", run: None },
     Subcommand { name: "function|restore", arity: -3, flags: flags!(NOSCRIPT, WRITE, DENYOOM), keys: NO_KEYS, categories: &["write", "slow", "scripting"], summary: "Restore all the functions on the given payload", since: "7.0.0", run: None },
     Subcommand { name: "function|stats", arity: 2, flags: flags!(NOSCRIPT, ALLOW_BUSY), keys: NO_KEYS, categories: &["slow", "scripting"], summary: "Return information about the function currently running (name, description, duration)", since: "7.0.0", run: None },
+    Subcommand { name: "module|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "5.0.0", run: None },
+    Subcommand { name: "module|list", arity: 2, flags: flags!(ADMIN, NOSCRIPT), keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "List all modules loaded by the server", since: "4.0.0", run: None },
+    Subcommand { name: "module|load", arity: -3, flags: MODULE_LOAD, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Load a module", since: "4.0.0", run: None },
+    Subcommand { name: "module|loadex", arity: -3, flags: MODULE_LOAD, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Load a module with extended parameters", since: "7.0.0", run: None },
+    Subcommand { name: "module|unload", arity: 3, flags: MODULE_LOAD, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Unload a module", since: "4.0.0", run: None },
     Subcommand { name: "pubsub|channels", arity: -2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "List active channels", since: "2.8.0", run: None },
     Subcommand { name: "pubsub|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: "Show helpful text about the different subcommands", since: "6.2.0", run: None },
     Subcommand { name: "pubsub|numpat", arity: 2, flags: flags!(PUBSUB, LOADING, STALE), keys: NO_KEYS, categories: &["pubsub", "slow"], summary: "Get the count of unique patterns pattern subscriptions", since: "2.8.0", run: None },
@@ -105,9 +112,37 @@ pub(crate) const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand { name: "config|resetstat", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Reset the stats returned by INFO", since: "2.0.0" , run: Some(server::config_resetstat) },
     Subcommand { name: "config|rewrite", arity: 2, flags: ADMIN, keys: NO_KEYS, categories: ADMIN_CATEGORIES, summary: "Rewrite the configuration file with the in memory configuration", since: "2.8.0" , run: Some(server::config_rewrite) },
     Subcommand { name: "config|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: &["slow"], summary: HELP_SUMMARY, since: "5.0.0" , run: Some(server::config_help) },
+    Subcommand { name: "cluster|addslots", arity: -3, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Assign new hash slots to receiving node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|addslotsrange", arity: -4, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Assign new hash slots to receiving node", since: "7.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|bumpepoch", arity: 2, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Advance the cluster config epoch", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|count-failure-reports", arity: 3, flags: flags!(ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Return the number of failure reports active for a given node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|countkeysinslot", arity: 3, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Return the number of local keys in the specified hash slot", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|delslots", arity: -3, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Set hash slots as unbound in receiving node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|delslotsrange", arity: -4, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Set hash slots as unbound in receiving node", since: "7.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|failover", arity: -2, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Forces a replica to perform a manual failover of its master.", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|flushslots", arity: 2, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Delete a node's own slots information", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|forget", arity: 3, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Remove a node from the nodes table", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|getkeysinslot", arity: 4, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Return local key names in the specified hash slot", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|help", arity: 2, flags: flags!(LOADING, STALE), keys: NO_KEYS, categories: &["slow"], summary: "Show helpful text about the different subcommands", since: "5.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|info", arity: 2, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Provides info about Redis Cluster node state", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|keyslot", arity: 3, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Returns the hash slot of the specified key", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|links", arity: 2, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Returns a list of all TCP links to and from peer nodes in cluster", since: "7.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|meet", arity: -4, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Force a node cluster to handshake with another node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|myid", arity: 2, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Return the node id", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|nodes", arity: 2, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Get Cluster config for the node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|replicas", arity: 3, flags: flags!(ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "List replica nodes of the specified master node", since: "5.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|replicate", arity: 3, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Reconfigure a node as a replica of the specified master node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|reset", arity: -2, flags: flags!(ADMIN, STALE, NOSCRIPT), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Reset a Redis Cluster node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|saveconfig", arity: 2, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Forces the node to save cluster state on disk", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|set-config-epoch", arity: 3, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Set the configuration epoch in a new node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|setslot", arity: -4, flags: flags!(NO_ASYNC_LOADING, ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "Bind a hash slot to a specific node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|shards", arity: 2, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Get array of cluster slots to node mappings", since: "7.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|slaves", arity: 3, flags: flags!(ADMIN, STALE), keys: NO_KEYS, categories: &["admin", "slow", "dangerous"], summary: "List replica nodes of the specified master node", since: "3.0.0", run: Some(server::cluster_disabled) },
+    Subcommand { name: "cluster|slots", arity: 2, flags: flags!(STALE), keys: NO_KEYS, categories: &["slow"], summary: "Get array of Cluster slot to node mappings", since: "3.0.0", run: Some(server::cluster_disabled) },
     Subcommand { name: "command|count", arity: 2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get total number of Redis commands", since: "2.8.13" , run: Some(introspection::command_count) },
     Subcommand { name: "command|docs", arity: -2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get array of specific Redis command documentation", since: "7.0.0" , run: Some(introspection::command_docs) },
     Subcommand { name: "command|getkeys", arity: -4, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Extract keys given a full Redis command", since: "2.8.13" , run: Some(introspection::command_getkeys) },
+    Subcommand { name: "command|getkeysandflags", arity: -4, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Extract keys and access flags given a full Redis command", since: "7.0.0" , run: Some(introspection::command_getkeysandflags) },
     Subcommand { name: "command|info", arity: -2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get array of specific Redis command details, or all when no argument is given.", since: "2.8.13" , run: Some(introspection::command_info) },
     Subcommand { name: "command|list", arity: -2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: "Get an array of Redis command names", since: "7.0.0" , run: Some(introspection::command_list) },
     Subcommand { name: "command|help", arity: 2, flags: STALE, keys: NO_KEYS, categories: SLOW_CONNECTION, summary: HELP_SUMMARY, since: "5.0.0" , run: Some(introspection::command_help) },

@@ -10,7 +10,7 @@
 //! there. Without a tracking client, the command path pays one relaxed load.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -90,6 +90,11 @@ struct Table {
 pub(crate) struct Tracking {
     active: AtomicBool,
     table: Mutex<Table>,
+    /// Invalidation bytes sent to connections and not yet taken by them: not counted for
+    /// eviction (`evict::not_counted`), or the invalidations of evicted keys, queued to many
+    /// tracking clients, would evict more keys before the connections write them (Redis
+    /// writes them in `beforeSleep`, before its next command).
+    queued: AtomicU64,
 }
 
 impl Tracking {
@@ -108,6 +113,30 @@ impl Tracking {
             items,
             table.prefixes.len(),
         )
+    }
+
+    /// Invalidation bytes queued to connections, not yet taken by them.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// A connection took `bytes` of pushes (invalidations or MONITOR lines) from its queue.
+    pub(crate) fn taken(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
+    }
+
+    /// Queues `message` to `target`'s connection, counting it in [`Tracking::queued_bytes`].
+    fn push(&self, target: &ClientHandle, message: Bytes) {
+        let len = u64::try_from(message.len()).unwrap_or(u64::MAX);
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if target.push.send(message).is_err() {
+            self.taken(usize::try_from(len).unwrap_or(usize::MAX));
+        }
     }
 
     /// Forgets client `id` (tracking off, RESET, disconnect).
@@ -171,13 +200,13 @@ fn send(server: &Server, tracker: &Tracker, keys: Option<&[&[u8]]>) {
             out.push_len(2);
             out.bulk(b"tracking-redir-broken");
             out.int(i64::try_from(tracker.redirect).unwrap_or(i64::MAX));
-            let _ = tracker.handle.push.send(out.buf.freeze());
+            server.tracking.push(&tracker.handle, out.buf.freeze());
         }
         return;
     };
     if let Some(message) = encode(&target, keys) {
         // A closed connection drops the message, as Redis drops a freed client's.
-        let _ = target.push.send(message);
+        server.tracking.push(&target, message);
     }
 }
 
@@ -367,6 +396,20 @@ pub(crate) fn list_figures(client: &Client) -> (bool, bool, i64) {
         .map_or((false, false, -1), |mode| {
             (true, mode.bcast, i64::try_from(mode.redirect).unwrap_or(-1))
         })
+}
+
+/// What the client's BCAST prefixes cost it, for client eviction: each prefix's bytes and a
+/// node (Redis counts the prefix tree's nodes, `numnodes * sizeof(raxNode) * sizeof(void *)`).
+pub(crate) fn prefix_bytes(client: &Client) -> u64 {
+    const PER_PREFIX: usize = 32;
+    client.conn.tracking.mode.as_ref().map_or(0, |mode| {
+        let bytes: usize = mode
+            .prefixes
+            .iter()
+            .map(|prefix| prefix.len() + PER_PREFIX)
+            .sum();
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    })
 }
 
 /// CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p ...] [OPTIN] [OPTOUT] [NOLOOP].

@@ -32,6 +32,11 @@ pub(crate) struct Watched {
 }
 
 impl Watched {
+    /// How many keys are watched.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Returns true if and only if a watched key was changed (CLIENT LIST's `d` flag).
     pub(crate) fn is_dirty(&self) -> bool {
         self.flag.is_set()

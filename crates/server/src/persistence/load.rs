@@ -133,13 +133,41 @@ pub(crate) fn load_at_startup(server: &Server) -> anyhow::Result<()> {
         inner: file,
         loaded: &loading.loaded_bytes,
     };
-    let summary = load_rdb_at(
+    // Keys already expired are not loaded; their names are kept, for the DELs a restarted
+    // primary puts in its backlog (below).
+    let mut expired = Vec::new();
+    let on_function = |code: Vec<u8>| {
+        server
+            .scripting
+            .load_library(server, &bytes::Bytes::from(code))
+            .map_err(|message| {
+                format::LoadError::rejected(format!("a function library: {message}"))
+            })
+    };
+    let summary = load_rdb_into_collecting(
         server,
+        &server.keyspace,
         BufReader::with_capacity(1 << 20, reader),
         &name,
         unix_ms(),
+        &AtomicBool::new(false),
+        on_function,
+        Some(&mut expired),
     )?;
     let elapsed = started.elapsed();
+    // Redis's loadDataFromDisk: the file's replication ID and offset, when it has them, let
+    // a restarted replica or primary resume replication with a partial resync.
+    if let Some(fields) = format::ReplAux::from_aux(&summary.aux) {
+        let as_replica = crate::replication::replica::configured_master(server).is_some();
+        server
+            .replication
+            .restore_from_dump(server, &fields, as_replica);
+        if !as_replica {
+            // Redis's RDBFLAGS_FEED_REPL: the replicas that continue drop those keys too.
+            server.replication.feed_expired_dels(&expired);
+        }
+    }
+    drop(expired);
     let mut state = server.persistence.state();
     state.last_load_keys_loaded = summary.keys_loaded;
     state.last_load_keys_expired = summary.keys_expired_skipped;
@@ -208,11 +236,53 @@ pub(crate) fn load_rdb_into(
     cancel: &AtomicBool,
     on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
 ) -> anyhow::Result<format::LoadSummary> {
+    load_rdb_into_collecting(
+        server,
+        keyspace,
+        reader,
+        name,
+        now_ms,
+        cancel,
+        on_function,
+        None,
+    )
+}
+
+/// [`load_rdb_into`] that, with `expired`, collects the database and name of each key that
+/// expired before `now_ms` (skipped, and counted in `keys_expired_skipped`, as always).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the load's inputs, each a different concern"
+)]
+fn load_rdb_into_collecting(
+    server: &Server,
+    keyspace: &forkless_storage::Keyspace,
+    reader: impl std::io::Read,
+    name: &str,
+    now_ms: u64,
+    cancel: &AtomicBool,
+    on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
+    mut expired: Option<&mut Vec<(u32, bytes::Bytes)>>,
+) -> anyhow::Result<format::LoadSummary> {
     let loading = &server.persistence.loading;
+    // When collecting, the loader delivers expired keys too and they are skipped here.
+    let (loader_now_ms, skip_before_ms) = if expired.is_some() {
+        (0, now_ms)
+    } else {
+        (now_ms, 0)
+    };
+    let mut n_collected = 0u64;
     let n_dbs = keyspace.dbs().len();
     let mut delay = KeyLoadDelay::new(server.config().stored_int("key-load-delay", 0));
-    format::load_with_functions(reader, name, now_ms, |entry| {
+    let mut summary = format::load_with_functions(reader, name, loader_now_ms, |entry| {
         delay.after_key();
+        if let Some(expired) = expired.as_deref_mut()
+            && entry.expire_at_ms.is_some_and(|at| at < skip_before_ms)
+        {
+            expired.push((entry.db, entry.key));
+            n_collected += 1;
+            return Ok(());
+        }
         if server.shutting_down.load(Ordering::Relaxed) {
             return Err(format::LoadError::rejected("the server is shutting down".to_string()));
         }
@@ -239,5 +309,8 @@ pub(crate) fn load_rdb_into(
         loading.keys_loaded.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }, on_function)
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
+    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))?;
+    summary.keys_loaded -= n_collected;
+    summary.keys_expired_skipped += n_collected;
+    Ok(summary)
 }

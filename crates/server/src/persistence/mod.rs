@@ -270,6 +270,8 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
         used_mem: crate::info::rss_bytes(),
         ctime_unix_secs: unix_ms() / 1000,
         functions: server.scripting.library_codes(),
+        repl: None,
+        key_delay: Some(Arc::clone(&server.tunables.rdb_key_save_delay)),
     }
 }
 
@@ -280,6 +282,9 @@ pub(crate) fn save_options(server: &Server, config: &Config) -> SaveOptions {
 /// INFO takes them in that order.
 fn begin(server: &Server) -> Result<Begun, &'static str> {
     let options = save_options(server, &server.config());
+    // Where the cut falls in the replication stream (the dump's `repl-offset`): taken before
+    // the state lock, as the replica's master link takes it before any command's locks.
+    let repl_cut = server.replication.before_save_cut();
     let mut state = server.persistence.state();
     if server.keyspace.save_running() {
         return Err(ALREADY_IN_PROGRESS);
@@ -298,10 +303,9 @@ fn begin(server: &Server) -> Result<Begun, &'static str> {
         .claim_save(record)
         .ok_or(ALREADY_IN_PROGRESS)?;
     let cut_started = Instant::now();
-    let cut = server
-        .keyspace
-        .cut(&claim, unix_ms())
-        .ok_or(ALREADY_IN_PROGRESS)?;
+    let cut = server.keyspace.cut(&claim, unix_ms());
+    let repl = repl_cut.after(cut.as_ref().map(SnapshotCut::seq));
+    let cut = cut.ok_or(ALREADY_IN_PROGRESS)?;
     state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     state.last_try_unix_ms = unix_ms();
     Ok(Begun {
@@ -309,6 +313,7 @@ fn begin(server: &Server) -> Result<Begun, &'static str> {
         cut,
         options,
         progress,
+        repl,
     })
 }
 
@@ -318,6 +323,16 @@ struct Begun {
     cut: SnapshotCut,
     options: SaveOptions,
     progress: Arc<Progress>,
+    /// The replication fields, once the stream has reached the cut.
+    repl: crate::replication::SaveRepl,
+}
+
+impl Begun {
+    /// Fills in the replication fields; a primary's wait for its stream to reach the cut.
+    fn resolve_repl(&mut self, server: &Server) {
+        let repl = std::mem::replace(&mut self.repl, crate::replication::SaveRepl::None);
+        self.options.repl = server.replication.save_aux(server, repl);
+    }
 }
 
 /// Records the outcome of a save, logs it, and releases its claim.
@@ -456,7 +471,10 @@ fn bgsave_epoch(server: &Server) -> Result<(), String> {
     let spawned = std::thread::Builder::new()
         .name("forkless-bgsave".into())
         .spawn(move || {
-            let Ok(begun) = begun_rx.recv() else { return };
+            let Ok(mut begun) = begun_rx.recv() else {
+                return;
+            };
+            begun.resolve_repl(&owner);
             // The writer runs on this thread at the clients' priority (so does the sweeper it
             // starts): only the traversal threads take `snapshot-nice`.
             let result = save::save(&owner.keyspace, begun.cut, &begun.options, &begun.progress);
@@ -483,6 +501,7 @@ pub(crate) fn save_blocking(server: &Server) -> Result<(), String> {
     let mut begun = begin(server).map_err(str::to_string)?;
     // Someone waits for this save (a client, or the exit), so its traversal does not yield.
     begun.options.priority = TraversalPriority::Nice(0);
+    begun.resolve_repl(server);
     let result = save::save(&server.keyspace, begun.cut, &begun.options, &begun.progress);
     finish(server, &result, false, begun.claim);
     result.map(drop).map_err(|_| "ERR".to_string())
@@ -509,7 +528,14 @@ pub(crate) fn final_save(server: &Server) -> Result<(), String> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
     drop(state);
-    save_blocking(server)
+    // No write lands after the cut: the dump, and the replication offset it records, are
+    // the last state clients and replicas saw.
+    server.pause.pause_writes_for_shutdown();
+    let saved = save_blocking(server);
+    if saved.is_err() {
+        server.pause.end_shutdown_pause();
+    }
+    saved
 }
 
 /// SHUTDOWN's decision: `save` is Some(true) for SAVE, Some(false) for NOSAVE, None to follow

@@ -154,6 +154,11 @@ fn replconf(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 /// Common checks of PSYNC and SYNC. Returns false (having replied) when the sync is refused.
 fn sync_allowed(ctx: &mut Ctx<'_>) -> bool {
+    // Redis: replicas do not sync with a server that is handing over.
+    if ctx.server.replication.failover.active() {
+        ctx.out.error("NOMASTERLINK Can't SYNC while failing over");
+        return false;
+    }
     if !ctx.out.is_empty() {
         ctx.out
             .error("ERR SYNC and PSYNC are invalid with pending output");
@@ -171,8 +176,36 @@ fn replica_name(ctx: &Ctx<'_>) -> String {
     format!("{ip}:{}", conf.listening_port)
 }
 
-/// `PSYNC <replid> <offset>`: +CONTINUE from the backlog, or a full sync.
+/// `PSYNC <replid> <offset>`: +CONTINUE from the backlog, or a full sync. `PSYNC <replid>
+/// <offset> FAILOVER`, from the primary of a replica whose replid it names (its FAILOVER chose
+/// this server), first makes this server a master, as Redis's syncCommand; the PSYNC then
+/// continues from the old ID (now `master_replid2`) as any sibling's would.
 fn psync(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
+    if argv
+        .get(3)
+        .is_some_and(|word| eq_ignore_case(word, "failover"))
+    {
+        let asked = argv
+            .get(1)
+            .map(|id| String::from_utf8_lossy(id).into_owned());
+        let asked = asked.unwrap_or_default();
+        tracing::warn!("Failover request received for replid {asked}.");
+        if !ctx.server.replication.replica.is_replica() {
+            ctx.out
+                .error("ERR PSYNC FAILOVER can't be sent to a master.");
+            return;
+        }
+        if !asked.eq_ignore_ascii_case(&ctx.server.replication.replid()) {
+            ctx.out
+                .error("ERR PSYNC FAILOVER replid must match my replid.");
+            return;
+        }
+        super::replica::become_master(ctx.server);
+        tracing::info!(
+            "MASTER MODE enabled (failover request from '{}')",
+            replica_name(ctx)
+        );
+    }
     if !sync_allowed(ctx) {
         return;
     }

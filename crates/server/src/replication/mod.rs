@@ -56,8 +56,10 @@
 
 pub(crate) mod backlog;
 pub(crate) mod commands;
+pub(crate) mod failover;
 pub(crate) mod primary;
 pub(crate) mod replica;
+mod save_info;
 mod sink;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -70,6 +72,7 @@ use crate::effects::{ConsumerId, Effect, EffectConsumer, Renderer};
 use crate::server::{ClientHandle, Server, lock, unix_ms};
 
 pub(crate) use primary::{Handover, ReplConf, WaitRequest};
+pub(crate) use save_info::SaveRepl;
 
 /// A replica's state on the primary, as INFO names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +159,8 @@ pub(crate) struct Replication {
     pub(crate) shared: Arc<Shared>,
     /// The replica side: the link to this server's master, when it has one.
     pub(crate) replica: replica::Replica,
+    /// A coordinated failover (FAILOVER), when one runs.
+    pub(crate) failover: failover::Failover,
 }
 
 /// What the effect consumer and the link tasks share.
@@ -172,7 +177,7 @@ pub(crate) struct Shared {
     /// Returns true if and only if a full sync's save is running (one at a time).
     pub(crate) sync_running: AtomicBool,
     /// Replicas that are online with a lag within `min-replicas-max-lag` (refreshed by the
-    /// cron and on ACKs).
+    /// cron, and by each write checked against `min-replicas-to-write`).
     pub(crate) good_replicas: AtomicU64,
     /// INFO stats.
     pub(crate) sync_full: AtomicU64,
@@ -230,6 +235,13 @@ pub(crate) struct State {
     renderer: Renderer,
     /// Some while a cut is being taken: effects wait here until the cut's number is known.
     early: Option<Vec<Effect>>,
+    /// How many cuts hold effects in `early` (a full sync's and a save's may overlap): they
+    /// are rendered when the last one lets go.
+    holds: u32,
+    /// Saves whose cut has been taken and whose replication offset is not yet known
+    /// (`save_info.rs`).
+    marks: Vec<save_info::Mark>,
+    next_mark: u64,
     /// The full sync whose cut has been taken and whose first stream byte is not yet known.
     boundary: Option<Boundary>,
     pub(crate) replicas: Vec<Arc<Link>>,
@@ -262,6 +274,9 @@ impl Default for State {
             consumer: None,
             renderer: Renderer::default(),
             early: None,
+            holds: 0,
+            marks: Vec::new(),
+            next_mark: 0,
             boundary: None,
             replicas: Vec::new(),
             no_replicas_since: None,
@@ -304,6 +319,7 @@ impl EffectConsumer for Propagator {
 /// Renders one effect into the stream; first, if it is the first effect after a pending
 /// full sync's cut, marks the crossing there.
 fn propagate(state: &mut State, effect: &Effect) {
+    save_info::cross_marks(state, effect.seq);
     if state
         .boundary
         .as_ref()
@@ -482,7 +498,9 @@ impl Replication {
     /// Appends bytes that are not effects (PING, REPLCONF GETACK) to the stream.
     pub(crate) fn append_raw(&self, bytes: &[u8]) {
         let mut state = self.state();
-        if !state.backlog_active {
+        // A replica's stream is its master's bytes only (a cron PING racing a switch to
+        // replica, REPLICAOF or FAILOVER, would put bytes in it the master never sent).
+        if !state.backlog_active || state.role_replica {
             return;
         }
         append(&mut state, bytes);
@@ -660,7 +678,9 @@ impl Replication {
 
     /// Before a full sync's cut: effects wait until the cut's number is known.
     fn hold_effects(&self) {
-        self.state().early = Some(Vec::new());
+        let mut state = self.state();
+        state.holds += 1;
+        state.early.get_or_insert_with(Vec::new);
     }
 
     /// After the cut numbered `seq` (or after a failed attempt, `None`): the held effects are
@@ -673,6 +693,11 @@ impl Replication {
                 crossed: None,
                 links,
             });
+        }
+        state.holds = state.holds.saturating_sub(1);
+        if state.holds > 0 {
+            // Another cut still holds them: it renders them when it lets go.
+            return;
         }
         let early = state.early.take().unwrap_or_default();
         for effect in &early {
@@ -690,7 +715,11 @@ impl Replication {
         if let Some(offset) = boundary.crossed {
             return Some(offset);
         }
-        if effects_next >= boundary.seq {
+        if state.early.is_some() {
+            // Effects below the cut may wait there (another cut holds them).
+            return None;
+        }
+        if effects_next >= state.boundary.as_ref()?.seq {
             cross(&mut state);
             return state.boundary.as_ref().and_then(|b| b.crossed);
         }
@@ -766,7 +795,11 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
             lag
         ));
     }
-    line(text, "master_failover_state", &"no-failover");
+    line(
+        text,
+        "master_failover_state",
+        &server.replication.failover.state_name(),
+    );
     line(text, "master_replid", &state.replid);
     line(text, "master_replid2", &state.replid2);
     line(text, "master_repl_offset", &state.stream.end());

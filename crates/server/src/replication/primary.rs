@@ -819,6 +819,13 @@ fn run_full_sync(server: &Server, waiting: Vec<Waiting>, diskless: bool) {
     };
     replication.clear_boundary();
     let replid = replication.replid();
+    // As Redis's: the replica's copy of the file (Redis's disk-based load keeps it as its
+    // dump) carries the sync's ID and offset; the stream selects a database first thing.
+    options.repl = Some(forkless_snapshot::format::ReplAux {
+        stream_db: 0,
+        replid: replid.clone(),
+        offset,
+    });
     tracing::info!(
         "Starting BGSAVE for SYNC with target: {}",
         if diskless { "replicas sockets" } else { "disk" }
@@ -1164,7 +1171,9 @@ fn cron(server: &Server, last_ping: &mut Instant) {
                 .is_some_and(|since| since.elapsed() >= Duration::from_secs(ttl));
         (!state.replicas.is_empty() && !state.role_replica, free)
     };
-    if has_replicas && last_ping.elapsed() >= ping_period {
+    // No PING while a FAILOVER waits for its target to acknowledge the stream's end (Redis
+    // skips it during a failover's pause too): it would move the end it waits for.
+    if has_replicas && last_ping.elapsed() >= ping_period && !replication.failover.active() {
         *last_ping = Instant::now();
         replication.append_raw(b"*1\r\n$4\r\nPING\r\n");
     }
@@ -1181,13 +1190,32 @@ pub(crate) fn writes_refused(server: &Server) -> bool {
     if min == 0 || tunables.min_replicas_max_lag.load(Ordering::Relaxed) == 0 {
         return false;
     }
-    if server.replication.state().role_replica {
+    let state = server.replication.state();
+    if state.role_replica {
         return false;
     }
+    // Counted now, not at the cron's last pass: a CONFIG SET of the options, a replica that
+    // just came online or just acknowledged counts at once, as Redis refreshes its count on
+    // each of those.
+    let max_lag_ms = tunables
+        .min_replicas_max_lag
+        .load(Ordering::Relaxed)
+        .saturating_mul(1000);
+    let now_ms = unix_ms();
+    let good = state
+        .replicas
+        .iter()
+        .filter(|link| {
+            link.state() == LinkState::Online
+                && !link.pre_psync
+                && now_ms.saturating_sub(link.ack_unix_ms.load(Ordering::Relaxed)) <= max_lag_ms
+        })
+        .count() as u64;
+    drop(state);
     server
         .replication
         .shared
         .good_replicas
-        .load(Ordering::Relaxed)
-        < min
+        .store(good, Ordering::Relaxed);
+    good < min
 }

@@ -239,6 +239,20 @@ pub(crate) fn unfollow(server: &Server) {
     server.replication.disconnect_replicas();
 }
 
+/// FAILOVER's switch to following its target (Redis's `replicationSetMaster`): as REPLICAOF
+/// host port, the live `replicaof` included.
+pub(crate) fn become_replica_of(server: &Arc<Server>, master: &MasterAddr) {
+    follow(server, master.clone());
+    set_config_master(server, Some(master));
+}
+
+/// A master again, as REPLICAOF NO ONE (Redis's `replicationUnsetMaster`): after a failed
+/// FAILOVER, or on a replica that receives `PSYNC ... FAILOVER`.
+pub(crate) fn become_master(server: &Server) {
+    unfollow(server);
+    set_config_master(server, None);
+}
+
 /// Why a normal client's command is refused on a replica, or None (Redis's processCommand:
 /// READONLY for a write, then MASTERDOWN while the link is down with
 /// `replica-serve-stale-data no`, for commands without the `stale` flag). The master client
@@ -327,6 +341,11 @@ fn replicaof(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let Some(server) = ctx.server.arc() else {
         return;
     };
+    if server.replication.failover.active() {
+        ctx.out
+            .error("ERR REPLICAOF not allowed while failing over.");
+        return;
+    }
     if eq_ignore_case(host, "no") && eq_ignore_case(port, "one") {
         if server.replication.replica.is_replica() {
             unfollow(&server);
@@ -492,20 +511,25 @@ pub(crate) fn info_fields(server: &Server, text: &mut String) {
     );
 }
 
-/// Starts the link named by `replicaof` in the configuration, once the dataset is loaded.
-pub(crate) fn start_from_config(server: &Arc<Server>) {
+/// The primary `replicaof` in the configuration names, if any.
+pub(crate) fn configured_master(server: &Server) -> Option<MasterAddr> {
     let value = server.config().stored_text("replicaof");
     let text = String::from_utf8_lossy(&value);
     let mut parts = text.split_whitespace();
     let (Some(host), Some(port)) = (parts.next(), parts.next()) else {
-        return;
+        return None;
     };
-    let Ok(port) = port.parse::<u16>() else {
-        return;
-    };
-    let master = MasterAddr {
+    let port = port.parse::<u16>().ok()?;
+    Some(MasterAddr {
         host: host.to_owned(),
         port,
+    })
+}
+
+/// Starts the link named by `replicaof` in the configuration, once the dataset is loaded.
+pub(crate) fn start_from_config(server: &Arc<Server>) {
+    let Some(master) = configured_master(server) else {
+        return;
     };
     let replica = &server.replication.replica;
     let mut following = lock(&replica.following);
@@ -513,10 +537,10 @@ pub(crate) fn start_from_config(server: &Arc<Server>) {
         // A REPLICAOF came first: it decides.
         return;
     }
-    // Redis starts without a cached master: the first PSYNC is `? -1`.
+    // Redis starts without a cached master (the first PSYNC is `? -1`) unless the dump had
+    // the replication fields (`psync_possible` was set as it loaded).
     replica.is_replica.store(true, Ordering::Release);
     server.replication.set_role_replica();
-    replica.psync_possible.store(false, Ordering::Release);
     replica.set_state(LinkState::Connect);
     let cancel = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(link::run(

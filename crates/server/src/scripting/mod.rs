@@ -531,7 +531,12 @@ pub(crate) fn denied_subcommand(command: &Command, argv: &[Bytes]) -> bool {
     let sub = argv.get(1).map_or(&b""[..], |b| b);
     match command.name {
         "config" | "client" => !eq_ignore_case(sub, "help"),
-        _ => command.has_flag(Flags::ALLOW_BUSY),
+        // A subcommand Redis marks `noscript` (CLUSTER RESET).
+        _ => {
+            command.has_flag(Flags::ALLOW_BUSY)
+                || crate::cmd::subcommands::find_subcommand(command.name.as_bytes(), sub)
+                    .is_some_and(|row| row.flags.contains(Flags::NOSCRIPT))
+        }
     }
 }
 

@@ -31,19 +31,64 @@ impl Default for EncodeOptions {
     }
 }
 
+/// The replication position a dump was cut at, written as Redis 7.0's `repl-stream-db`,
+/// `repl-id` and `repl-offset` AUX fields (`rdbSaveInfoAuxFields`), so that a server restarted
+/// on the file can resume replication with a partial resync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplAux {
+    /// The database the replication stream had selected at the cut.
+    pub stream_db: u32,
+    /// The 40-character replication ID.
+    pub replid: String,
+    /// The replication offset of the cut: every stream byte up to it is in the dump.
+    pub offset: u64,
+}
+
+impl ReplAux {
+    /// The replication fields of a loaded file's AUX fields, when all three are there and
+    /// valid, as Redis's `loadDataFromDisk` requires before it restores them.
+    #[must_use]
+    pub fn from_aux(aux: &[(String, Vec<u8>)]) -> Option<ReplAux> {
+        let field = |name: &str| {
+            aux.iter()
+                .rev()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_slice())
+        };
+        let number = |name: &str| std::str::from_utf8(field(name)?).ok()?.parse::<i64>().ok();
+        let replid = std::str::from_utf8(field("repl-id")?).ok()?;
+        if replid.len() != 40 || !replid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(ReplAux {
+            stream_db: u32::try_from(number("repl-stream-db")?).ok()?,
+            replid: replid.to_owned(),
+            offset: u64::try_from(number("repl-offset")?).ok()?,
+        })
+    }
+}
+
 /// Writes the magic `REDIS0010` and the AUX fields Redis 7.0 writes, in its order: `redis-ver`,
-/// `redis-bits`, `ctime`, `used-mem`, `aof-base`, then forkless's own `forkless-ver` (Redis and
+/// `redis-bits`, `ctime`, `used-mem`, with `repl` the replication fields `repl-stream-db`,
+/// `repl-id`, `repl-offset`, then `aof-base`, then forkless's own `forkless-ver` (Redis and
 /// `redis-check-rdb` accept and ignore AUX fields they do not know; the tests check both).
-///
-/// Redis also writes `repl-stream-db`, `repl-id` and `repl-offset` when it has a replication
-/// backlog; forkless has no replication yet, like a standalone Redis that never had a replica.
-pub fn write_header(out: &mut Vec<u8>, ctime_unix_secs: u64, used_mem: u64) {
+pub fn write_header(
+    out: &mut Vec<u8>,
+    ctime_unix_secs: u64,
+    used_mem: u64,
+    repl: Option<&ReplAux>,
+) {
     out.extend_from_slice(RDB_MAGIC);
     out.extend_from_slice(&version_digits(RDB_VERSION));
     write_aux(out, b"redis-ver", REDIS_VERSION_COMPAT.as_bytes());
     write_aux_u64(out, b"redis-bits", 64);
     write_aux_u64(out, b"ctime", ctime_unix_secs);
     write_aux_u64(out, b"used-mem", used_mem);
+    if let Some(repl) = repl {
+        write_aux_u64(out, b"repl-stream-db", u64::from(repl.stream_db));
+        write_aux(out, b"repl-id", repl.replid.as_bytes());
+        write_aux_u64(out, b"repl-offset", repl.offset);
+    }
     write_aux_u64(out, b"aof-base", 0);
     write_aux(out, b"forkless-ver", FORKLESS_VERSION.as_bytes());
 }
@@ -559,9 +604,71 @@ mod tests {
     }
 
     #[test]
+    fn replication_aux_fields_follow_used_mem_as_redis_7_0_writes_them() {
+        let repl = ReplAux {
+            stream_db: 3,
+            replid: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+            offset: 70_000,
+        };
+        let mut out = Vec::new();
+        write_header(&mut out, 1_700_000_000, 1_000_000, Some(&repl));
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"\xfa\x08used-mem\xc2");
+        expected.extend_from_slice(&1_000_000i32.to_le_bytes());
+        expected.extend_from_slice(b"\xfa\x0erepl-stream-db\xc0\x03");
+        expected.extend_from_slice(b"\xfa\x07repl-id\x28");
+        expected.extend_from_slice(repl.replid.as_bytes());
+        expected.extend_from_slice(b"\xfa\x0brepl-offset\xc2");
+        expected.extend_from_slice(&70_000i32.to_le_bytes());
+        expected.extend_from_slice(b"\xfa\x08aof-base");
+        assert!(
+            out.windows(expected.len())
+                .any(|w| w == expected.as_slice()),
+            "{out:?}"
+        );
+
+        let aux = |fields: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+            fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+                .collect()
+        };
+        let id = repl.replid.as_bytes();
+        assert_eq!(
+            ReplAux::from_aux(&aux(&[
+                ("repl-stream-db", b"3"),
+                ("repl-id", id),
+                ("repl-offset", b"70000"),
+            ])),
+            Some(repl.clone())
+        );
+        // Redis restores nothing unless all three are there and valid.
+        assert_eq!(
+            ReplAux::from_aux(&aux(&[("repl-id", id), ("repl-offset", b"1")])),
+            None
+        );
+        assert_eq!(
+            ReplAux::from_aux(&aux(&[
+                ("repl-stream-db", b"-1"),
+                ("repl-id", id),
+                ("repl-offset", b"1"),
+            ])),
+            None
+        );
+        assert_eq!(
+            ReplAux::from_aux(&aux(&[
+                ("repl-stream-db", b"0"),
+                ("repl-id", b"short"),
+                ("repl-offset", b"1"),
+            ])),
+            None
+        );
+    }
+
+    #[test]
     fn header_matches_redis_7_0_layout() {
         let mut out = Vec::new();
-        write_header(&mut out, 1_700_000_000, 1_000_000);
+        write_header(&mut out, 1_700_000_000, 1_000_000, None);
         let mut expected = b"REDIS0010".to_vec();
         expected.extend_from_slice(b"\xfa\x09redis-ver\x067.0.15");
         expected.extend_from_slice(b"\xfa\x0aredis-bits\xc0\x40");

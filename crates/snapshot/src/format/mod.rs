@@ -45,7 +45,7 @@ mod ziplist;
 pub use crc::Checksum;
 pub use dump::{DumpError, dump_payload, restore_payload, verify_payload};
 pub use encode::{
-    EncodeOptions, write_db_header, write_entry, write_eof, write_function, write_header,
+    EncodeOptions, ReplAux, write_db_header, write_entry, write_eof, write_function, write_header,
     write_string_entry_head,
 };
 pub use error::LoadError;

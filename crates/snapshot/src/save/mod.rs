@@ -39,7 +39,7 @@
 //! the traversal goes. That is what lets the traversal run at a low priority (`SCHED_IDLE`)
 //! and yield to the clients under load without costing memory.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -164,6 +164,13 @@ pub struct SaveOptions {
     /// Redis Functions libraries as of the cut, each the code `FUNCTION LOAD` was given;
     /// written after the aux fields.
     pub functions: Vec<Vec<u8>>,
+    /// The replication fields (`repl-stream-db`, `repl-id`, `repl-offset`), when the server
+    /// has a replication history the cut belongs to.
+    pub repl: Option<format::ReplAux>,
+    /// Redis's `rdb-key-save-delay`, a debugging option for tests that need a save to last:
+    /// microseconds the traversal waits per key saved (0 or less: none). Read as the save
+    /// goes, so that a change acts on a running save.
+    pub key_delay: Option<Arc<AtomicI64>>,
 }
 
 /// Live progress of a save, readable from other threads (INFO).
@@ -319,7 +326,12 @@ fn save_inner(
         // The header and each SELECTDB: small chunks of their own, on this thread.
         let mut zstd = FrameCompressor::default();
         let mut header = Vec::new();
-        format::write_header(&mut header, options.ctime_unix_secs, options.used_mem);
+        format::write_header(
+            &mut header,
+            options.ctime_unix_secs,
+            options.used_mem,
+            options.repl.as_ref(),
+        );
         for code in &options.functions {
             format::write_function(&mut header, code);
         }
@@ -494,7 +506,12 @@ pub fn save_frozen(
     let written = (|| {
         let mut buf = pool.take();
         let mut zstd = FrameCompressor::default();
-        format::write_header(&mut buf, options.ctime_unix_secs, options.used_mem);
+        format::write_header(
+            &mut buf,
+            options.ctime_unix_secs,
+            options.used_mem,
+            options.repl.as_ref(),
+        );
         for code in &options.functions {
             format::write_function(&mut buf, code);
         }

@@ -225,6 +225,8 @@ impl Worker<'_> {
             let mut cursor = ShardCursor::default();
             loop {
                 let mut keys = 0u64;
+                // With `rdb-key-save-delay`, a step saves one key, and waits after it.
+                let delayed = self.key_delay_micros() > 0;
                 let buf = &mut self.buf;
                 let step_start = buf.len();
                 let (later, done) = keyspace.scan_shard(
@@ -247,7 +249,9 @@ impl Worker<'_> {
                                     encode,
                                 );
                                 keys += 1;
-                                if buf.len() - step_start >= STEP_BYTES || buf.len() >= CHUNK_BYTES
+                                if delayed
+                                    || buf.len() - step_start >= STEP_BYTES
+                                    || buf.len() >= CHUNK_BYTES
                                 {
                                     Visit::SavedAndPause
                                 } else {
@@ -266,6 +270,9 @@ impl Worker<'_> {
                 if encoded.is_none() || !self.send_if_full() {
                     return;
                 }
+                if !self.delay_keys(keys + encoded.unwrap_or(0)) {
+                    return;
+                }
                 if done {
                     break;
                 }
@@ -274,6 +281,32 @@ impl Worker<'_> {
             self.progress.shards_done.fetch_add(1, Ordering::Relaxed);
         }
         self.send();
+    }
+
+    /// `rdb-key-save-delay`: microseconds per key, 0 when off.
+    fn key_delay_micros(&self) -> u64 {
+        self.options.key_delay.as_ref().map_or(0, |delay| {
+            u64::try_from(delay.load(Ordering::Relaxed)).unwrap_or(0)
+        })
+    }
+
+    /// Waits `rdb-key-save-delay` for each of `n_keys` keys, in slices of at most 10 ms that
+    /// read the option again (a change acts at once) and watch for the save's end. False
+    /// when the save must stop.
+    fn delay_keys(&self, n_keys: u64) -> bool {
+        let mut left = self.key_delay_micros().saturating_mul(n_keys);
+        while left > 0 {
+            if self.should_stop() {
+                return false;
+            }
+            if self.key_delay_micros() == 0 {
+                return true;
+            }
+            let slice = left.min(10_000);
+            std::thread::sleep(Duration::from_micros(slice));
+            left -= slice;
+        }
+        true
     }
 
     /// Between two steps of a traversal thread under [`TraversalPriority::Idle`]: sleeps

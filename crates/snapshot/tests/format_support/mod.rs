@@ -25,7 +25,7 @@ pub const NOW_MS: u64 = 1_704_067_200_000;
 /// EOF and CRC-64), as the snapshot writer does.
 pub fn encode_rdb(data: &Dataset, opts: &EncodeOptions) -> Vec<u8> {
     let mut out = Vec::new();
-    format::write_header(&mut out, 1_700_000_000, 123_456);
+    format::write_header(&mut out, 1_700_000_000, 123_456, None);
     // The map is ordered by database first, so each database's keys are contiguous.
     let mut counts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     for ((db, _), (_, expire)) in data {
@@ -57,7 +57,7 @@ pub fn finish_rdb(mut body: Vec<u8>) -> Vec<u8> {
 /// The header forkless writes, for hand-built files.
 pub fn header() -> Vec<u8> {
     let mut out = Vec::new();
-    format::write_header(&mut out, 1_700_000_000, 123_456);
+    format::write_header(&mut out, 1_700_000_000, 123_456, None);
     out
 }
 

@@ -532,22 +532,41 @@ async fn buffer_stream(
 /// skipping the empty lines a primary sends to keep the link alive.
 async fn psync(server: &Server, conn: &mut Conn) -> Result<Psync, String> {
     let replica = &server.replication.replica;
-    if replica.psync_possible.load(Ordering::Acquire) {
+    let (replid, offset) = if replica.psync_possible.load(Ordering::Acquire) {
         let replid = server.replication.replid();
         let offset = (server.replication.offset() + 1).to_string();
         tracing::info!("Trying a partial resynchronization (request {replid}:{offset}).");
-        conn.send(&[b"PSYNC", replid.as_bytes(), offset.as_bytes()])
-            .await?;
+        (replid, offset)
     } else {
         tracing::info!("Partial resynchronization not possible (no cached master)");
-        conn.send(&[b"PSYNC", b"?", b"-1"]).await?;
+        ("?".to_owned(), "-1".to_owned())
+    };
+    // A primary handing over with FAILOVER asks its target to promote itself
+    // (`replication::failover`); any answer but +CONTINUE / +FULLRESYNC aborts the failover.
+    let failover = server.replication.failover.in_progress();
+    let mut args: Vec<&[u8]> = vec![b"PSYNC", replid.as_bytes(), offset.as_bytes()];
+    if failover {
+        args.push(b"FAILOVER");
     }
-    loop {
-        let line = conn.read_line(server).await?;
-        if !line.is_empty() {
-            return parse_psync_reply(&line);
+    if let Err(err) = conn.send(&args).await {
+        if failover {
+            crate::replication::failover::abort(server, "Write error to failover target");
+        }
+        return Err(err);
+    }
+    let reply = async {
+        loop {
+            let line = conn.read_line(server).await?;
+            if !line.is_empty() {
+                return parse_psync_reply(&line);
+            }
         }
     }
+    .await;
+    if failover {
+        crate::replication::failover::psync_answered(server, reply.is_ok());
+    }
+    reply
 }
 
 /// Removes the master client from the registry when the stream ends, however it ends.
@@ -599,12 +618,18 @@ async fn apply_stream(
         id: client.id,
     };
     replica.master_client_id.store(client.id, Ordering::Release);
-    replica.down_since_secs.store(0, Ordering::Relaxed);
     replica
         .last_io_secs
         .store(unix_ms() / 1000, Ordering::Relaxed);
-    replica.set_state(LinkState::Connected);
-    tracing::info!("MASTER <-> REPLICA link is up: applying the stream");
+    // The stream read before the link is up (a dual-channel sync's, held while the RDB
+    // loaded) is applied first: only then is the link up (`master_link_status:up`), as Redis
+    // reports it once the sync has loaded, not while the replica is still behind its load.
+    let catch_up = buf.len() as u64;
+    let mut up = false;
+    if catch_up == 0 {
+        link_up(replica);
+        up = true;
+    }
     // No limits on what the primary sends, as Redis exempts its master client.
     let mut decoder = RequestDecoder::new(Limits {
         max_bulk_len: u64::MAX,
@@ -632,6 +657,10 @@ async fn apply_stream(
         }
         // Every whole command in the buffer.
         loop {
+            if !up && accounted >= catch_up {
+                link_up(replica);
+                up = true;
+            }
             since_read += 1;
             // Whatever the socket holds, up to FAIR_READ_CHUNKS reads, so the primary's
             // buffer for this replica stays small while a long buffer is applied.
@@ -690,6 +719,8 @@ async fn apply_stream(
                 client.blocked = None;
                 if client.multi.is_none() {
                     feed(server, &mut pending);
+                    // The stream's database at this offset, for a save's `repl-stream-db`.
+                    replica.master_db.store(client.db, Ordering::Relaxed);
                 }
                 continue;
             }
@@ -736,6 +767,13 @@ async fn apply_stream(
     client.multi = None;
     cmd::transaction::discard_all(server, &mut client);
     result
+}
+
+/// The link is up: INFO's `master_link_status:up`, the stale-data refusal lifted.
+fn link_up(replica: &crate::replication::replica::Replica) {
+    replica.down_since_secs.store(0, Ordering::Relaxed);
+    replica.set_state(LinkState::Connected);
+    tracing::info!("MASTER <-> REPLICA link is up: applying the stream");
 }
 
 /// The master's bytes, verbatim, advance the offset and go on to this server's own replicas
