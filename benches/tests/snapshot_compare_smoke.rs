@@ -158,3 +158,83 @@ fn tiny_dataset_through_every_mode() {
     // The servers' dump directories are gone.
     assert_eq!(std::fs::read_dir(&data.0).unwrap().count(), 0);
 }
+
+/// Runs snapshot-compare on the tiny dataset with `--operation operation` in `modes`, checks
+/// what every operation writes, then runs `check` on the results folder (removed afterwards).
+fn run_operation(operation: &str, modes: &[&str], check: impl Fn(&Path)) {
+    let out = TempDir::new(&format!("snapshot-compare-smoke-{operation}-out"));
+    let data = TempDir::new(&format!("snapshot-compare-smoke-{operation}-data"));
+    let status = Command::new(env!("CARGO_BIN_EXE_snapshot-compare"))
+        .args(["--operation", operation])
+        .args(["--dataset-mib", "8", "--value-size", "100"])
+        .args(["--duration-baseline-secs", "0.5", "--warmup-secs", "0.2"])
+        .args(["--after-secs", "0.2", "--save-timeout-secs", "60"])
+        .args([
+            "--clients",
+            "4",
+            "--threads",
+            "1",
+            "--modes",
+            &modes.join(","),
+        ])
+        .arg("--server-bin")
+        .arg(env!("CARGO_BIN_EXE_snapshot-compare-server"))
+        .arg("--out")
+        .arg(&out.0)
+        .arg("--data-dir")
+        .arg(&data.0)
+        .status()
+        .expect("run snapshot-compare");
+    assert!(status.success(), "snapshot-compare failed: {status}");
+    let summary = read_csv(&out.0.join("summary.csv"));
+    assert_eq!(summary.len(), modes.len());
+    for (row, mode) in summary.iter().zip(modes) {
+        assert_eq!(row["mode"], *mode);
+        assert_eq!(row["operation"], operation);
+        assert_eq!(row["outcome"], "save ok", "{row:?}");
+        assert_eq!(num(row, "dbsize_after"), KEYS as f64, "{mode}: keys after");
+        assert!(num(row, "snapshot_secs") > 0.0, "{mode}: operation time");
+        assert!(num(row, "peak_anon_bytes") > 0.0, "{mode}: memory");
+        assert_eq!(num(row, "client_errors"), 0.0, "{mode}: client errors");
+        let series = read_csv(&out.0.join(format!("{mode}.csv")));
+        assert!(series.iter().any(|s| s["bgsave_in_progress"] == "1"));
+    }
+    check(&out.0);
+    let svg = std::fs::read_to_string(out.0.join(format!("snapshot-compare-{operation}.svg")))
+        .expect("the plot");
+    roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
+    assert_eq!(std::fs::read_dir(&data.0).expect("the data dir").count(), 0);
+}
+
+fn small_modes() -> Vec<&'static str> {
+    let mut modes = vec!["epoch"];
+    if redis_available() {
+        modes.push("redis");
+    }
+    modes
+}
+
+#[test]
+fn tiny_dataset_bgrewriteaof() {
+    run_operation("bgrewriteaof", &small_modes(), |out| {
+        for row in read_csv(&out.join("summary.csv")) {
+            // The rewrite's base file holds every key.
+            assert_eq!(num(&row, "keys_saved"), KEYS as f64, "{row:?}");
+            assert!(num(&row, "file_bytes") > KEYS as f64 * 100.0, "{row:?}");
+        }
+    });
+}
+
+#[test]
+fn tiny_dataset_fullsync() {
+    run_operation("fullsync", &small_modes(), |out| {
+        for row in read_csv(&out.join("summary.csv")) {
+            assert_eq!(num(&row, "replica_dbsize"), KEYS as f64, "{row:?}");
+            assert!(num(&row, "full_syncs") >= 1.0, "{row:?}");
+            let mode = &row["mode"];
+            assert!(out.join(format!("{mode}-replica.log")).is_file());
+            let series = read_csv(&out.join(format!("{mode}.csv")));
+            assert!(series.iter().any(|s| !s["repl_buffer_bytes"].is_empty()));
+        }
+    });
+}

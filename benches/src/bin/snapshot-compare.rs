@@ -1,9 +1,10 @@
-//! `snapshot-compare`: BGSAVE under a full-speed overwrite workload, forkless epoch vs fork mode
-//! vs redis-server. See `forkless_benches::snapshot_compare` and docs/benchmarks.md.
+//! `snapshot-compare`: BGSAVE (or BGREWRITEAOF, or a replica's full sync: `--operation`) under
+//! a full-speed overwrite workload, forkless epoch vs fork mode vs redis-server. See
+//! `forkless_benches::snapshot_compare` and docs/benchmarks.md.
 //!
 //!     cargo build --release -p forkless-server
 //!     cargo run --release -p forkless-benches --bin snapshot-compare -- \
-//!         --dataset-gib 4 --value-size 1000
+//!         --dataset-gib 4 --value-size 1000 [--operation bgsave|bgrewriteaof|fullsync]
 
 use std::process::ExitCode;
 

@@ -4,9 +4,13 @@
 //! ```text
 //! for each mode (epoch, fork, redis):
 //!   server.rs    start the server on a free loopback port (own memory cgroup when possible)
+//!                (--operation bgrewriteaof: appendonly yes; fullsync: a replica, not measured)
 //!   workload.rs  load N keys over parallel pipelined connections; start the overwrite clients
 //!   mod.rs       baseline window: sample memory, per-interval latency, INFO every ~15 ms
 //!                BGSAVE; sample until rdb_bgsave_in_progress:0; a short after-window
+//!                (BGREWRITEAOF: until aof_rewrite_in_progress and _scheduled are 0;
+//!                 REPLICAOF on the replica: until it says master_link_status:up and
+//!                 master_sync_in_progress:0, the primary's replication buffers sampled too)
 //!   memory.rs    anonymous memory counted once (cgroup memory.stat, else Pss_Anon sums)
 //! report.rs      per-mode CSV, summary CSV, the table;  plot.rs  the SVG
 //! ```
@@ -54,6 +58,39 @@ pub enum MemorySourceChoice {
     Procfs,
 }
 
+/// What [`run`] measures under the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Operation {
+    /// BGSAVE.
+    Bgsave,
+    /// BGREWRITEAOF, the servers running with `appendonly yes` (RDB preamble, the default) and
+    /// no automatic rewrites.
+    Bgrewriteaof,
+    /// A full sync: a replica of the same kind (its own process, data dir and loopback port, not
+    /// measured) attaches with REPLICAOF; diskless, `repl-diskless-sync-delay 0`.
+    Fullsync,
+}
+
+impl Operation {
+    /// The name in tables, CSVs and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Bgsave => "bgsave",
+            Operation::Bgrewriteaof => "bgrewriteaof",
+            Operation::Fullsync => "fullsync",
+        }
+    }
+
+    /// The command that starts it (sent to the replica for a full sync).
+    fn command(self) -> &'static str {
+        match self {
+            Operation::Bgsave => "BGSAVE",
+            Operation::Bgrewriteaof => "BGREWRITEAOF",
+            Operation::Fullsync => "REPLICAOF",
+        }
+    }
+}
+
 /// Command-line options.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -79,6 +116,10 @@ pub struct Options {
         default_value = "epoch,fork,redis"
     )]
     pub modes: Vec<Mode>,
+    /// What to measure: BGSAVE, BGREWRITEAOF (servers run with appendonly yes), or the full
+    /// sync of a replica of the same kind (--save-timeout-secs caps it).
+    #[arg(long, value_enum, default_value_t = Operation::Bgsave)]
+    pub operation: Operation,
     /// The forkless server binary [default: forkless-server next to this executable].
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
@@ -360,7 +401,8 @@ pub fn run(opts: &Options) -> anyhow::Result<RunOutput> {
         eviction,
     };
     eprintln!(
-        "snapshot-compare: modes {}, {} keys x {} B values, results in {}",
+        "snapshot-compare: {} in modes {}, {} keys x {} B values, results in {}",
+        opts.operation.name(),
         modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
         plan.n_keys,
         opts.value_size,
@@ -401,7 +443,11 @@ pub fn run(opts: &Options) -> anyhow::Result<RunOutput> {
                 .map_or((None, None), |(limit, maxmemory)| (Some(limit), maxmemory)),
         })
         .collect();
-    plot::draw(&out_dir.join("snapshot-compare.svg"), &series)?;
+    let svg_name = match opts.operation {
+        Operation::Bgsave => "snapshot-compare.svg".to_owned(),
+        op => format!("snapshot-compare-{}.svg", op.name()),
+    };
+    plot::draw(&out_dir.join(svg_name), &series, opts.operation.command())?;
     let table = report::summary_table(&results);
     println!(
         "\n{} keys x {} B (clients {}, pipeline {}, threads {}); results in {}\n\n{table}",
@@ -460,8 +506,13 @@ struct Sampler<'a> {
     tick: Duration,
     next_tick: Instant,
     samples: Vec<Sample>,
-    /// The latest INFO persistence reply.
+    /// The latest INFO persistence reply (and INFO memory for a full sync).
     last_info: Info,
+    /// What is measured.
+    operation: Operation,
+    /// A full sync's replica: a connection to it and its latest INFO replication.
+    replica: Option<Conn>,
+    replica_info: Info,
     /// Whether each sample also reads INFO memory (the eviction scenario).
     used_memory: bool,
 }
@@ -497,15 +548,8 @@ impl Sampler<'_> {
                 None => return Err(e).context("sample memory"),
             },
         };
-        let reply = self.control.info("persistence").and_then(|mut text| {
-            if self.used_memory {
-                text.push('\n');
-                text.push_str(&self.control.info("memory")?);
-            }
-            Ok(text)
-        });
-        let info = match reply {
-            Ok(text) => Info::parse(&text),
+        let info = match sample_info(&mut self.control, self.operation, self.used_memory) {
+            Ok(info) => info,
             Err(e) => {
                 std::thread::sleep(Duration::from_millis(200));
                 match server.exited() {
@@ -514,6 +558,22 @@ impl Sampler<'_> {
                 }
             }
         };
+        if phase != Phase::Baseline
+            && let Some(replica) = &mut self.replica
+            && let Ok(text) = replica.info("replication")
+        {
+            // A replica that is busy loading may answer late or not at all: keep the last.
+            self.replica_info = Info::parse(&text);
+        }
+        let in_progress = match self.operation {
+            Operation::Bgsave => info.bgsave_in_progress(),
+            Operation::Bgrewriteaof => aof_rewrite_active(&info),
+            Operation::Fullsync => phase == Phase::Snapshot && !in_sync(&self.replica_info),
+        };
+        let repl_buffer_bytes = (self.operation == Operation::Fullsync).then(|| {
+            let total = info.u64("mem_total_replication_buffers").unwrap_or(0);
+            total.max(info.u64("mem_clients_slaves").unwrap_or(0))
+        });
         self.samples.push(Sample {
             t_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
             phase,
@@ -524,15 +584,80 @@ impl Sampler<'_> {
             } else {
                 interval.value_at_quantile(0.99)
             },
-            bgsave_in_progress: info.bgsave_in_progress(),
+            bgsave_in_progress: in_progress,
             retained_or_cow_bytes: info
                 .u64("snapshot_retained_bytes")
                 .or_else(|| info.u64("current_cow_size")),
+            repl_buffer_bytes,
             used_memory: info.u64("used_memory").filter(|_| self.used_memory),
         });
         self.last_info = info;
         Ok(Ok(()))
     }
+}
+
+/// INFO persistence, plus INFO memory for a full sync (the replication buffers) or with
+/// `used_memory` (the eviction scenario).
+fn sample_info(conn: &mut Conn, operation: Operation, used_memory: bool) -> std::io::Result<Info> {
+    let mut text = conn.info("persistence")?;
+    if operation == Operation::Fullsync || used_memory {
+        text.push('\n');
+        text.push_str(&conn.info("memory")?);
+    }
+    Ok(Info::parse(&text))
+}
+
+/// Returns true if and only if INFO persistence says an AOF rewrite runs or waits to run.
+fn aof_rewrite_active(info: &Info) -> bool {
+    ["aof_rewrite_in_progress", "aof_rewrite_scheduled"]
+        .iter()
+        .any(|name| info.u64(name).is_some_and(|n| n != 0))
+}
+
+/// Returns true if and only if a replica's INFO replication says it is in sync with its
+/// primary: `master_link_status:up` and `master_sync_in_progress:0`.
+fn in_sync(replica_info: &Info) -> bool {
+    replica_info.get("master_link_status") == Some("up")
+        && replica_info.u64("master_sync_in_progress") == Some(0)
+}
+
+/// Whether the operation has ended, seen from the latest INFO: `None` while it runs, else
+/// `Ok` or `Err(the server's word)`. `seen_running`: whether any sample saw it running so far
+/// (updated); `count_before`: `rdb_saves` / `aof_rewrites` before it started.
+fn operation_ended(
+    operation: Operation,
+    info: &Info,
+    replica_info: &Info,
+    seen_running: &mut bool,
+    count_before: Option<u64>,
+) -> Option<Result<(), String>> {
+    let (running, status, count, error) = match operation {
+        Operation::Bgsave => (
+            info.bgsave_in_progress(),
+            "rdb_last_bgsave_status",
+            "rdb_saves",
+            info.get("snapshot_last_error")
+                .unwrap_or("rdb_last_bgsave_status:err"),
+        ),
+        Operation::Bgrewriteaof => (
+            aof_rewrite_active(info),
+            "aof_last_bgrewrite_status",
+            "aof_rewrites",
+            "aof_last_bgrewrite_status:err",
+        ),
+        Operation::Fullsync => return in_sync(replica_info).then_some(Ok(())),
+    };
+    *seen_running |= running;
+    let status_err = info.get(status) == Some("err");
+    let count_changed = count_before.is_some() && info.u64(count) != count_before;
+    if running || !(*seen_running || count_changed || status_err) {
+        return None;
+    }
+    Some(if status_err {
+        Err(error.to_owned())
+    } else {
+        Ok(())
+    })
 }
 
 /// A cgroup for `mode` when wanted and possible.
@@ -603,6 +728,10 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             command.args([format!("--{name}"), value.clone()]);
         }
     }
+    if opts.operation == Operation::Bgrewriteaof {
+        // Later options win (Redis's `--appendonly no` included); no automatic rewrite.
+        command.args(["--appendonly", "yes", "--auto-aof-rewrite-percentage", "0"]);
+    }
     if let Some((_, Some(maxmemory))) = plan.eviction {
         command.args(["--maxmemory", &maxmemory.to_string()]);
         command.args(["--maxmemory-policy", &opts.maxmemory_policy]);
@@ -621,6 +750,7 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
     };
     let mut result = ModeResult {
         mode: mode.name().to_owned(),
+        operation: opts.operation.name().to_owned(),
         n_keys: plan.n_keys,
         dataset_bytes: plan.n_keys * (KEY_LEN + opts.value_size as u64),
         memory_source: source.describe().to_owned(),
@@ -679,6 +809,18 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         );
     }
 
+    // A full sync's replica: started now, attached by REPLICAOF when the baseline is over.
+    let mut replica = None;
+    let mut replica_conn = None;
+    if opts.operation == Operation::Fullsync {
+        control
+            .call(&[b"CONFIG", b"SET", b"repl-diskless-sync-delay", b"0"])
+            .context("CONFIG SET repl-diskless-sync-delay 0")?;
+        let started = start_replica(plan, mode)?;
+        replica_conn = Some(Conn::connect(started.addr, Duration::from_secs(60))?);
+        replica = Some(started);
+    }
+
     let overwrite = Overwrite::start(
         server.addr,
         OverwriteConfig {
@@ -701,6 +843,9 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         next_tick: Instant::now(),
         samples: Vec::new(),
         last_info: Info::default(),
+        operation: opts.operation,
+        replica: replica_conn,
+        replica_info: Info::default(),
         used_memory: result.maxmemory_bytes.is_some(),
     };
     let mut stop = None;
@@ -728,17 +873,34 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
     }
     result.baseline = Window::from_histogram(&baseline, baseline_start.elapsed().as_secs_f64());
     result.pre_snapshot_anon = sampler.samples.last().map_or(0, |s| s.anon_bytes);
-    let saves_before = sampler.last_info.u64("rdb_saves");
+    let count_before = sampler.last_info.u64(match opts.operation {
+        Operation::Bgrewriteaof => "aof_rewrites",
+        _ => "rdb_saves",
+    });
+    let full_syncs_before = if opts.operation == Operation::Fullsync && stop.is_none() {
+        Some(Info::parse(&sampler.control.info("stats")?).u64("sync_full"))
+    } else {
+        None
+    };
 
-    // The snapshot.
+    // The operation.
     let mut during = workload::latency_histogram();
     let bgsave_sent = Instant::now();
     let bgsave_offset_ms = i64::try_from(sampler.started.elapsed().as_millis()).unwrap_or(0);
     let _ = overwrite.take_interval(); // The rest of the baseline's last interval.
     let mut save_done = None;
     if stop.is_none() {
-        eprintln!("snapshot-compare: {}: BGSAVE", mode.name());
-        match sampler.control.call(&[b"BGSAVE"]) {
+        let command = opts.operation.command();
+        eprintln!("snapshot-compare: {}: {command}", mode.name());
+        let reply = match (opts.operation, &mut sampler.replica) {
+            (Operation::Fullsync, Some(replica)) => replica.call(&[
+                b"REPLICAOF",
+                b"127.0.0.1",
+                server.addr.port().to_string().as_bytes(),
+            ]),
+            _ => sampler.control.call(&[command.as_bytes()]),
+        };
+        match reply {
             Ok(Reply::Error(text)) => result.outcome = Some(Outcome::BgsaveError(text)),
             Ok(_) => {
                 result.bgsave_rtt_us =
@@ -746,7 +908,7 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             }
             Err(e) => match server.exited() {
                 Some(how) => stop = Some(Stop::ServerGone(how)),
-                None => return Err(e).context("BGSAVE"),
+                None => return Err(e).context(command),
             },
         }
         sampler.next_tick = Instant::now();
@@ -757,13 +919,15 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
                 stop = Some(s);
                 break;
             }
-            let info = &sampler.last_info;
-            seen_in_progress |= info.bgsave_in_progress();
-            let status_err = info.get("rdb_last_bgsave_status") == Some("err");
-            let saves_changed = saves_before.is_some() && info.u64("rdb_saves") != saves_before;
-            if !info.bgsave_in_progress() && (seen_in_progress || saves_changed || status_err) {
+            if let Some(ended) = operation_ended(
+                opts.operation,
+                &sampler.last_info,
+                &sampler.replica_info,
+                &mut seen_in_progress,
+                count_before,
+            ) {
                 save_done = Some(bgsave_sent.elapsed());
-                result.outcome = Some(if status_err {
+                result.outcome = Some(if let Err(error) = ended {
                     let oom_now = server.cgroup.as_ref().and_then(|c| c.files().oom_kills());
                     if oom_now
                         .zip(oom_before)
@@ -771,11 +935,7 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
                     {
                         Outcome::ChildOomKilled
                     } else {
-                        Outcome::BgsaveError(
-                            info.get("snapshot_last_error")
-                                .unwrap_or("rdb_last_bgsave_status:err")
-                                .to_owned(),
-                        )
+                        Outcome::BgsaveError(error)
                     }
                 } else {
                     Outcome::SaveOk
@@ -784,6 +944,28 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
                 result.outcome = Some(Outcome::TimedOut);
             }
         }
+    }
+    if let Some(conn) = sampler.replica.as_mut()
+        && save_done.is_some()
+    {
+        result.replica_dbsize = conn.dbsize().ok();
+    }
+    if opts.operation == Operation::Fullsync {
+        // The buffered writes, and the rest of the extra memory (the RDB side), at their peaks.
+        let during_sync = sampler
+            .samples
+            .iter()
+            .filter(|s| s.phase == Phase::Snapshot);
+        let mut buffers_peak = 0;
+        let mut rdb_side_peak = 0;
+        for s in during_sync {
+            let buffers = s.repl_buffer_bytes.unwrap_or(0);
+            buffers_peak = buffers_peak.max(buffers);
+            let extra = s.anon_bytes.saturating_sub(result.pre_snapshot_anon);
+            rdb_side_peak = rdb_side_peak.max(extra.saturating_sub(buffers));
+        }
+        result.repl_buffer_peak = Some(buffers_peak);
+        result.rdb_side_peak = Some(rdb_side_peak);
     }
     result.during = Window::from_histogram(
         &during,
@@ -869,9 +1051,18 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
         // Stopping the clients drained them; the server answers promptly now.
         let info = full_info(&mut control).context("final INFO")?;
         result.dbsize_after = control.dbsize().ok();
-        fill_from_info(&mut result, mode, &info);
-        let dump = server.data_dir.join("dump.rdb");
-        if matches!(result.outcome, Some(Outcome::SaveOk)) {
+        fill_from_info(&mut result, mode, opts.operation, &info);
+        if let Some(before) = full_syncs_before {
+            result.full_syncs = info
+                .u64("sync_full")
+                .map(|after| after.saturating_sub(before.unwrap_or(0)));
+        }
+        let dump = match opts.operation {
+            Operation::Bgrewriteaof => newest_aof_base(&server.data_dir).unwrap_or_default(),
+            _ => server.data_dir.join("dump.rdb"),
+        };
+        if matches!(result.outcome, Some(Outcome::SaveOk)) && opts.operation != Operation::Fullsync
+        {
             result.file_bytes = fs::metadata(&dump).ok().map(|m| m.len());
             if result.keys_saved.is_none() {
                 result.keys_saved =
@@ -879,17 +1070,21 @@ fn run_mode(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<(ModeResult, Vec<Samp
             }
         }
     }
+    drop(replica);
     drop(server);
     Ok((result, samples))
 }
 
-/// Fills in what INFO tells after the save.
-fn fill_from_info(result: &mut ModeResult, mode: Mode, info: &Info) {
-    result.bgsave_type = info.get("rdb_last_bgsave_type").map(str::to_owned);
+/// Fills in what INFO tells after the operation.
+fn fill_from_info(result: &mut ModeResult, mode: Mode, operation: Operation, info: &Info) {
+    if operation == Operation::Bgsave {
+        result.bgsave_type = info.get("rdb_last_bgsave_type").map(str::to_owned);
+    }
     result.evicted_keys = info.u64("evicted_keys");
     let fork_save = match result.bgsave_type.as_deref() {
         Some(kind) => kind == "fork",
-        None => mode == Mode::Redis,
+        None if operation == Operation::Bgsave => mode == Mode::Redis,
+        None => mode != Mode::Epoch,
     };
     let (first, second) = if fork_save {
         ("latest_fork_usec", "snapshot_last_cut_usec")
@@ -898,7 +1093,10 @@ fn fill_from_info(result: &mut ModeResult, mode: Mode, info: &Info) {
     };
     // Fall back to the other field when the preferred one is missing: forkless before fork
     // mode lands runs `--snapshot-mode fork` as an epoch save and has no latest_fork_usec.
-    if let Some(us) = info.u64(first) {
+    if operation != Operation::Bgsave && !fork_save {
+        // forkless times only BGSAVE's cut in INFO (snapshot_last_cut_usec): a rewrite's or a
+        // sync's pause shows as the clients' max latency.
+    } else if let Some(us) = info.u64(first) {
         result.start_pause_us = Some(us);
         result.start_pause_field = Some(first);
     } else if let Some(us) = info.u64(second) {
@@ -906,7 +1104,11 @@ fn fill_from_info(result: &mut ModeResult, mode: Mode, info: &Info) {
         result.start_pause_field = Some(second);
     }
     if fork_save {
-        result.cow_bytes = info.u64("rdb_last_cow_size");
+        result.cow_bytes = info.u64(if operation == Operation::Bgrewriteaof {
+            "aof_last_cow_size"
+        } else {
+            "rdb_last_cow_size"
+        });
     }
     result.retained_peak_bytes = info.u64("snapshot_peak_retained_bytes");
     if let (Some(budget), Some(hits)) = (
@@ -915,8 +1117,46 @@ fn fill_from_info(result: &mut ModeResult, mode: Mode, info: &Info) {
     ) {
         result.retained_budget = Some((budget, hits));
     }
-    if mode != Mode::Redis {
+    // An AOF rewrite's keys come from its base file's header; a full sync's from the replica.
+    if mode != Mode::Redis && operation == Operation::Bgsave {
         result.keys_saved = info.u64("snapshot_last_keys_saved");
+    }
+}
+
+/// The newest `*.base.rdb` (the RDB preamble an AOF rewrite wrote) under `appendonlydir`.
+fn newest_aof_base(data_dir: &Path) -> Option<PathBuf> {
+    fs::read_dir(data_dir.join("appendonlydir"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".base.rdb"))
+        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
+        .map(|entry| entry.path())
+}
+
+/// Starts `mode`'s replica for a full sync: its own data dir and loopback port, no cgroup (its
+/// memory stays out of the primary's figures), log `<mode>-replica.log`.
+fn start_replica(plan: &Plan<'_>, mode: Mode) -> anyhow::Result<Server> {
+    let port = server::free_port()?;
+    let data_dir = plan.data_root.join(format!(
+        "snapshot-compare-{}-{}-replica",
+        std::process::id(),
+        mode.name()
+    ));
+    fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let mut command =
+        server::server_command(mode, &plan.forkless_bin, &plan.redis_bin, port, &data_dir);
+    if mode != Mode::Redis {
+        for (name, value) in &plan.opts.forkless_args {
+            command.args([format!("--{name}"), value.clone()]);
+        }
+    }
+    let log_path = plan.out_dir.join(format!("{}-replica.log", mode.name()));
+    match Server::start(command, port, data_dir.clone(), &log_path, None) {
+        Ok(server) => Ok(server),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&data_dir);
+            Err(e).context("start the replica")
+        }
     }
 }
 
@@ -1008,7 +1248,7 @@ mod tests {
     fn start_pause_falls_back_between_fields() {
         let epoch_info = Info::parse("snapshot_last_cut_usec:12\nrdb_last_cow_size:0\n");
         let mut r = ModeResult::default();
-        fill_from_info(&mut r, Mode::Fork, &epoch_info);
+        fill_from_info(&mut r, Mode::Fork, Operation::Bgsave, &epoch_info);
         assert_eq!(r.start_pause_us, Some(12));
         assert_eq!(r.start_pause_field, Some("snapshot_last_cut_usec"));
         assert_eq!(r.cow_bytes, None);
@@ -1018,17 +1258,88 @@ mod tests {
              rdb_last_cow_size:4096\nsnapshot_last_keys_saved:5\n",
         );
         let mut r = ModeResult::default();
-        fill_from_info(&mut r, Mode::Fork, &fork_info);
+        fill_from_info(&mut r, Mode::Fork, Operation::Bgsave, &fork_info);
         assert_eq!(r.start_pause_us, Some(900));
         assert_eq!(r.cow_bytes, Some(4096));
         assert_eq!(r.keys_saved, Some(5));
 
         let redis_info = Info::parse("latest_fork_usec:300\nrdb_last_cow_size:8192\n");
         let mut r = ModeResult::default();
-        fill_from_info(&mut r, Mode::Redis, &redis_info);
+        fill_from_info(&mut r, Mode::Redis, Operation::Bgsave, &redis_info);
         assert_eq!(r.start_pause_field, Some("latest_fork_usec"));
         assert_eq!(r.cow_bytes, Some(8192));
         assert_eq!(r.keys_saved, None);
+    }
+
+    #[test]
+    fn parses_the_operation() {
+        let default = Options::try_parse_from(["x"]).unwrap();
+        assert_eq!(default.operation, Operation::Bgsave);
+        for (arg, op) in [
+            ("bgsave", Operation::Bgsave),
+            ("bgrewriteaof", Operation::Bgrewriteaof),
+            ("fullsync", Operation::Fullsync),
+        ] {
+            let opts = Options::try_parse_from(["x", "--operation", arg]).unwrap();
+            assert_eq!(opts.operation, op);
+            assert_eq!(op.name(), arg);
+        }
+        assert!(Options::try_parse_from(["x", "--operation", "save"]).is_err());
+    }
+
+    #[test]
+    fn detects_the_end_of_each_operation() {
+        let none = Info::default();
+        let mut seen = false;
+        let running = Info::parse("aof_rewrite_in_progress:0\naof_rewrite_scheduled:1\n");
+        assert_eq!(
+            operation_ended(Operation::Bgrewriteaof, &running, &none, &mut seen, Some(0)),
+            None
+        );
+        assert!(seen);
+        let done = Info::parse(
+            "aof_rewrite_in_progress:0\naof_rewrite_scheduled:0\naof_last_bgrewrite_status:ok\n\
+             aof_rewrites:1\n",
+        );
+        assert_eq!(
+            operation_ended(Operation::Bgrewriteaof, &done, &none, &mut seen, Some(0)),
+            Some(Ok(()))
+        );
+        // Finished before the first sample saw it: the counter moved.
+        let mut unseen = false;
+        assert_eq!(
+            operation_ended(Operation::Bgrewriteaof, &done, &none, &mut unseen, Some(0)),
+            Some(Ok(()))
+        );
+        let idle = Info::parse("aof_rewrite_in_progress:0\naof_rewrites:0\n");
+        let mut unseen = false;
+        assert_eq!(
+            operation_ended(Operation::Bgrewriteaof, &idle, &none, &mut unseen, Some(0)),
+            None
+        );
+        let failed = Info::parse("aof_rewrite_in_progress:0\naof_last_bgrewrite_status:err\n");
+        assert!(matches!(
+            operation_ended(Operation::Bgrewriteaof, &failed, &none, &mut seen, Some(0)),
+            Some(Err(_))
+        ));
+        let saving = Info::parse("rdb_bgsave_in_progress:1\nrdb_saves:0\n");
+        let mut seen = false;
+        assert_eq!(
+            operation_ended(Operation::Bgsave, &saving, &none, &mut seen, Some(0)),
+            None
+        );
+
+        let loading = Info::parse("master_link_status:down\nmaster_sync_in_progress:1\n");
+        let up = Info::parse("master_link_status:up\nmaster_sync_in_progress:0\n");
+        let mut seen = false;
+        assert_eq!(
+            operation_ended(Operation::Fullsync, &none, &loading, &mut seen, None),
+            None
+        );
+        assert_eq!(
+            operation_ended(Operation::Fullsync, &none, &up, &mut seen, None),
+            Some(Ok(()))
+        );
     }
 
     #[test]

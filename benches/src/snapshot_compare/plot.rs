@@ -1,6 +1,7 @@
 //! The SVG: for each mode a column with anonymous memory over time (top) and per-interval p99
-//! latency over time (bottom), time 0 = BGSAVE sent. Axes are shared across columns so the
-//! modes can be compared at a glance; the shaded span is the save.
+//! latency over time (bottom), time 0 = the operation sent (BGSAVE, BGREWRITEAOF, REPLICAOF).
+//! Axes are shared across columns so the modes can be compared at a glance; the shaded span is
+//! the operation (the save, the rewrite, the sync).
 
 use std::path::Path;
 
@@ -30,8 +31,11 @@ fn gib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 30)
 }
 
-/// Draws `series` into an SVG file at `path`.
-pub fn draw(path: &Path, series: &[Series<'_>]) -> anyhow::Result<()> {
+/// Draws `series` into an SVG file at `path`; `operation` names time 0 on the x axis (`BGSAVE`,
+/// `BGREWRITEAOF`, `REPLICAOF`). Where samples carry buffered replication writes, the memory
+/// panel draws them as a thin second line.
+pub fn draw(path: &Path, series: &[Series<'_>], operation: &str) -> anyhow::Result<()> {
+    let x_desc = format!("seconds since {operation}");
     let n = series.len().max(1);
     let width = u32::try_from(420 * n).unwrap_or(1260);
     let root = SVGBackend::new(path, (width, 620)).into_drawing_area();
@@ -64,10 +68,19 @@ pub fn draw(path: &Path, series: &[Series<'_>]) -> anyhow::Result<()> {
             .map(|x| x.t_ms as f64 / 1000.0)
             .collect();
         let save_span = saving.first().zip(saving.last()).map(|(a, b)| (*a, *b));
+        let buffers: Vec<(f64, f64)> = s
+            .samples
+            .iter()
+            .filter_map(|x| Some((x.t_ms as f64 / 1000.0, gib(x.repl_buffer_bytes?))))
+            .collect();
         let panels = [
             (
                 idx,
-                format!("{}: anon memory (GiB)", s.mode),
+                if buffers.is_empty() {
+                    format!("{}: anon memory (GiB)", s.mode)
+                } else {
+                    format!("{}: anon memory, repl. buffers (GiB)", s.mode)
+                },
                 mem_max,
                 s.samples
                     .iter()
@@ -85,7 +98,7 @@ pub fn draw(path: &Path, series: &[Series<'_>]) -> anyhow::Result<()> {
                     .collect(),
             ),
         ];
-        for (area_idx, title, y_max, points) in panels {
+        for (panel, (area_idx, title, y_max, points)) in panels.into_iter().enumerate() {
             let Some(area) = columns.get(area_idx) else {
                 continue;
             };
@@ -99,7 +112,7 @@ pub fn draw(path: &Path, series: &[Series<'_>]) -> anyhow::Result<()> {
                 .map_err(plot_error)?;
             chart
                 .configure_mesh()
-                .x_desc("seconds since BGSAVE")
+                .x_desc(x_desc.as_str())
                 .max_light_lines(0)
                 .draw()
                 .map_err(plot_error)?;
@@ -114,6 +127,14 @@ pub fn draw(path: &Path, series: &[Series<'_>]) -> anyhow::Result<()> {
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .map_err(plot_error)?;
+            if panel == 0 && !buffers.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(
+                        buffers.iter().copied(),
+                        BLACK.mix(0.6).stroke_width(1),
+                    ))
+                    .map_err(plot_error)?;
+            }
             if area_idx == idx {
                 draw_eviction_lines(&mut chart, s, (t_min, t_max))?;
             }

@@ -40,12 +40,17 @@ pub struct Sample {
     pub ops_in_interval: u64,
     /// p99 latency of those requests, µs (0 when there were none).
     pub p99_us_in_interval: u64,
-    /// INFO `rdb_bgsave_in_progress`.
+    /// The operation is running: INFO `rdb_bgsave_in_progress` (bgsave),
+    /// `aof_rewrite_in_progress` or `aof_rewrite_scheduled` (bgrewriteaof), the replica not yet
+    /// in sync (fullsync). The CSV column keeps its first name.
     pub bgsave_in_progress: bool,
     /// forkless `snapshot_retained_bytes` or Redis `current_cow_size`, when reported.
     pub retained_or_cow_bytes: Option<u64>,
     /// INFO `used_memory`, sampled in the eviction scenario (`--maxmemory-fraction`).
     pub used_memory: Option<u64>,
+    /// `--operation fullsync`: the primary's buffered writes for its replicas (INFO memory
+    /// `mem_total_replication_buffers`, else `mem_clients_slaves`).
+    pub repl_buffer_bytes: Option<u64>,
 }
 
 /// Latency percentiles and throughput over a window.
@@ -128,6 +133,8 @@ impl Outcome {
 pub struct ModeResult {
     /// `epoch`, `fork` or `redis`.
     pub mode: String,
+    /// What was measured: `bgsave`, `bgrewriteaof` or `fullsync` (empty: bgsave).
+    pub operation: String,
     /// How the save ended.
     pub outcome: Option<Outcome>,
     /// Keys loaded (and DBSIZE after loading).
@@ -191,6 +198,15 @@ pub struct ModeResult {
     pub max_used_over_bound: Option<i64>,
     /// INFO `evicted_keys` at the end of the run.
     pub evicted_keys: Option<u64>,
+    /// fullsync: the highest buffered-writes figure ([`Sample::repl_buffer_bytes`]) during it.
+    pub repl_buffer_peak: Option<u64>,
+    /// fullsync: the highest (anon memory - before - buffered writes) during it: the RDB side.
+    pub rdb_side_peak: Option<u64>,
+    /// fullsync: full syncs the primary started (INFO stats `sync_full` after - before); more
+    /// than 1 means the sync restarted.
+    pub full_syncs: Option<u64>,
+    /// fullsync: the replica's DBSIZE once in sync.
+    pub replica_dbsize: Option<u64>,
 }
 
 impl ModeResult {
@@ -237,7 +253,7 @@ pub fn csv_field(text: &str) -> String {
 
 /// Header of the per-run time series CSV.
 pub const SERIES_HEADER: &str = "t_ms,mode,anon_bytes,ops_in_interval,p99_us_in_interval,\
-bgsave_in_progress,phase,retained_or_cow_bytes,used_memory";
+bgsave_in_progress,phase,retained_or_cow_bytes,used_memory,repl_buffer_bytes";
 
 /// Writes one run's time series.
 pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -> io::Result<()> {
@@ -245,7 +261,7 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
     for s in samples {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             s.t_ms,
             csv_field(mode),
             s.anon_bytes,
@@ -256,14 +272,17 @@ pub fn write_series_csv<W: Write>(out: &mut W, mode: &str, samples: &[Sample]) -
             s.retained_or_cow_bytes
                 .map(|b| b.to_string())
                 .unwrap_or_default(),
-            s.used_memory.map(|b| b.to_string()).unwrap_or_default()
+            s.used_memory.map(|b| b.to_string()).unwrap_or_default(),
+            s.repl_buffer_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_default()
         )?;
     }
     Ok(())
 }
 
 /// Columns of the summary CSV, in order.
-pub const SUMMARY_COLUMNS: [&str; 45] = [
+pub const SUMMARY_COLUMNS: [&str; 50] = [
     "mode",
     "outcome",
     "keys",
@@ -309,6 +328,11 @@ pub const SUMMARY_COLUMNS: [&str; 45] = [
     "peak_used_memory_bytes",
     "max_used_over_bound_bytes",
     "evicted_keys",
+    "operation",
+    "repl_buffer_peak_bytes",
+    "rdb_side_peak_bytes",
+    "full_syncs",
+    "replica_dbsize",
 ];
 
 /// The summary CSV's cells for one mode, in [`SUMMARY_COLUMNS`] order (`n/a` is an empty cell).
@@ -363,6 +387,11 @@ pub fn summary_row(r: &ModeResult) -> Vec<String> {
         o(r.peak_used_memory.map(|v| v.to_string())),
         o(r.max_used_over_bound.map(|v| v.to_string())),
         o(r.evicted_keys.map(|v| v.to_string())),
+        r.operation.clone(),
+        o(r.repl_buffer_peak.map(|v| v.to_string())),
+        o(r.rdb_side_peak.map(|v| v.to_string())),
+        o(r.full_syncs.map(|v| v.to_string())),
+        o(r.replica_dbsize.map(|v| v.to_string())),
     ]
     .into_iter()
     .map(|cell| csv_field(&cell))
@@ -382,6 +411,14 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / f64::from(1u32 << 20))
 }
 
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
@@ -397,6 +434,12 @@ pub fn summary_table(results: &[ModeResult]) -> String {
             .as_ref()
             .map_or_else(|| "n/a".to_owned(), Outcome::describe)
     });
+    if results
+        .iter()
+        .any(|r| !r.operation.is_empty() && r.operation != "bgsave")
+    {
+        row("operation", &|r| r.operation.clone());
+    }
     row("BGSAVE type (INFO)", &|r| opt(r.bgsave_type.as_ref()));
     row("dataset (keys + values)", &|r| {
         format!("{} ({} keys)", mib(r.dataset_bytes), r.n_keys)
@@ -450,6 +493,20 @@ pub fn summary_table(results: &[ModeResult]) -> String {
     row("retained peak (forkless)", &|r| {
         opt(r.retained_peak_bytes.map(mib))
     });
+    if results.iter().any(|r| r.full_syncs.is_some()) {
+        row("buffered writes peak (replication buffers)", &|r| {
+            opt(r
+                .repl_buffer_peak
+                .map(|b| format!("{} ({:.1}% of dataset)", mib(b), pct(b, r.dataset_bytes))))
+        });
+        row("RDB side peak (extra - buffered writes)", &|r| {
+            opt(r
+                .rdb_side_peak
+                .map(|b| format!("{} ({:.1}% of dataset)", mib(b), pct(b, r.dataset_bytes))))
+        });
+        row("full syncs started (sync_full)", &|r| opt(r.full_syncs));
+        row("replica DBSIZE when in sync", &|r| opt(r.replica_dbsize));
+    }
     row("retained budget / writes that waited", &|r| {
         opt(r
             .retained_budget
@@ -625,12 +682,13 @@ mod tests {
             bgsave_in_progress: false,
             retained_or_cow_bytes: None,
             used_memory: None,
+            repl_buffer_bytes: None,
         };
         write_series_csv(&mut out, "epoch", std::slice::from_ref(&sample)).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            format!("{SERIES_HEADER}\n-15,epoch,10,3,99,0,baseline,,\n")
+            format!("{SERIES_HEADER}\n-15,epoch,10,3,99,0,baseline,,,\n")
         );
         let mut out = Vec::new();
         let evicting = Sample {
@@ -642,7 +700,7 @@ mod tests {
         assert!(
             String::from_utf8(out)
                 .unwrap()
-                .ends_with("\n-15,epoch,10,3,99,0,baseline,2,7\n")
+                .ends_with("\n-15,epoch,10,3,99,0,baseline,2,7,\n")
         );
 
         let mut out = Vec::new();
