@@ -1093,10 +1093,7 @@ fn fill_from_info(result: &mut ModeResult, mode: Mode, operation: Operation, inf
     };
     // Fall back to the other field when the preferred one is missing: forkless before fork
     // mode lands runs `--snapshot-mode fork` as an epoch save and has no latest_fork_usec.
-    if operation != Operation::Bgsave && !fork_save {
-        // forkless times only BGSAVE's cut in INFO (snapshot_last_cut_usec): a rewrite's or a
-        // sync's pause shows as the clients' max latency.
-    } else if let Some(us) = info.u64(first) {
+    if let Some(us) = info.u64(first) {
         result.start_pause_us = Some(us);
         result.start_pause_field = Some(first);
     } else if let Some(us) = info.u64(second) {

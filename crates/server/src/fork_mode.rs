@@ -117,7 +117,9 @@ pub(crate) fn bgsave_fork_with(server: &Server, hooks: Option<ForkHooks>) -> Res
     let temp_path = options.target.dir.join(fork::child_temp_name(pid));
     state.total_forks += 1;
     state.latest_fork_usec = fork_usec;
-    state.last_cut_usec = pause_usec;
+    server
+        .keyspace
+        .record_cut_pause(std::time::Duration::from_micros(pause_usec));
     state.current_cow_bytes = 0;
     state.current_cow_peak = 0;
     state.current_cow_updated = None;

@@ -145,7 +145,10 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
         shards_done as f64 * 100.0 / shards_total as f64
     };
     field("snapshot_progress", &format_args!("{percent:.2}"));
-    field("snapshot_last_cut_usec", &state.last_cut_usec);
+    field(
+        "snapshot_last_cut_usec",
+        &server.keyspace.last_cut_pause().as_micros(),
+    );
     field("snapshot_bytes_written", &bytes_written);
     field("snapshot_last_keys_saved", &state.last_keys_saved);
     field(

@@ -106,9 +106,6 @@ pub(crate) struct State {
     pub(crate) last_load_keys_loaded: u64,
     pub(crate) last_load_keys_expired: u64,
     pub(crate) loading_time_ms: u64,
-    /// How long the last cut took (`begin_snapshot`, or freezing plus `fork()` in fork mode):
-    /// the pause a save adds to the server.
-    pub(crate) last_cut_usec: u64,
     /// The kind of the last background save that finished, for `rdb_last_bgsave_type`.
     pub(crate) last_bgsave_type: Option<SaveKind>,
     /// Fork mode figures, named as Redis's INFO fields.
@@ -152,7 +149,6 @@ impl Persistence {
                 last_load_keys_loaded: 0,
                 last_load_keys_expired: 0,
                 loading_time_ms: 0,
-                last_cut_usec: 0,
                 last_bgsave_type: None,
                 latest_fork_usec: 0,
                 total_forks: 0,
@@ -303,11 +299,9 @@ fn begin(server: &Server) -> Result<Begun, &'static str> {
         .keyspace
         .claim_save(record)
         .ok_or(ALREADY_IN_PROGRESS)?;
-    let cut_started = Instant::now();
     let cut = server.keyspace.cut(&claim, unix_ms());
     let repl = repl_cut.after(cut.as_ref().map(SnapshotCut::seq));
     let cut = cut.ok_or(ALREADY_IN_PROGRESS)?;
-    state.last_cut_usec = u64::try_from(cut_started.elapsed().as_micros()).unwrap_or(u64::MAX);
     state.last_try_unix_ms = unix_ms();
     Ok(Begun {
         claim,

@@ -58,6 +58,9 @@ struct OwnerState {
     active: Option<ActiveSave>,
     /// Numbers claims, so a stale claim can never release a newer save.
     next_id: u64,
+    /// How long the latest cut held the shards' write locks (or, recorded by the caller, a
+    /// fork-mode save's freeze and fork): the writers' pause, whatever took the cut.
+    last_pause: std::time::Duration,
 }
 
 impl std::fmt::Debug for OwnerState {
@@ -215,6 +218,7 @@ impl Keyspace {
             .active
             .as_mut()
             .filter(|save| save.id == claim.id && save.slots.is_none())?;
+        let started = std::time::Instant::now();
         let mut guards: Vec<_> = self
             .dbs
             .iter()
@@ -256,7 +260,9 @@ impl Keyspace {
             }));
         }
         drop(guards);
+        let pause = started.elapsed();
         save.slots = Some(Arc::clone(&slots));
+        state.last_pause = pause;
         Some(SnapshotCut {
             epoch,
             seq,
@@ -266,6 +272,17 @@ impl Keyspace {
             counters: Arc::clone(&self.shared.retain),
             claim: None,
         })
+    }
+
+    /// How long the latest cut paused writers (BGSAVE, an AOF rewrite or a full sync alike),
+    /// or what [`Keyspace::record_cut_pause`] recorded since.
+    pub fn last_cut_pause(&self) -> std::time::Duration {
+        sync::lock(&self.saves.state).last_pause
+    }
+
+    /// Records a pause taken outside [`Keyspace::cut`] (a fork-mode save's freeze and fork).
+    pub fn record_cut_pause(&self, pause: std::time::Duration) {
+        sync::lock(&self.saves.state).last_pause = pause;
     }
 
     /// Ends the snapshot of `cut`, finished or abandoned: shards whose image was never taken
@@ -335,6 +352,23 @@ impl Keyspace {
 mod tests {
     use super::*;
     use crate::Value;
+
+    /// Every cut records how long it held the shards (the writers' pause), whoever takes it;
+    /// a pause recorded from outside (fork mode) replaces it until the next cut.
+    #[test]
+    fn each_cut_records_its_pause() {
+        let keyspace = Keyspace::new(2);
+        assert_eq!(keyspace.last_cut_pause(), std::time::Duration::ZERO);
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        let first = keyspace.last_cut_pause();
+        assert!(first > std::time::Duration::ZERO);
+        keyspace.end_snapshot(cut);
+        keyspace.record_cut_pause(std::time::Duration::from_secs(3));
+        assert_eq!(keyspace.last_cut_pause(), std::time::Duration::from_secs(3));
+        let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
+        assert!(keyspace.last_cut_pause() < std::time::Duration::from_secs(3));
+        keyspace.end_snapshot(cut);
+    }
 
     /// The strings a snapshot's sweeper has saved go back to their shard, whose writers free
     /// them one for each version they retain.
