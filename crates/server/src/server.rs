@@ -89,6 +89,10 @@ pub(crate) struct Tunables {
     /// `min-replicas-to-write` and `min-replicas-max-lag`, read by every write command.
     pub(crate) min_replicas_to_write: AtomicU64,
     pub(crate) min_replicas_max_lag: AtomicU64,
+    /// `busy-reply-threshold` (ms) and `script-memory-limit` (bytes), read by every script
+    /// run, which must not take the config lock for them.
+    pub(crate) busy_reply_threshold: AtomicU64,
+    pub(crate) script_memory_limit: AtomicU64,
 }
 
 impl Tunables {
@@ -173,6 +177,10 @@ impl Tunables {
             config.stored_text("replica-serve-stale-data") != b"no",
             Ordering::Relaxed,
         );
+        self.busy_reply_threshold
+            .store(config.busy_reply_threshold, Ordering::Relaxed);
+        self.script_memory_limit
+            .store(config.script_memory_limit, Ordering::Relaxed);
         let stored =
             |name: &str, default: i64| u64::try_from(config.stored_int(name, default)).unwrap_or(0);
         self.min_replicas_to_write
