@@ -4,6 +4,7 @@
 #
 #   benches/compare.sh [ROUNDS] [REQUESTS]
 #   BASELINE_BIN=/path/to/older/forkless-server benches/compare.sh [ROUNDS] [REQUESTS]
+#   BIN=/path/to/forkless-server benches/compare.sh ...   (runs that build, skips cargo build)
 #
 # Prints one table row per (test, pipeline): median rps and p50/p99 latency of each server and
 # the forkless/redis ratios. With BASELINE_BIN, an older forkless build runs in the same rounds
@@ -19,8 +20,10 @@ KEYSPACE=${KEYSPACE:-100000}
 
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
   echo "needs redis-server and redis-benchmark (apt-get install redis-server redis-tools)" >&2; exit 1; }
-cargo build --release -p forkless-server >&2
-BIN=target/release/forkless-server
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p forkless-server >&2
+  BIN=target/release/forkless-server
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d)

@@ -177,6 +177,9 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
     let mut out = Out::new(RespVersion::Resp2);
     let handle = Arc::clone(&client.handle);
     loop {
+        // The end of the command before, while nothing has been awaited since: the next
+        // command's start (`crate::server::chain_clock`).
+        let mut previous_end_us = None;
         // Run every complete command already buffered.
         loop {
             if handle.killed.load(Ordering::Acquire) {
@@ -191,17 +194,21 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                     client.conn.qbuf = qbuf;
                     client.conn.qbuf_free = buffer_size.saturating_sub(qbuf);
                     if server.pause.maybe_active() {
+                        previous_end_us = None;
                         if let Err(reason) =
                             wait_paused(server, socket, client, &mut out, &mut input, &argv).await
                         {
                             return reason;
                         }
                     }
+                    crate::server::chain_clock(previous_end_us);
                     cmd::execute(server, client, &mut out, &argv);
+                    previous_end_us = crate::server::unchain_clock();
                     note_published(&handle);
                     // Clients this command woke run their retries before it replies, as in
                     // Redis (see `crate::blocking`).
                     if let Some(woken) = crate::blocking::take_woken() {
+                        previous_end_us = None;
                         woken.settled().await;
                     }
                     if client.authenticated != authenticated {
@@ -214,6 +221,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         return OBUF_CLOSED.into();
                     }
                     if client.blocked.is_some() {
+                        previous_end_us = None;
                         if let Err(reason) =
                             wait_blocked(server, socket, client, &mut out, &mut input, &argv).await
                         {
@@ -221,6 +229,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         }
                     }
                     if let Some(request) = client.conn.wait_replicas.take() {
+                        previous_end_us = None;
                         // WAIT: the replies before it go out, then it waits for the ACKs.
                         if let Err(err) = write_out(
                             server,
@@ -288,6 +297,7 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
                         return "quit".into();
                     }
                     if out.len() >= FLUSH_AT {
+                        previous_end_us = None;
                         if let Err(err) = write_out(
                             server,
                             socket,

@@ -30,6 +30,72 @@ pub(crate) fn unix_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// A command's start time handed over from the end of the one before it (see
+/// [`chain_clock`]), and the end time of the last command dispatched on this thread.
+#[derive(Clone, Copy)]
+struct ChainedClock {
+    start_us: Option<u64>,
+    last_end_us: Option<u64>,
+}
+
+std::thread_local! {
+    static CLOCK: std::cell::Cell<ChainedClock> = const {
+        std::cell::Cell::new(ChainedClock { start_us: None, last_end_us: None })
+    };
+}
+
+/// Lets the next command dispatched on this thread start at `previous_end_us`, the end of the
+/// command before it on the same connection with nothing awaited in between: one clock read
+/// per pipelined command instead of two (docs/benchmarks.md, issue 14). The connection calls it
+/// right before `cmd::execute` and [`unchain_clock`] right after, so no other task sees it.
+pub(crate) fn chain_clock(previous_end_us: Option<u64>) {
+    CLOCK.with(|clock| {
+        clock.set(ChainedClock {
+            start_us: previous_end_us,
+            last_end_us: None,
+        });
+    });
+}
+
+/// Ends what [`chain_clock`] began: drops an unused start time and returns the end time of the
+/// last command dispatched since.
+pub(crate) fn unchain_clock() -> Option<u64> {
+    CLOCK.with(|clock| {
+        let last_end_us = clock.get().last_end_us;
+        clock.set(ChainedClock {
+            start_us: None,
+            last_end_us: None,
+        });
+        last_end_us
+    })
+}
+
+/// A command's start: the chained time if one is waiting (taken, so a nested command reads the
+/// clock), else a clock reading.
+pub(crate) fn command_start_us() -> u64 {
+    CLOCK
+        .with(|clock| {
+            let mut state = clock.get();
+            let start = state.start_us.take();
+            if start.is_some() {
+                clock.set(state);
+            }
+            start
+        })
+        .unwrap_or_else(unix_us)
+}
+
+/// A command's end: a clock reading, kept for [`unchain_clock`].
+pub(crate) fn command_end_us() -> u64 {
+    let end = unix_us();
+    CLOCK.with(|clock| {
+        let mut state = clock.get();
+        state.last_end_us = Some(end);
+        clock.set(state);
+    });
+    end
+}
+
 /// Locks a std mutex, ignoring poisoning: the data behind these mutexes (names, registries) is
 /// valid after any panic, and a panic elsewhere must not take every connection down with it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +160,10 @@ pub(crate) struct Tunables {
     /// `rdb-key-save-delay` (a debugging option, microseconds per key saved), shared with
     /// running saves (`SaveOptions::key_delay`) so that a change acts on them at once.
     pub(crate) rdb_key_save_delay: Arc<AtomicI64>,
+    /// `busy-reply-threshold` (ms) and `script-memory-limit` (bytes), read by every script
+    /// run, which must not take the config lock for them.
+    pub(crate) busy_reply_threshold: AtomicU64,
+    pub(crate) script_memory_limit: AtomicU64,
 }
 
 impl Tunables {
@@ -185,6 +255,10 @@ impl Tunables {
             config.stored_text("replica-serve-stale-data") != b"no",
             Ordering::Relaxed,
         );
+        self.busy_reply_threshold
+            .store(config.busy_reply_threshold, Ordering::Relaxed);
+        self.script_memory_limit
+            .store(config.script_memory_limit, Ordering::Relaxed);
         let stored =
             |name: &str, default: i64| u64::try_from(config.stored_int(name, default)).unwrap_or(0);
         self.min_replicas_to_write

@@ -611,8 +611,9 @@ pub(crate) fn dispatch(
     let stats = server.command_stats.get(idx);
     let reply_start = out.len();
     // One clock read gives both the command's time (expiry) and the start of its duration
-    // (commandstats): two clock reads per command, as Redis's call() does.
-    let started_us = crate::server::unix_us();
+    // (commandstats). A pipelined command starts when the one before it ended
+    // (`crate::server::chain_clock`): one clock read per command.
+    let started_us = crate::server::command_start_us();
     let now_ms = if client.replay { 0 } else { started_us / 1000 };
     let db = client.db;
     debug_assert!(
@@ -640,7 +641,7 @@ pub(crate) fn dispatch(
         }
     }
     // Wall clock: a step back (NTP) reads as 0 µs rather than wrapping.
-    let usec = crate::server::unix_us().saturating_sub(started_us);
+    let usec = crate::server::command_end_us().saturating_sub(started_us);
     observe(server, client, idx, command, argv, started_us, usec);
     if server.tracking.active() {
         tracking::after_command(server, client, command, argv);

@@ -140,7 +140,9 @@ fn check_before_run(
 
 fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool) {
     super::monitor::feed_script_call(ctx.server, ctx.client, argv);
-    let body_or_sha = argv.get(1).cloned().unwrap_or_default();
+    let Some(body_or_sha) = argv.get(1) else {
+        return;
+    };
     if by_sha && body_or_sha.len() != 40 {
         ctx.out.error(NOSCRIPT);
         return;
@@ -152,50 +154,46 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     let run = &server.scripting.run;
     let _pending = PendingGuard::new(run);
     let _exclusive = (!ctx.client.in_exec).then(|| server.keyspace.gate().exclusive());
-    let threshold = server.config().busy_reply_threshold;
-    let outcome = server.scripting.with_engine(server, |engine: &mut Engine| {
-        let sha = if by_sha {
-            let sha = String::from_utf8_lossy(&body_or_sha).to_ascii_lowercase();
-            if !engine.has_script(sha.as_bytes()) {
-                return Err(NOSCRIPT.to_string());
-            }
-            sha
-        } else {
-            engine.load_script(&body_or_sha)?
-        };
-        let Some((flags, function)) = engine.script(&sha) else {
-            return Err(NOSCRIPT.to_string());
-        };
-        Ok((sha, flags, function))
-    });
-    let (sha, flags, function) = match outcome {
-        Ok(Ok(found)) => found,
-        Ok(Err(message)) | Err(message) => {
-            ctx.out.error(&message);
-            return;
-        }
-    };
-    if let Err(message) = check_before_run(server, flags, read_only) {
-        ctx.out.error(message);
-        return;
-    }
-    let _running = RunGuard::begin(run, sha.clone(), argv.to_vec(), true, threshold);
-    let spec = RunSpec {
-        name: &sha,
-        flags,
-        read_only_command: read_only,
-        eval: true,
-        keys,
-        args,
-    };
+    let threshold = server
+        .tunables
+        .busy_reply_threshold
+        .load(std::sync::atomic::Ordering::Relaxed);
     let client = &*ctx.client;
     let out = &mut *ctx.out;
-    let result = server.scripting.with_engine(server, |engine| {
-        in_place(|| engine.run(server, client, out, &function, &spec))
+    // One hold of the interpreter finds the script and runs it (docs/benchmarks.md, "Scripts").
+    let result = server.scripting.with_engine(server, |engine: &mut Engine| {
+        let found = if by_sha {
+            // The SHA1 is looked up in lower case, without building a string for it.
+            let mut lower = [0u8; 40];
+            lower.copy_from_slice(body_or_sha);
+            lower.make_ascii_lowercase();
+            std::str::from_utf8(&lower)
+                .ok()
+                .and_then(|sha| engine.script(sha).map(|found| (sha.to_string(), found)))
+        } else {
+            let sha = engine.load_script(body_or_sha)?;
+            engine.script(&sha).map(|found| (sha, found))
+        };
+        let Some((sha, (flags, function))) = found else {
+            return Err(NOSCRIPT.to_string());
+        };
+        check_before_run(server, flags, read_only).map_err(str::to_string)?;
+        let spec = RunSpec {
+            name: &sha,
+            flags,
+            read_only_command: read_only,
+            eval: true,
+            keys,
+            args,
+        };
+        let _running = RunGuard::begin(run, sha.clone(), argv.to_vec(), true, threshold);
+        Ok(in_place(|| {
+            engine.run(server, client, out, &function, &spec)
+        }))
     });
     match result {
-        Ok(outcome) => after_run(ctx, outcome, keys),
-        Err(message) => ctx.out.error(&message),
+        Ok(Ok(outcome)) => after_run(ctx, outcome, keys),
+        Ok(Err(message)) | Err(message) => ctx.out.error(&message),
     }
 }
 
@@ -664,7 +662,10 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
         ctx.out.error(message);
         return;
     }
-    let threshold = server.config().busy_reply_threshold;
+    let threshold = server
+        .tunables
+        .busy_reply_threshold
+        .load(std::sync::atomic::Ordering::Relaxed);
     let _running = RunGuard::begin(run, function.name.clone(), argv.to_vec(), false, threshold);
     let spec = RunSpec {
         name: &function.name,

@@ -414,7 +414,7 @@ fn range(ctx: &mut Ctx<'_>, argv: &[Bytes], rev: bool) {
         let entries: Vec<(StreamId, Fields<'_>)> = if rev {
             stream.range(start, end).rev().take(limit).collect()
         } else {
-            stream.range(start, end).take(limit).collect()
+            stream.range_forward(start, end).take(limit).collect()
         };
         ctx.out.array_len(entries.len());
         for (id, fields) in entries {
@@ -765,7 +765,10 @@ fn xread(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 ctx.out.array_len(2);
             }
             ctx.out.bulk(arg(keys, index));
-            let entries: Vec<_> = stream.range(start, StreamId::MAX).take(limit).collect();
+            let entries: Vec<_> = stream
+                .range_forward(start, StreamId::MAX)
+                .take(limit)
+                .collect();
             ctx.out.array_len(entries.len());
             for (id, fields) in entries {
                 reply_entry(ctx, id, fields);

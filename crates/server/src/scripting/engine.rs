@@ -561,7 +561,7 @@ impl Engine {
         function: &Function,
         spec: &RunSpec<'_>,
     ) -> RunOutcome {
-        let limit = server.config().script_memory_limit;
+        let limit = server.tunables.script_memory_limit.load(Ordering::Relaxed);
         let _ = self
             .lua
             .set_memory_limit(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -780,10 +780,13 @@ impl CallState {
                 }
             }
         }
-        if let Err(msg) = self.check(&argv) {
+        // One upgrade per call: each is a read-modify-write of the server's shared count.
+        let server = self.server.upgrade();
+        let checked = self.check(server.as_deref(), &argv);
+        if let Err(msg) = checked {
             // A refusal counts as an error reply and as the command's rejected call, as
             // Redis's scriptCall counts it.
-            if let Some(server) = self.server.upgrade() {
+            if let Some(server) = &server {
                 server.stats.count_error(format!("-{msg}").as_bytes());
                 let stats = argv
                     .first()
@@ -797,10 +800,10 @@ impl CallState {
             mark_counted(&value)?;
             return Ok((value, failed));
         }
-        let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
+        let Ok((idx, command)) = checked else {
             return error_value(lua, "ERR Unknown Redis command called from script");
         };
-        let Some(server) = self.server.upgrade() else {
+        let Some(server) = server else {
             return error_value(lua, "ERR the server is shutting down");
         };
         self.reply.buf.clear();
@@ -840,8 +843,13 @@ impl CallState {
         Ok((value, failed))
     }
 
-    /// Redis's checks before a script's command runs. Err is the error text.
-    fn check(&mut self, argv: &[Bytes]) -> Result<(), String> {
+    /// Redis's checks before a script's command runs: the command and its index in the
+    /// table. Err is the error text.
+    fn check(
+        &mut self,
+        server: Option<&Server>,
+        argv: &[Bytes],
+    ) -> Result<(usize, &'static crate::cmd::Command), String> {
         let Some((idx, command)) = argv.first().and_then(|name| lookup(name)) else {
             return Err("ERR Unknown Redis command called from script".into());
         };
@@ -852,9 +860,9 @@ impl CallState {
         if command.has_flag(Flags::NOSCRIPT) || super::denied_subcommand(command, argv) {
             return Err("ERR This Redis command is not allowed from script".into());
         }
-        if let Some(server) = self.server.upgrade()
+        if let Some(server) = server
             && let Err((denied, _)) = crate::acl::check(
-                &server,
+                server,
                 &mut self.client,
                 idx,
                 argv,
@@ -882,7 +890,7 @@ impl CallState {
             && !self.allow_oom
             && !self.run_state.wrote()
             && crate::evict::pre_command_oom()
-            && self.server.upgrade().is_some_and(|server| {
+            && server.is_some_and(|server| {
                 server
                     .tunables
                     .maxmemory
@@ -892,34 +900,23 @@ impl CallState {
         {
             return Err(crate::evict::OOM.to_string());
         }
-        if write
-            && self
-                .server
-                .upgrade()
-                .is_some_and(|server| crate::replication::replica::script_writes_refused(&server))
-        {
+        if write && server.is_some_and(crate::replication::replica::script_writes_refused) {
             return Err(crate::replication::replica::READONLY.to_owned());
         }
         if write {
-            let refused = self
-                .server
-                .upgrade()
-                .is_some_and(|server| crate::persistence::writes_refused(&server));
+            let refused = server.is_some_and(crate::persistence::writes_refused);
             if !self.run_state.wrote() && refused {
                 return Err(crate::persistence::MISCONF.to_string());
             }
             // Redis's scriptVerifyWriteCommandAllow: the first write of a script is refused
             // while min-replicas-to-write is not met.
-            let no_replicas = self
-                .server
-                .upgrade()
-                .is_some_and(|server| crate::replication::primary::writes_refused(&server));
+            let no_replicas = server.is_some_and(crate::replication::primary::writes_refused);
             if !self.run_state.wrote() && no_replicas {
                 return Err(crate::cmd::meta::Refusal::NoReplicas.to_string());
             }
             self.run_state.mark_wrote();
         }
-        Ok(())
+        Ok((idx, command))
     }
 }
 

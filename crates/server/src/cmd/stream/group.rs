@@ -531,7 +531,7 @@ fn deliver(
     let Some(after) = after else {
         let start = stream.group(group_name)?.last_id.next()?;
         let entries: Vec<(StreamId, Vec<Bytes>)> = stream
-            .range(start, StreamId::MAX)
+            .range_forward(start, StreamId::MAX)
             .take(count)
             .map(|(id, fields)| (id, fields.map(Bytes::copy_from_slice).collect()))
             .collect();
