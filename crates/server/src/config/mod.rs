@@ -27,7 +27,8 @@
 //!
 //! # Differences from Redis 7.0
 //! - Default `bind` is `127.0.0.1` (Redis: `* -::*`).
-//! - `bind` and `port` cannot be changed by CONFIG SET (Redis can rebind at runtime).
+//! - `port 0` picks a free port (Redis: no TCP listener at all). CONFIG SET `port` and `bind`
+//!   rebind the listeners as Redis does (`listen.rs`), new ones bound before old ones close.
 //! - Options forkless does not act on (flag `INERT`) are stored and shown, and logged once at
 //!   startup as "accepted, not in effect" when set to other than the default.
 //! - Options whose absence would lose data or weaken security are refused (`check_supported`

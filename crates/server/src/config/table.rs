@@ -190,8 +190,8 @@ const fn opt(name: &'static str, flags: u8, kind: Kind) -> Spec {
 /// signedness is that of the C type Redis stores the option in.
 #[rustfmt::skip]
 pub(super) static OPTIONS: &[Spec] = &[
-    opt("bind",                        IMMUTABLE, multi!(bind_get, bind_set, bind_lines)),
-    opt("port",                        IMMUTABLE, int!(port, u16, Signed(0, 65535))),
+    opt("bind",                        MUTABLE, multi!(bind_get, bind_set, bind_lines)),
+    opt("port",                        MUTABLE, int!(port, u16, Signed(0, 65535))),
     opt("protected-mode",              MUTABLE,   flag!(protected_mode)),
     opt("requirepass",                 MUTABLE,   text!(requirepass_get, requirepass_set)),
     opt("databases",                   IMMUTABLE, int!(databases, usize, Signed(1, INT_MAX))),
@@ -305,7 +305,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("replica-ignore-disk-write-errors", INERT, stored!(Check::Bool, "no")),
     opt("lua-enable-deprecated-api", IMMUTABLE | HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("aclfile", IMMUTABLE, stored!(Check::Text, "")),
-    opt("unixsocket", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("unixsocket", IMMUTABLE, stored!(Check::Text, "")),
     opt("pidfile", IMMUTABLE, stored!(Check::Text, "")),
     opt("replica-announce-ip", MUTABLE, stored!(Check::Text, "")),
     opt("masteruser", MUTABLE, stored!(Check::Text, "")),
@@ -364,7 +364,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("watchdog-period", HIDDEN | INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("shutdown-timeout", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("repl-diskless-sync-max-replicas", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
-    opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
+    opt("unixsocketperm", IMMUTABLE, stored!(Check::Octal(0o777), "0")),
     opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
     opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
     opt("acllog-max-len", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),

@@ -1020,8 +1020,8 @@ fn config_set_name_errors_come_first_in_argument_order() {
         assert_eq!(config, Config::default());
     }
     for name in [
-        "bind",
-        "port",
+        "unixsocket",
+        "unixsocketperm",
         "databases",
         "logfile",
         "daemonize",
