@@ -48,7 +48,9 @@ use std::path::PathBuf;
 use forkless_storage::pattern::glob_match;
 
 pub use self::stored::notify_class;
-use self::table::{ALIASES, HIDDEN, IMMUTABLE, INERT, OPTIONS, PROTECTED, Spec, lookup};
+use self::table::{
+    ALIASES, HIDDEN, IMMUTABLE, INERT, OPTIONS, PROTECTED, SAME_VALUE_OK, Spec, lookup,
+};
 
 /// The version shown in fatal configuration errors.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -688,7 +690,7 @@ impl Config {
         // duplicate name wins, before any value is parsed.
         let mut specs: Vec<&'static Spec> = Vec::with_capacity(pairs.len());
         let mut first_error = None;
-        for (name, _) in pairs {
+        for (name, value) in pairs {
             let Some(spec) = lookup(name) else {
                 first_error.get_or_insert_with(|| {
                     format!(
@@ -701,7 +703,8 @@ impl Config {
             if first_error.is_some() {
                 continue;
             }
-            if spec.flags & IMMUTABLE != 0 {
+            let unchanged = spec.flags & SAME_VALUE_OK != 0 && spec.value(self) == *value;
+            if spec.flags & IMMUTABLE != 0 && !unchanged {
                 first_error = Some(failed(name, "can't set immutable config"));
             } else if spec.flags & PROTECTED != 0 && !protected_allowed {
                 first_error = Some(failed(name, "can't set protected config"));

@@ -38,6 +38,10 @@ pub(super) const INERT: u8 = 8;
 /// CONFIG GET with a pattern skips the option; only its exact name finds it (Redis's
 /// HIDDEN_CONFIG, for test and debugging knobs).
 pub(super) const HIDDEN: u8 = 16;
+/// With [`IMMUTABLE`], on forkless's own options only: CONFIG SET to the current value is
+/// accepted and changes nothing. Redis has no such option; tools (and Redis's "CONFIG sanity"
+/// test) that set every `CONFIG GET *` value back skip only Redis's immutable options.
+pub(super) const SAME_VALUE_OK: u8 = 32;
 /// No flags: an ordinary runtime-mutable option.
 const MUTABLE: u8 = 0;
 
@@ -253,7 +257,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
     opt("snapshot-max-retained-bytes", MUTABLE,
         mem!(snapshot_max_retained_bytes, Signed(0, LONG_MAX))),
-    opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
+    opt("worker-threads",              IMMUTABLE | SAME_VALUE_OK, int!(worker_threads, usize, Signed(0, 1024))),
     opt("notify-keyspace-events",      MUTABLE,   text!(notify_get, notify_set)),
     opt("oom-score-adj-values",        INERT,
         multi!(oom_values_get, oom_values_set, oom_values_lines)),
