@@ -121,6 +121,15 @@ fn unix_socket_serves_clients_as_local_and_is_removed_at_shutdown() {
             path_text.len()
         )
     );
+    // MONITOR names a Unix client `unix:<path>`, as Redis's replicationFeedMonitors.
+    let mut monitor = server.raw();
+    assert_eq!(text(monitor.call(&[b"MONITOR"])), "+OK\r\n");
+    assert_eq!(unix.call(&["GET", "k"]), "$1\r\nv\r\n");
+    let line = text(monitor.read_reply());
+    assert!(
+        line.ends_with(&format!(" [0 unix:{path_text}] \"GET\" \"k\"\r\n")),
+        "{line}"
+    );
     // CLIENT KILL finds it by the address CLIENT LIST shows.
     assert_eq!(
         text(tcp.call(&[b"CLIENT", b"KILL", b"ADDR", shown.as_bytes()])),
@@ -256,4 +265,30 @@ fn config_set_bind_adds_and_drops_addresses_on_the_same_port() {
     assert_eq!(text(RawConn::connect(second).call(&[b"PING"])), "+PONG\r\n");
     // The connection made over 127.0.0.1 before stays.
     assert_eq!(text(conn.call(&[b"PING"])), "+PONG\r\n");
+}
+
+#[test]
+fn a_replica_connects_from_bind_source_addr() {
+    let primary = TestServer::start(BIN, &["--protected-mode", "no"]);
+    let port = primary.port().to_string();
+    let _replica = TestServer::start(
+        BIN,
+        &[
+            "--bind-source-addr",
+            "127.0.0.2",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    );
+    let mut conn = primary.raw();
+    let mut list = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            list = text(conn.call(&[b"CLIENT", b"LIST", b"TYPE", b"replica"]));
+            list.contains("addr=")
+        }),
+        "no replica connected"
+    );
+    assert!(list.contains("addr=127.0.0.2:"), "{list}");
 }

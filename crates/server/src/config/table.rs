@@ -325,7 +325,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("bgsave_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("ignore-warnings", INERT, stored!(Check::Text, "")),
     opt("proc-title-template", INERT, stored!(Check::Text, "{title} {listen-addr} {server-mode}")),
-    opt("bind-source-addr", INERT, stored!(Check::Text, "")),
+    opt("bind-source-addr", MUTABLE, stored!(Check::Text, "")),
     opt("masterauth", MUTABLE, stored!(Check::Text, "")),
     opt("supervised", IMMUTABLE, stored!(Check::Enum(SUPERVISED), "no")),
     opt("syslog-facility", IMMUTABLE | INERT, stored!(Check::Enum(SYSLOG_FACILITY), "local0")),
