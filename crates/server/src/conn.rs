@@ -7,7 +7,6 @@
 //! over the hard limit the client is closed at once (the reply is not sent), and over the soft
 //! limit for longer than its seconds, that is, when writing it takes that long, too.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,9 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use forkless_protocol::{Limits, Out, RequestDecoder, RespVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cmd::{self, Client};
+use crate::listen::{ClientAddr, Stream};
 use crate::server::{ClientHandle, Server};
 
 /// Bytes asked of the socket per read, and the output size at which a long batch is flushed
@@ -88,23 +87,26 @@ fn limits(server: &Server, client: &Client) -> Limits {
 }
 
 /// Serves one accepted connection until it closes.
-pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
-    let local_addr = socket.local_addr().unwrap_or(addr);
+pub(crate) async fn serve<S: Stream>(
+    server: Arc<Server>,
+    mut socket: S,
+    addr: ClientAddr,
+    local_addr: ClientAddr,
+) {
     let id = server.clients.next_id();
     server
         .stats
         .total_connections_received
         .fetch_add(1, Ordering::Relaxed);
-    if let Err(reply) = crate::limits::admission(&server, addr) {
+    if let Err(reply) = crate::limits::admission(&server, &addr) {
         // Best effort, as Redis: the client may already be gone.
         let _ = socket.write_all(reply).await;
         return;
     }
-    let _ = socket.set_nodelay(true);
     let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
-        addr,
+        addr: addr.clone(),
         local_addr,
         created: Instant::now(),
         last_interaction_ms: Default::default(),
@@ -167,7 +169,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut socket: TcpStream, addr: Sock
 }
 
 /// The read-execute-write loop. Returns why the connection ended.
-async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> String {
+async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) -> String {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     // The query buffer's allocation, as CLIENT LIST reports it (`qbuf` + `qbuf-free`, Redis's
     // `sdsalloc`): `input.capacity()` counts only from the first unread byte.
@@ -495,9 +497,9 @@ async fn run(server: &Server, socket: &mut TcpStream, client: &mut Client) -> St
 /// Keeps a blocked command (BLPOP...) waiting: registers for its keys, retries it whenever one
 /// of them is written, and replies the timeout null when its deadline passes. Bytes the client
 /// sends meanwhile are buffered, not run, as in Redis. Err is why the connection must end.
-async fn wait_blocked(
+async fn wait_blocked<S: Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     client: &mut Client,
     out: &mut Out,
     input: &mut BytesMut,
@@ -615,9 +617,9 @@ async fn wait_blocked(
 /// waits, it does not fail): writes what is pending, then waits for the pause's end, an
 /// UNPAUSE, or the client's end, buffering what it sends meanwhile. Err is why the connection
 /// must end.
-async fn wait_paused(
+async fn wait_paused<S: Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     client: &mut Client,
     out: &mut Out,
     input: &mut BytesMut,
@@ -656,9 +658,9 @@ async fn wait_paused(
 
 /// Reads what a waiting client (WAIT) sends, keeping it for later, until the connection ends
 /// or the query buffer limit is passed. Returns why the connection must end.
-async fn read_while_waiting(
+async fn read_while_waiting<S: Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     client_id: u64,
     input: &mut BytesMut,
 ) -> String {
@@ -732,9 +734,9 @@ fn note_published(handle: &ClientHandle) {
 
 /// Writes the pending replies. A client killed meanwhile (CLIENT KILL, or a subscriber over its
 /// output buffer limit that has stopped reading) stops the write instead of blocking it forever.
-async fn write_out(
+async fn write_out<S: Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     handle: &ClientHandle,
     out: &mut Out,
     limits: ObufLimits,

@@ -10,6 +10,7 @@
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
 //! - `limits`: every limit on clients (admission, protected mode, buffers, descriptors).
+//! - `listen`: the TCP and Unix listeners, rebound by CONFIG SET `port`/`bind`.
 //! - `replication`: replication IDs and offset; forkless as a replica (`replication::replica`).
 //!
 //! This is the only crate that reads configuration or the environment, installs signal
@@ -26,7 +27,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 
 mod acl;
 mod allocator;
@@ -42,6 +42,7 @@ mod evict;
 mod fork_mode;
 mod info;
 mod limits;
+mod listen;
 mod notify;
 mod persistence;
 mod pubsub;
@@ -174,9 +175,6 @@ fn run(config: Config) -> anyhow::Result<()> {
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
     limits::adjust_open_files_limit(&mut config).map_err(anyhow::Error::msg)?;
-    let addrs = config.bind.clone();
-    let port = config.port;
-    let backlog = config.tcp_backlog;
     let server = Server::new(config);
     evict::record_startup();
     acl::load_at_startup(&server)?;
@@ -195,27 +193,16 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Installed before the first client can connect, so a SIGTERM at any time after the
     // "Ready" line is a clean shutdown, never the default action.
     let mut signals = Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
-    let mut listeners = Vec::new();
-    for addr in &addrs {
-        let addr = addr.trim_start_matches('-');
-        let listener = bind_listener(addr, port, backlog).await.with_context(|| {
-            format!("Could not create server TCP listening socket {addr}:{port}")
-        })?;
-        listeners.push(listener);
-    }
-    // All listeners share one port: the first one's, once port 0 has been resolved.
-    let local = match listeners.first() {
-        Some(first) => Some(first.local_addr().context("reading the bound address")?),
-        None => None,
+    let bound = {
+        let config = server.config();
+        listen::bind_at_startup(&config).map_err(anyhow::Error::msg)?
     };
+    let local = bound.local_addr();
     *server::lock(&server.local_addr) = local;
     // Clients are served while the dump loads, as in Redis: INFO shows the progress and commands
     // without the `loading` flag get LOADING (`persistence.loading` is set before any accept).
     persistence::prepare_loading(&server);
-    let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        accept_tasks.push(tokio::spawn(accept_loop(Arc::clone(&server), listener)));
-    }
+    listen::start(&server, bound);
     // Its own thread, not tokio's blocking pool: the pool's threads carry the workers' name.
     let (loaded_tx, loader) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -237,7 +224,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         loaded = loader => {
             let loaded = loaded.context("the loader thread failed");
             if let Err(err) = loaded.and_then(|loaded| loaded) {
-                abort_tasks(accept_tasks);
+                listen::close(&server);
                 return Err(err);
             }
         }
@@ -246,7 +233,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             server.persistence.loading.active.store(false, Ordering::Release);
             tracing::info!("Shutdown requested while loading the DB: exiting without saving.");
             server.request_shutdown();
-            abort_tasks(accept_tasks);
+            listen::close(&server);
             return Ok(());
         }
     }
@@ -268,7 +255,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     tracing::info!("Received shutdown request, exiting now. Bye bye...");
     server.request_shutdown();
     let _ = save_points.join();
-    abort_tasks(accept_tasks);
+    listen::close(&server);
     let _ = expiry.join();
     // A running rewrite is stopped (its fork-mode child killed) whether or not a final save
     // ran, as Redis's prepareForShutdown kills its AOF child; then what the AOF has buffered
@@ -276,46 +263,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     aof::rewrite::cancel_and_wait(&server);
     aof::stop(&server);
     Ok(())
-}
-
-fn abort_tasks(tasks: Vec<tokio::task::JoinHandle<()>>) {
-    for task in tasks {
-        task.abort();
-    }
-}
-
-/// Binds `host:port` with `tcp-backlog`, trying each address `host` resolves to until one
-/// binds, as `TcpListener::bind` does.
-async fn bind_listener(host: &str, port: u16, backlog: u32) -> std::io::Result<TcpListener> {
-    let mut last_error = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        match limits::listen(addr, backlog) {
-            Ok(listener) => return Ok(listener),
-            Err(err) => last_error = Some(err),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the address resolved to nothing",
-        )
-    }))
-}
-
-async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
-    let mut backoff = limits::AcceptBackoff::new();
-    loop {
-        match listener.accept().await {
-            Ok((socket, addr)) => {
-                backoff.reset();
-                tokio::spawn(conn::serve(Arc::clone(&server), socket, addr));
-            }
-            Err(err) => {
-                // EMFILE and friends: back off, keep serving existing clients.
-                tokio::time::sleep(backoff.failed(&err)).await;
-            }
-        }
-    }
 }
 
 /// The signals that stop the server.

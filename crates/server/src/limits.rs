@@ -60,13 +60,16 @@ pub(crate) fn is_local(ip: IpAddr) -> bool {
 
 /// Decides whether a newly accepted connection from `addr` may be served. Err is the reply to
 /// send it before closing; the refusal is counted in `rejected_connections`.
-pub(crate) fn admission(server: &Server, addr: SocketAddr) -> Result<(), &'static [u8]> {
+pub(crate) fn admission(
+    server: &Server,
+    addr: &crate::listen::ClientAddr,
+) -> Result<(), &'static [u8]> {
     let maxclients = server.tunables.maxclients.load(Ordering::Relaxed);
     let refusal = if u64::try_from(server.clients.len()).unwrap_or(u64::MAX) >= maxclients {
         Some(MAX_CLIENTS_REACHED)
     } else if server.tunables.protected_mode.load(Ordering::Relaxed)
         && !server.tunables.requirepass_set.load(Ordering::Relaxed)
-        && !is_local(addr.ip())
+        && !addr.is_local()
     {
         Some(DENIED)
     } else {

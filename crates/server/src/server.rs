@@ -312,8 +312,8 @@ pub(crate) struct CommandStats {
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
     pub(crate) id: u64,
-    pub(crate) addr: SocketAddr,
-    pub(crate) local_addr: SocketAddr,
+    pub(crate) addr: crate::listen::ClientAddr,
+    pub(crate) local_addr: crate::listen::ClientAddr,
     pub(crate) created: Instant,
     /// Milliseconds since `created` of the last command.
     pub(crate) last_interaction_ms: AtomicU64,
@@ -436,6 +436,8 @@ pub(crate) struct Server {
     pub(crate) run_id: String,
     /// The address the listener actually bound (port 0 resolved).
     pub(crate) local_addr: Mutex<Option<SocketAddr>>,
+    /// The accept loops (see `listen.rs` for the lock's use).
+    pub(crate) listeners: Mutex<crate::listen::Listeners>,
     /// Notified once when the server should stop (SIGTERM, SIGINT, SHUTDOWN).
     pub(crate) shutdown: Notify,
     pub(crate) shutting_down: AtomicBool,
@@ -497,6 +499,7 @@ impl Server {
             started: Instant::now(),
             run_id: random_run_id(),
             local_addr: Mutex::new(None),
+            listeners: Mutex::default(),
             shutdown: Notify::new(),
             shutting_down: AtomicBool::new(false),
             persistence: crate::persistence::Persistence::new(unix_ms() / 1000),

@@ -137,8 +137,8 @@ pub(crate) fn replay_client_at(
     let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
-        addr,
-        local_addr,
+        addr: addr.into(),
+        local_addr: local_addr.into(),
         created: Instant::now(),
         last_interaction_ms: Default::default(),
         name: Default::default(),

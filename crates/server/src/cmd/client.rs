@@ -92,6 +92,8 @@ const FLAG_TRACKING_BCAST: u32 = 1 << 8;
 const FLAG_MASTER: u32 = 1 << 10;
 /// A replica's link (Redis's CLIENT_SLAVE).
 const FLAG_REPLICA: u32 = 1 << 9;
+/// A Unix-socket client (`U`): not stored, CLIENT LIST derives it from the address.
+const FLAG_UNIX: u32 = 1 << 31;
 
 /// In Redis's order (`catClientInfoString`): the letter of each flag.
 const FLAG_LETTERS: &[(u32, char)] = &[
@@ -105,6 +107,7 @@ const FLAG_LETTERS: &[(u32, char)] = &[
     (FLAG_TRACKING_BCAST, 'B'),
     (FLAG_DIRTY_CAS, 'd'),
     (FLAG_CLOSE_AFTER_REPLY, 'c'),
+    (FLAG_UNIX, 'U'),
     (FLAG_NO_EVICT, 'e'),
 ];
 
@@ -510,9 +513,14 @@ fn client_line(handle: &ClientHandle, figures: &Figures, cmd: Option<&str>) -> S
     let cmd = cmd.unwrap_or_else(|| {
         super::last_command_name(handle.last_command.load(Ordering::Relaxed)).unwrap_or("NULL")
     });
+    let flag_bits = if handle.addr.is_unix() {
+        figures.flags | FLAG_UNIX
+    } else {
+        figures.flags
+    };
     let mut flags: String = FLAG_LETTERS
         .iter()
-        .filter(|(bit, _)| figures.flags & bit != 0)
+        .filter(|(bit, _)| flag_bits & bit != 0)
         .map(|(_, letter)| *letter)
         .collect();
     if flags.is_empty() {

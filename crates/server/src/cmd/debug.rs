@@ -155,7 +155,7 @@ fn allowed(ctx: &Ctx<'_>) -> bool {
 pub(crate) fn allowed_for(server: &Server, client: &super::Client) -> bool {
     match server.config().enable_debug_command {
         ProtectedConfigs::Yes => true,
-        ProtectedConfigs::Local => crate::limits::is_local(client.handle.addr.ip()),
+        ProtectedConfigs::Local => client.handle.addr.is_local(),
         ProtectedConfigs::No => false,
     }
 }

@@ -71,7 +71,7 @@ pub(crate) fn allowed_for(server: &Server, client: &Client) -> bool {
     if eq_ignore_case(&setting, "yes") {
         true
     } else if eq_ignore_case(&setting, "local") {
-        crate::limits::is_local(client.handle.addr.ip())
+        client.handle.addr.is_local()
     } else {
         false
     }

@@ -138,6 +138,9 @@ fn send_line(server: &Server, client: &Client, argv: &[Bytes], now_us: u64) {
     .into_bytes();
     if client.is_script() {
         line.extend_from_slice(b"lua]");
+    } else if let crate::listen::ClientAddr::Unix(path) = &client.handle.addr {
+        // Redis's replicationFeedMonitors names a Unix client `unix:<unixsocket>`.
+        line.extend_from_slice(format!("unix:{path}]").as_bytes());
     } else {
         line.extend_from_slice(format!("{}]", client.handle.addr).as_bytes());
     }

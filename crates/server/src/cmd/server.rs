@@ -179,13 +179,16 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             _ => None,
         })
         .collect();
-    let client_is_local = ctx.client.handle.addr.ip().is_loopback();
+    let client_is_local = (ctx.client.handle.addr.ip()).is_none_or(|ip| ip.is_loopback());
     let mut config = ctx.server.config_mut();
     let mut candidate = config.clone();
     let result = candidate
         .set_from_client(&pairs, client_is_local)
         .and_then(|changed| {
             crate::limits::check_maxclients_raise(config.maxclients, &candidate)?;
+            // Last, as it is the one check with an effect: the new listeners are bound, and
+            // the old ones closed, only if everything else is valid.
+            crate::listen::config_changed(ctx.server, &candidate, &changed)?;
             Ok(changed)
         });
     match result {

@@ -27,7 +27,8 @@
 //!
 //! # Differences from Redis 7.0
 //! - Default `bind` is `127.0.0.1` (Redis: `* -::*`).
-//! - `bind` and `port` cannot be changed by CONFIG SET (Redis can rebind at runtime).
+//! - `port 0` picks a free port (Redis: no TCP listener at all). CONFIG SET `port` and `bind`
+//!   rebind the listeners as Redis does (`listen.rs`), new ones bound before old ones close.
 //! - Options forkless does not act on (flag `INERT`) are stored and shown, and logged once at
 //!   startup as "accepted, not in effect" when set to other than the default.
 //! - Options whose absence would lose data or weaken security are refused (`check_supported`
@@ -47,7 +48,9 @@ use std::path::PathBuf;
 use forkless_storage::pattern::glob_match;
 
 pub use self::stored::notify_class;
-use self::table::{ALIASES, HIDDEN, IMMUTABLE, INERT, OPTIONS, PROTECTED, Spec, lookup};
+use self::table::{
+    ALIASES, HIDDEN, IMMUTABLE, INERT, OPTIONS, PROTECTED, SAME_VALUE_OK, Spec, lookup,
+};
 
 /// The version shown in fatal configuration errors.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -691,7 +694,7 @@ impl Config {
         // duplicate name wins, before any value is parsed.
         let mut specs: Vec<&'static Spec> = Vec::with_capacity(pairs.len());
         let mut first_error = None;
-        for (name, _) in pairs {
+        for (name, value) in pairs {
             let Some(spec) = lookup(name) else {
                 first_error.get_or_insert_with(|| {
                     format!(
@@ -704,7 +707,8 @@ impl Config {
             if first_error.is_some() {
                 continue;
             }
-            if spec.flags & IMMUTABLE != 0 {
+            let unchanged = spec.flags & SAME_VALUE_OK != 0 && spec.value(self) == *value;
+            if spec.flags & IMMUTABLE != 0 && !unchanged {
                 first_error = Some(failed(name, "can't set immutable config"));
             } else if spec.flags & PROTECTED != 0 && !protected_allowed {
                 first_error = Some(failed(name, "can't set protected config"));

@@ -38,6 +38,10 @@ pub(super) const INERT: u8 = 8;
 /// CONFIG GET with a pattern skips the option; only its exact name finds it (Redis's
 /// HIDDEN_CONFIG, for test and debugging knobs).
 pub(super) const HIDDEN: u8 = 16;
+/// With [`IMMUTABLE`], on forkless's own options only: CONFIG SET to the current value is
+/// accepted and changes nothing. Redis has no such option; tools (and Redis's "CONFIG sanity"
+/// test) that set every `CONFIG GET *` value back skip only Redis's immutable options.
+pub(super) const SAME_VALUE_OK: u8 = 32;
 /// No flags: an ordinary runtime-mutable option.
 const MUTABLE: u8 = 0;
 
@@ -190,8 +194,8 @@ const fn opt(name: &'static str, flags: u8, kind: Kind) -> Spec {
 /// signedness is that of the C type Redis stores the option in.
 #[rustfmt::skip]
 pub(super) static OPTIONS: &[Spec] = &[
-    opt("bind",                        IMMUTABLE, multi!(bind_get, bind_set, bind_lines)),
-    opt("port",                        IMMUTABLE, int!(port, u16, Signed(0, 65535))),
+    opt("bind",                        MUTABLE, multi!(bind_get, bind_set, bind_lines)),
+    opt("port",                        MUTABLE, int!(port, u16, Signed(0, 65535))),
     opt("protected-mode",              MUTABLE,   flag!(protected_mode)),
     opt("requirepass",                 MUTABLE,   text!(requirepass_get, requirepass_set)),
     opt("databases",                   IMMUTABLE, int!(databases, usize, Signed(1, INT_MAX))),
@@ -253,7 +257,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
     opt("snapshot-max-retained-bytes", MUTABLE,
         mem!(snapshot_max_retained_bytes, Signed(0, LONG_MAX))),
-    opt("worker-threads",              IMMUTABLE, int!(worker_threads, usize, Signed(0, 1024))),
+    opt("worker-threads",              IMMUTABLE | SAME_VALUE_OK, int!(worker_threads, usize, Signed(0, 1024))),
     opt("notify-keyspace-events",      MUTABLE,   text!(notify_get, notify_set)),
     opt("oom-score-adj-values",        INERT,
         multi!(oom_values_get, oom_values_set, oom_values_lines)),
@@ -305,7 +309,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("replica-ignore-disk-write-errors", INERT, stored!(Check::Bool, "no")),
     opt("lua-enable-deprecated-api", IMMUTABLE | HIDDEN | INERT, stored!(Check::Bool, "no")),
     opt("aclfile", IMMUTABLE, stored!(Check::Text, "")),
-    opt("unixsocket", IMMUTABLE | INERT, stored!(Check::Text, "")),
+    opt("unixsocket", IMMUTABLE, stored!(Check::Text, "")),
     opt("pidfile", IMMUTABLE, stored!(Check::Text, "")),
     opt("replica-announce-ip", MUTABLE, stored!(Check::Text, "")),
     opt("masteruser", MUTABLE, stored!(Check::Text, "")),
@@ -321,7 +325,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("bgsave_cpulist", IMMUTABLE | INERT, stored!(Check::Text, "")),
     opt("ignore-warnings", INERT, stored!(Check::Text, "")),
     opt("proc-title-template", INERT, stored!(Check::Text, "{title} {listen-addr} {server-mode}")),
-    opt("bind-source-addr", INERT, stored!(Check::Text, "")),
+    opt("bind-source-addr", MUTABLE, stored!(Check::Text, "")),
     opt("masterauth", MUTABLE, stored!(Check::Text, "")),
     opt("supervised", IMMUTABLE, stored!(Check::Enum(SUPERVISED), "no")),
     opt("syslog-facility", IMMUTABLE | INERT, stored!(Check::Enum(SYSLOG_FACILITY), "local0")),
@@ -364,7 +368,7 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("watchdog-period", HIDDEN | INERT, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
     opt("shutdown-timeout", INERT, stored!(Check::Int(Signed(0, INT_MAX)), "10")),
     opt("repl-diskless-sync-max-replicas", MUTABLE, stored!(Check::Int(Signed(0, INT_MAX)), "0")),
-    opt("unixsocketperm", IMMUTABLE | INERT, stored!(Check::Octal(0o777), "0")),
+    opt("unixsocketperm", IMMUTABLE, stored!(Check::Octal(0o777), "0")),
     opt("socket-mark-id", IMMUTABLE | INERT, stored!(Check::Int(Unsigned(0, UINT_MAX)), "0")),
     opt("active-defrag-max-scan-fields", INERT, stored!(Check::Int(Unsigned(1, LONG_MAX_U)), "1000")),
     opt("acllog-max-len", MUTABLE, stored!(Check::Int(Unsigned(0, LONG_MAX_U)), "128")),

@@ -1020,8 +1020,8 @@ fn config_set_name_errors_come_first_in_argument_order() {
         assert_eq!(config, Config::default());
     }
     for name in [
-        "bind",
-        "port",
+        "unixsocket",
+        "unixsocketperm",
         "databases",
         "logfile",
         "daemonize",
@@ -1426,4 +1426,27 @@ fn inert_settings_are_the_changed_unsupported_options() {
 fn always_show_logo_loads() {
     let config = load("always-show-logo yes").unwrap();
     assert_eq!(value(&config, "always-show-logo"), "yes");
+}
+
+/// `worker-threads` is forkless's own immutable option: Redis's "CONFIG SET every CONFIG GET *
+/// value back" (introspection's CONFIG sanity) skips only Redis's immutable options, so setting
+/// it to its current value is accepted, and any change is refused.
+#[test]
+fn worker_threads_accepts_its_current_value_only() {
+    let mut config = Config::default();
+    let current = config.get(&[b"worker-threads"])[0].1.clone();
+    assert_eq!(
+        set(&mut config, &[("worker-threads", &current)]),
+        Ok(vec![])
+    );
+    let other = if current == "3" { "4" } else { "3" };
+    assert_eq!(
+        set(&mut config, &[("worker-threads", other)]),
+        Err(
+            "ERR CONFIG SET failed (possibly related to argument 'worker-threads') - can't set \
+             immutable config"
+                .to_owned()
+        )
+    );
+    assert_eq!(config, Config::default());
 }

@@ -42,8 +42,8 @@ fn client(server: &Server, replay: bool) -> Client {
     let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id,
-        addr,
-        local_addr: addr,
+        addr: addr.into(),
+        local_addr: addr.into(),
         created: Instant::now(),
         last_interaction_ms: Default::default(),
         name: Default::default(),

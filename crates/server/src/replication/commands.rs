@@ -172,7 +172,7 @@ fn replica_name(ctx: &Ctx<'_>) -> String {
     let ip = conf
         .ip
         .clone()
-        .unwrap_or_else(|| ctx.client.handle.addr.ip().to_string());
+        .unwrap_or_else(|| ctx.client.handle.addr.host());
     format!("{ip}:{}", conf.listening_port)
 }
 

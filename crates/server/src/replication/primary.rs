@@ -28,7 +28,6 @@ use forkless_protocol::{Limits, RequestDecoder};
 use forkless_snapshot::backend::Sink;
 use forkless_snapshot::save::{self, Compression, Progress, SaveError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::sink::{Piece, QUEUE_CHUNKS, SocketSink};
@@ -200,18 +199,15 @@ pub(crate) fn decide_dual_stream(
 }
 
 /// Runs a replica's link on its connection until it ends. Returns why it ended.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S: crate::listen::Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     client: &mut Client,
     input: &mut BytesMut,
     handover: Handover,
 ) -> String {
     let conf = client.conn.replconf.clone();
-    let ip = conf
-        .ip
-        .clone()
-        .unwrap_or_else(|| client.handle.addr.ip().to_string());
+    let ip = conf.ip.clone().unwrap_or_else(|| client.handle.addr.host());
     let name = format!("{ip}:{}", conf.listening_port);
     let link = Arc::new(Link {
         handle: Arc::clone(&client.handle),
@@ -359,8 +355,8 @@ fn attach_continue(
 
 /// The RDB link of a dual-channel sync after its RDB: nothing more to send; reads (and
 /// drops) what the replica sends until it closes the connection.
-async fn wait_closed(
-    socket: &mut TcpStream,
+async fn wait_closed<S: crate::listen::Stream>(
+    socket: &mut S,
     link: &Link,
     input: &mut BytesMut,
 ) -> Result<(), String> {
@@ -379,9 +375,9 @@ async fn wait_closed(
 }
 
 /// Waits for the sync thread, then sends `+FULLRESYNC` and the RDB. Err is why the link ends.
-async fn full_sync(
+async fn full_sync<S: crate::listen::Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     link: &Link,
     input: &mut BytesMut,
     decoder: &mut RequestDecoder,
@@ -467,9 +463,9 @@ fn count_output(server: &Server, n: usize) {
 }
 
 /// After a diskless RDB: reads until the replica's first `REPLCONF ACK`.
-async fn wait_first_ack(
+async fn wait_first_ack<S: crate::listen::Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     link: &Link,
     input: &mut BytesMut,
     decoder: &mut RequestDecoder,
@@ -491,8 +487,8 @@ async fn wait_first_ack(
 
 /// Waits for `rx` while keeping the replica's connection alive with a newline each second, as
 /// Redis does before the RDB; notices the replica going away.
-async fn wait_with_newlines<T>(
-    socket: &mut TcpStream,
+async fn wait_with_newlines<T, S: crate::listen::Stream>(
+    socket: &mut S,
     link: &Link,
     input: &mut BytesMut,
     rx: oneshot::Receiver<T>,
@@ -526,8 +522,8 @@ async fn wait_with_newlines<T>(
 /// Writes `bytes` to the replica within `timeout` (`repl-timeout`), unless the link is killed
 /// meanwhile (its output limit, CLIENT KILL): a replica that stops reading never holds its
 /// link, or a save feeding it, longer than that.
-async fn write_timed(
-    socket: &mut TcpStream,
+async fn write_timed<S: crate::listen::Stream>(
+    socket: &mut S,
     link: &Link,
     bytes: &[u8],
     timeout: Duration,
@@ -544,16 +540,16 @@ async fn write_timed(
 
 /// Sends the stream from the link's position until the link ends, reading the replica's ACKs
 /// meanwhile.
-async fn stream(
+async fn stream<S: crate::listen::Stream>(
     server: &Server,
-    socket: &mut TcpStream,
+    socket: &mut S,
     link: &Link,
     input: &mut BytesMut,
     decoder: &mut RequestDecoder,
 ) -> Result<(), String> {
     let shared = &server.replication.shared;
     let timeout = repl_timeout(server);
-    let (mut reader, mut writer) = socket.split();
+    let (mut reader, mut writer) = tokio::io::split(&mut *socket);
     let mut buf = Vec::with_capacity(STREAM_WRITE);
     // Whatever the replica sent before (its first ACK) is handled first.
     handle_input(server, link, decoder, input)?;

@@ -23,8 +23,8 @@ fn link_with(dual_token: Option<String>) -> Arc<Link> {
     let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(ClientHandle {
         id: 1,
-        addr,
-        local_addr: addr,
+        addr: addr.into(),
+        local_addr: addr.into(),
         created: Instant::now(),
         last_interaction_ms: Default::default(),
         name: Default::default(),

@@ -708,8 +708,8 @@ fn script_client() -> Client {
     let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
     let handle = Arc::new(crate::server::ClientHandle {
         id: crate::cmd::SCRIPT_CLIENT_ID,
-        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into(),
+        local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into(),
         created: std::time::Instant::now(),
         last_interaction_ms: Default::default(),
         name: Default::default(),

@@ -227,7 +227,7 @@ async fn session(
         Duration::from_secs(u64::try_from(secs).unwrap_or(60).max(1))
     };
     replica.set_state(LinkState::Connecting);
-    let mut conn = connect(master, timeout).await?;
+    let mut conn = connect(server, master, timeout).await?;
     tracing::info!("MASTER <-> REPLICA sync started");
     replica.set_state(LinkState::Handshake);
     // A dual-channel sync is offered with a fresh token; the primary's +OK accepts it.
@@ -288,15 +288,14 @@ async fn session(
     apply_stream(server, conn, cancel).await
 }
 
-/// Connects to the primary within `timeout`.
-async fn connect(master: &MasterAddr, timeout: Duration) -> Result<Conn, String> {
-    let socket = tokio::time::timeout(
-        timeout,
-        TcpStream::connect((master.host.as_str(), master.port)),
-    )
-    .await
-    .map_err(|_| "Timeout connecting to the MASTER".to_owned())?
-    .map_err(|err| format!("Unable to connect to MASTER: {err}"))?;
+/// Connects to the primary within `timeout`, from `bind-source-addr` when it is set.
+async fn connect(server: &Server, master: &MasterAddr, timeout: Duration) -> Result<Conn, String> {
+    let source = server.config().stored_text("bind-source-addr");
+    let source = String::from_utf8_lossy(&source).into_owned();
+    let socket = tokio::time::timeout(timeout, connect_from(&source, master))
+        .await
+        .map_err(|_| "Timeout connecting to the MASTER".to_owned())?
+        .map_err(|err| format!("Unable to connect to MASTER: {err}"))?;
     let _ = socket.set_nodelay(true);
     Ok(Conn {
         socket,
@@ -304,6 +303,42 @@ async fn connect(master: &MasterAddr, timeout: Duration) -> Result<Conn, String>
         timeout,
         abort: None,
     })
+}
+
+/// Redis's `anetTcpGenericConnect`: each address of the primary in turn, the socket bound to
+/// `source` first unless it is empty.
+async fn connect_from(source: &str, master: &MasterAddr) -> std::io::Result<TcpStream> {
+    if source.is_empty() {
+        return TcpStream::connect((master.host.as_str(), master.port)).await;
+    }
+    let source: std::net::IpAddr = source.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "bind-source-addr is not an IP address",
+        )
+    })?;
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host((master.host.as_str(), master.port)).await? {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no address of the MASTER matches bind-source-addr's family",
+        )
+    }))
 }
 
 /// What the handshake says of a dual-channel sync (docs/replication.md).
@@ -426,7 +461,7 @@ async fn dual_full_sync(
     replid: &str,
     offset: u64,
 ) -> Result<Conn, String> {
-    let mut stream_conn = connect(master, conn.timeout).await?;
+    let mut stream_conn = connect(server, master, conn.timeout).await?;
     handshake(server, &mut stream_conn, Dual::Stream(token)).await?;
     let asked = (offset + 1).to_string();
     stream_conn
