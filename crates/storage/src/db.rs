@@ -1147,6 +1147,45 @@ mod tests {
     /// `WriteGuard::set`'s own contract, so a big overwritten value held up every client of the
     /// shard while it was freed. The guard now keeps what a change replaces or removes, and
     /// frees it only when it is dropped, after its locks (its fields drop in that order).
+    /// Eviction samples walk the table's buckets from a random one: `n` distinct keys (all
+    /// of them when the shard holds fewer), under `volatile` only keys with a TTL.
+    #[test]
+    fn eviction_samples_are_distinct_keys_of_the_shard() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let keys: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|key| db.shard_of_key(key) == 5)
+            .take(40)
+            .collect();
+        let mut guard = db.write(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), 0);
+        for (i, key) in keys.iter().enumerate() {
+            let ttl = (i % 2 == 0).then_some(1_000_000);
+            guard.set(key, Value::String(CompactBytes::from_slice(b"v")), ttl);
+        }
+        drop(guard);
+        for _ in 0..50 {
+            let mut out = Vec::new();
+            db.eviction_candidates(5, false, EvictionRank::Clock, 5, 0, &mut out);
+            let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
+            assert_eq!(distinct.len(), 5);
+            out.clear();
+            db.eviction_candidates(5, true, EvictionRank::Clock, 5, 0, &mut out);
+            let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
+            assert_eq!(distinct.len(), 5);
+            for (_, key) in &out {
+                let idx = keys.iter().position(|k| k.as_slice() == key.as_ref());
+                assert_eq!(idx.map(|idx| idx % 2), Some(0), "a key without a TTL");
+            }
+        }
+        let mut out = Vec::new();
+        db.eviction_candidates(5, false, EvictionRank::Random, 100, 0, &mut out);
+        assert_eq!(out.len(), 40);
+        out.clear();
+        db.eviction_candidates(5, true, EvictionRank::Random, 100, 0, &mut out);
+        assert_eq!(out.len(), 20);
+    }
+
     /// Eviction samples: every key with a TTL of a shard under `volatile`, ranked so that
     /// the soonest deadline comes first under `EvictionRank::Ttl`; none without a TTL.
     #[test]
