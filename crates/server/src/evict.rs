@@ -420,6 +420,32 @@ const SHARDS_PER_ROUND: usize = 4;
 /// been removed by other clients before it got to them).
 const MAX_ROUNDS: usize = 8;
 
+/// How long an eviction's random rounds skip a database it found empty. Sampling an empty
+/// database costs a shard lock per sampled shard for nothing, and most of the 16 usually are
+/// empty; a database filled meanwhile is sampled again once this has passed, and at once by
+/// the walk of every shard that follows a round finding no key at all.
+const EMPTY_DB_SKIP_MS: u64 = 100;
+
+thread_local! {
+    /// Per database, until when (unix ms) this thread's evictions skip it as empty.
+    static EMPTY_UNTIL_MS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn known_empty(db_idx: usize, now_ms: u64) -> bool {
+    EMPTY_UNTIL_MS.with_borrow(|until| until.get(db_idx).is_some_and(|&until| now_ms < until))
+}
+
+fn mark_empty(db_idx: usize, now_ms: u64) {
+    EMPTY_UNTIL_MS.with_borrow_mut(|until| {
+        if until.len() <= db_idx {
+            until.resize(db_idx + 1, 0);
+        }
+        if let Some(slot) = until.get_mut(db_idx) {
+            *slot = now_ms.saturating_add(EMPTY_DB_SKIP_MS);
+        }
+    });
+}
+
 /// Evicts one key: the best-ranked of a sample from every database. Returns the bytes its
 /// removal freed, or None if there was no key to evict.
 fn evict_one(
@@ -445,9 +471,15 @@ fn evict_one(
                     db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
                 }
             } else {
+                if known_empty(db_idx, now_ms) {
+                    continue;
+                }
                 for _ in 0..SHARDS_PER_ROUND {
                     let shard = rng.random_range(0..N_SHARDS);
                     db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
+                }
+                if sampled.is_empty() && db.is_empty() {
+                    mark_empty(db_idx, now_ms);
                 }
             }
             candidates.extend(sampled.drain(..).map(|(score, key)| (score, db_idx, key)));

@@ -443,10 +443,30 @@ impl Db {
             EvictionRank::Ttl => u64::MAX - entry.expire_at_ms().unwrap_or(u64::MAX),
             EvictionRank::Random => rng.random(),
         };
+        let table = &shard.table;
         if volatile {
             let index = &shard.expires.by_deadline;
             let len = index.len();
             if len == 0 {
+                return;
+            }
+            // Where keys with a TTL are a fair share of the shard, a walk of the table's
+            // buckets that keeps only those finds them as quickly and as uniformly as the
+            // unfiltered walk below. A shard where they are few is sampled from its deadline
+            // index, which costs a skip to a random place in it (O(keys with a TTL)); the
+            // soonest deadlines are its first keys.
+            if rank != EvictionRank::Ttl && len.saturating_mul(4) >= table.len() {
+                sample_buckets(
+                    table,
+                    n.min(len),
+                    &mut rng,
+                    |(key, entry), rng| {
+                        entry
+                            .expire_at_ms()
+                            .map(|_| (score(entry, rng), key.to_bytes()))
+                    },
+                    out,
+                );
                 return;
             }
             let start = if rank == EvictionRank::Ttl {
@@ -465,20 +485,17 @@ impl Db {
                 }
             }
         } else {
-            let len = shard.table.len();
+            let len = table.len();
             if len == 0 {
                 return;
             }
-            let start = rng.random_range(0..len);
-            let table = &shard.table;
-            for (key, entry) in table
-                .iter()
-                .chain(table.iter())
-                .skip(start)
-                .take(n.min(len))
-            {
-                out.push((score(entry, &mut rng), key.to_bytes()));
-            }
+            sample_buckets(
+                table,
+                n.min(len),
+                &mut rng,
+                |(key, entry), rng| Some((score(entry, rng), key.to_bytes())),
+                out,
+            );
         }
     }
 
@@ -1083,6 +1100,39 @@ impl EntryMut<'_> {
     }
 }
 
+/// Appends to `out` what `pick` makes of up to `n` entries of `table` that it accepts, taken
+/// as a run of neighbouring buckets from a random one, as Redis's `dictGetSomeKeys` does: the
+/// keys' hashes place them at random, so a run is a random sample, and it costs the buckets it
+/// walks (about two per key at the table's load factor), not a walk from the table's start.
+/// Gives up after one lap of the table.
+fn sample_buckets<T>(
+    table: &hashbrown::HashTable<T>,
+    n: usize,
+    rng: &mut rand::rngs::ThreadRng,
+    mut pick: impl FnMut(&T, &mut rand::rngs::ThreadRng) -> Option<(u64, Bytes)>,
+    out: &mut Vec<(u64, Bytes)>,
+) {
+    let buckets = table.num_buckets();
+    if buckets == 0 || n == 0 {
+        return;
+    }
+    let mut bucket = rng.random_range(0..buckets);
+    let mut found = 0;
+    for _ in 0..buckets {
+        if let Some(candidate) = table.get_bucket(bucket).and_then(|item| pick(item, rng)) {
+            out.push(candidate);
+            found += 1;
+            if found == n {
+                return;
+            }
+        }
+        bucket += 1;
+        if bucket == buckets {
+            bucket = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -1097,6 +1147,45 @@ mod tests {
     /// `WriteGuard::set`'s own contract, so a big overwritten value held up every client of the
     /// shard while it was freed. The guard now keeps what a change replaces or removes, and
     /// frees it only when it is dropped, after its locks (its fields drop in that order).
+    /// Eviction samples walk the table's buckets from a random one: `n` distinct keys (all
+    /// of them when the shard holds fewer), under `volatile` only keys with a TTL.
+    #[test]
+    fn eviction_samples_are_distinct_keys_of_the_shard() {
+        let keyspace = Keyspace::new(1);
+        let db = keyspace.db(0).expect("db 0");
+        let keys: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|key| db.shard_of_key(key) == 5)
+            .take(40)
+            .collect();
+        let mut guard = db.write(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>(), 0);
+        for (i, key) in keys.iter().enumerate() {
+            let ttl = (i % 2 == 0).then_some(1_000_000);
+            guard.set(key, Value::String(CompactBytes::from_slice(b"v")), ttl);
+        }
+        drop(guard);
+        for _ in 0..50 {
+            let mut out = Vec::new();
+            db.eviction_candidates(5, false, EvictionRank::Clock, 5, 0, &mut out);
+            let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
+            assert_eq!(distinct.len(), 5);
+            out.clear();
+            db.eviction_candidates(5, true, EvictionRank::Clock, 5, 0, &mut out);
+            let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
+            assert_eq!(distinct.len(), 5);
+            for (_, key) in &out {
+                let idx = keys.iter().position(|k| k.as_slice() == key.as_ref());
+                assert_eq!(idx.map(|idx| idx % 2), Some(0), "a key without a TTL");
+            }
+        }
+        let mut out = Vec::new();
+        db.eviction_candidates(5, false, EvictionRank::Random, 100, 0, &mut out);
+        assert_eq!(out.len(), 40);
+        out.clear();
+        db.eviction_candidates(5, true, EvictionRank::Random, 100, 0, &mut out);
+        assert_eq!(out.len(), 20);
+    }
+
     /// Eviction samples: every key with a TTL of a shard under `volatile`, ranked so that
     /// the soonest deadline comes first under `EvictionRank::Ttl`; none without a TTL.
     #[test]
