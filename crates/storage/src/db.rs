@@ -401,11 +401,19 @@ impl Db {
             if shard.len() == 0 {
                 continue;
             }
-            let pick = rng.random_range(0..shard.len());
-            if let Some((key, entry)) = shard.table.iter().nth(pick)
-                && !entry.is_expired(now_ms)
-            {
-                return Some(key.to_bytes());
+            // A random bucket and the first live key from there: O(1) at the table's load
+            // factor, where counting to a random index was O(shard) (Redis's
+            // dictGetFairRandomKey is no fairer: its keys sit in random buckets too).
+            let mut picked = Vec::with_capacity(1);
+            sample_buckets(
+                &shard.table,
+                1,
+                &mut rng,
+                |(key, entry), _| (!entry.is_expired(now_ms)).then(|| (0, key.to_bytes())),
+                &mut picked,
+            );
+            if let Some((_, key)) = picked.pop() {
+                return Some(key);
             }
         }
         self.shards.iter().find_map(|lock| {

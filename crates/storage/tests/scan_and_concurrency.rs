@@ -131,3 +131,23 @@ fn random_key_finds_the_only_key() {
         .set_expire_at_ms(Some(5));
     assert_eq!(db.random_key(10), None);
 }
+
+/// RANDOMKEY over many keys: varied picks, and live keys only, even when most have expired.
+#[test]
+fn random_key_picks_varied_live_keys() {
+    let keyspace = Keyspace::new(1);
+    let db = keyspace.db(0).unwrap();
+    for i in 0..2000 {
+        let key = format!("k{i}").into_bytes();
+        // Every key but the multiples of 100 expires at 5.
+        let expiry = (i % 100 != 0).then_some(5);
+        db.write(&[&key], 0).set(&key, Value::string(b"v"), expiry);
+    }
+    let picks: std::collections::HashSet<_> = (0..200).filter_map(|_| db.random_key(0)).collect();
+    assert!(picks.len() > 50, "only {} distinct keys", picks.len());
+    for _ in 0..200 {
+        let key = db.random_key(10).expect("20 keys are live");
+        let n: usize = std::str::from_utf8(&key[1..]).unwrap().parse().unwrap();
+        assert_eq!(n % 100, 0, "an expired key: {n}");
+    }
+}
