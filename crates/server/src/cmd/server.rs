@@ -99,6 +99,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.server.keyspace.flush_all(ctx.now_ms);
     free_flushed(flushed, is_async);
+    ctx.server.replication.replica.local_expires.clear();
     let mut db = 0;
     while ctx.server.keyspace.db(db).is_some() {
         wake_flushed(ctx, db);

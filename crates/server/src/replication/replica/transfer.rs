@@ -485,6 +485,7 @@ fn load_beside_then_swap(
     }
     close_effect_unit(server);
     crate::cmd::tracking::flushed(server);
+    server.replication.replica.local_expires.clear();
     let mut db = 0;
     while server.keyspace.db(db).is_some() {
         for key in server.blocking.waiting_keys(db) {
@@ -592,6 +593,7 @@ fn flush(server: &Server) {
     drop(flushed);
     server.scripting.flush_functions();
     crate::cmd::tracking::flushed(server);
+    server.replication.replica.local_expires.clear();
 }
 
 /// After a full sync's load: with the AOF on, its files describe the old dataset, so a
