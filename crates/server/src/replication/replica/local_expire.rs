@@ -81,12 +81,12 @@ pub(crate) fn remember_keys(server: &Server, db: usize, command: &Command, argv:
     let mut with_ttl = Vec::new();
     for key in command.keys.keys(argv) {
         // At time 0 nothing reads as expired, so this read notes nothing for lazy expiry.
-        let guard = database.read(&[&key[..]], 0);
+        let guard = database.read(&[key], 0);
         if guard
-            .peek(&key[..])
+            .peek(key)
             .is_some_and(|entry| entry.expire_at_ms().is_some())
         {
-            with_ttl.push(Bytes::copy_from_slice(&key[..]));
+            with_ttl.push(Bytes::copy_from_slice(key));
         }
     }
     if with_ttl.is_empty() {
@@ -145,7 +145,7 @@ pub(crate) fn expire_cycle(server: &Server, now_ms: u64, deadline: Instant) -> u
             let expire_at = database
                 .read(&[&key[..]], 0)
                 .peek(key)
-                .and_then(|entry| entry.expire_at_ms());
+                .and_then(forkless_storage::Entry::expire_at_ms);
             match expire_at {
                 Some(at) if at > now_ms => {}
                 Some(_) => {
