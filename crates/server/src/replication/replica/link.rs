@@ -248,7 +248,7 @@ async fn session(
             // The dataset is about to be replaced: until the load succeeds, no PSYNC.
             replica.psync_possible.store(false, Ordering::Release);
             match dual {
-                None => super::transfer::full_sync(server, &mut conn, cancel).await?,
+                None => super::transfer::full_sync(server, &mut conn, cancel, &replid).await?,
                 Some(token) => {
                     conn = dual_full_sync(server, master, conn, cancel, &token, &replid, offset)
                         .await?;
@@ -455,7 +455,7 @@ async fn dual_full_sync(
         stop_rx,
         abort,
     ));
-    let loaded = super::transfer::full_sync(server, &mut conn, cancel).await;
+    let loaded = super::transfer::full_sync(server, &mut conn, cancel, replid).await;
     let _ = stop_tx.send(());
     let buffered = buffering
         .await
