@@ -1128,6 +1128,12 @@ fn swapdb_serves_the_old_data_while_loading() {
         raw.call(&[b"BGSAVE"]),
         b"-LOADING Redis is loading the dataset in memory\r\n"
     );
+    // So do the options Redis flags DENY_LOADING_CONFIG; others may change.
+    assert_eq!(
+        raw.call(&[b"CONFIG", b"SET", b"appendonly", b"no"]),
+        b"-LOADING Redis is loading the dataset in memory\r\n"
+    );
+    assert_eq!(raw.call(&[b"CONFIG", b"SET", b"hz", b"10"]), b"+OK\r\n");
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
