@@ -23,22 +23,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use forkless_tests::replication::{SYNC_TIMEOUT, info, wait_synced};
 use forkless_tests::resp::cmd;
-use forkless_tests::{
-    ChildGuard, TestServer, free_port, info_section, redis_tool, unique_dir, wait_until,
-};
+use forkless_tests::{ChildGuard, TestServer, free_port, redis_tool, unique_dir, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 
-/// How long a sync, a failover or a link's recovery may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn info(conn: &mut redis::Connection, section: &str, field: &str) -> String {
-    info_section(conn, section)
-        .get(field)
-        .cloned()
-        .unwrap_or_default()
-}
+/// How long a failover may take (as long as a sync).
+const TIMEOUT: Duration = SYNC_TIMEOUT;
 
 fn connect(port: u16) -> redis::Connection {
     let url = format!("redis://127.0.0.1:{port}/");
@@ -96,25 +88,6 @@ fn replicaof(conn: &mut redis::Connection, port: u16) {
         .arg(port)
         .query(conn)
         .unwrap();
-}
-
-/// Waits until the replica's link is up and it has applied everything the primary sent.
-fn wait_synced(primary: &mut redis::Connection, replica: &mut redis::Connection) {
-    let mut last = (String::new(), String::new(), String::new());
-    let synced = wait_until(TIMEOUT, || {
-        let ours = info_section(replica, "replication");
-        let theirs = info(primary, "replication", "master_repl_offset");
-        last = (
-            ours.get("master_link_status").cloned().unwrap_or_default(),
-            ours.get("slave_repl_offset").cloned().unwrap_or_default(),
-            theirs,
-        );
-        last.0 == "up" && last.1 == last.2
-    });
-    assert!(
-        synced,
-        "replica not in sync (link, replica offset, primary offset): {last:?}"
-    );
 }
 
 fn wait_failover_state(conn: &mut redis::Connection, state: &str) {

@@ -1069,15 +1069,79 @@ fn swapdb_sync_loaded_beside_the_served_data_under_writes() {
     );
 }
 
-/// `repl-diskless-load swapdb`: while the payload loads, clients read the old data (no
-/// LOADING, `async_loading:1`), and commands flagged `no_async_loading` get LOADING.
-#[test]
-fn swapdb_serves_the_old_data_while_loading() {
-    // Every entry, then nothing: the loader waits for the end of the payload.
+/// Points the swapdb replica `ours` at a scripted primary whose payload of 1000 keys never
+/// ends (the loader waits for its end), and waits until the load has started.
+fn swapdb_replica_loading(ours: &mut redis::Connection) -> Arc<AtomicUsize> {
     let mut payload = valid_rdb(1000);
     let preamble = format!("${}\r\n", payload.len()).into_bytes();
     payload.truncate(payload.len() - 9);
     let (port, connections) = fake_primary(preamble, payload);
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(ours)
+        .unwrap();
+    // The load starts on its own thread once bytes arrive: wait for it, not just the bytes.
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        info(ours, "replication", "master_sync_in_progress") == "1"
+            && info(ours, "replication", "master_sync_read_bytes")
+                .parse::<usize>()
+                .is_ok_and(|read| read > 1000)
+            && (info(ours, "persistence", "async_loading") == "1"
+                || info(ours, "persistence", "loading") == "1")
+    }));
+    connections
+}
+
+/// `repl-diskless-load swapdb` of the history this replica already follows (the same
+/// replication ID): while the payload loads, clients read the old data (no LOADING,
+/// `async_loading:1`), and commands flagged `no_async_loading` get LOADING.
+#[test]
+fn swapdb_serves_the_old_data_while_loading() {
+    let replica = TestServer::start(
+        BIN,
+        &["--repl-diskless-load", "swapdb", NO_DUAL[0], NO_DUAL[1]],
+    );
+    let mut ours = replica.client();
+    // A first sync gives the replica the scripted primaries' replication ID.
+    let payload = valid_rdb(5);
+    let preamble = format!("${}\r\n", payload.len()).into_bytes();
+    let (first, _) = fake_primary(preamble, payload);
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(first)
+        .query(&mut ours)
+        .unwrap();
+    assert!(wait_until(SYNC_TIMEOUT, || info(
+        &mut ours,
+        "replication",
+        "master_link_status"
+    ) == "up"));
+    let connections = swapdb_replica_loading(&mut ours);
+    let mut raw = replica.raw();
+    assert_eq!(raw.call(&[b"EXISTS", b"key:1"]), b":1\r\n");
+    assert_eq!(raw.call(&[b"EXISTS", b"key:999"]), b":0\r\n");
+    assert_eq!(info(&mut ours, "persistence", "async_loading"), "1");
+    assert_eq!(info(&mut ours, "persistence", "loading"), "0");
+    // Commands Redis flags no_async_loading wait for the swap.
+    assert_eq!(
+        raw.call(&[b"BGSAVE"]),
+        b"-LOADING Redis is loading the dataset in memory\r\n"
+    );
+    // So do the options Redis flags DENY_LOADING_CONFIG; others may change.
+    assert_eq!(
+        raw.call(&[b"CONFIG", b"SET", b"appendonly", b"no"]),
+        b"-LOADING Redis is loading the dataset in memory\r\n"
+    );
+    assert_eq!(raw.call(&[b"CONFIG", b"SET", b"hz", b"10"]), b"+OK\r\n");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+/// `repl-diskless-load swapdb` of another history (a new replication ID): the payload loads
+/// beside the old data, but clients get LOADING meanwhile (`loading:1`, `async_loading:0`),
+/// as Redis 7.0 serves old data only from the same history.
+#[test]
+fn swapdb_of_another_history_loads_under_loading() {
     let replica = TestServer::start(
         BIN,
         &["--repl-diskless-load", "swapdb", NO_DUAL[0], NO_DUAL[1]],
@@ -1088,29 +1152,14 @@ fn swapdb_serves_the_old_data_while_loading() {
         .arg("1")
         .query(&mut ours)
         .unwrap();
-    let _: String = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(port)
-        .query(&mut ours)
-        .unwrap();
-    // The load starts on its own thread once bytes arrive: wait for it, not just the bytes.
-    assert!(wait_until(SYNC_TIMEOUT, || {
-        info(&mut ours, "replication", "master_sync_in_progress") == "1"
-            && info(&mut ours, "replication", "master_sync_read_bytes")
-                .parse::<usize>()
-                .is_ok_and(|read| read > 1000)
-            && info(&mut ours, "persistence", "async_loading") == "1"
-    }));
+    let connections = swapdb_replica_loading(&mut ours);
     let mut raw = replica.raw();
-    assert_eq!(raw.call(&[b"GET", b"old"]), b"$1\r\n1\r\n");
-    assert_eq!(raw.call(&[b"EXISTS", b"key:1"]), b":0\r\n");
-    assert_eq!(info(&mut ours, "persistence", "async_loading"), "1");
-    assert_eq!(info(&mut ours, "persistence", "loading"), "0");
-    // Commands Redis flags no_async_loading wait for the swap.
     assert_eq!(
-        raw.call(&[b"BGSAVE"]),
+        raw.call(&[b"GET", b"old"]),
         b"-LOADING Redis is loading the dataset in memory\r\n"
     );
+    assert_eq!(info(&mut ours, "persistence", "async_loading"), "0");
+    assert_eq!(info(&mut ours, "persistence", "loading"), "1");
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 

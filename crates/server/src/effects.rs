@@ -251,6 +251,20 @@ pub(crate) fn after_eviction(server: &Server, db: usize, key: &[u8]) {
     close_and_publish(server, false);
 }
 
+/// After a writable replica removed a key its own client wrote with a TTL
+/// (`replication/replica/local_expire.rs`, outside any unit): publishes its DEL as a unit.
+pub(crate) fn after_replica_expiry(server: &Server) {
+    if !effect::unit_open() {
+        return;
+    }
+    let step = effect::take_step();
+    OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        open.extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
+    });
+    close_and_publish(server, false);
+}
+
 /// EXEC, after running its queue: publishes the transaction's commands as one unit.
 pub(crate) fn end_transaction(server: &Server) {
     close_and_publish(server, true);

@@ -334,7 +334,8 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 // While CLIENT PAUSE holds writes back nothing expires for real (as in Redis):
                 // keys past their TTL read as absent until the pause ends. A replica expires
                 // nothing itself: it waits for the primary's DEL, and its readers see expired
-                // keys as missing meanwhile (Redis's replicas do the same).
+                // keys as missing meanwhile (Redis's replicas do the same), except the keys a
+                // writable replica's own clients gave a TTL (`replication/replica/local_expire.rs`).
                 if server
                     .active_expire
                     .load(std::sync::atomic::Ordering::Relaxed)
@@ -356,6 +357,18 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                     server
                         .latency
                         .add_sample_if_needed(&server.tunables, "expire-cycle", took_ms);
+                } else if server
+                    .active_expire
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    && !server.pause.holds_writes()
+                    && server.replication.replica.local_expires.len() > 0
+                {
+                    // A writable replica's own keys with a TTL (Redis's expireSlaveKeys).
+                    replication::replica::local_expire::expire_cycle(
+                        &server,
+                        server::unix_ms(),
+                        started + period / 4,
+                    );
                 }
                 // The server's cron: freed connection memory goes back to the system here, and,
                 // while an epoch snapshot runs, what its saved versions and the overwrites

@@ -138,6 +138,14 @@ fn pfcount(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
 
 /// PFCOUNT of one key: the cached cardinality, or a fresh count that is then cached.
 fn count_one(ctx: &Ctx<'_>, key: &[u8]) -> Reply<u64> {
+    // PFCOUNT reads (Redis's lookupKeyRead): on a replica an expired key reads as missing and
+    // stays until the primary's DEL, which the write guard below would not wait for.
+    if ctx.server.replication.replica.is_replica()
+        && ctx.db().read(&[key], ctx.now_ms).peek(key).is_none()
+    {
+        ctx.miss(key);
+        return Ok(0);
+    }
     let mut guard = ctx.db().write(&[key], ctx.now_ms);
     let Some(mut entry) = guard.get_mut(key) else {
         ctx.miss(key);

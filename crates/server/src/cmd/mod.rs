@@ -634,6 +634,9 @@ pub(crate) fn dispatch(
     let error_counted = ctx.error_counted;
     remove_expired_reads(server, client, now_ms);
     crate::effects::after_command(server, client, db, argv, rewrite);
+    if !client.replay {
+        crate::replication::replica::local_expire::remember_keys(server, db, command, argv);
+    }
     // A command that blocked changed nothing: signalling its keys would wake itself.
     if command.has_flag(Flags::WRITE) && client.blocked.is_none() && server.blocking.has_waiters() {
         for key in command.keys.keys(argv) {

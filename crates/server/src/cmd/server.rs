@@ -99,6 +99,7 @@ fn flushall(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     };
     let flushed = ctx.server.keyspace.flush_all(ctx.now_ms);
     free_flushed(flushed, is_async);
+    ctx.server.replication.replica.local_expires.clear();
     let mut db = 0;
     while ctx.server.keyspace.db(db).is_some() {
         wake_flushed(ctx, db);
@@ -179,6 +180,31 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             _ => None,
         })
         .collect();
+    // Redis's DENY_LOADING_CONFIG options, refused while a dataset loads (a replica's sync,
+    // async loading included), with the loading error in precedence over any other.
+    let loading = ctx
+        .server
+        .persistence
+        .loading
+        .active
+        .load(Ordering::Acquire)
+        || ctx
+            .server
+            .replication
+            .replica
+            .async_loading
+            .load(Ordering::Relaxed);
+    if loading
+        && pairs.iter().any(|(name, _)| {
+            ["appendonly", "repl-diskless-load", "dir"]
+                .iter()
+                .any(|denied| name.eq_ignore_ascii_case(denied.as_bytes()))
+        })
+    {
+        ctx.out
+            .error("LOADING Redis is loading the dataset in memory");
+        return;
+    }
     let client_is_local = (ctx.client.handle.addr.ip()).is_none_or(|ip| ip.is_loopback());
     let mut config = ctx.server.config_mut();
     let mut candidate = config.clone();

@@ -392,7 +392,8 @@ async fn full_sync<S: crate::listen::Stream>(
     }
     match start.payload {
         Payload::Diskless(mut chunks) => {
-            link.set_state(LinkState::SendBulk);
+            // INFO says `wait_bgsave` while a diskless RDB streams, as Redis's
+            // SLAVE_STATE_WAIT_BGSAVE_END (`send_bulk` is a file's transfer).
             let mark = super::random_replid();
             write_timed(socket, link, format!("$EOF:{mark}\r\n").as_bytes(), timeout).await?;
             loop {

@@ -29,6 +29,7 @@ use crate::cmd::{Command, Ctx, eq_ignore_case};
 use crate::server::{Server, lock, unix_ms};
 
 pub(crate) mod link;
+pub(crate) mod local_expire;
 pub(crate) mod transfer;
 
 /// Redis 7.0's replies to a client of a replica.
@@ -134,6 +135,8 @@ pub(crate) struct Replica {
     /// True while a `swapdb` sync loads beside the served data (INFO `async_loading`; the
     /// commands flagged `no_async_loading` get LOADING meanwhile, as in Redis).
     pub(crate) async_loading: AtomicBool,
+    /// Keys this writable replica's own clients gave a TTL (`local_expire.rs`).
+    pub(crate) local_expires: local_expire::LocalExpires,
 }
 
 impl Replica {
@@ -231,6 +234,8 @@ pub(crate) fn unfollow(server: &Server) {
         replica.master_client_id.store(0, Ordering::Release);
         replica.down_since_secs.store(0, Ordering::Relaxed);
     }
+    // A primary expires every key itself.
+    replica.local_expires.clear();
     // The data so far stays; the offset continues in a new history, and the old ID stays
     // valid for the siblings' PSYNC up to here. Writes flow from the effect stream again, and
     // this server's own replicas reconnect to learn the new ID (Redis's disconnectSlaves).

@@ -17,9 +17,11 @@ use crate::cmd;
 use crate::server::{Server, unix_ms};
 
 /// The first wait before reconnecting after a failure, and the longest: the wait doubles from
-/// one to the other while attempts fail, and starts over once a link came up.
+/// one to the other while attempts fail, and starts over once a link came up. At most a
+/// second, as Redis's replicationCron retries once a second: a replica whose syncs keep
+/// failing (a primary restarting, a link cut mid-transfer) is never left waiting longer.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// REPLCONF ACK every second, as Redis's replicationCron.
 const ACK_PERIOD: Duration = Duration::from_secs(1);
 /// The longest reply line the handshake accepts from the primary.
@@ -248,7 +250,7 @@ async fn session(
             // The dataset is about to be replaced: until the load succeeds, no PSYNC.
             replica.psync_possible.store(false, Ordering::Release);
             match dual {
-                None => super::transfer::full_sync(server, &mut conn, cancel).await?,
+                None => super::transfer::full_sync(server, &mut conn, cancel, &replid).await?,
                 Some(token) => {
                     conn = dual_full_sync(server, master, conn, cancel, &token, &replid, offset)
                         .await?;
@@ -490,7 +492,7 @@ async fn dual_full_sync(
         stop_rx,
         abort,
     ));
-    let loaded = super::transfer::full_sync(server, &mut conn, cancel).await;
+    let loaded = super::transfer::full_sync(server, &mut conn, cancel, replid).await;
     let _ = stop_tx.send(());
     let buffered = buffering
         .await

@@ -121,12 +121,16 @@ enum Chunk {
 
 /// Receives the RDB after `+FULLRESYNC` and loads it. On success the dataset is the primary's
 /// at the sync's offset; on failure it is empty (the load had begun) or untouched (the
-/// transfer failed first), and the error says which step failed.
+/// transfer failed first), and the error says which step failed. `master_replid` is the
+/// `+FULLRESYNC` ID: with `swapdb`, only a sync of this server's own history serves the old
+/// data while it loads (Redis's async loading); another history's loads under `-LOADING`.
 pub(crate) async fn full_sync(
     server: &Arc<Server>,
     conn: &mut Conn,
     cancel: &Arc<AtomicBool>,
+    master_replid: &str,
 ) -> Result<(), String> {
+    let serve_old = master_replid == server.replication.replid();
     let replica = &server.replication.replica;
     let line = loop {
         let line = conn.read_line(server).await?;
@@ -181,7 +185,7 @@ pub(crate) async fn full_sync(
                 let result = match target {
                     Target::Socket => load_from_socket(&server, receiver, &cancel),
                     Target::Disk => receive_to_disk_then_load(&server, receiver, &cancel),
-                    Target::Sibling => load_beside_then_swap(&server, receiver, &cancel),
+                    Target::Sibling => load_beside_then_swap(&server, receiver, &cancel, serve_old),
                 };
                 let _ = done.send(result);
             }
@@ -430,11 +434,14 @@ fn load_from_socket(
 /// (`Keyspace::sibling`: same databases and key hasher) while clients keep reading the old
 /// data, then swaps the two in one step (`Keyspace::swap_contents`, under the command gate
 /// as a command) and replaces the function libraries with the payload's. A failed load
-/// leaves the served data as it was.
+/// leaves the served data as it was. Unless `serve_old` (the sync continues this server's
+/// history), clients get `-LOADING` meanwhile instead of the old data, as in Redis 7.0, whose
+/// async loading needs the same replication ID.
 fn load_beside_then_swap(
     server: &Server,
     receiver: mpsc::Receiver<Chunk>,
     cancel: &AtomicBool,
+    serve_old: bool,
 ) -> Result<(), String> {
     let mut reader = ChunkReader {
         receiver,
@@ -445,7 +452,20 @@ fn load_beside_then_swap(
     let sibling = server.keyspace.sibling();
     let mut libraries = Vec::new();
     let replica = &server.replication.replica;
-    replica.async_loading.store(true, Ordering::Relaxed);
+    let loading = &server.persistence.loading;
+    if serve_old {
+        replica.async_loading.store(true, Ordering::Relaxed);
+    } else {
+        loading.total_bytes.store(0, Ordering::Relaxed);
+        loading.loaded_bytes.store(0, Ordering::Relaxed);
+        loading.keys_loaded.store(0, Ordering::Relaxed);
+        loading
+            .start_unix_secs
+            .store(unix_ms() / 1000, Ordering::Relaxed);
+        loading.active.store(true, Ordering::Release);
+    }
+    // `-LOADING` ends once the new data is in place, or the old one is left as it was.
+    let _loading = ClearOnDrop((!serve_old).then_some(&loading.active));
     let loaded = crate::persistence::load_rdb_into(
         server,
         &sibling,
@@ -485,6 +505,7 @@ fn load_beside_then_swap(
     }
     close_effect_unit(server);
     crate::cmd::tracking::flushed(server);
+    server.replication.replica.local_expires.clear();
     let mut db = 0;
     while server.keyspace.db(db).is_some() {
         for key in server.blocking.waiting_keys(db) {
@@ -499,6 +520,17 @@ fn load_beside_then_swap(
     // The old data, now in the sibling, is freed here, on this thread.
     drop(sibling);
     Ok(())
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop<'a>(Option<&'a AtomicBool>);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0 {
+            flag.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// Reads off what the loader left of the payload (nothing, in a valid one), so the stream
@@ -592,6 +624,7 @@ fn flush(server: &Server) {
     drop(flushed);
     server.scripting.flush_functions();
     crate::cmd::tracking::flushed(server);
+    server.replication.replica.local_expires.clear();
 }
 
 /// After a full sync's load: with the AOF on, its files describe the old dataset, so a
