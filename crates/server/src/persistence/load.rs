@@ -225,7 +225,7 @@ pub(crate) fn load_rdb_into(
     cancel: &AtomicBool,
     on_function: impl FnMut(Vec<u8>) -> Result<(), format::LoadError>,
 ) -> anyhow::Result<format::LoadSummary> {
-    load_rdb_typed(
+    load_rdb_into_collecting(
         server,
         keyspace,
         reader,
@@ -235,7 +235,6 @@ pub(crate) fn load_rdb_into(
         on_function,
         None,
     )
-    .map_err(|err| anyhow::anyhow!("Fatal error loading the DB: {err}"))
 }
 
 /// [`load_rdb_into`] that, with `expired`, collects the database and name of each key that
