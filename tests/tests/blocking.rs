@@ -145,3 +145,25 @@ fn sorted_set_pops_block_and_match_redis() {
         "*3\r\n$6\r\nscores\r\n$5\r\nseven\r\n$1\r\n7\r\n"
     );
 }
+
+/// A primary that starts following another server (REPLICAOF) ends every command blocked on
+/// keys with Redis's UNBLOCKED error and closes those connections; other clients stay.
+#[test]
+fn becoming_a_replica_ends_blocked_commands() {
+    let master = TestServer::start(BIN, &[]);
+    let server = TestServer::start(BIN, &[]);
+    let mut blocked = server.raw();
+    let mut admin = server.raw();
+    send(&mut blocked, "BLPOP q 0");
+    wait_blocked(&mut admin, 1);
+    let replicaof = format!("REPLICAOF 127.0.0.1 {}", master.port());
+    assert_eq!(cmd(&mut admin, &replicaof), "+OK\r\n");
+    assert_eq!(
+        String::from_utf8(blocked.read_to_close()).unwrap(),
+        "-UNBLOCKED force unblock from blocking operation, instance state changed \
+         (master -> replica?)\r\n"
+    );
+    assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
+    assert!(cmd(&mut admin, "INFO errorstats").contains("errorstat_UNBLOCKED:count=1\r\n"));
+    wait_blocked(&mut admin, 0);
+}
