@@ -433,3 +433,53 @@ fn a_rewrite_right_after_debug_loadaof_completes() {
     assert_eq!(manifest(&dir).as_deref(), Some(listing(2, 2..=2).as_str()));
     assert_eq!(strings(&mut conn).len(), 10);
 }
+
+/// A rewrite that cannot start (here fork() fails, fork mode) answers Redis's error and sets
+/// `aof_last_bgrewrite_status:err` without counting a failure; the incr it opened and listed
+/// (Redis opens it before forking too) stays, empty, after the one the writes go on to, so
+/// nothing is lost or replayed twice.
+#[test]
+fn a_rewrite_whose_fork_fails_answers_redis_error_and_loses_nothing() {
+    let dir = TestDir::new("aof-fork-fails");
+    let args = [
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--snapshot-mode",
+        "fork",
+    ];
+    let server = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &args,
+        &[("FORKLESS_FAULT_INJECT", "fork_errno=12")],
+    );
+    let mut conn = server.client();
+    run(&mut conn, &["SET", "a", "1"]);
+    let err = redis::cmd("BGREWRITEAOF")
+        .query::<String>(&mut conn)
+        .expect_err("fork fails");
+    assert!(
+        err.to_string()
+            .contains("Can't execute an AOF background rewriting. Please check the server logs"),
+        "{err}"
+    );
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "0");
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "err");
+    assert_eq!(
+        info_field(&mut conn, "aof_rewrites_consecutive_failures"),
+        "0"
+    );
+    assert_eq!(manifest(&dir).as_deref(), Some(listing(1, 1..=2).as_str()));
+    run(&mut conn, &["SET", "b", "2"]);
+    let before = strings(&mut conn);
+    drop(conn);
+    assert_eq!(server.terminate().code(), Some(0));
+    let server = TestServer::start_in(BIN, &dir.0, &args, &[]);
+    let mut conn = server.client();
+    assert_eq!(strings(&mut conn), before);
+    run(&mut conn, &["BGREWRITEAOF"]);
+    wait_rewrite_ended(&mut conn);
+    assert_eq!(manifest(&dir).as_deref(), Some(listing(2, 3..=3).as_str()));
+}

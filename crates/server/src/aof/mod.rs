@@ -103,9 +103,8 @@ impl RewriteLimit {
             self.next_rewrite_unix_secs = 0;
             return false;
         }
-        self.next_delay_minutes = (self.next_delay_minutes * 2)
-            .max(1)
-            .min(AOF_REWRITE_LIMIT_MAX_MINUTES);
+        self.next_delay_minutes =
+            (self.next_delay_minutes * 2).clamp(1, AOF_REWRITE_LIMIT_MAX_MINUTES);
         self.next_rewrite_unix_secs = now_unix_secs + self.next_delay_minutes * 60;
         tracing::warn!(
             "Background AOF rewrite has repeatedly failed and triggered the limit, will retry in {} minutes",
