@@ -237,7 +237,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             if changed.contains(&"loglevel") {
                 crate::set_log_level(loglevel);
             }
-            crate::aof::config_changed(ctx.server, &changed);
+            crate::aof::config_changed(ctx.server, &changed, ctx.client.in_exec);
             if !changed.is_empty() {
                 tracing::debug!(options = ?changed, "CONFIG SET");
             }
