@@ -659,12 +659,13 @@ fn fill_with_eviction(server: &TestServer) -> (u64, u64) {
 }
 
 /// Under eviction by concurrent writers the process's anonymous memory stays close to
-/// `used_memory`. With glibc's default of an arena per thread (up to 8 per core) it ran 10-13%
-/// above here, and 6-9% above in the 256 MiB cgroup scenario: free chunks of the arenas that
-/// eviction had freed into and other threads' writes did not reuse, memory eviction cannot
-/// see, which took a server with `maxmemory` at 0.9 of its cgroup's limit over the limit.
-/// `malloc-arena-max` (1 by default) caps the arenas; four worker threads make the imbalance
-/// between arenas show on any machine.
+/// `used_memory`. With glibc's default of an arena per thread (up to 8 per core) this test's
+/// bound failed, and in the 256 MiB cgroup scenario the gap took a server with `maxmemory` at
+/// 0.9 of the limit over it during BGSAVE (docs/benchmarks.md, "Why 0.9 L failed at 256 MiB,
+/// and what fixed it"): free chunks of the arenas that eviction had freed into and other
+/// threads' writes did not reuse, memory eviction cannot see. `malloc-arena-max` (1 by
+/// default) caps the arenas; four worker threads make the imbalance between arenas show on
+/// any machine.
 #[test]
 fn resident_memory_stays_close_to_used_memory_under_eviction() {
     let server = TestServer::start(

@@ -26,11 +26,11 @@
 //! glibc gives threads arenas of their own (up to 8 per core), and a block freed by another
 //! thread goes back to the arena it came from. Under eviction one thread frees what others
 //! allocated, so every arena keeps free chunks its own thread may never reuse: the process's
-//! memory rose well above `used_memory` that way, uncounted by eviction (docs/benchmarks.md,
-//! "Eviction inside a memory limit" has the figures). Counting that free space would not help: eviction frees
-//! into it, so `used_memory` plus free space would not fall however much it evicted. So
-//! [`limit_arenas`] caps the arenas instead (`malloc-arena-max`, 1 by default); the threads'
-//! caches (glibc's tcache) keep most allocations off the shared arena's lock.
+//! memory rose well above `used_memory` that way, unseen by eviction (docs/benchmarks.md, "Why
+//! 0.9 L failed at 256 MiB, and what fixed it"). Counting that free space would not help:
+//! eviction frees into it, so `used_memory` plus free space would not fall however much it
+//! evicted. So [`limit_arenas`] caps the arenas instead (`malloc-arena-max`, 1 by default);
+//! the threads' caches (glibc's tcache) keep most allocations off the shared arena's lock.
 //!
 //! The one place in the server crate with an `unsafe impl`: `GlobalAlloc` is an unsafe trait.
 
