@@ -1448,10 +1448,12 @@ fn malloc_arena_max_accepts_its_current_value_only() {
 #[test]
 fn the_retained_budget_is_the_smaller_of_bytes_and_share() {
     let budget = |bytes: u64, percent: u64, maxmemory: u64| {
-        let mut config = Config::default();
-        config.snapshot_max_retained_bytes = bytes;
-        config.snapshot_max_retained_percent = percent;
-        config.maxmemory = maxmemory;
+        let config = Config {
+            snapshot_max_retained_bytes: bytes,
+            snapshot_max_retained_percent: percent,
+            maxmemory,
+            ..Config::default()
+        };
         config.snapshot_retained_budget()
     };
     const MIB: u64 = 1 << 20;
