@@ -15,14 +15,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use forkless_storage::{EvictionRank, N_SHARDS};
-use rand::Rng;
+use forkless_storage::EvictionRank;
 
 use crate::allocator;
 use crate::cmd::meta::{Flags, Gate};
 use crate::cmd::{Client, Command};
 use crate::config::MaxmemoryPolicy;
+use crate::evict_pool::{Candidate, Pool};
 use crate::server::Server;
 
 /// `used_memory_peak`: the highest `used_memory` sampled.
@@ -331,7 +330,8 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     // to clients, the effect stream's DEL) does not make this call evict more, or invalidation
     // messages would feed the eviction of the whole dataset.
     let to_free = counted - limit;
-    let policy = policy_of_code(server.tunables.maxmemory_policy.load(Ordering::Relaxed));
+    let policy_code = server.tunables.maxmemory_policy.load(Ordering::Relaxed);
+    let policy = policy_of_code(policy_code);
     let Policy::Evict { volatile, rank } = policy else {
         return true;
     };
@@ -353,12 +353,16 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
             None => return false,
         }
     };
-    let mut candidates = Vec::new();
+    let choice = Choice {
+        policy: policy_code,
+        volatile,
+        rank,
+        samples,
+    };
     let mut freed = 0u64;
     while freed < to_free {
         let now_ms = crate::server::unix_ms();
-        let Some(bytes) = evict_one(server, volatile, rank, samples, now_ms, &mut candidates)
-        else {
+        let Some(bytes) = evict_one(server, choice, now_ms) else {
             return true;
         };
         freed = freed.saturating_add(bytes);
@@ -414,10 +418,8 @@ pub(crate) fn refuse_for_memory(
     }
 }
 
-/// Shards of each database one eviction samples before it falls back to a walk of every shard.
-const SHARDS_PER_ROUND: usize = 4;
 /// Sampling rounds one eviction makes before it gives up (every candidate of a round may have
-/// been removed by other clients before it got to them).
+/// been removed by other clients, or used since it was sampled, before it got to them).
 const MAX_ROUNDS: usize = 8;
 
 /// How long an eviction's random rounds skip a database it found empty. Sampling an empty
@@ -429,6 +431,9 @@ const EMPTY_DB_SKIP_MS: u64 = 100;
 thread_local! {
     /// Per database, until when (unix ms) this thread's evictions skip it as empty.
     static EMPTY_UNTIL_MS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+
+    /// This thread's eviction pool (`evict_pool.rs`), taken out while it evicts.
+    static POOL: std::cell::Cell<Pool> = const { std::cell::Cell::new(Pool::new()) };
 }
 
 fn known_empty(db_idx: usize, now_ms: u64) -> bool {
@@ -446,82 +451,95 @@ fn mark_empty(db_idx: usize, now_ms: u64) {
     });
 }
 
-/// Evicts one key: the best-ranked of a sample from every database. Returns the bytes its
-/// removal freed, or None if there was no key to evict.
-fn evict_one(
-    server: &Server,
+/// How one eviction chooses: the policy's code (the pool's ranks hold under it only), which
+/// keys, how they rank, and how many keys of each database to sample.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    policy: u8,
     volatile: bool,
     rank: EvictionRank,
     samples: usize,
-    now_ms: u64,
-    candidates: &mut Vec<(u64, usize, Bytes)>,
-) -> Option<u64> {
-    let mut rng = rand::rng();
-    let mut sampled = Vec::new();
+}
+
+/// Evicts one key: the best candidate of this thread's pool once every database has added a
+/// sample of `maxmemory-samples` keys to it (as Redis's `performEvictions`; under a random
+/// policy one key per database, since a random rank gains nothing from a bigger sample).
+/// Returns the bytes its removal freed, or None if there was no key to evict.
+fn evict_one(server: &Server, choice: Choice, now_ms: u64) -> Option<u64> {
+    let mut pool = POOL.take();
+    let freed = evict_from_pool(server, &mut pool, choice, now_ms);
+    POOL.set(pool);
+    freed
+}
+
+fn evict_from_pool(server: &Server, pool: &mut Pool, choice: Choice, now_ms: u64) -> Option<u64> {
+    let Choice {
+        policy,
+        volatile,
+        rank,
+        samples,
+    } = choice;
+    pool.use_policy(policy);
+    let per_db = if rank == EvictionRank::Random {
+        1
+    } else {
+        samples
+    };
     // Random shards first; a round that finds no key at all walks to each database's first
     // non-empty shard (a sparse dataset), and a walk that finds none means there is nothing
     // to evict. Candidates that other clients removed meanwhile only cost another round.
     let mut sparse = false;
     for _round in 0..MAX_ROUNDS {
-        candidates.clear();
+        let mut sampled = 0;
         for (db_idx, db) in server.keyspace.dbs().iter().enumerate() {
-            sampled.clear();
             if sparse {
-                if let Some(shard) = (0..N_SHARDS).find(|&idx| db.shard_has_keys(idx, volatile)) {
-                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
-                }
-            } else {
-                if known_empty(db_idx, now_ms) {
-                    continue;
-                }
-                for _ in 0..SHARDS_PER_ROUND {
-                    let shard = rng.random_range(0..N_SHARDS);
-                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
-                }
-                if sampled.is_empty() && db.is_empty() {
+                sampled += pool.populate_sparse(db_idx, db, volatile, rank, per_db, now_ms);
+            } else if !known_empty(db_idx, now_ms) {
+                let found = pool.populate(db_idx, db, volatile, rank, per_db, now_ms);
+                if found == 0 && db.is_empty() {
                     mark_empty(db_idx, now_ms);
                 }
+                sampled += found;
             }
-            candidates.extend(sampled.drain(..).map(|(score, key)| (score, db_idx, key)));
         }
-        if candidates.is_empty() {
+        while let Some(candidate) = pool.pop_best() {
+            let freed = evict_key(server, &candidate, choice, now_ms);
+            pool.recycle(candidate.key);
+            if freed.is_some() {
+                return freed;
+            }
+        }
+        if sampled == 0 {
             if sparse {
                 return None;
             }
             sparse = true;
-            continue;
-        }
-        candidates.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.0));
-        for (_, db_idx, key) in candidates.drain(..) {
-            if let Some(freed) = evict_key(server, db_idx, &key, volatile, now_ms) {
-                return Some(freed);
-            }
         }
     }
     None
 }
 
-/// Removes `key` from database `db_idx` as an eviction. Returns the bytes its removal freed
-/// (this thread's allocations before and after, plus what a running snapshot now retains of
-/// it, since that leaves the eviction's count), or None if it was not there to remove
-/// (another client may have deleted or evicted it since it was sampled).
-fn evict_key(
-    server: &Server,
-    db_idx: usize,
-    key: &[u8],
-    volatile: bool,
-    now_ms: u64,
-) -> Option<u64> {
+/// Removes a pool's candidate from its database as an eviction. Returns the bytes its removal
+/// freed (this thread's allocations before and after, plus what a running snapshot now
+/// retains of it, since that leaves the eviction's count), or None if it was spared: not
+/// there to remove (another client may have deleted or evicted it since it was sampled),
+/// without a TTL under a `volatile-*` policy, or ranked lower now than when it was sampled
+/// (used since: its place in the pool is out of date).
+fn evict_key(server: &Server, candidate: &Candidate, choice: Choice, now_ms: u64) -> Option<u64> {
+    let (db_idx, key) = (candidate.db_idx, candidate.key.as_slice());
     let db = server.keyspace.db(db_idx)?;
     // Read outside the shard lock: the save slot comes before shard locks in the lock order.
     let retained_before = server.keyspace.retained().bytes;
     let own_before = allocator::this_thread_bytes();
     let mut guard = db.write(&[key], now_ms);
-    if volatile
-        && guard
-            .get(key)
-            .is_none_or(|entry| entry.expire_at_ms().is_none())
-    {
+    let spare = guard.peek(key).is_none_or(|entry| {
+        (choice.volatile && entry.expire_at_ms().is_none())
+            || choice
+                .rank
+                .score(entry, now_ms)
+                .is_some_and(|score| score < candidate.score)
+    });
+    if spare {
         // The look-up may have removed the key as expired: its DEL goes out all the same.
         drop(guard);
         crate::effects::after_eviction(server, db_idx, key);
