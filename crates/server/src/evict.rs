@@ -278,13 +278,14 @@ fn counted_memory(server: &Server) -> u64 {
 /// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
 /// snapshot retains, the AOF's unwritten buffer, what replicas have yet to receive of the
 /// replication buffer, and tracking invalidations queued to connections (Redis writes those
-/// before its next command; here connections write them concurrently with it). Takes the save slot, the AOF state and the replication state in turn,
-/// none under a shard lock.
+/// before its next command; here connections write them concurrently with it). Takes the
+/// save slot, the AOF state and the replication state in turn, none under a shard lock, and
+/// each only while there is something to count (a cut outstanding, a writer attached,
+/// replicas): otherwise a relaxed load each, so commands over the limit share no lock.
 fn not_counted(server: &Server) -> u64 {
     server
         .keyspace
-        .retained()
-        .bytes
+        .retained_bytes()
         .saturating_add(crate::aof::buffered_bytes(server))
         .saturating_add(server.replication.mem_clients_slaves())
         .saturating_add(server.tracking.queued_bytes())
@@ -296,8 +297,9 @@ fn not_counted(server: &Server) -> u64 {
 /// only if the server is over the limit and nothing could be evicted (or the policy is
 /// `noeviction`): the caller refuses the command if it is one that needs memory.
 ///
-/// No global stop: each eviction samples a few shards of each database under their read
-/// locks, and removes the best candidate under its own shard's write lock, through a write
+/// No global stop: each eviction adds a sample of each database (one shard's, under its read
+/// lock) to this thread's eviction pool (`evict_pool.rs`), and removes the pool's best
+/// candidate under its own shard's write lock, through a write
 /// guard like a DEL, so WATCH, the retain hook of a running snapshot, the effect stream and
 /// keyspace notifications see it as any deletion. The caller holds the command gate shared (or
 /// nothing that excludes it), so no eviction falls inside a transaction or a script.
@@ -342,7 +344,7 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
         .tunables
         .maxmemory_eviction_tenacity
         .load(Ordering::Relaxed);
-    let deadline = time_limit(tenacity).map(|limit| Instant::now() + limit);
+    let time_limit = time_limit(tenacity);
     // A command that takes the gate itself (EXEC, a script) evicts under the gate shared; if a
     // transaction or script holds it now, this command waits for it anyway: evict next time.
     let _gate = if gate_held {
@@ -359,18 +361,25 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
         rank,
         samples,
     };
+    // Most calls free what they must with one eviction, so the clocks are read once more only
+    // when another follows: the time limit counts from the end of the first eviction.
+    let mut now_ms = crate::server::unix_ms();
+    let mut started: Option<Instant> = None;
     let mut freed = 0u64;
-    while freed < to_free {
-        let now_ms = crate::server::unix_ms();
+    loop {
         let Some(bytes) = evict_one(server, choice, now_ms) else {
             return true;
         };
         freed = freed.saturating_add(bytes);
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            break;
+        if freed >= to_free {
+            return false;
         }
+        let started = *started.get_or_insert_with(Instant::now);
+        if time_limit.is_some_and(|limit| started.elapsed() >= limit) {
+            return false;
+        }
+        now_ms = crate::server::unix_ms();
     }
-    false
 }
 
 thread_local! {
@@ -529,7 +538,7 @@ fn evict_key(server: &Server, candidate: &Candidate, choice: Choice, now_ms: u64
     let (db_idx, key) = (candidate.db_idx, candidate.key.as_slice());
     let db = server.keyspace.db(db_idx)?;
     // Read outside the shard lock: the save slot comes before shard locks in the lock order.
-    let retained_before = server.keyspace.retained().bytes;
+    let retained_before = server.keyspace.retained_bytes();
     let own_before = allocator::this_thread_bytes();
     let mut guard = db.write(&[key], now_ms);
     let spare = guard.peek(key).is_none_or(|entry| {
@@ -549,7 +558,7 @@ fn evict_key(server: &Server, candidate: &Candidate, choice: Choice, now_ms: u64
     guard.shrink_if_sparse(key);
     drop(guard);
     let own_after = allocator::this_thread_bytes();
-    let retained_after = server.keyspace.retained().bytes;
+    let retained_after = server.keyspace.retained_bytes();
     crate::effects::after_eviction(server, db_idx, key);
     if !removed {
         return None;
