@@ -145,7 +145,7 @@ impl Pool {
             let shard = (first + step) % N_SHARDS;
             sampled +=
                 db.eviction_candidates(shard, volatile, rank, n - sampled, now_ms, |score, key| {
-                    self.offer(score, db_idx, key)
+                    self.offer(score, db_idx, key);
                 });
             if sampled >= n {
                 break;

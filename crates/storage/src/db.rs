@@ -1205,13 +1205,13 @@ mod tests {
         for _ in 0..50 {
             let mut out = Vec::new();
             db.eviction_candidates(5, false, EvictionRank::Clock, 5, 0, |score, key| {
-                out.push((score, key.to_vec()))
+                out.push((score, key.to_vec()));
             });
             let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
             assert_eq!(distinct.len(), 5);
             out.clear();
             db.eviction_candidates(5, true, EvictionRank::Clock, 5, 0, |score, key| {
-                out.push((score, key.to_vec()))
+                out.push((score, key.to_vec()));
             });
             let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
             assert_eq!(distinct.len(), 5);
@@ -1222,12 +1222,12 @@ mod tests {
         }
         let mut out = Vec::new();
         db.eviction_candidates(5, false, EvictionRank::Random, 100, 0, |score, key| {
-            out.push((score, key.to_vec()))
+            out.push((score, key.to_vec()));
         });
         assert_eq!(out.len(), 40);
         out.clear();
         db.eviction_candidates(5, true, EvictionRank::Random, 100, 0, |score, key| {
-            out.push((score, key.to_vec()))
+            out.push((score, key.to_vec()));
         });
         assert_eq!(out.len(), 20);
     }
@@ -1251,7 +1251,7 @@ mod tests {
         drop(guard);
         let mut out = Vec::new();
         db.eviction_candidates(3, true, EvictionRank::Ttl, 10, 0, |score, key| {
-            out.push((score, key.to_vec()))
+            out.push((score, key.to_vec()));
         });
         assert_eq!(out.len(), 3);
         let best = out
@@ -1262,7 +1262,7 @@ mod tests {
         assert_eq!(best.1.as_slice(), keys[4].as_slice());
         out.clear();
         db.eviction_candidates(3, false, EvictionRank::Random, 10, 0, |score, key| {
-            out.push((score, key.to_vec()))
+            out.push((score, key.to_vec()));
         });
         assert_eq!(out.len(), 6);
         assert!(db.shard_has_keys(3, true));
