@@ -201,8 +201,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
                 .any(|denied| name.eq_ignore_ascii_case(denied.as_bytes()))
         })
     {
-        ctx.out
-            .error("LOADING Redis is loading the dataset in memory");
+        ctx.out.error(crate::persistence::LOADING);
         return;
     }
     let client_is_local = (ctx.client.handle.addr.ip()).is_none_or(|ip| ip.is_loopback());
