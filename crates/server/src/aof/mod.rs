@@ -409,6 +409,11 @@ pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
 /// Bytes rendered for the AOF and not yet written (INFO's `mem_aof_buffer`, not counted for
 /// eviction, as in Redis). Takes the AOF state's lock: not under a shard lock.
 pub(crate) fn buffered_bytes(server: &Server) -> u64 {
+    // No writer attached (the AOF off, no rewrite): nothing buffered, and no lock to take
+    // (the eviction check reads this before every command over the limit).
+    if !server.aof.on.load(Ordering::Relaxed) {
+        return 0;
+    }
     server
         .aof
         .state()
