@@ -897,7 +897,7 @@ mod tests {
     fn seeks_first_and_last_agree_with_a_model_after_deletes() {
         let mut stream = filled(1000);
         let mut model: BTreeSet<u64> = (1..=1000).collect();
-        let mut check = |stream: &Stream, model: &BTreeSet<u64>| {
+        let check = |stream: &Stream, model: &BTreeSet<u64>| {
             assert_eq!(stream.first().map(|(id, _)| id.ms), model.first().copied());
             assert_eq!(stream.last().map(|(id, _)| id.ms), model.last().copied());
             assert_eq!(
