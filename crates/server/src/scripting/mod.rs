@@ -95,8 +95,10 @@ pub(crate) struct RunState {
     pending: AtomicUsize,
     /// True when the running script came from EVAL (SCRIPT KILL), false for FCALL.
     eval: AtomicBool,
-    /// The running script's name and command line, for FUNCTION STATS.
-    current: Mutex<Option<RunningScript>>,
+    /// The running script's name and command line, for FUNCTION STATS. Kept between runs
+    /// (`CurrentRun::active` says whether one runs), so a run refills its buffers rather than
+    /// allocating new ones.
+    current: Mutex<CurrentRun>,
     /// Waiting commands sleep here until the script ends or turns busy.
     changed: Condvar,
     changed_lock: Mutex<()>,
@@ -112,6 +114,26 @@ pub(crate) struct RunningScript {
     pub(crate) name: String,
     pub(crate) argv: Vec<Bytes>,
     pub(crate) started: Instant,
+}
+
+/// [`RunState::current`]'s slot: the last run's buffers, and whether it is still running.
+#[derive(Debug)]
+struct CurrentRun {
+    active: bool,
+    script: RunningScript,
+}
+
+impl Default for CurrentRun {
+    fn default() -> Self {
+        CurrentRun {
+            active: false,
+            script: RunningScript {
+                name: String::new(),
+                argv: Vec::new(),
+                started: Instant::now(),
+            },
+        }
+    }
 }
 
 impl RunState {
@@ -193,18 +215,23 @@ impl RunState {
     }
 
     pub(crate) fn current(&self) -> Option<RunningScript> {
-        lock(&self.current).clone()
+        let current = lock(&self.current);
+        current.active.then(|| current.script.clone())
     }
 
-    fn begin(&self, name: String, argv: Vec<Bytes>, eval: bool, threshold_ms: u64) {
+    fn begin(&self, name: &str, argv: &[Bytes], eval: bool, threshold_ms: u64) {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
         self.hand_offs.store(0, Ordering::Release);
         self.abort.store(false, Ordering::Release);
-        *lock(&self.current) = Some(RunningScript {
-            name,
-            argv,
-            started: Instant::now(),
-        });
+        {
+            let mut current = lock(&self.current);
+            current.active = true;
+            current.script.name.clear();
+            current.script.name.push_str(name);
+            current.script.argv.clear();
+            current.script.argv.extend_from_slice(argv);
+            current.script.started = Instant::now();
+        }
         self.kill_requested.store(false, Ordering::Release);
         self.wrote.store(false, Ordering::Release);
         self.busy.store(false, Ordering::Release);
@@ -216,7 +243,16 @@ impl RunState {
         self.running.store(false, Ordering::SeqCst);
         self.busy.store(false, Ordering::Release);
         self.kill_requested.store(false, Ordering::Release);
-        *lock(&self.current) = None;
+        {
+            let mut current = lock(&self.current);
+            current.active = false;
+            // The arguments share the connection's read buffer: let it go now. A long
+            // command line's vector is not kept either.
+            current.script.argv.clear();
+            if current.script.argv.capacity() > 64 {
+                current.script.argv = Vec::new();
+            }
+        }
         self.wake();
     }
 
@@ -333,8 +369,8 @@ pub(crate) struct RunGuard<'a> {
 impl<'a> RunGuard<'a> {
     pub(crate) fn begin(
         run: &'a RunState,
-        name: String,
-        argv: Vec<Bytes>,
+        name: &str,
+        argv: &[Bytes],
         eval: bool,
         threshold_ms: u64,
     ) -> Self {
@@ -524,10 +560,14 @@ impl Scripting {
 }
 
 /// Returns true if and only if `argv` names a subcommand Redis refuses inside scripts (its
-/// `noscript` subcommands of containers whose own row has no such flag).
-pub(crate) fn denied_subcommand(command: &Command, argv: &[Bytes]) -> bool {
-    // SCRIPT KILL, FUNCTION KILL/STATS and SHUTDOWN NOSAVE: Redis's allow-busy sits on the
-    // subcommand, or SHUTDOWN refuses itself without NOSAVE, which the table cannot say.
+/// `noscript` subcommands of containers whose own row has no such flag). `idx` is the
+/// command's index in the table: only a container has subcommands to look up, so a plain
+/// command (every `redis.call` of a typical script) costs one table read, not a walk of the
+/// subcommand table.
+pub(crate) fn denied_subcommand(idx: usize, command: &Command, argv: &[Bytes]) -> bool {
+    if !crate::cmd::is_container(idx) {
+        return command.has_flag(Flags::ALLOW_BUSY);
+    }
     let sub = argv.get(1).map_or(&b""[..], |b| b);
     match command.name {
         "config" | "client" => !eq_ignore_case(sub, "help"),
