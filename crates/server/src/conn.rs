@@ -178,6 +178,8 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
     let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);
     let handle = Arc::clone(&client.handle);
+    // What a batch of script commands decoded after its last command and left to this loop.
+    let mut read_ahead: Option<ReadAhead> = None;
     loop {
         // The end of the command before, while nothing has been awaited since: the next
         // command's start (`crate::server::chain_clock`).
@@ -187,8 +189,11 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             if handle.killed.load(Ordering::Acquire) {
                 return "killed".into();
             }
-            let qbuf = input.len();
-            match decoder.decode(&mut input) {
+            let (qbuf, decoded) = match read_ahead.take() {
+                Some(ahead) => ahead,
+                None => (input.len(), decoder.decode(&mut input)),
+            };
+            match decoded {
                 Ok(Some(argv)) => {
                     if argv.is_empty() {
                         continue;
@@ -204,7 +209,23 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         }
                     }
                     crate::server::chain_clock(previous_end_us);
-                    cmd::execute(server, client, &mut out, &argv);
+                    let argv =
+                        if crate::scripting::is_script_command(&argv) && client.multi.is_none() {
+                            let (last, ahead) = run_script_batch(
+                                server,
+                                client,
+                                &mut out,
+                                &mut decoder,
+                                &mut input,
+                                buffer_size,
+                                argv,
+                            );
+                            read_ahead = ahead;
+                            last
+                        } else {
+                            cmd::execute(server, client, &mut out, &argv);
+                            argv
+                        };
                     previous_end_us = crate::server::unchain_clock();
                     note_published(&handle);
                     // Clients this command woke run their retries before it replies, as in
@@ -490,6 +511,63 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                     Some(bytes.saturating_sub(sizes))
                 });
             }
+        }
+    }
+}
+
+/// A decoder result read ahead by [`run_script_batch`], with the query buffer's length before it.
+type ReadAhead = (
+    usize,
+    Result<Option<Vec<bytes::Bytes>>, forkless_protocol::ProtocolError>,
+);
+
+/// Runs `argv`, a script command, and the script commands right behind it in the input
+/// buffer, under one hold of the command gate (`crate::scripting::ScriptBatch`). Returns the
+/// last command it ran, for the caller's bookkeeping after a command, and what it decoded
+/// after that command when that is not for the batch. The batch ends before anything the
+/// caller must await for (a reply to write, woken clients, CLIENT PAUSE), or at the end of
+/// the buffer: the gate is never held across an await.
+fn run_script_batch(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    decoder: &mut RequestDecoder,
+    input: &mut BytesMut,
+    buffer_size: usize,
+    argv: Vec<bytes::Bytes>,
+) -> (Vec<bytes::Bytes>, Option<ReadAhead>) {
+    let Some(_batch) = crate::scripting::ScriptBatch::begin(server, &argv) else {
+        cmd::execute(server, client, out, &argv);
+        return (argv, None);
+    };
+    let mut argv = argv;
+    loop {
+        cmd::execute(server, client, out, &argv);
+        let go_on = !client.handle.killed.load(Ordering::Acquire)
+            && !crate::blocking::has_woken()
+            && client.blocked.is_none()
+            && client.multi.is_none()
+            && client.conn.wait_replicas.is_none()
+            && client.conn.migrate.is_none()
+            && client.conn.handover.is_none()
+            && !client.close_after_reply
+            && out.len() < FLUSH_AT
+            && !ObufLimits::of(server, client).exceeded_now(out.len())
+            && !server.pause.maybe_active();
+        if !go_on {
+            return (argv, None);
+        }
+        let qbuf = input.len();
+        match decoder.decode(input) {
+            Ok(Some(next)) if crate::scripting::is_script_command(&next) => {
+                note_published(&client.handle);
+                client.conn.qbuf = qbuf;
+                client.conn.qbuf_free = buffer_size.saturating_sub(qbuf);
+                // The next command starts when this one ended, as in the caller's loop.
+                crate::server::chain_clock(crate::server::unchain_clock());
+                argv = next;
+            }
+            other => return (argv, Some((qbuf, other))),
         }
     }
 }

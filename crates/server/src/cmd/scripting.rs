@@ -153,7 +153,10 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     let server = ctx.server;
     let run = &server.scripting.run;
     let _pending = PendingGuard::new(run);
-    let _exclusive = (!ctx.client.in_exec).then(|| server.keyspace.gate().exclusive());
+    // Inside EXEC, or in a batch of script commands (`crate::scripting::ScriptBatch`), the
+    // gate is held already.
+    let _exclusive = (!ctx.client.in_exec && !crate::scripting::batch_held())
+        .then(|| server.keyspace.gate().exclusive());
     let threshold = server
         .tunables
         .busy_reply_threshold
@@ -626,7 +629,10 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
     let server = ctx.server;
     let run = &server.scripting.run;
     let _pending = PendingGuard::new(run);
-    let _exclusive = (!ctx.client.in_exec).then(|| server.keyspace.gate().exclusive());
+    // Inside EXEC, or in a batch of script commands (`crate::scripting::ScriptBatch`), the
+    // gate is held already.
+    let _exclusive = (!ctx.client.in_exec && !crate::scripting::batch_held())
+        .then(|| server.keyspace.gate().exclusive());
     let name = argv.get(1).cloned().unwrap_or_default();
     let found = server
         .scripting

@@ -253,7 +253,11 @@ impl RunState {
                 current.script.argv = Vec::new();
             }
         }
-        self.wake();
+        // While the run's command is still counted as pending (every script command is), the
+        // waiters could not go on yet: its `PendingGuard` wakes them, one wake-up, not two.
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            self.wake();
+        }
     }
 
     /// Marks the script busy and wakes the commands waiting for it, so they reply `-BUSY`.
@@ -335,8 +339,79 @@ impl<'a> PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.run.pending.fetch_sub(1, Ordering::SeqCst);
-        self.run.wake();
+        // Waiters go on only once nothing is pending (a batch counts as pending across its
+        // scripts): the last one out wakes them.
+        if self.run.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.run.wake();
+        }
+    }
+}
+
+/// Script commands of one connection's pipeline run back to back under one hold: the command
+/// gate held exclusively and the run counted as pending, from the first of them to the last
+/// (`conn.rs`, `run_script_batch`). Other commands wait for the batch as for one script (or get
+/// `-BUSY` when one of its scripts is busy), the interpreter stays on one core, and the other
+/// workers are woken once per batch instead of once per script. Each script is still its own
+/// unit: a batch is only ever more atomic than its scripts. Never held across an await (the
+/// connection drops it before it writes, waits or reads).
+pub(crate) struct ScriptBatch<'a> {
+    // Dropped in this order: the gate, then the pending count (which wakes the waiters).
+    _gate: forkless_storage::ExclusiveGate<'a>,
+    _pending: PendingGuard<'a>,
+}
+
+std::thread_local! {
+    /// True while this thread holds a [`ScriptBatch`].
+    static BATCH_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Returns true if and only if this thread holds a [`ScriptBatch`]: a script command then
+/// takes neither the gate nor the admission wait (it holds both already).
+pub(crate) fn batch_held() -> bool {
+    BATCH_HELD.with(std::cell::Cell::get)
+}
+
+/// Returns true if and only if `argv` is a command that runs a script or a function (EVAL,
+/// EVALSHA, FCALL and their read-only forms).
+pub(crate) fn is_script_command(argv: &[Bytes]) -> bool {
+    // Every such command's name starts with E or F: the others (the connection asks for
+    // each command it runs) are told apart without a second table lookup. The flags decide.
+    argv.first()
+        .filter(|name| matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F')))
+        .and_then(|name| crate::cmd::lookup(name))
+        .is_some_and(|(_, command)| {
+            command
+                .flags
+                .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION))
+        })
+}
+
+impl<'a> ScriptBatch<'a> {
+    /// Starts a batch for the script command `argv`, once it is admitted as any script command
+    /// is (`admit`: it waits for a running script, or is refused while one is busy, in which
+    /// case there is no batch and the command runs alone to get its refusal).
+    pub(crate) fn begin(server: &'a Server, argv: &[Bytes]) -> Option<ScriptBatch<'a>> {
+        let (_, command) = argv.first().and_then(|name| crate::cmd::lookup(name))?;
+        if batch_held() {
+            return None;
+        }
+        match admit(server, command, argv) {
+            Admission::Run(None) => {}
+            Admission::Run(Some(_)) | Admission::Refuse(_) => return None,
+        }
+        let pending = PendingGuard::new(&server.scripting.run);
+        let gate = server.keyspace.gate().exclusive();
+        BATCH_HELD.with(|held| held.set(true));
+        Some(ScriptBatch {
+            _gate: gate,
+            _pending: pending,
+        })
+    }
+}
+
+impl Drop for ScriptBatch<'_> {
+    fn drop(&mut self) {
+        BATCH_HELD.with(|held| held.set(false));
     }
 }
 
@@ -653,6 +728,10 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
     let gate = server.keyspace.gate();
     let run = &server.scripting.run;
     let itself = takes_gate_itself(command);
+    if itself && batch_held() {
+        // A script command of this thread's batch: the batch holds the gate and is pending.
+        return Admission::Run(None);
+    }
     let scripting = || run.running.load(Ordering::SeqCst) || run.pending.load(Ordering::SeqCst) > 0;
     loop {
         if !scripting() {
@@ -699,5 +778,22 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
                 .map(drop);
         }
         run.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_command_is_found_by_its_first_letter() {
+        // `is_script_command` skips the table lookup for names that start with other letters.
+        for command in crate::cmd::all_commands() {
+            let runs = command
+                .flags
+                .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION));
+            let argv = [Bytes::from(command.name.to_ascii_uppercase())];
+            assert_eq!(is_script_command(&argv), runs, "{}", command.name);
+        }
     }
 }
