@@ -9,6 +9,7 @@
 #
 # With BASELINE_BIN an older forkless build runs in the same rounds (a third server) and a
 # second table gives this build against it. BIN=path skips the build and runs that binary.
+# FORKLESS_ARGS adds options to both forkless servers (e.g. FORKLESS_ARGS='--worker-threads 1').
 #
 # Besides requests per second, each run records the server's CPU time (user + system, from
 # /proc/PID/stat) per request: on a machine shared with other work, requests per second depend
@@ -36,14 +37,14 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --d
   --daemonize no >"$work/redis.log" 2>&1 &
 fl_port=$(free_port)
 redis_pid=$!
-"$BIN" --port "$fl_port" --save '' --dir "$work" >"$work/forkless.log" 2>&1 &
+"$BIN" --port "$fl_port" --save '' --dir "$work" ${FORKLESS_ARGS:-} >"$work/forkless.log" 2>&1 &
 fl_pid=$!
 ports="$redis_port $fl_port"
 servers="redis forkless"
 if [ -n "${BASELINE_BIN:-}" ]; then
   base_port=$(free_port)
   mkdir -p "$work/baseline"
-  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" >"$work/baseline.log" 2>&1 &
+  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" ${FORKLESS_ARGS:-} >"$work/baseline.log" 2>&1 &
   base_pid=$!
   ports="$ports $base_port"
   servers="$servers baseline"

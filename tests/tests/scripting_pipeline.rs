@@ -199,3 +199,50 @@ fn busy_script_inside_a_pipeline(args: &[&str]) {
     assert_eq!(reply(&mut runner), int(2));
     assert_eq!(cmd(&mut other, "PING"), "+PONG\r\n");
 }
+
+/// A long pipeline of slow scripts read at once kept the other clients out until its end
+/// while a batch ran every script command in the buffer (this test saw 150 of 150). A batch
+/// now ends at its bound (64 scripts or 1 ms) and lets a waiting command in before the next
+/// starts, so another client's GET sees the count early.
+#[test]
+fn a_long_pipeline_of_scripts_lets_other_clients_in() {
+    for args in [&[][..], &["--worker-threads", "1"][..]] {
+        let server = TestServer::start(BIN, args);
+        let mut runner = server.raw();
+        let mut other = server.raw();
+        // About a millisecond each, whatever the build: it waits on the server's clock.
+        let script: &[u8] = b"local function now() local t = redis.call('TIME') \
+            return t[1] * 1000000 + t[2] end \
+            local stop = now() + 1000 while now() < stop do end \
+            return redis.call('INCR', KEYS[1])";
+        let sha = String::from_utf8(runner.call(&[b"SCRIPT", b"LOAD", script])).unwrap();
+        let sha = sha.lines().nth(1).unwrap().to_owned();
+        // Small enough for one read of the server (16 KiB): one batch after another.
+        let n_scripts = 150;
+        let mut batch = Vec::new();
+        for _ in 0..n_scripts {
+            batch.extend(command(&[b"EVALSHA", sha.as_bytes(), b"1", b"count"]));
+        }
+        assert!(batch.len() < 16 * 1024);
+        runner.send(&batch);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let seen = loop {
+            let value = cmd(&mut other, "GET count");
+            let count: i64 = value.lines().nth(1).map_or(0, |text| text.parse().unwrap());
+            if count > 0 {
+                break count;
+            }
+            assert!(Instant::now() < deadline, "the scripts never ran");
+        };
+        // The next GET waits at most for a batch.
+        let value = cmd(&mut other, "GET count");
+        let next: i64 = value.lines().nth(1).unwrap().parse().unwrap();
+        assert!(
+            seen < n_scripts / 2 && next < n_scripts / 2,
+            "another client waited for most of the pipeline: saw {seen} then {next} of {n_scripts}"
+        );
+        for _ in 0..n_scripts {
+            assert!(reply(&mut runner).starts_with(':'));
+        }
+    }
+}

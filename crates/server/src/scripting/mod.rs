@@ -104,6 +104,11 @@ pub(crate) struct RunState {
     changed_lock: Mutex<()>,
     /// Commands sleeping on `changed`, so that a script's end costs no wake-up when none waits.
     sleepers: AtomicUsize,
+    /// Commands in `admit`'s wait for a script (spinning or sleeping), and how many have left
+    /// it: a batch cut by its bound lets them in before its connection starts the next one
+    /// ([`let_waiters_in`]).
+    waiting: AtomicUsize,
+    admitted: AtomicU64,
     /// Hook calls of the running script that have tried to hand its async worker over (see
     /// [`hand_off_worker`]).
     hand_offs: AtomicUsize,
@@ -721,6 +726,49 @@ pub(crate) fn declared_flags(
     declared.filter(|flags| !flags.compat)
 }
 
+/// Counts a command in `admit`'s wait for a script from its first wait to its admission or
+/// refusal (see [`RunState::waiting`]).
+struct WaitCount<'a> {
+    run: &'a RunState,
+}
+
+impl<'a> WaitCount<'a> {
+    fn new(run: &'a RunState) -> Self {
+        run.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitCount { run }
+    }
+}
+
+impl Drop for WaitCount<'_> {
+    fn drop(&mut self) {
+        self.run.admitted.fetch_add(1, Ordering::SeqCst);
+        self.run.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The longest [`let_waiters_in`] waits for one waiting command to get in.
+const HAND_OVER_WAIT: Duration = Duration::from_millis(1);
+
+/// Called by a connection whose batch of scripts (`ScriptBatch`) has just ended at its bound,
+/// before it runs anything more: while commands of other clients wait for scripts (on other
+/// threads), it waits until one of them has got in, for at most [`HAND_OVER_WAIT`]. Without
+/// it the connection would take the gate again before a woken waiter could (the gate is not
+/// fair), and a long pipeline of scripts would keep the others out until its end.
+pub(crate) fn let_waiters_in(server: &Server) {
+    let run = &server.scripting.run;
+    if run.waiting.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let admitted = run.admitted.load(Ordering::SeqCst);
+    let give_up = Instant::now() + HAND_OVER_WAIT;
+    while run.waiting.load(Ordering::SeqCst) != 0
+        && run.admitted.load(Ordering::SeqCst) == admitted
+        && Instant::now() < give_up
+    {
+        std::thread::yield_now();
+    }
+}
+
 /// Lets a command in: waits while a script runs and is not yet busy, refuses it with `-BUSY`
 /// once the script is busy unless Redis allows it then (it then runs without the gate, which
 /// the script holds), and otherwise takes the gate shared.
@@ -733,6 +781,7 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
         return Admission::Run(None);
     }
     let scripting = || run.running.load(Ordering::SeqCst) || run.pending.load(Ordering::SeqCst) > 0;
+    let mut counted: Option<WaitCount<'_>> = None;
     loop {
         if !scripting() {
             if itself {
@@ -757,6 +806,9 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
                 return Admission::Run(None);
             }
             return Admission::Refuse(run.busy_reply());
+        }
+        if counted.is_none() {
+            counted = Some(WaitCount::new(run));
         }
         // Most scripts take microseconds: spin that long before sleeping.
         let spin_until = Instant::now() + Duration::from_micros(20);
