@@ -594,6 +594,7 @@ fn run_script_batch(
         let qbuf = input.len();
         match decoder.decode(input) {
             Ok(Some(next)) if crate::scripting::is_script_command(&next) => {
+                batch.going_on();
                 note_published(&client.handle);
                 client.conn.qbuf = qbuf;
                 client.conn.qbuf_free = buffer_size.saturating_sub(qbuf);

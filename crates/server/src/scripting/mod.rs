@@ -109,6 +109,10 @@ pub(crate) struct RunState {
     /// ([`let_waiters_in`]).
     waiting: AtomicUsize,
     admitted: AtomicU64,
+    /// Set while a batch (`ScriptBatch`) runs its second script or a later one: a batch lasts
+    /// longer than `admit`'s spin, so a command that meets one sleeps at once instead of
+    /// burning the core the batch's thread or the clients need (docs/benchmarks.md, "Scripts").
+    batching: AtomicBool,
     /// Hook calls of the running script that have tried to hand its async worker over (see
     /// [`hand_off_worker`]).
     hand_offs: AtomicUsize,
@@ -363,6 +367,7 @@ pub(crate) struct ScriptBatch<'a> {
     // Dropped in this order: the gate, then the pending count (which wakes the waiters).
     _gate: forkless_storage::ExclusiveGate<'a>,
     _pending: PendingGuard<'a>,
+    batching: &'a AtomicBool,
 }
 
 std::thread_local! {
@@ -410,12 +415,23 @@ impl<'a> ScriptBatch<'a> {
         Some(ScriptBatch {
             _gate: gate,
             _pending: pending,
+            batching: &server.scripting.run.batching,
         })
+    }
+}
+
+impl ScriptBatch<'_> {
+    /// Notes that the batch goes on to another script: waiting commands stop spinning.
+    pub(crate) fn going_on(&self) {
+        self.batching.store(true, Ordering::Relaxed);
     }
 }
 
 impl Drop for ScriptBatch<'_> {
     fn drop(&mut self) {
+        // Before the gate and the pending count go (fields drop after this): the next script
+        // met is a single one until its own batch says otherwise.
+        self.batching.store(false, Ordering::Relaxed);
         BATCH_HELD.with(|held| held.set(false));
     }
 }
@@ -812,7 +828,11 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
         }
         // Most scripts take microseconds: spin that long before sleeping.
         let spin_until = Instant::now() + Duration::from_micros(20);
-        while scripting() && !run.busy() && Instant::now() < spin_until {
+        while scripting()
+            && !run.busy()
+            && !run.batching.load(Ordering::Relaxed)
+            && Instant::now() < spin_until
+        {
             std::hint::spin_loop();
         }
         if !scripting() || run.busy() {
