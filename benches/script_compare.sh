@@ -9,6 +9,12 @@
 #
 # With BASELINE_BIN an older forkless build runs in the same rounds (a third server) and a
 # second table gives this build against it. BIN=path skips the build and runs that binary.
+# FORKLESS_ARGS adds options to both forkless servers (e.g. FORKLESS_ARGS='--worker-threads 1').
+#
+# Besides requests per second, each run records the server's CPU time (user + system, from
+# /proc/PID/stat) per request: on a machine shared with other work, requests per second depend
+# on how the scheduler shares the cores between a single-threaded redis-server and forkless's
+# workers, while CPU time per request is throughput per core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -30,13 +36,16 @@ redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
   --daemonize no >"$work/redis.log" 2>&1 &
 fl_port=$(free_port)
-"$BIN" --port "$fl_port" --save '' --dir "$work" >"$work/forkless.log" 2>&1 &
+redis_pid=$!
+"$BIN" --port "$fl_port" --save '' --dir "$work" ${FORKLESS_ARGS:-} >"$work/forkless.log" 2>&1 &
+fl_pid=$!
 ports="$redis_port $fl_port"
 servers="redis forkless"
 if [ -n "${BASELINE_BIN:-}" ]; then
   base_port=$(free_port)
   mkdir -p "$work/baseline"
-  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" >"$work/baseline.log" 2>&1 &
+  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" ${FORKLESS_ARGS:-} >"$work/baseline.log" 2>&1 &
+  base_pid=$!
   ports="$ports $base_port"
   servers="$servers baseline"
 fi
@@ -46,10 +55,15 @@ for port in $ports; do
   sha=$(redis-cli -p "$port" script load "$SCRIPT")
 done
 
-rps() { # port pipeline command...
-  local port=$1 pipeline=$2; shift 2
-  redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r 100000 --csv "$@" \
-    | tail -1 | cut -d, -f2 | tr -d '"'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rps() { # port pid pipeline command...: "rps,server CPU microseconds per request"
+  local port=$1 pid=$2 pipeline=$3; shift 3
+  local before after rate
+  before=$(cpu_ticks "$pid")
+  rate=$(redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r 100000 --csv "$@" \
+    | tail -1 | cut -d, -f2 | tr -d '"')
+  after=$(cpu_ticks "$pid")
+  echo "$rate,$(( (after - before) * 1000000 / $(getconf CLK_TCK) * 100 / REQUESTS ))"
 }
 results="$work/results.csv"
 for round in $(seq "$ROUNDS"); do
@@ -61,33 +75,36 @@ for round in $(seq "$ROUNDS"); do
     done
     for server in $order; do
       case $server in
-        redis) port=$redis_port ;; forkless) port=$fl_port ;; baseline) port=$base_port ;;
+        redis) port=$redis_port pid=$redis_pid ;;
+        forkless) port=$fl_port pid=$fl_pid ;;
+        baseline) port=$base_port pid=$base_pid ;;
       esac
-      echo "$server,$pipeline,evalsha,$(rps "$port" "$pipeline" evalsha "$sha" 1 'key:__rand_int__')" >>"$results"
-      echo "$server,$pipeline,incr,$(rps "$port" "$pipeline" incr 'key:__rand_int__')" >>"$results"
+      echo "$server,$pipeline,evalsha,$(rps "$port" "$pid" "$pipeline" evalsha "$sha" 1 'key:__rand_int__')" >>"$results"
+      echo "$server,$pipeline,incr,$(rps "$port" "$pid" "$pipeline" incr 'key:__rand_int__')" >>"$results"
     done
   done
 done
 python3 - "$results" <<'PY'
 import csv, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
-med = {}
-for server, pipeline, test, value in rows:
+med, cpu = {}, {}
+for server, pipeline, test, value, centi_us in rows:
     med.setdefault((test, pipeline, server), []).append(float(value))
-print("| test | -P | redis rps | forkless rps | forkless/redis |")
-print("| --- | --- | --- | --- | --- |")
-for test in ("evalsha", "incr"):
-    for pipeline in ("1", "16"):
-        r = statistics.median(med[(test, pipeline, "redis")])
-        f = statistics.median(med[(test, pipeline, "forkless")])
-        print(f"| {test} | {pipeline} | {r:,.0f} | {f:,.0f} | {f / r:.2f} |")
-if any(key[2] == "baseline" for key in med):
-    print()
-    print("| test | -P | baseline rps | forkless rps | forkless/baseline |")
-    print("| --- | --- | --- | --- | --- |")
+    cpu.setdefault((test, pipeline, server), []).append(float(centi_us) / 100)
+def table(other, label):
+    print(f"| test | -P | {label} rps | forkless rps | forkless/{label} | {label} CPU us/req "
+          f"| forkless CPU us/req | per core: {label} CPU / forkless CPU |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for test in ("evalsha", "incr"):
         for pipeline in ("1", "16"):
-            b = statistics.median(med[(test, pipeline, "baseline")])
+            r = statistics.median(med[(test, pipeline, other)])
             f = statistics.median(med[(test, pipeline, "forkless")])
-            print(f"| {test} | {pipeline} | {b:,.0f} | {f:,.0f} | {f / b:.2f} |")
+            rc = statistics.median(cpu[(test, pipeline, other)])
+            fc = statistics.median(cpu[(test, pipeline, "forkless")])
+            print(f"| {test} | {pipeline} | {r:,.0f} | {f:,.0f} | {f / r:.2f} | {rc:.2f} "
+                  f"| {fc:.2f} | {rc / fc:.2f} |")
+table("redis", "redis")
+if any(key[2] == "baseline" for key in med):
+    print()
+    table("baseline", "baseline")
 PY

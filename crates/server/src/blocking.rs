@@ -119,6 +119,12 @@ pub(crate) fn take_woken() -> Option<Arc<WakeGroup>> {
     CURRENT_GROUP.with(|current| current.borrow_mut().take())
 }
 
+/// Returns true if and only if the commands run on this thread since the last [`take_woken`]
+/// woke blocked clients (the connection must then wait for them before it goes on).
+pub(crate) fn has_woken() -> bool {
+    CURRENT_GROUP.with(|current| current.borrow().is_some())
+}
+
 /// Makes `group` the group of the command about to run on this thread: a woken client's
 /// retry, whose own wake-ups belong to the command that woke it.
 pub(crate) fn join_group(group: Arc<WakeGroup>) {

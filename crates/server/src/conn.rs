@@ -178,6 +178,10 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
     let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);
     let handle = Arc::clone(&client.handle);
+    // What a batch of script commands decoded after its last command and left to this loop.
+    let mut read_ahead: Option<ReadAhead> = None;
+    // Set when that batch ended at its bound: the loop yields before it goes on.
+    let mut yield_after = false;
     loop {
         // The end of the command before, while nothing has been awaited since: the next
         // command's start (`crate::server::chain_clock`).
@@ -187,8 +191,11 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             if handle.killed.load(Ordering::Acquire) {
                 return "killed".into();
             }
-            let qbuf = input.len();
-            match decoder.decode(&mut input) {
+            let (qbuf, decoded) = match read_ahead.take() {
+                Some(ahead) => ahead,
+                None => (input.len(), decoder.decode(&mut input)),
+            };
+            match decoded {
                 Ok(Some(argv)) => {
                     if argv.is_empty() {
                         continue;
@@ -204,7 +211,24 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         }
                     }
                     crate::server::chain_clock(previous_end_us);
-                    cmd::execute(server, client, &mut out, &argv);
+                    let argv =
+                        if crate::scripting::is_script_command(&argv) && client.multi.is_none() {
+                            let (last, ahead, cut) = run_script_batch(
+                                server,
+                                client,
+                                &mut out,
+                                &mut decoder,
+                                &mut input,
+                                buffer_size,
+                                argv,
+                            );
+                            read_ahead = ahead;
+                            yield_after = cut;
+                            last
+                        } else {
+                            cmd::execute(server, client, &mut out, &argv);
+                            argv
+                        };
                     previous_end_us = crate::server::unchain_clock();
                     note_published(&handle);
                     // Clients this command woke run their retries before it replies, as in
@@ -311,6 +335,13 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         {
                             return format!("write error: {err}");
                         }
+                    }
+                    if std::mem::take(&mut yield_after) {
+                        // A batch of scripts cut at its bound, with more to run: the clients
+                        // on this worker get their turn too (those on other workers got
+                        // theirs in `let_waiters_in`).
+                        previous_end_us = None;
+                        tokio::task::yield_now().await;
                     }
                 }
                 Ok(None) => break,
@@ -490,6 +521,88 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                     Some(bytes.saturating_sub(sizes))
                 });
             }
+        }
+    }
+}
+
+/// The most script commands [`run_script_batch`] runs under one hold of the gate: past it
+/// the waiting commands of other clients go first (Redis itself runs a client's whole read,
+/// up to 16 KiB of commands, at once).
+const SCRIPT_BATCH_MAX: usize = 64;
+
+/// The longest [`run_script_batch`] holds the gate before it lets the others in; a single
+/// script may run longer (until it is busy), but no further one joins the batch.
+const SCRIPT_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// A decoder result read ahead by [`run_script_batch`], with the query buffer's length before it.
+type ReadAhead = (
+    usize,
+    Result<Option<Vec<bytes::Bytes>>, forkless_protocol::ProtocolError>,
+);
+
+/// Runs `argv`, a script command, and the script commands right behind it in the input
+/// buffer, under one hold of the command gate (`crate::scripting::ScriptBatch`). Returns the
+/// last command it ran, for the caller's bookkeeping after a command, what it decoded after
+/// that command when that is not for the batch, and whether the batch ended at its bound with
+/// more input to run (the caller then yields to the other tasks of its worker). The batch ends before anything the
+/// caller must await for (a reply to write, woken clients, CLIENT PAUSE), at the end of the
+/// buffer, or once it has run [`SCRIPT_BATCH_MAX`] commands or held the gate for
+/// [`SCRIPT_BATCH_TIME`], so one client's long pipeline never keeps the others out for long:
+/// the gate is never held across an await.
+fn run_script_batch(
+    server: &Server,
+    client: &mut Client,
+    out: &mut Out,
+    decoder: &mut RequestDecoder,
+    input: &mut BytesMut,
+    buffer_size: usize,
+    argv: Vec<bytes::Bytes>,
+) -> (Vec<bytes::Bytes>, Option<ReadAhead>, bool) {
+    let Some(batch) = crate::scripting::ScriptBatch::begin(server, &argv) else {
+        cmd::execute(server, client, out, &argv);
+        return (argv, None, false);
+    };
+    let started = std::time::Instant::now();
+    let mut argv = argv;
+    let mut n_run = 0usize;
+    loop {
+        cmd::execute(server, client, out, &argv);
+        n_run += 1;
+        let within_bound = n_run < SCRIPT_BATCH_MAX && started.elapsed() < SCRIPT_BATCH_TIME;
+        let free_to_go_on = !client.handle.killed.load(Ordering::Acquire)
+            && !crate::blocking::has_woken()
+            && client.blocked.is_none()
+            && client.multi.is_none()
+            && client.conn.wait_replicas.is_none()
+            && client.conn.migrate.is_none()
+            && client.conn.handover.is_none()
+            && !client.close_after_reply
+            && out.len() < FLUSH_AT
+            && !ObufLimits::of(server, client).exceeded_now(out.len())
+            && !server.pause.maybe_active();
+        if !free_to_go_on {
+            return (argv, None, false);
+        }
+        if !within_bound {
+            drop(batch);
+            if input.is_empty() {
+                return (argv, None, false);
+            }
+            crate::scripting::let_waiters_in(server);
+            return (argv, None, true);
+        }
+        let qbuf = input.len();
+        match decoder.decode(input) {
+            Ok(Some(next)) if crate::scripting::is_script_command(&next) => {
+                batch.going_on();
+                note_published(&client.handle);
+                client.conn.qbuf = qbuf;
+                client.conn.qbuf_free = buffer_size.saturating_sub(qbuf);
+                // The next command starts when this one ended, as in the caller's loop.
+                crate::server::chain_clock(crate::server::unchain_clock());
+                argv = next;
+            }
+            other => return (argv, Some((qbuf, other)), false),
         }
     }
 }

@@ -171,6 +171,12 @@ pub(crate) fn all_commands() -> &'static [&'static Command] {
     &TABLE.commands
 }
 
+/// Returns true if and only if the command at `idx` in the table is a container with rows in
+/// the subcommand table (CONFIG, CLIENT, OBJECT, ...).
+pub(crate) fn is_container(idx: usize) -> bool {
+    TABLE.is_container.get(idx).copied().unwrap_or(false)
+}
+
 /// Finds a command by name, ignoring ASCII case, with its index in the table.
 pub(crate) fn lookup(name: &[u8]) -> Option<(usize, &'static Command)> {
     let mut lower = [0u8; 32];

@@ -153,7 +153,10 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     let server = ctx.server;
     let run = &server.scripting.run;
     let _pending = PendingGuard::new(run);
-    let _exclusive = (!ctx.client.in_exec).then(|| server.keyspace.gate().exclusive());
+    // Inside EXEC, or in a batch of script commands (`crate::scripting::ScriptBatch`), the
+    // gate is held already.
+    let _exclusive = (!ctx.client.in_exec && !crate::scripting::batch_held())
+        .then(|| server.keyspace.gate().exclusive());
     let threshold = server
         .tunables
         .busy_reply_threshold
@@ -161,34 +164,33 @@ fn eval_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], by_sha: bool, read_only: bool
     let client = &*ctx.client;
     let out = &mut *ctx.out;
     // One hold of the interpreter finds the script and runs it (docs/benchmarks.md, "Scripts").
+    // The SHA1 is looked up in lower case, from a copy on the stack.
+    let mut lower = [0u8; 40];
     let result = server.scripting.with_engine(server, |engine: &mut Engine| {
-        let found = if by_sha {
-            // The SHA1 is looked up in lower case, without building a string for it.
-            let mut lower = [0u8; 40];
+        let loaded;
+        let sha: &str = if by_sha {
             lower.copy_from_slice(body_or_sha);
             lower.make_ascii_lowercase();
-            std::str::from_utf8(&lower)
-                .ok()
-                .and_then(|sha| engine.script(sha).map(|found| (sha.to_string(), found)))
+            std::str::from_utf8(&lower).map_err(|_| NOSCRIPT.to_string())?
         } else {
-            let sha = engine.load_script(body_or_sha)?;
-            engine.script(&sha).map(|found| (sha, found))
+            loaded = engine.load_script(body_or_sha)?;
+            &loaded
         };
-        let Some((sha, (flags, function))) = found else {
+        let Some((flags, function)) = engine.cached(sha) else {
             return Err(NOSCRIPT.to_string());
         };
         check_before_run(server, flags, read_only).map_err(str::to_string)?;
         let spec = RunSpec {
-            name: &sha,
+            name: sha,
             flags,
             read_only_command: read_only,
             eval: true,
             keys,
             args,
         };
-        let _running = RunGuard::begin(run, sha.clone(), argv.to_vec(), true, threshold);
+        let _running = RunGuard::begin(run, sha, argv, true, threshold);
         Ok(in_place(|| {
-            engine.run(server, client, out, &function, &spec)
+            engine.run(server, client, out, function, &spec)
         }))
     });
     match result {
@@ -627,7 +629,10 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
     let server = ctx.server;
     let run = &server.scripting.run;
     let _pending = PendingGuard::new(run);
-    let _exclusive = (!ctx.client.in_exec).then(|| server.keyspace.gate().exclusive());
+    // Inside EXEC, or in a batch of script commands (`crate::scripting::ScriptBatch`), the
+    // gate is held already.
+    let _exclusive = (!ctx.client.in_exec && !crate::scripting::batch_held())
+        .then(|| server.keyspace.gate().exclusive());
     let name = argv.get(1).cloned().unwrap_or_default();
     let found = server
         .scripting
@@ -666,7 +671,7 @@ fn fcall_generic(ctx: &mut Ctx<'_>, argv: &[Bytes], read_only: bool) {
         .tunables
         .busy_reply_threshold
         .load(std::sync::atomic::Ordering::Relaxed);
-    let _running = RunGuard::begin(run, function.name.clone(), argv.to_vec(), false, threshold);
+    let _running = RunGuard::begin(run, &function.name, argv, false, threshold);
     let spec = RunSpec {
         name: &function.name,
         flags: function.flags,

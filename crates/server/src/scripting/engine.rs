@@ -8,13 +8,14 @@
 //! A run lends the Rust half of `redis.call` and `redis.setresp` to Lua for its duration
 //! (`Lua::scope`), so the callbacks borrow the server and the script's client directly.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use forkless_protocol::{Frame, Limits, Out, RespVersion, decode_frame, format_double};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic};
 use sha1::{Digest, Sha1};
 
 use super::convert::{ReplyTarget, frame_to_lua, frame_to_lua_resp3, lua_to_reply};
@@ -97,14 +98,16 @@ struct Sandbox {
     env: Table,
     raw: Table,
     run_eval: Function,
+    run_eval_strings: Function,
     run_function: Function,
+    run_function_strings: Function,
     /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
     module: Table,
 }
 
 pub(crate) struct Engine {
     /// Runs since the last garbage-collection step.
-    runs: u32,
+    runs: Cell<u32>,
     lua: Lua,
     sandbox: Sandbox,
     scripts: HashMap<String, CachedScript>,
@@ -367,7 +370,9 @@ impl Engine {
         let sandbox = Sandbox {
             env: module.raw_get("env")?,
             run_eval: module.raw_get("run_eval")?,
+            run_eval_strings: module.raw_get("run_eval_strings")?,
             run_function: module.raw_get("run_function")?,
+            run_function_strings: module.raw_get("run_function_strings")?,
             globals,
             raw,
             module,
@@ -378,6 +383,7 @@ impl Engine {
             reply: Out::new(RespVersion::Resp2),
             read_only: false,
             allow_oom: false,
+            memory_limit: 0,
             run_state: Arc::clone(&run_state),
         }));
         let redis: Table = sandbox.module.raw_get("redis")?;
@@ -385,6 +391,7 @@ impl Engine {
         redis.raw_set(
             "call",
             lua.create_function(move |lua, args: MultiValue| {
+                let lifted = LiftedLimit::new(lua);
                 let (value, failed) = lock(&call_state).call(lua, &args)?;
                 if failed {
                     let (text, counted) = match &value {
@@ -396,8 +403,10 @@ impl Engine {
                         ),
                         _ => (String::new(), false),
                     };
+                    drop(lifted);
                     return Err(mlua::Error::external(CallError(text, counted)));
                 }
+                drop(lifted);
                 Ok(value)
             })?,
         )?;
@@ -424,7 +433,17 @@ impl Engine {
         redis.raw_set(
             "pcall",
             lua.create_function(move |lua, args: MultiValue| {
+                let _lifted = LiftedLimit::new(lua);
                 Ok(lock(&call_state).call(lua, &args)?.0)
+            })?,
+        )?;
+        let call_state = Arc::clone(&calls);
+        sandbox.raw.raw_set(
+            "limit",
+            lua.create_function(move |lua, ()| {
+                let limit = lock(&call_state).memory_limit;
+                lua.set_memory_limit(limit)?;
+                Ok(())
             })?,
         )?;
         let call_state = Arc::clone(&calls);
@@ -459,7 +478,7 @@ impl Engine {
         )?;
         lua.gc_collect()?;
         Ok(Engine {
-            runs: 0,
+            runs: Cell::new(0),
             lua,
             sandbox,
             scripts: HashMap::new(),
@@ -540,6 +559,14 @@ impl Engine {
         Ok(sha)
     }
 
+    /// The flags and function of a cached script, borrowed: a clone of a Lua handle costs mlua
+    /// a lock and a slot.
+    pub(crate) fn cached(&self, sha: &str) -> Option<(ScriptFlags, &Function)> {
+        self.scripts
+            .get(sha)
+            .map(|script| (script.flags, &script.function))
+    }
+
     /// The flags and function of a cached script.
     pub(crate) fn script(&self, sha: &str) -> Option<(ScriptFlags, Function)> {
         self.scripts
@@ -554,7 +581,7 @@ impl Engine {
     /// Says whether the reply is an error INFO has counted already and whether the script
     /// read anything (see [`RunOutcome`]).
     pub(crate) fn run(
-        &mut self,
+        &self,
         server: &Server,
         caller: &Client,
         out: &mut Out,
@@ -562,11 +589,12 @@ impl Engine {
         spec: &RunSpec<'_>,
     ) -> RunOutcome {
         let limit = server.tunables.script_memory_limit.load(Ordering::Relaxed);
-        let _ = self
-            .lua
-            .set_memory_limit(usize::try_from(limit).unwrap_or(usize::MAX));
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         {
             let mut calls = lock(&self.calls);
+            // Set by the runner in Lua (`raw.limit`), once the engine has pushed what the run
+            // needs: until then the limit is 0, lifted by the run before.
+            calls.memory_limit = limit;
             calls.read_only =
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
             calls.allow_oom = !spec.flags.compat && spec.flags.allow_oom;
@@ -581,6 +609,13 @@ impl Engine {
             calls.reply.buf.clear();
         }
         let result = self.run_inner(function, spec);
+        // The limit is lifted first: converting the result, and a collection, may need memory.
+        let _ = self.lua.set_memory_limit(0);
+        if result.is_err() && spec.eval {
+            // The runner did not get to clear them.
+            let _ = self.sandbox.globals.raw_set("KEYS", Value::Nil);
+            let _ = self.sandbox.globals.raw_set("ARGV", Value::Nil);
+        }
         let (resp3, read) = {
             let calls = lock(&self.calls);
             (
@@ -633,21 +668,14 @@ impl Engine {
                 )));
             }
         }
-        if spec.eval {
-            let _ = self.sandbox.globals.raw_set("KEYS", Value::Nil);
-            let _ = self.sandbox.globals.raw_set("ARGV", Value::Nil);
-        }
         // A step of garbage collection every 50 runs, as Redis does, keeps the interpreter
         // small without a full cycle's latency; a script that ran out of memory leaves a lot
         // behind, collected at once.
-        self.runs += 1;
-        if self.runs >= 50 {
-            self.runs = 0;
+        self.runs.set(self.runs.get() + 1);
+        if self.runs.get() >= 50 {
+            self.runs.set(0);
             let _ = self.lua.gc_step_kbytes(50);
         }
-        // The limit is lifted first: a collection may itself need memory.
-        let _ = self.lua.set_memory_limit(0);
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let used = self.lua.used_memory();
         if used > (64 << 20) || (limit > 0 && used > limit / 2) {
             let _ = self.lua.gc_collect();
@@ -659,24 +687,42 @@ impl Engine {
     }
 
     fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {
+        let n_items = spec.keys.len() + spec.args.len();
+        if n_items <= MAX_PUSHED_STRINGS {
+            // A few strings go on the stack as they are (mlua pushes a `&str` without a
+            // handle while no memory limit is set); the runner makes KEYS and ARGV.
+            let mut strings: Variadic<&str> = Variadic::with_capacity(n_items);
+            for item in spec.keys.iter().chain(spec.args) {
+                match std::str::from_utf8(item) {
+                    Ok(text) => strings.push(text),
+                    Err(_) => break,
+                }
+            }
+            if strings.len() == n_items {
+                let n_keys = i64::try_from(spec.keys.len()).unwrap_or(i64::MAX);
+                let runner = if spec.eval {
+                    &self.sandbox.run_eval_strings
+                } else {
+                    &self.sandbox.run_function_strings
+                };
+                return runner.call((function, n_keys, strings));
+            }
+        }
         let lua = &self.lua;
         let keys_table = fill(lua, spec.keys)?;
         let args_table = fill(lua, spec.args)?;
-        let results: MultiValue = if spec.eval {
-            self.sandbox.globals.raw_set("KEYS", keys_table)?;
-            self.sandbox.globals.raw_set("ARGV", args_table)?;
-            self.sandbox.run_eval.call(function.clone())?
+        let runner = if spec.eval {
+            &self.sandbox.run_eval
         } else {
-            self.sandbox
-                .run_function
-                .call((function.clone(), keys_table, args_table))?
+            &self.sandbox.run_function
         };
-        let mut results = results.into_iter();
-        let ok = matches!(results.next(), Some(Value::Boolean(true)));
-        let value = results.next().unwrap_or(Value::Nil);
-        Ok((ok, value))
+        runner.call((function, keys_table, args_table))
     }
 }
+
+/// The most keys and arguments a run pushes as strings rather than as tables (each takes a
+/// slot of Lua's C stack, which is bounded).
+const MAX_PUSHED_STRINGS: usize = 64;
 
 fn fill(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(items.len(), 0)?;
@@ -753,7 +799,32 @@ struct CallState {
     read_only: bool,
     /// The script declared `allow-oom`: its commands run even over `maxmemory`.
     allow_oom: bool,
+    /// `script-memory-limit` for the run, which the runner sets (`raw.limit`) and each
+    /// `redis.call` lifts while it works (see [`LiftedLimit`]).
+    memory_limit: usize,
     run_state: Arc<RunState>,
+}
+
+/// The script's memory limit lifted while a `redis.call` builds its reply in Lua, and set again
+/// when it is dropped. With a limit set, mlua makes each of its steps a protected call (a new
+/// C closure and a `lua_pcall`); the reply is bounded by what the command returned, and the
+/// script's next allocation is checked against the limit again.
+struct LiftedLimit<'a> {
+    lua: &'a Lua,
+    limit: usize,
+}
+
+impl<'a> LiftedLimit<'a> {
+    fn new(lua: &'a Lua) -> Self {
+        let limit = lua.set_memory_limit(0).unwrap_or(0);
+        LiftedLimit { lua, limit }
+    }
+}
+
+impl Drop for LiftedLimit<'_> {
+    fn drop(&mut self) {
+        let _ = self.lua.set_memory_limit(self.limit);
+    }
 }
 
 impl CallState {
@@ -857,7 +928,7 @@ impl CallState {
         if (command.arity > 0 && argc != command.arity) || argc < -command.arity {
             return Err("ERR Wrong number of args calling Redis command from script".into());
         }
-        if command.has_flag(Flags::NOSCRIPT) || super::denied_subcommand(command, argv) {
+        if command.has_flag(Flags::NOSCRIPT) || super::denied_subcommand(idx, command, argv) {
             return Err("ERR This Redis command is not allowed from script".into());
         }
         if let Some(server) = server

@@ -95,13 +95,24 @@ pub(crate) struct RunState {
     pending: AtomicUsize,
     /// True when the running script came from EVAL (SCRIPT KILL), false for FCALL.
     eval: AtomicBool,
-    /// The running script's name and command line, for FUNCTION STATS.
-    current: Mutex<Option<RunningScript>>,
+    /// The running script's name and command line, for FUNCTION STATS. Kept between runs
+    /// (`CurrentRun::active` says whether one runs), so a run refills its buffers rather than
+    /// allocating new ones.
+    current: Mutex<CurrentRun>,
     /// Waiting commands sleep here until the script ends or turns busy.
     changed: Condvar,
     changed_lock: Mutex<()>,
     /// Commands sleeping on `changed`, so that a script's end costs no wake-up when none waits.
     sleepers: AtomicUsize,
+    /// Commands in `admit`'s wait for a script (spinning or sleeping), and how many have left
+    /// it: a batch cut by its bound lets them in before its connection starts the next one
+    /// ([`let_waiters_in`]).
+    waiting: AtomicUsize,
+    admitted: AtomicU64,
+    /// Set while a batch (`ScriptBatch`) runs its second script or a later one: a batch lasts
+    /// longer than `admit`'s spin, so a command that meets one sleeps at once instead of
+    /// burning the core the batch's thread or the clients need (docs/benchmarks.md, "Scripts").
+    batching: AtomicBool,
     /// Hook calls of the running script that have tried to hand its async worker over (see
     /// [`hand_off_worker`]).
     hand_offs: AtomicUsize,
@@ -112,6 +123,26 @@ pub(crate) struct RunningScript {
     pub(crate) name: String,
     pub(crate) argv: Vec<Bytes>,
     pub(crate) started: Instant,
+}
+
+/// [`RunState::current`]'s slot: the last run's buffers, and whether it is still running.
+#[derive(Debug)]
+struct CurrentRun {
+    active: bool,
+    script: RunningScript,
+}
+
+impl Default for CurrentRun {
+    fn default() -> Self {
+        CurrentRun {
+            active: false,
+            script: RunningScript {
+                name: String::new(),
+                argv: Vec::new(),
+                started: Instant::now(),
+            },
+        }
+    }
 }
 
 impl RunState {
@@ -193,18 +224,23 @@ impl RunState {
     }
 
     pub(crate) fn current(&self) -> Option<RunningScript> {
-        lock(&self.current).clone()
+        let current = lock(&self.current);
+        current.active.then(|| current.script.clone())
     }
 
-    fn begin(&self, name: String, argv: Vec<Bytes>, eval: bool, threshold_ms: u64) {
+    fn begin(&self, name: &str, argv: &[Bytes], eval: bool, threshold_ms: u64) {
         self.threshold_ms.store(threshold_ms, Ordering::Relaxed);
         self.hand_offs.store(0, Ordering::Release);
         self.abort.store(false, Ordering::Release);
-        *lock(&self.current) = Some(RunningScript {
-            name,
-            argv,
-            started: Instant::now(),
-        });
+        {
+            let mut current = lock(&self.current);
+            current.active = true;
+            current.script.name.clear();
+            current.script.name.push_str(name);
+            current.script.argv.clear();
+            current.script.argv.extend_from_slice(argv);
+            current.script.started = Instant::now();
+        }
         self.kill_requested.store(false, Ordering::Release);
         self.wrote.store(false, Ordering::Release);
         self.busy.store(false, Ordering::Release);
@@ -216,8 +252,21 @@ impl RunState {
         self.running.store(false, Ordering::SeqCst);
         self.busy.store(false, Ordering::Release);
         self.kill_requested.store(false, Ordering::Release);
-        *lock(&self.current) = None;
-        self.wake();
+        {
+            let mut current = lock(&self.current);
+            current.active = false;
+            // The arguments share the connection's read buffer: let it go now. A long
+            // command line's vector is not kept either.
+            current.script.argv.clear();
+            if current.script.argv.capacity() > 64 {
+                current.script.argv = Vec::new();
+            }
+        }
+        // While the run's command is still counted as pending (every script command is), the
+        // waiters could not go on yet: its `PendingGuard` wakes them, one wake-up, not two.
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            self.wake();
+        }
     }
 
     /// Marks the script busy and wakes the commands waiting for it, so they reply `-BUSY`.
@@ -299,8 +348,91 @@ impl<'a> PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.run.pending.fetch_sub(1, Ordering::SeqCst);
-        self.run.wake();
+        // Waiters go on only once nothing is pending (a batch counts as pending across its
+        // scripts): the last one out wakes them.
+        if self.run.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.run.wake();
+        }
+    }
+}
+
+/// Script commands of one connection's pipeline run back to back under one hold: the command
+/// gate held exclusively and the run counted as pending, from the first of them to the last
+/// (`conn.rs`, `run_script_batch`). Other commands wait for the batch as for one script (or get
+/// `-BUSY` when one of its scripts is busy), the interpreter stays on one core, and the other
+/// workers are woken once per batch instead of once per script. Each script is still its own
+/// unit: a batch is only ever more atomic than its scripts. Never held across an await (the
+/// connection drops it before it writes, waits or reads).
+pub(crate) struct ScriptBatch<'a> {
+    // Dropped in this order: the gate, then the pending count (which wakes the waiters).
+    _gate: forkless_storage::ExclusiveGate<'a>,
+    _pending: PendingGuard<'a>,
+    batching: &'a AtomicBool,
+}
+
+std::thread_local! {
+    /// True while this thread holds a [`ScriptBatch`].
+    static BATCH_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Returns true if and only if this thread holds a [`ScriptBatch`]: a script command then
+/// takes neither the gate nor the admission wait (it holds both already).
+pub(crate) fn batch_held() -> bool {
+    BATCH_HELD.with(std::cell::Cell::get)
+}
+
+/// Returns true if and only if `argv` is a command that runs a script or a function (EVAL,
+/// EVALSHA, FCALL and their read-only forms).
+pub(crate) fn is_script_command(argv: &[Bytes]) -> bool {
+    // Every such command's name starts with E or F: the others (the connection asks for
+    // each command it runs) are told apart without a second table lookup. The flags decide.
+    argv.first()
+        .filter(|name| matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F')))
+        .and_then(|name| crate::cmd::lookup(name))
+        .is_some_and(|(_, command)| {
+            command
+                .flags
+                .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION))
+        })
+}
+
+impl<'a> ScriptBatch<'a> {
+    /// Starts a batch for the script command `argv`, once it is admitted as any script command
+    /// is (`admit`: it waits for a running script, or is refused while one is busy, in which
+    /// case there is no batch and the command runs alone to get its refusal).
+    pub(crate) fn begin(server: &'a Server, argv: &[Bytes]) -> Option<ScriptBatch<'a>> {
+        let (_, command) = argv.first().and_then(|name| crate::cmd::lookup(name))?;
+        if batch_held() {
+            return None;
+        }
+        match admit(server, command, argv) {
+            Admission::Run(None) => {}
+            Admission::Run(Some(_)) | Admission::Refuse(_) => return None,
+        }
+        let pending = PendingGuard::new(&server.scripting.run);
+        let gate = server.keyspace.gate().exclusive();
+        BATCH_HELD.with(|held| held.set(true));
+        Some(ScriptBatch {
+            _gate: gate,
+            _pending: pending,
+            batching: &server.scripting.run.batching,
+        })
+    }
+}
+
+impl ScriptBatch<'_> {
+    /// Notes that the batch goes on to another script: waiting commands stop spinning.
+    pub(crate) fn going_on(&self) {
+        self.batching.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ScriptBatch<'_> {
+    fn drop(&mut self) {
+        // Before the gate and the pending count go (fields drop after this): the next script
+        // met is a single one until its own batch says otherwise.
+        self.batching.store(false, Ordering::Relaxed);
+        BATCH_HELD.with(|held| held.set(false));
     }
 }
 
@@ -333,8 +465,8 @@ pub(crate) struct RunGuard<'a> {
 impl<'a> RunGuard<'a> {
     pub(crate) fn begin(
         run: &'a RunState,
-        name: String,
-        argv: Vec<Bytes>,
+        name: &str,
+        argv: &[Bytes],
         eval: bool,
         threshold_ms: u64,
     ) -> Self {
@@ -524,10 +656,14 @@ impl Scripting {
 }
 
 /// Returns true if and only if `argv` names a subcommand Redis refuses inside scripts (its
-/// `noscript` subcommands of containers whose own row has no such flag).
-pub(crate) fn denied_subcommand(command: &Command, argv: &[Bytes]) -> bool {
-    // SCRIPT KILL, FUNCTION KILL/STATS and SHUTDOWN NOSAVE: Redis's allow-busy sits on the
-    // subcommand, or SHUTDOWN refuses itself without NOSAVE, which the table cannot say.
+/// `noscript` subcommands of containers whose own row has no such flag). `idx` is the
+/// command's index in the table: only a container has subcommands to look up, so a plain
+/// command (every `redis.call` of a typical script) costs one table read, not a walk of the
+/// subcommand table.
+pub(crate) fn denied_subcommand(idx: usize, command: &Command, argv: &[Bytes]) -> bool {
+    if !crate::cmd::is_container(idx) {
+        return command.has_flag(Flags::ALLOW_BUSY);
+    }
     let sub = argv.get(1).map_or(&b""[..], |b| b);
     match command.name {
         "config" | "client" => !eq_ignore_case(sub, "help"),
@@ -606,6 +742,49 @@ pub(crate) fn declared_flags(
     declared.filter(|flags| !flags.compat)
 }
 
+/// Counts a command in `admit`'s wait for a script from its first wait to its admission or
+/// refusal (see [`RunState::waiting`]).
+struct WaitCount<'a> {
+    run: &'a RunState,
+}
+
+impl<'a> WaitCount<'a> {
+    fn new(run: &'a RunState) -> Self {
+        run.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitCount { run }
+    }
+}
+
+impl Drop for WaitCount<'_> {
+    fn drop(&mut self) {
+        self.run.admitted.fetch_add(1, Ordering::SeqCst);
+        self.run.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The longest [`let_waiters_in`] waits for one waiting command to get in.
+const HAND_OVER_WAIT: Duration = Duration::from_millis(1);
+
+/// Called by a connection whose batch of scripts (`ScriptBatch`) has just ended at its bound,
+/// before it runs anything more: while commands of other clients wait for scripts (on other
+/// threads), it waits until one of them has got in, for at most [`HAND_OVER_WAIT`]. Without
+/// it the connection would take the gate again before a woken waiter could (the gate is not
+/// fair), and a long pipeline of scripts would keep the others out until its end.
+pub(crate) fn let_waiters_in(server: &Server) {
+    let run = &server.scripting.run;
+    if run.waiting.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let admitted = run.admitted.load(Ordering::SeqCst);
+    let give_up = Instant::now() + HAND_OVER_WAIT;
+    while run.waiting.load(Ordering::SeqCst) != 0
+        && run.admitted.load(Ordering::SeqCst) == admitted
+        && Instant::now() < give_up
+    {
+        std::thread::yield_now();
+    }
+}
+
 /// Lets a command in: waits while a script runs and is not yet busy, refuses it with `-BUSY`
 /// once the script is busy unless Redis allows it then (it then runs without the gate, which
 /// the script holds), and otherwise takes the gate shared.
@@ -613,7 +792,12 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
     let gate = server.keyspace.gate();
     let run = &server.scripting.run;
     let itself = takes_gate_itself(command);
+    if itself && batch_held() {
+        // A script command of this thread's batch: the batch holds the gate and is pending.
+        return Admission::Run(None);
+    }
     let scripting = || run.running.load(Ordering::SeqCst) || run.pending.load(Ordering::SeqCst) > 0;
+    let mut counted: Option<WaitCount<'_>> = None;
     let mut polls = 0u32;
     loop {
         if !scripting() {
@@ -644,9 +828,16 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
             }
             return Admission::Refuse(run.busy_reply());
         }
+        if counted.is_none() {
+            counted = Some(WaitCount::new(run));
+        }
         // Most scripts take microseconds: spin that long before sleeping.
         let spin_until = Instant::now() + Duration::from_micros(20);
-        while scripting() && !run.busy() && Instant::now() < spin_until {
+        while scripting()
+            && !run.busy()
+            && !run.batching.load(Ordering::Relaxed)
+            && Instant::now() < spin_until
+        {
             std::hint::spin_loop();
         }
         if !scripting() || run.busy() {
@@ -677,4 +868,21 @@ fn wait_for_exclusive_holder(polls: u32) -> u32 {
         _ => std::thread::sleep(Duration::from_micros(100)),
     }
     polls.saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_command_is_found_by_its_first_letter() {
+        // `is_script_command` skips the table lookup for names that start with other letters.
+        for command in crate::cmd::all_commands() {
+            let runs = command
+                .flags
+                .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION));
+            let argv = [Bytes::from(command.name.to_ascii_uppercase())];
+            assert_eq!(is_script_command(&argv), runs, "{}", command.name);
+        }
+    }
 }

@@ -300,11 +300,41 @@ local function handler(err)
 end
 G.__redis__err__handler = handler
 
-local function run_eval(f)
-  return xpcall_(f, handler)
+-- A run's keys and arguments come either as two tables the engine made, or (a few strings,
+-- the usual case) as the strings themselves after the number of keys: pushing a string costs
+-- the engine no Lua handle, a table and its strings one each. `split` makes the two tables.
+local function split(nkeys, ...)
+  local keys, args = { ... }, {}
+  for i = nkeys + 1, select_("#", ...) do
+    args[i - nkeys] = keys[i]
+    keys[i] = nil
+  end
+  return keys, args
+end
+
+-- The script's memory limit (`raw.limit`) holds from here until the engine lifts it after the
+-- run: what the engine itself builds through mlua stays outside it, which spares mlua a
+-- protected call for each of its steps (docs/benchmarks.md, "Scripts").
+local function finish_eval(ok, result)
+  rawset_(G, "KEYS", nil)
+  rawset_(G, "ARGV", nil)
+  return ok, result
+end
+local function run_eval(f, keys, args)
+  rawset_(G, "KEYS", keys)
+  rawset_(G, "ARGV", args)
+  raw.limit()
+  return finish_eval(xpcall_(f, handler))
+end
+local function run_eval_strings(f, nkeys, ...)
+  return run_eval(f, split(nkeys, ...))
 end
 local function run_function(f, keys, args)
+  raw.limit()
   return xpcall_(function() return f(keys, args) end, handler)
+end
+local function run_function_strings(f, nkeys, ...)
+  return run_function(f, split(nkeys, ...))
 end
 
 -- What Redis leaves out of the globals.
@@ -364,7 +394,9 @@ return {
   load_library = load_library,
   env = env,
   run_eval = run_eval,
+  run_eval_strings = run_eval_strings,
   run_function = run_function,
+  run_function_strings = run_function_strings,
   redis = redis,
   readonly = readonly,
   make_env = make_env,
