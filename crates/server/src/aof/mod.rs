@@ -13,6 +13,7 @@
 pub(crate) mod load;
 pub(crate) mod manifest;
 pub(crate) mod rewrite;
+pub(crate) mod waiters;
 pub(crate) mod writer;
 
 use std::path::PathBuf;
