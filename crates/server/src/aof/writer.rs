@@ -297,7 +297,7 @@ impl Writer {
 
     /// Returns true if and only if a connection waiting for `seq` may go on: the number is
     /// published, this writer stopped, or the number is the next writer's.
-    fn answered(&self, seq: u64) -> bool {
+    pub(crate) fn answered(&self, seq: u64) -> bool {
         self.durable.load(Ordering::Acquire) >= seq
             || self.stopped.load(Ordering::Acquire)
             || seq >= self.end.load(Ordering::Acquire)
@@ -471,11 +471,18 @@ impl Writer {
         let mut last_fsync = Instant::now();
         // What waited for the thread to start is written at once.
         let mut write_now = true;
+        // The batches taken when the thread last looked.
+        let mut seen_taken = 0;
         loop {
             let stop = {
                 let mut pending = lock(&self.pending);
                 let policy = self.fsync.load(Ordering::Relaxed);
-                if !write_now && !pending.stop && pending.buf.is_empty() {
+                // `everysec` and `no`: while the connections write (batches were taken since
+                // the thread last looked) the thread looks every GRACE instead of being woken
+                // by each effect into an empty buffer, which cost a futex wake per batch.
+                let idle = pending.buf.is_empty() && (policy == 1 || pending.taken == seen_taken);
+                seen_taken = pending.taken;
+                if !write_now && !pending.stop && idle {
                     // Asleep until an effect arrives, and at least once a second (`everysec`
                     // fsyncs what was written).
                     pending.wake_thread = true;
