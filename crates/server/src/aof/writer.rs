@@ -1057,6 +1057,114 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A model of the effect stream: numbers reserved in any order, handed to the writer in
+    /// number order, each held back until every lower one is published.
+    #[derive(Default)]
+    struct Stream {
+        next: Option<Seq>,
+        handover: Option<Seq>,
+        held: std::collections::BTreeSet<Seq>,
+    }
+
+    impl Stream {
+        fn reserve(&mut self) -> Seq {
+            let seq = self.next.unwrap_or(Seq::FIRST);
+            self.next = Some(seq.next());
+            seq
+        }
+
+        fn publish(&mut self, writer: &Writer, seq: Seq) {
+            self.held.insert(seq);
+            let mut handover = self.handover.unwrap_or(Seq::FIRST);
+            while self.held.remove(&handover) {
+                writer.consume(&effect(handover, &format!("k{}", handover.get())));
+                handover = handover.next();
+            }
+            self.handover = Some(handover);
+        }
+    }
+
+    /// The leader/follower hand-off under contention, without the thread (whose periodic
+    /// release would hide a lost wakeup): 6 OS threads, each a runtime of 5 connections, each
+    /// publishing 1 to 3 effects then waiting for the last; some effects are published a yield
+    /// after they are numbered, so others wait for numbers held back behind them. Every wait
+    /// must end (a lost wakeup hangs a connection: the test fails at its deadline), end only
+    /// once its number is written, and the file must hold every effect once.
+    #[test]
+    fn many_connections_leading_and_following_lose_no_wakeup_and_no_effect() {
+        const THREADS: usize = 6;
+        const CONNECTIONS: usize = 5;
+        const ROUNDS: usize = 300;
+        let dir = test_dir("stress");
+        let path = dir.join("incr.aof");
+        let writer = Arc::new(writer_without_thread(&path));
+        // Slow writes, so that connections find the file taken and queue behind its holder.
+        writer.shared.flush_sleep_us.store(20, Ordering::Relaxed);
+        let stream = Arc::new(Mutex::new(Stream::default()));
+        let (done, finished) = std::sync::mpsc::channel();
+        for thread in 0..THREADS {
+            let writer = Arc::clone(&writer);
+            let stream = Arc::clone(&stream);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime(), async {
+                    let tasks: Vec<_> = (0..CONNECTIONS)
+                        .map(|connection| {
+                            let writer = Arc::clone(&writer);
+                            let stream = Arc::clone(&stream);
+                            tokio::task::spawn_local(async move {
+                                let mut published = 0u64;
+                                for round in 0..ROUNDS {
+                                    let effects = 1 + (thread + connection + round) % 3;
+                                    let mut last = Seq::FIRST;
+                                    for n in 0..effects {
+                                        let seq = lock(&stream).reserve();
+                                        if (round + n + connection) % 7 == 0 {
+                                            // Numbered now, handed over a yield later.
+                                            tokio::task::yield_now().await;
+                                        }
+                                        lock(&stream).publish(&writer, seq);
+                                        last = seq;
+                                        published += 1;
+                                    }
+                                    if round % 2 == 0 {
+                                        tokio::task::yield_now().await;
+                                    }
+                                    writer.wait_durable(last.get()).await;
+                                    assert!(writer.durable.load(Ordering::Acquire) >= last.get());
+                                }
+                                published
+                            })
+                        })
+                        .collect();
+                    let mut published = 0;
+                    for task in tasks {
+                        published += task.await.expect("connection");
+                    }
+                    let _ = done.send(published);
+                });
+            });
+        }
+        drop(done);
+        let mut published = 0;
+        for _ in 0..THREADS {
+            published += finished
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a connection never got its wakeup");
+        }
+        let written = lock(&stream).handover.map_or(0, |seq| seq.get() - 1);
+        assert_eq!(written, published);
+        assert_eq!(writer.durable.load(Ordering::Acquire), written);
+        assert!(writer.leader_writes.load(Ordering::Relaxed) >= 1);
+        // One SELECT, then every effect once.
+        assert_eq!(
+            count_commands(&path),
+            1 + usize::try_from(published).expect("count")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Effects no connection waits for (the active expiry's DELs) reach the file through the
     /// thread once no leader took them.
     #[test]
