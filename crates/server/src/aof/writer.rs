@@ -829,7 +829,9 @@ impl EffectConsumer for Writer {
             self.wake.notify_one();
         }
         if wake_leaders {
-            self.waiters.wake_all();
+            // One leader writes what arrived for all of them: the first waiter (and those the
+            // published number answers), not every waiter.
+            self.release_waiters();
         }
     }
 }
