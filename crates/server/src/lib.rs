@@ -39,6 +39,7 @@ mod daemon;
 mod effects;
 mod errorstats;
 mod evict;
+mod evict_pool;
 mod fork_mode;
 mod info;
 mod limits;
