@@ -423,6 +423,88 @@ fn appendfsync_everysec_and_no_lose_no_acknowledged_write_across_kill_9() {
     );
 }
 
+/// The connections write the AOF themselves with `everysec` and `no` (one leads each write,
+/// the others wait for it): 32 connections sending pipelines of 1 to 8 SETs, each recording
+/// the last value acknowledged, the server killed with SIGKILL while they run. Every
+/// connection must keep being answered (a lost wakeup would stall it: the test fails at its
+/// deadline), and after each restart every acknowledged write is there.
+#[test]
+fn many_pipelining_connections_lose_no_acknowledged_write_across_kill_9() {
+    const WRITERS: u64 = 32;
+    let dir = TestDir::new("aof-kill9-many");
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    for (round, policy) in (0u64..).zip(["everysec", "no", "everysec", "no"]) {
+        let server = start(&dir, &["--appendonly", "yes", "--appendfsync", policy]);
+        {
+            let mut conn = server.client();
+            for (key, value) in &acked {
+                let got: Option<u64> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+                assert!(
+                    got.is_some_and(|got| got >= *value),
+                    "round {round} ({policy}): {key} acknowledged {value}, found {got:?}"
+                );
+            }
+        }
+        let answered: Arc<Vec<std::sync::atomic::AtomicU64>> =
+            Arc::new((0..WRITERS).map(|_| Default::default()).collect());
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let mut conn = server.client();
+                let answered = Arc::clone(&answered);
+                std::thread::spawn(move || {
+                    let key = format!("m{round}:w{w}");
+                    let mut last = None;
+                    let mut value = 0u64;
+                    for batch in 0u64.. {
+                        let mut pipe = redis::pipe();
+                        for _ in 0..=(batch + w) % 8 {
+                            value += 1;
+                            pipe.cmd("SET").arg(&key).arg(value).ignore();
+                        }
+                        let ok: redis::RedisResult<()> = pipe.query(&mut conn);
+                        if ok.is_err() {
+                            break;
+                        }
+                        last = Some((key.clone(), value));
+                        if let Some(count) = answered.get(usize::try_from(w).unwrap_or(0)) {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    last
+                })
+            })
+            .collect();
+        // Every connection is answered again and again: none waits forever for a write.
+        for goal in [20, 60] {
+            assert!(
+                wait_until(Duration::from_secs(30), || answered
+                    .iter()
+                    .all(|count| count.load(Ordering::Relaxed) >= goal)),
+                "round {round} ({policy}): a connection stopped being answered: {answered:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(round * 20));
+        kill9(&server);
+        for writer in writers {
+            if let Some(last) = writer.join().expect("writer") {
+                acked.push(last);
+            }
+        }
+        drop(server);
+    }
+    assert_eq!(acked.len(), 4 * 32);
+    let server = start(&dir, &["--appendonly", "yes"]);
+    let mut conn = server.client();
+    for (key, value) in &acked {
+        let got: Option<u64> = redis::cmd("GET").arg(key).query(&mut conn).expect("GET");
+        // An unanswered pipeline may have reached the file before the kill.
+        assert!(
+            got.is_some_and(|got| got >= *value),
+            "{key}: {value} vs {got:?}"
+        );
+    }
+}
+
 /// Concurrent writers record every acknowledged write; the server, with the `appendfsync`
 /// policy of each round, is killed with SIGKILL mid-stream (every other round during a
 /// BGREWRITEAOF); after each restart every acknowledged write is there.

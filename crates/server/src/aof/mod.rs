@@ -13,6 +13,7 @@
 pub(crate) mod load;
 pub(crate) mod manifest;
 pub(crate) mod rewrite;
+pub(crate) mod waiters;
 pub(crate) mod writer;
 
 use std::path::PathBuf;
@@ -212,6 +213,12 @@ impl Aof {
                     continue;
                 }
             };
+            if !owner.always() && !owner.answered(seq) {
+                // As Redis writes its AOF buffer once per event-loop iteration, after every
+                // ready client has run: the connections ready on this worker run first, so
+                // that one write(2) answers them all.
+                tokio::task::yield_now().await;
+            }
             owner.wait_durable(seq).await;
             if owner.owns(seq) {
                 return;

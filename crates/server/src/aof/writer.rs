@@ -1,30 +1,37 @@
 //! The AOF writer: an effect consumer that renders each effect as RESP commands into a buffer,
-//! and a `forkless-aof` thread that appends the buffer to the current incr file and fsyncs it
-//! as `appendfsync` asks.
+//! the connections that wait for their effects to be written, and a `forkless-aof` thread that
+//! fsyncs the incr file as `appendfsync` asks.
 //!
-//! A write's reply waits (in `conn`) until the effect's number is published as durable: the
-//! thread wakes as soon as the buffer holds something, takes all of it, writes it with one
-//! write(2) (and with `always` fsyncs once), then publishes the highest number that batch
-//! held, so all the connections whose effects arrived meanwhile are answered together (group
-//! commit). With `everysec` and `no` that means written, as Redis writes its AOF buffer before
-//! the replies go out: a kill -9 loses no acknowledged write. With `everysec` the thread hands
-//! an fsync to its fsync thread when a second has passed since the last one; with `no` it
-//! only writes.
+//! A write's reply waits (in `conn`) until the effect's number is published as durable. With
+//! `everysec` and `no` that means written, as Redis writes its AOF buffer before the replies
+//! go out: a kill -9 loses no acknowledged write. The waiting connections write the buffer
+//! themselves (a leader/follower group write): the first one that finds no write in progress
+//! takes everything buffered, writes it with one write(2) on its own worker thread and
+//! publishes the highest number the batch held; the others are answered by that write or, if
+//! their effects arrived after it took the buffer, one of them leads the next. No thread
+//! hand-off sits between a command and its reply. The thread fsyncs (`everysec`: it hands an
+//! fsync to its fsync thread when a second has passed since the last one), retries failed
+//! writes, writes a batch postponed behind a running fsync once it ends, and writes what no
+//! connection waits for (the active expiry's DELs) when no leader took it within [`GRACE`].
+//!
+//! With `always` the thread does every write, and fsyncs once per batch before it publishes
+//! it, so that all the connections whose effects arrived meanwhile are answered by one fsync
+//! (group commit).
 
 use std::fs::File;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
+use super::waiters::{Key, Waiters};
 use crate::config::AppendFsync;
 use crate::effects::{Effect, EffectConsumer, Renderer};
 use crate::server::lock;
 
-/// What the consumer hands the thread.
 /// What the writers of one server share across rewrites: the errors that refuse writes
 /// (MISCONF) and Redis's `aof_delayed_fsync` count.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +52,14 @@ pub(crate) struct Shared {
 /// `flushAppendOnlyFile` (`server.unixtime - server.aof_flush_postponed_start < 2`).
 const POSTPONE_AT_MOST: Duration = Duration::from_secs(2);
 
+/// How long the thread leaves buffered effects to the waiting connections before it writes
+/// them itself (`everysec` and `no`): effects no connection waits for (the active expiry's,
+/// a replica's stream) reach the file within about this long.
+const GRACE: Duration = Duration::from_millis(10);
+
+/// How often the thread retries a failed write.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
 /// The writer keeps the buffer of its last batch for the next one up to this capacity.
 const SPARE_AT_MOST: usize = 4 << 20;
 
@@ -52,6 +67,7 @@ const SPARE_AT_MOST: usize = 4 << 20;
 /// each writer thread.
 const FSYNC_DELAY_ENV: &str = "FORKLESS_AOF_FSYNC_DELAY_MS";
 
+/// What the effect stream has handed the writer and nobody has taken yet.
 #[derive(Default)]
 struct Pending {
     buf: Vec<u8>,
@@ -68,15 +84,60 @@ struct Pending {
     /// The second of the last `#TS:` annotation.
     last_timestamp: u64,
     stop: bool,
+    /// Batches taken from `buf` so far: the thread sees from it whether a leader took what it
+    /// saw buffered.
+    taken: u64,
+    /// True while the thread sleeps until an effect arrives.
+    wake_thread: bool,
+    /// True while a connection waits for an effect not handed over yet (held back by the
+    /// stream behind a lower number): the next effect wakes it to lead.
+    wake_leaders: bool,
+}
+
+/// The file and what is known about it. Whoever holds this lock may write (a leading
+/// connection, or the thread), and holds it until the write has returned and the batch is
+/// published: batches reach the file in the order they were taken, which is the stream's.
+/// A std mutex: held across one write(2) (and with `always`, the fsync), never an await; a
+/// connection only ever tries it (`try_lock`) and waits for the holder's notification instead
+/// of blocking on it.
+struct Output {
+    /// None until the thread starts, and again once it has stopped.
+    file: Option<File>,
+    /// The file's length after the last complete write, to cut a short write off again.
+    len: u64,
+    /// Test-only write failures (`FORKLESS_AOF_FAULT`).
+    fault: Option<Fault>,
+    /// The buffer of the last batch, emptied, for the next one: a busy writer allocates
+    /// nothing.
+    spare: Vec<u8>,
+    /// True while something written has not been fsynced.
+    unsynced: bool,
+    /// When an `everysec` write began to wait for the running fsync.
+    postponed_since: Option<Instant>,
+}
+
+/// What one [`Writer::flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Nothing was buffered: every effect up to this number is written.
+    Empty(u64),
+    /// The batch up to this number was written.
+    Wrote(u64),
+    /// Not written (postponed behind a running fsync, or failed), but its replies may go out
+    /// as Redis sends them: published up to this number.
+    Released(u64),
 }
 
 /// The writer shared by the consumer, the thread and the connections that wait on it.
 pub(crate) struct Writer {
     pending: Mutex<Pending>,
+    /// Wakes the thread: an effect into an empty buffer while it sleeps, an fsync's end, stop.
     wake: Condvar,
+    output: Mutex<Output>,
     /// The highest effect number known to be on disk (with `always`: fsynced).
     durable: AtomicU64,
-    durable_changed: Notify,
+    /// The connections waiting for a number to be published: woken when it is, or to lead.
+    waiters: Waiters,
     /// The numbers this writer logs: `[start, end)`. `start` is `u64::MAX` until known.
     start: AtomicU64,
     end: AtomicU64,
@@ -99,11 +160,14 @@ pub(crate) struct Writer {
     pub(crate) timestamps: AtomicBool,
     /// Set while a rewrite runs with `no-appendfsync-on-rewrite yes`: no fsync meanwhile.
     pub(crate) no_fsync: AtomicBool,
-    /// True while an `everysec` write is postponed behind a running fsync: each new effect
-    /// wakes the thread, which releases its reply.
-    postponing: AtomicBool,
+    /// True while an `everysec` write waits for the running fsync: the thread writes it when
+    /// the fsync ends.
+    postponed: AtomicBool,
     /// fsyncs done, for the test of group commit.
     fsyncs: AtomicU64,
+    /// Batches written by a waiting connection, and by the thread, for the tests.
+    leader_writes: AtomicU64,
+    thread_writes: AtomicU64,
 }
 
 impl std::fmt::Debug for Writer {
@@ -137,8 +201,16 @@ impl Writer {
                 ..Pending::default()
             }),
             wake: Condvar::new(),
+            output: Mutex::new(Output {
+                file: None,
+                len: 0,
+                fault: None,
+                spare: Vec::new(),
+                unsynced: false,
+                postponed_since: None,
+            }),
             durable: AtomicU64::new(0),
-            durable_changed: Notify::new(),
+            waiters: Waiters::default(),
             start: AtomicU64::new(u64::MAX),
             end: AtomicU64::new(u64::MAX),
             fsync: AtomicU8::new(fsync_code(policy)),
@@ -151,8 +223,10 @@ impl Writer {
             fsync_in_progress: AtomicBool::new(false),
             timestamps: AtomicBool::new(false),
             no_fsync: AtomicBool::new(false),
-            postponing: AtomicBool::new(false),
+            postponed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
+            leader_writes: AtomicU64::new(0),
+            thread_writes: AtomicU64::new(0),
         }
     }
 
@@ -172,14 +246,14 @@ impl Writer {
         }
         drop(pending);
         self.wake.notify_one();
-        self.durable_changed.notify_waiters();
+        self.waiters.wake_all();
     }
 
     /// Stops logging at `end`: effects numbered from there on go to the next writer.
     pub(crate) fn set_end(&self, end: u64) {
         lock(&self.pending).end = end;
         self.end.store(end, Ordering::Release);
-        self.durable_changed.notify_waiters();
+        self.waiters.wake_all();
     }
 
     /// Returns true if and only if the writer does not know its first number yet.
@@ -201,6 +275,7 @@ impl Writer {
 
     pub(crate) fn set_policy(&self, policy: AppendFsync) {
         self.fsync.store(fsync_code(policy), Ordering::Relaxed);
+        let _pending = lock(&self.pending);
         self.wake.notify_one();
     }
 
@@ -209,20 +284,75 @@ impl Writer {
     }
 
     /// Waits until the effect numbered `seq` is on disk, the writer stopped, or the number
-    /// turned out not to be this writer's (a rewrite moved it to the next one).
-    pub(crate) async fn wait_durable(&self, seq: u64) {
-        loop {
-            let notified = self.durable_changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.durable.load(Ordering::Acquire) >= seq
-                || self.stopped.load(Ordering::Acquire)
-                || seq >= self.end.load(Ordering::Acquire)
-            {
-                return;
-            }
-            notified.await;
+    /// turned out not to be this writer's (a rewrite moved it to the next one). With
+    /// `everysec` and `no` the waiting connection writes the buffer itself when no write is
+    /// in progress ([`Writer::lead`]).
+    pub(crate) fn wait_durable(&self, seq: u64) -> WaitDurable<'_> {
+        WaitDurable {
+            writer: self,
+            key: self.waiters.key(seq),
+            registered: false,
         }
+    }
+
+    /// Returns true if and only if a connection waiting for `seq` may go on: the number is
+    /// published, this writer stopped, or the number is the next writer's.
+    pub(crate) fn answered(&self, seq: u64) -> bool {
+        self.durable.load(Ordering::Acquire) >= seq
+            || self.stopped.load(Ordering::Acquire)
+            || seq >= self.end.load(Ordering::Acquire)
+    }
+
+    /// A waiting connection's turn at the write (`everysec`, `no`): when no one holds the
+    /// file, writes what is buffered with one write(2) on the caller's thread, as Redis writes
+    /// its AOF buffer on its one thread before replying. Returns true if and only if it
+    /// published something (the caller looks again); false: someone else writes, or the
+    /// caller's effect has not been handed over yet, and the caller waits for their
+    /// notification.
+    fn lead(&self, seq: u64) -> bool {
+        if self.always() {
+            // Group commit: the thread writes and fsyncs each batch.
+            return false;
+        }
+        let mut output = match self.output.try_lock() {
+            Ok(output) => output,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        if output.file.is_none() {
+            // The thread has not started yet, or has stopped.
+            return false;
+        }
+        let flushed = self.flush(&mut output, Some(seq));
+        let (Flushed::Empty(last) | Flushed::Wrote(last) | Flushed::Released(last)) = flushed;
+        let wrote = matches!(flushed, Flushed::Wrote(_));
+        if wrote {
+            self.leader_writes.fetch_add(1, Ordering::Relaxed);
+        }
+        // Looks again after a write (the buffer was emptied) or when the number moved;
+        // otherwise waits: for the effect to be handed over (`wake_leaders`), for the thread
+        // (a postponed or failed write), or for whoever holds the file.
+        let published = self.durable.fetch_max(last, Ordering::AcqRel) < last || wrote;
+        self.release(output);
+        published
+    }
+
+    /// Wakes the waiting connections that what is published answers, and (`everysec`, `no`)
+    /// the first of the others, to lead the next write.
+    fn release_waiters(&self) {
+        if self.stopped.load(Ordering::Acquire) {
+            self.waiters.wake_all();
+        } else {
+            self.waiters
+                .wake_up_to(self.durable.load(Ordering::Acquire), !self.always());
+        }
+    }
+
+    /// Lets go of the file and wakes the waiting connections that what is published answers,
+    /// and (`everysec`, `no`) the first of the others, to lead the next write.
+    fn release(&self, output: MutexGuard<'_, Output>) {
+        drop(output);
+        self.release_waiters();
     }
 
     /// Renders `effect` into the buffer.
@@ -262,9 +392,9 @@ impl Writer {
             .spawn(move || writer.run(file))
     }
 
-    /// The thread's body: the write loop, with the `everysec` fsyncs on a scoped
-    /// `forkless-aof-fsync` thread (Redis's bio fsync job), so a slow fsync does not hold
-    /// the writes back for more than [`POSTPONE_AT_MOST`].
+    /// The thread's body: hands `file` to the writers, runs the thread's loop with the
+    /// `everysec` fsyncs on a scoped `forkless-aof-fsync` thread (Redis's bio fsync job), so
+    /// a slow fsync does not hold the writes back for more than [`POSTPONE_AT_MOST`].
     fn run(&self, file: File) {
         std::thread::scope(|scope| {
             let requests = match file.try_clone() {
@@ -290,11 +420,15 @@ impl Writer {
                     None
                 }
             };
-            self.write_loop(file, requests.as_ref());
+            {
+                let mut output = lock(&self.output);
+                output.len = file.metadata().map_or(0, |metadata| metadata.len());
+                output.fault = Fault::from_env();
+                output.file = Some(file);
+            }
+            self.thread_loop(requests.as_ref());
             // Dropping the sender ends the fsync thread; the scope waits for it.
         });
-        self.stopped.store(true, Ordering::Release);
-        self.durable_changed.notify_waiters();
     }
 
     /// The `forkless-aof-fsync` thread: one fsync per request, recorded as Redis's bio job
@@ -321,188 +455,265 @@ impl Writer {
                 }
             }
             self.fsync_in_progress.store(false, Ordering::Release);
-            // The write loop may be postponing a write until this fsync ends.
+            // A write postponed behind this fsync goes now.
             let _pending = lock(&self.pending);
             self.wake.notify_one();
         }
     }
 
-    fn write_loop(&self, mut file: File, requests: Option<&std::sync::mpsc::Sender<()>>) {
+    /// The thread's loop. With `always` it writes every batch as soon as there is one and
+    /// fsyncs it before publishing it. Otherwise it leaves the writes to the waiting
+    /// connections and writes only what none took within [`GRACE`] (or, after a failed
+    /// write, every [`RETRY_EVERY`]; after a postponing fsync, at once); it requests the
+    /// `everysec` fsync once a second. On stop it writes what is left, fsyncs, and closes the
+    /// file.
+    fn thread_loop(&self, requests: Option<&std::sync::mpsc::Sender<()>>) {
         let mut last_fsync = Instant::now();
-        let mut unsynced = false;
-        let mut fault = Fault::from_env();
-        // The file's length after the last complete write, to cut a short write off again.
-        let mut file_len = file.metadata().map_or(0, |metadata| metadata.len());
-        // When an `everysec` write began to wait for the running fsync.
-        let mut postponed_since: Option<Instant> = None;
-        let mut spare = Vec::new();
+        // What waited for the thread to start is written at once.
+        let mut write_now = true;
+        // The batches taken when the thread last looked.
+        let mut seen_taken = 0;
         loop {
-            let (buf, last_seq, stop) = {
+            let stop = {
                 let mut pending = lock(&self.pending);
-                if pending.buf.is_empty() && !pending.stop {
-                    // Everysec wakes at least once a second to fsync what it wrote.
+                let policy = self.fsync.load(Ordering::Relaxed);
+                // `everysec` and `no`: while the connections write (batches were taken since
+                // the thread last looked) the thread looks every GRACE instead of being woken
+                // by each effect into an empty buffer, which cost a futex wake per batch.
+                let idle = pending.buf.is_empty() && (policy == 1 || pending.taken == seen_taken);
+                seen_taken = pending.taken;
+                if !write_now && !pending.stop && idle {
+                    // Asleep until an effect arrives, and at least once a second (`everysec`
+                    // fsyncs what was written).
+                    pending.wake_thread = true;
                     let (guard, _) = self
                         .wake
                         .wait_timeout(pending, Duration::from_millis(1000))
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     pending = guard;
-                }
-                // As Redis's flushAppendOnlyFile with `everysec`: while the background fsync
-                // runs, the write waits for it (a write to a file being fsynced can block),
-                // for at most 2 s; then it goes ahead and counts in `aof_delayed_fsync`.
-                if !pending.buf.is_empty()
-                    && !pending.stop
-                    && self.fsync.load(Ordering::Relaxed) == 0
-                    && self.fsync_in_progress.load(Ordering::Acquire)
-                {
-                    let since = *postponed_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < POSTPONE_AT_MOST {
-                        // Redis answers its clients meanwhile (beforeSleep sends the replies
-                        // although the write was postponed): the replies waiting on what is
-                        // buffered are released, and each new effect wakes the thread to
-                        // release its reply too.
-                        self.postponing.store(true, Ordering::Relaxed);
-                        self.durable.store(pending.last_seq, Ordering::Release);
-                        self.durable_changed.notify_waiters();
-                        // Woken when the fsync ends.
-                        let (guard, _) = self
-                            .wake
-                            .wait_timeout(pending, Duration::from_millis(100))
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        drop(guard);
-                        continue;
+                    pending.wake_thread = false;
+                    // `always`: written at once; otherwise the arriving effect's connection
+                    // writes it, the thread looks again after GRACE.
+                    write_now = policy == 1 && !pending.buf.is_empty();
+                } else if !write_now && !pending.stop {
+                    if policy == 1 {
+                        write_now = true;
+                    } else {
+                        let fsync_ended = || {
+                            self.postponed.load(Ordering::Relaxed)
+                                && !self.fsync_in_progress.load(Ordering::Acquire)
+                        };
+                        let taken = pending.taken;
+                        let wait = if self.last_write_ok.load(Ordering::Relaxed)
+                            && !self.postponed.load(Ordering::Relaxed)
+                        {
+                            GRACE
+                        } else {
+                            RETRY_EVERY
+                        };
+                        if !fsync_ended() {
+                            let (guard, _) = self
+                                .wake
+                                .wait_timeout(pending, wait)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            pending = guard;
+                        }
+                        write_now =
+                            !pending.buf.is_empty() && (pending.taken == taken || fsync_ended());
                     }
-                    self.shared.delayed_fsync.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the \
-                         AOF buffer without waiting for fsync to complete, this may slow down \
-                         Redis."
-                    );
                 }
-                if !pending.buf.is_empty() {
-                    postponed_since = None;
-                    self.postponing.store(false, Ordering::Relaxed);
-                }
-                // The buffer the last batch was written from, emptied, takes this one's place:
-                // a busy writer allocates nothing.
-                (
-                    std::mem::replace(&mut pending.buf, std::mem::take(&mut spare)),
-                    pending.last_seq,
-                    pending.stop,
-                )
+                pending.stop
             };
-            if !buf.is_empty() {
-                let sleep_us = self.shared.flush_sleep_us.load(Ordering::Relaxed);
-                if sleep_us > 0 {
-                    std::thread::sleep(Duration::from_micros(sleep_us));
-                }
-                let injected = fault.as_mut().and_then(|fault| fault.next(file_len));
-                let written = match injected {
-                    Some((err, short)) => {
-                        // A short write first, when the plan asks for one.
-                        let part = buf.get(..short.min(buf.len())).unwrap_or_default();
-                        match write_counting(&mut file, part) {
-                            Ok(()) => Err((err, part.len())),
-                            Err(failed) => Err(failed),
-                        }
+            let mut output = lock(&self.output);
+            let mut written = None;
+            if write_now || stop {
+                match self.flush(&mut output, None) {
+                    Flushed::Empty(last) => written = Some(last),
+                    Flushed::Wrote(last) => {
+                        self.thread_writes.fetch_add(1, Ordering::Relaxed);
+                        written = Some(last);
                     }
-                    None => write_counting(&mut file, &buf),
-                };
-                if let Err((err, partial)) = written {
-                    let mut buf = buf;
-                    if partial > 0 {
-                        // As Redis's flushAppendOnlyFile: a short write is cut off again, so the
-                        // retry does not leave half a command in the file; if it cannot be, what
-                        // reached the file stays and leaves the buffer.
-                        tracing::warn!(
-                            "Short write while writing to the AOF file: (nwritten={partial}, \
-                             expected={})",
-                            buf.len()
-                        );
-                        if let Err(truncate) = file.set_len(file_len) {
-                            tracing::warn!(
-                                "Could not remove short write from the append-only file. Redis \
-                                 may refuse to load the AOF the next time it starts. ftruncate: \
-                                 {truncate}"
-                            );
-                            file_len += partial as u64;
-                            self.incr_size.fetch_add(partial as u64, Ordering::Relaxed);
-                            self.buffered.fetch_sub(partial as u64, Ordering::Relaxed);
-                            buf.drain(..partial.min(buf.len()));
-                        }
+                    Flushed::Released(last) => {
+                        self.durable.fetch_max(last, Ordering::AcqRel);
                     }
-                    self.write_failed(&err, buf);
-                    // As Redis, which sends the replies of the commands whose write failed
-                    // (and refuses the next writes with MISCONF): they are released.
-                    self.durable.store(last_seq, Ordering::Release);
-                    self.durable_changed.notify_waiters();
-                    if stop {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
                 }
-                if !self.last_write_ok.swap(true, Ordering::Relaxed) {
-                    self.shared.write_errno.store(0, Ordering::Relaxed);
-                    tracing::warn!("AOF write error looks solved, Redis can write again.");
-                }
-                file_len += buf.len() as u64;
-                self.incr_size
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
-                unsynced = true;
             }
+            write_now = false;
             // `no-appendfsync-on-rewrite yes` during a rewrite: as `no` until it ends.
             let policy = if self.no_fsync.load(Ordering::Relaxed) {
                 2
             } else {
                 self.fsync.load(Ordering::Relaxed)
             };
-            let fsync_now = unsynced
+            let fsync_now = output.unsynced
                 && (stop
                     || policy == 1
                     || (policy == 0 && last_fsync.elapsed() >= Duration::from_secs(1)));
             // `everysec` hands the fsync to the fsync thread, unless one runs already (then
-            // the next wake tries again), as Redis's `aof_background_fsync`.
+            // the next round tries again), as Redis's `aof_background_fsync`.
             let background = policy == 0 && !stop && requests.is_some();
             if fsync_now && background {
                 if !self.fsync_in_progress.swap(true, Ordering::AcqRel) {
                     if requests.is_some_and(|requests| requests.send(()).is_ok()) {
                         last_fsync = Instant::now();
-                        unsynced = false;
+                        output.unsynced = false;
                     } else {
                         self.fsync_in_progress.store(false, Ordering::Release);
                     }
                 }
             } else if fsync_now {
-                if let Err(err) = file.sync_data() {
-                    if policy == 1 {
-                        tracing::warn!(
-                            "Can't persist AOF for fsync error when the AOF fsync policy is \
-                             'always': {err}. Exiting..."
-                        );
-                        std::process::exit(1);
+                let synced = output.file.as_ref().map(File::sync_data);
+                match synced {
+                    Some(Err(err)) => {
+                        if policy == 1 {
+                            tracing::warn!(
+                                "Can't persist AOF for fsync error when the AOF fsync policy \
+                                 is 'always': {err}. Exiting..."
+                            );
+                            std::process::exit(1);
+                        }
+                        tracing::warn!("Error syncing the AOF file: {err}");
                     }
-                    tracing::warn!("Error syncing the AOF file: {err}");
-                } else {
-                    last_fsync = Instant::now();
-                    unsynced = false;
-                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    Some(Ok(())) => {
+                        last_fsync = Instant::now();
+                        output.unsynced = false;
+                        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {}
                 }
             }
-            if policy != 1 || fsync_now || buf.is_empty() {
-                self.durable.store(last_seq, Ordering::Release);
-                self.durable_changed.notify_waiters();
-            }
-            // Kept for the next batch, unless a burst made it big.
-            if buf.capacity() <= SPARE_AT_MOST {
-                spare = buf;
-                spare.clear();
+            // With `always` a batch is published once it is fsynced (or when no fsync is due:
+            // `no-appendfsync-on-rewrite`); with the others once it is written.
+            if let Some(last) = written
+                && (policy != 1 || !output.unsynced)
+            {
+                self.durable.fetch_max(last, Ordering::AcqRel);
             }
             if stop {
+                output.file = None;
+                self.stopped.store(true, Ordering::Release);
+                self.release(output);
                 break;
             }
+            self.release(output);
         }
+    }
+
+    /// Takes what is buffered and writes it with one write(2), the caller holding the file
+    /// (`output`). A leading connection passes the number it waits for: if that effect has
+    /// not been handed over yet, the next effect that is wakes the waiting connections.
+    ///
+    /// `everysec` while the background fsync runs: as Redis's `flushAppendOnlyFile`, the write
+    /// waits for it (a write to a file being fsynced can block) for at most 2 s, then goes
+    /// ahead and counts in `aof_delayed_fsync`; meanwhile the replies go out (Redis's
+    /// `beforeSleep` sends them although the write was postponed). After a failed write a
+    /// leading connection does not retry (the thread does): the replies go out as Redis sends
+    /// those of commands whose write failed, and MISCONF refuses the next writes.
+    fn flush(&self, output: &mut Output, leader: Option<u64>) -> Flushed {
+        let (buf, last_seq) = {
+            let mut pending = lock(&self.pending);
+            if let Some(seq) = leader
+                && pending.last_seq < seq
+            {
+                pending.wake_leaders = true;
+            }
+            if pending.buf.is_empty() {
+                return Flushed::Empty(pending.last_seq);
+            }
+            if !pending.stop
+                && self.fsync.load(Ordering::Relaxed) == 0
+                && self.fsync_in_progress.load(Ordering::Acquire)
+            {
+                let since = *output.postponed_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < POSTPONE_AT_MOST {
+                    self.postponed.store(true, Ordering::Relaxed);
+                    return Flushed::Released(pending.last_seq);
+                }
+                self.shared.delayed_fsync.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    "Asynchronous AOF fsync is taking too long (disk is busy?). Writing the \
+                     AOF buffer without waiting for fsync to complete, this may slow down \
+                     Redis."
+                );
+            }
+            if leader.is_some() && !self.last_write_ok.load(Ordering::Relaxed) {
+                return Flushed::Released(pending.last_seq);
+            }
+            output.postponed_since = None;
+            self.postponed.store(false, Ordering::Relaxed);
+            pending.taken += 1;
+            (
+                std::mem::replace(&mut pending.buf, std::mem::take(&mut output.spare)),
+                pending.last_seq,
+            )
+        };
+        let sleep_us = self.shared.flush_sleep_us.load(Ordering::Relaxed);
+        if sleep_us > 0 {
+            std::thread::sleep(Duration::from_micros(sleep_us));
+        }
+        let Output {
+            file, len, fault, ..
+        } = output;
+        let Some(file) = file.as_mut() else {
+            // Not reached: callers hold a file. Kept for the next write.
+            self.put_back(buf);
+            return Flushed::Released(last_seq);
+        };
+        let injected = fault.as_mut().and_then(|fault| fault.next(*len));
+        let written = match injected {
+            Some((err, short)) => {
+                // A short write first, when the plan asks for one.
+                let part = buf.get(..short.min(buf.len())).unwrap_or_default();
+                match write_counting(file, part) {
+                    Ok(()) => Err((err, part.len())),
+                    Err(failed) => Err(failed),
+                }
+            }
+            None => write_counting(file, &buf),
+        };
+        if let Err((err, partial)) = written {
+            let mut buf = buf;
+            if partial > 0 {
+                // As Redis's flushAppendOnlyFile: a short write is cut off again, so the
+                // retry does not leave half a command in the file; if it cannot be, what
+                // reached the file stays and leaves the buffer.
+                tracing::warn!(
+                    "Short write while writing to the AOF file: (nwritten={partial}, \
+                     expected={})",
+                    buf.len()
+                );
+                if let Err(truncate) = file.set_len(*len) {
+                    tracing::warn!(
+                        "Could not remove short write from the append-only file. Redis may \
+                         refuse to load the AOF the next time it starts. ftruncate: {truncate}"
+                    );
+                    *len += partial as u64;
+                    self.incr_size.fetch_add(partial as u64, Ordering::Relaxed);
+                    self.buffered.fetch_sub(partial as u64, Ordering::Relaxed);
+                    buf.drain(..partial.min(buf.len()));
+                }
+            }
+            self.write_failed(&err, buf);
+            // As Redis, which sends the replies of the commands whose write failed (and
+            // refuses the next writes with MISCONF): they are released.
+            return Flushed::Released(last_seq);
+        }
+        if !self.last_write_ok.swap(true, Ordering::Relaxed) {
+            self.shared.write_errno.store(0, Ordering::Relaxed);
+            tracing::warn!("AOF write error looks solved, Redis can write again.");
+        }
+        *len += buf.len() as u64;
+        self.incr_size
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
+        output.unsynced = true;
+        // Kept for the next batch, unless a burst made it big.
+        if buf.capacity() <= SPARE_AT_MOST {
+            let mut spare = buf;
+            spare.clear();
+            output.spare = spare;
+        }
+        Flushed::Wrote(last_seq)
     }
 
     /// Redis 7.0 (aof.c `flushAppendOnlyFile`): with `always` a write that could not be
@@ -522,9 +733,71 @@ impl Writer {
         if self.last_write_ok.swap(false, Ordering::Relaxed) {
             tracing::warn!("Error writing to the AOF file: {err}");
         }
+        self.put_back(buf);
+    }
+
+    /// Puts a batch that was not written back in front of what arrived since.
+    fn put_back(&self, buf: Vec<u8>) {
         let mut pending = lock(&self.pending);
         let mut rest = std::mem::replace(&mut pending.buf, buf);
         pending.buf.append(&mut rest);
+    }
+}
+
+/// The future of [`Writer::wait_durable`].
+pub(crate) struct WaitDurable<'a> {
+    writer: &'a Writer,
+    key: Key,
+    /// True while `key` may be in the writer's waiters.
+    registered: bool,
+}
+
+impl WaitDurable<'_> {
+    fn finish(&mut self) -> Poll<()> {
+        if std::mem::take(&mut self.registered) {
+            self.writer.waiters.remove(self.key);
+        }
+        Poll::Ready(())
+    }
+}
+
+impl std::future::Future for WaitDurable<'_> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let writer = this.writer;
+        let seq = this.key.0;
+        loop {
+            if writer.answered(seq) {
+                return this.finish();
+            }
+            if writer.lead(seq) {
+                continue;
+            }
+            // Registered, then checked again: whoever held the file or publishes the number
+            // next sees the registration when it lets go.
+            writer.waiters.register(this.key, cx.waker());
+            this.registered = true;
+            if writer.answered(seq) {
+                return this.finish();
+            }
+            if writer.lead(seq) {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl Drop for WaitDurable<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            // Dropped while waiting (its connection ended): if it was woken to lead the next
+            // write, another waiter is.
+            self.writer.waiters.remove(self.key);
+            self.writer.release_waiters();
+        }
     }
 }
 
@@ -546,9 +819,19 @@ impl EffectConsumer for Writer {
         }
         let was_empty = pending.buf.is_empty();
         self.append(&mut pending, effect);
+        // The thread only when it sleeps on an empty buffer (with `always` it writes every
+        // batch; otherwise it gives the waiting connections GRACE first); connections only
+        // when one waits for an effect not handed over before.
+        let wake_thread = was_empty && std::mem::take(&mut pending.wake_thread);
+        let wake_leaders = std::mem::take(&mut pending.wake_leaders);
         drop(pending);
-        if was_empty || self.postponing.load(Ordering::Relaxed) {
+        if wake_thread {
             self.wake.notify_one();
+        }
+        if wake_leaders {
+            // One leader writes what arrived for all of them: the first waiter (and those the
+            // published number answers), not every waiter.
+            self.release_waiters();
         }
     }
 }
@@ -686,6 +969,235 @@ mod tests {
             header(&mut buf, b'$', n);
             assert_eq!(buf, format!("${n}\r\n").into_bytes());
         }
+    }
+
+    /// A fresh directory for one test's incr file.
+    fn test_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("forkless-aof-writer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    /// The commands in an incr file.
+    fn count_commands(path: &std::path::Path) -> usize {
+        let data = std::fs::read(path).expect("read");
+        let mut commands = 0;
+        let ending = super::super::load::parse_commands(&data, |_, _| {
+            commands += 1;
+            Ok(())
+        })
+        .expect("parse");
+        assert!(matches!(ending, Ok(super::super::load::Ending::Clean)));
+        commands
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    /// A writer for `everysec` holding `path` as if its thread had started, without the
+    /// thread: only waiting connections write.
+    fn writer_without_thread(path: &std::path::Path) -> Writer {
+        let writer = Writer::new(AppendFsync::Everysec, 0, 0, Shared::default());
+        lock(&writer.output).file = Some(File::create(path).expect("file"));
+        writer.set_start(0);
+        writer
+    }
+
+    /// Leader/follower group write: with `everysec` a waiting connection writes everything
+    /// buffered itself, with one write(2), and the number it waits for is published; no
+    /// thread takes part.
+    #[test]
+    fn everysec_a_waiting_connection_writes_the_buffer_itself() {
+        let dir = test_dir("leader");
+        let path = dir.join("incr.aof");
+        let writer = writer_without_thread(&path);
+        let mut seq = Seq::FIRST;
+        for i in 0..500 {
+            writer.consume(&effect(seq, &format!("k{i}")));
+            seq = seq.next();
+        }
+        let last = seq.get() - 1;
+        runtime().block_on(writer.wait_durable(last));
+        assert_eq!(writer.durable.load(Ordering::Relaxed), last);
+        assert_eq!(writer.leader_writes.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.buffered.load(Ordering::Relaxed), 0);
+        // One SELECT, then the 500 SETs.
+        assert_eq!(count_commands(&path), 501);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A connection whose effect the stream has not handed over yet (held back behind a lower
+    /// number) writes what is there, then is woken by its effect's arrival and leads again.
+    #[test]
+    fn a_waiter_whose_effect_arrives_later_is_woken_by_it_and_writes_it() {
+        let dir = test_dir("later");
+        let path = dir.join("incr.aof");
+        let writer = writer_without_thread(&path);
+        let mut seq = Seq::FIRST;
+        for i in 0..10 {
+            writer.consume(&effect(seq, &format!("k{i}")));
+            seq = seq.next();
+        }
+        let late = seq;
+        runtime().block_on(async {
+            let wait = writer.wait_durable(late.get());
+            let arrive = async {
+                tokio::task::yield_now().await;
+                writer.consume(&effect(late, "late"));
+            };
+            tokio::join!(wait, arrive);
+        });
+        assert_eq!(writer.durable.load(Ordering::Relaxed), late.get());
+        assert_eq!(writer.leader_writes.load(Ordering::Relaxed), 2);
+        assert_eq!(count_commands(&path), 12);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A model of the effect stream: numbers reserved in any order, handed to the writer in
+    /// number order, each held back until every lower one is published.
+    #[derive(Default)]
+    struct Stream {
+        next: Option<Seq>,
+        handover: Option<Seq>,
+        held: std::collections::BTreeSet<Seq>,
+    }
+
+    impl Stream {
+        fn reserve(&mut self) -> Seq {
+            let seq = self.next.unwrap_or(Seq::FIRST);
+            self.next = Some(seq.next());
+            seq
+        }
+
+        fn publish(&mut self, writer: &Writer, seq: Seq) {
+            self.held.insert(seq);
+            let mut handover = self.handover.unwrap_or(Seq::FIRST);
+            while self.held.remove(&handover) {
+                writer.consume(&effect(handover, &format!("k{}", handover.get())));
+                handover = handover.next();
+            }
+            self.handover = Some(handover);
+        }
+    }
+
+    /// The leader/follower hand-off under contention, without the thread (whose periodic
+    /// release would hide a lost wakeup): 6 OS threads, each a runtime of 5 connections, each
+    /// publishing 1 to 3 effects then waiting for the last; some effects are published a yield
+    /// after they are numbered, so others wait for numbers held back behind them. Every wait
+    /// must end (a lost wakeup hangs a connection: the test fails at its deadline), end only
+    /// once its number is written, and the file must hold every effect once.
+    #[test]
+    fn many_connections_leading_and_following_lose_no_wakeup_and_no_effect() {
+        const THREADS: usize = 6;
+        const CONNECTIONS: usize = 5;
+        const ROUNDS: usize = 300;
+        let dir = test_dir("stress");
+        let path = dir.join("incr.aof");
+        let writer = Arc::new(writer_without_thread(&path));
+        // Slow writes, so that connections find the file taken and queue behind its holder.
+        writer.shared.flush_sleep_us.store(20, Ordering::Relaxed);
+        let stream = Arc::new(Mutex::new(Stream::default()));
+        let (done, finished) = std::sync::mpsc::channel();
+        for thread in 0..THREADS {
+            let writer = Arc::clone(&writer);
+            let stream = Arc::clone(&stream);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime(), async {
+                    let tasks: Vec<_> = (0..CONNECTIONS)
+                        .map(|connection| {
+                            let writer = Arc::clone(&writer);
+                            let stream = Arc::clone(&stream);
+                            tokio::task::spawn_local(async move {
+                                let mut published = 0u64;
+                                for round in 0..ROUNDS {
+                                    let effects = 1 + (thread + connection + round) % 3;
+                                    let mut last = Seq::FIRST;
+                                    for n in 0..effects {
+                                        let seq = lock(&stream).reserve();
+                                        if (round + n + connection) % 7 == 0 {
+                                            // Numbered now, handed over a yield later.
+                                            tokio::task::yield_now().await;
+                                        }
+                                        lock(&stream).publish(&writer, seq);
+                                        last = seq;
+                                        published += 1;
+                                    }
+                                    if round % 2 == 0 {
+                                        tokio::task::yield_now().await;
+                                    }
+                                    writer.wait_durable(last.get()).await;
+                                    assert!(writer.durable.load(Ordering::Acquire) >= last.get());
+                                }
+                                published
+                            })
+                        })
+                        .collect();
+                    let mut published = 0;
+                    for task in tasks {
+                        published += task.await.expect("connection");
+                    }
+                    let _ = done.send(published);
+                });
+            });
+        }
+        drop(done);
+        let mut published = 0;
+        for _ in 0..THREADS {
+            published += finished
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a connection never got its wakeup");
+        }
+        let written = lock(&stream).handover.map_or(0, |seq| seq.get() - 1);
+        assert_eq!(written, published);
+        assert_eq!(writer.durable.load(Ordering::Acquire), written);
+        assert!(writer.leader_writes.load(Ordering::Relaxed) >= 1);
+        // One SELECT, then every effect once.
+        assert_eq!(
+            count_commands(&path),
+            1 + usize::try_from(published).expect("count")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Effects no connection waits for (the active expiry's DELs) reach the file through the
+    /// thread once no leader took them.
+    #[test]
+    fn effects_nobody_waits_for_are_written_by_the_thread() {
+        let dir = test_dir("backstop");
+        let path = dir.join("incr.aof");
+        let writer = Arc::new(Writer::new(AppendFsync::Everysec, 0, 0, Shared::default()));
+        writer.set_start(0);
+        let thread = writer
+            .spawn(File::create(&path).expect("file"))
+            .expect("spawn");
+        let mut seq = Seq::FIRST;
+        for i in 0..10 {
+            writer.consume(&effect(seq, &format!("k{i}")));
+            seq = seq.next();
+        }
+        let last = seq.get() - 1;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while writer.durable.load(Ordering::Acquire) < last {
+            assert!(
+                Instant::now() < deadline,
+                "the thread never wrote the effects"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(writer.thread_writes.load(Ordering::Relaxed) >= 1);
+        assert_eq!(writer.leader_writes.load(Ordering::Relaxed), 0);
+        writer.stop();
+        thread.join().expect("join");
+        assert_eq!(count_commands(&path), 11);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Group commit: with `always`, the effects that arrived while the thread was busy (here:
