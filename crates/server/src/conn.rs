@@ -1,11 +1,15 @@
 //! One client connection: read bytes, decode commands, run them, write the replies.
 //!
 //! Replies to every command found in one read are written together, so a pipelined batch
-//! costs one write. Reading stops while a batch's replies are written, so a client that does
-//! not read cannot make the server buffer unbounded output. The replies waiting to be written
-//! are the client's output buffer, held to `client-output-buffer-limit normal` as Redis does:
-//! over the hard limit the client is closed at once (the reply is not sent), and over the soft
-//! limit for longer than its seconds, that is, when writing it takes that long, too.
+//! costs one write. The socket is written without waiting for it: what it does not take stays
+//! in the client's output buffer, and the connection goes on reading and running the client's
+//! commands while the rest waits for the socket to become writable, as Redis does. The output
+//! buffer is held to `client-output-buffer-limit normal` as in Redis: over the hard limit the
+//! client is closed at once (the reply is not sent), and over the soft limit for longer than
+//! its seconds, too; it counts in the client's memory, which `maxmemory-clients` bounds by
+//! evicting the client. `client-output-buffer-backpressure` (forkless's own) bounds it when
+//! neither does: with that much pending, the connection stops reading the client's commands
+//! and waits until the client has read its replies.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -75,6 +79,19 @@ impl ObufLimits {
     fn write_deadline(self, pending: usize) -> Option<Duration> {
         let pending = u64::try_from(pending).unwrap_or(u64::MAX);
         (self.soft > 0 && pending >= self.soft).then(|| Duration::from_secs(self.soft_secs))
+    }
+
+    /// Keeps `over_since`, when the output buffer went over the soft limit (None while it is
+    /// under), up to date with `pending` bytes, as Redis's `obuf_soft_limit_reached_time`.
+    /// Returns when the soft limit closes the client if it stays over.
+    fn soft_deadline(self, over_since: &mut Option<Instant>, pending: usize) -> Option<Instant> {
+        match self.write_deadline(pending) {
+            Some(after) => Some(*over_since.get_or_insert_with(Instant::now) + after),
+            None => {
+                *over_since = None;
+                None
+            }
+        }
     }
 }
 
@@ -178,6 +195,8 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
     let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);
     let handle = Arc::clone(&client.handle);
+    // Since when the pending replies have been over the soft output buffer limit.
+    let mut soft_over_since = None;
     loop {
         // The end of the command before, while nothing has been awaited since: the next
         // command's start (`crate::server::chain_clock`).
@@ -277,6 +296,18 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         );
                     }
                     if let Some(handover) = client.conn.handover.take() {
+                        // Replies still pending go out before the link's first bytes.
+                        if let Err(err) = write_out(
+                            server,
+                            socket,
+                            &handle,
+                            &mut out,
+                            ObufLimits::of(server, client),
+                        )
+                        .await
+                        {
+                            return format!("write error: {err}");
+                        }
                         // PSYNC/SYNC: from here on the connection is a replica's link.
                         return crate::replication::primary::serve(
                             server, socket, client, &mut input, handover,
@@ -300,7 +331,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                     }
                     if out.len() >= FLUSH_AT {
                         previous_end_us = None;
-                        if let Err(err) = write_out(
+                        if let Err(err) = flush(
                             server,
                             socket,
                             &handle,
@@ -335,22 +366,22 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                 }
             }
         }
-        if let Err(err) = write_out(
-            server,
-            socket,
-            &handle,
-            &mut out,
-            ObufLimits::of(server, client),
-        )
-        .await
-        {
+        let obuf_limits = ObufLimits::of(server, client);
+        if let Err(err) = flush(server, socket, &handle, &mut out, obuf_limits).await {
             return format!("write error: {err}");
         }
-        let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
-        if written != 0 {
-            server
-                .tracking
-                .taken(usize::try_from(written).unwrap_or(usize::MAX));
+        let soft_deadline = obuf_limits.soft_deadline(&mut soft_over_since, out.len());
+        if soft_deadline.is_some_and(|at| at <= Instant::now()) {
+            tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+            return OBUF_CLOSED.into();
+        }
+        if out.is_empty() {
+            let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
+            if written != 0 {
+                server
+                    .tracking
+                    .taken(usize::try_from(written).unwrap_or(usize::MAX));
+            }
         }
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
@@ -368,15 +399,30 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
         // A query buffer the cron freed (idle) stays unallocated until the client sends
         // again, as Redis's does.
         let parked = buffer_size == 0 && input.capacity() == 0;
-        let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
-        if !parked && input.capacity() - input.len() < wanted / 2 {
+        let missing = decoder.bytes_wanted();
+        let wanted = missing.clamp(READ_CHUNK, 1 << 20);
+        let spare = input.capacity() - input.len();
+        if parked || (missing > 0 && spare >= missing) {
+            // Nothing to allocate yet, or room for the rest of the argument being received.
+        } else if missing > READ_CHUNK || (missing > 0 && input.len() >= READ_CHUNK) {
+            // A big argument: room for exactly what it still needs, as Redis's non-greedy
+            // growth of the query buffer (`reserve` would double the allocation, and the
+            // client's memory with it).
+            let mut exact = BytesMut::with_capacity(input.len() + missing);
+            exact.extend_from_slice(&input);
+            input = exact;
+            buffer_size = input.capacity();
+        } else if spare < wanted / 2 {
             input.reserve(wanted);
             buffer_size = input.capacity();
         }
         buffer_size = buffer_size.max(input.capacity());
         let subscribed = client.subs.active();
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
-        let oversized = crate::limits::oversized(&out.buf);
+        // Replies the socket did not take: the connection waits for it to take more, reading
+        // and running the client's next commands meanwhile.
+        let pending = !out.is_empty();
+        let oversized = !pending && crate::limits::oversized(&out.buf);
         cmd::client::publish(
             client,
             false,
@@ -392,15 +438,27 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
         let resize = &client.handle.info.resize;
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
+        let socket_ref = &*socket;
         let read = async {
             tokio::select! {
                 read = async {
-                    if parked {
-                        socket.readable().await?;
-                        input.reserve(READ_CHUNK);
+                    loop {
+                        socket_ref.readable().await?;
+                        if parked {
+                            input.reserve(READ_CHUNK);
+                        }
+                        match socket_ref.try_read_buf(&mut input) {
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                            read => break read,
+                        }
                     }
-                    socket.read_buf(&mut input).await
                 } => Some(Event::Read(read)),
+                written = socket_ref.writable(), if pending => Some(Event::Writable(written)),
+                () = async {
+                    if let Some(at) = soft_deadline {
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                }, if soft_deadline.is_some() => Some(Event::SoftLimit),
                 () = handle.kill.notified() => None,
                 () = resize.notified() => Some(Event::Resize),
                 Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
@@ -420,6 +478,12 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
         };
         match read {
             None => return "killed".into(),
+            Some(Event::Writable(Ok(()))) => {}
+            Some(Event::Writable(Err(err))) => return format!("write error: {err}"),
+            Some(Event::SoftLimit) => {
+                tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+                return OBUF_CLOSED.into();
+            }
             Some(Event::Idle) => crate::limits::shrink_idle(&mut out.buf, READ_CHUNK),
             Some(Event::Resize) => {
                 if let Some(target) = handle.info.take_resize() {
@@ -691,6 +755,10 @@ enum Event {
     Idle,
     /// The query buffer cron asks for the query buffer to shrink (`ClientInfo::take_resize`).
     Resize,
+    /// The socket may take more of the pending replies.
+    Writable(std::io::Result<()>),
+    /// The pending replies have been over the soft output buffer limit for its seconds.
+    SoftLimit,
 }
 
 /// Logs and names the end of a client over `client-query-buffer-limit`.
@@ -729,6 +797,78 @@ fn write_message(out: &mut Out, message: &crate::pubsub::Message) {
 fn note_published(handle: &ClientHandle) {
     if let Some(seq) = crate::effects::take_last_published() {
         handle.awaiting_seq.store(seq, Ordering::Relaxed);
+    }
+}
+
+/// Writes what the socket takes now of the pending replies, and waits for the client to read
+/// them only when `client-output-buffer-backpressure` says so: then until all are written.
+async fn flush<S: Stream>(
+    server: &Server,
+    socket: &mut S,
+    handle: &ClientHandle,
+    out: &mut Out,
+    limits: ObufLimits,
+) -> std::io::Result<()> {
+    flush_now(server, socket, handle, out).await?;
+    let backpressure = server.tunables.obuf_backpressure.load(Ordering::Relaxed);
+    if backpressure != 0 && u64::try_from(out.len()).unwrap_or(u64::MAX) >= backpressure {
+        write_out(server, socket, handle, out, limits).await?;
+    }
+    Ok(())
+}
+
+/// Writes what the socket takes now of the pending replies, without waiting for the client to
+/// read; the rest stays in `out`, counted in the client's memory (which may evict it, see
+/// `maxmemory-clients`).
+async fn flush_now<S: Stream>(
+    server: &Server,
+    socket: &S,
+    handle: &ClientHandle,
+    out: &mut Out,
+) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    // With `appendfsync always`, no reply leaves before the writes it acknowledges are on disk
+    // (a wait on the server's disk, not on the client).
+    let seq = handle.awaiting_seq.swap(0, Ordering::Relaxed);
+    if seq != 0 {
+        server.aof.wait_durable(seq).await;
+    }
+    let mut written = 0;
+    while written < out.len() {
+        match socket.try_write(&out.buf[written..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    server
+        .stats
+        .net_output_bytes
+        .fetch_add(written as u64, Ordering::Relaxed);
+    if written == out.len() {
+        out.buf.clear();
+        release_written(server, out);
+    } else {
+        bytes::Buf::advance(&mut out.buf, written);
+    }
+    cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::account_memory(server, handle);
+    Ok(())
+}
+
+/// Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
+/// as Redis frees its reply list: kept until the idle shrink, it would count in `used_memory`
+/// and make eviction pay for it (the invalidations of evicted keys, written to many tracking
+/// clients, would drain the database).
+fn release_written(server: &Server, out: &mut Out) {
+    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
+        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+    {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
     }
 }
 
@@ -772,15 +912,7 @@ async fn write_out<S: Stream>(
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
-    // Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
-    // as Redis frees its reply list: kept until the idle shrink, it would count in
-    // `used_memory` and make eviction pay for it (the invalidations of evicted keys, written
-    // to many tracking clients, would drain the database).
-    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
-        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
-    {
-        out.buf = BytesMut::with_capacity(READ_CHUNK);
-    }
+    release_written(server, out);
     cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

@@ -123,6 +123,9 @@ pub(crate) struct Tunables {
     pub(crate) obuf_normal_hard: AtomicU64,
     pub(crate) obuf_normal_soft: AtomicU64,
     pub(crate) obuf_normal_soft_secs: AtomicU64,
+    /// `client-output-buffer-backpressure`: pending replies at which a connection stops
+    /// reading its client's commands; 0 never.
+    pub(crate) obuf_backpressure: AtomicU64,
     /// `client-output-buffer-limit pubsub <hard> <soft> <seconds>`, for keyspace
     /// notifications published from inside a write (`notify.rs`), where the config lock must
     /// not be taken.
@@ -183,6 +186,8 @@ impl Tunables {
             .store(normal.soft_limit_bytes, Ordering::Relaxed);
         self.obuf_normal_soft_secs
             .store(normal.soft_limit_seconds, Ordering::Relaxed);
+        self.obuf_backpressure
+            .store(config.client_output_buffer_backpressure, Ordering::Relaxed);
         let size = |name: &str, default: i64| {
             usize::try_from(config.stored_int(name, default)).unwrap_or(usize::MAX)
         };
@@ -457,6 +462,9 @@ pub(crate) struct Server {
     pub(crate) tracking: cmd::tracking::Tracking,
     /// False after DEBUG SET-ACTIVE-EXPIRE 0: the active expiry cycle does not run.
     pub(crate) active_expire: AtomicBool,
+    /// True after DEBUG PAUSE-CRON 1: the server's cron leaves clients alone (no client
+    /// eviction, no query buffer resizing), so only what commands and connections do counts.
+    pub(crate) cron_paused: AtomicBool,
     /// Lua: the interpreters, the script cache, and the running script's state.
     pub(crate) scripting: crate::scripting::Scripting,
     pub(crate) aof: crate::aof::Aof,
@@ -512,6 +520,7 @@ impl Server {
             latency: cmd::latency::Latency::default(),
             tracking: cmd::tracking::Tracking::default(),
             active_expire: AtomicBool::new(true),
+            cron_paused: AtomicBool::new(false),
             scripting: crate::scripting::Scripting::default(),
             aof: crate::aof::Aof::default(),
             acl,

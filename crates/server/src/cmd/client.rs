@@ -1044,6 +1044,11 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&handle.id)) {
             continue;
         }
+        // A client killed (CLIENT KILL, evicted, over a limit) is gone for Redis at once; its
+        // connection here may take a moment to notice.
+        if handle.killed.load(Ordering::Acquire) && handle.id != ctx.client.id {
+            continue;
+        }
         if kind_filter.is_some_and(|kind| kind != client_kind(&handle)) {
             continue;
         }

@@ -257,6 +257,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
     opt("snapshot-max-retained-bytes", MUTABLE,
         mem!(snapshot_max_retained_bytes, Signed(0, LONG_MAX))),
+    opt("client-output-buffer-backpressure", MUTABLE,
+        mem!(client_output_buffer_backpressure, Signed(0, LONG_MAX))),
     opt("worker-threads",              IMMUTABLE | SAME_VALUE_OK, int!(worker_threads, usize, Signed(0, 1024))),
     opt("notify-keyspace-events",      MUTABLE,   text!(notify_get, notify_set)),
     opt("oom-score-adj-values",        INERT,

@@ -129,6 +129,7 @@ fn defaults_render_as_redis_does() {
         ("snapshot-nice", "0"),
         ("snapshot-idle-priority", "yes"),
         ("snapshot-max-retained-bytes", "16777216"),
+        ("client-output-buffer-backpressure", "67108864"),
         ("worker-threads", "0"),
     ];
     let all = config.get(&[b"*"]);
@@ -285,6 +286,8 @@ fn values_parse_and_render_like_redis() {
         ("snapshot-idle-priority", "YES", "yes"),
         ("snapshot-max-retained-bytes", "64mb", "67108864"),
         ("snapshot-max-retained-bytes", "0", "0"),
+        ("client-output-buffer-backpressure", "1mb", "1048576"),
+        ("client-output-buffer-backpressure", "0", "0"),
         (
             "client-output-buffer-limit",
             "replica 1mb 2 3",
