@@ -163,6 +163,7 @@ pub(crate) async fn serve<S: Stream>(
         acl_caller: None,
     };
     let reason = run(&server, &mut socket, &mut client).await;
+    handle.info.waits.fetch_add(1, Ordering::Release);
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
@@ -435,6 +436,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             Ordering::Relaxed,
         );
         cmd::client::account_memory(server, &client.handle);
+        handle.info.waits.fetch_add(1, Ordering::Release);
         let resize = &client.handle.info.resize;
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
@@ -461,7 +463,12 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                 }, if soft_deadline.is_some() => Some(Event::SoftLimit),
                 () = handle.kill.notified() => None,
                 () = resize.notified() => Some(Event::Resize),
-                Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
+                // Messages wait in the channel while replies are pending: there one copy is
+                // shared by every subscriber (counted in each one's memory, bounded by the
+                // pubsub class's limits), where the output buffer would hold a copy each.
+                Some(message) = rx.recv(), if subscribed && !pending => {
+                    Some(Event::Message(message))
+                }
                 Some(bytes) = pushes.recv() => Some(Event::Push(bytes)),
                 // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
                 () = tokio::time::sleep(crate::limits::SHRINK_IDLE_AFTER), if oversized => {

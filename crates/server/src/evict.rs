@@ -118,7 +118,8 @@ pub(crate) fn figures(server: &Server) -> Figures {
         not_counted_for_evict: retained
             .saturating_add(aof_buffer)
             .saturating_add(server.replication.mem_clients_slaves())
-            .saturating_add(server.tracking.queued_bytes()),
+            .saturating_add(server.tracking.queued_bytes())
+            .saturating_add(server.clients.dying_bytes()),
         allocator: allocator::malloc_figures(),
     }
 }
@@ -188,6 +189,7 @@ pub(crate) fn evict_clients(server: &Server) -> usize {
             "Evicting client: client memory over maxmemory-clients"
         );
         handle.kill();
+        server.clients.note_dying(handle, memory);
         server.stats.evicted_clients.fetch_add(1, Ordering::Relaxed);
         total = total.saturating_sub(memory);
         evicted += 1;
@@ -279,8 +281,10 @@ fn counted_memory(server: &Server) -> u64 {
 /// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
 /// snapshot retains, the AOF's unwritten buffer, what replicas have yet to receive of the
 /// replication buffer, and tracking invalidations queued to connections (Redis writes those
-/// before its next command; here connections write them concurrently with it). Takes the save slot, the AOF state and the replication state in turn,
-/// none under a shard lock.
+/// before its next command; here connections write them concurrently with it), and what
+/// clients evicted by `maxmemory-clients` hold until their connections close (Redis frees them
+/// at once). Takes the save slot, the AOF state and the replication state in turn, none under
+/// a shard lock.
 fn not_counted(server: &Server) -> u64 {
     server
         .keyspace
@@ -289,6 +293,7 @@ fn not_counted(server: &Server) -> u64 {
         .saturating_add(crate::aof::buffered_bytes(server))
         .saturating_add(server.replication.mem_clients_slaves())
         .saturating_add(server.tracking.queued_bytes())
+        .saturating_add(server.clients.dying_bytes())
 }
 
 /// Redis's `performEvictions`, called before a command that may need memory: when the server

@@ -17,8 +17,9 @@
 //! handlers, or uses `anyhow`.
 
 // The exceptions are `allocator` (the counting `GlobalAlloc` and `mallinfo2`),
-// `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s startup fork and
-// descriptor redirection for `daemonize yes`.
+// `limits::release_free_memory` (glibc's `malloc_trim`), `limits::unread_bytes` (the
+// `FIONREAD` ioctl) and `daemon`'s startup fork and descriptor redirection for
+// `daemonize yes`.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;

@@ -363,6 +363,9 @@ pub(crate) struct Clients {
     next_id: AtomicU64,
     /// The connected clients' memory as each last accounted it (`client::account_memory`).
     memory: AtomicU64,
+    /// What clients evicted by `maxmemory-clients` held when evicted, until their connections
+    /// have closed: Redis frees an evicted client at once, so key eviction leaves it out.
+    dying: AtomicU64,
 }
 
 impl Clients {
@@ -378,7 +381,35 @@ impl Clients {
         if let Some(handle) = lock(&self.by_id).remove(&id) {
             let counted = handle.info.counted.swap(0, Ordering::Relaxed);
             self.add_memory(0, counted);
+            let dying = handle.info.dying.swap(0, Ordering::Relaxed);
+            if dying != 0 {
+                let _ = self
+                    .dying
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                        Some(total.saturating_sub(dying))
+                    });
+            }
         }
+    }
+
+    /// Notes that the client of `handle`, holding `memory`, was evicted and will free it once
+    /// its connection has closed.
+    pub(crate) fn note_dying(&self, handle: &ClientHandle, memory: u64) {
+        let before = handle.info.dying.swap(memory, Ordering::Relaxed);
+        self.add_dying(memory, before);
+    }
+
+    fn add_dying(&self, now: u64, before: u64) {
+        let _ = self
+            .dying
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                Some(total.saturating_sub(before).saturating_add(now))
+            });
+    }
+
+    /// What evicted clients whose connections have not closed yet still hold.
+    pub(crate) fn dying_bytes(&self) -> u64 {
+        self.dying.load(Ordering::Relaxed)
     }
 
     /// Replaces `before` with `now` in the clients' memory total; returns the new total.

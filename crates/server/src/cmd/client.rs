@@ -7,7 +7,7 @@
 //! is about to wait (for input, a blocked key or the end of a pause), that is, exactly when
 //! another client can see it between commands, as Redis's CLIENT LIST does.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
@@ -133,6 +133,9 @@ pub(crate) struct ClientInfo {
     pending_out: AtomicU64,
     /// Pub/sub messages queued for the client, not yet taken by its connection.
     pub(crate) pubsub_queued: AtomicU64,
+    /// How many times the connection has gone back to waiting for its client (its figures
+    /// published), or ended: what [`catch_up`] waits to see move.
+    pub(crate) waits: AtomicU64,
     /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
     pub(crate) argv_mem: AtomicU64,
     /// The client's share of the WATCH and pub/sub tables (see [`table_overhead`]).
@@ -143,6 +146,8 @@ pub(crate) struct ClientInfo {
     /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
     /// link): see [`account_memory`].
     pub(crate) counted: AtomicU64,
+    /// What the client held when `maxmemory-clients` evicted it (`Clients::note_dying`).
+    pub(crate) dying: AtomicU64,
     /// The tracking redirect target, 0 without one, -1 with tracking off.
     redir: AtomicI64,
     /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
@@ -186,10 +191,12 @@ impl Default for ClientInfo {
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
             pubsub_queued: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
             argv_mem: AtomicU64::new(0),
             table_overhead: AtomicU64::new(0),
             pushes_unwritten: AtomicU64::new(0),
             counted: AtomicU64::new(0),
+            dying: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
@@ -996,6 +1003,46 @@ fn client_unblock(ctx: &mut Ctx<'_>, id: &[u8], mode: Option<&Bytes>) {
     }
 }
 
+/// How long CLIENT LIST waits, at most, for other connections to take in what their clients
+/// had already sent ([`catch_up`]).
+const CATCH_UP_WAIT: Duration = Duration::from_millis(50);
+
+/// Lets the connections whose sockets hold bytes their clients sent, not yet read, read and
+/// run them before CLIENT LIST describes them, within [`CATCH_UP_WAIT`]. Redis's one thread
+/// reads whatever has arrived before it serves the next command, so a client that wrote and
+/// then asks on another connection finds its bytes counted (Redis's "client evicted due to
+/// percentage of maxmemory") or its over-limit command's client gone (... "freed by output
+/// buffer limit"); here each connection reads on its own task and may not have got there yet.
+fn catch_up(ctx: &Ctx<'_>) {
+    let waiting: Vec<(Arc<ClientHandle>, u64)> = ctx
+        .server
+        .clients
+        .all()
+        .into_iter()
+        .filter(|handle| handle.id != ctx.client.id && !handle.killed.load(Ordering::Acquire))
+        .filter(|handle| handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0)
+        .filter(|handle| crate::limits::unread_bytes(handle.fd) > 0)
+        .map(|handle| {
+            let waits = handle.info.waits.load(Ordering::Acquire);
+            (handle, waits)
+        })
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + CATCH_UP_WAIT;
+    tokio::task::block_in_place(|| {
+        while Instant::now() < deadline
+            && waiting.iter().any(|(handle, waits)| {
+                handle.info.waits.load(Ordering::Acquire) == *waits
+                    && !handle.killed.load(Ordering::Acquire)
+            })
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
 fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     let mut ids: Option<Vec<u64>> = None;
     let mut kind_filter = None;
@@ -1038,6 +1085,10 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
             ctx.out.error(reply::SYNTAX);
             return;
         }
+    }
+    // Inside EXEC the others wait for the gate: there is nothing to wait for.
+    if !ctx.client.in_exec {
+        catch_up(ctx);
     }
     let mut text = String::new();
     for handle in ctx.server.clients.all() {
