@@ -25,13 +25,15 @@ mkdir "$work/src"
 for tool in redis-check-aof redis-cli redis-benchmark; do ln -s "$(command -v "$tool")" "$work/src/$tool"; done
 # The harness takes a server as started when " PID: <pid>" is in its log (Redis's logo, printed
 # once it listens). forkless prints no logo: the wrapper says it once the port accepts, or, for
-# a server that refused to start, puts the line first in its log once it has exited.
+# a server that refused to start, puts the line first in its log once it has exited. The
+# watcher is started in a subshell that exits at once, so it is not the server's child: the
+# suite finds the server's fork children with `pgrep -P` (get_child_pid) and must see only them.
 cat > "$work/src/redis-server" <<EOF
 #!/bin/bash
 pid=\$\$
 port=\$(awk '\$1=="port"{print \$2}' "\$1" 2>/dev/null | tail -1)
 log=\$(readlink "/proc/\$\$/fd/1")
-(
+( (
   for _ in \$(seq 1 2400); do
     if ! kill -0 "\$pid" 2>/dev/null; then
       if [ -f "\$log" ]; then { echo " PID: \$pid"; cat "\$log"; } > "\$log.pid" && mv "\$log.pid" "\$log"; fi
@@ -40,7 +42,7 @@ log=\$(readlink "/proc/\$\$/fd/1")
     if (exec 3<>"/dev/tcp/127.0.0.1/\$port") 2>/dev/null; then echo " PID: \$pid"; exit 0; fi
     sleep 0.05
   done
-) &
+) & )
 exec "$BIN" "\$@" ${FORKLESS_ARGS:-}
 EOF
 chmod +x "$work/src/redis-server"

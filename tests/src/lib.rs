@@ -538,6 +538,32 @@ pub mod resp {
         String::from_utf8_lossy(&conn.call(args)).into_owned()
     }
 
+    /// Sends a command given as space-separated words without reading its reply (a command
+    /// that blocks, or one whose reply is read later with [`reply`]).
+    pub fn send(conn: &mut RawConn, line: &str) {
+        let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        conn.send_command(&args);
+    }
+
+    /// Reads the next reply on the connection as text.
+    pub fn reply(conn: &mut RawConn) -> String {
+        String::from_utf8_lossy(&conn.read_reply()).into_owned()
+    }
+
+    /// Waits until the server reports `n` blocked clients (INFO clients), so a write sent next
+    /// is sure to find them blocked; fails the test after 10 s.
+    pub fn wait_blocked(admin: &mut RawConn, n: usize) {
+        let needle = format!("blocked_clients:{n}\r\n");
+        assert!(
+            crate::wait_until(std::time::Duration::from_secs(10), || cmd(
+                admin,
+                "INFO clients"
+            )
+            .contains(&needle)),
+            "never saw {n} blocked clients"
+        );
+    }
+
     /// A bulk string reply.
     pub fn bulk(value: &str) -> String {
         format!("${}\r\n{value}\r\n", value.len())

@@ -11,30 +11,10 @@
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
-use std::time::Duration;
-
-use forkless_tests::resp::{bulk, bulks, cmd};
-use forkless_tests::{RawConn, TestServer, wait_until};
+use forkless_tests::TestServer;
+use forkless_tests::resp::{bulk, bulks, cmd, reply, send, wait_blocked};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
-
-fn send(conn: &mut RawConn, line: &str) {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    conn.send_command(&args);
-}
-
-fn reply(conn: &mut RawConn) -> String {
-    String::from_utf8(conn.read_reply()).unwrap()
-}
-
-fn wait_blocked(admin: &mut RawConn, n: usize) {
-    let needle = format!("blocked_clients:{n}\r\n");
-    assert!(
-        wait_until(Duration::from_secs(10), || cmd(admin, "INFO clients")
-            .contains(&needle)),
-        "never saw {n} blocked clients"
-    );
-}
 
 #[test]
 fn a_chain_of_blocked_moves_is_served_before_the_write_replies() {

@@ -8,31 +8,10 @@
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
-use std::time::Duration;
-
-use forkless_tests::resp::{bulks, cmd};
-use forkless_tests::{RawConn, TestServer, wait_until};
+use forkless_tests::TestServer;
+use forkless_tests::resp::{bulks, cmd, reply, send, wait_blocked};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
-
-fn send(conn: &mut RawConn, line: &str) {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    conn.send_command(&args);
-}
-
-fn reply(conn: &mut RawConn) -> String {
-    String::from_utf8(conn.read_reply()).unwrap()
-}
-
-/// Waits until the server reports `n` blocked clients.
-fn wait_blocked(admin: &mut RawConn, n: usize) {
-    let needle = format!("blocked_clients:{n}\r\n");
-    assert!(
-        wait_until(Duration::from_secs(10), || cmd(admin, "INFO clients")
-            .contains(&needle)),
-        "never saw {n} blocked clients"
-    );
-}
 
 /// Blocks a client with `blocking` in database 0, runs `writes` on another connection, and
 /// returns the blocked client's reply.

@@ -8,10 +8,8 @@
     reason = "test helpers unwrap: a panic is a test failure"
 )]
 
-use std::time::Duration;
-
-use forkless_tests::resp::{bulks, cmd, err, int};
-use forkless_tests::{RawConn, TestServer, wait_until};
+use forkless_tests::resp::{bulks, cmd, err, int, wait_blocked};
+use forkless_tests::{RawConn, TestServer};
 use redis::Commands;
 
 fn server() -> TestServer {
@@ -19,16 +17,6 @@ fn server() -> TestServer {
 }
 
 const OK: &str = "+OK\r\n";
-
-/// Waits until the server reports `n` blocked clients.
-fn wait_blocked(admin: &mut RawConn, n: usize) {
-    let needle = format!("blocked_clients:{n}\r\n");
-    assert!(
-        wait_until(Duration::from_secs(10), || cmd(admin, "INFO clients")
-            .contains(&needle)),
-        "never saw {n} blocked clients"
-    );
-}
 
 /// One numeric field of `INFO stats`.
 fn info_stat(conn: &mut RawConn, field: &str) -> u64 {

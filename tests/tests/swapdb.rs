@@ -9,21 +9,11 @@
 
 use std::time::Duration;
 
-use forkless_tests::resp::{bulk, bulks, cmd, int};
-use forkless_tests::{RawConn, TestServer, wait_until};
+use forkless_tests::resp::{bulk, bulks, cmd, int, wait_blocked};
+use forkless_tests::{TestServer, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
 const OK: &str = "+OK\r\n";
-
-/// Waits until the server reports `n` blocked clients.
-fn wait_blocked(admin: &mut RawConn, n: usize) {
-    let needle = format!("blocked_clients:{n}\r\n");
-    assert!(
-        wait_until(Duration::from_secs(10), || cmd(admin, "INFO clients")
-            .contains(&needle)),
-        "never saw {n} blocked clients"
-    );
-}
 
 #[test]
 fn a_swap_serves_clients_blocked_in_either_database() {

@@ -22,6 +22,16 @@
 //! allocated may be freed by another thread). Threads beyond [`N_SLOTS`] share one atomic,
 //! correct but contended; the server's threads are few and long-lived.
 //!
+//! # Arenas
+//! glibc gives threads arenas of their own (up to 8 per core), and a block freed by another
+//! thread goes back to the arena it came from. Under eviction one thread frees what others
+//! allocated, so every arena keeps free chunks its own thread may never reuse: the process's
+//! memory rose well above `used_memory` that way, unseen by eviction (docs/benchmarks.md, "Why
+//! 0.9 L failed at 256 MiB, and what fixed it"). Counting that free space would not help:
+//! eviction frees into it, so `used_memory` plus free space would not fall however much it
+//! evicted. So [`limit_arenas`] caps the arenas instead (`malloc-arena-max`, 1 by default);
+//! the threads' caches (glibc's tcache) keep most allocations off the shared arena's lock.
+//!
 //! The one place in the server crate with an `unsafe impl`: `GlobalAlloc` is an unsafe trait.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -176,6 +186,29 @@ pub(crate) fn approx_error_bytes() -> u64 {
     u64::try_from(threads)
         .unwrap_or(u64::MAX)
         .saturating_mul(APPROX_STEP.unsigned_abs())
+}
+
+/// Caps the arenas glibc's allocator may create at `max` (`mallopt(M_ARENA_MAX)`); 0 leaves
+/// glibc's default. Called once at startup, before the runtime's threads exist: arenas already
+/// created stay. Returns false if and only if glibc refused the setting.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) fn limit_arenas(max: usize) -> bool {
+    let Ok(max) = libc::c_int::try_from(max) else {
+        return false;
+    };
+    if max == 0 {
+        return true;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` takes two integers and changes a setting under glibc's own lock; it
+    // touches no memory of the caller's and is safe to call at any time.
+    let accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, max) };
+    accepted == 1
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub(crate) fn limit_arenas(_max: usize) -> bool {
+    true
 }
 
 /// glibc's own figures (`mallinfo2`), which count C allocations too. Costs a walk of the

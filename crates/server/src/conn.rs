@@ -644,13 +644,20 @@ async fn wait_blocked<S: Stream>(
             }
             () = handle.kill.notified() => break Err("killed".to_string()),
             () = handle.info.unblocked.notified() => match handle.info.take_unblock() {
-                Some(true) => {
+                Some(cmd::client::Unblock::Error) => {
                     let reply_start = out.len();
                     out.error(cmd::client::UNBLOCKED_ERROR);
                     cmd::count_unblocked_error(server, out, reply_start, argv);
                     break Ok(false);
                 }
-                Some(false) => {
+                Some(cmd::client::Unblock::RoleChange) => {
+                    let reply_start = out.len();
+                    out.error(cmd::client::ROLE_CHANGE_ERROR);
+                    cmd::count_unblocked_error(server, out, reply_start, argv);
+                    client.close_after_reply = true;
+                    break Ok(false);
+                }
+                Some(cmd::client::Unblock::Timeout) => {
                     match request.on_timeout {
                         crate::blocking::TimeoutReply::NullArray => out.null_array(),
                         crate::blocking::TimeoutReply::Null => out.null(),

@@ -16,7 +16,7 @@
 //! This is the only crate that reads configuration or the environment, installs signal
 //! handlers, or uses `anyhow`.
 
-// The exceptions are `allocator` (the counting `GlobalAlloc` and `mallinfo2`),
+// The exceptions are `allocator` (the counting `GlobalAlloc`, `mallinfo2` and `mallopt`),
 // `limits::release_free_memory` (glibc's `malloc_trim`), `limits::unread_bytes` (the
 // `FIONREAD` ioctl) and `daemon`'s startup fork and descriptor redirection for
 // `daemonize yes`.
@@ -73,6 +73,8 @@ pub fn cli_main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before any thread of the server's exists, so none has an arena of its own yet.
+    let arenas_limited = allocator::limit_arenas(config.malloc_arena_max);
     let background = daemon::wants_background(&config);
     if background {
         if let Err(err) = daemon::detach() {
@@ -83,6 +85,12 @@ pub fn cli_main() -> ExitCode {
     if let Err(err) = init_logging(&config) {
         eprintln!("Can't open the log file: {err:#}");
         return ExitCode::FAILURE;
+    }
+    if !arenas_limited {
+        tracing::warn!(
+            "malloc-arena-max {}: refused by the C library, its default stays",
+            config.malloc_arena_max
+        );
     }
     for (name, value) in config.inert_settings() {
         tracing::warn!("{name} {value}: accepted, not in effect (forkless has no such feature)");

@@ -522,7 +522,7 @@ impl Server {
         let acl = crate::acl::Acl::default();
         acl.configure(&tunables, &config);
         let keyspace = Keyspace::new(config.databases);
-        keyspace.set_retained_budget(config.snapshot_max_retained_bytes);
+        keyspace.set_retained_budget(config.snapshot_retained_budget());
         keyspace.set_key_events(Box::new(crate::notify::Sink(self_ref.clone())));
         keyspace.want_key_events(crate::notify::storage_mask(config.notify_keyspace_events));
         let command_stats = (0..cmd::table_len())

@@ -520,7 +520,11 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
         .timestamps
         .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
     server.aof.on.store(true, Ordering::Relaxed);
-    writer.set_start(0);
+    // Effects numbered before the writer attaches are not its: they were replayed from these
+    // files (DEBUG LOADAOF, with a replication backlog taking numbers) or came before the load.
+    // Starting at the clock's next number (not 0) also tells a rewrite's cut that this writer
+    // has every effect below it when none came since.
+    writer.set_start(server.keyspace.next_seq().get());
     let consumer = server.effects.attach(
         &server.keyspace,
         Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,

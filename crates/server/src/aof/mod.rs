@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::effects::ConsumerId;
-use crate::server::{Server, lock};
+use crate::server::{Server, lock, unix_ms};
 
 use self::manifest::Manifest;
 use self::writer::Writer;
@@ -66,6 +66,52 @@ pub(crate) struct State {
     pub(crate) rewrite_fork_pid: Option<i32>,
     /// The copy-on-write peak of the last fork-mode rewrite's child: `aof_last_cow_size`.
     pub(crate) last_cow_bytes: u64,
+    /// Holds automatic and scheduled rewrites back after repeated failures.
+    pub(crate) limit: RewriteLimit,
+}
+
+/// Redis's `aofRewriteLimited`: once `AOF_REWRITE_LIMIT_THRESHOLD` rewrites in a row have
+/// failed, an automatic or scheduled rewrite waits 1 minute, then (failing again) 2, 4, 8 ...
+/// at most 60, so that failing rewrites do not fill the directory with small incr files.
+/// BGREWRITEAOF is never held back.
+#[derive(Debug, Default)]
+pub(crate) struct RewriteLimit {
+    next_delay_minutes: u64,
+    /// When the next rewrite may start, in Unix seconds; 0 when none is held back.
+    next_rewrite_unix_secs: u64,
+}
+
+/// Redis's `AOF_REWRITE_LIMITE_THRESHOLD`.
+const AOF_REWRITE_LIMIT_THRESHOLD: u64 = 3;
+/// Redis's `AOF_REWRITE_LIMITE_MAX_MINUTES`.
+const AOF_REWRITE_LIMIT_MAX_MINUTES: u64 = 60;
+
+impl RewriteLimit {
+    /// Returns true if and only if a rewrite must not start now, after `consecutive_failures`
+    /// failed ones. The first call that holds one back sets the delay and logs Redis's warning;
+    /// the next call after the delay lets one through.
+    pub(crate) fn limited(&mut self, consecutive_failures: u64, now_unix_secs: u64) -> bool {
+        if consecutive_failures < AOF_REWRITE_LIMIT_THRESHOLD {
+            // Recovering from the limited state.
+            *self = RewriteLimit::default();
+            return false;
+        }
+        if self.next_rewrite_unix_secs != 0 {
+            if now_unix_secs < self.next_rewrite_unix_secs {
+                return true;
+            }
+            self.next_rewrite_unix_secs = 0;
+            return false;
+        }
+        self.next_delay_minutes =
+            (self.next_delay_minutes * 2).clamp(1, AOF_REWRITE_LIMIT_MAX_MINUTES);
+        self.next_rewrite_unix_secs = now_unix_secs + self.next_delay_minutes * 60;
+        tracing::warn!(
+            "Background AOF rewrite has repeatedly failed and triggered the limit, will retry in {} minutes",
+            self.next_delay_minutes
+        );
+        true
+    }
 }
 
 impl Default for State {
@@ -86,6 +132,7 @@ impl Default for State {
             rewrite_progress: None,
             rewrite_fork_pid: None,
             last_cow_bytes: 0,
+            limit: RewriteLimit::default(),
         }
     }
 }
@@ -203,11 +250,18 @@ impl Names {
     pub(crate) fn incr(&self, seq: u64) -> String {
         format!("{}.{seq}.incr.aof", self.filename)
     }
+
+    /// Redis's temp incr file, which takes the writes while the AOF is being switched on and
+    /// is renamed to the next incr once the first base is written.
+    pub(crate) fn temp_incr(&self) -> String {
+        format!("temp-{}.incr", self.filename)
+    }
 }
 
 /// `CONFIG SET` changed options: a new `appendfsync` reaches the writers, `appendonly`
-/// switches the AOF on (a rewrite writes the base first) or off.
-pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
+/// switches the AOF on (a rewrite writes the base first) or off. `in_exec`: the CONFIG SET
+/// runs inside EXEC.
+pub(crate) fn config_changed(server: &Server, changed: &[&str], in_exec: bool) {
     let config = server.config();
     let (appendonly, policy) = (config.appendonly, config.appendfsync);
     drop(config);
@@ -234,14 +288,23 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
         let on = server.aof.state().current.is_some();
         if appendonly && !on {
             server.aof.state().waiting_rewrite = true;
-            if let Err(err) = rewrite::start_background(server) {
+            if let Err(err) = rewrite::start_background(server, rewrite::Caller::command(in_exec)) {
                 server.aof.state().waiting_rewrite = false;
                 tracing::warn!(
                     "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. ({err})"
                 );
             }
-        } else if !appendonly && on {
-            stop(server);
+        } else if !appendonly {
+            if on {
+                stop(server);
+            }
+            // Redis's stopAppendOnly: a rewrite scheduled to switch the AOF on is not wanted
+            // any more.
+            let mut state = server.aof.state();
+            if state.rewrite_started.is_none() {
+                state.rewrite_scheduled = false;
+                state.waiting_rewrite = false;
+            }
         }
     }
 }
@@ -250,6 +313,24 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str]) {
 /// `auto-aof-rewrite-percentage` over its size after the last rewrite (or at startup) and is
 /// over `auto-aof-rewrite-min-size`. Called by the save-point timer.
 pub(crate) fn auto_rewrite(server: &Server) {
+    if server.keyspace.save_running() {
+        return;
+    }
+    // A rewrite scheduled after a failed one while the AOF is being switched on (Redis's
+    // serverCron), unless the limit holds it back.
+    let retry = {
+        let mut state = server.aof.state();
+        state.rewrite_scheduled && state.rewrite_started.is_none() && {
+            let failures = state.consecutive_failures;
+            !state.limit.limited(failures, unix_ms() / 1000)
+        }
+    };
+    if retry {
+        if let Err(err) = rewrite::start_background(server, rewrite::Caller::Background) {
+            tracing::debug!("scheduled AOF rewrite: {err}");
+        }
+        return;
+    }
     let config = server.config();
     let percentage = config.stored_int("auto-aof-rewrite-percentage", 100);
     let min_size = config.stored_int("auto-aof-rewrite-min-size", 64 << 20);
@@ -257,9 +338,6 @@ pub(crate) fn auto_rewrite(server: &Server) {
         return;
     }
     drop(config);
-    if server.keyspace.save_running() {
-        return;
-    }
     let (size, base) = {
         let state = server.aof.state();
         let Some(active) = &state.current else { return };
@@ -276,12 +354,19 @@ pub(crate) fn auto_rewrite(server: &Server) {
         return;
     }
     let growth = size.saturating_mul(100) / base - 100;
-    if growth >= percentage {
+    if growth >= percentage && !rewrite_limited(server) {
         tracing::info!("Starting automatic rewriting of AOF on {growth}% growth");
-        if let Err(err) = rewrite::start_background(server) {
+        if let Err(err) = rewrite::start_background(server, rewrite::Caller::Background) {
             tracing::debug!("automatic AOF rewrite: {err}");
         }
     }
+}
+
+/// Returns true if and only if the rewrite limit holds an automatic rewrite back now.
+fn rewrite_limited(server: &Server) -> bool {
+    let mut state = server.aof.state();
+    let failures = state.consecutive_failures;
+    state.limit.limited(failures, unix_ms() / 1000)
 }
 
 /// DEBUG LOADAOF: the writer flushes, fsyncs and detaches, the dataset is emptied and the AOF
@@ -401,5 +486,44 @@ pub(crate) fn info_fields(
             "aof_delayed_fsync",
             &server.aof.shared.delayed_fsync.load(Ordering::Relaxed),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RewriteLimit;
+
+    /// Redis's `aofRewriteLimited`: free below 3 failures; then held back 1 minute, let through
+    /// once at its end, held back 2 minutes on the next failure, and so on up to an hour; reset
+    /// by a success.
+    #[test]
+    fn the_rewrite_limit_doubles_its_delay_up_to_an_hour_and_resets() {
+        let mut limit = RewriteLimit::default();
+        let t0 = 1_000_000;
+        assert!(!limit.limited(0, t0));
+        assert!(!limit.limited(2, t0));
+        assert!(limit.limited(3, t0));
+        assert!(limit.limited(3, t0 + 59));
+        assert!(!limit.limited(3, t0 + 60));
+        // That rewrite failed too: 2 minutes now.
+        assert!(limit.limited(4, t0 + 61));
+        assert!(limit.limited(4, t0 + 61 + 119));
+        assert!(!limit.limited(4, t0 + 61 + 120));
+        let mut now = t0 + 200;
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            assert!(limit.limited(5, now));
+            let mut waited = 0;
+            while limit.limited(5, now + waited) {
+                waited += 60;
+            }
+            delays.push(waited / 60);
+            now += waited + 1;
+        }
+        assert_eq!(delays, [4, 8, 16, 32, 60, 60]);
+        // A success resets it: the next failures start from 1 minute again.
+        assert!(!limit.limited(0, now));
+        assert!(limit.limited(3, now));
+        assert!(!limit.limited(3, now + 60));
     }
 }

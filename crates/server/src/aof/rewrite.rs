@@ -1,37 +1,99 @@
 //! The AOF rewrite without fork: a new incr file opened at an epoch cut, the new base written
 //! from the cut by the same save as BGSAVE, then the manifest switched over.
 //!
-//! 1. Create the next incr file; attach its writer (it keeps what it gets until step 3).
+//! 1. Create the next incr file and persist the manifest listing it after the old incrs (as
+//!    Redis's `openNewIncrAofForAppend`); attach its writer (it keeps what it gets until
+//!    step 3). While the AOF is being switched on (or with the AOF off) the file is Redis's
+//!    temp incr (`temp-<appendfilename>.incr`), listed nowhere until step 5.
 //! 2. Take the cut. Every effect numbered below `cut.seq()` is in the cut; every other after.
 //! 3. The new writer logs from `cut.seq()`, the old one stops there; once the old one has every
-//!    effect below the cut, it flushes, fsyncs and is detached, and the manifest (old base,
-//!    old incrs, new incr) is persisted, so a crash from here on loses nothing.
+//!    effect below the cut, it flushes, fsyncs and is detached.
 //! 4. The new writer's thread starts; the base is saved from the cut.
 //! 5. The manifest becomes the new base and the new incr; the old files become history and are
 //!    deleted.
 //!
-//! A failed save leaves the manifest of step 3, which is complete: the new incr continues the
-//! old ones exactly at the cut.
+//! A failed save leaves the manifest of step 1, which is complete: the old incrs hold every
+//! effect below the cut, the new one every effect from it. A crash at any step loses nothing
+//! for the same reason (the new incr gets nothing before the old writer has written all it
+//! owns). Started by a command, steps 1 and 2 run on the command's thread before it replies, as
+//! Redis forks before it replies; the rest runs on a `forkless-aofrw` thread.
 
 use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use forkless_snapshot::backend::Overrides;
 use forkless_snapshot::backend::fork::{self, ChildReport, ForkedSave};
-use forkless_snapshot::save::{self, Compression, Progress, TraversalPriority};
+use forkless_snapshot::save::{self, Compression, Progress, SaveOptions, TraversalPriority};
 
 use super::manifest::{Entry, FileType, Manifest};
 use super::writer::Writer;
 use super::{Active, Names};
+use crate::config::Config;
+use crate::effects::ConsumerId;
 use crate::server::{Server, unix_ms};
 
 /// BGREWRITEAOF's reply when one runs already, as Redis.
 pub(crate) const ALREADY: &str = "ERR Background append only file rewriting already in progress";
 
-/// Starts a rewrite on a `forkless-aofrw` thread. Err is the reason it could not start.
-pub(crate) fn start_background(server: &Server) -> Result<(), String> {
+/// BGREWRITEAOF's reply when the rewrite could not start (the new incr file, the manifest or
+/// the fork failed), as Redis.
+pub(crate) const NOT_STARTED: &str = "ERR Can't execute an AOF background rewriting. Please \
+check the server logs for more information.";
+
+/// Who starts a rewrite, which decides on which thread its split (step 2) is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A command outside a transaction (BGREWRITEAOF, CONFIG SET appendonly yes), holding the
+    /// command gate shared: steps 1 and 2 run on its thread before it replies, as Redis forks
+    /// before it replies (tests find the child as soon as the reply comes), unless a save holds
+    /// the cut.
+    Command,
+    /// A command inside EXEC: the cut must not split its transaction, so the rewrite thread
+    /// takes it once the transaction is over, as Redis schedules a rewrite asked for in EXEC.
+    Transaction,
+    /// The timer (an automatic or a scheduled rewrite), a replica after its sync: the rewrite
+    /// thread does every step, taking the gate itself.
+    Background,
+}
+
+impl Caller {
+    /// The caller a command is, from whether it runs inside EXEC.
+    pub(crate) fn command(in_exec: bool) -> Caller {
+        if in_exec {
+            Caller::Transaction
+        } else {
+            Caller::Command
+        }
+    }
+}
+
+/// How a rewrite that was asked for began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Started {
+    /// Its split is taken (Redis: the child is forked).
+    Now,
+    /// It waits for a running save, or for the transaction that asked for it (Redis's
+    /// `aof_rewrite_scheduled`).
+    Scheduled,
+}
+
+/// What the rewrite thread is handed.
+enum Job {
+    /// Every step (the caller took none).
+    Whole,
+    /// Step 1 done; the split waits for a save that started meanwhile.
+    Opened(Rewrite),
+    /// Steps 1 and 2 done.
+    Split(Rewrite, BaseSource, u64),
+}
+
+/// Starts a rewrite: steps 1 and 2 on this thread for [`Caller::Command`] (when no save holds
+/// the cut), the rest on a `forkless-aofrw` thread. Err is the reply: one runs already, or it
+/// could not start (then `aof_last_bgrewrite_status` is err, as Redis's).
+pub(crate) fn start_background(server: &Server, caller: Caller) -> Result<Started, String> {
     {
         let mut state = server.aof.state();
         if state.rewrite_started.is_some() {
@@ -40,7 +102,7 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
         state.rewrite_started = Some(Instant::now());
         // Scheduled behind a running save from the start, as Redis's INFO shows it at once
         // (the rewrite thread keeps it current from here).
-        state.rewrite_scheduled = server.keyspace.save_running();
+        state.rewrite_scheduled = caller == Caller::Transaction || server.keyspace.save_running();
     }
     // A cancellation asked of an earlier rewrite (a shutdown that then failed) is not this one's.
     server.aof.cancel_rewrite.store(false, Ordering::Relaxed);
@@ -48,16 +110,19 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
         server.aof.state().rewrite_started = None;
         return Err("ERR server is shutting down".into());
     };
+    // The thread starts first and waits for its job, so a thread that cannot start leaves
+    // nothing begun to undo.
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
         .name("forkless-aofrw".into())
         .spawn(move || {
-            let result = rewrite(&owner, true);
-            // BGREWRITEAOF with the AOF off writes the files and leaves it off, as Redis.
-            if !owner.config().appendonly {
-                super::stop(&owner);
-                owner.aof.state().waiting_rewrite = false;
-            }
-            finish(&owner, &result);
+            let Ok(job) = job_rx.recv() else { return };
+            let result = match job {
+                Job::Whole => rewrite(&owner, true),
+                Job::Opened(rewrite) => rewrite.split_and_complete(&owner),
+                Job::Split(rewrite, source, cut_seq) => rewrite.complete(&owner, source, cut_seq),
+            };
+            ended(&owner, &result);
         });
     if let Err(err) = spawned {
         server.aof.state().rewrite_started = None;
@@ -65,13 +130,67 @@ pub(crate) fn start_background(server: &Server) -> Result<(), String> {
             "ERR Can't rewrite append only file in background: {err}"
         ));
     }
+    let (job, started) = if caller == Caller::Command && !server.keyspace.save_running() {
+        let begun = Rewrite::open(server, true).and_then(|mut rewrite| {
+            match rewrite.split(server, true) {
+                Ok(Some((source, cut_seq))) => {
+                    Ok((Job::Split(rewrite, source, cut_seq), Started::Now))
+                }
+                // A save took the cut since the check above.
+                Ok(None) => Ok((Job::Opened(rewrite), Started::Scheduled)),
+                Err(err) => {
+                    rewrite.abandon(server);
+                    Err(err)
+                }
+            }
+        });
+        match begun {
+            Ok(begun) => begun,
+            Err(err) => {
+                // Dropping the sender ends the thread.
+                drop(job_tx);
+                not_started(server, &err);
+                return Err(NOT_STARTED.into());
+            }
+        }
+    } else {
+        let started = if caller == Caller::Transaction || server.keyspace.save_running() {
+            Started::Scheduled
+        } else {
+            Started::Now
+        };
+        (Job::Whole, started)
+    };
+    // The thread is alive and waiting for its job: the send cannot fail.
+    let _ = job_tx.send(job);
     tracing::info!("Background append only file rewriting started");
-    Ok(())
+    Ok(started)
+}
+
+/// A rewrite that could not start: no file, writer or child is left, and INFO shows the
+/// failure (`aof_last_bgrewrite_status:err`), as Redis's `rewriteAppendOnlyFileBackground`
+/// failing (not counted in `aof_rewrites_consecutive_failures`, as there).
+fn not_started(server: &Server, err: &str) {
+    tracing::warn!("{err}");
+    let mut state = server.aof.state();
+    state.rewrite_started = None;
+    state.rewrite_scheduled = false;
+    state.last_rewrite_ok = false;
+}
+
+/// What the rewrite thread does after a rewrite: a BGREWRITEAOF with the AOF off writes the
+/// files and leaves it off, as Redis; then the outcome is recorded.
+fn ended(server: &Server, result: &Result<(), String>) {
+    if !server.config().appendonly {
+        super::stop(server);
+        server.aof.state().waiting_rewrite = false;
+    }
+    finish(server, result);
 }
 
 /// Before the final save: cancels a running rewrite (its base save stops at the next check)
 /// and waits for it to end, as Redis kills its AOF child on shutdown. The manifest it leaves is
-/// complete (step 3 of the module's doc).
+/// complete (step 1 of the module's doc).
 pub(crate) fn cancel_and_wait(server: &Server) {
     server.aof.cancel_rewrite.store(true, Ordering::Relaxed);
     // Bounded: should the rewrite be stuck behind the gate this caller holds, the final save
@@ -95,13 +214,16 @@ pub(crate) fn cancel_and_wait(server: &Server) {
     }
 }
 
-/// Records a rewrite's outcome.
+/// Records a rewrite's outcome, as Redis's `backgroundRewriteDoneHandler`: a failure counts in
+/// `aof_rewrites_consecutive_failures`, and while the AOF is being switched on the rewrite is
+/// scheduled again (started by the timer, unless the limit holds it: `RewriteLimit`).
 pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
     let mut state = server.aof.state();
     let took = state.rewrite_started.take().map_or(0, |at| {
         i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX)
     });
     state.last_rewrite_time_sec = took;
+    state.rewrite_scheduled = false;
     match result {
         Ok(()) => {
             state.last_rewrite_ok = true;
@@ -112,11 +234,11 @@ pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
         Err(err) => {
             state.last_rewrite_ok = false;
             state.consecutive_failures += 1;
-            if state.current.is_none() {
-                // The AOF was being switched on: it stays off.
-                state.waiting_rewrite = false;
-            }
             tracing::warn!("Background AOF rewrite failed: {err}");
+            if state.current.is_none() && state.waiting_rewrite {
+                // Redis's AOF_WAIT_REWRITE: the AOF goes on waiting for a base.
+                state.rewrite_scheduled = true;
+            }
         }
     }
     let bgsave = std::mem::take(&mut state.bgsave_scheduled);
@@ -134,33 +256,10 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Runs the rewrite (steps 1-5 of the module's doc) on the calling thread. With `may_fork`
-/// and `snapshot-mode fork` the base is written by a forked child; the first base at startup
-/// is written in-process, as Redis's `aofOpenIfNeededOnServerStart` does.
+/// Runs the whole rewrite (steps 1-5 of the module's doc) on the calling thread, which holds
+/// no gate. With `may_fork` and `snapshot-mode fork` the base is written by a forked child; the
+/// first base at startup is written in-process, as Redis's `aofOpenIfNeededOnServerStart` does.
 pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
-    let config = server.config().clone();
-    let names = Names::of(&config);
-    std::fs::create_dir_all(&names.dir).map_err(|err| {
-        format!(
-            "Can't create the AOF directory {}: {err}",
-            names.dir.display()
-        )
-    })?;
-    let first = server.aof.state().current.is_none();
-    let mut old_manifest = server.aof.state().manifest.clone();
-    if first {
-        // Switched on at runtime over a directory of an earlier run: its files become history
-        // and the sequence numbers go on from them, as Redis does.
-        if let Ok(text) = std::fs::read(names.dir.join(names.manifest())) {
-            if let Ok(on_disk) = Manifest::parse(&text) {
-                old_manifest = on_disk;
-            }
-        }
-    }
-    let base_seq = old_manifest.base.as_ref().map_or(0, |b| b.seq) + 1;
-    let incr_seq = old_manifest.incrs.last().map_or(0, |i| i.seq) + 1;
-    let incr_name = names.incr(incr_seq);
-    let incr_path = names.dir.join(&incr_name);
     // While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
     // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
     // not keep every effect of a long save in memory.
@@ -173,277 +272,435 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
         server.aof.state().rewrite_scheduled = true;
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Step 1.
-    let file = File::create(&incr_path)
-        .and_then(|_| open_append(&incr_path))
-        .map_err(|err| {
+    Rewrite::open(server, may_fork)?.split_and_complete(server)
+}
+
+/// A rewrite between its steps: the files it names and, from step 1 on, its writer.
+struct Rewrite {
+    config: Config,
+    names: Names,
+    /// No writer was attached when it began: the AOF is being switched on, or is off.
+    first: bool,
+    old_manifest: Manifest,
+    base_seq: u64,
+    incr_seq: u64,
+    incr_name: String,
+    /// The file the new writer appends to: `incr_name`, or the temp incr when `first`.
+    incr_path: PathBuf,
+    file: Option<File>,
+    writer: Arc<Writer>,
+    consumer: ConsumerId,
+    options: SaveOptions,
+    preamble: bool,
+    base_name: String,
+    rdb_name: String,
+    fork_mode: bool,
+}
+
+impl Rewrite {
+    /// Step 1: the names, the new incr file (and the manifest listing it), the new writer.
+    fn open(server: &Server, may_fork: bool) -> Result<Rewrite, String> {
+        let config = server.config().clone();
+        let names = Names::of(&config);
+        std::fs::create_dir_all(&names.dir).map_err(|err| {
             format!(
-                "Can't open the append-only file {}: {err}",
-                incr_path.display()
+                "Can't open or create append-only dir {}: {err}",
+                names.dir.display()
             )
         })?;
-    let writer = Arc::new(Writer::new(
-        config.appendfsync,
-        0,
-        0,
-        server.aof.shared.clone(),
-    ));
-    writer
-        .timestamps
-        .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
-    server.aof.on.store(true, Ordering::Relaxed);
-    let consumer = server.effects.attach(
-        &server.keyspace,
-        Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
-    );
-    let preamble = config.aof_use_rdb_preamble();
-    let base_name = names.base(base_seq, preamble);
-    // Without the preamble the cut is saved as an RDB first, then turned into commands.
-    let rdb_name = if preamble {
-        base_name.clone()
-    } else {
-        format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
-    };
-    let mut options = crate::persistence::save_options(server, &config);
-    options.target = forkless_snapshot::backend::Target::new(
-        names.dir.clone(),
-        rdb_name.clone(),
-        format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
-    );
-    // Redis must be able to load the base.
-    options.compression = Compression::None;
-    options.fsync_every =
-        crate::persistence::incremental_fsync(&config, "aof-rewrite-incremental-fsync");
-    if first {
-        options.priority = TraversalPriority::Nice(0);
+        let first = server.aof.state().current.is_none();
+        let mut old_manifest = server.aof.state().manifest.clone();
+        if first {
+            // Switched on at runtime over a directory of an earlier run: its files become
+            // history and the sequence numbers go on from them, as Redis does.
+            if let Ok(text) = std::fs::read(names.dir.join(names.manifest())) {
+                if let Ok(on_disk) = Manifest::parse(&text) {
+                    old_manifest = on_disk;
+                }
+            }
+        }
+        let base_seq = old_manifest.base.as_ref().map_or(0, |b| b.seq) + 1;
+        let incr_seq = old_manifest.incrs.last().map_or(0, |i| i.seq) + 1;
+        let incr_name = names.incr(incr_seq);
+        let file_name = if first {
+            names.temp_incr()
+        } else {
+            incr_name.clone()
+        };
+        let incr_path = names.dir.join(&file_name);
+        let file = File::create(&incr_path)
+            .and_then(|_| open_append(&incr_path))
+            .map_err(|err| format!("Can't open the append-only file {file_name}: {err}"))?;
+        if !first {
+            // Listed before anything is written to it, and before the old writer stops: the
+            // old incrs come first, so a crash from here on replays both in order.
+            let mut listed = old_manifest.clone();
+            listed.incrs.push(Entry {
+                name: incr_name.clone(),
+                seq: incr_seq,
+                kind: FileType::Incr,
+            });
+            if let Err(err) = listed.persist(&names.dir, &names.manifest()) {
+                drop(file);
+                let _ = std::fs::remove_file(&incr_path);
+                return Err(format!("Can't persist the AOF manifest: {err}"));
+            }
+            server.aof.state().manifest = listed;
+        }
+        tracing::info!("Creating AOF incr file {file_name} on background rewrite");
+        let writer = Arc::new(Writer::new(
+            config.appendfsync,
+            0,
+            0,
+            server.aof.shared.clone(),
+        ));
+        writer
+            .timestamps
+            .store(config.aof_timestamp_enabled(), Ordering::Relaxed);
+        server.aof.on.store(true, Ordering::Relaxed);
+        let consumer = server.effects.attach(
+            &server.keyspace,
+            Arc::clone(&writer) as Arc<dyn crate::effects::EffectConsumer>,
+        );
+        let preamble = config.aof_use_rdb_preamble();
+        let base_name = names.base(base_seq, preamble);
+        // Without the preamble the cut is saved as an RDB first, then turned into commands.
+        let rdb_name = if preamble {
+            base_name.clone()
+        } else {
+            format!("temp-rewriteaof-rdb-{}.rdb", std::process::id())
+        };
+        let mut options = crate::persistence::save_options(server, &config);
+        options.target = forkless_snapshot::backend::Target::new(
+            names.dir.clone(),
+            rdb_name.clone(),
+            format!("temp-rewriteaof-bg-{}.aof", std::process::id()),
+        );
+        // Redis must be able to load the base.
+        options.compression = Compression::None;
+        options.fsync_every =
+            crate::persistence::incremental_fsync(&config, "aof-rewrite-incremental-fsync");
+        if first {
+            options.priority = TraversalPriority::Nice(0);
+        }
+        let fork_mode = may_fork && config.snapshot_mode == crate::config::SnapshotMode::Fork;
+        Ok(Rewrite {
+            config,
+            names,
+            first,
+            old_manifest,
+            base_seq,
+            incr_seq,
+            incr_name,
+            incr_path,
+            file: Some(file),
+            writer,
+            consumer,
+            options,
+            preamble,
+            base_name,
+            rdb_name,
+            fork_mode,
+        })
     }
-    let fork_mode = may_fork && config.snapshot_mode == crate::config::SnapshotMode::Fork;
-    // Step 2. A save that started since the wait above holds the cut: wait again (the new
-    // writer keeps the effects meanwhile).
-    let (base_source, cut_seq) = loop {
-        // Checked before the gate is taken: the final save that cancels this rewrite may
-        // hold the gate while it waits for it.
+
+    /// The temp incr's name while the AOF is switched on: Redis's log line (which its tests
+    /// count) when it is removed after a failure.
+    fn remove_temp_incr(&self) {
+        if self.config.appendonly {
+            tracing::info!(
+                "Removing the temp incr aof file {} in the background",
+                self.names.temp_incr()
+            );
+        }
+        let _ = std::fs::remove_file(&self.incr_path);
+    }
+
+    /// Undoes step 1 before a split: the new writer detaches. A listed incr file stays (empty,
+    /// it replays as nothing, and the manifest lists it after the old incrs the old writer goes
+    /// on with); the temp incr is removed.
+    fn abandon(self, server: &Server) {
+        server.effects.detach(&server.keyspace, self.consumer);
+        self.writer.stop();
+        if self.first {
+            server.aof.on.store(false, Ordering::Relaxed);
+            self.remove_temp_incr();
+        }
+    }
+
+    /// Step 2, tried once: Some once the cut is taken (or the child forked), None while a save
+    /// holds the cut. `gate_held`: the caller holds the command gate (a command); otherwise it
+    /// is taken here, as the cut must not fall inside a transaction.
+    fn split(
+        &mut self,
+        server: &Server,
+        gate_held: bool,
+    ) -> Result<Option<(BaseSource, u64)>, String> {
         if server.shutting_down.load(Ordering::Relaxed)
             || server.aof.cancel_rewrite.load(Ordering::Relaxed)
         {
-            server.effects.detach(&server.keyspace, consumer);
-            writer.stop();
-            let _ = std::fs::remove_file(&incr_path);
             return Err("the server is shutting down".into());
         }
-        // The cut must not fall inside a transaction: hold the gate as a command does.
-        let gate = server.keyspace.gate().shared();
-        if fork_mode {
+        let gate = (!gate_held).then(|| server.keyspace.gate().shared());
+        if self.fork_mode {
             // The save slot is held for as long as the child runs, as a fork-mode BGSAVE holds
             // it: no other save, and no other child, meanwhile.
-            if let Some(claim) = server.keyspace.claim_save(Arc::new(())) {
-                let forked = Overrides::from_env()
-                    .map_err(fork::ForkError::Backend)
-                    .and_then(|overrides| {
-                        crate::fork_mode::freeze_and_fork(
-                            server,
-                            unix_ms(),
-                            &options,
-                            &overrides,
-                            None,
-                        )
-                    });
-                drop(gate);
-                match forked {
-                    Ok((forked, _, seq)) => {
-                        server.aof.state().rewrite_scheduled = false;
-                        let mut persistence = server.persistence.state();
-                        persistence.total_forks += 1;
-                        persistence.latest_fork_usec = forked.fork_usec;
-                        persistence.current_cow_bytes = 0;
-                        persistence.current_cow_peak = 0;
-                        persistence.current_cow_updated = None;
-                        drop(persistence);
-                        tracing::info!(
-                            "Background append only file rewriting started by pid {}",
-                            forked.pid
-                        );
-                        break (BaseSource::Forked(forked, claim), seq.get());
-                    }
-                    Err(err) => {
-                        drop(claim);
-                        server.effects.detach(&server.keyspace, consumer);
-                        writer.stop();
-                        let _ = std::fs::remove_file(&incr_path);
-                        return Err(format!(
-                            "Can't rewrite append only file in background: fork: {}",
-                            err.strerror()
-                        ));
-                    }
+            let Some(claim) = server.keyspace.claim_save(Arc::new(())) else {
+                return Ok(None);
+            };
+            let forked = Overrides::from_env()
+                .map_err(fork::ForkError::Backend)
+                .and_then(|overrides| {
+                    crate::fork_mode::freeze_and_fork(
+                        server,
+                        unix_ms(),
+                        &self.options,
+                        &overrides,
+                        None,
+                    )
+                });
+            drop(gate);
+            match forked {
+                Ok((forked, _, seq)) => {
+                    server.aof.state().rewrite_scheduled = false;
+                    let mut persistence = server.persistence.state();
+                    persistence.total_forks += 1;
+                    persistence.latest_fork_usec = forked.fork_usec;
+                    persistence.current_cow_bytes = 0;
+                    persistence.current_cow_peak = 0;
+                    persistence.current_cow_updated = None;
+                    drop(persistence);
+                    tracing::info!(
+                        "Background append only file rewriting started by pid {}",
+                        forked.pid
+                    );
+                    Ok(Some((BaseSource::Forked(forked, claim), seq.get())))
+                }
+                Err(err) => {
+                    drop(claim);
+                    Err(format!(
+                        "Can't rewrite append only file in background: fork: {}",
+                        err.strerror()
+                    ))
                 }
             }
-            drop(gate);
         } else {
             let taken = server.keyspace.begin_snapshot(unix_ms());
             drop(gate);
-            if let Some(cut) = taken {
+            Ok(taken.map(|cut| {
                 server.aof.state().rewrite_scheduled = false;
                 let seq = cut.seq().get();
-                break (BaseSource::Cut(cut), seq);
-            }
+                (BaseSource::Cut(cut), seq)
+            }))
         }
-        server.aof.state().rewrite_scheduled = true;
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // Step 3.
-    writer.set_start(cut_seq);
-    let previous = {
-        let mut state = server.aof.state();
-        let previous = state.current.take();
-        if let Some(previous) = &previous {
-            previous.writer.set_end(cut_seq);
-            state.previous = Some(Arc::clone(&previous.writer));
-        }
-        // Switching the AOF on (not a BGREWRITEAOF with it off): Redis's AOF_WAIT_REWRITE.
-        state.waiting_rewrite = first && config.appendonly;
-        state.current = Some(Active {
-            writer: Arc::clone(&writer),
-            consumer,
-            thread: None,
-        });
-        previous
-    };
-    let mut manifest = old_manifest.clone();
-    if let Some(mut previous) = previous {
-        // Every number below the cut was taken before it, so the old writer gets them all
-        // soon: the commands that took them publish right after they ran.
-        while !previous.writer.reached_end() {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        previous.writer.stop();
-        if let Some(thread) = previous.thread.take() {
-            let _ = thread.join();
-        }
-        server.effects.detach(&server.keyspace, previous.consumer);
-        server.aof.state().previous = None;
-        writer.base_size.store(
-            previous.writer.base_size.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
-        manifest.incrs.push(Entry {
-            name: incr_name.clone(),
-            seq: incr_seq,
-            kind: FileType::Incr,
-        });
-        manifest
-            .persist(&names.dir, &names.manifest())
-            .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
-        server.aof.state().manifest = manifest.clone();
     }
-    // Step 4.
-    let thread = writer
-        .spawn(file)
-        .map_err(|err| format!("Can't start the AOF thread: {err}"))?;
-    if let Some(active) = server.aof.state().current.as_mut() {
-        active.thread = Some(thread);
-    }
-    writer
-        .no_fsync
-        .store(config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
-    let progress = Arc::new(Progress::default());
-    server.aof.state().rewrite_progress = Some(Arc::clone(&progress));
-    let report = match base_source {
-        BaseSource::Cut(cut) => save::save(&server.keyspace, cut, &options, &progress)
-            .map(|report| report.bytes_written)
-            .map_err(|err| err.to_string()),
-        BaseSource::Forked(forked, claim) => {
-            let result = forked_base(server, forked, &progress, &names.dir);
-            drop(claim);
-            result
-        }
-    };
-    server.aof.state().rewrite_progress = None;
-    writer.no_fsync.store(false, Ordering::Relaxed);
-    let report = match report {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            if first {
-                super::stop(server);
-                server.aof.state().waiting_rewrite = false;
-                let _ = std::fs::remove_file(&incr_path);
-            }
-            return Err(format!("Error writing the AOF base {base_name}: {err}"));
-        }
-    };
-    let base_bytes = if preamble {
-        report
-    } else {
-        let rdb_path = names.dir.join(&rdb_name);
-        let converted = rdb_to_commands(
-            &rdb_path,
-            &names.dir,
-            &base_name,
-            options.fsync_every,
-            config.aof_timestamp_enabled(),
-        );
-        let _ = std::fs::remove_file(&rdb_path);
-        match converted {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                if first {
-                    super::stop(server);
-                    server.aof.state().waiting_rewrite = false;
-                    let _ = std::fs::remove_file(&incr_path);
+
+    /// Step 2 on the rewrite thread: tried until the save that holds the cut ends (the new
+    /// writer keeps the effects meanwhile), then the rest.
+    fn split_and_complete(mut self, server: &Server) -> Result<(), String> {
+        loop {
+            match self.split(server, false) {
+                Ok(Some((source, cut_seq))) => return self.complete(server, source, cut_seq),
+                Ok(None) => {
+                    server.aof.state().rewrite_scheduled = true;
+                    std::thread::sleep(Duration::from_millis(10));
                 }
-                return Err(format!("Error writing the AOF base {base_name}: {err}"));
+                Err(err) => {
+                    self.abandon(server);
+                    return Err(err);
+                }
             }
         }
-    };
-    writer.base_size.store(base_bytes, Ordering::Relaxed);
-    // Step 5.
-    // The old files become history as Redis's `backgroundRewriteDoneHandler` lists them: the
-    // old incrs, then the old base, ahead of the history already there. A BGREWRITEAOF with the
-    // AOF off leaves the base alone, as Redis opens no incr then: the incr this rewrite logged
-    // to meanwhile goes with the history.
-    let aof_off = first && !config.appendonly;
-    let new_incr = Entry {
-        name: incr_name,
-        seq: incr_seq,
-        kind: FileType::Incr,
-    };
-    let (incrs, dropped) = if aof_off {
-        (Vec::new(), Some(&new_incr))
-    } else {
-        (vec![new_incr.clone()], None)
-    };
-    let history = old_manifest
-        .incrs
-        .iter()
-        .chain(&manifest.base)
-        .chain(dropped)
-        .map(|old| Entry {
-            kind: FileType::History,
-            ..old.clone()
-        })
-        .chain(manifest.history.iter().cloned())
-        .collect();
-    let next = Manifest {
-        base: Some(Entry {
-            name: base_name,
-            seq: base_seq,
-            kind: FileType::Base,
-        }),
-        history,
-        incrs,
-    };
-    next.persist(&names.dir, &names.manifest())
-        .map_err(|err| format!("Can't persist the AOF manifest: {err}"))?;
-    {
-        let mut state = server.aof.state();
-        state.manifest = next.clone();
-        state.waiting_rewrite = false;
-        state.base_size_at_rewrite = base_bytes + writer.incr_size.load(Ordering::Relaxed);
     }
-    delete_history(server, &names, next);
-    if first {
-        tracing::info!("AOF rewrite: the AOF is on");
+
+    /// A failure from step 3 on: while the AOF is switched on it stays off until a rewrite
+    /// succeeds (its writer detached, the temp incr removed); otherwise the manifest of step 1
+    /// stays, complete, and the new incr goes on.
+    fn failed(&self, server: &Server, err: String) -> String {
+        if self.first {
+            super::stop(server);
+            self.remove_temp_incr();
+        }
+        err
     }
-    Ok(())
+
+    /// Steps 3 to 5, on the rewrite thread.
+    fn complete(
+        mut self,
+        server: &Server,
+        base_source: BaseSource,
+        cut_seq: u64,
+    ) -> Result<(), String> {
+        let writer = Arc::clone(&self.writer);
+        // Step 3.
+        writer.set_start(cut_seq);
+        let previous = {
+            let mut state = server.aof.state();
+            let previous = state.current.take();
+            if let Some(previous) = &previous {
+                previous.writer.set_end(cut_seq);
+                state.previous = Some(Arc::clone(&previous.writer));
+            }
+            // Switching the AOF on (not a BGREWRITEAOF with it off): Redis's AOF_WAIT_REWRITE.
+            state.waiting_rewrite = self.first && self.config.appendonly;
+            state.current = Some(Active {
+                writer: Arc::clone(&writer),
+                consumer: self.consumer,
+                thread: None,
+            });
+            previous
+        };
+        if let Some(mut previous) = previous {
+            // Every number below the cut was taken before it, so the old writer gets them all
+            // soon: the commands that took them publish right after they ran.
+            while !previous.writer.reached_end() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            previous.writer.stop();
+            if let Some(thread) = previous.thread.take() {
+                let _ = thread.join();
+            }
+            server.effects.detach(&server.keyspace, previous.consumer);
+            server.aof.state().previous = None;
+            // Redis's aof_current_size goes on growing until a rewrite succeeds.
+            writer.base_size.store(
+                previous.writer.base_size.load(Ordering::Relaxed)
+                    + previous.writer.incr_size.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
+        // Step 4.
+        let Some(file) = self.file.take() else {
+            return Err(self.failed(server, "the incr file was taken".into()));
+        };
+        let thread = match writer.spawn(file) {
+            Ok(thread) => thread,
+            Err(err) => {
+                return Err(self.failed(server, format!("Can't start the AOF thread: {err}")));
+            }
+        };
+        if let Some(active) = server.aof.state().current.as_mut() {
+            active.thread = Some(thread);
+        }
+        writer
+            .no_fsync
+            .store(self.config.no_appendfsync_on_rewrite(), Ordering::Relaxed);
+        let progress = Arc::new(Progress::default());
+        server.aof.state().rewrite_progress = Some(Arc::clone(&progress));
+        let report = match base_source {
+            BaseSource::Cut(cut) => save::save(&server.keyspace, cut, &self.options, &progress)
+                .map(|report| report.bytes_written)
+                .map_err(|err| err.to_string()),
+            BaseSource::Forked(forked, claim) => {
+                let result = forked_base(server, forked, &progress, &self.names.dir);
+                drop(claim);
+                result
+            }
+        };
+        server.aof.state().rewrite_progress = None;
+        writer.no_fsync.store(false, Ordering::Relaxed);
+        let base_name = self.base_name.clone();
+        let base_bytes = match report {
+            Ok(bytes) if self.preamble => bytes,
+            Ok(_) => {
+                let rdb_path = self.names.dir.join(&self.rdb_name);
+                let converted = rdb_to_commands(
+                    &rdb_path,
+                    &self.names.dir,
+                    &base_name,
+                    self.options.fsync_every,
+                    self.config.aof_timestamp_enabled(),
+                );
+                let _ = std::fs::remove_file(&rdb_path);
+                converted.map_err(|err| {
+                    self.failed(
+                        server,
+                        format!("Error writing the AOF base {base_name}: {err}"),
+                    )
+                })?
+            }
+            Err(err) => {
+                return Err(self.failed(
+                    server,
+                    format!("Error writing the AOF base {base_name}: {err}"),
+                ));
+            }
+        };
+        // Step 5.
+        // The old files become history as Redis's `backgroundRewriteDoneHandler` lists them:
+        // the old incrs, then the old base, ahead of the history already there. A BGREWRITEAOF
+        // with the AOF off leaves the base alone, as Redis opens no incr then: the temp incr
+        // this rewrite logged to meanwhile is removed.
+        let aof_off = self.first && !self.config.appendonly;
+        let new_incr = Entry {
+            name: self.incr_name.clone(),
+            seq: self.incr_seq,
+            kind: FileType::Incr,
+        };
+        let incrs = if aof_off { Vec::new() } else { vec![new_incr] };
+        let history = self
+            .old_manifest
+            .incrs
+            .iter()
+            .chain(&self.old_manifest.base)
+            .map(|old| Entry {
+                kind: FileType::History,
+                ..old.clone()
+            })
+            .chain(self.old_manifest.history.iter().cloned())
+            .collect();
+        let next = Manifest {
+            base: Some(Entry {
+                name: base_name.clone(),
+                seq: self.base_seq,
+                kind: FileType::Base,
+            }),
+            history,
+            incrs,
+        };
+        let base_path = self.names.dir.join(&base_name);
+        if self.first && !aof_off {
+            // Redis's AOF_WAIT_REWRITE: the temp incr takes its name (the writer's descriptor
+            // goes on with it) before the manifest lists it.
+            let incr_path = self.names.dir.join(&self.incr_name);
+            if let Err(err) = std::fs::rename(&self.incr_path, &incr_path) {
+                let _ = std::fs::remove_file(&base_path);
+                return Err(self.failed(
+                    server,
+                    format!(
+                        "Error trying to rename the temporary AOF incr file {} into {}: {err}",
+                        self.names.temp_incr(),
+                        self.incr_name
+                    ),
+                ));
+            }
+            tracing::info!(
+                "Successfully renamed the temporary AOF incr file {} into {}",
+                self.names.temp_incr(),
+                self.incr_name
+            );
+            self.incr_path = incr_path;
+        }
+        if let Err(err) = next.persist(&self.names.dir, &self.names.manifest()) {
+            let _ = std::fs::remove_file(&base_path);
+            return Err(self.failed(server, format!("Can't persist the AOF manifest: {err}")));
+        }
+        if aof_off {
+            let _ = std::fs::remove_file(&self.incr_path);
+        }
+        {
+            let mut state = server.aof.state();
+            state.manifest = next.clone();
+            state.waiting_rewrite = false;
+            state.base_size_at_rewrite = base_bytes + writer.incr_size.load(Ordering::Relaxed);
+        }
+        writer.base_size.store(base_bytes, Ordering::Relaxed);
+        delete_history(server, &self.names, next);
+        if self.first && !aof_off {
+            tracing::info!("AOF rewrite: the AOF is on");
+        }
+        Ok(())
+    }
 }
 
 /// Where the new base comes from: the epoch cut, or (`snapshot-mode fork`) a child forked from

@@ -111,10 +111,23 @@ const FLAG_LETTERS: &[(u32, char)] = &[
     (FLAG_NO_EVICT, 'e'),
 ];
 
-/// What CLIENT UNBLOCK asked a blocked client to do.
+/// What CLIENT UNBLOCK (or a switch to replica) asked a blocked client to do.
 const UNBLOCK_NONE: u8 = 0;
 const UNBLOCK_TIMEOUT: u8 = 1;
 const UNBLOCK_ERROR: u8 = 2;
+const UNBLOCK_ROLE_CHANGE: u8 = 3;
+
+/// How a blocked client is told to stop waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unblock {
+    /// CLIENT UNBLOCK id [TIMEOUT]: the command's timeout reply.
+    Timeout,
+    /// CLIENT UNBLOCK id ERROR: [`UNBLOCKED_ERROR`].
+    Error,
+    /// The server became a replica (Redis's `disconnectAllBlockedClients`):
+    /// [`ROLE_CHANGE_ERROR`], then the connection closes.
+    RoleChange,
+}
 
 /// The part of a client other connections may read, and the CLIENT UNBLOCK request. Relaxed
 /// atomics: each figure is independent, and CLIENT LIST is a picture, not a transaction.
@@ -260,11 +273,12 @@ impl ClientInfo {
         .fold(0, u64::saturating_add)
     }
 
-    /// Takes the CLIENT UNBLOCK request: Some(true) for ERROR, Some(false) for TIMEOUT.
-    pub(crate) fn take_unblock(&self) -> Option<bool> {
+    /// Takes the unblock request, if one came.
+    pub(crate) fn take_unblock(&self) -> Option<Unblock> {
         match self.unblock.swap(UNBLOCK_NONE, Ordering::AcqRel) {
-            UNBLOCK_TIMEOUT => Some(false),
-            UNBLOCK_ERROR => Some(true),
+            UNBLOCK_TIMEOUT => Some(Unblock::Timeout),
+            UNBLOCK_ERROR => Some(Unblock::Error),
+            UNBLOCK_ROLE_CHANGE => Some(Unblock::RoleChange),
             _ => None,
         }
     }
@@ -272,6 +286,26 @@ impl ClientInfo {
 
 /// The error a client unblocked by `CLIENT UNBLOCK id ERROR` gets.
 pub(crate) const UNBLOCKED_ERROR: &str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+/// The error clients blocked on keys get when the server becomes a replica.
+pub(crate) const ROLE_CHANGE_ERROR: &str =
+    "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)";
+
+/// Ends every blocked command with [`ROLE_CHANGE_ERROR`] and closes its connection after the
+/// reply, as Redis does when it starts following a master (REPLICAOF, FAILOVER): what they
+/// waited for will now come from the master, if at all. Clients held by CLIENT PAUSE are not
+/// blocked on keys and wait on.
+pub(crate) fn disconnect_blocked(server: &Server) {
+    for handle in server.clients.all() {
+        if handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED != 0 {
+            handle
+                .info
+                .unblock
+                .store(UNBLOCK_ROLE_CHANGE, Ordering::Release);
+            handle.info.unblocked.notify_one();
+        }
+    }
+}
 
 /// The figures of one CLIENT LIST line that differ between the running client and others.
 struct Figures {

@@ -109,16 +109,21 @@ fn bgsave(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
 }
 
-/// BGREWRITEAOF: a new base from an epoch cut, no fork (`crate::aof::rewrite`). While a save
-/// holds the keyspace's one cut, the rewrite is scheduled and starts when the save ends, as
-/// Redis schedules it while its BGSAVE child runs.
+/// BGREWRITEAOF: a new base from an epoch cut, no fork (`crate::aof::rewrite`), taken before
+/// the reply. While a save holds the keyspace's one cut, or inside EXEC, the rewrite is
+/// scheduled and starts when the save (or the transaction) ends, as Redis schedules it while
+/// its BGSAVE child runs; asked for then, it also resets the count of consecutive failures,
+/// so that the limit on failing rewrites does not hold it back, as Redis's.
 fn bgrewriteaof(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
-    let scheduled = ctx.server.keyspace.save_running();
-    match crate::aof::rewrite::start_background(ctx.server) {
-        Ok(()) if scheduled => ctx
-            .out
-            .simple(b"Background append only file rewriting scheduled"),
-        Ok(()) => ctx
+    use crate::aof::rewrite::{self, Caller, Started};
+
+    match rewrite::start_background(ctx.server, Caller::command(ctx.client.in_exec)) {
+        Ok(Started::Scheduled) => {
+            ctx.server.aof.state().consecutive_failures = 0;
+            ctx.out
+                .simple(b"Background append only file rewriting scheduled");
+        }
+        Ok(Started::Now) => ctx
             .out
             .simple(b"Background append only file rewriting started"),
         Err(msg) => ctx.out.error(&msg),

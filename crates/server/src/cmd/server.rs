@@ -223,7 +223,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             ctx.server.tunables.refresh(&config);
             ctx.server
                 .keyspace
-                .set_retained_budget(config.snapshot_max_retained_bytes);
+                .set_retained_budget(config.snapshot_retained_budget());
             crate::notify::configure(ctx.server);
             let loglevel = config.loglevel;
             let requirepass = config.requirepass.clone();
@@ -237,7 +237,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             if changed.contains(&"loglevel") {
                 crate::set_log_level(loglevel);
             }
-            crate::aof::config_changed(ctx.server, &changed);
+            crate::aof::config_changed(ctx.server, &changed, ctx.client.in_exec);
             if !changed.is_empty() {
                 tracing::debug!(options = ?changed, "CONFIG SET");
             }

@@ -459,6 +459,15 @@ pub struct Config {
     /// read enough of them; 0 never stops (Redis's behaviour: only `client-output-buffer-limit`
     /// and `maxmemory-clients` bound a client that does not read). Default 64 MiB.
     pub client_output_buffer_backpressure: u64,
+    /// `snapshot-max-retained-percent`: with `maxmemory` set, the retained budget is also at
+    /// most this percentage of it (never under [`MIN_SCALED_RETAINED_BUDGET`]), so that a small
+    /// server's snapshot keeps its old versions in proportion; 0 leaves the budget to
+    /// `snapshot-max-retained-bytes` alone. Default 1. See [`Config::snapshot_retained_budget`].
+    pub snapshot_max_retained_percent: u64,
+    /// `malloc-arena-max`: the most arenas glibc's allocator may create (its `M_ARENA_MAX`);
+    /// 0 leaves glibc's default (8 per core). Default 1. Immutable: set at startup, before the
+    /// threads that would create arenas (`allocator::limit_arenas`).
+    pub malloc_arena_max: usize,
     /// `worker-threads`: threads serving clients; 0 means one per core. Default 0. Immutable.
     pub worker_threads: usize,
     /// `notify-keyspace-events`: the classes of keyspace notifications published, as
@@ -536,6 +545,8 @@ impl Default for Config {
             snapshot_nice: 0,
             snapshot_max_retained_bytes: 16 << 20,
             client_output_buffer_backpressure: 64 << 20,
+            snapshot_max_retained_percent: 1,
+            malloc_arena_max: 1,
             snapshot_idle_priority: true,
             worker_threads: 0,
             notify_keyspace_events: 0,
@@ -559,7 +570,29 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+/// The least retained budget `snapshot-max-retained-percent` scales down to: below a few
+/// values' worth, nearly every write during a save would wait for the sweeper.
+pub const MIN_SCALED_RETAINED_BUDGET: u64 = 1 << 20;
+
 impl Config {
+    /// The retained budget a snapshot cut now gets (0 for none): `snapshot-max-retained-bytes`,
+    /// and with `maxmemory` and `snapshot-max-retained-percent` set, at most that share of
+    /// `maxmemory` (at least [`MIN_SCALED_RETAINED_BUDGET`]). Retained versions are not counted
+    /// for eviction (`evict.rs`), so this is how far past `maxmemory` a save may take the
+    /// server: a fixed 16 MiB is noise at 16 GiB and a sizeable share of a 256 MiB container.
+    pub fn snapshot_retained_budget(&self) -> u64 {
+        let scaled = (self.maxmemory > 0 && self.snapshot_max_retained_percent > 0).then(|| {
+            (self.maxmemory / 100)
+                .saturating_mul(self.snapshot_max_retained_percent)
+                .max(MIN_SCALED_RETAINED_BUDGET)
+        });
+        match (self.snapshot_max_retained_bytes, scaled) {
+            (0, scaled) => scaled.unwrap_or(0),
+            (bytes, Some(scaled)) => bytes.min(scaled),
+            (bytes, None) => bytes,
+        }
+    }
+
     /// CONFIG GET: every option whose name matches one of `patterns` (globs, case-insensitive)
     /// with its value as Redis renders it. A pattern without `*`, `?` or `[` is an exact
     /// case-insensitive name and is echoed as given, as Redis does. Each option appears once.

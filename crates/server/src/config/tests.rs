@@ -130,6 +130,8 @@ fn defaults_render_as_redis_does() {
         ("snapshot-idle-priority", "yes"),
         ("snapshot-max-retained-bytes", "16777216"),
         ("client-output-buffer-backpressure", "67108864"),
+        ("snapshot-max-retained-percent", "1"),
+        ("malloc-arena-max", "1"),
         ("worker-threads", "0"),
     ];
     let all = config.get(&[b"*"]);
@@ -140,7 +142,7 @@ fn defaults_render_as_redis_does() {
 
 /// Every option redis-server 7.0 lists in `CONFIG GET *` (old names included) exists with
 /// Redis's default, except `bind` and `dir` (see the module docs); forkless adds only its own
-/// `snapshot-*`, `worker-threads`, `script-memory-limit` and `repl-dual-channel*`. The list is Debian's redis-server 7.0.15's reply.
+/// `snapshot-*`, `worker-threads`, `malloc-arena-max`, `script-memory-limit` and `repl-dual-channel*`. The list is Debian's redis-server 7.0.15's reply.
 #[test]
 fn config_get_star_matches_redis_defaults() {
     let redis = include_str!("redis70_defaults.tsv");
@@ -165,6 +167,7 @@ fn config_get_star_matches_redis_defaults() {
     assert!(
         extra.iter().all(|name| name.starts_with("snapshot-")
             || *name == "worker-threads"
+            || *name == "malloc-arena-max"
             || *name == "script-memory-limit"
             || name.starts_with("repl-dual-channel")),
         "{extra:?}"
@@ -288,6 +291,7 @@ fn values_parse_and_render_like_redis() {
         ("snapshot-max-retained-bytes", "0", "0"),
         ("client-output-buffer-backpressure", "1mb", "1048576"),
         ("client-output-buffer-backpressure", "0", "0"),
+        ("snapshot-max-retained-percent", "5", "5"),
         (
             "client-output-buffer-limit",
             "replica 1mb 2 3",
@@ -872,7 +876,7 @@ fn config_get_patterns() {
             "client-output-buffer-limit"
         ]
     );
-    assert_eq!(names(&["snapshot-*"]).len(), 9);
+    assert_eq!(names(&["snapshot-*"]).len(), 10);
     let hidden = OPTIONS
         .iter()
         .filter(|spec| spec.flags & HIDDEN != 0)
@@ -1429,6 +1433,42 @@ fn inert_settings_are_the_changed_unsupported_options() {
 fn always_show_logo_loads() {
     let config = load("always-show-logo yes").unwrap();
     assert_eq!(value(&config, "always-show-logo"), "yes");
+}
+
+/// `malloc-arena-max` is immutable like `worker-threads` (below): glibc only caps arenas not
+/// yet created, so it is set once, at startup.
+#[test]
+fn malloc_arena_max_accepts_its_current_value_only() {
+    let mut config = load("malloc-arena-max 4").unwrap();
+    assert_eq!(config.malloc_arena_max, 4);
+    assert_eq!(set(&mut config, &[("malloc-arena-max", "4")]), Ok(vec![]));
+    assert!(set(&mut config, &[("malloc-arena-max", "2")]).is_err());
+    assert!(load("malloc-arena-max -1").is_err());
+}
+
+/// The retained budget: `snapshot-max-retained-bytes`, capped by a share of `maxmemory` when
+/// both are set, never scaled below 1 MiB; either alone when the other is off.
+#[test]
+fn the_retained_budget_is_the_smaller_of_bytes_and_share() {
+    let budget = |bytes: u64, percent: u64, maxmemory: u64| {
+        let config = Config {
+            snapshot_max_retained_bytes: bytes,
+            snapshot_max_retained_percent: percent,
+            maxmemory,
+            ..Config::default()
+        };
+        config.snapshot_retained_budget()
+    };
+    const MIB: u64 = 1 << 20;
+    assert_eq!(budget(16 * MIB, 1, 0), 16 * MIB);
+    assert_eq!(budget(16 * MIB, 1, 200 * MIB), 2 * MIB);
+    assert_eq!(budget(16 * MIB, 1, 8192 * MIB), 16 * MIB);
+    assert_eq!(budget(16 * MIB, 1, 10 * MIB), MIB);
+    assert_eq!(budget(MIB / 2, 1, 10 * MIB), MIB / 2);
+    assert_eq!(budget(16 * MIB, 0, 200 * MIB), 16 * MIB);
+    assert_eq!(budget(0, 1, 200 * MIB), 2 * MIB);
+    assert_eq!(budget(0, 0, 200 * MIB), 0);
+    assert_eq!(budget(0, 1, 0), 0);
 }
 
 /// `worker-threads` is forkless's own immutable option: Redis's "CONFIG SET every CONFIG GET *

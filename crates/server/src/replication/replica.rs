@@ -197,6 +197,8 @@ pub(crate) fn follow(server: &Arc<Server>, master: MasterAddr) {
     {
         let mut following = lock(&replica.following);
         Replica::stop_link(&mut following);
+        // Clients blocked on keys here will be served by the master's writes, if at all.
+        crate::cmd::client::disconnect_blocked(server);
         if was_master {
             // Redis's replicationCacheMasterUsingMyself: our own history may continue with
             // the new primary's (it was our replica, or shares our ID after a failover).

@@ -474,6 +474,18 @@ fn serialize_db(
         result
     })
 }
+/// `rdb-key-save-delay` in [`save_frozen`]: sleeps the option's microseconds (none when 0 or
+/// less). `nanosleep` is async-signal-safe, so a fork child may call it.
+fn key_delay(options: &SaveOptions) {
+    let micros = options
+        .key_delay
+        .as_ref()
+        .map_or(0, |delay| delay.load(Ordering::Relaxed));
+    if let Ok(micros @ 1..) = u64::try_from(micros) {
+        std::thread::sleep(Duration::from_micros(micros));
+    }
+}
+
 /// How often [`save_frozen`] calls its `tick` hook: once per this many keys.
 pub const TICK_EVERY_KEYS: u64 = 1024;
 
@@ -483,6 +495,10 @@ pub const TICK_EVERY_KEYS: u64 = 1024;
 /// (the child's copies of those guards are what it reads through). Keys expired at `now_ms`
 /// are skipped. The stream is the one [`save`] writes: same header, aux fields, encoder,
 /// LZF and zstd options, CRC64 and throttle; only the order of keys within a database differs.
+///
+/// With `rdb-key-save-delay` ([`SaveOptions::key_delay`]) it sleeps that long after each key,
+/// as Redis's child does: the value at the fork, since the child has its own copy (a test that
+/// needs a long save kills the child, as Redis's tests do).
 ///
 /// `tick` is called every [`TICK_EVERY_KEYS`] keys with the progress so far (the fork child
 /// reports copy-on-write figures from it). On success `sink` is finished (fsync, rename,
@@ -533,6 +549,7 @@ pub fn save_frozen(
                 }
                 format::write_entry(&mut buf, key, entry.value(), entry.expire_at_ms(), &encode);
                 keys_saved += 1;
+                key_delay(options);
                 if keys_saved % TICK_EVERY_KEYS == 0 {
                     progress.keys_processed.store(keys_saved, Ordering::Relaxed);
                     tick(progress);

@@ -631,7 +631,8 @@ fn flush(server: &Server) {
 /// rewrite starts from the new one (Redis's restartAOFAfterSYNC).
 pub(crate) fn after_full_sync(server: &Server) {
     if server.config().appendonly
-        && let Err(err) = crate::aof::rewrite::start_background(server)
+        && let Err(err) =
+            crate::aof::rewrite::start_background(server, crate::aof::rewrite::Caller::Background)
     {
         tracing::warn!("Could not rewrite the AOF after the sync with the MASTER: {err}");
     }
