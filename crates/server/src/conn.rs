@@ -266,6 +266,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         }
                         // Bytes the client sends meanwhile wait in its query buffer, as a
                         // blocked client's do; its going away ends the wait.
+                        let parked = cmd::client::Parked::new(&handle.info);
                         let acked = tokio::select! {
                             acked = crate::replication::primary::wait(server, request) => acked,
                             () = handle.kill.notified() => return "killed".into(),
@@ -273,6 +274,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                                 return reason;
                             }
                         };
+                        drop(parked);
                         out.int(acked);
                     }
                     if let Some(request) = client.conn.migrate.take() {
@@ -718,6 +720,7 @@ async fn wait_paused<S: Stream>(
             .map_err(|err| format!("write error: {err}"))?;
         cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
         counted.get_or_insert_with(|| server.pause.wait());
+        let _parked = cmd::client::Parked::new(&handle.info);
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => {}
             () = changed => {}
@@ -911,6 +914,7 @@ async fn write_out<S: Stream>(
     };
     cmd::client::publish_pending_out(handle, out.len());
     cmd::client::account_memory(server, handle);
+    let parked = cmd::client::Parked::new(&handle.info);
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
@@ -921,6 +925,7 @@ async fn write_out<S: Stream>(
             return Err(std::io::Error::other(OBUF_CLOSED));
         }
     }
+    drop(parked);
     server
         .stats
         .net_output_bytes

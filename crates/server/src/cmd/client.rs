@@ -149,6 +149,10 @@ pub(crate) struct ClientInfo {
     /// How many times the connection has gone back to waiting for its client (its figures
     /// published), or ended: what [`catch_up`] waits to see move.
     pub(crate) waits: AtomicU64,
+    /// Set while the connection waits on something other than its client's next bytes (its
+    /// client reading replies, a pause, WAIT's ACKs, another CLIENT LIST's catch-up): it
+    /// will not read soon, so [`catch_up`] does not wait for it. See [`Parked`].
+    pub(crate) parked: AtomicBool,
     /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
     pub(crate) argv_mem: AtomicU64,
     /// The client's share of the WATCH and pub/sub tables (see [`table_overhead`]).
@@ -205,6 +209,7 @@ impl Default for ClientInfo {
             pending_out: AtomicU64::new(0),
             pubsub_queued: AtomicU64::new(0),
             waits: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
             argv_mem: AtomicU64::new(0),
             table_overhead: AtomicU64::new(0),
             pushes_unwritten: AtomicU64::new(0),
@@ -1037,41 +1042,74 @@ fn client_unblock(ctx: &mut Ctx<'_>, id: &[u8], mode: Option<&Bytes>) {
     }
 }
 
-/// How long CLIENT LIST waits, at most, for other connections to take in what their clients
-/// had already sent ([`catch_up`]).
-const CATCH_UP_WAIT: Duration = Duration::from_millis(50);
+/// Marks a connection parked ([`ClientInfo::parked`]) for as long as it lives.
+pub(crate) struct Parked<'a>(&'a ClientInfo);
 
-/// Lets the connections whose sockets hold bytes their clients sent, not yet read, read and
-/// run them before CLIENT LIST describes them, within [`CATCH_UP_WAIT`]. Redis's one thread
-/// reads whatever has arrived before it serves the next command, so a client that wrote and
-/// then asks on another connection finds its bytes counted (Redis's "client evicted due to
-/// percentage of maxmemory") or its over-limit command's client gone (... "freed by output
-/// buffer limit"); here each connection reads on its own task and may not have got there yet.
+impl<'a> Parked<'a> {
+    pub(crate) fn new(info: &'a ClientInfo) -> Self {
+        info.parked.store(true, Ordering::Release);
+        Parked(info)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.parked.store(false, Ordering::Release);
+    }
+}
+
+/// How long CLIENT LIST waits, at most, for other connections to take in what their clients
+/// had already sent ([`catch_up`]): a guard for liveness only (a connection in the middle of
+/// a long command), not the condition it waits for.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(100);
+
+/// Lets every other connection that is ready to read, and whose socket holds bytes its client
+/// sent that it has not read yet, take its turn (read and run them) before CLIENT LIST
+/// describes the clients. Redis's one thread reads whatever has arrived before it serves the
+/// next command, so a client that wrote and then asks on another connection finds its bytes
+/// counted (Redis's "client evicted due to percentage of maxmemory") or the client its
+/// over-limit command closed gone ("... freed by output buffer limit"); here each connection
+/// reads on its own task and may not have got there yet.
+///
+/// The wait is for a condition, not a time: for each such connection, until it has been back
+/// to waiting for its client once (`ClientInfo::waits` moved), has nothing left unread, has
+/// been killed or has parked. Connections that will not read soon are not waited for: blocked
+/// ones, parked ones (waiting for their client to read replies, for a pause's end, for WAIT's
+/// ACKs, or in their own catch-up: two CLIENT LISTs never wait for each other). Only a
+/// connection in the middle of a long command (a script, DEBUG SLEEP) meets the
+/// [`CATCH_UP_WAIT`] guard. A connection with nothing unread costs one `FIONREAD` each.
 fn catch_up(ctx: &Ctx<'_>) {
-    let waiting: Vec<(Arc<ClientHandle>, u64)> = ctx
+    let ready = |handle: &ClientHandle| {
+        !handle.killed.load(Ordering::Acquire)
+            && !handle.info.parked.load(Ordering::Acquire)
+            && handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0
+            && crate::limits::unread_bytes(handle.fd) > 0
+    };
+    let mut waiting: Vec<(Arc<ClientHandle>, u64)> = ctx
         .server
         .clients
         .all()
         .into_iter()
-        .filter(|handle| handle.id != ctx.client.id && !handle.killed.load(Ordering::Acquire))
-        .filter(|handle| handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0)
-        .filter(|handle| crate::limits::unread_bytes(handle.fd) > 0)
+        .filter(|handle| handle.id != ctx.client.id)
         .map(|handle| {
             let waits = handle.info.waits.load(Ordering::Acquire);
             (handle, waits)
         })
+        .filter(|(handle, _)| ready(handle))
         .collect();
     if waiting.is_empty() {
         return;
     }
+    let _parked = Parked::new(&ctx.client.handle.info);
     let deadline = Instant::now() + CATCH_UP_WAIT;
     tokio::task::block_in_place(|| {
-        while Instant::now() < deadline
-            && waiting.iter().any(|(handle, waits)| {
-                handle.info.waits.load(Ordering::Acquire) == *waits
-                    && !handle.killed.load(Ordering::Acquire)
-            })
-        {
+        loop {
+            waiting.retain(|(handle, waits)| {
+                handle.info.waits.load(Ordering::Acquire) == *waits && ready(handle)
+            });
+            if waiting.is_empty() || Instant::now() >= deadline {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
     });
