@@ -434,3 +434,57 @@ fn a_big_argument_being_received_costs_its_size_once() {
         );
     }
 }
+
+/// CLIENT LIST describes what other clients had already sent when it ran, as Redis's one
+/// thread reads every socket before it serves the next command: right after a client has
+/// written half of a big argument, another connection's CLIENT LIST counts it (Redis's
+/// "client evicted due to percentage of maxmemory" asks without waiting). Here each connection
+/// reads on its own task; CLIENT LIST lets those with unread bytes take their turn first.
+#[test]
+fn client_list_counts_what_another_client_has_just_sent() {
+    let server = TestServer::start(BIN, &["--save", ""]);
+    let mut admin = server.raw();
+    let len: usize = 210_000;
+    for round in 0..20 {
+        let mut stream = named_conn(&server, "big");
+        stream
+            .write_all(format!("*1\r\n${len}\r\n").as_bytes())
+            .unwrap();
+        stream.write_all(&vec![b'v'; len]).unwrap();
+        let tot_mem = field_of_named(&mut admin, "big", "tot-mem").unwrap();
+        assert!(tot_mem >= len as u64, "round {round}: tot-mem {tot_mem}");
+        drop(stream);
+        assert!(wait_until(Duration::from_secs(10), || {
+            field_of_named(&mut admin, "big", "tot-mem").is_none()
+        }));
+    }
+}
+
+/// A command whose reply passes `client-output-buffer-limit`'s hard limit closes its client
+/// before the next CLIENT LIST, however soon another connection sends it (Redis's "avoid
+/// client eviction when client is freed by output buffer limit" asks right away).
+#[test]
+fn a_client_over_its_output_buffer_limit_is_gone_for_the_next_client_list() {
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--save",
+            "",
+            "--client-output-buffer-limit",
+            "normal 1mb 0 0",
+        ],
+    );
+    let mut admin = server.raw();
+    assert_eq!(cmd(&mut admin, "SETRANGE k 2000000 v"), ":2000001\r\n");
+    for round in 0..20 {
+        let name = format!("obuf{round}");
+        let mut stream = named_conn(&server, &name);
+        stream.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
+        assert_eq!(
+            field_of_named(&mut admin, &name, "tot-mem"),
+            None,
+            "round {round}: the client over its limit is still listed"
+        );
+        assert!(closed(&mut stream, Duration::from_secs(10)));
+    }
+}

@@ -163,7 +163,9 @@ pub(crate) async fn serve<S: Stream>(
         acl_caller: None,
     };
     let reason = run(&server, &mut socket, &mut client).await;
-    handle.info.waits.fetch_add(1, Ordering::Release);
+    // Closing: gone for CLIENT LIST from here on (as Redis frees it at once), and a catch-up
+    // waiting for this connection ends.
+    handle.killed.store(true, Ordering::Release);
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
@@ -222,6 +224,10 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         {
                             return reason;
                         }
+                    }
+                    if cmd::client::wants_catch_up(client, &argv) {
+                        previous_end_us = None;
+                        cmd::client::catch_up(server, &handle).await;
                     }
                     crate::server::chain_clock(previous_end_us);
                     cmd::execute(server, client, &mut out, &argv);
@@ -438,7 +444,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             Ordering::Relaxed,
         );
         cmd::client::account_memory(server, &client.handle);
-        handle.info.waits.fetch_add(1, Ordering::Release);
+        cmd::client::turn_waiting(&handle.info);
         let resize = &client.handle.info.resize;
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
@@ -451,8 +457,11 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         if parked {
                             input.reserve(READ_CHUNK);
                         }
+                        cmd::client::turn_reading(&handle.info);
                         match socket_ref.try_read_buf(&mut input) {
-                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                                cmd::client::turn_waiting(&handle.info);
+                            }
                             read => break read,
                         }
                     }

@@ -7,10 +7,10 @@
 //! is about to wait (for input, a blocked key or the end of a pause), that is, exactly when
 //! another client can see it between commands, as Redis's CLIENT LIST does.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -146,9 +146,11 @@ pub(crate) struct ClientInfo {
     pending_out: AtomicU64,
     /// Pub/sub messages queued for the client, not yet taken by its connection.
     pub(crate) pubsub_queued: AtomicU64,
-    /// How many times the connection has gone back to waiting for its client (its figures
-    /// published), or ended: what [`catch_up`] waits to see move.
-    pub(crate) waits: AtomicU64,
+    /// The connection's turns: odd while it waits in its loop for its client's bytes (or
+    /// anything else) with every command it had read run, even while it reads or runs them.
+    /// Only the connection writes it ([`turn_waiting`], [`turn_reading`]); [`catch_up`]
+    /// reads it.
+    pub(crate) turns: AtomicU64,
     /// Set while the connection waits on something other than its client's next bytes (its
     /// client reading replies, a pause, WAIT's ACKs, another CLIENT LIST's catch-up): it
     /// will not read soon, so [`catch_up`] does not wait for it. See [`Parked`].
@@ -208,7 +210,7 @@ impl Default for ClientInfo {
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
             pubsub_queued: AtomicU64::new(0),
-            waits: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
             parked: AtomicBool::new(false),
             argv_mem: AtomicU64::new(0),
             table_overhead: AtomicU64::new(0),
@@ -1058,61 +1060,114 @@ impl Drop for Parked<'_> {
     }
 }
 
+/// Marks the connection as waiting for its client's bytes with everything it read run
+/// ([`ClientInfo::turns`] odd).
+pub(crate) fn turn_waiting(info: &ClientInfo) {
+    let turns = info.turns.load(Ordering::Relaxed);
+    if turns % 2 == 0 {
+        info.turns.store(turns + 1, Ordering::Release);
+    }
+}
+
+/// Marks the connection as reading (or running) ([`ClientInfo::turns`] even): called before
+/// each read from the socket, so no byte is taken while the count is odd.
+pub(crate) fn turn_reading(info: &ClientInfo) {
+    let turns = info.turns.load(Ordering::Relaxed);
+    if turns % 2 == 1 {
+        info.turns.store(turns + 1, Ordering::Release);
+    }
+}
+
 /// How long CLIENT LIST waits, at most, for other connections to take in what their clients
-/// had already sent ([`catch_up`]): a guard for liveness only (a connection in the middle of
-/// a long command), not the condition it waits for.
+/// had already sent ([`catch_up`]): a guard for liveness only (a connection in the middle of a
+/// long command, or one whose client sends without pause), not the condition it waits for.
 const CATCH_UP_WAIT: Duration = Duration::from_millis(100);
 
-/// Lets every other connection that is ready to read, and whose socket holds bytes its client
-/// sent that it has not read yet, take its turn (read and run them) before CLIENT LIST
-/// describes the clients. Redis's one thread reads whatever has arrived before it serves the
-/// next command, so a client that wrote and then asks on another connection finds its bytes
-/// counted (Redis's "client evicted due to percentage of maxmemory") or the client its
+/// True if the command in `argv` is a CLIENT LIST to run now (not queued in MULTI): the
+/// connection lets the others catch up first ([`catch_up`]).
+pub(crate) fn wants_catch_up(client: &Client, argv: &[Bytes]) -> bool {
+    client.multi.is_none()
+        && argv.len() >= 2
+        && eq_ignore_case(&argv[0], "client")
+        && eq_ignore_case(&argv[1], "list")
+}
+
+/// One connection [`catch_up`] waits for: its turn count when the wait began.
+struct Behind {
+    handle: Arc<ClientHandle>,
+    start: u64,
+}
+
+impl Behind {
+    /// True once the connection has nothing left to take in of what had arrived when the wait
+    /// began: it has been closed or killed, it parked or blocked (it will not read soon), it
+    /// has since read in a turn begun after the wait began and gone back to waiting, or it is
+    /// waiting with nothing unread (the count the same on both sides of `FIONREAD`: no read
+    /// in between).
+    fn caught_up(&self) -> bool {
+        let handle = &self.handle;
+        if !ready(handle) {
+            return true;
+        }
+        let turns = handle.info.turns.load(Ordering::Acquire);
+        if turns % 2 == 0 {
+            return false;
+        }
+        // From an odd count the next reading turn ends at +2; from an even one (a turn under
+        // way, whose read may have come before the bytes did) the one after it, at +3.
+        let past = self.start + 2 + u64::from(self.start % 2 == 0);
+        turns >= past
+            || (crate::limits::unread_bytes(handle.fd) == 0
+                && handle.info.turns.load(Ordering::Acquire) == turns)
+    }
+}
+
+/// True if the connection of `handle` may read soon: not killed, parked or blocked.
+fn ready(handle: &ClientHandle) -> bool {
+    !handle.killed.load(Ordering::Acquire)
+        && !handle.info.parked.load(Ordering::Acquire)
+        && handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0
+}
+
+/// Lets every other connection that is running commands, or whose socket holds bytes its
+/// client sent that it has not read yet, finish its turn (read and run them) before CLIENT
+/// LIST describes the clients. Redis's one thread reads whatever has arrived before it serves
+/// the next command, so a client that wrote and then asks on another connection finds its
+/// bytes counted (Redis's "client evicted due to percentage of maxmemory") or the client its
 /// over-limit command closed gone ("... freed by output buffer limit"); here each connection
 /// reads on its own task and may not have got there yet.
 ///
-/// The wait is for a condition, not a time: for each such connection, until it has been back
-/// to waiting for its client once (`ClientInfo::waits` moved), has nothing left unread, has
-/// been killed or has parked. Connections that will not read soon are not waited for: blocked
-/// ones, parked ones (waiting for their client to read replies, for a pause's end, for WAIT's
-/// ACKs, or in their own catch-up: two CLIENT LISTs never wait for each other). Only a
-/// connection in the middle of a long command (a script, DEBUG SLEEP) meets the
-/// [`CATCH_UP_WAIT`] guard. A connection with nothing unread costs one `FIONREAD` each.
-fn catch_up(ctx: &Ctx<'_>) {
-    let ready = |handle: &ClientHandle| {
-        !handle.killed.load(Ordering::Acquire)
-            && !handle.info.parked.load(Ordering::Acquire)
-            && handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0
-            && crate::limits::unread_bytes(handle.fd) > 0
-    };
-    let mut waiting: Vec<(Arc<ClientHandle>, u64)> = ctx
-        .server
+/// The wait is for a condition, not a time ([`Behind::caught_up`]), and runs in the
+/// connection's task before the command takes the command gate (an EXEC waiting for the gate
+/// is not held up). Connections that will not read soon are not waited for: blocked ones and
+/// parked ones (waiting for their client to read replies, for a pause's end, for WAIT's ACKs,
+/// or in their own catch-up: two CLIENT LISTs never wait for each other). Only a connection in
+/// the middle of a long command (a script, DEBUG SLEEP) or one whose client never stops
+/// sending meets the [`CATCH_UP_WAIT`] guard. Costs one `FIONREAD` per connection.
+pub(crate) async fn catch_up(server: &Server, me: &ClientHandle) {
+    let mut behind: Vec<Behind> = server
         .clients
         .all()
         .into_iter()
-        .filter(|handle| handle.id != ctx.client.id)
-        .map(|handle| {
-            let waits = handle.info.waits.load(Ordering::Acquire);
-            (handle, waits)
+        .filter(|handle| handle.id != me.id && ready(handle))
+        .filter_map(|handle| {
+            let start = handle.info.turns.load(Ordering::Acquire);
+            let busy = start % 2 == 0;
+            (busy || crate::limits::unread_bytes(handle.fd) > 0).then_some(Behind { handle, start })
         })
-        .filter(|(handle, _)| ready(handle))
         .collect();
-    if waiting.is_empty() {
+    if behind.is_empty() {
         return;
     }
-    let _parked = Parked::new(&ctx.client.handle.info);
+    let _parked = Parked::new(&me.info);
     let deadline = Instant::now() + CATCH_UP_WAIT;
-    tokio::task::block_in_place(|| {
-        loop {
-            waiting.retain(|(handle, waits)| {
-                handle.info.waits.load(Ordering::Acquire) == *waits && ready(handle)
-            });
-            if waiting.is_empty() || Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    loop {
+        behind.retain(|waiting| !waiting.caught_up());
+        if behind.is_empty() || Instant::now() >= deadline {
+            return;
         }
-    });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
@@ -1157,10 +1212,6 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
             ctx.out.error(reply::SYNTAX);
             return;
         }
-    }
-    // Inside EXEC the others wait for the gate: there is nothing to wait for.
-    if !ctx.client.in_exec {
-        catch_up(ctx);
     }
     let mut text = String::new();
     for handle in ctx.server.clients.all() {

@@ -540,8 +540,12 @@ fn enable(server: &Server, client: &mut Client, mut new: Mode) {
     if let Some(old) = &state.mode {
         new.optin |= old.optin;
         new.optout |= old.optout;
+        // The old prefixes are distinct: only the new ones need looking up (a scan of the
+        // growing list made each call quadratic in the client's prefixes; Redis's "client
+        // evicted due to client tracking prefixes" adds about 4,500, one per call).
+        let fresh: std::collections::HashSet<Bytes> = new.prefixes.iter().cloned().collect();
         for prefix in &old.prefixes {
-            if !new.prefixes.contains(prefix) {
+            if !fresh.contains(prefix) {
                 new.prefixes.push(prefix.clone());
             }
         }
