@@ -488,3 +488,34 @@ fn a_client_over_its_output_buffer_limit_is_gone_for_the_next_client_list() {
         assert!(closed(&mut stream, Duration::from_secs(10)));
     }
 }
+
+/// A MONITOR client that does not read: its lines, written by other clients' commands, pile
+/// up in the connection's queue while it waits for the client to read its output buffer.
+/// They are bounded as its output buffer is: by `client-output-buffer-limit normal`'s hard
+/// limit, or without one by `client-output-buffer-backpressure` (the connection cannot stop
+/// other clients' commands as it stops reading its own): past it the client is closed.
+#[test]
+fn pushes_to_a_client_that_does_not_read_are_bounded() {
+    for args in [
+        ["--client-output-buffer-limit", "normal 1mb 0 0"],
+        ["--client-output-buffer-backpressure", "1mb"],
+    ] {
+        let server = TestServer::start(BIN, &["--save", "", args[0], args[1]]);
+        let mut admin = server.raw();
+        let mut monitor = named_conn(&server, "mon");
+        monitor.write_all(b"*1\r\n$7\r\nMONITOR\r\n").unwrap();
+        let mut reply = [0u8; 5];
+        monitor.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"+OK\r\n");
+        let value = vec![b'v'; 100 * KIB];
+        let mut writer = server.raw();
+        let mut sets = 0;
+        while field_of_named(&mut admin, "mon", "tot-mem").is_some() {
+            assert!(sets < 2_000, "{args:?}: the monitor is still there");
+            assert_eq!(writer.call(&[b"SET", b"k", &value]), b"+OK\r\n");
+            sets += 1;
+        }
+        assert!(sets > 1, "{args:?}");
+        assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
+    }
+}

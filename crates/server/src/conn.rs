@@ -175,6 +175,7 @@ pub(crate) async fn serve<S: Stream>(
     while let Ok(dropped) = client.conn.pushes.try_recv() {
         server.tracking.taken(dropped.len());
     }
+    handle.info.pushes_queued.store(0, Ordering::Relaxed);
     let unwritten = client
         .handle
         .info
@@ -548,12 +549,18 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         break;
                     }
                 }
+                client.handle.info.pushes_taken(taken);
                 // Counted as queued until written (below, after the write).
                 client
                     .handle
                     .info
                     .pushes_unwritten
                     .fetch_add(u64::try_from(taken).unwrap_or(u64::MAX), Ordering::Relaxed);
+                // Pushes grow the output buffer as replies do: the same hard limit applies.
+                if ObufLimits::of(server, client).exceeded_now(out.len()) {
+                    tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+                    return OBUF_CLOSED.into();
+                }
             }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);

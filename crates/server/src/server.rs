@@ -170,6 +170,17 @@ pub(crate) struct Tunables {
 }
 
 impl Tunables {
+    /// The most a connection may hold of queued pushes (MONITOR lines, tracking
+    /// invalidations) plus pending replies ([`ClientHandle::send_push`]): the `normal`
+    /// class's hard limit, or without one `client-output-buffer-backpressure` (the connection
+    /// cannot stop those writers as it stops reading its own client); 0 with neither.
+    pub(crate) fn push_limit(&self) -> u64 {
+        match self.obuf_normal_hard.load(Ordering::Relaxed) {
+            0 => self.obuf_backpressure.load(Ordering::Relaxed),
+            hard => hard,
+        }
+    }
+
     pub(crate) fn refresh(&self, config: &Config) {
         self.proto_max_bulk_len
             .store(config.proto_max_bulk_len, Ordering::Relaxed);
@@ -352,6 +363,35 @@ impl ClientHandle {
     pub(crate) fn kill(&self) {
         self.killed.store(true, Ordering::Release);
         self.kill.notify_one();
+    }
+
+    /// Queues `bytes` (a MONITOR line, a tracking invalidation) to the connection. Those
+    /// bytes wait in the connection's queue while its client does not read (the connection
+    /// is then writing out its replies): together with its pending replies they may not pass
+    /// `limit` ([`Tunables::push_limit`], 0 for none), past which the client is closed, as
+    /// Redis closes a client whose output buffer passes its limit. Returns false when the
+    /// bytes were not queued (the connection is closed or closing).
+    pub(crate) fn send_push(&self, bytes: Bytes, limit: u64) -> bool {
+        if self.killed.load(Ordering::Acquire) {
+            return false;
+        }
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let queued = self.info.pushes_queued.fetch_add(len, Ordering::Relaxed) + len;
+        if limit != 0 && queued.saturating_add(self.info.pending_out_bytes()) > limit {
+            self.info.pushes_queued.fetch_sub(len, Ordering::Relaxed);
+            tracing::warn!(
+                client = self.id,
+                addr = %self.addr,
+                "Client closed for overcoming of output buffer limits (queued pushes)"
+            );
+            self.kill();
+            return false;
+        }
+        if self.push.send(bytes).is_err() {
+            self.info.pushes_queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 }
 

@@ -162,6 +162,9 @@ pub(crate) struct ClientInfo {
     /// Push bytes (tracking invalidations) the connection took from its queue and has not
     /// written yet: still in `Tracking::queued_bytes` until they are.
     pub(crate) pushes_unwritten: AtomicU64,
+    /// Pushes (MONITOR lines, tracking invalidations) queued to the connection, not yet
+    /// taken by it: bounded by [`crate::server::Tunables::push_limit`].
+    pub(crate) pushes_queued: AtomicU64,
     /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
     /// link): see [`account_memory`].
     pub(crate) counted: AtomicU64,
@@ -215,6 +218,7 @@ impl Default for ClientInfo {
             argv_mem: AtomicU64::new(0),
             table_overhead: AtomicU64::new(0),
             pushes_unwritten: AtomicU64::new(0),
+            pushes_queued: AtomicU64::new(0),
             counted: AtomicU64::new(0),
             dying: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
@@ -278,6 +282,21 @@ impl ClientInfo {
         .iter()
         .map(|figure| figure.load(Ordering::Relaxed))
         .fold(0, u64::saturating_add)
+    }
+
+    /// The replies waiting to be written, as the connection last published them.
+    pub(crate) fn pending_out_bytes(&self) -> u64 {
+        self.pending_out.load(Ordering::Relaxed)
+    }
+
+    /// The connection took `bytes` of pushes from its queue.
+    pub(crate) fn pushes_taken(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let _ = self
+            .pushes_queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
     }
 
     /// Takes the unblock request, if one came.
