@@ -191,10 +191,12 @@ pub(crate) async fn serve<S: Stream>(
 
 /// The read-execute-write loop. Returns why the connection ended.
 async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) -> String {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // No query buffer until the client first sends (the read allocates it), as Redis creates
+    // a client's query buffer empty: a connection that never sends costs no 16 KiB.
+    let mut input = BytesMut::new();
     // The query buffer's allocation, as CLIENT LIST reports it (`qbuf` + `qbuf-free`, Redis's
     // `sdsalloc`): `input.capacity()` counts only from the first unread byte.
-    let mut buffer_size = READ_CHUNK;
+    let mut buffer_size: usize = 0;
     let mut decoder = RequestDecoder::new(limits(server, client));
     let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);

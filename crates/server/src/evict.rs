@@ -117,7 +117,7 @@ pub(crate) fn figures(server: &Server) -> Figures {
         aof_buffer,
         not_counted_for_evict: retained
             .saturating_add(aof_buffer)
-            .saturating_add(server.replication.mem_clients_slaves())
+            .saturating_add(server.replication.not_counted_for_evict())
             .saturating_add(server.tracking.queued_bytes())
             .saturating_add(server.clients.dying_bytes()),
         allocator: allocator::malloc_figures(),
@@ -279,8 +279,8 @@ fn counted_memory(server: &Server) -> u64 {
 }
 
 /// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
-/// snapshot retains, the AOF's unwritten buffer, what replicas have yet to receive of the
-/// replication buffer, and tracking invalidations queued to connections (Redis writes those
+/// snapshot retains, the AOF's unwritten buffer, the replication stream's memory beyond the
+/// backlog (what replicas pin, in allocated blocks, as Redis counts its shared buffer), and tracking invalidations queued to connections (Redis writes those
 /// before its next command; here connections write them concurrently with it), and what
 /// clients evicted by `maxmemory-clients` hold until their connections close (Redis frees them
 /// at once). Takes the save slot, the AOF state and the replication state in turn, none under
@@ -291,7 +291,7 @@ fn not_counted(server: &Server) -> u64 {
         .retained()
         .bytes
         .saturating_add(crate::aof::buffered_bytes(server))
-        .saturating_add(server.replication.mem_clients_slaves())
+        .saturating_add(server.replication.not_counted_for_evict())
         .saturating_add(server.tracking.queued_bytes())
         .saturating_add(server.clients.dying_bytes())
 }

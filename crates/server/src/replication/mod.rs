@@ -636,6 +636,12 @@ impl Replication {
         state.replicas.iter().map(|link| link.pending(end)).sum()
     }
 
+    /// What replicas pin of the stream's memory beyond the backlog: left out of eviction
+    /// ([`backlog::Stream::beyond_backlog`]).
+    pub(crate) fn not_counted_for_evict(&self) -> u64 {
+        self.state().stream.beyond_backlog()
+    }
+
     /// `mem_replication_backlog`: the stream buffer's bytes.
     pub(crate) fn mem_backlog(&self) -> u64 {
         self.state().stream.held()
