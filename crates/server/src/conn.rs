@@ -541,17 +541,42 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             }
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
             Some(Event::Push(bytes)) => {
-                out.buf.extend_from_slice(&bytes);
-                let mut taken = bytes.len();
-                // Drain what else is queued, so a burst costs one write.
-                while let Ok(next) = client.conn.pushes.try_recv() {
-                    out.buf.extend_from_slice(&next);
-                    taken += next.len();
-                    if out.len() >= FLUSH_AT {
-                        break;
+                // Under `maxmemory`, with no replies pending, pushes go straight to the socket
+                // while it takes them whole: copied into the output buffer, a burst (the
+                // invalidations of evicted keys) would grow it, the grown buffer would count
+                // in `used_memory` and feed more eviction (Redis's "client tracking don't
+                // cause eviction feedback loop"). Otherwise a burst costs one write.
+                let mut direct = server.tunables.maxmemory.load(Ordering::Relaxed) != 0;
+                let mut written = 0;
+                let mut taken = 0;
+                let mut next = Some(bytes);
+                while let Some(bytes) = next.take() {
+                    client.handle.info.pushes_taken(bytes.len());
+                    let mut sent = 0;
+                    if direct && out.is_empty() {
+                        sent = match socket.try_write(&bytes) {
+                            Ok(n) => n,
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+                            Err(err) => return format!("write error: {err}"),
+                        };
+                        direct = sent == bytes.len();
+                    }
+                    written += sent;
+                    out.buf
+                        .extend_from_slice(bytes.get(sent..).unwrap_or_default());
+                    taken += bytes.len() - sent;
+                    if out.len() < FLUSH_AT {
+                        // Drain what else is queued.
+                        next = client.conn.pushes.try_recv().ok();
                     }
                 }
-                client.handle.info.pushes_taken(taken);
+                if written != 0 {
+                    server.tracking.taken(written);
+                    server
+                        .stats
+                        .net_output_bytes
+                        .fetch_add(written as u64, Ordering::Relaxed);
+                }
                 // Counted as queued until written (below, after the write).
                 client
                     .handle

@@ -1400,6 +1400,7 @@ fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
         ctx.client.close_after_reply = true;
     } else {
         handle.kill();
+        ctx.server.replication.remove_link_of(handle.id);
     }
 }
 

@@ -79,25 +79,24 @@ impl Stream {
     }
 
     /// The memory the stream takes beyond its backlog: what replicas pin, as Redis 7.0's
-    /// `freeMemoryGetNotCountedMemory` leaves out of eviction (the shared buffer's memory past
-    /// `repl-backlog-size` and the blocks that hold it). Counted in allocations: every block
-    /// is allocated whole ([`BLOCK_BYTES`]), the last one partly filled, and the block list's
-    /// own array grows with the blocks. O(1): this runs before every write command under
+    /// `freeMemoryGetNotCountedMemory` leaves out of eviction: the blocks' allocations (each
+    /// block is allocated whole, [`BLOCK_BYTES`], the last one partly filled, and the block
+    /// list's own array grows with them) less `repl-backlog-size` and the list entries that
+    /// many bytes take, Redis's formula. O(1): this runs before every write command under
     /// `maxmemory`.
     pub(crate) fn beyond_backlog(&self) -> u64 {
         let entry = std::mem::size_of::<(u64, Vec<u8>)>();
-        let block = BLOCK_BYTES + entry;
         let allocated = self
             .blocks
             .len()
             .saturating_mul(BLOCK_BYTES)
             .saturating_add(self.blocks.capacity().saturating_mul(entry));
-        // The backlog spans at most this many blocks (partly filled at both ends).
-        let backlog_blocks = usize::try_from(self.backlog_size)
-            .unwrap_or(usize::MAX)
-            .div_ceil(BLOCK_BYTES)
-            .saturating_add(1);
-        let counted = backlog_blocks.saturating_mul(block);
+        let backlog = usize::try_from(self.backlog_size).unwrap_or(usize::MAX);
+        let counted = backlog.saturating_add(
+            (backlog / BLOCK_BYTES)
+                .saturating_add(1)
+                .saturating_mul(entry),
+        );
         u64::try_from(allocated.saturating_sub(counted)).unwrap_or(u64::MAX)
     }
 

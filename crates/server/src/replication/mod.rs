@@ -115,6 +115,9 @@ pub(crate) struct Link {
     /// Since when its pending output has been over the soft limit, ms since the Unix epoch
     /// (0: not over it).
     soft_over_since_ms: AtomicU64,
+    /// The link task's copy buffer for the stream while it streams (0 otherwise): the
+    /// replica's output in flight, left out of eviction with the stream it copies.
+    pub(crate) stream_buffer: AtomicU64,
     /// Set once it has been dropped (output limit, timeout): the link task ends.
     pub(crate) dropped: AtomicBool,
     /// Announced `capa eof`: it can take a diskless sync.
@@ -636,10 +639,16 @@ impl Replication {
         state.replicas.iter().map(|link| link.pending(end)).sum()
     }
 
-    /// What replicas pin of the stream's memory beyond the backlog: left out of eviction
-    /// ([`backlog::Stream::beyond_backlog`]).
+    /// What replicas pin of the stream's memory beyond the backlog
+    /// ([`backlog::Stream::beyond_backlog`]) and their links' copy buffers: left out of
+    /// eviction.
     pub(crate) fn not_counted_for_evict(&self) -> u64 {
-        self.state().stream.beyond_backlog()
+        let state = self.state();
+        state
+            .replicas
+            .iter()
+            .map(|link| link.stream_buffer.load(Ordering::Relaxed))
+            .fold(state.stream.beyond_backlog(), u64::saturating_add)
     }
 
     /// `mem_replication_backlog`: the stream buffer's bytes.
@@ -665,6 +674,21 @@ impl Replication {
         let mut state = self.state();
         state.replicas.push(link);
         state.no_replicas_since = None;
+    }
+
+    /// Unregisters the replica whose connection is client `client_id`, if it is one: CLIENT
+    /// KILL frees what it pinned at once, as Redis frees a killed replica's client, rather
+    /// than when its link task next wakes.
+    pub(crate) fn remove_link_of(&self, client_id: u64) {
+        let link = self
+            .state()
+            .replicas
+            .iter()
+            .find(|link| link.handle.id == client_id)
+            .cloned();
+        if let Some(link) = link {
+            self.remove_link(&link);
+        }
     }
 
     /// Unregisters a replica (its connection ended).

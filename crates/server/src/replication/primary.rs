@@ -218,6 +218,7 @@ pub(crate) async fn serve<S: crate::listen::Stream>(
         ack_offset: AtomicU64::new(0),
         ack_unix_ms: AtomicU64::new(unix_ms()),
         soft_over_since_ms: AtomicU64::new(0),
+        stream_buffer: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: conf.capa_eof,
         dual_token: conf.dual_token.clone(),
@@ -552,6 +553,7 @@ async fn stream<S: crate::listen::Stream>(
     let timeout = repl_timeout(server);
     let (mut reader, mut writer) = tokio::io::split(&mut *socket);
     let mut buf = Vec::with_capacity(STREAM_WRITE);
+    let _counted = StreamBuffer::new(link, buf.capacity());
     // Whatever the replica sent before (its first ACK) is handled first.
     handle_input(server, link, decoder, input)?;
     loop {
@@ -611,6 +613,25 @@ async fn stream<S: crate::listen::Stream>(
             }
             () = link.handle.kill.notified() => return Err("killed".into()),
         }
+    }
+}
+
+/// Counts a link's copy buffer in [`Link::stream_buffer`] for as long as it lives.
+struct StreamBuffer<'a>(&'a Link);
+
+impl<'a> StreamBuffer<'a> {
+    fn new(link: &'a Link, capacity: usize) -> Self {
+        link.stream_buffer.store(
+            u64::try_from(capacity).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        StreamBuffer(link)
+    }
+}
+
+impl Drop for StreamBuffer<'_> {
+    fn drop(&mut self) {
+        self.0.stream_buffer.store(0, Ordering::Relaxed);
     }
 }
 
