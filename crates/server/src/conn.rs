@@ -920,17 +920,26 @@ async fn flush_now<S: Stream>(
     Ok(())
 }
 
-/// Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
-/// as Redis frees its reply list: kept until the idle shrink, it would count in `used_memory`
-/// and make eviction pay for it (the invalidations of evicted keys, written to many tracking
-/// clients, would drain the database).
+/// A reply buffer that grew is given back once written, as Redis frees its reply list as it
+/// writes it: past [`RELEASE_ALWAYS`] always (a pipeline of a million replies left 8 MB
+/// allocated to an idle client until the idle shrink: Redis's "slave buffer are counted
+/// correctly" measures it), and under `maxmemory` past the idle shrink's threshold: kept, it
+/// would count in `used_memory` and make eviction pay for it (the invalidations of evicted
+/// keys, written to many tracking clients, would drain the database). Below those, the
+/// buffer is kept for the next batch (no allocation per batch).
 fn release_written(server: &Server, out: &mut Out) {
-    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
-        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
+    let capacity = out.buf.capacity();
+    if capacity > RELEASE_ALWAYS
+        || (capacity > crate::limits::SHRINK_THRESHOLD
+            && server.tunables.maxmemory.load(Ordering::Relaxed) != 0)
     {
         out.buf = BytesMut::with_capacity(READ_CHUNK);
     }
 }
+
+/// See [`release_written`]: an allocation this large is given back once written (its cost is
+/// small beside writing that many bytes).
+const RELEASE_ALWAYS: usize = 1 << 20;
 
 /// Writes the pending replies. A client killed meanwhile (CLIENT KILL, or a subscriber over its
 /// output buffer limit that has stopped reading) stops the write instead of blocking it forever.
