@@ -168,6 +168,7 @@ fn config_get_star_matches_redis_defaults() {
         extra.iter().all(|name| name.starts_with("snapshot-")
             || *name == "worker-threads"
             || *name == "malloc-arena-max"
+            || *name == "client-output-buffer-backpressure"
             || *name == "script-memory-limit"
             || name.starts_with("repl-dual-channel")),
         "{extra:?}"
