@@ -115,9 +115,6 @@ pub(crate) struct Link {
     /// Since when its pending output has been over the soft limit, ms since the Unix epoch
     /// (0: not over it).
     soft_over_since_ms: AtomicU64,
-    /// The link task's copy buffer for the stream while it streams (0 otherwise): the
-    /// replica's output in flight, left out of eviction with the stream it copies.
-    pub(crate) stream_buffer: AtomicU64,
     /// Set once it has been dropped (output limit, timeout): the link task ends.
     pub(crate) dropped: AtomicBool,
     /// Announced `capa eof`: it can take a diskless sync.
@@ -175,6 +172,10 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Woken (notify_waiters) whenever the stream grows: link tasks wait on it.
     pub(crate) grown: tokio::sync::Notify,
+    /// The link tasks' copy buffers, for as long as the tasks hold them (a killed replica's
+    /// task may hold its buffer a moment after the link is gone): replicas' output in
+    /// flight, left out of eviction with the stream they copy.
+    pub(crate) stream_buffers: AtomicU64,
     /// Woken whenever a replica acknowledges an offset: WAIT waits on it.
     pub(crate) acked: tokio::sync::Notify,
     /// Returns true if and only if a full sync's save is running (one at a time).
@@ -207,6 +208,7 @@ impl Default for Shared {
         Shared {
             state: Mutex::new(State::default()),
             grown: tokio::sync::Notify::new(),
+            stream_buffers: AtomicU64::new(0),
             acked: tokio::sync::Notify::new(),
             sync_running: AtomicBool::new(false),
             good_replicas: AtomicU64::new(0),
@@ -643,12 +645,10 @@ impl Replication {
     /// ([`backlog::Stream::beyond_backlog`]) and their links' copy buffers: left out of
     /// eviction.
     pub(crate) fn not_counted_for_evict(&self) -> u64 {
-        let state = self.state();
-        state
-            .replicas
-            .iter()
-            .map(|link| link.stream_buffer.load(Ordering::Relaxed))
-            .fold(state.stream.beyond_backlog(), u64::saturating_add)
+        self.state()
+            .stream
+            .beyond_backlog()
+            .saturating_add(self.shared.stream_buffers.load(Ordering::Relaxed))
     }
 
     /// `mem_replication_backlog`: the stream buffer's bytes.

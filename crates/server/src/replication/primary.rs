@@ -218,7 +218,6 @@ pub(crate) async fn serve<S: crate::listen::Stream>(
         ack_offset: AtomicU64::new(0),
         ack_unix_ms: AtomicU64::new(unix_ms()),
         soft_over_since_ms: AtomicU64::new(0),
-        stream_buffer: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: conf.capa_eof,
         dual_token: conf.dual_token.clone(),
@@ -553,7 +552,7 @@ async fn stream<S: crate::listen::Stream>(
     let timeout = repl_timeout(server);
     let (mut reader, mut writer) = tokio::io::split(&mut *socket);
     let mut buf = Vec::with_capacity(STREAM_WRITE);
-    let _counted = StreamBuffer::new(link, buf.capacity());
+    let _counted = StreamBuffer::new(shared, buf.capacity());
     // Whatever the replica sent before (its first ACK) is handled first.
     handle_input(server, link, decoder, input)?;
     loop {
@@ -616,22 +615,21 @@ async fn stream<S: crate::listen::Stream>(
     }
 }
 
-/// Counts a link's copy buffer in [`Link::stream_buffer`] for as long as it lives.
-struct StreamBuffer<'a>(&'a Link);
+/// Counts a link task's copy buffer in [`super::Shared::stream_buffers`] for as long as it
+/// lives.
+struct StreamBuffer<'a>(&'a super::Shared, u64);
 
 impl<'a> StreamBuffer<'a> {
-    fn new(link: &'a Link, capacity: usize) -> Self {
-        link.stream_buffer.store(
-            u64::try_from(capacity).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        StreamBuffer(link)
+    fn new(shared: &'a super::Shared, capacity: usize) -> Self {
+        let bytes = u64::try_from(capacity).unwrap_or(u64::MAX);
+        shared.stream_buffers.fetch_add(bytes, Ordering::Relaxed);
+        StreamBuffer(shared, bytes)
     }
 }
 
 impl Drop for StreamBuffer<'_> {
     fn drop(&mut self) {
-        self.0.stream_buffer.store(0, Ordering::Relaxed);
+        self.0.stream_buffers.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 

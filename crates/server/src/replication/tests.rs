@@ -48,7 +48,6 @@ fn link_with(dual_token: Option<String>) -> Arc<Link> {
         ack_offset: AtomicU64::new(0),
         ack_unix_ms: AtomicU64::new(0),
         soft_over_since_ms: AtomicU64::new(0),
-        stream_buffer: AtomicU64::new(0),
         dropped: AtomicBool::new(false),
         capa_eof: true,
         dual_token,
