@@ -915,9 +915,23 @@ async fn flush_now<S: Stream>(
     } else {
         bytes::Buf::advance(&mut out.buf, written);
     }
-    cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::publish_pending_out(handle, pending_allocation(out));
     cmd::client::account_memory(server, handle);
     Ok(())
+}
+
+/// What the pending replies hold of memory, for the client's `omem` / `tot-mem` and so for
+/// `maxmemory-clients`: the buffer's allocation from the first unwritten byte, not only the
+/// bytes in it (as Redis counts its reply list's blocks whole). Counting the bytes alone,
+/// twenty clients that did not read held up to twice what client eviction saw, and keys were
+/// evicted for it (Redis's "eviction due to output buffers of many MGET clients, client
+/// eviction: true").
+fn pending_allocation(out: &Out) -> usize {
+    if out.is_empty() {
+        0
+    } else {
+        out.buf.capacity()
+    }
 }
 
 /// A reply buffer that grew is given back once written, as Redis frees its reply list as it
@@ -964,7 +978,7 @@ async fn write_out<S: Stream>(
             None => std::future::pending().await,
         }
     };
-    cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::publish_pending_out(handle, pending_allocation(out));
     cmd::client::account_memory(server, handle);
     let parked = cmd::client::Parked::new(&handle.info);
     tokio::select! {
