@@ -320,7 +320,9 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         {
                             return format!("write error: {err}");
                         }
-                        // PSYNC/SYNC: from here on the connection is a replica's link.
+                        // PSYNC/SYNC: from here on the connection is a replica's link, which
+                        // never takes its turn again: parked for CLIENT LIST's catch-up.
+                        let _parked = cmd::client::Parked::new(&handle.info);
                         return crate::replication::primary::serve(
                             server, socket, client, &mut input, handover,
                         )

@@ -1141,11 +1141,14 @@ impl Behind {
     }
 }
 
-/// True if the connection of `handle` may read soon: not killed, parked or blocked.
+/// True if the connection of `handle` may read a client's commands soon: not killed, parked
+/// or blocked, and not a replication link (a replica's connection streams from PSYNC on, and
+/// never goes back to its turn; a master link reads the stream).
 fn ready(handle: &ClientHandle) -> bool {
     !handle.killed.load(Ordering::Acquire)
         && !handle.info.parked.load(Ordering::Acquire)
         && handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0
+        && !is_replication_link(handle)
 }
 
 /// Lets every other connection that is running commands, or whose socket holds bytes its
