@@ -1442,4 +1442,79 @@ mod tests {
         assert!(!pause.holds_writes());
         assert!(!pause.maybe_active());
     }
+
+    fn handle_on(fd: i32) -> std::sync::Arc<crate::server::ClientHandle> {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
+        std::sync::Arc::new(crate::server::ClientHandle {
+            id: 1,
+            addr: addr.into(),
+            local_addr: addr.into(),
+            created: Instant::now(),
+            last_interaction_ms: Default::default(),
+            name: Default::default(),
+            db: Default::default(),
+            resp: Default::default(),
+            last_command: Default::default(),
+            killed: Default::default(),
+            kill: Default::default(),
+            fd,
+            info: Default::default(),
+            push,
+            awaiting_seq: Default::default(),
+            user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
+        })
+    }
+
+    /// CLIENT LIST's catch-up waits for a connection with unread bytes until a turn begun
+    /// after the wait has ended (two more counts from a waiting one, three from a busy one,
+    /// whose read may have come before the bytes); one waiting with nothing unread is caught
+    /// up at once; parked connections and replication links are never waited for.
+    #[test]
+    fn catch_up_waits_for_the_turn_that_takes_the_unread_bytes() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::Ordering;
+        let (mut client, server_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        client.write_all(b"PING\r\n").unwrap();
+        let handle = handle_on(server_end.as_raw_fd());
+        let turns = &handle.info.turns;
+        for (start, done_at) in [(1, 3), (2, 5)] {
+            turns.store(start, Ordering::Relaxed);
+            let behind = super::Behind {
+                handle: std::sync::Arc::clone(&handle),
+                start,
+            };
+            for turn in start..done_at {
+                turns.store(turn, Ordering::Relaxed);
+                assert!(!behind.caught_up(), "start {start}, turn {turn}");
+            }
+            turns.store(done_at, Ordering::Relaxed);
+            assert!(behind.caught_up(), "start {start}, turn {done_at}");
+            // Parked, or a replication link: not waited for.
+            turns.store(start + 1, Ordering::Relaxed);
+            let parked = super::Parked::new(&handle.info);
+            assert!(behind.caught_up());
+            drop(parked);
+            handle
+                .info
+                .flags
+                .fetch_or(super::FLAG_REPLICA, Ordering::Relaxed);
+            assert!(behind.caught_up());
+            handle
+                .info
+                .flags
+                .fetch_and(!super::FLAG_REPLICA, Ordering::Relaxed);
+            assert!(!behind.caught_up());
+        }
+        // Waiting with nothing unread: caught up at once.
+        let (_client, idle_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let idle = handle_on(idle_end.as_raw_fd());
+        idle.info.turns.store(7, Ordering::Relaxed);
+        let behind = super::Behind {
+            handle: idle,
+            start: 7,
+        };
+        assert!(behind.caught_up());
+    }
 }
