@@ -7,6 +7,11 @@
 # group is created at the start, and XREADGROUP reads the entries back one per call as new
 # deliveries (`XREADGROUP GROUP g c COUNT 1 STREAMS bench:stream >`, each adding a pending
 # entry). Both commands therefore work on one key, as producers and consumers of one queue do.
+# Then XRANGE reads the stream's first 10 entries (`XRANGE bench:stream - + COUNT 10`), and XACK
+# acknowledges random ids of a second stream, `bench:acks`, filled first with entries 1..REQUESTS
+# (explicit ids) and read whole by the group, so every id is pending until acked
+# (`XACK bench:acks g __rand_int__` with -r REQUESTS: about 63% of the calls find their id
+# pending, the rest find it acked already).
 #
 #   benches/stream_compare.sh [ROUNDS] [REQUESTS]
 #   BIN=path/to/forkless-server benches/stream_compare.sh ...   (skips the build)
@@ -30,17 +35,38 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
   --daemonize no >"$work/redis.log" 2>&1 &
+redis_pid=$!
 fl_port=$(free_port)
 "$BIN" --port "$fl_port" --save '' --dir "$work" >"$work/forkless.log" 2>&1 &
+fl_pid=$!
 for port in "$redis_port" "$fl_port"; do
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
+# The server's CPU time so far (user + system, all threads), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tick_hz=$(getconf CLK_TCK)
+# Prints "requests per second,requests per CPU-second of the server": the second counts only
+# the server's own CPU time, so it moves less than the first when others load the machine.
 rps() { # port pipeline command...
   local port=$1 pipeline=$2; shift 2
-  redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" --csv "$@" \
-    | tail -1 | cut -d, -f2 | tr -d '"'
+  local pid=$redis_pid
+  [ "$port" = "$redis_port" ] || pid=$fl_pid
+  local before after rate
+  before=$(cpu_ticks "$pid")
+  rate=$(redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r "$REQUESTS" --csv "$@" \
+    | tail -1 | cut -d, -f2 | tr -d '"')
+  after=$(cpu_ticks "$pid")
+  echo "$rate,$(python3 -c "print(round($REQUESTS * $tick_hz / max($after - $before, 1)))")"
 }
+# XADD bench:acks i f v for i in 1..REQUESTS, as RESP for redis-cli --pipe.
+python3 - "$REQUESTS" >"$work/acks.resp" <<'PY'
+import sys
+out = sys.stdout
+for i in range(1, int(sys.argv[1]) + 1):
+    n = str(i)
+    out.write(f"*5\r\n$4\r\nXADD\r\n$10\r\nbench:acks\r\n${len(n)}\r\n{n}\r\n$1\r\nf\r\n$1\r\nv\r\n")
+PY
 results="$work/results.csv"
 for round in $(seq "$ROUNDS"); do
   for pipeline in 1 16; do
@@ -53,6 +79,12 @@ for round in $(seq "$ROUNDS"); do
       echo "$server,$pipeline,xreadgroup,$(rps "$port" "$pipeline" xreadgroup group g c count 1 streams bench:stream '>')" >>"$results"
       left=$(redis-cli -p "$port" xinfo groups bench:stream | sed -n '/^lag$/{n;p}')
       [ "$left" = 0 ] || echo "warning: $server left lag=$left entries unread" >&2
+      echo "$server,$pipeline,xrange,$(rps "$port" "$pipeline" xrange bench:stream - + count 10)" >>"$results"
+      redis-cli -p "$port" del bench:acks >/dev/null
+      redis-cli -p "$port" --pipe <"$work/acks.resp" >/dev/null
+      redis-cli -p "$port" xgroup create bench:acks g 0 >/dev/null
+      redis-cli -p "$port" xreadgroup group g c streams bench:acks '>' >/dev/null
+      echo "$server,$pipeline,xack,$(rps "$port" "$pipeline" xack bench:acks g __rand_int__)" >>"$results"
     done
   done
   echo "round $round/$ROUNDS done" >&2
@@ -60,15 +92,18 @@ done
 python3 - "$results" "$ROUNDS" "$REQUESTS" "$CLIENTS" <<'PY'
 import csv, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
-med = {}
-for server, pipeline, test, value in rows:
+med, cpu = {}, {}
+for server, pipeline, test, value, per_cpu in rows:
     med.setdefault((test, pipeline, server), []).append(float(value))
+    cpu.setdefault((test, pipeline, server), []).append(float(per_cpu))
 print(f"medians of {sys.argv[2]} alternating rounds, -n {sys.argv[3]} -c {sys.argv[4]}")
-print("| test | -P | redis rps | forkless rps | forkless/redis |")
-print("| --- | --- | --- | --- | --- |")
-for test in ("xadd", "xreadgroup"):
+print("rps: requests per second; per CPU-s: requests per second of the server's own CPU time")
+print("| test | -P | redis rps | forkless rps | forkless/redis | redis per CPU-s | forkless per CPU-s | forkless/redis per CPU-s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for test in ("xadd", "xreadgroup", "xrange", "xack"):
     for pipeline in ("1", "16"):
-        r = statistics.median(med[(test, pipeline, "redis")])
-        f = statistics.median(med[(test, pipeline, "forkless")])
-        print(f"| {test} | {pipeline} | {r:,.0f} | {f:,.0f} | {f / r:.2f} |")
+        key_r, key_f = (test, pipeline, "redis"), (test, pipeline, "forkless")
+        r, f = statistics.median(med[key_r]), statistics.median(med[key_f])
+        rc, fc = statistics.median(cpu[key_r]), statistics.median(cpu[key_f])
+        print(f"| {test} | {pipeline} | {r:,.0f} | {f:,.0f} | {f / r:.2f} | {rc:,.0f} | {fc:,.0f} | {fc / rc:.2f} |")
 PY

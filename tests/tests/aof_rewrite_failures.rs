@@ -483,3 +483,55 @@ fn a_rewrite_whose_fork_fails_answers_redis_error_and_loses_nothing() {
     wait_rewrite_ended(&mut conn);
     assert_eq!(manifest(&dir).as_deref(), Some(listing(2, 3..=3).as_str()));
 }
+
+/// `CONFIG SET appendonly yes` whose rewrite cannot start (fork() fails, fork mode) answers
+/// Redis's "Unable to turn on AOF" and leaves `appendonly` as it was, as Redis's CONFIG SET
+/// restores its values when an apply function fails; once the fork works it switches on.
+#[test]
+fn switching_the_aof_on_when_its_rewrite_cannot_start_answers_redis_error() {
+    let dir = TestDir::new("aof-on-fork-fails");
+    let args = [
+        "--appendonly",
+        "no",
+        "--save",
+        "",
+        "--snapshot-mode",
+        "fork",
+    ];
+    let server = TestServer::start_in(
+        BIN,
+        &dir.0,
+        &args,
+        &[("FORKLESS_FAULT_INJECT", "fork_errno=12")],
+    );
+    let mut conn = server.client();
+    run(&mut conn, &["SET", "a", "1"]);
+    let err = redis::cmd("CONFIG")
+        .arg(&["SET", "appendonly", "yes"])
+        .query::<String>(&mut conn)
+        .expect_err("the rewrite cannot fork");
+    assert!(
+        err.to_string().contains(
+            "CONFIG SET failed (possibly related to argument 'appendonly') - Unable to turn on \
+             AOF. Check server logs."
+        ),
+        "{err}"
+    );
+    let appendonly: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "appendonly"])
+        .query(&mut conn)
+        .expect("CONFIG GET");
+    assert_eq!(appendonly, ["appendonly", "no"]);
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "0");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "0");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_scheduled"), "0");
+    drop(conn);
+    assert_eq!(server.terminate().code(), Some(0));
+
+    let server = TestServer::start_in(BIN, &dir.0, &args, &[]);
+    let mut conn = server.client();
+    run(&mut conn, &["SET", "a", "1"]);
+    run(&mut conn, &["CONFIG", "SET", "appendonly", "yes"]);
+    wait_rewrite_ended(&mut conn);
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
+}

@@ -615,6 +615,46 @@ fn busy_script_is_reported_and_killed(args: &[&str]) {
     );
 }
 
+/// A command waiting for a transaction's exclusive hold of the gate, when a script takes the
+/// gate as the transaction lets go (here the script is pipelined after the EXEC, so the same
+/// thread takes the gate again at once), is answered -BUSY once the script is busy, not kept
+/// waiting for the whole script: the script runs until SCRIPT KILL.
+#[test]
+fn a_command_waiting_behind_a_transaction_is_answered_while_a_script_runs() {
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--busy-reply-threshold",
+            "50",
+            "--enable-debug-command",
+            "yes",
+        ],
+    );
+    let mut tx = server.raw();
+    let mut waiter = server.raw();
+    let mut killer = server.raw();
+    assert_eq!(cmd(&mut tx, "MULTI"), "+OK\r\n");
+    assert_eq!(cmd(&mut tx, "DEBUG SLEEP 0.3"), "+QUEUED\r\n");
+    tx.send(b"*1\r\n$4\r\nEXEC\r\n*3\r\n$4\r\nEVAL\r\n$39\r\nlocal i = 0 while true do i = i + 1 end\r\n$1\r\n0\r\n");
+    // Nothing can be asked while EXEC holds the gate (every command waits for it), so that
+    // PING arrives during the sleep is only made likely by a pause; arriving earlier it is
+    // answered PONG, which the test accepts too.
+    std::thread::sleep(Duration::from_millis(50));
+    let reply = cmd(&mut waiter, "PING");
+    assert!(
+        reply == "+PONG\r\n" || reply.starts_with("-BUSY"),
+        "{reply}"
+    );
+    wait_busy(&mut killer);
+    assert_eq!(cmd(&mut killer, "SCRIPT KILL"), "+OK\r\n");
+    assert_eq!(tx.read_reply(), b"*1\r\n+OK\r\n");
+    assert!(
+        String::from_utf8(tx.read_reply())
+            .unwrap()
+            .contains("Script killed")
+    );
+}
+
 #[test]
 fn a_script_that_wrote_is_unkillable_and_ends_with_shutdown_nosave() {
     let mut server = TestServer::start(BIN, &["--busy-reply-threshold", "50"]);

@@ -9,33 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use forkless_tests::{RawConn, TestServer, wait_until};
+use forkless_tests::resp::{cmd, reply, send, wait_blocked};
+use forkless_tests::{TestServer, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forkless-server");
-
-fn call(conn: &mut RawConn, line: &str) -> String {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    String::from_utf8(conn.call(&args)).unwrap()
-}
-
-fn send(conn: &mut RawConn, line: &str) {
-    let args: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-    conn.send_command(&args);
-}
-
-fn reply(conn: &mut RawConn) -> String {
-    String::from_utf8(conn.read_reply()).unwrap()
-}
-
-/// Waits until the server reports `n` blocked clients.
-fn wait_blocked(admin: &mut RawConn, n: usize) {
-    let needle = format!("blocked_clients:{n}\r\n");
-    assert!(
-        wait_until(Duration::from_secs(10), || call(admin, "INFO clients")
-            .contains(&needle)),
-        "never saw {n} blocked clients"
-    );
-}
 
 /// The id in a bulk-string reply.
 fn bulk_id(reply: &str) -> (u64, u64) {
@@ -54,25 +31,25 @@ fn generated_ids_increase_and_use_the_clock() {
         .as_millis() as u64;
     let mut last = (0, 0);
     for _ in 0..50 {
-        let id = bulk_id(&call(&mut conn, "XADD s * f v"));
+        let id = bulk_id(&cmd(&mut conn, "XADD s * f v"));
         assert!(id > last, "{id:?} after {last:?}");
         assert!(id.0 >= before);
         last = id;
     }
     // An id far in the future makes `*` continue its sequence.
     assert_eq!(
-        call(&mut conn, "XADD s 99999999999999-5 f v"),
+        cmd(&mut conn, "XADD s 99999999999999-5 f v"),
         "$16\r\n99999999999999-5\r\n"
     );
     assert_eq!(
-        bulk_id(&call(&mut conn, "XADD s * f v")),
+        bulk_id(&cmd(&mut conn, "XADD s * f v")),
         (99_999_999_999_999, 6)
     );
     assert_eq!(
-        bulk_id(&call(&mut conn, "XADD s 99999999999999-* f v")),
+        bulk_id(&cmd(&mut conn, "XADD s 99999999999999-* f v")),
         (99_999_999_999_999, 7)
     );
-    assert_eq!(call(&mut conn, "XLEN s"), ":53\r\n");
+    assert_eq!(cmd(&mut conn, "XLEN s"), ":53\r\n");
 }
 
 #[test]
@@ -80,12 +57,12 @@ fn xread_block_waits_for_entries_after_dollar() {
     let server = TestServer::start(BIN, &[]);
     let mut admin = server.raw();
     let mut reader = server.raw();
-    assert_eq!(call(&mut admin, "XADD s 1-0 old 1"), "$3\r\n1-0\r\n");
+    assert_eq!(cmd(&mut admin, "XADD s 1-0 old 1"), "$3\r\n1-0\r\n");
     send(&mut reader, "XREAD BLOCK 0 STREAMS s $");
     wait_blocked(&mut admin, 1);
     // A write to another key does not serve it; the entry added after it blocked does, alone.
-    call(&mut admin, "XADD other 1-0 f v");
-    assert_eq!(call(&mut admin, "XADD s 2-0 new 2"), "$3\r\n2-0\r\n");
+    cmd(&mut admin, "XADD other 1-0 f v");
+    assert_eq!(cmd(&mut admin, "XADD s 2-0 new 2"), "$3\r\n2-0\r\n");
     assert_eq!(
         reply(&mut reader),
         "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n2-0\r\n*2\r\n$3\r\nnew\r\n$1\r\n2\r\n"
@@ -94,7 +71,7 @@ fn xread_block_waits_for_entries_after_dollar() {
     // A missing key blocks from 0-0, and several keys are served from whichever gets data.
     send(&mut reader, "XREAD COUNT 1 BLOCK 0 STREAMS missing s $ $");
     wait_blocked(&mut admin, 1);
-    call(&mut admin, "XADD missing 5-0 a 1");
+    cmd(&mut admin, "XADD missing 5-0 a 1");
     assert_eq!(
         reply(&mut reader),
         "*1\r\n*2\r\n$7\r\nmissing\r\n*1\r\n*2\r\n$3\r\n5-0\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n"
@@ -106,24 +83,24 @@ fn xread_block_times_out_with_a_null_array() {
     let server = TestServer::start(BIN, &[]);
     let mut conn = server.raw();
     let started = Instant::now();
-    assert_eq!(call(&mut conn, "XREAD BLOCK 150 STREAMS s $"), "*-1\r\n");
+    assert_eq!(cmd(&mut conn, "XREAD BLOCK 150 STREAMS s $"), "*-1\r\n");
     assert!(started.elapsed() >= Duration::from_millis(150));
     // Inside EXEC it never blocks.
-    assert_eq!(call(&mut conn, "MULTI"), "+OK\r\n");
-    assert_eq!(call(&mut conn, "XREAD BLOCK 0 STREAMS s $"), "+QUEUED\r\n");
-    assert_eq!(call(&mut conn, "EXEC"), "*1\r\n*-1\r\n");
+    assert_eq!(cmd(&mut conn, "MULTI"), "+OK\r\n");
+    assert_eq!(cmd(&mut conn, "XREAD BLOCK 0 STREAMS s $"), "+QUEUED\r\n");
+    assert_eq!(cmd(&mut conn, "EXEC"), "*1\r\n*-1\r\n");
     // Without BLOCK nothing to read is a null array at once.
-    assert_eq!(call(&mut conn, "XREAD STREAMS s 0"), "*-1\r\n");
+    assert_eq!(cmd(&mut conn, "XREAD STREAMS s 0"), "*-1\r\n");
 }
 
 #[test]
 fn xread_replies_a_map_in_resp3() {
     let server = TestServer::start(BIN, &[]);
     let mut conn = server.raw();
-    call(&mut conn, "HELLO 3");
-    call(&mut conn, "XADD s 1-0 f v");
+    cmd(&mut conn, "HELLO 3");
+    cmd(&mut conn, "XADD s 1-0 f v");
     assert_eq!(
-        call(&mut conn, "XREAD STREAMS s 0"),
+        cmd(&mut conn, "XREAD STREAMS s 0"),
         "%1\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
     );
 }
@@ -132,22 +109,22 @@ fn xread_replies_a_map_in_resp3() {
 fn streams_report_their_type_and_stay_when_emptied() {
     let server = TestServer::start(BIN, &[]);
     let mut conn = server.raw();
-    call(&mut conn, "XADD s 1-0 f v");
-    call(&mut conn, "SET str v");
-    assert_eq!(call(&mut conn, "TYPE s"), "+stream\r\n");
-    assert_eq!(call(&mut conn, "OBJECT ENCODING s"), "$6\r\nstream\r\n");
+    cmd(&mut conn, "XADD s 1-0 f v");
+    cmd(&mut conn, "SET str v");
+    assert_eq!(cmd(&mut conn, "TYPE s"), "+stream\r\n");
+    assert_eq!(cmd(&mut conn, "OBJECT ENCODING s"), "$6\r\nstream\r\n");
     assert_eq!(
-        call(&mut conn, "SCAN 0 TYPE stream"),
+        cmd(&mut conn, "SCAN 0 TYPE stream"),
         "*2\r\n$1\r\n0\r\n*1\r\n$1\r\ns\r\n"
     );
-    assert_eq!(call(&mut conn, "XDEL s 1-0"), ":1\r\n");
-    assert_eq!(call(&mut conn, "EXISTS s"), ":1\r\n");
-    assert_eq!(call(&mut conn, "XLEN s"), ":0\r\n");
+    assert_eq!(cmd(&mut conn, "XDEL s 1-0"), ":1\r\n");
+    assert_eq!(cmd(&mut conn, "EXISTS s"), ":1\r\n");
+    assert_eq!(cmd(&mut conn, "XLEN s"), ":0\r\n");
     // The last id survives the deletion: an older id is still refused.
-    assert!(call(&mut conn, "XADD s 1-0 f v").starts_with("-ERR The ID specified in XADD"));
-    assert_eq!(call(&mut conn, "DEL s"), ":1\r\n");
-    assert_eq!(call(&mut conn, "XADD s 1-0 f v"), "$3\r\n1-0\r\n");
-    assert!(call(&mut conn, "XADD str * f v").starts_with("-WRONGTYPE"));
+    assert!(cmd(&mut conn, "XADD s 1-0 f v").starts_with("-ERR The ID specified in XADD"));
+    assert_eq!(cmd(&mut conn, "DEL s"), ":1\r\n");
+    assert_eq!(cmd(&mut conn, "XADD s 1-0 f v"), "$3\r\n1-0\r\n");
+    assert!(cmd(&mut conn, "XADD str * f v").starts_with("-WRONGTYPE"));
 }
 
 #[test]
@@ -155,21 +132,21 @@ fn xreadgroup_block_is_served_by_new_entries_and_records_them_pending() {
     let server = TestServer::start(BIN, &[]);
     let mut admin = server.raw();
     let mut reader = server.raw();
-    assert_eq!(call(&mut admin, "XGROUP CREATE s g $ MKSTREAM"), "+OK\r\n");
+    assert_eq!(cmd(&mut admin, "XGROUP CREATE s g $ MKSTREAM"), "+OK\r\n");
     send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
     wait_blocked(&mut admin, 1);
-    call(&mut admin, "XADD s 1-0 f v");
+    cmd(&mut admin, "XADD s 1-0 f v");
     assert_eq!(
         reply(&mut reader),
         "*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
     );
     assert_eq!(
-        call(&mut admin, "XPENDING s g"),
+        cmd(&mut admin, "XPENDING s g"),
         "*4\r\n:1\r\n$3\r\n1-0\r\n$3\r\n1-0\r\n*1\r\n*2\r\n$5\r\nalice\r\n$1\r\n1\r\n"
     );
     // Timing out is a null array.
     assert_eq!(
-        call(
+        cmd(
             &mut reader,
             "XREADGROUP GROUP g alice BLOCK 100 STREAMS s >"
         ),
@@ -184,18 +161,18 @@ fn xreadgroup_block_ends_with_an_error_when_the_stream_or_group_goes() {
     let server = TestServer::start(BIN, &[]);
     let mut admin = server.raw();
     let mut reader = server.raw();
-    call(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
+    cmd(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
     send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
     wait_blocked(&mut admin, 1);
-    assert_eq!(call(&mut admin, "DEL s"), ":1\r\n");
+    assert_eq!(cmd(&mut admin, "DEL s"), ":1\r\n");
     assert_eq!(
         reply(&mut reader),
         "-UNBLOCKED the stream key no longer exists\r\n"
     );
-    call(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
+    cmd(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
     send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
     wait_blocked(&mut admin, 1);
-    assert_eq!(call(&mut admin, "XGROUP DESTROY s g"), ":1\r\n");
+    assert_eq!(cmd(&mut admin, "XGROUP DESTROY s g"), ":1\r\n");
     assert_eq!(
         reply(&mut reader),
         "-NOGROUP the consumer group this client was blocked on no longer exists\r\n"
@@ -208,21 +185,21 @@ fn lag_and_entries_read_follow_redis_7_0() {
     let server = TestServer::start(BIN, &[]);
     let mut conn = server.raw();
     for i in 1..=5 {
-        call(&mut conn, &format!("XADD s {i}-0 f v"));
+        cmd(&mut conn, &format!("XADD s {i}-0 f v"));
     }
-    call(&mut conn, "XGROUP CREATE s g 0");
-    call(&mut conn, "XREADGROUP GROUP g c COUNT 2 STREAMS s >");
-    let groups = call(&mut conn, "XINFO GROUPS s");
+    cmd(&mut conn, "XGROUP CREATE s g 0");
+    cmd(&mut conn, "XREADGROUP GROUP g c COUNT 2 STREAMS s >");
+    let groups = cmd(&mut conn, "XINFO GROUPS s");
     assert!(
         groups.ends_with("$12\r\nentries-read\r\n:2\r\n$3\r\nlag\r\n:3\r\n"),
         "{groups}"
     );
     // A deletion after the group's position makes the lag unknown until it is passed.
-    call(&mut conn, "XDEL s 4-0");
-    let groups = call(&mut conn, "XINFO GROUPS s");
+    cmd(&mut conn, "XDEL s 4-0");
+    let groups = cmd(&mut conn, "XINFO GROUPS s");
     assert!(groups.ends_with("$3\r\nlag\r\n$-1\r\n"), "{groups}");
-    call(&mut conn, "XREADGROUP GROUP g c STREAMS s >");
-    let groups = call(&mut conn, "XINFO GROUPS s");
+    cmd(&mut conn, "XREADGROUP GROUP g c STREAMS s >");
+    let groups = cmd(&mut conn, "XINFO GROUPS s");
     assert!(
         groups.ends_with("$12\r\nentries-read\r\n:5\r\n$3\r\nlag\r\n:0\r\n"),
         "{groups}"
@@ -234,25 +211,25 @@ fn stream_node_max_entries_shapes_approximate_trims() {
     let server = TestServer::start(BIN, &[]);
     let mut conn = server.raw();
     assert_eq!(
-        call(&mut conn, "CONFIG SET stream-node-max-entries 1"),
+        cmd(&mut conn, "CONFIG SET stream-node-max-entries 1"),
         "+OK\r\n"
     );
     for i in 1..=102 {
-        call(&mut conn, &format!("XADD s {i}-0 f v"));
+        cmd(&mut conn, &format!("XADD s {i}-0 f v"));
     }
     // One entry per node; `~` removes at most 100 nodes' worth (100 x 1) without LIMIT.
-    assert_eq!(call(&mut conn, "XTRIM s MAXLEN ~ 1"), ":100\r\n");
-    assert_eq!(call(&mut conn, "XLEN s"), ":2\r\n");
+    assert_eq!(cmd(&mut conn, "XTRIM s MAXLEN ~ 1"), ":100\r\n");
+    assert_eq!(cmd(&mut conn, "XLEN s"), ":2\r\n");
     assert_eq!(
-        call(&mut conn, "CONFIG SET stream-node-max-entries 10"),
+        cmd(&mut conn, "CONFIG SET stream-node-max-entries 10"),
         "+OK\r\n"
     );
-    call(&mut conn, "DEL s");
+    cmd(&mut conn, "DEL s");
     for i in 1..=100 {
-        call(&mut conn, &format!("XADD s {i}-0 f v"));
+        cmd(&mut conn, &format!("XADD s {i}-0 f v"));
     }
-    call(&mut conn, "XADD s MAXLEN ~ 55 LIMIT 30 101-0 f v");
-    assert_eq!(call(&mut conn, "XLEN s"), ":71\r\n");
+    cmd(&mut conn, "XADD s MAXLEN ~ 55 LIMIT 30 101-0 f v");
+    assert_eq!(cmd(&mut conn, "XLEN s"), ":71\r\n");
 }
 
 /// FLUSHALL wakes a client blocked in XREADGROUP with Redis's error, as `signalFlushedDb` does,
@@ -262,10 +239,10 @@ fn flushall_ends_a_blocked_xreadgroup() {
     let server = TestServer::start(BIN, &[]);
     let mut admin = server.raw();
     let mut reader = server.raw();
-    call(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
+    cmd(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
     send(&mut reader, "XREADGROUP GROUP g alice BLOCK 0 STREAMS s >");
     wait_blocked(&mut admin, 1);
-    assert_eq!(call(&mut admin, "FLUSHALL"), "+OK\r\n");
+    assert_eq!(cmd(&mut admin, "FLUSHALL"), "+OK\r\n");
     assert_eq!(
         reply(&mut reader),
         "-UNBLOCKED the stream key no longer exists\r\n"
@@ -284,41 +261,41 @@ fn streams_survive_save_and_restart_in_both_snapshot_modes() {
             let server = TestServer::start_in(BIN, &dir, &args, &[]);
             let mut conn = server.raw();
             for i in 1..=350 {
-                call(&mut conn, &format!("XADD s {i}-1 a {i} b text{i}"));
+                cmd(&mut conn, &format!("XADD s {i}-1 a {i} b text{i}"));
             }
-            call(&mut conn, "XADD s 351-0 other 1");
-            call(&mut conn, "XDEL s 5-1 200-1");
-            call(&mut conn, "XGROUP CREATE s g 0");
-            call(&mut conn, "XREADGROUP GROUP g alice COUNT 3 STREAMS s >");
-            call(&mut conn, "XREADGROUP GROUP g bob COUNT 2 STREAMS s >");
-            call(&mut conn, "XACK s g 2-1");
-            call(&mut conn, "XGROUP CREATE s g2 $");
-            call(&mut conn, "XGROUP CREATECONSUMER s g2 carol");
-            call(&mut conn, "XGROUP CREATE empty g 0 MKSTREAM");
-            let full = call(&mut conn, "XINFO STREAM s FULL COUNT 0");
-            let empty = call(&mut conn, "XINFO STREAM empty FULL");
-            let reply = call(&mut conn, save);
+            cmd(&mut conn, "XADD s 351-0 other 1");
+            cmd(&mut conn, "XDEL s 5-1 200-1");
+            cmd(&mut conn, "XGROUP CREATE s g 0");
+            cmd(&mut conn, "XREADGROUP GROUP g alice COUNT 3 STREAMS s >");
+            cmd(&mut conn, "XREADGROUP GROUP g bob COUNT 2 STREAMS s >");
+            cmd(&mut conn, "XACK s g 2-1");
+            cmd(&mut conn, "XGROUP CREATE s g2 $");
+            cmd(&mut conn, "XGROUP CREATECONSUMER s g2 carol");
+            cmd(&mut conn, "XGROUP CREATE empty g 0 MKSTREAM");
+            let full = cmd(&mut conn, "XINFO STREAM s FULL COUNT 0");
+            let empty = cmd(&mut conn, "XINFO STREAM empty FULL");
+            let reply = cmd(&mut conn, save);
             assert!(reply.starts_with('+'), "{save}: {reply}");
             if save == "BGSAVE" {
                 assert!(
                     wait_until(Duration::from_secs(20), || {
-                        call(&mut conn, "INFO persistence").contains("rdb_bgsave_in_progress:0\r\n")
+                        cmd(&mut conn, "INFO persistence").contains("rdb_bgsave_in_progress:0\r\n")
                     }),
                     "BGSAVE never finished"
                 );
-                assert!(call(&mut conn, "INFO persistence").contains("rdb_last_bgsave_status:ok"));
+                assert!(cmd(&mut conn, "INFO persistence").contains("rdb_last_bgsave_status:ok"));
             }
             (full, empty)
         };
         let server = TestServer::start_in(BIN, &dir, &args, &[]);
         let mut conn = server.raw();
         assert_eq!(
-            call(&mut conn, "XINFO STREAM s FULL COUNT 0"),
+            cmd(&mut conn, "XINFO STREAM s FULL COUNT 0"),
             before.0,
             "{save} {mode}"
         );
-        assert_eq!(call(&mut conn, "XINFO STREAM empty FULL"), before.1);
-        assert_eq!(call(&mut conn, "XLEN s"), ":349\r\n");
+        assert_eq!(cmd(&mut conn, "XINFO STREAM empty FULL"), before.1);
+        assert_eq!(cmd(&mut conn, "XLEN s"), ":349\r\n");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -330,8 +307,8 @@ fn stream_commands_publish_redis_event_names() {
     let server = TestServer::start(BIN, &[]);
     let mut admin = server.raw();
     let mut sub = server.raw();
-    call(&mut admin, "CONFIG SET notify-keyspace-events Et");
-    call(&mut sub, "PSUBSCRIBE __keyevent@0__:*");
+    cmd(&mut admin, "CONFIG SET notify-keyspace-events Et");
+    cmd(&mut sub, "PSUBSCRIBE __keyevent@0__:*");
     for line in [
         "XADD s 1-0 a 1",
         "XADD s MAXLEN 1 2-0 a 1",
@@ -347,9 +324,9 @@ fn stream_commands_publish_redis_event_names() {
         "XSETID s 5-0",
         "XGROUP CREATE m g 0 MKSTREAM",
     ] {
-        call(&mut admin, line);
+        cmd(&mut admin, line);
     }
-    call(&mut admin, "PUBLISH __keyevent@0__:end x");
+    cmd(&mut admin, "PUBLISH __keyevent@0__:end x");
     let mut events = Vec::new();
     loop {
         let message = reply(&mut sub);
@@ -391,10 +368,10 @@ fn stream_commands_publish_redis_event_names() {
 fn stream_digest_matches_redis() {
     let server = TestServer::start(BIN, &["--enable-debug-command", "yes"]);
     let mut conn = server.raw();
-    call(&mut conn, "XADD s 1-1 a 1 b hello");
-    call(&mut conn, "XADD s 2-0 c 3");
+    cmd(&mut conn, "XADD s 1-1 a 1 b hello");
+    cmd(&mut conn, "XADD s 2-0 c 3");
     assert_eq!(
-        call(&mut conn, "DEBUG DIGEST-VALUE s"),
+        cmd(&mut conn, "DEBUG DIGEST-VALUE s"),
         "*1\r\n+74c8919b07474cb3ca6f3234c3c8ec1774a18e41\r\n"
     );
 }

@@ -15,14 +15,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use forkless_storage::{EvictionRank, N_SHARDS};
-use rand::Rng;
+use forkless_storage::EvictionRank;
 
 use crate::allocator;
 use crate::cmd::meta::{Flags, Gate};
 use crate::cmd::{Client, Command};
 use crate::config::MaxmemoryPolicy;
+use crate::evict_pool::{Candidate, Pool};
 use crate::server::Server;
 
 /// `used_memory_peak`: the highest `used_memory` sampled.
@@ -280,16 +279,17 @@ fn counted_memory(server: &Server) -> u64 {
 
 /// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
 /// snapshot retains, the AOF's unwritten buffer, the replication stream's memory beyond the
-/// backlog (what replicas pin, in allocated blocks, as Redis counts its shared buffer), and tracking invalidations queued to connections (Redis writes those
+/// backlog (what replicas pin, in allocated blocks, as Redis counts its shared buffer) and the
+/// link tasks' copy buffers, tracking invalidations queued to connections (Redis writes those
 /// before its next command; here connections write them concurrently with it), and what
 /// clients evicted by `maxmemory-clients` hold until their connections close (Redis frees them
 /// at once). Takes the save slot, the AOF state and the replication state in turn, none under
-/// a shard lock.
+/// a shard lock, and each only while there is something to count (a cut outstanding, a writer
+/// attached, replicas): otherwise a relaxed load each, so commands over the limit share no lock.
 fn not_counted(server: &Server) -> u64 {
     server
         .keyspace
-        .retained()
-        .bytes
+        .retained_bytes()
         .saturating_add(crate::aof::buffered_bytes(server))
         .saturating_add(server.replication.not_counted_for_evict())
         .saturating_add(server.tracking.queued_bytes())
@@ -302,8 +302,9 @@ fn not_counted(server: &Server) -> u64 {
 /// only if the server is over the limit and nothing could be evicted (or the policy is
 /// `noeviction`): the caller refuses the command if it is one that needs memory.
 ///
-/// No global stop: each eviction samples a few shards of each database under their read
-/// locks, and removes the best candidate under its own shard's write lock, through a write
+/// No global stop: each eviction adds a sample of each database (one shard's, under its read
+/// lock) to this thread's eviction pool (`evict_pool.rs`), and removes the pool's best
+/// candidate under its own shard's write lock, through a write
 /// guard like a DEL, so WATCH, the retain hook of a running snapshot, the effect stream and
 /// keyspace notifications see it as any deletion. The caller holds the command gate shared (or
 /// nothing that excludes it), so no eviction falls inside a transaction or a script.
@@ -336,7 +337,8 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     // to clients, the effect stream's DEL) does not make this call evict more, or invalidation
     // messages would feed the eviction of the whole dataset.
     let to_free = counted - limit;
-    let policy = policy_of_code(server.tunables.maxmemory_policy.load(Ordering::Relaxed));
+    let policy_code = server.tunables.maxmemory_policy.load(Ordering::Relaxed);
+    let policy = policy_of_code(policy_code);
     let Policy::Evict { volatile, rank } = policy else {
         return true;
     };
@@ -347,7 +349,7 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
         .tunables
         .maxmemory_eviction_tenacity
         .load(Ordering::Relaxed);
-    let deadline = time_limit(tenacity).map(|limit| Instant::now() + limit);
+    let time_limit = time_limit(tenacity);
     // A command that takes the gate itself (EXEC, a script) evicts under the gate shared; if a
     // transaction or script holds it now, this command waits for it anyway: evict next time.
     let _gate = if gate_held {
@@ -358,20 +360,31 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
             None => return false,
         }
     };
-    let mut candidates = Vec::new();
+    let choice = Choice {
+        policy: policy_code,
+        volatile,
+        rank,
+        samples,
+    };
+    // Most calls free what they must with one eviction, so the clocks are read once more only
+    // when another follows: the time limit counts from the end of the first eviction.
+    let mut now_ms = crate::server::unix_ms();
+    let mut started: Option<Instant> = None;
     let mut freed = 0u64;
-    while freed < to_free {
-        let now_ms = crate::server::unix_ms();
-        let Some(bytes) = evict_one(server, volatile, rank, samples, now_ms, &mut candidates)
-        else {
+    loop {
+        let Some(bytes) = evict_one(server, choice, now_ms) else {
             return true;
         };
         freed = freed.saturating_add(bytes);
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            break;
+        if freed >= to_free {
+            return false;
         }
+        let started = *started.get_or_insert_with(Instant::now);
+        if time_limit.is_some_and(|limit| started.elapsed() >= limit) {
+            return false;
+        }
+        now_ms = crate::server::unix_ms();
     }
-    false
 }
 
 thread_local! {
@@ -419,10 +432,8 @@ pub(crate) fn refuse_for_memory(
     }
 }
 
-/// Shards of each database one eviction samples before it falls back to a walk of every shard.
-const SHARDS_PER_ROUND: usize = 4;
 /// Sampling rounds one eviction makes before it gives up (every candidate of a round may have
-/// been removed by other clients before it got to them).
+/// been removed by other clients, or used since it was sampled, before it got to them).
 const MAX_ROUNDS: usize = 8;
 
 /// How long an eviction's random rounds skip a database it found empty. Sampling an empty
@@ -434,6 +445,9 @@ const EMPTY_DB_SKIP_MS: u64 = 100;
 thread_local! {
     /// Per database, until when (unix ms) this thread's evictions skip it as empty.
     static EMPTY_UNTIL_MS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+
+    /// This thread's eviction pool (`evict_pool.rs`), taken out while it evicts.
+    static POOL: std::cell::Cell<Pool> = const { std::cell::Cell::new(Pool::new()) };
 }
 
 fn known_empty(db_idx: usize, now_ms: u64) -> bool {
@@ -451,82 +465,95 @@ fn mark_empty(db_idx: usize, now_ms: u64) {
     });
 }
 
-/// Evicts one key: the best-ranked of a sample from every database. Returns the bytes its
-/// removal freed, or None if there was no key to evict.
-fn evict_one(
-    server: &Server,
+/// How one eviction chooses: the policy's code (the pool's ranks hold under it only), which
+/// keys, how they rank, and how many keys of each database to sample.
+#[derive(Debug, Clone, Copy)]
+struct Choice {
+    policy: u8,
     volatile: bool,
     rank: EvictionRank,
     samples: usize,
-    now_ms: u64,
-    candidates: &mut Vec<(u64, usize, Bytes)>,
-) -> Option<u64> {
-    let mut rng = rand::rng();
-    let mut sampled = Vec::new();
+}
+
+/// Evicts one key: the best candidate of this thread's pool once every database has added a
+/// sample of `maxmemory-samples` keys to it (as Redis's `performEvictions`; under a random
+/// policy one key per database, since a random rank gains nothing from a bigger sample).
+/// Returns the bytes its removal freed, or None if there was no key to evict.
+fn evict_one(server: &Server, choice: Choice, now_ms: u64) -> Option<u64> {
+    let mut pool = POOL.take();
+    let freed = evict_from_pool(server, &mut pool, choice, now_ms);
+    POOL.set(pool);
+    freed
+}
+
+fn evict_from_pool(server: &Server, pool: &mut Pool, choice: Choice, now_ms: u64) -> Option<u64> {
+    let Choice {
+        policy,
+        volatile,
+        rank,
+        samples,
+    } = choice;
+    pool.use_policy(policy);
+    let per_db = if rank == EvictionRank::Random {
+        1
+    } else {
+        samples
+    };
     // Random shards first; a round that finds no key at all walks to each database's first
     // non-empty shard (a sparse dataset), and a walk that finds none means there is nothing
     // to evict. Candidates that other clients removed meanwhile only cost another round.
     let mut sparse = false;
     for _round in 0..MAX_ROUNDS {
-        candidates.clear();
+        let mut sampled = 0;
         for (db_idx, db) in server.keyspace.dbs().iter().enumerate() {
-            sampled.clear();
             if sparse {
-                if let Some(shard) = (0..N_SHARDS).find(|&idx| db.shard_has_keys(idx, volatile)) {
-                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
-                }
-            } else {
-                if known_empty(db_idx, now_ms) {
-                    continue;
-                }
-                for _ in 0..SHARDS_PER_ROUND {
-                    let shard = rng.random_range(0..N_SHARDS);
-                    db.eviction_candidates(shard, volatile, rank, samples, now_ms, &mut sampled);
-                }
-                if sampled.is_empty() && db.is_empty() {
+                sampled += pool.populate_sparse(db_idx, db, volatile, rank, per_db, now_ms);
+            } else if !known_empty(db_idx, now_ms) {
+                let found = pool.populate(db_idx, db, volatile, rank, per_db, now_ms);
+                if found == 0 && db.is_empty() {
                     mark_empty(db_idx, now_ms);
                 }
+                sampled += found;
             }
-            candidates.extend(sampled.drain(..).map(|(score, key)| (score, db_idx, key)));
         }
-        if candidates.is_empty() {
+        while let Some(candidate) = pool.pop_best() {
+            let freed = evict_key(server, &candidate, choice, now_ms);
+            pool.recycle(candidate.key);
+            if freed.is_some() {
+                return freed;
+            }
+        }
+        if sampled == 0 {
             if sparse {
                 return None;
             }
             sparse = true;
-            continue;
-        }
-        candidates.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.0));
-        for (_, db_idx, key) in candidates.drain(..) {
-            if let Some(freed) = evict_key(server, db_idx, &key, volatile, now_ms) {
-                return Some(freed);
-            }
         }
     }
     None
 }
 
-/// Removes `key` from database `db_idx` as an eviction. Returns the bytes its removal freed
-/// (this thread's allocations before and after, plus what a running snapshot now retains of
-/// it, since that leaves the eviction's count), or None if it was not there to remove
-/// (another client may have deleted or evicted it since it was sampled).
-fn evict_key(
-    server: &Server,
-    db_idx: usize,
-    key: &[u8],
-    volatile: bool,
-    now_ms: u64,
-) -> Option<u64> {
+/// Removes a pool's candidate from its database as an eviction. Returns the bytes its removal
+/// freed (this thread's allocations before and after, plus what a running snapshot now
+/// retains of it, since that leaves the eviction's count), or None if it was spared: not
+/// there to remove (another client may have deleted or evicted it since it was sampled),
+/// without a TTL under a `volatile-*` policy, or ranked lower now than when it was sampled
+/// (used since: its place in the pool is out of date).
+fn evict_key(server: &Server, candidate: &Candidate, choice: Choice, now_ms: u64) -> Option<u64> {
+    let (db_idx, key) = (candidate.db_idx, candidate.key.as_slice());
     let db = server.keyspace.db(db_idx)?;
     // Read outside the shard lock: the save slot comes before shard locks in the lock order.
-    let retained_before = server.keyspace.retained().bytes;
+    let retained_before = server.keyspace.retained_bytes();
     let own_before = allocator::this_thread_bytes();
     let mut guard = db.write(&[key], now_ms);
-    if volatile
-        && guard
-            .get(key)
-            .is_none_or(|entry| entry.expire_at_ms().is_none())
-    {
+    let spare = guard.peek(key).is_none_or(|entry| {
+        (choice.volatile && entry.expire_at_ms().is_none())
+            || choice
+                .rank
+                .score(entry, now_ms)
+                .is_some_and(|score| score < candidate.score)
+    });
+    if spare {
         // The look-up may have removed the key as expired: its DEL goes out all the same.
         drop(guard);
         crate::effects::after_eviction(server, db_idx, key);
@@ -536,7 +563,7 @@ fn evict_key(
     guard.shrink_if_sparse(key);
     drop(guard);
     let own_after = allocator::this_thread_bytes();
-    let retained_after = server.keyspace.retained().bytes;
+    let retained_after = server.keyspace.retained_bytes();
     crate::effects::after_eviction(server, db_idx, key);
     if !removed {
         return None;

@@ -40,6 +40,7 @@ mod daemon;
 mod effects;
 mod errorstats;
 mod evict;
+mod evict_pool;
 mod fork_mode;
 mod info;
 mod limits;

@@ -107,6 +107,20 @@ pub enum EvictionRank {
     Random,
 }
 
+impl EvictionRank {
+    /// The rank of `entry` now, higher is evicted first: its idle time or inverted frequency
+    /// under [`EvictionRank::Clock`], the nearness of its deadline under
+    /// [`EvictionRank::Ttl`]. None under [`EvictionRank::Random`], whose ranks are drawn anew
+    /// for every sample and mean nothing twice.
+    pub fn score(self, entry: &Entry, now_ms: u64) -> Option<u64> {
+        match self {
+            EvictionRank::Clock => Some(access::eviction_score(entry.access_clock(), now_ms)),
+            EvictionRank::Ttl => Some(u64::MAX - entry.expire_at_ms().unwrap_or(u64::MAX)),
+            EvictionRank::Random => None,
+        }
+    }
+}
+
 /// Per-database figures for `INFO keyspace` and `DBSIZE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DbStats {
@@ -404,16 +418,16 @@ impl Db {
             // A random bucket and the first live key from there: O(1) at the table's load
             // factor, where counting to a random index was O(shard) (Redis's
             // dictGetFairRandomKey is no fairer: its keys sit in random buckets too).
-            let mut picked = Vec::with_capacity(1);
-            sample_buckets(
-                &shard.table,
-                1,
-                &mut rng,
-                |(key, entry), _| (!entry.is_expired(now_ms)).then(|| (0, key.to_bytes())),
-                &mut picked,
-            );
-            if let Some((_, key)) = picked.pop() {
-                return Some(key);
+            let mut picked = None;
+            sample_buckets(&shard.table, 1, &mut rng, |(key, entry), _| {
+                if entry.is_expired(now_ms) {
+                    return false;
+                }
+                picked = Some(key.to_bytes());
+                true
+            });
+            if picked.is_some() {
+                return picked;
             }
         }
         self.shards.iter().find_map(|lock| {
@@ -427,11 +441,13 @@ impl Db {
     }
 
     /// Samples up to `n` keys of shard `shard_idx` as eviction candidates, under its read lock,
-    /// and appends them to `out` with their rank (higher is evicted first). Like Redis's
-    /// `dictGetSomeKeys`, the sample is a run of neighbouring keys from a random place in the
-    /// table: the keys' hashes place them at random, so a run is a random sample without a
-    /// random probe per key. `volatile` samples only keys with a TTL; ranked by
-    /// [`EvictionRank::Ttl`], those are exactly the shard's `n` soonest deadlines.
+    /// and hands each to `found` with its rank (higher is evicted first); returns how many it
+    /// handed over. Like Redis's `dictGetSomeKeys`, the sample is a run of neighbouring keys
+    /// from a random place in the table: the keys' hashes place them at random, so a run is a
+    /// random sample without a random probe per key. `volatile` samples only keys with a TTL;
+    /// ranked by [`EvictionRank::Ttl`], those are exactly the shard's `n` soonest deadlines.
+    /// The key is lent, not copied: a caller that keeps a candidate (the server's eviction
+    /// pool) copies it into a buffer of its own, so a sample allocates nothing.
     pub fn eviction_candidates(
         &self,
         shard_idx: usize,
@@ -439,24 +455,22 @@ impl Db {
         rank: EvictionRank,
         n: usize,
         now_ms: u64,
-        out: &mut Vec<(u64, Bytes)>,
-    ) {
+        mut found: impl FnMut(u64, &[u8]),
+    ) -> usize {
         let Some(lock) = self.shards.get(shard_idx) else {
-            return;
+            return 0;
         };
         let shard = sync::read(lock);
         let mut rng = rand::rng();
-        let score = |entry: &Entry, rng: &mut rand::rngs::ThreadRng| match rank {
-            EvictionRank::Clock => access::eviction_score(entry.access_clock(), now_ms),
-            EvictionRank::Ttl => u64::MAX - entry.expire_at_ms().unwrap_or(u64::MAX),
-            EvictionRank::Random => rng.random(),
+        let score = |entry: &Entry, rng: &mut rand::rngs::ThreadRng| {
+            rank.score(entry, now_ms).unwrap_or_else(|| rng.random())
         };
         let table = &shard.table;
         if volatile {
             let index = &shard.expires.by_deadline;
             let len = index.len();
             if len == 0 {
-                return;
+                return 0;
             }
             // Where keys with a TTL are a fair share of the shard, a walk of the table's
             // buckets that keeps only those finds them as quickly and as uniformly as the
@@ -464,24 +478,20 @@ impl Db {
             // index, which costs a skip to a random place in it (O(keys with a TTL)); the
             // soonest deadlines are its first keys.
             if rank != EvictionRank::Ttl && len.saturating_mul(4) >= table.len() {
-                sample_buckets(
-                    table,
-                    n.min(len),
-                    &mut rng,
-                    |(key, entry), rng| {
-                        entry
-                            .expire_at_ms()
-                            .map(|_| (score(entry, rng), key.to_bytes()))
-                    },
-                    out,
-                );
-                return;
+                return sample_buckets(table, n.min(len), &mut rng, |(key, entry), rng| {
+                    if entry.expire_at_ms().is_none() {
+                        return false;
+                    }
+                    found(score(entry, rng), key.as_ref());
+                    true
+                });
             }
             let start = if rank == EvictionRank::Ttl {
                 0
             } else {
                 rng.random_range(0..len)
             };
+            let mut handed = 0;
             for (_, key) in index
                 .iter()
                 .chain(index.iter())
@@ -489,21 +499,20 @@ impl Db {
                 .take(n.min(len))
             {
                 if let Some(entry) = shard.find(self.shared.hash(key), key) {
-                    out.push((score(entry, &mut rng), key.to_bytes()));
+                    found(score(entry, &mut rng), key.as_ref());
+                    handed += 1;
                 }
             }
+            handed
         } else {
             let len = table.len();
             if len == 0 {
-                return;
+                return 0;
             }
-            sample_buckets(
-                table,
-                n.min(len),
-                &mut rng,
-                |(key, entry), rng| Some((score(entry, rng), key.to_bytes())),
-                out,
-            );
+            sample_buckets(table, n.min(len), &mut rng, |(key, entry), rng| {
+                found(score(entry, rng), key.as_ref());
+                true
+            })
         }
     }
 
@@ -846,6 +855,22 @@ impl WriteGuard<'_> {
         self.get_mut(key).map(|entry| &*entry.entry)
     }
 
+    /// The live entry of `key`, if any, without counting this as an access of it (its
+    /// access clock is left as it was): eviction's look at a candidate it may yet spare. An
+    /// expired entry is removed on the way, as by [`WriteGuard::get`].
+    pub fn peek(&mut self, key: &[u8]) -> Option<&Entry> {
+        let now_ms = self.now_ms;
+        let (shared, db_idx) = (self.shared, self.db_idx);
+        let (hash, shard, deferred) = self.shard(key)?;
+        if let Some(expired) = shard.remove_if_expired(hash, key, now_ms) {
+            deferred.entry(expired);
+            effect::expired(&shared.effects, db_idx, key);
+            shared.events.expired(db_idx, key);
+            return None;
+        }
+        shard.find(hash, key)
+    }
+
     /// Returns true if and only if `key` holds a live entry.
     pub fn contains(&mut self, key: &[u8]) -> bool {
         self.get(key).is_some()
@@ -965,16 +990,19 @@ impl WriteGuard<'_> {
         }
     }
 
-    /// Gives back the table memory of `key`'s shard when it is mostly empty (under half
+    /// Gives back the table memory of `key`'s shard when it is mostly empty (under a quarter
     /// full), as Redis's cron resizes a sparse dict: eviction calls it after each removal, so
-    /// the memory it frees includes the buckets, not only the keys and values.
+    /// the memory it frees includes the buckets, not only the keys and values. The threshold
+    /// sits well under the half-full a table is left at when it grows: at "under half full" a
+    /// shard whose keys hover around a growth step (every insert evicting a key) shrank and
+    /// grew again, a rehash of the whole shard each time.
     pub fn shrink_if_sparse(&mut self, key: &[u8]) {
         let shared = self.shared;
         let Some((_, shard, _)) = self.shard(key) else {
             return;
         };
         let (len, capacity) = (shard.table.len(), shard.table.capacity());
-        if capacity >= 4 && len * 2 < capacity {
+        if capacity >= 4 && len.saturating_mul(4) < capacity {
             shard.table.shrink_to(len, |(k, _)| shared.hash(k));
         }
     }
@@ -1108,30 +1136,31 @@ impl EntryMut<'_> {
     }
 }
 
-/// Appends to `out` what `pick` makes of up to `n` entries of `table` that it accepts, taken
+/// Visits entries of `table` until `visit` has accepted `n` of them (returned true), taken
 /// as a run of neighbouring buckets from a random one, as Redis's `dictGetSomeKeys` does: the
 /// keys' hashes place them at random, so a run is a random sample, and it costs the buckets it
 /// walks (about two per key at the table's load factor), not a walk from the table's start.
-/// Gives up after one lap of the table.
+/// Gives up after one lap of the table. Returns how many `visit` accepted.
 fn sample_buckets<T>(
     table: &hashbrown::HashTable<T>,
     n: usize,
     rng: &mut rand::rngs::ThreadRng,
-    mut pick: impl FnMut(&T, &mut rand::rngs::ThreadRng) -> Option<(u64, Bytes)>,
-    out: &mut Vec<(u64, Bytes)>,
-) {
+    mut visit: impl FnMut(&T, &mut rand::rngs::ThreadRng) -> bool,
+) -> usize {
     let buckets = table.num_buckets();
     if buckets == 0 || n == 0 {
-        return;
+        return 0;
     }
     let mut bucket = rng.random_range(0..buckets);
     let mut found = 0;
     for _ in 0..buckets {
-        if let Some(candidate) = table.get_bucket(bucket).and_then(|item| pick(item, rng)) {
-            out.push(candidate);
+        if table
+            .get_bucket(bucket)
+            .is_some_and(|item| visit(item, rng))
+        {
             found += 1;
             if found == n {
-                return;
+                break;
             }
         }
         bucket += 1;
@@ -1139,6 +1168,7 @@ fn sample_buckets<T>(
             bucket = 0;
         }
     }
+    found
 }
 
 #[cfg(test)]
@@ -1174,23 +1204,31 @@ mod tests {
         drop(guard);
         for _ in 0..50 {
             let mut out = Vec::new();
-            db.eviction_candidates(5, false, EvictionRank::Clock, 5, 0, &mut out);
+            db.eviction_candidates(5, false, EvictionRank::Clock, 5, 0, |score, key| {
+                out.push((score, key.to_vec()));
+            });
             let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
             assert_eq!(distinct.len(), 5);
             out.clear();
-            db.eviction_candidates(5, true, EvictionRank::Clock, 5, 0, &mut out);
+            db.eviction_candidates(5, true, EvictionRank::Clock, 5, 0, |score, key| {
+                out.push((score, key.to_vec()));
+            });
             let distinct: std::collections::HashSet<_> = out.iter().map(|(_, key)| key).collect();
             assert_eq!(distinct.len(), 5);
             for (_, key) in &out {
-                let idx = keys.iter().position(|k| k.as_slice() == key.as_ref());
+                let idx = keys.iter().position(|k| k == key);
                 assert_eq!(idx.map(|idx| idx % 2), Some(0), "a key without a TTL");
             }
         }
         let mut out = Vec::new();
-        db.eviction_candidates(5, false, EvictionRank::Random, 100, 0, &mut out);
+        db.eviction_candidates(5, false, EvictionRank::Random, 100, 0, |score, key| {
+            out.push((score, key.to_vec()));
+        });
         assert_eq!(out.len(), 40);
         out.clear();
-        db.eviction_candidates(5, true, EvictionRank::Random, 100, 0, &mut out);
+        db.eviction_candidates(5, true, EvictionRank::Random, 100, 0, |score, key| {
+            out.push((score, key.to_vec()));
+        });
         assert_eq!(out.len(), 20);
     }
 
@@ -1212,16 +1250,20 @@ mod tests {
         }
         drop(guard);
         let mut out = Vec::new();
-        db.eviction_candidates(3, true, EvictionRank::Ttl, 10, 0, &mut out);
+        db.eviction_candidates(3, true, EvictionRank::Ttl, 10, 0, |score, key| {
+            out.push((score, key.to_vec()));
+        });
         assert_eq!(out.len(), 3);
         let best = out
             .iter()
             .max_by_key(|(score, _)| *score)
             .expect("a sample");
         // k of index 4 has the soonest deadline (6 s).
-        assert_eq!(best.1.as_ref(), keys[4].as_slice());
+        assert_eq!(best.1.as_slice(), keys[4].as_slice());
         out.clear();
-        db.eviction_candidates(3, false, EvictionRank::Random, 10, 0, &mut out);
+        db.eviction_candidates(3, false, EvictionRank::Random, 10, 0, |score, key| {
+            out.push((score, key.to_vec()));
+        });
         assert_eq!(out.len(), 6);
         assert!(db.shard_has_keys(3, true));
         assert!(!db.shard_has_keys(4, true) || db.shard_has_keys(4, false));

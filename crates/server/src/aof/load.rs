@@ -105,6 +105,77 @@ pub(crate) fn parse_commands(
     Ok(Ok(Ending::Clean))
 }
 
+/// How much [`parse_stream`] reads at a time: memory holds about this much of a file, not the
+/// whole file, plus a command that does not fit in it.
+const CHUNK: usize = 1 << 20;
+
+/// Why [`parse_stream`] stopped before the end.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The command callback's error.
+    Command(String),
+    /// Reading the file failed.
+    Read(std::io::Error),
+}
+
+/// [`parse_commands`] over a reader, [`CHUNK`] bytes at a time, with offsets counted from
+/// the reader's first byte. A command cut by a chunk's end is parsed again once more bytes are
+/// in (the parse of a cut command is `Truncated` at its start); one larger than a chunk
+/// doubles the read until it fits, so a huge command costs a few re-parses, not one per chunk.
+pub(crate) fn parse_stream(
+    reader: impl std::io::Read,
+    command: impl FnMut(Vec<Bytes>, u64) -> Result<(), String>,
+) -> Result<Result<Ending, Corrupt>, Stop> {
+    parse_chunks(reader, CHUNK, command)
+}
+
+/// [`parse_stream`] with the chunk size a parameter (the tests use tiny ones).
+fn parse_chunks(
+    mut reader: impl std::io::Read,
+    chunk: usize,
+    mut command: impl FnMut(Vec<Bytes>, u64) -> Result<(), String>,
+) -> Result<Result<Ending, Corrupt>, Stop> {
+    use std::io::Read as _;
+
+    let chunk = chunk.max(1);
+    let mut buf: Vec<u8> = Vec::new();
+    // The stream offset of `buf`'s first byte.
+    let mut base = 0u64;
+    let mut want = chunk;
+    loop {
+        let want_bytes = u64::try_from(want).unwrap_or(u64::MAX);
+        let read = reader
+            .by_ref()
+            .take(want_bytes)
+            .read_to_end(&mut buf)
+            .map_err(Stop::Read)?;
+        let at_end = read < want;
+        let outcome =
+            parse_commands(&buf, |argv, end| command(argv, base + end)).map_err(Stop::Command)?;
+        let parsed = match outcome {
+            Err(Corrupt { offset }) => {
+                return Ok(Err(Corrupt {
+                    offset: base + offset,
+                }));
+            }
+            Ok(Ending::Clean) if at_end => return Ok(Ok(Ending::Clean)),
+            Ok(Ending::Truncated(at)) if at_end => {
+                return Ok(Ok(Ending::Truncated(base + at)));
+            }
+            Ok(Ending::Clean) => buf.len(),
+            Ok(Ending::Truncated(at)) => usize::try_from(at).unwrap_or(buf.len()),
+        };
+        // Nothing complete in a full buffer: one command longer than it; read as much again.
+        want = if parsed == 0 {
+            buf.len().max(chunk)
+        } else {
+            chunk
+        };
+        buf.drain(..parsed);
+        base += parsed as u64;
+    }
+}
+
 fn find_crlf(data: &[u8]) -> Option<usize> {
     data.windows(2).position(|pair| pair == b"\r\n")
 }
@@ -182,19 +253,21 @@ pub(crate) struct Replayed {
     pub(crate) truncated_at: Option<u64>,
 }
 
-/// Replays the commands of `path` (whose bytes are `data`). Err is the fatal error, naming the
-/// file and the offset.
+/// Replays the commands `reader` holds, read from `path` at offset `start` on, a chunk at a
+/// time ([`parse_stream`]). Err is the fatal error, naming the file and the offset.
 pub(crate) fn replay_file(
     server: &Server,
     client: &mut Client,
     path: &Path,
-    data: &[u8],
+    reader: impl std::io::Read,
+    start: u64,
 ) -> Result<Replayed, String> {
     let name = path.display();
     let mut commands = 0u64;
     let mut multi_start: Option<u64> = None;
-    let mut offset = 0u64;
-    let outcome = parse_commands(data, |argv, end| {
+    let mut offset = start;
+    let outcome = parse_stream(reader, |argv, end| {
+        let end = start + end;
         let start = offset;
         offset = end;
         // INFO's loading_loaded_bytes, as the replay goes.
@@ -222,7 +295,21 @@ pub(crate) fn replay_file(
         client.blocked = None;
         commands += 1;
         Ok(())
+    })
+    .map_err(|stop| match stop {
+        Stop::Command(err) => err,
+        Stop::Read(err) => format!(
+            "Unrecoverable error reading the append only file {name}: {}",
+            forkless_snapshot::backend::fork::strerror(&err)
+        ),
     })?;
+    let outcome = outcome.map(|ending| match ending {
+        Ending::Truncated(at) => Ending::Truncated(start + at),
+        Ending::Clean => Ending::Clean,
+    });
+    let outcome = outcome.map_err(|Corrupt { offset }| Corrupt {
+        offset: start + offset,
+    });
     match outcome {
         Err(Corrupt { offset }) => Err(format!(
             "Bad file format reading the append only file {name}: make a backup of your AOF \
@@ -385,7 +472,7 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
     let mut client = replay_client(server);
     let mut base_size = 0;
     if let Some(base) = &manifest.base {
-        use std::io::{BufRead as _, Read as _};
+        use std::io::BufRead as _;
 
         let path = names.dir.join(&base.name);
         let open_error = |err: std::io::Error| open_failed(&base.name, &err);
@@ -395,8 +482,8 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
         let rdb = reader.fill_buf().map_err(open_error)?.starts_with(b"REDIS");
         // An RDB base streams through the RDB loader; what follows its checksum, if anything
         // (a pre-7.0 AOF with an RDB preamble, upgraded into the base), is commands, as in
-        // Redis's `loadSingleAppendOnlyFile`. A base of commands is read whole.
-        let mut data = Vec::new();
+        // Redis's `loadSingleAppendOnlyFile`. Commands stream through `replay_file`.
+        let mut commands_from = None;
         if rdb {
             let rdb_end =
                 crate::persistence::load_rdb_preamble(server, reader, &path.display().to_string())?;
@@ -411,13 +498,13 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
                 let mut file = std::fs::File::open(&path).map_err(open_error)?;
                 file.seek(std::io::SeekFrom::Start(rdb_end))
                     .map_err(open_error)?;
-                file.read_to_end(&mut data).map_err(open_error)?;
+                commands_from = Some((std::io::BufReader::new(file), rdb_end));
             }
         } else {
-            reader.read_to_end(&mut data).map_err(open_error)?;
+            commands_from = Some((reader, 0));
         }
-        if !data.is_empty() {
-            let replayed = replay_file(server, &mut client, &path, &data)
+        if let Some((reader, start)) = commands_from {
+            let replayed = replay_file(server, &mut client, &path, reader, start)
                 .map_err(|err| anyhow::anyhow!("{err}"))?;
             if replayed.truncated_at.is_some() {
                 anyhow::bail!(
@@ -434,10 +521,11 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
     let n_incrs = manifest.incrs.len();
     for (i, incr) in manifest.incrs.iter().enumerate() {
         let path = names.dir.join(&incr.name);
-        let data = std::fs::read(&path).map_err(|err| open_failed(&incr.name, &err))?;
-        let replayed = replay_file(server, &mut client, &path, &data)
+        let open_error = |err: std::io::Error| open_failed(&incr.name, &err);
+        let file = std::fs::File::open(&path).map_err(open_error)?;
+        let mut size = file.metadata().map_err(open_error)?.len();
+        let replayed = replay_file(server, &mut client, &path, file, 0)
             .map_err(|err| anyhow::anyhow!("{err}"))?;
-        let mut size = data.len() as u64;
         if let Some(valid) = replayed.truncated_at {
             let last = i + 1 == n_incrs;
             if !(last && config.aof_load_truncated()) {
@@ -579,5 +667,72 @@ mod tests {
         assert_eq!(outcome, Err(Corrupt { offset: 0 }));
         let (_, outcome) = parse(b"*1\r\n$4\r\nPING\r\nxyz");
         assert_eq!(outcome, Err(Corrupt { offset: 14 }));
+    }
+
+    /// Reading a chunk at a time finds the same commands, offsets and ending as parsing the
+    /// whole file, for every chunk size and every place the file may be cut or corrupted.
+    #[test]
+    fn streaming_matches_the_whole_file_parse() {
+        let big = "x".repeat(100);
+        let mut text = String::from("#TS:1700000000\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n");
+        text.push_str(&format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\n{big}\r\n"));
+        text.push_str("*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*1\r\n$4\r\nEXEC\r\n");
+        let whole = text.into_bytes();
+        let mut corrupted = whole.clone();
+        if let Some(byte) = corrupted.get_mut(60) {
+            *byte = b'?';
+        }
+        let mut inputs = vec![corrupted];
+        for cut in 0..=whole.len() {
+            inputs.push(whole.get(..cut).expect("in range").to_vec());
+        }
+        for data in &inputs {
+            let mut expected = Vec::new();
+            let expected_outcome = parse_commands(data, |argv, end| {
+                expected.push((argv, end));
+                Ok(())
+            })
+            .expect("no callback error");
+            for chunk in [1, 2, 3, 7, 16, 64, 1000] {
+                let mut seen = Vec::new();
+                let outcome = parse_chunks(data.as_slice(), chunk, |argv, end| {
+                    seen.push((argv, end));
+                    Ok(())
+                })
+                .expect("no read or callback error");
+                assert_eq!(
+                    outcome,
+                    expected_outcome,
+                    "chunk {chunk}, {} bytes",
+                    data.len()
+                );
+                assert_eq!(seen, expected, "chunk {chunk}, {} bytes", data.len());
+            }
+        }
+    }
+
+    /// A read error stops the stream with that error, after the commands of the chunks before it.
+    #[test]
+    fn a_read_error_stops_the_stream() {
+        struct Failing<'a>(&'a [u8]);
+        impl std::io::Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                let n = buf.len().min(self.0.len());
+                let (head, rest) = self.0.split_at(n);
+                buf.get_mut(..n).expect("in range").copy_from_slice(head);
+                self.0 = rest;
+                Ok(n)
+            }
+        }
+        let mut seen = 0;
+        let outcome = parse_chunks(Failing(b"*1\r\n$4\r\nPING\r\n"), 14, |_, _| {
+            seen += 1;
+            Ok(())
+        });
+        assert!(matches!(outcome, Err(Stop::Read(_))), "{outcome:?}");
+        assert_eq!(seen, 1);
     }
 }

@@ -260,8 +260,13 @@ impl Names {
 
 /// `CONFIG SET` changed options: a new `appendfsync` reaches the writers, `appendonly`
 /// switches the AOF on (a rewrite writes the base first) or off. `in_exec`: the CONFIG SET
-/// runs inside EXEC.
-pub(crate) fn config_changed(server: &Server, changed: &[&str], in_exec: bool) {
+/// runs inside EXEC. Err is Redis's reply when the AOF cannot be switched on (its rewrite could
+/// not start): the caller restores the configuration, as Redis's CONFIG SET does.
+pub(crate) fn config_changed(
+    server: &Server,
+    changed: &[&str],
+    in_exec: bool,
+) -> Result<(), String> {
     let config = server.config();
     let (appendonly, policy) = (config.appendonly, config.appendfsync);
     drop(config);
@@ -293,6 +298,11 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str], in_exec: bool) {
                 tracing::warn!(
                     "Redis needs to enable the AOF but can't trigger a background AOF rewrite operation. ({err})"
                 );
+                return Err(
+                    "ERR CONFIG SET failed (possibly related to argument 'appendonly') - \
+                     Unable to turn on AOF. Check server logs."
+                        .into(),
+                );
             }
         } else if !appendonly {
             if on {
@@ -307,6 +317,7 @@ pub(crate) fn config_changed(server: &Server, changed: &[&str], in_exec: bool) {
             }
         }
     }
+    Ok(())
 }
 
 /// Redis's automatic rewrite (`serverCron`): when the AOF has grown by
@@ -398,6 +409,11 @@ pub(crate) fn reload(server: &Server, now_ms: u64) -> anyhow::Result<()> {
 /// Bytes rendered for the AOF and not yet written (INFO's `mem_aof_buffer`, not counted for
 /// eviction, as in Redis). Takes the AOF state's lock: not under a shard lock.
 pub(crate) fn buffered_bytes(server: &Server) -> u64 {
+    // No writer attached (the AOF off, no rewrite): nothing buffered, and no lock to take
+    // (the eviction check reads this before every command over the limit).
+    if !server.aof.on.load(Ordering::Relaxed) {
+        return 0;
+    }
     server
         .aof
         .state()

@@ -262,7 +262,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::DebugNotAllowed => f.write_str(super::debug::NOT_ALLOWED),
             Refusal::ModuleNotAllowed => f.write_str(super::module::NOT_ALLOWED),
-            Refusal::Loading => f.write_str("LOADING Redis is loading the dataset in memory"),
+            Refusal::Loading => f.write_str(crate::persistence::LOADING),
             Refusal::NotInMulti => f.write_str("ERR Command not allowed inside a transaction"),
             Refusal::Misconf => f.write_str(crate::persistence::MISCONF),
             Refusal::Replica(reply) => f.write_str(reply),

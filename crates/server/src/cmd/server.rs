@@ -201,8 +201,7 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
                 .any(|denied| name.eq_ignore_ascii_case(denied.as_bytes()))
         })
     {
-        ctx.out
-            .error("LOADING Redis is loading the dataset in memory");
+        ctx.out.error(crate::persistence::LOADING);
         return;
     }
     let client_is_local = (ctx.client.handle.addr.ip()).is_none_or(|ip| ip.is_loopback());
@@ -219,31 +218,48 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         });
     match result {
         Ok(changed) => {
-            *config = candidate;
-            ctx.server.tunables.refresh(&config);
-            ctx.server
-                .keyspace
-                .set_retained_budget(config.snapshot_retained_budget());
-            crate::notify::configure(ctx.server);
-            let loglevel = config.loglevel;
-            let requirepass = config.requirepass.clone();
-            ctx.server.acl.configure_options(&config);
+            let previous = std::mem::replace(&mut *config, candidate);
             drop(config);
-            if changed.contains(&"requirepass") {
-                ctx.server
-                    .acl
-                    .set_default_password(ctx.server, requirepass.as_deref());
+            apply_config(ctx.server, &changed);
+            if let Err(message) =
+                crate::aof::config_changed(ctx.server, &changed, ctx.client.in_exec)
+            {
+                // Redis's restoreBackupConfig: the values before this CONFIG SET come back.
+                *ctx.server.config_mut() = previous;
+                apply_config(ctx.server, &changed);
+                ctx.out.error(&message);
+                return;
             }
-            if changed.contains(&"loglevel") {
-                crate::set_log_level(loglevel);
-            }
-            crate::aof::config_changed(ctx.server, &changed, ctx.client.in_exec);
             if !changed.is_empty() {
                 tracing::debug!(options = ?changed, "CONFIG SET");
             }
             ctx.out.ok();
         }
         Err(message) => ctx.out.error(&message),
+    }
+}
+
+/// Puts the server's configuration into effect after CONFIG SET changed `changed` (or put
+/// them back): the tunables the hot paths read, the retained budget, notifications, ACL
+/// options, the default user's password and the log level.
+fn apply_config(server: &crate::server::Server, changed: &[&str]) {
+    let config = server.config();
+    server.tunables.refresh(&config);
+    server
+        .keyspace
+        .set_retained_budget(config.snapshot_retained_budget());
+    let loglevel = config.loglevel;
+    let requirepass = config.requirepass.clone();
+    server.acl.configure_options(&config);
+    drop(config);
+    crate::notify::configure(server);
+    if changed.contains(&"requirepass") {
+        server
+            .acl
+            .set_default_password(server, requirepass.as_deref());
+    }
+    if changed.contains(&"loglevel") {
+        crate::set_log_level(loglevel);
     }
 }
 

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use forkless_protocol::Out;
 use forkless_storage::types::stream::{Fields, Stream, StreamId};
 use forkless_storage::{Value, WriteGuard};
 
@@ -113,14 +114,33 @@ fn parse_bound(arg: &[u8], missing_seq: u64, start: bool) -> Reply<StreamId> {
     }
 }
 
+/// Writes an id as a bulk string, formatted on the stack.
+pub(crate) fn bulk_id(out: &mut Out, id: StreamId) {
+    let mut ms = itoa::Buffer::new();
+    let mut seq = itoa::Buffer::new();
+    let (ms, seq) = (ms.format(id.ms).as_bytes(), seq.format(id.seq).as_bytes());
+    // Two u64s of at most 20 digits each and the dash.
+    let mut text = [0u8; 41];
+    let len = ms.len() + 1 + seq.len();
+    text[..ms.len()].copy_from_slice(ms);
+    text[ms.len()] = b'-';
+    text[ms.len() + 1..len].copy_from_slice(seq);
+    out.bulk(&text[..len]);
+}
+
+/// Writes one entry as `[id, [field, value, ...]]`.
+pub(crate) fn write_entry(out: &mut Out, id: StreamId, fields: Fields<'_>) {
+    out.array_len(2);
+    bulk_id(out, id);
+    out.array_len(fields.len());
+    for field in fields {
+        out.bulk(field);
+    }
+}
+
 /// Writes one entry as `[id, [field, value, ...]]`.
 pub(crate) fn reply_entry(ctx: &mut Ctx<'_>, id: StreamId, fields: Fields<'_>) {
-    ctx.out.array_len(2);
-    ctx.out.bulk(id.to_string().as_bytes());
-    ctx.out.array_len(fields.len());
-    for field in fields {
-        ctx.out.bulk(field);
-    }
+    write_entry(ctx.out, id, fields);
 }
 
 /// The stream at `key` under a write guard: None if absent, WRONGTYPE for another type.

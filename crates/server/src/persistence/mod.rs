@@ -37,6 +37,9 @@ const BGSAVE_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Redis's reply when a save is requested while one runs.
 pub(crate) const ALREADY_IN_PROGRESS: &str = "ERR Background save already in progress";
 
+/// Redis's reply to a command that cannot run while the dataset loads.
+pub(crate) const LOADING: &str = "LOADING Redis is loading the dataset in memory";
+
 /// Redis's MISCONF error, given to writes while the last background save failed.
 pub(crate) const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's \
 currently unable to persist to disk. Commands that may modify the data set are disabled, \

@@ -62,7 +62,7 @@ pub(crate) mod replica;
 mod save_info;
 mod sink;
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -180,6 +180,10 @@ pub(crate) struct Shared {
     pub(crate) acked: tokio::sync::Notify,
     /// Returns true if and only if a full sync's save is running (one at a time).
     pub(crate) sync_running: AtomicBool,
+    /// `State::replicas.len()`, stored under the state's lock whenever it changes: the
+    /// eviction check before every command reads it without the lock, and needs the lock
+    /// (`mem_clients_slaves`) only when there are replicas.
+    replica_links: AtomicUsize,
     /// Replicas that are online with a lag within `min-replicas-max-lag` (refreshed by the
     /// cron, and by each write checked against `min-replicas-to-write`).
     pub(crate) good_replicas: AtomicU64,
@@ -211,6 +215,7 @@ impl Default for Shared {
             stream_buffers: AtomicU64::new(0),
             acked: tokio::sync::Notify::new(),
             sync_running: AtomicBool::new(false),
+            replica_links: AtomicUsize::new(0),
             good_replicas: AtomicU64::new(0),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
@@ -583,6 +588,7 @@ impl Replication {
             for link in std::mem::take(&mut state.replicas) {
                 drop_link(&link);
             }
+            self.replicas_changed(&state);
             state.no_replicas_since = Some(Instant::now());
         }
         self.attach_consumer(server);
@@ -629,6 +635,7 @@ impl Replication {
         for link in std::mem::take(&mut state.replicas) {
             drop_link(&link);
         }
+        self.replicas_changed(&state);
         state.no_replicas_since = Some(Instant::now());
         trim(&mut state);
     }
@@ -636,6 +643,9 @@ impl Replication {
     /// `mem_clients_slaves`: what replicas' pending output holds, counted per replica as
     /// Redis 7.0 counts a replica's share of the replication buffer.
     pub(crate) fn mem_clients_slaves(&self) -> u64 {
+        if self.shared.replica_links.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let state = self.state();
         let end = state.stream.end();
         state.replicas.iter().map(|link| link.pending(end)).sum()
@@ -644,11 +654,14 @@ impl Replication {
     /// What replicas pin of the stream's memory beyond the backlog
     /// ([`backlog::Stream::beyond_backlog`]) and their links' copy buffers: left out of
     /// eviction.
+    /// Without replicas, the stream holds the backlog alone (trimmed as a replica goes): a
+    /// relaxed load or two, no lock, as `mem_clients_slaves`.
     pub(crate) fn not_counted_for_evict(&self) -> u64 {
-        self.state()
-            .stream
-            .beyond_backlog()
-            .saturating_add(self.shared.stream_buffers.load(Ordering::Relaxed))
+        let buffers = self.shared.stream_buffers.load(Ordering::Relaxed);
+        if self.shared.replica_links.load(Ordering::Relaxed) == 0 {
+            return buffers;
+        }
+        self.state().stream.beyond_backlog().saturating_add(buffers)
     }
 
     /// `mem_replication_backlog`: the stream buffer's bytes.
@@ -673,6 +686,7 @@ impl Replication {
     pub(crate) fn add_link(&self, link: Arc<Link>) {
         let mut state = self.state();
         state.replicas.push(link);
+        self.replicas_changed(&state);
         state.no_replicas_since = None;
     }
 
@@ -691,10 +705,18 @@ impl Replication {
         }
     }
 
+    /// Publishes the number of replicas after `state.replicas` changed (under its lock).
+    pub(crate) fn replicas_changed(&self, state: &State) {
+        self.shared
+            .replica_links
+            .store(state.replicas.len(), Ordering::Relaxed);
+    }
+
     /// Unregisters a replica (its connection ended).
     pub(crate) fn remove_link(&self, link: &Arc<Link>) {
         let mut state = self.state();
         state.replicas.retain(|held| !Arc::ptr_eq(held, link));
+        self.replicas_changed(&state);
         if let Some(boundary) = state.boundary.as_mut() {
             boundary.links.retain(|held| !Arc::ptr_eq(held, link));
         }

@@ -247,14 +247,16 @@ pub(crate) async fn serve<S: crate::listen::Stream>(
                         })
                         .cloned()
                 });
-                match rdb_link {
+                let attached = match rdb_link {
                     Some(None) => None,
                     Some(Some(rdb_link)) => {
                         rdb_link.position.store(DETACHED, Ordering::Relaxed);
                         Some(attach_continue(&mut state, &link, from, &conf))
                     }
                     None => Some(attach_continue(&mut state, &link, from, &conf)),
-                }
+                };
+                replication.replicas_changed(&state);
+                attached
             };
             match attached {
                 None => {

@@ -297,7 +297,7 @@ pub(crate) fn refusal(
     if command_flags.contains(Flags::NO_ASYNC_LOADING)
         && replica.async_loading.load(Ordering::Relaxed)
     {
-        return Some("LOADING Redis is loading the dataset in memory");
+        return Some(crate::persistence::LOADING);
     }
     None
 }

@@ -614,6 +614,7 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
     let run = &server.scripting.run;
     let itself = takes_gate_itself(command);
     let scripting = || run.running.load(Ordering::SeqCst) || run.pending.load(Ordering::SeqCst) > 0;
+    let mut polls = 0u32;
     loop {
         if !scripting() {
             if itself {
@@ -622,14 +623,18 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
             if let Some(shared) = gate.try_shared() {
                 return Admission::Run(Some(shared));
             }
-            // Held exclusively by a transaction: sleep on the gate. A script that began
-            // meanwhile is noticed on the next round instead.
-            if !scripting() {
-                return Admission::Run(Some(gate.shared()));
-            }
+            // Held exclusively (a transaction, DEBUG LOADAOF's start): poll for it rather
+            // than sleep on the gate, so that a script taking the gate as it is released is
+            // seen here, and its busy state answered, instead of waited out whole.
+            polls = wait_for_exclusive_holder(polls);
             continue;
         }
         if run.busy() {
+            // Redis checks loading before a busy script: a script replayed from the AOF
+            // leaves other clients `-LOADING`.
+            if server.persistence.loading() && !command.has_flag(Flags::LOADING) {
+                return Admission::Refuse(crate::persistence::LOADING);
+            }
             if allowed_while_busy(command, argv) {
                 if command.name == "shutdown" {
                     // SHUTDOWN NOSAVE ends a busy script: it stops at its next hook.
@@ -660,4 +665,16 @@ pub(crate) fn admit<'a>(server: &'a Server, command: &Command, argv: &[Bytes]) -
         }
         run.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// One wait of [`admit`]'s poll for an exclusive holder of the gate: a spin for the first
+/// rounds (transactions take microseconds), then yields, then sleeps of 100 us, so a long
+/// holder (DEBUG SLEEP, a big EXEC) costs its waiters little CPU. Returns the next round.
+fn wait_for_exclusive_holder(polls: u32) -> u32 {
+    match polls {
+        0..64 => std::hint::spin_loop(),
+        64..128 => std::thread::yield_now(),
+        _ => std::thread::sleep(Duration::from_micros(100)),
+    }
+    polls.saturating_add(1)
 }

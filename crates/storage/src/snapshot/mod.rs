@@ -33,7 +33,7 @@ use std::sync::Arc;
 use crate::db::{DbStats, N_SHARDS};
 use crate::effect::Seq;
 use crate::keyspace::Keyspace;
-use crate::sync::{self, Mutex};
+use crate::sync::{self, AtomicBool, Mutex, Ordering};
 use crate::version::Epoch;
 
 pub(crate) mod retain;
@@ -51,6 +51,12 @@ pub type SaveRecord = Arc<dyn Any + Send + Sync>;
 #[derive(Debug, Default)]
 pub(crate) struct SaveOwner {
     state: Mutex<OwnerState>,
+    /// Returns true if and only if a cut is outstanding: set under the state's lock by
+    /// [`Keyspace::cut`] before it locks the shards, cleared by [`Keyspace::end_snapshot`]
+    /// once every shard has dropped its retained versions. Lets
+    /// [`Keyspace::retained_bytes`] skip the lock while no snapshot runs (eviction reads it
+    /// around every removal).
+    cut_outstanding: AtomicBool,
 }
 
 #[derive(Default)]
@@ -218,6 +224,7 @@ impl Keyspace {
             .active
             .as_mut()
             .filter(|save| save.id == claim.id && save.slots.is_none())?;
+        self.saves.cut_outstanding.store(true, Ordering::Release);
         let started = std::time::Instant::now();
         let mut guards: Vec<_> = self
             .dbs
@@ -305,6 +312,7 @@ impl Keyspace {
                 }
             }
         }
+        self.saves.cut_outstanding.store(false, Ordering::Release);
         if let Some(save) = state.active.as_mut() {
             save.slots = None;
             if save.released {
@@ -345,6 +353,18 @@ impl Keyspace {
         let state = sync::lock(&self.saves.state);
         let slots = state.active.as_ref().and_then(|save| save.slots.as_deref());
         self.shared.retain.stats(slots)
+    }
+
+    /// [`RetainedStats::bytes`] of [`Keyspace::retained`], without taking the save slot's
+    /// lock while no cut is outstanding (then only versions handed over by an ended snapshot
+    /// and not yet freed are retained, in one counter). The peak is recorded only while a
+    /// cut is outstanding. For the eviction check, which reads it around each removal.
+    pub fn retained_bytes(&self) -> u64 {
+        if self.saves.cut_outstanding.load(Ordering::Acquire) {
+            self.retained().bytes
+        } else {
+            self.shared.retain.handed_over_bytes()
+        }
     }
 }
 

@@ -164,6 +164,12 @@ impl RetainCounters {
         }
     }
 
+    /// Bytes of versions handed over and not freed yet: all that is retained while no cut is
+    /// outstanding.
+    pub(crate) fn handed_over_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Records what is retained now in the peak (see [`RetainCounters::stats`]).
     pub(crate) fn record_peak(&self, slots: &RetainSlots) {
         self.stats(Some(slots));

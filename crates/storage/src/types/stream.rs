@@ -30,6 +30,12 @@ use super::limits::ENCODING_LIMITS;
 /// limit in force is [`ENCODING_LIMITS`]'s.
 pub const NODE_MAX_ENTRIES: usize = 100;
 
+/// A node marks where every this-many-th record it receives starts, so that a read starting
+/// inside the node (XREADGROUP `>` after the group's last id, XRANGE from an id, a lookup by id)
+/// skips to the mark before its start and decodes at most this many records to get there, not
+/// up to a whole node's (docs/benchmarks.md, "Streams").
+const MARK_EVERY: usize = 16;
+
 /// A stream entry id: milliseconds and a sequence number, ordered as the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct StreamId {
@@ -160,6 +166,14 @@ struct Node {
     count: usize,
     /// Entries this node has received, deleted ones included (Redis's master entry counts).
     received: usize,
+    /// Where the last record starts in `data` (0 when empty): the stream's last entry is read
+    /// without decoding the node from its front, as Redis's reverse listpack iterator starts
+    /// at the end (XREADGROUP `>` and XREAD check it on every call).
+    last_start: usize,
+    /// Where some records start, in increasing order: every [`MARK_EVERY`]-th record received
+    /// (a deleted record's mark goes with it). Any record start is a valid mark; reads seek with
+    /// them (`Node::records_from`).
+    marks: Vec<u32>,
 }
 
 /// One record of a node: its id, its strings, and where it sits in the buffer.
@@ -193,6 +207,13 @@ impl Node {
     fn push(&mut self, id: StreamId, fields: &[&[u8]]) {
         let ms_delta = id.ms.saturating_sub(self.base.ms);
         self.data.reserve(record_len(ms_delta, id.seq, fields));
+        self.last_start = self.data.len();
+        if self.received > 0 && self.received % MARK_EVERY == 0 {
+            // A node so big that offsets pass u32 (no byte limit) just goes unmarked there.
+            if let Ok(at) = u32::try_from(self.data.len()) {
+                self.marks.push(at);
+            }
+        }
         push_varint(&mut self.data, ms_delta);
         push_varint(&mut self.data, id.seq);
         push_varint(&mut self.data, fields.len() as u64);
@@ -214,9 +235,28 @@ impl Node {
         Records { node: self, at: 0 }
     }
 
+    /// The records from the last mark whose record is below `start` (or the first record): the
+    /// caller still skips those below `start`, at most [`MARK_EVERY`] of them.
+    fn records_from(&self, start: StreamId) -> Records<'_> {
+        let id_at = |at: u32| {
+            Records {
+                node: self,
+                at: at as usize,
+            }
+            .next()
+            .map_or(StreamId::MAX, |r| r.id)
+        };
+        let before = self.marks.partition_point(|&at| id_at(at) < start);
+        let at = match before.checked_sub(1) {
+            Some(i) => self.marks.get(i).map_or(0, |&at| at as usize),
+            None => 0,
+        };
+        Records { node: self, at }
+    }
+
     /// The live entries with `start <= id <= end`.
     fn entries_in(&self, start: StreamId, end: StreamId) -> Vec<Item<'_>> {
-        self.records()
+        self.records_from(start)
             .skip_while(|r| r.id < start)
             .take_while(|r| r.id <= end)
             .map(|r| (r.id, r.fields))
@@ -224,19 +264,58 @@ impl Node {
     }
 
     fn find(&self, id: StreamId) -> Option<Record<'_>> {
-        self.records()
+        self.records_from(id)
             .take_while(|r| r.id <= id)
             .find(|r| r.id == id)
     }
 
+    /// The first record, decoded alone.
+    fn first_record(&self) -> Option<Record<'_>> {
+        self.records().next()
+    }
+
+    /// The last record, decoded alone from where it starts.
+    fn last_record(&self) -> Option<Record<'_>> {
+        if self.count == 0 {
+            return None;
+        }
+        Records {
+            node: self,
+            at: self.last_start,
+        }
+        .next()
+    }
+
     fn last_id(&self) -> Option<StreamId> {
-        self.records().last().map(|r| r.id)
+        self.last_record().map(|r| r.id)
     }
 
     /// Removes the bytes `start..end` (whole records), which hold `n` entries.
     fn remove(&mut self, start: usize, end: usize, n: usize) {
+        let removed_tail = end >= self.data.len();
         self.data.drain(start..end);
         self.count -= n;
+        let removed = end - start;
+        self.marks.retain_mut(|at| {
+            let offset = *at as usize;
+            if offset < start {
+                true
+            } else if offset < end {
+                false
+            } else {
+                // Still a record start, `removed` bytes earlier (below u32 as it was).
+                *at = u32::try_from(offset - removed).unwrap_or(0);
+                true
+            }
+        });
+        if self.count == 0 {
+            self.last_start = 0;
+        } else if removed_tail {
+            // The last record went: find the new last one (deleting the newest entry is rare).
+            self.last_start = self.records().last().map_or(0, |r| r.start);
+        } else if start < self.last_start {
+            self.last_start -= end - start;
+        }
     }
 }
 
@@ -359,11 +438,20 @@ impl Group {
                 consumer: consumer.clone(),
             },
         );
-        self.consumers
-            .entry(consumer.clone())
-            .or_default()
-            .pending
-            .insert(id);
+        // Looked up before inserting: the usual consumer exists, and `entry` would clone (and
+        // drop) its name on every delivery.
+        match self.consumers.get_mut(consumer) {
+            Some(owner) => {
+                owner.pending.insert(id);
+            }
+            None => {
+                self.consumers
+                    .entry(consumer.clone())
+                    .or_default()
+                    .pending
+                    .insert(id);
+            }
+        }
     }
 
     fn heap_size(&self) -> usize {
@@ -467,14 +555,21 @@ impl Stream {
             .map(|node| node.records().map(|r| (r.id, r.fields)))
     }
 
-    /// The first entry, if any.
+    /// The first entry, if any: one record decoded.
     pub fn first(&self) -> Option<Item<'_>> {
-        self.iter().next()
+        self.nodes
+            .values()
+            .find_map(|node| node.first_record())
+            .map(|r| (r.id, r.fields))
     }
 
-    /// The last entry, if any.
+    /// The last entry, if any: one record decoded.
     pub fn last(&self) -> Option<Item<'_>> {
-        self.iter().next_back()
+        self.nodes
+            .values()
+            .rev()
+            .find_map(|node| node.last_record())
+            .map(|r| (r.id, r.fields))
     }
 
     /// Every entry in id order.
@@ -521,7 +616,7 @@ impl Stream {
             self.nodes.range(from..from)
         };
         nodes.flat_map(move |(_, node)| {
-            node.records()
+            node.records_from(start)
                 .skip_while(move |r| r.id < start)
                 .take_while(move |r| r.id <= end)
                 .map(|r| (r.id, r.fields))
@@ -794,6 +889,73 @@ mod tests {
         );
         assert_eq!(stream.first_id(), id(1, 0));
         assert_eq!(stream.last().map(|(id, _)| id), Some(id(1000, 0)));
+    }
+
+    /// Seeks through a node's marks, and the first and last entries read alone, agree with a
+    /// plain model after deletes (the marks' records, a node's last record) and trims.
+    #[test]
+    fn seeks_first_and_last_agree_with_a_model_after_deletes() {
+        let mut stream = filled(1000);
+        let mut model: BTreeSet<u64> = (1..=1000).collect();
+        let check = |stream: &Stream, model: &BTreeSet<u64>| {
+            assert_eq!(stream.first().map(|(id, _)| id.ms), model.first().copied());
+            assert_eq!(stream.last().map(|(id, _)| id.ms), model.last().copied());
+            assert_eq!(
+                ids(stream.iter()),
+                model.iter().copied().collect::<Vec<_>>()
+            );
+            for ms in 0..=1001 {
+                assert_eq!(
+                    stream.get(id(ms, 0)).is_some(),
+                    model.contains(&ms),
+                    "get {ms}"
+                );
+                let next = model.range(ms..).next().copied();
+                assert_eq!(
+                    stream
+                        .range_forward(id(ms, 0), StreamId::MAX)
+                        .next()
+                        .map(|(id, _)| id.ms),
+                    next,
+                    "seek {ms}"
+                );
+                assert_eq!(
+                    stream
+                        .range(id(ms, 0), StreamId::MAX)
+                        .next()
+                        .map(|(id, _)| id.ms),
+                    next,
+                    "range {ms}"
+                );
+            }
+            if let Some(&ms) = model.iter().nth(50) {
+                let fields: Vec<&[u8]> = stream.get(id(ms, 0)).expect("present").collect();
+                assert_eq!(fields, [&b"f"[..], ms.to_string().as_bytes()]);
+            }
+        };
+        check(&stream, &model);
+        // Marked records (the 17th, 33rd... of a node), the records around them, every node's
+        // last record, and a run across a node boundary.
+        for ms in [
+            17, 16, 18, 33, 49, 100, 200, 300, 299, 298, 1000, 999, 401, 417, 433,
+        ]
+        .into_iter()
+        .chain(590..=615)
+        {
+            assert!(stream.delete(id(ms, 0)), "delete {ms}");
+            model.remove(&ms);
+            check(&stream, &model);
+        }
+        stream.append(id(1001, 0), &[b"f", b"1001"]);
+        model.insert(1001);
+        check(&stream, &model);
+        // Exact trims cut records off a node's front, moving its marks.
+        for min in [420, 437, 450] {
+            let below = model.range(..min).count();
+            assert_eq!(stream.trim(None, Some(id(min, 0)), false, 0), below);
+            model.retain(|&ms| ms >= min);
+            check(&stream, &model);
+        }
     }
 
     #[test]

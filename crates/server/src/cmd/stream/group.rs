@@ -7,6 +7,7 @@
 //! entry delivered or claimed, and `XGROUP SETID ... ENTRIESREAD n` for the group's position.
 
 use bytes::Bytes;
+use forkless_protocol::{Out, RespVersion};
 use forkless_storage::Value;
 use forkless_storage::types::stream::{Group, Stream, StreamId};
 
@@ -14,8 +15,8 @@ use super::super::access::{Collection, len_i64};
 use super::super::subcommands::help_reply;
 use super::super::{Ctx, eq_ignore_case, parse_i64, reply};
 use super::{
-    arg, block_on, change, id_arg, parse_bound, parse_id, parse_read_args, reply_entry, retry_argv,
-    stream_at,
+    arg, block_on, bulk_id, change, id_arg, parse_bound, parse_id, parse_read_args, reply_entry,
+    retry_argv, stream_at, write_entry,
 };
 use crate::notify::{STREAM, notify};
 
@@ -90,8 +91,10 @@ fn xclaim_effect(key: &[u8], name: &[u8], group: &Group, id: StreamId) -> Vec<By
 /// Looks up consumer `name` in `group` as `streamLookupConsumer(SLC_DEFAULT)`, creating it
 /// (`streamCreateConsumer`) if missing; refreshes its seen time. Returns true if it was created.
 fn touch_consumer(group: &mut Group, name: &Bytes, now_ms: u64) -> bool {
-    let created = !group.consumers.contains_key(name);
-    let consumer = group.consumers.entry(name.clone()).or_default();
+    let (consumer, created) = match group.consumers.get_mut(name) {
+        Some(consumer) => (consumer, false),
+        None => (group.consumers.entry(name.clone()).or_default(), true),
+    };
     consumer.seen_time = now_ms;
     consumer.active_time = Some(now_ms);
     created
@@ -357,9 +360,6 @@ fn xgroup_run(ctx: &mut Ctx<'_>, args: &[Bytes], sub: Sub, spelled: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // XREADGROUP.
 
-/// One entry as delivered: its id and its strings, or None if it was deleted (history only).
-type Delivered = (StreamId, Option<Vec<Bytes>>);
-
 /// XREADGROUP GROUP group consumer [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...]
 pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     let args = match parse_read_args(argv, true) {
@@ -421,7 +421,8 @@ pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     } else {
         args.count
     };
-    let mut served: Vec<(usize, Vec<Delivered>)> = Vec::new();
+    let version = ctx.out.version;
+    let mut served: Vec<(usize, Delivery)> = Vec::new();
     let mut effects: Vec<Vec<Bytes>> = Vec::new();
     let mut created_consumers: Vec<usize> = Vec::new();
     for (index, (key, &id)) in keys.iter().zip(&ids).enumerate() {
@@ -445,11 +446,12 @@ pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                 count,
                 args.noack,
                 now,
+                version,
             )
         })
         .flatten();
-        if let Some((delivered, created, ops)) = outcome {
-            if created {
+        if let Some(mut delivery) = outcome {
+            if delivery.created {
                 created_consumers.push(index);
                 effects.push(vec![
                     Bytes::from_static(b"XGROUP"),
@@ -459,8 +461,8 @@ pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
                     consumer_name.clone(),
                 ]);
             }
-            effects.extend(ops);
-            served.push((index, delivered));
+            effects.append(&mut delivery.effects);
+            served.push((index, delivery));
         }
     }
     drop(guard);
@@ -476,25 +478,13 @@ pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
         } else {
             ctx.out.array_len(served.len());
         }
-        for (index, delivered) in served {
+        for (index, delivery) in served {
             if !ctx.resp3() {
                 ctx.out.array_len(2);
             }
             ctx.out.bulk(arg(keys, index));
-            ctx.out.array_len(delivered.len());
-            for (id, fields) in delivered {
-                ctx.out.array_len(2);
-                ctx.out.bulk(id.to_string().as_bytes());
-                match fields {
-                    Some(fields) => {
-                        ctx.out.array_len(fields.len());
-                        for field in &fields {
-                            ctx.out.bulk(field);
-                        }
-                    }
-                    None => ctx.out.null_array(),
-                }
-            }
+            ctx.out.array_len(delivery.n_entries);
+            ctx.out.buf.extend_from_slice(&delivery.entries.buf);
         }
         return;
     }
@@ -507,9 +497,18 @@ pub(crate) fn xreadgroup(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
     }
 }
 
-/// What one stream gives an XREADGROUP: the entries, whether the consumer was created, and the
-/// effects.
-type Delivery = (Vec<Delivered>, bool, Vec<Vec<Bytes>>);
+/// What one stream gives an XREADGROUP.
+struct Delivery {
+    /// How many entries it delivers.
+    n_entries: usize,
+    /// Their reply, written while the stream is at hand (no copy of their strings): each
+    /// `[id, [field, value, ...]]`, or `[id, nil]` for a pending entry since deleted (history).
+    entries: Out,
+    /// Whether the consumer was created.
+    created: bool,
+    /// What to propagate (empty when no consumer of effects is attached).
+    effects: Vec<Vec<Bytes>>,
+}
 
 /// Serves one stream of an XREADGROUP (`streamReplyWithRange` with a group): new entries after
 /// the group's last id for `>` (None), else the consumer's pending entries after `after`.
@@ -526,48 +525,52 @@ fn deliver(
     count: usize,
     noack: bool,
     now: u64,
+    version: RespVersion,
 ) -> Option<Delivery> {
+    // `change` has marked the key changed before calling us, so the unit has its number by now
+    // if a consumer of effects is attached: without one the XCLAIM effects are not built.
+    let record = forkless_storage::effect::unit_open();
     let mut effects = Vec::new();
+    let mut entries = Out::new(version);
     let Some(after) = after else {
         let start = stream.group(group_name)?.last_id.next()?;
-        let entries: Vec<(StreamId, Vec<Bytes>)> = stream
-            .range_forward(start, StreamId::MAX)
-            .take(count)
-            .map(|(id, fields)| (id, fields.map(Bytes::copy_from_slice).collect()))
-            .collect();
-        // What each delivery does to entries-read depends on the stream, not the group.
-        let steps: Vec<(bool, Option<u64>)> = entries
-            .iter()
-            .map(|(id, _)| {
-                (
-                    !stream.range_has_tombstones(*id, StreamId::MAX),
-                    stream.estimate_distance(*id),
-                )
-            })
-            .collect();
+        // Each entry's id, and what its delivery does to entries-read (which depends on the
+        // stream, not the group, so it is judged before the group is borrowed for changing).
+        let mut steps: Vec<(StreamId, bool, Option<u64>)> = Vec::new();
+        for (id, fields) in stream.range_forward(start, StreamId::MAX).take(count) {
+            write_entry(&mut entries, id, fields);
+            steps.push((
+                id,
+                !stream.range_has_tombstones(id, StreamId::MAX),
+                stream.estimate_distance(id),
+            ));
+        }
         let entries_added = stream.entries_added();
         let group = stream.group_mut(group_name)?;
         let created = touch_consumer(group, consumer, now);
-        for ((id, _), (no_tombstones, estimate)) in entries.iter().zip(steps) {
+        for &(id, no_tombstones, estimate) in &steps {
             match group.entries_read {
                 Some(n) if no_tombstones => group.entries_read = Some(n + 1),
                 _ if entries_added > 0 => group.entries_read = estimate,
                 _ => {}
             }
-            group.last_id = *id;
+            group.last_id = id;
             if !noack {
-                group.assign(*id, consumer, now, 1);
-                effects.push(xclaim_effect(key, group_name, group, *id));
+                group.assign(id, consumer, now, 1);
+                if record {
+                    effects.push(xclaim_effect(key, group_name, group, id));
+                }
             }
         }
-        if !entries.is_empty() {
+        if record && !steps.is_empty() {
             effects.push(setid_effect(key, group_name, group));
         }
-        let delivered = entries
-            .into_iter()
-            .map(|(id, fields)| (id, Some(fields)))
-            .collect();
-        return Some((delivered, created, effects));
+        return Some(Delivery {
+            n_entries: steps.len(),
+            entries,
+            created,
+            effects,
+        });
     };
     let start = after.next()?;
     let group = stream.group(group_name)?;
@@ -576,29 +579,41 @@ fn deliver(
         .get(consumer)
         .map(|c| c.pending.range(start..).take(count).copied().collect())
         .unwrap_or_default();
-    let delivered: Vec<Delivered> = owned
-        .iter()
-        .map(|&id| {
-            (
-                id,
-                stream
-                    .get(id)
-                    .map(|fields| fields.map(Bytes::copy_from_slice).collect()),
-            )
-        })
-        .collect();
+    // Whether each is still in the stream.
+    let mut live = Vec::with_capacity(owned.len());
+    for &id in &owned {
+        match stream.get(id) {
+            Some(fields) => {
+                write_entry(&mut entries, id, fields);
+                live.push(true);
+            }
+            None => {
+                entries.array_len(2);
+                bulk_id(&mut entries, id);
+                entries.null_array();
+                live.push(false);
+            }
+        }
+    }
     let group = stream.group_mut(group_name)?;
     let created = touch_consumer(group, consumer, now);
-    for (id, fields) in &delivered {
-        if fields.is_some() {
-            if let Some(pending) = group.pending.get_mut(id) {
+    for (&id, &live) in owned.iter().zip(&live) {
+        if live {
+            if let Some(pending) = group.pending.get_mut(&id) {
                 pending.delivery_time = now;
                 pending.delivery_count += 1;
             }
-            effects.push(xclaim_effect(key, group_name, group, *id));
+            if record {
+                effects.push(xclaim_effect(key, group_name, group, id));
+            }
         }
     }
-    Some((delivered, created, effects))
+    Some(Delivery {
+        n_entries: owned.len(),
+        entries,
+        created,
+        effects,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
