@@ -135,6 +135,12 @@ impl Stream {
         if self.blocks.is_empty() {
             self.start = self.end;
         }
+        // A slow replica's blocks gone, the block list gives back its array too: without
+        // replicas the stream is not looked at for eviction (`Replication::not_counted_for_evict`),
+        // so what it keeps counts.
+        if self.blocks.capacity() > 64 && self.blocks.len() < self.blocks.capacity() / 4 {
+            self.blocks.shrink_to_fit();
+        }
     }
 
     /// Copies up to `max` bytes from offset `from` into `out`. Ok(0) when `from` is the end.
