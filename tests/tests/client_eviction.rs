@@ -231,3 +231,291 @@ fn arguments_of_an_unfinished_command_count_and_show_as_argv_mem() {
 fn raw_list(server: &TestServer) -> Vec<u8> {
     server.raw().call(&[b"CLIENT", b"LIST"])
 }
+
+/// A numeric field of CLIENT LIST for the client named `name`; None once it is gone.
+fn field_of_named(admin: &mut RawConn, name: &str, field: &str) -> Option<u64> {
+    let list = String::from_utf8(admin.call(&[b"CLIENT", b"LIST"])).unwrap();
+    let line = list
+        .lines()
+        .find(|line| line.split(' ').any(|kv| kv == format!("name={name}")))?;
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
+
+/// A connection named `name` (CLIENT SETNAME answered).
+fn named_conn(server: &TestServer, name: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(
+            format!(
+                "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n${}\r\n{name}\r\n",
+                name.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let mut reply = [0u8; 5];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n");
+    stream
+}
+
+/// `GET k`, eight times.
+fn get_batch() -> Vec<u8> {
+    b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".repeat(8)
+}
+
+/// Sends `GET k` on `stream` over and over without reading a reply, until writing fails (the
+/// server closed the connection). Returns how many it sent.
+fn send_gets_until_closed(mut stream: TcpStream) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let batch = get_batch();
+        let mut sent = 0;
+        while stream.write_all(&batch).is_ok() {
+            sent += 8;
+        }
+        sent
+    })
+}
+
+/// Value of `k` in the output buffer tests: each `GET k` reply is about 200 kB.
+const VALUE_LEN: usize = 200_000;
+
+/// A client that pipelines commands and never reads its replies: as in Redis, the server
+/// goes on reading and running its commands while the replies pile up in its output buffer,
+/// which counts in its memory, so `maxmemory-clients` evicts it (Redis's "client evicted due
+/// to output buf"). Forkless used to stop reading such a client until it read, so its output
+/// buffer never grew and it was never evicted. Other clients are served meanwhile.
+#[test]
+fn a_client_that_never_reads_is_evicted_over_maxmemory_clients() {
+    let server = TestServer::start(BIN, &["--save", "", "--maxmemory-clients", "3mb"]);
+    let mut admin = server.raw();
+    assert_eq!(cmd(&mut admin, "CLIENT NO-EVICT on"), "+OK\r\n");
+    assert_eq!(
+        cmd(&mut admin, &format!("SETRANGE k {} v", VALUE_LEN - 1)),
+        format!(":{VALUE_LEN}\r\n")
+    );
+    let stream = named_conn(&server, "reader");
+    let writer = send_gets_until_closed(stream.try_clone().unwrap());
+    let mut max_omem = 0;
+    let gone = wait_until(Duration::from_secs(30), || {
+        match field_of_named(&mut admin, "reader", "omem") {
+            Some(omem) => {
+                max_omem = max_omem.max(omem);
+                false
+            }
+            None => true,
+        }
+    });
+    assert!(gone, "the client that never reads was not evicted");
+    // Whatever CLIENT LIST showed of its output buffer was under the limit.
+    assert!(max_omem < 3 * 1024 * 1024, "omem {max_omem}");
+    assert_eq!(evicted_clients(&mut admin), 1);
+    let sent = writer.join().unwrap();
+    assert!(sent > 0);
+    assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
+    assert_eq!(cmd(&mut admin, "STRLEN k"), format!(":{VALUE_LEN}\r\n"));
+}
+
+/// With neither `maxmemory-clients` nor an output buffer limit, a client that does not read
+/// makes its output buffer grow past what the kernel's socket buffers hold (Redis's "client
+/// total memory grows during maxmemory-clients disabled"); setting `maxmemory-clients` then
+/// evicts it.
+#[test]
+fn the_output_buffer_grows_until_maxmemory_clients_is_set() {
+    let server = TestServer::start(BIN, &["--save", ""]);
+    let mut admin = server.raw();
+    assert_eq!(cmd(&mut admin, "CLIENT NO-EVICT on"), "+OK\r\n");
+    assert_eq!(
+        cmd(&mut admin, &format!("SETRANGE k {} v", VALUE_LEN - 1)),
+        format!(":{VALUE_LEN}\r\n")
+    );
+    let stream = named_conn(&server, "reader");
+    let writer = send_gets_until_closed(stream.try_clone().unwrap());
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            field_of_named(&mut admin, "reader", "tot-mem").unwrap_or(0) > 10 * 1024 * 1024
+        }),
+        "tot-mem {:?}",
+        field_of_named(&mut admin, "reader", "tot-mem")
+    );
+    assert_eq!(evicted_clients(&mut admin), 0);
+    assert_eq!(
+        cmd(&mut admin, "CONFIG SET maxmemory-clients 1mb"),
+        "+OK\r\n"
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        field_of_named(&mut admin, "reader", "tot-mem").is_none()
+    }));
+    assert_eq!(evicted_clients(&mut admin), 1);
+    writer.join().unwrap();
+    assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
+}
+
+/// `client-output-buffer-backpressure`: with that much pending for a client that does not
+/// read, the server stops reading its commands (without closing it) until it has read its
+/// replies; then every reply arrives, in order.
+#[test]
+fn backpressure_bounds_the_output_buffer_of_a_client_that_does_not_read() {
+    let server = TestServer::start(
+        BIN,
+        &["--save", "", "--client-output-buffer-backpressure", "2mb"],
+    );
+    let mut admin = server.raw();
+    assert_eq!(
+        cmd(&mut admin, &format!("SETRANGE k {} v", VALUE_LEN - 1)),
+        format!(":{VALUE_LEN}\r\n")
+    );
+    let mut stream = named_conn(&server, "reader");
+    // 400 replies of 200 kB: 80 MB, more than the socket buffers and the bound together.
+    const N_GETS: usize = 400;
+    let mut writer_stream = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let batch = get_batch();
+        for _ in 0..N_GETS / 8 {
+            writer_stream.write_all(&batch).unwrap();
+        }
+    });
+    assert!(wait_until(Duration::from_secs(30), || {
+        field_of_named(&mut admin, "reader", "omem").unwrap_or(0) >= 1024 * 1024
+    }));
+    // Once there, it stays within the bound plus one batch of replies it was running.
+    for _ in 0..50 {
+        let omem = field_of_named(&mut admin, "reader", "omem").unwrap();
+        assert!(omem < 2 * 1024 * 1024 + 8 * VALUE_LEN as u64, "omem {omem}");
+    }
+    assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
+    // Reading now gets every reply.
+    let reply_len = format!("${VALUE_LEN}\r\n").len() + VALUE_LEN + 2;
+    let mut remaining = N_GETS * reply_len;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut seen = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    while remaining > 0 {
+        let n = stream.read(&mut buf[..remaining.min(256 * 1024)]).unwrap();
+        assert!(n > 0, "closed with {remaining} bytes of replies unread");
+        if seen.len() < reply_len {
+            seen.extend_from_slice(&buf[..n.min(reply_len - seen.len())]);
+        }
+        remaining -= n;
+    }
+    assert!(seen.starts_with(format!("${VALUE_LEN}\r\n").as_bytes()));
+    writer.join().unwrap();
+    assert_eq!(evicted_clients(&mut admin), 0);
+}
+
+/// A big argument still arriving costs its size, not twice it: the query buffer grows to
+/// exactly what the argument needs, as Redis's does for a big argument. (The buffer was grown
+/// with `reserve`, which doubles its allocation, so `qbuf-free` equalled `qbuf` and ten such
+/// clients at 30% of `maxmemory-clients` each got some of them evicted: Redis's "decrease
+/// maxmemory-clients causes client eviction" found it.)
+#[test]
+fn a_big_argument_being_received_costs_its_size_once() {
+    let server = TestServer::start(BIN, &["--save", ""]);
+    let mut admin = server.raw();
+    for len in [314_572, 1024 * KIB, 5_000_000] {
+        // All of the argument but its final CRLF.
+        let _stream = partial_set(&server, len, len);
+        let len = len as u64;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                tot_mem_of_big(&mut admin, len).is_some()
+            }),
+            "qbuf never reached {len}"
+        );
+        let tot_mem = tot_mem_of_big(&mut admin, len).unwrap();
+        assert!(
+            tot_mem < len + len / 10 + 64 * KIB as u64,
+            "tot-mem {tot_mem} for an argument of {len}"
+        );
+    }
+}
+
+/// CLIENT LIST describes what other clients had already sent when it ran, as Redis's one
+/// thread reads every socket before it serves the next command: right after a client has
+/// written half of a big argument, another connection's CLIENT LIST counts it (Redis's
+/// "client evicted due to percentage of maxmemory" asks without waiting). Here each connection
+/// reads on its own task; CLIENT LIST lets those with unread bytes take their turn first.
+#[test]
+fn client_list_counts_what_another_client_has_just_sent() {
+    let server = TestServer::start(BIN, &["--save", ""]);
+    let mut admin = server.raw();
+    let len: usize = 210_000;
+    for round in 0..20 {
+        let mut stream = named_conn(&server, "big");
+        stream
+            .write_all(format!("*1\r\n${len}\r\n").as_bytes())
+            .unwrap();
+        stream.write_all(&vec![b'v'; len]).unwrap();
+        let tot_mem = field_of_named(&mut admin, "big", "tot-mem").unwrap();
+        assert!(tot_mem >= len as u64, "round {round}: tot-mem {tot_mem}");
+        drop(stream);
+        assert!(wait_until(Duration::from_secs(10), || {
+            field_of_named(&mut admin, "big", "tot-mem").is_none()
+        }));
+    }
+}
+
+/// A command whose reply passes `client-output-buffer-limit`'s hard limit closes its client
+/// before the next CLIENT LIST, however soon another connection sends it (Redis's "avoid
+/// client eviction when client is freed by output buffer limit" asks right away).
+#[test]
+fn a_client_over_its_output_buffer_limit_is_gone_for_the_next_client_list() {
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--save",
+            "",
+            "--client-output-buffer-limit",
+            "normal 1mb 0 0",
+        ],
+    );
+    let mut admin = server.raw();
+    assert_eq!(cmd(&mut admin, "SETRANGE k 2000000 v"), ":2000001\r\n");
+    for round in 0..20 {
+        let name = format!("obuf{round}");
+        let mut stream = named_conn(&server, &name);
+        stream.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
+        assert_eq!(
+            field_of_named(&mut admin, &name, "tot-mem"),
+            None,
+            "round {round}: the client over its limit is still listed"
+        );
+        assert!(closed(&mut stream, Duration::from_secs(10)));
+    }
+}
+
+/// A MONITOR client that does not read: its lines, written by other clients' commands, pile
+/// up in the connection's queue while it waits for the client to read its output buffer.
+/// They are bounded as its output buffer is: by `client-output-buffer-limit normal`'s hard
+/// limit, or without one by `client-output-buffer-backpressure` (the connection cannot stop
+/// other clients' commands as it stops reading its own): past it the client is closed.
+#[test]
+fn pushes_to_a_client_that_does_not_read_are_bounded() {
+    for args in [
+        ["--client-output-buffer-limit", "normal 1mb 0 0"],
+        ["--client-output-buffer-backpressure", "1mb"],
+    ] {
+        let server = TestServer::start(BIN, &["--save", "", args[0], args[1]]);
+        let mut admin = server.raw();
+        let mut monitor = named_conn(&server, "mon");
+        monitor.write_all(b"*1\r\n$7\r\nMONITOR\r\n").unwrap();
+        let mut reply = [0u8; 5];
+        monitor.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"+OK\r\n");
+        let value = vec![b'v'; 100 * KIB];
+        let mut writer = server.raw();
+        let mut sets = 0;
+        while field_of_named(&mut admin, "mon", "tot-mem").is_some() {
+            assert!(sets < 2_000, "{args:?}: the monitor is still there");
+            assert_eq!(writer.call(&[b"SET", b"k", &value]), b"+OK\r\n");
+            sets += 1;
+        }
+        assert!(sets > 1, "{args:?}");
+        assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
+    }
+}

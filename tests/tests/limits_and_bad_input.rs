@@ -201,6 +201,58 @@ fn a_client_that_stops_reading_over_the_soft_output_limit_is_closed() {
     assert_alive(&server);
 }
 
+/// Pipelines `GET k` on a new connection without reading a reply, until the server closes
+/// it; returns how many were sent.
+fn pipeline_gets_until_closed(server: &TestServer) -> u64 {
+    let mut stream = connect(server);
+    let batch = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".repeat(8);
+    let mut sent = 0;
+    while stream.write_all(&batch).is_ok() {
+        sent += 8;
+    }
+    sent
+}
+
+/// Pipelined commands whose replies the client never reads: the server goes on running them
+/// (as Redis does) and the replies pile up in the output buffer until the normal class's
+/// hard limit closes the client. (Forkless once stopped reading such a client instead, so
+/// neither limit was ever reached by many small replies.)
+#[test]
+fn pipelined_replies_never_read_reach_the_hard_output_limit() {
+    let server = TestServer::start(BIN, &["--client-output-buffer-limit", "normal 2mb 0 0"]);
+    let mut conn = server.raw();
+    let value = vec![b'v'; 100_000];
+    assert_eq!(conn.call(&[b"SET", b"k", &value]), b"+OK\r\n");
+    let sent = pipeline_gets_until_closed(&server);
+    assert!(sent > 0);
+    assert!(
+        server
+            .wait_for_log("closed ASAP for overcoming of output buffer limits")
+            .is_some()
+    );
+    assert_alive(&server);
+}
+
+/// The same with only a soft limit: the replies stay over it for its second, and the client
+/// is closed.
+#[test]
+fn pipelined_replies_never_read_stay_over_the_soft_output_limit() {
+    let server = TestServer::start(BIN, &["--client-output-buffer-limit", "normal 0 2mb 1"]);
+    let mut conn = server.raw();
+    let value = vec![b'v'; 100_000];
+    assert_eq!(conn.call(&[b"SET", b"k", &value]), b"+OK\r\n");
+    let started = std::time::Instant::now();
+    let sent = pipeline_gets_until_closed(&server);
+    assert!(sent > 0);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        server
+            .wait_for_log("closed ASAP for overcoming of output buffer limits")
+            .is_some()
+    );
+    assert_alive(&server);
+}
+
 #[test]
 fn clients_that_have_not_authenticated_get_redis_small_request_limits() {
     let server = TestServer::start(BIN, &["--requirepass", "pw"]);

@@ -1,11 +1,15 @@
 //! One client connection: read bytes, decode commands, run them, write the replies.
 //!
 //! Replies to every command found in one read are written together, so a pipelined batch
-//! costs one write. Reading stops while a batch's replies are written, so a client that does
-//! not read cannot make the server buffer unbounded output. The replies waiting to be written
-//! are the client's output buffer, held to `client-output-buffer-limit normal` as Redis does:
-//! over the hard limit the client is closed at once (the reply is not sent), and over the soft
-//! limit for longer than its seconds, that is, when writing it takes that long, too.
+//! costs one write. The socket is written without waiting for it: what it does not take stays
+//! in the client's output buffer, and the connection goes on reading and running the client's
+//! commands while the rest waits for the socket to become writable, as Redis does. The output
+//! buffer is held to `client-output-buffer-limit normal` as in Redis: over the hard limit the
+//! client is closed at once (the reply is not sent), and over the soft limit for longer than
+//! its seconds, too; it counts in the client's memory, which `maxmemory-clients` bounds by
+//! evicting the client. `client-output-buffer-backpressure` (forkless's own) bounds it when
+//! neither does: with that much pending, the connection stops reading the client's commands
+//! and waits until the client has read its replies.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -75,6 +79,19 @@ impl ObufLimits {
     fn write_deadline(self, pending: usize) -> Option<Duration> {
         let pending = u64::try_from(pending).unwrap_or(u64::MAX);
         (self.soft > 0 && pending >= self.soft).then(|| Duration::from_secs(self.soft_secs))
+    }
+
+    /// Keeps `over_since`, when the output buffer went over the soft limit (None while it is
+    /// under), up to date with `pending` bytes, as Redis's `obuf_soft_limit_reached_time`.
+    /// Returns when the soft limit closes the client if it stays over.
+    fn soft_deadline(self, over_since: &mut Option<Instant>, pending: usize) -> Option<Instant> {
+        match self.write_deadline(pending) {
+            Some(after) => Some(*over_since.get_or_insert_with(Instant::now) + after),
+            None => {
+                *over_since = None;
+                None
+            }
+        }
     }
 }
 
@@ -146,6 +163,9 @@ pub(crate) async fn serve<S: Stream>(
         acl_caller: None,
     };
     let reason = run(&server, &mut socket, &mut client).await;
+    // Closing: gone for CLIENT LIST from here on (as Redis frees it at once), and a catch-up
+    // waiting for this connection ends.
+    handle.killed.store(true, Ordering::Release);
     tracing::debug!(client = id, %addr, "client closed: {reason}");
     server.pubsub.remove_client(&mut client.subs, id);
     cmd::transaction::unwatch_all(&server, &mut client);
@@ -155,6 +175,7 @@ pub(crate) async fn serve<S: Stream>(
     while let Ok(dropped) = client.conn.pushes.try_recv() {
         server.tracking.taken(dropped.len());
     }
+    handle.info.pushes_queued.store(0, Ordering::Relaxed);
     let unwritten = client
         .handle
         .info
@@ -170,10 +191,12 @@ pub(crate) async fn serve<S: Stream>(
 
 /// The read-execute-write loop. Returns why the connection ended.
 async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) -> String {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    // No query buffer until the client first sends (the read allocates it), as Redis creates
+    // a client's query buffer empty: a connection that never sends costs no 16 KiB.
+    let mut input = BytesMut::new();
     // The query buffer's allocation, as CLIENT LIST reports it (`qbuf` + `qbuf-free`, Redis's
     // `sdsalloc`): `input.capacity()` counts only from the first unread byte.
-    let mut buffer_size = READ_CHUNK;
+    let mut buffer_size: usize = 0;
     let mut decoder = RequestDecoder::new(limits(server, client));
     let mut authenticated = client.authenticated;
     let mut out = Out::new(RespVersion::Resp2);
@@ -182,6 +205,8 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
     let mut read_ahead: Option<ReadAhead> = None;
     // Set when that batch ended at its bound: the loop yields before it goes on.
     let mut yield_after = false;
+    // Since when the pending replies have been over the soft output buffer limit.
+    let mut soft_over_since = None;
     loop {
         // The end of the command before, while nothing has been awaited since: the next
         // command's start (`crate::server::chain_clock`).
@@ -209,6 +234,10 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         {
                             return reason;
                         }
+                    }
+                    if cmd::client::wants_catch_up(client, &argv) {
+                        previous_end_us = None;
+                        cmd::client::catch_up(server, &handle).await;
                     }
                     crate::server::chain_clock(previous_end_us);
                     let argv =
@@ -270,6 +299,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         }
                         // Bytes the client sends meanwhile wait in its query buffer, as a
                         // blocked client's do; its going away ends the wait.
+                        let parked = cmd::client::Parked::new(&handle.info);
                         let acked = tokio::select! {
                             acked = crate::replication::primary::wait(server, request) => acked,
                             () = handle.kill.notified() => return "killed".into(),
@@ -277,6 +307,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                                 return reason;
                             }
                         };
+                        drop(parked);
                         out.int(acked);
                     }
                     if let Some(request) = client.conn.migrate.take() {
@@ -301,7 +332,21 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         );
                     }
                     if let Some(handover) = client.conn.handover.take() {
-                        // PSYNC/SYNC: from here on the connection is a replica's link.
+                        // Replies still pending go out before the link's first bytes.
+                        if let Err(err) = write_out(
+                            server,
+                            socket,
+                            &handle,
+                            &mut out,
+                            ObufLimits::of(server, client),
+                        )
+                        .await
+                        {
+                            return format!("write error: {err}");
+                        }
+                        // PSYNC/SYNC: from here on the connection is a replica's link, which
+                        // never takes its turn again: parked for CLIENT LIST's catch-up.
+                        let _parked = cmd::client::Parked::new(&handle.info);
                         return crate::replication::primary::serve(
                             server, socket, client, &mut input, handover,
                         )
@@ -324,7 +369,7 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                     }
                     if out.len() >= FLUSH_AT {
                         previous_end_us = None;
-                        if let Err(err) = write_out(
+                        if let Err(err) = flush(
                             server,
                             socket,
                             &handle,
@@ -366,22 +411,22 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                 }
             }
         }
-        if let Err(err) = write_out(
-            server,
-            socket,
-            &handle,
-            &mut out,
-            ObufLimits::of(server, client),
-        )
-        .await
-        {
+        let obuf_limits = ObufLimits::of(server, client);
+        if let Err(err) = flush(server, socket, &handle, &mut out, obuf_limits).await {
             return format!("write error: {err}");
         }
-        let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
-        if written != 0 {
-            server
-                .tracking
-                .taken(usize::try_from(written).unwrap_or(usize::MAX));
+        let soft_deadline = obuf_limits.soft_deadline(&mut soft_over_since, out.len());
+        if soft_deadline.is_some_and(|at| at <= Instant::now()) {
+            tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+            return OBUF_CLOSED.into();
+        }
+        if out.is_empty() {
+            let written = handle.info.pushes_unwritten.swap(0, Ordering::Relaxed);
+            if written != 0 {
+                server
+                    .tracking
+                    .taken(usize::try_from(written).unwrap_or(usize::MAX));
+            }
         }
         if server.shutting_down.load(Ordering::Acquire) {
             return "server shutting down".into();
@@ -399,15 +444,30 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
         // A query buffer the cron freed (idle) stays unallocated until the client sends
         // again, as Redis's does.
         let parked = buffer_size == 0 && input.capacity() == 0;
-        let wanted = decoder.bytes_wanted().clamp(READ_CHUNK, 1 << 20);
-        if !parked && input.capacity() - input.len() < wanted / 2 {
+        let missing = decoder.bytes_wanted();
+        let wanted = missing.clamp(READ_CHUNK, 1 << 20);
+        let spare = input.capacity() - input.len();
+        if parked || (missing > 0 && spare >= missing) {
+            // Nothing to allocate yet, or room for the rest of the argument being received.
+        } else if missing > READ_CHUNK || (missing > 0 && input.len() >= READ_CHUNK) {
+            // A big argument: room for exactly what it still needs, as Redis's non-greedy
+            // growth of the query buffer (`reserve` would double the allocation, and the
+            // client's memory with it).
+            let mut exact = BytesMut::with_capacity(input.len() + missing);
+            exact.extend_from_slice(&input);
+            input = exact;
+            buffer_size = input.capacity();
+        } else if spare < wanted / 2 {
             input.reserve(wanted);
             buffer_size = input.capacity();
         }
         buffer_size = buffer_size.max(input.capacity());
         let subscribed = client.subs.active();
         let idle_timeout = crate::limits::idle_timeout(server, subscribed);
-        let oversized = crate::limits::oversized(&out.buf);
+        // Replies the socket did not take: the connection waits for it to take more, reading
+        // and running the client's next commands meanwhile.
+        let pending = !out.is_empty();
+        let oversized = !pending && crate::limits::oversized(&out.buf);
         cmd::client::publish(
             client,
             false,
@@ -420,21 +480,42 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             Ordering::Relaxed,
         );
         cmd::client::account_memory(server, &client.handle);
+        cmd::client::turn_waiting(&handle.info);
         let resize = &client.handle.info.resize;
         let rx = &mut client.subs.rx;
         let pushes = &mut client.conn.pushes;
+        let socket_ref = &*socket;
         let read = async {
             tokio::select! {
                 read = async {
-                    if parked {
-                        socket.readable().await?;
-                        input.reserve(READ_CHUNK);
+                    loop {
+                        socket_ref.readable().await?;
+                        if parked {
+                            input.reserve(READ_CHUNK);
+                        }
+                        cmd::client::turn_reading(&handle.info);
+                        match socket_ref.try_read_buf(&mut input) {
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                                cmd::client::turn_waiting(&handle.info);
+                            }
+                            read => break read,
+                        }
                     }
-                    socket.read_buf(&mut input).await
                 } => Some(Event::Read(read)),
+                written = socket_ref.writable(), if pending => Some(Event::Writable(written)),
+                () = async {
+                    if let Some(at) = soft_deadline {
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                }, if soft_deadline.is_some() => Some(Event::SoftLimit),
                 () = handle.kill.notified() => None,
                 () = resize.notified() => Some(Event::Resize),
-                Some(message) = rx.recv(), if subscribed => Some(Event::Message(message)),
+                // Messages wait in the channel while replies are pending: there one copy is
+                // shared by every subscriber (counted in each one's memory, bounded by the
+                // pubsub class's limits), where the output buffer would hold a copy each.
+                Some(message) = rx.recv(), if subscribed && !pending => {
+                    Some(Event::Message(message))
+                }
                 Some(bytes) = pushes.recv() => Some(Event::Push(bytes)),
                 // Reading is cancel-safe: nothing is lost when the idle shrink wins the race.
                 () = tokio::time::sleep(crate::limits::SHRINK_IDLE_AFTER), if oversized => {
@@ -451,6 +532,12 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
         };
         match read {
             None => return "killed".into(),
+            Some(Event::Writable(Ok(()))) => {}
+            Some(Event::Writable(Err(err))) => return format!("write error: {err}"),
+            Some(Event::SoftLimit) => {
+                tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+                return OBUF_CLOSED.into();
+            }
             Some(Event::Idle) => crate::limits::shrink_idle(&mut out.buf, READ_CHUNK),
             Some(Event::Resize) => {
                 if let Some(target) = handle.info.take_resize() {
@@ -487,15 +574,41 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
             }
             Some(Event::Read(Err(err))) => return format!("read error: {err}"),
             Some(Event::Push(bytes)) => {
-                out.buf.extend_from_slice(&bytes);
-                let mut taken = bytes.len();
-                // Drain what else is queued, so a burst costs one write.
-                while let Ok(next) = client.conn.pushes.try_recv() {
-                    out.buf.extend_from_slice(&next);
-                    taken += next.len();
-                    if out.len() >= FLUSH_AT {
-                        break;
+                // Under `maxmemory`, with no replies pending, pushes go straight to the socket
+                // while it takes them whole: copied into the output buffer, a burst (the
+                // invalidations of evicted keys) would grow it, the grown buffer would count
+                // in `used_memory` and feed more eviction (Redis's "client tracking don't
+                // cause eviction feedback loop"). Otherwise a burst costs one write.
+                let mut direct = server.tunables.maxmemory.load(Ordering::Relaxed) != 0;
+                let mut written = 0;
+                let mut taken = 0;
+                let mut next = Some(bytes);
+                while let Some(bytes) = next.take() {
+                    client.handle.info.pushes_taken(bytes.len());
+                    let mut sent = 0;
+                    if direct && out.is_empty() {
+                        sent = match socket.try_write(&bytes) {
+                            Ok(n) => n,
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+                            Err(err) => return format!("write error: {err}"),
+                        };
+                        direct = sent == bytes.len();
                     }
+                    written += sent;
+                    out.buf
+                        .extend_from_slice(bytes.get(sent..).unwrap_or_default());
+                    taken += bytes.len() - sent;
+                    if out.len() < FLUSH_AT {
+                        // Drain what else is queued.
+                        next = client.conn.pushes.try_recv().ok();
+                    }
+                }
+                if written != 0 {
+                    server.tracking.taken(written);
+                    server
+                        .stats
+                        .net_output_bytes
+                        .fetch_add(written as u64, Ordering::Relaxed);
                 }
                 // Counted as queued until written (below, after the write).
                 client
@@ -503,6 +616,11 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                     .info
                     .pushes_unwritten
                     .fetch_add(u64::try_from(taken).unwrap_or(u64::MAX), Ordering::Relaxed);
+                // Pushes grow the output buffer as replies do: the same hard limit applies.
+                if ObufLimits::of(server, client).exceeded_now(out.len()) {
+                    tracing::info!(client = client.id, addr = %handle.addr, "{OBUF_LOG}");
+                    return OBUF_CLOSED.into();
+                }
             }
             Some(Event::Message(message)) => {
                 write_message(&mut out, &message);
@@ -760,6 +878,7 @@ async fn wait_paused<S: Stream>(
             .map_err(|err| format!("write error: {err}"))?;
         cmd::client::publish(client, false, input.len(), input.capacity() - input.len());
         counted.get_or_insert_with(|| server.pause.wait());
+        let _parked = cmd::client::Parked::new(&handle.info);
         tokio::select! {
             () = tokio::time::sleep_until(until.into()) => {}
             () = changed => {}
@@ -811,6 +930,10 @@ enum Event {
     Idle,
     /// The query buffer cron asks for the query buffer to shrink (`ClientInfo::take_resize`).
     Resize,
+    /// The socket may take more of the pending replies.
+    Writable(std::io::Result<()>),
+    /// The pending replies have been over the soft output buffer limit for its seconds.
+    SoftLimit,
 }
 
 /// Logs and names the end of a client over `client-query-buffer-limit`.
@@ -852,6 +975,101 @@ fn note_published(handle: &ClientHandle) {
     }
 }
 
+/// Writes what the socket takes now of the pending replies, and waits for the client to read
+/// them only when `client-output-buffer-backpressure` says so: then until all are written.
+async fn flush<S: Stream>(
+    server: &Server,
+    socket: &mut S,
+    handle: &ClientHandle,
+    out: &mut Out,
+    limits: ObufLimits,
+) -> std::io::Result<()> {
+    flush_now(server, socket, handle, out).await?;
+    let backpressure = server.tunables.obuf_backpressure.load(Ordering::Relaxed);
+    if backpressure != 0 && u64::try_from(out.len()).unwrap_or(u64::MAX) >= backpressure {
+        write_out(server, socket, handle, out, limits).await?;
+    }
+    Ok(())
+}
+
+/// Writes what the socket takes now of the pending replies, without waiting for the client to
+/// read; the rest stays in `out`, counted in the client's memory (which may evict it, see
+/// `maxmemory-clients`).
+async fn flush_now<S: Stream>(
+    server: &Server,
+    socket: &S,
+    handle: &ClientHandle,
+    out: &mut Out,
+) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    // With `appendfsync always`, no reply leaves before the writes it acknowledges are on disk
+    // (a wait on the server's disk, not on the client).
+    let seq = handle.awaiting_seq.swap(0, Ordering::Relaxed);
+    if seq != 0 {
+        server.aof.wait_durable(seq).await;
+    }
+    let mut written = 0;
+    while written < out.len() {
+        match socket.try_write(&out.buf[written..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    server
+        .stats
+        .net_output_bytes
+        .fetch_add(written as u64, Ordering::Relaxed);
+    if written == out.len() {
+        out.buf.clear();
+        release_written(server, out);
+    } else {
+        bytes::Buf::advance(&mut out.buf, written);
+    }
+    cmd::client::publish_pending_out(handle, pending_allocation(out));
+    cmd::client::account_memory(server, handle);
+    Ok(())
+}
+
+/// What the pending replies hold of memory, for the client's `omem` / `tot-mem` and so for
+/// `maxmemory-clients`: the buffer's allocation from the first unwritten byte, not only the
+/// bytes in it (as Redis counts its reply list's blocks whole). Counting the bytes alone,
+/// twenty clients that did not read held up to twice what client eviction saw, and keys were
+/// evicted for it (Redis's "eviction due to output buffers of many MGET clients, client
+/// eviction: true").
+fn pending_allocation(out: &Out) -> usize {
+    if out.is_empty() {
+        0
+    } else {
+        out.buf.capacity()
+    }
+}
+
+/// A reply buffer that grew is given back once written, as Redis frees its reply list as it
+/// writes it: past [`RELEASE_ALWAYS`] always (a pipeline of a million replies left 8 MB
+/// allocated to an idle client until the idle shrink: Redis's "slave buffer are counted
+/// correctly" measures it), and under `maxmemory` past the idle shrink's threshold: kept, it
+/// would count in `used_memory` and make eviction pay for it (the invalidations of evicted
+/// keys, written to many tracking clients, would drain the database). Below those, the
+/// buffer is kept for the next batch (no allocation per batch).
+fn release_written(server: &Server, out: &mut Out) {
+    let capacity = out.buf.capacity();
+    if capacity > RELEASE_ALWAYS
+        || (capacity > crate::limits::SHRINK_THRESHOLD
+            && server.tunables.maxmemory.load(Ordering::Relaxed) != 0)
+    {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+}
+
+/// See [`release_written`]: an allocation this large is given back once written (its cost is
+/// small beside writing that many bytes).
+const RELEASE_ALWAYS: usize = 1 << 20;
+
 /// Writes the pending replies. A client killed meanwhile (CLIENT KILL, or a subscriber over its
 /// output buffer limit that has stopped reading) stops the write instead of blocking it forever.
 async fn write_out<S: Stream>(
@@ -875,8 +1093,9 @@ async fn write_out<S: Stream>(
             None => std::future::pending().await,
         }
     };
-    cmd::client::publish_pending_out(handle, out.len());
+    cmd::client::publish_pending_out(handle, pending_allocation(out));
     cmd::client::account_memory(server, handle);
+    let parked = cmd::client::Parked::new(&handle.info);
     tokio::select! {
         written = socket.write_all(&out.buf) => written?,
         () = handle.kill.notified() => {
@@ -887,20 +1106,13 @@ async fn write_out<S: Stream>(
             return Err(std::io::Error::other(OBUF_CLOSED));
         }
     }
+    drop(parked);
     server
         .stats
         .net_output_bytes
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out.buf.clear();
-    // Under `maxmemory`, a reply buffer that grew past the threshold is given back once written,
-    // as Redis frees its reply list: kept until the idle shrink, it would count in
-    // `used_memory` and make eviction pay for it (the invalidations of evicted keys, written
-    // to many tracking clients, would drain the database).
-    if out.buf.capacity() > crate::limits::SHRINK_THRESHOLD
-        && server.tunables.maxmemory.load(Ordering::Relaxed) != 0
-    {
-        out.buf = BytesMut::with_capacity(READ_CHUNK);
-    }
+    release_written(server, out);
     cmd::client::publish_pending_out(handle, 0);
     Ok(())
 }

@@ -337,20 +337,27 @@ impl Renderer {
     pub(crate) fn render_each(&mut self, effect: &Effect, mut command: impl FnMut(&[Bytes])) {
         let wrap = effect.transaction && effect.ops.len() > 1;
         if wrap {
+            // MULTI goes out in the first command's database, as Redis 7.0 propagates it:
+            // the SELECT, when one is needed, comes before it.
+            if let Some(first) = effect.ops.first() {
+                self.select(first.db, &mut command);
+            }
             command(&[Bytes::from_static(b"MULTI")]);
         }
         for op in &effect.ops {
-            if self.selected != Some(op.db) {
-                command(&[
-                    Bytes::from_static(b"SELECT"),
-                    Bytes::from(op.db.to_string()),
-                ]);
-                self.selected = Some(op.db);
-            }
+            self.select(op.db, &mut command);
             command(&op.argv);
         }
         if wrap {
             command(&[Bytes::from_static(b"EXEC")]);
+        }
+    }
+
+    /// Sends a SELECT of `db` unless the stream has it selected.
+    fn select(&mut self, db: usize, command: &mut impl FnMut(&[Bytes])) {
+        if self.selected != Some(db) {
+            command(&[Bytes::from_static(b"SELECT"), Bytes::from(db.to_string())]);
+            self.selected = Some(db);
         }
     }
 }

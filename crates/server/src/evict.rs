@@ -116,8 +116,9 @@ pub(crate) fn figures(server: &Server) -> Figures {
         aof_buffer,
         not_counted_for_evict: retained
             .saturating_add(aof_buffer)
-            .saturating_add(server.replication.mem_clients_slaves())
-            .saturating_add(server.tracking.queued_bytes()),
+            .saturating_add(server.replication.not_counted_for_evict())
+            .saturating_add(server.tracking.queued_bytes())
+            .saturating_add(server.clients.dying_bytes()),
         allocator: allocator::malloc_figures(),
     }
 }
@@ -187,6 +188,7 @@ pub(crate) fn evict_clients(server: &Server) -> usize {
             "Evicting client: client memory over maxmemory-clients"
         );
         handle.kill();
+        server.clients.note_dying(handle, memory);
         server.stats.evicted_clients.fetch_add(1, Ordering::Relaxed);
         total = total.saturating_sub(memory);
         evicted += 1;
@@ -276,19 +278,22 @@ fn counted_memory(server: &Server) -> u64 {
 }
 
 /// Redis's `freeMemoryGetNotCountedMemory`, with forkless's retained versions: what a running
-/// snapshot retains, the AOF's unwritten buffer, what replicas have yet to receive of the
-/// replication buffer, and tracking invalidations queued to connections (Redis writes those
-/// before its next command; here connections write them concurrently with it). Takes the
-/// save slot, the AOF state and the replication state in turn, none under a shard lock, and
-/// each only while there is something to count (a cut outstanding, a writer attached,
-/// replicas): otherwise a relaxed load each, so commands over the limit share no lock.
+/// snapshot retains, the AOF's unwritten buffer, the replication stream's memory beyond the
+/// backlog (what replicas pin, in allocated blocks, as Redis counts its shared buffer) and the
+/// link tasks' copy buffers, tracking invalidations queued to connections (Redis writes those
+/// before its next command; here connections write them concurrently with it), and what
+/// clients evicted by `maxmemory-clients` hold until their connections close (Redis frees them
+/// at once). Takes the save slot, the AOF state and the replication state in turn, none under
+/// a shard lock, and each only while there is something to count (a cut outstanding, a writer
+/// attached, replicas): otherwise a relaxed load each, so commands over the limit share no lock.
 fn not_counted(server: &Server) -> u64 {
     server
         .keyspace
         .retained_bytes()
         .saturating_add(crate::aof::buffered_bytes(server))
-        .saturating_add(server.replication.mem_clients_slaves())
+        .saturating_add(server.replication.not_counted_for_evict())
         .saturating_add(server.tracking.queued_bytes())
+        .saturating_add(server.clients.dying_bytes())
 }
 
 /// Redis's `performEvictions`, called before a command that may need memory: when the server

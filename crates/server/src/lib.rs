@@ -17,8 +17,9 @@
 //! handlers, or uses `anyhow`.
 
 // The exceptions are `allocator` (the counting `GlobalAlloc`, `mallinfo2` and `mallopt`),
-// `limits::release_free_memory` (glibc's `malloc_trim`) and `daemon`'s startup fork and
-// descriptor redirection for `daemonize yes`.
+// `limits::release_free_memory` (glibc's `malloc_trim`), `limits::unread_bytes` (the
+// `FIONREAD` ioctl) and `daemon`'s startup fork and descriptor redirection for
+// `daemonize yes`.
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
@@ -382,13 +383,20 @@ fn spawn_active_expiry(server: Arc<Server>) -> std::thread::JoinHandle<()> {
                 // The server's cron: freed connection memory goes back to the system here, and,
                 // while an epoch snapshot runs, what its saved versions and the overwrites
                 // around it free (docs/snapshot.md, "Memory goes back").
-                evict::evict_clients(&server);
+                let cron_paused = server
+                    .cron_paused
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if !cron_paused {
+                    evict::evict_clients(&server);
+                }
                 if server.keyspace.snapshot_in_progress() {
                     limits::request_memory_release();
                 }
                 // Query buffers: a share of the clients each tick (`clientsCron`).
-                query_buffer_cursor =
-                    cmd::client::cron_resize_query_buffers(&server, query_buffer_cursor, hz);
+                if !cron_paused {
+                    query_buffer_cursor =
+                        cmd::client::cron_resize_query_buffers(&server, query_buffer_cursor, hz);
+                }
                 limits::release_free_memory();
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }

@@ -162,6 +162,23 @@ pub(crate) fn release_free_memory() {
     trim::malloc_trim();
 }
 
+/// The bytes the kernel holds on socket `fd` that the server has not read yet (`FIONREAD`);
+/// 0 when it cannot tell.
+#[allow(unsafe_code)]
+pub(crate) fn unread_bytes(fd: i32) -> usize {
+    let mut unread: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one `c_int` through the pointer, which points at `unread`, live
+    // for the call. `fd` is a client's socket; if it was closed (and its number reused) since,
+    // the call fails or counts another descriptor's bytes, which only costs the caller a
+    // short wait: nothing is read or changed.
+    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut unread) };
+    if result == 0 {
+        usize::try_from(unread).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 mod trim {

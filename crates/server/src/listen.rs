@@ -86,17 +86,49 @@ pub(crate) trait Stream:
 {
     /// Waits until the socket is readable (see `TcpStream::readable`).
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Waits until the socket may take more bytes (see `TcpStream::writable`).
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Writes what the socket takes now, without waiting: `WouldBlock` when it takes nothing
+    /// (see `TcpStream::try_write`).
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+    /// Reads what the socket has now into `buf`, without waiting: `WouldBlock` when it has
+    /// nothing (see `TcpStream::try_read_buf`).
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> std::io::Result<usize>;
 }
 
 impl Stream for TcpStream {
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         TcpStream::readable(self)
     }
+
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        TcpStream::writable(self)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
 }
 
 impl Stream for UnixStream {
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         UnixStream::readable(self)
+    }
+
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        UnixStream::writable(self)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        UnixStream::try_write(self, buf)
+    }
+
+    fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        UnixStream::try_read_buf(self, buf)
     }
 }
 

@@ -123,6 +123,9 @@ pub(crate) struct Tunables {
     pub(crate) obuf_normal_hard: AtomicU64,
     pub(crate) obuf_normal_soft: AtomicU64,
     pub(crate) obuf_normal_soft_secs: AtomicU64,
+    /// `client-output-buffer-backpressure`: pending replies at which a connection stops
+    /// reading its client's commands; 0 never.
+    pub(crate) obuf_backpressure: AtomicU64,
     /// `client-output-buffer-limit pubsub <hard> <soft> <seconds>`, for keyspace
     /// notifications published from inside a write (`notify.rs`), where the config lock must
     /// not be taken.
@@ -167,6 +170,17 @@ pub(crate) struct Tunables {
 }
 
 impl Tunables {
+    /// The most a connection may hold of queued pushes (MONITOR lines, tracking
+    /// invalidations) plus pending replies ([`ClientHandle::send_push`]): the `normal`
+    /// class's hard limit, or without one `client-output-buffer-backpressure` (the connection
+    /// cannot stop those writers as it stops reading its own client); 0 with neither.
+    pub(crate) fn push_limit(&self) -> u64 {
+        match self.obuf_normal_hard.load(Ordering::Relaxed) {
+            0 => self.obuf_backpressure.load(Ordering::Relaxed),
+            hard => hard,
+        }
+    }
+
     pub(crate) fn refresh(&self, config: &Config) {
         self.proto_max_bulk_len
             .store(config.proto_max_bulk_len, Ordering::Relaxed);
@@ -183,6 +197,8 @@ impl Tunables {
             .store(normal.soft_limit_bytes, Ordering::Relaxed);
         self.obuf_normal_soft_secs
             .store(normal.soft_limit_seconds, Ordering::Relaxed);
+        self.obuf_backpressure
+            .store(config.client_output_buffer_backpressure, Ordering::Relaxed);
         let size = |name: &str, default: i64| {
             usize::try_from(config.stored_int(name, default)).unwrap_or(usize::MAX)
         };
@@ -348,6 +364,35 @@ impl ClientHandle {
         self.killed.store(true, Ordering::Release);
         self.kill.notify_one();
     }
+
+    /// Queues `bytes` (a MONITOR line, a tracking invalidation) to the connection. Those
+    /// bytes wait in the connection's queue while its client does not read (the connection
+    /// is then writing out its replies): together with its pending replies they may not pass
+    /// `limit` ([`Tunables::push_limit`], 0 for none), past which the client is closed, as
+    /// Redis closes a client whose output buffer passes its limit. Returns false when the
+    /// bytes were not queued (the connection is closed or closing).
+    pub(crate) fn send_push(&self, bytes: Bytes, limit: u64) -> bool {
+        if self.killed.load(Ordering::Acquire) {
+            return false;
+        }
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let queued = self.info.pushes_queued.fetch_add(len, Ordering::Relaxed) + len;
+        if limit != 0 && queued.saturating_add(self.info.pending_out_bytes()) > limit {
+            self.info.pushes_queued.fetch_sub(len, Ordering::Relaxed);
+            tracing::warn!(
+                client = self.id,
+                addr = %self.addr,
+                "Client closed for overcoming of output buffer limits (queued pushes)"
+            );
+            self.kill();
+            return false;
+        }
+        if self.push.send(bytes).is_err() {
+            self.info.pushes_queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
 }
 
 /// The registry of connected clients. A std mutex: it is taken on connect, disconnect and
@@ -358,6 +403,9 @@ pub(crate) struct Clients {
     next_id: AtomicU64,
     /// The connected clients' memory as each last accounted it (`client::account_memory`).
     memory: AtomicU64,
+    /// What clients evicted by `maxmemory-clients` held when evicted, until their connections
+    /// have closed: Redis frees an evicted client at once, so key eviction leaves it out.
+    dying: AtomicU64,
 }
 
 impl Clients {
@@ -373,7 +421,35 @@ impl Clients {
         if let Some(handle) = lock(&self.by_id).remove(&id) {
             let counted = handle.info.counted.swap(0, Ordering::Relaxed);
             self.add_memory(0, counted);
+            let dying = handle.info.dying.swap(0, Ordering::Relaxed);
+            if dying != 0 {
+                let _ = self
+                    .dying
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                        Some(total.saturating_sub(dying))
+                    });
+            }
         }
+    }
+
+    /// Notes that the client of `handle`, holding `memory`, was evicted and will free it once
+    /// its connection has closed.
+    pub(crate) fn note_dying(&self, handle: &ClientHandle, memory: u64) {
+        let before = handle.info.dying.swap(memory, Ordering::Relaxed);
+        self.add_dying(memory, before);
+    }
+
+    fn add_dying(&self, now: u64, before: u64) {
+        let _ = self
+            .dying
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                Some(total.saturating_sub(before).saturating_add(now))
+            });
+    }
+
+    /// What evicted clients whose connections have not closed yet still hold.
+    pub(crate) fn dying_bytes(&self) -> u64 {
+        self.dying.load(Ordering::Relaxed)
     }
 
     /// Replaces `before` with `now` in the clients' memory total; returns the new total.
@@ -457,6 +533,9 @@ pub(crate) struct Server {
     pub(crate) tracking: cmd::tracking::Tracking,
     /// False after DEBUG SET-ACTIVE-EXPIRE 0: the active expiry cycle does not run.
     pub(crate) active_expire: AtomicBool,
+    /// True after DEBUG PAUSE-CRON 1: the server's cron leaves clients alone (no client
+    /// eviction, no query buffer resizing), so only what commands and connections do counts.
+    pub(crate) cron_paused: AtomicBool,
     /// Lua: the interpreters, the script cache, and the running script's state.
     pub(crate) scripting: crate::scripting::Scripting,
     pub(crate) aof: crate::aof::Aof,
@@ -512,6 +591,7 @@ impl Server {
             latency: cmd::latency::Latency::default(),
             tracking: cmd::tracking::Tracking::default(),
             active_expire: AtomicBool::new(true),
+            cron_paused: AtomicBool::new(false),
             scripting: crate::scripting::Scripting::default(),
             aof: crate::aof::Aof::default(),
             acl,

@@ -7,10 +7,10 @@
 //! is about to wait (for input, a blocked key or the end of a pause), that is, exactly when
 //! another client can see it between commands, as Redis's CLIENT LIST does.
 
-use std::sync::Mutex;
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -146,6 +146,15 @@ pub(crate) struct ClientInfo {
     pending_out: AtomicU64,
     /// Pub/sub messages queued for the client, not yet taken by its connection.
     pub(crate) pubsub_queued: AtomicU64,
+    /// The connection's turns: odd while it waits in its loop for its client's bytes (or
+    /// anything else) with every command it had read run, even while it reads or runs them.
+    /// Only the connection writes it ([`turn_waiting`], [`turn_reading`]); [`catch_up`]
+    /// reads it.
+    pub(crate) turns: AtomicU64,
+    /// Set while the connection waits on something other than its client's next bytes (its
+    /// client reading replies, a pause, WAIT's ACKs, another CLIENT LIST's catch-up): it
+    /// will not read soon, so [`catch_up`] does not wait for it. See [`Parked`].
+    pub(crate) parked: AtomicBool,
     /// Arguments of a command received in part (`RequestDecoder::pending_argv_bytes`).
     pub(crate) argv_mem: AtomicU64,
     /// The client's share of the WATCH and pub/sub tables (see [`table_overhead`]).
@@ -153,9 +162,14 @@ pub(crate) struct ClientInfo {
     /// Push bytes (tracking invalidations) the connection took from its queue and has not
     /// written yet: still in `Tracking::queued_bytes` until they are.
     pub(crate) pushes_unwritten: AtomicU64,
+    /// Pushes (MONITOR lines, tracking invalidations) queued to the connection, not yet
+    /// taken by it: bounded by [`crate::server::Tunables::push_limit`].
+    pub(crate) pushes_queued: AtomicU64,
     /// What the client last added to `Clients::memory` (its `tot-mem`, 0 for a replication
     /// link): see [`account_memory`].
     pub(crate) counted: AtomicU64,
+    /// What the client held when `maxmemory-clients` evicted it (`Clients::note_dying`).
+    pub(crate) dying: AtomicU64,
     /// The tracking redirect target, 0 without one, -1 with tracking off.
     redir: AtomicI64,
     /// `UNBLOCK_*`: set by CLIENT UNBLOCK, taken by the blocked connection.
@@ -199,10 +213,14 @@ impl Default for ClientInfo {
             qbuf_free: AtomicU64::new(0),
             pending_out: AtomicU64::new(0),
             pubsub_queued: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
             argv_mem: AtomicU64::new(0),
             table_overhead: AtomicU64::new(0),
             pushes_unwritten: AtomicU64::new(0),
+            pushes_queued: AtomicU64::new(0),
             counted: AtomicU64::new(0),
+            dying: AtomicU64::new(0),
             redir: AtomicI64::new(-1),
             unblock: AtomicU8::new(UNBLOCK_NONE),
             unblocked: Notify::new(),
@@ -264,6 +282,21 @@ impl ClientInfo {
         .iter()
         .map(|figure| figure.load(Ordering::Relaxed))
         .fold(0, u64::saturating_add)
+    }
+
+    /// The replies waiting to be written, as the connection last published them.
+    pub(crate) fn pending_out_bytes(&self) -> u64 {
+        self.pending_out.load(Ordering::Relaxed)
+    }
+
+    /// The connection took `bytes` of pushes from its queue.
+    pub(crate) fn pushes_taken(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        let _ = self
+            .pushes_queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
     }
 
     /// Takes the unblock request, if one came.
@@ -1030,6 +1063,135 @@ fn client_unblock(ctx: &mut Ctx<'_>, id: &[u8], mode: Option<&Bytes>) {
     }
 }
 
+/// Marks a connection parked ([`ClientInfo::parked`]) for as long as it lives.
+pub(crate) struct Parked<'a>(&'a ClientInfo);
+
+impl<'a> Parked<'a> {
+    pub(crate) fn new(info: &'a ClientInfo) -> Self {
+        info.parked.store(true, Ordering::Release);
+        Parked(info)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.parked.store(false, Ordering::Release);
+    }
+}
+
+/// Marks the connection as waiting for its client's bytes with everything it read run
+/// ([`ClientInfo::turns`] odd).
+pub(crate) fn turn_waiting(info: &ClientInfo) {
+    let turns = info.turns.load(Ordering::Relaxed);
+    if turns % 2 == 0 {
+        info.turns.store(turns + 1, Ordering::Release);
+    }
+}
+
+/// Marks the connection as reading (or running) ([`ClientInfo::turns`] even): called before
+/// each read from the socket, so no byte is taken while the count is odd.
+pub(crate) fn turn_reading(info: &ClientInfo) {
+    let turns = info.turns.load(Ordering::Relaxed);
+    if turns % 2 == 1 {
+        info.turns.store(turns + 1, Ordering::Release);
+    }
+}
+
+/// How long CLIENT LIST waits, at most, for other connections to take in what their clients
+/// had already sent ([`catch_up`]): a guard for liveness only (a connection in the middle of a
+/// long command, or one whose client sends without pause), not the condition it waits for.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(100);
+
+/// True if the command in `argv` is a CLIENT LIST to run now (not queued in MULTI): the
+/// connection lets the others catch up first ([`catch_up`]).
+pub(crate) fn wants_catch_up(client: &Client, argv: &[Bytes]) -> bool {
+    client.multi.is_none()
+        && argv.len() >= 2
+        && eq_ignore_case(&argv[0], "client")
+        && eq_ignore_case(&argv[1], "list")
+}
+
+/// One connection [`catch_up`] waits for: its turn count when the wait began.
+struct Behind {
+    handle: Arc<ClientHandle>,
+    start: u64,
+}
+
+impl Behind {
+    /// True once the connection has nothing left to take in of what had arrived when the wait
+    /// began: it has been closed or killed, it parked or blocked (it will not read soon), it
+    /// has since read in a turn begun after the wait began and gone back to waiting, or it is
+    /// waiting with nothing unread (the count the same on both sides of `FIONREAD`: no read
+    /// in between).
+    fn caught_up(&self) -> bool {
+        let handle = &self.handle;
+        if !ready(handle) {
+            return true;
+        }
+        let turns = handle.info.turns.load(Ordering::Acquire);
+        if turns % 2 == 0 {
+            return false;
+        }
+        // From an odd count the next reading turn ends at +2; from an even one (a turn under
+        // way, whose read may have come before the bytes did) the one after it, at +3.
+        let past = self.start + 2 + u64::from(self.start % 2 == 0);
+        turns >= past
+            || (crate::limits::unread_bytes(handle.fd) == 0
+                && handle.info.turns.load(Ordering::Acquire) == turns)
+    }
+}
+
+/// True if the connection of `handle` may read a client's commands soon: not killed, parked
+/// or blocked, and not a replication link (a replica's connection streams from PSYNC on, and
+/// never goes back to its turn; a master link reads the stream).
+fn ready(handle: &ClientHandle) -> bool {
+    !handle.killed.load(Ordering::Acquire)
+        && !handle.info.parked.load(Ordering::Acquire)
+        && handle.info.flags.load(Ordering::Relaxed) & FLAG_BLOCKED == 0
+        && !is_replication_link(handle)
+}
+
+/// Lets every other connection that is running commands, or whose socket holds bytes its
+/// client sent that it has not read yet, finish its turn (read and run them) before CLIENT
+/// LIST describes the clients. Redis's one thread reads whatever has arrived before it serves
+/// the next command, so a client that wrote and then asks on another connection finds its
+/// bytes counted (Redis's "client evicted due to percentage of maxmemory") or the client its
+/// over-limit command closed gone ("... freed by output buffer limit"); here each connection
+/// reads on its own task and may not have got there yet.
+///
+/// The wait is for a condition, not a time ([`Behind::caught_up`]), and runs in the
+/// connection's task before the command takes the command gate (an EXEC waiting for the gate
+/// is not held up). Connections that will not read soon are not waited for: blocked ones and
+/// parked ones (waiting for their client to read replies, for a pause's end, for WAIT's ACKs,
+/// or in their own catch-up: two CLIENT LISTs never wait for each other). Only a connection in
+/// the middle of a long command (a script, DEBUG SLEEP) or one whose client never stops
+/// sending meets the [`CATCH_UP_WAIT`] guard. Costs one `FIONREAD` per connection.
+pub(crate) async fn catch_up(server: &Server, me: &ClientHandle) {
+    let mut behind: Vec<Behind> = server
+        .clients
+        .all()
+        .into_iter()
+        .filter(|handle| handle.id != me.id && ready(handle))
+        .filter_map(|handle| {
+            let start = handle.info.turns.load(Ordering::Acquire);
+            let busy = start % 2 == 0;
+            (busy || crate::limits::unread_bytes(handle.fd) > 0).then_some(Behind { handle, start })
+        })
+        .collect();
+    if behind.is_empty() {
+        return;
+    }
+    let _parked = Parked::new(&me.info);
+    let deadline = Instant::now() + CATCH_UP_WAIT;
+    loop {
+        behind.retain(|waiting| !waiting.caught_up());
+        if behind.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     let mut ids: Option<Vec<u64>> = None;
     let mut kind_filter = None;
@@ -1076,6 +1238,11 @@ fn client_list(ctx: &mut Ctx<'_>, argv: &[Bytes], filters: &[Bytes]) {
     let mut text = String::new();
     for handle in ctx.server.clients.all() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&handle.id)) {
+            continue;
+        }
+        // A client killed (CLIENT KILL, evicted, over a limit) is gone for Redis at once; its
+        // connection here may take a moment to notice.
+        if handle.killed.load(Ordering::Acquire) && handle.id != ctx.client.id {
             continue;
         }
         if kind_filter.is_some_and(|kind| kind != client_kind(&handle)) {
@@ -1236,6 +1403,7 @@ fn kill(ctx: &mut Ctx<'_>, handle: &ClientHandle) {
         ctx.client.close_after_reply = true;
     } else {
         handle.kill();
+        ctx.server.replication.remove_link_of(handle.id);
     }
 }
 
@@ -1273,5 +1441,80 @@ mod tests {
         pause.end_failover();
         assert!(!pause.holds_writes());
         assert!(!pause.maybe_active());
+    }
+
+    fn handle_on(fd: i32) -> std::sync::Arc<crate::server::ClientHandle> {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+        let (push, _pushes) = tokio::sync::mpsc::unbounded_channel();
+        std::sync::Arc::new(crate::server::ClientHandle {
+            id: 1,
+            addr: addr.into(),
+            local_addr: addr.into(),
+            created: Instant::now(),
+            last_interaction_ms: Default::default(),
+            name: Default::default(),
+            db: Default::default(),
+            resp: Default::default(),
+            last_command: Default::default(),
+            killed: Default::default(),
+            kill: Default::default(),
+            fd,
+            info: Default::default(),
+            push,
+            awaiting_seq: Default::default(),
+            user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
+        })
+    }
+
+    /// CLIENT LIST's catch-up waits for a connection with unread bytes until a turn begun
+    /// after the wait has ended (two more counts from a waiting one, three from a busy one,
+    /// whose read may have come before the bytes); one waiting with nothing unread is caught
+    /// up at once; parked connections and replication links are never waited for.
+    #[test]
+    fn catch_up_waits_for_the_turn_that_takes_the_unread_bytes() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::Ordering;
+        let (mut client, server_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        client.write_all(b"PING\r\n").unwrap();
+        let handle = handle_on(server_end.as_raw_fd());
+        let turns = &handle.info.turns;
+        for (start, done_at) in [(1, 3), (2, 5)] {
+            turns.store(start, Ordering::Relaxed);
+            let behind = super::Behind {
+                handle: std::sync::Arc::clone(&handle),
+                start,
+            };
+            for turn in start..done_at {
+                turns.store(turn, Ordering::Relaxed);
+                assert!(!behind.caught_up(), "start {start}, turn {turn}");
+            }
+            turns.store(done_at, Ordering::Relaxed);
+            assert!(behind.caught_up(), "start {start}, turn {done_at}");
+            // Parked, or a replication link: not waited for.
+            turns.store(start + 1, Ordering::Relaxed);
+            let parked = super::Parked::new(&handle.info);
+            assert!(behind.caught_up());
+            drop(parked);
+            handle
+                .info
+                .flags
+                .fetch_or(super::FLAG_REPLICA, Ordering::Relaxed);
+            assert!(behind.caught_up());
+            handle
+                .info
+                .flags
+                .fetch_and(!super::FLAG_REPLICA, Ordering::Relaxed);
+            assert!(!behind.caught_up());
+        }
+        // Waiting with nothing unread: caught up at once.
+        let (_client, idle_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let idle = handle_on(idle_end.as_raw_fd());
+        idle.info.turns.store(7, Ordering::Relaxed);
+        let behind = super::Behind {
+            handle: idle,
+            start: 7,
+        };
+        assert!(behind.caught_up());
     }
 }

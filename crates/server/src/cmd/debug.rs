@@ -279,6 +279,37 @@ fn debug(ctx: &mut Ctx<'_>, argv: &[Bytes]) {
             ctx.out.ok();
         }
         ("jmap", _) => ctx.out.ok(),
+        ("pause-cron", [flag]) => {
+            // atoi, as Redis: what does not parse is 0.
+            let on = std::str::from_utf8(flag)
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .is_some_and(|n| n != 0);
+            server.cron_paused.store(on, Ordering::Relaxed);
+            ctx.out.ok();
+        }
+        ("replybuffer", [what, value]) => {
+            // Forkless's reply buffer has no resize cron and no peak to reset (its 16 kB is
+            // counted as a constant, see `client::total_memory`): the settings are checked
+            // as Redis checks them and have nothing to act on.
+            let what = String::from_utf8_lossy(what).to_ascii_lowercase();
+            let value_lower = String::from_utf8_lossy(value).to_ascii_lowercase();
+            match what.as_str() {
+                "peak-reset-time"
+                    if value_lower == "never"
+                        || value_lower == "reset"
+                        || parse_i64(value).is_some() =>
+                {
+                    ctx.out.ok();
+                }
+                "peak-reset-time" => ctx.out.error(reply::NOT_INTEGER),
+                "resizing" => ctx.out.ok(),
+                _ => ctx.out.error(&format!(
+                    "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+                    String::from_utf8_lossy(argv.get(1).map_or(&b""[..], |sub| sub))
+                )),
+            }
+        }
         _ => ctx.out.error(&format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
             String::from_utf8_lossy(argv.get(1).map_or(&b""[..], |sub| sub))
@@ -462,6 +493,14 @@ fn help(ctx: &mut Ctx<'_>) {
             "    Flush the AOF buffers on disk and reload the AOF in memory.",
             "LOG <message>",
             "    Write <message> to the server log.",
+            "PAUSE-CRON <0|1>",
+            "    Stop periodic cron job processing.",
+            "REPLYBUFFER PEAK-RESET-TIME <NEVER||RESET|time>",
+            "    Sets the time (in milliseconds) to wait between client reply buffer peak resets.",
+            "    In case NEVER is provided the last observed peak will never be reset",
+            "    In case RESET is provided the peak reset time will be restored to the default value",
+            "REPLYBUFFER RESIZING <0|1>",
+            "    Enable or disable the reply buffer resize cron job",
             "OBJECT <key>",
             "    Show low level info about `key` and associated value.",
             "POPULATE <count> [<prefix>] [<size>]",

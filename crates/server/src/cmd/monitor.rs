@@ -6,15 +6,14 @@
 //! and arguments that carry secrets (AUTH, HELLO's AUTH, CONFIG SET of a sensitive option) are
 //! shown as `(redacted)`, as in Redis.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::meta::{Flags, Gate, KeySpec, flags};
 use super::{Client, Command, Ctx, eq_ignore_case};
-use crate::server::{Server, lock};
+use crate::server::{ClientHandle, Server, lock};
 
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[Command] = &[
@@ -27,7 +26,7 @@ pub(crate) const COMMANDS: &[Command] = &[
 pub(crate) struct Monitors {
     /// True while some monitor is attached: the only thing the command path reads otherwise.
     active: AtomicBool,
-    senders: Mutex<Vec<(u64, mpsc::UnboundedSender<Bytes>)>>,
+    senders: Mutex<Vec<Arc<ClientHandle>>>,
 }
 
 impl Monitors {
@@ -36,22 +35,24 @@ impl Monitors {
         self.active.load(Ordering::Relaxed)
     }
 
-    fn add(&self, id: u64, sender: mpsc::UnboundedSender<Bytes>) {
+    fn add(&self, handle: Arc<ClientHandle>) {
         let mut senders = lock(&self.senders);
-        senders.push((id, sender));
+        senders.push(handle);
         self.active.store(true, Ordering::Relaxed);
     }
 
     /// Detaches client `id` (RESET); a closed connection is detached at the next line.
     pub(crate) fn remove(&self, id: u64) {
         let mut senders = lock(&self.senders);
-        senders.retain(|(monitor_id, _)| *monitor_id != id);
+        senders.retain(|handle| handle.id != id);
         self.active.store(!senders.is_empty(), Ordering::Relaxed);
     }
 
-    fn send(&self, line: &Bytes) {
+    /// Queues `line` to every monitor; one over its limit for queued pushes is closed and
+    /// detached ([`ClientHandle::send_push`]).
+    fn send(&self, line: &Bytes, limit: u64) {
         let mut senders = lock(&self.senders);
-        senders.retain(|(_, sender)| sender.send(line.clone()).is_ok());
+        senders.retain(|handle| handle.send_push(line.clone(), limit));
         self.active.store(!senders.is_empty(), Ordering::Relaxed);
     }
 }
@@ -62,9 +63,7 @@ fn monitor(ctx: &mut Ctx<'_>, _argv: &[Bytes]) {
         return;
     }
     ctx.client.conn.monitor = true;
-    ctx.server
-        .monitors
-        .add(ctx.client.id, ctx.client.handle.push.clone());
+    ctx.server.monitors.add(Arc::clone(&ctx.client.handle));
     ctx.out.ok();
 }
 
@@ -153,5 +152,7 @@ fn send_line(server: &Server, client: &Client, argv: &[Bytes], now_us: u64) {
         }
     }
     line.extend_from_slice(b"\r\n");
-    server.monitors.send(&Bytes::from(line));
+    server
+        .monitors
+        .send(&Bytes::from(line), server.tunables.push_limit());
 }

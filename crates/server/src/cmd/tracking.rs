@@ -131,10 +131,12 @@ impl Tracking {
     }
 
     /// Queues `message` to `target`'s connection, counting it in [`Tracking::queued_bytes`].
-    fn push(&self, target: &ClientHandle, message: Bytes) {
+    /// A target over its limit for queued pushes is closed instead
+    /// ([`ClientHandle::send_push`]).
+    fn push(&self, target: &ClientHandle, message: Bytes, limit: u64) {
         let len = u64::try_from(message.len()).unwrap_or(u64::MAX);
         self.queued.fetch_add(len, Ordering::Relaxed);
-        if target.push.send(message).is_err() {
+        if !target.send_push(message, limit) {
             self.taken(usize::try_from(len).unwrap_or(usize::MAX));
         }
     }
@@ -200,13 +202,19 @@ fn send(server: &Server, tracker: &Tracker, keys: Option<&[&[u8]]>) {
             out.push_len(2);
             out.bulk(b"tracking-redir-broken");
             out.int(i64::try_from(tracker.redirect).unwrap_or(i64::MAX));
-            server.tracking.push(&tracker.handle, out.buf.freeze());
+            server.tracking.push(
+                &tracker.handle,
+                out.buf.freeze(),
+                server.tunables.push_limit(),
+            );
         }
         return;
     };
     if let Some(message) = encode(&target, keys) {
         // A closed connection drops the message, as Redis drops a freed client's.
-        server.tracking.push(&target, message);
+        server
+            .tracking
+            .push(&target, message, server.tunables.push_limit());
     }
 }
 
@@ -540,8 +548,12 @@ fn enable(server: &Server, client: &mut Client, mut new: Mode) {
     if let Some(old) = &state.mode {
         new.optin |= old.optin;
         new.optout |= old.optout;
+        // The old prefixes are distinct: only the new ones need looking up (a scan of the
+        // growing list made each call quadratic in the client's prefixes; Redis's "client
+        // evicted due to client tracking prefixes" adds about 4,500, one per call).
+        let fresh: std::collections::HashSet<Bytes> = new.prefixes.iter().cloned().collect();
         for prefix in &old.prefixes {
-            if !new.prefixes.contains(prefix) {
+            if !fresh.contains(prefix) {
                 new.prefixes.push(prefix.clone());
             }
         }

@@ -454,6 +454,11 @@ pub struct Config {
     /// write that would retain another waits for the save to catch up; 0 is no limit.
     /// Default 16 MiB. A change applies from the next snapshot.
     pub snapshot_max_retained_bytes: u64,
+    /// `client-output-buffer-backpressure`: the replies waiting to be written to a normal
+    /// client at which the server stops reading that client's commands until the client has
+    /// read enough of them; 0 never stops (Redis's behaviour: only `client-output-buffer-limit`
+    /// and `maxmemory-clients` bound a client that does not read). Default 64 MiB.
+    pub client_output_buffer_backpressure: u64,
     /// `snapshot-max-retained-percent`: with `maxmemory` set, the retained budget is also at
     /// most this percentage of it (never under [`MIN_SCALED_RETAINED_BUDGET`]), so that a small
     /// server's snapshot keeps its old versions in proportion; 0 leaves the budget to
@@ -539,6 +544,7 @@ impl Default for Config {
             snapshot_threads: 0,
             snapshot_nice: 0,
             snapshot_max_retained_bytes: 16 << 20,
+            client_output_buffer_backpressure: 64 << 20,
             snapshot_max_retained_percent: 1,
             malloc_arena_max: 1,
             snapshot_idle_priority: true,

@@ -257,6 +257,8 @@ pub(super) static OPTIONS: &[Spec] = &[
     opt("snapshot-idle-priority",      MUTABLE,   flag!(snapshot_idle_priority)),
     opt("snapshot-max-retained-bytes", MUTABLE,
         mem!(snapshot_max_retained_bytes, Signed(0, LONG_MAX))),
+    opt("client-output-buffer-backpressure", MUTABLE,
+        mem!(client_output_buffer_backpressure, Signed(0, LONG_MAX))),
     opt("snapshot-max-retained-percent", MUTABLE,
         int!(snapshot_max_retained_percent, u64, Signed(0, 100))),
     opt("malloc-arena-max",            IMMUTABLE | SAME_VALUE_OK, int!(malloc_arena_max, usize, Signed(0, 1024))),

@@ -129,6 +129,7 @@ fn defaults_render_as_redis_does() {
         ("snapshot-nice", "0"),
         ("snapshot-idle-priority", "yes"),
         ("snapshot-max-retained-bytes", "16777216"),
+        ("client-output-buffer-backpressure", "67108864"),
         ("snapshot-max-retained-percent", "1"),
         ("malloc-arena-max", "1"),
         ("worker-threads", "0"),
@@ -167,6 +168,7 @@ fn config_get_star_matches_redis_defaults() {
         extra.iter().all(|name| name.starts_with("snapshot-")
             || *name == "worker-threads"
             || *name == "malloc-arena-max"
+            || *name == "client-output-buffer-backpressure"
             || *name == "script-memory-limit"
             || name.starts_with("repl-dual-channel")),
         "{extra:?}"
@@ -288,6 +290,8 @@ fn values_parse_and_render_like_redis() {
         ("snapshot-idle-priority", "YES", "yes"),
         ("snapshot-max-retained-bytes", "64mb", "67108864"),
         ("snapshot-max-retained-bytes", "0", "0"),
+        ("client-output-buffer-backpressure", "1mb", "1048576"),
+        ("client-output-buffer-backpressure", "0", "0"),
         ("snapshot-max-retained-percent", "5", "5"),
         (
             "client-output-buffer-limit",

@@ -595,6 +595,12 @@ fn rendering_selects_databases_and_wraps_transactions() {
         &mut out,
     );
     renderer.render(&effect(3, true, &[(1, &[b"INCR", b"n"])]), &mut out);
+    // A transaction in another database: the SELECT comes before MULTI, as Redis 7.0 sends
+    // it (the stream once had MULTI first: Redis's "propagation with eviction in MULTI").
+    renderer.render(
+        &effect(4, true, &[(2, &[b"INCR", b"x"]), (2, &[b"INCR", b"x"])]),
+        &mut out,
+    );
     let rendered: Vec<String> = out
         .iter()
         .map(|argv| {
@@ -609,7 +615,7 @@ fn rendering_selects_databases_and_wraps_transactions() {
         rendered,
         [
             "SELECT 0", "DEL a", "SET a 1", "MULTI", "INCR n", "SELECT 1", "INCR n", "EXEC",
-            "INCR n",
+            "INCR n", "SELECT 2", "MULTI", "INCR x", "INCR x", "EXEC",
         ]
     );
 }

@@ -78,6 +78,28 @@ impl Stream {
         self.end - self.start
     }
 
+    /// The memory the stream takes beyond its backlog: what replicas pin, as Redis 7.0's
+    /// `freeMemoryGetNotCountedMemory` leaves out of eviction: the blocks' allocations (each
+    /// block is allocated whole, [`BLOCK_BYTES`], the last one partly filled, and the block
+    /// list's own array grows with them) less `repl-backlog-size` and the list entries that
+    /// many bytes take, Redis's formula. O(1): this runs before every write command under
+    /// `maxmemory`.
+    pub(crate) fn beyond_backlog(&self) -> u64 {
+        let entry = std::mem::size_of::<(u64, Vec<u8>)>();
+        let allocated = self
+            .blocks
+            .len()
+            .saturating_mul(BLOCK_BYTES)
+            .saturating_add(self.blocks.capacity().saturating_mul(entry));
+        let backlog = usize::try_from(self.backlog_size).unwrap_or(usize::MAX);
+        let counted = backlog.saturating_add(
+            (backlog / BLOCK_BYTES)
+                .saturating_add(1)
+                .saturating_mul(entry),
+        );
+        u64::try_from(allocated.saturating_sub(counted)).unwrap_or(u64::MAX)
+    }
+
     /// Appends `bytes` at the end.
     pub(crate) fn append(&mut self, mut bytes: &[u8]) {
         self.end += bytes.len() as u64;
@@ -112,6 +134,12 @@ impl Stream {
         }
         if self.blocks.is_empty() {
             self.start = self.end;
+        }
+        // A slow replica's blocks gone, the block list gives back its array too: without
+        // replicas the stream is not looked at for eviction (`Replication::not_counted_for_evict`),
+        // so what it keeps counts.
+        if self.blocks.capacity() > 64 && self.blocks.len() < self.blocks.capacity() / 4 {
+            self.blocks.shrink_to_fit();
         }
     }
 

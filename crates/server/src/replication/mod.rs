@@ -172,6 +172,10 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Woken (notify_waiters) whenever the stream grows: link tasks wait on it.
     pub(crate) grown: tokio::sync::Notify,
+    /// The link tasks' copy buffers, for as long as the tasks hold them (a killed replica's
+    /// task may hold its buffer a moment after the link is gone): replicas' output in
+    /// flight, left out of eviction with the stream they copy.
+    pub(crate) stream_buffers: AtomicU64,
     /// Woken whenever a replica acknowledges an offset: WAIT waits on it.
     pub(crate) acked: tokio::sync::Notify,
     /// Returns true if and only if a full sync's save is running (one at a time).
@@ -208,6 +212,7 @@ impl Default for Shared {
         Shared {
             state: Mutex::new(State::default()),
             grown: tokio::sync::Notify::new(),
+            stream_buffers: AtomicU64::new(0),
             acked: tokio::sync::Notify::new(),
             sync_running: AtomicBool::new(false),
             replica_links: AtomicUsize::new(0),
@@ -646,6 +651,19 @@ impl Replication {
         state.replicas.iter().map(|link| link.pending(end)).sum()
     }
 
+    /// What replicas pin of the stream's memory beyond the backlog
+    /// ([`backlog::Stream::beyond_backlog`]) and their links' copy buffers: left out of
+    /// eviction.
+    /// Without replicas, the stream holds the backlog alone (trimmed as a replica goes): a
+    /// relaxed load or two, no lock, as `mem_clients_slaves`.
+    pub(crate) fn not_counted_for_evict(&self) -> u64 {
+        let buffers = self.shared.stream_buffers.load(Ordering::Relaxed);
+        if self.shared.replica_links.load(Ordering::Relaxed) == 0 {
+            return buffers;
+        }
+        self.state().stream.beyond_backlog().saturating_add(buffers)
+    }
+
     /// `mem_replication_backlog`: the stream buffer's bytes.
     pub(crate) fn mem_backlog(&self) -> u64 {
         self.state().stream.held()
@@ -670,6 +688,21 @@ impl Replication {
         state.replicas.push(link);
         self.replicas_changed(&state);
         state.no_replicas_since = None;
+    }
+
+    /// Unregisters the replica whose connection is client `client_id`, if it is one: CLIENT
+    /// KILL frees what it pinned at once, as Redis frees a killed replica's client, rather
+    /// than when its link task next wakes.
+    pub(crate) fn remove_link_of(&self, client_id: u64) {
+        let link = self
+            .state()
+            .replicas
+            .iter()
+            .find(|link| link.handle.id == client_id)
+            .cloned();
+        if let Some(link) = link {
+            self.remove_link(&link);
+        }
     }
 
     /// Publishes the number of replicas after `state.replicas` changed (under its lock).

@@ -554,6 +554,7 @@ async fn stream<S: crate::listen::Stream>(
     let timeout = repl_timeout(server);
     let (mut reader, mut writer) = tokio::io::split(&mut *socket);
     let mut buf = Vec::with_capacity(STREAM_WRITE);
+    let _counted = StreamBuffer::new(shared, buf.capacity());
     // Whatever the replica sent before (its first ACK) is handled first.
     handle_input(server, link, decoder, input)?;
     loop {
@@ -613,6 +614,24 @@ async fn stream<S: crate::listen::Stream>(
             }
             () = link.handle.kill.notified() => return Err("killed".into()),
         }
+    }
+}
+
+/// Counts a link task's copy buffer in [`super::Shared::stream_buffers`] for as long as it
+/// lives.
+struct StreamBuffer<'a>(&'a super::Shared, u64);
+
+impl<'a> StreamBuffer<'a> {
+    fn new(shared: &'a super::Shared, capacity: usize) -> Self {
+        let bytes = u64::try_from(capacity).unwrap_or(u64::MAX);
+        shared.stream_buffers.fetch_add(bytes, Ordering::Relaxed);
+        StreamBuffer(shared, bytes)
+    }
+}
+
+impl Drop for StreamBuffer<'_> {
+    fn drop(&mut self) {
+        self.0.stream_buffers.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 
