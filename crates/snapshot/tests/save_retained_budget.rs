@@ -155,8 +155,10 @@ fn save_under_overwrites(compress_strings: bool, compression: Compression) -> (u
     );
     assert_eq!(keyspace.retained().bytes, 0);
     // One writer retains at most one version past the budget before it waits (plus the key
-    // and the entry's own size, counted with it).
-    let bound = BUDGET + BIG as u64 + 4096;
+    // and the entry's own size, counted with it), and one more each time it waited the
+    // longest a write waits and went on (a save starved of CPU on a loaded machine).
+    let overruns = keyspace.retained_budget_overruns();
+    let bound = BUDGET + (1 + overruns) * (BIG as u64 + 4096);
     let peak = keyspace.retained().peak_bytes;
     let highest = highest.load(Ordering::Relaxed);
     assert!(peak <= bound, "retained peak {peak} over {bound}");

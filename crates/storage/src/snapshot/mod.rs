@@ -348,6 +348,13 @@ impl Keyspace {
         )
     }
 
+    /// Writes that waited [`crate::BUDGET_MAX_WAIT`] for room in the retained budget and then
+    /// went on with it still full (the save had fallen behind): each retained one version past
+    /// the budget.
+    pub fn retained_budget_overruns(&self) -> u64 {
+        self.shared.retain.budget_overruns()
+    }
+
     /// What running snapshots retain now, and the peak.
     pub fn retained(&self) -> RetainedStats {
         let state = sync::lock(&self.saves.state);

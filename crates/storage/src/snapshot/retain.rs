@@ -50,6 +50,9 @@ pub(crate) struct RetainCounters {
     /// Writes that found the budget full and waited for room (INFO
     /// `snapshot_retained_budget_hits`).
     budget_hits: AtomicU64,
+    /// Waits for room that ended at [`BUDGET_MAX_WAIT`] with the budget still full: each let
+    /// one more version past the budget.
+    budget_overruns: AtomicU64,
     /// Writers waiting for room right now: while any does, the save's sweeper does not rest.
     waiting: AtomicU64,
 }
@@ -189,6 +192,10 @@ impl RetainCounters {
         self.budget.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn budget_overruns(&self) -> u64 {
+        self.budget_overruns.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn budget_hits(&self) -> u64 {
         self.budget_hits.load(Ordering::Relaxed)
     }
@@ -224,9 +231,13 @@ impl BudgetWait {
         self.counters.budget_hits.fetch_add(1, Ordering::Relaxed);
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        while self.counters.total_bytes(&self.slots) > self.budget
-            && started.elapsed() < BUDGET_MAX_WAIT
-        {
+        while self.counters.total_bytes(&self.slots) > self.budget {
+            if started.elapsed() >= BUDGET_MAX_WAIT {
+                self.counters
+                    .budget_overruns
+                    .fetch_add(1, Ordering::Relaxed);
+                break;
+            }
             #[cfg(forkless_loom)]
             loom::thread::yield_now();
             #[cfg(not(forkless_loom))]
