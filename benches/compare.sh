@@ -18,48 +18,15 @@ REQUESTS=${2:-1000000}
 CLIENTS=${CLIENTS:-50}
 KEYSPACE=${KEYSPACE:-100000}
 
-command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
-  echo "needs redis-server and redis-benchmark (apt-get install redis-server redis-tools)" >&2; exit 1; }
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -p forkless-server >&2
-  BIN=target/release/forkless-server
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  --daemonize no >"$work/redis.log" 2>&1 &
-fl_port=$(free_port)
-"$BIN" --port "$fl_port" --save '' --dir "$work" >"$work/forkless.log" 2>&1 &
-ports="$redis_port $fl_port"
-servers="redis forkless"
-if [ -n "${BASELINE_BIN:-}" ]; then
-  base_port=$(free_port)
-  mkdir -p "$work/baseline"
-  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" >"$work/baseline.log" 2>&1 &
-  ports="$ports $base_port"
-  servers="$servers baseline"
-fi
-for port in $ports; do
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
+. benches/lib.sh
+start_servers
 
 results="$work/results.csv"
 echo "server,pipeline,test,rps,p50,p99" >"$results"
 for round in $(seq "$ROUNDS"); do
   for pipeline in 1 16; do
-    # Rotate which server goes first, so drift in the machine's state hurts all alike.
-    order=$servers
-    for _ in $(seq $(( round % $(wc -w <<<"$servers") ))); do
-      order="$(cut -d' ' -f2- <<<"$order") $(cut -d' ' -f1 <<<"$order")"
-    done
-    for server in $order; do
-      case $server in
-        redis) port=$redis_port ;; forkless) port=$fl_port ;; baseline) port=$base_port ;;
-      esac
+    for server in $(rotation "$round"); do
+      port=$(port_of "$server")
       redis-cli -p "$port" flushall >/dev/null
       redis-benchmark -p "$port" -t set,get -n "$REQUESTS" -r "$KEYSPACE" -c "$CLIENTS" \
         -P "$pipeline" --csv 2>/dev/null | tail -n +2 | tr -d '"' |

@@ -21,41 +21,13 @@ ROUNDS=${1:-3}
 REQUESTS=${2:-200000}
 CLIENTS=${CLIENTS:-50}
 
-command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
-  echo "needs redis-server and redis-benchmark (apt-get install redis-server redis-tools)" >&2; exit 1; }
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -p forkless-server >&2
-  BIN=target/release/forkless-server
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  --daemonize no >"$work/redis.log" 2>&1 &
-fl_port=$(free_port)
-redis_pid=$!
-"$BIN" --port "$fl_port" --save '' --dir "$work" ${FORKLESS_ARGS:-} >"$work/forkless.log" 2>&1 &
-fl_pid=$!
-ports="$redis_port $fl_port"
-servers="redis forkless"
-if [ -n "${BASELINE_BIN:-}" ]; then
-  base_port=$(free_port)
-  mkdir -p "$work/baseline"
-  "$BASELINE_BIN" --port "$base_port" --save '' --dir "$work/baseline" ${FORKLESS_ARGS:-} >"$work/baseline.log" 2>&1 &
-  base_pid=$!
-  ports="$ports $base_port"
-  servers="$servers baseline"
-fi
+. benches/lib.sh
+start_servers
 SCRIPT="return redis.call('INCR', KEYS[1])"
-for port in $ports; do
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  sha=$(redis-cli -p "$port" script load "$SCRIPT")
+for server in $servers; do
+  sha=$(redis-cli -p "$(port_of "$server")" script load "$SCRIPT")
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rps() { # port pid pipeline command...: "rps,server CPU microseconds per request"
   local port=$1 pid=$2 pipeline=$3; shift 3
   local before after rate
@@ -68,17 +40,8 @@ rps() { # port pid pipeline command...: "rps,server CPU microseconds per request
 results="$work/results.csv"
 for round in $(seq "$ROUNDS"); do
   for pipeline in 1 16; do
-    # Rotate which server goes first, so drift in the machine's state hurts all alike.
-    order=$servers
-    for _ in $(seq $(( round % $(wc -w <<<"$servers") ))); do
-      order="$(cut -d' ' -f2- <<<"$order") $(cut -d' ' -f1 <<<"$order")"
-    done
-    for server in $order; do
-      case $server in
-        redis) port=$redis_port pid=$redis_pid ;;
-        forkless) port=$fl_port pid=$fl_pid ;;
-        baseline) port=$base_port pid=$base_pid ;;
-      esac
+    for server in $(rotation "$round"); do
+      port=$(port_of "$server") pid=$(pid_of "$server")
       echo "$server,$pipeline,evalsha,$(rps "$port" "$pid" "$pipeline" evalsha "$sha" 1 'key:__rand_int__')" >>"$results"
       echo "$server,$pipeline,incr,$(rps "$port" "$pid" "$pipeline" incr 'key:__rand_int__')" >>"$results"
     done

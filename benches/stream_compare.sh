@@ -21,37 +21,18 @@ ROUNDS=${1:-3}
 REQUESTS=${2:-200000}
 CLIENTS=${CLIENTS:-50}
 
-command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
-  echo "needs redis-server and redis-benchmark (apt-get install redis-server redis-tools)" >&2; exit 1; }
-if [ -z "${BIN:-}" ]; then
-  cargo build --release -p forkless-server >&2
-  BIN=target/release/forkless-server
-fi
+# Two servers only: a BASELINE_BIN is not part of this comparison.
+unset BASELINE_BIN
+. benches/lib.sh
+start_servers
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  --daemonize no >"$work/redis.log" 2>&1 &
-redis_pid=$!
-fl_port=$(free_port)
-"$BIN" --port "$fl_port" --save '' --dir "$work" >"$work/forkless.log" 2>&1 &
-fl_pid=$!
-for port in "$redis_port" "$fl_port"; do
-  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-done
-
-# The server's CPU time so far (user + system, all threads), in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 tick_hz=$(getconf CLK_TCK)
 # Prints "requests per second,requests per CPU-second of the server": the second counts only
 # the server's own CPU time, so it moves less than the first when others load the machine.
 rps() { # port pipeline command...
   local port=$1 pipeline=$2; shift 2
   local pid=$redis_pid
-  [ "$port" = "$redis_port" ] || pid=$fl_pid
+  [ "$port" = "$redis_port" ] || pid=$forkless_pid
   local before after rate
   before=$(cpu_ticks "$pid")
   rate=$(redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$pipeline" -r "$REQUESTS" --csv "$@" \
@@ -70,9 +51,8 @@ PY
 results="$work/results.csv"
 for round in $(seq "$ROUNDS"); do
   for pipeline in 1 16; do
-    if (( round % 2 )); then order="redis forkless"; else order="forkless redis"; fi
-    for server in $order; do
-      if [ "$server" = redis ]; then port=$redis_port; else port=$fl_port; fi
+    for server in $(rotation "$round"); do
+      port=$(port_of "$server")
       redis-cli -p "$port" del bench:stream >/dev/null
       echo "$server,$pipeline,xadd,$(rps "$port" "$pipeline" xadd bench:stream '*' field value)" >>"$results"
       redis-cli -p "$port" xgroup create bench:stream g 0 >/dev/null
