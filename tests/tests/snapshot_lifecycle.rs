@@ -249,12 +249,16 @@ fn a_retained_budget_set_at_runtime_bounds_what_a_save_under_overwrites_retains(
     assert_eq!(persistence_field(&mut conn, "rdb_last_bgsave_status"), "ok");
     let hits = numeric_field(&mut conn, "snapshot_retained_budget_hits");
     assert!(hits > 0, "no write waited for room in the budget");
-    // The budget plus one MSET's worth (100 versions of about 1.1 KB) over it, with room for a
-    // write that gave up waiting on a loaded machine; far below the 20 MB overwritten.
+    // The budget plus one MSET's worth (100 versions of about 1.1 KB) over it, and one more
+    // for each wait that gave up with the budget still full (a save starved on a loaded
+    // machine); far below the 20 MB overwritten.
+    let overruns = numeric_field(&mut conn, "snapshot_retained_budget_overruns");
+    assert!(overruns <= hits, "{overruns} overruns of {hits} waits");
     let peak = numeric_field(&mut conn, "snapshot_peak_retained_bytes");
+    let bound = (256 << 10) + (1 + overruns) * 100 * 1500;
     assert!(
-        peak < 4 << 20,
-        "retained peak {peak} B with a 256 KiB budget"
+        peak < bound,
+        "retained peak {peak} B with a 256 KiB budget and {overruns} overruns"
     );
     assert_eq!(numeric_field(&mut conn, "snapshot_retained_bytes"), 0);
     assert_dump_holds_the_populated_values(&server, KEYS);

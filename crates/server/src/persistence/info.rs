@@ -161,6 +161,10 @@ pub(crate) fn info_section(server: &Server, text: &mut String) {
     let (budget, budget_hits) = server.keyspace.retained_budget();
     field("snapshot_retained_budget", &budget);
     field("snapshot_retained_budget_hits", &budget_hits);
+    field(
+        "snapshot_retained_budget_overruns",
+        &server.keyspace.retained_budget_overruns(),
+    );
     if let Some(err) = &state.last_error {
         field("snapshot_last_error", &err.replace(['\r', '\n'], " "));
     }

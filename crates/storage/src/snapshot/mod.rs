@@ -469,6 +469,7 @@ mod tests {
         let cut = keyspace.begin_snapshot(0).expect("no snapshot running");
         set(b"a", b"new");
         assert_eq!(keyspace.retained_budget(), (0, 0));
+        assert_eq!(keyspace.retained_budget_overruns(), 0);
         keyspace.end_snapshot(cut);
 
         keyspace.set_retained_budget(100);
@@ -477,6 +478,8 @@ mod tests {
         set(b"b", b"new");
         assert!(started.elapsed() >= crate::BUDGET_MAX_WAIT);
         assert_eq!(keyspace.retained_budget(), (100, 1));
+        // Nothing made room: the wait ended at its limit, an overrun.
+        assert_eq!(keyspace.retained_budget_overruns(), 1);
         // Held, the write went on: its version is still retained, and nothing was lost.
         assert_eq!(keyspace.retained().versions, 1);
         // A key already retained, and a key created after the cut, retain nothing more.
