@@ -53,10 +53,33 @@ pub(crate) struct Effect {
     pub(crate) ops: Vec<Op>,
 }
 
+impl Effect {
+    /// The effect of one command outside a transaction: `argv` in database `db`.
+    pub(crate) fn command(seq: Seq, db: usize, argv: &[Bytes]) -> Effect {
+        Effect {
+            seq,
+            transaction: false,
+            ops: vec![Op {
+                db,
+                argv: argv.to_vec(),
+            }],
+        }
+    }
+}
+
 /// What consumes the stream: the append-only file, a replica's link.
 pub(crate) trait EffectConsumer: Send + Sync {
     /// Takes the next effect, in number order. Called with the stream's lock held.
     fn consume(&self, effect: &Effect);
+
+    /// Takes the next effect when it is one command, `argv` in database `db`, outside a
+    /// transaction, borrowed from the connection that ran it
+    /// ([`EffectStream::publish_command`]). Called with the stream's lock held. The default
+    /// builds the owned [`Effect`]; a consumer that only renders the command overrides it and
+    /// copies nothing.
+    fn consume_command(&self, seq: Seq, db: usize, argv: &[Bytes]) {
+        self.consume(&Effect::command(seq, db, argv));
+    }
 }
 
 /// Identifies an attached consumer, to detach it.
@@ -134,8 +157,10 @@ impl EffectStream {
     }
 
     /// Takes an effect from any thread and hands over, in number order, every effect that is
-    /// now complete up to the first missing number.
-    pub(crate) fn publish(&self, effect: Effect) {
+    /// now complete up to the first missing number. Returns the effect if it was handed over
+    /// at once (it is the caller's again: dropped or reused outside the lock), None if it
+    /// waits for a lower number.
+    pub(crate) fn publish(&self, effect: Effect) -> Option<Effect> {
         let mut state = lock(&self.state);
         debug_assert!(
             effect.seq >= state.next,
@@ -144,19 +169,50 @@ impl EffectStream {
         );
         if effect.seq != state.next {
             state.held_back.insert(effect.seq, effect);
+            return None;
+        }
+        for (_, consumer) in &state.consumers {
+            consumer.consume(&effect);
+        }
+        state.next = effect.seq.next();
+        loop {
+            let next = state.next;
+            let Some(held) = state.held_back.remove(&next) else {
+                break;
+            };
+            for (_, consumer) in &state.consumers {
+                consumer.consume(&held);
+            }
+            state.next = held.seq.next();
+        }
+        Some(effect)
+    }
+
+    /// [`EffectStream::publish`] for the effect of one command outside a transaction, `argv`
+    /// in database `db`, borrowed: when its number is the next one (nearly always: it was
+    /// taken moments ago), the consumers take it by reference
+    /// ([`EffectConsumer::consume_command`]) and nothing is copied; otherwise it is copied and
+    /// held back as any effect.
+    pub(crate) fn publish_command(&self, seq: Seq, db: usize, argv: &[Bytes]) {
+        let mut state = lock(&self.state);
+        debug_assert!(seq >= state.next, "effect {seq:?} published twice");
+        if seq != state.next {
+            state.held_back.insert(seq, Effect::command(seq, db, argv));
             return;
         }
-        let mut effect = effect;
+        for (_, consumer) in &state.consumers {
+            consumer.consume_command(seq, db, argv);
+        }
+        state.next = seq.next();
         loop {
-            for (_, consumer) in &state.consumers {
-                consumer.consume(&effect);
-            }
-            state.next = effect.seq.next();
             let next = state.next;
-            match state.held_back.remove(&next) {
-                Some(held) => effect = held,
-                None => break,
+            let Some(held) = state.held_back.remove(&next) else {
+                break;
+            };
+            for (_, consumer) in &state.consumers {
+                consumer.consume(&held);
             }
+            state.next = held.seq.next();
         }
     }
 
@@ -216,6 +272,19 @@ pub(crate) fn after_command(
         return;
     }
     let step = effect::take_step();
+    if step.changed
+        && step.expired.is_empty()
+        && rewrite.is_none()
+        && !client.in_exec
+        && OPEN.with(|open| open.borrow().is_empty())
+    {
+        // The common case, a command that is its own unit: published borrowed.
+        if let Some(seq) = effect::close_unit() {
+            LAST_PUBLISHED.with(|last| last.set(seq.get()));
+            server.effects.publish_command(seq, db, argv);
+        }
+        return;
+    }
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
         open.extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
@@ -280,12 +349,23 @@ fn close_and_publish(server: &Server, transaction: bool) {
     };
     let ops = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
     LAST_PUBLISHED.with(|last| last.set(seq.get()));
-    server.effects.publish(Effect {
+    let handed_over = server.effects.publish(Effect {
         seq,
         transaction,
         ops,
     });
+    // The unit's vector serves the next one (no allocation per command), unless it grew big.
+    if let Some(effect) = handed_over {
+        let mut ops = effect.ops;
+        if ops.capacity() <= REUSE_OPS_AT_MOST {
+            ops.clear();
+            OPEN.with(|open| *open.borrow_mut() = ops);
+        }
+    }
 }
+
+/// A unit's vector of commands is kept for the next unit up to this many commands.
+const REUSE_OPS_AT_MOST: usize = 64;
 
 /// One active expiry cycle: removes expired keys and publishes their DELs, one effect per shard
 /// visit.
@@ -331,6 +411,18 @@ impl Renderer {
     /// Appends the commands that replay `effect` to `out`.
     pub(crate) fn render(&mut self, effect: &Effect, out: &mut Vec<Vec<Bytes>>) {
         self.render_each(effect, |argv| out.push(argv.to_vec()));
+    }
+
+    /// Calls `command` with each command that replays one command outside a transaction,
+    /// `argv` in database `db` (a SELECT first if needed), copying nothing.
+    pub(crate) fn render_command(
+        &mut self,
+        db: usize,
+        argv: &[Bytes],
+        mut command: impl FnMut(&[Bytes]),
+    ) {
+        self.select(db, &mut command);
+        command(argv);
     }
 
     /// Calls `command` with each command that replays `effect`, in order, copying nothing.

@@ -426,7 +426,7 @@ pub(crate) fn buffered_bytes(server: &Server) -> u64 {
         .state()
         .current
         .as_ref()
-        .map_or(0, |active| active.writer.buffered.load(Ordering::Relaxed))
+        .map_or(0, |active| active.writer.buffered())
 }
 
 /// Switches the AOF off: the writer flushes, fsyncs and detaches.
@@ -494,7 +494,7 @@ pub(crate) fn info_fields(
             (
                 writer.base_size.load(Ordering::Relaxed),
                 writer.incr_size.load(Ordering::Relaxed),
-                writer.buffered.load(Ordering::Relaxed),
+                writer.buffered(),
                 writer.fsync_in_progress.load(Ordering::Relaxed),
             )
         });
