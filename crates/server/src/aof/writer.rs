@@ -605,6 +605,9 @@ impl Writer {
             }
             if stop {
                 output.file = None;
+                // A stopped writer may stay referenced a while (a worker's cached owner in
+                // `aof::Aof::owner`): it keeps no buffer.
+                output.spare = Vec::new();
                 self.stopped.store(true, Ordering::Release);
                 self.release(output);
                 break;
