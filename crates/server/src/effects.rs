@@ -23,7 +23,9 @@
 //! Numbers are dense while consumers are attached, and the stream hands effects to consumers in
 //! number order: [`EffectStream::publish`] holds back an effect until every lower number has
 //! arrived. Consumers are called with the stream's lock held, one effect at a time: they must be
-//! quick (append to a buffer) and never publish.
+//! quick (append to a buffer) and never publish. A command that is a unit by itself (nearly
+//! every write) goes through [`EffectStream::publish_command`] instead: its argv is lent to the
+//! consumers, and copied into an [`Effect`] only if it must be held back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -126,6 +128,18 @@ impl Default for StreamState {
     }
 }
 
+impl StreamState {
+    /// Hands over the effects held back from `next` on, up to the first missing number.
+    fn hand_over_held_back(&mut self) {
+        while let Some(held) = self.held_back.remove(&self.next) {
+            for (_, consumer) in &self.consumers {
+                consumer.consume(&held);
+            }
+            self.next = held.seq.next();
+        }
+    }
+}
+
 impl EffectStream {
     /// Attaches `consumer`: it gets every effect handed over from now on, which includes every
     /// effect numbered at or above the `seq()` of a snapshot cut taken after this call (and
@@ -175,16 +189,7 @@ impl EffectStream {
             consumer.consume(&effect);
         }
         state.next = effect.seq.next();
-        loop {
-            let next = state.next;
-            let Some(held) = state.held_back.remove(&next) else {
-                break;
-            };
-            for (_, consumer) in &state.consumers {
-                consumer.consume(&held);
-            }
-            state.next = held.seq.next();
-        }
+        state.hand_over_held_back();
         Some(effect)
     }
 
@@ -204,16 +209,7 @@ impl EffectStream {
             consumer.consume_command(seq, db, argv);
         }
         state.next = seq.next();
-        loop {
-            let next = state.next;
-            let Some(held) = state.held_back.remove(&next) else {
-                break;
-            };
-            for (_, consumer) in &state.consumers {
-                consumer.consume(&held);
-            }
-            state.next = held.seq.next();
-        }
+        state.hand_over_held_back();
     }
 
     /// The number of the next effect to hand over: every lower one has been handed over.
@@ -354,7 +350,8 @@ fn close_and_publish(server: &Server, transaction: bool) {
         transaction,
         ops,
     });
-    // The unit's vector serves the next one (no allocation per command), unless it grew big.
+    // The unit's vector of commands serves the next unit (one allocation fewer per unit),
+    // unless it grew big.
     if let Some(effect) = handed_over {
         let mut ops = effect.ops;
         if ops.capacity() <= REUSE_OPS_AT_MOST {
