@@ -10,12 +10,15 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use forkless_protocol::{Frame, Limits, Out, RespVersion, decode_frame, format_double};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic};
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, ffi,
+};
 use sha1::{Digest, Sha1};
 
 use super::convert::{ReplyTarget, frame_to_lua, frame_to_lua_resp3, lua_to_reply};
@@ -94,11 +97,10 @@ pub(crate) struct RunSpec<'a> {
 
 /// The parts of the sandbox the engine calls.
 struct Sandbox {
-    globals: Table,
     env: Table,
     raw: Table,
-    run_eval: Function,
-    run_eval_strings: Function,
+    /// The error handler an EVAL script runs with (`sandbox.lua`'s `handler`).
+    handler: Function,
     run_function: Function,
     run_function_strings: Function,
     /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
@@ -107,7 +109,7 @@ struct Sandbox {
 
 pub(crate) struct Engine {
     /// Runs since the last garbage-collection step.
-    runs: Cell<u32>,
+    collected_at: Cell<usize>,
     lua: Lua,
     sandbox: Sandbox,
     scripts: HashMap<String, CachedScript>,
@@ -362,18 +364,15 @@ impl Engine {
         )?;
         raw.raw_set("version", crate::info::REDIS_VERSION)?;
         raw.raw_set("version_num", version_num(crate::info::REDIS_VERSION))?;
-        let globals = lua.globals();
         let module: Table = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=sandbox")
-            .call((globals.clone(), raw.clone()))?;
+            .call((lua.globals(), raw.clone()))?;
         let sandbox = Sandbox {
             env: module.raw_get("env")?,
-            run_eval: module.raw_get("run_eval")?,
-            run_eval_strings: module.raw_get("run_eval_strings")?,
+            handler: module.raw_get("handler")?,
             run_function: module.raw_get("run_function")?,
             run_function_strings: module.raw_get("run_function_strings")?,
-            globals,
             raw,
             module,
         };
@@ -478,7 +477,7 @@ impl Engine {
         )?;
         lua.gc_collect()?;
         Ok(Engine {
-            runs: Cell::new(0),
+            collected_at: Cell::new(lua.used_memory()),
             lua,
             sandbox,
             scripts: HashMap::new(),
@@ -592,9 +591,6 @@ impl Engine {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         {
             let mut calls = lock(&self.calls);
-            // Set by the runner in Lua (`raw.limit`), once the engine has pushed what the run
-            // needs: until then the limit is 0, lifted by the run before.
-            calls.memory_limit = limit;
             calls.read_only =
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
             calls.allow_oom = !spec.flags.compat && spec.flags.allow_oom;
@@ -608,14 +604,9 @@ impl Engine {
             calls.reply.version = RespVersion::Resp2;
             calls.reply.buf.clear();
         }
-        let result = self.run_inner(function, spec);
+        let result = self.run_inner(function, spec, limit);
         // The limit is lifted first: converting the result, and a collection, may need memory.
         let _ = self.lua.set_memory_limit(0);
-        if result.is_err() && spec.eval {
-            // The runner did not get to clear them.
-            let _ = self.sandbox.globals.raw_set("KEYS", Value::Nil);
-            let _ = self.sandbox.globals.raw_set("ARGV", Value::Nil);
-        }
         let (resp3, read) = {
             let calls = lock(&self.calls);
             (
@@ -668,17 +659,24 @@ impl Engine {
                 )));
             }
         }
-        // A step of garbage collection every 50 runs, as Redis does, keeps the interpreter
-        // small without a full cycle's latency; a script that ran out of memory leaves a lot
-        // behind, collected at once.
-        self.runs.set(self.runs.get() + 1);
-        if self.runs.get() >= 50 {
-            self.runs.set(0);
-            let _ = self.lua.gc_step_kbytes(50);
-        }
+        // A step of garbage collection (Redis's size: 50 KB) once the runs since the last one
+        // have left GC_GROWTH bytes more in the interpreter, rather than every 50 runs as
+        // Redis does: each such step runs the collector through most of a cycle, which marks
+        // everything the interpreter holds, while short scripts leave little garbage, so a
+        // step every 50 runs cost more than the scripts' own Lua (docs/benchmarks.md,
+        // "Scripts"). Memory stays within GC_GROWTH of what the last step left; Lua's own
+        // incremental steps go on as it allocates. A script that ran out of memory, or left a
+        // lot behind, is collected at once.
         let used = self.lua.used_memory();
         if used > (64 << 20) || (limit > 0 && used > limit / 2) {
             let _ = self.lua.gc_collect();
+            self.collected_at.set(self.lua.used_memory());
+        } else if used > self.collected_at.get().saturating_add(GC_GROWTH) {
+            let _ = self.lua.gc_step_kbytes(50);
+            self.collected_at.set(self.lua.used_memory());
+        } else if used < self.collected_at.get() {
+            // Lua's own steps collected meanwhile.
+            self.collected_at.set(used);
         }
         RunOutcome {
             error_counted: counted,
@@ -686,11 +684,26 @@ impl Engine {
         }
     }
 
-    fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {
+    fn run_inner(
+        &self,
+        function: &Function,
+        spec: &RunSpec<'_>,
+        limit: usize,
+    ) -> mlua::Result<(bool, Value)> {
+        let lua = &self.lua;
+        if spec.eval {
+            return self.run_eval(function, spec, limit);
+        }
+        {
+            let mut calls = lock(&self.calls);
+            // Set by the runner in Lua (`raw.limit`), once the engine has pushed what the run
+            // needs.
+            calls.memory_limit = limit;
+        }
         let n_items = spec.keys.len() + spec.args.len();
         if n_items <= MAX_PUSHED_STRINGS {
             // A few strings go on the stack as they are (mlua pushes a `&str` without a
-            // handle while no memory limit is set); the runner makes KEYS and ARGV.
+            // handle while no memory limit is set); the runner makes the two tables.
             let mut strings: Variadic<&str> = Variadic::with_capacity(n_items);
             for item in spec.keys.iter().chain(spec.args) {
                 match std::str::from_utf8(item) {
@@ -700,25 +713,108 @@ impl Engine {
             }
             if strings.len() == n_items {
                 let n_keys = i64::try_from(spec.keys.len()).unwrap_or(i64::MAX);
-                let runner = if spec.eval {
-                    &self.sandbox.run_eval_strings
-                } else {
-                    &self.sandbox.run_function_strings
-                };
-                return runner.call((function, n_keys, strings));
+                return self
+                    .sandbox
+                    .run_function_strings
+                    .call((function, n_keys, strings));
             }
         }
-        let lua = &self.lua;
         let keys_table = fill(lua, spec.keys)?;
         let args_table = fill(lua, spec.args)?;
-        let runner = if spec.eval {
-            &self.sandbox.run_eval
-        } else {
-            &self.sandbox.run_function
-        };
-        runner.call((function, keys_table, args_table))
+        self.sandbox
+            .run_function
+            .call((function, keys_table, args_table))
     }
 }
+
+impl Engine {
+    /// Runs an EVAL script: sets KEYS and ARGV, calls the script through `xpcall` with the
+    /// sandbox's error handler under the memory limit, and clears them again. Returns what
+    /// `xpcall` returns: whether the script succeeded, and its result or its error.
+    ///
+    /// Done with Lua's C API in one protected call (`Lua::exec_raw`) rather than through
+    /// mlua's table and string handles, each of which costs a lock and a reference slot, or a
+    /// runner written in Lua: either cost more than a short script itself (docs/benchmarks.md,
+    /// "Scripts"). The memory limit holds only around the script: what the engine builds here
+    /// stays outside it (as do the replies `redis.call` builds, see [`LiftedLimit`]).
+    fn run_eval(
+        &self,
+        function: &Function,
+        spec: &RunSpec<'_>,
+        limit: usize,
+    ) -> mlua::Result<(bool, Value)> {
+        let lua = &self.lua;
+        let (keys, args) = (spec.keys, spec.args);
+        if c_int::try_from(keys.len().max(args.len())).is_err() {
+            return Err(mlua::Error::RuntimeError("too many arguments".into()));
+        }
+        // SAFETY: `exec_raw` runs the closure inside a protected call whose stack holds exactly
+        // its two arguments, the handler (index 1) and the script (index 2), and turns what
+        // the closure leaves on that stack into the result. The closure checks the stack
+        // space it uses (`luaL_checkstack`), passes only valid indices (1, 2, -2 for the table
+        // below the value it fills in, LUA_GLOBALSINDEX), hands the C API pointers into
+        // `keys`/`args`/string literals that outlive the calls (Lua copies the bytes), and
+        // leaves exactly the two results. A Lua error raised by the C API in here (memory,
+        // stack) unwinds to that protected call: the closure owns nothing that needs
+        // dropping. The script's own errors stop at the inner `lua_pcall`.
+        #[allow(unsafe_code)]
+        unsafe {
+            lua.exec_raw::<(bool, Value)>((&self.sandbox.handler, function), |state| {
+                ffi::luaL_checkstack(state, 4, std::ptr::null());
+                set_array_global(state, c"KEYS", keys);
+                set_array_global(state, c"ARGV", args);
+                let _ = lua.set_memory_limit(limit);
+                ffi::lua_pushvalue(state, 2);
+                let status = ffi::lua_pcall(state, 0, 1, 1);
+                let _ = lua.set_memory_limit(0);
+                clear_global(state, c"KEYS");
+                clear_global(state, c"ARGV");
+                // [handler, script, result] -> [ok, result]
+                ffi::lua_pushboolean(state, c_int::from(status == ffi::LUA_OK));
+                ffi::lua_replace(state, 1);
+                ffi::lua_remove(state, 2);
+            })
+        }
+    }
+}
+
+/// Sets the global `name` to a new array of `items`, as Redis's `luaCreateArray` makes KEYS
+/// and ARGV.
+///
+/// # Safety
+/// `state` has 3 free stack slots and every item's length fits a `c_int` index (the caller
+/// checks both); runs inside a protected call (Lua raises on a failed allocation).
+#[allow(unsafe_code)]
+unsafe fn set_array_global(state: *mut ffi::lua_State, name: &std::ffi::CStr, items: &[Bytes]) {
+    // SAFETY: as the function's contract says; every pointer is valid for the call.
+    unsafe {
+        ffi::lua_pushstring(state, name.as_ptr());
+        ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
+        for (idx, item) in (1..).zip(items) {
+            ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
+            ffi::lua_rawseti_(state, -2, idx);
+        }
+        ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
+    }
+}
+
+/// Sets the global `name` to nil.
+///
+/// # Safety
+/// `state` has 2 free stack slots; runs inside a protected call.
+#[allow(unsafe_code)]
+unsafe fn clear_global(state: *mut ffi::lua_State, name: &std::ffi::CStr) {
+    // SAFETY: as the function's contract says.
+    unsafe {
+        ffi::lua_pushstring(state, name.as_ptr());
+        ffi::lua_pushnil(state);
+        ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
+    }
+}
+
+/// How much the interpreter's memory may grow past what the last collection step left before
+/// a run ends with another step (see [`Engine::run`]).
+const GC_GROWTH: usize = 16 << 10;
 
 /// The most keys and arguments a run pushes as strings rather than as tables (each takes a
 /// slot of Lua's C stack, which is bounded).

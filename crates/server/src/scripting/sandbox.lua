@@ -77,7 +77,26 @@ local function make_env(lookup)
   return env
 end
 
-local env = make_env(function(name) return rawget_(G, name) end)
+-- Scripts' globals: `env` reads the real globals through a table `__index` (no Lua call per
+-- global read, where `make_env`'s lookup function costs two), and the real globals raise the
+-- error for a name they lack, as Redis's luaSetErrorMetatable makes its globals do. The real
+-- globals are read only with `rawget` or through `env` (none of the bundled libraries looks a
+-- global up).
+local env
+do
+  local env_mt, env_mt_view = { __index = G, __newindex = deny }, {}
+  setmetatable_(env_mt_view, { __index = env_mt, __newindex = deny, __metatable = false })
+  env_mt.__metatable = env_mt_view
+  env = setmetatable_({}, env_mt)
+  protected[env] = true
+  protected[env_mt_view] = true
+  setmetatable_(G, {
+    __index = function(_, name)
+      error_("Script attempted to access nonexistent global variable '" .. tostring_(name) .. "'", 2)
+    end,
+    __metatable = false,
+  })
+end
 
 -- Redis's luaPushErrorBuff: "-CODE msg" keeps its code, anything else gets ERR.
 local function error_table(text)
@@ -312,23 +331,11 @@ local function split(nkeys, ...)
   return keys, args
 end
 
--- The script's memory limit (`raw.limit`) holds from here until the engine lifts it after the
+-- A function's memory limit (`raw.limit`) holds from here until the engine lifts it after the
 -- run: what the engine itself builds through mlua stays outside it, which spares mlua a
--- protected call for each of its steps (docs/benchmarks.md, "Scripts").
-local function finish_eval(ok, result)
-  rawset_(G, "KEYS", nil)
-  rawset_(G, "ARGV", nil)
-  return ok, result
-end
-local function run_eval(f, keys, args)
-  rawset_(G, "KEYS", keys)
-  rawset_(G, "ARGV", args)
-  raw.limit()
-  return finish_eval(xpcall_(f, handler))
-end
-local function run_eval_strings(f, nkeys, ...)
-  return run_eval(f, split(nkeys, ...))
-end
+-- protected call for each of its steps (docs/benchmarks.md, "Scripts"). EVAL scripts have no
+-- runner here: the engine sets KEYS, ARGV and the limit itself and calls the script with
+-- `handler`.
 local function run_function(f, keys, args)
   raw.limit()
   return xpcall_(function() return f(keys, args) end, handler)
@@ -393,8 +400,7 @@ return {
   function_env = function_env,
   load_library = load_library,
   env = env,
-  run_eval = run_eval,
-  run_eval_strings = run_eval_strings,
+  handler = handler,
   run_function = run_function,
   run_function_strings = run_function_strings,
   redis = redis,
