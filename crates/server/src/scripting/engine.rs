@@ -101,6 +101,9 @@ struct Sandbox {
     raw: Table,
     /// The error handler an EVAL script runs with (`sandbox.lua`'s `handler`).
     handler: Function,
+    /// "KEYS" and "ARGV", made once: pushing a handle costs less than interning the name.
+    keys_name: mlua::String,
+    argv_name: mlua::String,
     run_function: Function,
     run_function_strings: Function,
     /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
@@ -112,7 +115,9 @@ pub(crate) struct Engine {
     collected_at: Cell<usize>,
     lua: Lua,
     sandbox: Sandbox,
-    scripts: HashMap<String, CachedScript>,
+    /// Looked up by SHA-1 for every EVALSHA: foldhash, seeded per interpreter (as the
+    /// keyspace's tables), rather than SipHash.
+    scripts: HashMap<String, CachedScript, foldhash::fast::RandomState>,
     /// What `redis.call` works with: the script's own client and reply buffer. The callbacks
     /// are made once, with the interpreter; a run fills this in.
     calls: Arc<Mutex<CallState>>,
@@ -371,6 +376,8 @@ impl Engine {
         let sandbox = Sandbox {
             env: module.raw_get("env")?,
             handler: module.raw_get("handler")?,
+            keys_name: lua.create_string("KEYS")?,
+            argv_name: lua.create_string("ARGV")?,
             run_function: module.raw_get("run_function")?,
             run_function_strings: module.raw_get("run_function_strings")?,
             raw,
@@ -480,7 +487,7 @@ impl Engine {
             collected_at: Cell::new(lua.used_memory()),
             lua,
             sandbox,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
             calls,
             run_state,
         })
@@ -748,47 +755,61 @@ impl Engine {
         if c_int::try_from(keys.len().max(args.len())).is_err() {
             return Err(mlua::Error::RuntimeError("too many arguments".into()));
         }
+        let sandbox = &self.sandbox;
         // SAFETY: `exec_raw` runs the closure inside a protected call whose stack holds exactly
-        // its two arguments, the handler (index 1) and the script (index 2), and turns what
-        // the closure leaves on that stack into the result. The closure checks the stack
-        // space it uses (`luaL_checkstack`), passes only valid indices (1, 2, -2 for the table
-        // below the value it fills in, LUA_GLOBALSINDEX), hands the C API pointers into
-        // `keys`/`args`/string literals that outlive the calls (Lua copies the bytes), and
-        // leaves exactly the two results. A Lua error raised by the C API in here (memory,
-        // stack) unwinds to that protected call: the closure owns nothing that needs
-        // dropping. The script's own errors stop at the inner `lua_pcall`.
+        // its four arguments, the handler (index 1), the script (2) and the names KEYS (3) and
+        // ARGV (4), and turns what the closure leaves on that stack into the result. The
+        // closure checks the stack space it uses (`luaL_checkstack`), passes only valid
+        // indices (those four, -2 for the table below the value it fills in,
+        // LUA_GLOBALSINDEX), hands the C API pointers into `keys`/`args` that outlive the
+        // calls (Lua copies the bytes), and leaves exactly the two results. A Lua error raised
+        // by the C API in here (memory, stack) unwinds to that protected call: the closure
+        // owns nothing that needs dropping. The script's own errors stop at the inner
+        // `lua_pcall`.
         #[allow(unsafe_code)]
         unsafe {
-            lua.exec_raw::<(bool, Value)>((&self.sandbox.handler, function), |state| {
+            let pushed = (
+                &sandbox.handler,
+                function,
+                &sandbox.keys_name,
+                &sandbox.argv_name,
+            );
+            lua.exec_raw::<(bool, Value)>(pushed, |state| {
                 ffi::luaL_checkstack(state, 4, std::ptr::null());
-                set_array_global(state, c"KEYS", keys);
-                set_array_global(state, c"ARGV", args);
+                set_array_global(state, KEYS_NAME, keys);
+                set_array_global(state, ARGV_NAME, args);
                 let _ = lua.set_memory_limit(limit);
                 ffi::lua_pushvalue(state, 2);
                 let status = ffi::lua_pcall(state, 0, 1, 1);
                 let _ = lua.set_memory_limit(0);
-                clear_global(state, c"KEYS");
-                clear_global(state, c"ARGV");
-                // [handler, script, result] -> [ok, result]
+                clear_global(state, KEYS_NAME);
+                clear_global(state, ARGV_NAME);
+                // [handler, script, KEYS, ARGV, result] -> [ok, result]
                 ffi::lua_pushboolean(state, c_int::from(status == ffi::LUA_OK));
                 ffi::lua_replace(state, 1);
-                ffi::lua_remove(state, 2);
+                ffi::lua_replace(state, 2);
+                ffi::lua_settop(state, 2);
             })
         }
     }
 }
 
-/// Sets the global `name` to a new array of `items`, as Redis's `luaCreateArray` makes KEYS
-/// and ARGV.
+/// Where [`Engine::run_eval`]'s protected call finds the names "KEYS" and "ARGV".
+const KEYS_NAME: c_int = 3;
+const ARGV_NAME: c_int = 4;
+
+/// Sets the global named at stack index `name` to a new array of `items`, as Redis's
+/// `luaCreateArray` makes KEYS and ARGV.
 ///
 /// # Safety
-/// `state` has 3 free stack slots and every item's length fits a `c_int` index (the caller
-/// checks both); runs inside a protected call (Lua raises on a failed allocation).
+/// `state` has 3 free stack slots, `name` is a valid absolute index, and the number of items
+/// fits a `c_int` (the caller checks); runs inside a protected call (Lua raises on a failed
+/// allocation).
 #[allow(unsafe_code)]
-unsafe fn set_array_global(state: *mut ffi::lua_State, name: &std::ffi::CStr, items: &[Bytes]) {
+unsafe fn set_array_global(state: *mut ffi::lua_State, name: c_int, items: &[Bytes]) {
     // SAFETY: as the function's contract says; every pointer is valid for the call.
     unsafe {
-        ffi::lua_pushstring(state, name.as_ptr());
+        ffi::lua_pushvalue(state, name);
         ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
         for (idx, item) in (1..).zip(items) {
             ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
@@ -798,15 +819,16 @@ unsafe fn set_array_global(state: *mut ffi::lua_State, name: &std::ffi::CStr, it
     }
 }
 
-/// Sets the global `name` to nil.
+/// Sets the global named at stack index `name` to nil.
 ///
 /// # Safety
-/// `state` has 2 free stack slots; runs inside a protected call.
+/// `state` has 2 free stack slots and `name` is a valid absolute index; runs inside a
+/// protected call.
 #[allow(unsafe_code)]
-unsafe fn clear_global(state: *mut ffi::lua_State, name: &std::ffi::CStr) {
+unsafe fn clear_global(state: *mut ffi::lua_State, name: c_int) {
     // SAFETY: as the function's contract says.
     unsafe {
-        ffi::lua_pushstring(state, name.as_ptr());
+        ffi::lua_pushvalue(state, name);
         ffi::lua_pushnil(state);
         ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
     }
