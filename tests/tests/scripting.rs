@@ -173,6 +173,24 @@ fn the_sandbox_protects_globals_as_redis_7_does() {
             "Attempt to modify a readonly table",
         ),
         ("cjson.encode = 1", "Attempt to modify a readonly table"),
+        // What a protected table's metatable reads as its `__index` is read-only too: neither
+        // the real globals nor a library's real table is reachable through it.
+        (
+            "getmetatable(_G).__index.x = 1",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "rawset(getmetatable(_G).__index, 'x', 1)",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "getmetatable(cjson).__index.encode = 1",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "rawset(getmetatable(string).__index, 'len', 1)",
+            "Attempt to modify a readonly table",
+        ),
         ("return loadfile", "nonexistent global variable 'loadfile'"),
         ("return dofile", "nonexistent global variable 'dofile'"),
         ("return os", "nonexistent global variable 'os'"),

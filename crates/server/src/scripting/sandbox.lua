@@ -47,20 +47,36 @@ local function deny()
   error_(READONLY, 2)
 end
 
+-- What `getmetatable` gives for the protected table `proxy` whose metatable is `mt`: a
+-- read-only view of `mt` in which `__index` reads as `proxy` itself, so the table `proxy` reads
+-- through (the real globals, a library's real table) is never handed to a script.
+local function metatable_view(proxy, mt)
+  local view = setmetatable_({}, {
+    __index = function(_, key)
+      if key == "__index" then
+        return proxy
+      end
+      return mt[key]
+    end,
+    __newindex = deny,
+    __metatable = false,
+  })
+  protected[view] = true
+  return view
+end
+
 -- A read-only view of `t`: reads go through, writes (and changes to its metatable) fail.
 local function readonly(t)
-  local proxy, mt, mt_view = {}, { __index = t, __newindex = deny }, {}
-  setmetatable_(mt_view, { __index = mt, __newindex = deny, __metatable = false })
-  mt.__metatable = mt_view
+  local proxy, mt = {}, { __index = t, __newindex = deny }
+  mt.__metatable = metatable_view(proxy, mt)
   setmetatable_(proxy, mt)
   protected[proxy] = true
-  protected[mt_view] = true
   return proxy
 end
 
 -- What scripts see as their globals.
 local function make_env(lookup)
-  local env, env_mt, env_mt_view = {}, {}, {}
+  local env, env_mt = {}, {}
   env_mt.__index = function(_, name)
     local value = lookup(name)
     if value == nil then
@@ -69,11 +85,9 @@ local function make_env(lookup)
     return value
   end
   env_mt.__newindex = deny
-  setmetatable_(env_mt_view, { __index = env_mt, __newindex = deny, __metatable = false })
-  env_mt.__metatable = env_mt_view
+  env_mt.__metatable = metatable_view(env, env_mt)
   setmetatable_(env, env_mt)
   protected[env] = true
-  protected[env_mt_view] = true
   return env
 end
 
@@ -84,12 +98,11 @@ end
 -- global up).
 local env
 do
-  local env_mt, env_mt_view = { __index = G, __newindex = deny }, {}
-  setmetatable_(env_mt_view, { __index = env_mt, __newindex = deny, __metatable = false })
-  env_mt.__metatable = env_mt_view
-  env = setmetatable_({}, env_mt)
+  local env_mt = { __index = G, __newindex = deny }
+  env = {}
+  env_mt.__metatable = metatable_view(env, env_mt)
+  setmetatable_(env, env_mt)
   protected[env] = true
-  protected[env_mt_view] = true
   setmetatable_(G, {
     __index = function(_, name)
       error_("Script attempted to access nonexistent global variable '" .. tostring_(name) .. "'", 2)
@@ -362,6 +375,8 @@ G._G = env
 -- Strings are the one basic type with a metatable: make it read-only as well.
 local string_mt = getmetatable_("")
 if string_mt then
+  -- String methods read the library through its read-only view too.
+  string_mt.__index = rawget_(G, "string")
   string_mt.__metatable = readonly(string_mt)
 end
 
