@@ -5,8 +5,10 @@
 //! way: Lua 5.1's base, table, string and math libraries, Redis's bundled libraries
 //! (`libs.rs`), then `sandbox.lua`, which makes the `redis` table and the protected globals.
 //!
-//! A run lends the Rust half of `redis.call` and `redis.setresp` to Lua for its duration
-//! (`Lua::scope`), so the callbacks borrow the server and the script's client directly.
+//! The Rust half of `redis.call` and `redis.setresp` is made once, with the interpreter; a run
+//! fills in what they work with (`CallState`: the script's client, its reply buffer, its
+//! limits). An EVAL script is started through Lua's C API (`Engine::run_eval`), FCALL through
+//! the sandbox's Lua runner.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -104,6 +106,9 @@ struct Sandbox {
     /// "KEYS" and "ARGV", made once: pushing a handle costs less than interning the name.
     keys_name: mlua::String,
     argv_name: mlua::String,
+    /// The tables the last run had as KEYS (`[1]`) and ARGV (`[2]`): refilled by the next run
+    /// when the script left them plain arrays (see [`take_array`]).
+    arrays: Table,
     run_function: Function,
     run_function_strings: Function,
     /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
@@ -378,6 +383,7 @@ impl Engine {
             handler: module.raw_get("handler")?,
             keys_name: lua.create_string("KEYS")?,
             argv_name: lua.create_string("ARGV")?,
+            arrays: lua.create_table()?,
             run_function: module.raw_get("run_function")?,
             run_function_strings: module.raw_get("run_function_strings")?,
             raw,
@@ -757,15 +763,15 @@ impl Engine {
         }
         let sandbox = &self.sandbox;
         // SAFETY: `exec_raw` runs the closure inside a protected call whose stack holds exactly
-        // its four arguments, the handler (index 1), the script (2) and the names KEYS (3) and
-        // ARGV (4), and turns what the closure leaves on that stack into the result. The
-        // closure checks the stack space it uses (`luaL_checkstack`), passes only valid
-        // indices (those four, -2 for the table below the value it fills in,
-        // LUA_GLOBALSINDEX), hands the C API pointers into `keys`/`args` that outlive the
-        // calls (Lua copies the bytes), and leaves exactly the two results. A Lua error raised
-        // by the C API in here (memory, stack) unwinds to that protected call: the closure
-        // owns nothing that needs dropping. The script's own errors stop at the inner
-        // `lua_pcall`.
+        // its five arguments, the handler (index 1), the script (2), the names KEYS (3) and
+        // ARGV (4) and the table of reusable arrays (5), and turns what the closure leaves on
+        // that stack into the result. The closure checks the stack space it uses
+        // (`luaL_checkstack`), passes only valid indices (those five, negative indices of
+        // values it pushed, LUA_GLOBALSINDEX), hands the C API pointers into `keys`/`args`
+        // that outlive the calls (Lua copies the bytes), and leaves exactly the two results. A
+        // Lua error raised by the C API in here (memory, stack) unwinds to that protected
+        // call: the closure owns nothing that needs dropping. The script's own errors stop at
+        // the inner `lua_pcall`.
         #[allow(unsafe_code)]
         unsafe {
             let pushed = (
@@ -773,18 +779,19 @@ impl Engine {
                 function,
                 &sandbox.keys_name,
                 &sandbox.argv_name,
+                &sandbox.arrays,
             );
             lua.exec_raw::<(bool, Value)>(pushed, |state| {
-                ffi::luaL_checkstack(state, 4, std::ptr::null());
-                set_array_global(state, KEYS_NAME, keys);
-                set_array_global(state, ARGV_NAME, args);
+                ffi::luaL_checkstack(state, 6, std::ptr::null());
+                set_array_global(state, KEYS_NAME, 1, keys);
+                set_array_global(state, ARGV_NAME, 2, args);
                 let _ = lua.set_memory_limit(limit);
                 ffi::lua_pushvalue(state, 2);
                 let status = ffi::lua_pcall(state, 0, 1, 1);
                 let _ = lua.set_memory_limit(0);
                 clear_global(state, KEYS_NAME);
                 clear_global(state, ARGV_NAME);
-                // [handler, script, KEYS, ARGV, result] -> [ok, result]
+                // [handler, script, KEYS, ARGV, arrays, result] -> [ok, result]
                 ffi::lua_pushboolean(state, c_int::from(status == ffi::LUA_OK));
                 ffi::lua_replace(state, 1);
                 ffi::lua_replace(state, 2);
@@ -794,28 +801,94 @@ impl Engine {
     }
 }
 
-/// Where [`Engine::run_eval`]'s protected call finds the names "KEYS" and "ARGV".
+/// Where [`Engine::run_eval`]'s protected call finds the names "KEYS" and "ARGV", and the
+/// table of arrays it reuses.
 const KEYS_NAME: c_int = 3;
 const ARGV_NAME: c_int = 4;
+const ARRAYS: c_int = 5;
 
-/// Sets the global named at stack index `name` to a new array of `items`, as Redis's
-/// `luaCreateArray` makes KEYS and ARGV.
+/// The longest array a run leaves for the next one to refill: a longer one is left to the
+/// collector, so one big EVAL does not keep its arrays' memory.
+const REUSED_ARRAY_MAX: i64 = 64;
+
+/// Sets the global named at stack index `name` to an array of `items`, as Redis's
+/// `luaCreateArray` makes KEYS and ARGV: the array in slot `slot` of the reused arrays,
+/// refilled, or a new one kept there for the next run. A new array each run was half the
+/// garbage a short script leaves, and so half the collector's work (docs/benchmarks.md,
+/// "Scripts"). The last run's array is refilled only when it is still a plain array of at
+/// most [`REUSED_ARRAY_MAX`] items (no metatable, no other keys: what the script did to it
+/// does not show), and only at the start of the next run, once the last run's reply (which may
+/// hold it) has been converted. Nothing else can hold it then: the sandbox gives scripts no
+/// place that outlives a run.
 ///
 /// # Safety
-/// `state` has 3 free stack slots, `name` is a valid absolute index, and the number of items
-/// fits a `c_int` (the caller checks); runs inside a protected call (Lua raises on a failed
-/// allocation).
+/// `state` has 4 free stack slots, `name` is a valid absolute index, [`ARRAYS`] is a table,
+/// and the number of items fits a `c_int` (the caller checks); runs inside a protected call
+/// (Lua raises on a failed allocation).
 #[allow(unsafe_code)]
-unsafe fn set_array_global(state: *mut ffi::lua_State, name: c_int, items: &[Bytes]) {
+unsafe fn set_array_global(state: *mut ffi::lua_State, name: c_int, slot: c_int, items: &[Bytes]) {
     // SAFETY: as the function's contract says; every pointer is valid for the call.
     unsafe {
         ffi::lua_pushvalue(state, name);
-        ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
+        ffi::lua_rawgeti_(state, ARRAYS, slot);
+        match plain_array_len(state) {
+            Some(old_len) => {
+                for idx in (i64::try_from(items.len()).unwrap_or(i64::MAX) + 1)..=old_len {
+                    ffi::lua_pushnil(state);
+                    ffi::lua_rawseti_(state, -2, c_int::try_from(idx).unwrap_or(0));
+                }
+            }
+            None => {
+                ffi::lua_settop(state, -2);
+                ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
+                ffi::lua_pushvalue(state, -1);
+                ffi::lua_rawseti_(state, ARRAYS, slot);
+            }
+        }
         for (idx, item) in (1..).zip(items) {
             ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
             ffi::lua_rawseti_(state, -2, idx);
         }
         ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
+    }
+}
+
+/// The length of the value on top of the stack if it is a table with no metatable whose keys
+/// are exactly 1..=n for some n <= [`REUSED_ARRAY_MAX`]; None otherwise. Leaves the stack as
+/// it found it.
+///
+/// # Safety
+/// `state` has 2 free stack slots and a value on top.
+#[allow(unsafe_code)]
+unsafe fn plain_array_len(state: *mut ffi::lua_State) -> Option<i64> {
+    // SAFETY: only the top value and the values pushed here are read; every push is popped.
+    unsafe {
+        if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+            return None;
+        }
+        if ffi::lua_getmetatable(state, -1) != 0 {
+            ffi::lua_settop(state, -2);
+            return None;
+        }
+        let (mut count, mut max_key) = (0i64, 0f64);
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, -2) != 0 {
+            // [table, key, value]
+            ffi::lua_settop(state, -2);
+            let key = ffi::lua_tonumber(state, -1);
+            count += 1;
+            max_key = max_key.max(key);
+            let plain = ffi::lua_type(state, -1) == ffi::LUA_TNUMBER
+                && key.fract() == 0.0
+                && key >= 1.0
+                && count <= REUSED_ARRAY_MAX;
+            if !plain {
+                ffi::lua_settop(state, -2);
+                return None;
+            }
+        }
+        // `count` distinct integer keys, none above `count`: they are 1..=count.
+        (max_key <= count as f64).then_some(count)
     }
 }
 
