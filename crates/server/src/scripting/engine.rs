@@ -101,14 +101,12 @@ pub(crate) struct RunSpec<'a> {
 struct Sandbox {
     env: Table,
     raw: Table,
-    /// The error handler an EVAL script runs with (`sandbox.lua`'s `handler`).
-    handler: Function,
-    /// "KEYS" and "ARGV", made once: pushing a handle costs less than interning the name.
-    keys_name: mlua::String,
-    argv_name: mlua::String,
-    /// The tables the last run had as KEYS (`[1]`) and ARGV (`[2]`): refilled by the next run
-    /// when the script left them plain arrays (see [`take_array`]).
-    arrays: Table,
+    /// What [`Engine::run_eval`] reads from the registry (by index, which costs less than
+    /// pushing mlua handles): the error handler an EVAL script runs with (`sandbox.lua`'s
+    /// `handler`), the names "KEYS" and "ARGV", and the table of the arrays the last run had
+    /// as KEYS (`[1]`) and ARGV (`[2]`), which the next run refills when the script left them
+    /// plain arrays (see [`set_array_global`]).
+    eval_registry: [mlua::RegistryKey; 4],
     run_function: Function,
     run_function_strings: Function,
     /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
@@ -380,10 +378,12 @@ impl Engine {
             .call((lua.globals(), raw.clone()))?;
         let sandbox = Sandbox {
             env: module.raw_get("env")?,
-            handler: module.raw_get("handler")?,
-            keys_name: lua.create_string("KEYS")?,
-            argv_name: lua.create_string("ARGV")?,
-            arrays: lua.create_table()?,
+            eval_registry: [
+                lua.create_registry_value(module.raw_get::<Function>("handler")?)?,
+                lua.create_registry_value(lua.create_string("KEYS")?)?,
+                lua.create_registry_value(lua.create_string("ARGV")?)?,
+                lua.create_registry_value(lua.create_table()?)?,
+            ],
             run_function: module.raw_get("run_function")?,
             run_function_strings: module.raw_get("run_function_strings")?,
             raw,
@@ -741,9 +741,9 @@ impl Engine {
 }
 
 impl Engine {
-    /// Runs an EVAL script: sets KEYS and ARGV, calls the script through `xpcall` with the
-    /// sandbox's error handler under the memory limit, and clears them again. Returns what
-    /// `xpcall` returns: whether the script succeeded, and its result or its error.
+    /// Runs an EVAL script: sets KEYS and ARGV (left set after the run, as Redis leaves them),
+    /// and calls the script with the sandbox's error handler under the memory limit. Returns
+    /// what `xpcall` would: whether the script succeeded, and its result or its error.
     ///
     /// Done with Lua's C API in one protected call (`Lua::exec_raw`) rather than through
     /// mlua's table and string handles, each of which costs a lock and a reference slot, or a
@@ -761,37 +761,33 @@ impl Engine {
         if c_int::try_from(keys.len().max(args.len())).is_err() {
             return Err(mlua::Error::RuntimeError("too many arguments".into()));
         }
-        let sandbox = &self.sandbox;
+        let [handler, keys_name, argv_name, arrays] = self.sandbox.eval_registry.each_ref();
+        let registry_ids = [handler.id(), keys_name.id(), argv_name.id(), arrays.id()];
         // SAFETY: `exec_raw` runs the closure inside a protected call whose stack holds exactly
-        // its five arguments, the handler (index 1), the script (2), the names KEYS (3) and
-        // ARGV (4) and the table of reusable arrays (5), and turns what the closure leaves on
-        // that stack into the result. The closure checks the stack space it uses
-        // (`luaL_checkstack`), passes only valid indices (those five, negative indices of
-        // values it pushed, LUA_GLOBALSINDEX), hands the C API pointers into `keys`/`args`
-        // that outlive the calls (Lua copies the bytes), and leaves exactly the two results. A
-        // Lua error raised by the C API in here (memory, stack) unwinds to that protected
-        // call: the closure owns nothing that needs dropping. The script's own errors stop at
-        // the inner `lua_pcall`.
+        // its one argument, the script (index 1), and turns what the closure leaves on that
+        // stack into the result. The closure first pushes the four registry values (the
+        // handler at HANDLER, the names at KEYS_NAME and ARGV_NAME, the table of arrays at
+        // ARRAYS: the registry keys live as long as the engine). It checks the stack space it
+        // uses (`luaL_checkstack`), passes only valid indices (those five, negative indices of
+        // values it pushed, LUA_REGISTRYINDEX, LUA_GLOBALSINDEX), hands the C API pointers into
+        // `keys`/`args` that outlive the calls (Lua copies the bytes), and leaves exactly the
+        // two results. A Lua error raised by the C API in here (memory, stack) unwinds to that
+        // protected call: the closure owns nothing that needs dropping. The script's own
+        // errors stop at the inner `lua_pcall`.
         #[allow(unsafe_code)]
         unsafe {
-            let pushed = (
-                &sandbox.handler,
-                function,
-                &sandbox.keys_name,
-                &sandbox.argv_name,
-                &sandbox.arrays,
-            );
-            lua.exec_raw::<(bool, Value)>(pushed, |state| {
-                ffi::luaL_checkstack(state, 6, std::ptr::null());
+            lua.exec_raw::<(bool, Value)>(function, |state| {
+                ffi::luaL_checkstack(state, 10, std::ptr::null());
+                for id in registry_ids {
+                    ffi::lua_rawgeti_(state, ffi::LUA_REGISTRYINDEX, id);
+                }
                 set_array_global(state, KEYS_NAME, 1, keys);
                 set_array_global(state, ARGV_NAME, 2, args);
                 let _ = lua.set_memory_limit(limit);
-                ffi::lua_pushvalue(state, 2);
-                let status = ffi::lua_pcall(state, 0, 1, 1);
+                ffi::lua_pushvalue(state, 1);
+                let status = ffi::lua_pcall(state, 0, 1, HANDLER);
                 let _ = lua.set_memory_limit(0);
-                clear_global(state, KEYS_NAME);
-                clear_global(state, ARGV_NAME);
-                // [handler, script, KEYS, ARGV, arrays, result] -> [ok, result]
+                // [script, handler, KEYS, ARGV, arrays, result] -> [ok, result]
                 ffi::lua_pushboolean(state, c_int::from(status == ffi::LUA_OK));
                 ffi::lua_replace(state, 1);
                 ffi::lua_replace(state, 2);
@@ -801,8 +797,9 @@ impl Engine {
     }
 }
 
-/// Where [`Engine::run_eval`]'s protected call finds the names "KEYS" and "ARGV", and the
-/// table of arrays it reuses.
+/// Where [`Engine::run_eval`]'s protected call has the error handler, the names "KEYS" and
+/// "ARGV", and the table of arrays it reuses.
+const HANDLER: c_int = 2;
 const KEYS_NAME: c_int = 3;
 const ARGV_NAME: c_int = 4;
 const ARRAYS: c_int = 5;
@@ -813,7 +810,8 @@ const REUSED_ARRAY_MAX: i64 = 64;
 
 /// Sets the global named at stack index `name` to an array of `items`, as Redis's
 /// `luaCreateArray` makes KEYS and ARGV: the array in slot `slot` of the reused arrays,
-/// refilled, or a new one kept there for the next run. A new array each run was half the
+/// refilled (the global still names it), or a new one kept there for the next run and set as
+/// the global. A new array each run was half the
 /// garbage a short script leaves, and so half the collector's work (docs/benchmarks.md,
 /// "Scripts"). The last run's array is refilled only when it is still a plain array of at
 /// most [`REUSED_ARRAY_MAX`] items (no metatable, no other keys: what the script did to it
@@ -829,27 +827,35 @@ const REUSED_ARRAY_MAX: i64 = 64;
 unsafe fn set_array_global(state: *mut ffi::lua_State, name: c_int, slot: c_int, items: &[Bytes]) {
     // SAFETY: as the function's contract says; every pointer is valid for the call.
     unsafe {
-        ffi::lua_pushvalue(state, name);
         ffi::lua_rawgeti_(state, ARRAYS, slot);
-        match plain_array_len(state) {
+        let reused = match plain_array_len(state) {
             Some(old_len) => {
                 for idx in (i64::try_from(items.len()).unwrap_or(i64::MAX) + 1)..=old_len {
                     ffi::lua_pushnil(state);
                     ffi::lua_rawseti_(state, -2, c_int::try_from(idx).unwrap_or(0));
                 }
+                true
             }
             None => {
                 ffi::lua_settop(state, -2);
                 ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
                 ffi::lua_pushvalue(state, -1);
                 ffi::lua_rawseti_(state, ARRAYS, slot);
+                false
             }
-        }
+        };
         for (idx, item) in (1..).zip(items) {
             ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
             ffi::lua_rawseti_(state, -2, idx);
         }
-        ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
+        if reused {
+            // The global still names it: runs leave KEYS and ARGV set, as Redis does.
+            ffi::lua_settop(state, -2);
+        } else {
+            ffi::lua_pushvalue(state, name);
+            ffi::lua_insert(state, -2);
+            ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
+        }
     }
 }
 
@@ -889,21 +895,6 @@ unsafe fn plain_array_len(state: *mut ffi::lua_State) -> Option<i64> {
         }
         // `count` distinct integer keys, none above `count`: they are 1..=count.
         (max_key <= count as f64).then_some(count)
-    }
-}
-
-/// Sets the global named at stack index `name` to nil.
-///
-/// # Safety
-/// `state` has 2 free stack slots and `name` is a valid absolute index; runs inside a
-/// protected call.
-#[allow(unsafe_code)]
-unsafe fn clear_global(state: *mut ffi::lua_State, name: c_int) {
-    // SAFETY: as the function's contract says.
-    unsafe {
-        ffi::lua_pushvalue(state, name);
-        ffi::lua_pushnil(state);
-        ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
     }
 }
 
