@@ -114,7 +114,7 @@ struct Sandbox {
 }
 
 pub(crate) struct Engine {
-    /// Runs since the last garbage-collection step.
+    /// The interpreter's memory after the last collection step (see [`GC_GROWTH`]).
     collected_at: Cell<usize>,
     lua: Lua,
     sandbox: Sandbox,
@@ -125,6 +125,10 @@ pub(crate) struct Engine {
     /// are made once, with the interpreter; a run fills this in.
     calls: Arc<Mutex<CallState>>,
     run_state: Arc<RunState>,
+    /// Where `redis.call` puts a reply mlua built (a string, a table) to fetch it onto its own
+    /// stack: slot 1 of this table, also held in the registry under `scratch_key`.
+    scratch: Table,
+    scratch_key: mlua::RegistryKey,
 }
 
 /// Redis's `redisLrand48`: the 48-bit linear congruential generator of `lrand48`, with Redis's
@@ -399,29 +403,13 @@ impl Engine {
             run_state: Arc::clone(&run_state),
         }));
         let redis: Table = sandbox.module.raw_get("redis")?;
-        let call_state = Arc::clone(&calls);
-        redis.raw_set(
-            "call",
-            lua.create_function(move |lua, args: MultiValue| {
-                let lifted = LiftedLimit::new(lua);
-                let (value, failed) = lock(&call_state).call(lua, &args)?;
-                if failed {
-                    let (text, counted) = match &value {
-                        Value::Table(t) => (
-                            t.raw_get::<Option<mlua::String>>("err")?
-                                .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
-                                .unwrap_or_default(),
-                            counted_error(t),
-                        ),
-                        _ => (String::new(), false),
-                    };
-                    drop(lifted);
-                    return Err(mlua::Error::external(CallError(text, counted)));
-                }
-                drop(lifted);
-                Ok(value)
-            })?,
-        )?;
+        // SAFETY: both are `lua_CFunction`s that keep to the Lua C API's rules (see
+        // `redis_call_entry`).
+        #[allow(unsafe_code)]
+        unsafe {
+            redis.raw_set("call", lua.create_c_function(redis_call)?)?;
+            redis.raw_set("pcall", lua.create_c_function(redis_pcall)?)?;
+        }
         let call_state = Arc::clone(&calls);
         sandbox.raw.raw_set(
             "acl_check",
@@ -439,14 +427,6 @@ impl Engine {
                     return Ok(false);
                 };
                 Ok(lock(&call_state).client.acl.allows(idx, &argv))
-            })?,
-        )?;
-        let call_state = Arc::clone(&calls);
-        redis.raw_set(
-            "pcall",
-            lua.create_function(move |lua, args: MultiValue| {
-                let _lifted = LiftedLimit::new(lua);
-                Ok(lock(&call_state).call(lua, &args)?.0)
             })?,
         )?;
         let call_state = Arc::clone(&calls);
@@ -489,6 +469,8 @@ impl Engine {
             },
         )?;
         lua.gc_collect()?;
+        let scratch = lua.create_table()?;
+        let scratch_key = lua.create_registry_value(scratch.clone())?;
         Ok(Engine {
             collected_at: Cell::new(lua.used_memory()),
             lua,
@@ -496,6 +478,8 @@ impl Engine {
             scripts: HashMap::default(),
             calls,
             run_state,
+            scratch,
+            scratch_key,
         })
     }
 
@@ -617,7 +601,9 @@ impl Engine {
             calls.reply.version = RespVersion::Resp2;
             calls.reply.buf.clear();
         }
+        let running = Running::new(self);
         let result = self.run_inner(function, spec, limit);
+        drop(running);
         // The limit is lifted first: converting the result, and a collection, may need memory.
         let _ = self.lua.set_memory_limit(0);
         let (resp3, read) = {
@@ -1012,30 +998,10 @@ impl Drop for LiftedLimit<'_> {
 impl CallState {
     /// One `redis.call`/`redis.pcall`: the reply as a Lua value, and whether it is an error (the
     /// `redis.call` wrapper raises it).
-    fn call(&mut self, lua: &Lua, args: &MultiValue) -> mlua::Result<(Value, bool)> {
-        if args.is_empty() {
-            return error_value(
-                lua,
-                "ERR Please specify at least one argument for this redis lib call",
-            );
-        }
-        let mut argv = Vec::with_capacity(args.len());
-        for arg in args {
-            match arg {
-                Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-                Value::Integer(n) => argv.push(Bytes::from(format_double(*n as f64))),
-                Value::Number(n) => argv.push(Bytes::from(format_double(*n))),
-                _ => {
-                    return error_value(
-                        lua,
-                        "ERR Lua redis lib command arguments must be strings or integers",
-                    );
-                }
-            }
-        }
+    fn call(&mut self, lua: &Lua, argv: &[Bytes]) -> mlua::Result<(Value, bool)> {
         // One upgrade per call: each is a read-modify-write of the server's shared count.
         let server = self.server.upgrade();
-        let checked = self.check(server.as_deref(), &argv);
+        let checked = self.check(server.as_deref(), argv);
         if let Err(msg) = checked {
             // A refusal counts as an error reply and as the command's rejected call, as
             // Redis's scriptCall counts it.
@@ -1066,7 +1032,7 @@ impl CallState {
             &mut self.reply,
             idx,
             command,
-            &argv,
+            argv,
         );
         // A blocking command that found nothing must not wait: it replies as on timeout.
         if let Some(request) = self.client.blocked.take() {
@@ -1171,6 +1137,180 @@ impl CallState {
         }
         Ok((idx, command))
     }
+}
+
+std::thread_local! {
+    /// The engine whose script this thread runs ([`Engine::run`] sets it for the run), for
+    /// `redis.call`, a plain C function with no state of its own.
+    static RUNNING: Cell<*const Engine> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Sets [`RUNNING`] for a run and restores what it was when dropped.
+struct Running(*const Engine);
+
+impl Running {
+    fn new(engine: &Engine) -> Running {
+        Running(RUNNING.with(|running| running.replace(engine)))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
+}
+
+/// What [`call_pushing`] left on the stack.
+enum Pushed {
+    /// The command's reply.
+    Reply,
+    /// The command's error reply (an error table): `redis.call` raises it, `redis.pcall`
+    /// returns it.
+    Failed,
+    /// An error every caller raises (the interpreter could not build the reply).
+    Raise,
+}
+
+/// `redis.call` (a `lua_CFunction`).
+#[allow(unsafe_code)]
+unsafe extern "C-unwind" fn redis_call(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: Lua calls it with a valid state and its arguments on the stack.
+    unsafe { redis_call_entry(state, true) }
+}
+
+/// `redis.pcall` (a `lua_CFunction`).
+#[allow(unsafe_code)]
+unsafe extern "C-unwind" fn redis_pcall(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: Lua calls it with a valid state and its arguments on the stack.
+    unsafe { redis_call_entry(state, false) }
+}
+
+/// `redis.call` and `redis.pcall` as plain C functions rather than mlua callbacks: the
+/// arguments are read from the stack as Redis reads them, without an mlua `MultiValue` of
+/// string handles, and integer replies go on the stack directly (docs/benchmarks.md,
+/// "Scripts"). [`call_pushing`] does the work and leaves one value on the stack; every Rust
+/// value it made is dropped when it returns, so raising the error here (a `longjmp` past this
+/// frame) leaks nothing; a panic is caught and turned into an error first.
+///
+/// # Safety
+/// Called by Lua as a C function: `state` is valid, the arguments are on its stack.
+#[allow(unsafe_code)]
+unsafe fn redis_call_entry(state: *mut ffi::lua_State, raise_failure: bool) -> c_int {
+    let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as this function's contract says.
+        unsafe { call_pushing(state) }
+    }));
+    // SAFETY: the value raised or returned is on top of the stack, which has room for the
+    // one message pushed after a panic (Lua gives a C function LUA_MINSTACK free slots, and
+    // `call_pushing` pushes at most three).
+    unsafe {
+        match pushed {
+            Ok(Pushed::Reply) => 1,
+            Ok(Pushed::Failed) if !raise_failure => 1,
+            Ok(Pushed::Failed | Pushed::Raise) => ffi::lua_error(state),
+            Err(payload) => {
+                drop(payload);
+                ffi::lua_pushstring(state, c"ERR redis.call failed".as_ptr());
+                ffi::lua_error(state)
+            }
+        }
+    }
+}
+
+/// Runs the command a `redis.call` names and pushes its reply (or error) onto the stack in
+/// place of the arguments. Raises no Lua error itself: the memory limit is lifted meanwhile,
+/// and it pushes at most three values where Lua guarantees a C function LUA_MINSTACK.
+///
+/// # Safety
+/// As [`redis_call_entry`].
+#[allow(unsafe_code)]
+unsafe fn call_pushing(state: *mut ffi::lua_State) -> Pushed {
+    // SAFETY: the engine outlives its run, during which only its thread calls this; the stack
+    // reads and pushes use indices 1..=n_args of this frame and its top.
+    unsafe {
+        let n_args = ffi::lua_gettop(state);
+        let args = read_call_args(state, n_args);
+        // The arguments are copied: their slots are freed for what follows (up to 7999 of
+        // them leave no room for mlua's own checks of the stack otherwise).
+        ffi::lua_settop(state, 0);
+        let Some(engine) = RUNNING.with(Cell::get).as_ref() else {
+            ffi::lua_pushstring(state, c"ERR redis.call outside a script".as_ptr());
+            return Pushed::Raise;
+        };
+        let lua = &engine.lua;
+        let _lifted = LiftedLimit::new(lua);
+        let result = match args {
+            Err(text) => error_value(lua, text),
+            Ok(argv) => lock(&engine.calls).call(lua, &argv),
+        };
+        let (value, failed) = match result {
+            Ok(reply) => reply,
+            Err(err) => {
+                let text = format!("ERR {}", mlua_error_text(&err));
+                ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+                return Pushed::Raise;
+            }
+        };
+        match value {
+            Value::Integer(n) => ffi::lua_pushinteger(state, n as ffi::lua_Integer),
+            Value::Number(n) => ffi::lua_pushnumber(state, n),
+            Value::Boolean(b) => ffi::lua_pushboolean(state, c_int::from(b)),
+            Value::Nil => ffi::lua_pushnil(state),
+            other => {
+                if engine.scratch.raw_set(1, other).is_err() {
+                    ffi::lua_pushstring(state, c"ERR reply could not be built".as_ptr());
+                    return Pushed::Raise;
+                }
+                ffi::lua_rawgeti_(state, ffi::LUA_REGISTRYINDEX, engine.scratch_key.id());
+                ffi::lua_rawgeti_(state, -1, 1);
+                ffi::lua_pushnil(state);
+                ffi::lua_rawseti_(state, -3, 1);
+                ffi::lua_remove(state, -2);
+            }
+        }
+        if failed {
+            Pushed::Failed
+        } else {
+            Pushed::Reply
+        }
+    }
+}
+
+/// A `redis.call`'s arguments, as Redis's `luaArgsToRedisArgv` reads them: strings as they
+/// are, numbers written as Redis writes a double. Err is the error reply.
+///
+/// # Safety
+/// `state` holds `n_args` values at indices 1..=n_args.
+#[allow(unsafe_code)]
+unsafe fn read_call_args(
+    state: *mut ffi::lua_State,
+    n_args: c_int,
+) -> Result<Vec<Bytes>, &'static str> {
+    if n_args == 0 {
+        return Err("ERR Please specify at least one argument for this redis lib call");
+    }
+    let mut argv = Vec::with_capacity(usize::try_from(n_args).unwrap_or(0));
+    for idx in 1..=n_args {
+        // SAFETY: `idx` is one of the arguments; a string's bytes are valid while it is on
+        // the stack, and are copied at once.
+        unsafe {
+            match ffi::lua_type(state, idx) {
+                ffi::LUA_TNUMBER => {
+                    argv.push(Bytes::from(format_double(ffi::lua_tonumber(state, idx))));
+                }
+                ffi::LUA_TSTRING => {
+                    let mut len = 0usize;
+                    let ptr = ffi::lua_tolstring(state, idx, &mut len);
+                    argv.push(Bytes::copy_from_slice(std::slice::from_raw_parts(
+                        ptr.cast::<u8>(),
+                        len,
+                    )));
+                }
+                _ => return Err("ERR Lua redis lib command arguments must be strings or integers"),
+            }
+        }
+    }
+    Ok(argv)
 }
 
 /// An error reply as `redis.call` hands it to Lua: `{err=...}`, flagged as an error.
