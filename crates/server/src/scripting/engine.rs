@@ -401,6 +401,7 @@ impl Engine {
             allow_oom: false,
             memory_limit: 0,
             run_state: Arc::clone(&run_state),
+            argv: Vec::new(),
         }));
         let redis: Table = sandbox.module.raw_get("redis")?;
         // SAFETY: both are `lua_CFunction`s that keep to the Lua C API's rules (see
@@ -971,6 +972,8 @@ struct CallState {
     /// `redis.call` lifts while it works (see [`LiftedLimit`]).
     memory_limit: usize,
     run_state: Arc<RunState>,
+    /// The last `redis.call`'s arguments vector, emptied: the next one fills it.
+    argv: Vec<Bytes>,
 }
 
 /// The script's memory limit lifted while a `redis.call` builds its reply in Lua, and set again
@@ -1040,6 +1043,10 @@ impl CallState {
                 crate::blocking::TimeoutReply::NullArray => self.reply.null_array(),
                 crate::blocking::TimeoutReply::Null => self.reply.null(),
             }
+        }
+        // An integer, the commonest reply, is read without decoding a frame.
+        if let Some(n) = integer_reply(&self.reply.buf) {
+            return Ok((Value::Number(n as f64), false));
         }
         let limits = Limits {
             max_bulk_len: u64::MAX,
@@ -1228,20 +1235,34 @@ unsafe fn call_pushing(state: *mut ffi::lua_State) -> Pushed {
     // SAFETY: the engine outlives its run, during which only its thread calls this; the stack
     // reads and pushes use indices 1..=n_args of this frame and its top.
     unsafe {
-        let n_args = ffi::lua_gettop(state);
-        let args = read_call_args(state, n_args);
-        // The arguments are copied: their slots are freed for what follows (up to 7999 of
-        // them leave no room for mlua's own checks of the stack otherwise).
-        ffi::lua_settop(state, 0);
         let Some(engine) = RUNNING.with(Cell::get).as_ref() else {
+            ffi::lua_settop(state, 0);
             ffi::lua_pushstring(state, c"ERR redis.call outside a script".as_ptr());
             return Pushed::Raise;
         };
+        let n_args = ffi::lua_gettop(state);
+        let args = {
+            let mut calls = lock(&engine.calls);
+            let mut argv = std::mem::take(&mut calls.argv);
+            let read = read_call_args(state, n_args, &mut argv);
+            calls.argv = argv;
+            read
+        };
+        // The arguments are copied: their slots are freed for what follows (up to 7999 of
+        // them leave no room for mlua's own checks of the stack otherwise).
+        ffi::lua_settop(state, 0);
         let lua = &engine.lua;
         let _lifted = LiftedLimit::new(lua);
         let result = match args {
             Err(text) => error_value(lua, text),
-            Ok(argv) => lock(&engine.calls).call(lua, &argv),
+            Ok(()) => {
+                let mut calls = lock(&engine.calls);
+                let argv = std::mem::take(&mut calls.argv);
+                let result = calls.call(lua, &argv);
+                calls.argv = argv;
+                calls.argv.clear();
+                result
+            }
         };
         let (value, failed) = match result {
             Ok(reply) => reply,
@@ -1276,8 +1297,8 @@ unsafe fn call_pushing(state: *mut ffi::lua_State) -> Pushed {
     }
 }
 
-/// A `redis.call`'s arguments, as Redis's `luaArgsToRedisArgv` reads them: strings as they
-/// are, numbers written as Redis writes a double. Err is the error reply.
+/// Reads a `redis.call`'s arguments into `argv`, as Redis's `luaArgsToRedisArgv` reads them:
+/// strings as they are, numbers written as Redis writes a double. Err is the error reply.
 ///
 /// # Safety
 /// `state` holds `n_args` values at indices 1..=n_args.
@@ -1285,11 +1306,13 @@ unsafe fn call_pushing(state: *mut ffi::lua_State) -> Pushed {
 unsafe fn read_call_args(
     state: *mut ffi::lua_State,
     n_args: c_int,
-) -> Result<Vec<Bytes>, &'static str> {
+    argv: &mut Vec<Bytes>,
+) -> Result<(), &'static str> {
+    argv.clear();
     if n_args == 0 {
         return Err("ERR Please specify at least one argument for this redis lib call");
     }
-    let mut argv = Vec::with_capacity(usize::try_from(n_args).unwrap_or(0));
+    argv.reserve(usize::try_from(n_args).unwrap_or(0));
     for idx in 1..=n_args {
         // SAFETY: `idx` is one of the arguments; a string's bytes are valid while it is on
         // the stack, and are copied at once.
@@ -1306,11 +1329,20 @@ unsafe fn read_call_args(
                         len,
                     )));
                 }
-                _ => return Err("ERR Lua redis lib command arguments must be strings or integers"),
+                _ => {
+                    argv.clear();
+                    return Err("ERR Lua redis lib command arguments must be strings or integers");
+                }
             }
         }
     }
-    Ok(argv)
+    Ok(())
+}
+
+/// The value of `reply` if it is exactly one RESP integer (`:N\r\n`).
+fn integer_reply(reply: &[u8]) -> Option<i64> {
+    let digits = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// An error reply as `redis.call` hands it to Lua: `{err=...}`, flagged as an error.
