@@ -173,6 +173,24 @@ fn the_sandbox_protects_globals_as_redis_7_does() {
             "Attempt to modify a readonly table",
         ),
         ("cjson.encode = 1", "Attempt to modify a readonly table"),
+        // What a protected table's metatable reads as its `__index` is read-only too: neither
+        // the real globals nor a library's real table is reachable through it.
+        (
+            "getmetatable(_G).__index.x = 1",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "rawset(getmetatable(_G).__index, 'x', 1)",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "getmetatable(cjson).__index.encode = 1",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "rawset(getmetatable(string).__index, 'len', 1)",
+            "Attempt to modify a readonly table",
+        ),
         ("return loadfile", "nonexistent global variable 'loadfile'"),
         ("return dofile", "nonexistent global variable 'dofile'"),
         ("return os", "nonexistent global variable 'os'"),
@@ -201,6 +219,57 @@ fn the_sandbox_protects_globals_as_redis_7_does() {
     assert_eq!(
         eval(&mut conn, "return loadstring('return 7')()", &[]),
         int(7)
+    );
+}
+
+/// KEYS and ARGV are arrays the engine refills from one run to the next when the script left
+/// them plain: whatever a script did to them (more items, other keys, a metatable, returning
+/// or raising them) never shows in the next script's KEYS and ARGV, nor in the reply that
+/// holds them.
+#[test]
+fn keys_and_argv_are_fresh_for_every_script() {
+    let server = TestServer::start(BIN, &[]);
+    let mut conn = server.raw();
+    let shape = "return {#KEYS, #ARGV, KEYS[1] or 'nil', KEYS[2] or 'nil', KEYS[5] or 'nil', \
+                 ARGV[1] or 'nil', ARGV[2] or 'nil', tostring(KEYS.foo), tostring(getmetatable(KEYS))}";
+    let fresh = |keys: usize, k1: &str, k2: &str, a1: &str, a2: &str| {
+        format!(
+            "*9\r\n:{keys}\r\n:1\r\n{}{}$3\r\nnil\r\n{}{}$3\r\nnil\r\n$3\r\nnil\r\n",
+            bulk(k1),
+            bulk(k2),
+            bulk(a1),
+            bulk(a2)
+        )
+    };
+    let spoilers = [
+        "KEYS[5] = 'x'; ARGV[2] = 'y'",
+        "KEYS.foo = 1",
+        "setmetatable(KEYS, {__index = function() return 'z' end})",
+        "KEYS[1] = nil; KEYS[3] = 'w'",
+        "table.insert(ARGV, 'more')",
+        "error(KEYS)",
+    ];
+    for spoiler in spoilers {
+        eval(&mut conn, spoiler, &["2", "a", "b", "c"]);
+        assert_eq!(
+            eval(&mut conn, shape, &["2", "k1", "k2", "v1"]),
+            fresh(2, "k1", "k2", "v1", "nil"),
+            "after {spoiler}"
+        );
+        assert_eq!(
+            eval(&mut conn, shape, &["1", "k1", "v1"]),
+            fresh(1, "k1", "nil", "v1", "nil"),
+            "after {spoiler}"
+        );
+    }
+    // A reply that holds KEYS is read before the next script refills it.
+    assert_eq!(
+        eval(&mut conn, "return {KEYS, ARGV}", &["1", "a", "b"]),
+        "*2\r\n*1\r\n$1\r\na\r\n*1\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(
+        eval(&mut conn, "return KEYS", &["1", "z"]),
+        "*1\r\n$1\r\nz\r\n"
     );
 }
 

@@ -239,25 +239,34 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
                         previous_end_us = None;
                         cmd::client::catch_up(server, &handle).await;
                     }
+                    let script = crate::scripting::is_script_command(&argv);
+                    // Scripts running for another connection are waited for as a task, so
+                    // the interpreter stays on the thread that ends them.
+                    if script
+                        && client.multi.is_none()
+                        && !crate::scripting::batch_held()
+                        && crate::scripting::wait_for_scripts(server).await
+                    {
+                        previous_end_us = None;
+                    }
                     crate::server::chain_clock(previous_end_us);
-                    let argv =
-                        if crate::scripting::is_script_command(&argv) && client.multi.is_none() {
-                            let (last, ahead, cut) = run_script_batch(
-                                server,
-                                client,
-                                &mut out,
-                                &mut decoder,
-                                &mut input,
-                                buffer_size,
-                                argv,
-                            );
-                            read_ahead = ahead;
-                            yield_after = cut;
-                            last
-                        } else {
-                            cmd::execute(server, client, &mut out, &argv);
-                            argv
-                        };
+                    let argv = if script && client.multi.is_none() {
+                        let (last, ahead, cut) = run_script_batch(
+                            server,
+                            client,
+                            &mut out,
+                            &mut decoder,
+                            &mut input,
+                            buffer_size,
+                            argv,
+                        );
+                        read_ahead = ahead;
+                        yield_after = cut;
+                        last
+                    } else {
+                        cmd::execute(server, client, &mut out, &argv);
+                        argv
+                    };
                     previous_end_us = crate::server::unchain_clock();
                     note_published(&handle);
                     // Clients this command woke run their retries before it replies, as in

@@ -18,8 +18,10 @@
 
 // The exceptions are `allocator` (the counting `GlobalAlloc`, `mallinfo2` and `mallopt`),
 // `limits::release_free_memory` (glibc's `malloc_trim`), `limits::unread_bytes` (the
-// `FIONREAD` ioctl) and `daemon`'s startup fork and descriptor redirection for
-// `daemonize yes`.
+// `FIONREAD` ioctl), `daemon`'s startup fork and descriptor redirection for
+// `daemonize yes`, and `scripting::engine`'s uses of Lua's C API on the scripts' hot path
+// (`Engine::run_eval`: KEYS, ARGV and the protected call, in one `Lua::exec_raw`; `redis.call`
+// and `redis.pcall` as C functions).
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;

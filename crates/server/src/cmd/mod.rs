@@ -103,7 +103,9 @@ impl Command {
 
 struct Table {
     commands: Vec<&'static Command>,
-    by_name: HashMap<&'static [u8], usize>,
+    /// Looked up for every command (and every `redis.call`): a fast hash, as the table is
+    /// fixed and a lookup inserts nothing.
+    by_name: HashMap<&'static [u8], usize, foldhash::fast::FixedState>,
     /// Per command: true if and only if it is a container with rows in `SUBCOMMANDS`.
     is_container: Vec<bool>,
 }

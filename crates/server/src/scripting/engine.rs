@@ -5,17 +5,22 @@
 //! way: Lua 5.1's base, table, string and math libraries, Redis's bundled libraries
 //! (`libs.rs`), then `sandbox.lua`, which makes the `redis` table and the protected globals.
 //!
-//! A run lends the Rust half of `redis.call` and `redis.setresp` to Lua for its duration
-//! (`Lua::scope`), so the callbacks borrow the server and the script's client directly.
+//! The Rust half of `redis.call` and `redis.setresp` is made once, with the interpreter; a run
+//! fills in what they work with (`CallState`: the script's client, its reply buffer, its
+//! limits). An EVAL script is started through Lua's C API (`Engine::run_eval`), FCALL through
+//! the sandbox's Lua runner.
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use forkless_protocol::{Frame, Limits, Out, RespVersion, decode_frame, format_double};
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic};
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, ffi,
+};
 use sha1::{Digest, Sha1};
 
 use super::convert::{ReplyTarget, frame_to_lua, frame_to_lua_resp3, lua_to_reply};
@@ -94,11 +99,14 @@ pub(crate) struct RunSpec<'a> {
 
 /// The parts of the sandbox the engine calls.
 struct Sandbox {
-    globals: Table,
     env: Table,
     raw: Table,
-    run_eval: Function,
-    run_eval_strings: Function,
+    /// What [`Engine::run_eval`] reads from the registry (by index, which costs less than
+    /// pushing mlua handles): the error handler an EVAL script runs with (`sandbox.lua`'s
+    /// `handler`), the names "KEYS" and "ARGV", and the table of the arrays the last run had
+    /// as KEYS (`[1]`) and ARGV (`[2]`), which the next run refills when the script left them
+    /// plain arrays (see [`set_array_global`]).
+    eval_registry: [mlua::RegistryKey; 4],
     run_function: Function,
     run_function_strings: Function,
     /// Returned by `sandbox.lua`: what `functions.rs` builds the load environment from.
@@ -106,15 +114,21 @@ struct Sandbox {
 }
 
 pub(crate) struct Engine {
-    /// Runs since the last garbage-collection step.
-    runs: Cell<u32>,
+    /// The interpreter's memory after the last collection step (see [`GC_GROWTH`]).
+    collected_at: Cell<usize>,
     lua: Lua,
     sandbox: Sandbox,
-    scripts: HashMap<String, CachedScript>,
+    /// Looked up by SHA-1 for every EVALSHA: foldhash, seeded per interpreter (as the
+    /// keyspace's tables), rather than SipHash.
+    scripts: HashMap<String, CachedScript, foldhash::fast::RandomState>,
     /// What `redis.call` works with: the script's own client and reply buffer. The callbacks
     /// are made once, with the interpreter; a run fills this in.
     calls: Arc<Mutex<CallState>>,
     run_state: Arc<RunState>,
+    /// Where `redis.call` puts a reply mlua built (a string, a table) to fetch it onto its own
+    /// stack: slot 1 of this table, also held in the registry under `scratch_key`.
+    scratch: Table,
+    scratch_key: mlua::RegistryKey,
 }
 
 /// Redis's `redisLrand48`: the 48-bit linear congruential generator of `lrand48`, with Redis's
@@ -362,18 +376,20 @@ impl Engine {
         )?;
         raw.raw_set("version", crate::info::REDIS_VERSION)?;
         raw.raw_set("version_num", version_num(crate::info::REDIS_VERSION))?;
-        let globals = lua.globals();
         let module: Table = lua
             .load(include_str!("sandbox.lua"))
             .set_name("=sandbox")
-            .call((globals.clone(), raw.clone()))?;
+            .call((lua.globals(), raw.clone()))?;
         let sandbox = Sandbox {
             env: module.raw_get("env")?,
-            run_eval: module.raw_get("run_eval")?,
-            run_eval_strings: module.raw_get("run_eval_strings")?,
+            eval_registry: [
+                lua.create_registry_value(module.raw_get::<Function>("handler")?)?,
+                lua.create_registry_value(lua.create_string("KEYS")?)?,
+                lua.create_registry_value(lua.create_string("ARGV")?)?,
+                lua.create_registry_value(lua.create_table()?)?,
+            ],
             run_function: module.raw_get("run_function")?,
             run_function_strings: module.raw_get("run_function_strings")?,
-            globals,
             raw,
             module,
         };
@@ -385,31 +401,16 @@ impl Engine {
             allow_oom: false,
             memory_limit: 0,
             run_state: Arc::clone(&run_state),
+            argv: Vec::new(),
         }));
         let redis: Table = sandbox.module.raw_get("redis")?;
-        let call_state = Arc::clone(&calls);
-        redis.raw_set(
-            "call",
-            lua.create_function(move |lua, args: MultiValue| {
-                let lifted = LiftedLimit::new(lua);
-                let (value, failed) = lock(&call_state).call(lua, &args)?;
-                if failed {
-                    let (text, counted) = match &value {
-                        Value::Table(t) => (
-                            t.raw_get::<Option<mlua::String>>("err")?
-                                .map(|s| String::from_utf8_lossy(&s.as_bytes()).into_owned())
-                                .unwrap_or_default(),
-                            counted_error(t),
-                        ),
-                        _ => (String::new(), false),
-                    };
-                    drop(lifted);
-                    return Err(mlua::Error::external(CallError(text, counted)));
-                }
-                drop(lifted);
-                Ok(value)
-            })?,
-        )?;
+        // SAFETY: both are `lua_CFunction`s that keep to the Lua C API's rules (see
+        // `redis_call_entry`).
+        #[allow(unsafe_code)]
+        unsafe {
+            redis.raw_set("call", lua.create_c_function(redis_call)?)?;
+            redis.raw_set("pcall", lua.create_c_function(redis_pcall)?)?;
+        }
         let call_state = Arc::clone(&calls);
         sandbox.raw.raw_set(
             "acl_check",
@@ -427,14 +428,6 @@ impl Engine {
                     return Ok(false);
                 };
                 Ok(lock(&call_state).client.acl.allows(idx, &argv))
-            })?,
-        )?;
-        let call_state = Arc::clone(&calls);
-        redis.raw_set(
-            "pcall",
-            lua.create_function(move |lua, args: MultiValue| {
-                let _lifted = LiftedLimit::new(lua);
-                Ok(lock(&call_state).call(lua, &args)?.0)
             })?,
         )?;
         let call_state = Arc::clone(&calls);
@@ -477,13 +470,17 @@ impl Engine {
             },
         )?;
         lua.gc_collect()?;
+        let scratch = lua.create_table()?;
+        let scratch_key = lua.create_registry_value(scratch.clone())?;
         Ok(Engine {
-            runs: Cell::new(0),
+            collected_at: Cell::new(lua.used_memory()),
             lua,
             sandbox,
-            scripts: HashMap::new(),
+            scripts: HashMap::default(),
             calls,
             run_state,
+            scratch,
+            scratch_key,
         })
     }
 
@@ -592,9 +589,6 @@ impl Engine {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         {
             let mut calls = lock(&self.calls);
-            // Set by the runner in Lua (`raw.limit`), once the engine has pushed what the run
-            // needs: until then the limit is 0, lifted by the run before.
-            calls.memory_limit = limit;
             calls.read_only =
                 spec.read_only_command || (!spec.flags.compat && spec.flags.no_writes);
             calls.allow_oom = !spec.flags.compat && spec.flags.allow_oom;
@@ -608,14 +602,11 @@ impl Engine {
             calls.reply.version = RespVersion::Resp2;
             calls.reply.buf.clear();
         }
-        let result = self.run_inner(function, spec);
+        let running = Running::new(self);
+        let result = self.run_inner(function, spec, limit);
+        drop(running);
         // The limit is lifted first: converting the result, and a collection, may need memory.
         let _ = self.lua.set_memory_limit(0);
-        if result.is_err() && spec.eval {
-            // The runner did not get to clear them.
-            let _ = self.sandbox.globals.raw_set("KEYS", Value::Nil);
-            let _ = self.sandbox.globals.raw_set("ARGV", Value::Nil);
-        }
         let (resp3, read) = {
             let calls = lock(&self.calls);
             (
@@ -668,17 +659,24 @@ impl Engine {
                 )));
             }
         }
-        // A step of garbage collection every 50 runs, as Redis does, keeps the interpreter
-        // small without a full cycle's latency; a script that ran out of memory leaves a lot
-        // behind, collected at once.
-        self.runs.set(self.runs.get() + 1);
-        if self.runs.get() >= 50 {
-            self.runs.set(0);
-            let _ = self.lua.gc_step_kbytes(50);
-        }
+        // A step of garbage collection (Redis's size: 50 KB) once the runs since the last one
+        // have left GC_GROWTH bytes more in the interpreter, rather than every 50 runs as
+        // Redis does: each such step runs the collector through most of a cycle, which marks
+        // everything the interpreter holds, while short scripts leave little garbage, so a
+        // step every 50 runs cost more than the scripts' own Lua (docs/benchmarks.md,
+        // "Scripts"). Memory stays within GC_GROWTH of what the last step left; Lua's own
+        // incremental steps go on as it allocates. A script that ran out of memory, or left a
+        // lot behind, is collected at once.
         let used = self.lua.used_memory();
         if used > (64 << 20) || (limit > 0 && used > limit / 2) {
             let _ = self.lua.gc_collect();
+            self.collected_at.set(self.lua.used_memory());
+        } else if used > self.collected_at.get().saturating_add(GC_GROWTH) {
+            let _ = self.lua.gc_step_kbytes(50);
+            self.collected_at.set(self.lua.used_memory());
+        } else if used < self.collected_at.get() {
+            // Lua's own steps collected meanwhile.
+            self.collected_at.set(used);
         }
         RunOutcome {
             error_counted: counted,
@@ -686,11 +684,26 @@ impl Engine {
         }
     }
 
-    fn run_inner(&self, function: &Function, spec: &RunSpec<'_>) -> mlua::Result<(bool, Value)> {
+    fn run_inner(
+        &self,
+        function: &Function,
+        spec: &RunSpec<'_>,
+        limit: usize,
+    ) -> mlua::Result<(bool, Value)> {
+        let lua = &self.lua;
+        if spec.eval {
+            return self.run_eval(function, spec, limit);
+        }
+        {
+            let mut calls = lock(&self.calls);
+            // Set by the runner in Lua (`raw.limit`), once the engine has pushed what the run
+            // needs.
+            calls.memory_limit = limit;
+        }
         let n_items = spec.keys.len() + spec.args.len();
         if n_items <= MAX_PUSHED_STRINGS {
             // A few strings go on the stack as they are (mlua pushes a `&str` without a
-            // handle while no memory limit is set); the runner makes KEYS and ARGV.
+            // handle while no memory limit is set); the runner makes the two tables.
             let mut strings: Variadic<&str> = Variadic::with_capacity(n_items);
             for item in spec.keys.iter().chain(spec.args) {
                 match std::str::from_utf8(item) {
@@ -700,25 +713,181 @@ impl Engine {
             }
             if strings.len() == n_items {
                 let n_keys = i64::try_from(spec.keys.len()).unwrap_or(i64::MAX);
-                let runner = if spec.eval {
-                    &self.sandbox.run_eval_strings
-                } else {
-                    &self.sandbox.run_function_strings
-                };
-                return runner.call((function, n_keys, strings));
+                return self
+                    .sandbox
+                    .run_function_strings
+                    .call((function, n_keys, strings));
             }
         }
-        let lua = &self.lua;
         let keys_table = fill(lua, spec.keys)?;
         let args_table = fill(lua, spec.args)?;
-        let runner = if spec.eval {
-            &self.sandbox.run_eval
-        } else {
-            &self.sandbox.run_function
-        };
-        runner.call((function, keys_table, args_table))
+        self.sandbox
+            .run_function
+            .call((function, keys_table, args_table))
     }
 }
+
+impl Engine {
+    /// Runs an EVAL script: sets KEYS and ARGV (left set after the run, as Redis leaves them),
+    /// and calls the script with the sandbox's error handler under the memory limit. Returns
+    /// what `xpcall` would: whether the script succeeded, and its result or its error.
+    ///
+    /// Done with Lua's C API in one protected call (`Lua::exec_raw`) rather than through
+    /// mlua's table and string handles, each of which costs a lock and a reference slot, or a
+    /// runner written in Lua: either cost more than a short script itself (docs/benchmarks.md,
+    /// "Scripts"). The memory limit holds only around the script: what the engine builds here
+    /// stays outside it (as do the replies `redis.call` builds, see [`LiftedLimit`]).
+    fn run_eval(
+        &self,
+        function: &Function,
+        spec: &RunSpec<'_>,
+        limit: usize,
+    ) -> mlua::Result<(bool, Value)> {
+        let lua = &self.lua;
+        let (keys, args) = (spec.keys, spec.args);
+        if c_int::try_from(keys.len().max(args.len())).is_err() {
+            return Err(mlua::Error::RuntimeError("too many arguments".into()));
+        }
+        let [handler, keys_name, argv_name, arrays] = self.sandbox.eval_registry.each_ref();
+        let registry_ids = [handler.id(), keys_name.id(), argv_name.id(), arrays.id()];
+        // SAFETY: `exec_raw` runs the closure inside a protected call whose stack holds exactly
+        // its one argument, the script (index 1), and turns what the closure leaves on that
+        // stack into the result. The closure first pushes the four registry values (the
+        // handler at HANDLER, the names at KEYS_NAME and ARGV_NAME, the table of arrays at
+        // ARRAYS: the registry keys live as long as the engine). It checks the stack space it
+        // uses (`luaL_checkstack`), passes only valid indices (those five, negative indices of
+        // values it pushed, LUA_REGISTRYINDEX, LUA_GLOBALSINDEX), hands the C API pointers into
+        // `keys`/`args` that outlive the calls (Lua copies the bytes), and leaves exactly the
+        // two results. A Lua error raised by the C API in here (memory, stack) unwinds to that
+        // protected call: the closure owns nothing that needs dropping. The script's own
+        // errors stop at the inner `lua_pcall`.
+        #[allow(unsafe_code)]
+        unsafe {
+            lua.exec_raw::<(bool, Value)>(function, |state| {
+                ffi::luaL_checkstack(state, 10, std::ptr::null());
+                for id in registry_ids {
+                    ffi::lua_rawgeti_(state, ffi::LUA_REGISTRYINDEX, id);
+                }
+                set_array_global(state, KEYS_NAME, 1, keys);
+                set_array_global(state, ARGV_NAME, 2, args);
+                let _ = lua.set_memory_limit(limit);
+                ffi::lua_pushvalue(state, 1);
+                let status = ffi::lua_pcall(state, 0, 1, HANDLER);
+                let _ = lua.set_memory_limit(0);
+                // [script, handler, KEYS, ARGV, arrays, result] -> [ok, result]
+                ffi::lua_pushboolean(state, c_int::from(status == ffi::LUA_OK));
+                ffi::lua_replace(state, 1);
+                ffi::lua_replace(state, 2);
+                ffi::lua_settop(state, 2);
+            })
+        }
+    }
+}
+
+/// Where [`Engine::run_eval`]'s protected call has the error handler, the names "KEYS" and
+/// "ARGV", and the table of arrays it reuses.
+const HANDLER: c_int = 2;
+const KEYS_NAME: c_int = 3;
+const ARGV_NAME: c_int = 4;
+const ARRAYS: c_int = 5;
+
+/// The longest array a run leaves for the next one to refill: a longer one is left to the
+/// collector, so one big EVAL does not keep its arrays' memory.
+const REUSED_ARRAY_MAX: i64 = 64;
+
+/// Sets the global named at stack index `name` to an array of `items`, as Redis's
+/// `luaCreateArray` makes KEYS and ARGV: the array in slot `slot` of the reused arrays,
+/// refilled (the global still names it), or a new one kept there for the next run and set as
+/// the global. A new array each run was half the
+/// garbage a short script leaves, and so half the collector's work (docs/benchmarks.md,
+/// "Scripts"). The last run's array is refilled only when it is still a plain array of at
+/// most [`REUSED_ARRAY_MAX`] items (no metatable, no other keys: what the script did to it
+/// does not show), and only at the start of the next run, once the last run's reply (which may
+/// hold it) has been converted. Nothing else can hold it then: the sandbox gives scripts no
+/// place that outlives a run.
+///
+/// # Safety
+/// `state` has 4 free stack slots, `name` is a valid absolute index, [`ARRAYS`] is a table,
+/// and the number of items fits a `c_int` (the caller checks); runs inside a protected call
+/// (Lua raises on a failed allocation).
+#[allow(unsafe_code)]
+unsafe fn set_array_global(state: *mut ffi::lua_State, name: c_int, slot: c_int, items: &[Bytes]) {
+    // SAFETY: as the function's contract says; every pointer is valid for the call.
+    unsafe {
+        ffi::lua_rawgeti_(state, ARRAYS, slot);
+        let reused = match plain_array_len(state) {
+            Some(old_len) => {
+                for idx in (i64::try_from(items.len()).unwrap_or(i64::MAX) + 1)..=old_len {
+                    ffi::lua_pushnil(state);
+                    ffi::lua_rawseti_(state, -2, c_int::try_from(idx).unwrap_or(0));
+                }
+                true
+            }
+            None => {
+                ffi::lua_settop(state, -2);
+                ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
+                ffi::lua_pushvalue(state, -1);
+                ffi::lua_rawseti_(state, ARRAYS, slot);
+                false
+            }
+        };
+        for (idx, item) in (1..).zip(items) {
+            ffi::lua_pushlstring(state, item.as_ptr().cast(), item.len());
+            ffi::lua_rawseti_(state, -2, idx);
+        }
+        if reused {
+            // The global still names it: runs leave KEYS and ARGV set, as Redis does.
+            ffi::lua_settop(state, -2);
+        } else {
+            ffi::lua_pushvalue(state, name);
+            ffi::lua_insert(state, -2);
+            ffi::lua_rawset(state, ffi::LUA_GLOBALSINDEX);
+        }
+    }
+}
+
+/// The length of the value on top of the stack if it is a table with no metatable whose keys
+/// are exactly 1..=n for some n <= [`REUSED_ARRAY_MAX`]; None otherwise. Leaves the stack as
+/// it found it.
+///
+/// # Safety
+/// `state` has 2 free stack slots and a value on top.
+#[allow(unsafe_code)]
+unsafe fn plain_array_len(state: *mut ffi::lua_State) -> Option<i64> {
+    // SAFETY: only the top value and the values pushed here are read; every push is popped.
+    unsafe {
+        if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+            return None;
+        }
+        if ffi::lua_getmetatable(state, -1) != 0 {
+            ffi::lua_settop(state, -2);
+            return None;
+        }
+        let (mut count, mut max_key) = (0i64, 0f64);
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, -2) != 0 {
+            // [table, key, value]
+            ffi::lua_settop(state, -2);
+            let key = ffi::lua_tonumber(state, -1);
+            count += 1;
+            max_key = max_key.max(key);
+            let plain = ffi::lua_type(state, -1) == ffi::LUA_TNUMBER
+                && key.fract() == 0.0
+                && key >= 1.0
+                && count <= REUSED_ARRAY_MAX;
+            if !plain {
+                ffi::lua_settop(state, -2);
+                return None;
+            }
+        }
+        // `count` distinct integer keys, none above `count`: they are 1..=count.
+        (max_key <= count as f64).then_some(count)
+    }
+}
+
+/// How much the interpreter's memory may grow past what the last collection step left before
+/// a run ends with another step (see [`Engine::run`]).
+const GC_GROWTH: usize = 16 << 10;
 
 /// The most keys and arguments a run pushes as strings rather than as tables (each takes a
 /// slot of Lua's C stack, which is bounded).
@@ -803,6 +972,8 @@ struct CallState {
     /// `redis.call` lifts while it works (see [`LiftedLimit`]).
     memory_limit: usize,
     run_state: Arc<RunState>,
+    /// The last `redis.call`'s arguments vector, emptied: the next one fills it.
+    argv: Vec<Bytes>,
 }
 
 /// The script's memory limit lifted while a `redis.call` builds its reply in Lua, and set again
@@ -830,30 +1001,10 @@ impl Drop for LiftedLimit<'_> {
 impl CallState {
     /// One `redis.call`/`redis.pcall`: the reply as a Lua value, and whether it is an error (the
     /// `redis.call` wrapper raises it).
-    fn call(&mut self, lua: &Lua, args: &MultiValue) -> mlua::Result<(Value, bool)> {
-        if args.is_empty() {
-            return error_value(
-                lua,
-                "ERR Please specify at least one argument for this redis lib call",
-            );
-        }
-        let mut argv = Vec::with_capacity(args.len());
-        for arg in args {
-            match arg {
-                Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-                Value::Integer(n) => argv.push(Bytes::from(format_double(*n as f64))),
-                Value::Number(n) => argv.push(Bytes::from(format_double(*n))),
-                _ => {
-                    return error_value(
-                        lua,
-                        "ERR Lua redis lib command arguments must be strings or integers",
-                    );
-                }
-            }
-        }
+    fn call(&mut self, lua: &Lua, argv: &[Bytes]) -> mlua::Result<(Value, bool)> {
         // One upgrade per call: each is a read-modify-write of the server's shared count.
         let server = self.server.upgrade();
-        let checked = self.check(server.as_deref(), &argv);
+        let checked = self.check(server.as_deref(), argv);
         if let Err(msg) = checked {
             // A refusal counts as an error reply and as the command's rejected call, as
             // Redis's scriptCall counts it.
@@ -884,7 +1035,7 @@ impl CallState {
             &mut self.reply,
             idx,
             command,
-            &argv,
+            argv,
         );
         // A blocking command that found nothing must not wait: it replies as on timeout.
         if let Some(request) = self.client.blocked.take() {
@@ -892,6 +1043,10 @@ impl CallState {
                 crate::blocking::TimeoutReply::NullArray => self.reply.null_array(),
                 crate::blocking::TimeoutReply::Null => self.reply.null(),
             }
+        }
+        // An integer, the commonest reply, is read without decoding a frame.
+        if let Some(n) = integer_reply(&self.reply.buf) {
+            return Ok((Value::Number(n as f64), false));
         }
         let limits = Limits {
             max_bulk_len: u64::MAX,
@@ -989,6 +1144,205 @@ impl CallState {
         }
         Ok((idx, command))
     }
+}
+
+std::thread_local! {
+    /// The engine whose script this thread runs ([`Engine::run`] sets it for the run), for
+    /// `redis.call`, a plain C function with no state of its own.
+    static RUNNING: Cell<*const Engine> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Sets [`RUNNING`] for a run and restores what it was when dropped.
+struct Running(*const Engine);
+
+impl Running {
+    fn new(engine: &Engine) -> Running {
+        Running(RUNNING.with(|running| running.replace(engine)))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
+}
+
+/// What [`call_pushing`] left on the stack.
+enum Pushed {
+    /// The command's reply.
+    Reply,
+    /// The command's error reply (an error table): `redis.call` raises it, `redis.pcall`
+    /// returns it.
+    Failed,
+    /// An error every caller raises (the interpreter could not build the reply).
+    Raise,
+}
+
+/// `redis.call` (a `lua_CFunction`).
+#[allow(unsafe_code)]
+unsafe extern "C-unwind" fn redis_call(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: Lua calls it with a valid state and its arguments on the stack.
+    unsafe { redis_call_entry(state, true) }
+}
+
+/// `redis.pcall` (a `lua_CFunction`).
+#[allow(unsafe_code)]
+unsafe extern "C-unwind" fn redis_pcall(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: Lua calls it with a valid state and its arguments on the stack.
+    unsafe { redis_call_entry(state, false) }
+}
+
+/// `redis.call` and `redis.pcall` as plain C functions rather than mlua callbacks: the
+/// arguments are read from the stack as Redis reads them, without an mlua `MultiValue` of
+/// string handles, and integer replies go on the stack directly (docs/benchmarks.md,
+/// "Scripts"). [`call_pushing`] does the work and leaves one value on the stack; every Rust
+/// value it made is dropped when it returns, so raising the error here (a `longjmp` past this
+/// frame) leaks nothing; a panic is caught and turned into an error first.
+///
+/// # Safety
+/// Called by Lua as a C function: `state` is valid, the arguments are on its stack.
+#[allow(unsafe_code)]
+unsafe fn redis_call_entry(state: *mut ffi::lua_State, raise_failure: bool) -> c_int {
+    let pushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as this function's contract says.
+        unsafe { call_pushing(state) }
+    }));
+    // SAFETY: the value raised or returned is on top of the stack, which has room for the
+    // one message pushed after a panic (Lua gives a C function LUA_MINSTACK free slots, and
+    // `call_pushing` pushes at most three).
+    unsafe {
+        match pushed {
+            Ok(Pushed::Reply) => 1,
+            Ok(Pushed::Failed) if !raise_failure => 1,
+            Ok(Pushed::Failed | Pushed::Raise) => ffi::lua_error(state),
+            Err(payload) => {
+                drop(payload);
+                ffi::lua_pushstring(state, c"ERR redis.call failed".as_ptr());
+                ffi::lua_error(state)
+            }
+        }
+    }
+}
+
+/// Runs the command a `redis.call` names and pushes its reply (or error) onto the stack in
+/// place of the arguments. Raises no Lua error itself: the memory limit is lifted meanwhile,
+/// and it pushes at most three values where Lua guarantees a C function LUA_MINSTACK.
+///
+/// # Safety
+/// As [`redis_call_entry`].
+#[allow(unsafe_code)]
+unsafe fn call_pushing(state: *mut ffi::lua_State) -> Pushed {
+    // SAFETY: the engine outlives its run, during which only its thread calls this; the stack
+    // reads and pushes use indices 1..=n_args of this frame and its top.
+    unsafe {
+        let Some(engine) = RUNNING.with(Cell::get).as_ref() else {
+            ffi::lua_settop(state, 0);
+            ffi::lua_pushstring(state, c"ERR redis.call outside a script".as_ptr());
+            return Pushed::Raise;
+        };
+        let n_args = ffi::lua_gettop(state);
+        let args = {
+            let mut calls = lock(&engine.calls);
+            let mut argv = std::mem::take(&mut calls.argv);
+            let read = read_call_args(state, n_args, &mut argv);
+            calls.argv = argv;
+            read
+        };
+        // The arguments are copied: their slots are freed for what follows (up to 7999 of
+        // them leave no room for mlua's own checks of the stack otherwise).
+        ffi::lua_settop(state, 0);
+        let lua = &engine.lua;
+        let _lifted = LiftedLimit::new(lua);
+        let result = match args {
+            Err(text) => error_value(lua, text),
+            Ok(()) => {
+                let mut calls = lock(&engine.calls);
+                let argv = std::mem::take(&mut calls.argv);
+                let result = calls.call(lua, &argv);
+                calls.argv = argv;
+                calls.argv.clear();
+                result
+            }
+        };
+        let (value, failed) = match result {
+            Ok(reply) => reply,
+            Err(err) => {
+                let text = format!("ERR {}", mlua_error_text(&err));
+                ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+                return Pushed::Raise;
+            }
+        };
+        match value {
+            Value::Integer(n) => ffi::lua_pushinteger(state, n as ffi::lua_Integer),
+            Value::Number(n) => ffi::lua_pushnumber(state, n),
+            Value::Boolean(b) => ffi::lua_pushboolean(state, c_int::from(b)),
+            Value::Nil => ffi::lua_pushnil(state),
+            other => {
+                if engine.scratch.raw_set(1, other).is_err() {
+                    ffi::lua_pushstring(state, c"ERR reply could not be built".as_ptr());
+                    return Pushed::Raise;
+                }
+                ffi::lua_rawgeti_(state, ffi::LUA_REGISTRYINDEX, engine.scratch_key.id());
+                ffi::lua_rawgeti_(state, -1, 1);
+                ffi::lua_pushnil(state);
+                ffi::lua_rawseti_(state, -3, 1);
+                ffi::lua_remove(state, -2);
+            }
+        }
+        if failed {
+            Pushed::Failed
+        } else {
+            Pushed::Reply
+        }
+    }
+}
+
+/// Reads a `redis.call`'s arguments into `argv`, as Redis's `luaArgsToRedisArgv` reads them:
+/// strings as they are, numbers written as Redis writes a double. Err is the error reply.
+///
+/// # Safety
+/// `state` holds `n_args` values at indices 1..=n_args.
+#[allow(unsafe_code)]
+unsafe fn read_call_args(
+    state: *mut ffi::lua_State,
+    n_args: c_int,
+    argv: &mut Vec<Bytes>,
+) -> Result<(), &'static str> {
+    argv.clear();
+    if n_args == 0 {
+        return Err("ERR Please specify at least one argument for this redis lib call");
+    }
+    argv.reserve(usize::try_from(n_args).unwrap_or(0));
+    for idx in 1..=n_args {
+        // SAFETY: `idx` is one of the arguments; a string's bytes are valid while it is on
+        // the stack, and are copied at once.
+        unsafe {
+            match ffi::lua_type(state, idx) {
+                ffi::LUA_TNUMBER => {
+                    argv.push(Bytes::from(format_double(ffi::lua_tonumber(state, idx))));
+                }
+                ffi::LUA_TSTRING => {
+                    let mut len = 0usize;
+                    let ptr = ffi::lua_tolstring(state, idx, &mut len);
+                    argv.push(Bytes::copy_from_slice(std::slice::from_raw_parts(
+                        ptr.cast::<u8>(),
+                        len,
+                    )));
+                }
+                _ => {
+                    argv.clear();
+                    return Err("ERR Lua redis lib command arguments must be strings or integers");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The value of `reply` if it is exactly one RESP integer (`:N\r\n`).
+fn integer_reply(reply: &[u8]) -> Option<i64> {
+    let digits = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// An error reply as `redis.call` hands it to Lua: `{err=...}`, flagged as an error.

@@ -116,6 +116,11 @@ pub(crate) struct RunState {
     /// Hook calls of the running script that have tried to hand its async worker over (see
     /// [`hand_off_worker`]).
     hand_offs: AtomicUsize,
+    /// Connections waiting, as tasks, for scripts running on another worker before they start
+    /// their own ([`wait_for_scripts`]): woken with the thread sleepers, by the thread that ends
+    /// the run, so their tasks move to that thread's queue and the interpreter stays on one core.
+    task_waiters: AtomicUsize,
+    tasks_woken: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +282,18 @@ impl RunState {
     }
 
     fn wake(&self) {
+        if self.task_waiters.load(Ordering::SeqCst) != 0 {
+            if self.busy() {
+                // All of them, for their `-BUSY`.
+                self.tasks_woken.notify_waiters();
+            } else {
+                // One: it runs next on this thread (tokio puts a task woken on a worker in that
+                // worker's next slot), and its own end wakes the next. Waking them all would
+                // queue them behind it, and tokio wakes an idle worker to steal queued tasks:
+                // the turn-taking again.
+                self.tasks_woken.notify_one();
+            }
+        }
         if self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -740,6 +757,55 @@ pub(crate) fn declared_flags(
         None
     };
     declared.filter(|flags| !flags.compat)
+}
+
+/// Returns true if and only if a script runs or a script command is on its way to run.
+fn scripts_in_progress(run: &RunState) -> bool {
+    run.running.load(Ordering::SeqCst) || run.pending.load(Ordering::SeqCst) > 0
+}
+
+/// Called by a connection before it starts a script command (outside any batch): while scripts
+/// of another connection run and are not busy, its task waits here instead of its thread in
+/// [`admit`]. The thread that ends those scripts wakes the task, and tokio queues a task woken
+/// on one of its workers on that worker: the next batch of scripts runs on the thread that ran
+/// the last one, with the interpreter still in its core's caches, instead of the workers taking
+/// turns at it, each turn a sleep and a wake-up of a thread (docs/benchmarks.md, "Scripts").
+/// Only an optimisation: [`admit`] still decides, and a script that turns busy ends the wait
+/// so that the command gets its `-BUSY`. Returns true if and only if it waited.
+pub(crate) async fn wait_for_scripts(server: &Server) -> bool {
+    let run = &server.scripting.run;
+    let mut waited = false;
+    while scripts_in_progress(run) && !run.busy() {
+        let notified = run.tasks_woken.notified();
+        tokio::pin!(notified);
+        // Registered before the flags are read again, so an end now either is seen here or
+        // sees this waiter and wakes it (SeqCst on both sides, as for the thread sleepers).
+        notified.as_mut().enable();
+        let _counted = TaskWaitCount::new(run);
+        if scripts_in_progress(run) && !run.busy() {
+            notified.await;
+            waited = true;
+        }
+    }
+    waited
+}
+
+/// Counts a task in [`wait_for_scripts`]'s wait, also when the task is dropped waiting.
+struct TaskWaitCount<'a> {
+    run: &'a RunState,
+}
+
+impl<'a> TaskWaitCount<'a> {
+    fn new(run: &'a RunState) -> Self {
+        run.task_waiters.fetch_add(1, Ordering::SeqCst);
+        TaskWaitCount { run }
+    }
+}
+
+impl Drop for TaskWaitCount<'_> {
+    fn drop(&mut self) {
+        self.run.task_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Counts a command in `admit`'s wait for a script from its first wait to its admission or

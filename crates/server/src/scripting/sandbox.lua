@@ -47,20 +47,36 @@ local function deny()
   error_(READONLY, 2)
 end
 
+-- What `getmetatable` gives for the protected table `proxy` whose metatable is `mt`: a
+-- read-only view of `mt` in which `__index` reads as `proxy` itself, so the table `proxy` reads
+-- through (the real globals, a library's real table) is never handed to a script.
+local function metatable_view(proxy, mt)
+  local view = setmetatable_({}, {
+    __index = function(_, key)
+      if key == "__index" then
+        return proxy
+      end
+      return mt[key]
+    end,
+    __newindex = deny,
+    __metatable = false,
+  })
+  protected[view] = true
+  return view
+end
+
 -- A read-only view of `t`: reads go through, writes (and changes to its metatable) fail.
 local function readonly(t)
-  local proxy, mt, mt_view = {}, { __index = t, __newindex = deny }, {}
-  setmetatable_(mt_view, { __index = mt, __newindex = deny, __metatable = false })
-  mt.__metatable = mt_view
+  local proxy, mt = {}, { __index = t, __newindex = deny }
+  mt.__metatable = metatable_view(proxy, mt)
   setmetatable_(proxy, mt)
   protected[proxy] = true
-  protected[mt_view] = true
   return proxy
 end
 
 -- What scripts see as their globals.
 local function make_env(lookup)
-  local env, env_mt, env_mt_view = {}, {}, {}
+  local env, env_mt = {}, {}
   env_mt.__index = function(_, name)
     local value = lookup(name)
     if value == nil then
@@ -69,15 +85,31 @@ local function make_env(lookup)
     return value
   end
   env_mt.__newindex = deny
-  setmetatable_(env_mt_view, { __index = env_mt, __newindex = deny, __metatable = false })
-  env_mt.__metatable = env_mt_view
+  env_mt.__metatable = metatable_view(env, env_mt)
   setmetatable_(env, env_mt)
   protected[env] = true
-  protected[env_mt_view] = true
   return env
 end
 
-local env = make_env(function(name) return rawget_(G, name) end)
+-- Scripts' globals: `env` reads the real globals through a table `__index` (no Lua call per
+-- global read, where `make_env`'s lookup function costs two), and the real globals raise the
+-- error for a name they lack, as Redis's luaSetErrorMetatable makes its globals do. The real
+-- globals are read only with `rawget` or through `env` (none of the bundled libraries looks a
+-- global up).
+local env
+do
+  local env_mt = { __index = G, __newindex = deny }
+  env = {}
+  env_mt.__metatable = metatable_view(env, env_mt)
+  setmetatable_(env, env_mt)
+  protected[env] = true
+  setmetatable_(G, {
+    __index = function(_, name)
+      error_("Script attempted to access nonexistent global variable '" .. tostring_(name) .. "'", 2)
+    end,
+    __metatable = false,
+  })
+end
 
 -- Redis's luaPushErrorBuff: "-CODE msg" keeps its code, anything else gets ERR.
 local function error_table(text)
@@ -312,23 +344,11 @@ local function split(nkeys, ...)
   return keys, args
 end
 
--- The script's memory limit (`raw.limit`) holds from here until the engine lifts it after the
+-- A function's memory limit (`raw.limit`) holds from here until the engine lifts it after the
 -- run: what the engine itself builds through mlua stays outside it, which spares mlua a
--- protected call for each of its steps (docs/benchmarks.md, "Scripts").
-local function finish_eval(ok, result)
-  rawset_(G, "KEYS", nil)
-  rawset_(G, "ARGV", nil)
-  return ok, result
-end
-local function run_eval(f, keys, args)
-  rawset_(G, "KEYS", keys)
-  rawset_(G, "ARGV", args)
-  raw.limit()
-  return finish_eval(xpcall_(f, handler))
-end
-local function run_eval_strings(f, nkeys, ...)
-  return run_eval(f, split(nkeys, ...))
-end
+-- protected call for each of its steps (docs/benchmarks.md, "Scripts"). EVAL scripts have no
+-- runner here: the engine sets KEYS, ARGV and the limit itself and calls the script with
+-- `handler`.
 local function run_function(f, keys, args)
   raw.limit()
   return xpcall_(function() return f(keys, args) end, handler)
@@ -355,6 +375,8 @@ G._G = env
 -- Strings are the one basic type with a metatable: make it read-only as well.
 local string_mt = getmetatable_("")
 if string_mt then
+  -- String methods read the library through its read-only view too.
+  string_mt.__index = rawget_(G, "string")
   string_mt.__metatable = readonly(string_mt)
 end
 
@@ -393,8 +415,7 @@ return {
   function_env = function_env,
   load_library = load_library,
   env = env,
-  run_eval = run_eval,
-  run_eval_strings = run_eval_strings,
+  handler = handler,
   run_function = run_function,
   run_function_strings = run_function_strings,
   redis = redis,
