@@ -22,7 +22,7 @@ use crate::cmd::meta::{Flags, Gate};
 use crate::cmd::{Client, Command};
 use crate::config::MaxmemoryPolicy;
 use crate::evict_pool::{Candidate, Pool};
-use crate::server::Server;
+use crate::server::{ClientHandle, Server};
 
 /// `used_memory_peak`: the highest `used_memory` sampled.
 static PEAK: AtomicU64 = AtomicU64::new(0);
@@ -157,19 +157,13 @@ pub(crate) fn evict_clients(server: &Server) -> usize {
     let Ok(_pass) = EVICTING.try_lock() else {
         return 0;
     };
-    let clients = server.clients.all();
-    let mut total = 0u64;
-    let mut candidates = Vec::new();
-    for handle in &clients {
-        if crate::cmd::client::is_replication_link(handle) || handle.killed.load(Ordering::Acquire)
-        {
-            continue;
-        }
-        let (memory, evictable) = crate::cmd::client::eviction_figures(handle);
-        total = total.saturating_add(memory);
-        if evictable {
-            candidates.push((memory, handle));
-        }
+    let mut clients = server.clients.all();
+    let (mut total, mut candidates) = client_figures(&clients);
+    // Clients whose peers have closed their connections are not evicted: Redis has freed
+    // them (`crate::hangup`).
+    if total >= limit && server.clients.close_hung_up() {
+        clients = server.clients.all();
+        (total, candidates) = client_figures(&clients);
     }
     if total < limit {
         return 0;
@@ -194,6 +188,25 @@ pub(crate) fn evict_clients(server: &Server) -> usize {
         evicted += 1;
     }
     evicted
+}
+
+/// The memory of the normal and pub/sub clients among `clients` (each one's `tot-mem`,
+/// summed), and those of them client eviction may close, with their memory.
+fn client_figures(clients: &[std::sync::Arc<ClientHandle>]) -> (u64, Vec<(u64, &ClientHandle)>) {
+    let mut total = 0u64;
+    let mut candidates = Vec::new();
+    for handle in clients {
+        if crate::cmd::client::is_replication_link(handle) || handle.killed.load(Ordering::Acquire)
+        {
+            continue;
+        }
+        let (memory, evictable) = crate::cmd::client::eviction_figures(handle);
+        total = total.saturating_add(memory);
+        if evictable {
+            candidates.push((memory, &**handle));
+        }
+    }
+    (total, candidates)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,7 +341,13 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     {
         return false;
     }
-    let counted = counted_memory(server);
+    let mut counted = counted_memory(server);
+    // Over the limit: clients whose peers have closed their connections are closed first and
+    // no longer count, as Redis has read every close before it runs this command
+    // (`crate::hangup`).
+    if counted > limit && server.clients.close_hung_up() {
+        counted = counted_memory(server);
+    }
     if counted <= limit {
         return false;
     }

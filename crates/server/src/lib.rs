@@ -42,6 +42,7 @@ mod errorstats;
 mod evict;
 mod evict_pool;
 mod fork_mode;
+mod hangup;
 mod info;
 mod limits;
 mod listen;
