@@ -17,14 +17,11 @@
 //! (`Clients::close_hung_up`), whose memory then no longer counts, as that of a client
 //! `maxmemory-clients` evicted (`Clients::note_dying`), until their connections are gone.
 //!
-//! # Which clients are closed
-//! - After a reset, at once: nothing the server sends can reach the client any more, and
-//!   Redis frees a client whose read fails.
-//! - After a plain shutdown or close (`EPOLLRDHUP` alone), once the connection has run every
-//!   command its client sent (it waits in its loop with nothing unread on the socket): Redis
-//!   frees such a client when its read returns 0, after the commands read before. Until then
-//!   the client is a suspect, looked at again at each later check (a short list, of clients
-//!   that are closing anyway).
+//! # When a client that hung up is closed
+//! Once its connection has run every command the client sent: it waits in its loop, with
+//! nothing unread on the socket. Redis runs the commands it read before it reads the close
+//! (0, or a reset) and frees the client. Until then the client is a suspect, looked at again
+//! at each later check: a short list, of clients that are closing anyway.
 //!
 //! # Cost
 //! One `epoll_ctl` per accepted connection, nothing per command, and one `epoll_wait` that does
@@ -46,15 +43,6 @@ const BATCH: usize = 64;
 /// ready list for the next check, so one command never pays for more than this many.
 const MAX_BATCHES: usize = 16;
 
-/// What a hang-up says about a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hangup {
-    /// The connection was reset: the client is gone.
-    Reset,
-    /// The peer will send nothing more; it may still read.
-    Shutdown,
-}
-
 /// The epoll set of every connection's hang-up, and the clients that hung up while their
 /// connections still had work of theirs to finish.
 #[derive(Debug)]
@@ -62,8 +50,8 @@ pub(crate) struct Hangups {
     /// None when the kernel refused an epoll instance: clients are then only ever closed by
     /// their own connections, as before.
     epoll: Option<OwnedFd>,
-    /// Clients that shut down their side while their connections were still busy, to look at
-    /// again. A std mutex, a leaf (the clients are looked at after it is released): taken
+    /// Clients that hung up while their connections still had commands of theirs to run, to
+    /// look at again. A std mutex, a leaf (the clients are looked at after it is released): taken
     /// only by a check over a limit that finds `has_suspects` set or adds one, never across
     /// an await.
     suspects: Mutex<Vec<u64>>,
@@ -102,28 +90,29 @@ impl Hangups {
     }
 
     /// Calls `found` with each client that hung up since the last call, without waiting, and
-    /// with each suspect left from before (as a [`Hangup::Shutdown`]). `found` returns true
-    /// if and only if it is done with the client; one it is not done with stays a suspect.
-    pub(crate) fn take(&self, mut found: impl FnMut(u64, Hangup) -> bool) {
+    /// with each suspect left from before. `found` returns true if and only if it is done with
+    /// the client; one it is not done with stays a suspect.
+    pub(crate) fn take(&self, mut found: impl FnMut(u64) -> bool) {
         let mut pending = Vec::new();
         if self.has_suspects.swap(false, Ordering::Relaxed) {
             let earlier = std::mem::take(&mut *crate::server::lock(&self.suspects));
-            pending.extend(
-                earlier
-                    .into_iter()
-                    .filter(|&id| !found(id, Hangup::Shutdown)),
-            );
+            pending.extend(earlier.into_iter().filter(|&id| !found(id)));
         }
         if let Some(epoll) = &self.epoll {
-            take_events(epoll, |id, hangup| {
-                if !found(id, hangup) {
+            take_events(epoll, |id| {
+                if !found(id) {
                     pending.push(id);
                 }
             });
         }
         if !pending.is_empty() {
             let mut suspects = crate::server::lock(&self.suspects);
-            suspects.extend(pending);
+            for id in pending {
+                // A socket reports a shutdown, then a reset, as two edges.
+                if !suspects.contains(&id) {
+                    suspects.push(id);
+                }
+            }
             self.has_suspects.store(true, Ordering::Relaxed);
         }
     }
@@ -131,7 +120,7 @@ impl Hangups {
 
 /// Reads the hang-ups the kernel has for `epoll` without waiting, at most [`MAX_BATCHES`]
 /// batches of them, and calls `found` with each.
-fn take_events(epoll: &OwnedFd, mut found: impl FnMut(u64, Hangup)) {
+fn take_events(epoll: &OwnedFd, mut found: impl FnMut(u64)) {
     let zero = rustix::time::Timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -142,17 +131,82 @@ fn take_events(epoll: &OwnedFd, mut found: impl FnMut(u64, Hangup)) {
             return;
         };
         for event in events.iter() {
-            let flags = event.flags;
             let data = event.data;
-            let hangup = if flags.intersects(epoll::EventFlags::HUP | epoll::EventFlags::ERR) {
-                Hangup::Reset
-            } else {
-                Hangup::Shutdown
-            };
-            found(data.u64(), hangup);
+            found(data.u64());
         }
         if events.len() < BATCH {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use super::Hangups;
+
+    /// A loopback connection: the client's end and the server's.
+    fn connection() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    /// The ids `take` names in one call; `done` is what the callback answers.
+    fn take(hangups: &Hangups, done: bool) -> Vec<u64> {
+        let mut ids = Vec::new();
+        hangups.take(|id| {
+            ids.push(id);
+            done
+        });
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Takes until something is named (the peer's close travels through the loopback).
+    fn take_soon(hangups: &Hangups, done: bool) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ids = take(hangups, done);
+            if !ids.is_empty() || Instant::now() > deadline {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn live_connections_are_never_named_and_a_closed_one_once() {
+        let hangups = Hangups::default();
+        let (client, server) = connection();
+        let (mut talking, talking_server) = connection();
+        hangups.watch(&server, 7);
+        hangups.watch(&talking_server, 8);
+        talking.write_all(b"PING\r\n").unwrap();
+        assert!(take(&hangups, true).is_empty());
+        drop(client);
+        assert_eq!(take_soon(&hangups, true), [7]);
+        assert!(take(&hangups, true).is_empty());
+        // A reset (closed with unread bytes) is a hang-up too.
+        let mut reply = talking_server.try_clone().unwrap();
+        reply.write_all(b"+PONG\r\n").unwrap();
+        drop(talking);
+        assert_eq!(take_soon(&hangups, true), [8]);
+    }
+
+    #[test]
+    fn a_client_not_done_with_is_named_again_until_it_is() {
+        let hangups = Hangups::default();
+        let (client, server) = connection();
+        hangups.watch(&server, 3);
+        drop(client);
+        assert_eq!(take_soon(&hangups, false), [3]);
+        assert_eq!(take(&hangups, false), [3]);
+        assert_eq!(take(&hangups, true), [3]);
+        assert!(take(&hangups, true).is_empty());
     }
 }

@@ -466,16 +466,14 @@ impl Clients {
     /// only if it closed a client.
     pub(crate) fn close_hung_up(&self) -> bool {
         let mut closed = false;
-        self.hangups.take(|id, hangup| {
+        self.hangups.take(|id| {
             let Some(handle) = self.get(id) else {
                 return true;
             };
             if handle.killed.load(Ordering::Acquire) || cmd::client::is_replication_link(&handle) {
                 return true;
             }
-            if hangup == crate::hangup::Hangup::Shutdown
-                && !cmd::client::ran_everything_sent(&handle)
-            {
+            if !cmd::client::ran_everything_sent(&handle) {
                 return false;
             }
             let (memory, _) = cmd::client::eviction_figures(&handle);
