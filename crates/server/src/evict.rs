@@ -147,15 +147,27 @@ pub(crate) fn client_eviction_limit(setting: &[u8], maxmemory: u64) -> u64 {
 /// total (`Clients::memory`) to the limit, and the cron every tick, make one O(clients) pass
 /// that finds the same clients, largest first, from their figures as they are now.
 pub(crate) fn evict_clients(server: &Server) -> usize {
+    evict_clients_with(server, false)
+}
+
+/// [`evict_clients`]; `wait` says whether to wait for a pass that runs already (key eviction
+/// does: the clients that pass closes must count as gone before it evicts keys).
+fn evict_clients_with(server: &Server, wait: bool) -> usize {
     /// One pass at a time: connections that find the total over the limit together leave it
-    /// to the one already evicting.
+    /// to the one already evicting. A std mutex, a leaf but for the client registry taken
+    /// under it; held for one O(clients) pass.
     static EVICTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let limit = server.tunables.maxmemory_clients.load(Ordering::Relaxed);
     if limit == 0 {
         return 0;
     }
-    let Ok(_pass) = EVICTING.try_lock() else {
-        return 0;
+    let _pass = if wait {
+        crate::server::lock(&EVICTING)
+    } else {
+        let Ok(pass) = EVICTING.try_lock() else {
+            return 0;
+        };
+        pass
     };
     let mut clients = server.clients.all();
     let (mut total, mut candidates) = client_figures(&clients);
@@ -346,6 +358,15 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     // no longer count, as Redis has read every close before it runs this command
     // (`crate::hangup`).
     if counted > limit && server.clients.close_hung_up() {
+        counted = counted_memory(server);
+    }
+    // Then client eviction, as Redis's `processCommand` runs `evictClients` before it evicts
+    // keys: clients over `maxmemory-clients` go first, even those whose connections have not
+    // yet accounted what other clients' commands queued to them (pub/sub messages).
+    if counted > limit
+        && server.tunables.maxmemory_clients.load(Ordering::Relaxed) != 0
+        && evict_clients_with(server, true) > 0
+    {
         counted = counted_memory(server);
     }
     if counted <= limit {
