@@ -118,7 +118,7 @@ pub(crate) fn start_background(server: &Server, caller: Caller) -> Result<Starte
         .spawn(move || {
             let Ok(job) = job_rx.recv() else { return };
             let result = match job {
-                Job::Whole => rewrite(&owner, true),
+                Job::Whole => rewrite(&owner),
                 Job::Opened(rewrite) => rewrite.split_and_complete(&owner),
                 Job::Split(rewrite, source, cut_seq) => rewrite.complete(&owner, source, cut_seq),
             };
@@ -131,7 +131,7 @@ pub(crate) fn start_background(server: &Server, caller: Caller) -> Result<Starte
         ));
     }
     let (job, started) = if caller == Caller::Command && !server.keyspace.save_running() {
-        let begun = Rewrite::open(server, true).and_then(|mut rewrite| {
+        let begun = Rewrite::open_counted(server, true).and_then(|mut rewrite| {
             match rewrite.split(server, true) {
                 Ok(Some((source, cut_seq))) => {
                     Ok((Job::Split(rewrite, source, cut_seq), Started::Now))
@@ -227,7 +227,6 @@ pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
     match result {
         Ok(()) => {
             state.last_rewrite_ok = true;
-            state.rewrites += 1;
             state.consecutive_failures = 0;
             tracing::info!("Background AOF rewrite finished successfully");
         }
@@ -257,12 +256,25 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
 }
 
 /// Runs the whole rewrite (steps 1-5 of the module's doc) on the calling thread, which holds
-/// no gate. With `may_fork` and `snapshot-mode fork` the base is written by a forked child; the
-/// first base at startup is written in-process, as Redis's `aofOpenIfNeededOnServerStart` does.
-pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
-    // While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
-    // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
-    // not keep every effect of a long save in memory.
+/// no gate. With `snapshot-mode fork` the base is written by a forked child.
+fn rewrite(server: &Server) -> Result<(), String> {
+    wait_for_saves(server)?;
+    Rewrite::open_counted(server, true)?.split_and_complete(server)
+}
+
+/// The first base of an AOF switched on at startup over an empty directory (Redis's
+/// "Creating AOF base file ... on server start"): [`rewrite`]'s steps on this thread, not
+/// counted in `aof_rewrites` (Redis writes it without a rewrite), and written in-process in
+/// either snapshot mode, as Redis's `aofOpenIfNeededOnServerStart` writes it.
+pub(crate) fn first_base(server: &Server) -> Result<(), String> {
+    wait_for_saves(server)?;
+    Rewrite::open(server, false)?.split_and_complete(server)
+}
+
+/// While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
+/// aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
+/// not keep every effect of a long save in memory.
+fn wait_for_saves(server: &Server) -> Result<(), String> {
     while server.keyspace.save_running() {
         if server.shutting_down.load(Ordering::Relaxed)
             || server.aof.cancel_rewrite.load(Ordering::Relaxed)
@@ -272,7 +284,7 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
         server.aof.state().rewrite_scheduled = true;
         std::thread::sleep(Duration::from_millis(10));
     }
-    Rewrite::open(server, may_fork)?.split_and_complete(server)
+    Ok(())
 }
 
 /// A rewrite between its steps: the files it names and, from step 1 on, its writer.
@@ -298,6 +310,16 @@ struct Rewrite {
 }
 
 impl Rewrite {
+    /// Step 1 of a background rewrite (BGREWRITEAOF, CONFIG SET appendonly yes, the timer):
+    /// [`Rewrite::open`], then counted in `aof_rewrites`, as Redis's
+    /// `rewriteAppendOnlyFileBackground` counts a rewrite once its new incr file is open,
+    /// before the fork and whatever follows.
+    fn open_counted(server: &Server, may_fork: bool) -> Result<Rewrite, String> {
+        let rewrite = Rewrite::open(server, may_fork)?;
+        server.aof.state().rewrites += 1;
+        Ok(rewrite)
+    }
+
     /// Step 1: the names, the new incr file (and the manifest listing it), the new writer.
     fn open(server: &Server, may_fork: bool) -> Result<Rewrite, String> {
         let config = server.config().clone();
