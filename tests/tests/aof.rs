@@ -1629,3 +1629,98 @@ fn history_is_kept_per_auto_gc_and_a_rewrite_with_the_aof_off_writes_only_a_base
                 file appendonly.aof.1.incr.aof seq 1 type i\n"
     }));
 }
+
+/// `CONFIG SET appendonly no` during a rewrite, in `snapshot_mode`: as Redis's
+/// `stopAppendOnly` kills the rewrite's child (issue 18), the rewrite is over when the reply
+/// comes, nothing of it is kept (the manifest still names the old base; no new base file is
+/// left), and its end is neither a success nor a failure in INFO.
+fn appendonly_no_discards_the_running_rewrite(snapshot_mode: &str) {
+    let dir = TestDir::new(&format!("aof-off-during-rewrite-{snapshot_mode}"));
+    let server = start(
+        &dir,
+        &["--appendonly", "yes", "--snapshot-mode", snapshot_mode],
+    );
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 3000, 100);
+    let before = manifest(&dir);
+    let files_before = std::fs::read_dir(aof_dir(&dir)).expect("dir").count();
+    // The base then takes about half a second (a fork-mode child copies the throttle).
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("600kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let reply: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    assert_eq!(reply, "Background append only file rewriting started");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut conn)
+        .expect("CONFIG SET appendonly no");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "0");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_scheduled"), "0");
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "0");
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(
+        info_field(&mut conn, "aof_rewrites_consecutive_failures"),
+        "0"
+    );
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "1");
+    // Step 1's incr stays listed after the old base (as Redis's manifest keeps it); the old
+    // base is still the base, and the only new file is that incr.
+    let after = manifest(&dir);
+    let base_line = |text: &str| {
+        text.lines()
+            .find(|line| line.contains("type b"))
+            .map(str::to_owned)
+    };
+    assert_eq!(base_line(&after), base_line(&before), "{after}");
+    let files_after: Vec<String> = std::fs::read_dir(aof_dir(&dir))
+        .expect("dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(files_after.len(), files_before + 1, "{files_after:?}");
+    assert!(
+        files_after.iter().all(|name| !name.starts_with("temp-")),
+        "{files_after:?}"
+    );
+    // The server goes on, and the AOF can be switched on again.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("yes")
+        .query(&mut conn)
+        .expect("CONFIG SET appendonly yes");
+    assert!(wait_until(Duration::from_secs(30), || rewrite_finished(
+        &mut conn
+    )));
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
+}
+
+#[test]
+fn appendonly_no_discards_the_running_rewrite_epoch() {
+    appendonly_no_discards_the_running_rewrite("epoch");
+}
+
+#[test]
+fn appendonly_no_discards_the_running_rewrite_fork() {
+    appendonly_no_discards_the_running_rewrite("fork");
+}

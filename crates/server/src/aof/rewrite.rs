@@ -214,6 +214,23 @@ pub(crate) fn cancel_and_wait(server: &Server) {
     }
 }
 
+/// `CONFIG SET appendonly no` during a rewrite: Redis's `stopAppendOnly` kills the rewrite's
+/// child (`killAppendOnlyChild`) and keeps nothing of it. The rewrite is cancelled (a fork
+/// mode child killed) and waited for, a base it wrote is removed before the manifest names it,
+/// and its end is neither a success nor a failure in INFO (Redis waits for the killed child
+/// itself, so its done handler never runs). The manifest of its step 1 stays, as Redis's does.
+pub(crate) fn discard(server: &Server) {
+    {
+        let mut state = server.aof.state();
+        if state.rewrite_started.is_none() {
+            return;
+        }
+        state.rewrite_discarded = true;
+    }
+    tracing::info!("Killing running AOF rewrite");
+    cancel_and_wait(server);
+}
+
 /// Records a rewrite's outcome, as Redis's `backgroundRewriteDoneHandler`: a failure counts in
 /// `aof_rewrites_consecutive_failures`, and while the AOF is being switched on the rewrite is
 /// scheduled again (started by the timer, unless the limit holds it: `RewriteLimit`).
@@ -224,7 +241,11 @@ pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
     });
     state.last_rewrite_time_sec = took;
     state.rewrite_scheduled = false;
+    let discarded = std::mem::take(&mut state.rewrite_discarded);
     match result {
+        Err(err) if discarded => {
+            tracing::info!("Background AOF rewrite discarded, the AOF was switched off: {err}");
+        }
         Ok(()) => {
             state.last_rewrite_ok = true;
             state.consecutive_failures = 0;
@@ -648,6 +669,12 @@ impl Rewrite {
                 ));
             }
         };
+        // Cancelled (shutdown, `CONFIG SET appendonly no`) once the base was written: the
+        // manifest keeps the old base, as Redis's killed child never reports its file.
+        if server.aof.cancel_rewrite.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(self.names.dir.join(&base_name));
+            return Err(self.failed(server, "the rewrite was cancelled".into()));
+        }
         // Step 5.
         // The old files become history as Redis's `backgroundRewriteDoneHandler` lists them:
         // the old incrs, then the old base, ahead of the history already there. A BGREWRITEAOF
