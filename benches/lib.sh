@@ -1,5 +1,6 @@
 # Shared by the side-by-side benchmark scripts (compare.sh, script_compare.sh,
-# stream_compare.sh): sourced, not run. Starts Debian's redis-server, forkless ($BIN, built if
+# stream_compare.sh; aof_compare.sh, which starts a fresh server per run, uses its build, work
+# directory, free_port and cpu_ticks only): sourced, not run. Starts Debian's redis-server, forkless ($BIN, built if
 # unset) and, with BASELINE_BIN, an older forkless build, each on a free loopback port with
 # persistence off, in a temporary directory removed on exit; stops only the servers it
 # started (the script's own jobs). FORKLESS_ARGS adds options to both forkless servers.

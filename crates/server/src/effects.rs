@@ -23,7 +23,9 @@
 //! Numbers are dense while consumers are attached, and the stream hands effects to consumers in
 //! number order: [`EffectStream::publish`] holds back an effect until every lower number has
 //! arrived. Consumers are called with the stream's lock held, one effect at a time: they must be
-//! quick (append to a buffer) and never publish.
+//! quick (append to a buffer) and never publish. A command that is a unit by itself (nearly
+//! every write) goes through [`EffectStream::publish_command`] instead: its argv is lent to the
+//! consumers, and copied into an [`Effect`] only if it must be held back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -53,10 +55,33 @@ pub(crate) struct Effect {
     pub(crate) ops: Vec<Op>,
 }
 
+impl Effect {
+    /// The effect of one command outside a transaction: `argv` in database `db`.
+    pub(crate) fn command(seq: Seq, db: usize, argv: &[Bytes]) -> Effect {
+        Effect {
+            seq,
+            transaction: false,
+            ops: vec![Op {
+                db,
+                argv: argv.to_vec(),
+            }],
+        }
+    }
+}
+
 /// What consumes the stream: the append-only file, a replica's link.
 pub(crate) trait EffectConsumer: Send + Sync {
     /// Takes the next effect, in number order. Called with the stream's lock held.
     fn consume(&self, effect: &Effect);
+
+    /// Takes the next effect when it is one command, `argv` in database `db`, outside a
+    /// transaction, borrowed from the connection that ran it
+    /// ([`EffectStream::publish_command`]). Called with the stream's lock held. The default
+    /// builds the owned [`Effect`]; a consumer that only renders the command overrides it and
+    /// copies nothing.
+    fn consume_command(&self, seq: Seq, db: usize, argv: &[Bytes]) {
+        self.consume(&Effect::command(seq, db, argv));
+    }
 }
 
 /// Identifies an attached consumer, to detach it.
@@ -103,6 +128,18 @@ impl Default for StreamState {
     }
 }
 
+impl StreamState {
+    /// Hands over the effects held back from `next` on, up to the first missing number.
+    fn hand_over_held_back(&mut self) {
+        while let Some(held) = self.held_back.remove(&self.next) {
+            for (_, consumer) in &self.consumers {
+                consumer.consume(&held);
+            }
+            self.next = held.seq.next();
+        }
+    }
+}
+
 impl EffectStream {
     /// Attaches `consumer`: it gets every effect handed over from now on, which includes every
     /// effect numbered at or above the `seq()` of a snapshot cut taken after this call (and
@@ -134,8 +171,10 @@ impl EffectStream {
     }
 
     /// Takes an effect from any thread and hands over, in number order, every effect that is
-    /// now complete up to the first missing number.
-    pub(crate) fn publish(&self, effect: Effect) {
+    /// now complete up to the first missing number. Returns the effect if it was handed over
+    /// at once (it is the caller's again: dropped or reused outside the lock), None if it
+    /// waits for a lower number.
+    pub(crate) fn publish(&self, effect: Effect) -> Option<Effect> {
         let mut state = lock(&self.state);
         debug_assert!(
             effect.seq >= state.next,
@@ -144,20 +183,33 @@ impl EffectStream {
         );
         if effect.seq != state.next {
             state.held_back.insert(effect.seq, effect);
+            return None;
+        }
+        for (_, consumer) in &state.consumers {
+            consumer.consume(&effect);
+        }
+        state.next = effect.seq.next();
+        state.hand_over_held_back();
+        Some(effect)
+    }
+
+    /// [`EffectStream::publish`] for the effect of one command outside a transaction, `argv`
+    /// in database `db`, borrowed: when its number is the next one (nearly always: it was
+    /// taken moments ago), the consumers take it by reference
+    /// ([`EffectConsumer::consume_command`]) and nothing is copied; otherwise it is copied and
+    /// held back as any effect.
+    pub(crate) fn publish_command(&self, seq: Seq, db: usize, argv: &[Bytes]) {
+        let mut state = lock(&self.state);
+        debug_assert!(seq >= state.next, "effect {seq:?} published twice");
+        if seq != state.next {
+            state.held_back.insert(seq, Effect::command(seq, db, argv));
             return;
         }
-        let mut effect = effect;
-        loop {
-            for (_, consumer) in &state.consumers {
-                consumer.consume(&effect);
-            }
-            state.next = effect.seq.next();
-            let next = state.next;
-            match state.held_back.remove(&next) {
-                Some(held) => effect = held,
-                None => break,
-            }
+        for (_, consumer) in &state.consumers {
+            consumer.consume_command(seq, db, argv);
         }
+        state.next = seq.next();
+        state.hand_over_held_back();
     }
 
     /// The number of the next effect to hand over: every lower one has been handed over.
@@ -216,6 +268,19 @@ pub(crate) fn after_command(
         return;
     }
     let step = effect::take_step();
+    if step.changed
+        && step.expired.is_empty()
+        && rewrite.is_none()
+        && !client.in_exec
+        && OPEN.with(|open| open.borrow().is_empty())
+    {
+        // The common case, a command that is its own unit: published borrowed.
+        if let Some(seq) = effect::close_unit() {
+            LAST_PUBLISHED.with(|last| last.set(seq.get()));
+            server.effects.publish_command(seq, db, argv);
+        }
+        return;
+    }
     OPEN.with(|open| {
         let mut open = open.borrow_mut();
         open.extend(step.expired.into_iter().map(|(db, key)| del(db, key)));
@@ -280,12 +345,24 @@ fn close_and_publish(server: &Server, transaction: bool) {
     };
     let ops = OPEN.with(|open| std::mem::take(&mut *open.borrow_mut()));
     LAST_PUBLISHED.with(|last| last.set(seq.get()));
-    server.effects.publish(Effect {
+    let handed_over = server.effects.publish(Effect {
         seq,
         transaction,
         ops,
     });
+    // The unit's vector of commands serves the next unit (one allocation fewer per unit),
+    // unless it grew big.
+    if let Some(effect) = handed_over {
+        let mut ops = effect.ops;
+        if ops.capacity() <= REUSE_OPS_AT_MOST {
+            ops.clear();
+            OPEN.with(|open| *open.borrow_mut() = ops);
+        }
+    }
 }
+
+/// A unit's vector of commands is kept for the next unit up to this many commands.
+const REUSE_OPS_AT_MOST: usize = 64;
 
 /// One active expiry cycle: removes expired keys and publishes their DELs, one effect per shard
 /// visit.
@@ -331,6 +408,18 @@ impl Renderer {
     /// Appends the commands that replay `effect` to `out`.
     pub(crate) fn render(&mut self, effect: &Effect, out: &mut Vec<Vec<Bytes>>) {
         self.render_each(effect, |argv| out.push(argv.to_vec()));
+    }
+
+    /// Calls `command` with each command that replays one command outside a transaction,
+    /// `argv` in database `db` (a SELECT first if needed), copying nothing.
+    pub(crate) fn render_command(
+        &mut self,
+        db: usize,
+        argv: &[Bytes],
+        mut command: impl FnMut(&[Bytes]),
+    ) {
+        self.select(db, &mut command);
+        command(argv);
     }
 
     /// Calls `command` with each command that replays `effect`, in order, copying nothing.

@@ -623,6 +623,7 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
         let mut state = server.aof.state();
         state.manifest = manifest;
         state.base_size_at_rewrite = base_size + incr_size;
+        server.aof.writers_changed();
         state.current = Some(super::Active {
             writer,
             consumer,

@@ -155,6 +155,18 @@ pub(crate) struct Aof {
     pub(crate) shared: writer::Shared,
     /// Set at shutdown: a rewrite stops waiting for its cut, or its base save stops.
     pub(crate) cancel_rewrite: std::sync::atomic::AtomicBool,
+    /// Counts the changes of `State::current` and `State::previous` (each under the state's
+    /// lock, [`Aof::writers_changed`]): a worker's cached owner ([`Aof::owner`]) is good while
+    /// this has not moved. Read-mostly, so the lookups of both workers share its cache line.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+std::thread_local! {
+    /// The writer this thread last waited on, with the generation it was found in: a reply
+    /// that waits for the AOF finds its writer without the state's lock (which every
+    /// pipeline of every worker would take otherwise).
+    static OWNER: std::cell::RefCell<Option<(u64, Arc<Writer>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl Aof {
@@ -184,14 +196,35 @@ impl Aof {
             .collect()
     }
 
+    /// Notes that `State::current` or `State::previous` changed. Called with the state's
+    /// lock held, in the same critical section as the change.
+    pub(crate) fn writers_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// The writer that logs the effect numbered `seq`, if any: `Err(())` while a writer that
     /// may own it does not know its first number yet.
     fn owner(&self, seq: u64) -> Result<Option<Arc<Writer>>, ()> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let cached = OWNER.with(|owner| {
+            owner
+                .borrow()
+                .as_ref()
+                .filter(|(found_in, writer)| *found_in == generation && writer.owns(seq))
+                .map(|(_, writer)| Arc::clone(writer))
+        });
+        if let Some(writer) = cached {
+            return Ok(Some(writer));
+        }
         let state = self.state();
+        let generation = self.generation.load(Ordering::Acquire);
         let current = state.current.as_ref().map(|active| &active.writer);
         let mut starting = false;
         for writer in current.into_iter().chain(state.previous.as_ref()) {
             if writer.owns(seq) {
+                OWNER.with(|owner| {
+                    *owner.borrow_mut() = Some((generation, Arc::clone(writer)));
+                });
                 return Ok(Some(Arc::clone(writer)));
             }
             starting |= writer.starting();
@@ -434,12 +467,16 @@ pub(crate) fn buffered_bytes(server: &Server) -> u64 {
         .state()
         .current
         .as_ref()
-        .map_or(0, |active| active.writer.buffered.load(Ordering::Relaxed))
+        .map_or(0, |active| active.writer.buffered())
 }
 
 /// Switches the AOF off: the writer flushes, fsyncs and detaches.
 pub(crate) fn stop(server: &Server) {
-    let active = server.aof.state().current.take();
+    let active = {
+        let mut state = server.aof.state();
+        server.aof.writers_changed();
+        state.current.take()
+    };
     if let Some(mut active) = active {
         server.effects.detach(&server.keyspace, active.consumer);
         active.writer.stop();
@@ -502,7 +539,7 @@ pub(crate) fn info_fields(
             (
                 writer.base_size.load(Ordering::Relaxed),
                 writer.incr_size.load(Ordering::Relaxed),
-                writer.buffered.load(Ordering::Relaxed),
+                writer.buffered(),
                 writer.fsync_in_progress.load(Ordering::Relaxed),
             )
         });

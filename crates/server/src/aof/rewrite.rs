@@ -579,6 +579,7 @@ impl Rewrite {
         writer.set_start(cut_seq);
         let previous = {
             let mut state = server.aof.state();
+            server.aof.writers_changed();
             let previous = state.current.take();
             if let Some(previous) = &previous {
                 previous.writer.set_end(cut_seq);
@@ -604,7 +605,11 @@ impl Rewrite {
                 let _ = thread.join();
             }
             server.effects.detach(&server.keyspace, previous.consumer);
-            server.aof.state().previous = None;
+            {
+                let mut state = server.aof.state();
+                server.aof.writers_changed();
+                state.previous = None;
+            }
             // Redis's aof_current_size goes on growing until a rewrite succeeds.
             writer.base_size.store(
                 previous.writer.base_size.load(Ordering::Relaxed)

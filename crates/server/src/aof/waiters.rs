@@ -49,20 +49,42 @@ impl Waiters {
     }
 
     /// Wakes (and removes) every waiter on a number up to `durable`, and, if `next_leader`,
-    /// the first one still waiting after them, so that it leads the next write.
+    /// the first one still waiting after them, so that it leads the next write. Takes them a
+    /// few at a time into an array: no allocation, and each waker runs outside the lock (it
+    /// may run its task's scheduling code).
     pub(crate) fn wake_up_to(&self, durable: u64, next_leader: bool) {
-        let woken = {
-            let mut waiting = lock(&self.waiting);
-            let rest = waiting.split_off(&(durable.saturating_add(1), 0));
-            let mut woken = std::mem::replace(&mut *waiting, rest);
-            if next_leader && let Some((key, waker)) = waiting.pop_first() {
-                woken.insert(key, waker);
+        const AT_ONCE: usize = 16;
+        let mut leader_wanted = next_leader;
+        loop {
+            let mut woken: [Option<Waker>; AT_ONCE] = Default::default();
+            let mut taken = 0;
+            {
+                let mut waiting = lock(&self.waiting);
+                while taken < AT_ONCE {
+                    let Some(first) = waiting.first_entry() else {
+                        break;
+                    };
+                    let answered = first.key().0 <= durable;
+                    if !answered && !leader_wanted {
+                        break;
+                    }
+                    if let Some(slot) = woken.get_mut(taken) {
+                        *slot = Some(first.remove());
+                    }
+                    taken += 1;
+                    if !answered {
+                        // The next leader: the waiters after it are not answered either.
+                        leader_wanted = false;
+                        break;
+                    }
+                }
             }
-            woken
-        };
-        // Woken outside the lock: a waker may run its task's scheduling code.
-        for waker in woken.into_values() {
-            waker.wake();
+            for waker in woken.iter_mut().filter_map(Option::take) {
+                waker.wake();
+            }
+            if taken < AT_ONCE {
+                return;
+            }
         }
     }
 

@@ -31,6 +31,7 @@ use super::waiters::{Key, Waiters};
 use crate::config::AppendFsync;
 use crate::effects::{Effect, EffectConsumer, Renderer};
 use crate::server::lock;
+use forkless_storage::effect::Seq;
 
 /// What the writers of one server share across rewrites: the errors that refuse writes
 /// (MISCONF) and Redis's `aof_delayed_fsync` count.
@@ -148,8 +149,6 @@ pub(crate) struct Writer {
     /// Bytes in the base file.
     pub(crate) base_size: AtomicU64,
     pub(crate) last_write_ok: AtomicBool,
-    /// Bytes rendered but not yet written: INFO's `aof_buffer_length`.
-    pub(crate) buffered: AtomicU64,
     /// The server's record of failed writes and fsyncs, and of delayed fsyncs.
     shared: Shared,
     /// True while an `everysec` fsync runs on the `forkless-aof-fsync` thread: INFO's
@@ -218,7 +217,6 @@ impl Writer {
             incr_size: AtomicU64::new(incr_size),
             base_size: AtomicU64::new(base_size),
             last_write_ok: AtomicBool::new(true),
-            buffered: AtomicU64::new(0),
             shared,
             fsync_in_progress: AtomicBool::new(false),
             timestamps: AtomicBool::new(false),
@@ -279,6 +277,13 @@ impl Writer {
         self.wake.notify_one();
     }
 
+    /// Bytes rendered and not taken by a write yet: INFO's `aof_buffer_length` (Redis's
+    /// `aof_buf`). Read under the buffer's lock rather than kept in an atomic that every
+    /// effect would update from every worker.
+    pub(crate) fn buffered(&self) -> u64 {
+        lock(&self.pending).buf.len() as u64
+    }
+
     pub(crate) fn always(&self) -> bool {
         self.fsync.load(Ordering::Relaxed) == 1
     }
@@ -332,7 +337,11 @@ impl Writer {
         // Looks again after a write (the buffer was emptied) or when the number moved;
         // otherwise waits: for the effect to be handed over (`wake_leaders`), for the thread
         // (a postponed or failed write), or for whoever holds the file.
-        let published = self.durable.fetch_max(last, Ordering::AcqRel) < last || wrote;
+        // A read first: the number is read by every waiting connection, and a read-modify-write
+        // of it when nothing moved would take its cache line from them.
+        let published = (self.durable.load(Ordering::Acquire) < last
+            && self.durable.fetch_max(last, Ordering::AcqRel) < last)
+            || wrote;
         self.release(output);
         published
     }
@@ -357,22 +366,27 @@ impl Writer {
 
     /// Renders `effect` into the buffer.
     fn append(&self, pending: &mut Pending, effect: &Effect) {
+        self.append_taken(pending, Taken::Effect(effect));
+    }
+
+    /// Renders what the stream handed over into the buffer.
+    fn append_taken(&self, pending: &mut Pending, taken: Taken<'_>) {
         if self.timestamps.load(Ordering::Relaxed) {
             let now = crate::server::unix_ms() / 1000;
             if now > pending.last_timestamp {
                 pending.last_timestamp = now;
                 let annotation = format!("#TS:{now}\r\n");
                 pending.buf.extend_from_slice(annotation.as_bytes());
-                self.buffered
-                    .fetch_add(annotation.len() as u64, Ordering::Relaxed);
             }
         }
-        let before = pending.buf.len();
         let Pending { buf, renderer, .. } = &mut *pending;
-        renderer.render_each(effect, |argv| encode(buf, argv));
-        self.buffered
-            .fetch_add((pending.buf.len() - before) as u64, Ordering::Relaxed);
-        pending.last_seq = effect.seq.get();
+        match taken {
+            Taken::Effect(effect) => renderer.render_each(effect, |argv| encode(buf, argv)),
+            Taken::Command { db, argv, .. } => {
+                renderer.render_command(db, argv, |argv| encode(buf, argv));
+            }
+        }
+        pending.last_seq = taken.seq().get();
     }
 
     /// Asks the thread to write what is buffered, fsync and stop.
@@ -591,6 +605,9 @@ impl Writer {
             }
             if stop {
                 output.file = None;
+                // A stopped writer may stay referenced a while (a worker's cached owner in
+                // `aof::Aof::owner`): it keeps no buffer.
+                output.spare = Vec::new();
                 self.stopped.store(true, Ordering::Release);
                 self.release(output);
                 break;
@@ -640,7 +657,9 @@ impl Writer {
                 return Flushed::Released(pending.last_seq);
             }
             output.postponed_since = None;
-            self.postponed.store(false, Ordering::Relaxed);
+            if self.postponed.load(Ordering::Relaxed) {
+                self.postponed.store(false, Ordering::Relaxed);
+            }
             pending.taken += 1;
             (
                 std::mem::replace(&mut pending.buf, std::mem::take(&mut output.spare)),
@@ -689,7 +708,6 @@ impl Writer {
                     );
                     *len += partial as u64;
                     self.incr_size.fetch_add(partial as u64, Ordering::Relaxed);
-                    self.buffered.fetch_sub(partial as u64, Ordering::Relaxed);
                     buf.drain(..partial.min(buf.len()));
                 }
             }
@@ -698,14 +716,14 @@ impl Writer {
             // refuses the next writes with MISCONF): they are released.
             return Flushed::Released(last_seq);
         }
-        if !self.last_write_ok.swap(true, Ordering::Relaxed) {
+        if !self.last_write_ok.load(Ordering::Relaxed) {
+            self.last_write_ok.store(true, Ordering::Relaxed);
             self.shared.write_errno.store(0, Ordering::Relaxed);
             tracing::warn!("AOF write error looks solved, Redis can write again.");
         }
         *len += buf.len() as u64;
         self.incr_size
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        self.buffered.fetch_sub(buf.len() as u64, Ordering::Relaxed);
         output.unsynced = true;
         // Kept for the next batch, unless a burst made it big.
         if buf.capacity() <= SPARE_AT_MOST {
@@ -801,12 +819,37 @@ impl Drop for WaitDurable<'_> {
     }
 }
 
-impl EffectConsumer for Writer {
-    fn consume(&self, effect: &Effect) {
+/// What the effect stream hands the writer: an effect, or one command's effect borrowed
+/// from its connection (`EffectStream::publish_command`).
+#[derive(Clone, Copy)]
+enum Taken<'a> {
+    Effect(&'a Effect),
+    Command {
+        seq: Seq,
+        db: usize,
+        argv: &'a [Bytes],
+    },
+}
+
+impl Taken<'_> {
+    fn seq(self) -> Seq {
+        match self {
+            Taken::Effect(effect) => effect.seq,
+            Taken::Command { seq, .. } => seq,
+        }
+    }
+}
+
+impl Writer {
+    /// Takes what the stream handed over into the buffer, and wakes whoever needs it.
+    fn take(&self, taken: Taken<'_>) {
         let mut pending = lock(&self.pending);
-        let seq = effect.seq.get();
+        let seq = taken.seq().get();
         let Some(start) = pending.skip_below else {
-            pending.early.push(effect.clone());
+            pending.early.push(match taken {
+                Taken::Effect(effect) => effect.clone(),
+                Taken::Command { seq, db, argv } => Effect::command(seq, db, argv),
+            });
             return;
         };
         if seq >= pending.end {
@@ -818,7 +861,7 @@ impl EffectConsumer for Writer {
             return;
         }
         let was_empty = pending.buf.is_empty();
-        self.append(&mut pending, effect);
+        self.append_taken(&mut pending, taken);
         // The thread only when it sleeps on an empty buffer (with `always` it writes every
         // batch; otherwise it gives the waiting connections GRACE first); connections only
         // when one waits for an effect not handed over before.
@@ -833,6 +876,17 @@ impl EffectConsumer for Writer {
             // published number answers), not every waiter.
             self.release_waiters();
         }
+    }
+}
+
+impl EffectConsumer for Writer {
+    fn consume(&self, effect: &Effect) {
+        self.take(Taken::Effect(effect));
+    }
+
+    /// Renders the command straight from the connection's argv: no copy of it.
+    fn consume_command(&self, seq: Seq, db: usize, argv: &[Bytes]) {
+        self.take(Taken::Command { seq, db, argv });
     }
 }
 
@@ -1026,9 +1080,43 @@ mod tests {
         runtime().block_on(writer.wait_durable(last));
         assert_eq!(writer.durable.load(Ordering::Relaxed), last);
         assert_eq!(writer.leader_writes.load(Ordering::Relaxed), 1);
-        assert_eq!(writer.buffered.load(Ordering::Relaxed), 0);
+        assert_eq!(writer.buffered(), 0);
         // One SELECT, then the 500 SETs.
         assert_eq!(count_commands(&path), 501);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A command handed over borrowed (`consume_command`, the command path's common case) is
+    /// written byte for byte as the same command handed over as an owned effect, SELECTs
+    /// included.
+    #[test]
+    fn a_borrowed_command_is_written_as_its_owned_effect() {
+        let dir = test_dir("borrowed");
+        let mut files = Vec::new();
+        for borrowed in [false, true] {
+            let path = dir.join(format!("incr-{borrowed}.aof"));
+            let writer = writer_without_thread(&path);
+            let mut seq = Seq::FIRST;
+            for i in 0..20usize {
+                let db = i / 3 % 3;
+                let argv = [
+                    Bytes::from_static(b"SET"),
+                    Bytes::from(format!("k{i}")),
+                    Bytes::from(vec![b'v'; i * 7]),
+                ];
+                if borrowed {
+                    writer.consume_command(seq, db, &argv);
+                } else {
+                    writer.consume(&Effect::command(seq, db, &argv));
+                }
+                seq = seq.next();
+            }
+            runtime().block_on(writer.wait_durable(seq.get() - 1));
+            files.push(std::fs::read(&path).expect("read"));
+        }
+        assert_eq!(files[0], files[1]);
+        // 20 SETs and a SELECT at each of the 7 changes of database (the first included).
+        assert_eq!(count_commands(&dir.join("incr-true.aof")), 27);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -576,6 +576,74 @@ fn the_stream_hands_effects_over_in_number_order() {
     assert_eq!(recorder.effects.lock().unwrap().len(), 3);
 }
 
+/// Every order in which five numbered effects can be published, each either owned
+/// (`publish`) or as one borrowed command (`publish_command`, the command path's common case):
+/// the consumer gets all five once, in number order, with the command each was published with.
+/// Publication is one critical section under the stream's lock, so the orders of the calls
+/// are every interleaving of concurrent publishers.
+#[test]
+fn every_publication_order_and_form_hands_over_in_number_order() {
+    const N: usize = 5;
+    let server = new_server();
+    let key = |seq: usize| Bytes::from(format!("k{seq}"));
+    let argv_of = |seq: usize| {
+        vec![
+            Bytes::from_static(b"SET"),
+            key(seq),
+            Bytes::from_static(b"v"),
+        ]
+    };
+    let mut orders = vec![Vec::new()];
+    for _ in 0..N {
+        orders = orders
+            .into_iter()
+            .flat_map(|order: Vec<usize>| {
+                (1..=N)
+                    .filter(|seq| !order.contains(seq))
+                    .map(|seq| {
+                        let mut longer = order.clone();
+                        longer.push(seq);
+                        longer
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+    }
+    assert_eq!(orders.len(), 120);
+    let mut cases = 0;
+    for order in &orders {
+        for forms in 0..(1u32 << N) {
+            let stream = super::EffectStream::default();
+            let recorder = Arc::new(Recorder::default());
+            let id = stream.attach(
+                &server.keyspace,
+                Arc::clone(&recorder) as Arc<dyn EffectConsumer>,
+            );
+            for &seq in order {
+                let number = effect(seq as u64, false, &[]).seq;
+                let db = seq % 2;
+                if forms & (1 << (seq - 1)) != 0 {
+                    stream.publish_command(number, db, &argv_of(seq));
+                } else {
+                    stream.publish(Effect::command(number, db, &argv_of(seq)));
+                }
+            }
+            let effects = recorder.effects.lock().unwrap();
+            assert_eq!(effects.len(), N, "order {order:?}, forms {forms:b}");
+            for (at, effect) in effects.iter().enumerate() {
+                assert_eq!(effect.ops.len(), 1);
+                assert_eq!(effect.ops[0].db, (at + 1) % 2);
+                assert_eq!(effect.ops[0].argv, argv_of(at + 1));
+            }
+            assert_eq!(stream.next().get(), N as u64 + 1);
+            drop(effects);
+            assert!(stream.detach(&server.keyspace, id));
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 120 * 32);
+}
+
 /// The rendered stream selects a database only when it changes and wraps a transaction of
 /// several commands in MULTI ... EXEC.
 #[test]
