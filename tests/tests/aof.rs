@@ -40,6 +40,15 @@ fn info_field(conn: &mut redis::Connection, name: &str) -> String {
         .to_owned()
 }
 
+/// Returns true if and only if no rewrite is running or scheduled: INFO's
+/// `aof_rewrite_in_progress:0` and `aof_rewrite_scheduled:0`. A rewrite asked for shows as in
+/// progress from the reply on (`aof_rewrites` counts it as it starts, as Redis), so after one
+/// was asked for this is its end.
+fn rewrite_finished(conn: &mut redis::Connection) -> bool {
+    info_field(conn, "aof_rewrite_in_progress") == "0"
+        && info_field(conn, "aof_rewrite_scheduled") == "0"
+}
+
 /// Every key of databases 0-3 with its type and content, in a form that compares.
 fn dataset(conn: &mut redis::Connection) -> Vec<(i64, String, String, String)> {
     let mut all = Vec::new();
@@ -337,10 +346,11 @@ fn bgrewriteaof_makes_a_new_base_and_incr_and_deletes_history() {
         .query(&mut conn)
         .expect("BGREWRITEAOF");
     assert_eq!(reply, "Background append only file rewriting started");
-    assert!(wait_until(Duration::from_secs(20), || {
-        info_field(&mut conn, "aof_rewrites") == "1"
-            && info_field(&mut conn, "aof_rewrite_in_progress") == "0"
-    }));
+    assert!(wait_until(Duration::from_secs(20), || rewrite_finished(
+        &mut conn
+    )));
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "1");
     write_mixed(&mut conn, "after");
     stop.store(true, Ordering::Relaxed);
     let written = writer.join().expect("writer");
@@ -387,11 +397,11 @@ fn config_set_appendonly_yes_writes_the_base_then_switches_on() {
         .expect("CONFIG SET");
     // On at once (Redis's AOF_WAIT_REWRITE counts as on), durable once the rewrite is done.
     assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
-    assert!(wait_until(Duration::from_secs(20), || {
-        info_field(&mut conn, "aof_rewrites") == "1"
-            && info_field(&mut conn, "aof_rewrite_in_progress") == "0"
-    }));
+    assert!(wait_until(Duration::from_secs(20), || rewrite_finished(
+        &mut conn
+    )));
     assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "1");
     write_mixed(&mut conn, "post");
     let before = dataset(&mut conn);
     drop(conn);
@@ -641,7 +651,7 @@ fn redis_check_aof_and_redis_server_accept_forklesss_aof_and_forkless_loads_redi
             .arg("persistence")
             .query(&mut rconn)
             .expect("INFO");
-        text.contains("aof_rewrite_in_progress:0") && text.contains("aof_rewrites:1")
+        text.contains("aof_rewrite_in_progress:0") && text.contains("aof_rewrite_scheduled:0")
     }));
     write_mixed(&mut rconn, "redis2");
     let after = dataset(&mut rconn);
@@ -681,7 +691,8 @@ fn the_aof_is_rewritten_automatically_when_it_grows_past_the_percentage() {
         wait_until(Duration::from_secs(20), || info_field(
             &mut conn,
             "aof_rewrites"
-        ) != "0"),
+        ) != "0"
+            && rewrite_finished(&mut conn)),
         "no automatic rewrite"
     );
     assert!(
@@ -928,10 +939,10 @@ fn without_the_rdb_preamble_the_base_is_commands_that_load_back() {
     let _: String = redis::cmd("BGREWRITEAOF")
         .query(&mut conn)
         .expect("BGREWRITEAOF");
-    assert!(wait_until(Duration::from_secs(20), || info_field(
-        &mut conn,
-        "aof_rewrites"
-    ) == "1"));
+    assert!(wait_until(Duration::from_secs(20), || rewrite_finished(
+        &mut conn
+    )));
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
     assert_eq!(
         manifest(&dir),
         "file appendonly.aof.2.base.aof seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
@@ -1000,6 +1011,8 @@ fn bgsave_during_a_rewrite_is_refused_or_scheduled_as_redis() {
         .expect("BGSAVE SCHEDULE");
     assert_eq!(scheduled, "Background saving scheduled");
     assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    // Counted as it started, as Redis counts a rewrite (issue 18).
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "1");
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("snapshot-max-bytes-per-sec")
@@ -1007,7 +1020,7 @@ fn bgsave_during_a_rewrite_is_refused_or_scheduled_as_redis() {
         .query(&mut conn)
         .expect("CONFIG SET");
     assert!(wait_until(Duration::from_secs(30), || {
-        info_field(&mut conn, "aof_rewrites") == "1" && info_field(&mut conn, "rdb_saves") == "1"
+        rewrite_finished(&mut conn) && info_field(&mut conn, "rdb_saves") == "1"
     }));
     assert!(dir.dump().exists());
 }
@@ -1044,10 +1057,10 @@ fn bgrewriteaof_during_a_bgsave_is_scheduled() {
         .arg("0")
         .query(&mut conn)
         .expect("CONFIG SET");
-    assert!(wait_until(Duration::from_secs(30), || {
-        info_field(&mut conn, "aof_rewrites") == "1"
-            && info_field(&mut conn, "aof_rewrite_scheduled") == "0"
-    }));
+    assert!(wait_until(Duration::from_secs(30), || rewrite_finished(
+        &mut conn
+    )));
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "1");
     let before = dataset(&mut conn);
     drop(conn);
     kill9(&server);
@@ -1250,10 +1263,10 @@ fn a_fork_mode_rewrite_keeps_the_writes_made_while_the_child_runs() {
     );
     // Writes on this connection too, while the child runs.
     write_mixed(&mut conn, "during");
-    assert!(wait_until(Duration::from_secs(30), || {
-        info_field(&mut conn, "aof_rewrites") == "1"
-            && info_field(&mut conn, "aof_rewrite_in_progress") == "0"
-    }));
+    assert!(wait_until(Duration::from_secs(30), || rewrite_finished(
+        &mut conn
+    )));
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
     stop.store(true, Ordering::Relaxed);
     assert!(writer.join().expect("writer") > 0);
     write_mixed(&mut conn, "after");
@@ -1615,4 +1628,99 @@ fn history_is_kept_per_auto_gc_and_a_rewrite_with_the_aof_off_writes_only_a_base
             == "file appendonly.aof.5.base.rdb seq 5 type b\n\
                 file appendonly.aof.1.incr.aof seq 1 type i\n"
     }));
+}
+
+/// `CONFIG SET appendonly no` during a rewrite, in `snapshot_mode`: as Redis's
+/// `stopAppendOnly` kills the rewrite's child (issue 18), the rewrite is over when the reply
+/// comes, nothing of it is kept (the manifest still names the old base; no new base file is
+/// left), and its end is neither a success nor a failure in INFO.
+fn appendonly_no_discards_the_running_rewrite(snapshot_mode: &str) {
+    let dir = TestDir::new(&format!("aof-off-during-rewrite-{snapshot_mode}"));
+    let server = start(
+        &dir,
+        &["--appendonly", "yes", "--snapshot-mode", snapshot_mode],
+    );
+    let mut conn = server.client();
+    forkless_tests::populate(&mut conn, "k", 3000, 100);
+    let before = manifest(&dir);
+    let files_before = std::fs::read_dir(aof_dir(&dir)).expect("dir").count();
+    // The base then takes about half a second (a fork-mode child copies the throttle).
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("600kb")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let reply: String = redis::cmd("BGREWRITEAOF")
+        .query(&mut conn)
+        .expect("BGREWRITEAOF");
+    assert_eq!(reply, "Background append only file rewriting started");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "1");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut conn)
+        .expect("CONFIG SET appendonly no");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_in_progress"), "0");
+    assert_eq!(info_field(&mut conn, "aof_rewrite_scheduled"), "0");
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "0");
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(
+        info_field(&mut conn, "aof_rewrites_consecutive_failures"),
+        "0"
+    );
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "1");
+    // Step 1's incr stays listed after the old base (as Redis's manifest keeps it); the old
+    // base is still the base, and the only new file is that incr.
+    let after = manifest(&dir);
+    let base_line = |text: &str| {
+        text.lines()
+            .find(|line| line.contains("type b"))
+            .map(str::to_owned)
+    };
+    assert_eq!(base_line(&after), base_line(&before), "{after}");
+    let files_after: Vec<String> = std::fs::read_dir(aof_dir(&dir))
+        .expect("dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(files_after.len(), files_before + 1, "{files_after:?}");
+    assert!(
+        files_after.iter().all(|name| !name.starts_with("temp-")),
+        "{files_after:?}"
+    );
+    // The server goes on, and the AOF can be switched on again.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("snapshot-max-bytes-per-sec")
+        .arg("0")
+        .query(&mut conn)
+        .expect("CONFIG SET");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("yes")
+        .query(&mut conn)
+        .expect("CONFIG SET appendonly yes");
+    assert!(wait_until(Duration::from_secs(30), || rewrite_finished(
+        &mut conn
+    )));
+    assert_eq!(info_field(&mut conn, "aof_last_bgrewrite_status"), "ok");
+    assert_eq!(info_field(&mut conn, "aof_enabled"), "1");
+}
+
+#[test]
+fn appendonly_no_discards_the_running_rewrite_epoch() {
+    appendonly_no_discards_the_running_rewrite("epoch");
+}
+
+#[test]
+fn appendonly_no_discards_the_running_rewrite_fork() {
+    appendonly_no_discards_the_running_rewrite("fork");
 }

@@ -197,7 +197,8 @@ fn failed_rewrites_keep_the_old_files_open_an_incr_each_and_trigger_the_limit() 
         );
         run(&mut conn, &["SET", &format!("k{failure}"), "after"]);
     }
-    assert_eq!(info_field(&mut conn, "aof_rewrites"), "0");
+    // Counted as they started (each opened its incr), as Redis counts them.
+    assert_eq!(info_field(&mut conn, "aof_rewrites"), "3");
     let temps: Vec<String> = aof_files(&dir)
         .into_iter()
         .filter(|name| name.starts_with("temp-"))

@@ -519,3 +519,106 @@ fn pushes_to_a_client_that_does_not_read_are_bounded() {
         assert_eq!(cmd(&mut admin, "PING"), "+PONG\r\n");
     }
 }
+
+/// A field of INFO, read on `admin`.
+fn info_field(admin: &mut RawConn, section: &str, name: &str) -> u64 {
+    let info = String::from_utf8(admin.call(&[b"INFO", section.as_bytes()])).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Regression (Redis's unit/maxmemory, "eviction due to output buffers of pubsub, client
+/// eviction: true", failed so on a loaded machine): messages queued to subscribers count in
+/// their memory as soon as they are queued, but client eviction ran only once a subscriber's
+/// own connection accounted them (or on the cron), so the publisher's next command found the
+/// server over `maxmemory` first and evicted keys. Key eviction now runs client eviction
+/// first, as Redis's `processCommand` does. The server runs one worker thread, which a script
+/// keeps busy while a batch of PUBLISHes arrives whole: the publisher's connection then runs
+/// it without the subscribers' connections taking a turn in between.
+#[test]
+fn subscribers_over_maxmemory_clients_go_before_keys() {
+    const BATCH: usize = 50;
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--save",
+            "",
+            "--worker-threads",
+            "1",
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ],
+    );
+    let mut admin = server.raw();
+    assert_eq!(cmd(&mut admin, "CLIENT NO-EVICT on"), "+OK\r\n");
+    for key in 0..20 {
+        assert_eq!(
+            cmd(&mut admin, &format!("SETRANGE {key} 100000 x")),
+            ":100001\r\n"
+        );
+    }
+    let subscribers: Vec<RawConn> = (0..5)
+        .map(|_| {
+            let mut subscriber = server.raw();
+            subscriber.send_command(&[b"SUBSCRIBE", b"bla"]);
+            subscriber.read_reply();
+            subscriber
+        })
+        .collect();
+    let message = vec![b'x'; 100 * KIB];
+    let used = info_field(&mut admin, "memory", "used_memory");
+    let clients = info_field(&mut admin, "memory", "mem_clients_normal");
+    // The batch allocates 5 MB of messages (a message is one copy, shared by its subscribers)
+    // and adds 25 MB to the subscribers' figures: past `maxmemory-clients` at its third
+    // message, past `maxmemory` well before its end.
+    let maxmemory = used + 3 * 1024 * KIB as u64;
+    let maxmemory_clients = clients + 1024 * KIB as u64;
+    assert_eq!(
+        cmd(&mut admin, &format!("CONFIG SET maxmemory {maxmemory}")),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        cmd(
+            &mut admin,
+            &format!("CONFIG SET maxmemory-clients {maxmemory_clients}")
+        ),
+        "+OK\r\n"
+    );
+    let mut stall = server.raw();
+    stall.send_command(&[
+        b"EVAL",
+        b"local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] \
+          repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 500000 \
+          return 1",
+        b"0",
+    ]);
+    // Not a synchronisation: the script needs no signal to have started, only the bug does to
+    // show (with it started, the whole batch waits for the one worker).
+    std::thread::sleep(Duration::from_millis(100));
+    let mut batch = Vec::new();
+    for _ in 0..BATCH {
+        batch.extend_from_slice(
+            format!("*3\r\n$7\r\nPUBLISH\r\n$3\r\nbla\r\n${}\r\n", message.len()).as_bytes(),
+        );
+        batch.extend_from_slice(&message);
+        batch.extend_from_slice(b"\r\n");
+    }
+    admin.send(&batch);
+    for _ in 0..BATCH {
+        let reply = admin.read_reply();
+        assert!(
+            reply.starts_with(b":"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    assert_eq!(stall.read_reply(), b":1\r\n");
+    assert_eq!(info_field(&mut admin, "stats", "evicted_keys"), 0);
+    assert_eq!(cmd(&mut admin, "DBSIZE"), ":20\r\n");
+    assert!(evicted_clients(&mut admin) > 0);
+    drop(subscribers);
+}

@@ -470,6 +470,60 @@ fn slowlog_logs_trims_and_resets() {
     );
 }
 
+/// `used_memory` from INFO, over a raw connection.
+fn used_memory(conn: &mut forkless_tests::RawConn) -> u64 {
+    let info = text(conn.call(&[b"INFO", b"memory"]));
+    field_of_info(&info, "used_memory").parse().unwrap()
+}
+
+fn field_of_info<'a>(info: &'a str, name: &str) -> &'a str {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {name} in {info}"))
+}
+
+/// Regression: a slow log entry kept its arguments as slices of the connection's read buffer,
+/// so each entry logged from a connection that has since gone kept that connection's 16 KiB
+/// buffer alive: megabytes of `used_memory` that no eviction could free.
+#[test]
+fn slowlog_entries_do_not_keep_read_buffers() {
+    const CLIENTS: u64 = 64;
+    let server = TestServer::start(
+        BIN,
+        &[
+            "--port",
+            "0",
+            "--slowlog-log-slower-than",
+            "0",
+            "--slowlog-max-len",
+            "100000",
+        ],
+    );
+    let mut conn = server.raw();
+    conn.call(&[b"SET", b"warm", b"up"]);
+    conn.call(&[b"SLOWLOG", b"RESET"]);
+    let before = used_memory(&mut conn);
+    for idx in 0..CLIENTS {
+        let mut client = server.raw();
+        client.call(&[b"SET", format!("key:{idx}").as_bytes(), b"x"]);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            text(conn.call(&[b"INFO", b"clients"])).contains("connected_clients:1\r\n")
+        }),
+        "the clients did not go"
+    );
+    let logged: u64 = text(conn.call(&[b"SLOWLOG", b"LEN"]))
+        .trim_start_matches(':')
+        .trim_end()
+        .parse()
+        .unwrap();
+    assert!(logged > CLIENTS, "{logged} entries");
+    let grown = used_memory(&mut conn).saturating_sub(before);
+    // Small keys and entries of three short arguments: well under 1 KiB per client.
+    assert!(grown < CLIENTS * 1024, "used_memory grew by {grown} bytes");
+}
+
 #[test]
 fn slowlog_redacts_secrets() {
     let server = TestServer::start(BIN, &["--port", "0", "--slowlog-log-slower-than", "0"]);

@@ -140,6 +140,7 @@ pub(crate) async fn serve<S: Stream>(
         user: std::sync::Mutex::new(bytes::Bytes::from_static(b"default")),
     });
     server.clients.insert(Arc::clone(&handle));
+    server.clients.watch_hangup(&socket, id);
     let auth_required = server
         .tunables
         .default_auth_required

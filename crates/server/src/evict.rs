@@ -22,7 +22,7 @@ use crate::cmd::meta::{Flags, Gate};
 use crate::cmd::{Client, Command};
 use crate::config::MaxmemoryPolicy;
 use crate::evict_pool::{Candidate, Pool};
-use crate::server::Server;
+use crate::server::{ClientHandle, Server};
 
 /// `used_memory_peak`: the highest `used_memory` sampled.
 static PEAK: AtomicU64 = AtomicU64::new(0);
@@ -147,29 +147,35 @@ pub(crate) fn client_eviction_limit(setting: &[u8], maxmemory: u64) -> u64 {
 /// total (`Clients::memory`) to the limit, and the cron every tick, make one O(clients) pass
 /// that finds the same clients, largest first, from their figures as they are now.
 pub(crate) fn evict_clients(server: &Server) -> usize {
+    evict_clients_with(server, false)
+}
+
+/// [`evict_clients`]; `wait` says whether to wait for a pass that runs already (key eviction
+/// does: the clients that pass closes must count as gone before it evicts keys).
+fn evict_clients_with(server: &Server, wait: bool) -> usize {
     /// One pass at a time: connections that find the total over the limit together leave it
-    /// to the one already evicting.
+    /// to the one already evicting. A std mutex, a leaf but for the client registry taken
+    /// under it; held for one O(clients) pass.
     static EVICTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let limit = server.tunables.maxmemory_clients.load(Ordering::Relaxed);
     if limit == 0 {
         return 0;
     }
-    let Ok(_pass) = EVICTING.try_lock() else {
-        return 0;
+    let _pass = if wait {
+        crate::server::lock(&EVICTING)
+    } else {
+        let Ok(pass) = EVICTING.try_lock() else {
+            return 0;
+        };
+        pass
     };
-    let clients = server.clients.all();
-    let mut total = 0u64;
-    let mut candidates = Vec::new();
-    for handle in &clients {
-        if crate::cmd::client::is_replication_link(handle) || handle.killed.load(Ordering::Acquire)
-        {
-            continue;
-        }
-        let (memory, evictable) = crate::cmd::client::eviction_figures(handle);
-        total = total.saturating_add(memory);
-        if evictable {
-            candidates.push((memory, handle));
-        }
+    let mut clients = server.clients.all();
+    let (mut total, mut candidates) = client_figures(&clients);
+    // Clients whose peers have closed their connections are not evicted: Redis has freed
+    // them (`crate::hangup`).
+    if total >= limit && server.clients.close_hung_up() {
+        clients = server.clients.all();
+        (total, candidates) = client_figures(&clients);
     }
     if total < limit {
         return 0;
@@ -194,6 +200,25 @@ pub(crate) fn evict_clients(server: &Server) -> usize {
         evicted += 1;
     }
     evicted
+}
+
+/// The memory of the normal and pub/sub clients among `clients` (each one's `tot-mem`,
+/// summed), and those of them client eviction may close, with their memory.
+fn client_figures(clients: &[std::sync::Arc<ClientHandle>]) -> (u64, Vec<(u64, &ClientHandle)>) {
+    let mut total = 0u64;
+    let mut candidates = Vec::new();
+    for handle in clients {
+        if crate::cmd::client::is_replication_link(handle) || handle.killed.load(Ordering::Acquire)
+        {
+            continue;
+        }
+        let (memory, evictable) = crate::cmd::client::eviction_figures(handle);
+        total = total.saturating_add(memory);
+        if evictable {
+            candidates.push((memory, &**handle));
+        }
+    }
+    (total, candidates)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,7 +353,22 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     {
         return false;
     }
-    let counted = counted_memory(server);
+    let mut counted = counted_memory(server);
+    // Over the limit: clients whose peers have closed their connections are closed first and
+    // no longer count, as Redis has read every close before it runs this command
+    // (`crate::hangup`).
+    if counted > limit && server.clients.close_hung_up() {
+        counted = counted_memory(server);
+    }
+    // Then client eviction, as Redis's `processCommand` runs `evictClients` before it evicts
+    // keys: clients over `maxmemory-clients` go first, even those whose connections have not
+    // yet accounted what other clients' commands queued to them (pub/sub messages).
+    if counted > limit
+        && server.tunables.maxmemory_clients.load(Ordering::Relaxed) != 0
+        && evict_clients_with(server, true) > 0
+    {
+        counted = counted_memory(server);
+    }
     if counted <= limit {
         return false;
     }

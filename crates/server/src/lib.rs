@@ -10,6 +10,7 @@
 //! - `pubsub`: the subscription registry and message delivery.
 //! - `blocking`: clients blocked in BLPOP and friends, woken in arrival order.
 //! - `limits`: every limit on clients (admission, protected mode, buffers, descriptors).
+//! - `hangup`: clients whose peer has closed, seen before their connections read the close.
 //! - `listen`: the TCP and Unix listeners, rebound by CONFIG SET `port`/`bind`.
 //! - `replication`: replication IDs and offset; forkless as a replica (`replication::replica`).
 //!
@@ -44,6 +45,7 @@ mod errorstats;
 mod evict;
 mod evict_pool;
 mod fork_mode;
+mod hangup;
 mod info;
 mod limits;
 mod listen;

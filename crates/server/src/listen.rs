@@ -82,7 +82,7 @@ impl fmt::Display for ClientAddr {
 
 /// A connected client socket: what `conn` and replication's primary side need of it.
 pub(crate) trait Stream:
-    AsyncRead + AsyncWrite + AsRawFd + Unpin + Send + Sync + 'static
+    AsyncRead + AsyncWrite + AsRawFd + std::os::fd::AsFd + Unpin + Send + Sync + 'static
 {
     /// Waits until the socket is readable (see `TcpStream::readable`).
     fn readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;

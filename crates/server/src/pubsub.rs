@@ -328,6 +328,11 @@ impl Registry {
 /// Queues a message for one subscriber, or disconnects it if its queue is over the limits.
 /// Returns true if and only if the message was queued.
 fn deliver(subscriber: &Subscriber, message: Message, limits: Limits) -> bool {
+    // A client being closed (killed, evicted, over its limits) gets nothing more: Redis has
+    // freed it already, and what was queued to it would grow past what its eviction counted.
+    if subscriber.handle.killed.load(Ordering::Acquire) {
+        return false;
+    }
     let size = message.size();
     let queued = subscriber.queued.bytes.fetch_add(size, Ordering::Relaxed) + size;
     subscriber

@@ -403,9 +403,12 @@ pub(crate) struct Clients {
     next_id: AtomicU64,
     /// The connected clients' memory as each last accounted it (`client::account_memory`).
     memory: AtomicU64,
-    /// What clients evicted by `maxmemory-clients` held when evicted, until their connections
-    /// have closed: Redis frees an evicted client at once, so key eviction leaves it out.
+    /// What clients evicted by `maxmemory-clients` (or closed by [`Clients::close_hung_up`])
+    /// held when evicted, until their connections have closed: Redis frees an evicted client
+    /// at once, so key eviction leaves it out.
     dying: AtomicU64,
+    /// The clients' sockets, watched for their peers' hang-ups (`crate::hangup`).
+    hangups: crate::hangup::Hangups,
 }
 
 impl Clients {
@@ -445,6 +448,47 @@ impl Clients {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
                 Some(total.saturating_sub(before).saturating_add(now))
             });
+    }
+
+    /// Registers client `id`'s socket, so the memory checks see its peer's hang-up before its
+    /// connection reads it (`crate::hangup`).
+    pub(crate) fn watch_hangup(&self, socket: impl std::os::fd::AsFd, id: u64) {
+        self.hangups.watch(socket, id);
+    }
+
+    /// Closes the clients whose peers have closed their connections since the last call while
+    /// their connections have not read the close yet (`crate::hangup` says which and when):
+    /// each is asked to close ([`ClientHandle::kill`]) and what it holds is left out of key
+    /// eviction until its connection has gone ([`Clients::note_dying`]), as Redis, which reads
+    /// every close before its next command, has freed it by then. Replication links are left
+    /// to their own tasks. Called by the memory checks that find the server over a limit;
+    /// costs one `epoll_wait` that does not wait when no client hung up. Returns true if and
+    /// only if it closed a client.
+    pub(crate) fn close_hung_up(&self) -> bool {
+        let mut closed = false;
+        self.hangups.take(|id| {
+            let Some(handle) = self.get(id) else {
+                return true;
+            };
+            if handle.killed.load(Ordering::Acquire) || cmd::client::is_replication_link(&handle) {
+                return true;
+            }
+            if !cmd::client::ran_everything_sent(&handle) {
+                return false;
+            }
+            let (memory, _) = cmd::client::eviction_figures(&handle);
+            tracing::debug!(
+                client = id,
+                addr = %handle.addr,
+                memory,
+                "Client closed connection (seen by the memory check)"
+            );
+            handle.kill();
+            self.note_dying(&handle, memory);
+            closed = true;
+            true
+        });
+        closed
     }
 
     /// What evicted clients whose connections have not closed yet still hold.

@@ -456,7 +456,7 @@ fn load_and_open(server: &Server, open: bool) -> anyhow::Result<()> {
                 return Ok(());
             }
             // Redis's first start with the AOF on: a base from the dataset, then the first incr.
-            super::rewrite::rewrite(server, false).map_err(|err| anyhow::anyhow!("{err}"))?;
+            super::rewrite::first_base(server).map_err(|err| anyhow::anyhow!("{err}"))?;
             return Ok(());
         }
         Err(err) => {

@@ -69,6 +69,9 @@ pub(crate) struct State {
     pub(crate) last_cow_bytes: u64,
     /// Holds automatic and scheduled rewrites back after repeated failures.
     pub(crate) limit: RewriteLimit,
+    /// Set when `CONFIG SET appendonly no` cancelled the running rewrite
+    /// (`rewrite::discard`): its end is then neither a success nor a failure.
+    pub(crate) rewrite_discarded: bool,
 }
 
 /// Redis's `aofRewriteLimited`: once `AOF_REWRITE_LIMIT_THRESHOLD` rewrites in a row have
@@ -134,6 +137,7 @@ impl Default for State {
             rewrite_fork_pid: None,
             last_cow_bytes: 0,
             limit: RewriteLimit::default(),
+            rewrite_discarded: false,
         }
     }
 }
@@ -345,7 +349,11 @@ pub(crate) fn config_changed(
                 );
             }
         } else if !appendonly {
-            if on {
+            if on || server.aof.state().waiting_rewrite {
+                // Redis's stopAppendOnly kills the rewrite's child: nothing of it is kept.
+                rewrite::discard(server);
+            }
+            if server.aof.state().current.is_some() {
                 stop(server);
             }
             // Redis's stopAppendOnly: a rewrite scheduled to switch the AOF on is not wanted

@@ -118,7 +118,7 @@ pub(crate) fn start_background(server: &Server, caller: Caller) -> Result<Starte
         .spawn(move || {
             let Ok(job) = job_rx.recv() else { return };
             let result = match job {
-                Job::Whole => rewrite(&owner, true),
+                Job::Whole => rewrite(&owner),
                 Job::Opened(rewrite) => rewrite.split_and_complete(&owner),
                 Job::Split(rewrite, source, cut_seq) => rewrite.complete(&owner, source, cut_seq),
             };
@@ -131,7 +131,7 @@ pub(crate) fn start_background(server: &Server, caller: Caller) -> Result<Starte
         ));
     }
     let (job, started) = if caller == Caller::Command && !server.keyspace.save_running() {
-        let begun = Rewrite::open(server, true).and_then(|mut rewrite| {
+        let begun = Rewrite::open_counted(server, true).and_then(|mut rewrite| {
             match rewrite.split(server, true) {
                 Ok(Some((source, cut_seq))) => {
                     Ok((Job::Split(rewrite, source, cut_seq), Started::Now))
@@ -214,6 +214,23 @@ pub(crate) fn cancel_and_wait(server: &Server) {
     }
 }
 
+/// `CONFIG SET appendonly no` during a rewrite: Redis's `stopAppendOnly` kills the rewrite's
+/// child (`killAppendOnlyChild`) and keeps nothing of it. The rewrite is cancelled (a fork
+/// mode child killed) and waited for, a base it wrote is removed before the manifest names it,
+/// and its end is neither a success nor a failure in INFO (Redis waits for the killed child
+/// itself, so its done handler never runs). The manifest of its step 1 stays, as Redis's does.
+pub(crate) fn discard(server: &Server) {
+    {
+        let mut state = server.aof.state();
+        if state.rewrite_started.is_none() {
+            return;
+        }
+        state.rewrite_discarded = true;
+    }
+    tracing::info!("Killing running AOF rewrite");
+    cancel_and_wait(server);
+}
+
 /// Records a rewrite's outcome, as Redis's `backgroundRewriteDoneHandler`: a failure counts in
 /// `aof_rewrites_consecutive_failures`, and while the AOF is being switched on the rewrite is
 /// scheduled again (started by the timer, unless the limit holds it: `RewriteLimit`).
@@ -224,10 +241,13 @@ pub(crate) fn finish(server: &Server, result: &Result<(), String>) {
     });
     state.last_rewrite_time_sec = took;
     state.rewrite_scheduled = false;
+    let discarded = std::mem::take(&mut state.rewrite_discarded);
     match result {
+        Err(err) if discarded => {
+            tracing::info!("Background AOF rewrite discarded, the AOF was switched off: {err}");
+        }
         Ok(()) => {
             state.last_rewrite_ok = true;
-            state.rewrites += 1;
             state.consecutive_failures = 0;
             tracing::info!("Background AOF rewrite finished successfully");
         }
@@ -257,12 +277,25 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
 }
 
 /// Runs the whole rewrite (steps 1-5 of the module's doc) on the calling thread, which holds
-/// no gate. With `may_fork` and `snapshot-mode fork` the base is written by a forked child; the
-/// first base at startup is written in-process, as Redis's `aofOpenIfNeededOnServerStart` does.
-pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
-    // While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
-    // aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
-    // not keep every effect of a long save in memory.
+/// no gate. With `snapshot-mode fork` the base is written by a forked child.
+fn rewrite(server: &Server) -> Result<(), String> {
+    wait_for_saves(server)?;
+    Rewrite::open_counted(server, true)?.split_and_complete(server)
+}
+
+/// The first base of an AOF switched on at startup over an empty directory (Redis's
+/// "Creating AOF base file ... on server start"): [`rewrite`]'s steps on this thread, not
+/// counted in `aof_rewrites` (Redis writes it without a rewrite), and written in-process in
+/// either snapshot mode, as Redis's `aofOpenIfNeededOnServerStart` writes it.
+pub(crate) fn first_base(server: &Server) -> Result<(), String> {
+    wait_for_saves(server)?;
+    Rewrite::open(server, false)?.split_and_complete(server)
+}
+
+/// While a save holds the keyspace's one cut the rewrite is scheduled (INFO's
+/// aof_rewrite_scheduled): its writer is attached only once the cut can be taken, so it does
+/// not keep every effect of a long save in memory.
+fn wait_for_saves(server: &Server) -> Result<(), String> {
     while server.keyspace.save_running() {
         if server.shutting_down.load(Ordering::Relaxed)
             || server.aof.cancel_rewrite.load(Ordering::Relaxed)
@@ -272,7 +305,7 @@ pub(crate) fn rewrite(server: &Server, may_fork: bool) -> Result<(), String> {
         server.aof.state().rewrite_scheduled = true;
         std::thread::sleep(Duration::from_millis(10));
     }
-    Rewrite::open(server, may_fork)?.split_and_complete(server)
+    Ok(())
 }
 
 /// A rewrite between its steps: the files it names and, from step 1 on, its writer.
@@ -298,6 +331,16 @@ struct Rewrite {
 }
 
 impl Rewrite {
+    /// Step 1 of a background rewrite (BGREWRITEAOF, CONFIG SET appendonly yes, the timer):
+    /// [`Rewrite::open`], then counted in `aof_rewrites`, as Redis's
+    /// `rewriteAppendOnlyFileBackground` counts a rewrite once its new incr file is open,
+    /// before the fork and whatever follows.
+    fn open_counted(server: &Server, may_fork: bool) -> Result<Rewrite, String> {
+        let rewrite = Rewrite::open(server, may_fork)?;
+        server.aof.state().rewrites += 1;
+        Ok(rewrite)
+    }
+
     /// Step 1: the names, the new incr file (and the manifest listing it), the new writer.
     fn open(server: &Server, may_fork: bool) -> Result<Rewrite, String> {
         let config = server.config().clone();
@@ -631,6 +674,12 @@ impl Rewrite {
                 ));
             }
         };
+        // Cancelled (shutdown, `CONFIG SET appendonly no`) once the base was written: the
+        // manifest keeps the old base, as Redis's killed child never reports its file.
+        if server.aof.cancel_rewrite.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(self.names.dir.join(&base_name));
+            return Err(self.failed(server, "the rewrite was cancelled".into()));
+        }
         // Step 5.
         // The old files become history as Redis's `backgroundRewriteDoneHandler` lists them:
         // the old incrs, then the old base, ahead of the history already there. A BGREWRITEAOF

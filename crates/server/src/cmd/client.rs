@@ -1097,6 +1097,14 @@ pub(crate) fn turn_reading(info: &ClientInfo) {
     }
 }
 
+/// Returns true if and only if the client's connection waits in its loop with every command
+/// the client sent run and nothing unread on its socket: a client that closed the connection
+/// is then done (`crate::hangup`), as Redis frees one when its read returns 0 or fails.
+pub(crate) fn ran_everything_sent(handle: &ClientHandle) -> bool {
+    handle.info.turns.load(Ordering::Acquire) % 2 == 1
+        && crate::limits::unread_bytes(handle.fd) == 0
+}
+
 /// How long CLIENT LIST waits, at most, for other connections to take in what their clients
 /// had already sent ([`catch_up`]): a guard for liveness only (a connection in the middle of a
 /// long command, or one whose client sends without pause), not the condition it waits for.

@@ -91,7 +91,10 @@ pub(crate) fn record(
             trimmed.extend_from_slice(format!("... ({more} more bytes)").as_bytes());
             logged.push(Bytes::from(trimmed));
         } else {
-            logged.push(arg.clone());
+            // A copy: the argument shares the connection's read buffer, which a clone would
+            // keep alive (16 KiB or more per entry, counted in `used_memory` and out of
+            // eviction's reach) for as long as the entry stays in the log.
+            logged.push(Bytes::copy_from_slice(arg));
         }
     }
     let name = lock(&client.handle.name).clone().unwrap_or_default();
