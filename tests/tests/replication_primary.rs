@@ -772,3 +772,34 @@ fn a_client_waiting_in_wait_can_leave() {
         field(&mut admin, "clients", "connected_clients") == "1"
     }));
 }
+
+/// WAIT counts only online replicas, as Redis's `replicationCountAcksByOffset`: before the
+/// first write the offset to acknowledge is 0, which a replica still waiting for its full sync
+/// already "has", yet it has none of the data. (Counted, WAIT returned 1 before the sync's cut
+/// was taken, and writes made after it reached the replica through the cut.)
+#[test]
+fn wait_does_not_count_a_replica_waiting_for_its_full_sync() {
+    // The delay keeps the new link waiting for its cut for the whole test.
+    let server = TestServer::start(BIN, &["--repl-diskless-sync-delay", "60"]);
+    let mut primary = server.client();
+    let mut replica = raw(server.port());
+    replica
+        .write_all(b"REPLCONF capa eof capa psync2\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut replica), "+OK");
+    replica.write_all(b"PSYNC ? -1\r\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        field(&mut primary, "replication", "connected_slaves") == "1"
+    }));
+    assert!(field(&mut primary, "replication", "slave0").contains("state=wait_bgsave"));
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(50)
+        .query(&mut primary)
+        .unwrap();
+    assert_eq!(acked, 0);
+    let mut multi = redis::pipe();
+    multi.atomic().cmd("WAIT").arg(1).arg(0);
+    let (in_exec,): (i64,) = multi.query(&mut primary).unwrap();
+    assert_eq!(in_exec, 0);
+}

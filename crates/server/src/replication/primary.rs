@@ -1058,15 +1058,7 @@ fn release_claim(server: &Server, claim: forkless_storage::SaveClaim) {
 /// until the deadline. Asks every replica for an ACK first.
 pub(crate) async fn wait(server: &Server, request: WaitRequest) -> i64 {
     let shared = &server.replication.shared;
-    let count = || {
-        server
-            .replication
-            .state()
-            .replicas
-            .iter()
-            .filter(|link| link.ack_offset.load(Ordering::Relaxed) >= request.target)
-            .count() as u64
-    };
+    let count = || acked_at(server, request.target);
     server
         .replication
         .append_raw(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n");
@@ -1091,14 +1083,18 @@ pub(crate) async fn wait(server: &Server, request: WaitRequest) -> i64 {
     }
 }
 
-/// Replicas acknowledged at `target` now (WAIT inside MULTI, or before it blocks).
+/// Online replicas that acknowledged `target` now. As Redis's `replicationCountAcksByOffset`,
+/// a replica still waiting for or loading its full sync does not count, whatever its offset
+/// (before the first write `target` is 0, which every new link's offset already is).
 pub(crate) fn acked_at(server: &Server, target: u64) -> u64 {
     server
         .replication
         .state()
         .replicas
         .iter()
-        .filter(|link| link.ack_offset.load(Ordering::Relaxed) >= target)
+        .filter(|link| {
+            link.state() == LinkState::Online && link.ack_offset.load(Ordering::Relaxed) >= target
+        })
         .count() as u64
 }
 
