@@ -362,11 +362,11 @@ fn perform_evictions(server: &Server, gate_held: bool) -> bool {
     }
     // Then client eviction, as Redis's `processCommand` runs `evictClients` before it evicts
     // keys: clients over `maxmemory-clients` go first, even those whose connections have not
-    // yet accounted what other clients' commands queued to them (pub/sub messages).
-    if counted > limit
-        && server.tunables.maxmemory_clients.load(Ordering::Relaxed) != 0
-        && evict_clients_with(server, true) > 0
-    {
+    // yet accounted what other clients' commands queued to them (pub/sub messages). Counted
+    // again even when this call closed nothing: it may have waited for a pass that closed
+    // clients meanwhile (counted before that wait, keys were evicted for clients already gone).
+    if counted > limit && server.tunables.maxmemory_clients.load(Ordering::Relaxed) != 0 {
+        evict_clients_with(server, true);
         counted = counted_memory(server);
     }
     if counted <= limit {
