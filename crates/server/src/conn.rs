@@ -1050,7 +1050,7 @@ async fn flush_now<S: Stream>(
 /// Counting the bytes alone, twenty clients that did not read held up to twice what client
 /// eviction saw, and keys were evicted for it (Redis's "eviction due to output buffers of many
 /// MGET clients, client eviction: true"); leaving out the written front, the same test still
-/// saw keys evicted now and then (docs/compatibility.md, "maxmemory").
+/// saw keys evicted now and then (docs/compatibility.md, unit/maxmemory).
 fn pending_allocation(out: &Out) -> usize {
     if out.is_empty() { 0 } else { out.allocation() }
 }
