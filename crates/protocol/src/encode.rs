@@ -43,6 +43,9 @@ pub struct Out {
     pub buf: BytesMut,
     /// The spelling to use for the elements whose RESP2 and RESP3 forms differ.
     pub version: RespVersion,
+    /// Bytes written to the socket that `buf`'s allocation still holds before its first
+    /// pending byte (see [`Out::written`]): they count in [`Out::allocation`].
+    sent: usize,
 }
 
 impl Out {
@@ -52,6 +55,7 @@ impl Out {
         Self {
             buf: BytesMut::new(),
             version,
+            sent: 0,
         }
     }
 
@@ -61,7 +65,38 @@ impl Out {
         Self {
             buf: BytesMut::with_capacity(capacity),
             version,
+            sent: 0,
         }
+    }
+
+    /// Drops the first `n` pending bytes, written to the socket. Their room is taken back at
+    /// once when nothing is left pending, and otherwise once they are at least as many as
+    /// the bytes left (which are then moved to the front: a copy no longer than what was
+    /// written); until then they still count in [`Out::allocation`].
+    pub fn written(&mut self, n: usize) {
+        let n = n.min(self.buf.len());
+        bytes::Buf::advance(&mut self.buf, n);
+        self.sent += n;
+        // One byte more than the spare room: `BytesMut` can give it only by taking the
+        // written front back, which it does when that front is at least as long as the
+        // bytes left (its amortised rule), and otherwise leaves the buffer as it is.
+        let spare = self.buf.capacity() - self.buf.len();
+        if self.sent > 0 && self.buf.try_reclaim(spare + 1) {
+            self.sent = 0;
+        }
+    }
+
+    /// What the buffer's allocation holds: its capacity and the written bytes before the
+    /// pending ones that it has not taken back yet.
+    #[must_use]
+    pub fn allocation(&self) -> usize {
+        self.buf.capacity() + self.sent
+    }
+
+    /// Replaces the buffer with `buf` (a smaller one, say), giving back the allocation.
+    pub fn replace(&mut self, buf: BytesMut) {
+        self.buf = buf;
+        self.sent = 0;
     }
 
     /// Bytes waiting to be written.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use forkless_protocol::Out;
 
 use crate::config::Config;
 use crate::server::Server;
@@ -113,19 +114,20 @@ pub(crate) const SHRINK_THRESHOLD: usize = 32 * 1024;
 /// does: a buffer that grew for one big reply keeps none of that memory once the connection
 /// waits for the next command. It keeps at least `keep` bytes of capacity. (The query buffer
 /// has its own cron, `ClientInfo::cron_resize_query_buffer`, with Redis's rules.)
-pub(crate) fn shrink_idle(output: &mut BytesMut, keep: usize) {
+pub(crate) fn shrink_idle(output: &mut Out, keep: usize) {
     if oversized(output) {
         let mut smaller = BytesMut::with_capacity(output.len().max(keep));
-        smaller.extend_from_slice(output);
-        *output = smaller;
+        smaller.extend_from_slice(&output.buf);
+        output.replace(smaller);
         request_memory_release();
     }
 }
 
 /// Returns true if and only if `buffer` holds more than twice what it uses, and more than
 /// [`SHRINK_THRESHOLD`]: what [`shrink_idle`] would give back.
-pub(crate) fn oversized(buffer: &BytesMut) -> bool {
-    buffer.capacity() > SHRINK_THRESHOLD && buffer.capacity() > buffer.len().saturating_mul(2)
+pub(crate) fn oversized(buffer: &Out) -> bool {
+    let allocation = buffer.allocation();
+    allocation > SHRINK_THRESHOLD && allocation > buffer.len().saturating_mul(2)
 }
 
 /// How long a connection with oversized buffers waits for its next request before they are
@@ -352,6 +354,7 @@ impl AcceptBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use forkless_protocol::RespVersion;
 
     #[test]
     fn only_exact_loopback_addresses_are_local() {
@@ -378,10 +381,10 @@ mod tests {
 
     #[test]
     fn idle_reply_buffers_shrink_but_keep_what_is_pending() {
-        let mut output = BytesMut::with_capacity(1 << 20);
-        output.extend_from_slice(b"+OK\r\n");
+        let mut output = Out::with_capacity(RespVersion::Resp2, 1 << 20);
+        output.ok();
         shrink_idle(&mut output, 16 * 1024);
-        assert_eq!(&output[..], b"+OK\r\n");
-        assert!(output.capacity() < 64 * 1024);
+        assert_eq!(&output.buf[..], b"+OK\r\n");
+        assert!(output.allocation() < 64 * 1024);
     }
 }

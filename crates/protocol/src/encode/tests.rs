@@ -166,3 +166,31 @@ fn len_and_is_empty_track_the_buffer() {
     assert!(!out.is_empty());
     assert_eq!(out.len(), 5);
 }
+
+#[test]
+fn written_bytes_count_in_the_allocation_until_it_takes_them_back() {
+    let mut out = Out::with_capacity(RespVersion::Resp2, 1000);
+    let allocated = out.allocation();
+    out.bulk(&[b'x'; 300]);
+    let pending = out.len();
+    // A partial write: the 100 bytes written are still in the allocation.
+    out.written(100);
+    assert_eq!(out.len(), pending - 100);
+    assert_eq!(out.allocation(), allocated);
+    assert!(out.buf.starts_with(&[b'x'; 10]));
+    // Once the written front is at least as long as what is left, it is taken back: the
+    // pending bytes move to the front, and the allocation is the same.
+    out.written(out.len() - 90);
+    assert_eq!(out.len(), 90);
+    assert_eq!(out.buf.capacity(), allocated);
+    assert_eq!(out.allocation(), allocated);
+    assert!(out.buf.ends_with(b"x\r\n"));
+    // Everything written: the whole allocation is room again.
+    out.written(out.len());
+    assert!(out.is_empty());
+    assert_eq!(out.buf.capacity(), allocated);
+    // A buffer replaced counts only itself.
+    out.written(0);
+    out.replace(bytes::BytesMut::with_capacity(64));
+    assert_eq!(out.allocation(), out.buf.capacity());
+}

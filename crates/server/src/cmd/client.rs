@@ -673,7 +673,11 @@ pub(crate) fn drop_reply(out: &mut forkless_protocol::Out, start: usize) {
 /// Drops what the command wrote from `start` on, except RESP3 push frames (a subscription's
 /// confirmation): Redis lets pushes through CLIENT REPLY OFF/SKIP.
 fn drop_replies(out: &mut forkless_protocol::Out, start: usize) {
-    let written = out.buf.split_off(start.min(out.buf.len()));
+    // Copied out rather than split off: a split would share the buffer's allocation and
+    // hide part of it from the client's memory figures (`Out::allocation`).
+    let start = start.min(out.buf.len());
+    let written = out.buf.get(start..).unwrap_or_default().to_vec();
+    out.buf.truncate(start);
     let limits = forkless_protocol::Limits::default();
     let mut rest = &written[..];
     while let Ok(Some((_, used))) = forkless_protocol::decode_frame(rest, &limits) {
