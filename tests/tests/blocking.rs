@@ -167,32 +167,3 @@ fn becoming_a_replica_ends_blocked_commands() {
     assert!(cmd(&mut admin, "INFO errorstats").contains("errorstat_UNBLOCKED:count=1\r\n"));
     wait_blocked(&mut admin, 0);
 }
-
-/// Commands sent one after another on different connections, without waiting for replies, run
-/// in the order they were sent when one worker serves them: it takes the sockets in the order
-/// the kernel reported them readable, as Redis's event loop does (tokio's LIFO slot, which ran
-/// the task woken last first, is off). Redis's type/list "BRPOPLPUSH with multiple blocked
-/// clients" sends exactly this. Without the LIFO slot off, about two rounds in three failed.
-/// Two or more workers still race (docs/compatibility.md, "Ordering across connections").
-#[cfg(tokio_unstable)]
-#[test]
-fn one_worker_runs_commands_sent_on_several_connections_in_their_order() {
-    let server = TestServer::start(BIN, &["--worker-threads", "1"]);
-    let mut admin = server.raw();
-    for round in 0..30 {
-        let mut first = server.raw();
-        let mut second = server.raw();
-        assert_eq!(cmd(&mut first, "PING"), "+PONG\r\n");
-        assert_eq!(cmd(&mut second, "PING"), "+PONG\r\n");
-        assert_eq!(cmd(&mut admin, "SET target1 nolist"), "+OK\r\n");
-        send(&mut first, "BRPOPLPUSH blist target1 0");
-        send(&mut second, "BRPOPLPUSH blist target2 0");
-        send(&mut admin, "LPUSH blist foo");
-        assert_eq!(reply(&mut admin), ":1\r\n", "round {round}");
-        // The first blocked first: served first, its push to a string fails, and the element
-        // goes on to the second.
-        assert!(reply(&mut first).starts_with("-WRONGTYPE"), "round {round}");
-        assert_eq!(reply(&mut second), "$3\r\nfoo\r\n", "round {round}");
-        assert_eq!(cmd(&mut admin, "RPOP target2"), "$3\r\nfoo\r\n");
-    }
-}

@@ -180,13 +180,6 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 fn run(config: Config) -> anyhow::Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all().thread_name("forkless-worker");
-    // A worker runs the tasks the I/O driver woke in the order the kernel reported their
-    // sockets, as Redis's event loop serves them: tokio's LIFO slot would run the one woken
-    // last first, so a command sent after another on a second connection often ran before it
-    // (docs/compatibility.md, "Ordering across connections"). Needs `--cfg tokio_unstable`,
-    // which `.cargo/config.toml` sets.
-    #[cfg(tokio_unstable)]
-    builder.disable_lifo_slot();
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads);
     }
