@@ -660,7 +660,7 @@ const SCRIPT_BATCH_MAX: usize = 64;
 
 /// The longest [`run_script_batch`] holds the gate before it lets the others in; a single
 /// script may run longer (until it is busy), but no further one joins the batch.
-const SCRIPT_BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(1);
+const SCRIPT_BATCH_TIME_US: u64 = 1000;
 
 /// A decoder result read ahead by [`run_script_batch`], with the query buffer's length before it.
 type ReadAhead = (
@@ -674,8 +674,8 @@ type ReadAhead = (
 /// that command when that is not for the batch, and whether the batch ended at its bound with
 /// more input to run (the caller then yields to the other tasks of its worker). The batch ends before anything the
 /// caller must await for (a reply to write, woken clients, CLIENT PAUSE), at the end of the
-/// buffer, or once it has run [`SCRIPT_BATCH_MAX`] commands or held the gate for
-/// [`SCRIPT_BATCH_TIME`], so one client's long pipeline never keeps the others out for long:
+/// buffer, or once it has run [`SCRIPT_BATCH_MAX`] commands or [`SCRIPT_BATCH_TIME_US`] have
+/// passed since its first command ended, so one client's long pipeline never keeps the others out for long:
 /// the gate is never held across an await.
 fn run_script_batch(
     server: &Server,
@@ -690,13 +690,19 @@ fn run_script_batch(
         cmd::execute(server, client, out, &argv);
         return (argv, None, false);
     };
-    let started = std::time::Instant::now();
     let mut argv = argv;
     let mut n_run = 0usize;
+    // Timed by its commands' own end times (each command reads the clock once already), from
+    // the first one's: no clock reading of its own per command. A wall clock stepping back
+    // reads as no time passed; SCRIPT_BATCH_MAX still bounds the batch.
+    let mut first_end_us = None;
     loop {
         cmd::execute(server, client, out, &argv);
         n_run += 1;
-        let within_bound = n_run < SCRIPT_BATCH_MAX && started.elapsed() < SCRIPT_BATCH_TIME;
+        let end_us = crate::server::last_end_us().unwrap_or_else(crate::server::unix_us);
+        let first_end_us = *first_end_us.get_or_insert(end_us);
+        let within_bound =
+            n_run < SCRIPT_BATCH_MAX && end_us.saturating_sub(first_end_us) < SCRIPT_BATCH_TIME_US;
         let free_to_go_on = !client.handle.killed.load(Ordering::Acquire)
             && !crate::blocking::has_woken()
             && client.blocked.is_none()

@@ -85,6 +85,12 @@ pub(crate) fn command_start_us() -> u64 {
         .unwrap_or_else(unix_us)
 }
 
+/// The end time of the last command dispatched since [`chain_clock`], left in place for
+/// [`unchain_clock`].
+pub(crate) fn last_end_us() -> Option<u64> {
+    CLOCK.with(|clock| clock.get().last_end_us)
+}
+
 /// A command's end: a clock reading, kept for [`unchain_clock`].
 pub(crate) fn command_end_us() -> u64 {
     let end = unix_us();

@@ -398,19 +398,27 @@ pub(crate) fn batch_held() -> bool {
     BATCH_HELD.with(std::cell::Cell::get)
 }
 
+/// The commands that run a script or a function, by name: the connection asks for every
+/// command it runs, and comparing these few names costs less than the command table's lookup,
+/// which the command then makes anyway. The flags decide which they are
+/// (`Flags::RUNS_SCRIPT`, `Flags::RUNS_FUNCTION`); the test below holds this list to them.
+const SCRIPT_COMMANDS: [&[u8]; 6] = [
+    b"evalsha",
+    b"eval",
+    b"fcall",
+    b"evalsha_ro",
+    b"eval_ro",
+    b"fcall_ro",
+];
+
 /// Returns true if and only if `argv` is a command that runs a script or a function (EVAL,
 /// EVALSHA, FCALL and their read-only forms).
 pub(crate) fn is_script_command(argv: &[Bytes]) -> bool {
-    // Every such command's name starts with E or F: the others (the connection asks for
-    // each command it runs) are told apart without a second table lookup. The flags decide.
-    argv.first()
-        .filter(|name| matches!(name.first(), Some(b'e' | b'E' | b'f' | b'F')))
-        .and_then(|name| crate::cmd::lookup(name))
-        .is_some_and(|(_, command)| {
-            command
-                .flags
-                .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION))
-        })
+    argv.first().is_some_and(|name| {
+        SCRIPT_COMMANDS
+            .iter()
+            .any(|script| name.eq_ignore_ascii_case(script))
+    })
 }
 
 impl<'a> ScriptBatch<'a> {
@@ -941,14 +949,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_script_command_is_found_by_its_first_letter() {
-        // `is_script_command` skips the table lookup for names that start with other letters.
+    fn the_script_commands_by_name_are_those_flagged_to_run_scripts() {
+        // `is_script_command` compares names rather than looking the flags up.
         for command in crate::cmd::all_commands() {
             let runs = command
                 .flags
                 .intersects(Flags::RUNS_SCRIPT.union(Flags::RUNS_FUNCTION));
-            let argv = [Bytes::from(command.name.to_ascii_uppercase())];
-            assert_eq!(is_script_command(&argv), runs, "{}", command.name);
+            for name in [command.name.to_ascii_uppercase(), command.name.to_string()] {
+                assert_eq!(
+                    is_script_command(&[Bytes::from(name)]),
+                    runs,
+                    "{}",
+                    command.name
+                );
+            }
         }
+        assert!(is_script_command(&[Bytes::from_static(b"EvalSha")]));
+        assert!(!is_script_command(&[Bytes::from_static(b"evalsha2")]));
+        assert!(!is_script_command(&[]));
     }
 }
