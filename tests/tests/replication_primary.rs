@@ -383,6 +383,19 @@ fn raw(port: u16) -> std::net::TcpStream {
     stream
 }
 
+/// Connects as a replica that announces `capa eof psync2` and asks for a full sync
+/// (`PSYNC ? -1`); its reply (`+FULLRESYNC ...`, or nothing yet while the sync is delayed) is
+/// left to the caller.
+fn raw_full_sync(port: u16) -> std::net::TcpStream {
+    let mut stream = raw(port);
+    stream
+        .write_all(b"REPLCONF capa eof capa psync2\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut stream), "+OK");
+    stream.write_all(b"PSYNC ? -1\r\n").unwrap();
+    stream
+}
+
 fn read_line(stream: &mut std::net::TcpStream) -> String {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
@@ -422,12 +435,7 @@ fn a_replica_that_stops_reading_is_dropped_at_its_output_limit() {
         }
         let () = mset.query(&mut primary).unwrap();
     }
-    let mut stuck = raw(server.port());
-    stuck
-        .write_all(b"REPLCONF capa eof capa psync2\r\n")
-        .unwrap();
-    assert_eq!(read_line(&mut stuck), "+OK");
-    stuck.write_all(b"PSYNC ? -1\r\n").unwrap();
+    let mut stuck = raw_full_sync(server.port());
     assert!(read_line(&mut stuck).starts_with("+FULLRESYNC "));
     // It reads nothing more: the stream piles up for it until the hard limit drops it.
     assert!(wait_until(Duration::from_secs(30), || {
@@ -605,12 +613,7 @@ fn nothing_follows_the_eof_mark_until_the_first_ack() {
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let writer = spawn_writer(server.port(), Arc::clone(&stop), Arc::clone(&ops));
-    let mut replica = raw(server.port());
-    replica
-        .write_all(b"REPLCONF capa eof capa psync2\r\n")
-        .unwrap();
-    assert_eq!(read_line(&mut replica), "+OK");
-    replica.write_all(b"PSYNC ? -1\r\n").unwrap();
+    let mut replica = raw_full_sync(server.port());
     assert!(read_line(&mut replica).starts_with("+FULLRESYNC "));
     let header = read_line(&mut replica);
     let mark = header
@@ -782,12 +785,8 @@ fn wait_does_not_count_a_replica_waiting_for_its_full_sync() {
     // The delay keeps the new link waiting for its cut for the whole test.
     let server = TestServer::start(BIN, &["--repl-diskless-sync-delay", "60"]);
     let mut primary = server.client();
-    let mut replica = raw(server.port());
-    replica
-        .write_all(b"REPLCONF capa eof capa psync2\r\n")
-        .unwrap();
-    assert_eq!(read_line(&mut replica), "+OK");
-    replica.write_all(b"PSYNC ? -1\r\n").unwrap();
+    // Kept open: the link stays in `wait_bgsave` for the whole test.
+    let _replica = raw_full_sync(server.port());
     assert!(wait_until(Duration::from_secs(10), || {
         field(&mut primary, "replication", "connected_slaves") == "1"
     }));
