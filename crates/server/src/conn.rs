@@ -658,8 +658,9 @@ async fn run<S: Stream>(server: &Server, socket: &mut S, client: &mut Client) ->
 /// up to 16 KiB of commands, at once).
 const SCRIPT_BATCH_MAX: usize = 64;
 
-/// The longest [`run_script_batch`] holds the gate before it lets the others in; a single
-/// script may run longer (until it is busy), but no further one joins the batch.
+/// How long after its first command ended [`run_script_batch`] goes on holding the gate
+/// before it lets the others in; a single script may run longer (until it is busy), but no
+/// further one joins the batch.
 const SCRIPT_BATCH_TIME_US: u64 = 1000;
 
 /// A decoder result read ahead by [`run_script_batch`], with the query buffer's length before it.
@@ -672,11 +673,11 @@ type ReadAhead = (
 /// buffer, under one hold of the command gate (`crate::scripting::ScriptBatch`). Returns the
 /// last command it ran, for the caller's bookkeeping after a command, what it decoded after
 /// that command when that is not for the batch, and whether the batch ended at its bound with
-/// more input to run (the caller then yields to the other tasks of its worker). The batch ends before anything the
-/// caller must await for (a reply to write, woken clients, CLIENT PAUSE), at the end of the
-/// buffer, or once it has run [`SCRIPT_BATCH_MAX`] commands or [`SCRIPT_BATCH_TIME_US`] have
-/// passed since its first command ended, so one client's long pipeline never keeps the others out for long:
-/// the gate is never held across an await.
+/// more input to run (the caller then yields to the other tasks of its worker). The batch
+/// ends before anything the caller must await for (a reply to write, woken clients, CLIENT
+/// PAUSE), at the end of the buffer, or once it has run [`SCRIPT_BATCH_MAX`] commands or
+/// [`SCRIPT_BATCH_TIME_US`] have passed since its first command ended, so one client's long
+/// pipeline never keeps the others out for long: the gate is never held across an await.
 fn run_script_batch(
     server: &Server,
     client: &mut Client,
