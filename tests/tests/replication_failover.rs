@@ -663,6 +663,12 @@ fn a_redis_primary_hands_over_to_a_forkless_replica() {
     set_many(&mut r, "before", 300);
     replicaof(&mut b, redis_port);
     wait_synced(&mut r, &mut b);
+    // redis-server puts a replica fed by a diskless sync online only once its cron sees the
+    // save's child done (up to a tick after the replica loaded the data), and FAILOVER refuses
+    // a target that is not online yet ("FAILOVER target replica is not online.").
+    assert!(wait_until(SYNC_TIMEOUT, || {
+        info(&mut r, "replication", "slave0").contains("state=online")
+    }));
     let writer = Writer::start(redis_port);
     writer.wait_for_writes(1000);
     let _: String = redis::cmd("FAILOVER")
