@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
@@ -92,8 +92,38 @@ pub(crate) trait Stream:
     /// (see `TcpStream::try_write`).
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
     /// Reads what the socket has now into `buf`, without waiting: `WouldBlock` when it has
-    /// nothing (see `TcpStream::try_read_buf`).
+    /// nothing (see `TcpStream::try_read_buf`). A read that left room in `buf` drained the
+    /// socket, so it also clears the socket's read readiness ([`read_draining`]).
     fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> std::io::Result<usize>;
+}
+
+/// Reads with `read` (a `try_read_buf`) inside `try_io`, and when the read returned bytes but
+/// fewer than `buf` had room for, reports `WouldBlock` to `try_io` so that it clears the
+/// socket's read readiness, then returns the bytes read. A partial read shows the socket's
+/// receive buffer drained (epoll is edge-triggered here), as tokio's own `poll_read` assumes:
+/// the connection's next wait for bytes then goes to the reactor, instead of returning at once
+/// and finding out with one more `recvfrom` that answers `EAGAIN` (one wasted system call per
+/// batch of commands; Redis reads once per readiness event). tokio clears only the readiness
+/// it saw: bytes that arrive after the read are a new event, so none is missed.
+fn read_draining(
+    try_io: impl FnOnce(&mut dyn FnMut() -> std::io::Result<usize>) -> std::io::Result<usize>,
+    read: impl Fn(&mut bytes::BytesMut) -> std::io::Result<usize>,
+    buf: &mut bytes::BytesMut,
+) -> std::io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut drained = 0;
+    let outcome = try_io(&mut || {
+        let n = read(buf)?;
+        if n > 0 && n < room {
+            drained = n;
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match outcome {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock && drained > 0 => Ok(drained),
+        outcome => outcome,
+    }
 }
 
 impl Stream for TcpStream {
@@ -110,7 +140,11 @@ impl Stream for TcpStream {
     }
 
     fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
+        read_draining(
+            |f| self.try_io(Interest::READABLE, f),
+            |buf| TcpStream::try_read_buf(self, buf),
+            buf,
+        )
     }
 }
 
@@ -128,7 +162,11 @@ impl Stream for UnixStream {
     }
 
     fn try_read_buf(&self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
-        UnixStream::try_read_buf(self, buf)
+        read_draining(
+            |f| self.try_io(Interest::READABLE, f),
+            |buf| UnixStream::try_read_buf(self, buf),
+            buf,
+        )
     }
 }
 
@@ -394,5 +432,82 @@ async fn accept_unix(server: Arc<Server>, listener: UnixListener, path: Arc<str>
             }
             Err(err) => tokio::time::sleep(backoff.failed(&err)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stream;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream, UnixStream};
+
+    /// Whether the socket's readiness answers at once (one poll, no waiting).
+    fn readable_now<S: Stream>(socket: &S) -> bool {
+        let readable = pin!(socket.readable());
+        matches!(
+            readable.poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Ready(_)
+        )
+    }
+
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// A read that leaves room in the buffer drained the socket: the next wait for bytes does
+    /// not answer at once (no read that would return `WouldBlock`), and bytes sent after it
+    /// are still seen.
+    async fn a_partial_read_clears_readiness_and_misses_nothing<S: Stream>(
+        server: S,
+        mut client: impl AsyncWriteExt + Unpin,
+    ) {
+        client.write_all(b"PING\r\n").await.unwrap();
+        server.readable().await.unwrap();
+        let mut buf = bytes::BytesMut::with_capacity(1024);
+        assert_eq!(server.try_read_buf(&mut buf).unwrap(), 6);
+        assert!(!readable_now(&server));
+        client.write_all(b"ECHO\r\n").await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), server.readable())
+            .await
+            .expect("bytes sent after a draining read wake the reader")
+            .unwrap();
+        assert_eq!(server.try_read_buf(&mut buf).unwrap(), 6);
+        assert_eq!(&buf[..], b"PING\r\nECHO\r\n");
+        // Nothing more: `WouldBlock`, as before.
+        let err = server.try_read_buf(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        // A read that fills the buffer may have left bytes: the readiness stays.
+        client.write_all(&[b'x'; 100]).await.unwrap();
+        server.readable().await.unwrap();
+        let mut small = bytes::BytesMut::with_capacity(16);
+        let room = small.capacity();
+        assert_eq!(server.try_read_buf(&mut small).unwrap(), room);
+        assert!(readable_now(&server));
+        // The peer's close is seen after a draining read.
+        let mut rest = bytes::BytesMut::with_capacity(1024);
+        assert_eq!(server.try_read_buf(&mut rest).unwrap(), 100 - room);
+        drop(client);
+        server.readable().await.unwrap();
+        assert_eq!(server.try_read_buf(&mut rest).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_partial_tcp_read_clears_readiness_and_misses_nothing() {
+        let (server, client) = tcp_pair().await;
+        a_partial_read_clears_readiness_and_misses_nothing(server, client).await;
+    }
+
+    #[tokio::test]
+    async fn a_partial_unix_read_clears_readiness_and_misses_nothing() {
+        let (server, client) = UnixStream::pair().unwrap();
+        a_partial_read_clears_readiness_and_misses_nothing(server, client).await;
     }
 }
