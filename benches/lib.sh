@@ -3,7 +3,9 @@
 # directory, free_port and cpu_ticks only): sourced, not run. Starts Debian's redis-server, forkless ($BIN, built if
 # unset) and, with BASELINE_BIN, an older forkless build, each on a free loopback port with
 # persistence off, in a temporary directory removed on exit; stops only the servers it
-# started (the script's own jobs). FORKLESS_ARGS adds options to both forkless servers.
+# started (the script's own jobs). FORKLESS_ARGS adds options to both forkless servers,
+# BASELINE_ARGS to the baseline only (BASELINE_BIN=$BIN BASELINE_ARGS='--worker-threads 1'
+# compares one build's default against one worker).
 #
 # After `start_servers`: $work, $servers ("redis forkless [baseline]"), and per server
 # `port_of NAME` / `pid_of NAME`; `rotation ROUND` gives the servers in the order to run in
@@ -39,6 +41,7 @@ start_servers() {
     mkdir -p "$work/baseline"
     # shellcheck disable=SC2086
     "$BASELINE_BIN" --port "$baseline_port" --save '' --dir "$work/baseline" ${FORKLESS_ARGS:-} \
+      ${BASELINE_ARGS:-} \
       >"$work/baseline.log" 2>&1 &
     baseline_pid=$!
     servers="$servers baseline"
